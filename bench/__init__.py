@@ -1,0 +1,1 @@
+"""The benchmark: methods side by side per speaker identity under one metrics protocol."""

@@ -1,0 +1,5 @@
+import sys
+
+from imac.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""User studies of generated videos: ranking collection and its statistics. Standalone."""
