@@ -1,0 +1,79 @@
+"""Audio I/O: mono float waveforms at a chosen sample rate, 16-bit PCM wav files.
+
+Speech features and beat alignment work on mono float32 at a fixed rate (16 kHz by default), so
+``load_audio`` returns exactly that whatever the file holds; resampling uses a polyphase filter
+with the exact rational ratio of the two rates.
+"""
+
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import soundfile
+from scipy.signal import resample_poly
+
+from metrics.files import atomic_path
+
+
+def to_mono(samples: np.ndarray) -> np.ndarray:
+    """Average the channels of a (n, channels) array; a 1-d array is returned unchanged."""
+    return samples.mean(axis=1) if samples.ndim == 2 else samples
+
+
+def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
+    """Resample a 1-d signal from ``from_rate`` to ``to_rate`` Hz (polyphase, exact ratio)."""
+    if from_rate == to_rate:
+        return samples
+    ratio = Fraction(int(to_rate), int(from_rate))
+    return resample_poly(samples, ratio.numerator, ratio.denominator)
+
+
+def load_audio(path: str | os.PathLike, sample_rate: int = 16000) -> np.ndarray:
+    """Read a wav/flac file as float32 mono in [-1, 1] at ``sample_rate`` Hz."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: audio file not found")
+    try:
+        samples, file_rate = soundfile.read(str(path), dtype="float32", always_2d=False)
+    except (soundfile.SoundFileError, RuntimeError, OSError) as error:
+        raise ValueError(f"{path}: cannot read audio: {error}") from error
+    mono = resample(to_mono(samples).astype(np.float64), file_rate, sample_rate)
+    # Resampling can overshoot a full-scale signal slightly (Gibbs ringing).
+    return np.clip(mono, -1.0, 1.0).astype(np.float32)
+
+
+def write_wav(path: str | os.PathLike, samples: np.ndarray, sample_rate: int) -> Path:
+    """Write mono (n,) or multichannel (n, channels) float samples as a 16-bit PCM wav, atomically.
+
+    Values beyond [-1, 1] are clipped; NaN or inf samples are refused (they would silently turn
+    into full-scale clicks).
+    """
+    samples = np.asarray(samples, dtype=np.float64)
+    if samples.ndim not in (1, 2):
+        raise ValueError(f"{path}: audio must be (n,) or (n, channels), got shape {samples.shape}")
+    finite = np.isfinite(samples)
+    if not finite.all():
+        first = int(np.argmin(finite.reshape(len(samples), -1).all(axis=1)))
+        raise ValueError(f"{path}: {int((~finite).sum())} non-finite audio samples "
+                         f"(first at sample {first})")
+    if sample_rate <= 0:
+        raise ValueError(f"{path}: sample rate must be positive, got {sample_rate}")
+    with atomic_path(path) as temporary:
+        soundfile.write(str(temporary), np.clip(samples, -1.0, 1.0), int(sample_rate),
+                        subtype="PCM_16", format="WAV")
+    return Path(path)
+
+
+def audio_duration(path: str | os.PathLike) -> float:
+    """Duration in seconds of an audio file, from its header (no decoding)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: audio file not found")
+    try:
+        info = soundfile.info(str(path))
+    except (soundfile.SoundFileError, RuntimeError, OSError) as error:
+        raise ValueError(f"{path}: cannot read audio header: {error}") from error
+    return info.frames / info.samplerate

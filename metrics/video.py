@@ -1,0 +1,484 @@
+"""Streaming video I/O with PyAV: probing, frame-by-frame reading, and atomic mp4 writing.
+
+Frames are uint8 RGB arrays of shape (H, W, 3). Nothing here holds a whole video in memory
+except ``read_video``, the convenience for small files: ``VideoReader`` decodes on demand and
+``write_video`` encodes frames as they come from any iterable (a generator that renders them,
+for instance).
+
+Frame indices are the order in which the decoder outputs frames (presentation order), counted
+from 0. For the constant-frame-rate files this project writes, frame ``i`` is shown at ``i / fps``.
+
+About the audio track (AAC): the encoder works on frames of 1024 samples and adds "priming"
+samples at the start. The mp4 muxer records both in an edit list and the track's duration, so
+``read_video_audio`` gets the signal back without a delay, and cuts the padding of the last AAC
+frame off using the duration the container records. A file written by another tool may record no
+duration; its audio then reads back up to one AAC frame longer (64 ms at 16 kHz), and players or
+decoders that ignore edit lists see up to ~0.1 s more. Compare audio and video durations with a
+tolerance of that order, never exactly.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from metrics.files import atomic_path
+
+# Codecs that understand the x264-style "crf" constant-quality option.
+CRF_CODECS = frozenset({"libx264", "libx265"})
+# Chroma-subsampled pixel formats need even sizes: (width must be even, height must be even).
+SUBSAMPLED_PIX_FMTS = {"yuv420p": (True, True), "yuvj420p": (True, True), "nv12": (True, True),
+                       "yuv422p": (True, False), "yuvj422p": (True, False)}
+
+_OPEN_ERRORS = (av.FFmpegError, OSError, UnicodeDecodeError)
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the container says about a video, read without decoding frames."""
+
+    path: Path
+    fps: float
+    num_frames: int
+    width: int
+    height: int
+    duration: float              # seconds: num_frames / fps
+    has_audio: bool
+    audio_sample_rate: int | None
+
+
+# -- reading ---------------------------------------------------------------------------------------
+
+
+def _open_input(path: Path) -> av.container.InputContainer:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: video file not found")
+    try:
+        return av.open(str(path), "r")
+    except _OPEN_ERRORS as error:
+        raise ValueError(f"{path}: cannot open video: {error}") from error
+
+
+def _video_stream(container: av.container.InputContainer, path: Path) -> av.video.stream.VideoStream:
+    if not container.streams.video:
+        raise ValueError(f"{path}: no video stream")
+    return container.streams.video[0]
+
+
+def _frame_rate(stream: av.video.stream.VideoStream, path: Path) -> Fraction:
+    for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
+        if rate is not None and rate > 0:
+            return Fraction(rate)
+    raise ValueError(f"{path}: the video stream records no frame rate")
+
+
+def _count_video_packets(container: av.container.InputContainer,
+                         stream: av.video.stream.VideoStream) -> int:
+    # Demuxing only: each non-empty packet of a video stream holds one frame. The final packet
+    # PyAV yields per stream is an empty flush packet, hence the size test.
+    return sum(1 for packet in container.demux(stream) if packet.size > 0)
+
+
+def probe_video(path: str | os.PathLike) -> VideoInfo:
+    """Frame rate, frame count, size and audio track of a video, without decoding it.
+
+    The frame count is the container's (``stream.frames``) when it records one, else the
+    number of video packets, found by demuxing the file (still no decoding).
+    """
+    path = Path(path)
+    container = _open_input(path)
+    try:
+        stream = _video_stream(container, path)
+        fps = _frame_rate(stream, path)
+        width, height = stream.codec_context.width, stream.codec_context.height
+        audio_streams = container.streams.audio
+        audio_sample_rate = audio_streams[0].sample_rate if audio_streams else None
+        try:
+            num_frames = stream.frames if stream.frames > 0 else _count_video_packets(container, stream)
+        except av.FFmpegError as error:
+            raise ValueError(f"{path}: cannot read video packets: {error}") from error
+    finally:
+        container.close()
+    return VideoInfo(path=path, fps=float(fps), num_frames=int(num_frames), width=int(width),
+                     height=int(height), duration=float(num_frames / fps), has_audio=bool(audio_streams),
+                     audio_sample_rate=int(audio_sample_rate) if audio_sample_rate else None)
+
+
+@dataclass(frozen=True)
+class _PacketTable:
+    """Presentation timestamps of all frames in order, and those of the keyframes (for seeking)."""
+
+    frame_pts: list[int]                 # sorted: frame index -> pts
+    keyframes: list[tuple[int, int]]     # (pts, dts) of each keyframe packet, sorted by pts
+
+
+def _packet_table(container: av.container.InputContainer,
+                  stream: av.video.stream.VideoStream) -> _PacketTable | None:
+    """The timestamps of every video packet (demux only), or None when some packet lacks them."""
+    frame_pts, keyframes = [], []
+    for packet in container.demux(stream):
+        if packet.size == 0:
+            continue
+        if packet.pts is None or packet.dts is None:
+            return None
+        frame_pts.append(packet.pts)
+        if packet.is_keyframe:
+            keyframes.append((packet.pts, packet.dts))
+    if len(set(frame_pts)) != len(frame_pts):
+        return None  # repeated timestamps: a timestamp no longer names one frame
+    frame_pts.sort()
+    keyframes.sort()
+    return _PacketTable(frame_pts, keyframes)
+
+
+def _to_rgb(frame: av.VideoFrame) -> np.ndarray:
+    return frame.to_ndarray(format="rgb24")
+
+
+class VideoReader:
+    """Decode a video on demand: iterate frames, iterate chunks, or read a range of frames.
+
+        with VideoReader("clip.mp4") as video:
+            for frame in video:            # (H, W, 3) uint8 RGB, one at a time
+                ...
+            window = video.read(40, 56)    # frames 40..55 as (16, H, W, 3)
+
+    Each iteration or ``read`` opens its own decoder, so several may be in progress at once;
+    ``close`` (or leaving the ``with`` block) closes those still open.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.info = probe_video(self.path)
+        self._containers: set[av.container.InputContainer] = set()
+        self._table: _PacketTable | None = None
+        self._table_known = False
+
+    def __enter__(self) -> VideoReader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close every decoder still open (unfinished iterations end)."""
+        for container in list(self._containers):
+            container.close()
+        self._containers.clear()
+
+    def __len__(self) -> int:
+        return self.info.num_frames
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return self._frames_from(0)
+
+    def iter_chunks(self, size: int) -> Iterator[np.ndarray]:
+        """Consecutive frames as arrays (n, H, W, 3) with n <= ``size`` (only the last is shorter)."""
+        if size < 1:
+            raise ValueError(f"{self.path}: chunk size must be >= 1, got {size}")
+        frames = iter(self)
+        while chunk := list(itertools.islice(frames, size)):
+            yield np.stack(chunk)
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Frames [start, stop) as an array (n, H, W, 3); ``stop`` is clipped to the video's end."""
+        if start < 0 or stop < start:
+            raise ValueError(f"{self.path}: bad frame range [{start}, {stop})")
+        if stop == start:
+            return np.zeros((0, self.info.height, self.info.width, 3), np.uint8)
+        decoding = self._frames_from(start)
+        try:
+            frames = list(itertools.islice(decoding, stop - start))
+        finally:
+            decoding.close()  # releases the decoder now, not when garbage-collected
+        if not frames:
+            raise ValueError(f"{self.path}: frame {start} is beyond the last frame "
+                             f"(the video has {self.info.num_frames})")
+        return np.stack(frames)
+
+    # -- decoding -------------------------------------------------------------------------------
+
+    def _open(self) -> av.container.InputContainer:
+        container = _open_input(self.path)
+        self._containers.add(container)
+        return container
+
+    def _guarded(self, container: av.container.InputContainer,
+                 decoded: Iterator[av.VideoFrame]) -> Iterator[av.VideoFrame]:
+        """``decoded``, refusing to go on once ``close`` closed its container.
+
+        PyAV crashes the interpreter (segmentation fault) when a decode iterator is resumed
+        after its container was closed, so this is checked before every step.
+        """
+        while True:
+            if container not in self._containers:
+                raise ValueError(f"{self.path}: the VideoReader was closed during an iteration")
+            frame = next(decoded, None)
+            if frame is None:
+                return
+            yield frame
+
+    def _release(self, container: av.container.InputContainer) -> None:
+        if container in self._containers:
+            self._containers.discard(container)
+            container.close()
+
+    def _timestamps(self) -> _PacketTable | None:
+        if not self._table_known:
+            container = self._open()
+            try:
+                self._table = _packet_table(container, _video_stream(container, self.path))
+            finally:
+                self._release(container)
+            self._table_known = True
+        return self._table
+
+    def _frames_from(self, start: int) -> Iterator[np.ndarray]:
+        if start > 0:
+            seeked = self._frames_after_seek(start)
+            if seeked is not None:
+                return seeked
+        return self._frames_decoded_from_beginning(start)
+
+    def _frames_decoded_from_beginning(self, start: int) -> Iterator[np.ndarray]:
+        container = self._open()
+        try:
+            stream = _video_stream(container, self.path)
+            stream.thread_type = "AUTO"
+            for index, frame in enumerate(self._guarded(container, container.decode(stream))):
+                if index >= start:
+                    yield _to_rgb(frame)
+        finally:
+            self._release(container)
+
+    def _frames_after_seek(self, start: int) -> Iterator[np.ndarray] | None:
+        """Frames from ``start`` by seeking to the keyframe before it, or None when that is unsafe.
+
+        The frame index of a decoded frame is the rank of its timestamp among all packets' (from
+        one demux pass), so it stays exact whatever the frame rate. The first frame after the
+        seek is checked; on any doubt the caller decodes from the beginning instead.
+        """
+        table = self._timestamps()
+        if table is None or start >= len(table.frame_pts):
+            return None
+        target_pts = table.frame_pts[start]
+        earlier = [dts for pts, dts in table.keyframes if pts <= target_pts]
+        if not earlier:
+            return None
+        index_of = {pts: index for index, pts in enumerate(table.frame_pts)}
+        container = self._open()
+        try:
+            stream = _video_stream(container, self.path)
+            stream.thread_type = "AUTO"
+            # Seek by the keyframe's decode timestamp: at or before it whichever timestamp the
+            # demuxer compares, so the landing keyframe is never after the wanted frame.
+            container.seek(earlier[-1], stream=stream, backward=True, any_frame=False)
+            decoded = container.decode(stream)
+            first = next(decoded, None)
+        except BaseException:
+            self._release(container)
+            raise
+        if first is None or first.pts not in index_of or index_of[first.pts] > start:
+            self._release(container)
+            return None
+        frames = itertools.chain([first], self._guarded(container, decoded))
+        return self._frames_indexed(container, frames, index_of, start)
+
+    def _frames_indexed(self, container: av.container.InputContainer, decoded: Iterator[av.VideoFrame],
+                        index_of: dict[int, int], start: int) -> Iterator[np.ndarray]:
+        try:
+            expected = start
+            for frame in decoded:
+                index = index_of.get(frame.pts)
+                if index is None:
+                    raise ValueError(f"{self.path}: decoded a frame with timestamp {frame.pts} that no "
+                                     "packet has; read it without seeking (iterate from the start)")
+                if index < start:
+                    continue
+                if index != expected:
+                    raise ValueError(f"{self.path}: after seeking, frame {expected} was expected but "
+                                     f"frame {index} came; the file's timestamps are inconsistent")
+                expected += 1
+                yield _to_rgb(frame)
+        finally:
+            self._release(container)
+
+
+def read_video(path: str | os.PathLike) -> np.ndarray:
+    """All frames of a (small) video as one array (F, H, W, 3) uint8 RGB."""
+    with VideoReader(path) as video:
+        frames = list(video)
+        if not frames:
+            return np.zeros((0, video.info.height, video.info.width, 3), np.uint8)
+    return np.stack(frames)
+
+
+def read_video_audio(path: str | os.PathLike, sample_rate: int = 16000) -> np.ndarray:
+    """The audio track of a video as float32 mono at ``sample_rate`` Hz.
+
+    The decoded signal is cut to the duration the container records for the track (which drops
+    the padding of the last AAC frame); see the module docstring about AAC durations.
+    """
+    path = Path(path)
+    container = _open_input(path)
+    try:
+        if not container.streams.audio:
+            raise ValueError(f"{path}: no audio track")
+        stream = container.streams.audio[0]
+        resampler = av.AudioResampler(format="fltp", layout="mono", rate=sample_rate)
+        pieces = []
+        try:
+            for frame in container.decode(stream):
+                pieces.extend(out.to_ndarray()[0] for out in resampler.resample(frame))
+            pieces.extend(out.to_ndarray()[0] for out in resampler.resample(None))
+        except av.FFmpegError as error:
+            raise ValueError(f"{path}: cannot decode the audio track: {error}") from error
+        recorded_seconds = (float(stream.duration * stream.time_base)
+                            if stream.duration and stream.time_base else None)
+    finally:
+        container.close()
+    samples = np.concatenate(pieces).astype(np.float32) if pieces else np.zeros(0, np.float32)
+    if recorded_seconds is not None:
+        samples = samples[:int(round(recorded_seconds * sample_rate))]
+    return samples
+
+
+# -- writing ---------------------------------------------------------------------------------------
+
+
+def _frame_rate_fraction(fps: float | int | Fraction, path: Path) -> Fraction:
+    if isinstance(fps, bool) or not isinstance(fps, (int, float, Fraction)) or not math.isfinite(fps) or fps <= 0:
+        raise ValueError(f"{path}: fps must be a positive number, got {fps!r}")
+    # 1001 keeps NTSC rates exact (30000/1001) while turning 25.0 into 25/1.
+    return Fraction(fps).limit_denominator(1001)
+
+
+def _check_frame(frame: np.ndarray, index: int, shape: tuple[int, ...] | None, path: Path) -> None:
+    if frame.dtype != np.uint8:
+        raise ValueError(f"{path}: frame {index}: dtype {frame.dtype}, expected uint8 RGB")
+    if frame.ndim != 3 or frame.shape[2] != 3:
+        raise ValueError(f"{path}: frame {index}: shape {frame.shape}, expected (H, W, 3) RGB")
+    if shape is not None and frame.shape != shape:
+        raise ValueError(f"{path}: frame {index}: shape {frame.shape} differs from the first frame's {shape}")
+
+
+def _check_size_for_pix_fmt(width: int, height: int, pix_fmt: str, path: Path) -> None:
+    even_width, even_height = SUBSAMPLED_PIX_FMTS.get(pix_fmt, (False, False))
+    if (even_width and width % 2) or (even_height and height % 2):
+        raise ValueError(f"{path}: frame size {width}x{height} must be even for pix_fmt {pix_fmt} "
+                         "(chroma is subsampled); crop or pad the frames")
+
+
+def _check_audio(audio: np.ndarray, sample_rate: int, path: Path) -> np.ndarray:
+    audio = np.asarray(audio)
+    if audio.ndim != 1:
+        raise ValueError(f"{path}: audio must be mono, shape (n,), got {audio.shape}")
+    if audio.size == 0:
+        raise ValueError(f"{path}: audio is empty; pass audio=None for a video without sound")
+    if not np.issubdtype(audio.dtype, np.floating):
+        raise ValueError(f"{path}: audio must be float samples in [-1, 1], got dtype {audio.dtype}")
+    if not np.isfinite(audio).all():
+        raise ValueError(f"{path}: audio has {int((~np.isfinite(audio)).sum())} non-finite samples")
+    if int(sample_rate) != sample_rate or sample_rate <= 0:
+        raise ValueError(f"{path}: audio sample rate must be a positive integer, got {sample_rate!r}")
+    return np.ascontiguousarray(audio, dtype=np.float32)
+
+
+class _AudioTrack:
+    """Feeds a mono signal to an AAC stream in encoder-sized frames, as far as asked."""
+
+    def __init__(self, container: av.container.OutputContainer, samples: np.ndarray, sample_rate: int):
+        self.container = container
+        self.samples = samples
+        self.sample_rate = sample_rate
+        self.stream = container.add_stream("aac", rate=sample_rate, layout="mono")
+        # The frame size is known only once the encoder is open; the last frame may be shorter.
+        self.stream.codec_context.open()
+        self.frame_size = self.stream.codec_context.frame_size or 1024
+        self.position = 0
+
+    def write_until(self, seconds: float) -> None:
+        """Encode the frames that start before ``seconds`` (to interleave audio with the video)."""
+        self._write_until_sample(min(len(self.samples), int(math.ceil(seconds * self.sample_rate))))
+
+    def _write_until_sample(self, end: int) -> None:
+        while self.position < end:
+            chunk = self.samples[self.position:self.position + self.frame_size]
+            frame = av.AudioFrame.from_ndarray(chunk[np.newaxis, :], format="fltp", layout="mono")
+            frame.sample_rate = self.sample_rate
+            frame.pts = self.position
+            frame.time_base = Fraction(1, self.sample_rate)
+            self.position += len(chunk)
+            self.container.mux(self.stream.encode(frame))
+
+    def finish(self) -> None:
+        self._write_until_sample(len(self.samples))
+        self.container.mux(self.stream.encode(None))
+
+
+def _encode(container: av.container.OutputContainer, frames: Iterator[np.ndarray], first: np.ndarray,
+            rate: Fraction, audio_track_args: tuple[np.ndarray, int] | None, crf: int, pix_fmt: str,
+            codec: str, path: Path) -> None:
+    height, width = first.shape[:2]
+    stream = container.add_stream(codec, rate=rate)
+    stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+    if codec in CRF_CODECS:
+        stream.options = {"crf": str(crf)}
+    audio = _AudioTrack(container, *audio_track_args) if audio_track_args is not None else None
+    frame_time_base = 1 / rate
+    for index, array in enumerate(itertools.chain([first], frames)):
+        array = np.asarray(array)
+        _check_frame(array, index, first.shape, path)
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(array), format="rgb24")
+        frame.pts = index
+        frame.time_base = frame_time_base
+        container.mux(stream.encode(frame))
+        if audio is not None:
+            audio.write_until(float((index + 1) * frame_time_base))
+    container.mux(stream.encode(None))
+    if audio is not None:
+        audio.finish()
+
+
+def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray] | np.ndarray, fps: float | int,
+                audio: np.ndarray | None = None, sample_rate: int = 16000, crf: int = 18,
+                pix_fmt: str = "yuv420p", codec: str = "libx264") -> Path:
+    """Encode uint8 RGB frames (H, W, 3), streamed from any iterable, into a video file, atomically.
+
+    ``audio`` (float mono in [-1, 1]) is muxed as an AAC track at ``sample_rate``, exactly as
+    given: it is neither padded nor cut to the video's length. The file is written under a
+    temporary name and renamed on success, so an error (in the encoder or in the frames'
+    generator) never leaves a partial file under ``path``. Returns ``path``.
+    """
+    path = Path(path)
+    rate = _frame_rate_fraction(fps, path)
+    audio_track_args = (_check_audio(audio, sample_rate, path), int(sample_rate)) if audio is not None else None
+    frame_iterator = iter(frames)
+    first = next(frame_iterator, None)
+    if first is None:
+        raise ValueError(f"{path}: no frames to write")
+    first = np.asarray(first)
+    _check_frame(first, 0, None, path)
+    _check_size_for_pix_fmt(first.shape[1], first.shape[0], pix_fmt, path)
+    with atomic_path(path) as temporary:
+        container = av.open(str(temporary), "w")
+        try:
+            _encode(container, frame_iterator, first, rate, audio_track_args, crf, pix_fmt, codec, path)
+        except BaseException:
+            # Closing writes a trailer onto the partial file, which atomic_path then deletes;
+            # an error while closing must not hide the original one.
+            try:
+                container.close()
+            except Exception:
+                pass
+            raise
+        container.close()
+    return path

@@ -1,0 +1,321 @@
+"""Video, audio and atomic-file I/O: round trips, streaming, ranges, and no partial files on errors."""
+
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+import soundfile
+from scipy.signal import resample_poly
+
+from metrics.audio import audio_duration, load_audio, write_wav
+from metrics.files import atomic_path, save_npz_atomic, write_json_atomic, write_text_atomic
+from metrics.video import VideoReader, probe_video, read_video, read_video_audio, write_video
+
+FPS = 25
+NUM_FRAMES = 30
+HEIGHT, WIDTH = 48, 64
+SAMPLE_RATE = 16000
+
+
+def pattern_frames(num_frames: int = NUM_FRAMES, height: int = HEIGHT, width: int = WIDTH) -> np.ndarray:
+    """A horizontal gradient in red, a vertical one in green, and a per-frame level in blue."""
+    frames = np.empty((num_frames, height, width, 3), np.uint8)
+    frames[..., 0] = np.linspace(0, 255, width).astype(np.uint8)[None, None, :]
+    frames[..., 1] = np.linspace(0, 255, height).astype(np.uint8)[None, :, None]
+    frames[..., 2] = (np.arange(num_frames) * 255 // max(num_frames - 1, 1)).astype(np.uint8)[:, None, None]
+    return frames
+
+
+def tone_and_noise(seconds: float, sample_rate: int = SAMPLE_RATE, seed: int = 0) -> np.ndarray:
+    """A 1 kHz tone with some low-passed noise: something an AAC encoder keeps well."""
+    t = np.arange(int(round(seconds * sample_rate))) / sample_rate
+    noise = np.convolve(np.random.default_rng(seed).standard_normal(len(t)), np.ones(8) / 8, mode="same")
+    return (0.4 * np.sin(2 * np.pi * 1000 * t) + 0.1 * noise).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    """A video with audio written once for the read-back tests."""
+    path = tmp_path_factory.mktemp("video") / "clip.mp4"
+    frames = pattern_frames()
+    audio = tone_and_noise(NUM_FRAMES / FPS)
+    write_video(path, (frame for frame in frames), FPS, audio=audio, sample_rate=SAMPLE_RATE)
+    return path, frames, audio
+
+
+def leftovers(folder):
+    return sorted(p.name for p in folder.iterdir())
+
+
+# -- video ---------------------------------------------------------------------------------------
+
+
+def test_probe_reports_what_was_written(written):
+    path, _, _ = written
+    info = probe_video(path)
+    assert info.num_frames == NUM_FRAMES
+    assert info.fps == pytest.approx(FPS)
+    assert (info.width, info.height) == (WIDTH, HEIGHT)
+    assert info.duration == pytest.approx(NUM_FRAMES / FPS)
+    assert info.has_audio and info.audio_sample_rate == SAMPLE_RATE
+
+
+def test_frames_read_back_close_to_written(written):
+    path, frames, _ = written
+    decoded = read_video(path)
+    assert decoded.shape == frames.shape and decoded.dtype == np.uint8
+    error = np.abs(decoded.astype(np.int16) - frames.astype(np.int16))
+    assert error.mean() < 3.0, error.mean()
+    # Each frame is its own frame: the per-frame blue level comes back in order.
+    assert np.abs(decoded[..., 2].mean(axis=(1, 2)) - frames[..., 2].mean(axis=(1, 2))).max() < 4
+
+
+def test_audio_track_reads_back(written):
+    path, _, audio = written
+    decoded = read_video_audio(path, SAMPLE_RATE)
+    assert decoded.dtype == np.float32
+    # The recorded duration cuts the padding of the last AAC frame; allow an AAC frame either way.
+    assert abs(len(decoded) / SAMPLE_RATE - NUM_FRAMES / FPS) <= 1024 / SAMPLE_RATE
+    n = min(len(decoded), len(audio))
+    assert np.corrcoef(decoded[:n], audio[:n])[0, 1] > 0.9
+    lags = np.correlate(decoded[:n], audio[:n], mode="full")
+    assert abs(int(np.argmax(lags)) - (n - 1)) <= 2   # no priming delay left
+
+
+def test_audio_track_resampled_on_read(written):
+    path, _, _ = written
+    decoded = read_video_audio(path, 8000)
+    assert abs(len(decoded) / 8000 - NUM_FRAMES / FPS) <= 0.1
+
+
+def test_video_without_audio(tmp_path):
+    path = write_video(tmp_path / "silent.mp4", pattern_frames(5), 10)
+    assert not probe_video(path).has_audio
+    assert probe_video(path).audio_sample_rate is None
+    with pytest.raises(ValueError, match="silent.mp4.*no audio"):
+        read_video_audio(path)
+
+
+def test_streaming_iteration_matches_read_video(written):
+    path, _, _ = written
+    whole = read_video(path)
+    with VideoReader(path) as video:
+        assert len(video) == NUM_FRAMES
+        streamed = list(video)
+        chunks = list(video.iter_chunks(7))
+    assert all(frame.shape == (HEIGHT, WIDTH, 3) for frame in streamed)
+    np.testing.assert_array_equal(np.stack(streamed), whole)
+    assert [len(chunk) for chunk in chunks] == [7, 7, 7, 7, 2]
+    np.testing.assert_array_equal(np.concatenate(chunks), whole)
+
+
+def test_read_range_matches_slicing(written):
+    path, _, _ = written
+    whole = read_video(path)
+    with VideoReader(path) as video:
+        for start, stop in [(0, 1), (0, 30), (5, 12), (17, 18), (29, 30), (25, 40), (3, 3)]:
+            np.testing.assert_array_equal(video.read(start, stop), whole[start:stop])
+        with pytest.raises(ValueError, match="beyond the last frame"):
+            video.read(30, 31)
+
+
+def test_read_range_with_seeking_over_many_keyframes(tmp_path):
+    """A file with a keyframe every 5 frames and B-frames: seeking must land on exact indices."""
+    path = tmp_path / "gop.mp4"
+    frames = pattern_frames(40, 32, 32)
+    frames[..., 0] = (np.arange(40) * 6)[:, None, None]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=20)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        stream.codec_context.gop_size = 5
+        stream.options = {"crf": "18", "bf": "2"}
+        for index, array in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(array, format="rgb24")
+            frame.pts, frame.time_base = index, Fraction(1, 20)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    whole = read_video(path)
+    assert len(whole) == 40
+    with VideoReader(path) as video:
+        for start in range(0, 40, 3):
+            np.testing.assert_array_equal(video.read(start, start + 6), whole[start:start + 6])
+
+
+def test_closing_the_reader_mid_iteration_is_an_error_not_a_crash(written):
+    # PyAV segfaults when a decoder is resumed after its container closed; the reader guards it.
+    path, _, _ = written
+    video = VideoReader(path)
+    frames = iter(video)
+    next(frames)
+    video.close()
+    with pytest.raises(ValueError, match="closed during an iteration"):
+        next(frames)
+
+
+def test_frame_count_by_packets_when_the_container_has_none(tmp_path):
+    # Matroska records no frame count (stream.frames == 0): probe_video counts packets instead.
+    path = write_video(tmp_path / "clip.mkv", pattern_frames(13, 16, 16), FPS)
+    with av.open(str(path)) as container:
+        assert container.streams.video[0].frames == 0
+    assert probe_video(path).num_frames == 13
+    assert len(read_video(path)) == 13
+
+
+def test_fractional_fps(tmp_path):
+    path = write_video(tmp_path / "ntsc.mp4", pattern_frames(6, 16, 16), 30000 / 1001)
+    assert probe_video(path).fps == pytest.approx(30000 / 1001, rel=1e-6)
+
+
+def test_odd_size_refused_and_nothing_written(tmp_path):
+    with pytest.raises(ValueError, match=r"odd.mp4.*33x32.*even"):
+        write_video(tmp_path / "odd.mp4", pattern_frames(3, 32, 33), FPS)
+    assert leftovers(tmp_path) == []
+
+
+def test_mismatched_frame_shape_names_the_frame(tmp_path):
+    frames = [np.zeros((32, 32, 3), np.uint8)] * 4 + [np.zeros((32, 34, 3), np.uint8)]
+    with pytest.raises(ValueError, match=r"shape.mp4: frame 4: shape \(32, 34, 3\)"):
+        write_video(tmp_path / "shape.mp4", frames, FPS)
+    assert leftovers(tmp_path) == []
+
+
+def test_float_frames_refused(tmp_path):
+    with pytest.raises(ValueError, match="frame 0: dtype float"):
+        write_video(tmp_path / "float.mp4", np.zeros((2, 16, 16, 3)), FPS)
+
+
+def test_crash_mid_write_leaves_no_file(tmp_path):
+    def frames_then_crash():
+        yield from pattern_frames(8)
+        raise RuntimeError("renderer crashed")
+
+    with pytest.raises(RuntimeError, match="renderer crashed"):
+        write_video(tmp_path / "crash.mp4", frames_then_crash(), FPS, audio=tone_and_noise(1.0))
+    assert leftovers(tmp_path) == []
+
+
+def test_crash_mid_write_keeps_the_previous_file(tmp_path):
+    path = write_video(tmp_path / "clip.mp4", pattern_frames(4), FPS)
+    before = path.read_bytes()
+
+    def frames_then_crash():
+        yield from pattern_frames(8)
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        write_video(path, frames_then_crash(), FPS)
+    assert path.read_bytes() == before
+    assert leftovers(tmp_path) == ["clip.mp4"]
+
+
+def test_probe_errors_name_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.mp4"):
+        probe_video(tmp_path / "missing.mp4")
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(b"not a video at all" * 10)
+    with pytest.raises(ValueError, match="garbage.mp4"):
+        probe_video(garbage)
+    wav = write_wav(tmp_path / "sound.wav", np.zeros(1600), SAMPLE_RATE)
+    with pytest.raises(ValueError, match="sound.wav.*no video stream"):
+        probe_video(wav)
+
+
+def test_bad_audio_refused(tmp_path):
+    with pytest.raises(ValueError, match="non-finite"):
+        write_video(tmp_path / "a.mp4", pattern_frames(2), FPS, audio=np.array([0.0, np.nan, 0.1]))
+    with pytest.raises(ValueError, match="mono"):
+        write_video(tmp_path / "a.mp4", pattern_frames(2), FPS, audio=np.zeros((100, 2)))
+    assert leftovers(tmp_path) == []
+
+
+# -- audio ---------------------------------------------------------------------------------------
+
+
+def test_wav_round_trip(tmp_path):
+    audio = tone_and_noise(0.5)
+    path = write_wav(tmp_path / "a.wav", audio, SAMPLE_RATE)
+    assert soundfile.info(str(path)).subtype == "PCM_16"
+    assert audio_duration(path) == pytest.approx(0.5)
+    loaded = load_audio(path, SAMPLE_RATE)
+    assert loaded.dtype == np.float32 and loaded.shape == audio.shape
+    assert np.abs(loaded - audio).max() < 1e-4   # 16-bit quantisation
+
+
+def test_wav_clips_and_refuses_non_finite(tmp_path):
+    path = write_wav(tmp_path / "loud.wav", np.array([2.0, -3.0, 0.5]), SAMPLE_RATE)
+    np.testing.assert_allclose(load_audio(path, SAMPLE_RATE), [1.0, -1.0, 0.5], atol=1e-4)
+    with pytest.raises(ValueError, match=r"bad.wav: 1 non-finite"):
+        write_wav(tmp_path / "bad.wav", np.array([0.0, np.inf]), SAMPLE_RATE)
+    assert not (tmp_path / "bad.wav").exists()
+
+
+def test_load_audio_resamples_and_mixes_down(tmp_path):
+    rate = 22050
+    t = np.arange(rate) / rate
+    tone = 0.5 * np.sin(2 * np.pi * 440 * t)
+    stereo = np.stack([tone, tone * 0.5], axis=1)
+    path = write_wav(tmp_path / "stereo.wav", stereo, rate)
+    loaded = load_audio(path, 16000)
+    assert len(loaded) == 16000
+    # Independently: read the file, mix, resample with the exact ratio 16000/22050 = 320/441.
+    raw, _ = soundfile.read(str(path), dtype="float32")
+    expected = resample_poly(raw.mean(axis=1).astype(np.float64), 320, 441)
+    np.testing.assert_allclose(loaded, expected, atol=1e-6)
+    spectrum = np.abs(np.fft.rfft(loaded))
+    assert np.fft.rfftfreq(len(loaded), 1 / 16000)[np.argmax(spectrum)] == pytest.approx(440, abs=1)
+
+
+def test_load_audio_errors_name_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothing.wav"):
+        load_audio(tmp_path / "nothing.wav")
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF....garbage")
+    with pytest.raises(ValueError, match="broken.wav"):
+        load_audio(broken)
+    with pytest.raises(ValueError, match="broken.wav"):
+        audio_duration(broken)
+
+
+# -- atomic files ---------------------------------------------------------------------------------
+
+
+def test_atomic_path_keeps_suffix_and_replaces(tmp_path):
+    target = tmp_path / "sub" / "dir" / "clip.mp4"
+    with atomic_path(target) as temporary:
+        assert temporary.parent == target.parent
+        assert temporary.suffix == ".mp4" and temporary.name.startswith(".clip.mp4.tmp-")
+        temporary.write_bytes(b"data")
+        assert not target.exists()
+    assert target.read_bytes() == b"data"
+    assert leftovers(target.parent) == ["clip.mp4"]
+
+
+def test_atomic_path_cleans_up_on_error(tmp_path):
+    target = tmp_path / "out.json"
+    target.write_text("old")
+    with pytest.raises(KeyError):
+        with atomic_path(target) as temporary:
+            temporary.write_text("half")
+            raise KeyError("interrupted")
+    assert target.read_text() == "old"
+    assert leftovers(tmp_path) == ["out.json"]
+
+
+def test_atomic_writers(tmp_path):
+    write_json_atomic(tmp_path / "a.json", {"x": [1, 2]})
+    assert json.loads((tmp_path / "a.json").read_text()) == {"x": [1, 2]}
+    write_text_atomic(tmp_path / "b.txt", "hello\n")
+    assert (tmp_path / "b.txt").read_text() == "hello\n"
+    save_npz_atomic(tmp_path / "c.npz", pose=np.ones((2, 3)), names=np.array(["a", "b"]))
+    with np.load(tmp_path / "c.npz", allow_pickle=False) as npz:
+        np.testing.assert_array_equal(npz["pose"], np.ones((2, 3)))
+        assert list(npz["names"]) == ["a", "b"]
+    with pytest.raises(ValueError, match="pickle"):
+        save_npz_atomic(tmp_path / "d.npz", bad=np.array([{}], dtype=object))
+    with pytest.raises(TypeError):
+        write_json_atomic(tmp_path / "e.json", {"x": object()})
+    assert leftovers(tmp_path) == ["a.json", "b.txt", "c.npz"]
