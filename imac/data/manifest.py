@@ -1,0 +1,540 @@
+"""The dataset format and its validating reader.
+
+A dataset is a folder holding ``manifest.jsonl``: one JSON object per line, one line per clip::
+
+    {"identity": "alice", "split": "train", "clip_id": "alice_000",
+     "video": "alice/alice_000.mp4", "audio": "alice/alice_000.wav",
+     "motion": "alice/alice_000.motion.npz", "keypoints": "alice/alice_000.keypoints.npz",
+     "fps": 25, "num_frames": 120, "width": 128, "height": 128}
+
+Fields:
+
+- ``identity`` (str), ``clip_id`` (str): the speaker and the clip; (identity, clip_id) is unique.
+- ``split``: ``"train"`` or ``"test"``.
+- ``video`` (mp4), ``audio`` (wav), ``motion`` (npz), ``keypoints`` (npz, optional): paths
+  relative to the folder.
+- ``fps`` (number > 0), ``num_frames``, ``width``, ``height`` (int > 0): of the video.
+- any other field is kept, in ``ClipRecord.extra``.
+
+The motion npz holds ``pose`` (F, 3J) axis-angle float, ``expression`` (F, 100) float and
+optionally ``joint_names`` (J,) str; the keypoints npz holds ``keypoints`` (F, 133, 3): the
+COCO-WholeBody x, y (pixels) and score of each frame. F is ``num_frames``; the audio lasts at
+least as long as the video (``num_frames / fps``, less half a frame).
+
+Validation reports every problem it finds, each naming the clip, the field and the file, rather
+than stopping at the first: fixing a dataset takes one pass instead of one run per mistake.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import zipfile
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from metrics.audio import audio_duration
+from metrics.audio import load_audio as _load_audio_file
+from metrics.files import write_text_atomic
+from metrics.video import VideoReader, probe_video
+
+MANIFEST_NAME = "manifest.jsonl"
+SPLITS = ("train", "test")
+LEVELS = ("files", "full")
+EXPRESSION_DIM = 100
+WHOLEBODY_KEYPOINTS = 133
+FPS_RELATIVE_TOLERANCE = 1e-3
+MAX_LISTED_PROBLEMS = 20
+
+STRING_FIELDS = ("identity", "split", "clip_id")
+PATH_FIELDS = ("video", "audio", "motion")
+OPTIONAL_PATH_FIELDS = ("keypoints",)
+INT_FIELDS = ("num_frames", "width", "height")
+NUMBER_FIELDS = ("fps",)
+REQUIRED_FIELDS = STRING_FIELDS + PATH_FIELDS + NUMBER_FIELDS + INT_FIELDS
+KNOWN_FIELDS = frozenset(REQUIRED_FIELDS + OPTIONAL_PATH_FIELDS)
+
+# What np.load raises on a missing, truncated or foreign file.
+_NPZ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError)
+
+
+# -- records and problems ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClipRecord:
+    """One line of the manifest, with the clip's paths made absolute."""
+
+    identity: str
+    split: str
+    clip_id: str
+    video: Path
+    audio: Path
+    motion: Path
+    fps: float
+    num_frames: int
+    width: int
+    height: int
+    keypoints: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict, hash=False)
+    root: Path | None = None          # the dataset folder, to show paths relative to it
+
+    @property
+    def duration(self) -> float:
+        """Seconds of video: num_frames / fps."""
+        return self.num_frames / self.fps
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.identity, self.clip_id)
+
+    @property
+    def label(self) -> str:
+        """``identity/clip_id``, how problems name the clip."""
+        return f"{self.identity}/{self.clip_id}"
+
+    def relative(self, path: Path) -> str:
+        """``path`` as written in the manifest (relative to the dataset folder) when possible."""
+        if self.root is not None:
+            try:
+                return path.relative_to(self.root).as_posix()
+            except ValueError:
+                pass
+        return str(path)
+
+    def to_manifest_dict(self) -> dict[str, Any]:
+        """The manifest line of this record (paths still absolute; ``write_manifest`` relativises)."""
+        line = dict(self.extra)
+        line.update({"identity": self.identity, "split": self.split, "clip_id": self.clip_id,
+                     "video": self.video, "audio": self.audio, "motion": self.motion,
+                     "fps": self.fps, "num_frames": self.num_frames, "width": self.width,
+                     "height": self.height})
+        if self.keypoints is not None:
+            line["keypoints"] = self.keypoints
+        return line
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a dataset: which clip (or manifest line), which field, what."""
+
+    clip: str
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.clip}: {self.field}: {self.message}"
+
+
+class DatasetError(ValueError):
+    """A dataset that does not follow the format; ``problems`` lists everything found wrong."""
+
+    def __init__(self, problems: list[Problem], root: str | os.PathLike | None = None) -> None:
+        self.problems = list(problems)
+        self.root = Path(root) if root is not None else None
+        super().__init__(format_problems(self.problems, self.root))
+
+
+def format_problems(problems: list[Problem], root: Path | None = None) -> str:
+    """A message listing the first ``MAX_LISTED_PROBLEMS`` problems and how many more there are."""
+    where = f"{root}: " if root is not None else ""
+    lines = [f"{where}{len(problems)} problem(s) in the dataset:"]
+    lines += [f"  {problem}" for problem in problems[:MAX_LISTED_PROBLEMS]]
+    if len(problems) > MAX_LISTED_PROBLEMS:
+        lines.append(f"  ... and {len(problems) - MAX_LISTED_PROBLEMS} more")
+    return "\n".join(lines)
+
+
+# -- the manifest --------------------------------------------------------------------------------
+
+
+def _line_label(line_number: int) -> str:
+    return f"{MANIFEST_NAME} line {line_number}"
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)) and math.isfinite(value)
+
+
+def _field_problems(line: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(field, message) for each required field that is missing or of the wrong type or range."""
+    problems = []
+    for name in REQUIRED_FIELDS:
+        if name not in line:
+            problems.append((name, "missing required field"))
+    for name in STRING_FIELDS + PATH_FIELDS:
+        value = line.get(name)
+        if name in line and (not isinstance(value, str) or not value.strip()):
+            problems.append((name, f"must be a non-empty string, got {value!r}"))
+    for name in OPTIONAL_PATH_FIELDS:
+        value = line.get(name)
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            problems.append((name, f"must be a non-empty string or absent, got {value!r}"))
+    for name in PATH_FIELDS + OPTIONAL_PATH_FIELDS:
+        value = line.get(name)
+        if isinstance(value, str) and value.strip() and Path(value).is_absolute():
+            problems.append((name, f"path {value!r} must be relative to the dataset folder"))
+    if isinstance(line.get("split"), str) and line["split"] not in SPLITS:
+        problems.append(("split", f"{line['split']!r} is not 'train' or 'test'"))
+    for name in NUMBER_FIELDS:
+        value = line.get(name)
+        if name in line and not _is_number(value):
+            problems.append((name, f"must be a finite number, got {value!r}"))
+        elif name in line and value <= 0:
+            problems.append((name, f"must be > 0, got {value!r}"))
+    for name in INT_FIELDS:
+        value = line.get(name)
+        if name in line and not _is_int(value):
+            problems.append((name, f"must be an integer, got {value!r}"))
+        elif name in line and value <= 0:
+            problems.append((name, f"must be > 0, got {value!r}"))
+    return problems
+
+
+def _clip_label(line: Mapping[str, Any], line_number: int) -> str:
+    identity, clip_id = line.get("identity"), line.get("clip_id")
+    if isinstance(identity, str) and identity and isinstance(clip_id, str) and clip_id:
+        return f"{identity}/{clip_id}"
+    return _line_label(line_number)
+
+
+def _record_from_line(line: Mapping[str, Any], root: Path) -> ClipRecord:
+    keypoints = line.get("keypoints")
+    return ClipRecord(
+        identity=line["identity"], split=line["split"], clip_id=line["clip_id"],
+        video=root / line["video"], audio=root / line["audio"], motion=root / line["motion"],
+        keypoints=root / keypoints if keypoints is not None else None,
+        fps=float(line["fps"]), num_frames=int(line["num_frames"]),
+        width=int(line["width"]), height=int(line["height"]),
+        extra={name: value for name, value in line.items() if name not in KNOWN_FIELDS},
+        root=root,
+    )
+
+
+def _parse_lines(lines: Iterable[tuple[int, str]], root: Path) -> tuple[list[ClipRecord], list[Problem]]:
+    """Records and problems (in line order) of (line number, JSON text) pairs; blank lines are skipped."""
+    records: list[ClipRecord] = []
+    problems: list[Problem] = []
+    first_line_of: dict[tuple[str, str], int] = {}
+    for line_number, text in lines:
+        if not text.strip():
+            continue  # blank lines (a trailing newline, spacing) are allowed
+        try:
+            line = json.loads(text)
+        except json.JSONDecodeError as error:
+            problems.append(Problem(_line_label(line_number), "json",
+                                    f"invalid JSON: {error.msg} at column {error.colno}"))
+            continue
+        if not isinstance(line, dict):
+            problems.append(Problem(_line_label(line_number), "json",
+                                    f"expected a JSON object, got {type(line).__name__}"))
+            continue
+        label = _clip_label(line, line_number)
+        field_problems = _field_problems(line)
+        problems += [Problem(label, name, f"{message} ({_line_label(line_number)})")
+                     for name, message in field_problems]
+        if field_problems:
+            continue
+        record = _record_from_line(line, root)
+        if record.key in first_line_of:
+            problems.append(Problem(label, "clip_id", f"duplicate (identity, clip_id): "
+                                    f"{_line_label(line_number)} repeats line {first_line_of[record.key]}"))
+            continue
+        first_line_of[record.key] = line_number
+        records.append(record)
+    return records, problems
+
+
+def _parse_manifest(root: str | os.PathLike) -> tuple[list[ClipRecord], list[Problem]]:
+    root = Path(root).absolute()
+    manifest = root / MANIFEST_NAME
+    if not manifest.is_file():
+        return [], [Problem(str(manifest), "manifest", "file not found (is this a dataset folder?)")]
+    try:
+        text = manifest.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        return [], [Problem(str(manifest), "manifest", f"cannot read: {error}")]
+    records, problems = _parse_lines(enumerate(text.splitlines(), start=1), root)
+    if not records and not problems:
+        problems.append(Problem(str(manifest), "manifest", "no clips"))
+    return records, problems
+
+
+def read_manifest(root: str | os.PathLike) -> list[ClipRecord]:
+    """The clips of ``root/manifest.jsonl``, after checking its lines (not the clips' files).
+
+    Raises ``DatasetError`` listing every problem of the manifest.
+    """
+    records, problems = _parse_manifest(root)
+    if problems:
+        raise DatasetError(problems, root)
+    return records
+
+
+def _manifest_value(value: Any, root: Path, label: str, name: str) -> Any:
+    """A JSON-ready value: paths relative to ``root`` (posix), numpy scalars as Python numbers."""
+    if isinstance(value, np.generic):
+        return value.item()
+    is_path_field = name in PATH_FIELDS + OPTIONAL_PATH_FIELDS and isinstance(value, str)
+    if isinstance(value, os.PathLike) or is_path_field:
+        path = Path(value)
+        if not path.is_absolute():
+            return path.as_posix()
+        try:
+            return path.absolute().relative_to(root).as_posix()
+        except ValueError:
+            raise ValueError(f"{label}: {name}: {path} is not inside the dataset folder {root}") from None
+    return value
+
+
+def write_manifest(root: str | os.PathLike,
+                   records_as_dicts: Iterable[Mapping[str, Any] | ClipRecord]) -> Path:
+    """Write ``root/manifest.jsonl`` atomically from clip dicts (or ``ClipRecord``s); return its path.
+
+    Path values (``Path`` objects, or strings in the path fields) are written relative to
+    ``root``; keys are sorted. The lines are checked like ``read_manifest`` checks them and
+    nothing is written if any is invalid (``DatasetError``).
+    """
+    root = Path(root).absolute()
+    lines = []
+    for index, record in enumerate(records_as_dicts):
+        fields = record.to_manifest_dict() if isinstance(record, ClipRecord) else dict(record)
+        label = _clip_label(fields, index + 1)
+        line = {name: _manifest_value(value, root, label, name) for name, value in fields.items()}
+        try:
+            lines.append(json.dumps(line, sort_keys=True, ensure_ascii=False))
+        except TypeError as error:
+            raise ValueError(f"{label}: cannot write as JSON: {error}") from None
+    # Check exactly the text that will be read back.
+    _, problems = _parse_lines(enumerate(lines, start=1), root)
+    if problems:
+        raise DatasetError(problems, root)
+    return write_text_atomic(root / MANIFEST_NAME, "".join(line + "\n" for line in lines))
+
+
+# -- the clips' files ----------------------------------------------------------------------------
+
+
+def _referenced_files(record: ClipRecord) -> list[tuple[str, Path]]:
+    files = [("video", record.video), ("audio", record.audio), ("motion", record.motion)]
+    if record.keypoints is not None:
+        files.append(("keypoints", record.keypoints))
+    return files
+
+
+def _non_finite_message(name: str, array: np.ndarray) -> str | None:
+    """None when ``array`` is all finite, else how many NaN/inf it has and the first bad frame."""
+    finite = np.isfinite(array)
+    if finite.all():
+        return None
+    nan, inf = int(np.isnan(array).sum()), int(np.isinf(array).sum())
+    first_frame = int(np.argmin(finite.reshape(len(array), -1).all(axis=1)))
+    return f"{name!r} has {nan} NaN and {inf} inf values (first at frame {first_frame})"
+
+
+def _check_video(record: ClipRecord) -> list[str]:
+    info = probe_video(record.video)
+    messages = []
+    if info.num_frames != record.num_frames:
+        messages.append(f"frame count {info.num_frames} != num_frames {record.num_frames}")
+    if abs(info.fps - record.fps) > FPS_RELATIVE_TOLERANCE * record.fps:
+        messages.append(f"fps {info.fps:g} != manifest fps {record.fps:g}")
+    if (info.width, info.height) != (record.width, record.height):
+        messages.append(f"size {info.width}x{info.height} != manifest {record.width}x{record.height}")
+    return messages
+
+
+def _check_float_frames(name: str, array: np.ndarray, num_frames: int) -> list[str]:
+    """Type, frame count and finiteness of one per-frame float array."""
+    if not np.issubdtype(array.dtype, np.floating):
+        return [f"{name!r} has dtype {array.dtype}, expected float"]
+    messages = []
+    if array.shape[0] != num_frames:
+        messages.append(f"{name!r} frame count {array.shape[0]} != num_frames {num_frames}")
+    non_finite = _non_finite_message(name, array)
+    if non_finite:
+        messages.append(non_finite)
+    return messages
+
+
+def _check_motion(record: ClipRecord) -> list[str]:
+    with np.load(record.motion, allow_pickle=False) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    messages = [f"missing array {name!r}" for name in ("pose", "expression") if name not in arrays]
+    pose, expression = arrays.get("pose"), arrays.get("expression")
+    if pose is not None:
+        if pose.ndim != 2:
+            messages.append(f"'pose' has shape {pose.shape}, expected (num_frames, 3 * joints)")
+        else:
+            messages += _check_float_frames("pose", pose, record.num_frames)
+            if pose.shape[1] % 3:
+                messages.append(f"'pose' width {pose.shape[1]} is not a multiple of 3 (axis-angle per joint)")
+            names = arrays.get("joint_names")
+            if names is not None and 3 * len(names) != pose.shape[1]:
+                messages.append(f"'joint_names' has {len(names)} names but 'pose' has width "
+                                f"{pose.shape[1]} (expected 3 * {len(names)} = {3 * len(names)})")
+    if expression is not None:
+        if expression.ndim != 2 or expression.shape[1] != EXPRESSION_DIM:
+            messages.append(f"'expression' has shape {expression.shape}, expected (num_frames, {EXPRESSION_DIM})")
+        else:
+            messages += _check_float_frames("expression", expression, record.num_frames)
+    return messages
+
+
+def _check_keypoints(record: ClipRecord) -> list[str]:
+    with np.load(record.keypoints, allow_pickle=False) as npz:
+        if "keypoints" not in npz.files:
+            return [f"missing array 'keypoints' (has {', '.join(npz.files) or 'none'})"]
+        keypoints = npz["keypoints"]
+    expected = (record.num_frames, WHOLEBODY_KEYPOINTS, 3)
+    if keypoints.ndim != 3 or keypoints.shape[1:] != expected[1:]:
+        return [f"'keypoints' has shape {keypoints.shape}, expected (num_frames, 133, 3) = {expected}"]
+    if not np.issubdtype(keypoints.dtype, np.number):
+        return [f"'keypoints' has dtype {keypoints.dtype}, expected numbers"]
+    messages = []
+    if keypoints.shape[0] != record.num_frames:
+        messages.append(f"'keypoints' frame count {keypoints.shape[0]} != num_frames {record.num_frames}")
+    non_finite = _non_finite_message("keypoints", keypoints)
+    if non_finite:
+        messages.append(non_finite)
+    return messages
+
+
+def _check_audio(record: ClipRecord) -> list[str]:
+    seconds = audio_duration(record.audio)
+    # Half a frame of slack: audio cut at the last frame's start rather than its end is fine.
+    shortest = record.duration - 0.5 / record.fps
+    if seconds < shortest:
+        return [f"audio lasts {seconds:.3f} s, shorter than the video's {record.duration:.3f} s "
+                f"(num_frames / fps) by more than half a frame"]
+    return []
+
+
+_CONTENT_CHECKS = {"video": _check_video, "motion": _check_motion, "keypoints": _check_keypoints,
+                   "audio": _check_audio}
+
+
+def check_clip(record: ClipRecord, level: str = "full") -> list[Problem]:
+    """The problems of one clip's files.
+
+    ``level="files"``: each referenced file exists. ``level="full"`` also opens them: video frame
+    count, fps and size; motion and keypoint shapes, frame counts and finiteness; audio length.
+    A file that cannot be read is reported as a problem, never raised.
+    """
+    if level not in LEVELS:
+        raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
+    problems = []
+    for name, path in _referenced_files(record):
+        where = record.relative(path)
+        if not path.is_file():
+            problems.append(Problem(record.label, name, f"file not found ({where})"))
+            continue
+        if level == "files":
+            continue
+        try:
+            messages = _CONTENT_CHECKS[name](record)
+        except (*_NPZ_ERRORS, RuntimeError, TypeError) as error:
+            messages = [f"cannot read: {error}"]
+        problems += [Problem(record.label, name, f"{message} ({where})") for message in messages]
+    return problems
+
+
+def validate_dataset(root: str | os.PathLike, level: str = "full") -> list[Problem]:
+    """Every problem of a dataset folder: its manifest's, then each clip's (``check_clip``).
+
+    Clips on valid manifest lines are checked even when other lines are invalid; when the
+    manifest itself cannot be read, that is the only problem returned.
+    """
+    if level not in LEVELS:
+        raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
+    records, problems = _parse_manifest(root)
+    for record in records:
+        problems += check_clip(record, level)
+    return problems
+
+
+# -- reading a valid dataset ---------------------------------------------------------------------
+
+
+class Dataset:
+    """A validated dataset: its clips, grouped by split and identity, and loaders for their files.
+
+        dataset = Dataset.open("data/toy")          # DatasetError if anything is wrong
+        for record in dataset.split("train"):
+            motion = dataset.load_motion(record)     # {"pose": (F, 3J), "expression": (F, 100)}
+    """
+
+    def __init__(self, root: str | os.PathLike, clips: list[ClipRecord]) -> None:
+        self.root = Path(root).absolute()
+        self.clips = list(clips)
+
+    @classmethod
+    def open(cls, root: str | os.PathLike, level: str = "full") -> Dataset:
+        """Validate ``root`` at ``level`` and open it; ``DatasetError`` lists every problem."""
+        if level not in LEVELS:
+            raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
+        records, problems = _parse_manifest(root)
+        for record in records:
+            problems += check_clip(record, level)
+        if problems:
+            raise DatasetError(problems, root)
+        return cls(root, records)
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __iter__(self) -> Iterator[ClipRecord]:
+        return iter(self.clips)
+
+    def __repr__(self) -> str:
+        return f"Dataset({str(self.root)!r}, {len(self.clips)} clips, {len(self.identities)} identities)"
+
+    @property
+    def identities(self) -> list[str]:
+        return sorted({record.identity for record in self.clips})
+
+    def split(self, name: str) -> list[ClipRecord]:
+        """The clips of split ``name`` ("train" or "test"), in manifest order."""
+        if name not in SPLITS:
+            raise ValueError(f"{self.root}: split must be one of {SPLITS}, got {name!r}")
+        return [record for record in self.clips if record.split == name]
+
+    def by_identity(self, identity: str, split: str | None = None) -> list[ClipRecord]:
+        """The clips of one speaker, optionally of one split; KeyError for an unknown speaker."""
+        if identity not in self.identities:
+            raise KeyError(f"{self.root}: no identity {identity!r} (has {', '.join(self.identities)})")
+        clips = self.split(split) if split is not None else self.clips
+        return [record for record in clips if record.identity == identity]
+
+    def load_motion(self, record: ClipRecord) -> dict[str, Any]:
+        """``pose`` (F, 3J) and ``expression`` (F, 100) as float32; ``joint_names`` when stored."""
+        with np.load(record.motion, allow_pickle=False) as npz:
+            motion: dict[str, Any] = {"pose": npz["pose"].astype(np.float32),
+                                      "expression": npz["expression"].astype(np.float32)}
+            if "joint_names" in npz.files:
+                motion["joint_names"] = [str(name) for name in npz["joint_names"]]
+        return motion
+
+    def load_keypoints(self, record: ClipRecord) -> np.ndarray | None:
+        """COCO-WholeBody keypoints (F, 133, 3) float32 (x, y in pixels, score), or None if absent."""
+        if record.keypoints is None:
+            return None
+        with np.load(record.keypoints, allow_pickle=False) as npz:
+            return npz["keypoints"].astype(np.float32)
+
+    def load_audio(self, record: ClipRecord, sample_rate: int = 16000) -> np.ndarray:
+        """The clip's wav as float32 mono at ``sample_rate``."""
+        return _load_audio_file(record.audio, sample_rate)
+
+    def open_video(self, record: ClipRecord) -> VideoReader:
+        """A streaming reader of the clip's video (use it as a context manager)."""
+        return VideoReader(record.video)
