@@ -1,0 +1,1 @@
+"""Pose extraction: the COCO-WholeBody layout and the extractors that produce it."""

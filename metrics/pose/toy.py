@@ -1,0 +1,183 @@
+"""Pose extractor for videos of the toy corpus: reads the colour markers back into keypoints.
+
+The toy corpus paints its joints with the colour code of ``metrics.pose.toy_markers``; this
+extractor finds each colour and returns COCO-WholeBody keypoints (frames, 133, 3) with a
+confidence per point, the same interface as the DWPose extractor for real videos. It works on
+blurred or faded frames, as generated videos are, because a marker is found by its hue among
+pixels that are much more colourful than anything else in the scene, and its confidence falls
+with the colour mass found. Points the code does not mark (ears, eyes, face, feet) get score 0.
+
+It is a measuring instrument for the toy world only: it knows nothing of real people.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from metrics.pose import toy_markers as mk
+from metrics.pose import wholebody as wb
+
+EXTRACTOR_ID = "toy-markers-v1"
+
+_HUE_TOLERANCE = 16.0     # degrees: membership falls linearly to 0 at this hue distance
+_CHROMA_FLOOR = 0.38      # scene colours stay at or below 0.35 (MAX_SCENE_CHROMA)
+_CHROMA_FULL = 0.60       # pixels at or above this chroma count fully
+
+
+def rgb_to_hue_chroma(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Hue in degrees [0, 360) and chroma (max - min channel) in [0, 1] of uint8 RGB pixels."""
+    rgb = frames.astype(np.float32) / 255.0
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    high = rgb.max(-1)
+    chroma = high - rgb.min(-1)
+    safe = np.where(chroma > 1e-6, chroma, 1.0)
+    hue = np.where(high == r, ((g - b) / safe) % 6.0, np.where(high == g, (b - r) / safe + 2.0, (r - g) / safe + 4.0))
+    return (60.0 * hue) % 360.0, chroma
+
+
+def hue_membership(hue: np.ndarray, chroma: np.ndarray, target: float) -> np.ndarray:
+    """How much each pixel looks like a marker of hue ``target``, in [0, 1]."""
+    distance = np.abs((hue - target + 180.0) % 360.0 - 180.0)
+    hue_weight = np.clip(1.0 - distance / _HUE_TOLERANCE, 0.0, 1.0)
+    chroma_weight = np.clip((chroma - _CHROMA_FLOOR) / (_CHROMA_FULL - _CHROMA_FLOOR), 0.0, 1.0)
+    return hue_weight * chroma_weight
+
+
+def _blobs(membership: np.ndarray, min_mass: float) -> list[tuple[np.ndarray, float]]:
+    """Centroids (x, y) and masses of the connected colour blobs, heaviest first."""
+    labels, count = ndimage.label(membership > 0.05)
+    if count == 0:
+        return []
+    index = np.arange(1, count + 1)
+    masses = ndimage.sum(membership, labels, index)
+    centres = ndimage.center_of_mass(membership, labels, index)  # (row, col)
+    blobs = [(np.array([c[1], c[0]]), float(m)) for c, m in zip(centres, masses) if m >= min_mass]
+    return sorted(blobs, key=lambda b: -b[1])
+
+
+class ToyMarkerPose:
+    """``ToyMarkerPose()(frames)`` -> keypoints (F, 133, 3) for uint8 RGB frames (F, H, W, 3)."""
+
+    extractor_id = EXTRACTOR_ID
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        frames = np.asarray(frames)
+        if frames.ndim == 3:
+            frames = frames[None]
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+            raise ValueError(f"frames must be uint8 (frames, height, width, 3), got {frames.dtype} {frames.shape}")
+        out = np.zeros((frames.shape[0], wb.NUM_KEYPOINTS, 3), dtype=np.float32)
+        for f, frame in enumerate(frames):
+            out[f] = self.extract_frame(frame)
+        return out
+
+    def extract_frame(self, frame: np.ndarray) -> np.ndarray:
+        height, width = frame.shape[:2]
+        size = float(min(height, width))
+        hue, chroma = rgb_to_hue_chroma(frame)
+        marker_area = np.pi * (size * mk.MARKER_RADIUS_FRACTION) ** 2
+        keypoints = np.zeros((wb.NUM_KEYPOINTS, 3), dtype=np.float32)
+
+        def put(index: int, xy: np.ndarray, score: float) -> None:
+            if score > 0.0:
+                keypoints[index] = (xy[0], xy[1], min(1.0, score))
+
+        def single(hue_value: float) -> tuple[np.ndarray, float] | None:
+            blobs = _blobs(hue_membership(hue, chroma, hue_value), 0.15 * marker_area)
+            return (blobs[0][0], blobs[0][1] / (0.6 * marker_area)) if blobs else None
+
+        self._trunk(hue, chroma, marker_area, size, put)
+        wrists = {}
+        for side in ("left", "right"):
+            for part, hues in (("elbow", mk.ELBOW_HUES), ("wrist", mk.WRIST_HUES)):
+                found = single(hues[side])
+                if found is not None:
+                    put(wb.index_of(f"{side}_{part}"), *found)
+                    if part == "wrist":
+                        wrists[side] = found
+                        put(wb.hand_index(side, None), *found)
+        if wrists:
+            self._fingers(hue, chroma, wrists, size, put)
+        return keypoints
+
+    def _trunk(self, hue, chroma, marker_area, size, put) -> None:
+        """Nose, shoulders and hips share one hue: the top blob is the nose, then shoulders, then hips."""
+        blobs = _blobs(hue_membership(hue, chroma, mk.TRUNK_HUE), 0.2 * marker_area)[:5]
+        if not blobs:
+            return
+        blobs.sort(key=lambda b: b[0][1])  # top to bottom
+        nose, rest = blobs[0], blobs[1:]
+        put(wb.index_of("nose"), nose[0], nose[1] / (0.6 * marker_area))
+        # Shoulders lie within a quarter frame below the nose; anything lower is a hip.
+        shoulders = [b for b in rest if b[0][1] - nose[0][1] < 0.3 * size][:2]
+        hips = [b for b in rest if b[0][1] - nose[0][1] >= 0.3 * size][:2]
+        for group, part in ((shoulders, "shoulder"), (hips, "hip")):
+            for xy, mass in group:
+                # The subject's left is the image's right for a frontal speaker.
+                side = "left" if xy[0] >= nose[0][0] else "right"
+                if len(group) == 2:
+                    side = "left" if xy[0] == max(b[0][0] for b in group) else "right"
+                put(wb.index_of(f"{side}_{part}"), xy, mass / (0.6 * marker_area))
+
+    def _fingers(self, hue, chroma, wrists, size, put) -> None:
+        """Each finger's pixels near its wrist, ordered by distance from it, give base, joints and tip.
+
+        A finger's hue is shared by both hands: each connected piece of that colour goes to the
+        wrist it comes closest to, so touching hands do not swap fingers pixel by pixel.
+        """
+        height, width = hue.shape
+        ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+        reach = mk.HAND_REACH_FRACTION * size
+        distance = {side: np.hypot(xs - xy[0], ys - xy[1]) for side, (xy, _) in wrists.items()}
+        near_a_wrist = np.min(np.stack(list(distance.values())), axis=0) < reach
+        expected_mass = mk.FINGER_LENGTH_FRACTION * mk.FINGER_WIDTH_FRACTION * size * size
+        for finger, finger_hue in mk.FINGER_HUES.items():
+            membership = hue_membership(hue, chroma, finger_hue) * near_a_wrist
+            labels, count = ndimage.label(membership > 0.05)
+            if count == 0:
+                continue
+            closest = {side: ndimage.minimum(d, labels, np.arange(1, count + 1)) for side, d in distance.items()}
+            owner = np.array([min(closest, key=lambda side: closest[side][k]) for k in range(count)])
+            for side in wrists:
+                mine = np.isin(labels, np.flatnonzero(owner == side) + 1)
+                weights = membership[mine]
+                if weights.sum() < 0.1 * expected_mass:
+                    continue
+                order = np.argsort(distance[side][mine], kind="stable")
+                points = np.stack([xs[mine], ys[mine]], 1)[order]
+                weights = weights[order]
+                position = (np.cumsum(weights) - 0.5 * weights) / weights.sum()
+                chain = _points_along(points, weights, position, mk.FINGER_POINT_FRACTIONS)
+                score = weights.sum() / (0.3 * expected_mass)
+                for level, xy in enumerate(chain, start=1):
+                    put(wb.hand_index(side, finger, level), xy, score)
+
+
+def _points_along(points: np.ndarray, weights: np.ndarray, position: np.ndarray, fractions) -> list[np.ndarray]:
+    """Points at arc-length fractions of a drawn line, from its pixels sorted along it.
+
+    ``position`` is each pixel's cumulative mass fraction along the line (0 at the base, 1 at the
+    tip). A point inside the line is the weighted mean of a band of pixels centred on it; an end
+    point is extrapolated linearly from the two bands next to it, since a band at an end is
+    one-sided.
+    """
+    band = 0.12
+
+    def band_mean(centre: float) -> np.ndarray:
+        inside = np.abs(position - centre) <= band / 2
+        if not inside.any():
+            inside = np.argsort(np.abs(position - centre))[:1]
+        return np.average(points[inside], axis=0, weights=weights[inside])
+
+    out = []
+    for fraction in fractions:
+        if band / 2 < fraction < 1 - band / 2:
+            out.append(band_mean(fraction))
+            continue
+        inward = 1.0 if fraction <= band / 2 else -1.0
+        near = fraction + inward * band / 2
+        far = near + inward * band
+        a, b = band_mean(near), band_mean(far)
+        out.append(a + (a - b) * (band / 2) / band)
+    return out
