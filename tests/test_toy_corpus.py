@@ -1,0 +1,175 @@
+"""The embedded toy corpus: deterministic, valid, speech-like, and with real audio-gesture coupling."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.signal import find_peaks
+
+from bench.cli import main as bench_main
+from imac.data.manifest import Dataset, read_manifest, validate_dataset
+from imac.data.toy.corpus import ToyCorpusConfig, generate_toy_corpus, make_clip
+from imac.data.toy.identities import make_identities
+from imac.data.toy.speech import SAMPLE_RATE, frame_loudness
+from metrics.pose import wholebody as wb
+from metrics.video import probe_video, read_video_audio
+
+SMALL = ToyCorpusConfig(seed=3, identities=2, clips=3, test_clips=1, size=64)
+
+
+@pytest.fixture(scope="module")
+def small_corpus(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("toy") / "corpus"
+    generate_toy_corpus(out, SMALL, progress=False)
+    return out
+
+
+def test_corpus_is_a_valid_dataset_with_train_and_test_per_identity(small_corpus):
+    assert validate_dataset(small_corpus) == []
+    dataset = Dataset.open(small_corpus)
+    assert dataset.identities == ["ines", "omar"]
+    for identity in dataset.identities:
+        assert len(dataset.by_identity(identity, "train")) == 2
+        assert len(dataset.by_identity(identity, "test")) == 1
+    for clip in dataset:
+        assert clip.num_frames >= 80 and clip.fps == 25 and clip.width == clip.height == 64
+        info = probe_video(clip.video)
+        assert info.has_audio and info.num_frames == clip.num_frames
+        motion = dataset.load_motion(clip)
+        assert motion["pose"].shape == (clip.num_frames, 129)
+        assert motion["expression"].shape == (clip.num_frames, 100)
+        assert dataset.load_keypoints(clip).shape == (clip.num_frames, 133, 3)
+        # The mp4's audio track is the wav.
+        wav = dataset.load_audio(clip)
+        assert len(wav) == round(clip.duration * SAMPLE_RATE)
+        muxed = read_video_audio(clip.video)
+        n = min(len(wav), len(muxed))
+        assert np.corrcoef(wav[:n], muxed[:n])[0, 1] > 0.9
+    card = json.loads((small_corpus / "toy_corpus.json").read_text())
+    assert card["config"]["seed"] == 3 and len(card["identities"]) == 2
+
+
+def test_same_seed_gives_the_same_bytes_and_another_seed_does_not(small_corpus, tmp_path):
+    again = tmp_path / "again"
+    generate_toy_corpus(again, SMALL, progress=False)
+    other = tmp_path / "other"
+    generate_toy_corpus(other, ToyCorpusConfig(**{**SMALL.__dict__, "seed": 4}), progress=False)
+    for clip in read_manifest(small_corpus):
+        twin = again / clip.audio.relative_to(small_corpus)
+        assert twin.read_bytes() == clip.audio.read_bytes()
+        for name in ("motion", "keypoints"):
+            a = np.load(getattr(clip, name))
+            b = np.load(again / getattr(clip, name).relative_to(small_corpus))
+            for key in a.files:
+                assert np.array_equal(a[key], b[key]), (clip.clip_id, name, key)
+    first = read_manifest(small_corpus)[0]
+    assert (other / first.audio.relative_to(small_corpus)).read_bytes() != first.audio.read_bytes()
+
+
+def test_interrupted_generation_resumes_and_other_settings_are_refused(small_corpus, tmp_path):
+    out = tmp_path / "resume"
+    generate_toy_corpus(out, SMALL, progress=False)
+    clip = read_manifest(out)[1]
+    wav_before = clip.audio.read_bytes()
+    clip.video.unlink()            # as if killed while writing this clip's video
+    (out / "manifest.jsonl").unlink()
+    generate_toy_corpus(out, SMALL, progress=False)
+    assert clip.video.exists() and clip.audio.read_bytes() == wav_before
+    assert validate_dataset(out) == []
+    with pytest.raises(FileExistsError, match="other settings"):
+        generate_toy_corpus(out, ToyCorpusConfig(**{**SMALL.__dict__, "size": 96}), progress=False)
+    stranger = tmp_path / "stranger"
+    stranger.mkdir()
+    (stranger / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="not empty"):
+        generate_toy_corpus(stranger, SMALL, progress=False)
+
+
+def test_config_rejects_clips_too_short_for_an_80_frame_window():
+    with pytest.raises(ValueError, match="80-frame"):
+        ToyCorpusConfig(min_seconds=3.0)
+    with pytest.raises(ValueError, match="size"):
+        ToyCorpusConfig(size=48)
+
+
+def test_audio_is_speech_like_not_a_tone():
+    clip = make_clip(make_identities(1, 0)[0], 0, 0, ToyCorpusConfig())
+    audio, events = clip["audio"], clip["events"]
+    # Pauses: quiet stretches between phrases.
+    loud = frame_loudness(audio, 25, clip["num_frames"])
+    assert (loud < 0.05).mean() > 0.1 and (loud > 0.2).mean() > 0.3
+    # Stressed syllables are louder than unstressed ones.
+    def peak(s):
+        a, b = int(s["onset"] * SAMPLE_RATE), int((s["onset"] + s["duration"]) * SAMPLE_RATE)
+        return np.abs(audio[a:b]).max()
+    stressed = [peak(s) for s in events["syllables"] if s["stressed"]]
+    unstressed = [peak(s) for s in events["syllables"] if not s["stressed"]]
+    assert np.mean(stressed) > 1.3 * np.mean(unstressed)
+    # A harmonic spectrum: many partials, not a single tone.
+    spectrum = np.abs(np.fft.rfft(audio * np.hanning(len(audio))))
+    strong = spectrum > 0.05 * spectrum.max()
+    assert strong.sum() > 50
+    articulation_rate = 1.0 / np.mean([s["duration"] for s in events["syllables"]])
+    assert 3.0 < articulation_rate < 7.0  # syllables per second of speech, as in real speech
+
+
+def _wrist_speed_peaks(keypoints: np.ndarray, fps: float) -> np.ndarray:
+    times = []
+    for side in ("left", "right"):
+        wrist = keypoints[:, wb.index_of(f"{side}_wrist"), :2]
+        speed = np.linalg.norm(np.diff(wrist, axis=0), axis=1)
+        peaks, _ = find_peaks(speed, prominence=0.25 * speed.max(), height=0.2 * speed.max())
+        times.extend((peaks + 0.5) / fps)
+    return np.array(times)
+
+
+def test_gesture_strokes_fall_near_stressed_syllables():
+    """Wrist-speed peaks are nearer to stressed syllables than random times are, by a clear margin."""
+    config = ToyCorpusConfig()
+    rng = np.random.default_rng(0)
+    ratios = []
+    for i, identity in enumerate(make_identities(4, 0)):
+        peak_distances, random_distances = [], []
+        for c in range(8):
+            clip = make_clip(identity, i, c, config)
+            stresses = np.array([s["onset"] for s in clip["events"]["syllables"] if s["stressed"]])
+            nearest = lambda t: np.abs(stresses[None, :] - np.asarray(t)[:, None]).min(1)
+            peak_distances.extend(nearest(_wrist_speed_peaks(clip["keypoints"], config.fps)))
+            random_distances.extend(nearest(rng.uniform(0, clip["num_frames"] / config.fps, 50)))
+        ratios.append(np.median(peak_distances) / np.median(random_distances))
+    assert max(ratios) < 0.75, ratios
+    assert np.mean(ratios) < 0.6, ratios
+    # ... but the coupling is weak: not every peak sits on a stress.
+    assert np.mean(np.array(peak_distances) > 0.2) > 0.1
+
+
+def test_mouth_follows_loudness_and_identities_differ_in_style():
+    config = ToyCorpusConfig()
+    identities = make_identities(4, 0)
+    clip = make_clip(identities[0], 0, 0, config)
+    loudness = frame_loudness(clip["audio"], config.fps, clip["num_frames"])
+    assert np.corrcoef(clip["expression"][:, 0], loudness)[0, 1] > 0.8
+    assert {i.gesture.dominant_hand for i in identities} == {"left", "right"}
+    assert {i.sitting for i in identities} == {True, False}
+    assert len({i.appearance.background_top for i in identities}) == 4
+    # The dominant hand moves more: total wrist path length over a few clips.
+    for i, identity in enumerate(identities):
+        path = {"left": 0.0, "right": 0.0}
+        for c in range(6):
+            kp = make_clip(identity, i, c, config)["keypoints"]
+            for side in path:
+                path[side] += np.linalg.norm(np.diff(kp[:, wb.index_of(f"{side}_wrist"), :2], axis=0), axis=1).sum()
+        other = "left" if identity.gesture.dominant_hand == "right" else "right"
+        assert path[identity.gesture.dominant_hand] > 1.4 * path[other], (identity.name, path)
+
+
+def test_cli_writes_and_validates_a_corpus(tmp_path, capsys):
+    out = tmp_path / "cli"
+    assert bench_main(["data", "toy", "--out", str(out), "--identities", "1", "--clips", "2",
+                       "--test-clips", "1", "--size", "64", "--seed", "1", "--quiet"]) == 0
+    assert bench_main(["data", "validate", str(out)]) == 0
+    assert "ok, 2 clips" in capsys.readouterr().out
+    (out / "ines" / "ines_000.wav").unlink()
+    assert bench_main(["data", "validate", str(out)]) == 1
+    assert "ines/ines_000: audio" in capsys.readouterr().err
