@@ -2,6 +2,7 @@
 
     imac-bench data toy --out DIR [--seed N] [--identities K] [--clips N]   # the embedded toy corpus
     imac-bench data validate DIR                                              # check a dataset
+    imac-bench data preview DIR --out sheet.png                               # look at a dataset
 """
 
 from __future__ import annotations
@@ -31,6 +32,14 @@ def _data_validate(args: argparse.Namespace) -> int:
     return validate_command(args.dataset, args.level)
 
 
+def _data_preview(args: argparse.Namespace) -> int:
+    from imac.data.preview import save_contact_sheet
+
+    path = save_contact_sheet(args.dataset, args.out, frames_per_row=args.frames, split=args.split)
+    print(f"contact sheet of {args.dataset} written to {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="imac-bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -51,6 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
     validate = data.add_parser("validate", help="check a dataset folder against the format")
     add_validate_arguments(validate)
     validate.set_defaults(handler=_data_validate)
+
+    preview = data.add_parser("preview", help="a PNG with frames and keypoints of every identity")
+    preview.add_argument("dataset", type=Path)
+    preview.add_argument("--out", type=Path, required=True, help="PNG file to write")
+    preview.add_argument("--frames", type=int, default=6, help="frames per identity (default 6)")
+    preview.add_argument("--split", choices=("train", "test"), default="test")
+    preview.set_defaults(handler=_data_preview)
     return parser
 
 

@@ -173,3 +173,14 @@ def test_cli_writes_and_validates_a_corpus(tmp_path, capsys):
     (out / "ines" / "ines_000.wav").unlink()
     assert bench_main(["data", "validate", str(out)]) == 1
     assert "ines/ines_000: audio" in capsys.readouterr().err
+
+
+def test_preview_draws_one_strip_per_identity(small_corpus, tmp_path):
+    from PIL import Image
+
+    out = tmp_path / "sheet.png"
+    assert bench_main(["data", "preview", str(small_corpus), "--out", str(out), "--frames", "3"]) == 0
+    sheet = np.asarray(Image.open(out))
+    assert sheet.shape == (2 * 64 * 2, 3 * 64 * 2, 3)  # 2 identities x 3 frames, drawn at twice the size
+    # The keypoint overlay is drawn: the hand colours of the overlay appear.
+    assert ((sheet == (255, 80, 80)).all(-1)).any() and ((sheet == (80, 160, 255)).all(-1)).any()

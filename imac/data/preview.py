@@ -1,0 +1,54 @@
+"""A contact sheet of a dataset: a strip of frames per identity with its keypoints drawn on top.
+
+The quickest way to see that a dataset (the toy corpus, or one prepared from real videos) looks
+right: identities, framing, and whether the keypoint files line up with the pictures.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from imac.data.manifest import Dataset
+from metrics.files import atomic_path
+from metrics.pose import wholebody as wb
+
+_PART_COLOURS = ((wb.BODY, (255, 255, 255)), (wb.FACE, (255, 220, 0)),
+                 (wb.LEFT_HAND, (255, 80, 80)), (wb.RIGHT_HAND, (80, 160, 255)))
+
+
+def contact_sheet(dataset: Dataset, frames_per_row: int = 6, split: str = "test", scale: int = 2,
+                  min_score: float = 0.3) -> Image.Image:
+    """One row per identity: evenly spaced frames of its first clip of ``split``, keypoints overlaid."""
+    rows = []
+    for identity in dataset.identities:
+        clips = dataset.by_identity(identity, split) or dataset.by_identity(identity)
+        clip = clips[0]
+        picks = np.linspace(0, clip.num_frames - 1, frames_per_row).round().astype(int)
+        keypoints = dataset.load_keypoints(clip)
+        with dataset.open_video(clip) as video:
+            frames = {i: frame for i, frame in enumerate(video) if i in set(picks)}
+        tiles = []
+        for index in picks:
+            tile = Image.fromarray(frames[index]).resize((clip.width * scale, clip.height * scale), Image.NEAREST)
+            if keypoints is not None:
+                draw = ImageDraw.Draw(tile)
+                for part, colour in _PART_COLOURS:
+                    for x, y, score in keypoints[index, part.start:part.stop]:
+                        if score >= min_score:
+                            cx, cy = (x + 0.5) * scale, (y + 0.5) * scale
+                            draw.ellipse((cx - 1, cy - 1, cx + 1, cy + 1), outline=(0, 0, 0), fill=colour)
+            tiles.append(np.asarray(tile))
+        rows.append(np.concatenate(tiles, axis=1))
+    width = max(r.shape[1] for r in rows)
+    rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in rows]
+    return Image.fromarray(np.concatenate(rows, axis=0))
+
+
+def save_contact_sheet(dataset_root: str | Path, out_path: str | Path, **options) -> Path:
+    sheet = contact_sheet(Dataset.open(dataset_root, level="files"), **options)
+    with atomic_path(out_path) as temporary:
+        sheet.save(temporary, format="PNG")
+    return Path(out_path)
