@@ -18,6 +18,11 @@ EXTRAS=${IMAC_EXTRAS:-dev}
 TORCH_VERSION=${TORCH_VERSION:-2.13.0}
 TORCH_CPU_INDEX=${TORCH_CPU_INDEX:-https://download.pytorch.org/whl/cpu}
 
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; then
+  echo "[setup] error: $PYTHON is not Python >= 3.10 (set PYTHON=python3.11, for example)" >&2
+  exit 1
+fi
+
 if [ "$VENV" != "none" ]; then
   if [ ! -x "$VENV/bin/python" ]; then
     echo "[setup] creating virtual environment $VENV with $($PYTHON --version)"
