@@ -1,0 +1,241 @@
+"""``python -m userstudy.analyze`` and ``userstudy.simulate``: the files other tools read, checked
+against scipy / scikit-posthocs / statsmodels recomputed from the CSV itself."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import scikit_posthocs as sp
+from scipy import stats
+from statsmodels.stats.multitest import multipletests
+
+from userstudy import analyze, simulate
+from userstudy.schema import PAPER_CRITERIA, criterion_slug
+
+ROOT = Path(__file__).resolve().parents[1]
+SCI = re.compile(r"^\d\.\d{6}e[+-]\d{2}$")
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> tuple[Path, Path, pd.DataFrame]:
+    """A simulated paper-sized study (3 methods, 20 participants, 30 trials) analysed once."""
+    folder = tmp_path_factory.mktemp("study")
+    csv = folder / "rankings.csv"
+    assert simulate.main(["--methods", "ours,s2g,mya", "--participants", "20", "--trials", "30",
+                          "--out", str(csv), "--seed", "3", "--effect", "ours=0.3,s2g=0.2,mya=0"]) == 0
+    out = folder / "analysis"
+    assert analyze.main([str(csv), "--out", str(out), "--p-adjust", "holm", "--alpha", "0.05"]) == 0
+    return csv, out, pd.read_csv(csv)
+
+
+def points(table: pd.DataFrame) -> pd.DataFrame:
+    k = table.groupby(["participant", "trial", "criterion"])["method"].transform("size")
+    return table.assign(points=k + 1 - table["rank"])
+
+
+def test_simulated_csv_is_the_analysis_format(study):
+    _, _, table = study
+    assert list(table.columns) == ["participant", "trial", "criterion", "method", "rank", "position"]
+    assert len(table) == 20 * 30 * 4 * 3
+    assert set(table["criterion"]) == set(PAPER_CRITERIA)
+    blocks = table.groupby(["participant", "trial", "criterion"])
+    assert (blocks["rank"].apply(sorted).apply(tuple) == (1, 2, 3)).all()
+    # positions are a permutation per participant and trial, the same for every criterion
+    assert (blocks["position"].apply(sorted).apply(tuple) == (1, 2, 3)).all()
+    assert table.groupby(["participant", "trial", "method"])["position"].nunique().max() == 1
+
+
+def test_fixed_file_names(study):
+    _, out, _ = study
+    slugs = [criterion_slug(c) for c in PAPER_CRITERIA]
+    expected = {"points.csv", "points.md", "kruskal.csv", "friedman.csv", "dunn.png", "report.md",
+                "dunn_pairs.csv", "nemenyi_pairs.csv"}
+    expected |= {f"dunn_{s}.csv" for s in slugs} | {f"nemenyi_{s}.csv" for s in slugs}
+    assert {p.name for p in out.iterdir()} == expected
+    assert "dunn_sound_video_synchronization.csv" in expected
+
+
+def test_points_table_and_markdown(study):
+    _, out, table = study
+    ours = pd.read_csv(out / "points.csv", index_col=0)
+    direct = points(table).groupby(["method", "criterion"])["points"].mean().unstack()
+    assert list(ours.columns) == list(PAPER_CRITERIA)
+    assert list(ours.index) == ["mya", "ours", "s2g"]
+    np.testing.assert_allclose(ours.to_numpy(), direct.loc[ours.index, ours.columns].to_numpy(), atol=5e-5)
+    markdown = (out / "points.md").read_text()
+    for criterion in PAPER_CRITERIA:
+        best = ours[criterion].idxmax()
+        row = next(line for line in markdown.splitlines() if line.startswith(f"| {best} |"))
+        column = 1 + list(ours.columns).index(criterion)
+        assert row.split("|")[column + 1].strip() == f"**{ours.loc[best, criterion]:.2f}**"
+    assert markdown.count("**") == 2 * len(PAPER_CRITERIA)  # one bold cell per column here
+
+
+def test_kruskal_csv_matches_scipy(study):
+    _, out, table = study
+    kruskal = pd.read_csv(out / "kruskal.csv", dtype={"p": str, "p_holm": str})
+    assert list(kruskal.columns) == ["criterion", "n", "k", "H", "df", "p", "p_holm"]
+    assert all(SCI.match(p) for p in kruskal["p"])
+    scored = points(table)
+    for _, row in kruskal.iterrows():
+        rows = scored[scored["criterion"] == row["criterion"]]
+        reference = stats.kruskal(*[g["points"] for _, g in rows.groupby("method")])
+        assert row["H"] == pytest.approx(reference.statistic, rel=1e-6)
+        assert float(row["p"]) == pytest.approx(reference.pvalue, rel=1e-6)
+        assert row["df"] == 2 and row["n"] == 1800
+    holm = multipletests(kruskal["p"].astype(float), method="holm")[1]
+    np.testing.assert_allclose(kruskal["p_holm"].astype(float), holm, rtol=1e-6)
+
+
+def test_dunn_matrices_match_scikit_posthocs(study):
+    _, out, table = study
+    scored = points(table)
+    for criterion in PAPER_CRITERIA:
+        path = out / f"dunn_{criterion_slug(criterion)}.csv"
+        header = path.read_text().splitlines()[0]
+        assert "Dunn two-sided p, holm-adjusted" in header
+        ours = pd.read_csv(path, index_col=0)
+        assert list(ours.index) == list(ours.columns) == ["mya", "ours", "s2g"]
+        reference = sp.posthoc_dunn(scored[scored["criterion"] == criterion], val_col="points",
+                                    group_col="method", p_adjust="holm")
+        np.testing.assert_allclose(ours.to_numpy(), reference.loc[ours.index, ours.columns].to_numpy(),
+                                   rtol=1e-6)
+        assert (np.diag(ours.to_numpy()) == 1).all()
+
+
+def test_friedman_csv_matches_scipy_with_holm_across_criteria(study):
+    _, out, table = study
+    friedman = pd.read_csv(out / "friedman.csv", dtype={"p": str})
+    assert list(friedman.columns) == ["criterion", "blocks", "k", "chi2", "df", "p", "p_holm", "kendalls_w"]
+    assert all(SCI.match(p) for p in friedman["p"])
+    for _, row in friedman.iterrows():
+        matrix = table[table["criterion"] == row["criterion"]].pivot_table(
+            index=["participant", "trial"], columns="method", values="rank")
+        reference = stats.friedmanchisquare(*matrix.to_numpy().T)
+        assert row["chi2"] == pytest.approx(reference.statistic, rel=1e-6)
+        assert float(row["p"]) == pytest.approx(reference.pvalue, rel=1e-6)
+        assert row["blocks"] == 600
+        assert row["kendalls_w"] == pytest.approx(reference.statistic / (600 * 2), abs=1e-6)
+    np.testing.assert_allclose(friedman["p_holm"], multipletests(friedman["p"].astype(float), method="holm")[1],
+                               rtol=1e-6)
+
+
+def test_nemenyi_matrices_match_scikit_posthocs(study):
+    _, out, table = study
+    for criterion in PAPER_CRITERIA:
+        ours = pd.read_csv(out / f"nemenyi_{criterion_slug(criterion)}.csv", index_col=0)
+        assert "Nemenyi" in ours.index.name
+        matrix = table[table["criterion"] == criterion].pivot_table(
+            index=["participant", "trial"], columns="method", values="rank")
+        reference = sp.posthoc_nemenyi_friedman(-matrix.reset_index(drop=True))
+        np.testing.assert_allclose(ours.to_numpy(), reference.loc[ours.index, ours.columns].to_numpy(), rtol=1e-5)
+
+
+def test_dunn_figure_is_a_png(study):
+    _, out, _ = study
+    data = (out / "dunn.png").read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    assert width > 600 and height > 600   # four panels, readable at 150 dpi
+
+
+def test_report_has_the_study_and_a_reading_per_result(study):
+    _, out, _ = study
+    report = (out / "report.md").read_text()
+    assert "participants: **20**; trials: **30**" in report
+    assert "**2400**" in report and "Blocks dropped: none." in report
+    assert "Resubmissions replaced: none." in report
+    assert "![Dunn p-values per criterion](dunn.png)" in report
+    for criterion in PAPER_CRITERIA:
+        assert f"- {criterion}: the methods' points differ" in report or f"- {criterion}: no significant" in report
+        assert report.count(f"**{criterion}**") == 2  # Dunn and Nemenyi sections
+    assert report.count("Reading: ") == 8
+    assert "Kendall's W" in report and "Holm" in report
+
+
+def test_conover_unadjusted_and_method_order(tmp_path):
+    csv = tmp_path / "r.csv"
+    simulate.main(["--methods", "a,b,c,d,e", "--participants", "5", "--trials", "4", "--out", str(csv),
+                   "--criteria", "realism,lip sync", "--seed", "1"])
+    out = tmp_path / "out"
+    assert analyze.main([str(csv), "--out", str(out), "--p-adjust", "none", "--posthoc", "conover",
+                         "--methods", "e,d,c,b,a"]) == 0
+    names = {p.name for p in out.iterdir()}
+    assert {"conover_realism.csv", "conover_lip_sync.csv", "dunn_realism.csv", "dunn_lip_sync.csv"} <= names
+    dunn = pd.read_csv(out / "dunn_lip_sync.csv", index_col=0)
+    assert list(dunn.index) == ["e", "d", "c", "b", "a"] and "unadjusted" in dunn.index.name
+    conover = pd.read_csv(out / "conover_realism.csv", index_col=0)
+    table = pd.read_csv(csv)
+    matrix = table[table["criterion"] == "realism"].pivot_table(index=["participant", "trial"],
+                                                                 columns="method", values="rank")
+    reference = sp.posthoc_conover_friedman(-matrix.reset_index(drop=True), p_adjust=None)
+    np.testing.assert_allclose(conover.to_numpy(), reference.loc[conover.index, conover.columns].to_numpy(),
+                               rtol=1e-5)
+    assert list(pd.read_csv(out / "kruskal.csv")["criterion"]) == ["realism", "lip sync"]
+
+
+def test_bad_input_exits_2_with_the_lines(tmp_path, capsys):
+    csv = tmp_path / "bad.csv"
+    csv.write_text("participant,trial,criterion,method,rank\np1,t1,q,a,1\np1,t1,q,b,1\np1,t1,q,c,5\n")
+    assert analyze.main([str(csv), "--out", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert "lines 2, 3:" in error and "rank 1 is given 2 times" in error
+    assert "line 4:" in error and "rank 5 is outside 1..3" in error
+    assert not (tmp_path / "out").exists()  # nothing half-written
+    assert analyze.main([str(tmp_path / "missing.csv")]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_dropped_blocks_are_listed_in_the_report(tmp_path):
+    table = simulate.simulate_rankings(["a", "b", "c"], 4, 3, criteria=["q1", "q2"], seed=2)
+    drop = [5, 30, 31]  # one row of two blocks
+    keys = {tuple(table.loc[i, ["participant", "trial", "criterion"]]) for i in drop}
+    csv = tmp_path / "r.csv"
+    table.drop(index=drop).to_csv(csv, index=False)
+    assert analyze.main([str(csv), "--out", str(tmp_path / "out")]) == 2
+    assert analyze.main([str(csv), "--out", str(tmp_path / "out"), "--drop-incomplete"]) == 0
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert f"**Blocks dropped: {len(keys)}**" in report
+    for participant, trial, criterion in keys:
+        assert f"| {participant} | {trial} | {criterion} | incomplete: no rank for" in report
+    friedman = pd.read_csv(tmp_path / "out" / "friedman.csv").set_index("criterion")
+    assert friedman["blocks"].sum() == 4 * 3 * 2 - len(keys)
+
+
+def test_power_estimate_separates_no_effect_from_a_large_one():
+    none = simulate.estimate_power(["a", "b", "c"], 5, 4, effect=0.0, replicates=40, trial_sd=0.0, seed=0)
+    large = simulate.estimate_power(["a", "b", "c"], 5, 4, effect=1.0, replicates=40, seed=0)
+    assert none.set_index("test").loc["friedman", "power"] <= 0.2
+    assert large.set_index("test").loc["friedman", "power"] >= 0.9
+
+
+def test_simulate_effect_forms():
+    assert simulate.parse_effect("0.5") == 0.5
+    assert simulate.parse_effect("a=1, b=0.5") == {"a": 1.0, "b": 0.5}
+    per_criterion = simulate.simulate_rankings(["a", "b"], 30, 10, {"q1": {"a": 5.0}, "q2": {"b": 5.0}},
+                                               criteria=["q1", "q2"], trial_sd=0.0)
+    first = per_criterion[per_criterion["rank"] == 1].groupby("criterion")["method"].agg(lambda m: m.mode()[0])
+    assert first.to_dict() == {"q1": "a", "q2": "b"}
+    with pytest.raises(ValueError, match="not among"):
+        simulate.simulate_rankings(["a", "b"], 2, 2, {"z": 1.0})
+
+
+def test_command_line_modules_run(tmp_path):
+    csv = tmp_path / "r.csv"
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+    simulated = run("userstudy.simulate", "--methods", "a,b,c", "--participants", "4", "--trials", "3",
+                    "--out", str(csv))
+    assert simulated.returncode == 0, simulated.stderr
+    analysed = run("userstudy.analyze", str(csv))
+    assert analysed.returncode == 0, analysed.stderr
+    assert (tmp_path / "r_analysis" / "report.md").exists()
+    assert "4 participants, 3 trials, 48 blocks used" in analysed.stdout

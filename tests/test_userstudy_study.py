@@ -1,0 +1,96 @@
+"""Study folders: make_study from folders of videos per method, study.json checks, participant plans."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from userstudy_data.helpers import METHODS, make_study
+
+from userstudy import make_study as make_study_cli
+from userstudy.schema import PAPER_CRITERIA
+from userstudy.study import BLIND_LETTERS, StudyError, create_study, load_study, participant_plan
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_make_study_command_copies_videos_and_writes_the_study_file(tmp_path, capsys):
+    for method in ("ours", "base"):
+        (tmp_path / "gen" / method).mkdir(parents=True)
+        for name in ("clip_a", "clip_b"):
+            (tmp_path / "gen" / method / f"{name}.mp4").write_bytes(f"{method}/{name}".encode())
+    (tmp_path / "refs").mkdir()
+    for name in ("clip_a", "clip_b"):
+        (tmp_path / "refs" / f"{name}.png").write_bytes(b"png")
+    code = make_study_cli.main(["--out", str(tmp_path / "study"), "--method", f"ours={tmp_path / 'gen/ours'}",
+                                "--method", f"base={tmp_path / 'gen/base'}", "--references", str(tmp_path / "refs"),
+                                "--title", "My study"])
+    assert code == 0, capsys.readouterr().err
+    study = load_study(tmp_path / "study")
+    assert study.title == "My study" and study.methods == ("ours", "base")
+    assert [c.name for c in study.criteria] == list(PAPER_CRITERIA)
+    assert [t.id for t in study.trials] == ["clip_a", "clip_b"]
+    trial = study.trials[1]
+    assert study.file(trial.videos["base"]).read_bytes() == b"base/clip_b"
+    assert trial.reference == "references/clip_b.png"
+    # a second run must not overwrite the study (its seed keys every participant's plan)
+    assert make_study_cli.main(["--out", str(tmp_path / "study"), "--method", f"ours={tmp_path / 'gen/ours'}",
+                                "--method", f"base={tmp_path / 'gen/base'}"]) == 2
+    assert "exists already" in capsys.readouterr().err
+
+
+def test_make_study_lists_videos_missing_for_a_method(tmp_path):
+    for method, names in (("a", ["t1", "t2", "t3"]), ("b", ["t1", "t3"]), ("c", ["t1"])):
+        (tmp_path / method).mkdir()
+        for name in names:
+            (tmp_path / method / f"{name}.mp4").write_bytes(b"v")
+    with pytest.raises(StudyError) as error:
+        create_study(tmp_path / "study", {m: tmp_path / m for m in "abc"})
+    assert error.value.problems == ["video 't2' is missing for b, c", "video 't3' is missing for c"]
+    assert not (tmp_path / "study" / "study.json").exists()
+
+
+def test_study_file_problems_are_all_reported(tmp_path):
+    folder = make_study(tmp_path)
+    document = json.loads((folder / "study.json").read_text())
+    document["trials"][0]["videos"].pop("mya")
+    document["trials"][1]["id"] = document["trials"][2]["id"]
+    document["trials"][2]["videos"]["s2g"] = "videos/none.mp4"
+    document["criteria"] = ["visual quality", "Visual Quality"]
+    (folder / "study.json").write_text(json.dumps(document))
+    with pytest.raises(StudyError) as error:
+        load_study(folder)
+    text = "\n".join(error.value.problems)
+    assert "missing ['mya']" in text and "id repeats" in text and "does not exist" in text
+    assert "criteria: names must differ" in text
+    (folder / "study.json").write_text("{oops")
+    with pytest.raises(StudyError, match="not valid JSON"):
+        load_study(folder)
+
+
+def test_plans_blind_each_trial_afresh(tmp_path):
+    study = load_study(make_study(tmp_path, trials=6))
+    plan = participant_plan(study, "P-1")
+    assert sorted(p.trial.id for p in plan) == sorted(t.id for t in study.trials)
+    for planned in plan:
+        ids = [b for b, _ in planned.shown]
+        assert sorted(m for _, m in planned.shown) == sorted(METHODS)
+        assert len(set(ids)) == len(METHODS) and set(ids) <= set(BLIND_LETTERS)
+        for method in METHODS:
+            assert planned.method_of(planned.blind_id_of(method)) == method
+    # the id a method gets changes from trial to trial, so ids carry nothing across trials
+    assert len({p.blind_id_of("imac") for p in plan}) > 1
+
+
+def test_plans_are_the_same_in_another_process(tmp_path):
+    folder = make_study(tmp_path, trials=5)
+    here = [(p.trial.id, p.shown) for p in participant_plan(load_study(folder), "P-XYZ")]
+    code = ("import json, sys; from userstudy.study import load_study, participant_plan; "
+            "print(json.dumps([(p.trial.id, p.shown) for p in participant_plan(load_study(sys.argv[1]), 'P-XYZ')]))")
+    other = subprocess.run([sys.executable, "-c", code, str(folder)], cwd=ROOT, capture_output=True, text=True,
+                           timeout=60, env={"PYTHONHASHSEED": "123", "PATH": "/usr/bin:/bin"})
+    assert other.returncode == 0, other.stderr
+    assert json.loads(other.stdout) == json.loads(json.dumps(here))

@@ -1,0 +1,57 @@
+"""Shared fixtures for the userstudy server and browser tests: a tiny study folder and an HTTP client.
+
+Every server here binds to 127.0.0.1 with an OS-chosen port, and every request has a timeout.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+from pathlib import Path
+
+from userstudy.study import create_study
+
+METHODS = ("imac", "s2g", "mya")
+CRITERIA = ("visual quality", "sound-video synchronization")
+TIMEOUT = 10.0
+
+
+def video_bytes(method: str, trial: str) -> bytes:
+    # Not a playable video: the server only streams bytes, and each file is recognisable.
+    return f"video of {method} for {trial}|".encode() * 50
+
+
+def make_study(root: Path, trials: int = 3, criteria=CRITERIA, methods=METHODS) -> Path:
+    """A study folder made the documented way (make_study from one folder of videos per method)."""
+    sources = root / "generated"
+    for method in methods:
+        (sources / method).mkdir(parents=True, exist_ok=True)
+        for t in range(1, trials + 1):
+            (sources / method / f"t{t}.mp4").write_bytes(video_bytes(method, f"t{t}"))
+    folder = root / "study"
+    create_study(folder, {m: sources / m for m in methods}, criteria=list(criteria), title="Test study",
+                 seed="fixed-seed")
+    return folder
+
+
+def request(port: int, method: str, path: str, body: bytes | None = None,
+            headers: dict | None = None) -> tuple[int, dict, bytes]:
+    """One raw HTTP request (the path is sent as given, not normalised)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
+    try:
+        connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()
+
+
+def get_json(port: int, path: str) -> tuple[int, object]:
+    status, _, body = request(port, "GET", path)
+    return status, json.loads(body)
+
+
+def post_json(port: int, path: str, payload: object) -> tuple[int, dict]:
+    status, _, body = request(port, "POST", path, json.dumps(payload).encode(),
+                              {"Content-Type": "application/json"})
+    return status, json.loads(body)

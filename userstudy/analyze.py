@@ -1,0 +1,279 @@
+"""Analysis of a ranking study: the paper's tables and tests, and the within-subject analysis beside them.
+
+    python -m userstudy.analyze rankings.csv [--out DIR] [--p-adjust holm] [--alpha 0.05]
+                                [--posthoc nemenyi|conover] [--methods a,b,c] [--drop-incomplete]
+
+Writes to DIR (default: ``<rankings>_analysis`` next to the input); the names are fixed because
+other tools read them:
+
+- ``points.csv`` / ``points.md``: mean points per method and criterion (the paper's Tables 4/5);
+- ``kruskal.csv``: Kruskal-Wallis H, df, p per criterion (Tables 6/7), plus Holm across criteria;
+- ``dunn_<criterion>.csv``: k x k two-sided Dunn p-values, adjusted as asked (named in the top-left
+  cell); ``dunn_pairs.csv``: the same pairs with z; ``dunn.png``: the heatmaps (Figures 8/9);
+- ``friedman.csv``: Friedman chi2, df, p, Holm p across criteria and Kendall's W per criterion
+  (blocks = participant x trial); ``nemenyi_<criterion>.csv`` (or ``conover_<criterion>.csv``) and
+  ``<posthoc>_pairs.csv``;
+- ``report.md``: all of it on one page, with what was used, dropped or superseded.
+
+``analyze_rankings`` (computation) and ``write_analysis`` (files) are the Python API.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from userstudy.files import write_bytes_atomic, write_text_atomic
+from userstudy.nonparametric import (
+    P_ADJUST_METHODS,
+    adjust_p_values,
+    adjustment_name,
+    conover_friedman,
+    dunn,
+    friedman,
+    kruskal_wallis,
+    nemenyi_friedman,
+    pairs_to_matrix,
+)
+from userstudy.rankings import CheckedRankings, RankingsError, load_rankings, mean_points
+from userstudy.schema import CRITERION, METHOD, PARTICIPANT, TRIAL, criterion_slug
+
+POSTHOC_TESTS = ("nemenyi", "conover")
+
+
+@dataclass
+class StudyAnalysis:
+    """Everything ``analyze_rankings`` computed; ``write_analysis`` turns it into files."""
+
+    rankings: CheckedRankings
+    methods: list[str]
+    p_adjust: str
+    alpha: float
+    posthoc: str
+    points: pd.DataFrame                   # methods x criteria, mean points
+    kruskal: pd.DataFrame                  # per criterion: n, k, H, df, p, p_holm
+    dunn: dict[str, pd.DataFrame]          # per criterion: pairs with z, p, p_adjusted
+    friedman: pd.DataFrame                 # per criterion: blocks, k, chi2, df, p, p_holm, W
+    friedman_posthoc: dict[str, pd.DataFrame]
+
+    @property
+    def criteria(self) -> list[str]:
+        return self.rankings.criteria
+
+    def methods_of(self, criterion: str) -> list[str]:
+        present = set(self.rankings.methods[criterion])
+        return [m for m in self.methods if m in present]
+
+    def dunn_label(self) -> str:
+        return f"Dunn two-sided p, {adjustment_name(self.p_adjust)}"
+
+    def posthoc_label(self) -> str:
+        if self.posthoc == "nemenyi":
+            return "Nemenyi-Friedman p (studentized range, family-wise)"
+        return f"Conover-Friedman two-sided p, {adjustment_name(self.p_adjust)}"
+
+
+def method_order(checked: CheckedRankings, methods: list[str] | None) -> list[str]:
+    """The display order: the given one (which must name exactly the methods in the data) or sorted."""
+    present = sorted({m for ms in checked.methods.values() for m in ms})
+    if methods is None:
+        return present
+    missing, unknown = [m for m in present if m not in methods], [m for m in methods if m not in present]
+    if missing or unknown or len(set(methods)) != len(methods):
+        raise ValueError(f"--methods must list each method of the data once: the data has {present}"
+                         + (f"; not listed: {missing}" if missing else "")
+                         + (f"; not in the data: {unknown}" if unknown else ""))
+    return list(methods)
+
+
+def analyze_rankings(checked: CheckedRankings, p_adjust: str = "holm", alpha: float = 0.05,
+                     posthoc: str = "nemenyi", methods: list[str] | None = None) -> StudyAnalysis:
+    """Run every test of the report on checked rankings (no I/O)."""
+    if p_adjust not in P_ADJUST_METHODS:
+        raise ValueError(f"p_adjust {p_adjust!r}: choose one of {', '.join(P_ADJUST_METHODS)}")
+    if posthoc not in POSTHOC_TESTS:
+        raise ValueError(f"posthoc {posthoc!r}: choose one of {', '.join(POSTHOC_TESTS)}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
+    order = method_order(checked, methods)
+    data = checked.data
+    kruskal_rows, friedman_rows, dunn_pairs, posthoc_pairs = [], [], {}, {}
+    for criterion in checked.criteria:
+        rows = data[data[CRITERION] == criterion]
+        present = [m for m in order if m in set(checked.methods[criterion])]
+        kruskal_rows.append(kruskal_wallis(rows, "points", METHOD).rename(criterion))
+        dunn_pairs[criterion] = dunn(rows, "points", METHOD, p_adjust=p_adjust, groups=present)
+        friedman_rows.append(friedman(rows, "points", METHOD, [PARTICIPANT, TRIAL]).rename(criterion))
+        if posthoc == "nemenyi":
+            posthoc_pairs[criterion] = nemenyi_friedman(rows, "points", METHOD, [PARTICIPANT, TRIAL],
+                                                        groups=present)
+        else:
+            posthoc_pairs[criterion] = conover_friedman(rows, "points", METHOD, [PARTICIPANT, TRIAL],
+                                                        p_adjust=p_adjust, groups=present)
+    kruskal_table = pd.DataFrame(kruskal_rows)
+    # The criteria are separate omnibus tests of one study: Holm keeps their family-wise error.
+    kruskal_table["p_holm"] = adjust_p_values(kruskal_table["p"], "holm")
+    friedman_table = pd.DataFrame(friedman_rows)
+    friedman_table["p_holm"] = adjust_p_values(friedman_table["p"], "holm")
+    for table in (kruskal_table, friedman_table):
+        table.index.name = CRITERION
+    return StudyAnalysis(
+        rankings=checked, methods=order, p_adjust=p_adjust, alpha=alpha, posthoc=posthoc,
+        points=mean_points(data, checked.criteria, order),
+        kruskal=kruskal_table[["n", "k", "H", "df", "p", "p_holm"]].astype({"n": int, "k": int, "df": int}),
+        dunn=dunn_pairs,
+        friedman=friedman_table[["n_blocks", "k", "chi2", "df", "p", "p_holm", "W"]].astype(
+            {"n_blocks": int, "k": int, "df": int}),
+        friedman_posthoc=posthoc_pairs,
+    )
+
+
+# -- files -----------------------------------------------------------------------------------------
+
+
+def _sci(value: float) -> str:
+    return "" if pd.isna(value) else f"{value:.6e}"
+
+
+def _fixed(value: float) -> str:
+    return "" if pd.isna(value) else f"{value:.6f}"
+
+
+def kruskal_csv(analysis: StudyAnalysis) -> str:
+    table = analysis.kruskal.reset_index()
+    table = table.assign(H=table["H"].map(_fixed), p=table["p"].map(_sci), p_holm=table["p_holm"].map(_sci))
+    return table.to_csv(index=False)
+
+
+def friedman_csv(analysis: StudyAnalysis) -> str:
+    table = analysis.friedman.reset_index().rename(columns={"n_blocks": "blocks", "W": "kendalls_w"})
+    table = table.assign(chi2=table["chi2"].map(_fixed), p=table["p"].map(_sci),
+                         p_holm=table["p_holm"].map(_sci), kendalls_w=table["kendalls_w"].map(_fixed))
+    return table.to_csv(index=False)
+
+
+def matrix_csv(matrix: pd.DataFrame, label: str) -> str:
+    """A k x k p-value matrix whose top-left cell says what the values are."""
+    table = matrix.map(_sci)
+    table.index.name = label
+    return table.to_csv()
+
+
+def pairs_csv(pairs: dict[str, pd.DataFrame]) -> str:
+    table = pd.concat([p.assign(criterion=c) for c, p in pairs.items()], ignore_index=True)
+    table = table.rename(columns={"group_a": "method_a", "group_b": "method_b"})
+    first = ["criterion", "method_a", "method_b"]
+    table = table[first + [c for c in table.columns if c not in first]]
+    for column in table.columns:
+        if column.startswith("p"):
+            table[column] = table[column].map(_sci)
+    return table.to_csv(index=False, float_format="%.6f")
+
+
+def posthoc_p_column(analysis: StudyAnalysis) -> str:
+    return "p" if analysis.posthoc == "nemenyi" else "p_adjusted"
+
+
+def write_analysis(analysis: StudyAnalysis, out_dir: str | Path, source: str = "") -> list[Path]:
+    """Write every output file of the analysis into ``out_dir``; returns the paths written."""
+    from userstudy.figures import dunn_heatmaps
+    from userstudy.report import points_markdown, report_markdown
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [
+        write_text_atomic(out / "points.csv", analysis.points.to_csv(float_format="%.4f")),
+        write_text_atomic(out / "points.md", points_markdown(analysis)),
+        write_text_atomic(out / "kruskal.csv", kruskal_csv(analysis)),
+        write_text_atomic(out / "friedman.csv", friedman_csv(analysis)),
+        write_text_atomic(out / "dunn_pairs.csv", pairs_csv(analysis.dunn)),
+        write_text_atomic(out / f"{analysis.posthoc}_pairs.csv", pairs_csv(analysis.friedman_posthoc)),
+    ]
+    for criterion in analysis.criteria:
+        slug, methods = criterion_slug(criterion), analysis.methods_of(criterion)
+        dunn_matrix = pairs_to_matrix(analysis.dunn[criterion], "p_adjusted", methods)
+        written.append(write_text_atomic(out / f"dunn_{slug}.csv", matrix_csv(dunn_matrix, analysis.dunn_label())))
+        posthoc_matrix = pairs_to_matrix(analysis.friedman_posthoc[criterion], posthoc_p_column(analysis), methods)
+        written.append(write_text_atomic(out / f"{analysis.posthoc}_{slug}.csv",
+                                         matrix_csv(posthoc_matrix, analysis.posthoc_label())))
+    written.append(write_bytes_atomic(out / "dunn.png", dunn_heatmaps(analysis)))
+    written.append(write_text_atomic(out / "report.md", report_markdown(analysis, source)))
+    return written
+
+
+def check_slugs(criteria: list[str]) -> None:
+    """Two criteria that would share a file name (``a b`` and ``a-b``) are refused, not overwritten."""
+    seen: dict[str, str] = {}
+    for criterion in criteria:
+        slug = criterion_slug(criterion)
+        if slug in seen:
+            raise ValueError(f"criteria {seen[slug]!r} and {criterion!r} would both be written as "
+                             f"*_{slug}.csv; rename one")
+        seen[slug] = criterion
+
+
+def analyze_file(rankings_csv: str | Path, out_dir: str | Path | None = None, p_adjust: str = "holm",
+                 alpha: float = 0.05, posthoc: str = "nemenyi", methods: list[str] | None = None,
+                 drop_incomplete: bool = False) -> StudyAnalysis:
+    """Read, check, analyse and write: what the command line does."""
+    rankings_csv = Path(rankings_csv)
+    out_dir = Path(out_dir) if out_dir is not None else rankings_csv.with_name(f"{rankings_csv.stem}_analysis")
+    checked = load_rankings(rankings_csv, drop_incomplete=drop_incomplete)
+    try:
+        check_slugs(checked.criteria)
+    except ValueError as error:
+        raise RankingsError([str(error)], str(rankings_csv)) from None
+    analysis = analyze_rankings(checked, p_adjust=p_adjust, alpha=alpha, posthoc=posthoc, methods=methods)
+    write_analysis(analysis, out_dir, source=str(rankings_csv))
+    return analysis
+
+
+def _names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m userstudy.analyze",
+                                     description="Tables, tests and a report from a rankings CSV.")
+    parser.add_argument("rankings", type=Path, help="long-format rankings CSV (see userstudy/README.md)")
+    parser.add_argument("--out", type=Path, help="output folder (default: <rankings>_analysis next to it)")
+    parser.add_argument("--p-adjust", default="holm", choices=P_ADJUST_METHODS,
+                        help="adjustment of the pairwise p-values within a criterion (default holm)")
+    parser.add_argument("--alpha", type=float, default=0.05, help="significance level of the readings")
+    parser.add_argument("--posthoc", default="nemenyi", choices=POSTHOC_TESTS,
+                        help="post-hoc test after Friedman (default nemenyi)")
+    parser.add_argument("--methods", type=_names, help="display order of the methods, comma-separated")
+    parser.add_argument("--drop-incomplete", action="store_true",
+                        help="set aside blocks that miss a method (each is listed in report.md) "
+                             "instead of stopping with an error")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    out = args.out if args.out is not None else args.rankings.with_name(f"{args.rankings.stem}_analysis")
+    try:
+        analysis = analyze_file(args.rankings, out, args.p_adjust, args.alpha, args.posthoc, args.methods,
+                                args.drop_incomplete)
+    except FileNotFoundError as error:
+        print(f"error: {error.filename}: no such file", file=sys.stderr)
+        return 2
+    except (RankingsError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    checked = analysis.rankings
+    print(f"{len(checked.participants)} participants, {len(checked.trials)} trials, "
+          f"{checked.blocks()} blocks used ({len(checked.dropped_blocks)} dropped, "
+          f"{len(checked.superseded)} superseded resubmissions) -> {out}/report.md")
+    for criterion, row in analysis.friedman.iterrows():
+        print(f"  {criterion}: Kruskal-Wallis p = {analysis.kruskal.loc[criterion, 'p']:.3e}; "
+              f"Friedman p = {row['p']:.3e} (Holm {row['p_holm']:.3e}), Kendall's W = {row['W']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

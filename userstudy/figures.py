@@ -1,0 +1,83 @@
+"""The Dunn heatmaps of the paper's Figures 8/9: one panel per criterion, in one PNG.
+
+Drawn with matplotlib's object API on an Agg canvas (no pyplot, so no global backend or figure
+state is touched). scikit-posthocs' ``sign_plot`` is not used: it draws with seaborn at fixed
+figure coordinates and cannot lay out a grid of criteria.
+
+The colour scale is the usual significance bins, a sequential blue ramp that reads the same in
+grey and to colour-blind readers, with every p-value also printed in its cell.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import BoundaryNorm, ListedColormap
+from matplotlib.figure import Figure
+
+from userstudy.nonparametric import pairs_to_matrix
+
+if TYPE_CHECKING:
+    from userstudy.analyze import StudyAnalysis
+
+P_BINS = (0.0, 0.001, 0.01, 0.05, 1.0)
+BIN_LABELS = ("p < 0.001", "p < 0.01", "p < 0.05", "p ≥ 0.05 (n.s.)")
+BIN_COLOURS = ("#08306b", "#2171b5", "#6baed6", "#eef3f8")
+DARK_BINS = 2  # the first two colours need white text
+
+
+def format_p(p: float) -> str:
+    """Short p for a cell: 0.032, 4.1e-05."""
+    if np.isnan(p):
+        return "n/a"
+    return f"{p:.2g}" if p >= 0.001 else f"{p:.1e}"
+
+
+def dunn_heatmaps(analysis: StudyAnalysis) -> bytes:
+    """PNG bytes: a k x k heatmap of the Dunn p-values per criterion, method names on both axes."""
+    criteria = analysis.criteria
+    columns = 2 if len(criteria) == 4 else min(len(criteria), 3)
+    rows = math.ceil(len(criteria) / columns)
+    k_max = max(len(analysis.methods_of(c)) for c in criteria)
+    label_room = 0.09 * max(len(m) for m in analysis.methods)
+    side = 0.75 * k_max + 1.2 + label_room
+    figure = Figure(figsize=(columns * side + 1.6, rows * side + 0.9), dpi=150, layout="constrained")
+    FigureCanvasAgg(figure)
+    cmap, norm = ListedColormap(BIN_COLOURS), BoundaryNorm(P_BINS, len(BIN_COLOURS))
+    axes = figure.subplots(rows, columns, squeeze=False)
+    image = None
+    for ax, criterion in zip(axes.ravel(), criteria):
+        methods = analysis.methods_of(criterion)
+        matrix = pairs_to_matrix(analysis.dunn[criterion], "p_adjusted", methods).to_numpy(dtype=float)
+        shown = np.ma.masked_array(matrix, mask=np.eye(len(methods), dtype=bool))
+        image = ax.imshow(shown, cmap=cmap, norm=norm)
+        ax.set_facecolor("white")
+        for i in range(len(methods)):
+            for j in range(len(methods)):
+                if i == j:
+                    ax.text(j, i, "–", ha="center", va="center", color="0.5", fontsize=9)
+                    continue
+                dark = not np.isnan(matrix[i, j]) and np.digitize(matrix[i, j], P_BINS[1:-1]) < DARK_BINS
+                ax.text(j, i, format_p(matrix[i, j]), ha="center", va="center", fontsize=8,
+                        color="white" if dark else "black")
+        ax.set_xticks(range(len(methods)), methods, rotation=40, ha="right", rotation_mode="anchor")
+        ax.set_yticks(range(len(methods)), methods)
+        ax.set_xticks(np.arange(len(methods) + 1) - 0.5, minor=True)
+        ax.set_yticks(np.arange(len(methods) + 1) - 0.5, minor=True)
+        ax.grid(which="minor", color="white", linewidth=1.5)
+        ax.tick_params(which="minor", length=0)
+        ax.set_title(criterion, fontsize=10)
+    for ax in axes.ravel()[len(criteria):]:
+        ax.set_visible(False)
+    colourbar = figure.colorbar(image, ax=axes.ravel().tolist(), shrink=0.7, ticks=[
+        (a + b) / 2 for a, b in zip(P_BINS[:-1], P_BINS[1:])], spacing="uniform")
+    colourbar.ax.set_yticklabels(BIN_LABELS, fontsize=8)
+    colourbar.ax.invert_yaxis()
+    figure.suptitle(f"{analysis.dunn_label()} (pairwise, per criterion)", fontsize=11)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()

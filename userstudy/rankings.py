@@ -1,0 +1,317 @@
+"""Reading and checking ranking data, and turning ranks into the paper's points.
+
+A *block* is one ranking: one participant ordering every method's video of one trial on one
+criterion. ``check_rankings`` accepts a table only when every block is a permutation of 1..k over
+the criterion's k methods; everything else is reported at once, each problem with the file's line
+numbers (or the DataFrame's row labels), and nothing is dropped without being listed: incomplete
+blocks only on request (``drop_incomplete``), and resubmissions (a block saved again, told apart by
+the ``submission`` column) are resolved to the latest save and listed as superseded.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from userstudy.schema import (
+    BLOCK_COLUMNS,
+    CRITERION,
+    METHOD,
+    PARTICIPANT,
+    POSITION,
+    RANK,
+    REQUIRED_COLUMNS,
+    SUBMISSION,
+    SUBMITTED_AT,
+    TRIAL,
+    order_criteria,
+)
+
+# Where to stop listing line numbers inside one problem, and problems inside one message.
+MAX_LINES_SHOWN = 12
+MAX_PROBLEMS_SHOWN = 200
+
+
+class RankingsError(ValueError):
+    """Ranking data that cannot be analysed; ``problems`` lists every reason with its lines."""
+
+    def __init__(self, problems: list[str], source: str | None = None):
+        self.problems = list(problems)
+        self.source = source
+        where = f"{source}: " if source else ""
+        shown = [f"  - {p}" for p in self.problems[:MAX_PROBLEMS_SHOWN]]
+        if len(self.problems) > MAX_PROBLEMS_SHOWN:
+            shown.append(f"  ... and {len(self.problems) - MAX_PROBLEMS_SHOWN} more problems")
+        super().__init__(f"{where}{len(self.problems)} problem(s) in the rankings:\n" + "\n".join(shown))
+
+
+@dataclass
+class CheckedRankings:
+    """Rankings that passed ``check_rankings``, with what was set aside and why.
+
+    ``data`` has one row per (block, method) with the original columns plus ``k`` (methods in the
+    block) and ``points`` (k + 1 - rank: rank 1 of k gets k points, rank k gets 1). Its index is
+    the line number in the file (or the row label of the DataFrame that was checked).
+    """
+
+    data: pd.DataFrame
+    criteria: list[str]
+    methods: dict[str, list[str]]
+    dropped_blocks: pd.DataFrame = field(default_factory=pd.DataFrame)
+    superseded: pd.DataFrame = field(default_factory=pd.DataFrame)
+    untouched_blocks: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    @property
+    def participants(self) -> list[str]:
+        return sorted(self.data[PARTICIPANT].unique())
+
+    @property
+    def trials(self) -> list[str]:
+        return sorted(self.data[TRIAL].unique())
+
+    def blocks(self, criterion: str | None = None) -> int:
+        """Number of blocks used (of one criterion, or of all)."""
+        rows = self.data if criterion is None else self.data[self.data[CRITERION] == criterion]
+        return int(rows.groupby(list(BLOCK_COLUMNS)).ngroups)
+
+
+def read_rankings(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a rankings CSV as text columns, indexed by line number (the header is line 1).
+
+    Nothing is converted or dropped here: blank lines become empty rows, so that the check
+    reports them by line instead of the line numbers silently shifting.
+    """
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False,
+                            skip_blank_lines=False, encoding="utf-8")
+    except pd.errors.EmptyDataError:
+        raise RankingsError(["the file is empty (no header line)"], str(path)) from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as error:
+        raise RankingsError([f"not a readable CSV file: {error}"], str(path)) from None
+    table.index = pd.RangeIndex(2, 2 + len(table), name="line")
+    return table
+
+
+def _where(index: pd.Index, labels) -> str:
+    labels = list(labels)
+    noun = "line" if index.name == "line" else "row"
+    shown = ", ".join(str(x) for x in labels[:MAX_LINES_SHOWN])
+    more = f" and {len(labels) - MAX_LINES_SHOWN} more" if len(labels) > MAX_LINES_SHOWN else ""
+    return f"{noun}{'s' if len(labels) > 1 else ''} {shown}{more}"
+
+
+def _block_name(key: tuple) -> str:
+    participant, trial, criterion = key
+    return f"participant {participant!r}, trial {trial!r}, criterion {criterion!r}"
+
+
+def _whole_numbers(values: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """Parse text as whole numbers: (numbers, mask of non-numbers, mask of fractional numbers)."""
+    numbers = pd.to_numeric(values.str.strip(), errors="coerce")
+    not_number = numbers.isna() | ~np.isfinite(numbers.fillna(0))
+    fractional = ~not_number & (numbers != np.round(numbers))
+    return numbers, not_number, fractional
+
+
+def _check_rows(table: pd.DataFrame, problems: list[str]) -> pd.Series:
+    """Row-level checks; returns the mask of rows fit for the block checks."""
+    fit = pd.Series(True, index=table.index)
+    blank = (table.apply(lambda column: column.str.strip() == "")).all(axis=1)
+    if blank.any():
+        problems.append(f"{_where(table.index, table.index[blank])}: empty line")
+        fit &= ~blank
+    for column in (PARTICIPANT, TRIAL, CRITERION, METHOD):
+        empty = ~blank & (table[column].str.strip() == "")
+        if empty.any():
+            problems.append(f"{_where(table.index, table.index[empty])}: {column} is empty")
+            fit &= ~empty
+    for column in (RANK, POSITION):
+        if column not in table:
+            continue
+        numbers, not_number, fractional = _whole_numbers(table[column])
+        not_number &= ~blank
+        if not_number.any():
+            values = ", ".join(sorted({repr(v) for v in table.loc[not_number, column]})[:5])
+            problems.append(f"{_where(table.index, table.index[not_number])}: {column} is not a number "
+                            f"(found {values})")
+            fit &= ~not_number
+        if fractional.any():
+            values = ", ".join(sorted({repr(v) for v in table.loc[fractional, column]})[:5])
+            problems.append(f"{_where(table.index, table.index[fractional])}: {column} is not a whole "
+                            f"number (found {values}); ties are not allowed, every rank is used once")
+            fit &= ~fractional
+    if SUBMITTED_AT in table:
+        stamps = pd.to_datetime(table[SUBMITTED_AT].str.strip(), utc=True, errors="coerce", format="ISO8601")
+        unreadable = ~blank & stamps.isna() & (table[SUBMITTED_AT].str.strip() != "")
+        if unreadable.any():
+            problems.append(f"{_where(table.index, table.index[unreadable])}: {SUBMITTED_AT} is not an "
+                            "ISO 8601 time")
+            fit &= ~unreadable
+    return fit
+
+
+def _latest_submissions(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Keep each block's latest submission; return (kept rows, one row per superseded submission).
+
+    The latest is the one with the latest ``submitted_at`` (when the column is there), ties and
+    missing times broken by the order in the file: an answer saved again replaces the earlier one.
+    """
+    columns = ["participant", "trial", "criterion", "submission", "submitted_at", "lines"]
+    if SUBMISSION not in rows:
+        return rows, pd.DataFrame(columns=columns)
+    order = rows.assign(_line=np.arange(len(rows)))
+    if SUBMITTED_AT in rows:
+        order["_time"] = pd.to_datetime(rows[SUBMITTED_AT].str.strip(), utc=True, errors="coerce",
+                                        format="ISO8601")
+    else:
+        order["_time"] = pd.NaT
+    saves = (order.groupby(list(BLOCK_COLUMNS) + [SUBMISSION], sort=False)
+             .agg(_time=("_time", "max"), _line=("_line", "max")).reset_index())
+    saves = saves.sort_values(["_time", "_line"], na_position="first", kind="stable")
+    latest = saves.groupby(list(BLOCK_COLUMNS), sort=False).tail(1)
+    keep = order.merge(latest[list(BLOCK_COLUMNS) + [SUBMISSION]], how="inner",
+                       on=list(BLOCK_COLUMNS) + [SUBMISSION])["_line"]
+    kept = rows.iloc[np.sort(keep.to_numpy())]
+    old = saves.drop(latest.index)
+    superseded = []
+    for _, save in old.sort_values("_line").iterrows():
+        mask = ((rows[PARTICIPANT] == save[PARTICIPANT]) & (rows[TRIAL] == save[TRIAL])
+                & (rows[CRITERION] == save[CRITERION]) & (rows[SUBMISSION] == save[SUBMISSION]))
+        superseded.append({
+            "participant": save[PARTICIPANT], "trial": save[TRIAL], "criterion": save[CRITERION],
+            "submission": save[SUBMISSION],
+            "submitted_at": rows.loc[mask, SUBMITTED_AT].iloc[0] if SUBMITTED_AT in rows else "",
+            "lines": _where(rows.index, rows.index[mask]),
+        })
+    return kept, pd.DataFrame(superseded, columns=columns)
+
+
+def check_rankings(table: pd.DataFrame, drop_incomplete: bool = False,
+                   source: str | None = None) -> CheckedRankings:
+    """Check ranking rows and return them ready for analysis, or raise ``RankingsError``.
+
+    Problems reported (all at once, with lines): missing columns, empty lines or fields, ranks (or
+    positions) that are not whole numbers, a criterion with a single method, a rank outside 1..k
+    (k = the criterion's number of methods), a rank used twice in a block, a method ranked twice
+    in a block, and blocks that miss some of the criterion's methods (unless ``drop_incomplete``,
+    which sets them aside and lists each in ``dropped_blocks``).
+    """
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
+    if missing:
+        raise RankingsError([f"missing column(s) {', '.join(missing)}; the columns found are "
+                             f"{', '.join(map(str, table.columns)) or 'none'} (required: "
+                             f"{', '.join(REQUIRED_COLUMNS)})"], source)
+    if len(table) == 0:
+        raise RankingsError(["no rows: the file has a header but no rankings"], source)
+
+    # Missing values of an in-memory table become empty text, reported like empty CSV fields.
+    table = table.astype(object).where(table.notna(), "").astype(str)
+    problems: list[str] = []
+    fit = _check_rows(table, problems)
+    rows = table[fit].copy()
+    for column in (PARTICIPANT, TRIAL, CRITERION, METHOD):
+        rows[column] = rows[column].str.strip()
+    rows[RANK] = pd.to_numeric(rows[RANK].str.strip()).astype(int)
+    if POSITION in rows:
+        rows[POSITION] = pd.to_numeric(rows[POSITION].str.strip()).astype(int)
+
+    rows, superseded = _latest_submissions(rows)
+
+    methods: dict[str, list[str]] = {}
+    for criterion, group in rows.groupby(CRITERION, sort=False):
+        methods[criterion] = sorted(group[METHOD].unique())
+        if len(methods[criterion]) < 2:
+            problems.append(f"{_where(rows.index, group.index)}: criterion {criterion!r} has a single "
+                            f"method ({methods[criterion][0]!r}); a ranking needs at least two methods")
+
+    dropped = []
+    keep = pd.Series(True, index=rows.index)
+    block_cols = list(BLOCK_COLUMNS)
+    # Vectorised first, then a loop over the offending rows only: studies have thousands of blocks.
+    for column in (METHOD, RANK):
+        repeated = rows[rows.duplicated(block_cols + [column], keep=False)]
+        for key, same in repeated.groupby(block_cols + [column], sort=False):
+            name, value = _block_name(key[:3]), key[3]
+            if column == METHOD:
+                problems.append(f"{_where(rows.index, same.index)}: {name}: method {value!r} is ranked "
+                                f"{len(same)} times in the block")
+            else:
+                k = len(methods[key[2]])
+                problems.append(f"{_where(rows.index, same.index)}: {name}: rank {value} is given "
+                                f"{len(same)} times in the block (each rank 1..{k} is used once)")
+    k_of_row = rows[CRITERION].map({c: len(m) for c, m in methods.items()})
+    outside = rows[(rows[RANK] < 1) | (rows[RANK] > k_of_row)]
+    for key, block in outside.groupby(block_cols, sort=False):
+        k = len(methods[key[2]])
+        values = ", ".join(str(r) for r in sorted(block[RANK].unique()))
+        problems.append(f"{_where(rows.index, block.index)}: {_block_name(key)}: rank {values} is outside "
+                        f"1..{k} (the criterion has {k} methods)")
+    distinct = rows.groupby(block_cols, sort=False)[METHOD].transform("nunique")
+    short = rows[distinct < k_of_row]
+    for key, block in short.groupby(block_cols, sort=False):
+        criterion = key[2]
+        k = len(methods[criterion])
+        absent = [m for m in methods[criterion] if m not in set(block[METHOD])]
+        if drop_incomplete:
+            keep[block.index] = False
+            dropped.append({"participant": key[0], "trial": key[1], "criterion": criterion,
+                            "reason": f"incomplete: no rank for {', '.join(absent)}",
+                            "lines": _where(rows.index, block.index)})
+        else:
+            problems.append(f"{_where(rows.index, block.index)}: {_block_name(key)}: incomplete block, no "
+                            f"rank for {', '.join(repr(m) for m in absent)} (of the criterion's {k} "
+                            "methods); use drop_incomplete / --drop-incomplete to set such blocks aside")
+    if problems:
+        raise RankingsError(problems, source)
+
+    data = rows[keep].copy()
+    if data.empty:
+        raise RankingsError(["every block is incomplete: nothing is left to analyse"], source)
+    data["k"] = data.groupby(list(BLOCK_COLUMNS))[METHOD].transform("size").astype(int)
+    data["points"] = points_from_ranks(data[RANK], data["k"])
+    criteria = order_criteria(list(data[CRITERION].unique()))
+    dropped_columns = ["participant", "trial", "criterion", "reason", "lines"]
+    return CheckedRankings(
+        data=data,
+        criteria=criteria,
+        methods={c: methods[c] for c in criteria},
+        dropped_blocks=pd.DataFrame(dropped, columns=dropped_columns),
+        superseded=superseded,
+        untouched_blocks=untouched_blocks(data),
+    )
+
+
+def untouched_blocks(data: pd.DataFrame) -> pd.DataFrame:
+    """Blocks whose final ranking is the order the videos were shown in (a participant who saved
+    without ranking, or a coincidence: 1 in k! by chance). Empty without a ``position`` column."""
+    if POSITION not in data:
+        return pd.DataFrame(columns=list(BLOCK_COLUMNS))
+    same = (data[RANK] == data[POSITION]).groupby([data[c] for c in BLOCK_COLUMNS]).all()
+    return same[same].reset_index()[list(BLOCK_COLUMNS)]
+
+
+def load_rankings(path: str | os.PathLike, drop_incomplete: bool = False) -> CheckedRankings:
+    """``read_rankings`` then ``check_rankings``, naming the file in errors."""
+    return check_rankings(read_rankings(path), drop_incomplete=drop_incomplete, source=str(path))
+
+
+def mean_points(data: pd.DataFrame, criteria: list[str] | None = None,
+                methods: list[str] | None = None) -> pd.DataFrame:
+    """The paper's Tables 4/5: mean points per method (rows) and criterion (columns).
+
+    ``data`` needs ``criterion``, ``method`` and ``points`` (as ``CheckedRankings.data`` has).
+    """
+    table = data.pivot_table(index=METHOD, columns=CRITERION, values="points", aggfunc="mean")
+    criteria = criteria if criteria is not None else order_criteria(list(data[CRITERION].unique()))
+    methods = methods if methods is not None else sorted(data[METHOD].unique())
+    table = table.reindex(index=methods, columns=criteria)
+    table.index.name, table.columns.name = METHOD, None
+    return table
+
+
+def points_from_ranks(ranks: pd.Series, k: int | pd.Series) -> pd.Series:
+    """Points of the paper: rank 1 of k gets k points, rank k gets 1."""
+    return k + 1 - ranks

@@ -1,0 +1,241 @@
+"""Markdown rendering of an analysis: the paper-style points table and the one-page report.
+
+Pure functions from a ``StudyAnalysis`` to text; ``analyze.write_analysis`` writes them.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from userstudy.figures import format_p
+from userstudy.nonparametric import adjustment_name
+from userstudy.schema import criterion_slug
+
+if TYPE_CHECKING:
+    from userstudy.analyze import StudyAnalysis
+
+
+def markdown_table(header: list[str], rows: list[list[str]], align: str | None = None) -> str:
+    """A GitHub-flavoured Markdown table; ``align`` is one letter per column, l or r."""
+    align = align or "l" + "r" * (len(header) - 1)
+    def cell(text) -> str:
+        return str(text).replace("|", "\\|").replace("\n", " ")
+    lines = ["| " + " | ".join(cell(h) for h in header) + " |",
+             "|" + "|".join("---:" if a == "r" else ":---" for a in align) + "|"]
+    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def p_text(p: float) -> str:
+    """A p-value in scientific notation, as the paper's Tables 6/7 print it."""
+    return "n/a" if pd.isna(p) else f"{p:.2e}"
+
+
+def points_table(analysis: StudyAnalysis) -> str:
+    """Tables 4/5: mean points, methods as rows, criteria as columns, best per column in bold."""
+    points = analysis.points
+    rows = []
+    for method in points.index:
+        row = [method]
+        for criterion in points.columns:
+            value = points.loc[method, criterion]
+            if pd.isna(value):
+                row.append("–")
+                continue
+            best = round(points[criterion].max(), 2) == round(value, 2)
+            row.append(f"**{value:.2f}**" if best else f"{value:.2f}")
+        rows.append(row)
+    return markdown_table(["Method"] + list(points.columns), rows)
+
+
+def points_markdown(analysis: StudyAnalysis) -> str:
+    ks = sorted({int(k) for k in analysis.rankings.data["k"].unique()})
+    k_text = " or ".join(str(k) for k in ks)
+    return ("Mean points per method and criterion (rank 1 of k = k points, ..., rank k = 1 point; "
+            f"k = {k_text}; higher is better). Best per column in bold.\n\n" + points_table(analysis))
+
+
+def _order_reading(analysis: StudyAnalysis, criterion: str) -> str:
+    column = analysis.points[criterion].dropna().sort_values(ascending=False)
+    return ", ".join(f"{m} ({v:.2f})" for m, v in column.items())
+
+
+def _pair_reading(pairs: pd.DataFrame, p_col: str, value_a: str, value_b: str, alpha: float) -> str:
+    """``a > c (p 1.2e-05), b > c (p 0.003); not significant: a vs b (p 0.41)``."""
+    significant, not_significant = [], []
+    for _, pair in pairs.iterrows():
+        p = pair[p_col]
+        if not pd.isna(p) and p < alpha:
+            better, worse = ((pair["group_a"], pair["group_b"]) if pair[value_a] > pair[value_b]
+                             else (pair["group_b"], pair["group_a"]))
+            significant.append(f"{better} > {worse} (p {format_p(p)})")
+        else:
+            not_significant.append(f"{pair['group_a']} vs {pair['group_b']} (p {format_p(p)})")
+    parts = []
+    if significant:
+        parts.append("; ".join(significant))
+    if not_significant:
+        parts.append(("not significant: " if significant else "no pair differs significantly: ")
+                     + "; ".join(not_significant))
+    return "; ".join(parts)
+
+
+def _data_section(analysis: StudyAnalysis) -> list[str]:
+    checked = analysis.rankings
+    data = checked.data
+    lines = ["## Data", ""]
+    lines.append(f"- participants: **{len(checked.participants)}**; trials: **{len(checked.trials)}**; "
+                 f"criteria: {len(checked.criteria)}; methods: {', '.join(analysis.methods)}")
+    lines.append(f"- blocks used (one block = one participant's ranking of one trial on one criterion): "
+                 f"**{checked.blocks()}**, answers (rows): {len(data)}")
+    lines.append("")
+    rows = [[c, str(checked.blocks(c)), str(len(analysis.methods_of(c))),
+             str(data.loc[data["criterion"] == c, "participant"].nunique()),
+             str(data.loc[data["criterion"] == c, "trial"].nunique())] for c in checked.criteria]
+    lines.append(markdown_table(["criterion", "blocks used", "methods (k)", "participants", "trials"], rows))
+    dropped = checked.dropped_blocks
+    if len(dropped):
+        lines.append(f"**Blocks dropped: {len(dropped)}** (incomplete, set aside on request). Every one:")
+        lines.append("")
+        lines.append(markdown_table(["participant", "trial", "criterion", "reason", "where"],
+                                    dropped[["participant", "trial", "criterion", "reason", "lines"]]
+                                    .astype(str).values.tolist(), "lllll"))
+    else:
+        lines.append("Blocks dropped: none.")
+        lines.append("")
+    superseded = checked.superseded
+    if len(superseded):
+        lines.append(f"**Resubmissions: {len(superseded)}** earlier saves of a block were replaced by a "
+                     "later save of the same block (the latest counts). The replaced saves:")
+        lines.append("")
+        lines.append(markdown_table(["participant", "trial", "criterion", "submission", "submitted_at", "where"],
+                                    superseded.astype(str).values.tolist(), "llllll"))
+    else:
+        lines.append("Resubmissions replaced: none.")
+        lines.append("")
+    untouched = checked.untouched_blocks
+    if "position" in data:
+        expected = sum(1 / math.factorial(len(analysis.methods_of(c))) * checked.blocks(c)
+                       for c in checked.criteria)
+        lines.append(f"Untouched blocks (final ranking = the order shown): {len(untouched)} of "
+                     f"{checked.blocks()}; about {expected:.1f} expected by chance (1/k! each).")
+        flagged = unlikely_untouched(analysis)
+        if len(flagged):
+            lines.append(" Participants with more untouched blocks than chance explains (binomial p < 0.001): "
+                         + ", ".join(f"{r.participant} ({r.untouched} of {r.blocks})" for r in flagged.itertuples())
+                         + ". Their answers are kept; check whether they ranked at all.")
+        else:
+            lines.append(" No participant has more untouched blocks than chance explains (binomial p < 0.001).")
+        lines.append("")
+    return lines
+
+
+def unlikely_untouched(analysis: StudyAnalysis, threshold: float = 0.001) -> pd.DataFrame:
+    """Participants with more untouched blocks than chance explains: a one-sided binomial test of
+    their count against the rate 1/k! at which an honest ranking equals the shown order."""
+    checked = analysis.rankings
+    data, untouched = checked.data, checked.untouched_blocks
+    blocks = data.drop_duplicates(["participant", "trial", "criterion"])
+    rows = []
+    for participant, own in blocks.groupby("participant"):
+        chance = float(np.mean([1 / math.factorial(int(k)) for k in own["k"]]))
+        count = int((untouched["participant"] == participant).sum())
+        p = float(stats.binom.sf(count - 1, len(own), chance)) if count else 1.0
+        if p < threshold:
+            rows.append({"participant": participant, "untouched": count, "blocks": len(own), "p": p})
+    return pd.DataFrame(rows, columns=["participant", "untouched", "blocks", "p"])
+
+
+def report_markdown(analysis: StudyAnalysis, source: str = "") -> str:
+    """The one-page report: data, points, Kruskal-Wallis + Dunn (the paper), Friedman + post-hoc."""
+    alpha = analysis.alpha
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lines = ["# User study analysis", ""]
+    lines.append(f"Input: `{source}`; analysed {now}. Pairwise p-values: {adjustment_name(analysis.p_adjust)}; "
+                 f"alpha = {alpha:g}. All p-values are two-sided.")
+    lines.append("")
+    lines += _data_section(analysis)
+
+    lines += ["## Mean points (the paper's Tables 4/5)", "", points_markdown(analysis)]
+    for criterion in analysis.criteria:
+        lines.append(f"- {criterion}: {_order_reading(analysis, criterion)}.")
+    lines.append("")
+
+    lines += ["## Kruskal-Wallis test per criterion (the paper's Tables 6/7)", ""]
+    rows = [[c, str(int(r["n"])), str(int(r["k"])), f"{r['H']:.3f}", str(int(r["df"])), p_text(r["p"]),
+             p_text(r["p_holm"])]
+            for c, r in analysis.kruskal.iterrows()]
+    lines.append(markdown_table(["criterion", "n", "k", "H", "df", "p", "p (Holm over criteria)"], rows))
+    for criterion, r in analysis.kruskal.iterrows():
+        if pd.isna(r["p"]):
+            lines.append(f"- {criterion}: undefined (every answer has the same points).")
+        elif r["p"] < alpha:
+            lines.append(f"- {criterion}: the methods' points differ (H = {r['H']:.2f}, df {int(r['df'])}, "
+                         f"p = {p_text(r['p'])} < {alpha:g}).")
+        else:
+            lines.append(f"- {criterion}: no significant difference (H = {r['H']:.2f}, df {int(r['df'])}, "
+                         f"p = {p_text(r['p'])} ≥ {alpha:g}).")
+    lines.append("")
+    lines.append("Kruskal-Wallis and Dunn treat every answer as an independent observation. In a ranking "
+                 "the k ranks of a block are a permutation of 1..k, not independent draws, so these "
+                 "tests overstate significance: on complete rankings H is exactly Friedman's chi² times "
+                 "(nk - 1) / (n(k - 1)), about k / (k - 1). They are here to reproduce the paper; the "
+                 "Friedman analysis below is the one that fits the design.")
+    lines.append("")
+
+    lines += [f"## Dunn's pairwise test (the paper's Figures 8/9): {analysis.dunn_label()}", "",
+              "![Dunn p-values per criterion](dunn.png)", ""]
+    for criterion in analysis.criteria:
+        pairs = analysis.dunn[criterion]
+        rows = [[f"{p['group_a']} vs {p['group_b']}", f"{p['z']:.3f}", p_text(p["p"]), p_text(p["p_adjusted"]),
+                 "yes" if p["p_adjusted"] < alpha else "no"] for _, p in pairs.iterrows()]
+        lines.append(f"**{criterion}** (`dunn_{criterion_slug(criterion)}.csv`; z > 0: the first method has "
+                     "more points)")
+        lines.append("")
+        lines.append(markdown_table(["pair", "z", "p", f"p ({adjustment_name(analysis.p_adjust)})",
+                                     f"p < {alpha:g}"], rows))
+        lines.append(f"Reading: {_pair_reading(pairs, 'p_adjusted', 'mean_rank_a', 'mean_rank_b', alpha)}.")
+        lines.append("")
+
+    lines += ["## Friedman test per criterion (within-subject; blocks = participant x trial)", ""]
+    rows = [[c, str(int(r["n_blocks"])), str(int(r["k"])), f"{r['chi2']:.3f}", str(int(r["df"])), p_text(r["p"]),
+             p_text(r["p_holm"]), f"{r['W']:.3f}"] for c, r in analysis.friedman.iterrows()]
+    lines.append(markdown_table(["criterion", "blocks", "k", "chi²", "df", "p", "p (Holm over criteria)",
+                                 "Kendall's W"], rows))
+    for criterion, r in analysis.friedman.iterrows():
+        verdict = ("the methods differ" if not pd.isna(r["p_holm"]) and r["p_holm"] < alpha
+                   else "no significant difference")
+        lines.append(f"- {criterion}: {verdict} (chi² = {r['chi2']:.2f}, df {int(r['df'])}, Holm p = "
+                     f"{p_text(r['p_holm'])}); Kendall's W = {r['W']:.3f} (0 = the blocks do not agree "
+                     "on an order, 1 = every block gives the same order).")
+    lines.append("")
+
+    name = "Nemenyi" if analysis.posthoc == "nemenyi" else "Conover"
+    lines += [f"## {name} post-hoc test after Friedman: {analysis.posthoc_label()}", ""]
+    p_col = "p" if analysis.posthoc == "nemenyi" else "p_adjusted"
+    value = "mean_rank" if analysis.posthoc == "nemenyi" else "rank_sum"
+    statistic = "q" if analysis.posthoc == "nemenyi" else "t"
+    for criterion in analysis.criteria:
+        pairs = analysis.friedman_posthoc[criterion]
+        rows = [[f"{p['group_a']} vs {p['group_b']}", f"{p[f'{value}_a']:.3f}", f"{p[f'{value}_b']:.3f}",
+                 f"{p[statistic]:.3f}", p_text(p[p_col]), "yes" if p[p_col] < alpha else "no"]
+                for _, p in pairs.iterrows()]
+        lines.append(f"**{criterion}** (`{analysis.posthoc}_{criterion_slug(criterion)}.csv`)")
+        lines.append("")
+        lines.append(markdown_table(["pair", f"{value.replace('_', ' ')} a", f"{value.replace('_', ' ')} b",
+                                     statistic, "p", f"p < {alpha:g}"], rows))
+        lines.append(f"Reading: {_pair_reading(pairs, p_col, f'{value}_a', f'{value}_b', alpha)}.")
+        lines.append("")
+
+    lines += ["## Files", "",
+              "`points.csv`, `points.md`, `kruskal.csv`, `dunn_<criterion>.csv`, `dunn_pairs.csv`, "
+              f"`dunn.png`, `friedman.csv`, `{analysis.posthoc}_<criterion>.csv`, "
+              f"`{analysis.posthoc}_pairs.csv`, `report.md`. Criterion file names: "
+              + ", ".join(f"{c} → `{criterion_slug(c)}`" for c in analysis.criteria) + ".", ""]
+    return "\n".join(lines)

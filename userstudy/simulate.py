@@ -1,0 +1,169 @@
+"""Synthetic ranking studies with known differences between methods: demos, tests, power checks.
+
+    python -m userstudy.simulate --methods a,b,c --participants 20 --trials 30 --out rankings.csv \
+        [--seed N] [--effect 0.5 | --effect a=1,b=0.5,c=0] [--criteria "visual quality,..."] \
+        [--trial-sd 0.5] [--power 200 [--alpha 0.05]]
+
+The model is Thurstone's: every method has a latent quality per criterion; a judgement of one
+method's video is quality + a video effect (the trial's clip suits some methods better; shared by
+all participants, standard deviation ``trial_sd``) + the participant's noise (standard deviation 1);
+a participant ranks the videos of a trial by that judgement, highest first. So an effect of 0.5
+is half a noise standard deviation between adjacent methods. The videos' shown positions are a
+random permutation per participant and trial, as on the ranking page.
+
+The output is the format ``python -m userstudy.analyze`` reads (see ``userstudy/README.md``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from userstudy.files import write_text_atomic
+from userstudy.nonparametric import friedman, kruskal_wallis
+from userstudy.schema import CRITERION, METHOD, PAPER_CRITERIA, PARTICIPANT, POSITION, RANK, TRIAL
+
+
+def method_qualities(methods: Sequence[str], effect: float | Mapping[str, float]) -> dict[str, float]:
+    """Latent qualities: a number steps down by ``effect`` from each method to the next (the first
+    is best); a mapping gives each method's quality (unnamed methods get 0)."""
+    if isinstance(effect, Mapping):
+        unknown = [m for m in effect if m not in methods]
+        if unknown:
+            raise ValueError(f"effect names method(s) {unknown} that are not among {list(methods)}")
+        return {m: float(effect.get(m, 0.0)) for m in methods}
+    return {m: -float(effect) * i for i, m in enumerate(methods)}
+
+
+def simulate_rankings(methods: Sequence[str], participants: int, trials: int,
+                      effect: float | Mapping[str, float] | Mapping[str, Mapping[str, float]] = 0.5,
+                      criteria: Sequence[str] = PAPER_CRITERIA, trial_sd: float = 0.5,
+                      seed: int = 0) -> pd.DataFrame:
+    """A complete synthetic study in long format: participant, trial, criterion, method, rank, position.
+
+    ``effect``: a number (step between adjacent methods, first best), a mapping method -> quality
+    for every criterion, or a mapping criterion -> (method -> quality).
+    """
+    methods = list(methods)
+    if len(methods) < 2 or len(set(methods)) != len(methods):
+        raise ValueError(f"need at least two distinct methods, got {methods}")
+    if participants < 1 or trials < 1:
+        raise ValueError("participants and trials must be at least 1")
+    criteria = list(criteria)
+    if isinstance(effect, Mapping) and effect and all(isinstance(v, Mapping) for v in effect.values()):
+        quality = {c: method_qualities(methods, effect.get(c, {})) for c in criteria}
+    else:
+        quality = {c: method_qualities(methods, effect) for c in criteria}
+
+    rng = np.random.default_rng(seed)
+    k = len(methods)
+    q = np.array([[quality[c][m] for m in methods] for c in criteria])            # (C, k)
+    video = rng.normal(0.0, trial_sd, (trials, len(criteria), k))                   # (T, C, k)
+    noise = rng.normal(0.0, 1.0, (participants, trials, len(criteria), k))          # (P, T, C, k)
+    judgement = q[None, None] + video[None] + noise
+    # rank 1 = the highest judgement; argsort of argsort turns scores into 0-based ranks
+    rank = np.argsort(np.argsort(-judgement, axis=-1), axis=-1) + 1
+    position = np.argsort(rng.random((participants, trials, k)), axis=-1) + 1       # (P, T, k)
+
+    p_idx, t_idx, c_idx, m_idx = np.meshgrid(np.arange(participants), np.arange(trials),
+                                             np.arange(len(criteria)), np.arange(k), indexing="ij")
+    width_p, width_t = len(str(participants)), len(str(trials))
+    return pd.DataFrame({
+        PARTICIPANT: [f"P{i + 1:0{width_p}d}" for i in p_idx.ravel()],
+        TRIAL: [f"t{i + 1:0{width_t}d}" for i in t_idx.ravel()],
+        CRITERION: np.asarray(criteria, dtype=object)[c_idx.ravel()],
+        METHOD: np.asarray(methods, dtype=object)[m_idx.ravel()],
+        RANK: rank.ravel(),
+        POSITION: position[p_idx, t_idx, m_idx].ravel(),
+    })
+
+
+def estimate_power(methods: Sequence[str], participants: int, trials: int,
+                   effect: float | Mapping[str, float] = 0.5, replicates: int = 200,
+                   alpha: float = 0.05, trial_sd: float = 0.5, seed: int = 0) -> pd.DataFrame:
+    """How often a study of this size finds a difference: the fraction of ``replicates`` simulated
+    studies (one criterion each) where Friedman's test (blocks = participant x trial) and the
+    paper's Kruskal-Wallis test have p < ``alpha``. With ``effect=0`` it is the false-positive rate.
+    """
+    hits = {"friedman": 0, "kruskal_wallis": 0}
+    for r in range(replicates):
+        study = simulate_rankings(methods, participants, trials, effect, criteria=["criterion"],
+                                  trial_sd=trial_sd, seed=seed + r)
+        study["points"] = len(methods) + 1 - study[RANK]
+        hits["friedman"] += friedman(study, "points", METHOD, [PARTICIPANT, TRIAL])["p"] < alpha
+        hits["kruskal_wallis"] += kruskal_wallis(study, "points", METHOD)["p"] < alpha
+    return pd.DataFrame({"test": list(hits), "power": [hits[t] / replicates for t in hits],
+                         "replicates": replicates, "alpha": alpha})
+
+
+def parse_effect(text: str) -> float | dict[str, float]:
+    """``"0.5"`` -> 0.5; ``"a=1,b=0.5"`` -> {"a": 1.0, "b": 0.5}."""
+    if "=" not in text:
+        try:
+            return float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"--effect {text!r}: give a number or method=quality pairs") from None
+    effect = {}
+    for item in text.split(","):
+        name, _, value = item.partition("=")
+        try:
+            effect[name.strip()] = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"--effect: {item!r} is not method=number") from None
+    return effect
+
+
+def _names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m userstudy.simulate",
+                                     description="Write a synthetic rankings.csv with known differences.")
+    parser.add_argument("--methods", type=_names, required=True, help="comma-separated, best first")
+    parser.add_argument("--participants", type=int, default=20)
+    parser.add_argument("--trials", type=int, default=30)
+    parser.add_argument("--out", type=Path, help="rankings CSV to write")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--effect", type=parse_effect, default=0.5,
+                        help="step in latent quality between adjacent methods, in noise standard "
+                             "deviations (default 0.5), or method=quality pairs: a=1,b=0.5,c=0")
+    parser.add_argument("--criteria", type=_names, default=list(PAPER_CRITERIA),
+                        help="comma-separated (default: the paper's four)")
+    parser.add_argument("--trial-sd", type=float, default=0.5,
+                        help="standard deviation of the per-video effect shared by all participants")
+    parser.add_argument("--power", type=int, metavar="N",
+                        help="instead of (or besides) writing, simulate N studies and print how often "
+                             "Friedman and Kruskal-Wallis reach p < --alpha")
+    parser.add_argument("--alpha", type=float, default=0.05)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.out is None and args.power is None:
+        build_parser().error("give --out (write a study) and/or --power N (estimate power)")
+    try:
+        if args.out is not None:
+            study = simulate_rankings(args.methods, args.participants, args.trials, args.effect,
+                                      args.criteria, args.trial_sd, args.seed)
+            write_text_atomic(args.out, study.to_csv(index=False))
+            print(f"{len(study)} rankings ({args.participants} participants x {args.trials} trials x "
+                  f"{len(args.criteria)} criteria x {len(args.methods)} methods) written to {args.out}")
+        if args.power is not None:
+            power = estimate_power(args.methods, args.participants, args.trials, args.effect,
+                                   args.power, args.alpha, args.trial_sd, args.seed)
+            print(power.to_string(index=False))
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

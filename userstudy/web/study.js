@@ -1,0 +1,465 @@
+// The ranking page: one trial at a time, the methods' videos under blinded ids, one ranking per
+// criterion. Three ways to rank, all with the same effect: drag an id onto a rank (pointer events,
+// so mouse, pen and touch), the buttons (keyboard: Tab + Enter/Space), and double-click to undo.
+// Every change is announced in a live region. Unsaved work is kept in localStorage; saved answers
+// come back from the server, so a participant can leave and return with their id.
+"use strict";
+
+const $ = (selector, root = document) => root.querySelector(selector);
+const $$ = (selector, root = document) => Array.from(root.querySelectorAll(selector));
+
+const state = {
+  study: null,          // {title, instructions, criteria: [{name, question}], trials}
+  participant: null,
+  trials: [],           // from /api/plan: {trial, videos: [{id, url}], reference, saved}
+  index: 0,             // the trial on screen
+  rankings: {},         // trial -> criterion -> array of k ids or null (rank i+1)
+  saved: {},            // trial -> criterion -> ids best first (the last save the server confirmed)
+  visited: new Set(),
+  attempted: new Set(), // trials where "Save results" was pressed (incomplete criteria turn red)
+  pending: {},          // trial -> submission id of a save not yet confirmed (a retry reuses it)
+};
+
+// -- helpers ------------------------------------------------------------------------------------
+
+function announce(text) {
+  const region = $("#announcer");
+  // Clearing first makes screen readers repeat an identical message.
+  region.textContent = "";
+  window.setTimeout(() => { region.textContent = text; }, 30);
+}
+
+function el(tag, attributes = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (name === "class") node.className = value;
+    else if (name === "text") node.textContent = value;
+    else if (value !== null && value !== undefined && value !== false) node.setAttribute(name, value);
+  }
+  for (const child of children) node.append(child);
+  return node;
+}
+
+function newSubmissionId() {
+  if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
+  const bytes = new Uint8Array(16);
+  crypto.getRandomValues(bytes);
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+async function api(path, options = {}) {
+  const response = await fetch(path, options);
+  let body = null;
+  try { body = await response.json(); } catch (error) { body = null; }
+  if (!response.ok) {
+    throw new Error((body && body.error) || `the server answered ${response.status}`);
+  }
+  return body;
+}
+
+const currentTrial = () => state.trials[state.index];
+const trialVideoIds = () => currentTrial().videos.map((v) => v.id);
+const draftKey = (trial) => `userstudy:${state.participant}:${trial}`;
+
+function saveDraft(trial) {
+  try { localStorage.setItem(draftKey(trial), JSON.stringify(state.rankings[trial])); } catch (error) { /* private mode */ }
+}
+
+function loadDraft(trial) {
+  try { return JSON.parse(localStorage.getItem(draftKey(trial)) || "null"); } catch (error) { return null; }
+}
+
+function isComplete(order) {
+  return order.every((id) => id !== null);
+}
+
+function sameAsSaved(trial) {
+  const saved = state.saved[trial];
+  if (!saved) return false;
+  return state.study.criteria.every(({ name }) =>
+    JSON.stringify(saved[name]) === JSON.stringify(state.rankings[trial][name]));
+}
+
+// -- start: a participant id --------------------------------------------------------------------
+
+async function begin(participant) {
+  const plan = await api(`/api/plan?participant=${encodeURIComponent(participant)}`);
+  state.participant = plan.participant;
+  state.trials = plan.trials;
+  for (const trial of plan.trials) {
+    const ids = trial.videos.map((v) => v.id);
+    const draft = loadDraft(trial.trial);
+    state.rankings[trial.trial] = {};
+    for (const { name } of state.study.criteria) {
+      let order = trial.saved ? trial.saved[name].slice() : new Array(ids.length).fill(null);
+      const kept = draft && draft[name];
+      // A draft counts only if it fits this trial's ids (the study may have changed).
+      if (Array.isArray(kept) && kept.length === ids.length && kept.every((id) => id === null || ids.includes(id))) {
+        order = kept.slice();
+      }
+      state.rankings[trial.trial][name] = order;
+    }
+    if (trial.saved) state.saved[trial.trial] = trial.saved;
+  }
+  try { localStorage.setItem("userstudy:participant", state.participant); } catch (error) { /* ignore */ }
+  const url = new URL(window.location.href);
+  url.searchParams.set("participant", state.participant);
+  window.history.replaceState(null, "", url);
+  $("#welcome").hidden = true;
+  $("#study").hidden = false;
+  $("#who").hidden = false;
+  $("#participant-id").textContent = state.participant;
+  const firstUnsaved = state.trials.findIndex((t) => !state.saved[t.trial]);
+  showTrial(firstUnsaved === -1 ? 0 : firstUnsaved);
+}
+
+// -- rendering ----------------------------------------------------------------------------------
+
+function renderNav() {
+  const nav = $("#trial-nav");
+  nav.replaceChildren();
+  state.trials.forEach((trial, i) => {
+    const saved = Boolean(state.saved[trial.trial]);
+    const status = saved ? "saved" : "not saved";
+    const button = el("button", {
+      // Red: a trial left unsaved, or one where a save was refused for missing rankings.
+      type: "button", class: "nav-item " + (saved ? "saved" : (state.attempted.has(trial.trial) ||
+        (state.visited.has(trial.trial) && i !== state.index) ? "unranked" : "unsaved")),
+      "aria-current": i === state.index ? "step" : null, "aria-label": `Trial ${i + 1}, ${status}`,
+      "data-trial": trial.trial, text: String(i + 1),
+    });
+    button.addEventListener("click", () => showTrial(i));
+    nav.append(el("li", {}, button));
+  });
+  const done = Object.keys(state.saved).length;
+  $("#progress").textContent = `trial ${state.index + 1} of ${state.trials.length} · ${done} saved`;
+  $("#done").hidden = done < state.trials.length;
+}
+
+function renderMedia(trial) {
+  const reference = $("#reference");
+  reference.replaceChildren();
+  if (trial.reference) {
+    const media = trial.reference.kind === "image"
+      ? el("img", { src: trial.reference.url, alt: "Reference: the person the videos should show" })
+      : el("video", { src: trial.reference.url, controls: "", preload: "metadata", playsinline: "" });
+    reference.append(el("figure", {}, media, el("figcaption", { text: "Reference" })));
+  }
+  const videos = $("#videos");
+  videos.replaceChildren();
+  for (const video of trial.videos) {
+    videos.append(el("figure", { class: "video", "data-id": video.id },
+      el("video", { src: video.url, controls: "", preload: "metadata", playsinline: "",
+                    "aria-label": `Video ${video.id}` }),
+      el("figcaption", {}, el("span", { class: "chip-id", text: video.id }), ` Video ${video.id}`)));
+  }
+}
+
+function chip(trial, criterion, id, rank, k) {
+  const node = el("div", { class: "chip", "data-id": id, role: "group",
+                           "aria-label": rank ? `Video ${id}, rank ${rank} of ${k}` : `Video ${id}, not ranked` },
+                  el("span", { class: "chip-id", "aria-hidden": "true", text: id }));
+  const button = (cls, label, text, action, disabled = false) => {
+    const b = el("button", { type: "button", class: cls, "aria-label": label, title: label, text, disabled });
+    b.addEventListener("click", () => action());
+    node.append(b);
+  };
+  if (rank === null) {
+    button("place", `Rank video ${id} next on ${criterion}`, "Rank next", () => placeNext(trial, criterion, id));
+  } else {
+    button("up", `Move video ${id} up on ${criterion}`, "▲", () => move(trial, criterion, id, -1), rank === 1);
+    button("down", `Move video ${id} down on ${criterion}`, "▼", () => move(trial, criterion, id, +1), rank === k);
+    button("remove", `Take video ${id} back from rank ${rank} on ${criterion}`, "✕", () => unrank(trial, criterion, id));
+    node.addEventListener("dblclick", (event) => {
+      if (!event.target.closest("button")) unrank(trial, criterion, id);  // not a quick double ▲
+    });
+  }
+  node.addEventListener("pointerdown", (event) => startDrag(event, node, trial, criterion, id));
+  return node;
+}
+
+function renderCriterion(trial, criterion, question) {
+  const order = state.rankings[trial.trial][criterion];
+  const k = order.length;
+  const incomplete = !isComplete(order);
+  const fieldset = el("fieldset", {
+    class: "criterion" + (incomplete && state.attempted.has(trial.trial) ? " unranked" : ""),
+    "data-criterion": criterion,
+  });
+  fieldset.append(el("legend", {}, el("span", { class: "criterion-name", text: criterion }),
+                     el("span", { class: "question", text: question })));
+  if (incomplete && state.attempted.has(trial.trial)) {
+    fieldset.append(el("p", { class: "unranked-message", text: `Not ranked yet: give each of the ${k} videos a rank.` }));
+  }
+  const pool = el("div", { class: "pool drop-target", "data-criterion": criterion,
+                           "aria-label": `Videos not ranked yet on ${criterion}` },
+                  el("span", { class: "pool-label", text: "Not ranked:" }));
+  for (const video of trial.videos) {
+    if (!order.includes(video.id)) pool.append(chip(trial.trial, criterion, video.id, null, k));
+  }
+  const slots = el("ol", { class: "slots", "aria-label": `Ranking on ${criterion}` });
+  order.forEach((id, i) => {
+    const label = i === 0 ? "1 (best)" : (i === k - 1 ? `${k} (worst)` : String(i + 1));
+    const slot = el("li", { class: "slot drop-target" + (id ? " filled" : ""), "data-rank": String(i + 1),
+                            "data-criterion": criterion },
+                    el("span", { class: "rank-label", text: label }));
+    slot.append(id ? chip(trial.trial, criterion, id, i + 1, k) : el("span", { class: "empty", text: "drop a video here" }));
+    slots.append(slot);
+  });
+  fieldset.append(el("div", { class: "board" }, pool, slots));
+  return fieldset;
+}
+
+function renderCriteria(focus = null) {
+  const trial = currentTrial();
+  const container = $("#criteria");
+  container.replaceChildren(...state.study.criteria.map(({ name, question }) => renderCriterion(trial, name, question)));
+  if (focus) {
+    // Keep the keyboard where the participant was: on the moved video's button of the same kind.
+    const box = $$(".criterion", container).find((f) => f.dataset.criterion === focus.criterion);
+    const node = box && $$(".chip", box).find((c) => c.dataset.id === focus.id);
+    const target = node && ($(`button.${focus.button}:not([disabled])`, node) || $("button:not([disabled])", node));
+    if (target) target.focus();
+  }
+  const changed = state.saved[trial.trial] && !sameAsSaved(trial.trial);
+  $("#status").textContent = changed ? "Changed since the last save: press “Save results” to keep the change." : "";
+  $("#status").classList.remove("error");
+  renderNav();
+}
+
+function showTrial(index) {
+  state.index = Math.max(0, Math.min(index, state.trials.length - 1));
+  const trial = currentTrial();
+  state.visited.add(trial.trial);
+  $("#trial-heading").textContent = `Trial ${state.index + 1} of ${state.trials.length}`;
+  renderMedia(trial);
+  renderCriteria();
+  $("#previous").disabled = state.index === 0;
+  $("#next").disabled = state.index === state.trials.length - 1;
+  showFinal(state.saved[trial.trial] && sameAsSaved(trial.trial) ? state.saved[trial.trial] : null);
+  $("#trial-heading").focus();
+}
+
+function showFinal(saved) {
+  const box = $("#final");
+  box.hidden = !saved;
+  if (!saved) return;
+  const body = $("#final-body");
+  body.replaceChildren(...state.study.criteria.map(({ name }) => el("p", { class: "final-row" },
+    el("strong", { text: `${name}: ` }),
+    saved[name].map((id, i) => `${i + 1}. Video ${id}`).join("  ·  "))));
+}
+
+// -- ranking actions (all end in change()) --------------------------------------------------------
+
+function change(trial, criterion, message, focus) {
+  saveDraft(trial);
+  showFinal(null);
+  renderCriteria(focus);
+  const order = state.rankings[trial][criterion];
+  const placed = order.filter((id) => id !== null).length;
+  announce(`${message} ${criterion}: ${placed} of ${order.length} ranked.`);
+}
+
+function placeAt(trial, criterion, id, rank) {
+  const order = state.rankings[trial][criterion];
+  const from = order.indexOf(id);
+  const to = rank - 1;
+  if (from === to) return;
+  const other = order[to];
+  if (from >= 0) order[from] = other;   // swap with the video that held the rank
+  order[to] = id;
+  const swapped = other && from >= 0 ? ` Video ${other} moves to rank ${from + 1}.` : (other ? ` Video ${other} is unranked.` : "");
+  change(trial, criterion, `Video ${id} placed at rank ${rank} of ${order.length}.${swapped}`, null);
+}
+
+function placeNext(trial, criterion, id) {
+  const order = state.rankings[trial][criterion];
+  const free = order.indexOf(null);
+  if (free < 0) return;
+  order[free] = id;
+  // The keyboard goes on with the next unranked video of this criterion, or to the ranked one.
+  const next = trialVideoIds().find((v) => !order.includes(v));
+  change(trial, criterion, `Video ${id} placed at rank ${free + 1} of ${order.length}.`,
+         next ? { criterion, id: next, button: "place" } : { criterion, id, button: "up" });
+}
+
+function move(trial, criterion, id, step) {
+  const order = state.rankings[trial][criterion];
+  const from = order.indexOf(id);
+  const to = from + step;
+  if (from < 0 || to < 0 || to >= order.length) return;
+  const other = order[to];
+  order[to] = id;
+  order[from] = other;
+  const swapped = other ? ` Video ${other} moves to rank ${from + 1}.` : "";
+  change(trial, criterion, `Video ${id} moved ${step < 0 ? "up" : "down"} to rank ${to + 1} of ${order.length}.${swapped}`,
+         { criterion, id, button: step < 0 ? "up" : "down" });
+}
+
+function unrank(trial, criterion, id) {
+  const order = state.rankings[trial][criterion];
+  const from = order.indexOf(id);
+  if (from < 0) return;
+  order[from] = null;
+  change(trial, criterion, `Video ${id} taken back from rank ${from + 1}.`, { criterion, id, button: "place" });
+}
+
+// -- dragging with pointer events (mouse, pen and touch alike) ----------------------------------
+
+let drag = null;
+
+function startDrag(event, node, trial, criterion, id) {
+  if (event.button !== 0 || event.target.closest("button")) return;
+  drag = { node, trial, criterion, id, x: event.clientX, y: event.clientY, pointer: event.pointerId, ghost: null, over: null };
+  node.setPointerCapture(event.pointerId);
+  node.addEventListener("pointermove", onDragMove);
+  node.addEventListener("pointerup", onDragEnd);
+  node.addEventListener("pointercancel", cancelDrag);
+}
+
+function targetAt(x, y) {
+  const hit = document.elementFromPoint(x, y);
+  const target = hit && hit.closest(".drop-target");
+  return target && target.dataset.criterion === drag.criterion ? target : null;
+}
+
+function onDragMove(event) {
+  if (!drag || event.pointerId !== drag.pointer) return;
+  if (!drag.ghost) {
+    if (Math.hypot(event.clientX - drag.x, event.clientY - drag.y) < 5) return;  // a click, not a drag
+    drag.ghost = el("div", { class: "chip ghost", "aria-hidden": "true" }, el("span", { class: "chip-id", text: drag.id }));
+    document.body.append(drag.ghost);
+    drag.node.classList.add("dragging");
+  }
+  drag.ghost.style.left = `${event.clientX}px`;
+  drag.ghost.style.top = `${event.clientY}px`;
+  const target = targetAt(event.clientX, event.clientY);
+  if (target !== drag.over) {
+    if (drag.over) drag.over.classList.remove("over");
+    if (target) target.classList.add("over");
+    drag.over = target;
+  }
+}
+
+function onDragEnd(event) {
+  if (!drag || event.pointerId !== drag.pointer) return;
+  const { trial, criterion, id, ghost } = drag;
+  const target = ghost ? targetAt(event.clientX, event.clientY) : null;
+  cancelDrag();
+  if (!target) return;
+  if (target.classList.contains("slot")) placeAt(trial, criterion, id, Number(target.dataset.rank));
+  else if (target.classList.contains("pool")) unrank(trial, criterion, id);
+}
+
+function cancelDrag() {
+  if (!drag) return;
+  const { node, ghost, over } = drag;
+  if (ghost) ghost.remove();
+  if (over) over.classList.remove("over");
+  node.classList.remove("dragging");
+  node.removeEventListener("pointermove", onDragMove);
+  node.removeEventListener("pointerup", onDragEnd);
+  node.removeEventListener("pointercancel", cancelDrag);
+  drag = null;
+}
+
+// -- saving -------------------------------------------------------------------------------------
+
+async function save() {
+  const trial = currentTrial().trial;
+  const rankings = state.rankings[trial];
+  const incomplete = state.study.criteria.map((c) => c.name).filter((name) => !isComplete(rankings[name]));
+  state.attempted.add(trial);
+  if (incomplete.length) {
+    renderCriteria();
+    const message = `Not saved: ${incomplete.length} ${incomplete.length > 1 ? "criteria are" : "criterion is"} not ranked yet (${incomplete.join(", ")}), marked in red.`;
+    $("#status").textContent = message;
+    $("#status").classList.add("error");
+    announce(message);
+    const first = $(".criterion.unranked button:not([disabled])");
+    if (first) first.focus();
+    return;
+  }
+  state.pending[trial] = state.pending[trial] || newSubmissionId();
+  const button = $("#save");
+  button.disabled = true;
+  $("#status").textContent = "Saving…";
+  $("#status").classList.remove("error");
+  try {
+    const answer = await api("/api/submit", {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ participant: state.participant, trial, submission: state.pending[trial], rankings }),
+    });
+    delete state.pending[trial];
+    state.saved[trial] = answer.rankings;
+    try { localStorage.removeItem(draftKey(trial)); } catch (error) { /* ignore */ }
+    renderCriteria();
+    $("#status").textContent = `Trial ${state.index + 1} saved.`;
+    showFinal(answer.rankings);
+    announce(`Trial ${state.index + 1} saved. ${Object.keys(state.saved).length} of ${state.trials.length} trials saved.`);
+    $("#final-heading").focus();
+  } catch (error) {
+    // The same submission id is kept: a retry that reaches the server twice is stored once.
+    const message = `Could not save: ${error.message}. Your ranking is still here; try again.`;
+    $("#status").textContent = message;
+    $("#status").classList.add("error");
+    announce(message);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+function playAll() {
+  for (const video of $$("#videos video")) {
+    video.muted = true;
+    video.currentTime = 0;
+    video.play().catch(() => {});
+  }
+}
+
+// -- wiring -------------------------------------------------------------------------------------
+
+async function main() {
+  try {
+    state.study = await api("/api/study");
+  } catch (error) {
+    $("#welcome-error").textContent = `The study could not be loaded: ${error.message}`;
+    return;
+  }
+  document.title = state.study.title;
+  $("#title").textContent = state.study.title;
+  $("#instructions").textContent = state.study.instructions ||
+    `You will see ${state.study.trials} trials. In each, rank the videos on ${state.study.criteria.length} criteria.`;
+
+  $("#start-new").addEventListener("click", async () => {
+    try {
+      const { participant } = await api("/api/participants", { method: "POST" });
+      await begin(participant);
+    } catch (error) {
+      $("#welcome-error").textContent = error.message;
+    }
+  });
+  $("#resume-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    try {
+      await begin($("#resume-id").value.trim());
+    } catch (error) {
+      $("#welcome-error").textContent = error.message;
+    }
+  });
+  $("#save").addEventListener("click", save);
+  $("#next").addEventListener("click", () => showTrial(state.index + 1));
+  $("#previous").addEventListener("click", () => showTrial(state.index - 1));
+  $("#play-all").addEventListener("click", playAll);
+
+  const known = new URL(window.location.href).searchParams.get("participant");
+  let remembered = null;
+  try { remembered = localStorage.getItem("userstudy:participant"); } catch (error) { /* ignore */ }
+  if (known || remembered) $("#resume-id").value = known || remembered;
+  if (known) {
+    try { await begin(known); } catch (error) { $("#welcome-error").textContent = error.message; }
+  }
+}
+
+main();
