@@ -1,0 +1,579 @@
+"""The I3D feature network of FVD: Inception-v1 I3D (Kinetics-400), 400-d pre-softmax logits.
+
+FVD is defined on the Inception-v1 Inflated 3D ConvNet of Carreira & Zisserman (2017) trained on
+Kinetics-400, with the **400 pre-softmax logits averaged over time** as the feature (never the
+1024-d pool). No pip package ships its weights, so the user gives a local file, in one of the two
+forms in use:
+
+- ``i3d_pretrained_400.pt`` (VideoGPT / TATS): a state dict converted from the tf.hub module
+  ``deepmind/i3d-kinetics-400``, for the PyTorch port of ``InceptionI3d`` (piergiaj's layout).
+  :class:`InceptionI3d` here has exactly that layout, so the file loads with ``strict=True``.
+- ``i3d_torchscript.pt`` (StyleGAN-V): a TorchScript export of the same tf.hub network, called as
+  ``forward(x, rescale: bool, resize: bool, return_features: bool)``; ``return_features=True``
+  returns the 400 pre-softmax logits (StyleGAN-V: "raw features before the softmax layer";
+  MCVD / common_metrics_on_video_quality stack them into an (N, 400) array).
+
+With no file, :func:`load_i3d` builds a seeded, untrained network: it runs the whole pipeline
+offline, but an FVD computed with it is not FVD and callers must label it "FVD*".
+
+Input convention (the one that changes the number, stated once here and used by every backend):
+
+- videos are uint8 RGB, (N, T, H, W, 3), values 0..255;
+- every frame is resized to 224 x 224 with ``torch.nn.functional.interpolate(mode="bilinear",
+  align_corners=False, antialias=False)`` (as VideoGPT / TATS do), aspect ratio not kept, no crop;
+- values are mapped to [-1, 1] by ``x / 127.5 - 1``;
+- T >= 9 frames (the network's temporal strides leave ceil(T / 8) steps for a 2-step average
+  pool); FVD uses T = 16.
+
+Float videos in [0, 1] are refused: feeding them where [0, 255] is expected is the classic FVD
+mistake (it gives tiny, meaningless distances).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import warnings
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "FEATURE_DIM",
+    "I3DFeatures",
+    "InceptionI3d",
+    "MIN_FRAMES",
+    "RESOLUTION",
+    "load_i3d",
+    "preprocess",
+]
+
+FEATURE_DIM = 400
+RESOLUTION = 224
+# Conv3d_1a (stride 2), MaxPool3d_4a (stride 2) and MaxPool3d_5a (stride 2) leave ceil(T / 8)
+# time steps for the final average pool over 2 steps: T >= 9.
+MIN_FRAMES = 9
+
+PREPROCESSING = (
+    f"uint8 RGB (N,T,H,W,3); each frame resized to {RESOLUTION}x{RESOLUTION} by bilinear "
+    "interpolation (align_corners=False, no antialias, no crop); x/127.5-1 to [-1,1]"
+)
+
+
+# --------------------------------------------------------------------------------------------
+# The network
+
+
+def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TensorFlow "SAME" padding of one axis as (before, after): output length ceil(size / stride).
+
+    The total is ``max(kernel - stride, 0)`` when ``stride`` divides ``size``, otherwise
+    ``max(kernel - size % stride, 0)``; the odd pixel goes after, as in TensorFlow and piergiaj's
+    port. It depends on the input size, so it is computed at every call.
+    """
+    if size % stride == 0:
+        total = max(kernel - stride, 0)
+    else:
+        total = max(kernel - size % stride, 0)
+    return total // 2, total - total // 2
+
+
+def _pad_same(x: torch.Tensor, kernel: Sequence[int], stride: Sequence[int]) -> torch.Tensor:
+    t, h, w = x.shape[-3:]
+    pt, ph, pw = (same_padding(s, k, st) for s, k, st in zip((t, h, w), kernel, stride))
+    if not any(pt + ph + pw):
+        return x
+    # F.pad takes the last axis first.
+    return F.pad(x, (*pw, *ph, *pt))
+
+
+class Unit3D(nn.Module):
+    """Conv3d ("same" padding) + optional BatchNorm3d + optional ReLU; parameters ``conv3d``, ``bn``."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel: tuple[int, int, int] = (1, 1, 1),
+        stride: tuple[int, int, int] = (1, 1, 1),
+        *,
+        batch_norm: bool = True,
+        bias: bool = False,
+        relu: bool = True,
+        bn_eps: float = 1e-5,
+    ) -> None:
+        super().__init__()
+        self.kernel = tuple(kernel)
+        self.stride = tuple(stride)
+        self.relu = relu
+        # Padding is applied in forward, from the input size (TensorFlow "SAME").
+        self.conv3d = nn.Conv3d(in_channels, out_channels, self.kernel, self.stride, padding=0, bias=bias)
+        self.bn = nn.BatchNorm3d(out_channels, eps=bn_eps) if batch_norm else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv3d(_pad_same(x, self.kernel, self.stride))
+        if self.bn is not None:
+            x = self.bn(x)
+        return F.relu(x) if self.relu else x
+
+
+class MaxPool3dSame(nn.Module):
+    """Max pooling with TensorFlow "SAME" padding (no parameters).
+
+    The padding is zeros, not -inf as in TensorFlow: every pool of the network follows a ReLU, so
+    the inputs are >= 0 and the result is the same.
+    """
+
+    def __init__(self, kernel: tuple[int, int, int], stride: tuple[int, int, int]) -> None:
+        super().__init__()
+        self.kernel = tuple(kernel)
+        self.stride = tuple(stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.max_pool3d(_pad_same(x, self.kernel, self.stride), self.kernel, self.stride)
+
+
+class InceptionBlock(nn.Module):
+    """One "Mixed" block: four branches concatenated on channels.
+
+    ``widths`` = (b0, b1a, b1b, b2a, b2b, b3b) output channels; branch names as in piergiaj's port:
+    b0 1x1x1; b1a 1x1x1 -> b1b 3x3x3; b2a 1x1x1 -> b2b 3x3x3; b3a max-pool 3x3x3 -> b3b 1x1x1.
+    """
+
+    def __init__(self, in_channels: int, widths: Sequence[int], bn_eps: float = 1e-5) -> None:
+        super().__init__()
+        w0, w1a, w1b, w2a, w2b, w3b = widths
+        self.b0 = Unit3D(in_channels, w0, bn_eps=bn_eps)
+        self.b1a = Unit3D(in_channels, w1a, bn_eps=bn_eps)
+        self.b1b = Unit3D(w1a, w1b, (3, 3, 3), bn_eps=bn_eps)
+        self.b2a = Unit3D(in_channels, w2a, bn_eps=bn_eps)
+        self.b2b = Unit3D(w2a, w2b, (3, 3, 3), bn_eps=bn_eps)
+        self.b3a = MaxPool3dSame((3, 3, 3), (1, 1, 1))
+        self.b3b = Unit3D(in_channels, w3b, bn_eps=bn_eps)
+        self.out_channels = w0 + w1b + w2b + w3b
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat(
+            [self.b0(x), self.b1b(self.b1a(x)), self.b2b(self.b2a(x)), self.b3b(self.b3a(x))], dim=1
+        )
+
+
+# (name, input channels, branch widths) of the nine Mixed blocks, from the Kinetics I3D.
+_MIXED = {
+    "Mixed_3b": (192, (64, 96, 128, 16, 32, 32)),
+    "Mixed_3c": (256, (128, 128, 192, 32, 96, 64)),
+    "Mixed_4b": (480, (192, 96, 208, 16, 48, 64)),
+    "Mixed_4c": (512, (160, 112, 224, 24, 64, 64)),
+    "Mixed_4d": (512, (128, 128, 256, 24, 64, 64)),
+    "Mixed_4e": (512, (112, 144, 288, 32, 64, 64)),
+    "Mixed_4f": (528, (256, 160, 320, 32, 128, 128)),
+    "Mixed_5b": (832, (256, 160, 320, 32, 128, 128)),
+    "Mixed_5c": (832, (384, 192, 384, 48, 128, 128)),
+}
+
+
+class InceptionI3d(nn.Module):
+    """Inception-v1 I3D whose ``state_dict`` has the layout of VideoGPT / TATS ``i3d_pretrained_400.pt``.
+
+    Submodules, in order: ``Conv3d_1a_7x7`` (7x7x7, stride 2), ``MaxPool3d_2a_3x3`` (1x3x3, stride
+    1x2x2), ``Conv3d_2b_1x1``, ``Conv3d_2c_3x3``, ``MaxPool3d_3a_3x3`` (1x3x3, stride 1x2x2),
+    ``Mixed_3b``, ``Mixed_3c``, ``MaxPool3d_4a_3x3`` (3x3x3, stride 2), ``Mixed_4b`` .. ``Mixed_4f``,
+    ``MaxPool3d_5a_2x2`` (2x2x2, stride 2), ``Mixed_5b``, ``Mixed_5c``, then an average pool
+    (2x7x7, stride 1, no padding) and ``logits`` (1x1x1 conv with bias, no BatchNorm, no ReLU).
+    Every Conv3d uses "same" padding computed from the input size, as TensorFlow does. Each
+    BatchNorm has weight, bias, running_mean, running_var (the published file has no
+    ``num_batches_tracked``; :func:`load_i3d` accepts it either way).
+
+    ``bn_eps`` is 1e-5 as in VideoGPT / TATS, who made and use the converted weights; the
+    TensorFlow original (Sonnet ``BatchNorm``) used 1e-3.
+
+    ``forward`` takes (N, 3, T, 224, 224) in [-1, 1], T >= 9 (other sizes are refused), and
+    returns the (N, 400) logits (pre-softmax) averaged over the remaining time steps. In eval mode dropout does nothing and is
+    left out.
+    """
+
+    def __init__(self, num_classes: int = FEATURE_DIM, in_channels: int = 3, *, bn_eps: float = 1e-5) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.Conv3d_1a_7x7 = Unit3D(in_channels, 64, (7, 7, 7), (2, 2, 2), bn_eps=bn_eps)
+        self.MaxPool3d_2a_3x3 = MaxPool3dSame((1, 3, 3), (1, 2, 2))
+        self.Conv3d_2b_1x1 = Unit3D(64, 64, bn_eps=bn_eps)
+        self.Conv3d_2c_3x3 = Unit3D(64, 192, (3, 3, 3), bn_eps=bn_eps)
+        self.MaxPool3d_3a_3x3 = MaxPool3dSame((1, 3, 3), (1, 2, 2))
+        self.Mixed_3b = InceptionBlock(*_MIXED["Mixed_3b"], bn_eps=bn_eps)
+        self.Mixed_3c = InceptionBlock(*_MIXED["Mixed_3c"], bn_eps=bn_eps)
+        self.MaxPool3d_4a_3x3 = MaxPool3dSame((3, 3, 3), (2, 2, 2))
+        self.Mixed_4b = InceptionBlock(*_MIXED["Mixed_4b"], bn_eps=bn_eps)
+        self.Mixed_4c = InceptionBlock(*_MIXED["Mixed_4c"], bn_eps=bn_eps)
+        self.Mixed_4d = InceptionBlock(*_MIXED["Mixed_4d"], bn_eps=bn_eps)
+        self.Mixed_4e = InceptionBlock(*_MIXED["Mixed_4e"], bn_eps=bn_eps)
+        self.Mixed_4f = InceptionBlock(*_MIXED["Mixed_4f"], bn_eps=bn_eps)
+        self.MaxPool3d_5a_2x2 = MaxPool3dSame((2, 2, 2), (2, 2, 2))
+        self.Mixed_5b = InceptionBlock(*_MIXED["Mixed_5b"], bn_eps=bn_eps)
+        self.Mixed_5c = InceptionBlock(*_MIXED["Mixed_5c"], bn_eps=bn_eps)
+        self.avg_pool = nn.AvgPool3d(kernel_size=(2, 7, 7), stride=(1, 1, 1))
+        self.logits = Unit3D(
+            self.Mixed_5c.out_channels, num_classes, batch_norm=False, bias=True, relu=False, bn_eps=bn_eps
+        )
+        self._trunk = [
+            "Conv3d_1a_7x7", "MaxPool3d_2a_3x3", "Conv3d_2b_1x1", "Conv3d_2c_3x3", "MaxPool3d_3a_3x3",
+            "Mixed_3b", "Mixed_3c", "MaxPool3d_4a_3x3", "Mixed_4b", "Mixed_4c", "Mixed_4d", "Mixed_4e",
+            "Mixed_4f", "MaxPool3d_5a_2x2", "Mixed_5b", "Mixed_5c",
+        ]  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 5 or x.shape[2] < MIN_FRAMES:
+            raise ValueError(f"InceptionI3d expects (N, C, T>={MIN_FRAMES}, H, W), got {tuple(x.shape)}")
+        if tuple(x.shape[-2:]) != (RESOLUTION, RESOLUTION):
+            # Larger inputs give a spatial map of logits, smaller ones a vector from another
+            # receptive field: either way not the FVD feature.
+            raise ValueError(
+                f"InceptionI3d takes {RESOLUTION}x{RESOLUTION} frames, got {x.shape[-2]}x{x.shape[-1]} "
+                "(resize with metrics.i3d.preprocess)"
+            )
+        for name in self._trunk:
+            x = getattr(self, name)(x)
+        x = self.logits(self.avg_pool(x))  # (N, classes, T', 1, 1)
+        # VideoGPT / TATS: squeeze space, then average the logits over time.
+        return x.flatten(2).mean(dim=2)
+
+
+def published_state_dict_keys(model: InceptionI3d) -> list[str]:
+    """The keys of ``model.state_dict()`` that the published file has (all but ``num_batches_tracked``)."""
+    return [k for k in model.state_dict() if not k.endswith("num_batches_tracked")]
+
+
+@torch.no_grad()
+def init_untrained_(model: InceptionI3d, seed: int) -> InceptionI3d:
+    """Deterministic random weights for ``seed``: He-normal convs, identity BatchNorm, zero biases.
+
+    Drawn from one ``torch.Generator`` in the fixed order of ``named_parameters`` (same seed, same
+    torch version -> same weights), so an untrained network is reproducible without global state.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    for module in model.modules():
+        if isinstance(module, nn.Conv3d):
+            fan_in = module.weight[0].numel()
+            gain = 1.0 if module is model.logits.conv3d else 2.0  # no ReLU after the logits
+            w = torch.randn(module.weight.shape, generator=generator) * math.sqrt(gain / fan_in)
+            module.weight.copy_(w)
+            if module.bias is not None:
+                module.bias.zero_()
+        elif isinstance(module, nn.BatchNorm3d):
+            module.weight.fill_(1.0)
+            module.bias.zero_()
+            module.running_mean.zero_()
+            module.running_var.fill_(1.0)
+            module.num_batches_tracked.zero_()
+    return model
+
+
+# --------------------------------------------------------------------------------------------
+# Preprocessing
+
+
+def preprocess(
+    videos: np.ndarray | torch.Tensor,
+    *,
+    already_in_minus1_1: bool = False,
+    size: int = RESOLUTION,
+) -> torch.Tensor:
+    """uint8 (N, T, H, W, 3) RGB -> float32 (N, 3, T, size, size) in [-1, 1], on the input's device.
+
+    Every frame is resized to ``size`` x ``size`` by bilinear interpolation (``align_corners=False``,
+    no antialias; aspect ratio not kept, no crop), then mapped by ``x / 127.5 - 1`` (0 -> -1,
+    255 -> 1, 127.5 -> 0). Only uint8 is accepted, or float videos with ``already_in_minus1_1=True``
+    (then only resized). Float input without the flag is refused: [0, 1] data fed as [0, 255]
+    data is the classic FVD mistake.
+    """
+    x = torch.from_numpy(np.ascontiguousarray(videos)) if isinstance(videos, np.ndarray) else videos
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"videos must be a numpy array or a torch tensor, got {type(videos).__name__}")
+    if x.ndim != 5 or x.shape[-1] != 3:
+        hint = ""
+        if x.ndim == 5 and x.shape[1] == 3:
+            hint = " (this looks like (N, 3, T, H, W): pass channels last)"
+        elif x.ndim == 5 and x.shape[2] == 3:
+            hint = " (this looks like (N, T, 3, H, W): pass channels last)"
+        raise ValueError(f"videos must be (N, T, H, W, 3) RGB, got shape {tuple(x.shape)}{hint}")
+
+    if x.dtype == torch.uint8:
+        scale_to_unit = True
+    elif x.is_floating_point():
+        if not already_in_minus1_1:
+            lo, hi = (float(v) for v in torch.aminmax(x)) if x.numel() else (0.0, 0.0)
+            if hi <= 1.0 and lo >= 0.0:
+                raise ValueError(
+                    f"float videos in [{lo:.3g}, {hi:.3g}] look like [0, 1] data; FVD needs uint8 "
+                    "[0, 255] (feeding [0, 1] data gives tiny, meaningless FVDs): pass "
+                    "(videos * 255).round().astype(np.uint8), or already_in_minus1_1=True if the "
+                    "values are really in [-1, 1]"
+                )
+            raise ValueError(
+                f"float videos (range [{lo:.3g}, {hi:.3g}]) are refused: pass uint8 [0, 255], or "
+                "floats in [-1, 1] with already_in_minus1_1=True"
+            )
+        lo, hi = (float(v) for v in torch.aminmax(x)) if x.numel() else (0.0, 0.0)
+        if lo < -1.0 - 1e-3 or hi > 1.0 + 1e-3:
+            raise ValueError(f"already_in_minus1_1=True but the values span [{lo:.3g}, {hi:.3g}]")
+        if x.numel() and lo >= 0.0:
+            warnings.warn(
+                "videos flagged as [-1, 1] have no negative value: are they [0, 1] data?", stacklevel=2
+            )
+        scale_to_unit = False
+    else:
+        raise TypeError(f"videos must be uint8 (or float with already_in_minus1_1=True), got {x.dtype}")
+
+    n, t, h, w, c = x.shape
+    frames = x.reshape(n * t, h, w, c).permute(0, 3, 1, 2).to(torch.float32)  # (N*T, 3, H, W)
+    if (h, w) != (size, size):
+        frames = F.interpolate(
+            frames, size=(size, size), mode="bilinear", align_corners=False, antialias=False
+        )
+    if scale_to_unit:
+        frames = frames / 127.5 - 1.0
+    return frames.reshape(n, t, c, size, size).permute(0, 2, 1, 3, 4).contiguous()
+
+
+# --------------------------------------------------------------------------------------------
+# The feature extractor the FVD metric calls
+
+TorchscriptCall = Literal["suite", "stylegan-v"]
+
+
+class I3DFeatures:
+    """Callable: uint8 videos (N, T, H, W, 3) -> float64 (N, 400) I3D logits, in batches, no grad.
+
+    Attributes: ``feature_id`` (names the network and its weights: ``i3d-tats-400:<sha12>``,
+    ``i3d-stylegan-v-torchscript:<sha12>``, ``i3d-untrained-seed<N>``; FVDs are only comparable
+    under the same id), ``is_pretrained`` (False: the distance is "FVD*", not FVD),
+    ``preprocessing`` (the input convention, for reports), ``device``, ``dtype``, ``batch_size``.
+    Build it with :func:`load_i3d`.
+    """
+
+    def __init__(
+        self,
+        network: nn.Module | torch.jit.ScriptModule,
+        *,
+        feature_id: str,
+        is_pretrained: bool,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+        batch_size: int = 8,
+        call: Literal["module", "suite", "stylegan-v"] = "module",
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if call == "stylegan-v" and dtype != torch.float32:
+            raise ValueError(
+                "the StyleGAN-V call rescales inside the archive, in float32: use dtype=torch.float32"
+            )
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.batch_size = batch_size
+        self.feature_id = feature_id
+        self.is_pretrained = is_pretrained
+        self._call = call
+        # The StyleGAN-V call feeds uint8 and lets the archive pick its float type.
+        network = network.to(device=self.device) if call == "stylegan-v" else network.to(self.device, dtype)
+        self.network = network.eval()
+        if call == "stylegan-v":
+            self.preprocessing = (
+                "uint8 RGB handed to the StyleGAN-V TorchScript as (N,3,T,H,W) with rescale=True, "
+                "resize=True: resizing and scaling happen inside the archive"
+            )
+        else:
+            self.preprocessing = PREPROCESSING
+
+    def __repr__(self) -> str:
+        return (
+            f"I3DFeatures(feature_id={self.feature_id!r}, is_pretrained={self.is_pretrained}, "
+            f"device={str(self.device)!r}, dtype={self.dtype}, batch_size={self.batch_size})"
+        )
+
+    def _forward(self, batch: torch.Tensor) -> torch.Tensor:
+        if self._call == "stylegan-v":
+            # Exactly StyleGAN-V's fvd2048_16f call: uint8 [0, 255], (N, C, T, H, W).
+            x = batch.permute(0, 4, 1, 2, 3).contiguous()
+            return self.network(x, rescale=True, resize=True, return_features=True)
+        x = preprocess(batch).to(self.dtype)
+        if self._call == "suite":
+            # Already resized and in [-1, 1]: the archive must do neither again.
+            return self.network(x, rescale=False, resize=False, return_features=True)
+        return self.network(x)
+
+    def __call__(self, videos: np.ndarray | torch.Tensor) -> np.ndarray:
+        if isinstance(videos, np.ndarray):
+            videos = torch.from_numpy(np.ascontiguousarray(videos))
+        if not isinstance(videos, torch.Tensor):
+            raise TypeError(f"videos must be a numpy array or a torch tensor, got {type(videos).__name__}")
+        if videos.dtype != torch.uint8:
+            raise TypeError(
+                f"I3DFeatures takes uint8 videos in [0, 255], got {videos.dtype} (convert [0, 1] floats "
+                "with (v * 255).round() to uint8; see metrics.i3d.preprocess)"
+            )
+        if videos.ndim != 5 or videos.shape[-1] != 3:
+            raise ValueError(f"videos must be (N, T, H, W, 3) RGB, got shape {tuple(videos.shape)}")
+        if videos.shape[1] < MIN_FRAMES:
+            raise ValueError(f"I3D needs at least {MIN_FRAMES} frames per clip, got {videos.shape[1]}")
+        out = np.empty((videos.shape[0], FEATURE_DIM), np.float64)
+        with torch.no_grad():
+            for start in range(0, videos.shape[0], self.batch_size):
+                batch = videos[start : start + self.batch_size].to(self.device)
+                logits = self._forward(batch)
+                if tuple(logits.shape) != (batch.shape[0], FEATURE_DIM):
+                    raise RuntimeError(
+                        f"the I3D network returned shape {tuple(logits.shape)} for {batch.shape[0]} "
+                        f"clips, expected ({batch.shape[0]}, {FEATURE_DIM}): is {self.feature_id} the "
+                        "Kinetics-400 I3D?"
+                    )
+                out[start : start + batch.shape[0]] = logits.detach().to("cpu", torch.float64).numpy()
+        return out
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+
+
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def is_torchscript_archive(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a TorchScript archive: a zip with ``constants.pkl`` and ``code/``.
+
+    ``torch.save`` writes zips too (since PyTorch 1.6), but with neither of those entries.
+    """
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+    return any(n.endswith("/constants.pkl") for n in names) and any("/code/" in n for n in names)
+
+
+def _list(keys: Sequence[str], limit: int = 12) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+def load_state_dict_strict(model: InceptionI3d, state_dict: dict, path: str | os.PathLike) -> None:
+    """``load_state_dict(strict=True)`` with an error that lists missing, unexpected and misshapen keys.
+
+    ``num_batches_tracked`` buffers (absent from the published file, present in files saved from
+    a PyTorch model) are not weights and may be missing.
+    """
+    if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
+        raise ValueError(f"{path} is not a state dict of tensors (got {type(state_dict).__name__})")
+    state_dict = dict(state_dict)
+    expected = model.state_dict()
+    for key, value in expected.items():
+        if key.endswith("num_batches_tracked") and key not in state_dict:
+            state_dict[key] = torch.zeros_like(value)
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    misshapen = [
+        f"{k} {tuple(state_dict[k].shape)} (expected {tuple(v.shape)})"
+        for k, v in expected.items()
+        if k in state_dict and state_dict[k].shape != v.shape
+    ]
+    if missing or unexpected or misshapen:
+        lines = [f"{path} does not match the I3D layout of i3d_pretrained_400.pt (piergiaj/VideoGPT/TATS):"]
+        if missing:
+            lines.append(f"  missing keys ({len(missing)}): {_list(missing)}")
+        if unexpected:
+            lines.append(f"  unexpected keys ({len(unexpected)}): {_list(unexpected)}")
+            if all(k.startswith("module.") for k in unexpected):
+                lines.append("  (keys start with 'module.': strip the DataParallel prefix)")
+        if misshapen:
+            lines.append(f"  wrong shapes ({len(misshapen)}): {_list(misshapen)}")
+        raise ValueError("\n".join(lines))
+    model.load_state_dict(state_dict, strict=True)
+
+
+def load_i3d(
+    path: str | os.PathLike | None,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+    batch_size: int = 8,
+    *,
+    dtype: torch.dtype = torch.float32,
+    torchscript_call: TorchscriptCall = "suite",
+) -> I3DFeatures:
+    """The I3D feature extractor of FVD, from a local weight file or, with ``path=None``, untrained.
+
+    - A TorchScript archive (StyleGAN-V's ``i3d_torchscript.pt``, recognised by its content, not
+      its name) is called with ``return_features=True``, which returns the 400 pre-softmax logits.
+      ``torchscript_call="suite"`` (default): the videos go through :func:`preprocess` (bilinear
+      224, [-1, 1]) and the archive gets float (N, 3, T, 224, 224) with ``rescale=False,
+      resize=False`` -- the same input as the state-dict network, and the call with which
+      StyleGAN-V's authors matched the TensorFlow original (universome/fvd-comparison).
+      ``torchscript_call="stylegan-v"``: the uint8 videos go in as (N, 3, T, H, W) with
+      ``rescale=True, resize=True``, exactly StyleGAN-V's ``fvd2048_16f``, whose resizing happens
+      inside the archive; its feature_id says so. ``feature_id``:
+      ``i3d-stylegan-v-torchscript:<sha12>`` or ``i3d-stylegan-v-torchscript-internal-resize:<sha12>``.
+    - Any other file is read with ``torch.load(weights_only=True)`` as a state dict and loaded
+      strictly into :class:`InceptionI3d` (VideoGPT / TATS ``i3d_pretrained_400.pt``); a mismatch
+      raises ValueError listing the missing / unexpected keys and the path. ``feature_id``:
+      ``i3d-tats-400:<sha12>``.
+    - ``path=None``: an untrained InceptionI3d with deterministic weights for ``seed``
+      (``feature_id`` ``i3d-untrained-seed<N>``, ``is_pretrained=False``). Its distances are not
+      FVD: callers must report them as "FVD*".
+
+    ``<sha12>`` is the first 12 hex digits of the file's SHA-256. ``device`` and ``dtype`` are
+    where and in what precision the network runs; features are returned as float64.
+    """
+    if torchscript_call not in ("suite", "stylegan-v"):
+        raise ValueError(f"torchscript_call must be 'suite' or 'stylegan-v', got {torchscript_call!r}")
+    if path is None:
+        network = init_untrained_(InceptionI3d(), seed)
+        return I3DFeatures(
+            network, feature_id=f"i3d-untrained-seed{seed}", is_pretrained=False,
+            device=device, dtype=dtype, batch_size=batch_size,
+        )  # fmt: skip
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"I3D weight file not found: {path}")
+    sha12 = file_sha256(path)[:12]
+
+    if is_torchscript_archive(path):
+        try:
+            # torch >= 2.10 deprecates TorchScript, but StyleGAN-V published its I3D in that form.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                network = torch.jit.load(str(path), map_location=torch.device(device))
+        except Exception as error:  # a corrupt archive: say which file
+            raise ValueError(
+                f"{path} looks like a TorchScript archive but torch.jit.load failed: {error}"
+            ) from error
+        name = "i3d-stylegan-v-torchscript" + ("-internal-resize" if torchscript_call == "stylegan-v" else "")
+        return I3DFeatures(
+            network, feature_id=f"{name}:{sha12}", is_pretrained=True,
+            device=device, dtype=dtype, batch_size=batch_size, call=torchscript_call,
+        )  # fmt: skip
+
+    try:
+        state_dict = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise ValueError(
+            f"{path} is neither a TorchScript archive nor a state dict torch.load(weights_only=True) "
+            f"can read: {error}"
+        ) from error
+    network = InceptionI3d()
+    load_state_dict_strict(network, state_dict, path)
+    return I3DFeatures(
+        network, feature_id=f"i3d-tats-400:{sha12}", is_pretrained=True,
+        device=device, dtype=dtype, batch_size=batch_size,
+    )  # fmt: skip
+
