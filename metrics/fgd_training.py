@@ -1,0 +1,79 @@
+"""Training the FGD skeleton autoencoder on a dataset's training split.
+
+Keypoints come from the same pose extractor that evaluation uses (cached), so the autoencoder
+sees the extractor's noise on both sides; ``keypoints="dataset"`` uses the dataset's own keypoint
+files instead (ground truth, on the toy corpus).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from metrics.fgd import skeleton_windows
+from metrics.folders import find_clips
+from metrics.protocol import Protocol
+from metrics.skeleton_ae import AutoencoderConfig, save_autoencoder, train_autoencoder
+from metrics.video import VideoReader, probe_video
+from metrics.video_cache import VideoCache
+
+
+def clip_keypoints(video: Path, extractor, cache: VideoCache | None) -> tuple[np.ndarray, float]:
+    """Keypoints of a video with an extractor, through the cache (shared with ``metrics.evaluate``)."""
+    if cache is not None and (hit := cache.load(video)) is not None:
+        return hit["keypoints"], float(hit["fps"])
+    info = probe_video(video)
+    with VideoReader(video) as reader:
+        keypoints = np.concatenate([extractor(chunk) for chunk in reader.iter_chunks(64)])
+    if cache is not None:
+        cache.store(video, keypoints=keypoints.astype(np.float32), fps=np.array(info.fps))
+    return keypoints, info.fps
+
+
+def training_windows(data_dir: str | Path, protocol: Protocol, extractor=None, keypoints: str = "extract",
+                     split: str = "train", cache_dir: str | Path | None = None,
+                     progress: Callable[[str], None] | None = None) -> np.ndarray:
+    """All skeleton windows of a split, (n, window, points, 2)."""
+    clips = find_clips(data_dir, split=split)
+    cache = VideoCache(cache_dir, "keypoints", extractor.extractor_id, protocol.version) if (cache_dir and extractor) else None
+    out = []
+    for number, clip in enumerate(clips, start=1):
+        if progress:
+            progress(f"[{number}/{len(clips)}] keypoints of {clip.label}")
+        if keypoints == "dataset":
+            if clip.keypoints is None:
+                raise ValueError(f"{clip.label}: the dataset has no keypoints file for this clip; use keypoints='extract'")
+            with np.load(clip.keypoints) as data:
+                points = data["keypoints"]
+            fps = probe_video(clip.video).fps
+        else:
+            points, fps = clip_keypoints(clip.video, extractor, cache)
+        clip_windows, _ = skeleton_windows(points, fps, protocol, str(clip.video))
+        out.append(clip_windows)
+    windows = np.concatenate(out) if out else np.zeros((0,))
+    if len(windows) < 2:
+        raise ValueError(f"{data_dir}: the {split} split gives {len(windows)} windows of {protocol.window} frames; "
+                         "need at least 2")
+    return windows.astype(np.float32)
+
+
+def train_fgd_autoencoder(data_dir: str | Path, out_dir: str | Path, protocol: Protocol | None = None,
+                          extractor=None, keypoints: str = "extract", split: str = "train", steps: int = 1000,
+                          latent: int = 64, hidden: int = 128, seed: int = 0, cache_dir: str | Path | None = None,
+                          progress: Callable[[str], None] | None = None) -> tuple[str, dict]:
+    """Train and save the autoencoder; returns (checkpoint hash, training info)."""
+    protocol = protocol or Protocol()
+    windows = training_windows(data_dir, protocol, extractor, keypoints, split, cache_dir, progress)
+    config = AutoencoderConfig(points=len(protocol.skeleton_points), window=protocol.window, hidden=hidden, latent=latent)
+
+    def report(step: int, loss: float) -> None:
+        if progress and (step % 100 == 0 or step == steps - 1):
+            progress(f"step {step + 1}/{steps}  L1 {loss:.4f}")
+
+    model, info = train_autoencoder(windows, config, steps=steps, seed=seed, progress=report)
+    info.update({"data": str(data_dir), "split": split, "keypoints": keypoints,
+                 "pose_extractor": getattr(extractor, "extractor_id", None) if keypoints == "extract" else "dataset",
+                 "protocol": protocol.label})
+    return save_autoencoder(model, out_dir, info), info

@@ -1,0 +1,115 @@
+"""The evaluation protocol: every constant that changes a metric's number, named and versioned.
+
+A ``Protocol`` is written into every result file and printed next to every number. Two results
+are comparable only when their protocol blocks are equal (and, for FGD and Diversity, when the
+skeleton autoencoder checkpoint hash is equal; for FVD, the I3D feature id). ``PROTOCOL.md``
+beside this file explains each field and where it comes from.
+
+Presets name the published variants where the peers differ:
+- ``imac-bench`` (default): BAS from motion beats to the nearest audio beat with sigma 0.05 s, the
+  variant of Li et al. 2021 (AIST++) that the seed paper cites; all other constants as documented;
+- ``aist``: the same BAS constants under the peer's name (3 frames at 60 fps = 0.05 s);
+- ``emage``: BAS from audio beats to the nearest motion beat, sigma 0.3 s (EMAGE, BEAT).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, replace
+
+from metrics.pose import wholebody as wb
+
+PROTOCOL_VERSION = "imac-bench-metrics-1.0"
+
+
+def _default_skeleton_points() -> tuple[int, ...]:
+    body = tuple(wb.index_of(n) for n in ("nose", "left_shoulder", "right_shoulder", "left_elbow",
+                                           "right_elbow", "left_wrist", "right_wrist"))
+    return body + tuple(wb.LEFT_HAND) + tuple(wb.RIGHT_HAND)
+
+
+def _default_beat_points() -> tuple[int, ...]:
+    return tuple(wb.index_of(n) for n in ("nose", "left_shoulder", "right_shoulder", "left_elbow",
+                                          "right_elbow", "left_wrist", "right_wrist"))
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """All constants of the metrics. Change one and the protocol's name must change too."""
+
+    name: str = "imac-bench"
+    version: str = PROTOCOL_VERSION
+    # -- skeletons (FGD, Diversity, BAS) ------------------------------------------------------
+    skeleton_points: tuple[int, ...] = field(default_factory=_default_skeleton_points)
+    visibility_threshold: float = 0.3     # keypoints below this score are missing
+    fps: float = 25.0                     # keypoints are resampled to this rate
+    # Normalisation per clip: centre = median over frames of the shoulders' midpoint ("neck"),
+    # scale = median shoulder width, so positions are in shoulder widths.
+    window: int = 32                      # frames per FGD / Diversity window (1.28 s at 25 fps)
+    stride: int = 8                       # frames between window starts
+    covariance: str = "unbiased"          # "unbiased" (/(N-1), like np.cov) or "biased" (/N)
+    diversity_distance: str = "l2"        # Euclidean distance between latent features
+    diversity_max_windows: int = 2000     # all pairs among at most this many windows (seeded subset)
+    # -- beats (BAS) --------------------------------------------------------------------------
+    beat_points: tuple[int, ...] = field(default_factory=_default_beat_points)
+    bas_direction: str = "motion_to_audio"
+    bas_sigma: float = 0.05               # seconds
+    audio_sample_rate: int = 16000
+    onset_hop_length: int = 512           # librosa onset detection at audio_sample_rate
+    motion_smoothing: float = 2.0         # Gaussian sigma in frames on the kinetic speed
+    motion_beat_prominence: float = 0.1   # shoulder widths / s a speed minimum must dip below its sides
+    motion_beat_min_gap: float = 0.2      # seconds between motion beats
+    ignore_edges: float = 0.0             # seconds ignored at both ends of a clip (EMAGE: 2 s)
+    # -- FVD ----------------------------------------------------------------------------------
+    fvd_frames: int = 16                  # frames per I3D clip
+    fvd_resolution: int = 224             # frames resized (bilinear) to this square size
+    fvd_value_range: str = "[0,255] -> [-1,1]"
+    fvd_clips: str = "non-overlapping"    # every non-overlapping clip of every video
+    # -- confidence intervals -----------------------------------------------------------------
+    bootstrap_samples: int = 200          # clip-level resampling
+    bootstrap_seed: int = 0
+    confidence: float = 0.95
+
+    def __post_init__(self) -> None:
+        if self.bas_direction not in ("motion_to_audio", "audio_to_motion"):
+            raise ValueError(f"bas_direction must be motion_to_audio or audio_to_motion, got {self.bas_direction!r}")
+        if self.covariance not in ("unbiased", "biased"):
+            raise ValueError(f"covariance must be unbiased or biased, got {self.covariance!r}")
+        if self.window < 8 or self.stride < 1:
+            raise ValueError("window must be >= 8 frames and stride >= 1")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def digest(self) -> str:
+        """A short hash of every field: equal digests, comparable numbers."""
+        text = json.dumps(self.to_dict(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} ({self.version}, {self.digest})"
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Protocol:
+        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return cls(**fields)
+
+
+PRESETS = {
+    "imac-bench": Protocol(),
+    "emage": Protocol(name="emage", bas_direction="audio_to_motion", bas_sigma=0.3),
+    "aist": Protocol(name="aist", bas_direction="motion_to_audio", bas_sigma=0.05),
+}
+
+
+def get_protocol(name: str = "imac-bench", **overrides) -> Protocol:
+    """A preset, optionally with fields overridden (the name then gets a ``+custom`` suffix)."""
+    if name not in PRESETS:
+        raise KeyError(f"unknown protocol preset {name!r}; known: {', '.join(PRESETS)}")
+    protocol = PRESETS[name]
+    if overrides:
+        protocol = replace(protocol, name=f"{protocol.name}+custom", **overrides)
+    return protocol

@@ -1,0 +1,166 @@
+"""Do the metrics order known controls correctly? A check to run on any dataset (the toy corpus first).
+
+The clips of each identity are split in two halves (alternating by clip id). Half A is the
+reference ("real"); three candidates are made from half B and compared with it:
+- ``real (other half)``: half B as it is: different real clips of the same speakers;
+- ``static``: every clip of half B reduced to its first frame, repeated, with its own audio;
+- ``shuffled audio``: half B's videos with the audio of another clip of half B.
+Expected: the other real half has the lowest FGD and FVD; static has the lowest Diversity and
+BAS; matched audio has a higher BAS than shuffled audio. Every check is printed with its numbers.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from metrics.audio import load_audio, write_wav
+from metrics.evaluate import evaluate, make_extractor
+from metrics.files import write_json_atomic, write_text_atomic
+from metrics.folders import VideoClip, find_clips
+from metrics.protocol import Protocol
+from metrics.video import VideoReader, write_video
+
+CANDIDATES = ("real (other half)", "static", "shuffled audio")
+
+
+def split_halves(clips: list[VideoClip]) -> tuple[list[VideoClip], list[VideoClip]]:
+    """Alternate each identity's clips (sorted by id) between half A and half B."""
+    a, b = [], []
+    for identity in sorted({c.identity for c in clips}):
+        mine = sorted((c for c in clips if c.identity == identity), key=lambda c: c.clip_id)
+        a.extend(mine[0::2])
+        b.extend(mine[1::2])
+    if not a or not b:
+        raise ValueError("the sanity check needs at least 2 clips (per identity) to split in halves")
+    return a, b
+
+
+def _place(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists() or target.is_symlink():
+        target.unlink()
+    try:
+        os.symlink(source.resolve(), target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
+def _audio_of(clip: VideoClip, sample_rate: int) -> np.ndarray:
+    from metrics.video import read_video_audio
+
+    return load_audio(clip.audio, sample_rate) if clip.audio else read_video_audio(clip.video, sample_rate)
+
+
+def build_controls(data_dir: str | Path, out_dir: str | Path, sample_rate: int = 16000) -> dict[str, Path]:
+    """Write the reference and candidate folders; returns {name: folder}."""
+    out_dir = Path(out_dir)
+    half_a, half_b = split_halves(find_clips(data_dir, split=None))
+    folders = {"reference": out_dir / "reference", "real (other half)": out_dir / "real_other_half",
+               "static": out_dir / "static", "shuffled audio": out_dir / "shuffled_audio"}
+    for clip in half_a:
+        _place(clip.video, folders["reference"] / clip.identity / f"{clip.clip_id}.mp4")
+        if clip.audio:
+            _place(clip.audio, folders["reference"] / clip.identity / f"{clip.clip_id}.wav")
+    audios = [_audio_of(c, sample_rate) for c in half_b]
+    for k, clip in enumerate(half_b):
+        base = f"{clip.identity}/{clip.clip_id}"
+        _place(clip.video, folders["real (other half)"] / f"{base}.mp4")
+        write_wav(folders["real (other half)"] / f"{base}.wav", audios[k], sample_rate)
+        with VideoReader(clip.video) as reader:
+            first = next(iter(reader))
+            count, fps = reader.info.num_frames, reader.info.fps
+        static = folders["static"] / f"{base}.mp4"
+        if not static.exists():
+            write_video(static, (first for _ in range(count)), fps, audio=audios[k], sample_rate=sample_rate)
+        write_wav(folders["static"] / f"{base}.wav", audios[k], sample_rate)
+        _place(clip.video, folders["shuffled audio"] / f"{base}.mp4")
+        other = audios[(k + 1) % len(half_b)]
+        length = len(audios[k])
+        other = np.resize(other, length) if len(other) < length else other[:length]  # tile a short one
+        write_wav(folders["shuffled audio"] / f"{base}.wav", other, sample_rate)
+    return folders
+
+
+def check_orderings(tables: dict[str, dict]) -> list[dict]:
+    """The expected orderings, each with the numbers it compares and whether it holds."""
+    def value(candidate: str, metric: str) -> float:
+        entry = tables[candidate].get(metric)
+        return float("nan") if entry is None else entry["value"]
+
+    fvd = "FVD" if "FVD" in tables["static"] else "FVD*"
+    checks = [
+        ("FGD", "real (other half)", "<", "static"),
+        (fvd, "real (other half)", "<", "static"),
+        ("Diversity", "static", "<", "real (other half)"),
+        ("Diversity", "static", "<", "shuffled audio"),
+        ("BAS", "shuffled audio", "<", "real (other half)"),
+        ("BAS", "static", "<", "real (other half)"),
+    ]
+    out = []
+    for metric, low, _, high in checks:
+        a, b = value(low, metric), value(high, metric)
+        out.append({"metric": metric, "expected": f"{low} < {high}", "low": a, "high": b, "holds": bool(a < b)})
+    return out
+
+
+def run_sanity(data_dir: str | Path, out_dir: str | Path, protocol: Protocol | None = None,
+               autoencoder: str | Path | None = None, i3d: str | Path | None = None, extractor: str = "toy",
+               ae_steps: int = 400, cache_dir: str | Path | None = None,
+               progress: Callable[[str], None] | None = None) -> dict:
+    """Build the controls, evaluate each against the reference, check the orderings; writes a report."""
+    from metrics.fgd_training import train_fgd_autoencoder
+
+    protocol = protocol or Protocol()
+    out_dir = Path(out_dir)
+    folders = build_controls(data_dir, out_dir, protocol.audio_sample_rate)
+    pose = make_extractor(extractor)
+    if autoencoder is None:
+        autoencoder = out_dir / "fgd_autoencoder"
+        if not (autoencoder / "model.safetensors").exists():
+            if progress:
+                progress(f"training the skeleton autoencoder on the train split of {data_dir} ({ae_steps} steps)")
+            train_fgd_autoencoder(data_dir, autoencoder, protocol, pose, steps=ae_steps, cache_dir=cache_dir,
+                                  progress=progress)
+    tables, results = {}, {}
+    for name in CANDIDATES:
+        if progress:
+            progress(f"evaluating {name}")
+        result = evaluate(folders["reference"], folders[name], protocol=protocol, autoencoder=autoencoder, i3d=i3d,
+                          extractor=pose, cache_dir=cache_dir, split=None)
+        results[name] = result
+        tables[name] = result["results"]["all"]
+    checks = check_orderings(tables)
+    report = {"protocol_label": protocol.label, "data": str(data_dir), "tables": tables, "checks": checks,
+              "passed": all(c["holds"] for c in checks),
+              "skeleton_autoencoder": results[CANDIDATES[0]]["skeleton_autoencoder"],
+              "i3d": results[CANDIDATES[0]]["i3d"], "pose_extractor": pose.extractor_id}
+    write_json_atomic(out_dir / "sanity.json", report)
+    write_text_atomic(out_dir / "sanity.md", format_sanity(report))
+    return report
+
+
+def format_sanity(report: dict) -> str:
+    metrics = [m for m in ("FGD", "Diversity", "BAS", "FVD", "FVD*") if m in report["tables"][CANDIDATES[0]]]
+    lines = [f"# Metric sanity check on {report['data']}", "",
+             f"Protocol {report['protocol_label']}; pose extractor {report['pose_extractor']}; skeleton "
+             f"autoencoder {report['skeleton_autoencoder']['checkpoint_hash']}; I3D {report['i3d']['feature_id']}"
+             + ("" if report["i3d"]["pretrained"] else " (untrained stand-in: FVD*)") + ".",
+             "Reference: half A of each identity's clips; candidates made from half B.", "",
+             "| candidate | " + " | ".join(metrics) + " |", "|---|" + "---|" * len(metrics)]
+    for name in CANDIDATES:
+        cells = []
+        for m in metrics:
+            entry = report["tables"][name].get(m)
+            cells.append("" if entry is None else f"{entry['value']:.4g}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "| check | values | holds |", "|---|---|---|"]
+    for c in report["checks"]:
+        lines.append(f"| {c['metric']}: {c['expected']} | {c['low']:.4g} vs {c['high']:.4g} | "
+                     f"{'yes' if c['holds'] else '**NO**'} |")
+    lines += ["", f"All checks pass: {'yes' if report['passed'] else 'NO'}", ""]
+    return "\n".join(lines)

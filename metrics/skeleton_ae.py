@@ -1,0 +1,158 @@
+"""The skeleton autoencoder whose latent space FGD and Diversity are measured in.
+
+A temporal convolutional encoder/decoder of the HalfEmbeddingNet family (BEAT, DiffSHEG): two
+convolutions (kernel 3) with batch norm and LeakyReLU(0.2), a strided convolution (kernel 4,
+stride 2), one more convolution, then a linear layer to the latent vector; the decoder mirrors it.
+Input: windows of normalised 2-D skeletons (window, points, 2) from ``metrics.skeleton``. It is
+trained on the training split's keypoints (``python -m metrics train-fgd-ae``) and saved as
+``config.json`` + ``model.safetensors`` with the hash of its training data, so every FGD says which
+autoencoder produced it: FGDs are comparable only under the same checkpoint hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from metrics.files import atomic_path, write_json_atomic
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+@dataclass(frozen=True)
+class AutoencoderConfig:
+    points: int          # skeleton points per frame
+    window: int          # frames per window (even)
+    hidden: int = 128
+    latent: int = 64
+
+
+def _block(cin: int, cout: int, kernel: int, stride: int = 1) -> nn.Sequential:
+    padding = (kernel - stride) // 2 if stride > 1 else kernel // 2
+    return nn.Sequential(nn.Conv1d(cin, cout, kernel, stride, padding), nn.BatchNorm1d(cout), nn.LeakyReLU(0.2))
+
+
+class SkeletonAutoencoder(nn.Module):
+    def __init__(self, config: AutoencoderConfig):
+        super().__init__()
+        if config.window % 2:
+            raise ValueError(f"window must be even, got {config.window}")
+        self.config = config
+        channels, hidden, half = 2 * config.points, config.hidden, config.window // 2
+        self.encoder = nn.Sequential(_block(channels, hidden, 3), _block(hidden, hidden, 3),
+                                     _block(hidden, hidden, 4, stride=2), _block(hidden, hidden, 3))
+        self.to_latent = nn.Linear(hidden * half, config.latent)
+        self.from_latent = nn.Linear(config.latent, hidden * half)
+        self.decoder = nn.Sequential(
+            nn.ConvTranspose1d(hidden, hidden, 4, 2, 1), nn.BatchNorm1d(hidden), nn.LeakyReLU(0.2),
+            _block(hidden, hidden, 3), nn.Conv1d(hidden, channels, 3, 1, 1))
+
+    def _channels_first(self, windows: torch.Tensor) -> torch.Tensor:
+        batch, frames = windows.shape[:2]
+        if windows.shape[1:] != (self.config.window, self.config.points, 2):
+            raise ValueError(f"windows must be (batch, {self.config.window}, {self.config.points}, 2), "
+                             f"got {tuple(windows.shape)}")
+        return windows.reshape(batch, frames, -1).transpose(1, 2)
+
+    def encode(self, windows: torch.Tensor) -> torch.Tensor:
+        """Latent features (batch, latent) of skeleton windows (batch, window, points, 2)."""
+        hidden = self.encoder(self._channels_first(windows))
+        return self.to_latent(hidden.flatten(1))
+
+    def decode(self, latent: torch.Tensor) -> torch.Tensor:
+        half = self.config.window // 2
+        hidden = self.from_latent(latent).reshape(len(latent), self.config.hidden, half)
+        out = self.decoder(hidden)
+        return out.transpose(1, 2).reshape(len(latent), self.config.window, self.config.points, 2)
+
+    def forward(self, windows: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(windows))
+
+    @torch.no_grad()
+    def features(self, windows: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Latent features (n, latent) float64 of windows (n, window, points, 2), in eval mode."""
+        self.eval()
+        device = next(self.parameters()).device
+        out = [self.encode(torch.as_tensor(windows[i:i + batch_size], dtype=torch.float32, device=device))
+               for i in range(0, len(windows), batch_size)]
+        if not out:
+            return np.zeros((0, self.config.latent))
+        return torch.cat(out).double().cpu().numpy()
+
+
+def data_hash(windows: np.ndarray) -> str:
+    """Hash of the training windows (float32 bytes): which data an autoencoder was trained on."""
+    return hashlib.sha256(np.ascontiguousarray(windows, dtype=np.float32).tobytes()).hexdigest()[:16]
+
+
+def train_autoencoder(windows: np.ndarray, config: AutoencoderConfig, steps: int = 2000, batch_size: int = 64,
+                      learning_rate: float = 1e-3, seed: int = 0, progress=None) -> tuple[SkeletonAutoencoder, dict]:
+    """Train on windows (n, window, points, 2) with an L1 reconstruction loss; returns (model, info)."""
+    if len(windows) < 2:
+        raise ValueError(f"need at least 2 training windows, got {len(windows)}")
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    model = SkeletonAutoencoder(config)
+    data = torch.as_tensor(windows, dtype=torch.float32)
+    optimiser = torch.optim.Adam(model.parameters(), lr=learning_rate)
+    model.train()
+    losses = []
+    for step in range(steps):
+        index = torch.randint(len(data), (min(batch_size, len(data)),), generator=generator)
+        batch = data[index]
+        loss = torch.nn.functional.l1_loss(model(batch), batch)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        losses.append(loss.item())
+        if progress is not None:
+            progress(step, losses[-1])
+    model.eval()
+    with torch.no_grad():
+        final = float(torch.nn.functional.l1_loss(model(data[:1024]), data[:1024]))
+    info = {"steps": steps, "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed,
+            "training_windows": int(len(windows)), "training_data_hash": data_hash(windows),
+            "final_l1": final, "first_l1": losses[0]}
+    return model, info
+
+
+def save_autoencoder(model: SkeletonAutoencoder, directory: str | Path, info: dict) -> str:
+    """Write config.json + model.safetensors; returns the checkpoint hash (of the weights file)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(directory / WEIGHTS_NAME) as temporary:
+        save_file(state, str(temporary))
+    checkpoint = checkpoint_hash(directory)
+    write_json_atomic(directory / CONFIG_NAME, {"model": asdict(model.config), "training": info,
+                                                "checkpoint_hash": checkpoint})
+    return checkpoint
+
+
+def checkpoint_hash(directory: str | Path) -> str:
+    return hashlib.sha256((Path(directory) / WEIGHTS_NAME).read_bytes()).hexdigest()[:12]
+
+
+def load_autoencoder(directory: str | Path, device: str = "cpu") -> tuple[SkeletonAutoencoder, dict]:
+    """Load a saved autoencoder; returns (model in eval mode, its config.json contents)."""
+    directory = Path(directory)
+    for name in (CONFIG_NAME, WEIGHTS_NAME):
+        if not (directory / name).is_file():
+            raise FileNotFoundError(f"{directory / name}: not a skeleton autoencoder folder "
+                                    f"(train one with `python -m metrics train-fgd-ae`)")
+    meta = json.loads((directory / CONFIG_NAME).read_text())
+    model = SkeletonAutoencoder(AutoencoderConfig(**meta["model"]))
+    model.load_state_dict(load_file(str(directory / WEIGHTS_NAME)), strict=True)
+    actual = checkpoint_hash(directory)
+    if meta.get("checkpoint_hash") != actual:
+        raise ValueError(f"{directory}: weights hash {actual} differs from the recorded "
+                         f"{meta.get('checkpoint_hash')}: the checkpoint was modified")
+    return model.to(device).eval(), meta

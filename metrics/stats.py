@@ -1,0 +1,109 @@
+"""Streaming mean and covariance of feature vectors, mergeable across processes.
+
+FVD and FGD never hold all features: ``GaussianStats`` keeps the count, the float64 sum and the
+float64 sum of outer products (the sufficient statistics, as StyleGAN-V does), so batches can be
+added one at a time, partial statistics from several workers or GPUs can be merged (``merge``, or
+``all_reduce`` over ``torch.distributed``), and per-clip statistics can be recombined for
+bootstrap confidence intervals without touching the features again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+
+class GaussianStats:
+    """Sufficient statistics of a set of d-dimensional features."""
+
+    def __init__(self, dim: int) -> None:
+        self.dim = int(dim)
+        self.count = 0
+        self.total = np.zeros(self.dim, dtype=np.float64)
+        self.outer = np.zeros((self.dim, self.dim), dtype=np.float64)
+
+    def update(self, features: np.ndarray) -> GaussianStats:
+        """Add a batch of features (n, d)."""
+        x = np.asarray(features, dtype=np.float64)
+        if x.ndim == 1:
+            x = x[None]
+        if x.ndim != 2 or x.shape[1] != self.dim:
+            raise ValueError(f"features must be (n, {self.dim}), got {x.shape}")
+        if not np.isfinite(x).all():
+            raise ValueError("features contain NaN or inf")
+        self.count += x.shape[0]
+        self.total += x.sum(axis=0)
+        self.outer += x.T @ x
+        return self
+
+    def merge(self, other: GaussianStats) -> GaussianStats:
+        """Add another accumulator's statistics to this one (in place) and return self."""
+        if other.dim != self.dim:
+            raise ValueError(f"cannot merge statistics of dimension {other.dim} into {self.dim}")
+        self.count += other.count
+        self.total += other.total
+        self.outer += other.outer
+        return self
+
+    @classmethod
+    def combine(cls, parts: Iterable[GaussianStats], dim: int) -> GaussianStats:
+        combined = cls(dim)
+        for part in parts:
+            combined.merge(part)
+        return combined
+
+    def all_reduce(self) -> GaussianStats:
+        """Sum the statistics over all processes of an initialised ``torch.distributed`` group."""
+        import torch
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()):
+            return self
+        packed = torch.from_numpy(np.concatenate([[float(self.count)], self.total, self.outer.ravel()]))
+        dist.all_reduce(packed, op=dist.ReduceOp.SUM)
+        values = packed.numpy()
+        self.count = int(round(values[0]))
+        self.total = values[1:1 + self.dim].copy()
+        self.outer = values[1 + self.dim:].reshape(self.dim, self.dim).copy()
+        return self
+
+    @property
+    def mean(self) -> np.ndarray:
+        if self.count == 0:
+            raise ValueError("no features were added")
+        return self.total / self.count
+
+    def covariance(self, estimator: str = "unbiased") -> np.ndarray:
+        """Covariance: ``unbiased`` divides by n - 1 (like ``np.cov``), ``biased`` by n."""
+        if estimator not in ("unbiased", "biased"):
+            raise ValueError(f"estimator must be 'unbiased' or 'biased', got {estimator!r}")
+        denominator = self.count - 1 if estimator == "unbiased" else self.count
+        if denominator < 1:
+            raise ValueError(f"need at least {2 if estimator == 'unbiased' else 1} features, got {self.count}")
+        mean = self.mean
+        covariance = (self.outer - self.count * np.outer(mean, mean)) / denominator
+        return (covariance + covariance.T) / 2
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return {"count": np.array(self.count), "total": self.total, "outer": self.outer}
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, np.ndarray]) -> GaussianStats:
+        stats = cls(len(state["total"]))
+        stats.count = int(state["count"])
+        stats.total = np.array(state["total"], dtype=np.float64)
+        stats.outer = np.array(state["outer"], dtype=np.float64)
+        return stats
+
+
+def frechet_from_parts(real: list[GaussianStats], fake: list[GaussianStats], estimator: str,
+                       real_index=None, fake_index=None) -> float:
+    """Fréchet distance between the pooled statistics of (a resample of) real and fake parts."""
+    from metrics.frechet import frechet_distance
+
+    dim = (real or fake)[0].dim
+    real_pool = GaussianStats.combine((real[i] for i in (range(len(real)) if real_index is None else real_index)), dim)
+    fake_pool = GaussianStats.combine((fake[i] for i in (range(len(fake)) if fake_index is None else fake_index)), dim)
+    return frechet_distance(real_pool.mean, real_pool.covariance(estimator),
+                            fake_pool.mean, fake_pool.covariance(estimator))

@@ -1,0 +1,54 @@
+"""A cache of per-video results (keypoints, I3D statistics): one file per video and key.
+
+Pose extraction and I3D features are the slow parts of the metrics, and a benchmark evaluates
+the same real videos against many methods. A cached result is keyed by the video's content hash
+(a re-generated video is processed again, a moved one is not) and by what produced it: the
+extractor or feature network id (which includes a hash of its weights) and the protocol version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+from metrics.files import save_npz_atomic
+
+_HASHES: dict[tuple[str, int, int], str] = {}
+
+
+def file_hash(path: str | Path, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file's content (memoised per path, size and modification time)."""
+    stat = os.stat(path)
+    key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _HASHES:
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            while block := handle.read(chunk):
+                digest.update(block)
+        _HASHES[key] = digest.hexdigest()
+    return _HASHES[key]
+
+
+class VideoCache:
+    """``load(video)`` -> dict of arrays or None; ``store(video, **arrays)``."""
+
+    def __init__(self, root: str | Path, *key: str):
+        safe = re.sub(r"[^A-Za-z0-9._-]+", "_", "__".join(key))
+        self.directory = Path(root) / safe
+
+    def path_for(self, video: str | Path) -> Path:
+        return self.directory / f"{file_hash(video)[:32]}.npz"
+
+    def load(self, video: str | Path) -> dict[str, np.ndarray] | None:
+        path = self.path_for(video)
+        if not path.is_file():
+            return None
+        with np.load(path) as data:
+            return {name: data[name] for name in data.files}
+
+    def store(self, video: str | Path, **arrays: np.ndarray) -> None:
+        save_npz_atomic(self.path_for(video), **arrays)

@@ -1,0 +1,203 @@
+"""The metrics on folders of videos: end to end on a tiny toy corpus, the cache, and bad inputs."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from imac.data.toy.corpus import ToyCorpusConfig, generate_toy_corpus
+from metrics.__main__ import main as metrics_main
+from metrics.evaluate import ClipError, evaluate, write_result
+from metrics.fgd_training import train_fgd_autoencoder
+from metrics.folders import FolderError, find_clips
+from metrics.pose.toy import ToyMarkerPose
+from metrics.protocol import Protocol
+from metrics.sanity import build_controls, check_orderings
+from metrics.skeleton_ae import load_autoencoder
+from metrics.video import read_video, write_video
+
+
+class MeanColourFeatures:
+    """A cheap stand-in for I3D with its interface: per-clip mean colour of 4 frame quarters."""
+
+    feature_id = "test-mean-colour"
+    is_pretrained = False
+    batch_size = 4
+
+    def __call__(self, videos):
+        v = np.asarray(videos, dtype=np.float64)
+        return np.concatenate([q.mean(axis=(1, 2, 3)) for q in np.array_split(v, 4, axis=1)], axis=1) / 255.0
+
+
+class CountingExtractor(ToyMarkerPose):
+    calls = 0
+
+    def __call__(self, frames):
+        CountingExtractor.calls += 1
+        return super().__call__(frames)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("metrics")
+    data = root / "toy"
+    generate_toy_corpus(data, ToyCorpusConfig(seed=1, identities=2, clips=4, test_clips=2, size=64), progress=False)
+    ae = root / "ae"
+    train_fgd_autoencoder(data, ae, Protocol(), ToyMarkerPose(), keypoints="dataset", steps=60, latent=8, hidden=32)
+    copies = root / "copies"
+    for clip in find_clips(data, split="test"):
+        target = copies / clip.identity / f"{clip.clip_id}.mp4"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(clip.video, target)
+    return {"data": data, "ae": ae, "copies": copies, "root": root}
+
+
+def run(corpus, fake, tmp_path, **options):
+    options.setdefault("i3d", MeanColourFeatures())
+    return evaluate(corpus["data"], fake, autoencoder=corpus["ae"], extractor=ToyMarkerPose(),
+                    cache_dir=tmp_path / "cache", **options)
+
+
+def test_identical_videos_score_as_real(corpus, tmp_path):
+    result = run(corpus, corpus["copies"], tmp_path)
+    table = result["results"]["all"]
+    assert table["FGD"]["value"] == pytest.approx(0.0, abs=1e-6)
+    assert table["FVD*"]["value"] == pytest.approx(0.0, abs=1e-9)
+    # The copies have no wav: their speech comes from the mp4's AAC track, so beats move slightly.
+    assert table["BAS"]["value"] == pytest.approx(table["BAS (real)"]["value"], rel=0.05)
+    assert table["Diversity"]["value"] > 0
+    assert set(result["results"]) == {"all", "identity:ines", "identity:omar"}
+    assert result["protocol"] == Protocol().to_dict()
+    assert result["skeleton_autoencoder"]["checkpoint_hash"] == load_autoencoder(corpus["ae"])[1]["checkpoint_hash"]
+    assert result["i3d"] == {"feature_id": "test-mean-colour", "pretrained": False}
+    assert table["FGD"]["n_real_clips"] == table["FGD"]["n_fake_clips"] == 4
+
+
+def test_static_videos_are_worse_and_results_are_written(corpus, tmp_path):
+    static = tmp_path / "static"
+    for clip in find_clips(corpus["copies"], split=None):
+        frames = read_video(clip.video)
+        write_video(static / clip.identity / f"{clip.clip_id}.mp4", np.repeat(frames[:1], len(frames), 0), 25)
+        shutil.copyfile(corpus["data"] / clip.identity / f"{clip.clip_id}.wav",
+                        static / clip.identity / f"{clip.clip_id}.wav")
+    result = run(corpus, static, tmp_path)
+    table = result["results"]["all"]
+    assert table["FGD"]["value"] > 1.0
+    assert table["BAS"]["value"] < table["BAS (real)"]["value"]
+    assert table["FGD"]["ci_low"] <= table["FGD"]["value"] <= table["FGD"]["ci_high"]
+    json_path, csv_path = write_result(result, tmp_path / "out" / "static.json")
+    saved = json.loads(json_path.read_text())
+    assert saved["protocol_label"] == Protocol().label
+    lines = csv_path.read_text().splitlines()
+    assert lines[0].startswith("scope,metric,value,ci_low,ci_high")
+    assert any(line.startswith("identity:ines,FGD,") for line in lines)
+
+
+def test_keypoints_are_cached_per_video_content(corpus, tmp_path):
+    CountingExtractor.calls = 0
+    options = dict(autoencoder=corpus["ae"], metrics=("fgd",), cache_dir=tmp_path / "cache")
+    evaluate(corpus["data"], corpus["copies"], extractor=CountingExtractor(), **options)
+    first = CountingExtractor.calls
+    assert first > 0
+    evaluate(corpus["data"], corpus["copies"], extractor=CountingExtractor(), **options)
+    assert CountingExtractor.calls == first  # nothing extracted the second time
+
+
+def test_cli_compute_writes_json_and_csv(corpus, tmp_path, capsys):
+    out = tmp_path / "result.json"
+    code = metrics_main(["compute", "--real", str(corpus["data"]), "--fake", str(corpus["copies"]),
+                         "--metrics", "fgd,div,bas", "--fgd-ae", str(corpus["ae"]), "--out", str(out),
+                         "--cache", str(tmp_path / "cache"), "--quiet"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "protocol: imac-bench" in printed and "FGD" in printed
+    assert out.exists() and out.with_suffix(".csv").exists()
+
+
+def test_corrupt_and_truncated_videos_are_named_or_skipped(corpus, tmp_path):
+    bad = tmp_path / "bad"
+    shutil.copytree(corpus["copies"], bad)
+    (bad / "ines" / "ines_002.mp4").write_bytes(b"this is not a video")
+    data = (bad / "omar" / "omar_003.mp4").read_bytes()
+    (bad / "omar" / "omar_003.mp4").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ClipError, match="ines_002"):
+        run(corpus, bad, tmp_path, metrics=("fgd",))
+    result = run(corpus, bad, tmp_path, metrics=("fgd",), on_error="skip")
+    skipped = {s["clip"] for s in result["skipped"]}
+    assert skipped == {"ines/ines_002", "omar/omar_003"}
+    assert result["results"]["all"]["FGD"]["n_fake_clips"] == 2
+
+
+def test_short_videos_empty_folders_and_resolution_mismatch(corpus, tmp_path):
+    short = tmp_path / "short"
+    clip = find_clips(corpus["copies"], split=None)[0]
+    write_video(short / clip.identity / f"{clip.clip_id}.mp4", read_video(clip.video)[:10], 25)
+    with pytest.raises(ClipError, match="shorter than one 32-frame window"):
+        run(corpus, short, tmp_path, metrics=("fgd",))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FolderError, match="no videos"):
+        run(corpus, tmp_path / "empty", tmp_path)
+    big = tmp_path / "big"
+    frames = read_video(clip.video)
+    write_video(big / clip.identity / f"{clip.clip_id}.mp4", np.repeat(np.repeat(frames, 2, 1), 2, 2), 25)
+    with pytest.raises(ClipError, match="resolution"):
+        run(corpus, big, tmp_path, metrics=("fvd",))
+    result = run(corpus, big, tmp_path, metrics=("fvd",), allow_resolution_mismatch=True)
+    assert result["results"]["all"]["FVD*"]["n_fake_clips"] == 1
+
+
+def test_nan_keypoints_are_an_error_naming_the_file(corpus, tmp_path):
+    class NanExtractor(ToyMarkerPose):
+        extractor_id = "nan-extractor"
+
+        def __call__(self, frames):
+            out = super().__call__(frames)
+            out[0, 5, 0] = np.nan
+            return out
+
+    with pytest.raises(ClipError, match=r"ines_002\.mp4.*NaN"):
+        evaluate(corpus["data"], corpus["copies"], metrics=("fgd",), autoencoder=corpus["ae"],
+                 extractor=NanExtractor(), cache_dir=None)
+
+
+def test_fgd_and_div_need_an_autoencoder_and_fvd_needs_real_videos(corpus):
+    with pytest.raises(ValueError, match="autoencoder"):
+        evaluate(corpus["data"], corpus["copies"], metrics=("fgd",), cache_dir=None)
+    with pytest.raises(ValueError, match="real_dir"):
+        evaluate(None, corpus["copies"], metrics=("fvd",), cache_dir=None)
+
+
+def test_autoencoder_round_trip_and_tamper_check(corpus, tmp_path):
+    model, meta = load_autoencoder(corpus["ae"])
+    assert meta["training"]["training_windows"] > 0 and meta["model"]["latent"] == 8
+    x = torch.randn(3, 32, len(Protocol().skeleton_points), 2)
+    assert model.encode(x).shape == (3, 8)
+    copy = tmp_path / "ae"
+    shutil.copytree(corpus["ae"], copy)
+    weights = copy / "model.safetensors"
+    raw = bytearray(weights.read_bytes())
+    raw[-1] ^= 0xFF
+    weights.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="modified"):
+        load_autoencoder(copy)
+    with pytest.raises(FileNotFoundError, match="train-fgd-ae"):
+        load_autoencoder(tmp_path)
+
+
+def test_sanity_controls_and_checks(corpus, tmp_path):
+    folders = build_controls(corpus["data"], tmp_path / "controls")
+    reference = find_clips(folders["reference"], split=None)
+    static = find_clips(folders["static"], split=None)
+    assert len(reference) == len(static) == 4  # 8 clips split in halves
+    frames = read_video(static[0].video)
+    assert np.abs(frames.astype(int) - frames[:1]).max() <= 2  # one frame repeated (codec noise)
+    good = {"real (other half)": {"FGD": {"value": 1.0}, "FVD*": {"value": 1.0}, "Diversity": {"value": 5.0}, "BAS": {"value": 0.6}},
+            "static": {"FGD": {"value": 9.0}, "FVD*": {"value": 9.0}, "Diversity": {"value": 1.0}, "BAS": {"value": 0.0}},
+            "shuffled audio": {"FGD": {"value": 1.0}, "FVD*": {"value": 1.0}, "Diversity": {"value": 5.0}, "BAS": {"value": 0.4}}}
+    assert all(c["holds"] for c in check_orderings(good))
+    good["shuffled audio"]["BAS"]["value"] = 0.7
+    failed = [c for c in check_orderings(good) if not c["holds"]]
+    assert [c["expected"] for c in failed] == ["shuffled audio < real (other half)"]

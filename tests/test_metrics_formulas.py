@@ -1,0 +1,176 @@
+"""The metric formulas against independent references: scipy, numpy and direct loops."""
+
+import numpy as np
+import pytest
+import scipy.linalg
+
+from metrics.beats import beat_alignment_score, beats_from_speed, kinetic_speed
+from metrics.bootstrap import bootstrap_interval
+from metrics.diversity import l1_diversity, mean_pairwise_distance
+from metrics.frechet import frechet_distance
+from metrics.protocol import PRESETS, Protocol, get_protocol
+from metrics.stats import GaussianStats, frechet_from_parts
+
+
+def scipy_frechet(mu1, s1, mu2, s2):
+    """The pytorch-fid route, written for current SciPy (no ``disp`` argument)."""
+    covmean = scipy.linalg.sqrtm(s1 @ s2)
+    covmean = np.real(covmean)
+    diff = mu1 - mu2
+    return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
+
+
+def random_gaussian(rng, d, n):
+    x = rng.normal(size=(n, d)) @ rng.normal(size=(d, d)) / np.sqrt(d) + rng.normal(size=d)
+    return x.mean(0), np.atleast_2d(np.cov(x, rowvar=False))
+
+
+@pytest.mark.parametrize("d", [1, 5, 64])
+def test_frechet_distance_matches_scipy_sqrtm(d):
+    rng = np.random.default_rng(d)
+    mu1, s1 = random_gaussian(rng, d, 4 * d + 10)
+    mu2, s2 = random_gaussian(rng, d, 4 * d + 10)
+    ours, ref = frechet_distance(mu1, s1, mu2, s2), scipy_frechet(mu1, s1, mu2, s2)
+    assert ours == pytest.approx(ref, rel=1e-6)
+
+
+def test_frechet_distance_known_values_and_invariants():
+    # Two 1-D Gaussians: (m1 - m2)^2 + (s1 - s2)^2.
+    assert frechet_distance(np.array([1.0]), np.array([[4.0]]), np.array([3.0]), np.array([[1.0]])) == pytest.approx(5.0)
+    rng = np.random.default_rng(0)
+    mu, s = random_gaussian(rng, 10, 50)
+    assert frechet_distance(mu, s, mu, s) == pytest.approx(0.0, abs=1e-9)
+    mu2, s2 = random_gaussian(rng, 10, 50)
+    assert frechet_distance(mu, s, mu2, s2) == pytest.approx(frechet_distance(mu2, s2, mu, s), rel=1e-9)
+
+
+def test_frechet_distance_handles_singular_covariances():
+    rng = np.random.default_rng(1)
+    d = 50
+    a, b = rng.normal(size=(10, d)), rng.normal(size=(12, d)) + 0.5  # N < d: rank-deficient
+    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    value = frechet_distance(a.mean(0), s1, b.mean(0), s2)
+    assert np.isfinite(value) and value > 0
+    # scipy's route on the same input, where it still works, agrees to a loose tolerance.
+    assert value == pytest.approx(scipy_frechet(a.mean(0), s1, b.mean(0), s2), rel=1e-4)
+
+
+def test_frechet_distance_rejects_bad_input():
+    with pytest.raises(ValueError, match="shapes"):
+        frechet_distance(np.zeros(3), np.eye(3), np.zeros(4), np.eye(4))
+    with pytest.raises(ValueError, match="NaN"):
+        frechet_distance(np.array([np.nan, 0]), np.eye(2), np.zeros(2), np.eye(2))
+
+
+def test_gaussian_stats_match_numpy_and_merge():
+    rng = np.random.default_rng(2)
+    x = rng.normal(3.0, 2.0, size=(300, 7))
+    stats = GaussianStats(7)
+    for batch in np.array_split(x, 7):
+        stats.update(batch)
+    np.testing.assert_allclose(stats.mean, x.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(stats.covariance("unbiased"), np.cov(x, rowvar=False), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(stats.covariance("biased"), np.cov(x, rowvar=False, bias=True), rtol=1e-10, atol=1e-12)
+    left, right = GaussianStats(7).update(x[:120]), GaussianStats(7).update(x[120:])
+    merged = left.merge(right)
+    np.testing.assert_allclose(merged.covariance(), stats.covariance(), rtol=1e-10)
+    again = GaussianStats.from_state_dict(stats.state_dict())
+    np.testing.assert_array_equal(again.outer, stats.outer)
+    with pytest.raises(ValueError, match="dimension"):
+        GaussianStats(3).merge(stats)
+    with pytest.raises(ValueError, match="NaN"):
+        GaussianStats(2).update(np.array([[np.nan, 1.0]]))
+    with pytest.raises(ValueError, match="at least 2"):
+        GaussianStats(2).update(np.ones((1, 2))).covariance()
+
+
+def test_frechet_from_parts_equals_pooled_features():
+    rng = np.random.default_rng(3)
+    real = [rng.normal(size=(20, 4)) for _ in range(3)]
+    fake = [rng.normal(0.3, 1.2, size=(15, 4)) for _ in range(4)]
+    value = frechet_from_parts([GaussianStats(4).update(r) for r in real], [GaussianStats(4).update(f) for f in fake],
+                               "unbiased")
+    a, b = np.concatenate(real), np.concatenate(fake)
+    assert value == pytest.approx(scipy_frechet(a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False)),
+                                  rel=1e-6)
+
+
+def direct_bas(source, target, sigma):
+    if len(source) == 0 or len(target) == 0:
+        return 0.0
+    total = 0.0
+    for s in source:
+        d = min(abs(s - t) for t in target)
+        total += np.exp(-d * d / (2 * sigma * sigma))
+    return total / len(source)
+
+
+def test_beat_alignment_score_matches_a_direct_loop_in_both_directions():
+    rng = np.random.default_rng(4)
+    for _ in range(20):
+        motion, audio = np.sort(rng.uniform(0, 10, rng.integers(1, 15))), rng.uniform(0, 10, rng.integers(1, 40))
+        sigma = rng.uniform(0.03, 0.5)
+        assert beat_alignment_score(motion, audio, sigma, "motion_to_audio") == pytest.approx(direct_bas(motion, audio, sigma))
+        assert beat_alignment_score(motion, audio, sigma, "audio_to_motion") == pytest.approx(direct_bas(audio, motion, sigma))
+
+
+def test_beat_alignment_score_edge_cases():
+    assert beat_alignment_score([1.0, 2.0], [1.0, 2.0], 0.1) == pytest.approx(1.0)
+    # No beats on either side: nothing is aligned, the score is 0 (a still video scores worst).
+    assert beat_alignment_score([], [1.0, 2.0], 0.1, "motion_to_audio") == 0.0
+    assert beat_alignment_score([1.0], [], 0.1, "motion_to_audio") == 0.0
+    assert beat_alignment_score([], [], 0.1, "audio_to_motion") == 0.0
+    with pytest.raises(ValueError, match="direction"):
+        beat_alignment_score([1.0], [1.0], 0.1, "sideways")
+    with pytest.raises(ValueError, match="sigma"):
+        beat_alignment_score([1.0], [1.0], 0.0)
+
+
+def test_motion_beats_are_the_stops_after_movements():
+    fps = 25.0
+    t = np.arange(250) / fps
+    # A joint moving back and forth: speed |cos|, stops at multiples of 0.5 s after t=0.25.
+    x = np.sin(2 * np.pi * 1.0 * t)
+    positions = np.stack([x, np.zeros_like(x)], -1)[:, None, :]
+    speed = kinetic_speed(positions, fps, smoothing=1.0)
+    beats = beats_from_speed(speed, fps, prominence=0.5, min_gap=0.2)
+    expected = np.arange(0.25, 9.9, 0.5)
+    assert len(beats) == len(expected)
+    np.testing.assert_allclose(beats, expected, atol=0.041)
+    # A still joint with small jitter gives no beat.
+    still = positions * 0 + np.random.default_rng(0).normal(0, 0.002, positions.shape)
+    assert len(beats_from_speed(kinetic_speed(still, fps, 2.0), fps, prominence=0.1, min_gap=0.2)) == 0
+
+
+def test_diversity_formulas_match_brute_force():
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(30, 6))
+    brute = np.mean([np.linalg.norm(x[i] - x[j]) for i in range(30) for j in range(i + 1, 30)])
+    assert mean_pairwise_distance(x) == pytest.approx(brute, rel=1e-9)
+    seq = rng.normal(size=(40, 5, 2))
+    assert l1_diversity(seq) == pytest.approx(np.mean(np.abs(seq - seq.mean(0))))
+    assert mean_pairwise_distance(np.ones((5, 3))) == 0.0
+    with pytest.raises(ValueError):
+        mean_pairwise_distance(np.ones((1, 3)))
+
+
+def test_bootstrap_interval_is_reproducible_and_covers_the_mean():
+    rng = np.random.default_rng(6)
+    data = rng.normal(10.0, 1.0, 200)
+    stat = lambda i: float(data[i].mean())
+    low, high = bootstrap_interval(stat, (200,), 300, seed=1)
+    assert (low, high) == bootstrap_interval(stat, (200,), 300, seed=1)
+    assert low < data.mean() < high and high - low < 0.5
+    assert all(np.isnan(v) for v in bootstrap_interval(stat, (1,), 300, seed=1))
+
+
+def test_protocol_presets_and_digest():
+    assert PRESETS["aist"].bas_direction == "motion_to_audio" and PRESETS["aist"].bas_sigma == 0.05
+    assert PRESETS["emage"].bas_direction == "audio_to_motion" and PRESETS["emage"].bas_sigma == 0.3
+    assert Protocol().digest == Protocol.from_dict(Protocol().to_dict()).digest
+    custom = get_protocol("imac-bench", bas_sigma=0.1)
+    assert custom.name == "imac-bench+custom" and custom.digest != Protocol().digest
+    with pytest.raises(KeyError):
+        get_protocol("nope")
+    with pytest.raises(ValueError):
+        Protocol(bas_direction="both")
