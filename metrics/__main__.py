@@ -80,7 +80,7 @@ def _sanity(args) -> int:
 
     report = run_sanity(args.data, args.out, get_protocol(args.protocol), autoencoder=args.fgd_ae, i3d=args.i3d,
                         extractor=args.extractor, ae_steps=args.steps, cache_dir=_cache(args),
-                        progress=None if args.quiet else _log)
+                        metrics=tuple(args.metrics.split(",")), progress=None if args.quiet else _log)
     print(format_sanity(report))
     return 0 if report["passed"] else 1
 
@@ -129,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     sanity.add_argument("--fgd-ae", type=Path, help="an autoencoder folder (default: train one)")
     sanity.add_argument("--i3d", type=Path)
     sanity.add_argument("--steps", type=int, default=400, help="autoencoder training steps when training one")
+    sanity.add_argument("--metrics", default="fgd,div,bas,fvd",
+                        help="comma-separated; FVD with I3D at 224 px is the slow part on a CPU")
     _add_common(sanity)
     sanity.set_defaults(handler=_sanity)
 

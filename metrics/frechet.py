@@ -2,12 +2,12 @@
 
     d^2 = |mu1 - mu2|^2 + tr(S1) + tr(S2) - 2 tr((S1 S2)^(1/2))
 
-The trace term only needs the eigenvalues of the symmetric positive semi-definite matrix
-sqrt(S1) S2 sqrt(S1), whose square roots sum to tr((S1 S2)^(1/2)). Two symmetric
-eigendecompositions replace the general matrix square root (``scipy.linalg.sqrtm``) that
-pytorch-fid and clean-fid use: faster, real by construction, and well defined for singular
-covariances (fewer samples than dimensions), where tiny negative eigenvalues from rounding are
-clipped to zero.
+The trace term only needs the eigenvalues of a symmetric positive semi-definite matrix similar to
+S1 S2 (L^T S2 L with S1 = L L^T), whose square roots sum to tr((S1 S2)^(1/2)). A Cholesky factor
+and one symmetric eigenvalue call replace the general matrix square root (``scipy.linalg.sqrtm``)
+that pytorch-fid and clean-fid use: faster, real by construction, and well defined for singular
+covariances (fewer samples than dimensions: the symmetric square root replaces the Cholesky
+factor), where tiny negative eigenvalues from rounding are clipped to zero.
 """
 
 from __future__ import annotations
@@ -22,9 +22,18 @@ def _symmetric_sqrt(matrix: np.ndarray) -> np.ndarray:
 
 
 def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
-    """tr((S1 S2)^(1/2)) for symmetric PSD S1, S2."""
-    root1 = _symmetric_sqrt(sigma1)
-    middle = root1 @ sigma2 @ root1
+    """tr((S1 S2)^(1/2)) for symmetric PSD S1, S2.
+
+    With a factor S1 = L L^T (Cholesky), S1 S2 is similar to the symmetric L^T S2 L, whose
+    eigenvalues (values only: the cheapest symmetric eigensolver call) give the trace. A singular
+    S1 (fewer samples than dimensions) has no Cholesky factor; its symmetric square root takes the
+    place of L, at the cost of a full eigendecomposition.
+    """
+    try:
+        factor = np.linalg.cholesky(sigma1)
+    except np.linalg.LinAlgError:
+        factor = _symmetric_sqrt(sigma1)
+    middle = factor.T @ sigma2 @ factor
     middle = (middle + middle.T) / 2  # exact symmetry for eigvalsh
     return float(np.sqrt(np.clip(np.linalg.eigvalsh(middle), 0.0, None)).sum())
 

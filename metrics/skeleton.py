@@ -25,11 +25,12 @@ class SkeletonError(ValueError):
 
 
 def check_keypoints(keypoints: np.ndarray, source: str = "keypoints") -> np.ndarray:
-    keypoints = np.asarray(keypoints, dtype=np.float64)
+    keypoints = np.asarray(keypoints)
     if keypoints.ndim != 3 or keypoints.shape[1:] != (wb.NUM_KEYPOINTS, 3):
         raise SkeletonError(f"{source}: keypoints must be (frames, 133, 3), got {keypoints.shape}")
-    if not np.isfinite(keypoints).all():
-        bad = np.flatnonzero(~np.isfinite(keypoints).all(axis=(1, 2)))
+    finite = np.isfinite(keypoints).all(axis=(1, 2))
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
         raise SkeletonError(f"{source}: NaN or inf keypoints in {bad.size} frames (first: frame {bad[0]})")
     return keypoints
 
@@ -42,40 +43,51 @@ def _anchor(index: int) -> int | None:
     return None
 
 
-def fill_missing(keypoints: np.ndarray, threshold: float) -> tuple[np.ndarray, float]:
-    """Positions (F, 133, 2) with missing points filled, and the share of points that were visible."""
-    xy = keypoints[..., :2].copy()
-    visible = keypoints[..., 2] >= threshold
+def fill_missing(keypoints: np.ndarray, threshold: float, points=None) -> tuple[np.ndarray, np.ndarray]:
+    """Positions (F, P, 2) of ``points`` (default all 133) with missing ones filled, and the shoulders (F, 2, 2).
+
+    Only the points asked for (and what they fall back on) are touched, so long sequences stay cheap.
+    """
+    points = list(range(wb.NUM_KEYPOINTS)) if points is None else list(points)
     frames = np.arange(len(keypoints))
-    shoulders_seen = visible[:, LEFT_SHOULDER] & visible[:, RIGHT_SHOULDER]
-    if not shoulders_seen.any():
-        raise SkeletonError("the shoulders are never visible: cannot normalise the skeleton")
-    for point in (LEFT_SHOULDER, RIGHT_SHOULDER):
-        seen = visible[:, point]
-        for axis in range(2):
-            xy[:, point, axis] = np.interp(frames, frames[seen], xy[seen, point, axis])
-    neck = (xy[:, LEFT_SHOULDER] + xy[:, RIGHT_SHOULDER]) / 2
-    # Wrists (hand point 0 = the body wrist) first, so hand points can fall back on them.
-    order = sorted(range(wb.NUM_KEYPOINTS), key=lambda p: _anchor(p) is not None)
-    for point in order:
-        if point in (LEFT_SHOULDER, RIGHT_SHOULDER):
-            continue
+    visible = keypoints[..., 2] >= threshold
+
+    def filled(point: int) -> np.ndarray | None:
+        xy = keypoints[:, point, :2].astype(np.float64)
         seen = visible[:, point]
         if seen.all():
-            continue
-        if seen.any():
-            for axis in range(2):
-                xy[:, point, axis] = np.interp(frames, frames[seen], xy[seen, point, axis])
-        else:
-            anchor = _anchor(point)
-            xy[:, point] = xy[:, anchor] if anchor is not None else neck
-    return xy, float(visible.mean())
+            return xy
+        if not seen.any():
+            return None
+        return np.stack([np.interp(frames, frames[seen], xy[seen, axis]) for axis in range(2)], axis=1)
+
+    shoulders = [filled(LEFT_SHOULDER), filled(RIGHT_SHOULDER)]
+    if shoulders[0] is None or shoulders[1] is None:
+        raise SkeletonError("a shoulder is never visible: cannot normalise the skeleton")
+    neck = (shoulders[0] + shoulders[1]) / 2
+    out = np.empty((len(keypoints), len(points), 2))
+    done: dict[int, np.ndarray] = {LEFT_SHOULDER: shoulders[0], RIGHT_SHOULDER: shoulders[1]}
+    for column, point in enumerate(points):
+        if point not in done:
+            xy = filled(point)
+            if xy is None:
+                anchor = _anchor(point)
+                if anchor is not None and anchor not in done:
+                    anchor_xy = filled(anchor)
+                    done[anchor] = neck if anchor_xy is None else anchor_xy
+                xy = done[anchor] if anchor is not None else neck
+            done[point] = xy
+        out[:, column] = done[point]
+    return out, np.stack(shoulders, axis=1)
 
 
-def normalise(xy: np.ndarray) -> np.ndarray:
-    """Centre on the median neck and scale by the median shoulder width of the clip."""
-    neck = (xy[:, LEFT_SHOULDER] + xy[:, RIGHT_SHOULDER]) / 2
-    width = np.median(np.linalg.norm(xy[:, LEFT_SHOULDER] - xy[:, RIGHT_SHOULDER], axis=-1))
+def normalise(xy: np.ndarray, shoulders: np.ndarray) -> np.ndarray:
+    """Centre on the median neck and scale by the median shoulder width of the clip.
+
+    ``xy`` (F, P, 2) positions, ``shoulders`` (F, 2, 2) the left and right shoulder positions.
+    """
+    neck = shoulders.mean(axis=1)
+    width = np.median(np.linalg.norm(shoulders[:, 0] - shoulders[:, 1], axis=-1))
     if width <= 1e-6:
         raise SkeletonError("shoulder width is zero: cannot normalise the skeleton")
     return (xy - np.median(neck, axis=0)) / width
@@ -98,13 +110,13 @@ def skeleton_sequence(keypoints: np.ndarray, fps: float, points, threshold: floa
                       source: str = "keypoints") -> tuple[np.ndarray, float]:
     """Normalised positions (F', P, 2) of the chosen points at ``target_fps``, and the visible share."""
     keypoints = check_keypoints(keypoints, source)
+    points = list(points)
     try:
-        xy, visible = fill_missing(keypoints, threshold)
-        xy = normalise(xy)
+        xy, shoulders = fill_missing(keypoints, threshold, points)
+        xy = normalise(xy, shoulders)
     except SkeletonError as error:
         raise SkeletonError(f"{source}: {error}") from None
-    chosen = xy[:, list(points)]
-    return resample(chosen, fps, target_fps), float(np.mean(keypoints[:, list(points), 2] >= threshold))
+    return resample(xy, fps, target_fps), float(np.mean(keypoints[:, points, 2] >= threshold))
 
 
 def windows(sequence: np.ndarray, window: int, stride: int) -> np.ndarray:

@@ -174,3 +174,36 @@ def test_protocol_presets_and_digest():
         get_protocol("nope")
     with pytest.raises(ValueError):
         Protocol(bas_direction="both")
+
+
+def test_skeleton_fill_normalise_resample():
+    from metrics.pose import wholebody as wb
+    from metrics.skeleton import SkeletonError, fill_missing, normalise, resample, skeleton_sequence, windows
+
+    frames = 10
+    kp = np.zeros((frames, wb.NUM_KEYPOINTS, 3))
+    kp[:, wb.index_of("left_shoulder")] = (80, 40, 1)
+    kp[:, wb.index_of("right_shoulder")] = (40, 40, 1)
+    wrist = wb.index_of("left_wrist")
+    kp[:, wrist, 0] = np.arange(frames) * 2.0
+    kp[:, wrist, 1] = 70
+    kp[:, wrist, 2] = 1
+    kp[4:6, wrist, 2] = 0.1                      # missing for two frames: interpolated
+    kp[:, wb.LEFT_HAND.start] = kp[:, wrist]     # the hand's wrist point
+    tip = wb.hand_index("left", "index", 4)      # never visible: falls back on the hand's wrist
+    xy, shoulders = fill_missing(kp, 0.3, [wrist, tip, wb.index_of("nose")])
+    np.testing.assert_allclose(xy[:, 0, 0], np.arange(frames) * 2.0)
+    np.testing.assert_allclose(xy[:, 1], xy[:, 0])
+    np.testing.assert_allclose(xy[:, 2], np.tile([60.0, 40.0], (frames, 1)))  # the neck
+    norm = normalise(xy, shoulders)
+    np.testing.assert_allclose(norm[:, 2], 0.0)                      # the neck is the origin
+    np.testing.assert_allclose(norm[0, 0], [(0 - 60) / 40, (70 - 40) / 40])  # shoulder width 40 px
+    seq, visible = skeleton_sequence(kp, 50.0, [wrist], 0.3, 25.0)
+    assert seq.shape == (5, 1, 2) and visible == pytest.approx(0.8)
+    t = np.arange(7) / 3.0
+    np.testing.assert_allclose(resample(np.sin(t)[:, None], 3.0, 5.0)[:, 0], np.interp(np.arange(11) / 5.0, t, np.sin(t)))
+    assert windows(np.zeros((40, 2)), 32, 4).shape == (3, 32, 2)
+    assert windows(np.zeros((20, 2)), 32, 4).shape == (0, 32, 2)
+    kp[:, wb.index_of("right_shoulder"), 2] = 0
+    with pytest.raises(SkeletonError, match="shoulder"):
+        skeleton_sequence(kp, 25.0, [wrist], 0.3, 25.0, source="clip.mp4")

@@ -137,7 +137,8 @@ class ToyMarkerPose:
             labels, count = ndimage.label(membership > 0.05)
             if count == 0:
                 continue
-            closest = {side: ndimage.minimum(d, labels, np.arange(1, count + 1)) for side, d in distance.items()}
+            inside = labels > 0
+            closest = {side: _minimum_per_label(d[inside], labels[inside], count) for side, d in distance.items()}
             owner = np.array([min(closest, key=lambda side: closest[side][k]) for k in range(count)])
             for side in wrists:
                 mine = np.isin(labels, np.flatnonzero(owner == side) + 1)
@@ -152,6 +153,13 @@ class ToyMarkerPose:
                 score = weights.sum() / (0.3 * expected_mass)
                 for level, xy in enumerate(chain, start=1):
                     put(wb.hand_index(side, finger, level), xy, score)
+
+
+def _minimum_per_label(values: np.ndarray, labels: np.ndarray, count: int) -> np.ndarray:
+    """Minimum of ``values`` for each label 1..count (labels of the pixels in ``values``)."""
+    out = np.full(count + 1, np.inf)
+    np.minimum.at(out, labels, values)
+    return out[1:]
 
 
 def _points_along(points: np.ndarray, weights: np.ndarray, position: np.ndarray, fractions) -> list[np.ndarray]:
