@@ -12,11 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from metrics.bootstrap import bootstrap_interval
 from metrics.protocol import Protocol
 from metrics.skeleton import skeleton_sequence, windows
 from metrics.skeleton_ae import SkeletonAutoencoder
-from metrics.stats import GaussianStats, frechet_from_parts
+from metrics.stats import FrechetMetric, GaussianStats
 
 
 def skeleton_windows(keypoints: np.ndarray, fps: float, protocol: Protocol, source: str = "keypoints"
@@ -27,16 +26,15 @@ def skeleton_windows(keypoints: np.ndarray, fps: float, protocol: Protocol, sour
     return windows(sequence, protocol.window, protocol.stride), visible
 
 
-class FGD:
-    """Accumulates latent statistics per clip (``update``) and computes FGD (``compute``)."""
+class FGD(FrechetMetric):
+    """Accumulates latent statistics per clip (``update``) and computes FGD (``compute``, ``interval``)."""
 
     name = "FGD"
-    higher_is_better = False
+    unit = "skeleton windows"
 
     def __init__(self, autoencoder: SkeletonAutoencoder, protocol: Protocol | None = None):
+        super().__init__(protocol or Protocol())
         self.autoencoder = autoencoder
-        self.protocol = protocol or Protocol()
-        self.parts: dict[bool, list[GaussianStats]] = {True: [], False: []}
 
     def features(self, keypoints: np.ndarray, fps: float, source: str = "keypoints") -> np.ndarray:
         clip_windows, _ = skeleton_windows(keypoints, fps, self.protocol, source)
@@ -51,23 +49,6 @@ class FGD:
     def update(self, keypoints: np.ndarray, fps: float, real: bool, source: str = "keypoints") -> None:
         """Add one clip's keypoints (F, 133, 3) at ``fps``, to the real or the generated side."""
         self.update_features(self.features(keypoints, fps, source), real)
-
-    def compute(self) -> float:
-        self._check()
-        return frechet_from_parts(self.parts[True], self.parts[False], self.protocol.covariance)
-
-    def interval(self) -> tuple[float, float]:
-        self._check()
-        real, fake = self.parts[True], self.parts[False]
-        return bootstrap_interval(
-            lambda r, f: frechet_from_parts(real, fake, self.protocol.covariance, r, f),
-            (len(real), len(fake)), self.protocol.bootstrap_samples, self.protocol.bootstrap_seed,
-            self.protocol.confidence)
-
-    def _check(self) -> None:
-        for real, side in ((True, "real"), (False, "generated")):
-            if sum(p.count for p in self.parts[real]) < 2:
-                raise ValueError(f"FGD needs at least 2 {side} windows, got {sum(p.count for p in self.parts[real])}")
 
 
 def fgd(real_dir: str | Path, fake_dir: str | Path, autoencoder: str | Path, **options) -> dict:

@@ -19,20 +19,18 @@ from pathlib import Path
 
 import numpy as np
 
-from metrics.bootstrap import bootstrap_interval
 from metrics.protocol import Protocol
-from metrics.stats import GaussianStats, frechet_from_parts
+from metrics.stats import FrechetMetric, GaussianStats
 
 
-class FVD:
-    """Accumulates I3D statistics per video (``update``) and computes FVD (``compute``)."""
+class FVD(FrechetMetric):
+    """Accumulates I3D statistics per video (``update``) and computes FVD (``compute``, ``interval``)."""
 
-    higher_is_better = False
+    unit = "16-frame clips"
 
     def __init__(self, i3d, protocol: Protocol | None = None):
+        super().__init__(protocol or Protocol())
         self.i3d = i3d
-        self.protocol = protocol or Protocol()
-        self.parts: dict[bool, list[GaussianStats]] = {True: [], False: []}
 
     @property
     def name(self) -> str:
@@ -72,25 +70,6 @@ class FVD:
 
         with VideoReader(path) as reader:
             self.parts[real].append(self.video_statistics(reader.iter_chunks(chunk_frames), str(path)))
-
-    def compute(self) -> float:
-        self._check()
-        return frechet_from_parts(self.parts[True], self.parts[False], self.protocol.covariance)
-
-    def interval(self) -> tuple[float, float]:
-        self._check()
-        real, fake = self.parts[True], self.parts[False]
-        return bootstrap_interval(
-            lambda r, f: frechet_from_parts(real, fake, self.protocol.covariance, r, f),
-            (len(real), len(fake)), self.protocol.bootstrap_samples, self.protocol.bootstrap_seed,
-            self.protocol.confidence)
-
-    def _check(self) -> None:
-        for real, side in ((True, "real"), (False, "generated")):
-            count = sum(p.count for p in self.parts[real])
-            if count < 2:
-                raise ValueError(f"{self.name} needs at least 2 {side} clips of {self.protocol.fvd_frames} frames, "
-                                 f"got {count}")
 
 
 def fvd(real_dir: str | Path, fake_dir: str | Path, i3d: str | Path | None = None, **options) -> dict:

@@ -107,3 +107,38 @@ def frechet_from_parts(real: list[GaussianStats], fake: list[GaussianStats], est
     fake_pool = GaussianStats.combine((fake[i] for i in (range(len(fake)) if fake_index is None else fake_index)), dim)
     return frechet_distance(real_pool.mean, real_pool.covariance(estimator),
                             fake_pool.mean, fake_pool.covariance(estimator))
+
+
+class FrechetMetric:
+    """Base of FGD and FVD: per-clip statistics on a real and a generated side, their Fréchet
+    distance (``compute``) and its clip-level bootstrap interval (``interval``).
+
+    Subclasses set ``name``, ``unit`` (what one feature vector is, for messages) and ``protocol``.
+    """
+
+    higher_is_better = False
+    unit = "features"
+
+    def __init__(self, protocol) -> None:
+        self.protocol = protocol
+        self.parts: dict[bool, list[GaussianStats]] = {True: [], False: []}
+
+    def compute(self) -> float:
+        self._check()
+        return frechet_from_parts(self.parts[True], self.parts[False], self.protocol.covariance)
+
+    def interval(self) -> tuple[float, float]:
+        from metrics.bootstrap import bootstrap_interval
+
+        self._check()
+        real, fake = self.parts[True], self.parts[False]
+        return bootstrap_interval(
+            lambda r, f: frechet_from_parts(real, fake, self.protocol.covariance, r, f),
+            (len(real), len(fake)), self.protocol.bootstrap_samples, self.protocol.bootstrap_seed,
+            self.protocol.confidence)
+
+    def _check(self) -> None:
+        for real, side in ((True, "real"), (False, "generated")):
+            count = sum(p.count for p in self.parts[real])
+            if count < 2:
+                raise ValueError(f"{self.name} needs at least 2 {side} {self.unit}, got {count}")
