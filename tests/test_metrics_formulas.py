@@ -207,3 +207,37 @@ def test_skeleton_fill_normalise_resample():
     kp[:, wb.index_of("right_shoulder"), 2] = 0
     with pytest.raises(SkeletonError, match="shoulder"):
         skeleton_sequence(kp, 25.0, [wrist], 0.3, 25.0, source="clip.mp4")
+
+
+def _all_reduce_worker(rank: int, port: int, queue) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    rng = np.random.default_rng(rank)
+    stats = GaussianStats(3).update(rng.normal(rank, 1.0, size=(10 + rank, 3)))
+    stats.all_reduce()
+    queue.put((rank, stats.count, stats.mean.tolist()))
+    dist.destroy_process_group()
+
+
+def test_gaussian_stats_all_reduce_over_two_processes():
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as probe:  # a free loopback port
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    context = mp.get_context("spawn")
+    queue = context.Queue()
+    workers = [context.Process(target=_all_reduce_worker, args=(r, port, queue)) for r in range(2)]
+    for w in workers:
+        w.start()
+    results = sorted(queue.get(timeout=60) for _ in workers)
+    for w in workers:
+        w.join(timeout=60)
+    data = [np.random.default_rng(r).normal(r, 1.0, size=(10 + r, 3)) for r in range(2)]
+    expected = np.concatenate(data).mean(0)
+    for _, count, mean in results:
+        assert count == 21
+        np.testing.assert_allclose(mean, expected, rtol=1e-12)
