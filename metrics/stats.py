@@ -15,13 +15,37 @@ import numpy as np
 
 
 class GaussianStats:
-    """Sufficient statistics of a set of d-dimensional features."""
+    """Sufficient statistics of a set of d-dimensional features.
+
+    The sum of outer products is a d x d matrix (1.3 MB at d = 400); a benchmark keeps one
+    accumulator per clip for its bootstrap, so while an accumulator has seen fewer than d / 2
+    vectors it keeps the vectors themselves (less memory) and folds them into the matrix only when
+    it grows past that or the matrix is needed.
+    """
 
     def __init__(self, dim: int) -> None:
         self.dim = int(dim)
         self.count = 0
         self.total = np.zeros(self.dim, dtype=np.float64)
-        self.outer = np.zeros((self.dim, self.dim), dtype=np.float64)
+        self._outer: np.ndarray | None = None
+        self._rows: list[np.ndarray] = []
+
+    @property
+    def outer(self) -> np.ndarray:
+        """The float64 sum of outer products x x^T (d, d)."""
+        if self._outer is None:
+            self._outer = np.zeros((self.dim, self.dim), dtype=np.float64)
+            self._add_rows_to(self._outer)
+            self._rows = []
+        return self._outer
+
+    @outer.setter
+    def outer(self, value: np.ndarray) -> None:
+        self._outer, self._rows = np.asarray(value, dtype=np.float64), []
+
+    def _add_rows_to(self, matrix: np.ndarray) -> None:
+        for rows in self._rows:
+            matrix += rows.T @ rows
 
     def update(self, features: np.ndarray) -> GaussianStats:
         """Add a batch of features (n, d)."""
@@ -34,7 +58,10 @@ class GaussianStats:
             raise ValueError("features contain NaN or inf")
         self.count += x.shape[0]
         self.total += x.sum(axis=0)
-        self.outer += x.T @ x
+        if self._outer is None and self.count <= self.dim // 2:
+            self._rows.append(x.copy())
+        else:
+            self.outer += x.T @ x
         return self
 
     def merge(self, other: GaussianStats) -> GaussianStats:
@@ -43,7 +70,10 @@ class GaussianStats:
             raise ValueError(f"cannot merge statistics of dimension {other.dim} into {self.dim}")
         self.count += other.count
         self.total += other.total
-        self.outer += other.outer
+        if other._outer is None:
+            other._add_rows_to(self.outer)
+        else:
+            self.outer += other._outer
         return self
 
     @classmethod

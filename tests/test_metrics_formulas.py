@@ -241,3 +241,19 @@ def test_gaussian_stats_all_reduce_over_two_processes():
     for _, count, mean in results:
         assert count == 21
         np.testing.assert_allclose(mean, expected, rtol=1e-12)
+
+
+def test_gaussian_stats_compact_parts_merge_exactly():
+    """Per-clip accumulators with few vectors keep the vectors; pooling them equals numpy."""
+    rng = np.random.default_rng(7)
+    clips = [rng.normal(size=(int(rng.integers(1, 10)), 50)) for _ in range(30)]
+    parts = [GaussianStats(50).update(c) for c in clips]
+    assert all(p._outer is None for p in parts)  # compact: fewer than d / 2 vectors each
+    pooled = GaussianStats.combine(parts, 50)
+    x = np.concatenate(clips)
+    np.testing.assert_allclose(pooled.covariance(), np.cov(x, rowvar=False), rtol=1e-9, atol=1e-12)
+    grown = GaussianStats(50)
+    for c in clips:
+        grown.update(c)  # passes d / 2 on the way and switches to the matrix
+    assert grown._outer is not None
+    np.testing.assert_allclose(grown.outer, x.T @ x, rtol=1e-10)
