@@ -59,7 +59,7 @@ def make_extractor(name: str = "toy", dwpose_detector: str | None = None, dwpose
 
 
 @dataclass
-class ClipRecord:
+class ClipResult:
     """What one clip contributes to the metrics."""
 
     clip: VideoClip
@@ -90,7 +90,7 @@ def _clip_audio(clip: VideoClip, partner: VideoClip | None, sample_rate: int) ->
 
 
 class Evaluator:
-    """Holds the networks and the cache; ``record(clip, side)`` turns one clip into a ClipRecord."""
+    """Holds the networks and the cache; ``record(clip, side)`` turns one clip into a ClipResult."""
 
     def __init__(self, metrics: Sequence[str], protocol: Protocol, extractor=None, autoencoder=None,
                  i3d=None, cache_dir: str | Path | None = None):
@@ -147,9 +147,9 @@ class Evaluator:
                     self.keypoint_cache.store(clip.video, keypoints=keypoints.astype(np.float32), fps=np.array(info.fps))
         return keypoints, info.fps, (info.width, info.height), fvd_stats
 
-    def record(self, clip: VideoClip, side: str, partner: VideoClip | None = None) -> ClipRecord:
+    def record(self, clip: VideoClip, side: str, partner: VideoClip | None = None) -> ClipResult:
         keypoints, fps, size, fvd_stats = self.keypoints_and_fvd(clip)
-        rec = ClipRecord(clip, side, fps, size, fvd_stats=fvd_stats)
+        rec = ClipResult(clip, side, fps, size, fvd_stats=fvd_stats)
         source = str(clip.video)
         if keypoints is not None and ("fgd" in self.metrics or "div" in self.metrics):
             windows, rec.visible = skeleton_windows(keypoints, fps, self.protocol, source)
@@ -167,7 +167,7 @@ def _summary(value: float, interval: tuple[float, float], **counts) -> dict:
     return {"value": value, "ci_low": interval[0], "ci_high": interval[1], **counts}
 
 
-def metric_table(records: list[ClipRecord], metrics: Sequence[str], protocol: Protocol, autoencoder, i3d) -> dict:
+def metric_table(records: list[ClipResult], metrics: Sequence[str], protocol: Protocol, autoencoder, i3d) -> dict:
     """Every requested metric over a set of clip records (one scope: all clips, or one identity)."""
     real = [r for r in records if r.side == "real"]
     fake = [r for r in records if r.side == "fake"]
@@ -255,7 +255,7 @@ def evaluate(real_dir: str | Path | None, fake_dir: str | Path, metrics: Sequenc
     evaluator = Evaluator(metrics, protocol, pose, model, features, cache_dir)
 
     partners = {c.key: c for c in real_clips}
-    records: list[ClipRecord] = []
+    records: list[ClipResult] = []
     skipped: list[dict] = []
     jobs = [(c, "real") for c in real_clips] + [(c, "fake") for c in fake_clips]
     for number, (clip, side) in enumerate(jobs, start=1):
