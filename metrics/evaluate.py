@@ -125,24 +125,26 @@ class Evaluator:
         want_fvd = "fvd" in self.metrics and fvd_stats is None
         if extract or want_fvd:
             parts: list[np.ndarray] = []
+            decoded = [0]
             with VideoReader(clip.video) as reader:
                 def chunks():
                     for chunk in reader.iter_chunks(64):
+                        decoded[0] += len(chunk)
                         if extract:
                             parts.append(self.extractor(chunk))
                         yield chunk
                 if want_fvd:
                     fvd_stats = self.fvd.video_statistics(chunks(), str(clip.video))
-                    if self.fvd_cache is not None:
-                        self.fvd_cache.store(clip.video, **fvd_stats.state_dict())
                 else:
                     for _ in chunks():
                         pass
+            if decoded[0] != info.num_frames:
+                raise ClipError(f"{clip.video}: decoded {decoded[0]} frames, the container says "
+                                f"{info.num_frames}: truncated or corrupt file")
+            if want_fvd and self.fvd_cache is not None:
+                self.fvd_cache.store(clip.video, **fvd_stats.state_dict())
             if extract:
                 keypoints = np.concatenate(parts)
-                if len(keypoints) != info.num_frames:
-                    raise ClipError(f"{clip.video}: decoded {len(keypoints)} frames, the container says "
-                                    f"{info.num_frames}: truncated or corrupt file")
                 if self.keypoint_cache is not None:
                     self.keypoint_cache.store(clip.video, keypoints=keypoints.astype(np.float32), fps=np.array(info.fps))
         return keypoints, info.fps, (info.width, info.height), fvd_stats

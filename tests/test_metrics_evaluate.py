@@ -124,6 +124,11 @@ def test_corrupt_and_truncated_videos_are_named_or_skipped(corpus, tmp_path):
     (bad / "omar" / "omar_003.mp4").write_bytes(data[: len(data) // 2])
     with pytest.raises(ClipError, match="ines_002"):
         run(corpus, bad, tmp_path, metrics=("fgd",))
+    truncated_only = tmp_path / "truncated"
+    (truncated_only / "omar").mkdir(parents=True)
+    shutil.copyfile(bad / "omar" / "omar_003.mp4", truncated_only / "omar" / "omar_003.mp4")
+    with pytest.raises(ClipError, match="omar_003"):  # FVD alone decodes too: the same check
+        run(corpus, truncated_only, tmp_path, metrics=("fvd",))
     result = run(corpus, bad, tmp_path, metrics=("fgd",), on_error="skip")
     skipped = {s["clip"] for s in result["skipped"]}
     assert skipped == {"ines/ines_002", "omar/omar_003"}
