@@ -431,3 +431,16 @@ def test_long_problem_lists_are_shortened(dataset):
     message = str(raised.value)
     assert "manifest.jsonl line 24: json" in message and "line 25: json" not in message
     assert message.rstrip().endswith("... and 10 more")
+
+
+def test_write_manifest_takes_relative_path_objects_from_the_working_directory(dataset, monkeypatch):
+    # A dataset written with a relative output folder (``--out data/toy``) must still name its
+    # files relative to the dataset folder, not to the directory the command ran in.
+    records = read_manifest(dataset)
+    monkeypatch.chdir(dataset.parent)
+    relative_root = Path(dataset.name)
+    line = manifest_line("alice", "clip_000", "train")
+    line["video"] = relative_root / "alice" / "clip_000.mp4"
+    write_manifest(relative_root, [line, *records[1:]])
+    assert read_lines(dataset)[0]["video"] == "alice/clip_000.mp4"
+    assert validate_dataset(relative_root) == []

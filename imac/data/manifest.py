@@ -288,7 +288,9 @@ def _manifest_value(value: Any, root: Path, label: str, name: str) -> Any:
     if isinstance(value, os.PathLike) or is_path_field:
         path = Path(value)
         if not path.is_absolute():
-            return path.as_posix()
+            if not isinstance(value, os.PathLike):
+                return path.as_posix()  # a string: already relative to the dataset folder
+            path = path.absolute()  # a Path object: relative to the working directory
         try:
             return path.absolute().relative_to(root).as_posix()
         except ValueError:
@@ -301,7 +303,8 @@ def write_manifest(root: str | os.PathLike,
     """Write ``root/manifest.jsonl`` atomically from clip dicts (or ``ClipRecord``s); return its path.
 
     Path values (``Path`` objects, or strings in the path fields) are written relative to
-    ``root``; keys are sorted. The lines are checked like ``read_manifest`` checks them and
+    ``root``: a relative ``Path`` object is taken relative to the working directory, a relative
+    string as already relative to ``root``. Keys are sorted. The lines are checked like ``read_manifest`` checks them and
     nothing is written if any is invalid (``DatasetError``).
     """
     root = Path(root).absolute()
