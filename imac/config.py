@@ -1,0 +1,210 @@
+"""The configuration of the IMAC model, its training and its sampling: one YAML file, typed.
+
+A config file has the sections of ``IMACConfig`` (``data``, ``audio``, ``motion``, ``video``,
+``stage1``, ``stage2``, ``train``); every key is checked against the dataclasses below, so a typo
+is an error that names it rather than a silently ignored setting. Two configs ship with the
+package (``imac/configs``): ``tiny`` (CPU, random tiny networks, the toy corpus) and ``i2vgenxl``
+(the paper's settings on a GPU, pretrained I2VGen-XL and HuBERT from local folders). Either is
+named by its stem (``--config tiny``) or given as a path; ``key.sub=value`` overrides follow.
+
+Nothing in the model code hard-codes a device, a dtype or a size: they all come from here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import yaml
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+@dataclass
+class DataConfig:
+    root: str = "data/toy"            # dataset folder (manifest.jsonl)
+    identities: list[str] | None = None  # train on these speakers only (None: all)
+    resolution: int = 64              # square video side in pixels fed to the VAE
+    feature_cache: str | None = None  # folder for cached audio features (None: <output>/features)
+
+
+@dataclass
+class AudioConfig:
+    sample_rate: int = 16000
+    n_mfcc: int = 13
+    hubert: str = "tiny"              # a local HuBERT folder, or "tiny" (random tiny HuBERT)
+    hubert_seed: int = 0
+    mfcc_width: int = 32              # width of the MFCC self-attention layer
+    mfcc_heads: int = 2
+    width: int = 64                   # fused audio feature width per frame
+
+
+@dataclass
+class MotionConfig:
+    enabled: bool = True              # False: the "w/o motion" ablation (audio only through the encoders)
+    expression_dim: int = 100
+    width: int = 64                   # transformer width of each encoder (pose, expression)
+    layers: int = 2
+    heads: int = 4
+    dropout: float = 0.1
+    train_timesteps: int = 1000
+    beta_schedule: str = "squaredcos_cap_v2"
+    sample_steps: int = 25
+
+
+@dataclass
+class VideoConfig:
+    pretrained: str | None = None     # an I2VGen-XL folder (unet/, vae/, image_encoder/, text_encoder/, tokenizer/)
+    unet: dict[str, Any] = field(default_factory=dict)           # I2VGenXLUNet kwargs when not pretrained
+    vae: str | None = None            # an AutoencoderKL folder when not pretrained (tiny: trained on the corpus)
+    image_encoder: dict[str, Any] = field(default_factory=dict)  # CLIPVisionConfig kwargs when not pretrained
+    prompt: str = ""                  # text prompt encoded once with I2VGen-XL's text encoder (pretrained only)
+    reference_encoder: bool = True    # False: the "w/o reference encoder" ablation
+    reference_widths: list[int] = field(default_factory=lambda: [32, 64])  # per UNet resolution level
+    motion_window: int = 1            # frame f attends to motion frames f-w .. f+w
+    motion_context_width: int = 64
+    guidance_scale: float = 3.5
+    condition_dropout: float = 0.1    # training probability of the unconditional branch
+    sample_steps: int = 25
+    frames: int = 16                  # video chunk length (stage 2 window and sampling chunk)
+
+
+@dataclass
+class StageConfig:
+    steps: int = 1000
+    batch_size: int = 8
+    lr: float = 1e-4
+    motion_frames: int = 80           # "slow" window: the motion branch sees this many frames
+    init_from: str | None = None      # stage 2: the stage-1 model folder (None: the "w/o first stage" ablation)
+    motion_loss_weight: float = 1.0
+
+
+@dataclass
+class TrainConfig:
+    output: str = "runs/imac-tiny"
+    device: str = "auto"              # auto | cpu | cuda | cuda:N (accelerate picks the rank's GPU)
+    mixed_precision: str = "no"       # no | fp16 | bf16 (CUDA only; ignored on CPU)
+    gradient_checkpointing: bool = False
+    gradient_accumulation: int = 1
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    save_every: int = 500
+    log_every: int = 10
+    num_workers: int = 0
+    seed: int = 0
+
+
+@dataclass
+class IMACConfig:
+    name: str = "tiny"
+    fps: float = 25.0
+    data: DataConfig = field(default_factory=DataConfig)
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    motion: MotionConfig = field(default_factory=MotionConfig)
+    video: VideoConfig = field(default_factory=VideoConfig)
+    stage1: StageConfig = field(default_factory=StageConfig)
+    stage2: StageConfig = field(default_factory=lambda: StageConfig(lr=1e-5, batch_size=1))
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> IMACConfig:
+        return _build(cls, values, "")
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not fit the schema; the message names the key."""
+
+
+def _build(kind: type, values: Any, where: str) -> Any:
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {values!r}")
+    hints = get_type_hints(kind)
+    names = {f.name for f in dataclasses.fields(kind)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(f"{where or 'config'}: unknown key(s) {', '.join(unknown)} "
+                          f"(known: {', '.join(sorted(names))})")
+    built = {}
+    for name, value in values.items():
+        key = f"{where}.{name}" if where else name
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            built[name] = _build(hint, value, key)
+        else:
+            built[name] = _check_value(hint, value, key)
+    return kind(**built)
+
+
+def _check_value(hint: Any, value: Any, key: str) -> Any:
+    text = str(hint)
+    if value is None:
+        if "None" not in text:
+            raise ConfigError(f"{key}: may not be null")
+        return None
+    if hint is bool and not isinstance(value, bool):
+        raise ConfigError(f"{key}: expected true/false, got {value!r}")
+    if hint is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str and not isinstance(value, str):
+        raise ConfigError(f"{key}: expected a string, got {value!r}")
+    if text.startswith("list") and not isinstance(value, list):
+        raise ConfigError(f"{key}: expected a list, got {value!r}")
+    if text.startswith("dict") and not isinstance(value, dict):
+        raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+    return value
+
+
+def _set_dotted(values: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = values
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"{dotted}: {part} is not a section")
+    node[parts[-1]] = value
+
+
+def resolve_config_path(name_or_path: str | os.PathLike) -> Path:
+    """A packaged config by stem (``tiny``) or a YAML path; a clear error lists the packaged ones."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    packaged = CONFIG_DIR / f"{name_or_path}.yaml"
+    if packaged.is_file():
+        return packaged
+    names = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")))
+    raise FileNotFoundError(f"{name_or_path}: no such config file, and not a packaged config ({names})")
+
+
+def load_config(name_or_path: str | os.PathLike, overrides: list[str] = ()) -> IMACConfig:
+    """Read a config (packaged name or path) and apply ``key.sub=value`` overrides (YAML values)."""
+    path = resolve_config_path(name_or_path)
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    for override in overrides:
+        key, sep, text = override.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {override!r}: expected key.sub=value")
+        _set_dotted(values, key.strip(), yaml.safe_load(text))
+    try:
+        return IMACConfig.from_dict(values)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
+
+
+def save_config(config: IMACConfig, path: str | os.PathLike) -> Path:
+    from metrics.files import write_text_atomic
+
+    return write_text_atomic(path, yaml.safe_dump(config.to_dict(), sort_keys=False))

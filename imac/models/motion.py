@@ -1,0 +1,164 @@
+"""The audio-to-motion diffusion branch.
+
+Motion m = (pose (F, P) axis-angle, expression (F, E)) is normalised with training-set statistics
+(stored in the model). At diffusion step t the noisy pose and the noisy expression are each
+CONCATENATED per frame with the fused audio features and run through their own transformer encoder
+of temporal self-attention (pose encoder, expression encoder), which predict the noise (epsilon).
+The loss is L_M = E ||eps - eps_theta(m_t, a, t)||^2 over all motion dimensions (paper eq. 2); no
+classifier-free guidance.
+
+The encoders' last hidden states, concatenated (B, F, 2 * width), are the motion branch's
+representation that the video UNet attends to. It is read at t = 0 from clean motion: the ground
+truth in training, the sampled motion at inference, so the video branch sees the same kind of
+features in both. In the "w/o motion" ablation (``use_motion=False``) the encoders see the audio
+features only (the motion inputs are zeros), nothing is generated and L_M is not defined.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from torch import nn
+
+from imac.models.audio_encoder import AudioEncoder
+from imac.models.embeddings import sinusoidal_embedding
+
+
+@dataclass
+class MotionPrediction:
+    pose_noise: torch.Tensor        # (B, F, P)
+    expression_noise: torch.Tensor  # (B, F, E)
+    features: torch.Tensor          # (B, F, 2 * width): pose encoder | expression encoder
+
+
+def _encoder(width: int, layers: int, heads: int, dropout: float) -> nn.TransformerEncoder:
+    layer = nn.TransformerEncoderLayer(width, heads, 4 * width, dropout, batch_first=True, norm_first=True)
+    return nn.TransformerEncoder(layer, layers, norm=nn.LayerNorm(width), enable_nested_tensor=False)
+
+
+class MotionStream(nn.Module):
+    """One of the two encoders: [noisy motion part | audio] per frame -> epsilon and hidden states."""
+
+    def __init__(self, motion_dim: int, audio_width: int, width: int, layers: int, heads: int,
+                 dropout: float) -> None:
+        super().__init__()
+        self.input = nn.Linear(motion_dim + audio_width, width)
+        self.time = nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width))
+        self.encoder = _encoder(width, layers, heads, dropout)
+        self.output = nn.Linear(width, motion_dim)
+
+    def forward(self, noisy: torch.Tensor, audio: torch.Tensor, timesteps: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.input(torch.cat([noisy, audio.to(noisy.dtype)], dim=-1))
+        width = x.shape[-1]
+        positions = torch.arange(x.shape[1], device=x.device)
+        x = x + sinusoidal_embedding(positions, width).to(x.dtype)[None]
+        x = x + self.time(sinusoidal_embedding(timesteps, width).to(x.dtype))[:, None, :]
+        hidden = self.encoder(x)
+        return self.output(hidden), hidden
+
+
+class MotionModel(ModelMixin, ConfigMixin):
+    """Audio encoder + pose and expression encoders + the motion normalisation statistics."""
+
+    config_name = "config.json"
+
+    @register_to_config
+    def __init__(self, pose_dim: int, expression_dim: int = 100, n_mfcc: int = 13, hubert_dim: int = 16,
+                 mfcc_width: int = 32, mfcc_heads: int = 2, audio_width: int = 64, width: int = 64,
+                 layers: int = 2, heads: int = 4, dropout: float = 0.1, use_motion: bool = True) -> None:
+        super().__init__()
+        self.audio_encoder = AudioEncoder(n_mfcc, hubert_dim, mfcc_width, mfcc_heads, audio_width, dropout)
+        self.pose_stream = MotionStream(pose_dim, audio_width, width, layers, heads, dropout)
+        self.expression_stream = MotionStream(expression_dim, audio_width, width, layers, heads, dropout)
+        self.register_buffer("pose_mean", torch.zeros(pose_dim))
+        self.register_buffer("pose_std", torch.ones(pose_dim))
+        self.register_buffer("expression_mean", torch.zeros(expression_dim))
+        self.register_buffer("expression_std", torch.ones(expression_dim))
+
+    @property
+    def feature_width(self) -> int:
+        return 2 * self.config.width
+
+    # -- normalisation ---------------------------------------------------------------------------
+
+    def set_normalization(self, pose: np.ndarray, expression: np.ndarray, min_std: float = 1e-3) -> None:
+        """Store per-dimension mean and std of training motion ((N, P) and (N, E) frames)."""
+        for name, values in (("pose", pose), ("expression", expression)):
+            values = np.asarray(values, dtype=np.float64)
+            getattr(self, f"{name}_mean").copy_(torch.from_numpy(values.mean(axis=0)))
+            getattr(self, f"{name}_std").copy_(torch.from_numpy(np.maximum(values.std(axis=0), min_std)))
+
+    def normalize(self, pose: torch.Tensor, expression: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return ((pose - self.pose_mean) / self.pose_std,
+                (expression - self.expression_mean) / self.expression_std)
+
+    def denormalize(self, pose: torch.Tensor, expression: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return (pose * self.pose_std + self.pose_mean,
+                expression * self.expression_std + self.expression_mean)
+
+    # -- the network -----------------------------------------------------------------------------
+
+    def forward(self, noisy_pose: torch.Tensor, noisy_expression: torch.Tensor, mfcc: torch.Tensor,
+                hubert: torch.Tensor, timesteps: torch.Tensor) -> MotionPrediction:
+        """Noise prediction for normalised noisy motion at ``timesteps`` (B,), plus the features."""
+        audio = self.audio_encoder(mfcc, hubert)
+        if not self.config.use_motion:
+            noisy_pose = torch.zeros_like(noisy_pose)
+            noisy_expression = torch.zeros_like(noisy_expression)
+        pose_noise, pose_hidden = self.pose_stream(noisy_pose, audio, timesteps)
+        expression_noise, expression_hidden = self.expression_stream(noisy_expression, audio, timesteps)
+        return MotionPrediction(pose_noise, expression_noise, torch.cat([pose_hidden, expression_hidden], -1))
+
+    def _zeros(self, mfcc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        batch, frames = mfcc.shape[:2]
+        return (mfcc.new_zeros(batch, frames, self.config.pose_dim),
+                mfcc.new_zeros(batch, frames, self.config.expression_dim))
+
+    def representation(self, pose: torch.Tensor | None, expression: torch.Tensor | None,
+                       mfcc: torch.Tensor, hubert: torch.Tensor) -> torch.Tensor:
+        """The features the video UNet attends to: the encoders at t = 0 on clean normalised motion."""
+        if pose is None or expression is None or not self.config.use_motion:
+            pose, expression = self._zeros(mfcc)
+        timesteps = torch.zeros(mfcc.shape[0], device=mfcc.device, dtype=torch.long)
+        return self(pose, expression, mfcc, hubert, timesteps).features
+
+    def loss(self, pose: torch.Tensor, expression: torch.Tensor, mfcc: torch.Tensor, hubert: torch.Tensor,
+             scheduler, generator: torch.Generator | None = None) -> torch.Tensor:
+        """L_M (eq. 2) for normalised motion: mean squared error of the predicted noise."""
+        if not self.config.use_motion:
+            raise ValueError("the w/o-motion ablation generates no motion and has no motion loss")
+        batch = pose.shape[0]
+        timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (batch,), device=pose.device,
+                                  generator=generator)
+        pose_noise = torch.randn(pose.shape, device=pose.device, dtype=pose.dtype, generator=generator)
+        expression_noise = torch.randn(expression.shape, device=pose.device, dtype=pose.dtype, generator=generator)
+        prediction = self(scheduler.add_noise(pose, pose_noise, timesteps),
+                          scheduler.add_noise(expression, expression_noise, timesteps), mfcc, hubert, timesteps)
+        predicted = torch.cat([prediction.pose_noise, prediction.expression_noise], dim=-1)
+        target = torch.cat([pose_noise, expression_noise], dim=-1)
+        return torch.nn.functional.mse_loss(predicted.float(), target.float())
+
+    @torch.no_grad()
+    def sample(self, mfcc: torch.Tensor, hubert: torch.Tensor, scheduler, steps: int,
+               generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Generate normalised motion for the audio features (DDIM-style ``scheduler``), epsilon steps."""
+        pose, expression = self._zeros(mfcc)
+        if not self.config.use_motion:
+            return pose, expression
+        pose = torch.randn(pose.shape, device=mfcc.device, dtype=mfcc.dtype, generator=generator)
+        expression = torch.randn(expression.shape, device=mfcc.device, dtype=mfcc.dtype, generator=generator)
+        scheduler.set_timesteps(steps, device=mfcc.device)
+        width = self.config.pose_dim
+        for t in scheduler.timesteps:
+            timesteps = t.expand(mfcc.shape[0]).to(mfcc.device)
+            prediction = self(pose, expression, mfcc, hubert, timesteps)
+            noise = torch.cat([prediction.pose_noise, prediction.expression_noise], dim=-1)
+            motion = torch.cat([pose, expression], dim=-1)
+            motion = scheduler.step(noise, t, motion, generator=generator).prev_sample
+            pose, expression = motion[..., :width], motion[..., width:]
+        return pose, expression
