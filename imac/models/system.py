@@ -1,0 +1,169 @@
+"""``IMACModel``: both branches in one ``nn.Module`` — the training losses and the sampling steps.
+
+One module so that ``accelerate`` (DDP) wraps everything that trains, and so that the same code
+serves stage 1 (``video`` parts absent), stage 2 and sampling. Frozen parts (VAE, CLIP image
+encoder) sit inside with ``requires_grad=False``.
+
+Batches (``imac.training.windows``) hold raw (un-normalised) motion of the long "slow" window,
+its per-frame audio features, and for stage 2 the frames of a short "fast" window inside it and
+the window's offset:
+
+    pose (B, Fm, P), expression (B, Fm, E), mfcc (B, Fm, n), hubert (B, Fm, H),
+    frames (B, Fv, 3, S, S) in [-1, 1], video_start (B,) with 0 <= start <= Fm - Fv.
+
+Classifier-free guidance on the video branch. The unconditional branch is: a zero CLIP image
+embedding (as in I2VGen-XL) AND the motion cross-attention switched off (scale 0); the first-frame
+VAE latents, the reference encoder's residuals and the text context are kept, so guidance
+strengthens the image identity and the motion. Training drops both together with probability
+``video.condition_dropout`` so that the unconditional branch is learned.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from imac.models.coupling import Coupling
+from imac.models.motion import MotionModel
+from imac.models.video import clip_image_embedding, decode_latents, encode_latents, image_condition
+
+
+def gather_frames(features: torch.Tensor, starts: torch.Tensor, length: int) -> torch.Tensor:
+    """(B, Fm, D), (B,) -> (B, length, D): rows starts[b] .. starts[b] + length - 1 of each sample."""
+    index = starts.long()[:, None] + torch.arange(length, device=features.device)[None, :]
+    if int(index.max()) >= features.shape[1] or int(index.min()) < 0:
+        raise ValueError(f"video window [{int(starts.min())}, {int(index.max()) + 1}) outside the motion "
+                         f"window of {features.shape[1]} frames")
+    return torch.gather(features, 1, index[:, :, None].expand(-1, -1, features.shape[-1]))
+
+
+class IMACModel(nn.Module):
+    def __init__(self, motion: MotionModel, unet=None, vae=None, image_encoder=None,
+                 coupling: Coupling | None = None, text_context: torch.Tensor | None = None,
+                 motion_scheduler=None, video_scheduler=None, fps: float = 25.0,
+                 condition_dropout: float = 0.1, motion_loss_weight: float = 1.0,
+                 clip_mean=None, clip_std=None) -> None:
+        super().__init__()
+        self.motion = motion
+        self.unet = unet
+        self.vae = vae
+        self.image_encoder = image_encoder
+        self.coupling = coupling
+        if text_context is not None:
+            self.register_buffer("text_context", text_context, persistent=False)
+        else:
+            self.text_context = None
+        self.motion_scheduler = motion_scheduler
+        self.video_scheduler = video_scheduler
+        self.fps = fps
+        self.condition_dropout = condition_dropout
+        self.motion_loss_weight = motion_loss_weight
+        self.clip_stats = (clip_mean, clip_std) if clip_mean is not None else None
+        if unet is not None and coupling is not None:
+            coupling.install(unet)
+
+    @property
+    def has_video(self) -> bool:
+        return self.unet is not None
+
+    def trainable_modules(self, stage: str) -> list[nn.Module]:
+        """Stage 1: the audio encoder and the motion encoders. Stage 2: also the UNet and the coupling."""
+        if stage == "stage1":
+            return [self.motion]
+        return [self.motion, self.unet, self.coupling]
+
+    def forward(self, batch: dict[str, torch.Tensor], stage: str = "stage2",
+                generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        if stage == "stage1":
+            pose, expression = self.motion.normalize(batch["pose"], batch["expression"])
+            loss = self.motion.loss(pose, expression, batch["mfcc"], batch["hubert"], self.motion_scheduler, generator)
+            return {"loss": loss, "motion_loss": loss.detach()}
+        return self.stage2_losses(batch, generator)
+
+    # -- stage 2 ---------------------------------------------------------------------------------
+
+    def video_context(self, reference: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reference images (B, 3, S, S) -> (scaled VAE latents (B, C, h, w), CLIP embedding (B, 1, D))."""
+        with torch.no_grad():
+            latents = encode_latents(self.vae, reference)
+            mean, std = self.clip_stats or (None, None)
+            kwargs = {"mean": mean, "std": std} if mean is not None else {}
+            embedding = clip_image_embedding(self.image_encoder, reference, **kwargs)
+        return latents, embedding
+
+    def denoise(self, noisy: torch.Tensor, timesteps: torch.Tensor, reference_latents: torch.Tensor,
+                image_embedding: torch.Tensor, motion_features: torch.Tensor | None,
+                motion_scale: torch.Tensor | None) -> torch.Tensor:
+        """One UNet call on (B, C, Fv, h, w) latents with all IMAC conditions; returns the v-prediction."""
+        batch, _, frames = noisy.shape[:3]
+        self.coupling.prepare(frames, motion_features, reference_latents, motion_scale)
+        fps = torch.full((batch,), self.fps, device=noisy.device)
+        text = self.text_context.to(noisy.dtype).expand(batch, -1, -1)
+        return self.unet(noisy, timesteps, fps=fps, image_latents=image_condition(reference_latents, frames),
+                         image_embeddings=image_embedding.to(noisy.dtype), encoder_hidden_states=text).sample
+
+    def stage2_losses(self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None
+                      ) -> dict[str, torch.Tensor]:
+        if not self.has_video:
+            raise ValueError("stage 2 needs the video branch")
+        motion = self.motion
+        pose, expression = motion.normalize(batch["pose"], batch["expression"])
+        if motion.config.use_motion:
+            motion_loss = motion.loss(pose, expression, batch["mfcc"], batch["hubert"], self.motion_scheduler, generator)
+        else:
+            motion_loss = pose.new_zeros(())
+        features = motion.representation(pose, expression, batch["mfcc"], batch["hubert"])
+        frames = batch["frames"]
+        batch_size, video_frames = frames.shape[:2]
+        features = gather_frames(features, batch["video_start"], video_frames)
+
+        with torch.no_grad():
+            latents = encode_latents(self.vae, frames.flatten(0, 1), generator=generator)
+            latents = latents.unflatten(0, (batch_size, video_frames)).transpose(1, 2)  # (B, C, Fv, h, w)
+        reference_latents, image_embedding = self.video_context(frames[:, 0])
+        keep = (torch.rand(batch_size, device=frames.device, generator=generator) >= self.condition_dropout)
+        keep = keep.to(latents.dtype)
+        image_embedding = image_embedding * keep[:, None, None]
+
+        scheduler = self.video_scheduler
+        noise = torch.randn(latents.shape, device=latents.device, dtype=latents.dtype, generator=generator)
+        timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (batch_size,), device=latents.device,
+                                  generator=generator)
+        noisy = scheduler.add_noise(latents, noise, timesteps)
+        target = scheduler.get_velocity(latents, noise, timesteps)
+        prediction = self.denoise(noisy, timesteps, reference_latents, image_embedding, features, keep)
+        video_loss = F.mse_loss(prediction.float(), target.float())
+        loss = video_loss + self.motion_loss_weight * motion_loss
+        return {"loss": loss, "video_loss": video_loss.detach(), "motion_loss": motion_loss.detach()}
+
+    # -- sampling --------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def sample_chunk(self, reference: torch.Tensor, motion_features: torch.Tensor, steps: int,
+                     guidance_scale: float, generator: torch.Generator | None = None) -> torch.Tensor:
+        """One video chunk: reference (1, 3, S, S), motion features (1, Fv, D) -> frames (Fv, 3, S, S)."""
+        reference_latents, image_embedding = self.video_context(reference)
+        frames = motion_features.shape[1]
+        height, width = reference_latents.shape[-2:]
+        scheduler = self.video_scheduler
+        scheduler.set_timesteps(steps, device=reference.device)
+        latents = torch.randn((1, reference_latents.shape[1], frames, height, width), device=reference.device,
+                              dtype=reference_latents.dtype, generator=generator)
+        guided = guidance_scale != 1.0
+        if guided:
+            reference_latents = reference_latents.repeat(2, 1, 1, 1)
+            image_embedding = torch.cat([torch.zeros_like(image_embedding), image_embedding])
+            motion_features = motion_features.repeat(2, 1, 1)
+            scale = torch.tensor([0.0, 1.0], device=reference.device)
+        else:
+            scale = None
+        for t in scheduler.timesteps:
+            model_input = latents.repeat(2, 1, 1, 1, 1) if guided else latents
+            prediction = self.denoise(model_input, t.expand(model_input.shape[0]), reference_latents,
+                                      image_embedding, motion_features, scale)
+            if guided:
+                unconditional, conditional = prediction.chunk(2)
+                prediction = unconditional + guidance_scale * (conditional - unconditional)
+            latents = scheduler.step(prediction, t, latents, generator=generator).prev_sample
+        return decode_latents(self.vae, latents[0].transpose(0, 1))

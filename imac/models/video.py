@@ -1,0 +1,167 @@
+"""The video branch's parts: I2VGen-XL UNet, VAE, CLIP image encoder, text context, schedulers.
+
+Real configuration: everything from a local I2VGen-XL folder (``unet/``, ``vae/``, ``image_encoder/``,
+``text_encoder/`` + ``tokenizer/`` for the prompt, loaded with ``local_files_only``). Tiny
+configuration: a random UNet and CLIP image encoder from the config's keyword arguments and a small
+VAE trained on the corpus (``imac train vae``). The scheduler is the release's DDIM setting:
+squaredcos_cap_v2 betas rescaled to zero terminal SNR, v-prediction, leading timestep spacing.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, I2VGenXLUNet
+from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+from imac.config import MotionConfig, VideoConfig
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def video_scheduler(num_train_timesteps: int = 1000) -> DDIMScheduler:
+    """The I2VGen-XL release's sampling/training schedule."""
+    return DDIMScheduler(num_train_timesteps=num_train_timesteps, beta_schedule="squaredcos_cap_v2",
+                         rescale_betas_zero_snr=True, prediction_type="v_prediction",
+                         timestep_spacing="leading", clip_sample=False, set_alpha_to_one=True,
+                         steps_offset=1)
+
+
+def motion_training_scheduler(config: MotionConfig) -> DDPMScheduler:
+    return DDPMScheduler(num_train_timesteps=config.train_timesteps, beta_schedule=config.beta_schedule,
+                         prediction_type="epsilon", clip_sample=False)
+
+
+def motion_sampling_scheduler(config: MotionConfig) -> DDIMScheduler:
+    return DDIMScheduler(num_train_timesteps=config.train_timesteps, beta_schedule=config.beta_schedule,
+                         prediction_type="epsilon", clip_sample=False, set_alpha_to_one=True,
+                         timestep_spacing="trailing")
+
+
+def _pretrained_folder(config: VideoConfig, sub: str) -> Path:
+    path = Path(config.pretrained) / sub
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{path}: missing (video.pretrained must be a local I2VGen-XL folder with "
+                                f"{sub}/config.json)")
+    return path
+
+
+def build_unet(config: VideoConfig) -> I2VGenXLUNet:
+    if config.pretrained:
+        return I2VGenXLUNet.from_pretrained(_pretrained_folder(config, "unet"), local_files_only=True)
+    if not config.unet:
+        raise ValueError("video.unet: give I2VGenXLUNet keyword arguments, or video.pretrained")
+    return I2VGenXLUNet(**config.unet)
+
+
+def build_vae(config: VideoConfig) -> AutoencoderKL:
+    if config.pretrained:
+        path = _pretrained_folder(config, "vae")
+    elif config.vae:
+        path = Path(config.vae)
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"{path}: no VAE here (video.vae); train one with `imac train vae`")
+    else:
+        raise ValueError("video.vae: give an AutoencoderKL folder (tiny: `imac train vae`), or video.pretrained")
+    vae = AutoencoderKL.from_pretrained(path, local_files_only=True)
+    return vae.requires_grad_(False).eval()
+
+
+def build_image_encoder(config: VideoConfig, seed: int = 0) -> CLIPVisionModelWithProjection:
+    if config.pretrained:
+        encoder = CLIPVisionModelWithProjection.from_pretrained(
+            _pretrained_folder(config, "image_encoder"), local_files_only=True)
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(**config.image_encoder))
+    return encoder.requires_grad_(False).eval()
+
+
+def encode_prompt(config: VideoConfig, cross_attention_dim: int) -> torch.Tensor:
+    """(1, L, D) text context: the prompt through I2VGen-XL's CLIP text encoder, or (1, 0, D) (tiny)."""
+    if not config.pretrained:
+        return torch.zeros(1, 0, cross_attention_dim)
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    root = Path(config.pretrained)
+    tokenizer = CLIPTokenizer.from_pretrained(root / "tokenizer", local_files_only=True)
+    text_encoder = CLIPTextModel.from_pretrained(_pretrained_folder(config, "text_encoder"), local_files_only=True)
+    tokens = tokenizer([config.prompt], padding="max_length", max_length=tokenizer.model_max_length,
+                       truncation=True, return_tensors="pt")
+    with torch.no_grad():
+        return text_encoder(tokens.input_ids).last_hidden_state.float()
+
+
+def clip_statistics(config: VideoConfig) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """CLIP normalisation of the image encoder (feature_extractor/preprocessor_config.json if present)."""
+    if config.pretrained:
+        path = Path(config.pretrained) / "feature_extractor" / "preprocessor_config.json"
+        if path.is_file():
+            values = json.loads(path.read_text())
+            return tuple(values.get("image_mean", CLIP_MEAN)), tuple(values.get("image_std", CLIP_STD))
+    return CLIP_MEAN, CLIP_STD
+
+
+def clip_image_embedding(image_encoder: CLIPVisionModelWithProjection, images: torch.Tensor,
+                         mean: tuple[float, ...] = CLIP_MEAN, std: tuple[float, ...] = CLIP_STD) -> torch.Tensor:
+    """(B, 3, H, W) in [-1, 1] -> (B, 1, projection_dim) CLIP image embedding."""
+    size = image_encoder.config.image_size
+    pixels = F.interpolate(images.float(), size=(size, size), mode="bicubic", align_corners=False, antialias=True)
+    pixels = (pixels + 1) / 2
+    mean_t = torch.tensor(mean, device=images.device)[None, :, None, None]
+    std_t = torch.tensor(std, device=images.device)[None, :, None, None]
+    pixels = ((pixels - mean_t) / std_t).to(image_encoder.dtype)
+    return image_encoder(pixel_values=pixels).image_embeds[:, None, :]
+
+
+def encode_latents(vae: AutoencoderKL, images: torch.Tensor, sample: bool = True,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """(N, 3, H, W) in [-1, 1] -> (N, C, h, w) scaled latents."""
+    distribution = vae.encode(images.to(vae.dtype)).latent_dist
+    latents = distribution.sample(generator) if sample else distribution.mode()
+    return latents * vae.config.scaling_factor
+
+
+def decode_latents(vae: AutoencoderKL, latents: torch.Tensor, chunk: int = 8) -> torch.Tensor:
+    """(N, C, h, w) scaled latents -> (N, 3, H, W) in [-1, 1], decoded ``chunk`` frames at a time."""
+    frames = [vae.decode(part.to(vae.dtype) / vae.config.scaling_factor).sample
+              for part in latents.split(chunk)]
+    return torch.cat(frames).float().clamp(-1, 1)
+
+
+def image_condition(reference_latents: torch.Tensor, num_frames: int) -> torch.Tensor:
+    """I2VGen-XL's image latents: frame 0 the reference latent, frame k>0 the constant k/(F-1).
+
+    (B, C, h, w) -> (B, C, F, h, w).
+    """
+    first = reference_latents[:, :, None]
+    masks = [torch.ones_like(first) * ((k + 1) / (num_frames - 1)) for k in range(num_frames - 1)]
+    return torch.cat([first, *masks], dim=2)
+
+
+def enable_block_checkpointing(unet: I2VGenXLUNet) -> None:
+    """Gradient checkpointing for the UNet by wrapping each down/mid/up block's forward.
+
+    ``I2VGenXLUNet.enable_gradient_checkpointing`` raises (unsupported), so every block's forward
+    runs under ``torch.utils.checkpoint`` (non-reentrant) while the module is training.
+    """
+    from torch.utils.checkpoint import checkpoint
+
+    blocks = [*unet.down_blocks, *([unet.mid_block] if unet.mid_block is not None else []), *unet.up_blocks]
+    for block in blocks:
+        if getattr(block, "_imac_checkpointed", False):
+            continue
+        original = block.forward
+
+        def forward(*args, _original=original, _block=block, **kwargs):
+            if _block.training and torch.is_grad_enabled():
+                return checkpoint(_original, *args, use_reentrant=False, **kwargs)
+            return _original(*args, **kwargs)
+
+        block.forward = forward
+        block._imac_checkpointed = True

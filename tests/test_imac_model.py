@@ -1,0 +1,196 @@
+"""IMAC networks: shapes, zero-initialised coupling, gradients, configs (tiny, CPU)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from imac.config import ConfigError, IMACConfig, load_config
+from imac.models.audio_encoder import AudioEncoder
+from imac.models.coupling import Coupling, ReferenceEncoder, coupled_layers, motion_windows
+from imac.models.motion import MotionModel
+from imac.models.system import gather_frames
+from imac.models.video import build_unet, image_condition
+from imac.pipeline import build_motion
+
+
+@pytest.fixture(scope="module")
+def config() -> IMACConfig:
+    return load_config("tiny")
+
+
+@pytest.fixture()
+def unet(config):
+    torch.manual_seed(0)
+    return build_unet(config.video).eval()
+
+
+def unet_inputs(batch=2, frames=4, size=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return dict(sample=torch.randn(batch, 4, frames, size, size, generator=g),
+                timestep=torch.tensor([10, 500][:batch]), fps=torch.full((batch,), 25.0),
+                image_latents=torch.randn(batch, 4, frames, size, size, generator=g),
+                image_embeddings=torch.randn(batch, 1, 32, generator=g),
+                encoder_hidden_states=torch.zeros(batch, 0, 32))
+
+
+def test_audio_encoder_shapes():
+    encoder = AudioEncoder(n_mfcc=13, hubert_dim=16, mfcc_width=8, mfcc_heads=2, width=24)
+    out = encoder(torch.randn(3, 20, 13), torch.randn(3, 20, 16))
+    assert out.shape == (3, 20, 24)
+    with pytest.raises(ValueError, match="frames"):
+        encoder(torch.randn(3, 20, 13), torch.randn(3, 19, 16))
+
+
+def test_motion_model_shapes_and_normalisation_round_trip():
+    model = MotionModel(pose_dim=9, expression_dim=5, n_mfcc=13, hubert_dim=16, width=16, heads=2, audio_width=8,
+                        mfcc_width=8)
+    out = model(torch.randn(2, 30, 9), torch.randn(2, 30, 5), torch.randn(2, 30, 13), torch.randn(2, 30, 16),
+                torch.tensor([3, 700]))
+    assert out.pose_noise.shape == (2, 30, 9) and out.expression_noise.shape == (2, 30, 5)
+    assert out.features.shape == (2, 30, 32) == (2, 30, model.feature_width)
+    rng = np.random.default_rng(0)
+    pose, expression = rng.normal(3, 2, (500, 9)), rng.normal(-1, 0.5, (500, 5))
+    model.set_normalization(pose, expression)
+    normal_pose, normal_expression = model.normalize(torch.tensor(pose, dtype=torch.float32),
+                                                     torch.tensor(expression, dtype=torch.float32))
+    assert abs(float(normal_pose.mean())) < 1e-4 and abs(float(normal_pose.std()) - 1) < 1e-2
+    back, _ = model.denormalize(normal_pose, normal_expression)
+    np.testing.assert_allclose(back.numpy(), pose, atol=1e-4)
+
+
+def test_without_motion_the_encoders_ignore_the_motion_input():
+    torch.manual_seed(0)
+    model = MotionModel(pose_dim=9, expression_dim=5, width=16, heads=2, use_motion=False).eval()
+    audio = torch.randn(1, 10, 13), torch.randn(1, 10, 16)
+    t = torch.tensor([5])
+    a = model(torch.randn(1, 10, 9), torch.randn(1, 10, 5), *audio, t).features
+    b = model(torch.randn(1, 10, 9), torch.randn(1, 10, 5), *audio, t).features
+    torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match="no motion loss"):
+        model.loss(torch.zeros(1, 10, 9), torch.zeros(1, 10, 5), *audio, scheduler=None)
+
+
+def test_motion_windows_match_a_direct_loop():
+    features = torch.randn(2, 7, 3)
+    windows = motion_windows(features, 2)
+    assert windows.shape == (14, 5, 3)
+    for b in range(2):
+        for f in range(7):
+            for k, offset in enumerate(range(-2, 3)):
+                source = min(max(f + offset, 0), 6)
+                torch.testing.assert_close(windows[b * 7 + f, k], features[b, source])
+
+
+def test_gather_frames_matches_slicing_and_refuses_windows_outside():
+    features = torch.randn(3, 20, 4)
+    starts = torch.tensor([0, 4, 15])
+    out = gather_frames(features, starts, 5)
+    for b, start in enumerate(starts.tolist()):
+        torch.testing.assert_close(out[b], features[b, start:start + 5])
+    with pytest.raises(ValueError, match="outside the motion window"):
+        gather_frames(features, torch.tensor([0, 0, 16]), 5)
+
+
+def test_coupled_layers_are_the_spatial_cross_attentions_with_their_levels(unet):
+    layers = coupled_layers(unet)
+    assert [l.name.split(".")[0] for l in layers] == ["down_blocks", "up_blocks", "up_blocks", "mid_block"]
+    assert all(l.name.endswith("attn2") and ".attentions." in l.name for l in layers)
+    assert {(l.width, l.level) for l in layers} == {(32, 0), (64, 1)}
+
+
+def test_reference_encoder_gives_one_map_per_level():
+    maps = ReferenceEncoder(4, [16, 32, 32])(torch.randn(2, 4, 9, 9))
+    assert [tuple(m.shape) for m in maps] == [(2, 16, 9, 9), (2, 32, 5, 5), (2, 32, 3, 3)]
+
+
+def test_zero_initialised_coupling_leaves_the_unet_output_unchanged(unet):
+    inputs = unet_inputs()
+    with torch.no_grad():
+        before = unet(**inputs).sample
+        coupling = Coupling.for_unet(unet, motion_width=12, context_width=16, motion_window=1,
+                                     reference_widths=[8, 16])
+        coupling.install(unet)
+        coupling.prepare(4, torch.randn(2, 4, 12), torch.randn(2, 4, 8, 8), torch.ones(2))
+        after = unet(**inputs).sample
+    torch.testing.assert_close(after, before, rtol=0, atol=1e-6)
+    # ... and once the zero-initialised projections are nonzero, both terms change it.
+    with torch.no_grad():
+        for module in [*coupling.motion_attention, *coupling.reference_out]:
+            for parameter in (module.to_out.weight if hasattr(module, "to_out") else module.weight,):
+                parameter.normal_(0, 0.1)
+        coupling.prepare(4, torch.randn(2, 4, 12), None)
+        motion_only = unet(**inputs).sample
+        coupling.prepare(4, None, torch.randn(2, 4, 8, 8))
+        reference_only = unet(**inputs).sample
+    assert (motion_only - before).abs().max() > 1e-4
+    assert (reference_only - before).abs().max() > 1e-4
+
+
+def test_motion_scale_zero_drops_the_motion_term_per_sample(unet):
+    coupling = Coupling.for_unet(unet, motion_width=12, context_width=16, motion_window=0, reference_widths=None)
+    coupling.install(unet)
+    for module in coupling.motion_attention:
+        torch.nn.init.normal_(module.to_out.weight, 0, 0.1)
+    inputs = unet_inputs()
+    motion = torch.randn(2, 4, 12)
+    with torch.no_grad():
+        coupling.prepare(4, None, None)
+        plain = unet(**inputs).sample
+        coupling.prepare(4, motion, None, torch.tensor([0.0, 1.0]))
+        mixed = unet(**inputs).sample
+    torch.testing.assert_close(mixed[0], plain[0], rtol=0, atol=1e-6)
+    assert (mixed[1] - plain[1]).abs().max() > 1e-4
+
+
+def test_coupling_refuses_another_layout_and_mismatched_inputs(unet, config):
+    coupling = Coupling.for_unet(unet, 12, 16, 1, [8, 16])
+    other = build_unet(load_config("tiny", ["video.unet.layers_per_block=2"]).video)
+    with pytest.raises(ValueError, match="another UNet layout"):
+        coupling.install(other)
+    with pytest.raises(ValueError, match="cover 3 frames"):
+        coupling.prepare(4, torch.randn(2, 3, 12), None)
+    coupling.install(unet)
+    coupling.prepare(4, None, torch.randn(2, 4, 6, 6))
+    with pytest.raises(ValueError, match="reference latents must have the video latents"):
+        unet(**unet_inputs())
+    with pytest.raises(ValueError, match="reference_widths"):
+        Coupling.for_unet(unet, 12, 16, 1, [8])
+
+
+def test_image_condition_is_i2vgenxl_layout():
+    latents = torch.randn(2, 4, 3, 3)
+    condition = image_condition(latents, 5)
+    assert condition.shape == (2, 4, 5, 3, 3)
+    torch.testing.assert_close(condition[:, :, 0], latents)
+    for k in range(1, 5):
+        assert torch.all(condition[:, :, k] == k / 4)
+
+
+def test_packaged_configs_load_and_typos_are_named():
+    tiny = load_config("tiny")
+    real = load_config("i2vgenxl")
+    assert tiny.stage1.motion_frames == real.stage1.motion_frames == 80
+    assert tiny.video.frames == real.video.frames == 16
+    assert real.stage1.lr == 1e-4 and real.stage2.lr == 1e-5 and real.video.guidance_scale == 3.5
+    assert real.data.resolution == 512
+    assert load_config("tiny", ["stage1.lr=0.5", "video.reference_encoder=false"]).stage1.lr == 0.5
+    with pytest.raises(ConfigError, match="stage1: unknown key.*lrr"):
+        load_config("tiny", ["stage1.lrr=1"])
+    with pytest.raises(ConfigError, match="stage1.steps: expected an integer"):
+        load_config("tiny", ["stage1.steps=many"])
+    with pytest.raises(FileNotFoundError, match="not a packaged config.*i2vgenxl, tiny"):
+        load_config("nope")
+
+
+def test_real_config_names_the_missing_pretrained_folder():
+    config = load_config("i2vgenxl", ["video.pretrained=/nowhere/i2vgen-xl"])
+    with pytest.raises(FileNotFoundError, match="/nowhere/i2vgen-xl/unet"):
+        build_unet(config.video)
+
+
+def test_motion_width_comes_from_the_config(config):
+    model = build_motion(config, pose_dim=129, hubert_dim=16)
+    assert model.feature_width == 2 * config.motion.width
+    assert model.config.expression_dim == config.motion.expression_dim
