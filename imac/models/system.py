@@ -83,10 +83,14 @@ class IMACModel(nn.Module):
 
     # -- stage 2 ---------------------------------------------------------------------------------
 
-    def video_context(self, reference: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Reference images (B, 3, S, S) -> (scaled VAE latents (B, C, h, w), CLIP embedding (B, 1, D))."""
+    def video_context(self, reference: torch.Tensor, generator: torch.Generator | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reference images (B, 3, S, S) -> (scaled VAE latents (B, C, h, w), CLIP embedding (B, 1, D)).
+
+        The latents are drawn from the VAE posterior (as I2VGen-XL does) with ``generator``.
+        """
         with torch.no_grad():
-            latents = encode_latents(self.vae, reference)
+            latents = encode_latents(self.vae, reference, generator=generator)
             mean, std = self.clip_stats or (None, None)
             kwargs = {"mean": mean, "std": std} if mean is not None else {}
             embedding = clip_image_embedding(self.image_encoder, reference, **kwargs)
@@ -121,7 +125,7 @@ class IMACModel(nn.Module):
         with torch.no_grad():
             latents = encode_latents(self.vae, frames.flatten(0, 1), generator=generator)
             latents = latents.unflatten(0, (batch_size, video_frames)).transpose(1, 2)  # (B, C, Fv, h, w)
-        reference_latents, image_embedding = self.video_context(frames[:, 0])
+        reference_latents, image_embedding = self.video_context(frames[:, 0], generator)
         keep = (torch.rand(batch_size, device=frames.device, generator=generator) >= self.condition_dropout)
         keep = keep.to(latents.dtype)
         image_embedding = image_embedding * keep[:, None, None]
@@ -143,7 +147,7 @@ class IMACModel(nn.Module):
     def sample_chunk(self, reference: torch.Tensor, motion_features: torch.Tensor, steps: int,
                      guidance_scale: float, generator: torch.Generator | None = None) -> torch.Tensor:
         """One video chunk: reference (1, 3, S, S), motion features (1, Fv, D) -> frames (Fv, 3, S, S)."""
-        reference_latents, image_embedding = self.video_context(reference)
+        reference_latents, image_embedding = self.video_context(reference, generator)
         frames = motion_features.shape[1]
         height, width = reference_latents.shape[-2:]
         scheduler = self.video_scheduler

@@ -1,0 +1,270 @@
+"""``IMACPipeline``: a trained IMAC model folder, and sampling from a reference image and speech.
+
+The model folder (written by training, read by ``IMACPipeline.from_pretrained``)::
+
+    imac.json              config, stage, pose width, HuBERT id, package version
+    motion/                MotionModel (audio encoder, pose + expression encoders, normalisation)
+    hubert/                the frozen HuBERT (transformers folder)
+    unet/ vae/ image_encoder/ coupling/ text_context.safetensors     (stage 2 only)
+
+Sampling (``__call__``): the audio's frame count is its duration times fps (floor); the audio is
+split into ``stage1.motion_frames`` windows (80 in the paper) and motion is sampled per window; the
+motion branch's features for every frame are read at t = 0 from that motion; the video is then
+generated in chunks of ``video.frames`` (16), the last frame of each chunk being the reference of
+the next (so consecutive chunks share that frame and each later chunk adds ``frames - 1`` new
+ones; the last chunk starts earlier if needed so that it ends exactly on the audio's last frame,
+and audio shorter than one chunk gets its motion features edge-padded and the chunk cut).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from imac import __version__
+from imac.audio_features import AudioFeatures, load_hubert
+from imac.config import IMACConfig
+from imac.models.coupling import Coupling
+from imac.models.motion import MotionModel
+from imac.models.system import IMACModel
+from imac.models.video import (build_image_encoder, build_unet, build_vae, clip_statistics, encode_prompt,
+                               motion_sampling_scheduler, motion_training_scheduler, video_scheduler)
+
+MODEL_CARD = "imac.json"
+
+
+def hubert_identity(config: IMACConfig) -> str:
+    """A stable id of the configured HuBERT (cache key of the audio features)."""
+    if config.audio.hubert == "tiny":
+        return f"tiny-seed{config.audio.hubert_seed}"
+    path = Path(config.audio.hubert)
+    digest = hashlib.sha256()
+    for item in sorted(path.glob("*")):
+        if item.is_file():
+            digest.update(item.name.encode())
+            digest.update(str(item.stat().st_size).encode())
+            if item.suffix == ".json":
+                digest.update(item.read_bytes())
+    return f"{path.name}-{digest.hexdigest()[:10]}"
+
+
+def build_hubert(config: IMACConfig, device: torch.device | str = "cpu"):
+    if config.audio.hubert == "tiny":
+        return load_hubert(tiny=True, seed=config.audio.hubert_seed, device=device)
+    return load_hubert(config.audio.hubert, device=device)
+
+
+def build_motion(config: IMACConfig, pose_dim: int, hubert_dim: int) -> MotionModel:
+    a, m = config.audio, config.motion
+    return MotionModel(pose_dim=pose_dim, expression_dim=m.expression_dim, n_mfcc=a.n_mfcc, hubert_dim=hubert_dim,
+                       mfcc_width=a.mfcc_width, mfcc_heads=a.mfcc_heads, audio_width=a.width, width=m.width,
+                       layers=m.layers, heads=m.heads, dropout=m.dropout, use_motion=m.enabled)
+
+
+def build_video_parts(config: IMACConfig, motion: MotionModel) -> dict:
+    """Fresh video-branch parts: UNet (pretrained or random), VAE, image encoder, coupling, text context."""
+    v = config.video
+    torch.manual_seed(config.train.seed)
+    unet = build_unet(v)
+    coupling = Coupling.for_unet(unet, motion.feature_width, v.motion_context_width, v.motion_window,
+                                 v.reference_widths if v.reference_encoder else None)
+    return {"unet": unet, "vae": build_vae(v), "image_encoder": build_image_encoder(v, config.train.seed),
+            "coupling": coupling, "text_context": encode_prompt(v, unet.config.cross_attention_dim)}
+
+
+def assemble(config: IMACConfig, motion: MotionModel, video_parts: dict | None) -> IMACModel:
+    parts = video_parts or {}
+    mean, std = clip_statistics(config.video) if video_parts else (None, None)
+    return IMACModel(motion, parts.get("unet"), parts.get("vae"), parts.get("image_encoder"), parts.get("coupling"),
+                     parts.get("text_context"), motion_training_scheduler(config.motion),
+                     video_scheduler() if video_parts else None, fps=config.fps,
+                     condition_dropout=config.video.condition_dropout,
+                     motion_loss_weight=config.stage2.motion_loss_weight, clip_mean=mean, clip_std=std)
+
+
+def _replace_folder(temporary: Path, target: Path) -> None:
+    """Move a finished folder into place; an older folder there is removed only afterwards."""
+    old = target.with_name(target.name + ".old")
+    if old.exists():
+        shutil.rmtree(old)
+    if target.exists():
+        target.rename(old)
+    temporary.rename(target)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+@dataclass
+class Sample:
+    frames: np.ndarray        # (N, S, S, 3) uint8
+    pose: np.ndarray | None   # (N, P) axis-angle (None for the w/o-motion ablation)
+    expression: np.ndarray | None  # (N, E)
+    audio: np.ndarray         # the 16 kHz mono audio that drove it
+    fps: float
+
+
+class IMACPipeline:
+    def __init__(self, config: IMACConfig, model: IMACModel, hubert, hubert_id: str, stage: str,
+                 feature_cache: str | os.PathLike | None = None) -> None:
+        self.config = config
+        self.model = model
+        self.hubert = hubert
+        self.hubert_id = hubert_id
+        self.stage = stage
+        self.features = AudioFeatures(hubert, hubert_id=hubert_id, n_mfcc=config.audio.n_mfcc, fps=config.fps,
+                                      sample_rate=config.audio.sample_rate, cache_dir=feature_cache)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.motion.parameters()).device
+
+    # -- folder ----------------------------------------------------------------------------------
+
+    def save_pretrained(self, folder: str | os.PathLike) -> Path:
+        """Write the model folder atomically (a complete folder replaces any older one)."""
+        folder = Path(folder)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        temporary = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
+        if temporary.exists():
+            shutil.rmtree(temporary)
+        model = self.model
+        model.motion.save_pretrained(temporary / "motion")
+        self.hubert.save_pretrained(temporary / "hubert")
+        (temporary / "hubert" / "preprocessor_config.json").write_text(
+            json.dumps({"do_normalize": bool(getattr(self.hubert, "imac_do_normalize", False))}))
+        if model.has_video:
+            model.unet.save_pretrained(temporary / "unet")
+            model.vae.save_pretrained(temporary / "vae")
+            model.image_encoder.save_pretrained(temporary / "image_encoder")
+            model.coupling.save_pretrained(temporary / "coupling")
+            save_file({"text_context": model.text_context.detach().cpu().contiguous()},
+                      str(temporary / "text_context.safetensors"))
+        card = {"format": "imac-model-1", "imac_version": __version__, "stage": self.stage,
+                "hubert_id": self.hubert_id, "config": self.config.to_dict()}
+        (temporary / MODEL_CARD).write_text(json.dumps(card, indent=2))
+        _replace_folder(temporary, folder)
+        return folder
+
+    @classmethod
+    def from_pretrained(cls, folder: str | os.PathLike, device: str | torch.device = "cpu",
+                        feature_cache: str | os.PathLike | None = None) -> IMACPipeline:
+        from diffusers import AutoencoderKL, I2VGenXLUNet
+        from transformers import CLIPVisionModelWithProjection
+
+        folder = Path(folder)
+        card_path = folder / MODEL_CARD
+        if not card_path.is_file():
+            raise FileNotFoundError(f"{folder}: not an IMAC model folder (no {MODEL_CARD})")
+        card = json.loads(card_path.read_text())
+        config = IMACConfig.from_dict(card["config"])
+        motion = MotionModel.from_pretrained(folder / "motion")
+        hubert = load_hubert(folder / "hubert", device=device)
+        video_parts = None
+        if (folder / "unet").is_dir():
+            video_parts = {
+                "unet": I2VGenXLUNet.from_pretrained(folder / "unet"),
+                "vae": AutoencoderKL.from_pretrained(folder / "vae").requires_grad_(False).eval(),
+                "image_encoder": CLIPVisionModelWithProjection.from_pretrained(
+                    folder / "image_encoder").requires_grad_(False).eval(),
+                "coupling": Coupling.from_pretrained(folder / "coupling"),
+                "text_context": load_file(str(folder / "text_context.safetensors"))["text_context"],
+            }
+        model = assemble(config, motion, video_parts).to(device).eval()
+        return cls(config, model, hubert, card["hubert_id"], card["stage"], feature_cache)
+
+    # -- sampling --------------------------------------------------------------------------------
+
+    def _tensor(self, array: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(array))[None].to(self.device)
+
+    @torch.no_grad()
+    def sample_motion(self, mfcc: np.ndarray, hubert: np.ndarray, generator: torch.Generator | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Motion and motion features for every frame, window by window ((1, N, ...) tensors, normalised)."""
+        motion = self.model.motion
+        window = self.config.stage1.motion_frames
+        scheduler = motion_sampling_scheduler(self.config.motion)
+        poses, expressions, features = [], [], []
+        for start in range(0, len(mfcc), window):
+            m, h = self._tensor(mfcc[start:start + window]), self._tensor(hubert[start:start + window])
+            pose, expression = motion.sample(m, h, scheduler, self.config.motion.sample_steps, generator)
+            poses.append(pose)
+            expressions.append(expression)
+            features.append(motion.representation(pose, expression, m, h))
+        return torch.cat(poses, 1), torch.cat(expressions, 1), torch.cat(features, 1)
+
+    @torch.no_grad()
+    def __call__(self, reference: torch.Tensor, audio: np.ndarray, sample_rate: int,
+                 generator: torch.Generator | None = None, progress: bool = False,
+                 guidance_scale: float | None = None, steps: int | None = None) -> Sample:
+        """Generate a video for ``reference`` (3, S, S) in [-1, 1] and mono ``audio`` at ``sample_rate``."""
+        if not self.model.has_video:
+            raise ValueError("this is a stage-1 (motion only) model; sampling videos needs a stage-2 model")
+        size = self.config.data.resolution
+        if tuple(reference.shape) != (3, size, size):
+            raise ValueError(f"reference image must be (3, {size}, {size}) in [-1, 1], got {tuple(reference.shape)}")
+        features = self.features.from_samples(audio, sample_rate)
+        num_frames = len(features["mfcc"])
+        pose, expression, motion_features = self.sample_motion(features["mfcc"], features["hubert"], generator)
+        frames = self.sample_video(reference, motion_features, generator, progress, guidance_scale, steps)
+        audio_16k = audio if sample_rate == self.config.audio.sample_rate else None
+        if audio_16k is None:
+            from metrics.audio import resample
+
+            audio_16k = resample(audio, sample_rate, self.config.audio.sample_rate).astype(np.float32)
+        pose, expression = self.model.motion.denormalize(pose, expression)
+        has_motion = self.model.motion.config.use_motion
+        uint8 = ((frames.permute(0, 2, 3, 1).cpu().numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
+        assert len(uint8) == num_frames
+        return Sample(uint8, pose[0].cpu().numpy() if has_motion else None,
+                      expression[0].cpu().numpy() if has_motion else None, audio_16k, self.config.fps)
+
+    def sample_video(self, reference: torch.Tensor, motion_features: torch.Tensor,
+                     generator: torch.Generator | None = None, progress: bool = False,
+                     guidance_scale: float | None = None, steps: int | None = None) -> torch.Tensor:
+        """Chunked video generation: (1, N, D) features -> (N, 3, S, S) frames in [-1, 1]."""
+        from tqdm import tqdm
+
+        chunk = self.config.video.frames
+        total = motion_features.shape[1]
+        if total < chunk:  # shorter than one chunk: edge-pad the features, cut the frames
+            pad = motion_features[:, -1:].expand(-1, chunk - total, -1)
+            motion_features = torch.cat([motion_features, pad], dim=1)
+        starts = chunk_starts(total, chunk)
+        guidance = self.config.video.guidance_scale if guidance_scale is None else guidance_scale
+        steps = steps or self.config.video.sample_steps
+        video = torch.empty((max(total, chunk), 3, *reference.shape[-2:]), device=self.device)
+        current = reference[None].to(self.device)
+        for start in tqdm(starts, desc="video chunks", unit="chunk", disable=not progress):
+            if start > 0:
+                current = video[start:start + 1]
+            frames = self.model.sample_chunk(current, motion_features[:, start:start + chunk], steps, guidance,
+                                             generator)
+            keep_from = 0 if start == 0 else 1
+            video[start + keep_from:start + chunk] = frames[keep_from:]
+        return video[:total]
+
+
+def chunk_starts(total: int, chunk: int) -> list[int]:
+    """First frame of each chunk: 0, chunk-1, 2(chunk-1), ..., the last one ending at ``total``.
+
+    Each later chunk starts on the last frame of the previous one (its reference); the final
+    chunk starts earlier when needed so that it ends exactly at ``total`` (still on a generated
+    frame, so its reference exists).
+    """
+    if chunk < 2:
+        raise ValueError("video chunks need at least 2 frames")
+    starts = [0]
+    while starts[-1] + chunk < total:
+        starts.append(min(starts[-1] + chunk - 1, total - chunk))
+    return starts
+
+

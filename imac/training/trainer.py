@@ -1,0 +1,246 @@
+"""``imac train stage1|stage2``: the slow-fast training of IMAC with ``accelerate``.
+
+Stage 1 trains the audio-to-motion branch alone (audio encoder + pose and expression encoders)
+on ``stage1.motion_frames`` windows with L_M. Stage 2 starts from the stage-1 model folder
+(``stage2.init_from``; null is the "w/o first stage" ablation), builds the video branch
+(pretrained I2VGen-XL or the tiny random UNet) and trains everything that is not frozen (motion
+branch, UNet, coupling; not the VAE, the CLIP image encoder or HuBERT) with
+L = L_LDM + stage2.motion_loss_weight * L_M on long motion windows and a random short video
+window inside each (``imac.training.windows``).
+
+The same code runs on a CPU and on one or many GPUs: launch with ``accelerate launch -m imac
+train ...`` for DDP; ``train.mixed_precision`` (fp16/bf16) applies on CUDA. Runs are resumable:
+``accelerate`` states are written every ``train.save_every`` steps under
+``<output>/<stage>/checkpoints/step-N`` and at the end (complete folders only, the last two
+kept), and a new run with the same output folder continues from the latest one (new random
+windows are drawn), so ``--max-steps`` can also extend a finished run. A log
+line per ``train.log_every`` steps goes to ``<output>/<stage>/log.jsonl``; the final model folder
+is ``<output>/<stage>/model``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from imac.audio_features import AudioFeatures
+from imac.config import IMACConfig, save_config
+from imac.data.manifest import Dataset
+from imac.models.motion import MotionModel
+from imac.pipeline import (IMACPipeline, assemble, build_hubert, build_motion, build_video_parts,
+                           hubert_identity)
+from imac.training.windows import ClipArrays, TrainingWindows, preload_frames
+
+STAGES = ("stage1", "stage2")
+PRELOAD_LIMIT_BYTES = 2 * 1024 ** 3
+
+
+@dataclass
+class TrainingResult:
+    model_dir: Path
+    steps: int
+    seconds: float
+    log: Path
+    last_losses: dict[str, float]
+
+
+def _select_clips(config: IMACConfig, dataset: Dataset) -> list:
+    clips = dataset.split("train")
+    if config.data.identities:
+        unknown = sorted(set(config.data.identities) - set(dataset.identities))
+        if unknown:
+            raise ValueError(f"data.identities: {', '.join(unknown)} not in {dataset.root} "
+                             f"(has {', '.join(dataset.identities)})")
+        clips = [c for c in clips if c.identity in config.data.identities]
+    if not clips:
+        raise ValueError(f"{dataset.root}: no training clips")
+    return clips
+
+
+def load_clip_arrays(config: IMACConfig, dataset: Dataset, features: AudioFeatures, with_frames: bool,
+                     progress: bool = True) -> list[ClipArrays]:
+    """Motion, cached audio features and (small datasets, stage 2) preloaded frames of the train clips."""
+    records = _select_clips(config, dataset)
+    size = config.data.resolution
+    preload = with_frames and sum(r.num_frames for r in records) * size * size * 3 < PRELOAD_LIMIT_BYTES
+    arrays = []
+    for record in tqdm(records, desc="clips (motion, audio features)", unit="clip", disable=not progress):
+        motion = dataset.load_motion(record)
+        audio = features.from_file(record.audio, num_frames=record.num_frames)
+        frames = preload_frames(record, size) if preload else None
+        arrays.append(ClipArrays(record, motion["pose"], motion["expression"], audio["mfcc"], audio["hubert"], frames))
+    return arrays
+
+
+def _latest_checkpoint(folder: Path) -> tuple[Path, int] | None:
+    found = []
+    for path in folder.glob("step-*"):
+        if (path / "COMPLETE").is_file() and path.name[5:].isdigit():
+            found.append((int(path.name[5:]), path))
+    if not found:
+        return None
+    step, path = max(found)
+    return path, step
+
+
+def _save_checkpoint(accelerator, folder: Path, step: int, keep: int = 2) -> None:
+    target = folder / f"step-{step}"
+    temporary = folder / f".step-{step}.tmp"
+    if accelerator.is_main_process and temporary.exists():
+        shutil.rmtree(temporary)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(temporary))
+    if accelerator.is_main_process:
+        (temporary / "COMPLETE").write_text(str(step))
+        if target.exists():
+            shutil.rmtree(target)
+        temporary.rename(target)
+        complete = sorted((int(p.name[5:]), p) for p in folder.glob("step-*") if p.name[5:].isdigit())
+        for _, old in complete[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+
+
+def _cycle(loader):
+    while True:
+        yield from loader
+
+
+def build_stage_model(config: IMACConfig, stage: str, pose_dim: int, hubert_dim: int,
+                      normalization: tuple[np.ndarray, np.ndarray] | None):
+    """The model to train: a fresh or stage-1-initialised motion branch, and the video parts in stage 2."""
+    init = config.stage2.init_from if stage == "stage2" else None
+    if init:
+        motion = MotionModel.from_pretrained(Path(init) / "motion")
+        if motion.config.pose_dim != pose_dim:
+            raise ValueError(f"stage2.init_from: {init} was trained on {motion.config.pose_dim}-d poses, "
+                             f"the data has {pose_dim}")
+    else:
+        torch.manual_seed(config.train.seed)
+        motion = build_motion(config, pose_dim, hubert_dim)
+        if normalization is not None:
+            motion.set_normalization(*normalization)
+    video_parts = build_video_parts(config, motion) if stage == "stage2" else None
+    if video_parts and config.train.gradient_checkpointing:
+        from imac.models.video import enable_block_checkpointing
+
+        enable_block_checkpointing(video_parts["unet"])
+    return assemble(config, motion, video_parts)
+
+
+def train(config: IMACConfig, stage: str, progress: bool = True, max_steps: int | None = None) -> TrainingResult:
+    """Train one stage as configured; resume from the latest checkpoint in its output folder."""
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs, set_seed
+
+    if stage not in STAGES:
+        raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
+    settings = config.stage1 if stage == "stage1" else config.stage2
+    cpu = config.train.device == "cpu" or (config.train.device == "auto" and not torch.cuda.is_available())
+    accelerator = Accelerator(
+        cpu=cpu, mixed_precision="no" if cpu else config.train.mixed_precision,
+        gradient_accumulation_steps=config.train.gradient_accumulation,
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+    set_seed(config.train.seed)
+    out = Path(config.train.output) / stage
+    checkpoints = out / "checkpoints"
+    if accelerator.is_main_process:
+        checkpoints.mkdir(parents=True, exist_ok=True)
+        save_config(config, out / "config.yaml")
+    show = progress and accelerator.is_local_main_process
+
+    init = Path(config.stage2.init_from) if stage == "stage2" and config.stage2.init_from else None
+    if init is not None:
+        stage1 = IMACPipeline.from_pretrained(init, device=accelerator.device)
+        hubert, hubert_id = stage1.hubert, stage1.hubert_id
+    else:
+        hubert, hubert_id = build_hubert(config, accelerator.device), hubert_identity(config)
+    cache = config.data.feature_cache or str(Path(config.train.output) / "features")
+    features = AudioFeatures(hubert, hubert_id=hubert_id, n_mfcc=config.audio.n_mfcc, fps=config.fps,
+                             sample_rate=config.audio.sample_rate, cache_dir=cache)
+    dataset = Dataset.open(config.data.root)
+    clips = load_clip_arrays(config, dataset, features, with_frames=stage == "stage2", progress=show)
+    windows = TrainingWindows(clips, settings.motion_frames, config.video.frames if stage == "stage2" else None,
+                              config.data.resolution, seed=config.train.seed)
+    if windows.skipped and show:
+        print(f"skipped {len(windows.skipped)} clip(s) shorter than {settings.motion_frames} frames")
+    normalization = (np.concatenate([c.pose for c in clips]), np.concatenate([c.expression for c in clips]))
+    model = build_stage_model(config, stage, clips[0].pose.shape[1], features.hubert_dim, normalization)
+    model.train()
+    if model.vae is not None:
+        model.vae.eval()
+        model.image_encoder.eval()
+    parameters = [p for module in model.trainable_modules(stage) for p in module.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(parameters, lr=settings.lr, weight_decay=config.train.weight_decay)
+    loader = torch.utils.data.DataLoader(windows, batch_size=settings.batch_size, shuffle=True, drop_last=False,
+                                         num_workers=config.train.num_workers)
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+
+    step = 0
+    latest = _latest_checkpoint(checkpoints)
+    if latest is not None:
+        accelerator.load_state(str(latest[0]))
+        step = latest[1]
+        if show:
+            print(f"resumed from {latest[0]} (step {step})")
+    total = max_steps if max_steps is not None else settings.steps
+    log_path = out / "log.jsonl"
+    bar = tqdm(total=total, initial=step, desc=f"{stage}", unit="step", disable=not show)
+    started = time.perf_counter()
+    window_started, window_samples = started, 0
+    sums: dict[str, float] = {}
+    count = 0
+    last: dict[str, float] = {}
+    batches = _cycle(loader)
+    while step < total:
+        batch = next(batches)
+        with accelerator.accumulate(model):
+            losses = model(batch, stage)
+            accelerator.backward(losses["loss"])
+            if accelerator.sync_gradients and config.train.grad_clip:
+                accelerator.clip_grad_norm_(parameters, config.train.grad_clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        window_samples += batch["pose"].shape[0] * accelerator.num_processes
+        for name, value in losses.items():
+            sums[name] = sums.get(name, 0.0) + float(value.detach())
+        count += 1
+        if not accelerator.sync_gradients:
+            continue
+        step += 1
+        bar.update(1)
+        if step % config.train.log_every == 0 or step == total:
+            now = time.perf_counter()
+            last = {name: value / count for name, value in sums.items()}
+            line = {"step": step, **{k: round(v, 6) for k, v in last.items()},
+                    "samples_per_s": round(window_samples / max(now - window_started, 1e-9), 3),
+                    "seconds": round(now - started, 2)}
+            bar.set_postfix({k: f"{v:.4f}" for k, v in last.items() if k != "loss"} | {
+                "samples/s": f"{line['samples_per_s']:.1f}"})
+            if accelerator.is_main_process:
+                with open(log_path, "a") as log:
+                    log.write(json.dumps(line) + "\n")
+            sums, count, window_started, window_samples = {}, 0, now, 0
+        if step % config.train.save_every == 0 or step == total:
+            _save_checkpoint(accelerator, checkpoints, step)
+    bar.close()
+    seconds = time.perf_counter() - started
+    model_dir = out / "model"
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        trained = accelerator.unwrap_model(model)
+        pipeline = IMACPipeline(config, trained, hubert, hubert_id, stage)
+        pipeline.save_pretrained(model_dir)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    if not math.isfinite(last.get("loss", 0.0)):
+        raise FloatingPointError(f"{stage}: the loss is not finite ({last}); see {log_path}")
+    return TrainingResult(model_dir, step, seconds, log_path, last)

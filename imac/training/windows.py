@@ -1,0 +1,105 @@
+"""Training windows: the "slow-fast" sampling of the paper.
+
+Every item is one long motion window of ``motion_frames`` consecutive frames (80 in the paper) of
+one training clip: its raw pose and expression and its per-frame audio features. In stage 2 the
+item also holds a random contiguous ``video_frames`` window (16) INSIDE it: those frames of the
+video and their offset ``video_start`` in the motion window, so that the video branch gets only the
+short window's frames and only the matching part of the motion branch's representation (computed
+from the long window's audio and motion).
+
+Clips shorter than the motion window are skipped (and counted). Windows start at every frame of
+every clip with equal probability; an "epoch" is one window per start position.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset as TorchDataset
+
+from imac.data.frames import frames_to_tensor
+from imac.data.manifest import ClipRecord
+from metrics.video import VideoReader, read_video
+
+
+@dataclass
+class ClipArrays:
+    """What training needs of one clip, aligned per frame."""
+
+    record: ClipRecord
+    pose: np.ndarray        # (F, P) float32
+    expression: np.ndarray  # (F, E) float32
+    mfcc: np.ndarray        # (F, n_mfcc)
+    hubert: np.ndarray      # (F, H)
+    frames: np.ndarray | None = None  # (F, S, S, 3) uint8 when preloaded at the training resolution
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.pose)
+
+
+def window_positions(lengths: list[int], window: int) -> np.ndarray:
+    """All (clip index, start) pairs of ``window``-frame windows over clips of ``lengths``."""
+    pairs = [(index, start) for index, length in enumerate(lengths) for start in range(length - window + 1)]
+    return np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+
+
+def video_window_start(motion_frames: int, video_frames: int, rng: np.random.Generator) -> int:
+    """A uniformly random start of a ``video_frames`` window inside a ``motion_frames`` window."""
+    if video_frames > motion_frames:
+        raise ValueError(f"the video window ({video_frames} frames) must fit in the motion window ({motion_frames})")
+    return int(rng.integers(0, motion_frames - video_frames + 1))
+
+
+class TrainingWindows(TorchDataset):
+    def __init__(self, clips: list[ClipArrays], motion_frames: int, video_frames: int | None = None,
+                 resolution: int | None = None, seed: int = 0) -> None:
+        self.motion_frames = motion_frames
+        self.video_frames = video_frames
+        self.resolution = resolution
+        self.seed = seed
+        self.clips = [clip for clip in clips if clip.num_frames >= motion_frames]
+        self.skipped = [clip.record.label for clip in clips if clip.num_frames < motion_frames]
+        if not self.clips:
+            raise ValueError(f"no training clip has {motion_frames} frames (the motion window); "
+                             f"{len(self.skipped)} shorter clip(s) skipped")
+        self.positions = window_positions([c.num_frames for c in self.clips], motion_frames)
+        self._draws = 0
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        clip_index, start = self.positions[index]
+        clip = self.clips[clip_index]
+        stop = start + self.motion_frames
+        item = {name: torch.from_numpy(np.ascontiguousarray(getattr(clip, name)[start:stop]))
+                for name in ("pose", "expression", "mfcc", "hubert")}
+        if self.video_frames is not None:
+            # A fresh generator per draw: reproducible given the seed, different every epoch.
+            self._draws += 1
+            rng = np.random.default_rng((self.seed, int(index), self._draws))
+            offset = video_window_start(self.motion_frames, self.video_frames, rng)
+            first = start + offset
+            item["frames"] = self.read_frames(clip, first, first + self.video_frames)
+            item["video_start"] = torch.tensor(offset)
+        return item
+
+    def read_frames(self, clip: ClipArrays, start: int, stop: int) -> torch.Tensor:
+        if clip.frames is not None:
+            frames = clip.frames[start:stop]
+        else:
+            with VideoReader(clip.record.video) as reader:
+                frames = reader.read(start, stop)
+        if len(frames) != stop - start:
+            raise ValueError(f"{clip.record.video}: frames {start}..{stop} not all decodable")
+        return frames_to_tensor(frames, self.resolution)
+
+
+def preload_frames(record: ClipRecord, resolution: int) -> np.ndarray:
+    """A clip's frames at the training resolution as uint8 (small datasets: decode once)."""
+    from imac.data.frames import tensor_to_frames
+
+    return tensor_to_frames(frames_to_tensor(read_video(record.video), resolution))

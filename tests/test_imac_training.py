@@ -1,0 +1,170 @@
+"""Slow-fast windows, the stage-2 losses and gradients, training runs, resumption, ablations."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from imac.data.manifest import ClipRecord
+from imac.training.trainer import build_stage_model, train
+from imac.training.windows import ClipArrays, TrainingWindows, video_window_start, window_positions
+from tests.imac_fixtures import RESOLUTION, make_corpus, make_vae, tiny_config
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return make_corpus(tmp_path_factory.mktemp("corpus") / "toy")
+
+
+@pytest.fixture(scope="module")
+def vae(tmp_path_factory):
+    return make_vae(tmp_path_factory.mktemp("vae") / "vae")
+
+
+def synthetic_clip(num_frames: int, label: str = "a/clip") -> ClipArrays:
+    """Arrays whose values are the frame index, so any slice says where it came from."""
+    index = np.arange(num_frames, dtype=np.float32)[:, None]
+    frames = np.broadcast_to(np.arange(num_frames, dtype=np.uint8)[:, None, None, None] * 2,
+                             (num_frames, RESOLUTION, RESOLUTION, 3)).copy()
+    record = ClipRecord(identity=label.split("/")[0], split="train", clip_id=label.split("/")[1], video=None,
+                        audio=None, motion=None, keypoints=None, fps=25, num_frames=num_frames,
+                        width=RESOLUTION, height=RESOLUTION, root=None, extra={})
+    return ClipArrays(record, np.repeat(index, 3, 1), np.repeat(index, 2, 1), np.repeat(index, 4, 1),
+                      np.repeat(index, 5, 1), frames)
+
+
+@settings(max_examples=40, deadline=None)
+@given(lengths=st.lists(st.integers(10, 60), min_size=1, max_size=4), motion=st.integers(2, 30),
+       video=st.integers(1, 30), seed=st.integers(0, 1000), pick=st.integers(0, 10_000))
+def test_video_window_lies_inside_the_motion_window_with_its_own_frames(lengths, motion, video, seed, pick):
+    if video > motion or max(lengths) < motion:
+        return
+    clips = [synthetic_clip(n, f"s/c{i}") for i, n in enumerate(lengths)]
+    windows = TrainingWindows(clips, motion, video, RESOLUTION, seed=seed)
+    assert len(windows) == sum(n - motion + 1 for n in lengths if n >= motion)
+    assert len(windows.skipped) == sum(n < motion for n in lengths)
+    item = windows[pick % len(windows)]
+    start = int(item["pose"][0, 0])
+    np.testing.assert_array_equal(item["pose"][:, 0].numpy(), np.arange(start, start + motion))
+    for name in ("expression", "mfcc", "hubert"):
+        np.testing.assert_array_equal(item[name][:, 0].numpy(), item["pose"][:, 0].numpy())
+    offset = int(item["video_start"])
+    assert 0 <= offset <= motion - video
+    # The video frames are the frames of motion rows offset .. offset + video - 1.
+    pixel = ((item["frames"][:, 0, 0, 0] + 1) * 127.5).round().numpy() / 2
+    np.testing.assert_array_equal(pixel, np.arange(start + offset, start + offset + video))
+
+
+def test_window_helpers():
+    assert window_positions([3, 5], 3).tolist() == [[0, 0], [1, 0], [1, 1], [1, 2]]
+    rng = np.random.default_rng(0)
+    starts = {video_window_start(80, 16, rng) for _ in range(2000)}
+    assert min(starts) == 0 and max(starts) == 64
+    with pytest.raises(ValueError, match="must fit"):
+        video_window_start(16, 80, rng)
+    with pytest.raises(ValueError, match="no training clip has 80 frames"):
+        TrainingWindows([synthetic_clip(40)], 80, 16, RESOLUTION)
+
+
+def stage2_batch(model, batch_size=2, motion_frames=20, video_frames=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    pose_dim = model.motion.config.pose_dim
+    return {"pose": torch.randn(batch_size, motion_frames, pose_dim, generator=g),
+            "expression": torch.randn(batch_size, motion_frames, 100, generator=g),
+            "mfcc": torch.randn(batch_size, motion_frames, 13, generator=g),
+            "hubert": torch.randn(batch_size, motion_frames, 16, generator=g),
+            "frames": torch.rand(batch_size, video_frames, 3, RESOLUTION, RESOLUTION, generator=g) * 2 - 1,
+            "video_start": torch.tensor([0, motion_frames - video_frames])[:batch_size]}
+
+
+def test_stage2_gradients_reach_every_trained_part(corpus, vae, tmp_path):
+    config = tiny_config(corpus, vae, tmp_path, ["video.condition_dropout=0.0"])
+    model = build_stage_model(config, "stage2", pose_dim=9, hubert_dim=16, normalization=None).train()
+    parameters = [p for m in model.trainable_modules("stage2") for p in m.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(parameters, lr=1e-3)
+    batch = stage2_batch(model)
+    # Step once so that the zero-initialised output projections stop blocking the gradient.
+    model(batch, "stage2")["loss"].backward()
+    optimizer.step()
+    optimizer.zero_grad()
+    losses = model(batch, "stage2", generator=torch.Generator().manual_seed(1))
+    assert set(losses) == {"loss", "video_loss", "motion_loss"}
+    losses["loss"].backward()
+
+    def grad_norm(module):
+        return sum(float(p.grad.abs().sum()) for p in module.parameters() if p.grad is not None)
+
+    coupling, motion = model.coupling, model.motion
+    parts = {"reference encoder": coupling.reference_encoder, "reference projections": coupling.reference_out,
+             "motion cross-attention K/V": torch.nn.ModuleList([a.to_k for a in coupling.motion_attention]),
+             "motion cross-attention out": torch.nn.ModuleList([a.to_out for a in coupling.motion_attention]),
+             "pose encoder": motion.pose_stream.encoder, "expression encoder": motion.expression_stream.encoder,
+             "audio encoder": motion.audio_encoder, "unet": model.unet}
+    for name, module in parts.items():
+        assert grad_norm(module) > 0, name
+    # Frozen parts get nothing.
+    assert all(p.grad is None for p in model.vae.parameters())
+    assert all(p.grad is None for p in model.image_encoder.parameters())
+
+
+@pytest.mark.parametrize("overrides", [
+    ["video.reference_encoder=false"],   # w/o reference encoder
+    ["motion.enabled=false"],             # w/o motion
+    ["stage2.motion_frames=16"],          # w/o slow-fast (the motion window is the video window)
+], ids=["no-reference-encoder", "no-motion", "no-slow-fast"])
+def test_ablations_build_and_run_a_stage2_step(corpus, vae, tmp_path, overrides):
+    config = tiny_config(corpus, vae, tmp_path, overrides)
+    model = build_stage_model(config, "stage2", pose_dim=9, hubert_dim=16, normalization=None).train()
+    frames = config.stage2.motion_frames if "stage2.motion_frames=16" in overrides else 20
+    losses = model(stage2_batch(model, motion_frames=frames), "stage2")
+    losses["loss"].backward()
+    assert torch.isfinite(losses["loss"])
+    if "video.reference_encoder=false" in overrides:
+        assert model.coupling.reference_encoder is None
+    if "motion.enabled=false" in overrides:
+        assert float(losses["motion_loss"]) == 0.0
+
+
+def read_log(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_training_runs_both_stages_resumes_and_skips_the_first_stage_for_the_ablation(corpus, vae, tmp_path):
+    config = tiny_config(corpus, vae, tmp_path, ["stage1.motion_frames=80", "train.save_every=2"])
+    first = train(config, "stage1", progress=False, max_steps=3)
+    assert first.steps == 3 and (first.model_dir / "imac.json").is_file()
+    assert [line["step"] for line in read_log(first.log)] == [1, 2, 3]
+    assert all(np.isfinite(line["motion_loss"]) and line["samples_per_s"] > 0 for line in read_log(first.log))
+    # A second run continues from the checkpoint written at the end of the first.
+    resumed = train(config, "stage1", progress=False, max_steps=5)
+    assert [line["step"] for line in read_log(resumed.log)] == [1, 2, 3, 4, 5]
+    checkpoints = sorted(p.name for p in (tmp_path / "stage1" / "checkpoints").iterdir())
+    assert checkpoints == ["step-4", "step-5"]
+
+    stage2 = tiny_config(corpus, vae, tmp_path, [f"stage2.init_from={first.model_dir}", "stage2.motion_frames=80"])
+    result = train(stage2, "stage2", progress=False, max_steps=2)
+    losses = read_log(result.log)[-1]
+    assert {"video_loss", "motion_loss", "loss"} <= set(losses)
+    card = json.loads((result.model_dir / "imac.json").read_text())
+    assert card["stage"] == "stage2" and card["config"]["stage2"]["init_from"] == str(first.model_dir)
+    for part in ("motion", "hubert", "unet", "vae", "image_encoder", "coupling", "text_context.safetensors"):
+        assert (result.model_dir / part).exists(), part
+
+
+def test_stage2_refuses_a_stage1_model_for_other_poses(corpus, vae, tmp_path):
+    config = tiny_config(corpus, vae, tmp_path)
+    first = train(config, "stage1", progress=False, max_steps=1)
+    stage2 = tiny_config(corpus, vae, tmp_path, [f"stage2.init_from={first.model_dir}"])
+    with pytest.raises(ValueError, match="trained on 129-d poses, the data has 9"):
+        build_stage_model(stage2, "stage2", pose_dim=9, hubert_dim=16, normalization=None)
+
+
+def test_training_refuses_unknown_identities(corpus, vae, tmp_path):
+    config = tiny_config(corpus, vae, tmp_path, ["data.identities=[nobody]"])
+    with pytest.raises(ValueError, match="nobody not in"):
+        train(config, "stage1", progress=False, max_steps=1)
