@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +40,20 @@ from imac.models.video import (build_image_encoder, build_unet, build_vae, clip_
                                motion_sampling_scheduler, motion_training_scheduler, video_scheduler)
 
 MODEL_CARD = "imac.json"
+
+
+@contextmanager
+def quiet_transformers():
+    """transformers' per-file "Writing model shards" / "Loading weights" bars off, then restored."""
+    from transformers.utils import logging as transformers_logging
+
+    enabled = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            transformers_logging.enable_progress_bar()
 
 
 def hubert_identity(config: IMACConfig) -> str:
@@ -59,7 +74,8 @@ def hubert_identity(config: IMACConfig) -> str:
 def build_hubert(config: IMACConfig, device: torch.device | str = "cpu"):
     if config.audio.hubert == "tiny":
         return load_hubert(tiny=True, seed=config.audio.hubert_seed, device=device)
-    return load_hubert(config.audio.hubert, device=device)
+    with quiet_transformers():
+        return load_hubert(config.audio.hubert, device=device)
 
 
 def build_motion(config: IMACConfig, pose_dim: int, hubert_dim: int) -> MotionModel:
@@ -130,6 +146,10 @@ class IMACPipeline:
 
     def save_pretrained(self, folder: str | os.PathLike) -> Path:
         """Write the model folder atomically (a complete folder replaces any older one)."""
+        with quiet_transformers():
+            return self._save(Path(folder))
+
+    def _save(self, folder: Path) -> Path:
         folder = Path(folder)
         folder.parent.mkdir(parents=True, exist_ok=True)
         temporary = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
@@ -156,6 +176,12 @@ class IMACPipeline:
     @classmethod
     def from_pretrained(cls, folder: str | os.PathLike, device: str | torch.device = "cpu",
                         feature_cache: str | os.PathLike | None = None) -> IMACPipeline:
+        """Load a model folder written by ``save_pretrained`` (training writes ``<output>/<stage>/model``)."""
+        with quiet_transformers():
+            return cls._load(Path(folder), device, feature_cache)
+
+    @classmethod
+    def _load(cls, folder: Path, device, feature_cache) -> IMACPipeline:
         from diffusers import AutoencoderKL, I2VGenXLUNet
         from transformers import CLIPVisionModelWithProjection
 

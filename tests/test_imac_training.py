@@ -168,3 +168,33 @@ def test_training_refuses_unknown_identities(corpus, vae, tmp_path):
     config = tiny_config(corpus, vae, tmp_path, ["data.identities=[nobody]"])
     with pytest.raises(ValueError, match="nobody not in"):
         train(config, "stage1", progress=False, max_steps=1)
+
+
+def test_stage2_names_a_missing_stage1_folder(corpus, vae, tmp_path):
+    config = tiny_config(corpus, vae, tmp_path, [f"stage2.init_from={tmp_path / 'missing'}"])
+    with pytest.raises(FileNotFoundError, match="not a stage-1 model folder.*imac train stage1"):
+        train(config, "stage2", progress=False, max_steps=1)
+
+
+def test_block_checkpointing_gives_the_same_gradients(corpus, vae, tmp_path):
+    # I2VGenXLUNet refuses enable_gradient_checkpointing; IMAC wraps each block instead. The
+    # coupling's per-call tensors must still be there when the blocks are recomputed in backward.
+    from imac.models.video import enable_block_checkpointing
+
+    grads = []
+    for checkpointed in (False, True):
+        config = tiny_config(corpus, vae, tmp_path, ["video.condition_dropout=0.0", "motion.dropout=0.0"])
+        model = build_stage_model(config, "stage2", pose_dim=9, hubert_dim=16, normalization=None).train()
+        with torch.no_grad():  # make the coupling active so that its recomputation matters
+            for attention in model.coupling.motion_attention:
+                attention.to_out.weight.normal_(0, 0.1)
+            for conv in model.coupling.reference_out:
+                conv.weight.normal_(0, 0.1)
+        if checkpointed:
+            enable_block_checkpointing(model.unet)
+        losses = model(stage2_batch(model), "stage2", generator=torch.Generator().manual_seed(0))
+        losses["loss"].backward()
+        grads.append({name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys()
+    for name in grads[0]:
+        torch.testing.assert_close(grads[1][name], grads[0][name], rtol=1e-4, atol=1e-6, msg=name)

@@ -119,6 +119,9 @@ def build_stage_model(config: IMACConfig, stage: str, pose_dim: int, hubert_dim:
     """The model to train: a fresh or stage-1-initialised motion branch, and the video parts in stage 2."""
     init = config.stage2.init_from if stage == "stage2" else None
     if init:
+        if not (Path(init) / "motion" / "config.json").is_file():
+            raise FileNotFoundError(f"stage2.init_from: {init} is not a stage-1 model folder (run `imac train "
+                                    "stage1` first, or set stage2.init_from=null for the w/o-first-stage ablation)")
         motion = MotionModel.from_pretrained(Path(init) / "motion")
         if motion.config.pose_dim != pose_dim:
             raise ValueError(f"stage2.init_from: {init} was trained on {motion.config.pose_dim}-d poses, "
@@ -159,6 +162,9 @@ def train(config: IMACConfig, stage: str, progress: bool = True, max_steps: int 
 
     init = Path(config.stage2.init_from) if stage == "stage2" and config.stage2.init_from else None
     if init is not None:
+        if not (init / "imac.json").is_file():
+            raise FileNotFoundError(f"stage2.init_from: {init} is not a stage-1 model folder (run `imac train "
+                                    "stage1` first, or set stage2.init_from=null for the w/o-first-stage ablation)")
         stage1 = IMACPipeline.from_pretrained(init, device=accelerator.device)
         hubert, hubert_id = stage1.hubert, stage1.hubert_id
     else:
