@@ -1,0 +1,88 @@
+"""Conversions between video frames and the tensors the IMAC model works on.
+
+Frames on disk and from the pose extractors are uint8 RGB arrays (F, H, W, 3); the model's VAE
+takes float32 tensors (F, 3, size, size) in [-1, 1]. ``frames_to_tensor`` crops the centre
+square of non-square frames and resizes with antialiased bilinear interpolation (so a downscale
+averages rather than aliases the hue-coded markers of the toy corpus); ``tensor_to_frames`` goes
+back; ``load_image`` reads a conditioning image (png/jpg) the same way.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def center_crop_box(height: int, width: int) -> tuple[int, int, int]:
+    """(top, left, side) of the largest centred square in a ``height`` x ``width`` image."""
+    side = min(height, width)
+    return (height - side) // 2, (width - side) // 2, side
+
+
+def _check_frames(frames: np.ndarray) -> None:
+    if not isinstance(frames, np.ndarray):
+        raise ValueError(f"frames must be a numpy array, got {type(frames).__name__}")
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"frames must be (frames, height, width, 3) RGB, got shape {frames.shape}")
+    if frames.dtype != np.uint8:
+        raise ValueError(f"frames must be uint8, got {frames.dtype}")
+    if min(frames.shape[1:3]) < 1:
+        raise ValueError(f"frames must have a positive height and width, got shape {frames.shape}")
+
+
+def _resize_square(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Square images (N, C, S, S) resized to (N, C, size, size); unchanged when S == size."""
+    if x.shape[-1] == size:
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+
+
+def frames_to_tensor(frames: np.ndarray, size: int) -> torch.Tensor:
+    """uint8 frames (F, H, W, 3) -> float32 tensor (F, 3, size, size) in [-1, 1].
+
+    Non-square frames are cropped to their centre square first; the square is then resized with
+    antialiased bilinear interpolation (skipped when it already has ``size`` pixels a side).
+    """
+    _check_frames(frames)
+    if not isinstance(size, int) or size < 1:
+        raise ValueError(f"size must be a positive integer, got {size!r}")
+    top, left, side = center_crop_box(*frames.shape[1:3])
+    square = np.ascontiguousarray(frames[:, top:top + side, left:left + side])
+    x = torch.from_numpy(square).permute(0, 3, 1, 2).to(torch.float32)
+    x = _resize_square(x, size)
+    # Scale after resizing: the antialiasing filter may overshoot [0, 255] slightly.
+    return (x / 127.5 - 1.0).clamp_(-1.0, 1.0).contiguous()
+
+
+def tensor_to_frames(x: torch.Tensor) -> np.ndarray:
+    """float tensor (F, 3, H, W) in [-1, 1] -> uint8 frames (F, H, W, 3) (clamped, rounded)."""
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"expected a torch.Tensor, got {type(x).__name__}")
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise ValueError(f"tensor must be (frames, 3, height, width), got shape {tuple(x.shape)}")
+    pixels = ((x.detach().to("cpu", torch.float32) + 1.0) * 127.5).clamp(0.0, 255.0).round()
+    return pixels.to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+
+
+def load_image(path: str | os.PathLike, size: int) -> torch.Tensor:
+    """An image file (png, jpg, ...) as a float32 tensor (3, size, size) in [-1, 1].
+
+    Grayscale, palette and RGBA images are converted to RGB (alpha is dropped); non-square
+    images are cropped to their centre square. FileNotFoundError for a missing file,
+    ValueError for one that is not a readable image; both name the file.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image not found: {path}")
+    try:
+        with Image.open(path) as image:
+            rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, ValueError) as error:
+        raise ValueError(f"cannot read image {path}: {error}") from error
+    return frames_to_tensor(rgb[None], size)[0]

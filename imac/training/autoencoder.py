@@ -1,0 +1,336 @@
+"""Training a small ``diffusers.AutoencoderKL`` on the frames of a dataset (the tiny configuration).
+
+The real IMAC configuration uses the pretrained Stable-Diffusion-2.1 VAE of I2VGen-XL. The tiny
+CPU configuration has no pretrained VAE to borrow, so it trains its own on the toy corpus:
+``TINY_VAE_KWARGS`` (three blocks, /4, 4 latent channels: 64x64 frames -> 16x16x4 latents),
+trained from random initialisation for ``TINY_VAE_STEPS`` Adam steps at ``TINY_VAE_LR`` with the
+settings of ``TINY_VAE_TRAINING``:
+
+    summary = train_autoencoder("data/toy", "runs/tiny_vae", **TINY_VAE_TRAINING)
+    vae = AutoencoderKL.from_pretrained("runs/tiny_vae")
+
+All frames of the training split are decoded once, at the working resolution, and held in
+memory (the toy corpus is small); batches are drawn from them at random. The loss is the
+reconstruction error (L1 by default; optionally weighted towards saturated pixels, i.e. the toy
+corpus' keypoint markers, which a plain pixel loss learns last) plus ``kl_weight`` times the KL
+divergence of the posterior from N(0, 1), in the scale of Latent Diffusion's convention
+(per-frame sums; here both terms are divided by the number of pixel values, so ``kl_weight``
+means the same as there). When training
+ends, the latent scaling factor (1 / std of the posterior-mode latents of a sample of frames) is
+stored in the model's config, so that ``latents * vae.config.scaling_factor`` has unit variance
+as the diffusion model expects. The model folder appears atomically, with ``training.json``
+(the loss curve, settings, time and frames used) beside the weights.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from diffusers import AutoencoderKL
+from tqdm import tqdm
+
+from imac.data.frames import frames_to_tensor, tensor_to_frames
+from imac.data.manifest import Dataset
+from metrics.files import write_json_atomic
+from metrics.video import read_video
+
+# The tiny configuration's VAE: 64x64x3 frames -> 16x16x4 latents, 648k parameters. Measured with
+# benchmarks/tiny_vae_quality.py: wider full-resolution blocks (32-64-64, 921k) cost 2.4x the time per
+# step for no better marker fidelity; a narrower one (16-32-32, 234k) learns the hand markers slower.
+TINY_VAE_KWARGS: dict[str, Any] = {
+    "in_channels": 3,
+    "out_channels": 3,
+    "down_block_types": ("DownEncoderBlock2D",) * 3,
+    "up_block_types": ("UpDecoderBlock2D",) * 3,
+    "block_out_channels": (16, 32, 64),
+    "layers_per_block": 1,
+    "latent_channels": 4,
+    "norm_num_groups": 8,
+    "sample_size": 64,
+    "mid_block_add_attention": False,
+}
+TINY_VAE_RESOLUTION = 64
+TINY_VAE_STEPS = 1000
+TINY_VAE_LR = 1e-3
+TINY_VAE_BATCH_SIZE = 8
+# Without it an L1-trained VAE learns the toy corpus' small keypoint markers last (none is found
+# in its reconstructions after 500 steps); with it they come first.
+TINY_VAE_CHROMA_WEIGHT = 100.0
+# The tiny configuration's training: train_autoencoder(root, out_dir, **TINY_VAE_TRAINING).
+TINY_VAE_TRAINING: dict[str, Any] = {
+    "vae_kwargs": TINY_VAE_KWARGS, "resolution": TINY_VAE_RESOLUTION, "steps": TINY_VAE_STEPS,
+    "batch_size": TINY_VAE_BATCH_SIZE, "lr": TINY_VAE_LR, "reconstruction": "l1",
+    "chroma_weight": TINY_VAE_CHROMA_WEIGHT,
+}
+
+TRAINING_CARD = "training.json"
+RECONSTRUCTION_LOSSES = ("l1", "mse")
+SCALING_SAMPLE_FRAMES = 1024
+
+
+# -- data ----------------------------------------------------------------------------------------
+
+
+def load_split_frames(dataset_root: str | os.PathLike, split: str, resolution: int,
+                      progress: bool = False) -> tuple[torch.Tensor, int]:
+    """All frames of a split as one tensor (N, 3, resolution, resolution) in [-1, 1], and the clip count.
+
+    ValueError naming the dataset when the split has no clips or no frames.
+    """
+    dataset = Dataset.open(dataset_root, level="files")
+    records = dataset.split(split)
+    if not records:
+        raise ValueError(f"dataset {dataset.root} has no {split!r} clips to train the autoencoder on")
+    chunks = [frames_to_tensor(read_video(record.video), resolution)
+              for record in tqdm(records, desc=f"loading {split} frames", unit="clip", disable=not progress)]
+    frames = torch.cat(chunks)
+    if len(frames) == 0:
+        raise ValueError(f"dataset {dataset.root}: the {split!r} clips hold no frames")
+    return frames, len(records)
+
+
+# -- the model and its loss ----------------------------------------------------------------------
+
+
+def count_parameters(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def chroma_weights(batch: torch.Tensor, chroma_weight: float) -> torch.Tensor:
+    """Per-pixel loss weights (N, 1, H, W): 1 + chroma_weight * chroma**2 of images in [-1, 1].
+
+    Chroma is max - min channel, in [0, 1]. The toy corpus' keypoint markers are its only
+    saturated pixels (its scene stays at chroma <= 0.35, markers reach 1).
+    """
+    chroma = (batch.amax(dim=1, keepdim=True) - batch.amin(dim=1, keepdim=True)) / 2.0
+    return 1.0 + chroma_weight * chroma.square()
+
+
+def reconstruction_error(decoded: torch.Tensor, batch: torch.Tensor, reconstruction: str = "l1",
+                         chroma_weight: float = 0.0) -> torch.Tensor:
+    """Mean L1 or squared error per pixel value, weighted by ``chroma_weights`` when chroma_weight > 0."""
+    if reconstruction == "l1":
+        error = (decoded - batch).abs()
+    elif reconstruction == "mse":
+        error = (decoded - batch).square()
+    else:
+        raise ValueError(f"reconstruction must be one of {RECONSTRUCTION_LOSSES}, got {reconstruction!r}")
+    if chroma_weight == 0:
+        return error.mean()
+    weights = chroma_weights(batch, chroma_weight)
+    return (error * weights).mean() / weights.mean()
+
+
+def vae_loss(vae: AutoencoderKL, batch: torch.Tensor, kl_weight: float, reconstruction: str = "l1",
+             chroma_weight: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(loss, reconstruction term, KL term) of one batch in [-1, 1], with a sampled latent.
+
+    The reconstruction term is the (weighted) mean per pixel value; the KL term is the per-frame
+    KL sum divided by the pixel values of a frame, so that their ratio is Latent Diffusion's.
+    """
+    posterior = vae.encode(batch).latent_dist
+    decoded = vae.decode(posterior.sample()).sample
+    rec = reconstruction_error(decoded, batch, reconstruction, chroma_weight)
+    kl = posterior.kl().mean() / batch[0].numel()
+    return rec + kl_weight * kl, rec, kl
+
+
+@torch.no_grad()
+def encode_mode(vae: AutoencoderKL, x: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+    """Posterior-mode latents (unscaled) of images (N, 3, H, W) in [-1, 1], in batches."""
+    device = next(vae.parameters()).device
+    return torch.cat([vae.encode(x[i:i + batch_size].to(device)).latent_dist.mode().cpu()
+                      for i in range(0, len(x), batch_size)])
+
+
+@torch.no_grad()
+def latent_scaling_factor(vae: AutoencoderKL, frames: torch.Tensor, sample: int = SCALING_SAMPLE_FRAMES,
+                          seed: int = 0) -> float:
+    """1 / std of the posterior-mode latents of (at most) ``sample`` frames drawn at random."""
+    generator = torch.Generator().manual_seed(seed)
+    index = torch.randperm(len(frames), generator=generator)[:sample]
+    std = float(encode_mode(vae, frames[index]).std())
+    if not math.isfinite(std) or std <= 0:
+        raise RuntimeError(f"latent std is {std}: the autoencoder's latents are degenerate")
+    return 1.0 / std
+
+
+@torch.no_grad()
+def reconstruct(vae: AutoencoderKL, frames_uint8: np.ndarray, resolution: int,
+                batch_size: int = 64) -> np.ndarray:
+    """Frames (F, H, W, 3) uint8 through the VAE (posterior mode, then decode) at ``resolution``.
+
+    Returns uint8 frames (F, resolution, resolution, 3).
+    """
+    x = frames_to_tensor(frames_uint8, resolution)
+    device = next(vae.parameters()).device
+    outputs = [vae.decode(vae.encode(x[i:i + batch_size].to(device)).latent_dist.mode()).sample.cpu()
+               for i in range(0, len(x), batch_size)]
+    if not outputs:
+        return np.zeros((0, resolution, resolution, 3), np.uint8)
+    return tensor_to_frames(torch.cat(outputs))
+
+
+# -- the output folder ---------------------------------------------------------------------------
+
+
+def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
+    """Refuse an existing non-empty ``out_dir`` (before any training) unless ``overwrite``."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FileExistsError(f"{out_dir} exists and is not a folder")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out_dir} is not empty; choose another output folder or pass overwrite=True")
+
+
+def _temporary_dir_sibling(path: Path, tag: str) -> Path:
+    return path.with_name(f".{path.name}.{tag}-{secrets.token_hex(4)}")
+
+
+def _move_into_place(staged: Path, out_dir: Path, overwrite: bool) -> None:
+    """Rename the finished folder ``staged`` to ``out_dir`` (replacing it if ``overwrite``)."""
+    _check_out_dir(out_dir, overwrite)  # again: another process may have written there meanwhile
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        retired = _temporary_dir_sibling(out_dir, "old")
+        os.replace(out_dir, retired)
+        os.replace(staged, out_dir)
+        shutil.rmtree(retired, ignore_errors=True)
+    else:
+        os.replace(staged, out_dir)  # an empty out_dir is replaced by the rename
+
+
+def save_autoencoder(vae: AutoencoderKL, out_dir: Path, card: dict, overwrite: bool) -> None:
+    """Save the weights, config and ``training.json`` to a hidden sibling, then rename it to ``out_dir``."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staged = _temporary_dir_sibling(out_dir, "tmp")
+    try:
+        vae.save_pretrained(staged)
+        write_json_atomic(staged / TRAINING_CARD, card)
+        _move_into_place(staged, out_dir, overwrite)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+
+
+# -- training ------------------------------------------------------------------------------------
+
+
+def _default_log_every(steps: int) -> int:
+    return max(1, steps // 100)
+
+
+def _run_callback(callback: Callable[[int, AutoencoderKL], None], step: int, vae: AutoencoderKL) -> None:
+    vae.eval()
+    with torch.no_grad():
+        callback(step, vae)
+    vae.train()
+
+
+def _train_loop(vae: AutoencoderKL, frames: torch.Tensor, *, steps: int, batch_size: int, lr: float,
+                kl_weight: float, reconstruction: str, chroma_weight: float, log_every: int, seed: int,
+                device: torch.device, progress: bool,
+                callback: Callable[[int, AutoencoderKL], None] | None = None) -> list[dict[str, float]]:
+    """Adam on random batches; returns the loss curve (means over each ``log_every`` steps).
+
+    ``callback(step, vae)`` runs after each logged step, the model in eval mode and no gradients.
+    """
+    optimizer = torch.optim.Adam(vae.parameters(), lr=lr)
+    generator = torch.Generator().manual_seed(seed)
+    curve: list[dict[str, float]] = []
+    sums = np.zeros(3)
+    vae.train()
+    bar = tqdm(range(1, steps + 1), desc="training VAE", unit="step", disable=not progress)
+    for step in bar:
+        index = torch.randint(len(frames), (batch_size,), generator=generator)
+        loss, rec, kl = vae_loss(vae, frames[index].to(device), kl_weight, reconstruction, chroma_weight)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"VAE loss is {loss.item()} at step {step}; lower the learning rate ({lr})")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        sums += (loss.item(), rec.item(), kl.item())
+        if step % log_every == 0 or step == steps:
+            mean = sums / (step - (curve[-1]["step"] if curve else 0))
+            curve.append({"step": step, "loss": mean[0], "reconstruction": mean[1], "kl": mean[2]})
+            bar.set_postfix(loss=f"{mean[0]:.4f}")
+            sums[:] = 0
+            if callback is not None:
+                _run_callback(callback, step, vae)
+    vae.eval()
+    return curve
+
+
+def _check_settings(steps: int, batch_size: int, lr: float, kl_weight: float, chroma_weight: float,
+                    reconstruction: str) -> None:
+    if steps < 1 or batch_size < 1:
+        raise ValueError(f"steps and batch_size must be >= 1, got {steps} and {batch_size}")
+    if not lr > 0 or kl_weight < 0 or chroma_weight < 0:
+        raise ValueError(f"need lr > 0, kl_weight >= 0, chroma_weight >= 0; "
+                         f"got {lr}, {kl_weight}, {chroma_weight}")
+    if reconstruction not in RECONSTRUCTION_LOSSES:
+        raise ValueError(f"reconstruction must be one of {RECONSTRUCTION_LOSSES}, got {reconstruction!r}")
+
+
+def _json_ready(kwargs: dict) -> dict:
+    return {key: list(value) if isinstance(value, tuple) else value for key, value in kwargs.items()}
+
+
+def train_autoencoder(dataset_root: str | os.PathLike, out_dir: str | os.PathLike, *,
+                      vae_kwargs: dict, resolution: int = 64, steps: int, batch_size: int = 16,
+                      lr: float = 1e-3, kl_weight: float = 1e-6, seed: int = 0,
+                      device: str | torch.device = "cpu", split: str = "train", progress: bool = True,
+                      reconstruction: str = "l1", chroma_weight: float = 0.0,
+                      log_every: int | None = None, overwrite: bool = False,
+                      callback: Callable[[int, AutoencoderKL], None] | None = None) -> dict[str, Any]:
+    """Train ``AutoencoderKL(**vae_kwargs)`` from scratch on a split's frames and save it to ``out_dir``.
+
+    Returns the summary also written to ``out_dir/training.json``: the loss curve (mean loss,
+    reconstruction and KL terms over every ``log_every`` steps), steps, seconds, resolution,
+    settings, frames and clips used, parameter count and the latent scaling factor.
+
+    ``reconstruction`` is ``"l1"`` or ``"mse"``; ``chroma_weight`` > 0 weighs each pixel's error
+    by 1 + chroma_weight * chroma**2 (see ``chroma_weights``); ``log_every`` defaults to
+    steps // 100. An existing non-empty ``out_dir`` is refused, before any training, unless
+    ``overwrite``. ``callback(step, vae)``, if given, runs at every logged step (to evaluate
+    checkpoints). The tiny configuration's settings are ``TINY_VAE_TRAINING``.
+    """
+    _check_settings(steps, batch_size, lr, kl_weight, chroma_weight, reconstruction)
+    out_dir = Path(out_dir)
+    _check_out_dir(out_dir, overwrite)
+    started = time.perf_counter()
+    frames, clips = load_split_frames(dataset_root, split, resolution, progress)
+    loaded = time.perf_counter()
+
+    torch.manual_seed(seed)
+    device = torch.device(device)
+    vae = AutoencoderKL(**vae_kwargs).to(device)
+    curve = _train_loop(vae, frames, steps=steps, batch_size=batch_size, lr=lr, kl_weight=kl_weight,
+                        reconstruction=reconstruction, chroma_weight=chroma_weight,
+                        log_every=log_every or _default_log_every(steps), seed=seed, device=device,
+                        progress=progress, callback=callback)
+    trained = time.perf_counter()
+    scaling_factor = latent_scaling_factor(vae, frames, seed=seed)
+    vae.register_to_config(scaling_factor=scaling_factor)
+
+    summary = {
+        "dataset": str(Path(dataset_root).absolute()), "split": split,
+        "clips": clips, "frames": len(frames), "resolution": resolution,
+        "steps": steps, "seconds": round(time.perf_counter() - started, 2),
+        "seconds_loading": round(loaded - started, 2), "seconds_training": round(trained - loaded, 2),
+        "parameters": count_parameters(vae), "scaling_factor": scaling_factor,
+        "settings": {"vae_kwargs": _json_ready(vae_kwargs), "batch_size": batch_size, "lr": lr,
+                     "kl_weight": kl_weight, "seed": seed, "reconstruction": reconstruction,
+                     "chroma_weight": chroma_weight, "optimizer": "Adam", "device": str(device),
+                     "torch_threads": torch.get_num_threads()},
+        "final_loss": curve[-1]["loss"], "loss_curve": curve,
+    }
+    save_autoencoder(vae.to("cpu"), out_dir, summary, overwrite)
+    return summary
