@@ -61,17 +61,19 @@ def train_command(args: argparse.Namespace) -> int:
 
 
 def train_vae_command(config, args: argparse.Namespace) -> int:
-    from imac.training.autoencoder import TINY_VAE_KWARGS, TINY_VAE_LR, TINY_VAE_STEPS, train_autoencoder
+    from imac.training.autoencoder import TINY_VAE_TRAINING, train_autoencoder
 
     if config.video.pretrained or not config.video.vae:
         print("imac train vae: this config uses a pretrained VAE (video.pretrained); nothing to train",
               file=sys.stderr)
         return 2
-    steps = args.max_steps or TINY_VAE_STEPS
-    kwargs = dict(TINY_VAE_KWARGS, sample_size=config.data.resolution)
-    summary = train_autoencoder(config.data.root, config.video.vae, vae_kwargs=kwargs,
-                                resolution=config.data.resolution, steps=steps, lr=TINY_VAE_LR,
-                                seed=config.train.seed, progress=not args.quiet, overwrite=args.overwrite)
+    settings = dict(TINY_VAE_TRAINING, resolution=config.data.resolution,
+                    vae_kwargs=dict(TINY_VAE_TRAINING["vae_kwargs"], sample_size=config.data.resolution))
+    if args.max_steps:
+        settings["steps"] = args.max_steps
+    steps = settings["steps"]
+    summary = train_autoencoder(config.data.root, config.video.vae, seed=config.train.seed,
+                                progress=not args.quiet, overwrite=args.overwrite, **settings)
     print(f"vae: {steps} steps in {summary['seconds']:.0f} s, final loss {summary['final_loss']:.4f}, "
           f"scaling factor {summary['scaling_factor']:.3f}; written to {config.video.vae}")
     return 0

@@ -17,8 +17,8 @@ from PIL import Image
 from imac.data.frames import frames_to_tensor, load_image, tensor_to_frames
 from imac.data.manifest import Dataset, write_manifest
 from imac.data.toy.corpus import ToyCorpusConfig, generate_toy_corpus
-from imac.training.autoencoder import (TINY_VAE_KWARGS, TRAINING_CARD, count_parameters, reconstruct,
-                                       train_autoencoder)
+from imac.training.autoencoder import (TINY_VAE_KWARGS, TINY_VAE_TRAINING, TRAINING_CARD, chroma_weights,
+                                       count_parameters, reconstruct, reconstruction_error, train_autoencoder)
 
 # A very small VAE (3 blocks, /4) for the training tests; 32 px frames -> 8x8x4 latents.
 SMALL_VAE = dict(TINY_VAE_KWARGS, block_out_channels=(8, 8, 16), norm_num_groups=4, sample_size=32)
@@ -86,6 +86,12 @@ def test_tensor_to_frames_rejects_bad_shape():
         tensor_to_frames(torch.zeros(1, 4, 8, 8))
 
 
+@pytest.mark.parametrize("size", [0, -3, 2.5, True])
+def test_frames_to_tensor_rejects_bad_size(size):
+    with pytest.raises(ValueError, match="size"):
+        frames_to_tensor(np.zeros((1, 8, 8, 3), np.uint8), size)
+
+
 # -- load_image ----------------------------------------------------------------------------------
 
 
@@ -112,6 +118,31 @@ def test_load_image_errors_name_the_file(tmp_path):
     (tmp_path / "broken.jpg").write_bytes(b"this is not a jpeg")
     with pytest.raises(ValueError, match="broken.jpg"):
         load_image(tmp_path / "broken.jpg", 8)
+
+
+# -- the model and its loss ----------------------------------------------------------------------
+
+
+def test_tiny_vae_is_small_and_divides_by_four():
+    vae = AutoencoderKL(**TINY_VAE_KWARGS)
+    assert count_parameters(vae) < 1_000_000
+    assert all(c % TINY_VAE_KWARGS["norm_num_groups"] == 0 for c in TINY_VAE_KWARGS["block_out_channels"])
+    assert TINY_VAE_TRAINING["vae_kwargs"] is TINY_VAE_KWARGS
+    with torch.no_grad():
+        latents = vae.encode(torch.zeros(1, 3, 64, 64)).latent_dist.mode()
+    assert latents.shape == (1, 4, 16, 16)
+
+
+def test_chroma_weights_favour_saturated_pixels():
+    gray, red = torch.zeros(3), torch.tensor([1.0, -1.0, -1.0])  # chroma 0 and 1
+    batch = torch.stack([gray, red], dim=1).view(1, 3, 1, 2)
+    torch.testing.assert_close(chroma_weights(batch, 10.0), torch.tensor([[[[1.0, 11.0]]]]))
+    decoded = batch + torch.tensor([0.5, 0.1]).view(1, 1, 1, 2)
+    assert float(reconstruction_error(decoded, batch, "l1")) == pytest.approx(0.3)
+    assert float(reconstruction_error(decoded, batch, "mse")) == pytest.approx(0.13)
+    assert float(reconstruction_error(decoded, batch, "l1", 10.0)) == pytest.approx((0.5 + 11 * 0.1) / 12)
+    with pytest.raises(ValueError, match="reconstruction"):
+        reconstruction_error(decoded, batch, "huber")
 
 
 # -- train_autoencoder ---------------------------------------------------------------------------
@@ -194,6 +225,14 @@ def test_accepts_an_empty_out_dir(corpus, tmp_path):
     train_autoencoder(corpus, tmp_path / "empty", vae_kwargs=SMALL_VAE, resolution=RESOLUTION, steps=1,
                       batch_size=2, progress=False)
     assert (tmp_path / "empty" / "config.json").is_file()
+
+
+@pytest.mark.parametrize("settings", [{"steps": 0}, {"batch_size": 0}, {"lr": 0.0}, {"kl_weight": -1.0},
+                                      {"chroma_weight": -1.0}, {"reconstruction": "l2"}])
+def test_rejects_bad_settings_before_loading(settings, tmp_path):
+    kwargs = dict(vae_kwargs=SMALL_VAE, resolution=RESOLUTION, steps=1) | settings
+    with pytest.raises(ValueError):
+        train_autoencoder(tmp_path / "no_such_dataset", tmp_path / "vae", progress=False, **kwargs)
 
 
 def test_empty_split_names_the_dataset(corpus, tmp_path):

@@ -198,3 +198,18 @@ def test_block_checkpointing_gives_the_same_gradients(corpus, vae, tmp_path):
     assert grads[0].keys() == grads[1].keys()
     for name in grads[0]:
         torch.testing.assert_close(grads[1][name], grads[0][name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_cli_trains_the_tiny_vae_and_refuses_a_pretrained_config(corpus, tmp_path, capsys):
+    from diffusers import AutoencoderKL
+
+    from imac.cli import main
+
+    assert main(["train", "vae", "--config", "tiny", f"data.root={corpus}", f"video.vae={tmp_path / 'vae'}",
+                 "--max-steps", "2", "--quiet"]) == 0
+    vae = AutoencoderKL.from_pretrained(tmp_path / "vae")
+    assert vae.config.sample_size == 64 and np.isfinite(vae.config.scaling_factor)
+    assert main(["train", "vae", "--config", "i2vgenxl", "--quiet"]) == 2
+    assert "pretrained VAE" in capsys.readouterr().err
+    assert main(["train", "stage1", "--config", "tiny", "stage1.nope=1"]) == 2
+    assert "unknown key(s) nope" in capsys.readouterr().err

@@ -9,6 +9,7 @@ back; ``load_image`` reads a conditioning image (png/jpg) the same way.
 
 from __future__ import annotations
 
+import numbers
 import os
 from pathlib import Path
 
@@ -34,6 +35,12 @@ def _check_frames(frames: np.ndarray) -> None:
         raise ValueError(f"frames must have a positive height and width, got shape {frames.shape}")
 
 
+def _check_size(size: int) -> int:
+    if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
+        raise ValueError(f"size must be a positive integer, got {size!r}")
+    return int(size)
+
+
 def _resize_square(x: torch.Tensor, size: int) -> torch.Tensor:
     """Square images (N, C, S, S) resized to (N, C, size, size); unchanged when S == size."""
     if x.shape[-1] == size:
@@ -48,8 +55,7 @@ def frames_to_tensor(frames: np.ndarray, size: int) -> torch.Tensor:
     antialiased bilinear interpolation (skipped when it already has ``size`` pixels a side).
     """
     _check_frames(frames)
-    if not isinstance(size, int) or size < 1:
-        raise ValueError(f"size must be a positive integer, got {size!r}")
+    size = _check_size(size)
     top, left, side = center_crop_box(*frames.shape[1:3])
     square = np.ascontiguousarray(frames[:, top:top + side, left:left + side])
     x = torch.from_numpy(square).permute(0, 3, 1, 2).to(torch.float32)
@@ -78,6 +84,7 @@ def load_image(path: str | os.PathLike, size: int) -> torch.Tensor:
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
+    size = _check_size(size)
     if not path.is_file():
         raise FileNotFoundError(f"image not found: {path}")
     try:

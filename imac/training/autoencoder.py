@@ -259,7 +259,8 @@ def _train_loop(vae: AutoencoderKL, frames: torch.Tensor, *, steps: int, batch_s
         sums += (loss.item(), rec.item(), kl.item())
         if step % log_every == 0 or step == steps:
             mean = sums / (step - (curve[-1]["step"] if curve else 0))
-            curve.append({"step": step, "loss": mean[0], "reconstruction": mean[1], "kl": mean[2]})
+            curve.append({"step": step, "loss": float(mean[0]), "reconstruction": float(mean[1]),
+                          "kl": float(mean[2])})
             bar.set_postfix(loss=f"{mean[0]:.4f}")
             sums[:] = 0
             if callback is not None:
