@@ -237,21 +237,21 @@ class IMACPipeline:
         size = self.config.data.resolution
         if tuple(reference.shape) != (3, size, size):
             raise ValueError(f"reference image must be (3, {size}, {size}) in [-1, 1], got {tuple(reference.shape)}")
-        features = self.features.from_samples(audio, sample_rate)
+        rate = self.config.audio.sample_rate
+        if sample_rate != rate:  # resampled once: for the features and for the muxed track
+            from metrics.audio import resample
+
+            audio = resample(audio, sample_rate, rate).astype(np.float32)
+        features = self.features.from_samples(audio, rate)
         num_frames = len(features["mfcc"])
         pose, expression, motion_features = self.sample_motion(features["mfcc"], features["hubert"], generator)
         frames = self.sample_video(reference, motion_features, generator, progress, guidance_scale, steps)
-        audio_16k = audio if sample_rate == self.config.audio.sample_rate else None
-        if audio_16k is None:
-            from metrics.audio import resample
-
-            audio_16k = resample(audio, sample_rate, self.config.audio.sample_rate).astype(np.float32)
         pose, expression = self.model.motion.denormalize(pose, expression)
         has_motion = self.model.motion.config.use_motion
         uint8 = ((frames.permute(0, 2, 3, 1).cpu().numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
         assert len(uint8) == num_frames
         return Sample(uint8, pose[0].cpu().numpy() if has_motion else None,
-                      expression[0].cpu().numpy() if has_motion else None, audio_16k, self.config.fps)
+                      expression[0].cpu().numpy() if has_motion else None, audio, self.config.fps)
 
     def sample_video(self, reference: torch.Tensor, motion_features: torch.Tensor,
                      generator: torch.Generator | None = None, progress: bool = False,

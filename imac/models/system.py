@@ -125,7 +125,11 @@ class IMACModel(nn.Module):
         with torch.no_grad():
             latents = encode_latents(self.vae, frames.flatten(0, 1), generator=generator)
             latents = latents.unflatten(0, (batch_size, video_frames)).transpose(1, 2)  # (B, C, Fv, h, w)
-        reference_latents, image_embedding = self.video_context(frames[:, 0], generator)
+        reference_latents = latents[:, :, 0]  # the window's first frame is its reference: already encoded
+        with torch.no_grad():
+            mean, std = self.clip_stats or (None, None)
+            kwargs = {"mean": mean, "std": std} if mean is not None else {}
+            image_embedding = clip_image_embedding(self.image_encoder, frames[:, 0], **kwargs)
         keep = (torch.rand(batch_size, device=frames.device, generator=generator) >= self.condition_dropout)
         keep = keep.to(latents.dtype)
         image_embedding = image_embedding * keep[:, None, None]
