@@ -3,7 +3,10 @@
 ``latent`` (the seed paper's definition, the default): the average Euclidean distance between the
 skeleton autoencoder's latent features of all pairs of generated windows (pooled over clips; at
 most ``diversity_max_windows`` windows, a seeded subset beyond that), i.e. mean ||f_i - f_j||_2
-over i < j. ``l1div`` (EMAGE): per clip, the mean over frames and coordinates of |x - mean_t x| of
+over i < j, computed WITHIN each identity and averaged over the identities (protocol field
+``diversity_pairs="within_identity"``, the default since protocol 1.1): pairs across speakers would
+measure how different the speakers look, and a method that merely copies each reference image
+would score high. ``diversity_pairs="all"`` pools every pair (protocol 1.0). ``l1div`` (EMAGE): per clip, the mean over frames and coordinates of |x - mean_t x| of
 the normalised skeleton, averaged over clips.
 """
 
@@ -46,9 +49,12 @@ class Diversity:
         self.protocol = protocol or Protocol()
         self.kind = kind
         self.clips: list[np.ndarray] = []     # latent: (windows, latent) per clip; l1div: (1,) per clip
+        self.groups: list[str] = []           # the identity of each clip
 
-    def update(self, clip_features: np.ndarray) -> None:
-        """Add one generated clip: its window features (latent), or its normalised sequence (l1div)."""
+    def update(self, clip_features: np.ndarray, group: str = "") -> None:
+        """Add one generated clip (of identity ``group``): its window features (latent), or its
+        normalised sequence (l1div)."""
+        self.groups.append(group)
         if self.kind == "latent":
             self.clips.append(np.asarray(clip_features, dtype=np.float64))
         else:
@@ -58,7 +64,18 @@ class Diversity:
         chosen = [self.clips[i] for i in index]
         if self.kind == "l1div":
             return float(np.mean([c[0] for c in chosen]))
-        pooled = np.concatenate(chosen)
+        if self.protocol.diversity_pairs == "all":
+            return self._pooled(chosen)
+        groups: dict[str, list[np.ndarray]] = {}
+        for i in index:
+            groups.setdefault(self.groups[i], []).append(self.clips[i])
+        values = [self._pooled(parts) for parts in groups.values() if sum(len(p) for p in parts) >= 2]
+        if not values:
+            raise ValueError("Diversity needs at least 2 windows of one identity")
+        return float(np.mean(values))
+
+    def _pooled(self, parts: list[np.ndarray]) -> float:
+        pooled = np.concatenate(parts)
         limit = self.protocol.diversity_max_windows
         if len(pooled) > limit:
             rng = np.random.default_rng(self.protocol.bootstrap_seed)

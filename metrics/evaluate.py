@@ -184,7 +184,7 @@ def metric_table(records: list[ClipResult], metrics: Sequence[str], protocol: Pr
     if "div" in metrics and fake:
         metric = Diversity(protocol)
         for r in fake:
-            metric.update(r.fgd_features)
+            metric.update(r.fgd_features, r.clip.identity or "")
         windows = sum(len(r.fgd_features) for r in fake)
         if windows >= 2:
             table["Diversity"] = _summary(metric.compute(), metric.interval(), n_fake_clips=len(fake),

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 from metrics.pose import wholebody as wb
 
-PROTOCOL_VERSION = "imac-bench-metrics-1.0"
+PROTOCOL_VERSION = "imac-bench-metrics-1.1"
 
 
 def _default_skeleton_points() -> tuple[int, ...]:
@@ -51,6 +51,7 @@ class Protocol:
     covariance: str = "unbiased"          # "unbiased" (/(N-1), like np.cov) or "biased" (/N)
     diversity_distance: str = "l2"        # Euclidean distance between latent features
     diversity_max_windows: int = 2000     # all pairs among at most this many windows (seeded subset)
+    diversity_pairs: str = "within_identity"   # pairs within each identity, averaged ("all": pooled, 1.0)
     # -- beats (BAS) --------------------------------------------------------------------------
     beat_points: tuple[int, ...] = field(default_factory=_default_beat_points)
     bas_direction: str = "motion_to_audio"
@@ -76,6 +77,8 @@ class Protocol:
             raise ValueError(f"bas_direction must be motion_to_audio or audio_to_motion, got {self.bas_direction!r}")
         if self.covariance not in ("unbiased", "biased"):
             raise ValueError(f"covariance must be unbiased or biased, got {self.covariance!r}")
+        if self.diversity_pairs not in ("within_identity", "all"):
+            raise ValueError(f"diversity_pairs must be within_identity or all, got {self.diversity_pairs!r}")
         if self.window < 8 or self.stride < 1:
             raise ValueError("window must be >= 8 frames and stride >= 1")
 

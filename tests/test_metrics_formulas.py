@@ -154,6 +154,28 @@ def test_diversity_formulas_match_brute_force():
         mean_pairwise_distance(np.ones((1, 3)))
 
 
+def test_diversity_pairs_within_identity_or_pooled():
+    from metrics.diversity import Diversity
+
+    rng = np.random.default_rng(6)
+    clips = {"a": [rng.normal(size=(4, 3)), rng.normal(size=(5, 3))], "b": [rng.normal(loc=10.0, size=(6, 3))]}
+
+    def brute(rows):
+        return np.mean([np.linalg.norm(rows[i] - rows[j]) for i in range(len(rows)) for j in range(i + 1, len(rows))])
+
+    within, pooled = Diversity(Protocol()), Diversity(Protocol(diversity_pairs="all"))
+    for identity, parts in clips.items():
+        for part in parts:
+            within.update(part, identity)
+            pooled.update(part, identity)
+    expected = np.mean([brute(np.concatenate(clips["a"])), brute(clips["b"][0])])
+    assert within.compute() == pytest.approx(expected, rel=1e-9)
+    assert pooled.compute() == pytest.approx(brute(np.concatenate(clips["a"] + clips["b"])), rel=1e-9)
+    assert pooled.compute() > 2 * within.compute()      # the far-apart speaker inflates pooled pairs
+    with pytest.raises(ValueError, match="diversity_pairs"):
+        Protocol(diversity_pairs="between")
+
+
 def test_bootstrap_interval_is_reproducible_and_covers_the_mean():
     rng = np.random.default_rng(6)
     data = rng.normal(10.0, 1.0, 200)
