@@ -1,5 +1,8 @@
 """The ``imac-bench`` command line: a thin layer over the library.
 
+    imac-bench run --methods imac,s2g,mya [--data DIR] [--identities a,b] [--out runs/NAME] [--device cpu|cuda]
+    imac-bench report [--run runs/NAME]                                       # tables + plots of a run
+    imac-bench check --baseline results/toy [--run runs/NAME] [--update]     # regression on metric tables
     imac-bench data toy --out DIR [--seed N] [--identities K] [--clips N]   # the embedded toy corpus
     imac-bench data validate DIR                                              # check a dataset
     imac-bench data preview DIR --out sheet.png                               # look at a dataset
@@ -40,6 +43,73 @@ def _data_preview(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_generated(values: list[str]) -> dict[str, Path]:
+    generated = {}
+    for value in values:
+        name, sep, folder = value.partition("=")
+        if not sep or not name or not folder:
+            raise ValueError(f"--generated {value!r}: expected NAME=DIR")
+        generated[name] = Path(folder)
+    return generated
+
+
+def _split(text: str | None) -> list[str]:
+    return [part.strip() for part in (text or "").split(",") if part.strip()]
+
+
+def _run(args: argparse.Namespace) -> int:
+    from bench.config import load_bench_config
+    from bench.report import format_terminal, write_report
+    from bench.runner import RunSettings, run_benchmark
+
+    methods = _split(args.methods)
+    generated = _parse_generated(args.generated)
+    if not methods and not generated:
+        raise ValueError("--methods: name at least one method (e.g. imac,s2g,mya), or give --generated NAME=DIR")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    settings = RunSettings(methods=methods, out=args.out, data=args.data, identities=_split(args.identities) or None,
+                           device=args.device, seed=args.seed, config=load_bench_config(args.config),
+                           generated=generated, methods_file=args.methods_file, skip_missing=args.skip_missing,
+                           progress=not args.quiet)
+    results = run_benchmark(settings, log=print)
+    paths = write_report(args.out, plots=not args.no_plots)
+    print(format_terminal(results))
+    print(f"report: {paths['report']}  table: {paths['csv']}  ({results['timings_s']['total']:.0f} s)")
+    failed = [c for c in results["control_checks"] if c["holds"] is False]
+    return 3 if failed else 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from bench.report import format_terminal, load_results, write_report
+
+    paths = write_report(args.run, plots=not args.no_plots)
+    print(format_terminal(load_results(args.run)))
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from bench.check import check_run, update_baseline
+
+    if args.update:
+        folder = update_baseline(args.run, args.baseline)
+        print(f"baseline {folder} updated from {args.run} (tolerances.yaml kept)")
+        return 0
+    failures, notes = check_run(args.run, args.baseline)
+    for note in notes:
+        print(f"note: {note}")
+    if failures:
+        print(f"{len(failures)} difference(s) between {args.run} and the baseline {args.baseline}:")
+        for failure in failures:
+            print(f"  {failure}")
+        return 1
+    print(f"{args.run} matches the baseline {args.baseline} within its tolerances")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="imac-bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -67,6 +137,37 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--frames", type=int, default=6, help="frames per identity (default 6)")
     preview.add_argument("--split", choices=("train", "test"), default="test")
     preview.set_defaults(handler=_data_preview)
+
+    from bench.methods import known_methods
+
+    run = commands.add_parser("run", help="generate every test clip with each method, score, tabulate")
+    run.add_argument("--methods", default="", help=f"comma-separated: {', '.join(m for m in known_methods() if m not in ('gt', 'static', 'shuffled'))}, or a name from --methods-file (the controls gt, static, shuffled always run)")
+    run.add_argument("--data", type=Path, default=None, help="dataset folder (default: the embedded toy corpus)")
+    run.add_argument("--identities", default=None, help="comma-separated speakers (default: all)")
+    run.add_argument("--out", type=Path, default=Path("runs/bench"), help="run folder (default runs/bench; rerun to resume)")
+    run.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--config", default="toy", help="bench config name or YAML path (default toy)")
+    run.add_argument("--generated", action="append", default=[], metavar="NAME=DIR",
+                     help="evaluate videos made elsewhere: DIR/<identity>/<clip_id>.mp4 (repeatable)")
+    run.add_argument("--methods-file", type=Path, default=None, help="YAML with command-template methods")
+    run.add_argument("--skip-missing", action="store_true",
+                     help="skip (and flag) missing or corrupt external videos instead of stopping")
+    run.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    run.add_argument("--no-plots", action="store_true")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.set_defaults(handler=_run)
+
+    report = commands.add_parser("report", help="tables (md/csv/json) and plots of a run")
+    report.add_argument("--run", type=Path, default=Path("runs/bench"))
+    report.add_argument("--no-plots", action="store_true")
+    report.set_defaults(handler=_report)
+
+    check = commands.add_parser("check", help="compare a run's metric table with a baseline")
+    check.add_argument("--baseline", type=Path, required=True, help="e.g. results/toy")
+    check.add_argument("--run", type=Path, default=Path("runs/bench"))
+    check.add_argument("--update", action="store_true", help="write the run's table as the new baseline")
+    check.set_defaults(handler=_check)
     return parser
 
 

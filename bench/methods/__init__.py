@@ -1,0 +1,77 @@
+"""The method registry: names -> methods that turn (reference image, audio) into a video.
+
+Built in: ``imac`` and its ablations, ``s2g`` and ``mya`` (reimplementations), and the controls
+``gt``, ``static``, ``shuffled``. External methods come from ``--generated NAME=DIR`` folders and
+from command templates in a methods file (``bench.methods.external``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from bench.methods.base import BenchContext, Method, TestClip
+
+CONTROLS = ("gt", "static", "shuffled")
+
+
+def _imac(name: str) -> Callable[[], Method]:
+    def build() -> Method:
+        from bench.methods.imac_method import IMACMethod
+
+        return IMACMethod(name)
+    return build
+
+
+def _s2g() -> Method:
+    from bench.methods.s2g import S2GMethod
+
+    return S2GMethod()
+
+
+def _mya() -> Method:
+    from bench.methods.mya import MYAMethod
+
+    return MYAMethod()
+
+
+def _control(name: str) -> Callable[[], Method]:
+    def build() -> Method:
+        from bench.methods import controls
+
+        return {"gt": controls.GroundTruth, "static": controls.Static, "shuffled": controls.ShuffledAudio}[name]()
+    return build
+
+
+BUILTIN: dict[str, Callable[[], Method]] = {
+    **{name: _imac(name) for name in ("imac", "imac-no-ref", "imac-no-motion", "imac-no-stage1", "imac-no-slowfast")},
+    "s2g": _s2g,
+    "mya": _mya,
+    **{name: _control(name) for name in CONTROLS},
+}
+
+# How each family finds its options in the bench config: the ablations share the ``imac`` section.
+OPTION_SECTIONS = {"imac-no-ref": "imac", "imac-no-motion": "imac", "imac-no-stage1": "imac",
+                   "imac-no-slowfast": "imac"}
+
+
+class UnknownMethodError(ValueError):
+    pass
+
+
+def known_methods(external: dict[str, Callable[[], Method]] | None = None) -> list[str]:
+    return list(BUILTIN) + sorted(external or {})
+
+
+def make_method(name: str, external: dict[str, Callable[[], Method]] | None = None) -> Method:
+    """The method called ``name``: a built-in one, or one of ``external`` (name -> factory)."""
+    external = external or {}
+    if name in external:
+        return external[name]()
+    if name in BUILTIN:
+        return BUILTIN[name]()
+    raise UnknownMethodError(f"unknown method {name!r}; known methods: {', '.join(known_methods(external))} "
+                             "(or add one with --generated NAME=DIR or --methods-file FILE)")
+
+
+__all__ = ["BUILTIN", "CONTROLS", "BenchContext", "Method", "TestClip", "UnknownMethodError", "known_methods",
+           "make_method"]

@@ -1,0 +1,82 @@
+"""Controls: known answers that validate the metrics on every run.
+
+- ``gt``: the real test videos themselves. Against the real set FGD and FVD are 0 by construction;
+  its Diversity and BAS are the real data's values, the reference for every method.
+- ``static``: the reference frame repeated for the clip's length, with the clip's audio. No motion:
+  the lowest Diversity and BAS a method can get.
+- ``shuffled``: the real test videos with the audio of another test clip (the next one in
+  identity/clip order, tiled or cut to length). Real motion that does not follow its speech: BAS
+  below ``gt``'s.
+
+The real videos are linked, never re-encoded (re-encoding would move FGD and FVD off 0); the audio
+a control is scored with lies beside the video as ``<clip_id>.wav``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.methods.base import BenchContext, Method, TestClip
+
+
+def link_file(source: Path, target: Path) -> None:
+    """``target`` -> ``source`` as a symlink (a copy where links are refused), replacing ``target``."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.partial")
+    if temporary.exists() or temporary.is_symlink():
+        temporary.unlink()
+    try:
+        os.symlink(Path(source).resolve(), temporary)
+    except OSError:
+        shutil.copyfile(source, temporary)
+    os.replace(temporary, target)
+
+
+def fit_audio(audio: np.ndarray, length: int) -> np.ndarray:
+    """``audio`` tiled (if shorter) or cut to ``length`` samples."""
+    if len(audio) == 0:
+        raise ValueError("empty audio")
+    return np.resize(audio, length) if len(audio) < length else audio[:length]
+
+
+class GroundTruth(Method):
+    name, label, kind, writes_files = "gt", "GT (real test videos)", "control", True
+
+    def write(self, clip: TestClip, out: Path, seed: int) -> dict[str, Any]:
+        link_file(clip.audio, out.with_suffix(".wav"))
+        link_file(clip.video, out)
+        return {"linked": str(clip.video)}
+
+
+class Static(Method):
+    name, label, kind = "static", "Static (reference frame repeated)", "control"
+
+    def generate(self, clip: TestClip, seed: int) -> np.ndarray:
+        frame = clip.reference_frame()
+        return np.broadcast_to(frame, (clip.num_frames, *frame.shape))
+
+
+class ShuffledAudio(Method):
+    name, label, kind, writes_files = "shuffled", "Shuffled (real video, another clip's audio)", "control", True
+
+    def prepare(self, context: BenchContext) -> dict[str, Any]:
+        clips = sorted(context.test_clips, key=lambda c: (c.identity, c.clip_id))
+        if len(clips) < 2:
+            raise ValueError("the shuffled-audio control needs at least 2 test clips")
+        self.partner = {clips[k].label: clips[(k + 1) % len(clips)] for k in range(len(clips))}
+        return {"audio_from": {k: v.label for k, v in self.partner.items()}}
+
+    def write(self, clip: TestClip, out: Path, seed: int) -> dict[str, Any]:
+        from metrics.audio import write_wav
+
+        other = self.partner[clip.label]
+        rate = 16000
+        length = len(clip.load_audio(rate))
+        write_wav(out.with_suffix(".wav"), fit_audio(other.load_audio(rate), length), rate)
+        link_file(clip.video, out)
+        return {"audio_from": other.label}

@@ -1,0 +1,188 @@
+"""Methods the bench does not implement: videos made elsewhere, or a command it runs per clip.
+
+``--generated NAME=DIR``: ``DIR/<identity>/<clip_id>.mp4`` for every test clip, made by the
+official code of a method (the bench's own output layout). Each video is checked (it opens, its
+frames decode to the count its container states); a missing or unreadable one is an error naming
+it, or with ``--skip-missing`` it is skipped, listed in the results and flagged in every table.
+
+A methods file (YAML) defines command methods::
+
+    methods:
+      s2g-official:
+        label: S2G (official code)
+        command: python inference.py --image {reference} --audio {audio} --out {out}
+        cwd: /path/to/S2G            # optional: where the command runs
+        env: {CUDA_VISIBLE_DEVICES: "0"}   # optional
+        timeout: 3600                # optional, seconds per clip
+
+The bench runs the command once per test clip. Placeholders: ``{reference}`` (a PNG of the first
+frame of the real clip), ``{audio}`` (the clip's wav), ``{out}`` (the mp4 to write), ``{identity}``,
+``{clip_id}``, ``{fps}``, ``{num_frames}``, ``{width}``, ``{height}``. Values are shell-quoted and
+the command runs without a shell. It must exit 0 and leave a readable video at ``{out}``; the file
+is written under a temporary name and moved into place only then, so a failed or interrupted
+command never leaves a video the bench would take as finished.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.methods.base import Method, TestClip
+from bench.methods.controls import link_file
+
+PLACEHOLDERS = ("reference", "audio", "out", "identity", "clip_id", "fps", "num_frames", "width", "height")
+
+
+class ExternalVideoError(ValueError):
+    pass
+
+
+def check_video(path: Path) -> None:
+    """Raise ExternalVideoError naming ``path`` unless it is a video whose frames all decode."""
+    from metrics.video import VideoReader, probe_video
+
+    if not path.is_file():
+        raise ExternalVideoError(f"{path}: missing")
+    try:
+        info = probe_video(path)
+        decoded = 0
+        with VideoReader(path) as reader:
+            for chunk in reader.iter_chunks(64):
+                decoded += len(chunk)
+    except (ValueError, OSError) as error:
+        raise ExternalVideoError(f"{path}: unreadable video ({error})") from error
+    if decoded != info.num_frames or decoded == 0:
+        raise ExternalVideoError(f"{path}: decoded {decoded} frames, the container says {info.num_frames}: "
+                                 "truncated or corrupt")
+
+
+class GeneratedFolder(Method):
+    """Videos a user generated elsewhere, in ``folder/<identity>/<clip_id>.mp4``."""
+
+    kind, writes_files = "external", True
+
+    def __init__(self, name: str, folder: str | Path, label: str | None = None) -> None:
+        self.name = name
+        self.folder = Path(folder)
+        self.label = label or f"{name} (external videos)"
+
+    def prepare(self, context) -> dict[str, Any]:
+        if not self.folder.is_dir():
+            raise ExternalVideoError(f"--generated {self.name}={self.folder}: no such folder")
+        return {"folder": str(self.folder.resolve())}
+
+    def write(self, clip: TestClip, out: Path, seed: int) -> dict[str, Any]:
+        source = self.folder / clip.identity / f"{clip.clip_id}.mp4"
+        check_video(source)
+        wav = source.with_suffix(".wav")
+        if wav.is_file():
+            link_file(wav, out.with_suffix(".wav"))
+        link_file(source, out)
+        return {"source": str(source)}
+
+
+@dataclass
+class CommandSpec:
+    name: str
+    command: str
+    label: str = ""
+    cwd: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    timeout: float | None = None
+
+
+def parse_methods_file(path: str | Path) -> dict[str, CommandSpec]:
+    """The command methods of a YAML methods file; errors name the file and the method."""
+    import yaml
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise ValueError(f"{path}: cannot read the methods file ({error})") from error
+    methods = data.get("methods") if isinstance(data, dict) else None
+    if not isinstance(methods, dict) or not methods:
+        raise ValueError(f"{path}: expected a 'methods:' mapping of name -> {{command: ...}}")
+    specs = {}
+    allowed = {"command", "label", "cwd", "env", "timeout"}
+    for name, entry in methods.items():
+        where = f"{path}: method {name!r}"
+        if not isinstance(entry, dict) or not isinstance(entry.get("command"), str):
+            raise ValueError(f"{where}: needs a 'command' string")
+        unknown = sorted(set(entry) - allowed)
+        if unknown:
+            raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(allowed))})")
+        fields_used = _placeholders(entry["command"])
+        bad = sorted(fields_used - set(PLACEHOLDERS))
+        if bad:
+            raise ValueError(f"{where}: unknown placeholder(s) {', '.join('{' + b + '}' for b in bad)} "
+                             f"(known: {', '.join('{' + p + '}' for p in PLACEHOLDERS)})")
+        if "out" not in fields_used:
+            raise ValueError(f"{where}: the command must write {{out}}")
+        specs[str(name)] = CommandSpec(str(name), entry["command"], entry.get("label") or f"{name} (command)",
+                                       entry.get("cwd"), {str(k): str(v) for k, v in (entry.get("env") or {}).items()},
+                                       entry.get("timeout"))
+    return specs
+
+
+def _placeholders(template: str) -> set[str]:
+    import string
+
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+
+
+def format_command(template: str, values: dict[str, Any]) -> list[str]:
+    """The argument list of ``template`` with shell-quoted placeholder values, split like a shell."""
+    quoted = {key: shlex.quote(str(value)) for key, value in values.items()}
+    return shlex.split(template.format(**quoted))
+
+
+class CommandMethod(Method):
+    """Runs a user's command once per test clip."""
+
+    kind, writes_files = "external", True
+
+    def __init__(self, spec: CommandSpec) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.label = spec.label
+
+    def prepare(self, context) -> dict[str, Any]:
+        self.inputs = Path(context.work_dir) / "inputs"
+        return {"command": self.spec.command, "cwd": self.spec.cwd}
+
+    def write(self, clip: TestClip, out: Path, seed: int) -> dict[str, Any]:
+        from PIL import Image
+
+        reference = self.inputs / clip.identity / f"{clip.clip_id}.png"
+        if not reference.is_file():
+            reference.parent.mkdir(parents=True, exist_ok=True)
+            partial = reference.with_name(f".{reference.name}.partial.png")
+            Image.fromarray(clip.reference_frame()).save(partial)
+            os.replace(partial, reference)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        temporary = out.with_name(f".{out.stem}.partial{out.suffix}")
+        if temporary.exists():
+            temporary.unlink()
+        values = {"reference": reference.resolve(), "audio": Path(clip.audio).resolve(), "out": temporary.resolve(),
+                  "identity": clip.identity, "clip_id": clip.clip_id, "fps": f"{clip.fps:g}",
+                  "num_frames": clip.num_frames, "width": clip.width, "height": clip.height}
+        argv = format_command(self.spec.command, values)
+        try:
+            done = subprocess.run(argv, cwd=self.spec.cwd, env={**os.environ, **self.spec.env},
+                                  capture_output=True, text=True, timeout=self.spec.timeout)
+        except (OSError, subprocess.TimeoutExpired) as error:
+            raise ExternalVideoError(f"{self.name} on {clip.label}: the command failed to run ({error}): "
+                                     f"{shlex.join(argv)}") from error
+        if done.returncode != 0:
+            tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
+            raise ExternalVideoError(f"{self.name} on {clip.label}: the command exited with {done.returncode}: "
+                                     f"{shlex.join(argv)}\n" + "\n".join(tail))
+        check_video(temporary)
+        os.replace(temporary, out)
+        return {"command": shlex.join(argv)}

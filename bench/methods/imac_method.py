@@ -1,0 +1,131 @@
+"""IMAC and its ablations (the paper's Table 3) as benchmark methods.
+
+Each is the same code with configuration switches. With no trained model given (``model:`` in the
+method's options), the bench trains it on the dataset's train split: stage 1 (motion) then stage 2
+(video) into the method's work folder, resuming from the latest checkpoint of an interrupted run.
+The tiny configuration needs a small VAE trained on the corpus; the run trains it once and shares
+it (``BenchContext.shared_vae``). The real configuration (``config: i2vgenxl``) loads I2VGen-XL and
+HuBERT from local folders instead.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.methods.base import BenchContext, Method, TestClip
+
+# name -> (label, config overrides, trains stage 1)
+IMAC_VARIANTS: dict[str, tuple[str, tuple[str, ...], bool]] = {
+    "imac": ("IMAC", (), True),
+    "imac-no-ref": ("IMAC w/o reference encoder", ("video.reference_encoder=false",), True),
+    "imac-no-motion": ("IMAC w/o motion", ("motion.enabled=false", "stage2.init_from=null"), False),
+    "imac-no-stage1": ("IMAC w/o first stage", ("stage2.init_from=null",), False),
+    "imac-no-slowfast": ("IMAC w/o slow-fast", ("stage1.motion_frames=16", "stage2.motion_frames=16"), True),
+}
+
+
+def unknown_option_error(where: str, unknown: list[str], known: list[str]) -> ValueError:
+    return ValueError(f"{where}: unknown option(s) {', '.join(sorted(unknown))} (known: {', '.join(known)})")
+
+
+@dataclass
+class IMACOptions:
+    """The ``imac`` section of a bench config (shared by the ablations)."""
+
+    config: str = "tiny"                  # an imac config name or YAML path
+    overrides: list[str] = field(default_factory=list)   # ``key.sub=value`` applied after the config's
+    model: str | None = None              # a trained stage-2 model folder: skip training
+    sample_steps: int | None = None       # video DDIM steps at sampling (None: the config's)
+    guidance_scale: float | None = None   # None: the config's
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any] | None, where: str = "imac") -> IMACOptions:
+        values = dict(values or {})
+        known = [f.name for f in fields(cls)]
+        unknown = [k for k in values if k not in known]
+        if unknown:
+            raise unknown_option_error(where, unknown, known)
+        return cls(**values)
+
+
+class IMACMethod(Method):
+    kind = "model"
+
+    def __init__(self, name: str = "imac") -> None:
+        if name not in IMAC_VARIANTS:
+            raise ValueError(f"unknown IMAC variant {name!r} (known: {', '.join(IMAC_VARIANTS)})")
+        self.name = name
+        self.label, self.switches, self.trains_stage1 = IMAC_VARIANTS[name]
+        self.pipeline = None
+        self.options: IMACOptions | None = None
+
+    def config(self, context: BenchContext, options: IMACOptions):
+        """The imac config of this variant inside the run: data, output and VAE point into the run."""
+        from imac.config import load_config
+
+        work = Path(context.work_dir)
+        overrides = [f"data.root={context.data_root}", f"train.output={work}", f"train.seed={context.seed}",
+                     f"train.device={context.device}", f"stage2.init_from={work / 'stage1' / 'model'}"]
+        if context.identities:
+            overrides.append("data.identities=[" + ",".join(context.identities) + "]")
+        base = load_config(options.config)
+        if not base.video.pretrained and context.shared_vae is not None:
+            overrides.append(f"video.vae={context.shared_vae()}")
+        return load_config(options.config, overrides + list(options.overrides) + list(self.switches))
+
+    def prepare(self, context: BenchContext) -> dict[str, Any]:
+        from imac.pipeline import IMACPipeline
+        from imac.training.trainer import train
+
+        options = IMACOptions.from_dict(context.options, self.name)
+        self.options = options
+        facts: dict[str, Any] = {"config": options.config, "switches": list(self.switches)}
+        if options.model:
+            model_dir = Path(options.model)
+            facts["model"] = str(model_dir)
+        else:
+            config = self.config(context, options)
+            stages = ("stage1", "stage2") if self.trains_stage1 else ("stage2",)
+            for stage in stages:
+                done = Path(config.train.output) / stage / "model" / "imac.json"
+                if done.is_file():
+                    facts[stage] = {"model": str(done.parent), "trained": "earlier"}
+                    continue
+                context.log(f"{self.name}: training {stage} ({getattr(config, stage).steps} steps)")
+                result = train(config, stage, progress=context.progress)
+                facts[stage] = {"model": str(result.model_dir), "steps": result.steps,
+                                "seconds": round(result.seconds, 1), "losses": result.last_losses}
+            model_dir = Path(config.train.output) / "stage2" / "model"
+        device = "cuda" if context.device == "auto" and _cuda() else ("cpu" if context.device == "auto" else context.device)
+        self.pipeline = IMACPipeline.from_pretrained(model_dir, device=device,
+                                                     feature_cache=Path(context.work_dir) / "features")
+        facts["parameters"] = sum(p.numel() for p in self.pipeline.model.parameters())
+        return facts
+
+    def generate(self, clip: TestClip, seed: int) -> np.ndarray:
+        import torch
+
+        from imac.data.frames import frames_to_tensor
+
+        if self.pipeline is None:
+            raise RuntimeError(f"{self.name}: prepare() first")
+        size = self.pipeline.config.data.resolution
+        reference = frames_to_tensor(clip.reference_frame()[None], size)[0].to(self.pipeline.device)
+        rate = self.pipeline.config.audio.sample_rate
+        generator = torch.Generator(self.pipeline.device).manual_seed(seed)
+        started = time.perf_counter()
+        sample = self.pipeline(reference, clip.load_audio(rate), rate, generator=generator,
+                               guidance_scale=self.options.guidance_scale, steps=self.options.sample_steps)
+        self.last_seconds = time.perf_counter() - started
+        return sample.frames
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
