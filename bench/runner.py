@@ -280,7 +280,8 @@ class Run:
             result = evaluate(self.out / "gt", self.out / name, metrics=self.config.metrics, protocol=self.protocol,
                               autoencoder=self.autoencoder if any(m in self.config.metrics for m in ("fgd", "div")) else None,
                               i3d=self.config.i3d, extractor=self.pose_extractor(), cache_dir=self.out / "cache",
-                              split=None, on_error="skip", device=self.torch_device())
+                              split=None, on_error="skip", device=self.torch_device(),
+                              progress=(lambda message: self.log(f"  {name}: {message}")) if self.settings.progress else None)
         except ClipError as error:
             if "no usable fake clips" not in str(error):
                 raise
@@ -288,7 +289,39 @@ class Run:
         real = [s for s in result["skipped"] if s["side"] == "real"]
         if real:
             raise ValueError(f"real test clip {real[0]['clip']} cannot be scored: {real[0]['reason']}")
+        if name == "shuffled" and "bas" in self.config.metrics:
+            self.permutation_bas(result)
         return result
+
+    def permutation_bas(self, result: dict) -> None:
+        """The shuffled control's BAS: each real video scored against the audio of EVERY other test
+        clip, averaged (chance-level BAS for that motion), instead of one partner's audio: a single
+        partner makes the control as noisy as the clip it happened to draw."""
+        from metrics.beats import BAS
+        from metrics.evaluate import Evaluator
+        from metrics.folders import find_clips
+
+        clips = find_clips(self.out / "gt", split=None)
+        evaluator = Evaluator(("bas",), self.protocol, self.pose_extractor(), cache_dir=self.out / "cache")
+        motion = [evaluator.keypoints_and_fvd(clip)[:2] for clip in clips]
+        rate = self.protocol.audio_sample_rate
+        audio = [TestClip(c.identity, c.clip_id, c.video, c.audio, 0, 0, 0, 0).load_audio(rate) for c in clips]
+        scorer = BAS(self.protocol)
+        per_clip = {}
+        for i, (keypoints, fps) in enumerate(motion):
+            length = len(audio[i])
+            others = [np.resize(a, length) if len(a) < length else a[:length] for j, a in enumerate(audio) if j != i]
+            per_clip[clips[i].key] = float(np.mean([scorer.score(keypoints, fps, a, rate) for a in others]))
+        scopes = {"all": list(per_clip)}
+        for identity in sorted({c.identity for c in clips}):
+            scopes[f"identity:{identity}"] = [c.key for c in clips if c.identity == identity]
+        for scope, keys in scopes.items():
+            metric = BAS(self.protocol)
+            metric.scores = [per_clip[k] for k in keys]
+            low, high = metric.interval()
+            result["results"].setdefault(scope, {})["BAS"] = {
+                "value": metric.compute(), "ci_low": low, "ci_high": high, "n_clips": len(keys),
+                "audio": f"each video against the other {len(clips) - 1} test clips' audio, averaged"}
 
     # -- the whole run ---------------------------------------------------------------------------
 

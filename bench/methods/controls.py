@@ -4,9 +4,11 @@
   its Diversity and BAS are the real data's values, the reference for every method.
 - ``static``: the reference frame repeated for the clip's length, with the clip's audio. No motion:
   the lowest Diversity and BAS a method can get.
-- ``shuffled``: the real test videos with the audio of another test clip (the next one in
-  identity/clip order, tiled or cut to length). Real motion that does not follow its speech: BAS
-  below ``gt``'s.
+- ``shuffled``: the real test videos with the audio of other test clips. Real motion that does
+  not follow its speech: BAS below ``gt``'s. Its folder pairs each video with the next clip's audio
+  (identity/clip order, tiled or cut to length); its BAS is computed by the runner against EVERY
+  other test clip's audio and averaged (chance level for that motion; one partner alone made the
+  control as noisy as the clip it happened to draw).
 
 The real videos are linked, never re-encoded (re-encoding would move FGD and FVD off 0); the audio
 a control is scored with lies beside the video as ``<clip_id>.wav``.
