@@ -2,7 +2,7 @@
 
 A bench config is a YAML file (``bench/configs/<name>.yaml`` or any path)::
 
-    corpus: {identities: 4, clips: 8, test_clips: 2, size: 64, seed: 0}   # the toy corpus (no --data)
+    corpus: {identities: 4, clips: 8, test_clips: 2, size: 128, seed: 0}  # the toy corpus (no --data)
     metrics: [fgd, div, bas, fvd]
     protocol: imac-bench                 # a metrics protocol preset
     extractor: toy                       # toy | dwpose (with dwpose_detector / dwpose_pose paths)
@@ -35,7 +35,7 @@ class CorpusSettings:
     identities: int = 4
     clips: int = 8
     test_clips: int = 2
-    size: int = 64
+    size: int = 128
     seed: int = 0
 
 

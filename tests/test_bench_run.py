@@ -91,7 +91,7 @@ def test_bench_config_rejects_unknown_keys(tmp_path):
         config_from_dict({"metric": ["fgd"]})
     with pytest.raises(ValueError, match="corpus: unknown key.*sizes"):
         config_from_dict({"corpus": {"sizes": 64}})
-    assert load_bench_config("toy").corpus.size == 64
+    assert load_bench_config("toy").corpus.size == 128
     with pytest.raises(FileNotFoundError, match="toy"):
         load_bench_config("nonexistent")
 
