@@ -78,8 +78,9 @@ def _run(args: argparse.Namespace) -> int:
     paths = write_report(args.out, plots=not args.no_plots)
     print(format_terminal(results))
     print(f"report: {paths['report']}  table: {paths['csv']}  ({results['timings_s']['total']:.0f} s)")
-    failed = [c for c in results["control_checks"] if c["holds"] is False]
-    return 3 if failed else 0
+    from bench.report import failed_checks
+
+    return 3 if failed_checks(results) else 0
 
 
 def _report(args: argparse.Namespace) -> int:

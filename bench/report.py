@@ -19,6 +19,10 @@ import numpy as np
 
 from metrics.files import write_json_atomic, write_text_atomic
 
+# Fewer test clips than this and "shuffled < gt on BAS" is reported but does not fail a run: BAS
+# separates matched from shuffled speech weakly (toy corpus, 40 clips: matched wins in 62% of clips).
+MIN_CLIPS_BAS_ORDER = 8
+
 # metric name in results -> (column title, True if lower is better)
 COLUMNS = {"FGD": ("FGD", True), "Diversity": ("Div", False), "BAS": ("BAS", False),
            "FVD": ("FVD", True), "FVD*": ("FVD*", True)}
@@ -28,7 +32,9 @@ def load_results(run: str | Path) -> dict:
     path = Path(run) / "results.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing (run `imac-bench run --out {run}` first)")
-    return json.loads(path.read_text())
+    results = json.loads(path.read_text())
+    results["control_checks"] = control_checks(results)   # by this version's rules
+    return results
 
 
 def metric_value(results: dict, method: str, metric: str, scope: str = "all") -> float:
@@ -78,7 +84,19 @@ def control_checks(results: dict, scope: str = "all") -> list[dict]:
                 add(metric, "static", other, strict=False)
     if "BAS" in present:
         add("BAS", "shuffled", "gt")
+        clips = methods["gt"]["results"].get(scope, {}).get("BAS", {}).get("n_clips", 0)
+        if clips < MIN_CLIPS_BAS_ORDER:
+            checks[-1]["gating"] = False
+            checks[-1]["note"] = (f"not gating with {clips} test clips (fewer than {MIN_CLIPS_BAS_ORDER}): on the "
+                                  "toy corpus matched audio beats shuffled audio in only 62% of clips")
+    for check in checks:
+        check.setdefault("gating", True)
     return checks
+
+
+def failed_checks(results: dict) -> list[dict]:
+    """The control checks that fail and count (a method without a score or a non-gating check does not)."""
+    return [c for c in results.get("control_checks") or [] if c["holds"] is False and c.get("gating", True)]
 
 
 def table_rows(results: dict) -> list[dict]:
@@ -182,7 +200,9 @@ def markdown_report(results: dict, plots: list[str]) -> str:
              "from the clip's first frame and its speech; all are scored against the real test videos with "
              "the protocol below. Each number is followed by its 95% bootstrap interval over clips; "
              "↓ lower is better, ↑ higher is better (Div and BAS are best read next to the real videos' "
-             "row, gt). The best non-control method is in bold.", "",
+             "row, gt). The best non-control method is in bold. The intervals are percentile "
+             "bootstrap intervals over clips: with few clips (the per-identity tables) they are indicative "
+             "only, and for FGD and Div, whose resamples repeat clips, they can even exclude the value.", "",
              "## All identities", "", markdown_table(results, "all", methods), ""]
     for identity in identities:
         lines += [f"## Identity: {identity}", "", markdown_table(results, f"identity:{identity}", methods), ""]
@@ -191,8 +211,10 @@ def markdown_report(results: dict, plots: list[str]) -> str:
         lines += ["## Control checks (do the metrics order known answers correctly?)", "",
                   "| check | values | holds |", "|---|---|---|"]
         for c in checks:
-            lines.append(f"| {c['metric']}: {c['expected']} | {_fmt(c['low'])} vs {_fmt(c['high'])} | "
-                         f"{ {True: 'yes', False: '**NO**', None: 'n/a (no score)'}[c['holds']]} |")
+            verdict = {True: "yes", False: "**NO**", None: "n/a (no score)"}[c["holds"]]
+            if c.get("note"):
+                verdict += f" ({c['note']})"
+            lines.append(f"| {c['metric']}: {c['expected']} | {_fmt(c['low'])} vs {_fmt(c['high'])} | {verdict} |")
         lines.append("")
     lines += ["## Methods", "", "| method | kind | facts |", "|---|---|---|"]
     for name, method in results["methods"].items():
@@ -219,9 +241,11 @@ def format_terminal(results: dict) -> str:
     for name, method in results["methods"].items():
         lines.append(f"{_label(results, name)[:45]:<46}"
                      + "".join(f"{_fmt(metric_value(results, name, m)):>12}" for m in metrics))
-    failed = [c for c in results.get("control_checks") or [] if c["holds"] is False]
+    failed = failed_checks(results)
+    loose = [c for c in results.get("control_checks") or [] if c["holds"] is False and not c.get("gating", True)]
     lines.append("control checks: " + ("all hold" if not failed else
-                                       "FAILED: " + "; ".join(f"{c['metric']} {c['expected']}" for c in failed)))
+                                       "FAILED: " + "; ".join(f"{c['metric']} {c['expected']}" for c in failed))
+                 + "".join(f" (not gating, fails: {c['metric']} {c['expected']}: {c['note']})" for c in loose))
     return "\n".join(lines)
 
 

@@ -18,7 +18,7 @@ from bench.config import config_from_dict, load_bench_config
 from bench.methods import UnknownMethodError, make_method
 from bench.methods.base import Method, TestClip
 from bench.methods.external import ExternalVideoError, check_video, format_command, parse_methods_file
-from bench.report import control_checks, write_report
+from bench.report import control_checks, failed_checks, write_report
 from bench.runner import RunMismatchError, RunSettings, conform_frames, run_benchmark
 from imac.data.toy.corpus import ToyCorpusConfig, generate_toy_corpus
 from metrics.video import VideoReader, probe_video, write_video
@@ -277,10 +277,15 @@ def test_control_checks_flag_a_wrong_order_and_skip_unscored_methods():
                            "static": method("control", FGD=9.0, Diversity=0.0, BAS=0.0),
                            "shuffled": method("control", FGD=0.0, Diversity=5.0, BAS=0.7)},
                "protocol": {}}
-    checks = {(c["metric"], c["expected"]): c["holds"] for c in control_checks(results)}
-    assert checks[("BAS", "shuffled < gt")] is False
-    assert checks[("FGD", "gt < static")] is True
-    assert checks[("FGD", "gt <= m")] is None
+    checks = {(c["metric"], c["expected"]): c for c in control_checks(results)}
+    assert checks[("BAS", "shuffled < gt")]["holds"] is False
+    assert checks[("FGD", "gt < static")]["holds"] is True
+    assert checks[("FGD", "gt <= m")]["holds"] is None
+    # with fewer than 8 test clips the BAS ordering is reported, not gating; with 8 it fails the run
+    assert not checks[("BAS", "shuffled < gt")]["gating"] and failed_checks(results) == []
+    results["methods"]["gt"]["results"]["all"]["BAS"]["n_clips"] = 8
+    results["control_checks"] = control_checks(results)
+    assert [c["expected"] for c in failed_checks(results)] == ["shuffled < gt"]
 
 
 # -- external methods ---------------------------------------------------------------------------------
