@@ -38,6 +38,7 @@ from imac.models.motion import MotionModel
 from imac.models.system import IMACModel
 from imac.models.video import (build_image_encoder, build_unet, build_vae, clip_statistics, encode_prompt,
                                motion_sampling_scheduler, motion_training_scheduler, video_scheduler)
+from metrics.files import replace_folder
 
 MODEL_CARD = "imac.json"
 
@@ -106,18 +107,6 @@ def assemble(config: IMACConfig, motion: MotionModel, video_parts: dict | None) 
                      motion_loss_weight=config.stage2.motion_loss_weight, clip_mean=mean, clip_std=std)
 
 
-def _replace_folder(temporary: Path, target: Path) -> None:
-    """Move a finished folder into place; an older folder there is removed only afterwards."""
-    old = target.with_name(target.name + ".old")
-    if old.exists():
-        shutil.rmtree(old)
-    if target.exists():
-        target.rename(old)
-    temporary.rename(target)
-    if old.exists():
-        shutil.rmtree(old)
-
-
 @dataclass
 class Sample:
     frames: np.ndarray        # (N, S, S, 3) uint8
@@ -170,7 +159,7 @@ class IMACPipeline:
         card = {"format": "imac-model-1", "imac_version": __version__, "stage": self.stage,
                 "hubert_id": self.hubert_id, "config": self.config.to_dict()}
         (temporary / MODEL_CARD).write_text(json.dumps(card, indent=2))
-        _replace_folder(temporary, folder)
+        replace_folder(temporary, folder)
         return folder
 
     @classmethod

@@ -85,3 +85,19 @@ def save_npz_atomic(path: str | os.PathLike, **arrays: Any) -> Path:
         with open(temporary, "wb") as handle:
             np.savez_compressed(handle, **converted)
     return Path(path)
+
+
+def replace_folder(temporary: str | os.PathLike, target: str | os.PathLike) -> Path:
+    """Move a finished folder into place; an older folder there is removed only afterwards."""
+    import shutil
+
+    temporary, target = Path(temporary), Path(target)
+    old = target.with_name(target.name + ".old")
+    if old.exists():
+        shutil.rmtree(old)
+    if target.exists():
+        target.rename(old)
+    temporary.rename(target)
+    if old.exists():
+        shutil.rmtree(old)
+    return target

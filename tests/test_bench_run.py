@@ -21,7 +21,7 @@ from bench.methods.external import ExternalVideoError, check_video, format_comma
 from bench.report import control_checks, failed_checks, write_report
 from bench.runner import RunMismatchError, RunSettings, conform_frames, run_benchmark
 from imac.data.toy.corpus import ToyCorpusConfig, generate_toy_corpus
-from metrics.video import VideoReader, probe_video, write_video
+from metrics.video import VideoReader, probe_video
 
 FAST = {"metrics": ["fgd", "div", "bas"], "fgd_autoencoder_steps": 20, "methods": {}}
 

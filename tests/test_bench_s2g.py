@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from scipy.interpolate import RBFInterpolator
 
 from bench.methods.base import BenchContext, TestClip
@@ -115,7 +114,6 @@ def _context(corpus: Path, work: Path, options=None, log=print) -> BenchContext:
 
 @pytest.fixture(scope="module")
 def trained(corpus, work) -> KeypointMotion:
-    torch.set_num_threads(1)
     return KeypointMotion.train_or_load(_context(corpus, work), TINY_OPTIONS)
 
 

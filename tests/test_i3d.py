@@ -216,8 +216,9 @@ def test_preprocess_value_map_and_layout():
     video[0, 2, ..., 0], video[0, 2, ..., 1], video[0, 2, ..., 2] = 127, 128, 60
     x = preprocess(video)
     assert x.dtype == torch.float32 and x.shape == (1, 3, 3, 224, 224)
-    assert torch.all(x[0, :, 0] == -1.0)
-    assert torch.all(x[0, :, 1] == 1.0)
+    # (to float rounding: the resize kernel's arithmetic depends on the thread count)
+    assert torch.allclose(x[0, :, 0], torch.tensor(-1.0), atol=1e-6)
+    assert torch.allclose(x[0, :, 1], torch.tensor(1.0), atol=1e-6)
     low, high = x[0, 0, 2].mean().item(), x[0, 1, 2].mean().item()
     assert low == pytest.approx(127 / 127.5 - 1, abs=1e-6)
     assert high == pytest.approx(128 / 127.5 - 1, abs=1e-6)

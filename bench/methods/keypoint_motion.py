@@ -67,6 +67,7 @@ import torch
 from scipy.ndimage import gaussian_filter1d
 
 from bench.methods.base import BenchContext
+from metrics.files import replace_folder
 from metrics.pose import wholebody as wb
 from metrics.skeleton import LEFT_SHOULDER, RIGHT_SHOULDER, SkeletonError, fill_missing, normalise
 
@@ -341,18 +342,6 @@ def _sampling_scheduler(options: KeypointMotionOptions):
     return DDIMScheduler.from_config(scheduler.config, clip_sample=True, clip_sample_range=options.sample_clip)
 
 
-def _replace_folder(temporary: Path, target: Path) -> None:
-    """Move a finished folder into place; an older one there is removed only afterwards."""
-    old = target.with_name(target.name + ".old")
-    if old.exists():
-        shutil.rmtree(old)
-    if target.exists():
-        target.rename(old)
-    temporary.rename(target)
-    if old.exists():
-        shutil.rmtree(old)
-
-
 class KeypointMotion:
     """A trained audio -> keypoint model: ``train_or_load`` it, then ``sample`` keypoint videos."""
 
@@ -409,7 +398,7 @@ class KeypointMotion:
                 "options": asdict(self.options), "hubert_id": self.hubert_id, "training_key": training_key,
                 "facts": self.facts}
         (temporary / CARD).write_text(json.dumps(card, indent=2))
-        _replace_folder(temporary, folder)
+        replace_folder(temporary, folder)
         self.folder = folder
         return folder
 
