@@ -394,3 +394,24 @@ def test_diversity_is_within_identity(finished_run):
     per_identity = [gt[s]["Diversity"]["value"] for s in gt if s.startswith("identity:")]
     assert gt["all"]["Diversity"]["value"] == pytest.approx(np.mean(per_identity))
     assert not math.isnan(gt["all"]["Diversity"]["value"])
+
+
+def test_each_imac_variant_is_its_config_switches(corpus, tmp_path):
+    from bench.methods.base import BenchContext
+    from bench.methods.imac_method import IMACMethod, IMACOptions
+
+    context = BenchContext(data_root=corpus, work_dir=tmp_path / "work", seed=3, identities=("ines",),
+                           shared_vae=lambda: tmp_path / "vae", progress=False)
+    options = IMACOptions.from_dict({"overrides": ["stage2.steps=7"]})
+    configs = {name: IMACMethod(name).config(context, options) for name in
+               ("imac", "imac-no-ref", "imac-no-motion", "imac-no-stage1", "imac-no-slowfast")}
+    base = configs["imac"]
+    assert (base.data.root, base.train.output, base.train.seed) == (str(corpus), str(tmp_path / "work"), 3)
+    assert base.video.vae == str(tmp_path / "vae") and base.data.identities == ["ines"]
+    assert base.stage2.steps == 7 and base.stage2.init_from == str(tmp_path / "work" / "stage1" / "model")
+    assert base.video.reference_encoder and base.motion.enabled and base.stage1.motion_frames == 80
+    assert configs["imac-no-ref"].video.reference_encoder is False
+    assert configs["imac-no-motion"].motion.enabled is False and configs["imac-no-motion"].stage2.init_from is None
+    assert configs["imac-no-stage1"].stage2.init_from is None and configs["imac-no-stage1"].motion.enabled
+    assert (configs["imac-no-slowfast"].stage1.motion_frames, configs["imac-no-slowfast"].stage2.motion_frames) == (16, 16)
+    assert not IMACMethod("imac-no-stage1").trains_stage1 and IMACMethod("imac-no-slowfast").trains_stage1
