@@ -167,7 +167,7 @@ class FakeKeypointMotion:
         self.options = options
 
     @classmethod
-    def train_or_load(cls, context, options):
+    def train_or_load_shared(cls, context, options):
         return cls(options)
 
     def sample(self, audio, num_frames, fps, reference_keypoints, seed):

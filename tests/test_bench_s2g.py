@@ -114,7 +114,7 @@ def _context(corpus: Path, work: Path, options=None, log=print) -> BenchContext:
 
 @pytest.fixture(scope="module")
 def trained(corpus, work) -> KeypointMotion:
-    return KeypointMotion.train_or_load(_context(corpus, work), TINY_OPTIONS)
+    return KeypointMotion.train_or_load_shared(_context(corpus, work / "s2g"), TINY_OPTIONS)
 
 
 @pytest.fixture(scope="module")
@@ -179,17 +179,29 @@ def test_saved_model_reloads_to_identical_samples(trained, test_clip):
     np.testing.assert_array_equal(_sample(loaded, test_clip, seed=5), _sample(trained, test_clip, seed=5))
 
 
+def test_methods_share_one_keypoint_model_per_training_settings(corpus, tmp_path):
+    first = _context(corpus, tmp_path / "work" / "s2g", dict(TINY_OPTIONS, steps=2), log=lambda _: None)
+    second = _context(corpus, tmp_path / "work" / "mya", dict(TINY_OPTIONS, steps=2), log=lambda _: None)
+    a = KeypointMotion.train_or_load_shared(first, dict(TINY_OPTIONS, steps=2))
+    b = KeypointMotion.train_or_load_shared(second, dict(TINY_OPTIONS, steps=2))
+    assert a.folder == b.folder and a.folder.parent == tmp_path / "work"
+    assert b.facts["trained"] == "earlier"
+    c = KeypointMotion.train_or_load_shared(second, dict(TINY_OPTIONS, steps=3))
+    assert c.folder != a.folder
+
+
 def test_second_train_or_load_loads(trained, corpus, work, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("trained again")
 
     monkeypatch.setattr(KeypointMotion, "_train", classmethod(refuse))
     sampling_only = dict(TINY_OPTIONS, sample_steps=2, smoothing=0.0)
-    loaded = KeypointMotion.train_or_load(_context(corpus, work), sampling_only)
+    loaded = KeypointMotion.train_or_load(_context(corpus, work), sampling_only, folder=trained.folder)
     assert loaded.facts["trained"] == "earlier"
     assert loaded.options.sample_steps == 2 and loaded.options.smoothing == 0.0
     with pytest.raises(AssertionError, match="trained again"):   # a training setting changed
-        KeypointMotion.train_or_load(_context(corpus, work, log=lambda _: None), dict(TINY_OPTIONS, steps=5))
+        KeypointMotion.train_or_load(_context(corpus, work, log=lambda _: None), dict(TINY_OPTIONS, steps=5),
+                                     folder=trained.folder)
 
 
 def test_retarget_gives_the_reference_bone_lengths(test_clip):
@@ -224,7 +236,7 @@ def test_control_points_drop_the_hand_roots_that_repeat_the_wrists(test_clip):
 
 def test_s2g_generates_the_clip_length_at_the_clip_size(trained, corpus, work, test_clip):
     method = S2GMethod()
-    facts = method.prepare(_context(corpus, work))
+    facts = method.prepare(_context(corpus, work / "s2g"))
     assert facts["trained"] == "earlier" and facts["steps"] == TINY_OPTIONS["steps"]
     assert facts["parameters"] == trained.parameter_count and Path(facts["model"]).is_dir()
     frames = method.generate(test_clip, seed=0)

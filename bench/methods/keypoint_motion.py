@@ -54,6 +54,7 @@ axes) and ``motion/`` (the ``MotionModel``); it is written atomically, and a lat
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -434,13 +435,15 @@ class KeypointMotion:
 
     @classmethod
     def train_or_load(cls, context: BenchContext,
-                      options: KeypointMotionOptions | dict[str, Any] | None = None) -> KeypointMotion:
-        """The model of ``context.work_dir / "keypoint_motion"``: loaded when it is there and was trained
-        with the same settings, else trained on the train split (``context.identities`` only, if given)."""
+                      options: KeypointMotionOptions | dict[str, Any] | None = None,
+                      folder: str | os.PathLike | None = None) -> KeypointMotion:
+        """The model of ``folder`` (default ``context.work_dir / "keypoint_motion"``): loaded when it is
+        there and was trained with the same settings, else trained on the train split
+        (``context.identities`` only, if given)."""
         if not isinstance(options, KeypointMotionOptions):
             options = KeypointMotionOptions.from_dict(options)
         options.check()
-        folder = Path(context.work_dir) / FOLDER
+        folder = Path(folder) if folder is not None else Path(context.work_dir) / FOLDER
         key = _training_key(context, options)
         if (folder / CARD).is_file():
             card = json.loads((folder / CARD).read_text())
@@ -450,6 +453,17 @@ class KeypointMotion:
                 return model
             context.log(f"{folder}: trained with other settings; training again")
         return cls._train(context, options, folder, key)
+
+    @classmethod
+    def train_or_load_shared(cls, context: BenchContext,
+                             options: KeypointMotionOptions | dict[str, Any] | None = None) -> KeypointMotion:
+        """``train_or_load`` in a folder beside the methods' own (``<work>/keypoint_motion-<key hash>``),
+        so that methods asking for the same model in one run (S2G and MYA by default) train it once."""
+        if not isinstance(options, KeypointMotionOptions):
+            options = KeypointMotionOptions.from_dict(options)
+        text = json.dumps(_training_key(context, options), sort_keys=True, default=str)
+        digest = hashlib.sha256(text.encode()).hexdigest()[:12]
+        return cls.train_or_load(context, options, Path(context.work_dir).parent / f"keypoint_motion-{digest}")
 
     @classmethod
     def _train(cls, context: BenchContext, options: KeypointMotionOptions, folder: Path,

@@ -606,7 +606,7 @@ class MYAMethod(Method):
         self.model = model.eval()
         if options.dtype != "float32":   # sampling only; training is float32
             self.model, self.vae = self.model.to(DTYPES[options.dtype]), self.vae.to(DTYPES[options.dtype])
-        self.motion = KeypointMotion.train_or_load(context, motion_options)
+        self.motion = KeypointMotion.train_or_load_shared(context, motion_options)
         return {**facts, "resolution": options.resolution, "sample_steps": options.sample_steps,
                 "window": options.window, "overlap": options.overlap,
                 "motion": dict(getattr(self.motion, "facts", None) or {})}

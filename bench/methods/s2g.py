@@ -142,7 +142,7 @@ class S2GMethod(Method):
     def prepare(self, context: BenchContext) -> dict[str, Any]:
         self.options, motion_options = S2GOptions.split(context.options, self.name)
         self.pose_extractor = context.pose_extractor
-        self.model = KeypointMotion.train_or_load(context, motion_options)
+        self.model = KeypointMotion.train_or_load_shared(context, motion_options)
         facts = self.model.facts
         return {"model": str(self.model.folder), "trained": facts.get("trained"), "steps": facts.get("steps"),
                 "training_seconds": facts.get("seconds"), "parameters": self.model.parameter_count,
