@@ -188,7 +188,7 @@ class Run:
         from metrics.fgd_training import train_fgd_autoencoder
 
         folder = self.out / "work" / "fgd_autoencoder"
-        if not (folder / "model.safetensors").is_file():
+        if not (folder / "config.json").is_file():   # written last: a crash before it means train again
             self.log(f"training the skeleton autoencoder for FGD/Diversity ({self.config.fgd_autoencoder_steps} steps)")
             started = time.perf_counter()
             train_fgd_autoencoder(self.data, folder, self.protocol, self.pose_extractor(),
