@@ -59,7 +59,7 @@ def _split(text: str | None) -> list[str]:
 
 def _run(args: argparse.Namespace) -> int:
     from bench.config import load_bench_config
-    from bench.report import format_terminal, write_report
+    from bench.report import failed_checks, format_terminal, write_report
     from bench.runner import RunSettings, run_benchmark
 
     methods = _split(args.methods)
@@ -78,9 +78,7 @@ def _run(args: argparse.Namespace) -> int:
     paths = write_report(args.out, plots=not args.no_plots)
     print(format_terminal(results))
     print(f"report: {paths['report']}  table: {paths['csv']}  ({results['timings_s']['total']:.0f} s)")
-    from bench.report import failed_checks
-
-    return 3 if failed_checks(results) else 0
+    return 3 if failed_checks(results) else 0   # the metrics got a known answer wrong
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -141,7 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     from bench.methods import known_methods
 
-    run = commands.add_parser("run", help="generate every test clip with each method, score, tabulate")
+    run = commands.add_parser("run", help="generate every test clip with each method, score, tabulate",
+                              epilog="exit status: 0, or 3 when a control check fails (the metrics ordered a "
+                                     "known answer wrongly), 2 on bad input")
     run.add_argument("--methods", default="", help=f"comma-separated: {', '.join(m for m in known_methods() if m not in ('gt', 'static', 'shuffled'))}, or a name from --methods-file (the controls gt, static, shuffled always run)")
     run.add_argument("--data", type=Path, default=None, help="dataset folder (default: the embedded toy corpus)")
     run.add_argument("--identities", default=None, help="comma-separated speakers (default: all)")

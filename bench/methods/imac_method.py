@@ -101,8 +101,7 @@ class IMACMethod(Method):
                 facts[stage] = {"model": str(result.model_dir), "steps": result.steps,
                                 "seconds": round(result.seconds, 1), "losses": result.last_losses}
             model_dir = Path(config.train.output) / "stage2" / "model"
-        device = "cuda" if context.device == "auto" and _cuda() else ("cpu" if context.device == "auto" else context.device)
-        self.pipeline = IMACPipeline.from_pretrained(model_dir, device=device,
+        self.pipeline = IMACPipeline.from_pretrained(model_dir, device=context.device,
                                                      feature_cache=Path(context.work_dir) / "features")
         facts["parameters"] = sum(p.numel() for p in self.pipeline.model.parameters())
         return facts
@@ -124,8 +123,3 @@ class IMACMethod(Method):
         self.last_seconds = time.perf_counter() - started
         return sample.frames
 
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
