@@ -72,7 +72,11 @@ def compare(run_table: dict, baseline_table: dict, tolerances: dict, control_che
     failures: list[Difference] = []
     notes: list[str] = []
     scopes = tolerances.get("scopes") or ["all"]
-    compared = [k for k in baseline_table if scopes == "*" or "*" in scopes or k[1] in scopes]
+
+    def checked(key: tuple[str, str, str]) -> bool:
+        return scopes == "*" or "*" in scopes or key[1] in scopes
+
+    compared = [k for k in baseline_table if checked(k)]
     expected_protocol = tolerances.get("protocol")
     run_protocols = {r["protocol"] for r in run_table.values()}
     if expected_protocol and run_protocols and run_protocols != {expected_protocol}:
@@ -93,8 +97,7 @@ def compare(run_table: dict, baseline_table: dict, tolerances: dict, control_che
         if abs(new - old) > limit:
             failures.append(Difference(name, f"baseline {old:.6g}, run {new:.6g}: moved {new - old:+.4g}, "
                                              f"tolerance ±{limit:.4g}"))
-    extra = sorted(set(run_table) - set(baseline_table))
-    extra = [k for k in extra if scopes == "*" or "*" in scopes or k[1] in scopes]
+    extra = sorted(k for k in set(run_table) - set(baseline_table) if checked(k))
     if extra:
         notes.append(f"{len(extra)} row(s) in the run are not in the baseline: "
                      + ", ".join("/".join(k) for k in extra[:8]) + (" ..." if len(extra) > 8 else ""))

@@ -251,13 +251,36 @@ def format_terminal(results: dict) -> str:
 # -- plots -----------------------------------------------------------------------------------------
 
 
-def plot_metric_bars(results: dict, path: Path) -> Path:
-    """One panel per metric: a bar per method for each identity, with the 95% interval."""
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _save_png(path: Path, write) -> Path:
+    """``write(file)`` a PNG to ``path`` atomically."""
+    from metrics.files import atomic_path
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as temporary:
+        write(temporary)
+    return path
+
+
+def _save_figure(fig, path: Path) -> Path:
+    plt = _pyplot()
+    try:
+        return _save_png(path, lambda file: fig.savefig(file, format="png", dpi=110))
+    finally:
+        plt.close(fig)
+
+
+def plot_metric_bars(results: dict, path: Path) -> Path:
+    """One panel per metric: a bar per method for each identity, with the 95% interval."""
+    plt = _pyplot()
     metrics = present_metrics(results)
     methods = list(results["methods"])
     scopes = ["all"] + sorted({s for m in results["methods"].values() for s in m["results"] if s != "all"})
@@ -278,15 +301,7 @@ def plot_metric_bars(results: dict, path: Path) -> Path:
         ax.set_title(f"{COLUMNS[metric][0]} {'↓' if COLUMNS[metric][1] else '↑'}")
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    from metrics.files import atomic_path
-
-    with atomic_path(path) as temporary:
-        temporary.write_bytes(buffer.getvalue())
-    return path
+    return _save_figure(fig, path)
 
 
 def _video_path(run: Path, method: str, label: str) -> Path:
@@ -315,29 +330,26 @@ def frame_strip(run: Path, results: dict, clip: str, path: Path, count: int = 6)
     for k, (name, row) in enumerate(zip(names, rows)):
         sheet.paste(Image.fromarray(row), (label_width, k * height))
         draw.text((4, k * height + height // 2 - 6), name, fill="black")
-    from metrics.files import atomic_path
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as temporary:
-        sheet.save(temporary, format="PNG")
-    return path
+    return _save_png(path, lambda file: sheet.save(file, format="PNG"))
 
 
 def beat_timeline(run: Path, results: dict, clip: str, path: Path) -> Path:
-    """Speech onsets and each method's motion beats on one clip's time axis."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """Speech onsets and each method's motion beats on one clip's time axis. Keypoints come from the
+    run's cache (the scoring extracted them); uncached ones are extracted only for the toy extractor."""
     from metrics.audio import load_audio
     from metrics.beats import motion_beats, speech_beats
-    from metrics.evaluate import make_extractor
     from metrics.protocol import Protocol
     from metrics.video import VideoReader, read_video_audio
+    from metrics.video_cache import VideoCache
 
+    plt = _pyplot()
     protocol = Protocol.from_dict(results["protocol"])
-    extractor = make_extractor("toy") if results["pose_extractor"].startswith("toy") else None
+    cache = VideoCache(run / "cache", "keypoints", results["pose_extractor"], protocol.version)
+    extractor = None
+    if results["pose_extractor"].startswith("toy"):
+        from metrics.pose.toy import ToyMarkerPose
+
+        extractor = ToyMarkerPose()
     gt = _video_path(run, "gt", clip)
     wav_path = gt.with_suffix(".wav")
     rate = protocol.audio_sample_rate
@@ -347,11 +359,16 @@ def beat_timeline(run: Path, results: dict, clip: str, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(9, 0.45 * len(names) + 1.4))
     ax.vlines(onsets, -0.5, len(names) - 0.5, colors="0.75", linewidth=1, label="speech onsets")
     for k, name in enumerate(names):
-        if extractor is None:
+        video = _video_path(run, name, clip)
+        cached = cache.load(video)
+        if cached is not None:
+            keypoints, fps = cached["keypoints"], float(cached["fps"])
+        elif extractor is not None:
+            with VideoReader(video) as reader:
+                keypoints, fps = extractor(reader.read(0, len(reader))), reader.info.fps
+        else:
+            ax.text(0.0, k, "  keypoints not cached", va="center", fontsize=8, color="crimson")
             continue
-        with VideoReader(_video_path(run, name, clip)) as reader:
-            keypoints = extractor(reader.read(0, len(reader)))
-            fps = reader.info.fps
         try:
             beats = motion_beats(keypoints, fps, protocol)
         except ValueError:
@@ -362,15 +379,7 @@ def beat_timeline(run: Path, results: dict, clip: str, path: Path) -> Path:
     ax.set_xlabel("seconds")
     ax.set_title(f"beat alignment on {clip}: motion beats per method vs speech onsets (grey)")
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    from metrics.files import atomic_path
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as temporary:
-        temporary.write_bytes(buffer.getvalue())
-    return path
+    return _save_figure(fig, path)
 
 
 def metrics_csv(results: dict) -> str:

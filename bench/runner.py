@@ -297,6 +297,7 @@ class Run:
         """The shuffled control's BAS: each real video scored against the audio of EVERY other test
         clip, averaged (chance-level BAS for that motion), instead of one partner's audio: a single
         partner makes the control as noisy as the clip it happened to draw."""
+        from metrics.audio import load_audio
         from metrics.beats import BAS
         from metrics.evaluate import Evaluator
         from metrics.folders import find_clips
@@ -305,7 +306,7 @@ class Run:
         evaluator = Evaluator(("bas",), self.protocol, self.pose_extractor(), cache_dir=self.out / "cache")
         motion = [evaluator.keypoints_and_fvd(clip)[:2] for clip in clips]
         rate = self.protocol.audio_sample_rate
-        audio = [TestClip(c.identity, c.clip_id, c.video, c.audio, 0, 0, 0, 0).load_audio(rate) for c in clips]
+        audio = [load_audio(c.audio, rate) for c in clips]   # the gt folder holds each clip's wav
         scorer = BAS(self.protocol)
         per_clip = {}
         for i, (keypoints, fps) in enumerate(motion):

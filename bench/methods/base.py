@@ -98,12 +98,13 @@ class Method:
         return {}
 
     def generate(self, clip: TestClip, seed: int) -> np.ndarray:
-        """The generated frames (F, H, W, 3) uint8 for one test clip."""
-        raise NotImplementedError
+        """The generated frames (F, H, W, 3) uint8 for one test clip (internal methods implement this)."""
+        raise NotImplementedError(f"{type(self).__name__} implements neither generate() nor write()")
 
     def write(self, clip: TestClip, out: Path, seed: int) -> dict[str, Any] | None:
         """Write the video of one test clip to ``out`` (atomically). Internal methods leave this to
-        the runner (which calls ``generate``); external methods that write files override it."""
-        raise NotImplementedError
+        the runner (which calls ``generate``); external methods that write files override it and set
+        ``writes_files``."""
+        raise NotImplementedError(f"{type(self).__name__} sets writes_files but does not implement write()")
 
     writes_files: bool = False        # True when the method overrides ``write``
