@@ -6,6 +6,7 @@
     imac-bench data toy --out DIR [--seed N] [--identities K] [--clips N]   # the embedded toy corpus
     imac-bench data validate DIR                                              # check a dataset
     imac-bench data preview DIR --out sheet.png                               # look at a dataset
+    imac-bench data prepare RAW_DIR --identity NAME --out DIR [--motion FITS]  # raw videos -> dataset
 """
 
 from __future__ import annotations
@@ -136,6 +137,13 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--frames", type=int, default=6, help="frames per identity (default 6)")
     preview.add_argument("--split", choices=("train", "test"), default="test")
     preview.set_defaults(handler=_data_preview)
+
+    from imac.data.prepare.cli import add_prepare_arguments, prepare_command
+
+    prepare = data.add_parser("prepare", help="raw videos of a speaker -> clips in the dataset format "
+                              "(scene split, filters, audio, SMPL-X import, crop, split, statistics)")
+    add_prepare_arguments(prepare)
+    prepare.set_defaults(handler=prepare_command)
 
     from bench.methods import known_methods
 

@@ -1,0 +1,101 @@
+"""Command-line arguments of ``imac-bench data prepare`` (kept next to the pipeline they configure)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from imac.data.prepare.faces import DETECTORS
+from imac.data.prepare.motion import JOINT_PRESETS
+from imac.data.prepare.pipeline import PrepareOptions, prepare_dataset
+
+
+def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
+    d = PrepareOptions(identity="defaults")
+    parser.add_argument("raw_dir", type=Path, help="folder of raw videos of one speaker (searched recursively)")
+    parser.add_argument("--identity", required=True, help="the speaker's name in the dataset")
+    parser.add_argument("--out", type=Path, required=True, help="dataset folder (created, or added to: other "
+                        "identities' clips are kept; rerun to resume)")
+    parser.add_argument("--posture", default="unknown", help="standing, sitting, ... (for the statistics table)")
+    parser.add_argument("--size", type=int, default=d.size, help=f"output side in pixels (default {d.size})")
+    g = parser.add_argument_group("scenes and length")
+    g.add_argument("--scene-threshold", type=float, default=d.scene_threshold,
+                   help=f"PySceneDetect content-detector threshold (default {d.scene_threshold:g})")
+    g.add_argument("--min-scene-seconds", type=float, default=d.min_scene_seconds,
+                   help=f"its shortest scene (default {d.min_scene_seconds:g})")
+    g.add_argument("--min-seconds", type=float, default=d.min_seconds,
+                   help=f"drop clips shorter than this (default {d.min_seconds:g}, the paper's)")
+    g = parser.add_argument_group("single speaker and faces")
+    g.add_argument("--speakers", help="CSV clip_id,speakers from an active-speaker detector (TalkNet); clips it "
+                   "does not list are decided by the face-count fallback")
+    g.add_argument("--max-several-faces-fraction", type=float, default=d.max_several_faces_fraction,
+                   help="face-count fallback: drop a clip with two or more faces in more than this fraction of "
+                   f"sampled frames (default {d.max_several_faces_fraction:g})")
+    g.add_argument("--face-detector", choices=DETECTORS, default=d.face_detector,
+                   help="opencv-cascade (OpenCV's bundled frontal-face cascade, default) or mediapipe "
+                   "(needs the mediapipe package and --face-model)")
+    g.add_argument("--face-model", help="model file of the face detector (.xml cascade or BlazeFace .tflite)")
+    g.add_argument("--face-confidence", type=float, default=None,
+                   help="face confidence threshold (default: 3 for opencv-cascade, 0.5 for mediapipe)")
+    g.add_argument("--min-face-size", type=float, default=d.min_face_size,
+                   help=f"smallest face side, as a fraction of the frame's shorter side (default {d.min_face_size:g})")
+    g.add_argument("--min-frontal-fraction", type=float, default=d.min_frontal_fraction,
+                   help=f"keep a clip if a frontal face shows in at least this fraction of sampled frames "
+                   f"(default {d.min_frontal_fraction:g})")
+    g.add_argument("--samples-per-second", type=float, default=d.samples_per_second,
+                   help=f"frames sampled per second for the face checks (default {d.samples_per_second:g})")
+    g = parser.add_argument_group("motion (SMPL-X fits, e.g. from SHOW)")
+    g.add_argument("--motion", help="folder of per-clip fits: <clip_id>.pkl|.npz or <clip_id>/ours_exp/final_all.pkl")
+    g.add_argument("--smplx-model", help="SMPLX_NEUTRAL_2020.npz: expands SHOW's 12 PCA hand coefficients")
+    g.add_argument("--joints", choices=tuple(JOINT_PRESETS), default=d.joints,
+                   help="pose joints written: upper (upper body + hands, 129-d, default), upper+jaw, all")
+    g.add_argument("--flat-hand-mean", action="store_true",
+                   help="the fits' hand poses exclude the SMPL-X mean hand (SHOW's do not: off by default)")
+    g.add_argument("--motion-frame-tolerance", type=int, default=d.motion_frame_tolerance,
+                   help="accept fits up to this many frames longer than the clip, trimming them (default 0)")
+    g = parser.add_argument_group("crop")
+    g.add_argument("--masks", help="folder of per-clip person masks: <clip_id>.npz (masks) or <clip_id>.mp4")
+    g.add_argument("--keypoints", help="folder of per-clip DWPose keypoints: <clip_id>.npz (keypoints (F,133,3))")
+    g.add_argument("--dwpose-detector", help="yolox_l.onnx: compute the keypoints with DWPose (with --dwpose-pose)")
+    g.add_argument("--dwpose-pose", help="dw-ll_ucoco_384.onnx")
+    g.add_argument("--crop-margin", type=float, default=d.crop_margin,
+                   help=f"margin around the person, fraction of its size (default {d.crop_margin:g})")
+    g = parser.add_argument_group("split")
+    g.add_argument("--test-fraction", type=float, default=d.test_fraction,
+                   help=f"share of the identity's hours held out, by whole source videos (default {d.test_fraction:g})")
+    g.add_argument("--test-sources", default="", help="comma-separated source names to hold out instead")
+    g.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def options_from_arguments(args: argparse.Namespace) -> PrepareOptions:
+    return PrepareOptions(
+        identity=args.identity, posture=args.posture, size=args.size, scene_threshold=args.scene_threshold,
+        min_scene_seconds=args.min_scene_seconds, min_seconds=args.min_seconds, face_detector=args.face_detector,
+        face_model=args.face_model, face_confidence=args.face_confidence, min_face_size=args.min_face_size,
+        min_frontal_fraction=args.min_frontal_fraction, samples_per_second=args.samples_per_second,
+        speakers=args.speakers, max_several_faces_fraction=args.max_several_faces_fraction, motion=args.motion,
+        smplx_model=args.smplx_model, joints=args.joints, flat_hand_mean=args.flat_hand_mean,
+        motion_frame_tolerance=args.motion_frame_tolerance, masks=args.masks, keypoints=args.keypoints,
+        dwpose_detector=args.dwpose_detector, dwpose_pose=args.dwpose_pose, crop_margin=args.crop_margin,
+        test_fraction=args.test_fraction,
+        test_sources=tuple(s.strip() for s in args.test_sources.split(",") if s.strip()), seed=args.seed)
+
+
+def prepare_command(args: argparse.Namespace) -> int:
+    start = time.perf_counter()
+    summary = prepare_dataset(args.raw_dir, args.out, options_from_arguments(args), progress=not args.quiet)
+    work = args.out / "prepare" / args.identity
+    dropped = ", ".join(f"{stage} {count}" for stage, count in sorted(summary.dropped.items())) or "none"
+    print(f"{summary.identity}: {summary.sources} source(s) ({len(summary.unreadable)} unreadable), "
+          f"{summary.scenes} scene(s), {summary.kept} kept, dropped: {dropped}")
+    print(f"  in the manifest: {summary.in_manifest} clip(s); waiting for motion: {len(summary.awaiting_motion)}"
+          f" ({time.perf_counter() - start:.1f} s)")
+    for warning in summary.warnings:
+        print(f"  warning: {warning}")
+    print(f"  report: {work / 'report.md'} | dropped clips: {work / 'dropped.csv'} | "
+          f"statistics: {args.out / 'statistics.md'}")
+    if summary.awaiting_motion:
+        print(f"  next: fit SMPL-X (SHOW) on the clips in {work / 'awaiting_motion.txt'}, then rerun with --motion DIR")
+    return 0

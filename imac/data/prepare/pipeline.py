@@ -1,0 +1,626 @@
+"""From a folder of raw talking videos of one speaker to clips in the project's dataset format.
+
+The paper's pipeline, stage by stage (``imac-bench data prepare RAW_DIR --identity NAME --out DIR``):
+
+1. scenes: PySceneDetect's content detector splits every source video at its cuts;
+2. length: scenes shorter than ``min_seconds`` (3 s) are dropped;
+3. single speaker: per-clip active-speaker counts from a file (TalkNet's, the paper's choice, see
+   ``imac.data.prepare.speakers``) or, for clips it does not list, the face-count fallback: a clip
+   where two or more faces show in more than ``max_several_faces_fraction`` of the sampled frames
+   is dropped. Which of the two decided is written per clip and counted in the report;
+4. face filter: a frontal face (``imac.data.prepare.faces``) must be found with confidence
+   >= ``face_confidence`` in at least ``min_frontal_fraction`` of the sampled frames;
+5. audio: 16 kHz mono wav per clip, decoded by PyAV (no system ffmpeg);
+6. motion: per-clip SMPL-X fits (SHOW's files) imported into the motion npz, frame counts checked;
+7. crop: one square box per clip from the person's extent over all its frames (DWPose keypoints,
+   a mask, or the face fallback), resized to ``size``;
+8. split by source video, ``manifest.jsonl``, ``statistics.md`` (the paper's Table 1), and per
+   identity a ``report.md`` and a ``dropped.csv`` naming every dropped clip and why.
+
+Expensive work (decoding, face detection, crops, keypoints, motion import) is done once and kept
+under ``<out>/prepare/<identity>/``; the decisions are re-made from it on every run. A run is
+resumable at any point, and the usual way to use the pipeline is to run it twice: once to get
+the candidate clips (``prepare/<identity>/candidates/*.mp4``) that SHOW (and TalkNet) are then run
+on, and again with ``--motion DIR`` (and ``--speakers FILE``) to finish the dataset. Clips waiting
+for their motion are listed in the report and in ``awaiting_motion.txt``; they are not in the manifest.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from imac.data.manifest import MANIFEST_NAME, write_manifest
+from imac.data.prepare import crop as cropping
+from imac.data.prepare import motion as motion_import
+from imac.data.prepare.faces import (
+    DEFAULT_CONFIDENCE,
+    FaceDetector,
+    frontal_face_fraction,
+    make_face_detector,
+    several_faces_fraction,
+)
+from imac.data.prepare.sources import (
+    DECODE_ERRORS,
+    SceneSettings,
+    Workspace,
+    clip_faces,
+    file_signature,
+    list_sources,
+    load_state,
+    measure_source,
+    settings_digest,
+    source_name,
+    state_is_current,
+)
+from imac.data.prepare.speakers import read_speaker_counts
+from imac.data.prepare.split import split_by_source, statistics_markdown, statistics_rows
+from metrics.files import save_npz_atomic, write_json_atomic, write_text_atomic
+from metrics.video import VideoReader, write_video
+
+PREPARE_VERSION = "imac-prepare-1"
+STATISTICS_NAME = "statistics.md"
+MAX_AUDIO_GAP_SECONDS = 0.5
+PERSON_BOX_SOURCES = ("masks", "keypoints", "dwpose", "faces")
+
+
+@dataclass(frozen=True)
+class PrepareOptions:
+    """Every setting of a preparation run; the defaults are the paper's where it gives one."""
+
+    identity: str
+    posture: str = "unknown"                 # standing | sitting | ..., for the statistics table
+    size: int = 512                          # output clips are size x size
+    # scenes and length
+    scene_threshold: float = 27.0            # PySceneDetect ContentDetector threshold
+    min_scene_seconds: float = 0.6           # its shortest scene
+    min_seconds: float = 3.0                 # clips shorter than this are dropped
+    # faces
+    face_detector: str = "opencv-cascade"
+    face_model: str | None = None
+    face_confidence: float | None = None     # None: the detector's default
+    min_face_size: float = 0.05              # smallest face side, fraction of the frame's shorter side
+    min_frontal_fraction: float = 0.8
+    samples_per_second: float = 2.0
+    max_samples: int = 24
+    # single speaker
+    speakers: str | None = None              # CSV clip_id,speakers (e.g. from TalkNet)
+    max_several_faces_fraction: float = 0.2  # face-count fallback
+    # motion
+    motion: str | None = None                # folder of per-clip SMPL-X fits
+    smplx_model: str | None = None           # SMPLX_NEUTRAL_2020.npz, to expand PCA hand poses
+    joints: str = "upper"
+    flat_hand_mean: bool = False
+    motion_frame_tolerance: int = 0
+    # crop
+    masks: str | None = None                 # folder of per-clip person masks
+    keypoints: str | None = None             # folder of per-clip DWPose keypoints
+    dwpose_detector: str | None = None       # or compute them with DWPose from these ONNX files
+    dwpose_pose: str | None = None
+    keypoint_threshold: float = 0.3
+    crop_margin: float = 0.05
+    # split
+    test_fraction: float = 0.05
+    test_sources: tuple[str, ...] = ()
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        checks = [
+            (bool(self.identity.strip()) and "/" not in self.identity, "--identity must be a non-empty name without '/'"),
+            (self.size >= 16 and self.size % 2 == 0, f"--size must be even and >= 16, got {self.size}"),
+            (self.min_seconds > 0, f"--min-seconds must be > 0, got {self.min_seconds}"),
+            (0 <= self.min_frontal_fraction <= 1, "--min-frontal-fraction must be in [0, 1]"),
+            (0 <= self.max_several_faces_fraction <= 1, "--max-several-faces-fraction must be in [0, 1]"),
+            (self.joints in motion_import.JOINT_PRESETS,
+             f"--joints must be one of {', '.join(motion_import.JOINT_PRESETS)}, got {self.joints!r}"),
+            (self.motion_frame_tolerance >= 0, "--motion-frame-tolerance must be >= 0"),
+            ((self.dwpose_detector is None) == (self.dwpose_pose is None),
+             "--dwpose-detector and --dwpose-pose go together"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+    @property
+    def confidence(self) -> float:
+        return self.face_confidence if self.face_confidence is not None else DEFAULT_CONFIDENCE[self.face_detector]
+
+    def measurement_settings(self) -> dict[str, Any]:
+        """The settings the per-source measurements depend on (a change re-measures the sources)."""
+        return {"scene_threshold": self.scene_threshold, "min_scene_seconds": self.min_scene_seconds,
+                "min_seconds": self.min_seconds, "face_detector": self.face_detector,
+                "face_model": self.face_model, "min_face_size": self.min_face_size,
+                "samples_per_second": self.samples_per_second, "max_samples": self.max_samples}
+
+
+@dataclass
+class ClipDecision:
+    """What became of one scene: kept, or dropped at a stage for a reason."""
+
+    clip_id: str
+    source: str
+    seconds: float
+    kept: bool
+    stage: str = ""
+    reason: str = ""
+    speaker_check: str = ""
+
+
+@dataclass
+class PrepareSummary:
+    """What a run did: counts, where its outputs are, and what is still missing."""
+
+    identity: str
+    out: Path
+    sources: int = 0
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
+    scenes: int = 0
+    decisions: list[ClipDecision] = field(default_factory=list)
+    in_manifest: int = 0
+    awaiting_motion: list[str] = field(default_factory=list)
+    motion_errors: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    speaker_checks: Counter = field(default_factory=Counter)
+    person_boxes: Counter = field(default_factory=Counter)
+
+    @property
+    def kept(self) -> int:
+        return sum(d.kept for d in self.decisions)
+
+    @property
+    def dropped(self) -> dict[str, int]:
+        return dict(Counter(d.stage for d in self.decisions if not d.kept))
+
+
+# -- decisions (pure) ------------------------------------------------------------------------------
+
+
+def decide_clip(clip: str, source: str, entry: dict[str, Any], options: PrepareOptions,
+                speaker_counts: dict[str, int] | None) -> ClipDecision:
+    """Keep or drop one measured scene, by length, audio, speaker count and frontal face."""
+    decision = ClipDecision(clip, source, float(entry["seconds"]), kept=False)
+    if entry["seconds"] < options.min_seconds:
+        decision.stage, decision.reason = "length", f"{entry['seconds']:.2f} s < {options.min_seconds:g} s"
+        return decision
+    if not entry.get("measured"):
+        decision.stage, decision.reason = "length", "not measured (it was shorter than the --min-seconds of the measuring run)"
+        return decision
+    gap = float(entry.get("audio_missing_seconds", 0.0))
+    if gap > MAX_AUDIO_GAP_SECONDS:
+        decision.stage, decision.reason = "audio", f"the audio track ends {gap:.2f} s before the clip does"
+        return decision
+    samples = clip_faces(entry)
+    threshold = options.confidence
+    if speaker_counts is not None and clip in speaker_counts:
+        decision.speaker_check = "speakers-file"
+        count = speaker_counts[clip]
+        if count != 1:
+            decision.stage, decision.reason = "speakers", f"speakers file: {count} active speakers"
+            return decision
+    else:
+        decision.speaker_check = "face-count"
+        several = several_faces_fraction(samples, threshold)
+        if several > options.max_several_faces_fraction:
+            decision.stage = "speakers"
+            decision.reason = (f"face-count fallback: two or more faces in {several:.0%} of {len(samples)} sampled "
+                               f"frames (> {options.max_several_faces_fraction:.0%})")
+            return decision
+    frontal = frontal_face_fraction(samples, threshold)
+    if frontal < options.min_frontal_fraction:
+        decision.stage = "faces"
+        decision.reason = (f"frontal face (confidence >= {threshold:g}) in {frontal:.0%} of {len(samples)} sampled "
+                           f"frames (< {options.min_frontal_fraction:.0%})")
+        return decision
+    decision.kept = True
+    return decision
+
+
+# -- files -----------------------------------------------------------------------------------------
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """Hard-link ``source`` to ``target`` (same file system) or copy it, replacing ``target``."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.tmp")
+    if temporary.exists():
+        temporary.unlink()
+    try:
+        os.link(source, temporary)
+    except OSError:
+        shutil.copy2(source, temporary)
+    os.replace(temporary, target)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+class Preparation:
+    """One run of the pipeline for one identity (see the module docstring)."""
+
+    def __init__(self, raw_dir: str | os.PathLike, out: str | os.PathLike, options: PrepareOptions,
+                 progress: bool = True, log: Callable[[str], None] = print) -> None:
+        self.raw_dir = Path(raw_dir)
+        self.out = Path(out)
+        self.options = options
+        self.progress = progress
+        self.log = log
+        self.workspace = Workspace(self.out / "prepare" / options.identity)
+        self.clips_dir = self.out / options.identity
+        self.summary = PrepareSummary(options.identity, self.out)
+        self._check_inputs()
+
+    def _check_inputs(self) -> None:
+        o = self.options
+        for flag, value in (("--speakers", o.speakers), ("--smplx-model", o.smplx_model),
+                            ("--dwpose-detector", o.dwpose_detector), ("--dwpose-pose", o.dwpose_pose),
+                            ("--face-model", o.face_model)):
+            if value is not None and not Path(value).is_file():
+                raise FileNotFoundError(f"{flag} {value}: no such file")
+        for flag, value in (("--motion", o.motion), ("--masks", o.masks), ("--keypoints", o.keypoints)):
+            if value is not None and not Path(value).is_dir():
+                raise FileNotFoundError(f"{flag} {value}: no such folder")
+
+    # -- the run ---------------------------------------------------------------------------------
+
+    def run(self) -> PrepareSummary:
+        sources = list_sources(self.raw_dir)
+        if not sources:
+            raise FileNotFoundError(f"{self.raw_dir}: no video files ({', '.join(('.mp4', '.mov', '.mkv', '...'))})")
+        self.summary.sources = len(sources)
+        write_json_atomic(self.workspace.root / "identity.json",
+                          {"identity": self.options.identity, "posture": self.options.posture,
+                           "raw_dir": str(self.raw_dir.absolute()), "version": PREPARE_VERSION,
+                           "options": _jsonable(asdict(self.options))})
+        states = self._measure(sources)
+        speaker_counts = read_speaker_counts(self.options.speakers) if self.options.speakers else None
+        kept: list[tuple[ClipDecision, dict[str, Any], dict[str, Any]]] = []
+        for state in states:
+            if state["status"] in ("unreadable", "failed"):
+                self.summary.unreadable.append((state["source"], state.get("error", "")))
+            self.summary.scenes += len(state.get("clips", {}))
+            for clip, entry in state.get("clips", {}).items():
+                decision = decide_clip(clip, state["source"], entry, self.options, speaker_counts)
+                self.summary.decisions.append(decision)
+                if decision.kept:
+                    self.summary.speaker_checks[decision.speaker_check] += 1
+                    kept.append((decision, entry, state))
+        split = split_by_source(
+            {s: sum(d.seconds for d, _, st in kept if st["source"] == s) for s in {st["source"] for _, _, st in kept}},
+            self.options.test_fraction, self.options.identity, self.options.seed, self.options.test_sources)
+        if split.warning:
+            self.summary.warnings.append(split.warning)
+        lines = self._finish_clips(kept, set(split.test_sources))
+        self._remove_stale_outputs({d.clip_id for d, _, _ in kept})
+        self._write_manifest(lines)
+        self._write_logs()
+        return self.summary
+
+    def _measure(self, sources: list[Path]) -> list[dict[str, Any]]:
+        """Measure every source not measured yet (or changed since); return all their states."""
+        digest = settings_digest(self.options.measurement_settings())
+        detector: FaceDetector | None = None
+        states = []
+        bar = tqdm(sources, desc=f"{self.options.identity}: sources", unit="video", disable=not self.progress)
+        for source in bar:
+            name = source_name(self.raw_dir, source)
+            bar.set_postfix_str(name[-30:])
+            state = load_state(self.workspace.state_path(name))
+            if not state_is_current(state, file_signature(source), digest):
+                if detector is None:
+                    detector = make_face_detector(self.options.face_detector, self.options.face_model,
+                                                  self.options.min_face_size)
+                state = measure_source(
+                    source, name, self.workspace, detector,
+                    SceneSettings(self.options.scene_threshold, self.options.min_scene_seconds),
+                    self.options.min_seconds, self.options.samples_per_second, self.options.max_samples, digest,
+                    previous=state)
+                if state["status"] != "done":
+                    self.log(f"  {source}: {state['status']}: {state.get('error', '')} (skipped; "
+                             f"{len(state.get('clips', {}))} scene(s) measured before it are kept)")
+            states.append(state)
+        return states
+
+    def _finish_clips(self, kept: list[tuple[ClipDecision, dict[str, Any], dict[str, Any]]],
+                      test_sources: set[str]) -> list[dict[str, Any]]:
+        """Crop, audio and motion of every kept clip; the manifest lines of the complete ones."""
+        lines = []
+        bar = tqdm(kept, desc=f"{self.options.identity}: clips", unit="clip", disable=not self.progress)
+        for decision, entry, state in bar:
+            clip = decision.clip_id
+            bar.set_postfix_str(clip[-30:])
+            try:
+                crop = self._crop(clip, entry, state)
+            except DECODE_ERRORS as error:   # ValueError included: a bad mask or keypoints file
+                decision.kept, decision.stage, decision.reason = False, "crop", str(error)
+                continue
+            if crop is None:
+                decision.kept, decision.stage, decision.reason = False, "crop", "no person found to crop around"
+                continue
+            self.summary.person_boxes[crop["person_box_source"]] += 1
+            audio = self.clips_dir / f"{clip}.wav"
+            _link_or_copy(self.workspace.candidate_audio(clip), audio)
+            motion = self._motion(clip, crop["num_frames"])
+            if motion is None:
+                continue
+            split = "test" if state["source"] in test_sources else "train"
+            line = {"identity": self.options.identity, "split": split, "clip_id": clip,
+                    "video": f"{self.options.identity}/{clip}.mp4", "audio": f"{self.options.identity}/{clip}.wav",
+                    "motion": f"{self.options.identity}/{clip}.motion.npz", "fps": state["fps"],
+                    "num_frames": crop["num_frames"], "width": self.options.size, "height": self.options.size,
+                    "source": state["source"], "start_seconds": round(entry["start"] / state["fps"], 4),
+                    "end_seconds": round(entry["end"] / state["fps"], 4),
+                    "speaker_check": decision.speaker_check, "person_box": crop["person_box_source"],
+                    "crop_box": crop["box"], "motion_source": motion}
+            if crop.get("keypoints"):
+                line["keypoints"] = f"{self.options.identity}/{clip}.keypoints.npz"
+            lines.append(line)
+        return lines
+
+    # -- crop ------------------------------------------------------------------------------------
+
+    def _crop(self, clip: str, entry: dict[str, Any], state: dict[str, Any]) -> dict[str, Any] | None:
+        """Crop the candidate clip to the output size (once; redone when its inputs change)."""
+        record_path = self.workspace.root / "crops" / f"{clip}.json"
+        video_out = self.clips_dir / f"{clip}.mp4"
+        person, source_label, keypoints = self._person_box(clip, entry, state)
+        if person is None:
+            return None
+        box = cropping.square_crop_box(person, state["width"], state["height"], self.options.crop_margin)
+        record = {"box": box.to_list(), "person_box_source": source_label, "size": self.options.size,
+                  "candidate": file_signature(self.workspace.candidate_video(clip)),
+                  "keypoints": keypoints is not None}
+        previous = _read_json(record_path)
+        if (previous is not None and video_out.is_file()
+                and {k: previous.get(k) for k in record} == record):
+            return previous
+        size = self.options.size
+        with VideoReader(self.workspace.candidate_video(clip)) as video:
+            count = [0]
+
+            def frames():
+                for frame in video:
+                    count[0] += 1
+                    yield cropping.crop_frame(frame, box, size)
+
+            write_video(video_out, frames(), state["fps"])
+        if keypoints is not None:
+            save_npz_atomic(self.clips_dir / f"{clip}.keypoints.npz",
+                            keypoints=cropping.crop_keypoints(keypoints[:count[0]], box, size))
+        record["num_frames"] = count[0]
+        write_json_atomic(record_path, record)
+        return record
+
+    def _person_box(self, clip: str, entry: dict[str, Any],
+                    state: dict[str, Any]) -> tuple[cropping.Box | None, str, np.ndarray | None]:
+        """The person's extent over the clip, from the best source available, and its keypoints."""
+        o = self.options
+        num_frames = entry["end"] - entry["start"]
+        if o.masks is not None:
+            masks = _mask_frames(Path(o.masks), clip, num_frames)
+            if masks is not None:
+                return cropping.person_box_from_masks(masks), "masks", None
+        keypoints = None
+        label = ""
+        if o.keypoints is not None:
+            keypoints = _load_keypoints(Path(o.keypoints) / f"{clip}.npz", num_frames)
+            label = "keypoints"
+        if keypoints is None and o.dwpose_detector is not None:
+            keypoints, label = self._dwpose_keypoints(clip), "dwpose"
+        if keypoints is not None:
+            box = cropping.person_box_from_keypoints(keypoints, o.keypoint_threshold)
+            if box is not None:
+                return box, label, keypoints
+        faces = [max(frame, key=lambda f: f.confidence) for frame in clip_faces(entry) if frame]
+        faces = [f for f in faces if f.confidence >= o.confidence]
+        boxes = [cropping.Box(f.x0, f.y0, f.x1, f.y1) for f in faces]
+        return cropping.person_box_from_faces(boxes, state["width"], state["height"]), "faces", None
+
+    def _dwpose_keypoints(self, clip: str) -> np.ndarray:
+        """DWPose keypoints of the candidate clip, computed once and kept."""
+        from metrics.pose.dwpose import DWPose
+
+        path = self.workspace.root / "keypoints" / f"{clip}.npz"
+        if path.is_file():
+            with np.load(path) as data:
+                return data["keypoints"]
+        if not hasattr(self, "_dwpose"):
+            self._dwpose = DWPose(self.options.dwpose_detector, self.options.dwpose_pose)
+        with VideoReader(self.workspace.candidate_video(clip)) as video:
+            keypoints = np.concatenate([self._dwpose(chunk) for chunk in video.iter_chunks(16)])
+        save_npz_atomic(path, keypoints=keypoints.astype(np.float32))
+        return keypoints
+
+    # -- motion ----------------------------------------------------------------------------------
+
+    def _motion(self, clip: str, num_frames: int) -> str | None:
+        """Import the clip's SMPL-X fit (once; redone when the fit file or the settings change).
+
+        Returns the fit file's name, or None when the clip has none yet (it waits) or it is bad.
+        """
+        o = self.options
+        out = self.clips_dir / f"{clip}.motion.npz"
+        fit = motion_import.find_motion_file(Path(o.motion), clip) if o.motion else None
+        if fit is None:
+            self.summary.awaiting_motion.append(clip)
+            return None
+        record_path = self.workspace.root / "motion" / f"{clip}.json"
+        record = {"fit": str(fit.absolute()), "signature": file_signature(fit), "num_frames": num_frames,
+                  "joints": o.joints, "flat_hand_mean": o.flat_hand_mean,
+                  "smplx_model": o.smplx_model and file_signature(Path(o.smplx_model)),
+                  "tolerance": o.motion_frame_tolerance}
+        if _read_json(record_path) == record and out.is_file():
+            return fit.name
+        try:
+            hand_pca = self._hand_pca()
+            motion_import.import_motion(fit, num_frames, out, joints=o.joints, hand_pca=hand_pca,
+                                        flat_hand_mean=o.flat_hand_mean, frame_tolerance=o.motion_frame_tolerance)
+        except motion_import.MotionImportError as error:
+            self.summary.motion_errors.append((clip, str(error)))
+            for decision in self.summary.decisions:
+                if decision.clip_id == clip:
+                    decision.kept, decision.stage, decision.reason = False, "motion", str(error)
+            return None
+        write_json_atomic(record_path, record)
+        return fit.name
+
+    def _hand_pca(self):
+        if self.options.smplx_model is None:
+            return None
+        if not hasattr(self, "_pca"):
+            self._pca = motion_import.load_smplx_hand_pca(self.options.smplx_model)
+        return self._pca
+
+    # -- outputs ---------------------------------------------------------------------------------
+
+    def _remove_stale_outputs(self, kept: set[str]) -> None:
+        """Delete dataset files of clips of this identity no longer kept (thresholds changed)."""
+        if not self.clips_dir.is_dir():
+            return
+        for path in self.clips_dir.iterdir():
+            clip = path.name.split(".", 1)[0]
+            if path.is_file() and clip not in kept and path.name.endswith(
+                    (".mp4", ".wav", ".motion.npz", ".keypoints.npz")):
+                path.unlink()
+
+    def _write_manifest(self, lines: list[dict[str, Any]]) -> None:
+        """The manifest: this identity's complete clips, other identities' lines kept as they were."""
+        others = [line for line in _read_manifest_lines(self.out) if line.get("identity") != self.options.identity]
+        lines = sorted(lines, key=lambda line: line["clip_id"])
+        write_manifest(self.out, others + lines)
+        self.summary.in_manifest = len(lines)
+        all_lines = others + lines
+        postures = {}
+        for folder in sorted((self.out / "prepare").glob("*/identity.json")):
+            info = _read_json(folder) or {}
+            postures[info.get("identity", folder.parent.name)] = info.get("posture", "unknown")
+        rows = statistics_rows(all_lines, postures)
+        write_json_atomic(self.out / "statistics.json", {"version": PREPARE_VERSION, "rows": rows})
+        write_text_atomic(self.out / STATISTICS_NAME,
+                          "# Dataset statistics\n\nClips in `manifest.jsonl`, per identity (written by "
+                          f"`imac-bench data prepare`, {PREPARE_VERSION}).\n\n" + statistics_markdown(rows))
+
+    def _write_logs(self) -> None:
+        s = self.summary
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["identity", "source", "clip_id", "seconds", "stage", "reason"])
+        for source, error in s.unreadable:
+            writer.writerow([s.identity, source, "", "", "source", error])
+        for d in s.decisions:
+            if not d.kept:
+                writer.writerow([s.identity, d.source, d.clip_id, f"{d.seconds:.2f}", d.stage, d.reason])
+        write_text_atomic(self.workspace.root / "dropped.csv", buffer.getvalue())
+        write_text_atomic(self.workspace.root / "awaiting_motion.txt",
+                          "".join(f"{self.workspace.candidate_video(c)}\n" for c in s.awaiting_motion))
+        write_text_atomic(self.workspace.root / "report.md", report_markdown(s, self.options, self.workspace))
+
+
+def _jsonable(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _read_manifest_lines(out: Path) -> list[dict[str, Any]]:
+    path = out / MANIFEST_NAME
+    if not path.is_file():
+        return []
+    lines = []
+    for number, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if text.strip():
+            try:
+                lines.append(json.loads(text))
+            except ValueError as error:
+                raise ValueError(f"{path} line {number}: not JSON ({error}); fix or remove the manifest") from None
+    return lines
+
+
+def _load_keypoints(path: Path, num_frames: int) -> np.ndarray | None:
+    """A clip's keypoints file ``keypoints`` (F, 133, 3) in the candidate clip's pixels, or None if absent."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path) as data:
+            keypoints = np.asarray(data["keypoints"], dtype=np.float32)
+    except (OSError, ValueError, KeyError) as error:
+        raise ValueError(f"{path}: cannot read 'keypoints': {error}") from None
+    if keypoints.ndim != 3 or keypoints.shape[1:] != (133, 3) or len(keypoints) != num_frames:
+        raise ValueError(f"{path}: keypoints must be ({num_frames}, 133, 3), got {keypoints.shape}")
+    return keypoints
+
+
+def _mask_frames(folder: Path, clip: str, num_frames: int):
+    """The clip's person masks, one (H, W) array per frame, from ``<clip>.npz`` (``masks``) or a
+    ``<clip>.mp4`` mask video (pixels brighter than half are the person); None if there is none."""
+    npz, video = folder / f"{clip}.npz", folder / f"{clip}.mp4"
+    if npz.is_file():
+        with np.load(npz) as data:
+            masks = np.asarray(data["masks"])
+        if masks.ndim != 3 or len(masks) != num_frames:
+            raise ValueError(f"{npz}: masks must be ({num_frames}, H, W), got {masks.shape}")
+        return list(masks)
+    if video.is_file():
+        with VideoReader(video) as reader:
+            if len(reader) != num_frames:
+                raise ValueError(f"{video}: {len(reader)} mask frames, the clip has {num_frames}")
+            return [frame.mean(axis=2) > 127 for frame in reader]
+    return None
+
+
+def report_markdown(summary: PrepareSummary, options: PrepareOptions, workspace: Workspace) -> str:
+    """The run's report: settings, what each stage dropped, which checks decided, what is missing."""
+    s = summary
+    lines = [f"# Data preparation of `{s.identity}` ({PREPARE_VERSION})", "",
+             f"- sources: {s.sources} video(s), {len(s.unreadable)} unreadable or failed",
+             f"- scenes: {s.scenes}; kept after the filters: {s.kept}; in the manifest: {s.in_manifest}",
+             f"- waiting for motion (SMPL-X fits): {len(s.awaiting_motion)} clip(s), listed in "
+             f"`awaiting_motion.txt`", ""]
+    lines += ["## Dropped, by stage", "", "| stage | clips |", "|---|---:|"]
+    lines += [f"| {stage} | {count} |" for stage, count in sorted(s.dropped.items())] or ["| (none) | 0 |"]
+    lines += ["", "Every dropped clip and the reason: `dropped.csv`.", "", "## How the checks decided", ""]
+    checks = s.speaker_checks
+    lines.append(f"- single speaker: {checks.get('speakers-file', 0)} kept clip(s) decided by the speakers file "
+                 f"({options.speakers or 'none given'}), {checks.get('face-count', 0)} by the **face-count fallback** "
+                 f"(at most {options.max_several_faces_fraction:.0%} of sampled frames with two or more faces)")
+    lines.append(f"- face filter: {options.face_detector} detector, confidence >= {options.confidence:g}, a frontal "
+                 f"face in at least {options.min_frontal_fraction:.0%} of the frames sampled at "
+                 f"{options.samples_per_second:g}/s (at most {options.max_samples} per clip)")
+    boxes = ", ".join(f"{k}: {v}" for k, v in sorted(s.person_boxes.items())) or "none"
+    lines.append(f"- crop: person box from {boxes} (`faces` is the fallback: face boxes widened, down to the "
+                 f"frame's bottom); {options.size}x{options.size}, margin {options.crop_margin:g}")
+    lines.append(f"- motion: joints `{options.joints}`, from {options.motion or 'no --motion folder'}")
+    if s.unreadable:
+        lines += ["", "## Unreadable sources (skipped)", ""]
+        lines += [f"- `{source}`: {error}" for source, error in s.unreadable]
+    if s.motion_errors:
+        lines += ["", "## Motion files refused", ""]
+        lines += [f"- `{clip}`: {error}" for clip, error in s.motion_errors]
+    if s.warnings:
+        lines += ["", "## Warnings", ""] + [f"- {w}" for w in s.warnings]
+    if s.awaiting_motion:
+        lines += ["", "## Next step", "",
+                  f"Fit SMPL-X (SHOW) on the {len(s.awaiting_motion)} candidate clips listed in "
+                  f"`{workspace.root / 'awaiting_motion.txt'}`, put each fit where `--motion DIR` finds it "
+                  "(`DIR/<clip_id>.pkl`, `DIR/<clip_id>.npz`, or SHOW's `DIR/<clip_id>/ours_exp/final_all.pkl`), "
+                  "and run the same command again with `--motion DIR`."]
+    return "\n".join(lines) + "\n"
+
+
+def prepare_dataset(raw_dir: str | os.PathLike, out: str | os.PathLike, options: PrepareOptions,
+                    progress: bool = True, log: Callable[[str], None] = print) -> PrepareSummary:
+    """Run the whole pipeline for one identity (see the module docstring); return what it did."""
+    return Preparation(raw_dir, out, options, progress=progress, log=log).run()
