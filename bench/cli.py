@@ -7,6 +7,7 @@
     imac-bench data validate DIR                                              # check a dataset
     imac-bench data preview DIR --out sheet.png                               # look at a dataset
     imac-bench data prepare RAW_DIR --identity NAME --out DIR [--motion FITS]  # raw videos -> dataset
+    imac-bench data speakers TALKNET_DIR --out speakers.csv                   # TalkNet -> --speakers file
 """
 
 from __future__ import annotations
@@ -138,12 +139,16 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--split", choices=("train", "test"), default="test")
     preview.set_defaults(handler=_data_preview)
 
-    from imac.data.prepare.cli import add_prepare_arguments, prepare_command
+    from imac.data.prepare.cli import add_prepare_arguments, add_speakers_arguments, prepare_command, speakers_command
 
     prepare = data.add_parser("prepare", help="raw videos of a speaker -> clips in the dataset format "
                               "(scene split, filters, audio, SMPL-X import, crop, split, statistics)")
     add_prepare_arguments(prepare)
     prepare.set_defaults(handler=prepare_command)
+
+    speakers = data.add_parser("speakers", help="active-speaker counts per clip from TalkNet outputs (for --speakers)")
+    add_speakers_arguments(speakers)
+    speakers.set_defaults(handler=speakers_command)
 
     from bench.methods import known_methods
 

@@ -133,3 +133,56 @@ def test_speakers_file_reads_counts_and_names_bad_rows(tmp_path):
     path.write_text("clip_id,speakers\nx,1\nx,2\n")
     with pytest.raises(ValueError, match="listed twice"):
         read_speaker_counts(path)
+
+
+# -- TalkNet outputs ---------------------------------------------------------------------------------
+
+
+def test_smoothing_matches_a_direct_loop():
+    import numpy as np
+
+    from imac.data.prepare.speakers import smoothed_scores
+
+    scores = np.random.default_rng(0).normal(size=37)
+    expected = [np.mean(scores[max(i - 2, 0):i + 3]) for i in range(37)]
+    np.testing.assert_allclose(smoothed_scores(scores), expected)
+
+
+def test_talknet_scores_become_speaker_counts(tmp_path, capsys):
+    import pickle
+
+    import numpy as np
+
+    from bench.cli import main as bench_main
+    from imac.data.prepare.speakers import speaking_tracks
+
+    speaking = np.r_[np.full(30, 1.5), np.full(70, -2.0)]       # speaks on ~30% of its frames
+    silent = np.full(100, -1.0)
+    assert speaking_tracks([speaking, silent], 0.2) == 1
+    assert speaking_tracks([speaking, speaking], 0.2) == 2
+    assert speaking_tracks([speaking], 0.5) == 0
+    for clip, tracks in (("a_s000", [speaking, silent]), ("a_s001", [speaking, speaking.copy()])):
+        (tmp_path / "talknet" / clip / "pywork").mkdir(parents=True)
+        with open(tmp_path / "talknet" / clip / "pywork" / "scores.pckl", "wb") as f:
+            pickle.dump(tracks, f)
+    assert bench_main(["data", "speakers", str(tmp_path / "talknet"), "--out", str(tmp_path / "s.csv")]) == 0
+    assert read_speaker_counts(tmp_path / "s.csv") == {"a_s000": 1, "a_s001": 2}
+    assert "2 clip(s): 1 with one speaker" in capsys.readouterr().out
+
+
+def test_talknet_pickles_are_read_without_running_code(tmp_path):
+    import pickle
+
+    from imac.data.prepare.speakers import talknet_speaker_counts
+
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (marker.touch, ())
+
+    (tmp_path / "t" / "c" / "pywork").mkdir(parents=True)
+    (tmp_path / "t" / "c" / "pywork" / "scores.pckl").write_bytes(pickle.dumps([Payload()]))
+    with pytest.raises(ValueError, match="forbidden object type"):
+        talknet_speaker_counts(tmp_path / "t")
+    assert not marker.exists()

@@ -99,3 +99,21 @@ def prepare_command(args: argparse.Namespace) -> int:
     if summary.awaiting_motion:
         print(f"  next: fit SMPL-X (SHOW) on the clips in {work / 'awaiting_motion.txt'}, then rerun with --motion DIR")
     return 0
+
+
+def add_speakers_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("talknet_dir", type=Path, help="TalkNet demo outputs: <clip_id>/pywork/scores.pckl")
+    parser.add_argument("--out", type=Path, required=True, help="speakers CSV to write (for --speakers)")
+    parser.add_argument("--min-speaking-fraction", type=float, default=0.2,
+                        help="a track speaks if its smoothed score is >= 0 on this fraction of its frames (default 0.2)")
+
+
+def speakers_command(args: argparse.Namespace) -> int:
+    from imac.data.prepare.speakers import talknet_speaker_counts, write_speaker_counts
+
+    counts = talknet_speaker_counts(args.talknet_dir, args.min_speaking_fraction)
+    write_speaker_counts(args.out, counts)
+    single = sum(count == 1 for count in counts.values())
+    print(f"{len(counts)} clip(s): {single} with one speaker, {len(counts) - single} with none or several; "
+          f"written to {args.out}")
+    return 0

@@ -12,6 +12,10 @@ Two detectors, both taking their model from a local file, none downloaded:
   wheels of 2026 (1.2.x) carry no model, and the last ones that did (0.10.21) need numpy < 2,
   so it takes ``--face-model blaze_face_short_range.tflite`` (a local file) and needs
   ``pip install mediapipe`` in the environment. Its confidence is a probability (threshold 0.5).
+  MediaPipe requires opencv-contrib-python, which shares the ``cv2`` folder with this project's
+  opencv-python: install it in an environment of its own or accept that the last install wins.
+  Checked by hand (mediapipe 1.2.3, numpy 2.4, with the ``face_detection_short_range.tflite`` that
+  the 0.10.21 wheel carried): the test portrait is found at confidence 0.80.
 
 A clip is measured once (faces on frames sampled at ``samples_per_second``, at most
 ``max_samples``); the decisions are re-made from those measurements on every run, so changing a
@@ -30,6 +34,9 @@ import numpy as np
 DETECTORS = ("opencv-cascade", "mediapipe")
 DEFAULT_CONFIDENCE = {"opencv-cascade": 3.0, "mediapipe": 0.5}
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
+# MediaPipe faces below this confidence are not kept in the measurements (at 0 it returns dozens
+# of overlapping guesses per frame); a --face-confidence below it would see none of them.
+MEDIAPIPE_KEPT_CONFIDENCE = 0.1
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,8 @@ class FaceDetector(Protocol):
     def __call__(self, frame: np.ndarray) -> list[Face]: ...
 
     def describe(self) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
 
 
 def sample_frame_indices(num_frames: int, fps: float, samples_per_second: float = 2.0,
@@ -117,6 +126,9 @@ class CascadeFaceDetector:
         return {"detector": self.name, "model": self.model.name, "min_face_fraction": self.min_face_fraction,
                 "scale_factor": self.scale_factor, "min_neighbours": self.min_neighbours}
 
+    def close(self) -> None:
+        pass
+
 
 class MediaPipeFaceDetector:
     """MediaPipe BlazeFace (Tasks API) from a local ``.tflite`` model file."""
@@ -138,7 +150,7 @@ class MediaPipeFaceDetector:
             raise ImportError(f"--face-detector mediapipe needs the mediapipe package ({error}); "
                               "pip install mediapipe, or use --face-detector opencv-cascade") from None
         options = vision.FaceDetectorOptions(base_options=BaseOptions(model_asset_path=str(self.model)),
-                                             min_detection_confidence=0.0)
+                                             min_detection_confidence=MEDIAPIPE_KEPT_CONFIDENCE)
         self._mp = mp
         self._detector = vision.FaceDetector.create_from_options(options)
         self.min_face_fraction = float(min_face_fraction)
@@ -157,7 +169,12 @@ class MediaPipeFaceDetector:
         return faces
 
     def describe(self) -> dict[str, Any]:
-        return {"detector": self.name, "model": self.model.name, "min_face_fraction": self.min_face_fraction}
+        return {"detector": self.name, "model": self.model.name, "min_face_fraction": self.min_face_fraction,
+                "kept_confidence": MEDIAPIPE_KEPT_CONFIDENCE}
+
+    def close(self) -> None:
+        """Release the MediaPipe graph now (left to interpreter exit, MediaPipe's finaliser fails)."""
+        self._detector.close()
 
 
 def make_face_detector(name: str, model: str | os.PathLike | None = None,

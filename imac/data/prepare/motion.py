@@ -51,19 +51,16 @@ Joint presets (``JOINT_PRESETS``): ``"upper"``, the 43 upper-body and finger joi
 
 from __future__ import annotations
 
-import builtins
-import collections
-import importlib
 import os
-import pickle
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from imac.data.prepare.safe_pickle import PickleReadError, load_pickle
 from metrics.files import save_npz_atomic
 
 EXPRESSION_DIM = 100
@@ -143,77 +140,12 @@ FIT_KEYS: tuple[str, ...] = tuple(key for part in _PARTS for key in part.keys) +
     FULL_POSE_KEY,) + EXPRESSION_KEYS
 
 
-# -- the restricted unpickler ----------------------------------------------------------------------
-
-
-def _numpy_core(module_tail: str, name: str) -> Any:
-    """``numpy._core.<module_tail>.<name>`` (numpy 2), else ``numpy.core.<module_tail>.<name>``."""
-    for package in ("numpy._core", "numpy.core"):
-        try:
-            return getattr(importlib.import_module(f"{package}.{module_tail}"), name)
-        except (ImportError, AttributeError):
-            continue
-    raise AttributeError(f"numpy has no {module_tail}.{name}")
-
-
-def _latin1_encode(text: str, encoding: str = "utf-8") -> bytes:
-    """``_codecs.encode`` as protocol-2 pickles use it for bytes, limited to latin-1."""
-    if encoding.replace("-", "").replace("_", "").lower() not in ("latin1", "iso88591"):
-        raise pickle.UnpicklingError(f"refusing _codecs.encode with encoding {encoding!r}")
-    return text.encode("latin1")
-
-
-_SAFE_BUILTINS = ("dict", "list", "tuple", "set", "frozenset", "float", "int", "complex", "str",
-                  "bytes", "bytearray", "bool")
-
-# (module, name) -> how to get the object; everything else is refused.
-_ALLOWED_GLOBALS: dict[tuple[str, str], Callable[[], Any]] = {
-    **{(module, name): (lambda name=name: _numpy_core("multiarray", name))
-       for module in ("numpy.core.multiarray", "numpy._core.multiarray")
-       for name in ("_reconstruct", "scalar")},
-    **{(module, "_frombuffer"): (lambda: _numpy_core("numeric", "_frombuffer"))
-       for module in ("numpy.core.numeric", "numpy._core.numeric")},
-    ("numpy", "ndarray"): lambda: np.ndarray,
-    ("numpy", "dtype"): lambda: np.dtype,
-    **{(module, name): (lambda name=name: getattr(builtins, name))
-       for module in ("builtins", "__builtin__") for name in _SAFE_BUILTINS},
-    ("collections", "OrderedDict"): lambda: collections.OrderedDict,
-    ("_codecs", "encode"): lambda: _latin1_encode,
-}
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    """An unpickler that only rebuilds numpy arrays and plain containers (see the module doc)."""
-
-    def __init__(self, file: Any, source: str) -> None:
-        super().__init__(file, encoding="latin1")  # latin1: Python 2 pickles of numpy arrays
-        self.source = source
-
-    def find_class(self, module: str, name: str) -> Any:
-        getter = _ALLOWED_GLOBALS.get((module, name))
-        if getter is None:
-            raise MotionImportError(
-                f"{self.source}: the pickle holds a forbidden object type {module}.{name}; only "
-                "numpy arrays, numbers, strings and plain containers are read from pickles. "
-                "Convert the file to npz (np.savez with numpy arrays) and import that instead")
-        return getter()
-
-    def persistent_load(self, pid: Any) -> Any:
-        raise MotionImportError(
-            f"{self.source}: the pickle holds a forbidden object type (a persistent reference, as "
-            "torch.save writes); convert the file to npz with numpy arrays and import that instead")
-
-
 def _load_pickle(path: Path) -> Any:
-    """The object pickled in ``path``, read with ``_RestrictedUnpickler``."""
+    """The object pickled in ``path``, read with the restricted unpickler (``safe_pickle``)."""
     try:
-        with open(path, "rb") as handle:
-            return _RestrictedUnpickler(handle, str(path)).load()
-    except MotionImportError:
-        raise
-    except (pickle.UnpicklingError, EOFError, OSError, ValueError, TypeError, AttributeError,
-            IndexError, KeyError, ImportError, UnicodeDecodeError) as error:
-        raise MotionImportError(f"{path}: cannot read the pickle: {error}") from error
+        return load_pickle(path)
+    except PickleReadError as error:
+        raise MotionImportError(str(error)) from error
 
 
 def _load_npz(path: Path) -> dict[str, np.ndarray]:

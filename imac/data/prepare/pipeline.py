@@ -317,23 +317,27 @@ class Preparation:
         detector: FaceDetector | None = None
         states = []
         bar = tqdm(sources, desc=f"{self.options.identity}: sources", unit="video", disable=not self.progress)
-        for source in bar:
-            name = source_name(self.raw_dir, source)
-            bar.set_postfix_str(name[-30:])
-            state = load_state(self.workspace.state_path(name))
-            if not state_is_current(state, file_signature(source), digest):
-                if detector is None:
-                    detector = make_face_detector(self.options.face_detector, self.options.face_model,
-                                                  self.options.min_face_size)
-                state = measure_source(
-                    source, name, self.workspace, detector,
-                    SceneSettings(self.options.scene_threshold, self.options.min_scene_seconds),
-                    self.options.min_seconds, self.options.samples_per_second, self.options.max_samples, digest,
-                    previous=state)
-                if state["status"] != "done":
-                    self.log(f"  {source}: {state['status']}: {state.get('error', '')} (skipped; "
-                             f"{len(state.get('clips', {}))} scene(s) measured before it are kept)")
-            states.append(state)
+        try:
+            for source in bar:
+                name = source_name(self.raw_dir, source)
+                bar.set_postfix_str(name[-30:])
+                state = load_state(self.workspace.state_path(name))
+                if not state_is_current(state, file_signature(source), digest):
+                    if detector is None:
+                        detector = make_face_detector(self.options.face_detector, self.options.face_model,
+                                                      self.options.min_face_size)
+                    state = measure_source(
+                        source, name, self.workspace, detector,
+                        SceneSettings(self.options.scene_threshold, self.options.min_scene_seconds),
+                        self.options.min_seconds, self.options.samples_per_second, self.options.max_samples,
+                        digest, previous=state)
+                    if state["status"] != "done":
+                        self.log(f"  {source}: {state['status']}: {state.get('error', '')} (skipped; "
+                                 f"{len(state.get('clips', {}))} scene(s) measured before it are kept)")
+                states.append(state)
+        finally:
+            if detector is not None:
+                detector.close()
         return states
 
     def _finish_clips(self, kept: list[tuple[ClipDecision, dict[str, Any], dict[str, Any]]],

@@ -9,18 +9,30 @@ The file is a CSV with a header and one row per candidate clip::
 ``speakers`` is the number of distinct people who speak in the clip; only clips with exactly one
 are kept. Lines starting with ``#`` are comments; other columns are ignored.
 
-From TalkNet-ASD: run its demo on each candidate clip (``prepare/<identity>/candidates/*.mp4``);
-for each clip it writes ``pywork/tracks.pckl`` (face tracks) and ``pywork/scores.pckl`` (one score
-per frame and track, > 0 meaning speaking). Count the tracks that speak (score > 0, smoothed over
-a few frames) on a meaningful share of their frames, and write that count as ``speakers``.
-Clips missing from the file are decided by the face-count fallback, and the report says how many.
+From TalkNet-ASD: run its demo on each candidate clip (``prepare/<identity>/candidates/*.mp4``),
+``python demoTalkNet.py --videoFolder TALKNET_DIR --videoName <clip_id>``; for each clip it writes
+``TALKNET_DIR/<clip_id>/pywork/scores.pckl``: one array per face track with a score per frame, >= 0
+meaning speaking (after averaging over the frame and two on each side, as TalkNet's own
+visualisation does). ``imac-bench data speakers TALKNET_DIR --out speakers.csv`` counts, per clip,
+the tracks that speak on at least ``--min-speaking-fraction`` of their frames and writes the file.
+A person whose face track breaks in two counts twice, which drops the clip: the error is on the
+safe side. Clips missing from the file are decided by the face-count fallback, and the report
+says how many.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import os
 from pathlib import Path
+
+import numpy as np
+
+from imac.data.prepare.safe_pickle import PickleReadError, load_pickle
+from metrics.files import write_text_atomic
+
+TALKNET_SMOOTHING = 2       # frames on each side averaged, as in TalkNet's demo visualisation
 
 
 def read_speaker_counts(path: str | os.PathLike) -> dict[str, int]:
@@ -52,3 +64,50 @@ def read_speaker_counts(path: str | os.PathLike) -> dict[str, int]:
             raise ValueError(f"--speakers {path} row {number}: {clip} is listed twice with different counts")
         counts[clip] = count
     return counts
+
+
+def smoothed_scores(scores: np.ndarray, half_width: int = TALKNET_SMOOTHING) -> np.ndarray:
+    """Each frame's score averaged with up to ``half_width`` frames on each side (clipped at the ends)."""
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    cumulative = np.concatenate([[0.0], np.cumsum(scores)])
+    index = np.arange(len(scores))
+    low, high = np.maximum(index - half_width, 0), np.minimum(index + half_width + 1, len(scores))
+    return (cumulative[high] - cumulative[low]) / np.maximum(high - low, 1)
+
+
+def speaking_tracks(track_scores: list, min_speaking_fraction: float = 0.2) -> int:
+    """How many face tracks speak (smoothed score >= 0) on at least ``min_speaking_fraction`` of their frames."""
+    count = 0
+    for scores in track_scores:
+        smoothed = smoothed_scores(scores)
+        if len(smoothed) and float(np.mean(smoothed >= 0)) >= min_speaking_fraction:
+            count += 1
+    return count
+
+
+def talknet_speaker_counts(folder: str | os.PathLike, min_speaking_fraction: float = 0.2) -> dict[str, int]:
+    """``{clip_id: speakers}`` from TalkNet demo outputs ``folder/<clip_id>/pywork/scores.pckl``."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such folder of TalkNet outputs")
+    counts = {}
+    for path in sorted(folder.glob("*/pywork/scores.pckl")):
+        try:
+            scores = load_pickle(path)
+        except PickleReadError as error:
+            raise ValueError(str(error)) from None
+        if not isinstance(scores, (list, tuple)):
+            raise ValueError(f"{path}: expected a list of per-track score arrays, got {type(scores).__name__}")
+        counts[path.parent.parent.name] = speaking_tracks(list(scores), min_speaking_fraction)
+    if not counts:
+        raise FileNotFoundError(f"{folder}: no <clip_id>/pywork/scores.pckl inside (TalkNet's demo layout)")
+    return counts
+
+
+def write_speaker_counts(path: str | os.PathLike, counts: dict[str, int]) -> Path:
+    """The speakers CSV (``clip_id,speakers``), written atomically."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["clip_id", "speakers"])
+    writer.writerows(sorted(counts.items()))
+    return write_text_atomic(path, buffer.getvalue())
