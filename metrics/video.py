@@ -426,12 +426,12 @@ class _AudioTrack:
 
 def _encode(container: av.container.OutputContainer, frames: Iterator[np.ndarray], first: np.ndarray,
             rate: Fraction, audio_track_args: tuple[np.ndarray, int] | None, crf: int, pix_fmt: str,
-            codec: str, path: Path) -> None:
+            codec: str, path: Path, preset: str | None = None) -> None:
     height, width = first.shape[:2]
     stream = container.add_stream(codec, rate=rate)
     stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
     if codec in CRF_CODECS:
-        stream.options = {"crf": str(crf)}
+        stream.options = {"crf": str(crf), **({"preset": preset} if preset else {})}
     audio = _AudioTrack(container, *audio_track_args) if audio_track_args is not None else None
     frame_time_base = 1 / rate
     for index, array in enumerate(itertools.chain([first], frames)):
@@ -450,13 +450,14 @@ def _encode(container: av.container.OutputContainer, frames: Iterator[np.ndarray
 
 def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray] | np.ndarray, fps: float | int,
                 audio: np.ndarray | None = None, sample_rate: int = 16000, crf: int = 18,
-                pix_fmt: str = "yuv420p", codec: str = "libx264") -> Path:
+                pix_fmt: str = "yuv420p", codec: str = "libx264", preset: str | None = None) -> Path:
     """Encode uint8 RGB frames (H, W, 3), streamed from any iterable, into a video file, atomically.
 
     ``audio`` (float mono in [-1, 1]) is muxed as an AAC track at ``sample_rate``, exactly as
     given: it is neither padded nor cut to the video's length. The file is written under a
     temporary name and renamed on success, so an error (in the encoder or in the frames'
-    generator) never leaves a partial file under ``path``. Returns ``path``.
+    generator) never leaves a partial file under ``path``. ``preset`` is the x264/x265 speed preset
+    (``veryfast`` ... ``veryslow``; None: the encoder's default, ``medium``). Returns ``path``.
     """
     path = Path(path)
     rate = _frame_rate_fraction(fps, path)
@@ -471,7 +472,7 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray] | np.ndarr
     with atomic_path(path) as temporary:
         container = av.open(str(temporary), "w")
         try:
-            _encode(container, frame_iterator, first, rate, audio_track_args, crf, pix_fmt, codec, path)
+            _encode(container, frame_iterator, first, rate, audio_track_args, crf, pix_fmt, codec, path, preset)
         except BaseException:
             # Closing writes a trailer onto the partial file, which atomic_path then deletes;
             # an error while closing must not hide the original one.
