@@ -298,7 +298,6 @@ class Preparation:
                 decision = decide_clip(clip, state["source"], entry, self.options, speaker_counts)
                 self.summary.decisions.append(decision)
                 if decision.kept:
-                    self.summary.speaker_checks[decision.speaker_check] += 1
                     kept.append((decision, entry, state))
         split = split_by_source(
             {s: sum(d.seconds for d, _, st in kept if st["source"] == s) for s in {st["source"] for _, _, st in kept}},
@@ -306,7 +305,8 @@ class Preparation:
         if split.warning:
             self.summary.warnings.append(split.warning)
         lines = self._finish_clips(kept, set(split.test_sources))
-        self._remove_stale_outputs({d.clip_id for d, _, _ in kept})
+        self.summary.speaker_checks = Counter(d.speaker_check for d in self.summary.decisions if d.kept)
+        self._remove_stale_outputs({d.clip_id for d in self.summary.decisions if d.kept})
         self._write_manifest(lines)
         self._write_logs()
         return self.summary
@@ -359,7 +359,7 @@ class Preparation:
             self.summary.person_boxes[crop["person_box_source"]] += 1
             audio = self.clips_dir / f"{clip}.wav"
             _link_or_copy(self.workspace.candidate_audio(clip), audio)
-            motion = self._motion(clip, crop["num_frames"])
+            motion = self._motion(decision, crop["num_frames"])
             if motion is None:
                 continue
             split = "test" if state["source"] in test_sources else "train"
@@ -452,12 +452,13 @@ class Preparation:
 
     # -- motion ----------------------------------------------------------------------------------
 
-    def _motion(self, clip: str, num_frames: int) -> str | None:
+    def _motion(self, decision: ClipDecision, num_frames: int) -> str | None:
         """Import the clip's SMPL-X fit (once; redone when the fit file or the settings change).
 
         Returns the fit file's name, or None when the clip has none yet (it waits) or it is bad.
         """
         o = self.options
+        clip = decision.clip_id
         out = self.clips_dir / f"{clip}.motion.npz"
         fit = motion_import.find_motion_file(Path(o.motion), clip) if o.motion else None
         if fit is None:
@@ -476,9 +477,7 @@ class Preparation:
                                         flat_hand_mean=o.flat_hand_mean, frame_tolerance=o.motion_frame_tolerance)
         except motion_import.MotionImportError as error:
             self.summary.motion_errors.append((clip, str(error)))
-            for decision in self.summary.decisions:
-                if decision.clip_id == clip:
-                    decision.kept, decision.stage, decision.reason = False, "motion", str(error)
+            decision.kept, decision.stage, decision.reason = False, "motion", str(error)
             return None
         write_json_atomic(record_path, record)
         return fit.name
