@@ -29,7 +29,7 @@ from imac.data.prepare import sources as sources_module
 from imac.data.prepare.faces import CascadeFaceDetector
 from imac.data.prepare.motion import SMPLX_JOINT_NAMES
 from imac.data.prepare.pipeline import PrepareOptions, decide_clip, prepare_dataset
-from imac.data.prepare.sources import SceneSettings, detect_scenes
+from imac.data.prepare.sources import SceneSettings, detect_scenes, make_timeline, read_frame_times
 from metrics.video import probe_video, read_video, write_video
 
 FPS = 25
@@ -109,7 +109,9 @@ def _dropped(out: Path, identity: str = "grace") -> dict[str, tuple[str, str]]:
 
 def test_scene_detector_finds_the_cuts(raw_dir):
     info = probe_video(raw_dir / "talk_a.mp4")
-    scenes = detect_scenes(raw_dir / "talk_a.mp4", info.num_frames, info.fps, SceneSettings())
+    timeline = make_timeline(read_frame_times(raw_dir / "talk_a.mp4"), info.fps)
+    np.testing.assert_array_equal(timeline.source_index, np.arange(350))   # constant rate: the identity
+    scenes = detect_scenes(raw_dir / "talk_a.mp4", timeline, SceneSettings(), info.fps)
     assert [(s.start, s.end) for s in scenes] == [(0, 100), (100, 150), (150, 250), (250, 350)]
 
 
@@ -186,7 +188,7 @@ def test_statistics_add_up_from_the_manifest(prepared):
     assert row["hours"] == pytest.approx(sum(r.num_frames / r.fps for r in records) / 3600)
     assert row["test_hours"] == pytest.approx(sum(r.num_frames / r.fps for r in records if r.split == "test") / 3600)
     table = (out / "statistics.md").read_text()
-    assert "| grace | unknown | 64x64 | 3 |" in table
+    assert "| grace | unknown | 64x64 | 25 | 3 |" in table
 
 
 def test_report_names_the_checks_that_decided(prepared):
@@ -409,3 +411,62 @@ def test_dwpose_keypoints_are_computed_once_and_decide_the_crop(prepared, raw_di
     stamp = cached.stat().st_mtime_ns
     prepare_dataset(raw_dir, out, options, progress=False, log=lambda _: None)
     assert cached.stat().st_mtime_ns == stamp
+
+
+def _write_variable_rate(path: Path, times_ms: np.ndarray, audio: np.ndarray) -> None:
+    """A video whose frame i (colour (25 (i % 10), 25 (i // 10), 0)) is shown at times_ms[i], with a
+    16 kHz AAC track."""
+    import av
+    from fractions import Fraction
+
+    container = av.open(str(path), "w")
+    video = container.add_stream("libx264", rate=25)
+    video.width = video.height = 64
+    video.pix_fmt, video.options = "yuv420p", {"crf": "1"}
+    video.codec_context.time_base = Fraction(1, 1000)
+    sound = container.add_stream("aac", rate=16000)
+    sound.layout = "mono"
+    for i, t in enumerate(times_ms):
+        colour = np.array([25 * (i % 10), 25 * (i // 10), 0], np.uint8)
+        frame = av.VideoFrame.from_ndarray(np.broadcast_to(colour, (64, 64, 3)).copy(), format="rgb24")
+        frame.pts, frame.time_base = int(t), Fraction(1, 1000)
+        for packet in video.encode(frame):
+            container.mux(packet)
+    for packet in video.encode(None):
+        container.mux(packet)
+    for start in range(0, len(audio), 1024):
+        frame = av.AudioFrame.from_ndarray(audio[None, start:start + 1024], format="fltp", layout="mono")
+        frame.sample_rate, frame.pts, frame.time_base = 16000, start, Fraction(1, 16000)
+        for packet in sound.encode(frame):
+            container.mux(packet)
+    for packet in sound.encode(None):
+        container.mux(packet)
+    container.close()
+
+
+def test_variable_frame_rate_is_resampled_by_timestamps(tmp_path):
+    # 50 frames 50 ms apart, then 50 frames 30 ms apart: by index, frame 50 would sit at 2.0 s at
+    # 25 fps, but it is shown at 2.5 s
+    times = np.r_[np.arange(50) * 50, 2450 + np.arange(1, 51) * 30].astype(float)
+    audio = np.zeros(int(4.1 * 16000), np.float32)
+    audio[40000:40040] = 0.9                                   # a click at 2.5 s, under frame 50
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    _write_variable_rate(raw / "phone.mp4", times, audio)
+    out = tmp_path / "out"
+    # the colours jump every 10 frames: keep the scene detector out of it
+    prepare_dataset(raw, out, _options(fps=25, scene_threshold=255.0), progress=False, log=lambda _: None)
+    state = json.loads((out / "prepare" / "grace" / "sources" / "phone.json").read_text())
+    assert state["fps"] == 25 and state["num_frames"] == round(3.95 * 25) + 1 and state["source_frames"] == 100
+    frames = read_video(out / "prepare" / "grace" / "candidates" / "phone_s000.mp4")
+    centre = frames[:, 32, 32].astype(float)
+    shown = (np.round(centre[:, 0] / 25) + 10 * np.round(centre[:, 1] / 25)).astype(int)
+    expected = [int(np.argmin(np.abs(times - 1000 * k / 25))) for k in range(len(frames))]
+    np.testing.assert_array_equal(shown, expected)
+    import soundfile
+
+    samples, _ = soundfile.read(out / "prepare" / "grace" / "candidates" / "phone_s000.wav")
+    click_frame = int(np.argmax(np.abs(samples)) / 16000 * 25)   # 2.5 s: output frame 62
+    # sound and picture stay together: the frame under the click is source frame 50 (shown from
+    # 2.48 s) or its neighbour; resampling by index would show frame 62 there
+    assert abs(shown[click_frame] - 50) <= 1

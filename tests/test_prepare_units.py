@@ -186,3 +186,52 @@ def test_talknet_pickles_are_read_without_running_code(tmp_path):
     with pytest.raises(ValueError, match="forbidden object type"):
         talknet_speaker_counts(tmp_path / "t")
     assert not marker.exists()
+
+
+# -- the constant-rate timeline and the audio under a clip -------------------------------------------
+
+
+def test_timeline_picks_the_nearest_frame_in_time():
+    import numpy as np
+
+    from imac.data.prepare.sources import make_timeline
+
+    same = make_timeline(np.arange(100) / 25, 25)
+    np.testing.assert_array_equal(same.source_index, np.arange(100))
+    down = make_timeline(np.arange(120) / 30, 25)               # 4 s at 30 fps -> 25 fps
+    assert down.num_frames == 100
+    times = np.arange(120) / 30
+    expected = [int(np.argmin(np.abs(times - k / 25))) for k in range(100)]
+    np.testing.assert_array_equal(down.source_index, expected)
+    offset = make_timeline(0.5 + np.arange(10) / 10, 10)        # a stream starting at 0.5 s
+    assert offset.start == 0.5 and list(offset.source_index) == list(range(10))
+
+
+def test_scenes_follow_the_frames_they_show():
+    import numpy as np
+
+    from imac.data.prepare.sources import Timeline, scenes_on_timeline
+
+    timeline = Timeline(25.0, 0.0, np.array([0, 1, 1, 2, 4, 5, 6, 6, 7]))
+    scenes = scenes_on_timeline([4, 7], timeline)
+    assert [(s.start, s.end) for s in scenes] == [(0, 4), (4, 8), (8, 9)]
+    assert [(s.start, s.end) for s in scenes_on_timeline([], timeline)] == [(0, 9)]
+
+
+def test_clip_audio_is_cut_at_the_frames_times_with_gaps_filled():
+    import numpy as np
+
+    from imac.data.prepare.sources import Scene, clip_audio_samples
+
+    audio = np.arange(16000 * 4, dtype=np.float32)
+    piece, missing = clip_audio_samples(audio, 0.0, Scene(25, 50), 25)
+    np.testing.assert_array_equal(piece, audio[16000:32000]) and missing == 0
+    # the video starts 0.25 s after the audio: every cut moves 4000 samples later
+    piece, missing = clip_audio_samples(audio, 0.25, Scene(25, 50), 25)
+    np.testing.assert_array_equal(piece, audio[20000:36000])
+    # the audio starts 0.5 s after the video: the first 0.5 s of the clip are silence
+    piece, missing = clip_audio_samples(audio, -0.5, Scene(0, 25), 25)
+    assert missing == 8000 and not piece[:8000].any() and np.array_equal(piece[8000:], audio[:8000])
+    # past the end
+    piece, missing = clip_audio_samples(audio, 0.0, Scene(75, 125), 25)
+    assert len(piece) == 32000 and missing == 16000

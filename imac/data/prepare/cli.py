@@ -19,6 +19,8 @@ def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
                         "identities' clips are kept; rerun to resume)")
     parser.add_argument("--posture", default="unknown", help="standing, sitting, ... (for the statistics table)")
     parser.add_argument("--size", type=int, default=d.size, help=f"output side in pixels (default {d.size})")
+    parser.add_argument("--fps", type=float, default=None, help="output frame rate: frames are picked by their "
+                        "timestamps (default: each source's average rate; variable-rate sources are made constant)")
     g = parser.add_argument_group("scenes and length")
     g.add_argument("--scene-threshold", type=float, default=d.scene_threshold,
                    help=f"PySceneDetect content-detector threshold (default {d.scene_threshold:g})")
@@ -71,7 +73,7 @@ def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
 
 def options_from_arguments(args: argparse.Namespace) -> PrepareOptions:
     return PrepareOptions(
-        identity=args.identity, posture=args.posture, size=args.size, scene_threshold=args.scene_threshold,
+        identity=args.identity, posture=args.posture, size=args.size, fps=args.fps, scene_threshold=args.scene_threshold,
         min_scene_seconds=args.min_scene_seconds, min_seconds=args.min_seconds, face_detector=args.face_detector,
         face_model=args.face_model, face_confidence=args.face_confidence, min_face_size=args.min_face_size,
         min_frontal_fraction=args.min_frontal_fraction, samples_per_second=args.samples_per_second,

@@ -2,7 +2,9 @@
 
 The paper's pipeline, stage by stage (``imac-bench data prepare RAW_DIR --identity NAME --out DIR``):
 
-1. scenes: PySceneDetect's content detector splits every source video at its cuts;
+1. scenes: PySceneDetect's content detector splits every source video at its cuts; frames are
+   resampled to a constant rate by their timestamps (``--fps``, default the source's average), so
+   variable-rate recordings stay in sync with their audio;
 2. length: scenes shorter than ``min_seconds`` (3 s) are dropped;
 3. single speaker: per-clip active-speaker counts from a file (TalkNet's, the paper's choice, see
    ``imac.data.prepare.speakers``) or, for clips it does not list, the face-count fallback: a clip
@@ -82,6 +84,7 @@ class PrepareOptions:
     identity: str
     posture: str = "unknown"                 # standing | sitting | ..., for the statistics table
     size: int = 512                          # output clips are size x size
+    fps: float | None = None                 # output frame rate (None: each source's average rate)
     # scenes and length
     scene_threshold: float = 27.0            # PySceneDetect ContentDetector threshold
     min_scene_seconds: float = 0.6           # its shortest scene
@@ -119,6 +122,7 @@ class PrepareOptions:
         checks = [
             (bool(self.identity.strip()) and "/" not in self.identity, "--identity must be a non-empty name without '/'"),
             (self.size >= 16 and self.size % 2 == 0, f"--size must be even and >= 16, got {self.size}"),
+            (self.fps is None or self.fps > 0, f"--fps must be > 0, got {self.fps}"),
             (self.min_seconds > 0, f"--min-seconds must be > 0, got {self.min_seconds}"),
             (0 <= self.min_frontal_fraction <= 1, "--min-frontal-fraction must be in [0, 1]"),
             (0 <= self.max_several_faces_fraction <= 1, "--max-several-faces-fraction must be in [0, 1]"),
@@ -138,7 +142,7 @@ class PrepareOptions:
 
     def measurement_settings(self) -> dict[str, Any]:
         """The settings the per-source measurements depend on (a change re-measures the sources)."""
-        return {"scene_threshold": self.scene_threshold, "min_scene_seconds": self.min_scene_seconds,
+        return {"fps": self.fps, "scene_threshold": self.scene_threshold, "min_scene_seconds": self.min_scene_seconds,
                 "min_seconds": self.min_seconds, "face_detector": self.face_detector,
                 "face_model": self.face_model, "min_face_size": self.min_face_size,
                 "samples_per_second": self.samples_per_second, "max_samples": self.max_samples}
@@ -198,7 +202,7 @@ def decide_clip(clip: str, source: str, entry: dict[str, Any], options: PrepareO
         return decision
     gap = float(entry.get("audio_missing_seconds", 0.0))
     if gap > MAX_AUDIO_GAP_SECONDS:
-        decision.stage, decision.reason = "audio", f"the audio track ends {gap:.2f} s before the clip does"
+        decision.stage, decision.reason = "audio", f"{gap:.2f} s of the clip lie outside the audio track"
         return decision
     samples = clip_faces(entry)
     threshold = options.confidence
@@ -330,7 +334,7 @@ class Preparation:
                         source, name, self.workspace, detector,
                         SceneSettings(self.options.scene_threshold, self.options.min_scene_seconds),
                         self.options.min_seconds, self.options.samples_per_second, self.options.max_samples,
-                        digest, previous=state)
+                        digest, previous=state, fps=self.options.fps)
                     if state["status"] != "done":
                         self.log(f"  {source}: {state['status']}: {state.get('error', '')} (skipped; "
                                  f"{len(state.get('clips', {}))} scene(s) measured before it are kept)")

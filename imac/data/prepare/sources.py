@@ -92,9 +92,8 @@ def settings_digest(settings: dict[str, Any]) -> str:
     return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def detect_scenes(path: Path, num_frames: int, fps: float, settings: SceneSettings) -> list[Scene]:
-    """Scenes of a video with PySceneDetect's ``ContentDetector`` (PyAV backend, as the rest of the
-    project decodes): consecutive, covering frames [0, num_frames)."""
+def detect_cuts(path: Path, fps: float, settings: SceneSettings) -> list[int]:
+    """Source frame indices where PySceneDetect's ``ContentDetector`` starts a new scene (0 excluded)."""
     from scenedetect import ContentDetector, SceneManager
     from scenedetect.backends.pyav import VideoStreamAv
 
@@ -106,10 +105,99 @@ def detect_scenes(path: Path, num_frames: int, fps: float, settings: SceneSettin
     manager = SceneManager()
     manager.add_detector(ContentDetector(threshold=settings.threshold, min_scene_len=min_len))
     manager.detect_scenes(video=video)
-    found = manager.get_scene_list()
-    cuts = sorted({int(start.frame_num) for start, _ in found} - {0})
-    edges = [0] + [c for c in cuts if 0 < c < num_frames] + [num_frames]
+    return sorted({int(start.frame_num) for start, _ in manager.get_scene_list()} - {0})
+
+
+def read_frame_times(path: Path) -> np.ndarray:
+    """Presentation time in seconds of every frame of the first video stream, in display order.
+
+    Read from the packets (no decoding). A stream whose packets lack timestamps gets evenly spaced
+    times at its average rate.
+    """
+    container = av.open(str(path))
+    try:
+        stream = container.streams.video[0]
+        pts = [packet.pts for packet in container.demux(stream) if packet.size > 0]
+        rate = stream.average_rate or stream.guessed_rate
+        time_base = stream.time_base
+    finally:
+        container.close()
+    if not pts:
+        raise ValueError("no video frames")
+    if any(value is None for value in pts) or time_base is None:
+        return np.arange(len(pts)) / float(rate)
+    return np.sort(np.asarray(pts, dtype=np.float64)) * float(time_base)
+
+
+def audio_start_time(path: Path) -> float:
+    """Presentation time in seconds of the first audio sample (0 when the container does not say)."""
+    container = av.open(str(path))
+    try:
+        stream = container.streams.audio[0]
+        if stream.start_time is None or stream.time_base is None:
+            return 0.0
+        return float(stream.start_time * stream.time_base)
+    finally:
+        container.close()
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """A source resampled to a constant frame rate: output frame k, at time ``start + k / fps``,
+    shows the source frame nearest in time (``source_index[k]``).
+
+    For a constant-rate source at its own rate this is the identity; a variable-rate recording (a
+    phone's) becomes evenly spaced frames that stay in sync with its audio; another ``fps``
+    (30 -> 25) drops or repeats frames.
+    """
+
+    fps: float
+    start: float
+    source_index: np.ndarray
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.source_index)
+
+
+def make_timeline(times: np.ndarray, fps: float) -> Timeline:
+    """The constant-rate timeline at ``fps`` over source frames shown at ``times`` (seconds, sorted)."""
+    times = np.asarray(times, dtype=np.float64)
+    if times.ndim != 1 or len(times) == 0:
+        raise ValueError("a timeline needs the times of at least one frame")
+    if not fps > 0:
+        raise ValueError(f"fps must be > 0, got {fps}")
+    count = max(1, int(round((times[-1] - times[0]) * fps)) + 1)
+    targets = times[0] + np.arange(count) / fps
+    after = np.clip(np.searchsorted(times, targets), 0, len(times) - 1)
+    before = np.clip(after - 1, 0, len(times) - 1)
+    nearest = np.where(np.abs(times[before] - targets) <= np.abs(times[after] - targets), before, after)
+    return Timeline(float(fps), float(times[0]), nearest.astype(np.int64))
+
+
+def scenes_on_timeline(cuts: list[int], timeline: Timeline) -> list[Scene]:
+    """The scenes (source frames split at ``cuts``) as ranges of output frames: an output frame
+    belongs to the scene of the source frame it shows, so no clip holds a frame of another scene."""
+    scene_of = np.searchsorted(np.asarray(sorted(cuts), dtype=np.int64), timeline.source_index, side="right")
+    edges = [0] + [int(k) for k in np.flatnonzero(np.diff(scene_of)) + 1] + [timeline.num_frames]
     return [Scene(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+
+
+def resampled_frames(frames: Iterator[np.ndarray], source_index: np.ndarray) -> Iterator[np.ndarray]:
+    """The output frames: source frames (streamed, in order) picked, skipped or repeated by ``source_index``."""
+    current, position = None, -1
+    for wanted in source_index:
+        while position < wanted:
+            current = next(frames, None)
+            if current is None:
+                raise ValueError(f"the video ended at frame {position + 1}, before frame {int(wanted)}")
+            position += 1
+        yield current
+
+
+def detect_scenes(path: Path, timeline: Timeline, settings: SceneSettings, source_fps: float) -> list[Scene]:
+    """Scenes of a video as ranges of its timeline's frames (consecutive, covering all of them)."""
+    return scenes_on_timeline(detect_cuts(path, source_fps, settings), timeline)
 
 
 # -- measuring a source ----------------------------------------------------------------------------
@@ -160,7 +248,8 @@ def _scene_frames(frames: Iterator[np.ndarray], scene: Scene, samples: set[int],
     for offset in range(scene.num_frames):
         frame = next(frames, None)
         if frame is None:
-            raise ValueError(f"the video ended at frame {scene.start + offset}, inside a scene ending at {scene.end}")
+            raise ValueError(f"the video ended at output frame {scene.start + offset}, inside a scene ending at "
+                             f"{scene.end}")
         if offset in samples:
             sampled[offset] = frame
         yield frame
@@ -173,9 +262,13 @@ def _skip(frames: Iterator[np.ndarray], count: int) -> None:
 
 def measure_source(source: Path, name: str, workspace: Workspace, detector: FaceDetector,
                    scene_settings: SceneSettings, min_seconds: float, samples_per_second: float,
-                   max_samples: int, digest: str, previous: dict[str, Any] | None = None) -> dict[str, Any]:
+                   max_samples: int, digest: str, previous: dict[str, Any] | None = None,
+                   fps: float | None = None) -> dict[str, Any]:
     """Split ``source`` into scenes, write the candidate clips of scenes of at least ``min_seconds``,
     detect faces on sampled frames; return (and save) the source's state.
+
+    Frames are resampled to a constant ``fps`` by their timestamps (``Timeline``; None: the source's
+    average rate), and each clip's audio is cut at its first and last frame's times.
 
     An unreadable file gives a state with status ``unreadable``; a decoding error part-way gives
     status ``failed`` with every clip measured before the error kept. ``previous`` is an interrupted
@@ -198,21 +291,27 @@ def measure_source(source: Path, name: str, workspace: Workspace, detector: Face
         audio = read_video_audio(source, AUDIO_RATE)
         if audio.size == 0:
             raise ValueError("the audio track is empty")
-        scenes = detect_scenes(source, info.num_frames, info.fps, scene_settings)
+        times = read_frame_times(source)
+        timeline = make_timeline(times, fps or info.fps)
+        audio_offset = timeline.start - audio_start_time(source)
+        scenes = detect_scenes(source, timeline, scene_settings, info.fps)
     except (*DECODE_ERRORS, FileNotFoundError) as error:
         state.update(status="unreadable", error=str(error).replace(str(source), source.name))
         write_json_atomic(path, state)
         return state
-    state.update(fps=info.fps, num_frames=info.num_frames, width=info.width, height=info.height,
-                 seconds=info.num_frames / info.fps, scenes=[[s.start, s.end] for s in scenes])
+    targets = timeline.start + np.arange(timeline.num_frames) / timeline.fps
+    state.update(fps=timeline.fps, num_frames=timeline.num_frames, width=info.width, height=info.height,
+                 seconds=timeline.num_frames / timeline.fps, source_fps=info.fps, source_frames=len(times),
+                 max_timing_error=round(float(np.max(np.abs(times[timeline.source_index] - targets))), 4),
+                 audio_offset=round(audio_offset, 4), scenes=[[s.start, s.end] for s in scenes])
     write_json_atomic(path, state)
     try:
         with VideoReader(source) as video:
-            frames = iter(video)
+            frames = resampled_frames(iter(video), timeline.source_index)
             for index, scene in enumerate(scenes):
                 clip = clip_id(name, index)
                 entry = {"scene": index, "start": scene.start, "end": scene.end,
-                         "seconds": scene.num_frames / info.fps}
+                         "seconds": scene.num_frames / timeline.fps}
                 if clip in reusable and reusable[clip].get("start") == scene.start \
                         and reusable[clip].get("end") == scene.end:
                     _skip(frames, scene.num_frames)
@@ -221,8 +320,8 @@ def measure_source(source: Path, name: str, workspace: Workspace, detector: Face
                     _skip(frames, scene.num_frames)
                     entry["measured"] = False
                 else:
-                    entry.update(_measure_clip(frames, scene, clip, audio, info.fps, workspace, detector,
-                                               samples_per_second, max_samples))
+                    entry.update(_measure_clip(frames, scene, clip, audio, audio_offset, timeline.fps, workspace,
+                                               detector, samples_per_second, max_samples))
                 state["clips"][clip] = entry
                 write_json_atomic(path, state)
     except DECODE_ERRORS as error:
@@ -234,18 +333,27 @@ def measure_source(source: Path, name: str, workspace: Workspace, detector: Face
     return state
 
 
-def _measure_clip(frames: Iterator[np.ndarray], scene: Scene, clip: str, audio: np.ndarray, fps: float,
-                  workspace: Workspace, detector: FaceDetector, samples_per_second: float,
+def clip_audio_samples(audio: np.ndarray, audio_offset: float, scene: Scene, fps: float) -> tuple[np.ndarray, int]:
+    """The samples of ``audio`` (16 kHz, sample 0 at the audio's start) under the scene's frames, and
+    how many were missing (before the audio's start or after its end: filled with silence).
+
+    ``audio_offset`` is the time of output frame 0 minus the time of the first audio sample.
+    """
+    first = int(round((audio_offset + scene.start / fps) * AUDIO_RATE))
+    last = int(round((audio_offset + scene.end / fps) * AUDIO_RATE))
+    before = max(0, -first)
+    piece = audio[max(0, first):max(0, last)]
+    after = last - first - before - len(piece)
+    return np.pad(piece, (before, max(0, after))), before + max(0, after)
+
+
+def _measure_clip(frames: Iterator[np.ndarray], scene: Scene, clip: str, audio: np.ndarray, audio_offset: float,
+                  fps: float, workspace: Workspace, detector: FaceDetector, samples_per_second: float,
                   max_samples: int) -> dict[str, Any]:
     """Write one scene's candidate video and wav, and detect faces on its sampled frames."""
     samples = sample_frame_indices(scene.num_frames, fps, samples_per_second, max_samples)
     sampled: dict[int, np.ndarray] = {}
-    first = int(round(scene.start / fps * AUDIO_RATE))
-    last = int(round(scene.end / fps * AUDIO_RATE))
-    clip_audio = audio[first:last]
-    missing = last - first - len(clip_audio)
-    if missing > 0:   # the audio track ends before the video: pad with silence, and say how much
-        clip_audio = np.pad(clip_audio, (0, missing))
+    clip_audio, missing = clip_audio_samples(audio, audio_offset, scene, fps)
     write_video(workspace.candidate_video(clip), _scene_frames(frames, scene, set(samples), sampled), fps,
                 audio=clip_audio, sample_rate=AUDIO_RATE, crf=CANDIDATE_CRF, preset=CANDIDATE_PRESET)
     write_wav(workspace.candidate_audio(clip), clip_audio, AUDIO_RATE)

@@ -76,9 +76,11 @@ def statistics_rows(lines: Iterable[Mapping[str, Any]], postures: Mapping[str, s
         hours = {split: sum(c["num_frames"] / c["fps"] for c in clips if c["split"] == split) / 3600
                  for split in ("train", "test")}
         resolutions = sorted({f"{c['width']}x{c['height']}" for c in clips})
+        rates = sorted({float(c["fps"]) for c in clips})
         sources = {c.get("source", c["clip_id"]) for c in clips}
         rows.append({"identity": identity, "posture": postures.get(identity, "unknown"),
-                     "resolution": ", ".join(resolutions), "clips": len(clips),
+                     "resolution": ", ".join(resolutions), "fps": ", ".join(f"{r:g}" for r in rates),
+                     "clips": len(clips),
                      "train_clips": sum(c["split"] == "train" for c in clips),
                      "test_clips": sum(c["split"] == "test" for c in clips),
                      "sources": len(sources), "hours": hours["train"] + hours["test"],
@@ -92,16 +94,16 @@ def _hours(value: float) -> str:
 
 def statistics_markdown(rows: list[dict[str, Any]]) -> str:
     """The statistics rows as a Markdown table with a total row."""
-    header = ("| Identity | Posture | Resolution | Sources | Clips (train/test) | Hours | Train h | Test h | Minutes |\n"
-              "|---|---|---|---:|---:|---:|---:|---:|---:|\n")
+    header = ("| Identity | Posture | Resolution | FPS | Sources | Clips (train/test) | Hours | Train h | Test h | Minutes |\n"
+              "|---|---|---|---|---:|---:|---:|---:|---:|---:|\n")
     body = "".join(
-        f"| {r['identity']} | {r['posture']} | {r['resolution']} | {r['sources']} | "
+        f"| {r['identity']} | {r['posture']} | {r['resolution']} | {r['fps']} | {r['sources']} | "
         f"{r['clips']} ({r['train_clips']}/{r['test_clips']}) | {_hours(r['hours'])} | "
         f"{_hours(r['train_hours'])} | {_hours(r['test_hours'])} | {r['hours'] * 60:.1f} |\n" for r in rows)
     if len(rows) > 1:
         total = {key: sum(r[key] for r in rows) for key in ("sources", "clips", "train_clips", "test_clips",
                                                             "hours", "train_hours", "test_hours")}
-        body += (f"| **all** | | | {total['sources']} | {total['clips']} ({total['train_clips']}/"
+        body += (f"| **all** | | | | {total['sources']} | {total['clips']} ({total['train_clips']}/"
                  f"{total['test_clips']}) | {_hours(total['hours'])} | {_hours(total['train_hours'])} | "
                  f"{_hours(total['test_hours'])} | {total['hours'] * 60:.1f} |\n")
     return header + body
