@@ -296,15 +296,30 @@ def test_bad_crop_arguments_raise():
 # ---------------------------------------------------------------------------------- crop keypoints
 
 
-def test_crop_keypoints_maps_the_box_corners_and_keeps_scores():
-    box = Box(190, -100, 1090, 800)
-    kp = np.array([[[190, -100, 0.9], [1090, 800, 1.7], [640, 350, 0.0]]])
+def test_crop_keypoints_maps_the_box_edges_and_keeps_scores():
+    box = Box(190, -100, 1090, 800)                      # side 900 -> 512
+    # the box's outer edges (pixel centres at x0 - 0.5 ...) map to the crop's outer edges
+    kp = np.array([[[189.5, -100.5, 0.9], [1089.5, 799.5, 1.7], [639.5, 349.5, 0.0]]])
     out = crop_keypoints(kp, box, size=512)
     assert out.dtype == np.float32 and out.shape == (1, 3, 3)
-    np.testing.assert_allclose(out[0, 0, :2], (0, 0))
-    np.testing.assert_allclose(out[0, 1, :2], (512, 512))
-    np.testing.assert_allclose(out[0, 2, :2], (256, 256))  # score 0, transformed all the same
+    np.testing.assert_allclose(out[0, 0, :2], (-0.5, -0.5), atol=1e-4)
+    np.testing.assert_allclose(out[0, 1, :2], (511.5, 511.5), atol=1e-4)
+    np.testing.assert_allclose(out[0, 2, :2], (255.5, 255.5), atol=1e-4)  # score 0, transformed all the same
     np.testing.assert_array_equal(out[..., 2], kp[..., 2].astype(np.float32))
+
+
+def test_a_keypoint_follows_its_pixel_through_a_halving_resize():
+    # a bright 2x2 block becomes exactly one pixel when the crop is halved with INTER_AREA; the
+    # block's centre, mapped, must be that pixel's coordinate
+    frame = np.zeros((H, W, 3), np.uint8)
+    box = Box(100, 40, 500, 440)
+    a, b = 37, 101
+    frame[40 + 2 * b:40 + 2 * b + 2, 100 + 2 * a:100 + 2 * a + 2] = 255
+    crop = crop_frame(frame, box, size=200)
+    rows, cols = np.nonzero(crop[..., 0] == 255)
+    (cx, cy, _), = crop_keypoints(np.array([[[100 + 2 * a + 0.5, 40 + 2 * b + 0.5, 1.0]]]), box, 200)[0]
+    assert (cols.tolist(), rows.tolist()) == ([a], [b])
+    np.testing.assert_allclose((cx, cy), (a, b), atol=1e-5)
 
 
 def test_a_drawn_keypoint_lands_at_its_cropped_coordinate():

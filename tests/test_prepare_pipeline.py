@@ -278,8 +278,9 @@ def test_keypoints_decide_the_crop_and_are_carried_into_the_crop(prepared, raw_d
     assert record.extra["crop_box"] == [90.0, 60.0, 230.0, 200.0]
     with np.load(record.keypoints) as data:
         moved = data["keypoints"]
-    np.testing.assert_allclose(moved[0, 0, :2], [(100 - 90) * 64 / 140, 0.0], atol=1e-4)
-    np.testing.assert_allclose(moved[0, 1, :2], [(220 - 90) * 64 / 140, 64.0], atol=1e-4)
+    scale = 64 / 140                                       # pixel centres: x' = (x - x0 + 0.5) s - 0.5
+    np.testing.assert_allclose(moved[0, 0, :2], [10.5 * scale - 0.5, 0.5 * scale - 0.5], atol=1e-4)
+    np.testing.assert_allclose(moved[0, 1, :2], [130.5 * scale - 0.5, 140.5 * scale - 0.5], atol=1e-4)
     assert validate_dataset(out, level="full") == []
 
 

@@ -14,7 +14,8 @@ and :func:`square_crop_box` turns it into the square, integer-pixel crop box tha
 
 Conventions: coordinates are pixels of the source frame, ``x`` to the right and ``y`` down; a box's
 ``x1``/``y1`` are exclusive edges, so a mask pixel at column ``c`` spans ``[c, c + 1)``. A crop box
-of side ``side`` maps to a ``size`` x ``size`` image by ``x' = (x - x0) * size / side``.
+of side ``side`` maps to a ``size`` x ``size`` image; keypoints, whose integer coordinates are
+pixel centres, by ``x' = (x - x0 + 0.5) * size / side - 0.5``.
 """
 
 from __future__ import annotations
@@ -318,17 +319,19 @@ def crop_frame(frame: np.ndarray, box: Box, size: int, pad_value: int = 0) -> np
 def crop_keypoints(keypoints: np.ndarray, box: Box, size: int) -> np.ndarray:
     """Keypoints moved into the ``size`` x ``size`` crop, as float32 ``(F, K, 3)``.
 
-    ``x' = (x - x0) * size / side`` and ``y' = (y - y0) * size / side`` with ``side`` the box's side.
+    Integer coordinates are pixel centres (the dataset format's convention), so the mapping is
+    ``x' = (x - x0 + 0.5) * size / side - 0.5`` (and the same for y): the box's outer edge
+    ``x0 - 0.5`` maps to the crop's outer edge ``-0.5``, and a point keeps its place in the picture
+    whatever the resize. With ``size == side`` it is ``x - x0``.
 
-    The box's top-left corner maps to ``(0, 0)`` and its bottom-right corner to ``(size, size)``.
     Every point is transformed, whatever its score (a score-0 point stays consistent); scores are
-    kept unchanged. Points outside the box land outside ``[0, size]``.
+    kept unchanged. Points outside the box land outside the crop.
     """
     size = _check_size(size)
     array = _check_keypoints(keypoints)
     side = _square_side(box)
     scale = size / side
     out = array.copy()
-    out[..., 0] = (array[..., 0] - box.x0) * scale
-    out[..., 1] = (array[..., 1] - box.y0) * scale
+    out[..., 0] = (array[..., 0] - box.x0 + 0.5) * scale - 0.5
+    out[..., 1] = (array[..., 1] - box.y0 + 0.5) * scale - 0.5
     return out.astype(np.float32)
