@@ -425,8 +425,7 @@ def _write_variable_rate(path: Path, times_ms: np.ndarray, audio: np.ndarray) ->
     video.width = video.height = 64
     video.pix_fmt, video.options = "yuv420p", {"crf": "1"}
     video.codec_context.time_base = Fraction(1, 1000)
-    sound = container.add_stream("aac", rate=16000)
-    sound.layout = "mono"
+    sound = _audio_stream(container)
     for i, t in enumerate(times_ms):
         colour = np.array([25 * (i % 10), 25 * (i // 10), 0], np.uint8)
         frame = av.VideoFrame.from_ndarray(np.broadcast_to(colour, (64, 64, 3)).copy(), format="rgb24")
@@ -435,6 +434,20 @@ def _write_variable_rate(path: Path, times_ms: np.ndarray, audio: np.ndarray) ->
             container.mux(packet)
     for packet in video.encode(None):
         container.mux(packet)
+    _mux_audio(container, sound, audio)
+    container.close()
+
+
+def _audio_stream(container):
+    sound = container.add_stream("aac", rate=16000)
+    sound.layout = "mono"
+    return sound
+
+
+def _mux_audio(container, sound, audio: np.ndarray) -> None:
+    import av
+    from fractions import Fraction
+
     for start in range(0, len(audio), 1024):
         frame = av.AudioFrame.from_ndarray(audio[None, start:start + 1024], format="fltp", layout="mono")
         frame.sample_rate, frame.pts, frame.time_base = 16000, start, Fraction(1, 16000)
@@ -442,7 +455,6 @@ def _write_variable_rate(path: Path, times_ms: np.ndarray, audio: np.ndarray) ->
             container.mux(packet)
     for packet in sound.encode(None):
         container.mux(packet)
-    container.close()
 
 
 def test_variable_frame_rate_is_resampled_by_timestamps(tmp_path):
@@ -471,3 +483,34 @@ def test_variable_frame_rate_is_resampled_by_timestamps(tmp_path):
     # sound and picture stay together: the frame under the click is source frame 50 (shown from
     # 2.48 s) or its neighbour; resampling by index would show frame 62 there
     assert abs(shown[click_frame] - 50) <= 1
+
+
+def test_a_phone_recording_stored_sideways_is_turned_upright(tmp_path):
+    import av
+
+    portrait = _portrait()
+    upright = list(_frames([((30, 60, 200), [105], 100)], portrait))
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    container = av.open(str(raw / "phone.mp4"), "w")
+    stream = container.add_stream("libx264", rate=FPS)
+    stream.width, stream.height, stream.pix_fmt = HEIGHT, WIDTH, "yuv420p"   # stored turned clockwise
+    stream.set_display_rotation(90)                                            # shown turned back
+    sound = _audio_stream(container)
+    for index, frame in enumerate(upright):
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(np.rot90(frame, -1)), format="rgb24")
+        frame.pts = index
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode(None):
+        container.mux(packet)
+    _mux_audio(container, sound, _audio(100))
+    container.close()
+    out = tmp_path / "out"
+    summary = prepare_dataset(raw, out, _options(), progress=False, log=lambda _: None)
+    state = json.loads((out / "prepare" / "grace" / "sources" / "phone.json").read_text())
+    assert (state["rotation"], state["width"], state["height"]) == (90, WIDTH, HEIGHT)
+    assert summary.kept == 1                                       # the face was found: it is upright
+    candidate = read_video(out / "prepare" / "grace" / "candidates" / "phone_s000.mp4")
+    assert candidate.shape[1:] == (HEIGHT, WIDTH, 3)
+    assert np.abs(candidate[10].astype(int) - upright[10]).mean() < 3

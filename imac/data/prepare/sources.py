@@ -129,6 +129,25 @@ def read_frame_times(path: Path) -> np.ndarray:
     return np.sort(np.asarray(pts, dtype=np.float64)) * float(time_base)
 
 
+def display_rotation(path: Path) -> int:
+    """How many degrees (a multiple of 90) the first frame must turn counter-clockwise to be shown
+    upright: the display matrix phones write instead of turning the picture itself."""
+    container = av.open(str(path))
+    try:
+        frame = next(container.decode(video=0), None)
+        degrees = int(getattr(frame, "rotation", 0) or 0) if frame is not None else 0
+    finally:
+        container.close()
+    return (int(round(degrees / 90.0)) * 90) % 360
+
+
+def upright_frames(frames: Iterator[np.ndarray], rotation: int) -> Iterator[np.ndarray]:
+    """The frames turned counter-clockwise by ``rotation`` degrees (0, 90, 180, 270)."""
+    turns = (rotation // 90) % 4
+    for frame in frames:
+        yield np.ascontiguousarray(np.rot90(frame, turns)) if turns else frame
+
+
 def audio_start_time(path: Path) -> float:
     """Presentation time in seconds of the first audio sample (0 when the container does not say)."""
     container = av.open(str(path))
@@ -267,8 +286,9 @@ def measure_source(source: Path, name: str, workspace: Workspace, detector: Face
     """Split ``source`` into scenes, write the candidate clips of scenes of at least ``min_seconds``,
     detect faces on sampled frames; return (and save) the source's state.
 
-    Frames are resampled to a constant ``fps`` by their timestamps (``Timeline``; None: the source's
-    average rate), and each clip's audio is cut at its first and last frame's times.
+    Frames are turned upright (``display_rotation``), resampled to a constant ``fps`` by their
+    timestamps (``Timeline``; None: the source's average rate), and each clip's audio is cut at its
+    first and last frame's times.
 
     An unreadable file gives a state with status ``unreadable``; a decoding error part-way gives
     status ``failed`` with every clip measured before the error kept. ``previous`` is an interrupted
@@ -292,6 +312,7 @@ def measure_source(source: Path, name: str, workspace: Workspace, detector: Face
         if audio.size == 0:
             raise ValueError("the audio track is empty")
         times = read_frame_times(source)
+        rotation = display_rotation(source)
         timeline = make_timeline(times, fps or info.fps)
         audio_offset = timeline.start - audio_start_time(source)
         scenes = detect_scenes(source, timeline, scene_settings, info.fps)
@@ -300,14 +321,15 @@ def measure_source(source: Path, name: str, workspace: Workspace, detector: Face
         write_json_atomic(path, state)
         return state
     targets = timeline.start + np.arange(timeline.num_frames) / timeline.fps
-    state.update(fps=timeline.fps, num_frames=timeline.num_frames, width=info.width, height=info.height,
+    width, height = (info.height, info.width) if rotation in (90, 270) else (info.width, info.height)
+    state.update(fps=timeline.fps, num_frames=timeline.num_frames, width=width, height=height, rotation=rotation,
                  seconds=timeline.num_frames / timeline.fps, source_fps=info.fps, source_frames=len(times),
                  max_timing_error=round(float(np.max(np.abs(times[timeline.source_index] - targets))), 4),
                  audio_offset=round(audio_offset, 4), scenes=[[s.start, s.end] for s in scenes])
     write_json_atomic(path, state)
     try:
         with VideoReader(source) as video:
-            frames = resampled_frames(iter(video), timeline.source_index)
+            frames = resampled_frames(upright_frames(iter(video), rotation), timeline.source_index)
             for index, scene in enumerate(scenes):
                 clip = clip_id(name, index)
                 entry = {"scene": index, "start": scene.start, "end": scene.end,
