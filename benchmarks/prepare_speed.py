@@ -6,9 +6,11 @@ background, a cut every few seconds) at a chosen resolution are prepared four ti
 1. the first run: scene split + candidate clips + faces (measuring), crops;
 2. the same command again (everything is done: the cost of checking);
 3. with ``--motion`` (SMPL-X fits made up here): the motion import and the manifest;
-4. scene detection alone on one source, for the share of the first run it takes.
+4. scene detection alone on one source, for the share of the first run it takes;
+5. the first run again into a fresh folder with ``--workers N`` processes (default 2).
 
     .venv/bin/python benchmarks/prepare_speed.py [--sources 2] [--seconds 30] [--width 1280 --height 720]
+                                                 [--workers 2]
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import matplotlib.cbook
 import numpy as np
 
 from imac.data.prepare.pipeline import PrepareOptions, prepare_dataset
-from imac.data.prepare.sources import SceneSettings, detect_scenes
+from imac.data.prepare.sources import SceneSettings, detect_cuts
 from metrics.video import probe_video, write_video
 
 FPS = 25
@@ -64,6 +66,7 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=1280)
     parser.add_argument("--height", type=int, default=720)
     parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
@@ -77,7 +80,7 @@ def main() -> None:
         rows = []
         start = time.perf_counter()
         summary = prepare_dataset(raw, out, options, progress=False, log=lambda _: None)
-        rows.append(("first run (measure + crop)", time.perf_counter() - start))
+        rows.append(("first run (measure + crop), 1 process", time.perf_counter() - start))
         start = time.perf_counter()
         prepare_dataset(raw, out, options, progress=False, log=lambda _: None)
         rows.append(("same command again", time.perf_counter() - start))
@@ -91,8 +94,12 @@ def main() -> None:
         rows.append(("with --motion (import + manifest)", time.perf_counter() - start))
         info = probe_video(raw / "rec0.mp4")
         start = time.perf_counter()
-        detect_scenes(raw / "rec0.mp4", info.num_frames, info.fps, SceneSettings())
+        detect_cuts(raw / "rec0.mp4", info.fps, SceneSettings())
         scene_seconds = (time.perf_counter() - start) * args.sources
+        start = time.perf_counter()
+        prepare_dataset(raw, root / "parallel", PrepareOptions(identity="hopper", size=args.size, test_fraction=0.3,
+                                                                workers=args.workers), progress=False, log=lambda _: None)
+        rows.append((f"first run, --workers {args.workers}", time.perf_counter() - start))
         print(f"{args.sources} source(s) x {args.seconds:g} s at {args.width}x{args.height}, {FPS} fps -> "
               f"{args.size}px clips: {final.scenes} scenes, {final.kept} kept, {final.in_manifest} in the manifest")
         print("| step | wall s | video s per wall s |")

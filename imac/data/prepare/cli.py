@@ -68,6 +68,8 @@ def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
                    help=f"share of the identity's hours held out, by whole source videos (default {d.test_fraction:g})")
     g.add_argument("--test-sources", default="", help="comma-separated source names to hold out instead")
     g.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--workers", type=int, default=d.workers,
+                        help="processes measuring sources and cropping clips in parallel (default 1)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -82,7 +84,8 @@ def options_from_arguments(args: argparse.Namespace) -> PrepareOptions:
         motion_frame_tolerance=args.motion_frame_tolerance, masks=args.masks, keypoints=args.keypoints,
         dwpose_detector=args.dwpose_detector, dwpose_pose=args.dwpose_pose, crop_margin=args.crop_margin,
         test_fraction=args.test_fraction,
-        test_sources=tuple(s.strip() for s in args.test_sources.split(",") if s.strip()), seed=args.seed)
+        test_sources=tuple(s.strip() for s in args.test_sources.split(",") if s.strip()), seed=args.seed,
+        workers=args.workers)
 
 
 def prepare_command(args: argparse.Namespace) -> int:

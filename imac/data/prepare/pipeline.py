@@ -29,6 +29,7 @@ for their motion are listed in the report and in ``awaiting_motion.txt``; they a
 
 from __future__ import annotations
 
+import atexit
 import csv
 import io
 import json
@@ -40,11 +41,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from tqdm import tqdm
-
 from imac.data.manifest import MANIFEST_NAME, write_manifest
-from imac.data.prepare import crop as cropping
 from imac.data.prepare import motion as motion_import
 from imac.data.prepare.faces import (
     DEFAULT_CONFIDENCE,
@@ -53,6 +50,7 @@ from imac.data.prepare.faces import (
     make_face_detector,
     several_faces_fraction,
 )
+from imac.data.prepare.framing import CropJob, CropSettings, crop_clip
 from imac.data.prepare.sources import (
     DECODE_ERRORS,
     SceneSettings,
@@ -62,14 +60,15 @@ from imac.data.prepare.sources import (
     list_sources,
     load_state,
     measure_source,
+    read_json,
     settings_digest,
     source_name,
     state_is_current,
 )
 from imac.data.prepare.speakers import read_speaker_counts
 from imac.data.prepare.split import split_by_source, statistics_markdown, statistics_rows
-from metrics.files import save_npz_atomic, write_json_atomic, write_text_atomic
-from metrics.video import VideoReader, write_video
+from imac.data.prepare.workers import run_jobs
+from metrics.files import write_json_atomic, write_text_atomic
 
 PREPARE_VERSION = "imac-prepare-1"
 STATISTICS_NAME = "statistics.md"
@@ -117,12 +116,14 @@ class PrepareOptions:
     test_fraction: float = 0.05
     test_sources: tuple[str, ...] = ()
     seed: int = 0
+    workers: int = 1                         # processes for measuring sources and cropping clips
 
     def __post_init__(self) -> None:
         checks = [
             (bool(self.identity.strip()) and "/" not in self.identity, "--identity must be a non-empty name without '/'"),
             (self.size >= 16 and self.size % 2 == 0, f"--size must be even and >= 16, got {self.size}"),
             (self.fps is None or self.fps > 0, f"--fps must be > 0, got {self.fps}"),
+            (self.workers >= 1, f"--workers must be >= 1, got {self.workers}"),
             (self.min_seconds > 0, f"--min-seconds must be > 0, got {self.min_seconds}"),
             (0 <= self.min_frontal_fraction <= 1, "--min-frontal-fraction must be in [0, 1]"),
             (0 <= self.max_several_faces_fraction <= 1, "--max-several-faces-fraction must be in [0, 1]"),
@@ -246,14 +247,6 @@ def _link_or_copy(source: Path, target: Path) -> None:
     os.replace(temporary, target)
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
 class Preparation:
     """One run of the pipeline for one identity (see the module docstring)."""
 
@@ -317,142 +310,68 @@ class Preparation:
 
     def _measure(self, sources: list[Path]) -> list[dict[str, Any]]:
         """Measure every source not measured yet (or changed since); return all their states."""
-        digest = settings_digest(self.options.measurement_settings())
-        detector: FaceDetector | None = None
-        states = []
-        bar = tqdm(sources, desc=f"{self.options.identity}: sources", unit="video", disable=not self.progress)
+        o = self.options
+        digest = settings_digest(o.measurement_settings())
+        states: dict[Path, dict[str, Any]] = {}
+        jobs = []
+        for source in sources:
+            name = source_name(self.raw_dir, source)
+            state = load_state(self.workspace.state_path(name))
+            if state_is_current(state, file_signature(source), digest):
+                states[source] = state
+            else:
+                jobs.append(MeasureJob(source, name, self.workspace, (o.face_detector, o.face_model, o.min_face_size),
+                                       SceneSettings(o.scene_threshold, o.min_scene_seconds), o.min_seconds,
+                                       o.samples_per_second, o.max_samples, digest, state, o.fps))
+
+        def report(job: MeasureJob, state: dict[str, Any]) -> None:
+            if state["status"] != "done":
+                self.log(f"  {job.source}: {state['status']}: {state.get('error', '')} (skipped; "
+                         f"{len(state.get('clips', {}))} scene(s) measured before it are kept)")
+
         try:
-            for source in bar:
-                name = source_name(self.raw_dir, source)
-                bar.set_postfix_str(name[-30:])
-                state = load_state(self.workspace.state_path(name))
-                if not state_is_current(state, file_signature(source), digest):
-                    if detector is None:
-                        detector = make_face_detector(self.options.face_detector, self.options.face_model,
-                                                      self.options.min_face_size)
-                    state = measure_source(
-                        source, name, self.workspace, detector,
-                        SceneSettings(self.options.scene_threshold, self.options.min_scene_seconds),
-                        self.options.min_seconds, self.options.samples_per_second, self.options.max_samples,
-                        digest, previous=state, fps=self.options.fps)
-                    if state["status"] != "done":
-                        self.log(f"  {source}: {state['status']}: {state.get('error', '')} (skipped; "
-                                 f"{len(state.get('clips', {}))} scene(s) measured before it are kept)")
-                states.append(state)
+            results = run_jobs(measure_job, jobs, o.workers, self.progress, f"{o.identity}: sources", "video",
+                               lambda job: job.name, on_result=report)
         finally:
-            if detector is not None:
-                detector.close()
-        return states
+            close_detectors()
+        states.update({job.source: state for job, state in zip(jobs, results)})
+        return [states[source] for source in sources]
 
     def _finish_clips(self, kept: list[tuple[ClipDecision, dict[str, Any], dict[str, Any]]],
                       test_sources: set[str]) -> list[dict[str, Any]]:
         """Crop, audio and motion of every kept clip; the manifest lines of the complete ones."""
+        o = self.options
+        settings = CropSettings(o.size, o.crop_margin, o.confidence, o.keypoint_threshold, o.masks, o.keypoints,
+                                o.dwpose_detector, o.dwpose_pose)
+        jobs = [CropJob(decision.clip_id, entry, state["width"], state["height"], state["fps"], self.workspace,
+                        self.clips_dir, settings) for decision, entry, state in kept]
+        crops = run_jobs(_crop_or_error, jobs, o.workers, self.progress, f"{o.identity}: clips", "clip",
+                         lambda job: job.clip)
         lines = []
-        bar = tqdm(kept, desc=f"{self.options.identity}: clips", unit="clip", disable=not self.progress)
-        for decision, entry, state in bar:
+        for (decision, entry, state), crop in zip(kept, crops):
             clip = decision.clip_id
-            bar.set_postfix_str(clip[-30:])
-            try:
-                crop = self._crop(clip, entry, state)
-            except DECODE_ERRORS as error:   # ValueError included: a bad mask or keypoints file
-                decision.kept, decision.stage, decision.reason = False, "crop", str(error)
-                continue
-            if crop is None:
-                decision.kept, decision.stage, decision.reason = False, "crop", "no person found to crop around"
+            if isinstance(crop, str) or crop is None:   # an error message, or no person found
+                decision.kept, decision.stage = False, "crop"
+                decision.reason = crop or "no person found to crop around"
                 continue
             self.summary.person_boxes[crop["person_box_source"]] += 1
-            audio = self.clips_dir / f"{clip}.wav"
-            _link_or_copy(self.workspace.candidate_audio(clip), audio)
+            _link_or_copy(self.workspace.candidate_audio(clip), self.clips_dir / f"{clip}.wav")
             motion = self._motion(decision, crop["num_frames"])
             if motion is None:
                 continue
             split = "test" if state["source"] in test_sources else "train"
-            line = {"identity": self.options.identity, "split": split, "clip_id": clip,
-                    "video": f"{self.options.identity}/{clip}.mp4", "audio": f"{self.options.identity}/{clip}.wav",
-                    "motion": f"{self.options.identity}/{clip}.motion.npz", "fps": state["fps"],
-                    "num_frames": crop["num_frames"], "width": self.options.size, "height": self.options.size,
+            line = {"identity": o.identity, "split": split, "clip_id": clip,
+                    "video": f"{o.identity}/{clip}.mp4", "audio": f"{o.identity}/{clip}.wav",
+                    "motion": f"{o.identity}/{clip}.motion.npz", "fps": state["fps"],
+                    "num_frames": crop["num_frames"], "width": o.size, "height": o.size,
                     "source": state["source"], "start_seconds": round(entry["start"] / state["fps"], 4),
                     "end_seconds": round(entry["end"] / state["fps"], 4),
                     "speaker_check": decision.speaker_check, "person_box": crop["person_box_source"],
                     "crop_box": crop["box"], "motion_source": motion}
             if crop.get("keypoints"):
-                line["keypoints"] = f"{self.options.identity}/{clip}.keypoints.npz"
+                line["keypoints"] = f"{o.identity}/{clip}.keypoints.npz"
             lines.append(line)
         return lines
-
-    # -- crop ------------------------------------------------------------------------------------
-
-    def _crop(self, clip: str, entry: dict[str, Any], state: dict[str, Any]) -> dict[str, Any] | None:
-        """Crop the candidate clip to the output size (once; redone when its inputs change)."""
-        record_path = self.workspace.root / "crops" / f"{clip}.json"
-        video_out = self.clips_dir / f"{clip}.mp4"
-        person, source_label, keypoints = self._person_box(clip, entry, state)
-        if person is None:
-            return None
-        box = cropping.square_crop_box(person, state["width"], state["height"], self.options.crop_margin)
-        record = {"box": box.to_list(), "person_box_source": source_label, "size": self.options.size,
-                  "candidate": file_signature(self.workspace.candidate_video(clip)),
-                  "keypoints": keypoints is not None}
-        previous = _read_json(record_path)
-        if (previous is not None and video_out.is_file()
-                and {k: previous.get(k) for k in record} == record):
-            return previous
-        size = self.options.size
-        with VideoReader(self.workspace.candidate_video(clip)) as video:
-            count = [0]
-
-            def frames():
-                for frame in video:
-                    count[0] += 1
-                    yield cropping.crop_frame(frame, box, size)
-
-            write_video(video_out, frames(), state["fps"])
-        if keypoints is not None:
-            save_npz_atomic(self.clips_dir / f"{clip}.keypoints.npz",
-                            keypoints=cropping.crop_keypoints(keypoints[:count[0]], box, size))
-        record["num_frames"] = count[0]
-        write_json_atomic(record_path, record)
-        return record
-
-    def _person_box(self, clip: str, entry: dict[str, Any],
-                    state: dict[str, Any]) -> tuple[cropping.Box | None, str, np.ndarray | None]:
-        """The person's extent over the clip, from the best source available, and its keypoints."""
-        o = self.options
-        num_frames = entry["end"] - entry["start"]
-        if o.masks is not None:
-            masks = _mask_frames(Path(o.masks), clip, num_frames)
-            if masks is not None:
-                return cropping.person_box_from_masks(masks), "masks", None
-        keypoints = None
-        label = ""
-        if o.keypoints is not None:
-            keypoints = _load_keypoints(Path(o.keypoints) / f"{clip}.npz", num_frames)
-            label = "keypoints"
-        if keypoints is None and o.dwpose_detector is not None:
-            keypoints, label = self._dwpose_keypoints(clip), "dwpose"
-        if keypoints is not None:
-            box = cropping.person_box_from_keypoints(keypoints, o.keypoint_threshold)
-            if box is not None:
-                return box, label, keypoints
-        faces = [max(frame, key=lambda f: f.confidence) for frame in clip_faces(entry) if frame]
-        faces = [f for f in faces if f.confidence >= o.confidence]
-        boxes = [cropping.Box(f.x0, f.y0, f.x1, f.y1) for f in faces]
-        return cropping.person_box_from_faces(boxes, state["width"], state["height"]), "faces", None
-
-    def _dwpose_keypoints(self, clip: str) -> np.ndarray:
-        """DWPose keypoints of the candidate clip, computed once and kept."""
-        from metrics.pose.dwpose import DWPose
-
-        path = self.workspace.root / "keypoints" / f"{clip}.npz"
-        if path.is_file():
-            with np.load(path) as data:
-                return data["keypoints"]
-        if not hasattr(self, "_dwpose"):
-            self._dwpose = DWPose(self.options.dwpose_detector, self.options.dwpose_pose)
-        with VideoReader(self.workspace.candidate_video(clip)) as video:
-            keypoints = np.concatenate([self._dwpose(chunk) for chunk in video.iter_chunks(16)])
-        save_npz_atomic(path, keypoints=keypoints.astype(np.float32))
-        return keypoints
 
     # -- motion ----------------------------------------------------------------------------------
 
@@ -473,7 +392,7 @@ class Preparation:
                   "joints": o.joints, "flat_hand_mean": o.flat_hand_mean,
                   "smplx_model": o.smplx_model and file_signature(Path(o.smplx_model)),
                   "tolerance": o.motion_frame_tolerance}
-        if _read_json(record_path) == record and out.is_file():
+        if read_json(record_path) == record and out.is_file():
             return fit.name
         try:
             hand_pca = self._hand_pca()
@@ -514,7 +433,7 @@ class Preparation:
         all_lines = others + lines
         postures = {}
         for folder in sorted((self.out / "prepare").glob("*/identity.json")):
-            info = _read_json(folder) or {}
+            info = read_json(folder) or {}
             postures[info.get("identity", folder.parent.name)] = info.get("posture", "unknown")
         rows = statistics_rows(all_lines, postures)
         write_json_atomic(self.out / "statistics.json", {"version": PREPARE_VERSION, "rows": rows})
@@ -556,36 +475,49 @@ def _read_manifest_lines(out: Path) -> list[dict[str, Any]]:
     return lines
 
 
-def _load_keypoints(path: Path, num_frames: int) -> np.ndarray | None:
-    """A clip's keypoints file ``keypoints`` (F, 133, 3) in the candidate clip's pixels, or None if absent."""
-    if not path.is_file():
-        return None
+@dataclass(frozen=True)
+class MeasureJob:
+    """One source to measure (picklable, for worker processes)."""
+
+    source: Path
+    name: str
+    workspace: Workspace
+    detector: tuple[str, str | None, float]      # name, model, min_face_size
+    scenes: SceneSettings
+    min_seconds: float
+    samples_per_second: float
+    max_samples: int
+    digest: str
+    previous: dict[str, Any] | None
+    fps: float | None
+
+
+_DETECTORS: dict[tuple[str, str | None, float], FaceDetector] = {}   # one per process and setting
+
+
+def close_detectors() -> None:
+    """Close and forget this process's face detectors."""
+    while _DETECTORS:
+        _DETECTORS.popitem()[1].close()
+
+
+def measure_job(job: MeasureJob) -> dict[str, Any]:
+    """``measure_source`` for one job, with this process's detector for the job's settings."""
+    if job.detector not in _DETECTORS:
+        if not _DETECTORS:
+            atexit.register(close_detectors)
+        _DETECTORS[job.detector] = make_face_detector(*job.detector)
+    return measure_source(job.source, job.name, job.workspace, _DETECTORS[job.detector], job.scenes,
+                          job.min_seconds, job.samples_per_second, job.max_samples, job.digest,
+                          previous=job.previous, fps=job.fps)
+
+
+def _crop_or_error(job: CropJob) -> dict[str, Any] | str | None:
+    """``crop_clip``, with an unreadable candidate or a bad mask or keypoints file as its message."""
     try:
-        with np.load(path) as data:
-            keypoints = np.asarray(data["keypoints"], dtype=np.float32)
-    except (OSError, ValueError, KeyError) as error:
-        raise ValueError(f"{path}: cannot read 'keypoints': {error}") from None
-    if keypoints.ndim != 3 or keypoints.shape[1:] != (133, 3) or len(keypoints) != num_frames:
-        raise ValueError(f"{path}: keypoints must be ({num_frames}, 133, 3), got {keypoints.shape}")
-    return keypoints
-
-
-def _mask_frames(folder: Path, clip: str, num_frames: int):
-    """The clip's person masks, one (H, W) array per frame, from ``<clip>.npz`` (``masks``) or a
-    ``<clip>.mp4`` mask video (pixels brighter than half are the person); None if there is none."""
-    npz, video = folder / f"{clip}.npz", folder / f"{clip}.mp4"
-    if npz.is_file():
-        with np.load(npz) as data:
-            masks = np.asarray(data["masks"])
-        if masks.ndim != 3 or len(masks) != num_frames:
-            raise ValueError(f"{npz}: masks must be ({num_frames}, H, W), got {masks.shape}")
-        return list(masks)
-    if video.is_file():
-        with VideoReader(video) as reader:
-            if len(reader) != num_frames:
-                raise ValueError(f"{video}: {len(reader)} mask frames, the clip has {num_frames}")
-            return [frame.mean(axis=2) > 127 for frame in reader]
-    return None
+        return crop_clip(job)
+    except DECODE_ERRORS as error:   # ValueError included
+        return str(error)
 
 
 def report_markdown(summary: PrepareSummary, options: PrepareOptions, workspace: Workspace) -> str:

@@ -246,13 +246,19 @@ class Workspace:
         return self.candidates / f"{clip}.wav"
 
 
-def load_state(path: Path) -> dict[str, Any] | None:
-    """A source's saved state, or None when absent or unreadable (it is then measured again)."""
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON object saved by an earlier run, or None when absent or unreadable (the work is redone)."""
     try:
-        state = json.loads(path.read_text(encoding="utf-8"))
+        value = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return state if isinstance(state, dict) and state.get("version") == STATE_VERSION else None
+    return value if isinstance(value, dict) else None
+
+
+def load_state(path: Path) -> dict[str, Any] | None:
+    """A source's saved state, or None when absent, unreadable or of another version."""
+    state = read_json(path)
+    return state if state is not None and state.get("version") == STATE_VERSION else None
 
 
 def state_is_current(state: dict[str, Any] | None, signature: str, digest: str) -> bool:

@@ -1,0 +1,162 @@
+"""The crop stage of one clip: the person's extent from the best source there is, then the square
+crop of the candidate clip, resized (``imac.data.prepare.crop`` has the geometry).
+
+Sources of the person's extent, first available wins: masks (``--masks``, the paper's way),
+keypoints (``--keypoints``, or computed once with DWPose from ``--dwpose-detector/--dwpose-pose``),
+the face fallback (the faces found while measuring, widened). Each job is a plain picklable value
+so that clips can be cropped in worker processes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from imac.data.prepare import crop as cropping
+from imac.data.prepare.sources import Workspace, clip_faces, file_signature, read_json
+from metrics.files import save_npz_atomic, write_json_atomic
+from metrics.video import VideoReader, write_video
+
+
+@dataclass(frozen=True)
+class CropSettings:
+    """What the crop of every clip depends on (from ``PrepareOptions``)."""
+
+    size: int
+    margin: float
+    face_confidence: float
+    keypoint_threshold: float
+    masks: str | None = None
+    keypoints: str | None = None
+    dwpose_detector: str | None = None
+    dwpose_pose: str | None = None
+
+
+@dataclass(frozen=True)
+class CropJob:
+    """One clip to crop: its measurement entry and its source's frame size and rate."""
+
+    clip: str
+    entry: dict[str, Any]
+    width: int
+    height: int
+    fps: float
+    workspace: Workspace
+    clips_dir: Path
+    settings: CropSettings
+
+
+def crop_clip(job: CropJob) -> dict[str, Any] | None:
+    """Crop the candidate clip to the output size, once (redone when its inputs change).
+
+    Returns the crop record (``box``, ``person_box_source``, ``num_frames``, ``keypoints``...) or
+    None when no person was found. Bad mask or keypoint files raise ``ValueError``.
+    """
+    s = job.settings
+    record_path = job.workspace.root / "crops" / f"{job.clip}.json"
+    video_out = job.clips_dir / f"{job.clip}.mp4"
+    person, source_label, keypoints = person_box(job)
+    if person is None:
+        return None
+    box = cropping.square_crop_box(person, job.width, job.height, s.margin)
+    record = {"box": box.to_list(), "person_box_source": source_label, "size": s.size,
+              "candidate": file_signature(job.workspace.candidate_video(job.clip)),
+              "keypoints": keypoints is not None}
+    previous = read_json(record_path)
+    if previous is not None and video_out.is_file() and {k: previous.get(k) for k in record} == record:
+        return previous
+    count = 0
+    with VideoReader(job.workspace.candidate_video(job.clip)) as video:
+        def frames():
+            nonlocal count
+            for frame in video:
+                count += 1
+                yield cropping.crop_frame(frame, box, s.size)
+
+        write_video(video_out, frames(), job.fps)
+    if keypoints is not None:
+        save_npz_atomic(job.clips_dir / f"{job.clip}.keypoints.npz",
+                        keypoints=cropping.crop_keypoints(keypoints[:count], box, s.size))
+    record["num_frames"] = count
+    write_json_atomic(record_path, record)
+    return record
+
+
+def person_box(job: CropJob) -> tuple[cropping.Box | None, str, np.ndarray | None]:
+    """The person's extent over the clip, which source gave it, and the keypoints when there are some."""
+    s = job.settings
+    num_frames = job.entry["end"] - job.entry["start"]
+    if s.masks is not None:
+        masks = mask_frames(Path(s.masks), job.clip, num_frames)
+        if masks is not None:
+            return cropping.person_box_from_masks(masks), "masks", None
+    keypoints, label = None, ""
+    if s.keypoints is not None:
+        keypoints, label = load_keypoints(Path(s.keypoints) / f"{job.clip}.npz", num_frames), "keypoints"
+    if keypoints is None and s.dwpose_detector is not None:
+        keypoints, label = dwpose_keypoints(job), "dwpose"
+    if keypoints is not None:
+        box = cropping.person_box_from_keypoints(keypoints, s.keypoint_threshold)
+        if box is not None:
+            return box, label, keypoints
+    faces = [max(frame, key=lambda f: f.confidence) for frame in clip_faces(job.entry) if frame]
+    boxes = [cropping.Box(f.x0, f.y0, f.x1, f.y1) for f in faces if f.confidence >= s.face_confidence]
+    return cropping.person_box_from_faces(boxes, job.width, job.height), "faces", None
+
+
+_DWPOSE: dict[tuple[str, str], Any] = {}     # one DWPose per process and model pair
+
+
+def dwpose_keypoints(job: CropJob) -> np.ndarray:
+    """DWPose keypoints of the candidate clip, computed once and kept in ``prepare/<identity>/keypoints``."""
+    from metrics.pose.dwpose import DWPose
+
+    path = job.workspace.root / "keypoints" / f"{job.clip}.npz"
+    if path.is_file():
+        with np.load(path) as data:
+            return data["keypoints"]
+    key = (job.settings.dwpose_detector, job.settings.dwpose_pose)
+    if key not in _DWPOSE:
+        _DWPOSE[key] = DWPose(*key)
+    with VideoReader(job.workspace.candidate_video(job.clip)) as video:
+        keypoints = np.concatenate([_DWPOSE[key](chunk) for chunk in video.iter_chunks(16)])
+    save_npz_atomic(path, keypoints=keypoints.astype(np.float32))
+    return keypoints
+
+
+def load_keypoints(path: Path, num_frames: int) -> np.ndarray | None:
+    """A clip's keypoints file ``keypoints`` (F, 133, 3) in the candidate clip's pixels, or None if absent."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path) as data:
+            keypoints = np.asarray(data["keypoints"], dtype=np.float32)
+    except (OSError, ValueError, KeyError) as error:
+        raise ValueError(f"{path}: cannot read 'keypoints': {error}") from None
+    if keypoints.ndim != 3 or keypoints.shape[1:] != (133, 3) or len(keypoints) != num_frames:
+        raise ValueError(f"{path}: keypoints must be ({num_frames}, 133, 3), got {keypoints.shape}")
+    return keypoints
+
+
+def mask_frames(folder: Path, clip: str, num_frames: int) -> list[np.ndarray] | None:
+    """The clip's person masks, one (H, W) array per frame, from ``<clip>.npz`` (``masks``) or a
+    ``<clip>.mp4`` mask video (pixels brighter than half are the person); None if there is none."""
+    npz, video = folder / f"{clip}.npz", folder / f"{clip}.mp4"
+    if npz.is_file():
+        try:
+            with np.load(npz) as data:
+                masks = np.asarray(data["masks"])
+        except (OSError, ValueError, KeyError) as error:
+            raise ValueError(f"{npz}: cannot read 'masks': {error}") from None
+        if masks.ndim != 3 or len(masks) != num_frames:
+            raise ValueError(f"{npz}: masks must be ({num_frames}, H, W), got {masks.shape}")
+        return list(masks)
+    if video.is_file():
+        with VideoReader(video) as reader:
+            if len(reader) != num_frames:
+                raise ValueError(f"{video}: {len(reader)} mask frames, the clip has {num_frames}")
+            return [frame.mean(axis=2) > 127 for frame in reader]
+    return None
