@@ -237,7 +237,7 @@ def test_stricter_filter_removes_outputs_of_clips_no_longer_kept(prepared, raw_d
 def test_speakers_file_overrides_the_fallback(prepared, raw_dir, motion_dir, tmp_path):
     out = _copy_dataset(prepared, tmp_path)
     speakers = tmp_path / "speakers.csv"
-    speakers.write_text("# from TalkNet\nclip_id,speakers\ntalk_a_s002,1\nmore__talk_b_s000,2\n")
+    speakers.write_text("# from TalkNet\nclip_id,speakers\ntalk_a_s002,1\nmore__talk_b_s000,2\ntalk_z_s000,1\n")
     summary = prepare_dataset(raw_dir, out, _options(motion=str(motion_dir), speakers=str(speakers)),
                               progress=False, log=lambda _: None)
     dropped = _dropped(out)
@@ -245,6 +245,7 @@ def test_speakers_file_overrides_the_fallback(prepared, raw_dir, motion_dir, tmp
     # two faces, one speaker by the file: it passes the speaker check and the face filter
     assert "talk_a_s002" not in dropped and "talk_a_s002" in summary.awaiting_motion
     assert summary.speaker_checks == {"speakers-file": 1, "face-count": 2}
+    assert any("1 clip id(s) that are not scenes" in w and "talk_z_s000" in w for w in summary.warnings)
 
 
 def test_motion_with_the_wrong_length_is_refused_and_logged(prepared, raw_dir, tmp_path):
@@ -326,7 +327,7 @@ def test_command_line_prepares_and_reports(raw_dir, motion_dir, tmp_path, capsys
                        "--size", "64", "--motion", str(motion_dir), "--test-fraction", "0.3", "--quiet"])
     printed = capsys.readouterr().out
     assert code == 0
-    assert "4 source(s) (1 unreadable), 6 scene(s), 3 kept" in printed
+    assert "4 source(s) (1 unreadable or damaged), 6 scene(s), 3 kept" in printed
     assert "in the manifest: 3 clip(s)" in printed
     assert len(read_manifest(tmp_path / "ds")) == 3
 
@@ -530,3 +531,21 @@ def test_worker_processes_give_the_same_dataset(prepared, raw_dir, motion_dir, t
         difference = np.abs(read_video(record.video).astype(int) - read_video(serial[clip].video))
         assert difference.mean() < 0.5
     assert _dropped(out) == _dropped(prepared[0])
+
+
+def test_a_decoding_error_part_way_keeps_the_clips_before_it(raw_dir, tmp_path, monkeypatch):
+    real = sources_module._measure_clip
+
+    def failing(frames, scene, clip, *args, **kwargs):
+        if clip == "talk_a_s002":
+            raise ValueError("Invalid data found when processing input")
+        return real(frames, scene, clip, *args, **kwargs)
+
+    monkeypatch.setattr(sources_module, "_measure_clip", failing)
+    summary = prepare_dataset(raw_dir, tmp_path / "out", _options(), progress=False, log=lambda _: None)
+    state = json.loads((tmp_path / "out" / "prepare" / "grace" / "sources" / "talk_a.json").read_text())
+    assert state["status"] == "failed" and "Invalid data" in state["error"]
+    assert set(state["clips"]) == {"talk_a_s000", "talk_a_s001"}
+    assert "talk_a_s000" in summary.awaiting_motion            # the clip before the error goes on
+    assert ("talk_a", f"failed part-way (2 scene(s) before the error kept): {state['error']}") in summary.unreadable
+    assert "talk_a" in (tmp_path / "out" / "prepare" / "grace" / "report.md").read_text()

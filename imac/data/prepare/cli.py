@@ -93,7 +93,7 @@ def prepare_command(args: argparse.Namespace) -> int:
     summary = prepare_dataset(args.raw_dir, args.out, options_from_arguments(args), progress=not args.quiet)
     work = args.out / "prepare" / args.identity
     dropped = ", ".join(f"{stage} {count}" for stage, count in sorted(summary.dropped.items())) or "none"
-    print(f"{summary.identity}: {summary.sources} source(s) ({len(summary.unreadable)} unreadable), "
+    print(f"{summary.identity}: {summary.sources} source(s) ({len(summary.unreadable)} unreadable or damaged), "
           f"{summary.scenes} scene(s), {summary.kept} kept, dropped: {dropped}")
     print(f"  in the manifest: {summary.in_manifest} clip(s); waiting for motion: {len(summary.awaiting_motion)}"
           f" ({time.perf_counter() - start:.1f} s)")

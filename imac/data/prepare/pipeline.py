@@ -53,6 +53,7 @@ from imac.data.prepare.faces import (
 from imac.data.prepare.framing import CropJob, CropSettings, crop_clip
 from imac.data.prepare.sources import (
     DECODE_ERRORS,
+    VIDEO_SUFFIXES,
     SceneSettings,
     Workspace,
     clip_faces,
@@ -278,27 +279,40 @@ class Preparation:
     def run(self) -> PrepareSummary:
         sources = list_sources(self.raw_dir)
         if not sources:
-            raise FileNotFoundError(f"{self.raw_dir}: no video files ({', '.join(('.mp4', '.mov', '.mkv', '...'))})")
+            raise FileNotFoundError(f"{self.raw_dir}: no video files ({', '.join(VIDEO_SUFFIXES)})")
         self.summary.sources = len(sources)
         write_json_atomic(self.workspace.root / "identity.json",
                           {"identity": self.options.identity, "posture": self.options.posture,
                            "raw_dir": str(self.raw_dir.absolute()), "version": PREPARE_VERSION,
                            "options": _jsonable(asdict(self.options))})
-        states = self._measure(sources)
+        # read first: a bad speakers file should fail before hours of decoding, not after
         speaker_counts = read_speaker_counts(self.options.speakers) if self.options.speakers else None
+        states = self._measure(sources)
         kept: list[tuple[ClipDecision, dict[str, Any], dict[str, Any]]] = []
         for state in states:
-            if state["status"] in ("unreadable", "failed"):
-                self.summary.unreadable.append((state["source"], state.get("error", "")))
+            if state["status"] == "unreadable":
+                self.summary.unreadable.append((state["source"], f"unreadable: {state.get('error', '')}"))
+            elif state["status"] == "failed":
+                self.summary.unreadable.append(
+                    (state["source"], f"failed part-way ({len(state.get('clips', {}))} scene(s) before the error "
+                                      f"kept): {state.get('error', '')}"))
             self.summary.scenes += len(state.get("clips", {}))
             for clip, entry in state.get("clips", {}).items():
                 decision = decide_clip(clip, state["source"], entry, self.options, speaker_counts)
                 self.summary.decisions.append(decision)
                 if decision.kept:
                     kept.append((decision, entry, state))
-        split = split_by_source(
-            {s: sum(d.seconds for d, _, st in kept if st["source"] == s) for s in {st["source"] for _, _, st in kept}},
-            self.options.test_fraction, self.options.identity, self.options.seed, self.options.test_sources)
+        if speaker_counts is not None:
+            unknown = sorted(set(speaker_counts) - {d.clip_id for d in self.summary.decisions})
+            if unknown:
+                self.summary.warnings.append(
+                    f"the speakers file lists {len(unknown)} clip id(s) that are not scenes of "
+                    f"{self.options.identity!r} (first: {', '.join(unknown[:3])})")
+        seconds_per_source: Counter = Counter()
+        for decision, _, state in kept:
+            seconds_per_source[state["source"]] += decision.seconds
+        split = split_by_source(seconds_per_source, self.options.test_fraction, self.options.identity,
+                                self.options.seed, self.options.test_sources)
         if split.warning:
             self.summary.warnings.append(split.warning)
         lines = self._finish_clips(kept, set(split.test_sources))
@@ -543,7 +557,7 @@ def report_markdown(summary: PrepareSummary, options: PrepareOptions, workspace:
                  f"frame's bottom); {options.size}x{options.size}, margin {options.crop_margin:g}")
     lines.append(f"- motion: joints `{options.joints}`, from {options.motion or 'no --motion folder'}")
     if s.unreadable:
-        lines += ["", "## Unreadable sources (skipped)", ""]
+        lines += ["", "## Unreadable or damaged sources", ""]
         lines += [f"- `{source}`: {error}" for source, error in s.unreadable]
     if s.motion_errors:
         lines += ["", "## Motion files refused", ""]
