@@ -549,3 +549,12 @@ def test_a_decoding_error_part_way_keeps_the_clips_before_it(raw_dir, tmp_path, 
     assert "talk_a_s000" in summary.awaiting_motion            # the clip before the error goes on
     assert ("talk_a", f"failed part-way (2 scene(s) before the error kept): {state['error']}") in summary.unreadable
     assert "talk_a" in (tmp_path / "out" / "prepare" / "grace" / "report.md").read_text()
+
+
+def test_long_scenes_become_several_clips(raw_dir, tmp_path):
+    summary = prepare_dataset(raw_dir, tmp_path / "out", _options(min_seconds=1.5, max_seconds=2.5),
+                              progress=False, log=lambda _: None)
+    # talk_b's 4 s scene: two clips of 2 s; talk_a's 2 s scene is now long enough and fits whole
+    assert {"more__talk_b_s000p0", "more__talk_b_s000p1", "talk_a_s001"} <= set(summary.awaiting_motion)
+    state = json.loads((tmp_path / "out" / "prepare" / "grace" / "sources" / "more__talk_b.json").read_text())
+    assert [(e["start"], e["end"]) for e in state["clips"].values()] == [(0, 50), (50, 100)]

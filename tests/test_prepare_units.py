@@ -235,3 +235,18 @@ def test_clip_audio_is_cut_at_the_frames_times_with_gaps_filled():
     # past the end
     piece, missing = clip_audio_samples(audio, 0.0, Scene(75, 125), 25)
     assert len(piece) == 32000 and missing == 16000
+
+
+def test_long_scenes_are_cut_into_the_fewest_equal_pieces():
+    from imac.data.prepare.sources import Scene, clip_id, split_long_scenes
+
+    scenes = [Scene(0, 100), Scene(100, 351), Scene(351, 600)]
+    clips = split_long_scenes(scenes, 100)
+    assert [(i, p, s.start, s.end) for i, p, s in clips] == [
+        (0, None, 0, 100), (1, 0, 100, 184), (1, 1, 184, 267), (1, 2, 267, 351),
+        (2, 0, 351, 434), (2, 1, 434, 517), (2, 2, 517, 600)]
+    assert all(s.num_frames <= 100 for _, _, s in clips)
+    # pieces tile each scene exactly
+    assert sum(s.num_frames for _, _, s in clips) == 600
+    assert [s for _, _, s in split_long_scenes(scenes, None)] == scenes
+    assert clip_id("rec", 1, 2) == "rec_s001p2" and clip_id("rec", 1) == "rec_s001"

@@ -28,6 +28,8 @@ def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
                    help=f"its shortest scene (default {d.min_scene_seconds:g})")
     g.add_argument("--min-seconds", type=float, default=d.min_seconds,
                    help=f"drop clips shorter than this (default {d.min_seconds:g}, the paper's)")
+    g.add_argument("--max-seconds", type=float, default=None,
+                   help="cut scenes longer than this into equal pieces, each its own clip (default: no limit)")
     g = parser.add_argument_group("single speaker and faces")
     g.add_argument("--speakers", help="CSV clip_id,speakers from an active-speaker detector (TalkNet); clips it "
                    "does not list are decided by the face-count fallback")
@@ -76,7 +78,7 @@ def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
 def options_from_arguments(args: argparse.Namespace) -> PrepareOptions:
     return PrepareOptions(
         identity=args.identity, posture=args.posture, size=args.size, fps=args.fps, scene_threshold=args.scene_threshold,
-        min_scene_seconds=args.min_scene_seconds, min_seconds=args.min_seconds, face_detector=args.face_detector,
+        min_scene_seconds=args.min_scene_seconds, min_seconds=args.min_seconds, max_seconds=args.max_seconds, face_detector=args.face_detector,
         face_model=args.face_model, face_confidence=args.face_confidence, min_face_size=args.min_face_size,
         min_frontal_fraction=args.min_frontal_fraction, samples_per_second=args.samples_per_second,
         speakers=args.speakers, max_several_faces_fraction=args.max_several_faces_fraction, motion=args.motion,

@@ -5,7 +5,8 @@ The paper's pipeline, stage by stage (``imac-bench data prepare RAW_DIR --identi
 1. scenes: PySceneDetect's content detector splits every source video at its cuts; frames are
    resampled to a constant rate by their timestamps (``--fps``, default the source's average), so
    variable-rate recordings stay in sync with their audio;
-2. length: scenes shorter than ``min_seconds`` (3 s) are dropped;
+2. length: scenes shorter than ``min_seconds`` (3 s) are dropped; scenes longer than
+   ``max_seconds`` (no limit by default) are cut into equal pieces;
 3. single speaker: per-clip active-speaker counts from a file (TalkNet's, the paper's choice, see
    ``imac.data.prepare.speakers``) or, for clips it does not list, the face-count fallback: a clip
    where two or more faces show in more than ``max_several_faces_fraction`` of the sampled frames
@@ -89,6 +90,7 @@ class PrepareOptions:
     scene_threshold: float = 27.0            # PySceneDetect ContentDetector threshold
     min_scene_seconds: float = 0.6           # its shortest scene
     min_seconds: float = 3.0                 # clips shorter than this are dropped
+    max_seconds: float | None = None         # longer scenes are cut into equal pieces (None: no limit)
     # faces
     face_detector: str = "opencv-cascade"
     face_model: str | None = None
@@ -126,6 +128,8 @@ class PrepareOptions:
             (self.fps is None or self.fps > 0, f"--fps must be > 0, got {self.fps}"),
             (self.workers >= 1, f"--workers must be >= 1, got {self.workers}"),
             (self.min_seconds > 0, f"--min-seconds must be > 0, got {self.min_seconds}"),
+            (self.max_seconds is None or self.max_seconds >= self.min_seconds,
+             f"--max-seconds must be >= --min-seconds, got {self.max_seconds}"),
             (0 <= self.min_frontal_fraction <= 1, "--min-frontal-fraction must be in [0, 1]"),
             (0 <= self.max_several_faces_fraction <= 1, "--max-several-faces-fraction must be in [0, 1]"),
             (self.joints in motion_import.JOINT_PRESETS,
@@ -145,7 +149,8 @@ class PrepareOptions:
     def measurement_settings(self) -> dict[str, Any]:
         """The settings the per-source measurements depend on (a change re-measures the sources)."""
         return {"fps": self.fps, "scene_threshold": self.scene_threshold, "min_scene_seconds": self.min_scene_seconds,
-                "min_seconds": self.min_seconds, "face_detector": self.face_detector,
+                "min_seconds": self.min_seconds, "max_seconds": self.max_seconds,
+                "face_detector": self.face_detector,
                 "face_model": self.face_model, "min_face_size": self.min_face_size,
                 "samples_per_second": self.samples_per_second, "max_samples": self.max_samples}
 
@@ -336,7 +341,7 @@ class Preparation:
             else:
                 jobs.append(MeasureJob(source, name, self.workspace, (o.face_detector, o.face_model, o.min_face_size),
                                        SceneSettings(o.scene_threshold, o.min_scene_seconds), o.min_seconds,
-                                       o.samples_per_second, o.max_samples, digest, state, o.fps))
+                                       o.samples_per_second, o.max_samples, digest, state, o.fps, o.max_seconds))
 
         def report(job: MeasureJob, state: dict[str, Any]) -> None:
             if state["status"] != "done":
@@ -504,6 +509,7 @@ class MeasureJob:
     digest: str
     previous: dict[str, Any] | None
     fps: float | None
+    max_seconds: float | None
 
 
 _DETECTORS: dict[tuple[str, str | None, float], FaceDetector] = {}   # one per process and setting
@@ -523,7 +529,7 @@ def measure_job(job: MeasureJob) -> dict[str, Any]:
         _DETECTORS[job.detector] = make_face_detector(*job.detector)
     return measure_source(job.source, job.name, job.workspace, _DETECTORS[job.detector], job.scenes,
                           job.min_seconds, job.samples_per_second, job.max_samples, job.digest,
-                          previous=job.previous, fps=job.fps)
+                          previous=job.previous, fps=job.fps, max_seconds=job.max_seconds)
 
 
 def _crop_or_error(job: CropJob) -> dict[str, Any] | str | None:

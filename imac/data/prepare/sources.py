@@ -77,9 +77,24 @@ def source_name(raw_dir: Path, source: Path) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", relative.replace("/", "__")).strip("_") or "video"
 
 
-def clip_id(source: str, scene_index: int) -> str:
-    """The id of scene ``scene_index`` of source ``source``: ``<source>_s003``."""
-    return f"{source}_s{scene_index:03d}"
+def clip_id(source: str, scene_index: int, piece: int | None = None) -> str:
+    """The id of scene ``scene_index`` of source ``source``: ``<source>_s003``, or ``<source>_s003p1``
+    for piece 1 of a scene cut into pieces (``--max-seconds``)."""
+    return f"{source}_s{scene_index:03d}" + (f"p{piece}" if piece is not None else "")
+
+
+def split_long_scenes(scenes: list[Scene], max_frames: int | None) -> list[tuple[int, int | None, Scene]]:
+    """``(scene index, piece index or None, frames)`` of every clip: a scene longer than
+    ``max_frames`` is cut into the fewest equal pieces that fit (None: no limit)."""
+    clips: list[tuple[int, int | None, Scene]] = []
+    for index, scene in enumerate(scenes):
+        if max_frames is None or scene.num_frames <= max_frames:
+            clips.append((index, None, scene))
+            continue
+        pieces = -(-scene.num_frames // max_frames)
+        edges = [scene.start + round(k * scene.num_frames / pieces) for k in range(pieces + 1)]
+        clips += [(index, k, Scene(a, b)) for k, (a, b) in enumerate(zip(edges[:-1], edges[1:]))]
+    return clips
 
 
 def file_signature(path: Path) -> str:
@@ -288,7 +303,7 @@ def _skip(frames: Iterator[np.ndarray], count: int) -> None:
 def measure_source(source: Path, name: str, workspace: Workspace, detector: FaceDetector,
                    scene_settings: SceneSettings, min_seconds: float, samples_per_second: float,
                    max_samples: int, digest: str, previous: dict[str, Any] | None = None,
-                   fps: float | None = None) -> dict[str, Any]:
+                   fps: float | None = None, max_seconds: float | None = None) -> dict[str, Any]:
     """Split ``source`` into scenes, write the candidate clips of scenes of at least ``min_seconds``,
     detect faces on sampled frames; return (and save) the source's state.
 
@@ -336,9 +351,10 @@ def measure_source(source: Path, name: str, workspace: Workspace, detector: Face
     try:
         with VideoReader(source) as video:
             frames = resampled_frames(upright_frames(iter(video), rotation), timeline.source_index)
-            for index, scene in enumerate(scenes):
-                clip = clip_id(name, index)
-                entry = {"scene": index, "start": scene.start, "end": scene.end,
+            max_frames = None if max_seconds is None else max(1, int(max_seconds * timeline.fps))
+            for index, piece, scene in split_long_scenes(scenes, max_frames):
+                clip = clip_id(name, index, piece)
+                entry = {"scene": index, "piece": piece, "start": scene.start, "end": scene.end,
                          "seconds": scene.num_frames / timeline.fps}
                 if clip in reusable and reusable[clip].get("start") == scene.start \
                         and reusable[clip].get("end") == scene.end:
