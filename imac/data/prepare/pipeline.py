@@ -544,7 +544,7 @@ def report_markdown(summary: PrepareSummary, options: PrepareOptions, workspace:
     """The run's report: settings, what each stage dropped, which checks decided, what is missing."""
     s = summary
     lines = [f"# Data preparation of `{s.identity}` ({PREPARE_VERSION})", "",
-             f"- sources: {s.sources} video(s), {len(s.unreadable)} unreadable or failed",
+             f"- sources: {s.sources} video(s), {len(s.unreadable)} unreadable or damaged",
              f"- scenes: {s.scenes}; kept after the filters: {s.kept}; in the manifest: {s.in_manifest}",
              f"- waiting for motion (SMPL-X fits): {len(s.awaiting_motion)} clip(s), listed in "
              f"`awaiting_motion.txt`", ""]
