@@ -101,3 +101,25 @@ def replace_folder(temporary: str | os.PathLike, target: str | os.PathLike) -> P
     if old.exists():
         shutil.rmtree(old)
     return target
+
+
+def link_or_copy(source: str | os.PathLike, target: str | os.PathLike, symbolic: bool = False) -> Path:
+    """Put ``source``'s content at ``target`` without rewriting it, replacing ``target`` atomically.
+
+    A hard link by default (it survives moving or deleting the folder ``source`` is in), a symbolic
+    link to the resolved ``source`` with ``symbolic``; a copy where the file system refuses links.
+    """
+    import shutil
+
+    source, target = Path(source), Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = temporary_sibling(target)
+    try:
+        if symbolic:
+            os.symlink(source.resolve(), temporary)
+        else:
+            os.link(source, temporary)
+    except OSError:
+        shutil.copyfile(source, temporary)
+    os.replace(temporary, target)
+    return target

@@ -99,6 +99,11 @@ def prepared(raw_dir, motion_dir, tmp_path_factory):
     return out, summary
 
 
+def _record(out: Path, clip: str):
+    """The manifest record of ``clip``."""
+    return {r.clip_id: r for r in read_manifest(out)}[clip]
+
+
 def _dropped(out: Path, identity: str = "grace") -> dict[str, tuple[str, str]]:
     with open(out / "prepare" / identity / "dropped.csv", newline="") as f:
         return {row["clip_id"] or row["source"]: (row["stage"], row["reason"]) for row in csv.DictReader(f)}
@@ -145,7 +150,7 @@ def test_manifest_holds_the_kept_clips_in_the_project_format(prepared):
 
 def test_motion_is_the_fit_reordered_and_padded(prepared, motion_dir):
     out, _ = prepared
-    record = {r.clip_id: r for r in read_manifest(out)}["talk_c_s000"]
+    record = _record(out, "talk_c_s000")
     with np.load(motion_dir / "talk_c_s000.npz") as fit, np.load(record.motion) as motion:
         poses = fit["poses"].reshape(100, 55, 3)
         names = list(motion["joint_names"])
@@ -158,7 +163,7 @@ def test_motion_is_the_fit_reordered_and_padded(prepared, motion_dir):
 
 def test_audio_is_the_scene_of_the_source_at_16k(prepared, raw_dir):
     out, _ = prepared
-    record = {r.clip_id: r for r in read_manifest(out)}["talk_a_s000"]
+    record = _record(out, "talk_a_s000")
     import soundfile
 
     samples, rate = soundfile.read(record.audio)
@@ -273,7 +278,7 @@ def test_keypoints_decide_the_crop_and_are_carried_into_the_crop(prepared, raw_d
     np.savez(keypoints_dir / "talk_c_s000.npz", keypoints=keypoints)
     prepare_dataset(raw_dir, out, _options(motion=str(motion_dir), keypoints=str(keypoints_dir), crop_margin=0.0),
                     progress=False, log=lambda _: None)
-    record = {r.clip_id: r for r in read_manifest(out)}["talk_c_s000"]
+    record = _record(out, "talk_c_s000")
     assert record.extra["person_box"] == "keypoints"
     # side 140 (the box's height), centred on the box: x 90..230, y 60..200
     assert record.extra["crop_box"] == [90.0, 60.0, 230.0, 200.0]
@@ -388,7 +393,7 @@ def test_masks_decide_the_crop(prepared, raw_dir, motion_dir, tmp_path):
     np.savez_compressed(masks_dir / "talk_c_s000.npz", masks=masks)
     prepare_dataset(raw_dir, out, _options(motion=str(motion_dir), masks=str(masks_dir), crop_margin=0.0),
                     progress=False, log=lambda _: None)
-    record = {r.clip_id: r for r in read_manifest(out)}["talk_c_s000"]
+    record = _record(out, "talk_c_s000")
     assert record.extra["person_box"] == "masks"
     # union box x 100..200, y 50..230: side 180, centred on x = 150, shifted up into the frame
     assert record.extra["crop_box"] == [60.0, 50.0, 240.0, 230.0]
@@ -406,7 +411,7 @@ def test_dwpose_keypoints_are_computed_once_and_decide_the_crop(prepared, raw_di
     with np.load(cached) as data:
         keypoints = data["keypoints"]
     assert keypoints.shape == (100, 133, 3)
-    record = {r.clip_id: r for r in read_manifest(out)}["talk_c_s000"]
+    record = _record(out, "talk_c_s000")
     assert record.extra["person_box"] == "dwpose"
     expected = square_crop_box(person_box_from_keypoints(keypoints, 0.3), WIDTH, HEIGHT, 0.05)
     assert record.extra["crop_box"] == expected.to_list()

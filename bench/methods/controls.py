@@ -16,27 +16,18 @@ a control is scored with lies beside the video as ``<clip_id>.wav``.
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from bench.methods.base import BenchContext, Method, TestClip
+from metrics.files import link_or_copy
 
 
 def link_file(source: Path, target: Path) -> None:
     """``target`` -> ``source`` as a symlink (a copy where links are refused), replacing ``target``."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.partial")
-    if temporary.exists() or temporary.is_symlink():
-        temporary.unlink()
-    try:
-        os.symlink(Path(source).resolve(), temporary)
-    except OSError:
-        shutil.copyfile(source, temporary)
-    os.replace(temporary, target)
+    link_or_copy(source, target, symbolic=True)
 
 
 def fit_audio(audio: np.ndarray, length: int) -> np.ndarray:

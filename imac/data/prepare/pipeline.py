@@ -35,7 +35,6 @@ import csv
 import io
 import json
 import os
-import shutil
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -70,7 +69,7 @@ from imac.data.prepare.sources import (
 from imac.data.prepare.speakers import read_speaker_counts
 from imac.data.prepare.split import split_by_source, statistics_markdown, statistics_rows
 from imac.data.prepare.workers import run_jobs
-from metrics.files import write_json_atomic, write_text_atomic
+from metrics.files import link_or_copy, write_json_atomic, write_text_atomic
 
 PREPARE_VERSION = "imac-prepare-1"
 STATISTICS_NAME = "statistics.md"
@@ -237,22 +236,6 @@ def decide_clip(clip: str, source: str, entry: dict[str, Any], options: PrepareO
     return decision
 
 
-# -- files -----------------------------------------------------------------------------------------
-
-
-def _link_or_copy(source: Path, target: Path) -> None:
-    """Hard-link ``source`` to ``target`` (same file system) or copy it, replacing ``target``."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.tmp")
-    if temporary.exists():
-        temporary.unlink()
-    try:
-        os.link(source, temporary)
-    except OSError:
-        shutil.copy2(source, temporary)
-    os.replace(temporary, target)
-
-
 class Preparation:
     """One run of the pipeline for one identity (see the module docstring)."""
 
@@ -374,7 +357,7 @@ class Preparation:
                 decision.reason = crop or "no person found to crop around"
                 continue
             self.summary.person_boxes[crop["person_box_source"]] += 1
-            _link_or_copy(self.workspace.candidate_audio(clip), self.clips_dir / f"{clip}.wav")
+            link_or_copy(self.workspace.candidate_audio(clip), self.clips_dir / f"{clip}.wav")
             motion = self._motion(decision, crop["num_frames"])
             if motion is None:
                 continue
