@@ -110,7 +110,7 @@ def compare(run_table: dict, baseline_table: dict, tolerances: dict, control_che
 
 def check_run(run: str | Path, baseline: str | Path) -> tuple[list[Difference], list[str]]:
     from bench.report import load_results, metrics_csv
-    from metrics.files import write_text_atomic
+    from metrics.io.files import write_text_atomic
 
     run, baseline = Path(run), Path(baseline)
     results = load_results(run)
@@ -141,7 +141,7 @@ def update_baseline(run: str | Path, baseline: str | Path) -> Path:
     import json
 
     from bench.report import load_results, markdown_report, metrics_csv
-    from metrics.files import write_text_atomic
+    from metrics.io.files import write_text_atomic
 
     results = load_results(run)
     baseline = Path(baseline)

@@ -22,7 +22,7 @@ from imac.cli import add_validate_arguments, validate_command
 
 
 def _data_toy(args: argparse.Namespace) -> int:
-    from imac.data.toy.corpus import ToyCorpusConfig, generate_toy_corpus
+    from bench.data.toy.corpus import ToyCorpusConfig, generate_toy_corpus
 
     config = ToyCorpusConfig(seed=args.seed, identities=args.identities, clips=args.clips,
                              test_clips=args.test_clips, size=args.size)
@@ -38,7 +38,7 @@ def _data_validate(args: argparse.Namespace) -> int:
 
 
 def _data_preview(args: argparse.Namespace) -> int:
-    from imac.data.preview import save_contact_sheet
+    from bench.data.preview import save_contact_sheet
 
     path = save_contact_sheet(args.dataset, args.out, frames_per_row=args.frames, split=args.split)
     print(f"contact sheet of {args.dataset} written to {path}")
@@ -139,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--split", choices=("train", "test"), default="test")
     preview.set_defaults(handler=_data_preview)
 
-    from imac.data.prepare.cli import add_prepare_arguments, add_speakers_arguments, prepare_command, speakers_command
+    from bench.data.prepare.cli import add_prepare_arguments, add_speakers_arguments, prepare_command, speakers_command
 
     prepare = data.add_parser("prepare", help="raw videos of a speaker -> clips in the dataset format "
                               "(scene split, filters, audio, SMPL-X import, crop, split, statistics)")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from metrics.files import write_json_atomic, write_text_atomic
+from metrics.io.files import write_json_atomic, write_text_atomic
 
 # Fewer test clips than this and "shuffled < gt on BAS" is reported but does not fail a run: BAS
 # separates matched from shuffled speech weakly (toy corpus, 40 clips: matched wins in 62% of clips).
@@ -262,7 +262,7 @@ def _pyplot():
 
 def _save_png(path: Path, write) -> Path:
     """``write(file)`` a PNG to ``path`` atomically."""
-    from metrics.files import atomic_path
+    from metrics.io.files import atomic_path
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as temporary:
@@ -313,7 +313,7 @@ def frame_strip(run: Path, results: dict, clip: str, path: Path, count: int = 6)
     """A grid: one row per method, ``count`` frames at the same times of the same clip."""
     from PIL import Image, ImageDraw
 
-    from metrics.video import VideoReader
+    from metrics.io.video import VideoReader
 
     rows = []
     names = [m for m in results["methods"] if _video_path(run, m, clip).is_file()]
@@ -336,11 +336,11 @@ def frame_strip(run: Path, results: dict, clip: str, path: Path, count: int = 6)
 def beat_timeline(run: Path, results: dict, clip: str, path: Path) -> Path:
     """Speech onsets and each method's motion beats on one clip's time axis. Keypoints come from the
     run's cache (the scoring extracted them); uncached ones are extracted only for the toy extractor."""
-    from metrics.audio import load_audio
+    from metrics.io.audio import load_audio
     from metrics.beats import motion_beats, speech_beats
     from metrics.protocol import Protocol
-    from metrics.video import VideoReader, read_video_audio
-    from metrics.video_cache import VideoCache
+    from metrics.io.video import VideoReader, read_video_audio
+    from metrics.io.cache import VideoCache
 
     plt = _pyplot()
     protocol = Protocol.from_dict(results["protocol"])

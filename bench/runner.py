@@ -31,8 +31,10 @@ import numpy as np
 
 from bench.config import BenchConfig, load_bench_config
 from bench.methods import CONTROLS, OPTION_SECTIONS, make_method
-from bench.methods.base import BenchContext, Method, TestClip
-from metrics.files import write_json_atomic
+from bench.methods.base import BenchContext, Method
+from metrics.dataset import ClipRecord
+from metrics.io.audio import SAMPLE_RATE
+from metrics.io.files import write_json_atomic
 
 BENCH_VERSION = "imac-bench-run-1"
 
@@ -41,14 +43,14 @@ class RunMismatchError(ValueError):
     pass
 
 
-def clip_seed(seed: int, clip: TestClip) -> int:
+def clip_seed(seed: int, clip: ClipRecord) -> int:
     """A seed per clip from the run's seed and the clip's name (not its position in the run)."""
     return zlib.crc32(f"{seed}/{clip.identity}/{clip.clip_id}".encode()) & 0x7FFFFFFF
 
 
-def test_clips(data_root: Path, identities: list[str] | None = None) -> list[TestClip]:
+def test_clips(data_root: Path, identities: list[str] | None = None) -> list[ClipRecord]:
     """The test split of a dataset (optionally some speakers only) as TestClips."""
-    from imac.data.manifest import Dataset
+    from metrics.dataset import Dataset
 
     dataset = Dataset.open(data_root, level="files")
     if identities:
@@ -59,11 +61,10 @@ def test_clips(data_root: Path, identities: list[str] | None = None) -> list[Tes
     records = [r for r in dataset.split("test") if not identities or r.identity in identities]
     if not records:
         raise ValueError(f"{data_root}: no test clips" + (f" for {', '.join(identities)}" if identities else ""))
-    return [TestClip(r.identity, r.clip_id, r.video, r.audio, float(r.fps), r.num_frames, r.width, r.height,
-                     r.keypoints) for r in sorted(records, key=lambda r: (r.identity, r.clip_id))]
+    return sorted(records, key=lambda r: r.key)
 
 
-def conform_frames(frames: np.ndarray, clip: TestClip) -> tuple[np.ndarray, dict[str, Any]]:
+def conform_frames(frames: np.ndarray, clip: ClipRecord) -> tuple[np.ndarray, dict[str, Any]]:
     """Frames at the real clip's size and length: bilinear resize; the last frame repeated or extra
     frames dropped. Returns the frames and what was changed (recorded in generation.json)."""
     import torch
@@ -140,7 +141,7 @@ class Run:
     def data_root(self) -> Path:
         if self.settings.data is not None:
             return Path(self.settings.data)
-        from imac.data.toy.corpus import ToyCorpusConfig, generate_toy_corpus
+        from bench.data.toy.corpus import ToyCorpusConfig, generate_toy_corpus
 
         corpus = self.config.corpus
         root = self.out / "data"
@@ -231,7 +232,7 @@ class Run:
         from tqdm import tqdm
 
         from bench.methods.external import ExternalVideoError
-        from metrics.video import write_video
+        from metrics.io.video import write_video
 
         work = self.out / "work" / method.name
         facts_path, generation_path = work / "method.json", work / "generation.json"
@@ -257,7 +258,7 @@ class Run:
                         record = method.write(clip, out, seed) or {}
                     else:
                         frames, record = conform_frames(method.generate(clip, seed), clip)
-                        write_video(out, frames, clip.fps, audio=clip.load_audio(16000), sample_rate=16000)
+                        write_video(out, frames, clip.fps, audio=clip.load_audio(), sample_rate=SAMPLE_RATE)
                 except ExternalVideoError as error:
                     if not self.settings.skip_missing:
                         raise
@@ -297,10 +298,10 @@ class Run:
         """The shuffled control's BAS: each real video scored against the audio of EVERY other test
         clip, averaged (chance-level BAS for that motion), instead of one partner's audio: a single
         partner makes the control as noisy as the clip it happened to draw."""
-        from metrics.audio import load_audio
+        from metrics.io.audio import load_audio
         from metrics.beats import BAS
         from metrics.evaluate import Evaluator
-        from metrics.folders import find_clips
+        from metrics.dataset import find_clips
 
         clips = find_clips(self.out / "gt", split=None)
         evaluator = Evaluator(("bas",), self.protocol, self.pose_extractor(), cache_dir=self.out / "cache")

@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from imac.data.frames import frames_to_tensor, tensor_to_frames
-from imac.data.manifest import Dataset
+from imac.frames import frames_to_tensor, tensor_to_frames
+from metrics.dataset import Dataset
 from imac.pipeline import IMACPipeline
 from metrics.pose.toy import ToyMarkerPose
-from metrics.video import read_video, write_video
+from metrics.io.video import read_video, write_video
 
 BODY = slice(0, 11)
 
@@ -53,7 +53,7 @@ def main() -> None:
     for record in dataset.split("test")[:args.clips]:
         real = tensor_to_frames(frames_to_tensor(read_video(record.video), size))
         reference = frames_to_tensor(real[:1], size)[0]
-        audio = dataset.load_audio(record, pipeline.config.audio.sample_rate)
+        audio = record.load_audio(pipeline.config.audio.sample_rate)
         started = time.perf_counter()
         sample = pipeline(reference, audio, pipeline.config.audio.sample_rate,
                           generator=torch.Generator().manual_seed(args.seed), steps=args.steps)

@@ -96,7 +96,7 @@ print(json.dumps({"videos": len(paths), "seconds": seconds,
 
 
 def fvd_benchmark(counts: list[int]) -> list[str]:
-    from metrics.video import write_video
+    from metrics.io.video import write_video
 
     lines = ["| videos (16 frames, 128 px) | peak RSS (MB) | seconds | clips / s |", "|---|---|---|---|"]
     rng = np.random.default_rng(2)

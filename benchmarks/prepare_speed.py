@@ -24,9 +24,9 @@ import cv2
 import matplotlib.cbook
 import numpy as np
 
-from imac.data.prepare.pipeline import PrepareOptions, prepare_dataset
-from imac.data.prepare.sources import SceneSettings, detect_cuts
-from metrics.video import probe_video, write_video
+from bench.data.prepare.pipeline import PrepareOptions, prepare_dataset
+from bench.data.prepare.sources import SceneSettings, detect_cuts
+from metrics.io.video import probe_video, write_video
 
 FPS = 25
 

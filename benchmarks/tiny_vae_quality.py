@@ -25,12 +25,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from imac.data.frames import frames_to_tensor, tensor_to_frames
-from imac.data.manifest import Dataset
+from imac.frames import frames_to_tensor, tensor_to_frames
+from metrics.dataset import Dataset
 from imac.training.autoencoder import TINY_VAE_KWARGS, TINY_VAE_TRAINING, reconstruct, train_autoencoder
 from metrics.pose import wholebody as wb
 from metrics.pose.toy import ToyMarkerPose
-from metrics.video import read_video
+from metrics.io.video import read_video
 
 BODY = list(range(0, 11))
 HANDS = list(wb.LEFT_HAND) + list(wb.RIGHT_HAND)

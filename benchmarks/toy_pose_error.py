@@ -19,12 +19,12 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from imac.data.toy.corpus import ToyCorpusConfig, make_clip
-from imac.data.toy.identities import make_identities
-from imac.data.toy.render import FrameRenderer
+from bench.data.toy.corpus import ToyCorpusConfig, make_clip
+from bench.data.toy.identities import make_identities
+from bench.data.toy.render import FrameRenderer
 from metrics.pose import wholebody as wb
 from metrics.pose.toy import ToyMarkerPose
-from metrics.video import read_video, write_video
+from metrics.io.video import read_video, write_video
 
 PARTS = {
     "body (nose, shoulders, elbows, wrists, hips)": [wb.index_of(n) for n in (

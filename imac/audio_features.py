@@ -45,8 +45,8 @@ import soundfile
 import torch
 import transformers
 
-from metrics.audio import load_audio, resample
-from metrics.files import save_npz_atomic
+from metrics.io.audio import SAMPLE_RATE, load_audio, resample
+from metrics.io.files import save_npz_atomic
 
 N_MELS = 128
 MIN_N_FFT = 2048
@@ -318,7 +318,7 @@ class AudioFeatures:
     """MFCC + HuBERT features per video frame for a fixed HuBERT model, optionally cached."""
 
     def __init__(self, hubert: transformers.HubertModel, *, hubert_id: str, n_mfcc: int = 13,
-                 fps: float = 25.0, sample_rate: int = 16000,
+                 fps: float = 25.0, sample_rate: int = SAMPLE_RATE,
                  cache_dir: str | os.PathLike | None = None):
         if not hubert_id:
             raise ValueError("hubert_id must name the HuBERT model (it keys the cache)")

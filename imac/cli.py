@@ -19,7 +19,7 @@ from imac import __version__
 
 def validate_command(dataset: Path, level: str = "full") -> int:
     """Print every problem of a dataset (exit 1) or a one-line summary (exit 0)."""
-    from imac.data.manifest import read_manifest, validate_dataset
+    from metrics.dataset import read_manifest, validate_dataset
 
     problems = validate_dataset(dataset, level=level)
     if problems:
@@ -83,11 +83,11 @@ def sample_command(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from imac.data.frames import load_image
+    from imac.frames import load_image
     from imac.pipeline import IMACPipeline
-    from metrics.audio import load_audio
-    from metrics.files import save_npz_atomic
-    from metrics.video import write_video
+    from metrics.io.audio import load_audio
+    from metrics.io.files import save_npz_atomic
+    from metrics.io.video import write_video
 
     try:
         pipeline = IMACPipeline.from_pretrained(args.model, device=args.device)

@@ -20,6 +20,8 @@ from typing import Any, get_type_hints
 
 import yaml
 
+from metrics.io.audio import SAMPLE_RATE
+
 CONFIG_DIR = Path(__file__).parent / "configs"
 
 
@@ -33,7 +35,7 @@ class DataConfig:
 
 @dataclass
 class AudioConfig:
-    sample_rate: int = 16000
+    sample_rate: int = SAMPLE_RATE
     n_mfcc: int = 13
     hubert: str = "tiny"              # a local HuBERT folder, or "tiny" (random tiny HuBERT)
     hubert_seed: int = 0
@@ -205,6 +207,6 @@ def load_config(name_or_path: str | os.PathLike, overrides: list[str] = ()) -> I
 
 
 def save_config(config: IMACConfig, path: str | os.PathLike) -> Path:
-    from metrics.files import write_text_atomic
+    from metrics.io.files import write_text_atomic
 
     return write_text_atomic(path, yaml.safe_dump(config.to_dict(), sort_keys=False))

@@ -38,7 +38,7 @@ from imac.models.motion import MotionModel
 from imac.models.system import IMACModel
 from imac.models.video import (build_image_encoder, build_unet, build_vae, clip_statistics, encode_prompt,
                                motion_sampling_scheduler, motion_training_scheduler, video_scheduler)
-from metrics.files import replace_folder
+from metrics.io.files import replace_folder
 
 MODEL_CARD = "imac.json"
 
@@ -228,7 +228,7 @@ class IMACPipeline:
             raise ValueError(f"reference image must be (3, {size}, {size}) in [-1, 1], got {tuple(reference.shape)}")
         rate = self.config.audio.sample_rate
         if sample_rate != rate:  # resampled once: for the features and for the muxed track
-            from metrics.audio import resample
+            from metrics.io.audio import resample
 
             audio = resample(audio, sample_rate, rate).astype(np.float32)
         features = self.features.from_samples(audio, rate)

@@ -106,7 +106,7 @@ class BAS:
 
     def score(self, keypoints: np.ndarray, fps: float, wav: np.ndarray, sr: int) -> float:
         """The BAS of one clip from its keypoints and its audio."""
-        from metrics.audio import resample
+        from metrics.io.audio import resample
 
         if sr != self.protocol.audio_sample_rate:
             wav = resample(np.asarray(wav, dtype=np.float32), sr, self.protocol.audio_sample_rate)

@@ -12,7 +12,6 @@ the normalised skeleton, averaged over clips.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 
@@ -91,9 +90,3 @@ class Diversity:
         return bootstrap_interval(self._value, (len(self.clips),), self.protocol.bootstrap_samples,
                                   self.protocol.bootstrap_seed, self.protocol.confidence)
 
-
-def diversity(fake_dir: str | Path, autoencoder: str | Path, real_dir: str | Path | None = None, **options) -> dict:
-    """Diversity of a folder of generated videos (see ``metrics.evaluate.evaluate`` for the options)."""
-    from metrics.evaluate import evaluate
-
-    return evaluate(real_dir, fake_dir, metrics=("div",), autoencoder=autoencoder, **options)

@@ -24,17 +24,16 @@ from pathlib import Path
 
 import numpy as np
 
-from metrics.audio import load_audio
 from metrics.beats import BAS
 from metrics.diversity import Diversity
 from metrics.fgd import FGD, skeleton_windows
-from metrics.files import write_json_atomic, write_text_atomic
-from metrics.folders import VideoClip, find_clips
+from metrics.io.files import write_json_atomic, write_text_atomic
+from metrics.dataset import ClipRecord, find_clips
 from metrics.fvd import FVD
 from metrics.protocol import Protocol
 from metrics.stats import GaussianStats
-from metrics.video_cache import VideoCache
-from metrics.video import VideoReader, probe_video, read_video_audio
+from metrics.io.cache import VideoCache
+from metrics.io.video import VideoReader, probe_video
 
 ALL_METRICS = ("fgd", "div", "bas", "fvd")
 DEFAULT_CACHE = Path.home() / ".cache" / "imac-bench"
@@ -62,7 +61,7 @@ def make_extractor(name: str = "toy", dwpose_detector: str | None = None, dwpose
 class ClipResult:
     """What one clip contributes to the metrics."""
 
-    clip: VideoClip
+    clip: ClipRecord
     side: str                                   # "real" | "fake"
     fps: float = 0.0
     size: tuple[int, int] = (0, 0)
@@ -77,14 +76,14 @@ class ClipError(ValueError):
     pass
 
 
-def _clip_audio(clip: VideoClip, partner: VideoClip | None, sample_rate: int) -> np.ndarray:
-    if clip.audio is not None:
-        return load_audio(clip.audio, sample_rate)
+def _clip_audio(clip: ClipRecord, partner: ClipRecord | None, sample_rate: int) -> np.ndarray:
     try:
-        return read_video_audio(clip.video, sample_rate)
+        return clip.load_audio(sample_rate)
     except ValueError:
+        if clip.audio is not None:
+            raise
         if partner is not None and partner.audio is not None:
-            return load_audio(partner.audio, sample_rate)
+            return partner.load_audio(sample_rate)
         raise ClipError(f"{clip.video}: no audio track, no wav beside it and no real clip with the same "
                         f"identity/clip_id to take the audio from (BAS needs the speech)") from None
 
@@ -111,7 +110,7 @@ class Evaluator:
     def needs_keypoints(self) -> bool:
         return any(m in self.metrics for m in ("fgd", "div", "bas"))
 
-    def keypoints_and_fvd(self, clip: VideoClip) -> tuple[np.ndarray | None, float, tuple[int, int], GaussianStats | None]:
+    def keypoints_and_fvd(self, clip: ClipRecord) -> tuple[np.ndarray | None, float, tuple[int, int], GaussianStats | None]:
         """Decode the video once: keypoints (cached) and, if asked, the FVD statistics."""
         info = probe_video(clip.video)
         keypoints = fvd_stats = None
@@ -149,7 +148,7 @@ class Evaluator:
                     self.keypoint_cache.store(clip.video, keypoints=keypoints.astype(np.float32), fps=np.array(info.fps))
         return keypoints, info.fps, (info.width, info.height), fvd_stats
 
-    def record(self, clip: VideoClip, side: str, partner: VideoClip | None = None) -> ClipResult:
+    def record(self, clip: ClipRecord, side: str, partner: ClipRecord | None = None) -> ClipResult:
         keypoints, fps, size, fvd_stats = self.keypoints_and_fvd(clip)
         rec = ClipResult(clip, side, fps, size, fvd_stats=fvd_stats)
         source = str(clip.video)

@@ -3,12 +3,10 @@
 Each clip's keypoints become normalised skeleton windows (``metrics.skeleton``), the autoencoder
 (``metrics.skeleton_ae``) encodes every window, and the latent features' statistics are
 accumulated per clip, so the value and its bootstrap interval come from the same sufficient
-statistics. ``FGD`` is the accumulating class; ``fgd`` the one-call function on two folders.
+statistics. ``FGD`` is the accumulating class; ``metrics.evaluate.evaluate`` scores two folders.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 
@@ -50,9 +48,3 @@ class FGD(FrechetMetric):
         """Add one clip's keypoints (F, 133, 3) at ``fps``, to the real or the generated side."""
         self.update_features(self.features(keypoints, fps, source), real)
 
-
-def fgd(real_dir: str | Path, fake_dir: str | Path, autoencoder: str | Path, **options) -> dict:
-    """FGD of two folders (see ``metrics.evaluate.evaluate`` for the options)."""
-    from metrics.evaluate import evaluate
-
-    return evaluate(real_dir, fake_dir, metrics=("fgd",), autoencoder=autoencoder, **options)

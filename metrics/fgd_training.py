@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from metrics.fgd import skeleton_windows
-from metrics.folders import find_clips
+from metrics.dataset import find_clips
 from metrics.protocol import Protocol
 from metrics.skeleton_ae import AutoencoderConfig, save_autoencoder, train_autoencoder
-from metrics.video import VideoReader, probe_video
-from metrics.video_cache import VideoCache
+from metrics.io.video import VideoReader, probe_video
+from metrics.io.cache import VideoCache
 
 
 def clip_keypoints(video: Path, extractor, cache: VideoCache | None) -> tuple[np.ndarray, float]:

@@ -66,14 +66,8 @@ class FVD(FrechetMetric):
 
     def update_file(self, path: str | Path, real: bool, chunk_frames: int = 64) -> None:
         """Add one video file, decoded in chunks."""
-        from metrics.video import VideoReader
+        from metrics.io.video import VideoReader
 
         with VideoReader(path) as reader:
             self.parts[real].append(self.video_statistics(reader.iter_chunks(chunk_frames), str(path)))
 
-
-def fvd(real_dir: str | Path, fake_dir: str | Path, i3d: str | Path | None = None, **options) -> dict:
-    """FVD of two folders (see ``metrics.evaluate.evaluate`` for the options)."""
-    from metrics.evaluate import evaluate
-
-    return evaluate(real_dir, fake_dir, metrics=("fvd",), i3d=i3d, **options)

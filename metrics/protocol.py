@@ -18,6 +18,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field, replace
 
+from metrics.io.audio import SAMPLE_RATE
 from metrics.pose import wholebody as wb
 
 PROTOCOL_VERSION = "imac-bench-metrics-1.1"
@@ -56,7 +57,7 @@ class Protocol:
     beat_points: tuple[int, ...] = field(default_factory=_default_beat_points)
     bas_direction: str = "motion_to_audio"
     bas_sigma: float = 0.05               # seconds
-    audio_sample_rate: int = 16000
+    audio_sample_rate: int = SAMPLE_RATE
     onset_hop_length: int = 512           # librosa onset detection at audio_sample_rate
     motion_smoothing: float = 2.0         # Gaussian sigma in frames on the kinetic speed
     motion_beat_prominence: float = 0.1   # shoulder widths / s a speed minimum must dip below its sides

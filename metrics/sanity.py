@@ -18,17 +18,17 @@ from pathlib import Path
 
 import numpy as np
 
-from metrics.audio import load_audio, write_wav
+from metrics.io.audio import SAMPLE_RATE, write_wav
 from metrics.evaluate import ALL_METRICS, evaluate, make_extractor
-from metrics.files import write_json_atomic, write_text_atomic
-from metrics.folders import VideoClip, find_clips
+from metrics.io.files import write_json_atomic, write_text_atomic
+from metrics.dataset import ClipRecord, find_clips
 from metrics.protocol import Protocol
-from metrics.video import VideoReader, write_video
+from metrics.io.video import VideoReader, write_video
 
 CANDIDATES = ("real (other half)", "static", "shuffled audio")
 
 
-def split_halves(clips: list[VideoClip]) -> tuple[list[VideoClip], list[VideoClip]]:
+def split_halves(clips: list[ClipRecord]) -> tuple[list[ClipRecord], list[ClipRecord]]:
     """Alternate each identity's clips (sorted by id) between half A and half B."""
     a, b = [], []
     for identity in sorted({c.identity for c in clips}):
@@ -50,13 +50,7 @@ def _place(source: Path, target: Path) -> None:
         shutil.copyfile(source, target)
 
 
-def _audio_of(clip: VideoClip, sample_rate: int) -> np.ndarray:
-    from metrics.video import read_video_audio
-
-    return load_audio(clip.audio, sample_rate) if clip.audio else read_video_audio(clip.video, sample_rate)
-
-
-def build_controls(data_dir: str | Path, out_dir: str | Path, sample_rate: int = 16000) -> dict[str, Path]:
+def build_controls(data_dir: str | Path, out_dir: str | Path, sample_rate: int = SAMPLE_RATE) -> dict[str, Path]:
     """Write the reference and candidate folders; returns {name: folder}."""
     out_dir = Path(out_dir)
     half_a, half_b = split_halves(find_clips(data_dir, split=None))
@@ -66,7 +60,7 @@ def build_controls(data_dir: str | Path, out_dir: str | Path, sample_rate: int =
         _place(clip.video, folders["reference"] / clip.identity / f"{clip.clip_id}.mp4")
         if clip.audio:
             _place(clip.audio, folders["reference"] / clip.identity / f"{clip.clip_id}.wav")
-    audios = [_audio_of(c, sample_rate) for c in half_b]
+    audios = [c.load_audio(sample_rate) for c in half_b]
     for k, clip in enumerate(half_b):
         base = f"{clip.identity}/{clip.clip_id}"
         _place(clip.video, folders["real (other half)"] / f"{base}.mp4")

@@ -8,7 +8,7 @@ import torch
 from diffusers import AutoencoderKL
 
 from imac.config import IMACConfig, load_config
-from imac.data.toy.corpus import ToyCorpusConfig, generate_toy_corpus
+from bench.data.toy.corpus import ToyCorpusConfig, generate_toy_corpus
 
 RESOLUTION = 32
 SMALL_VAE = {"in_channels": 3, "out_channels": 3, "down_block_types": ["DownEncoderBlock2D"] * 3,

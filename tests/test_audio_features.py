@@ -21,7 +21,7 @@ from imac.audio_features import (
     mfcc_frames,
     tiny_hubert_config,
 )
-from metrics.audio import resample, write_wav
+from metrics.io.audio import resample, write_wav
 
 SAMPLE_RATE = 16000
 

@@ -1,4 +1,4 @@
-"""Frame/tensor conversions (imac.data.frames) and VAE training (imac.training.autoencoder), on CPU."""
+"""Frame/tensor conversions (imac.frames) and VAE training (imac.training.autoencoder), on CPU."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import torch
 from diffusers import AutoencoderKL
 from PIL import Image
 
-from imac.data.frames import frames_to_tensor, load_image, tensor_to_frames
-from imac.data.manifest import Dataset, write_manifest
-from imac.data.toy.corpus import ToyCorpusConfig, generate_toy_corpus
+from imac.frames import frames_to_tensor, load_image, tensor_to_frames
+from metrics.dataset import Dataset, write_manifest
+from bench.data.toy.corpus import ToyCorpusConfig, generate_toy_corpus
 from imac.training.autoencoder import (TINY_VAE_KWARGS, TINY_VAE_TRAINING, TRAINING_CARD, chroma_weights,
                                        count_parameters, reconstruct, reconstruction_error, train_autoencoder)
 

@@ -11,10 +11,9 @@ import pytest
 import torch
 
 from bench.methods import mya
-from bench.methods import pose_images as pi
-from bench.methods import base
-from bench.methods.base import BenchContext
-from imac.data.manifest import Dataset
+from bench.baselines import pose_images as pi
+from bench.methods.base import BenchContext, reference_keypoints
+from metrics.dataset import ClipRecord, Dataset
 from tests.imac_fixtures import make_corpus, make_vae
 
 # A UNet of a few thousand parameters on the test VAE's 8x8 latents (32-pixel frames).
@@ -161,7 +160,7 @@ def test_unknown_option_is_named():
 
 
 class FakeKeypointMotion:
-    """Stands in for ``bench.methods.keypoint_motion``: the reference pose, swaying with time."""
+    """Stands in for ``bench.baselines.keypoint_motion``: the reference pose, swaying with time."""
 
     def __init__(self, options):
         self.options = options
@@ -178,10 +177,10 @@ class FakeKeypointMotion:
 
 @pytest.fixture
 def fake_motion(monkeypatch):
-    module = types.ModuleType("bench.methods.keypoint_motion")
+    module = types.ModuleType("bench.baselines.keypoint_motion")
     module.KeypointMotion = FakeKeypointMotion
     module.KeypointMotionOptions = types.SimpleNamespace(from_dict=lambda values: dict(values))
-    monkeypatch.setitem(sys.modules, "bench.methods.keypoint_motion", module)
+    monkeypatch.setitem(sys.modules, "bench.baselines.keypoint_motion", module)
     return module
 
 
@@ -200,10 +199,8 @@ def _context(corpus: Path, vae_folder: Path, work: Path, options=None, log=print
                         shared_vae=lambda: vae_folder, log=log)
 
 
-def _test_clip(corpus: Path) -> base.TestClip:
-    record = Dataset.open(corpus, level="files").split("test")[0]
-    return base.TestClip(record.identity, record.clip_id, record.video, record.audio, record.fps, record.num_frames,
-                    record.width, record.height, record.keypoints)
+def _test_clip(corpus: Path) -> ClipRecord:
+    return Dataset.open(corpus, level="files").split("test")[0]
 
 
 @pytest.fixture(scope="module")
@@ -248,8 +245,8 @@ def test_short_clip_is_one_window(trained, corpus, fake_motion):
     method = mya.MYAMethod()
     method.prepare(context)
     clip = _test_clip(corpus)
-    keypoints = np.repeat(clip.reference_keypoints()[None], 3, axis=0)
-    frames = method.render(clip.reference_frame(), keypoints, seed=0)
+    keypoints = np.repeat(reference_keypoints(clip)[None], 3, axis=0)
+    frames = method.render(clip.first_frame(), keypoints, seed=0)
     assert frames.shape == (3, 32, 32, 3)
 
 

@@ -16,12 +16,13 @@ from bench.check import check_run, compare, read_table, update_baseline
 from bench.cli import main as bench_main
 from bench.config import config_from_dict, load_bench_config
 from bench.methods import UnknownMethodError, make_method
-from bench.methods.base import Method, TestClip
+from bench.methods.base import Method
+from metrics.dataset import ClipRecord
 from bench.methods.external import ExternalVideoError, check_video, format_command, parse_methods_file
 from bench.report import control_checks, failed_checks, write_report
 from bench.runner import RunMismatchError, RunSettings, conform_frames, run_benchmark
-from imac.data.toy.corpus import ToyCorpusConfig, generate_toy_corpus
-from metrics.video import VideoReader, probe_video
+from bench.data.toy.corpus import ToyCorpusConfig, generate_toy_corpus
+from metrics.io.video import VideoReader, probe_video
 
 FAST = {"metrics": ["fgd", "div", "bas"], "fgd_autoencoder_steps": 20, "methods": {}}
 
@@ -34,7 +35,7 @@ def corpus(tmp_path_factory) -> Path:
     return root
 
 
-def real_frames(clip: TestClip) -> np.ndarray:
+def real_frames(clip: ClipRecord) -> np.ndarray:
     with VideoReader(clip.video) as reader:
         return reader.read(0, len(reader))
 
@@ -48,7 +49,7 @@ class CopyMethod(Method):
         self.crash_on = crash_on
         self.calls = calls if calls is not None else []
 
-    def generate(self, clip: TestClip, seed: int) -> np.ndarray:
+    def generate(self, clip: ClipRecord, seed: int) -> np.ndarray:
         self.calls.append(clip.label)
         if clip.label == self.crash_on:
             raise RuntimeError("simulated crash")
@@ -108,7 +109,8 @@ def test_ablations_share_the_imac_options_and_reject_typos():
 
 
 def test_conform_frames_resizes_and_fits_the_length(corpus):
-    clip = TestClip("a", "a_0", corpus, corpus, 25.0, 10, 64, 48)
+    clip = ClipRecord(identity="a", clip_id="a_0", video=corpus, audio=corpus, fps=25.0, num_frames=10, width=64,
+                      height=48)
     frames = np.zeros((12, 32, 32, 3), np.uint8)
     frames[:, :, 16:] = 200
     out, changes = conform_frames(frames, clip)
@@ -144,7 +146,7 @@ def test_run_layout_controls_and_report(finished_run):
     assert div["static"] < div["gt"]
     # shuffled: same video, the other clip's audio beside it
     gt_wav, shuffled_wav = (finished_run / "gt" / clips[0]).with_suffix(".wav"), (finished_run / "shuffled" / clips[0]).with_suffix(".wav")
-    from metrics.audio import load_audio
+    from metrics.io.audio import load_audio
 
     other = load_audio((finished_run / "gt" / clips[1]).with_suffix(".wav"), 16000)
     shuffled = load_audio(shuffled_wav, 16000)
@@ -169,7 +171,7 @@ def test_generated_videos_carry_the_audio_and_the_real_size(finished_run):
         info = probe_video(finished_run / "copy" / identity / f"{clip_id}.mp4")
         real = probe_video(finished_run / "gt" / identity / f"{clip_id}.mp4")
         assert (info.width, info.height, info.num_frames) == (real.width, real.height, real.num_frames)
-        from metrics.video import read_video_audio
+        from metrics.io.video import read_video_audio
 
         assert len(read_video_audio(finished_run / "copy" / identity / f"{clip_id}.mp4", 16000)) > 16000
 
@@ -318,7 +320,7 @@ FAKE_TOOL = textwrap.dedent("""
     import sys
     import numpy as np
     from PIL import Image
-    from metrics.video import write_video
+    from metrics.io.video import write_video
     reference, audio, out, frames, fps = sys.argv[1:6]
     if "fail" in out:
         sys.exit(3)
@@ -366,7 +368,7 @@ def test_methods_file_errors_and_quoting(tmp_path):
 
 
 def test_shuffled_bas_is_the_mean_over_every_other_clips_audio(finished_run):
-    from metrics.audio import load_audio
+    from metrics.io.audio import load_audio
     from metrics.beats import BAS
     from metrics.pose.toy import ToyMarkerPose
     from metrics.protocol import Protocol

@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 from scipy.interpolate import RBFInterpolator
 
-from bench.methods.base import BenchContext, TestClip
-from bench.methods.keypoint_motion import (KEYPOINT_POINTS, KeypointMotion, KeypointMotionOptions,
+from bench.methods.base import BenchContext, reference_keypoints
+from metrics.dataset import ClipRecord
+from bench.baselines.keypoint_motion import (KEYPOINT_POINTS, KeypointMotion, KeypointMotionOptions,
                                            reference_placement, retarget)
 from bench.methods.s2g import S2GMethod, S2GOptions, control_points
-from bench.methods.tps import tps_fit, tps_transform, tps_warp
-from imac.data.manifest import Dataset
+from bench.baselines.tps import tps_fit, tps_transform, tps_warp
+from metrics.dataset import Dataset
 from metrics.pose import wholebody as wb
 from tests.imac_fixtures import make_corpus
 
@@ -118,14 +119,12 @@ def trained(corpus, work) -> KeypointMotion:
 
 
 @pytest.fixture(scope="module")
-def test_clip(corpus) -> TestClip:
-    record = Dataset.open(corpus, level="files").split("test")[0]
-    return TestClip(record.identity, record.clip_id, record.video, record.audio, record.fps, record.num_frames,
-                    record.width, record.height, record.keypoints)
+def test_clip(corpus) -> ClipRecord:
+    return Dataset.open(corpus, level="files").split("test")[0]
 
 
-def _sample(model: KeypointMotion, clip: TestClip, seed: int) -> np.ndarray:
-    return model.sample(clip.load_audio(16000), clip.num_frames, clip.fps, clip.reference_keypoints(), seed)
+def _sample(model: KeypointMotion, clip: ClipRecord, seed: int) -> np.ndarray:
+    return model.sample(clip.load_audio(), clip.num_frames, clip.fps, reference_keypoints(clip), seed)
 
 
 def test_options_reject_unknown_keys_and_wrong_types():
@@ -158,7 +157,7 @@ def test_samples_have_the_clip_length_and_scores_of_the_modelled_points(trained,
 
 
 def test_samples_sit_on_the_reference_body(trained, test_clip):
-    reference = test_clip.reference_keypoints()
+    reference = reference_keypoints(test_clip)
     keypoints = _sample(trained, test_clip, seed=0)
     neck, width = reference_placement(reference, 0.3)
     generated_neck = np.median(keypoints[:, [5, 6], :2].mean(axis=1), axis=0)
@@ -205,7 +204,7 @@ def test_second_train_or_load_loads(trained, corpus, work, monkeypatch):
 
 
 def test_retarget_gives_the_reference_bone_lengths(test_clip):
-    reference = test_clip.reference_keypoints()
+    reference = reference_keypoints(test_clip)
     neck = reference[[5, 6], :2].mean(axis=0)
     # The same pose, 1.4 times larger around the neck and moved: only its directions are kept.
     generated = reference.copy()
@@ -227,7 +226,7 @@ def test_retarget_gives_the_reference_bone_lengths(test_clip):
 
 
 def test_control_points_drop_the_hand_roots_that_repeat_the_wrists(test_clip):
-    reference = test_clip.reference_keypoints()
+    reference = reference_keypoints(test_clip)
     chosen = control_points(reference, reference, tuple(range(wb.NUM_KEYPOINTS)), 0.3, 1.0)
     assert 9 in chosen and 10 in chosen
     assert 91 not in chosen and 112 not in chosen

@@ -13,8 +13,8 @@ from imac.audio_features import load_hubert
 from imac.cli import main
 from imac.pipeline import IMACPipeline, chunk_starts
 from imac.training.trainer import build_stage_model
-from metrics.audio import write_wav
-from metrics.video import probe_video, read_video_audio
+from metrics.io.audio import write_wav
+from metrics.io.video import probe_video, read_video_audio
 from tests.imac_fixtures import RESOLUTION, make_corpus, make_vae, tiny_config
 
 

@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from imac.data.manifest import ClipRecord
+from metrics.dataset import ClipRecord
 from imac.training.trainer import build_stage_model, train
 from imac.training.windows import ClipArrays, TrainingWindows, video_window_start, window_positions
 from tests.imac_fixtures import RESOLUTION, make_corpus, make_vae, tiny_config

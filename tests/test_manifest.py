@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imac.data.manifest import (
+from metrics.dataset import (
     Dataset,
     DatasetError,
     Problem,
@@ -18,9 +18,9 @@ from imac.data.manifest import (
     validate_dataset,
     write_manifest,
 )
-from metrics.audio import write_wav
-from metrics.files import save_npz_atomic
-from metrics.video import VideoReader, write_video
+from metrics.io.audio import write_wav
+from metrics.io.files import save_npz_atomic
+from metrics.io.video import VideoReader, write_video
 
 FPS = 25
 NUM_FRAMES = 10
@@ -159,13 +159,13 @@ def test_valid_dataset_opens(pristine):
     assert record.video.is_absolute() and record.video == pristine.absolute() / "alice/clip_000.mp4"
     assert record.duration == pytest.approx(NUM_FRAMES / FPS)
     assert record.extra == {}
-    motion = data.load_motion(record)
+    motion = record.load_motion()
     assert motion["pose"].shape == (NUM_FRAMES, 3 * JOINTS) and motion["pose"].dtype == np.float32
     assert motion["expression"].shape == (NUM_FRAMES, 100) and motion["expression"].dtype == np.float32
     assert motion["joint_names"] == [f"joint_{j}" for j in range(JOINTS)]
-    assert data.load_keypoints(record).shape == (NUM_FRAMES, 133, 3)
-    assert len(data.load_audio(record)) == NUM_FRAMES * SAMPLE_RATE // FPS
-    with data.open_video(record) as video:
+    assert record.load_keypoints().shape == (NUM_FRAMES, 133, 3)
+    assert len(record.load_audio()) == NUM_FRAMES * SAMPLE_RATE // FPS
+    with record.open_video() as video:
         assert isinstance(video, VideoReader)
         assert len(video) == NUM_FRAMES and next(iter(video)).shape == (SIZE, SIZE, 3)
 
@@ -216,7 +216,7 @@ def test_empty_lines_ignored(dataset):
 def test_keypoints_optional(dataset):
     edit_line(dataset, "alice", "clip_000", keypoints=...)
     data = Dataset.open(dataset)
-    assert data.load_keypoints(data.clips[0]) is None
+    assert data.clips[0].load_keypoints() is None
 
 
 # -- bad manifests ------------------------------------------------------------------------------

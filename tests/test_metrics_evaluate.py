@@ -7,16 +7,16 @@ import numpy as np
 import pytest
 import torch
 
-from imac.data.toy.corpus import ToyCorpusConfig, generate_toy_corpus
+from bench.data.toy.corpus import ToyCorpusConfig, generate_toy_corpus
 from metrics.__main__ import main as metrics_main
 from metrics.evaluate import ClipError, evaluate, write_result
 from metrics.fgd_training import train_fgd_autoencoder
-from metrics.folders import FolderError, find_clips
+from metrics.dataset import FolderError, find_clips
 from metrics.pose.toy import ToyMarkerPose
 from metrics.protocol import Protocol
 from metrics.sanity import build_controls, check_orderings
 from metrics.skeleton_ae import load_autoencoder
-from metrics.video import read_video, write_video
+from metrics.io.video import read_video, write_video
 
 
 class MeanColourFeatures:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from imac.data.prepare.crop import (
+from bench.data.prepare.crop import (
     Box,
     crop_frame,
     crop_keypoints,

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imac.data.manifest import EXPRESSION_DIM, ClipRecord, check_clip
-from imac.data.prepare.motion import (
+from metrics.dataset import EXPRESSION_DIM, ClipRecord, check_clip
+from bench.data.prepare.motion import (
     JOINT_PRESETS,
     SMPLX_JOINT_NAMES,
     HandPCA,
@@ -23,7 +23,7 @@ from imac.data.prepare.motion import (
     load_fit,
     load_smplx_hand_pca,
 )
-from imac.data.toy import body
+from bench.data.toy import body
 
 F = 6
 PCA_COMPONENTS = 12

@@ -23,14 +23,14 @@ import numpy as np
 import pytest
 
 from bench.cli import main as bench_main
-from imac.data.manifest import read_manifest, validate_dataset
-from imac.data.prepare import pipeline as pipeline_module
-from imac.data.prepare import sources as sources_module
-from imac.data.prepare.faces import CascadeFaceDetector
-from imac.data.prepare.motion import SMPLX_JOINT_NAMES
-from imac.data.prepare.pipeline import PrepareOptions, decide_clip, prepare_dataset
-from imac.data.prepare.sources import SceneSettings, detect_scenes, make_timeline, read_frame_times
-from metrics.video import probe_video, read_video, write_video
+from metrics.dataset import read_manifest, validate_dataset
+from bench.data.prepare import pipeline as pipeline_module
+from bench.data.prepare import sources as sources_module
+from bench.data.prepare.faces import CascadeFaceDetector
+from bench.data.prepare.motion import SMPLX_JOINT_NAMES
+from bench.data.prepare.pipeline import PrepareOptions, decide_clip, prepare_dataset
+from bench.data.prepare.sources import SceneSettings, detect_scenes, make_timeline, read_frame_times
+from metrics.io.video import probe_video, read_video, write_video
 
 FPS = 25
 HEIGHT, WIDTH = 240, 320
@@ -400,7 +400,7 @@ def test_masks_decide_the_crop(prepared, raw_dir, motion_dir, tmp_path):
 
 
 def test_dwpose_keypoints_are_computed_once_and_decide_the_crop(prepared, raw_dir, motion_dir, tmp_path):
-    from imac.data.prepare.crop import person_box_from_keypoints, square_crop_box
+    from bench.data.prepare.crop import person_box_from_keypoints, square_crop_box
     from tests.test_dwpose import write_detector, write_pose
 
     out = _copy_dataset(prepared, tmp_path)

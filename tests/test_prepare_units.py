@@ -6,11 +6,11 @@ import itertools
 
 import pytest
 
-from imac.data.prepare.faces import Face, frontal_face_fraction, make_face_detector, sample_frame_indices, \
+from bench.data.prepare.faces import Face, frontal_face_fraction, make_face_detector, sample_frame_indices, \
     several_faces_fraction
-from imac.data.prepare.sources import clip_id, source_name
-from imac.data.prepare.speakers import read_speaker_counts
-from imac.data.prepare.split import split_by_source, statistics_markdown, statistics_rows
+from bench.data.prepare.sources import clip_id, source_name
+from bench.data.prepare.speakers import read_speaker_counts
+from bench.data.prepare.split import split_by_source, statistics_markdown, statistics_rows
 
 
 @pytest.mark.parametrize("frames,fps", [(1, 25), (10, 25), (100, 25), (250, 30), (100000, 25)])
@@ -141,7 +141,7 @@ def test_speakers_file_reads_counts_and_names_bad_rows(tmp_path):
 def test_smoothing_matches_a_direct_loop():
     import numpy as np
 
-    from imac.data.prepare.speakers import smoothed_scores
+    from bench.data.prepare.speakers import smoothed_scores
 
     scores = np.random.default_rng(0).normal(size=37)
     expected = [np.mean(scores[max(i - 2, 0):i + 3]) for i in range(37)]
@@ -154,7 +154,7 @@ def test_talknet_scores_become_speaker_counts(tmp_path, capsys):
     import numpy as np
 
     from bench.cli import main as bench_main
-    from imac.data.prepare.speakers import speaking_tracks
+    from bench.data.prepare.speakers import speaking_tracks
 
     speaking = np.r_[np.full(30, 1.5), np.full(70, -2.0)]       # speaks on ~30% of its frames
     silent = np.full(100, -1.0)
@@ -173,7 +173,7 @@ def test_talknet_scores_become_speaker_counts(tmp_path, capsys):
 def test_talknet_pickles_are_read_without_running_code(tmp_path):
     import pickle
 
-    from imac.data.prepare.speakers import talknet_speaker_counts
+    from bench.data.prepare.speakers import talknet_speaker_counts
 
     marker = tmp_path / "ran"
 
@@ -194,7 +194,7 @@ def test_talknet_pickles_are_read_without_running_code(tmp_path):
 def test_timeline_picks_the_nearest_frame_in_time():
     import numpy as np
 
-    from imac.data.prepare.sources import make_timeline
+    from bench.data.prepare.sources import make_timeline
 
     same = make_timeline(np.arange(100) / 25, 25)
     np.testing.assert_array_equal(same.source_index, np.arange(100))
@@ -210,7 +210,7 @@ def test_timeline_picks_the_nearest_frame_in_time():
 def test_scenes_follow_the_frames_they_show():
     import numpy as np
 
-    from imac.data.prepare.sources import Timeline, scenes_on_timeline
+    from bench.data.prepare.sources import Timeline, scenes_on_timeline
 
     timeline = Timeline(25.0, 0.0, np.array([0, 1, 1, 2, 4, 5, 6, 6, 7]))
     scenes = scenes_on_timeline([4, 7], timeline)
@@ -221,7 +221,7 @@ def test_scenes_follow_the_frames_they_show():
 def test_clip_audio_is_cut_at_the_frames_times_with_gaps_filled():
     import numpy as np
 
-    from imac.data.prepare.sources import Scene, clip_audio_samples
+    from bench.data.prepare.sources import Scene, clip_audio_samples
 
     audio = np.arange(16000 * 4, dtype=np.float32)
     piece, missing = clip_audio_samples(audio, 0.0, Scene(25, 50), 25)
@@ -238,7 +238,7 @@ def test_clip_audio_is_cut_at_the_frames_times_with_gaps_filled():
 
 
 def test_long_scenes_are_cut_into_the_fewest_equal_pieces():
-    from imac.data.prepare.sources import Scene, clip_id, split_long_scenes
+    from bench.data.prepare.sources import Scene, clip_id, split_long_scenes
 
     scenes = [Scene(0, 100), Scene(100, 351), Scene(351, 600)]
     clips = split_long_scenes(scenes, 100)

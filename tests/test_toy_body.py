@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from imac.data.toy import body
+from bench.data.toy import body
 from metrics.pose import wholebody as wb
 
 

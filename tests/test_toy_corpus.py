@@ -8,12 +8,12 @@ import pytest
 from scipy.signal import find_peaks
 
 from bench.cli import main as bench_main
-from imac.data.manifest import Dataset, read_manifest, validate_dataset
-from imac.data.toy.corpus import ToyCorpusConfig, generate_toy_corpus, make_clip
-from imac.data.toy.identities import make_identities
-from imac.data.toy.speech import SAMPLE_RATE, frame_loudness
+from metrics.dataset import Dataset, read_manifest, validate_dataset
+from bench.data.toy.corpus import ToyCorpusConfig, generate_toy_corpus, make_clip
+from bench.data.toy.identities import make_identities
+from bench.data.toy.speech import SAMPLE_RATE, frame_loudness
 from metrics.pose import wholebody as wb
-from metrics.video import probe_video, read_video_audio
+from metrics.io.video import probe_video, read_video_audio
 
 SMALL = ToyCorpusConfig(seed=3, identities=2, clips=3, test_clips=1, size=64)
 
@@ -36,12 +36,12 @@ def test_corpus_is_a_valid_dataset_with_train_and_test_per_identity(small_corpus
         assert clip.num_frames >= 80 and clip.fps == 25 and clip.width == clip.height == 64
         info = probe_video(clip.video)
         assert info.has_audio and info.num_frames == clip.num_frames
-        motion = dataset.load_motion(clip)
+        motion = clip.load_motion()
         assert motion["pose"].shape == (clip.num_frames, 129)
         assert motion["expression"].shape == (clip.num_frames, 100)
-        assert dataset.load_keypoints(clip).shape == (clip.num_frames, 133, 3)
+        assert clip.load_keypoints().shape == (clip.num_frames, 133, 3)
         # The mp4's audio track is the wav.
-        wav = dataset.load_audio(clip)
+        wav = clip.load_audio()
         assert len(wav) == round(clip.duration * SAMPLE_RATE)
         muxed = read_video_audio(clip.video)
         n = min(len(wav), len(muxed))

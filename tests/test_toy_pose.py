@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from imac.data.toy.corpus import ToyCorpusConfig, make_clip
-from imac.data.toy.identities import make_identities
-from imac.data.toy.render import FrameRenderer
+from bench.data.toy.corpus import ToyCorpusConfig, make_clip
+from bench.data.toy.identities import make_identities
+from bench.data.toy.render import FrameRenderer
 from metrics.pose import toy_markers as mk
 from metrics.pose import wholebody as wb
 from metrics.pose.toy import ToyMarkerPose, rgb_to_hue_chroma

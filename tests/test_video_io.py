@@ -11,9 +11,9 @@ import pytest
 import soundfile
 from scipy.signal import resample_poly
 
-from metrics.audio import audio_duration, load_audio, write_wav
-from metrics.files import atomic_path, save_npz_atomic, write_json_atomic, write_text_atomic
-from metrics.video import VideoReader, probe_video, read_video, read_video_audio, write_video
+from metrics.io.audio import audio_duration, load_audio, write_wav
+from metrics.io.files import atomic_path, save_npz_atomic, write_json_atomic, write_text_atomic
+from metrics.io.video import VideoReader, probe_video, read_video, read_video_audio, write_video
 
 FPS = 25
 NUM_FRAMES = 30

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from bench.methods.base import BenchContext, Method, TestClip
+from bench.methods.base import BenchContext, Method
+from metrics.dataset import ClipRecord
 
 CONTROLS = ("gt", "static", "shuffled")
 
@@ -73,5 +74,5 @@ def make_method(name: str, external: dict[str, Callable[[], Method]] | None = No
                              "(or add one with --generated NAME=DIR or --methods-file FILE)")
 
 
-__all__ = ["BUILTIN", "CONTROLS", "BenchContext", "Method", "TestClip", "UnknownMethodError", "known_methods",
+__all__ = ["BUILTIN", "CONTROLS", "BenchContext", "Method", "ClipRecord", "UnknownMethodError", "known_methods",
            "make_method"]

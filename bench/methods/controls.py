@@ -21,8 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from bench.methods.base import BenchContext, Method, TestClip
-from metrics.files import link_or_copy
+from metrics.io.audio import SAMPLE_RATE
+
+from bench.methods.base import BenchContext, Method
+from metrics.dataset import ClipRecord
+from metrics.io.files import link_or_copy
 
 
 def link_file(source: Path, target: Path) -> None:
@@ -40,7 +43,7 @@ def fit_audio(audio: np.ndarray, length: int) -> np.ndarray:
 class GroundTruth(Method):
     name, label, kind, writes_files = "gt", "GT (real test videos)", "control", True
 
-    def write(self, clip: TestClip, out: Path, seed: int) -> dict[str, Any]:
+    def write(self, clip: ClipRecord, out: Path, seed: int) -> dict[str, Any]:
         link_file(clip.audio, out.with_suffix(".wav"))
         link_file(clip.video, out)
         return {"linked": str(clip.video)}
@@ -49,8 +52,8 @@ class GroundTruth(Method):
 class Static(Method):
     name, label, kind = "static", "Static (reference frame repeated)", "control"
 
-    def generate(self, clip: TestClip, seed: int) -> np.ndarray:
-        frame = clip.reference_frame()
+    def generate(self, clip: ClipRecord, seed: int) -> np.ndarray:
+        frame = clip.first_frame()
         return np.broadcast_to(frame, (clip.num_frames, *frame.shape))
 
 
@@ -64,11 +67,11 @@ class ShuffledAudio(Method):
         self.partner = {clips[k].label: clips[(k + 1) % len(clips)] for k in range(len(clips))}
         return {"audio_from": {k: v.label for k, v in self.partner.items()}}
 
-    def write(self, clip: TestClip, out: Path, seed: int) -> dict[str, Any]:
-        from metrics.audio import write_wav
+    def write(self, clip: ClipRecord, out: Path, seed: int) -> dict[str, Any]:
+        from metrics.io.audio import write_wav
 
         other = self.partner[clip.label]
-        rate = 16000
+        rate = SAMPLE_RATE
         length = len(clip.load_audio(rate))
         write_wav(out.with_suffix(".wav"), fit_audio(other.load_audio(rate), length), rate)
         link_file(clip.video, out)

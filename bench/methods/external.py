@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.methods.base import Method, TestClip
+from bench.methods.base import Method
+from metrics.dataset import ClipRecord
 from bench.methods.controls import link_file
 
 PLACEHOLDERS = ("reference", "audio", "out", "identity", "clip_id", "fps", "num_frames", "width", "height")
@@ -44,7 +45,7 @@ class ExternalVideoError(ValueError):
 
 def check_video(path: Path) -> None:
     """Raise ExternalVideoError naming ``path`` unless it is a video whose frames all decode."""
-    from metrics.video import VideoReader, probe_video
+    from metrics.io.video import VideoReader, probe_video
 
     if not path.is_file():
         raise ExternalVideoError(f"{path}: missing")
@@ -76,7 +77,7 @@ class GeneratedFolder(Method):
             raise ExternalVideoError(f"--generated {self.name}={self.folder}: no such folder")
         return {"folder": str(self.folder.resolve())}
 
-    def write(self, clip: TestClip, out: Path, seed: int) -> dict[str, Any]:
+    def write(self, clip: ClipRecord, out: Path, seed: int) -> dict[str, Any]:
         source = self.folder / clip.identity / f"{clip.clip_id}.mp4"
         check_video(source)
         wav = source.with_suffix(".wav")
@@ -156,14 +157,14 @@ class CommandMethod(Method):
         self.inputs = Path(context.work_dir) / "inputs"
         return {"command": self.spec.command, "cwd": self.spec.cwd}
 
-    def write(self, clip: TestClip, out: Path, seed: int) -> dict[str, Any]:
+    def write(self, clip: ClipRecord, out: Path, seed: int) -> dict[str, Any]:
         from PIL import Image
 
         reference = self.inputs / clip.identity / f"{clip.clip_id}.png"
         if not reference.is_file():
             reference.parent.mkdir(parents=True, exist_ok=True)
             partial = reference.with_name(f".{reference.name}.partial.png")
-            Image.fromarray(clip.reference_frame()).save(partial)
+            Image.fromarray(clip.first_frame()).save(partial)
             os.replace(partial, reference)
         out.parent.mkdir(parents=True, exist_ok=True)
         temporary = out.with_name(f".{out.stem}.partial{out.suffix}")

@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.methods.base import BenchContext, Method, TestClip
+from bench.methods.base import BenchContext, Method
+from metrics.dataset import ClipRecord
 
 # name -> (label, config overrides, trains stage 1)
 IMAC_VARIANTS: dict[str, tuple[str, tuple[str, ...], bool]] = {
@@ -106,15 +107,15 @@ class IMACMethod(Method):
         facts["parameters"] = sum(p.numel() for p in self.pipeline.model.parameters())
         return facts
 
-    def generate(self, clip: TestClip, seed: int) -> np.ndarray:
+    def generate(self, clip: ClipRecord, seed: int) -> np.ndarray:
         import torch
 
-        from imac.data.frames import frames_to_tensor
+        from imac.frames import frames_to_tensor
 
         if self.pipeline is None:
             raise RuntimeError(f"{self.name}: prepare() first")
         size = self.pipeline.config.data.resolution
-        reference = frames_to_tensor(clip.reference_frame()[None], size)[0].to(self.pipeline.device)
+        reference = frames_to_tensor(clip.first_frame()[None], size)[0].to(self.pipeline.device)
         rate = self.pipeline.config.audio.sample_rate
         generator = torch.Generator(self.pipeline.device).manual_seed(seed)
         started = time.perf_counter()

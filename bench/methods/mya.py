@@ -1,8 +1,8 @@
 """Make-Your-Anchor (MYA, Huang et al., CVPR 2024) reimplemented at the scale of the toy corpus.
 
 The pipeline: audio -> 2D pose (the same audio-to-keypoint model as the S2G baseline,
-``bench.methods.keypoint_motion``, options under ``motion``) -> pose images
-(``bench.methods.pose_images``, DWPose style) -> a pose-guided latent diffusion generator that
+``bench.baselines.keypoint_motion``, options under ``motion``) -> pose images
+(``bench.baselines.pose_images``, DWPose style) -> a pose-guided latent diffusion generator that
 also sees the reference frame -> frames, all frames of a clip denoised together by MYA's
 batch-overlapped temporal denoising.
 
@@ -78,7 +78,8 @@ from diffusers.models.attention_processor import AttnProcessor2_0
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from bench.methods.base import BenchContext, Method, TestClip
+from bench.methods.base import BenchContext, Method, reference_keypoints
+from metrics.dataset import ClipRecord
 
 GENERATOR_FOLDER = "generator"
 GENERATOR_CARD = "mya.json"          # written last: its presence marks a finished model
@@ -393,7 +394,7 @@ def _device(name: str) -> torch.device:
 
 def clip_keypoints(dataset, record, frames: np.ndarray, pose_extractor) -> np.ndarray:
     """A clip's keypoints (F, 133, 3): the dataset's, else the run's pose extractor's."""
-    keypoints = dataset.load_keypoints(record)
+    keypoints = record.load_keypoints()
     if keypoints is not None:
         return keypoints
     if pose_extractor is None:
@@ -407,10 +408,10 @@ def load_training_frames(context: BenchContext, options: MYAOptions, vae: Autoen
     """Latents and pose images of every train-split frame (of ``context.identities`` when set)."""
     from tqdm import tqdm
 
-    from bench.methods.pose_images import keypoints_to_square, render_pose_images
-    from imac.data.frames import frames_to_tensor
+    from bench.baselines.pose_images import keypoints_to_square, render_pose_images
+    from imac.frames import frames_to_tensor
     from imac.models.video import encode_latents
-    from metrics.video import read_video
+    from metrics.io.video import read_video
 
     dataset = context.dataset()
     records = [r for r in dataset.split("train") if not context.identities or r.identity in context.identities]
@@ -512,7 +513,7 @@ def save_generator(model: MYAGenerator, folder: Path, card: dict[str, Any]) -> N
 
     An unfinished ``folder`` left by an interrupted run is replaced.
     """
-    from metrics.files import write_json_atomic
+    from metrics.io.files import write_json_atomic
 
     folder.parent.mkdir(parents=True, exist_ok=True)
     staged = folder.with_name(f".{folder.name}.tmp-{secrets.token_hex(4)}")
@@ -594,7 +595,7 @@ class MYAMethod(Method):
 
     def prepare(self, context: BenchContext) -> dict[str, Any]:
         # Imported here: the audio-to-pose model is shared with the S2G baseline.
-        from bench.methods.keypoint_motion import KeypointMotion, KeypointMotionOptions
+        from bench.baselines.keypoint_motion import KeypointMotion, KeypointMotionOptions
 
         options = MYAOptions.from_dict(context.options, self.name)
         motion_options = KeypointMotionOptions.from_dict(options.motion)
@@ -612,13 +613,13 @@ class MYAMethod(Method):
                 "motion": dict(getattr(self.motion, "facts", None) or {})}
 
     @torch.no_grad()
-    def generate(self, clip: TestClip, seed: int) -> np.ndarray:
+    def generate(self, clip: ClipRecord, seed: int) -> np.ndarray:
         if self.model is None or self.motion is None:
             raise RuntimeError(f"{self.name}: prepare() first")
-        reference = clip.reference_frame()
-        audio = clip.load_audio(16000)
+        reference = clip.first_frame()
+        audio = clip.load_audio()
         keypoints = self.motion.sample(audio, clip.num_frames, clip.fps,
-                                       clip.reference_keypoints(self.pose_extractor), seed)
+                                       reference_keypoints(clip, self.pose_extractor), seed)
         return self.render(reference, np.asarray(keypoints, np.float32), seed)
 
     @torch.no_grad()
@@ -627,8 +628,8 @@ class MYAMethod(Method):
 
         Keypoints are in the reference frame's pixels; F is the number of frames generated.
         """
-        from bench.methods.pose_images import keypoints_to_square, render_pose_images
-        from imac.data.frames import frames_to_tensor, tensor_to_frames
+        from bench.baselines.pose_images import keypoints_to_square, render_pose_images
+        from imac.frames import frames_to_tensor, tensor_to_frames
         from imac.models.video import decode_latents, encode_latents
 
         if self.model is None or self.vae is None or self.options is None:

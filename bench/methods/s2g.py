@@ -9,10 +9,10 @@ reference image moved by keypoints, nothing else.
 What this reimplementation keeps:
 
 - audio-conditioned transformer diffusion over keypoint sequences, sampled window by window (here
-  IMAC's own motion model and audio features, ``bench.methods.keypoint_motion``, trained on the
+  IMAC's own motion model and audio features, ``bench.baselines.keypoint_motion``, trained on the
   run's train split);
 - TPS warping of the reference image from the reference frame's keypoints to each generated
-  frame's keypoints (``bench.methods.tps``).
+  frame's keypoints (``bench.baselines.tps``).
 
 What it simplifies:
 
@@ -45,9 +45,10 @@ from typing import Any
 
 import numpy as np
 
-from bench.methods.base import BenchContext, Method, TestClip
-from bench.methods.keypoint_motion import KeypointMotion, KeypointMotionOptions, retarget
-from bench.methods.tps import tps_warp
+from bench.methods.base import BenchContext, Method, reference_keypoints
+from metrics.dataset import ClipRecord
+from bench.baselines.keypoint_motion import KeypointMotion, KeypointMotionOptions, retarget
+from bench.baselines.tps import tps_warp
 
 
 @dataclass
@@ -148,13 +149,13 @@ class S2GMethod(Method):
                 "training_seconds": facts.get("seconds"), "parameters": self.model.parameter_count,
                 "points": len(self.model.points), "regularization": self.options.regularization}
 
-    def generate(self, clip: TestClip, seed: int) -> np.ndarray:
+    def generate(self, clip: ClipRecord, seed: int) -> np.ndarray:
         if self.model is None:
             raise RuntimeError(f"{self.name}: prepare() first")
         started = time.perf_counter()
-        image = clip.reference_frame()
-        reference = clip.reference_keypoints(self.pose_extractor)
-        keypoints = self.model.sample(clip.load_audio(16000), clip.num_frames, clip.fps, reference, seed)
+        image = clip.first_frame()
+        reference = reference_keypoints(clip, self.pose_extractor)
+        keypoints = self.model.sample(clip.load_audio(), clip.num_frames, clip.fps, reference, seed)
         keypoints = retarget(keypoints, reference, self.model.options.score_threshold)
         frames = warp_video(image, reference, keypoints, self.model.points, self.model.options.score_threshold,
                             self.options)

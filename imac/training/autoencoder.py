@@ -38,10 +38,10 @@ import torch
 from diffusers import AutoencoderKL
 from tqdm import tqdm
 
-from imac.data.frames import frames_to_tensor, tensor_to_frames
-from imac.data.manifest import Dataset
-from metrics.files import write_json_atomic
-from metrics.video import read_video
+from imac.frames import frames_to_tensor, tensor_to_frames
+from metrics.dataset import Dataset
+from metrics.io.files import write_json_atomic
+from metrics.io.video import read_video
 
 # The tiny configuration's VAE: 64x64x3 frames -> 16x16x4 latents, 648k parameters. Measured with
 # benchmarks/tiny_vae_quality.py: wider full-resolution blocks (32-64-64, 921k) cost 2.4x the time per

@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from imac.audio_features import AudioFeatures
 from imac.config import IMACConfig, save_config
-from imac.data.manifest import Dataset
+from metrics.dataset import Dataset
 from imac.models.motion import MotionModel
 from imac.pipeline import (IMACPipeline, assemble, build_hubert, build_motion, build_video_parts,
                            hubert_identity)
@@ -73,7 +73,7 @@ def load_clip_arrays(config: IMACConfig, dataset: Dataset, features: AudioFeatur
     preload = with_frames and sum(r.num_frames for r in records) * size * size * 3 < PRELOAD_LIMIT_BYTES
     arrays = []
     for record in tqdm(records, desc="clips (motion, audio features)", unit="clip", disable=not progress):
-        motion = dataset.load_motion(record)
+        motion = record.load_motion()
         audio = features.from_file(record.audio, num_frames=record.num_frames)
         frames = preload_frames(record, size) if preload else None
         arrays.append(ClipArrays(record, motion["pose"], motion["expression"], audio["mfcc"], audio["hubert"], frames))

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset as TorchDataset
 
-from imac.data.frames import frames_to_tensor
-from imac.data.manifest import ClipRecord
-from metrics.video import VideoReader, read_video
+from imac.frames import frames_to_tensor
+from metrics.dataset import ClipRecord
+from metrics.io.video import VideoReader, read_video
 
 
 @dataclass
@@ -100,6 +100,6 @@ class TrainingWindows(TorchDataset):
 
 def preload_frames(record: ClipRecord, resolution: int) -> np.ndarray:
     """A clip's frames at the training resolution as uint8 (small datasets: decode once)."""
-    from imac.data.frames import tensor_to_frames
+    from imac.frames import tensor_to_frames
 
     return tensor_to_frames(frames_to_tensor(read_video(record.video), resolution))

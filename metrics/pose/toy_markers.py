@@ -1,6 +1,6 @@
 """The colour code of the toy corpus: which hue marks which body point.
 
-The toy renderer (``imac.data.toy``) paints these markers and the toy pose extractor
+The toy renderer (``bench.data.toy``) paints these markers and the toy pose extractor
 (``metrics.pose.toy``) reads them back; this module is the contract between the two and imports
 neither. Markers are fully saturated, bright colours (chroma 1: max - min of the RGB channels, over 255);
 everything else the renderer paints (background, clothes, skin, hair) stays at or below

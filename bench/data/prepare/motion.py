@@ -1,6 +1,6 @@
 """Importing per-clip SMPL-X fits (SHOW, TalkSHOW, AMASS-style) into the project's motion npz.
 
-The project's motion npz (see ``imac.data.manifest``) holds ``pose`` (F, 3J) float32 axis-angle,
+The project's motion npz (see ``metrics.dataset``) holds ``pose`` (F, 3J) float32 axis-angle,
 ``expression`` (F, 100) float32 and ``joint_names`` (J,) str. This module reads one SMPL-X fit
 per clip, turns it into the full 55-joint SMPL-X axis-angle pose, keeps the joints of a preset
 and writes the npz, checking the frame count against the clip's video.
@@ -45,7 +45,7 @@ missing key the preset needs is an error naming it. Every used array must have t
 count, the expected trailing shape and only finite values.
 
 Joint presets (``JOINT_PRESETS``): ``"upper"``, the 43 upper-body and finger joints of
-``imac.data.toy.body.POSED_JOINT_NAMES`` (129 values a frame); ``"upper+jaw"``, those and the jaw
+``bench.data.toy.body.POSED_JOINT_NAMES`` (129 values a frame); ``"upper+jaw"``, those and the jaw
 (132); ``"all"``, the 54 SMPL-X joints after the pelvis (162).
 """
 
@@ -60,8 +60,8 @@ from typing import Any
 
 import numpy as np
 
-from imac.data.prepare.safe_pickle import PickleReadError, load_pickle
-from metrics.files import save_npz_atomic
+from bench.data.prepare.safe_pickle import PickleReadError, load_pickle
+from metrics.io.files import save_npz_atomic
 
 EXPRESSION_DIM = 100
 HAND_JOINTS = 15

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from metrics.files import save_npz_atomic
+from metrics.io.files import save_npz_atomic
 
 _HASHES: dict[tuple[str, int, int], str] = {}
 

@@ -30,7 +30,8 @@ from pathlib import Path
 import av
 import numpy as np
 
-from metrics.files import atomic_path
+from metrics.io.audio import SAMPLE_RATE
+from metrics.io.files import atomic_path
 
 # Codecs that understand the x264-style "crf" constant-quality option.
 CRF_CODECS = frozenset({"libx264", "libx265"})
@@ -321,7 +322,7 @@ def read_video(path: str | os.PathLike) -> np.ndarray:
     return np.stack(frames)
 
 
-def read_video_audio(path: str | os.PathLike, sample_rate: int = 16000) -> np.ndarray:
+def read_video_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """The audio track of a video as float32 mono at ``sample_rate`` Hz.
 
     The decoded signal is cut to the duration the container records for the track (which drops
@@ -449,7 +450,7 @@ def _encode(container: av.container.OutputContainer, frames: Iterator[np.ndarray
 
 
 def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray] | np.ndarray, fps: float | int,
-                audio: np.ndarray | None = None, sample_rate: int = 16000, crf: int = 18,
+                audio: np.ndarray | None = None, sample_rate: int = SAMPLE_RATE, crf: int = 18,
                 pix_fmt: str = "yuv420p", codec: str = "libx264", preset: str | None = None) -> Path:
     """Encode uint8 RGB frames (H, W, 3), streamed from any iterable, into a video file, atomically.
 

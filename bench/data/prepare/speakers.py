@@ -29,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from imac.data.prepare.safe_pickle import PickleReadError, load_pickle
-from metrics.files import write_text_atomic
+from bench.data.prepare.safe_pickle import PickleReadError, load_pickle
+from metrics.io.files import write_text_atomic
 
 TALKNET_SMOOTHING = 2       # frames on each side averaged, as in TalkNet's demo visualisation
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-from imac.data.toy import body
+from bench.data.toy import body
 from metrics.pose import toy_markers as mk
 
 RGB = tuple[int, int, int]

@@ -88,7 +88,7 @@ def with_neck(keypoints: np.ndarray) -> np.ndarray:
 def keypoints_to_square(keypoints: np.ndarray, height: int, width: int, size: int) -> np.ndarray:
     """Keypoints of a ``height`` x ``width`` frame in the pixels of its centre square resized to ``size``.
 
-    The same geometry as ``imac.data.frames.frames_to_tensor`` (centre crop, then a resize with
+    The same geometry as ``imac.frames.frames_to_tensor`` (centre crop, then a resize with
     pixel centres aligned); scores are kept. Works on any (..., 3) array.
     """
     side = min(height, width)

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from imac.data.manifest import Dataset
-from metrics.files import atomic_path
+from metrics.dataset import Dataset
+from metrics.io.files import atomic_path
 from metrics.pose import wholebody as wb
 
 _PART_COLOURS = ((wb.BODY, (255, 255, 255)), (wb.FACE, (255, 220, 0)),
@@ -27,8 +27,8 @@ def contact_sheet(dataset: Dataset, frames_per_row: int = 6, split: str = "test"
         clips = dataset.by_identity(identity, split) or dataset.by_identity(identity)
         clip = clips[0]
         picks = np.linspace(0, clip.num_frames - 1, frames_per_row).round().astype(int)
-        keypoints = dataset.load_keypoints(clip)
-        with dataset.open_video(clip) as video:
+        keypoints = clip.load_keypoints()
+        with clip.open_video() as video:
             frames = {i: frame for i, frame in enumerate(video) if i in set(picks)}
         tiles = []
         for index in picks:

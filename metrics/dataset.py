@@ -1,4 +1,4 @@
-"""The dataset format and its validating reader.
+"""THE dataset format: one clip record, the manifest reader and writer, validation, clip finding.
 
 A dataset is a folder holding ``manifest.jsonl``: one JSON object per line, one line per clip::
 
@@ -23,6 +23,11 @@ least as long as the video (``num_frames / fps``, less half a frame).
 
 Validation reports every problem it finds, each naming the clip, the field and the file, rather
 than stopping at the first: fixing a dataset takes one pass instead of one run per mistake.
+
+Generated videos (the outputs of a method) mirror a dataset without a manifest:
+``<dir>/<identity>/<clip_id>.mp4`` (the audio muxed in, or a wav beside it). ``find_clips`` reads
+either kind of folder into the same ``ClipRecord``s; a record found in a folder of videos knows
+only its identity, clip id, video and (optional) wav.
 """
 
 from __future__ import annotations
@@ -38,12 +43,12 @@ from typing import Any
 
 import numpy as np
 
-from metrics.audio import audio_duration
-from metrics.audio import load_audio as _load_audio_file
-from metrics.files import write_text_atomic
-from metrics.video import VideoReader, probe_video
+from metrics.io.audio import SAMPLE_RATE, audio_duration, load_audio
+from metrics.io.files import write_text_atomic
+from metrics.io.video import VideoReader, probe_video, read_video_audio
 
 MANIFEST_NAME = "manifest.jsonl"
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm")
 SPLITS = ("train", "test")
 LEVELS = ("files", "full")
 EXPRESSION_DIM = 100
@@ -68,18 +73,23 @@ _NPZ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError)
 
 @dataclass(frozen=True)
 class ClipRecord:
-    """One line of the manifest, with the clip's paths made absolute."""
+    """One clip: a manifest line (paths made absolute), or a video found in a folder of videos.
+
+    A record read from a manifest has every field but ``keypoints`` (optional); one found in a
+    folder of videos (``find_clips``) has ``identity``, ``clip_id``, ``video`` and, when a wav
+    lies beside the video, ``audio``; the rest is None.
+    """
 
     identity: str
-    split: str
-    clip_id: str
-    video: Path
-    audio: Path
-    motion: Path
-    fps: float
-    num_frames: int
-    width: int
-    height: int
+    split: str | None = None
+    clip_id: str = ""
+    video: Path | None = None
+    audio: Path | None = None         # a wav; None: the video's own audio track
+    motion: Path | None = None
+    fps: float | None = None
+    num_frames: int | None = None
+    width: int | None = None
+    height: int | None = None
     keypoints: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict, hash=False)
     root: Path | None = None          # the dataset folder, to show paths relative to it
@@ -95,8 +105,8 @@ class ClipRecord:
 
     @property
     def label(self) -> str:
-        """``identity/clip_id``, how problems name the clip."""
-        return f"{self.identity}/{self.clip_id}"
+        """``identity/clip_id`` (``clip_id`` alone for a video without an identity folder)."""
+        return f"{self.identity}/{self.clip_id}" if self.identity else self.clip_id
 
     def relative(self, path: Path) -> str:
         """``path`` as written in the manifest (relative to the dataset folder) when possible."""
@@ -117,6 +127,42 @@ class ClipRecord:
         if self.keypoints is not None:
             line["keypoints"] = self.keypoints
         return line
+
+    # -- the clip's files (I/O at the edge; each opens the file anew) --
+
+    def load_audio(self, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+        """The clip's speech as float32 mono at ``sample_rate``: its wav, else the video's audio track.
+
+        Raises ``ValueError`` when there is neither.
+        """
+        if self.audio is not None:
+            return load_audio(self.audio, sample_rate)
+        return read_video_audio(self.video, sample_rate)
+
+    def first_frame(self) -> np.ndarray:
+        """The first frame of the video, (H, W, 3) uint8 (the reference image of generation)."""
+        with VideoReader(self.video) as reader:
+            return reader.read(0, 1)[0]
+
+    def open_video(self) -> VideoReader:
+        """A streaming reader of the clip's video (use it as a context manager)."""
+        return VideoReader(self.video)
+
+    def load_motion(self) -> dict[str, Any]:
+        """``pose`` (F, 3J) and ``expression`` (F, 100) as float32; ``joint_names`` when stored."""
+        with np.load(self.motion, allow_pickle=False) as npz:
+            motion: dict[str, Any] = {"pose": npz["pose"].astype(np.float32),
+                                      "expression": npz["expression"].astype(np.float32)}
+            if "joint_names" in npz.files:
+                motion["joint_names"] = [str(name) for name in npz["joint_names"]]
+        return motion
+
+    def load_keypoints(self) -> np.ndarray | None:
+        """COCO-WholeBody keypoints (F, 133, 3) float32 (x, y in pixels, score), or None if absent."""
+        if self.keypoints is None:
+            return None
+        with np.load(self.keypoints, allow_pickle=False) as npz:
+            return npz["keypoints"].astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -473,7 +519,7 @@ class Dataset:
 
         dataset = Dataset.open("data/toy")          # DatasetError if anything is wrong
         for record in dataset.split("train"):
-            motion = dataset.load_motion(record)     # {"pose": (F, 3J), "expression": (F, 100)}
+            motion = record.load_motion()            # {"pose": (F, 3J), "expression": (F, 100)}
     """
 
     def __init__(self, root: str | os.PathLike, clips: list[ClipRecord]) -> None:
@@ -518,26 +564,46 @@ class Dataset:
         clips = self.split(split) if split is not None else self.clips
         return [record for record in clips if record.identity == identity]
 
-    def load_motion(self, record: ClipRecord) -> dict[str, Any]:
-        """``pose`` (F, 3J) and ``expression`` (F, 100) as float32; ``joint_names`` when stored."""
-        with np.load(record.motion, allow_pickle=False) as npz:
-            motion: dict[str, Any] = {"pose": npz["pose"].astype(np.float32),
-                                      "expression": npz["expression"].astype(np.float32)}
-            if "joint_names" in npz.files:
-                motion["joint_names"] = [str(name) for name in npz["joint_names"]]
-        return motion
 
-    def load_keypoints(self, record: ClipRecord) -> np.ndarray | None:
-        """COCO-WholeBody keypoints (F, 133, 3) float32 (x, y in pixels, score), or None if absent."""
-        if record.keypoints is None:
-            return None
-        with np.load(record.keypoints, allow_pickle=False) as npz:
-            return npz["keypoints"].astype(np.float32)
+# -- finding the clips of a dataset or of a folder of videos -------------------------------------
 
-    def load_audio(self, record: ClipRecord, sample_rate: int = 16000) -> np.ndarray:
-        """The clip's wav as float32 mono at ``sample_rate``."""
-        return _load_audio_file(record.audio, sample_rate)
 
-    def open_video(self, record: ClipRecord) -> VideoReader:
-        """A streaming reader of the clip's video (use it as a context manager)."""
-        return VideoReader(record.video)
+class FolderError(ValueError):
+    """A folder that holds no usable clips."""
+
+
+def _videos_in(root: Path) -> list[ClipRecord]:
+    clips = []
+    for path in sorted(root.rglob("*")):
+        if path.suffix.lower() in VIDEO_SUFFIXES and path.is_file() and not path.name.startswith("."):
+            relative = path.relative_to(root)
+            identity = relative.parts[0] if len(relative.parts) > 1 else ""
+            wav = path.with_suffix(".wav")
+            clips.append(ClipRecord(identity=identity, clip_id=path.stem, video=path,
+                                    audio=wav if wav.is_file() else None, root=root))
+    return clips
+
+
+def find_clips(root: str | os.PathLike, split: str | None = "test") -> list[ClipRecord]:
+    """The clips of a dataset folder (its ``split``; None for all) or of a folder of videos, sorted by key.
+
+    A dataset's manifest is read with ``read_manifest`` (``DatasetError`` on a bad line); a folder
+    of videos is laid out ``<identity>/<clip_id>.mp4`` (a wav beside a video is its audio).
+    Raises ``FolderError`` for a missing folder, no clips, or the same identity/clip twice.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FolderError(f"{root}: no such folder")
+    is_dataset = (root / MANIFEST_NAME).is_file()
+    if is_dataset:
+        clips = [record for record in read_manifest(root) if split is None or record.split == split]
+    else:
+        clips = _videos_in(root)
+    if not clips:
+        what = f"no '{split}' clips in its manifest" if is_dataset else "no videos"
+        raise FolderError(f"{root}: {what} (expected <identity>/<clip_id>.mp4 or a dataset with {MANIFEST_NAME})")
+    keys = [clip.key for clip in clips]
+    duplicates = sorted({key for key in keys if keys.count(key) > 1})
+    if duplicates:
+        raise FolderError(f"{root}: the same identity/clip appears twice: {duplicates[:5]}")
+    return sorted(clips, key=lambda clip: clip.key)

@@ -11,7 +11,7 @@ The coupling is the one gesture research describes, and deliberately weak and ma
 Arms are driven by a few angles per arm (shoulder elevation / swing / twist, elbow flexion and
 twist, wrist flexion and deviation, one curl per finger) that move between targets along
 minimum-jerk transitions centred on the stroke times; the angles become the axis-angle pose
-parameters of ``imac.data.toy.body``.
+parameters of ``bench.data.toy.body``.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 from scipy.spatial.transform import Rotation
 
-from imac.data.toy import body
-from imac.data.toy.speech import Speech, frame_loudness
+from bench.data.toy import body
+from bench.data.toy.speech import Speech, frame_loudness
 
 # Angles of one arm, in this order (radians; written for the left arm, mirrored for the right).
 ARM_ANGLES = (

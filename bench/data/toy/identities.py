@@ -11,10 +11,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from imac.data.toy.body import BodyShape, Camera
-from imac.data.toy.gestures import GestureStyle
-from imac.data.toy.render import Appearance
-from imac.data.toy.speech import SpeechStyle
+from bench.data.toy.body import BodyShape, Camera
+from bench.data.toy.gestures import GestureStyle
+from bench.data.toy.render import Appearance
+from bench.data.toy.speech import SpeechStyle
 from metrics.pose.toy_markers import MAX_SCENE_CHROMA
 
 

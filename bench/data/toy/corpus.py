@@ -14,15 +14,15 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from imac.data.manifest import write_manifest
-from imac.data.toy import body
-from imac.data.toy.gestures import generate_motion
-from imac.data.toy.identities import Identity, make_identities
-from imac.data.toy.render import FrameRenderer
-from imac.data.toy.speech import SAMPLE_RATE, synthesize_speech
-from metrics.audio import write_wav
-from metrics.files import save_npz_atomic, write_json_atomic
-from metrics.video import write_video
+from metrics.dataset import write_manifest
+from bench.data.toy import body
+from bench.data.toy.gestures import generate_motion
+from bench.data.toy.identities import Identity, make_identities
+from bench.data.toy.render import FrameRenderer
+from bench.data.toy.speech import synthesize_speech
+from metrics.io.audio import SAMPLE_RATE, write_wav
+from metrics.io.files import save_npz_atomic, write_json_atomic
+from metrics.io.video import write_video
 
 CORPUS_VERSION = "toy-corpus-v1"
 CARD_NAME = "toy_corpus.json"

@@ -8,10 +8,10 @@ The paper's pipeline, stage by stage (``imac-bench data prepare RAW_DIR --identi
 2. length: scenes shorter than ``min_seconds`` (3 s) are dropped; scenes longer than
    ``max_seconds`` (no limit by default) are cut into equal pieces;
 3. single speaker: per-clip active-speaker counts from a file (TalkNet's, the paper's choice, see
-   ``imac.data.prepare.speakers``) or, for clips it does not list, the face-count fallback: a clip
+   ``bench.data.prepare.speakers``) or, for clips it does not list, the face-count fallback: a clip
    where two or more faces show in more than ``max_several_faces_fraction`` of the sampled frames
    is dropped. Which of the two decided is written per clip and counted in the report;
-4. face filter: a frontal face (``imac.data.prepare.faces``) must be found with confidence
+4. face filter: a frontal face (``bench.data.prepare.faces``) must be found with confidence
    >= ``face_confidence`` in at least ``min_frontal_fraction`` of the sampled frames;
 5. audio: 16 kHz mono wav per clip, decoded by PyAV (no system ffmpeg);
 6. motion: per-clip SMPL-X fits (SHOW's files) imported into the motion npz, frame counts checked;
@@ -41,17 +41,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from imac.data.manifest import MANIFEST_NAME, write_manifest
-from imac.data.prepare import motion as motion_import
-from imac.data.prepare.faces import (
+from metrics.dataset import MANIFEST_NAME, write_manifest
+from bench.data.prepare import motion as motion_import
+from bench.data.prepare.faces import (
     DEFAULT_CONFIDENCE,
     FaceDetector,
     frontal_face_fraction,
     make_face_detector,
     several_faces_fraction,
 )
-from imac.data.prepare.framing import CropJob, CropSettings, crop_clip
-from imac.data.prepare.sources import (
+from bench.data.prepare.framing import CropJob, CropSettings, crop_clip
+from bench.data.prepare.sources import (
     DECODE_ERRORS,
     VIDEO_SUFFIXES,
     SceneSettings,
@@ -66,10 +66,10 @@ from imac.data.prepare.sources import (
     source_name,
     state_is_current,
 )
-from imac.data.prepare.speakers import read_speaker_counts
-from imac.data.prepare.split import split_by_source, statistics_markdown, statistics_rows
-from imac.data.prepare.workers import run_jobs
-from metrics.files import link_or_copy, write_json_atomic, write_text_atomic
+from bench.data.prepare.speakers import read_speaker_counts
+from bench.data.prepare.split import split_by_source, statistics_markdown, statistics_rows
+from bench.data.prepare.workers import run_jobs
+from metrics.io.files import link_or_copy, write_json_atomic, write_text_atomic
 
 PREPARE_VERSION = "imac-prepare-1"
 STATISTICS_NAME = "statistics.md"

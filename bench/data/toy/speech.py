@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import signal
 
-SAMPLE_RATE = 16000
+from metrics.io.audio import SAMPLE_RATE
+
 
 # (F1, F2) in Hz of a few vowels: the formant colouring of each syllable.
 _VOWEL_FORMANTS = ((730, 1090), (270, 2290), (300, 870), (530, 1840), (640, 1190), (490, 1350))

@@ -15,7 +15,11 @@ import numpy as np
 import soundfile
 from scipy.signal import resample_poly
 
-from metrics.files import atomic_path
+from metrics.io.files import atomic_path
+
+SAMPLE_RATE = 16000
+"""The project's audio rate (Hz): dataset wavs, speech features (HuBERT is trained at 16 kHz) and
+beat detection all use it; a file at another rate is resampled on reading."""
 
 
 def to_mono(samples: np.ndarray) -> np.ndarray:
@@ -31,7 +35,7 @@ def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     return resample_poly(samples, ratio.numerator, ratio.denominator)
 
 
-def load_audio(path: str | os.PathLike, sample_rate: int = 16000) -> np.ndarray:
+def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Read a wav/flac file as float32 mono in [-1, 1] at ``sample_rate`` Hz."""
     path = Path(path)
     if not path.is_file():

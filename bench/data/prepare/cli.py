@@ -6,9 +6,9 @@ import argparse
 import time
 from pathlib import Path
 
-from imac.data.prepare.faces import DETECTORS
-from imac.data.prepare.motion import JOINT_PRESETS
-from imac.data.prepare.pipeline import PrepareOptions, prepare_dataset
+from bench.data.prepare.faces import DETECTORS
+from bench.data.prepare.motion import JOINT_PRESETS
+from bench.data.prepare.pipeline import PrepareOptions, prepare_dataset
 
 
 def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
@@ -116,7 +116,7 @@ def add_speakers_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def speakers_command(args: argparse.Namespace) -> int:
-    from imac.data.prepare.speakers import talknet_speaker_counts, write_speaker_counts
+    from bench.data.prepare.speakers import talknet_speaker_counts, write_speaker_counts
 
     counts = talknet_speaker_counts(args.talknet_dir, args.min_speaking_fraction)
     write_speaker_counts(args.out, counts)

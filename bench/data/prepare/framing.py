@@ -1,5 +1,5 @@
 """The crop stage of one clip: the person's extent from the best source there is, then the square
-crop of the candidate clip, resized (``imac.data.prepare.crop`` has the geometry).
+crop of the candidate clip, resized (``bench.data.prepare.crop`` has the geometry).
 
 Sources of the person's extent, first available wins: masks (``--masks``, the paper's way),
 keypoints (``--keypoints``, or computed once with DWPose from ``--dwpose-detector/--dwpose-pose``),
@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from imac.data.prepare import crop as cropping
-from imac.data.prepare.sources import Workspace, clip_faces, file_signature, read_json
-from metrics.files import save_npz_atomic, write_json_atomic
-from metrics.video import VideoReader, write_video
+from bench.data.prepare import crop as cropping
+from bench.data.prepare.sources import Workspace, clip_faces, file_signature, read_json
+from metrics.io.files import save_npz_atomic, write_json_atomic
+from metrics.io.video import VideoReader, write_video
 
 
 @dataclass(frozen=True)

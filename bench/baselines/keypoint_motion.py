@@ -68,7 +68,8 @@ import torch
 from scipy.ndimage import gaussian_filter1d
 
 from bench.methods.base import BenchContext
-from metrics.files import replace_folder
+from metrics.io.audio import SAMPLE_RATE
+from metrics.io.files import replace_folder
 from metrics.pose import wholebody as wb
 from metrics.skeleton import LEFT_SHOULDER, RIGHT_SHOULDER, SkeletonError, fill_missing, normalise
 
@@ -76,7 +77,6 @@ FORMAT = "keypoint-motion-1"
 CARD = "keypoint_motion.json"
 BASES = "bases.npz"
 FOLDER = "keypoint_motion"
-SAMPLE_RATE = 16000
 MIN_VISIBLE_SHARE = 0.05
 
 HEAD_POINTS: tuple[int, ...] = (*range(0, 5), *wb.FACE)               # nose, eyes, ears, 68 landmarks
@@ -592,13 +592,13 @@ def _training_key(context: BenchContext, options: KeypointMotionOptions) -> dict
 
 def _clip_keypoints(context: BenchContext, dataset, record) -> np.ndarray:
     """The clip's keypoints: the dataset's file, else the run's pose extractor over the video (cached)."""
-    keypoints = dataset.load_keypoints(record)
+    keypoints = record.load_keypoints()
     if keypoints is not None:
         return keypoints
     if context.pose_extractor is None:
         raise ValueError(f"{record.label}: the dataset has no keypoints for this clip and no pose extractor was given")
-    from metrics.files import save_npz_atomic
-    from metrics.video import read_video
+    from metrics.io.files import save_npz_atomic
+    from metrics.io.video import read_video
 
     extractor_id = str(getattr(context.pose_extractor, "extractor_id", type(context.pose_extractor).__name__))
     cache = Path(context.work_dir) / "keypoints" / extractor_id / record.identity / f"{record.clip_id}.npz"

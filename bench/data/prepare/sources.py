@@ -22,13 +22,12 @@ from typing import Any
 import av
 import numpy as np
 
-from imac.data.prepare.faces import Face, FaceDetector, sample_frame_indices
-from metrics.audio import write_wav
-from metrics.files import write_json_atomic
-from metrics.video import VideoReader, probe_video, read_video_audio, write_video
+from bench.data.prepare.faces import Face, FaceDetector, sample_frame_indices
+from metrics.io.audio import SAMPLE_RATE, write_wav
+from metrics.io.files import write_json_atomic
+from metrics.io.video import VideoReader, probe_video, read_video_audio, write_video
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
-AUDIO_RATE = 16000
 # Candidate clips are intermediate files at the source's resolution, encoded again when cropped:
 # x264's veryfast preset at crf 13 matches the default preset at crf 18 in PSNR (40.7 vs 40.9 dB on
 # the 720p frames of benchmarks/prepare_speed.py) in 0.6x the time, with files 18% larger.
@@ -36,7 +35,7 @@ CANDIDATE_PRESET = "veryfast"
 CANDIDATE_CRF = 13
 STATE_VERSION = 1
 
-# What decoding a damaged file raises: PyAV's errors, and ours (ValueError) from metrics.video.
+# What decoding a damaged file raises: PyAV's errors, and ours (ValueError) from metrics.io.video.
 DECODE_ERRORS = (av.FFmpegError, ValueError, OSError, EOFError, RuntimeError)
 
 
@@ -329,7 +328,7 @@ def measure_source(source: Path, name: str, workspace: Workspace, detector: Face
         info = probe_video(source)
         if info.num_frames <= 0:
             raise ValueError("no video frames")
-        audio = read_video_audio(source, AUDIO_RATE)
+        audio = read_video_audio(source, SAMPLE_RATE)
         if audio.size == 0:
             raise ValueError("the audio track is empty")
         times = read_frame_times(source)
@@ -383,8 +382,8 @@ def clip_audio_samples(audio: np.ndarray, audio_offset: float, scene: Scene, fps
 
     ``audio_offset`` is the time of output frame 0 minus the time of the first audio sample.
     """
-    first = int(round((audio_offset + scene.start / fps) * AUDIO_RATE))
-    last = int(round((audio_offset + scene.end / fps) * AUDIO_RATE))
+    first = int(round((audio_offset + scene.start / fps) * SAMPLE_RATE))
+    last = int(round((audio_offset + scene.end / fps) * SAMPLE_RATE))
     before = max(0, -first)
     piece = audio[max(0, first):max(0, last)]
     after = last - first - before - len(piece)
@@ -399,11 +398,11 @@ def _measure_clip(frames: Iterator[np.ndarray], scene: Scene, clip: str, audio: 
     sampled: dict[int, np.ndarray] = {}
     clip_audio, missing = clip_audio_samples(audio, audio_offset, scene, fps)
     write_video(workspace.candidate_video(clip), _scene_frames(frames, scene, set(samples), sampled), fps,
-                audio=clip_audio, sample_rate=AUDIO_RATE, crf=CANDIDATE_CRF, preset=CANDIDATE_PRESET)
-    write_wav(workspace.candidate_audio(clip), clip_audio, AUDIO_RATE)
+                audio=clip_audio, sample_rate=SAMPLE_RATE, crf=CANDIDATE_CRF, preset=CANDIDATE_PRESET)
+    write_wav(workspace.candidate_audio(clip), clip_audio, SAMPLE_RATE)
     faces = {str(offset): [face.to_list() for face in detector(sampled[offset])] for offset in samples}
     return {"measured": True, "sample_frames": samples, "faces": faces,
-            "audio_missing_seconds": round(max(0, missing) / AUDIO_RATE, 3)}
+            "audio_missing_seconds": round(max(0, missing) / SAMPLE_RATE, 3)}
 
 
 def clip_faces(entry: dict[str, Any]) -> list[list[Face]]:
