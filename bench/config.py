@@ -15,17 +15,17 @@ A bench config is a YAML file (``bench/configs/<name>.yaml`` or any path)::
       s2g: {...}
       mya: {...}
 
-Unknown keys are errors that name the key.
+Unknown keys and values of the wrong type are errors that name the section and the key
+(``metrics.options``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from metrics.options import build_options, options_to_dict, read_yaml, resolve_named_file
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 
@@ -55,48 +55,21 @@ class BenchConfig:
     methods: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-def _check_keys(values: dict, kind: type, where: str) -> None:
-    known = [f.name for f in dataclasses.fields(kind)]
-    unknown = sorted(set(values) - set(known))
-    if unknown:
-        raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(known)})")
+        return options_to_dict(self)
 
 
 def config_from_dict(values: dict[str, Any], where: str = "bench config") -> BenchConfig:
-    values = dict(values or {})
-    _check_keys(values, BenchConfig, where)
-    corpus = values.pop("corpus", None) or {}
-    if not isinstance(corpus, dict):
-        raise ValueError(f"{where}: corpus must be a mapping")
-    _check_keys(corpus, CorpusSettings, f"{where}: corpus")
-    methods = values.get("methods") or {}
-    if not isinstance(methods, dict) or not all(isinstance(v, dict) for v in methods.values()):
-        raise ValueError(f"{where}: methods must map method names to option mappings")
-    values["methods"] = methods
-    return BenchConfig(corpus=CorpusSettings(**corpus), **values)
+    """A ``BenchConfig`` from a mapping; ``OptionsError`` names ``where``, the section and the key."""
+    return build_options(BenchConfig, values, where)
 
 
 def resolve_config_path(name_or_path: str | Path) -> Path:
-    path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") or path.is_file():
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such bench config")
-        return path
-    candidate = CONFIG_DIR / f"{name_or_path}.yaml"
-    if not candidate.is_file():
-        names = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
-        raise FileNotFoundError(f"no bench config {name_or_path!r} (built in: {', '.join(names)}; or give a YAML path)")
-    return candidate
+    """A packaged bench config by stem (``toy``) or a YAML path."""
+    return resolve_named_file(name_or_path, CONFIG_DIR, "bench config")
 
 
 def load_bench_config(name_or_path: str | Path = "toy") -> BenchConfig:
     path = resolve_config_path(name_or_path)
-    try:
-        values = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise ValueError(f"{path}: not valid YAML ({error})") from error
+    values = read_yaml(path)
     values.setdefault("name", path.stem)
     return config_from_dict(values, str(path))

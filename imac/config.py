@@ -12,15 +12,17 @@ Nothing in the model code hard-codes a device, a dtype or a size: they all come 
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any
 
 import yaml
 
 from metrics.io.audio import SAMPLE_RATE
+from metrics.io.files import write_text_atomic
+from metrics.options import (OptionsError, apply_overrides, build_options, options_to_dict, read_yaml,
+                             resolve_named_file)
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 
@@ -112,101 +114,30 @@ class IMACConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return options_to_dict(self)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> IMACConfig:
-        return _build(cls, values, "")
+        return build_options(cls, values, "imac config")
 
 
-class ConfigError(ValueError):
-    """A config file or override that does not fit the schema; the message names the key."""
-
-
-def _build(kind: type, values: Any, where: str) -> Any:
-    if not isinstance(values, dict):
-        raise ConfigError(f"{where or 'config'}: expected a mapping, got {values!r}")
-    hints = get_type_hints(kind)
-    names = {f.name for f in dataclasses.fields(kind)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise ConfigError(f"{where or 'config'}: unknown key(s) {', '.join(unknown)} "
-                          f"(known: {', '.join(sorted(names))})")
-    built = {}
-    for name, value in values.items():
-        key = f"{where}.{name}" if where else name
-        hint = hints[name]
-        if dataclasses.is_dataclass(hint):
-            built[name] = _build(hint, value, key)
-        else:
-            built[name] = _check_value(hint, value, key)
-    return kind(**built)
-
-
-def _check_value(hint: Any, value: Any, key: str) -> Any:
-    text = str(hint)
-    if value is None:
-        if "None" not in text:
-            raise ConfigError(f"{key}: may not be null")
-        return None
-    if hint is bool and not isinstance(value, bool):
-        raise ConfigError(f"{key}: expected true/false, got {value!r}")
-    if hint is int and (isinstance(value, bool) or not isinstance(value, int)):
-        raise ConfigError(f"{key}: expected an integer, got {value!r}")
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
-        return float(value)
-    if hint is str and not isinstance(value, str):
-        raise ConfigError(f"{key}: expected a string, got {value!r}")
-    if text.startswith("list") and not isinstance(value, list):
-        raise ConfigError(f"{key}: expected a list, got {value!r}")
-    if text.startswith("dict") and not isinstance(value, dict):
-        raise ConfigError(f"{key}: expected a mapping, got {value!r}")
-    return value
-
-
-def _set_dotted(values: dict[str, Any], dotted: str, value: Any) -> None:
-    parts = dotted.split(".")
-    node = values
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"{dotted}: {part} is not a section")
-    node[parts[-1]] = value
+ConfigError = OptionsError   # the name this module's users know
 
 
 def resolve_config_path(name_or_path: str | os.PathLike) -> Path:
     """A packaged config by stem (``tiny``) or a YAML path; a clear error lists the packaged ones."""
-    path = Path(name_or_path)
-    if path.is_file():
-        return path
-    packaged = CONFIG_DIR / f"{name_or_path}.yaml"
-    if packaged.is_file():
-        return packaged
-    names = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")))
-    raise FileNotFoundError(f"{name_or_path}: no such config file, and not a packaged config ({names})")
+    return resolve_named_file(name_or_path, CONFIG_DIR, "config")
 
 
 def load_config(name_or_path: str | os.PathLike, overrides: list[str] = ()) -> IMACConfig:
-    """Read a config (packaged name or path) and apply ``key.sub=value`` overrides (YAML values)."""
+    """Read a config (packaged name or path) and apply ``key.sub=value`` overrides (YAML values).
+
+    Raises ``OptionsError`` (``ConfigError``) naming the file, the section and the key.
+    """
     path = resolve_config_path(name_or_path)
-    try:
-        values = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {error}") from None
-    for override in overrides:
-        key, sep, text = override.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"override {override!r}: expected key.sub=value")
-        _set_dotted(values, key.strip(), yaml.safe_load(text))
-    try:
-        return IMACConfig.from_dict(values)
-    except ConfigError as error:
-        raise ConfigError(f"{path}: {error}") from None
+    values = apply_overrides(read_yaml(path), overrides)
+    return build_options(IMACConfig, values, str(path))
 
 
 def save_config(config: IMACConfig, path: str | os.PathLike) -> Path:
-    from metrics.io.files import write_text_atomic
-
     return write_text_atomic(path, yaml.safe_dump(config.to_dict(), sort_keys=False))
