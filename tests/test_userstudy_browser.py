@@ -31,7 +31,7 @@ if not CHROMIUM.exists():
 @pytest.fixture
 def browser_page(tmp_path):
     study_dir = make_study(tmp_path, trials=3)
-    server = make_server(study_dir, "127.0.0.1", 0, verbose=False)
+    server = make_server(study_dir, "127.0.0.1", 0)
     serve_in_thread(server)
     profile = tmp_path / "chromium-profile"  # a fresh --user-data-dir for every run
     with sync_api.sync_playwright() as playwright:

@@ -22,7 +22,7 @@ from userstudy.rankings import load_rankings
 from userstudy.schema import SERVER_COLUMNS
 from userstudy.serve import make_server, serve_in_thread
 from userstudy.store import AnswerStore, StoreError
-from userstudy.study import load_study, participant_plan
+from userstudy.study import StudyError, load_study, participant_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,7 +34,7 @@ def study_dir(tmp_path) -> Path:
 
 @pytest.fixture
 def server(study_dir):
-    server = make_server(study_dir, "127.0.0.1", 0, verbose=False)
+    server = make_server(study_dir, "127.0.0.1", 0)
     serve_in_thread(server)
     yield server
     server.shutdown()
@@ -222,8 +222,6 @@ def test_no_path_reaches_a_file_outside_the_routes(server, path):
 
 
 def test_study_file_paths_cannot_leave_the_folder(tmp_path, study_dir):
-    from userstudy.study import StudyError
-
     document = json.loads((study_dir / "study.json").read_text())
     (tmp_path / "secret.mp4").write_bytes(b"secret")
     document["trials"][0]["videos"]["imac"] = "../secret.mp4"
@@ -272,7 +270,7 @@ def test_concurrent_submissions_are_all_kept_once(server, study_dir):
 
 
 def test_answers_survive_a_restart_in_process(study_dir):
-    first = make_server(study_dir, "127.0.0.1", 0, verbose=False)
+    first = make_server(study_dir, "127.0.0.1", 0)
     serve_in_thread(first)
     plan = get_json(port_of(first), "/api/plan?participant=gus")[1]
     for trial in plan["trials"][:2]:
@@ -281,7 +279,7 @@ def test_answers_survive_a_restart_in_process(study_dir):
     first.shutdown()
     first.server_close()
 
-    second = make_server(study_dir, "127.0.0.1", 0, verbose=False)
+    second = make_server(study_dir, "127.0.0.1", 0)
     serve_in_thread(second)
     try:
         again = get_json(port_of(second), "/api/plan?participant=gus")[1]
@@ -350,4 +348,4 @@ def test_a_torn_last_line_is_set_aside_at_start(study_dir):
 def test_a_foreign_rankings_file_is_refused(study_dir):
     (study_dir / "rankings.csv").write_text("participant,trial,criterion,method,rank\n")
     with pytest.raises(StoreError, match="columns"):
-        make_server(study_dir, "127.0.0.1", 0, verbose=False)
+        make_server(study_dir, "127.0.0.1", 0)

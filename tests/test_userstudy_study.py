@@ -12,7 +12,7 @@ from userstudy_data.helpers import METHODS, make_study
 
 from userstudy import make_study as make_study_cli
 from userstudy.schema import PAPER_CRITERIA
-from userstudy.study import BLIND_LETTERS, StudyError, create_study, load_study, participant_plan
+from userstudy.study import BLIND_LETTERS, StudyError, load_study, participant_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,7 +48,7 @@ def test_make_study_lists_videos_missing_for_a_method(tmp_path):
         for name in names:
             (tmp_path / method / f"{name}.mp4").write_bytes(b"v")
     with pytest.raises(StudyError) as error:
-        create_study(tmp_path / "study", {m: tmp_path / m for m in "abc"})
+        make_study_cli.make_study(tmp_path / "study", {m: tmp_path / m for m in "abc"})
     assert error.value.problems == ["video 't2' is missing for b, c", "video 't3' is missing for c"]
     assert not (tmp_path / "study" / "study.json").exists()
 
@@ -94,3 +94,59 @@ def test_plans_are_the_same_in_another_process(tmp_path):
                            timeout=60, env={"PYTHONHASHSEED": "123", "PATH": "/usr/bin:/bin"})
     assert other.returncode == 0, other.stderr
     assert json.loads(other.stdout) == json.loads(json.dumps(here))
+
+
+def test_an_unknown_key_is_named_with_its_section(tmp_path):
+    folder = make_study(tmp_path)
+    document = json.loads((folder / "study.json").read_text())
+    document["titel"] = document.pop("title")
+    document["trials"][1]["refrence"] = "references/t2.png"
+    document["criteria"][0]["questoin"] = "Which is best?"
+    (folder / "study.json").write_text(json.dumps(document))
+    with pytest.raises(StudyError) as error:
+        load_study(folder)
+    message = str(error.value)
+    assert "study.json: unknown key 'titel' (known: criteria, instructions, methods, seed, title, trials)" in message
+    assert "trials[1] ('t2'): unknown key 'refrence' (known: id, reference, videos)" in message
+    assert "criteria[0]: unknown key 'questoin' (known: name, question)" in message
+    assert len(error.value.problems) == 3
+
+
+def test_a_value_of_the_wrong_type_is_named_with_its_section(tmp_path):
+    folder = make_study(tmp_path)
+    good = json.loads((folder / "study.json").read_text())
+    for section, key, value in [("study.json", "seed", [5]), ("study.json", "methods", "imac"),
+                                ("study.json", "title", ["My", "study"]), ("study.json", "criteria", "visual quality"),
+                                ("trials[0] ('t1')", "reference", 5), ("trials[0] ('t1')", "videos", ["a.mp4"]),
+                                ("criteria[1]", "question", None)]:
+        document = json.loads(json.dumps(good))
+        entry = {"study.json": document, "trials[0] ('t1')": document["trials"][0],
+                 "criteria[1]": document["criteria"][1]}[section]
+        entry[key] = value
+        (folder / "study.json").write_text(json.dumps(document))
+        with pytest.raises(StudyError) as error:
+            load_study(folder)
+        assert f"{section}: {key!r} must be " in str(error.value), (section, key)
+        assert error.value.problems == [p for p in error.value.problems if key in p], error.value.problems
+    # a trial field of the wrong type, and a reference of null (no reference), which is allowed
+    document = json.loads(json.dumps(good))
+    document["trials"][0]["id"] = 7
+    document["trials"][1]["reference"] = None
+    (folder / "study.json").write_text(json.dumps(document))
+    with pytest.raises(StudyError) as error:
+        load_study(folder)
+    assert error.value.problems == ["trials[0] (7): 'id' must be a string, got 7 (a number)"]
+    document["trials"][0]["id"] = "t1"
+    (folder / "study.json").write_text(json.dumps(document))
+    assert load_study(folder).trials[1].reference is None
+
+
+def test_an_integer_seed_keys_the_same_plans_as_its_decimal_text(tmp_path):
+    folder = make_study(tmp_path)
+    document = json.loads((folder / "study.json").read_text())
+    plans = []
+    for seed in (1234, "1234"):
+        document["seed"] = seed
+        (folder / "study.json").write_text(json.dumps(document))
+        plans.append(participant_plan(load_study(folder), "p01"))
+    assert plans[0] == plans[1]

@@ -1,7 +1,9 @@
 """Analysis of a ranking study: the paper's tables and tests, and the within-subject analysis beside them.
 
-    python -m userstudy.analyze rankings.csv [--out DIR] [--p-adjust holm] [--alpha 0.05]
+    python -m userstudy analyze rankings.csv [--out DIR] [--p-adjust holm] [--alpha 0.05]
                                 [--posthoc nemenyi|conover] [--methods a,b,c] [--drop-incomplete]
+
+(``python -m userstudy.analyze`` is the same command.)
 
 Writes to DIR (default: ``<rankings>_analysis`` next to the input); the names are fixed because
 other tools read them:
@@ -15,23 +17,26 @@ other tools read them:
   ``<posthoc>_pairs.csv``;
 - ``report.md``: all of it on one page, with what was used, dropped or superseded.
 
-``analyze_rankings`` (computation) and ``write_analysis`` (files) are the Python API.
+The Python API: ``analyze`` (what the command does), ``analyze_rankings`` (the computation, no
+I/O) and ``write_analysis`` (the files). The result type is ``userstudy.analysis.StudyAnalysis``.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from userstudy import cli
+from userstudy.analysis import POSTHOC_TESTS, StudyAnalysis, present_methods
+from userstudy.figures import dunn_heatmaps
 from userstudy.files import write_bytes_atomic, write_text_atomic
 from userstudy.nonparametric import (
     P_ADJUST_METHODS,
     adjust_p_values,
-    adjustment_name,
     conover_friedman,
     dunn,
     friedman,
@@ -40,41 +45,10 @@ from userstudy.nonparametric import (
     pairs_to_matrix,
 )
 from userstudy.rankings import CheckedRankings, RankingsError, load_rankings, mean_points
+from userstudy.report import points_markdown, report_markdown
 from userstudy.schema import CRITERION, METHOD, PARTICIPANT, TRIAL, criterion_slug
 
-POSTHOC_TESTS = ("nemenyi", "conover")
-
-
-@dataclass
-class StudyAnalysis:
-    """Everything ``analyze_rankings`` computed; ``write_analysis`` turns it into files."""
-
-    rankings: CheckedRankings
-    methods: list[str]
-    p_adjust: str
-    alpha: float
-    posthoc: str
-    points: pd.DataFrame                   # methods x criteria, mean points
-    kruskal: pd.DataFrame                  # per criterion: n, k, H, df, p, p_holm
-    dunn: dict[str, pd.DataFrame]          # per criterion: pairs with z, p, p_adjusted
-    friedman: pd.DataFrame                 # per criterion: blocks, k, chi2, df, p, p_holm, W
-    friedman_posthoc: dict[str, pd.DataFrame]
-
-    @property
-    def criteria(self) -> list[str]:
-        return self.rankings.criteria
-
-    def methods_of(self, criterion: str) -> list[str]:
-        present = set(self.rankings.methods[criterion])
-        return [m for m in self.methods if m in present]
-
-    def dunn_label(self) -> str:
-        return f"Dunn two-sided p, {adjustment_name(self.p_adjust)}"
-
-    def posthoc_label(self) -> str:
-        if self.posthoc == "nemenyi":
-            return "Nemenyi-Friedman p (studentized range, family-wise)"
-        return f"Conover-Friedman two-sided p, {adjustment_name(self.p_adjust)}"
+logger = logging.getLogger(__name__)
 
 
 def method_order(checked: CheckedRankings, methods: list[str] | None) -> list[str]:
@@ -104,7 +78,7 @@ def analyze_rankings(checked: CheckedRankings, p_adjust: str = "holm", alpha: fl
     kruskal_rows, friedman_rows, dunn_pairs, posthoc_pairs = [], [], {}, {}
     for criterion in checked.criteria:
         rows = data[data[CRITERION] == criterion]
-        present = [m for m in order if m in set(checked.methods[criterion])]
+        present = present_methods(order, checked.methods[criterion])
         kruskal_rows.append(kruskal_wallis(rows, "points", METHOD).rename(criterion))
         dunn_pairs[criterion] = dunn(rows, "points", METHOD, p_adjust=p_adjust, groups=present)
         friedman_rows.append(friedman(rows, "points", METHOD, [PARTICIPANT, TRIAL]).rename(criterion))
@@ -174,15 +148,8 @@ def pairs_csv(pairs: dict[str, pd.DataFrame]) -> str:
     return table.to_csv(index=False, float_format="%.6f")
 
 
-def posthoc_p_column(analysis: StudyAnalysis) -> str:
-    return "p" if analysis.posthoc == "nemenyi" else "p_adjusted"
-
-
 def write_analysis(analysis: StudyAnalysis, out_dir: str | Path, source: str = "") -> list[Path]:
     """Write every output file of the analysis into ``out_dir``; returns the paths written."""
-    from userstudy.figures import dunn_heatmaps
-    from userstudy.report import points_markdown, report_markdown
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = [
@@ -197,7 +164,7 @@ def write_analysis(analysis: StudyAnalysis, out_dir: str | Path, source: str = "
         slug, methods = criterion_slug(criterion), analysis.methods_of(criterion)
         dunn_matrix = pairs_to_matrix(analysis.dunn[criterion], "p_adjusted", methods)
         written.append(write_text_atomic(out / f"dunn_{slug}.csv", matrix_csv(dunn_matrix, analysis.dunn_label())))
-        posthoc_matrix = pairs_to_matrix(analysis.friedman_posthoc[criterion], posthoc_p_column(analysis), methods)
+        posthoc_matrix = pairs_to_matrix(analysis.friedman_posthoc[criterion], analysis.posthoc_p_column(), methods)
         written.append(write_text_atomic(out / f"{analysis.posthoc}_{slug}.csv",
                                          matrix_csv(posthoc_matrix, analysis.posthoc_label())))
     written.append(write_bytes_atomic(out / "dunn.png", dunn_heatmaps(analysis)))
@@ -216,55 +183,60 @@ def check_slugs(criteria: list[str]) -> None:
         seen[slug] = criterion
 
 
-def analyze_file(rankings_csv: str | Path, out_dir: str | Path | None = None, p_adjust: str = "holm",
-                 alpha: float = 0.05, posthoc: str = "nemenyi", methods: list[str] | None = None,
-                 drop_incomplete: bool = False) -> StudyAnalysis:
-    """Read, check, analyse and write: what the command line does."""
+def default_out_dir(rankings_csv: str | Path) -> Path:
+    """Where the analysis goes unless told: ``<rankings>_analysis`` next to the rankings file."""
     rankings_csv = Path(rankings_csv)
-    out_dir = Path(out_dir) if out_dir is not None else rankings_csv.with_name(f"{rankings_csv.stem}_analysis")
+    return rankings_csv.with_name(f"{rankings_csv.stem}_analysis")
+
+
+def analyze(rankings_csv: str | Path, out_dir: str | Path | None = None, p_adjust: str = "holm",
+            alpha: float = 0.05, posthoc: str = "nemenyi", methods: list[str] | None = None,
+            drop_incomplete: bool = False) -> StudyAnalysis:
+    """Read, check, analyse and write into ``out_dir`` (default: ``default_out_dir``): the command.
+
+    Raises ``RankingsError`` (every problem of the file, with its lines), ``ValueError`` (a bad
+    option) or ``FileNotFoundError``; nothing is written then.
+    """
+    out_dir = Path(out_dir) if out_dir is not None else default_out_dir(rankings_csv)
     checked = load_rankings(rankings_csv, drop_incomplete=drop_incomplete)
     try:
         check_slugs(checked.criteria)
     except ValueError as error:
         raise RankingsError([str(error)], str(rankings_csv)) from None
     analysis = analyze_rankings(checked, p_adjust=p_adjust, alpha=alpha, posthoc=posthoc, methods=methods)
-    write_analysis(analysis, out_dir, source=str(rankings_csv))
+    written = write_analysis(analysis, out_dir, source=str(rankings_csv))
+    logger.info("%d files written to %s", len(written), out_dir)
     return analysis
 
 
-def _names(text: str) -> list[str]:
-    return [name.strip() for name in text.split(",") if name.strip()]
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m userstudy.analyze",
-                                     description="Tables, tests and a report from a rankings CSV.")
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    parser = cli.command_parser("analyze", prog)
     parser.add_argument("rankings", type=Path, help="long-format rankings CSV (see userstudy/README.md)")
-    parser.add_argument("--out", type=Path, help="output folder (default: <rankings>_analysis next to it)")
+    parser.add_argument("--out", type=Path, metavar="DIR",
+                        help="output folder (default: <rankings>_analysis next to the rankings file)")
     parser.add_argument("--p-adjust", default="holm", choices=P_ADJUST_METHODS,
-                        help="adjustment of the pairwise p-values within a criterion (default holm)")
+                        help="adjustment of the pairwise p-values within a criterion")
     parser.add_argument("--alpha", type=float, default=0.05, help="significance level of the readings")
-    parser.add_argument("--posthoc", default="nemenyi", choices=POSTHOC_TESTS,
-                        help="post-hoc test after Friedman (default nemenyi)")
-    parser.add_argument("--methods", type=_names, help="display order of the methods, comma-separated")
+    parser.add_argument("--posthoc", default="nemenyi", choices=POSTHOC_TESTS, help="post-hoc test after Friedman")
+    parser.add_argument("--methods", type=cli.names, metavar="A,B,C",
+                        help="display order of the methods, comma-separated, each method once (default: sorted)")
     parser.add_argument("--drop-incomplete", action="store_true",
                         help="set aside blocks that miss a method (each is listed in report.md) "
                              "instead of stopping with an error")
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    out = args.out if args.out is not None else args.rankings.with_name(f"{args.rankings.stem}_analysis")
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    args = build_parser(prog).parse_args(argv)
+    cli.configure_logging()
+    out = args.out if args.out is not None else default_out_dir(args.rankings)
     try:
-        analysis = analyze_file(args.rankings, out, args.p_adjust, args.alpha, args.posthoc, args.methods,
-                                args.drop_incomplete)
+        analysis = analyze(args.rankings, out, args.p_adjust, args.alpha, args.posthoc, args.methods,
+                           args.drop_incomplete)
     except FileNotFoundError as error:
-        print(f"error: {error.filename}: no such file", file=sys.stderr)
-        return 2
+        return cli.fail(f"{error.filename}: no such file")
     except (RankingsError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return cli.fail(error)
     checked = analysis.rankings
     print(f"{len(checked.participants)} participants, {len(checked.trials)} trials, "
           f"{checked.blocks()} blocks used ({len(checked.dropped_blocks)} dropped, "

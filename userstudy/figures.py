@@ -12,17 +12,14 @@ from __future__ import annotations
 
 import io
 import math
-from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import BoundaryNorm, ListedColormap
 from matplotlib.figure import Figure
 
+from userstudy.analysis import StudyAnalysis
 from userstudy.nonparametric import pairs_to_matrix
-
-if TYPE_CHECKING:
-    from userstudy.analyze import StudyAnalysis
 
 P_BINS = (0.0, 0.001, 0.01, 0.05, 1.0)
 BIN_LABELS = ("p < 0.001", "p < 0.01", "p < 0.05", "p ≥ 0.05 (n.s.)")

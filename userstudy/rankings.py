@@ -40,7 +40,6 @@ class RankingsError(ValueError):
 
     def __init__(self, problems: list[str], source: str | None = None):
         self.problems = list(problems)
-        self.source = source
         where = f"{source}: " if source else ""
         shown = [f"  - {p}" for p in self.problems[:MAX_PROBLEMS_SHOWN]]
         if len(self.problems) > MAX_PROBLEMS_SHOWN:
@@ -108,12 +107,12 @@ def _block_name(key: tuple) -> str:
     return f"participant {participant!r}, trial {trial!r}, criterion {criterion!r}"
 
 
-def _whole_numbers(values: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
-    """Parse text as whole numbers: (numbers, mask of non-numbers, mask of fractional numbers)."""
+def _whole_numbers(values: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Check text for whole numbers: (mask of non-numbers, mask of fractional numbers)."""
     numbers = pd.to_numeric(values.str.strip(), errors="coerce")
     not_number = numbers.isna() | ~np.isfinite(numbers.fillna(0))
     fractional = ~not_number & (numbers != np.round(numbers))
-    return numbers, not_number, fractional
+    return not_number, fractional
 
 
 def _check_rows(table: pd.DataFrame, problems: list[str]) -> pd.Series:
@@ -131,7 +130,7 @@ def _check_rows(table: pd.DataFrame, problems: list[str]) -> pd.Series:
     for column in (RANK, POSITION):
         if column not in table:
             continue
-        numbers, not_number, fractional = _whole_numbers(table[column])
+        not_number, fractional = _whole_numbers(table[column])
         not_number &= ~blank
         if not_number.any():
             values = ", ".join(sorted({repr(v) for v in table.loc[not_number, column]})[:5])

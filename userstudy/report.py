@@ -7,18 +7,15 @@ from __future__ import annotations
 
 import math
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
+from userstudy.analysis import StudyAnalysis
 from userstudy.figures import format_p
 from userstudy.nonparametric import adjustment_name
 from userstudy.schema import criterion_slug
-
-if TYPE_CHECKING:
-    from userstudy.analyze import StudyAnalysis
 
 
 def markdown_table(header: list[str], rows: list[list[str]], align: str | None = None) -> str:
@@ -218,7 +215,7 @@ def report_markdown(analysis: StudyAnalysis, source: str = "") -> str:
 
     name = "Nemenyi" if analysis.posthoc == "nemenyi" else "Conover"
     lines += [f"## {name} post-hoc test after Friedman: {analysis.posthoc_label()}", ""]
-    p_col = "p" if analysis.posthoc == "nemenyi" else "p_adjusted"
+    p_col = analysis.posthoc_p_column()
     value = "mean_rank" if analysis.posthoc == "nemenyi" else "rank_sum"
     statistic = "q" if analysis.posthoc == "nemenyi" else "t"
     for criterion in analysis.criteria:

@@ -1,6 +1,8 @@
 """The ranking web page and its server (standard library only: http.server + threading).
 
-    python -m userstudy.serve --study DIR [--host 127.0.0.1] [--port 8000] [--quiet]
+    python -m userstudy serve --study DIR [--host 127.0.0.1] [--port 8000] [--quiet]
+
+(``python -m userstudy.serve`` is the same command.)
 
 Routes (nothing else is served; no URL is ever mapped onto the file system directly):
 
@@ -19,23 +21,30 @@ A submission is checked (participant id, trial, every criterion ranked, each ran
 of that trial's video ids), un-blinded with the participant's plan, and appended to the study's
 ``rankings.csv`` by ``store.AnswerStore``; malformed ones get a 4xx with a message. The server
 binds to 127.0.0.1 unless told otherwise: it has no authentication and no TLS.
+
+The Python API: ``serve`` (what the command does: serve until interrupted), ``make_server`` and
+``serve_in_thread`` (a server to start and stop yourself). Requests and saves are logged at INFO
+on the ``userstudy.serve`` logger.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import mimetypes
 import re
 import sys
 import threading
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timezone
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from userstudy import cli
 from userstudy.store import AnswerStore, StoreError
 from userstudy.study import (
     ID_PATTERN,
@@ -55,6 +64,9 @@ PAGES = {"/": ("index.html", "text/html; charset=utf-8"),
 MAX_BODY = 64 * 1024
 SUBMISSION_PATTERN = re.compile(r"^[A-Za-z0-9-]{8,64}$")
 CHUNK = 256 * 1024
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+logger = logging.getLogger(__name__)
 
 
 class RequestError(Exception):
@@ -72,10 +84,9 @@ class StudyServer(ThreadingHTTPServer):
     # Many participants may press "Save" in the same instant; the default backlog of 5 refuses some.
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], study: Study, verbose: bool = True):
+    def __init__(self, address: tuple[str, int], study: Study):
         self.study = study
         self.store = AnswerStore(study.rankings_path)
-        self.verbose = verbose
         super().__init__(address, StudyHandler)
 
     @property
@@ -143,8 +154,10 @@ class StudyHandler(BaseHTTPRequestHandler):
     # -- plumbing ---------------------------------------------------------------------------------
 
     def log_message(self, format: str, *args) -> None:
-        if self.server.verbose:
-            super().log_message(format, *args)
+        logger.info("%s - - [%s] %s", self.address_string(), self.log_date_time_string(), format % args)
+
+    def log_error(self, format: str, *args) -> None:
+        logger.warning("%s - - [%s] %s", self.address_string(), self.log_date_time_string(), format % args)
 
     def _headers(self, status: HTTPStatus, content_type: str, length: int, extra: dict | None = None) -> None:
         self.send_response(status)
@@ -200,8 +213,8 @@ class StudyHandler(BaseHTTPRequestHandler):
             self._error(error.status, str(error))
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True  # the browser gave up on a video request: nothing to answer
-        except Exception as error:  # a bug must not leave the participant's page waiting
-            self.log_error("internal error: %r", error)
+        except Exception:  # a bug must not leave the participant's page waiting
+            logger.exception("internal error on %s %s", method, self.path)
             self.close_connection = True
             self._error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error; the answer was not saved")
 
@@ -329,9 +342,8 @@ class StudyHandler(BaseHTTPRequestHandler):
         submitted_at = datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
         rows = submission_rows(study, participant, trial_id, submission, rankings, submitted_at)
         written = self.server.store.append(rows, submission)
-        if self.server.verbose:
-            print(f"[userstudy] {'saved' if written else 'already saved'}: participant {participant}, "
-                  f"trial {trial_id}, submission {submission}", file=sys.stderr, flush=True)
+        logger.info("%s: participant %s, trial %s, submission %s", "saved" if written else "already saved",
+                    participant, trial_id, submission)
         self._json(HTTPStatus.OK, {"saved": True, "duplicate": not written, "submission": submission,
                                    "trial": trial_id, "rankings": rankings})
 
@@ -340,13 +352,15 @@ GET_ROUTES = {"/api/study": StudyHandler._study, "/api/plan": StudyHandler._plan
 POST_ROUTES = {"/api/participants": StudyHandler._new_participant, "/api/submit": StudyHandler._submit}
 
 
-def make_server(study_dir: str | Path, host: str = "127.0.0.1", port: int = 8000,
-                verbose: bool = True) -> StudyServer:
+def make_server(study_dir: str | Path, host: str = "127.0.0.1", port: int = 8000) -> StudyServer:
     """A server for the study in ``study_dir`` bound to (host, port); port 0 lets the OS choose.
 
     Call ``serve_forever()`` on it (``shutdown()`` and ``server_close()`` to stop).
     """
-    return StudyServer((host, port), load_study(study_dir), verbose=verbose)
+    server = StudyServer((host, port), load_study(study_dir))
+    if host not in LOOPBACK:
+        logger.warning("listening on %s: anyone who can reach it can submit answers", host)
+    return server
 
 
 def serve_in_thread(server: StudyServer) -> threading.Thread:
@@ -356,42 +370,59 @@ def serve_in_thread(server: StudyServer) -> threading.Thread:
     return thread
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m userstudy.serve",
-                                     description="Serve a study's ranking page and collect the answers.")
-    parser.add_argument("--study", type=Path, required=True, help="study folder (with study.json)")
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="address to bind (default 127.0.0.1; the server has no login and no TLS)")
-    parser.add_argument("--port", type=int, default=8000, help="port (0: any free port)")
-    parser.add_argument("--quiet", action="store_true", help="do not log every request")
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        server = make_server(args.study, args.host, args.port, verbose=not args.quiet)
-    except (StudyError, StoreError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except OSError as error:
-        print(f"error: cannot listen on {args.host}:{args.port}: {error.strerror}", file=sys.stderr)
-        return 2
+def describe(server: StudyServer) -> str:
+    """``serving 'title' (3 trials x 3 methods, 4 criteria) at http://127.0.0.1:8000/; ...``"""
     study = server.study
-    if server.store.recovered:
-        print(f"warning: an incomplete last line of {study.rankings_path} (a write interrupted before it "
-              f"was acknowledged) was moved to {server.store.recovered}", file=sys.stderr)
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"warning: listening on {args.host}: anyone who can reach it can submit answers", file=sys.stderr)
-    print(f"serving {study.title!r} ({len(study.trials)} trials x {len(study.methods)} methods, "
-          f"{len(study.criteria)} criteria) at {server.url}; answers are appended to {study.rankings_path}",
-          flush=True)
+    return (f"serving {study.title!r} ({len(study.trials)} trials x {len(study.methods)} methods, "
+            f"{len(study.criteria)} criteria) at {server.url}; answers are appended to {study.rankings_path}")
+
+
+def announce(server: StudyServer) -> None:
+    logger.info("%s", describe(server))
+
+
+def serve(study_dir: str | Path, host: str = "127.0.0.1", port: int = 8000,
+          ready: Callable[[StudyServer], None] = announce) -> None:
+    """Serve the study in ``study_dir`` until interrupted (Ctrl-C): the command.
+
+    ``ready`` is called with the server once it listens (by default it logs ``describe(server)``).
+    Raises ``StudyError`` or ``StoreError`` when the study cannot be served, ``OSError`` when the
+    address cannot be bound.
+    """
+    server = make_server(study_dir, host, port)
     try:
+        ready(server)
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
         server.server_close()
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    parser = cli.command_parser("serve", prog)
+    parser.add_argument("--study", type=Path, required=True, metavar="DIR", help="study folder (with study.json)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to bind; the server has no login and no TLS")
+    parser.add_argument("--port", type=int, default=8000, help="port (0: any free port)")
+    parser.add_argument("--quiet", action="store_true", help="log only warnings and errors, not every request")
+    return parser
+
+
+def print_address(server: StudyServer) -> None:
+    # The command's output, on stdout even with --quiet: with --port 0 it is how a caller learns the port.
+    print(describe(server), flush=True)
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    args = build_parser(prog).parse_args(argv)
+    cli.configure_logging(quiet=args.quiet)
+    try:
+        serve(args.study, args.host, args.port, ready=print_address)
+    except (StudyError, StoreError) as error:
+        return cli.fail(error)
+    except OSError as error:
+        return cli.fail(f"cannot listen on {args.host}:{args.port}: {error.strerror}")
     return 0
 
 

@@ -1,8 +1,10 @@
 """Synthetic ranking studies with known differences between methods: demos, tests, power checks.
 
-    python -m userstudy.simulate --methods a,b,c --participants 20 --trials 30 --out rankings.csv \
+    python -m userstudy simulate --methods a,b,c --participants 20 --trials 30 --out rankings.csv \
         [--seed N] [--effect 0.5 | --effect a=1,b=0.5,c=0] [--criteria "visual quality,..."] \
         [--trial-sd 0.5] [--power 200 [--alpha 0.05]]
+
+(``python -m userstudy.simulate`` is the same command.)
 
 The model is Thurstone's: every method has a latent quality per criterion; a judgement of one
 method's video is quality + a video effect (the trial's clip suits some methods better; shared by
@@ -11,12 +13,15 @@ a participant ranks the videos of a trial by that judgement, highest first. So a
 is half a noise standard deviation between adjacent methods. The videos' shown positions are a
 random permutation per participant and trial, as on the ranking page.
 
-The output is the format ``python -m userstudy.analyze`` reads (see ``userstudy/README.md``).
+The output is the format ``python -m userstudy analyze`` reads (see ``userstudy/README.md``).
+The Python API: ``simulate`` (what the command does), ``simulate_rankings``, ``estimate_power``.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -24,9 +29,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from userstudy import cli
 from userstudy.files import write_text_atomic
 from userstudy.nonparametric import friedman, kruskal_wallis
+from userstudy.rankings import points_from_ranks
 from userstudy.schema import CRITERION, METHOD, PAPER_CRITERIA, PARTICIPANT, POSITION, RANK, TRIAL
+
+logger = logging.getLogger(__name__)
 
 
 def method_qualities(methods: Sequence[str], effect: float | Mapping[str, float]) -> dict[str, float]:
@@ -94,7 +103,7 @@ def estimate_power(methods: Sequence[str], participants: int, trials: int,
     for r in range(replicates):
         study = simulate_rankings(methods, participants, trials, effect, criteria=["criterion"],
                                   trial_sd=trial_sd, seed=seed + r)
-        study["points"] = len(methods) + 1 - study[RANK]
+        study["points"] = points_from_ranks(study[RANK], len(methods))
         hits["friedman"] += friedman(study, "points", METHOD, [PARTICIPANT, TRIAL])["p"] < alpha
         hits["kruskal_wallis"] += kruskal_wallis(study, "points", METHOD)["p"] < alpha
     return pd.DataFrame({"test": list(hits), "power": [hits[t] / replicates for t in hits],
@@ -118,50 +127,63 @@ def parse_effect(text: str) -> float | dict[str, float]:
     return effect
 
 
-def _names(text: str) -> list[str]:
-    return [name.strip() for name in text.split(",") if name.strip()]
+def simulate(methods: Sequence[str], participants: int = 20, trials: int = 30,
+             out: str | os.PathLike | None = None,
+             effect: float | Mapping[str, float] | Mapping[str, Mapping[str, float]] = 0.5,
+             criteria: Sequence[str] = PAPER_CRITERIA, trial_sd: float = 0.5, seed: int = 0,
+             power: int | None = None, alpha: float = 0.05) -> pd.DataFrame | None:
+    """What the command does: write a synthetic study to ``out`` (``simulate_rankings``) and/or,
+    with ``power`` = N, estimate the power of this design from N simulated studies
+    (``estimate_power``, which takes a single mapping of qualities, not one per criterion).
+
+    Returns the power table, or None without ``power``.
+    """
+    if out is None and power is None:
+        raise ValueError("give out (write a study) and/or power (estimate power)")
+    if out is not None:
+        study = simulate_rankings(methods, participants, trials, effect, criteria, trial_sd, seed)
+        write_text_atomic(out, study.to_csv(index=False))
+        logger.info("%d rankings (%d participants x %d trials x %d criteria x %d methods) written to %s",
+                    len(study), participants, trials, len(criteria), len(methods), out)
+    if power is None:
+        return None
+    return estimate_power(methods, participants, trials, effect, power, alpha, trial_sd, seed)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m userstudy.simulate",
-                                     description="Write a synthetic rankings.csv with known differences.")
-    parser.add_argument("--methods", type=_names, required=True, help="comma-separated, best first")
-    parser.add_argument("--participants", type=int, default=20)
-    parser.add_argument("--trials", type=int, default=30)
-    parser.add_argument("--out", type=Path, help="rankings CSV to write")
-    parser.add_argument("--seed", type=int, default=0)
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    parser = cli.command_parser("simulate", prog)
+    parser.add_argument("--methods", type=cli.names, required=True, metavar="A,B,C", help="comma-separated, best first")
+    parser.add_argument("--participants", type=int, default=20, metavar="N", help="participants per study")
+    parser.add_argument("--trials", type=int, default=30, metavar="N", help="trials per study")
+    parser.add_argument("--out", type=Path, metavar="CSV", help="rankings CSV to write (default: none; give --out and/or --power)")
+    parser.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the random numbers")
     parser.add_argument("--effect", type=parse_effect, default=0.5,
                         help="step in latent quality between adjacent methods, in noise standard "
-                             "deviations (default 0.5), or method=quality pairs: a=1,b=0.5,c=0")
-    parser.add_argument("--criteria", type=_names, default=list(PAPER_CRITERIA),
+                             "deviations, or method=quality pairs: a=1,b=0.5,c=0")
+    parser.add_argument("--criteria", type=cli.names, default=list(PAPER_CRITERIA), metavar="A,B",
                         help="comma-separated (default: the paper's four)")
-    parser.add_argument("--trial-sd", type=float, default=0.5,
+    parser.add_argument("--trial-sd", type=float, default=0.5, metavar="SD",
                         help="standard deviation of the per-video effect shared by all participants")
     parser.add_argument("--power", type=int, metavar="N",
                         help="instead of (or besides) writing, simulate N studies and print how often "
-                             "Friedman and Kruskal-Wallis reach p < --alpha")
-    parser.add_argument("--alpha", type=float, default=0.05)
+                             "Friedman and Kruskal-Wallis reach p < --alpha (default: none)")
+    parser.add_argument("--alpha", type=float, default=0.05, help="significance level of --power")
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
     if args.out is None and args.power is None:
-        build_parser().error("give --out (write a study) and/or --power N (estimate power)")
+        parser.error("give --out (write a study) and/or --power N (estimate power)")
+    cli.configure_logging()
     try:
-        if args.out is not None:
-            study = simulate_rankings(args.methods, args.participants, args.trials, args.effect,
-                                      args.criteria, args.trial_sd, args.seed)
-            write_text_atomic(args.out, study.to_csv(index=False))
-            print(f"{len(study)} rankings ({args.participants} participants x {args.trials} trials x "
-                  f"{len(args.criteria)} criteria x {len(args.methods)} methods) written to {args.out}")
-        if args.power is not None:
-            power = estimate_power(args.methods, args.participants, args.trials, args.effect,
-                                   args.power, args.alpha, args.trial_sd, args.seed)
-            print(power.to_string(index=False))
+        power = simulate(args.methods, args.participants, args.trials, args.out, args.effect, args.criteria,
+                         args.trial_sd, args.seed, args.power, args.alpha)
     except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return cli.fail(error)
+    if power is not None:
+        print(power.to_string(index=False))
     return 0
 
 

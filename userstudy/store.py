@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import os
 import threading
 import time
@@ -29,6 +30,8 @@ try:
     import fcntl
 except ImportError:  # not on Windows: the thread lock alone then guards a single server process
     fcntl = None
+
+logger = logging.getLogger(__name__)
 
 
 class StoreError(RuntimeError):
@@ -75,7 +78,9 @@ class AnswerStore:
             handle.truncate(keep)
             handle.flush()
             os.fsync(handle.fileno())
-            return torn
+        logger.warning("an incomplete last line of %s (a write interrupted before it was acknowledged) was "
+                       "moved to %s", self.path, torn)
+        return torn
 
     def _refresh(self) -> None:
         """Index the lines appended since the last look (by this or another process)."""

@@ -22,7 +22,9 @@ Standard library only (the server uses it). A study folder holds::
     }
 
 ``criteria`` is optional (default: the paper's four, with their questions); an entry is a name or
-``{"name", "question"}``. Every trial has one video per method. ``seed`` keys the randomisation:
+``{"name", "question"}``. ``title`` and ``instructions`` are optional, and so is a trial's
+``reference``. Any other key, or a value of the wrong type, is an error that names the section and
+the key. Every trial has one video per method. ``seed`` keys the randomisation:
 a participant's trial order, the videos' positions and their blinded ids are a deterministic
 function of (seed, participant id), so a participant who comes back sees the same page, and the
 server can un-blind an answer without storing any mapping.
@@ -36,11 +38,9 @@ import os
 import random
 import re
 import secrets
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from userstudy.files import write_text_atomic
 from userstudy.schema import PAPER_CRITERIA, PAPER_QUESTIONS, criterion_slug
 
 STUDY_FILE = "study.json"
@@ -51,6 +51,7 @@ REFERENCE_SUFFIXES = VIDEO_SUFFIXES + (".png", ".jpg", ".jpeg", ".webp", ".gif")
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 # Blinded video ids: capital letters without I and O (read as 1 and 0).
 BLIND_LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"
+DEFAULT_TITLE = "Video ranking study"
 
 
 class StudyError(ValueError):
@@ -132,62 +133,102 @@ def _inside(root: Path, relative: object, what: str, suffixes: tuple[str, ...], 
         problems.append(f"{what}: {relative!r} is not one of {', '.join(suffixes)}")
 
 
-def parse_study(document: object, root: Path) -> Study:
-    """Check a parsed study file against the folder; every problem is reported at once."""
-    problems: list[str] = []
-    if not isinstance(document, dict):
-        raise StudyError(["the study file must be a JSON object"], root / STUDY_FILE)
-    methods = document.get("methods")
-    if (not isinstance(methods, list) or len(methods) < 2
-            or not all(isinstance(m, str) and m.strip() and m.isprintable() for m in methods)):
-        problems.append(f"methods: expected a list of at least two names, got {methods!r}")
-        methods = []
-    elif len(set(methods)) != len(methods):
-        problems.append(f"methods: names repeat in {methods}")
-    if len(methods) > len(BLIND_LETTERS):
-        problems.append(f"methods: at most {len(BLIND_LETTERS)} per trial, got {len(methods)}")
+# The keys of each section of the study file, with the JSON type of each: any other key, or a value
+# of another type, is a problem that names the section (the file, ``criteria[i]``, ``trials[i]``)
+# and the key. A reference may be null (no reference).
+STRING, LIST, OBJECT = (str,), (list,), (dict,)
+STUDY_KEYS: dict[str, tuple[type, ...]] = {"title": STRING, "instructions": STRING, "seed": (str, int),
+                                           "methods": LIST, "criteria": LIST, "trials": LIST}
+CRITERION_KEYS: dict[str, tuple[type, ...]] = {"name": STRING, "question": STRING}
+TRIAL_KEYS: dict[str, tuple[type, ...]] = {"id": STRING, "videos": OBJECT, "reference": (str, type(None))}
 
+
+JSON_KINDS: dict[type, str] = {str: "a string", list: "a list", dict: "an object", type(None): "null",
+                               bool: "true or false", int: "a number", float: "a number"}
+
+
+def _json_kind(value: object) -> str:
+    """How JSON names the type of a parsed value: ``a string``, ``a number``, ``null``."""
+    return JSON_KINDS.get(type(value), type(value).__name__)
+
+
+def _check_keys(section: str, entry: dict, keys: dict[str, tuple[type, ...]],
+                problems: list[str]) -> tuple[dict, set[str]]:
+    """Report the unknown keys of ``entry`` and its values of the wrong type.
+
+    Returns the values that passed and the keys that were reported (so that a key of the wrong
+    type is not reported again as missing).
+    """
+    passed, reported = {}, set()
+    for key, value in entry.items():
+        if key not in keys:
+            problems.append(f"{section}: unknown key {key!r} (known: {', '.join(sorted(keys))})")
+            reported.add(key)
+        elif not isinstance(value, keys[key]):
+            expected = " or ".join(JSON_KINDS[t] for t in keys[key])
+            problems.append(f"{section}: {key!r} must be {expected}, got {value!r} ({_json_kind(value)})")
+            reported.add(key)
+        else:
+            passed[key] = value
+    return passed, reported
+
+
+def default_question(criterion: str) -> str:
+    """The question shown with a criterion that the study file gives none for."""
+    return PAPER_QUESTIONS.get(criterion, f"Rank the videos by {criterion}.")
+
+
+def name_slug(name: str) -> str:
+    """``criterion_slug`` of a name, or ``""`` for a name without a letter or digit."""
+    return criterion_slug(name) if re.search(r"[A-Za-z0-9]", name) else ""
+
+
+def _criteria(entries: list, problems: list[str]) -> list[Criterion]:
     criteria = []
-    for i, entry in enumerate(document.get("criteria", list(PAPER_CRITERIA))):
+    for i, entry in enumerate(entries):
+        section = f"criteria[{i}]"
         if isinstance(entry, str):
             entry = {"name": entry}
-        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not entry["name"].strip():
-            problems.append(f"criteria[{i}]: expected a name or {{'name', 'question'}}, got {entry!r}")
+        if isinstance(entry, dict):
+            entry, reported = _check_keys(section, entry, CRITERION_KEYS, problems)
+            if reported:
+                continue
+        if not isinstance(entry, dict) or not entry.get("name", "").strip():
+            problems.append(f"{section}: expected a name or {{'name', 'question'}}, got {entry!r}")
             continue
         name = entry["name"].strip()
-        question = entry.get("question", PAPER_QUESTIONS.get(name, f"Rank the videos by {name}."))
-        criteria.append(Criterion(name, str(question)))
+        criteria.append(Criterion(name, entry.get("question", default_question(name))))
     names = [c.name for c in criteria]
-    if not criteria and "criteria" in document:
-        problems.append("criteria: the list is empty")
-    slugs = [criterion_slug(n) for n in names if re.search(r"[A-Za-z0-9]", n)]
-    if len(set(slugs)) != len(slugs) or len(slugs) != len(names):
+    slugs = [name_slug(n) for n in names]
+    if len(set(slugs)) != len(slugs) or "" in slugs:
         problems.append(f"criteria: names must differ in their letters and digits, got {names}")
+    return criteria
 
+
+def _trials(entries: list, root: Path, methods: list[str], problems: list[str]) -> list[Trial]:
     trials, seen = [], set()
-    raw_trials = document.get("trials")
-    if not isinstance(raw_trials, list) or not raw_trials:
-        problems.append("trials: expected a non-empty list")
-        raw_trials = []
-    for i, entry in enumerate(raw_trials):
+    for i, entry in enumerate(entries):
         if not isinstance(entry, dict):
             problems.append(f"trials[{i}]: expected an object, got {entry!r}")
             continue
         trial_id = entry.get("id")
         where = f"trials[{i}] ({trial_id!r})"
+        entry, reported = _check_keys(where, entry, TRIAL_KEYS, problems)
         if not isinstance(trial_id, str) or not ID_PATTERN.match(trial_id):
-            problems.append(f"{where}: id must be 1-64 letters, digits, '.', '_' or '-', starting with a "
-                            "letter or digit")
+            if "id" not in reported:
+                problems.append(f"{where}: id must be 1-64 letters, digits, '.', '_' or '-', starting with a "
+                                "letter or digit")
         elif trial_id in seen:
             problems.append(f"{where}: id repeats")
         seen.add(trial_id)
         videos = entry.get("videos")
-        if not isinstance(videos, dict):
-            problems.append(f"{where}: videos must map each method to a file")
+        if videos is None:
+            if "videos" not in reported:
+                problems.append(f"{where}: videos must map each method to a file")
             continue
         missing = [m for m in methods if m not in videos]
         extra = [m for m in videos if m not in methods]
-        if missing or extra:
+        if methods and (missing or extra):  # (no methods: that problem is reported once, above)
             problems.append(f"{where}: videos must name each method once"
                             + (f"; missing {missing}" if missing else "") + (f"; unknown {extra}" if extra else ""))
         for method, relative in videos.items():
@@ -196,14 +237,47 @@ def parse_study(document: object, root: Path) -> Study:
         if reference is not None:
             _inside(root, reference, f"{where} reference", REFERENCE_SUFFIXES, problems)
         trials.append(Trial(str(trial_id), {m: str(v) for m, v in videos.items()}, reference))
+    return trials
 
-    seed = document.get("seed")
-    if not isinstance(seed, (str, int)) or str(seed) == "":
-        problems.append(f"seed: expected a string or integer that keys the randomisation, got {seed!r}")
+
+def parse_study(document: object, root: Path) -> Study:
+    """Check a parsed study file against the folder; every problem is reported at once.
+
+    A key the file does not know, or a value of the wrong type, is a problem that names the
+    section (``study.json``, ``criteria[i]``, ``trials[i]``) and the key.
+    """
+    problems: list[str] = []
+    if not isinstance(document, dict):
+        raise StudyError(["the study file must be a JSON object"], root / STUDY_FILE)
+    document, reported = _check_keys(STUDY_FILE, document, STUDY_KEYS, problems)
+
+    methods = document.get("methods", [])
+    if len(methods) < 2 or not all(isinstance(m, str) and m.strip() and m.isprintable() for m in methods):
+        if "methods" not in reported:
+            problems.append(f"methods: expected a list of at least two names, got {document.get('methods')!r}")
+        methods = []
+    elif len(set(methods)) != len(methods):
+        problems.append(f"methods: names repeat in {methods}")
+    if len(methods) > len(BLIND_LETTERS):
+        problems.append(f"methods: at most {len(BLIND_LETTERS)} per trial, got {len(methods)}")
+
+    criteria = _criteria(document.get("criteria", list(PAPER_CRITERIA)), problems)
+    if "criteria" in document and not document["criteria"]:
+        problems.append("criteria: the list is empty")
+
+    raw_trials = document.get("trials")
+    if not raw_trials and "trials" not in reported:
+        problems.append("trials: expected a non-empty list")
+    trials = _trials(raw_trials or [], root, methods, problems)
+
+    seed = document.get("seed")   # an integer seed keys the randomisation as its decimal text
+    if (seed is None or isinstance(seed, bool) or str(seed) == "") and "seed" not in reported:
+        problems.append(f"seed: expected a non-empty string or an integer that keys the randomisation, "
+                        f"got {seed!r}")
     if problems:
         raise StudyError(problems, root / STUDY_FILE)
-    return Study(root=root.resolve(), title=str(document.get("title", "Video ranking study")),
-                 instructions=str(document.get("instructions", "")), seed=str(seed),
+    return Study(root=root.resolve(), title=document.get("title", DEFAULT_TITLE),
+                 instructions=document.get("instructions", ""), seed=str(seed),
                  methods=tuple(methods), criteria=tuple(criteria), trials=tuple(trials))
 
 
@@ -214,7 +288,7 @@ def load_study(folder: str | os.PathLike) -> Study:
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise StudyError([f"no {STUDY_FILE} in the folder (make one with python -m userstudy.make_study)"],
+        raise StudyError([f"no {STUDY_FILE} in the folder (make one with python -m userstudy make-study)"],
                          root) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise StudyError([f"not valid JSON: {error}"], path) from None
@@ -250,88 +324,3 @@ def new_participant_id() -> str:
     """A fresh participant id, e.g. ``P-7K2M9QXD`` (unambiguous letters and digits)."""
     alphabet = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
     return "P-" + "".join(secrets.choice(alphabet) for _ in range(8))
-
-
-# -- making a study folder -------------------------------------------------------------------------
-
-
-def _files_by_stem(folder: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
-    found: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
-        if path.is_file() and path.suffix.lower() in suffixes:
-            found.setdefault(path.stem, path)
-    return found
-
-
-def create_study(out: str | os.PathLike, method_folders: dict[str, str | os.PathLike],
-                 criteria: list[str] | None = None, title: str = "Video ranking study",
-                 instructions: str = "", references: str | os.PathLike | None = None,
-                 seed: str | None = None) -> Study:
-    """Make a study folder from one folder of videos per method; returns the checked study.
-
-    A trial is a file name (without suffix) present in every method's folder; names missing from
-    some folders are errors, not silently skipped. Videos (and references, matched by the same
-    name) are copied into ``out/videos/<method>/`` and ``out/references/``.
-    """
-    out = Path(out)
-    if (out / STUDY_FILE).exists():
-        raise StudyError([f"{out / STUDY_FILE} exists already; choose a new folder"])
-    problems = []
-    if len(method_folders) < 2:
-        problems.append("give at least two methods")
-    videos = {}
-    for method, folder in method_folders.items():
-        folder = Path(folder)
-        if not folder.is_dir():
-            problems.append(f"method {method!r}: {folder} is not a folder")
-            continue
-        videos[method] = _files_by_stem(folder, VIDEO_SUFFIXES)
-        if not videos[method]:
-            problems.append(f"method {method!r}: no video ({', '.join(VIDEO_SUFFIXES)}) in {folder}")
-    folder_names = {m: criterion_slug(m) if re.search(r"[A-Za-z0-9]", m) else "" for m in method_folders}
-    if len(set(folder_names.values())) != len(folder_names) or "" in folder_names.values():
-        problems.append(f"method names must differ in their letters and digits: {list(method_folders)}")
-    if problems:
-        raise StudyError(problems)
-    stems = sorted(set().union(*[set(v) for v in videos.values()]))
-    for stem in stems:
-        lacking = [m for m in videos if stem not in videos[m]]
-        if lacking:
-            problems.append(f"video {stem!r} is missing for {', '.join(lacking)}")
-        if not ID_PATTERN.match(stem):
-            problems.append(f"video name {stem!r} cannot be a trial id (letters, digits, '.', '_', '-')")
-    reference_files = {}
-    if references is not None:
-        reference_files = _files_by_stem(Path(references), REFERENCE_SUFFIXES)
-        lacking = [s for s in stems if s not in reference_files]
-        if lacking:
-            problems.append(f"no reference in {references} for {', '.join(lacking)}")
-    if problems:
-        raise StudyError(problems)
-
-    out.mkdir(parents=True, exist_ok=True)
-    trials = []
-    for stem in stems:
-        entry = {"id": stem, "videos": {}}
-        for method in method_folders:
-            source = videos[method][stem]
-            relative = f"videos/{folder_names[method]}/{source.name}"
-            (out / relative).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, out / relative)
-            entry["videos"][method] = relative
-        if references is not None:
-            relative = f"references/{reference_files[stem].name}"
-            (out / relative).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(reference_files[stem], out / relative)
-            entry["reference"] = relative
-        trials.append(entry)
-    criteria = list(criteria) if criteria else list(PAPER_CRITERIA)
-    document = {
-        "title": title, "instructions": instructions, "seed": seed or secrets.token_hex(8),
-        "methods": list(method_folders),
-        "criteria": [{"name": c, "question": PAPER_QUESTIONS.get(c, f"Rank the videos by {c}.")} for c in criteria],
-        "trials": trials,
-    }
-    study = parse_study(document, out)
-    write_text_atomic(out / STUDY_FILE, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
-    return study

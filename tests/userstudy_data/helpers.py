@@ -9,7 +9,7 @@ import http.client
 import json
 from pathlib import Path
 
-from userstudy.study import create_study
+from userstudy import make_study as make_study_command
 
 METHODS = ("imac", "s2g", "mya")
 CRITERIA = ("visual quality", "sound-video synchronization")
@@ -29,8 +29,8 @@ def make_study(root: Path, trials: int = 3, criteria=CRITERIA, methods=METHODS) 
         for t in range(1, trials + 1):
             (sources / method / f"t{t}.mp4").write_bytes(video_bytes(method, f"t{t}"))
     folder = root / "study"
-    create_study(folder, {m: sources / m for m in methods}, criteria=list(criteria), title="Test study",
-                 seed="fixed-seed")
+    make_study_command.make_study(folder, {m: sources / m for m in methods}, criteria=list(criteria),
+                                  title="Test study", seed="fixed-seed")
     return folder
 
 

@@ -1,0 +1,55 @@
+"""The result of analysing a ranking study: what ``analyze.analyze_rankings`` computes, and what the
+figure (``figures``), the report (``report``) and the files (``analyze.write_analysis``) are made from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from userstudy.nonparametric import adjustment_name
+from userstudy.rankings import CheckedRankings
+
+POSTHOC_TESTS = ("nemenyi", "conover")
+
+
+def present_methods(order: list[str], methods: list[str]) -> list[str]:
+    """The methods of ``methods`` in the display ``order``."""
+    present = set(methods)
+    return [m for m in order if m in present]
+
+
+@dataclass
+class StudyAnalysis:
+    """Everything ``analyze_rankings`` computed; ``write_analysis`` turns it into files."""
+
+    rankings: CheckedRankings
+    methods: list[str]
+    p_adjust: str
+    alpha: float
+    posthoc: str                           # one of POSTHOC_TESTS
+    points: pd.DataFrame                   # methods x criteria, mean points
+    kruskal: pd.DataFrame                  # per criterion: n, k, H, df, p, p_holm
+    dunn: dict[str, pd.DataFrame]          # per criterion: pairs with z, p, p_adjusted
+    friedman: pd.DataFrame                 # per criterion: blocks, k, chi2, df, p, p_holm, W
+    friedman_posthoc: dict[str, pd.DataFrame]
+
+    @property
+    def criteria(self) -> list[str]:
+        return self.rankings.criteria
+
+    def methods_of(self, criterion: str) -> list[str]:
+        return present_methods(self.methods, self.rankings.methods[criterion])
+
+    def dunn_label(self) -> str:
+        return f"Dunn two-sided p, {adjustment_name(self.p_adjust)}"
+
+    def posthoc_label(self) -> str:
+        if self.posthoc == "nemenyi":
+            return "Nemenyi-Friedman p (studentized range, family-wise)"
+        return f"Conover-Friedman two-sided p, {adjustment_name(self.p_adjust)}"
+
+    def posthoc_p_column(self) -> str:
+        """The p-value column of the post-hoc pairs: Nemenyi's needs no adjustment, Conover's is adjusted."""
+        return "p" if self.posthoc == "nemenyi" else "p_adjusted"
