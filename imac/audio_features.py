@@ -46,7 +46,7 @@ import torch
 import transformers
 
 from metrics.io.audio import SAMPLE_RATE, load_audio, resample
-from metrics.io.files import save_npz_atomic
+from metrics.io.files import file_sha256, save_npz_atomic
 
 N_MELS = 128
 MIN_N_FFT = 2048
@@ -128,7 +128,9 @@ def mfcc_n_fft(hop: int) -> int:
 @lru_cache(maxsize=16)
 def _mel_filterbank(sample_rate: int, n_fft: int) -> torch.Tensor:
     """librosa's default (Slaney) mel filterbank, (N_MELS, n_fft // 2 + 1) float64."""
-    import librosa.filters  # plain numpy; imported here so that importing this module stays light
+    # Imported here: librosa adds 0.9-1.3 s to an import of this module (measured after torch and
+    # transformers are loaded) that callers needing only load_hubert or the cache key do not pay.
+    import librosa.filters
 
     weights = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=N_MELS, dtype=np.float64)
     return torch.from_numpy(weights)
@@ -297,15 +299,6 @@ def hubert_frames(model: transformers.HubertModel, samples_16k: np.ndarray,
 
 
 # -- features with a cache -----------------------------------------------------------------------
-
-
-def file_sha256(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
-    """The hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(chunk_size), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _format_number(value: float) -> str:

@@ -21,14 +21,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from diffusers import AutoencoderKL, I2VGenXLUNet
 from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+from transformers import CLIPVisionModelWithProjection
+from transformers.utils import logging as transformers_logging
 
 from imac import __version__
 from imac.audio_features import AudioFeatures, load_hubert
@@ -38,7 +41,8 @@ from imac.models.motion import MotionModel
 from imac.models.system import IMACModel
 from imac.models.video import (build_image_encoder, build_unet, build_vae, clip_statistics, encode_prompt,
                                motion_sampling_scheduler, motion_training_scheduler, video_scheduler)
-from metrics.io.files import replace_folder
+from metrics.io.audio import resample
+from metrics.io.files import atomic_folder
 
 MODEL_CARD = "imac.json"
 
@@ -46,8 +50,6 @@ MODEL_CARD = "imac.json"
 @contextmanager
 def quiet_transformers():
     """transformers' per-file "Writing model shards" / "Loading weights" bars off, then restored."""
-    from transformers.utils import logging as transformers_logging
-
     enabled = transformers_logging.is_progress_bar_enabled()
     transformers_logging.disable_progress_bar()
     try:
@@ -140,10 +142,11 @@ class IMACPipeline:
 
     def _save(self, folder: Path) -> Path:
         folder = Path(folder)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        temporary = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
-        if temporary.exists():
-            shutil.rmtree(temporary)
+        with atomic_folder(folder) as temporary:
+            self._write(temporary)
+        return folder
+
+    def _write(self, temporary: Path) -> None:
         model = self.model
         model.motion.save_pretrained(temporary / "motion")
         self.hubert.save_pretrained(temporary / "hubert")
@@ -159,8 +162,6 @@ class IMACPipeline:
         card = {"format": "imac-model-1", "imac_version": __version__, "stage": self.stage,
                 "hubert_id": self.hubert_id, "config": self.config.to_dict()}
         (temporary / MODEL_CARD).write_text(json.dumps(card, indent=2))
-        replace_folder(temporary, folder)
-        return folder
 
     @classmethod
     def from_pretrained(cls, folder: str | os.PathLike, device: str | torch.device = "cpu",
@@ -171,9 +172,6 @@ class IMACPipeline:
 
     @classmethod
     def _load(cls, folder: Path, device, feature_cache) -> IMACPipeline:
-        from diffusers import AutoencoderKL, I2VGenXLUNet
-        from transformers import CLIPVisionModelWithProjection
-
         folder = Path(folder)
         card_path = folder / MODEL_CARD
         if not card_path.is_file():
@@ -228,8 +226,6 @@ class IMACPipeline:
             raise ValueError(f"reference image must be (3, {size}, {size}) in [-1, 1], got {tuple(reference.shape)}")
         rate = self.config.audio.sample_rate
         if sample_rate != rate:  # resampled once: for the features and for the muxed track
-            from metrics.io.audio import resample
-
             audio = resample(audio, sample_rate, rate).astype(np.float32)
         features = self.features.from_samples(audio, rate)
         num_frames = len(features["mfcc"])
@@ -246,8 +242,6 @@ class IMACPipeline:
                      generator: torch.Generator | None = None, progress: bool = False,
                      guidance_scale: float | None = None, steps: int | None = None) -> torch.Tensor:
         """Chunked video generation: (1, N, D) features -> (N, 3, S, S) frames in [-1, 1]."""
-        from tqdm import tqdm
-
         chunk = self.config.video.frames
         total = motion_features.shape[1]
         if total < chunk:  # shorter than one chunk: edge-pad the features, cut the frames

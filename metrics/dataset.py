@@ -557,6 +557,25 @@ class Dataset:
             raise ValueError(f"{self.root}: split must be one of {SPLITS}, got {name!r}")
         return [record for record in self.clips if record.split == name]
 
+    def select(self, split: str, identities: Iterable[str] | None = None,
+               option: str = "identities") -> list[ClipRecord]:
+        """The clips of ``split`` spoken by ``identities`` (None or empty: every speaker), in manifest order.
+
+        Raises ``ValueError`` naming ``option`` and the unknown speakers, or saying that no clip is left.
+        """
+        clips = self.split(split)
+        if identities:
+            wanted = set(identities)
+            unknown = sorted(wanted - set(self.identities))
+            if unknown:
+                raise ValueError(f"{option}: {', '.join(unknown)} not in {self.root} "
+                                 f"(has {', '.join(self.identities)})")
+            clips = [record for record in clips if record.identity in wanted]
+        if not clips:
+            speakers = f" of {', '.join(sorted(identities))}" if identities else ""
+            raise ValueError(f"{self.root}: no {split} clips{speakers}")
+        return clips
+
     def by_identity(self, identity: str, split: str | None = None) -> list[ClipRecord]:
         """The clips of one speaker, optionally of one split; KeyError for an unknown speaker."""
         if identity not in self.identities:

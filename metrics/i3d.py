@@ -31,7 +31,6 @@ mistake (it gives tiny, meaningless distances).
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import warnings
@@ -44,6 +43,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from metrics.io.files import file_sha256
 
 __all__ = [
     "FEATURE_DIM",
@@ -440,14 +441,6 @@ class I3DFeatures:
 
 # --------------------------------------------------------------------------------------------
 # Loading
-
-
-def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def is_torchscript_archive(path: str | os.PathLike) -> bool:

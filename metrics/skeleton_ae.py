@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from metrics.io.files import atomic_path, write_json_atomic
+from metrics.io.files import atomic_path, file_sha256, write_json_atomic
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -138,7 +138,7 @@ def save_autoencoder(model: SkeletonAutoencoder, directory: str | Path, info: di
 
 
 def checkpoint_hash(directory: str | Path) -> str:
-    return hashlib.sha256((Path(directory) / WEIGHTS_NAME).read_bytes()).hexdigest()[:12]
+    return file_sha256(Path(directory) / WEIGHTS_NAME)[:12]
 
 
 def load_autoencoder(directory: str | Path, device: str = "cpu") -> tuple[SkeletonAutoencoder, dict]:

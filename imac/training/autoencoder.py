@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import math
 import os
-import secrets
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -40,7 +38,7 @@ from tqdm import tqdm
 
 from imac.frames import frames_to_tensor, tensor_to_frames
 from metrics.dataset import Dataset
-from metrics.io.files import write_json_atomic
+from metrics.io.files import atomic_folder, write_json_atomic
 from metrics.io.video import read_video
 
 # The tiny configuration's VAE: 64x64x3 frames -> 16x16x4 latents, 648k parameters. Measured with
@@ -191,33 +189,12 @@ def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
         raise FileExistsError(f"{out_dir} is not empty; choose another output folder or pass overwrite=True")
 
 
-def _temporary_dir_sibling(path: Path, tag: str) -> Path:
-    return path.with_name(f".{path.name}.{tag}-{secrets.token_hex(4)}")
-
-
-def _move_into_place(staged: Path, out_dir: Path, overwrite: bool) -> None:
-    """Rename the finished folder ``staged`` to ``out_dir`` (replacing it if ``overwrite``)."""
-    _check_out_dir(out_dir, overwrite)  # again: another process may have written there meanwhile
-    if out_dir.is_dir() and any(out_dir.iterdir()):
-        retired = _temporary_dir_sibling(out_dir, "old")
-        os.replace(out_dir, retired)
-        os.replace(staged, out_dir)
-        shutil.rmtree(retired, ignore_errors=True)
-    else:
-        os.replace(staged, out_dir)  # an empty out_dir is replaced by the rename
-
-
 def save_autoencoder(vae: AutoencoderKL, out_dir: Path, card: dict, overwrite: bool) -> None:
-    """Save the weights, config and ``training.json`` to a hidden sibling, then rename it to ``out_dir``."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staged = _temporary_dir_sibling(out_dir, "tmp")
-    try:
+    """Save the weights, config and ``training.json`` to a hidden sibling, then move it to ``out_dir``."""
+    with atomic_folder(out_dir) as staged:
         vae.save_pretrained(staged)
         write_json_atomic(staged / TRAINING_CARD, card)
-        _move_into_place(staged, out_dir, overwrite)
-    except BaseException:
-        shutil.rmtree(staged, ignore_errors=True)
-        raise
+        _check_out_dir(out_dir, overwrite)  # again: another process may have written there meanwhile
 
 
 # -- training ------------------------------------------------------------------------------------

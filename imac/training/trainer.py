@@ -29,15 +29,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from accelerate import Accelerator
+from accelerate.utils import DistributedDataParallelKwargs, set_seed
 from tqdm import tqdm
 
 from imac.audio_features import AudioFeatures
 from imac.config import IMACConfig, save_config
-from metrics.dataset import Dataset
 from imac.models.motion import MotionModel
+from imac.models.video import enable_block_checkpointing
 from imac.pipeline import (IMACPipeline, assemble, build_hubert, build_motion, build_video_parts,
                            hubert_identity)
 from imac.training.windows import ClipArrays, TrainingWindows, preload_frames
+from metrics.dataset import Dataset
+from metrics.device import resolve_device
+from metrics.io.files import replace_folder
 
 STAGES = ("stage1", "stage2")
 PRELOAD_LIMIT_BYTES = 2 * 1024 ** 3
@@ -53,16 +58,7 @@ class TrainingResult:
 
 
 def _select_clips(config: IMACConfig, dataset: Dataset) -> list:
-    clips = dataset.split("train")
-    if config.data.identities:
-        unknown = sorted(set(config.data.identities) - set(dataset.identities))
-        if unknown:
-            raise ValueError(f"data.identities: {', '.join(unknown)} not in {dataset.root} "
-                             f"(has {', '.join(dataset.identities)})")
-        clips = [c for c in clips if c.identity in config.data.identities]
-    if not clips:
-        raise ValueError(f"{dataset.root}: no training clips")
-    return clips
+    return dataset.select("train", config.data.identities, option="data.identities")
 
 
 def load_clip_arrays(config: IMACConfig, dataset: Dataset, features: AudioFeatures, with_frames: bool,
@@ -93,6 +89,7 @@ def _latest_checkpoint(folder: Path) -> tuple[Path, int] | None:
 
 def _save_checkpoint(accelerator, folder: Path, step: int, keep: int = 2) -> None:
     target = folder / f"step-{step}"
+    # The same name in every process: each rank's save_state writes its random states into it.
     temporary = folder / f".step-{step}.tmp"
     if accelerator.is_main_process and temporary.exists():
         shutil.rmtree(temporary)
@@ -100,9 +97,7 @@ def _save_checkpoint(accelerator, folder: Path, step: int, keep: int = 2) -> Non
     accelerator.save_state(str(temporary))
     if accelerator.is_main_process:
         (temporary / "COMPLETE").write_text(str(step))
-        if target.exists():
-            shutil.rmtree(target)
-        temporary.rename(target)
+        replace_folder(temporary, target)
         complete = sorted((int(p.name[5:]), p) for p in folder.glob("step-*") if p.name[5:].isdigit())
         for _, old in complete[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
@@ -133,21 +128,16 @@ def build_stage_model(config: IMACConfig, stage: str, pose_dim: int, hubert_dim:
             motion.set_normalization(*normalization)
     video_parts = build_video_parts(config, motion) if stage == "stage2" else None
     if video_parts and config.train.gradient_checkpointing:
-        from imac.models.video import enable_block_checkpointing
-
         enable_block_checkpointing(video_parts["unet"])
     return assemble(config, motion, video_parts)
 
 
 def train(config: IMACConfig, stage: str, progress: bool = True, max_steps: int | None = None) -> TrainingResult:
     """Train one stage as configured; resume from the latest checkpoint in its output folder."""
-    from accelerate import Accelerator
-    from accelerate.utils import DistributedDataParallelKwargs, set_seed
-
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
     settings = config.stage1 if stage == "stage1" else config.stage2
-    cpu = config.train.device == "cpu" or (config.train.device == "auto" and not torch.cuda.is_available())
+    cpu = resolve_device(config.train.device) == "cpu"
     accelerator = Accelerator(
         cpu=cpu, mixed_precision="no" if cpu else config.train.mixed_precision,
         gradient_accumulation_steps=config.train.gradient_accumulation,

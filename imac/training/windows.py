@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset as TorchDataset
 
-from imac.frames import frames_to_tensor
+from imac.frames import frames_to_tensor, tensor_to_frames
 from metrics.dataset import ClipRecord
 from metrics.io.video import VideoReader, read_video
 
@@ -100,6 +100,4 @@ class TrainingWindows(TorchDataset):
 
 def preload_frames(record: ClipRecord, resolution: int) -> np.ndarray:
     """A clip's frames at the training resolution as uint8 (small datasets: decode once)."""
-    from imac.frames import tensor_to_frames
-
     return tensor_to_frames(frames_to_tensor(read_video(record.video), resolution))

@@ -8,14 +8,13 @@ extractor or feature network id (which includes a hash of its weights) and the p
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from pathlib import Path
 
 import numpy as np
 
-from metrics.io.files import save_npz_atomic
+from metrics.io.files import file_sha256, save_npz_atomic
 
 _HASHES: dict[tuple[str, int, int], str] = {}
 
@@ -25,11 +24,7 @@ def file_hash(path: str | Path, chunk: int = 1 << 20) -> str:
     stat = os.stat(path)
     key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
     if key not in _HASHES:
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            while block := handle.read(chunk):
-                digest.update(block)
-        _HASHES[key] = digest.hexdigest()
+        _HASHES[key] = file_sha256(path, chunk)
     return _HASHES[key]
 
 

@@ -57,6 +57,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from metrics.io.files import update_digest_from_file
 from metrics.pose import wholebody as wb
 
 EXTRACTOR_VERSION = "dwpose-onnx-v1"
@@ -345,9 +346,7 @@ def models_digest(detector_onnx: str | os.PathLike, pose_onnx: str | os.PathLike
     """sha256 hex digest over the detector's bytes then the pose model's bytes."""
     digest = hashlib.sha256()
     for path in (detector_onnx, pose_onnx):
-        with open(path, "rb") as file:
-            for block in iter(lambda: file.read(1 << 20), b""):
-                digest.update(block)
+        update_digest_from_file(digest, path)
     return digest.hexdigest()
 
 
