@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import sys
-import types
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from diffusers.models.attention_processor import Attention
 
-from bench.methods import mya
+from bench.baselines import pose_guided as pg
+from bench.baselines import pose_guided_training as pgt
 from bench.baselines import pose_images as pi
+from bench.methods import mya
 from bench.methods.base import BenchContext, reference_keypoints
 from metrics.dataset import ClipRecord, Dataset
 from tests.imac_fixtures import make_corpus, make_vae
@@ -93,7 +94,7 @@ def test_keypoints_to_square_follows_the_centre_crop():
 @pytest.mark.parametrize("num_frames, window, overlap",
                          [(50, 16, 4), (16, 16, 4), (17, 16, 4), (5, 16, 4), (1, 4, 0), (30, 8, 0), (9, 3, 2)])
 def test_windows_cover_every_frame_and_overlap_by_overlap(num_frames, window, overlap):
-    windows = mya.overlapping_windows(num_frames, window, overlap)
+    windows = pg.overlapping_windows(num_frames, window, overlap)
     covered = sorted({f for start, end in windows for f in range(start, end)})
     assert covered == list(range(num_frames))
     assert windows[0][0] == 0 and windows[-1][1] == num_frames
@@ -108,25 +109,23 @@ def test_windows_cover_every_frame_and_overlap_by_overlap(num_frames, window, ov
 
 def test_windows_reject_an_overlap_as_large_as_the_window():
     with pytest.raises(ValueError, match="overlap"):
-        mya.overlapping_windows(20, 4, 4)
+        pg.overlapping_windows(20, 4, 4)
 
 
 def test_averaging_on_overlaps_matches_a_direct_loop():
-    num_frames, windows = 23, mya.overlapping_windows(23, 8, 3)
+    num_frames, windows = 23, pg.overlapping_windows(23, 8, 3)
     generator = torch.Generator().manual_seed(0)
     predictions = {w: torch.randn(w[1] - w[0], 2, 3, generator=generator) for w in windows}
-    averaged = mya.average_window_predictions(num_frames, windows, lambda s, e: predictions[(s, e)])
+    averaged = pg.average_window_predictions(num_frames, windows, lambda s, e: predictions[(s, e)])
     for frame in range(num_frames):
         holding = [predictions[(s, e)][frame - s] for s, e in windows if s <= frame < e]
         torch.testing.assert_close(averaged[frame], sum(holding) / len(holding))
 
 
 def test_window_attention_attends_over_the_window():
-    from diffusers.models.attention_processor import Attention
-
     torch.manual_seed(0)
     attn = Attention(query_dim=8, heads=2, dim_head=4)
-    attn.set_processor(mya.WindowAttentionProcessor())
+    attn.set_processor(pg.WindowAttentionProcessor())
     x = torch.randn(6, 5, 8)                               # 2 windows of 3 frames, 5 tokens each
     framewise = attn(x)
     joined = attn(x, num_frames=3)
@@ -149,18 +148,21 @@ def test_window_attention_attends_over_the_window():
 
 def test_unknown_option_is_named():
     with pytest.raises(ValueError, match="windw"):
-        mya.MYAOptions.from_dict({"windw": 8})
+        pg.MYAOptions.from_dict({"windw": 8})
     with pytest.raises(ValueError, match="overlap"):
-        mya.MYAOptions.from_dict({"window": 4, "overlap": 4})
-    options = mya.MYAOptions.from_dict({"unet": {"layers_per_block": 2}, "motion": {"anything": 1}})
+        pg.MYAOptions.from_dict({"window": 4, "overlap": 4})
+    with pytest.raises(ValueError, match=r"mya\.motion: .*anything"):   # motion: the keypoint model's options
+        pg.MYAOptions.from_dict({"motion": {"anything": 1}})
+    options = pg.MYAOptions.from_dict({"unet": {"layers_per_block": 2}, "motion": {"steps": 7}})
     assert options.unet_kwargs["layers_per_block"] == 2 and options.unet_kwargs["cross_attention_dim"] == 64
+    assert options.motion == {"steps": 7} and options.motion_options().steps == 7
 
 
 # -- training, saving, generating ----------------------------------------------------------------
 
 
 class FakeKeypointMotion:
-    """Stands in for ``bench.baselines.keypoint_motion``: the reference pose, swaying with time."""
+    """Stands in for ``bench.baselines.keypoint_motion.KeypointMotion``: the reference pose, swaying with time."""
 
     def __init__(self, options):
         self.options = options
@@ -177,11 +179,8 @@ class FakeKeypointMotion:
 
 @pytest.fixture
 def fake_motion(monkeypatch):
-    module = types.ModuleType("bench.baselines.keypoint_motion")
-    module.KeypointMotion = FakeKeypointMotion
-    module.KeypointMotionOptions = types.SimpleNamespace(from_dict=lambda values: dict(values))
-    monkeypatch.setitem(sys.modules, "bench.baselines.keypoint_motion", module)
-    return module
+    monkeypatch.setattr(mya, "KeypointMotion", FakeKeypointMotion)
+    return FakeKeypointMotion
 
 
 @pytest.fixture(scope="module")
@@ -207,22 +206,22 @@ def _test_clip(corpus: Path) -> ClipRecord:
 def trained(corpus, vae_folder, tmp_path_factory):
     work = tmp_path_factory.mktemp("mya")
     context = _context(corpus, vae_folder, work)
-    options = mya.MYAOptions.from_dict(TINY_OPTIONS)
+    options = pg.MYAOptions.from_dict(TINY_OPTIONS)
     vae = mya.load_vae(context)
-    model, facts = mya.train_or_load_generator(context, options, vae, torch.device("cpu"))
+    model, facts = pgt.train_or_load_generator(context, options, vae, torch.device("cpu"))
     return context, model, facts
 
 
 def test_training_runs_and_saves_a_finished_model(trained):
     context, model, facts = trained
-    folder = Path(context.work_dir) / mya.GENERATOR_FOLDER
+    folder = Path(context.work_dir) / pgt.GENERATOR_FOLDER
     assert facts["trained"] == "now" and facts["steps"] == 3 and np.isfinite(facts["last_loss"])
-    assert mya.generator_is_finished(folder)
+    assert pgt.generator_is_finished(folder)
     assert not [p for p in Path(context.work_dir).iterdir() if p.name.startswith(".")]   # no staging left
-    reloaded, card = mya.load_generator(folder)
+    reloaded, card = pgt.load_generator(folder)
     for name, value in model.state_dict().items():
         torch.testing.assert_close(reloaded.state_dict()[name], value)
-    assert card["settings"] == mya.MYAOptions.from_dict(TINY_OPTIONS).training_settings()
+    assert card["settings"] == pg.MYAOptions.from_dict(TINY_OPTIONS).training_settings()
 
 
 def test_generate_returns_every_frame_and_reloads_to_the_same_outputs(trained, corpus, fake_motion):
@@ -252,21 +251,21 @@ def test_short_clip_is_one_window(trained, corpus, fake_motion):
 
 def test_saved_model_with_other_settings_is_refused(trained, vae_folder):
     context, _, _ = trained
-    options = mya.MYAOptions.from_dict({**TINY_OPTIONS, "steps": 4})
+    options = pg.MYAOptions.from_dict({**TINY_OPTIONS, "steps": 4})
     with pytest.raises(ValueError, match="other settings"):
-        mya.train_or_load_generator(context, options, mya.load_vae(context), torch.device("cpu"))
+        pgt.train_or_load_generator(context, options, mya.load_vae(context), torch.device("cpu"))
 
 
 def test_half_written_model_folder_is_not_finished(corpus, vae_folder, tmp_path):
-    folder = tmp_path / mya.GENERATOR_FOLDER
+    folder = tmp_path / pgt.GENERATOR_FOLDER
     folder.mkdir()
     (folder / "config.json").write_text("{}")               # weights and card never written
-    assert not mya.generator_is_finished(folder)
+    assert not pgt.generator_is_finished(folder)
     with pytest.raises(FileNotFoundError):
-        mya.load_generator(folder)
+        pgt.load_generator(folder)
     messages = []
     context = _context(corpus, vae_folder, tmp_path, {**TINY_OPTIONS, "steps": 1}, log=messages.append)
-    options = mya.MYAOptions.from_dict(context.options)
-    _, facts = mya.train_or_load_generator(context, options, mya.load_vae(context), torch.device("cpu"))
+    options = pg.MYAOptions.from_dict(context.options)
+    _, facts = pgt.train_or_load_generator(context, options, mya.load_vae(context), torch.device("cpu"))
     assert facts["trained"] == "now" and any("unfinished" in m for m in messages)
-    assert mya.generator_is_finished(folder)
+    assert pgt.generator_is_finished(folder)

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from scipy.interpolate import RBFInterpolator
 
-from bench.methods.base import BenchContext, reference_keypoints
-from metrics.dataset import ClipRecord
-from bench.baselines.keypoint_motion import (KEYPOINT_POINTS, KeypointMotion, KeypointMotionOptions,
-                                           reference_placement, retarget)
-from bench.methods.s2g import S2GMethod, S2GOptions, control_points
+from bench.baselines.keypoint_geometry import KEYPOINT_POINTS, reference_placement, retarget
+from bench.baselines.keypoint_motion import KeypointMotion, KeypointMotionOptions
+from bench.baselines.s2g import S2GOptions, control_points
 from bench.baselines.tps import tps_fit, tps_transform, tps_warp
-from metrics.dataset import Dataset
+from bench.methods.base import BenchContext, reference_keypoints
+from bench.methods.s2g import S2GMethod
+from metrics.dataset import ClipRecord, Dataset
 from metrics.pose import wholebody as wb
 from tests.imac_fixtures import make_corpus
 

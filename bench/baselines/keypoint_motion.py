@@ -1,22 +1,21 @@
 """Audio -> 2D keypoint motion: a diffusion model over COCO-WholeBody keypoint sequences.
 
-The motion branch of the S2G reimplementation (``bench.methods.s2g``), also used by the MYA
+The motion branch of the S2G reimplementation (``bench.baselines.s2g``), also used by the MYA
 reimplementation to drive its pose images. It is IMAC's ``MotionModel`` (audio encoder + two
 transformer streams, epsilon-prediction DDPM training, DDIM sampling) trained on keypoints
 instead of SMPL-X parameters, with IMAC's frozen audio features (MFCC + HuBERT, one row per video
 frame; the tiny random HuBERT unless ``hubert`` names a local folder); no new network is written
-here.
+here. Which points, their normalisation, placement and retargeting: ``keypoint_geometry``; the
+training clips: ``keypoint_data``.
 
 What is modelled:
 
-- ``KEYPOINT_POINTS`` are the candidate points: the upper body (nose, eyes, ears, shoulders,
-  elbows, wrists, hips), the 68 face landmarks and both hands. A trained model keeps those of them
-  that its training keypoints provide (score >= ``score_threshold`` in at least
-  ``MIN_VISIBLE_SHARE`` of the training frames); ``KeypointMotion.points`` lists them. Points a
+- A trained model keeps the candidate points (``keypoint_geometry.KEYPOINT_POINTS``) that its
+  training keypoints provide (``modelled_points``); ``KeypointMotion.points`` lists them. Points a
   dataset does not provide are never modelled as data: the toy corpus's keypoint files have no
   ears and only 4 of the face landmarks (mouth corners and lips), so a model trained on them has
   57 points; with the toy marker extractor (datasets without keypoint files) the head is the nose
-  alone. Feet and legs are never modelled (co-speech videos are upper-body shots).
+  alone.
 - The pose stream gets the x, y of the modelled body and hand points, the expression stream those
   of the head (nose, eyes, ears, face landmarks): the head moves with its own rhythm (lips with
   syllables) and IMAC's expression stream is the part meant for it. Each stream models the first
@@ -25,12 +24,8 @@ What is modelled:
   hundred steps, while on the raw coordinates (more than its width) it cannot even represent the
   noise to predict. With no head point, the expression stream is one constant zero channel.
 
-Coordinates are normalised per clip as the metrics do (``metrics.skeleton``): centred on the
-clip's median neck (midpoint of the shoulders), in units of its median shoulder width. Gaps in a
-clip are interpolated in time (``fill_missing``); a modelled point a clip never shows takes its
-mean normalised position over the training clips that show it. Sampled motion is placed on the
-reference frame: neck on the reference's neck, scaled by the reference's shoulder width
-(``retarget`` further gives it the reference's bone lengths).
+Sampled motion is placed on the reference frame: neck on the reference's neck, scaled by the
+reference's shoulder width (``keypoint_geometry.reference_placement``).
 
 Diffusion settings that matter for a model trained for seconds on a CPU:
 
@@ -57,31 +52,37 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from diffusers import DDIMScheduler
 from scipy.ndimage import gaussian_filter1d
+from tqdm import tqdm
 
+from bench.baselines.keypoint_data import motion_arrays, training_clips
+from bench.baselines.keypoint_geometry import BODY_POINTS, HEAD_POINTS, modelled_points, reference_placement
 from bench.methods.base import BenchContext
+from imac.audio_features import AudioFeatures, load_hubert
+from imac.config import AudioConfig, IMACConfig, MotionConfig
+from imac.models.motion import MotionModel
+from imac.models.video import motion_sampling_scheduler, motion_training_scheduler
+from imac.pipeline import hubert_identity, quiet_transformers
+from imac.training.windows import window_positions
+from metrics.device import resolve_device
 from metrics.io.audio import SAMPLE_RATE
-from metrics.io.files import replace_folder
+from metrics.io.files import atomic_folder
+from metrics.options import build_options
 from metrics.pose import wholebody as wb
-from metrics.skeleton import LEFT_SHOULDER, RIGHT_SHOULDER, SkeletonError, fill_missing, normalise
+from metrics.skeleton import LEFT_SHOULDER, RIGHT_SHOULDER
 
 FORMAT = "keypoint-motion-1"
 CARD = "keypoint_motion.json"
 BASES = "bases.npz"
 FOLDER = "keypoint_motion"
-MIN_VISIBLE_SHARE = 0.05
-
-HEAD_POINTS: tuple[int, ...] = (*range(0, 5), *wb.FACE)               # nose, eyes, ears, 68 landmarks
-BODY_POINTS: tuple[int, ...] = (*range(5, 13), *wb.LEFT_HAND, *wb.RIGHT_HAND)  # shoulders..hips, hands
-KEYPOINT_POINTS: tuple[int, ...] = tuple(sorted(HEAD_POINTS + BODY_POINTS))
 
 # Options that change nothing in training: a model trained with other values is still the same model.
 SAMPLING_OPTIONS = ("sample_steps", "sample_clip", "smoothing")
@@ -117,19 +118,9 @@ class KeypointMotionOptions:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None, where: str = "keypoint motion") -> KeypointMotionOptions:
-        """Options from a config mapping; an unknown key or a value of the wrong type is an error naming it."""
-        values = dict(values or {})
-        known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(values) - set(known))
-        if unknown:
-            raise ValueError(f"{where}: unknown option(s) {', '.join(unknown)} (known: {', '.join(known)})")
-        defaults = cls()
-        for name, value in values.items():
-            expected = type(getattr(defaults, name))
-            if isinstance(value, bool) or not isinstance(value, (int, float) if expected is float else expected):
-                raise ValueError(f"{where}: option {name} must be {expected.__name__}, got {value!r}")
-        options = cls(**{name: (float(v) if type(getattr(defaults, name)) is float else v)
-                         for name, v in values.items()})
+        """Options from a config mapping (``metrics.options``): an unknown key, a value of the wrong type
+        or out of range is an error naming ``where`` and the key."""
+        options = build_options(cls, values, where)
         options.check(where)
         return options
 
@@ -147,119 +138,6 @@ class KeypointMotionOptions:
         if self.sample_steps > self.train_timesteps:
             raise ValueError(f"{where}: sample_steps ({self.sample_steps}) exceeds train_timesteps "
                              f"({self.train_timesteps})")
-
-
-# -- normalisation -------------------------------------------------------------------------------
-
-
-def normalised_clip(keypoints: np.ndarray, points: tuple[int, ...], threshold: float
-                    ) -> tuple[np.ndarray, np.ndarray]:
-    """(F, P, 2) positions of ``points`` in shoulder widths around the clip's median neck, and which
-    of the points the clip ever shows (P,). Raises ``SkeletonError`` when a shoulder never shows."""
-    xy, shoulders = fill_missing(keypoints, threshold, points)
-    shown = (keypoints[:, list(points), 2] >= threshold).any(axis=0)
-    return normalise(xy, shoulders).astype(np.float32), shown
-
-
-def reference_placement(keypoints: np.ndarray, threshold: float) -> tuple[np.ndarray, float]:
-    """The neck (2,) and shoulder width of one frame's keypoints (133, 3): where sampled motion goes."""
-    keypoints = np.asarray(keypoints, dtype=np.float64)
-    if keypoints.shape != (wb.NUM_KEYPOINTS, 3) or not np.isfinite(keypoints).all():
-        raise ValueError(f"reference keypoints must be finite (133, 3), got shape {keypoints.shape}")
-    try:
-        _, shoulders = fill_missing(keypoints[None], threshold, [])
-    except SkeletonError:
-        raise ValueError(f"the reference frame shows no shoulders (score >= {threshold}): "
-                         "cannot place the motion on it") from None
-    width = float(np.linalg.norm(shoulders[0, 0] - shoulders[0, 1]))
-    if width <= 1e-6:
-        raise ValueError("the reference frame's shoulders coincide: cannot scale the motion to it")
-    return shoulders[0].mean(axis=0), width
-
-
-NECK = -1   # the shoulders' midpoint, as a parent in ``SKELETON_BONES``
-
-
-def _skeleton_bones() -> tuple[tuple[int, int], ...]:
-    """(child, parent) pairs from the neck outwards, parents first: shoulders, nose, arms, fingers."""
-    bones = [(wb.index_of(f"{side}_shoulder"), NECK) for side in ("left", "right")]
-    bones.append((wb.index_of("nose"), NECK))
-    for side in ("left", "right"):
-        shoulder, elbow, wrist = (wb.index_of(f"{side}_{part}") for part in ("shoulder", "elbow", "wrist"))
-        root = wb.hand_index(side, None)
-        bones += [(elbow, shoulder), (wrist, elbow), (root, wrist)]
-        for finger in wb.FINGERS:
-            chain = [root] + [wb.hand_index(side, finger, joint) for joint in range(1, 5)]
-            bones += list(zip(chain[1:], chain[:-1]))
-    return tuple(bones)
-
-
-SKELETON_BONES = _skeleton_bones()
-
-
-def retarget(keypoints: np.ndarray, reference: np.ndarray, threshold: float) -> np.ndarray:
-    """``keypoints`` (F, 133, 3) moved onto the reference frame's body (133, 3): bone lengths of the
-    reference, bone directions of ``keypoints``.
-
-    A motion model trained on several speakers generates an average body; warping a speaker's image
-    to it would also stretch their limbs and torso. Starting from the generated neck, every bone of
-    ``SKELETON_BONES`` keeps its generated direction and takes its reference length; the hips follow
-    the shoulders rigidly (the rotation and scale that takes the reference shoulders to the new
-    ones), and the head's other points (eyes, ears, face) keep their generated offsets from the new
-    nose. A point missing (score < ``threshold``) in the reference keeps its generated offset from
-    its parent (the neck, for a hip); scores are those of ``keypoints``.
-    """
-    keypoints = np.asarray(keypoints, dtype=np.float32)
-    reference = np.asarray(reference, dtype=np.float64)
-    shoulders = [wb.index_of("left_shoulder"), wb.index_of("right_shoulder")]
-    out = keypoints.copy()
-
-    def position(array: np.ndarray, point: int) -> np.ndarray:
-        return array[..., shoulders, :2].mean(axis=-2) if point == NECK else array[..., point, :2]
-
-    def shown(array: np.ndarray, point: int) -> np.ndarray:
-        return (array[..., shoulders, 2] >= threshold).all(-1) if point == NECK else array[..., point, 2] >= threshold
-
-    new_positions = {NECK: position(keypoints, NECK)}
-    for child, parent in SKELETON_BONES:
-        generated = position(keypoints, child) - position(keypoints, parent)          # (F, 2)
-        if shown(reference, child) and shown(reference, parent):
-            length = np.linalg.norm(position(reference, child) - position(reference, parent))
-            norms = np.linalg.norm(generated, axis=-1, keepdims=True)
-            fallback = position(reference, child) - position(reference, parent)
-            direction = np.where(norms > 1e-6, generated / np.maximum(norms, 1e-6),
-                                 fallback / max(length, 1e-6))
-            generated = direction * length
-        present = (keypoints[:, child, 2] > 0)[:, None]
-        new_positions[child] = np.where(present, new_positions[parent] + generated, keypoints[:, child, :2])
-        out[:, child, :2] = new_positions[child]
-    left, right = shoulders
-    new_neck = new_positions[NECK]
-    # Shoulder lines as complex numbers: the ratio new / reference is the rotation and scale.
-    new_line = new_positions[left] - new_positions[right]
-    reference_line = position(reference, left) - position(reference, right)
-    rigid = bool(shown(reference, NECK)) and float(np.linalg.norm(reference_line)) > 1e-6
-    turn = (new_line[:, 0] + 1j * new_line[:, 1]) / complex(*reference_line) if rigid else None
-    for side in ("left", "right"):
-        hip = wb.index_of(f"{side}_hip")
-        if rigid and shown(reference, hip):
-            offset = position(reference, hip) - position(reference, NECK)
-            moved = turn * complex(*offset)
-            out[:, hip, :2] = new_neck + np.stack([moved.real, moved.imag], axis=-1)
-        else:
-            out[:, hip, :2] = keypoints[:, hip, :2] - position(keypoints, NECK) + new_neck
-    nose = wb.index_of("nose")
-    for point in (*range(1, 5), *wb.FACE):
-        out[:, point, :2] = keypoints[:, point, :2] - keypoints[:, nose, :2] + new_positions[nose]
-    out[keypoints[..., 2] <= 0] = 0.0   # absent points stay (0, 0, 0)
-    return out
-
-
-def modelled_points(keypoints: list[np.ndarray], threshold: float) -> tuple[int, ...]:
-    """The candidate points shown in at least ``MIN_VISIBLE_SHARE`` of all frames of ``keypoints``."""
-    scores = np.concatenate([k[:, list(KEYPOINT_POINTS), 2] for k in keypoints], axis=0)
-    share = (scores >= threshold).mean(axis=0)
-    return tuple(p for p, s in zip(KEYPOINT_POINTS, share) if s >= MIN_VISIBLE_SHARE)
 
 
 @dataclass(frozen=True)
@@ -298,49 +176,37 @@ class LinearBasis:
 # -- the model -----------------------------------------------------------------------------------
 
 
-def _resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
 def _hubert_id(options: KeypointMotionOptions) -> str:
     if options.hubert == "tiny":
         return f"tiny-seed{options.hubert_seed}"
-    from imac.config import AudioConfig, IMACConfig
-    from imac.pipeline import hubert_identity
-
     return hubert_identity(IMACConfig(audio=AudioConfig(hubert=options.hubert)))
 
 
 def _load_hubert(options: KeypointMotionOptions, device: str):
-    from imac.audio_features import load_hubert
-
     if options.hubert == "tiny":
         return load_hubert(tiny=True, seed=options.hubert_seed, device=device)
-    from imac.pipeline import quiet_transformers
-
     with quiet_transformers():
         return load_hubert(options.hubert, device=device)
 
 
-def _motion_config(options: KeypointMotionOptions):
-    from imac.config import MotionConfig
-
+def _motion_config(options: KeypointMotionOptions) -> MotionConfig:
     return MotionConfig(train_timesteps=options.train_timesteps, beta_schedule=options.beta_schedule,
                         sample_steps=options.sample_steps)
 
 
-def _sampling_scheduler(options: KeypointMotionOptions):
+def _sampling_scheduler(options: KeypointMotionOptions) -> DDIMScheduler:
     """IMAC's motion DDIM sampler, with the clean-motion estimate clipped when ``sample_clip`` > 0."""
-    from diffusers import DDIMScheduler
-
-    from imac.models.video import motion_sampling_scheduler
-
     scheduler = motion_sampling_scheduler(_motion_config(options))
     if options.sample_clip <= 0:
         return scheduler
     return DDIMScheduler.from_config(scheduler.config, clip_sample=True, clip_sample_range=options.sample_clip)
+
+
+def _training_key(context: BenchContext, options: KeypointMotionOptions) -> dict[str, Any]:
+    """What a trained model depends on besides the data files: a saved model with another key is stale."""
+    settings = {k: v for k, v in asdict(options).items() if k not in SAMPLING_OPTIONS}
+    return {"options": settings, "seed": context.seed,
+            "identities": sorted(context.identities) if context.identities else None}
 
 
 class KeypointMotion:
@@ -373,10 +239,8 @@ class KeypointMotion:
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.motion.parameters())
 
-    def audio_features(self, fps: float, cache_dir: Path | None = None):
+    def audio_features(self, fps: float, cache_dir: Path | None = None) -> AudioFeatures:
         """IMAC's MFCC + HuBERT features at ``fps`` (one ``AudioFeatures`` per frame rate)."""
-        from imac.audio_features import AudioFeatures
-
         key = float(fps)
         if key not in self._features:
             self._features[key] = AudioFeatures(self.hubert, hubert_id=self.hubert_id, n_mfcc=self.options.n_mfcc,
@@ -388,18 +252,14 @@ class KeypointMotion:
     def save(self, folder: str | os.PathLike, training_key: dict[str, Any] | None = None) -> Path:
         """Write the model folder atomically (a complete folder replaces an older one)."""
         folder = Path(folder)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        temporary = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
-        if temporary.exists():
-            shutil.rmtree(temporary)
-        self.motion.save_pretrained(temporary / "motion")
-        np.savez(temporary / BASES, pose_mean=self.pose_basis.mean, pose_axes=self.pose_basis.axes,
-                 head_mean=self.head_basis.mean, head_axes=self.head_basis.axes)
-        card = {"format": FORMAT, "pose_points": list(self.pose_points), "head_points": list(self.head_points),
-                "options": asdict(self.options), "hubert_id": self.hubert_id, "training_key": training_key,
-                "facts": self.facts}
-        (temporary / CARD).write_text(json.dumps(card, indent=2))
-        replace_folder(temporary, folder)
+        with atomic_folder(folder) as temporary:
+            self.motion.save_pretrained(temporary / "motion")
+            np.savez(temporary / BASES, pose_mean=self.pose_basis.mean, pose_axes=self.pose_basis.axes,
+                     head_mean=self.head_basis.mean, head_axes=self.head_basis.axes)
+            card = {"format": FORMAT, "pose_points": list(self.pose_points), "head_points": list(self.head_points),
+                    "options": asdict(self.options), "hubert_id": self.hubert_id, "training_key": training_key,
+                    "facts": self.facts}
+            (temporary / CARD).write_text(json.dumps(card, indent=2))
         self.folder = folder
         return folder
 
@@ -407,8 +267,6 @@ class KeypointMotion:
     def load(cls, folder: str | os.PathLike, device: str = "cpu",
              options: KeypointMotionOptions | None = None) -> KeypointMotion:
         """A saved model; of ``options``, only the sampling settings (``SAMPLING_OPTIONS``) are taken."""
-        from imac.models.motion import MotionModel
-
         folder = Path(folder)
         if not (folder / CARD).is_file():
             raise FileNotFoundError(f"{folder}: not a keypoint motion model folder (no {CARD})")
@@ -420,7 +278,7 @@ class KeypointMotion:
             options = replace(saved, **{name: getattr(options, name) for name in SAMPLING_OPTIONS})
         else:
             options = saved
-        device = _resolve_device(device)
+        device = resolve_device(device)
         hubert_id = _hubert_id(options)
         if hubert_id != card["hubert_id"]:
             raise ValueError(f"{folder}: trained with HuBERT {card['hubert_id']}, but {options.hubert!r} "
@@ -468,25 +326,19 @@ class KeypointMotion:
     @classmethod
     def _train(cls, context: BenchContext, options: KeypointMotionOptions, folder: Path,
                key: dict[str, Any]) -> KeypointMotion:
-        from tqdm import tqdm
-
-        from imac.models.motion import MotionModel
-        from imac.models.video import motion_training_scheduler
-        from imac.training.windows import window_positions
-
         started = time.perf_counter()
-        device = _resolve_device(context.device)
+        device = resolve_device(context.device)
         hubert = _load_hubert(options, device)
         torch.manual_seed(context.seed)
         hubert_id = _hubert_id(options)
-        clips = _training_clips(context, options, hubert, hubert_id)
+        clips = training_clips(context, options.n_mfcc, hubert, hubert_id)
         keypoints = [clip["keypoints"] for clip in clips]
         points = modelled_points(keypoints, options.score_threshold)
         pose_points = tuple(p for p in points if p in BODY_POINTS)
         head_points = tuple(p for p in points if p in HEAD_POINTS)
         if LEFT_SHOULDER not in pose_points or RIGHT_SHOULDER not in pose_points:
             raise ValueError("the training keypoints rarely show the shoulders: cannot normalise the motion")
-        arrays, skipped = _motion_arrays(clips, pose_points, head_points, options)
+        arrays, skipped = motion_arrays(clips, pose_points, head_points, options.score_threshold)
         long_enough = [a for a in arrays if len(a["pose"]) >= options.window]
         skipped += [a["label"] for a in arrays if len(a["pose"]) < options.window]
         if not long_enough:
@@ -580,93 +432,4 @@ class KeypointMotion:
         return out
 
 
-# -- training data -------------------------------------------------------------------------------
-
-
-def _training_key(context: BenchContext, options: KeypointMotionOptions) -> dict[str, Any]:
-    """What a trained model depends on besides the data files: a saved model with another key is stale."""
-    settings = {k: v for k, v in asdict(options).items() if k not in SAMPLING_OPTIONS}
-    return {"options": settings, "seed": context.seed,
-            "identities": sorted(context.identities) if context.identities else None}
-
-
-def _clip_keypoints(context: BenchContext, dataset, record) -> np.ndarray:
-    """The clip's keypoints: the dataset's file, else the run's pose extractor over the video (cached)."""
-    keypoints = record.load_keypoints()
-    if keypoints is not None:
-        return keypoints
-    if context.pose_extractor is None:
-        raise ValueError(f"{record.label}: the dataset has no keypoints for this clip and no pose extractor was given")
-    from metrics.io.files import save_npz_atomic
-    from metrics.io.video import read_video
-
-    extractor_id = str(getattr(context.pose_extractor, "extractor_id", type(context.pose_extractor).__name__))
-    cache = Path(context.work_dir) / "keypoints" / extractor_id / record.identity / f"{record.clip_id}.npz"
-    if cache.is_file():
-        with np.load(cache, allow_pickle=False) as npz:
-            return npz["keypoints"]
-    keypoints = np.asarray(context.pose_extractor(read_video(record.video)), dtype=np.float32)
-    save_npz_atomic(cache, keypoints=keypoints)
-    return keypoints
-
-
-def _training_clips(context: BenchContext, options: KeypointMotionOptions, hubert,
-                    hubert_id: str) -> list[dict[str, Any]]:
-    """Keypoints and audio features of every training clip of the chosen speakers."""
-    from imac.audio_features import AudioFeatures
-
-    dataset = context.dataset()
-    records = dataset.split("train")
-    if context.identities:
-        unknown = sorted(set(context.identities) - set(dataset.identities))
-        if unknown:
-            raise ValueError(f"{dataset.root}: no identity {', '.join(unknown)} (has {', '.join(dataset.identities)})")
-        records = [r for r in records if r.identity in context.identities]
-    if not records:
-        raise ValueError(f"{dataset.root}: no training clips to learn keypoint motion from")
-    features_by_fps: dict[float, AudioFeatures] = {}
-    clips = []
-    for record in records:
-        if record.fps not in features_by_fps:
-            features_by_fps[record.fps] = AudioFeatures(
-                hubert, hubert_id=hubert_id, n_mfcc=options.n_mfcc, fps=record.fps,
-                sample_rate=SAMPLE_RATE, cache_dir=Path(context.work_dir) / "features")
-        features = features_by_fps[record.fps].from_file(record.audio, record.num_frames)
-        keypoints = _clip_keypoints(context, dataset, record)[:record.num_frames]
-        clips.append({"label": record.label, "keypoints": keypoints, **features})
-    return clips
-
-
-def _motion_arrays(clips: list[dict[str, Any]], pose_points: tuple[int, ...], head_points: tuple[int, ...],
-                   options: KeypointMotionOptions) -> tuple[list[dict[str, Any]], list[str]]:
-    """Per clip: pose (F, 2 * pose points) and head (F, 2 * head points) coordinates, audio features.
-
-    Points a clip never shows take their mean over the clips that show them."""
-    points = pose_points + head_points
-    normalised, skipped = [], []
-    for clip in clips:
-        try:
-            xy, shown = normalised_clip(clip["keypoints"], points, options.score_threshold)
-        except SkeletonError:
-            skipped.append(clip["label"])
-            continue
-        normalised.append((clip, xy, shown))
-    if not normalised:
-        return [], skipped
-    sums = sum(xy.mean(axis=0) * shown[:, None] for _, xy, shown in normalised)
-    counts = sum(shown.astype(np.float64) for _, _, shown in normalised)
-    fallback = sums / np.maximum(counts, 1.0)[:, None]
-    arrays = []
-    for clip, xy, shown in normalised:
-        xy = np.where(shown[None, :, None], xy, fallback[None].astype(np.float32))
-        frames = len(xy)
-        pose = xy[:, :len(pose_points)].reshape(frames, 2 * len(pose_points))
-        head = xy[:, len(pose_points):].reshape(frames, 2 * len(head_points))
-        arrays.append({"label": clip["label"], "pose": np.ascontiguousarray(pose, dtype=np.float32),
-                       "head": np.ascontiguousarray(head, dtype=np.float32),
-                       "mfcc": clip["mfcc"][:frames], "hubert": clip["hubert"][:frames]})
-    return arrays, skipped
-
-
-__all__ = ["KEYPOINT_POINTS", "KeypointMotion", "KeypointMotionOptions", "LinearBasis", "normalised_clip",
-           "reference_placement", "retarget"]
+__all__ = ["FOLDER", "KeypointMotion", "KeypointMotionOptions", "LinearBasis"]

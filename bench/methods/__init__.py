@@ -10,9 +10,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from bench.methods.base import BenchContext, Method
+from bench.methods.controls import GroundTruth, ShuffledAudio, Static
 from metrics.dataset import ClipRecord
 
 CONTROLS = ("gt", "static", "shuffled")
+
+# The model builders import their method's module when a method is made, not at the top: the model
+# methods pull in torch, diffusers and transformers (``python -X importtime``: bench.methods 3.2 s,
+# bench.methods.s2g / .mya / .imac_method 22-24 s cumulative, on the busy 2-core dev machine), and
+# ``bench.methods`` is imported by the CLI for commands that build no model (``known_methods``).
 
 
 def _imac(name: str) -> Callable[[], Method]:
@@ -37,9 +43,7 @@ def _mya() -> Method:
 
 def _control(name: str) -> Callable[[], Method]:
     def build() -> Method:
-        from bench.methods import controls
-
-        return {"gt": controls.GroundTruth, "static": controls.Static, "shuffled": controls.ShuffledAudio}[name]()
+        return {"gt": GroundTruth, "static": Static, "shuffled": ShuffledAudio}[name]()
     return build
 
 

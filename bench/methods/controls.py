@@ -21,10 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from metrics.io.audio import SAMPLE_RATE
-
 from bench.methods.base import BenchContext, Method
 from metrics.dataset import ClipRecord
+from metrics.io.audio import SAMPLE_RATE, write_wav
 from metrics.io.files import link_or_copy
 
 
@@ -68,8 +67,6 @@ class ShuffledAudio(Method):
         return {"audio_from": {k: v.label for k, v in self.partner.items()}}
 
     def write(self, clip: ClipRecord, out: Path, seed: int) -> dict[str, Any]:
-        from metrics.io.audio import write_wav
-
         other = self.partner[clip.label]
         rate = SAMPLE_RATE
         length = len(clip.load_audio(rate))

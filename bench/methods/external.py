@@ -27,14 +27,19 @@ from __future__ import annotations
 
 import os
 import shlex
+import string
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+from PIL import Image
+
 from bench.methods.base import Method
-from metrics.dataset import ClipRecord
 from bench.methods.controls import link_file
+from metrics.dataset import ClipRecord
+from metrics.io.video import VideoReader, probe_video
 
 PLACEHOLDERS = ("reference", "audio", "out", "identity", "clip_id", "fps", "num_frames", "width", "height")
 
@@ -45,8 +50,6 @@ class ExternalVideoError(ValueError):
 
 def check_video(path: Path) -> None:
     """Raise ExternalVideoError naming ``path`` unless it is a video whose frames all decode."""
-    from metrics.io.video import VideoReader, probe_video
-
     if not path.is_file():
         raise ExternalVideoError(f"{path}: missing")
     try:
@@ -99,8 +102,6 @@ class CommandSpec:
 
 def parse_methods_file(path: str | Path) -> dict[str, CommandSpec]:
     """The command methods of a YAML methods file; errors name the file and the method."""
-    import yaml
-
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text()) or {}
@@ -132,8 +133,6 @@ def parse_methods_file(path: str | Path) -> dict[str, CommandSpec]:
 
 
 def _placeholders(template: str) -> set[str]:
-    import string
-
     return {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
 
 
@@ -158,8 +157,6 @@ class CommandMethod(Method):
         return {"command": self.spec.command, "cwd": self.spec.cwd}
 
     def write(self, clip: ClipRecord, out: Path, seed: int) -> dict[str, Any]:
-        from PIL import Image
-
         reference = self.inputs / clip.identity / f"{clip.clip_id}.png"
         if not reference.is_file():
             reference.parent.mkdir(parents=True, exist_ok=True)

@@ -11,14 +11,20 @@ HuBERT from local folders instead.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from bench.methods.base import BenchContext, Method
+from imac.config import IMACConfig, load_config
+from imac.frames import frames_to_tensor
+from imac.pipeline import IMACPipeline
+from imac.training.trainer import train
 from metrics.dataset import ClipRecord
+from metrics.options import build_options
 
 # name -> (label, config overrides, trains stage 1)
 IMAC_VARIANTS: dict[str, tuple[str, tuple[str, ...], bool]] = {
@@ -28,10 +34,6 @@ IMAC_VARIANTS: dict[str, tuple[str, tuple[str, ...], bool]] = {
     "imac-no-stage1": ("IMAC w/o first stage", ("stage2.init_from=null",), False),
     "imac-no-slowfast": ("IMAC w/o slow-fast", ("stage1.motion_frames=16", "stage2.motion_frames=16"), True),
 }
-
-
-def unknown_option_error(where: str, unknown: list[str], known: list[str]) -> ValueError:
-    return ValueError(f"{where}: unknown option(s) {', '.join(sorted(unknown))} (known: {', '.join(known)})")
 
 
 @dataclass
@@ -46,12 +48,9 @@ class IMACOptions:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None, where: str = "imac") -> IMACOptions:
-        values = dict(values or {})
-        known = [f.name for f in fields(cls)]
-        unknown = [k for k in values if k not in known]
-        if unknown:
-            raise unknown_option_error(where, unknown, known)
-        return cls(**values)
+        """Options from a config section (``metrics.options``): an unknown key or a value of the wrong
+        type is an error naming ``where`` and the key."""
+        return build_options(cls, values, where)
 
 
 class IMACMethod(Method):
@@ -65,10 +64,8 @@ class IMACMethod(Method):
         self.pipeline = None
         self.options: IMACOptions | None = None
 
-    def config(self, context: BenchContext, options: IMACOptions):
+    def config(self, context: BenchContext, options: IMACOptions) -> IMACConfig:
         """The imac config of this variant inside the run: data, output and VAE point into the run."""
-        from imac.config import load_config
-
         work = Path(context.work_dir)
         overrides = [f"data.root={context.data_root}", f"train.output={work}", f"train.seed={context.seed}",
                      f"train.device={context.device}", f"stage2.init_from={work / 'stage1' / 'model'}"]
@@ -80,9 +77,6 @@ class IMACMethod(Method):
         return load_config(options.config, overrides + list(options.overrides) + list(self.switches))
 
     def prepare(self, context: BenchContext) -> dict[str, Any]:
-        from imac.pipeline import IMACPipeline
-        from imac.training.trainer import train
-
         options = IMACOptions.from_dict(context.options, self.name)
         self.options = options
         facts: dict[str, Any] = {"config": options.config, "switches": list(self.switches)}
@@ -108,10 +102,6 @@ class IMACMethod(Method):
         return facts
 
     def generate(self, clip: ClipRecord, seed: int) -> np.ndarray:
-        import torch
-
-        from imac.frames import frames_to_tensor
-
         if self.pipeline is None:
             raise RuntimeError(f"{self.name}: prepare() first")
         size = self.pipeline.config.data.resolution

@@ -1,0 +1,213 @@
+"""Training of the MYA reimplementation's generator (``bench.baselines.pose_guided``): its training
+frames, the diffusion training loop and the model folder.
+
+Training is frame-wise: every frame of the train clips (of ``context.identities`` when set) is
+encoded once to VAE latents and drawn as a pose image; a step takes random target frames, each
+with a reference frame from its clip (its first frame with ``reference_first_prob``, else any),
+noises the target at uniform timesteps and regresses MYA's epsilon or v. The trained generator
+lives in ``<work_dir>/generator``: written to a hidden sibling and renamed into place once complete
+(``metrics.io.files.atomic_folder``), its card ``mya.json`` (training settings, facts, losses)
+written last, so a folder without it is never loaded; a folder trained with other settings is
+refused rather than silently reused.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL, DDIMScheduler
+from tqdm import tqdm
+
+from bench.baselines.pose_guided import MYAGenerator, MYAOptions, build_generator, mya_scheduler
+from bench.baselines.pose_images import keypoints_to_square, render_pose_images
+from bench.methods.base import BenchContext
+from imac.frames import frames_to_tensor
+from imac.models.video import encode_latents
+from metrics.io.files import atomic_folder, write_json_atomic
+from metrics.io.video import read_video
+
+GENERATOR_FOLDER = "generator"
+GENERATOR_CARD = "mya.json"          # written last: its presence marks a finished model
+
+
+# -- training data -------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainingFrames:
+    """Every frame of the training clips: target latents, pose images, and where its clip starts."""
+
+    latents: torch.Tensor          # (N, C, h, w) scaled posterior-mode latents
+    poses: torch.Tensor            # (N, 3, R, R) uint8 pose images
+    clip_start: torch.Tensor       # (N,) index of the first frame of the frame's clip
+    clip_length: torch.Tensor      # (N,)
+    clips: int
+
+    def __len__(self) -> int:
+        return len(self.latents)
+
+
+def clip_keypoints(dataset, record, frames: np.ndarray, pose_extractor) -> np.ndarray:
+    """A clip's keypoints (F, 133, 3): the dataset's, else the run's pose extractor's."""
+    keypoints = record.load_keypoints()
+    if keypoints is not None:
+        return keypoints
+    if pose_extractor is None:
+        raise ValueError(f"{record.label}: the dataset has no keypoints and no pose extractor was given")
+    return np.asarray(pose_extractor(frames), dtype=np.float32)
+
+
+@torch.no_grad()
+def load_training_frames(context: BenchContext, options: MYAOptions, vae: AutoencoderKL,
+                         device: torch.device) -> TrainingFrames:
+    """Latents and pose images of every train-split frame (of ``context.identities`` when set)."""
+    dataset = context.dataset()
+    records = [r for r in dataset.split("train") if not context.identities or r.identity in context.identities]
+    if not records:
+        raise ValueError(f"{dataset.root}: no train clips" +
+                         (f" of {', '.join(context.identities)}" if context.identities else ""))
+    latents, poses, starts, lengths = [], [], [], []
+    offset = 0
+    for record in tqdm(records, desc="mya: encoding train frames", unit="clip", disable=not context.progress):
+        frames = read_video(record.video)
+        keypoints = clip_keypoints(dataset, record, frames, context.pose_extractor)[:len(frames)]
+        frames = frames[:len(keypoints)]
+        pixels = frames_to_tensor(frames, options.resolution)
+        latents.append(torch.cat([encode_latents(vae, part.to(device), sample=False).float().cpu()
+                                  for part in pixels.split(64)]))
+        square = keypoints_to_square(keypoints, frames.shape[1], frames.shape[2], options.resolution)
+        images = render_pose_images(square, options.resolution, options.resolution, options.score_threshold)
+        poses.append(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous())
+        starts.append(torch.full((len(frames),), offset))
+        lengths.append(torch.full((len(frames),), len(frames)))
+        offset += len(frames)
+    return TrainingFrames(torch.cat(latents), torch.cat(poses), torch.cat(starts), torch.cat(lengths), len(records))
+
+
+# -- training ------------------------------------------------------------------------------------
+
+
+def training_batch(data: TrainingFrames, batch_size: int, reference_first_prob: float,
+                   generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(target, reference) frame indices: the reference is from the target's clip, its first frame or any."""
+    target = torch.randint(len(data), (batch_size,), generator=generator)
+    offset = (torch.rand(batch_size, generator=generator) * data.clip_length[target]).long()
+    first = torch.rand(batch_size, generator=generator) < reference_first_prob
+    reference = data.clip_start[target] + torch.where(first, torch.zeros_like(offset), offset)
+    return target, reference
+
+
+def diffusion_loss(model: MYAGenerator, scheduler: DDIMScheduler, data: TrainingFrames, target: torch.Tensor,
+                   reference: torch.Tensor, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    """Mean squared error of the model's epsilon or v on one batch, at uniformly drawn timesteps."""
+    clean = data.latents[target].to(device)
+    noise = torch.randn(clean.shape, generator=generator).to(device)
+    timesteps = torch.randint(scheduler.config.num_train_timesteps, (len(target),), generator=generator).to(device)
+    noisy = scheduler.add_noise(clean, noise, timesteps)
+    goal = noise if scheduler.config.prediction_type == "epsilon" else scheduler.get_velocity(clean, noise, timesteps)
+    reference_latents = data.latents[reference].to(device)
+    pose_features = model.pose_encoder(data.poses[target].to(device).float() / 255.0)
+    output = model(noisy, timesteps, pose_features, reference_latents, model.reference_tokens(reference_latents))
+    return F.mse_loss(output, goal)
+
+
+def learning_rate_factor(step: int, steps: int, warmup_steps: int) -> float:
+    """Linear warm-up over ``warmup_steps``, then cosine decay to 0 at ``steps``."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(steps - warmup_steps, 1)
+    return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def train_generator(model: MYAGenerator, data: TrainingFrames, options: MYAOptions, seed: int,
+                    device: torch.device, progress: bool = False) -> list[float]:
+    """AdamW (linear warm-up, cosine decay), gradient norm clipped to 1; returns the loss of every step."""
+    scheduler = mya_scheduler(options.prediction_type)
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=0.0)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: learning_rate_factor(step, options.steps, options.warmup_steps))
+    model.train()
+    losses = []
+    bar = tqdm(range(options.steps), desc="mya: training generator", unit="step", disable=not progress)
+    for _ in bar:
+        target, reference = training_batch(data, options.batch_size, options.reference_first_prob, generator)
+        loss = diffusion_loss(model, scheduler, data, target, reference, generator, device)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        losses.append(loss.item())
+        if len(losses) % 20 == 0:
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+    model.eval()
+    return losses
+
+
+# -- the model folder ----------------------------------------------------------------------------
+
+
+def generator_is_finished(folder: str | os.PathLike) -> bool:
+    """Whether ``folder`` holds a completely saved generator (its card is written last)."""
+    folder = Path(folder)
+    return (folder / GENERATOR_CARD).is_file() and (folder / "config.json").is_file()
+
+
+def save_generator(model: MYAGenerator, folder: Path, card: dict[str, Any]) -> None:
+    """Save to a hidden sibling (weights, config, then the card), then rename it to ``folder``
+    (``metrics.io.files.atomic_folder``).
+
+    An unfinished ``folder`` left by an interrupted run is replaced.
+    """
+    with atomic_folder(folder) as staged:
+        model.save_pretrained(staged)
+        write_json_atomic(staged / GENERATOR_CARD, card)
+
+
+def load_generator(folder: str | os.PathLike) -> tuple[MYAGenerator, dict[str, Any]]:
+    """A finished generator (in eval mode) and its card; FileNotFoundError for an unfinished folder."""
+    folder = Path(folder)
+    if not generator_is_finished(folder):
+        raise FileNotFoundError(f"{folder}: no finished MYA generator here (no {GENERATOR_CARD})")
+    model = MYAGenerator.from_pretrained(folder)
+    return model.eval(), json.loads((folder / GENERATOR_CARD).read_text())
+
+
+def train_or_load_generator(context: BenchContext, options: MYAOptions, vae: AutoencoderKL,
+                            device: torch.device) -> tuple[MYAGenerator, dict[str, Any]]:
+    """The generator of ``options.model`` or ``work_dir/generator`` if finished, else trained and saved there."""
+    folder = Path(options.model) if options.model else Path(context.work_dir) / GENERATOR_FOLDER
+    if options.model or generator_is_finished(folder):
+        model, card = load_generator(folder)
+        if not options.model and card.get("settings") != options.training_settings():
+            raise ValueError(f"{folder}: trained with other settings than this run's mya options "
+                             f"({card.get('settings')}); remove the folder to train again")
+        return model.to(device), {"generator": str(folder), "trained": "earlier", **card.get("facts", {})}
+    if folder.exists():
+        context.log(f"mya: {folder} is unfinished (no {GENERATOR_CARD}); training again")
+    started = time.perf_counter()
+    data = load_training_frames(context, options, vae, device)
+    loaded = time.perf_counter()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(context.seed)
+        model = build_generator(options, vae).to(device)
+    context.log(f"mya: training the generator ({sum(p.numel() for p in model.parameters()) / 1e6:.2f} M "
+                f"parameters) for {options.steps} steps on {len(data)} frames of {data.clips} clips")
+    losses = train_generator(model, data, options, context.seed, device, context.progress)
+    facts = {"parameters": sum(p.numel() for p in model.parameters()), "frames": len(data), "clips": data.clips,
+             "steps": options.steps, "data_seconds": round(loaded - started, 1),
+             "train_seconds": round(time.perf_counter() - loaded, 1),
+             "first_loss": round(float(np.mean(losses[:20])), 5), "last_loss": round(float(np.mean(losses[-20:])), 5)}
+    save_generator(model.cpu(), folder, {"settings": options.training_settings(), "facts": facts,
+                                         "losses": [round(x, 5) for x in losses]})
+    return model.to(device), {"generator": str(folder), "trained": "now", **facts}
