@@ -16,11 +16,15 @@ checks must hold. Rows the run has and the baseline lacks are listed but do not 
 from __future__ import annotations
 
 import csv
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+
+from bench.report import load_results, markdown_report, metrics_csv
+from metrics.io.files import write_text_atomic
 
 
 @dataclass
@@ -109,9 +113,6 @@ def compare(run_table: dict, baseline_table: dict, tolerances: dict, control_che
 
 
 def check_run(run: str | Path, baseline: str | Path) -> tuple[list[Difference], list[str]]:
-    from bench.report import load_results, metrics_csv
-    from metrics.io.files import write_text_atomic
-
     run, baseline = Path(run), Path(baseline)
     results = load_results(run)
     write_text_atomic(run / "metrics.csv", metrics_csv(results))
@@ -138,11 +139,6 @@ metrics:
 
 def update_baseline(run: str | Path, baseline: str | Path) -> Path:
     """Copy a run's table and report into ``baseline`` (tolerances.yaml is kept, or written once)."""
-    import json
-
-    from bench.report import load_results, markdown_report, metrics_csv
-    from metrics.io.files import write_text_atomic
-
     results = load_results(run)
     baseline = Path(baseline)
     baseline.mkdir(parents=True, exist_ok=True)

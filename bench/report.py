@@ -15,8 +15,15 @@ import math
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, ImageDraw
 
-from metrics.io.files import write_json_atomic, write_text_atomic
+from metrics.beats import motion_beats, speech_beats
+from metrics.io.audio import load_audio
+from metrics.io.cache import VideoCache
+from metrics.io.files import atomic_path, write_json_atomic, write_text_atomic
+from metrics.io.video import VideoReader, read_video_audio
+from metrics.pose.toy import ToyMarkerPose
+from metrics.protocol import Protocol
 
 # Fewer test clips than this and "shuffled < gt on BAS" is reported but does not fail a run: BAS
 # separates matched from shuffled speech weakly (toy corpus, 40 clips: matched wins in 62% of clips).
@@ -262,8 +269,6 @@ def _pyplot():
 
 def _save_png(path: Path, write) -> Path:
     """``write(file)`` a PNG to ``path`` atomically."""
-    from metrics.io.files import atomic_path
-
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as temporary:
         write(temporary)
@@ -311,10 +316,6 @@ def _video_path(run: Path, method: str, label: str) -> Path:
 
 def frame_strip(run: Path, results: dict, clip: str, path: Path, count: int = 6) -> Path:
     """A grid: one row per method, ``count`` frames at the same times of the same clip."""
-    from PIL import Image, ImageDraw
-
-    from metrics.io.video import VideoReader
-
     rows = []
     names = [m for m in results["methods"] if _video_path(run, m, clip).is_file()]
     for name in names:
@@ -336,19 +337,11 @@ def frame_strip(run: Path, results: dict, clip: str, path: Path, count: int = 6)
 def beat_timeline(run: Path, results: dict, clip: str, path: Path) -> Path:
     """Speech onsets and each method's motion beats on one clip's time axis. Keypoints come from the
     run's cache (the scoring extracted them); uncached ones are extracted only for the toy extractor."""
-    from metrics.io.audio import load_audio
-    from metrics.beats import motion_beats, speech_beats
-    from metrics.protocol import Protocol
-    from metrics.io.video import VideoReader, read_video_audio
-    from metrics.io.cache import VideoCache
-
     plt = _pyplot()
     protocol = Protocol.from_dict(results["protocol"])
     cache = VideoCache(run / "cache", "keypoints", results["pose_extractor"], protocol.version)
     extractor = None
     if results["pose_extractor"].startswith("toy"):
-        from metrics.pose.toy import ToyMarkerPose
-
         extractor = ToyMarkerPose()
     gt = _video_path(run, "gt", clip)
     wav_path = gt.with_suffix(".wav")

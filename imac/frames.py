@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
 
 
 def center_crop_box(height: int, width: int) -> tuple[int, int, int]:
@@ -81,8 +82,6 @@ def load_image(path: str | os.PathLike, size: int) -> torch.Tensor:
     images are cropped to their centre square. FileNotFoundError for a missing file,
     ValueError for one that is not a readable image; both name the file.
     """
-    from PIL import Image, UnidentifiedImageError
-
     path = Path(path)
     size = _check_size(size)
     if not path.is_file():

@@ -23,6 +23,8 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 from scipy.signal import find_peaks
 
+from metrics.bootstrap import bootstrap_interval
+from metrics.io.audio import resample
 from metrics.protocol import Protocol
 from metrics.skeleton import skeleton_sequence
 
@@ -106,8 +108,6 @@ class BAS:
 
     def score(self, keypoints: np.ndarray, fps: float, wav: np.ndarray, sr: int) -> float:
         """The BAS of one clip from its keypoints and its audio."""
-        from metrics.io.audio import resample
-
         if sr != self.protocol.audio_sample_rate:
             wav = resample(np.asarray(wav, dtype=np.float32), sr, self.protocol.audio_sample_rate)
         audio = speech_beats(wav, self.protocol.audio_sample_rate, self.protocol.onset_hop_length)
@@ -125,8 +125,6 @@ class BAS:
         return float(np.mean(self.scores))
 
     def interval(self) -> tuple[float, float]:
-        from metrics.bootstrap import bootstrap_interval
-
         scores = np.array(self.scores)
         return bootstrap_interval(lambda i: float(scores[i].mean()), (len(scores),),
                                   self.protocol.bootstrap_samples, self.protocol.bootstrap_seed,

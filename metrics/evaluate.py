@@ -25,15 +25,19 @@ from pathlib import Path
 import numpy as np
 
 from metrics.beats import BAS
+from metrics.dataset import ClipRecord, find_clips
 from metrics.diversity import Diversity
 from metrics.fgd import FGD, skeleton_windows
-from metrics.io.files import write_json_atomic, write_text_atomic
-from metrics.dataset import ClipRecord, find_clips
 from metrics.fvd import FVD
-from metrics.protocol import Protocol
-from metrics.stats import GaussianStats
+from metrics.i3d import load_i3d
 from metrics.io.cache import VideoCache
+from metrics.io.files import write_json_atomic, write_text_atomic
 from metrics.io.video import VideoReader, probe_video
+from metrics.pose.dwpose import DWPose
+from metrics.pose.toy import ToyMarkerPose
+from metrics.protocol import Protocol
+from metrics.skeleton_ae import load_autoencoder
+from metrics.stats import GaussianStats
 
 ALL_METRICS = ("fgd", "div", "bas", "fvd")
 DEFAULT_CACHE = Path.home() / ".cache" / "imac-bench"
@@ -43,14 +47,11 @@ def make_extractor(name: str = "toy", dwpose_detector: str | None = None, dwpose
                    device: str = "cpu"):
     """A pose extractor by name: ``toy`` (the toy corpus' markers) or ``dwpose`` (two ONNX files)."""
     if name == "toy":
-        from metrics.pose.toy import ToyMarkerPose
-
         return ToyMarkerPose()
     if name == "dwpose":
         if not (dwpose_detector and dwpose_pose):
             raise ValueError("the dwpose extractor needs --dwpose-detector yolox_l.onnx and --dwpose-pose "
                              "dw-ll_ucoco_384.onnx (local paths)")
-        from metrics.pose.dwpose import DWPose
 
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.startswith("cuda") else None
         return DWPose(dwpose_detector, dwpose_pose, providers=providers)
@@ -239,7 +240,6 @@ def evaluate(real_dir: str | Path | None, fake_dir: str | Path, metrics: Sequenc
         if autoencoder is None:
             raise ValueError("FGD and Diversity need a skeleton autoencoder (--fgd-ae DIR); "
                              "train one with `python -m metrics train-fgd-ae --data DATASET --out DIR`")
-        from metrics.skeleton_ae import load_autoencoder
 
         model, ae_meta = load_autoencoder(autoencoder, device)
     features = None
@@ -247,8 +247,6 @@ def evaluate(real_dir: str | Path | None, fake_dir: str | Path, metrics: Sequenc
         if callable(i3d):  # an I3DFeatures-like object: feature_id, is_pretrained, __call__(videos)
             features = i3d
         else:
-            from metrics.i3d import load_i3d
-
             features = load_i3d(i3d, device=device, seed=i3d_seed)
     pose = None
     if any(m in metrics for m in ("fgd", "div", "bas")):

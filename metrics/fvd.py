@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from metrics.io.video import VideoReader
 from metrics.protocol import Protocol
 from metrics.stats import FrechetMetric, GaussianStats
 
@@ -66,8 +67,6 @@ class FVD(FrechetMetric):
 
     def update_file(self, path: str | Path, real: bool, chunk_frames: int = 64) -> None:
         """Add one video file, decoded in chunks."""
-        from metrics.io.video import VideoReader
-
         with VideoReader(path) as reader:
             self.parts[real].append(self.video_statistics(reader.iter_chunks(chunk_frames), str(path)))
 

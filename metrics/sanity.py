@@ -18,12 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from metrics.io.audio import SAMPLE_RATE, write_wav
-from metrics.evaluate import ALL_METRICS, evaluate, make_extractor
-from metrics.io.files import write_json_atomic, write_text_atomic
 from metrics.dataset import ClipRecord, find_clips
-from metrics.protocol import Protocol
+from metrics.evaluate import ALL_METRICS, evaluate, make_extractor
+from metrics.fgd_training import train_fgd_autoencoder
+from metrics.io.audio import SAMPLE_RATE, write_wav
+from metrics.io.files import write_json_atomic, write_text_atomic
 from metrics.io.video import VideoReader, write_video
+from metrics.protocol import Protocol
 
 CANDIDATES = ("real (other half)", "static", "shuffled audio")
 
@@ -112,8 +113,6 @@ def run_sanity(data_dir: str | Path, out_dir: str | Path, protocol: Protocol | N
                ae_steps: int = 400, cache_dir: str | Path | None = None, metrics: tuple[str, ...] = ALL_METRICS,
                progress: Callable[[str], None] | None = None) -> dict:
     """Build the controls, evaluate each against the reference, check the orderings; writes a report."""
-    from metrics.fgd_training import train_fgd_autoencoder
-
     protocol = protocol or Protocol()
     out_dir = Path(out_dir)
     folders = build_controls(data_dir, out_dir, protocol.audio_sample_rate)

@@ -12,6 +12,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import numpy as np
+import torch
+import torch.distributed as dist
+
+from metrics.bootstrap import bootstrap_interval
+from metrics.frechet import frechet_distance
 
 
 class GaussianStats:
@@ -85,9 +90,6 @@ class GaussianStats:
 
     def all_reduce(self) -> GaussianStats:
         """Sum the statistics over all processes of an initialised ``torch.distributed`` group."""
-        import torch
-        import torch.distributed as dist
-
         if not (dist.is_available() and dist.is_initialized()):
             return self
         packed = torch.from_numpy(np.concatenate([[float(self.count)], self.total, self.outer.ravel()]))
@@ -130,8 +132,6 @@ class GaussianStats:
 def frechet_from_parts(real: list[GaussianStats], fake: list[GaussianStats], estimator: str,
                        real_index=None, fake_index=None) -> float:
     """Fréchet distance between the pooled statistics of (a resample of) real and fake parts."""
-    from metrics.frechet import frechet_distance
-
     dim = (real or fake)[0].dim
     real_pool = GaussianStats.combine((real[i] for i in (range(len(real)) if real_index is None else real_index)), dim)
     fake_pool = GaussianStats.combine((fake[i] for i in (range(len(fake)) if fake_index is None else fake_index)), dim)
@@ -158,8 +158,6 @@ class FrechetMetric:
         return frechet_from_parts(self.parts[True], self.parts[False], self.protocol.covariance)
 
     def interval(self) -> tuple[float, float]:
-        from metrics.bootstrap import bootstrap_interval
-
         self._check()
         real, fake = self.parts[True], self.parts[False]
         return bootstrap_interval(

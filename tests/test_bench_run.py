@@ -64,7 +64,7 @@ def settings(corpus: Path, out: Path, methods=("copy",), **kwargs) -> RunSetting
 @pytest.fixture(scope="module")
 def finished_run(corpus, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("run") / "run"
-    run_benchmark(settings(corpus, out, custom={"copy": CopyMethod}), log=lambda _: None)
+    run_benchmark(settings(corpus, out, custom={"copy": CopyMethod}))
     write_report(out)
     return out
 
@@ -183,7 +183,7 @@ def test_resume_after_a_crash_mid_method(corpus, tmp_path):
                    if r["split"] == "test")
     crashing = {"copy": lambda: CopyMethod(crash_on=clips[1], calls=calls)}
     with pytest.raises(RuntimeError, match="simulated crash"):
-        run_benchmark(settings(corpus, out, custom=crashing), log=lambda _: None)
+        run_benchmark(settings(corpus, out, custom=crashing))
     identity, clip_id = clips[0].split("/")
     first = out / "copy" / identity / f"{clip_id}.mp4"
     assert first.is_file()
@@ -192,16 +192,16 @@ def test_resume_after_a_crash_mid_method(corpus, tmp_path):
     assert leftovers == []                      # no half-written video of the crashed clip
     calls.clear()
     working = {"copy": lambda: CopyMethod(calls=calls)}
-    results = run_benchmark(settings(corpus, out, custom=working), log=lambda _: None)
+    results = run_benchmark(settings(corpus, out, custom=working))
     assert calls == clips[1:]                   # only the missing clips were generated
     assert (first.stat().st_ino, first.stat().st_mtime_ns) == before
     assert set(results["methods"]["copy"]["generation"]) == set(clips)
     with pytest.raises(RunMismatchError, match="seed"):
-        run_benchmark(settings(corpus, out, custom=working, seed=1), log=lambda _: None)
+        run_benchmark(settings(corpus, out, custom=working, seed=1))
 
 
 def test_same_seed_same_results(corpus, finished_run, tmp_path):
-    again = run_benchmark(settings(corpus, tmp_path / "again", custom={"copy": CopyMethod}), log=lambda _: None)
+    again = run_benchmark(settings(corpus, tmp_path / "again", custom={"copy": CopyMethod}))
     first = json.loads((finished_run / "results.json").read_text())
     for method in first["methods"]:
         # (compared as JSON text: the per-identity intervals of one clip are NaN, and NaN != NaN)
@@ -302,9 +302,9 @@ def test_generated_folder_missing_and_corrupt_videos(corpus, finished_run, tmp_p
         (folder / identity).mkdir(parents=True, exist_ok=True)
         (folder / identity / f"{clip_id}.mp4").write_bytes((finished_run / "copy" / identity / f"{clip_id}.mp4").read_bytes())
     with pytest.raises(ExternalVideoError, match=f"{absent.split('/')[1]}.mp4: missing"):
-        run_benchmark(settings(corpus, tmp_path / "r1", methods=(), generated={"official": folder}), log=lambda _: None)
+        run_benchmark(settings(corpus, tmp_path / "r1", methods=(), generated={"official": folder}))
     results = run_benchmark(settings(corpus, tmp_path / "r2", methods=(), generated={"official": folder},
-                                     skip_missing=True), log=lambda _: None)
+                                     skip_missing=True))
     assert list(results["methods"]["official"]["skipped"]) == [absent]
     assert "FGD" in results["methods"]["official"]["results"]["all"]
     write_report(tmp_path / "r2", plots=False)
@@ -335,8 +335,7 @@ def test_command_template_adapter_runs_a_fake_tool(corpus, tmp_path):
     methods_file = tmp_path / "methods.yaml"
     methods_file.write_text(f"methods:\n  official:\n    label: Official tool\n    command: {sys.executable} {tool} "
                             "{reference} {audio} {out} {num_frames} {fps}\n")
-    results = run_benchmark(settings(corpus, tmp_path / "r", methods=("official",), methods_file=methods_file),
-                            log=lambda _: None)
+    results = run_benchmark(settings(corpus, tmp_path / "r", methods=("official",), methods_file=methods_file))
     assert results["methods"]["official"]["label"] == "Official tool"
     for label in results["run"]["test_clips"]:
         identity, clip_id = label.split("/")
@@ -348,7 +347,7 @@ def test_command_template_adapter_runs_a_fake_tool(corpus, tmp_path):
     failing.write_text(f"methods:\n  fail:\n    command: {sys.executable} {tool} {{reference}} {{audio}} "
                        "{out} {num_frames} {fps}\n")
     with pytest.raises(ExternalVideoError, match=r"fail on .*exited with 3"):
-        run_benchmark(settings(corpus, tmp_path / "r3", methods=("fail",), methods_file=failing), log=lambda _: None)
+        run_benchmark(settings(corpus, tmp_path / "r3", methods=("fail",), methods_file=failing))
     assert not list((tmp_path / "r3").glob("fail/*/*.mp4"))
 
 

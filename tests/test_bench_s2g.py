@@ -108,9 +108,9 @@ def work(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("work")
 
 
-def _context(corpus: Path, work: Path, options=None, log=print) -> BenchContext:
+def _context(corpus: Path, work: Path, options=None) -> BenchContext:
     return BenchContext(data_root=corpus, work_dir=work, options=dict(TINY_OPTIONS if options is None else options),
-                        progress=False, log=log)
+                        progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -179,8 +179,8 @@ def test_saved_model_reloads_to_identical_samples(trained, test_clip):
 
 
 def test_methods_share_one_keypoint_model_per_training_settings(corpus, tmp_path):
-    first = _context(corpus, tmp_path / "work" / "s2g", dict(TINY_OPTIONS, steps=2), log=lambda _: None)
-    second = _context(corpus, tmp_path / "work" / "mya", dict(TINY_OPTIONS, steps=2), log=lambda _: None)
+    first = _context(corpus, tmp_path / "work" / "s2g", dict(TINY_OPTIONS, steps=2))
+    second = _context(corpus, tmp_path / "work" / "mya", dict(TINY_OPTIONS, steps=2))
     a = KeypointMotion.train_or_load_shared(first, dict(TINY_OPTIONS, steps=2))
     b = KeypointMotion.train_or_load_shared(second, dict(TINY_OPTIONS, steps=2))
     assert a.folder == b.folder and a.folder.parent == tmp_path / "work"
@@ -199,7 +199,7 @@ def test_second_train_or_load_loads(trained, corpus, work, monkeypatch):
     assert loaded.facts["trained"] == "earlier"
     assert loaded.options.sample_steps == 2 and loaded.options.smoothing == 0.0
     with pytest.raises(AssertionError, match="trained again"):   # a training setting changed
-        KeypointMotion.train_or_load(_context(corpus, work, log=lambda _: None), dict(TINY_OPTIONS, steps=5),
+        KeypointMotion.train_or_load(_context(corpus, work), dict(TINY_OPTIONS, steps=5),
                                      folder=trained.folder)
 
 

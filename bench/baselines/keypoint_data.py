@@ -44,14 +44,7 @@ def clip_keypoints(context: BenchContext, dataset, record) -> np.ndarray:
 def training_clips(context: BenchContext, n_mfcc: int, hubert, hubert_id: str) -> list[dict[str, Any]]:
     """Keypoints and audio features of every training clip of the chosen speakers."""
     dataset = context.dataset()
-    records = dataset.split("train")
-    if context.identities:
-        unknown = sorted(set(context.identities) - set(dataset.identities))
-        if unknown:
-            raise ValueError(f"{dataset.root}: no identity {', '.join(unknown)} (has {', '.join(dataset.identities)})")
-        records = [r for r in records if r.identity in context.identities]
-    if not records:
-        raise ValueError(f"{dataset.root}: no training clips to learn keypoint motion from")
+    records = dataset.select("train", context.identities)
     features_by_fps: dict[float, AudioFeatures] = {}
     clips = []
     for record in records:

@@ -49,6 +49,8 @@ axes) and ``motion/`` (the ``MotionModel``); it is written atomically, and a lat
 
 from __future__ import annotations
 
+import logging
+
 import hashlib
 import json
 import os
@@ -78,6 +80,8 @@ from metrics.io.files import atomic_folder
 from metrics.options import build_options
 from metrics.pose import wholebody as wb
 from metrics.skeleton import LEFT_SHOULDER, RIGHT_SHOULDER
+
+logger = logging.getLogger(__name__)
 
 FORMAT = "keypoint-motion-1"
 CARD = "keypoint_motion.json"
@@ -309,7 +313,7 @@ class KeypointMotion:
                 model = cls.load(folder, context.device, options)
                 model.facts["trained"] = "earlier"
                 return model
-            context.log(f"{folder}: trained with other settings; training again")
+            logger.info("%s: trained with other settings; training again", folder)
         return cls._train(context, options, folder, key)
 
     @classmethod
@@ -345,7 +349,7 @@ class KeypointMotion:
             raise ValueError(f"no training clip has {options.window} frames (the window option) and usable "
                              f"keypoints; {len(skipped)} clip(s) skipped")
         if skipped:
-            context.log(f"keypoint motion: {len(skipped)} training clip(s) skipped (shorter than "
+            logger.warning(f"keypoint motion: {len(skipped)} training clip(s) skipped (shorter than "
                         f"{options.window} frames, or no shoulders): {', '.join(skipped[:5])}")
 
         bases = (LinearBasis.fit(np.concatenate([a["pose"] for a in long_enough]), options.components),

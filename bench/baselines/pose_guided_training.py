@@ -13,6 +13,8 @@ refused rather than silently reused.
 
 from __future__ import annotations
 
+import logging
+
 import json
 import math
 import os
@@ -34,6 +36,8 @@ from imac.frames import frames_to_tensor
 from imac.models.video import encode_latents
 from metrics.io.files import atomic_folder, write_json_atomic
 from metrics.io.video import read_video
+
+logger = logging.getLogger(__name__)
 
 GENERATOR_FOLDER = "generator"
 GENERATOR_CARD = "mya.json"          # written last: its presence marks a finished model
@@ -71,10 +75,7 @@ def load_training_frames(context: BenchContext, options: MYAOptions, vae: Autoen
                          device: torch.device) -> TrainingFrames:
     """Latents and pose images of every train-split frame (of ``context.identities`` when set)."""
     dataset = context.dataset()
-    records = [r for r in dataset.split("train") if not context.identities or r.identity in context.identities]
-    if not records:
-        raise ValueError(f"{dataset.root}: no train clips" +
-                         (f" of {', '.join(context.identities)}" if context.identities else ""))
+    records = dataset.select("train", context.identities)
     latents, poses, starts, lengths = [], [], [], []
     offset = 0
     for record in tqdm(records, desc="mya: encoding train frames", unit="clip", disable=not context.progress):
@@ -194,14 +195,14 @@ def train_or_load_generator(context: BenchContext, options: MYAOptions, vae: Aut
                              f"({card.get('settings')}); remove the folder to train again")
         return model.to(device), {"generator": str(folder), "trained": "earlier", **card.get("facts", {})}
     if folder.exists():
-        context.log(f"mya: {folder} is unfinished (no {GENERATOR_CARD}); training again")
+        logger.info("mya: %s is unfinished (no %s); training again", folder, GENERATOR_CARD)
     started = time.perf_counter()
     data = load_training_frames(context, options, vae, device)
     loaded = time.perf_counter()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(context.seed)
         model = build_generator(options, vae).to(device)
-    context.log(f"mya: training the generator ({sum(p.numel() for p in model.parameters()) / 1e6:.2f} M "
+    logger.info(f"mya: training the generator ({sum(p.numel() for p in model.parameters()) / 1e6:.2f} M "
                 f"parameters) for {options.steps} steps on {len(data)} frames of {data.clips} clips")
     losses = train_generator(model, data, options, context.seed, device, context.progress)
     facts = {"parameters": sum(p.numel() for p in model.parameters()), "frames": len(data), "clips": data.clips,

@@ -12,7 +12,6 @@ records that it happened.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,7 +48,6 @@ class BenchContext:
     progress: bool = True
     pose_extractor: Any = None        # the run's pose extractor (for datasets without keypoints)
     shared_vae: Callable[[], Path] | None = None   # trains (once per run) or returns the run's tiny VAE
-    log: Callable[[str], None] = logging.getLogger("bench.methods").info
 
     def dataset(self) -> Dataset:
         return Dataset.open(self.data_root, level="files")

@@ -10,6 +10,8 @@ HuBERT from local folders instead.
 
 from __future__ import annotations
 
+import logging
+
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +27,8 @@ from imac.pipeline import IMACPipeline
 from imac.training.trainer import train
 from metrics.dataset import ClipRecord
 from metrics.options import build_options
+
+logger = logging.getLogger(__name__)
 
 # name -> (label, config overrides, trains stage 1)
 IMAC_VARIANTS: dict[str, tuple[str, tuple[str, ...], bool]] = {
@@ -91,7 +95,7 @@ class IMACMethod(Method):
                 if done.is_file():
                     facts[stage] = {"model": str(done.parent), "trained": "earlier"}
                     continue
-                context.log(f"{self.name}: training {stage} ({getattr(config, stage).steps} steps)")
+                logger.info(f"{self.name}: training {stage} ({getattr(config, stage).steps} steps)")
                 result = train(config, stage, progress=context.progress)
                 facts[stage] = {"model": str(result.model_dir), "steps": result.steps,
                                 "seconds": round(result.seconds, 1), "losses": result.last_losses}

@@ -15,7 +15,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, I2VGenXLUNet
-from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+from torch.utils.checkpoint import checkpoint
+from transformers import (
+    CLIPTextModel,
+    CLIPTokenizer,
+    CLIPVisionConfig,
+    CLIPVisionModelWithProjection,
+)
 
 from imac.config import MotionConfig, VideoConfig
 
@@ -86,7 +92,6 @@ def encode_prompt(config: VideoConfig, cross_attention_dim: int) -> torch.Tensor
     """(1, L, D) text context: the prompt through I2VGen-XL's CLIP text encoder, or (1, 0, D) (tiny)."""
     if not config.pretrained:
         return torch.zeros(1, 0, cross_attention_dim)
-    from transformers import CLIPTextModel, CLIPTokenizer
 
     root = Path(config.pretrained)
     tokenizer = CLIPTokenizer.from_pretrained(root / "tokenizer", local_files_only=True)
@@ -150,8 +155,6 @@ def enable_block_checkpointing(unet: I2VGenXLUNet) -> None:
     ``I2VGenXLUNet.enable_gradient_checkpointing`` raises (unsupported), so every block's forward
     runs under ``torch.utils.checkpoint`` (non-reentrant) while the module is training.
     """
-    from torch.utils.checkpoint import checkpoint
-
     blocks = [*unet.down_blocks, *([unet.mid_block] if unet.mid_block is not None else []), *unet.up_blocks]
     for block in blocks:
         if getattr(block, "_imac_checkpointed", False):

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import cv2
 import numpy as np
 
 DETECTORS = ("opencv-cascade", "mediapipe")
@@ -91,8 +92,6 @@ class CascadeFaceDetector:
 
     def __init__(self, model: str | os.PathLike | None = None, min_face_fraction: float = 0.05,
                  scale_factor: float = 1.1, min_neighbours: int = 5) -> None:
-        import cv2
-
         if model is None:
             folder = getattr(getattr(cv2, "data", None), "haarcascades", None)
             if not folder or not (Path(folder) / CASCADE_FILE).is_file():

@@ -21,6 +21,8 @@ from typing import Any
 
 import av
 import numpy as np
+from scenedetect import ContentDetector, SceneManager
+from scenedetect.backends.pyav import VideoStreamAv
 
 from bench.data.prepare.faces import Face, FaceDetector, sample_frame_indices
 from metrics.io.audio import SAMPLE_RATE, write_wav
@@ -108,9 +110,6 @@ def settings_digest(settings: dict[str, Any]) -> str:
 
 def detect_cuts(path: Path, fps: float, settings: SceneSettings) -> list[int]:
     """Source frame indices where PySceneDetect's ``ContentDetector`` starts a new scene (0 excluded)."""
-    from scenedetect import ContentDetector, SceneManager
-    from scenedetect.backends.pyav import VideoStreamAv
-
     min_len = max(1, int(round(settings.min_scene_seconds * fps)))
     # suppress_output keeps ffmpeg's own logging off (PySceneDetect's detect() turns it on, and the
     # encoder then prints its statistics for every clip); single-threaded decoding is what PyAV
