@@ -52,7 +52,6 @@ N_MELS = 128
 MIN_N_FFT = 2048
 TOP_DB = 80.0
 AMIN = 1e-10
-HUBERT_RATE = 50  # hidden states per second of 16 kHz audio
 HUBERT_RECEPTIVE_FIELD = 400  # samples: the shortest input the conv feature encoder accepts
 NORMALIZE_EPSILON = 1e-7  # as in Wav2Vec2FeatureExtractor's zero-mean unit-variance normalisation
 PREPROCESSOR_CONFIG = "preprocessor_config.json"

@@ -3,7 +3,7 @@
 A file appears under its final name complete or not at all: it is written to a hidden temporary
 file in the same folder, flushed to disk, and renamed onto the final name. Other tools read the
 analysis outputs by name, so a half-written ``kruskal.csv`` must never exist. (The package stands
-alone, so it does not borrow the project's ``metrics.files``.)
+alone, so it does not borrow the project's ``metrics.io.files``.)
 """
 
 from __future__ import annotations

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,9 +111,7 @@ class IMACMethod(Method):
         reference = frames_to_tensor(clip.first_frame()[None], size)[0].to(self.pipeline.device)
         rate = self.pipeline.config.audio.sample_rate
         generator = torch.Generator(self.pipeline.device).manual_seed(seed)
-        started = time.perf_counter()
         sample = self.pipeline(reference, clip.load_audio(rate), rate, generator=generator,
                                guidance_scale=self.options.guidance_scale, steps=self.options.sample_steps)
-        self.last_seconds = time.perf_counter() - started
         return sample.frames
 

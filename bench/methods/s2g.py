@@ -7,7 +7,6 @@ the ``s2g`` section); the audio -> keypoint model: ``bench.baselines.keypoint_mo
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
@@ -28,7 +27,6 @@ class S2GMethod(Method):
         self.model: KeypointMotion | None = None
         self.options = S2GOptions()
         self.pose_extractor = None
-        self.last_seconds: float | None = None
 
     def prepare(self, context: BenchContext) -> dict[str, Any]:
         self.options, motion_options = S2GOptions.split(context.options, self.name)
@@ -42,12 +40,10 @@ class S2GMethod(Method):
     def generate(self, clip: ClipRecord, seed: int) -> np.ndarray:
         if self.model is None:
             raise RuntimeError(f"{self.name}: prepare() first")
-        started = time.perf_counter()
         image = clip.first_frame()
         reference = reference_keypoints(clip, self.pose_extractor)
         keypoints = self.model.sample(clip.load_audio(), clip.num_frames, clip.fps, reference, seed)
         keypoints = retarget(keypoints, reference, self.model.options.score_threshold)
         frames = warp_video(image, reference, keypoints, self.model.points, self.model.options.score_threshold,
                             self.options)
-        self.last_seconds = time.perf_counter() - started
         return frames

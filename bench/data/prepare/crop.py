@@ -27,7 +27,6 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-NUM_WHOLEBODY_POINTS = 133
 
 
 @dataclass(frozen=True)

@@ -45,10 +45,6 @@ class Speech:
     syllables: tuple[Syllable, ...]
     pauses: tuple[tuple[float, float], ...]  # (start, end) seconds of silence between phrases
 
-    @property
-    def stress_times(self) -> np.ndarray:
-        return np.array([s.onset for s in self.syllables if s.stressed])
-
 
 def plan_syllables(rng: np.random.Generator, duration: float, style: SpeechStyle):
     """Syllable timing for ``duration`` seconds: phrases separated by pauses, >= 1 stress a phrase."""
