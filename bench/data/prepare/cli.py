@@ -1,14 +1,20 @@
-"""Command-line arguments of ``imac-bench data prepare`` (kept next to the pipeline they configure)."""
+"""Command-line arguments of imac-bench data prepare and data speakers (kept next to what they configure).
+
+Their defaults are PrepareOptions' own; the options are built with PrepareOptions.from_values, the
+project's options loader (section "prepare").
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 
 from bench.data.prepare.faces import DETECTORS
 from bench.data.prepare.motion import JOINT_PRESETS
 from bench.data.prepare.pipeline import PrepareOptions, prepare_dataset
+from bench.data.prepare.speakers import talknet_speaker_counts, write_speaker_counts
 
 
 def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,17 +23,17 @@ def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--identity", required=True, help="the speaker's name in the dataset")
     parser.add_argument("--out", type=Path, required=True, help="dataset folder (created, or added to: other "
                         "identities' clips are kept; rerun to resume)")
-    parser.add_argument("--posture", default="unknown", help="standing, sitting, ... (for the statistics table)")
-    parser.add_argument("--size", type=int, default=d.size, help=f"output side in pixels (default {d.size})")
+    parser.add_argument("--posture", default=d.posture, help="standing, sitting, ... (for the statistics table)")
+    parser.add_argument("--size", type=int, default=d.size, help="output side in pixels")
     parser.add_argument("--fps", type=float, default=None, help="output frame rate: frames are picked by their "
                         "timestamps (default: each source's average rate; variable-rate sources are made constant)")
     g = parser.add_argument_group("scenes and length")
     g.add_argument("--scene-threshold", type=float, default=d.scene_threshold,
-                   help=f"PySceneDetect content-detector threshold (default {d.scene_threshold:g})")
+                   help="PySceneDetect content-detector threshold")
     g.add_argument("--min-scene-seconds", type=float, default=d.min_scene_seconds,
-                   help=f"its shortest scene (default {d.min_scene_seconds:g})")
+                   help="its shortest scene, in seconds")
     g.add_argument("--min-seconds", type=float, default=d.min_seconds,
-                   help=f"drop clips shorter than this (default {d.min_seconds:g}, the paper's)")
+                   help="drop clips shorter than this, in seconds (the paper's value)")
     g.add_argument("--max-seconds", type=float, default=None,
                    help="cut scenes longer than this into equal pieces, each its own clip (default: no limit)")
     g = parser.add_argument_group("single speaker and faces")
@@ -35,59 +41,51 @@ def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
                    "does not list are decided by the face-count fallback")
     g.add_argument("--max-several-faces-fraction", type=float, default=d.max_several_faces_fraction,
                    help="face-count fallback: drop a clip with two or more faces in more than this fraction of "
-                   f"sampled frames (default {d.max_several_faces_fraction:g})")
+                   "sampled frames")
     g.add_argument("--face-detector", choices=DETECTORS, default=d.face_detector,
-                   help="opencv-cascade (OpenCV's bundled frontal-face cascade, default) or mediapipe "
+                   help="opencv-cascade (OpenCV's bundled frontal-face cascade) or mediapipe "
                    "(needs the mediapipe package and --face-model)")
     g.add_argument("--face-model", help="model file of the face detector (.xml cascade or BlazeFace .tflite)")
     g.add_argument("--face-confidence", type=float, default=None,
                    help="face confidence threshold (default: 3 for opencv-cascade, 0.5 for mediapipe)")
     g.add_argument("--min-face-size", type=float, default=d.min_face_size,
-                   help=f"smallest face side, as a fraction of the frame's shorter side (default {d.min_face_size:g})")
+                   help="smallest face side, as a fraction of the frame's shorter side")
     g.add_argument("--min-frontal-fraction", type=float, default=d.min_frontal_fraction,
-                   help=f"keep a clip if a frontal face shows in at least this fraction of sampled frames "
-                   f"(default {d.min_frontal_fraction:g})")
+                   help="keep a clip if a frontal face shows in at least this fraction of sampled frames")
     g.add_argument("--samples-per-second", type=float, default=d.samples_per_second,
-                   help=f"frames sampled per second for the face checks (default {d.samples_per_second:g})")
+                   help="frames sampled per second for the face checks")
     g = parser.add_argument_group("motion (SMPL-X fits, e.g. from SHOW)")
     g.add_argument("--motion", help="folder of per-clip fits: <clip_id>.pkl|.npz or <clip_id>/ours_exp/final_all.pkl")
     g.add_argument("--smplx-model", help="SMPLX_NEUTRAL_2020.npz: expands SHOW's 12 PCA hand coefficients")
     g.add_argument("--joints", choices=tuple(JOINT_PRESETS), default=d.joints,
-                   help="pose joints written: upper (upper body + hands, 129-d, default), upper+jaw, all")
+                   help="pose joints written: upper (upper body + hands, 129-d), upper+jaw, all")
     g.add_argument("--flat-hand-mean", action="store_true",
-                   help="the fits' hand poses exclude the SMPL-X mean hand (SHOW's do not: off by default)")
+                   help="the fits' hand poses exclude the SMPL-X mean hand (SHOW's do not)")
     g.add_argument("--motion-frame-tolerance", type=int, default=d.motion_frame_tolerance,
-                   help="accept fits up to this many frames longer than the clip, trimming them (default 0)")
+                   help="accept fits up to this many frames longer than the clip, trimming them")
     g = parser.add_argument_group("crop")
     g.add_argument("--masks", help="folder of per-clip person masks: <clip_id>.npz (masks) or <clip_id>.mp4")
     g.add_argument("--keypoints", help="folder of per-clip DWPose keypoints: <clip_id>.npz (keypoints (F,133,3))")
     g.add_argument("--dwpose-detector", help="yolox_l.onnx: compute the keypoints with DWPose (with --dwpose-pose)")
     g.add_argument("--dwpose-pose", help="dw-ll_ucoco_384.onnx")
     g.add_argument("--crop-margin", type=float, default=d.crop_margin,
-                   help=f"margin around the person, fraction of its size (default {d.crop_margin:g})")
+                   help="margin around the person, fraction of its size")
     g = parser.add_argument_group("split")
     g.add_argument("--test-fraction", type=float, default=d.test_fraction,
-                   help=f"share of the identity's hours held out, by whole source videos (default {d.test_fraction:g})")
-    g.add_argument("--test-sources", default="", help="comma-separated source names to hold out instead")
-    g.add_argument("--seed", type=int, default=d.seed)
+                   help="share of the identity's hours held out, by whole source videos")
+    g.add_argument("--test-sources", default="", help="comma-separated source names to hold out instead of --test-fraction")
+    g.add_argument("--seed", type=int, default=d.seed, help="random seed of the split")
     parser.add_argument("--workers", type=int, default=d.workers,
-                        help="processes measuring sources and cropping clips in parallel (default 1)")
+                        help="processes measuring sources and cropping clips in parallel")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def options_from_arguments(args: argparse.Namespace) -> PrepareOptions:
-    return PrepareOptions(
-        identity=args.identity, posture=args.posture, size=args.size, fps=args.fps, scene_threshold=args.scene_threshold,
-        min_scene_seconds=args.min_scene_seconds, min_seconds=args.min_seconds, max_seconds=args.max_seconds, face_detector=args.face_detector,
-        face_model=args.face_model, face_confidence=args.face_confidence, min_face_size=args.min_face_size,
-        min_frontal_fraction=args.min_frontal_fraction, samples_per_second=args.samples_per_second,
-        speakers=args.speakers, max_several_faces_fraction=args.max_several_faces_fraction, motion=args.motion,
-        smplx_model=args.smplx_model, joints=args.joints, flat_hand_mean=args.flat_hand_mean,
-        motion_frame_tolerance=args.motion_frame_tolerance, masks=args.masks, keypoints=args.keypoints,
-        dwpose_detector=args.dwpose_detector, dwpose_pose=args.dwpose_pose, crop_margin=args.crop_margin,
-        test_fraction=args.test_fraction,
-        test_sources=tuple(s.strip() for s in args.test_sources.split(",") if s.strip()), seed=args.seed,
-        workers=args.workers)
+    """PrepareOptions from the parsed arguments, through the options loader (section "prepare")."""
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(PrepareOptions)
+              if f.init and hasattr(args, f.name)}
+    values["test_sources"] = [s.strip() for s in args.test_sources.split(",") if s.strip()]
+    return PrepareOptions.from_values(values)
 
 
 def prepare_command(args: argparse.Namespace) -> int:
@@ -112,12 +110,10 @@ def add_speakers_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("talknet_dir", type=Path, help="TalkNet demo outputs: <clip_id>/pywork/scores.pckl")
     parser.add_argument("--out", type=Path, required=True, help="speakers CSV to write (for --speakers)")
     parser.add_argument("--min-speaking-fraction", type=float, default=0.2,
-                        help="a track speaks if its smoothed score is >= 0 on this fraction of its frames (default 0.2)")
+                        help="a track speaks if its smoothed score is >= 0 on this fraction of its frames")
 
 
 def speakers_command(args: argparse.Namespace) -> int:
-    from bench.data.prepare.speakers import talknet_speaker_counts, write_speaker_counts
-
     counts = talknet_speaker_counts(args.talknet_dir, args.min_speaking_fraction)
     write_speaker_counts(args.out, counts)
     single = sum(count == 1 for count in counts.values())

@@ -36,7 +36,7 @@ import io
 import json
 import os
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,11 +70,13 @@ from bench.data.prepare.speakers import read_speaker_counts
 from bench.data.prepare.split import split_by_source, statistics_markdown, statistics_rows
 from bench.data.prepare.workers import run_jobs
 from metrics.io.files import link_or_copy, write_json_atomic, write_text_atomic
+from metrics.options import OptionsError, build_options
 
 PREPARE_VERSION = "imac-prepare-1"
 STATISTICS_NAME = "statistics.md"
 MAX_AUDIO_GAP_SECONDS = 0.5
 PERSON_BOX_SOURCES = ("masks", "keypoints", "dwpose", "faces")
+PREPARE_SECTION = "prepare"                  # names the options in messages (OptionsError)
 
 
 @dataclass(frozen=True)
@@ -120,26 +122,39 @@ class PrepareOptions:
     seed: int = 0
     workers: int = 1                         # processes for measuring sources and cropping clips
 
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any]) -> PrepareOptions:
+        """Options from a mapping (a YAML section, the command line) through the project's options loader.
+
+        Raises ``OptionsError`` naming the section ("prepare") and the key: an unknown key, a value of
+        the wrong type, or one outside its range.
+        """
+        return build_options(cls, values, PREPARE_SECTION)
+
     def __post_init__(self) -> None:
         checks = [
-            (bool(self.identity.strip()) and "/" not in self.identity, "--identity must be a non-empty name without '/'"),
-            (self.size >= 16 and self.size % 2 == 0, f"--size must be even and >= 16, got {self.size}"),
-            (self.fps is None or self.fps > 0, f"--fps must be > 0, got {self.fps}"),
-            (self.workers >= 1, f"--workers must be >= 1, got {self.workers}"),
-            (self.min_seconds > 0, f"--min-seconds must be > 0, got {self.min_seconds}"),
-            (self.max_seconds is None or self.max_seconds >= self.min_seconds,
-             f"--max-seconds must be >= --min-seconds, got {self.max_seconds}"),
-            (0 <= self.min_frontal_fraction <= 1, "--min-frontal-fraction must be in [0, 1]"),
-            (0 <= self.max_several_faces_fraction <= 1, "--max-several-faces-fraction must be in [0, 1]"),
-            (self.joints in motion_import.JOINT_PRESETS,
-             f"--joints must be one of {', '.join(motion_import.JOINT_PRESETS)}, got {self.joints!r}"),
-            (self.motion_frame_tolerance >= 0, "--motion-frame-tolerance must be >= 0"),
-            ((self.dwpose_detector is None) == (self.dwpose_pose is None),
-             "--dwpose-detector and --dwpose-pose go together"),
+            ("identity", bool(self.identity.strip()) and "/" not in self.identity,
+             f"must be a non-empty name without '/', got {self.identity!r}"),
+            ("size", self.size >= 16 and self.size % 2 == 0, f"must be even and >= 16, got {self.size}"),
+            ("fps", self.fps is None or self.fps > 0, f"must be > 0, got {self.fps}"),
+            ("workers", self.workers >= 1, f"must be >= 1, got {self.workers}"),
+            ("min_seconds", self.min_seconds > 0, f"must be > 0, got {self.min_seconds}"),
+            ("max_seconds", self.max_seconds is None or self.max_seconds >= self.min_seconds,
+             f"must be >= min_seconds ({self.min_seconds:g}), got {self.max_seconds}"),
+            ("min_frontal_fraction", 0 <= self.min_frontal_fraction <= 1,
+             f"must be in [0, 1], got {self.min_frontal_fraction}"),
+            ("max_several_faces_fraction", 0 <= self.max_several_faces_fraction <= 1,
+             f"must be in [0, 1], got {self.max_several_faces_fraction}"),
+            ("joints", self.joints in motion_import.JOINT_PRESETS,
+             f"must be one of {', '.join(motion_import.JOINT_PRESETS)}, got {self.joints!r}"),
+            ("motion_frame_tolerance", self.motion_frame_tolerance >= 0,
+             f"must be >= 0, got {self.motion_frame_tolerance}"),
+            ("dwpose_pose", (self.dwpose_detector is None) == (self.dwpose_pose is None),
+             "dwpose_detector and dwpose_pose go together"),
         ]
-        for ok, message in checks:
+        for key, ok, message in checks:
             if not ok:
-                raise ValueError(message)
+                raise OptionsError(f"{PREPARE_SECTION}: {key}: {message}")
 
     @property
     def confidence(self) -> float:

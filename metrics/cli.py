@@ -1,0 +1,333 @@
+"""The metrics on folders of videos, from the command line (python -m metrics).
+
+    python -m metrics compute --fake DIR [--real DIR] [--metrics fgd,div,bas,fvd] [--out FILE.json]
+                              [--fgd-ae DIR] [--i3d PATH] [--extractor toy|dwpose] [--options FILE.yaml]
+    python -m metrics train-fgd-ae --data DATASET --out DIR [--steps 1000]
+    python -m metrics sanity --data DATASET --out DIR
+    python -m metrics protocol [--protocol NAME]          # print every constant of a protocol
+
+The settings of compute can also come from a YAML file (--options FILE, keys: the fields of
+metrics.cli.ComputeOptions); flags given on the command line override the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.metadata
+import json
+import sys
+import textwrap
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from metrics.evaluate import DEFAULT_CACHE, evaluate, format_table, make_extractor, write_result
+from metrics.fgd_training import train_fgd_autoencoder
+from metrics.options import OptionsError, build_options, read_yaml
+from metrics.protocol import PRESETS, get_protocol
+from metrics.sanity import format_sanity, run_sanity
+
+# -- the command-line style shared by imac-bench, imac and python -m metrics -------------------------
+#
+# Subcommands, each with one handler (``handler(args) -> exit status``) that is a thin layer over one
+# library function, named in the subcommand's help; every option shows its default; ``--version``; a
+# bad option or input gives one line on stderr and exit status 2, never a traceback.
+
+PACKAGE = "imac-bench"
+
+
+def package_version(fallback: str = "unknown") -> str:
+    """The installed version of the imac-bench distribution, or ``fallback`` when it is not installed."""
+    try:
+        return importlib.metadata.version(PACKAGE)
+    except importlib.metadata.PackageNotFoundError:
+        return fallback
+
+
+def shown_default(value: Any) -> str:
+    """A default as the help shows it: none, off/on, a comma-separated list, or the value."""
+    if value is None or value == "":
+        return "none"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value)) or "none"
+    return str(value)
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions as written; every option's help ends with its default (unless it already names one)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (not action.option_strings or action.required or action.default is argparse.SUPPRESS
+                or "default" in text.lower()):
+            return text
+        return f"{text} (default: {shown_default(action.default).replace('%', '%%')})"
+
+
+class CommandParser(argparse.ArgumentParser):
+    """An ArgumentParser with the shared help format and a one-line error (exit status 2).
+
+    ``intermixed=True``: positionals may stand between options (``imac train stage1 --config tiny
+    train.lr=1e-4 --quiet``), as with ``parse_intermixed_args``, also when this parser is a subcommand.
+    """
+
+    def __init__(self, *args: Any, intermixed: bool = False, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+        self._intermixed = intermixed
+        self._intermixing = False
+
+    def parse_known_args(self, args: Sequence[str] | None = None, namespace: Any = None):  # type: ignore[override]
+        if not self._intermixed or self._intermixing:  # parse_known_intermixed_args calls back here twice
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def plain(text: str) -> str:
+    """Docstring text for a terminal: without the double backticks of reStructuredText literals."""
+    return text.replace("``", "")
+
+
+def help_texts(doc: str | None) -> dict[str, str]:
+    """description (the first paragraph) and epilog (the rest) of a command from its module docstring."""
+    first, _, rest = plain(doc or "").strip().partition("\n\n")
+    return {"description": " ".join(first.split()), "epilog": rest.strip("\n") or None}
+
+
+def add_command(commands: argparse._SubParsersAction, name: str, summary: str, *,
+                handler: Callable[[argparse.Namespace], int] | None = None, wraps: str | None = None,
+                description: str | None = None, **kwargs: Any) -> CommandParser:
+    """A subcommand: ``summary`` in its parent's list and as its description, with the wrapped function."""
+    text = summary if wraps is None else f"{summary} (Python: {wraps})"
+    long = description or textwrap.fill(summary if wraps is None else f"{summary}.", 100)
+    if wraps is not None and description is None:
+        long += f"\nPython: {wraps}"
+    parser = commands.add_parser(name, help=text, description=long, **kwargs)
+    if handler is not None:
+        parser.set_defaults(handler=handler, command_prog=parser.prog)
+    return parser
+
+
+def _one_line(error: BaseException) -> str:
+    text = error.args[0] if isinstance(error, KeyError) and error.args else error
+    return "; ".join(line.strip() for line in str(text).splitlines() if line.strip()) or type(error).__name__
+
+
+def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
+                errors: tuple[type[BaseException], ...] = (ValueError, OSError)) -> int:
+    """Parse ``argv`` and run the chosen handler; ``errors`` become one line on stderr and exit status 2."""
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except errors as error:
+        print(f"{getattr(args, 'command_prog', parser.prog)}: error: {_one_line(error)}", file=sys.stderr)
+        return 2
+
+
+# -- the metrics commands ---------------------------------------------------------------------------
+
+PROG = "python -m metrics"
+COMPUTE_SECTION = "metrics compute"
+
+
+@dataclass
+class ComputeOptions:
+    """The settings of ``python -m metrics compute`` (the keys of its --options YAML file)."""
+
+    metrics: list[str] = field(default_factory=lambda: ["fgd", "div", "bas", "fvd"])
+    protocol: str = "imac-bench"                 # a preset of metrics.protocol.PRESETS
+    extractor: Literal["toy", "dwpose"] = "toy"
+    dwpose_detector: str | None = None           # yolox_l.onnx, with extractor dwpose
+    dwpose_pose: str | None = None               # dw-ll_ucoco_384.onnx, with extractor dwpose
+    fgd_ae: str | None = None                    # skeleton autoencoder folder (fgd, div)
+    i3d: str | None = None                       # I3D weights; None: the untrained stand-in (FVD*)
+    i3d_seed: int = 0
+    split: Literal["train", "test", "all"] = "test"
+    cache: str | None = None                     # None: metrics.evaluate.DEFAULT_CACHE; "none": no cache
+    skip_bad: bool = False
+    allow_resolution_mismatch: bool = False
+    device: str = "cpu"
+
+
+def load_compute_options(values: Mapping[str, Any] | None, section: str = COMPUTE_SECTION) -> ComputeOptions:
+    """``ComputeOptions`` from a mapping through ``build_options``; ``OptionsError`` names section and key."""
+    options = build_options(ComputeOptions, values, section)
+    if options.protocol not in PRESETS:
+        raise OptionsError(f"{section}: protocol: expected one of {', '.join(sorted(PRESETS))}, "
+                           f"got {options.protocol!r}")
+    if not options.metrics:
+        raise OptionsError(f"{section}: metrics: name at least one of fgd, div, bas, fvd")
+    return options
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _comma_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _cache_dir(cache: str | None) -> Path | None:
+    if cache is None:
+        return DEFAULT_CACHE
+    return None if cache == "none" else Path(cache)
+
+
+def _extractor(name: str, detector: str | None, pose: str | None, device: str):
+    return make_extractor(name, detector, pose, device)
+
+
+def _compute_options(args: argparse.Namespace) -> ComputeOptions:
+    """The --options file, then the setting flags given on the command line, through the options loader."""
+    if args.options and not args.options.is_file():
+        raise FileNotFoundError(f"--options {args.options}: no such file")
+    values = read_yaml(args.options) if args.options else {}
+    values.update({f.name: getattr(args, f.name) for f in dataclasses.fields(ComputeOptions)
+                   if hasattr(args, f.name)})
+    section = f"{COMPUTE_SECTION} ({args.options})" if args.options else COMPUTE_SECTION
+    return load_compute_options(values, section)
+
+
+def _compute(args: argparse.Namespace) -> int:
+    options = _compute_options(args)
+    result = evaluate(args.real, args.fake, metrics=options.metrics, protocol=get_protocol(options.protocol),
+                      autoencoder=options.fgd_ae, i3d=options.i3d, i3d_seed=options.i3d_seed,
+                      extractor=_extractor(options.extractor, options.dwpose_detector, options.dwpose_pose,
+                                           options.device),
+                      cache_dir=_cache_dir(options.cache), split=None if options.split == "all" else options.split,
+                      on_error="skip" if options.skip_bad else "raise",
+                      allow_resolution_mismatch=options.allow_resolution_mismatch, device=options.device,
+                      progress=None if args.quiet else _log)
+    print(format_table(result))
+    if args.out:
+        json_path, csv_path = write_result(result, args.out)
+        print(f"written {json_path} and {csv_path}")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    checkpoint, info = train_fgd_autoencoder(
+        args.data, args.out, get_protocol(args.protocol),
+        _extractor(args.extractor, args.dwpose_detector, args.dwpose_pose, args.device), keypoints=args.keypoints,
+        split=args.split, steps=args.steps, latent=args.latent, seed=args.seed, cache_dir=_cache_dir(args.cache),
+        progress=None if args.quiet else _log)
+    print(f"skeleton autoencoder {checkpoint} written to {args.out}: {info['training_windows']} windows, "
+          f"L1 {info['first_l1']:.4f} -> {info['final_l1']:.4f}")
+    return 0
+
+
+def _sanity(args: argparse.Namespace) -> int:
+    report = run_sanity(args.data, args.out, get_protocol(args.protocol), autoencoder=args.fgd_ae, i3d=args.i3d,
+                        extractor=args.extractor, ae_steps=args.steps, cache_dir=_cache_dir(args.cache),
+                        metrics=tuple(args.metrics.split(",")), progress=None if args.quiet else _log)
+    print(format_sanity(report))
+    return 0 if report["passed"] else 1
+
+
+def _protocol(args: argparse.Namespace) -> int:
+    protocol = get_protocol(args.protocol)
+    print(json.dumps({"label": protocol.label, **protocol.to_dict()}, indent=2))
+    return 0
+
+
+def _add_common(parser: argparse.ArgumentParser, settings: bool = False) -> None:
+    """The options every metrics command takes; ``settings``: compute's, merged with its --options file.
+
+    Setting flags default to "not given" (so that the file's value stays) and show ComputeOptions' default.
+    """
+    defaults = ComputeOptions()
+
+    def option(*flags: str, key: str, help: str, **kwargs: Any) -> None:
+        value = getattr(defaults, key)
+        if settings:
+            kwargs["default"] = argparse.SUPPRESS
+            if "default" not in help.lower():
+                help = f"{help} (default: {shown_default(value)})"
+        else:
+            kwargs["default"] = value
+        parser.add_argument(*flags, dest=key, help=help, **kwargs)
+
+    option("--protocol", key="protocol", choices=sorted(PRESETS), help="metric protocol preset")
+    option("--extractor", key="extractor", choices=("toy", "dwpose"),
+           help="pose extractor: toy (toy corpus markers) or dwpose (real videos)")
+    option("--dwpose-detector", key="dwpose_detector", metavar="FILE", help="yolox_l.onnx (local path), with --extractor dwpose")
+    option("--dwpose-pose", key="dwpose_pose", metavar="FILE", help="dw-ll_ucoco_384.onnx (local path), with --extractor dwpose")
+    option("--cache", key="cache", metavar="DIR", help="content cache folder of keypoints and I3D features; 'none' disables "
+           "(default: ~/.cache/imac-bench)")
+    option("--device", key="device", help="cpu or cuda[:N]")
+    if settings:
+        option("--metrics", key="metrics", type=_comma_list, metavar="LIST", help="comma-separated: fgd,div,bas,fvd")
+        option("--fgd-ae", key="fgd_ae", metavar="DIR", help="skeleton autoencoder folder (for fgd and div)")
+        option("--i3d", key="i3d", metavar="FILE", help="I3D weights (i3d_pretrained_400.pt or i3d_torchscript.pt); "
+               "without: an untrained stand-in, reported as FVD*")
+        option("--i3d-seed", key="i3d_seed", type=int, metavar="N", help="seed of the untrained stand-in I3D")
+        option("--split", key="split", choices=("train", "test", "all"), help="split of a real dataset folder")
+        option("--skip-bad", key="skip_bad", action="store_true", help="skip unreadable clips and list them")
+        option("--allow-resolution-mismatch", key="allow_resolution_mismatch", action="store_true",
+               help="compare real and generated videos of different frame sizes")
+    parser.add_argument("--quiet", action="store_true", help="no progress messages")
+
+
+def build_parser() -> CommandParser:
+    parser = CommandParser(prog=PROG, **help_texts(__doc__))
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    compute = add_command(commands, "compute", "metrics of generated videos against real ones",
+                          handler=_compute, wraps="metrics.evaluate.evaluate")
+    compute.add_argument("--real", type=Path, metavar="DIR", help="real videos: a dataset folder or <identity>/<clip>.mp4 files "
+                         "(needed by fgd and fvd)")
+    compute.add_argument("--fake", type=Path, required=True, metavar="DIR", help="generated videos: <identity>/<clip>.mp4")
+    compute.add_argument("--out", type=Path, metavar="FILE", help="result file (.json; a .csv is written beside it); "
+                         "default: print only")
+    compute.add_argument("--options", type=Path, metavar="FILE", help="YAML file of settings (keys: the setting flags' names "
+                         "with _, e.g. fgd_ae: DIR); flags override it; default: none")
+    _add_common(compute, settings=True)
+
+    train = add_command(commands, "train-fgd-ae", "train the FGD skeleton autoencoder on a dataset",
+                        handler=_train, wraps="metrics.fgd_training.train_fgd_autoencoder")
+    train.add_argument("--data", type=Path, required=True, help="dataset folder (manifest.jsonl)")
+    train.add_argument("--out", type=Path, required=True, help="autoencoder folder to write")
+    train.add_argument("--split", default="train", help="split of the dataset to train on")
+    train.add_argument("--keypoints", choices=("extract", "dataset"), default="extract",
+                       help="extract with --extractor or use the dataset's keypoint files")
+    train.add_argument("--steps", type=int, default=1000, help="training steps")
+    train.add_argument("--latent", type=int, default=64, help="latent size")
+    train.add_argument("--seed", type=int, default=0, help="random seed")
+    _add_common(train)
+
+    sanity = add_command(commands, "sanity", "check that the metrics order known controls correctly",
+                         handler=_sanity, wraps="metrics.sanity.run_sanity")
+    sanity.add_argument("--data", type=Path, required=True, help="dataset folder (e.g. the toy corpus)")
+    sanity.add_argument("--out", type=Path, required=True, help="folder for the controls and the report")
+    sanity.add_argument("--fgd-ae", type=Path, help="an autoencoder folder (default: train one)")
+    sanity.add_argument("--i3d", type=Path, help="I3D weights (default: the untrained stand-in)")
+    sanity.add_argument("--steps", type=int, default=400, help="autoencoder training steps when training one")
+    sanity.add_argument("--metrics", default="fgd,div,bas,fvd",
+                        help="comma-separated; FVD with I3D at 224 px is the slow part on a CPU")
+    _add_common(sanity)
+
+    protocol = add_command(commands, "protocol", "print every constant of a protocol preset",
+                           handler=_protocol, wraps="metrics.protocol.get_protocol")
+    protocol.add_argument("--protocol", default="imac-bench", choices=sorted(PRESETS), help="metric protocol preset")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command(build_parser(), argv, errors=(ValueError, OSError, KeyError))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

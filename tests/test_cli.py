@@ -1,0 +1,160 @@
+"""The three command lines (imac-bench, imac, python -m metrics): one style, typed options sections."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+
+import pytest
+
+import metrics.cli
+from bench.cli import build_parser as bench_parser
+from bench.cli import main as bench_main
+from bench.data.prepare.pipeline import PrepareOptions
+from imac.cli import build_parser as imac_parser
+from imac.cli import main as imac_main
+from metrics.cli import ComputeOptions, load_compute_options, package_version
+from metrics.cli import build_parser as metrics_parser
+from metrics.cli import main as metrics_main
+from metrics.options import OptionsError
+from metrics.protocol import get_protocol
+
+DATA_COMMANDS = ("toy", "validate", "prepare", "preview", "speakers")
+
+
+# -- options sections -------------------------------------------------------------------------------
+
+
+def test_prepare_options_name_the_section_and_the_key():
+    assert PrepareOptions.from_values({"identity": "grace", "size": 64, "test_sources": ["a"]}) == \
+        PrepareOptions(identity="grace", size=64, test_sources=("a",))
+    with pytest.raises(OptionsError, match=r"^prepare: unknown key\(s\) sise "):
+        PrepareOptions.from_values({"identity": "grace", "sise": 64})
+    with pytest.raises(OptionsError, match=r"^prepare: size: expected an integer, got 'big'"):
+        PrepareOptions.from_values({"identity": "grace", "size": "big"})
+    with pytest.raises(OptionsError, match=r"^prepare: size: must be even and >= 16, got 7"):
+        PrepareOptions.from_values({"identity": "grace", "size": 7})
+    with pytest.raises(OptionsError, match=r"^prepare: min_frontal_fraction: must be in \[0, 1\]"):
+        PrepareOptions(identity="grace", min_frontal_fraction=2.0)
+
+
+def test_prepare_command_line_refuses_a_bad_range_in_one_line(tmp_path, capsys):
+    code = bench_main(["data", "prepare", str(tmp_path), "--identity", "grace", "--out", str(tmp_path / "ds"),
+                       "--size", "7"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "imac-bench data prepare: error: prepare: size: must be even" in err
+
+
+def test_metrics_compute_options_name_the_section_and_the_key():
+    assert load_compute_options({"metrics": ["bas"], "i3d_seed": 3}) == ComputeOptions(metrics=["bas"], i3d_seed=3)
+    with pytest.raises(OptionsError, match=r"^metrics compute: unknown key\(s\) metrcs "):
+        load_compute_options({"metrcs": ["fgd"]})
+    with pytest.raises(OptionsError, match=r"^metrics compute: i3d_seed: expected an integer, got 'x'"):
+        load_compute_options({"i3d_seed": "x"})
+    with pytest.raises(OptionsError, match=r"^metrics compute: protocol: expected one of"):
+        load_compute_options({"protocol": "nope"})
+
+
+@pytest.mark.parametrize("text, named", [("splt: test\n", "unknown key(s) splt"),
+                                         ("skip_bad: 3\n", "skip_bad: expected true/false")])
+def test_metrics_compute_options_file_is_checked(tmp_path, capsys, text, named):
+    options = tmp_path / "compute.yaml"
+    options.write_text(text)
+    assert metrics_main(["compute", "--fake", str(tmp_path), "--options", str(options)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"metrics compute ({options}): {named}" in err
+
+
+def test_metrics_compute_flags_override_the_options_file(tmp_path, monkeypatch, capsys):
+    seen = {}
+
+    def fake_evaluate(real, fake, **kwargs):
+        seen.update(kwargs, real=real, fake=fake)
+        return {}
+
+    monkeypatch.setattr(metrics.cli, "evaluate", fake_evaluate)
+    monkeypatch.setattr(metrics.cli, "format_table", lambda result: "table")
+    options = tmp_path / "compute.yaml"
+    options.write_text("metrics: [bas]\ni3d_seed: 5\nsplit: all\ncache: none\n")
+    code = metrics_main(["compute", "--fake", str(tmp_path), "--options", str(options), "--i3d-seed", "7",
+                         "--quiet"])
+    assert code == 0 and capsys.readouterr().out.strip() == "table"
+    assert seen["metrics"] == ["bas"] and seen["i3d_seed"] == 7      # the file, then the flag
+    assert seen["split"] is None and seen["cache_dir"] is None       # all -> None, "none" -> no cache
+    assert seen["protocol"] == get_protocol("imac-bench")
+
+
+# -- one style --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("main, prog", [(bench_main, "imac-bench"), (imac_main, "imac"),
+                                        (metrics_main, "python -m metrics")])
+def test_version(main, prog, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.strip() == f"{prog} {package_version('0.1.0')}"
+
+
+def test_python_m_metrics_version():
+    done = subprocess.run([sys.executable, "-m", "metrics", "--version"], capture_output=True, text=True, check=False,
+                          timeout=120)
+    assert done.returncode == 0 and done.stdout.startswith("python -m metrics ")
+
+
+def test_bench_help_lists_the_data_subcommands(capsys):
+    with pytest.raises(SystemExit):
+        bench_main(["--help"])
+    assert "datasets: toy, validate, prepare, preview, speakers" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        bench_main(["data", "--help"])
+    out = capsys.readouterr().out
+    assert all(f"\n    {name} " in out for name in DATA_COMMANDS)
+
+
+def _parsers(parser: argparse.ArgumentParser):
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from _parsers(sub)
+
+
+@pytest.mark.parametrize("build", [bench_parser, imac_parser, metrics_parser])
+def test_help_shows_every_default_without_markup_or_repeats(build):
+    for parser in _parsers(build()):
+        text = parser.format_help()
+        assert "``" not in text, parser.prog
+        if parser.description:
+            assert text.count(parser.description.splitlines()[0]) == 1, parser.prog
+        formatter = parser._get_formatter()
+        for action in parser._actions:
+            if not action.option_strings or action.required or isinstance(
+                    action, (argparse._HelpAction, argparse._VersionAction)):
+                continue
+            assert "default" in formatter._get_help_string(action), (parser.prog, action.option_strings)
+
+
+@pytest.mark.parametrize("main, argv", [(bench_main, ["run", "--bogus"]), (imac_main, ["sample", "--seed", "x"]),
+                                        (metrics_main, ["compute"])])
+def test_a_bad_option_is_one_line(main, argv, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1 and "error:" in err
+
+
+@pytest.mark.parametrize("argv", [["train", "stage1", "--config", "tiny", "stage1.nope=1"],
+                                  ["train", "stage1", "stage1.nope=1", "--config", "tiny", "--quiet"]])
+def test_imac_train_refuses_an_unknown_override_key(argv, capsys):
+    assert imac_main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "imac train: error:" in err and "stage1: unknown key(s) nope" in err
+
+
+def test_imac_overrides_belong_to_train_only(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        imac_main(["validate", "somewhere", "a.b=1"])
+    assert exit_.value.code == 2 and "unrecognized arguments: a.b=1" in capsys.readouterr().err
