@@ -231,7 +231,9 @@ def _train(args: argparse.Namespace) -> int:
 def _sanity(args: argparse.Namespace) -> int:
     report = run_sanity(args.data, args.out, get_protocol(args.protocol), autoencoder=args.fgd_ae, i3d=args.i3d,
                         extractor=args.extractor, ae_steps=args.steps, cache_dir=_cache_dir(args.cache),
-                        metrics=tuple(args.metrics.split(",")), progress=None if args.quiet else _log)
+                        metrics=tuple(args.metrics.split(",")), progress=None if args.quiet else _log,
+                        dwpose_detector=args.dwpose_detector, dwpose_pose=args.dwpose_pose,
+                        device=args.device)
     print(format_sanity(report))
     return 0 if report["passed"] else 1
 

@@ -18,7 +18,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field, replace
 
-from metrics.io.audio import SAMPLE_RATE
+from metrics.io import SAMPLE_RATE
 from metrics.pose import wholebody as wb
 
 PROTOCOL_VERSION = "imac-bench-metrics-1.1"

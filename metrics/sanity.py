@@ -111,12 +111,16 @@ def check_orderings(tables: dict[str, dict], metrics: tuple[str, ...] = ALL_METR
 def run_sanity(data_dir: str | Path, out_dir: str | Path, protocol: Protocol | None = None,
                autoencoder: str | Path | None = None, i3d: str | Path | None = None, extractor: str = "toy",
                ae_steps: int = 400, cache_dir: str | Path | None = None, metrics: tuple[str, ...] = ALL_METRICS,
-               progress: Callable[[str], None] | None = None) -> dict:
-    """Build the controls, evaluate each against the reference, check the orderings; writes a report."""
+               progress: Callable[[str], None] | None = None, dwpose_detector: str | Path | None = None,
+               dwpose_pose: str | Path | None = None, device: str = "cpu") -> dict:
+    """Build the controls, evaluate each against the reference, check the orderings; writes a report.
+
+    ``extractor`` with ``dwpose_detector``/``dwpose_pose`` and ``device`` are as in ``make_extractor``.
+    """
     protocol = protocol or Protocol()
     out_dir = Path(out_dir)
     folders = build_controls(data_dir, out_dir, protocol.audio_sample_rate)
-    pose = make_extractor(extractor)
+    pose = make_extractor(extractor, dwpose_detector, dwpose_pose, device)
     if autoencoder is None:
         autoencoder = out_dir / "fgd_autoencoder"
         if not (autoencoder / "model.safetensors").exists():
@@ -129,7 +133,8 @@ def run_sanity(data_dir: str | Path, out_dir: str | Path, protocol: Protocol | N
         if progress:
             progress(f"evaluating {name}")
         result = evaluate(folders["reference"], folders[name], metrics=metrics, protocol=protocol,
-                          autoencoder=autoencoder, i3d=i3d, extractor=pose, cache_dir=cache_dir, split=None)
+                          autoencoder=autoencoder, i3d=i3d, extractor=pose, cache_dir=cache_dir, split=None,
+                          device=device)
         results[name] = result
         tables[name] = result["results"]["all"]
     checks = check_orderings(tables, metrics)

@@ -15,11 +15,8 @@ import numpy as np
 import soundfile
 from scipy.signal import resample_poly
 
+from metrics.io import SAMPLE_RATE
 from metrics.io.files import atomic_path
-
-SAMPLE_RATE = 16000
-"""The project's audio rate (Hz): dataset wavs, speech features (HuBERT is trained at 16 kHz) and
-beat detection all use it; a file at another rate is resampled on reading."""
 
 
 def to_mono(samples: np.ndarray) -> np.ndarray:

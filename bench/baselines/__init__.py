@@ -1,0 +1,1 @@
+"""The S2G and MYA reimplementations as models (``bench.methods`` holds their thin adapters)."""
