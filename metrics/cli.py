@@ -13,6 +13,7 @@ metrics.cli.ComputeOptions); flags given on the command line override the file.
 from __future__ import annotations
 
 import argparse
+import logging
 import dataclasses
 import importlib.metadata
 import json
@@ -124,10 +125,29 @@ def _one_line(error: BaseException) -> str:
     return "; ".join(line.strip() for line in str(text).splitlines() if line.strip()) or type(error).__name__
 
 
+PROJECT_LOGGERS = ("metrics", "imac", "bench")
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """Show the project's log records (what a command is doing) as plain lines on stderr.
+
+    Only the project's loggers are set: third-party libraries keep their own levels.
+    """
+    for name in PROJECT_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.setLevel(level)
+        if not logger.handlers:
+            handler = logging.StreamHandler()
+            handler.setFormatter(logging.Formatter("%(message)s"))
+            logger.addHandler(handler)
+
+
 def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
                 errors: tuple[type[BaseException], ...] = (ValueError, OSError)) -> int:
-    """Parse ``argv`` and run the chosen handler; ``errors`` become one line on stderr and exit status 2."""
+    """Parse ``argv``, set up logging and run the chosen handler; ``errors`` become one line on
+    stderr and exit status 2."""
     args = parser.parse_args(argv)
+    configure_logging()
     try:
         return args.handler(args)
     except errors as error:
