@@ -11,8 +11,6 @@ BAS; matched audio has a higher BAS than shuffled audio. Every check is printed 
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,7 +20,7 @@ from metrics.dataset import ClipRecord, find_clips
 from metrics.evaluate import ALL_METRICS, evaluate, make_extractor
 from metrics.fgd_training import train_fgd_autoencoder
 from metrics.io.audio import SAMPLE_RATE, write_wav
-from metrics.io.files import write_json_atomic, write_text_atomic
+from metrics.io.files import link_or_copy, write_json_atomic, write_text_atomic
 from metrics.io.video import VideoReader, write_video
 from metrics.protocol import Protocol
 
@@ -41,16 +39,6 @@ def split_halves(clips: list[ClipRecord]) -> tuple[list[ClipRecord], list[ClipRe
     return a, b
 
 
-def _place(source: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if target.exists() or target.is_symlink():
-        target.unlink()
-    try:
-        os.symlink(source.resolve(), target)
-    except OSError:
-        shutil.copyfile(source, target)
-
-
 def build_controls(data_dir: str | Path, out_dir: str | Path, sample_rate: int = SAMPLE_RATE) -> dict[str, Path]:
     """Write the reference and candidate folders; returns {name: folder}."""
     out_dir = Path(out_dir)
@@ -58,13 +46,13 @@ def build_controls(data_dir: str | Path, out_dir: str | Path, sample_rate: int =
     folders = {"reference": out_dir / "reference", "real (other half)": out_dir / "real_other_half",
                "static": out_dir / "static", "shuffled audio": out_dir / "shuffled_audio"}
     for clip in half_a:
-        _place(clip.video, folders["reference"] / clip.identity / f"{clip.clip_id}.mp4")
+        link_or_copy(clip.video, folders["reference"] / clip.identity / f"{clip.clip_id}.mp4", symbolic=True)
         if clip.audio:
-            _place(clip.audio, folders["reference"] / clip.identity / f"{clip.clip_id}.wav")
+            link_or_copy(clip.audio, folders["reference"] / clip.identity / f"{clip.clip_id}.wav", symbolic=True)
     audios = [c.load_audio(sample_rate) for c in half_b]
     for k, clip in enumerate(half_b):
         base = f"{clip.identity}/{clip.clip_id}"
-        _place(clip.video, folders["real (other half)"] / f"{base}.mp4")
+        link_or_copy(clip.video, folders["real (other half)"] / f"{base}.mp4", symbolic=True)
         write_wav(folders["real (other half)"] / f"{base}.wav", audios[k], sample_rate)
         with VideoReader(clip.video) as reader:
             first = next(iter(reader))
@@ -73,7 +61,7 @@ def build_controls(data_dir: str | Path, out_dir: str | Path, sample_rate: int =
         if not static.exists():
             write_video(static, (first for _ in range(count)), fps, audio=audios[k], sample_rate=sample_rate)
         write_wav(folders["static"] / f"{base}.wav", audios[k], sample_rate)
-        _place(clip.video, folders["shuffled audio"] / f"{base}.mp4")
+        link_or_copy(clip.video, folders["shuffled audio"] / f"{base}.mp4", symbolic=True)
         other = audios[(k + 1) % len(half_b)]
         length = len(audios[k])
         other = np.resize(other, length) if len(other) < length else other[:length]  # tile a short one
@@ -149,9 +137,10 @@ def run_sanity(data_dir: str | Path, out_dir: str | Path, protocol: Protocol | N
 
 def format_sanity(report: dict) -> str:
     metrics = [m for m in ("FGD", "Diversity", "BAS", "FVD", "FVD*") if m in report["tables"][CANDIDATES[0]]]
+    autoencoder = report["skeleton_autoencoder"]     # None when neither FGD nor Diversity was asked
     lines = [f"# Metric sanity check on {report['data']}", "",
-             f"Protocol {report['protocol_label']}; pose extractor {report['pose_extractor']}; skeleton "
-             f"autoencoder {report['skeleton_autoencoder']['checkpoint_hash']}"
+             f"Protocol {report['protocol_label']}; pose extractor {report['pose_extractor']}"
+             + ("" if autoencoder is None else f"; skeleton autoencoder {autoencoder['checkpoint_hash']}")
              + ("" if report["i3d"] is None else f"; I3D {report['i3d']['feature_id']}"
                 + ("" if report["i3d"]["pretrained"] else " (untrained stand-in: FVD*)")) + ".",
              "Reference: half A of each identity's clips; candidates made from half B.", "",

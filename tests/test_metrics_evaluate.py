@@ -14,7 +14,7 @@ from metrics.fgd_training import train_fgd_autoencoder
 from metrics.dataset import FolderError, find_clips
 from metrics.pose.toy import ToyMarkerPose
 from metrics.protocol import Protocol
-from metrics.sanity import build_controls, check_orderings
+from metrics.sanity import build_controls, check_orderings, format_sanity, run_sanity
 from metrics.skeleton_ae import load_autoencoder
 from metrics.io.video import read_video, write_video
 
@@ -205,3 +205,10 @@ def test_sanity_controls_and_checks(corpus, tmp_path):
     good["shuffled audio"]["BAS"]["value"] = 0.7
     failed = [c for c in check_orderings(good) if not c["holds"]]
     assert [c["expected"] for c in failed] == ["shuffled audio < real (other half)"]
+
+
+def test_sanity_report_without_fgd_or_diversity_names_no_autoencoder(corpus, tmp_path):
+    report = run_sanity(corpus["data"], tmp_path / "sanity", metrics=("bas",))
+    assert report["skeleton_autoencoder"] is None
+    text = format_sanity(report)
+    assert "skeleton autoencoder" not in text and "| BAS |" in text
