@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from metrics.options import build_options, options_to_dict, read_yaml, resolve_named_file
+from metrics.options import OptionsError, build_options, options_to_dict, read_yaml, resolve_named_file
+from metrics.protocol import split_presets
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 
@@ -60,7 +61,12 @@ class BenchConfig:
 
 def config_from_dict(values: dict[str, Any], where: str = "bench config") -> BenchConfig:
     """A ``BenchConfig`` from a mapping; ``OptionsError`` names ``where``, the section and the key."""
-    return build_options(BenchConfig, values, where)
+    config = build_options(BenchConfig, values, where)
+    try:
+        split_presets(config.protocol)
+    except ValueError as error:
+        raise OptionsError(f"{where}: {error}") from None
+    return config
 
 
 def resolve_config_path(name_or_path: str | Path) -> Path:

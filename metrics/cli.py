@@ -27,7 +27,7 @@ from typing import Any, Literal
 from metrics.evaluate import DEFAULT_CACHE, evaluate, format_table, make_extractor, write_result
 from metrics.fgd_training import train_fgd_autoencoder
 from metrics.options import OptionsError, build_options, read_yaml
-from metrics.protocol import PRESETS, get_protocol
+from metrics.protocol import PRESETS, get_protocol, split_presets
 from metrics.sanity import format_sanity, run_sanity
 
 # -- the command-line style shared by imac-bench, imac and python -m metrics -------------------------
@@ -166,7 +166,7 @@ class ComputeOptions:
     """The settings of ``python -m metrics compute`` (the keys of its --options YAML file)."""
 
     metrics: list[str] = field(default_factory=lambda: ["fgd", "div", "bas", "fvd"])
-    protocol: str = "imac-bench"                 # a preset of metrics.protocol.PRESETS
+    protocol: str = "imac-bench"                 # presets of metrics.protocol.PRESETS, '+'-combined
     extractor: Literal["toy", "dwpose"] = "toy"
     dwpose_detector: str | None = None           # yolox_l.onnx, with extractor dwpose
     dwpose_pose: str | None = None               # dw-ll_ucoco_384.onnx, with extractor dwpose
@@ -183,12 +183,26 @@ class ComputeOptions:
 def load_compute_options(values: Mapping[str, Any] | None, section: str = COMPUTE_SECTION) -> ComputeOptions:
     """``ComputeOptions`` from a mapping through ``build_options``; ``OptionsError`` names section and key."""
     options = build_options(ComputeOptions, values, section)
-    if options.protocol not in PRESETS:
-        raise OptionsError(f"{section}: protocol: expected one of {', '.join(sorted(PRESETS))}, "
-                           f"got {options.protocol!r}")
+    try:
+        split_presets(options.protocol)
+    except ValueError as error:
+        raise OptionsError(f"{section}: {error}") from None
     if not options.metrics:
         raise OptionsError(f"{section}: metrics: name at least one of fgd, div, bas, fvd")
     return options
+
+
+PROTOCOL_HELP = (f"metric protocol: imac-bench (default) or presets of different metrics joined by '+' "
+                 f"(e.g. videogpt+emage); presets: {', '.join(sorted(PRESETS))}")
+
+
+def preset_names(text: str) -> str:
+    """argparse type of ``--protocol``: the text, once ``metrics.protocol.split_presets`` accepts it."""
+    try:
+        split_presets(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
 
 
 def _log(message: str) -> None:
@@ -281,7 +295,7 @@ def _add_common(parser: argparse.ArgumentParser, settings: bool = False) -> None
             kwargs["default"] = value
         parser.add_argument(*flags, dest=key, help=help, **kwargs)
 
-    option("--protocol", key="protocol", choices=sorted(PRESETS), help="metric protocol preset")
+    option("--protocol", key="protocol", type=preset_names, help=PROTOCOL_HELP)
     option("--extractor", key="extractor", choices=("toy", "dwpose"),
            help="pose extractor: toy (toy corpus markers) or dwpose (real videos)")
     option("--dwpose-detector", key="dwpose_detector", metavar="FILE", help="yolox_l.onnx (local path), with --extractor dwpose")
@@ -343,7 +357,7 @@ def build_parser() -> CommandParser:
 
     protocol = add_command(commands, "protocol", "print every constant of a protocol preset",
                            handler=_protocol, wraps="metrics.protocol.get_protocol")
-    protocol.add_argument("--protocol", default="imac-bench", choices=sorted(PRESETS), help="metric protocol preset")
+    protocol.add_argument("--protocol", default="imac-bench", type=preset_names, help=PROTOCOL_HELP)
     return parser
 
 

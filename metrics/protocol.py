@@ -5,11 +5,11 @@ are comparable only when their protocol blocks are equal (and, for FGD and Diver
 skeleton autoencoder checkpoint hash is equal; for FVD, the I3D feature id). ``PROTOCOL.md``
 beside this file explains each field and where it comes from.
 
-Presets name the published variants where the peers differ:
-- ``imac-bench`` (default): BAS from motion beats to the nearest audio beat with sigma 0.05 s, the
-  variant of Li et al. 2021 (AIST++) that the seed paper cites; all other constants as documented;
-- ``aist``: the same BAS constants under the peer's name (3 frames at 60 fps = 0.05 s);
-- ``emage``: BAS from audio beats to the nearest motion beat, sigma 0.3 s (EMAGE, BEAT).
+Presets name the published variants where the peers differ (``PRESETS``). ``imac-bench`` is the
+default; every other preset belongs to one metric, sets only that metric's fields on top of the
+default, and presets of different metrics combine (``get_protocol("videogpt+emage")``). The
+protocol's name lists the presets in it, and ``preset_of(protocol, metric)`` says which one
+produced a metric's number.
 """
 
 from __future__ import annotations
@@ -102,18 +102,72 @@ class Protocol:
         return cls(**fields)
 
 
-PRESETS = {
-    "imac-bench": Protocol(),
-    "emage": Protocol(name="emage", bas_direction="audio_to_motion", bas_sigma=0.3),
-    "aist": Protocol(name="aist", bas_direction="motion_to_audio", bas_sigma=0.05),
+# Each preset belongs to one metric and sets only that metric's fields, on top of the default
+# (``imac-bench``). Presets of different metrics combine: ``videogpt+emage``.
+PRESET_METRICS = ("FGD", "Diversity", "BAS", "FVD")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named published variant of one metric: the fields it sets and the peer it reproduces."""
+
+    metric: str
+    fields: dict
+    source: str
+
+
+PRESETS: dict[str, Preset] = {
+    "aist": Preset("BAS", {"bas_direction": "motion_to_audio", "bas_sigma": 0.05},
+                   "Li et al. 2021 (AIST++): motion beats to the nearest audio beat, sigma 3 frames at 60 fps"),
+    "emage": Preset("BAS", {"bas_direction": "audio_to_motion", "bas_sigma": 0.3},
+                    "EMAGE / BEAT (PantoMatrix): audio beats to the nearest motion beat, sigma 0.3 s"),
 }
+DEFAULT_PRESET = "imac-bench"
 
 
-def get_protocol(name: str = "imac-bench", **overrides) -> Protocol:
-    """A preset, optionally with fields overridden (the name then gets a ``+custom`` suffix)."""
-    if name not in PRESETS:
-        raise KeyError(f"unknown protocol preset {name!r}; known: {', '.join(PRESETS)}")
-    protocol = PRESETS[name]
+def split_presets(name: str) -> tuple[str, ...]:
+    """The presets named by ``name`` ("imac-bench", "videogpt", "videogpt+emage"), validated.
+
+    Raises ``ValueError`` naming the unknown preset, or the two presets that set the same metric.
+    """
+    parts = tuple(part.strip() for part in str(name).split("+") if part.strip())
+    if not parts:
+        raise ValueError("protocol: name a preset (imac-bench or one of "
+                         f"{', '.join(sorted(PRESETS))}, combined with '+')")
+    if parts[0] == DEFAULT_PRESET:
+        parts = parts[1:]
+    seen: dict[str, str] = {}
+    for part in parts:
+        if part not in PRESETS:
+            raise ValueError(f"protocol: unknown preset {part!r}; known: "
+                             f"{', '.join([DEFAULT_PRESET, *sorted(PRESETS)])} (combine presets of "
+                             "different metrics with '+')")
+        metric = PRESETS[part].metric
+        if metric in seen:
+            raise ValueError(f"protocol: presets {seen[metric]!r} and {part!r} both set {metric}; keep one")
+        seen[metric] = part
+    return parts
+
+
+def preset_of(protocol: Protocol, metric: str) -> str:
+    """The preset that set ``metric``'s fields in ``protocol`` (``imac-bench`` when none did)."""
+    for part in protocol.name.split("+"):
+        if part in PRESETS and PRESETS[part].metric == metric:
+            return part
+    return DEFAULT_PRESET
+
+
+def get_protocol(name: str = DEFAULT_PRESET, **overrides) -> Protocol:
+    """The default protocol with the named presets applied ("videogpt+emage"), then ``overrides``.
+
+    The protocol's name lists every preset in it ("imac-bench+videogpt+emage"); with overrides
+    it gets a ``+custom`` suffix. Raises ``ValueError`` for an unknown or conflicting preset.
+    """
+    parts = split_presets(name)
+    values: dict = {}
+    for part in parts:
+        values.update(PRESETS[part].fields)
+    protocol = replace(Protocol(), name="+".join((DEFAULT_PRESET, *parts)), **values)
     if overrides:
         protocol = replace(protocol, name=f"{protocol.name}+custom", **overrides)
     return protocol

@@ -53,7 +53,7 @@ def test_metrics_compute_options_name_the_section_and_the_key():
         load_compute_options({"metrcs": ["fgd"]})
     with pytest.raises(OptionsError, match=r"^metrics compute: i3d_seed: expected an integer, got 'x'"):
         load_compute_options({"i3d_seed": "x"})
-    with pytest.raises(OptionsError, match=r"^metrics compute: protocol: expected one of"):
+    with pytest.raises(OptionsError, match=r"^metrics compute: protocol: unknown preset .nope."):
         load_compute_options({"protocol": "nope"})
 
 

@@ -8,7 +8,7 @@ from metrics.beats import beat_alignment_score, beats_from_speed, kinetic_speed
 from metrics.bootstrap import bootstrap_interval
 from metrics.diversity import l1_diversity, mean_pairwise_distance
 from metrics.frechet import frechet_distance
-from metrics.protocol import PRESETS, Protocol, get_protocol
+from metrics.protocol import Protocol, get_protocol, preset_of
 from metrics.stats import GaussianStats, frechet_from_parts
 
 
@@ -187,13 +187,18 @@ def test_bootstrap_interval_is_reproducible_and_covers_the_mean():
 
 
 def test_protocol_presets_and_digest():
-    assert PRESETS["aist"].bas_direction == "motion_to_audio" and PRESETS["aist"].bas_sigma == 0.05
-    assert PRESETS["emage"].bas_direction == "audio_to_motion" and PRESETS["emage"].bas_sigma == 0.3
+    aist, emage = get_protocol("aist"), get_protocol("emage")
+    assert aist.bas_direction == "motion_to_audio" and aist.bas_sigma == 0.05
+    assert emage.bas_direction == "audio_to_motion" and emage.bas_sigma == 0.3
+    assert emage.name == "imac-bench+emage" and preset_of(emage, "BAS") == "emage"
+    assert preset_of(emage, "FVD") == "imac-bench" and get_protocol() == Protocol()
     assert Protocol().digest == Protocol.from_dict(Protocol().to_dict()).digest
     custom = get_protocol("imac-bench", bas_sigma=0.1)
     assert custom.name == "imac-bench+custom" and custom.digest != Protocol().digest
-    with pytest.raises(KeyError):
+    with pytest.raises(ValueError, match="unknown preset 'nope'"):
         get_protocol("nope")
+    with pytest.raises(ValueError, match="'aist' and 'emage' both set BAS"):
+        get_protocol("aist+emage")
     with pytest.raises(ValueError):
         Protocol(bas_direction="both")
 
