@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -73,6 +73,7 @@ class VideoConfig:
     guidance_scale: float = 3.5
     condition_dropout: float = 0.1    # training probability of the unconditional branch
     sample_steps: int = 25
+    sample_precision: Literal["no", "fp16", "bf16"] = "no"   # autocast of video sampling (CUDA only)
     frames: int = 16                  # video chunk length (stage 2 window and sampling chunk)
 
 

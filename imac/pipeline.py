@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -255,11 +255,19 @@ class IMACPipeline:
         for start in tqdm(starts, desc="video chunks", unit="chunk", disable=not progress):
             if start > 0:
                 current = video[start:start + 1]
-            frames = self.model.sample_chunk(current, motion_features[:, start:start + chunk], steps, guidance,
-                                             generator)
+            with sampling_autocast(self.device, self.config.video.sample_precision):
+                frames = self.model.sample_chunk(current, motion_features[:, start:start + chunk], steps, guidance,
+                                                 generator)
             keep_from = 0 if start == 0 else 1
-            video[start + keep_from:start + chunk] = frames[keep_from:]
+            video[start + keep_from:start + chunk] = frames[keep_from:].float()
         return video[:total]
+
+
+def sampling_autocast(device: torch.device, precision: str):
+    """``torch.autocast`` in ``precision`` ("fp16", "bf16") on CUDA; a no-op on a CPU or with "no"."""
+    if device.type != "cuda" or precision == "no":
+        return nullcontext()
+    return torch.autocast("cuda", dtype={"fp16": torch.float16, "bf16": torch.bfloat16}[precision])
 
 
 def chunk_starts(total: int, chunk: int) -> list[int]:
