@@ -17,10 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from imac import __version__
 from imac.config import IMACConfig, load_config
-from imac.frames import load_image
+from imac.frames import describe_preparation, load_image
 from metrics.cli import CommandParser, add_command, help_texts, package_version, run_command
 from metrics.dataset import read_manifest, validate_dataset
 from metrics.io.audio import load_audio
@@ -94,18 +95,28 @@ def _sample(args: argparse.Namespace) -> int:
     from imac.pipeline import IMACPipeline  # diffusers: see the note at the top
 
     pipeline = IMACPipeline.from_pretrained(args.model, device=args.device)
-    size = pipeline.config.data.resolution
+    if not pipeline.model.has_video:
+        raise ValueError(f"--model {args.model}: a stage-1 (motion only) model folder; sampling videos needs "
+                         "the stage-2 model (<output>/stage2/model)")
+    config = pipeline.config
+    size = config.data.resolution
     reference = load_image(args.reference, size)
-    audio = load_audio(args.audio, pipeline.config.audio.sample_rate)
+    with Image.open(args.reference) as image:
+        width, height = image.size
+    audio = load_audio(args.audio, config.audio.sample_rate)
     if audio.size == 0:
         raise ValueError(f"{args.audio}: the audio file is empty")
+    steps = args.steps or config.video.sample_steps
+    guidance = config.video.guidance_scale if args.guidance_scale is None else args.guidance_scale
+    if not args.quiet:
+        print(f"reference {args.reference}: {describe_preparation(width, height, size)} (the model's "
+              f"data.resolution)\naudio {args.audio}: {len(audio) / config.audio.sample_rate:.2f} s, mono at "
+              f"{config.audio.sample_rate} Hz -> {int(len(audio) / config.audio.sample_rate * config.fps)} frames "
+              f"at {config.fps:g} fps\nsampling: {steps} video steps, guidance {guidance:g}, "
+              f"{config.motion.sample_steps} motion steps, seed {args.seed}", flush=True)
     generator = torch.Generator(device=pipeline.device).manual_seed(args.seed)
-    try:
-        sample = pipeline(reference.to(pipeline.device), audio, pipeline.config.audio.sample_rate,
-                          generator=generator, progress=not args.quiet, guidance_scale=args.guidance_scale,
-                          steps=args.steps)
-    except ValueError as error:
-        raise ValueError(f"{args.audio}: {error}") from error
+    sample = pipeline(reference.to(pipeline.device), audio, config.audio.sample_rate, generator=generator,
+                      progress=not args.quiet, guidance_scale=guidance, steps=steps)
     write_video(args.out, sample.frames, sample.fps, audio=sample.audio,
                 sample_rate=pipeline.config.audio.sample_rate)
     if sample.pose is not None:
@@ -144,8 +155,11 @@ def build_parser() -> CommandParser:
     sample.add_argument("--audio", required=True, type=Path, help="speech (wav/flac; resampled as needed)")
     sample.add_argument("--out", required=True, type=Path, help="output mp4 (motion saved beside it)")
     sample.add_argument("--seed", type=int, default=0, help="random seed of the sampling")
-    sample.add_argument("--steps", type=int, default=None, help="video denoising steps (default: the config's)")
-    sample.add_argument("--guidance-scale", type=float, default=None, help="video CFG scale (default: the config's)")
+    sample.add_argument("--steps", type=int, default=None,
+                        help="video denoising steps (default: the model's video.sample_steps; tiny 10, i2vgenxl 50)")
+    sample.add_argument("--guidance-scale", type=float, default=None,
+                        help="video classifier-free guidance; 1 turns it off and halves the time (default: the "
+                             "model's video.guidance_scale; tiny 1.0, i2vgenxl 3.5)")
     sample.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
     sample.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser

@@ -59,6 +59,8 @@ def frames_to_tensor(frames: np.ndarray, size: int) -> torch.Tensor:
     size = _check_size(size)
     top, left, side = center_crop_box(*frames.shape[1:3])
     square = np.ascontiguousarray(frames[:, top:top + side, left:left + side])
+    if not square.flags.writeable:  # torch warns on read-only memory (PIL images, mapped files)
+        square = square.copy()
     x = torch.from_numpy(square).permute(0, 3, 1, 2).to(torch.float32)
     x = _resize_square(x, size)
     # Scale after resizing: the antialiasing filter may overshoot [0, 255] slightly.
@@ -88,7 +90,18 @@ def load_image(path: str | os.PathLike, size: int) -> torch.Tensor:
         raise FileNotFoundError(f"image not found: {path}")
     try:
         with Image.open(path) as image:
-            rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
+            rgb = np.array(image.convert("RGB"), dtype=np.uint8)
     except (UnidentifiedImageError, OSError, ValueError) as error:
         raise ValueError(f"cannot read image {path}: {error}") from error
     return frames_to_tensor(rgb[None], size)[0]
+
+
+def describe_preparation(width: int, height: int, size: int) -> str:
+    """What ``frames_to_tensor`` does to a ``width`` x ``height`` image, in words (for the user)."""
+    side = min(width, height)
+    steps = [f"{width}x{height}"]
+    if width != height:
+        steps.append(f"centre square {side}x{side} (crop {width - side} px of width, {height - side} px of height)")
+    if side != size:
+        steps.append(f"{'shrunk' if side > size else 'enlarged'} to {size}x{size}")
+    return " -> ".join(steps) if len(steps) > 1 else f"{width}x{height}, used as is"

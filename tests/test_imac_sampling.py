@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -11,6 +13,7 @@ from PIL import Image
 
 from imac.audio_features import load_hubert
 from imac.cli import main
+from imac.frames import frames_to_tensor
 from imac.pipeline import IMACPipeline, chunk_starts
 from imac.training.trainer import build_stage_model
 from metrics.io.audio import write_wav
@@ -138,3 +141,32 @@ def test_cli_sample_writes_video_with_audio_and_motion(pipeline, tmp_path, capsy
                  str(tmp_path / "speech.wav"), "--out", str(tmp_path / "x.mp4"), "--quiet"]) == 2
     assert "nope.png" in capsys.readouterr().err
     assert not (tmp_path / "x.mp4").exists()
+
+
+def test_cli_sample_says_what_it_does_and_blames_the_right_file(pipeline, tmp_path, capsys):
+    model = pipeline.save_pretrained(tmp_path / "model")
+    Image.fromarray(np.full((48, 80, 3), 120, np.uint8)).save(tmp_path / "ref.png")
+    write_wav(tmp_path / "speech.wav", speech(0.7, 44100), 44100)
+    assert main(["sample", "--model", str(model), "--reference", str(tmp_path / "ref.png"), "--audio",
+                 str(tmp_path / "speech.wav"), "--out", str(tmp_path / "out.mp4"), "--steps", "2"]) == 0
+    out = capsys.readouterr().out
+    # 80 x 48: the centre 48 x 48 square (32 px of width cut), then resized to the model's side
+    assert f"80x48 -> centre square 48x48 (crop 32 px of width, 0 px of height) -> shrunk to {RESOLUTION}x" in out
+    assert "0.70 s, mono at 16000 Hz -> 17 frames at 25 fps" in out
+    assert f"sampling: 2 video steps, guidance {pipeline.config.video.guidance_scale:g}" in out
+
+    stage1 = IMACPipeline(pipeline.config, build_stage_model(pipeline.config, "stage1", 129, 16, None),
+                          pipeline.hubert, "tiny-seed0", "stage1").save_pretrained(tmp_path / "stage1")
+    assert main(["sample", "--model", str(stage1), "--reference", str(tmp_path / "ref.png"), "--audio",
+                 str(tmp_path / "speech.wav"), "--out", str(tmp_path / "x.mp4"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"--model {stage1}: a stage-1 (motion only) model folder" in err and "speech.wav" not in err
+
+
+def test_read_only_frames_convert_without_a_torch_warning():
+    frames = np.full((1, 8, 8, 3), 255, np.uint8)
+    frames.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        x = frames_to_tensor(frames, 4)
+    assert x.shape == (1, 3, 4, 4) and torch.all(x == 1.0)
