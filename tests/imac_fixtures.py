@@ -34,5 +34,5 @@ def tiny_config(corpus: Path, vae: Path, output: Path, overrides: list[str] = ()
     return load_config("tiny", [
         f"data.root={corpus}", f"data.resolution={RESOLUTION}", f"video.vae={vae}",
         f"train.output={output}", "video.unet.sample_size=8", "motion.sample_steps=2",
-        "video.sample_steps=2", "stage1.batch_size=4", "stage2.batch_size=2", "stage2.init_from=null",
+        "video.sample_steps=2", "video.guidance_scale=3.5", "stage1.batch_size=4", "stage2.batch_size=2", "stage2.init_from=null",
         "train.log_every=1", "train.save_every=1000", *overrides])
