@@ -1,0 +1,36 @@
+"""benchmarks/chunk_drift.py: the per-chunk yardstick of long videos, checked against direct loops."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import chunk_drift  # noqa: E402
+
+
+def test_chunks_are_the_samplers_chunks():
+    # IMAC's sampler: chunks of 16 frames starting 0, 15, 30, ... (each on the previous one's last frame)
+    assert chunk_drift.chunk_bounds(100, 16, 6) == [(0, 16), (15, 31), (30, 46), (45, 61), (60, 76), (75, 91)]
+    assert chunk_drift.chunk_bounds(40, 16, 6) == [(0, 16), (15, 31)]
+
+
+def test_drift_and_found_match_direct_loops():
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (5, 4, 3, 3), dtype=np.uint8)
+    first = frames[0]
+    expected = 0.0
+    for y in range(4):
+        for x in range(3):
+            for ch in range(3):
+                mean = sum(int(frames[f, y, x, ch]) for f in range(5)) / 5
+                expected += abs(mean - int(first[y, x, ch]))
+    assert abs(chunk_drift.drift(frames, first) - expected / 36) < 1e-12
+
+    keypoints = np.zeros((2, 133, 3), np.float32)
+    keypoints[0, [0, 5, 6], 2] = 0.9       # nose and shoulders in frame 0
+    keypoints[1, 9, 2] = 0.3               # a wrist exactly at the threshold in frame 1
+    keypoints[1, 20, 2] = 1.0              # a foot point: not an upper-body point
+    assert chunk_drift.found_share(keypoints) == 4 / 14
