@@ -27,7 +27,7 @@ from scenedetect.backends.pyav import VideoStreamAv
 from bench.data.prepare.faces import Face, FaceDetector, sample_frame_indices
 from metrics.io.audio import SAMPLE_RATE, write_wav
 from metrics.io.files import write_json_atomic
-from metrics.io.video import VideoReader, probe_video, read_video_audio, write_video
+from metrics.io.video import VideoReader, display_rotation, probe_video, read_video_audio, write_video
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
 # Candidate clips are intermediate files at the source's resolution, encoded again when cropped:
@@ -140,18 +140,6 @@ def read_frame_times(path: Path) -> np.ndarray:
     if any(value is None for value in pts) or time_base is None:
         return np.arange(len(pts)) / float(rate)
     return np.sort(np.asarray(pts, dtype=np.float64)) * float(time_base)
-
-
-def display_rotation(path: Path) -> int:
-    """How many degrees (a multiple of 90) the first frame must turn counter-clockwise to be shown
-    upright: the display matrix phones write instead of turning the picture itself."""
-    container = av.open(str(path))
-    try:
-        frame = next(container.decode(video=0), None)
-        degrees = int(getattr(frame, "rotation", 0) or 0) if frame is not None else 0
-    finally:
-        container.close()
-    return (int(round(degrees / 90.0)) * 90) % 360
 
 
 def upright_frames(frames: Iterator[np.ndarray], rotation: int) -> Iterator[np.ndarray]:
