@@ -1,8 +1,10 @@
-"""Percentile bootstrap confidence intervals by resampling clips (fixed seed, reproducible).
+"""The percentile bootstrap over clips that the metrics used up to protocol 1.1, kept for comparison.
 
-Clips, not windows or frames, are resampled: windows of one clip are not independent, and the
-clip is the unit a benchmark generates. For two-sample metrics (FGD, FVD) the real and the
-generated clips are resampled independently.
+The metrics' intervals are now ``metrics.intervals`` (clip jackknife with a second-order
+correction). Resampling clips WITH replacement repeats clips, which biases a Fréchet distance
+upwards and a pairwise diversity downwards, so these intervals can exclude their own estimate;
+``benchmarks/interval_coverage.py`` measures both side by side. Clips, not windows or frames, are
+resampled; for two-sample metrics (FGD, FVD) the real and the generated clips independently.
 """
 
 from __future__ import annotations

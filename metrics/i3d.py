@@ -16,26 +16,40 @@ forms in use:
 With no file, :func:`load_i3d` builds a seeded, untrained network: it runs the whole pipeline
 offline, but an FVD computed with it is not FVD and callers must label it "FVD*".
 
-Input convention (the one that changes the number, stated once here and used by every backend):
+Input convention (what changes the number; the protocol's ``fvd_resize`` and ``fvd_resolution``
+choose it, :meth:`I3DFeatures.with_input` applies it):
 
 - videos are uint8 RGB, (N, T, H, W, 3), values 0..255;
-- every frame is resized to 224 x 224 with ``torch.nn.functional.interpolate(mode="bilinear",
-  align_corners=False, antialias=False)`` (as VideoGPT / TATS do), aspect ratio not kept, no crop;
+- frames are resized with ``torch.nn.functional.interpolate(mode="bilinear", align_corners=False,
+  antialias=False)``, as every PyTorch peer does, in one of the ways in use (``RESIZE_MODES``):
+  ``"stretch"`` -- each frame to 224 x 224, aspect ratio not kept, no crop (TATS, cd-fvd; the
+  default; the TensorFlow original stretches too, with ``tf.image.resize_bilinear``'s own pixel
+  grid); ``"shorter-side-crop"`` -- the shorter side to 224, the longer to
+  ``ceil(longer * (224 / shorter))``, then the centre 224 x 224 (VideoGPT,
+  common_metrics_on_video_quality); ``"torchscript-internal"`` -- StyleGAN-V's archive gets the
+  uint8 clips and rescales and resizes them itself (``rescale=True, resize=True``);
 - values are mapped to [-1, 1] by ``x / 127.5 - 1``;
 - T >= 9 frames (the network's temporal strides leave ceil(T / 8) steps for a 2-step average
   pool); FVD uses T = 16.
 
 Float videos in [0, 1] are refused: feeding them where [0, 255] is expected is the classic FVD
 mistake (it gives tiny, meaningless distances).
+
+Weight files are checked against the checksums public sources state (``PUBLISHED_WEIGHTS``: git
+blob ids of the copies committed to peer repositories; no peer states an md5 or sha256); a file
+that differs is loaded, with a logged warning naming it and both hashes.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import math
 import os
 import warnings
 import zipfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -44,17 +58,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from metrics.io.files import file_sha256
+from metrics.io.files import file_sha256, update_digest_from_file
 
 __all__ = [
     "FEATURE_DIM",
+    "MIN_FRAMES",
+    "PUBLISHED_WEIGHTS",
+    "RESIZE_MODES",
+    "RESOLUTION",
     "I3DFeatures",
     "InceptionI3d",
-    "MIN_FRAMES",
-    "RESOLUTION",
     "load_i3d",
     "preprocess",
 ]
+
+logger = logging.getLogger(__name__)
 
 FEATURE_DIM = 400
 RESOLUTION = 224
@@ -62,10 +80,24 @@ RESOLUTION = 224
 # time steps for the final average pool over 2 steps: T >= 9.
 MIN_FRAMES = 9
 
-PREPROCESSING = (
-    f"uint8 RGB (N,T,H,W,3); each frame resized to {RESOLUTION}x{RESOLUTION} by bilinear "
-    "interpolation (align_corners=False, no antialias, no crop); x/127.5-1 to [-1,1]"
-)
+# How frames reach the network's size (the protocol's fvd_resize; the module docstring says who does which).
+RESIZE_MODES = ("stretch", "shorter-side-crop", "torchscript-internal")
+Resize = Literal["stretch", "shorter-side-crop", "torchscript-internal"]
+
+
+def describe_input(resize: str, size: int = RESOLUTION) -> str:
+    """One line for reports: how uint8 clips become the network's input under ``resize``."""
+    if resize == "torchscript-internal":
+        return ("uint8 RGB handed to the StyleGAN-V TorchScript as (N,3,T,H,W) with rescale=True, "
+                "resize=True: resizing and scaling happen inside the archive")
+    how = (f"each frame resized to {size}x{size} by bilinear interpolation (align_corners=False, no "
+           "antialias, aspect not kept, no crop)" if resize == "stretch" else
+           f"the shorter side resized to {size} by bilinear interpolation (align_corners=False, no "
+           f"antialias), then the centre {size}x{size} crop")
+    return f"uint8 RGB (N,T,H,W,3); {how}; x/127.5-1 to [-1,1]"
+
+
+PREPROCESSING = describe_input("stretch")
 
 
 # --------------------------------------------------------------------------------------------
@@ -280,19 +312,57 @@ def init_untrained_(model: InceptionI3d, seed: int) -> InceptionI3d:
 # Preprocessing
 
 
+def shorter_side_size(height: int, width: int, size: int = RESOLUTION) -> tuple[int, int]:
+    """(height, width) after scaling the shorter side to ``size``; the longer side is rounded up.
+
+    Written as VideoGPT's ``preprocess`` (videogpt/data.py) writes it, ``ceil(side * (size /
+    shorter))`` in float64, so that the sizes agree where rounding decides: 36 x 48 -> 224 x 299,
+    and a square 100 x 100 frame -> 225 x 224 (100 * (224 / 100) is 224.00000000000003), whose centre
+    crop then drops the last row.
+    """
+    scale = size / min(height, width)
+    if height < width:
+        return size, math.ceil(width * scale)
+    return math.ceil(height * scale), size
+
+
+def resize_frames(frames: torch.Tensor, size: int = RESOLUTION, resize: str = "stretch") -> torch.Tensor:
+    """Float frames (M, C, H, W) -> (M, C, size, size) by bilinear interpolation (no antialias).
+
+    ``resize="stretch"``: straight to ``size`` x ``size`` (aspect not kept; TATS, cd-fvd).
+    ``resize="shorter-side-crop"``: to :func:`shorter_side_size`, then the centre crop starting at
+    ``(H' - size) // 2, (W' - size) // 2`` (VideoGPT, common_metrics_on_video_quality). Frames
+    already ``size`` x ``size`` are returned as they are. Raises ValueError for another mode
+    (``"torchscript-internal"`` resizes inside StyleGAN-V's archive, not here).
+    """
+    if resize not in ("stretch", "shorter-side-crop"):
+        raise ValueError(f"fvd_resize {resize!r} is not done by preprocessing (one of 'stretch', "
+                         "'shorter-side-crop'; 'torchscript-internal' resizes inside StyleGAN-V's archive)")
+    h, w = frames.shape[-2:]
+    if (h, w) == (size, size):
+        return frames
+    target = (size, size) if resize == "stretch" else shorter_side_size(h, w, size)
+    frames = F.interpolate(frames, size=target, mode="bilinear", align_corners=False, antialias=False)
+    if resize == "shorter-side-crop":
+        top, left = (target[0] - size) // 2, (target[1] - size) // 2
+        frames = frames[..., top : top + size, left : left + size]
+    return frames
+
+
 def preprocess(
     videos: np.ndarray | torch.Tensor,
     *,
     already_in_minus1_1: bool = False,
     size: int = RESOLUTION,
+    resize: str = "stretch",
 ) -> torch.Tensor:
     """uint8 (N, T, H, W, 3) RGB -> float32 (N, 3, T, size, size) in [-1, 1], on the input's device.
 
-    Every frame is resized to ``size`` x ``size`` by bilinear interpolation (``align_corners=False``,
-    no antialias; aspect ratio not kept, no crop), then mapped by ``x / 127.5 - 1`` (0 -> -1,
-    255 -> 1, 127.5 -> 0). Only uint8 is accepted, or float videos with ``already_in_minus1_1=True``
-    (then only resized). Float input without the flag is refused: [0, 1] data fed as [0, 255]
-    data is the classic FVD mistake.
+    Every frame is resized by :func:`resize_frames` (``resize``: ``"stretch"`` to ``size`` x
+    ``size``, aspect not kept; ``"shorter-side-crop"``: shorter side to ``size``, centre crop),
+    then mapped by ``x / 127.5 - 1`` (0 -> -1, 255 -> 1, 127.5 -> 0). Only uint8 is accepted, or
+    float videos with ``already_in_minus1_1=True`` (then only resized). Float input without the
+    flag is refused: [0, 1] data fed as [0, 255] data is the classic FVD mistake.
     """
     x = torch.from_numpy(np.ascontiguousarray(videos)) if isinstance(videos, np.ndarray) else videos
     if not isinstance(x, torch.Tensor):
@@ -334,10 +404,7 @@ def preprocess(
 
     n, t, h, w, c = x.shape
     frames = x.reshape(n * t, h, w, c).permute(0, 3, 1, 2).to(torch.float32)  # (N*T, 3, H, W)
-    if (h, w) != (size, size):
-        frames = F.interpolate(
-            frames, size=(size, size), mode="bilinear", align_corners=False, antialias=False
-        )
+    frames = resize_frames(frames, size, resize)
     if scale_to_unit:
         frames = frames / 127.5 - 1.0
     return frames.reshape(n, t, c, size, size).permute(0, 2, 1, 3, 4).contiguous()
@@ -346,7 +413,7 @@ def preprocess(
 # --------------------------------------------------------------------------------------------
 # The feature extractor the FVD metric calls
 
-TorchscriptCall = Literal["suite", "stylegan-v"]
+NetworkKind = Literal["module", "torchscript"]
 
 
 class I3DFeatures:
@@ -354,9 +421,12 @@ class I3DFeatures:
 
     Attributes: ``feature_id`` (names the network and its weights: ``i3d-tats-400:<sha12>``,
     ``i3d-stylegan-v-torchscript:<sha12>``, ``i3d-untrained-seed<N>``; FVDs are only comparable
-    under the same id), ``is_pretrained`` (False: the distance is "FVD*", not FVD),
-    ``preprocessing`` (the input convention, for reports), ``device``, ``dtype``, ``batch_size``.
-    Build it with :func:`load_i3d`.
+    under the same id and protocol), ``is_pretrained`` (False: the distance is "FVD*", not FVD),
+    ``kind`` (``"module"``: an :class:`InceptionI3d`; ``"torchscript"``: StyleGAN-V's archive, called
+    with ``return_features=True``), ``resize`` and ``size`` (how clips reach the network, see the
+    module docstring; :meth:`with_input` sets them from the protocol), ``preprocessing`` (that
+    convention in words, for reports), ``device``, ``dtype``, ``batch_size``. Build it with
+    :func:`load_i3d`.
     """
 
     def __init__(
@@ -368,45 +438,67 @@ class I3DFeatures:
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
         batch_size: int = 8,
-        call: Literal["module", "suite", "stylegan-v"] = "module",
+        kind: NetworkKind = "module",
+        resize: Resize = "stretch",
+        size: int = RESOLUTION,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if call == "stylegan-v" and dtype != torch.float32:
+        if kind not in ("module", "torchscript"):
+            raise ValueError(f"kind must be 'module' or 'torchscript', got {kind!r}")
+        if resize not in RESIZE_MODES:
+            raise ValueError(f"fvd_resize must be one of {', '.join(RESIZE_MODES)}; got {resize!r}")
+        if resize == "torchscript-internal" and kind != "torchscript":
             raise ValueError(
-                "the StyleGAN-V call rescales inside the archive, in float32: use dtype=torch.float32"
+                f"fvd_resize='torchscript-internal' lets StyleGAN-V's i3d_torchscript.pt rescale and resize "
+                f"the clips itself, but {feature_id} is not that archive: give --i3d the TorchScript file, "
+                "or use fvd_resize 'stretch' or 'shorter-side-crop'"
+            )
+        if resize == "torchscript-internal" and dtype != torch.float32:
+            raise ValueError(
+                "fvd_resize='torchscript-internal': the archive rescales inside, in float32; use dtype=torch.float32"
             )
         self.device = torch.device(device)
         self.dtype = dtype
         self.batch_size = batch_size
         self.feature_id = feature_id
         self.is_pretrained = is_pretrained
-        self._call = call
-        # The StyleGAN-V call feeds uint8 and lets the archive pick its float type.
-        network = network.to(device=self.device) if call == "stylegan-v" else network.to(self.device, dtype)
+        self.kind = kind
+        self.resize = resize
+        self.size = int(size)
+        # An archive keeps its own float type; the torchscript-internal call feeds it uint8.
+        network = network.to(device=self.device) if kind == "torchscript" else network.to(self.device, dtype)
         self.network = network.eval()
-        if call == "stylegan-v":
-            self.preprocessing = (
-                "uint8 RGB handed to the StyleGAN-V TorchScript as (N,3,T,H,W) with rescale=True, "
-                "resize=True: resizing and scaling happen inside the archive"
-            )
-        else:
-            self.preprocessing = PREPROCESSING
+        self.preprocessing = describe_input(resize, self.size)
+
+    def with_input(self, *, resize: Resize, size: int = RESOLUTION) -> I3DFeatures:
+        """The same network (shared, not copied) fed by another input convention.
+
+        ``resize`` and ``size`` are the protocol's ``fvd_resize`` and ``fvd_resolution`` (the FVD
+        metric calls this with them). Raises ValueError, naming ``fvd_resize``, for
+        ``"torchscript-internal"`` on a network that is not StyleGAN-V's archive.
+        """
+        return I3DFeatures(
+            self.network, feature_id=self.feature_id, is_pretrained=self.is_pretrained, device=self.device,
+            dtype=self.dtype, batch_size=self.batch_size, kind=self.kind, resize=resize, size=size,
+        )  # fmt: skip
 
     def __repr__(self) -> str:
         return (
             f"I3DFeatures(feature_id={self.feature_id!r}, is_pretrained={self.is_pretrained}, "
-            f"device={str(self.device)!r}, dtype={self.dtype}, batch_size={self.batch_size})"
+            f"resize={self.resize!r}, device={str(self.device)!r}, dtype={self.dtype}, "
+            f"batch_size={self.batch_size})"
         )
 
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
-        if self._call == "stylegan-v":
-            # Exactly StyleGAN-V's fvd2048_16f call: uint8 [0, 255], (N, C, T, H, W).
+        if self.resize == "torchscript-internal":
+            # StyleGAN-V's fvd2048_16f call: uint8 [0, 255] as (N, C, T, H, W), scaled and resized inside.
             x = batch.permute(0, 4, 1, 2, 3).contiguous()
             return self.network(x, rescale=True, resize=True, return_features=True)
-        x = preprocess(batch).to(self.dtype)
-        if self._call == "suite":
-            # Already resized and in [-1, 1]: the archive must do neither again.
+        x = preprocess(batch, size=self.size, resize=self.resize).to(self.dtype)
+        if self.kind == "torchscript":
+            # Already resized and in [-1, 1]: the archive must do neither again (the call with which
+            # StyleGAN-V's authors matched the TensorFlow original, universome/fvd-comparison).
             return self.network(x, rescale=False, resize=False, return_features=True)
         return self.network(x)
 
@@ -441,6 +533,71 @@ class I3DFeatures:
 
 # --------------------------------------------------------------------------------------------
 # Loading
+
+
+@dataclass(frozen=True)
+class PublishedWeights:
+    """A checksum that public sources state for a published weight file, and where they state it.
+
+    No peer publishes an md5 or sha256 of the I3D files; what is public is git's
+    object id of the copies committed to peer repositories (``git ls-tree`` lists it): the SHA-1 of
+    ``b"blob <size>\\0"`` followed by the file's bytes (:func:`git_blob_sha1`).
+    """
+
+    file: str
+    git_blob_sha1: str
+    sources: tuple[str, ...]
+
+
+PUBLISHED_WEIGHTS: dict[str, PublishedWeights] = {
+    "module": PublishedWeights(
+        "i3d_pretrained_400.pt",
+        "a867b87ac3a9097d200598b1d48a1b890d8ec744",
+        (
+            ("github.com/songweige/TATS tats/fvd/i3d_pretrained_400.pt, added in "
+             "26c33f5bb762f86589c0971e98d0c4565f9a7f63, the same blob at "
+             "03bbce1daa3da7e9bff8221e9ec433df9484817f (cd-fvd downloads this file)"),
+            ("github.com/JunyaoHu/common_metrics_on_video_quality fvd/videogpt/i3d_pretrained_400.pt at "
+             "5f751734ce9cef4cd2dddb235726b75dff62a387 (the same blob)"),
+        ),
+    ),
+    "torchscript": PublishedWeights(
+        "i3d_torchscript.pt",
+        "93daef59c7ae0e9e8f76225521407e60cbafa6aa",
+        (
+            ("github.com/JunyaoHu/common_metrics_on_video_quality fvd/styleganv/i3d_torchscript.pt at "
+             "5f751734ce9cef4cd2dddb235726b75dff62a387: a copy of the file StyleGAN-V downloads from "
+             "https://www.dropbox.com/s/ge9e5ujwgetktms/i3d_torchscript.pt, for which StyleGAN-V states "
+             "no checksum"),
+        ),
+    ),
+}
+
+
+def git_blob_sha1(path: str | os.PathLike) -> str:
+    """Git's object id of a file's content: SHA-1 of ``b"blob <size in bytes>\\0"`` + the bytes (hex)."""
+    digest = hashlib.sha1(f"blob {os.path.getsize(path)}\0".encode())
+    update_digest_from_file(digest, path)
+    return digest.hexdigest()
+
+
+def check_published_weights(path: str | os.PathLike, kind: NetworkKind) -> bool:
+    """Whether ``path`` is the published file of its kind; if not, log a warning naming both hashes.
+
+    A differing file is still used (a re-export or a fine-tune may be what the user means), but its
+    FVDs are not the published network's: the warning says so, and the feature id carries the
+    file's own hash.
+    """
+    published = PUBLISHED_WEIGHTS[kind]
+    found = git_blob_sha1(path)
+    if found == published.git_blob_sha1:
+        return True
+    logger.warning(
+        "%s is not the published %s: its git blob SHA-1 is %s, the published file's is %s (%s). "
+        "FVDs computed with it are not comparable with FVDs of the published weights.",
+        path, published.file, found, published.git_blob_sha1, "; ".join(published.sources),
+    )
+    return False
 
 
 def is_torchscript_archive(path: str | os.PathLike) -> bool:
@@ -501,20 +658,19 @@ def load_i3d(
     batch_size: int = 8,
     *,
     dtype: torch.dtype = torch.float32,
-    torchscript_call: TorchscriptCall = "suite",
 ) -> I3DFeatures:
     """The I3D feature extractor of FVD, from a local weight file or, with ``path=None``, untrained.
 
+    The extractor feeds the network the default input (``resize="stretch"``, 224); the FVD metric
+    switches it to its protocol's ``fvd_resize`` / ``fvd_resolution`` with
+    :meth:`I3DFeatures.with_input`.
+
     - A TorchScript archive (StyleGAN-V's ``i3d_torchscript.pt``, recognised by its content, not
-      its name) is called with ``return_features=True``, which returns the 400 pre-softmax logits.
-      ``torchscript_call="suite"`` (default): the videos go through :func:`preprocess` (bilinear
-      224, [-1, 1]) and the archive gets float (N, 3, T, 224, 224) with ``rescale=False,
-      resize=False`` -- the same input as the state-dict network, and the call with which
-      StyleGAN-V's authors matched the TensorFlow original (universome/fvd-comparison).
-      ``torchscript_call="stylegan-v"``: the uint8 videos go in as (N, 3, T, H, W) with
-      ``rescale=True, resize=True``, exactly StyleGAN-V's ``fvd2048_16f``, whose resizing happens
-      inside the archive; its feature_id says so. ``feature_id``:
-      ``i3d-stylegan-v-torchscript:<sha12>`` or ``i3d-stylegan-v-torchscript-internal-resize:<sha12>``.
+      its name) is called with ``return_features=True``, which returns the 400 pre-softmax logits:
+      with ``rescale=False, resize=False`` on clips preprocessed here (``stretch`` or
+      ``shorter-side-crop``), or with ``rescale=True, resize=True`` on the uint8 clips under
+      ``torchscript-internal`` (StyleGAN-V's ``fvd2048_16f``). ``feature_id``:
+      ``i3d-stylegan-v-torchscript:<sha12>``.
     - Any other file is read with ``torch.load(weights_only=True)`` as a state dict and loaded
       strictly into :class:`InceptionI3d` (VideoGPT / TATS ``i3d_pretrained_400.pt``); a mismatch
       raises ValueError listing the missing / unexpected keys and the path. ``feature_id``:
@@ -523,11 +679,11 @@ def load_i3d(
       (``feature_id`` ``i3d-untrained-seed<N>``, ``is_pretrained=False``). Its distances are not
       FVD: callers must report them as "FVD*".
 
-    ``<sha12>`` is the first 12 hex digits of the file's SHA-256. ``device`` and ``dtype`` are
-    where and in what precision the network runs; features are returned as float64.
+    ``<sha12>`` is the first 12 hex digits of the file's SHA-256. A file that is not the published
+    one of its kind (:data:`PUBLISHED_WEIGHTS`) is loaded with a logged warning naming both
+    hashes. ``device`` and ``dtype`` are where and in what precision the network runs; features
+    are returned as float64.
     """
-    if torchscript_call not in ("suite", "stylegan-v"):
-        raise ValueError(f"torchscript_call must be 'suite' or 'stylegan-v', got {torchscript_call!r}")
     if path is None:
         network = init_untrained_(InceptionI3d(), seed)
         return I3DFeatures(
@@ -550,10 +706,10 @@ def load_i3d(
             raise ValueError(
                 f"{path} looks like a TorchScript archive but torch.jit.load failed: {error}"
             ) from error
-        name = "i3d-stylegan-v-torchscript" + ("-internal-resize" if torchscript_call == "stylegan-v" else "")
+        check_published_weights(path, "torchscript")
         return I3DFeatures(
-            network, feature_id=f"{name}:{sha12}", is_pretrained=True,
-            device=device, dtype=dtype, batch_size=batch_size, call=torchscript_call,
+            network, feature_id=f"i3d-stylegan-v-torchscript:{sha12}", is_pretrained=True,
+            device=device, dtype=dtype, batch_size=batch_size, kind="torchscript",
         )  # fmt: skip
 
     try:
@@ -565,6 +721,7 @@ def load_i3d(
         ) from error
     network = InceptionI3d()
     load_state_dict_strict(network, state_dict, path)
+    check_published_weights(path, "module")
     return I3DFeatures(
         network, feature_id=f"i3d-tats-400:{sha12}", is_pretrained=True,
         device=device, dtype=dtype, batch_size=batch_size,

@@ -4,7 +4,8 @@ FVD and FGD never hold all features: ``GaussianStats`` keeps the count, the floa
 float64 sum of outer products (the sufficient statistics, as StyleGAN-V does), so batches can be
 added one at a time, partial statistics from several workers or GPUs can be merged (``merge``, or
 ``all_reduce`` over ``torch.distributed``), and per-clip statistics can be recombined for
-bootstrap confidence intervals without touching the features again.
+confidence intervals over clips (``metrics.intervals``) and FD-infinity (``metrics.fd_infinity``)
+without touching the features again.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from metrics.bootstrap import bootstrap_interval
+from metrics.fd_infinity import Extrapolation, fd_infinity
 from metrics.frechet import frechet_distance
+from metrics.intervals import ClipStatistic
 
 
 class GaussianStats:
@@ -142,9 +144,60 @@ def frechet_from_parts(real: list[GaussianStats], fake: list[GaussianStats], est
                             fake_pool.mean, fake_pool.covariance(estimator))
 
 
+def sample_size_warning(n_real: int, n_fake: int, dim: int, metric: str = "Fréchet distance",
+                        unit: str = "feature vectors") -> str | None:
+    """A warning when a side has no more feature vectors than dimensions (n <= d), else None.
+
+    ``n_real``, ``n_fake``: the feature vectors (windows, I3D clips) behind each side's covariance;
+    ``dim``: their dimension. The rule: a covariance from n vectors has rank at most n - 1, so with
+    n <= d it is singular and d - n + 1 of its directions have no variance at all. The distance is
+    still defined (``metrics.frechet`` takes the symmetric route), but it is then dominated by its
+    finite-sample bias, a term that shrinks like 1 / n and grows with d: it measures the counts as
+    much as the methods, is comparable only with numbers at the same counts and dimension, and
+    FD-infinity, whose fit assumes the 1 / n regime, is rough. The threshold is where that
+    regime starts, not a guarantee above it: the bias shrinks gradually with n / d.
+    """
+    n = min(int(n_real), int(n_fake))
+    if n > dim:
+        return None
+    return (f"{metric}: {n_real} real and {n_fake} generated {unit} in {dim} dimensions: with n <= d the "
+            f"covariance is singular (rank <= n - 1 = {n - 1} < {dim}) and the distance is dominated by its "
+            "finite-sample bias; compare it only with values at the same counts, or use more clips")
+
+
+class _Subsets:
+    """Pooled mean and covariance of subsets of per-clip statistics, from the full sums.
+
+    A subset larger than half is pooled as the full sums minus the rest (a jackknife subset costs
+    one part, not n): O(min(k, n - k) d^2) per subset.
+    """
+
+    def __init__(self, parts: list[GaussianStats]) -> None:
+        self.parts = parts
+        self.full = GaussianStats.combine(parts, parts[0].dim)
+
+    def pooled(self, index: np.ndarray, estimator: str) -> tuple[int, np.ndarray, np.ndarray]:
+        """(count, mean, covariance) of the parts at ``index`` (distinct positions)."""
+        index = np.asarray(index)
+        if len(index) == len(self.parts):
+            stats = self.full
+        elif 2 * len(index) <= len(self.parts):
+            stats = GaussianStats.combine((self.parts[i] for i in index), self.full.dim)
+        else:
+            rest = GaussianStats.combine((self.parts[i] for i in np.setdiff1d(np.arange(len(self.parts)), index)),
+                                         self.full.dim)
+            stats = GaussianStats(self.full.dim)
+            stats.count = self.full.count - rest.count
+            stats.total = self.full.total - rest.total
+            stats.outer = self.full.outer - rest.outer
+        return stats.count, stats.mean, stats.covariance(estimator)
+
+
 class FrechetMetric:
     """Base of FGD and FVD: per-clip statistics on a real and a generated side, their Fréchet
-    distance (``compute``) and its clip-level bootstrap interval (``interval``).
+    distance (``compute``; FD-infinity with ``frechet_extrapolation="fd_infinity"``), its
+    confidence interval over clips (``interval``) and a warning for counts too small for the
+    dimension (``warnings``).
 
     Subclasses set ``name``, ``unit`` (what one feature vector is, for messages) and ``protocol``.
     """
@@ -156,17 +209,80 @@ class FrechetMetric:
         self.protocol = protocol
         self.parts: dict[bool, list[GaussianStats]] = {True: [], False: []}
 
-    def compute(self) -> float:
-        self._check()
-        return frechet_from_parts(self.parts[True], self.parts[False], self.protocol.covariance)
+    @property
+    def covariance_estimator(self) -> str:
+        """The covariance divisor the protocol sets for this metric: its ``covariance`` field
+        (FGD); FVD overrides this with ``fvd_covariance``. "unbiased" /(N - 1), "biased" /N."""
+        return self.protocol.covariance
 
-    def interval(self) -> tuple[float, float]:
+    def compute(self) -> float:
+        """The Fréchet distance between the pooled real and generated statistics, with the
+        covariance divided as ``covariance_estimator`` says. Raises ValueError with fewer than 2
+        features on a side."""
+        self._check()
+        if self.protocol.frechet_extrapolation == "fd_infinity":    # metrics/fd_infinity.py
+            return self.extrapolation().value
+        return frechet_from_parts(self.parts[True], self.parts[False], self.covariance_estimator)
+
+    # -- uncertainty (metrics/intervals.py, metrics/fd_infinity.py) ------------------------------
+
+    def interval(self, paired: bool = False) -> tuple[float, float]:
+        """(low, high) confidence interval of ``compute()`` over clips (``metrics.intervals``).
+
+        ``paired``: the generated clip i answers the real clip i (same count, same order), and the
+        pair is the unit; else the real and the generated clips are independent samples. Pairing
+        keeps what the two sides share: a generated side that copies the real one has [0, 0].
+        """
+        estimate = self.clip_statistic(paired).interval(self.protocol.interval_half_samples,
+                                                        self.protocol.bootstrap_seed, self.protocol.confidence)
+        return estimate.bounds
+
+    def clip_statistic(self, paired: bool = False) -> ClipStatistic:
+        """The distance (or FD-infinity, as the protocol says) as a function of subsets of clips:
+        one group of pairs (``paired``) or the groups "real" and "generated"."""
+        self._check()
+        real, fake = _Subsets(self.parts[True]), _Subsets(self.parts[False])
+        estimator = self.covariance_estimator
+
+        def distance(real_index: np.ndarray, fake_index: np.ndarray) -> float:
+            (_, m1, s1), (_, m2, s2) = real.pooled(real_index, estimator), fake.pooled(fake_index, estimator)
+            return frechet_distance(m1, s1, m2, s2)
+
+        if self.protocol.frechet_extrapolation == "fd_infinity":
+            plain = distance
+
+            def distance(real_index: np.ndarray, fake_index: np.ndarray) -> float:
+                return fd_infinity(lambda r, f: plain(real_index[r], fake_index[f]), len(real_index),
+                                   len(fake_index), seed=self.protocol.bootstrap_seed).value
+
+            shape = {"lower": -np.inf}          # an extrapolation may dip below 0
+        else:
+            shape = {"lower": 0.0, "log_scale": True}    # a distance: its spread grows with it
+        if paired:
+            if len(real.parts) != len(fake.parts):
+                raise ValueError(f"{self.name}: paired clips need as many real as generated clips, got "
+                                 f"{len(real.parts)} and {len(fake.parts)}")
+            return ClipStatistic(lambda index: distance(index, index), (len(real.parts),), ("pairs",), **shape)
+        return ClipStatistic(distance, (len(real.parts), len(fake.parts)), ("real", "generated"), **shape)
+
+    def extrapolation(self) -> Extrapolation:
+        """FD-infinity (``metrics.fd_infinity``): the distance at subsets of the clips of each side,
+        fitted linear in 1 / N and extrapolated to 1 / N = 0; seeded by ``bootstrap_seed``."""
         self._check()
         real, fake = self.parts[True], self.parts[False]
-        return bootstrap_interval(
-            lambda r, f: frechet_from_parts(real, fake, self.protocol.covariance, r, f),
-            (len(real), len(fake)), self.protocol.bootstrap_samples, self.protocol.bootstrap_seed,
-            self.protocol.confidence)
+        estimator = self.covariance_estimator
+        return fd_infinity(lambda r, f: frechet_from_parts(real, fake, estimator, r, f), len(real), len(fake),
+                           seed=self.protocol.bootstrap_seed)
+
+    @property
+    def warnings(self) -> list[str]:
+        """Messages about counts too small for the dimension (``sample_size_warning``); [] when none."""
+        sides = [self.parts[True], self.parts[False]]
+        if not all(sides):
+            return []
+        counts = [sum(p.count for p in side) for side in sides]
+        message = sample_size_warning(counts[0], counts[1], sides[0][0].dim, self.name, self.unit)
+        return [message] if message else []
 
     def _check(self) -> None:
         for real, side in ((True, "real"), (False, "generated")):

@@ -1,4 +1,5 @@
-"""The FVD I3D network: published weight layout, strict loading, features, preprocessing, TorchScript call.
+"""The FVD I3D network: published weight layout, strict loading, features, preprocessing (stretch and
+shorter side + centre crop), the TorchScript calls, and the published weights' checksums.
 
 No real weights can be had offline, so the layout is checked against a hand-written list of the
 keys and shapes of VideoGPT / TATS ``i3d_pretrained_400.pt`` (names from TATS
@@ -9,7 +10,9 @@ that reports what it was given.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import logging
 import warnings
 
 import numpy as np
@@ -19,14 +22,28 @@ import torch
 from metrics.i3d import (
     FEATURE_DIM,
     MIN_FRAMES,
+    PUBLISHED_WEIGHTS,
     I3DFeatures,
     InceptionI3d,
+    git_blob_sha1,
     init_untrained_,
     is_torchscript_archive,
     load_i3d,
     preprocess,
     published_state_dict_keys,
+    shorter_side_size,
 )
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """torch on one thread while this module runs: on a busy 2-core machine its two threads spun
+    against each other and the full-size I3D forwards took 3-4x longer (tests/test_fvd_presets.py too)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
 
 # A dozen and a half entries of the published file, written out by hand.
 PUBLISHED_SHAPES = {
@@ -324,9 +341,10 @@ def test_torchscript_suite_call_gets_preprocessed_float_and_no_rescale(torchscri
     np.testing.assert_allclose(out[:, 12 : 12 + MIN_FRAMES], frames / 127.5 - 1, atol=1e-6)
 
 
-def test_torchscript_stylegan_v_call_gets_raw_uint8_with_rescale_and_resize(torchscript_file):
-    features = load_i3d(torchscript_file, batch_size=2, torchscript_call="stylegan-v")
-    assert features.feature_id == f"i3d-stylegan-v-torchscript-internal-resize:{sha12(torchscript_file)}"
+def test_torchscript_internal_resize_gets_raw_uint8_with_rescale_and_resize(torchscript_file):
+    features = load_i3d(torchscript_file, batch_size=2).with_input(resize="torchscript-internal")
+    assert features.feature_id == f"i3d-stylegan-v-torchscript:{sha12(torchscript_file)}"
+    assert "inside the archive" in features.preprocessing
     out = features(coded_videos())
     np.testing.assert_array_equal(out[:, 1:5], [[3, MIN_FRAMES, 20, 28]] * 3)  # (N, C, T, H, W), not resized
     np.testing.assert_array_equal(out[:, 5:9], [[1, 1, 1, 1]] * 3)  # rescale, resize, return_features, uint8
@@ -334,4 +352,75 @@ def test_torchscript_stylegan_v_call_gets_raw_uint8_with_rescale_and_resize(torc
     frames = 10 * np.arange(MIN_FRAMES)[None, :] + np.arange(3)[:, None]
     np.testing.assert_allclose(out[:, 12 : 12 + MIN_FRAMES], frames)
     with pytest.raises(ValueError, match="float32"):
-        load_i3d(torchscript_file, dtype=torch.float16, torchscript_call="stylegan-v")
+        load_i3d(torchscript_file, dtype=torch.float16).with_input(resize="torchscript-internal")
+
+
+def test_torchscript_internal_resize_is_refused_for_a_state_dict_network():
+    features = load_i3d(None)
+    with pytest.raises(ValueError, match=r"fvd_resize='torchscript-internal'.*i3d-untrained-seed0"):
+        features.with_input(resize="torchscript-internal")
+    with pytest.raises(ValueError, match="fvd_resize must be one of"):
+        features.with_input(resize="nearest")
+    cropped = features.with_input(resize="shorter-side-crop")
+    assert cropped.network is features.network and "centre 224x224 crop" in cropped.preprocessing
+
+
+# ------------------------------------------------------------------------------ shorter side + centre crop
+
+
+@pytest.mark.parametrize("height, width, expected", [
+    (36, 48, (224, 299)), (48, 36, (299, 224)), (224, 400, (224, 400)),
+    (64, 64, (224, 224)), (100, 100, (225, 224)),  # 100 * (224 / 100) = 224.00000000000003: as VideoGPT
+])
+def test_shorter_side_size(height, width, expected):
+    assert shorter_side_size(height, width) == expected
+
+
+def test_preprocess_shorter_side_crop_is_a_centre_crop_of_the_scaled_frame():
+    videos = random_videos(2, 3, 36, 48, seed=4)
+    x = preprocess(videos, resize="shorter-side-crop")
+    assert x.shape == (2, 3, 3, 224, 224)
+    frame = torch.from_numpy(videos[1, 2]).permute(2, 0, 1)[None].float()
+    scaled = torch.nn.functional.interpolate(frame, size=(224, 299), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(x[1, :, 2], scaled[0, :, :, 37:261] / 127.5 - 1)  # (299 - 224) // 2 = 37
+    assert not torch.allclose(x, preprocess(videos))  # not the stretched frame
+    with pytest.raises(ValueError, match="inside StyleGAN-V's archive"):
+        preprocess(videos, resize="torchscript-internal")
+
+
+# ------------------------------------------------------------------------------ published checksums
+
+
+def test_git_blob_sha1_is_gits_object_id(tmp_path):
+    path = tmp_path / "hello.txt"
+    path.write_bytes(b"hello\n")
+    assert git_blob_sha1(path) == "ce013625030ba8dba906f756967f9e9ca394464a"  # git hash-object hello.txt
+
+
+def test_a_weight_file_that_differs_from_the_published_one_is_loaded_with_a_warning(tmp_path, caplog, monkeypatch):
+    path = tmp_path / "i3d_pretrained_400.pt"
+    torch.save(random_published_state_dict(seed=2), path)
+    with caplog.at_level(logging.WARNING, logger="metrics.i3d"):
+        features = load_i3d(path)
+    assert features.is_pretrained
+    (record,) = [r for r in caplog.records if r.name == "metrics.i3d"]
+    message = record.getMessage()
+    published = PUBLISHED_WEIGHTS["module"]
+    assert str(path) in message and published.file in message
+    assert git_blob_sha1(path) in message and published.git_blob_sha1 in message
+    assert "songweige/TATS" in message
+
+    # The published file (here: its checksum made to be this file's) loads without a warning.
+    monkeypatch.setitem(PUBLISHED_WEIGHTS, "module", dataclasses.replace(published, git_blob_sha1=git_blob_sha1(path)))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="metrics.i3d"):
+        load_i3d(path)
+    assert not [r for r in caplog.records if r.name == "metrics.i3d"]
+
+
+def test_a_torchscript_file_is_checked_against_the_published_archive(torchscript_file, caplog):
+    with caplog.at_level(logging.WARNING, logger="metrics.i3d"):
+        load_i3d(torchscript_file)
+    (record,) = [r for r in caplog.records if r.name == "metrics.i3d"]
+    assert "i3d_torchscript.pt" in record.getMessage()
+    assert PUBLISHED_WEIGHTS["torchscript"].git_blob_sha1 in record.getMessage()
