@@ -1,21 +1,22 @@
-"""``imac-bench check``: a run's metric table against a committed baseline (the CI regression).
+"""``imac-bench check``: a run's results against a committed baseline (the CI regression).
 
-A baseline folder holds ``metrics.csv`` (the long table of ``imac-bench report``), ``report.md``
-and ``tolerances.yaml``::
+A baseline folder holds ``results.json`` (a run's typed results, ``bench.results``: what is
+compared), ``metrics.csv`` and ``report.md`` (for people reading a diff) and ``tolerances.yaml``::
 
     protocol: imac-bench (imac-bench-metrics-1.0, 1a2b3c4d)   # must match the run's protocol label
     scopes: [all]              # which scopes are compared (all; identity:NAME; or "*" for every one)
     default: {abs: 0.0, rel: 0.0}
-    metrics:                   # a value may move by max(abs, rel * |baseline|)
-      FGD: {abs: 0.5, rel: 0.1}
+    metrics:                   # by metric id (fgd, div, bas, fvd); a value may move by max(abs, rel * |baseline|)
+      fgd: {abs: 0.5, rel: 0.1}
 
-Every baseline row of a compared scope must be in the run, within tolerance; the run's control
-checks must hold. Rows the run has and the baseline lacks are listed but do not fail.
+Every baseline score (method x scope x metric) of a compared scope must be in the run, within
+tolerance; the run's control checks must hold. Scores the run has and the baseline lacks are listed
+but do not fail. A baseline or run of an older schema (display names such as ``FVD*`` as keys, a
+``metrics.csv`` without ``results.json``) is refused with a message saying how to regenerate it.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from dataclasses import dataclass
@@ -24,7 +25,11 @@ from pathlib import Path
 import yaml
 
 from bench.report import load_results, markdown_report, metrics_csv
+from bench.results import BenchResults, OldSchemaError, write_results
 from metrics.io.files import write_text_atomic
+from metrics.results import METRIC_IDS
+
+Key = tuple[str, str, str]        # (method, scope, metric id)
 
 
 @dataclass
@@ -36,15 +41,26 @@ class Difference:
         return f"{self.key}: {self.problem}"
 
 
-def read_table(path: Path) -> dict[tuple[str, str, str], dict]:
+def score_table(results: BenchResults) -> dict[Key, float]:
+    """Every score of a run as (method, scope, metric id) -> value."""
+    return {(name, scope, metric): score.value for name, method in results.methods.items()
+            for scope, table in method.scores.items() for metric, score in table.items()}
+
+
+def read_baseline(baseline: Path) -> BenchResults:
+    """The baseline's results.json; ``OldSchemaError`` for a baseline of an earlier version."""
+    path = baseline / "results.json"
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: missing (run `imac-bench report` first)")
-    with open(path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    needed = {"method", "scope", "metric", "value", "protocol"}
-    if rows and not needed <= set(rows[0]):
-        raise ValueError(f"{path}: not a metrics table (needs columns {', '.join(sorted(needed))})")
-    return {(r["method"], r["scope"], r["metric"]): r for r in rows}
+        if (baseline / "metrics.csv").is_file():
+            raise OldSchemaError(f"{baseline}: a baseline of an older schema (metrics.csv keyed by display names, "
+                                 "no results.json); this version compares results.json: regenerate it with "
+                                 f"`imac-bench check --update --baseline {baseline} --run RUN`")
+        raise FileNotFoundError(f"{path}: missing (write a baseline with `imac-bench check --update`)")
+    try:
+        return load_results(baseline)
+    except OldSchemaError as error:
+        raise OldSchemaError(f"{error}; or regenerate the baseline with `imac-bench check --update --baseline "
+                             f"{baseline} --run RUN`") from None
 
 
 def read_tolerances(path: Path) -> dict:
@@ -54,6 +70,11 @@ def read_tolerances(path: Path) -> dict:
     unknown = sorted(set(data) - {"protocol", "scopes", "default", "metrics"})
     if unknown:
         raise ValueError(f"{path}: unknown key(s) {', '.join(unknown)}")
+    old = [name for name in (data.get("metrics") or {}) if name not in METRIC_IDS]
+    if old:
+        raise ValueError(f"{path}: metrics: {', '.join(map(repr, old))} not metric ids; use {', '.join(METRIC_IDS)} "
+                         "(an older schema keyed tolerances by display names: FGD -> fgd, Diversity -> div, BAS and "
+                         "'BAS (real)' -> bas, FVD and FVD* -> fvd)")
     for name, entry in {"default": data.get("default", {}), **(data.get("metrics") or {})}.items():
         bad = sorted(set(entry or {}) - {"abs", "rel"})
         if bad:
@@ -61,37 +82,31 @@ def read_tolerances(path: Path) -> dict:
     return data
 
 
-def _number(text: str) -> float:
-    return float("nan") if text in ("", "None", "nan") else float(text)
-
-
 def allowed_change(tolerances: dict, metric: str, baseline: float) -> float:
     entry = {**(tolerances.get("default") or {}), **((tolerances.get("metrics") or {}).get(metric) or {})}
     return max(float(entry.get("abs", 0.0)), float(entry.get("rel", 0.0)) * abs(baseline))
 
 
-def compare(run_table: dict, baseline_table: dict, tolerances: dict, control_checks: list[dict] | None = None
-            ) -> tuple[list[Difference], list[str]]:
-    """(failures, notes): moved numbers, missing rows, a protocol change, failed control checks."""
+def compare(run: BenchResults, baseline: BenchResults, tolerances: dict) -> tuple[list[Difference], list[str]]:
+    """(failures, notes): moved numbers, missing scores, a protocol change, failed control checks."""
     failures: list[Difference] = []
     notes: list[str] = []
     scopes = tolerances.get("scopes") or ["all"]
 
-    def checked(key: tuple[str, str, str]) -> bool:
+    def checked(key: Key) -> bool:
         return scopes == "*" or "*" in scopes or key[1] in scopes
 
-    compared = [k for k in baseline_table if checked(k)]
-    expected_protocol = tolerances.get("protocol")
-    run_protocols = {r["protocol"] for r in run_table.values()}
-    if expected_protocol and run_protocols and run_protocols != {expected_protocol}:
-        failures.append(Difference("protocol", f"baseline {expected_protocol!r}, run {sorted(run_protocols)}: "
+    expected_protocol = tolerances.get("protocol") or baseline.protocol_label
+    if run.protocol_label != expected_protocol:
+        failures.append(Difference("protocol", f"baseline {expected_protocol!r}, run {run.protocol_label!r}: "
                                                "numbers under another protocol are not comparable"))
-    for key in compared:
+    ours, theirs = score_table(run), score_table(baseline)
+    for key in (k for k in theirs if checked(k)):
         name = "/".join(key)
-        if key not in run_table:
+        if key not in ours:
             failures.append(Difference(name, "missing from the run"))
             continue
-        old, new = _number(baseline_table[key]["value"]), _number(run_table[key]["value"])
+        old, new = theirs[key], ours[key]
         if math.isnan(old) and math.isnan(new):
             continue
         if math.isnan(old) != math.isnan(new):
@@ -101,50 +116,49 @@ def compare(run_table: dict, baseline_table: dict, tolerances: dict, control_che
         if abs(new - old) > limit:
             failures.append(Difference(name, f"baseline {old:.6g}, run {new:.6g}: moved {new - old:+.4g}, "
                                              f"tolerance ±{limit:.4g}"))
-    extra = sorted(k for k in set(run_table) - set(baseline_table) if checked(k))
+    extra = sorted(k for k in set(ours) - set(theirs) if checked(k))
     if extra:
-        notes.append(f"{len(extra)} row(s) in the run are not in the baseline: "
+        notes.append(f"{len(extra)} score(s) in the run are not in the baseline: "
                      + ", ".join("/".join(k) for k in extra[:8]) + (" ..." if len(extra) > 8 else ""))
-    for check in control_checks or []:
-        if check["holds"] is False and check.get("gating", True):
-            failures.append(Difference(f"control check {check['metric']}",
-                                       f"expected {check['expected']}, got {check['low']:.4g} vs {check['high']:.4g}"))
+    for check in run.failed_checks():
+        failures.append(Difference(f"control check {check.id}", f"expected {check.expected}, got "
+                                                                f"{check.low_value:.4g} vs {check.high_value:.4g}"))
     return failures, notes
 
 
 def check_run(run: str | Path, baseline: str | Path) -> tuple[list[Difference], list[str]]:
+    """Compare a run's results.json with a baseline folder's (see the module docstring)."""
     run, baseline = Path(run), Path(baseline)
-    results = load_results(run)
-    write_text_atomic(run / "metrics.csv", metrics_csv(results))
-    return compare(read_table(run / "metrics.csv"), read_table(baseline / "metrics.csv"),
-                   read_tolerances(baseline / "tolerances.yaml"), results.get("control_checks"))
+    tolerances = read_tolerances(baseline / "tolerances.yaml")
+    return compare(load_results(run), read_baseline(baseline), tolerances)
 
 
 DEFAULT_TOLERANCES = """\
 # Tolerances of this baseline: a number may move by max(abs, rel * |baseline|) before
 # `imac-bench check` fails. The toy benchmark is deterministic on one machine; these margins absorb
 # the differences of other CPUs and library versions, not changes to a model or a metric.
+# Metrics by id: fgd, div, bas, fvd (the real videos' own BAS, row gt, is a bas score too).
 protocol: {protocol}
 scopes: [all]
 default: {{abs: 0.0, rel: 0.05}}
 metrics:
-  FGD: {{abs: 0.05, rel: 0.10}}
-  Diversity: {{abs: 0.05, rel: 0.10}}
-  BAS: {{abs: 0.02, rel: 0.10}}
-  BAS (real): {{abs: 0.02, rel: 0.10}}
-  FVD: {{abs: 5.0, rel: 0.10}}
-  FVD*: {{abs: 5.0, rel: 0.10}}
+  fgd: {{abs: 0.05, rel: 0.10}}
+  div: {{abs: 0.05, rel: 0.10}}
+  bas: {{abs: 0.02, rel: 0.10}}
+  fvd: {{abs: 5.0, rel: 0.10}}
 """
 
 
 def update_baseline(run: str | Path, baseline: str | Path) -> Path:
-    """Copy a run's table and report into ``baseline`` (tolerances.yaml is kept, or written once)."""
+    """Copy a run's results.json, table and report into ``baseline`` (tolerances.yaml is kept, or
+    written once)."""
     results = load_results(run)
     baseline = Path(baseline)
     baseline.mkdir(parents=True, exist_ok=True)
+    write_results(baseline / "results.json", results)
     write_text_atomic(baseline / "metrics.csv", metrics_csv(results))
     write_text_atomic(baseline / "report.md", markdown_report(results, []))
     tolerances = baseline / "tolerances.yaml"
     if not tolerances.is_file():
-        write_text_atomic(tolerances, DEFAULT_TOLERANCES.format(protocol=json.dumps(results["protocol_label"])))
+        write_text_atomic(tolerances, DEFAULT_TOLERANCES.format(protocol=json.dumps(results.protocol_label)))
     return baseline

@@ -2,7 +2,7 @@
 
     imac-bench run --methods imac,s2g,mya [--data DIR] [--identities a,b] [--out runs/NAME] [--device cpu|cuda]
     imac-bench report [--run runs/NAME]                                       # tables + plots of a run
-    imac-bench check --baseline results/toy [--run runs/NAME] [--update]     # regression on metric tables
+    imac-bench check --baseline results/toy [--run runs/NAME] [--update]     # regression on results.json
     imac-bench data toy --out DIR [--seed N] [--identities K] [--clips N]   # the embedded toy corpus
     imac-bench data validate DIR                                              # check a dataset
     imac-bench data preview DIR --out sheet.png                               # look at a dataset
@@ -84,7 +84,7 @@ def _run(args: argparse.Namespace) -> int:
     results = run_benchmark(settings)
     paths = write_report(args.out, plots=not args.no_plots)
     print(format_terminal(results))
-    print(f"report: {paths['report']}  table: {paths['csv']}  ({results['timings_s']['total']:.0f} s)")
+    print(f"report: {paths['report']}  table: {paths['csv']}  ({results.timings_s['total']:.0f} s)")
     return 3 if failed_checks(results) else 0   # the metrics got a known answer wrong
 
 
@@ -179,11 +179,11 @@ def build_parser() -> CommandParser:
     report.add_argument("--run", type=Path, default=Path("runs/bench"), help="run folder")
     report.add_argument("--no-plots", action="store_true", help="tables only, no plots")
 
-    check = add_command(commands, "check", "compare a run's metric table with a baseline", handler=_check,
+    check = add_command(commands, "check", "compare a run's results.json with a baseline's", handler=_check,
                         wraps="bench.check.check_run; --update: bench.check.update_baseline")
     check.add_argument("--baseline", type=Path, required=True, help="baseline folder, e.g. results/toy")
     check.add_argument("--run", type=Path, default=Path("runs/bench"), help="run folder")
-    check.add_argument("--update", action="store_true", help="write the run's table as the new baseline")
+    check.add_argument("--update", action="store_true", help="write the run's results as the new baseline")
     return parser
 
 

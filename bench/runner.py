@@ -1,5 +1,9 @@
 """``imac-bench run``: every method on every test clip, one protocol, one table.
 
+Plan (settings, data, test clips, methods), generate (each method's missing clips), score (one
+evaluator for the run, the real side once: ``bench.scoring``), assemble (``results.json``,
+``bench.results``).
+
 A run folder (``--out runs/NAME``)::
 
     run.json                     the run's settings (seed, data, config, methods); a rerun must match
@@ -8,7 +12,8 @@ A run folder (``--out runs/NAME``)::
     work/<method>/               training outputs, method.json (facts), generation.json (per clip)
     work/vae/, work/fgd_autoencoder/    shared models trained once per run
     cache/                       keypoints and I3D statistics per video content
-    results.json, metrics.csv, report.md, plots/     the results (``imac-bench report`` rewrites them)
+    results.json                 the typed results (bench.results), written once per run
+    metrics.csv, report.md, plots/   made from results.json by ``imac-bench report``
 
 Resumable: every file appears atomically, a clip whose video exists is not generated again, model
 training resumes from its checkpoints, and the shared models are trained once. Each clip's seed is
@@ -39,21 +44,23 @@ from bench.methods import CONTROLS, OPTION_SECTIONS, make_method
 from bench.methods.base import BenchContext, Method
 from bench.methods.external import CommandMethod, ExternalVideoError, GeneratedFolder, parse_methods_file
 from bench.report import control_checks
+from bench.results import BenchResults, MethodResult, write_results
+from bench.scoring import (NOISE_FLOOR, NOISE_FLOOR_LABEL, REFERENCE, RunScorer, Scored, check_folder,
+                           paired_differences)
 from imac import __version__
 from imac.training.autoencoder import TINY_VAE_TRAINING, train_autoencoder
-from metrics.beats import BAS
-from metrics.dataset import ClipRecord, Dataset, find_clips
+from metrics.dataset import ClipRecord, Dataset
 from metrics.device import resolve_device
-from metrics.evaluate import ClipError, Evaluator, evaluate, make_extractor
+from metrics.evaluate import Evaluator, make_extractor
 from metrics.fgd_training import train_fgd_autoencoder
-from metrics.io.audio import SAMPLE_RATE, load_audio
+from metrics.io.audio import SAMPLE_RATE
 from metrics.io.files import write_json_atomic
 from metrics.io.video import write_video
 from metrics.protocol import Protocol, get_protocol
 
 logger = logging.getLogger(__name__)
 
-BENCH_VERSION = "imac-bench-run-1"
+BENCH_VERSION = "imac-bench-run-2"
 
 
 class RunMismatchError(ValueError):
@@ -245,7 +252,7 @@ def external_factories(settings: RunSettings) -> dict[str, Callable[[], Method]]
 def method_names(settings: RunSettings) -> list[str]:
     """The methods asked for, then the controls (which every run has)."""
     names = list(dict.fromkeys(settings.methods + list(settings.generated or {})))
-    clash = [n for n in names if n in CONTROLS]
+    clash = [n for n in names if n in CONTROLS or n == NOISE_FLOOR]
     if clash:
         raise ValueError(f"{', '.join(clash)}: the controls run on every run; do not list them in --methods")
     return names + list(CONTROLS)
@@ -311,114 +318,103 @@ def generate(plan: RunPlan, method: Method) -> dict[str, Any]:
             "generation": generation, "skipped": skipped}
 
 
-# -- evaluate --------------------------------------------------------------------------------------
+# -- score ---------------------------------------------------------------------------------------
 
 
-def evaluate_method(plan: RunPlan, name: str, autoencoder: Path | None) -> dict:
-    """The method's videos against the real ones. A generated clip the metrics cannot score (no
-    body found, too short) is skipped and listed, and flagged in every table; a real one is an error."""
+def make_scorer(plan: RunPlan) -> RunScorer:
+    """The run's one evaluator (each network loaded once) and its scorer."""
     metrics = plan.config.metrics
-    try:
-        result = evaluate(plan.out / "gt", plan.out / name, metrics=metrics, protocol=plan.protocol,
-                          autoencoder=autoencoder if any(m in metrics for m in ("fgd", "div")) else None,
-                          i3d=plan.config.i3d, extractor=plan.shared.pose_extractor(), cache_dir=plan.out / "cache",
-                          split=None, on_error="skip", device=plan.device,
-                          progress=(lambda message: logger.info("  %s: %s", name, message))
-                          if plan.settings.progress else None)
-    except ClipError as error:
-        if "no usable fake clips" not in str(error):
-            raise
-        return {"results": {}, "skipped": [], "error": str(error)}
-    real = [s for s in result["skipped"] if s["side"] == "real"]
-    if real:
-        raise ValueError(f"real test clip {real[0]['clip']} cannot be scored: {real[0]['reason']}")
-    if name == "shuffled" and "bas" in metrics:
-        permutation_bas(plan, result)
-    return result
+    autoencoder = plan.shared.fgd_autoencoder() if any(m in metrics for m in ("fgd", "div")) else None
+    evaluator = Evaluator.load(metrics, plan.protocol, autoencoder=autoencoder, i3d=plan.config.i3d,
+                               extractor=plan.shared.pose_extractor(), device=plan.device,
+                               cache_dir=plan.out / "cache")
+    progress = (lambda message: logger.info("  %s", message)) if plan.settings.progress else None
+    return RunScorer.for_dataset(evaluator, plan.data, plan.clips, plan.out, progress)
 
 
-def permutation_bas(plan: RunPlan, result: dict) -> None:
-    """The shuffled control's BAS: each real video scored against the audio of EVERY other test
-    clip, averaged (chance-level BAS for that motion), instead of one partner's audio: a single
-    partner makes the control as noisy as the clip it happened to draw."""
-    clips = find_clips(plan.out / "gt", split=None)
-    evaluator = Evaluator(("bas",), plan.protocol, plan.shared.pose_extractor(), cache_dir=plan.out / "cache")
-    motion = [evaluator.keypoints_and_fvd(clip)[:2] for clip in clips]
-    rate = plan.protocol.audio_sample_rate
-    audio = [load_audio(c.audio, rate) for c in clips]   # the gt folder holds each clip's wav
-    scorer = BAS(plan.protocol)
-    per_clip = {}
-    for i, (keypoints, fps) in enumerate(motion):
-        length = len(audio[i])
-        others = [np.resize(a, length) if len(a) < length else a[:length] for j, a in enumerate(audio) if j != i]
-        per_clip[clips[i].key] = float(np.mean([scorer.score(keypoints, fps, a, rate) for a in others]))
-    scopes = {"all": list(per_clip)}
-    for identity in sorted({c.identity for c in clips}):
-        scopes[f"identity:{identity}"] = [c.key for c in clips if c.identity == identity]
-    for scope, keys in scopes.items():
-        metric = BAS(plan.protocol)
-        metric.scores = [per_clip[k] for k in keys]
-        low, high = metric.interval()
-        result["results"].setdefault(scope, {})["BAS"] = {
-            "value": metric.compute(), "ci_low": low, "ci_high": high, "n_clips": len(keys),
-            "audio": f"each video against the other {len(clips) - 1} test clips' audio, averaged"}
+def check_external_folders(plan: RunPlan) -> None:
+    """Videos made elsewhere (``--generated``) are checked against the real clips' headers before
+    anything is trained or generated."""
+    for method in plan.methods:
+        folder = getattr(method, "folder", None)
+        if method.kind == "external" and folder is not None and Path(folder).is_dir():
+            check_folder(plan.config.metrics, plan.protocol, plan.clips, method.name, Path(folder))
+
+
+def score_run(plan: RunPlan, records: dict[str, dict], timings: dict[str, float]) -> tuple[RunScorer, dict[str, Scored]]:
+    """Every row's scores: the methods, then gt, noise-floor, static and shuffled. Every method's
+    headers are checked first, so a mismatch stops the run before any video is decoded."""
+    scorer = make_scorer(plan)
+    methods = [name for name in plan.method_names if name not in CONTROLS] + ["static"]
+    for name in methods:
+        scorer.check_method(name)
+    step = time.perf_counter()
+    scorer.real()
+    timings["score:real"] = round(time.perf_counter() - step, 1)
+    rows: dict[str, Scored] = {}
+    jobs = [(name, lambda name=name: scorer.method(name, records[name]["generation"])) for name in methods]
+    jobs += [(REFERENCE, scorer.reference_row), (NOISE_FLOOR, scorer.noise_floor), ("shuffled", scorer.shuffled)]
+    for name, job in jobs:
+        step = time.perf_counter()
+        logger.info("scoring %s", name)
+        rows[name] = job()
+        timings[f"score:{name}"] = round(time.perf_counter() - step, 1)
+    return scorer, rows
 
 
 # -- the whole run -----------------------------------------------------------------------------------
 
 
-def run_benchmark(settings: RunSettings) -> dict:
-    """Plan, generate every method's videos, evaluate them, and write ``results.json``; returns it."""
+def run_benchmark(settings: RunSettings) -> BenchResults:
+    """Plan, generate every method's videos, score them, and write ``results.json``; returns it."""
     started = time.perf_counter()
     plan = plan_run(settings)
+    check_external_folders(plan)
     timings = plan.shared.timings
     records = {}
     for method in plan.methods:
         step = time.perf_counter()
         records[method.name] = generate(plan, method)
         timings[f"generate:{method.name}"] = round(time.perf_counter() - step, 1)
-    autoencoder = plan.shared.fgd_autoencoder() if any(m in plan.config.metrics for m in ("fgd", "div")) else None
-    evaluations = {}
-    for name in plan.method_names:
-        step = time.perf_counter()
-        logger.info("evaluating %s", name)
-        evaluations[name] = evaluate_method(plan, name, autoencoder)
-        timings[f"evaluate:{name}"] = round(time.perf_counter() - step, 1)
+    scorer, rows = score_run(plan, records, timings)
+    step = time.perf_counter()
+    paired = paired_differences(scorer, [n for n in plan.method_names if n not in CONTROLS],
+                                {m.name: m.label for m in plan.methods})
+    timings["score:paired-differences"] = round(time.perf_counter() - step, 1)
     timings["total"] = round(time.perf_counter() - started, 1)
-    results = assemble_results(plan, records, evaluations, timings)
-    write_json_atomic(plan.out / "results.json", results)
+    results = assemble_results(plan, records, rows, scorer.evaluator.networks(), paired, timings)
+    write_results(plan.out / "results.json", results)
     return results
 
 
 # -- assemble --------------------------------------------------------------------------------------
 
+ROW_ORDER = (REFERENCE, NOISE_FLOOR, "static", "shuffled")
 
-def assemble_results(plan: RunPlan, records: dict[str, dict], evaluations: dict[str, dict],
-                     timings: dict[str, float]) -> dict:
-    """One document with everything the report needs: settings, protocol, methods, tables, checks."""
-    first = evaluations["gt"]
-    methods = {}
-    for name, record in records.items():
-        evaluation = evaluations[name]
-        methods[name] = {**record, "results": evaluation["results"],
-                         "unscored": {s["clip"]: s["reason"] for s in evaluation["skipped"]}}
-        if "error" in evaluation:
-            methods[name]["unscored"]["*"] = evaluation["error"]
-    results = {
-        "bench_version": BENCH_VERSION,
-        "package_version": __version__,
-        "run": {"out": str(plan.out), "data": str(plan.data), "seed": plan.settings.seed,
-                "identities": plan.settings.identities, "device": plan.device,
-                "config": plan.config.to_dict(), "test_clips": [c.label for c in plan.clips]},
-        "protocol": first["protocol"],
-        "protocol_label": first["protocol_label"],
-        "pose_extractor": first["pose_extractor"],
-        "skeleton_autoencoder": first["skeleton_autoencoder"],
-        "i3d": first["i3d"],
-        "methods": methods,
-        "timings_s": timings,
-        "environment": {"python": platform.python_version(), "torch": torch.__version__,
-                        "torch_threads": torch.get_num_threads(), "machine": platform.machine()},
-    }
-    results["control_checks"] = control_checks(results)
+
+def method_result(name: str, record: dict | None, scored: Scored) -> MethodResult:
+    """One row: the generation record (label, kind, facts, per-clip generation) and its scores."""
+    if record is None:   # the noise floor: scored, never generated
+        record = {"label": NOISE_FLOOR_LABEL, "kind": "control", "facts": {}, "generation": {}, "skipped": {}}
+    return MethodResult(name=name, label=record["label"], kind=record["kind"], scores=scored.scores,
+                        provenance=scored.provenance, inputs=scored.inputs, facts=record["facts"],
+                        generation=record["generation"], skipped=record["skipped"], unscored=scored.unscored,
+                        note=scored.note)
+
+
+def assemble_results(plan: RunPlan, records: dict[str, dict], rows: dict[str, Scored], networks: dict,
+                     paired: list[dict], timings: dict[str, float]) -> BenchResults:
+    """One document with everything the report and the check need (``bench.results``)."""
+    order = [n for n in rows if n not in ROW_ORDER] + [n for n in ROW_ORDER if n in rows]
+    methods = {name: method_result(name, records.get(name), rows[name]) for name in order}
+    results = BenchResults(
+        run={"out": str(plan.out), "data": str(plan.data), "seed": plan.settings.seed,
+             "identities": plan.settings.identities, "device": plan.device, "config": plan.config.to_dict(),
+             "test_clips": [c.label for c in plan.clips]},
+        protocol=plan.protocol.to_dict(), protocol_label=plan.protocol.label, metrics=tuple(plan.config.metrics),
+        methods=methods, networks=networks, paired=paired, timings_s=timings,
+        environment={"python": platform.python_version(), "torch": torch.__version__,
+                     "torch_threads": torch.get_num_threads(), "machine": platform.machine()},
+        bench_version=BENCH_VERSION, package_version=__version__)
+    results.control_checks = control_checks(results)
     return results

@@ -2,6 +2,7 @@
 
     python -m metrics compute --fake DIR [--real DIR] [--metrics fgd,div,bas,fvd] [--out FILE.json]
                               [--fgd-ae DIR] [--i3d PATH] [--extractor toy|dwpose] [--options FILE.yaml]
+                              [--allow-mismatch frame_size,...]   # the sides' headers are compared first
     python -m metrics train-fgd-ae --data DATASET --out DIR [--steps 1000]
     python -m metrics sanity --data DATASET --out DIR
     python -m metrics protocol [--protocol NAME]          # print every constant of a protocol
@@ -26,6 +27,7 @@ from typing import Any, Literal
 
 from metrics.evaluate import DEFAULT_CACHE, evaluate, format_table, make_extractor, write_result
 from metrics.fgd_training import train_fgd_autoencoder
+from metrics.inputs import ALLOWABLE, normalise_allow
 from metrics.options import OptionsError, build_options, read_yaml
 from metrics.protocol import PRESETS, get_protocol, split_presets
 from metrics.sanity import format_sanity, run_sanity
@@ -137,9 +139,29 @@ def configure_logging(level: int = logging.INFO) -> None:
         logger = logging.getLogger(name)
         logger.setLevel(level)
         if not logger.handlers:
-            handler = logging.StreamHandler()
+            handler = _StderrHandler()
             handler.setFormatter(logging.Formatter("%(message)s"))
             logger.addHandler(handler)
+
+
+class _StderrHandler(logging.StreamHandler):
+    """A handler that writes to whatever ``sys.stderr`` is when a record is emitted.
+
+    ``logging.StreamHandler()`` keeps the stream it was made with; when that stream is replaced
+    and closed (a test harness capturing output, an embedding application), every later record
+    fails with "I/O operation on closed file".
+    """
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # StreamHandler.__init__ assigns it; the property ignores it
+        pass
 
 
 def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
@@ -176,7 +198,8 @@ class ComputeOptions:
     split: Literal["train", "test", "all"] = "test"
     cache: str | None = None                     # None: metrics.evaluate.DEFAULT_CACHE; "none": no cache
     skip_bad: bool = False
-    allow_resolution_mismatch: bool = False
+    allow_mismatch: list[str] = field(default_factory=list)   # input properties allowed to differ (metrics.inputs)
+    allow_resolution_mismatch: bool = False      # the same as allow_mismatch: [frame_size]
     device: str = "cpu"
 
 
@@ -189,6 +212,10 @@ def load_compute_options(values: Mapping[str, Any] | None, section: str = COMPUT
         raise OptionsError(f"{section}: {error}") from None
     if not options.metrics:
         raise OptionsError(f"{section}: metrics: name at least one of fgd, div, bas, fvd")
+    try:
+        normalise_allow(options.allow_mismatch)
+    except ValueError as error:
+        raise OptionsError(f"{section}: allow_mismatch: {error}") from None
     return options
 
 
@@ -241,7 +268,7 @@ def _compute(args: argparse.Namespace) -> int:
                       extractor=_extractor(options.extractor, options.dwpose_detector, options.dwpose_pose,
                                            options.device),
                       cache_dir=_cache_dir(options.cache), split=None if options.split == "all" else options.split,
-                      on_error="skip" if options.skip_bad else "raise",
+                      on_error="skip" if options.skip_bad else "raise", allow=options.allow_mismatch,
                       allow_resolution_mismatch=options.allow_resolution_mismatch, device=options.device,
                       progress=None if args.quiet else _log)
     print(format_table(result))
@@ -311,8 +338,11 @@ def _add_common(parser: argparse.ArgumentParser, settings: bool = False) -> None
         option("--i3d-seed", key="i3d_seed", type=int, metavar="N", help="seed of the untrained stand-in I3D")
         option("--split", key="split", choices=("train", "test", "all"), help="split of a real dataset folder")
         option("--skip-bad", key="skip_bad", action="store_true", help="skip unreadable clips and list them")
+        option("--allow-mismatch", key="allow_mismatch", type=_comma_list, metavar="LIST",
+               help=f"input properties allowed to differ between the sides, comma-separated: {', '.join(ALLOWABLE)} "
+               "(recorded in the result; the headers are checked before any decoding)")
         option("--allow-resolution-mismatch", key="allow_resolution_mismatch", action="store_true",
-               help="compare real and generated videos of different frame sizes")
+               help="the same as --allow-mismatch frame_size")
     parser.add_argument("--quiet", action="store_true", help="no progress messages")
 
 

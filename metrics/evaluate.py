@@ -1,10 +1,16 @@
-"""Evaluating generated videos against real ones: one pass over the clips, every metric, one result.
+"""Evaluating generated videos against real ones: one evaluator, every metric, one typed result.
 
-``evaluate(real_dir, fake_dir, metrics=...)`` decodes every video once (in chunks), extracts its
-keypoints (cached per video content, extractor and protocol), feeds the metrics, and returns a
-result dictionary that carries the protocol, the feature networks' ids and, per metric and per
-identity, the value, a bootstrap confidence interval and the counts it rests on. ``write_result``
-writes it as JSON and CSV.
+An ``Evaluator`` holds what a run needs once: the pose extractor, the skeleton autoencoder, the I3D
+and the per-content cache. ``records(clips, side)`` decodes each video once (in chunks), extracts
+its keypoints and I3D statistics (cached per video content, network and protocol) and keeps what
+the metrics need per clip (``ClipResult``); ``score(real, fake)`` turns two lists of records into a
+value, an interval and counts per metric and scope. A benchmark records the real side ONCE and
+scores every method against it; ``evaluate(real_dir, fake_dir)`` is that for two folders and
+returns a ``metrics.results.EvaluationResult`` (written by ``write_result`` as JSON and CSV).
+
+Before any network is loaded or any frame decoded, both sides' headers are compared
+(``metrics.inputs``): a property that changes a number and differs is refused, naming the property
+and the clips, unless the protocol converts it or the caller allows it; either is recorded.
 
 Bad input (a corrupt or truncated video, a clip shorter than a window, NaN keypoints, no audio)
 raises an error naming the file, or, with ``on_error="skip"``, is skipped and listed in the
@@ -13,13 +19,11 @@ result's ``skipped`` block. Nothing is dropped silently.
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import platform
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,18 +33,22 @@ from metrics.dataset import ClipRecord, find_clips
 from metrics.diversity import Diversity
 from metrics.fgd import FGD, skeleton_windows
 from metrics.fvd import FVD
-from metrics.i3d import load_i3d
+from metrics.inputs import ClipProperties, InputReport, check_inputs, clip_properties
 from metrics.io.cache import VideoCache
-from metrics.io.files import write_json_atomic, write_text_atomic
 from metrics.io.video import VideoReader, probe_video
 from metrics.pose.dwpose import DWPose
 from metrics.pose.toy import ToyMarkerPose
-from metrics.protocol import Protocol
-from metrics.skeleton_ae import load_autoencoder
+from metrics.protocol import Protocol, preset_of
+from metrics.results import (COVARIANCE, SQRT_METHOD, EvaluationResult, Provenance, Score, Scores, Side, SkippedClip,
+                             metric_label, number, package_versions, write_result)
 from metrics.stats import GaussianStats
 
 ALL_METRICS = ("fgd", "div", "bas", "fvd")
 DEFAULT_CACHE = Path.home() / ".cache" / "imac-bench"
+PRESET_METRIC = {"fgd": "FGD", "div": "Diversity", "bas": "BAS", "fvd": "FVD"}   # metrics.protocol's names
+
+__all__ = ["ALL_METRICS", "DEFAULT_CACHE", "ClipError", "ClipResult", "Evaluator", "evaluate", "format_table",
+           "make_extractor", "metric_score", "normalise_metrics", "write_result"]
 
 
 def make_extractor(name: str = "toy", dwpose_detector: str | None = None, dwpose_pose: str | None = None,
@@ -58,23 +66,369 @@ def make_extractor(name: str = "toy", dwpose_detector: str | None = None, dwpose
     raise ValueError(f"unknown pose extractor {name!r}: use 'toy' or 'dwpose'")
 
 
+def normalise_metrics(metrics: Iterable[str]) -> tuple[str, ...]:
+    """Metric ids, lower-cased and deduplicated; unknown ones raise ``ValueError``."""
+    metrics = tuple(dict.fromkeys(m.strip().lower() for m in metrics))
+    unknown = [m for m in metrics if m not in ALL_METRICS]
+    if unknown:
+        raise ValueError(f"unknown metrics {unknown}: choose from {', '.join(ALL_METRICS)}")
+    return metrics
+
+
 @dataclass
 class ClipResult:
-    """What one clip contributes to the metrics."""
+    """What one clip contributes to the metrics (small: no frames, no keypoints)."""
 
     clip: ClipRecord
     side: str                                   # "real" | "fake"
     fps: float = 0.0
     size: tuple[int, int] = (0, 0)
-    fgd_features: np.ndarray | None = None      # latent features of its windows
+    fgd_features: np.ndarray | None = None      # latent features of its windows (FGD; Div "latent")
+    div_input: np.ndarray | None = None         # what Diversity takes (latent features or the l1div sequence)
     fvd_stats: GaussianStats | None = None
     bas: float | None = None
+    bas_frames: int | None = None               # frames the BAS was scored on (its weight, bas_clip_weight)
     visible: float | None = None                # share of skeleton points seen
-    extra: dict = field(default_factory=dict)
 
 
 class ClipError(ValueError):
     pass
+
+
+def _bounds(interval) -> tuple[float, float]:
+    """(low, high) of an interval: a (low, high) tuple or an object with ``low`` and ``high``."""
+    if hasattr(interval, "low"):
+        return float(interval.low), float(interval.high)
+    low, high = interval
+    return float(low), float(high)
+
+
+def metric_score(metric, paired: bool = False, **counts: int) -> Score:
+    """A metric object's value and interval (``compute``, ``interval``; ``paired``: a Fréchet distance's
+    interval with generated clip i and real clip i as one unit) as a ``Score`` with ``counts``."""
+    low, high = _bounds(metric.interval(paired=True) if paired else metric.interval())
+    return Score(float(metric.compute()), low, high, counts)
+
+
+def _hash_of(feature_id: str) -> str | None:
+    """The weight hash inside an I3D feature id (``name:<sha12>``), or None."""
+    return feature_id.rpartition(":")[2] if ":" in feature_id else None
+
+
+class Evaluator:
+    """The networks and the cache of one run; clips in (``records``), scores out (``score``)."""
+
+    def __init__(self, metrics: Sequence[str], protocol: Protocol, extractor=None, autoencoder=None,
+                 i3d=None, cache_dir: str | Path | None = None, autoencoder_info: dict | None = None):
+        self.metrics = normalise_metrics(metrics)
+        self.protocol = protocol
+        self.extractor = extractor
+        self.autoencoder = autoencoder
+        self.autoencoder_info = autoencoder_info
+        self.i3d = i3d
+        self.fvd = FVD(i3d, protocol) if i3d is not None else None
+        self.keypoint_cache = self.fvd_cache = None
+        if cache_dir is not None:
+            if extractor is not None:
+                self.keypoint_cache = VideoCache(cache_dir, "keypoints", extractor.extractor_id, protocol.version)
+            if i3d is not None:
+                self.fvd_cache = VideoCache(cache_dir, "i3d", i3d.feature_id, protocol.version, protocol.digest)
+
+    @classmethod
+    def load(cls, metrics: Sequence[str], protocol: Protocol, *, autoencoder: str | Path | None = None,
+             i3d=None, i3d_seed: int = 0, extractor="toy", dwpose_detector: str | None = None,
+             dwpose_pose: str | None = None, device: str = "cpu", cache_dir: str | Path | None = None) -> Evaluator:
+        """Load each network the metrics need, once.
+
+        ``autoencoder``: a skeleton autoencoder folder (fgd, div). ``i3d``: a local weight file, None
+        for the untrained stand-in (FVD*), or a feature object (``feature_id``, ``is_pretrained``,
+        ``__call__(videos) -> (N, 400)``). ``extractor``: "toy", "dwpose" (with the two ONNX paths)
+        or an extractor object.
+        """
+        metrics = normalise_metrics(metrics)
+        model = info = None
+        if "fgd" in metrics or "div" in metrics:
+            if autoencoder is None:
+                raise ValueError("FGD and Diversity need a skeleton autoencoder (--fgd-ae DIR); "
+                                 "train one with `python -m metrics train-fgd-ae --data DATASET --out DIR`")
+            from metrics.skeleton_ae import load_autoencoder   # torch: only when a metric needs it
+
+            model, meta = load_autoencoder(autoencoder, device)
+            info = {"path": str(autoencoder), "checkpoint_hash": meta["checkpoint_hash"],
+                    "training_data_hash": meta["training"]["training_data_hash"]}
+        features = None
+        if "fvd" in metrics:
+            if callable(i3d):
+                features = i3d
+            else:
+                from metrics.i3d import load_i3d   # torch
+
+                features = load_i3d(i3d, device=device, seed=i3d_seed)
+        pose = None
+        if any(m in metrics for m in ("fgd", "div", "bas")):
+            pose = (make_extractor(extractor, dwpose_detector, dwpose_pose, device) if isinstance(extractor, str)
+                    else extractor)
+        return cls(metrics, protocol, pose, model, features, cache_dir, info)
+
+    # -- one clip ----------------------------------------------------------------------------------
+
+    @property
+    def needs_keypoints(self) -> bool:
+        return any(m in self.metrics for m in ("fgd", "div", "bas"))
+
+    def keypoints_and_fvd(self, clip: ClipRecord, want_keypoints: bool | None = None, want_fvd: bool | None = None
+                          ) -> tuple[np.ndarray | None, float, tuple[int, int], GaussianStats | None]:
+        """Decode the video once: keypoints (cached) and, if asked, the FVD statistics."""
+        want_keypoints = self.needs_keypoints if want_keypoints is None else want_keypoints
+        want_fvd = ("fvd" in self.metrics) if want_fvd is None else want_fvd
+        info = probe_video(clip.video)
+        keypoints = fvd_stats = None
+        if want_keypoints and self.keypoint_cache is not None:
+            cached = self.keypoint_cache.load(clip.video)
+            keypoints = None if cached is None else cached["keypoints"]
+        if want_fvd and self.fvd_cache is not None:
+            cached = self.fvd_cache.load(clip.video)
+            fvd_stats = None if cached is None else GaussianStats.from_state_dict(cached)
+        extract = want_keypoints and keypoints is None
+        compute_fvd = want_fvd and fvd_stats is None
+        if extract or compute_fvd:
+            parts: list[np.ndarray] = []
+            decoded = [0]
+            with VideoReader(clip.video) as reader:
+                def chunks():
+                    for chunk in reader.iter_chunks(64):
+                        decoded[0] += len(chunk)
+                        if extract:
+                            parts.append(self.extractor(chunk))
+                        yield chunk
+                stream = chunks()
+                if compute_fvd:   # (with fvd_clips="first" it stops reading after the first clip)
+                    fvd_stats = self.fvd.video_statistics(stream, str(clip.video))
+                if extract or not compute_fvd:
+                    for _ in stream:   # the rest of the video, for its keypoints
+                        pass
+            whole = extract or getattr(self.protocol, "fvd_clips", "non-overlapping") != "first"
+            if whole and decoded[0] != info.num_frames:
+                raise ClipError(f"{clip.video}: decoded {decoded[0]} frames, the container says "
+                                f"{info.num_frames}: truncated or corrupt file")
+            if compute_fvd and self.fvd_cache is not None:
+                self.fvd_cache.store(clip.video, **fvd_stats.state_dict())
+            if extract:
+                keypoints = np.concatenate(parts)
+                if self.keypoint_cache is not None:
+                    self.keypoint_cache.store(clip.video, keypoints=keypoints.astype(np.float32), fps=np.array(info.fps))
+        return keypoints, info.fps, (info.width, info.height), fvd_stats
+
+    def keypoints(self, clip: ClipRecord) -> tuple[np.ndarray, float]:
+        """The clip's keypoints (F, 133, 3) and fps: from the cache, else extracted (and cached)."""
+        keypoints, fps, _, _ = self.keypoints_and_fvd(clip, want_keypoints=True, want_fvd=False)
+        return keypoints, fps
+
+    def clip_bas(self, keypoints: np.ndarray, fps: float, wav: np.ndarray, sample_rate: int) -> tuple[float, int]:
+        """The BAS of one clip's motion with a waveform, and the frames it was scored on."""
+        scorer = BAS(self.protocol)
+        clip = getattr(scorer, "clip", None)
+        if clip is not None:
+            value, frames = clip(keypoints, fps, wav, sample_rate)
+            return float(value), int(frames)
+        return float(scorer.score(keypoints, fps, wav, sample_rate)), len(keypoints)
+
+    def record(self, clip: ClipRecord, side: str, partner: ClipRecord | None = None) -> ClipResult:
+        keypoints, fps, size, fvd_stats = self.keypoints_and_fvd(clip)
+        rec = ClipResult(clip, side, fps, size, fvd_stats=fvd_stats)
+        source = str(clip.video)
+        if keypoints is not None and ("fgd" in self.metrics or "div" in self.metrics):
+            windows, rec.visible = skeleton_windows(keypoints, fps, self.protocol, source)
+            if len(windows) == 0:
+                raise ClipError(f"{source}: {len(keypoints)} frames at {fps:g} fps is shorter than one "
+                                f"{self.protocol.window}-frame window at {self.protocol.fps:g} fps")
+            rec.fgd_features = self.autoencoder.features(windows)
+            rec.div_input = rec.fgd_features
+            if getattr(self.protocol, "diversity_kind", "latent") == "l1div" and "div" in self.metrics:
+                from metrics.diversity import diversity_sequence
+
+                rec.div_input = diversity_sequence(keypoints, fps, self.protocol, source)
+        if keypoints is not None and "bas" in self.metrics:
+            rate = self.protocol.audio_sample_rate
+            rec.bas, rec.bas_frames = self.clip_bas(keypoints, fps, _clip_audio(clip, partner, rate), rate)
+        return rec
+
+    def records(self, clips: Sequence[ClipRecord], side: str, *, partners: dict | None = None,
+                on_error: str = "raise", progress: Callable[[str], None] | None = None
+                ) -> tuple[list[ClipResult], list[SkippedClip]]:
+        """Every clip of one side as a ``ClipResult`` (``partners``: key -> real clip, for the audio of a
+        generated clip that has none). ``on_error="skip"`` lists bad clips instead of raising."""
+        records, skipped = [], []
+        for number_, clip in enumerate(clips, start=1):
+            if progress:
+                progress(f"[{number_}/{len(clips)}] {side} {clip.label}")
+            try:
+                records.append(self.record(clip, side, (partners or {}).get(clip.key)))
+            except (ValueError, OSError) as error:
+                if on_error == "raise":
+                    raise ClipError(f"{side} clip {clip.label}: {error}") from error
+                skipped.append(SkippedClip(side, clip.label, str(clip.video), str(error)))
+        return records, skipped
+
+    # -- inputs ------------------------------------------------------------------------------------
+
+    def properties(self, clips: Sequence[ClipRecord], side: str, on_error: str = "raise"
+                   ) -> tuple[list[ClipRecord], list[ClipProperties], list[SkippedClip]]:
+        """The clips whose headers read, their properties, and the skipped ones (``on_error="skip"``)."""
+        kept, props, skipped = [], [], []
+        for clip in clips:
+            try:
+                props.append(clip_properties(clip, side, audio="bas" in self.metrics))
+                kept.append(clip)
+            except (ValueError, OSError) as error:
+                if on_error == "raise":
+                    raise ClipError(f"{side} clip {clip.label}: {error}") from error
+                skipped.append(SkippedClip(side, clip.label, str(clip.video), str(error)))
+        return kept, props, skipped
+
+    def check_inputs(self, real: Sequence[ClipProperties], fake: Sequence[ClipProperties],
+                     allow: Iterable[str] = ()) -> InputReport:
+        """``metrics.inputs.check_inputs`` for this evaluator's metrics and protocol."""
+        return check_inputs(real, fake, self.metrics, self.protocol, allow)
+
+    # -- scores ------------------------------------------------------------------------------------
+
+    def metric(self, metric: str, real: Sequence[ClipResult], fake: Sequence[ClipResult]):
+        """The metric object (``FGD``, ``Diversity``, ``BAS``, ``FVD``) holding these clips in this order,
+        or None when they cannot give a value (no clip on a side it needs, fewer than 2 windows)."""
+        if metric == "fgd" and real and fake:
+            value = FGD(self.autoencoder, self.protocol)
+            for side, group in ((True, real), (False, fake)):
+                for r in group:
+                    value.update_features(r.fgd_features, side)
+            return value
+        if metric == "div" and sum(len(r.fgd_features) for r in fake) >= 2:
+            value = Diversity(self.protocol)
+            for r in fake:
+                value.update(r.div_input, r.clip.identity or "")
+            return value
+        if metric == "bas" and fake:
+            value = BAS(self.protocol)
+            value.scores = [r.bas for r in fake]
+            value.weights = [r.bas_frames for r in fake]
+            return value
+        if metric == "fvd" and real and fake:
+            value = FVD(self.i3d, self.protocol)
+            value.parts = {True: [r.fvd_stats for r in real], False: [r.fvd_stats for r in fake]}
+            return value
+        return None
+
+    @staticmethod
+    def paired(real: Sequence[ClipResult], fake: Sequence[ClipResult]) -> bool:
+        """Whether the generated clip i answers the real clip i for every i (the same clips, in order)."""
+        return bool(real) and [r.clip.key for r in real] == [r.clip.key for r in fake]
+
+    @staticmethod
+    def counts(metric: str, real: Sequence[ClipResult], fake: Sequence[ClipResult]) -> dict[str, int]:
+        """What a metric's value rests on: clips, windows, I3D clips."""
+        if metric == "fgd":
+            return {"n_real_clips": len(real), "n_fake_clips": len(fake),
+                    "n_real_windows": sum(len(r.fgd_features) for r in real),
+                    "n_fake_windows": sum(len(r.fgd_features) for r in fake)}
+        if metric == "div":
+            return {"n_fake_clips": len(fake), "n_fake_windows": sum(len(r.fgd_features) for r in fake)}
+        if metric == "bas":
+            return {"n_clips": len(fake)}
+        return {"n_real_clips": len(real), "n_fake_clips": len(fake),
+                "n_real_i3d_clips": sum(r.fvd_stats.count for r in real),
+                "n_fake_i3d_clips": sum(r.fvd_stats.count for r in fake)}
+
+    def table(self, real: Sequence[ClipResult], fake: Sequence[ClipResult], metrics: Sequence[str] | None = None
+              ) -> dict[str, Score]:
+        """Every requested metric of ``fake`` against ``real`` over one set of clips (one scope). The
+        interval of FGD and FVD is paired when the generated clips answer the real ones one to one."""
+        paired = self.paired(real, fake)
+        table: dict[str, Score] = {}
+        for metric in (self.metrics if metrics is None else metrics):
+            value = self.metric(metric, real, fake)
+            if value is not None:
+                table[metric] = metric_score(value, paired and metric in ("fgd", "fvd"),
+                                             **self.counts(metric, real, fake))
+        return table
+
+    def score(self, real: Sequence[ClipResult], fake: Sequence[ClipResult], metrics: Sequence[str] | None = None
+              ) -> Scores:
+        """``table`` over all clips (scope ``all``) and per identity of the generated side."""
+        scores = {"all": self.table(real, fake, metrics)}
+        for identity in sorted({r.clip.identity for r in fake if r.clip.identity}):
+            scores[f"identity:{identity}"] = self.table([r for r in real if r.clip.identity == identity],
+                                                        [r for r in fake if r.clip.identity == identity], metrics)
+        return scores
+
+    def reference(self, real: Sequence[ClipResult]) -> Scores:
+        """The real videos' own Diversity and BAS (what generated videos' values are read against)."""
+        return self.score([], real, [m for m in ("div", "bas") if m in self.metrics])
+
+    # -- provenance --------------------------------------------------------------------------------
+
+    def label(self, metric: str) -> str:
+        return metric_label(metric, None if self.i3d is None else bool(self.i3d.is_pretrained))
+
+    def provenance(self, n_real: int | None, n_fake: int | None, inputs: InputReport | None = None,
+                   paired: bool = False) -> dict[str, Provenance]:
+        """The provenance card of every metric of this evaluator, for these clip counts and inputs
+        (``paired``: the Fréchet distances' intervals pair generated clip i with real clip i)."""
+        return {m: self._card(m, n_real, n_fake, inputs or InputReport(), paired) for m in self.metrics}
+
+    def _interval(self, metric: str, paired: bool) -> str:
+        p = self.protocol
+        how = f"{p.confidence:.0%} interval over clips (metrics.intervals, seed {p.bootstrap_seed})"
+        if metric in ("fgd", "fvd"):
+            return how + ("; paired: generated clip i and real clip i resampled together" if paired
+                          else "; real and generated clips resampled as two samples")
+        return how + ("; clips resampled within each identity" if metric == "div" else "")
+
+    def _card(self, metric: str, n_real: int | None, n_fake: int | None, inputs: InputReport,
+              paired: bool = False) -> Provenance:
+        p = self.protocol
+        pose = getattr(self.extractor, "extractor_id", None)
+        skeleton = (f"keypoints ({len(p.skeleton_points)} points, score >= {p.visibility_threshold:g}) resampled "
+                    f"to {p.fps:g} fps and normalised per clip (neck centre, shoulder width)")
+        common = dict(metric=metric, label=self.label(metric), protocol=p.label,
+                      preset=preset_of(p, PRESET_METRIC[metric]), packages=package_versions(),
+                      conversions=inputs.for_metric(metric), n_real=n_real if metric in ("fgd", "fvd") else None,
+                      n_fake=n_fake, interval=self._interval(metric, paired))
+        ae = self.autoencoder_info or {}
+        value = ("; the value is FD-infinity (distances at subsets of N extrapolated to 1/N = 0, metrics.fd_infinity)"
+                 if getattr(p, "frechet_extrapolation", None) == "fd_infinity" else "")
+        if metric in ("fgd", "div"):
+            latent = metric == "fgd" or getattr(p, "diversity_kind", "latent") == "latent"
+            return Provenance(
+                **common, features=("latent features of the skeleton autoencoder" if latent
+                                    else "normalised skeleton sequences (EMAGE L1div)") + (value if metric == "fgd" else ""),
+                weights=ae.get("path") if latent else None, weights_hash=ae.get("checkpoint_hash") if latent else None,
+                training_data_hash=ae.get("training_data_hash") if latent else None, pose_extractor=pose,
+                input=f"{skeleton}; {p.window}-frame windows every {p.stride} frames" if latent else skeleton,
+                frames_per_clip=p.window if latent else None,
+                covariance=COVARIANCE[p.covariance] if metric == "fgd" else None,
+                sqrt_method=SQRT_METHOD if metric == "fgd" else None)
+        if metric == "bas":
+            bas_fps = getattr(p, "bas_fps", p.fps)
+            return Provenance(
+                **common, features=f"motion beats of {len(p.beat_points)} beat points against audio beats "
+                f"({getattr(p, 'audio_beat_rule', 'onsets')}), {p.bas_direction}, sigma {p.bas_sigma:g} s",
+                pose_extractor=pose, input=f"beat points resampled to {bas_fps:g} fps; audio mono at "
+                f"{p.audio_sample_rate} Hz")
+        fvd = self.fvd
+        feature_id = getattr(self.i3d, "feature_id", None)
+        estimator = getattr(fvd, "covariance_estimator", p.covariance)
+        return Provenance(
+            **common, features="400-d pre-softmax I3D logits of every clip" + value, weights=feature_id,
+            weights_hash=_hash_of(feature_id) if feature_id else None, pretrained=bool(self.i3d.is_pretrained),
+            input=getattr(fvd.i3d, "preprocessing", None) or f"the feature object's own ({type(self.i3d).__name__})",
+            frames_per_clip=p.fvd_frames, covariance=COVARIANCE[estimator], sqrt_method=SQRT_METHOD)
+
+    def networks(self) -> dict:
+        """The ids of the networks behind the features (for result headers)."""
+        return {"pose_extractor": getattr(self.extractor, "extractor_id", None),
+                "skeleton_autoencoder": self.autoencoder_info,
+                "i3d": None if self.i3d is None else {"feature_id": self.i3d.feature_id,
+                                                      "pretrained": bool(self.i3d.is_pretrained)}}
 
 
 def _clip_audio(clip: ClipRecord, partner: ClipRecord | None, sample_rate: int) -> np.ndarray:
@@ -89,121 +443,9 @@ def _clip_audio(clip: ClipRecord, partner: ClipRecord | None, sample_rate: int) 
                         f"identity/clip_id to take the audio from (BAS needs the speech)") from None
 
 
-class Evaluator:
-    """Holds the networks and the cache; ``record(clip, side)`` turns one clip into a ClipResult."""
-
-    def __init__(self, metrics: Sequence[str], protocol: Protocol, extractor=None, autoencoder=None,
-                 i3d=None, cache_dir: str | Path | None = None):
-        self.metrics = tuple(metrics)
-        self.protocol = protocol
-        self.extractor = extractor
-        self.autoencoder = autoencoder
-        self.i3d = i3d
-        self.fvd = FVD(i3d, protocol) if i3d is not None else None
-        self.keypoint_cache = self.fvd_cache = None
-        if cache_dir is not None:
-            if extractor is not None:
-                self.keypoint_cache = VideoCache(cache_dir, "keypoints", extractor.extractor_id, protocol.version)
-            if i3d is not None:
-                self.fvd_cache = VideoCache(cache_dir, "i3d", i3d.feature_id, protocol.version, protocol.digest)
-
-    @property
-    def needs_keypoints(self) -> bool:
-        return any(m in self.metrics for m in ("fgd", "div", "bas"))
-
-    def keypoints_and_fvd(self, clip: ClipRecord) -> tuple[np.ndarray | None, float, tuple[int, int], GaussianStats | None]:
-        """Decode the video once: keypoints (cached) and, if asked, the FVD statistics."""
-        info = probe_video(clip.video)
-        keypoints = fvd_stats = None
-        if self.needs_keypoints and self.keypoint_cache is not None:
-            cached = self.keypoint_cache.load(clip.video)
-            keypoints = None if cached is None else cached["keypoints"]
-        if "fvd" in self.metrics and self.fvd_cache is not None:
-            cached = self.fvd_cache.load(clip.video)
-            fvd_stats = None if cached is None else GaussianStats.from_state_dict(cached)
-        extract = self.needs_keypoints and keypoints is None
-        want_fvd = "fvd" in self.metrics and fvd_stats is None
-        if extract or want_fvd:
-            parts: list[np.ndarray] = []
-            decoded = [0]
-            with VideoReader(clip.video) as reader:
-                def chunks():
-                    for chunk in reader.iter_chunks(64):
-                        decoded[0] += len(chunk)
-                        if extract:
-                            parts.append(self.extractor(chunk))
-                        yield chunk
-                if want_fvd:
-                    fvd_stats = self.fvd.video_statistics(chunks(), str(clip.video))
-                else:
-                    for _ in chunks():
-                        pass
-            if decoded[0] != info.num_frames:
-                raise ClipError(f"{clip.video}: decoded {decoded[0]} frames, the container says "
-                                f"{info.num_frames}: truncated or corrupt file")
-            if want_fvd and self.fvd_cache is not None:
-                self.fvd_cache.store(clip.video, **fvd_stats.state_dict())
-            if extract:
-                keypoints = np.concatenate(parts)
-                if self.keypoint_cache is not None:
-                    self.keypoint_cache.store(clip.video, keypoints=keypoints.astype(np.float32), fps=np.array(info.fps))
-        return keypoints, info.fps, (info.width, info.height), fvd_stats
-
-    def record(self, clip: ClipRecord, side: str, partner: ClipRecord | None = None) -> ClipResult:
-        keypoints, fps, size, fvd_stats = self.keypoints_and_fvd(clip)
-        rec = ClipResult(clip, side, fps, size, fvd_stats=fvd_stats)
-        source = str(clip.video)
-        if keypoints is not None and ("fgd" in self.metrics or "div" in self.metrics):
-            windows, rec.visible = skeleton_windows(keypoints, fps, self.protocol, source)
-            if len(windows) == 0:
-                raise ClipError(f"{source}: {len(keypoints)} frames at {fps:g} fps is shorter than one "
-                                f"{self.protocol.window}-frame window at {self.protocol.fps:g} fps")
-            rec.fgd_features = self.autoencoder.features(windows)
-        if keypoints is not None and "bas" in self.metrics:
-            wav = _clip_audio(clip, partner, self.protocol.audio_sample_rate)
-            rec.bas = BAS(self.protocol).score(keypoints, fps, wav, self.protocol.audio_sample_rate)
-        return rec
-
-
-def _summary(value: float, interval: tuple[float, float], **counts) -> dict:
-    return {"value": value, "ci_low": interval[0], "ci_high": interval[1], **counts}
-
-
-def metric_table(records: list[ClipResult], metrics: Sequence[str], protocol: Protocol, autoencoder, i3d) -> dict:
-    """Every requested metric over a set of clip records (one scope: all clips, or one identity)."""
-    real = [r for r in records if r.side == "real"]
-    fake = [r for r in records if r.side == "fake"]
-    table: dict[str, dict] = {}
-    if "fgd" in metrics and real and fake:
-        metric = FGD(autoencoder, protocol)
-        for r in real + fake:
-            metric.update_features(r.fgd_features, r.side == "real")
-        table["FGD"] = _summary(metric.compute(), metric.interval(), n_real_clips=len(real), n_fake_clips=len(fake),
-                                n_real_windows=sum(len(r.fgd_features) for r in real),
-                                n_fake_windows=sum(len(r.fgd_features) for r in fake))
-    if "div" in metrics and fake:
-        metric = Diversity(protocol)
-        for r in fake:
-            metric.update(r.fgd_features, r.clip.identity or "")
-        windows = sum(len(r.fgd_features) for r in fake)
-        if windows >= 2:
-            table["Diversity"] = _summary(metric.compute(), metric.interval(), n_fake_clips=len(fake),
-                                          n_fake_windows=windows)
-    if "bas" in metrics:
-        for side, group in (("fake", fake), ("real", real)):
-            if group:
-                metric = BAS(protocol)
-                metric.scores = [r.bas for r in group]
-                name = "BAS" if side == "fake" else "BAS (real)"
-                table[name] = _summary(metric.compute(), metric.interval(), n_clips=len(group))
-    if "fvd" in metrics and real and fake:
-        metric = FVD(i3d, protocol)
-        metric.parts = {True: [r.fvd_stats for r in real], False: [r.fvd_stats for r in fake]}
-        table[metric.name] = _summary(metric.compute(), metric.interval(), n_real_clips=len(real),
-                                      n_fake_clips=len(fake),
-                                      n_real_i3d_clips=sum(r.fvd_stats.count for r in real),
-                                      n_fake_i3d_clips=sum(r.fvd_stats.count for r in fake))
-    return table
+def _visibility(records: Sequence[ClipResult]) -> float | None:
+    values = [r.visible for r in records if r.visible is not None]
+    return float(np.mean(values)) if values else None
 
 
 def evaluate(real_dir: str | Path | None, fake_dir: str | Path, metrics: Sequence[str] = ALL_METRICS, *,
@@ -211,22 +453,19 @@ def evaluate(real_dir: str | Path | None, fake_dir: str | Path, metrics: Sequenc
              i3d: str | Path | None = None, i3d_seed: int = 0, extractor="toy",
              dwpose_detector: str | None = None, dwpose_pose: str | None = None,
              cache_dir: str | Path | None = DEFAULT_CACHE, split: str | None = "test", on_error: str = "raise",
-             allow_resolution_mismatch: bool = False, device: str = "cpu",
-             progress: Callable[[str], None] | None = None) -> dict:
+             allow: Iterable[str] = (), allow_resolution_mismatch: bool = False, device: str = "cpu",
+             progress: Callable[[str], None] | None = None) -> EvaluationResult:
     """Evaluate the generated videos of ``fake_dir`` against the real ones of ``real_dir``.
 
-    ``metrics``: any of fgd, div, bas, fvd. ``autoencoder``: a skeleton autoencoder folder (needed by
-    fgd and div). ``i3d``: a local I3D weight file, None for the untrained stand-in (FVD*), or a
-    feature object (``feature_id``, ``is_pretrained``, ``__call__(videos) -> (N, 400)``).
-    ``extractor``: "toy", "dwpose" (with the two ONNX paths) or an extractor object.
-    ``on_error``: "raise" (default) or "skip" (skipped clips are listed in the result).
+    ``metrics``: any of fgd, div, bas, fvd. ``autoencoder``, ``i3d``, ``extractor``: as
+    ``Evaluator.load``. ``on_error``: "raise" (default) or "skip" (skipped clips are listed).
+    ``allow``: input properties allowed to differ between the sides (``metrics.inputs.ALLOWABLE``;
+    ``allow_resolution_mismatch`` is ``allow=["frame_size"]``). The headers are compared before any
+    network is loaded: ``metrics.inputs.InputMismatchError`` names a refused property and its clips.
     """
     started = time.perf_counter()
     protocol = protocol or Protocol()
-    metrics = tuple(dict.fromkeys(m.lower() for m in metrics))
-    unknown = [m for m in metrics if m not in ALL_METRICS]
-    if unknown:
-        raise ValueError(f"unknown metrics {unknown}: choose from {', '.join(ALL_METRICS)}")
+    metrics = normalise_metrics(metrics)
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     needs_real = any(m in metrics for m in ("fgd", "fvd"))
@@ -235,122 +474,54 @@ def evaluate(real_dir: str | Path | None, fake_dir: str | Path, metrics: Sequenc
     fake_clips = find_clips(fake_dir, split=None)
     real_clips = find_clips(real_dir, split=split) if real_dir is not None else []
 
-    model, ae_meta = None, None
-    if "fgd" in metrics or "div" in metrics:
-        if autoencoder is None:
-            raise ValueError("FGD and Diversity need a skeleton autoencoder (--fgd-ae DIR); "
-                             "train one with `python -m metrics train-fgd-ae --data DATASET --out DIR`")
+    headers = Evaluator(metrics, protocol)          # no network: the header check comes first
+    real_clips, real_props, skipped = headers.properties(real_clips, "real", on_error)
+    fake_clips, fake_props, bad = headers.properties(fake_clips, "fake", on_error)
+    skipped += bad
+    allow = list(allow) + (["frame_size"] if allow_resolution_mismatch else [])
+    inputs = headers.check_inputs(real_props, fake_props, allow)
 
-        model, ae_meta = load_autoencoder(autoencoder, device)
-    features = None
-    if "fvd" in metrics:
-        if callable(i3d):  # an I3DFeatures-like object: feature_id, is_pretrained, __call__(videos)
-            features = i3d
-        else:
-            features = load_i3d(i3d, device=device, seed=i3d_seed)
-    pose = None
-    if any(m in metrics for m in ("fgd", "div", "bas")):
-        pose = make_extractor(extractor, dwpose_detector, dwpose_pose, device) if isinstance(extractor, str) else extractor
-    evaluator = Evaluator(metrics, protocol, pose, model, features, cache_dir)
-
-    partners = {c.key: c for c in real_clips}
-    records: list[ClipResult] = []
-    skipped: list[dict] = []
-    jobs = [(c, "real") for c in real_clips] + [(c, "fake") for c in fake_clips]
-    for number, (clip, side) in enumerate(jobs, start=1):
-        if progress:
-            progress(f"[{number}/{len(jobs)}] {side} {clip.label}")
-        try:
-            records.append(evaluator.record(clip, side, partners.get(clip.key) if side == "fake" else None))
-        except (ValueError, OSError) as error:
-            if on_error == "raise":
-                raise ClipError(f"{side} clip {clip.label}: {error}") from error
-            skipped.append({"side": side, "clip": clip.label, "file": str(clip.video), "reason": str(error)})
-
-    if "fvd" in metrics and not allow_resolution_mismatch:
-        sizes = {side: sorted({r.size for r in records if r.side == side}) for side in ("real", "fake")}
-        if sizes["real"] and sizes["fake"] and sizes["real"] != sizes["fake"]:
-            raise ClipError(f"real videos are {sizes['real']} and generated ones {sizes['fake']} (width, height): "
-                            "FVD resizes both to 224 but the result then depends on the mismatch; render at the "
-                            "real resolution, or pass allow_resolution_mismatch / --allow-resolution-mismatch")
-    for side in ("real", "fake"):
-        if needs_real or side == "fake":
-            if not any(r.side == side for r in records):
-                raise ClipError(f"no usable {side} clips ({len(skipped)} skipped)")
-
-    scopes = {"all": records}
-    for identity in sorted({r.clip.identity for r in records if r.clip.identity}):
-        scopes[f"identity:{identity}"] = [r for r in records if r.clip.identity == identity]
-    results = {scope: metric_table(group, metrics, protocol, model, features) for scope, group in scopes.items()}
-    visible = {side: [r.visible for r in records if r.side == side and r.visible is not None] for side in ("real", "fake")}
-    return {
-        "protocol": protocol.to_dict(),
-        "protocol_label": protocol.label,
-        "metrics_requested": list(metrics),
-        "pose_extractor": getattr(pose, "extractor_id", None),
-        "skeleton_autoencoder": None if ae_meta is None else {
-            "path": str(autoencoder), "checkpoint_hash": ae_meta["checkpoint_hash"],
-            "training_data_hash": ae_meta["training"]["training_data_hash"]},
-        "i3d": None if features is None else {"feature_id": features.feature_id, "pretrained": features.is_pretrained},
-        "real": {"path": None if real_dir is None else str(real_dir), "split": split,
-                 "clips": sum(r.side == "real" for r in records)},
-        "fake": {"path": str(fake_dir), "clips": sum(r.side == "fake" for r in records)},
-        "keypoint_visibility": {side: (float(np.mean(v)) if v else None) for side, v in visible.items()},
-        "results": results,
-        "skipped": skipped,
-        "environment": {"python": platform.python_version(), "seconds": round(time.perf_counter() - started, 1)},
-    }
+    evaluator = Evaluator.load(metrics, protocol, autoencoder=autoencoder, i3d=i3d, i3d_seed=i3d_seed,
+                               extractor=extractor, dwpose_detector=dwpose_detector, dwpose_pose=dwpose_pose,
+                               device=device, cache_dir=cache_dir)
+    real, bad = evaluator.records(real_clips, "real", on_error=on_error, progress=progress)
+    skipped += bad
+    fake, bad = evaluator.records(fake_clips, "fake", partners={c.key: c for c in real_clips}, on_error=on_error,
+                                  progress=progress)
+    skipped += bad
+    for side, group in (("real", real), ("fake", fake)):
+        if (needs_real or side == "fake") and not group:
+            raise ClipError(f"no usable {side} clips ({len(skipped)} skipped)")
+    return EvaluationResult(
+        protocol=protocol.to_dict(), protocol_label=protocol.label, metrics=metrics,
+        scores=evaluator.score(real, fake), reference=evaluator.reference(real) if real else {},
+        provenance=evaluator.provenance(len(real), len(fake), inputs, evaluator.paired(real, fake)),
+        real=Side(None if real_dir is None else str(real_dir), len(real), split, _visibility(real)),
+        fake=Side(str(fake_dir), len(fake), None, _visibility(fake)),
+        inputs=inputs, skipped=tuple(skipped),
+        environment={"python": platform.python_version(), "networks": evaluator.networks(),
+                     "seconds": round(time.perf_counter() - started, 1)})
 
 
-def result_rows(result: dict) -> list[dict]:
-    rows = []
-    for scope, table in result["results"].items():
-        for name, entry in table.items():
-            counts = {k: v for k, v in entry.items() if k not in ("value", "ci_low", "ci_high")}
-            rows.append({"scope": scope, "metric": name, "value": entry["value"], "ci_low": entry["ci_low"],
-                         "ci_high": entry["ci_high"], "counts": " ".join(f"{k}={v}" for k, v in counts.items()),
-                         "protocol": result["protocol_label"]})
-    return rows
+def _ci(score: Score) -> str:
+    return "" if math.isnan(score.ci_low) else f"[{score.ci_low:.4g}, {score.ci_high:.4g}]"
 
 
-def format_table(result: dict) -> str:
-    """A plain-text table of the results with the protocol block, for the terminal."""
-    lines = [f"protocol: {result['protocol_label']}",
-             f"pose extractor: {result['pose_extractor']}"]
-    if result["skeleton_autoencoder"]:
-        lines.append(f"skeleton autoencoder: {result['skeleton_autoencoder']['checkpoint_hash']}")
-    if result["i3d"]:
-        i3d = result["i3d"]
-        note = "" if i3d["pretrained"] else "  (untrained stand-in: FVD* is not comparable with published FVD)"
-        lines.append(f"I3D: {i3d['feature_id']}{note}")
-    lines.append(f"{'scope':<22}{'metric':<12}{'value':>12}  {'95% CI':<24}counts")
-    for row in result_rows(result):
-        ci = "" if math.isnan(row["ci_low"]) else f"[{row['ci_low']:.4g}, {row['ci_high']:.4g}]"
-        lines.append(f"{row['scope']:<22}{row['metric']:<12}{row['value']:>12.4g}  {ci:<24}{row['counts']}")
-    for skip in result["skipped"]:
-        lines.append(f"skipped {skip['side']} {skip['file']}: {skip['reason']}")
+def format_table(result: EvaluationResult) -> str:
+    """A plain-text table of the results with the protocol and each metric's provenance, for the terminal."""
+    lines = [f"protocol: {result.protocol_label}"]
+    for metric, card in result.provenance.items():
+        lines.append(f"{card.label}: {card.summary()}")
+    for finding in result.inputs.findings:
+        lines.append(f"input {finding}")
+    lines.append(f"{'side':<10}{'scope':<22}{'metric':<8}{'value':>12}  {'95% CI':<24}counts")
+    for side, scores in (("generated", result.scores), ("real", result.reference)):
+        for scope, table in scores.items():
+            for metric, score in table.items():
+                value = number(score.value)
+                shown = "n/a" if value is None else f"{value:.4g}"
+                counts = " ".join(f"{k}={v}" for k, v in score.counts.items())
+                lines.append(f"{side:<10}{scope:<22}{result.label(metric):<8}{shown:>12}  {_ci(score):<24}{counts}")
+    for skip in result.skipped:
+        lines.append(f"skipped {skip.side} {skip.file}: {skip.reason}")
     return "\n".join(lines)
-
-
-def write_result(result: dict, path: str | Path) -> tuple[Path, Path]:
-    """Write ``result`` as JSON at ``path`` (.json) and as CSV beside it; returns both paths."""
-    path = Path(path)
-    json_path = path if path.suffix == ".json" else path.with_suffix(".json")
-    csv_path = json_path.with_suffix(".csv")
-
-    def clean(value):
-        if isinstance(value, float) and math.isnan(value):
-            return None
-        if isinstance(value, dict):
-            return {k: clean(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [clean(v) for v in value]
-        return value
-
-    write_json_atomic(json_path, clean(result))
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=["scope", "metric", "value", "ci_low", "ci_high", "counts", "protocol"])
-    writer.writeheader()
-    writer.writerows(result_rows(result))
-    write_text_atomic(csv_path, buffer.getvalue())
-    return json_path, csv_path

@@ -25,6 +25,7 @@ from metrics.io.video import VideoReader, write_video
 from metrics.protocol import Protocol
 
 CANDIDATES = ("real (other half)", "static", "shuffled audio")
+_NAMES = {"fgd": "FGD", "div": "Diversity", "bas": "BAS"}   # metric ids -> this report's names (FVD: its label)
 
 
 def split_halves(clips: list[ClipRecord]) -> tuple[list[ClipRecord], list[ClipRecord]]:
@@ -124,12 +125,13 @@ def run_sanity(data_dir: str | Path, out_dir: str | Path, protocol: Protocol | N
                           autoencoder=autoencoder, i3d=i3d, extractor=pose, cache_dir=cache_dir, split=None,
                           device=device)
         results[name] = result
-        tables[name] = result["results"]["all"]
+        tables[name] = {_NAMES.get(m, result.label(m)): s.to_dict() for m, s in result.scores["all"].items()}
     checks = check_orderings(tables, metrics)
+    networks = results[CANDIDATES[0]].environment["networks"]
     report = {"protocol_label": protocol.label, "data": str(data_dir), "tables": tables, "checks": checks,
               "passed": all(c["holds"] for c in checks),
-              "skeleton_autoencoder": results[CANDIDATES[0]]["skeleton_autoencoder"],
-              "i3d": results[CANDIDATES[0]]["i3d"], "pose_extractor": pose.extractor_id}
+              "skeleton_autoencoder": networks["skeleton_autoencoder"],
+              "i3d": networks["i3d"], "pose_extractor": pose.extractor_id}
     write_json_atomic(out_dir / "sanity.json", report)
     write_text_atomic(out_dir / "sanity.md", format_sanity(report))
     return report

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import sys
 import textwrap
 from pathlib import Path
@@ -12,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.check import check_run, compare, read_table, update_baseline
+import bench.report as report_module
+from bench.check import check_run, compare, update_baseline
 from bench.cli import main as bench_main
 from bench.config import config_from_dict, load_bench_config
 from bench.methods import UnknownMethodError, make_method
@@ -20,9 +22,11 @@ from bench.methods.base import Method
 from metrics.dataset import ClipRecord
 from bench.methods.external import ExternalVideoError, check_video, format_command, parse_methods_file
 from bench.report import control_checks, failed_checks, write_report
+from bench.results import BenchResults, ControlCheck, MethodResult, OldSchemaError, read_results
 from bench.runner import RunMismatchError, RunSettings, conform_frames, run_benchmark
 from bench.data.toy.corpus import ToyCorpusConfig, generate_toy_corpus
 from metrics.io.video import VideoReader, probe_video
+from metrics.results import Score
 
 FAST = {"metrics": ["fgd", "div", "bas"], "fgd_autoencoder_steps": 20, "methods": {}}
 
@@ -129,22 +133,29 @@ def test_conform_frames_resizes_and_fits_the_length(corpus):
 
 
 def test_run_layout_controls_and_report(finished_run):
-    results = json.loads((finished_run / "results.json").read_text())
-    assert list(results["methods"]) == ["copy", "gt", "static", "shuffled"]
-    clips = results["run"]["test_clips"]
+    results = read_results(finished_run / "results.json")
+    assert list(results.methods) == ["copy", "gt", "noise-floor", "static", "shuffled"]
+    assert [results.methods[m].kind for m in results.methods] == ["model", "reference", "control", "control",
+                                                                   "control"]
+    clips = results.run["test_clips"]
     assert len(clips) == 4
-    for method in results["methods"]:
+    for method in ("copy", "gt", "static", "shuffled"):
         for label in clips:
             identity, clip_id = label.split("/")
             assert (finished_run / method / identity / f"{clip_id}.mp4").is_file()
-    # the copy is re-encoded (crf 18) but the same motion: its FGD is tiny next to static's
-    fgd = {m: results["methods"][m]["results"]["all"]["FGD"]["value"] for m in results["methods"]}
-    assert fgd["gt"] == pytest.approx(0.0, abs=1e-9) and fgd["shuffled"] == pytest.approx(0.0, abs=1e-9)
-    assert fgd["copy"] < 0.1 * fgd["static"]
-    div = {m: results["methods"][m]["results"]["all"]["Diversity"]["value"] for m in results["methods"]}
-    # static: no motion inside a clip; its diversity only comes from the 2 clips' different poses
-    assert div["static"] < div["gt"]
-    # shuffled: same video, the other clip's audio beside it
+    fgd = {m: results.value(m, "fgd") for m in results.methods}
+    # gt is never scored against itself; the floor is other real clips of the same speakers
+    assert "fgd" not in results.methods["gt"].scores["all"] and set(results.methods["gt"].scores["all"]) == {"div", "bas"}
+    assert 0 < fgd["noise-floor"] < fgd["static"]
+    # the copy is re-encoded (crf 18) but the same motion: closer to the real clips than other real
+    # clips of the same speakers are (the floor), which are far closer than a still frame
+    assert fgd["copy"] < fgd["noise-floor"] < 0.5 * fgd["static"]
+    assert results.value("static", "div") < results.value("gt", "div")
+    # the shuffled-audio control is scored on BAS only
+    assert set(results.methods["shuffled"].scores["all"]) == {"bas"}
+    assert "train clips" in results.methods["noise-floor"].note     # 2 test clips per identity: train reference
+    card = results.methods["noise-floor"].provenance["fgd"]
+    assert (card.n_real, card.n_fake) == (4, 4)
     gt_wav, shuffled_wav = (finished_run / "gt" / clips[0]).with_suffix(".wav"), (finished_run / "shuffled" / clips[0]).with_suffix(".wav")
     from metrics.io.audio import load_audio
 
@@ -153,20 +164,46 @@ def test_run_layout_controls_and_report(finished_run):
     assert len(shuffled) == len(load_audio(gt_wav, 16000))
     n = min(len(other), len(shuffled))
     assert np.abs(shuffled[:n] - other[:n]).max() < 1e-3
-    checks = {(c["metric"], c["expected"]): c["holds"] for c in results["control_checks"]}
-    assert checks[("FGD", "gt < static")] and checks[("Diversity", "static < gt")]
+    checks = {c.id: c.holds for c in results.control_checks}
+    assert checks["fgd:noise-floor<static"] and checks["div:static<gt"] and checks["bas:static<gt"]
     report = (finished_run / "report.md").read_text()
-    assert "FGD ↓" in report and "Div ↑" in report and results["protocol_label"] in report
-    assert "## Identity:" in report and "Control checks" in report
+    assert "FGD ↓" in report and "Div ↑" in report and results.protocol_label in report
+    assert "## Identity:" in report and "Control checks" in report and "Provenance of each metric" in report
+    assert "noise floor" in report
     for plot in ("metrics.png", "frames.png", "beats.png"):
         assert (finished_run / "plots" / plot).stat().st_size > 1000
-    rows = read_table(finished_run / "metrics.csv")
-    assert ("copy", "all", "FGD") in rows and rows[("copy", "all", "FGD")]["ci_low"] != ""
+    lines = (finished_run / "metrics.csv").read_text().splitlines()
+    assert lines[0].startswith("method,label,kind,scope,metric,metric_label,value")
+    assert any(line.startswith("copy,Copy of the real video,model,all,fgd,FGD,") for line in lines)
+
+
+def test_results_json_is_typed_and_schema_versioned(finished_run):
+    data = json.loads((finished_run / "results.json").read_text())
+    assert (data["schema"], data["schema_version"]) == ("imac-bench-results", 2)
+    assert data["labels"] == {"fgd": "FGD", "div": "Div", "bas": "BAS"}
+    for method in data["methods"].values():
+        for table in method["scores"].values():
+            assert set(table) <= {"fgd", "div", "bas", "fvd"}       # ids, never display names
+    card = data["methods"]["copy"]["provenance"]["fgd"]
+    assert card["preset"] == "imac-bench" and card["weights_hash"] == data["networks"]["skeleton_autoencoder"]["checkpoint_hash"]
+    assert {"covariance", "sqrt_method", "packages", "frames_per_clip", "n_real", "n_fake", "input"} <= set(card)
+    assert read_results(finished_run / "results.json").to_dict() == data
+
+
+def test_an_older_results_file_is_named_with_what_to_do(finished_run, tmp_path, capsys):
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "results.json").write_text(json.dumps({"bench_version": "imac-bench-run-1", "methods": {
+        "gt": {"results": {"all": {"FVD*": {"value": 0.0}}}}}}))
+    with pytest.raises(OldSchemaError, match="older imac-bench.*'FVD\\*'.*imac-bench run"):
+        write_report(old)
+    assert bench_main(["report", "--run", str(old), "--no-plots"]) == 2
+    assert "older imac-bench" in capsys.readouterr().err
 
 
 def test_generated_videos_carry_the_audio_and_the_real_size(finished_run):
-    results = json.loads((finished_run / "results.json").read_text())
-    for label in results["run"]["test_clips"]:
+    results = read_results(finished_run / "results.json")
+    for label in results.run["test_clips"]:
         identity, clip_id = label.split("/")
         info = probe_video(finished_run / "copy" / identity / f"{clip_id}.mp4")
         real = probe_video(finished_run / "gt" / identity / f"{clip_id}.mp4")
@@ -195,17 +232,131 @@ def test_resume_after_a_crash_mid_method(corpus, tmp_path):
     results = run_benchmark(settings(corpus, out, custom=working))
     assert calls == clips[1:]                   # only the missing clips were generated
     assert (first.stat().st_ino, first.stat().st_mtime_ns) == before
-    assert set(results["methods"]["copy"]["generation"]) == set(clips)
+    assert set(results.methods["copy"].generation) == set(clips)
     with pytest.raises(RunMismatchError, match="seed"):
         run_benchmark(settings(corpus, out, custom=working, seed=1))
 
 
 def test_same_seed_same_results(corpus, finished_run, tmp_path):
     again = run_benchmark(settings(corpus, tmp_path / "again", custom={"copy": CopyMethod}))
-    first = json.loads((finished_run / "results.json").read_text())
-    for method in first["methods"]:
-        # (compared as JSON text: the per-identity intervals of one clip are NaN, and NaN != NaN)
-        assert json.dumps(again["methods"][method]["results"]) == json.dumps(first["methods"][method]["results"])
+    first = read_results(finished_run / "results.json")
+    for method in first.methods:
+        # (compared as JSON: the per-identity intervals of one clip are NaN, and NaN != NaN)
+        assert again.methods[method].to_dict()["scores"] == first.methods[method].to_dict()["scores"]
+
+
+def test_the_real_side_is_recorded_once_and_each_network_loaded_once(corpus, finished_run, tmp_path, monkeypatch):
+    import metrics.evaluate as evaluate_module
+    import metrics.skeleton_ae as skeleton_ae
+
+    run = tmp_path / "rescored"
+    shutil.copytree(finished_run, run, symlinks=True)
+    shutil.rmtree(run / "cache")                  # nothing cached: every clip is decoded once
+    loads, recorded = [], []
+    real_load, real_record = skeleton_ae.load_autoencoder, evaluate_module.Evaluator.record
+    monkeypatch.setattr(skeleton_ae, "load_autoencoder", lambda *a, **k: loads.append(a) or real_load(*a, **k))
+
+    def record(self, clip, side, partner=None):
+        recorded.append((side, clip.label, str(clip.video)))
+        return real_record(self, clip, side, partner)
+
+    monkeypatch.setattr(evaluate_module.Evaluator, "record", record)
+    results = run_benchmark(settings(corpus, run, custom={"copy": CopyMethod}))
+    assert len(loads) == 1
+    test_clips = results.run["test_clips"]
+    assert sorted(label for side, label, _ in recorded if side == "real" and label in test_clips) == sorted(test_clips)
+    assert len(recorded) == len(set(recorded))    # no clip recorded twice on the same side
+    fake = {label for side, label, path in recorded if side == "fake"}
+    assert fake == set(test_clips)                # copy and static, never gt or shuffled as generated videos
+    assert not [r for r in recorded if "/gt/" in r[2] or "/shuffled/" in r[2]]
+
+
+# -- controls that can fail: a deliberately broken metric makes each check fail -------------------------
+
+
+class ConstantFeatures:
+    """An I3D stand-in whose features ignore the video: every FVD is the same."""
+
+    feature_id, is_pretrained, batch_size = "constant", False, 8
+
+    def __call__(self, videos):
+        rng = np.random.default_rng(0)
+        return rng.normal(size=(len(videos), 8))
+
+
+class MeanColourFeatures:
+    feature_id, is_pretrained, batch_size = "mean-colour", False, 8
+
+    def __call__(self, videos):
+        v = np.asarray(videos, dtype=np.float64)
+        parts = [q.mean(axis=(1, 2, 3)) for q in np.array_split(v, 4, axis=1)]
+        return np.concatenate(parts + [v.std(axis=(1, 2, 3, 4))[:, None]], axis=1) / 255.0
+
+
+def _rescore(finished_run, corpus, tmp_path, monkeypatch, metrics=("fgd", "div", "bas"), features=None):
+    import metrics.evaluate as evaluate_module
+
+    run = tmp_path / "broken"
+    shutil.copytree(finished_run, run, symlinks=True)
+    if features is not None:
+        monkeypatch.setattr(evaluate_module.Evaluator, "load", _with_features(evaluate_module.Evaluator.load, features))
+    config = config_from_dict({**FAST, "metrics": list(metrics)})
+    if set(metrics) != set(FAST["metrics"]):
+        (run / "run.json").unlink()               # another config: a fresh run record over the same videos
+    return run_benchmark(RunSettings(methods=["copy"], out=run, data=corpus, config=config, progress=False,
+                                     custom={"copy": CopyMethod}))
+
+
+def _with_features(load, features):
+    def patched(cls, metrics, protocol, **kwargs):
+        kwargs["i3d"] = features
+        return load.__func__(cls, metrics, protocol, **kwargs)
+    return classmethod(patched)
+
+
+def _check(results, check_id):
+    return next(c for c in results.control_checks if c.id == check_id)
+
+
+def test_the_control_checks_hold_with_working_metrics(finished_run, corpus, tmp_path, monkeypatch):
+    results = _rescore(finished_run, corpus, tmp_path, monkeypatch, ("fgd", "div", "bas", "fvd"), MeanColourFeatures())
+    for check_id in ("fgd:noise-floor<static", "fvd:noise-floor<static", "div:static<gt", "bas:static<gt",
+                     "bas:shuffled<gt"):
+        assert _check(results, check_id).holds, check_id
+    assert results.label("fvd") == "FVD*"
+
+
+@pytest.mark.parametrize("check_id, broken", [
+    ("fgd:noise-floor<static", "fgd constant"),
+    ("fvd:noise-floor<static", "fvd ignores the video"),
+    ("div:static<gt", "div constant"),
+    ("bas:static<gt", "bas constant"),
+    ("bas:shuffled<gt", "bas ignores the audio"),
+])
+def test_a_broken_metric_fails_its_control_check(finished_run, corpus, tmp_path, monkeypatch, check_id, broken):
+    import metrics.beats as beats
+    from metrics.diversity import Diversity
+    from metrics.fgd import FGD
+
+    metrics, features = ("fgd", "div", "bas"), None
+    if broken == "fgd constant":
+        monkeypatch.setattr(FGD, "compute", lambda self: 1.0)
+    elif broken == "fvd ignores the video":
+        metrics, features = ("fvd",), ConstantFeatures()
+    elif broken == "div constant":
+        monkeypatch.setattr(Diversity, "compute", lambda self: 2.0)
+    elif broken == "bas constant":
+        monkeypatch.setattr(beats.BAS, "compute", lambda self: 0.5)
+    else:   # fixed audio beats, whatever the speech
+        monkeypatch.setattr(beats, "audio_beats", lambda wav, protocol: np.arange(0.2, 10.0, 0.4))
+    results = _rescore(finished_run, corpus, tmp_path, monkeypatch, metrics, features)
+    check = _check(results, check_id)
+    assert check.holds is False, check
+    if check.gating:
+        assert check in results.failed_checks()
+    else:       # shuffled < gt gates from MIN_CLIPS_BAS_ORDER test clips; this corpus has 4
+        monkeypatch.setattr(report_module, "MIN_CLIPS_BAS_ORDER", 4)
+        assert any(c.id == check_id for c in report_module.control_checks(results) if c.fails)
 
 
 # -- regression check ---------------------------------------------------------------------------------
@@ -213,89 +364,93 @@ def test_same_seed_same_results(corpus, finished_run, tmp_path):
 
 def test_check_passes_then_catches_a_moved_number_and_a_missing_row(finished_run, tmp_path):
     baseline = update_baseline(finished_run, tmp_path / "baseline")
-    assert {p.name for p in baseline.iterdir()} == {"metrics.csv", "report.md", "tolerances.yaml"}
+    assert {p.name for p in baseline.iterdir()} == {"results.json", "metrics.csv", "report.md", "tolerances.yaml"}
     failures, _ = check_run(finished_run, baseline)
     assert failures == []
-    table = (baseline / "metrics.csv").read_text().splitlines()
-    header, rows = table[0], table[1:]
-    columns = header.split(",")
-    moved = []
-    for row in rows:
-        cells = row.split(",")
-        if cells[0] == "static" and cells[3] == "all" and cells[4] == "FGD":
-            cells[columns.index("value")] = str(float(cells[columns.index("value")]) * 1.5)
-        moved.append(",".join(cells))
-    ghost = rows[0].split(",")
-    ghost[0] = "ghost"
-    ghost[3] = "all"
-    moved.append(",".join(ghost))
-    (baseline / "metrics.csv").write_text("\n".join([header] + moved) + "\n")
+    data = json.loads((baseline / "results.json").read_text())
+    data["methods"]["static"]["scores"]["all"]["fgd"]["value"] *= 1.5
+    data["methods"]["ghost"] = {**data["methods"]["copy"], "name": "ghost"}
+    (baseline / "results.json").write_text(json.dumps(data))
     failures, _ = check_run(finished_run, baseline)
     text = [str(f) for f in failures]
-    assert any(t.startswith("static/all/FGD: baseline") and "moved" in t and "tolerance" in t for t in text)
+    assert any(t.startswith("static/all/fgd: baseline") and "moved" in t and "tolerance" in t for t in text)
     assert any(t.startswith("ghost/all/") and "missing from the run" in t for t in text)
-    assert len(failures) == 2
+    assert len([t for t in text if t.startswith("static/")]) == 1
     assert bench_main(["check", "--baseline", str(baseline), "--run", str(finished_run)]) == 1
 
 
+def test_check_refuses_a_baseline_of_an_older_schema(finished_run, tmp_path, capsys):
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "metrics.csv").write_text("method,label,kind,scope,metric,value\ngt,GT,control,all,FVD*,0.0\n")
+    (old / "tolerances.yaml").write_text("scopes: [all]\nmetrics:\n  fgd: {rel: 0.1}\n")
+    assert bench_main(["check", "--baseline", str(old), "--run", str(finished_run)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "older schema" in err and "check --update" in err
+    (old / "tolerances.yaml").write_text("metrics:\n  FVD*: {rel: 0.1}\n")
+    with pytest.raises(ValueError, match="'FVD\\*' not metric ids.*FVD\\* -> fvd"):
+        check_run(finished_run, old)
+
+
+def _typed(methods: dict, protocol_label: str = "p (1.0, abc)") -> BenchResults:
+    return BenchResults(run={"test_clips": []}, protocol={}, protocol_label=protocol_label, metrics=("fgd", "bas"),
+                        methods=methods)
+
+
+def _row(name, kind="model", **values):
+    return MethodResult(name=name, label=name.upper(), kind=kind,
+                        scores={"all": {k: Score(v, v - 1, v + 1, {"n_fake_clips": 4}) for k, v in values.items()}})
+
+
 def test_check_fails_on_a_protocol_change_and_a_failed_control_check():
-    row = {"method": "m", "scope": "all", "metric": "FGD", "value": "1.0", "protocol": "p (1.0, abc)"}
-    table = {("m", "all", "FGD"): row}
-    failures, _ = compare(table, table, {"protocol": "p (1.1, def)"})
+    run = _typed({"m": _row("m", fgd=1.0)})
+    failures, _ = compare(run, _typed({"m": _row("m", fgd=1.0)}), {"protocol": "p (1.1, def)"})
     assert failures and "protocol" in str(failures[0])
-    failures, _ = compare(table, table, {}, [{"metric": "BAS", "expected": "shuffled < gt", "low": 0.6,
-                                              "high": 0.5, "holds": False}])
-    assert "control check BAS" in str(failures[0])
-    within, _ = compare({("m", "all", "FGD"): {**row, "value": "1.05"}}, table, {"metrics": {"FGD": {"rel": 0.1}}})
+    run.control_checks = [ControlCheck("bas:shuffled<gt", "bas", "shuffled", "gt", True, 0.6, 0.5, False)]
+    failures, _ = compare(run, _typed({"m": _row("m", fgd=1.0)}), {})
+    assert "control check bas:shuffled<gt" in str(failures[0])
+    within, _ = compare(_typed({"m": _row("m", fgd=1.05)}), _typed({"m": _row("m", fgd=1.0)}),
+                        {"metrics": {"fgd": {"rel": 0.1}}})
     assert within == []
 
 
 def test_markdown_table_bolds_the_best_method_in_each_direction():
     from bench.report import markdown_table
 
-    def method(label, kind, **values):
-        return {"kind": kind, "label": label, "results": {"all": {
-            k: {"value": v, "ci_low": v - 1, "ci_high": v + 1, "n_fake_clips": 4} for k, v in values.items()}}}
-
-    results = {"methods": {"a": method("A", "model", FGD=2.0, BAS=0.4), "b": method("B", "model", FGD=3.0, BAS=0.6),
-                           "gt": method("GT", "control", FGD=0.0, BAS=0.9)}}
+    results = _typed({"a": _row("a", fgd=2.0, bas=0.4), "b": _row("b", fgd=3.0, bas=0.6),
+                      "gt": _row("gt", "reference", bas=0.9)})
     lines = markdown_table(results).splitlines()
     assert lines[0].startswith("| method | FGD ↓ | BAS ↑ |")
     cells = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:4]] for line in lines[2:]}
     assert cells["A"] == ["**2.000** [1.000, 3.000]", "0.4000 [-0.6000, 1.400]"]
     assert cells["B"] == ["3.000 [2.000, 4.000]", "**0.6000** [-0.4000, 1.600]"]
-    assert "**" not in "".join(cells["GT *(control)*"])       # controls are never "best"
+    assert cells["GT *(reference)*"] == ["", "0.9000 [-0.1000, 1.900]"]     # references are never "best"
 
 
 def test_control_checks_flag_a_wrong_order_and_skip_unscored_methods():
-    def entry(v):
-        return {"value": v, "ci_low": v, "ci_high": v}
-
-    def method(kind, **values):
-        return {"kind": kind, "label": kind, "results": {"all": {k: entry(v) for k, v in values.items()}}}
-
-    results = {"methods": {"m": {"kind": "model", "label": "m", "results": {}},
-                           "gt": method("control", FGD=0.0, Diversity=5.0, BAS=0.5),
-                           "static": method("control", FGD=9.0, Diversity=0.0, BAS=0.0),
-                           "shuffled": method("control", FGD=0.0, Diversity=5.0, BAS=0.7)},
-               "protocol": {}}
-    checks = {(c["metric"], c["expected"]): c for c in control_checks(results)}
-    assert checks[("BAS", "shuffled < gt")]["holds"] is False
-    assert checks[("FGD", "gt < static")]["holds"] is True
-    assert checks[("FGD", "gt <= m")]["holds"] is None
-    # with fewer than 8 test clips the BAS ordering is reported, not gating; with 8 it fails the run
-    assert not checks[("BAS", "shuffled < gt")]["gating"] and failed_checks(results) == []
-    results["methods"]["gt"]["results"]["all"]["BAS"]["n_clips"] = 8
-    results["control_checks"] = control_checks(results)
-    assert [c["expected"] for c in failed_checks(results)] == ["shuffled < gt"]
+    results = _typed({"m": MethodResult("m", "m", "model"),
+                      "gt": _row("gt", "reference", div=5.0, bas=0.5),
+                      "noise-floor": _row("noise-floor", "control", fgd=3.0, div=5.0, bas=0.5),
+                      "static": _row("static", "control", fgd=9.0, div=0.0, bas=0.0),
+                      "shuffled": _row("shuffled", "control", bas=0.7)})
+    checks = {c.id: c for c in control_checks(results)}
+    assert checks["bas:shuffled<gt"].holds is False
+    assert checks["fgd:noise-floor<static"].holds is True
+    assert checks["fgd:noise-floor<=m"].holds is None and not checks["fgd:noise-floor<=m"].gating
+    # with fewer than MIN_CLIPS_BAS_ORDER (4) test clips the BAS ordering is reported, not gating; with 8 it fails the run
+    assert not checks["bas:shuffled<gt"].gating and failed_checks(results) == []
+    results.methods["gt"] = _row("gt", "reference", div=5.0, bas=0.5)
+    results.methods["gt"].scores["all"]["bas"] = Score(0.5, 0.4, 0.6, {"n_clips": 8})
+    results.control_checks = control_checks(results)
+    assert [c.id for c in failed_checks(results)] == ["bas:shuffled<gt"]
 
 
 # -- external methods ---------------------------------------------------------------------------------
 
 
 def test_generated_folder_missing_and_corrupt_videos(corpus, finished_run, tmp_path):
-    results = json.loads((finished_run / "results.json").read_text())
-    *present, absent = results["run"]["test_clips"]
+    results = read_results(finished_run / "results.json")
+    *present, absent = results.run["test_clips"]
     folder = tmp_path / "official"
     for label in present:
         identity, clip_id = label.split("/")
@@ -305,8 +460,8 @@ def test_generated_folder_missing_and_corrupt_videos(corpus, finished_run, tmp_p
         run_benchmark(settings(corpus, tmp_path / "r1", methods=(), generated={"official": folder}))
     results = run_benchmark(settings(corpus, tmp_path / "r2", methods=(), generated={"official": folder},
                                      skip_missing=True))
-    assert list(results["methods"]["official"]["skipped"]) == [absent]
-    assert "FGD" in results["methods"]["official"]["results"]["all"]
+    assert list(results.methods["official"].skipped) == [absent]
+    assert "fgd" in results.methods["official"].scores["all"]
     write_report(tmp_path / "r2", plots=False)
     assert "⚠ 1 clip(s) missing" in (tmp_path / "r2" / "report.md").read_text()
     corrupt = folder / absent.split("/")[0] / f"{absent.split('/')[1]}.mp4"
@@ -336,8 +491,10 @@ def test_command_template_adapter_runs_a_fake_tool(corpus, tmp_path):
     methods_file.write_text(f"methods:\n  official:\n    label: Official tool\n    command: {sys.executable} {tool} "
                             "{reference} {audio} {out} {num_frames} {fps}\n")
     results = run_benchmark(settings(corpus, tmp_path / "r", methods=("official",), methods_file=methods_file))
-    assert results["methods"]["official"]["label"] == "Official tool"
-    for label in results["run"]["test_clips"]:
+    assert results.methods["official"].label == "Official tool"
+    # the tool writes no sound: BAS takes each clip's real speech, and the card says so
+    assert any("audio_missing" in line for line in results.methods["official"].provenance["bas"].conversions)
+    for label in results.run["test_clips"]:
         identity, clip_id = label.split("/")
         made, real = tmp_path / "r" / "official" / identity / f"{clip_id}.mp4", corpus / identity / f"{clip_id}.mp4"
         assert probe_video(made).num_frames == probe_video(real).num_frames
@@ -372,9 +529,9 @@ def test_shuffled_bas_is_the_mean_over_every_other_clips_audio(finished_run):
     from metrics.pose.toy import ToyMarkerPose
     from metrics.protocol import Protocol
 
-    results = json.loads((finished_run / "results.json").read_text())
-    labels = results["run"]["test_clips"]
-    scorer, pose = BAS(Protocol.from_dict(results["protocol"])), ToyMarkerPose()
+    results = read_results(finished_run / "results.json")
+    labels = results.run["test_clips"]
+    scorer, pose = BAS(Protocol.from_dict(results.protocol)), ToyMarkerPose()
     audio = {label: load_audio((finished_run / "gt" / label).with_suffix(".wav"), 16000) for label in labels}
     expected = []
     for label in labels:
@@ -384,17 +541,17 @@ def test_shuffled_bas_is_the_mean_over_every_other_clips_audio(finished_run):
         scores = [scorer.score(keypoints, 25.0, np.resize(audio[other], n), 16000)
                   for other in labels if other != label]
         expected.append(np.mean(scores))
-    shuffled = results["methods"]["shuffled"]["results"]["all"]["BAS"]
-    assert shuffled["value"] == pytest.approx(np.mean(expected), rel=1e-9)
-    assert shuffled["n_clips"] == 4
+    shuffled = results.methods["shuffled"].scores["all"]["bas"]
+    assert shuffled.value == pytest.approx(np.mean(expected), rel=1e-9)
+    assert shuffled.counts["n_clips"] == 4
 
 
 def test_diversity_is_within_identity(finished_run):
-    results = json.loads((finished_run / "results.json").read_text())
-    gt = results["methods"]["gt"]["results"]
-    per_identity = [gt[s]["Diversity"]["value"] for s in gt if s.startswith("identity:")]
-    assert gt["all"]["Diversity"]["value"] == pytest.approx(np.mean(per_identity))
-    assert not math.isnan(gt["all"]["Diversity"]["value"])
+    results = read_results(finished_run / "results.json")
+    gt = results.methods["gt"].scores
+    per_identity = [gt[s]["div"].value for s in gt if s.startswith("identity:")]
+    assert gt["all"]["div"].value == pytest.approx(np.mean(per_identity))
+    assert not math.isnan(gt["all"]["div"].value)
 
 
 def test_each_imac_variant_is_its_config_switches(corpus, tmp_path):
@@ -416,3 +573,28 @@ def test_each_imac_variant_is_its_config_switches(corpus, tmp_path):
     assert configs["imac-no-stage1"].stage2.init_from is None and configs["imac-no-stage1"].motion.enabled
     assert (configs["imac-no-slowfast"].stage1.motion_frames, configs["imac-no-slowfast"].stage2.motion_frames) == (16, 16)
     assert not IMACMethod("imac-no-stage1").trains_stage1 and IMACMethod("imac-no-slowfast").trains_stage1
+
+
+class ShiftMethod(CopyMethod):
+    """The real video three frames late: the same look, motion off its speech."""
+
+    name, label = "shift", "Shifted copy"
+
+    def generate(self, clip: ClipRecord, seed: int) -> np.ndarray:
+        return np.roll(real_frames(clip), 3, axis=0)
+
+
+def test_methods_are_compared_in_pairs_on_the_same_clips(finished_run, corpus, tmp_path):
+    run = tmp_path / "two"
+    shutil.copytree(finished_run, run, symlinks=True)
+    results = run_benchmark(RunSettings(methods=["copy", "shift"], out=run, data=corpus,
+                                        config=config_from_dict(dict(FAST)), progress=False,
+                                        custom={"copy": CopyMethod, "shift": ShiftMethod}))
+    rows = {(r["a"], r["b"], r["metric"]): r for r in results.paired}
+    assert set(rows) == {("copy", "shift", m) for m in ("fgd", "div", "bas")}
+    fgd = rows[("copy", "shift", "fgd")]
+    assert fgd["pairs"] == 4 and fgd["low"] <= fgd["estimate"] <= fgd["high"]
+    assert fgd["estimate"] == pytest.approx(results.value("copy", "fgd") - results.value("shift", "fgd"))
+    assert "FGD" in fgd["sentence"] and "Copy of the real video" in fgd["sentence"]
+    write_report(run, plots=False)
+    assert "Differences between methods (paired on the same test clips)" in (run / "report.md").read_text()

@@ -58,7 +58,7 @@ class Method:
 
     name: str = ""
     label: str = ""
-    kind: str = "model"               # "model" | "control" | "external"
+    kind: str = "model"               # "model" | "control" | "external" | "reference" (gt: the real videos, never scored against themselves)
 
     def prepare(self, context: BenchContext) -> dict[str, Any]:
         """Train or load what the method needs (resumable); returns facts for the report."""

@@ -1,17 +1,19 @@
-"""Controls: known answers that validate the metrics on every run.
+"""Controls: known answers that validate the metrics on every run (how each is scored:
+``bench.scoring``).
 
-- ``gt``: the real test videos themselves. Against the real set FGD and FVD are 0 by construction;
-  its Diversity and BAS are the real data's values, the reference for every method.
+- ``gt``: the real test videos (linked, never re-encoded), the reference every method is scored
+  against. Its row gives their own Diversity and BAS; it is never scored against itself (FGD and
+  FVD would be 0 by construction). The real-vs-real noise floor (``noise-floor``) is a scoring-only
+  row: other real clips of the same speakers against each other.
 - ``static``: the reference frame repeated for the clip's length, with the clip's audio. No motion:
-  the lowest Diversity and BAS a method can get.
-- ``shuffled``: the real test videos with the audio of other test clips. Real motion that does
-  not follow its speech: BAS below ``gt``'s. Its folder pairs each video with the next clip's audio
-  (identity/clip order, tiled or cut to length); its BAS is computed by the runner against EVERY
-  other test clip's audio and averaged (chance level for that motion; one partner alone made the
-  control as noisy as the clip it happened to draw).
+  the lowest Diversity and BAS a method can get, and an FGD and FVD above the noise floor.
+- ``shuffled``: the real test videos with the audio of other test clips. Real motion that does not
+  follow its speech: scored on BAS only (the one metric that hears the audio), below ``gt``'s. Its
+  folder pairs each video with the next clip's audio (identity/clip order, tiled or cut to length);
+  its BAS is computed against the speech of several other test clips and averaged (chance level for
+  that motion; one partner alone made the control as noisy as the clip it happened to draw).
 
-The real videos are linked, never re-encoded (re-encoding would move FGD and FVD off 0); the audio
-a control is scored with lies beside the video as ``<clip_id>.wav``.
+The audio a control is scored with lies beside the video as ``<clip_id>.wav``.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ def fit_audio(audio: np.ndarray, length: int) -> np.ndarray:
 
 
 class GroundTruth(Method):
-    name, label, kind, writes_files = "gt", "GT (real test videos)", "control", True
+    name, label, kind, writes_files = "gt", "GT (real test videos)", "reference", True
 
     def write(self, clip: ClipRecord, out: Path, seed: int) -> dict[str, Any]:
         link_file(clip.audio, out.with_suffix(".wav"))

@@ -54,6 +54,20 @@ class VideoInfo:
     duration: float              # seconds: num_frames / fps
     has_audio: bool
     audio_sample_rate: int | None
+    # What else the headers say that changes how frames and sound are decoded (None: not recorded)
+    pix_fmt: str | None = None               # e.g. yuv420p (chroma subsampling, bit depth)
+    color_range: str | None = None           # "tv" (limited), "pc" (full); None: unspecified
+    color_space: str | None = None           # the YUV matrix: "bt709", "bt470bg", ...; None: unspecified
+    sample_aspect_ratio: str | None = None   # "num:den" of a pixel; None: unspecified (square)
+    audio_channels: int | None = None
+    audio_duration: float | None = None      # seconds the audio track records
+
+
+# FFmpeg's AVColorRange and AVColorSpace codes (libavutil/pixfmt.h) -> names; 0 / 2: unspecified.
+_COLOR_RANGES = {1: "tv", 2: "pc"}
+_COLOR_SPACES = {0: "rgb", 1: "bt709", 4: "fcc", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 8: "ycgco",
+                 9: "bt2020nc", 10: "bt2020c", 11: "smpte2085", 12: "chroma-derived-nc", 13: "chroma-derived-c",
+                 14: "ictcp"}
 
 
 # -- reading ---------------------------------------------------------------------------------------
@@ -102,6 +116,7 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
         width, height = stream.codec_context.width, stream.codec_context.height
         audio_streams = container.streams.audio
         audio_sample_rate = audio_streams[0].sample_rate if audio_streams else None
+        decoding = _decoding_properties(stream, audio_streams[0] if audio_streams else None)
         try:
             num_frames = stream.frames if stream.frames > 0 else _count_video_packets(container, stream)
         except av.FFmpegError as error:
@@ -110,7 +125,36 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
         container.close()
     return VideoInfo(path=path, fps=float(fps), num_frames=int(num_frames), width=int(width),
                      height=int(height), duration=float(num_frames / fps), has_audio=bool(audio_streams),
-                     audio_sample_rate=int(audio_sample_rate) if audio_sample_rate else None)
+                     audio_sample_rate=int(audio_sample_rate) if audio_sample_rate else None, **decoding)
+
+
+def _decoding_properties(stream: av.video.stream.VideoStream, audio: av.audio.stream.AudioStream | None) -> dict:
+    """Header fields that change how the frames and the sound decode (``VideoInfo``'s optional fields)."""
+    context = stream.codec_context
+    ratio = context.sample_aspect_ratio or stream.sample_aspect_ratio
+    audio_seconds = (float(audio.duration * audio.time_base) if audio is not None and audio.duration
+                     and audio.time_base else None)
+    return {"pix_fmt": context.pix_fmt, "color_range": _COLOR_RANGES.get(int(context.color_range or 0)),
+            "color_space": _COLOR_SPACES.get(int(context.colorspace if context.colorspace is not None else 2)),
+            "sample_aspect_ratio": f"{ratio.numerator}:{ratio.denominator}" if ratio else None,
+            "audio_channels": int(audio.channels) if audio is not None else None,
+            "audio_duration": audio_seconds}
+
+
+def display_rotation(path: str | os.PathLike) -> int:
+    """Degrees (a multiple of 90) the first frame must turn counter-clockwise to be shown upright:
+    the display matrix phones write instead of turning the picture. Decodes the first frame only;
+    ``VideoReader`` returns frames as stored, NOT turned upright."""
+    path = Path(path)
+    container = _open_input(path)
+    try:
+        frame = next(container.decode(video=0), None)
+    except av.FFmpegError as error:
+        raise ValueError(f"{path}: cannot decode the first frame: {error}") from error
+    finally:
+        container.close()
+    degrees = int(getattr(frame, "rotation", 0) or 0) if frame is not None else 0
+    return (int(round(degrees / 90.0)) * 90) % 360
 
 
 @dataclass(frozen=True)

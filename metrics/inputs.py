@@ -1,0 +1,325 @@
+"""Both sides of a comparison must match: every input property that changes a metric's number is
+equal on the real and the generated side, converted as the protocol says, or refused before any
+video is decoded, with an error naming the property and the clips (``InputMismatchError``). What
+was converted, or allowed by the user, is written into the result (``InputReport``).
+
+The properties come from the files' headers (``metrics.io.video.probe_video``, the wav's header)
+and, for the display rotation, from the first decoded frame:
+
+============================  =================  ==========================================================
+property                      changes            rule
+============================  =================  ==========================================================
+``frame_size`` (w x h)        FVD; pose          equal for FVD (both are resized to 224 from it); for the
+                                                 skeleton metrics converted (keypoints in shoulder widths)
+``frame_rate``                FVD; FGD/Div/BAS   equal for FVD (a 16-frame clip spans 16 / fps seconds);
+                                                 keypoints resampled to the protocol's rate
+``duration`` (paired clips)   all                a generated clip lasts its real clip's frames, +- 1 frame
+``pixel_format``              all (pixels)       equal (chroma subsampling and bit depth)
+``colour_range``              all (pixels)       equal (tv/limited or pc/full; unspecified decodes as tv)
+``colour_matrix``             all (pixels)       equal (the YUV->RGB matrix; unspecified decodes as BT.601)
+``sample_aspect_ratio``       all (geometry)     equal (unspecified = square pixels)
+``rotation``                  all (geometry)     equal (frames are read as stored, never turned upright)
+``audio_rate``                BAS                converted: resampled to the protocol's audio rate
+``audio_channels``            BAS                converted: channels averaged to mono
+``audio_duration``            BAS                the speech covers the video (up to 0.1 s short: AAC)
+``audio_missing``             BAS                a generated clip without sound is scored with its real
+                                                 clip's speech (converted); with no real partner, refused
+============================  =================  ==========================================================
+
+``allow`` names properties whose mismatch is accepted; the result then lists it under ``allowed``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import soundfile
+
+from metrics.dataset import ClipRecord
+from metrics.io.video import display_rotation, probe_video
+from metrics.protocol import Protocol
+
+# The properties a user may allow to differ (``allow``), and the alias the old option used.
+ALLOWABLE = ("frame_size", "frame_rate", "duration", "pixel_format", "colour_range", "colour_matrix",
+             "sample_aspect_ratio", "rotation", "audio_duration")
+ALIASES = {"resolution": "frame_size", "fps": "frame_rate", "color_range": "colour_range",
+           "color_matrix": "colour_matrix", "color_space": "colour_matrix"}
+PIXEL_METRICS = ("fgd", "div", "bas", "fvd")    # every metric reads pixels (keypoints come from them)
+SKELETON_METRICS = ("fgd", "div", "bas")
+AUDIO_SLACK_SECONDS = 0.1       # AAC priming and padding: a muxed track may read up to ~0.1 s short
+NAMED_CLIPS = 5                 # clips named in a message before "... and N more"
+
+
+class InputMismatchError(ValueError):
+    """A property that changes a number differs between the sides (or is wrong on one side)."""
+
+
+@dataclass(frozen=True)
+class ClipProperties:
+    """What one clip's headers say, on one side (``real`` or ``fake``)."""
+
+    clip: str                       # identity/clip_id
+    side: str
+    width: int
+    height: int
+    fps: float
+    num_frames: int
+    pixel_format: str | None
+    colour_range: str               # effective: "tv" or "pc"
+    colour_matrix: str              # effective: "bt601", "bt709", ...
+    sample_aspect_ratio: str        # "1:1" when unspecified
+    rotation: int
+    audio_source: str | None        # "wav", "track" or None (no sound)
+    audio_rate: int | None
+    audio_channels: int | None
+    audio_duration: float | None
+
+    @property
+    def key(self) -> str:
+        return self.clip
+
+    @property
+    def duration(self) -> float:
+        return self.num_frames / self.fps
+
+    def value(self, name: str) -> str:
+        """The property ``name`` as text (what messages and the report show)."""
+        if name == "frame_size":
+            return f"{self.width}x{self.height}"
+        if name == "frame_rate":
+            return f"{self.fps:g} fps"
+        return str(getattr(self, name))
+
+
+def _effective_matrix(name: str | None) -> str:
+    # BT.470BG and SMPTE 170M are both the BT.601 matrix; unspecified decodes as BT.601 (swscale's default).
+    return "bt601" if name in (None, "bt470bg", "smpte170m") else name
+
+
+def _wav_header(path) -> tuple[int, int, float]:
+    try:
+        info = soundfile.info(str(path))
+    except (soundfile.SoundFileError, RuntimeError, OSError) as error:
+        raise InputMismatchError(f"{path}: cannot read the audio header: {error}") from error
+    return int(info.samplerate), int(info.channels), info.frames / info.samplerate
+
+
+def clip_properties(clip: ClipRecord, side: str, audio: bool = True) -> ClipProperties:
+    """The properties of one clip from its headers (and its first frame, for the rotation)."""
+    info = probe_video(clip.video)
+    source = rate = channels = seconds = None
+    if audio and clip.audio is not None:
+        source = "wav"
+        rate, channels, seconds = _wav_header(clip.audio)
+    elif audio and info.has_audio:
+        source, rate, channels, seconds = "track", info.audio_sample_rate, info.audio_channels, info.audio_duration
+    return ClipProperties(
+        clip=clip.label, side=side, width=info.width, height=info.height, fps=info.fps, num_frames=info.num_frames,
+        pixel_format=info.pix_fmt, colour_range=info.color_range or "tv",
+        colour_matrix=_effective_matrix(info.color_space), sample_aspect_ratio=info.sample_aspect_ratio or "1:1",
+        rotation=display_rotation(clip.video), audio_source=source, audio_rate=rate, audio_channels=channels,
+        audio_duration=seconds)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One property that needed something: converted as the protocol says, or allowed to differ."""
+
+    property: str
+    action: str                     # "converted" | "allowed"
+    metrics: tuple[str, ...]        # the metrics whose numbers it concerns
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.property} ({self.action}, {'/'.join(self.metrics)}): {self.detail}"
+
+    def to_dict(self) -> dict:
+        return {"property": self.property, "action": self.action, "metrics": list(self.metrics),
+                "detail": self.detail}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Finding:
+        return cls(data["property"], data["action"], tuple(data["metrics"]), data["detail"])
+
+
+@dataclass(frozen=True)
+class InputReport:
+    """What the two sides hold (distinct values per property) and what was converted or allowed."""
+
+    values: dict[str, dict[str, list[str]]] = field(default_factory=dict)   # side -> property -> values
+    findings: tuple[Finding, ...] = ()
+
+    def for_metric(self, metric: str) -> tuple[str, ...]:
+        """The findings that concern ``metric``, as text (its provenance card's ``conversions``)."""
+        return tuple(str(f) for f in self.findings if metric in f.metrics)
+
+    def to_dict(self) -> dict:
+        return {"values": self.values, "findings": [f.to_dict() for f in self.findings]}
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> InputReport:
+        data = data or {}
+        return cls(values=data.get("values") or {}, findings=tuple(Finding.from_dict(f) for f in data.get("findings") or []))
+
+
+def normalise_allow(allow: Iterable[str]) -> frozenset[str]:
+    """Property names of ``allow`` (aliases such as ``resolution`` resolved); unknown names raise."""
+    names = set()
+    for name in allow:
+        name = ALIASES.get(name.strip(), name.strip())
+        if name not in ALLOWABLE:
+            raise ValueError(f"allow: unknown property {name!r}; choose from {', '.join(ALLOWABLE)}")
+        names.add(name)
+    return frozenset(names)
+
+
+def _named(clips: Sequence[str]) -> str:
+    shown = ", ".join(clips[:NAMED_CLIPS])
+    return shown + (f" and {len(clips) - NAMED_CLIPS} more" if len(clips) > NAMED_CLIPS else "")
+
+
+def _by_value(props: Sequence[ClipProperties], name: str) -> dict[str, list[str]]:
+    groups: dict[str, list[str]] = {}
+    for p in props:
+        groups.setdefault(p.value(name), []).append(p.clip)
+    return groups
+
+
+def _describe(groups: dict[str, list[str]]) -> str:
+    return "; ".join(f"{value} ({len(clips)} clip(s): {_named(clips)})" for value, clips in sorted(groups.items()))
+
+
+class _Checker:
+    """Collects findings and refusals; ``report()`` raises every refusal at once."""
+
+    def __init__(self, metrics: Sequence[str], allow: frozenset[str]) -> None:
+        self.metrics, self.allow = tuple(metrics), allow
+        self.findings: list[Finding] = []
+        self.refused: list[str] = []
+
+    def concerned(self, metrics: Sequence[str]) -> tuple[str, ...]:
+        return tuple(m for m in metrics if m in self.metrics)
+
+    def mismatch(self, name: str, metrics: Sequence[str], detail: str, why: str) -> None:
+        metrics = self.concerned(metrics)
+        if not metrics:
+            return
+        if name in self.allow:
+            self.findings.append(Finding(name, "allowed", metrics, detail))
+        else:
+            self.refused.append(f"{name} differs ({detail}): {why}; make both sides match, or allow it "
+                                f"(allow={name!r}, --allow-mismatch {name})")
+
+    def converted(self, name: str, metrics: Sequence[str], detail: str) -> None:
+        metrics = self.concerned(metrics)
+        if metrics:
+            self.findings.append(Finding(name, "converted", metrics, detail))
+
+
+def _equal_sets(check: _Checker, real, fake, name: str, metrics: Sequence[str], why: str) -> bool:
+    ours, theirs = _by_value(real, name), _by_value(fake, name)
+    if set(ours) == set(theirs):
+        return True
+    check.mismatch(name, metrics, f"real {_describe(ours)}; generated {_describe(theirs)}", why)
+    return False
+
+
+def _check_frames(check: _Checker, real, fake, protocol: Protocol) -> None:
+    _equal_sets(check, real, fake, "frame_size", ("fvd",), "FVD resizes both to 224, so the result depends "
+                "on the mismatch; render at the real resolution")
+    sizes = {p.value("frame_size") for p in (*real, *fake)}
+    if len(sizes) > 1:
+        check.converted("frame_size", SKELETON_METRICS, f"frame sizes {', '.join(sorted(sizes))}: keypoints are "
+                        "normalised per clip (neck centre, shoulder width), so skeletons compare in shoulder widths")
+    _equal_sets(check, real, fake, "frame_rate", ("fvd",), f"a {protocol.fvd_frames}-frame FVD clip spans "
+                f"{protocol.fvd_frames} / fps seconds")
+    rates = {p.fps for p in (*real, *fake)}
+    skeleton_fps = {"fgd": protocol.fps, "div": protocol.fps, "bas": getattr(protocol, "bas_fps", protocol.fps)}
+    for metric, target in skeleton_fps.items():
+        other = sorted(r for r in rates if not math.isclose(r, target))
+        if other:
+            check.converted("frame_rate", (metric,), f"keypoints at {', '.join(f'{r:g}' for r in other)} fps "
+                            f"resampled to {target:g} fps")
+
+
+def _check_pixels(check: _Checker, real, fake) -> None:
+    reasons = {"pixel_format": "chroma subsampling and bit depth change the decoded pixels",
+               "colour_range": "limited and full range decode to different RGB values",
+               "colour_matrix": "the YUV->RGB matrix changes the decoded colours",
+               "sample_aspect_ratio": "non-square pixels change the shapes the pose extractor and I3D see",
+               "rotation": "frames are read as stored, so one side would be seen turned"}
+    for name, why in reasons.items():
+        _equal_sets(check, real, fake, name, PIXEL_METRICS, why)
+    turned = [p.clip for p in (*real, *fake) if p.rotation]
+    if turned and not check.refused:
+        check.converted("rotation", PIXEL_METRICS, f"{len(turned)} clip(s) carry a display rotation "
+                        f"({_named(turned)}): frames are read as stored on both sides")
+
+
+def _check_durations(check: _Checker, real, fake) -> None:
+    partners = {p.key: p for p in real}
+    off = [f"{p.clip} ({p.num_frames} frames at {p.fps:g} fps vs {partners[p.key].num_frames} at "
+           f"{partners[p.key].fps:g})" for p in fake if p.key in partners
+           and abs(p.duration - partners[p.key].duration) > 1.0 / partners[p.key].fps + 1e-6]
+    if off:
+        check.mismatch("duration", PIXEL_METRICS, f"{len(off)} generated clip(s) differ from their real clip by "
+                       f"more than one frame: {_named(off)}", "the number of windows, I3D clips and beats "
+                       "follows the length; generate the real clip's length")
+
+
+def _check_audio(check: _Checker, real, fake, protocol: Protocol) -> None:
+    if "bas" not in check.metrics:
+        return
+    partners = {p.key for p in real}
+    silent = [p for p in fake if p.audio_source is None]
+    orphans = [p.clip for p in silent if p.key not in partners]
+    if orphans:
+        check.refused.append(f"audio_missing: {len(orphans)} generated clip(s) have no audio track, no wav beside "
+                             f"them and no real clip with the same identity/clip_id to take the speech from: "
+                             f"{_named(orphans)} (BAS needs the speech)")
+    if silent and len(silent) > len(orphans):
+        check.converted("audio_missing", ("bas",), f"{len(silent) - len(orphans)} generated clip(s) without sound "
+                        f"scored with their real clip's speech: {_named([p.clip for p in silent])}")
+    silent_real = [p.clip for p in real if p.audio_source is None]
+    if silent_real:
+        check.refused.append(f"audio_missing: {len(silent_real)} real clip(s) have no sound: {_named(silent_real)}")
+    voiced = [p for p in (*real, *fake) if p.audio_source is not None]
+    rates = sorted({p.audio_rate for p in voiced if p.audio_rate != protocol.audio_sample_rate})
+    if rates:
+        check.converted("audio_rate", ("bas",), f"audio at {', '.join(map(str, rates))} Hz resampled to "
+                        f"{protocol.audio_sample_rate} Hz")
+    channels = sorted({p.audio_channels for p in voiced if (p.audio_channels or 1) > 1})
+    if channels:
+        check.converted("audio_channels", ("bas",), f"audio of {', '.join(map(str, channels))} channels averaged "
+                        "to mono")
+    short = [f"{p.side} {p.clip} ({p.audio_duration:.2f} s of sound for {p.duration:.2f} s of video)" for p in voiced
+             if p.audio_duration is not None and p.audio_duration < p.duration - AUDIO_SLACK_SECONDS]
+    if short:
+        check.mismatch("audio_duration", ("bas",), f"{len(short)} clip(s) with less sound than video: "
+                       f"{_named(short)}", "the end of the video has no speech to align with")
+
+
+def _values(props: Sequence[ClipProperties]) -> dict[str, list[str]]:
+    names = ("frame_size", "frame_rate", "pixel_format", "colour_range", "colour_matrix", "sample_aspect_ratio",
+             "rotation", "audio_rate", "audio_channels")
+    return {name: sorted(_by_value(props, name)) for name in names}
+
+
+def check_inputs(real: Sequence[ClipProperties], fake: Sequence[ClipProperties], metrics: Sequence[str],
+                 protocol: Protocol, allow: Iterable[str] = ()) -> InputReport:
+    """Compare the two sides' properties under the rules of the module docstring.
+
+    Returns the report of what the sides hold and what was converted or allowed; raises
+    ``InputMismatchError`` listing every refused property (with the clips) otherwise.
+    """
+    check = _Checker(metrics, normalise_allow(allow))
+    if real:
+        _check_frames(check, real, fake, protocol)
+        _check_pixels(check, real, fake)
+        _check_durations(check, real, fake)
+    _check_audio(check, real, fake, protocol)
+    if check.refused:
+        raise InputMismatchError("the real and generated inputs do not match: " + " | ".join(check.refused))
+    return InputReport(values={"real": _values(real), "fake": _values(fake)}, findings=tuple(check.findings))

@@ -1,0 +1,332 @@
+"""Typed results of the metrics: a score per metric and scope, a provenance card per metric, and the
+document ``python -m metrics compute`` writes (``EvaluationResult``, schema-versioned JSON).
+
+Metrics are keyed by stable ids (``fgd``, ``div``, ``bas``, ``fvd``, the names of ``--metrics``);
+what a table shows is a separate display label (``metric_label``: ``FVD*`` for an FVD from an
+untrained I3D, which is never comparable with published FVDs). Scopes are ``all`` and
+``identity:NAME``. A value that is not a number (NaN: no interval from one clip) is written as null.
+
+Every score's provenance card says what produced it: the protocol and the preset that set the
+metric's fields, the network and the hash of its weights, how the input was resized or resampled,
+frames per clip or window, N on each side, the covariance divisor and the square-root route of a
+Fréchet distance, the package versions, and what the inputs needed (``metrics.inputs``).
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.metadata
+import io
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from metrics.inputs import InputReport
+from metrics.io.files import write_json_atomic, write_text_atomic
+
+SCHEMA_VERSION = 2
+EVALUATION_SCHEMA = "metrics-evaluation"
+METRIC_IDS = ("fgd", "div", "bas", "fvd")
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """A metric's stable id, its display label and its better direction."""
+
+    id: str
+    label: str
+    lower_is_better: bool
+    name: str
+
+
+METRICS: dict[str, MetricSpec] = {
+    "fgd": MetricSpec("fgd", "FGD", True, "Fréchet gesture distance"),
+    "div": MetricSpec("div", "Div", False, "diversity"),
+    "bas": MetricSpec("bas", "BAS", False, "beat alignment score"),
+    "fvd": MetricSpec("fvd", "FVD", True, "Fréchet video distance"),
+}
+
+# How a Fréchet distance's trace term is computed (metrics.frechet.trace_sqrt_product).
+SQRT_METHOD = ("tr((S1 S2)^1/2) as the sum of square roots of eigvalsh(L^T S2 L), S1 = L L^T (Cholesky; "
+               "the symmetric square root of S1 when it is singular), negative eigenvalues clipped")
+COVARIANCE = {"unbiased": "unbiased, divided by N - 1", "biased": "biased, divided by N"}
+PACKAGES = ("imac-bench", "numpy", "scipy", "torch", "librosa", "av", "onnxruntime", "safetensors")
+
+
+def metric_label(metric: str, pretrained_i3d: bool | None = True) -> str:
+    """The display label of a metric id: ``FVD*`` for an FVD whose I3D is not the published one."""
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric id {metric!r}; ids: {', '.join(METRIC_IDS)}")
+    if metric == "fvd" and pretrained_i3d is False:
+        return "FVD*"
+    return METRICS[metric].label
+
+
+@lru_cache(maxsize=1)
+def package_versions() -> dict[str, str]:
+    """Versions of the installed packages a number depends on (absent ones left out)."""
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def number(value: Any) -> float | None:
+    """A float for JSON: NaN and inf become None."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _float(value: Any) -> float:
+    return float("nan") if value is None else float(value)
+
+
+def _require(data: Mapping, key: str, where: str) -> Any:
+    if not isinstance(data, Mapping) or key not in data:
+        raise ValueError(f"{where}: missing field {key!r}")
+    return data[key]
+
+
+@dataclass(frozen=True)
+class Score:
+    """One metric's value on one scope, its 95% interval (NaN when none can be given) and counts."""
+
+    value: float
+    ci_low: float = float("nan")
+    ci_high: float = float("nan")
+    counts: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def clips(self) -> int | None:
+        """The clips the value rests on (generated clips for a two-sided metric)."""
+        return self.counts.get("n_fake_clips", self.counts.get("n_clips"))
+
+    def to_dict(self) -> dict:
+        return {"value": number(self.value), "ci_low": number(self.ci_low), "ci_high": number(self.ci_high),
+                "counts": dict(self.counts)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping, where: str = "score") -> Score:
+        counts = data.get("counts") or {}
+        if not isinstance(counts, Mapping):
+            raise ValueError(f"{where}: counts must be a mapping")
+        return cls(_float(_require(data, "value", where)), _float(data.get("ci_low")), _float(data.get("ci_high")),
+                   {str(k): int(v) for k, v in counts.items()})
+
+
+Scores = dict[str, dict[str, Score]]      # scope -> metric id -> Score
+
+
+def scores_to_dict(scores: Scores) -> dict:
+    return {scope: {metric: score.to_dict() for metric, score in table.items()} for scope, table in scores.items()}
+
+
+def scores_from_dict(data: Mapping | None, where: str) -> Scores:
+    scores: Scores = {}
+    for scope, table in (data or {}).items():
+        unknown = [m for m in table if m not in METRICS]
+        if unknown:
+            raise ValueError(f"{where}: {scope}: unknown metric id(s) {', '.join(map(repr, unknown))} (ids: "
+                             f"{', '.join(METRIC_IDS)}; display names such as 'FVD*' are not keys)")
+        scores[scope] = {m: Score.from_dict(entry, f"{where}: {scope}: {m}") for m, entry in table.items()}
+    return scores
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What produced a metric's number: the card printed beside it."""
+
+    metric: str
+    label: str                          # display label (FVD* for the untrained I3D)
+    protocol: str                       # the protocol's label (name, version, digest)
+    preset: str                         # metrics.protocol.preset_of(protocol, metric)
+    features: str                       # what the distance or score is computed on
+    weights: str | None = None          # the network behind the features (path or feature id)
+    weights_hash: str | None = None     # the checkpoint hash (autoencoder) or weight file hash (I3D)
+    pretrained: bool | None = None      # I3D: the published weights (False: FVD*)
+    pose_extractor: str | None = None
+    training_data_hash: str | None = None   # the autoencoder's training data
+    input: str = ""                     # resize / crop / resampling of the metric's input
+    frames_per_clip: int | None = None  # FVD: frames per I3D clip; FGD and Div: frames per window
+    n_real: int | None = None           # clips on the real side
+    n_fake: int | None = None           # clips on the generated side
+    covariance: str | None = None       # Fréchet distances: the covariance divisor
+    sqrt_method: str | None = None      # Fréchet distances: how the matrix square root's trace is taken
+    interval: str = ""                  # what the confidence interval resamples (metrics.intervals)
+    packages: Mapping[str, str] = field(default_factory=dict)
+    conversions: tuple[str, ...] = ()   # what the inputs needed: converted or allowed (metrics.inputs)
+
+    def to_dict(self) -> dict:
+        data = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        data["packages"], data["conversions"] = dict(self.packages), list(self.conversions)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping, where: str = "provenance") -> Provenance:
+        unknown = sorted(set(data) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"{where}: unknown field(s) {', '.join(unknown)}")
+        for name in ("metric", "label", "protocol", "preset", "features"):
+            _require(data, name, where)
+        values = dict(data)
+        values["packages"] = dict(values.get("packages") or {})
+        values["conversions"] = tuple(values.get("conversions") or ())
+        return cls(**values)
+
+    def summary(self) -> str:
+        """One line: preset, weights, input, frames, N, covariance."""
+        parts = [f"preset {self.preset}"]
+        if self.weights:
+            parts.append(f"weights {self.weights}" + (f" ({self.weights_hash})" if self.weights_hash
+                                                     and self.weights_hash not in self.weights else ""))
+        if self.pretrained is False:
+            parts.append("UNTRAINED stand-in: not comparable with published numbers")
+        if self.frames_per_clip:
+            parts.append(f"{self.frames_per_clip} frames per {'clip' if self.metric == 'fvd' else 'window'}")
+        if self.n_real is not None or self.n_fake is not None:
+            parts.append(f"N real {self.n_real if self.n_real is not None else '-'} / generated "
+                         f"{self.n_fake if self.n_fake is not None else '-'}")
+        if self.covariance:
+            parts.append(f"covariance {self.covariance}")
+        if self.input:
+            parts.append(self.input)
+        return "; ".join(parts)
+
+
+@dataclass(frozen=True)
+class SkippedClip:
+    """A clip left out (``on_error="skip"``), and why."""
+
+    side: str
+    clip: str
+    file: str
+    reason: str
+
+    def to_dict(self) -> dict:
+        return {"side": self.side, "clip": self.clip, "file": self.file, "reason": self.reason}
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> SkippedClip:
+        return cls(data["side"], data["clip"], data["file"], data["reason"])
+
+
+@dataclass(frozen=True)
+class Side:
+    """One side of a comparison: where its clips came from and how many were scored."""
+
+    path: str | None
+    clips: int
+    split: str | None = None
+    keypoint_visibility: float | None = None     # mean share of skeleton points seen
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "clips": self.clips, "split": self.split,
+                "keypoint_visibility": number(self.keypoint_visibility)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> Side:
+        return cls(data.get("path"), int(data.get("clips") or 0), data.get("split"), data.get("keypoint_visibility"))
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    """``metrics.evaluate.evaluate``'s result: generated videos against real ones.
+
+    ``scores``: the generated side against the real one; ``reference``: the real videos' own
+    Diversity and BAS (the values to read the generated ones against).
+    """
+
+    protocol: Mapping[str, Any]
+    protocol_label: str
+    metrics: tuple[str, ...]
+    scores: Scores
+    reference: Scores
+    provenance: Mapping[str, Provenance]
+    real: Side
+    fake: Side
+    inputs: InputReport = field(default_factory=InputReport)
+    skipped: tuple[SkippedClip, ...] = ()
+    environment: Mapping[str, Any] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    def label(self, metric: str) -> str:
+        card = self.provenance.get(metric)
+        return card.label if card else metric_label(metric)
+
+    def to_dict(self) -> dict:
+        return {"schema": EVALUATION_SCHEMA, "schema_version": self.schema_version,
+                "protocol": dict(self.protocol), "protocol_label": self.protocol_label,
+                "metrics": list(self.metrics), "labels": {m: self.label(m) for m in self.metrics},
+                "scores": scores_to_dict(self.scores), "reference": scores_to_dict(self.reference),
+                "provenance": {m: card.to_dict() for m, card in self.provenance.items()},
+                "real": self.real.to_dict(), "fake": self.fake.to_dict(), "inputs": self.inputs.to_dict(),
+                "skipped": [s.to_dict() for s in self.skipped], "environment": dict(self.environment)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping, where: str = "result") -> EvaluationResult:
+        check_schema(data, EVALUATION_SCHEMA, where)
+        return cls(protocol=data["protocol"], protocol_label=data["protocol_label"], metrics=tuple(data["metrics"]),
+                   scores=scores_from_dict(data.get("scores"), f"{where}: scores"),
+                   reference=scores_from_dict(data.get("reference"), f"{where}: reference"),
+                   provenance={m: Provenance.from_dict(c, f"{where}: provenance: {m}")
+                               for m, c in (data.get("provenance") or {}).items()},
+                   real=Side.from_dict(data["real"]), fake=Side.from_dict(data["fake"]),
+                   inputs=InputReport.from_dict(data.get("inputs")),
+                   skipped=tuple(SkippedClip.from_dict(s) for s in data.get("skipped") or []),
+                   environment=data.get("environment") or {})
+
+
+def check_schema(data: Any, schema: str, where: str) -> None:
+    """Raise ``ValueError`` naming ``where`` unless ``data`` is a document of ``schema``, this version."""
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{where}: not a JSON object")
+    found, version = data.get("schema"), data.get("schema_version")
+    if found != schema or version != SCHEMA_VERSION:
+        described = f"schema {found!r} version {version!r}" if found else "no schema field (written before schema 2)"
+        raise ValueError(f"{where}: {described}; this version reads {schema!r} version {SCHEMA_VERSION} (metric ids "
+                         "fgd/div/bas/fvd as keys, provenance per metric): compute it again with this version")
+
+
+def result_rows(result: EvaluationResult) -> list[dict]:
+    """Long format: one row per side x scope x metric (the CSV beside the JSON)."""
+    rows = []
+    for side, scores in (("generated", result.scores), ("real", result.reference)):
+        for scope, table in scores.items():
+            for metric, score in table.items():
+                rows.append({"side": side, "scope": scope, "metric": metric, "label": result.label(metric),
+                             "value": number(score.value), "ci_low": number(score.ci_low),
+                             "ci_high": number(score.ci_high),
+                             "counts": " ".join(f"{k}={v}" for k, v in score.counts.items()),
+                             "protocol": result.protocol_label})
+    return rows
+
+
+def write_result(result: EvaluationResult, path: str | Path) -> tuple[Path, Path]:
+    """Write ``result`` as JSON at ``path`` (.json) and its rows as CSV beside it; returns both paths."""
+    path = Path(path)
+    json_path = path if path.suffix == ".json" else path.with_suffix(".json")
+    csv_path = json_path.with_suffix(".csv")
+    write_json_atomic(json_path, result.to_dict())
+    buffer = io.StringIO()
+    fields = ["side", "scope", "metric", "label", "value", "ci_low", "ci_high", "counts", "protocol"]
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(result_rows(result))
+    write_text_atomic(csv_path, buffer.getvalue())
+    return json_path, csv_path
+
+
+def read_result(path: str | Path) -> EvaluationResult:
+    """An ``EvaluationResult`` from its JSON file; errors name the file (an older schema included)."""
+    import json
+
+    path = Path(path)
+    return EvaluationResult.from_dict(json.loads(path.read_text()), str(path))

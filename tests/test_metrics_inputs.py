@@ -1,0 +1,166 @@
+"""Both sides must match: each input property that changes a number is equal, converted, or refused
+before any decoding, naming the property and the clips; what was converted or allowed is recorded."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+
+import av
+import numpy as np
+import pytest
+
+from metrics.dataset import ClipRecord
+from metrics.evaluate import evaluate
+from metrics.inputs import ClipProperties, InputMismatchError, check_inputs, clip_properties, normalise_allow
+from metrics.io.audio import write_wav
+from metrics.io.video import probe_video, write_video
+from metrics.protocol import Protocol
+
+ALL = ("fgd", "div", "bas", "fvd")
+
+
+def props(clip: str = "a/a_0", side: str = "real", **changes) -> ClipProperties:
+    base = ClipProperties(clip=clip, side=side, width=64, height=64, fps=25.0, num_frames=100, pixel_format="yuv420p",
+                          colour_range="tv", colour_matrix="bt601", sample_aspect_ratio="1:1", rotation=0,
+                          audio_source="wav", audio_rate=16000, audio_channels=1, audio_duration=4.0)
+    return dataclasses.replace(base, **changes)
+
+
+def sides(**fake_changes) -> tuple[list[ClipProperties], list[ClipProperties]]:
+    real = [props("a/a_0"), props("a/a_1")]
+    fake = [props("a/a_0", "fake", **fake_changes), props("a/a_1", "fake", **fake_changes)]
+    return real, fake
+
+
+# -- one test per property: refused (naming it and the clips), then allowed and recorded --------------
+
+
+@pytest.mark.parametrize("name, change, metrics", [
+    ("frame_size", {"width": 128, "height": 128}, ("fvd",)),
+    ("frame_rate", {"fps": 30.0, "num_frames": 120}, ("fvd",)),
+    ("duration", {"num_frames": 80}, ALL),
+    ("pixel_format", {"pixel_format": "yuv444p"}, ALL),
+    ("colour_range", {"colour_range": "pc"}, ALL),
+    ("colour_matrix", {"colour_matrix": "bt709"}, ALL),
+    ("sample_aspect_ratio", {"sample_aspect_ratio": "4:3"}, ALL),
+    ("rotation", {"rotation": 90}, ALL),
+    ("audio_duration", {"audio_duration": 3.0}, ("bas",)),
+])
+def test_a_differing_property_is_refused_naming_it_and_the_clips_unless_allowed(name, change, metrics):
+    real, fake = sides(**change)
+    with pytest.raises(InputMismatchError) as error:
+        check_inputs(real, fake, metrics, Protocol())
+    message = str(error.value)
+    assert name in message and "a/a_0" in message and f"--allow-mismatch {name}" in message
+    report = check_inputs(real, fake, metrics, Protocol(), allow=[name])
+    allowed = [f for f in report.findings if f.property == name and f.action == "allowed"]
+    assert allowed and set(allowed[0].metrics) == set(metrics)
+    assert any(name in line for line in report.for_metric(metrics[0]))
+
+
+def test_equal_sides_need_nothing():
+    real, fake = sides()
+    report = check_inputs(real, fake, ALL, Protocol())
+    assert report.findings == ()
+    assert report.values["fake"]["frame_size"] == ["64x64"]
+
+
+def test_frame_size_and_rate_are_converted_for_the_skeleton_metrics():
+    real, fake = sides(width=128, height=128, fps=50.0, num_frames=200)
+    report = check_inputs(real, fake, ("fgd", "div", "bas"), Protocol())
+    found = {(f.property, f.metrics) for f in report.findings}
+    assert ("frame_size", ("fgd", "div", "bas")) in found
+    assert {m for p, ms in found if p == "frame_rate" for m in ms} == {"fgd", "div", "bas"}
+    assert all(f.action == "converted" for f in report.findings)
+    assert "resampled to 25 fps" in " ".join(report.for_metric("fgd"))
+
+
+def test_audio_rate_and_channels_are_converted_for_bas_only():
+    real, fake = sides(audio_rate=44100, audio_channels=2)
+    report = check_inputs(real, fake, ("bas", "fvd"), Protocol())
+    assert {f.property for f in report.findings} == {"audio_rate", "audio_channels"}
+    assert "44100 Hz resampled to 16000 Hz" in " ".join(report.for_metric("bas"))
+    assert report.for_metric("fvd") == ()
+
+
+def test_generated_clips_without_sound_take_their_partner_speech_or_are_refused():
+    real, fake = sides(audio_source=None, audio_rate=None, audio_channels=None, audio_duration=None)
+    report = check_inputs(real, fake, ("bas",), Protocol())
+    assert [f.property for f in report.findings] == ["audio_missing"]
+    orphan = [props("b/b_9", "fake", audio_source=None, audio_rate=None, audio_duration=None)]
+    with pytest.raises(InputMismatchError, match=r"audio_missing.*b/b_9"):
+        check_inputs(real, orphan, ("bas",), Protocol())
+
+
+def test_unknown_allowed_property_is_named():
+    assert normalise_allow(["resolution", "fps"]) == {"frame_size", "frame_rate"}
+    with pytest.raises(ValueError, match="colour"):
+        normalise_allow(["colour"])
+
+
+# -- from real files: the header reader, and evaluate refusing before any network is loaded -----------
+
+
+def _clip(folder, name, frames, fps=25, pix_fmt="yuv420p", wav_seconds=None):
+    video = folder / "a" / f"{name}.mp4"
+    write_video(video, frames, fps, pix_fmt=pix_fmt)
+    audio = None
+    if wav_seconds is not None:
+        audio = write_wav(video.with_suffix(".wav"), np.zeros(int(wav_seconds * 16000)) + 0.01, 16000)
+    return ClipRecord(identity="a", clip_id=name, video=video, audio=audio)
+
+
+def test_header_properties_of_real_files(tmp_path):
+    frames = np.full((20, 32, 48, 3), 100, np.uint8)
+    plain = _clip(tmp_path, "plain", frames, wav_seconds=0.8)
+    full = _clip(tmp_path, "full", frames, pix_fmt="yuv444p")
+    p = clip_properties(plain, "real")
+    assert (p.width, p.height, p.fps, p.num_frames, p.pixel_format) == (48, 32, 25.0, 20, "yuv420p")
+    assert (p.colour_range, p.colour_matrix, p.sample_aspect_ratio, p.rotation) == ("tv", "bt601", "1:1", 0)
+    assert (p.audio_source, p.audio_rate, p.audio_channels, p.audio_duration) == ("wav", 16000, 1, 0.8)
+    assert clip_properties(full, "fake", audio=False).pixel_format == "yuv444p"
+    jpeg = tmp_path / "a" / "jpeg.mp4"
+    container = av.open(str(jpeg), "w")
+    stream = container.add_stream("libx264", rate=25)
+    stream.width, stream.height, stream.pix_fmt = 48, 32, "yuvj420p"
+    for frame in frames[:5]:
+        for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+    container.close()
+    assert probe_video(jpeg).color_range == "pc"
+    assert clip_properties(ClipRecord(identity="a", clip_id="jpeg", video=jpeg), "fake").colour_range == "pc"
+
+
+class NeverLoaded:
+    """An I3D stand-in that fails if anything is computed with it."""
+
+    feature_id, is_pretrained, batch_size = "never", False, 4
+
+    def __call__(self, videos):
+        raise AssertionError("the input check must refuse before any video is decoded")
+
+
+def test_evaluate_refuses_from_the_headers_before_decoding(tmp_path):
+    frames = np.zeros((40, 32, 32, 3), np.uint8)
+    real, fake = tmp_path / "real", tmp_path / "fake"
+    _clip(real, "a_0", frames, wav_seconds=1.6)
+    _clip(fake, "a_0", frames, fps=20, wav_seconds=2.0)
+    with pytest.raises(InputMismatchError, match=r"frame_rate differs.*a/a_0"):
+        evaluate(real, fake, metrics=("fvd",), i3d=NeverLoaded(), cache_dir=None, split=None)
+    shutil.rmtree(fake)
+    _clip(fake, "a_0", frames[:30], wav_seconds=1.2)
+    with pytest.raises(InputMismatchError, match=r"duration differs.*a/a_0 \(30 frames"):
+        evaluate(real, fake, metrics=("fvd",), i3d=NeverLoaded(), cache_dir=None, split=None)
+
+
+def test_compute_options_name_an_unknown_allowed_property(tmp_path, capsys):
+    from metrics.cli import load_compute_options, main
+
+    assert load_compute_options({"allow_mismatch": ["resolution", "frame_rate"]}).allow_mismatch == ["resolution",
+                                                                                                     "frame_rate"]
+    assert main(["compute", "--fake", str(tmp_path), "--allow-mismatch", "colour"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "allow_mismatch" in err and "'colour'" in err
