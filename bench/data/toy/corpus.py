@@ -24,7 +24,7 @@ from metrics.io.audio import SAMPLE_RATE, write_wav
 from metrics.io.files import save_npz_atomic, write_json_atomic
 from metrics.io.video import write_video
 
-CORPUS_VERSION = "toy-corpus-v1"
+CORPUS_VERSION = "toy-corpus-v2"
 CARD_NAME = "toy_corpus.json"
 
 
@@ -68,7 +68,9 @@ def make_clip(identity: Identity, identity_index: int, clip_index: int, config: 
     events = {
         "syllables": [asdict(s) for s in speech.syllables],
         "pauses": [list(p) for p in speech.pauses],
-        "strokes": [{"time": s.time, "arm": s.arm, "duration": s.duration} for s in motion["strokes"]],
+        "strokes": [{"time": s.time, "syllable": s.syllable} for s in motion["strokes"]],
+        "hands": [list(h) for h in motion["hands"]],
+        "arrivals": [{"time": a.time, "arm": arm, "kind": a.kind} for arm, a in motion["arrivals"]],
     }
     return {"num_frames": num_frames, "audio": speech.samples, "pose": motion["pose"],
             "expression": motion["expression"], "keypoints": keypoints, "events": events}
