@@ -470,7 +470,8 @@ def evaluate(real_dir: str | Path | None, fake_dir: str | Path, metrics: Sequenc
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     needs_real = any(m in metrics for m in ("fgd", "fvd"))
     if needs_real and real_dir is None:
-        raise ValueError("FGD and FVD compare with real videos: give real_dir")
+        raise ValueError("FGD and FVD compare with real videos: give the real videos or dataset (--real DIR "
+                         "on the command line, real_dir in Python), or ask only for div,bas")
     fake_clips = find_clips(fake_dir, split=None)
     real_clips = find_clips(real_dir, split=split) if real_dir is not None else []
 

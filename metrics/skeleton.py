@@ -63,7 +63,9 @@ def fill_missing(keypoints: np.ndarray, threshold: float, points=None) -> tuple[
 
     shoulders = [filled(LEFT_SHOULDER), filled(RIGHT_SHOULDER)]
     if shoulders[0] is None or shoulders[1] is None:
-        raise SkeletonError("a shoulder is never visible: cannot normalise the skeleton")
+        raise SkeletonError("a shoulder is never visible: cannot normalise the skeleton (on real videos, "
+                            "use --extractor dwpose with its two ONNX files: the default toy extractor "
+                            "reads only the toy corpus' colour markers)")
     neck = (shoulders[0] + shoulders[1]) / 2
     out = np.empty((len(keypoints), len(points), 2))
     done: dict[int, np.ndarray] = {LEFT_SHOULDER: shoulders[0], RIGHT_SHOULDER: shoulders[1]}
