@@ -428,8 +428,10 @@ def test_markdown_table_bolds_the_best_method_in_each_direction():
 
 
 def test_control_checks_flag_a_wrong_order_and_skip_unscored_methods():
+    gt = _row("gt", "reference", div=5.0, bas=0.5)
+    gt.scores["all"]["bas"] = Score(0.5, 0.4, 0.6, {"n_clips": 2})      # too few clips to gate
     results = _typed({"m": MethodResult("m", "m", "model"),
-                      "gt": _row("gt", "reference", div=5.0, bas=0.5),
+                      "gt": gt,
                       "noise-floor": _row("noise-floor", "control", fgd=3.0, div=5.0, bas=0.5),
                       "static": _row("static", "control", fgd=9.0, div=0.0, bas=0.0),
                       "shuffled": _row("shuffled", "control", bas=0.7)})
