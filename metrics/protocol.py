@@ -221,6 +221,10 @@ class Preset:
     fields: dict
     source: str
 
+    def __post_init__(self) -> None:
+        if self.metric not in PRESET_METRICS:
+            raise ValueError(f"a preset's metric must be one of {', '.join(PRESET_METRICS)}, got {self.metric!r}")
+
 
 PRESETS: dict[str, Preset] = {
     # BAS presets set every BAS field but beat_points (the peers' joints have no COCO-WholeBody
