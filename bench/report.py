@@ -1,4 +1,4 @@
-"""``imac-bench report``: a run's ``results.json`` as tables (CSV, Markdown) and plots.
+"""``imac-bench report``: a run's ``results.json`` as tables (CSV, Markdown, LaTeX) and plots.
 
 ``report.md`` follows the paper's Tables 2 and 3 (one row per method, FGD / Div / BAS / FVD with
 arrows for the better direction, the best method in bold), with what the paper leaves out: the
@@ -25,7 +25,7 @@ from metrics.io.files import atomic_path, write_text_atomic
 from metrics.io.video import VideoReader, read_video_audio
 from metrics.pose.toy import ToyMarkerPose
 from metrics.protocol import Protocol
-from metrics.results import METRICS, Score, number
+from metrics.results import METRICS, Score, decimals, format_score, number
 
 # Fewer test clips than this and "shuffled < gt on BAS" is reported but does not fail a run. On the
 # toy corpus v2 the mean check has 100% power at 4 clips (benchmarks/toy_bas_power.py: matched minus
@@ -114,14 +114,18 @@ def table_rows(results: BenchResults) -> list[dict]:
 
 
 def _fmt(value: float | None) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    magnitude = abs(value)
-    if magnitude >= 100:
-        return f"{value:.1f}"
-    if magnitude >= 1:
-        return f"{value:.3f}"
-    return f"{value:.4f}"
+    """One number alone (a check's values, a difference): four significant digits (``decimals``)."""
+    value = number(value)
+    return "n/a" if value is None else f"{value:.{decimals(value)}f}"
+
+
+def _fmt_interval(estimate: float | None, low: float | None, high: float | None) -> tuple[str, str]:
+    """An estimate and its interval with one precision (the estimate's)."""
+    return format_score(Score(_nan(estimate), _nan(low), _nan(high), {"n_clips": 2}))
+
+
+def _nan(value: float | None) -> float:
+    return float("nan") if value is None else float(value)
 
 
 def _label(results: BenchResults, name: str) -> str:
@@ -136,35 +140,108 @@ def _label(results: BenchResults, name: str) -> str:
     return method.label + "".join(f" ⚠ {flag}" for flag in flags)
 
 
-def _cell(score: Score | None, bold: bool) -> str:
+def _cell(score: Score | None, bold: bool, latex: bool = False) -> str:
     if score is None:
         return ""
-    text = _fmt(score.value)
-    return f"{f'**{text}**' if bold else text} [{_fmt(score.ci_low)}, {_fmt(score.ci_high)}]"
+    value, interval = format_score(score)
+    if latex:
+        value = f"\\textbf{{{value}}}" if bold else value
+        return f"{value} {{\\scriptsize {_latex_escape(interval)}}}" if interval else value
+    return f"{f'**{value}**' if bold else value} {interval}".strip()
+
+
+def separable_best(results: BenchResults, metric: str, scope: str = "all") -> str | None:
+    """The method to print in bold on ``metric``: the best candidate, but only when its paired
+    difference to EVERY other candidate with a value excludes 0 in its favour (``results.paired``,
+    scope ``all``); None otherwise (a tie the data cannot separate, a single method, another scope)."""
+    if scope != "all":
+        return None
+    values = {m: results.value(m, metric, scope) for m, r in results.methods.items() if r.kind in CANDIDATE_KINDS}
+    values = {m: v for m, v in values.items() if not math.isnan(v)}
+    if len(values) < 2:
+        return None
+    lower = METRICS[metric].lower_is_better
+    best = (min if lower else max)(values, key=values.get)
+    for other in values:
+        if other == best:
+            continue
+        row = next((r for r in results.paired if r["metric"] == metric and {r["a"], r["b"]} == {best, other}), None)
+        if row is None or row.get("low") is None or row.get("high") is None:
+            return None
+        low, high = (row["low"], row["high"]) if row["a"] == best else (-row["high"], -row["low"])
+        if not (high < 0 if lower else low > 0):      # best - other must be separable, in the better direction
+            return None
+    return best
+
+
+def _row_label(results: BenchResults, name: str) -> str:
+    kind = results.methods[name].kind
+    return _label(results, name) + {"control": " *(control)*", "reference": " *(reference)*"}.get(kind, "")
 
 
 def markdown_table(results: BenchResults, scope: str = "all", methods: list[str] | None = None) -> str:
-    """Methods as rows, metrics as columns: value, then [95% CI] and n; the best method in bold."""
+    """Methods as rows, metrics as columns: value and [95% interval] with one precision per cell, and
+    the clips; in bold only a method whose paired differences to all others are separable."""
     metrics = results.scored_metrics()
     methods = methods or list(results.methods)
-    candidates = [m for m in methods if results.methods[m].kind in CANDIDATE_KINDS]
-    best = {}
-    for metric in metrics:
-        values = {m: results.value(m, metric, scope) for m in candidates}
-        values = {m: v for m, v in values.items() if not math.isnan(v)}
-        if len(values) >= 2:
-            pick = min if METRICS[metric].lower_is_better else max
-            best[metric] = pick(values, key=values.get)
+    best = {metric: separable_best(results, metric, scope) for metric in metrics}
     head = "| method | " + " | ".join(f"{results.label(m)} {arrow(m)}" for m in metrics) + " | clips |"
     lines = [head, "|---|" + "---|" * (len(metrics) + 1)]
     for name in methods:
         table = results.methods[name].scores.get(scope, {})
         cells = [_cell(table.get(metric), best.get(metric) == name) for metric in metrics]
         clips = next((str(s.clips) for s in table.values() if s.clips is not None), "")
-        kind = results.methods[name].kind
-        label = _label(results, name) + {"control": " *(control)*", "reference": " *(reference)*"}.get(kind, "")
-        lines.append(f"| {label} | " + " | ".join(cells) + f" | {clips} |")
+        lines.append(f"| {_row_label(results, name)} | " + " | ".join(cells) + f" | {clips} |")
     return "\n".join(lines)
+
+
+_LATEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def _latex_escape(text: str) -> str:
+    return "".join(_LATEX_SPECIALS.get(ch, ch) for ch in text)
+
+
+def latex_table(results: BenchResults, scope: str = "all") -> str:
+    """The table of ``scope`` as a LaTeX ``tabular`` (booktabs): the methods, a rule, then the
+    reference and the controls; the same cells as ``markdown_table`` (bold only where separable),
+    the interval in small type, the protocol label and FVD* warning in the caption comment."""
+    metrics = results.scored_metrics()
+    best = {metric: separable_best(results, metric, scope) for metric in metrics}
+    arrows = {"↓": r"$\downarrow$", "↑": r"$\uparrow$"}
+    lines = [f"% imac-bench report table ({scope}); needs \\usepackage{{booktabs}}",
+             f"% protocol: {results.protocol_label}",
+             *[f"% {line}" for line in _caveats(results)],
+             r"\begin{tabular}{l" + "c" * len(metrics) + "r}", r"\toprule",
+             "Method & " + " & ".join(f"{_latex_escape(results.label(m))} {arrows[arrow(m)]}" for m in metrics)
+             + r" & Clips \\", r"\midrule"]
+    previous = None
+    for name, method in results.methods.items():
+        group = "method" if method.kind in CANDIDATE_KINDS else "control"
+        if previous == "method" and group == "control":
+            lines.append(r"\midrule")
+        previous = group
+        table = method.scores.get(scope, {})
+        cells = [_cell(table.get(metric), best.get(metric) == name, latex=True) for metric in metrics]
+        clips = next((str(s.clips) for s in table.values() if s.clips is not None), "")
+        label = _latex_escape(_label(results, name).replace("⚠", "(!)"))
+        lines.append(f"{label} & " + " & ".join(cells) + f" & {clips} \\\\")
+    lines += [r"\bottomrule", r"\end{tabular}", ""]
+    return "\n".join(lines)
+
+
+def _caveats(results: BenchResults) -> list[str]:
+    """What a reader must know before comparing these numbers with others (FVD* first)."""
+    notes = []
+    if any(results.label(m).endswith("*") for m in results.scored_metrics()):
+        notes.append("FVD* is computed with an UNTRAINED I3D stand-in (no published weights given): it orders "
+                     "videos of this run only and is not comparable with any published FVD.")
+    if "fgd" in results.scored_metrics() or "div" in results.scored_metrics():
+        ae = results.networks.get("skeleton_autoencoder") or {}
+        notes.append(f"FGD and Div are comparable only under the same skeleton autoencoder "
+                     f"({ae.get('checkpoint_hash', 'n/a')}) and pose extractor ({results.networks.get('pose_extractor')}).")
+    return notes
 
 
 def protocol_block(results: BenchResults) -> str:
@@ -234,10 +311,19 @@ def paired_section(results: BenchResults) -> list[str]:
              "| a - b | metric | difference | 95% interval | clips | reading |", "|---|---|---|---|---|---|"]
     for row in results.paired:
         a, b = (results.methods[n].label if n in results.methods else n for n in (row["a"], row["b"]))
-        lines.append(f"| {a} - {b} | {results.label(row['metric'])} | {_fmt(row.get('estimate'))} | "
-                     f"[{_fmt(row.get('low'))}, {_fmt(row.get('high'))}] | {row.get('pairs', '')} | "
-                     f"{row.get('sentence', '')} |")
+        estimate, interval = _fmt_interval(row.get("estimate"), row.get("low"), row.get("high"))
+        lines.append(f"| {a} - {b} | {results.label(row['metric'])} | {estimate} | {interval} | "
+                     f"{row.get('pairs', '')} | {row.get('sentence', '')} |")
     return lines + [""]
+
+
+def warnings_section(results: BenchResults) -> list[str]:
+    """The metrics' own warnings on the all-identities numbers (e.g. too few clips for the dimension)."""
+    lines = []
+    for method in results.methods.values():
+        for metric, score in method.scores.get("all", {}).items():
+            lines += [f"- {method.label}, {results.label(metric)}: {w}" for w in score.warnings]
+    return ["Warnings on these numbers:", "", *lines, ""] if lines else []
 
 
 def checks_section(results: BenchResults) -> list[str]:
@@ -265,10 +351,18 @@ def markdown_report(results: BenchResults, plots: list[str]) -> str:
              "the protocol below. Each number is followed by its 95% interval over clips; ↓ lower is better, "
              "↑ higher is better. Read Div and BAS next to the real videos' own (GT), and FGD and FVD next to "
              "the real-vs-real noise floor (other real clips of the same speakers; a Fréchet distance depends "
-             "on N, so compare at equal N). The best non-control method is in bold.", "",
-             "## All identities", "", markdown_table(results, "all", methods), ""]
+             "on N, so compare at equal N). A method is in bold only where its paired differences to every "
+             "other method exclude 0 (see the differences below); with no bold, the data separate none.", ""]
+    lines += [f"> {note}" for note in _caveats(results)] + [""]
+    lines += ["## All identities", "", markdown_table(results, "all", methods), ""]
+    lines += warnings_section(results)
     for identity in identities:
-        lines += [f"## Identity: {identity}", "", markdown_table(results, f"identity:{identity}", methods), ""]
+        clips = sum(1 for c in results.run["test_clips"] if c.split("/", 1)[0] == identity)
+        lines += [f"## Identity: {identity}", "",
+                  f"*{clips} test clip(s) of this speaker: descriptive only. Intervals from so few clips are wide "
+                  "(none from 1 clip), Fréchet distances from few clips are biased upwards, and nothing is in bold "
+                  "(differences are paired over all identities).*", "",
+                  markdown_table(results, f"identity:{identity}", methods), ""]
     lines += checks_section(results)
     lines += paired_section(results)
     lines += ["## Methods", "", "| method | kind | facts |", "|---|---|---|"]
@@ -349,12 +443,35 @@ def plot_metric_bars(results: BenchResults, path: Path) -> Path:
                 low.append(0 if score is None or math.isnan(score.ci_low) else max(v - score.ci_low, 0))
                 high.append(0 if score is None or math.isnan(score.ci_high) else max(score.ci_high - v, 0))
             x = np.arange(len(scopes)) + (k - (len(methods) - 1) / 2) * width
-            ax.bar(x, values, width, yerr=[low, high], capsize=2, label=name)
+            ax.bar(x, values, width, yerr=[low, high], capsize=2, label=_legend_label(results, name),
+                   **_bar_style(results, name, k))
         ax.set_xticks(np.arange(len(scopes)), [s.replace("identity:", "") for s in scopes], rotation=30)
         ax.set_title(f"{results.label(metric)} {arrow(metric)}")
-    axes[0][0].legend(fontsize=7)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=7, frameon=False)
+    fig.suptitle("95% intervals over clips; hatched grey bars are the reference and the controls", fontsize=8)
     fig.tight_layout()
     return _save_figure(fig, path)
+
+
+def _legend_label(results: BenchResults, name: str) -> str:
+    """A row's label for a legend: its display label, controls marked, cut at the first parenthesis."""
+    method = results.methods[name]
+    short = method.label.split(" (", 1)[0]
+    return short + {"control": " (control)", "reference": " (reference)"}.get(method.kind, "")
+
+
+_CONTROL_GREYS = ("0.35", "0.55", "0.7", "0.85")
+
+
+def _bar_style(results: BenchResults, name: str, index: int) -> dict:
+    """Methods in colour, the reference and the controls in hatched greys, so no control reads as a method."""
+    method = results.methods[name]
+    if method.kind in CANDIDATE_KINDS:
+        return {"color": f"C{index % 10}"}
+    controls = [n for n, m in results.methods.items() if m.kind not in CANDIDATE_KINDS]
+    return {"color": _CONTROL_GREYS[controls.index(name) % len(_CONTROL_GREYS)], "hatch": "//",
+            "edgecolor": "0.2", "linewidth": 0.5}
 
 
 def _video_path(run: Path, method: str, label: str) -> Path:
@@ -378,7 +495,7 @@ def frame_strip(run: Path, results: BenchResults, clip: str, path: Path, count: 
     draw = ImageDraw.Draw(sheet)
     for k, (name, row) in enumerate(zip(names, rows)):
         sheet.paste(Image.fromarray(row), (label_width, k * height))
-        draw.text((4, k * height + height // 2 - 6), name, fill="black")
+        draw.text((4, k * height + height // 2 - 6), _legend_label(results, name), fill="black")
     return _save_png(path, lambda file: sheet.save(file, format="PNG"))
 
 
@@ -417,7 +534,7 @@ def beat_timeline(run: Path, results: BenchResults, clip: str, path: Path) -> Pa
             ax.text(0.0, k, "  no body found", va="center", fontsize=8, color="crimson")
             continue
         ax.plot(beats, np.full(len(beats), k), "|", markersize=14, markeredgewidth=2)
-    ax.set_yticks(range(len(names)), names)
+    ax.set_yticks(range(len(names)), [_legend_label(results, n) for n in names])
     ax.set_xlabel("seconds")
     ax.set_title(f"beat alignment on {clip}: motion beats per method vs speech onsets (grey)")
     fig.tight_layout()
@@ -448,5 +565,6 @@ def write_report(run: str | Path, plots: bool = True) -> dict[str, Path]:
         made.append("plots/frames.png")
         paths["beats"] = beat_timeline(run, results, clip, run / "plots" / "beats.png")
         made.append("plots/beats.png")
+    paths["latex"] = write_text_atomic(run / "report.tex", latex_table(results))
     paths["report"] = write_text_atomic(run / "report.md", markdown_report(results, made))
     return paths

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from metrics.intervals import ClipStatistic, IntervalEstimate, jackknife_interval
+from metrics.results import decimals
 from metrics.stats import FrechetMetric
 
 
@@ -98,21 +99,24 @@ def compare_methods(metric_a, metric_b, method_a: str, method_b: str, *, paired:
                       estimate.confidence)
 
 
-def _number(value: float, digits: int) -> str:
-    return f"{value:.{digits}g}"
+def _numbers(estimate: float, low: float, high: float, digits: int) -> str:
+    """The estimate to ``digits`` significant digits and its bounds with the same decimals (one precision)."""
+    places = decimals(estimate, digits)
+    return f"{estimate:.{places}f} [{low:.{places}f}, {high:.{places}f}]"
 
 
 def describe_difference(difference: Difference, digits: int = 3) -> str:
     """One sentence: which method has the lower / higher value, or that they are not distinguishable.
 
     "IMAC has lower FGD than S2G (difference -120 [-200, -40], 95% interval, 8 clips)." /
-    "With 8 clips, S2G and MYA are not distinguishable on FGD (difference 41 [-90, 170])."
+    "With 8 clips, S2G and MYA are not distinguishable on FGD (difference 41.0 [-90.0, 170.0])."
+    ``digits``: significant digits of the difference; its bounds take the same decimals.
     """
     d = difference
     if math.isnan(d.low) or math.isnan(d.high):
         return (f"With {d.clips} clip{'s' if d.clips != 1 else ''}, {d.method_a} and {d.method_b} cannot be "
                 f"compared on {d.metric} (no interval from fewer than 2 clips).")
-    numbers = (f"difference {_number(d.estimate, digits)} [{_number(d.low, digits)}, {_number(d.high, digits)}]")
+    numbers = f"difference {_numbers(d.estimate, d.low, d.high, digits)}"
     if not d.excludes_zero:
         return (f"With {d.clips} clips, {d.method_a} and {d.method_b} are not distinguishable on {d.metric} "
                 f"({numbers}).")

@@ -19,7 +19,6 @@ result's ``skipped`` block. Nothing is dropped silently.
 
 from __future__ import annotations
 
-import math
 import platform
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -40,7 +39,7 @@ from metrics.pose.dwpose import DWPose
 from metrics.pose.toy import ToyMarkerPose
 from metrics.protocol import Protocol, preset_of
 from metrics.results import (COVARIANCE, SQRT_METHOD, EvaluationResult, Provenance, Score, Scores, Side, SkippedClip,
-                             metric_label, number, package_versions, write_result)
+                             format_score, metric_label, package_versions, write_result)
 from metrics.stats import GaussianStats
 
 ALL_METRICS = ("fgd", "div", "bas", "fvd")
@@ -107,7 +106,7 @@ def metric_score(metric, paired: bool = False, **counts: int) -> Score:
     """A metric object's value and interval (``compute``, ``interval``; ``paired``: a Fréchet distance's
     interval with generated clip i and real clip i as one unit) as a ``Score`` with ``counts``."""
     low, high = _bounds(metric.interval(paired=True) if paired else metric.interval())
-    return Score(float(metric.compute()), low, high, counts)
+    return Score(float(metric.compute()), low, high, counts, tuple(getattr(metric, "warnings", ())))
 
 
 def _hash_of(feature_id: str) -> str | None:
@@ -504,25 +503,24 @@ def evaluate(real_dir: str | Path | None, fake_dir: str | Path, metrics: Sequenc
                      "seconds": round(time.perf_counter() - started, 1)})
 
 
-def _ci(score: Score) -> str:
-    return "" if math.isnan(score.ci_low) else f"[{score.ci_low:.4g}, {score.ci_high:.4g}]"
-
-
 def format_table(result: EvaluationResult) -> str:
     """A plain-text table of the results with the protocol and each metric's provenance, for the terminal."""
     lines = [f"protocol: {result.protocol_label}"]
+    pose = next((card.pose_extractor for card in result.provenance.values() if card.pose_extractor), None)
+    if pose:
+        lines.append(f"pose extractor: {pose}")
     for metric, card in result.provenance.items():
         lines.append(f"{card.label}: {card.summary()}")
     for finding in result.inputs.findings:
         lines.append(f"input {finding}")
-    lines.append(f"{'side':<10}{'scope':<22}{'metric':<8}{'value':>12}  {'95% CI':<24}counts")
+    lines.append(f"{'side':<10}{'scope':<22}{'metric':<8}{'value':>12}  {'95% CI':<27} counts")
     for side, scores in (("generated", result.scores), ("real", result.reference)):
         for scope, table in scores.items():
             for metric, score in table.items():
-                value = number(score.value)
-                shown = "n/a" if value is None else f"{value:.4g}"
+                shown, interval = format_score(score)
                 counts = " ".join(f"{k}={v}" for k, v in score.counts.items())
-                lines.append(f"{side:<10}{scope:<22}{result.label(metric):<8}{shown:>12}  {_ci(score):<24}{counts}")
+                lines.append(f"{side:<10}{scope:<22}{result.label(metric):<8}{shown:>12}  {interval:<27} {counts}")
+                lines += [f"  warning: {w}" for w in score.warnings]
     for skip in result.skipped:
         lines.append(f"skipped {skip.side} {skip.file}: {skip.reason}")
     return "\n".join(lines)

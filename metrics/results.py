@@ -103,23 +103,64 @@ class Score:
     ci_low: float = float("nan")
     ci_high: float = float("nan")
     counts: Mapping[str, int] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()      # e.g. too few clips for the feature dimension (metrics.stats)
 
     @property
     def clips(self) -> int | None:
         """The clips the value rests on (generated clips for a two-sided metric)."""
         return self.counts.get("n_fake_clips", self.counts.get("n_clips"))
 
+    @property
+    def interval_note(self) -> str:
+        """Why there is no interval ("" when there is one)."""
+        if not (math.isnan(self.ci_low) or math.isnan(self.ci_high)):
+            return ""
+        sides = [n for k, n in self.counts.items() if k in ("n_clips", "n_real_clips", "n_fake_clips")]
+        fewest = min(sides) if sides else None
+        if fewest is not None and fewest < 2:
+            return f"no interval from {fewest} clip{'' if fewest == 1 else 's'}"
+        return "no interval: the statistic is undefined on a subset of the clips"
+
     def to_dict(self) -> dict:
-        return {"value": number(self.value), "ci_low": number(self.ci_low), "ci_high": number(self.ci_high),
+        data = {"value": number(self.value), "ci_low": number(self.ci_low), "ci_high": number(self.ci_high),
                 "counts": dict(self.counts)}
+        if self.warnings:
+            data["warnings"] = list(self.warnings)
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping, where: str = "score") -> Score:
         counts = data.get("counts") or {}
         if not isinstance(counts, Mapping):
             raise ValueError(f"{where}: counts must be a mapping")
+        warnings = data.get("warnings") or []
+        if not isinstance(warnings, list) or not all(isinstance(w, str) for w in warnings):
+            raise ValueError(f"{where}: warnings must be a list of strings")
         return cls(_float(_require(data, "value", where)), _float(data.get("ci_low")), _float(data.get("ci_high")),
-                   {str(k): int(v) for k, v in counts.items()})
+                   {str(k): int(v) for k, v in counts.items()}, tuple(warnings))
+
+
+def decimals(value: float | None, significant: int = 4, most: int = 4) -> int:
+    """Decimal places that show ``value`` to ``significant`` significant digits, at most ``most``.
+
+    0 from 10**(significant - 1) up (1358.5 -> 0: "1358"), ``most`` for 0, NaN and values below
+    10**(significant - 1 - most) (0.0001 -> 4: "0.0001")."""
+    if value is None or not math.isfinite(value) or value == 0:
+        return most
+    return int(min(most, max(0, significant - 1 - math.floor(math.log10(abs(value))))))
+
+
+def format_score(score: Score, significant: int = 4) -> tuple[str, str]:
+    """A score as (value, interval) texts with ONE precision: the interval's bounds take the value's
+    decimals (``decimals``), so a cell never mixes "251.0" with "92.990". Without an interval the
+    second text says why (``Score.interval_note``). A NaN value is "n/a"."""
+    value = number(score.value)
+    if value is None:
+        return "n/a", ""
+    places = decimals(value, significant)
+    note = score.interval_note
+    interval = f"({note})" if note else f"[{score.ci_low:.{places}f}, {score.ci_high:.{places}f}]"
+    return f"{value:.{places}f}", interval
 
 
 Scores = dict[str, dict[str, Score]]      # scope -> metric id -> Score

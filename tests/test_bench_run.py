@@ -414,19 +414,6 @@ def test_check_fails_on_a_protocol_change_and_a_failed_control_check():
     assert within == []
 
 
-def test_markdown_table_bolds_the_best_method_in_each_direction():
-    from bench.report import markdown_table
-
-    results = _typed({"a": _row("a", fgd=2.0, bas=0.4), "b": _row("b", fgd=3.0, bas=0.6),
-                      "gt": _row("gt", "reference", bas=0.9)})
-    lines = markdown_table(results).splitlines()
-    assert lines[0].startswith("| method | FGD ↓ | BAS ↑ |")
-    cells = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:4]] for line in lines[2:]}
-    assert cells["A"] == ["**2.000** [1.000, 3.000]", "0.4000 [-0.6000, 1.400]"]
-    assert cells["B"] == ["3.000 [2.000, 4.000]", "**0.6000** [-0.4000, 1.600]"]
-    assert cells["GT *(reference)*"] == ["", "0.9000 [-0.1000, 1.900]"]     # references are never "best"
-
-
 def test_control_checks_flag_a_wrong_order_and_skip_unscored_methods():
     gt = _row("gt", "reference", div=5.0, bas=0.5)
     gt.scores["all"]["bas"] = Score(0.5, 0.4, 0.6, {"n_clips": 2})      # too few clips to gate

@@ -295,12 +295,14 @@ def test_difference_sentences():
             Difference("FGD", "S2G", "MYA", 5.0, float("nan"), float("nan"), 1, 0.95)]
     assert describe_differences(rows) == [
         "IMAC has lower FGD than S2G (difference -120 [-200, -40], 95% interval, 8 clips).",
-        "With 8 clips, S2G and MYA are not distinguishable on FGD (difference 41 [-90, 170]).",
-        "IMAC has higher BAS than MYA (difference 0.081 [0.012, 0.15], 95% interval, 8 clips).",
+        "With 8 clips, S2G and MYA are not distinguishable on FGD (difference 41.0 [-90.0, 170.0]).",
+        "IMAC has higher BAS than MYA (difference 0.0810 [0.0120, 0.1500], 95% interval, 8 clips).",
         "With 1 clip, S2G and MYA cannot be compared on FGD (no interval from fewer than 2 clips)."]
     assert rows[0].to_dict()["excludes_zero"] and not rows[1].excludes_zero
     assert describe_difference(rows[0], digits=2) == \
-        "IMAC has lower FGD than S2G (difference -1.2e+02 [-2e+02, -40], 95% interval, 8 clips)."
+        "IMAC has lower FGD than S2G (difference -120 [-200, -40], 95% interval, 8 clips)."
+    assert describe_difference(rows[2], digits=2) == \
+        "IMAC has higher BAS than MYA (difference 0.081 [0.012, 0.150], 95% interval, 8 clips)."
 
 
 # -- FD-infinity ------------------------------------------------------------------------------------------

@@ -1,0 +1,127 @@
+"""What a researcher reads: one precision per cell, a reason where an interval is missing, bold only
+where the paired difference is separable, a LaTeX table, the metrics' warnings, plot legends."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from bench.report import (
+    latex_table,
+    markdown_report,
+    markdown_table,
+    plot_metric_bars,
+    separable_best,
+)
+from bench.results import BenchResults, MethodResult
+from metrics.results import Score, decimals, format_score
+
+
+def test_decimals_give_four_significant_digits():
+    # written out by hand: 4 significant digits, at most 4 decimals, none from 1000 up
+    cases = {1358.5: 0, 251.0: 1, 92.99: 2, 6.029: 3, 0.6135: 4, 0.04: 4, 0.0: 4, -120.0: 1, 12345.0: 0}
+    assert {v: decimals(v) for v in cases} == cases
+    assert decimals(float("nan")) == 4 and decimals(None) == 4
+    assert decimals(41.0, 3) == 1 and decimals(-120.0, 3) == 0
+
+
+@pytest.mark.parametrize("score, text", [
+    (Score(251.0, 92.99, 677.6, {"n_fake_clips": 4}), ("251.0", "[93.0, 677.6]")),
+    (Score(1358.5, 234.1, 6854.4, {"n_fake_clips": 4}), ("1358", "[234, 6854]")),   # round-half-even: 1358
+    (Score(0.6135, 0.4566, 1.0, {"n_clips": 4}), ("0.6135", "[0.4566, 1.0000]")),
+    (Score(8.524, 6.2, 10.849, {"n_fake_clips": 4}), ("8.524", "[6.200, 10.849]")),
+])
+def test_one_precision_per_cell(score, text):
+    assert format_score(score) == text
+    value, interval = format_score(score)
+    places = {len(part.split(".")[1]) if "." in part else 0 for part in re.findall(r"-?\d+(?:\.\d+)?", f"{value} {interval}")}
+    assert len(places) == 1
+
+
+def test_a_missing_interval_says_why():
+    assert format_score(Score(1358.5, counts={"n_real_clips": 4, "n_fake_clips": 1})) == \
+        ("1358", "(no interval from 1 clip)")
+    assert format_score(Score(0.5, counts={"n_clips": 6}))[1] == \
+        "(no interval: the statistic is undefined on a subset of the clips)"
+    assert format_score(Score(float("nan"))) == ("n/a", "")
+
+
+def test_warnings_round_trip_and_are_checked():
+    score = Score(1.0, 0.5, 1.5, {"n_fake_clips": 7}, ("FVD from 7 clips in 400 dimensions",))
+    assert Score.from_dict(score.to_dict()) == score
+    assert "warnings" not in Score(1.0).to_dict()
+    with pytest.raises(ValueError, match="fvd: warnings must be a list of strings"):
+        Score.from_dict({"value": 1.0, "warnings": "no"}, "fvd")
+
+
+def _score(value, clips=4, *warnings):
+    return Score(value, value - 1, value + 1, {"n_fake_clips": clips}, tuple(warnings))
+
+
+def _results(paired: list[dict], **rows) -> BenchResults:
+    methods = {name: MethodResult(name=name, label=label, kind=kind, scores={"all": scores})
+               for name, (label, kind, scores) in rows.items()}
+    return BenchResults(run={"test_clips": ["ines/ines_004", "ines/ines_005"], "data": "toy", "seed": 0, "device": "cpu"},
+                        protocol={}, protocol_label="p (1.2, abc)",
+                        metrics=("fgd", "bas"), methods=methods, paired=paired,
+                        networks={"i3d": {"feature_id": "i3d-untrained-seed0", "pretrained": False}})
+
+
+def _pair(a, b, metric, low, high):
+    return {"a": a, "b": b, "metric": metric, "scope": "all", "estimate": (low + high) / 2, "low": low, "high": high}
+
+
+def test_bold_only_where_the_paired_difference_is_separable():
+    rows = dict(a=("A", "model", {"fgd": _score(2.0), "bas": _score(0.6)}),
+                b=("B", "model", {"fgd": _score(3.0), "bas": _score(0.4)}),
+                c=("C", "external", {"fgd": _score(5.0)}),
+                gt=("GT", "reference", {"bas": _score(0.9)}))
+    paired = [_pair("a", "b", "fgd", -1.5, -0.5), _pair("c", "a", "fgd", 1.0, 4.0),     # a beats both: separable
+              _pair("a", "b", "bas", -0.1, 0.5)]                                        # BAS: not separable
+    results = _results(paired, **rows)
+    assert separable_best(results, "fgd") == "a" and separable_best(results, "bas") is None
+    lines = markdown_table(results).splitlines()
+    cells = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:4]] for line in lines[2:]}
+    assert cells["A"] == ["**2.000** [1.000, 3.000]", "0.6000 [-0.4000, 1.6000]"]
+    assert cells["B"][0] == "3.000 [2.000, 4.000]" and "**" not in "".join(cells["B"] + cells["C"])
+    assert cells["GT *(reference)*"] == ["", "0.9000 [-0.1000, 1.9000]"]
+    # a difference in the wrong direction, a missing pair, or another scope: no bold
+    assert separable_best(_results([_pair("a", "b", "fgd", 0.5, 1.5), _pair("c", "a", "fgd", 1.0, 4.0)], **rows),
+                          "fgd") is None
+    assert separable_best(_results(paired[:1], **rows), "fgd") is None
+    assert separable_best(results, "fgd", scope="identity:ines") is None
+
+
+def test_latex_table_and_report_caveats():
+    rows = dict(a=("IMAC_v2 & co", "model", {"fgd": _score(2.0, 4, "FGD from 4 clips in 32 dimensions: biased")}),
+                b=("B", "model", {"fgd": _score(3.0)}),
+                static=("Static", "control", {"fgd": _score(9.0), "bas": _score(0.0), "fvd": _score(40.0)}))
+    results = _results([_pair("a", "b", "fgd", -1.5, -0.5)], **rows)
+    tex = latex_table(results)
+    body = tex[tex.index(r"\begin{tabular}"):]
+    assert body.startswith(r"\begin{tabular}{lcccr}") and body.rstrip().endswith(r"\end{tabular}")
+    assert r"IMAC\_v2 \& co & \textbf{2.000} {\scriptsize [1.000, 3.000]}" in body
+    # methods, a rule, then the controls
+    assert body.index("B & 3.000") < body.index(r"\midrule", body.index("B & 3.000")) < body.index("Static &")
+    assert body.count(r"\\") == 4 and body.count("&") == 4 * 4 + 1       # header + 3 rows; one escaped &
+    assert "% protocol: p (1.2, abc)" in tex and r"FVD* $\downarrow$" in tex
+    report = markdown_report(results, [])
+    assert report.index("not comparable with any published FVD") < report.index("## All identities")
+    assert "- IMAC_v2 & co, FGD: FGD from 4 clips in 32 dimensions: biased" in report
+    assert "2 test clip(s) of this speaker: descriptive only" not in report     # no identity scope here
+
+
+def test_plot_legend_uses_labels_and_marks_controls(tmp_path, monkeypatch):
+    import matplotlib.axes
+
+    bars = []
+    original = matplotlib.axes.Axes.bar
+    monkeypatch.setattr(matplotlib.axes.Axes, "bar",
+                        lambda self, *a, **k: bars.append(k) or original(self, *a, **k))
+    rows = dict(imac=("IMAC", "model", {"fgd": _score(2.0)}),
+                static=("Static (reference frame repeated)", "control", {"fgd": _score(9.0)}))
+    path = plot_metric_bars(_results([], **rows), tmp_path / "m.png")
+    assert path.stat().st_size > 1000
+    assert [b["label"] for b in bars] == ["IMAC", "Static (control)"]
+    assert "hatch" not in bars[0] and bars[1]["hatch"] == "//"
