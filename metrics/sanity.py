@@ -110,7 +110,7 @@ def run_sanity(data_dir: str | Path, out_dir: str | Path, protocol: Protocol | N
     out_dir = Path(out_dir)
     folders = build_controls(data_dir, out_dir, protocol.audio_sample_rate)
     pose = make_extractor(extractor, dwpose_detector, dwpose_pose, device)
-    if autoencoder is None:
+    if autoencoder is None and any(m in metrics for m in ("fgd", "div")):     # BAS and FVD need none
         autoencoder = out_dir / "fgd_autoencoder"
         if not (autoencoder / "model.safetensors").exists():
             if progress:

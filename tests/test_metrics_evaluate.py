@@ -238,5 +238,6 @@ def test_sanity_controls_and_checks(corpus, tmp_path):
 def test_sanity_report_without_fgd_or_diversity_names_no_autoencoder(corpus, tmp_path):
     report = run_sanity(corpus["data"], tmp_path / "sanity", metrics=("bas",))
     assert report["skeleton_autoencoder"] is None
+    assert not (tmp_path / "sanity" / "fgd_autoencoder").exists()      # BAS needs no autoencoder: none trained
     text = format_sanity(report)
     assert "skeleton autoencoder" not in text and "| BAS |" in text
