@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from userstudy.attention import AttentionSummary
 from userstudy.nonparametric import adjustment_name
 from userstudy.rankings import CheckedRankings
 
@@ -34,6 +35,9 @@ class StudyAnalysis:
     dunn: dict[str, pd.DataFrame]          # per criterion: pairs with z, p, p_adjusted
     friedman: pd.DataFrame                 # per criterion: blocks, k, chi2, df, p, p_holm, W
     friedman_posthoc: dict[str, pd.DataFrame]
+    # The attention checks scored and the participants excluded (None: the study has no checks, or
+    # no study file was given). ``rankings`` is then what is left: no check trial, no excluded one.
+    attention: AttentionSummary | None = None
 
     @property
     def criteria(self) -> list[str]:

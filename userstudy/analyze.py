@@ -15,7 +15,14 @@ other tools read them:
 - ``friedman.csv``: Friedman chi2, df, p, Holm p across criteria and Kendall's W per criterion
   (blocks = participant x trial); ``nemenyi_<criterion>.csv`` (or ``conover_<criterion>.csv``) and
   ``<posthoc>_pairs.csv``;
-- ``report.md``: all of it on one page, with what was used, dropped or superseded.
+- ``attention_checks.csv`` and ``exclusions.csv`` (when the study has attention checks): each
+  participant's answer to each check trial, and who was excluded and why;
+- ``report.md``: all of it on one page, with what was used, dropped, superseded or excluded.
+
+Attention checks come from the study file (``--study DIR``; by default the ``study.json`` beside
+the rankings file, where the server writes it): check trials are scored (``userstudy.attention``)
+and left out of the statistics, and a participant who failed more than ``--max-failed-checks`` of
+them is left out entirely.
 
 The Python API: ``analyze`` (what the command does), ``analyze_rankings`` (the computation, no
 I/O) and ``write_analysis`` (the files). The result type is ``userstudy.analysis.StudyAnalysis``.
@@ -32,6 +39,7 @@ import pandas as pd
 
 from userstudy import cli
 from userstudy.analysis import POSTHOC_TESTS, StudyAnalysis, present_methods
+from userstudy.attention import attention_summary
 from userstudy.figures import dunn_heatmaps
 from userstudy.files import write_bytes_atomic, write_text_atomic
 from userstudy.nonparametric import (
@@ -47,6 +55,7 @@ from userstudy.nonparametric import (
 from userstudy.rankings import CheckedRankings, RankingsError, load_rankings, mean_points
 from userstudy.report import points_markdown, report_markdown
 from userstudy.schema import CRITERION, METHOD, PARTICIPANT, TRIAL, criterion_slug
+from userstudy.study import STUDY_FILE, AttentionCheck, StudyError, load_study
 
 logger = logging.getLogger(__name__)
 
@@ -65,8 +74,21 @@ def method_order(checked: CheckedRankings, methods: list[str] | None) -> list[st
 
 
 def analyze_rankings(checked: CheckedRankings, p_adjust: str = "holm", alpha: float = 0.05,
-                     posthoc: str = "nemenyi", methods: list[str] | None = None) -> StudyAnalysis:
-    """Run every test of the report on checked rankings (no I/O)."""
+                     posthoc: str = "nemenyi", methods: list[str] | None = None,
+                     checks: dict[str, AttentionCheck] | None = None, max_failed_checks: int = 0,
+                     repeat_min_tau: float = 0.5) -> StudyAnalysis:
+    """Run every test of the report on checked rankings (no I/O).
+
+    ``checks`` (trial id -> check, e.g. ``attention_checks(load_study(...))``): the check trials are
+    scored and set aside, and the participants who failed more than ``max_failed_checks`` are
+    excluded before any statistic (``userstudy.attention``).
+    """
+    attention = None
+    if checks:
+        attention = attention_summary(checked.data, checks, max_failed_checks, repeat_min_tau)
+        data = checked.data
+        keep = ~data[TRIAL].isin(set(checks)) & ~data[PARTICIPANT].isin(set(attention.excluded))
+        checked = checked.subset(keep)
     if p_adjust not in P_ADJUST_METHODS:
         raise ValueError(f"p_adjust {p_adjust!r}: choose one of {', '.join(P_ADJUST_METHODS)}")
     if posthoc not in POSTHOC_TESTS:
@@ -103,7 +125,13 @@ def analyze_rankings(checked: CheckedRankings, p_adjust: str = "holm", alpha: fl
         friedman=friedman_table[["n_blocks", "k", "chi2", "df", "p", "p_holm", "W"]].astype(
             {"n_blocks": int, "k": int, "df": int}),
         friedman_posthoc=posthoc_pairs,
+        attention=attention,
     )
+
+
+def attention_checks(study) -> dict[str, AttentionCheck]:
+    """The study's check trials: trial id -> its check."""
+    return {t.id: t.check for t in study.trials if t.check is not None}
 
 
 # -- files -----------------------------------------------------------------------------------------
@@ -167,6 +195,11 @@ def write_analysis(analysis: StudyAnalysis, out_dir: str | Path, source: str = "
         posthoc_matrix = pairs_to_matrix(analysis.friedman_posthoc[criterion], analysis.posthoc_p_column(), methods)
         written.append(write_text_atomic(out / f"{analysis.posthoc}_{slug}.csv",
                                          matrix_csv(posthoc_matrix, analysis.posthoc_label())))
+    if analysis.attention is not None:
+        written.append(write_text_atomic(out / "attention_checks.csv",
+                                         analysis.attention.results.to_csv(index=False)))
+        written.append(write_text_atomic(out / "exclusions.csv",
+                                         analysis.attention.participants.to_csv(index=False)))
     written.append(write_bytes_atomic(out / "dunn.png", dunn_heatmaps(analysis)))
     written.append(write_text_atomic(out / "report.md", report_markdown(analysis, source)))
     return written
@@ -189,21 +222,35 @@ def default_out_dir(rankings_csv: str | Path) -> Path:
     return rankings_csv.with_name(f"{rankings_csv.stem}_analysis")
 
 
+def default_study_dir(rankings_csv: str | Path) -> Path | None:
+    """The study folder of a rankings file: the folder holding it, if it holds a study file."""
+    folder = Path(rankings_csv).parent
+    return folder if (folder / STUDY_FILE).is_file() else None
+
+
 def analyze(rankings_csv: str | Path, out_dir: str | Path | None = None, p_adjust: str = "holm",
             alpha: float = 0.05, posthoc: str = "nemenyi", methods: list[str] | None = None,
-            drop_incomplete: bool = False) -> StudyAnalysis:
+            drop_incomplete: bool = False, study_dir: str | Path | None = None, max_failed_checks: int = 0,
+            repeat_min_tau: float = 0.5) -> StudyAnalysis:
     """Read, check, analyse and write into ``out_dir`` (default: ``default_out_dir``): the command.
 
-    Raises ``RankingsError`` (every problem of the file, with its lines), ``ValueError`` (a bad
-    option) or ``FileNotFoundError``; nothing is written then.
+    ``study_dir``: the study folder whose attention checks apply (default: ``default_study_dir``;
+    only its ``study.json`` is read). Raises ``RankingsError`` (every problem of the file, with its
+    lines), ``StudyError`` (a study file that cannot be read), ``ValueError`` (a bad option) or
+    ``FileNotFoundError``; nothing is written then.
     """
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(rankings_csv)
+    study_dir = study_dir if study_dir is not None else default_study_dir(rankings_csv)
+    checks = attention_checks(load_study(study_dir, check_files=False)) if study_dir is not None else None
+    if checks:
+        logger.info("%d attention check trial(s) in %s", len(checks), Path(study_dir) / STUDY_FILE)
     checked = load_rankings(rankings_csv, drop_incomplete=drop_incomplete)
     try:
         check_slugs(checked.criteria)
     except ValueError as error:
         raise RankingsError([str(error)], str(rankings_csv)) from None
-    analysis = analyze_rankings(checked, p_adjust=p_adjust, alpha=alpha, posthoc=posthoc, methods=methods)
+    analysis = analyze_rankings(checked, p_adjust=p_adjust, alpha=alpha, posthoc=posthoc, methods=methods,
+                                checks=checks, max_failed_checks=max_failed_checks, repeat_min_tau=repeat_min_tau)
     written = write_analysis(analysis, out_dir, source=str(rankings_csv))
     logger.info("%d files written to %s", len(written), out_dir)
     return analysis
@@ -223,6 +270,13 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--drop-incomplete", action="store_true",
                         help="set aside blocks that miss a method (each is listed in report.md) "
                              "instead of stopping with an error")
+    parser.add_argument("--study", type=Path, metavar="DIR",
+                        help="study folder whose study.json marks the attention checks (default: the "
+                             "rankings file's folder, if it holds a study.json)")
+    parser.add_argument("--max-failed-checks", type=int, default=0, metavar="N",
+                        help="exclude a participant who failed more than N attention checks")
+    parser.add_argument("--repeat-min-tau", type=float, default=0.5, metavar="TAU",
+                        help="a repeated trial passes when its mean Kendall tau with the original is at least TAU")
     return parser
 
 
@@ -232,15 +286,20 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     out = args.out if args.out is not None else default_out_dir(args.rankings)
     try:
         analysis = analyze(args.rankings, out, args.p_adjust, args.alpha, args.posthoc, args.methods,
-                           args.drop_incomplete)
+                           args.drop_incomplete, args.study, args.max_failed_checks, args.repeat_min_tau)
     except FileNotFoundError as error:
         return cli.fail(f"{error.filename}: no such file")
-    except (RankingsError, ValueError) as error:
+    except (RankingsError, StudyError, ValueError) as error:
         return cli.fail(error)
     checked = analysis.rankings
     print(f"{len(checked.participants)} participants, {len(checked.trials)} trials, "
           f"{checked.blocks()} blocks used ({len(checked.dropped_blocks)} dropped, "
           f"{len(checked.superseded)} superseded resubmissions) -> {out}/report.md")
+    if analysis.attention is not None:
+        excluded = analysis.attention.excluded
+        print(f"  attention checks: {len(analysis.attention.results)} answered, "
+              f"{int((~analysis.attention.results['passed'].astype(bool)).sum())} failed; "
+              f"{len(excluded)} participant(s) excluded" + (f": {', '.join(excluded)}" if excluded else ""))
     for criterion, row in analysis.friedman.iterrows():
         print(f"  {criterion}: Kruskal-Wallis p = {analysis.kruskal.loc[criterion, 'p']:.3e}; "
               f"Friedman p = {row['p']:.3e} (Holm {row['p_holm']:.3e}), Kendall's W = {row['W']:.3f}")

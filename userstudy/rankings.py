@@ -71,6 +71,20 @@ class CheckedRankings:
     def trials(self) -> list[str]:
         return sorted(self.data[TRIAL].unique())
 
+    def subset(self, keep: pd.Series) -> "CheckedRankings":
+        """The rankings of the rows where ``keep`` is True (whole blocks: e.g. without the attention
+        checks' trials or the excluded participants), with criteria, methods and untouched blocks
+        recomputed; what was dropped or superseded before stays listed."""
+        data = self.data[keep.reindex(self.data.index, fill_value=False).astype(bool)]
+        if data.empty:
+            raise RankingsError(["no ranking is left once the attention checks' trials and the excluded "
+                                 "participants are set aside"])
+        criteria = order_criteria(list(data[CRITERION].unique()))
+        return CheckedRankings(data=data, criteria=criteria,
+                               methods={c: sorted(data.loc[data[CRITERION] == c, METHOD].unique()) for c in criteria},
+                               dropped_blocks=self.dropped_blocks, superseded=self.superseded,
+                               untouched_blocks=untouched_blocks(data))
+
     def blocks(self, criterion: str | None = None) -> int:
         """Number of blocks used (of one criterion, or of all)."""
         rows = self.data if criterion is None else self.data[self.data[CRITERION] == criterion]

@@ -133,6 +133,45 @@ def _data_section(analysis: StudyAnalysis) -> list[str]:
     return lines
 
 
+def _attention_section(analysis: StudyAnalysis) -> list[str]:
+    attention = analysis.attention
+    if attention is None:
+        return []
+    results, people = attention.results, attention.participants
+    lines = ["## Attention checks and exclusions", ""]
+    kinds = {"last": 0, "repeat": 0}
+    for check in attention.checks.values():
+        kinds[check.kind] += 1
+    lines.append(f"The study has {len(attention.checks)} check trial(s): {kinds['last']} with a broken video "
+                 f"that must be ranked last, {kinds['repeat']} repeating another trial (passed when the mean "
+                 f"Kendall tau with the original is at least {attention.repeat_min_tau:g}). Check trials are "
+                 "not part of any statistic below.")
+    lines.append("")
+    failed = int((~results["passed"].astype(bool)).sum()) if len(results) else 0
+    lines.append(f"Rule: a participant who failed more than {attention.max_failed} check(s) is excluded from "
+                 f"every statistic. Answers to checks: {len(results)}, failed: {failed}; participants checked: "
+                 f"{len(people)}; **excluded: {len(attention.excluded)}**.")
+    lines.append("")
+    if attention.excluded:
+        rows = [[r.participant, str(r.checks_answered), str(r.checks_failed), r.reason]
+                for r in people[people["excluded"]].itertuples()]
+        lines.append(markdown_table(["excluded participant", "checks answered", "failed", "why"], rows, "lrrl"))
+    kept_failing = people[~people["excluded"] & (people["checks_failed"] > 0)] if len(people) else people
+    if len(kept_failing):
+        lines.append("Kept although they failed a check (within the rule): "
+                     + "; ".join(f"{r.participant} ({r.reason})" for r in kept_failing.itertuples()) + ".")
+        lines.append("")
+    unchecked = sorted(set(analysis.rankings.participants) - set(people["participant"]))
+    if unchecked:
+        lines.append(f"Participants who answered no check (kept): {len(unchecked)} ({', '.join(unchecked[:20])}"
+                     + (", ..." if len(unchecked) > 20 else "") + ").")
+        lines.append("")
+    lines.append("Every answer to a check is in `attention_checks.csv`; the rule's outcome per participant in "
+                 "`exclusions.csv`.")
+    lines.append("")
+    return lines
+
+
 def unlikely_untouched(analysis: StudyAnalysis, threshold: float = 0.001) -> pd.DataFrame:
     """Participants with more untouched blocks than chance explains: a one-sided binomial test of
     their count against the rate 1/k! at which an honest ranking equals the shown order."""
@@ -158,6 +197,7 @@ def report_markdown(analysis: StudyAnalysis, source: str = "") -> str:
                  f"alpha = {alpha:g}. All p-values are two-sided.")
     lines.append("")
     lines += _data_section(analysis)
+    lines += _attention_section(analysis)
 
     lines += ["## Mean points (the paper's Tables 4/5)", "", points_markdown(analysis)]
     for criterion in analysis.criteria:

@@ -22,8 +22,22 @@ Standard library only (the server uses it). A study folder holds::
     }
 
 ``criteria`` is optional (default: the paper's four, with their questions); an entry is a name or
-``{"name", "question"}``. ``title`` and ``instructions`` are optional, and so is a trial's
-``reference``. Any other key, or a value of the wrong type, is an error that names the section and
+``{"name", "question"}``. ``title`` and ``instructions`` are optional, and so are a trial's
+``reference``, its ``clip`` (where its videos come from, e.g. ``alice/clip03``: information for the
+analysis, never shown) and its ``check``.
+
+An *attention check* is a trial with a known answer, mixed among the others (each participant's
+trial order is shuffled, so it lands at a random position). Its ``check`` is one of::
+
+    {"kind": "last", "method": "mya", "criteria": ["sound-video synchronization"]}
+        the video in the slot of ``method`` is visibly broken (e.g. a frozen video): a participant
+        who watches ranks it last on each of ``criteria`` (default: every criterion);
+    {"kind": "repeat", "of": "t01", "criteria": [...]}
+        the same videos as trial ``of`` (a trial that is not a check), shown again under fresh
+        blinded ids and positions: an attentive participant ranks them alike.
+
+Check trials are answered like any other; ``userstudy.attention`` scores them, and the analysis
+leaves them out of the statistics and excludes participants who fail them. Any other key, or a value of the wrong type, is an error that names the section and
 the key. Every trial has one video per method. ``seed`` keys the randomisation:
 a participant's trial order, the videos' positions and their blinded ids are a deterministic
 function of (seed, participant id), so a participant who comes back sees the same page, and the
@@ -70,11 +84,28 @@ class Criterion:
     question: str
 
 
+CHECK_KINDS = ("last", "repeat")
+
+
+@dataclass(frozen=True)
+class AttentionCheck:
+    """What a check trial expects (see the module docstring): ``kind`` "last" (the video in the slot
+    of ``method`` must be ranked last) or "repeat" (ranked like trial ``of``), on ``criteria``
+    (empty: every criterion of the study)."""
+
+    kind: str
+    method: str | None = None
+    of: str | None = None
+    criteria: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class Trial:
     id: str
     videos: dict[str, str]          # method -> path relative to the study folder
     reference: str | None = None
+    clip: str | None = None         # provenance, e.g. "alice/clip03" (never shown to participants)
+    check: AttentionCheck | None = None
 
 
 @dataclass(frozen=True)
@@ -116,13 +147,16 @@ class PlannedTrial:
         return next(b for b, m in self.shown if m == method)
 
 
-def _inside(root: Path, relative: object, what: str, suffixes: tuple[str, ...], problems: list[str]) -> None:
+def _inside(root: Path, relative: object, what: str, suffixes: tuple[str, ...], problems: list[str],
+            check_files: bool = True) -> None:
     if not isinstance(relative, str) or not relative:
         problems.append(f"{what}: expected a relative path, got {relative!r}")
         return
     if Path(relative).is_absolute() or ".." in Path(relative).parts or "\\" in relative:
         problems.append(f"{what}: {relative!r} must be a path inside the study folder (no absolute "
                         "paths, no '..')")
+        return
+    if not check_files:
         return
     path = (root / relative).resolve()
     if not path.is_relative_to(root.resolve()):
@@ -140,7 +174,9 @@ STRING, LIST, OBJECT = (str,), (list,), (dict,)
 STUDY_KEYS: dict[str, tuple[type, ...]] = {"title": STRING, "instructions": STRING, "seed": (str, int),
                                            "methods": LIST, "criteria": LIST, "trials": LIST}
 CRITERION_KEYS: dict[str, tuple[type, ...]] = {"name": STRING, "question": STRING}
-TRIAL_KEYS: dict[str, tuple[type, ...]] = {"id": STRING, "videos": OBJECT, "reference": (str, type(None))}
+TRIAL_KEYS: dict[str, tuple[type, ...]] = {"id": STRING, "videos": OBJECT, "reference": (str, type(None)),
+                                           "clip": STRING, "check": OBJECT}
+CHECK_KEYS: dict[str, tuple[type, ...]] = {"kind": STRING, "method": STRING, "of": STRING, "criteria": LIST}
 
 
 JSON_KINDS: dict[type, str] = {str: "a string", list: "a list", dict: "an object", type(None): "null",
@@ -205,7 +241,51 @@ def _criteria(entries: list, problems: list[str]) -> list[Criterion]:
     return criteria
 
 
-def _trials(entries: list, root: Path, methods: list[str], problems: list[str]) -> list[Trial]:
+def _check(where: str, entry: dict, methods: list[str], criteria: list[str],
+           problems: list[str]) -> AttentionCheck | None:
+    """The ``check`` of a trial, or None with the problems reported (the ``of`` target is checked later)."""
+    section = f"{where} check"
+    entry, reported = _check_keys(section, entry, CHECK_KEYS, problems)
+    if reported:
+        return None
+    kind = entry.get("kind")
+    if kind not in CHECK_KINDS:
+        problems.append(f"{section}: kind must be one of {', '.join(CHECK_KINDS)}, got {kind!r}")
+        return None
+    chosen = entry.get("criteria", [])
+    unknown = [c for c in chosen if c not in criteria]
+    if unknown or (not chosen and "criteria" in entry):
+        problems.append(f"{section}: criteria must name criteria of the study ({', '.join(criteria)}), got {chosen!r}")
+        return None
+    if kind == "last":
+        if entry.get("method") not in methods or "of" in entry:
+            problems.append(f"{section}: a 'last' check names the method whose slot holds the broken video "
+                            f"(one of {', '.join(methods)}) and no 'of', got {entry!r}")
+            return None
+        return AttentionCheck("last", method=entry["method"], criteria=tuple(chosen))
+    if not isinstance(entry.get("of"), str) or "method" in entry:
+        problems.append(f"{section}: a 'repeat' check names the trial it repeats in 'of' and no 'method', "
+                        f"got {entry!r}")
+        return None
+    return AttentionCheck("repeat", of=entry["of"], criteria=tuple(chosen))
+
+
+def _check_repeats(trials: list[Trial], problems: list[str]) -> None:
+    by_id = {t.id: t for t in trials}
+    for trial in trials:
+        if trial.check is None or trial.check.kind != "repeat":
+            continue
+        original = by_id.get(trial.check.of)
+        where = f"trial {trial.id!r} check"
+        if original is None or original.check is not None:
+            problems.append(f"{where}: 'of' must name a trial of the study that is not a check, got "
+                            f"{trial.check.of!r}")
+        elif original.videos != trial.videos:
+            problems.append(f"{where}: a repeat shows the same videos as trial {original.id!r}")
+
+
+def _trials(entries: list, root: Path, methods: list[str], problems: list[str], criteria: list[str] = (),
+            check_files: bool = True) -> list[Trial]:
     trials, seen = [], set()
     for i, entry in enumerate(entries):
         if not isinstance(entry, dict):
@@ -232,19 +312,25 @@ def _trials(entries: list, root: Path, methods: list[str], problems: list[str]) 
             problems.append(f"{where}: videos must name each method once"
                             + (f"; missing {missing}" if missing else "") + (f"; unknown {extra}" if extra else ""))
         for method, relative in videos.items():
-            _inside(root, relative, f"{where} video of {method!r}", VIDEO_SUFFIXES, problems)
+            _inside(root, relative, f"{where} video of {method!r}", VIDEO_SUFFIXES, problems, check_files)
         reference = entry.get("reference")
         if reference is not None:
-            _inside(root, reference, f"{where} reference", REFERENCE_SUFFIXES, problems)
-        trials.append(Trial(str(trial_id), {m: str(v) for m, v in videos.items()}, reference))
+            _inside(root, reference, f"{where} reference", REFERENCE_SUFFIXES, problems, check_files)
+        check = _check(where, entry["check"], methods, criteria, problems) if "check" in entry else None
+        trials.append(Trial(str(trial_id), {m: str(v) for m, v in videos.items()}, reference,
+                            entry.get("clip"), check))
+    _check_repeats(trials, problems)
+    if trials and all(t.check is not None for t in trials):
+        problems.append("trials: every trial is an attention check; a study needs trials to analyse")
     return trials
 
 
-def parse_study(document: object, root: Path) -> Study:
+def parse_study(document: object, root: Path, check_files: bool = True) -> Study:
     """Check a parsed study file against the folder; every problem is reported at once.
 
     A key the file does not know, or a value of the wrong type, is a problem that names the
-    section (``study.json``, ``criteria[i]``, ``trials[i]``) and the key.
+    section (``study.json``, ``criteria[i]``, ``trials[i]``) and the key. ``check_files=False``
+    skips the checks that the videos and references exist (the analysis needs only the file).
     """
     problems: list[str] = []
     if not isinstance(document, dict):
@@ -268,7 +354,7 @@ def parse_study(document: object, root: Path) -> Study:
     raw_trials = document.get("trials")
     if not raw_trials and "trials" not in reported:
         problems.append("trials: expected a non-empty list")
-    trials = _trials(raw_trials or [], root, methods, problems)
+    trials = _trials(raw_trials or [], root, methods, problems, [c.name for c in criteria], check_files)
 
     seed = document.get("seed")   # an integer seed keys the randomisation as its decimal text
     if (seed is None or isinstance(seed, bool) or str(seed) == "") and "seed" not in reported:
@@ -281,8 +367,11 @@ def parse_study(document: object, root: Path) -> Study:
                  methods=tuple(methods), criteria=tuple(criteria), trials=tuple(trials))
 
 
-def load_study(folder: str | os.PathLike) -> Study:
-    """Read and check ``folder/study.json``; raises ``StudyError`` with every problem."""
+def load_study(folder: str | os.PathLike, check_files: bool = True) -> Study:
+    """Read and check ``folder/study.json``; raises ``StudyError`` with every problem.
+
+    ``check_files=False``: the study file alone (its videos need not be there), for the analysis.
+    """
     root = Path(folder)
     path = root / STUDY_FILE
     try:
@@ -292,7 +381,7 @@ def load_study(folder: str | os.PathLike) -> Study:
                          root) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise StudyError([f"not valid JSON: {error}"], path) from None
-    return parse_study(document, root)
+    return parse_study(document, root, check_files)
 
 
 def _rng(*parts: str) -> random.Random:

@@ -1,0 +1,137 @@
+"""Attention checks: the study file's check trials, their scoring, the exclusion rule and its report."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from userstudy_data.helpers import METHODS, make_study
+
+from userstudy.analyze import analyze
+from userstudy.attention import apply_exclusion_rule, score_checks
+from userstudy.rankings import check_rankings
+from userstudy.study import AttentionCheck, StudyError, load_study
+
+SYNC, QUALITY = "sound-video synchronization", "visual quality"
+
+
+def add_checks(folder, document_edit=None):
+    """Turn the tiny study (trials t1..t3) into one with a 'last' check and a repeat of t1."""
+    document = json.loads((folder / "study.json").read_text())
+    t1 = document["trials"][0]
+    document["trials"] += [
+        {"id": "q7", "videos": dict(t1["videos"]), "check": {"kind": "last", "method": "mya", "criteria": [SYNC]}},
+        {"id": "q8", "videos": dict(t1["videos"]), "check": {"kind": "repeat", "of": "t1"}},
+    ]
+    if document_edit:
+        document_edit(document)
+    (folder / "study.json").write_text(json.dumps(document))
+    return document
+
+
+def test_check_trials_are_read_from_the_study_file(tmp_path):
+    folder = make_study(tmp_path)
+    add_checks(folder)
+    study = load_study(folder)
+    checks = {t.id: t.check for t in study.trials if t.check}
+    assert checks == {"q7": AttentionCheck("last", method="mya", criteria=(SYNC,)),
+                      "q8": AttentionCheck("repeat", of="t1")}
+
+
+@pytest.mark.parametrize("edit, expected", [
+    (lambda d: d["trials"][3]["check"].update(method="nobody"), "trials[3] ('q7') check: a 'last' check names"),
+    (lambda d: d["trials"][4]["check"].update(of="t9"), "trial 'q8' check: 'of' must name a trial"),
+    (lambda d: d["trials"][4]["check"].update(of="q7"), "trial 'q8' check: 'of' must name a trial"),
+    (lambda d: d["trials"][4].update(videos=d["trials"][1]["videos"]), "a repeat shows the same videos as trial 't1'"),
+    (lambda d: d["trials"][3]["check"].update(kind="odd"), "kind must be one of last, repeat, got 'odd'"),
+    (lambda d: d["trials"][3]["check"].update(criteria=["smell"]), "criteria must name criteria of the study"),
+    (lambda d: d["trials"][3]["check"].update(expected=1), "trials[3] ('q7') check: unknown key 'expected'"),
+])
+def test_a_bad_check_is_named_with_its_trial(tmp_path, edit, expected):
+    folder = make_study(tmp_path)
+    add_checks(folder, edit)
+    with pytest.raises(StudyError) as error:
+        load_study(folder)
+    assert expected in str(error.value)
+
+
+def rows(participant, trial, criterion, order, positions=None):
+    """Ranking rows of one block: ``order`` is the methods best first."""
+    return [{"participant": participant, "trial": trial, "criterion": criterion, "method": m, "rank": str(r)}
+            for r, m in enumerate(order, start=1)]
+
+
+def test_checks_are_scored_with_known_answers():
+    # Kendall's tau for 3 items: same order 1, one adjacent swap 1/3, reversed -1 (by definition:
+    # (concordant - discordant) / 3 pairs).
+    table = []
+    for p, (sync_check, t1_sync, q8_sync, t1_q, q8_q) in {
+        "good": (["imac", "s2g", "mya"], ["imac", "s2g", "mya"], ["imac", "s2g", "mya"],
+                 ["s2g", "imac", "mya"], ["imac", "s2g", "mya"]),       # taus 1 and 1/3: mean 2/3
+        "bad": (["mya", "imac", "s2g"], ["imac", "s2g", "mya"], ["mya", "s2g", "imac"],
+                ["imac", "s2g", "mya"], ["imac", "mya", "s2g"]),        # taus -1 and 1/3: mean -1/3
+    }.items():
+        table += rows(p, "q7", SYNC, sync_check) + rows(p, "q7", QUALITY, ["mya", "imac", "s2g"])
+        table += rows(p, "t1", SYNC, t1_sync) + rows(p, "q8", SYNC, q8_sync)
+        table += rows(p, "t1", QUALITY, t1_q) + rows(p, "q8", QUALITY, q8_q)
+    # a participant who answered the repeat but not its original on any criterion is not scored on it
+    table += rows("late", "q8", SYNC, ["imac", "s2g", "mya"]) + rows("late", "q8", QUALITY, ["imac", "s2g", "mya"])
+    table += rows("late", "t2", SYNC, ["imac", "s2g", "mya"]) + rows("late", "t2", QUALITY, ["imac", "s2g", "mya"])
+    data = check_rankings(pd.DataFrame(table)).data
+    checks = {"q7": AttentionCheck("last", method="mya", criteria=(SYNC,)), "q8": AttentionCheck("repeat", of="t1")}
+    results = score_checks(data, checks, repeat_min_tau=0.5).set_index(["participant", "trial"])
+    assert len(results) == 4 and "late" not in results.index.get_level_values(0)
+    # 'last' counts only its criterion: mya first on visual quality does not matter
+    assert results.loc[("good", "q7"), "passed"] and results.loc[("good", "q7"), "criteria"] == SYNC
+    assert not results.loc[("bad", "q7"), "passed"]
+    assert "ranked 1 of 3 on sound-video synchronization" in results.loc[("bad", "q7"), "detail"]
+    assert results.loc[("good", "q8"), "score"] == pytest.approx(2 / 3)
+    assert results.loc[("bad", "q8"), "score"] == pytest.approx(-1 / 3)
+    assert results.loc[("good", "q8"), "passed"] and not results.loc[("bad", "q8"), "passed"]
+    assert not score_checks(data, checks, repeat_min_tau=-0.5).set_index(["participant", "trial"]).loc[
+        ("bad", "q7"), "passed"]  # the threshold is the repeat's only
+    assert score_checks(data, checks, repeat_min_tau=-0.5).set_index(["participant", "trial"]).loc[
+        ("bad", "q8"), "passed"]
+
+    rule = apply_exclusion_rule(score_checks(data, checks), max_failed=0).set_index("participant")
+    assert rule.loc["good", "excluded"] == False and rule.loc["bad", "excluded"] == True  # noqa: E712
+    assert rule.loc["bad", "checks_failed"] == 2 and "failed 2 of 2 checks" in rule.loc["bad", "reason"]
+    assert not apply_exclusion_rule(score_checks(data, checks), max_failed=2)["excluded"].any()
+
+
+def test_analyze_leaves_out_check_trials_and_excluded_participants(tmp_path):
+    folder = make_study(tmp_path)
+    add_checks(folder)
+    rng = __import__("numpy").random.default_rng(3)
+    table = []
+    for p in ["p1", "p2", "p3", "p4"]:
+        for trial in ["t1", "t2", "t3", "q8"]:
+            for criterion in (QUALITY, SYNC):
+                order = list(METHODS) if trial in ("t1", "q8") else list(rng.permutation(METHODS))
+                table += rows(p, trial, criterion, order)
+        # p4 ranks the frozen video first: excluded
+        table += rows(p, "q7", SYNC, ["mya", "imac", "s2g"] if p == "p4" else ["imac", "s2g", "mya"])
+        table += rows(p, "q7", QUALITY, ["mya", "imac", "s2g"])
+    csv = folder / "rankings.csv"
+    pd.DataFrame(table).to_csv(csv, index=False)
+    analysis = analyze(csv, tmp_path / "out")   # the study file beside the rankings is found by itself
+    assert analysis.attention.excluded == ["p4"]
+    assert sorted(analysis.rankings.participants) == ["p1", "p2", "p3"]
+    assert sorted(analysis.rankings.trials) == ["t1", "t2", "t3"]
+    # the points, computed here directly from the rows that must remain
+    frame = pd.DataFrame(table)
+    kept = frame[frame["participant"].isin(["p1", "p2", "p3"]) & frame["trial"].isin(["t1", "t2", "t3"])]
+    expected = (4 - kept["rank"].astype(int)).groupby([kept["method"], kept["criterion"]]).mean()
+    for (method, criterion), value in expected.items():
+        assert analysis.points.loc[method, criterion] == pytest.approx(value)
+    exclusions = pd.read_csv(tmp_path / "out" / "exclusions.csv")
+    assert list(exclusions["participant"]) == ["p1", "p2", "p3", "p4"]
+    assert list(exclusions["excluded"]) == [False, False, False, True]
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "## Attention checks and exclusions" in report and "**excluded: 1**" in report
+    assert "| p4 | 2 | 1 | failed 1 of 2 checks" in report
+    # without the study, nothing is excluded and the check trials count as trials
+    (folder / "study.json").rename(folder / "elsewhere.json")
+    plain = analyze(csv, tmp_path / "plain")
+    assert plain.attention is None and len(plain.rankings.trials) == 5
