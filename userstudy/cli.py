@@ -26,7 +26,8 @@ COMMANDS: dict[str, Command] = {
                         "Write a synthetic rankings CSV with known differences, or estimate the power "
                         "of a study design."),
     "analyze": Command("userstudy.analyze", "Tables, tests and a report from a rankings CSV."),
-    "make-study": Command("userstudy.make_study", "Make a study folder from one folder of videos per method."),
+    "make-study": Command("userstudy.make_study", "Make a study folder from one folder of videos per method, "
+                          "or from a benchmark run folder."),
     "serve": Command("userstudy.serve", "Serve a study's ranking page and collect the answers."),
 }
 

@@ -1,8 +1,16 @@
-"""Make a study folder for ``userstudy.serve`` from one folder of videos per method.
+"""Make a study folder for ``userstudy.serve`` from one folder of videos per method, or from a benchmark run.
 
     python -m userstudy make-study --out STUDY --method imac=gen/imac --method s2g=gen/s2g \
         [--method ...] [--references refs/] [--criteria "visual quality,temporal consistency"] \
         [--title TEXT] [--instructions TEXT] [--seed TEXT]
+    python -m userstudy make-study --out STUDY --run runs/NAME [--methods imac,s2g,mya] \
+        [--identities a,b] [--trials-per-identity 10] [--frozen-checks 2] [--repeat-checks 2]
+
+With ``--run`` (``make_study_from_run``), the study is made from a benchmark run folder, reading
+only its ``run.json`` (the ``methods`` list) and its ``<method>/<identity>/<clip_id>.mp4`` videos;
+nothing of the benchmark's code is imported. The run's controls (``gt``, ``static``, ``shuffled``)
+are not methods of the study, but the ``static`` videos (the reference frame repeated: a frozen
+video) serve as attention checks that must rank last on sound-video synchronization.
 
 (``python -m userstudy.make_study`` is the same command.) A trial is a video file name (without
 suffix) present in every method's folder: ``gen/imac/t01.mp4`` and ``gen/s2g/t01.mp4`` make trial
@@ -34,9 +42,17 @@ from userstudy.study import (
     Study,
     StudyError,
     default_question,
+    keyed_rng,
     name_slug,
     parse_study,
 )
+
+RUN_FILE = "run.json"
+# The benchmark's controls (bench.methods.CONTROLS: userstudy imports nothing of bench, and a test
+# keeps the two equal). ``static`` is the reference frame repeated for the clip's length.
+RUN_CONTROLS = ("gt", "static", "shuffled")
+FROZEN_CONTROL = "static"
+SYNC_CRITERION = "sound-video synchronization"
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +89,10 @@ def make_study(out: str | os.PathLike, method_folders: dict[str, str | os.PathLi
             continue
         videos[method] = _files_by_stem(folder, VIDEO_SUFFIXES)
         if not videos[method]:
-            problems.append(f"method {method!r}: no video ({', '.join(VIDEO_SUFFIXES)}) in {folder}")
+            nested = any(_files_by_stem(sub, VIDEO_SUFFIXES) for sub in folder.iterdir() if sub.is_dir())
+            problems.append(f"method {method!r}: no video ({', '.join(VIDEO_SUFFIXES)}) in {folder}"
+                            + ("; its sub-folders hold videos, as a benchmark run's <method>/<identity>/ "
+                               "layout does: make the study with --run RUN_FOLDER" if nested else ""))
     folder_names = {m: name_slug(m) for m in method_folders}
     if len(set(folder_names.values())) != len(folder_names) or "" in folder_names.values():
         problems.append(f"method names must differ in their letters and digits: {list(method_folders)}")
@@ -128,6 +147,173 @@ def make_study(out: str | os.PathLike, method_folders: dict[str, str | os.PathLi
     return study
 
 
+def _run_methods(run: Path, methods: list[str] | None, problems: list[str]) -> list[str]:
+    path = run / RUN_FILE
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        problems.append(f"{path}: no such file (is {run} a benchmark run folder, made by imac-bench run?)")
+        return []
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        problems.append(f"{path}: not valid JSON: {error}")
+        return []
+    listed = document.get("methods") if isinstance(document, dict) else None
+    if not isinstance(listed, list) or not all(isinstance(m, str) and m for m in listed):
+        problems.append(f"{path}: 'methods' must be a list of method names, got {listed!r}")
+        return []
+    available = [m for m in listed if m not in RUN_CONTROLS]
+    if methods is None:
+        return available
+    controls = [m for m in methods if m in RUN_CONTROLS]
+    unknown = [m for m in methods if m not in listed]
+    if controls:
+        problems.append(f"methods: {', '.join(controls)} are the run's controls, not methods to study "
+                        f"(the {FROZEN_CONTROL!r} videos serve as attention checks: --frozen-checks)")
+    if unknown:
+        problems.append(f"methods: {', '.join(unknown)} not in {path} (its methods: {', '.join(available)})")
+    if len(set(methods)) != len(methods):
+        problems.append(f"methods: a method is given twice: {methods}")
+    return list(methods)
+
+
+def _run_clips(run: Path, method: str, problems: list[str]) -> dict[tuple[str, str], Path]:
+    """(identity, clip id) -> video, from ``run/<method>/<identity>/<clip_id>.mp4``."""
+    folder = run / method
+    if not folder.is_dir():
+        problems.append(f"method {method!r}: {folder} is not a folder (the run has no videos of it)")
+        return {}
+    clips = {}
+    for identity in sorted(p for p in folder.iterdir() if p.is_dir()):
+        for stem, path in _files_by_stem(identity, (".mp4",)).items():
+            clips[identity.name, stem] = path
+    if not clips:
+        problems.append(f"method {method!r}: no <identity>/<clip_id>.mp4 video in {folder}")
+    return clips
+
+
+def make_study_from_run(out: str | os.PathLike, run: str | os.PathLike, methods: list[str] | None = None,
+                        identities: list[str] | None = None, trials_per_identity: int | None = None,
+                        frozen_checks: int = 0, repeat_checks: int = 0, check_criteria: list[str] | None = None,
+                        criteria: list[str] | None = None, title: str = DEFAULT_TITLE, instructions: str = "",
+                        seed: str | None = None) -> Study:
+    """Make a study folder from a benchmark run folder; returns the checked study.
+
+    Reads ``run/run.json`` (its ``methods``: the study's methods are those minus the controls, or
+    ``methods``) and the videos ``run/<method>/<identity>/<clip_id>.mp4``. A trial is a clip that
+    every chosen method has; a clip missing for some method is an error that names it. Per
+    identity (all, or ``identities``), ``trials_per_identity`` clips are drawn at random (keyed by
+    ``seed``; default all). Trial ids are opaque (``t001``, ...; each trial's ``clip`` says
+    ``identity/clip_id``) and the check trials are numbered among them, so neither an id nor a
+    position gives a check away.
+
+    Attention checks (``userstudy.study``): ``frozen_checks`` trials in which one method's slot
+    (drawn at random) shows the run's ``static`` video of the clip, to be ranked last on
+    ``check_criteria`` (default: sound-video synchronization, the criterion a frozen video plainly
+    fails); ``repeat_checks`` trials that repeat a drawn trial. Raises ``StudyError`` listing
+    every problem; nothing is written then.
+    """
+    out, run = Path(out), Path(run)
+    seed = seed or secrets.token_hex(8)
+    criteria = list(criteria) if criteria else list(PAPER_CRITERIA)
+    if (out / STUDY_FILE).exists():
+        raise StudyError([f"{out / STUDY_FILE} exists already; choose a new folder"])
+    problems: list[str] = []
+    chosen = _run_methods(run, methods, problems)
+    if problems:
+        raise StudyError(problems)
+    if len(chosen) < 2:
+        raise StudyError([f"a study needs at least two methods; {run / RUN_FILE} has {chosen or 'none'} "
+                          f"besides the controls"])
+    clips = {m: _run_clips(run, m, problems) for m in chosen}
+    if problems:
+        raise StudyError(problems)
+    every = sorted(set().union(*[set(c) for c in clips.values()]))
+    for identity, clip in every:
+        lacking = [m for m in chosen if (identity, clip) not in clips[m]]
+        if lacking:
+            problems.append(f"clip {identity}/{clip} is missing for {', '.join(lacking)}")
+    present = sorted({identity for identity, _ in every})
+    if identities is not None:
+        unknown = [i for i in identities if i not in present]
+        if unknown:
+            problems.append(f"identities: {', '.join(unknown)} not in the run (it has {', '.join(present)})")
+    if trials_per_identity is not None and trials_per_identity < 1:
+        problems.append(f"trials per identity must be at least 1, got {trials_per_identity}")
+    for count, name in ((frozen_checks, "frozen checks"), (repeat_checks, "repeat checks")):
+        if count < 0:
+            problems.append(f"{name} must be 0 or more, got {count}")
+    check_criteria = list(check_criteria) if check_criteria else ([SYNC_CRITERION] if SYNC_CRITERION in criteria else [])
+    if frozen_checks and not check_criteria:
+        problems.append(f"frozen checks: say on which criteria a frozen video must rank last (--check-criteria); "
+                        f"the default, {SYNC_CRITERION!r}, is not among the study's criteria")
+    if [c for c in check_criteria if c not in criteria]:
+        problems.append(f"check criteria {check_criteria} must be among the study's criteria {criteria}")
+    if problems:
+        raise StudyError(problems)
+
+    drawn: list[tuple[str, str]] = []
+    for identity in identities or present:
+        own = sorted(clip for i, clip in every if i == identity)
+        if trials_per_identity is not None and trials_per_identity < len(own):
+            own = sorted(keyed_rng(seed, "clips", identity).sample(own, trials_per_identity))
+        drawn += [(identity, clip) for clip in own]
+    rng = keyed_rng(seed, "checks")
+    frozen = []
+    if frozen_checks:
+        static = _run_clips(run, FROZEN_CONTROL, problems)
+        candidates = [c for c in drawn if c in static]
+        if len(candidates) < frozen_checks:
+            problems.append(f"frozen checks: {frozen_checks} asked, but the run's {FROZEN_CONTROL!r} videos cover "
+                            f"{len(candidates)} of the drawn clips")
+        else:
+            frozen = [(c, rng.choice(chosen)) for c in rng.sample(candidates, frozen_checks)]
+    if repeat_checks > len(drawn):
+        problems.append(f"repeat checks: {repeat_checks} asked, but only {len(drawn)} trials are drawn")
+    if problems:
+        raise StudyError(problems)
+    repeats = rng.sample(drawn, repeat_checks)
+
+    def copy(method: str, identity: str, clip: str, source: Path) -> str:
+        relative = f"videos/{name_slug(method)}/{identity}/{clip}.mp4"
+        (out / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, out / relative)
+        return relative
+
+    out.mkdir(parents=True, exist_ok=True)
+    entries = [{"clip": f"{i}/{c}", "videos": {m: copy(m, i, c, clips[m][i, c]) for m in chosen}} for i, c in drawn]
+    by_clip = {e["clip"]: e for e in entries}
+    checks = []
+    for (identity, clip), slot in frozen:
+        videos = dict(by_clip[f"{identity}/{clip}"]["videos"])
+        videos[slot] = copy(FROZEN_CONTROL, identity, clip, static[identity, clip])
+        checks.append({"clip": f"{identity}/{clip}", "videos": videos,
+                       "check": {"kind": "last", "method": slot, "criteria": check_criteria}})
+    for identity, clip in repeats:
+        checks.append({"clip": f"{identity}/{clip}", "videos": dict(by_clip[f"{identity}/{clip}"]["videos"]),
+                       "check": {"kind": "repeat", "of": None}})
+    # Opaque ids, numbered in a shuffled order of trials and checks together.
+    order = entries + checks
+    numbers = list(range(1, len(order) + 1))
+    keyed_rng(seed, "ids").shuffle(numbers)
+    width = max(3, len(str(len(order))))
+    for entry, number in zip(order, numbers):
+        entry["id"] = f"t{number:0{width}d}"
+    for entry in checks:
+        if entry["check"]["kind"] == "repeat":
+            entry["check"]["of"] = by_clip[entry["clip"]]["id"]
+    trials = sorted(({"id": e["id"], "clip": e["clip"], "videos": e["videos"],
+                      **({"check": e["check"]} if "check" in e else {})} for e in order), key=lambda e: e["id"])
+    document = {
+        "title": title, "instructions": instructions, "seed": seed, "methods": chosen,
+        "criteria": [{"name": c, "question": default_question(c)} for c in criteria], "trials": trials,
+    }
+    study = parse_study(document, out)
+    write_text_atomic(out / STUDY_FILE, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    logger.info("study %r from run %s: %d trials (%d attention checks) x %d methods, %d criteria, written to %s",
+                study.title, run, len(study.trials), len(checks), len(chosen), len(criteria), out)
+    return study
+
+
 def _method(text: str) -> tuple[str, Path]:
     name, sep, folder = text.partition("=")
     if not sep or not name.strip() or not folder:
@@ -138,8 +324,25 @@ def _method(text: str) -> tuple[str, Path]:
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser = cli.command_parser("make-study", prog)
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="the study folder to create")
-    parser.add_argument("--method", type=_method, action="append", required=True, metavar="NAME=FOLDER",
-                        help="a method and its folder of videos (repeat for each method)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--method", type=_method, action="append", metavar="NAME=FOLDER",
+                        help="a method and its folder of videos (repeat for each method) (default: none; "
+                             "give --method or --run)")
+    source.add_argument("--run", type=Path, metavar="DIR",
+                        help="a benchmark run folder: run.json and <method>/<identity>/<clip_id>.mp4 (default: "
+                             "none; give --method or --run)")
+    parser.add_argument("--methods", type=cli.names, metavar="A,B",
+                        help="with --run: the methods to study (default: the run's methods without its controls)")
+    parser.add_argument("--identities", type=cli.names, metavar="A,B",
+                        help="with --run: the identities to draw trials from (default: all)")
+    parser.add_argument("--trials-per-identity", type=int, metavar="N",
+                        help="with --run: clips drawn per identity (default: all)")
+    parser.add_argument("--frozen-checks", type=int, default=0, metavar="N",
+                        help="with --run: attention checks where one slot shows the run's frozen 'static' video")
+    parser.add_argument("--repeat-checks", type=int, default=0, metavar="N",
+                        help="with --run: attention checks that show a trial a second time")
+    parser.add_argument("--check-criteria", type=cli.names, metavar="A,B",
+                        help="criteria on which a frozen video must rank last (default: sound-video synchronization)")
     parser.add_argument("--references", type=Path, metavar="DIR",
                         help="folder with a reference image or video per trial, named like the trial's videos "
                              "(default: none)")
@@ -153,8 +356,26 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    args = build_parser(prog).parse_args(argv)
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
     cli.configure_logging()
+    run_only = [f"--{n.replace('_', '-')}" for n in ("methods", "identities", "trials_per_identity", "check_criteria")
+                if getattr(args, n) is not None] + [f"--{n.replace('_', '-')}" for n in ("frozen_checks", "repeat_checks")
+                                                      if getattr(args, n)]
+    if args.run is not None:
+        if args.references is not None:
+            parser.error("--references is for --method folders; a run's study has no reference")
+        try:
+            make_study_from_run(args.out, args.run, methods=args.methods, identities=args.identities,
+                                trials_per_identity=args.trials_per_identity, frozen_checks=args.frozen_checks,
+                                repeat_checks=args.repeat_checks, check_criteria=args.check_criteria,
+                                criteria=args.criteria, title=args.title, instructions=args.instructions,
+                                seed=args.seed)
+        except StudyError as error:
+            return cli.fail(error)
+        return 0
+    if run_only:
+        parser.error(f"{', '.join(run_only)} only with --run")
     names = [name for name, _ in args.method]
     if len(set(names)) != len(names):
         return cli.fail(f"a method is given twice: {names}")

@@ -384,7 +384,8 @@ def load_study(folder: str | os.PathLike, check_files: bool = True) -> Study:
     return parse_study(document, root, check_files)
 
 
-def _rng(*parts: str) -> random.Random:
+def keyed_rng(*parts: str) -> random.Random:
+    """A random generator keyed by text (e.g. the study's seed and a participant id)."""
     # A hash, not Python's hash(): the same plan in every process and after every restart.
     digest = hashlib.sha256("\x1f".join(parts).encode("utf-8")).digest()
     return random.Random(int.from_bytes(digest[:16], "big"))
@@ -394,10 +395,10 @@ def participant_plan(study: Study, participant: str) -> list[PlannedTrial]:
     """The participant's trials in their randomised order, each with the methods' videos in a
     randomised position under blinded ids (fresh per trial, so ids say nothing across trials)."""
     order = list(study.trials)
-    _rng(study.seed, "order", participant).shuffle(order)
+    keyed_rng(study.seed, "order", participant).shuffle(order)
     plan = []
     for trial in order:
-        rng = _rng(study.seed, "trial", participant, trial.id)
+        rng = keyed_rng(study.seed, "trial", participant, trial.id)
         methods = list(study.methods)
         rng.shuffle(methods)
         letters = rng.sample(BLIND_LETTERS, len(methods))

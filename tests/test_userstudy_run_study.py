@@ -1,0 +1,109 @@
+"""A study made from a benchmark run folder: run.json + <method>/<identity>/<clip_id>.mp4, nothing else."""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import pytest
+
+from userstudy import make_study as make_study_command
+from userstudy.make_study import RUN_CONTROLS, make_study_from_run
+from userstudy.study import StudyError, load_study
+
+ROOT = Path(__file__).resolve().parents[1]
+METHODS = ["imac", "s2g", "mya"]
+IDENTITIES = {"alice": ["c01", "c02", "c03", "c04"], "bob": ["c01", "c05", "c06"]}
+
+
+def fake_run(root: Path, methods=tuple(METHODS) + RUN_CONTROLS, skip=()) -> Path:
+    """A run folder in the documented layout; each video's bytes name its method, identity and clip."""
+    run = root / "runs" / "bench"
+    run.mkdir(parents=True)
+    (run / "run.json").write_text(json.dumps({"data": None, "seed": 0, "identities": None, "config": {},
+                                              "methods": list(methods), "bench_version": 2}))
+    for method in methods:
+        for identity, clips in IDENTITIES.items():
+            for clip in clips:
+                if (method, identity, clip) in skip:
+                    continue
+                path = run / method / identity / f"{clip}.mp4"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(f"{method}/{identity}/{clip}".encode())
+    (run / "work").mkdir()                     # other things a run holds are not read
+    (run / "results.json").write_text("{}")
+    return run
+
+
+def test_the_controls_are_the_benchmarks():
+    # userstudy may not import bench; its copy of the control names is checked against bench's source.
+    tree = ast.parse((ROOT / "bench" / "methods" / "__init__.py").read_text())
+    value = next(node.value for node in ast.walk(tree) if isinstance(node, ast.Assign)
+                 and any(getattr(t, "id", None) == "CONTROLS" for t in node.targets))
+    assert ast.literal_eval(value) == RUN_CONTROLS
+
+
+def test_a_study_from_a_run_draws_trials_per_identity_and_mixes_in_checks(tmp_path):
+    run = fake_run(tmp_path)
+    study = make_study_from_run(tmp_path / "study", run, trials_per_identity=2, frozen_checks=1, repeat_checks=1,
+                                seed="s1")
+    assert study.methods == tuple(METHODS)          # the controls are not methods of the study
+    regular = [t for t in study.trials if t.check is None]
+    checks = [t for t in study.trials if t.check is not None]
+    assert len(regular) == 4 and len(checks) == 2
+    assert sorted(t.clip.split("/")[0] for t in regular) == ["alice", "alice", "bob", "bob"]
+    assert sorted(t.id for t in study.trials) == [f"t{i:03d}" for i in range(1, 7)]
+    for trial in regular:
+        for method in METHODS:
+            assert study.file(trial.videos[method]).read_bytes() == f"{method}/{trial.clip}".encode()
+    frozen = next(t for t in checks if t.check.kind == "last")
+    assert frozen.check.criteria == ("sound-video synchronization",)
+    for method in METHODS:
+        expected = "static" if method == frozen.check.method else method
+        assert study.file(frozen.videos[method]).read_bytes() == f"{expected}/{frozen.clip}".encode()
+    repeat = next(t for t in checks if t.check.kind == "repeat")
+    original = next(t for t in regular if t.id == repeat.check.of)
+    assert original.clip == repeat.clip and original.videos == repeat.videos
+    # the same seed draws the same study; the written study file loads as it was made
+    again = make_study_from_run(tmp_path / "again", run, trials_per_identity=2, frozen_checks=1, repeat_checks=1,
+                                seed="s1")
+    assert [(t.id, t.clip, t.check) for t in again.trials] == [(t.id, t.clip, t.check) for t in study.trials]
+    assert load_study(tmp_path / "study") == study
+
+
+def test_a_run_study_refuses_what_it_cannot_use(tmp_path):
+    run = fake_run(tmp_path, skip={("s2g", "bob", "c05"), ("mya", "bob", "c05")})
+    with pytest.raises(StudyError) as error:
+        make_study_from_run(tmp_path / "s", run)
+    assert error.value.problems == ["clip bob/c05 is missing for s2g, mya"]
+    with pytest.raises(StudyError, match="static are the run's controls"):
+        make_study_from_run(tmp_path / "s", run, methods=["imac", "static"])
+    with pytest.raises(StudyError, match=r"methods: nope not in .*run.json \(its methods: imac, s2g, mya\)"):
+        make_study_from_run(tmp_path / "s", run, methods=["imac", "nope"])
+    with pytest.raises(StudyError, match="identities: carol not in the run"):
+        make_study_from_run(tmp_path / "s", run, methods=["imac", "s2g"], identities=["carol"])
+    with pytest.raises(StudyError, match="is not among the study's criteria"):
+        make_study_from_run(tmp_path / "s", run, methods=["imac", "s2g"], criteria=["visual quality"],
+                            frozen_checks=1)
+    with pytest.raises(StudyError, match="no such file"):
+        make_study_from_run(tmp_path / "s", tmp_path)
+    assert not (tmp_path / "s").exists()
+
+
+def test_the_command_takes_a_run_and_points_a_method_folder_of_a_run_to_it(tmp_path, capsys):
+    run = fake_run(tmp_path)
+    code = make_study_command.main(["--out", str(tmp_path / "study"), "--run", str(run), "--methods", "imac,s2g",
+                                    "--identities", "bob", "--frozen-checks", "1", "--seed", "x"])
+    assert code == 0, capsys.readouterr().err
+    study = load_study(tmp_path / "study")
+    assert study.methods == ("imac", "s2g") and len(study.trials) == 4
+    assert {t.clip for t in study.trials} == {"bob/c01", "bob/c05", "bob/c06"}
+    # today's way, a method folder of the run, is told what to do instead of "no video"
+    code = make_study_command.main(["--out", str(tmp_path / "other"), "--method", f"imac={run / 'imac'}",
+                                    "--method", f"s2g={run / 's2g'}"])
+    assert code == 2 and "make the study with --run RUN_FOLDER" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        make_study_command.main(["--out", str(tmp_path / "x"), "--method", f"imac={run / 'imac'}",
+                                 "--method", f"s2g={run / 's2g'}", "--frozen-checks", "1"])
+    assert "--frozen-checks only with --run" in capsys.readouterr().err
