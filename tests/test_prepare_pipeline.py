@@ -200,7 +200,7 @@ def test_report_names_the_checks_that_decided(prepared):
     out, _ = prepared
     report = (out / "prepare" / "grace" / "report.md").read_text()
     assert "3 by the **face-count fallback**" in report
-    assert "corrupt" in report and "opencv-cascade" in report
+    assert "corrupt" in report and "mtcnn detector" in report
 
 
 # -- resuming, re-deciding, external decisions ------------------------------------------------------

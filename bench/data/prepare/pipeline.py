@@ -45,6 +45,9 @@ from metrics.dataset import MANIFEST_NAME, write_manifest
 from bench.data.prepare import motion as motion_import
 from bench.data.prepare.faces import (
     DEFAULT_CONFIDENCE,
+    DEFAULT_DETECTOR,
+    DETECTORS,
+    MIN_FRONTALITY,
     FaceDetector,
     frontal_face_fraction,
     make_face_detector,
@@ -76,6 +79,7 @@ PREPARE_VERSION = "imac-prepare-1"
 STATISTICS_NAME = "statistics.md"
 MAX_AUDIO_GAP_SECONDS = 0.5
 PERSON_BOX_SOURCES = ("masks", "keypoints", "dwpose", "faces")
+FACE_MEASUREMENT_VERSION = 2                 # 2: faces stored with their five landmarks
 PREPARE_SECTION = "prepare"                  # names the options in messages (OptionsError)
 
 
@@ -93,11 +97,12 @@ class PrepareOptions:
     min_seconds: float = 3.0                 # clips shorter than this are dropped
     max_seconds: float | None = None         # longer scenes are cut into equal pieces (None: no limit)
     # faces
-    face_detector: str = "opencv-cascade"
+    face_detector: str = DEFAULT_DETECTOR  # mtcnn (metrics.faces: the project's one face detector)
     face_model: str | None = None
     face_confidence: float | None = None     # None: the detector's default
     min_face_size: float = 0.05              # smallest face side, fraction of the frame's shorter side
     min_frontal_fraction: float = 0.8
+    min_frontality: float = MIN_FRONTALITY   # nose within the middle of the eye line (landmark detectors)
     samples_per_second: float = 2.0
     max_samples: int = 24
     # single speaker
@@ -141,6 +146,9 @@ class PrepareOptions:
             ("min_seconds", self.min_seconds > 0, f"must be > 0, got {self.min_seconds}"),
             ("max_seconds", self.max_seconds is None or self.max_seconds >= self.min_seconds,
              f"must be >= min_seconds ({self.min_seconds:g}), got {self.max_seconds}"),
+            ("face_detector", self.face_detector in DETECTORS,
+             f"must be one of {', '.join(DETECTORS)}, got {self.face_detector!r}"),
+            ("min_frontality", -1 <= self.min_frontality <= 1, f"must be in [-1, 1], got {self.min_frontality}"),
             ("min_frontal_fraction", 0 <= self.min_frontal_fraction <= 1,
              f"must be in [0, 1], got {self.min_frontal_fraction}"),
             ("max_several_faces_fraction", 0 <= self.max_several_faces_fraction <= 1,
@@ -166,7 +174,8 @@ class PrepareOptions:
                 "min_seconds": self.min_seconds, "max_seconds": self.max_seconds,
                 "face_detector": self.face_detector,
                 "face_model": self.face_model, "min_face_size": self.min_face_size,
-                "samples_per_second": self.samples_per_second, "max_samples": self.max_samples}
+                "samples_per_second": self.samples_per_second, "max_samples": self.max_samples,
+                "face_version": FACE_MEASUREMENT_VERSION}
 
 
 @dataclass
@@ -212,8 +221,12 @@ class PrepareSummary:
 
 
 def decide_clip(clip: str, source: str, entry: dict[str, Any], options: PrepareOptions,
-                speaker_counts: dict[str, int] | None) -> ClipDecision:
-    """Keep or drop one measured scene, by length, audio, speaker count and frontal face."""
+                speaker_counts: dict[str, int] | None, frame_size: tuple[int, int] | None = None) -> ClipDecision:
+    """Keep or drop one measured scene, by length, audio, speaker count and frontal face.
+
+    ``frame_size`` ``(width, height)`` of the source's upright frames: a face must be in view in
+    them to count (None: not checked).
+    """
     decision = ClipDecision(clip, source, float(entry["seconds"]), kept=False)
     if entry["seconds"] < options.min_seconds:
         decision.stage, decision.reason = "length", f"{entry['seconds']:.2f} s < {options.min_seconds:g} s"
@@ -241,11 +254,15 @@ def decide_clip(clip: str, source: str, entry: dict[str, Any], options: PrepareO
             decision.reason = (f"face-count fallback: two or more faces in {several:.0%} of {len(samples)} sampled "
                                f"frames (> {options.max_several_faces_fraction:.0%})")
             return decision
-    frontal = frontal_face_fraction(samples, threshold)
+    frontal = frontal_face_fraction(samples, threshold, options.min_frontality, frame_size)
     if frontal < options.min_frontal_fraction:
+        found = frontal_face_fraction(samples, threshold, -1.0, None)
         decision.stage = "faces"
         decision.reason = (f"frontal face (confidence >= {threshold:g}) in {frontal:.0%} of {len(samples)} sampled "
                            f"frames (< {options.min_frontal_fraction:.0%})")
+        if found > frontal:
+            decision.reason += (f"; a face of any pose in {found:.0%} (turned away: frontality < "
+                                f"{options.min_frontality:g}, or cut by the frame's edge)")
         return decision
     decision.kept = True
     return decision
@@ -269,10 +286,11 @@ class Preparation:
     def _check_inputs(self) -> None:
         o = self.options
         for flag, value in (("--speakers", o.speakers), ("--smplx-model", o.smplx_model),
-                            ("--dwpose-detector", o.dwpose_detector), ("--dwpose-pose", o.dwpose_pose),
-                            ("--face-model", o.face_model)):
+                            ("--dwpose-detector", o.dwpose_detector), ("--dwpose-pose", o.dwpose_pose)):
             if value is not None and not Path(value).is_file():
                 raise FileNotFoundError(f"{flag} {value}: no such file")
+        if o.face_model is not None and not Path(o.face_model).exists():   # a folder for mtcnn, a file otherwise
+            raise FileNotFoundError(f"--face-model {o.face_model}: no such file or folder")
         for flag, value in (("--motion", o.motion), ("--masks", o.masks), ("--keypoints", o.keypoints)):
             if value is not None and not Path(value).is_dir():
                 raise FileNotFoundError(f"{flag} {value}: no such folder")
@@ -301,7 +319,8 @@ class Preparation:
                                       f"kept): {state.get('error', '')}"))
             self.summary.scenes += len(state.get("clips", {}))
             for clip, entry in state.get("clips", {}).items():
-                decision = decide_clip(clip, state["source"], entry, self.options, speaker_counts)
+                decision = decide_clip(clip, state["source"], entry, self.options, speaker_counts,
+                                       _frame_size(state))
                 self.summary.decisions.append(decision)
                 if decision.kept:
                     kept.append((decision, entry, state))
@@ -474,6 +493,13 @@ class Preparation:
         write_text_atomic(self.workspace.root / "report.md", report_markdown(s, self.options, self.workspace))
 
 
+def _frame_size(state: dict[str, Any]) -> tuple[int, int] | None:
+    """``(width, height)`` of a measured source's upright frames, None when it was not probed."""
+    if "width" in state and "height" in state:
+        return int(state["width"]), int(state["height"])
+    return None
+
+
 def _jsonable(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
@@ -554,7 +580,8 @@ def report_markdown(summary: PrepareSummary, options: PrepareOptions, workspace:
                  f"({options.speakers or 'none given'}), {checks.get('face-count', 0)} by the **face-count fallback** "
                  f"(at most {options.max_several_faces_fraction:.0%} of sampled frames with two or more faces)")
     lines.append(f"- face filter: {options.face_detector} detector, confidence >= {options.confidence:g}, a frontal "
-                 f"face in at least {options.min_frontal_fraction:.0%} of the frames sampled at "
+                 f"face in view (frontality >= {options.min_frontality:g} where the detector gives landmarks) in at "
+                 f"least {options.min_frontal_fraction:.0%} of the frames sampled at "
                  f"{options.samples_per_second:g}/s (at most {options.max_samples} per clip)")
     boxes = ", ".join(f"{k}: {v}" for k, v in sorted(s.person_boxes.items())) or "none"
     lines.append(f"- crop: person box from {boxes} (`faces` is the fallback: face boxes widened, down to the "
