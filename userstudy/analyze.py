@@ -24,6 +24,11 @@ the rankings file, where the server writes it): check trials are scored (``users
 and left out of the statistics, and a participant who failed more than ``--max-failed-checks`` of
 them is left out entirely.
 
+A pairwise study's answers (``pairwise.csv``: ``method_a``, ``method_b``, ``preference``; see
+``userstudy.pairwise``) are recognised by their columns and get ``bradley_terry.csv`` (Elo-like
+ratings with participant-bootstrap intervals: ``--bootstrap``, ``--level``, ``--seed``),
+``win_rates.csv``, ``speech_match.csv`` and ``report.md`` instead (``analyze_pairwise_csv``).
+
 The Python API: ``analyze`` (what the command does), ``analyze_rankings`` (the computation, no
 I/O) and ``write_analysis`` (the files). The result type is ``userstudy.analysis.StudyAnalysis``.
 """
@@ -31,6 +36,7 @@ I/O) and ``write_analysis`` (the files). The result type is ``userstudy.analysis
 from __future__ import annotations
 
 import argparse
+import csv
 import logging
 import sys
 from pathlib import Path
@@ -53,7 +59,8 @@ from userstudy.nonparametric import (
     pairs_to_matrix,
 )
 from userstudy.rankings import CheckedRankings, RankingsError, load_rankings, mean_points
-from userstudy.report import points_markdown, report_markdown
+from userstudy.pairwise import PairwiseAnalysis, analyze_pairwise, is_pairwise_table, read_pairwise
+from userstudy.report import pairwise_report_markdown, points_markdown, report_markdown
 from userstudy.schema import CRITERION, METHOD, PARTICIPANT, TRIAL, criterion_slug
 from userstudy.study import STUDY_FILE, AttentionCheck, StudyError, load_study
 
@@ -256,9 +263,41 @@ def analyze(rankings_csv: str | Path, out_dir: str | Path | None = None, p_adjus
     return analysis
 
 
+def analyze_pairwise_csv(pairwise_csv: str | Path, out_dir: str | Path | None = None,
+                         methods: list[str] | None = None, bootstrap: int = 1000, level: float = 0.95,
+                         seed: int = 0) -> PairwiseAnalysis:
+    """Read, check, analyse and write a pairwise study (``userstudy.pairwise``) into ``out_dir``.
+
+    Writes ``bradley_terry.csv``, ``win_rates.csv``, ``speech_match.csv`` (full precision) and
+    ``report.md``. Raises ``PairwiseError`` (every problem, with lines) or ``ValueError``.
+    """
+    if bootstrap < 0:
+        raise ValueError(f"bootstrap must be 0 or more resamples, got {bootstrap}")
+    out = Path(out_dir) if out_dir is not None else default_out_dir(pairwise_csv)
+    analysis = analyze_pairwise(read_pairwise(pairwise_csv), methods, bootstrap, level, seed)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [write_text_atomic(out / "bradley_terry.csv", analysis.strengths.to_csv(index=False)),
+               write_text_atomic(out / "win_rates.csv", analysis.win_rates.to_csv(index=False)),
+               write_text_atomic(out / "speech_match.csv", analysis.speech_match.to_csv(index=False)),
+               write_text_atomic(out / "report.md", pairwise_report_markdown(analysis, str(pairwise_csv)))]
+    logger.info("%d files written to %s", len(written), out)
+    return analysis
+
+
+def is_pairwise_file(path: str | Path) -> bool:
+    """Whether a CSV file's header is that of pairwise answers."""
+    try:
+        with open(path, encoding="utf-8", newline="") as handle:
+            header = next(csv.reader(handle), [])
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return False
+    return is_pairwise_table([h.strip() for h in header])
+
+
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser = cli.command_parser("analyze", prog)
-    parser.add_argument("rankings", type=Path, help="long-format rankings CSV (see userstudy/README.md)")
+    parser.add_argument("rankings", type=Path,
+                        help="long-format rankings CSV, or pairwise answers (see userstudy/README.md)")
     parser.add_argument("--out", type=Path, metavar="DIR",
                         help="output folder (default: <rankings>_analysis next to the rankings file)")
     parser.add_argument("--p-adjust", default="holm", choices=P_ADJUST_METHODS,
@@ -270,6 +309,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--drop-incomplete", action="store_true",
                         help="set aside blocks that miss a method (each is listed in report.md) "
                              "instead of stopping with an error")
+    parser.add_argument("--bootstrap", type=int, default=1000, metavar="N",
+                        help="pairwise studies: bootstrap resamples of the participants for the rating intervals")
+    parser.add_argument("--level", type=float, default=0.95, help="pairwise studies: level of the intervals")
+    parser.add_argument("--seed", type=int, default=0, help="pairwise studies: seed of the bootstrap")
     parser.add_argument("--study", type=Path, metavar="DIR",
                         help="study folder whose study.json marks the attention checks (default: the "
                              "rankings file's folder, if it holds a study.json)")
@@ -284,6 +327,16 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = build_parser(prog).parse_args(argv)
     cli.configure_logging()
     out = args.out if args.out is not None else default_out_dir(args.rankings)
+    if is_pairwise_file(args.rankings):
+        try:
+            pairwise = analyze_pairwise_csv(args.rankings, out, args.methods, args.bootstrap, args.level, args.seed)
+        except (RankingsError, ValueError) as error:
+            return cli.fail(error)
+        print(f"pairwise study: {pairwise.answers['participant'].nunique()} participants, "
+              f"{len(pairwise.answers)} answers -> {out}/report.md")
+        for r in pairwise.strengths.itertuples():
+            print(f"  {r.criterion}: {r.method} Elo {r.elo:.0f} ({r.elo_low:.0f} to {r.elo_high:.0f})")
+        return 0
     try:
         analysis = analyze(args.rankings, out, args.p_adjust, args.alpha, args.posthoc, args.methods,
                            args.drop_incomplete, args.study, args.max_failed_checks, args.repeat_min_tau)

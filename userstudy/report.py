@@ -276,3 +276,52 @@ def report_markdown(analysis: StudyAnalysis, source: str = "") -> str:
               f"`{analysis.posthoc}_pairs.csv`, `report.md`. Criterion file names: "
               + ", ".join(f"{c} → `{criterion_slug(c)}`" for c in analysis.criteria) + ".", ""]
     return "\n".join(lines)
+
+
+def pairwise_report_markdown(analysis, source: str = "") -> str:
+    """The report of a pairwise study (``userstudy.pairwise.PairwiseAnalysis``): Bradley-Terry
+    ratings with participant-bootstrap intervals, win rates, matched-speech shares."""
+    answers = analysis.answers
+    level = f"{analysis.level:.0%}"
+    lines = ["# Pairwise study analysis", "",
+             f"Input: `{source}`; {answers['participant'].nunique()} participants, {len(answers)} answers "
+             f"({int((answers['kind'] == 'compare').sum())} comparisons of two methods, "
+             f"{int((answers['kind'] == 'match').sum())} matched-versus-mismatched speech).", ""]
+    if len(analysis.strengths):
+        lines += ["## Bradley-Terry ratings (Elo-like scale)", "",
+                  "A preference is a win, *equal* half a win for each side. Fitted by maximum likelihood (choix); "
+                  "elo = 1000 + 400 log10(e) theta, so 400 points are 10:1 odds of being preferred. "
+                  f"{level} intervals: percentile bootstrap over participants ({analysis.bootstrap} resamples, "
+                  f"seed {analysis.seed}).", ""]
+        for criterion, own in analysis.strengths.groupby("criterion", sort=False):
+            own = own.sort_values("elo", ascending=False)
+            rows = [[r.method, f"{r.elo:.0f}", "n/a" if pd.isna(r.elo_low) else f"{r.elo_low:.0f} to {r.elo_high:.0f}",
+                     f"{r.wins:g}", f"{r.comparisons:g}"] for r in own.itertuples()]
+            lines += [f"**{criterion}**", "", markdown_table(["method", "Elo", f"{level} interval", "wins",
+                                                              "comparisons"], rows)]
+            if own["regularized"].any():
+                lines.append("Some method never lost (or never won) to the others: the maximum-likelihood strengths "
+                             "are infinite, and these are regularised (choix alpha); read them as an order only.")
+                lines.append("")
+            share = own["regularized_share"].iloc[0]
+            if not pd.isna(share) and share > 0:
+                lines.append(f"{share:.0%} of the bootstrap resamples needed regularisation.")
+                lines.append("")
+        lines += ["## Win rates", "", "Per pair: answers, wins of each, ties, and the first method's win rate "
+                  "(wins plus half the ties, over the answers).", ""]
+        rows = [[r.criterion, f"{r.method_a} vs {r.method_b}", str(r.answers), str(r.wins_a), str(r.wins_b),
+                 str(r.ties), f"{r.win_rate_a:.3f}"] for r in analysis.win_rates.itertuples()]
+        lines.append(markdown_table(["criterion", "pair", "answers", "wins a", "wins b", "ties", "win rate a"], rows,
+                                    "llrrrrr"))
+    if len(analysis.speech_match):
+        lines += ["## Matched versus mismatched speech", "",
+                  "The share of answers that pick the video with the right speech (an *equal* picks neither), with "
+                  f"its {level} Clopper-Pearson interval; p: two-sided binomial test of 1/2 among the answers that "
+                  "picked a video; mean preference for the matched video on the -2..2 scale.", ""]
+        rows = [[r.criterion, r.method, str(r.answers), str(r.ties), f"{r.share:.3f}",
+                 f"{r.share_low:.3f} to {r.share_high:.3f}", p_text(r.p), f"{r.mean_preference:+.3f}"]
+                for r in analysis.speech_match.itertuples()]
+        lines.append(markdown_table(["criterion", "method", "answers", "ties", "picked matched", f"{level} interval",
+                                     "p", "mean preference"], rows, "llrrrrrr"))
+    lines += ["## Files", "", "`bradley_terry.csv`, `win_rates.csv`, `speech_match.csv`, `report.md`.", ""]
+    return "\n".join(lines)
