@@ -1,0 +1,184 @@
+"""Broken and hostile files: pickle bombs, leftovers of killed writers, clashing source names,
+network files of the wrong shape. Each is refused by name (or cleaned up), and nothing else is lost.
+
+The bombs run in a subprocess with a memory cap (RLIMIT_AS) and a timeout, so a regression fails
+the test instead of taking the machine down.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import pickle
+import signal
+import struct
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.data.prepare.safe_pickle import PickleLimits, PickleReadError, load_pickle
+from metrics.io import files
+from metrics.io.files import atomic_path, remove_stale_temporaries, write_text_atomic
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# -- pickle bombs ------------------------------------------------------------------------------------
+
+
+def _global(module: str, name: str) -> bytes:
+    return b"c" + module.encode() + b"\n" + name.encode() + b"\n"
+
+
+def _shared_levels(levels: int) -> bytes:
+    """Opcodes pushing l_levels, where l_0 = ['x'] and l_(k+1) = [l_k, l_k] (one memo slot, reused):
+    2**levels elements once every shared reference is expanded, from 10 bytes a level."""
+    data = b"(X\x01\x00\x00\x00xlq\x000"
+    for _ in range(levels):
+        data += b"(h\x00h\x00lq\x000"
+    return data + b"h\x00"
+
+
+# name -> (file content, what it asks for)
+BOMBS = {
+    "bytearray": (b"\x80\x02" + _global("builtins", "bytearray") + b"J" + struct.pack("<i", 1 << 30) + b"\x85R.",
+                  "bytearray(2**30): 1 GiB"),
+    "bytes": (b"\x80\x02" + _global("builtins", "bytes") + b"J" + struct.pack("<i", (1 << 31) - 1) + b"\x85R.",
+              "bytes(2**31 - 1): 2 GiB"),
+    "object_array": (b"\x80\x02" + _global("numpy.core.multiarray", "_reconstruct") + _global("numpy", "ndarray")
+                     + b"J" + struct.pack("<i", 1 << 29) + b"\x85C\x01O\x87R.",
+                     "an object array of 2**29 Nones: 4.3 GB"),
+    "array_state": (b"\x80\x02" + _global("numpy.core.multiarray", "_reconstruct") + _global("numpy", "ndarray")
+                    + b"K\x00\x85C\x01b\x87R" + b"(K\x01J" + struct.pack("<i", 1 << 30) + b"\x85"
+                    + _global("numpy", "dtype") + b"X\x02\x00\x00\x00f8\x89\x88\x87R" + b"\x89C\x00tb.",
+                    "an array state of 2**30 float64 with no data"),
+    "shared_str": (b"\x80\x02" + _global("builtins", "str") + _shared_levels(60) + b"\x85R.",
+                   "str() of 2**60 shared elements"),
+    "shared_fit": (b"\x80\x02}X\x09\x00\x00\x00body_pose" + _shared_levels(60) + b"s.",
+                   "a fit whose body_pose expands to 2**60 elements"),
+    "deep": (b"\x80\x02" + b"]" * 100_000 + b"a" * 99_999 + b".", "100000 nested lists"),
+    "cycle": (b"\x80\x02]q\x00h\x00a.", "a list that contains itself"),
+    "bytearray8": (b"\x80\x05\x96" + struct.pack("<Q", 1 << 31) + b".", "a bytearray that claims 2 GiB"),
+    "empty_sets": (b"\x80\x04" + b"\x8f" * 1_000_000 + b".", "a million empty sets: 220 MB from 1 MB"),
+    "tuple_key": (b"\x80\x02}" + _shared_levels(0).replace(b"l", b"t") + b"Ns.",
+                  "a dict keyed by a tuple"),
+}
+
+_BOMB_RUNNER = textwrap.dedent("""
+    import json, resource, sys, time
+    cap = int(sys.argv[1]) << 20
+    resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+    import numpy as np
+    from bench.data.prepare.safe_pickle import PickleReadError, load_pickle
+    from bench.data.prepare.motion import MotionImportError, load_fit
+    out = {}
+    for path in sys.argv[2:]:
+        start = time.perf_counter()
+        try:
+            if path.endswith("shared_fit.pkl"):
+                load_fit(path)
+            else:
+                load_pickle(path)
+            result = "loaded"
+        except (PickleReadError, MotionImportError) as error:
+            result = str(error)
+        except BaseException as error:
+            result = "UNCAUGHT " + type(error).__name__ + ": " + str(error)[:200]
+        out[path] = {"result": result, "seconds": time.perf_counter() - start,
+                     "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    print(json.dumps(out))
+""")
+
+
+def test_pickle_bombs_are_refused_by_name_within_a_memory_cap(tmp_path):
+    paths = []
+    for name, (data, _) in BOMBS.items():
+        paths.append(tmp_path / f"{name}.pkl")
+        paths[-1].write_bytes(data)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-c", _BOMB_RUNNER, "1024", *map(str, paths)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout)
+    for path in paths:
+        entry = report[str(path)]
+        assert entry["result"].startswith(f"{path}: "), (path.name, BOMBS[path.stem][1], entry)
+        assert "refused" in entry["result"] or "cannot read" in entry["result"], entry
+        assert entry["seconds"] < 20, (path.name, entry)
+    # the whole process, numpy included, stayed far below what any bomb asks for
+    assert max(entry["peak_mib"] for entry in report.values()) < 400, report
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_genuine_pickles_load_as_the_standard_unpickler_loads_them(tmp_path, protocol):
+    rng = np.random.default_rng(protocol)
+    obj = {
+        "body_pose": rng.normal(size=(30, 21, 3)), "expression": rng.normal(size=(30, 100)).astype(np.float32),
+        "names": np.array(["a", "bc"]), "record": np.zeros(3, dtype=[("a", "f4"), ("b", "i8")]),
+        "objects": np.array([1, "x", None], dtype=object), "fortran": np.asfortranarray(rng.normal(size=(3, 4))),
+        "scalar": np.float32(2.5), "count": np.int64(7), "big": 2 ** 100, "complex": 1 + 2j,
+        "frames": [{"score": float(i), "box": (1, 2, 3, 4), 5: None} for i in range(50)],
+        "ordered": collections.OrderedDict(b=1, a=2), "set": {1, "x", b"y"}, "frozen": frozenset({2}),
+        "bytes": b"\x00\xff", "bytearray": bytearray(b"ab"), "empty": np.zeros((0, 3)),
+    }
+    path = tmp_path / "fit.pkl"
+    path.write_bytes(pickle.dumps(obj, protocol=protocol))
+    expected = pickle.loads(path.read_bytes())          # the reference: CPython's own unpickler
+    loaded = load_pickle(path)
+    assert loaded.keys() == expected.keys()
+    for key, value in expected.items():
+        assert type(loaded[key]) is type(value), key
+        if isinstance(value, np.ndarray):
+            assert loaded[key].dtype == value.dtype and loaded[key].shape == value.shape, key
+            assert loaded[key].flags.f_contiguous == value.flags.f_contiguous, key
+            np.testing.assert_array_equal(loaded[key], value)
+        else:
+            assert loaded[key] == value, key
+    assert list(loaded["ordered"]) == ["b", "a"]
+
+
+def test_the_budget_is_what_a_file_may_allocate(tmp_path):
+    """bytearray(n) loads up to the budget and is refused one byte over (before it is built)."""
+    budget = 1 << 20
+    path = tmp_path / "sized.pkl"
+    for size, loads in ((budget // 2, True), (budget, False)):
+        path.write_bytes(b"\x80\x02" + _global("builtins", "bytearray") + b"J" + struct.pack("<i", size) + b"\x85R.")
+        if loads:
+            assert load_pickle(path, PickleLimits(budget_bytes=budget)) == bytearray(size)
+        else:
+            with pytest.raises(PickleReadError, match="more than 1 MiB"):
+                load_pickle(path, PickleLimits(budget_bytes=budget))
+
+
+def test_shared_references_within_the_budget_load_and_over_it_are_refused(tmp_path):
+    path = tmp_path / "shared.pkl"
+    path.write_bytes(b"\x80\x02" + _shared_levels(8) + b".")
+    loaded = load_pickle(path)                        # 256 leaves: fine
+    leaves, stack = 0, [loaded]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack += item
+        else:
+            leaves += 1
+    assert leaves == 2 ** 8
+    path.write_bytes(b"\x80\x02" + _shared_levels(30) + b".")
+    with pytest.raises(PickleReadError, match="expands to more than"):
+        load_pickle(path)
+    with pytest.raises(PickleReadError, match="nested more than 5 deep"):
+        load_pickle(path, PickleLimits(max_depth=5))
+
+
+@pytest.mark.parametrize("data", [b"", b"\x80\x02", b"\x80\x02]q\x00(K\x01", b"\x80\x02cos\nsystem\n.", b"garbage"],
+                         ids=["empty", "truncated", "unfinished", "forbidden", "garbage"])
+def test_damaged_pickles_are_refused_by_name(tmp_path, data):
+    path = tmp_path / "bad.pkl"
+    path.write_bytes(data)
+    with pytest.raises(PickleReadError, match=str(path)):
+        load_pickle(path)
