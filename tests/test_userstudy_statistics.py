@@ -232,3 +232,27 @@ def test_pairs_cover_every_pair_once():
     pairs = dunn(data, "points", "method", groups=["e", "d", "c", "b", "a"])
     assert [tuple(p) for p in pairs[["group_a", "group_b"]].to_numpy()] == list(
         itertools.combinations(["e", "d", "c", "b", "a"], 2))
+
+
+def test_missing_values_are_left_out_and_counted_not_turned_into_numbers():
+    # 60 values and 20 rows without a value: the answer is the one on the 60 values (scipy's
+    # nan_policy="omit" and scikit-posthocs >= 0.17 are the references), and the 20 are counted.
+    import scikit_posthocs as sp
+    from scipy import stats as scipy_stats
+
+    from userstudy.nonparametric import dunn, kruskal_wallis
+
+    rng = np.random.default_rng(0)
+    values = pd.DataFrame({"v": rng.integers(1, 4, 60).astype(float), "g": np.repeat(["a", "b", "c"], 20)})
+    values.loc[values["g"] == "a", "v"] += 0.5
+    with_nan = pd.concat([values, pd.DataFrame({"v": np.nan, "g": np.tile(["a", "b"], 10)})], ignore_index=True)
+    result = kruskal_wallis(with_nan, "v", "g")
+    reference = scipy_stats.kruskal(*[with_nan.loc[with_nan["g"] == g, "v"] for g in "abc"], nan_policy="omit")
+    assert (result["n"], result["n_omitted"]) == (60, 20)
+    assert result["H"] == pytest.approx(reference.statistic, rel=1e-12) and result["H"] > 0
+    assert result["p"] == pytest.approx(reference.pvalue, rel=1e-12)
+    pairs = dunn(with_nan, "v", "g")
+    expected = sp.posthoc_dunn(with_nan, val_col="v", group_col="g", p_adjust=None)
+    for row in pairs.itertuples():
+        assert row.p == pytest.approx(expected.loc[row.group_a, row.group_b], rel=1e-9)
+    assert pairs["z"].notna().all()

@@ -188,7 +188,7 @@ def write_analysis(analysis: StudyAnalysis, out_dir: str | Path, source: str = "
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = [
-        write_text_atomic(out / "points.csv", analysis.points.to_csv(float_format="%.4f")),
+        write_text_atomic(out / "points.csv", analysis.points.to_csv()),   # full precision: other tools read it
         write_text_atomic(out / "points.md", points_markdown(analysis)),
         write_text_atomic(out / "kruskal.csv", kruskal_csv(analysis)),
         write_text_atomic(out / "friedman.csv", friedman_csv(analysis)),

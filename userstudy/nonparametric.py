@@ -80,26 +80,33 @@ def _tie_sum(values: np.ndarray) -> float:
     return float(np.sum(counts.astype(float) ** 3 - counts))
 
 
-def kruskal_wallis(data: pd.DataFrame, val_col: str, group_col: str) -> pd.Series:
-    """Kruskal-Wallis H test that all groups come from one distribution.
+def omit_missing(data: pd.DataFrame, val_col: str, group_col: str) -> tuple[pd.DataFrame, int]:
+    """The rows with a value and a group, and how many were left out (as scipy's ``nan_policy="omit"``)."""
+    values = pd.to_numeric(data[val_col], errors="coerce")
+    keep = values.notna() & data[group_col].notna()
+    return data[keep].assign(**{val_col: values[keep].astype(float)}), int((~keep).sum())
 
-    Returns ``H`` (tie-corrected), ``df`` (k - 1), ``p`` (chi-square approximation), ``n``
-    (observations) and ``k``. When every value is the same the statistic is undefined: H and p
-    are NaN (there is nothing to rank).
+
+def kruskal_wallis(data: pd.DataFrame, val_col: str, group_col: str) -> pd.Series:
+    """Kruskal-Wallis H test that all groups come from one distribution (scipy ``stats.kruskal``).
+
+    Rows without a value (NaN) are left out, as scipy's ``nan_policy="omit"`` does, and counted in
+    ``n_omitted``. Returns ``H`` (tie-corrected), ``df`` (k - 1), ``p`` (chi-square approximation),
+    ``n`` (observations used), ``n_omitted`` and ``k``. When every value is the same the statistic
+    is undefined: H and p are NaN (there is nothing to rank).
     """
-    values = data[val_col].to_numpy(dtype=float)
-    n = values.size
-    groups = pd.unique(data[group_col])
+    used, omitted = omit_missing(data, val_col, group_col)
+    groups = pd.unique(used[group_col])
     k = len(groups)
     if k < 2:
-        raise ValueError(f"Kruskal-Wallis needs at least two groups in {group_col!r}, found {k}")
-    ranks = stats.rankdata(values)
-    rank_sums = pd.Series(ranks).groupby(data[group_col].to_numpy()).agg(["sum", "size"])
-    h = 12.0 / (n * (n + 1)) * np.sum(rank_sums["sum"] ** 2 / rank_sums["size"]) - 3.0 * (n + 1)
-    correction = 1.0 - _tie_sum(values) / (n**3 - n)
-    h = h / correction if correction > 0 else np.nan
-    p = stats.chi2.sf(h, k - 1) if np.isfinite(h) else np.nan
-    return pd.Series({"H": h, "df": k - 1, "p": p, "n": n, "k": k})
+        raise ValueError(f"Kruskal-Wallis needs at least two groups with values in {group_col!r}, found {k}")
+    samples = [used.loc[used[group_col] == g, val_col].to_numpy() for g in groups]
+    values = used[val_col].to_numpy()
+    if np.all(values == values[0]):
+        h = p = np.nan       # scipy 1.17 returns NaN with a warning here, older releases raise
+    else:
+        h, p = stats.kruskal(*samples)
+    return pd.Series({"H": float(h), "df": k - 1, "p": float(p), "n": len(values), "n_omitted": omitted, "k": k})
 
 
 def dunn(data: pd.DataFrame, val_col: str, group_col: str, p_adjust: str | None = None,
@@ -109,8 +116,10 @@ def dunn(data: pd.DataFrame, val_col: str, group_col: str, p_adjust: str | None 
     z = (mean rank a - mean rank b) / sqrt((N(N+1)/12 - sum(t^3 - t)/(12(N-1))) (1/n_a + 1/n_b)),
     positive when group a has the larger values. ``p`` is two-sided, 2 P(Z >= |z|) (as
     scikit-posthocs, FSA and PMCMRplus report; R's dunn.test reports the one-sided half), and
-    ``p_adjusted`` is ``p`` adjusted over the k(k-1)/2 pairs with ``p_adjust``.
+    ``p_adjusted`` is ``p`` adjusted over the k(k-1)/2 pairs with ``p_adjust``. Rows without a value
+    (NaN) are left out, as in ``kruskal_wallis``.
     """
+    data, _ = omit_missing(data, val_col, group_col)
     order = _groups(data, group_col, groups)
     values = data[val_col].to_numpy(dtype=float)
     n = values.size
