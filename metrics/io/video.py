@@ -5,8 +5,21 @@ except ``read_video``, the convenience for small files: ``VideoReader`` decodes 
 ``write_video`` encodes frames as they come from any iterable (a generator that renders them,
 for instance).
 
-Frame indices are the order in which the decoder outputs frames (presentation order), counted
-from 0. For the constant-frame-rate files this project writes, frame ``i`` is shown at ``i / fps``.
+Frame indices count the frames a player presents, in presentation order, from 0. Every path here
+agrees on them: ``probe_video``'s count, iteration, ``VideoReader.read``, and ``frame_times`` (the
+presentation time of each). What a player presents is not always every frame the file stores:
+
+- an edit list (mp4/mov; what ``ffmpeg -ss ... -c copy`` writes) may hide frames that are stored
+  only because later frames are predicted from them. FFmpeg's demuxer marks their packets
+  "discard" and the decoder drops them; they are neither counted, nor read, nor timed here (the
+  container's own frame count, ``stream.frames``, includes them, so it is not used);
+- B-frames are stored in decoding order: presentation order is the order of their timestamps;
+- timestamps may start below 0 (MPEG-TS, a stream copied from the middle of a recording): those
+  frames are shown, and their times stay on the container's clock (negative);
+- a variable-frame-rate recording (a phone's) has no frame at ``i / fps``: ``frame_times`` gives
+  each frame's own time, and ``fps`` is only the container's average rate.
+
+For the constant-frame-rate files this project writes, frame ``i`` is shown at ``i / fps``.
 
 About the audio track (AAC): the encoder works on frames of 1024 samples and adds "priming"
 samples at the start. The mp4 muxer records both in an edit list and the track's duration, so
@@ -95,20 +108,55 @@ def _frame_rate(stream: av.video.stream.VideoStream, path: Path) -> Fraction:
     raise ValueError(f"{path}: the video stream records no frame rate")
 
 
-def _count_video_packets(container: av.container.InputContainer,
-                         stream: av.video.stream.VideoStream) -> int:
-    # Demuxing only: each non-empty packet of a video stream holds one frame. The final packet
-    # PyAV yields per stream is an empty flush packet, hence the size test.
-    return sum(1 for packet in container.demux(stream) if packet.size > 0)
+@dataclass(frozen=True)
+class _PacketTable:
+    """What one demuxing pass (no decoding) says about the frames a player presents.
 
-
-def probe_video(path: str | os.PathLike) -> VideoInfo:
-    """Frame rate, frame count, size and audio track of a video, without decoding it.
-
-    The frame count is the container's (``stream.frames``) when it records one, else the
-    number of video packets, found by demuxing the file (still no decoding).
+    ``count`` is the number of presented frames: the video packets that hold a frame and that the
+    container does not mark "discard" (an edit list hides those). ``frame_pts`` are their
+    presentation timestamps, sorted (presentation order), or None when some packet lacks one or
+    two share one (a timestamp then names no single frame). ``keyframes`` are the (pts, dts) of all
+    keyframe packets, hidden ones included (decoding starts there), sorted by pts; ``hidden_pts``
+    the timestamps of the hidden packets.
     """
-    path = Path(path)
+
+    count: int
+    time_base: Fraction | None
+    frame_pts: list[int] | None
+    keyframes: list[tuple[int, int]]
+    hidden_pts: frozenset[int]
+
+
+def _scan_packets(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
+                  path: Path) -> _PacketTable:
+    """Demux (without decoding) every packet of ``stream``: see ``_PacketTable``."""
+    count, presented, keyframes, hidden = 0, [], [], set()
+    timestamps_complete = True
+    try:
+        for packet in container.demux(stream):
+            if packet.size == 0:
+                continue  # the empty packet PyAV yields at the end of each stream, to flush the decoder
+            pts, dts = packet.pts, packet.dts
+            if pts is None or dts is None:
+                timestamps_complete = False
+            elif packet.is_keyframe:
+                keyframes.append((pts, dts))
+            if packet.is_discard:
+                if pts is not None:
+                    hidden.add(pts)
+                continue
+            count += 1
+            presented.append(pts)
+    except av.FFmpegError as error:
+        raise ValueError(f"{path}: cannot read video packets: {error}") from error
+    frame_pts = None
+    if timestamps_complete and len(set(presented)) == len(presented):
+        frame_pts = sorted(presented)
+    time_base = Fraction(stream.time_base) if stream.time_base else None
+    return _PacketTable(count, time_base, frame_pts, sorted(keyframes), frozenset(hidden))
+
+
+def _probe(path: Path) -> tuple[VideoInfo, _PacketTable]:
     container = _open_input(path)
     try:
         stream = _video_stream(container, path)
@@ -117,15 +165,46 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
         audio_streams = container.streams.audio
         audio_sample_rate = audio_streams[0].sample_rate if audio_streams else None
         decoding = _decoding_properties(stream, audio_streams[0] if audio_streams else None)
-        try:
-            num_frames = stream.frames if stream.frames > 0 else _count_video_packets(container, stream)
-        except av.FFmpegError as error:
-            raise ValueError(f"{path}: cannot read video packets: {error}") from error
+        table = _scan_packets(container, stream, path)
     finally:
         container.close()
-    return VideoInfo(path=path, fps=float(fps), num_frames=int(num_frames), width=int(width),
+    num_frames = table.count
+    info = VideoInfo(path=path, fps=float(fps), num_frames=int(num_frames), width=int(width),
                      height=int(height), duration=float(num_frames / fps), has_audio=bool(audio_streams),
                      audio_sample_rate=int(audio_sample_rate) if audio_sample_rate else None, **decoding)
+    return info, table
+
+
+def probe_video(path: str | os.PathLike) -> VideoInfo:
+    """Frame rate, frame count, size and audio track of a video, without decoding it.
+
+    ``num_frames`` is the number of frames a player presents, counted by demuxing the file (no
+    decoding): the packets of the video stream, less those an edit list hides (see the module
+    docstring). ``fps`` is the container's average rate (for a variable-rate file, only that:
+    ``frame_times`` has each frame's time). Raises ``FileNotFoundError`` or ``ValueError`` naming
+    the file.
+    """
+    return _probe(Path(path))[0]
+
+
+def frame_times(path: str | os.PathLike) -> np.ndarray:
+    """Presentation time in seconds of every frame a player presents, in order: shape (num_frames,).
+
+    Read from the packets' timestamps (no decoding), on the container's clock: the first frame
+    is not necessarily at 0 (an MPEG-TS or a copied stream may start at any time, below 0
+    included), and the audio track's times (``read_video_audio_timed``) are on the same clock.
+    A stream whose packets lack timestamps (or repeat one) gets evenly spaced times from 0 at its
+    average rate.
+    """
+    path = Path(path)
+    info, table = _probe(path)
+    return _times_of(table, info)
+
+
+def _times_of(table: _PacketTable, info: VideoInfo) -> np.ndarray:
+    if table.frame_pts is None or table.time_base is None:
+        return np.arange(table.count, dtype=np.float64) / info.fps
+    return np.asarray(table.frame_pts, dtype=np.float64) * float(table.time_base)
 
 
 def _decoding_properties(stream: av.video.stream.VideoStream, audio: av.audio.stream.AudioStream | None) -> dict:
@@ -157,33 +236,6 @@ def display_rotation(path: str | os.PathLike) -> int:
     return (int(round(degrees / 90.0)) * 90) % 360
 
 
-@dataclass(frozen=True)
-class _PacketTable:
-    """Presentation timestamps of all frames in order, and those of the keyframes (for seeking)."""
-
-    frame_pts: list[int]                 # sorted: frame index -> pts
-    keyframes: list[tuple[int, int]]     # (pts, dts) of each keyframe packet, sorted by pts
-
-
-def _packet_table(container: av.container.InputContainer,
-                  stream: av.video.stream.VideoStream) -> _PacketTable | None:
-    """The timestamps of every video packet (demux only), or None when some packet lacks them."""
-    frame_pts, keyframes = [], []
-    for packet in container.demux(stream):
-        if packet.size == 0:
-            continue
-        if packet.pts is None or packet.dts is None:
-            return None
-        frame_pts.append(packet.pts)
-        if packet.is_keyframe:
-            keyframes.append((packet.pts, packet.dts))
-    if len(set(frame_pts)) != len(frame_pts):
-        return None  # repeated timestamps: a timestamp no longer names one frame
-    frame_pts.sort()
-    keyframes.sort()
-    return _PacketTable(frame_pts, keyframes)
-
-
 def _to_rgb(frame: av.VideoFrame) -> np.ndarray:
     return frame.to_ndarray(format="rgb24")
 
@@ -196,16 +248,20 @@ class VideoReader:
                 ...
             window = video.read(40, 56)    # frames 40..55 as (16, H, W, 3)
 
-    Each iteration or ``read`` opens its own decoder, so several may be in progress at once;
-    ``close`` (or leaving the ``with`` block) closes those still open.
+    Frame ``i`` is the ``i``-th frame a player presents, whichever path reads it (see the module
+    docstring: edit lists, B-frames, negative timestamps, variable rates). Each iteration or
+    ``read`` opens its own decoder, so several may be in progress at once; ``close`` (or leaving
+    the ``with`` block) closes those still open.
     """
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
-        self.info = probe_video(self.path)
+        self.info, self._table = _probe(self.path)
         self._containers: set[av.container.InputContainer] = set()
-        self._table: _PacketTable | None = None
-        self._table_known = False
+
+    def frame_times(self) -> np.ndarray:
+        """Presentation time in seconds of each frame, shape (num_frames,): see ``frame_times``."""
+        return _times_of(self._table, self.info)
 
     def __enter__(self) -> VideoReader:
         return self
@@ -263,28 +319,24 @@ class VideoReader:
         PyAV crashes the interpreter (segmentation fault) when a decode iterator is resumed
         after its container was closed, so this is checked before every step.
         """
+        hidden = self._table.hidden_pts
         while True:
             if container not in self._containers:
                 raise ValueError(f"{self.path}: the VideoReader was closed during an iteration")
-            frame = next(decoded, None)
+            try:
+                frame = next(decoded, None)
+            except av.FFmpegError as error:
+                raise ValueError(f"{self.path}: cannot decode the video: {error}") from error
             if frame is None:
                 return
+            if frame.pts is not None and frame.pts in hidden:
+                continue  # a frame the edit list hides, should a decoder output it anyway
             yield frame
 
     def _release(self, container: av.container.InputContainer) -> None:
         if container in self._containers:
             self._containers.discard(container)
             container.close()
-
-    def _timestamps(self) -> _PacketTable | None:
-        if not self._table_known:
-            container = self._open()
-            try:
-                self._table = _packet_table(container, _video_stream(container, self.path))
-            finally:
-                self._release(container)
-            self._table_known = True
-        return self._table
 
     def _frames_from(self, start: int) -> Iterator[np.ndarray]:
         if start > 0:
@@ -307,12 +359,14 @@ class VideoReader:
     def _frames_after_seek(self, start: int) -> Iterator[np.ndarray] | None:
         """Frames from ``start`` by seeking to the keyframe before it, or None when that is unsafe.
 
-        The frame index of a decoded frame is the rank of its timestamp among all packets' (from
-        one demux pass), so it stays exact whatever the frame rate. The first frame after the
-        seek is checked; on any doubt the caller decodes from the beginning instead.
+        The frame index of a decoded frame is the rank of its timestamp among the presented
+        packets' (from the demux pass of ``_probe``), so it stays exact whatever the frame rate.
+        Seeking may land on a keyframe an edit list hides (the decoder drops it and the frames
+        after it that are hidden too). The first frame after the seek is checked; on any doubt the
+        caller decodes from the beginning instead.
         """
-        table = self._timestamps()
-        if table is None or start >= len(table.frame_pts):
+        table = self._table
+        if table.frame_pts is None or start >= len(table.frame_pts):
             return None
         target_pts = table.frame_pts[start]
         earlier = [dts for pts, dts in table.keyframes if pts <= target_pts]
@@ -326,7 +380,7 @@ class VideoReader:
             # Seek by the keyframe's decode timestamp: at or before it whichever timestamp the
             # demuxer compares, so the landing keyframe is never after the wanted frame.
             container.seek(earlier[-1], stream=stream, backward=True, any_frame=False)
-            decoded = container.decode(stream)
+            decoded = self._guarded(container, container.decode(stream))
             first = next(decoded, None)
         except BaseException:
             self._release(container)
@@ -334,7 +388,7 @@ class VideoReader:
         if first is None or first.pts not in index_of or index_of[first.pts] > start:
             self._release(container)
             return None
-        frames = itertools.chain([first], self._guarded(container, decoded))
+        frames = itertools.chain([first], decoded)
         return self._frames_indexed(container, frames, index_of, start)
 
     def _frames_indexed(self, container: av.container.InputContainer, decoded: Iterator[av.VideoFrame],
@@ -366,11 +420,28 @@ def read_video(path: str | os.PathLike) -> np.ndarray:
     return np.stack(frames)
 
 
-def read_video_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """The audio track of a video as float32 mono at ``sample_rate`` Hz.
+@dataclass(frozen=True)
+class VideoAudio:
+    """A video's audio track as decoded: float32 mono ``samples`` (n,) at ``sample_rate`` Hz, the
+    first of them presented at ``start`` seconds on the container's clock (the clock of
+    ``frame_times``: sample ``k`` plays with the frame shown at ``start + k / sample_rate``)."""
 
-    The decoded signal is cut to the duration the container records for the track (which drops
-    the padding of the last AAC frame); see the module docstring about AAC durations.
+    samples: np.ndarray
+    sample_rate: int
+    start: float
+
+
+def read_video_audio_timed(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> VideoAudio:
+    """The audio track of a video as float32 mono at ``sample_rate`` Hz, with the time of its first
+    sample (``VideoAudio``).
+
+    What is decoded is what a player plays: an edit list's hidden samples (the AAC encoder's
+    priming, or the cut-off head of a stream copy) are dropped by the decoder, and ``start`` is
+    the timestamp of the first sample it outputs (not the container's start time, which may
+    count hidden samples). The signal is cut to the duration the container records for the
+    track (which drops the padding of the last AAC frame); see the module docstring about AAC
+    durations. Raises ``ValueError`` naming the file when it has no audio track or the track
+    cannot be decoded.
     """
     path = Path(path)
     container = _open_input(path)
@@ -379,9 +450,11 @@ def read_video_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) ->
             raise ValueError(f"{path}: no audio track")
         stream = container.streams.audio[0]
         resampler = av.AudioResampler(format="fltp", layout="mono", rate=sample_rate)
-        pieces = []
+        pieces, start = [], None
         try:
             for frame in container.decode(stream):
+                if start is None:
+                    start = _audio_frame_time(frame, stream)
                 pieces.extend(out.to_ndarray()[0] for out in resampler.resample(frame))
             pieces.extend(out.to_ndarray()[0] for out in resampler.resample(None))
         except av.FFmpegError as error:
@@ -393,7 +466,25 @@ def read_video_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) ->
     samples = np.concatenate(pieces).astype(np.float32) if pieces else np.zeros(0, np.float32)
     if recorded_seconds is not None:
         samples = samples[:int(round(recorded_seconds * sample_rate))]
-    return samples
+    return VideoAudio(samples, int(sample_rate), 0.0 if start is None else start)
+
+
+def _audio_frame_time(frame: av.AudioFrame, stream: av.audio.stream.AudioStream) -> float:
+    """Seconds of a decoded audio frame's first sample; the stream's start time when it has none."""
+    time_base = frame.time_base or stream.time_base
+    if frame.pts is not None and time_base:
+        return float(frame.pts * time_base)
+    if stream.start_time is not None and stream.time_base:
+        return float(stream.start_time * stream.time_base)
+    return 0.0
+
+
+def read_video_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """The audio track of a video as float32 mono at ``sample_rate`` Hz: shape (n,).
+
+    The samples of ``read_video_audio_timed`` (which also says when the first one plays).
+    """
+    return read_video_audio_timed(path, sample_rate).samples
 
 
 # -- writing ---------------------------------------------------------------------------------------

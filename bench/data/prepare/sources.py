@@ -22,12 +22,13 @@ from typing import Any
 import av
 import numpy as np
 from scenedetect import ContentDetector, SceneManager
-from scenedetect.backends.pyav import VideoStreamAv
 
 from bench.data.prepare.faces import Face, FaceDetector, sample_frame_indices
+from bench.data.prepare.scene_stream import PresentedFrames
 from metrics.io.audio import SAMPLE_RATE, write_wav
 from metrics.io.files import write_json_atomic
-from metrics.io.video import VideoReader, display_rotation, probe_video, read_video_audio, write_video
+from metrics.io.video import (VideoReader, display_rotation, frame_times, probe_video, read_video_audio_timed,
+                              write_video)
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
 # Candidate clips are intermediate files at the source's resolution, encoded again when cropped:
@@ -109,37 +110,33 @@ def settings_digest(settings: dict[str, Any]) -> str:
 
 
 def detect_cuts(path: Path, fps: float, settings: SceneSettings) -> list[int]:
-    """Source frame indices where PySceneDetect's ``ContentDetector`` starts a new scene (0 excluded)."""
+    """Source frame indices where PySceneDetect's ``ContentDetector`` starts a new scene (0 excluded).
+
+    An index counts the frames a player presents (``metrics.io.video``'s indices): PySceneDetect is
+    fed those frames by position (``PresentedFrames``), since its own backend numbers frames by
+    time x nominal rate, which on a variable-rate or edit-listed file is not their position.
+    """
     min_len = max(1, int(round(settings.min_scene_seconds * fps)))
-    # suppress_output keeps ffmpeg's own logging off (PySceneDetect's detect() turns it on, and the
-    # encoder then prints its statistics for every clip); single-threaded decoding is what PyAV
-    # asks for with that setting.
-    video = VideoStreamAv(str(path), threading_mode="NONE", suppress_output=True)
-    manager = SceneManager()
-    manager.add_detector(ContentDetector(threshold=settings.threshold, min_scene_len=min_len))
-    manager.detect_scenes(video=video)
+    video = PresentedFrames(path, fps)
+    try:
+        manager = SceneManager()
+        manager.add_detector(ContentDetector(threshold=settings.threshold, min_scene_len=min_len))
+        manager.detect_scenes(video=video)
+    finally:
+        video.close()
     return sorted({int(start.frame_num) for start, _ in manager.get_scene_list()} - {0})
 
 
 def read_frame_times(path: Path) -> np.ndarray:
-    """Presentation time in seconds of every frame of the first video stream, in display order.
+    """Presentation time in seconds of every frame a player presents, in order: shape (F,).
 
-    Read from the packets (no decoding). A stream whose packets lack timestamps gets evenly spaced
-    times at its average rate.
+    ``metrics.io.video.frame_times`` (from the packets, no decoding; frames an edit list hides are
+    not there); ``ValueError`` when the video has no frame.
     """
-    container = av.open(str(path))
-    try:
-        stream = container.streams.video[0]
-        pts = [packet.pts for packet in container.demux(stream) if packet.size > 0]
-        rate = stream.average_rate or stream.guessed_rate
-        time_base = stream.time_base
-    finally:
-        container.close()
-    if not pts:
-        raise ValueError("no video frames")
-    if any(value is None for value in pts) or time_base is None:
-        return np.arange(len(pts)) / float(rate)
-    return np.sort(np.asarray(pts, dtype=np.float64)) * float(time_base)
+    times = frame_times(path)
+    if len(times) == 0:
+        raise ValueError(f"{path}: no video frames")
+    return times
 
 
 def upright_frames(frames: Iterator[np.ndarray], rotation: int) -> Iterator[np.ndarray]:
@@ -150,15 +147,9 @@ def upright_frames(frames: Iterator[np.ndarray], rotation: int) -> Iterator[np.n
 
 
 def audio_start_time(path: Path) -> float:
-    """Presentation time in seconds of the first audio sample (0 when the container does not say)."""
-    container = av.open(str(path))
-    try:
-        stream = container.streams.audio[0]
-        if stream.start_time is None or stream.time_base is None:
-            return 0.0
-        return float(stream.start_time * stream.time_base)
-    finally:
-        container.close()
+    """Presentation time in seconds of the first audio sample a player plays, on the clock of
+    ``read_frame_times`` (``metrics.io.video.read_video_audio_timed``)."""
+    return read_video_audio_timed(path, SAMPLE_RATE).start
 
 
 @dataclass(frozen=True)
@@ -315,13 +306,14 @@ def measure_source(source: Path, name: str, workspace: Workspace, detector: Face
         info = probe_video(source)
         if info.num_frames <= 0:
             raise ValueError("no video frames")
-        audio = read_video_audio(source, SAMPLE_RATE)
+        track = read_video_audio_timed(source, SAMPLE_RATE)
+        audio = track.samples
         if audio.size == 0:
             raise ValueError("the audio track is empty")
         times = read_frame_times(source)
         rotation = display_rotation(source)
         timeline = make_timeline(times, fps or info.fps)
-        audio_offset = timeline.start - audio_start_time(source)
+        audio_offset = timeline.start - track.start
         scenes = detect_scenes(source, timeline, scene_settings, info.fps)
     except (*DECODE_ERRORS, FileNotFoundError) as error:
         state.update(status="unreadable", error=str(error).replace(str(source), source.name))
