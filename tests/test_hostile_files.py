@@ -182,3 +182,92 @@ def test_damaged_pickles_are_refused_by_name(tmp_path, data):
     path.write_bytes(data)
     with pytest.raises(PickleReadError, match=str(path)):
         load_pickle(path)
+
+
+# -- leftovers of killed writers -----------------------------------------------------------------------
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def _age(path: Path, seconds: float) -> None:
+    then = time.time() - seconds
+    os.utime(path, (then, then))
+
+
+def test_a_write_removes_the_leftovers_of_dead_writers_and_keeps_live_ones(tmp_path):
+    host = files._HOST
+    dead, live = _dead_pid(), os.getppid()
+    leftovers = {
+        f".clip.mp4.tmp-{host}-{dead}-0123abcd.mp4": False,            # dead writer on this host
+        f".clip.mp4.tmp-{host}-{live}-0123abcd.mp4": True,             # live writer: never touched
+        ".clip.mp4.tmp-89abcdef.mp4": True,                             # older form, recent
+        ".old.wav.tmp-89abcdef.wav": False,                             # older form, 7 h old
+        f".clip.mp4.tmp-ffffffff-{dead}-0123abcd.mp4": True,           # another host, recent
+        f".clip.npz.tmp-ffffffff-{live}-0123abcd.npz": False,          # another host, 7 h old
+        f".model.tmp-{host}-{dead}-0123abcd": False,                   # a dead writer's folder
+        f".model.old-{host}-{dead}-0123abcd": False,                   # retired after its replacement
+        f".gone.old-{host}-{dead}-0123abcd": True,                     # the only copy of "gone"
+        ".notes.tmp-0123abcd.txt": True,                                # not a name files.py makes
+        "clip.mp4.tmp-0123abcd.mp4": True,                              # not hidden: not ours
+    }
+    for name in leftovers:
+        path = tmp_path / name
+        if "model" in name or "gone" in name:
+            (path / "sub").mkdir(parents=True)
+            (path / "sub" / "weights.bin").write_bytes(b"x")
+        else:
+            path.write_bytes(b"partial")
+    (tmp_path / "model").mkdir()
+    for name in (".old.wav.tmp-89abcdef.wav", f".clip.npz.tmp-ffffffff-{live}-0123abcd.npz",
+                 ".notes.tmp-0123abcd.txt"):
+        _age(tmp_path / name, 7 * 3600)
+    write_text_atomic(tmp_path / "manifest.jsonl", "{}\n")
+    remaining = {path.name for path in tmp_path.iterdir()}
+    assert remaining == {name for name, kept in leftovers.items() if kept} | {"model", "manifest.jsonl"}
+
+
+def test_a_live_writers_folder_on_another_host_is_kept_while_files_inside_change(tmp_path):
+    folder = tmp_path / ".model.tmp-ffffffff-1-0123abcd"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "sub" / "weights.bin").write_bytes(b"x")
+    _age(folder, 7 * 3600)
+    _age(folder / "sub", 7 * 3600)                # only the file deep inside is recent
+    assert remove_stale_temporaries(tmp_path) == []
+    _age(folder / "sub" / "weights.bin", 7 * 3600)
+    assert remove_stale_temporaries(tmp_path) == [folder]
+
+
+_KILLED_WRITER = textwrap.dedent("""
+    import sys, time
+    from metrics.io.files import atomic_path
+    with atomic_path(sys.argv[1]) as temporary:
+        temporary.write_bytes(b"half a video")
+        print(temporary.name, flush=True)
+        time.sleep(60)
+""")
+
+
+def test_a_writer_killed_with_sigkill_is_cleaned_up_by_the_next_write_not_while_it_runs(tmp_path):
+    target = tmp_path / "clips" / "clip.mp4"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    writer = subprocess.Popen([sys.executable, "-c", _KILLED_WRITER, str(target)], stdout=subprocess.PIPE,
+                              text=True, env=env)
+    try:
+        leftover = target.parent / writer.stdout.readline().strip()
+        assert leftover.is_file()
+        # while it runs, another process writing the same folder leaves its file alone
+        subprocess.run([sys.executable, "-c", "import sys; from metrics.io.files import write_text_atomic; "
+                        "write_text_atomic(sys.argv[1], 'x')", str(target.parent / "other.txt")],
+                       env=env, check=True, timeout=60)
+        assert leftover.is_file()
+    finally:
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+    assert leftover.is_file() and not target.exists()
+    with atomic_path(target) as temporary:
+        temporary.write_bytes(b"a whole video")
+    assert sorted(path.name for path in target.parent.iterdir()) == ["clip.mp4", "other.txt"]

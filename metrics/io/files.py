@@ -6,6 +6,14 @@ onto the final name only once the writing succeeded. An interrupted run therefor
 truncated video, wav or npz that a later run would take for a finished one. Model folders do the
 same with ``atomic_folder`` / ``replace_folder``.
 
+A writer killed with ``kill -9`` (or a power cut) cannot remove its temporary file, so the helpers
+clean up after dead writers instead: the first time a process writes into a folder, it removes the
+leftovers there (``remove_stale_temporaries``). A temporary name says which writer made it
+(``.clip.mp4.tmp-<host>-<pid>-<token>.mp4``: a hash of the host name and the process id), so a
+leftover is removed when its writer's process no longer runs on this host, and a file from another
+host (a shared file system) or of the older unnamed form only once untouched for
+``STALE_SECONDS``. A live writer's file is never removed, whichever process writes next.
+
 ``file_sha256`` is the one hash of a file's bytes (cache keys, weight ids).
 """
 
@@ -14,8 +22,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
+import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,12 +35,108 @@ from typing import Any
 import numpy as np
 
 
+# A leftover whose writer is not known to be dead (another host, the older form) is removed only
+# once untouched this long: longer than any single write of the project stays silent.
+STALE_SECONDS = 6 * 3600
+
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+# .<name>.<tmp|old>-[<host>-<pid>-]<token><suffix>; the older form has no host and pid.
+_TEMPORARY_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<tag>tmp|old)-(?:(?P<host>[0-9a-f]{8})-(?P<pid>[0-9]+)-)?"
+                             r"(?P<token>[0-9a-f]{8})(?P<suffix>(?:\.[^./]*)?)$")
+_cleaned_folders: set[str] = set()
+
+
+def _writer_token() -> str:
+    """``<host>-<pid>-<random>``: who writes the temporary file, and a random part so names never clash."""
+    return f"{_HOST}-{os.getpid()}-{secrets.token_hex(4)}"
+
+
 def temporary_sibling(path: Path) -> Path:
-    """A fresh hidden name next to ``path`` that keeps its suffix: ``clip.mp4`` -> ``.clip.mp4.tmp-ab12cd34.mp4``.
+    """A fresh hidden name next to ``path`` that keeps its suffix: ``clip.mp4`` ->
+    ``.clip.mp4.tmp-<host>-<pid>-ab12cd34.mp4``.
 
     The suffix is kept because some writers (PyAV, soundfile, numpy) choose the format from it.
     """
-    return path.with_name(f".{path.name}.tmp-{secrets.token_hex(4)}{path.suffix}")
+    return path.with_name(f".{path.name}.tmp-{_writer_token()}{path.suffix}")
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True        # it exists (another user's), or the check is impossible: assume alive
+    return True
+
+
+def _is_stale(entry: os.DirEntry, match: re.Match, now: float) -> bool:
+    """Whether the leftover ``entry`` belongs to no live writer (see the module doc)."""
+    suffix = match["suffix"]
+    if match["tag"] == "tmp" and suffix and not match["name"].endswith(suffix):
+        return False       # not a name this module makes (the suffix repeats the final name's)
+    if match["tag"] == "old" and (suffix or not os.path.lexists(os.path.join(os.path.dirname(entry.path),
+                                                                           match["name"]))):
+        # A retired folder whose replacement is missing is the only copy left (a crash between
+        # replace_folder's two renames): keep it for the user to recover.
+        return False
+    if match["host"] == _HOST and match["pid"] is not None and int(match["pid"]) > 0:
+        return not _process_alive(int(match["pid"]))
+    return now - _last_modified(entry) > STALE_SECONDS
+
+
+def _last_modified(entry: os.DirEntry) -> float:
+    """The newest modification time of a file, or of a folder and everything in it (a writer on
+    another host may be rewriting files deep inside a temporary folder)."""
+    try:
+        newest = entry.stat(follow_symlinks=False).st_mtime
+        if entry.is_dir(follow_symlinks=False):
+            for root, folders, files in os.walk(entry.path):
+                for name in folders + files:
+                    try:
+                        newest = max(newest, os.lstat(os.path.join(root, name)).st_mtime)
+                    except FileNotFoundError:
+                        continue
+    except FileNotFoundError:
+        return float("inf")   # gone already: nothing to remove
+    return newest
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, once: bool = False) -> list[Path]:
+    """Remove the temporary files and folders in ``folder`` left by writers that died; return them.
+
+    Only names this module makes (``.<name>.tmp-...``, ``.<name>.old-...``) are considered, and a
+    live writer's file is kept (see the module doc). With ``once``, a folder already cleaned by this
+    process is not scanned again (the writers call it so, before every write).
+    """
+    folder = Path(folder)
+    key = os.path.abspath(folder)
+    if once and key in _cleaned_folders:
+        return []
+    _cleaned_folders.add(key)
+    removed = []
+    now = time.time()
+    try:
+        entries = list(os.scandir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    for entry in entries:
+        match = _TEMPORARY_NAME.match(entry.name)
+        if match is None or not _is_stale(entry, match, now):
+            continue
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+        except FileNotFoundError:
+            continue       # another process cleaned it first
+        except OSError:
+            continue       # not ours to force (permissions): leave it
+        removed.append(Path(entry.path))
+    return removed
 
 
 def _remove_if_present(path: Path) -> None:
@@ -43,10 +150,13 @@ def _remove_if_present(path: Path) -> None:
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path to write to; on success it replaces ``path``, on error it is removed.
 
-    Parent directories of ``path`` are created. The exception of a failed write propagates.
+    Parent directories of ``path`` are created, and the first write of this process into a folder
+    removes the leftovers of dead writers there (``remove_stale_temporaries``). The exception of a
+    failed write propagates.
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(final.parent, once=True)
     temporary = temporary_sibling(final)
     try:
         yield temporary
@@ -107,8 +217,9 @@ def update_digest_from_file(digest: Any, path: str | os.PathLike, chunk_size: in
 
 
 def temporary_folder_sibling(path: Path, tag: str = "tmp") -> Path:
-    """A fresh hidden folder name next to ``path``: ``model`` -> ``.model.tmp-ab12cd34``."""
-    return path.with_name(f".{path.name}.{tag}-{secrets.token_hex(4)}")
+    """A fresh hidden folder name next to ``path``: ``model`` -> ``.model.tmp-<host>-<pid>-ab12cd34``
+    (``tag`` is ``tmp`` or ``old``)."""
+    return path.with_name(f".{path.name}.{tag}-{_writer_token()}")
 
 
 def replace_folder(temporary: str | os.PathLike, target: str | os.PathLike) -> Path:
@@ -146,10 +257,12 @@ def atomic_folder(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a fresh, empty, hidden sibling folder to write a model folder into; on success it replaces ``target``.
 
     The parent of ``target`` is created. On an exception (KeyboardInterrupt included) the temporary
-    folder is removed and ``target`` is untouched. Replacing follows ``replace_folder``.
+    folder is removed and ``target`` is untouched. Replacing follows ``replace_folder``. Leftovers of
+    dead writers in the parent are removed first, as by ``atomic_path``.
     """
     final = Path(target)
     final.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(final.parent, once=True)
     temporary = temporary_folder_sibling(final)
     try:
         temporary.mkdir()
@@ -168,13 +281,18 @@ def link_or_copy(source: str | os.PathLike, target: str | os.PathLike, symbolic:
     """
     source, target = Path(source), Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(target.parent, once=True)
     temporary = temporary_sibling(target)
     try:
-        if symbolic:
-            os.symlink(source.resolve(), temporary)
-        else:
-            os.link(source, temporary)
-    except OSError:
-        shutil.copyfile(source, temporary)
-    os.replace(temporary, target)
+        try:
+            if symbolic:
+                os.symlink(source.resolve(), temporary)
+            else:
+                os.link(source, temporary)
+        except OSError:
+            shutil.copyfile(source, temporary)
+        os.replace(temporary, target)
+    except BaseException:
+        _remove_if_present(temporary)
+        raise
     return target
