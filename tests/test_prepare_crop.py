@@ -9,10 +9,12 @@ from bench.data.prepare.crop import (
     Box,
     crop_frame,
     crop_keypoints,
+    padding,
     person_box_from_faces,
     person_box_from_keypoints,
     person_box_from_masks,
     square_crop_box,
+    upscale_factor,
 )
 
 W, H = 1280, 720
@@ -196,17 +198,30 @@ def test_square_box_near_the_left_edge_is_shifted_not_shrunk():
     assert bottom.y1 == H and bottom.width == round(410 * 1.1)
 
 
-def test_wide_person_overflows_vertically_and_crop_pads_those_rows():
+def test_wide_person_overflows_vertically_only_by_what_the_person_needs():
     person = Box(265, 200, 1015, 500)  # 750 wide: grown by 10% each side -> 900 > 720
     box = square_crop_box(person, W, H, margin=0.1)
-    assert box.width == box.height == 900
-    assert box.x0 == 190 and box.centre == (640.0, 350.0)  # stays centred on the person vertically
-    assert box.y0 == -100 and box.y1 == 800
+    # the margins give way; the person's own width (750) stays, 30 rows padded in all
+    assert box.width == box.height == 750
+    assert box.x0 == 265 and box.x1 == 1015
+    assert box.y0 == -25 and box.y1 == 725       # centred on the person (y = 350), covering the frame
+    assert padding(box, W, H) == (0, 25, 0, 5)
     frame = coordinate_frame()
-    crop = crop_frame(frame, box, size=900, pad_value=17)
-    assert crop.shape == (900, 900, 3) and crop.dtype == np.uint8
-    assert np.all(crop[:100] == 17) and np.all(crop[820:] == 17)
-    np.testing.assert_array_equal(crop[100:820], frame[:, 190:1090])
+    crop = crop_frame(frame, box, size=750, pad_value=17)
+    assert crop.shape == (750, 750, 3) and crop.dtype == np.uint8
+    assert np.all(crop[:25] == 17) and np.all(crop[745:] == 17)
+    np.testing.assert_array_equal(crop[25:745], frame[:, 265:1015])
+
+
+def test_a_talking_head_filling_a_small_frame_is_cropped_inside_it():
+    # carphone (176 x 144): the face fallback box spans the frame's height; with margins it would
+    # be a 158-pixel square reaching outside on every side (the old [-9, -23, 182, 168] was this).
+    person = person_box_from_faces([Box(53, 37, 100, 97)], 176, 144)
+    assert (person.y0, person.y1) == (1.0, 144.0)
+    box = square_crop_box(person, 176, 144)
+    assert box.width == 144 and padding(box, 176, 144) == (0, 0, 0, 0)
+    assert box.x0 <= 53 and 100 <= box.x1                 # the face stays in the crop
+    assert upscale_factor(box, 512) == pytest.approx(512 / 144)
 
 
 def test_square_box_is_whole_pixels_deterministic_and_covers_the_grown_box():
@@ -219,13 +234,15 @@ def test_square_box_is_whole_pixels_deterministic_and_covers_the_grown_box():
         assert all(float(v).is_integer() for v in box.to_list())
         side = box.width
         assert side == box.height
-        assert side >= max(person.width, person.height) * 1.1 - 0.5
-        for start, end, centre, extent in ((box.x0, box.x1, person.centre[0], W),
-                                           (box.y0, box.y1, person.centre[1], H)):
+        own, grown = max(person.width, person.height), max(person.width, person.height) * 1.1
+        # the margins are kept where the frame allows, the person always
+        assert side >= min(grown - 0.5, max(H, own)) and side >= own
+        assert side <= max(grown + 0.5, own + 1)
+        for start, end, extent in ((box.x0, box.x1, W), (box.y0, box.y1, H)):
             if side <= extent:
                 assert 0 <= start and end <= extent
-            else:
-                assert abs((start + end) / 2 - centre) <= 0.5
+            else:                                  # covers the frame, outside only by what it must
+                assert start <= 0 and end >= extent and end - start == side
     # the box never depends on the frame's content: two different videos get the same grid
     person = Box(400.3, 120.7, 611.9, 655.2)
     box = square_crop_box(person, W, H)

@@ -101,8 +101,12 @@ def prepare_command(args: argparse.Namespace) -> int:
     dropped = ", ".join(f"{stage} {count}" for stage, count in sorted(summary.dropped.items())) or "none"
     print(f"{summary.identity}: {summary.sources} source(s) ({len(summary.unreadable)} unreadable or damaged), "
           f"{summary.scenes} scene(s), {summary.kept} kept, dropped: {dropped}")
-    print(f"  in the manifest: {summary.in_manifest} clip(s); waiting for motion: {len(summary.awaiting_motion)}"
-          f" ({time.perf_counter() - start:.1f} s)")
+    total = summary.train_seconds + summary.test_seconds
+    split = (f"; split: train {summary.train_seconds / 60:.1f} min, test {summary.test_seconds / 60:.1f} min "
+             f"({summary.test_seconds / total:.0%}, {summary.test_fraction:g} asked)") if total > 0 else ""
+    print(f"  in the manifest: {summary.in_manifest} clip(s); waiting for motion: {len(summary.awaiting_motion)} "
+          f"clip(s){split}")
+    print(f"  took {time.perf_counter() - start:.1f} s")
     for warning in summary.warnings:
         print(f"  warning: {warning}")
     print(f"  report: {work / 'report.md'} | dropped clips: {work / 'dropped.csv'} | "

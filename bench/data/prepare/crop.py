@@ -188,7 +188,8 @@ def person_box_from_faces(face_boxes: Sequence[Box], frame_width: int, frame_hei
     frame's bottom edge. The box is
 
     - horizontally: centred on the union of the faces, ``width_factor`` x the largest face width
-      wide (never narrower than the union of the faces itself);
+      wide, but no wider than the frame is tall (a guess should never make the square crop reach
+      outside the frame), and never narrower than the union of the faces itself;
     - vertically: from the top of the faces minus ``top_factor`` x the largest face height (the
       hair) down to the bottom of the frame;
 
@@ -206,7 +207,7 @@ def person_box_from_faces(face_boxes: Sequence[Box], frame_width: int, frame_hei
     ux1 = max(f.x1 for f in faces)
     face_width = max(f.x1 - f.x0 for f in faces)
     face_height = max(f.y1 - f.y0 for f in faces)
-    width = max(width_factor * face_width, ux1 - ux0)
+    width = max(min(width_factor * face_width, float(frame_height)), ux1 - ux0)
     cx = (ux0 + ux1) / 2.0
     x0 = max(0.0, cx - width / 2.0)
     x1 = min(float(frame_width), cx + width / 2.0)
@@ -222,39 +223,63 @@ def person_box_from_faces(face_boxes: Sequence[Box], frame_width: int, frame_hei
 
 
 def _place_along_axis(centre: float, side: int, frame_extent: int) -> int:
-    """The integer start of a ``side``-long span centred on ``centre``, shifted into ``[0, frame_extent)`` if it fits.
-
-    When ``side`` exceeds the frame the span stays centred and reaches outside (to be padded).
-    """
+    """The integer start of a ``side``-long span centred on ``centre``, moved to lie inside
+    ``[0, frame_extent)`` when it fits, or to cover the whole extent when it does not (so it
+    reaches outside only by what it must, on the side where the person is)."""
     start = _round_half_up(centre - side / 2.0)
     if side <= frame_extent:
-        start = min(max(start, 0), frame_extent - side)
-    return start
+        return min(max(start, 0), frame_extent - side)
+    return min(max(start, frame_extent - side), 0)
 
 
-def square_crop_box(person: Box, frame_width: int, frame_height: int, margin: float = 0.05) -> Box:
-    """The square crop box for a clip: the person box plus margins, padded to a square, on a whole-pixel grid.
+def square_crop_side(person: Box, frame_width: int, frame_height: int, margin: float = 0.05) -> int:
+    """The side in whole pixels of the square crop around ``person``.
 
-    The person box grows by ``margin`` x its width on the left and on the right, and by ``margin``
+    The person box grows by ``margin`` x its width on the left and on the right and by ``margin``
     x its height at the top and at the bottom; the side is the larger grown extent (the paper keeps
-    the width and pads the height to a square), rounded to a whole number of pixels. The square is
-    centred on the person, then, along each axis where it fits in the frame, shifted (never
-    shrunk) to lie inside it; along an axis where it is larger than the frame it stays centred and
-    the part outside the frame is padded by :func:`crop_frame`. All four edges are whole numbers,
-    so every frame of the clip is cut on exactly the same pixel grid.
+    the width and pads the height to a square). When that is larger than the frame's shorter side,
+    the margins give way first: the side shrinks to the shorter side, but never below the person's
+    own larger extent (a person wider than the frame is tall keeps their width, and the rows above
+    and below the frame are padded).
     """
     frame_width, frame_height = _check_frame_size(frame_width, frame_height)
     if not (margin >= 0 and math.isfinite(margin)):
         raise ValueError(f"margin must be a finite number >= 0, got {margin}")
-    grown_width = person.width * (1.0 + 2.0 * margin)
-    grown_height = person.height * (1.0 + 2.0 * margin)
-    side = _round_half_up(max(grown_width, grown_height))
+    grown = _round_half_up(max(person.width, person.height) * (1.0 + 2.0 * margin))
+    shorter = min(frame_width, frame_height)
+    side = grown if grown <= shorter else max(shorter, math.ceil(max(person.width, person.height) - 1e-9))
     if side < 1:
         raise ValueError(f"the person box {person.to_list()} is too small for a crop (side {side})")
+    return int(side)
+
+
+def square_crop_box(person: Box, frame_width: int, frame_height: int, margin: float = 0.05) -> Box:
+    """The square crop box for a clip: the person box plus margins, made square, on a whole-pixel grid.
+
+    The side is :func:`square_crop_side`. The square is centred on the person, then moved (never
+    shrunk) to lie inside the frame along each axis where it fits; along an axis where it is longer
+    than the frame (only when the person is), it covers the whole frame and reaches outside only by
+    the difference, which :func:`crop_frame` pads. All four edges are whole numbers, so every frame
+    of the clip is cut on exactly the same pixel grid. A 176 x 144 talking head whose face fallback
+    box spans the frame's height gets a 144-pixel square inside the frame, not a padded 191-pixel one.
+    """
+    frame_width, frame_height = _check_frame_size(frame_width, frame_height)
+    side = square_crop_side(person, frame_width, frame_height, margin)
     cx, cy = person.centre
     x0 = _place_along_axis(cx, side, frame_width)
     y0 = _place_along_axis(cy, side, frame_height)
     return Box(float(x0), float(y0), float(x0 + side), float(y0 + side))
+
+
+def padding(box: Box, frame_width: int, frame_height: int) -> tuple[int, int, int, int]:
+    """Pixels of ``box`` outside the frame on the left, top, right and bottom (0 where inside)."""
+    return (int(max(0.0, -box.x0)), int(max(0.0, -box.y0)), int(max(0.0, box.x1 - frame_width)),
+            int(max(0.0, box.y1 - frame_height)))
+
+
+def upscale_factor(box: Box, size: int) -> float:
+    """How much a crop of ``box`` is enlarged to ``size`` x ``size``: ``size / side`` (> 1: upscaled)."""
+    return _check_size(size) / _square_side(box)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import numpy as np
 
 from bench.data.prepare import crop as cropping
 from bench.data.prepare.sources import Workspace, clip_faces, file_signature, read_json
+from metrics.io.audio import SAMPLE_RATE, load_audio
 from metrics.io.files import save_npz_atomic, write_json_atomic
 from metrics.io.video import VideoReader, write_video
 
@@ -64,7 +65,7 @@ def crop_clip(job: CropJob) -> dict[str, Any] | None:
     box = cropping.square_crop_box(person, job.width, job.height, s.margin)
     record = {"box": box.to_list(), "person_box_source": source_label, "size": s.size,
               "candidate": file_signature(job.workspace.candidate_video(job.clip)),
-              "keypoints": keypoints is not None}
+              "keypoints": keypoints is not None, "audio": True}
     previous = read_json(record_path)
     if previous is not None and video_out.is_file() and {k: previous.get(k) for k in record} == record:
         return previous
@@ -76,7 +77,9 @@ def crop_clip(job: CropJob) -> dict[str, Any] | None:
                 count += 1
                 yield cropping.crop_frame(frame, box, s.size)
 
-        write_video(video_out, frames(), job.fps)
+        # the clip's own 16 kHz wav (cut at its first and last frame's times) muxed in, in sync
+        audio = load_audio(job.workspace.candidate_audio(job.clip), SAMPLE_RATE)
+        write_video(video_out, frames(), job.fps, audio=audio, sample_rate=SAMPLE_RATE)
     if keypoints is not None:
         save_npz_atomic(job.clips_dir / f"{job.clip}.keypoints.npz",
                         keypoints=cropping.crop_keypoints(keypoints[:count], box, s.size))

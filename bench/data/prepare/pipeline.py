@@ -35,6 +35,7 @@ import csv
 import io
 import json
 import os
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -53,6 +54,7 @@ from bench.data.prepare.faces import (
     make_face_detector,
     several_faces_fraction,
 )
+from bench.data.prepare.crop import Box, upscale_factor
 from bench.data.prepare.framing import CropJob, CropSettings, crop_clip
 from bench.data.prepare.sources import (
     DECODE_ERRORS,
@@ -207,6 +209,10 @@ class PrepareSummary:
     warnings: list[str] = field(default_factory=list)
     speaker_checks: Counter = field(default_factory=Counter)
     person_boxes: Counter = field(default_factory=Counter)
+    train_seconds: float = 0.0               # the split as realised on the kept clips, by whole sources
+    test_seconds: float = 0.0
+    test_fraction: float = 0.0               # as asked
+    elapsed_seconds: float = 0.0             # wall-clock time of the run
 
     @property
     def kept(self) -> int:
@@ -281,6 +287,7 @@ class Preparation:
         self.workspace = Workspace(self.out / "prepare" / options.identity)
         self.clips_dir = self.out / options.identity
         self.summary = PrepareSummary(options.identity, self.out)
+        self.candidate_lines: list[dict[str, Any]] = []     # cropped clips waiting for motion
         self._check_inputs()
 
     def _check_inputs(self) -> None:
@@ -298,6 +305,7 @@ class Preparation:
     # -- the run ---------------------------------------------------------------------------------
 
     def run(self) -> PrepareSummary:
+        started = time.perf_counter()
         sources = list_sources(self.raw_dir)
         if not sources:
             raise FileNotFoundError(f"{self.raw_dir}: no video files ({', '.join(VIDEO_SUFFIXES)})")
@@ -337,10 +345,13 @@ class Preparation:
                                 self.options.seed, self.options.test_sources)
         if split.warning:
             self.summary.warnings.append(split.warning)
+        self.summary.train_seconds, self.summary.test_seconds = split.train_seconds, split.test_seconds
+        self.summary.test_fraction = self.options.test_fraction
         lines = self._finish_clips(kept, set(split.test_sources))
         self.summary.speaker_checks = Counter(d.speaker_check for d in self.summary.decisions if d.kept)
         self._remove_stale_outputs({d.clip_id for d in self.summary.decisions if d.kept})
         self._write_manifest(lines)
+        self.summary.elapsed_seconds = time.perf_counter() - started
         self._write_logs()
         return self.summary
 
@@ -384,6 +395,7 @@ class Preparation:
         crops = run_jobs(_crop_or_error, jobs, o.workers, self.progress, f"{o.identity}: clips", "clip",
                          lambda job: job.clip)
         lines = []
+        upscaled: list[tuple[float, str]] = []
         for (decision, entry, state), crop in zip(kept, crops):
             clip = decision.clip_id
             if isinstance(crop, str) or crop is None:   # an error message, or no person found
@@ -391,11 +403,19 @@ class Preparation:
                 decision.reason = crop or "no person found to crop around"
                 continue
             self.summary.person_boxes[crop["person_box_source"]] += 1
+            factor = upscale_factor(Box(*crop["box"]), o.size)
+            if factor > 1.0:
+                upscaled.append((factor, clip))
             link_or_copy(self.workspace.candidate_audio(clip), self.clips_dir / f"{clip}.wav")
+            split = "test" if state["source"] in test_sources else "train"
+            candidate = {"identity": o.identity, "split": split, "clip_id": clip, "fps": state["fps"],
+                         "num_frames": crop["num_frames"], "width": o.size, "height": o.size,
+                         "source": state["source"]}
             motion = self._motion(decision, crop["num_frames"])
             if motion is None:
+                if clip in self.summary.awaiting_motion:
+                    self.candidate_lines.append(candidate)
                 continue
-            split = "test" if state["source"] in test_sources else "train"
             line = {"identity": o.identity, "split": split, "clip_id": clip,
                     "video": f"{o.identity}/{clip}.mp4", "audio": f"{o.identity}/{clip}.wav",
                     "motion": f"{o.identity}/{clip}.motion.npz", "fps": state["fps"],
@@ -407,6 +427,12 @@ class Preparation:
             if crop.get("keypoints"):
                 line["keypoints"] = f"{o.identity}/{clip}.keypoints.npz"
             lines.append(line)
+        if upscaled:
+            largest, which = max(upscaled)
+            self.summary.warnings.append(
+                f"{len(upscaled)} of {len(crops)} clip(s) upscaled to {o.size}x{o.size}: their crop is smaller than "
+                f"that (up to {largest:.2f}x, {which}: a {o.size / largest:.0f}-pixel square); the pictures hold no "
+                f"more detail than the source's; a smaller --size (e.g. {_even_below(o.size / largest)}) keeps them sharp")
         return lines
 
     # -- motion ----------------------------------------------------------------------------------
@@ -472,10 +498,17 @@ class Preparation:
             info = read_json(folder) or {}
             postures[info.get("identity", folder.parent.name)] = info.get("posture", "unknown")
         rows = statistics_rows(all_lines, postures)
-        write_json_atomic(self.out / "statistics.json", {"version": PREPARE_VERSION, "rows": rows})
-        write_text_atomic(self.out / STATISTICS_NAME,
-                          "# Dataset statistics\n\nClips in `manifest.jsonl`, per identity (written by "
-                          f"`imac-bench data prepare`, {PREPARE_VERSION}).\n\n" + statistics_markdown(rows))
+        candidates = statistics_rows(self.candidate_lines, postures)
+        write_json_atomic(self.out / "statistics.json", {"version": PREPARE_VERSION, "rows": rows,
+                                                         "waiting_for_motion": candidates})
+        text = ("# Dataset statistics\n\nClips in `manifest.jsonl`, per identity (written by "
+                f"`imac-bench data prepare`, {PREPARE_VERSION}).\n\n"
+                + (statistics_markdown(rows) if rows else "(none yet)\n"))
+        if candidates:
+            text += (f"\n## Waiting for motion\n\nClips of `{self.options.identity}` kept by the filters and cropped, "
+                     "not in the manifest until their SMPL-X fits are given (`--motion`); the split they will "
+                     "have:\n\n" + statistics_markdown(candidates))
+        write_text_atomic(self.out / STATISTICS_NAME, text)
 
     def _write_logs(self) -> None:
         s = self.summary
@@ -491,6 +524,16 @@ class Preparation:
         write_text_atomic(self.workspace.root / "awaiting_motion.txt",
                           "".join(f"{self.workspace.candidate_video(c)}\n" for c in s.awaiting_motion))
         write_text_atomic(self.workspace.root / "report.md", report_markdown(s, self.options, self.workspace))
+
+
+def _share_text(summary: PrepareSummary) -> str:
+    total = summary.train_seconds + summary.test_seconds
+    return f"{summary.test_seconds / total:.0%}" if total > 0 else "none"
+
+
+def _even_below(value: float) -> int:
+    """The largest even integer <= ``value`` (at least 16: the smallest --size)."""
+    return max(16, int(value) // 2 * 2)
 
 
 def _frame_size(state: dict[str, Any]) -> tuple[int, int] | None:
@@ -571,7 +614,9 @@ def report_markdown(summary: PrepareSummary, options: PrepareOptions, workspace:
              f"- sources: {s.sources} video(s), {len(s.unreadable)} unreadable or damaged",
              f"- scenes: {s.scenes}; kept after the filters: {s.kept}; in the manifest: {s.in_manifest}",
              f"- waiting for motion (SMPL-X fits): {len(s.awaiting_motion)} clip(s), listed in "
-             f"`awaiting_motion.txt`", ""]
+             f"`awaiting_motion.txt`",
+             f"- split by whole source videos: train {s.train_seconds / 3600:.3g} h, test {s.test_seconds / 3600:.3g} h "
+             f"({_share_text(s)} of the kept hours; --test-fraction {s.test_fraction:g} asked)", ""]
     lines += ["## Dropped, by stage", "", "| stage | clips |", "|---|---:|"]
     lines += [f"| {stage} | {count} |" for stage, count in sorted(s.dropped.items())] or ["| (none) | 0 |"]
     lines += ["", "Every dropped clip and the reason: `dropped.csv`.", "", "## How the checks decided", ""]
