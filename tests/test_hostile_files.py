@@ -271,3 +271,38 @@ def test_a_writer_killed_with_sigkill_is_cleaned_up_by_the_next_write_not_while_
     with atomic_path(target) as temporary:
         temporary.write_bytes(b"a whole video")
     assert sorted(path.name for path in target.parent.iterdir()) == ["clip.mp4", "other.txt"]
+
+
+# -- sources whose names map to one clip id -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("names", [("talk 1.mp4", "talk_1.mp4"), ("a/b.mp4", "a__b.mp4"),
+                                   ("talk.mp4", "talk.mov"), ("Talk.mp4", "talk.mkv"), ("_.mp4", "video.mp4")],
+                         ids=["space", "folder", "suffix", "case", "empty"])
+def test_sources_with_one_name_are_refused_naming_both_files(tmp_path, names):
+    from bench.data.prepare.sources import SourceNameClash, clip_id, list_sources, source_name
+    for name in names + ("other.mp4",):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    with pytest.raises(SourceNameClash) as raised:
+        list_sources(tmp_path)
+    assert all(f"'{name}'" in str(raised.value) for name in names), str(raised.value)
+    (tmp_path / names[1]).unlink()
+    sources = list_sources(tmp_path)
+    assert len(sources) == 2
+    # the reference: ids of distinct sources differ, the property the refusal protects
+    ids = {clip_id(source_name(tmp_path, source), 0).casefold() for source in sources}
+    assert len(ids) == 2
+
+
+def test_prepare_refuses_clashing_sources_in_one_line_before_decoding(tmp_path, capsys):
+    from bench.cli import main
+    raw = tmp_path / "raw"
+    for name in ("talk 1.mp4", "talk_1.mp4", "a/b.mp4", "a__b.mp4"):
+        (raw / name).parent.mkdir(parents=True, exist_ok=True)
+        (raw / name).write_bytes(b"not decoded")
+    status = main(["data", "prepare", str(raw), "--identity", "x", "--out", str(tmp_path / "out"), "--quiet"])
+    error = capsys.readouterr().err.strip()
+    assert status == 2 and len(error.splitlines()) == 1, error
+    assert "'talk 1.mp4' and 'talk_1.mp4'" in error and "'a/b.mp4' and 'a__b.mp4'" in error, error
+    assert not (tmp_path / "out" / "prepare" / "x" / "sources").exists()

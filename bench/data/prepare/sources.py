@@ -63,18 +63,49 @@ class SceneSettings:
     min_scene_seconds: float = 0.6
 
 
+class SourceNameClash(ValueError):
+    """Raw videos whose names map to one source name, so that their clips would share clip ids."""
+
+
 def list_sources(raw_dir: str | os.PathLike) -> list[Path]:
-    """The video files under ``raw_dir`` (recursively, by suffix), sorted by relative path."""
+    """The video files under ``raw_dir`` (recursively, by suffix), sorted by relative path.
+
+    Raises ``SourceNameClash`` (naming the files) when two of them have the same ``source_name``
+    (``talk 1.mp4`` and ``talk_1.mp4``, ``a/b.mp4`` and ``a__b.mp4``, ``talk.mp4`` and
+    ``talk.mov``), compared without case so that their clip files cannot overwrite each other on a
+    case-insensitive file system either.
+    """
     root = Path(raw_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: not a folder of raw videos")
-    return sorted((p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES
-                   and not p.name.startswith(".")), key=lambda p: p.relative_to(root).as_posix())
+    sources = sorted((p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES
+                      and not p.name.startswith(".")), key=lambda p: p.relative_to(root).as_posix())
+    check_source_names(root, sources)
+    return sources
+
+
+def check_source_names(raw_dir: Path, sources: list[Path]) -> None:
+    """``SourceNameClash`` when two ``sources`` have the same ``source_name`` (ignoring case)."""
+    first: dict[str, Path] = {}
+    clashes: list[str] = []
+    for source in sources:
+        name = source_name(raw_dir, source)
+        other = first.setdefault(name.casefold(), source)
+        if other != source:
+            clashes.append(f"'{other.relative_to(raw_dir)}' and '{source.relative_to(raw_dir)}' -> {name!r}")
+    if clashes:
+        raise SourceNameClash(
+            f"{raw_dir}: {len(clashes)} video(s) map to the source name of another, so their clip ids "
+            f"({'; '.join(clashes[:5])}{'; ...' if len(clashes) > 5 else ''}) would overwrite each other: "
+            "rename one of each pair (names keep letters, digits, '.', '-' and '_'; '/' becomes '__')")
 
 
 def source_name(raw_dir: Path, source: Path) -> str:
-    """A file-name-safe, unique name of a source: its path relative to ``raw_dir`` without the
-    suffix, with path separators and odd characters turned into ``_``."""
+    """A file-name-safe name of a source: its path relative to ``raw_dir`` without the suffix, with
+    path separators turned into ``__`` and runs of other characters into ``_``.
+
+    Several paths can map to one name; ``list_sources`` refuses such a folder (``SourceNameClash``).
+    """
     relative = source.relative_to(raw_dir).with_suffix("").as_posix()
     return re.sub(r"[^A-Za-z0-9._-]+", "_", relative.replace("/", "__")).strip("_") or "video"
 
