@@ -327,3 +327,20 @@ def test_metrics_read_a_stream_copied_file_without_calling_it_truncated(built, t
     clip, = find_clips(tmp_path / "fake")
     keypoints, fps = Evaluator(("bas",), Protocol(), extractor=ToyMarkerPose()).keypoints(clip)
     assert len(keypoints) == 45 and fps == 25
+
+
+def test_pyscenedetect_detectors_see_frames_by_position(built):
+    # any of PySceneDetect's detectors (the histogram one here) gets the presented frames numbered
+    # by position through PresentedFrames: the phone recording's cut is frame 100, not 4.0 s x 30
+    from scenedetect import HistogramDetector, SceneManager
+
+    from bench.data.prepare.scene_stream import PresentedFrames
+
+    for name, cut in (("variable-rate-phone", 100), ("variable-rate-edit-list", 93)):
+        video = PresentedFrames(built[name].path)
+        manager = SceneManager()
+        manager.add_detector(HistogramDetector())
+        manager.detect_scenes(video=video)
+        video.close()
+        assert [int(start.frame_num) for start, _ in manager.get_scene_list()] == [0, cut]
+        assert video.frame_number == 0              # closed: it reads from the start again

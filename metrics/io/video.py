@@ -60,8 +60,8 @@ class VideoInfo:
     """What the container says about a video, read without decoding frames."""
 
     path: Path
-    fps: float
-    num_frames: int
+    fps: float                   # the container's average rate (a variable-rate file: see frame_times)
+    num_frames: int              # frames a player presents (an edit list's hidden frames not counted)
     width: int
     height: int
     duration: float              # seconds: num_frames / fps
