@@ -153,7 +153,8 @@ def _scan_packets(container: av.container.InputContainer, stream: av.video.strea
     if timestamps_complete and len(set(presented)) == len(presented):
         frame_pts = sorted(presented)
     time_base = Fraction(stream.time_base) if stream.time_base else None
-    return _PacketTable(count, time_base, frame_pts, sorted(keyframes), frozenset(hidden))
+    # a timestamp both hidden and presented (an edit list that shows some media twice) is presented
+    return _PacketTable(count, time_base, frame_pts, sorted(keyframes), frozenset(hidden - set(presented)))
 
 
 def _probe(path: Path) -> tuple[VideoInfo, _PacketTable]:
