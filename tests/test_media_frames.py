@@ -4,8 +4,9 @@ timestamps and variable frame rates.
 
 The files are built here with PyAV: x264 with B-frames (3) and a keyframe every 12 frames (so ranged
 reads seek), a 16 kHz AAC track with short beeps at known frames' times, and two shots (a hard cut
-from red to blue). Each frame carries its index as 8 black/white blocks, so *which* frames come back
-is checked, not only how many. What a player shows is what the ffmpeg binary of the imageio-ffmpeg
+from red to blue). Each frame carries its index as 8 black/white blocks (in Gray code, so that one
+block changes from a frame to the next, which no scene or jump-cut detector takes for a cut), so
+*which* frames come back is checked, not only how many. What a player shows is what the ffmpeg binary of the imageio-ffmpeg
 wheel decodes (its own demuxer and edit-list handling, raw RGB out, timestamps from its showinfo
 filter), never the code under test; each shape also says by hand which of the frames it stores a
 player shows (from its edit list), and ffmpeg's answer is checked against that first.
@@ -41,18 +42,23 @@ SHOT_COLOURS = ((200, 60, 40), (40, 80, 200))      # red, then blue: a hard cut 
 
 
 def picture(index: int, shot: int) -> np.ndarray:
-    """The shot's colour above, the frame index as 8 blocks (bit b: block b white) in the bottom 16 rows."""
+    """The shot's colour above, the frame index's Gray code as 8 blocks (bit b: block b white) in the
+    bottom 16 rows."""
     image = np.empty((SIDE, SIDE, 3), np.uint8)
     image[:] = SHOT_COLOURS[shot]
+    code = index ^ (index >> 1)
     for bit in range(8):
-        image[48:, bit * 8:(bit + 1) * 8] = 255 if (index >> bit) & 1 else 0
+        image[48:, bit * 8:(bit + 1) * 8] = 255 if (code >> bit) & 1 else 0
     return image
 
 
 def index_shown(frame: np.ndarray) -> int:
     """The index a frame of ``picture`` carries."""
     blocks = frame[52:60].astype(float).mean(axis=(0, 2)).reshape(8, 8).mean(axis=1) > 128
-    return int(sum(1 << bit for bit, white in enumerate(blocks) if white))
+    index = code = sum(1 << bit for bit, white in enumerate(blocks) if white)
+    while code := code >> 1:
+        index ^= code
+    return int(index)
 
 
 @dataclass(frozen=True)
