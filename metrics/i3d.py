@@ -416,6 +416,19 @@ def preprocess(
 NetworkKind = Literal["module", "torchscript"]
 
 
+class I3DNetworkError(ValueError):
+    """An I3D weight file whose network fails on a clip or returns other than (N, 400) logits.
+
+    The message names the file (``source``); the CLI prints it as one line and exits with 2.
+    """
+
+
+def _last_line(error: BaseException) -> str:
+    """The informative line of an error (TorchScript puts a traceback of the archive's code first)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__
+
+
 class I3DFeatures:
     """Callable: uint8 videos (N, T, H, W, 3) -> float64 (N, 400) I3D logits, in batches, no grad.
 
@@ -425,8 +438,10 @@ class I3DFeatures:
     ``kind`` (``"module"``: an :class:`InceptionI3d`; ``"torchscript"``: StyleGAN-V's archive, called
     with ``return_features=True``), ``resize`` and ``size`` (how clips reach the network, see the
     module docstring; :meth:`with_input` sets them from the protocol), ``preprocessing`` (that
-    convention in words, for reports), ``device``, ``dtype``, ``batch_size``. Build it with
-    :func:`load_i3d`.
+    convention in words, for reports), ``device``, ``dtype``, ``batch_size``, ``source`` (the
+    weight file, named by errors; the feature id when there is no file). Build it with
+    :func:`load_i3d`. A network that fails on a batch, or returns anything but a (batch, 400)
+    tensor, raises :class:`I3DNetworkError` naming ``source``.
     """
 
     def __init__(
@@ -441,6 +456,7 @@ class I3DFeatures:
         kind: NetworkKind = "module",
         resize: Resize = "stretch",
         size: int = RESOLUTION,
+        source: str | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -466,6 +482,7 @@ class I3DFeatures:
         self.kind = kind
         self.resize = resize
         self.size = int(size)
+        self.source = source or feature_id
         # An archive keeps its own float type; the torchscript-internal call feeds it uint8.
         network = network.to(device=self.device) if kind == "torchscript" else network.to(self.device, dtype)
         self.network = network.eval()
@@ -481,6 +498,7 @@ class I3DFeatures:
         return I3DFeatures(
             self.network, feature_id=self.feature_id, is_pretrained=self.is_pretrained, device=self.device,
             dtype=self.dtype, batch_size=self.batch_size, kind=self.kind, resize=resize, size=size,
+            source=self.source,
         )  # fmt: skip
 
     def __repr__(self) -> str:
@@ -494,13 +512,26 @@ class I3DFeatures:
         if self.resize == "torchscript-internal":
             # StyleGAN-V's fvd2048_16f call: uint8 [0, 255] as (N, C, T, H, W), scaled and resized inside.
             x = batch.permute(0, 4, 1, 2, 3).contiguous()
-            return self.network(x, rescale=True, resize=True, return_features=True)
+            return self._call_network(x, rescale=True, resize=True, return_features=True)
         x = preprocess(batch, size=self.size, resize=self.resize).to(self.dtype)
         if self.kind == "torchscript":
             # Already resized and in [-1, 1]: the archive must do neither again (the call with which
             # StyleGAN-V's authors matched the TensorFlow original, universome/fvd-comparison).
-            return self.network(x, rescale=False, resize=False, return_features=True)
-        return self.network(x)
+            return self._call_network(x, rescale=False, resize=False, return_features=True)
+        return self._call_network(x)
+
+    def _call_network(self, x: torch.Tensor, **kwargs: bool) -> torch.Tensor:
+        """The network on ``x``; its failures (TorchScript raises RuntimeError with the archive's own
+        traceback) become an :class:`I3DNetworkError` naming the weight file."""
+        try:
+            return self.network(x, **kwargs)
+        except torch.cuda.OutOfMemoryError:
+            raise       # not the file's fault: a smaller batch_size helps
+        except Exception as error:
+            raise I3DNetworkError(
+                f"{self.source}: the I3D network failed on input {tuple(x.shape)} {x.dtype}: "
+                f"{_last_line(error)} (is it the Kinetics-400 I3D of {self.feature_id.split(':')[0]}?)"
+            ) from error
 
     def __call__(self, videos: np.ndarray | torch.Tensor) -> np.ndarray:
         if isinstance(videos, np.ndarray):
@@ -521,11 +552,11 @@ class I3DFeatures:
             for start in range(0, videos.shape[0], self.batch_size):
                 batch = videos[start : start + self.batch_size].to(self.device)
                 logits = self._forward(batch)
-                if tuple(logits.shape) != (batch.shape[0], FEATURE_DIM):
-                    raise RuntimeError(
-                        f"the I3D network returned shape {tuple(logits.shape)} for {batch.shape[0]} "
-                        f"clips, expected ({batch.shape[0]}, {FEATURE_DIM}): is {self.feature_id} the "
-                        "Kinetics-400 I3D?"
+                if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (batch.shape[0], FEATURE_DIM):
+                    got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else f"a {type(logits).__name__}"
+                    raise I3DNetworkError(
+                        f"{self.source}: the I3D network returned {got} for {batch.shape[0]} clips, "
+                        f"expected ({batch.shape[0]}, {FEATURE_DIM}) logits: is it the Kinetics-400 I3D?"
                     )
                 out[start : start + batch.shape[0]] = logits.detach().to("cpu", torch.float64).numpy()
         return out
@@ -651,6 +682,21 @@ def load_state_dict_strict(model: InceptionI3d, state_dict: dict, path: str | os
     model.load_state_dict(state_dict, strict=True)
 
 
+def _probe(features: I3DFeatures) -> None:
+    """Call an archive once on one black clip of ``MIN_FRAMES`` frames, so that a file that is not
+    the I3D (another signature, other than 400 outputs) is named at loading, before any clip is
+    read (where an evaluator would blame the clip)."""
+    x = torch.zeros((1, 3, MIN_FRAMES, features.size, features.size), dtype=features.dtype, device=features.device)
+    with torch.no_grad():
+        logits = features._call_network(x, rescale=False, resize=False, return_features=True)
+    if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (1, FEATURE_DIM):
+        got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else f"a {type(logits).__name__}"
+        raise I3DNetworkError(
+            f"{features.source}: the I3D archive returned {got} for one clip, expected (1, {FEATURE_DIM}) "
+            "logits: is it StyleGAN-V's i3d_torchscript.pt?"
+        )
+
+
 def load_i3d(
     path: str | os.PathLike | None,
     device: str | torch.device = "cpu",
@@ -683,6 +729,10 @@ def load_i3d(
     one of its kind (:data:`PUBLISHED_WEIGHTS`) is loaded with a logged warning naming both
     hashes. ``device`` and ``dtype`` are where and in what precision the network runs; features
     are returned as float64.
+
+    Errors name the file: ``FileNotFoundError``; ``ValueError`` for a file that is neither form or
+    does not match the layout; :class:`I3DNetworkError` (a ValueError) for an archive that fails
+    on, or returns other than (1, 400) for, one black probe clip at loading.
     """
     if path is None:
         network = init_untrained_(InceptionI3d(), seed)
@@ -704,26 +754,28 @@ def load_i3d(
                 network = torch.jit.load(str(path), map_location=torch.device(device))
         except Exception as error:  # a corrupt archive: say which file
             raise ValueError(
-                f"{path} looks like a TorchScript archive but torch.jit.load failed: {error}"
+                f"{path} looks like a TorchScript archive but torch.jit.load failed: {_last_line(error)}"
             ) from error
         check_published_weights(path, "torchscript")
-        return I3DFeatures(
+        features = I3DFeatures(
             network, feature_id=f"i3d-stylegan-v-torchscript:{sha12}", is_pretrained=True,
-            device=device, dtype=dtype, batch_size=batch_size, kind="torchscript",
+            device=device, dtype=dtype, batch_size=batch_size, kind="torchscript", source=str(path),
         )  # fmt: skip
+        _probe(features)
+        return features
 
     try:
         state_dict = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
         raise ValueError(
             f"{path} is neither a TorchScript archive nor a state dict torch.load(weights_only=True) "
-            f"can read: {error}"
+            f"can read: {type(error).__name__}: {_last_line(error)}"
         ) from error
     network = InceptionI3d()
     load_state_dict_strict(network, state_dict, path)
     check_published_weights(path, "module")
     return I3DFeatures(
         network, feature_id=f"i3d-tats-400:{sha12}", is_pretrained=True,
-        device=device, dtype=dtype, batch_size=batch_size,
+        device=device, dtype=dtype, batch_size=batch_size, source=str(path),
     )  # fmt: skip
 

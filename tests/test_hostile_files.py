@@ -306,3 +306,63 @@ def test_prepare_refuses_clashing_sources_in_one_line_before_decoding(tmp_path, 
     assert status == 2 and len(error.splitlines()) == 1, error
     assert "'talk 1.mp4' and 'talk_1.mp4'" in error and "'a/b.mp4' and 'a__b.mp4'" in error, error
     assert not (tmp_path / "out" / "prepare" / "x" / "sources").exists()
+
+
+# -- network files of the wrong kind ------------------------------------------------------------------
+
+
+def _archive(path: Path, module) -> Path:
+    import torch
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.script(module).save(str(path))
+    return path
+
+
+def _wrong_i3d_archives(tmp_path: Path) -> dict[str, Path]:
+    import torch
+
+    class WrongShape(torch.nn.Module):
+        def forward(self, x: torch.Tensor, rescale: bool = False, resize: bool = False,
+                    return_features: bool = False) -> torch.Tensor:
+            return x.flatten(1)[:, :10]
+
+    class WrongSignature(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.flatten(1)[:, :400]
+
+    class Pair(torch.nn.Module):
+        def forward(self, x: torch.Tensor, rescale: bool = False, resize: bool = False,
+                    return_features: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+            return x.flatten(1)[:, :400], x.flatten(1)[:, :400]
+
+    (tmp_path / "text.pt").write_bytes(b"not a model at all")
+    return {"wrong_shape": _archive(tmp_path / "wrong_shape.pt", WrongShape()),
+            "wrong_signature": _archive(tmp_path / "wrong_signature.pt", WrongSignature()),
+            "tuple": _archive(tmp_path / "tuple.pt", Pair()), "text": tmp_path / "text.pt"}
+
+
+def test_i3d_archives_of_the_wrong_kind_are_named_at_loading(tmp_path):
+    from metrics.i3d import I3DNetworkError, load_i3d
+    archives = _wrong_i3d_archives(tmp_path)
+    for name, path in archives.items():
+        with pytest.raises(ValueError) as raised:
+            load_i3d(path)
+        assert str(raised.value).startswith(str(path)), (name, str(raised.value))
+        if name != "text":
+            assert isinstance(raised.value, I3DNetworkError), name
+
+
+def test_metrics_compute_with_a_wrong_i3d_prints_one_line_and_exits_2(tmp_path, capsys):
+    from metrics.cli import main
+    from metrics.io.video import write_video
+    path = _wrong_i3d_archives(tmp_path)["wrong_shape"]
+    rng = np.random.default_rng(0)
+    for side in ("real", "fake"):
+        write_video(tmp_path / side / "anna" / "c0.mp4", rng.integers(0, 255, (20, 32, 32, 3), dtype=np.uint8), 25)
+    status = main(["compute", "--real", str(tmp_path / "real"), "--fake", str(tmp_path / "fake"), "--metrics", "fvd",
+                   "--i3d", str(path), "--quiet"])
+    error = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert status == 2 and len(error) == 1, error
+    assert f"{path}: the I3D archive returned (1, 10)" in error[0]
