@@ -19,9 +19,24 @@ _PART_COLOURS = ((wb.BODY, (255, 255, 255)), (wb.FACE, (255, 220, 0)),
                  (wb.LEFT_HAND, (255, 80, 80)), (wb.RIGHT_HAND, (80, 160, 255)))
 
 
+LABEL_HEIGHT = 12     # pixels of the caption box drawn over each row's top-left corner
+
+
+def _labelled(row: np.ndarray, text: str) -> np.ndarray:
+    """``row`` with ``text`` in white on a black box over its top-left corner (PIL's built-in font);
+    the sheet keeps its size."""
+    image = Image.fromarray(row)
+    draw = ImageDraw.Draw(image)
+    right = min(row.shape[1], int(draw.textlength(text)) + 6)
+    draw.rectangle((0, 0, right - 1, LABEL_HEIGHT - 1), fill=(0, 0, 0))
+    draw.text((3, 0), text, fill=(255, 255, 255))
+    return np.asarray(image)
+
+
 def contact_sheet(dataset: Dataset, frames_per_row: int = 6, split: str = "test", scale: int = 2,
                   min_score: float = 0.3) -> Image.Image:
-    """One row per identity: evenly spaced frames of its first clip of ``split``, keypoints overlaid."""
+    """One row per identity: evenly spaced frames of its first clip of ``split``, keypoints overlaid,
+    under a caption naming the identity, the clip, its split and length."""
     rows = []
     for identity in dataset.identities:
         clips = dataset.by_identity(identity, split) or dataset.by_identity(identity)
@@ -41,7 +56,10 @@ def contact_sheet(dataset: Dataset, frames_per_row: int = 6, split: str = "test"
                             cx, cy = (x + 0.5) * scale, (y + 0.5) * scale
                             draw.ellipse((cx - 1, cy - 1, cx + 1, cy + 1), outline=(0, 0, 0), fill=colour)
             tiles.append(np.asarray(tile))
-        rows.append(np.concatenate(tiles, axis=1))
+        row = np.concatenate(tiles, axis=1)
+        caption = (f"{identity} | {clip.clip_id} ({clip.split}, {clip.num_frames / clip.fps:.1f} s) | "
+                   f"frames {', '.join(str(int(i)) for i in picks)}")
+        rows.append(_labelled(row, caption))
     width = max(r.shape[1] for r in rows)
     rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in rows]
     return Image.fromarray(np.concatenate(rows, axis=0))
