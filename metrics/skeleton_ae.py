@@ -141,16 +141,74 @@ def checkpoint_hash(directory: str | Path) -> str:
     return file_sha256(Path(directory) / WEIGHTS_NAME)[:12]
 
 
+class AutoencoderFileError(ValueError):
+    """A skeleton autoencoder folder whose config.json or model.safetensors is not a checkpoint of
+    this model (the message names the file)."""
+
+
+# The largest config a checkpoint may ask for: bounds the model built before its weights are read.
+CONFIG_LIMITS = {"points": 1024, "window": 4096, "hidden": 4096, "latent": 4096}
+MAX_CONFIG_BYTES = 1 << 20
+
+
+def _read_config(path: Path) -> tuple[AutoencoderConfig, dict]:
+    """The model config and the whole content of a checkpoint's config.json, checked."""
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise AutoencoderFileError(f"{path}: {path.stat().st_size} bytes, not a checkpoint config")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise AutoencoderFileError(f"{path}: not JSON: {error}") from error
+    model = meta.get("model") if isinstance(meta, dict) else None
+    if not isinstance(model, dict):
+        raise AutoencoderFileError(f"{path}: no 'model' section (the autoencoder's points, window, hidden, latent)")
+    unknown = sorted(set(model) - set(CONFIG_LIMITS))
+    if unknown or not {"points", "window"} <= set(model):
+        raise AutoencoderFileError(f"{path}: 'model' must have points and window (and hidden, latent), "
+                                   f"got {sorted(model)}")
+    for name, value in model.items():
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= CONFIG_LIMITS[name]:
+            raise AutoencoderFileError(f"{path}: model.{name} must be an int in [1, {CONFIG_LIMITS[name]}], "
+                                       f"got {value!r}")
+    if model["window"] % 2:
+        raise AutoencoderFileError(f"{path}: model.window must be even, got {model['window']}")
+    return AutoencoderConfig(**model), meta
+
+
+def _load_weights(model: SkeletonAutoencoder, path: Path) -> None:
+    """The weights of ``path`` into ``model``, strictly: an error naming the file lists what differs."""
+    try:
+        state = load_file(str(path))
+    except Exception as error:   # safetensors raises its own SafetensorError (and OSError)
+        raise AutoencoderFileError(f"{path}: not a safetensors file: {error}") from error
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    misshapen = [f"{key} {tuple(state[key].shape)} (expected {tuple(value.shape)})"
+                 for key, value in expected.items() if key in state and state[key].shape != value.shape]
+    if missing or unexpected or misshapen:
+        raise AutoencoderFileError(
+            f"{path}: does not match the autoencoder of its config.json: missing {missing[:5]}, unexpected "
+            f"{unexpected[:5]}, wrong shapes {misshapen[:5]}")
+    model.load_state_dict(state, strict=True)
+
+
 def load_autoencoder(directory: str | Path, device: str = "cpu") -> tuple[SkeletonAutoencoder, dict]:
-    """Load a saved autoencoder; returns (model in eval mode, its config.json contents)."""
+    """Load a saved autoencoder; returns (model in eval mode, its config.json contents).
+
+    Raises ``FileNotFoundError`` for a folder without the two files, ``AutoencoderFileError`` (a
+    ValueError naming the file) for a config.json that is not a checkpoint config (or asks for a
+    model over ``CONFIG_LIMITS``), a weights file that is not safetensors or does not match the
+    config, and ValueError when the weights' hash differs from the recorded one.
+    """
     directory = Path(directory)
     for name in (CONFIG_NAME, WEIGHTS_NAME):
         if not (directory / name).is_file():
             raise FileNotFoundError(f"{directory / name}: not a skeleton autoencoder folder "
                                     f"(train one with `python -m metrics train-fgd-ae`)")
-    meta = json.loads((directory / CONFIG_NAME).read_text())
-    model = SkeletonAutoencoder(AutoencoderConfig(**meta["model"]))
-    model.load_state_dict(load_file(str(directory / WEIGHTS_NAME)), strict=True)
+    config, meta = _read_config(directory / CONFIG_NAME)
+    model = SkeletonAutoencoder(config)
+    _load_weights(model, directory / WEIGHTS_NAME)
     actual = checkpoint_hash(directory)
     if meta.get("checkpoint_hash") != actual:
         raise ValueError(f"{directory}: weights hash {actual} differs from the recorded "

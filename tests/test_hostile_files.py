@@ -366,3 +366,47 @@ def test_metrics_compute_with_a_wrong_i3d_prints_one_line_and_exits_2(tmp_path, 
     error = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
     assert status == 2 and len(error) == 1, error
     assert f"{path}: the I3D archive returned (1, 10)" in error[0]
+
+
+@pytest.fixture(scope="module")
+def autoencoder_folder(tmp_path_factory):
+    from metrics.skeleton_ae import AutoencoderConfig, SkeletonAutoencoder, save_autoencoder
+    import torch
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("ae") / "ae"
+    save_autoencoder(SkeletonAutoencoder(AutoencoderConfig(points=5, window=8, hidden=16, latent=4)), folder, {})
+    return folder
+
+
+@pytest.mark.parametrize("case", ["not_json", "no_model", "huge", "odd_window", "not_safetensors",
+                                  "other_shapes"])
+def test_broken_autoencoder_files_are_named(tmp_path, autoencoder_folder, case):
+    import shutil
+    from metrics.skeleton_ae import AutoencoderFileError, load_autoencoder
+    folder = tmp_path / "ae"
+    shutil.copytree(autoencoder_folder, folder)
+    config, weights = folder / "config.json", folder / "model.safetensors"
+    meta = json.loads(config.read_text())
+    named = config
+    if case == "not_json":
+        config.write_text("{")
+    elif case == "no_model":
+        config.write_text("[]")
+    elif case == "huge":       # would build a 2e9-channel convolution before reading any weight
+        config.write_text(json.dumps({**meta, "model": {**meta["model"], "points": 10 ** 9}}))
+    elif case == "odd_window":
+        config.write_text(json.dumps({**meta, "model": {**meta["model"], "window": 7}}))
+    elif case == "not_safetensors":
+        weights.write_bytes(b"\x00" * 64)
+        named = weights
+    else:                      # a valid safetensors file of another autoencoder
+        config.write_text(json.dumps({**meta, "model": {**meta["model"], "hidden": 8}}))
+        named = weights
+    with pytest.raises(AutoencoderFileError, match=f"^{named}: "):
+        load_autoencoder(folder)
+
+
+def test_a_sound_autoencoder_folder_still_loads(autoencoder_folder):
+    from metrics.skeleton_ae import load_autoencoder
+    model, meta = load_autoencoder(autoencoder_folder)
+    assert model.config.points == 5 and meta["model"]["latent"] == 4
