@@ -452,8 +452,12 @@ class DWPose:
 
     @staticmethod
     def _run(session: ort.InferenceSession, batch: np.ndarray, fixed_batch: int | None, max_batch: int,
-             output_names: list[str] | None = None) -> list[np.ndarray]:
-        """Run ``session`` on ``batch`` in chunks of the model's fixed batch size (padded) or ``max_batch``."""
+             output_names: list[str] | None = None, path: Path | None = None) -> list[np.ndarray]:
+        """Run ``session`` on ``batch`` in chunks of the model's fixed batch size (padded) or ``max_batch``.
+
+        A model that fails on a chunk (onnxruntime raises its own exception types) raises ValueError
+        naming its file ``path``.
+        """
         name = session.get_inputs()[0].name
         step = fixed_batch or max_batch
         parts = []
@@ -462,7 +466,13 @@ class DWPose:
             count = len(chunk)
             if fixed_batch is not None and count < fixed_batch:
                 chunk = np.concatenate([chunk, np.zeros((fixed_batch - count,) + chunk.shape[1:], chunk.dtype)])
-            parts.append([np.asarray(out)[:count] for out in session.run(output_names, {name: chunk})])
+            try:
+                outputs = session.run(output_names, {name: chunk})
+            except Exception as error:
+                message = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
+                raise ValueError(f"{path}: the DWPose model failed on an input of shape {chunk.shape}: "
+                                 f"{message}") from error
+            parts.append([np.asarray(out)[:count] for out in outputs])
         return [np.concatenate(outs) for outs in zip(*parts)]
 
     def person_boxes(self, frames: np.ndarray) -> np.ndarray:
@@ -477,10 +487,13 @@ class DWPose:
             inputs.append(padded.transpose(2, 0, 1))
             ratios.append(ratio)
         predictions = self._run(self._detector, np.stack(inputs).astype(np.float32),
-                                self._detector_batch, self.batch_size)[0]
+                                self._detector_batch, self.batch_size, path=self.detector_path)[0]
         boxes = []
         for prediction, ratio in zip(predictions, ratios):
-            found, scores = detect_persons(prediction, ratio, self.detection_threshold, self.nms_iou)
+            try:
+                found, scores = detect_persons(prediction, ratio, self.detection_threshold, self.nms_iou)
+            except ValueError as error:   # an output of the wrong shape: the model file is to blame
+                raise ValueError(f"DWPose detector model {self.detector_path}: {error}") from error
             boxes.append(select_person(found, scores, frames.shape[1:3], self.person))
         return np.stack(boxes)
 
@@ -495,7 +508,7 @@ class DWPose:
             return out
         crops, centres, scales = zip(*(crop_for_pose(f, b, self.pose_input_size) for f, b in zip(frames, boxes)))
         simcc_x, simcc_y = self._run(self._pose, np.stack(crops), self._pose_batch, self.batch_size,
-                                     list(self._simcc_names))
+                                     list(self._simcc_names), path=self.pose_path)
         width, height = self.pose_input_size
         expected_x = (len(frames), wb.NUM_KEYPOINTS, int(round(width * SIMCC_SPLIT_RATIO)))
         expected_y = (len(frames), wb.NUM_KEYPOINTS, int(round(height * SIMCC_SPLIT_RATIO)))
