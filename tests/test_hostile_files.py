@@ -410,3 +410,4 @@ def test_a_sound_autoencoder_folder_still_loads(autoencoder_folder):
     from metrics.skeleton_ae import load_autoencoder
     model, meta = load_autoencoder(autoencoder_folder)
     assert model.config.points == 5 and meta["model"]["latent"] == 4
+
