@@ -99,6 +99,10 @@ def _sample(args: argparse.Namespace) -> int:
         raise ValueError(f"--model {args.model}: a stage-1 (motion only) model folder; sampling videos needs "
                          "the stage-2 model (<output>/stage2/model)")
     config = pipeline.config
+    for section, name in (("video", "chunk_reference"), ("video", "handover"), ("motion", "window_overlap")):
+        value = getattr(args, name)
+        if value is not None:       # a sampling switch: the trained weights serve any of its values
+            setattr(getattr(config, section), name, value)
     size = config.data.resolution
     reference = load_image(args.reference, size)
     with Image.open(args.reference) as image:
@@ -113,7 +117,9 @@ def _sample(args: argparse.Namespace) -> int:
               f"data.resolution)\naudio {args.audio}: {len(audio) / config.audio.sample_rate:.2f} s, mono at "
               f"{config.audio.sample_rate} Hz -> {int(len(audio) / config.audio.sample_rate * config.fps)} frames "
               f"at {config.fps:g} fps\nsampling: {steps} video steps, guidance {guidance:g}, "
-              f"{config.motion.sample_steps} motion steps, seed {args.seed}", flush=True)
+              f"{config.motion.sample_steps} motion steps, seed {args.seed}; chunks: reference "
+              f"{config.video.chunk_reference}, hand-over {config.video.handover}; motion windows overlap "
+              f"{config.motion.window_overlap} frames", flush=True)
     generator = torch.Generator(device=pipeline.device).manual_seed(args.seed)
     sample = pipeline(reference.to(pipeline.device), audio, config.audio.sample_rate, generator=generator,
                       progress=not args.quiet, guidance_scale=guidance, steps=steps)
@@ -160,6 +166,16 @@ def build_parser() -> CommandParser:
     sample.add_argument("--guidance-scale", type=float, default=None,
                         help="video classifier-free guidance; 1 turns it off and halves the time (default: the "
                              "model's video.guidance_scale; tiny 1.0, i2vgenxl 3.5)")
+    sample.add_argument("--chunk-reference", choices=("last_frame", "anchored"), default=None,
+                        help="what a later chunk takes from the original reference: last_frame (the paper: "
+                             "nothing) or anchored (reference encoder and CLIP) (default: the model's "
+                             "video.chunk_reference)")
+    sample.add_argument("--handover", choices=("decoded", "latent"), default=None,
+                        help="the last frame handed to the next chunk decoded and re-encoded (the paper) or as "
+                             "its latent (default: the model's video.handover)")
+    sample.add_argument("--window-overlap", type=int, default=None,
+                        help="frames each motion window continues from the previous one (0: independent "
+                             "windows) (default: the model's motion.window_overlap)")
     sample.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
     sample.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser

@@ -13,6 +13,7 @@ Nothing in the model code hard-codes a device, a dtype or a size: they all come 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -57,6 +58,10 @@ class MotionConfig:
     train_timesteps: int = 1000
     beta_schedule: str = "squaredcos_cap_v2"
     sample_steps: int = 25
+    # Sampling only (a trained model samples with any of these; ``imac.models.video`` says why):
+    sample_spacing: Literal["trailing", "leading", "linspace"] = "trailing"   # DDIM timestep spacing
+    sample_clip: float = 0.0          # > 0: clip DDIM's clean-motion estimate to +-this (normalised units)
+    window_overlap: int = 0           # > 0: each 80-frame window continues the previous one's last frames
 
 
 @dataclass
@@ -74,6 +79,14 @@ class VideoConfig:
     condition_dropout: float = 0.1    # training probability of the unconditional branch
     sample_steps: int = 25
     sample_precision: Literal["no", "fp16", "bf16"] = "no"   # autocast of video sampling (CUDA only)
+    # Chunked sampling: each chunk after the first starts on the previous chunk's last frame.
+    # "last_frame" (the paper): that frame is the chunk's whole reference (image condition, reference
+    # encoder, CLIP); "anchored": it is the image condition only, while the reference encoder and
+    # CLIP keep the original reference image, so appearance cannot drift with the chunks.
+    chunk_reference: Literal["last_frame", "anchored"] = "last_frame"
+    # How the last frame is handed to the next chunk: "decoded" (decoded to pixels and encoded again,
+    # the paper) or "latent" (its sampled latent, with no VAE round trip).
+    handover: Literal["decoded", "latent"] = "decoded"
     frames: int = 16                  # video chunk length (stage 2 window and sampling chunk)
 
 
@@ -142,3 +155,17 @@ def load_config(name_or_path: str | os.PathLike, overrides: list[str] = ()) -> I
 
 def save_config(config: IMACConfig, path: str | os.PathLike) -> Path:
     return write_text_atomic(path, yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+
+# Settings that only change how a trained model samples: they may differ from the ones it was
+# trained with (``with_sampling_overrides``); every other key is fixed by the weights.
+SAMPLING_KEYS = ("video.chunk_reference", "video.handover", "video.guidance_scale", "video.sample_steps",
+                 "video.sample_precision", "motion.window_overlap", "motion.sample_spacing", "motion.sample_clip",
+                 "motion.sample_steps")
+
+
+def with_sampling_overrides(config: IMACConfig, overrides: Iterable[str], where: str = "override") -> IMACConfig:
+    """``config`` (a trained model's) with the ``key.sub=value`` overrides among ``SAMPLING_KEYS``
+    applied; the others are ignored (they describe training, which the weights already fixed)."""
+    chosen = [o for o in overrides if o.partition("=")[0].strip() in SAMPLING_KEYS]
+    return build_options(IMACConfig, apply_overrides(config.to_dict(), chosen, where), where)

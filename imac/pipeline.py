@@ -39,8 +39,8 @@ from imac.config import IMACConfig
 from imac.models.coupling import Coupling
 from imac.models.motion import MotionModel
 from imac.models.system import IMACModel
-from imac.models.video import (build_image_encoder, build_unet, build_vae, clip_statistics, encode_prompt,
-                               motion_sampling_scheduler, motion_training_scheduler, video_scheduler)
+from imac.models.video import (build_image_encoder, build_unet, build_vae, clip_statistics, encode_latents,
+                               encode_prompt, motion_sampling_scheduler, motion_training_scheduler, video_scheduler)
 from metrics.io.audio import resample
 from metrics.io.files import atomic_folder
 
@@ -201,17 +201,26 @@ class IMACPipeline:
     @torch.no_grad()
     def sample_motion(self, mfcc: np.ndarray, hubert: np.ndarray, generator: torch.Generator | None = None
                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Motion and motion features for every frame, window by window ((1, N, ...) tensors, normalised)."""
+        """Motion and motion features for every frame, window by window ((1, N, ...) tensors, normalised).
+
+        Windows of ``stage1.motion_frames``; with ``motion.window_overlap`` K > 0 each window after the
+        first starts K frames before the previous one ends and continues its last K frames
+        (``MotionModel.sample(known=...)``), so the motion has no jump at the joins."""
         motion = self.model.motion
-        window = self.config.stage1.motion_frames
         scheduler = motion_sampling_scheduler(self.config.motion)
         poses, expressions, features = [], [], []
-        for start in range(0, len(mfcc), window):
-            m, h = self._tensor(mfcc[start:start + window]), self._tensor(hubert[start:start + window])
-            pose, expression = motion.sample(m, h, scheduler, self.config.motion.sample_steps, generator)
-            poses.append(pose)
-            expressions.append(expression)
-            features.append(motion.representation(pose, expression, m, h))
+        for start, stop, keep in motion_windows(len(mfcc), self.config.stage1.motion_frames,
+                                                self.config.motion.window_overlap):
+            m, h = self._tensor(mfcc[start:stop]), self._tensor(hubert[start:stop])
+            known = None
+            if keep > start:
+                known = torch.cat([torch.cat(poses, 1), torch.cat(expressions, 1)], -1)[:, start - keep:]
+            pose, expression = motion.sample(m, h, scheduler, self.config.motion.sample_steps, generator, known)
+            window_features = motion.representation(pose, expression, m, h)     # over the whole window, as trained
+            new = slice(keep - start, None)
+            poses.append(pose[:, new])
+            expressions.append(expression[:, new])
+            features.append(window_features[:, new])
         return torch.cat(poses, 1), torch.cat(expressions, 1), torch.cat(features, 1)
 
     @torch.no_grad()
@@ -252,14 +261,28 @@ class IMACPipeline:
         steps = steps or self.config.video.sample_steps
         video = torch.empty((max(total, chunk), 3, *reference.shape[-2:]), device=self.device)
         current = reference[None].to(self.device)
+        anchored = self.config.video.chunk_reference == "anchored"
+        context = self.model.video_context(current, generator) if anchored else None
+        handed = None           # the previous chunk's last latent (video.handover "latent")
         for start in tqdm(starts, desc="video chunks", unit="chunk", disable=not progress):
             if start > 0:
                 current = video[start:start + 1]
+            options = {}                         # none: the paper's chunk (all from ``current``)
+            if anchored:
+                options["context"] = context
+                if start > 0 and handed is None:
+                    options["first_frame_latents"] = encode_latents(self.model.vae, current, generator=generator)
+            if start > 0 and handed is not None:
+                options["first_frame_latents"] = handed
             with sampling_autocast(self.device, self.config.video.sample_precision):
-                frames = self.model.sample_chunk(current, motion_features[:, start:start + chunk], steps, guidance,
-                                                 generator)
+                sample = self.model.sample_chunk(current, motion_features[:, start:start + chunk], steps, guidance,
+                                                 generator, **options)
             keep_from = 0 if start == 0 else 1
-            video[start + keep_from:start + chunk] = frames[keep_from:].float()
+            video[start + keep_from:start + chunk] = sample.frames[keep_from:].float()
+            if self.config.video.handover == "latent":
+                # the next chunk starts on frame start + chunk - 1 (chunk_starts): hand over that latent
+                following = next((s for s in starts if s > start), None)
+                handed = None if following is None else sample.latents[following - start:following - start + 1]
         return video[:total]
 
 
@@ -268,6 +291,22 @@ def sampling_autocast(device: torch.device, precision: str):
     if device.type != "cuda" or precision == "no":
         return nullcontext()
     return torch.autocast("cuda", dtype={"fp16": torch.float16, "bf16": torch.bfloat16}[precision])
+
+
+def motion_windows(total: int, window: int, overlap: int = 0) -> list[tuple[int, int, int]]:
+    """(start, stop, keep) of each motion window over ``total`` frames: the window samples frames
+    [start, stop) and its frames from ``keep`` on are new (before ``keep``: the previous window's,
+    given to it). Windows of ``window`` frames; each after the first starts ``overlap`` frames before
+    the previous one's end; the last may be shorter. ``overlap`` 0: back to back, keep == start."""
+    if window < 1 or not 0 <= overlap < window:
+        raise ValueError(f"need window >= 1 and 0 <= overlap < window, got window {window}, overlap {overlap}")
+    windows, end = [], 0
+    while end < total:
+        start = max(end - overlap, 0)
+        stop = min(start + window, total)
+        windows.append((start, stop, end))
+        end = stop
+    return windows
 
 
 def chunk_starts(total: int, chunk: int) -> list[int]:

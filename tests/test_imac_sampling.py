@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import numpy as np
@@ -14,7 +15,9 @@ from PIL import Image
 from imac.audio_features import load_hubert
 from imac.cli import main
 from imac.frames import frames_to_tensor
-from imac.pipeline import IMACPipeline, chunk_starts
+from imac.models.system import ChunkSample
+from imac.models.video import first_step_gain, motion_sampling_scheduler
+from imac.pipeline import IMACPipeline, chunk_starts, motion_windows
 from imac.training.trainer import build_stage_model
 from metrics.io.audio import write_wav
 from metrics.io.video import probe_video, read_video_audio
@@ -67,11 +70,12 @@ def test_output_has_duration_times_fps_frames(pipeline, seconds, rate):
 def test_each_chunk_starts_from_the_last_frame_of_the_previous_one(pipeline, monkeypatch):
     references, counter = [], iter(range(1000))
 
-    def fake_chunk(reference, motion_features, steps, guidance_scale, generator=None):
+    def fake_chunk(reference, motion_features, steps, guidance_scale, generator=None, **kwargs):
+        assert kwargs == {}                      # the paper's defaults: no anchor, no latent hand-over
         references.append(reference.clone())
         chunk = next(counter)
         frames = torch.arange(motion_features.shape[1], dtype=torch.float32)[:, None, None, None] / 100 + chunk
-        return frames.expand(-1, 3, RESOLUTION, RESOLUTION)
+        return ChunkSample(frames.expand(-1, 3, RESOLUTION, RESOLUTION), torch.zeros(motion_features.shape[1], 4, 2, 2))
 
     monkeypatch.setattr(pipeline.model, "sample_chunk", fake_chunk)
     features = torch.zeros(1, 40, 8)
@@ -86,6 +90,117 @@ def test_each_chunk_starts_from_the_last_frame_of_the_previous_one(pipeline, mon
     expected = [0 + f / 100 for f in range(16)] + [1 + f / 100 for f in range(1, 10)] + \
                [2 + f / 100 for f in range(1, 16)]
     np.testing.assert_allclose(values.numpy(), expected, atol=1e-6)
+
+
+def _with(pipeline, **video):
+    """The same model and weights, sampled with other ``video`` settings."""
+    config = copy.deepcopy(pipeline.config)
+    for key, value in video.items():
+        section, name = key.split("__")
+        setattr(getattr(config, section), name, value)
+    return IMACPipeline(config, pipeline.model, pipeline.hubert, pipeline.hubert_id, "stage2")
+
+
+def test_anchored_chunks_keep_the_first_reference_for_the_encoder_and_clip(pipeline, monkeypatch):
+    anchored = _with(pipeline, video__chunk_reference="anchored")
+    contexts, denoised = [], []
+    real_context, real_denoise = anchored.model.video_context, anchored.model.denoise
+
+    def spy_context(reference, generator=None):
+        contexts.append(reference.clone())
+        return real_context(reference, generator)
+
+    def spy_denoise(noisy, timesteps, reference_latents, image_embedding, motion_features, scale, first=None):
+        denoised.append((reference_latents.clone(), image_embedding.clone(), None if first is None else first.clone()))
+        return real_denoise(noisy, timesteps, reference_latents, image_embedding, motion_features, scale, first)
+
+    monkeypatch.setattr(anchored.model, "video_context", spy_context)
+    monkeypatch.setattr(anchored.model, "denoise", spy_denoise)
+    video = anchored.sample_video(reference_image(), torch.zeros(1, 40, pipeline.model.motion.feature_width),
+                                  torch.Generator().manual_seed(0), steps=2)
+    assert len(contexts) == 1                                     # the original reference, once
+    torch.testing.assert_close(contexts[0][0], reference_image())
+    steps_per_chunk = 2
+    first_chunk, later = denoised[0], denoised[steps_per_chunk:]
+    assert first_chunk[2] is None and len(later) == 2 * steps_per_chunk
+    for reference_latents, embedding, first in later:             # chunks 2 and 3
+        torch.testing.assert_close(reference_latents, first_chunk[0])   # the anchor's latents
+        torch.testing.assert_close(embedding, first_chunk[1])           # the anchor's CLIP embedding
+        assert first is not None and not torch.allclose(first, first_chunk[0])   # the last frame's latent
+    assert video.shape == (40, 3, RESOLUTION, RESOLUTION) and torch.isfinite(video).all()
+
+
+def test_latent_handover_gives_the_next_chunk_the_last_latent(pipeline, monkeypatch):
+    handover = _with(pipeline, video__handover="latent")
+    calls = []
+    real_chunk = handover.model.sample_chunk
+
+    def spy_chunk(reference, motion_features, steps, guidance_scale, generator=None, **kwargs):
+        sample = real_chunk(reference, motion_features, steps, guidance_scale, generator, **kwargs)
+        calls.append((kwargs.get("first_frame_latents"), sample.latents))
+        return sample
+
+    monkeypatch.setattr(handover.model, "sample_chunk", spy_chunk)
+    handover.sample_video(reference_image(), torch.zeros(1, 40, pipeline.model.motion.feature_width),
+                          torch.Generator().manual_seed(0), steps=2)
+    starts = chunk_starts(40, 16)          # [0, 15, 24]
+    assert calls[0][0] is None
+    for k in (1, 2):                       # chunk k starts on frame starts[k]: the previous chunk's latent there
+        torch.testing.assert_close(calls[k][0][0], calls[k - 1][1][starts[k] - starts[k - 1]])
+
+
+@given(total=st.integers(1, 300), window=st.integers(2, 90), overlap=st.integers(0, 89))
+def test_motion_windows_cover_every_frame_once_as_new(total, window, overlap):
+    if overlap >= window:
+        with pytest.raises(ValueError):
+            motion_windows(total, window, overlap)
+        return
+    windows = motion_windows(total, window, overlap)
+    new = [f for start, stop, keep in windows for f in range(keep, stop)]
+    assert new == list(range(total))                               # each frame new exactly once, in order
+    for (start, stop, keep), previous in zip(windows[1:], windows):
+        assert stop - start <= window and keep == previous[1]
+        assert keep - start == min(overlap, previous[1] - previous[0])   # the given frames: the previous tail
+    assert windows[0][0] == windows[0][2] == 0
+
+
+def test_overlapping_motion_windows_continue_the_previous_tail(pipeline):
+    overlapping = _with(pipeline, motion__window_overlap=20, stage1__motion_frames=40)
+    rng = np.random.default_rng(0)
+    mfcc = rng.standard_normal((100, 13)).astype(np.float32)
+    hubert = rng.standard_normal((100, 16)).astype(np.float32)
+    pose, expression, features = overlapping.sample_motion(mfcc, hubert, torch.Generator().manual_seed(0))
+    assert pose.shape[:2] == expression.shape[:2] == features.shape[:2] == (1, 100)
+    # a known prefix comes back exactly, and the rest is sampled: a direct call on a toy signal
+    motion = overlapping.model.motion
+    known = torch.linspace(-1, 1, 10)[None, :, None].expand(1, 10, 129 + 100).contiguous()
+    scheduler = motion_sampling_scheduler(overlapping.config.motion)
+    p, e = motion.sample(torch.from_numpy(mfcc[None, :30]), torch.from_numpy(hubert[None, :30]), scheduler, 3,
+                         torch.Generator().manual_seed(0), known)
+    torch.testing.assert_close(torch.cat([p, e], -1)[:, :10], known)
+    assert not torch.allclose(p[:, 10:], known[:, :1, :129].expand(1, 20, 129))
+    with pytest.raises(ValueError, match="does not fit"):
+        motion.sample(torch.from_numpy(mfcc[None, :5]), torch.from_numpy(hubert[None, :5]), scheduler, 3, None, known)
+
+
+def test_first_step_gain_of_the_motion_sampler():
+    from imac.config import MotionConfig
+
+    # squaredcos_cap_v2 by its formula (Nichol & Dhariwal 2021): abar(t) = prod of (1 - beta_i),
+    # beta_i = min(1 - f((i + 1) / T) / f(i / T), 0.999), f(x) = cos((x + 0.008) / 1.008 * pi / 2)^2
+    T = 1000
+    f = lambda x: np.cos((x + 0.008) / 1.008 * np.pi / 2) ** 2                     # noqa: E731
+    abar = np.cumprod([1 - min(1 - f((i + 1) / T) / f(i / T), 0.999) for i in range(T)])
+
+    def gain(first, second):
+        return abs(np.sqrt(abar[second]) * np.sqrt(1 - abar[first]) / np.sqrt(abar[first]) - np.sqrt(1 - abar[second]))
+
+    trailing = first_step_gain(motion_sampling_scheduler(MotionConfig(sample_spacing="trailing")), 10)
+    leading = first_step_gain(motion_sampling_scheduler(MotionConfig(sample_spacing="leading")), 10)
+    assert trailing == pytest.approx(gain(999, 899), rel=1e-4) and trailing > 1000
+    assert leading == pytest.approx(gain(900, 800), rel=1e-4) and leading < 10
+    clipped = motion_sampling_scheduler(MotionConfig(sample_clip=3.0))
+    assert clipped.config.clip_sample and clipped.config.clip_sample_range == 3.0
 
 
 def test_wrong_reference_size_and_stage1_models_are_refused(pipeline):
@@ -170,3 +285,15 @@ def test_read_only_frames_convert_without_a_torch_warning():
         warnings.simplefilter("error")
         x = frames_to_tensor(frames, 4)
     assert x.shape == (1, 3, 4, 4) and torch.all(x == 1.0)
+
+
+def test_sampling_overrides_change_only_sampling_keys():
+    from imac.config import OptionsError, load_config, with_sampling_overrides
+
+    config = load_config("tiny")
+    changed = with_sampling_overrides(config, ["video.chunk_reference=anchored", "motion.window_overlap=16",
+                                               "stage1.steps=3", "video.frames=8"])
+    assert (changed.video.chunk_reference, changed.motion.window_overlap) == ("anchored", 16)
+    assert (changed.stage1.steps, changed.video.frames) == (config.stage1.steps, config.video.frames)   # training keys
+    with pytest.raises(OptionsError, match="video.handover: expected one of 'decoded', 'latent'"):
+        with_sampling_overrides(config, ["video.handover=lat"])

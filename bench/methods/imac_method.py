@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from bench.methods.base import BenchContext, Method
-from imac.config import IMACConfig, load_config
+from imac.config import SAMPLING_KEYS, IMACConfig, load_config, with_sampling_overrides
 from imac.frames import frames_to_tensor
 from imac.pipeline import IMACPipeline
 from imac.training.trainer import train
@@ -101,6 +101,10 @@ class IMACMethod(Method):
             model_dir = Path(config.train.output) / "stage2" / "model"
         self.pipeline = IMACPipeline.from_pretrained(model_dir, device=context.device,
                                                      feature_cache=Path(context.work_dir) / "features")
+        sampling = [o for o in [*options.overrides, *self.switches] if o.partition("=")[0].strip() in SAMPLING_KEYS]
+        if sampling:        # a given model samples with the run's sampling switches too
+            self.pipeline.config = with_sampling_overrides(self.pipeline.config, sampling, f"{self.name}: overrides")
+            facts["sampling"] = sampling
         facts["parameters"] = sum(p.numel() for p in self.pipeline.model.parameters())
         return facts
 

@@ -145,20 +145,34 @@ class MotionModel(ModelMixin, ConfigMixin):
 
     @torch.no_grad()
     def sample(self, mfcc: torch.Tensor, hubert: torch.Tensor, scheduler, steps: int,
-               generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Generate normalised motion for the audio features (DDIM-style ``scheduler``), epsilon steps."""
+               generator: torch.Generator | None = None, known: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Generate normalised motion for the audio features (DDIM-style ``scheduler``), epsilon steps.
+
+        ``known`` (B, K, pose_dim + expression_dim), normalised: the first K frames are given (the
+        previous window's last frames) and the rest is sampled to continue them, by replacement
+        (Lugmayr et al. 2022, RePaint, without resampling): before every step the first K frames of
+        the sample are set to ``known`` noised to that step's level, and at the end to ``known``.
+        """
         pose, expression = self._zeros(mfcc)
         if not self.config.use_motion:
             return pose, expression
+        width = self.config.pose_dim
         pose = torch.randn(pose.shape, device=mfcc.device, dtype=mfcc.dtype, generator=generator)
         expression = torch.randn(expression.shape, device=mfcc.device, dtype=mfcc.dtype, generator=generator)
+        motion = torch.cat([pose, expression], dim=-1)
+        if known is not None and (known.shape[0] != motion.shape[0] or known.shape[2] != motion.shape[2]
+                                  or known.shape[1] > motion.shape[1]):
+            raise ValueError(f"known motion {tuple(known.shape)} does not fit the sampled {tuple(motion.shape)}")
         scheduler.set_timesteps(steps, device=mfcc.device)
-        width = self.config.pose_dim
         for t in scheduler.timesteps:
+            if known is not None:
+                noise = torch.randn(known.shape, device=known.device, dtype=known.dtype, generator=generator)
+                motion[:, :known.shape[1]] = scheduler.add_noise(known, noise, t.reshape(1))
             timesteps = t.expand(mfcc.shape[0]).to(mfcc.device)
-            prediction = self(pose, expression, mfcc, hubert, timesteps)
+            prediction = self(motion[..., :width], motion[..., width:], mfcc, hubert, timesteps)
             noise = torch.cat([prediction.pose_noise, prediction.expression_noise], dim=-1)
-            motion = torch.cat([pose, expression], dim=-1)
             motion = scheduler.step(noise, t, motion, generator=generator).prev_sample
-            pose, expression = motion[..., :width], motion[..., width:]
-        return pose, expression
+        if known is not None:
+            motion[:, :known.shape[1]] = known
+        return motion[..., :width], motion[..., width:]

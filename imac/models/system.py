@@ -20,6 +20,8 @@ strengthens the image identity and the motion. Training drops both together with
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -36,6 +38,14 @@ def gather_frames(features: torch.Tensor, starts: torch.Tensor, length: int) -> 
         raise ValueError(f"video window [{int(starts.min())}, {int(index.max()) + 1}) outside the motion "
                          f"window of {features.shape[1]} frames")
     return torch.gather(features, 1, index[:, :, None].expand(-1, -1, features.shape[-1]))
+
+
+@dataclass(frozen=True)
+class ChunkSample:
+    """A sampled video chunk: ``frames`` (Fv, 3, S, S) in [-1, 1] and their ``latents`` (Fv, C, h, w)."""
+
+    frames: torch.Tensor
+    latents: torch.Tensor
 
 
 class IMACModel(nn.Module):
@@ -98,13 +108,18 @@ class IMACModel(nn.Module):
 
     def denoise(self, noisy: torch.Tensor, timesteps: torch.Tensor, reference_latents: torch.Tensor,
                 image_embedding: torch.Tensor, motion_features: torch.Tensor | None,
-                motion_scale: torch.Tensor | None) -> torch.Tensor:
-        """One UNet call on (B, C, Fv, h, w) latents with all IMAC conditions; returns the v-prediction."""
+                motion_scale: torch.Tensor | None, first_frame_latents: torch.Tensor | None = None) -> torch.Tensor:
+        """One UNet call on (B, C, Fv, h, w) latents with all IMAC conditions; returns the v-prediction.
+
+        ``reference_latents`` (B, C, h, w) feed the reference encoder and, unless
+        ``first_frame_latents`` (B, C, h, w) are given, I2VGen-XL's image condition (the chunk's first
+        frame); in training both are the window's first frame."""
         batch, _, frames = noisy.shape[:3]
         self.coupling.prepare(frames, motion_features, reference_latents, motion_scale)
         fps = torch.full((batch,), self.fps, device=noisy.device)
         text = self.text_context.to(noisy.dtype).expand(batch, -1, -1)
-        return self.unet(noisy, timesteps, fps=fps, image_latents=image_condition(reference_latents, frames),
+        first = reference_latents if first_frame_latents is None else first_frame_latents
+        return self.unet(noisy, timesteps, fps=fps, image_latents=image_condition(first, frames),
                          image_embeddings=image_embedding.to(noisy.dtype), encoder_hidden_states=text).sample
 
     def stage2_losses(self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None
@@ -149,9 +164,18 @@ class IMACModel(nn.Module):
 
     @torch.no_grad()
     def sample_chunk(self, reference: torch.Tensor, motion_features: torch.Tensor, steps: int,
-                     guidance_scale: float, generator: torch.Generator | None = None) -> torch.Tensor:
-        """One video chunk: reference (1, 3, S, S), motion features (1, Fv, D) -> frames (Fv, 3, S, S)."""
-        reference_latents, image_embedding = self.video_context(reference, generator)
+                     guidance_scale: float, generator: torch.Generator | None = None, *,
+                     context: tuple[torch.Tensor, torch.Tensor] | None = None,
+                     first_frame_latents: torch.Tensor | None = None) -> ChunkSample:
+        """One video chunk: reference (1, 3, S, S), motion features (1, Fv, D) -> ``ChunkSample``.
+
+        ``context``: (reference latents (1, C, h, w), CLIP embedding (1, 1, D)) for the reference
+        encoder and CLIP, e.g. those of the original reference image (``video_context``); default:
+        those of ``reference``. ``first_frame_latents`` (1, C, h, w): the image condition (the chunk's
+        first frame) as a latent, e.g. the previous chunk's last latent; default: ``reference``'s.
+        """
+        reference_latents, image_embedding = context if context is not None else self.video_context(reference,
+                                                                                                   generator)
         frames = motion_features.shape[1]
         height, width = reference_latents.shape[-2:]
         scheduler = self.video_scheduler
@@ -159,8 +183,10 @@ class IMACModel(nn.Module):
         latents = torch.randn((1, reference_latents.shape[1], frames, height, width), device=reference.device,
                               dtype=reference_latents.dtype, generator=generator)
         guided = guidance_scale != 1.0
+        first = first_frame_latents
         if guided:
             reference_latents = reference_latents.repeat(2, 1, 1, 1)
+            first = None if first is None else first.repeat(2, 1, 1, 1)
             image_embedding = torch.cat([torch.zeros_like(image_embedding), image_embedding])
             motion_features = motion_features.repeat(2, 1, 1)
             scale = torch.tensor([0.0, 1.0], device=reference.device)
@@ -169,9 +195,10 @@ class IMACModel(nn.Module):
         for t in scheduler.timesteps:
             model_input = latents.repeat(2, 1, 1, 1, 1) if guided else latents
             prediction = self.denoise(model_input, t.expand(model_input.shape[0]), reference_latents,
-                                      image_embedding, motion_features, scale)
+                                      image_embedding, motion_features, scale, first)
             if guided:
                 unconditional, conditional = prediction.chunk(2)
                 prediction = unconditional + guidance_scale * (conditional - unconditional)
             latents = scheduler.step(prediction, t, latents, generator=generator).prev_sample
-        return decode_latents(self.vae, latents[0].transpose(0, 1))
+        latents = latents[0].transpose(0, 1)            # (Fv, C, h, w)
+        return ChunkSample(decode_latents(self.vae, latents), latents)

@@ -43,9 +43,31 @@ def motion_training_scheduler(config: MotionConfig) -> DDPMScheduler:
 
 
 def motion_sampling_scheduler(config: MotionConfig) -> DDIMScheduler:
+    """The motion branch's DDIM sampler: ``config.sample_spacing`` and ``config.sample_clip``.
+
+    With "trailing" spacing the first step starts at t = T - 1, where squaredcos_cap_v2's alpha-bar
+    is about 1e-7: DDIM's clean-motion estimate (x_t - sqrt(1 - abar) eps) / sqrt(abar) multiplies
+    the first noise prediction's error by sqrt(abar_prev / abar_t), thousands of times
+    (``first_step_gain``). "leading" starts lower (at T - T/steps, where abar is larger; the sample
+    then starts from a noise level the model never saw as pure noise), and ``sample_clip`` bounds
+    the clean estimate to +-clip in normalised motion units (what DDIM's clip_sample does).
+    """
+    clip = config.sample_clip > 0
     return DDIMScheduler(num_train_timesteps=config.train_timesteps, beta_schedule=config.beta_schedule,
-                         prediction_type="epsilon", clip_sample=False, set_alpha_to_one=True,
-                         timestep_spacing="trailing")
+                         prediction_type="epsilon", clip_sample=clip,
+                         clip_sample_range=config.sample_clip if clip else 1.0, set_alpha_to_one=True,
+                         timestep_spacing=config.sample_spacing)
+
+
+def first_step_gain(scheduler: DDIMScheduler, steps: int) -> float:
+    """How many times DDIM's first step multiplies an error of the predicted noise, in the sample it
+    hands to the second step (epsilon prediction, eta 0): sqrt(abar_prev) sqrt(1 - abar_t) / sqrt(abar_t)
+    - sqrt(1 - abar_prev), for the first two timesteps of ``scheduler.set_timesteps(steps)``."""
+    scheduler.set_timesteps(steps)
+    first, second = (int(t) for t in scheduler.timesteps[:2])
+    abar = scheduler.alphas_cumprod.double()
+    a_t, a_prev = abar[first], abar[second]
+    return float(abs(a_prev.sqrt() * (1 - a_t).sqrt() / a_t.sqrt() - (1 - a_prev).sqrt()))
 
 
 def _pretrained_folder(config: VideoConfig, sub: str) -> Path:

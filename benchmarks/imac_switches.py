@@ -1,0 +1,128 @@
+"""IMAC's sampling switches side by side, on one trained model and the same test clips and seeds.
+
+    .venv/bin/python benchmarks/imac_switches.py --run runs/bench [--out runs/switches] [--variants a,b]
+
+``--run`` is an ``imac-bench run`` folder whose IMAC was trained in the run (``work/imac/stage2/model``,
+``data/``). Each variant is the model sampled with other ``imac.config.SAMPLING_KEYS`` (the weights
+serve any of them), as the benchmark samples (the test clip's first frame, its speech, the run's
+per-clip seed (``bench.runner.clip_seed``), the run's sample steps and guidance from ``run.json``, the
+frames conformed to the real clip as the run does). The videos go to
+``<out>/<variant>/<identity>/<clip>.mp4`` (a folder ``python -m metrics compute --fake`` and
+``benchmarks/chunk_drift.py`` read), so FGD / FVD* of each variant come from the suite's own
+evaluator. Printed per variant:
+
+- per 16-frame chunk: body points found and drift from frame 0 (``benchmarks/chunk_drift.py``'s
+  definitions), and the same for the real test videos (``<run>/gt``);
+- motion continuity at the 80-frame window joins: the mean speed (|m[f+1] - m[f]|) and jerk (third
+  difference) of the sampled normalised motion parameters across each join, against the same inside
+  windows (a ratio near 1: no jump at the joins);
+- seconds of sampling per clip.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from chunk_drift import markdown, method_table  # noqa: E402
+
+from bench.runner import clip_seed, conform_frames  # noqa: E402
+from imac.config import with_sampling_overrides  # noqa: E402
+from imac.frames import frames_to_tensor  # noqa: E402
+from imac.pipeline import IMACPipeline, motion_windows  # noqa: E402
+from metrics.dataset import find_clips  # noqa: E402
+from metrics.io.video import write_video  # noqa: E402
+
+VARIANTS = {
+    "paper": [],
+    "anchored": ["video.chunk_reference=anchored"],
+    "latent": ["video.handover=latent"],
+    "anchored+latent": ["video.chunk_reference=anchored", "video.handover=latent"],
+    "overlap16": ["motion.window_overlap=16"],
+    "clip3": ["motion.sample_clip=3.0"],
+    "leading": ["motion.sample_spacing=leading"],
+    "all": ["video.chunk_reference=anchored", "video.handover=latent", "motion.window_overlap=16",
+            "motion.sample_clip=3.0"],
+}
+
+
+def join_continuity(motion: np.ndarray, window: int, overlap: int) -> tuple[float, float]:
+    """(speed ratio, jerk ratio): mean |first difference| and |third difference| of ``motion`` (F, D)
+    over the differences that cross a window join, divided by those inside windows; NaN without joins."""
+    joins = [keep for _, _, keep in motion_windows(len(motion), window, overlap)][1:]
+    speed = np.abs(np.diff(motion, axis=0)).mean(axis=1)            # speed[f]: frame f -> f + 1
+    jerk = np.abs(np.diff(motion, n=3, axis=0)).mean(axis=1)        # jerk[f]: frames f .. f + 3
+    at_speed = {j - 1 for j in joins if 0 < j < len(motion)}
+    at_jerk = {f for j in joins for f in range(j - 3, j) if 0 <= f < len(jerk)}
+    if not at_speed:
+        return float("nan"), float("nan")
+    inside_speed = [v for f, v in enumerate(speed) if f not in at_speed]
+    inside_jerk = [v for f, v in enumerate(jerk) if f not in at_jerk]
+    return (float(np.mean([speed[f] for f in at_speed]) / np.mean(inside_speed)),
+            float(np.mean([jerk[f] for f in at_jerk]) / np.mean(inside_jerk)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", type=Path, required=True, help="an imac-bench run folder with IMAC trained in it")
+    parser.add_argument("--out", type=Path, default=None, help="where the variants' videos go (default: <run>/switches)")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"of {', '.join(VARIANTS)}")
+    parser.add_argument("--clips", type=int, default=0, help="only the first N test clips (0: all)")
+    args = parser.parse_args(argv)
+    model = args.run / "work" / "imac" / "stage2" / "model"
+    settings = json.loads((args.run / "run.json").read_text())
+    options = ((settings.get("config") or {}).get("methods") or {}).get("imac") or {}
+    steps, guidance = options.get("sample_steps"), options.get("guidance_scale")
+    seed = int(settings.get("seed", 0))
+    out = args.out or args.run / "switches"
+    clips = find_clips(args.run / "data", split="test")
+    clips = clips[:args.clips] if args.clips else clips
+    torch.set_num_threads(max(torch.get_num_threads(), 1))
+    base = IMACPipeline.from_pretrained(model, feature_cache=args.run / "work" / "imac" / "features")
+    tables, continuity, seconds = {}, {}, {}
+    for name in args.variants.split(","):
+        base.config = with_sampling_overrides(base.config, VARIANTS[name] + [
+            f"{k}={v}" for k, v in (("video.chunk_reference", "last_frame"), ("video.handover", "decoded"),
+                                    ("motion.window_overlap", 0), ("motion.sample_clip", 0.0),
+                                    ("motion.sample_spacing", "trailing"))
+            if not any(o.startswith(k + "=") for o in VARIANTS[name])], name)
+        started, ratios = time.perf_counter(), []
+        for clip in clips:
+            size, rate = base.config.data.resolution, base.config.audio.sample_rate
+            reference = frames_to_tensor(clip.first_frame()[None], size)[0]
+            generator = torch.Generator().manual_seed(clip_seed(seed, clip))
+            sample = base(reference, clip.load_audio(rate), rate, generator=generator, guidance_scale=guidance,
+                          steps=steps)
+            path = out / name / clip.identity / f"{clip.clip_id}.mp4"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            frames, _ = conform_frames(sample.frames, clip)          # the real clip's size and length, as the run
+            write_video(path, frames, sample.fps, audio=sample.audio, sample_rate=rate)
+            if sample.pose is not None:
+                motion = np.concatenate([sample.pose, sample.expression], axis=1)
+                motion = (motion - motion.mean(0)) / (motion.std(0) + 1e-6)
+                ratios.append(join_continuity(motion, base.config.stage1.motion_frames,
+                                              base.config.motion.window_overlap))
+        seconds[name] = (time.perf_counter() - started) / max(len(clips), 1)
+        continuity[name] = np.nanmean(np.array(ratios), axis=0) if ratios else (float("nan"),) * 2
+        tables[name] = method_table(out / name, base.config.video.frames, 6)
+        print(f"{name}: {seconds[name]:.1f} s per clip", file=sys.stderr, flush=True)
+    if (args.run / "gt").is_dir():
+        tables["real (gt)"] = method_table(args.run / "gt", base.config.video.frames, 6)
+    print(markdown(tables, 6))
+    print("\n| variant | speed at joins / inside | jerk at joins / inside | s per clip |\n|---|---|---|---|")
+    for name in continuity:
+        speed, jerk = continuity[name]
+        print(f"| {name} | {speed:.2f} | {jerk:.2f} | {seconds[name]:.1f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
