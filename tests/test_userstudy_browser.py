@@ -194,3 +194,36 @@ def test_rank_save_come_back_and_analyse(browser_page, tmp_path):
     assert analyze.main([str(study_dir / "rankings.csv"), "--out", str(out)]) == 0
     report = (out / "report.md").read_text()
     assert "participants: **1**; trials: **3**" in report and "Blocks dropped: none." in report
+
+
+def test_platform_link_resume_code_unknown_id_and_video_report(browser_page):
+    """A participant arrives by a crowdsourcing platform's link (?PROLIFIC_PID=...), reports a video that
+    does not play, and comes back from another browser with the resume code; a mistyped id is told
+    apart from a new participant; knowing the id alone is not enough."""
+    page, server, _, errors = browser_page
+    page.goto(f"{server.url}?PROLIFIC_PID=prolific42")
+    page.wait_for_selector("#study:not([hidden])")
+    assert page.text_content("#participant-id") == "prolific42"
+    code = page.text_content("#resume-code")
+    assert server.store.participant("prolific42").token_sha256 is not None and len(code) == 14
+
+    page.locator("#videos figure").first.locator("button.report").click()
+    page.wait_for_function("() => document.querySelector('#videos button.report').disabled")
+    assert [r[0] for r in server.store.video_reports()] == ["prolific42"]
+
+    # as if from another browser: nothing of the participant is kept in this one
+    page.evaluate("() => localStorage.clear()")
+    page.goto(server.url)
+    page.fill("#resume-id", "prolific43")                      # a typo
+    page.click("#resume-form button[type=submit]")
+    page.wait_for_function("() => document.querySelector('#welcome-error').textContent.includes('no participant')")
+    assert page.locator("#study").is_hidden()
+    page.fill("#resume-id", "prolific42")                      # the right id, no code: refused
+    page.click("#resume-form button[type=submit]")
+    page.wait_for_function("() => document.querySelector('#welcome-error').textContent.includes('resume code')")
+    assert page.locator("#study").is_hidden()
+    page.fill("#resume-token", code.lower())                   # as a person may type it
+    page.click("#resume-form button[type=submit]")
+    page.wait_for_selector("#study:not([hidden])")
+    assert page.text_content("#participant-id") == "prolific42"
+    assert errors == []

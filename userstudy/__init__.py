@@ -10,7 +10,8 @@ a thin layer over the function of the same name in its module; see userstudy/REA
 - ``analyze``: the ``analyze`` command (``analyze``, ``analyze_rankings``, ``write_analysis``);
 - ``simulate``: the ``simulate`` command, synthetic studies and power;
 - ``study`` / ``make_study``: the study folder and the ``make-study`` command;
-- ``store`` / ``serve``: the answer file and the ``serve`` command (standard library only);
+- ``store`` / ``serve``: the answers (SQLite, with rankings.csv as export) and the ``serve`` command
+  (standard library only);
 - ``cli`` / ``__main__``: what the commands share, and ``python -m userstudy``.
 
 Nothing here imports the rest of the project (``imac``, ``bench``, ``metrics``).

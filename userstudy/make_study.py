@@ -35,13 +35,13 @@ from userstudy.files import write_text_atomic
 from userstudy.schema import PAPER_CRITERIA
 from userstudy.study import (
     DEFAULT_TITLE,
-    ID_PATTERN,
     REFERENCE_SUFFIXES,
     STUDY_FILE,
     VIDEO_SUFFIXES,
     Study,
     StudyError,
     default_question,
+    is_valid_id,
     keyed_rng,
     name_slug,
     parse_study,
@@ -103,7 +103,7 @@ def make_study(out: str | os.PathLike, method_folders: dict[str, str | os.PathLi
         lacking = [m for m in videos if stem not in videos[m]]
         if lacking:
             problems.append(f"video {stem!r} is missing for {', '.join(lacking)}")
-        if not ID_PATTERN.match(stem):
+        if not is_valid_id(stem):
             problems.append(f"video name {stem!r} cannot be a trial id (letters, digits, '.', '_', '-')")
     reference_files = {}
     if references is not None and not Path(references).is_dir():

@@ -1,44 +1,115 @@
-"""The answer store: the study's append-only ``rankings.csv``, written so that no saved answer is lost.
+"""The answer store: one SQLite database per study (``study.db``), with ``rankings.csv`` as its export.
 
-Standard library only. Guarantees, and how:
+Standard library only (``sqlite3``). What it promises, and how:
 
-- *atomic*: one submission (every criterion of one trial) is one ``os.write`` of complete lines on
-  a file opened with ``O_APPEND``, under a thread lock and an ``flock`` (two server processes on one
-  study are safe too); if the write fails half-way the file is cut back to its previous size;
-- *durable*: the server answers "saved" only after ``fsync`` (and, for a new file, an fsync of the
-  folder), so an answer acknowledged before a crash or restart is on disk;
-- *no duplicates*: each submission carries an id; a retried request with an id already in the
-  file is acknowledged without writing again;
-- *restart*: the file is the only state. It is re-read (incrementally) to know each participant's
-  saved answers; a last line left incomplete by a crash mid-write (never acknowledged) is moved to
-  ``rankings.csv.torn-<time>`` at start-up rather than left to corrupt the CSV.
+- *one row per answer*: a table of submissions (one "Save results" of one trial: a unique
+  submission id, the participant, the trial, a digest of the answer, the time) and a table of
+  answers (criterion, method, rank, shown position), indexed by participant;
+- *a transaction per submission*: ``BEGIN IMMEDIATE`` ... ``COMMIT`` in WAL mode with
+  ``synchronous=FULL``, so a save is complete or absent, and the server acknowledges it only after
+  the commit is on disk. A ``kill -9`` or a power cut loses no acknowledged answer;
+- *no answer twice, no false acknowledgement*: the submission id is unique. The same id sent again
+  with the same answer (a retry after a lost reply) is reported as a duplicate and stores nothing;
+  the same id with a different answer, or from another participant or trial, raises
+  ``SubmissionConflict`` (the server answers 409): a success always means "this exact answer is
+  stored";
+- *participants with a secret*: each participant has a resume token, kept as its SHA-256 only;
+- ``rankings.csv`` (``schema.SERVER_COLUMNS``, today's exact format, rows in the order they were
+  saved) is rewritten atomically after every save and at start-up, so it is never older than the
+  last acknowledged save, except after a crash, until the next start. The database is the truth; the
+  CSV is what ``analyze`` and other tools read;
+- *migration*: a study folder with a ``rankings.csv`` written by an earlier server (which kept no
+  database) is imported into a new ``study.db`` at start-up; an incomplete last line that a crash
+  left in that file is moved to ``rankings.csv.torn-<time>`` first.
+
+Several server processes on one folder are safe (SQLite's locking, a busy timeout of 30 s).
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import json
 import logging
 import os
+import sqlite3
 import threading
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
+from userstudy.files import atomic_path
 from userstudy.schema import SERVER_COLUMNS
-
-try:
-    import fcntl
-except ImportError:  # not on Windows: the thread lock alone then guards a single server process
-    fcntl = None
 
 logger = logging.getLogger(__name__)
 
+SCHEMA_VERSION = 1
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS participants (
+    id TEXT PRIMARY KEY,
+    token_sha256 TEXT,              -- NULL: imported from an old rankings.csv, claimed at first resume
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS submissions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    participant TEXT NOT NULL,
+    trial TEXT NOT NULL,
+    digest TEXT NOT NULL,           -- SHA-256 of the un-blinded answer: tells a retry from a change
+    submitted_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS submissions_by_participant ON submissions (participant, trial, seq);
+CREATE TABLE IF NOT EXISTS answers (
+    submission INTEGER NOT NULL REFERENCES submissions (seq),
+    criterion TEXT NOT NULL,
+    method TEXT NOT NULL,
+    rank INTEGER NOT NULL,
+    position INTEGER,
+    UNIQUE (submission, criterion, method)
+);
+CREATE TABLE IF NOT EXISTS video_reports (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    participant TEXT NOT NULL,
+    trial TEXT NOT NULL,
+    method TEXT NOT NULL,
+    reported_at TEXT NOT NULL,
+    UNIQUE (participant, trial, method)
+);
+"""
+
 
 class StoreError(RuntimeError):
-    """The answers file cannot be used by the server (e.g. it has other columns)."""
+    """The study's answers cannot be used by the server (e.g. a rankings.csv with other columns)."""
 
 
-def csv_lines(rows: list[tuple]) -> str:
+class SubmissionConflict(StoreError):
+    """A submission id already stored with another answer, participant or trial (HTTP 409)."""
+
+
+@dataclass(frozen=True)
+class Participant:
+    id: str
+    token_sha256: str | None
+
+
+def token_digest(token: str) -> str:
+    """The SHA-256 (hex) under which a resume token is kept."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def answer_digest(participant: str, trial: str, rows: Iterable[tuple]) -> str:
+    """SHA-256 of a submission's content: participant, trial and each (criterion, method, rank).
+
+    ``rows`` are in ``SERVER_COLUMNS`` order; their order, position and time do not count.
+    """
+    content = sorted((str(r[2]), str(r[3]), int(r[4])) for r in rows)
+    text = json.dumps([participant, trial, content], ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def csv_lines(rows: Iterable[tuple]) -> str:
     """Rows as CSV text with ``\\n`` line ends (the same dialect as pandas' ``to_csv``)."""
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerows(rows)
@@ -49,119 +120,226 @@ HEADER = csv_lines([SERVER_COLUMNS])
 
 
 class AnswerStore:
-    """Appends submissions to ``path`` and indexes the latest answer per participant, trial, criterion."""
+    """The answers of one study: ``db_path`` (SQLite) and its export ``csv_path``.
 
-    def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-        self._lock = threading.Lock()
-        self._offset = 0
-        self._submissions: set[str] = set()
-        # (participant, trial) -> criterion -> (submission, {method: rank})
-        self._latest: dict[tuple[str, str], dict[str, tuple[str, dict[str, int]]]] = {}
+    Thread-safe: one connection, one lock; every public method is one transaction.
+    Raises ``StoreError`` when the database or the CSV cannot be used.
+    """
+
+    def __init__(self, db_path: str | os.PathLike, csv_path: str | os.PathLike | None = None):
+        self.path = Path(db_path)
+        self.csv_path = Path(csv_path) if csv_path is not None else None
         self.recovered: Path | None = None
-        with self._lock:
-            self.recovered = self._recover_torn_tail()
-            self._refresh()
-
-    def _recover_torn_tail(self) -> Path | None:
-        if not self.path.exists() or self.path.stat().st_size == 0:
-            return None
-        with open(self.path, "rb+") as handle:
-            if fcntl:
-                fcntl.flock(handle, fcntl.LOCK_EX)
-            data = handle.read()
-            if data.endswith(b"\n"):
-                return None
-            keep = data.rfind(b"\n") + 1
-            torn = self.path.with_name(f"{self.path.name}.torn-{time.strftime('%Y%m%dT%H%M%S')}")
-            torn.write_bytes(data[keep:])
-            handle.truncate(keep)
-            handle.flush()
-            os.fsync(handle.fileno())
-        logger.warning("an incomplete last line of %s (a write interrupted before it was acknowledged) was "
-                       "moved to %s", self.path, torn)
-        return torn
-
-    def _refresh(self) -> None:
-        """Index the lines appended since the last look (by this or another process)."""
+        self._lock = threading.Lock()
+        self._export_lock = threading.Lock()
+        self._exported = -1
+        self._check_csv_header()
         try:
-            with open(self.path, "rb") as handle:
-                handle.seek(self._offset)
-                data = handle.read()
-        except FileNotFoundError:
-            return
-        complete = data[: data.rfind(b"\n") + 1]
-        if not complete:
-            return
-        lines = complete.decode("utf-8").splitlines()
-        if self._offset == 0:
-            header, lines = lines[0], lines[1:]
-            if header != HEADER.rstrip("\n"):
-                raise StoreError(f"{self.path} starts with the columns {header!r}; the server appends "
-                                 f"{','.join(SERVER_COLUMNS)}. Move the file away or start a new study folder.")
-        columns = {name: i for i, name in enumerate(SERVER_COLUMNS)}
-        for row in csv.reader(lines):
-            if len(row) != len(SERVER_COLUMNS):
-                continue  # not ours to judge here; the analysis reports malformed lines by number
-            participant, trial = row[columns["participant"]], row[columns["trial"]]
-            criterion = row[columns["criterion"]]
-            submission = row[columns["submission"]]
-            self._submissions.add(submission)
-            answers = self._latest.setdefault((participant, trial), {})
-            if criterion not in answers or answers[criterion][0] != submission:
-                answers[criterion] = (submission, {})
-            try:
-                answers[criterion][1][row[columns["method"]]] = int(row[columns["rank"]])
-            except ValueError:
-                continue
-        self._offset += len(complete)
+            self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StoreError(f"{self.path} was written by a newer version of userstudy (schema {version}; "
+                                 f"this one knows {SCHEMA_VERSION})")
+            self._db.executescript(SCHEMA)
+            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except sqlite3.DatabaseError as error:
+            raise StoreError(f"{self.path}: not a usable SQLite database ({error})") from None
+        with self._lock:
+            empty = self._db.execute("SELECT COUNT(*) FROM submissions").fetchone()[0] == 0
+        if empty and self.csv_path is not None and self.csv_path.exists():
+            self._import_csv()
+        self.export_csv()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- participants -----------------------------------------------------------------------------
+
+    def participant(self, participant: str) -> Participant | None:
+        with self._lock:
+            row = self._db.execute("SELECT id, token_sha256 FROM participants WHERE id = ?",
+                                   (participant,)).fetchone()
+        return Participant(*row) if row else None
+
+    def add_participant(self, participant: str, token_sha256: str, created_at: str) -> bool:
+        """Register a participant; False (nothing changed) when the id exists."""
+        with self._lock:
+            cursor = self._db.execute("INSERT OR IGNORE INTO participants (id, token_sha256, created_at) "
+                                      "VALUES (?, ?, ?)", (participant, token_sha256, created_at))
+        return cursor.rowcount == 1
+
+    def claim(self, participant: str, token_sha256: str) -> bool:
+        """Give a token to a participant who has none (imported from an old CSV); False if one was set."""
+        with self._lock:
+            cursor = self._db.execute("UPDATE participants SET token_sha256 = ? WHERE id = ? AND "
+                                      "token_sha256 IS NULL", (token_sha256, participant))
+        return cursor.rowcount == 1
+
+    # -- answers ----------------------------------------------------------------------------------
 
     def append(self, rows: list[tuple], submission: str) -> bool:
-        """Append one submission's rows (in ``SERVER_COLUMNS`` order) durably.
+        """Store one submission's rows (``SERVER_COLUMNS`` order, one participant and trial) durably.
 
-        Returns False, writing nothing, when ``submission`` is already stored (a retry).
+        Returns True when stored, False when this exact submission is already stored (a retry).
+        Raises ``SubmissionConflict`` when the id is stored with another answer, participant or trial.
         """
+        participant, trial = rows[0][0], rows[0][1]
+        if any((r[0], r[1], r[6]) != (participant, trial, submission) for r in rows):
+            raise ValueError("one submission is one participant's answer to one trial")
+        digest = answer_digest(participant, trial, rows)
         with self._lock:
-            created = not self.path.exists()
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            self._db.execute("BEGIN IMMEDIATE")
             try:
-                if fcntl:
-                    fcntl.flock(fd, fcntl.LOCK_EX)
-                self._refresh()
-                if submission in self._submissions:
-                    return False
-                size = os.fstat(fd).st_size
-                data = ((HEADER if size == 0 else "") + csv_lines(rows)).encode("utf-8")
-                try:
-                    written = 0
-                    while written < len(data):
-                        written += os.write(fd, data[written:])
-                    os.fsync(fd)
-                except BaseException:
-                    os.ftruncate(fd, size)  # no torn line for the next reader
-                    raise
-                if created:
-                    # The new file's name must reach the disk too, not only its content.
-                    directory = os.open(self.path.parent, os.O_RDONLY)
-                    try:
-                        os.fsync(directory)
-                    finally:
-                        os.close(directory)
-                self._refresh()
-                return True
-            finally:
-                if fcntl:
-                    fcntl.flock(fd, fcntl.LOCK_UN)
-                os.close(fd)
+                seq = self._insert(rows, submission, participant, trial, digest)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        if seq is None:
+            return False
+        self.export_csv(through=seq)
+        return True
+
+    def _insert(self, rows: list[tuple], submission: str, participant: str, trial: str,
+                digest: str) -> int | None:
+        known = self._db.execute("SELECT participant, trial, digest FROM submissions WHERE id = ?",
+                                 (submission,)).fetchone()
+        if known is not None:
+            if known == (participant, trial, digest):
+                return None
+            what = ("another participant's" if known[0] != participant else
+                    "another trial's" if known[1] != trial else "a different")
+            raise SubmissionConflict(f"submission id {submission!r} is already stored with {what} answer; "
+                                     "nothing was saved (send a changed answer under a new submission id)")
+        self._db.execute("INSERT OR IGNORE INTO participants (id, token_sha256, created_at) VALUES (?, NULL, ?)",
+                         (participant, rows[0][7]))
+        seq = self._db.execute("INSERT INTO submissions (id, participant, trial, digest, submitted_at) "
+                               "VALUES (?, ?, ?, ?, ?)",
+                               (submission, participant, trial, digest, rows[0][7])).lastrowid
+        self._db.executemany("INSERT INTO answers (submission, criterion, method, rank, position) "
+                             "VALUES (?, ?, ?, ?, ?)", [(seq, r[2], r[3], int(r[4]), r[5]) for r in rows])
+        return seq
 
     def saved(self, participant: str) -> dict[str, dict[str, list[str]]]:
         """The participant's latest saved answers: trial -> criterion -> methods, best first."""
         with self._lock:
-            self._refresh()
-            return {trial: {criterion: sorted(ranks, key=ranks.get) for criterion, (_, ranks) in answers.items()}
-                    for (p, trial), answers in self._latest.items() if p == participant}
+            rows = self._db.execute(
+                "SELECT s.trial, a.criterion, a.method, a.rank, s.seq FROM submissions s "
+                "JOIN answers a ON a.submission = s.seq WHERE s.participant = ? ORDER BY s.seq",
+                (participant,)).fetchall()
+        latest: dict[tuple[str, str], tuple[int, dict[str, int]]] = {}
+        for trial, criterion, method, rank, seq in rows:
+            if latest.get((trial, criterion), (None,))[0] != seq:
+                latest[(trial, criterion)] = (seq, {})
+            latest[(trial, criterion)][1][method] = rank
+        answers: dict[str, dict[str, list[str]]] = {}
+        for (trial, criterion), (_, ranks) in latest.items():
+            answers.setdefault(trial, {})[criterion] = sorted(ranks, key=ranks.get)
+        return answers
 
     def has_submission(self, submission: str) -> bool:
         with self._lock:
-            self._refresh()
-            return submission in self._submissions
+            return self._db.execute("SELECT 1 FROM submissions WHERE id = ?", (submission,)).fetchone() is not None
+
+    def submission_counts(self) -> dict[str, int]:
+        """Submission id -> number of answer rows stored under it (for checks and tests)."""
+        with self._lock:
+            return dict(self._db.execute("SELECT s.id, COUNT(*) FROM submissions s JOIN answers a "
+                                         "ON a.submission = s.seq GROUP BY s.id").fetchall())
+
+    def report_video(self, participant: str, trial: str, method: str, reported_at: str) -> bool:
+        """Record that a participant's video of ``method`` in ``trial`` does not play; False if already."""
+        with self._lock:
+            cursor = self._db.execute("INSERT OR IGNORE INTO video_reports (participant, trial, method, "
+                                      "reported_at) VALUES (?, ?, ?, ?)", (participant, trial, method, reported_at))
+        return cursor.rowcount == 1
+
+    def video_reports(self) -> list[tuple[str, str, str, str]]:
+        """Every (participant, trial, method, reported_at) report, oldest first."""
+        with self._lock:
+            return self._db.execute("SELECT participant, trial, method, reported_at FROM video_reports "
+                                    "ORDER BY seq").fetchall()
+
+    # -- the CSV export ---------------------------------------------------------------------------
+
+    def rows(self) -> tuple[int, list[tuple]]:
+        """(last submission seq, every answer row in ``SERVER_COLUMNS`` order, in the order saved)."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                last = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM submissions").fetchone()[0]
+                rows = self._db.execute(
+                    "SELECT s.participant, s.trial, a.criterion, a.method, a.rank, a.position, s.id, "
+                    "s.submitted_at FROM submissions s JOIN answers a ON a.submission = s.seq "
+                    "ORDER BY s.seq, a.rowid").fetchall()
+            finally:
+                self._db.execute("COMMIT")
+        return last, rows
+
+    def export_csv(self, through: int | None = None) -> None:
+        """Rewrite ``rankings.csv`` atomically from the database.
+
+        With ``through``, do nothing if an export already covered submission ``through`` (saves that
+        arrive together share one export).
+        """
+        if self.csv_path is None:
+            return
+        with self._export_lock:
+            if through is not None and self._exported >= through:
+                return
+            last, rows = self.rows()
+            if not rows and not self.csv_path.exists():
+                self._exported = last
+                return
+            with atomic_path(self.csv_path) as temporary:
+                temporary.write_text(HEADER + csv_lines(rows), encoding="utf-8")
+            self._exported = last
+
+    def _check_csv_header(self) -> None:
+        if self.csv_path is None or not self.csv_path.exists() or self.csv_path.stat().st_size == 0:
+            return
+        with open(self.csv_path, encoding="utf-8", errors="replace") as handle:
+            header = handle.readline().rstrip("\n")
+        if header != HEADER.rstrip("\n"):
+            raise StoreError(f"{self.csv_path} starts with the columns {header!r}; the server writes "
+                             f"{','.join(SERVER_COLUMNS)}. Move the file away or start a new study folder.")
+
+    def _import_csv(self) -> None:
+        """Import a rankings.csv written by the earlier server (no database) into the new database."""
+        data = self.csv_path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            keep = data.rfind(b"\n") + 1
+            torn = self.csv_path.with_name(f"{self.csv_path.name}.torn-{time.strftime('%Y%m%dT%H%M%S')}")
+            torn.write_bytes(data[keep:])
+            data = data[:keep]
+            with atomic_path(self.csv_path) as temporary:
+                temporary.write_bytes(data)
+            self.recovered = torn
+            logger.warning("an incomplete last line of %s (a write interrupted before it was acknowledged) "
+                           "was moved to %s", self.csv_path, torn)
+        lines = data.decode("utf-8").splitlines()[1:]
+        groups: dict[str, list[tuple]] = {}
+        problems = []
+        for number, row in enumerate(csv.reader(lines), start=2):
+            if len(row) != len(SERVER_COLUMNS) or not row[4].isdecimal() or not row[6]:
+                problems.append(f"line {number}: {row!r}")
+                continue
+            groups.setdefault(row[6], []).append(tuple(row[:4]) + (int(row[4]), int(row[5]) if
+                                                  row[5].isdecimal() else None) + tuple(row[6:]))
+        if problems:
+            raise StoreError(f"{self.csv_path}: cannot import lines the server did not write: "
+                             + "; ".join(problems[:5]) + (" ..." if len(problems) > 5 else ""))
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for submission, rows in groups.items():
+                    participant, trial = rows[0][0], rows[0][1]
+                    self._insert(rows, submission, participant, trial, answer_digest(participant, trial, rows))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        logger.info("imported %d submissions from %s into %s", len(groups), self.csv_path, self.path)

@@ -62,7 +62,14 @@ RANKINGS_FILE = "rankings.csv"
 VIDEO_SUFFIXES = (".mp4", ".webm", ".ogv", ".mov", ".m4v")
 REFERENCE_SUFFIXES = VIDEO_SUFFIXES + (".png", ".jpg", ".jpeg", ".webp", ".gif")
 # Ids that travel in URLs and the CSV: letters, digits and . _ - (no path separators, no dots-only).
-ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# Always matched whole (``is_valid_id``): with ``re.match``, ``$`` also matches before a final
+# newline, so "alice\n" slipped through.
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def is_valid_id(value: object) -> bool:
+    """True for a string of 1-64 ASCII letters, digits, '.', '_' or '-' starting with a letter or digit."""
+    return isinstance(value, str) and ID_PATTERN.fullmatch(value) is not None
 # Blinded video ids: capital letters without I and O (read as 1 and 0).
 BLIND_LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"
 DEFAULT_TITLE = "Video ranking study"
@@ -126,8 +133,18 @@ class Study:
         return next((t for t in self.trials if t.id == trial_id), None)
 
     def file(self, relative: str) -> Path:
-        """The absolute path of a file named in the study file (checked to lie in the folder)."""
-        return (self.root / relative).resolve()
+        """The absolute path of a file named in the study file, resolved now (links followed).
+
+        Raises ``FileNotFoundError`` when it is missing, not a regular file, or leads outside the
+        folder (a link replaced after the study was loaded): callers serve nothing then.
+        """
+        try:
+            path = (self.root / relative).resolve(strict=True)
+        except (OSError, ValueError, RuntimeError) as error:
+            raise FileNotFoundError(f"{relative!r}: {error}") from None
+        if not path.is_relative_to(self.root) or not path.is_file():
+            raise FileNotFoundError(f"{relative!r} is not a file inside the study folder")
+        return path
 
 
 @dataclass(frozen=True)
@@ -158,10 +175,15 @@ def _inside(root: Path, relative: object, what: str, suffixes: tuple[str, ...], 
         return
     if not check_files:
         return
-    path = (root / relative).resolve()
+    try:
+        path = (root / relative).resolve()
+        is_file = path.is_file()
+    except (OSError, ValueError, RuntimeError) as error:  # a NUL byte, a symbolic link loop
+        problems.append(f"{what}: {relative!r} cannot be opened ({error})")
+        return
     if not path.is_relative_to(root.resolve()):
         problems.append(f"{what}: {relative!r} leads outside the study folder (a symbolic link?)")
-    elif not path.is_file():
+    elif not is_file:
         problems.append(f"{what}: {relative!r} does not exist")
     elif path.suffix.lower() not in suffixes:
         problems.append(f"{what}: {relative!r} is not one of {', '.join(suffixes)}")
@@ -294,7 +316,7 @@ def _trials(entries: list, root: Path, methods: list[str], problems: list[str], 
         trial_id = entry.get("id")
         where = f"trials[{i}] ({trial_id!r})"
         entry, reported = _check_keys(where, entry, TRIAL_KEYS, problems)
-        if not isinstance(trial_id, str) or not ID_PATTERN.match(trial_id):
+        if not is_valid_id(trial_id):
             if "id" not in reported:
                 problems.append(f"{where}: id must be 1-64 letters, digits, '.', '_' or '-', starting with a "
                                 "letter or digit")

@@ -55,3 +55,17 @@ def post_json(port: int, path: str, payload: object) -> tuple[int, dict]:
     status, _, body = request(port, "POST", path, json.dumps(payload).encode(),
                               {"Content-Type": "application/json"})
     return status, json.loads(body)
+
+
+def join(port: int, participant: str | None = None) -> str:
+    """Register a participant (a new id, or the one given, as from a platform's URL); returns the token."""
+    status, reply = post_json(port, "/api/participants", {"participant": participant} if participant else {})
+    assert status == 201, reply
+    return reply["token"]
+
+
+def get_plan(port: int, participant: str, token: str | None) -> tuple[int, dict]:
+    """The participant's plan, asked with the resume token (None: without one)."""
+    status, _, body = request(port, "GET", f"/api/plan?participant={participant}",
+                              headers={"X-Resume-Token": token} if token else {})
+    return status, json.loads(body)

@@ -2,7 +2,8 @@
 // criterion. Three ways to rank, all with the same effect: drag an id onto a rank (pointer events,
 // so mouse, pen and touch), the buttons (keyboard: Tab + Enter/Space), and double-click to undo.
 // Every change is announced in a live region. Unsaved work is kept in localStorage; saved answers
-// come back from the server, so a participant can leave and return with their id.
+// come back from the server, so a participant can leave and return with their id and resume code
+// (the code is kept in this browser, and typed on another device).
 "use strict";
 
 const $ = (selector, root = document) => root.querySelector(selector);
@@ -11,13 +12,14 @@ const $$ = (selector, root = document) => Array.from(root.querySelectorAll(selec
 const state = {
   study: null,          // {title, instructions, criteria: [{name, question}], trials}
   participant: null,
+  token: null,          // the participant's secret resume code
   trials: [],           // from /api/plan: {trial, videos: [{id, url}], reference, saved}
   index: 0,             // the trial on screen
   rankings: {},         // trial -> criterion -> array of k ids or null (rank i+1)
   saved: {},            // trial -> criterion -> ids best first (the last save the server confirmed)
   visited: new Set(),
   attempted: new Set(), // trials where "Save results" was pressed (incomplete criteria turn red)
-  pending: {},          // trial -> submission id of a save not yet confirmed (a retry reuses it)
+  pending: {},          // trial -> {id, body}: a save not yet confirmed; a retry of the same answer reuses the id
 };
 
 // -- helpers ------------------------------------------------------------------------------------
@@ -52,9 +54,22 @@ async function api(path, options = {}) {
   let body = null;
   try { body = await response.json(); } catch (error) { body = null; }
   if (!response.ok) {
-    throw new Error((body && body.error) || `the server answered ${response.status}`);
+    const error = new Error((body && body.error) || `the server answered ${response.status}`);
+    error.status = response.status;
+    error.body = body || {};
+    throw error;
   }
   return body;
+}
+
+const tokenKey = (participant) => `userstudy:token:${participant}`;
+
+function rememberToken(participant, token) {
+  try { localStorage.setItem(tokenKey(participant), token); } catch (error) { /* private mode */ }
+}
+
+function rememberedToken(participant) {
+  try { return localStorage.getItem(tokenKey(participant)); } catch (error) { return null; }
 }
 
 const currentTrial = () => state.trials[state.index];
@@ -82,9 +97,12 @@ function sameAsSaved(trial) {
 
 // -- start: a participant id --------------------------------------------------------------------
 
-async function begin(participant) {
-  const plan = await api(`/api/plan?participant=${encodeURIComponent(participant)}`);
+async function begin(participant, token) {
+  const plan = await api(`/api/plan?participant=${encodeURIComponent(participant)}`,
+                         { headers: token ? { "X-Resume-Token": token } : {} });
   state.participant = plan.participant;
+  state.token = plan.token || token;   // a participant from before resume codes gets one now
+  rememberToken(state.participant, state.token);
   state.trials = plan.trials;
   for (const trial of plan.trials) {
     const ids = trial.videos.map((v) => v.id);
@@ -109,6 +127,7 @@ async function begin(participant) {
   $("#study").hidden = false;
   $("#who").hidden = false;
   $("#participant-id").textContent = state.participant;
+  $("#resume-code").textContent = state.token;
   const firstUnsaved = state.trials.findIndex((t) => !state.saved[t.trial]);
   showTrial(firstUnsaved === -1 ? 0 : firstUnsaved);
 }
@@ -148,10 +167,24 @@ function renderMedia(trial) {
   const videos = $("#videos");
   videos.replaceChildren();
   for (const video of trial.videos) {
+    const report = el("button", { type: "button", class: "report", text: "This video does not play" });
+    report.addEventListener("click", () => reportVideo(trial.trial, video.id, report));
     videos.append(el("figure", { class: "video", "data-id": video.id },
       el("video", { src: video.url, controls: "", preload: "metadata", playsinline: "",
                     "aria-label": `Video ${video.id}` }),
-      el("figcaption", {}, el("span", { class: "chip-id", text: video.id }), ` Video ${video.id}`)));
+      el("figcaption", {}, el("span", { class: "chip-id", text: video.id }), ` Video ${video.id}`, report)));
+  }
+}
+
+async function reportVideo(trial, id, button) {
+  try {
+    await api("/api/report", { method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ participant: state.participant, token: state.token, trial, video: id }) });
+    button.textContent = "Reported, thank you";
+    button.disabled = true;
+    announce(`Video ${id} reported as not playing. Rank it as you can, or go on to the next trial.`);
+  } catch (error) {
+    announce(`The report could not be sent: ${error.message}`);
   }
 }
 
@@ -381,7 +414,10 @@ async function save() {
     if (first) first.focus();
     return;
   }
-  state.pending[trial] = state.pending[trial] || newSubmissionId();
+  // A retry of the same answer keeps its submission id (stored once if the first try got through);
+  // an answer changed since a failed save is a new submission.
+  const body = JSON.stringify(rankings);
+  if (!state.pending[trial] || state.pending[trial].body !== body) state.pending[trial] = { id: newSubmissionId(), body };
   const button = $("#save");
   button.disabled = true;
   $("#status").textContent = "Saving…";
@@ -389,7 +425,8 @@ async function save() {
   try {
     const answer = await api("/api/submit", {
       method: "POST", headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ participant: state.participant, trial, submission: state.pending[trial], rankings }),
+      body: JSON.stringify({ participant: state.participant, token: state.token, trial,
+                             submission: state.pending[trial].id, rankings }),
     });
     delete state.pending[trial];
     state.saved[trial] = answer.rankings;
@@ -400,7 +437,7 @@ async function save() {
     announce(`Trial ${state.index + 1} saved. ${Object.keys(state.saved).length} of ${state.trials.length} trials saved.`);
     $("#final-heading").focus();
   } catch (error) {
-    // The same submission id is kept: a retry that reaches the server twice is stored once.
+    if (error.status === 409) delete state.pending[trial];  // that id holds another answer: the next try gets a new one
     const message = `Could not save: ${error.message}. Your ranking is still here; try again.`;
     $("#status").textContent = message;
     $("#status").classList.add("error");
@@ -434,18 +471,20 @@ async function main() {
 
   $("#start-new").addEventListener("click", async () => {
     try {
-      const { participant } = await api("/api/participants", { method: "POST" });
-      await begin(participant);
+      const { participant, token } = await api("/api/participants", { method: "POST" });
+      await begin(participant, token);
     } catch (error) {
       $("#welcome-error").textContent = error.message;
     }
   });
   $("#resume-form").addEventListener("submit", async (event) => {
     event.preventDefault();
+    const participant = $("#resume-id").value.trim();
+    const token = $("#resume-token").value.trim() || rememberedToken(participant);
     try {
-      await begin($("#resume-id").value.trim());
+      await begin(participant, token);
     } catch (error) {
-      $("#welcome-error").textContent = error.message;
+      $("#welcome-error").textContent = resumeMessage(participant, error);
     }
   });
   $("#save").addEventListener("click", save);
@@ -453,13 +492,41 @@ async function main() {
   $("#previous").addEventListener("click", () => showTrial(state.index - 1));
   $("#play-all").addEventListener("click", playAll);
 
-  const known = new URL(window.location.href).searchParams.get("participant");
+  const params = new URL(window.location.href).searchParams;
+  const known = URL_ID_PARAMETERS.map((name) => params.get(name)).find((value) => value);
   let remembered = null;
   try { remembered = localStorage.getItem("userstudy:participant"); } catch (error) { /* ignore */ }
   if (known || remembered) $("#resume-id").value = known || remembered;
-  if (known) {
-    try { await begin(known); } catch (error) { $("#welcome-error").textContent = error.message; }
+  if (known) await arriveWithId(known);
+}
+
+// The participant id in the page's address: ?participant=ID, or the parameter a crowdsourcing
+// platform adds (Prolific: PROLIFIC_PID; Amazon Mechanical Turk: workerId).
+const URL_ID_PARAMETERS = ["participant", "PROLIFIC_PID", "workerId"];
+
+async function arriveWithId(participant) {
+  const token = rememberedToken(participant);
+  try {
+    if (token) return await begin(participant, token);
+    // First visit with this id (a platform's link): register it; it gets its own resume code.
+    const reply = await api("/api/participants", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ participant }) });
+    await begin(reply.participant, reply.token);
+  } catch (error) {
+    $("#welcome-error").textContent = resumeMessage(participant, error);
+    if (error.status === 409 || error.status === 403) $("#resume-token").focus();
   }
+}
+
+function resumeMessage(participant, error) {
+  if (error.status === 404 && error.body.unknown) {
+    return `There is no participant with the id “${participant}”. Check the id, or start as a new participant.`;
+  }
+  if (error.status === 403 || (error.status === 409 && error.body.exists)) {
+    return `The id “${participant}” has already started. Enter its resume code (shown at the top of the page ` +
+      "when you started) to continue.";
+  }
+  return error.message;
 }
 
 main();
