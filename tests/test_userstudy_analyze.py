@@ -137,6 +137,26 @@ def test_nemenyi_matrices_match_scikit_posthocs(study):
         np.testing.assert_allclose(ours.to_numpy(), reference.loc[ours.index, ours.columns].to_numpy(), rtol=1e-5)
 
 
+def test_nemenyi_mean_rank_is_the_participants_mean_rank(study):
+    """The "mean rank" of the Nemenyi table is a rank (1 = best; the mean of the rank column for
+    complete rankings), not mean points; the reading names the method with the smaller one better."""
+    _, out, table = study
+    pairs = pd.read_csv(out / "nemenyi_pairs.csv")
+    for _, pair in pairs.iterrows():
+        rows = table[table["criterion"] == pair["criterion"]]
+        mean_rank = rows.groupby("method")["rank"].mean()
+        assert pair["mean_rank_a"] == pytest.approx(mean_rank[pair["method_a"]], rel=1e-12)
+        assert pair["mean_rank_b"] == pytest.approx(mean_rank[pair["method_b"]], rel=1e-12)
+    report = (out / "report.md").read_text()
+    nemenyi = report[report.index("## Nemenyi"):]
+    significant = pairs[pairs["p"] < 0.05]
+    assert len(significant)  # the simulated effect is large enough for at least one pair
+    for _, pair in significant.iterrows():
+        better, worse = ((pair["method_a"], pair["method_b"]) if pair["mean_rank_a"] < pair["mean_rank_b"]
+                         else (pair["method_b"], pair["method_a"]))
+        assert f"{better} > {worse}" in nemenyi
+
+
 def test_dunn_figure_is_a_png(study):
     _, out, _ = study
     data = (out / "dunn.png").read_bytes()

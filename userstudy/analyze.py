@@ -180,7 +180,7 @@ def pairs_csv(pairs: dict[str, pd.DataFrame]) -> str:
     for column in table.columns:
         if column.startswith("p"):
             table[column] = table[column].map(_sci)
-    return table.to_csv(index=False, float_format="%.6f")
+    return table.to_csv(index=False)   # full precision: other tools read it
 
 
 def write_analysis(analysis: StudyAnalysis, out_dir: str | Path, source: str = "") -> list[Path]:

@@ -189,10 +189,14 @@ def nemenyi_friedman(data: pd.DataFrame, val_col: str, group_col: str, block_col
     studentized range, so the p-values need no further adjustment.
 
     q = |mean rank a - mean rank b| / sqrt(k(k+1) / (6n)); p = P(Q_k,inf >= q sqrt(2)).
+
+    ``mean_rank_a`` / ``mean_rank_b``: the mean within-block rank, 1 = the largest value of the
+    block (for points: the best, as a participant's rank 1), ties mid-ranked, so it lies in 1..k.
+    (Ranked the other way it would equal the mean points on complete rankings, not a rank.)
     """
     matrix = block_matrix(data, val_col, group_col, block_col, groups)
     n, k = matrix.shape
-    mean_rank = pd.Series(stats.rankdata(matrix.to_numpy(dtype=float), axis=1).mean(axis=0),
+    mean_rank = pd.Series(stats.rankdata(-matrix.to_numpy(dtype=float), axis=1).mean(axis=0),
                           index=matrix.columns)
     se = np.sqrt(k * (k + 1) / (6.0 * n))
     rows = []

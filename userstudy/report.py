@@ -63,13 +63,18 @@ def _order_reading(analysis: StudyAnalysis, criterion: str) -> str:
     return ", ".join(f"{m} ({v:.2f})" for m, v in column.items())
 
 
-def _pair_reading(pairs: pd.DataFrame, p_col: str, value_a: str, value_b: str, alpha: float) -> str:
-    """``a > c (p 1.2e-05), b > c (p 0.003); not significant: a vs b (p 0.41)``."""
+def _pair_reading(pairs: pd.DataFrame, p_col: str, value_a: str, value_b: str, alpha: float,
+                  higher_is_better: bool = True) -> str:
+    """``a > c (p 1.2e-05), b > c (p 0.003); not significant: a vs b (p 0.41)``.
+
+    ``higher_is_better=False`` for values where less is better (a mean rank, 1 = best).
+    """
     significant, not_significant = [], []
     for _, pair in pairs.iterrows():
         p = pair[p_col]
         if not pd.isna(p) and p < alpha:
-            better, worse = ((pair["group_a"], pair["group_b"]) if pair[value_a] > pair[value_b]
+            a_better = pair[value_a] > pair[value_b] if higher_is_better else pair[value_a] < pair[value_b]
+            better, worse = ((pair["group_a"], pair["group_b"]) if a_better
                              else (pair["group_b"], pair["group_a"]))
             significant.append(f"{better} > {worse} (p {format_p(p)})")
         else:
@@ -267,7 +272,9 @@ def report_markdown(analysis: StudyAnalysis, source: str = "") -> str:
         lines.append("")
         lines.append(markdown_table(["pair", f"{value.replace('_', ' ')} a", f"{value.replace('_', ' ')} b",
                                      statistic, "p", f"p < {alpha:g}"], rows))
-        lines.append(f"Reading: {_pair_reading(pairs, p_col, f'{value}_a', f'{value}_b', alpha)}.")
+        reading = _pair_reading(pairs, p_col, f"{value}_a", f"{value}_b", alpha,
+                                higher_is_better=analysis.posthoc != "nemenyi")
+        lines.append(f"Reading: {reading}.")
         lines.append("")
 
     lines += ["## Files", "",
