@@ -22,11 +22,10 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from bench.report import load_results, markdown_report, metrics_csv
 from bench.results import BenchResults, OldSchemaError, write_results
 from metrics.io.files import write_text_atomic
+from metrics.options import read_yaml
 from metrics.results import METRIC_IDS
 
 Key = tuple[str, str, str]        # (method, scope, metric id)
@@ -66,7 +65,7 @@ def read_baseline(baseline: Path) -> BenchResults:
 def read_tolerances(path: Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing (the tolerances of the baseline)")
-    data = yaml.safe_load(path.read_text()) or {}
+    data = read_yaml(path)
     unknown = sorted(set(data) - {"protocol", "scopes", "default", "metrics"})
     if unknown:
         raise ValueError(f"{path}: unknown key(s) {', '.join(unknown)}")

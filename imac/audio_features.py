@@ -46,6 +46,7 @@ import torch
 import transformers
 
 from metrics.io.audio import SAMPLE_RATE, load_audio, resample
+from metrics.io.bounded import load_npz
 from metrics.io.files import file_sha256, save_npz_atomic
 
 N_MELS = 128
@@ -411,8 +412,7 @@ class AudioFeatures:
         if not cache_file.is_file():
             return None
         try:
-            with np.load(cache_file, allow_pickle=False) as archive:
-                features = {name: archive[name] for name in ("mfcc", "hubert")}
+            features = load_npz(cache_file, ("mfcc", "hubert"))
             self._check_cached(features, num_frames)
         except _NPZ_ERRORS as error:
             warnings.warn(f"{cache_file}: unusable cached audio features ({error}); recomputing",

@@ -16,6 +16,7 @@ from metrics.fgd import skeleton_windows
 from metrics.dataset import find_clips
 from metrics.protocol import Protocol
 from metrics.skeleton_ae import AutoencoderConfig, save_autoencoder, train_autoencoder
+from metrics.io.bounded import load_npz
 from metrics.io.video import VideoReader, probe_video
 from metrics.io.cache import VideoCache
 
@@ -45,8 +46,7 @@ def training_windows(data_dir: str | Path, protocol: Protocol, extractor=None, k
         if keypoints == "dataset":
             if clip.keypoints is None:
                 raise ValueError(f"{clip.label}: the dataset has no keypoints file for this clip; use keypoints='extract'")
-            with np.load(clip.keypoints) as data:
-                points = data["keypoints"]
+            points = load_npz(clip.keypoints, ("keypoints",))["keypoints"]
             fps = probe_video(clip.video).fps
         else:
             points, fps = clip_keypoints(clip.video, extractor, cache)

@@ -58,6 +58,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from metrics.io.bounded import check_zip_archive
 from metrics.io.files import file_sha256, update_digest_from_file
 
 __all__ = [
@@ -631,6 +632,11 @@ def check_published_weights(path: str | os.PathLike, kind: NetworkKind) -> bool:
     return False
 
 
+# What an I3D weight file may hold (its size, and what its zip records unpack to): 1 GiB. The
+# network has 12.7 M parameters, so the published files are about 51 MB in float32.
+MAX_I3D_BYTES = 1 << 30
+
+
 def is_torchscript_archive(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a TorchScript archive: a zip with ``constants.pkl`` and ``code/``.
 
@@ -731,8 +737,10 @@ def load_i3d(
     are returned as float64.
 
     Errors name the file: ``FileNotFoundError``; ``ValueError`` for a file that is neither form or
-    does not match the layout; :class:`I3DNetworkError` (a ValueError) for an archive that fails
-    on, or returns other than (1, 400) for, one black probe clip at loading.
+    does not match the layout, or is larger (or whose zip records unpack to more) than
+    ``MAX_I3D_BYTES`` (1 GiB), checked before torch reads it; :class:`I3DNetworkError` (a
+    ValueError) for an archive that fails on, or returns other than (1, 400) for, one black probe
+    clip at loading.
     """
     if path is None:
         network = init_untrained_(InceptionI3d(), seed)
@@ -744,6 +752,10 @@ def load_i3d(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"I3D weight file not found: {path}")
+    # Before torch reads anything: a zip record can declare (and torch would allocate) any size.
+    # torch.load(weights_only=True) then builds only tensors on those records and plain values
+    # (no code runs); a pre-1.6 non-zip file is only bounded in size here.
+    check_zip_archive(path, MAX_I3D_BYTES)
     sha12 = file_sha256(path)[:12]
 
     if is_torchscript_archive(path):

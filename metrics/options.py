@@ -146,10 +146,7 @@ def apply_overrides(values: Mapping[str, Any], overrides: Iterable[str], section
         key = key.strip()
         if not sep or not key:
             raise OptionsError(f"{section} {override!r}: expected key.sub=value")
-        try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError as error:
-            raise OptionsError(f"{section} {override!r}: the value is not valid YAML ({error})") from None
+        value = parse_yaml(text, f"{section} {override!r}: the value")
         node = result
         parts = key.split(".")
         for part in parts[:-1]:
@@ -164,13 +161,79 @@ def _deep_copy(values: Mapping[str, Any]) -> dict[str, Any]:
     return {key: _deep_copy(value) if isinstance(value, Mapping) else value for key, value in values.items()}
 
 
-def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
-    """The mapping of a YAML file (empty file: {}); ``OptionsError`` naming the file otherwise."""
-    path = Path(path)
+# A YAML file of options: at most 4 MiB (the packaged configs are a few KB), and at most 100,000
+# values once every alias (``*name``) and merge (``<<: *name``) is followed. YAML aliases share
+# one node, so a 1 KB "billion laughs" file expands to 10**9 values in whatever walks or copies
+# it (merges expand while loading); a real config with anchors has a few hundred.
+MAX_YAML_BYTES = 4 << 20
+MAX_YAML_VALUES = 100_000
+
+
+def _expanded_values(root: yaml.Node, where: str) -> int:
+    """The number of values of the composed document ``root`` with every alias expanded (capped
+    just above ``MAX_YAML_VALUES``); ``OptionsError`` for an alias that contains itself."""
+    sizes: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    open_nodes: set[int] = set()
+    while stack:
+        node, children_done = stack.pop()
+        if id(node) in sizes:
+            continue
+        children = ([item for pair in node.value for item in pair] if isinstance(node, yaml.MappingNode)
+                    else node.value if isinstance(node, yaml.SequenceNode) else [])
+        if children_done:
+            open_nodes.discard(id(node))
+            sizes[id(node)] = min(MAX_YAML_VALUES + 1, 1 + sum(sizes[id(child)] for child in children))
+            continue
+        if id(node) in open_nodes:
+            raise OptionsError(f"{where}: refused: an alias refers to a node that contains it "
+                               f"(line {node.start_mark.line + 1})")
+        open_nodes.add(id(node))
+        stack.append((node, True))
+        for child in children:
+            if id(child) in open_nodes:
+                raise OptionsError(f"{where}: refused: an alias refers to a node that contains it "
+                                   f"(line {child.start_mark.line + 1})")
+            stack.append((child, False))
+    return sizes[id(root)]
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    """``yaml.safe_load(text)``, bounded: refused (``OptionsError`` starting with ``where``) when
+    not valid YAML, nested too deep for the parser, or expanding to more than ``MAX_YAML_VALUES``
+    values once its aliases are followed (checked on the composed nodes, before anything is built).
+    """
+    loader = yaml.SafeLoader(text)
     try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_values(node, where) > MAX_YAML_VALUES:
+            raise OptionsError(f"{where}: refused: more than {MAX_YAML_VALUES} values once its aliases (*name) "
+                               "are followed; options need far fewer (an alias bomb?)")
+        return loader.construct_document(node)
+    except RecursionError:
+        raise OptionsError(f"{where}: refused: YAML nested too deeply") from None
     except yaml.YAMLError as error:
-        raise OptionsError(f"{path}: not valid YAML: {error}") from None
+        raise OptionsError(f"{where}: not valid YAML: {error}") from None
+    finally:
+        loader.dispose()
+
+
+def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    """The mapping of a YAML file (empty file: {}); ``OptionsError`` naming the file otherwise.
+
+    Bounded like ``parse_yaml``, and the file may have at most ``MAX_YAML_BYTES`` (4 MiB).
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    if size > MAX_YAML_BYTES:
+        raise OptionsError(f"{path}: refused: {size} bytes, more than the {MAX_YAML_BYTES} an options file may have")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise OptionsError(f"{path}: not valid YAML: not UTF-8 ({error})") from None
+    values = parse_yaml(text, str(path))
     if values is None:
         return {}
     if not isinstance(values, dict):

@@ -19,6 +19,7 @@ from bench.baselines.keypoint_geometry import normalised_clip
 from bench.methods.base import BenchContext
 from imac.audio_features import AudioFeatures
 from metrics.io.audio import SAMPLE_RATE
+from metrics.io.bounded import load_npz
 from metrics.io.files import save_npz_atomic
 from metrics.io.video import read_video
 from metrics.skeleton import SkeletonError
@@ -34,8 +35,7 @@ def clip_keypoints(context: BenchContext, dataset, record) -> np.ndarray:
     extractor_id = str(getattr(context.pose_extractor, "extractor_id", type(context.pose_extractor).__name__))
     cache = Path(context.work_dir) / "keypoints" / extractor_id / record.identity / f"{record.clip_id}.npz"
     if cache.is_file():
-        with np.load(cache, allow_pickle=False) as npz:
-            return npz["keypoints"]
+        return load_npz(cache, ("keypoints",))["keypoints"]
     keypoints = np.asarray(context.pose_extractor(read_video(record.video)), dtype=np.float32)
     save_npz_atomic(cache, keypoints=keypoints)
     return keypoints

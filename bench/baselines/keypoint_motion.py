@@ -76,6 +76,7 @@ from imac.pipeline import hubert_identity, quiet_transformers
 from imac.training.windows import window_positions
 from metrics.device import resolve_device
 from metrics.io.audio import SAMPLE_RATE
+from metrics.io.bounded import load_npz
 from metrics.io.files import atomic_folder
 from metrics.options import build_options
 from metrics.pose import wholebody as wb
@@ -288,8 +289,8 @@ class KeypointMotion:
             raise ValueError(f"{folder}: trained with HuBERT {card['hubert_id']}, but {options.hubert!r} "
                              f"is {hubert_id}")
         motion = MotionModel.from_pretrained(folder / "motion").to(device)
-        with np.load(folder / BASES, allow_pickle=False) as npz:
-            bases = (LinearBasis(npz["pose_mean"], npz["pose_axes"]), LinearBasis(npz["head_mean"], npz["head_axes"]))
+        npz = load_npz(folder / BASES, ("pose_mean", "pose_axes", "head_mean", "head_axes"))
+        bases = (LinearBasis(npz["pose_mean"], npz["pose_axes"]), LinearBasis(npz["head_mean"], npz["head_axes"]))
         return cls(motion, options, tuple(card["pose_points"]), tuple(card["head_points"]), bases,
                    _load_hubert(options, device), hubert_id, card.get("facts"), folder)
 

@@ -33,13 +33,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from PIL import Image
 
 from bench.methods.base import Method
 from bench.methods.controls import link_file
 from metrics.dataset import ClipRecord
 from metrics.io.video import VideoReader, probe_video
+from metrics.options import read_yaml
 
 PLACEHOLDERS = ("reference", "audio", "out", "identity", "clip_id", "fps", "num_frames", "width", "height")
 
@@ -104,8 +104,8 @@ def parse_methods_file(path: str | Path) -> dict[str, CommandSpec]:
     """The command methods of a YAML methods file; errors name the file and the method."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as error:
+        data = read_yaml(path)
+    except OSError as error:
         raise ValueError(f"{path}: cannot read the methods file ({error})") from error
     methods = data.get("methods") if isinstance(data, dict) else None
     if not isinstance(methods, dict) or not methods:

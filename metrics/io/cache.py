@@ -8,13 +8,17 @@ extractor or feature network id (which includes a hash of its weights) and the p
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
 
 import numpy as np
 
+from metrics.io.bounded import BoundedReadError, load_npz
 from metrics.io.files import file_sha256, save_npz_atomic
+
+logger = logging.getLogger(__name__)
 
 _HASHES: dict[tuple[str, int, int], str] = {}
 
@@ -42,8 +46,12 @@ class VideoCache:
         path = self.path_for(video)
         if not path.is_file():
             return None
-        with np.load(path) as data:
-            return {name: data[name] for name in data.files}
+        try:
+            return load_npz(path)
+        except BoundedReadError as error:
+            # A damaged or foreign cache entry is not the user's data: compute the result again.
+            logger.warning("%s; ignoring the cached entry", error)
+            return None
 
     def store(self, video: str | Path, **arrays: np.ndarray) -> None:
         save_npz_atomic(self.path_for(video), **arrays)

@@ -9,6 +9,7 @@ so that clips can be cropped in worker processes.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,11 @@ import numpy as np
 from bench.data.prepare import crop as cropping
 from bench.data.prepare.sources import Workspace, clip_faces, file_signature, read_json
 from metrics.io.audio import SAMPLE_RATE, load_audio
+from metrics.io.bounded import BoundedReadError, load_npz
 from metrics.io.files import save_npz_atomic, write_json_atomic
 from metrics.io.video import VideoReader, write_video
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -93,7 +97,7 @@ def person_box(job: CropJob) -> tuple[cropping.Box | None, str, np.ndarray | Non
     s = job.settings
     num_frames = job.entry["end"] - job.entry["start"]
     if s.masks is not None:
-        masks = mask_frames(Path(s.masks), job.clip, num_frames)
+        masks = mask_frames(Path(s.masks), job.clip, num_frames, (job.height, job.width))
         if masks is not None:
             return cropping.person_box_from_masks(masks), "masks", None
     keypoints, label = None, ""
@@ -119,8 +123,10 @@ def dwpose_keypoints(job: CropJob) -> np.ndarray:
 
     path = job.workspace.root / "keypoints" / f"{job.clip}.npz"
     if path.is_file():
-        with np.load(path) as data:
-            return data["keypoints"]
+        try:
+            return load_npz(path, ("keypoints",))["keypoints"]
+        except BoundedReadError as error:     # a damaged file of our own: compute it again
+            logger.warning("%s; computing the keypoints again", error)
     key = (job.settings.dwpose_detector, job.settings.dwpose_pose)
     if key not in _DWPOSE:
         _DWPOSE[key] = DWPose(*key)
@@ -134,25 +140,29 @@ def load_keypoints(path: Path, num_frames: int) -> np.ndarray | None:
     """A clip's keypoints file ``keypoints`` (F, 133, 3) in the candidate clip's pixels, or None if absent."""
     if not path.is_file():
         return None
-    try:
-        with np.load(path) as data:
-            keypoints = np.asarray(data["keypoints"], dtype=np.float32)
-    except (OSError, ValueError, KeyError) as error:
+    try:      # a refused or damaged npz raises BoundedReadError, a ValueError naming it
+        keypoints = np.asarray(load_npz(path, ("keypoints",))["keypoints"], dtype=np.float32)
+    except OSError as error:
         raise ValueError(f"{path}: cannot read 'keypoints': {error}") from None
     if keypoints.ndim != 3 or keypoints.shape[1:] != (133, 3) or len(keypoints) != num_frames:
         raise ValueError(f"{path}: keypoints must be ({num_frames}, 133, 3), got {keypoints.shape}")
     return keypoints
 
 
-def mask_frames(folder: Path, clip: str, num_frames: int) -> list[np.ndarray] | None:
+def mask_frames(folder: Path, clip: str, num_frames: int,
+                size: tuple[int, int] | None = None) -> list[np.ndarray] | None:
     """The clip's person masks, one (H, W) array per frame, from ``<clip>.npz`` (``masks``) or a
-    ``<clip>.mp4`` mask video (pixels brighter than half are the person); None if there is none."""
+    ``<clip>.mp4`` mask video (pixels brighter than half are the person); None if there is none.
+
+    With ``size`` (the candidate's (H, W)), an npz may hold at most num_frames x H x W x 8 bytes
+    (masks of the clip's size in any dtype up to float64), else the default 2 GiB of ``load_npz``.
+    """
     npz, video = folder / f"{clip}.npz", folder / f"{clip}.mp4"
     if npz.is_file():
+        limit = {} if size is None else {"max_bytes": num_frames * size[0] * size[1] * 8}
         try:
-            with np.load(npz) as data:
-                masks = np.asarray(data["masks"])
-        except (OSError, ValueError, KeyError) as error:
+            masks = np.asarray(load_npz(npz, ("masks",), **limit)["masks"])
+        except OSError as error:
             raise ValueError(f"{npz}: cannot read 'masks': {error}") from None
         if masks.ndim != 3 or len(masks) != num_frames:
             raise ValueError(f"{npz}: masks must be ({num_frames}, H, W), got {masks.shape}")

@@ -52,7 +52,6 @@ Joint presets (``JOINT_PRESETS``): ``"upper"``, the 43 upper-body and finger joi
 from __future__ import annotations
 
 import os
-import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +60,7 @@ from typing import Any
 import numpy as np
 
 from bench.data.prepare.safe_pickle import PickleReadError, load_pickle
+from metrics.io.bounded import BoundedReadError, load_npz
 from metrics.io.files import save_npz_atomic
 
 EXPRESSION_DIM = 100
@@ -151,10 +151,11 @@ def _load_pickle(path: Path) -> Any:
 def _load_npz(path: Path) -> dict[str, np.ndarray]:
     """Every array of an npz file, read without pickle."""
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            return {name: npz[name] for name in npz.files}
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as error:
-        raise MotionImportError(f"{path}: cannot read the npz (without pickle): {error}") from error
+        return load_npz(path)
+    except BoundedReadError as error:
+        raise MotionImportError(str(error)) from error
+    except OSError as error:
+        raise MotionImportError(f"{path}: cannot read the npz: {error}") from error
 
 
 # -- reading fits ----------------------------------------------------------------------------------
@@ -256,11 +257,9 @@ def load_smplx_hand_pca(path: str | os.PathLike) -> HandPCA:
     suffix = path.suffix.lower()
     if suffix == ".npz":
         try:
-            with np.load(path, allow_pickle=False) as npz:
-                # Only the four hand arrays: other entries of some model files are object arrays.
-                content: Mapping[str, Any] = {key: npz[key] for key in _HAND_PCA_KEYS.values()
-                                              if key in npz.files}
-        except (ValueError, OSError, zipfile.BadZipFile, EOFError) as error:
+            # Only the four hand arrays: other entries of some model files are object arrays.
+            content: Mapping[str, Any] = load_npz(path, (), optional=_HAND_PCA_KEYS.values())
+        except (BoundedReadError, OSError) as error:
             raise MotionImportError(f"{path}: cannot read the SMPL-X model npz: {error}") from error
     elif suffix == ".pkl":
         content = _load_pickle(path)

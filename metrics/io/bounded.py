@@ -1,0 +1,217 @@
+"""Reading files the project did not write itself, bounded in what they may make it allocate.
+
+A dataset, a cache folder or a downloaded model folder can hold a damaged or crafted file, and a
+few bytes can ask for gigabytes: a compressed npz member of zeros expands about 1000x, and its
+header may declare any shape (numpy allocates the whole array before reading a byte of it); JSON
+nested a million deep ends in a RecursionError; a torch archive lists records of any size. Each
+reader here checks what a file declares against a limit BEFORE allocating it, and refuses the file
+with an error naming it (a ``ValueError``, so the callers' usual handling applies).
+
+The limits are generous enough for real inputs (numbers in each constant's comment) and can be
+passed explicitly where the caller knows more (the expected shape of one clip's array).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import zipfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# What one npz file may hold in all, in bytes of its arrays once read: 2 GiB. The largest real
+# arrays of the project fit with room to spare: the COCO-WholeBody keypoints of a 1-hour clip at
+# 60 fps, (216000, 133, 3) float64, are 690 MB; its SMPL-X pose and expression (216000, 165 + 100)
+# float64 are 458 MB; a 1-hour clip's HuBERT features (50 Hz x 1024 float32) are 737 MB.
+MAX_ARRAY_BYTES = 2 << 30
+# The longest .npy header numpy itself reads without being told otherwise.
+MAX_HEADER_BYTES = 10_000
+# A JSON file the project reads (a model card, a config, one manifest line): 64 MiB. A manifest
+# line is about 400 bytes and a model card a few KB; this only stops a file from being absurd.
+MAX_JSON_BYTES = 64 << 20
+# What a torch archive (zip) may unpack to: 16 GiB, above a full I2VGen-XL checkpoint in float32
+# (its UNet alone is about 5.7 GB). Callers that know their network pass less (I3D: 1 GiB).
+MAX_ARCHIVE_BYTES = 16 << 30
+
+
+class BoundedReadError(ValueError):
+    """A file refused before it could allocate too much, or unreadable; the message names it."""
+
+
+def _size(nbytes: int) -> str:
+    for unit, scale in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.3g} {unit}"
+    return f"{nbytes} bytes"
+
+
+# -- npz -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ArrayHeader:
+    """What an npz member declares, read from its .npy header alone."""
+
+    name: str             # the array's name (the member's name without ".npy")
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    fortran_order: bool
+    nbytes: int           # bytes of the array once read: prod(shape) * itemsize
+    stored_bytes: int     # bytes the zip says the member unpacks to (header and data)
+    header_bytes: int     # bytes of the .npy magic and header
+
+
+def _read_header(handle: Any, name: str, stored_bytes: int) -> ArrayHeader:
+    version = np.lib.format.read_magic(handle)
+    if version == (1, 0):
+        shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(handle, MAX_HEADER_BYTES)
+    elif version == (2, 0):
+        shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(handle, MAX_HEADER_BYTES)
+    else:
+        raise ValueError(f".npy format version {version[0]}.{version[1]} is not read here (1.0 and 2.0 are)")
+    nbytes = math.prod(shape) * dtype.itemsize
+    return ArrayHeader(name, tuple(shape), dtype, fortran_order, nbytes, stored_bytes, handle.tell())
+
+
+def _member_name(name: str) -> str:
+    return name[:-4] if name.endswith(".npy") else name
+
+
+def read_npz_headers(path: str | os.PathLike) -> dict[str, ArrayHeader]:
+    """The header of every array of an npz file, without reading any array's data.
+
+    Raises ``BoundedReadError`` naming the file (and member) for a file that is not an npz or a
+    member whose header does not parse; ``FileNotFoundError`` for a missing file.
+    """
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return {header.name: header for header in _headers(archive, path, None)}
+    except zipfile.BadZipFile as error:
+        raise BoundedReadError(f"{path}: not an npz file ({error})") from None
+
+
+def _headers(archive: zipfile.ZipFile, path: Path, wanted: set[str] | None) -> Iterable[ArrayHeader]:
+    for info in archive.infolist():
+        name = _member_name(info.filename)
+        if not info.filename.endswith(".npy") or (wanted is not None and name not in wanted):
+            continue
+        try:
+            with archive.open(info) as handle:
+                yield _read_header(handle, name, info.file_size)
+        except (ValueError, EOFError, OSError, zipfile.BadZipFile, NotImplementedError) as error:
+            raise BoundedReadError(f"{path}: array {name!r}: unreadable header ({error})") from None
+
+
+def load_npz(path: str | os.PathLike, names: Iterable[str] | None = None, optional: Iterable[str] = (),
+             max_bytes: int = MAX_ARRAY_BYTES) -> dict[str, np.ndarray]:
+    """The arrays of an npz file, each checked from its header before it is read.
+
+    ``names``: the arrays that must be there (None: every array of the file); ``optional``: more
+    arrays to read when present. Before any data is read, every array to be read must declare a
+    shape and dtype that (1) hold no Python objects (that would need pickle, which is never
+    allowed), (2) add up to at most ``max_bytes`` (default ``MAX_ARRAY_BYTES``, 2 GiB) for the
+    file, and (3) fit in what the zip says the member unpacks to (a header cannot ask for more
+    than its data). So a crafted file costs at most ``max_bytes``, whatever it declares or its
+    compression expands to (a zip member is never read past its declared size).
+
+    Raises ``BoundedReadError`` (a ``ValueError``) naming the file and the array: refused,
+    missing, or unreadable; ``FileNotFoundError`` for a missing file.
+    """
+    path = Path(path)
+    required = None if names is None else list(names)
+    wanted = None if required is None else set(required) | set(optional)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            headers = list(_headers(archive, path, wanted))
+            present = {header.name for header in headers}
+            missing = [name for name in (required or []) if name not in present]
+            if missing:
+                have = ", ".join(sorted(_member_name(n) for n in archive.namelist())) or "none"
+                raise BoundedReadError(f"{path}: no array {', '.join(map(repr, missing))} (has {have})")
+            total = 0
+            for header in headers:
+                what = f"{path}: array {header.name!r} ({header.shape} {header.dtype})"
+                if header.dtype.hasobject:
+                    raise BoundedReadError(f"{what}: refused: holds Python objects, which would need pickle")
+                if header.nbytes > header.stored_bytes - header.header_bytes:
+                    raise BoundedReadError(f"{what}: refused: declares {_size(header.nbytes)} but the member "
+                                           f"holds {_size(max(0, header.stored_bytes - header.header_bytes))}")
+                total += header.nbytes
+                if total > max_bytes:
+                    raise BoundedReadError(f"{what}: refused: the arrays read from this file would take "
+                                           f"{_size(total)}, more than the limit of {_size(max_bytes)}")
+            arrays = {}
+            for header in headers:
+                try:
+                    with archive.open(f"{header.name}.npy") as handle:
+                        arrays[header.name] = np.lib.format.read_array(handle, allow_pickle=False,
+                                                                       max_header_size=MAX_HEADER_BYTES)
+                except (ValueError, EOFError, OSError, zipfile.BadZipFile) as error:
+                    raise BoundedReadError(f"{path}: array {header.name!r}: unreadable ({error})") from None
+            return arrays
+    except zipfile.BadZipFile as error:
+        raise BoundedReadError(f"{path}: not an npz file ({error})") from None
+
+
+# -- JSON ------------------------------------------------------------------------------------------
+
+
+def parse_json(text: str | bytes, where: str) -> Any:
+    """``json.loads(text)``, with a nesting too deep for the parser reported like any invalid JSON:
+    ``BoundedReadError`` starting with ``where`` (json's own RecursionError would be a traceback)."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise BoundedReadError(f"{where}: refused: JSON nested too deeply") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise BoundedReadError(f"{where}: not valid JSON ({error})") from None
+
+
+def read_json(path: str | os.PathLike, max_bytes: int = MAX_JSON_BYTES) -> Any:
+    """The content of a JSON file of at most ``max_bytes`` (default 64 MiB).
+
+    Raises ``BoundedReadError`` naming the file for a larger file, invalid UTF-8 or JSON, or
+    nesting too deep for the parser; ``FileNotFoundError`` for a missing file.
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise BoundedReadError(f"{path}: refused: {_size(size)}, more than the {_size(max_bytes)} "
+                               "a JSON file of the project may have")
+    return parse_json(path.read_bytes(), str(path))
+
+
+# -- torch archives --------------------------------------------------------------------------------
+
+
+def check_zip_archive(path: str | os.PathLike, max_bytes: int = MAX_ARCHIVE_BYTES) -> bool:
+    """Whether ``path`` is a zip archive (what ``torch.save`` and TorchScript write); if it is, its
+    members must unpack to at most ``max_bytes`` in all (default 16 GiB), else ``BoundedReadError``.
+
+    torch reads a record of an archive into memory at the size the zip directory declares, and a
+    deflated record can declare far more than the file holds; checking the directory first bounds
+    what loading may allocate. The tensors of ``torch.load(weights_only=True)`` are views of those
+    records, and its unpickler builds nothing but tensors, numbers, strings and plain containers
+    from the pickle's own bytes, so the archive's declared size bounds the whole load.
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise BoundedReadError(f"{path}: refused: {_size(size)}, more than the limit of {_size(max_bytes)}")
+    if not zipfile.is_zipfile(path):
+        return False
+    try:
+        with zipfile.ZipFile(path) as archive:
+            unpacked = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError) as error:
+        raise BoundedReadError(f"{path}: not a readable archive ({error})") from None
+    if unpacked > max_bytes:
+        raise BoundedReadError(f"{path}: refused: its records unpack to {_size(unpacked)}, more than the "
+                               f"limit of {_size(max_bytes)}")
+    return True
