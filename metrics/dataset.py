@@ -35,6 +35,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import unicodedata
 import zipfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from metrics.io.audio import SAMPLE_RATE, audio_duration, load_audio
+from metrics.io.bounded import load_npz, read_npz_headers
 from metrics.io.files import write_text_atomic
 from metrics.io.video import VideoReader, probe_video, read_video_audio
 
@@ -64,7 +66,7 @@ NUMBER_FIELDS = ("fps",)
 REQUIRED_FIELDS = STRING_FIELDS + PATH_FIELDS + NUMBER_FIELDS + INT_FIELDS
 KNOWN_FIELDS = frozenset(REQUIRED_FIELDS + OPTIONAL_PATH_FIELDS)
 
-# What np.load raises on a missing, truncated or foreign file.
+# What reading an npz (metrics.io.bounded.load_npz) raises on a missing, truncated, foreign or refused file.
 _NPZ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError)
 
 
@@ -150,19 +152,18 @@ class ClipRecord:
 
     def load_motion(self) -> dict[str, Any]:
         """``pose`` (F, 3J) and ``expression`` (F, 100) as float32; ``joint_names`` when stored."""
-        with np.load(self.motion, allow_pickle=False) as npz:
-            motion: dict[str, Any] = {"pose": npz["pose"].astype(np.float32),
-                                      "expression": npz["expression"].astype(np.float32)}
-            if "joint_names" in npz.files:
-                motion["joint_names"] = [str(name) for name in npz["joint_names"]]
+        arrays = load_npz(self.motion, ("pose", "expression"), optional=("joint_names",))
+        motion: dict[str, Any] = {"pose": arrays["pose"].astype(np.float32),
+                                  "expression": arrays["expression"].astype(np.float32)}
+        if "joint_names" in arrays:
+            motion["joint_names"] = [str(name) for name in arrays["joint_names"]]
         return motion
 
     def load_keypoints(self) -> np.ndarray | None:
         """COCO-WholeBody keypoints (F, 133, 3) float32 (x, y in pixels, score), or None if absent."""
         if self.keypoints is None:
             return None
-        with np.load(self.keypoints, allow_pickle=False) as npz:
-            return npz["keypoints"].astype(np.float32)
+        return load_npz(self.keypoints, ("keypoints",))["keypoints"].astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -221,6 +222,11 @@ def _field_problems(line: Mapping[str, Any]) -> list[tuple[str, str]]:
         value = line.get(name)
         if name in line and (not isinstance(value, str) or not value.strip()):
             problems.append((name, f"must be a non-empty string, got {value!r}"))
+    for name in ("identity", "clip_id"):
+        value = line.get(name)
+        # Both name output files (<run>/<method>/<identity>/<clip_id>.mp4): one folder level each.
+        if isinstance(value, str) and (value in (".", "..") or any(c in value for c in "/\\\0")):
+            problems.append((name, f"{value!r} cannot name a file: no '/', '\\', NUL, '.' or '..'"))
     for name in OPTIONAL_PATH_FIELDS:
         value = line.get(name)
         if value is not None and (not isinstance(value, str) or not value.strip()):
@@ -266,11 +272,23 @@ def _record_from_line(line: Mapping[str, Any], root: Path) -> ClipRecord:
     )
 
 
+def _output_key(key: tuple[str, str]) -> tuple[str, str]:
+    """What a case-insensitive, normalisation-insensitive file system (macOS, Windows) makes of
+    ``(identity, clip_id)`` as the path ``<identity>/<clip_id>.mp4``: two clips with one key would
+    overwrite each other's outputs there."""
+    return tuple(unicodedata.normalize("NFC", part).casefold() for part in key)
+
+
 def _parse_lines(lines: Iterable[tuple[int, str]], root: Path) -> tuple[list[ClipRecord], list[Problem]]:
-    """Records and problems (in line order) of (line number, JSON text) pairs; blank lines are skipped."""
+    """Records and problems (in line order) of (line number, JSON text) pairs; blank lines are skipped.
+
+    Two lines with one (identity, clip_id) are refused, and so are two whose ids differ only in
+    case (or Unicode normalisation): their output files would be one file on macOS or Windows.
+    """
     records: list[ClipRecord] = []
     problems: list[Problem] = []
     first_line_of: dict[tuple[str, str], int] = {}
+    first_of_output: dict[tuple[str, str], tuple[int, ClipRecord]] = {}
     for line_number, text in lines:
         if not text.strip():
             continue  # blank lines (a trailing newline, spacing) are allowed
@@ -279,6 +297,9 @@ def _parse_lines(lines: Iterable[tuple[int, str]], root: Path) -> tuple[list[Cli
         except json.JSONDecodeError as error:
             problems.append(Problem(_line_label(line_number), "json",
                                     f"invalid JSON: {error.msg} at column {error.colno}"))
+            continue
+        except RecursionError:          # json's parser recurses per level: "[[[[..." a million deep
+            problems.append(Problem(_line_label(line_number), "json", "invalid JSON: nested too deeply"))
             continue
         if not isinstance(line, dict):
             problems.append(Problem(_line_label(line_number), "json",
@@ -296,6 +317,14 @@ def _parse_lines(lines: Iterable[tuple[int, str]], root: Path) -> tuple[list[Cli
                                     f"{_line_label(line_number)} repeats line {first_line_of[record.key]}"))
             continue
         first_line_of[record.key] = line_number
+        output_key = _output_key(record.key)
+        if output_key in first_of_output:
+            first_number, first = first_of_output[output_key]
+            problems.append(Problem(label, "clip_id", f"{first.label!r} ({_line_label(first_number)}) and "
+                                    f"{record.label!r} ({_line_label(line_number)}) differ only in case: their "
+                                    "files would overwrite each other on a case-insensitive file system"))
+            continue
+        first_of_output[output_key] = (line_number, record)
         records.append(record)
     return records, problems
 
@@ -416,8 +445,7 @@ def _check_float_frames(name: str, array: np.ndarray, num_frames: int) -> list[s
 
 
 def _check_motion(record: ClipRecord) -> list[str]:
-    with np.load(record.motion, allow_pickle=False) as npz:
-        arrays = {name: npz[name] for name in npz.files}
+    arrays = load_npz(record.motion)
     messages = [f"missing array {name!r}" for name in ("pose", "expression") if name not in arrays]
     pose, expression = arrays.get("pose"), arrays.get("expression")
     if pose is not None:
@@ -440,10 +468,9 @@ def _check_motion(record: ClipRecord) -> list[str]:
 
 
 def _check_keypoints(record: ClipRecord) -> list[str]:
-    with np.load(record.keypoints, allow_pickle=False) as npz:
-        if "keypoints" not in npz.files:
-            return [f"missing array 'keypoints' (has {', '.join(npz.files) or 'none'})"]
-        keypoints = npz["keypoints"]
+    keypoints = load_npz(record.keypoints, (), optional=("keypoints",)).get("keypoints")
+    if keypoints is None:
+        return [f"missing array 'keypoints' (has {', '.join(read_npz_headers(record.keypoints)) or 'none'})"]
     expected = (record.num_frames, WHOLEBODY_KEYPOINTS, 3)
     if keypoints.ndim != 3 or keypoints.shape[1:] != expected[1:]:
         return [f"'keypoints' has shape {keypoints.shape}, expected (num_frames, 133, 3) = {expected}"]
