@@ -4,6 +4,9 @@
 official code of a method (the bench's own output layout). Each video is checked (it opens, its
 frames decode to the count its container states); a missing or unreadable one is an error naming
 it, or with ``--skip-missing`` it is skipped, listed in the results and flagged in every table.
+Two files that a case-insensitive file system would take for one clip (``anna/Clip1.mp4`` and
+``anna/clip1.mp4``, ``Anna/c0.mp4`` and ``anna/c0.mp4``) are refused naming both: which one a
+clip gets would depend on the file system the folder is read on.
 
 A methods file (YAML) defines command methods::
 
@@ -19,8 +22,9 @@ The bench runs the command once per test clip. Placeholders: ``{reference}`` (a 
 frame of the real clip), ``{audio}`` (the clip's wav), ``{out}`` (the mp4 to write), ``{identity}``,
 ``{clip_id}``, ``{fps}``, ``{num_frames}``, ``{width}``, ``{height}``. Values are shell-quoted and
 the command runs without a shell. It must exit 0 and leave a readable video at ``{out}``; the file
-is written under a temporary name and moved into place only then, so a failed or interrupted
-command never leaves a video the bench would take as finished.
+is written under a temporary name (``metrics.io.files.atomic_path``) and moved into place only
+then, so a failed or interrupted command never leaves a video the bench would take as finished,
+and the leftover of a killed run is removed by the next write into that folder.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import os
 import shlex
 import string
 import subprocess
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +43,7 @@ from PIL import Image
 from bench.methods.base import Method
 from bench.methods.controls import link_file
 from metrics.dataset import ClipRecord
+from metrics.io.files import atomic_path
 from metrics.io.video import VideoReader, probe_video
 from metrics.options import read_yaml
 
@@ -78,6 +84,12 @@ class GeneratedFolder(Method):
     def prepare(self, context) -> dict[str, Any]:
         if not self.folder.is_dir():
             raise ExternalVideoError(f"--generated {self.name}={self.folder}: no such folder")
+        clashes = same_clip_files(self.folder)
+        if clashes:
+            pairs = "; ".join(" and ".join(repr(path.relative_to(self.folder).as_posix()) for path in group)
+                              for group in clashes)
+            raise ExternalVideoError(f"--generated {self.name}={self.folder}: files that are one clip on a "
+                                     f"case-insensitive file system: {pairs}; rename or remove all but one")
         return {"folder": str(self.folder.resolve())}
 
     def write(self, clip: ClipRecord, out: Path, seed: int) -> dict[str, Any]:
@@ -88,6 +100,20 @@ class GeneratedFolder(Method):
             link_file(wav, out.with_suffix(".wav"))
         link_file(source, out)
         return {"source": str(source)}
+
+
+def same_clip_files(folder: Path) -> list[list[Path]]:
+    """Groups of ``<identity>/<clip_id>.mp4`` files (and their ``.wav``) in ``folder`` that name one
+    clip when names are compared as macOS and Windows compare them (case and Unicode normalisation
+    ignored), each group sorted; empty when every clip has one file."""
+    groups: dict[tuple[str, str], list[Path]] = {}
+    for path in folder.glob("*/*"):
+        if path.suffix.lower() not in (".mp4", ".wav") or not path.is_file():
+            continue
+        key = tuple(unicodedata.normalize("NFC", part).casefold()
+                    for part in (path.parent.name, path.stem, path.suffix))
+        groups.setdefault(key, []).append(path)
+    return sorted(sorted(group) for group in groups.values() if len(group) > 1)
 
 
 @dataclass
@@ -159,14 +185,15 @@ class CommandMethod(Method):
     def write(self, clip: ClipRecord, out: Path, seed: int) -> dict[str, Any]:
         reference = self.inputs / clip.identity / f"{clip.clip_id}.png"
         if not reference.is_file():
-            reference.parent.mkdir(parents=True, exist_ok=True)
-            partial = reference.with_name(f".{reference.name}.partial.png")
-            Image.fromarray(clip.first_frame()).save(partial)
-            os.replace(partial, reference)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        temporary = out.with_name(f".{out.stem}.partial{out.suffix}")
-        if temporary.exists():
-            temporary.unlink()
+            with atomic_path(reference) as temporary:
+                Image.fromarray(clip.first_frame()).save(temporary)
+        with atomic_path(out) as temporary:
+            argv = self._run(clip, reference, temporary)
+            check_video(temporary)
+        return {"command": shlex.join(argv)}
+
+    def _run(self, clip: ClipRecord, reference: Path, temporary: Path) -> list[str]:
+        """Run the command for ``clip`` writing ``temporary``; its argument list."""
         values = {"reference": reference.resolve(), "audio": Path(clip.audio).resolve(), "out": temporary.resolve(),
                   "identity": clip.identity, "clip_id": clip.clip_id, "fps": f"{clip.fps:g}",
                   "num_frames": clip.num_frames, "width": clip.width, "height": clip.height}
@@ -181,6 +208,4 @@ class CommandMethod(Method):
             tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
             raise ExternalVideoError(f"{self.name} on {clip.label}: the command exited with {done.returncode}: "
                                      f"{shlex.join(argv)}\n" + "\n".join(tail))
-        check_video(temporary)
-        os.replace(temporary, out)
-        return {"command": shlex.join(argv)}
+        return argv

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DistributedDataParallelKwargs, set_seed
+from accelerate.utils import DistributedDataParallelKwargs, broadcast_object_list, set_seed
 from tqdm import tqdm
 
 from imac.audio_features import AudioFeatures
@@ -42,7 +42,7 @@ from imac.pipeline import (IMACPipeline, assemble, build_hubert, build_motion, b
 from imac.training.windows import ClipArrays, TrainingWindows, preload_frames
 from metrics.dataset import Dataset
 from metrics.device import resolve_device
-from metrics.io.files import replace_folder
+from metrics.io.files import remove_stale_temporaries, replace_folder, temporary_folder_sibling
 
 STAGES = ("stage1", "stage2")
 PRELOAD_LIMIT_BYTES = 2 * 1024 ** 3
@@ -89,10 +89,17 @@ def _latest_checkpoint(folder: Path) -> tuple[Path, int] | None:
 
 def _save_checkpoint(accelerator, folder: Path, step: int, keep: int = 2) -> None:
     target = folder / f"step-{step}"
-    # The same name in every process: each rank's save_state writes its random states into it.
-    temporary = folder / f".step-{step}.tmp"
-    if accelerator.is_main_process and temporary.exists():
-        shutil.rmtree(temporary)
+    # One temporary folder for every process (each rank's save_state writes its random states into
+    # it), named by the main process as metrics.io.files names its temporaries
+    # (.step-N.tmp-<host>-<pid>-<token>), so that the next save removes what a killed run left.
+    name = [None]
+    if accelerator.is_main_process:
+        folder.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(folder, once=True)
+        for older in folder.glob(".step-*.tmp"):       # the unnamed form of earlier versions
+            shutil.rmtree(older, ignore_errors=True)
+        name = [temporary_folder_sibling(target).name]
+    temporary = folder / broadcast_object_list(name)[0]
     accelerator.wait_for_everyone()
     accelerator.save_state(str(temporary))
     if accelerator.is_main_process:
