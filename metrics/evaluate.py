@@ -32,6 +32,7 @@ from metrics.dataset import ClipRecord, find_clips
 from metrics.diversity import Diversity
 from metrics.fgd import FGD, skeleton_windows
 from metrics.fvd import FVD
+from metrics.i3d import I3DNetworkError
 from metrics.inputs import ClipProperties, InputReport, check_inputs, clip_properties
 from metrics.io.cache import VideoCache
 from metrics.io.video import VideoReader, probe_video
@@ -40,6 +41,7 @@ from metrics.pose.toy import ToyMarkerPose
 from metrics.protocol import Protocol, preset_of
 from metrics.results import (COVARIANCE, SQRT_METHOD, EvaluationResult, Provenance, Score, Scores, Side, SkippedClip,
                              format_score, metric_label, package_versions, write_result)
+from metrics.skeleton_ae import AutoencoderFileError
 from metrics.stats import GaussianStats
 
 ALL_METRICS = ("fgd", "div", "bas", "fvd")
@@ -88,6 +90,11 @@ class ClipResult:
     bas: float | None = None
     bas_frames: int | None = None               # frames the BAS was scored on (its weight, bas_clip_weight)
     visible: float | None = None                # share of skeleton points seen
+
+
+# Errors of a network or its file (the I3D archive, the skeleton autoencoder) met while recording
+# a clip: the clip is not at fault, so they stop the run, naming the file, even with on_error="skip".
+NETWORK_ERRORS = (I3DNetworkError, AutoencoderFileError)
 
 
 class ClipError(ValueError):
@@ -263,6 +270,8 @@ class Evaluator:
                 progress(f"[{number_}/{len(clips)}] {side} {clip.label}")
             try:
                 records.append(self.record(clip, side, (partners or {}).get(clip.key)))
+            except NETWORK_ERRORS:
+                raise
             except (ValueError, OSError) as error:
                 if on_error == "raise":
                     raise ClipError(f"{side} clip {clip.label}: {error}") from error

@@ -329,3 +329,4 @@ def test_a_torch_archive_is_checked_from_its_zip_directory(tmp_path):
         check_zip_archive(forged, max_bytes=2 * GIB)
     with pytest.raises(ValueError, match=f"^{forged}: refused: its records unpack to 3 GiB, more than the limit of 1 GiB"):
         load_i3d(forged)
+
