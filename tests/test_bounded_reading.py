@@ -330,3 +330,10 @@ def test_a_torch_archive_is_checked_from_its_zip_directory(tmp_path):
     with pytest.raises(ValueError, match=f"^{forged}: refused: its records unpack to 3 GiB, more than the limit of 1 GiB"):
         load_i3d(forged)
 
+
+
+def test_a_model_card_nested_too_deeply_is_named(tmp_path):
+    from bench.baselines.keypoint_motion import CARD, KeypointMotion
+    (tmp_path / CARD).write_text("[" * 1_000_000)
+    with pytest.raises(BoundedReadError, match=f"^{tmp_path / CARD}: refused: JSON nested too deeply"):
+        KeypointMotion.load(tmp_path)

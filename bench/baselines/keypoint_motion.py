@@ -76,7 +76,7 @@ from imac.pipeline import hubert_identity, quiet_transformers
 from imac.training.windows import window_positions
 from metrics.device import resolve_device
 from metrics.io.audio import SAMPLE_RATE
-from metrics.io.bounded import load_npz
+from metrics.io.bounded import load_npz, read_json
 from metrics.io.files import atomic_folder
 from metrics.options import build_options
 from metrics.pose import wholebody as wb
@@ -275,7 +275,7 @@ class KeypointMotion:
         folder = Path(folder)
         if not (folder / CARD).is_file():
             raise FileNotFoundError(f"{folder}: not a keypoint motion model folder (no {CARD})")
-        card = json.loads((folder / CARD).read_text())
+        card = read_json(folder / CARD)
         if card.get("format") != FORMAT:
             raise ValueError(f"{folder}: format {card.get('format')!r}, expected {FORMAT!r}")
         saved = KeypointMotionOptions(**card["options"])
@@ -309,7 +309,7 @@ class KeypointMotion:
         folder = Path(folder) if folder is not None else Path(context.work_dir) / FOLDER
         key = _training_key(context, options)
         if (folder / CARD).is_file():
-            card = json.loads((folder / CARD).read_text())
+            card = read_json(folder / CARD)
             if card.get("training_key") == key:
                 model = cls.load(folder, context.device, options)
                 model.facts["trained"] = "earlier"
