@@ -337,3 +337,16 @@ def test_a_model_card_nested_too_deeply_is_named(tmp_path):
     (tmp_path / CARD).write_text("[" * 1_000_000)
     with pytest.raises(BoundedReadError, match=f"^{tmp_path / CARD}: refused: JSON nested too deeply"):
         KeypointMotion.load(tmp_path)
+
+
+def test_a_refused_cache_entry_is_computed_again(tmp_path, caplog):
+    from metrics.io.cache import VideoCache
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"the video's bytes")
+    cache = VideoCache(tmp_path / "cache", "keypoints", "toy")
+    cache.store(video, keypoints=np.ones((2, 133, 3), np.float32))
+    np.testing.assert_array_equal(cache.load(video)["keypoints"], np.ones((2, 133, 3), np.float32))
+    entry = cache.path_for(video)
+    entry.write_bytes(npz_bombs(tmp_path)["forged"].read_bytes())
+    assert cache.load(video) is None
+    assert f"{entry}: array 'keypoints'" in caplog.text and "ignoring the cached entry" in caplog.text
