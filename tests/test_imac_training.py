@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 
 from metrics.dataset import ClipRecord
 from imac.training.trainer import build_stage_model, train
-from imac.training.windows import ClipArrays, TrainingWindows, video_window_start, window_positions
+from imac.models import noise as draws
+from imac.training.windows import (ClipArrays, GlobalBatches, TrainingWindows, item_seed, video_window_start,
+                                   window_positions)
 from tests.imac_fixtures import RESOLUTION, make_corpus, make_vae, tiny_config
 
 
@@ -48,7 +50,7 @@ def test_video_window_lies_inside_the_motion_window_with_its_own_frames(lengths,
     windows = TrainingWindows(clips, motion, video, RESOLUTION, seed=seed)
     assert len(windows) == sum(n - motion + 1 for n in lengths if n >= motion)
     assert len(windows.skipped) == sum(n < motion for n in lengths)
-    item = windows[pick % len(windows)]
+    item = windows[(pick % len(windows), seed)]
     start = int(item["pose"][0, 0])
     np.testing.assert_array_equal(item["pose"][:, 0].numpy(), np.arange(start, start + motion))
     for name in ("expression", "mfcc", "hubert"):
@@ -69,6 +71,37 @@ def test_window_helpers():
         video_window_start(16, 80, rng)
     with pytest.raises(ValueError, match="no training clip has 80 frames"):
         TrainingWindows([synthetic_clip(40)], 80, 16, RESOLUTION)
+
+
+@settings(max_examples=30, deadline=None)
+@given(size=st.integers(1, 40), batch=st.integers(1, 6), processes=st.integers(1, 4), start=st.integers(0, 20))
+def test_global_batches_are_the_same_for_any_number_of_processes(size, batch, processes, start):
+    """N processes of batch B together draw exactly what one process of batch N B draws, step by step."""
+    def steps(sampler, count):
+        it = iter(sampler)
+        return [next(it) for _ in range(count)]
+
+    single = steps(GlobalBatches(size, batch * processes, 1, 0, seed=3, start=start), 5)
+    ranks = [steps(GlobalBatches(size, batch, processes, r, seed=3, start=start), 5) for r in range(processes)]
+    for k in range(5):
+        assert single[k] == [pair for r in range(processes) for pair in ranks[r][k]]
+    # every epoch is a permutation of the windows: a direct count over the first epochs
+    drawn = [w for b in steps(GlobalBatches(size, batch, 1, 0, seed=3), size * 2) for w, _ in b][:size * 2]
+    assert sorted(drawn[:size]) == list(range(size)) == sorted(drawn[size:])
+    assert single[0][0][1] == item_seed(3, start * batch * processes)
+
+
+def test_per_sample_draws_do_not_depend_on_the_batch():
+    seeds = torch.tensor([5, 9, 11])
+    whole = draws.randn((3, 4, 2), draws.per_sample_generators(seeds, "cpu"), "cpu")
+    alone = draws.randn((1, 4, 2), draws.per_sample_generators(seeds[1:2], "cpu"), "cpu")
+    torch.testing.assert_close(whole[1:2], alone)
+    direct = torch.randn((4, 2), generator=torch.Generator().manual_seed(9))      # torch's own draw for seed 9
+    torch.testing.assert_close(whole[1], direct)
+    steps = draws.randint(1000, 3, draws.per_sample_generators(seeds, "cpu"), "cpu")
+    assert steps[2] == torch.randint(0, 1000, (1,), generator=torch.Generator().manual_seed(11))[0]
+    with pytest.raises(ValueError, match="2 generators for a batch of 3"):
+        draws.rand(3, draws.per_sample_generators(seeds[:2], "cpu"), "cpu")
 
 
 def stage2_batch(model, batch_size=2, motion_frames=20, video_frames=4, seed=0):
@@ -213,3 +246,46 @@ def test_cli_trains_the_tiny_vae_and_refuses_a_pretrained_config(corpus, tmp_pat
     assert "pretrained VAE" in capsys.readouterr().err
     assert main(["train", "stage1", "--config", "tiny", "stage1.nope=1"]) == 2
     assert "unknown key(s) nope" in capsys.readouterr().err
+
+
+def test_two_processes_train_with_the_losses_of_one(corpus, vae, tmp_path):
+    """accelerate launch, 2 CPU processes (gloo, 1 thread each) with batch 1 each, against one process
+    with batch 2: the same windows, the same per-sample draws, so the same losses up to float order."""
+    import os
+    import subprocess
+    import sys
+
+    from imac.config import save_config
+
+    # lr 1e-5: Adam normalises each parameter's step, so a gradient that differs in its 7th digit (the
+    # order of float sums in one batch of 2 against two of 1) can move a parameter whose gradient is
+    # near 0 by up to lr; the later losses agree to about lr x the loss's sensitivity (1.2e-4 relative
+    # at the tiny config's lr 5e-4, measured). Step 1 (before any update) agrees to float rounding.
+    common = ["motion.dropout=0.0", "stage2.motion_frames=40", "stage2.steps=3", "train.log_every=1",
+              "stage2.lr=1.0e-5"]
+    one = tiny_config(corpus, vae, tmp_path / "one", [*common, "stage2.batch_size=2"])
+    train(one, "stage2", progress=False)
+    two = tiny_config(corpus, vae, tmp_path / "two", [*common, "stage2.batch_size=1"])
+    path = save_config(two, tmp_path / "two.yaml")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    launched = subprocess.run(
+        # --multi_gpu starts torch.distributed's processes; the trainer's Accelerator(cpu=True) then
+        # runs them on the CPU with gloo (accelerate's --cpu flag would start one process)
+        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+         "--main_process_port", str(_free_port()), "-m", "imac", "train", "stage2", "--config", str(path), "--quiet"],
+        env=env, capture_output=True, text=True, timeout=240)
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    lines = [read_log(folder / "stage2" / "log.jsonl") for folder in (tmp_path / "one", tmp_path / "two")]
+    assert [line["step"] for line in lines[1]] == [1, 2, 3]
+    for single, parallel in zip(*lines):
+        for name in ("loss", "video_loss", "motion_loss"):
+            assert parallel[name] == pytest.approx(single[name], rel=1e-5), (name, single, parallel)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

@@ -24,6 +24,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
+from imac.models import noise as draws
 from imac.models.audio_encoder import AudioEncoder
 from imac.models.embeddings import sinusoidal_embedding
 
@@ -128,15 +129,15 @@ class MotionModel(ModelMixin, ConfigMixin):
         return self(pose, expression, mfcc, hubert, timesteps).features
 
     def loss(self, pose: torch.Tensor, expression: torch.Tensor, mfcc: torch.Tensor, hubert: torch.Tensor,
-             scheduler, generator: torch.Generator | None = None) -> torch.Tensor:
-        """L_M (eq. 2) for normalised motion: mean squared error of the predicted noise."""
+             scheduler, generator: draws.Generators = None) -> torch.Tensor:
+        """L_M (eq. 2) for normalised motion: mean squared error of the predicted noise. ``generator``:
+        one, or one per sample (``imac.models.noise``)."""
         if not self.config.use_motion:
             raise ValueError("the w/o-motion ablation generates no motion and has no motion loss")
         batch = pose.shape[0]
-        timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (batch,), device=pose.device,
-                                  generator=generator)
-        pose_noise = torch.randn(pose.shape, device=pose.device, dtype=pose.dtype, generator=generator)
-        expression_noise = torch.randn(expression.shape, device=pose.device, dtype=pose.dtype, generator=generator)
+        timesteps = draws.randint(scheduler.config.num_train_timesteps, batch, generator, pose.device)
+        pose_noise = draws.randn(pose.shape, generator, pose.device, pose.dtype)
+        expression_noise = draws.randn(expression.shape, generator, pose.device, pose.dtype)
         prediction = self(scheduler.add_noise(pose, pose_noise, timesteps),
                           scheduler.add_noise(expression, expression_noise, timesteps), mfcc, hubert, timesteps)
         predicted = torch.cat([prediction.pose_noise, prediction.expression_noise], dim=-1)

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from imac.models import noise as draws
 from imac.models.coupling import Coupling
 from imac.models.motion import MotionModel
 from imac.models.video import clip_image_embedding, decode_latents, encode_latents, image_condition
@@ -84,7 +85,11 @@ class IMACModel(nn.Module):
         return [self.motion, self.unet, self.coupling]
 
     def forward(self, batch: dict[str, torch.Tensor], stage: str = "stage2",
-                generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+                generator: draws.Generators = None) -> dict[str, torch.Tensor]:
+        """The stage's losses on ``batch``. Its draws come from ``generator``; a batch with per-sample
+        ``seed``s (``imac.training.windows``) and no ``generator`` draws each sample from its own seed."""
+        if generator is None and "seed" in batch:
+            generator = draws.per_sample_generators(batch["seed"], batch["pose"].device)
         if stage == "stage1":
             pose, expression = self.motion.normalize(batch["pose"], batch["expression"])
             loss = self.motion.loss(pose, expression, batch["mfcc"], batch["hubert"], self.motion_scheduler, generator)
@@ -122,7 +127,7 @@ class IMACModel(nn.Module):
         return self.unet(noisy, timesteps, fps=fps, image_latents=image_condition(first, frames),
                          image_embeddings=image_embedding.to(noisy.dtype), encoder_hidden_states=text).sample
 
-    def stage2_losses(self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None
+    def stage2_losses(self, batch: dict[str, torch.Tensor], generator: draws.Generators = None
                       ) -> dict[str, torch.Tensor]:
         if not self.has_video:
             raise ValueError("stage 2 needs the video branch")
@@ -138,21 +143,21 @@ class IMACModel(nn.Module):
         features = gather_frames(features, batch["video_start"], video_frames)
 
         with torch.no_grad():
-            latents = encode_latents(self.vae, frames.flatten(0, 1), generator=generator)
+            each_frame = draws.repeat_each(generator, video_frames)
+            latents = encode_latents(self.vae, frames.flatten(0, 1), generator=each_frame)
             latents = latents.unflatten(0, (batch_size, video_frames)).transpose(1, 2)  # (B, C, Fv, h, w)
         reference_latents = latents[:, :, 0]  # the window's first frame is its reference: already encoded
         with torch.no_grad():
             mean, std = self.clip_stats or (None, None)
             kwargs = {"mean": mean, "std": std} if mean is not None else {}
             image_embedding = clip_image_embedding(self.image_encoder, frames[:, 0], **kwargs)
-        keep = (torch.rand(batch_size, device=frames.device, generator=generator) >= self.condition_dropout)
+        keep = (draws.rand(batch_size, generator, frames.device) >= self.condition_dropout)
         keep = keep.to(latents.dtype)
         image_embedding = image_embedding * keep[:, None, None]
 
         scheduler = self.video_scheduler
-        noise = torch.randn(latents.shape, device=latents.device, dtype=latents.dtype, generator=generator)
-        timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (batch_size,), device=latents.device,
-                                  generator=generator)
+        noise = draws.randn(latents.shape, generator, latents.device, latents.dtype)
+        timesteps = draws.randint(scheduler.config.num_train_timesteps, batch_size, generator, latents.device)
         noisy = scheduler.add_noise(latents, noise, timesteps)
         target = scheduler.get_velocity(latents, noise, timesteps)
         prediction = self.denoise(noisy, timesteps, reference_latents, image_embedding, features, keep)

@@ -12,8 +12,13 @@ The same code runs on a CPU and on one or many GPUs: launch with ``accelerate la
 train ...`` for DDP; ``train.mixed_precision`` (fp16/bf16) applies on CUDA. Runs are resumable:
 ``accelerate`` states are written every ``train.save_every`` steps under
 ``<output>/<stage>/checkpoints/step-N`` and at the end (complete folders only, the last two
-kept), and a new run with the same output folder continues from the latest one (new random
-windows are drawn), so ``--max-steps`` can also extend a finished run. A log
+kept), and a new run with the same output folder continues from the latest one (and the sequence
+of windows where it stopped), so ``--max-steps`` can also extend a finished run.
+
+Data-parallel training computes the losses of one process with the same global batch: the windows
+of each global batch and every random draw of a sample's loss come from the run's seed and the
+sample's slot (``imac.training.windows.GlobalBatches``, ``imac.models.noise``), not from the
+process. Dropout (``motion.dropout``) still draws per process. A log
 line per ``train.log_every`` steps goes to ``<output>/<stage>/log.jsonl``; the final model folder
 is ``<output>/<stage>/model``.
 """
@@ -39,7 +44,7 @@ from imac.models.motion import MotionModel
 from imac.models.video import enable_block_checkpointing
 from imac.pipeline import (IMACPipeline, assemble, build_hubert, build_motion, build_video_parts,
                            hubert_identity)
-from imac.training.windows import ClipArrays, TrainingWindows, preload_frames
+from imac.training.windows import ClipArrays, GlobalBatches, TrainingWindows, preload_frames
 from metrics.dataset import Dataset
 from metrics.device import resolve_device
 from metrics.io.files import remove_stale_temporaries, replace_folder, temporary_folder_sibling
@@ -183,9 +188,7 @@ def train(config: IMACConfig, stage: str, progress: bool = True, max_steps: int 
         model.image_encoder.eval()
     parameters = [p for module in model.trainable_modules(stage) for p in module.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=settings.lr, weight_decay=config.train.weight_decay)
-    loader = torch.utils.data.DataLoader(windows, batch_size=settings.batch_size, shuffle=True, drop_last=False,
-                                         num_workers=config.train.num_workers)
-    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    model, optimizer = accelerator.prepare(model, optimizer)
 
     step = 0
     latest = _latest_checkpoint(checkpoints)
@@ -194,6 +197,11 @@ def train(config: IMACConfig, stage: str, progress: bool = True, max_steps: int 
         step = latest[1]
         if show:
             print(f"resumed from {latest[0]} (step {step})")
+    # Not prepared by accelerate: GlobalBatches shards the global batches itself, so any number of
+    # processes trains on the same windows with the same per-sample seeds (and a resumed run goes on).
+    sampler = GlobalBatches(len(windows), settings.batch_size, accelerator.num_processes, accelerator.process_index,
+                            seed=config.train.seed, start=step * config.train.gradient_accumulation)
+    loader = torch.utils.data.DataLoader(windows, batch_sampler=sampler, num_workers=config.train.num_workers)
     total = max_steps if max_steps is not None else settings.steps
     log_path = out / "log.jsonl"
     bar = tqdm(total=total, initial=step, desc=f"{stage}", unit="step", disable=not show)
@@ -204,7 +212,7 @@ def train(config: IMACConfig, stage: str, progress: bool = True, max_steps: int 
     last: dict[str, float] = {}
     batches = _cycle(loader)
     while step < total:
-        batch = next(batches)
+        batch = {name: value.to(accelerator.device) for name, value in next(batches).items()}
         with accelerator.accumulate(model):
             losses = model(batch, stage)
             accelerator.backward(losses["loss"])
@@ -213,8 +221,8 @@ def train(config: IMACConfig, stage: str, progress: bool = True, max_steps: int 
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
         window_samples += batch["pose"].shape[0] * accelerator.num_processes
-        for name, value in losses.items():
-            sums[name] = sums.get(name, 0.0) + float(value.detach())
+        for name, value in losses.items():      # the mean over the processes: the global batch's loss
+            sums[name] = sums.get(name, 0.0) + float(accelerator.reduce(value.detach(), reduction="mean"))
         count += 1
         if not accelerator.sync_gradients:
             continue

@@ -53,6 +53,46 @@ def video_window_start(motion_frames: int, video_frames: int, rng: np.random.Gen
     return int(rng.integers(0, motion_frames - video_frames + 1))
 
 
+def item_seed(seed: int, slot: int) -> int:
+    """The seed of the item in global slot ``slot`` of a run seeded ``seed``: its video window offset
+    and every random draw of its loss come from it, whichever process trains on it."""
+    return int(np.random.default_rng((seed, slot)).integers(0, 2 ** 62))
+
+
+class GlobalBatches(torch.utils.data.Sampler):
+    """Batches of (window index, item seed) for one process, the same global batches for any number
+    of processes.
+
+    Micro-step m of the run (m = optimizer step x gradient accumulation + k) takes the global slots
+    [m B N, (m + 1) B N) of an endless sequence of epochs (each a permutation of the windows seeded
+    by (seed, epoch)); process r of N takes the B slots [m B N + r B, m B N + (r + 1) B). So one
+    process with batch 2B and two with batch B train on the same windows with the same seeds
+    (``item_seed``). Starts at micro-step ``start`` (a resumed run continues the sequence).
+    """
+
+    def __init__(self, size: int, batch_size: int, processes: int = 1, rank: int = 0, seed: int = 0,
+                 start: int = 0) -> None:
+        if size < 1 or batch_size < 1 or not 0 <= rank < processes:
+            raise ValueError(f"need size >= 1, batch_size >= 1 and 0 <= rank < processes, got {size}, "
+                             f"{batch_size}, {rank}, {processes}")
+        self.size, self.batch_size, self.processes, self.rank = size, batch_size, processes, rank
+        self.seed, self.start = seed, start
+        self._epochs: dict[int, np.ndarray] = {}
+
+    def _window(self, slot: int) -> int:
+        epoch, position = divmod(slot, self.size)
+        if epoch not in self._epochs:
+            self._epochs = {epoch: np.random.default_rng((self.seed, epoch, 1)).permutation(self.size)}
+        return int(self._epochs[epoch][position])
+
+    def __iter__(self):
+        step = self.start
+        while True:
+            first = step * self.batch_size * self.processes + self.rank * self.batch_size
+            yield [(self._window(slot), item_seed(self.seed, slot)) for slot in range(first, first + self.batch_size)]
+            step += 1
+
+
 class TrainingWindows(TorchDataset):
     def __init__(self, clips: list[ClipArrays], motion_frames: int, video_frames: int | None = None,
                  resolution: int | None = None, seed: int = 0) -> None:
@@ -66,22 +106,23 @@ class TrainingWindows(TorchDataset):
             raise ValueError(f"no training clip has {motion_frames} frames (the motion window); "
                              f"{len(self.skipped)} shorter clip(s) skipped")
         self.positions = window_positions([c.num_frames for c in self.clips], motion_frames)
-        self._draws = 0
 
     def __len__(self) -> int:
         return len(self.positions)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
+        """Window ``index`` drawn with ``seed`` (``GlobalBatches`` yields the pairs): its motion, audio
+        features and, in stage 2, a video window at an offset drawn from the seed; ``seed`` goes into
+        the item, for the loss's draws."""
+        index, seed = key
         clip_index, start = self.positions[index]
         clip = self.clips[clip_index]
         stop = start + self.motion_frames
         item = {name: torch.from_numpy(np.ascontiguousarray(getattr(clip, name)[start:stop]))
                 for name in ("pose", "expression", "mfcc", "hubert")}
+        item["seed"] = torch.tensor(int(seed), dtype=torch.int64)
         if self.video_frames is not None:
-            # A fresh generator per draw: reproducible given the seed, different every epoch.
-            self._draws += 1
-            rng = np.random.default_rng((self.seed, int(index), self._draws))
-            offset = video_window_start(self.motion_frames, self.video_frames, rng)
+            offset = video_window_start(self.motion_frames, self.video_frames, np.random.default_rng((seed, 0)))
             first = start + offset
             item["frames"] = self.read_frames(clip, first, first + self.video_frames)
             item["video_start"] = torch.tensor(offset)
