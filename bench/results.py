@@ -18,13 +18,13 @@ Metrics are keyed by ids, never by display names; scopes are ``all`` and ``ident
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from metrics.inputs import InputReport
+from metrics.io.bounded import read_json
 from metrics.io.files import write_json_atomic
 from metrics.results import (METRICS, SCHEMA_VERSION, Provenance, Scores, metric_label, number, scores_from_dict,
                              scores_to_dict)
@@ -206,11 +206,7 @@ def read_results(path: str | Path) -> BenchResults:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing (run `imac-bench run --out {path.parent}` first)")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not JSON ({error})") from error
-    return BenchResults.from_dict(data, str(path))
+    return BenchResults.from_dict(read_json(path), str(path))   # not JSON, too large or deep: named
 
 
 def write_results(path: str | Path, results: BenchResults) -> Path:

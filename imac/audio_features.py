@@ -31,7 +31,6 @@ cache rather than returning stale features.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import re
@@ -46,7 +45,7 @@ import torch
 import transformers
 
 from metrics.io.audio import SAMPLE_RATE, load_audio, resample
-from metrics.io.bounded import load_npz
+from metrics.io.bounded import load_npz, read_json
 from metrics.io.files import file_sha256, save_npz_atomic
 
 N_MELS = 128
@@ -217,8 +216,8 @@ def _read_do_normalize(folder: Path) -> bool:
     if not config_path.is_file():
         return False
     try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        config = read_json(config_path)   # refused (too large, too deep, not JSON) naming the file
+    except OSError as error:
         raise ValueError(f"{config_path}: cannot read the feature extractor settings: {error}") from error
     if not isinstance(config, dict):
         raise ValueError(f"{config_path}: expected a JSON object, got {type(config).__name__}")

@@ -42,6 +42,7 @@ from imac.models.system import IMACModel
 from imac.models.video import (build_image_encoder, build_unet, build_vae, clip_statistics, encode_latents,
                                encode_prompt, motion_sampling_scheduler, motion_training_scheduler, video_scheduler)
 from metrics.io.audio import resample
+from metrics.io.bounded import read_json
 from metrics.io.files import atomic_folder
 
 MODEL_CARD = "imac.json"
@@ -176,7 +177,7 @@ class IMACPipeline:
         card_path = folder / MODEL_CARD
         if not card_path.is_file():
             raise FileNotFoundError(f"{folder}: not an IMAC model folder (no {MODEL_CARD})")
-        card = json.loads(card_path.read_text())
+        card = read_json(card_path)   # a model folder may come from elsewhere: bounded, named if refused
         config = IMACConfig.from_dict(card["config"])
         motion = MotionModel.from_pretrained(folder / "motion")
         hubert = load_hubert(folder / "hubert", device=device)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from metrics.inputs import InputReport
+from metrics.io.bounded import read_json
 from metrics.io.files import write_json_atomic, write_text_atomic
 
 SCHEMA_VERSION = 2
@@ -366,8 +367,7 @@ def write_result(result: EvaluationResult, path: str | Path) -> tuple[Path, Path
 
 
 def read_result(path: str | Path) -> EvaluationResult:
-    """An ``EvaluationResult`` from its JSON file; errors name the file (an older schema included)."""
-    import json
-
+    """An ``EvaluationResult`` from its JSON file; errors name the file (an older schema included,
+    and a file too large or nested too deeply: ``metrics.io.bounded.read_json``)."""
     path = Path(path)
-    return EvaluationResult.from_dict(json.loads(path.read_text()), str(path))
+    return EvaluationResult.from_dict(read_json(path), str(path))

@@ -12,7 +12,6 @@ autoencoder produced it: FGDs are comparable only under the same checkpoint hash
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from metrics.io.bounded import BoundedReadError, read_json
 from metrics.io.files import atomic_path, file_sha256, write_json_atomic
 
 CONFIG_NAME = "config.json"
@@ -153,12 +153,10 @@ MAX_CONFIG_BYTES = 1 << 20
 
 def _read_config(path: Path) -> tuple[AutoencoderConfig, dict]:
     """The model config and the whole content of a checkpoint's config.json, checked."""
-    if path.stat().st_size > MAX_CONFIG_BYTES:
-        raise AutoencoderFileError(f"{path}: {path.stat().st_size} bytes, not a checkpoint config")
     try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as error:
-        raise AutoencoderFileError(f"{path}: not JSON: {error}") from error
+        meta = read_json(path, max_bytes=MAX_CONFIG_BYTES)   # too large, too deep or not JSON: named
+    except BoundedReadError as error:
+        raise AutoencoderFileError(f"{error}; not a checkpoint config") from None
     model = meta.get("model") if isinstance(meta, dict) else None
     if not isinstance(model, dict):
         raise AutoencoderFileError(f"{path}: no 'model' section (the autoencoder's points, window, hidden, latent)")

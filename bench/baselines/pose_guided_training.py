@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 
-import json
 import math
 import os
 import time
@@ -34,6 +33,7 @@ from bench.baselines.pose_images import keypoints_to_square, render_pose_images
 from bench.methods.base import BenchContext
 from imac.frames import frames_to_tensor
 from imac.models.video import encode_latents
+from metrics.io.bounded import read_json
 from metrics.io.files import atomic_folder, write_json_atomic
 from metrics.io.video import read_video
 
@@ -181,7 +181,7 @@ def load_generator(folder: str | os.PathLike) -> tuple[MYAGenerator, dict[str, A
     if not generator_is_finished(folder):
         raise FileNotFoundError(f"{folder}: no finished MYA generator here (no {GENERATOR_CARD})")
     model = MYAGenerator.from_pretrained(folder)
-    return model.eval(), json.loads((folder / GENERATOR_CARD).read_text())
+    return model.eval(), read_json(folder / GENERATOR_CARD)   # --mya-model may come from elsewhere: bounded
 
 
 def train_or_load_generator(context: BenchContext, options: MYAOptions, vae: AutoencoderKL,

@@ -9,7 +9,6 @@ squaredcos_cap_v2 betas rescaled to zero terminal SNR, v-prediction, leading tim
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -24,6 +23,7 @@ from transformers import (
 )
 
 from imac.config import MotionConfig, VideoConfig
+from metrics.io.bounded import read_json
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -129,7 +129,9 @@ def clip_statistics(config: VideoConfig) -> tuple[tuple[float, ...], tuple[float
     if config.pretrained:
         path = Path(config.pretrained) / "feature_extractor" / "preprocessor_config.json"
         if path.is_file():
-            values = json.loads(path.read_text())
+            values = read_json(path)   # bounded: a pretrained folder may come from elsewhere
+            if not isinstance(values, dict):
+                raise ValueError(f"{path}: expected a JSON object, got {type(values).__name__}")
             return tuple(values.get("image_mean", CLIP_MEAN)), tuple(values.get("image_std", CLIP_STD))
     return CLIP_MEAN, CLIP_STD
 

@@ -33,7 +33,6 @@ from __future__ import annotations
 import atexit
 import csv
 import io
-import json
 import os
 import time
 from collections import Counter
@@ -74,6 +73,7 @@ from bench.data.prepare.sources import (
 from bench.data.prepare.speakers import read_speaker_counts
 from bench.data.prepare.split import split_by_source, statistics_markdown, statistics_rows
 from bench.data.prepare.workers import run_jobs
+from metrics.io.bounded import parse_json
 from metrics.io.files import link_or_copy, write_json_atomic, write_text_atomic
 from metrics.options import OptionsError, build_options
 
@@ -555,9 +555,9 @@ def _read_manifest_lines(out: Path) -> list[dict[str, Any]]:
     for number, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if text.strip():
             try:
-                lines.append(json.loads(text))
+                lines.append(parse_json(text, f"{path} line {number}"))   # nesting too deep: named too
             except ValueError as error:
-                raise ValueError(f"{path} line {number}: not JSON ({error}); fix or remove the manifest") from None
+                raise ValueError(f"{error}; fix or remove the manifest") from None
     return lines
 
 

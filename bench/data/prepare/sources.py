@@ -25,6 +25,7 @@ from scenedetect import ContentDetector, SceneManager
 
 from bench.data.prepare.faces import Face, FaceDetector, sample_frame_indices
 from bench.data.prepare.scene_stream import PresentedFrames
+from metrics.io import bounded
 from metrics.io.audio import SAMPLE_RATE, write_wav
 from metrics.io.files import write_json_atomic
 from metrics.io.video import (VideoReader, display_rotation, frame_times, probe_video, read_video_audio_timed,
@@ -270,9 +271,10 @@ class Workspace:
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
-    """A JSON object saved by an earlier run, or None when absent or unreadable (the work is redone)."""
+    """A JSON object saved by an earlier run, or None when absent or unreadable (the work is redone);
+    a file too large or nested too deeply (``metrics.io.bounded.read_json``) is unreadable too."""
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))
+        value = bounded.read_json(path)
     except (OSError, ValueError):
         return None
     return value if isinstance(value, dict) else None

@@ -15,6 +15,7 @@ import numpy as np
 from tqdm import tqdm
 
 from metrics.dataset import write_manifest
+from metrics.io.bounded import read_json
 from bench.data.toy import body
 from bench.data.toy.gestures import generate_motion
 from bench.data.toy.identities import Identity, make_identities
@@ -114,7 +115,7 @@ def generate_toy_corpus(out_dir: str | Path, config: ToyCorpusConfig = ToyCorpus
     card = corpus_card(config, identities)
     card_path = out_dir / CARD_NAME
     if card_path.exists():
-        existing = json.loads(card_path.read_text())
+        existing = read_json(card_path)
         if existing != json.loads(json.dumps(card)):
             raise FileExistsError(f"{out_dir} holds a toy corpus made with other settings "
                                   f"({card_path}); choose another --out or delete it")
