@@ -36,7 +36,7 @@ from metrics.i3d import I3DNetworkError
 from metrics.inputs import ClipProperties, InputReport, check_inputs, clip_properties
 from metrics.io.cache import VideoCache
 from metrics.io.video import VideoReader, probe_video
-from metrics.pose.dwpose import DWPose
+from metrics.pose.dwpose import DWPose, DWPoseModelError
 from metrics.pose.toy import ToyMarkerPose
 from metrics.protocol import Protocol, preset_of
 from metrics.results import (COVARIANCE, SQRT_METHOD, EvaluationResult, Provenance, Score, Scores, Side, SkippedClip,
@@ -92,9 +92,10 @@ class ClipResult:
     visible: float | None = None                # share of skeleton points seen
 
 
-# Errors of a network or its file (the I3D archive, the skeleton autoencoder) met while recording
-# a clip: the clip is not at fault, so they stop the run, naming the file, even with on_error="skip".
-NETWORK_ERRORS = (I3DNetworkError, AutoencoderFileError)
+# Errors of a network or its file (the I3D archive, the skeleton autoencoder, the DWPose ONNX models)
+# met while recording a clip: the clip is not at fault, so they stop the run, naming the file, even
+# with on_error="skip".
+NETWORK_ERRORS = (I3DNetworkError, AutoencoderFileError, DWPoseModelError)
 
 
 class ClipError(ValueError):

@@ -329,11 +329,20 @@ def _fits(dim, expected: int) -> bool:
     return _static(dim) is None or dim == expected
 
 
+class DWPoseModelError(ValueError):
+    """A DWPose ONNX file that does not load, is not the expected network, or fails (or answers in
+    the wrong shape) while running; the message names the file.
+
+    The model is to blame, not the clip it ran on, so ``metrics.evaluate`` stops the run with it
+    even when skipping bad clips (``--skip-bad``).
+    """
+
+
 def _open_session(path: Path, providers: list[str], what: str) -> ort.InferenceSession:
     try:
         return ort.InferenceSession(str(path), providers=providers)
     except Exception as error:  # onnxruntime raises its own types; name the file in the message
-        raise ValueError(f"cannot load the DWPose {what} model {path}: {error}") from error
+        raise DWPoseModelError(f"cannot load the DWPose {what} model {path}: {error}") from error
 
 
 def default_providers() -> list[str]:
@@ -405,12 +414,12 @@ class DWPose:
         expected = (1, 3) + DETECTOR_INPUT_SIZE
         if len(inputs) != 1 or len(inputs[0].shape) != 4 or not all(
                 _fits(d, e) for d, e in zip(inputs[0].shape[1:], expected[1:])):
-            raise ValueError(f"{where}: expected one input of shape {expected} (the batch may be dynamic), "
+            raise DWPoseModelError(f"{where}: expected one input of shape {expected} (the batch may be dynamic), "
                              f"got {[tuple(i.shape) for i in inputs]}")
         anchors = sum((DETECTOR_INPUT_SIZE[0] // s) * (DETECTOR_INPUT_SIZE[1] // s) for s in DETECTOR_STRIDES)
         shape = outputs[0].shape if outputs else []
         if len(shape) != 3 or not _fits(shape[1], anchors) or (_static(shape[2]) is not None and shape[2] < 6):
-            raise ValueError(f"{where}: expected a first output of shape (1, {anchors}, 5 + classes) "
+            raise DWPoseModelError(f"{where}: expected a first output of shape (1, {anchors}, 5 + classes) "
                              f"(YOLOX raw predictions), got {[tuple(o.shape) for o in outputs]}")
         return _static(inputs[0].shape[0])
 
@@ -418,14 +427,14 @@ class DWPose:
         inputs, outputs = self._pose.get_inputs(), self._pose.get_outputs()
         where = f"DWPose pose model {self.pose_path}"
         if len(inputs) != 1 or len(inputs[0].shape) != 4 or not _fits(inputs[0].shape[1], 3):
-            raise ValueError(f"{where}: expected one input of shape (1, 3, height, width), "
+            raise DWPoseModelError(f"{where}: expected one input of shape (1, 3, height, width), "
                              f"got {[tuple(i.shape) for i in inputs]}")
         height, width = (_static(d) for d in inputs[0].shape[2:])
         # As in DWPose, the crop size is the model's declared input size (384 x 288 for dw-ll_ucoco_384).
         input_size = (width or POSE_INPUT_SIZE[0], height or POSE_INPUT_SIZE[1])
         names = [o.name for o in outputs]
         if len(outputs) != 2 or any(len(o.shape) != 3 for o in outputs):
-            raise ValueError(f"{where}: expected two SimCC outputs simcc_x (1, {wb.NUM_KEYPOINTS}, "
+            raise DWPoseModelError(f"{where}: expected two SimCC outputs simcc_x (1, {wb.NUM_KEYPOINTS}, "
                              f"{int(input_size[0] * SIMCC_SPLIT_RATIO)}) and simcc_y (1, {wb.NUM_KEYPOINTS}, "
                              f"{int(input_size[1] * SIMCC_SPLIT_RATIO)}), got "
                              f"{[(o.name, tuple(o.shape)) for o in outputs]}")
@@ -436,7 +445,7 @@ class DWPose:
         for output, axis, size in zip(ordered, "xy", input_size):
             bins = int(round(size * SIMCC_SPLIT_RATIO))
             if not (_fits(output.shape[1], wb.NUM_KEYPOINTS) and _fits(output.shape[2], bins)):
-                raise ValueError(f"{where}: SimCC output '{output.name}' for {axis} must be (1, "
+                raise DWPoseModelError(f"{where}: SimCC output '{output.name}' for {axis} must be (1, "
                                  f"{wb.NUM_KEYPOINTS}, {bins}) for input width x height {input_size}, "
                                  f"got {tuple(output.shape)}")
         return _static(inputs[0].shape[0]), input_size, (ordered[0].name, ordered[1].name)
@@ -455,8 +464,8 @@ class DWPose:
              output_names: list[str] | None = None, path: Path | None = None) -> list[np.ndarray]:
         """Run ``session`` on ``batch`` in chunks of the model's fixed batch size (padded) or ``max_batch``.
 
-        A model that fails on a chunk (onnxruntime raises its own exception types) raises ValueError
-        naming its file ``path``.
+        A model that fails on a chunk (onnxruntime raises its own exception types) raises
+        ``DWPoseModelError`` naming its file ``path``.
         """
         name = session.get_inputs()[0].name
         step = fixed_batch or max_batch
@@ -470,7 +479,7 @@ class DWPose:
                 outputs = session.run(output_names, {name: chunk})
             except Exception as error:
                 message = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
-                raise ValueError(f"{path}: the DWPose model failed on an input of shape {chunk.shape}: "
+                raise DWPoseModelError(f"{path}: the DWPose model failed on an input of shape {chunk.shape}: "
                                  f"{message}") from error
             parts.append([np.asarray(out)[:count] for out in outputs])
         return [np.concatenate(outs) for outs in zip(*parts)]
@@ -493,7 +502,7 @@ class DWPose:
             try:
                 found, scores = detect_persons(prediction, ratio, self.detection_threshold, self.nms_iou)
             except ValueError as error:   # an output of the wrong shape: the model file is to blame
-                raise ValueError(f"DWPose detector model {self.detector_path}: {error}") from error
+                raise DWPoseModelError(f"DWPose detector model {self.detector_path}: {error}") from error
             boxes.append(select_person(found, scores, frames.shape[1:3], self.person))
         return np.stack(boxes)
 
@@ -513,7 +522,7 @@ class DWPose:
         expected_x = (len(frames), wb.NUM_KEYPOINTS, int(round(width * SIMCC_SPLIT_RATIO)))
         expected_y = (len(frames), wb.NUM_KEYPOINTS, int(round(height * SIMCC_SPLIT_RATIO)))
         if simcc_x.shape != expected_x or simcc_y.shape != expected_y:
-            raise ValueError(f"DWPose pose model {self.pose_path} returned SimCC shapes {simcc_x.shape}, "
+            raise DWPoseModelError(f"DWPose pose model {self.pose_path} returned SimCC shapes {simcc_x.shape}, "
                              f"{simcc_y.shape}; expected {expected_x}, {expected_y}")
         points, scores = decode_simcc(simcc_x, simcc_y)
         points = keypoints_to_image(points, np.stack(centres), np.stack(scales), self.pose_input_size)
