@@ -3,24 +3,108 @@
 A file appears under its final name complete or not at all: it is written to a hidden temporary
 file in the same folder, flushed to disk, and renamed onto the final name. Other tools read the
 analysis outputs by name, so a half-written ``kruskal.csv`` must never exist. (The package stands
-alone, so it does not borrow the project's ``metrics.io.files``.)
+alone, so it does not borrow the project's ``metrics.io.files``; this is a small copy of its
+naming and clean-up, for files only.)
+
+A writer killed with ``kill -9`` cannot remove its temporary file, so the first write of a process
+into a folder removes the leftovers there instead (``remove_stale_temporaries``). A temporary name
+says which writer made it (``.kruskal.csv.tmp-<host>-<pid>-<token>.csv``: a hash of the host name
+and the process id), so a leftover is removed when its writer's process no longer runs on this
+host, and one from another host (a shared file system) or of the older form without host and pid
+only once untouched for ``STALE_SECONDS``. A live writer's file is never removed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import secrets
+import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+# A leftover whose writer is not known to be dead (another host, the older form) is removed only
+# once untouched this long: far longer than any write of the package takes.
+STALE_SECONDS = 6 * 3600
+
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+# .<name>.tmp-[<host>-<pid>-]<token><suffix>; the older form has no host and pid.
+_TEMPORARY_NAME = re.compile(r"^\.(?P<name>.+)\.tmp-(?:(?P<host>[0-9a-f]{8})-(?P<pid>[0-9]+)-)?"
+                             r"(?P<token>[0-9a-f]{8})(?P<suffix>(?:\.[^./]*)?)$")
+_cleaned_folders: set[str] = set()
+
+
+def temporary_sibling(path: Path) -> Path:
+    """A fresh hidden name next to ``path`` that keeps its suffix and names its writer:
+    ``kruskal.csv`` -> ``.kruskal.csv.tmp-<host>-<pid>-ab12cd34.csv``."""
+    return path.with_name(f".{path.name}.tmp-{_HOST}-{os.getpid()}-{secrets.token_hex(4)}{path.suffix}")
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True        # it exists (another user's), or the check is impossible: assume alive
+    return True
+
+
+def _is_stale(entry: os.DirEntry, match: re.Match, now: float) -> bool:
+    """Whether the leftover file ``entry`` belongs to no live writer (see the module doc)."""
+    if match["suffix"] and not match["name"].endswith(match["suffix"]):
+        return False       # not a name this module makes (the suffix repeats the final name's)
+    if match["host"] == _HOST and match["pid"] is not None and int(match["pid"]) > 0:
+        return not _process_alive(int(match["pid"]))
+    try:
+        return now - entry.stat(follow_symlinks=False).st_mtime > STALE_SECONDS
+    except FileNotFoundError:
+        return False       # gone already
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, once: bool = False) -> list[Path]:
+    """Remove the temporary files in ``folder`` left by writers that died; return them.
+
+    Only files named as this module names them are considered, and a live writer's file is kept.
+    With ``once``, a folder already cleaned by this process is not scanned again.
+    """
+    key = os.path.abspath(folder)
+    if once and key in _cleaned_folders:
+        return []
+    _cleaned_folders.add(key)
+    removed = []
+    now = time.time()
+    try:
+        entries = list(os.scandir(key))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    for entry in entries:
+        match = _TEMPORARY_NAME.match(entry.name)
+        if match is None or not entry.is_file(follow_symlinks=False) or not _is_stale(entry, match, now):
+            continue
+        try:
+            os.unlink(entry.path)
+        except OSError:
+            continue       # cleaned by another process first, or not ours to remove
+        removed.append(Path(entry.path))
+    return removed
+
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success it replaces ``path``, on error it is removed."""
+    """Yield a temporary path next to ``path``; on success it replaces ``path``, on error it is removed.
+
+    The first write of this process into a folder removes dead writers' leftovers there first.
+    """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
-    temporary = final.with_name(f".{final.name}.tmp-{secrets.token_hex(4)}{final.suffix}")
+    remove_stale_temporaries(final.parent, once=True)
+    temporary = temporary_sibling(final)
     try:
         yield temporary
         with open(temporary, "rb+") as handle:
