@@ -68,6 +68,7 @@ def test_output_has_duration_times_fps_frames(pipeline, seconds, rate):
 
 
 def test_each_chunk_starts_from_the_last_frame_of_the_previous_one(pipeline, monkeypatch):
+    pipeline = _with(pipeline, video__chunk_reference="last_frame")       # the paper's chunks
     references, counter = [], iter(range(1000))
 
     def fake_chunk(reference, motion_features, steps, guidance_scale, generator=None, **kwargs):
