@@ -3,6 +3,7 @@
     python -m metrics compute --fake DIR [--real DIR] [--metrics fgd,div,bas,fvd] [--out FILE.json]
                               [--fgd-ae DIR] [--i3d PATH] [--extractor toy|dwpose] [--options FILE.yaml]
                               [--allow-mismatch frame_size,...]   # the sides' headers are compared first
+                              [--processes N]     # clips spread over N processes (or: accelerate launch -m metrics compute)
     python -m metrics train-fgd-ae --data DATASET --out DIR [--steps 1000]
     python -m metrics sanity --data DATASET --out DIR
     python -m metrics protocol [--protocol NAME]          # print every constant of a protocol
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from metrics.distributed import current_processes, relaunch, without_option
 from metrics.evaluate import DEFAULT_CACHE, evaluate, format_table, make_extractor, write_result
 from metrics.fgd_training import train_fgd_autoencoder
 from metrics.inputs import ALLOWABLE, normalise_allow
@@ -169,6 +171,7 @@ def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
     """Parse ``argv``, set up logging and run the chosen handler; ``errors`` become one line on
     stderr and exit status 2."""
     args = parser.parse_args(argv)
+    args.command_argv = list(sys.argv[1:] if argv is None else argv)   # for a relaunch (--processes)
     configure_logging()
     try:
         return args.handler(args)
@@ -263,6 +266,9 @@ def _compute_options(args: argparse.Namespace) -> ComputeOptions:
 
 def _compute(args: argparse.Namespace) -> int:
     options = _compute_options(args)
+    if args.processes != 1:
+        return relaunch("metrics", without_option(args.command_argv, "--processes"), args.processes)
+    processes = current_processes()
     result = evaluate(args.real, args.fake, metrics=options.metrics, protocol=get_protocol(options.protocol),
                       autoencoder=options.fgd_ae, i3d=options.i3d, i3d_seed=options.i3d_seed,
                       extractor=_extractor(options.extractor, options.dwpose_detector, options.dwpose_pose,
@@ -270,7 +276,9 @@ def _compute(args: argparse.Namespace) -> int:
                       cache_dir=_cache_dir(options.cache), split=None if options.split == "all" else options.split,
                       on_error="skip" if options.skip_bad else "raise", allow=options.allow_mismatch,
                       allow_resolution_mismatch=options.allow_resolution_mismatch, device=options.device,
-                      progress=None if args.quiet else _log)
+                      progress=None if args.quiet else _log, processes=processes)
+    if result is None:                 # another process of a launch: the main one prints and writes
+        return 0
     print(format_table(result))
     if args.out:
         json_path, csv_path = write_result(result, args.out)
@@ -358,6 +366,9 @@ def build_parser() -> CommandParser:
     compute.add_argument("--fake", type=Path, required=True, metavar="DIR", help="generated videos: <identity>/<clip>.mp4")
     compute.add_argument("--out", type=Path, metavar="FILE", help="result file (.json; a .csv is written beside it); "
                          "default: print only")
+    compute.add_argument("--processes", type=int, default=1, metavar="N",
+                         help="spread the clips over N processes on this machine (torch.distributed.run; the "
+                         "same as `accelerate launch --multi_gpu --num_processes N -m metrics compute ...`)")
     compute.add_argument("--options", type=Path, metavar="FILE", help="YAML file of settings (keys: the setting flags' names "
                          "with _, e.g. fgd_ae: DIR); flags override it; default: none")
     _add_common(compute, settings=True)

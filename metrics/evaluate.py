@@ -15,6 +15,10 @@ and the clips, unless the protocol converts it or the caller allows it; either i
 Bad input (a corrupt or truncated video, a clip shorter than a window, NaN keypoints, no audio)
 raises an error naming the file, or, with ``on_error="skip"``, is skipped and listed in the
 result's ``skipped`` block. Nothing is dropped silently.
+
+Under a launch of several processes (``accelerate launch -m metrics compute ...``, or ``--processes
+N``), each process records its share of the clips and the records are gathered in the clips' order
+(``metrics.distributed``): the values are those of one process; the main process scores and writes.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import numpy as np
 
 from metrics.beats import BAS
 from metrics.dataset import ClipRecord, find_clips
+from metrics.distributed import SINGLE, Processes
 from metrics.diversity import Diversity
 from metrics.fgd import FGD, skeleton_windows
 from metrics.fvd import FVD
@@ -126,9 +131,11 @@ class Evaluator:
     """The networks and the cache of one run; clips in (``records``), scores out (``score``)."""
 
     def __init__(self, metrics: Sequence[str], protocol: Protocol, extractor=None, autoencoder=None,
-                 i3d=None, cache_dir: str | Path | None = None, autoencoder_info: dict | None = None):
+                 i3d=None, cache_dir: str | Path | None = None, autoencoder_info: dict | None = None,
+                 processes: Processes = SINGLE):
         self.metrics = normalise_metrics(metrics)
         self.protocol = protocol
+        self.processes = processes      # ``records`` shares the clips among them (metrics.distributed)
         self.extractor = extractor
         self.autoencoder = autoencoder
         self.autoencoder_info = autoencoder_info
@@ -144,8 +151,9 @@ class Evaluator:
     @classmethod
     def load(cls, metrics: Sequence[str], protocol: Protocol, *, autoencoder: str | Path | None = None,
              i3d=None, i3d_seed: int = 0, extractor="toy", dwpose_detector: str | None = None,
-             dwpose_pose: str | None = None, device: str = "cpu", cache_dir: str | Path | None = None) -> Evaluator:
-        """Load each network the metrics need, once.
+             dwpose_pose: str | None = None, device: str = "cpu", cache_dir: str | Path | None = None,
+             processes: Processes = SINGLE) -> Evaluator:
+        """Load each network the metrics need, once (in every process of a launch: ``processes``).
 
         ``autoencoder``: a skeleton autoencoder folder (fgd, div). ``i3d``: a local weight file, None
         for the untrained stand-in (FVD*), or a feature object (``feature_id``, ``is_pretrained``,
@@ -175,7 +183,7 @@ class Evaluator:
         if any(m in metrics for m in ("fgd", "div", "bas")):
             pose = (make_extractor(extractor, dwpose_detector, dwpose_pose, device) if isinstance(extractor, str)
                     else extractor)
-        return cls(metrics, protocol, pose, model, features, cache_dir, info)
+        return cls(metrics, protocol, pose, model, features, cache_dir, info, processes)
 
     # -- one clip ----------------------------------------------------------------------------------
 
@@ -264,19 +272,29 @@ class Evaluator:
                 on_error: str = "raise", progress: Callable[[str], None] | None = None
                 ) -> tuple[list[ClipResult], list[SkippedClip]]:
         """Every clip of one side as a ``ClipResult`` (``partners``: key -> real clip, for the audio of a
-        generated clip that has none). ``on_error="skip"`` lists bad clips instead of raising."""
-        records, skipped = [], []
-        for number_, clip in enumerate(clips, start=1):
+        generated clip that has none). ``on_error="skip"`` lists bad clips instead of raising.
+
+        With several processes (``self.processes``) this is a collective: each process records its
+        share of ``clips`` and every process gets all the records and skipped clips in ``clips``' order."""
+        processes = self.processes
+        who = f"process {processes.rank}: " if processes.distributed else ""
+
+        def outcome(numbered: tuple[int, ClipRecord]) -> ClipResult | SkippedClip:
+            number_, clip = numbered
             if progress:
-                progress(f"[{number_}/{len(clips)}] {side} {clip.label}")
+                progress(f"{who}[{number_}/{len(clips)}] {side} {clip.label}")
             try:
-                records.append(self.record(clip, side, (partners or {}).get(clip.key)))
+                return self.record(clip, side, (partners or {}).get(clip.key))
             except NETWORK_ERRORS:
                 raise
             except (ValueError, OSError) as error:
                 if on_error == "raise":
                     raise ClipError(f"{side} clip {clip.label}: {error}") from error
-                skipped.append(SkippedClip(side, clip.label, str(clip.video), str(error)))
+                return SkippedClip(side, clip.label, str(clip.video), str(error))
+
+        outcomes = processes.map(list(enumerate(clips, start=1)), outcome)
+        records = [o for o in outcomes if isinstance(o, ClipResult)]
+        skipped = [o for o in outcomes if isinstance(o, SkippedClip)]
         return records, skipped
 
     # -- inputs ------------------------------------------------------------------------------------
@@ -463,7 +481,8 @@ def evaluate(real_dir: str | Path | None, fake_dir: str | Path, metrics: Sequenc
              dwpose_detector: str | None = None, dwpose_pose: str | None = None,
              cache_dir: str | Path | None = DEFAULT_CACHE, split: str | None = "test", on_error: str = "raise",
              allow: Iterable[str] = (), allow_resolution_mismatch: bool = False, device: str = "cpu",
-             progress: Callable[[str], None] | None = None) -> EvaluationResult:
+             progress: Callable[[str], None] | None = None, processes: Processes = SINGLE
+             ) -> EvaluationResult | None:
     """Evaluate the generated videos of ``fake_dir`` against the real ones of ``real_dir``.
 
     ``metrics``: any of fgd, div, bas, fvd. ``autoencoder``, ``i3d``, ``extractor``: as
@@ -471,6 +490,11 @@ def evaluate(real_dir: str | Path | None, fake_dir: str | Path, metrics: Sequenc
     ``allow``: input properties allowed to differ between the sides (``metrics.inputs.ALLOWABLE``;
     ``allow_resolution_mismatch`` is ``allow=["frame_size"]``). The headers are compared before any
     network is loaded: ``metrics.inputs.InputMismatchError`` names a refused property and its clips.
+
+    ``processes`` (``metrics.distributed.current_processes()`` under ``accelerate launch``): every
+    process must call this with the same arguments; each records its share of the clips, the records
+    are gathered in the single-process order, and the main process scores them and returns the result,
+    identical to one process's; the other processes return None.
     """
     started = time.perf_counter()
     protocol = protocol or Protocol()
@@ -493,7 +517,7 @@ def evaluate(real_dir: str | Path | None, fake_dir: str | Path, metrics: Sequenc
 
     evaluator = Evaluator.load(metrics, protocol, autoencoder=autoencoder, i3d=i3d, i3d_seed=i3d_seed,
                                extractor=extractor, dwpose_detector=dwpose_detector, dwpose_pose=dwpose_pose,
-                               device=device, cache_dir=cache_dir)
+                               device=device, cache_dir=cache_dir, processes=processes)
     real, bad = evaluator.records(real_clips, "real", on_error=on_error, progress=progress)
     skipped += bad
     fake, bad = evaluator.records(fake_clips, "fake", partners={c.key: c for c in real_clips}, on_error=on_error,
@@ -502,6 +526,8 @@ def evaluate(real_dir: str | Path | None, fake_dir: str | Path, metrics: Sequenc
     for side, group in (("real", real), ("fake", fake)):
         if (needs_real or side == "fake") and not group:
             raise ClipError(f"no usable {side} clips ({len(skipped)} skipped)")
+    if not processes.is_main:
+        return None
     return EvaluationResult(
         protocol=protocol.to_dict(), protocol_label=protocol.label, metrics=metrics,
         scores=evaluator.score(real, fake), reference=evaluator.reference(real) if real else {},
@@ -510,7 +536,7 @@ def evaluate(real_dir: str | Path | None, fake_dir: str | Path, metrics: Sequenc
         fake=Side(str(fake_dir), len(fake), None, _visibility(fake)),
         inputs=inputs, skipped=tuple(skipped),
         environment={"python": platform.python_version(), "networks": evaluator.networks(),
-                     "seconds": round(time.perf_counter() - started, 1)})
+                     "processes": processes.world, "seconds": round(time.perf_counter() - started, 1)})
 
 
 def format_table(result: EvaluationResult) -> str:
