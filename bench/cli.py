@@ -1,6 +1,7 @@
 """The ``imac-bench`` command line: a thin layer over the library.
 
     imac-bench run --methods imac,s2g,mya [--data DIR] [--identities a,b] [--out runs/NAME] [--device cpu|cuda]
+                   [--processes N]         # clips spread over N processes (or: accelerate launch -m bench run ...)
     imac-bench report [--run runs/NAME]                                       # tables + plots of a run
     imac-bench check --baseline results/toy [--run runs/NAME] [--update]     # regression on results.json
     imac-bench data toy --out DIR [--seed N] [--identities K] [--clips N]   # the embedded toy corpus
@@ -29,6 +30,7 @@ from bench.report import failed_checks, format_terminal, load_results, write_rep
 from imac import __version__
 from imac.cli import add_validate_arguments, validate_command
 from metrics.cli import CommandParser, add_command, help_texts, package_version, run_command
+from metrics.distributed import relaunch, without_option
 
 # bench.runner is imported in _run only: it loads diffusers and transformers. Measured (wall, best of 4,
 # `python -c "import ..."` on the 2-core dev machine under load): bench.cli 6.1 s, with bench.runner 11.7 s.
@@ -75,6 +77,8 @@ def _run(args: argparse.Namespace) -> int:
     generated = _parse_generated(args.generated)
     if not methods and not generated:
         raise ValueError("--methods: name at least one method (e.g. imac,s2g,mya), or give --generated NAME=DIR")
+    if args.processes != 1:
+        return relaunch("bench", without_option(args.command_argv, "--processes"), args.processes)
     if args.threads:
         torch.set_num_threads(args.threads)
     settings = RunSettings(methods=methods, out=args.out, data=args.data, identities=_split(args.identities) or None,
@@ -82,6 +86,8 @@ def _run(args: argparse.Namespace) -> int:
                            generated=generated, methods_file=args.methods_file, skip_missing=args.skip_missing,
                            progress=not args.quiet)
     results = run_benchmark(settings)
+    if results is None:          # another process of a launch: the main one writes and prints
+        return 0
     paths = write_report(args.out, plots=not args.no_plots)
     print(format_terminal(results))
     print(f"report: {paths['report']}  table: {paths['csv']}  ({results.timings_s['total']:.0f} s)")
@@ -170,7 +176,11 @@ def build_parser() -> CommandParser:
     run.add_argument("--methods-file", type=Path, default=None, help="YAML with command-template methods")
     run.add_argument("--skip-missing", action="store_true",
                      help="skip (and flag) missing or corrupt external videos instead of stopping")
-    run.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    run.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's; 1 per "
+                     "process under --processes)")
+    run.add_argument("--processes", type=int, default=1, metavar="N",
+                     help="spread the clips over N processes on this machine (torch.distributed.run; the same as "
+                     "`accelerate launch --multi_gpu --num_processes N -m bench run ...`)")
     run.add_argument("--no-plots", action="store_true", help="tables only, no plots")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
 

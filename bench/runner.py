@@ -19,6 +19,16 @@ Resumable: every file appears atomically, a clip whose video exists is not gener
 training resumes from its checkpoints, and the shared models are trained once. Each clip's seed is
 derived from the run's seed and the clip's name, so a rerun (or a run in another order) draws the
 same noise for the same clip.
+
+Several processes (``accelerate launch -m bench run ...``, ``torchrun``, or ``imac-bench run
+--processes N`` on one machine; ``metrics.distributed``): the main process writes ``run.json``, the
+toy corpus, the trained models and ``results.json``, and trains first (the others then load what it
+wrote); the missing clips of each method are dealt out among the processes, each writing its own
+videos and its per-clip records (``work/<method>/generation.process-<rank>.json``, merged into
+``generation.json`` in clip order by the main process after the method, or on the next run after a
+crash); the scoring's per-clip work is shared the same way and gathered in clip order, so
+``results.json`` has the values of one process. A rerun with any number of processes continues the
+same folder.
 """
 
 from __future__ import annotations
@@ -51,6 +61,7 @@ from imac import __version__
 from imac.training.autoencoder import TINY_VAE_TRAINING, train_autoencoder
 from metrics.dataset import ClipRecord, Dataset
 from metrics.device import resolve_device
+from metrics.distributed import SINGLE, Processes, current_processes
 from metrics.evaluate import Evaluator, make_extractor
 from metrics.fgd_training import train_fgd_autoencoder
 from metrics.io.audio import SAMPLE_RATE
@@ -130,9 +141,11 @@ class SharedModels:
     FGD/Diversity. Training times go to ``timings``."""
 
     def __init__(self, out: Path, data: Path, config: BenchConfig, protocol: Protocol, device: str, seed: int,
-                 progress: bool) -> None:
+                 progress: bool, processes: Processes = SINGLE) -> None:
         self.out, self.data, self.config, self.protocol = out, data, config, protocol
         self.device, self.seed, self.progress = device, seed, progress
+        self.processes = processes
+        self.together = False        # set while every process runs a method's prepare at once (``generate``)
         self.timings: dict[str, float] = {}
         self._pose = None
 
@@ -143,30 +156,36 @@ class SharedModels:
         return self._pose
 
     def vae(self) -> Path:
-        """The tiny VAE of the run (trained once, on the train split)."""
+        """The tiny VAE of the run (trained once, on the train split). Called from a method's ``prepare``,
+        which the main process of a launch runs first (``generate``): it trains, the others load; or,
+        for a method whose processes prepare together, trained by the main one while the others wait."""
         folder = self.out / "work" / "vae"
-        if not (folder / "training.json").is_file():
-            logger.info("training the shared tiny VAE (%d steps)", self.config.vae_steps)
-            started = time.perf_counter()
-            settings = {**TINY_VAE_TRAINING, "steps": self.config.vae_steps}
-            train_autoencoder(self.data, folder, **settings, seed=self.seed, device=self.device,
-                              progress=self.progress, overwrite=True)
-            self.timings["vae"] = round(time.perf_counter() - started, 1)
+        processes = self.processes if self.together else SINGLE   # (otherwise only one process is here)
+        with processes.main_first():
+            if processes.is_main and not (folder / "training.json").is_file():
+                logger.info("training the shared tiny VAE (%d steps)", self.config.vae_steps)
+                started = time.perf_counter()
+                settings = {**TINY_VAE_TRAINING, "steps": self.config.vae_steps}
+                train_autoencoder(self.data, folder, **settings, seed=self.seed, device=self.device,
+                                  progress=self.progress, overwrite=True)
+                self.timings["vae"] = round(time.perf_counter() - started, 1)
         return folder
 
     def fgd_autoencoder(self) -> Path:
-        """The skeleton autoencoder of FGD/Diversity: the config's, else trained once on the train split."""
+        """The skeleton autoencoder of FGD/Diversity: the config's, else trained once on the train split
+        (under several processes: by the main one, while the others wait, then load it)."""
         if self.config.fgd_autoencoder:
             return Path(self.config.fgd_autoencoder)
         folder = self.out / "work" / "fgd_autoencoder"
-        if not (folder / "config.json").is_file():   # written last: a crash before it means train again
-            logger.info("training the skeleton autoencoder for FGD/Diversity (%d steps)",
-                        self.config.fgd_autoencoder_steps)
-            started = time.perf_counter()
-            train_fgd_autoencoder(self.data, folder, self.protocol, self.pose_extractor(),
-                                  steps=self.config.fgd_autoencoder_steps, seed=self.seed,
-                                  cache_dir=self.out / "cache")
-            self.timings["fgd_autoencoder"] = round(time.perf_counter() - started, 1)
+        with self.processes.main_first():
+            if self.processes.is_main and not (folder / "config.json").is_file():   # written last: train again
+                logger.info("training the skeleton autoencoder for FGD/Diversity (%d steps)",
+                            self.config.fgd_autoencoder_steps)
+                started = time.perf_counter()
+                train_fgd_autoencoder(self.data, folder, self.protocol, self.pose_extractor(),
+                                      steps=self.config.fgd_autoencoder_steps, seed=self.seed,
+                                      cache_dir=self.out / "cache")
+                self.timings["fgd_autoencoder"] = round(time.perf_counter() - started, 1)
         return folder
 
 
@@ -184,6 +203,7 @@ class RunPlan:
     clips: tuple[ClipRecord, ...]
     methods: tuple[Method, ...]
     shared: SharedModels
+    processes: Processes = SINGLE
 
     @property
     def method_names(self) -> list[str]:
@@ -223,6 +243,20 @@ def check_run_file(out: Path, settings: RunSettings, config: BenchConfig) -> Non
     write_json_atomic(path, {**key, "methods": methods, "bench_version": BENCH_VERSION})
 
 
+def data_root(settings: RunSettings, out: Path) -> Path:
+    """The dataset folder of the run: ``--data``, else ``out/data`` (the toy corpus)."""
+    return Path(settings.data) if settings.data is not None else out / "data"
+
+
+def run_device(name: str, processes: Processes) -> str:
+    """The device of this process: ``resolve_device(name)``; a plain ``cuda`` under several processes is
+    the process's own GPU (``cuda:<local rank>``)."""
+    device = resolve_device(name)
+    if processes.distributed and device == "cuda":
+        return f"cuda:{processes.local_rank}"
+    return device
+
+
 def prepare_data(settings: RunSettings, config: BenchConfig, out: Path) -> Path:
     """The dataset of the run: ``--data``, else the toy corpus generated (once) in ``out/data``."""
     if settings.data is not None:
@@ -258,41 +292,91 @@ def method_names(settings: RunSettings) -> list[str]:
     return names + list(CONTROLS)
 
 
-def plan_run(settings: RunSettings) -> RunPlan:
-    """Check the run folder, make the data, find the test clips and build every method."""
+def plan_run(settings: RunSettings, processes: Processes = SINGLE) -> RunPlan:
+    """Check the run folder, make the data, find the test clips and build every method (the folder
+    and the data by the main process, before the others read them)."""
     config = settings.config or load_bench_config("toy")
     out = Path(settings.out)
-    check_run_file(out, settings, config)
     protocol = get_protocol(config.protocol)
-    data = prepare_data(settings, config, out)
-    clips = test_clips(data, settings.identities)
     factories = external_factories(settings)
     methods = tuple(make_method(name, factories) for name in method_names(settings))  # unknown names fail here
-    device = resolve_device(settings.device)
-    shared = SharedModels(out, data, config, protocol, device, settings.seed, settings.progress)
+    with processes.main_first():
+        if processes.is_main:
+            check_run_file(out, settings, config)
+            prepare_data(settings, config, out)
+    data = data_root(settings, out)
+    clips = test_clips(data, settings.identities)
+    device = run_device(settings.device, processes)
+    shared = SharedModels(out, data, config, protocol, device, settings.seed, settings.progress, processes)
     return RunPlan(settings=settings, config=config, out=out, data=data, device=device, protocol=protocol,
-                   clips=tuple(clips), methods=methods, shared=shared)
+                   clips=tuple(clips), methods=methods, shared=shared, processes=processes)
 
 
 # -- generate --------------------------------------------------------------------------------------
 
 
+PART_RECORDS = "generation.process-*.json"   # a process's per-clip records while several generate
+
+
+def merge_part_records(work: Path, generation: dict[str, Any], labels: list[str]) -> dict[str, Any]:
+    """``generation`` with the records of the processes' part files in ``work`` (left by a run of
+    several processes that stopped before merging them) added in the order of ``labels``."""
+    parts: dict[str, Any] = {}
+    for path in sorted(work.glob(PART_RECORDS)):
+        try:
+            parts.update(json.loads(path.read_text()))
+        except (OSError, json.JSONDecodeError) as error:   # a part file is written atomically; say so if not
+            logger.warning("%s: unreadable, its clips' records are lost (%s)", path, error)
+    merged = dict(generation)
+    merged.update({label: parts[label] for label in labels if label in parts})
+    return merged
+
+
 def generate(plan: RunPlan, method: Method) -> dict[str, Any]:
-    """Prepare the method (if a clip is missing) and write every missing clip; returns its record."""
+    """Prepare the method (if a clip is missing) and write every missing clip; returns its record.
+
+    Under several processes (``plan.processes``) the missing clips are dealt out among them; the
+    main process prepares first (trains, writes the facts) and merges the per-clip records."""
+    processes = plan.processes
     work = plan.out / "work" / method.name
     facts_path, generation_path = work / "method.json", work / "generation.json"
-    generation = json.loads(generation_path.read_text()) if generation_path.is_file() else {}
     target = {clip.label: plan.target(method, clip) for clip in plan.clips}
-    missing = [clip for clip in plan.clips if not target[clip.label].is_file()]
+    labels = [clip.label for clip in plan.clips]
+    missing_labels = None
+    if processes.is_main:
+        generation = json.loads(generation_path.read_text()) if generation_path.is_file() else {}
+        if work.is_dir() and any(work.glob(PART_RECORDS)):
+            generation = merge_part_records(work, generation, labels)
+            write_json_atomic(generation_path, generation)
+            for path in work.glob(PART_RECORDS):
+                path.unlink()
+        missing_labels = [clip.label for clip in plan.clips if not target[clip.label].is_file()]
+    missing_labels = processes.broadcast(missing_labels)     # one view of what is missing, the main one
+    missing = [clip for clip in plan.clips if clip.label in set(missing_labels)]
+    mine = processes.shard(missing)
+    if not processes.is_main:
+        generation = {}
     facts = json.loads(facts_path.read_text()) if facts_path.is_file() else {}
+    part_path = work / f"generation.process-{processes.rank}.json" if processes.distributed else generation_path
+    new: dict[str, Any] = {}
     if missing:
         started = time.perf_counter()
-        context = plan.context(method)
-        work.mkdir(parents=True, exist_ok=True)
-        facts = method.prepare(context) or {}
-        facts["prepare_seconds"] = round(time.perf_counter() - started, 1)
-        write_json_atomic(facts_path, facts)
-        bar = tqdm(missing, desc=f"{method.name}: generating", unit="clip", disable=not plan.settings.progress)
+        together = processes.distributed and method.prepares_together
+        # the main process trains, then the others load; or all prepare at once (an accelerate trainer)
+        with (SINGLE if together else processes).main_first():
+            if mine or together:
+                context = plan.context(method)
+                work.mkdir(parents=True, exist_ok=True)
+                plan.shared.together = together
+                try:
+                    facts = method.prepare(context) or {}
+                finally:
+                    plan.shared.together = False
+                facts["prepare_seconds"] = round(time.perf_counter() - started, 1)
+                if processes.is_main:
+                    write_json_atomic(facts_path, facts)
+        bar = tqdm(mine, desc=f"{method.name}: generating", unit="clip", disable=not plan.settings.progress,
+                   position=processes.rank if processes.distributed else None)
         for clip in bar:
             out = target[clip.label]
             seed = clip_seed(plan.settings.seed, clip)
@@ -310,8 +394,21 @@ def generate(plan: RunPlan, method: Method) -> dict[str, Any]:
                 record = {"skipped": str(error)}
                 logger.warning("skipped %s %s: %s", method.name, clip.label, error)
             record.update({"seed": seed, "seconds": round(time.perf_counter() - started, 2)})
-            generation[clip.label] = record
+            if processes.distributed:
+                new[clip.label] = record
+                write_json_atomic(part_path, new)
+            else:
+                generation[clip.label] = record
+                write_json_atomic(generation_path, generation)
+    if processes.distributed and missing:
+        shares = processes.gather_lists(list(new.items()))
+        if processes.is_main:
+            gathered = dict(item for share in shares for item in share)
+            generation.update({label: gathered[label] for label in labels if label in gathered})
             write_json_atomic(generation_path, generation)
+        processes.barrier()                                   # merged: the part files can go
+        if part_path.is_file():
+            part_path.unlink()
     skipped = {label: r["skipped"] for label, r in generation.items() if "skipped" in r
                and not target[label].is_file()}
     return {"name": method.name, "label": method.label, "kind": method.kind, "facts": facts,
@@ -324,10 +421,12 @@ def generate(plan: RunPlan, method: Method) -> dict[str, Any]:
 def make_scorer(plan: RunPlan) -> RunScorer:
     """The run's one evaluator (each network loaded once) and its scorer."""
     metrics = plan.config.metrics
-    autoencoder = plan.shared.fgd_autoencoder() if any(m in metrics for m in ("fgd", "div")) else None
+    autoencoder = None
+    if any(m in metrics for m in ("fgd", "div")):
+        autoencoder = plan.shared.fgd_autoencoder()           # (every process: the main one trains it first)
     evaluator = Evaluator.load(metrics, plan.protocol, autoencoder=autoencoder, i3d=plan.config.i3d,
                                extractor=plan.shared.pose_extractor(), device=plan.device,
-                               cache_dir=plan.out / "cache")
+                               cache_dir=plan.out / "cache", processes=plan.processes)
     progress = (lambda message: logger.info("  %s", message)) if plan.settings.progress else None
     return RunScorer.for_dataset(evaluator, plan.data, plan.clips, plan.out, progress)
 
@@ -343,32 +442,40 @@ def check_external_folders(plan: RunPlan) -> None:
 
 def score_run(plan: RunPlan, records: dict[str, dict], timings: dict[str, float]) -> tuple[RunScorer, dict[str, Scored]]:
     """Every row's scores: the methods, then gt, noise-floor, static and shuffled. Every method's
-    headers are checked first, so a mismatch stops the run before any video is decoded."""
+    headers are checked first, so a mismatch stops the run before any video is decoded. The per-clip
+    records are made first (shared among the processes); the rows are scored by the main process
+    only (the others get no rows)."""
     scorer = make_scorer(plan)
     methods = [name for name in plan.method_names if name not in CONTROLS] + ["static"]
     for name in methods:
         scorer.check_method(name)
-    step = time.perf_counter()
-    scorer.real()
-    timings["score:real"] = round(time.perf_counter() - step, 1)
+    scorer.record_all(methods, timings)
     rows: dict[str, Scored] = {}
+    if not plan.processes.is_main:
+        return scorer, rows
     jobs = [(name, lambda name=name: scorer.method(name, records[name]["generation"])) for name in methods]
     jobs += [(REFERENCE, scorer.reference_row), (NOISE_FLOOR, scorer.noise_floor), ("shuffled", scorer.shuffled)]
     for name, job in jobs:
         step = time.perf_counter()
         logger.info("scoring %s", name)
         rows[name] = job()
-        timings[f"score:{name}"] = round(time.perf_counter() - step, 1)
+        timings[f"score:{name}"] = round(timings.get(f"score:{name}", 0.0) + time.perf_counter() - step, 1)
     return scorer, rows
 
 
 # -- the whole run -----------------------------------------------------------------------------------
 
 
-def run_benchmark(settings: RunSettings) -> BenchResults:
-    """Plan, generate every method's videos, score them, and write ``results.json``; returns it."""
+def run_benchmark(settings: RunSettings, processes: Processes | None = None) -> BenchResults | None:
+    """Plan, generate every method's videos, score them, and write ``results.json``; returns it.
+
+    ``processes``: this process's place in a launch (default: ``metrics.distributed.current_processes()``,
+    i.e. one process unless started by ``accelerate launch`` / ``torchrun``). Every process of a launch
+    calls this with the same settings; the main process writes ``results.json`` and returns it (with the
+    values one process gets), the others return None."""
     started = time.perf_counter()
-    plan = plan_run(settings)
+    processes = current_processes() if processes is None else processes
+    plan = plan_run(settings, processes)
     check_external_folders(plan)
     timings = plan.shared.timings
     records = {}
@@ -377,6 +484,8 @@ def run_benchmark(settings: RunSettings) -> BenchResults:
         records[method.name] = generate(plan, method)
         timings[f"generate:{method.name}"] = round(time.perf_counter() - step, 1)
     scorer, rows = score_run(plan, records, timings)
+    if not processes.is_main:
+        return None
     step = time.perf_counter()
     paired = paired_differences(scorer, [n for n in plan.method_names if n not in CONTROLS],
                                 {m.name: m.label for m in plan.methods})
@@ -414,7 +523,8 @@ def assemble_results(plan: RunPlan, records: dict[str, dict], rows: dict[str, Sc
         protocol=plan.protocol.to_dict(), protocol_label=plan.protocol.label, metrics=tuple(plan.config.metrics),
         methods=methods, networks=networks, paired=paired, timings_s=timings,
         environment={"python": platform.python_version(), "torch": torch.__version__,
-                     "torch_threads": torch.get_num_threads(), "machine": platform.machine()},
+                     "torch_threads": torch.get_num_threads(), "machine": platform.machine(),
+                     "processes": plan.processes.world},
         bench_version=BENCH_VERSION, package_version=__version__)
     results.control_checks = control_checks(results)
     return results

@@ -20,11 +20,17 @@ method and control scored against it.
   ``shuffled``    the real test videos with other clips' speech: scored on BAS only (the only metric
                   that hears the audio), each video against the speech of the next ``SHUFFLED_PARTNERS``
                   test clips, averaged.
+
+Under a launch of several processes the per-clip work (``RunScorer.record_all``: the real clips, each
+method's clips, the noise floor's train clips, the shuffled control's BAS) is shared among them by
+the evaluator (``metrics.distributed``) and every process ends with every record in the single-process
+order; the rows are then scored from those records by the main process alone.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -36,7 +42,7 @@ from metrics.dataset import ClipRecord, Dataset, FolderError, find_clips
 from metrics.differences import compare_methods, describe_difference
 from metrics.evaluate import ClipResult, Evaluator, metric_score
 from metrics.inputs import PIXEL_METRICS, ClipProperties, Finding, InputMismatchError, InputReport
-from metrics.results import Provenance, Scores
+from metrics.results import Provenance, Scores, SkippedClip
 from metrics.sanity import split_halves
 
 logger = logging.getLogger(__name__)
@@ -137,6 +143,9 @@ class RunScorer:
         self._real: list[ClipResult] | None = None
         self._real_props: list[ClipProperties] | None = None
         self._method_clips: dict[str, tuple[list[ClipRecord], InputReport]] = {}
+        self._fake: dict[str, tuple[list[ClipResult], list[SkippedClip]]] = {}
+        self._floor_reference: list[ClipResult] | None = None
+        self._shuffled: dict[tuple[str, str], float] | None = None
 
     @classmethod
     def for_dataset(cls, evaluator: Evaluator, data_root, test_clips: Sequence[ClipRecord], out,
@@ -183,6 +192,31 @@ class RunScorer:
             self._method_clips[name] = (clips, report)
         return self._method_clips[name]
 
+    def method_records(self, name: str) -> tuple[list[ClipResult], list[SkippedClip]] | None:
+        """A method's generated clips recorded (on the first call only), with the ones skipped; None
+        when it has no video. A collective under several processes."""
+        checked = self.check_method(name)
+        if checked is None:
+            return None
+        if name not in self._fake:
+            partners = {c.key: c for c in self.test_clips}
+            self._fake[name] = self.evaluator.records(checked[0], "fake", partners=partners, on_error="skip",
+                                                      progress=self._progress(name))
+        return self._fake[name]
+
+    def record_all(self, methods: Sequence[str], timings: dict[str, float] | None = None) -> None:
+        """Every per-clip record the rows need, in a fixed order: the real clips, each method's, the
+        noise floor's train clips and the shuffled control's BAS. Under several processes every
+        process must call it (each computes its share); the rows are then scored without collectives.
+        ``timings``: seconds per step, added under ``score:<row>``."""
+        steps = [("real", self.real)] + [(name, lambda name=name: self.method_records(name)) for name in methods]
+        steps += [(NOISE_FLOOR, self._noise_floor_reference), ("shuffled", self._shuffled_bas)]
+        for name, step in steps:
+            started = time.perf_counter()
+            step()
+            if timings is not None:
+                timings[f"score:{name}"] = round(timings.get(f"score:{name}", 0.0) + time.perf_counter() - started, 1)
+
     def method(self, name: str, generation: dict | None = None) -> Scored:
         """A method's videos against the real ones. A generated clip the metrics cannot score (no body
         found, too short) is skipped and listed; a real one is an error."""
@@ -193,9 +227,7 @@ class RunScorer:
         clips, inputs = checked
         inputs = _with(inputs, extra)
         real = self.real()
-        partners = {c.key: c for c in self.test_clips}
-        fake, skipped = self.evaluator.records(clips, "fake", partners=partners, on_error="skip",
-                                               progress=self._progress(name))
+        fake, skipped = self.method_records(name)
         unscored = {s.clip: s.reason for s in skipped}
         if not fake:
             unscored["*"] = f"no usable generated clips ({len(skipped)} skipped)"
@@ -223,15 +255,49 @@ class RunScorer:
         if not split.reference:
             return Scored({}, {}, InputReport(), {"*": split.note}, split.note)
         candidates = _subset(real, split.candidates)
-        if split.source == "test-halves":
-            reference = _subset(real, split.reference)
-        else:
-            reference, _ = self.evaluator.records(split.reference, "real", progress=self._progress(NOISE_FLOOR))
+        reference = self._noise_floor_reference()
         _, ref_props, _ = self.evaluator.properties(split.reference, "real")
         _, cand_props, _ = self.evaluator.properties(split.candidates, "fake")
         inputs = self.evaluator.check_inputs(ref_props, cand_props)
         return Scored(self.evaluator.score(reference, candidates),
                       self.evaluator.provenance(len(reference), len(candidates), inputs), inputs, note=split.note)
+
+    def _noise_floor_reference(self) -> list[ClipResult]:
+        """The reference half of the noise floor (train clips recorded on the first call only)."""
+        if self._floor_reference is None:
+            split = noise_floor_split(self.test_clips, self.train_clips)
+            if split.source == "test-halves":
+                self._floor_reference = _subset(self.real(), split.reference)
+            elif not split.reference:
+                self._floor_reference = []
+            else:
+                self._floor_reference, _ = self.evaluator.records(split.reference, "real",
+                                                                  progress=self._progress(NOISE_FLOOR))
+        return self._floor_reference
+
+    def _shuffled_bas(self) -> dict[tuple[str, str], float]:
+        """Each real test video's BAS with the speech of the next ``SHUFFLED_PARTNERS`` test clips,
+        averaged (computed on the first call only, each process its share); empty without BAS or with
+        fewer than 2 test clips."""
+        if self._shuffled is None:
+            self._shuffled = {}
+            evaluator = self.evaluator
+            n = len(self.test_clips)
+            partners = min(n - 1, SHUFFLED_PARTNERS)
+            if "bas" not in evaluator.metrics or partners < 1:
+                return self._shuffled
+            rate = evaluator.protocol.audio_sample_rate
+            audio = [c.load_audio(rate) for c in self.test_clips]
+
+            def value(i: int) -> float:
+                keypoints, fps = evaluator.keypoints(self.test_clips[i])
+                others = [(i + k) % n for k in range(1, partners + 1)]
+                return float(np.mean([evaluator.clip_bas(keypoints, fps, fit_audio(audio[j], len(audio[i])), rate)[0]
+                                      for j in others]))
+
+            values = evaluator.processes.map(list(range(n)), value)
+            self._shuffled = {clip.key: v for clip, v in zip(self.test_clips, values)}
+        return self._shuffled
 
     def shuffled(self) -> Scored:
         """BAS of the real test videos with other clips' speech (the audio control)."""
@@ -239,19 +305,12 @@ class RunScorer:
             return Scored({}, {}, note="scored on BAS only, which this run does not compute")
         real, props = self.real(), self.real_properties()
         evaluator = self.evaluator
-        rate = evaluator.protocol.audio_sample_rate
-        audio = [c.load_audio(rate) for c in self.test_clips]
         n = len(self.test_clips)
         partners = min(n - 1, SHUFFLED_PARTNERS)
         if partners < 1:
             return Scored({}, {}, unscored={"*": "the shuffled-audio control needs at least 2 test clips"})
         by_key = {r.clip.key: r for r in real}
-        per_clip: dict[tuple[str, str], float] = {}
-        for i, clip in enumerate(self.test_clips):
-            keypoints, fps = evaluator.keypoints(clip)
-            others = [(i + k) % n for k in range(1, partners + 1)]
-            values = [evaluator.clip_bas(keypoints, fps, fit_audio(audio[j], len(audio[i])), rate)[0] for j in others]
-            per_clip[clip.key] = float(np.mean(values))
+        per_clip = self._shuffled_bas()
         detail = (f"each real video scored with the speech of the next {partners} test clip(s) (tiled or cut to its "
                   "length), averaged")
         inputs = _with(evaluator.check_inputs([], props), [Finding("shuffled_audio", "converted", ("bas",), detail)])

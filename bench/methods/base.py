@@ -75,3 +75,11 @@ class Method:
         raise NotImplementedError(f"{type(self).__name__} sets writes_files but does not implement write()")
 
     writes_files: bool = False        # True when the method overrides ``write``
+
+    # Under a launch of several processes (``accelerate launch -m bench run``, ``--processes N``) the
+    # runner calls ``prepare`` on the main process first (it trains and writes the model folder) and then
+    # on the others (they load what it wrote). A method whose ``prepare`` is itself an accelerate program
+    # (a trainer that every process of the launch must enter together: IMAC's) sets this to True: the
+    # runner then calls ``prepare`` on every process at once, and the method writes files from the main
+    # process only.
+    prepares_together: bool = False
