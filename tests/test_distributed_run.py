@@ -1,0 +1,218 @@
+"""A run and ``metrics compute`` spread over 2 CPU processes (gloo, 1 torch thread each) give the values
+of one process; a run whose process is killed mid-run continues (with another number of processes).
+
+The reference is the same micro run in one process: 1 speaker, 2 test clips, a command method that
+writes its videos (so generation is shared too), the always-run controls, FGD/Div/BAS/FVD* with the
+skeleton autoencoder and a tiny TorchScript I3D made by the fixtures (nothing is trained by the run).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bench.cli import main as bench_main
+from bench.data.toy.corpus import ToyCorpusConfig, generate_toy_corpus
+from metrics.cli import main as metrics_main
+from metrics.distributed import SINGLE, Processes, launch_command, without_option
+from metrics.fgd_training import train_fgd_autoencoder
+from metrics.protocol import Protocol
+
+REPO = Path(__file__).resolve().parents[1]
+TIMEOUT = 85      # seconds per launched command (the test's budget is 90 s)
+
+# A method's command: the reference frame slid sideways (some motion for the metrics), the clip's speech
+# muxed in. With KILL_CLIP set it kills the process that runs it (the rank) on that clip, once.
+WRITER = '''
+import os, signal, sys
+from pathlib import Path
+import numpy as np
+from PIL import Image
+from metrics.io.audio import load_audio
+from metrics.io.video import write_video
+
+reference, audio, out, frames, fps, clip_id = sys.argv[1:7]
+marker = os.environ.get("KILL_MARKER")
+if clip_id == os.environ.get("KILL_CLIP") and marker and not Path(marker).exists():
+    Path(marker).write_text(clip_id)
+    os.kill(os.getppid(), signal.SIGKILL)
+    raise SystemExit(1)
+image = np.asarray(Image.open(reference).convert("RGB"))
+shifts = np.round(4 * np.sin(np.arange(int(frames)) / 3.0)).astype(int)
+write_video(out, [np.roll(image, s, axis=1) for s in shifts], float(fps), audio=load_audio(audio, 16000))
+with open(os.environ["CALLS_LOG"], "a") as log:
+    log.write(clip_id + "\\n")
+'''
+
+
+class TinyI3d(torch.nn.Module):
+    """The call signature of StyleGAN-V's i3d_torchscript.pt; 400 features from a fixed projection of
+    the clip's per-channel means over 16 stretches of time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.projection = torch.nn.Parameter(torch.randn(48, 400, generator=torch.Generator().manual_seed(0)))
+
+    def forward(self, x: torch.Tensor, rescale: bool = False, resize: bool = False,
+                return_features: bool = False) -> torch.Tensor:
+        means = x.to(torch.float32).mean(dim=(3, 4))                    # (N, C, T)
+        means = torch.nn.functional.adaptive_avg_pool1d(means, 16)      # (N, C, 16) whatever T is
+        return torch.tanh(means.flatten(1) @ self.projection)
+
+
+@pytest.fixture(scope="module")
+def micro(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("distributed")
+    corpus = root / "toy"
+    generate_toy_corpus(corpus, ToyCorpusConfig(identities=1, clips=4, test_clips=2, size=64, min_seconds=3.6,
+                                                max_seconds=4.0), progress=False)
+    autoencoder = root / "fgd_ae"
+    train_fgd_autoencoder(corpus, autoencoder, Protocol(), keypoints="dataset", steps=20)
+    i3d = root / "i3d_torchscript.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.script(TinyI3d()).save(str(i3d))
+    config = root / "micro.yaml"
+    config.write_text(json.dumps({"metrics": ["fgd", "div", "bas", "fvd"], "fgd_autoencoder": str(autoencoder),
+                                  "i3d": str(i3d), "methods": {}}))
+    writer = root / "writer.py"
+    writer.write_text(WRITER)
+    methods = root / "methods.yaml"
+    methods.write_text(textwrap.dedent(f"""\
+        methods:
+          slide:
+            command: "{sys.executable} {writer} {{reference}} {{audio}} {{out}} {{num_frames}} {{fps}} {{clip_id}}"
+            label: Sliding reference frame
+        """))
+    calls = root / "calls.log"
+    os.environ["CALLS_LOG"] = str(calls)        # read by the writer, in this process and the launched ones
+    micro = {"root": root, "corpus": corpus, "config": config, "methods": methods, "calls": calls}
+    micro["single"] = run_in_this_process(micro, root / "single")
+    return micro
+
+
+def run_arguments(micro: dict, out: Path) -> list[str]:
+    return ["run", "--methods-file", str(micro["methods"]), "--methods", "slide", "--data", str(micro["corpus"]),
+            "--config", str(micro["config"]), "--out", str(out), "--quiet", "--no-plots", "--threads", "1"]
+
+
+def run_in_this_process(micro: dict, out: Path) -> dict:
+    threads = torch.get_num_threads()
+    try:
+        assert bench_main(run_arguments(micro, out)) in (0, 3)
+    finally:
+        torch.set_num_threads(threads)
+    return json.loads((out / "results.json").read_text())
+
+
+def launch(arguments: list[str], module: str = "bench", env: dict | None = None,
+           shorthand: bool = True) -> subprocess.CompletedProcess:
+    """``python -m module arguments`` on 2 processes: through the CLI's own ``--processes 2``, or
+    (``shorthand=False``) launched by ``torch.distributed.run`` as ``accelerate launch`` does."""
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    environment.pop("WORLD_SIZE", None)
+    command = ([sys.executable, "-m", module, *arguments, "--processes", "2"] if shorthand
+               else launch_command(module, arguments, 2))
+    return subprocess.run(command, cwd=REPO, env=environment, capture_output=True, text=True, timeout=TIMEOUT)
+
+
+def values(results: dict) -> dict:
+    """What must not depend on the number of processes: every metric value, interval and count, the
+    provenance, the input reports, the paired differences and control checks, and each clip's seed."""
+    methods = {name: {"scores": m["scores"], "provenance": m["provenance"], "inputs": m["inputs"],
+                      "unscored": m["unscored"], "skipped": m["skipped"], "kind": m["kind"], "label": m["label"],
+                      "note": m["note"], "seeds": {k: r.get("seed") for k, r in m["generation"].items()},
+                      "clips": list(m["generation"])}
+               for name, m in results["methods"].items()}
+    return {"methods": methods, "order": list(results["methods"]), "paired": results["paired"],
+            "control_checks": results["control_checks"], "networks": results["networks"],
+            "test_clips": results["run"]["test_clips"], "protocol": results["protocol"]}
+
+
+# -- the helpers --------------------------------------------------------------------------------------
+
+
+def test_shards_deal_the_clips_round_robin_and_map_keeps_the_order():
+    items = list(range(7))
+    shares = [Processes(rank, 3).shard(items) for rank in range(3)]
+    assert shares == [[0, 3, 6], [1, 4], [2, 5]]
+    assert SINGLE.map(items, lambda x: x * x) == [x * x for x in items]
+    with pytest.raises(ValueError, match="0 <= rank < world"):
+        Processes(2, 2)
+    assert without_option(["run", "--processes", "2", "--out", "r", "--processes=3"], "--processes") == \
+        ["run", "--out", "r"]
+    command = launch_command("bench", ["run"], 4)
+    assert command[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=4"]
+    with pytest.raises(ValueError, match="--processes 0"):
+        launch_command("bench", ["run"], 0)
+
+
+# -- the runs -----------------------------------------------------------------------------------------
+
+
+def test_two_processes_give_the_values_of_one(micro):
+    out = micro["root"] / "two"
+    done = launch(run_arguments(micro, out), shorthand=False)
+    assert done.returncode in (0, 3), done.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    assert results["environment"]["processes"] == 2 and micro["single"]["environment"]["processes"] == 1
+    assert values(results) == values(micro["single"])
+    assert set(results["methods"]["slide"]["scores"]["all"]) == {"fgd", "div", "bas", "fvd"}
+    assert results["methods"]["slide"]["scores"]["all"]["fgd"]["counts"]["n_fake_clips"] == 2
+    work = out / "work" / "slide"
+    assert not list(work.glob("generation.process-*.json"))      # merged into generation.json
+    assert list(json.loads((work / "generation.json").read_text())) == results["run"]["test_clips"]
+    assert done.stdout.count("report:") == 1                      # one process prints and writes
+
+
+def test_a_killed_process_loses_only_its_clip_and_a_rerun_finishes(micro):
+    out = micro["root"] / "killed"
+    clips = micro["single"]["run"]["test_clips"]
+    victim = clips[1].split("/")[1]                                # dealt to process 1
+    micro["calls"].write_text("")
+    done = launch(run_arguments(micro, out), env={"KILL_CLIP": victim, "KILL_MARKER": str(micro["root"] / "killed.mark")})
+    assert done.returncode != 0
+    assert (micro["root"] / "killed.mark").read_text() == victim      # killed by the writer, mid-run
+    assert not (out / "results.json").exists()
+    slide = out / "slide" / f"{clips[1]}.mp4"
+    assert not slide.exists()                                        # the killed clip is not there
+    finished = {c: (out / "slide" / f"{c}.mp4").stat().st_mtime_ns for c in clips
+                if (out / "slide" / f"{c}.mp4").is_file()}              # the other process's, if it got there
+    micro["calls"].write_text("")
+    results = run_in_this_process(micro, out)                        # 1 process continues the folder of 2
+    assert values(results) == values(micro["single"])
+    assert {c: (out / "slide" / f"{c}.mp4").stat().st_mtime_ns for c in finished} == finished   # kept
+    assert sorted(micro["calls"].read_text().split()) == sorted(c.split("/")[1] for c in clips if c not in finished)
+    # what the killed writers left under temporary names went at the next write into the folder
+    assert [p.name for p in slide.parent.iterdir() if p.name.startswith(".")] == []
+    assert not list((out / "work" / "slide").glob("generation.process-*.json"))
+
+
+def test_metrics_compute_on_two_processes_gives_the_values_of_one(micro, tmp_path):
+    fake = micro["root"] / "single" / "slide"
+    arguments = ["compute", "--real", str(micro["corpus"]), "--fake", str(fake), "--metrics", "fgd,div,bas,fvd",
+                 "--fgd-ae", str(micro["root"] / "fgd_ae"), "--i3d", str(micro["root"] / "i3d_torchscript.pt"),
+                 "--cache", "none", "--quiet"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert metrics_main(arguments + ["--out", str(tmp_path / "one.json")]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    done = launch(arguments + ["--out", str(tmp_path / "two.json")], module="metrics")
+    assert done.returncode == 0, done.stderr[-3000:]
+    one, two = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("one", "two"))
+    assert two["environment"].pop("processes") == 2 and one["environment"].pop("processes") == 1
+    for key in ("scores", "reference", "provenance", "inputs", "skipped", "real", "fake"):
+        assert two[key] == one[key], key
+    assert np.isfinite(two["scores"]["all"]["fvd"]["value"])
+    assert done.stdout.count("written") == 1
