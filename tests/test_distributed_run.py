@@ -25,7 +25,8 @@ from bench.data.toy.corpus import ToyCorpusConfig, generate_toy_corpus
 from metrics.cli import main as metrics_main
 from metrics.distributed import SINGLE, Processes, launch_command, without_option
 from metrics.fgd_training import train_fgd_autoencoder
-from metrics.protocol import Protocol
+from metrics.evaluate import make_extractor
+from metrics.protocol import Protocol, get_protocol
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT = 85      # seconds per launched command (the test's budget is 90 s)
@@ -216,3 +217,28 @@ def test_metrics_compute_on_two_processes_gives_the_values_of_one(micro, tmp_pat
         assert two[key] == one[key], key
     assert np.isfinite(two["scores"]["all"]["fvd"]["value"])
     assert done.stdout.count("written") == 1
+
+
+def test_under_a_launch_the_main_process_trains_the_shared_model_and_the_other_loads_it(micro, tmp_path):
+    """The skeleton autoencoder a run trains (no fixture this time) is trained by the main process
+    alone, written once, and is the model one process trains (the same weights, bit for bit)."""
+    config = tmp_path / "train.yaml"
+    config.write_text(json.dumps({"metrics": ["fgd"], "fgd_autoencoder_steps": 20, "methods": {}}))
+    out = tmp_path / "run"
+    arguments = run_arguments({**micro, "config": config}, out)
+    done = launch(arguments, shorthand=False)
+    assert done.returncode in (0, 3), done.stderr[-3000:]
+    assert done.stderr.count("training the skeleton autoencoder") == 1      # one process trained it
+    folder = out / "work" / "fgd_autoencoder"
+    trained = json.loads((folder / "config.json").read_text())
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        alone, _ = train_fgd_autoencoder(micro["corpus"], tmp_path / "alone", get_protocol("imac-bench"),
+                                         make_extractor("toy"), steps=20, seed=0, cache_dir=tmp_path / "cache")
+    finally:
+        torch.set_num_threads(threads)
+    assert trained["checkpoint_hash"] == alone
+    assert [p.name for p in (out / "work").iterdir() if p.name.startswith(".")] == []   # no second writer's
+    results = json.loads((out / "results.json").read_text())
+    assert results["networks"]["skeleton_autoencoder"]["checkpoint_hash"] == alone
