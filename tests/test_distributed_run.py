@@ -242,3 +242,72 @@ def test_under_a_launch_the_main_process_trains_the_shared_model_and_the_other_l
     assert [p.name for p in (out / "work").iterdir() if p.name.startswith(".")] == []   # no second writer's
     results = json.loads((out / "results.json").read_text())
     assert results["networks"]["skeleton_autoencoder"]["checkpoint_hash"] == alone
+
+
+PREPARE_WORKER = '''
+import json, sys
+from pathlib import Path
+import torch
+import torch.distributed as dist
+from bench.config import config_from_dict
+from bench.methods.base import Method
+from bench.runner import RunSettings, run_benchmark
+from metrics.cli import configure_logging
+from metrics.io.video import VideoReader
+
+corpus, out, log = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+
+
+def note(text):
+    with open(log, "a") as f:
+        f.write(f"{dist.get_rank()} {text}\\n")
+
+
+class Copy(Method):
+    name, label = "copy", "Copy (prepared by the main process first)"
+
+    def prepare(self, context):
+        note("copy")
+        return {}
+
+    def generate(self, clip, seed):
+        with VideoReader(clip.video) as reader:
+            return reader.read(0, len(reader))
+
+
+class Together(Copy):
+    name, label, prepares_together = "together", "Together (an accelerate-like trainer)", True
+
+    def prepare(self, context):
+        total = torch.ones(1)
+        dist.all_reduce(total)                  # only returns when every process is in prepare at once
+        note(f"together {int(total.item())} {context.shared_vae().name}")
+        return {"processes": int(total.item())}
+
+
+configure_logging()                             # the runner's lines on stderr, as under the CLI
+config = config_from_dict({"metrics": ["bas"], "vae_steps": 2, "methods": {}})
+run_benchmark(RunSettings(methods=["copy", "together"], out=out, data=corpus, config=config, progress=False,
+                          custom={"copy": Copy, "together": Together}))
+'''
+
+
+def test_prepare_runs_on_the_main_process_first_or_on_every_process_together(micro, tmp_path):
+    """A method's ``prepare`` runs on the main process, then on the others; one that sets
+    ``prepares_together`` (a trainer every process must enter) runs on all at once, and the shared VAE
+    it asks for is trained once, by the main process."""
+    worker, log = tmp_path / "worker.py", tmp_path / "prepare.log"
+    worker.write_text(PREPARE_WORKER)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("WORLD_SIZE", None)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", str(worker),
+               str(micro["corpus"]), str(tmp_path / "run"), str(log)]
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = log.read_text().splitlines()
+    assert lines[0] == "0 copy" and sorted(lines[:2]) == ["0 copy", "1 copy"]       # the main process first
+    assert sorted(lines[2:]) == ["0 together 2 vae", "1 together 2 vae"]
+    assert done.stderr.count("training the shared tiny VAE") == 1
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["methods"]["together"]["facts"]["processes"] == 2
+    assert set(results["methods"]["together"]["scores"]["all"]) == {"bas"}
