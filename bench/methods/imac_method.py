@@ -58,6 +58,10 @@ class IMACOptions:
 
 class IMACMethod(Method):
     kind = "model"
+    # IMAC's trainer is an accelerate program: under a launch every process enters it together
+    # (data-parallel, one process's losses: imac.training.windows.GlobalBatches); it writes from the
+    # main process only.
+    prepares_together = True
 
     def __init__(self, name: str = "imac") -> None:
         if name not in IMAC_VARIANTS:
