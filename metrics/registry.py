@@ -1,0 +1,311 @@
+"""Every metric of the suite in one table, and the hook a new per-clip metric plugs into.
+
+``REGISTRY`` holds one ``MetricSpec`` per metric id: its display label, its better direction, which
+protocol presets set it, whether it needs the real side, whether the real videos get their own
+value (the ``gt`` row), whether its interval pairs generated clip i with real clip i, whether it
+is in the default selection, and, for a metric computed clip by clip through the hook below, where
+its implementation lives (``"module:Class"``, imported only when the metric is selected). Ids,
+labels and directions everywhere (``metrics.results``, ``metrics.evaluate``, ``bench``) come from
+here; nothing else lists metric ids.
+
+The hook (``ClipMetric``): how a metric plugs in
+=================================================
+
+A metric that is computed per clip and then reduced over clips (HKC, HKV, the chunk joins; lip
+sync Sync-C/Sync-D; FID on frames, PSNR, SSIM, LPIPS; CSIM) is a subclass of ``ClipMetric`` in
+its own module, plus one entry in ``REGISTRY`` naming it. Its constants are fields of
+``metrics.protocol.Protocol`` (so they are in every result and in the digest) and the class READS
+them from ``self.protocol``. The evaluator (``metrics.evaluate.Evaluator``) does the rest: it
+decodes each video once, builds the ``ClipInputs`` the metric asks for (``needs``), calls
+``clip(inputs)`` once per video and caches what it returns per video content (``metrics.io.cache``,
+keyed by the metric id, ``weights_id``, the protocol's version and digest, and the content of every
+other file the inputs came from), reduces the clips of each scope with ``reduce(real, fake)`` to a
+value, an interval over clips and paired differences between methods, and writes the provenance
+card from ``describe()``.
+
+Contract of a ``ClipMetric`` subclass:
+
+``__init__(self, protocol, weights=None, device="cpu")``
+    Load what the metric needs once. ``weights``: the local path the user gave for the metric's
+    ``MetricSpec.weights`` option (None when not given). Without weights the metric either raises
+    ``MissingWeights`` (the evaluator then skips it with the message, never failing the run) or
+    runs a stand-in and sets ``pretrained = False`` (its label gets a star: ``Sync-C*``; a
+    stand-in is never shown under the published label). A network or weight file that fails
+    raises ``ValueError`` naming the file (add its error class to ``metrics.evaluate.NETWORK_ERRORS``
+    if it must stop the run even with ``on_error="skip"``).
+``needs``: a frozenset of the inputs ``clip`` reads, among
+    ``"frames"``     uint8 (F, H, W, 3) RGB, the whole video (F frames, H x W pixels);
+    ``"audio"``      float32 mono (S,) at ``protocol.audio_sample_rate`` Hz (the clip's wav, else its
+                     audio track, else the real clip's speech);
+    ``"reference"``  uint8 (H, W, 3): the reference image of generation, i.e. frame 0 of the REAL clip
+                     (for a real clip: its own frame 0);
+    ``"truth"``      uint8 (F', H, W, 3): the real clip's frames (for a generated clip; for a real clip
+                     its own frames). F' may differ from F: compare min(F, F') frames;
+    ``"keypoints"``  float (F, 133, 3) COCO-WholeBody x, y (pixels), score (the extractor FGD uses).
+    Only what is named is decoded or loaded; a metric needing none of "frames"/"truth" costs no
+    decoding once the keypoints are cached.
+``sides``: ``("fake",)`` (default: only generated clips, and the real ones when ``MetricSpec.reference``)
+    or ``("real", "fake")`` (a two-sided metric: FID on frames).
+``weights_id``: a short id of the network and its weights' hash (None: weight-free), in the cache key
+    and the card.
+``pretrained``: None (weight-free), True (the published weights), False (a stand-in: label gets "*").
+``clip(self, inputs: ClipInputs) -> dict[str, np.ndarray]``
+    The clip's values or features as named numpy arrays (scalars as 0-d arrays): what is cached.
+    Pure in its inputs. Bad input raises ``ValueError`` naming ``inputs.source`` (the clip is then
+    skipped and listed with ``on_error="skip"``, else the run stops naming it).
+``reduce(self, real: list[ClipValues], fake: list[ClipValues]) -> SetMetric``
+    The set-level value of one scope. ``real`` is [] for a one-sided metric. The returned object
+    must offer ``compute() -> float``, ``interval(paired=False) -> (low, high)`` (NaN, NaN when
+    none), ``clip_statistic(paired=False) -> metrics.intervals.ClipStatistic`` (what the interval
+    and the paired differences between methods resample: clip i of two methods must be the same
+    test clip), ``name`` (the label), ``protocol`` and optionally ``warnings`` (list of str).
+    ``ClipMean`` is that for a mean of one per-clip scalar (linear: jackknife = Student t);
+    ``metrics.stats.FrechetMetric`` (with ``parts = {True: [GaussianStats...], False: [...]}``) for a
+    Fréchet distance of per-clip feature statistics (FID on frames: store ``GaussianStats.state_dict()``
+    per clip, rebuild with ``GaussianStats.from_state_dict``).
+``counts(self, real, fake) -> dict[str, int]``: what a value rests on (default: clips per side).
+``describe(self) -> dict``: the provenance card's ``features`` and ``input`` texts (and anything
+    else among ``metrics.results.Provenance``'s fields: ``frames_per_clip``, ``covariance``).
+
+Set ``MetricSpec.paired=True`` when the generated clip i answers the real clip i and the statistic
+takes one group of pairs (``clip_statistic(paired=True)``); otherwise differences between methods
+are still paired (same clips for both methods), the interval is over clips.
+
+``docs/adding-a-metric.md`` walks through adding one, with the tests each metric needs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from metrics.intervals import ClipStatistic
+
+INPUTS = ("frames", "audio", "reference", "truth", "keypoints")
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """A metric's stable id (the key in results and ``--metrics``), its display label, its better
+    direction, and how the evaluator and the report treat it.
+
+    ``preset_group``: the metric name ``metrics.protocol`` presets use for it (presets of one group
+    set its fields). ``two_sided``: it compares with the real videos (no value without them).
+    ``reference``: the real test videos get their own value (the ``gt`` row), read beside the
+    methods'. ``paired``: its interval pairs generated clip i with real clip i when they answer each
+    other. ``default``: in the default and CI selections (weight-free or with a labelled stand-in).
+    ``implementation``: ``"module:Class"`` of a ``ClipMetric`` (None: built into the evaluator:
+    fgd, div, bas, fvd). ``weights``: the name of the option giving its local weight file (None:
+    weight-free). ``unit``: the unit of a value, for the README and cards.
+    """
+
+    id: str
+    label: str
+    lower_is_better: bool
+    name: str
+    preset_group: str
+    two_sided: bool = False
+    reference: bool = False
+    paired: bool = False
+    default: bool = False
+    implementation: str | None = None
+    weights: str | None = None
+    unit: str = ""
+
+    @property
+    def arrow(self) -> str:
+        return "↓" if self.lower_is_better else "↑"
+
+
+def _specs(*specs: MetricSpec) -> dict[str, MetricSpec]:
+    return {spec.id: spec for spec in specs}
+
+
+# The canonical order of columns. New metrics: add a line here (and their protocol fields).
+REGISTRY: dict[str, MetricSpec] = _specs(
+    MetricSpec("fgd", "FGD", True, "Fréchet gesture distance", "FGD", two_sided=True, paired=True, default=True),
+    MetricSpec("div", "Div", False, "diversity", "Diversity", reference=True, default=True),
+    MetricSpec("bas", "BAS", False, "beat alignment score", "BAS", reference=True, default=True),
+    MetricSpec("fvd", "FVD", True, "Fréchet video distance", "FVD", two_sided=True, paired=True, default=True),
+    MetricSpec("hkc", "HKC", False, "hand keypoint confidence", "Hands", reference=True, default=True,
+               implementation="metrics.hands:HandKeypointConfidence", unit="detector score in [0, 1]"),
+    MetricSpec("hkv", "HKV", False, "hand keypoint variance", "Hands", reference=True, default=True,
+               implementation="metrics.hands:HandKeypointVariance", unit="squared shoulder widths"),
+    MetricSpec("joins_app", "Join-A", True, "appearance jump at chunk joins", "Chunk joins", reference=True,
+               default=True, implementation="metrics.chunk_joins:AppearanceJoins",
+               unit="ratio (1.0: seamless)"),
+    MetricSpec("joins_motion", "Join-M", True, "motion jump at chunk joins", "Chunk joins", reference=True,
+               default=True, implementation="metrics.chunk_joins:MotionJoins", unit="ratio (1.0: seamless)"),
+    MetricSpec("drift", "Drift", True, "drift from the reference image", "Chunk joins", reference=True,
+               default=True, implementation="metrics.chunk_joins:ReferenceDrift",
+               unit="grey levels (0-255) per second"),
+)
+
+METRIC_IDS: tuple[str, ...] = tuple(REGISTRY)
+DEFAULT_METRICS: tuple[str, ...] = tuple(m for m, spec in REGISTRY.items() if spec.default)
+BUILT_IN: tuple[str, ...] = tuple(m for m, spec in REGISTRY.items() if spec.implementation is None)
+PRESET_GROUPS: tuple[str, ...] = tuple(dict.fromkeys(spec.preset_group for spec in REGISTRY.values()))
+
+
+def spec_of(metric: str) -> MetricSpec:
+    """The ``MetricSpec`` of a metric id; ``ValueError`` naming the known ids otherwise."""
+    if metric not in REGISTRY:
+        raise ValueError(f"unknown metric id {metric!r}; ids: {', '.join(METRIC_IDS)}")
+    return REGISTRY[metric]
+
+
+def normalise_metrics(metrics: Sequence[str] | str) -> tuple[str, ...]:
+    """Metric ids, lower-cased and deduplicated, in the given order ("a,b" or a list); an unknown id
+    raises ``ValueError`` naming it and the known ones."""
+    if isinstance(metrics, str):
+        metrics = metrics.split(",")
+    metrics = tuple(dict.fromkeys(m.strip().lower() for m in metrics if m.strip()))
+    unknown = [m for m in metrics if m not in REGISTRY]
+    if unknown:
+        raise ValueError(f"unknown metrics {unknown}: choose from {', '.join(METRIC_IDS)}")
+    return metrics
+
+
+# -- the hook ----------------------------------------------------------------------------------------
+
+
+class MissingWeights(ValueError):
+    """A metric needs a weight file the user did not give: the evaluator skips it with this message."""
+
+
+@dataclass(frozen=True)
+class ClipInputs:
+    """What a ``ClipMetric.clip`` may read about one video (only the fields in its ``needs`` are set).
+
+    Shapes: ``frames`` uint8 (F, H, W, 3) RGB; ``audio`` float32 (S,) mono at ``sample_rate`` Hz;
+    ``reference`` uint8 (H, W, 3), frame 0 of the real clip; ``truth`` uint8 (F', H, W, 3), the real
+    clip's frames; ``keypoints`` (F, 133, 3) COCO-WholeBody x, y in pixels and score. ``fps``: frames
+    per second of the video. ``hints``: what the caller knows about how the video was made (e.g. a
+    method's ``chunk_period`` and ``chunk_offset`` in frames; {} for real videos), part of the cache
+    key. ``source``: the video path, for error messages. ``side``: "real" or "fake"."""
+
+    source: str
+    side: str
+    fps: float
+    size: tuple[int, int]                      # (width, height) in pixels
+    frames: np.ndarray | None = None
+    audio: np.ndarray | None = None
+    sample_rate: int = 0
+    reference: np.ndarray | None = None
+    truth: np.ndarray | None = None
+    keypoints: np.ndarray | None = None
+    hints: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ClipValues:
+    """One clip's output of ``ClipMetric.clip`` with the clip's identity and id (for groups and pairs)."""
+
+    identity: str
+    clip_id: str
+    values: Mapping[str, np.ndarray]
+
+    def scalar(self, name: str) -> float:
+        """``values[name]`` as a float (a 0-d or 1-element array)."""
+        return float(np.asarray(self.values[name]).reshape(-1)[0])
+
+
+class ClipMetric:
+    """Base of a metric computed per clip through the hook (contract: the module docstring)."""
+
+    id: str = ""
+    needs: frozenset[str] = frozenset()
+    sides: tuple[str, ...] = ("fake",)
+    pretrained: bool | None = None
+    weights_id: str | None = None
+
+    def __init__(self, protocol, weights: str | None = None, device: str = "cpu") -> None:
+        self.protocol = protocol
+        self.weights = weights
+        self.device = device
+
+    @property
+    def spec(self) -> MetricSpec:
+        return REGISTRY[self.id]
+
+    @property
+    def label(self) -> str:
+        """The display label: the registry's, with a star for a stand-in network (``pretrained`` False)."""
+        return self.spec.label + ("*" if self.pretrained is False else "")
+
+    def clip(self, inputs: ClipInputs) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def reduce(self, real: Sequence[ClipValues], fake: Sequence[ClipValues]):
+        raise NotImplementedError
+
+    def counts(self, real: Sequence[ClipValues], fake: Sequence[ClipValues]) -> dict[str, int]:
+        if self.spec.two_sided:
+            return {"n_real_clips": len(real), "n_fake_clips": len(fake)}
+        return {"n_clips": len(fake)}
+
+    def describe(self) -> dict[str, Any]:
+        return {"features": self.spec.name, "input": ""}
+
+
+def load_clip_metric(metric: str, protocol, weights: Mapping[str, str | None] | None = None,
+                     device: str = "cpu") -> ClipMetric:
+    """The ``ClipMetric`` of a registered metric id, constructed with the protocol, its weight file
+    (``weights[spec.weights]``) and the device. Raises ``MissingWeights`` (skip it, with the
+    message) or ``ValueError`` (a bad weight file, naming it)."""
+    spec = spec_of(metric)
+    if spec.implementation is None:
+        raise ValueError(f"{metric} is built into metrics.evaluate, not a ClipMetric")
+    module, _, name = spec.implementation.partition(":")
+    cls = getattr(importlib.import_module(module), name)
+    path = (weights or {}).get(spec.weights) if spec.weights else None
+    return cls(protocol, weights=path, device=device)
+
+
+class ClipMean:
+    """The mean over clips of one per-clip scalar, with the jackknife interval of a mean (exactly the
+    Student t interval; no second-order part) cut to ``[lower, upper]``, and its clip statistic for
+    paired differences. Clips whose value is NaN (nothing to measure, e.g. no hand ever seen) are
+    left out of the mean and counted in ``dropped``.
+    """
+
+    higher_is_better = False
+
+    def __init__(self, name: str, protocol, values: Sequence[float], lower: float = -math.inf,
+                 upper: float = math.inf) -> None:
+        self.name = name
+        self.protocol = protocol
+        self.all_values = np.asarray(values, dtype=np.float64)
+        self.values = self.all_values[np.isfinite(self.all_values)]
+        self.dropped = int(len(self.all_values) - len(self.values))
+        self.lower, self.upper = lower, upper
+
+    @property
+    def warnings(self) -> list[str]:
+        return ([f"{self.dropped} clip(s) without a value (nothing to measure) left out"] if self.dropped else [])
+
+    def compute(self) -> float:
+        if len(self.values) == 0:
+            raise ValueError(f"{self.name}: no clip has a value")
+        return float(self.values.mean())
+
+    def clip_statistic(self, paired: bool = False) -> ClipStatistic:
+        """The mean over the clips kept (one group). For differences between methods, clip i of both
+        must be the same test clip: NaN clips then make the groups differ (``paired_difference`` refuses)."""
+        values = self.values
+
+        def mean(index: np.ndarray) -> float:
+            return float(values[index].mean())
+
+        return ClipStatistic(mean, (len(values),), ("clips",), second_order=False, lower=self.lower,
+                             upper=self.upper)
+
+    def interval(self, paired: bool = False) -> tuple[float, float]:
+        estimate = self.clip_statistic().interval(self.protocol.interval_half_samples, self.protocol.bootstrap_seed,
+                                                  self.protocol.confidence)
+        return estimate.bounds
