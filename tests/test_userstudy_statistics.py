@@ -1,8 +1,10 @@
 """The rank tests of userstudy against a published example and independent implementations.
 
-References: Hollander & Wolfe's mucociliary example (Kruskal-Wallis H, p; Dunn |z|, p), scipy
-(kruskal, friedmanchisquare), scikit-posthocs (posthoc_dunn, posthoc_nemenyi_friedman,
-posthoc_conover_friedman), statsmodels (multipletests) and direct loops over the data.
+userstudy.nonparametric calls scipy, scikit-posthocs and statsmodels; the references here are
+independent of them: Hollander & Wolfe's mucociliary example (Kruskal-Wallis H, p; Dunn |z|, p) and
+the textbook formulas written as plain loops over the data (mid-ranks counted value by value, Dunn's
+z, Friedman's chi2 with its tie correction, Nemenyi's studentized range, Conover's t, Holm /
+Benjamini-Hochberg / Bonferroni step by step).
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import pandas as pd
 import pytest
 import scikit_posthocs as sp
 from scipy import stats
-from statsmodels.stats.multitest import multipletests
 
 from userstudy.nonparametric import (
     adjust_p_values,
@@ -29,6 +30,88 @@ from userstudy.nonparametric import (
 )
 from userstudy.rankings import check_rankings, mean_points
 from userstudy.simulate import simulate_rankings
+
+def mid_ranks(values) -> list[float]:
+    """Mid-ranks by counting: a value's rank is 1 + the values below it + half the others equal to it."""
+    return [sum(w < v for w in values) + (sum(w == v for w in values) + 1) / 2 for v in values]
+
+
+def dunn_by_loop(groups: dict[str, list[float]]) -> dict[tuple[str, str], tuple[float, float]]:
+    """Dunn's z and two-sided p per pair, from the formula."""
+    pooled = [v for values in groups.values() for v in values]
+    ranks = mid_ranks(pooled)
+    n = len(pooled)
+    ties = sum(c**3 - c for c in (pooled.count(v) for v in set(pooled)))
+    variance = n * (n + 1) / 12 - ties / (12 * (n - 1))
+    mean_rank, start = {}, 0
+    for name, values in groups.items():
+        mean_rank[name] = sum(ranks[start:start + len(values)]) / len(values)
+        start += len(values)
+    out = {}
+    for a, b in itertools.combinations(groups, 2):
+        z = (mean_rank[a] - mean_rank[b]) / (variance * (1 / len(groups[a]) + 1 / len(groups[b]))) ** 0.5
+        out[(a, b)] = (z, 2 * stats.norm.sf(abs(z)))
+    return out
+
+
+def block_ranks(matrix: np.ndarray) -> np.ndarray:
+    return np.array([mid_ranks(list(row)) for row in matrix])
+
+
+def friedman_by_loop(matrix: np.ndarray) -> tuple[float, float]:
+    """Friedman's chi2 with the tie correction, and its chi-square p."""
+    n, k = matrix.shape
+    sums = block_ranks(matrix).sum(axis=0)
+    chi2 = 12 / (n * k * (k + 1)) * sum(r * r for r in sums) - 3 * n * (k + 1)
+    ties = sum(c**3 - c for row in matrix for c in (list(row).count(v) for v in set(row)))
+    chi2 /= 1 - ties / (n * (k**3 - k))
+    return chi2, stats.chi2.sf(chi2, k - 1)
+
+
+def nemenyi_by_loop(matrix: np.ndarray) -> np.ndarray:
+    """Nemenyi's p per pair: P(Q_k,inf >= sqrt(2) |mean rank a - mean rank b| / sqrt(k(k+1)/(6n)))."""
+    n, k = matrix.shape
+    mean = block_ranks(matrix).mean(axis=0)
+    p = np.eye(k)
+    for i, j in itertools.combinations(range(k), 2):
+        q = abs(mean[i] - mean[j]) / (k * (k + 1) / (6 * n)) ** 0.5
+        p[i, j] = p[j, i] = stats.studentized_range.sf(q * 2**0.5, k, np.inf)
+    return p
+
+
+def conover_by_loop(matrix: np.ndarray) -> np.ndarray:
+    """Conover's two-sided p per pair: t = |R_a - R_b| / sqrt(2 (n A - sum R^2) / ((n-1)(k-1)))."""
+    n, k = matrix.shape
+    ranks = block_ranks(matrix)
+    sums, a = ranks.sum(axis=0), (ranks**2).sum()
+    df = (n - 1) * (k - 1)
+    se = (2 * (n * a - sum(r * r for r in sums)) / df) ** 0.5
+    p = np.eye(k)
+    for i, j in itertools.combinations(range(k), 2):
+        p[i, j] = p[j, i] = 2 * stats.t.sf(abs(sums[i] - sums[j]) / se, df)
+    return p
+
+
+def adjusted_by_loop(p: list[float], method: str) -> list[float]:
+    """Bonferroni, Holm's step-down or Benjamini-Hochberg's step-up, one p at a time."""
+    m = len(p)
+    order = sorted(range(m), key=lambda i: p[i])
+    out = [0.0] * m
+    if method == "bonferroni":
+        return [min(1.0, x * m) for x in p]
+    if method == "holm":
+        running = 0.0
+        for step, i in enumerate(order):
+            running = max(running, (m - step) * p[i])
+            out[i] = min(1.0, running)
+        return out
+    running = 1.0
+    for step in range(m - 1, -1, -1):   # fdr_bh
+        i = order[step]
+        running = min(running, p[i] * m / (step + 1))
+        out[i] = running
+    return out
+
 
 # Hollander & Wolfe, mucociliary efficiency (three groups of subjects).
 HW = {"x": [2.9, 3.0, 2.5, 2.6, 3.2], "y": [3.8, 2.7, 4.0, 2.4], "z": [2.8, 3.4, 3.7, 2.2, 2.0]}
@@ -87,13 +170,23 @@ def test_kruskal_wallis_all_identical_is_undefined_like_scipy():
 
 @pytest.mark.parametrize("p_adjust", [None, "bonferroni", "holm", "fdr_bh"])
 @pytest.mark.parametrize("seed", range(3))
-def test_dunn_matches_scikit_posthocs(seed, p_adjust):
+def test_dunn_matches_its_formula(seed, p_adjust):
     data = simulated(seed, effect=0.3)
     pairs = dunn(data, "points", "method", p_adjust=p_adjust)
-    ours = pairs_to_matrix(pairs, "p_adjusted", sorted(data["method"].unique()))
-    reference = sp.posthoc_dunn(data, val_col="points", group_col="method", p_adjust=p_adjust)
-    pd.testing.assert_frame_equal(ours, reference.loc[ours.index, ours.columns], check_names=False,
-                                  rtol=1e-9, atol=1e-14)
+    groups = {m: list(g["points"]) for m, g in data.groupby("method")}
+    reference = dunn_by_loop(groups)
+    raw = [reference[(a, b)][1] for a, b in zip(pairs["group_a"], pairs["group_b"])]
+    expected = raw if p_adjust is None else adjusted_by_loop(raw, p_adjust)
+    np.testing.assert_allclose(pairs["z"], [reference[(a, b)][0] for a, b in zip(pairs["group_a"], pairs["group_b"])],
+                               rtol=1e-9)
+    np.testing.assert_allclose(pairs["p"], raw, rtol=1e-9, atol=1e-14)
+    np.testing.assert_allclose(pairs["p_adjusted"], expected, rtol=1e-9, atol=1e-14)
+
+
+def test_dunn_on_identical_values_is_undefined():
+    data = pd.DataFrame({"group": list("aabbcc"), "value": [2.0] * 6})
+    pairs = dunn(data, "value", "group", p_adjust="holm")
+    assert pairs[["z", "p", "p_adjusted"]].isna().all().all()
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -101,9 +194,9 @@ def test_friedman_matches_scipy(seed):
     data = simulated(seed)
     ours = friedman(data, "points", "method", ["participant", "trial"])
     matrix = block_matrix(data, "points", "method", ["participant", "trial"])
-    reference = stats.friedmanchisquare(*matrix.to_numpy().T)
-    assert ours["chi2"] == pytest.approx(reference.statistic, rel=1e-10)
-    assert ours["p"] == pytest.approx(reference.pvalue, rel=1e-9)
+    chi2, p = friedman_by_loop(matrix.to_numpy())
+    assert ours["chi2"] == pytest.approx(chi2, rel=1e-10)
+    assert ours["p"] == pytest.approx(p, rel=1e-9)
     assert ours["n_blocks"] == 30 and ours["k"] == 4
 
 
@@ -113,9 +206,29 @@ def test_friedman_with_ties_matches_scipy():
     long = pd.DataFrame(matrix).stack().rename("value").reset_index()
     long.columns = ["block", "group", "value"]
     ours = friedman(long, "value", "group", "block")
-    reference = stats.friedmanchisquare(*matrix.T)
-    assert ours["chi2"] == pytest.approx(reference.statistic, rel=1e-10)
-    assert ours["p"] == pytest.approx(reference.pvalue, rel=1e-9)
+    chi2, p = friedman_by_loop(matrix)
+    assert ours["chi2"] == pytest.approx(chi2, rel=1e-10)
+    assert ours["p"] == pytest.approx(p, rel=1e-9)
+
+
+def test_friedman_of_two_groups_is_the_sign_test_chi_square():
+    """scipy needs k >= 3; for k = 2 Friedman's chi2 is (wins - losses)^2 / untied blocks."""
+    rng = np.random.default_rng(11)
+    matrix = rng.integers(0, 4, (30, 2)).astype(float)
+    long = pd.DataFrame(matrix).stack().rename("value").reset_index()
+    long.columns = ["block", "group", "value"]
+    ours = friedman(long, "value", "group", "block")
+    wins, losses = int((matrix[:, 0] > matrix[:, 1]).sum()), int((matrix[:, 0] < matrix[:, 1]).sum())
+    assert ours["chi2"] == pytest.approx((wins - losses) ** 2 / (wins + losses), rel=1e-12)
+    assert ours["p"] == pytest.approx(stats.chi2.sf((wins - losses) ** 2 / (wins + losses), 1), rel=1e-12)
+
+
+def test_friedman_names_the_rows_without_a_value():
+    data = simulated(0)
+    data.loc[data.index[[3, 17]], "points"] = np.nan
+    with pytest.raises(ValueError, match=rf"2 row\(s\) without a numeric 'points' \(e.g. rows \[{data.index[3]}, "
+                                         rf"{data.index[17]}\]\)"):
+        friedman(data, "points", "method", ["participant", "trial"])
 
 
 def kendalls_w_by_loop(matrix: np.ndarray) -> float:
@@ -143,34 +256,39 @@ def test_kendalls_w_is_one_when_every_block_agrees():
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_nemenyi_friedman_matches_scikit_posthocs(seed):
+def test_nemenyi_friedman_matches_its_formula(seed):
     data = simulated(seed, effect=0.5)
     methods = sorted(data["method"].unique())
     ours = pairs_to_matrix(nemenyi_friedman(data, "points", "method", ["participant", "trial"]), "p", methods)
-    matrix = block_matrix(data, "points", "method", ["participant", "trial"])
-    reference = sp.posthoc_nemenyi_friedman(matrix.reset_index(drop=True))
-    pd.testing.assert_frame_equal(ours, reference.loc[methods, methods], check_names=False, rtol=1e-7)
+    matrix = block_matrix(data, "points", "method", ["participant", "trial"], methods)
+    np.testing.assert_allclose(ours.to_numpy(), nemenyi_by_loop(matrix.to_numpy()), rtol=1e-7)
 
 
 @pytest.mark.parametrize("p_adjust", [None, "holm"])
 @pytest.mark.parametrize("seed", range(3))
-def test_conover_friedman_matches_scikit_posthocs(seed, p_adjust):
+def test_conover_friedman_matches_its_formula(seed, p_adjust):
     data = simulated(seed, effect=0.3)
     methods = sorted(data["method"].unique())
     pairs = conover_friedman(data, "points", "method", ["participant", "trial"], p_adjust=p_adjust)
-    ours = pairs_to_matrix(pairs, "p_adjusted", methods)
-    # the melted form, every argument by keyword (their positional order changed in 0.11)
+    matrix = block_matrix(data, "points", "method", ["participant", "trial"], methods).to_numpy()
+    raw = conover_by_loop(matrix)
+    pair_index = list(itertools.combinations(range(len(methods)), 2))
+    expected = [raw[i, j] for i, j in pair_index]
+    if p_adjust is not None:
+        expected = adjusted_by_loop(expected, p_adjust)
+    np.testing.assert_allclose(pairs["p_adjusted"], expected, rtol=1e-9)
+    # the melted form too, every argument by keyword (their positional order changed in 0.11)
     melted = data.assign(block=data["participant"] + "/" + data["trial"])
-    reference = sp.posthoc_conover_friedman(melted, y_col="points", block_col="block", block_id_col="block",
-                                            group_col="method", melted=True, p_adjust=p_adjust)
-    pd.testing.assert_frame_equal(ours, reference.loc[methods, methods], check_names=False, rtol=1e-9)
+    library = sp.posthoc_conover_friedman(melted, y_col="points", block_col="block", block_id_col="block",
+                                          group_col="method", melted=True, p_adjust=p_adjust)
+    np.testing.assert_allclose([library.loc[methods[i], methods[j]] for i, j in pair_index], expected, rtol=1e-9)
 
 
 @pytest.mark.parametrize("method", ["bonferroni", "holm", "fdr_bh"])
-def test_p_adjustment_matches_statsmodels(method):
+def test_p_adjustment_matches_the_step_by_step_procedure(method):
     p = np.random.default_rng(3).uniform(0, 0.2, 17)
     p[4] = p[9]  # a tie
-    np.testing.assert_allclose(adjust_p_values(p, method), multipletests(p, method=method)[1], rtol=1e-12)
+    np.testing.assert_allclose(adjust_p_values(p, method), adjusted_by_loop(list(p), method), rtol=1e-12)
 
 
 def test_p_adjustment_leaves_nan_out_of_the_family():
@@ -236,8 +354,7 @@ def test_pairs_cover_every_pair_once():
 
 def test_missing_values_are_left_out_and_counted_not_turned_into_numbers():
     # 60 values and 20 rows without a value: the answer is the one on the 60 values (scipy's
-    # nan_policy="omit" and scikit-posthocs >= 0.17 are the references), and the 20 are counted.
-    import scikit_posthocs as sp
+    # nan_policy="omit" and Dunn's formula on the 60 values are the references), and the 20 are counted.
     from scipy import stats as scipy_stats
 
     from userstudy.nonparametric import dunn, kruskal_wallis
@@ -252,7 +369,13 @@ def test_missing_values_are_left_out_and_counted_not_turned_into_numbers():
     assert result["H"] == pytest.approx(reference.statistic, rel=1e-12) and result["H"] > 0
     assert result["p"] == pytest.approx(reference.pvalue, rel=1e-12)
     pairs = dunn(with_nan, "v", "g")
-    expected = sp.posthoc_dunn(with_nan, val_col="v", group_col="g", p_adjust=None)
+    expected = dunn_by_loop({g: list(values.loc[values["g"] == g, "v"]) for g in "abc"})
     for row in pairs.itertuples():
-        assert row.p == pytest.approx(expected.loc[row.group_a, row.group_b], rel=1e-9)
-    assert pairs["z"].notna().all()
+        assert row.z == pytest.approx(expected[(row.group_a, row.group_b)][0], rel=1e-9)
+        assert row.p == pytest.approx(expected[(row.group_a, row.group_b)][1], rel=1e-9)
+
+
+def test_text_in_the_value_column_is_named_not_dropped():
+    data = pd.DataFrame({"v": [1.0, 2.0, "two", 3.0], "g": list("aabb")})
+    with pytest.raises(ValueError, match=r"'v' is not a number in row\(s\) \[2\]: e.g. 'two'"):
+        kruskal_wallis(data, "v", "g")

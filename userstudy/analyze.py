@@ -13,8 +13,9 @@ other tools read them:
 - ``dunn_<criterion>.csv``: k x k two-sided Dunn p-values, adjusted as asked (named in the top-left
   cell); ``dunn_pairs.csv``: the same pairs with z; ``dunn.png``: the heatmaps (Figures 8/9);
 - ``friedman.csv``: Friedman chi2, df, p, Holm p across criteria and Kendall's W per criterion
-  (blocks = participant x trial); ``nemenyi_<criterion>.csv`` (or ``conover_<criterion>.csv``) and
-  ``<posthoc>_pairs.csv``;
+  (blocks = participant x trial); ``nemenyi_<criterion>.csv`` (or ``conover_<criterion>.csv``),
+  ``<posthoc>_pairs.csv`` and ``<posthoc>.png`` (its heatmaps, drawn like Dunn's);
+- every CSV keeps full precision (the shortest text that reads back as the same float);
 - ``attention_checks.csv`` and ``exclusions.csv`` (when the study has attention checks): each
   participant's answer to each check trial, and who was excluded and why;
 - ``report.md``: all of it on one page, with what was used, dropped, superseded or excluded.
@@ -46,7 +47,7 @@ import pandas as pd
 from userstudy import cli
 from userstudy.analysis import POSTHOC_TESTS, StudyAnalysis, present_methods
 from userstudy.attention import attention_summary
-from userstudy.figures import dunn_heatmaps
+from userstudy.figures import dunn_heatmaps, posthoc_heatmaps
 from userstudy.files import write_bytes_atomic, write_text_atomic
 from userstudy.nonparametric import (
     P_ADJUST_METHODS,
@@ -144,30 +145,28 @@ def attention_checks(study) -> dict[str, AttentionCheck]:
 # -- files -----------------------------------------------------------------------------------------
 
 
-def _sci(value: float) -> str:
-    return "" if pd.isna(value) else f"{value:.6e}"
-
-
-def _fixed(value: float) -> str:
-    return "" if pd.isna(value) else f"{value:.6f}"
+def _full(value: float) -> str:
+    """A number at full precision (the shortest text that reads back as the same float): other tools
+    read these files, so nothing is rounded."""
+    return "" if pd.isna(value) else repr(float(value))
 
 
 def kruskal_csv(analysis: StudyAnalysis) -> str:
     table = analysis.kruskal.reset_index()
-    table = table.assign(H=table["H"].map(_fixed), p=table["p"].map(_sci), p_holm=table["p_holm"].map(_sci))
+    table = table.assign(H=table["H"].map(_full), p=table["p"].map(_full), p_holm=table["p_holm"].map(_full))
     return table.to_csv(index=False)
 
 
 def friedman_csv(analysis: StudyAnalysis) -> str:
     table = analysis.friedman.reset_index().rename(columns={"n_blocks": "blocks", "W": "kendalls_w"})
-    table = table.assign(chi2=table["chi2"].map(_fixed), p=table["p"].map(_sci),
-                         p_holm=table["p_holm"].map(_sci), kendalls_w=table["kendalls_w"].map(_fixed))
+    table = table.assign(chi2=table["chi2"].map(_full), p=table["p"].map(_full),
+                         p_holm=table["p_holm"].map(_full), kendalls_w=table["kendalls_w"].map(_full))
     return table.to_csv(index=False)
 
 
 def matrix_csv(matrix: pd.DataFrame, label: str) -> str:
     """A k x k p-value matrix whose top-left cell says what the values are."""
-    table = matrix.map(_sci)
+    table = matrix.map(_full)
     table.index.name = label
     return table.to_csv()
 
@@ -177,9 +176,6 @@ def pairs_csv(pairs: dict[str, pd.DataFrame]) -> str:
     table = table.rename(columns={"group_a": "method_a", "group_b": "method_b"})
     first = ["criterion", "method_a", "method_b"]
     table = table[first + [c for c in table.columns if c not in first]]
-    for column in table.columns:
-        if column.startswith("p"):
-            table[column] = table[column].map(_sci)
     return table.to_csv(index=False)   # full precision: other tools read it
 
 
@@ -208,6 +204,7 @@ def write_analysis(analysis: StudyAnalysis, out_dir: str | Path, source: str = "
         written.append(write_text_atomic(out / "exclusions.csv",
                                          analysis.attention.participants.to_csv(index=False)))
     written.append(write_bytes_atomic(out / "dunn.png", dunn_heatmaps(analysis)))
+    written.append(write_bytes_atomic(out / f"{analysis.posthoc}.png", posthoc_heatmaps(analysis)))
     written.append(write_text_atomic(out / "report.md", report_markdown(analysis, source)))
     return written
 

@@ -1,4 +1,5 @@
-"""The Dunn heatmaps of the paper's Figures 8/9: one panel per criterion, in one PNG.
+"""Heatmaps of pairwise p-values, one panel per criterion, in one PNG: Dunn's (the paper's Figures
+8/9) and the within-subject post-hoc test's (Nemenyi or Conover after Friedman) drawn alike.
 
 Drawn with matplotlib's object API on an Agg canvas (no pyplot, so no global backend or figure
 state is touched). scikit-posthocs' ``sign_plot`` is not used: it draws with seaborn at fixed
@@ -36,6 +37,18 @@ def format_p(p: float) -> str:
 
 def dunn_heatmaps(analysis: StudyAnalysis) -> bytes:
     """PNG bytes: a k x k heatmap of the Dunn p-values per criterion, method names on both axes."""
+    return pairwise_heatmaps(analysis, analysis.dunn, "p_adjusted",
+                             f"{analysis.dunn_label()} (pairwise, per criterion)")
+
+
+def posthoc_heatmaps(analysis: StudyAnalysis) -> bytes:
+    """PNG bytes: the same for the post-hoc test after Friedman (blocks = participant x trial)."""
+    return pairwise_heatmaps(analysis, analysis.friedman_posthoc, analysis.posthoc_p_column(),
+                             f"{analysis.posthoc_label()} (within-subject, per criterion)")
+
+
+def pairwise_heatmaps(analysis: StudyAnalysis, pairs_by_criterion: dict, p_col: str, title: str) -> bytes:
+    """PNG bytes: a k x k heatmap of ``p_col`` of each criterion's pairs, method names on both axes."""
     criteria = analysis.criteria
     columns = 2 if len(criteria) == 4 else min(len(criteria), 3)
     rows = math.ceil(len(criteria) / columns)
@@ -49,7 +62,7 @@ def dunn_heatmaps(analysis: StudyAnalysis) -> bytes:
     image = None
     for ax, criterion in zip(axes.ravel(), criteria):
         methods = analysis.methods_of(criterion)
-        matrix = pairs_to_matrix(analysis.dunn[criterion], "p_adjusted", methods).to_numpy(dtype=float)
+        matrix = pairs_to_matrix(pairs_by_criterion[criterion], p_col, methods).to_numpy(dtype=float)
         shown = np.ma.masked_array(matrix, mask=np.eye(len(methods), dtype=bool))
         image = ax.imshow(shown, cmap=cmap, norm=norm)
         ax.set_facecolor("white")
@@ -74,7 +87,7 @@ def dunn_heatmaps(analysis: StudyAnalysis) -> bytes:
         (a + b) / 2 for a, b in zip(P_BINS[:-1], P_BINS[1:])], spacing="uniform")
     colourbar.ax.set_yticklabels(BIN_LABELS, fontsize=8)
     colourbar.ax.invert_yaxis()
-    figure.suptitle(f"{analysis.dunn_label()} (pairwise, per criterion)", fontsize=11)
+    figure.suptitle(title, fontsize=11)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     return buffer.getvalue()

@@ -259,7 +259,8 @@ def report_markdown(analysis: StudyAnalysis, source: str = "") -> str:
     lines.append("")
 
     name = "Nemenyi" if analysis.posthoc == "nemenyi" else "Conover"
-    lines += [f"## {name} post-hoc test after Friedman: {analysis.posthoc_label()}", ""]
+    lines += [f"## {name} post-hoc test after Friedman: {analysis.posthoc_label()}", "",
+              f"![{name} p-values per criterion]({analysis.posthoc}.png)", ""]
     p_col = analysis.posthoc_p_column()
     value = "mean_rank" if analysis.posthoc == "nemenyi" else "rank_sum"
     statistic = "q" if analysis.posthoc == "nemenyi" else "t"
@@ -280,7 +281,8 @@ def report_markdown(analysis: StudyAnalysis, source: str = "") -> str:
     lines += ["## Files", "",
               "`points.csv`, `points.md`, `kruskal.csv`, `dunn_<criterion>.csv`, `dunn_pairs.csv`, "
               f"`dunn.png`, `friedman.csv`, `{analysis.posthoc}_<criterion>.csv`, "
-              f"`{analysis.posthoc}_pairs.csv`, `report.md`. Criterion file names: "
+              f"`{analysis.posthoc}_pairs.csv`, `{analysis.posthoc}.png`, `report.md` (every CSV at full "
+              "precision). Criterion file names: "
               + ", ".join(f"{c} → `{criterion_slug(c)}`" for c in analysis.criteria) + ".", ""]
     return "\n".join(lines)
 
