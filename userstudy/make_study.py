@@ -32,6 +32,7 @@ from pathlib import Path
 
 from userstudy import cli
 from userstudy.files import write_text_atomic
+from userstudy.jsonfile import JSONFileError, read_json
 from userstudy.schema import PAPER_CRITERIA
 from userstudy.study import (
     DEFAULT_TITLE,
@@ -150,12 +151,12 @@ def make_study(out: str | os.PathLike, method_folders: dict[str, str | os.PathLi
 def _run_methods(run: Path, methods: list[str] | None, problems: list[str]) -> list[str]:
     path = run / RUN_FILE
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
+        document = read_json(path)
     except FileNotFoundError:
         problems.append(f"{path}: no such file (is {run} a benchmark run folder, made by imac-bench run?)")
         return []
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        problems.append(f"{path}: not valid JSON: {error}")
+    except JSONFileError as error:   # too large, nested too deeply, not UTF-8 or not JSON
+        problems.append(str(error))
         return []
     listed = document.get("methods") if isinstance(document, dict) else None
     if not isinstance(listed, list) or not all(isinstance(m, str) and m for m in listed):

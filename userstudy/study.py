@@ -47,7 +47,6 @@ server can un-blind an answer without storing any mapping.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import random
 import re
@@ -55,6 +54,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from userstudy.jsonfile import JSONFileError, read_json
 from userstudy.schema import PAPER_CRITERIA, PAPER_QUESTIONS, criterion_slug
 
 STUDY_FILE = "study.json"
@@ -397,12 +397,12 @@ def load_study(folder: str | os.PathLike, check_files: bool = True) -> Study:
     root = Path(folder)
     path = root / STUDY_FILE
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
+        document = read_json(path)
     except FileNotFoundError:
         raise StudyError([f"no {STUDY_FILE} in the folder (make one with python -m userstudy make-study)"],
                          root) from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise StudyError([f"not valid JSON: {error}"], path) from None
+    except JSONFileError as error:   # too large, nested too deeply, not UTF-8 or not JSON
+        raise StudyError([str(error).removeprefix(f"{path}: ")], path) from None
     return parse_study(document, root, check_files)
 
 

@@ -1,0 +1,69 @@
+"""Reading a JSON file that someone else wrote, within bounds (standard library only).
+
+``study.json``, a run's ``run.json`` and its ``results.json`` come from other people and other
+tools. ``json.loads`` on such a file would read a file of any size into memory and, on a file
+nested thousands of levels deep, end in a ``RecursionError`` traceback. ``read_json`` refuses a
+file over ``max_bytes`` before reading it and a nesting deeper than ``max_depth`` before parsing,
+naming the file. (The package stands alone, so this is its own small helper, not the project's
+``metrics.io.bounded``.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+MAX_BYTES = 16 * 1024 * 1024
+MAX_DEPTH = 64
+# A JSON string (with its escapes): brackets inside strings do not nest anything.
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_BRACKET = re.compile(r"[\[\]{}]")
+
+
+class JSONFileError(ValueError):
+    """A JSON file that is refused or cannot be read; the message starts with the file."""
+
+
+def nesting_depth(text: str) -> int:
+    """How deeply arrays and objects nest in JSON text (0 for a scalar), strings ignored."""
+    depth = deepest = 0
+    for bracket in _BRACKET.findall(_STRING.sub('""', text)):
+        depth += 1 if bracket in "[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n} bytes"
+
+
+def read_json(path: str | os.PathLike, max_bytes: int = MAX_BYTES, max_depth: int = MAX_DEPTH) -> Any:
+    """The parsed content of the JSON file ``path``.
+
+    Raises ``FileNotFoundError`` for a missing file, and ``JSONFileError`` naming the file for one
+    larger than ``max_bytes``, nested deeper than ``max_depth``, not UTF-8 or not valid JSON.
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise JSONFileError(f"{path}: refused: {_size(size)}, more than the {_size(max_bytes)} this file may have")
+    with open(path, "rb") as handle:
+        data = handle.read(max_bytes + 1)   # the file may have grown since stat
+    if len(data) > max_bytes:
+        raise JSONFileError(f"{path}: refused: more than the {_size(max_bytes)} this file may have")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise JSONFileError(f"{path}: not valid JSON: not UTF-8 ({error})") from None
+    depth = nesting_depth(text)
+    if depth > max_depth:
+        raise JSONFileError(f"{path}: refused: JSON nested {depth} levels deep (at most {max_depth})")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise JSONFileError(f"{path}: not valid JSON: {error}") from None
+    except RecursionError:   # not reached within max_depth; kept so no traceback can escape
+        raise JSONFileError(f"{path}: refused: JSON nested too deeply") from None
