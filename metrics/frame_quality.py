@@ -1,0 +1,294 @@
+"""Frame quality and identity of generated videos: PSNR, SSIM, LPIPS and FID on frames, and CSIM.
+
+What co-speech and audio-driven human video papers since 2024 report beside FGD/Div/BAS/FVD
+(EchoMimicV2, CyberHost, Hallo2, StableAvatar...), none with released code. Each function here is
+per clip, on the frames a reader gives (``metrics.io.video``); set-level reductions combine the
+per-clip results. Conventions (each changes the number; reports state them):
+
+- **Frames**: uint8 RGB ``(F, H, W, 3)``. Reference metrics (PSNR, SSIM, LPIPS) compare frame ``t``
+  of the generated clip with frame ``t`` of the ground-truth clip; both must have the same shape
+  (a generator whose output size differs must be resized by the caller, which the report states).
+  Clips of different lengths are compared over the first ``min(F_gen, F_truth)`` frames.
+- **PSNR** (dB): per frame ``10 log10(255^2 / MSE)``, MSE over all pixels and the three RGB
+  channels (scikit-image ``peak_signal_noise_ratio`` with ``data_range=255``); a frame identical to
+  its ground truth (MSE 0, infinite PSNR) counts as ``PSNR_CAP_DB`` (100 dB) so that means and
+  intervals stay finite. Per clip: the mean over frames of the per-frame PSNR (not the PSNR of the
+  clip's mean MSE).
+- **SSIM**: scikit-image ``structural_similarity`` with ``data_range=255`` on each frame, per-frame
+  mean over the SSIM map's valid region (the window inside the frame) and, for RGB, over the three
+  channels; per clip the mean over frames. Presets (``SSIM_PRESETS``): ``"gaussian"`` (default:
+  Wang et al., IEEE TIP 2004, and their MATLAB ``ssim_index``: 11 x 11 Gaussian window, sigma 1.5,
+  population (biased) statistics, K1 = 0.01, K2 = 0.03) and ``"uniform7"`` (scikit-image's
+  defaults: 7 x 7 uniform window, sample statistics), each on ``"rgb"`` or ``"grey"`` (luma
+  ``0.2125 R + 0.7154 G + 0.0721 B``, scikit-image ``rgb2gray``, scaled to 0..255).
+- **LPIPS** (Zhang et al., CVPR 2018): ``metrics.lpips``; per frame, per clip the mean. Lower is
+  better.
+- **FID on frames**: pool3 features of ``metrics.inception`` on every ``frame_stride``-th frame
+  (default 1: every frame), gathered into ``GaussianStats`` per clip; the set's FID is the Fréchet
+  distance (``metrics.frechet``) between the pooled generated and pooled real statistics with the
+  unbiased covariance (``np.cov``, as pytorch-fid). Without the published weights it is "FID*".
+- **CSIM**: cosine similarity of ArcFace embeddings (``metrics.arcface``) between the reference
+  image's face and each generated frame's face, as a function of time; per clip the mean over the
+  frames where a face was found (frames without one are counted, not scored). A video that copies
+  the reference (the ``static`` control) scores the maximum by construction.
+
+Set level: PSNR, SSIM, LPIPS and CSIM are the mean over clips of the per-clip means (each clip
+weighs the same, whatever its length).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from metrics.frechet import frechet_distance
+from metrics.stats import GaussianStats
+
+__all__ = [
+    "PSNR_CAP_DB",
+    "SSIM_PRESETS",
+    "ClipIdentity",
+    "SSIMSettings",
+    "clip_fid_stats",
+    "csim_clip",
+    "frame_fid",
+    "lpips_clip",
+    "mean_over_clips",
+    "psnr_clip",
+    "psnr_frames",
+    "ssim_clip",
+    "ssim_frames",
+]
+
+PSNR_CAP_DB = 100.0
+DATA_RANGE = 255.0
+
+
+@dataclass(frozen=True)
+class SSIMSettings:
+    """How SSIM is computed (scikit-image ``structural_similarity`` arguments, see module docstring)."""
+
+    gaussian_weights: bool
+    win_size: int | None          # None: the Gaussian's own 11 x 11 (sigma 1.5, truncate 3.5)
+    use_sample_covariance: bool
+    colour: str                   # "rgb" (channel_axis, mean over channels) or "grey"
+
+    def describe(self) -> str:
+        window = ("11x11 Gaussian window, sigma 1.5, population statistics" if self.gaussian_weights
+                  else f"{self.win_size}x{self.win_size} uniform window, "
+                       f"{'sample' if self.use_sample_covariance else 'population'} statistics")
+        return (f"SSIM (scikit-image structural_similarity), data_range 255, {window}, K1 0.01, K2 0.03, "
+                f"{'RGB (mean over channels)' if self.colour == 'rgb' else 'grey (rgb2gray luma)'}, "
+                "mean over the valid region of each frame, then over frames")
+
+
+SSIM_PRESETS: dict[str, SSIMSettings] = {
+    "gaussian": SSIMSettings(gaussian_weights=True, win_size=None, use_sample_covariance=False, colour="rgb"),
+    "gaussian-grey": SSIMSettings(gaussian_weights=True, win_size=None, use_sample_covariance=False,
+                                  colour="grey"),
+    "uniform7": SSIMSettings(gaussian_weights=False, win_size=7, use_sample_covariance=True, colour="rgb"),
+    "uniform7-grey": SSIMSettings(gaussian_weights=False, win_size=7, use_sample_covariance=True, colour="grey"),
+}
+
+
+def _check_frames(frames: np.ndarray, name: str) -> np.ndarray:
+    frames = np.asarray(frames)
+    if frames.dtype != np.uint8:
+        raise TypeError(f"{name} must be uint8 RGB in [0, 255], got {frames.dtype}")
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"{name} must be (F, H, W, 3) RGB, got shape {frames.shape}")
+    if frames.shape[0] == 0:
+        raise ValueError(f"{name} has no frames")
+    return frames
+
+
+def _paired(frames: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The generated and ground-truth frames, checked, cut to the shorter clip."""
+    frames, truth = _check_frames(frames, "frames"), _check_frames(truth, "ground-truth frames")
+    if frames.shape[1:] != truth.shape[1:]:
+        raise ValueError(f"frames {frames.shape[1:3]} and ground-truth frames {truth.shape[1:3]} differ in size: "
+                         "reference metrics compare pixel to pixel (resize one side first)")
+    count = min(len(frames), len(truth))
+    return frames[:count], truth[:count]
+
+
+# -- PSNR ------------------------------------------------------------------------------------------
+
+
+def psnr_frames(frames: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Per-frame PSNR in dB, ``(min(F, F_truth),)`` float64, of uint8 RGB ``(F, H, W, 3)`` frames
+    against the ground truth; identical frames count :data:`PSNR_CAP_DB`. Raises ``TypeError`` /
+    ``ValueError`` for frames that are not uint8 RGB of the same size."""
+    from skimage.metrics import peak_signal_noise_ratio
+
+    frames, truth = _paired(frames, truth)
+    out = np.empty(len(frames), np.float64)
+    for t in range(len(frames)):
+        if np.array_equal(frames[t], truth[t]):
+            out[t] = PSNR_CAP_DB
+        else:
+            out[t] = min(PSNR_CAP_DB, peak_signal_noise_ratio(truth[t], frames[t], data_range=DATA_RANGE))
+    return out
+
+
+def psnr_clip(frames: np.ndarray, truth: np.ndarray) -> float:
+    """A clip's PSNR (dB): the mean over frames of :func:`psnr_frames`. Higher is better."""
+    return float(psnr_frames(frames, truth).mean())
+
+
+# -- SSIM ------------------------------------------------------------------------------------------
+
+
+def _grey(frame: np.ndarray) -> np.ndarray:
+    from skimage.color import rgb2gray
+
+    return rgb2gray(frame) * DATA_RANGE     # float64 in 0..255
+
+
+def ssim_frames(frames: np.ndarray, truth: np.ndarray, preset: str = "gaussian") -> np.ndarray:
+    """Per-frame SSIM, ``(min(F, F_truth),)`` float64 in [-1, 1], of uint8 RGB ``(F, H, W, 3)`` frames
+    against the ground truth, under an :data:`SSIM_PRESETS` preset (module docstring). Raises
+    ``ValueError`` for an unknown preset or frames smaller than the window (11 or 7 pixels)."""
+    from skimage.metrics import structural_similarity
+
+    if preset not in SSIM_PRESETS:
+        raise ValueError(f"unknown SSIM preset {preset!r}; known: {', '.join(SSIM_PRESETS)}")
+    settings = SSIM_PRESETS[preset]
+    frames, truth = _paired(frames, truth)
+    window = 11 if settings.gaussian_weights else settings.win_size
+    if min(frames.shape[1:3]) < window:
+        raise ValueError(f"SSIM needs frames of at least {window} x {window} pixels, got {frames.shape[1:3]}")
+    kwargs = {"data_range": DATA_RANGE, "gaussian_weights": settings.gaussian_weights,
+              "use_sample_covariance": settings.use_sample_covariance}
+    if settings.gaussian_weights:
+        kwargs["sigma"] = 1.5
+    else:
+        kwargs["win_size"] = settings.win_size
+    out = np.empty(len(frames), np.float64)
+    for t in range(len(frames)):
+        if settings.colour == "grey":
+            out[t] = structural_similarity(_grey(truth[t]), _grey(frames[t]), **kwargs)
+        else:
+            out[t] = structural_similarity(truth[t].astype(np.float64), frames[t].astype(np.float64),
+                                           channel_axis=-1, **kwargs)
+    return out
+
+
+def ssim_clip(frames: np.ndarray, truth: np.ndarray, preset: str = "gaussian") -> float:
+    """A clip's SSIM: the mean over frames of :func:`ssim_frames`. Higher is better."""
+    return float(ssim_frames(frames, truth, preset).mean())
+
+
+# -- LPIPS -----------------------------------------------------------------------------------------
+
+
+def lpips_clip(frames: np.ndarray, truth: np.ndarray, network: Callable[[np.ndarray, np.ndarray], np.ndarray]
+               ) -> np.ndarray:
+    """Per-frame LPIPS ``(min(F, F_truth),)`` float64 (lower is better) of uint8 RGB frames against the
+    ground truth, with ``network`` a :class:`metrics.lpips.LPIPS` (or any callable of two uint8
+    ``(N, H, W, 3)`` arrays returning ``(N,)`` distances)."""
+    frames, truth = _paired(frames, truth)
+    values = np.asarray(network(frames, truth), np.float64)
+    if values.shape != (len(frames),):
+        raise ValueError(f"the LPIPS network returned shape {values.shape} for {len(frames)} frame pairs")
+    return values
+
+
+# -- FID on frames ---------------------------------------------------------------------------------
+
+
+def clip_fid_stats(frames: np.ndarray, features: Callable[[np.ndarray], np.ndarray], frame_stride: int = 1,
+                   dim: int = 2048) -> GaussianStats:
+    """The Inception feature statistics of one clip's frames ``0, s, 2s, ...`` (``s = frame_stride``):
+    a mergeable :class:`metrics.stats.GaussianStats` of ``dim`` (2048) dimensions. ``features`` is a
+    :class:`metrics.inception.InceptionFeatures` (uint8 ``(N, H, W, 3)`` -> ``(N, dim)``)."""
+    frames = _check_frames(frames, "frames")
+    if frame_stride < 1:
+        raise ValueError(f"frame_stride must be >= 1, got {frame_stride}")
+    return GaussianStats(dim).update(features(frames[::frame_stride]))
+
+
+def frame_fid(real: Sequence[GaussianStats], generated: Sequence[GaussianStats]) -> float:
+    """FID between the pooled frame statistics of the real and the generated clips (per-clip parts
+    from :func:`clip_fid_stats`): Fréchet distance with the unbiased covariance (``n - 1``, as
+    pytorch-fid's ``np.cov``). Needs at least two frames on each side; fewer frames than 2048 make
+    the covariances singular (handled by ``metrics.frechet``, but the value is then dominated by
+    the sample size: report N)."""
+    if not real or not generated:
+        raise ValueError("FID needs real and generated frames")
+    dim = real[0].dim
+    pooled_real, pooled_fake = GaussianStats.combine(real, dim), GaussianStats.combine(generated, dim)
+    return frechet_distance(pooled_fake.mean, pooled_fake.covariance("unbiased"),
+                            pooled_real.mean, pooled_real.covariance("unbiased"))
+
+
+# -- CSIM ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ClipIdentity:
+    """CSIM of one clip: ``per_frame`` ``(F,)`` cosine similarities to the reference face (NaN where no
+    face was found in the frame), ``mean`` over the frames with a face (NaN when none had one),
+    ``frames_without_face`` (their count), ``reference_found`` (False: no face in the reference
+    image, every value NaN)."""
+
+    per_frame: np.ndarray
+    mean: float
+    frames_without_face: int
+    reference_found: bool = True
+    notes: list[str] = field(default_factory=list)
+
+    def over_time(self, bins: int) -> np.ndarray:
+        """The per-frame CSIM averaged in ``bins`` equal slices of the clip, ``(bins,)`` (NaN for a
+        slice without a face): how identity drifts over time."""
+        if bins < 1:
+            raise ValueError(f"bins must be >= 1, got {bins}")
+        edges = np.linspace(0, len(self.per_frame), bins + 1).round().astype(int)
+        out = np.full(bins, np.nan)
+        for k in range(bins):
+            part = self.per_frame[edges[k]:edges[k + 1]]
+            part = part[np.isfinite(part)]
+            if part.size:
+                out[k] = part.mean()
+        return out
+
+
+def csim_clip(frames: np.ndarray, reference: np.ndarray, embedder, frame_stride: int = 1) -> ClipIdentity:
+    """CSIM of one clip: cosine similarity between the ArcFace embedding of the ``reference`` image's
+    face (uint8 RGB ``(H, W, 3)``) and that of each generated frame's face (``(F, H, W, 3)``;
+    every ``frame_stride``-th frame, the others NaN). ``embedder`` is a
+    :class:`metrics.arcface.FaceEmbedder` (detects the most confident face with the project's one
+    face detector, aligns it to the ArcFace template, embeds it; None when no face). Higher is
+    better, at most 1."""
+    frames = _check_frames(frames, "frames")
+    reference = np.asarray(reference)
+    if reference.dtype != np.uint8 or reference.ndim != 3 or reference.shape[-1] != 3:
+        raise ValueError(f"the reference image must be uint8 (H, W, 3) RGB, got {reference.dtype} {reference.shape}")
+    per_frame = np.full(len(frames), np.nan)
+    anchor = embedder.embed(reference)
+    if anchor is None:
+        return ClipIdentity(per_frame, float("nan"), len(frames), reference_found=False,
+                            notes=["no face found in the reference image"])
+    anchor = anchor / np.linalg.norm(anchor)
+    missing = 0
+    for t in range(0, len(frames), frame_stride):
+        vector = embedder.embed(frames[t])
+        if vector is None:
+            missing += 1
+            continue
+        per_frame[t] = float(anchor @ (vector / np.linalg.norm(vector)))
+    scored = per_frame[np.isfinite(per_frame)]
+    return ClipIdentity(per_frame, float(scored.mean()) if scored.size else float("nan"), missing)
+
+
+# -- set level -------------------------------------------------------------------------------------
+
+
+def mean_over_clips(values: Sequence[float]) -> float:
+    """The set's value of a per-clip metric: the mean over clips of their finite per-clip values
+    (a clip without a value, NaN, is left out; NaN when none has one)."""
+    array = np.asarray(values, np.float64)
+    array = array[np.isfinite(array)]
+    return float(array.mean()) if array.size else float("nan")
