@@ -332,7 +332,9 @@ def test_command_line_prepares_and_reports(raw_dir, motion_dir, tmp_path, capsys
                        "--size", "64", "--motion", str(motion_dir), "--test-fraction", "0.3", "--quiet"])
     printed = capsys.readouterr().out
     assert code == 0
-    assert "4 source(s) (1 unreadable or damaged), 6 scene(s), 3 kept" in printed
+    # the hard cuts between the scenes of talk_a are shot changes, not jump cuts
+    assert "4 source(s) (1 unreadable or damaged), 6 scene(s) (0 jump cut(s) inside a shot, split there), 3 kept" \
+        in printed
     assert "in the manifest: 3 clip(s)" in printed
     assert len(read_manifest(tmp_path / "ds")) == 3
 
@@ -473,8 +475,9 @@ def test_variable_frame_rate_is_resampled_by_timestamps(tmp_path):
     raw.mkdir()
     _write_variable_rate(raw / "phone.mp4", times, audio)
     out = tmp_path / "out"
-    # the colours jump every 10 frames: keep the scene detector out of it
-    prepare_dataset(raw, out, _options(fps=25, scene_threshold=255.0), progress=False, log=lambda _: None)
+    # the colours jump every 10 frames: keep the scene detectors (shots and jump cuts) out of it
+    prepare_dataset(raw, out, _options(fps=25, scene_threshold=255.0, jump_cuts=False), progress=False,
+                    log=lambda _: None)
     state = json.loads((out / "prepare" / "grace" / "sources" / "phone.json").read_text())
     assert state["fps"] == 25 and state["num_frames"] == round(3.95 * 25) + 1 and state["source_frames"] == 100
     frames = read_video(out / "prepare" / "grace" / "candidates" / "phone_s000.mp4")

@@ -32,6 +32,12 @@ def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
                    help="PySceneDetect content-detector threshold")
     g.add_argument("--min-scene-seconds", type=float, default=d.min_scene_seconds,
                    help="its shortest scene, in seconds")
+    g.add_argument("--no-jump-cuts", dest="jump_cuts", action="store_false",
+                   help="split at shot changes only, not also at jump cuts inside a shot (a stretch of time "
+                   "removed, same camera and person: PySceneDetect's adaptive detector)")
+    g.add_argument("--jump-cut-threshold", type=float, default=d.jump_cut_threshold,
+                   help="a jump cut's content change, as a multiple of the neighbouring frames' (lower finds "
+                   "smaller jumps, and cuts variable-rate recordings at their doubled frame intervals below 3)")
     g.add_argument("--min-seconds", type=float, default=d.min_seconds,
                    help="drop clips shorter than this, in seconds (the paper's value)")
     g.add_argument("--max-seconds", type=float, default=None,
@@ -99,8 +105,10 @@ def prepare_command(args: argparse.Namespace) -> int:
     summary = prepare_dataset(args.raw_dir, args.out, options_from_arguments(args), progress=not args.quiet)
     work = args.out / "prepare" / args.identity
     dropped = ", ".join(f"{stage} {count}" for stage, count in sorted(summary.dropped.items())) or "none"
+    jumps = (f" ({len(summary.jump_cuts)} jump cut(s) inside a shot, split there)" if args.jump_cuts
+             else " (jump cuts not looked for)")
     print(f"{summary.identity}: {summary.sources} source(s) ({len(summary.unreadable)} unreadable or damaged), "
-          f"{summary.scenes} scene(s), {summary.kept} kept, dropped: {dropped}")
+          f"{summary.scenes} scene(s){jumps}, {summary.kept} kept, dropped: {dropped}")
     total = summary.train_seconds + summary.test_seconds
     split = (f"; split: train {summary.train_seconds / 60:.1f} min, test {summary.test_seconds / 60:.1f} min "
              f"({summary.test_seconds / total:.0%}, {summary.test_fraction:g} asked)") if total > 0 else ""

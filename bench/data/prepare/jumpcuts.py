@@ -15,10 +15,9 @@ lower: the 8-frame jump (ratio 2.4, content 8.4) is within what a variable-rate 
 doubled frame intervals give (ratio about 2), and a threshold of 2 cut such recordings at every
 doubled interval. Small jumps need the person's pose between consecutive frames (not done yet).
 
-Not yet part of the default scene split (``sources.detect_cuts``): on tests/test_media_frames.py's
-synthetic frames, whose frame index is drawn as binary blocks, it fires every 16 frames, where
-many blocks flip at once; a check on the person's box or keypoints between consecutive frames
-should confirm a candidate before the split uses it.
+Part of the default scene split (``sources.detect_scene_cuts`` runs it beside the content detector
+in one decoding pass; ``imac-bench data prepare --no-jump-cuts`` turns it off): a cut only it finds
+is counted as a jump cut in the report.
 """
 
 from __future__ import annotations

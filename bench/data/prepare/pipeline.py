@@ -2,8 +2,9 @@
 
 The paper's pipeline, stage by stage (``imac-bench data prepare RAW_DIR --identity NAME --out DIR``):
 
-1. scenes: PySceneDetect's content detector splits every source video at its cuts; frames are
-   resampled to a constant rate by their timestamps (``--fps``, default the source's average), so
+1. scenes: PySceneDetect's content detector splits every source video at its shot changes, and its
+   adaptive detector at jump cuts inside a shot (``bench.data.prepare.jumpcuts``; ``jump_cuts``
+   False turns that off; the report counts them); frames are resampled to a constant rate by their timestamps (``--fps``, default the source's average), so
    variable-rate recordings stay in sync with their audio;
 2. length: scenes shorter than ``min_seconds`` (3 s) are dropped; scenes longer than
    ``max_seconds`` (no limit by default) are cut into equal pieces;
@@ -55,6 +56,7 @@ from bench.data.prepare.faces import (
 )
 from bench.data.prepare.crop import Box, upscale_factor
 from bench.data.prepare.framing import CropJob, CropSettings, crop_clip
+from bench.data.prepare.jumpcuts import JumpCutSettings
 from bench.data.prepare.sources import (
     DECODE_ERRORS,
     VIDEO_SUFFIXES,
@@ -96,6 +98,8 @@ class PrepareOptions:
     # scenes and length
     scene_threshold: float = 27.0            # PySceneDetect ContentDetector threshold
     min_scene_seconds: float = 0.6           # its shortest scene
+    jump_cuts: bool = True                   # also split at jump cuts (PySceneDetect's adaptive detector)
+    jump_cut_threshold: float = 3.0          # its ratio to the neighbouring frames' change
     min_seconds: float = 3.0                 # clips shorter than this are dropped
     max_seconds: float | None = None         # longer scenes are cut into equal pieces (None: no limit)
     # faces
@@ -145,6 +149,7 @@ class PrepareOptions:
             ("size", self.size >= 16 and self.size % 2 == 0, f"must be even and >= 16, got {self.size}"),
             ("fps", self.fps is None or self.fps > 0, f"must be > 0, got {self.fps}"),
             ("workers", self.workers >= 1, f"must be >= 1, got {self.workers}"),
+            ("jump_cut_threshold", self.jump_cut_threshold > 1, f"must be > 1, got {self.jump_cut_threshold}"),
             ("min_seconds", self.min_seconds > 0, f"must be > 0, got {self.min_seconds}"),
             ("max_seconds", self.max_seconds is None or self.max_seconds >= self.min_seconds,
              f"must be >= min_seconds ({self.min_seconds:g}), got {self.max_seconds}"),
@@ -173,6 +178,7 @@ class PrepareOptions:
     def measurement_settings(self) -> dict[str, Any]:
         """The settings the per-source measurements depend on (a change re-measures the sources)."""
         return {"fps": self.fps, "scene_threshold": self.scene_threshold, "min_scene_seconds": self.min_scene_seconds,
+                "jump_cuts": self.jump_cuts, "jump_cut_threshold": self.jump_cut_threshold,
                 "min_seconds": self.min_seconds, "max_seconds": self.max_seconds,
                 "face_detector": self.face_detector,
                 "face_model": self.face_model, "min_face_size": self.min_face_size,
@@ -202,6 +208,7 @@ class PrepareSummary:
     sources: int = 0
     unreadable: list[tuple[str, str]] = field(default_factory=list)
     scenes: int = 0
+    jump_cuts: list[tuple[str, int]] = field(default_factory=list)   # (source, source frame) split there
     decisions: list[ClipDecision] = field(default_factory=list)
     in_manifest: int = 0
     awaiting_motion: list[str] = field(default_factory=list)
@@ -326,6 +333,7 @@ class Preparation:
                     (state["source"], f"failed part-way ({len(state.get('clips', {}))} scene(s) before the error "
                                       f"kept): {state.get('error', '')}"))
             self.summary.scenes += len(state.get("clips", {}))
+            self.summary.jump_cuts += [(state["source"], int(frame)) for frame in state.get("jump_cuts", [])]
             for clip, entry in state.get("clips", {}).items():
                 decision = decide_clip(clip, state["source"], entry, self.options, speaker_counts,
                                        _frame_size(state))
@@ -355,6 +363,11 @@ class Preparation:
         self._write_logs()
         return self.summary
 
+    def _scene_settings(self) -> SceneSettings:
+        o = self.options
+        jumps = JumpCutSettings(adaptive_threshold=o.jump_cut_threshold) if o.jump_cuts else None
+        return SceneSettings(o.scene_threshold, o.min_scene_seconds, jumps)
+
     def _measure(self, sources: list[Path]) -> list[dict[str, Any]]:
         """Measure every source not measured yet (or changed since); return all their states."""
         o = self.options
@@ -368,7 +381,7 @@ class Preparation:
                 states[source] = state
             else:
                 jobs.append(MeasureJob(source, name, self.workspace, (o.face_detector, o.face_model, o.min_face_size),
-                                       SceneSettings(o.scene_threshold, o.min_scene_seconds), o.min_seconds,
+                                       self._scene_settings(), o.min_seconds,
                                        o.samples_per_second, o.max_samples, digest, state, o.fps, o.max_seconds))
 
         def report(job: MeasureJob, state: dict[str, Any]) -> None:
@@ -526,6 +539,15 @@ class Preparation:
         write_text_atomic(self.workspace.root / "report.md", report_markdown(s, self.options, self.workspace))
 
 
+def _jump_cut_text(summary: PrepareSummary, options: PrepareOptions) -> str:
+    """How many jump cuts split the sources, and where (the first few: source and frame)."""
+    if not options.jump_cuts:
+        return "not looked for (--no-jump-cuts)"
+    where = ", ".join(f"`{source}` frame {frame}" for source, frame in summary.jump_cuts[:10])
+    more = f" and {len(summary.jump_cuts) - 10} more" if len(summary.jump_cuts) > 10 else ""
+    return f"{len(summary.jump_cuts)}" + (f" ({where}{more})" if where else "")
+
+
 def _share_text(summary: PrepareSummary) -> str:
     total = summary.train_seconds + summary.test_seconds
     return f"{summary.test_seconds / total:.0%}" if total > 0 else "none"
@@ -613,6 +635,7 @@ def report_markdown(summary: PrepareSummary, options: PrepareOptions, workspace:
     lines = [f"# Data preparation of `{s.identity}` ({PREPARE_VERSION})", "",
              f"- sources: {s.sources} video(s), {len(s.unreadable)} unreadable or damaged",
              f"- scenes: {s.scenes}; kept after the filters: {s.kept}; in the manifest: {s.in_manifest}",
+             f"- jump cuts inside a shot split there: {_jump_cut_text(s, options)}",
              f"- waiting for motion (SMPL-X fits): {len(s.awaiting_motion)} clip(s), listed in "
              f"`awaiting_motion.txt`",
              f"- split by whole source videos: train {s.train_seconds / 3600:.3g} h, test {s.test_seconds / 3600:.3g} h "

@@ -22,8 +22,10 @@ from typing import Any
 import av
 import numpy as np
 from scenedetect import ContentDetector, SceneManager
+from scenedetect.detector import SceneDetector
 
 from bench.data.prepare.faces import Face, FaceDetector, sample_frame_indices
+from bench.data.prepare.jumpcuts import JumpCutSettings, jump_cut_detector
 from bench.data.prepare.scene_stream import PresentedFrames
 from metrics.io import bounded
 from metrics.io.audio import SAMPLE_RATE, write_wav
@@ -57,11 +59,27 @@ class Scene:
 
 @dataclass(frozen=True)
 class SceneSettings:
-    """PySceneDetect's content detector: ``threshold`` on the HSV content change between frames,
-    ``min_scene_seconds`` the shortest scene it may cut out."""
+    """The scene split: PySceneDetect's content detector (``threshold`` on the HSV content change
+    between frames) for shot changes, and its adaptive detector for jump cuts inside a shot
+    (``jump_cuts``, ``bench.data.prepare.jumpcuts``; None: shot changes only);
+    ``min_scene_seconds`` the shortest scene either may cut out."""
 
     threshold: float = 27.0
     min_scene_seconds: float = 0.6
+    jump_cuts: JumpCutSettings | None = JumpCutSettings()
+
+
+@dataclass(frozen=True)
+class SceneCuts:
+    """Where a source is split, as presented-frame indices (0 excluded): ``shot`` changes found by
+    the content detector, and ``jump`` cuts inside a shot that only the adaptive detector found."""
+
+    shot: list[int]
+    jump: list[int]
+
+    @property
+    def all(self) -> list[int]:
+        return sorted(self.shot + self.jump)
 
 
 class SourceNameClash(ValueError):
@@ -142,21 +160,75 @@ def settings_digest(settings: dict[str, Any]) -> str:
 
 
 def detect_cuts(path: Path, fps: float, settings: SceneSettings) -> list[int]:
-    """Source frame indices where PySceneDetect's ``ContentDetector`` starts a new scene (0 excluded).
+    """Source frame indices where a new scene starts (0 excluded): shot changes and, unless
+    ``settings.jump_cuts`` is None, jump cuts (``detect_scene_cuts`` tells them apart)."""
+    return detect_scene_cuts(path, fps, settings).all
+
+
+def detect_scene_cuts(path: Path, fps: float, settings: SceneSettings) -> SceneCuts:
+    """Shot changes (PySceneDetect's ``ContentDetector``) and jump cuts (its ``AdaptiveDetector``,
+    ``bench.data.prepare.jumpcuts``) of a source, in one decoding pass.
 
     An index counts the frames a player presents (``metrics.io.video``'s indices): PySceneDetect is
     fed those frames by position (``PresentedFrames``), since its own backend numbers frames by
     time x nominal rate, which on a variable-rate or edit-listed file is not their position.
+    A hard cut usually fires both detectors: an adaptive cut closer than ``min_scene_seconds`` to
+    a shot change is that shot change, not a jump cut.
     """
     min_len = max(1, int(round(settings.min_scene_seconds * fps)))
+    shot = _RecordedCuts(ContentDetector(threshold=settings.threshold, min_scene_len=min_len))
+    detectors = [shot]
+    jump = None
+    if settings.jump_cuts is not None:
+        jump = _RecordedCuts(jump_cut_detector(min_len, settings.jump_cuts))
+        detectors.append(jump)
     video = PresentedFrames(path, fps)
     try:
         manager = SceneManager()
-        manager.add_detector(ContentDetector(threshold=settings.threshold, min_scene_len=min_len))
+        for detector in detectors:
+            manager.add_detector(detector)
         manager.detect_scenes(video=video)
     finally:
         video.close()
-    return sorted({int(start.frame_num) for start, _ in manager.get_scene_list()} - {0})
+    shots = sorted(set(shot.cuts) - {0})
+    jumps = [] if jump is None else sorted(
+        cut for cut in set(jump.cuts) - {0} if all(abs(cut - other) >= min_len for other in shots))
+    return SceneCuts(shots, jumps)
+
+
+class _RecordedCuts(SceneDetector):
+    """A PySceneDetect detector that keeps the frame numbers of the cuts it reports, so that cuts
+    of several detectors sharing one ``SceneManager`` (one decoding pass) can be told apart."""
+
+    def __init__(self, inner: SceneDetector) -> None:
+        super().__init__()
+        self.inner = inner
+        self.cuts: list[int] = []
+
+    def _record(self, cuts: list) -> list:
+        self.cuts += [int(cut.frame_num) for cut in cuts]
+        return cuts
+
+    def process_frame(self, timecode, frame_img):
+        return self._record(self.inner.process_frame(timecode, frame_img))
+
+    def post_process(self, timecode):
+        return self._record(self.inner.post_process(timecode))
+
+    @property
+    def event_buffer_length(self) -> int:
+        return self.inner.event_buffer_length
+
+    @property
+    def stats_manager(self):
+        return self.inner.stats_manager
+
+    @stats_manager.setter
+    def stats_manager(self, value) -> None:
+        self.inner.stats_manager = value
+
+    def get_metrics(self) -> list[str]:
+        return self.inner.get_metrics()
 
 
 def read_frame_times(path: Path) -> np.ndarray:
@@ -317,6 +389,9 @@ def measure_source(source: Path, name: str, workspace: Workspace, detector: Face
     """Split ``source`` into scenes, write the candidate clips of scenes of at least ``min_seconds``,
     detect faces on sampled frames; return (and save) the source's state.
 
+    The split is at shot changes and jump cuts (``detect_scene_cuts``); the state keeps both lists
+    (``shot_cuts``, ``jump_cuts``: source frame indices) so that the report can count them.
+
     Frames are turned upright (``display_rotation``), resampled to a constant ``fps`` by their
     timestamps (``Timeline``; None: the source's average rate), and each clip's audio is cut at its
     first and last frame's times.
@@ -347,7 +422,8 @@ def measure_source(source: Path, name: str, workspace: Workspace, detector: Face
         rotation = display_rotation(source)
         timeline = make_timeline(times, fps or info.fps)
         audio_offset = timeline.start - track.start
-        scenes = detect_scenes(source, timeline, scene_settings, info.fps)
+        cuts = detect_scene_cuts(source, info.fps, scene_settings)
+        scenes = scenes_on_timeline(cuts.all, timeline)
     except (*DECODE_ERRORS, FileNotFoundError) as error:
         state.update(status="unreadable", error=str(error).replace(str(source), source.name))
         write_json_atomic(path, state)
@@ -357,7 +433,8 @@ def measure_source(source: Path, name: str, workspace: Workspace, detector: Face
     state.update(fps=timeline.fps, num_frames=timeline.num_frames, width=width, height=height, rotation=rotation,
                  seconds=timeline.num_frames / timeline.fps, source_fps=info.fps, source_frames=len(times),
                  max_timing_error=round(float(np.max(np.abs(times[timeline.source_index] - targets))), 4),
-                 audio_offset=round(audio_offset, 4), scenes=[[s.start, s.end] for s in scenes])
+                 audio_offset=round(audio_offset, 4), scenes=[[s.start, s.end] for s in scenes],
+                 shot_cuts=cuts.shot, jump_cuts=cuts.jump)
     write_json_atomic(path, state)
     try:
         with VideoReader(source) as video:
