@@ -69,7 +69,7 @@ class SyncNetConfig:
     def reduced(cls, divisor: int) -> SyncNetConfig:
         """The published widths divided by ``divisor`` (at least 1 channel each)."""
         base = cls()
-        shrink = lambda value: max(1, value // divisor)  # noqa: E731
+        shrink = lambda value: max(1, value // divisor)
         return cls(tuple(map(shrink, base.audio_channels)), tuple(map(shrink, base.lip_channels)),
                    shrink(base.hidden), shrink(base.embedding))
 
@@ -197,7 +197,7 @@ def read_syncnet_state(path: str | os.PathLike, max_bytes: int = MAX_SYNCNET_BYT
         raise SyncNetFileError(str(error)) from None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:   # torch raises pickle, zip and runtime errors for a bad file
+    except Exception as error:  # noqa: BLE001 - torch raises pickle, zip and runtime errors for a bad file
         last = str(error).strip().splitlines()[-1] if str(error).strip() else ""
         raise SyncNetFileError(f"{path}: not a torch state dict readable with weights_only=True "
                                f"({type(error).__name__}: {last})") from None

@@ -15,8 +15,15 @@ import zipfile
 import pytest
 import torch
 
-from metrics.syncnet import (SyncNet, SyncNetConfig, SyncNetFileError, config_from_state_dict, load_syncnet,
-                             save_syncnet, standin_card_path)
+from metrics.syncnet import (
+    SyncNet,
+    SyncNetConfig,
+    SyncNetFileError,
+    config_from_state_dict,
+    load_syncnet,
+    save_syncnet,
+    standin_card_path,
+)
 
 # (key prefix, weight shape) of every convolution / linear of syncnet_v2.model, from SyncNetModel.S.
 PUBLISHED_WEIGHTS = {
