@@ -82,6 +82,10 @@ def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--dwpose-pose", help="dw-ll_ucoco_384.onnx")
     g.add_argument("--crop-margin", type=float, default=d.crop_margin,
                    help="margin around the person, fraction of its size")
+    g.add_argument("--max-person-jump", type=float, default=d.max_person_jump,
+                   help="drop a clip whose keypoints (median point) or mask box move more than this fraction of "
+                   "the person's size between two consecutive frames: a cut the scene split missed, or a "
+                   "tracker that changed person (0: not checked)")
     g = parser.add_argument_group("split")
     g.add_argument("--test-fraction", type=float, default=d.test_fraction,
                    help="share of the identity's hours held out, by whole source videos")

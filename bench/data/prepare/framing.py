@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.data.prepare import continuity
 from bench.data.prepare import crop as cropping
 from bench.data.prepare.sources import Workspace, clip_faces, file_signature, read_json
 from metrics.io.audio import SAMPLE_RATE, load_audio
@@ -38,6 +39,7 @@ class CropSettings:
     keypoints: str | None = None
     dwpose_detector: str | None = None
     dwpose_pose: str | None = None
+    max_person_jump: float | None = continuity.DEFAULT_MAX_JUMP   # None: no continuity check
 
 
 @dataclass(frozen=True)
@@ -58,14 +60,18 @@ def crop_clip(job: CropJob) -> dict[str, Any] | None:
     """Crop the candidate clip to the output size, once (redone when its inputs change).
 
     Returns the crop record (``box``, ``person_box_source``, ``num_frames``, ``keypoints``...) or
-    None when no person was found. Bad mask or keypoint files raise ``ValueError``.
+    None when no person was found. Bad mask or keypoint files raise ``ValueError``; a person who
+    jumps between consecutive frames of the keypoints or masks raises
+    ``continuity.PersonJumpError`` (a ``ValueError`` naming the clip and the frame).
     """
     s = job.settings
     record_path = job.workspace.root / "crops" / f"{job.clip}.json"
     video_out = job.clips_dir / f"{job.clip}.mp4"
-    person, source_label, keypoints = person_box(job)
+    person, source_label, keypoints, jumps = person_box(job)
     if person is None:
         return None
+    if jumps:
+        raise continuity.PersonJumpError(job.clip, jumps)
     box = cropping.square_crop_box(person, job.width, job.height, s.margin)
     record = {"box": box.to_list(), "person_box_source": source_label, "size": s.size,
               "candidate": file_signature(job.workspace.candidate_video(job.clip)),
@@ -92,14 +98,19 @@ def crop_clip(job: CropJob) -> dict[str, Any] | None:
     return record
 
 
-def person_box(job: CropJob) -> tuple[cropping.Box | None, str, np.ndarray | None]:
-    """The person's extent over the clip, which source gave it, and the keypoints when there are some."""
+def person_box(job: CropJob) -> tuple[cropping.Box | None, str, np.ndarray | None, list[continuity.Discontinuity]]:
+    """The person's extent over the clip, which source gave it, the keypoints when there are some,
+    and where the person jumps between consecutive frames of the masks or keypoints
+    (``bench.data.prepare.continuity``; the sampled faces of the fallback are not consecutive, so
+    not checked)."""
     s = job.settings
     num_frames = job.entry["end"] - job.entry["start"]
+    checked = s.max_person_jump is not None
     if s.masks is not None:
         masks = mask_frames(Path(s.masks), job.clip, num_frames, (job.height, job.width))
         if masks is not None:
-            return cropping.person_box_from_masks(masks), "masks", None
+            jumps = continuity.box_jumps(continuity.mask_boxes(masks), s.max_person_jump) if checked else []
+            return cropping.person_box_from_masks(masks), "masks", None, jumps
     keypoints, label = None, ""
     if s.keypoints is not None:
         keypoints, label = load_keypoints(Path(s.keypoints) / f"{job.clip}.npz", num_frames), "keypoints"
@@ -108,10 +119,11 @@ def person_box(job: CropJob) -> tuple[cropping.Box | None, str, np.ndarray | Non
     if keypoints is not None:
         box = cropping.person_box_from_keypoints(keypoints, s.keypoint_threshold)
         if box is not None:
-            return box, label, keypoints
+            jumps = continuity.keypoint_jumps(keypoints, s.keypoint_threshold, s.max_person_jump) if checked else []
+            return box, label, keypoints, jumps
     faces = [max(frame, key=lambda f: f.confidence) for frame in clip_faces(job.entry) if frame]
     boxes = [cropping.Box(f.x0, f.y0, f.x1, f.y1) for f in faces if f.confidence >= s.face_confidence]
-    return cropping.person_box_from_faces(boxes, job.width, job.height), "faces", None
+    return cropping.person_box_from_faces(boxes, job.width, job.height), "faces", None, []
 
 
 _DWPOSE: dict[tuple[str, str], Any] = {}     # one DWPose per process and model pair

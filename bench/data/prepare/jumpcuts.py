@@ -13,11 +13,13 @@ spike stands out even when it is small in absolute terms. With ``adaptive_thresh
 Bunny excerpt (PySceneDetect 0.7.2; its defaults, 3 and 15, find only the 30-frame jump). Not
 lower: the 8-frame jump (ratio 2.4, content 8.4) is within what a variable-rate recording's
 doubled frame intervals give (ratio about 2), and a threshold of 2 cut such recordings at every
-doubled interval. Small jumps need the person's pose between consecutive frames (not done yet).
+doubled interval. Small jumps need the person's pose between consecutive frames (below).
 
 Part of the default scene split (``sources.detect_scene_cuts`` runs it beside the content detector
 in one decoding pass; ``imac-bench data prepare --no-jump-cuts`` turns it off): a cut only it finds
-is counted as a jump cut in the report.
+is counted as a jump cut in the report. What a detector on the picture cannot see (a small jump
+of the person, a tracker that swaps people) the crop stage checks on the person's keypoints or
+masks between consecutive frames (``bench.data.prepare.continuity``).
 """
 
 from __future__ import annotations

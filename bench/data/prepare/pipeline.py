@@ -17,7 +17,9 @@ The paper's pipeline, stage by stage (``imac-bench data prepare RAW_DIR --identi
 5. audio: 16 kHz mono wav per clip, decoded by PyAV (no system ffmpeg);
 6. motion: per-clip SMPL-X fits (SHOW's files) imported into the motion npz, frame counts checked;
 7. crop: one square box per clip from the person's extent over all its frames (DWPose keypoints,
-   a mask, or the face fallback), resized to ``size``;
+   a mask, or the face fallback), resized to ``size``; a clip whose keypoints or masks show the
+   person jumping between consecutive frames is dropped, naming the frame
+   (``bench.data.prepare.continuity``);
 8. split by source video, ``manifest.jsonl``, ``statistics.md`` (the paper's Table 1), and per
    identity a ``report.md`` and a ``dropped.csv`` naming every dropped clip and why.
 
@@ -54,6 +56,7 @@ from bench.data.prepare.faces import (
     make_face_detector,
     several_faces_fraction,
 )
+from bench.data.prepare.continuity import DEFAULT_MAX_JUMP, PersonJumpError
 from bench.data.prepare.crop import Box, upscale_factor
 from bench.data.prepare.framing import CropJob, CropSettings, crop_clip
 from bench.data.prepare.jumpcuts import JumpCutSettings
@@ -127,6 +130,7 @@ class PrepareOptions:
     dwpose_pose: str | None = None
     keypoint_threshold: float = 0.3
     crop_margin: float = 0.05
+    max_person_jump: float = DEFAULT_MAX_JUMP   # keypoints/masks between consecutive frames (0: not checked)
     # split
     test_fraction: float = 0.05
     test_sources: tuple[str, ...] = ()
@@ -150,6 +154,7 @@ class PrepareOptions:
             ("fps", self.fps is None or self.fps > 0, f"must be > 0, got {self.fps}"),
             ("workers", self.workers >= 1, f"must be >= 1, got {self.workers}"),
             ("jump_cut_threshold", self.jump_cut_threshold > 1, f"must be > 1, got {self.jump_cut_threshold}"),
+            ("max_person_jump", self.max_person_jump >= 0, f"must be >= 0 (0: not checked), got {self.max_person_jump}"),
             ("min_seconds", self.min_seconds > 0, f"must be > 0, got {self.min_seconds}"),
             ("max_seconds", self.max_seconds is None or self.max_seconds >= self.min_seconds,
              f"must be >= min_seconds ({self.min_seconds:g}), got {self.max_seconds}"),
@@ -209,6 +214,7 @@ class PrepareSummary:
     unreadable: list[tuple[str, str]] = field(default_factory=list)
     scenes: int = 0
     jump_cuts: list[tuple[str, int]] = field(default_factory=list)   # (source, source frame) split there
+    person_jumps: list[tuple[str, int]] = field(default_factory=list)  # (clip, first frame after the jump) dropped
     decisions: list[ClipDecision] = field(default_factory=list)
     in_manifest: int = 0
     awaiting_motion: list[str] = field(default_factory=list)
@@ -402,7 +408,7 @@ class Preparation:
         """Crop, audio and motion of every kept clip; the manifest lines of the complete ones."""
         o = self.options
         settings = CropSettings(o.size, o.crop_margin, o.confidence, o.keypoint_threshold, o.masks, o.keypoints,
-                                o.dwpose_detector, o.dwpose_pose)
+                                o.dwpose_detector, o.dwpose_pose, o.max_person_jump or None)
         jobs = [CropJob(decision.clip_id, entry, state["width"], state["height"], state["fps"], self.workspace,
                         self.clips_dir, settings) for decision, entry, state in kept]
         crops = run_jobs(_crop_or_error, jobs, o.workers, self.progress, f"{o.identity}: clips", "clip",
@@ -411,6 +417,10 @@ class Preparation:
         upscaled: list[tuple[float, str]] = []
         for (decision, entry, state), crop in zip(kept, crops):
             clip = decision.clip_id
+            if isinstance(crop, dict) and "continuity" in crop:   # the person jumps: not one take
+                decision.kept, decision.stage, decision.reason = False, "continuity", crop["continuity"]
+                self.summary.person_jumps.append((clip, crop["frames"][0]))
+                continue
             if isinstance(crop, str) or crop is None:   # an error message, or no person found
                 decision.kept, decision.stage = False, "crop"
                 decision.reason = crop or "no person found to crop around"
@@ -622,9 +632,12 @@ def measure_job(job: MeasureJob) -> dict[str, Any]:
 
 
 def _crop_or_error(job: CropJob) -> dict[str, Any] | str | None:
-    """``crop_clip``, with an unreadable candidate or a bad mask or keypoints file as its message."""
+    """``crop_clip``, with an unreadable candidate or a bad mask or keypoints file as its message, and
+    a person who jumps between consecutive frames as ``{"continuity": message, "frames": [...]}``."""
     try:
         return crop_clip(job)
+    except PersonJumpError as error:
+        return {"continuity": str(error), "frames": [jump.frame for jump in error.jumps]}
     except DECODE_ERRORS as error:   # ValueError included
         return str(error)
 
@@ -651,6 +664,14 @@ def report_markdown(summary: PrepareSummary, options: PrepareOptions, workspace:
                  f"face in view (frontality >= {options.min_frontality:g} where the detector gives landmarks) in at "
                  f"least {options.min_frontal_fraction:.0%} of the frames sampled at "
                  f"{options.samples_per_second:g}/s (at most {options.max_samples} per clip)")
+    if options.max_person_jump:
+        jumped = ", ".join(f"`{clip}` at frame {frame}" for clip, frame in s.person_jumps[:10])
+        more = f" and {len(s.person_jumps) - 10} more" if len(s.person_jumps) > 10 else ""
+        lines.append(f"- person continuity (keypoints or masks, every pair of consecutive frames; the face fallback "
+                     f"is not checked): {len(s.person_jumps)} clip(s) dropped where the person jumps by more than "
+                     f"{options.max_person_jump:g} of its size" + (f" ({jumped}{more})" if jumped else ""))
+    else:
+        lines.append("- person continuity: not checked (--max-person-jump 0)")
     boxes = ", ".join(f"{k}: {v}" for k, v in sorted(s.person_boxes.items())) or "none"
     lines.append(f"- crop: person box from {boxes} (`faces` is the fallback: face boxes widened, down to the "
                  f"frame's bottom); {options.size}x{options.size}, margin {options.crop_margin:g}")
