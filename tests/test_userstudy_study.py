@@ -106,8 +106,10 @@ def test_an_unknown_key_is_named_with_its_section(tmp_path):
     with pytest.raises(StudyError) as error:
         load_study(folder)
     message = str(error.value)
-    assert "study.json: unknown key 'titel' (known: criteria, instructions, methods, seed, title, trials)" in message
-    assert "trials[1] ('t2'): unknown key 'refrence' (known: check, clip, id, reference, videos)" in message
+    assert ("study.json: unknown key 'titel' (known: completion_code, completion_url, consent, criteria, "
+            "instructions, methods, play_through, preference_levels, seed, title, trials)") in message
+    assert ("trials[1] ('t2'): unknown key 'refrence' (known: check, clip, criteria, id, kind, method, "
+            "reference, videos)") in message
     assert "criteria[0]: unknown key 'questoin' (known: name, question)" in message
     assert len(error.value.problems) == 3
 

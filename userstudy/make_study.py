@@ -22,6 +22,7 @@ and ``STUDY/study.json`` is written (format: ``userstudy.study``). The Python AP
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import os
@@ -66,15 +67,27 @@ def _files_by_stem(folder: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
     return found
 
 
+def page_options(play_through: bool = True, consent: str = "", completion_code: str = "",
+                 completion_url: str = "", preference_levels: int = 3) -> dict:
+    """The study file's page options that differ from their defaults (``userstudy.study``)."""
+    options = {"play_through": play_through, "consent": consent, "completion_code": completion_code,
+               "completion_url": completion_url, "preference_levels": preference_levels}
+    defaults = {"play_through": True, "consent": "", "completion_code": "", "completion_url": "",
+                "preference_levels": 3}
+    return {k: v for k, v in options.items() if v != defaults[k]}
+
+
 def make_study(out: str | os.PathLike, method_folders: dict[str, str | os.PathLike],
                criteria: list[str] | None = None, title: str = DEFAULT_TITLE,
                instructions: str = "", references: str | os.PathLike | None = None,
-               seed: str | None = None) -> Study:
+               seed: str | None = None, play_through: bool = True, consent: str = "",
+               completion_code: str = "", completion_url: str = "") -> Study:
     """Make a study folder from one folder of videos per method (the command); returns the checked study.
 
     A trial is a file name (without suffix) present in every method's folder; names missing from
     some folders are errors, not silently skipped. Videos (and references, matched by the same
-    name) are copied into ``out/videos/<method>/`` and ``out/references/``.
+    name) are copied into ``out/videos/<method>/`` and ``out/references/``. ``play_through``,
+    ``consent``, ``completion_code`` and ``completion_url`` are the page's options (``userstudy.study``).
     """
     out = Path(out)
     if (out / STUDY_FILE).exists():
@@ -139,6 +152,7 @@ def make_study(out: str | os.PathLike, method_folders: dict[str, str | os.PathLi
         "methods": list(method_folders),
         "criteria": [{"name": c, "question": default_question(c)} for c in criteria],
         "trials": trials,
+        **page_options(play_through, consent, completion_code, completion_url),
     }
     study = parse_study(document, out)
     write_text_atomic(out / STUDY_FILE, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
@@ -196,7 +210,9 @@ def make_study_from_run(out: str | os.PathLike, run: str | os.PathLike, methods:
                         identities: list[str] | None = None, trials_per_identity: int | None = None,
                         frozen_checks: int = 0, repeat_checks: int = 0, check_criteria: list[str] | None = None,
                         criteria: list[str] | None = None, title: str = DEFAULT_TITLE, instructions: str = "",
-                        seed: str | None = None) -> Study:
+                        seed: str | None = None, pairwise_trials: int = 0, preference_levels: int = 3,
+                        play_through: bool = True, consent: str = "", completion_code: str = "",
+                        completion_url: str = "") -> Study:
     """Make a study folder from a benchmark run folder; returns the checked study.
 
     Reads ``run/run.json`` (its ``methods``: the study's methods are those minus the controls, or
@@ -210,8 +226,14 @@ def make_study_from_run(out: str | os.PathLike, run: str | os.PathLike, methods:
     Attention checks (``userstudy.study``): ``frozen_checks`` trials in which one method's slot
     (drawn at random) shows the run's ``static`` video of the clip, to be ranked last on
     ``check_criteria`` (default: sound-video synchronization, the criterion a frozen video plainly
-    fails); ``repeat_checks`` trials that repeat a drawn trial. Raises ``StudyError`` listing
-    every problem; nothing is written then.
+    fails); ``repeat_checks`` trials that repeat a drawn trial.
+
+    A pairwise block: ``pairwise_trials`` trials of kind ``compare`` (two methods' videos of one
+    drawn clip, answered with a preference on ``preference_levels`` levels on every criterion), the
+    pairs of methods taken in turn so each pair is asked about equally often, the clips drawn at
+    random. The page options (``play_through``, ``consent``, ``completion_code``,
+    ``completion_url``) go into the study file. Raises ``StudyError`` listing every problem;
+    nothing is written then.
     """
     out, run = Path(out), Path(run)
     seed = seed or secrets.token_hex(8)
@@ -240,7 +262,8 @@ def make_study_from_run(out: str | os.PathLike, run: str | os.PathLike, methods:
             problems.append(f"identities: {', '.join(unknown)} not in the run (it has {', '.join(present)})")
     if trials_per_identity is not None and trials_per_identity < 1:
         problems.append(f"trials per identity must be at least 1, got {trials_per_identity}")
-    for count, name in ((frozen_checks, "frozen checks"), (repeat_checks, "repeat checks")):
+    for count, name in ((frozen_checks, "frozen checks"), (repeat_checks, "repeat checks"),
+                        (pairwise_trials, "pairwise trials")):
         if count < 0:
             problems.append(f"{name} must be 0 or more, got {count}")
     check_criteria = list(check_criteria) if check_criteria else ([SYNC_CRITERION] if SYNC_CRITERION in criteria else [])
@@ -273,6 +296,10 @@ def make_study_from_run(out: str | os.PathLike, run: str | os.PathLike, methods:
     if problems:
         raise StudyError(problems)
     repeats = rng.sample(drawn, repeat_checks)
+    pair_rng = keyed_rng(seed, "pairwise")
+    pairs = list(itertools.combinations(chosen, 2))
+    pair_rng.shuffle(pairs)
+    pairwise = [(pair_rng.choice(drawn), pairs[i % len(pairs)]) for i in range(pairwise_trials)]
 
     def copy(method: str, identity: str, clip: str, source: Path) -> str:
         relative = f"videos/{name_slug(method)}/{identity}/{clip}.mp4"
@@ -292,8 +319,11 @@ def make_study_from_run(out: str | os.PathLike, run: str | os.PathLike, methods:
     for identity, clip in repeats:
         checks.append({"clip": f"{identity}/{clip}", "videos": dict(by_clip[f"{identity}/{clip}"]["videos"]),
                        "check": {"kind": "repeat", "of": None}})
-    # Opaque ids, numbered in a shuffled order of trials and checks together.
-    order = entries + checks
+    compared = [{"clip": f"{identity}/{clip}", "kind": "compare",
+                 "videos": {m: by_clip[f"{identity}/{clip}"]["videos"][m] for m in pair}}
+                for (identity, clip), pair in pairwise]
+    # Opaque ids, numbered in a shuffled order of trials, checks and pairwise trials together.
+    order = entries + checks + compared
     numbers = list(range(1, len(order) + 1))
     keyed_rng(seed, "ids").shuffle(numbers)
     width = max(3, len(str(len(order))))
@@ -302,16 +332,19 @@ def make_study_from_run(out: str | os.PathLike, run: str | os.PathLike, methods:
     for entry in checks:
         if entry["check"]["kind"] == "repeat":
             entry["check"]["of"] = by_clip[entry["clip"]]["id"]
-    trials = sorted(({"id": e["id"], "clip": e["clip"], "videos": e["videos"],
-                      **({"check": e["check"]} if "check" in e else {})} for e in order), key=lambda e: e["id"])
+    trials = sorted(({"id": e["id"], "clip": e["clip"], **({"kind": e["kind"]} if "kind" in e else {}),
+                      "videos": e["videos"], **({"check": e["check"]} if "check" in e else {})} for e in order),
+                    key=lambda e: e["id"])
     document = {
         "title": title, "instructions": instructions, "seed": seed, "methods": chosen,
         "criteria": [{"name": c, "question": default_question(c)} for c in criteria], "trials": trials,
+        **page_options(play_through, consent, completion_code, completion_url, preference_levels),
     }
     study = parse_study(document, out)
     write_text_atomic(out / STUDY_FILE, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
-    logger.info("study %r from run %s: %d trials (%d attention checks) x %d methods, %d criteria, written to %s",
-                study.title, run, len(study.trials), len(checks), len(chosen), len(criteria), out)
+    logger.info("study %r from run %s: %d trials (%d attention checks, %d pairwise) x %d methods, %d criteria, "
+                "written to %s", study.title, run, len(study.trials), len(checks), len(compared), len(chosen),
+                len(criteria), out)
     return study
 
 
@@ -344,6 +377,20 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                         help="with --run: attention checks that show a trial a second time")
     parser.add_argument("--check-criteria", type=cli.names, metavar="A,B",
                         help="criteria on which a frozen video must rank last (default: sound-video synchronization)")
+    parser.add_argument("--pairwise-trials", type=int, default=0, metavar="N",
+                        help="with --run: a pairwise block of N trials, two methods' videos of a clip each")
+    parser.add_argument("--preference-levels", type=int, default=3, choices=(3, 5),
+                        help="with --run: levels of a pairwise answer (3: left/equal/right; 5: clearly or slightly)")
+    parser.add_argument("--no-play-through", dest="play_through", action="store_false",
+                        help="let participants answer before every video of a trial has played to the end "
+                             "(default: answers unlock once each video has played through)")
+    parser.add_argument("--consent", type=Path, metavar="FILE",
+                        help="a text file: the information and consent text participants agree to first "
+                             "(default: none)")
+    parser.add_argument("--completion-code", default="", metavar="CODE",
+                        help="shown once every trial is saved, e.g. a crowdsourcing platform's code (default: none)")
+    parser.add_argument("--completion-url", default="", metavar="URL",
+                        help="a link shown with the completion code, e.g. the platform's return address (default: none)")
     parser.add_argument("--references", type=Path, metavar="DIR",
                         help="folder with a reference image or video per trial, named like the trial's videos "
                              "(default: none)")
@@ -361,8 +408,17 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = parser.parse_args(argv)
     cli.configure_logging()
     run_only = [f"--{n.replace('_', '-')}" for n in ("methods", "identities", "trials_per_identity", "check_criteria")
-                if getattr(args, n) is not None] + [f"--{n.replace('_', '-')}" for n in ("frozen_checks", "repeat_checks")
+                if getattr(args, n) is not None] + [f"--{n.replace('_', '-')}" for n in ("frozen_checks", "repeat_checks",
+                                                                                        "pairwise_trials")
                                                       if getattr(args, n)]
+    if args.preference_levels != 3:
+        run_only.append("--preference-levels")
+    try:
+        consent = args.consent.read_text(encoding="utf-8").strip() if args.consent is not None else ""
+    except (OSError, UnicodeDecodeError) as error:
+        return cli.fail(f"--consent {args.consent}: cannot be read ({error})")
+    options = {"play_through": args.play_through, "consent": consent, "completion_code": args.completion_code,
+               "completion_url": args.completion_url}
     if args.run is not None:
         if args.references is not None:
             parser.error("--references is for --method folders; a run's study has no reference")
@@ -371,7 +427,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                                 trials_per_identity=args.trials_per_identity, frozen_checks=args.frozen_checks,
                                 repeat_checks=args.repeat_checks, check_criteria=args.check_criteria,
                                 criteria=args.criteria, title=args.title, instructions=args.instructions,
-                                seed=args.seed)
+                                seed=args.seed, pairwise_trials=args.pairwise_trials,
+                                preference_levels=args.preference_levels, **options)
         except StudyError as error:
             return cli.fail(error)
         return 0
@@ -382,7 +439,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         return cli.fail(f"a method is given twice: {names}")
     try:
         make_study(args.out, dict(args.method), criteria=args.criteria, title=args.title,
-                   instructions=args.instructions, references=args.references, seed=args.seed)
+                   instructions=args.instructions, references=args.references, seed=args.seed, **options)
     except StudyError as error:
         return cli.fail(error)
     return 0

@@ -12,7 +12,9 @@ Routes (nothing else is served; no URL is ever mapped onto the file system direc
     GET  /api/study                            title, instructions, criteria, number of trials
     POST /api/participants                     {} -> a new participant id and its resume token;
                                                {"participant": ID} -> register an id given by the
-                                               URL (crowdsourcing platforms); 409 if it exists
+                                               URL (crowdsourcing platforms); 409 if it exists;
+                                               "consent": true is required when the study has a
+                                               consent text
     GET  /api/plan?participant=ID              the participant's trials in order, blinded videos, and
          (header X-Resume-Token: TOKEN)        the answers already saved (to come back); 404 for an
                                                unknown id, 403 for a wrong token
@@ -20,12 +22,17 @@ Routes (nothing else is served; no URL is ever mapped onto the file system direc
                                                HTTP ranges so that seeking works
     POST /api/submit                           {"participant", "token", "trial", "submission",
                                                 "rankings": {criterion: [video ids, best first]}}
+                                               or, for a pairwise trial, "preferences":
+                                               {criterion: -2..2, positive = the left video}
     POST /api/report                           {"participant", "token", "trial", "video"}: this video
                                                does not play
 
 A submission is checked (participant id and token, trial, every criterion ranked, each ranking a
-permutation of that trial's video ids), un-blinded with the participant's plan, and stored by
-``store.AnswerStore`` (SQLite, one transaction per submission; ``rankings.csv`` is its export). A
+permutation of that trial's video ids; a pairwise trial's preference on each of its criteria, one
+of the study's levels), un-blinded with the participant's plan, and stored by
+``store.AnswerStore`` (SQLite, one transaction per submission; ``rankings.csv`` and
+``pairwise.csv`` are its exports). Once every trial is saved, the plan and the reply carry the
+study's completion code. A
 2xx reply means "this exact answer is stored": a submission id already stored with another answer
 gets 409. Malformed requests get a 4xx with a message, never a 500.
 
@@ -72,6 +79,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from userstudy import cli
 from userstudy.store import AnswerStore, StoreError, SubmissionConflict, token_digest
 from userstudy.study import (
+    PREFERENCE_LEVELS,
     VIDEO_SUFFIXES,
     Study,
     StudyError,
@@ -87,6 +95,7 @@ PAGES = {"/": ("index.html", "text/html; charset=utf-8"),
          "/static/study.js": ("study.js", "text/javascript; charset=utf-8"),
          "/static/study.css": ("study.css", "text/css; charset=utf-8")}
 DATABASE_FILE = "study.db"
+PAIRWISE_FILE = "pairwise.csv"
 MAX_BODY = 64 * 1024
 # Every pattern is matched whole (fullmatch): a suffix such as a newline cannot slip past.
 SUBMISSION_PATTERN = re.compile(r"[A-Za-z0-9-]{8,64}")
@@ -140,7 +149,7 @@ class StudyServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], study: Study, limits: Limits | None = None):
         self.study = study
         self.limits = limits or Limits()
-        self.store = AnswerStore(study.root / DATABASE_FILE, study.rankings_path)
+        self.store = AnswerStore(study.root / DATABASE_FILE, study.rankings_path, study.root / PAIRWISE_FILE)
         self._slots = threading.Lock()
         self._active: dict[str, int] = {}
         self._refused_logged = 0.0
@@ -232,6 +241,15 @@ def normalise_token(value: object) -> str | None:
     return "-".join(letters[i:i + 4] for i in range(0, 12, 4))
 
 
+def check_pairwise_submission(study: Study, body: dict) -> tuple[str, str, str]:
+    """The participant, trial and submission id of a pairwise trial's answer."""
+    participant = _participant(body.get("participant"))
+    submission = body.get("submission") or str(uuid.uuid4())
+    if not isinstance(submission, str) or not SUBMISSION_PATTERN.fullmatch(submission):
+        raise RequestError(HTTPStatus.BAD_REQUEST, "submission id: 8-64 letters, digits or '-'")
+    return participant, body["trial"], submission
+
+
 def check_submission(study: Study, body: object) -> tuple[str, str, str, dict[str, list[str]]]:
     """Validate a submission; returns (participant, trial, submission id, rankings by blinded id)."""
     if not isinstance(body, dict):
@@ -253,6 +271,8 @@ def check_submission(study: Study, body: object) -> tuple[str, str, str, dict[st
         raise RequestError(HTTPStatus.BAD_REQUEST, "rank every criterion of the study"
                            + (f"; not ranked: {', '.join(missing)}" if missing else "")
                            + (f"; unknown: {', '.join(map(str, unknown))}" if unknown else ""))
+    if study.trial(trial_id).pairwise:
+        raise RequestError(HTTPStatus.BAD_REQUEST, f"trial {trial_id!r} is answered with preferences, not rankings")
     ids = sorted(b for b, _ in planned_trial(study, participant, trial_id).shown)
     for criterion in names:
         order = rankings[criterion]
@@ -262,6 +282,35 @@ def check_submission(study: Study, body: object) -> tuple[str, str, str, dict[st
                                f"{criterion}: rank each of the videos {', '.join(ids)} exactly once "
                                f"(got {order!r})"[:500])
     return participant, trial_id, submission, {c: list(rankings[c]) for c in names}
+
+
+def check_preferences(study: Study, body: dict, participant: str, trial_id: str) -> dict[str, int]:
+    """A pairwise trial's answer: criterion -> preference on the study's levels, positive = the left video."""
+    preferences = body.get("preferences")
+    names = study.criteria_of(study.trial(trial_id))
+    levels = PREFERENCE_LEVELS[study.preference_levels]
+    if not isinstance(preferences, dict) or sorted(preferences) != sorted(names):
+        raise RequestError(HTTPStatus.BAD_REQUEST, f"preferences must give each of {', '.join(names)} a value "
+                           f"({', '.join(map(str, levels))}; positive = the left video)")
+    for criterion in names:
+        value = preferences[criterion]
+        if type(value) is not int or value not in levels:
+            raise RequestError(HTTPStatus.BAD_REQUEST, f"{criterion}: a preference is one of "
+                               f"{', '.join(map(str, levels))}, got {value!r}"[:300])
+    return {c: preferences[c] for c in names}
+
+
+def preference_rows(study: Study, participant: str, trial_id: str, submission: str,
+                    preferences: dict[str, int], submitted_at: str) -> list[tuple]:
+    """Un-blind a checked pairwise answer into rows of ``store.PAIRWISE_COLUMNS``: the preference for
+    video a (the trial's first slot), and where a was shown."""
+    plan = planned_trial(study, participant, trial_id)
+    trial = plan.trial
+    method_a, method_b = trial.pair(study.methods)
+    a_position = plan.position_of(trial.slots(study.methods)[0])
+    sign = 1 if a_position == 1 else -1
+    return [(participant, trial_id, criterion, method_a, method_b, trial.kind, sign * value, a_position,
+             submission, submitted_at) for criterion, value in preferences.items()]
 
 
 def submission_rows(study: Study, participant: str, trial_id: str, submission: str,
@@ -476,10 +525,15 @@ class StudyHandler(BaseHTTPRequestHandler):
         self._json(HTTPStatus.OK, {
             "title": study.title, "instructions": study.instructions, "trials": len(study.trials),
             "methods": len(study.methods),
-            "criteria": [{"name": c.name, "question": c.question} for c in study.criteria]})
+            "criteria": [{"name": c.name, "question": c.question} for c in study.criteria],
+            "play_through": study.play_through, "consent": study.consent,
+            "preference_levels": study.preference_levels})
 
     def _new_participant(self, segments, query) -> None:
         body = self._json_body(optional=True)
+        if self.server.study.consent and body.get("consent") is not True:
+            raise RequestError(HTTPStatus.BAD_REQUEST, "agree to the study's information and consent text "
+                               "first (\"consent\": true)", {"consent_required": True})
         token = new_token()
         if "participant" in body:
             participant = _participant(body["participant"])
@@ -490,6 +544,8 @@ class StudyHandler(BaseHTTPRequestHandler):
             participant = new_participant_id()
             while not self.server.store.add_participant(participant, token_digest(token), utc_now()):
                 participant = new_participant_id()
+        if self.server.study.consent:
+            self.server.store.consent(participant, utc_now())
         logger.info("new participant %s", participant)
         self._json(HTTPStatus.CREATED, {"participant": participant, "token": token})
 
@@ -498,24 +554,45 @@ class StudyHandler(BaseHTTPRequestHandler):
         participant = _participant((query.get("participant") or [None])[0])
         issued = self._authorise(participant, self.headers.get(TOKEN_HEADER))
         saved = self.server.store.saved(participant)
+        preferred = self.server.store.saved_preferences(participant)
         trials = []
         for planned in participant_plan(study, participant):
             trial = planned.trial
-            answer = saved.get(trial.id)
+            criteria = study.criteria_of(trial)
             base = f"/media/{participant}/{trial.id}/"
-            trials.append({
-                "trial": trial.id,
+            entry = {
+                "trial": trial.id, "kind": "pairwise" if trial.pairwise else "rank", "criteria": criteria,
                 "videos": [{"id": b, "url": base + b} for b, _ in planned.shown],
                 "reference": {"url": base + "reference",
                               "kind": "video" if trial.reference.lower().endswith(VIDEO_SUFFIXES) else "image"}
                 if trial.reference else None,
-                "saved": {c: [planned.blind_id_of(m) for m in methods] for c, methods in answer.items()}
-                if answer and set(answer) >= {c.name for c in study.criteria} else None,
-            })
-        reply = {"participant": participant, "trials": trials}
+                "saved": None,
+            }
+            if trial.pairwise:
+                answer = preferred.get(trial.id)
+                if answer and set(answer) >= set(criteria):
+                    # stored for video a; the page's value is for the left video
+                    sign = 1 if planned.position_of(trial.slots(study.methods)[0]) == 1 else -1
+                    entry["saved"] = {c: sign * answer[c] for c in criteria}
+            else:
+                answer = saved.get(trial.id)
+                if answer and set(answer) >= set(criteria):
+                    entry["saved"] = {c: [planned.blind_id_of(m) for m in methods] for c, methods in answer.items()}
+            trials.append(entry)
+        reply = {"participant": participant, "trials": trials, **self._completion(participant)}
         if issued:
             reply["token"] = issued
         self._json(HTTPStatus.OK, reply)
+
+    def _completion(self, participant: str) -> dict:
+        """``{"complete": bool}``, with the study's completion code and address once every trial is saved."""
+        study, store = self.server.study, self.server.store
+        done = set(store.saved(participant)) | set(store.saved_preferences(participant))
+        complete = all(t.id in done for t in study.trials)
+        reply = {"complete": complete}
+        if complete and (study.completion_code or study.completion_url):
+            reply["completion"] = {"code": study.completion_code, "url": study.completion_url}
+        return reply
 
     def _media(self, segments, query) -> None:
         study = self.server.study
@@ -585,18 +662,27 @@ class StudyHandler(BaseHTTPRequestHandler):
     def _submit(self, segments, query) -> None:
         body = self._json_body()
         study = self.server.study
-        participant, trial_id, submission, rankings = check_submission(study, body)
-        self._authorise(participant, body.get("token"))
-        rows = submission_rows(study, participant, trial_id, submission, rankings, utc_now())
+        trial = study.trial(body.get("trial")) if is_valid_id(body.get("trial")) else None
+        if trial is not None and trial.pairwise:
+            participant, trial_id, submission = check_pairwise_submission(study, body)
+            preferences = check_preferences(study, body, participant, trial_id)
+            self._authorise(participant, body.get("token"))
+            rows = preference_rows(study, participant, trial_id, submission, preferences, utc_now())
+            store, answer = self.server.store.append_preferences, {"preferences": preferences}
+        else:
+            participant, trial_id, submission, rankings = check_submission(study, body)
+            self._authorise(participant, body.get("token"))
+            rows = submission_rows(study, participant, trial_id, submission, rankings, utc_now())
+            store, answer = self.server.store.append, {"rankings": rankings}
         try:
-            written = self.server.store.append(rows, submission)
+            written = store(rows, submission)
         except SubmissionConflict as error:
             logger.warning("refused: participant %s, trial %s: %s", participant, trial_id, error)
             raise RequestError(HTTPStatus.CONFLICT, str(error), {"conflict": True}) from None
         logger.info("%s: participant %s, trial %s, submission %s", "saved" if written else "already saved",
                     participant, trial_id, submission)
         self._json(HTTPStatus.OK, {"saved": True, "duplicate": not written, "submission": submission,
-                                   "trial": trial_id, "rankings": rankings})
+                                   "trial": trial_id, **answer, **self._completion(participant)})
 
     def _report(self, segments, query) -> None:
         body = self._json_body()
@@ -607,6 +693,9 @@ class StudyHandler(BaseHTTPRequestHandler):
         if method is None:
             raise RequestError(HTTPStatus.BAD_REQUEST, f"no video {video!r} in trial {trial_id!r}")
         self._authorise(participant, body.get("token"))
+        trial = planned.trial
+        if trial.kind == "match":   # the slot is matched / mismatched: record the method with it
+            method = f"{trial.method} ({method} speech)"
         new = self.server.store.report_video(participant, trial_id, method, utc_now())
         logger.warning("participant %s reports that the video of %s in trial %s does not play%s", participant,
                        method, trial_id, "" if new else " (again)")

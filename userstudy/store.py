@@ -18,6 +18,10 @@ Standard library only (``sqlite3``). What it promises, and how:
   saved) is rewritten atomically after every save and at start-up, so it is never older than the
   last acknowledged save, except after a crash, until the next start. The database is the truth; the
   CSV is what ``analyze`` and other tools read;
+- *pairwise answers* (a preference between two videos per criterion) are rows of the table
+  ``preferences`` under the same submissions, exported to ``pairwise.csv`` (``PAIRWISE_COLUMNS``,
+  the format ``userstudy.pairwise`` reads) in the same way;
+- *consent*: the time each participant agreed to the study's consent text (table ``consents``);
 - *migration*: a study folder with a ``rankings.csv`` written by an earlier server (which kept no
   database) is imported into a new ``study.db`` at start-up; an incomplete last line that a crash
   left in that file is moved to ``rankings.csv.torn-<time>`` first.
@@ -43,9 +47,14 @@ from pathlib import Path
 from userstudy.files import atomic_path
 from userstudy.schema import SERVER_COLUMNS
 
+# The columns of pairwise.csv: what userstudy.pairwise reads, plus where video a was shown (1 = left)
+# and the submission.
+PAIRWISE_COLUMNS = ("participant", "trial", "criterion", "method_a", "method_b", "kind", "preference",
+                    "a_position", "submission", "submitted_at")
+
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2   # 2: preferences and consents (tables added; a version-1 database is upgraded)
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS participants (
     id TEXT PRIMARY KEY,
@@ -68,6 +77,20 @@ CREATE TABLE IF NOT EXISTS answers (
     rank INTEGER NOT NULL,
     position INTEGER,
     UNIQUE (submission, criterion, method)
+);
+CREATE TABLE IF NOT EXISTS preferences (
+    submission INTEGER NOT NULL REFERENCES submissions (seq),
+    criterion TEXT NOT NULL,
+    method_a TEXT NOT NULL,
+    method_b TEXT NOT NULL,
+    kind TEXT NOT NULL,             -- compare, or match (a = the video with the clip's own speech)
+    preference INTEGER NOT NULL,    -- positive: video a preferred; 0: equal
+    a_position INTEGER NOT NULL,    -- where video a was shown: 1 = left, 2 = right
+    UNIQUE (submission, criterion)
+);
+CREATE TABLE IF NOT EXISTS consents (
+    participant TEXT PRIMARY KEY,
+    consented_at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS video_reports (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -117,6 +140,14 @@ def csv_lines(rows: Iterable[tuple]) -> str:
 
 
 HEADER = csv_lines([SERVER_COLUMNS])
+PAIRWISE_HEADER = csv_lines([PAIRWISE_COLUMNS])
+
+
+def preference_digest(participant: str, trial: str, rows: Iterable[tuple]) -> str:
+    """SHA-256 of a pairwise submission's content: participant, trial and each (criterion, preference)."""
+    content = sorted((str(r[2]), int(r[6])) for r in rows)
+    text = json.dumps(["pairwise", participant, trial, content], ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 class AnswerStore:
@@ -126,9 +157,11 @@ class AnswerStore:
     Raises ``StoreError`` when the database or the CSV cannot be used.
     """
 
-    def __init__(self, db_path: str | os.PathLike, csv_path: str | os.PathLike | None = None):
+    def __init__(self, db_path: str | os.PathLike, csv_path: str | os.PathLike | None = None,
+                 pairwise_path: str | os.PathLike | None = None):
         self.path = Path(db_path)
         self.csv_path = Path(csv_path) if csv_path is not None else None
+        self.pairwise_path = Path(pairwise_path) if pairwise_path is not None else None
         self.recovered: Path | None = None
         self._lock = threading.Lock()
         self._export_lock = threading.Lock()
@@ -189,11 +222,22 @@ class AnswerStore:
         participant, trial = rows[0][0], rows[0][1]
         if any((r[0], r[1], r[6]) != (participant, trial, submission) for r in rows):
             raise ValueError("one submission is one participant's answer to one trial")
-        digest = answer_digest(participant, trial, rows)
+        return self._store(rows, submission, participant, trial, answer_digest(participant, trial, rows),
+                           self._insert)
+
+    def append_preferences(self, rows: list[tuple], submission: str) -> bool:
+        """Store one pairwise submission's rows (``PAIRWISE_COLUMNS`` order) durably; as ``append``."""
+        participant, trial = rows[0][0], rows[0][1]
+        if any((r[0], r[1], r[8]) != (participant, trial, submission) for r in rows):
+            raise ValueError("one submission is one participant's answer to one trial")
+        return self._store(rows, submission, participant, trial, preference_digest(participant, trial, rows),
+                           self._insert_preferences)
+
+    def _store(self, rows, submission, participant, trial, digest, insert) -> bool:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                seq = self._insert(rows, submission, participant, trial, digest)
+                seq = insert(rows, submission, participant, trial, digest)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -203,8 +247,26 @@ class AnswerStore:
         self.export_csv(through=seq)
         return True
 
+    def _insert_preferences(self, rows: list[tuple], submission: str, participant: str, trial: str,
+                            digest: str) -> int | None:
+        seq = self._submission(submission, participant, trial, digest, rows[0][9])
+        if seq is not None:
+            self._db.executemany("INSERT INTO preferences (submission, criterion, method_a, method_b, kind, "
+                                 "preference, a_position) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                 [(seq, r[2], r[3], r[4], r[5], int(r[6]), int(r[7])) for r in rows])
+        return seq
+
     def _insert(self, rows: list[tuple], submission: str, participant: str, trial: str,
                 digest: str) -> int | None:
+        seq = self._submission(submission, participant, trial, digest, rows[0][7])
+        if seq is not None:
+            self._db.executemany("INSERT INTO answers (submission, criterion, method, rank, position) "
+                                 "VALUES (?, ?, ?, ?, ?)", [(seq, r[2], r[3], int(r[4]), r[5]) for r in rows])
+        return seq
+
+    def _submission(self, submission: str, participant: str, trial: str, digest: str,
+                    submitted_at: str) -> int | None:
+        """Insert a submission's row and return its seq; None for a retry of a stored one."""
         known = self._db.execute("SELECT participant, trial, digest FROM submissions WHERE id = ?",
                                  (submission,)).fetchone()
         if known is not None:
@@ -215,13 +277,10 @@ class AnswerStore:
             raise SubmissionConflict(f"submission id {submission!r} is already stored with {what} answer; "
                                      "nothing was saved (send a changed answer under a new submission id)")
         self._db.execute("INSERT OR IGNORE INTO participants (id, token_sha256, created_at) VALUES (?, NULL, ?)",
-                         (participant, rows[0][7]))
-        seq = self._db.execute("INSERT INTO submissions (id, participant, trial, digest, submitted_at) "
-                               "VALUES (?, ?, ?, ?, ?)",
-                               (submission, participant, trial, digest, rows[0][7])).lastrowid
-        self._db.executemany("INSERT INTO answers (submission, criterion, method, rank, position) "
-                             "VALUES (?, ?, ?, ?, ?)", [(seq, r[2], r[3], int(r[4]), r[5]) for r in rows])
-        return seq
+                         (participant, submitted_at))
+        return self._db.execute("INSERT INTO submissions (id, participant, trial, digest, submitted_at) "
+                                "VALUES (?, ?, ?, ?, ?)",
+                                (submission, participant, trial, digest, submitted_at)).lastrowid
 
     def saved(self, participant: str) -> dict[str, dict[str, list[str]]]:
         """The participant's latest saved answers: trial -> criterion -> methods, best first."""
@@ -239,6 +298,27 @@ class AnswerStore:
         for (trial, criterion), (_, ranks) in latest.items():
             answers.setdefault(trial, {})[criterion] = sorted(ranks, key=ranks.get)
         return answers
+
+    def saved_preferences(self, participant: str) -> dict[str, dict[str, int]]:
+        """The participant's latest pairwise answers: trial -> criterion -> preference (positive: a)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT s.trial, p.criterion, p.preference FROM submissions s JOIN preferences p "
+                "ON p.submission = s.seq WHERE s.participant = ? ORDER BY s.seq", (participant,)).fetchall()
+        answers: dict[str, dict[str, int]] = {}
+        for trial, criterion, preference in rows:   # later saves overwrite earlier ones
+            answers.setdefault(trial, {})[criterion] = preference
+        return answers
+
+    def consent(self, participant: str, consented_at: str) -> None:
+        """Record that a participant agreed to the study's consent text (the first time counts)."""
+        with self._lock:
+            self._db.execute("INSERT OR IGNORE INTO consents (participant, consented_at) VALUES (?, ?)",
+                             (participant, consented_at))
+
+    def consents(self) -> dict[str, str]:
+        with self._lock:
+            return dict(self._db.execute("SELECT participant, consented_at FROM consents").fetchall())
 
     def has_submission(self, submission: str) -> bool:
         with self._lock:
@@ -279,6 +359,14 @@ class AnswerStore:
                 self._db.execute("COMMIT")
         return last, rows
 
+    def preference_rows(self) -> list[tuple]:
+        """Every pairwise answer row in ``PAIRWISE_COLUMNS`` order, in the order saved."""
+        with self._lock:
+            return self._db.execute(
+                "SELECT s.participant, s.trial, p.criterion, p.method_a, p.method_b, p.kind, p.preference, "
+                "p.a_position, s.id, s.submitted_at FROM submissions s JOIN preferences p "
+                "ON p.submission = s.seq ORDER BY s.seq, p.rowid").fetchall()
+
     def export_csv(self, through: int | None = None) -> None:
         """Rewrite ``rankings.csv`` atomically from the database.
 
@@ -291,11 +379,14 @@ class AnswerStore:
             if through is not None and self._exported >= through:
                 return
             last, rows = self.rows()
-            if not rows and not self.csv_path.exists():
-                self._exported = last
-                return
-            with atomic_path(self.csv_path) as temporary:
-                temporary.write_text(HEADER + csv_lines(rows), encoding="utf-8")
+            if rows or self.csv_path.exists():
+                with atomic_path(self.csv_path) as temporary:
+                    temporary.write_text(HEADER + csv_lines(rows), encoding="utf-8")
+            if self.pairwise_path is not None:
+                preferences = self.preference_rows()
+                if preferences or self.pairwise_path.exists():
+                    with atomic_path(self.pairwise_path) as temporary:
+                        temporary.write_text(PAIRWISE_HEADER + csv_lines(preferences), encoding="utf-8")
             self._exported = last
 
     def _check_csv_header(self) -> None:

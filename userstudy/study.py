@@ -37,7 +37,26 @@ trial order is shuffled, so it lands at a random position). Its ``check`` is one
         blinded ids and positions: an attentive participant ranks them alike.
 
 Check trials are answered like any other; ``userstudy.attention`` scores them, and the analysis
-leaves them out of the statistics and excludes participants who fail them. Any other key, or a value of the wrong type, is an error that names the section and
+leaves them out of the statistics and excludes participants who fail them.
+
+A trial is a ranking of every method's video (``"kind": "rank"``, the default) or a *pairwise*
+trial, answered per criterion with a preference between two videos shown left and right (on
+``preference_levels`` levels: 3 = left / equal / right, 5 = clearly or slightly left, equal,
+slightly or clearly right)::
+
+    {"id": "p01", "kind": "compare", "videos": {"imac": "...", "s2g": "..."}}
+        two of the study's methods on one clip;
+    {"id": "m01", "kind": "match", "method": "imac",
+     "videos": {"matched": "...", "mismatched": "..."}, "criteria": ["sound-video synchronization"]}
+        one method's video with its own speech against one with another clip's speech (the
+        sound-gesture synchronisation test: does the participant pick the right speech?).
+
+A pairwise trial may name the ``criteria`` it asks (default: every criterion of the study); a check
+is a ranking trial. The study-level options: ``play_through`` (default true: ranking or answering
+a trial unlocks once each of its videos has played to the end, or was reported as not playing),
+``consent`` (an information and consent text the participant must agree to before starting),
+``completion_code`` and ``completion_url`` (shown once every trial is saved, e.g. the code a
+crowdsourcing platform expects back) and ``preference_levels`` (3 or 5, default 3). Any other key, or a value of the wrong type, is an error that names the section and
 the key. Every trial has one video per method. ``seed`` keys the randomisation:
 a participant's trial order, the videos' positions and their blinded ids are a deterministic
 function of (seed, participant id), so a participant who comes back sees the same page, and the
@@ -92,6 +111,10 @@ class Criterion:
 
 
 CHECK_KINDS = ("last", "repeat")
+TRIAL_KINDS = ("rank", "compare", "match")
+PAIRWISE_KINDS = ("compare", "match")
+MATCH_SLOTS = ("matched", "mismatched")
+PREFERENCE_LEVELS = {3: (-1, 0, 1), 5: (-2, -1, 0, 1, 2)}
 
 
 @dataclass(frozen=True)
@@ -109,10 +132,32 @@ class AttentionCheck:
 @dataclass(frozen=True)
 class Trial:
     id: str
-    videos: dict[str, str]          # method -> path relative to the study folder
+    videos: dict[str, str]          # slot -> path relative to the study folder (a slot is a method,
+                                    # or "matched" / "mismatched" in a match trial)
     reference: str | None = None
     clip: str | None = None         # provenance, e.g. "alice/clip03" (never shown to participants)
     check: AttentionCheck | None = None
+    kind: str = "rank"              # one of TRIAL_KINDS
+    method: str | None = None       # a match trial's method
+    criteria: tuple[str, ...] = ()  # a pairwise trial's criteria (empty: every criterion)
+
+    @property
+    def pairwise(self) -> bool:
+        return self.kind in PAIRWISE_KINDS
+
+    def slots(self, methods: tuple[str, ...]) -> tuple[str, ...]:
+        """The trial's video slots in a fixed order: the study's methods (a compare trial's two, in
+        the study's order: the first is ``method_a``), or matched then mismatched."""
+        if self.kind == "match":
+            return MATCH_SLOTS
+        return tuple(m for m in methods if m in self.videos)
+
+    def pair(self, methods: tuple[str, ...]) -> tuple[str, str]:
+        """A pairwise trial's (method_a, method_b): video a is the first slot."""
+        if self.kind == "match":
+            return self.method, self.method
+        first, second = self.slots(methods)
+        return first, second
 
 
 @dataclass(frozen=True)
@@ -124,6 +169,15 @@ class Study:
     methods: tuple[str, ...]
     criteria: tuple[Criterion, ...]
     trials: tuple[Trial, ...]
+    play_through: bool = True
+    consent: str = ""
+    completion_code: str = ""
+    completion_url: str = ""
+    preference_levels: int = 3
+
+    def criteria_of(self, trial: Trial) -> list[str]:
+        """The criteria a trial asks: every criterion, or a pairwise trial's own."""
+        return list(trial.criteria) if trial.criteria else [c.name for c in self.criteria]
 
     @property
     def rankings_path(self) -> Path:
@@ -149,7 +203,8 @@ class Study:
 
 @dataclass(frozen=True)
 class PlannedTrial:
-    """One trial as one participant sees it: ``shown`` is (blinded id, method) left to right."""
+    """One trial as one participant sees it: ``shown`` is (blinded id, slot) left to right (a slot is
+    a method, or matched / mismatched in a match trial)."""
 
     trial: Trial
     shown: tuple[tuple[str, str], ...]
@@ -194,10 +249,14 @@ def _inside(root: Path, relative: object, what: str, suffixes: tuple[str, ...], 
 # and the key. A reference may be null (no reference).
 STRING, LIST, OBJECT = (str,), (list,), (dict,)
 STUDY_KEYS: dict[str, tuple[type, ...]] = {"title": STRING, "instructions": STRING, "seed": (str, int),
-                                           "methods": LIST, "criteria": LIST, "trials": LIST}
+                                           "methods": LIST, "criteria": LIST, "trials": LIST,
+                                           "play_through": (bool,), "consent": STRING,
+                                           "completion_code": STRING, "completion_url": STRING,
+                                           "preference_levels": (int,)}
 CRITERION_KEYS: dict[str, tuple[type, ...]] = {"name": STRING, "question": STRING}
 TRIAL_KEYS: dict[str, tuple[type, ...]] = {"id": STRING, "videos": OBJECT, "reference": (str, type(None)),
-                                           "clip": STRING, "check": OBJECT}
+                                           "clip": STRING, "check": OBJECT, "kind": STRING, "method": STRING,
+                                           "criteria": LIST}
 CHECK_KEYS: dict[str, tuple[type, ...]] = {"kind": STRING, "method": STRING, "of": STRING, "criteria": LIST}
 
 
@@ -292,6 +351,39 @@ def _check(where: str, entry: dict, methods: list[str], criteria: list[str],
     return AttentionCheck("repeat", of=entry["of"], criteria=tuple(chosen))
 
 
+def _trial_videos(where: str, kind: str, entry: dict, videos: dict, methods: list[str], criteria: list[str],
+                  problems: list[str]) -> None:
+    """Check that a trial's videos fit its kind, and a pairwise trial's method and criteria."""
+    if kind == "rank":
+        missing = [m for m in methods if m not in videos]
+        extra = [m for m in videos if m not in methods]
+        if methods and (missing or extra):  # (no methods: that problem is reported once, above)
+            problems.append(f"{where}: videos must name each method once"
+                            + (f"; missing {missing}" if missing else "") + (f"; unknown {extra}" if extra else ""))
+        for key in ("method", "criteria"):
+            if key in entry:
+                problems.append(f"{where}: {key!r} belongs to pairwise trials (kind compare or match)")
+        return
+    if kind == "compare":
+        if len(videos) != 2 or not all(m in methods for m in videos):
+            problems.append(f"{where}: a 'compare' trial has the videos of two of the study's methods "
+                            f"({', '.join(methods)}), got {sorted(videos)}")
+        if "method" in entry:
+            problems.append(f"{where}: 'method' belongs to match trials")
+    else:
+        if sorted(videos) != sorted(MATCH_SLOTS):
+            problems.append(f"{where}: a 'match' trial's videos are 'matched' (the clip's own speech) and "
+                            f"'mismatched' (another clip's speech), got {sorted(videos)}")
+        if entry.get("method") not in methods:
+            problems.append(f"{where}: a 'match' trial names the method of its two videos (one of "
+                            f"{', '.join(methods)}), got {entry.get('method')!r}")
+    chosen = entry.get("criteria", [])
+    if ("criteria" in entry and not chosen) or any(c not in criteria for c in chosen) \
+            or len(set(chosen)) != len(chosen):
+        problems.append(f"{where}: criteria must name criteria of the study once each "
+                        f"({', '.join(criteria)}), got {chosen!r}")
+
+
 def _check_repeats(trials: list[Trial], problems: list[str]) -> None:
     by_id = {t.id: t for t in trials}
     for trial in trials:
@@ -328,22 +420,28 @@ def _trials(entries: list, root: Path, methods: list[str], problems: list[str], 
             if "videos" not in reported:
                 problems.append(f"{where}: videos must map each method to a file")
             continue
-        missing = [m for m in methods if m not in videos]
-        extra = [m for m in videos if m not in methods]
-        if methods and (missing or extra):  # (no methods: that problem is reported once, above)
-            problems.append(f"{where}: videos must name each method once"
-                            + (f"; missing {missing}" if missing else "") + (f"; unknown {extra}" if extra else ""))
+        kind = entry.get("kind", "rank")
+        if kind not in TRIAL_KINDS:
+            problems.append(f"{where}: kind must be one of {', '.join(TRIAL_KINDS)}, got {kind!r}")
+            continue
+        _trial_videos(where, kind, entry, videos, methods, criteria, problems)
         for method, relative in videos.items():
             _inside(root, relative, f"{where} video of {method!r}", VIDEO_SUFFIXES, problems, check_files)
         reference = entry.get("reference")
         if reference is not None:
             _inside(root, reference, f"{where} reference", REFERENCE_SUFFIXES, problems, check_files)
         check = _check(where, entry["check"], methods, criteria, problems) if "check" in entry else None
+        if check is not None and kind != "rank":
+            problems.append(f"{where}: an attention check is a ranking trial, not a {kind!r} trial")
         trials.append(Trial(str(trial_id), {m: str(v) for m, v in videos.items()}, reference,
-                            entry.get("clip"), check))
+                            entry.get("clip"), check, kind, entry.get("method"),
+                            tuple(entry.get("criteria", ()))))
     _check_repeats(trials, problems)
     if trials and all(t.check is not None for t in trials):
         problems.append("trials: every trial is an attention check; a study needs trials to analyse")
+    if trials and all(t.check is not None or t.pairwise for t in trials) and any(t.check for t in trials):
+        problems.append("trials: the attention checks are ranking trials; a study with checks needs ranking "
+                        "trials to analyse beside them")
     return trials
 
 
@@ -382,11 +480,21 @@ def parse_study(document: object, root: Path, check_files: bool = True) -> Study
     if (seed is None or isinstance(seed, bool) or str(seed) == "") and "seed" not in reported:
         problems.append(f"seed: expected a non-empty string or an integer that keys the randomisation, "
                         f"got {seed!r}")
+    levels = document.get("preference_levels", 3)
+    if levels not in PREFERENCE_LEVELS and "preference_levels" not in reported:
+        problems.append(f"preference_levels: 3 (left, equal, right) or 5 (clearly/slightly left, equal, "
+                        f"slightly/clearly right), got {levels!r}")
+    url = document.get("completion_url", "")
+    if url and not url.startswith(("https://", "http://")):
+        problems.append(f"completion_url: an http(s) address, got {url!r}")
     if problems:
         raise StudyError(problems, root / STUDY_FILE)
     return Study(root=root.resolve(), title=document.get("title", DEFAULT_TITLE),
                  instructions=document.get("instructions", ""), seed=str(seed),
-                 methods=tuple(methods), criteria=tuple(criteria), trials=tuple(trials))
+                 methods=tuple(methods), criteria=tuple(criteria), trials=tuple(trials),
+                 play_through=document.get("play_through", True), consent=document.get("consent", ""),
+                 completion_code=document.get("completion_code", ""), completion_url=url,
+                 preference_levels=levels)
 
 
 def load_study(folder: str | os.PathLike, check_files: bool = True) -> Study:
@@ -421,10 +529,10 @@ def participant_plan(study: Study, participant: str) -> list[PlannedTrial]:
     plan = []
     for trial in order:
         rng = keyed_rng(study.seed, "trial", participant, trial.id)
-        methods = list(study.methods)
-        rng.shuffle(methods)
-        letters = rng.sample(BLIND_LETTERS, len(methods))
-        plan.append(PlannedTrial(trial, tuple(zip(letters, methods, strict=True))))
+        slots = list(trial.slots(study.methods))
+        rng.shuffle(slots)
+        letters = rng.sample(BLIND_LETTERS, len(slots))
+        plan.append(PlannedTrial(trial, tuple(zip(letters, slots, strict=True))))
     return plan
 
 

@@ -29,8 +29,9 @@ def make_study(root: Path, trials: int = 3, criteria=CRITERIA, methods=METHODS) 
         for t in range(1, trials + 1):
             (sources / method / f"t{t}.mp4").write_bytes(video_bytes(method, f"t{t}"))
     folder = root / "study"
+    # play_through off: these bytes are not playable videos, so they could never play to the end
     make_study_command.make_study(folder, {m: sources / m for m in methods}, criteria=list(criteria),
-                                  title="Test study", seed="fixed-seed")
+                                  title="Test study", seed="fixed-seed", play_through=False)
     return folder
 
 

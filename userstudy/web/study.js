@@ -1,5 +1,7 @@
 // The ranking page: one trial at a time, the methods' videos under blinded ids, one ranking per
-// criterion. Three ways to rank, all with the same effect: drag an id onto a rank (pointer events,
+// criterion (or, in a pairwise trial, one preference between the left and the right video per
+// criterion). With the study's play_through option the answers of a trial unlock once each video
+// has played to the end (or was reported as not playing). Three ways to rank, all with the same effect: drag an id onto a rank (pointer events,
 // so mouse, pen and touch), the buttons (keyboard: Tab + Enter/Space), and double-click to undo.
 // Every change is announced in a live region. Unsaved work is kept in localStorage; saved answers
 // come back from the server, so a participant can leave and return with their id and resume code
@@ -20,7 +22,13 @@ const state = {
   visited: new Set(),
   attempted: new Set(), // trials where "Save results" was pressed (incomplete criteria turn red)
   pending: {},          // trial -> {id, body}: a save not yet confirmed; a retry of the same answer reuses the id
+  played: {},           // trial -> Set of video ids played to the end (or reported as not playing)
+  pendingId: null,      // a participant id from the address, registered once the consent is given
 };
+
+const trialCriteria = (trial) => trial.criteria.map((name) =>
+  state.study.criteria.find((c) => c.name === name) || { name, question: "" });
+const isPairwise = (trial) => trial.kind === "pairwise";
 
 // -- helpers ------------------------------------------------------------------------------------
 
@@ -85,14 +93,59 @@ function loadDraft(trial) {
 }
 
 function isComplete(order) {
+  if (!Array.isArray(order)) return order !== null && order !== undefined;   // a pairwise preference
   return order.every((id) => id !== null);
 }
+
+const trialById = (id) => state.trials.find((t) => t.trial === id);
 
 function sameAsSaved(trial) {
   const saved = state.saved[trial];
   if (!saved) return false;
-  return state.study.criteria.every(({ name }) =>
+  return trialById(trial).criteria.every((name) =>
     JSON.stringify(saved[name]) === JSON.stringify(state.rankings[trial][name]));
+}
+
+// -- play-through: a trial's answers unlock once each video has played to the end -----------------
+
+const playedKey = (trial) => `userstudy:${state.participant}:${trial}:played`;
+
+function loadPlayed(trial) {
+  try { return JSON.parse(localStorage.getItem(playedKey(trial)) || "[]"); } catch (error) { return []; }
+}
+
+function markPlayed(trial, id) {
+  const played = state.played[trial];
+  if (played.has(id)) return;
+  played.add(id);
+  try { localStorage.setItem(playedKey(trial), JSON.stringify(Array.from(played))); } catch (error) { /* ignore */ }
+  if (currentTrial().trial !== trial) return;
+  const left = unplayed(currentTrial()).length;
+  if (left === 0) {
+    renderCriteria();
+    announce("Every video has played to the end: you can answer now.");
+  } else {
+    renderLock(currentTrial());
+  }
+}
+
+function unplayed(trial) {
+  return trial.videos.map((v) => v.id).filter((id) => !state.played[trial.trial].has(id));
+}
+
+function isLocked(trial) {
+  return Boolean(state.study.play_through) && !state.saved[trial.trial] && unplayed(trial).length > 0;
+}
+
+function renderLock(trial) {
+  const box = $("#lock");
+  const locked = isLocked(trial);
+  box.hidden = !locked;
+  if (locked) {
+    const left = unplayed(trial);
+    box.textContent = `Watch each video to the end to unlock the answers: ${trial.videos.length - left.length} of ` +
+      `${trial.videos.length} played (still to play: ${left.map((id) => `Video ${id}`).join(", ")}).`;
+  }
 }
 
 // -- start: a participant id --------------------------------------------------------------------
@@ -108,9 +161,16 @@ async function begin(participant, token) {
     const ids = trial.videos.map((v) => v.id);
     const draft = loadDraft(trial.trial);
     state.rankings[trial.trial] = {};
-    for (const { name } of state.study.criteria) {
-      let order = trial.saved ? trial.saved[name].slice() : new Array(ids.length).fill(null);
+    for (const name of trial.criteria) {
       const kept = draft && draft[name];
+      if (isPairwise(trial)) {
+        // A preference: a number of the study's levels, positive = the left video; null = not given.
+        let value = trial.saved ? trial.saved[name] : null;
+        if (Number.isInteger(kept) && Math.abs(kept) <= (state.study.preference_levels === 5 ? 2 : 1)) value = kept;
+        state.rankings[trial.trial][name] = value;
+        continue;
+      }
+      let order = trial.saved ? trial.saved[name].slice() : new Array(ids.length).fill(null);
       // A draft counts only if it fits this trial's ids (the study may have changed).
       if (Array.isArray(kept) && kept.length === ids.length && kept.every((id) => id === null || ids.includes(id))) {
         order = kept.slice();
@@ -118,6 +178,7 @@ async function begin(participant, token) {
       state.rankings[trial.trial][name] = order;
     }
     if (trial.saved) state.saved[trial.trial] = trial.saved;
+    state.played[trial.trial] = new Set(loadPlayed(trial.trial).filter((id) => ids.includes(id)));
   }
   try { localStorage.setItem("userstudy:participant", state.participant); } catch (error) { /* ignore */ }
   const url = new URL(window.location.href);
@@ -128,6 +189,7 @@ async function begin(participant, token) {
   $("#who").hidden = false;
   $("#participant-id").textContent = state.participant;
   $("#resume-code").textContent = state.token;
+  showCompletion(plan);
   const firstUnsaved = state.trials.findIndex((t) => !state.saved[t.trial]);
   showTrial(firstUnsaved === -1 ? 0 : firstUnsaved);
 }
@@ -169,10 +231,12 @@ function renderMedia(trial) {
   for (const video of trial.videos) {
     const report = el("button", { type: "button", class: "report", text: "This video does not play" });
     report.addEventListener("click", () => reportVideo(trial.trial, video.id, report));
-    videos.append(el("figure", { class: "video", "data-id": video.id },
-      el("video", { src: video.url, controls: "", preload: "metadata", playsinline: "",
-                    "aria-label": `Video ${video.id}` }),
-      el("figcaption", {}, el("span", { class: "chip-id", text: video.id }), ` Video ${video.id}`, report)));
+    const player = el("video", { src: video.url, controls: "", preload: "metadata", playsinline: "",
+                                 "aria-label": `Video ${video.id}` });
+    player.addEventListener("ended", () => markPlayed(trial.trial, video.id));
+    const side = isPairwise(trial) ? (trial.videos[0].id === video.id ? "Left: " : "Right: ") : "";
+    videos.append(el("figure", { class: "video", "data-id": video.id }, player,
+      el("figcaption", {}, el("span", { class: "chip-id", text: video.id }), ` ${side}Video ${video.id}`, report)));
   }
 }
 
@@ -182,6 +246,7 @@ async function reportVideo(trial, id, button) {
       body: JSON.stringify({ participant: state.participant, token: state.token, trial, video: id }) });
     button.textContent = "Reported, thank you";
     button.disabled = true;
+    markPlayed(trial, id);   // a video that does not play cannot be watched to the end: it does not lock the trial
     announce(`Video ${id} reported as not playing. Rank it as you can, or go on to the next trial.`);
   } catch (error) {
     announce(`The report could not be sent: ${error.message}`);
@@ -243,10 +308,56 @@ function renderCriterion(trial, criterion, question) {
   return fieldset;
 }
 
+const PREFERENCE_LABELS = {
+  3: [[1, "Left video"], [0, "Equal"], [-1, "Right video"]],
+  5: [[2, "Left, clearly"], [1, "Left, slightly"], [0, "Equal"], [-1, "Right, slightly"], [-2, "Right, clearly"]],
+};
+
+function renderPreference(trial, criterion, question) {
+  const value = state.rankings[trial.trial][criterion];
+  const missing = value === null && state.attempted.has(trial.trial);
+  const fieldset = el("fieldset", { class: "criterion preference" + (missing ? " unranked" : ""),
+                                    "data-criterion": criterion });
+  fieldset.append(el("legend", {}, el("span", { class: "criterion-name", text: criterion }),
+                     el("span", { class: "question", text: question || "Which video is better?" })));
+  if (missing) fieldset.append(el("p", { class: "unranked-message", text: "Not answered yet: choose one." }));
+  const [left, right] = trial.videos.map((v) => v.id);
+  const options = el("div", { class: "choices" });
+  for (const [level, label] of PREFERENCE_LABELS[state.study.preference_levels === 5 ? 5 : 3]) {
+    const id = `pref-${criterion_slug(criterion)}-${level}`;
+    const input = el("input", { type: "radio", name: `pref-${criterion_slug(criterion)}`, id, value: String(level),
+                                checked: value === level ? "" : null });
+    input.addEventListener("change", () => {
+      state.rankings[trial.trial][criterion] = level;
+      saveDraft(trial.trial);
+      showFinal(null);
+      renderCriteria({ criterion, level });
+      announce(`${criterion}: ${label}${level > 0 ? ` (Video ${left})` : level < 0 ? ` (Video ${right})` : ""}.`);
+    });
+    options.append(el("label", { class: "choice", for: id }, input, ` ${label}`));
+  }
+  fieldset.append(options);
+  return fieldset;
+}
+
+function criterion_slug(name) {
+  return name.toLowerCase().replace(/[^a-z0-9]+/g, "_");
+}
+
 function renderCriteria(focus = null) {
   const trial = currentTrial();
   const container = $("#criteria");
-  container.replaceChildren(...state.study.criteria.map(({ name, question }) => renderCriterion(trial, name, question)));
+  container.replaceChildren(...trialCriteria(trial).map(({ name, question }) =>
+    isPairwise(trial) ? renderPreference(trial, name, question) : renderCriterion(trial, name, question)));
+  const locked = isLocked(trial);
+  for (const fieldset of $$(".criterion", container)) fieldset.disabled = locked;
+  $("#save").disabled = locked;
+  renderLock(trial);
+  if (focus && focus.level !== undefined) {
+    const input = $(`.criterion[data-criterion="${CSS.escape(focus.criterion)}"] input[value="${focus.level}"]`, container);
+    if (input) input.focus();
+    focus = null;
+  }
   if (focus) {
     // Keep the keyboard where the participant was: on the moved video's button of the same kind.
     const box = $$(".criterion", container).find((f) => f.dataset.criterion === focus.criterion);
@@ -264,7 +375,9 @@ function showTrial(index) {
   state.index = Math.max(0, Math.min(index, state.trials.length - 1));
   const trial = currentTrial();
   state.visited.add(trial.trial);
-  $("#trial-heading").textContent = `Trial ${state.index + 1} of ${state.trials.length}`;
+  $("#trial-heading").textContent = `Trial ${state.index + 1} of ${state.trials.length}` +
+    (isPairwise(trial) ? ": which of the two videos is better?" : "");
+  $("#help").hidden = isPairwise(trial);
   renderMedia(trial);
   renderCriteria();
   $("#previous").disabled = state.index === 0;
@@ -278,9 +391,11 @@ function showFinal(saved) {
   box.hidden = !saved;
   if (!saved) return;
   const body = $("#final-body");
-  body.replaceChildren(...state.study.criteria.map(({ name }) => el("p", { class: "final-row" },
+  const trial = currentTrial();
+  const labels = Object.fromEntries(PREFERENCE_LABELS[state.study.preference_levels === 5 ? 5 : 3]);
+  body.replaceChildren(...trial.criteria.map((name) => el("p", { class: "final-row" },
     el("strong", { text: `${name}: ` }),
-    saved[name].map((id, i) => `${i + 1}. Video ${id}`).join("  ·  "))));
+    isPairwise(trial) ? labels[saved[name]] : saved[name].map((id, i) => `${i + 1}. Video ${id}`).join("  ·  "))));
 }
 
 // -- ranking actions (all end in change()) --------------------------------------------------------
@@ -343,7 +458,7 @@ function unrank(trial, criterion, id) {
 let drag = null;
 
 function startDrag(event, node, trial, criterion, id) {
-  if (event.button !== 0 || event.target.closest("button")) return;
+  if (event.button !== 0 || event.target.closest("button") || isLocked(currentTrial())) return;
   drag = { node, trial, criterion, id, x: event.clientX, y: event.clientY, pointer: event.pointerId, ghost: null, over: null };
   node.setPointerCapture(event.pointerId);
   node.addEventListener("pointermove", onDragMove);
@@ -402,15 +517,15 @@ function cancelDrag() {
 async function save() {
   const trial = currentTrial().trial;
   const rankings = state.rankings[trial];
-  const incomplete = state.study.criteria.map((c) => c.name).filter((name) => !isComplete(rankings[name]));
+  const incomplete = currentTrial().criteria.filter((name) => !isComplete(rankings[name]));
   state.attempted.add(trial);
   if (incomplete.length) {
     renderCriteria();
-    const message = `Not saved: ${incomplete.length} ${incomplete.length > 1 ? "criteria are" : "criterion is"} not ranked yet (${incomplete.join(", ")}), marked in red.`;
+    const message = `Not saved: ${incomplete.length} ${incomplete.length > 1 ? "criteria are" : "criterion is"} not ${isPairwise(currentTrial()) ? "answered" : "ranked"} yet (${incomplete.join(", ")}), marked in red.`;
     $("#status").textContent = message;
     $("#status").classList.add("error");
     announce(message);
-    const first = $(".criterion.unranked button:not([disabled])");
+    const first = $(".criterion.unranked button:not([disabled]), .criterion.unranked input");
     if (first) first.focus();
     return;
   }
@@ -426,14 +541,16 @@ async function save() {
     const answer = await api("/api/submit", {
       method: "POST", headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ participant: state.participant, token: state.token, trial,
-                             submission: state.pending[trial].id, rankings }),
+                             submission: state.pending[trial].id,
+                             [isPairwise(currentTrial()) ? "preferences" : "rankings"]: rankings }),
     });
     delete state.pending[trial];
-    state.saved[trial] = answer.rankings;
+    state.saved[trial] = answer.rankings || answer.preferences;
     try { localStorage.removeItem(draftKey(trial)); } catch (error) { /* ignore */ }
     renderCriteria();
     $("#status").textContent = `Trial ${state.index + 1} saved.`;
-    showFinal(answer.rankings);
+    showFinal(state.saved[trial]);
+    showCompletion(answer);
     announce(`Trial ${state.index + 1} saved. ${Object.keys(state.saved).length} of ${state.trials.length} trials saved.`);
     $("#final-heading").focus();
   } catch (error) {
@@ -443,8 +560,21 @@ async function save() {
     $("#status").classList.add("error");
     announce(message);
   } finally {
-    button.disabled = false;
+    button.disabled = isLocked(currentTrial());
   }
+}
+
+function showCompletion(reply) {
+  // The study's completion code (e.g. for a crowdsourcing platform), once every trial is saved.
+  const box = $("#completion");
+  const completion = reply && reply.complete ? reply.completion : null;
+  box.hidden = !completion;
+  if (!completion) return;
+  $("#completion-code").textContent = completion.code || "";
+  $("#completion-code-line").hidden = !completion.code;
+  const link = $("#completion-link");
+  link.hidden = !completion.url;
+  if (completion.url) link.href = completion.url;
 }
 
 function playAll() {
@@ -469,12 +599,22 @@ async function main() {
   $("#instructions").textContent = state.study.instructions ||
     `You will see ${state.study.trials} trials. In each, rank the videos on ${state.study.criteria.length} criteria.`;
 
+  if (state.study.consent) {
+    $("#consent").hidden = false;
+    $("#consent-text").textContent = state.study.consent;
+    $("#start-new").disabled = true;
+    $("#consent-agree").addEventListener("change", () => { $("#start-new").disabled = !$("#consent-agree").checked; });
+  }
   $("#start-new").addEventListener("click", async () => {
     try {
-      const { participant, token } = await api("/api/participants", { method: "POST" });
+      // A participant id from the address (a platform's link) is registered once the consent is given.
+      const body = { ...(state.pendingId ? { participant: state.pendingId } : {}),
+                     ...(state.study.consent ? { consent: $("#consent-agree").checked } : {}) };
+      const { participant, token } = await api("/api/participants", {
+        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
       await begin(participant, token);
     } catch (error) {
-      $("#welcome-error").textContent = error.message;
+      $("#welcome-error").textContent = state.pendingId ? resumeMessage(state.pendingId, error) : error.message;
     }
   });
   $("#resume-form").addEventListener("submit", async (event) => {
@@ -508,6 +648,12 @@ async function arriveWithId(participant) {
   const token = rememberedToken(participant);
   try {
     if (token) return await begin(participant, token);
+    if (state.study.consent) {
+      // First visit with this id: it is registered when the participant agrees and starts.
+      state.pendingId = participant;
+      $("#start-new").textContent = `Start as participant ${participant}`;
+      return;
+    }
     // First visit with this id (a platform's link): register it; it gets its own resume code.
     const reply = await api("/api/participants", {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ participant }) });
