@@ -14,6 +14,11 @@ presentation time of each). What a player presents is not always every frame the
   "discard" and the decoder drops them; they are neither counted, nor read, nor timed here (the
   container's own frame count, ``stream.frames``, includes them, so it is not used);
 - B-frames are stored in decoding order: presentation order is the order of their timestamps;
+- a file that starts inside a group of pictures (a capture or cut that lost its first keyframe, or
+  whose first keyframe is damaged) stores frames no decoder can rebuild: the packets before the
+  first keyframe are neither counted, nor decoded, nor timed, so the video starts at its first
+  decodable frame, as a player's does (an edit list that cuts the end hides frames the same way
+  as one that cuts the start: tests/test_media_cut_files.py);
 - timestamps may start below 0 (MPEG-TS, a stream copied from the middle of a recording): those
   frames are shown, and their times stay on the container's clock (negative);
 - a variable-frame-rate recording (a phone's) has no frame at ``i / fps``: ``frame_times`` gives
@@ -117,7 +122,10 @@ class _PacketTable:
     presentation timestamps, sorted (presentation order), or None when some packet lacks one or
     two share one (a timestamp then names no single frame). ``keyframes`` are the (pts, dts) of all
     keyframe packets, hidden ones included (decoding starts there), sorted by pts; ``hidden_pts``
-    the timestamps of the hidden packets.
+    the timestamps of the hidden packets. ``leading`` counts the packets stored before the first
+    keyframe (in decoding order): a file that starts inside a group of pictures (a capture or cut
+    that lost its first keyframe) cannot decode them, so they are hidden too and never sent to the
+    decoder (0 when no packet is marked a keyframe: nothing is known then).
     """
 
     count: int
@@ -125,36 +133,40 @@ class _PacketTable:
     frame_pts: list[int] | None
     keyframes: list[tuple[int, int]]
     hidden_pts: frozenset[int]
+    leading: int = 0
 
 
 def _scan_packets(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
                   path: Path) -> _PacketTable:
     """Demux (without decoding) every packet of ``stream``: see ``_PacketTable``."""
-    count, presented, keyframes, hidden = 0, [], [], set()
-    timestamps_complete = True
+    packets = []                   # (pts, dts, keyframe, discard) of every packet holding data, in decoding order
     try:
         for packet in container.demux(stream):
             if packet.size == 0:
                 continue  # the empty packet PyAV yields at the end of each stream, to flush the decoder
-            pts, dts = packet.pts, packet.dts
-            if pts is None or dts is None:
-                timestamps_complete = False
-            elif packet.is_keyframe:
-                keyframes.append((pts, dts))
-            if packet.is_discard:
-                if pts is not None:
-                    hidden.add(pts)
-                continue
-            count += 1
-            presented.append(pts)
+            packets.append((packet.pts, packet.dts, packet.is_keyframe, packet.is_discard))
     except av.FFmpegError as error:
         raise ValueError(f"{path}: cannot read video packets: {error}") from error
+    leading = next((index for index, (*_, keyframe, _discard) in enumerate(packets) if keyframe), 0)
+    count, presented, keyframes, hidden = 0, [], [], set()
+    timestamps_complete = True
+    for index, (pts, dts, keyframe, discard) in enumerate(packets):
+        if pts is None or dts is None:
+            timestamps_complete = False
+        elif keyframe:
+            keyframes.append((pts, dts))
+        if discard or index < leading:
+            if pts is not None:
+                hidden.add(pts)
+            continue
+        count += 1
+        presented.append(pts)
     frame_pts = None
     if timestamps_complete and len(set(presented)) == len(presented):
         frame_pts = sorted(presented)
     time_base = Fraction(stream.time_base) if stream.time_base else None
     # a timestamp both hidden and presented (an edit list that shows some media twice) is presented
-    return _PacketTable(count, time_base, frame_pts, sorted(keyframes), frozenset(hidden - set(presented)))
+    return _PacketTable(count, time_base, frame_pts, sorted(keyframes), frozenset(hidden - set(presented)), leading)
 
 
 def _probe(path: Path) -> tuple[VideoInfo, _PacketTable]:
@@ -235,6 +247,17 @@ def display_rotation(path: str | os.PathLike) -> int:
         container.close()
     degrees = int(getattr(frame, "rotation", 0) or 0) if frame is not None else 0
     return (int(round(degrees / 90.0)) * 90) % 360
+
+
+def _decoded_after(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
+                   skipped: int) -> Iterator[av.VideoFrame]:
+    """``container.decode(stream)``, less the first ``skipped`` packets holding data: those stored
+    before the first keyframe, which no decoder can start from (VP9's raises, H.264's drops them)."""
+    for packet in container.demux(stream):
+        if skipped and packet.size:
+            skipped -= 1
+            continue
+        yield from packet.decode()
 
 
 def _to_rgb(frame: av.VideoFrame) -> np.ndarray:
@@ -351,7 +374,8 @@ class VideoReader:
         try:
             stream = _video_stream(container, self.path)
             stream.thread_type = "AUTO"
-            for index, frame in enumerate(self._guarded(container, container.decode(stream))):
+            decoded = _decoded_after(container, stream, self._table.leading)
+            for index, frame in enumerate(self._guarded(container, decoded)):
                 if index >= start:
                     yield _to_rgb(frame)
         finally:
