@@ -127,7 +127,7 @@ class ArcFace:
         try:
             self._session = ort.InferenceSession(str(self.path), options,
                                                  providers=providers or ["CPUExecutionProvider"])
-        except Exception as error:       # onnxruntime raises its own types for a file it cannot read
+        except Exception as error:  # noqa: BLE001 - onnxruntime raises its own types for a file it cannot read
             raise ArcFaceModelError(f"{self.path}: not a readable ONNX model ({str(error).splitlines()[0]})") from None
         inputs = self._session.get_inputs()
         if len(inputs) != 1 or len(inputs[0].shape) != 4 or list(inputs[0].shape[1:]) != [3, INPUT_SIZE, INPUT_SIZE]:
@@ -146,7 +146,7 @@ class ArcFace:
         blob = ((crops.astype(np.float32) - self.input_mean) / self.input_std).transpose(0, 3, 1, 2)
         try:
             out = self._session.run(None, {self._input: np.ascontiguousarray(blob, dtype=np.float32)})[0]
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - any failure of the model: name the file
             raise ArcFaceModelError(f"{self.path}: the ArcFace model failed on input {blob.shape}: "
                                     f"{str(error).splitlines()[0]}") from None
         out = np.asarray(out)

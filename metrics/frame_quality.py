@@ -44,7 +44,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from metrics.frechet import frechet_distance
-from metrics.stats import GaussianStats
+from metrics.registry import (
+    ClipInputs,
+    ClipMean,
+    ClipMetric,
+    ClipValues,
+    MissingWeights,
+)
+from metrics.stats import FrechetMetric, GaussianStats
 
 __all__ = [
     "PSNR_CAP_DB",
@@ -292,3 +299,220 @@ def mean_over_clips(values: Sequence[float]) -> float:
     array = np.asarray(values, np.float64)
     array = array[np.isfinite(array)]
     return float(array.mean()) if array.size else float("nan")
+
+
+# -- the evaluator's hook (metrics.registry.ClipMetric; docs/adding-a-metric.md) -------------------
+
+# The constants these metrics read from the protocol, with the values used while ``Protocol`` has no
+# field of that name (the evaluator's owner adds the fields; each value is then in every result).
+PROTOCOL_DEFAULTS = {
+    "ssim_preset": "gaussian",        # one of SSIM_PRESETS
+    "lpips_network": "alex",          # "alex" | "vgg"
+    "fid_frame_stride": 1,            # FID on frames: every k-th frame of each video
+    "fid_covariance": "unbiased",     # /(N - 1), as pytorch-fid's np.cov
+    "csim_frame_stride": 1,           # CSIM: every k-th generated frame
+}
+
+
+def protocol_value(protocol, name: str):
+    """``protocol.<name>``, or :data:`PROTOCOL_DEFAULTS` while the protocol has no such field."""
+    return getattr(protocol, name, PROTOCOL_DEFAULTS[name])
+
+
+def _need(inputs, *names: str) -> None:
+    for name in names:
+        if getattr(inputs, name) is None:
+            raise ValueError(f"{inputs.source}: no {name} given to {', '.join(names)}-based frame quality")
+
+
+def _mean_of(values: np.ndarray) -> float:
+    values = np.asarray(values, np.float64)
+    values = values[np.isfinite(values)]
+    return float(values.mean()) if values.size else float("nan")
+
+
+
+class ReferenceQuality(ClipMetric):
+    """PSNR and SSIM against the real clip, from one pass over each video (one cached computation).
+
+    ``clip``: ``{"psnr": (F,) dB, "ssim": (F,)}`` per frame over ``min(F, F')`` frames. A real
+    clip is its own ground truth: its values are the maxima (``PSNR_CAP_DB``, 1) without
+    computing them."""
+
+    computation = "psnr_ssim"
+    needs = frozenset({"frames", "truth"})
+
+    def clip(self, inputs: ClipInputs) -> dict[str, np.ndarray]:
+        _need(inputs, "frames", "truth")
+        preset = protocol_value(self.protocol, "ssim_preset")
+        count = min(len(inputs.frames), len(inputs.truth))
+        if inputs.side == "real":
+            return {"psnr": np.full(count, PSNR_CAP_DB), "ssim": np.ones(count)}
+        try:
+            return {"psnr": psnr_frames(inputs.frames, inputs.truth),
+                    "ssim": ssim_frames(inputs.frames, inputs.truth, preset)}
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{inputs.source}: {error}") from None
+
+    def describe(self) -> dict:
+        return {"input": "uint8 RGB frames against the real clip's frame t (first min(F, F') frames)"}
+
+
+class PeakSignalToNoise(ReferenceQuality):
+    id = "psnr"
+
+    def reduce(self, real: Sequence[ClipValues], fake: Sequence[ClipValues]):
+        return ClipMean(self.label, self.protocol, [_mean_of(c.values["psnr"]) for c in fake],
+                                 lower=0.0, upper=PSNR_CAP_DB)
+
+    def describe(self) -> dict:
+        return {**super().describe(), "features": "PSNR per frame, 10 log10(255^2 / MSE) over RGB pixels "
+                f"(scikit-image, data_range 255; identical frames {PSNR_CAP_DB:g} dB), mean over frames, "
+                "mean over clips"}
+
+
+class StructuralSimilarity(ReferenceQuality):
+    id = "ssim"
+
+    def reduce(self, real: Sequence[ClipValues], fake: Sequence[ClipValues]):
+        return ClipMean(self.label, self.protocol, [_mean_of(c.values["ssim"]) for c in fake],
+                                 lower=-1.0, upper=1.0)
+
+    def describe(self) -> dict:
+        settings = SSIM_PRESETS[protocol_value(self.protocol, "ssim_preset")]
+        return {**super().describe(), "features": settings.describe() + ", mean over clips"}
+
+
+class PerceptualDistance(ClipMetric):
+    """LPIPS against the real clip, per frame. ``weights``: a folder with torchvision's trunk file and
+    the lpips package's lin file under their published names (``metrics.lpips.load_lpips_folder``)."""
+
+    id = "lpips"
+    needs = frozenset({"frames", "truth"})
+
+    def __init__(self, protocol, weights=None, device="cpu") -> None:
+        super().__init__(protocol, weights, device)
+        from metrics import lpips
+
+        net = protocol_value(protocol, "lpips_network")
+        if weights is None:
+            spec = lpips.NETWORKS[net]
+            raise MissingWeights(
+                f"LPIPS needs local weights: give --weights lpips=DIR, a folder with torchvision's "
+                f"{spec['trunk_file']} and the lpips package's weights/v0.1/{spec['lin_file']}")
+        self.network = lpips.load_lpips_folder(weights, net, device)
+        self.pretrained, self.weights_id = True, self.network.weights_id
+
+    def clip(self, inputs: ClipInputs) -> dict[str, np.ndarray]:
+        _need(inputs, "frames", "truth")
+        if inputs.side == "real":
+            return {"lpips": np.zeros(min(len(inputs.frames), len(inputs.truth)))}
+        try:
+            return {"lpips": lpips_clip(inputs.frames, inputs.truth, self.network)}
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{inputs.source}: {error}") from None
+
+    def reduce(self, real: Sequence[ClipValues], fake: Sequence[ClipValues]):
+        return ClipMean(self.label, self.protocol, [_mean_of(c.values["lpips"]) for c in fake],
+                                 lower=0.0)
+
+    def describe(self) -> dict:
+        return {"features": f"LPIPS v0.1 ({self.network.net}) per frame against the real clip's frame t, "
+                            "mean over frames, mean over clips",
+                "input": self.network.preprocessing}
+
+
+class FrameFID(FrechetMetric):
+    unit = "frames"
+
+    def __init__(self, protocol, name: str) -> None:
+        super().__init__(protocol)
+        self.name = name
+
+    @property
+    def covariance_estimator(self) -> str:
+        return protocol_value(self.protocol, "fid_covariance")
+
+
+class FrechetInceptionDistance(ClipMetric):
+    """FID on frames: per video the Inception pool3 features of every ``fid_frame_stride``-th frame
+    (``{"features": (n, 2048) float32}``), reduced to the Fréchet distance of the pooled real and
+    generated frames. ``weights``: ``pt_inception-2015-12-05-6726825d.pth``; without it the
+    seeded stand-in network runs and the label is FID*."""
+
+    id = "fid"
+    needs = frozenset({"frames"})
+
+    def __init__(self, protocol, weights=None, device="cpu") -> None:
+        super().__init__(protocol, weights, device)
+        from metrics.inception import load_fid_inception
+
+        self.features = load_fid_inception(weights, device, seed=getattr(protocol, "bootstrap_seed", 0))
+        self.pretrained, self.weights_id = self.features.is_pretrained, self.features.feature_id
+
+    def clip(self, inputs: ClipInputs) -> dict[str, np.ndarray]:
+        _need(inputs, "frames")
+        stride = int(protocol_value(self.protocol, "fid_frame_stride"))
+        try:
+            frames = _check_frames(inputs.frames, "frames")[::stride]
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{inputs.source}: {error}") from None
+        return {"features": self.features(frames).astype(np.float32)}
+
+    def reduce(self, real: Sequence[ClipValues], fake: Sequence[ClipValues]):
+        metric = FrameFID(self.protocol, self.label)
+        for side, clips in ((True, real), (False, fake)):
+            metric.parts[side] = [GaussianStats(c.values["features"].shape[1]).update(c.values["features"])
+                                  for c in clips]
+        return metric
+
+    def counts(self, real: Sequence[ClipValues], fake: Sequence[ClipValues]) -> dict[str, int]:
+        return {"n_real_clips": len(real), "n_fake_clips": len(fake),
+                "n_real_frames": sum(len(c.values["features"]) for c in real),
+                "n_fake_frames": sum(len(c.values["features"]) for c in fake)}
+
+    def describe(self) -> dict:
+        stride = int(protocol_value(self.protocol, "fid_frame_stride"))
+        return {"features": f"Inception-v3 pool3 (2048-d, pytorch-fid layout, {self.weights_id}) of every "
+                            f"{'' if stride == 1 else f'{stride}-th '}frame, pooled over the set",
+                "input": self.features.preprocessing,
+                "covariance": protocol_value(self.protocol, "fid_covariance")}
+
+
+class IdentitySimilarity(ClipMetric):
+    """CSIM: ArcFace cosine similarity between the reference image's face and each frame's face.
+    ``clip``: ``{"per_frame": (F,) (NaN: no face / frame skipped), "mean": (), "frames_without_face":
+    (), "reference_found": ()}``. ``weights``: an insightface recognition ONNX (w600k_r50.onnx)."""
+
+    id = "csim"
+    needs = frozenset({"frames", "reference"})
+
+    def __init__(self, protocol, weights=None, device="cpu") -> None:
+        super().__init__(protocol, weights, device)
+        if weights is None:
+            raise MissingWeights("CSIM needs an ArcFace recognition ONNX: give --weights arcface=PATH "
+                                          "(e.g. insightface buffalo_l's w600k_r50.onnx)")
+        from metrics.arcface import ArcFace, FaceEmbedder
+
+        self.embedder = FaceEmbedder(ArcFace(weights))
+        self.pretrained, self.weights_id = True, self.embedder.arcface.weights_id
+
+    def clip(self, inputs: ClipInputs) -> dict[str, np.ndarray]:
+        _need(inputs, "frames", "reference")
+        try:
+            result = csim_clip(inputs.frames, inputs.reference, self.embedder,
+                               int(protocol_value(self.protocol, "csim_frame_stride")))
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{inputs.source}: {error}") from None
+        return {"per_frame": result.per_frame, "mean": np.float64(result.mean),
+                "frames_without_face": np.int64(result.frames_without_face),
+                "reference_found": np.bool_(result.reference_found)}
+
+    def reduce(self, real: Sequence[ClipValues], fake: Sequence[ClipValues]):
+        return ClipMean(self.label, self.protocol, [c.scalar("mean") for c in fake],
+                                 lower=-1.0, upper=1.0)
+
+    def describe(self) -> dict:
+        return {"features": "cosine similarity of ArcFace embeddings, reference image's face vs each frame's "
+                            "face, mean over frames with a face, mean over clips",
+                "input": self.embedder.describe()["input"]}

@@ -281,9 +281,12 @@ def init_standin_(model: nn.Module, seed: int) -> nn.Module:
             continue
         owner = model.get_submodule(name.rsplit(".", 1)[0]) if "." in name else model
         if isinstance(owner, nn.BatchNorm2d):
-            values = {"weight": lambda: rng.uniform(0.8, 1.2, shape), "bias": lambda: rng.normal(0.0, 0.1, shape),
-                      "running_mean": lambda: rng.normal(0.0, 0.1, shape),
-                      "running_var": lambda: rng.uniform(0.5, 1.5, shape)}[leaf]()
+            if leaf == "weight":
+                values = rng.uniform(0.8, 1.2, shape)
+            elif leaf == "running_var":
+                values = rng.uniform(0.5, 1.5, shape)
+            else:                                   # bias, running_mean
+                values = rng.normal(0.0, 0.1, shape)
         elif leaf == "weight":
             fan_in = int(np.prod(shape[1:]))
             gain = 1.0 if isinstance(owner, nn.Linear) else 2.0
@@ -393,7 +396,7 @@ def read_state_dict(path: str | os.PathLike, max_bytes: int, what: str) -> dict:
     check_zip_archive(path, max_bytes)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - torch.load raises many types for a foreign file
         last = (str(error).strip().splitlines() or [type(error).__name__])[-1]
         raise ValueError(f"{path}: not a {what} state dict torch.load(weights_only=True) can read: "
                          f"{type(error).__name__}: {last}") from None

@@ -36,17 +36,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from metrics.inception import init_standin_, load_state_dict_checked, read_state_dict
 from metrics.io.files import file_sha256
 
-__all__ = ["NETWORKS", "LPIPS", "LPIPSDistance", "init_standin_lpips_", "load_lpips", "load_lpips_folder"]
+__all__ = ["LPIPS", "NETWORKS", "LPIPSDistance", "init_standin_lpips_", "load_lpips", "load_lpips_folder"]
 
 logger = logging.getLogger(__name__)
 
-# torchvision ``features`` layer lists: ("conv", in, out, kernel, stride, padding) | ("relu",) | ("pool", kernel, stride)
+# torchvision ``features`` layer lists:
+# ("conv", in, out, kernel, stride, padding) | ("relu",) | ("pool", kernel, stride)
 _ALEX = [("conv", 3, 64, 11, 4, 2), ("relu",), ("pool", 3, 2), ("conv", 64, 192, 5, 1, 2), ("relu",), ("pool", 3, 2),
          ("conv", 192, 384, 3, 1, 1), ("relu",), ("conv", 384, 256, 3, 1, 1), ("relu",),
          ("conv", 256, 256, 3, 1, 1), ("relu",)]
@@ -229,7 +229,8 @@ def load_lpips(trunk: str | os.PathLike | None, lin: str | os.PathLike | None, n
                             f"torchvision's {spec['trunk_file']} (features.*)")
     lin_state = read_state_dict(lin, MAX_LIN_BYTES, f"LPIPS {net} lin layers")
     if not isinstance(lin_state, dict):
-        raise ValueError(f"{lin}: not a state dict (got {type(lin_state).__name__}); expected lpips' {spec['lin_file']}")
+        raise ValueError(f"{lin}: not a state dict (got {type(lin_state).__name__}); "  # noqa: TRY004 - a bad file
+                         f"expected lpips' {spec['lin_file']}")
     renamed = {}
     for key, value in lin_state.items():
         parts = key.split(".")          # lin<k>.model.1.weight (the package's Sequential(Dropout, Conv2d))

@@ -60,7 +60,7 @@ def test_aligned_crop_puts_the_landmarks_on_the_template():
     points = moved_template(0.5, 2.2, (300.0, 120.0))
     frame = np.zeros((480, 640, 3), np.uint8)
     for x, y in points:
-        cv2.circle(frame, (int(round(x * 16)), int(round(y * 16))), 3 * 16, (255, 255, 255), -1, cv2.LINE_AA, 4)
+        cv2.circle(frame, (round(x * 16), round(y * 16)), 3 * 16, (255, 255, 255), -1, cv2.LINE_AA, 4)
     crop = af.align_face(frame, points)
     assert crop.shape == (112, 112, 3) and crop.dtype == np.uint8
     grey = crop[..., 0].astype(np.float64)
