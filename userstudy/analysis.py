@@ -38,6 +38,13 @@ class StudyAnalysis:
     # The attention checks scored and the participants excluded (None: the study has no checks, or
     # no study file was given). ``rankings`` is then what is left: no check trial, no excluded one.
     attention: AttentionSummary | None = None
+    # Kendall's tau between the mean points and each metric of the run's results file
+    # (``userstudy.agreement``; None: no results file), and the pairwise trials' analysis
+    # (``userstudy.pairwise``; None: no pairwise answers), excluded participants left out of both.
+    agreement: pd.DataFrame | None = None
+    agreement_source: str = ""
+    pairwise: object | None = None
+    pairwise_excluded: int = 0
 
     @property
     def criteria(self) -> list[str]:

@@ -29,6 +29,15 @@ A pairwise study's answers (``pairwise.csv``: ``method_a``, ``method_b``, ``pref
 ``userstudy.pairwise``) are recognised by their columns and get ``bradley_terry.csv`` (Elo-like
 ratings with participant-bootstrap intervals: ``--bootstrap``, ``--level``, ``--seed``),
 ``win_rates.csv``, ``speech_match.csv`` and ``report.md`` instead (``analyze_pairwise_csv``).
+A study with ranking and pairwise trials has both files in its folder: the analysis of
+``rankings.csv`` takes the ``pairwise.csv`` beside it (or ``--pairwise FILE``) too, with the same
+exclusions, and writes those three files and a section of ``report.md`` beside the ranking tables.
+
+Metric-human agreement (``userstudy.agreement``): with a run's ``results.json`` (``--results
+FILE``; by default the ``results.json`` in the study folder, which ``make-study --run`` copies
+there), ``agreement.csv`` and a section of ``report.md`` give Kendall's tau per criterion and
+metric between the mean points and the metric's values on the same methods and clips, with
+participant-bootstrap intervals (``--bootstrap``, ``--level``, ``--seed``).
 
 The Python API: ``analyze`` (what the command does), ``analyze_rankings`` (the computation, no
 I/O) and ``write_analysis`` (the files). The result type is ``userstudy.analysis.StudyAnalysis``.
@@ -45,6 +54,7 @@ from pathlib import Path
 import pandas as pd
 
 from userstudy import cli
+from userstudy.agreement import RESULTS_FILE, ResultsFileError, metric_agreement, read_results
 from userstudy.analysis import POSTHOC_TESTS, StudyAnalysis, present_methods
 from userstudy.attention import attention_summary
 from userstudy.figures import dunn_heatmaps, posthoc_heatmaps
@@ -84,12 +94,17 @@ def method_order(checked: CheckedRankings, methods: list[str] | None) -> list[st
 def analyze_rankings(checked: CheckedRankings, p_adjust: str = "holm", alpha: float = 0.05,
                      posthoc: str = "nemenyi", methods: list[str] | None = None,
                      checks: dict[str, AttentionCheck] | None = None, max_failed_checks: int = 0,
-                     repeat_min_tau: float = 0.5) -> StudyAnalysis:
+                     repeat_min_tau: float = 0.5, results: tuple[dict, dict] | None = None,
+                     clips: dict[str, str] | None = None, pairwise_answers: pd.DataFrame | None = None,
+                     bootstrap: int = 1000, level: float = 0.95, seed: int = 0) -> StudyAnalysis:
     """Run every test of the report on checked rankings (no I/O).
 
     ``checks`` (trial id -> check, e.g. ``attention_checks(load_study(...))``): the check trials are
     scored and set aside, and the participants who failed more than ``max_failed_checks`` are
-    excluded before any statistic (``userstudy.attention``).
+    excluded before any statistic (``userstudy.attention``). ``results`` (``agreement.read_results``)
+    and ``clips`` (trial -> ``identity/clip``): the metric-human agreement. ``pairwise_answers``
+    (``pairwise.check_pairwise``): the study's pairwise trials, analysed without the excluded
+    participants. ``bootstrap``, ``level``, ``seed``: the intervals of both.
     """
     attention = None
     if checks:
@@ -125,7 +140,18 @@ def analyze_rankings(checked: CheckedRankings, p_adjust: str = "holm", alpha: fl
     friedman_table["p_holm"] = adjust_p_values(friedman_table["p"], "holm")
     for table in (kruskal_table, friedman_table):
         table.index.name = CRITERION
+    agreement = None
+    if results is not None:
+        agreement = metric_agreement(data, results[0], results[1], clips, bootstrap, level, seed)
+    pairwise, pairwise_excluded = None, 0
+    if pairwise_answers is not None:
+        excluded = set(attention.excluded) if attention is not None else set()
+        keep = ~pairwise_answers["participant"].isin(excluded)
+        pairwise_excluded = int((~keep).sum())
+        if keep.any():
+            pairwise = analyze_pairwise(pairwise_answers[keep], None, bootstrap, level, seed)
     return StudyAnalysis(
+        agreement=agreement, pairwise=pairwise, pairwise_excluded=pairwise_excluded,
         rankings=checked, methods=order, p_adjust=p_adjust, alpha=alpha, posthoc=posthoc,
         points=mean_points(data, checked.criteria, order),
         kruskal=kruskal_table[["n", "k", "H", "df", "p", "p_holm"]].astype({"n": int, "k": int, "df": int}),
@@ -203,6 +229,10 @@ def write_analysis(analysis: StudyAnalysis, out_dir: str | Path, source: str = "
                                          analysis.attention.results.to_csv(index=False)))
         written.append(write_text_atomic(out / "exclusions.csv",
                                          analysis.attention.participants.to_csv(index=False)))
+    if analysis.agreement is not None:
+        written.append(write_text_atomic(out / "agreement.csv", analysis.agreement.to_csv(index=False)))
+    if analysis.pairwise is not None:
+        written += write_pairwise_tables(analysis.pairwise, out)
     written.append(write_bytes_atomic(out / "dunn.png", dunn_heatmaps(analysis)))
     written.append(write_bytes_atomic(out / f"{analysis.posthoc}.png", posthoc_heatmaps(analysis)))
     written.append(write_text_atomic(out / "report.md", report_markdown(analysis, source)))
@@ -232,20 +262,41 @@ def default_study_dir(rankings_csv: str | Path) -> Path | None:
     return folder if (folder / STUDY_FILE).is_file() else None
 
 
+def write_pairwise_tables(analysis: PairwiseAnalysis, out: Path) -> list[Path]:
+    """``bradley_terry.csv``, ``win_rates.csv`` and ``speech_match.csv`` (full precision)."""
+    return [write_text_atomic(out / "bradley_terry.csv", analysis.strengths.to_csv(index=False)),
+            write_text_atomic(out / "win_rates.csv", analysis.win_rates.to_csv(index=False)),
+            write_text_atomic(out / "speech_match.csv", analysis.speech_match.to_csv(index=False))]
+
+
 def analyze(rankings_csv: str | Path, out_dir: str | Path | None = None, p_adjust: str = "holm",
             alpha: float = 0.05, posthoc: str = "nemenyi", methods: list[str] | None = None,
             drop_incomplete: bool = False, study_dir: str | Path | None = None, max_failed_checks: int = 0,
-            repeat_min_tau: float = 0.5) -> StudyAnalysis:
+            repeat_min_tau: float = 0.5, results: str | Path | None = None, pairwise: str | Path | None = None,
+            bootstrap: int = 1000, level: float = 0.95, seed: int = 0) -> StudyAnalysis:
     """Read, check, analyse and write into ``out_dir`` (default: ``default_out_dir``): the command.
 
     ``study_dir``: the study folder whose attention checks apply (default: ``default_study_dir``;
-    only its ``study.json`` is read). Raises ``RankingsError`` (every problem of the file, with its
-    lines), ``StudyError`` (a study file that cannot be read), ``ValueError`` (a bad option) or
+    only its ``study.json`` is read). ``results``: a run's results file for the metric-human
+    agreement (default: ``results.json`` in the study folder, if there). ``pairwise``: the study's
+    pairwise answers (default: ``pairwise.csv`` beside the rankings, if there). Raises
+    ``RankingsError`` (every problem of the file, with its lines), ``StudyError`` (a study file that
+    cannot be read), ``ResultsFileError`` (a results file), ``ValueError`` (a bad option) or
     ``FileNotFoundError``; nothing is written then.
     """
+    if bootstrap < 0:
+        raise ValueError(f"bootstrap must be 0 or more resamples, got {bootstrap}")
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(rankings_csv)
     study_dir = study_dir if study_dir is not None else default_study_dir(rankings_csv)
-    checks = attention_checks(load_study(study_dir, check_files=False)) if study_dir is not None else None
+    study = load_study(study_dir, check_files=False) if study_dir is not None else None
+    checks = attention_checks(study) if study is not None else None
+    if results is None and study_dir is not None and (Path(study_dir) / RESULTS_FILE).is_file():
+        results = Path(study_dir) / RESULTS_FILE
+    scores = read_results(results) if results is not None else None
+    clips = {t.id: t.clip for t in study.trials if t.clip} if study is not None else None
+    if pairwise is None and (Path(rankings_csv).parent / "pairwise.csv").is_file():
+        pairwise = Path(rankings_csv).parent / "pairwise.csv"
+    pairwise_answers = read_pairwise(pairwise) if pairwise is not None else None
     if checks:
         logger.info("%d attention check trial(s) in %s", len(checks), Path(study_dir) / STUDY_FILE)
     checked = load_rankings(rankings_csv, drop_incomplete=drop_incomplete)
@@ -254,7 +305,10 @@ def analyze(rankings_csv: str | Path, out_dir: str | Path | None = None, p_adjus
     except ValueError as error:
         raise RankingsError([str(error)], str(rankings_csv)) from None
     analysis = analyze_rankings(checked, p_adjust=p_adjust, alpha=alpha, posthoc=posthoc, methods=methods,
-                                checks=checks, max_failed_checks=max_failed_checks, repeat_min_tau=repeat_min_tau)
+                                checks=checks, max_failed_checks=max_failed_checks, repeat_min_tau=repeat_min_tau,
+                                results=scores, clips=clips, pairwise_answers=pairwise_answers,
+                                bootstrap=bootstrap, level=level, seed=seed)
+    analysis.agreement_source = str(results) if results is not None else ""
     written = write_analysis(analysis, out_dir, source=str(rankings_csv))
     logger.info("%d files written to %s", len(written), out_dir)
     return analysis
@@ -273,10 +327,8 @@ def analyze_pairwise_csv(pairwise_csv: str | Path, out_dir: str | Path | None = 
     out = Path(out_dir) if out_dir is not None else default_out_dir(pairwise_csv)
     analysis = analyze_pairwise(read_pairwise(pairwise_csv), methods, bootstrap, level, seed)
     out.mkdir(parents=True, exist_ok=True)
-    written = [write_text_atomic(out / "bradley_terry.csv", analysis.strengths.to_csv(index=False)),
-               write_text_atomic(out / "win_rates.csv", analysis.win_rates.to_csv(index=False)),
-               write_text_atomic(out / "speech_match.csv", analysis.speech_match.to_csv(index=False)),
-               write_text_atomic(out / "report.md", pairwise_report_markdown(analysis, str(pairwise_csv)))]
+    written = write_pairwise_tables(analysis, out) + [
+        write_text_atomic(out / "report.md", pairwise_report_markdown(analysis, str(pairwise_csv)))]
     logger.info("%d files written to %s", len(written), out)
     return analysis
 
@@ -307,9 +359,16 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                         help="set aside blocks that miss a method (each is listed in report.md) "
                              "instead of stopping with an error")
     parser.add_argument("--bootstrap", type=int, default=1000, metavar="N",
-                        help="pairwise studies: bootstrap resamples of the participants for the rating intervals")
-    parser.add_argument("--level", type=float, default=0.95, help="pairwise studies: level of the intervals")
-    parser.add_argument("--seed", type=int, default=0, help="pairwise studies: seed of the bootstrap")
+                        help="bootstrap resamples of the participants, for the Bradley-Terry rating and the "
+                             "metric-agreement intervals")
+    parser.add_argument("--level", type=float, default=0.95, help="level of the bootstrap intervals")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    parser.add_argument("--results", type=Path, metavar="FILE",
+                        help="a benchmark run's results.json: Kendall's tau between each metric and the "
+                             "rankings (default: results.json in the study folder, if there)")
+    parser.add_argument("--pairwise", type=Path, metavar="FILE",
+                        help="the study's pairwise answers, analysed with the rankings (default: "
+                             "pairwise.csv beside the rankings file, if there)")
     parser.add_argument("--study", type=Path, metavar="DIR",
                         help="study folder whose study.json marks the attention checks (default: the "
                              "rankings file's folder, if it holds a study.json)")
@@ -336,10 +395,11 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         return 0
     try:
         analysis = analyze(args.rankings, out, args.p_adjust, args.alpha, args.posthoc, args.methods,
-                           args.drop_incomplete, args.study, args.max_failed_checks, args.repeat_min_tau)
+                           args.drop_incomplete, args.study, args.max_failed_checks, args.repeat_min_tau,
+                           args.results, args.pairwise, args.bootstrap, args.level, args.seed)
     except FileNotFoundError as error:
         return cli.fail(f"{error.filename}: no such file")
-    except (RankingsError, StudyError, ValueError) as error:
+    except (RankingsError, StudyError, ResultsFileError, ValueError) as error:
         return cli.fail(error)
     checked = analysis.rankings
     print(f"{len(checked.participants)} participants, {len(checked.trials)} trials, "
@@ -353,6 +413,14 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     for criterion, row in analysis.friedman.iterrows():
         print(f"  {criterion}: Kruskal-Wallis p = {analysis.kruskal.loc[criterion, 'p']:.3e}; "
               f"Friedman p = {row['p']:.3e} (Holm {row['p_holm']:.3e}), Kendall's W = {row['W']:.3f}")
+    if analysis.pairwise is not None:
+        for r in analysis.pairwise.strengths.itertuples():
+            print(f"  pairwise, {r.criterion}: {r.method} Elo {r.elo:.0f} ({r.elo_low:.0f} to {r.elo_high:.0f})")
+    if analysis.agreement is not None:
+        shown = analysis.agreement[analysis.agreement["scope"] == "all"]
+        for r in shown.itertuples():
+            print(f"  agreement, {r.criterion} vs {r.label}: Kendall's tau {r.tau:+.2f} "
+                  f"({r.tau_low:+.2f} to {r.tau_high:+.2f}, {r.methods} methods)")
     return 0
 
 

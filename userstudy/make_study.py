@@ -50,6 +50,7 @@ from userstudy.study import (
 )
 
 RUN_FILE = "run.json"
+RESULTS_FILE = "results.json"   # the run's metric scores, copied beside the study (userstudy.agreement)
 # The benchmark's controls (bench.methods.CONTROLS: userstudy imports nothing of bench, and a test
 # keeps the two equal). ``static`` is the reference frame repeated for the clip's length.
 RUN_CONTROLS = ("gt", "static", "shuffled")
@@ -231,7 +232,8 @@ def make_study_from_run(out: str | os.PathLike, run: str | os.PathLike, methods:
     A pairwise block: ``pairwise_trials`` trials of kind ``compare`` (two methods' videos of one
     drawn clip, answered with a preference on ``preference_levels`` levels on every criterion), the
     pairs of methods taken in turn so each pair is asked about equally often, the clips drawn at
-    random. The page options (``play_through``, ``consent``, ``completion_code``,
+    random. The run's ``results.json``, if any, is copied into the study folder, where ``analyze``
+    finds it for the metric-human agreement. The page options (``play_through``, ``consent``, ``completion_code``,
     ``completion_url``) go into the study file. Raises ``StudyError`` listing every problem;
     nothing is written then.
     """
@@ -341,6 +343,9 @@ def make_study_from_run(out: str | os.PathLike, run: str | os.PathLike, methods:
         **page_options(play_through, consent, completion_code, completion_url, preference_levels),
     }
     study = parse_study(document, out)
+    results = run / RESULTS_FILE
+    if results.is_file():   # beside the study, for analyze's metric-human agreement
+        shutil.copyfile(results, out / RESULTS_FILE)
     write_text_atomic(out / STUDY_FILE, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
     logger.info("study %r from run %s: %d trials (%d attention checks, %d pairwise) x %d methods, %d criteria, "
                 "written to %s", study.title, run, len(study.trials), len(checks), len(compared), len(chosen),

@@ -278,13 +278,61 @@ def report_markdown(analysis: StudyAnalysis, source: str = "") -> str:
         lines.append(f"Reading: {reading}.")
         lines.append("")
 
+    lines += _pairwise_section(analysis)
+    lines += _agreement_section(analysis)
     lines += ["## Files", "",
               "`points.csv`, `points.md`, `kruskal.csv`, `dunn_<criterion>.csv`, `dunn_pairs.csv`, "
               f"`dunn.png`, `friedman.csv`, `{analysis.posthoc}_<criterion>.csv`, "
-              f"`{analysis.posthoc}_pairs.csv`, `{analysis.posthoc}.png`, `report.md` (every CSV at full "
-              "precision). Criterion file names: "
+              f"`{analysis.posthoc}_pairs.csv`, `{analysis.posthoc}.png`, "
+              + ("`bradley_terry.csv`, `win_rates.csv`, `speech_match.csv`, " if analysis.pairwise is not None else "")
+              + ("`agreement.csv`, " if analysis.agreement is not None else "")
+              + ("`attention_checks.csv`, `exclusions.csv`, " if analysis.attention is not None else "")
+              + "`report.md` (every CSV at full precision). Criterion file names: "
               + ", ".join(f"{c} → `{criterion_slug(c)}`" for c in analysis.criteria) + ".", ""]
     return "\n".join(lines)
+
+
+def _pairwise_section(analysis: StudyAnalysis) -> list[str]:
+    """The study's pairwise trials (Bradley-Terry, win rates, matched speech), as in the pairwise report."""
+    if analysis.pairwise is None:
+        return []
+    text = pairwise_report_markdown(analysis.pairwise, "pairwise.csv")
+    body = text.split("\n", 1)[1].split("## Files")[0]
+    excluded = (f" The answers of the {analysis.pairwise_excluded} pairwise trial(s) of excluded participants are "
+                "left out." if analysis.pairwise_excluded else "")
+    return ["## Pairwise trials", "", "The study's pairwise trials (`pairwise.csv`), analysed as the GENEA "
+            "leaderboard does." + excluded] + [line.replace("## ", "### ", 1) if line.startswith("## ") else line
+                                                for line in body.split("\n")]
+
+
+def _agreement_section(analysis: StudyAnalysis) -> list[str]:
+    """Kendall's tau between the mean points and each metric of the run's results file."""
+    table = analysis.agreement
+    if table is None:
+        return []
+    lines = ["## Agreement of the metrics with the participants", ""]
+    if not len(table):
+        return lines + [f"The results file `{analysis.agreement_source}` scores fewer than two of the study's "
+                        "methods on any metric: no agreement to report.", ""]
+    level = "interval"
+    lines.append(f"Results file: `{analysis.agreement_source}`. Kendall's tau-b (scipy) between the mean points per "
+                 "method and the metric's value per method, the metric oriented so that larger is better (tau > 0: "
+                 "the metric orders the methods as the participants do; 1: exactly). `all`: every study trial "
+                 "against the run's score over all clips; `identity:NAME`: that speaker's trials against the "
+                 f"run's score for that speaker. Intervals: percentile bootstrap over **participants** "
+                 f"({int(table['bootstrap'].iloc[0])} resamples; the metric values are fixed). With k methods tau "
+                 "takes only k(k-1)/2 + 1 values, so read it as a description of the order.")
+    lines.append("")
+    rows = [[r.criterion, r.scope, f"{r.label} ({'↓' if r.direction.startswith('lower') else '↑'})", str(r.methods),
+             f"{r.tau:+.3f}" if not pd.isna(r.tau) else "n/a",
+             "n/a" if pd.isna(r.tau_low) else f"{r.tau_low:+.2f} to {r.tau_high:+.2f}", p_text(r.p)]
+            for r in table.itertuples()]
+    lines.append(markdown_table(["criterion", "scope", "metric", "methods", "tau", level, "p"], rows, "lllrrrr"))
+    assumed = sorted(set(table.loc[table["direction"].str.contains("assumed"), "metric"]))
+    if assumed:
+        lines.append(f"Metrics of unknown direction, taken as higher-is-better: {', '.join(assumed)}.")
+        lines.append("")
+    return lines
 
 
 def pairwise_report_markdown(analysis, source: str = "") -> str:
