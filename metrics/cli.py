@@ -1,6 +1,6 @@
 """The metrics on folders of videos, from the command line (python -m metrics).
 
-    python -m metrics compute --fake DIR [--real DIR] [--metrics fgd,div,bas,fvd] [--out FILE.json]
+    python -m metrics compute --fake DIR [--real DIR] [--metrics fgd,div,bas,fvd,hkc,...] [--out FILE.json]
                               [--fgd-ae DIR] [--i3d PATH] [--extractor toy|dwpose] [--options FILE.yaml]
                               [--allow-mismatch frame_size,...]   # the sides' headers are compared first
                               [--processes N]     # clips spread over N processes (or: accelerate launch -m metrics compute)
@@ -32,6 +32,7 @@ from metrics.fgd_training import train_fgd_autoencoder
 from metrics.inputs import ALLOWABLE, normalise_allow
 from metrics.options import OptionsError, build_options, read_yaml
 from metrics.protocol import PRESETS, get_protocol, split_presets
+from metrics.registry import DEFAULT_METRICS, METRIC_IDS, normalise_metrics
 from metrics.sanity import format_sanity, run_sanity
 
 # -- the command-line style shared by imac-bench, imac and python -m metrics -------------------------
@@ -190,7 +191,7 @@ COMPUTE_SECTION = "metrics compute"
 class ComputeOptions:
     """The settings of ``python -m metrics compute`` (the keys of its --options YAML file)."""
 
-    metrics: list[str] = field(default_factory=lambda: ["fgd", "div", "bas", "fvd"])
+    metrics: list[str] = field(default_factory=lambda: list(DEFAULT_METRICS))   # metrics.registry ids
     protocol: str = "imac-bench"                 # presets of metrics.protocol.PRESETS, '+'-combined
     extractor: Literal["toy", "dwpose"] = "toy"
     dwpose_detector: str | None = None           # yolox_l.onnx, with extractor dwpose
@@ -204,6 +205,7 @@ class ComputeOptions:
     allow_mismatch: list[str] = field(default_factory=list)   # input properties allowed to differ (metrics.inputs)
     allow_resolution_mismatch: bool = False      # the same as allow_mismatch: [frame_size]
     device: str = "cpu"
+    weights: dict[str, str] = field(default_factory=dict)   # hook metrics' local weight files (syncnet: PATH)
 
 
 def load_compute_options(values: Mapping[str, Any] | None, section: str = COMPUTE_SECTION) -> ComputeOptions:
@@ -214,7 +216,11 @@ def load_compute_options(values: Mapping[str, Any] | None, section: str = COMPUT
     except ValueError as error:
         raise OptionsError(f"{section}: {error}") from None
     if not options.metrics:
-        raise OptionsError(f"{section}: metrics: name at least one of fgd, div, bas, fvd")
+        raise OptionsError(f"{section}: metrics: name at least one of {', '.join(METRIC_IDS)}")
+    try:
+        options.metrics = list(normalise_metrics(options.metrics))
+    except ValueError as error:
+        raise OptionsError(f"{section}: metrics: {error}") from None
     try:
         normalise_allow(options.allow_mismatch)
     except ValueError as error:
@@ -241,6 +247,17 @@ def _log(message: str) -> None:
 
 def _comma_list(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _weights(text: str) -> dict[str, str]:
+    """argparse type of ``--weights NAME=PATH,NAME=PATH``."""
+    pairs = {}
+    for part in _comma_list(text):
+        name, sep, path = part.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise argparse.ArgumentTypeError(f"--weights: {part!r} is not NAME=PATH")
+        pairs[name.strip()] = path.strip()
+    return pairs
 
 
 def _cache_dir(cache: str | None) -> Path | None:
@@ -276,7 +293,7 @@ def _compute(args: argparse.Namespace) -> int:
                       cache_dir=_cache_dir(options.cache), split=None if options.split == "all" else options.split,
                       on_error="skip" if options.skip_bad else "raise", allow=options.allow_mismatch,
                       allow_resolution_mismatch=options.allow_resolution_mismatch, device=options.device,
-                      progress=None if args.quiet else _log, processes=processes)
+                      progress=None if args.quiet else _log, processes=processes, weights=options.weights)
     if result is None:                 # another process of a launch: the main one prints and writes
         return 0
     print(format_table(result))
@@ -339,7 +356,11 @@ def _add_common(parser: argparse.ArgumentParser, settings: bool = False) -> None
            "(default: ~/.cache/imac-bench)")
     option("--device", key="device", help="cpu or cuda[:N]")
     if settings:
-        option("--metrics", key="metrics", type=_comma_list, metavar="LIST", help="comma-separated: fgd,div,bas,fvd")
+        option("--metrics", key="metrics", type=_comma_list, metavar="LIST",
+               help=f"comma-separated metric ids (default {','.join(DEFAULT_METRICS)}); known: {','.join(METRIC_IDS)}")
+        option("--weights", key="weights", type=_weights, metavar="NAME=PATH,...",
+               help="local weight files of metrics that need them (a metric without its file is left out, or "
+                    "computed by a starred stand-in)")
         option("--fgd-ae", key="fgd_ae", metavar="DIR", help="skeleton autoencoder folder (for fgd and div)")
         option("--i3d", key="i3d", metavar="FILE", help="I3D weights (i3d_pretrained_400.pt or i3d_torchscript.pt); "
                "without: an untrained stand-in, reported as FVD*")

@@ -12,6 +12,14 @@ Before any network is loaded or any frame decoded, both sides' headers are compa
 (``metrics.inputs``): a property that changes a number and differs is refused, naming the property
 and the clips, unless the protocol converts it or the caller allows it; either is recorded.
 
+Metrics are the ids of ``metrics.registry.REGISTRY``. fgd, div, bas and fvd are built in here;
+every other metric is a ``metrics.registry.ClipMetric`` (the hook): ``record`` builds the inputs it
+``needs`` (frames, audio, the reference image, the real clip's frames, keypoints) from the same
+decoding pass, calls its ``clip`` once per video and computation group and caches the result per
+video content; ``metric`` reduces the clips of a scope with its ``reduce``. A metric whose weights
+the user did not give (``MissingWeights``) is left out with its message (``Evaluator.unavailable``),
+never shown under its published label.
+
 Bad input (a corrupt or truncated video, a clip shorter than a window, NaN keypoints, no audio)
 raises an error naming the file, or, with ``on_error="skip"``, is skipped and listed in the
 result's ``skipped`` block. Nothing is dropped silently.
@@ -23,6 +31,8 @@ N``), each process records its share of the clips and the records are gathered i
 
 from __future__ import annotations
 
+import json
+import logging
 import platform
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -39,21 +49,26 @@ from metrics.fgd import FGD, skeleton_windows
 from metrics.fvd import FVD
 from metrics.i3d import I3DNetworkError
 from metrics.inputs import ClipProperties, InputReport, check_inputs, clip_properties
-from metrics.io.cache import VideoCache
-from metrics.io.video import VideoReader, probe_video
+from metrics.io.cache import VideoCache, file_hash
+from metrics.io.video import VideoReader, probe_video, read_video
 from metrics.pose.dwpose import DWPose, DWPoseModelError
 from metrics.pose.toy import ToyMarkerPose
 from metrics.protocol import Protocol, preset_of
+from metrics.registry import (BUILT_IN, DEFAULT_METRICS, REGISTRY, ClipInputs, ClipMetric, ClipValues, MissingWeights,
+                              load_clip_metric, normalise_metrics)
 from metrics.results import (COVARIANCE, SQRT_METHOD, EvaluationResult, Provenance, Score, Scores, Side, SkippedClip,
                              format_score, metric_label, package_versions, write_result)
 from metrics.skeleton_ae import AutoencoderFileError
 from metrics.stats import GaussianStats
 
-ALL_METRICS = ("fgd", "div", "bas", "fvd")
-DEFAULT_CACHE = Path.home() / ".cache" / "imac-bench"
-PRESET_METRIC = {"fgd": "FGD", "div": "Diversity", "bas": "BAS", "fvd": "FVD"}   # metrics.protocol's names
+logger = logging.getLogger(__name__)
 
-__all__ = ["ALL_METRICS", "DEFAULT_CACHE", "ClipError", "ClipResult", "Evaluator", "evaluate", "format_table",
+ALL_METRICS = BUILT_IN          # the four built in here (fgd, div, bas, fvd); every id: metrics.registry.METRIC_IDS
+DEFAULT_CACHE = Path.home() / ".cache" / "imac-bench"
+PRESET_METRIC = {m: spec.preset_group for m, spec in REGISTRY.items()}   # metrics.protocol's names
+SKELETON_METRICS = ("fgd", "div", "bas")     # built-in metrics that read keypoints
+
+__all__ = ["ALL_METRICS", "DEFAULT_CACHE", "DEFAULT_METRICS", "ClipError", "ClipResult", "Evaluator", "evaluate", "format_table",
            "make_extractor", "metric_score", "normalise_metrics", "write_result"]
 
 
@@ -72,15 +87,6 @@ def make_extractor(name: str = "toy", dwpose_detector: str | None = None, dwpose
     raise ValueError(f"unknown pose extractor {name!r}: use 'toy' or 'dwpose'")
 
 
-def normalise_metrics(metrics: Iterable[str]) -> tuple[str, ...]:
-    """Metric ids, lower-cased and deduplicated; unknown ones raise ``ValueError``."""
-    metrics = tuple(dict.fromkeys(m.strip().lower() for m in metrics))
-    unknown = [m for m in metrics if m not in ALL_METRICS]
-    if unknown:
-        raise ValueError(f"unknown metrics {unknown}: choose from {', '.join(ALL_METRICS)}")
-    return metrics
-
-
 @dataclass
 class ClipResult:
     """What one clip contributes to the metrics (small: no frames, no keypoints)."""
@@ -95,6 +101,11 @@ class ClipResult:
     bas: float | None = None
     bas_frames: int | None = None               # frames the BAS was scored on (its weight, bas_clip_weight)
     visible: float | None = None                # share of skeleton points seen
+    values: dict | None = None                  # hook metrics: computation name -> the arrays its ``clip`` gave
+
+    def clip_values(self, computation: str) -> ClipValues:
+        """What a hook metric's computation gave this clip, for its ``reduce``."""
+        return ClipValues(self.clip.identity or "", self.clip.clip_id or "", (self.values or {})[computation])
 
 
 # Errors of a network or its file (the I3D archive, the skeleton autoencoder, the DWPose ONNX models)
@@ -132,8 +143,12 @@ class Evaluator:
 
     def __init__(self, metrics: Sequence[str], protocol: Protocol, extractor=None, autoencoder=None,
                  i3d=None, cache_dir: str | Path | None = None, autoencoder_info: dict | None = None,
-                 processes: Processes = SINGLE):
-        self.metrics = normalise_metrics(metrics)
+                 processes: Processes = SINGLE, clip_metrics: dict[str, ClipMetric] | None = None,
+                 unavailable: dict[str, str] | None = None):
+        self.unavailable = dict(unavailable or {})      # metric id -> why it is left out (weights not given)
+        self.metrics = tuple(m for m in normalise_metrics(metrics) if m not in self.unavailable)
+        self.clip_metrics = {m: c for m, c in (clip_metrics or {}).items() if m in self.metrics}
+        self.cache_dir = None if cache_dir is None else Path(cache_dir)
         self.protocol = protocol
         self.processes = processes      # ``records`` shares the clips among them (metrics.distributed)
         self.extractor = extractor
@@ -152,8 +167,12 @@ class Evaluator:
     def load(cls, metrics: Sequence[str], protocol: Protocol, *, autoencoder: str | Path | None = None,
              i3d=None, i3d_seed: int = 0, extractor="toy", dwpose_detector: str | None = None,
              dwpose_pose: str | None = None, device: str = "cpu", cache_dir: str | Path | None = None,
-             processes: Processes = SINGLE) -> Evaluator:
+             processes: Processes = SINGLE, weights: dict[str, str | None] | None = None) -> Evaluator:
         """Load each network the metrics need, once (in every process of a launch: ``processes``).
+
+        ``weights``: local weight files of the hook metrics by their ``MetricSpec.weights`` name
+        (e.g. {"syncnet": PATH}); a metric whose file is not given and has no stand-in is left out
+        with its message (``unavailable``).
 
         ``autoencoder``: a skeleton autoencoder folder (fgd, div). ``i3d``: a local weight file, None
         for the untrained stand-in (FVD*), or a feature object (``feature_id``, ``is_pretrained``,
@@ -161,6 +180,15 @@ class Evaluator:
         or an extractor object.
         """
         metrics = normalise_metrics(metrics)
+        clip_metrics, unavailable = {}, {}
+        for metric in metrics:
+            if REGISTRY[metric].implementation is None:
+                continue
+            try:
+                clip_metrics[metric] = load_clip_metric(metric, protocol, weights, device)
+            except MissingWeights as error:
+                unavailable[metric] = str(error)
+                logger.warning("%s left out: %s", REGISTRY[metric].label, error)
         model = info = None
         if "fgd" in metrics or "div" in metrics:
             if autoencoder is None:
@@ -180,20 +208,29 @@ class Evaluator:
 
                 features = load_i3d(i3d, device=device, seed=i3d_seed)
         pose = None
-        if any(m in metrics for m in ("fgd", "div", "bas")):
+        if any(m in metrics for m in SKELETON_METRICS) or any("keypoints" in c.needs for c in clip_metrics.values()):
             pose = (make_extractor(extractor, dwpose_detector, dwpose_pose, device) if isinstance(extractor, str)
                     else extractor)
-        return cls(metrics, protocol, pose, model, features, cache_dir, info, processes)
+        return cls(metrics, protocol, pose, model, features, cache_dir, info, processes, clip_metrics, unavailable)
 
     # -- one clip ----------------------------------------------------------------------------------
 
     @property
     def needs_keypoints(self) -> bool:
-        return any(m in self.metrics for m in ("fgd", "div", "bas"))
+        return (any(m in self.metrics for m in SKELETON_METRICS)
+                or any("keypoints" in c.needs for c in self.clip_metrics.values()))
 
     def keypoints_and_fvd(self, clip: ClipRecord, want_keypoints: bool | None = None, want_fvd: bool | None = None
                           ) -> tuple[np.ndarray | None, float, tuple[int, int], GaussianStats | None]:
         """Decode the video once: keypoints (cached) and, if asked, the FVD statistics."""
+        keypoints, fps, size, fvd_stats, _ = self.decode(clip, want_keypoints, want_fvd)
+        return keypoints, fps, size, fvd_stats
+
+    def decode(self, clip: ClipRecord, want_keypoints: bool | None = None, want_fvd: bool | None = None,
+               want_frames: bool = False
+               ) -> tuple[np.ndarray | None, float, tuple[int, int], GaussianStats | None, np.ndarray | None]:
+        """Decode the video at most once: keypoints (cached), the FVD statistics (cached) and, with
+        ``want_frames``, every frame (F, H, W, 3) uint8 for the hook metrics (not cached)."""
         want_keypoints = self.needs_keypoints if want_keypoints is None else want_keypoints
         want_fvd = ("fvd" in self.metrics) if want_fvd is None else want_fvd
         info = probe_video(clip.video)
@@ -206,7 +243,8 @@ class Evaluator:
             fvd_stats = None if cached is None else GaussianStats.from_state_dict(cached)
         extract = want_keypoints and keypoints is None
         compute_fvd = want_fvd and fvd_stats is None
-        if extract or compute_fvd:
+        kept: list[np.ndarray] = []
+        if extract or compute_fvd or want_frames:
             parts: list[np.ndarray] = []
             decoded = [0]
             with VideoReader(clip.video) as reader:
@@ -215,14 +253,16 @@ class Evaluator:
                         decoded[0] += len(chunk)
                         if extract:
                             parts.append(self.extractor(chunk))
+                        if want_frames:
+                            kept.append(chunk)
                         yield chunk
                 stream = chunks()
                 if compute_fvd:   # (with fvd_clips="first" it stops reading after the first clip)
                     fvd_stats = self.fvd.video_statistics(stream, str(clip.video))
-                if extract or not compute_fvd:
-                    for _ in stream:   # the rest of the video, for its keypoints
+                if extract or want_frames or not compute_fvd:
+                    for _ in stream:   # the rest of the video, for its keypoints (or frames)
                         pass
-            whole = extract or getattr(self.protocol, "fvd_clips", "non-overlapping") != "first"
+            whole = extract or want_frames or getattr(self.protocol, "fvd_clips", "non-overlapping") != "first"
             if whole and decoded[0] != info.num_frames:
                 raise ClipError(f"{clip.video}: decoded {decoded[0]} frames, the container says "
                                 f"{info.num_frames}: truncated or corrupt file")
@@ -232,7 +272,8 @@ class Evaluator:
                 keypoints = np.concatenate(parts)
                 if self.keypoint_cache is not None:
                     self.keypoint_cache.store(clip.video, keypoints=keypoints.astype(np.float32), fps=np.array(info.fps))
-        return keypoints, info.fps, (info.width, info.height), fvd_stats
+        frames = np.concatenate(kept) if want_frames and kept else None
+        return keypoints, info.fps, (info.width, info.height), fvd_stats, frames
 
     def keypoints(self, clip: ClipRecord) -> tuple[np.ndarray, float]:
         """The clip's keypoints (F, 133, 3) and fps: from the cache, else extracted (and cached)."""
@@ -248,8 +289,94 @@ class Evaluator:
             return float(value), int(frames)
         return float(scorer.score(keypoints, fps, wav, sample_rate)), len(keypoints)
 
-    def record(self, clip: ClipRecord, side: str, partner: ClipRecord | None = None) -> ClipResult:
-        keypoints, fps, size, fvd_stats = self.keypoints_and_fvd(clip)
+    # -- hook metrics (metrics.registry.ClipMetric) ------------------------------------------------
+
+    def computations(self) -> dict[str, ClipMetric]:
+        """One hook metric per computation group among the selected ones (its ``clip`` serves the group)."""
+        groups: dict[str, ClipMetric] = {}
+        for metric in self.clip_metrics.values():
+            groups.setdefault(metric.computation_name, metric)
+        return groups
+
+    def _clip_cache(self, metric: ClipMetric) -> VideoCache | None:
+        if self.cache_dir is None:
+            return None
+        return VideoCache(self.cache_dir, f"clip-{metric.computation_name}", metric.weights_id or "weight-free",
+                          self.protocol.version, self.protocol.digest)
+
+    def _variant(self, metric: ClipMetric, clip: ClipRecord, partner: ClipRecord | None, hints: dict) -> str:
+        """The cache variant of a hook metric's per-clip output: the other files it read and the hints."""
+        other = {}
+        if metric.needs & {"reference", "truth"} and partner is not None:
+            other["real"] = file_hash(partner.video)
+        if "audio" in metric.needs:
+            source = clip.audio or (partner.audio if partner is not None else None)
+            other["audio"] = file_hash(source) if source is not None else "track"
+        if hints:
+            other["hints"] = hints
+        return json.dumps(other, sort_keys=True, default=str) if other else ""
+
+    def cached_clip_values(self, clip: ClipRecord, partner: ClipRecord | None, hints: dict | None = None
+                           ) -> tuple[dict, list]:
+        """The hook computations' cached outputs for one clip, and the computations still to run
+        (name, metric, cache, cache variant)."""
+        hints = dict(hints or {})
+        values: dict = {}
+        pending = []
+        for name, metric in self.computations().items():
+            cache, variant = self._clip_cache(metric), self._variant(metric, clip, partner, hints)
+            cached = cache.load(clip.video, variant) if cache is not None else None
+            if cached is not None:
+                values[name] = cached
+            else:
+                pending.append((name, metric, cache, variant))
+        return values, pending
+
+    @staticmethod
+    def _needs_own_frames(pending: list, partner: ClipRecord | None) -> bool:
+        needs = frozenset().union(*(metric.needs for _, metric, _, _ in pending)) if pending else frozenset()
+        return "frames" in needs or (partner is None and bool(needs & {"reference", "truth"}))
+
+    def clip_metric_values(self, clip: ClipRecord, side: str, partner: ClipRecord | None, keypoints, fps: float,
+                           size: tuple[int, int], hints: dict | None = None, frames: np.ndarray | None = None,
+                           found: tuple[dict, list] | None = None) -> dict:
+        """Every selected hook computation's output for one clip (from the cache, else computed and cached).
+        ``frames``: the clip's decoded frames when the caller has them (else they are decoded here,
+        only if a computation that needs them is not cached); ``found``: ``cached_clip_values``'s answer."""
+        hints = dict(hints or {})
+        values, pending = found if found is not None else self.cached_clip_values(clip, partner, hints)
+        if not pending:
+            return values
+        needs = frozenset().union(*(metric.needs for _, metric, _, _ in pending))
+        if frames is None and self._needs_own_frames(pending, partner):
+            frames = self.decode(clip, want_keypoints=False, want_fvd=False, want_frames=True)[4]
+        rate = self.protocol.audio_sample_rate
+        inputs = ClipInputs(
+            source=str(clip.video), side=side, fps=fps, size=size,
+            frames=frames if "frames" in needs else None,
+            audio=_clip_audio(clip, partner, rate) if "audio" in needs else None,
+            sample_rate=rate if "audio" in needs else 0,
+            reference=(partner.first_frame() if partner is not None else frames[0]) if "reference" in needs else None,
+            truth=(read_video(partner.video) if partner is not None else (frames if side == "real" else None))
+            if "truth" in needs else None,
+            keypoints=keypoints if "keypoints" in needs else None, hints=hints)
+        if "truth" in needs and inputs.truth is None:
+            raise ClipError(f"{clip.video}: no real clip with the same identity/clip_id to compare with "
+                            f"({', '.join(m.spec.label for _, m, _, _ in pending if 'truth' in m.needs)} need it)")
+        for name, metric, cache, variant in pending:
+            output = {key: np.asarray(value) for key, value in metric.clip(inputs).items()}
+            if cache is not None:
+                cache.store(clip.video, variant, **output)
+            values[name] = output
+        return values
+
+    def record(self, clip: ClipRecord, side: str, partner: ClipRecord | None = None, hints: dict | None = None
+               ) -> ClipResult:
+        """What one clip contributes to every selected metric (``hints``: what its method states about
+        how it was made, for the hook metrics; e.g. ``chunk_period``)."""
+        found = self.cached_clip_values(clip, partner, hints) if self.clip_metrics else ({}, [])
+        want_frames = self._needs_own_frames(found[1], partner)      # decoded in the same pass as the keypoints
+        keypoints, fps, size, fvd_stats, frames = self.decode(clip, want_frames=want_frames)
         rec = ClipResult(clip, side, fps, size, fvd_stats=fvd_stats)
         source = str(clip.video)
         if keypoints is not None and ("fgd" in self.metrics or "div" in self.metrics):
@@ -266,13 +393,17 @@ class Evaluator:
         if keypoints is not None and "bas" in self.metrics:
             rate = self.protocol.audio_sample_rate
             rec.bas, rec.bas_frames = self.clip_bas(keypoints, fps, _clip_audio(clip, partner, rate), rate)
+        if self.clip_metrics:
+            rec.values = self.clip_metric_values(clip, side, partner, keypoints, fps, size, hints, frames, found)
         return rec
 
     def records(self, clips: Sequence[ClipRecord], side: str, *, partners: dict | None = None,
-                on_error: str = "raise", progress: Callable[[str], None] | None = None
+                on_error: str = "raise", progress: Callable[[str], None] | None = None, hints: dict | None = None
                 ) -> tuple[list[ClipResult], list[SkippedClip]]:
         """Every clip of one side as a ``ClipResult`` (``partners``: key -> real clip, for the audio of a
-        generated clip that has none). ``on_error="skip"`` lists bad clips instead of raising.
+        generated clip that has none, and the reference image and frames of the hook metrics; ``hints``:
+        what the clips' method states, for the hook metrics). ``on_error="skip"`` lists bad clips
+        instead of raising.
 
         With several processes (``self.processes``) this is a collective: each process records its
         share of ``clips`` and every process gets all the records and skipped clips in ``clips``' order."""
@@ -284,7 +415,7 @@ class Evaluator:
             if progress:
                 progress(f"{who}[{number_}/{len(clips)}] {side} {clip.label}")
             try:
-                return self.record(clip, side, (partners or {}).get(clip.key))
+                return self.record(clip, side, (partners or {}).get(clip.key), hints)
             except NETWORK_ERRORS:
                 raise
             except (ValueError, OSError) as error:
@@ -305,7 +436,7 @@ class Evaluator:
         kept, props, skipped = [], [], []
         for clip in clips:
             try:
-                props.append(clip_properties(clip, side, audio="bas" in self.metrics))
+                props.append(clip_properties(clip, side, audio=any(REGISTRY[m].audio for m in self.metrics)))
                 kept.append(clip)
             except (ValueError, OSError) as error:
                 if on_error == "raise":
@@ -343,6 +474,12 @@ class Evaluator:
             value = FVD(self.i3d, self.protocol)
             value.parts = {True: [r.fvd_stats for r in real], False: [r.fvd_stats for r in fake]}
             return value
+        if metric in self.clip_metrics and fake and (real or not REGISTRY[metric].two_sided):
+            hook = self.clip_metrics[metric]
+            name = hook.computation_name
+            value = hook.reduce([r.clip_values(name) for r in real] if REGISTRY[metric].two_sided else [],
+                                [r.clip_values(name) for r in fake])
+            return None if getattr(value, "valid", 1) == 0 else value
         return None
 
     @staticmethod
@@ -350,9 +487,13 @@ class Evaluator:
         """Whether the generated clip i answers the real clip i for every i (the same clips, in order)."""
         return bool(real) and [r.clip.key for r in real] == [r.clip.key for r in fake]
 
-    @staticmethod
-    def counts(metric: str, real: Sequence[ClipResult], fake: Sequence[ClipResult]) -> dict[str, int]:
-        """What a metric's value rests on: clips, windows, I3D clips."""
+    def counts(self, metric: str, real: Sequence[ClipResult], fake: Sequence[ClipResult]) -> dict[str, int]:
+        """What a metric's value rests on: clips, windows, I3D clips (a hook metric: its ``counts``)."""
+        if metric in self.clip_metrics:
+            hook = self.clip_metrics[metric]
+            name = hook.computation_name
+            return hook.counts([r.clip_values(name) for r in real] if REGISTRY[metric].two_sided else [],
+                               [r.clip_values(name) for r in fake])
         if metric == "fgd":
             return {"n_real_clips": len(real), "n_fake_clips": len(fake),
                     "n_real_windows": sum(len(r.fgd_features) for r in real),
@@ -374,7 +515,7 @@ class Evaluator:
         for metric in (self.metrics if metrics is None else metrics):
             value = self.metric(metric, real, fake)
             if value is not None:
-                table[metric] = metric_score(value, paired and metric in ("fgd", "fvd"),
+                table[metric] = metric_score(value, paired and REGISTRY[metric].paired,
                                              **self.counts(metric, real, fake))
         return table
 
@@ -388,12 +529,15 @@ class Evaluator:
         return scores
 
     def reference(self, real: Sequence[ClipResult]) -> Scores:
-        """The real videos' own Diversity and BAS (what generated videos' values are read against)."""
-        return self.score([], real, [m for m in ("div", "bas") if m in self.metrics])
+        """The real videos' own values of the metrics that have one (``MetricSpec.reference``: Diversity,
+        BAS, HKC, ...): what generated videos' values are read against."""
+        return self.score([], real, [m for m in self.metrics if REGISTRY[m].reference])
 
     # -- provenance --------------------------------------------------------------------------------
 
     def label(self, metric: str) -> str:
+        if metric in self.clip_metrics:
+            return self.clip_metrics[metric].label
         return metric_label(metric, None if self.i3d is None else bool(self.i3d.is_pretrained))
 
     def provenance(self, n_real: int | None, n_fake: int | None, inputs: InputReport | None = None,
@@ -405,7 +549,7 @@ class Evaluator:
     def _interval(self, metric: str, paired: bool) -> str:
         p = self.protocol
         how = f"{p.confidence:.0%} interval over clips (metrics.intervals, seed {p.bootstrap_seed})"
-        if metric in ("fgd", "fvd"):
+        if REGISTRY[metric].two_sided:
             return how + ("; paired: generated clip i and real clip i resampled together" if paired
                           else "; real and generated clips resampled as two samples")
         return how + ("; clips resampled within each identity" if metric == "div" else "")
@@ -418,8 +562,17 @@ class Evaluator:
                     f"to {p.fps:g} fps and normalised per clip (neck centre, shoulder width)")
         common = dict(metric=metric, label=self.label(metric), protocol=p.label,
                       preset=preset_of(p, PRESET_METRIC[metric]), packages=package_versions(),
-                      conversions=inputs.for_metric(metric), n_real=n_real if metric in ("fgd", "fvd") else None,
+                      conversions=inputs.for_metric(metric), n_real=n_real if REGISTRY[metric].two_sided else None,
                       n_fake=n_fake, interval=self._interval(metric, paired))
+        if metric in self.clip_metrics:
+            hook = self.clip_metrics[metric]
+            about = dict(hook.describe())
+            extra = {k: about[k] for k in ("frames_per_clip", "covariance", "sqrt_method") if k in about}
+            weights_hash = hook.weights_id.rpartition(":")[2] if hook.weights_id and ":" in hook.weights_id else None
+            return Provenance(**common, features=about.get("features", REGISTRY[metric].name), weights=hook.weights,
+                              weights_hash=weights_hash, pretrained=hook.pretrained,
+                              pose_extractor=pose if "keypoints" in hook.needs else None, input=about.get("input", ""),
+                              **extra)
         ae = self.autoencoder_info or {}
         value = ("; the value is FD-infinity (distances at subsets of N extrapolated to 1/N = 0, metrics.fd_infinity)"
                  if getattr(p, "frechet_extrapolation", None) == "fd_infinity" else "")
@@ -452,10 +605,16 @@ class Evaluator:
 
     def networks(self) -> dict:
         """The ids of the networks behind the features (for result headers)."""
-        return {"pose_extractor": getattr(self.extractor, "extractor_id", None),
-                "skeleton_autoencoder": self.autoencoder_info,
-                "i3d": None if self.i3d is None else {"feature_id": self.i3d.feature_id,
-                                                      "pretrained": bool(self.i3d.is_pretrained)}}
+        networks = {"pose_extractor": getattr(self.extractor, "extractor_id", None),
+                    "skeleton_autoencoder": self.autoencoder_info,
+                    "i3d": None if self.i3d is None else {"feature_id": self.i3d.feature_id,
+                                                          "pretrained": bool(self.i3d.is_pretrained)}}
+        if self.clip_metrics:
+            networks["clip_metrics"] = {m: {"weights": c.weights_id, "pretrained": c.pretrained, "label": c.label}
+                                        for m, c in self.clip_metrics.items()}
+        if self.unavailable:
+            networks["unavailable_metrics"] = dict(self.unavailable)
+        return networks
 
 
 def _clip_audio(clip: ClipRecord, partner: ClipRecord | None, sample_rate: int) -> np.ndarray:
@@ -481,12 +640,12 @@ def evaluate(real_dir: str | Path | None, fake_dir: str | Path, metrics: Sequenc
              dwpose_detector: str | None = None, dwpose_pose: str | None = None,
              cache_dir: str | Path | None = DEFAULT_CACHE, split: str | None = "test", on_error: str = "raise",
              allow: Iterable[str] = (), allow_resolution_mismatch: bool = False, device: str = "cpu",
-             progress: Callable[[str], None] | None = None, processes: Processes = SINGLE
-             ) -> EvaluationResult | None:
+             progress: Callable[[str], None] | None = None, processes: Processes = SINGLE,
+             weights: dict[str, str | None] | None = None) -> EvaluationResult | None:
     """Evaluate the generated videos of ``fake_dir`` against the real ones of ``real_dir``.
 
-    ``metrics``: any of fgd, div, bas, fvd. ``autoencoder``, ``i3d``, ``extractor``: as
-    ``Evaluator.load``. ``on_error``: "raise" (default) or "skip" (skipped clips are listed).
+    ``metrics``: ids of ``metrics.registry.REGISTRY`` (default: the four built-in ones; the command
+    line's default is ``DEFAULT_METRICS``, which adds the weight-free hook metrics). ``autoencoder``, ``i3d``, ``extractor``, ``weights``: as ``Evaluator.load``. ``on_error``: "raise" (default) or "skip" (skipped clips are listed).
     ``allow``: input properties allowed to differ between the sides (``metrics.inputs.ALLOWABLE``;
     ``allow_resolution_mismatch`` is ``allow=["frame_size"]``). The headers are compared before any
     network is loaded: ``metrics.inputs.InputMismatchError`` names a refused property and its clips.
@@ -501,10 +660,11 @@ def evaluate(real_dir: str | Path | None, fake_dir: str | Path, metrics: Sequenc
     metrics = normalise_metrics(metrics)
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-    needs_real = any(m in metrics for m in ("fgd", "fvd"))
+    needs_real = any(REGISTRY[m].two_sided for m in metrics)
     if needs_real and real_dir is None:
-        raise ValueError("FGD and FVD compare with real videos: give the real videos or dataset (--real DIR "
-                         "on the command line, real_dir in Python), or ask only for div,bas")
+        two_sided = ", ".join(REGISTRY[m].label for m in metrics if REGISTRY[m].two_sided)
+        raise ValueError(f"{two_sided} compare with real videos: give the real videos or dataset (--real DIR "
+                         "on the command line, real_dir in Python), or ask only for one-sided metrics (div,bas,...)")
     fake_clips = find_clips(fake_dir, split=None)
     real_clips = find_clips(real_dir, split=split) if real_dir is not None else []
 
@@ -517,7 +677,7 @@ def evaluate(real_dir: str | Path | None, fake_dir: str | Path, metrics: Sequenc
 
     evaluator = Evaluator.load(metrics, protocol, autoencoder=autoencoder, i3d=i3d, i3d_seed=i3d_seed,
                                extractor=extractor, dwpose_detector=dwpose_detector, dwpose_pose=dwpose_pose,
-                               device=device, cache_dir=cache_dir, processes=processes)
+                               device=device, cache_dir=cache_dir, processes=processes, weights=weights)
     real, bad = evaluator.records(real_clips, "real", on_error=on_error, progress=progress)
     skipped += bad
     fake, bad = evaluator.records(fake_clips, "fake", partners={c.key: c for c in real_clips}, on_error=on_error,
@@ -529,7 +689,7 @@ def evaluate(real_dir: str | Path | None, fake_dir: str | Path, metrics: Sequenc
     if not processes.is_main:
         return None
     return EvaluationResult(
-        protocol=protocol.to_dict(), protocol_label=protocol.label, metrics=metrics,
+        protocol=protocol.to_dict(), protocol_label=protocol.label, metrics=evaluator.metrics,
         scores=evaluator.score(real, fake), reference=evaluator.reference(real) if real else {},
         provenance=evaluator.provenance(len(real), len(fake), inputs, evaluator.paired(real, fake)),
         real=Side(None if real_dir is None else str(real_dir), len(real), split, _visibility(real)),
@@ -559,4 +719,6 @@ def format_table(result: EvaluationResult) -> str:
                 lines += [f"  warning: {w}" for w in score.warnings]
     for skip in result.skipped:
         lines.append(f"skipped {skip.side} {skip.file}: {skip.reason}")
+    for metric, why in ((result.environment.get("networks") or {}).get("unavailable_metrics") or {}).items():
+        lines.append(f"metric {metric} left out: {why}")
     return "\n".join(lines)

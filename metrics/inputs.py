@@ -40,13 +40,14 @@ import soundfile
 from metrics.dataset import ClipRecord
 from metrics.io.video import display_rotation, probe_video
 from metrics.protocol import Protocol
+from metrics.registry import METRIC_IDS
 
 # The properties a user may allow to differ (``allow``), and the alias the old option used.
 ALLOWABLE = ("frame_size", "frame_rate", "duration", "pixel_format", "colour_range", "colour_matrix",
              "sample_aspect_ratio", "rotation", "audio_duration")
 ALIASES = {"resolution": "frame_size", "fps": "frame_rate", "color_range": "colour_range",
            "color_matrix": "colour_matrix", "color_space": "colour_matrix"}
-PIXEL_METRICS = ("fgd", "div", "bas", "fvd")    # every metric reads pixels (keypoints come from them)
+PIXEL_METRICS = METRIC_IDS     # every metric reads pixels (keypoints come from them): metrics.registry
 SKELETON_METRICS = ("fgd", "div", "bas")
 AUDIO_SLACK_SECONDS = 0.1       # AAC priming and padding: a muxed track may read up to ~0.1 s short
 NAMED_CLIPS = 5                 # clips named in a message before "... and N more"

@@ -20,8 +20,9 @@ from dataclasses import asdict, dataclass, field, replace
 
 from metrics.io import SAMPLE_RATE
 from metrics.pose import wholebody as wb
+from metrics.registry import PRESET_GROUPS
 
-PROTOCOL_VERSION = "imac-bench-metrics-1.2"
+PROTOCOL_VERSION = "imac-bench-metrics-1.3"
 
 
 def _default_skeleton_points() -> tuple[int, ...]:
@@ -33,6 +34,10 @@ def _default_skeleton_points() -> tuple[int, ...]:
 def _default_beat_points() -> tuple[int, ...]:
     return tuple(wb.index_of(n) for n in ("nose", "left_shoulder", "right_shoulder", "left_elbow",
                                           "right_elbow", "left_wrist", "right_wrist"))
+
+
+def _default_hand_points() -> tuple[int, ...]:
+    return tuple(wb.LEFT_HAND) + tuple(wb.RIGHT_HAND)
 
 
 def _choice(name: str, value, allowed: tuple[str, ...]) -> None:
@@ -101,6 +106,16 @@ class Protocol:
     #   "shorter-side-crop" (shorter side to 224, centre crop; VideoGPT), "torchscript-internal"
     #   (StyleGAN-V's i3d_torchscript.pt rescales and resizes the uint8 clips itself)
     fvd_covariance: str = "unbiased"      # FVD's own divisor: "unbiased" /(N-1) or "biased" /N (StyleGAN-V)
+    # -- hands (HKC, HKV; metrics/hands.py) ---------------------------------------------------
+    hand_points: tuple[int, ...] = field(default_factory=_default_hand_points)   # COCO-WholeBody 91-132
+    hkv_space: str = "normalised"         # HKV positions in shoulder widths ("normalised") or "pixels"
+    hkv_min_frames: int = 2               # HKV: a hand point counts when visible in at least this many frames
+    # -- chunk joins and drift (metrics/chunk_joins.py) ---------------------------------------
+    join_period_source: str = "detect"    # detected from the video; "facts_or_detect": a method's stated period first
+    join_min_period: int = 4              # candidate chunk periods, frames
+    join_max_period: int = 32
+    join_min_boundaries: int = 3          # a candidate needs this many boundaries in the clip
+    join_detection_z: float = 6.0         # robust z a periodic excess must exceed to count as seams
     # -- confidence intervals (metrics/intervals.py; PROTOCOL.md "Confidence intervals") ------
     # Clip-level jackknife, its second-order bias removed with random half-samples of the clips.
     interval_half_samples: int = 200      # half-samples per interval (0: the plain jackknife)
@@ -118,6 +133,23 @@ class Protocol:
         if self.window < 8 or self.stride < 1:
             raise ValueError("window must be >= 8 frames and stride >= 1")
         self._check_fvd()
+        self._check_hands_and_joins()
+
+    def _check_hands_and_joins(self) -> None:
+        """Refuse HKC/HKV and chunk-join values no code implements (naming the field)."""
+        _choice("hkv_space", self.hkv_space, ("normalised", "pixels"))
+        _choice("join_period_source", self.join_period_source, ("facts_or_detect", "detect"))
+        if not self.hand_points or any(not 0 <= int(p) < wb.NUM_KEYPOINTS for p in self.hand_points):
+            raise ValueError(f"hand_points must be COCO-WholeBody indices 0-{wb.NUM_KEYPOINTS - 1}, got {self.hand_points!r}")
+        if int(self.hkv_min_frames) < 2:
+            raise ValueError(f"hkv_min_frames must be >= 2 (a variance needs 2 frames), got {self.hkv_min_frames!r}")
+        if not 2 <= int(self.join_min_period) <= int(self.join_max_period):
+            raise ValueError("join_min_period and join_max_period must satisfy 2 <= min <= max, got "
+                             f"{self.join_min_period!r}, {self.join_max_period!r}")
+        if int(self.join_min_boundaries) < 2:
+            raise ValueError(f"join_min_boundaries must be >= 2, got {self.join_min_boundaries!r}")
+        if not self.join_detection_z > 0:
+            raise ValueError(f"join_detection_z must be > 0, got {self.join_detection_z!r}")
 
     def _check_intervals(self) -> None:
         """Refuse interval and extrapolation settings no code implements (naming the field)."""
@@ -210,7 +242,7 @@ class Protocol:
 
 # Each preset belongs to one metric and sets only that metric's fields, on top of the default
 # (``imac-bench``). Presets of different metrics combine: ``videogpt+emage``.
-PRESET_METRICS = ("FGD", "Diversity", "BAS", "FVD")
+PRESET_METRICS = PRESET_GROUPS       # metrics.registry: each metric's preset group
 
 
 @dataclass(frozen=True)
@@ -260,6 +292,9 @@ PRESETS: dict[str, Preset] = {
         "diversity_kind": "l1div", "diversity_distance": None, "diversity_max_windows": None,
         "diversity_pairs": "all"},
         "EMAGE L1div, PantoMatrix/PantoMatrix emage_evaltools/mertic.py (L1div.compute, L1div.avg) at 0bbb03d"),
+    "cyberhost": Preset("Hands", {"hkv_space": "pixels", "hkv_min_frames": 2},
+        "CyberHost (arXiv 2409.01876, Sec. 4.1) and EchoMimicV2 (arXiv 2411.10061, Sec. 4): HKV in pixels, the "
+        "papers' likely unit (both define HKC/HKV in words only and released no code; metrics/hands.py)"),
     # FVD presets set every FVD field but fvd_clips (which clips of a video are taken is each peer's
     # data loader's business, not its FVD code's). What was compared with each peer: PROTOCOL.md,
     # tests/test_fvd_presets.py, tests/fixtures/peers/fvd_*.json.

@@ -17,7 +17,8 @@ its own module, plus one entry in ``REGISTRY`` naming it. Its constants are fiel
 ``metrics.protocol.Protocol`` (so they are in every result and in the digest) and the class READS
 them from ``self.protocol``. The evaluator (``metrics.evaluate.Evaluator``) does the rest: it
 decodes each video once, builds the ``ClipInputs`` the metric asks for (``needs``), calls
-``clip(inputs)`` once per video and caches what it returns per video content (``metrics.io.cache``,
+``clip(inputs)`` once per video (every clip: the real ones too, for the ``gt`` and noise-floor rows
+and two-sided metrics) and caches what it returns per video content (``metrics.io.cache``,
 keyed by the metric id, ``weights_id``, the protocol's version and digest, and the content of every
 other file the inputs came from), reduces the clips of each scope with ``reduce(real, fake)`` to a
 value, an interval over clips and paired differences between methods, and writes the provenance
@@ -36,16 +37,21 @@ Contract of a ``ClipMetric`` subclass:
 ``needs``: a frozenset of the inputs ``clip`` reads, among
     ``"frames"``     uint8 (F, H, W, 3) RGB, the whole video (F frames, H x W pixels);
     ``"audio"``      float32 mono (S,) at ``protocol.audio_sample_rate`` Hz (the clip's wav, else its
-                     audio track, else the real clip's speech);
+                     audio track, else the real clip's speech); set ``MetricSpec.audio=True`` so that
+                     the input check compares the audio before anything runs;
     ``"reference"``  uint8 (H, W, 3): the reference image of generation, i.e. frame 0 of the REAL clip
-                     (for a real clip: its own frame 0);
+                     (for a real clip, or a generated one without a real clip of the same identity and
+                     clip id: its own frame 0);
     ``"truth"``      uint8 (F', H, W, 3): the real clip's frames (for a generated clip; for a real clip
-                     its own frames). F' may differ from F: compare min(F, F') frames;
+                     its own frames; a generated clip without a real one is an error naming it).
+                     F' may differ from F: compare min(F, F') frames;
     ``"keypoints"``  float (F, 133, 3) COCO-WholeBody x, y (pixels), score (the extractor FGD uses).
     Only what is named is decoded or loaded; a metric needing none of "frames"/"truth" costs no
     decoding once the keypoints are cached.
-``sides``: ``("fake",)`` (default: only generated clips, and the real ones when ``MetricSpec.reference``)
-    or ``("real", "fake")`` (a two-sided metric: FID on frames).
+``computation``: a name shared by metrics computed together (default: the metric id). Metrics with
+    the same ``computation`` (Sync-C and Sync-D; PSNR and SSIM; HKC and HKV) subclass one base that
+    defines ``needs`` and ``clip``: the evaluator calls ``clip`` once per video for the group and
+    caches its output once; each metric's ``reduce`` picks its own values.
 ``weights_id``: a short id of the network and its weights' hash (None: weight-free), in the cache key
     and the card.
 ``pretrained``: None (weight-free), True (the published weights), False (a stand-in: label gets "*").
@@ -101,7 +107,8 @@ class MetricSpec:
     other. ``default``: in the default and CI selections (weight-free or with a labelled stand-in).
     ``implementation``: ``"module:Class"`` of a ``ClipMetric`` (None: built into the evaluator:
     fgd, div, bas, fvd). ``weights``: the name of the option giving its local weight file (None:
-    weight-free). ``unit``: the unit of a value, for the README and cards.
+    weight-free). ``audio``: it hears the speech (the input check compares the audio of both sides).
+    ``unit``: the unit of a value, for the README and cards.
     """
 
     id: str
@@ -115,6 +122,7 @@ class MetricSpec:
     default: bool = False
     implementation: str | None = None
     weights: str | None = None
+    audio: bool = False
     unit: str = ""
 
     @property
@@ -130,7 +138,7 @@ def _specs(*specs: MetricSpec) -> dict[str, MetricSpec]:
 REGISTRY: dict[str, MetricSpec] = _specs(
     MetricSpec("fgd", "FGD", True, "Fréchet gesture distance", "FGD", two_sided=True, paired=True, default=True),
     MetricSpec("div", "Div", False, "diversity", "Diversity", reference=True, default=True),
-    MetricSpec("bas", "BAS", False, "beat alignment score", "BAS", reference=True, default=True),
+    MetricSpec("bas", "BAS", False, "beat alignment score", "BAS", reference=True, default=True, audio=True),
     MetricSpec("fvd", "FVD", True, "Fréchet video distance", "FVD", two_sided=True, paired=True, default=True),
     MetricSpec("hkc", "HKC", False, "hand keypoint confidence", "Hands", reference=True, default=True,
                implementation="metrics.hands:HandKeypointConfidence", unit="detector score in [0, 1]"),
@@ -219,8 +227,8 @@ class ClipMetric:
     """Base of a metric computed per clip through the hook (contract: the module docstring)."""
 
     id: str = ""
+    computation: str = ""            # "" = the metric id
     needs: frozenset[str] = frozenset()
-    sides: tuple[str, ...] = ("fake",)
     pretrained: bool | None = None
     weights_id: str | None = None
 
@@ -232,6 +240,10 @@ class ClipMetric:
     @property
     def spec(self) -> MetricSpec:
         return REGISTRY[self.id]
+
+    @property
+    def computation_name(self) -> str:
+        return self.computation or self.id
 
     @property
     def label(self) -> str:
@@ -270,8 +282,9 @@ def load_clip_metric(metric: str, protocol, weights: Mapping[str, str | None] | 
 class ClipMean:
     """The mean over clips of one per-clip scalar, with the jackknife interval of a mean (exactly the
     Student t interval; no second-order part) cut to ``[lower, upper]``, and its clip statistic for
-    paired differences. Clips whose value is NaN (nothing to measure, e.g. no hand ever seen) are
-    left out of the mean and counted in ``dropped``.
+    paired differences. A clip whose value is NaN (nothing to measure, e.g. no hand ever seen) keeps
+    its place (so clip i of two methods stays the same test clip in paired differences) but adds
+    nothing to any mean; ``dropped`` counts them and ``warnings`` says so.
     """
 
     higher_is_better = False
@@ -280,29 +293,32 @@ class ClipMean:
                  upper: float = math.inf) -> None:
         self.name = name
         self.protocol = protocol
-        self.all_values = np.asarray(values, dtype=np.float64)
-        self.values = self.all_values[np.isfinite(self.all_values)]
-        self.dropped = int(len(self.all_values) - len(self.values))
+        self.values = np.asarray(values, dtype=np.float64).reshape(-1)
+        self.dropped = int((~np.isfinite(self.values)).sum())
         self.lower, self.upper = lower, upper
 
     @property
+    def valid(self) -> int:
+        """Clips with a value."""
+        return int(len(self.values) - self.dropped)
+
+    @property
     def warnings(self) -> list[str]:
-        return ([f"{self.dropped} clip(s) without a value (nothing to measure) left out"] if self.dropped else [])
+        return [f"{self.dropped} clip(s) without a value (nothing to measure) left out"] if self.dropped else []
+
+    def _mean(self, index: np.ndarray) -> float:
+        kept = self.values[index]
+        kept = kept[np.isfinite(kept)]
+        if len(kept) == 0:
+            raise ValueError(f"{self.name}: no clip of this subset has a value")
+        return float(kept.mean())
 
     def compute(self) -> float:
-        if len(self.values) == 0:
-            raise ValueError(f"{self.name}: no clip has a value")
-        return float(self.values.mean())
+        return self._mean(np.arange(len(self.values)))
 
     def clip_statistic(self, paired: bool = False) -> ClipStatistic:
-        """The mean over the clips kept (one group). For differences between methods, clip i of both
-        must be the same test clip: NaN clips then make the groups differ (``paired_difference`` refuses)."""
-        values = self.values
-
-        def mean(index: np.ndarray) -> float:
-            return float(values[index].mean())
-
-        return ClipStatistic(mean, (len(values),), ("clips",), second_order=False, lower=self.lower,
+        """The mean over the clips kept (one group of every clip, NaN ones included and ignored)."""
+        return ClipStatistic(self._mean, (len(self.values),), ("clips",), second_order=False, lower=self.lower,
                              upper=self.upper)
 
     def interval(self, paired: bool = False) -> tuple[float, float]:

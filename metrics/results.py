@@ -1,9 +1,10 @@
 """Typed results of the metrics: a score per metric and scope, a provenance card per metric, and the
 document ``python -m metrics compute`` writes (``EvaluationResult``, schema-versioned JSON).
 
-Metrics are keyed by stable ids (``fgd``, ``div``, ``bas``, ``fvd``, the names of ``--metrics``);
-what a table shows is a separate display label (``metric_label``: ``FVD*`` for an FVD from an
-untrained I3D, which is never comparable with published FVDs). Scopes are ``all`` and
+Metrics are keyed by stable ids (``fgd``, ``div``, ``bas``, ``fvd``, ``hkc``, ... : the ids of
+``metrics.registry.REGISTRY``, the names of ``--metrics``); what a table shows is a separate display
+label (``metric_label``: ``FVD*`` for an FVD from an untrained I3D, which is never comparable with
+published FVDs; a hook metric computed by a stand-in network likewise gets a star). Scopes are ``all`` and
 ``identity:NAME``. A value that is not a number (NaN: no interval from one clip) is written as null.
 
 Every score's provenance card says what produced it: the protocol and the preset that set the
@@ -27,28 +28,12 @@ from typing import Any
 from metrics.inputs import InputReport
 from metrics.io.bounded import read_json
 from metrics.io.files import write_json_atomic, write_text_atomic
+from metrics.registry import METRIC_IDS, REGISTRY, MetricSpec
 
 SCHEMA_VERSION = 2
 EVALUATION_SCHEMA = "metrics-evaluation"
-METRIC_IDS = ("fgd", "div", "bas", "fvd")
-
-
-@dataclass(frozen=True)
-class MetricSpec:
-    """A metric's stable id, its display label and its better direction."""
-
-    id: str
-    label: str
-    lower_is_better: bool
-    name: str
-
-
-METRICS: dict[str, MetricSpec] = {
-    "fgd": MetricSpec("fgd", "FGD", True, "Fréchet gesture distance"),
-    "div": MetricSpec("div", "Div", False, "diversity"),
-    "bas": MetricSpec("bas", "BAS", False, "beat alignment score"),
-    "fvd": MetricSpec("fvd", "FVD", True, "Fréchet video distance"),
-}
+# Ids, labels and directions of every metric: metrics.registry (one table), re-exported here.
+METRICS: dict[str, MetricSpec] = REGISTRY
 
 # How a Fréchet distance's trace term is computed (metrics.frechet.trace_sqrt_product).
 SQRT_METHOD = ("tr((S1 S2)^1/2) as the sum of square roots of eigvalsh(L^T S2 L), S1 = L L^T (Cholesky; "
@@ -57,12 +42,14 @@ COVARIANCE = {"unbiased": "unbiased, divided by N - 1", "biased": "biased, divid
 PACKAGES = ("imac-bench", "numpy", "scipy", "torch", "librosa", "av", "onnxruntime", "safetensors")
 
 
-def metric_label(metric: str, pretrained_i3d: bool | None = True) -> str:
-    """The display label of a metric id: ``FVD*`` for an FVD whose I3D is not the published one."""
+def metric_label(metric: str, pretrained_i3d: bool | None = True, pretrained: bool | None = None) -> str:
+    """The display label of a metric id: ``FVD*`` for an FVD whose I3D is not the published one
+    (``pretrained_i3d`` False); ``<label>*`` for a hook metric whose network is a stand-in
+    (``pretrained`` False)."""
     if metric not in METRICS:
         raise ValueError(f"unknown metric id {metric!r}; ids: {', '.join(METRIC_IDS)}")
-    if metric == "fvd" and pretrained_i3d is False:
-        return "FVD*"
+    if (metric == "fvd" and pretrained_i3d is False) or (metric != "fvd" and pretrained is False):
+        return METRICS[metric].label + "*"
     return METRICS[metric].label
 
 
@@ -334,7 +321,7 @@ def check_schema(data: Any, schema: str, where: str) -> None:
     if found != schema or version != SCHEMA_VERSION:
         described = f"schema {found!r} version {version!r}" if found else "no schema field (written before schema 2)"
         raise ValueError(f"{where}: {described}; this version reads {schema!r} version {SCHEMA_VERSION} (metric ids "
-                         "fgd/div/bas/fvd as keys, provenance per metric): compute it again with this version")
+                         "such as fgd/div/bas/fvd as keys, provenance per metric): compute it again with this version")
 
 
 def result_rows(result: EvaluationResult) -> list[dict]:

@@ -256,9 +256,9 @@ def test_the_real_side_is_recorded_once_and_each_network_loaded_once(corpus, fin
     real_load, real_record = skeleton_ae.load_autoencoder, evaluate_module.Evaluator.record
     monkeypatch.setattr(skeleton_ae, "load_autoencoder", lambda *a, **k: loads.append(a) or real_load(*a, **k))
 
-    def record(self, clip, side, partner=None):
+    def record(self, clip, side, partner=None, hints=None):
         recorded.append((side, clip.label, str(clip.video)))
-        return real_record(self, clip, side, partner)
+        return real_record(self, clip, side, partner, hints)
 
     monkeypatch.setattr(evaluate_module.Evaluator, "record", record)
     results = run_benchmark(settings(corpus, run, custom={"copy": CopyMethod}))

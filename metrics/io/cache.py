@@ -8,6 +8,7 @@ extractor or feature network id (which includes a hash of its weights) and the p
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -33,17 +34,22 @@ def file_hash(path: str | Path, chunk: int = 1 << 20) -> str:
 
 
 class VideoCache:
-    """``load(video)`` -> dict of arrays or None; ``store(video, **arrays)``."""
+    """``load(video)`` -> dict of arrays or None; ``store(video, **arrays)``.
+
+    ``variant``: what else the entry depends on besides the video's content and the cache's key (a
+    per-clip metric's other inputs: the hashes of the real clip and the wav it read, the method's
+    hints), as text; its hash becomes part of the file name ("" = none)."""
 
     def __init__(self, root: str | Path, *key: str):
         safe = re.sub(r"[^A-Za-z0-9._-]+", "_", "__".join(key))
         self.directory = Path(root) / safe
 
-    def path_for(self, video: str | Path) -> Path:
-        return self.directory / f"{file_hash(video)[:32]}.npz"
+    def path_for(self, video: str | Path, variant: str = "") -> Path:
+        suffix = f"-{hashlib.sha256(variant.encode()).hexdigest()[:16]}" if variant else ""
+        return self.directory / f"{file_hash(video)[:32]}{suffix}.npz"
 
-    def load(self, video: str | Path) -> dict[str, np.ndarray] | None:
-        path = self.path_for(video)
+    def load(self, video: str | Path, variant: str = "") -> dict[str, np.ndarray] | None:
+        path = self.path_for(video, variant)
         if not path.is_file():
             return None
         try:
@@ -53,5 +59,5 @@ class VideoCache:
             logger.warning("%s; ignoring the cached entry", error)
             return None
 
-    def store(self, video: str | Path, **arrays: np.ndarray) -> None:
-        save_npz_atomic(self.path_for(video), **arrays)
+    def store(self, video: str | Path, variant: str = "", **arrays: np.ndarray) -> None:
+        save_npz_atomic(self.path_for(video, variant), **arrays)
