@@ -166,5 +166,5 @@ def test_analyze_takes_the_results_file_and_pairwise_answers_of_the_study_folder
     assert rates.loc[0, ["method_a", "wins_a", "wins_b"]].tolist() == ["imac", 2, 1]
     assert (tmp_path / "out" / "bradley_terry.csv").is_file()
     report = (tmp_path / "out" / "report.md").read_text()
-    assert "## Pairwise trials" in report and "excluded participants are left out" in report
+    assert "## Pairwise trials" in report and "of the excluded participants are left out" in report
     assert "## Agreement of the metrics with the participants" in report and "FGD (↓)" in report

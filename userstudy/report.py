@@ -298,8 +298,8 @@ def _pairwise_section(analysis: StudyAnalysis) -> list[str]:
         return []
     text = pairwise_report_markdown(analysis.pairwise, "pairwise.csv")
     body = text.split("\n", 1)[1].split("## Files")[0]
-    excluded = (f" The answers of the {analysis.pairwise_excluded} pairwise trial(s) of excluded participants are "
-                "left out." if analysis.pairwise_excluded else "")
+    excluded = (f" {analysis.pairwise_excluded} pairwise answer(s) (one per trial and criterion) of the excluded "
+                "participants are left out." if analysis.pairwise_excluded else "")
     return ["## Pairwise trials", "", "The study's pairwise trials (`pairwise.csv`), analysed as the GENEA "
             "leaderboard does." + excluded] + [line.replace("## ", "### ", 1) if line.startswith("## ") else line
                                                 for line in body.split("\n")]

@@ -334,7 +334,8 @@ function renderPreference(trial, criterion, question) {
       renderCriteria({ criterion, level });
       announce(`${criterion}: ${label}${level > 0 ? ` (Video ${left})` : level < 0 ? ` (Video ${right})` : ""}.`);
     });
-    options.append(el("label", { class: "choice", for: id }, input, ` ${label}`));
+    const which = level > 0 ? ` (${left})` : level < 0 ? ` (${right})` : "";
+    options.append(el("label", { class: "choice", for: id }, input, ` ${label}${which}`));
   }
   fieldset.append(options);
   return fieldset;
