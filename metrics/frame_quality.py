@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from metrics.frechet import frechet_distance
+from metrics.intervals import ClipStatistic
 from metrics.registry import (
     ClipInputs,
     ClipMean,
@@ -61,6 +62,7 @@ __all__ = [
     "clip_fid_stats",
     "csim_clip",
     "frame_fid",
+    "frechet_distance_of_features",
     "lpips_clip",
     "mean_over_clips",
     "psnr_clip",
@@ -229,6 +231,38 @@ def frame_fid(real: Sequence[GaussianStats], generated: Sequence[GaussianStats])
     pooled_real, pooled_fake = GaussianStats.combine(real, dim), GaussianStats.combine(generated, dim)
     return frechet_distance(pooled_fake.mean, pooled_fake.covariance("unbiased"),
                             pooled_real.mean, pooled_real.covariance("unbiased"))
+
+
+def frechet_distance_of_features(real: np.ndarray, fake: np.ndarray, covariance: str = "unbiased") -> float:
+    """The Fréchet distance between Gaussians fitted to two sets of feature rows ``(n1, d)`` and
+    ``(n2, d)`` (float64), with the ``unbiased`` (``/(n - 1)``) or ``biased`` (``/n``) covariance.
+
+    Equal to ``metrics.frechet.frechet_distance`` of their means and covariances, computed without
+    a d x d matrix when a side has fewer rows than dimensions (FID's 2048 against a few hundred
+    frames, and every resample of an interval): with the centred rows ``A`` and ``B`` and the
+    divisors ``c1``, ``c2``, ``S1 S2 = A^T A B^T B / (c1 c2)`` has the non-zero eigenvalues of
+    ``(A B^T)(A B^T)^T / (c1 c2)``, so ``tr((S1 S2)^(1/2))`` is the sum of the singular values of the
+    ``n1 x n2`` matrix ``A B^T`` over ``sqrt(c1 c2)``, and ``tr(S1) = |A|^2 / c1``. Raises
+    ``ValueError`` for fewer than 2 rows a side, different widths, or non-finite values.
+    """
+    a, b = np.asarray(real, np.float64), np.asarray(fake, np.float64)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+        raise ValueError(f"features must be (n1, d) and (n2, d), got {a.shape} and {b.shape}")
+    if len(a) < 2 or len(b) < 2:
+        raise ValueError(f"a Fréchet distance needs at least 2 feature rows a side, got {len(a)} and {len(b)}")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ValueError("features contain NaN or inf")
+    if covariance not in ("unbiased", "biased"):
+        raise ValueError(f"covariance must be 'unbiased' or 'biased', got {covariance!r}")
+    c1, c2 = (len(a) - 1, len(b) - 1) if covariance == "unbiased" else (len(a), len(b))
+    if min(len(a), len(b)) >= a.shape[1]:
+        return frechet_distance(a.mean(0), (a - a.mean(0)).T @ (a - a.mean(0)) / c1,
+                                b.mean(0), (b - b.mean(0)).T @ (b - b.mean(0)) / c2)
+    ca, cb = a - a.mean(0), b - b.mean(0)
+    trace_sqrt = np.linalg.svd(ca @ cb.T, compute_uv=False).sum() / np.sqrt(c1 * c2)
+    diff = a.mean(0) - b.mean(0)
+    value = diff @ diff + (ca ** 2).sum() / c1 + (cb ** 2).sum() / c2 - 2.0 * trace_sqrt
+    return float(max(value, 0.0))
 
 
 # -- CSIM ------------------------------------------------------------------------------------------
@@ -423,15 +457,46 @@ class PerceptualDistance(ClipMetric):
 
 
 class FrameFID(FrechetMetric):
+    """FID on frames as a ``metrics.stats.FrechetMetric`` that also keeps each clip's feature rows, so
+    that the distance, its interval and its paired differences are computed by
+    :func:`frechet_distance_of_features` (no 2048 x 2048 eigendecomposition while a side has fewer
+    frames than 2048). FD-infinity (``frechet_extrapolation``) goes through the base class."""
+
     unit = "frames"
 
-    def __init__(self, protocol, name: str) -> None:
+    def __init__(self, protocol, name: str, real: Sequence[np.ndarray], fake: Sequence[np.ndarray]) -> None:
         super().__init__(protocol)
         self.name = name
+        self.rows = {True: [np.asarray(r, np.float64) for r in real], False: [np.asarray(f, np.float64) for f in fake]}
+        for side, rows in self.rows.items():
+            self.parts[side] = [GaussianStats(r.shape[1]).update(r) for r in rows]
 
     @property
     def covariance_estimator(self) -> str:
         return protocol_value(self.protocol, "fid_covariance")
+
+    def _distance(self, real_index: np.ndarray, fake_index: np.ndarray) -> float:
+        real = np.concatenate([self.rows[True][i] for i in real_index])
+        fake = np.concatenate([self.rows[False][i] for i in fake_index])
+        return frechet_distance_of_features(real, fake, self.covariance_estimator)
+
+    def compute(self) -> float:
+        if self.protocol.frechet_extrapolation != "none":
+            return super().compute()
+        self._check()
+        return self._distance(np.arange(len(self.rows[True])), np.arange(len(self.rows[False])))
+
+    def clip_statistic(self, paired: bool = False) -> ClipStatistic:
+        if self.protocol.frechet_extrapolation != "none":
+            return super().clip_statistic(paired)
+        self._check()
+        sizes = (len(self.rows[True]), len(self.rows[False]))
+        if paired:
+            if sizes[0] != sizes[1]:
+                raise ValueError(f"{self.name}: paired clips need as many real as generated clips, got {sizes}")
+            return ClipStatistic(lambda index: self._distance(index, index), (sizes[0],), ("pairs",), lower=0.0,
+                                 log_scale=True)
+        return ClipStatistic(self._distance, sizes, ("real", "generated"), lower=0.0, log_scale=True)
 
 
 class FrechetInceptionDistance(ClipMetric):
@@ -460,11 +525,8 @@ class FrechetInceptionDistance(ClipMetric):
         return {"features": self.features(frames).astype(np.float32)}
 
     def reduce(self, real: Sequence[ClipValues], fake: Sequence[ClipValues]):
-        metric = FrameFID(self.protocol, self.label)
-        for side, clips in ((True, real), (False, fake)):
-            metric.parts[side] = [GaussianStats(c.values["features"].shape[1]).update(c.values["features"])
-                                  for c in clips]
-        return metric
+        return FrameFID(self.protocol, self.label, [c.values["features"] for c in real],
+                        [c.values["features"] for c in fake])
 
     def counts(self, real: Sequence[ClipValues], fake: Sequence[ClipValues]) -> dict[str, int]:
         return {"n_real_clips": len(real), "n_fake_clips": len(fake),

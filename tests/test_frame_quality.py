@@ -129,10 +129,39 @@ def test_fid_features_and_distance_match_pytorch_fid(parity_weights, caplog):
         np.testing.assert_allclose(ours[seed][:, :8], peer["outputs"]["features_first8"][str(seed)],
                                    rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(ours[seed].sum(axis=1), peer["outputs"]["features_sum"][str(seed)], rtol=1e-6)
-    real = [fq.clip_fid_stats(parity_images(0, 3)[:2], lambda f: ours[0][:2]),
-            fq.clip_fid_stats(parity_images(0, 3)[2:], lambda f: ours[0][2:])]
-    fake = [fq.clip_fid_stats(parity_images(1, 3), lambda f: ours[1])]
-    assert fq.frame_fid(real, fake) == pytest.approx(peer["outputs"]["fid"], rel=1e-5)
+    # the route without a 2048 x 2048 matrix (3 frames a side); the general route is checked against
+    # it below, on fewer dimensions (a 2048-d eigendecomposition takes 10-20 s on this machine)
+    assert fq.frechet_distance_of_features(ours[0], ours[1]) == pytest.approx(peer["outputs"]["fid"], rel=1e-5)
+
+
+@pytest.mark.parametrize("n_real, n_fake, covariance", [(10, 15, "unbiased"), (7, 5, "biased"), (60, 70, "unbiased")])
+def test_frechet_distance_of_features_equals_the_distance_of_the_fitted_gaussians(n_real, n_fake, covariance):
+    rng = np.random.default_rng(n_real)
+    mix = rng.normal(size=(40, 40)) / 6
+    real = rng.normal(size=(n_real, 40)) @ mix
+    fake = rng.normal(0.2, 1.3, size=(n_fake, 40)) @ mix
+    ddof = 1 if covariance == "unbiased" else 0
+    expected = frechet_distance(real.mean(0), np.cov(real, rowvar=False, ddof=ddof),
+                                fake.mean(0), np.cov(fake, rowvar=False, ddof=ddof))
+    # With singular covariances the eigen route sums square roots of rounding-level eigenvalues
+    # (about 3e-8 relative here); the 40-digit value below sides with the singular-value route.
+    assert fq.frechet_distance_of_features(real, fake, covariance) == pytest.approx(expected, rel=1e-7)
+    with pytest.raises(ValueError, match="at least 2"):
+        fq.frechet_distance_of_features(real[:1], fake)
+
+
+def test_frechet_distance_of_few_features_matches_a_40_digit_computation():
+    mpmath = pytest.importorskip("mpmath")
+    rng = np.random.default_rng(10)
+    mix = rng.normal(size=(40, 40)) / 6
+    real, fake = rng.normal(size=(10, 40)) @ mix, rng.normal(0.2, 1.3, size=(15, 40)) @ mix
+    with mpmath.workdps(40):
+        a = mpmath.matrix((real - real.mean(0)).tolist())
+        b = mpmath.matrix((fake - fake.mean(0)).tolist())
+        trace_sqrt = sum(mpmath.svd_r(a * b.T, compute_uv=False)) / mpmath.sqrt(9 * 14)
+        diff = real.mean(0) - fake.mean(0)
+        exact = (float(diff @ diff) + sum(x ** 2 for x in a) / 9 + sum(x ** 2 for x in b) / 14 - 2 * trace_sqrt)
+    assert fq.frechet_distance_of_features(real, fake) == pytest.approx(float(exact), rel=1e-13)
 
 
 def test_frame_fid_is_the_frechet_distance_of_the_pooled_frames():

@@ -84,8 +84,12 @@ def test_fid_hook_without_weights_is_fid_star_and_reduces_to_the_pooled_distance
     a = np.concatenate([features(v) for v in videos["r"]])
     b = np.concatenate([features(v) for v in videos["f"]])
     expected = frechet_distance(b.mean(0), np.cov(b, rowvar=False), a.mean(0), np.cov(a, rowvar=False))
-    value = metric.reduce(real, fake).compute()
-    assert value == pytest.approx(expected, rel=1e-5)            # features are cached as float32
+    result = metric.reduce(real, fake)
+    assert result.compute() == pytest.approx(expected, rel=1e-5)            # features are cached as float32
+    low, high = metric.reduce(real, fake).interval()
+    assert np.isfinite(low) and np.isfinite(high) and low <= high
+    general = fq.frame_fid(result.parts[True], result.parts[False])           # the GaussianStats route
+    assert general == pytest.approx(expected, rel=1e-5)
     assert metric.counts(real, fake)["n_fake_frames"] == 6
 
 
