@@ -124,3 +124,13 @@ def test_csim_hook_records_per_frame_values_and_face_failures(tmp_path):
     assert int(values["frames_without_face"]) == 1 and bool(values["reference_found"])
     result = metric.reduce([], [ClipValues("a", "c0", values)])
     assert result.compute() == pytest.approx(np.nanmean(values["per_frame"]))
+
+
+def test_the_proposed_registry_entries_name_loadable_classes():
+    """``load_clip_metric`` finds each class from its ``implementation`` string; weight-free ones load,
+    the others say which option they need."""
+    for metric in ("psnr", "ssim"):
+        assert registry.load_clip_metric(metric, Protocol()).id == metric
+    for metric, option in (("lpips", "lpips"), ("csim", "arcface")):
+        with pytest.raises(MissingWeights, match=f"--weights {option}="):
+            registry.load_clip_metric(metric, Protocol())
