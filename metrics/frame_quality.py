@@ -24,9 +24,11 @@ per-clip results. Conventions (each changes the number; reports state them):
 - **LPIPS** (Zhang et al., CVPR 2018): ``metrics.lpips``; per frame, per clip the mean. Lower is
   better.
 - **FID on frames**: pool3 features of ``metrics.inception`` on every ``frame_stride``-th frame
-  (default 1: every frame), gathered into ``GaussianStats`` per clip; the set's FID is the Fréchet
-  distance (``metrics.frechet``) between the pooled generated and pooled real statistics with the
-  unbiased covariance (``np.cov``, as pytorch-fid). Without the published weights it is "FID*".
+  (default 1: every frame), per clip; the set's FID is the Fréchet distance between the pooled
+  generated and pooled real frames with the unbiased covariance (``np.cov``, as pytorch-fid), by
+  :func:`frechet_distance_of_features` (no 2048 x 2048 matrix while a side has fewer frames) or,
+  from ``GaussianStats``, ``metrics.frechet`` (:func:`frame_fid`). Without the published weights
+  it is "FID*".
 - **CSIM**: cosine similarity of ArcFace embeddings (``metrics.arcface``) between the reference
   image's face and each generated frame's face, as a function of time; per clip the mean over the
   frames where a face was found (frames without one are counted, not scored). A video that copies
@@ -34,6 +36,11 @@ per-clip results. Conventions (each changes the number; reports state them):
 
 Set level: PSNR, SSIM, LPIPS and CSIM are the mean over clips of the per-clip means (each clip
 weighs the same, whatever its length).
+
+The evaluator's hook classes at the end (``PeakSignalToNoise`` and ``StructuralSimilarity``, one
+cached computation; ``PerceptualDistance``; ``FrechetInceptionDistance``; ``IdentitySimilarity``)
+wrap these functions for ``metrics.registry`` and read their constants from the protocol
+(``PROTOCOL_DEFAULTS`` until it has the fields). docs/frame-quality.md has the whole account.
 """
 
 from __future__ import annotations
