@@ -188,3 +188,18 @@ def test_a_real_face_aligned_with_the_project_detector_lands_on_the_template():
         again = max(detector(cv2.resize(crop, (224, 224), interpolation=cv2.INTER_LINEAR)), key=lambda f: f.confidence)
         found = (np.asarray(again.landmarks) + 0.5) / 2 - 0.5          # 224 -> 112 pixel centres
         assert np.abs(found - af.ARCFACE_TEMPLATE).max() < 4.0
+
+
+def test_arcface_input_is_insightfaces_blob(tmp_path):
+    """insightface's ArcFaceONNX.get_feat feeds its model cv2.dnn.blobFromImages(bgr_crops, 1 / 127.5,
+    (112, 112), (127.5,) * 3, swapRB=True) (python-package/insightface/model_zoo/arcface_onnx.py):
+    the same model run on that blob gives our embeddings of the RGB crops."""
+    import onnxruntime as ort
+
+    path, _ = write_arcface(tmp_path / "arcface.onnx")
+    crops = np.random.default_rng(4).integers(0, 256, (2, 112, 112, 3), dtype=np.uint8)
+    bgr = [np.ascontiguousarray(c[..., ::-1]) for c in crops]
+    blob = cv2.dnn.blobFromImages(bgr, 1.0 / 127.5, (112, 112), (127.5, 127.5, 127.5), swapRB=True)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    theirs = session.run(None, {session.get_inputs()[0].name: blob})[0]
+    np.testing.assert_allclose(af.ArcFace(path)(crops), theirs, rtol=1e-5, atol=1e-5)
