@@ -20,6 +20,10 @@ ends, the latent scaling factor (1 / std of the posterior-mode latents of a samp
 stored in the model's config, so that ``latents * vae.config.scaling_factor`` has unit variance
 as the diffusion model expects. The model folder appears atomically, with ``training.json``
 (the loss curve, settings, time and frames used) beside the weights.
+
+Every process of a launch (``accelerate launch``, ``torchrun``) can train it together, data-parallel
+on ``metrics.training``'s conventions: the same global batches, each process a block of each, the
+loss curve of one process to float rounding; the main process writes the folder.
 """
 
 from __future__ import annotations
@@ -29,16 +33,20 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from diffusers import AutoencoderKL
+from torch import nn
 from tqdm import tqdm
 
 from imac.frames import frames_to_tensor, tensor_to_frames
 from metrics.dataset import Dataset
+from metrics.distributed import SINGLE, Processes
 from metrics.io.files import atomic_folder, write_json_atomic
+from metrics.training import DataParallel
 from metrics.io.video import read_video
 
 # The tiny configuration's VAE: 64x64x3 frames -> 16x16x4 latents, 648k parameters. Measured with
@@ -114,8 +122,12 @@ def chroma_weights(batch: torch.Tensor, chroma_weight: float) -> torch.Tensor:
 
 
 def reconstruction_error(decoded: torch.Tensor, batch: torch.Tensor, reconstruction: str = "l1",
-                         chroma_weight: float = 0.0) -> torch.Tensor:
-    """Mean L1 or squared error per pixel value, weighted by ``chroma_weights`` when chroma_weight > 0."""
+                         chroma_weight: float = 0.0, weight_mean: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean L1 or squared error per pixel value, weighted by ``chroma_weights`` when chroma_weight > 0.
+
+    The weighted error is sum(error x weight) / sum(weight), here as the two means' ratio;
+    ``weight_mean`` replaces the denominator's mean (a process of a data-parallel launch, whose batch
+    is a block of the global batch, divides by the global batch's mean weight)."""
     if reconstruction == "l1":
         error = (decoded - batch).abs()
     elif reconstruction == "mse":
@@ -125,21 +137,53 @@ def reconstruction_error(decoded: torch.Tensor, batch: torch.Tensor, reconstruct
     if chroma_weight == 0:
         return error.mean()
     weights = chroma_weights(batch, chroma_weight)
-    return (error * weights).mean() / weights.mean()
+    return (error * weights).mean() / (weights.mean() if weight_mean is None else weight_mean)
 
 
 def vae_loss(vae: AutoencoderKL, batch: torch.Tensor, kl_weight: float, reconstruction: str = "l1",
-             chroma_weight: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+             chroma_weight: float = 0.0, global_batch: GlobalBatch | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(loss, reconstruction term, KL term) of one batch in [-1, 1], with a sampled latent.
 
     The reconstruction term is the (weighted) mean per pixel value; the KL term is the per-frame
     KL sum divided by the pixel values of a frame, so that their ratio is Latent Diffusion's.
+    ``global_batch``: ``batch`` is its block of a data-parallel process; the latent noise is then
+    that block's rows of the global batch's draw (torch's global generator, in the same state on
+    every process), and the weighted reconstruction divides by the global batch's mean weight.
     """
     posterior = vae.encode(batch).latent_dist
-    decoded = vae.decode(posterior.sample()).sample
-    rec = reconstruction_error(decoded, batch, reconstruction, chroma_weight)
+    if global_batch is None:
+        latents = posterior.sample()
+    else:
+        noise = torch.randn((global_batch.size, *posterior.mean.shape[1:]), device=posterior.mean.device,
+                            dtype=posterior.mean.dtype)[global_batch.rows]
+        latents = posterior.mean + posterior.std * noise
+    decoded = vae.decode(latents).sample
+    weight_mean = global_batch.weight_mean if global_batch is not None else None
+    rec = reconstruction_error(decoded, batch, reconstruction, chroma_weight, weight_mean)
     kl = posterior.kl().mean() / batch[0].numel()
     return rec + kl_weight * kl, rec, kl
+
+
+@dataclass(frozen=True)
+class GlobalBatch:
+    """What a process of a data-parallel launch knows of the global batch its block belongs to."""
+
+    size: int
+    rows: slice
+    weight_mean: torch.Tensor | None     # the global batch's mean chroma weight (None: unweighted)
+
+
+class VAELoss(nn.Module):
+    """``vae_loss`` as a module's forward, so that DistributedDataParallel averages its gradients."""
+
+    def __init__(self, vae: AutoencoderKL, kl_weight: float, reconstruction: str, chroma_weight: float) -> None:
+        super().__init__()
+        self.vae = vae
+        self.kl_weight, self.reconstruction, self.chroma_weight = kl_weight, reconstruction, chroma_weight
+
+    def forward(self, batch: torch.Tensor, global_batch: GlobalBatch | None = None):
+        return vae_loss(self.vae, batch, self.kl_weight, self.reconstruction, self.chroma_weight, global_batch)
 
 
 @torch.no_grad()
@@ -214,11 +258,19 @@ def _run_callback(callback: Callable[[int, AutoencoderKL], None], step: int, vae
 def _train_loop(vae: AutoencoderKL, frames: torch.Tensor, *, steps: int, batch_size: int, lr: float,
                 kl_weight: float, reconstruction: str, chroma_weight: float, log_every: int, seed: int,
                 device: torch.device, progress: bool,
-                callback: Callable[[int, AutoencoderKL], None] | None = None) -> list[dict[str, float]]:
+                callback: Callable[[int, AutoencoderKL], None] | None = None,
+                parallel: DataParallel | None = None) -> list[dict[str, float]]:
     """Adam on random batches; returns the loss curve (means over each ``log_every`` steps).
 
-    ``callback(step, vae)`` runs after each logged step, the model in eval mode and no gradients.
+    ``callback(step, vae)`` runs after each logged step, the model in eval mode and no gradients
+    (on the main process of a launch). ``parallel``: this process's share of data-parallel training
+    (``metrics.training``): every process draws the global batch's frames and keeps its block; the
+    curve is the global batch's (the mean over the processes).
     """
+    parallel = parallel or DataParallel(SINGLE, device)
+    parallel.check_batch(batch_size)
+    rows = parallel.part(batch_size)
+    step_loss = parallel.wrap(VAELoss(vae, kl_weight, reconstruction, chroma_weight))
     optimizer = torch.optim.Adam(vae.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(seed)
     curve: list[dict[str, float]] = []
@@ -227,20 +279,24 @@ def _train_loop(vae: AutoencoderKL, frames: torch.Tensor, *, steps: int, batch_s
     bar = tqdm(range(1, steps + 1), desc="training VAE", unit="step", disable=not progress)
     for step in bar:
         index = torch.randint(len(frames), (batch_size,), generator=generator)
-        loss, rec, kl = vae_loss(vae, frames[index].to(device), kl_weight, reconstruction, chroma_weight)
+        if parallel.distributed:
+            weight_mean = chroma_weights(frames[index].to(device), chroma_weight).mean() if chroma_weight else None
+            loss, rec, kl = step_loss(frames[index[rows]].to(device), GlobalBatch(batch_size, rows, weight_mean))
+        else:
+            loss, rec, kl = step_loss(frames[index].to(device))
         if not torch.isfinite(loss):
             raise FloatingPointError(f"VAE loss is {loss.item()} at step {step}; lower the learning rate ({lr})")
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        parallel.scale(loss, batch_size).backward()
         optimizer.step()
-        sums += (loss.item(), rec.item(), kl.item())
+        sums += parallel.mean(*(parallel.scale(value.detach(), batch_size) for value in (loss, rec, kl)))
         if step % log_every == 0 or step == steps:
             mean = sums / (step - (curve[-1]["step"] if curve else 0))
             curve.append({"step": step, "loss": float(mean[0]), "reconstruction": float(mean[1]),
                           "kl": float(mean[2])})
             bar.set_postfix(loss=f"{mean[0]:.4f}")
             sums[:] = 0
-            if callback is not None:
+            if callback is not None and parallel.is_main:
                 _run_callback(callback, step, vae)
     vae.eval()
     return curve
@@ -267,7 +323,8 @@ def train_autoencoder(dataset_root: str | os.PathLike, out_dir: str | os.PathLik
                       device: str | torch.device = "cpu", split: str = "train", progress: bool = True,
                       reconstruction: str = "l1", chroma_weight: float = 0.0,
                       log_every: int | None = None, overwrite: bool = False,
-                      callback: Callable[[int, AutoencoderKL], None] | None = None) -> dict[str, Any]:
+                      callback: Callable[[int, AutoencoderKL], None] | None = None,
+                      processes: Processes = SINGLE) -> dict[str, Any]:
     """Train ``AutoencoderKL(**vae_kwargs)`` from scratch on a split's frames and save it to ``out_dir``.
 
     Returns the summary also written to ``out_dir/training.json``: the loss curve (mean loss,
@@ -279,36 +336,48 @@ def train_autoencoder(dataset_root: str | os.PathLike, out_dir: str | os.PathLik
     steps // 100. An existing non-empty ``out_dir`` is refused, before any training, unless
     ``overwrite``. ``callback(step, vae)``, if given, runs at every logged step (to evaluate
     checkpoints). The tiny configuration's settings are ``TINY_VAE_TRAINING``.
+
+    ``processes``: every process of a launch calls this together and trains data-parallel
+    (``metrics.training``: each takes its block of every global batch of ``batch_size`` frames; the
+    loss curve is one process's, to float rounding); the main process alone writes ``out_dir`` and
+    the others return once it is complete, with its summary. ``device``: a plain ``cuda`` is each
+    process's own GPU.
     """
     _check_settings(steps, batch_size, lr, kl_weight, chroma_weight, reconstruction)
     out_dir = Path(out_dir)
     _check_out_dir(out_dir, overwrite)
     started = time.perf_counter()
-    frames, clips = load_split_frames(dataset_root, split, resolution, progress)
+    frames, clips = load_split_frames(dataset_root, split, resolution, progress and processes.is_main)
     loaded = time.perf_counter()
 
-    torch.manual_seed(seed)
-    device = torch.device(device)
+    torch.manual_seed(seed)       # on every process: the same initial weights and the same latent noise
+    parallel = DataParallel(processes, device)
+    device = parallel.device
     vae = AutoencoderKL(**vae_kwargs).to(device)
     curve = _train_loop(vae, frames, steps=steps, batch_size=batch_size, lr=lr, kl_weight=kl_weight,
                         reconstruction=reconstruction, chroma_weight=chroma_weight,
                         log_every=log_every or _default_log_every(steps), seed=seed, device=device,
-                        progress=progress, callback=callback)
+                        progress=progress and processes.is_main, callback=callback, parallel=parallel)
     trained = time.perf_counter()
-    scaling_factor = latent_scaling_factor(vae, frames, seed=seed)
-    vae.register_to_config(scaling_factor=scaling_factor)
 
-    summary = {
-        "dataset": str(Path(dataset_root).absolute()), "split": split,
-        "clips": clips, "frames": len(frames), "resolution": resolution,
-        "steps": steps, "seconds": round(time.perf_counter() - started, 2),
-        "seconds_loading": round(loaded - started, 2), "seconds_training": round(trained - loaded, 2),
-        "parameters": count_parameters(vae), "scaling_factor": scaling_factor,
-        "settings": {"vae_kwargs": _json_ready(vae_kwargs), "batch_size": batch_size, "lr": lr,
-                     "kl_weight": kl_weight, "seed": seed, "reconstruction": reconstruction,
-                     "chroma_weight": chroma_weight, "optimizer": "Adam", "device": str(device),
-                     "torch_threads": torch.get_num_threads()},
-        "final_loss": curve[-1]["loss"], "loss_curve": curve,
-    }
-    save_autoencoder(vae.to("cpu"), out_dir, summary, overwrite)
-    return summary
+    def write() -> dict[str, Any]:
+        scaling_factor = latent_scaling_factor(vae, frames, seed=seed)
+        vae.register_to_config(scaling_factor=scaling_factor)
+        settings = {"vae_kwargs": _json_ready(vae_kwargs), "batch_size": batch_size, "lr": lr,
+                    "kl_weight": kl_weight, "seed": seed, "reconstruction": reconstruction,
+                    "chroma_weight": chroma_weight, "optimizer": "Adam", "device": str(device),
+                    "torch_threads": torch.get_num_threads()}
+        if processes.distributed:
+            settings["processes"] = processes.world
+        summary = {
+            "dataset": str(Path(dataset_root).absolute()), "split": split,
+            "clips": clips, "frames": len(frames), "resolution": resolution,
+            "steps": steps, "seconds": round(time.perf_counter() - started, 2),
+            "seconds_loading": round(loaded - started, 2), "seconds_training": round(trained - loaded, 2),
+            "parameters": count_parameters(vae), "scaling_factor": scaling_factor,
+            "settings": settings, "final_loss": curve[-1]["loss"], "loss_curve": curve,
+        }
+        save_autoencoder(vae.to("cpu"), out_dir, summary, overwrite)
+        return summary
+
+    return parallel.write_on_main(write)
