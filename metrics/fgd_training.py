@@ -3,6 +3,9 @@
 Keypoints come from the same pose extractor that evaluation uses (cached), so the autoencoder
 sees the extractor's noise on both sides; ``keypoints="dataset"`` uses the dataset's own keypoint
 files instead (ground truth, on the toy corpus).
+
+Under a launch of several processes it trains data-parallel on GPUs (SyncBatchNorm) and on the main
+process alone on CPUs (``train_fgd_autoencoder``); the main process writes the folder.
 """
 
 from __future__ import annotations
@@ -14,11 +17,13 @@ import numpy as np
 
 from metrics.fgd import skeleton_windows
 from metrics.dataset import find_clips
+from metrics.distributed import SINGLE, Processes
 from metrics.protocol import Protocol
 from metrics.skeleton_ae import AutoencoderConfig, save_autoencoder, train_autoencoder
 from metrics.io.bounded import load_npz
 from metrics.io.video import VideoReader, probe_video
 from metrics.io.cache import VideoCache
+from metrics.training import DataParallel
 
 
 def clip_keypoints(video: Path, extractor, cache: VideoCache | None) -> tuple[np.ndarray, float]:
@@ -62,18 +67,40 @@ def training_windows(data_dir: str | Path, protocol: Protocol, extractor=None, k
 def train_fgd_autoencoder(data_dir: str | Path, out_dir: str | Path, protocol: Protocol | None = None,
                           extractor=None, keypoints: str = "extract", split: str = "train", steps: int = 1000,
                           latent: int = 64, hidden: int = 128, seed: int = 0, cache_dir: str | Path | None = None,
-                          progress: Callable[[str], None] | None = None) -> tuple[str, dict]:
-    """Train and save the autoencoder; returns (checkpoint hash, training info)."""
+                          progress: Callable[[str], None] | None = None, processes: Processes = SINGLE,
+                          device: str = "cpu") -> tuple[str, dict]:
+    """Train and save the autoencoder; returns (checkpoint hash, training info).
+
+    One process trains on the CPU. ``processes``: every process of a launch calls this together. On
+    GPUs (``device`` cuda: each process's own) they train it data-parallel with SyncBatchNorm
+    (``metrics.skeleton_ae.train_autoencoder``); on CPU processes, where torch has no SyncBatchNorm and
+    per-process BatchNorm statistics would not be the global batch's, the main process trains it alone
+    (exactly as one process does) while the others wait. Either way the main process alone writes
+    ``out_dir`` and every process returns its hash and info.
+    """
+    parallel = DataParallel(processes, device)
+    if processes.distributed and not parallel.can_sync_batchnorm():
+        result = None
+        if processes.is_main:
+            result = train_fgd_autoencoder(data_dir, out_dir, protocol, extractor, keypoints, split, steps, latent,
+                                           hidden, seed, cache_dir, progress)
+        return processes.broadcast(result)
     protocol = protocol or Protocol()
-    windows = training_windows(data_dir, protocol, extractor, keypoints, split, cache_dir, progress)
+    with processes.main_first():     # the main process extracts (and caches) the keypoints, the others read them
+        windows = training_windows(data_dir, protocol, extractor, keypoints, split, cache_dir,
+                                   progress if processes.is_main else None)
     config = AutoencoderConfig(points=len(protocol.skeleton_points), window=protocol.window, hidden=hidden, latent=latent)
 
     def report(step: int, loss: float) -> None:
-        if progress and (step % 100 == 0 or step == steps - 1):
+        if progress and processes.is_main and (step % 100 == 0 or step == steps - 1):
             progress(f"step {step + 1}/{steps}  L1 {loss:.4f}")
 
-    model, info = train_autoencoder(windows, config, steps=steps, seed=seed, progress=report)
+    if processes.distributed:
+        model, info = train_autoencoder(windows, config, steps=steps, seed=seed, progress=report,
+                                        processes=processes, device=str(parallel.device))
+    else:
+        model, info = train_autoencoder(windows, config, steps=steps, seed=seed, progress=report)
     info.update({"data": str(data_dir), "split": split, "keypoints": keypoints,
                  "pose_extractor": getattr(extractor, "extractor_id", None) if keypoints == "extract" else "dataset",
                  "protocol": protocol.label})
-    return save_autoencoder(model, out_dir, info), info
+    return parallel.write_on_main(lambda: (save_autoencoder(model, out_dir, info), info))

@@ -20,8 +20,10 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from metrics.distributed import SINGLE, Processes
 from metrics.io.bounded import BoundedReadError, read_json
 from metrics.io.files import atomic_path, file_sha256, write_json_atomic
+from metrics.training import DataParallel
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -94,34 +96,53 @@ def data_hash(windows: np.ndarray) -> str:
 
 
 def train_autoencoder(windows: np.ndarray, config: AutoencoderConfig, steps: int = 2000, batch_size: int = 64,
-                      learning_rate: float = 1e-3, seed: int = 0, progress=None) -> tuple[SkeletonAutoencoder, dict]:
-    """Train on windows (n, window, points, 2) with an L1 reconstruction loss; returns (model, info)."""
+                      learning_rate: float = 1e-3, seed: int = 0, progress=None, processes: Processes = SINGLE,
+                      device: str = "cpu") -> tuple[SkeletonAutoencoder, dict]:
+    """Train on windows (n, window, points, 2) with an L1 reconstruction loss; returns (model, info).
+
+    ``processes``: every process of a launch on GPUs calls this together and trains data-parallel
+    (``metrics.training``: each its block of every global batch, its BatchNorm layers converted to
+    SyncBatchNorm so that they normalise with the global batch's statistics); ``device`` is then each
+    process's GPU. SyncBatchNorm runs on GPUs only, so CPU processes cannot train it together
+    (ValueError; ``metrics.fgd_training`` has the main process train it alone).
+    """
     if len(windows) < 2:
         raise ValueError(f"need at least 2 training windows, got {len(windows)}")
+    parallel = DataParallel(processes, device)
+    if not parallel.can_sync_batchnorm():
+        raise ValueError("the skeleton autoencoder's BatchNorm needs GPUs to train on several processes "
+                         "(SyncBatchNorm); train it on one process")
+    size = min(batch_size, len(windows))
+    parallel.check_batch(size)
+    rows = parallel.part(size)
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    model = SkeletonAutoencoder(config)
+    model = SkeletonAutoencoder(config).to(parallel.device)
     data = torch.as_tensor(windows, dtype=torch.float32)
+    step_model = parallel.wrap(model, sync_batchnorm=True)
     optimiser = torch.optim.Adam(model.parameters(), lr=learning_rate)
     model.train()
     losses = []
     for step in range(steps):
-        index = torch.randint(len(data), (min(batch_size, len(data)),), generator=generator)
-        batch = data[index]
-        loss = torch.nn.functional.l1_loss(model(batch), batch)
+        index = torch.randint(len(data), (size,), generator=generator)
+        batch = data[index[rows]].to(parallel.device) if parallel.distributed else data[index]
+        loss = torch.nn.functional.l1_loss(step_model(batch), batch)
         optimiser.zero_grad()
-        loss.backward()
+        parallel.scale(loss, size).backward()
         optimiser.step()
-        losses.append(loss.item())
+        losses.append(parallel.mean(parallel.scale(loss.detach(), size))[0])
         if progress is not None:
             progress(step, losses[-1])
     model.eval()
     with torch.no_grad():
-        final = float(torch.nn.functional.l1_loss(model(data[:1024]), data[:1024]))
+        sample = data[:1024].to(parallel.device)
+        final = float(torch.nn.functional.l1_loss(model(sample), sample))
     info = {"steps": steps, "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed,
             "training_windows": int(len(windows)), "training_data_hash": data_hash(windows),
             "final_l1": final, "first_l1": losses[0]}
-    return model, info
+    if parallel.distributed:
+        info["processes"] = processes.world
+    return model.cpu(), info
 
 
 def save_autoencoder(model: SkeletonAutoencoder, directory: str | Path, info: dict) -> str:
