@@ -158,34 +158,32 @@ class SharedModels:
     def vae(self) -> Path:
         """The tiny VAE of the run (trained once, on the train split). Called from a method's ``prepare``,
         which the main process of a launch runs first (``generate``): it trains, the others load; or,
-        for a method whose processes prepare together, trained by the main one while the others wait."""
+        for a method whose processes prepare together, trained by all of them data-parallel, written by the main one."""
         folder = self.out / "work" / "vae"
         processes = self.processes if self.together else SINGLE   # (otherwise only one process is here)
-        with processes.main_first():
-            if processes.is_main and not (folder / "training.json").is_file():
-                logger.info("training the shared tiny VAE (%d steps)", self.config.vae_steps)
-                started = time.perf_counter()
-                settings = {**TINY_VAE_TRAINING, "steps": self.config.vae_steps}
-                train_autoencoder(self.data, folder, **settings, seed=self.seed, device=self.device,
-                                  progress=self.progress, overwrite=True)
-                self.timings["vae"] = round(time.perf_counter() - started, 1)
+        if not processes.broadcast((folder / "training.json").is_file()):     # together: data-parallel
+            logger.info("training the shared tiny VAE (%d steps)", self.config.vae_steps)
+            started = time.perf_counter()
+            settings = {**TINY_VAE_TRAINING, "steps": self.config.vae_steps}
+            train_autoencoder(self.data, folder, **settings, seed=self.seed, device=self.device,
+                              progress=self.progress, overwrite=True, processes=processes)
+            self.timings["vae"] = round(time.perf_counter() - started, 1)
         return folder
 
     def fgd_autoencoder(self) -> Path:
         """The skeleton autoencoder of FGD/Diversity: the config's, else trained once on the train split
-        (under several processes: by the main one, while the others wait, then load it)."""
+        (under several processes: data-parallel on GPUs; on CPUs by the main one while the others wait)."""
         if self.config.fgd_autoencoder:
             return Path(self.config.fgd_autoencoder)
         folder = self.out / "work" / "fgd_autoencoder"
-        with self.processes.main_first():
-            if self.processes.is_main and not (folder / "config.json").is_file():   # written last: train again
-                logger.info("training the skeleton autoencoder for FGD/Diversity (%d steps)",
-                            self.config.fgd_autoencoder_steps)
-                started = time.perf_counter()
-                train_fgd_autoencoder(self.data, folder, self.protocol, self.pose_extractor(),
-                                      steps=self.config.fgd_autoencoder_steps, seed=self.seed,
-                                      cache_dir=self.out / "cache")
-                self.timings["fgd_autoencoder"] = round(time.perf_counter() - started, 1)
+        if not self.processes.broadcast((folder / "config.json").is_file()):   # written last: train again
+            logger.info("training the skeleton autoencoder for FGD/Diversity (%d steps)",
+                        self.config.fgd_autoencoder_steps)
+            started = time.perf_counter()
+            train_fgd_autoencoder(self.data, folder, self.protocol, self.pose_extractor(),   # GPUs: data-parallel
+                                  steps=self.config.fgd_autoencoder_steps, seed=self.seed,
+                                  cache_dir=self.out / "cache", processes=self.processes, device=self.device)
+            self.timings["fgd_autoencoder"] = round(time.perf_counter() - started, 1)
         return folder
 
 
@@ -220,7 +218,8 @@ class RunPlan:
                             options=dict(self.config.methods.get(section, {})),
                             identities=tuple(self.settings.identities) if self.settings.identities else None,
                             test_clips=self.clips, progress=self.settings.progress,
-                            pose_extractor=self.shared.pose_extractor(), shared_vae=self.shared.vae)
+                            pose_extractor=self.shared.pose_extractor(), shared_vae=self.shared.vae,
+                            processes=self.processes if method.prepares_together else SINGLE)
 
 
 # -- plan ------------------------------------------------------------------------------------------

@@ -41,7 +41,10 @@ Diffusion settings that matter for a model trained for seconds on a CPU:
 
 Training takes random windows of ``window`` frames (clips shorter than one are skipped); sampling
 goes window by window, like ``IMACPipeline.sample_motion``, with one seeded generator, so the same
-seed gives the same keypoints. The model folder (``<work_dir>/keypoint_motion``) holds
+seed gives the same keypoints. Under a launch of several processes preparing together
+(``BenchContext.processes``) training is data-parallel (``metrics.training``: every process takes its
+block of each global batch of windows and diffusion draws; dropout draws per process) and the
+main process writes the folder. The model folder (``<work_dir>/keypoint_motion``) holds
 ``keypoint_motion.json`` (points, options, HuBERT id, training facts), ``bases.npz`` (the principal
 axes) and ``motion/`` (the ``MotionModel``); it is written atomically, and a later
 ``train_or_load`` with the same training settings loads it instead of training again.
@@ -63,6 +66,7 @@ import numpy as np
 import torch
 from diffusers import DDIMScheduler
 from scipy.ndimage import gaussian_filter1d
+from torch import nn
 from tqdm import tqdm
 
 from bench.baselines.keypoint_data import motion_arrays, training_clips
@@ -70,6 +74,7 @@ from bench.baselines.keypoint_geometry import BODY_POINTS, HEAD_POINTS, modelled
 from bench.methods.base import BenchContext
 from imac.audio_features import AudioFeatures, load_hubert
 from imac.config import AudioConfig, IMACConfig, MotionConfig
+from imac.models import noise as draws
 from imac.models.motion import MotionModel
 from imac.models.video import motion_sampling_scheduler, motion_training_scheduler
 from imac.pipeline import hubert_identity, quiet_transformers
@@ -81,6 +86,7 @@ from metrics.io.files import atomic_folder
 from metrics.options import build_options
 from metrics.pose import wholebody as wb
 from metrics.skeleton import LEFT_SHOULDER, RIGHT_SHOULDER
+from metrics.training import DataParallel
 
 logger = logging.getLogger(__name__)
 
@@ -181,6 +187,51 @@ class LinearBasis:
 # -- the model -----------------------------------------------------------------------------------
 
 
+class _MotionLoss(nn.Module):
+    """The diffusion loss of normalised windows as a module's forward (DistributedDataParallel
+    averages the gradients of what runs through its wrapper's forward)."""
+
+    def __init__(self, motion: MotionModel, scheduler) -> None:
+        super().__init__()
+        self.motion, self.scheduler = motion, scheduler
+
+    def forward(self, pose: torch.Tensor, head: torch.Tensor, mfcc: torch.Tensor, hubert: torch.Tensor,
+                generator: draws.Generators) -> torch.Tensor:
+        pose, head = self.motion.normalize(pose, head)
+        return self.motion.loss(pose, head, mfcc, hubert, self.scheduler, generator)
+
+
+def _fit(motion: MotionModel, tensors: dict[str, list[torch.Tensor]], positions: np.ndarray,
+         options: KeypointMotionOptions, seed: int, parallel: DataParallel, progress: bool) -> list[float]:
+    """AdamW on random windows; returns the loss of every step (the global batch's under a launch).
+
+    Each step's windows and diffusion draws are those of one process for the whole batch; a process of a
+    launch keeps its block of them (``metrics.training``, ``imac.models.noise.BatchShard``). Dropout
+    draws per process."""
+    parallel.check_batch(options.batch_size, "keypoint motion batch_size")
+    rows = parallel.part(options.batch_size)
+    step_loss = parallel.wrap(_MotionLoss(motion, motion_training_scheduler(_motion_config(options))))
+    optimizer = torch.optim.AdamW(motion.parameters(), lr=options.lr, weight_decay=options.weight_decay)
+    rng = np.random.default_rng(seed)
+    generator = torch.Generator(parallel.device).manual_seed(seed)
+    shard = draws.BatchShard(generator, options.batch_size, rows.start, rows.stop) if parallel.distributed else generator
+    parallel.separate_global_streams(seed)
+    losses = []
+    bar = tqdm(range(options.steps), desc="keypoint motion", disable=not (progress and parallel.is_main), leave=False)
+    for _ in bar:
+        picks = positions[rng.integers(len(positions), size=options.batch_size)][rows]
+        batch = {name: torch.stack([series[c][s:s + options.window] for c, s in picks])
+                 for name, series in tensors.items()}
+        loss = step_loss(batch["pose"], batch["head"], batch["mfcc"], batch["hubert"], shard)
+        optimizer.zero_grad(set_to_none=True)
+        parallel.scale(loss, options.batch_size).backward()
+        torch.nn.utils.clip_grad_norm_(motion.parameters(), options.grad_clip)
+        optimizer.step()
+        losses.append(parallel.mean(parallel.scale(loss.detach(), options.batch_size))[0])
+        bar.set_postfix(loss=f"{losses[-1]:.3f}")
+    return losses
+
+
 def _hubert_id(options: KeypointMotionOptions) -> str:
     if options.hubert == "tiny":
         return f"tiny-seed{options.hubert_seed}"
@@ -214,6 +265,13 @@ def _training_key(context: BenchContext, options: KeypointMotionOptions) -> dict
             "identities": sorted(context.identities) if context.identities else None}
 
 
+def _saved_training_key(folder: Path) -> dict[str, Any] | None:
+    """``{"key": training key}`` of the model saved in ``folder``; None when there is none."""
+    if not (folder / CARD).is_file():
+        return None
+    return {"key": read_json(folder / CARD).get("training_key")}
+
+
 class KeypointMotion:
     """A trained audio -> keypoint model: ``train_or_load`` it, then ``sample`` keypoint videos."""
 
@@ -230,6 +288,7 @@ class KeypointMotion:
         self.facts = dict(facts or {})
         self.folder = folder
         self._features: dict[float, Any] = {}
+        self.training_losses: list[float] = []     # of every step, when trained in this process (not saved)
 
     @property
     def points(self) -> tuple[int, ...]:
@@ -308,9 +367,10 @@ class KeypointMotion:
         options.check()
         folder = Path(folder) if folder is not None else Path(context.work_dir) / FOLDER
         key = _training_key(context, options)
-        if (folder / CARD).is_file():
-            card = read_json(folder / CARD)
-            if card.get("training_key") == key:
+        processes = context.processes      # preparing together: the main process's view decides for all
+        saved = processes.broadcast(_saved_training_key(folder) if processes.is_main else None)
+        if saved is not None:
+            if saved["key"] == key:
                 model = cls.load(folder, context.device, options)
                 model.facts["trained"] = "earlier"
                 return model
@@ -332,11 +392,13 @@ class KeypointMotion:
     def _train(cls, context: BenchContext, options: KeypointMotionOptions, folder: Path,
                key: dict[str, Any]) -> KeypointMotion:
         started = time.perf_counter()
-        device = resolve_device(context.device)
+        parallel = DataParallel(context.processes, resolve_device(context.device))
+        device = str(parallel.device)
         hubert = _load_hubert(options, device)
         torch.manual_seed(context.seed)
         hubert_id = _hubert_id(options)
-        clips = training_clips(context, options.n_mfcc, hubert, hubert_id)
+        with context.processes.main_first():       # the main process fills the feature cache, the others read it
+            clips = training_clips(context, options.n_mfcc, hubert, hubert_id)
         keypoints = [clip["keypoints"] for clip in clips]
         points = modelled_points(keypoints, options.score_threshold)
         pose_points = tuple(p for p in points if p in BODY_POINTS)
@@ -368,32 +430,17 @@ class KeypointMotion:
         tensors = {name: [torch.from_numpy(a[name]).to(device) for a in long_enough]
                    for name in ("pose", "head", "mfcc", "hubert")}
         positions = window_positions([len(a["pose"]) for a in long_enough], options.window)
-        scheduler = motion_training_scheduler(_motion_config(options))
-        optimizer = torch.optim.AdamW(motion.parameters(), lr=options.lr, weight_decay=options.weight_decay)
-        rng = np.random.default_rng(context.seed)
-        generator = torch.Generator(device).manual_seed(context.seed)
-        losses = []
-        bar = tqdm(range(options.steps), desc="keypoint motion", disable=not context.progress, leave=False)
-        for _ in bar:
-            picks = positions[rng.integers(len(positions), size=options.batch_size)]
-            batch = {name: torch.stack([series[c][s:s + options.window] for c, s in picks])
-                     for name, series in tensors.items()}
-            pose, head = motion.normalize(batch["pose"], batch["head"])
-            loss = motion.loss(pose, head, batch["mfcc"], batch["hubert"], scheduler, generator)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(motion.parameters(), options.grad_clip)
-            optimizer.step()
-            losses.append(loss.item())
-            bar.set_postfix(loss=f"{losses[-1]:.3f}")
+        losses = _fit(motion, tensors, positions, options, context.seed, parallel, context.progress)
         seconds = time.perf_counter() - started
         facts = {"steps": options.steps, "seconds": round(seconds, 1), "clips": len(long_enough),
                  "skipped_clips": len(skipped), "points": len(points),
                  "final_loss": round(float(np.mean(losses[-50:])), 4),
                  "parameters": sum(p.numel() for p in motion.parameters())}
         model = cls(motion, options, pose_points, head_points, bases, hubert, hubert_id, facts)
-        model.save(folder, key)
+        parallel.write_on_main(lambda: model.save(folder, key))
+        model.folder = folder
         model.facts["trained"] = "now"
+        model.training_losses = losses
         return model
 
     # -- sampling --------------------------------------------------------------------------------

@@ -4,8 +4,10 @@ frames, the diffusion training loop and the model folder.
 Training is frame-wise: every frame of the train clips (of ``context.identities`` when set) is
 encoded once to VAE latents and drawn as a pose image; a step takes random target frames, each
 with a reference frame from its clip (its first frame with ``reference_first_prob``, else any),
-noises the target at uniform timesteps and regresses MYA's epsilon or v. The trained generator
-lives in ``<work_dir>/generator``: written to a hidden sibling and renamed into place once complete
+noises the target at uniform timesteps and regresses MYA's epsilon or v. The processes of a launch
+can train it together, data-parallel (``metrics.training``: each takes its block of every global
+batch, drawn as one process draws it). The trained generator lives in ``<work_dir>/generator``,
+written by the main process to a hidden sibling and renamed into place once complete
 (``metrics.io.files.atomic_folder``), its card ``mya.json`` (training settings, facts, losses)
 written last, so a folder without it is never loaded; a folder trained with other settings is
 refused rather than silently reused.
@@ -26,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL, DDIMScheduler
+from torch import nn
 from tqdm import tqdm
 
 from bench.baselines.pose_guided import MYAGenerator, MYAOptions, build_generator, mya_scheduler
@@ -33,9 +36,11 @@ from bench.baselines.pose_images import keypoints_to_square, render_pose_images
 from bench.methods.base import BenchContext
 from imac.frames import frames_to_tensor
 from imac.models.video import encode_latents
+from metrics.distributed import SINGLE
 from metrics.io.bounded import read_json
 from metrics.io.files import atomic_folder, write_json_atomic
 from metrics.io.video import read_video
+from metrics.training import DataParallel
 
 logger = logging.getLogger(__name__)
 
@@ -107,18 +112,40 @@ def training_batch(data: TrainingFrames, batch_size: int, reference_first_prob: 
     return target, reference
 
 
-def diffusion_loss(model: MYAGenerator, scheduler: DDIMScheduler, data: TrainingFrames, target: torch.Tensor,
-                   reference: torch.Tensor, generator: torch.Generator, device: torch.device) -> torch.Tensor:
-    """Mean squared error of the model's epsilon or v on one batch, at uniformly drawn timesteps."""
+class GeneratorLoss(nn.Module):
+    """The generator's diffusion loss on noised latents as a module's forward (DistributedDataParallel
+    averages the gradients of what runs through its wrapper's forward)."""
+
+    def __init__(self, model: MYAGenerator) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, noisy: torch.Tensor, timesteps: torch.Tensor, poses: torch.Tensor,
+                reference_latents: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+        pose_features = self.model.pose_encoder(poses.float() / 255.0)
+        output = self.model(noisy, timesteps, pose_features, reference_latents,
+                            self.model.reference_tokens(reference_latents))
+        return F.mse_loss(output, goal)
+
+
+def diffusion_loss(model: MYAGenerator | nn.Module, scheduler: DDIMScheduler, data: TrainingFrames,
+                   target: torch.Tensor, reference: torch.Tensor, generator: torch.Generator,
+                   device: torch.device, rows: slice | None = None) -> torch.Tensor:
+    """Mean squared error of the model's epsilon or v on one batch, at uniformly drawn timesteps.
+
+    ``model``: the generator or its ``GeneratorLoss`` (wrapped for data-parallel training). ``rows``:
+    the batch is a global batch of which this process trains these rows; the noise and timesteps are
+    drawn for the whole global batch, as one process draws them."""
     clean = data.latents[target].to(device)
     noise = torch.randn(clean.shape, generator=generator).to(device)
     timesteps = torch.randint(scheduler.config.num_train_timesteps, (len(target),), generator=generator).to(device)
+    if rows is not None:
+        clean, noise, timesteps, target, reference = (x[rows] for x in (clean, noise, timesteps, target, reference))
     noisy = scheduler.add_noise(clean, noise, timesteps)
     goal = noise if scheduler.config.prediction_type == "epsilon" else scheduler.get_velocity(clean, noise, timesteps)
     reference_latents = data.latents[reference].to(device)
-    pose_features = model.pose_encoder(data.poses[target].to(device).float() / 255.0)
-    output = model(noisy, timesteps, pose_features, reference_latents, model.reference_tokens(reference_latents))
-    return F.mse_loss(output, goal)
+    step_loss = model if not isinstance(model, MYAGenerator) else GeneratorLoss(model)
+    return step_loss(noisy, timesteps, data.poses[target].to(device), reference_latents, goal)
 
 
 def learning_rate_factor(step: int, steps: int, warmup_steps: int) -> float:
@@ -130,25 +157,35 @@ def learning_rate_factor(step: int, steps: int, warmup_steps: int) -> float:
 
 
 def train_generator(model: MYAGenerator, data: TrainingFrames, options: MYAOptions, seed: int,
-                    device: torch.device, progress: bool = False) -> list[float]:
-    """AdamW (linear warm-up, cosine decay), gradient norm clipped to 1; returns the loss of every step."""
+                    device: torch.device, progress: bool = False,
+                    parallel: DataParallel | None = None) -> list[float]:
+    """AdamW (linear warm-up, cosine decay), gradient norm clipped to 1; returns the loss of every step.
+
+    ``parallel``: this process's share of data-parallel training (``metrics.training``): every process
+    draws each global batch (frames, references, noise, timesteps) and trains on its block of it; the
+    losses are the global batch's."""
+    parallel = parallel or DataParallel(SINGLE, device)
+    parallel.check_batch(options.batch_size, "mya batch_size")
+    rows = parallel.part(options.batch_size) if parallel.distributed else None
     scheduler = mya_scheduler(options.prediction_type)
+    step_loss = parallel.wrap(GeneratorLoss(model))
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: learning_rate_factor(step, options.steps, options.warmup_steps))
     model.train()
     losses = []
-    bar = tqdm(range(options.steps), desc="mya: training generator", unit="step", disable=not progress)
+    bar = tqdm(range(options.steps), desc="mya: training generator", unit="step",
+               disable=not (progress and parallel.is_main))
     for _ in bar:
         target, reference = training_batch(data, options.batch_size, options.reference_first_prob, generator)
-        loss = diffusion_loss(model, scheduler, data, target, reference, generator, device)
+        loss = diffusion_loss(step_loss, scheduler, data, target, reference, generator, device, rows)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        parallel.scale(loss, options.batch_size).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         schedule.step()
-        losses.append(loss.item())
+        losses.append(parallel.mean(parallel.scale(loss.detach(), options.batch_size))[0])
         if len(losses) % 20 == 0:
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
     model.eval()
@@ -186,15 +223,19 @@ def load_generator(folder: str | os.PathLike) -> tuple[MYAGenerator, dict[str, A
 
 def train_or_load_generator(context: BenchContext, options: MYAOptions, vae: AutoencoderKL,
                             device: torch.device) -> tuple[MYAGenerator, dict[str, Any]]:
-    """The generator of ``options.model`` or ``work_dir/generator`` if finished, else trained and saved there."""
+    """The generator of ``options.model`` or ``work_dir/generator`` if finished, else trained and saved there.
+
+    Under a launch of processes preparing together (``context.processes``) they train it data-parallel
+    and the main process writes the folder (its view of the folder decides for all)."""
     folder = Path(options.model) if options.model else Path(context.work_dir) / GENERATOR_FOLDER
-    if options.model or generator_is_finished(folder):
+    processes = context.processes
+    if options.model or processes.broadcast(generator_is_finished(folder) if processes.is_main else None):
         model, card = load_generator(folder)
         if not options.model and card.get("settings") != options.training_settings():
             raise ValueError(f"{folder}: trained with other settings than this run's mya options "
                              f"({card.get('settings')}); remove the folder to train again")
         return model.to(device), {"generator": str(folder), "trained": "earlier", **card.get("facts", {})}
-    if folder.exists():
+    if folder.exists() and processes.is_main:
         logger.info("mya: %s is unfinished (no %s); training again", folder, GENERATOR_CARD)
     started = time.perf_counter()
     data = load_training_frames(context, options, vae, device)
@@ -204,11 +245,12 @@ def train_or_load_generator(context: BenchContext, options: MYAOptions, vae: Aut
         model = build_generator(options, vae).to(device)
     logger.info(f"mya: training the generator ({sum(p.numel() for p in model.parameters()) / 1e6:.2f} M "
                 f"parameters) for {options.steps} steps on {len(data)} frames of {data.clips} clips")
-    losses = train_generator(model, data, options, context.seed, device, context.progress)
+    losses = train_generator(model, data, options, context.seed, device, context.progress,
+                             DataParallel(processes, device))
     facts = {"parameters": sum(p.numel() for p in model.parameters()), "frames": len(data), "clips": data.clips,
              "steps": options.steps, "data_seconds": round(loaded - started, 1),
              "train_seconds": round(time.perf_counter() - loaded, 1),
              "first_loss": round(float(np.mean(losses[:20])), 5), "last_loss": round(float(np.mean(losses[-20:])), 5)}
-    save_generator(model.cpu(), folder, {"settings": options.training_settings(), "facts": facts,
-                                         "losses": [round(x, 5) for x in losses]})
+    card = {"settings": options.training_settings(), "facts": facts, "losses": [round(x, 5) for x in losses]}
+    DataParallel(processes, device).write_on_main(lambda: save_generator(model.cpu(), folder, card))
     return model.to(device), {"generator": str(folder), "trained": "now", **facts}

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from metrics.dataset import ClipRecord, Dataset
+from metrics.distributed import SINGLE, Processes
 
 
 def reference_keypoints(clip: ClipRecord, extractor=None) -> np.ndarray:
@@ -48,6 +49,9 @@ class BenchContext:
     progress: bool = True
     pose_extractor: Any = None        # the run's pose extractor (for datasets without keypoints)
     shared_vae: Callable[[], Path] | None = None   # trains (once per run) or returns the run's tiny VAE
+    # The processes preparing together (a method with ``prepares_together`` under a launch): its trainers
+    # run data-parallel over them (``metrics.training``) and only the main one writes model folders.
+    processes: Processes = SINGLE
 
     def dataset(self) -> Dataset:
         return Dataset.open(self.data_root, level="files")

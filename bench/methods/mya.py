@@ -34,6 +34,9 @@ class MYAMethod(Method):
     name = "mya"
     label = "MYA (reimplementation)"
     kind = "model"
+    # Its trainers are data-parallel (``context.processes``, ``metrics.training``): under a launch every
+    # process prepares at once and the main one writes the model folders.
+    prepares_together = True
 
     def __init__(self) -> None:
         self.options: MYAOptions | None = None

@@ -22,6 +22,9 @@ class S2GMethod(Method):
     name = "s2g"
     label = "S2G (reimplementation)"
     kind = "model"
+    # Its trainers are data-parallel (``context.processes``, ``metrics.training``): under a launch every
+    # process prepares at once and the main one writes the model folders.
+    prepares_together = True
 
     def __init__(self) -> None:
         self.model: KeypointMotion | None = None
