@@ -57,6 +57,19 @@ def test_a_tracker_that_changes_person_is_found_at_its_frame():
     assert [jump.frame for jump in keypoint_jumps(swapped)] == [60]
 
 
+def test_frames_where_few_points_are_confident_do_not_shrink_the_person():
+    # six points (an eye's, within 8 pixels) move with the person; on frames 20-21 only they are
+    # confident and they jitter 3 pixels: that is 3 / 200 of the person, not 3 / 8 of the eye
+    keypoints = person_keypoints(40, lambda f: 100 + f)
+    eye = np.arange(60, 66)
+    keypoints[:, eye, :2] = np.array([[100 + f, 60] for f in range(40)])[:, None] \
+        + np.random.default_rng(3).uniform(0, 8, (6, 2))
+    keypoints[20:22, :, 2] = 0.0
+    keypoints[20:22, eye, 2] = 0.9
+    keypoints[21, eye, 0] += 3
+    assert keypoint_jumps(keypoints) == []
+
+
 def test_frames_without_enough_confident_points_are_not_compared():
     keypoints = person_keypoints(20, lambda f: 100 + (300 if f >= 10 else 0))
     keypoints[10, :, 2] = 0.0                      # the person is lost on the frame after the jump

@@ -8,9 +8,11 @@ consecutive frames, by more than a person moves in 1/25 s. The crop stage checks
 which it has per-frame data, before cropping it:
 
 - keypoints (COCO-WholeBody, (F, 133, 3), given or from DWPose): the *median* displacement of the
-  points confident in both frames, as a fraction of the person's size (the larger side of the box
-  around those points in the earlier frame). The median follows the head and trunk; a fast hand
-  (a gesture, which may cross a tenth of the person in one frame) moves a few of the 133 points only;
+  points confident in both frames, as a fraction of the person's size (the median over the clip's
+  frames of the larger side of the box around each frame's confident points: one size per clip, so
+  a frame where only a hand is confident does not make a tiny person). The median follows the head
+  and trunk; a fast hand (a gesture, which may cross a tenth of the person in one frame) moves a
+  few of the 133 points only;
 - masks, or boxes (a face tracked on every frame): the shift of the centre as a fraction of the size,
   or a change of size by more than ``max_size_change`` times.
 
@@ -67,22 +69,25 @@ class Discontinuity:
 
 def keypoint_jumps(keypoints: np.ndarray, score_threshold: float = 0.3, max_jump: float = DEFAULT_MAX_JUMP) -> list[Discontinuity]:
     """Frames where the median displacement of the keypoints confident in both consecutive frames
-    exceeds ``max_jump`` times the person's size (the larger side of the box around those points
-    in the earlier frame). ``keypoints`` is (F, K, 3): x, y in pixels and a score; pairs sharing
-    fewer than ``MIN_SHARED_POINTS`` confident points are not compared."""
+    exceeds ``max_jump`` times the person's size (the median over frames of the larger side of the
+    box around a frame's confident points). ``keypoints`` is (F, K, 3): x, y in pixels and a
+    score; frames and pairs with fewer than ``MIN_SHARED_POINTS`` confident points are not used."""
     array = np.asarray(keypoints, dtype=np.float64)
     if array.ndim != 3 or array.shape[2] != 3:
         raise ValueError(f"keypoints must be (F, K, 3), got {array.shape}")
     confident = (array[..., 2] >= score_threshold) & np.isfinite(array[..., :2]).all(axis=2)
+    sides = [float((points.max(axis=0) - points.min(axis=0)).max())
+             for points in (array[frame, confident[frame], :2] for frame in range(len(array)))
+             if len(points) >= MIN_SHARED_POINTS]
+    size = float(np.median(sides)) if sides else 0.0
+    if size <= 0:
+        return []
     jumps = []
     for frame in range(1, len(array)):
         shared = confident[frame - 1] & confident[frame]
         if shared.sum() < MIN_SHARED_POINTS:
             continue
         before, after = array[frame - 1, shared, :2], array[frame, shared, :2]
-        size = float((before.max(axis=0) - before.min(axis=0)).max())
-        if size <= 0:
-            continue
         moved = float(np.median(np.linalg.norm(after - before, axis=1))) / size
         if moved > max_jump:
             jumps.append(Discontinuity(frame, moved, "keypoints", max_jump))
