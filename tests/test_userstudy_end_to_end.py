@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from userstudy_data.helpers import get_plan, post_json
+from userstudy_data.media import write_video
 
 from userstudy import analyze
 from userstudy.make_study import make_study_from_run
@@ -47,23 +48,6 @@ CONSENT = "This study shows short generated videos.\nTaking part is voluntary; a
 CODE = "C7XQ2P"
 
 
-def write_video(path: Path, shade: int, frozen: bool = False, frames: int = 8, fps: int = 16, size: int = 64) -> None:
-    """A 0.5 s H.264 clip: a bar sweeping across a grey field (or standing still: a frozen video)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width = stream.height = size
-        stream.pix_fmt = "yuv420p"
-        for i in range(frames):
-            image = np.full((size, size, 3), shade, dtype=np.uint8)
-            x = 0 if frozen else i * (size // frames)
-            image[:, x:x + size // frames] = 255
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-
-
 def fake_run(root: Path) -> Path:
     """A benchmark run folder in the documented layout, with its results file."""
     run = root / "runs" / "bench"
@@ -71,8 +55,9 @@ def fake_run(root: Path) -> Path:
     (run / "run.json").write_text(json.dumps({"methods": METHODS + CONTROLS, "seed": 0, "bench_version": 2}))
     for m, method in enumerate(METHODS + CONTROLS):
         for identity, clips in IDENTITIES.items():
-            for clip in clips:
-                write_video(run / method / identity / f"{clip}.mp4", 40 + 40 * m, frozen=method == "static")
+            for c, clip in enumerate(clips):   # each clip has its own speech (tone)
+                write_video(run / method / identity / f"{clip}.mp4", 40 + 40 * m, 220 * (c + 1) * (1 + (identity == "ben")),
+                            frozen=method == "static")
     fgd = {"imac": 900.0, "s2g": 2500.0, "mya": 1600.0}
     bas = {"imac": 0.61, "s2g": 0.52, "mya": 0.55}
     scores = {m: {"name": m, "scores": {scope: {"fgd": {"value": fgd[m] * f}, "bas": {"value": bas[m]}}
@@ -112,9 +97,10 @@ def wanted_ranking(study, participant: str, trial_id: str, criterion: str, fail_
 
 
 def left_preference(study, participant: str, trial_id: str) -> int:
-    """This test prefers imac, then mya, then s2g: +1 when the left video's method is the better one."""
+    """This test prefers imac, then mya, then s2g, and the video with the right speech: +1 when the
+    left video is the one it prefers."""
     planned = planned_trial(study, participant, trial_id)
-    order = ["imac", "mya", "s2g"]
+    order = ["matched", "imac", "mya", "s2g", "mismatched"]
     left, right = (slot for _, slot in planned.shown)
     return 1 if order.index(left) < order.index(right) else -1
 
@@ -140,12 +126,14 @@ def answer_by_http(port: int, study, participant: str, fail_check: bool) -> None
 def test_a_study_from_a_run_end_to_end(tmp_path, capsys):
     run = fake_run(tmp_path)
     study_dir = tmp_path / "study"
-    make_study_from_run(study_dir, run, trials_per_identity=1, frozen_checks=1, pairwise_trials=2,
+    make_study_from_run(study_dir, run, trials_per_identity=1, frozen_checks=1, pairwise_trials=2, match_trials=1,
                         criteria=[QUALITY, SYNC], consent=CONSENT, completion_code=CODE,
                         completion_url="https://app.example.org/complete?cc=" + CODE, seed="e2e")
     study = load_study(study_dir)
     assert study.play_through and (study_dir / "results.json").is_file()
-    assert sum(t.check is not None for t in study.trials) == 1 and sum(t.pairwise for t in study.trials) == 2
+    assert sum(t.check is not None for t in study.trials) == 1 and sum(t.pairwise for t in study.trials) == 3
+    match = next(t for t in study.trials if t.kind == "match")
+    assert match.criteria == (SYNC,) and "speech-under" in match.videos["mismatched"]
     shots = Screenshots(Path(os.environ.get("USERSTUDY_SCREENSHOTS") or tmp_path / "screenshots"))
 
     server = make_server(study_dir, "127.0.0.1", 0)
@@ -238,8 +226,11 @@ def test_a_study_from_a_run_end_to_end(tmp_path, capsys):
     for row in pairwise[pairwise["participant"] == participant].itertuples():
         sign = 1 if row.a_position == "1" else -1
         assert int(row.preference) == sign * preferred[row.trial]
-        assert int(row.preference) == (1 if ["imac", "mya", "s2g"].index(row.method_a) <
-                                       ["imac", "mya", "s2g"].index(row.method_b) else -1)
+        if row.kind == "match":    # video a is the matched one, which the test always picks
+            assert int(row.preference) == 1 and row.method_a == row.method_b
+        else:
+            assert int(row.preference) == (1 if ["imac", "mya", "s2g"].index(row.method_a) <
+                                           ["imac", "mya", "s2g"].index(row.method_b) else -1)
 
     # -- the analysis: exclusions, Bradley-Terry with intervals, the paper's tables, the agreement --------
     out = tmp_path / "analysis"
@@ -259,6 +250,9 @@ def test_a_study_from_a_run_end_to_end(tmp_path, capsys):
     assert np.isfinite(strengths[["elo", "elo_low", "elo_high"]].to_numpy()).all()
     assert (strengths["elo_low"] <= strengths["elo"]).all() and (strengths["elo"] <= strengths["elo_high"]).all()
     assert set(pd.read_csv(out / "exclusions.csv").query("excluded")["participant"]) == {"prolific03"}
+    speech = pd.read_csv(out / "speech_match.csv")
+    assert speech[["answers", "picked_matched"]].values.tolist() == [[2, 2]]   # prolific03 excluded
+    assert "### Matched versus mismatched speech" in report
     agreement = pd.read_csv(out / "agreement.csv")
     # FGD orders imac < mya < s2g (lower is better) as the participants do: tau = 1 on the 'all' scope
     assert agreement.query("scope == 'all' and metric == 'fgd'")["tau"].tolist() == [1.0, 1.0]

@@ -32,6 +32,7 @@ import sys
 from pathlib import Path
 
 from userstudy import cli
+from userstudy.dubbing import DubbingError, dub
 from userstudy.files import write_text_atomic
 from userstudy.jsonfile import JSONFileError, read_json
 from userstudy.schema import PAPER_CRITERIA
@@ -211,7 +212,8 @@ def make_study_from_run(out: str | os.PathLike, run: str | os.PathLike, methods:
                         identities: list[str] | None = None, trials_per_identity: int | None = None,
                         frozen_checks: int = 0, repeat_checks: int = 0, check_criteria: list[str] | None = None,
                         criteria: list[str] | None = None, title: str = DEFAULT_TITLE, instructions: str = "",
-                        seed: str | None = None, pairwise_trials: int = 0, preference_levels: int = 3,
+                        seed: str | None = None, pairwise_trials: int = 0, match_trials: int = 0,
+                        preference_levels: int = 3,
                         play_through: bool = True, consent: str = "", completion_code: str = "",
                         completion_url: str = "") -> Study:
     """Make a study folder from a benchmark run folder; returns the checked study.
@@ -232,7 +234,10 @@ def make_study_from_run(out: str | os.PathLike, run: str | os.PathLike, methods:
     A pairwise block: ``pairwise_trials`` trials of kind ``compare`` (two methods' videos of one
     drawn clip, answered with a preference on ``preference_levels`` levels on every criterion), the
     pairs of methods taken in turn so each pair is asked about equally often, the clips drawn at
-    random. The run's ``results.json``, if any, is copied into the study folder, where ``analyze``
+    random. ``match_trials`` trials of kind ``match`` (the methods in turn, a drawn clip c each):
+    the method's video of c (with its own speech) against its video of another clip c' of the same
+    speaker dubbed with c's speech (``userstudy.dubbing``, no re-encoding), asked on sound-video
+    synchronization (or every criterion when the study does not have it). The run's ``results.json``, if any, is copied into the study folder, where ``analyze``
     finds it for the metric-human agreement. The page options (``play_through``, ``consent``, ``completion_code``,
     ``completion_url``) go into the study file. Raises ``StudyError`` listing every problem;
     nothing is written then.
@@ -265,7 +270,7 @@ def make_study_from_run(out: str | os.PathLike, run: str | os.PathLike, methods:
     if trials_per_identity is not None and trials_per_identity < 1:
         problems.append(f"trials per identity must be at least 1, got {trials_per_identity}")
     for count, name in ((frozen_checks, "frozen checks"), (repeat_checks, "repeat checks"),
-                        (pairwise_trials, "pairwise trials")):
+                        (pairwise_trials, "pairwise trials"), (match_trials, "match trials")):
         if count < 0:
             problems.append(f"{name} must be 0 or more, got {count}")
     check_criteria = list(check_criteria) if check_criteria else ([SYNC_CRITERION] if SYNC_CRITERION in criteria else [])
@@ -302,6 +307,18 @@ def make_study_from_run(out: str | os.PathLike, run: str | os.PathLike, methods:
     pairs = list(itertools.combinations(chosen, 2))
     pair_rng.shuffle(pairs)
     pairwise = [(pair_rng.choice(drawn), pairs[i % len(pairs)]) for i in range(pairwise_trials)]
+    matches = []
+    for i in range(match_trials):
+        method = chosen[i % len(chosen)]
+        identity, clip = pair_rng.choice(drawn)
+        others = sorted(c for (who, c) in clips[method] if who == identity and c != clip)
+        if not others:
+            problems.append(f"match trials: {identity!r} has a single clip of {method!r}, so there is no other "
+                            "clip's video to put its speech under")
+            break
+        matches.append((method, identity, clip, pair_rng.choice(others)))
+    if problems:
+        raise StudyError(problems)
 
     def copy(method: str, identity: str, clip: str, source: Path) -> str:
         relative = f"videos/{name_slug(method)}/{identity}/{clip}.mp4"
@@ -324,6 +341,16 @@ def make_study_from_run(out: str | os.PathLike, run: str | os.PathLike, methods:
     compared = [{"clip": f"{identity}/{clip}", "kind": "compare",
                  "videos": {m: by_clip[f"{identity}/{clip}"]["videos"][m] for m in pair}}
                 for (identity, clip), pair in pairwise]
+    match_criteria = [SYNC_CRITERION] if SYNC_CRITERION in criteria else list(criteria)
+    for method, identity, clip, other in matches:
+        relative = f"videos/{name_slug(method)}/{identity}/{clip}.speech-under-{other}.mp4"
+        try:
+            dub(clips[method][identity, other], clips[method][identity, clip], out / relative)
+        except DubbingError as error:
+            raise StudyError([f"match trials: {error}"]) from None
+        compared.append({"clip": f"{identity}/{clip}", "kind": "match", "method": method, "criteria": match_criteria,
+                         "videos": {"matched": by_clip[f"{identity}/{clip}"]["videos"][method],
+                                    "mismatched": relative}})
     # Opaque ids, numbered in a shuffled order of trials, checks and pairwise trials together.
     order = entries + checks + compared
     numbers = list(range(1, len(order) + 1))
@@ -334,7 +361,7 @@ def make_study_from_run(out: str | os.PathLike, run: str | os.PathLike, methods:
     for entry in checks:
         if entry["check"]["kind"] == "repeat":
             entry["check"]["of"] = by_clip[entry["clip"]]["id"]
-    trials = sorted(({"id": e["id"], "clip": e["clip"], **({"kind": e["kind"]} if "kind" in e else {}),
+    trials = sorted(({"id": e["id"], "clip": e["clip"], **{k: e[k] for k in ("kind", "method", "criteria") if k in e},
                       "videos": e["videos"], **({"check": e["check"]} if "check" in e else {})} for e in order),
                     key=lambda e: e["id"])
     document = {
@@ -347,7 +374,8 @@ def make_study_from_run(out: str | os.PathLike, run: str | os.PathLike, methods:
     if results.is_file():   # beside the study, for analyze's metric-human agreement
         shutil.copyfile(results, out / RESULTS_FILE)
     write_text_atomic(out / STUDY_FILE, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
-    logger.info("study %r from run %s: %d trials (%d attention checks, %d pairwise) x %d methods, %d criteria, "
+    logger.info("study %r from run %s: %d trials (%d attention checks, %d pairwise, matched-speech ones included) "
+                "x %d methods, %d criteria, "
                 "written to %s", study.title, run, len(study.trials), len(checks), len(compared), len(chosen),
                 len(criteria), out)
     return study
@@ -384,6 +412,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                         help="criteria on which a frozen video must rank last (default: sound-video synchronization)")
     parser.add_argument("--pairwise-trials", type=int, default=0, metavar="N",
                         help="with --run: a pairwise block of N trials, two methods' videos of a clip each")
+    parser.add_argument("--match-trials", type=int, default=0, metavar="N",
+                        help="with --run: N matched-versus-mismatched speech trials (a method's video against "
+                             "its video of another clip dubbed with the same speech)")
     parser.add_argument("--preference-levels", type=int, default=3, choices=(3, 5),
                         help="with --run: levels of a pairwise answer (3: left/equal/right; 5: clearly or slightly)")
     parser.add_argument("--no-play-through", dest="play_through", action="store_false",
@@ -414,7 +445,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     cli.configure_logging()
     run_only = [f"--{n.replace('_', '-')}" for n in ("methods", "identities", "trials_per_identity", "check_criteria")
                 if getattr(args, n) is not None] + [f"--{n.replace('_', '-')}" for n in ("frozen_checks", "repeat_checks",
-                                                                                        "pairwise_trials")
+                                                                                        "pairwise_trials", "match_trials")
                                                       if getattr(args, n)]
     if args.preference_levels != 3:
         run_only.append("--preference-levels")
@@ -432,7 +463,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                                 trials_per_identity=args.trials_per_identity, frozen_checks=args.frozen_checks,
                                 repeat_checks=args.repeat_checks, check_criteria=args.check_criteria,
                                 criteria=args.criteria, title=args.title, instructions=args.instructions,
-                                seed=args.seed, pairwise_trials=args.pairwise_trials,
+                                seed=args.seed, pairwise_trials=args.pairwise_trials, match_trials=args.match_trials,
                                 preference_levels=args.preference_levels, **options)
         except StudyError as error:
             return cli.fail(error)

@@ -1,0 +1,60 @@
+"""The mismatched video of a matched-versus-mismatched speech trial: one clip's picture with another
+clip's speech, muxed without re-encoding (PyAV stream copy).
+
+GENEA's appropriateness test plays the same speech under two motions: one generated from that
+speech, one generated from another clip's. ``dub(video, speech, out)`` makes the second from a
+benchmark run: the frames of ``video`` (a method's video of clip c') with the audio of ``speech``
+(the method's video of clip c, whose own file is the matched video), cut to the shorter of the two.
+Packets are copied as they are (no decoding), so the picture and the sound are bit for bit the
+sources'. PyAV is imported only here, when a study asks for match trials.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from userstudy.files import atomic_path
+
+
+class DubbingError(ValueError):
+    """A source that cannot be dubbed (no video or no audio stream, unreadable); names the file."""
+
+
+def _seconds(stream, container) -> float:
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    return container.duration / 1_000_000 if container.duration else float("inf")
+
+
+def dub(video: str | os.PathLike, speech: str | os.PathLike, out: str | os.PathLike) -> Path:
+    """Write ``out`` (mp4): the video stream of ``video`` with the audio stream of ``speech``, both
+    cut at the shorter one's end (at a packet boundary). Raises ``DubbingError`` naming the file."""
+    import av
+
+    video, speech, out = Path(video), Path(speech), Path(out)
+    try:
+        picture, sound = av.open(str(video)), av.open(str(speech))
+    except (av.FFmpegError, OSError) as error:
+        raise DubbingError(f"cannot open the sources of a dubbed video ({error})") from None
+    with picture, sound:
+        if not picture.streams.video:
+            raise DubbingError(f"{video}: no video stream")
+        if not sound.streams.audio:
+            raise DubbingError(f"{speech}: no audio stream, so no speech to put under another clip's video "
+                               "(a run's videos carry their speech; these do not)")
+        source_video, source_audio = picture.streams.video[0], sound.streams.audio[0]
+        limit = min(_seconds(source_video, picture), _seconds(source_audio, sound))
+        with atomic_path(out) as temporary:
+            with av.open(str(temporary), "w", format="mp4") as target:
+                streams = {source_video: target.add_stream_from_template(source_video),
+                           source_audio: target.add_stream_from_template(source_audio)}
+                for container, stream in ((picture, source_video), (sound, source_audio)):
+                    for packet in container.demux(stream):
+                        if packet.dts is None:          # the demuxer's final empty packet
+                            continue
+                        if packet.pts is not None and packet.pts * stream.time_base >= limit:
+                            break
+                        packet.stream = streams[stream]
+                        target.mux(packet)
+    return out
