@@ -6,7 +6,7 @@ compared), ``metrics.csv`` and ``report.md`` (for people reading a diff) and ``t
     protocol: imac-bench (imac-bench-metrics-1.0, 1a2b3c4d)   # must match the run's protocol label
     scopes: [all]              # which scopes are compared (all; identity:NAME; or "*" for every one)
     default: {abs: 0.0, rel: 0.0}
-    metrics:                   # by metric id (fgd, div, bas, fvd); a value may move by max(abs, rel * |baseline|)
+    metrics:                   # by metric id (metrics.registry); a value may move by max(abs, rel * |baseline|)
       fgd: {abs: 0.5, rel: 0.1}
 
 Every baseline score (method x scope x metric) of a compared scope must be in the run, within
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -145,12 +146,18 @@ metrics:
   div: {{abs: 0.05, rel: 0.10}}
   bas: {{abs: 0.02, rel: 0.10}}
   fvd: {{abs: 5.0, rel: 0.10}}
+  hkc: {{abs: 0.02, rel: 0.10}}
+  hkv: {{abs: 0.005, rel: 0.10}}
+  joins_app: {{abs: 0.05, rel: 0.10}}
+  joins_motion: {{abs: 0.05, rel: 0.10}}
+  drift: {{abs: 0.5, rel: 0.20}}
 """
 
 
 def update_baseline(run: str | Path, baseline: str | Path) -> Path:
     """Copy a run's results.json, table and report into ``baseline`` (tolerances.yaml is kept, or
-    written once)."""
+    written once; its ``protocol:`` line follows the new baseline's protocol label, since the run
+    copied in is the new reference)."""
     results = load_results(run)
     baseline = Path(baseline)
     baseline.mkdir(parents=True, exist_ok=True)
@@ -160,4 +167,10 @@ def update_baseline(run: str | Path, baseline: str | Path) -> Path:
     tolerances = baseline / "tolerances.yaml"
     if not tolerances.is_file():
         write_text_atomic(tolerances, DEFAULT_TOLERANCES.format(protocol=json.dumps(results.protocol_label)))
+    else:
+        text = tolerances.read_text()
+        line = f"protocol: {json.dumps(results.protocol_label)}"
+        updated = re.sub(r"(?m)^protocol:.*$", lambda _: line, text, count=1)
+        if updated != text:
+            write_text_atomic(tolerances, updated)
     return baseline

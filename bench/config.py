@@ -3,8 +3,9 @@
 A bench config is a YAML file (``bench/configs/<name>.yaml`` or any path)::
 
     corpus: {identities: 4, clips: 8, test_clips: 2, size: 128, seed: 0}  # the toy corpus (no --data)
-    metrics: [fgd, div, bas, fvd]
+    metrics: [fgd, div, bas, fvd, hkc, hkv, joins_app, joins_motion, drift]   # metrics.registry ids
     protocol: imac-bench                 # a metrics protocol preset
+    weights: {}                          # local weight files of metrics that need them (syncnet: PATH, ...)
     extractor: toy                       # toy | dwpose (with dwpose_detector / dwpose_pose paths)
     i3d: null                            # a local I3D weight file; null: the untrained stand-in (FVD*)
     fgd_autoencoder: null                # a trained skeleton autoencoder; null: trained on the train split
@@ -27,6 +28,7 @@ from typing import Any
 
 from metrics.options import OptionsError, build_options, options_to_dict, read_yaml, resolve_named_file
 from metrics.protocol import split_presets
+from metrics.registry import DEFAULT_METRICS, normalise_metrics
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 
@@ -44,7 +46,7 @@ class CorpusSettings:
 class BenchConfig:
     name: str = "toy"
     corpus: CorpusSettings = field(default_factory=CorpusSettings)
-    metrics: list[str] = field(default_factory=lambda: ["fgd", "div", "bas", "fvd"])
+    metrics: list[str] = field(default_factory=lambda: list(DEFAULT_METRICS))
     protocol: str = "imac-bench"
     extractor: str = "toy"
     dwpose_detector: str | None = None
@@ -54,6 +56,7 @@ class BenchConfig:
     fgd_autoencoder_steps: int = 400
     vae_steps: int = 400
     methods: dict[str, dict[str, Any]] = field(default_factory=dict)
+    weights: dict[str, str] = field(default_factory=dict)   # hook metrics' weight files by MetricSpec.weights
 
     def to_dict(self) -> dict[str, Any]:
         return options_to_dict(self)
@@ -66,6 +69,10 @@ def config_from_dict(values: dict[str, Any], where: str = "bench config") -> Ben
         split_presets(config.protocol)
     except ValueError as error:
         raise OptionsError(f"{where}: {error}") from None
+    try:
+        config.metrics = list(normalise_metrics(config.metrics))
+    except ValueError as error:
+        raise OptionsError(f"{where}: metrics: {error}") from None
     return config
 
 

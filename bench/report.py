@@ -25,6 +25,7 @@ from metrics.io.files import atomic_path, write_text_atomic
 from metrics.io.video import VideoReader, read_video_audio
 from metrics.pose.toy import ToyMarkerPose
 from metrics.protocol import Protocol
+from metrics.registry import REGISTRY
 from metrics.results import METRICS, Score, decimals, format_score, number
 
 # Fewer test clips than this and "shuffled < gt on BAS" is reported but does not fail a run. On the
@@ -53,7 +54,11 @@ def control_checks(results: BenchResults, scope: str = "all") -> list[ControlChe
       (reported, not gating: a method below the floor is closer to the test videos than other real
       clips of the same speakers are, at another N; far below it suggests copying);
     - Diversity, BAS: static below the real test videos (gt) and never above a method;
-    - BAS: the shuffled-audio control below gt (gating from ``MIN_CLIPS_BAS_ORDER`` test clips).
+    - BAS: the shuffled-audio control below gt (gating from ``MIN_CLIPS_BAS_ORDER`` test clips);
+    - HKV: static below gt and never above a method (a still frame has no hand motion).
+
+    HKC, the chunk joins and drift have no gating order: the static control wins them by
+    construction (a still real frame; nothing changes, so no seam and no drift), see the README.
 
     A missing control number counts as a failure; a method without a score gives ``holds: None``.
     """
@@ -83,6 +88,10 @@ def control_checks(results: BenchResults, scope: str = "all") -> list[ControlChe
             add(metric, "static", "gt")
             for other in others:
                 add(metric, "static", other, strict=False)
+    if "hkv" in present:
+        add("hkv", "static", "gt")
+        for other in others:
+            add("hkv", "static", other, strict=False)
     if "bas" in present:
         score = methods["gt"].scores.get(scope, {}).get("bas")
         clips = score.clips if score is not None else 0
@@ -234,9 +243,22 @@ def latex_table(results: BenchResults, scope: str = "all") -> str:
 def _caveats(results: BenchResults) -> list[str]:
     """What a reader must know before comparing these numbers with others (FVD* first)."""
     notes = []
-    if any(results.label(m).endswith("*") for m in results.scored_metrics()):
+    if "fvd" in results.scored_metrics() and results.label("fvd").endswith("*"):
         notes.append("FVD* is computed with an UNTRAINED I3D stand-in (no published weights given): it orders "
                      "videos of this run only and is not comparable with any published FVD.")
+    stand_ins = [results.label(m) for m in results.scored_metrics()
+                 if m != "fvd" and results.label(m).endswith("*")]
+    if stand_ins:
+        notes.append(f"{', '.join(stand_ins)} are computed with stand-in networks (no published weights given): they "
+                     "order videos of this run only and are not comparable with published numbers.")
+    left_out = results.networks.get("unavailable_metrics") or {}
+    if left_out:
+        notes.append("Left out (weights not given): " + "; ".join(f"{REGISTRY[m].label}: {why}"
+                                                                   for m, why in left_out.items()) + ".")
+    if any(m in REGISTRY and REGISTRY[m].implementation and "Chunk" in REGISTRY[m].preset_group
+           for m in results.scored_metrics()):
+        notes.append("Join-A / Join-M: 1.0 is seamless (no periodic seam found); the still control has 1.0 and Drift 0 "
+                     "by construction. HKV is read against GT's (more is not better beyond it).")
     if "fgd" in results.scored_metrics() or "div" in results.scored_metrics():
         ae = results.networks.get("skeleton_autoencoder") or {}
         notes.append(f"FGD and Div are comparable only under the same skeleton autoencoder "

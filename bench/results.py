@@ -146,9 +146,11 @@ class BenchResults:
     schema_version: int = SCHEMA_VERSION
 
     def label(self, metric: str) -> str:
-        """The display label of a metric id in this run (``FVD*`` for the untrained I3D)."""
+        """The display label of a metric id in this run (``FVD*`` for the untrained I3D; a star too for
+        a hook metric computed by a stand-in network)."""
         i3d = self.networks.get("i3d") or {}
-        return metric_label(metric, i3d.get("pretrained", True) if i3d else True)
+        hook = (self.networks.get("clip_metrics") or {}).get(metric) or {}
+        return metric_label(metric, i3d.get("pretrained", True) if i3d else True, hook.get("pretrained"))
 
     def value(self, method: str, metric: str, scope: str = "all") -> float:
         """A method's value (NaN when it has none)."""

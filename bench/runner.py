@@ -6,7 +6,9 @@ evaluator for the run, the real side once: ``bench.scoring``), assemble (``resul
 
 A run folder (``--out runs/NAME``)::
 
-    run.json                     the run's settings (seed, data, config, methods); a rerun must match
+    run.json                     what generation depends on (seed, data, config but its metrics and protocol,
+                                 methods); a rerun must match it (the metrics and protocol may change:
+                                 scores are always recomputed)
     data/                        the toy corpus, when no --data is given
     <method>/<identity>/<clip_id>.mp4   generated videos (audio muxed in; controls link the real ones)
     work/<method>/               training outputs, method.json (facts), generation.json (per clip)
@@ -16,7 +18,12 @@ A run folder (``--out runs/NAME``)::
     metrics.csv, report.md, plots/   made from results.json by ``imac-bench report``
 
 Resumable: every file appears atomically, a clip whose video exists is not generated again, model
-training resumes from its checkpoints, and the shared models are trained once. Each clip's seed is
+training resumes from its checkpoints, and the shared models are trained once. Re-scoring: the
+metric selection (``metrics``) and the protocol preset are not part of what a rerun must match, so
+a rerun with other metrics or a newer protocol (``imac-bench run --out EXISTING``) reuses every
+video and trained model and recomputes the scores under the current protocol; only the protocol
+fields the run's own skeleton autoencoder was trained with (``AUTOENCODER_FIELDS``) must match
+(else the rerun is refused, naming them: that autoencoder would no longer fit). Each clip's seed is
 derived from the run's seed and the clip's name, so a rerun (or a run in another order) draws the
 same noise for the same clip.
 
@@ -65,6 +72,7 @@ from metrics.distributed import SINGLE, Processes, current_processes
 from metrics.evaluate import Evaluator, make_extractor
 from metrics.fgd_training import train_fgd_autoencoder
 from metrics.io.audio import SAMPLE_RATE
+from metrics.io.bounded import read_json
 from metrics.io.files import write_json_atomic
 from metrics.io.video import write_video
 from metrics.protocol import Protocol, get_protocol
@@ -76,6 +84,23 @@ BENCH_VERSION = "imac-bench-run-2"
 
 class RunMismatchError(ValueError):
     pass
+
+
+# The config keys a run's scores depend on but its generation does not: a rerun may change them.
+SCORING_ONLY_KEYS = ("metrics", "protocol", "weights")
+# The protocol fields the run's skeleton autoencoder (trained on the train split's windows) depends on.
+AUTOENCODER_FIELDS = ("skeleton_points", "visibility_threshold", "fps", "window", "stride")
+
+
+def autoencoder_fields(protocol: Protocol) -> dict[str, Any]:
+    """The protocol fields a skeleton autoencoder trained by the run depends on (JSON-ready)."""
+    return json.loads(json.dumps({name: getattr(protocol, name) for name in AUTOENCODER_FIELDS}))
+
+
+def read_run_file(path: Path) -> Any:
+    """A JSON file of the run folder through ``metrics.io.bounded.read_json`` (size and nesting
+    bounded); ``ValueError`` naming the file when it is not JSON."""
+    return read_json(path)
 
 
 def clip_seed(seed: int, clip: ClipRecord) -> int:
@@ -130,9 +155,16 @@ class RunSettings:
     custom: dict[str, Callable[[], Method]] | None = None   # your own Method classes: name -> factory
 
     def resume_key(self, config: BenchConfig) -> dict[str, Any]:
-        """What must match between a run and its resumption (stored in ``run.json``)."""
-        return {"data": str(self.data.resolve()) if self.data else None, "seed": self.seed,
-                "identities": self.identities, "config": config.to_dict()}
+        """What must match between a run and its resumption (stored in ``run.json``): what generation
+        and the shared models depend on. The metric selection and the protocol are left out (scores
+        are recomputed on every run), except the protocol fields of a skeleton autoencoder the run
+        trains itself (``autoencoder``)."""
+        generation = {k: v for k, v in config.to_dict().items() if k not in SCORING_ONLY_KEYS}
+        key = {"data": str(self.data.resolve()) if self.data else None, "seed": self.seed,
+               "identities": self.identities, "config": generation}
+        if not config.fgd_autoencoder:
+            key["autoencoder"] = autoencoder_fields(get_protocol(config.protocol))
+        return key
 
 
 class SharedModels:
@@ -225,21 +257,54 @@ class RunPlan:
 # -- plan ------------------------------------------------------------------------------------------
 
 
+def previous_key(previous: dict, path: Path) -> dict[str, Any]:
+    """The resume key a ``run.json`` holds, in this version's form: the config without its scoring-only
+    keys, and the autoencoder's protocol fields (a run.json of an earlier version has none: they are
+    those of its protocol preset, whose skeleton fields have not changed since)."""
+    if not isinstance(previous, dict):
+        raise RunMismatchError(f"{path}: not a JSON object: delete the folder to start again")
+    config = previous.get("config")
+    key = {name: previous.get(name) for name in ("data", "seed", "identities")}
+    key["config"] = ({k: v for k, v in config.items() if k not in SCORING_ONLY_KEYS}
+                     if isinstance(config, dict) else config)
+    if "autoencoder" in previous:
+        key["autoencoder"] = previous["autoencoder"]
+    elif isinstance(config, dict) and not config.get("fgd_autoencoder"):
+        try:
+            key["autoencoder"] = autoencoder_fields(get_protocol(str(config.get("protocol", "imac-bench"))))
+        except ValueError as error:
+            raise RunMismatchError(f"{path}: config.protocol: {error}") from None
+    return key
+
+
 def check_run_file(out: Path, settings: RunSettings, config: BenchConfig) -> None:
-    """Refuse a folder made with other settings; record this run's settings and methods in ``run.json``."""
+    """Refuse a folder made with settings that change generation or the run's trained models; record
+    this run's settings, metrics and methods in ``run.json``. Another metric selection or protocol is
+    accepted: the videos and models are reused and the scores recomputed."""
     path = out / "run.json"
     key = json.loads(json.dumps(settings.resume_key(config)))
     methods = list(settings.methods)
     if path.is_file():
-        previous = json.loads(path.read_text())
+        try:
+            previous = read_run_file(path)
+        except ValueError as error:
+            raise RunMismatchError(f"{error}: delete the folder to start again") from None
+        old = previous_key(previous, path)
         for name, value in key.items():
-            if previous.get(name) != value:
+            if old.get(name) != value:
+                if name == "autoencoder":
+                    fields = [f for f in AUTOENCODER_FIELDS if (old.get(name) or {}).get(f) != value.get(f)]
+                    raise RunMismatchError(
+                        f"{out} holds a skeleton autoencoder trained with other protocol fields ({', '.join(fields)}): "
+                        "use another --out, or delete work/fgd_autoencoder and run.json's autoencoder entry to "
+                        "train it again")
                 raise RunMismatchError(
-                    f"{out} holds a run with another {name} ({previous.get(name)!r}, now {value!r}): "
+                    f"{out} holds a run with another {name} ({old.get(name)!r}, now {value!r}): "
                     "use another --out, or delete the folder to start again")
         methods = list(dict.fromkeys(previous.get("methods", []) + methods))
     out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(path, {**key, "methods": methods, "bench_version": BENCH_VERSION})
+    scoring = {"metrics": list(config.metrics), "protocol": config.protocol}
+    write_json_atomic(path, {**key, "scoring": scoring, "methods": methods, "bench_version": BENCH_VERSION})
 
 
 def data_root(settings: RunSettings, out: Path) -> Path:
@@ -323,8 +388,8 @@ def merge_part_records(work: Path, generation: dict[str, Any], labels: list[str]
     parts: dict[str, Any] = {}
     for path in sorted(work.glob(PART_RECORDS)):
         try:
-            parts.update(json.loads(path.read_text()))
-        except (OSError, json.JSONDecodeError) as error:   # a part file is written atomically; say so if not
+            parts.update(read_run_file(path))
+        except (OSError, ValueError) as error:   # a part file is written atomically; say so if not
             logger.warning("%s: unreadable, its clips' records are lost (%s)", path, error)
     merged = dict(generation)
     merged.update({label: parts[label] for label in labels if label in parts})
@@ -343,7 +408,7 @@ def generate(plan: RunPlan, method: Method) -> dict[str, Any]:
     labels = [clip.label for clip in plan.clips]
     missing_labels = None
     if processes.is_main:
-        generation = json.loads(generation_path.read_text()) if generation_path.is_file() else {}
+        generation = read_run_file(generation_path) if generation_path.is_file() else {}
         if work.is_dir() and any(work.glob(PART_RECORDS)):
             generation = merge_part_records(work, generation, labels)
             write_json_atomic(generation_path, generation)
@@ -355,7 +420,7 @@ def generate(plan: RunPlan, method: Method) -> dict[str, Any]:
     mine = processes.shard(missing)
     if not processes.is_main:
         generation = {}
-    facts = json.loads(facts_path.read_text()) if facts_path.is_file() else {}
+    facts = read_run_file(facts_path) if facts_path.is_file() else {}
     part_path = work / f"generation.process-{processes.rank}.json" if processes.distributed else generation_path
     new: dict[str, Any] = {}
     if missing:
@@ -425,7 +490,7 @@ def make_scorer(plan: RunPlan) -> RunScorer:
         autoencoder = plan.shared.fgd_autoencoder()           # (every process: the main one trains it first)
     evaluator = Evaluator.load(metrics, plan.protocol, autoencoder=autoencoder, i3d=plan.config.i3d,
                                extractor=plan.shared.pose_extractor(), device=plan.device,
-                               cache_dir=plan.out / "cache", processes=plan.processes)
+                               cache_dir=plan.out / "cache", processes=plan.processes, weights=plan.config.weights)
     progress = (lambda message: logger.info("  %s", message)) if plan.settings.progress else None
     return RunScorer.for_dataset(evaluator, plan.data, plan.clips, plan.out, progress)
 
@@ -439,12 +504,22 @@ def check_external_folders(plan: RunPlan) -> None:
             check_folder(plan.config.metrics, plan.protocol, plan.clips, method.name, Path(folder))
 
 
+HINT_KEYS = ("chunk_period", "chunk_offset")    # what a method's facts may state for the metrics
+
+
+def method_hints(facts: dict) -> dict[str, Any]:
+    """What a method's facts state about how its videos were made, for the hook metrics (e.g. its
+    chunk period, read by the chunk joins when the protocol takes stated periods)."""
+    return {key: facts[key] for key in HINT_KEYS if key in facts}
+
+
 def score_run(plan: RunPlan, records: dict[str, dict], timings: dict[str, float]) -> tuple[RunScorer, dict[str, Scored]]:
     """Every row's scores: the methods, then gt, noise-floor, static and shuffled. Every method's
     headers are checked first, so a mismatch stops the run before any video is decoded. The per-clip
     records are made first (shared among the processes); the rows are scored by the main process
     only (the others get no rows)."""
     scorer = make_scorer(plan)
+    scorer.hints = {name: method_hints(record.get("facts") or {}) for name, record in records.items()}
     methods = [name for name in plan.method_names if name not in CONTROLS] + ["static"]
     for name in methods:
         scorer.check_method(name)

@@ -9,8 +9,9 @@ method and control scored against it.
   the method, the property and the clips. What the runner converted while generating (frames resized
   or padded to the real clip's) and what the protocol converts are recorded per method.
 - The controls, each a row of the tables:
-  ``gt``          the real test videos: their own Diversity and BAS (no FGD or FVD: a set against
-                  itself is 0 by construction), the values a method's Div and BAS are read against;
+  ``gt``          the real test videos: their own value of every metric that has one
+                  (``MetricSpec.reference``: Diversity, BAS, HKC, HKV, the chunk joins, drift; no FGD
+                  or FVD: a set against itself is 0 by construction), what a method's are read against;
   ``noise-floor`` real against real: each identity's test clips split in halves, one half scored
                   against the other; when an identity has fewer than ``2 * MIN_HALF`` test clips, its
                   first train clips (as many as its test clips) are the reference half and its test
@@ -42,6 +43,7 @@ from metrics.dataset import ClipRecord, Dataset, FolderError, find_clips
 from metrics.differences import compare_methods, describe_difference
 from metrics.evaluate import ClipResult, Evaluator, metric_score
 from metrics.inputs import PIXEL_METRICS, ClipProperties, Finding, InputMismatchError, InputReport
+from metrics.registry import REGISTRY
 from metrics.results import Provenance, Scores, SkippedClip
 from metrics.sanity import split_halves
 
@@ -140,6 +142,7 @@ class RunScorer:
         self.out = out
         self.progress = progress
         self.fake_records: dict[str, list[ClipResult]] = {}     # per method, for paired differences
+        self.hints: dict[str, dict] = {}          # per method: what its facts state for the hook metrics
         self._real: list[ClipResult] | None = None
         self._real_props: list[ClipProperties] | None = None
         self._method_clips: dict[str, tuple[list[ClipRecord], InputReport]] = {}
@@ -201,7 +204,7 @@ class RunScorer:
         if name not in self._fake:
             partners = {c.key: c for c in self.test_clips}
             self._fake[name] = self.evaluator.records(checked[0], "fake", partners=partners, on_error="skip",
-                                                      progress=self._progress(name))
+                                                      progress=self._progress(name), hints=self.hints.get(name))
         return self._fake[name]
 
     def record_all(self, methods: Sequence[str], timings: dict[str, float] | None = None) -> None:
@@ -239,14 +242,14 @@ class RunScorer:
     # -- controls ------------------------------------------------------------------------------------
 
     def reference_row(self) -> Scored:
-        """``gt``: the real test videos' own Diversity and BAS."""
+        """``gt``: the real test videos' own values (Diversity, BAS and every ``MetricSpec.reference`` metric)."""
         real, props = self.real(), self.real_properties()
-        metrics = [m for m in ("div", "bas") if m in self.evaluator.metrics]
+        metrics = [m for m in self.evaluator.metrics if REGISTRY[m].reference]
         inputs = self.evaluator.check_inputs([], props)
         cards = {m: c for m, c in self.evaluator.provenance(None, len(real), inputs).items() if m in metrics}
         return Scored(self.evaluator.reference(real), cards, inputs,
-                      note="the real test videos: their own Diversity and BAS (FGD and FVD of a set against "
-                           "itself are 0 by construction, so none is given)")
+                      note="the real test videos: their own Diversity, BAS and the other one-sided metrics (FGD "
+                           "and FVD of a set against itself are 0 by construction, so none is given)")
 
     def noise_floor(self) -> Scored:
         """Real against real: the floor of FGD and FVD for these speakers (see the module docstring)."""

@@ -110,6 +110,11 @@ class IMACMethod(Method):
             self.pipeline.config = with_sampling_overrides(self.pipeline.config, sampling, f"{self.name}: overrides")
             facts["sampling"] = sampling
         facts["parameters"] = sum(p.numel() for p in self.pipeline.model.parameters())
+        # Chunked sampling (imac.pipeline.chunk_starts): each chunk after the first starts on the previous
+        # one's last frame, so a new chunk takes over every frames - 1 frames, at the transition from
+        # frame (frames - 1) k to the next (the last chunk may start earlier). Read by the chunk joins.
+        chunk = self.pipeline.config.video.frames
+        facts["chunk_period"] = facts["chunk_offset"] = chunk - 1
         return facts
 
     def generate(self, clip: ClipRecord, seed: int) -> np.ndarray:
