@@ -9,10 +9,16 @@ import math
 
 import numpy as np
 import torch
-
 from lipsync_fixtures import parity_clip
+
 from metrics.lipsync import mfcc
-from metrics.lipsync_training import (SyncTrainingConfig, TrackData, contrastive_loss, multiway_loss, train_syncnet)
+from metrics.lipsync_training import (
+    SyncTrainingConfig,
+    TrackData,
+    contrastive_loss,
+    multiway_loss,
+    train_syncnet,
+)
 from metrics.syncnet import load_syncnet, save_syncnet, standin_card_path
 
 
