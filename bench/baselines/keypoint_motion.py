@@ -210,7 +210,9 @@ def _fit(motion: MotionModel, tensors: dict[str, list[torch.Tensor]], positions:
     draws per process."""
     parallel.check_batch(options.batch_size, "keypoint motion batch_size")
     rows = parallel.part(options.batch_size)
-    step_loss = parallel.wrap(_MotionLoss(motion, motion_training_scheduler(_motion_config(options))))
+    # find_unused_parameters: which parts get no gradient depends on the options (as in IMAC's trainer)
+    step_loss = parallel.wrap(_MotionLoss(motion, motion_training_scheduler(_motion_config(options))),
+                              find_unused_parameters=True)
     optimizer = torch.optim.AdamW(motion.parameters(), lr=options.lr, weight_decay=options.weight_decay)
     rng = np.random.default_rng(seed)
     generator = torch.Generator(parallel.device).manual_seed(seed)

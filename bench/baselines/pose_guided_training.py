@@ -168,7 +168,7 @@ def train_generator(model: MYAGenerator, data: TrainingFrames, options: MYAOptio
     parallel.check_batch(options.batch_size, "mya batch_size")
     rows = parallel.part(options.batch_size) if parallel.distributed else None
     scheduler = mya_scheduler(options.prediction_type)
-    step_loss = parallel.wrap(GeneratorLoss(model))
+    step_loss = parallel.wrap(GeneratorLoss(model), find_unused_parameters=True)   # UNet options vary
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.LambdaLR(
