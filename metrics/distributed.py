@@ -11,11 +11,10 @@ conventions on top of them:
 - what the processes computed is gathered to every process and put back in the list's order
   (``map``), so the per-clip records a metric sees are in the single-process order and the sums are
   the same sums (an all-reduce of partial sums would change the order of the float additions);
-- files are written by the main process (``is_main``); work that writes a shared file (training a
-  shared model, generating the toy corpus) runs on the main process first (``main_first``), the others
-  then loading what it wrote. (Training is not data-parallel yet: the models the bench trains draw
-  their noise and BatchNorm statistics per batch, so a shard of a batch would not train like the
-  whole batch; see the README's benchmark section.)
+- files are written by the main process (``is_main``); work that writes a shared file (generating
+  the toy corpus) runs on the main process first (``main_first``), the others then loading what it
+  wrote. Training is data-parallel, on ``metrics.training``'s conventions (every process draws each
+  global batch as one process would and trains on its block; the main process writes the model).
 
 A process that fails ends with an error; the launcher then stops the others (torchrun's elastic
 agent does), so a collective never waits forever on a dead process.
