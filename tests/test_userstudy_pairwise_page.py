@@ -179,3 +179,25 @@ def test_bad_pairwise_study_files_are_named(tmp_path, change, message):
     folder = write_study(tmp_path, **change)
     with pytest.raises(StudyError, match=message.replace("(", r"\(").replace(")", r"\)")):
         load_study(folder)
+
+
+def test_a_database_of_the_first_schema_is_upgraded_in_place(tmp_path):
+    """study.db from before pairwise answers (schema 1, no preferences or consents table) opens, keeps
+    its answers and gains the new tables."""
+    import sqlite3
+
+    from userstudy.store import AnswerStore
+
+    store = AnswerStore(tmp_path / "study.db", tmp_path / "rankings.csv")
+    rows = [("ann", "t1", "q", m, r, r, "sub-ann-00001", "2026-01-01T00:00:00Z") for r, m in enumerate("abc", 1)]
+    assert store.append(rows, "sub-ann-00001")
+    store.close()
+    db = sqlite3.connect(tmp_path / "study.db")
+    db.executescript("DROP TABLE preferences; DROP TABLE consents; PRAGMA user_version = 1;")
+    db.close()
+    store = AnswerStore(tmp_path / "study.db", tmp_path / "rankings.csv", tmp_path / "pairwise.csv")
+    assert store.saved("ann") == {"t1": {"q": ["a", "b", "c"]}}
+    store.consent("ann", "2026-01-02T00:00:00Z")
+    assert store.consents() == {"ann": "2026-01-02T00:00:00Z"}
+    assert sqlite3.connect(tmp_path / "study.db").execute("PRAGMA user_version").fetchone()[0] == 2
+    store.close()
