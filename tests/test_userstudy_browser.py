@@ -227,3 +227,42 @@ def test_platform_link_resume_code_unknown_id_and_video_report(browser_page):
     page.wait_for_selector("#study:not([hidden])")
     assert page.text_content("#participant-id") == "prolific42"
     assert errors == []
+
+
+def test_videos_that_do_not_play_never_lock_a_participant_out(tmp_path):
+    """With the play-through lock on and videos that cannot play (these test files are not video),
+    the trial stays locked until each video is reported as not playing; then it can be answered."""
+    study_dir = make_study(tmp_path, trials=1, play_through=True)
+    server = make_server(study_dir, "127.0.0.1", 0)
+    serve_in_thread(server)
+    profile = tmp_path / "chromium-profile"
+    try:
+        with sync_api.sync_playwright() as playwright:
+            context = playwright.chromium.launch_persistent_context(
+                str(profile), executable_path=str(CHROMIUM), headless=True, args=FLAGS,
+                viewport={"width": 1100, "height": 1400}, timeout=30_000)
+            context.set_default_timeout(10_000)
+            page = context.pages[0] if context.pages else context.new_page()
+            try:
+                page.goto(server.url)
+                page.click("#start-new")
+                page.wait_for_selector("#lock:not([hidden])")
+                assert page.is_disabled("#save")
+                reports = page.locator("#videos button.report")
+                for i in range(reports.count() - 1):
+                    reports.nth(i).click()
+                    page.wait_for_function("(i) => document.querySelectorAll('#videos button.report')[i].disabled", arg=i)
+                assert page.is_visible("#lock") and "2 of 3 played" in page.text_content("#lock")
+                reports.nth(reports.count() - 1).click()
+                page.wait_for_selector("#lock", state="hidden")
+                rank_by_keyboard(page, CRITERIA[0])
+                rank_by_keyboard(page, CRITERIA[1])
+                page.click("#save")
+                page.wait_for_selector("#final:not([hidden])")
+                assert len(server.store.video_reports()) == 3
+            finally:
+                context.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+        shutil.rmtree(profile, ignore_errors=True)

@@ -21,7 +21,7 @@ def video_bytes(method: str, trial: str) -> bytes:
     return f"video of {method} for {trial}|".encode() * 50
 
 
-def make_study(root: Path, trials: int = 3, criteria=CRITERIA, methods=METHODS) -> Path:
+def make_study(root: Path, trials: int = 3, criteria=CRITERIA, methods=METHODS, play_through: bool = False) -> Path:
     """A study folder made the documented way (make_study from one folder of videos per method)."""
     sources = root / "generated"
     for method in methods:
@@ -29,9 +29,9 @@ def make_study(root: Path, trials: int = 3, criteria=CRITERIA, methods=METHODS) 
         for t in range(1, trials + 1):
             (sources / method / f"t{t}.mp4").write_bytes(video_bytes(method, f"t{t}"))
     folder = root / "study"
-    # play_through off: these bytes are not playable videos, so they could never play to the end
+    # play_through off by default: these bytes are not playable videos, so they never play to the end
     make_study_command.make_study(folder, {m: sources / m for m in methods}, criteria=list(criteria),
-                                  title="Test study", seed="fixed-seed", play_through=False)
+                                  title="Test study", seed="fixed-seed", play_through=play_through)
     return folder
 
 
