@@ -116,6 +116,24 @@ class Protocol:
     join_max_period: int = 32
     join_min_boundaries: int = 3          # a candidate needs this many boundaries in the clip
     join_detection_z: float = 6.0         # robust z a periodic excess must exceed to count as seams
+    # -- lip sync (Sync-C, Sync-D; metrics/lipsync.py LipSyncSettings: syncnet_python's defaults) --
+    lipsync_vshift: int = 15              # offsets searched: -vshift .. vshift frames
+    lipsync_crop_scale: float = 0.40
+    lipsync_smooth_kernel: int = 13       # median filter of the face box, frames (odd)
+    lipsync_pad_value: int = 110
+    lipsync_track_iou: float = 0.5
+    lipsync_max_missed: int = 25          # frames a face track may go without a detection
+    lipsync_min_track: int = 100          # a track needs more detections than this
+    lipsync_min_face_size: float = 100.0  # mean face box side, pixels
+    lipsync_face_confidence: float | None = None   # None: the face detector's own default
+    lipsync_face_min_fraction: float = 0.05
+    lipsync_batch_size: int = 20
+    # -- frame quality and identity (metrics/frame_quality.py) -------------------------------
+    ssim_preset: str = "gaussian"         # metrics.frame_quality.SSIM_PRESETS
+    lpips_network: str = "alex"           # "alex" | "vgg"
+    fid_frame_stride: int = 1             # FID on frames: every k-th frame of each video
+    fid_covariance: str = "unbiased"      # /(N - 1), as pytorch-fid's np.cov; or "biased"
+    csim_frame_stride: int = 1            # CSIM: every k-th generated frame
     # -- confidence intervals (metrics/intervals.py; PROTOCOL.md "Confidence intervals") ------
     # Clip-level jackknife, its second-order bias removed with random half-samples of the clips.
     interval_half_samples: int = 200      # half-samples per interval (0: the plain jackknife)
@@ -134,6 +152,7 @@ class Protocol:
             raise ValueError("window must be >= 8 frames and stride >= 1")
         self._check_fvd()
         self._check_hands_and_joins()
+        self._check_frames_and_lipsync()
 
     def _check_hands_and_joins(self) -> None:
         """Refuse HKC/HKV and chunk-join values no code implements (naming the field)."""
@@ -150,6 +169,16 @@ class Protocol:
             raise ValueError(f"join_min_boundaries must be >= 2, got {self.join_min_boundaries!r}")
         if not self.join_detection_z > 0:
             raise ValueError(f"join_detection_z must be > 0, got {self.join_detection_z!r}")
+
+    def _check_frames_and_lipsync(self) -> None:
+        """Refuse frame-quality choices no code implements (naming the field); the lip-sync fields are
+        checked by ``metrics.lipsync.LipSyncSettings`` when the metric is loaded."""
+        _choice("ssim_preset", self.ssim_preset, ("gaussian", "gaussian-grey", "uniform7", "uniform7-grey"))
+        _choice("lpips_network", self.lpips_network, ("alex", "vgg"))
+        _choice("fid_covariance", self.fid_covariance, ("unbiased", "biased"))
+        for name in ("fid_frame_stride", "csim_frame_stride"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
 
     def _check_intervals(self) -> None:
         """Refuse interval and extrapolation settings no code implements (naming the field)."""

@@ -152,6 +152,23 @@ REGISTRY: dict[str, MetricSpec] = _specs(
     MetricSpec("drift", "Drift", True, "drift from the reference image", "Chunk joins", reference=True,
                default=True, implementation="metrics.chunk_joins:ReferenceDrift",
                unit="grey levels (0-255) per second"),
+    # Not in the default selection: they need weights (a metric without its file is left out with a
+    # message), or, PSNR and SSIM, the real clip's frames for every generated clip (CI time).
+    MetricSpec("sync_c", "Sync-C", False, "lip-sync confidence (LSE-C)", "Lip sync", reference=True,
+               implementation="metrics.lipsync:LipSyncConfidence", weights="syncnet", audio=True),
+    MetricSpec("sync_d", "Sync-D", True, "lip-sync distance (LSE-D)", "Lip sync", reference=True,
+               implementation="metrics.lipsync:LipSyncDistance", weights="syncnet", audio=True),
+    MetricSpec("psnr", "PSNR", False, "peak signal-to-noise ratio", "Frame quality", reference=True, paired=True,
+               implementation="metrics.frame_quality:PeakSignalToNoise", unit="dB"),
+    MetricSpec("ssim", "SSIM", False, "structural similarity", "Frame quality", reference=True, paired=True,
+               implementation="metrics.frame_quality:StructuralSimilarity"),
+    MetricSpec("lpips", "LPIPS", True, "learned perceptual image patch similarity", "Frame quality",
+               reference=True, paired=True, implementation="metrics.frame_quality:PerceptualDistance",
+               weights="lpips"),
+    MetricSpec("fid", "FID", True, "Fréchet inception distance on frames", "Frame quality", two_sided=True,
+               implementation="metrics.frame_quality:FrechetInceptionDistance", weights="inception"),
+    MetricSpec("csim", "CSIM", False, "identity cosine similarity (ArcFace)", "Identity", reference=True,
+               implementation="metrics.frame_quality:IdentitySimilarity", weights="arcface"),
 )
 
 METRIC_IDS: tuple[str, ...] = tuple(REGISTRY)

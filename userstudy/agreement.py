@@ -42,7 +42,8 @@ MAX_RESULTS_BYTES = 32 * 1024 * 1024
 # Better direction of the metric ids imac-bench writes (metrics.registry; a test keeps them equal).
 # A metric not listed here is taken as higher-is-better, and the table says so.
 LOWER_IS_BETTER = {"fgd": True, "div": False, "bas": False, "fvd": True, "hkc": False, "hkv": False,
-                   "joins_app": True, "joins_motion": True, "drift": True}
+                   "joins_app": True, "joins_motion": True, "drift": True, "sync_c": False, "sync_d": True,
+                   "psnr": False, "ssim": False, "lpips": True, "fid": True, "csim": False}
 AGREEMENT_COLUMNS = ["criterion", "scope", "metric", "label", "direction", "methods", "tau", "p", "tau_low",
                      "tau_high", "undefined_share", "bootstrap", "resampled"]
 
