@@ -69,7 +69,7 @@ class SyncTrainingConfig:
     windows per step."""
 
     width_divisor: int = 16
-    steps: int = 400
+    steps: int = 200
     batch_size: int = 16
     learning_rate: float = 1e-3
     loss: str = "multiway"
