@@ -157,6 +157,7 @@ def test_a_study_from_a_run_end_to_end(tmp_path, capsys):
                 page.goto(f"{server.url}?PROLIFIC_PID={participant}")
                 page.wait_for_selector("#consent:not([hidden])")
                 assert "answers are anonymous" in page.text_content("#consent-text")
+                assert "in 3, say which of two videos is better" in page.text_content("#instructions")
                 assert page.is_disabled("#start-new")
                 shots.take(page, "consent")
                 page.check("#consent-agree")

@@ -527,6 +527,7 @@ class StudyHandler(BaseHTTPRequestHandler):
             "methods": len(study.methods),
             "criteria": [{"name": c.name, "question": c.question} for c in study.criteria],
             "play_through": study.play_through, "consent": study.consent,
+            "pairwise_trials": sum(t.pairwise for t in study.trials),
             "preference_levels": study.preference_levels})
 
     def _new_participant(self, segments, query) -> None:

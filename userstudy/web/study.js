@@ -393,6 +393,8 @@ function showFinal(saved) {
   if (!saved) return;
   const body = $("#final-body");
   const trial = currentTrial();
+  $("#final-heading").textContent = isPairwise(trial) ? "Saved. Your answers for this trial:"
+    : "Saved. Your final ranking for this trial:";
   const labels = Object.fromEntries(PREFERENCE_LABELS[state.study.preference_levels === 5 ? 5 : 3]);
   body.replaceChildren(...trial.criteria.map((name) => el("p", { class: "final-row" },
     el("strong", { text: `${name}: ` }),
@@ -597,8 +599,11 @@ async function main() {
   }
   document.title = state.study.title;
   $("#title").textContent = state.study.title;
-  $("#instructions").textContent = state.study.instructions ||
-    `You will see ${state.study.trials} trials. In each, rank the videos on ${state.study.criteria.length} criteria.`;
+  const pairwise = state.study.pairwise_trials || 0;
+  $("#instructions").textContent = state.study.instructions || (pairwise
+    ? `You will see ${state.study.trials} trials. In ${state.study.trials - pairwise} of them, rank the videos on ` +
+      `${state.study.criteria.length} criteria; in ${pairwise}, say which of two videos is better.`
+    : `You will see ${state.study.trials} trials. In each, rank the videos on ${state.study.criteria.length} criteria.`);
 
   if (state.study.consent) {
     $("#consent").hidden = false;
