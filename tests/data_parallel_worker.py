@@ -42,7 +42,6 @@ def state_hash(state: dict[str, torch.Tensor]) -> str:
 
 
 def train_all(root: Path, out: Path, processes) -> dict:
-    from diffusers import AutoencoderKL
 
     import bench.baselines.pose_guided as pg
     import bench.baselines.pose_guided_training as pgt
@@ -101,10 +100,10 @@ def train_all(root: Path, out: Path, processes) -> dict:
 
 def _record_writes(writes: list[str]) -> None:
     """Note the name of every model-writing function that runs in this process."""
-    import bench.baselines.keypoint_motion as keypoint_motion
     import bench.baselines.pose_guided_training as pgt
-    import imac.training.autoencoder as autoencoder
-    import metrics.fgd_training as fgd_training
+    from bench.baselines import keypoint_motion
+    from imac.training import autoencoder
+    from metrics import fgd_training
 
     def recording(owner, name: str) -> None:
         original = getattr(owner, name)
