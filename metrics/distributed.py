@@ -14,7 +14,8 @@ conventions on top of them:
 - files are written by the main process (``is_main``); work that writes a shared file (generating
   the toy corpus) runs on the main process first (``main_first``), the others then loading what it
   wrote. Training is data-parallel, on ``metrics.training``'s conventions (every process draws each
-  global batch as one process would and trains on its block; the main process writes the model).
+  global batch as one process would and trains on its block; the main process writes the model),
+  except a model with BatchNorm on CPU processes (no SyncBatchNorm there): the main process trains it.
 
 A process that fails ends with an error; the launcher then stops the others (torchrun's elastic
 agent does), so a collective never waits forever on a dead process.

@@ -236,7 +236,8 @@ def test_under_a_launch_the_main_process_trains_the_shared_model_and_the_other_l
     arguments = run_arguments({**micro, "config": config}, out)
     done = launch(arguments, shorthand=False)
     assert done.returncode in (0, 3), done.stderr[-3000:]
-    assert done.stderr.count("training the skeleton autoencoder") == 1      # one process trained it
+    # both processes enter the trainer; on CPUs (BatchNorm, no SyncBatchNorm) the main one trains it alone
+    assert done.stderr.count("training the skeleton autoencoder") == 2
     folder = out / "work" / "fgd_autoencoder"
     trained = json.loads((folder / "config.json").read_text())
     threads = torch.get_num_threads()
@@ -303,7 +304,7 @@ run_benchmark(RunSettings(methods=["copy", "together"], out=out, data=corpus, co
 def test_prepare_runs_on_the_main_process_first_or_on_every_process_together(micro, tmp_path):
     """A method's ``prepare`` runs on the main process, then on the others; one that sets
     ``prepares_together`` (a trainer every process must enter) runs on all at once, and the shared VAE
-    it asks for is trained once, by the main process."""
+    it asks for is trained by all of them together (data-parallel) and written by the main one."""
     worker, log = tmp_path / "worker.py", tmp_path / "prepare.log"
     worker.write_text(PREPARE_WORKER)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -315,7 +316,10 @@ def test_prepare_runs_on_the_main_process_first_or_on_every_process_together(mic
     lines = log.read_text().splitlines()
     assert lines[0] == "0 copy" and sorted(lines[:2]) == ["0 copy", "1 copy"]       # the main process first
     assert sorted(lines[2:]) == ["0 together 2 vae", "1 together 2 vae"]
-    assert done.stderr.count("training the shared tiny VAE") == 1
+    assert done.stderr.count("training the shared tiny VAE") == 2            # each process takes part
+    vae = tmp_path / "run" / "work" / "vae"
+    assert json.loads((vae / "training.json").read_text())["settings"]["processes"] == 2
+    assert [p.name for p in vae.parent.iterdir() if p.name.startswith(".")] == []   # one writer
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["methods"]["together"]["facts"]["processes"] == 2
     assert set(results["methods"]["together"]["scores"]["all"]) == {"bas"}
