@@ -20,7 +20,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from lipsync_fixtures import parity_clip, standin_state_dict
 
 from metrics.faces import Face
 from metrics.lipsync import (
@@ -40,6 +39,7 @@ from metrics.lipsync import (
 )
 from metrics.registry import ClipInputs, ClipValues, MissingWeights
 from metrics.syncnet import SyncNet, SyncNetConfig, save_syncnet
+from tests.lipsync_fixtures import parity_clip, standin_state_dict
 
 # python_speech_features.mfcc(int16(parity audio), 16000): rows 0, 1, 97, 118 of (119, 13).
 PEER_MFCC_ROWS = {

@@ -9,7 +9,6 @@ import math
 
 import numpy as np
 import torch
-from lipsync_fixtures import parity_clip
 
 from metrics.lipsync import mfcc
 from metrics.lipsync_training import (
@@ -20,6 +19,7 @@ from metrics.lipsync_training import (
     train_syncnet,
 )
 from metrics.syncnet import load_syncnet, save_syncnet, standin_card_path
+from tests.lipsync_fixtures import parity_clip
 
 
 def test_contrastive_loss_by_hand():
