@@ -187,6 +187,7 @@ async function begin(participant, token) {
   $("#welcome").hidden = true;
   $("#study").hidden = false;
   $("#who").hidden = false;
+  $("#skip-link").hidden = false;
   $("#participant-id").textContent = state.participant;
   $("#resume-code").textContent = state.token;
   showCompletion(plan);
@@ -212,40 +213,110 @@ function renderNav() {
     button.addEventListener("click", () => showTrial(i));
     nav.append(el("li", {}, button));
   });
+  roving(nav, "button");
   const done = Object.keys(state.saved).length;
   $("#progress").textContent = `trial ${state.index + 1} of ${state.trials.length} · ${done} saved`;
   $("#done").hidden = done < state.trials.length;
 }
 
 function renderMedia(trial) {
+  // Tiles without the browsers' own controls (several Tab stops each): a click on a video, or its
+  // ▶ button, plays it with sound; "Play all" plays them together, muted. The buttons of the whole
+  // strip are one Tab stop (see roving()).
   const reference = $("#reference");
   reference.replaceChildren();
   if (trial.reference) {
-    const media = trial.reference.kind === "image"
+    const image = trial.reference.kind === "image";
+    const media = image
       ? el("img", { src: trial.reference.url, alt: "Reference: the person the videos should show" })
-      : el("video", { src: trial.reference.url, controls: "", preload: "metadata", playsinline: "" });
-    reference.append(el("figure", {}, media, el("figcaption", { text: "Reference" })));
+      : el("video", { src: trial.reference.url, preload: "metadata", playsinline: "",
+                      "aria-label": "Reference video" });
+    const tile = el("figure", { class: "tile reference-tile" }, el("div", { class: "frame" }, media));
+    if (!image) $(".frame", tile).append(playButton(media, "the reference video"));
+    tile.append(el("figcaption", { text: "Reference" }));
+    reference.append(tile);
   }
   const videos = $("#videos");
   videos.replaceChildren();
   for (const video of trial.videos) {
-    const report = el("button", { type: "button", class: "report", text: "This video does not play" });
+    const report = el("button", { type: "button", class: "report", text: "Does not play",
+                                  "aria-label": `Video ${video.id} does not play` });
     report.addEventListener("click", () => reportVideo(trial.trial, video.id, report));
-    const player = el("video", { src: video.url, controls: "", preload: "metadata", playsinline: "",
-                                 "aria-label": `Video ${video.id}` });
+    const player = el("video", { src: video.url, preload: "metadata", playsinline: "", "aria-label": `Video ${video.id}` });
     player.addEventListener("ended", () => markPlayed(trial.trial, video.id));
     const side = isPairwise(trial) ? (trial.videos[0].id === video.id ? "Left: " : "Right: ") : "";
-    videos.append(el("figure", { class: "video", "data-id": video.id }, player,
-      el("figcaption", {}, el("span", { class: "chip-id", text: video.id }), ` ${side}Video ${video.id}`, report)));
+    videos.append(el("figure", { class: "tile video", "data-id": video.id },
+      el("div", { class: "frame" }, player, el("span", { class: "chip-id", "aria-hidden": "true", text: video.id }),
+         playButton(player, `video ${video.id}`)),
+      el("figcaption", {}, el("span", { class: "caption-text", text: `${side}Video ${video.id}` }), report)));
   }
+  roving($("#stage"), "button");
+}
+
+function playButton(player, name) {
+  // Plays one video with sound (the others pause), or pauses it; a click on the picture does the same.
+  const button = el("button", { type: "button", class: "play", "aria-label": `Play ${name} with sound`, text: "▶" });
+  const toggle = () => {
+    if (player.paused || player.ended) {
+      for (const other of $$("#stage video")) if (other !== player) other.pause();
+      player.muted = false;
+      player.play().catch(() => {});
+    } else {
+      player.pause();
+    }
+  };
+  button.addEventListener("click", toggle);
+  player.addEventListener("click", toggle);
+  const show = () => {
+    const playing = !player.paused && !player.ended;
+    button.textContent = playing ? "❚❚" : "▶";
+    button.setAttribute("aria-label", `${playing ? "Pause" : "Play"} ${name}${playing ? "" : " with sound"}`);
+  };
+  for (const event of ["play", "pause", "ended"]) player.addEventListener(event, show);
+  return button;
+}
+
+function roving(container, selector) {
+  // A group of buttons that is one Tab stop: the arrow keys (and Home/End) move between them, and
+  // Tab goes on past the group. The button last used keeps the stop.
+  const items = () => $$(selector, container).filter((b) => !b.disabled && b.offsetParent !== null);
+  const current = items().find((b) => b.tabIndex === 0 && b.dataset.roving === "current")
+    || $('[aria-current="step"]', container) || items()[0];
+  for (const button of $$(selector, container)) {
+    button.tabIndex = button === current ? 0 : -1;
+    button.dataset.roving = button === current ? "current" : "";
+  }
+  if (container.dataset.roving) return;   // the listeners are set once per container
+  container.dataset.roving = "on";
+  container.addEventListener("focusin", (event) => {
+    const button = event.target.closest(selector);
+    if (!button || !container.contains(button)) return;
+    for (const other of $$(selector, container)) { other.tabIndex = -1; other.dataset.roving = ""; }
+    button.tabIndex = 0;
+    button.dataset.roving = "current";
+  });
+  container.addEventListener("keydown", (event) => {
+    const list = items();
+    const at = list.indexOf(event.target.closest(selector));
+    if (at < 0) return;
+    const step = { ArrowRight: 1, ArrowDown: 1, ArrowLeft: -1, ArrowUp: -1 }[event.key];
+    let to = null;
+    if (step) to = (at + step + list.length) % list.length;
+    else if (event.key === "Home") to = 0;
+    else if (event.key === "End") to = list.length - 1;
+    if (to === null) return;
+    event.preventDefault();
+    list[to].focus();
+  });
 }
 
 async function reportVideo(trial, id, button) {
   try {
     await api("/api/report", { method: "POST", headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ participant: state.participant, token: state.token, trial, video: id }) });
-    button.textContent = "Reported, thank you";
+    button.textContent = "Reported";
     button.disabled = true;
+    roving($("#stage"), "button");
     markPlayed(trial, id);   // a video that does not play cannot be watched to the end: it does not lock the trial
     announce(`Video ${id} reported as not playing. Rank it as you can, or go on to the next trial.`);
   } catch (error) {
@@ -581,11 +652,30 @@ function showCompletion(reply) {
 }
 
 function playAll() {
+  for (const video of $$("#stage video")) if (!video.closest("#videos")) video.pause();
   for (const video of $$("#videos video")) {
     video.muted = true;
     video.currentTime = 0;
     video.play().catch(() => {});
   }
+}
+
+function skipToAnswers(event) {
+  // To the first thing to answer (a "Rank next" or a choice); while the trial is locked, to the
+  // lock's message, which says what is left to play.
+  event.preventDefault();
+  const target = $("#criteria button.place:not([disabled]), #criteria input:not([disabled])") ||
+    $("#criteria button:not([disabled])") || (!$("#lock").hidden && $("#lock")) || $("#criteria");
+  if (target === $("#lock")) target.tabIndex = -1;
+  target.focus();
+}
+
+function keepStageHeight() {
+  // On phones the video strip sticks to the top: the page scrolls a focused control below it, not under it.
+  const stage = $("#stage");
+  const update = () => document.documentElement.style.setProperty("--stage-height", `${stage.offsetHeight}px`);
+  if (window.ResizeObserver) new ResizeObserver(update).observe(stage);
+  update();
 }
 
 // -- wiring -------------------------------------------------------------------------------------
@@ -637,6 +727,8 @@ async function main() {
   $("#next").addEventListener("click", () => showTrial(state.index + 1));
   $("#previous").addEventListener("click", () => showTrial(state.index - 1));
   $("#play-all").addEventListener("click", playAll);
+  $("#skip-link").addEventListener("click", skipToAnswers);
+  keepStageHeight();
 
   const params = new URL(window.location.href).searchParams;
   const known = URL_ID_PARAMETERS.map((name) => params.get(name)).find((value) => value);
