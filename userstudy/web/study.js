@@ -314,9 +314,11 @@ async function reportVideo(trial, id, button) {
   try {
     await api("/api/report", { method: "POST", headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ participant: state.participant, token: state.token, trial, video: id }) });
+    const hadFocus = document.activeElement === button;
     button.textContent = "Reported";
     button.disabled = true;
     roving($("#stage"), "button");
+    if (hadFocus) $("button.play", button.closest("figure")).focus();   // not lost on a disabled button
     markPlayed(trial, id);   // a video that does not play cannot be watched to the end: it does not lock the trial
     announce(`Video ${id} reported as not playing. Rank it as you can, or go on to the next trial.`);
   } catch (error) {
