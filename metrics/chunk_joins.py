@@ -23,7 +23,10 @@ one chunk hands over to the next: a jump in appearance, or a kink in the motion.
   makes a period); the largest wins
   if it exceeds ``join_detection_z`` (a conservative bound: ~500 candidates are tried). A multiple
   of the true period holds fewer boundaries with the same quartile, so its z is smaller: the
-  fundamental wins.
+  fundamental wins. A detected appearance period must also raise the boundaries' lower quartile by
+  ``join_min_change`` grey levels (codec flicker is smaller), and a clip whose mean frame change is
+  below ``join_min_change`` is still: no seams (x264's P/B-frame rhythm gives a still video
+  periodic differences of a fraction of a grey level; periods below 8 frames are excluded for it).
   (Autocorrelation of ``d`` finds the period too, but not the offset; folding gives both.)
 - per clip, ``join ratio = mean(series at boundaries) / mean(series elsewhere)``: 1.0 is seamless,
   2.0 is a boundary jump twice the typical frame-to-frame change. A clip with no detected period
@@ -113,10 +116,11 @@ def fold_statistic(inside: np.ndarray, outside: np.ndarray) -> float:
 
 
 def detect_period(series: np.ndarray, min_period: int, max_period: int, min_boundaries: int,
-                  threshold: float) -> tuple[int, int, float]:
+                  threshold: float, min_excess: float = 0.0) -> tuple[int, int, float]:
     """(period, offset, z) of the strongest periodic excess in ``series`` by epoch folding (module
-    docstring; ``fold_statistic``); (0, 0, best z) when none exceeds ``threshold``. NaN entries are
-    left out. Ties (a multiple of the period can match its z) go to the shorter period."""
+    docstring; ``fold_statistic``); (0, 0, best z) when none exceeds ``threshold`` or the winner's
+    boundaries' lower quartile exceeds the others' by less than ``min_excess`` (in the series' unit).
+    NaN entries are left out. Ties (a multiple of the period can match its z) go to the shorter period."""
     series = np.asarray(series, dtype=np.float64)
     valid = np.isfinite(series)
     best = (0, 0, -math.inf)
@@ -130,7 +134,10 @@ def detect_period(series: np.ndarray, min_period: int, max_period: int, min_boun
             if t > best[2]:
                 best = (period, offset, t)
     if best[2] > threshold:
-        return best
+        mask = boundary_mask(len(series), best[0], best[1])
+        excess = np.quantile(series[mask & valid], 0.25) - np.quantile(series[~mask & valid], 0.25)
+        if excess >= min_excess:
+            return best
     return 0, 0, best[2] if math.isfinite(best[2]) else 0.0
 
 
@@ -194,11 +201,14 @@ def clip_joins(frames: np.ndarray, keypoints: np.ndarray | None, reference: np.n
               else np.full(len(appearance), np.nan))
     stated = stated_period(hints, p)
     statistic = float("nan")
-    if stated is not None:
+    still = float(appearance.mean()) < p.join_min_change     # nothing changes: no seam to see
+    if still:
+        period, offset, source = 0, 0, SOURCE_NONE
+    elif stated is not None:
         (period, offset), source = stated, SOURCE_FACTS
     else:
         period, offset, statistic = detect_period(appearance, p.join_min_period, p.join_max_period,
-                                                  p.join_min_boundaries, p.join_detection_z)
+                                                  p.join_min_boundaries, p.join_detection_z, p.join_min_change)
         if period == 0 and np.isfinite(motion).sum() > 2 * p.join_min_boundaries:
             period, offset, statistic = detect_period(motion, p.join_min_period, p.join_max_period,
                                                       p.join_min_boundaries, p.join_detection_z)

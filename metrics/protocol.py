@@ -112,10 +112,12 @@ class Protocol:
     hkv_min_frames: int = 2               # HKV: a hand point counts when visible in at least this many frames
     # -- chunk joins and drift (metrics/chunk_joins.py) ---------------------------------------
     join_period_source: str = "detect"    # detected from the video; "facts_or_detect": a method's stated period first
-    join_min_period: int = 4              # candidate chunk periods, frames
+    join_min_period: int = 8              # candidate chunk periods, frames (below 8: x264's mini-GOP rhythm)
     join_max_period: int = 32
     join_min_boundaries: int = 3          # a candidate needs this many boundaries in the clip
-    join_detection_z: float = 6.0         # robust z a periodic excess must exceed to count as seams
+    join_detection_z: float = 8.0         # robust z a periodic excess must exceed to count as seams
+    join_min_change: float = 0.5          # grey levels: a still clip (mean frame change below) has no seams,
+    #                                       and a seam must raise the boundaries' lower quartile by this much
     # -- lip sync (Sync-C, Sync-D; metrics/lipsync.py LipSyncSettings: syncnet_python's defaults) --
     lipsync_vshift: int = 15              # offsets searched: -vshift .. vshift frames
     lipsync_crop_scale: float = 0.40
@@ -169,6 +171,8 @@ class Protocol:
             raise ValueError(f"join_min_boundaries must be >= 2, got {self.join_min_boundaries!r}")
         if not self.join_detection_z > 0:
             raise ValueError(f"join_detection_z must be > 0, got {self.join_detection_z!r}")
+        if not self.join_min_change >= 0:
+            raise ValueError(f"join_min_change must be >= 0 grey levels, got {self.join_min_change!r}")
 
     def _check_frames_and_lipsync(self) -> None:
         """Refuse frame-quality choices no code implements (naming the field); the lip-sync fields are

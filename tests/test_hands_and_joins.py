@@ -176,7 +176,7 @@ def test_a_still_video_is_seamless_and_does_not_drift():
 
 
 def test_stated_period_is_used_only_when_the_protocol_takes_it():
-    video = _with_seams(_smooth_video(80), 15, 15)
+    video = _with_seams(_smooth_video(150), 15, 15)
     hints = {"chunk_period": 15, "chunk_offset": 15}
     detected = cj.clip_joins(video, None, video[0], 25.0, hints, Protocol())
     assert detected["source"] == cj.SOURCE_DETECTED and detected["period"] == 15
