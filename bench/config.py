@@ -6,6 +6,7 @@ A bench config is a YAML file (``bench/configs/<name>.yaml`` or any path)::
     metrics: [fgd, div, bas, fvd, hkc, hkv, joins_app, joins_motion, drift]   # metrics.registry ids
     protocol: imac-bench                 # a metrics protocol preset
     weights: {}                          # local weight files of metrics that need them (syncnet: PATH, ...)
+    syncnet_steps: 200                   # Sync-C*/Sync-D* without weights.syncnet: a stand-in trained here
     extractor: toy                       # toy | dwpose (with dwpose_detector / dwpose_pose paths)
     i3d: null                            # a local I3D weight file; null: the untrained stand-in (FVD*)
     fgd_autoencoder: null                # a trained skeleton autoencoder; null: trained on the train split
@@ -57,6 +58,9 @@ class BenchConfig:
     vae_steps: int = 400
     methods: dict[str, dict[str, Any]] = field(default_factory=dict)
     weights: dict[str, str] = field(default_factory=dict)   # hook metrics' weight files by MetricSpec.weights
+    # Sync-C/Sync-D selected without ``weights.syncnet``: a reduced-width SyncNet of the published layers is
+    # trained on the train split for this many steps (metrics.lipsync_training) and the columns are starred
+    syncnet_steps: int = 200
 
     def to_dict(self) -> dict[str, Any]:
         return options_to_dict(self)

@@ -75,7 +75,11 @@ from metrics.io.audio import SAMPLE_RATE
 from metrics.io.bounded import read_json
 from metrics.io.files import write_json_atomic
 from metrics.io.video import write_video
+from metrics.lipsync import LipSyncSettings
+from metrics.lipsync_training import SyncTrainingConfig, train_syncnet_standin
+from metrics.syncnet import standin_card_path
 from metrics.protocol import Protocol, get_protocol
+from metrics.registry import REGISTRY
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +91,7 @@ class RunMismatchError(ValueError):
 
 
 # The config keys a run's scores depend on but its generation does not: a rerun may change them.
-SCORING_ONLY_KEYS = ("metrics", "protocol", "weights")
+SCORING_ONLY_KEYS = ("name", "metrics", "protocol", "weights", "syncnet_steps")
 # The protocol fields the run's skeleton autoencoder (trained on the train split's windows) depends on.
 AUTOENCODER_FIELDS = ("skeleton_points", "visibility_threshold", "fps", "window", "stride")
 
@@ -201,6 +205,26 @@ class SharedModels:
                               progress=self.progress, overwrite=True, processes=processes)
             self.timings["vae"] = round(time.perf_counter() - started, 1)
         return folder
+
+    def syncnet(self) -> Path:
+        """The SyncNet stand-in of Sync-C*/Sync-D* when the config gives no ``weights.syncnet``: a
+        reduced-width SyncNet of the published layers trained once on the train split's face tracks,
+        found with the protocol's lip-sync settings (``metrics.lipsync_training``; on the main process,
+        the others wait and load). Its ``.standin.json`` card stars the columns."""
+        path = self.out / "work" / "syncnet" / "syncnet_standin.model"
+        if not self.processes.broadcast(standin_card_path(path).is_file()):     # the card is written last
+            if self.processes.is_main:
+                logger.info("training a SyncNet stand-in for Sync-C*/Sync-D* (%d steps; no weights.syncnet given)",
+                            self.config.syncnet_steps)
+                started = time.perf_counter()
+                path.parent.mkdir(parents=True, exist_ok=True)
+                report = (lambda message: logger.info("  %s", message)) if self.progress else None
+                train_syncnet_standin(self.data, path, SyncTrainingConfig(steps=self.config.syncnet_steps,
+                                                                          seed=self.seed),
+                                      settings=LipSyncSettings.from_protocol(self.protocol), progress=report)
+                self.timings["syncnet"] = round(time.perf_counter() - started, 1)
+            self.processes.barrier()
+        return path
 
     def fgd_autoencoder(self) -> Path:
         """The skeleton autoencoder of FGD/Diversity: the config's, else trained once on the train split
@@ -488,9 +512,12 @@ def make_scorer(plan: RunPlan) -> RunScorer:
     autoencoder = None
     if any(m in metrics for m in ("fgd", "div")):
         autoencoder = plan.shared.fgd_autoencoder()           # (every process: the main one trains it first)
+    weights = dict(plan.config.weights)
+    if any(REGISTRY[m].weights == "syncnet" for m in metrics) and "syncnet" not in weights:
+        weights["syncnet"] = str(plan.shared.syncnet())      # the stand-in: Sync-C*/Sync-D*
     evaluator = Evaluator.load(metrics, plan.protocol, autoencoder=autoencoder, i3d=plan.config.i3d,
                                extractor=plan.shared.pose_extractor(), device=plan.device,
-                               cache_dir=plan.out / "cache", processes=plan.processes, weights=plan.config.weights)
+                               cache_dir=plan.out / "cache", processes=plan.processes, weights=weights)
     progress = (lambda message: logger.info("  %s", message)) if plan.settings.progress else None
     return RunScorer.for_dataset(evaluator, plan.data, plan.clips, plan.out, progress)
 

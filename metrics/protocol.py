@@ -325,6 +325,12 @@ PRESETS: dict[str, Preset] = {
         "diversity_kind": "l1div", "diversity_distance": None, "diversity_max_windows": None,
         "diversity_pairs": "all"},
         "EMAGE L1div, PantoMatrix/PantoMatrix emage_evaltools/mertic.py (L1div.compute, L1div.avg) at 0bbb03d"),
+    "toy-faces": Preset("Lip sync", {
+        "lipsync_min_track": 24, "lipsync_min_face_size": 12.0, "lipsync_face_confidence": 0.0},
+        "not a peer: the toy corpus's drawn faces (about 20 px in 128-px frames, clips of 3.6-6 s), which "
+        "syncnet_python's run_pipeline.py defaults (tracks of more than 100 detections, faces over 100 px) "
+        "would all skip; the same values as metrics.lipsync.TOY_SETTINGS, which the toy Sync-C* stand-in "
+        "is trained with"),
     "cyberhost": Preset("Hands", {"hkv_space": "pixels", "hkv_min_frames": 2},
         "CyberHost (arXiv 2409.01876, Sec. 4.1) and EchoMimicV2 (arXiv 2411.10061, Sec. 4): HKV in pixels, the "
         "papers' likely unit (both define HKC/HKV in words only and released no code; metrics/hands.py)"),

@@ -115,3 +115,31 @@ def test_what_generation_depends_on_must_still_match(old_run, tmp_path):
     (out / "run.json").write_text('{"data": ')
     with pytest.raises(RunMismatchError, match="run.json"):
         run(corpus, out, FOUR)
+
+
+def test_lip_sync_without_weights_trains_a_starred_stand_in_once(tmp_path, monkeypatch):
+    """Sync-C/Sync-D selected without ``weights.syncnet``: the run trains a SyncNet stand-in on the train
+    split once (its card beside it), the columns are labelled Sync-C*/Sync-D*, and a re-score reuses it."""
+    corpus = tmp_path / "toy"
+    generate_toy_corpus(corpus, ToyCorpusConfig(identities=1, clips=4, test_clips=2, size=128,
+                                                min_seconds=3.6, max_seconds=4.0), progress=False)
+    settings = config_from_dict({"metrics": ["sync_c", "sync_d"], "protocol": "imac-bench+toy-faces",
+                                 "syncnet_steps": 2, "methods": {}})
+    out = tmp_path / "run"
+
+    def go():
+        return run_benchmark(RunSettings(methods=["copy"], out=out, data=corpus, config=settings, progress=False,
+                                         custom={"copy": CopyMethod}))
+
+    results = go()
+    card = json.loads((out / "work" / "syncnet" / "syncnet_standin.model.standin.json").read_text())
+    assert card["standin"] is True and card["training"]["config"]["steps"] == 2
+    assert results.label("sync_c") == "Sync-C*" and results.label("sync_d") == "Sync-D*"
+    assert np.isfinite(results.methods["gt"].scores["all"]["sync_d"].value)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the SyncNet stand-in was trained again")
+
+    monkeypatch.setattr(runner_module, "train_syncnet_standin", no_training)
+    again = go()
+    assert again.methods["gt"].scores["all"]["sync_d"].value == results.methods["gt"].scores["all"]["sync_d"].value
