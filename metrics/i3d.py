@@ -50,7 +50,6 @@ import warnings
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -58,7 +57,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from metrics.io.bounded import check_zip_archive
+from metrics.io import weights
 from metrics.io.files import file_sha256, update_digest_from_file
 
 __all__ = [
@@ -424,12 +423,6 @@ class I3DNetworkError(ValueError):
     """
 
 
-def _last_line(error: BaseException) -> str:
-    """The informative line of an error (TorchScript puts a traceback of the archive's code first)."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return lines[-1] if lines else type(error).__name__
-
-
 class I3DFeatures:
     """Callable: uint8 videos (N, T, H, W, 3) -> float64 (N, 400) I3D logits, in batches, no grad.
 
@@ -531,7 +524,7 @@ class I3DFeatures:
         except Exception as error:
             raise I3DNetworkError(
                 f"{self.source}: the I3D network failed on input {tuple(x.shape)} {x.dtype}: "
-                f"{_last_line(error)} (is it the Kinetics-400 I3D of {self.feature_id.split(':')[0]}?)"
+                f"{weights.last_line(error)} (is it the Kinetics-400 I3D of {self.feature_id.split(':')[0]}?)"
             ) from error
 
     def __call__(self, videos: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -649,43 +642,15 @@ def is_torchscript_archive(path: str | os.PathLike) -> bool:
     return any(n.endswith("/constants.pkl") for n in names) and any("/code/" in n for n in names)
 
 
-def _list(keys: Sequence[str], limit: int = 12) -> str:
-    shown = ", ".join(keys[:limit])
-    return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
+# The layout a state-dict file must have, as errors name it.
+LAYOUT = "i3d_pretrained_400.pt (the I3D of piergiaj/VideoGPT/TATS)"
 
 
-def load_state_dict_strict(model: InceptionI3d, state_dict: dict, path: str | os.PathLike) -> None:
-    """``load_state_dict(strict=True)`` with an error that lists missing, unexpected and misshapen keys.
-
-    ``num_batches_tracked`` buffers (absent from the published file, present in files saved from
-    a PyTorch model) are not weights and may be missing.
-    """
-    if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
-        raise ValueError(f"{path} is not a state dict of tensors (got {type(state_dict).__name__})")
-    state_dict = dict(state_dict)
-    expected = model.state_dict()
-    for key, value in expected.items():
-        if key.endswith("num_batches_tracked") and key not in state_dict:
-            state_dict[key] = torch.zeros_like(value)
-    missing = [k for k in expected if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in expected]
-    misshapen = [
-        f"{k} {tuple(state_dict[k].shape)} (expected {tuple(v.shape)})"
-        for k, v in expected.items()
-        if k in state_dict and state_dict[k].shape != v.shape
-    ]
-    if missing or unexpected or misshapen:
-        lines = [f"{path} does not match the I3D layout of i3d_pretrained_400.pt (piergiaj/VideoGPT/TATS):"]
-        if missing:
-            lines.append(f"  missing keys ({len(missing)}): {_list(missing)}")
-        if unexpected:
-            lines.append(f"  unexpected keys ({len(unexpected)}): {_list(unexpected)}")
-            if all(k.startswith("module.") for k in unexpected):
-                lines.append("  (keys start with 'module.': strip the DataParallel prefix)")
-        if misshapen:
-            lines.append(f"  wrong shapes ({len(misshapen)}): {_list(misshapen)}")
-        raise ValueError("\n".join(lines))
-    model.load_state_dict(state_dict, strict=True)
+def load_state_dict_strict(model: InceptionI3d, state_dict: object, path: str | os.PathLike) -> None:
+    """Load ``state_dict`` strictly into ``model`` in the layout of ``i3d_pretrained_400.pt``
+    (:func:`metrics.io.weights.load_state_dict_strict`: a ValueError naming ``path`` lists the
+    missing, unexpected and misshapen keys; ``num_batches_tracked`` buffers may be missing)."""
+    weights.load_state_dict_strict(model, state_dict, path, LAYOUT)
 
 
 def _probe(features: I3DFeatures) -> None:
@@ -749,13 +714,10 @@ def load_i3d(
             device=device, dtype=dtype, batch_size=batch_size,
         )  # fmt: skip
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"I3D weight file not found: {path}")
     # Before torch reads anything: a zip record can declare (and torch would allocate) any size.
     # torch.load(weights_only=True) then builds only tensors on those records and plain values
     # (no code runs); a pre-1.6 non-zip file is only bounded in size here.
-    check_zip_archive(path, MAX_I3D_BYTES)
+    path = weights.check_weight_file(path, MAX_I3D_BYTES, "I3D")
     sha12 = file_sha256(path)[:12]
 
     if is_torchscript_archive(path):
@@ -766,7 +728,7 @@ def load_i3d(
                 network = torch.jit.load(str(path), map_location=torch.device(device))
         except Exception as error:  # a corrupt archive: say which file
             raise ValueError(
-                f"{path} looks like a TorchScript archive but torch.jit.load failed: {_last_line(error)}"
+                f"{path} looks like a TorchScript archive but torch.jit.load failed: {weights.last_line(error)}"
             ) from error
         check_published_weights(path, "torchscript")
         features = I3DFeatures(
@@ -776,13 +738,7 @@ def load_i3d(
         _probe(features)
         return features
 
-    try:
-        state_dict = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise ValueError(
-            f"{path} is neither a TorchScript archive nor a state dict torch.load(weights_only=True) "
-            f"can read: {type(error).__name__}: {_last_line(error)}"
-        ) from error
+    state_dict = weights.read_state_dict(path, MAX_I3D_BYTES, "I3D (a TorchScript archive or a state dict)")
     network = InceptionI3d()
     load_state_dict_strict(network, state_dict, path)
     check_published_weights(path, "module")

@@ -40,7 +40,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -48,8 +47,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from metrics.io.bounded import check_zip_archive
 from metrics.io.files import file_sha256
+from metrics.io.weights import load_state_dict_strict, read_state_dict
 
 __all__ = [
     "FEATURE_DIM",
@@ -60,7 +59,6 @@ __all__ = [
     "InceptionFeatures",
     "init_standin_",
     "load_fid_inception",
-    "load_state_dict_checked",
 ]
 
 logger = logging.getLogger(__name__)
@@ -342,66 +340,6 @@ class InceptionFeatures:
         return out
 
 
-def _listing(keys: list[str], limit: int = 10) -> str:
-    shown = ", ".join(keys[:limit])
-    return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
-
-
-def load_state_dict_checked(model: nn.Module, state_dict: object, path: str | os.PathLike, layout: str,
-                            ignore: Iterable[str] = ()) -> None:
-    """``model.load_state_dict(state_dict, strict=True)`` with an error that names ``path`` and lists
-    the missing, unexpected and misshapen keys.
-
-    ``layout`` names the expected file in the message. ``num_batches_tracked`` buffers may be
-    missing (published files often lack them); keys starting with a prefix in ``ignore`` are
-    dropped first (parts of a published file the features do not use). Raises ``ValueError``.
-    """
-    if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
-        raise ValueError(f"{path}: not a state dict of tensors (got {type(state_dict).__name__}); "
-                         f"expected {layout}")
-    prefixes = tuple(ignore)
-    state = {k: v for k, v in state_dict.items() if not (prefixes and k.startswith(prefixes))}
-    expected = model.state_dict()
-    for key, value in expected.items():
-        if key.endswith("num_batches_tracked") and key not in state:
-            state[key] = torch.zeros_like(value)
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    misshapen = [f"{k} {tuple(state[k].shape)} (expected {tuple(v.shape)})"
-                 for k, v in expected.items() if k in state and state[k].shape != v.shape]
-    if missing or unexpected or misshapen:
-        lines = [f"{path}: does not match the layout of {layout}:"]
-        if missing:
-            lines.append(f"  missing keys ({len(missing)}): {_listing(missing)}")
-        if unexpected:
-            lines.append(f"  unexpected keys ({len(unexpected)}): {_listing(unexpected)}")
-            if all(k.startswith("module.") for k in unexpected):
-                lines.append("  (keys start with 'module.': strip the DataParallel prefix)")
-        if misshapen:
-            lines.append(f"  wrong shapes ({len(misshapen)}): {_listing(misshapen)}")
-        raise ValueError("\n".join(lines))
-    model.load_state_dict(state, strict=True)
-
-
-def read_state_dict(path: str | os.PathLike, max_bytes: int, what: str) -> dict:
-    """A state dict from a local ``torch.save`` file, bounded: the file (and its zip records, checked
-    before torch reads them) at most ``max_bytes``; read with ``torch.load(weights_only=True)``,
-    which builds tensors and plain values only (no code runs).
-
-    Raises ``FileNotFoundError`` or ``ValueError`` naming the file and ``what`` it should be.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} weight file not found: {path}")
-    check_zip_archive(path, max_bytes)
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - torch.load raises many types for a foreign file
-        last = (str(error).strip().splitlines() or [type(error).__name__])[-1]
-        raise ValueError(f"{path}: not a {what} state dict torch.load(weights_only=True) can read: "
-                         f"{type(error).__name__}: {last}") from None
-
-
 def load_fid_inception(path: str | os.PathLike | None, device: str | torch.device = "cpu", seed: int = 0,
                        batch_size: int = 16) -> InceptionFeatures:
     """The FID feature network from a local ``pt_inception-2015-12-05-6726825d.pth`` or, with
@@ -425,7 +363,7 @@ def load_fid_inception(path: str | os.PathLike | None, device: str | torch.devic
     path = Path(path)
     state_dict = read_state_dict(path, MAX_INCEPTION_BYTES, "FID Inception-v3 (pytorch-fid)")
     network = FIDInceptionV3()
-    load_state_dict_checked(network, state_dict, path, f"pytorch-fid's {PUBLISHED_FILE}")
+    load_state_dict_strict(network, state_dict, path, f"pytorch-fid's {PUBLISHED_FILE}")
     digest = file_sha256(path)
     if not digest.startswith(PUBLISHED_SHA256_PREFIX):
         logger.warning("%s is not the published %s: its SHA-256 starts %s, the published file's %s (%s). "

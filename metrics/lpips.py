@@ -38,8 +38,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from metrics.inception import init_standin_, load_state_dict_checked, read_state_dict
+from metrics.inception import init_standin_
 from metrics.io.files import file_sha256
+from metrics.io.weights import as_state_dict, load_state_dict_strict, read_state_dict
 
 __all__ = ["LPIPS", "NETWORKS", "LPIPSDistance", "init_standin_lpips_", "load_lpips", "load_lpips_folder"]
 
@@ -225,12 +226,10 @@ def load_lpips(trunk: str | os.PathLike | None, lin: str | os.PathLike | None, n
                          f"({spec['lin_file']}), got only {trunk or lin}")
     trunk, lin = Path(trunk), Path(lin)
     trunk_state = read_state_dict(trunk, MAX_TRUNK_BYTES, f"torchvision {net} trunk")
-    load_state_dict_checked(model.features, _prefixed(trunk_state, trunk, "features."), trunk,
-                            f"torchvision's {spec['trunk_file']} (features.*)")
-    lin_state = read_state_dict(lin, MAX_LIN_BYTES, f"LPIPS {net} lin layers")
-    if not isinstance(lin_state, dict):
-        raise ValueError(f"{lin}: not a state dict (got {type(lin_state).__name__}); "  # noqa: TRY004 - a bad file
-                         f"expected lpips' {spec['lin_file']}")
+    load_state_dict_strict(model.features, _prefixed(trunk_state, trunk, "features."), trunk,
+                           f"torchvision's {spec['trunk_file']} (features.*)")
+    lin_state = as_state_dict(read_state_dict(lin, MAX_LIN_BYTES, f"LPIPS {net} lin layers"), lin,
+                              f"lpips' {spec['lin_file']}")
     renamed = {}
     for key, value in lin_state.items():
         parts = key.split(".")          # lin<k>.model.1.weight (the package's Sequential(Dropout, Conv2d))
@@ -239,7 +238,7 @@ def load_lpips(trunk: str | os.PathLike | None, lin: str | os.PathLike | None, n
             renamed[f"{parts[0][3:]}.weight"] = value
         else:
             renamed[key] = value
-    load_state_dict_checked(model.lins, renamed, lin, f"lpips' weights/v0.1/{spec['lin_file']} (lin<k>.model.1.weight)")
+    load_state_dict_strict(model.lins, renamed, lin, f"lpips' weights/v0.1/{spec['lin_file']} (lin<k>.model.1.weight)")
     trunk_digest, lin_digest = file_sha256(trunk), file_sha256(lin)
     _check_published(trunk, trunk_digest, spec["trunk_sha256_prefix"], f"torchvision {spec['trunk_file']}")
     _check_published(lin, lin_digest, PUBLISHED_LIN_SHA256[net], f"lpips v0.1 {spec['lin_file']}")

@@ -37,13 +37,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from metrics.io.bounded import BoundedReadError, check_zip_archive
 from metrics.io.files import atomic_path, file_sha256
+from metrics.io.weights import as_state_dict, load_state_dict_strict, read_state_dict
 
 # The published syncnet_v2.model holds about 13.6 M float32 parameters plus batch-norm statistics
 # (about 55 MB); 512 MiB leaves room for a float64 copy and refuses anything absurd.
 MAX_SYNCNET_BYTES = 512 << 20
 PUBLISHED_FILE_NAME = "syncnet_v2.model"
+# The layout a weights file must have, as errors name it.
+LAYOUT = f"syncnet_python's SyncNetModel.S ({PUBLISHED_FILE_NAME})"
 # Inputs the layer structure fixes (the last convolutions must see 1x1 maps).
 MFCC_COEFFICIENTS = 13
 MFCC_WINDOW = 20
@@ -159,53 +161,13 @@ def config_from_state_dict(state: Mapping[str, torch.Tensor], path: str | os.Pat
     return SyncNetConfig(audio, lip, hidden, embedding)  # type: ignore[arg-type]
 
 
-def load_state_dict_checked(network: SyncNet, state: Mapping[str, torch.Tensor], path: str | os.PathLike) -> None:
-    """Copy ``state`` into ``network``, strictly except for batch norms' ``num_batches_tracked``
-    (files written before torch 0.4, such as ``syncnet_v2.model``, have none; evaluation never
-    reads it). Raises :class:`SyncNetFileError` naming ``path`` with what is missing, unexpected or
-    misshapen."""
-    expected = network.state_dict()
-    optional = {key for key in expected if key.endswith("num_batches_tracked")}
-    missing = sorted(set(expected) - set(state) - optional)
-    unexpected = sorted(set(state) - set(expected))
-    misshapen = [f"{key} {tuple(state[key].shape)} (expected {tuple(value.shape)})"
-                 for key, value in expected.items() if key in state and tuple(state[key].shape) != tuple(value.shape)]
-    if missing or unexpected or misshapen:
-        raise SyncNetFileError(f"{path}: does not match SyncNet's layout: missing {missing[:5]}, unexpected "
-                               f"{unexpected[:5]}, wrong shapes {misshapen[:5]}")
-    with torch.no_grad():
-        for key, value in state.items():
-            expected[key].copy_(value)
-
-
-def read_syncnet_state(path: str | os.PathLike, max_bytes: int = MAX_SYNCNET_BYTES) -> dict[str, torch.Tensor]:
-    """The tensors of a SyncNet weights file, read without running code and bounded in size.
-
-    Accepts what ``torch.save(model.state_dict())`` writes, zip or legacy format; keys prefixed
-    ``__S__.`` (a state dict of syncnet_python's ``SyncNetInstance``) are accepted without it.
-    Raises ``FileNotFoundError``; :class:`SyncNetFileError` (a ValueError naming the file) for a
-    file over ``max_bytes``, one torch cannot read with ``weights_only=True`` (a pickle with code,
-    not a torch file), or one that is not a mapping of names to tensors.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"SyncNet weights not found: {path} (syncnet_python's download_model.sh "
-                                f"fetches {PUBLISHED_FILE_NAME})")
-    try:
-        check_zip_archive(path, max_bytes)
-    except BoundedReadError as error:
-        raise SyncNetFileError(str(error)) from None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - torch raises pickle, zip and runtime errors for a bad file
-        last = str(error).strip().splitlines()[-1] if str(error).strip() else ""
-        raise SyncNetFileError(f"{path}: not a torch state dict readable with weights_only=True "
-                               f"({type(error).__name__}: {last})") from None
+def _published_keys(state: object, path: Path) -> dict[str, torch.Tensor]:
+    """A state dict read from a SyncNet file with the published keys: one saved under
+    ``"state_dict"`` is unwrapped, and keys prefixed ``__S__.`` (a state dict of syncnet_python's
+    ``SyncNetInstance``) are accepted without it."""
     if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
         state = state["state_dict"]
-    if not isinstance(state, Mapping) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
-                                                 for k, v in state.items()):
-        raise SyncNetFileError(f"{path}: not a mapping of parameter names to tensors (got {type(state).__name__})")
+    state = as_state_dict(state, path, LAYOUT, SyncNetFileError)
     return {key.removeprefix("__S__."): value for key, value in state.items()}
 
 
@@ -239,10 +201,12 @@ def load_syncnet(path: str | os.PathLike, device: str | torch.device = "cpu", st
     file too large, unreadable without running code, not a state dict, or not of SyncNet's layout.
     """
     path = Path(path)
-    state = read_syncnet_state(path, max_bytes)
+    state = read_state_dict(path, max_bytes, "SyncNet", error=SyncNetFileError,
+                            hint=f"syncnet_python's download_model.sh fetches {PUBLISHED_FILE_NAME}")
+    state = _published_keys(state, path)
     config = config_from_state_dict(state, path)
     network = SyncNet(config)
-    load_state_dict_checked(network, state, path)
+    load_state_dict_strict(network, state, path, LAYOUT, error=SyncNetFileError)
     if standin is None:
         standin = not config.is_published or standin_card_path(path).is_file()
     return LoadedSyncNet(network.to(device).eval(), str(path), file_sha256(path)[:12], not standin)

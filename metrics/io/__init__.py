@@ -2,7 +2,8 @@
 
 ``video`` (PyAV: streaming decode, H.264 encode with the audio muxed in), ``audio`` (mono float
 waveforms, wav files, resampling), ``files`` (atomic files and model folders, the file SHA-256),
-``cache`` (per-video results keyed by content). The project's audio rate lives here.
+``cache`` (per-video results keyed by content), ``weights`` (networks' weight files, read bounded
+and loaded strictly). The project's audio rate lives here.
 """
 
 SAMPLE_RATE = 16000
