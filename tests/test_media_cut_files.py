@@ -19,9 +19,7 @@ them, VP9's fails on them), so every path starts at the first decodable frame, a
 
 from __future__ import annotations
 
-import re
 import struct
-import subprocess
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -33,9 +31,9 @@ import pytest
 imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg", reason="the independent decoder (pip install imageio-ffmpeg)")
 
 from metrics.io.video import VideoReader, frame_times, probe_video, read_video
+from tests.frame_index_fixtures import SIDE, ffmpeg_frames, ffmpeg_times, index_shown, indexed_picture
 
-FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
-SIDE, FRAMES, GOP = 64, 50, 12
+FRAMES, GOP = 50, 12
 
 
 # -- the frames ------------------------------------------------------------------------------------
@@ -43,20 +41,7 @@ SIDE, FRAMES, GOP = 64, 50, 12
 
 def picture(index: int) -> np.ndarray:
     """A colour that changes with the frame above, the index's Gray code as 8 blocks below."""
-    image = np.empty((SIDE, SIDE, 3), np.uint8)
-    image[:] = (40 + 3 * index, 90, 200 - 2 * index)
-    code = index ^ (index >> 1)
-    for bit in range(8):
-        image[48:, bit * 8:(bit + 1) * 8] = 255 if (code >> bit) & 1 else 0
-    return image
-
-
-def index_shown(frame: np.ndarray) -> int:
-    blocks = frame[52:60].astype(float).mean(axis=(0, 2)).reshape(8, 8).mean(axis=1) > 128
-    index = code = sum(1 << bit for bit, white in enumerate(blocks) if white)
-    while code := code >> 1:
-        index ^= code
-    return int(index)
+    return indexed_picture(index, (40 + 3 * index, 90, 200 - 2 * index))
 
 
 def encode(path: Path, codec: str = "libx264") -> None:
@@ -144,25 +129,6 @@ def damage_first_packet(source: Path, target: Path) -> None:
         position, size = packet.pos, packet.size
     data[position + 8:position + size] = bytes(size - 8)
     target.write_bytes(bytes(data))
-
-
-# -- the independent decoder -----------------------------------------------------------------------
-
-
-def ffmpeg(*arguments: str) -> subprocess.CompletedProcess:
-    return subprocess.run([FFMPEG, "-hide_banner", "-nostdin", *arguments], capture_output=True, check=True)
-
-
-def ffmpeg_frames(path: Path) -> np.ndarray:
-    out = ffmpeg("-v", "error", "-i", str(path), "-map", "0:v:0", "-fps_mode", "passthrough",
-                 "-f", "rawvideo", "-pix_fmt", "rgb24", "-").stdout
-    return np.frombuffer(out, np.uint8).reshape(-1, SIDE, SIDE, 3)
-
-
-def ffmpeg_times(path: Path) -> np.ndarray:
-    log = ffmpeg("-copyts", "-i", str(path), "-map", "0:v:0", "-fps_mode", "passthrough", "-vf", "showinfo",
-                 "-f", "null", "-").stderr.decode()
-    return np.array([float(value) for value in re.findall(r"pts_time:\s*(-?[0-9.e+-]+)", log)])
 
 
 @dataclass(frozen=True)

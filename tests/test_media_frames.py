@@ -14,8 +14,6 @@ player shows (from its edit list), and ffmpeg's answer is checked against that f
 
 from __future__ import annotations
 
-import re
-import subprocess
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -31,9 +29,8 @@ from bench.data.prepare.sources import (SceneSettings, Workspace, audio_start_ti
                                         read_frame_times)
 from metrics.io.video import (VideoReader, frame_times, probe_video, read_video, read_video_audio,
                               read_video_audio_timed)
+from tests.frame_index_fixtures import SIDE, ffmpeg, ffmpeg_frames, ffmpeg_times, index_shown, indexed_picture
 
-FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
-SIDE = 64
 RATE = 16000
 SHOT_COLOURS = ((200, 60, 40), (40, 80, 200))      # red, then blue: a hard cut between the shots
 
@@ -42,23 +39,8 @@ SHOT_COLOURS = ((200, 60, 40), (40, 80, 200))      # red, then blue: a hard cut 
 
 
 def picture(index: int, shot: int) -> np.ndarray:
-    """The shot's colour above, the frame index's Gray code as 8 blocks (bit b: block b white) in the
-    bottom 16 rows."""
-    image = np.empty((SIDE, SIDE, 3), np.uint8)
-    image[:] = SHOT_COLOURS[shot]
-    code = index ^ (index >> 1)
-    for bit in range(8):
-        image[48:, bit * 8:(bit + 1) * 8] = 255 if (code >> bit) & 1 else 0
-    return image
-
-
-def index_shown(frame: np.ndarray) -> int:
-    """The index a frame of ``picture`` carries."""
-    blocks = frame[52:60].astype(float).mean(axis=(0, 2)).reshape(8, 8).mean(axis=1) > 128
-    index = code = sum(1 << bit for bit, white in enumerate(blocks) if white)
-    while code := code >> 1:
-        index ^= code
-    return int(index)
+    """The shot's colour above, the frame index's Gray code as 8 blocks below."""
+    return indexed_picture(index, SHOT_COLOURS[shot])
 
 
 @dataclass(frozen=True)
@@ -165,25 +147,6 @@ def copy_shifted(source: Path, target: Path, seconds: float, muxer: dict) -> Non
 
 
 # -- the independent decoder -----------------------------------------------------------------------
-
-
-def ffmpeg(*arguments: str) -> subprocess.CompletedProcess:
-    return subprocess.run([FFMPEG, "-hide_banner", "-nostdin", *arguments], capture_output=True, check=True)
-
-
-def ffmpeg_frames(path: Path) -> np.ndarray:
-    """Every frame ffmpeg outputs, as it comes (no frame dropped or repeated to a rate)."""
-    out = ffmpeg("-v", "error", "-i", str(path), "-map", "0:v:0", "-fps_mode", "passthrough",
-                 "-f", "rawvideo", "-pix_fmt", "rgb24", "-").stdout
-    return np.frombuffer(out, np.uint8).reshape(-1, SIDE, SIDE, 3)
-
-
-def ffmpeg_times(path: Path, stream: str) -> np.ndarray:
-    """The presentation times ffmpeg's showinfo filter prints (on the container's clock: -copyts)."""
-    shown = "showinfo" if stream == "v" else "ashowinfo"
-    log = ffmpeg("-copyts", "-i", str(path), "-map", f"0:{stream}:0", "-fps_mode", "passthrough",
-                 f"-{'v' if stream == 'v' else 'a'}f", shown, "-f", "null", "-").stderr.decode()
-    return np.array([float(value) for value in re.findall(r"pts_time:\s*(-?[0-9.e+-]+)", log)])
 
 
 def ffmpeg_audio(path: Path) -> np.ndarray:

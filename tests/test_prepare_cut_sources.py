@@ -11,7 +11,6 @@ frames 12..49 (the ffmpeg binary of the imageio-ffmpeg wheel is asked too), the 
 
 from __future__ import annotations
 
-import subprocess
 from fractions import Fraction
 from pathlib import Path
 
@@ -24,24 +23,13 @@ imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg", reason="the independent d
 
 from bench.data.prepare.sources import SceneSettings, Workspace, measure_source
 from metrics.io.video import read_video
+from tests.frame_index_fixtures import SIDE, ffmpeg_frames, index_shown, indexed_picture
 
-SIDE, FRAMES, GOP, FPS, RATE, BEEP = 64, 50, 12, 25, 16000, 30
+FRAMES, GOP, FPS, RATE, BEEP = 50, 12, 25, 16000, 30
 
 
 def picture(index: int) -> np.ndarray:
-    image = np.full((SIDE, SIDE, 3), (60, 110, 150), np.uint8)
-    code = index ^ (index >> 1)
-    for bit in range(8):
-        image[48:, bit * 8:(bit + 1) * 8] = 255 if (code >> bit) & 1 else 0
-    return image
-
-
-def index_shown(frame: np.ndarray) -> int:
-    blocks = frame[52:60].astype(float).mean(axis=(0, 2)).reshape(8, 8).mean(axis=1) > 128
-    index = code = sum(1 << bit for bit, white in enumerate(blocks) if white)
-    while code := code >> 1:
-        index ^= code
-    return int(index)
+    return indexed_picture(index, (60, 110, 150))
 
 
 def build(folder: Path) -> Path:
@@ -83,10 +71,7 @@ def build(folder: Path) -> Path:
 def test_a_source_cut_inside_its_first_group_is_measured_from_its_first_decodable_frame(tmp_path):
     path = build(tmp_path)
     shown = read_video(path)            # checked against ffmpeg below, not trusted alone
-    out = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(path), "-map", "0:v:0",
-                          "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
-                         capture_output=True, check=True).stdout
-    player = [index_shown(frame) for frame in np.frombuffer(out, np.uint8).reshape(-1, SIDE, SIDE, 3)]
+    player = [index_shown(frame) for frame in ffmpeg_frames(path)]
     assert player == list(range(GOP, FRAMES))
     assert [index_shown(frame) for frame in shown] == player
     workspace = Workspace(tmp_path / "work")
