@@ -436,6 +436,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                         help="text shown above the trials (default: none; the page then says how many "
                              "trials and criteria there are)")
     parser.add_argument("--seed", metavar="TEXT", help="key of the randomisation (default: random)")
+    parser.add_argument("--constant-bitrate", type=int, metavar="KBPS",
+                        help="re-encode the study's videos as H.264 at this constant bitrate (kbit/s; AAC audio at "
+                             "96), so that file sizes do not group videos by method (default: copied as they are)")
     return parser
 
 
@@ -467,7 +470,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                                 preference_levels=args.preference_levels, **options)
         except StudyError as error:
             return cli.fail(error)
-        return 0
+        return _constant_bitrate(args.out, args.constant_bitrate)
     if run_only:
         parser.error(f"{', '.join(run_only)} only with --run")
     names = [name for name, _ in args.method]
@@ -478,6 +481,24 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                    instructions=args.instructions, references=args.references, seed=args.seed, **options)
     except StudyError as error:
         return cli.fail(error)
+    return _constant_bitrate(args.out, args.constant_bitrate)
+
+
+def _constant_bitrate(out: Path, kbps: int | None) -> int:
+    """``--constant-bitrate``: re-encode the study's videos and say how equal their sizes came out."""
+    if kbps is None:
+        return 0
+    from userstudy.encoding import EncodingError, reencode_folder
+
+    try:
+        spread = reencode_folder(out / "videos", kbps)
+    except EncodingError as error:
+        return cli.fail(error)
+    print(f"re-encoded {spread.videos} video(s) at {kbps} kbit/s: {spread.smallest / 1000:.1f} to "
+          f"{spread.largest / 1000:.1f} kB per second (x{spread.ratio:.2f})")
+    if spread.ratio > 1.1:
+        print(f"warning: sizes still differ by more than 10% (x{spread.ratio:.2f}): some videos need more than "
+              f"{kbps} kbit/s; raise --constant-bitrate", file=sys.stderr)
     return 0
 
 
