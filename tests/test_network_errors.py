@@ -18,7 +18,7 @@ def test_skipping_bad_clips_never_skips_a_networks_error(tmp_path, error_type):
     evaluator = evaluate.Evaluator(("bas",), Protocol(), extractor=ToyMarkerPose())
     failures = {"c0": ValueError(f"{clips[0].video}: too short"), "c2": OSError(f"{clips[2].video}: unreadable")}
 
-    def record(clip, side, partner=None):
+    def record(clip, side, partner=None, hints=None):
         if clip.clip_id in failures:
             raise failures[clip.clip_id]
         return evaluate.ClipResult(clip, side, 25.0, (16, 16))
