@@ -36,7 +36,7 @@ def test_a_model_failing_while_running_stops_a_run_that_skips_bad_clips(tmp_path
     clips = [ClipRecord("anna", "test", f"c{i}", video=tmp_path / f"c{i}.mp4") for i in range(2)]
     evaluator = evaluate.Evaluator(("bas",), Protocol(), extractor=extractor)
 
-    def record(clip, side, partner=None):
+    def record(clip, side, partner=None, hints=None):
         if clip.clip_id == "c0":
             raise ValueError(f"{clip.video}: too short")        # a bad clip: skipped and listed
         extractor(frames)
