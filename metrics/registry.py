@@ -268,10 +268,12 @@ class ClipMetric:
         return self.spec.label + ("*" if self.pretrained is False else "")
 
     def clip(self, inputs: ClipInputs) -> dict[str, np.ndarray]:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} (metric {self.id!r}) does not implement clip(), which "
+                                  "every ClipMetric must (the hook's contract above)")
 
     def reduce(self, real: Sequence[ClipValues], fake: Sequence[ClipValues]):
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} (metric {self.id!r}) does not implement reduce(), which "
+                                  "every ClipMetric must (the hook's contract above)")
 
     def counts(self, real: Sequence[ClipValues], fake: Sequence[ClipValues]) -> dict[str, int]:
         if self.spec.two_sided:
