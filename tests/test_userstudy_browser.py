@@ -8,47 +8,24 @@ Needs Debian's chromium (/usr/bin/chromium) and the ``playwright`` Python packag
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 import pandas as pd
 import pytest
+from userstudy_data.browser import chromium_page, served, skip_unless_chromium
 from userstudy_data.helpers import CRITERIA, make_study
 
 from userstudy import analyze
-from userstudy.serve import make_server, serve_in_thread
 from userstudy.study import load_study, participant_plan
 
-CHROMIUM = Path("/usr/bin/chromium")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
-if not CHROMIUM.exists():
-    pytest.skip("chromium is not installed at /usr/bin/chromium (apt-get install chromium)", allow_module_level=True)
+skip_unless_chromium()
 
 
 @pytest.fixture
 def browser_page(tmp_path):
     study_dir = make_study(tmp_path, trials=3)
-    server = make_server(study_dir, "127.0.0.1", 0)
-    serve_in_thread(server)
     profile = tmp_path / "chromium-profile"  # a fresh --user-data-dir for every run
-    with sync_api.sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(profile), executable_path=str(CHROMIUM), headless=True, args=FLAGS, has_touch=True,
-            viewport={"width": 1100, "height": 1400}, timeout=30_000)
-        context.set_default_timeout(10_000)
-        page = context.pages[0] if context.pages else context.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        try:
-            yield page, server, study_dir, errors
-        finally:
-            context.close()
-            server.shutdown()
-            server.server_close()
-            shutil.rmtree(profile, ignore_errors=True)
+    with served(study_dir) as server, chromium_page(
+            profile, has_touch=True, viewport={"width": 1100, "height": 1400}) as (page, errors):
+        yield page, server, study_dir, errors
 
 
 def box(page, criterion: str):
@@ -233,36 +210,21 @@ def test_videos_that_do_not_play_never_lock_a_participant_out(tmp_path):
     """With the play-through lock on and videos that cannot play (these test files are not video),
     the trial stays locked until each video is reported as not playing; then it can be answered."""
     study_dir = make_study(tmp_path, trials=1, play_through=True)
-    server = make_server(study_dir, "127.0.0.1", 0)
-    serve_in_thread(server)
-    profile = tmp_path / "chromium-profile"
-    try:
-        with sync_api.sync_playwright() as playwright:
-            context = playwright.chromium.launch_persistent_context(
-                str(profile), executable_path=str(CHROMIUM), headless=True, args=FLAGS,
-                viewport={"width": 1100, "height": 1400}, timeout=30_000)
-            context.set_default_timeout(10_000)
-            page = context.pages[0] if context.pages else context.new_page()
-            try:
-                page.goto(server.url)
-                page.click("#start-new")
-                page.wait_for_selector("#lock:not([hidden])")
-                assert page.is_disabled("#save")
-                reports = page.locator("#videos button.report")
-                for i in range(reports.count() - 1):
-                    reports.nth(i).click()
-                    page.wait_for_function("(i) => document.querySelectorAll('#videos button.report')[i].disabled", arg=i)
-                assert page.is_visible("#lock") and "2 of 3 played" in page.text_content("#lock")
-                reports.nth(reports.count() - 1).click()
-                page.wait_for_selector("#lock", state="hidden")
-                rank_by_keyboard(page, CRITERIA[0])
-                rank_by_keyboard(page, CRITERIA[1])
-                page.click("#save")
-                page.wait_for_selector("#final:not([hidden])")
-                assert len(server.store.video_reports()) == 3
-            finally:
-                context.close()
-    finally:
-        server.shutdown()
-        server.server_close()
-        shutil.rmtree(profile, ignore_errors=True)
+    with served(study_dir) as server, chromium_page(
+            tmp_path / "chromium-profile", viewport={"width": 1100, "height": 1400}) as (page, _):
+        page.goto(server.url)
+        page.click("#start-new")
+        page.wait_for_selector("#lock:not([hidden])")
+        assert page.is_disabled("#save")
+        reports = page.locator("#videos button.report")
+        for i in range(reports.count() - 1):
+            reports.nth(i).click()
+            page.wait_for_function("(i) => document.querySelectorAll('#videos button.report')[i].disabled", arg=i)
+        assert page.is_visible("#lock") and "2 of 3 played" in page.text_content("#lock")
+        reports.nth(reports.count() - 1).click()
+        page.wait_for_selector("#lock", state="hidden")
+        rank_by_keyboard(page, CRITERIA[0])
+        rank_by_keyboard(page, CRITERIA[1])
+        page.click("#save")
+        page.wait_for_selector("#final:not([hidden])")
+        assert len(server.store.video_reports()) == 3

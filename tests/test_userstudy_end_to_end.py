@@ -23,22 +23,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from userstudy_data.browser import chromium_page, served, skip_unless_chromium
 from userstudy_data.helpers import get_plan, post_json
 from userstudy_data.media import write_video
 
 from userstudy import analyze
 from userstudy.make_study import make_study_from_run
-from userstudy.serve import make_server, serve_in_thread
 from userstudy.study import load_study, planned_trial
 
 av = pytest.importorskip("av", reason="PyAV writes the test's videos")
-sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
-CHROMIUM = Path("/usr/bin/chromium")
-if not CHROMIUM.exists():
-    pytest.skip("chromium is not installed at /usr/bin/chromium (apt-get install chromium)", allow_module_level=True)
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--autoplay-policy=no-user-gesture-required"]
+skip_unless_chromium()
+AUTOPLAY = "--autoplay-policy=no-user-gesture-required"
 
 METHODS = ["imac", "s2g", "mya"]
 CONTROLS = ["gt", "static", "shuffled"]
@@ -136,84 +131,68 @@ def test_a_study_from_a_run_end_to_end(tmp_path, capsys):
     assert match.criteria == (SYNC,) and "speech-under" in match.videos["mismatched"]
     shots = Screenshots(Path(os.environ.get("USERSTUDY_SCREENSHOTS") or tmp_path / "screenshots"))
 
-    server = make_server(study_dir, "127.0.0.1", 0)
-    serve_in_thread(server)
-    port = server.server_address[1]
-    profile = tmp_path / "chromium-profile"
     participant = "prolific01"
     ranked: dict[str, dict[str, list[str]]] = {}
     preferred: dict[str, int] = {}
-    try:
-        with sync_api.sync_playwright() as playwright:
-            context = playwright.chromium.launch_persistent_context(
-                str(profile), executable_path=str(CHROMIUM), headless=True, args=FLAGS,
-                viewport={"width": 1100, "height": 1300}, timeout=30_000)
-            context.set_default_timeout(15_000)
-            page = context.pages[0] if context.pages else context.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            try:
-                # -- a platform's link, the consent text ----------------------------------------------
-                page.goto(f"{server.url}?PROLIFIC_PID={participant}")
-                page.wait_for_selector("#consent:not([hidden])")
-                assert "answers are anonymous" in page.text_content("#consent-text")
-                assert "in 3, say which of two videos is better" in page.text_content("#instructions")
-                assert page.is_disabled("#start-new")
-                shots.take(page, "consent")
-                page.check("#consent-agree")
-                page.click("#start-new")
-                page.wait_for_selector("#study:not([hidden])")
-                assert page.text_content("#participant-id") == participant
-                assert list(server.store.consents()) == [participant]
+    with served(study_dir) as server:
+        port = server.server_address[1]
+        with chromium_page(tmp_path / "chromium-profile", extra_flags=[AUTOPLAY], default_timeout_ms=15_000,
+                           viewport={"width": 1100, "height": 1300}) as (page, errors):
+            # -- a platform's link, the consent text ----------------------------------------------
+            page.goto(f"{server.url}?PROLIFIC_PID={participant}")
+            page.wait_for_selector("#consent:not([hidden])")
+            assert "answers are anonymous" in page.text_content("#consent-text")
+            assert "in 3, say which of two videos is better" in page.text_content("#instructions")
+            assert page.is_disabled("#start-new")
+            shots.take(page, "consent")
+            page.check("#consent-agree")
+            page.click("#start-new")
+            page.wait_for_selector("#study:not([hidden])")
+            assert page.text_content("#participant-id") == participant
+            assert list(server.store.consents()) == [participant]
 
-                # -- every trial: locked until played through, then answered and saved -----------------
-                for index in range(len(study.trials)):
-                    trial_id = page.eval_on_selector('#trial-nav [aria-current="step"]', "(b) => b.dataset.trial")
-                    trial = study.trial(trial_id)
-                    page.wait_for_selector("#lock:not([hidden])")
-                    assert page.is_disabled("#save")
-                    assert page.eval_on_selector_all(".criterion", "(f) => f.every((x) => x.disabled)")
-                    if index == 0:
-                        shots.take(page, "locked-until-played")
-                    page.click("#play-all")
-                    page.wait_for_selector("#lock", state="hidden")
-                    assert not page.is_disabled("#save")
-                    if trial.pairwise:
-                        value = left_preference(study, participant, trial_id)
-                        for criterion in study.criteria_of(trial):
-                            page.locator(f'.criterion[data-criterion="{criterion}"] input[value="{value}"]').check()
-                        preferred[trial_id] = value
-                        if len(preferred) == 1:
-                            shots.take(page, "pairwise-trial")
-                    else:
-                        ranked[trial_id] = {}
-                        for criterion in study.criteria_of(trial):
-                            order = wanted_ranking(study, participant, trial_id, criterion)
-                            box = page.locator(f'.criterion[data-criterion="{criterion}"]')
-                            for video in order:   # 'Rank next' in the wanted order
-                                box.locator(f'.pool .chip[data-id="{video}"] button.place').click()
-                            ranked[trial_id][criterion] = order
-                        if trial.check is not None:
-                            shots.take(page, "attention-check-ranked")
-                    page.click("#save")
-                    page.wait_for_selector("#final:not([hidden])")
-                    if index < len(study.trials) - 1:
-                        page.click("#next")
-                page.wait_for_selector("#completion:not([hidden])")
-                assert page.text_content("#completion-code") == CODE
-                assert page.get_attribute("#completion-link", "href").endswith(CODE)
-                shots.take(page, "completion-code")
-                assert errors == []
-            finally:
-                context.close()
+            # -- every trial: locked until played through, then answered and saved -----------------
+            for index in range(len(study.trials)):
+                trial_id = page.eval_on_selector('#trial-nav [aria-current="step"]', "(b) => b.dataset.trial")
+                trial = study.trial(trial_id)
+                page.wait_for_selector("#lock:not([hidden])")
+                assert page.is_disabled("#save")
+                assert page.eval_on_selector_all(".criterion", "(f) => f.every((x) => x.disabled)")
+                if index == 0:
+                    shots.take(page, "locked-until-played")
+                page.click("#play-all")
+                page.wait_for_selector("#lock", state="hidden")
+                assert not page.is_disabled("#save")
+                if trial.pairwise:
+                    value = left_preference(study, participant, trial_id)
+                    for criterion in study.criteria_of(trial):
+                        page.locator(f'.criterion[data-criterion="{criterion}"] input[value="{value}"]').check()
+                    preferred[trial_id] = value
+                    if len(preferred) == 1:
+                        shots.take(page, "pairwise-trial")
+                else:
+                    ranked[trial_id] = {}
+                    for criterion in study.criteria_of(trial):
+                        order = wanted_ranking(study, participant, trial_id, criterion)
+                        box = page.locator(f'.criterion[data-criterion="{criterion}"]')
+                        for video in order:   # 'Rank next' in the wanted order
+                            box.locator(f'.pool .chip[data-id="{video}"] button.place').click()
+                        ranked[trial_id][criterion] = order
+                    if trial.check is not None:
+                        shots.take(page, "attention-check-ranked")
+                page.click("#save")
+                page.wait_for_selector("#final:not([hidden])")
+                if index < len(study.trials) - 1:
+                    page.click("#next")
+            page.wait_for_selector("#completion:not([hidden])")
+            assert page.text_content("#completion-code") == CODE
+            assert page.get_attribute("#completion-link", "href").endswith(CODE)
+            shots.take(page, "completion-code")
+            assert errors == []
 
         # -- two more participants over HTTP: one attentive, one who ranks the frozen video first --
         answer_by_http(port, study, "prolific02", fail_check=False)
         answer_by_http(port, study, "prolific03", fail_check=True)
-    finally:
-        server.shutdown()
-        server.server_close()
-        shutil.rmtree(profile, ignore_errors=True)
 
     # -- what the browser saved is what was clicked, un-blinded ----------------------------------------
     rankings = pd.read_csv(study_dir / "rankings.csv", dtype=str)

@@ -20,23 +20,17 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import struct
 import zlib
 from pathlib import Path
 
 import pytest
+from userstudy_data.browser import chromium_page, served, skip_unless_chromium
 from userstudy_data.helpers import METHODS, video_bytes
 
 from userstudy import make_study as make_study_command
-from userstudy.serve import make_server, serve_in_thread
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
-CHROMIUM = Path("/usr/bin/chromium")
-if not CHROMIUM.exists():
-    pytest.skip("chromium is not installed at /usr/bin/chromium (apt-get install chromium)", allow_module_level=True)
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+skip_unless_chromium()
 
 PAPER_CRITERIA = ["identity preservation", "visual quality", "temporal consistency", "sound-video synchronization"]
 VIEWPORTS = {"desktop": {"width": 1366, "height": 768}, "phone": {"width": 390, "height": 844}}
@@ -122,96 +116,80 @@ def in_view(box: dict, viewport: dict) -> bool:
 @pytest.mark.parametrize("name", list(VIEWPORTS))
 def test_videos_stay_in_view_the_keyboard_path_is_short_and_the_caption_is_under_its_thumbnail(tmp_path, name):
     study_dir = study_with_reference(tmp_path)
-    server = make_server(study_dir, "127.0.0.1", 0)
-    serve_in_thread(server)
     shots = Path(os.environ.get("USERSTUDY_SCREENSHOTS") or tmp_path / "screenshots")
     shots.mkdir(parents=True, exist_ok=True)
-    profile = tmp_path / "chromium-profile"
     phone = name == "phone"
-    try:
-        with sync_api.sync_playwright() as playwright:
-            context = playwright.chromium.launch_persistent_context(
-                str(profile), executable_path=str(CHROMIUM), headless=True, args=FLAGS, viewport=VIEWPORTS[name],
-                is_mobile=phone, has_touch=phone, device_scale_factor=2 if phone else 1, timeout=30_000)
-            context.set_default_timeout(10_000)
-            page = context.pages[0] if context.pages else context.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            try:
-                page.goto(server.url)
-                page.click("#start-new")
-                page.wait_for_selector("#study:not([hidden])")
-                page.wait_for_function("() => Array.from(document.querySelectorAll('#reference img'))"
-                                       ".every((i) => i.complete)")
-                figures: dict = {"viewport": VIEWPORTS[name]}
+    with served(study_dir) as server, chromium_page(
+            tmp_path / "chromium-profile", viewport=VIEWPORTS[name], is_mobile=phone, has_touch=phone,
+            device_scale_factor=2 if phone else 1) as (page, errors):
+        page.goto(server.url)
+        page.click("#start-new")
+        page.wait_for_selector("#study:not([hidden])")
+        page.wait_for_function("() => Array.from(document.querySelectorAll('#reference img'))"
+                               ".every((i) => i.complete)")
+        figures: dict = {"viewport": VIEWPORTS[name]}
 
-                # -- the Reference caption, right under its thumbnail --------------------------------------
-                caption = page.evaluate(CAPTION)
-                figures["reference_caption"] = {k: round(v, 1) for k, v in caption.items()}
+        # -- the Reference caption, right under its thumbnail --------------------------------------
+        caption = page.evaluate(CAPTION)
+        figures["reference_caption"] = {k: round(v, 1) for k, v in caption.items()}
 
-                # -- the keyboard path ---------------------------------------------------------------------
-                figures["tabs_from_top"] = tabs_to_rank_control(page, "top")
-                figures["tabs_from_heading"] = tabs_to_rank_control(page, "#trial-heading")
-                # inside the video strip (one Tab stop) the arrow keys go from control to control
-                page.focus("#play-all")
-                labels = []
-                for key in ("ArrowRight", "ArrowRight", "End", "Home", "ArrowLeft"):
-                    page.keyboard.press(key)
-                    labels.append(page.evaluate("() => document.activeElement.getAttribute('aria-label')"
-                                                " || document.activeElement.textContent"))
-                assert labels[0].startswith("Play video ") and labels[0].endswith(" with sound"), labels
-                assert labels[1].endswith(" does not play") and labels[2].endswith(" does not play"), labels
-                assert labels[3] == "▶ Play all (muted)" and labels[4] == labels[2], labels
-                page.keyboard.press("Enter")      # report the last video: the focus goes to its play button
-                page.wait_for_function("() => document.querySelectorAll('#videos button.report:disabled').length === 1")
-                assert page.evaluate("() => document.activeElement.matches('#videos figure:last-child button.play')")
-                page.evaluate("() => window.scrollTo(0, 0)")
-                page.mouse.click(2, 2)
-                page.keyboard.press("Tab")
-                skip = page.evaluate("() => ({id: document.activeElement.id,"
-                                     " text: document.activeElement.textContent})")
-                page.screenshot(path=str(shots / f"layout-{name}-skip-link.png"))
-                page.keyboard.press("Enter")
-                figures["skip_link"] = skip["text"]
-                figures["skip_link_lands_on"] = page.evaluate("() => document.activeElement.getAttribute('aria-label')")
-                landed = page.evaluate("(s) => document.activeElement.matches(s)", RANK_CONTROL)
-                # the page scrolls the focused control into view below the video strip, not under it
-                figures["focus_below_strip"] = page.evaluate("""() => Math.round(
-                    document.activeElement.getBoundingClientRect().top
-                    - document.querySelector('#stage').getBoundingClientRect().bottom)""")
-                outline = page.evaluate("() => getComputedStyle(document.activeElement).outlineStyle")
+        # -- the keyboard path ---------------------------------------------------------------------
+        figures["tabs_from_top"] = tabs_to_rank_control(page, "top")
+        figures["tabs_from_heading"] = tabs_to_rank_control(page, "#trial-heading")
+        # inside the video strip (one Tab stop) the arrow keys go from control to control
+        page.focus("#play-all")
+        labels = []
+        for key in ("ArrowRight", "ArrowRight", "End", "Home", "ArrowLeft"):
+            page.keyboard.press(key)
+            labels.append(page.evaluate("() => document.activeElement.getAttribute('aria-label')"
+                                        " || document.activeElement.textContent"))
+        assert labels[0].startswith("Play video ") and labels[0].endswith(" with sound"), labels
+        assert labels[1].endswith(" does not play") and labels[2].endswith(" does not play"), labels
+        assert labels[3] == "▶ Play all (muted)" and labels[4] == labels[2], labels
+        page.keyboard.press("Enter")      # report the last video: the focus goes to its play button
+        page.wait_for_function("() => document.querySelectorAll('#videos button.report:disabled').length === 1")
+        assert page.evaluate("() => document.activeElement.matches('#videos figure:last-child button.play')")
+        page.evaluate("() => window.scrollTo(0, 0)")
+        page.mouse.click(2, 2)
+        page.keyboard.press("Tab")
+        skip = page.evaluate("() => ({id: document.activeElement.id,"
+                             " text: document.activeElement.textContent})")
+        page.screenshot(path=str(shots / f"layout-{name}-skip-link.png"))
+        page.keyboard.press("Enter")
+        figures["skip_link"] = skip["text"]
+        figures["skip_link_lands_on"] = page.evaluate("() => document.activeElement.getAttribute('aria-label')")
+        landed = page.evaluate("(s) => document.activeElement.matches(s)", RANK_CONTROL)
+        # the page scrolls the focused control into view below the video strip, not under it
+        figures["focus_below_strip"] = page.evaluate("""() => Math.round(
+            document.activeElement.getBoundingClientRect().top
+            - document.querySelector('#stage').getBoundingClientRect().bottom)""")
+        outline = page.evaluate("() => getComputedStyle(document.activeElement).outlineStyle")
 
-                # -- the videos stay in view while the last criterion is ranked ----------------------------
-                page.evaluate("() => document.querySelector('.criterion:last-of-type').scrollIntoView({block: 'end'})")
-                page.wait_for_timeout(200)
-                geometry = page.evaluate(GEOMETRY)
-                page.screenshot(path=str(shots / f"layout-{name}-last-criterion.png"))
-                figures["page_distance_videos_to_last_criterion"] = round(geometry["page_distance"])
-                figures["scrollY"] = round(geometry["scrollY"])
-                figures["media_in_view"] = [in_view(b, geometry["viewport"]) for b in geometry["media"]]
-                figures["tiles_in_view"] = all(in_view(b, geometry["viewport"]) for b in geometry["tiles"])
-                figures["media_boxes"] = [{k: round(v) for k, v in b.items()} for b in geometry["media"]]
-                figures["controls_in_view"] = all(in_view(b, geometry["viewport"]) for b in geometry["controls"])
-                figures["controls_covered"] = geometry["covered"]
-                (shots / f"layout-{name}.json").write_text(json.dumps(figures, indent=1))
-                print(f"layout {name}: {json.dumps(figures)}")
-                assert 0 <= caption["gap"] <= 8, caption
-                assert caption["centre_offset"] <= 4, caption
-                assert caption["caption_width"] <= caption["thumb_width"] + 40, caption
-                assert skip["id"] == "skip-link" and landed, figures
-                assert not phone or figures["focus_below_strip"] >= 0, figures
-                assert outline not in ("none", ""), outline          # the focus is visible
-                assert figures["tabs_from_top"] is not None and figures["tabs_from_top"] <= MAX_TABS_FROM_TOP, figures
-                assert figures["tabs_from_heading"] is not None, figures
-                assert figures["tabs_from_heading"] <= MAX_TABS_FROM_HEADING, figures
-                assert all(figures["media_in_view"]) and figures["tiles_in_view"], figures   # with their captions
-                assert figures["controls_in_view"] and geometry["covered"] == 0, figures
-                # the videos are not shrunk to nothing to get there
-                assert min(b["height"] for b in geometry["media"]) >= (64 if phone else 200), figures
-                assert errors == []
-            finally:
-                context.close()
-    finally:
-        server.shutdown()
-        server.server_close()
-        shutil.rmtree(profile, ignore_errors=True)
+        # -- the videos stay in view while the last criterion is ranked ----------------------------
+        page.evaluate("() => document.querySelector('.criterion:last-of-type').scrollIntoView({block: 'end'})")
+        page.wait_for_timeout(200)
+        geometry = page.evaluate(GEOMETRY)
+        page.screenshot(path=str(shots / f"layout-{name}-last-criterion.png"))
+        figures["page_distance_videos_to_last_criterion"] = round(geometry["page_distance"])
+        figures["scrollY"] = round(geometry["scrollY"])
+        figures["media_in_view"] = [in_view(b, geometry["viewport"]) for b in geometry["media"]]
+        figures["tiles_in_view"] = all(in_view(b, geometry["viewport"]) for b in geometry["tiles"])
+        figures["media_boxes"] = [{k: round(v) for k, v in b.items()} for b in geometry["media"]]
+        figures["controls_in_view"] = all(in_view(b, geometry["viewport"]) for b in geometry["controls"])
+        figures["controls_covered"] = geometry["covered"]
+        (shots / f"layout-{name}.json").write_text(json.dumps(figures, indent=1))
+        print(f"layout {name}: {json.dumps(figures)}")
+        assert 0 <= caption["gap"] <= 8, caption
+        assert caption["centre_offset"] <= 4, caption
+        assert caption["caption_width"] <= caption["thumb_width"] + 40, caption
+        assert skip["id"] == "skip-link" and landed, figures
+        assert not phone or figures["focus_below_strip"] >= 0, figures
+        assert outline not in ("none", ""), outline          # the focus is visible
+        assert figures["tabs_from_top"] is not None and figures["tabs_from_top"] <= MAX_TABS_FROM_TOP, figures
+        assert figures["tabs_from_heading"] is not None, figures
+        assert figures["tabs_from_heading"] <= MAX_TABS_FROM_HEADING, figures
+        assert all(figures["media_in_view"]) and figures["tiles_in_view"], figures   # with their captions
+        assert figures["controls_in_view"] and geometry["covered"] == 0, figures
+        # the videos are not shrunk to nothing to get there
+        assert min(b["height"] for b in geometry["media"]) >= (64 if phone else 200), figures
+        assert errors == []
