@@ -24,6 +24,9 @@ from metrics.training import DataParallel
 from tests.data_parallel_worker import train_all
 from tests.imac_fixtures import make_corpus, make_vae
 
+# launches processes: one xdist worker runs these one after another (--dist loadgroup)
+pytestmark = pytest.mark.xdist_group("launches")
+
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT = 85
 

@@ -30,6 +30,9 @@ from metrics.fgd_training import train_fgd_autoencoder
 from metrics.evaluate import make_extractor
 from metrics.protocol import Protocol, get_protocol
 
+# launches processes: one xdist worker runs these one after another (--dist loadgroup)
+pytestmark = pytest.mark.xdist_group("launches")
+
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT = 85      # seconds per launched command (the test's budget is 90 s)
 

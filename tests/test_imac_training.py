@@ -248,6 +248,7 @@ def test_cli_trains_the_tiny_vae_and_refuses_a_pretrained_config(corpus, tmp_pat
     assert "unknown key(s) nope" in capsys.readouterr().err
 
 
+@pytest.mark.xdist_group("launches")   # launches processes (see tests/conftest.py)
 def test_two_processes_train_with_the_losses_of_one(corpus, vae, tmp_path):
     """accelerate launch, 2 CPU processes (gloo, 1 thread each) with batch 1 each, against one process
     with batch 2: the same windows, the same per-sample draws, so the same losses up to float order."""

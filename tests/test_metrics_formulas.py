@@ -248,6 +248,7 @@ def _all_reduce_worker(rank: int, port: int, queue) -> None:
     dist.destroy_process_group()
 
 
+@pytest.mark.xdist_group("launches")   # launches processes (see tests/conftest.py)
 def test_gaussian_stats_all_reduce_over_two_processes():
     import socket
 

@@ -1,0 +1,23 @@
+"""Test-session settings.
+
+Under pytest-xdist (``pytest -n auto``, the README's test command) each worker gets an equal share of
+the CPU cores for torch and the BLAS under numpy/scipy, and so do the commands the tests start (the
+environment variables are inherited): two workers on two cores run one thread each instead of
+oversubscribing both. Tests that launch processes of their own carry ``xdist_group("launches")`` and
+run one after another on one worker (``--dist loadgroup``, set in pyproject.toml).
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def pytest_configure(config) -> None:
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if not workers:
+        return
+    threads = str(max(1, (os.cpu_count() or 1) // int(workers)))
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(name, threads)
+    import torch
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
