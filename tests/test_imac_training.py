@@ -284,6 +284,47 @@ def test_two_processes_train_with_the_losses_of_one(corpus, vae, tmp_path):
             assert parallel[name] == pytest.approx(single[name], rel=1e-5), (name, single, parallel)
 
 
+# Run by test_both_stages_train_one_after_the_other_in_the_same_launched_processes, in each process.
+BOTH_STAGES = """
+import sys
+import torch.distributed as dist
+from imac.config import load_config
+from imac.training.trainer import train
+
+first = train(load_config(sys.argv[1]), "stage1", progress=False)
+second = train(load_config(sys.argv[1], [f"stage2.init_from={first.model_dir}"]), "stage2", progress=False)
+flag = __import__("torch").ones(1)
+dist.all_reduce(flag)             # the group outlives both trainings: the benchmark goes on with it
+print("both stages", second.steps, int(flag.item()))
+"""
+
+
+@pytest.mark.xdist_group("launches")   # launches processes (see tests/conftest.py)
+def test_both_stages_train_one_after_the_other_in_the_same_launched_processes(corpus, vae, tmp_path):
+    """Under a launch of 2 CPU processes, stage 1 then stage 2 in the same processes (as
+    ``imac-bench run --processes N`` trains IMAC), and a collective after both: the first training
+    must not end the process group (accelerate's ``end_training`` destroys it)."""
+    import os
+    import subprocess
+    import sys
+
+    from imac.config import save_config
+
+    config = tiny_config(corpus, vae, tmp_path / "out", ["stage1.steps=1", "stage2.steps=1", "stage1.batch_size=2",
+                                                         "stage2.batch_size=2", "stage2.motion_frames=40"])
+    path = save_config(config, tmp_path / "tiny.yaml")
+    script = tmp_path / "both_stages.py"
+    script.write_text(BOTH_STAGES)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    launched = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+         "--main_process_port", str(_free_port()), str(script), str(path)],
+        env=env, capture_output=True, text=True, timeout=240)
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    assert launched.stdout.count("both stages 1 2") == 2, launched.stdout
+
+
 def _free_port() -> int:
     import socket
 

@@ -251,7 +251,8 @@ def train(config: IMACConfig, stage: str, progress: bool = True, max_steps: int 
         pipeline = IMACPipeline(config, trained, hubert, hubert_id, stage)
         pipeline.save_pretrained(model_dir)
     accelerator.wait_for_everyone()
-    accelerator.end_training()
+    # No accelerator.end_training(): it destroys the process group (accelerate >= 1.0), and under a
+    # launch the same processes go on (stage 2 after stage 1, the benchmark's generation and scoring).
     if not math.isfinite(last.get("loss", 0.0)):
         raise FloatingPointError(f"{stage}: the loss is not finite ({last}); see {log_path}")
     return TrainingResult(model_dir, step, seconds, log_path, last)
