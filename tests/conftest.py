@@ -4,18 +4,23 @@ Under pytest-xdist (``pytest -n auto``, the README's test command) each worker g
 the CPU cores for torch and the BLAS under numpy/scipy, and so do the commands the tests start (the
 environment variables are inherited): two workers on two cores run one thread each instead of
 oversubscribing both. Tests that launch processes of their own carry ``xdist_group("launches")`` and
-run one after another on one worker (``--dist loadgroup``, set in pyproject.toml).
+run one after another on one worker (``--dist loadgroup``, set in pyproject.toml). Each worker also
+gets its own numba cache folder: on a fresh install two workers compiling librosa's cached numba
+functions into the same folder at once crashed a worker (segmentation fault in librosa.beat).
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 
 
 def pytest_configure(config) -> None:
     workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
     if not workers:
         return
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw")
+    os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(tempfile.gettempdir(), f"imac-tests-numba-{os.getuid()}", worker))
     threads = str(max(1, (os.cpu_count() or 1) // int(workers)))
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ.setdefault(name, threads)
