@@ -5,8 +5,10 @@ the CPU cores for torch and the BLAS under numpy/scipy, and so do the commands t
 environment variables are inherited): two workers on two cores run one thread each instead of
 oversubscribing both. Tests that launch processes of their own carry ``xdist_group("launches")`` and
 run one after another on one worker (``--dist loadgroup``, set in pyproject.toml). Each worker also
-gets its own numba cache folder: on a fresh install two workers compiling librosa's cached numba
-functions into the same folder at once crashed a worker (segmentation fault in librosa.beat).
+gets its own numba cache folder, filled before any test runs: on a fresh install two workers
+compiling librosa's cached numba functions into the same folder at once crashed a worker
+(segmentation fault in librosa.beat); filled first, the processes that a worker's tests launch (which
+inherit the folder) only read it.
 """
 
 from __future__ import annotations
@@ -26,3 +28,15 @@ def pytest_configure(config) -> None:
         os.environ.setdefault(name, threads)
     import torch
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    _compile_librosa_beats()
+
+
+def _compile_librosa_beats() -> None:
+    """librosa's onset and beat trackers (numba, cache=True) run once on 2 s of noise."""
+    import librosa
+    import numpy as np
+
+    rate = 16_000
+    noise = np.random.default_rng(0).standard_normal(2 * rate).astype(np.float32)
+    librosa.onset.onset_detect(y=noise, sr=rate)
+    librosa.beat.beat_track(y=noise, sr=rate)
