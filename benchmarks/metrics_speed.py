@@ -6,7 +6,10 @@
    (pytorch-fid's, written for current SciPy) at d = 400 and d = 2048, same inputs, best of 3.
 2. BAS over one hour of 25 fps keypoints (90,000 frames): motion beats + alignment with
    speech beats given (the audio onset detection is librosa's and not timed here).
-3. FVD feature extraction: peak resident memory of a fresh process that runs the FVD accumulator
+3. The I3D forward (untrained, 224 px, batches of 4 clips of 16 frames): the network and its input
+   in the contiguous layout vs the channels-last 3-D layout that ``metrics.i3d.I3DFeatures`` uses,
+   same weights and inputs, best of 3; seconds per clip and the largest logit difference.
+4. FVD feature extraction: peak resident memory of a fresh process that runs the FVD accumulator
    (untrained I3D, CPU) over N videos of 16 frames streamed from disk, for each N; and its
    throughput in clips per second.
 """
@@ -79,6 +82,26 @@ def bas_benchmark() -> str:
             f"speech beats): {seconds:.2f} s (score {score:.3f})")
 
 
+def i3d_layout_benchmark(repeats: int = 3) -> list[str]:
+    import torch
+
+    from metrics.i3d import InceptionI3d, init_untrained_
+
+    network = init_untrained_(InceptionI3d(), 0).eval()
+    clips = torch.rand(4, 3, 16, 224, 224, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    lines = ["| I3D layout | seconds per clip | max logit difference |", "|---|---|---|"]
+    with torch.no_grad():
+        plain_t, plain = best_of(lambda: network(clips), repeats)
+        network = network.to(memory_format=torch.channels_last_3d)
+        last = clips.contiguous(memory_format=torch.channels_last_3d)
+        last_t, fast = best_of(lambda: network(last), repeats)
+    lines.append(f"| contiguous (N, C, T, H, W) | {plain_t / len(clips):.3f} | |")
+    lines.append(f"| channels-last 3-D (I3DFeatures) | {last_t / len(clips):.3f} | "
+                 f"{float((fast - plain).abs().max()):.1e} of {float(plain.abs().max()):.2f} |")
+    lines.append(f"\nspeed-up {plain_t / last_t:.2f}x ({torch.get_num_threads()} torch threads)")
+    return lines
+
+
 FVD_CHILD = r"""
 import json, resource, sys, time
 from pathlib import Path
@@ -120,6 +143,8 @@ def main() -> None:
     print("\n".join(frechet_benchmark()))
     print()
     print(bas_benchmark())
+    print()
+    print("\n".join(i3d_layout_benchmark()))
     if not args.skip_fvd:
         print()
         print("\n".join(fvd_benchmark([int(c) for c in args.fvd_clips.split(",")])))

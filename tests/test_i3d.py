@@ -424,3 +424,27 @@ def test_a_torchscript_file_is_checked_against_the_published_archive(torchscript
     (record,) = [r for r in caplog.records if r.name == "metrics.i3d"]
     assert "i3d_torchscript.pt" in record.getMessage()
     assert PUBLISHED_WEIGHTS["torchscript"].git_blob_sha1 in record.getMessage()
+
+
+@pytest.mark.parametrize("size", [(9, 14, 15), (8, 16, 16), (5, 7, 12)])
+@pytest.mark.parametrize("kernel,stride", [((7, 7, 7), (2, 2, 2)), ((3, 3, 3), (1, 1, 1)), ((1, 3, 3), (1, 2, 2)),
+                                           ((2, 2, 2), (2, 2, 2)), ((3, 3, 3), (2, 2, 2))])
+def test_convolutions_and_pools_pad_as_tensorflow_same(size, kernel, stride):
+    """Each convolution and pool equals the operation on the input zero-padded by TensorFlow's "SAME"
+    rule (output ceil(n / s), total padding max((out - 1) s + k - n, 0), the odd pixel after),
+    written here from that rule; pools see ReLU outputs (>= 0), as in the network."""
+    from metrics.i3d import MaxPool3dSame, Unit3D
+
+    pads = []
+    for n, k, s in zip(size, kernel, stride):
+        total = max((-(-n // s) - 1) * s + k - n, 0)
+        pads.append((total // 2, total - total // 2))
+    padding = (*pads[2], *pads[1], *pads[0])
+    x = torch.rand(2, 3, *size, generator=torch.Generator().manual_seed(0))
+    unit = Unit3D(3, 4, kernel, stride, batch_norm=False, relu=False).eval()
+    with torch.no_grad():
+        expected = torch.nn.functional.conv3d(torch.nn.functional.pad(x, padding), unit.conv3d.weight, None, stride)
+        torch.testing.assert_close(unit(x), expected, rtol=1e-5, atol=1e-6)
+        pooled = torch.nn.functional.max_pool3d(torch.nn.functional.pad(x, padding), kernel, stride)
+        assert torch.equal(MaxPool3dSame(kernel, stride)(x), pooled)
+        assert torch.equal(MaxPool3dSame(kernel, stride)(x.contiguous(memory_format=torch.channels_last_3d)), pooled)
