@@ -103,3 +103,21 @@ def test_extractor_rejects_bad_input():
         ToyMarkerPose()(np.zeros((2, 64, 64, 3), dtype=np.float32))
     with pytest.raises(ValueError):
         ToyMarkerPose()(np.zeros((2, 64, 64), dtype=np.uint8))
+
+
+def test_blob_masses_and_centres_are_scipys():
+    """The extractor's blobs (bincount sums in raster order) equal ndimage.sum and center_of_mass."""
+    from metrics.pose.toy import _blobs
+
+    rng = np.random.default_rng(4)
+    membership = (ndimage.gaussian_filter(rng.random((60, 70)), 2.0) > 0.52) * rng.random((60, 70))
+    membership = membership.astype(np.float32)
+    labels, count = ndimage.label(membership > 0.05)
+    assert count >= 3
+    index = np.arange(1, count + 1)
+    masses = ndimage.sum(membership, labels, index)
+    centres = ndimage.center_of_mass(membership, labels, index)
+    expected = sorted(((c[1], c[0], m) for c, m in zip(centres, masses) if m >= 1.0), key=lambda b: -b[2])
+    got = _blobs(membership, 1.0)
+    assert [(float(xy[0]), float(xy[1]), mass) for xy, mass in got] == [(float(x), float(y), float(m))
+                                                                         for x, y, m in expected]

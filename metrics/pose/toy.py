@@ -12,6 +12,8 @@ It is a measuring instrument for the toy world only: it knows nothing of real pe
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from scipy import ndimage
 
@@ -44,15 +46,41 @@ def hue_membership(hue: np.ndarray, chroma: np.ndarray, target: float) -> np.nda
     return hue_weight * chroma_weight
 
 
+class _Colourful:
+    """The pixels of a frame colourful enough to belong to a marker (chroma above the floor).
+
+    Every other pixel has membership 0 for every hue, so memberships are computed on these pixels
+    only and scattered into a frame of zeros (the same values as computing them everywhere).
+    """
+
+    def __init__(self, hue: np.ndarray, chroma: np.ndarray) -> None:
+        self.shape = hue.shape
+        self.index = np.flatnonzero(chroma > _CHROMA_FLOOR)
+        self.hue = hue.ravel()[self.index]
+        self.chroma = chroma.ravel()[self.index]
+
+    def membership(self, target: float) -> np.ndarray:
+        out = np.zeros(self.shape, dtype=np.result_type(self.hue, self.chroma, np.float32))
+        out.ravel()[self.index] = hue_membership(self.hue, self.chroma, target)
+        return out
+
+
 def _blobs(membership: np.ndarray, min_mass: float) -> list[tuple[np.ndarray, float]]:
-    """Centroids (x, y) and masses of the connected colour blobs, heaviest first."""
+    """Centroids (x, y) and masses of the connected colour blobs, heaviest first.
+
+    The mass and centre of each label are ``np.bincount`` sums over the pixels in raster order, as
+    ``ndimage.sum`` and ``ndimage.center_of_mass`` compute them.
+    """
     labels, count = ndimage.label(membership > 0.05)
     if count == 0:
         return []
-    index = np.arange(1, count + 1)
-    masses = ndimage.sum(membership, labels, index)
-    centres = ndimage.center_of_mass(membership, labels, index)  # (row, col)
-    blobs = [(np.array([c[1], c[0]]), float(m)) for c, m in zip(centres, masses) if m >= min_mass]
+    flat = labels.ravel()
+    weights = membership.ravel().astype(np.float64)
+    masses = np.bincount(flat, weights, count + 1)[1:]
+    rows, cols = _raster_coordinates(membership.shape)
+    centre_rows = np.bincount(flat, weights * rows, count + 1)[1:] / masses
+    centre_cols = np.bincount(flat, weights * cols, count + 1)[1:] / masses
+    blobs = [(np.array([c, r]), float(m)) for r, c, m in zip(centre_rows, centre_cols, masses) if m >= min_mass]
     return sorted(blobs, key=lambda b: -b[1])
 
 
@@ -76,6 +104,7 @@ class ToyMarkerPose:
         height, width = frame.shape[:2]
         size = float(min(height, width))
         hue, chroma = rgb_to_hue_chroma(frame)
+        colourful = _Colourful(hue, chroma)
         marker_area = np.pi * (size * mk.MARKER_RADIUS_FRACTION) ** 2
         keypoints = np.zeros((wb.NUM_KEYPOINTS, 3), dtype=np.float32)
 
@@ -84,10 +113,10 @@ class ToyMarkerPose:
                 keypoints[index] = (xy[0], xy[1], min(1.0, score))
 
         def single(hue_value: float) -> tuple[np.ndarray, float] | None:
-            blobs = _blobs(hue_membership(hue, chroma, hue_value), 0.15 * marker_area)
+            blobs = _blobs(colourful.membership(hue_value), 0.15 * marker_area)
             return (blobs[0][0], blobs[0][1] / (0.6 * marker_area)) if blobs else None
 
-        self._trunk(hue, chroma, marker_area, size, put)
+        self._trunk(colourful, marker_area, size, put)
         wrists = {}
         for side in ("left", "right"):
             for part, hues in (("elbow", mk.ELBOW_HUES), ("wrist", mk.WRIST_HUES)):
@@ -98,12 +127,12 @@ class ToyMarkerPose:
                         wrists[side] = found
                         put(wb.hand_index(side, None), *found)
         if wrists:
-            self._fingers(hue, chroma, wrists, size, put)
+            self._fingers(colourful, wrists, size, put)
         return keypoints
 
-    def _trunk(self, hue, chroma, marker_area, size, put) -> None:
+    def _trunk(self, colourful, marker_area, size, put) -> None:
         """Nose, shoulders and hips share one hue: the top blob is the nose, then shoulders, then hips."""
-        blobs = _blobs(hue_membership(hue, chroma, mk.TRUNK_HUE), 0.2 * marker_area)[:5]
+        blobs = _blobs(colourful.membership(mk.TRUNK_HUE), 0.2 * marker_area)[:5]
         if not blobs:
             return
         blobs.sort(key=lambda b: b[0][1])  # top to bottom
@@ -120,20 +149,19 @@ class ToyMarkerPose:
                     side = "left" if xy[0] == max(b[0][0] for b in group) else "right"
                 put(wb.index_of(f"{side}_{part}"), xy, mass / (0.6 * marker_area))
 
-    def _fingers(self, hue, chroma, wrists, size, put) -> None:
+    def _fingers(self, colourful, wrists, size, put) -> None:
         """Each finger's pixels near its wrist, ordered by distance from it, give base, joints and tip.
 
         A finger's hue is shared by both hands: each connected piece of that colour goes to the
         wrist it comes closest to, so touching hands do not swap fingers pixel by pixel.
         """
-        height, width = hue.shape
-        ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+        ys, xs = _pixel_grid(colourful.shape)
         reach = mk.HAND_REACH_FRACTION * size
         distance = {side: np.hypot(xs - xy[0], ys - xy[1]) for side, (xy, _) in wrists.items()}
         near_a_wrist = np.min(np.stack(list(distance.values())), axis=0) < reach
         expected_mass = mk.FINGER_LENGTH_FRACTION * mk.FINGER_WIDTH_FRACTION * size * size
         for finger, finger_hue in mk.FINGER_HUES.items():
-            membership = hue_membership(hue, chroma, finger_hue) * near_a_wrist
+            membership = colourful.membership(finger_hue) * near_a_wrist
             labels, count = ndimage.label(membership > 0.05)
             if count == 0:
                 continue
@@ -153,6 +181,22 @@ class ToyMarkerPose:
                 score = weights.sum() / (0.3 * expected_mass)
                 for level, xy in enumerate(chain, start=1):
                     put(wb.hand_index(side, finger, level), xy, score)
+
+
+@functools.lru_cache(maxsize=4)
+def _pixel_grid(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column coordinates (float32, read-only) of every pixel of a frame of ``shape``."""
+    ys, xs = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float32)
+    ys.flags.writeable = xs.flags.writeable = False
+    return ys, xs
+
+
+@functools.lru_cache(maxsize=4)
+def _raster_coordinates(shape: tuple[int, int]) -> np.ndarray:
+    """(2, H * W) float64 row and column of every pixel in raster order (read-only)."""
+    coordinates = np.indices(shape, dtype=np.float64).reshape(2, -1)
+    coordinates.flags.writeable = False
+    return coordinates
 
 
 def _minimum_per_label(values: np.ndarray, labels: np.ndarray, count: int) -> np.ndarray:
@@ -176,7 +220,9 @@ def _points_along(points: np.ndarray, weights: np.ndarray, position: np.ndarray,
         inside = np.abs(position - centre) <= band / 2
         if not inside.any():
             inside = np.argsort(np.abs(position - centre))[:1]
-        return np.average(points[inside], axis=0, weights=weights[inside])
+        # np.average's arithmetic, without its checks (this runs about 30 times per frame)
+        w = weights[inside]
+        return np.multiply(points[inside], w[:, None]).sum(axis=0) / w.sum()
 
     out = []
     for fraction in fractions:

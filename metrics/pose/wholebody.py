@@ -7,6 +7,8 @@ source of the keypoints has no such point).
 
 from __future__ import annotations
 
+import functools
+
 NUM_KEYPOINTS = 133
 
 BODY_NAMES = (
@@ -34,6 +36,7 @@ FACE_UPPER_LIP_TOP = FACE.start + 51
 FACE_LOWER_LIP_BOTTOM = FACE.start + 57
 
 
+@functools.lru_cache(maxsize=1)
 def keypoint_names() -> tuple[str, ...]:
     """Names of the 133 points in file order."""
     face = tuple(f"face_{i}" for i in range(68))
