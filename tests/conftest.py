@@ -4,7 +4,10 @@ Under pytest-xdist (``pytest -n auto``, the README's test command) each worker g
 the CPU cores for torch and the BLAS under numpy/scipy, and so do the commands the tests start (the
 environment variables are inherited): two workers on two cores run one thread each instead of
 oversubscribing both. Tests that launch processes of their own carry ``xdist_group("launches")`` and
-run one after another on one worker (``--dist loadgroup``, set in pyproject.toml). Each worker also
+run one after another: ``--dist loadgroup`` (set in pyproject.toml) sends them to one worker, but
+with pytest >= 9 xdist's grouping no longer takes (it renames ``item._nodeid``, which pytest 9 no
+longer reads: the tests of the group were seen running on both workers at once), so each of them
+also holds an exclusive lock file while it runs (``one_launch_at_a_time``). Each worker also
 gets its own numba cache folder, filled before any test runs: on a fresh install two workers
 compiling librosa's cached numba functions into the same folder at once crashed a worker
 (segmentation fault in librosa.beat); filled first, the processes that a worker's tests launch (which
@@ -15,6 +18,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+
+import pytest
 
 
 def pytest_configure(config) -> None:
@@ -29,6 +34,25 @@ def pytest_configure(config) -> None:
     import torch
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     _compile_librosa_beats()
+
+
+@pytest.fixture(autouse=True)
+def one_launch_at_a_time(request):
+    """Under xdist, a test marked ``xdist_group("launches")`` holds an exclusive lock on one file
+    while it runs, so no two of them (each starting processes of its own) run at once."""
+    marks = [m.args[0] if m.args else m.kwargs.get("name") for m in request.node.iter_markers("xdist_group")]
+    if "launches" not in marks or not os.environ.get("PYTEST_XDIST_WORKER"):
+        yield
+        return
+    import fcntl
+
+    path = os.path.join(tempfile.gettempdir(), f"imac-tests-launches-{os.getuid()}.lock")
+    with open(path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _compile_librosa_beats() -> None:
