@@ -123,8 +123,9 @@ def _split_same(x: torch.Tensor, kernel: Sequence[int], stride: Sequence[int]
     """``x`` with the asymmetric part of its "SAME" padding applied, and the symmetric part per axis.
 
     The symmetric part is left to the convolution or pooling (its own ``padding``), which saves a
-    padded copy of every activation; the odd pixel (after) is padded here with zeros. The result
-    is the same zero padding as padding everything here.
+    padded copy of every activation; the odd pixel (after) is padded here with zeros. For a
+    convolution the result is that of zero-padding everything here; a pool pads its symmetric part
+    with -inf (:class:`MaxPool3dSame` says why that is the same).
     """
     pads = [same_padding(s, k, st) for s, k, st in zip(x.shape[-3:], kernel, stride)]
     symmetric = tuple(before for before, _ in pads)
@@ -492,8 +493,8 @@ class I3DFeatures:
         if kind == "torchscript":
             network = network.to(device=self.device)
         else:
-            # Channels-last 3-D layout: the convolutions and pools run about 1.5x faster on a CPU (the
-            # same values to float rounding; benchmarks/i3d_speed.py).
+            # Channels-last 3-D layout: the convolutions and pools run about 1.4x faster on a CPU (the
+            # same values to float rounding; benchmarks/metrics_speed.py).
             network = network.to(self.device, dtype, memory_format=torch.channels_last_3d)
         self.network = network.eval()
         self.preprocessing = describe_input(resize, self.size)
