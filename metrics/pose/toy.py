@@ -77,7 +77,7 @@ def _blobs(membership: np.ndarray, min_mass: float) -> list[tuple[np.ndarray, fl
     flat = labels.ravel()
     weights = membership.ravel().astype(np.float64)
     masses = np.bincount(flat, weights, count + 1)[1:]
-    rows, cols = _raster_coordinates(membership.shape)
+    rows, cols = _pixel_grid(membership.shape, np.float64).reshape(2, -1)
     centre_rows = np.bincount(flat, weights * rows, count + 1)[1:] / masses
     centre_cols = np.bincount(flat, weights * cols, count + 1)[1:] / masses
     blobs = [(np.array([c, r]), float(m)) for r, c, m in zip(centre_rows, centre_cols, masses) if m >= min_mass]
@@ -184,19 +184,11 @@ class ToyMarkerPose:
 
 
 @functools.lru_cache(maxsize=4)
-def _pixel_grid(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Row and column coordinates (float32, read-only) of every pixel of a frame of ``shape``."""
-    ys, xs = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float32)
-    ys.flags.writeable = xs.flags.writeable = False
-    return ys, xs
-
-
-@functools.lru_cache(maxsize=4)
-def _raster_coordinates(shape: tuple[int, int]) -> np.ndarray:
-    """(2, H * W) float64 row and column of every pixel in raster order (read-only)."""
-    coordinates = np.indices(shape, dtype=np.float64).reshape(2, -1)
-    coordinates.flags.writeable = False
-    return coordinates
+def _pixel_grid(shape: tuple[int, int], dtype: type = np.float32) -> np.ndarray:
+    """(2, H, W) row and column coordinates of every pixel of a frame of ``shape`` (read-only)."""
+    grid = np.indices(shape, dtype=dtype)
+    grid.flags.writeable = False
+    return grid
 
 
 def _minimum_per_label(values: np.ndarray, labels: np.ndarray, count: int) -> np.ndarray:
