@@ -7,7 +7,7 @@ oversubscribing both. Tests that launch processes of their own carry ``xdist_gro
 run one after another: ``--dist loadgroup`` (set in pyproject.toml) sends them to one worker, but
 with pytest >= 9 xdist's grouping no longer takes (it renames ``item._nodeid``, which pytest 9 no
 longer reads: the tests of the group were seen running on both workers at once), so each of them
-also holds an exclusive lock file while it runs (``pytest_runtest_protocol`` here). Each worker also
+also holds an exclusive lock file while it runs (``one_launch_at_a_time``). Each worker also
 gets its own numba cache folder, filled before any test runs: on a fresh install two workers
 compiling librosa's cached numba functions into the same folder at once crashed a worker
 (segmentation fault in librosa.beat); filled first, the processes that a worker's tests launch (which
@@ -36,21 +36,21 @@ def pytest_configure(config) -> None:
     _compile_librosa_beats()
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_protocol(item, nextitem):
+@pytest.fixture(autouse=True)
+def one_launch_at_a_time(request):
     """Under xdist, a test marked ``xdist_group("launches")`` holds an exclusive lock on one file
-    through its set-up, call and teardown (so its module's fixtures that launch processes are
-    covered too): no two of them run at once."""
-    marks = [m.args[0] if m.args else m.kwargs.get("name") for m in item.iter_markers("xdist_group")]
+    while it runs, so no two of them (each starting processes of its own) run at once."""
+    marks = [m.args[0] if m.args else m.kwargs.get("name") for m in request.node.iter_markers("xdist_group")]
     if "launches" not in marks or not os.environ.get("PYTEST_XDIST_WORKER"):
-        return (yield)
+        yield
+        return
     import fcntl
 
     path = os.path.join(tempfile.gettempdir(), f"imac-tests-launches-{os.getuid()}.lock")
     with open(path, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            return (yield)
+            yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
