@@ -9,7 +9,12 @@
 3. The I3D forward (untrained, 224 px, batches of 4 clips of 16 frames): the network and its input
    in the contiguous layout vs the channels-last 3-D layout that ``metrics.i3d.I3DFeatures`` uses,
    same weights and inputs, best of 3; seconds per clip and the largest logit difference.
-4. FVD feature extraction: peak resident memory of a fresh process that runs the FVD accumulator
+4. The interval of a Fréchet distance over clips (jackknife + 200 half-samples, what every FVD and
+   FGD of a benchmark table carries) with fewer vectors than dimensions (8 clips a side, 6 vectors
+   each, d = 400: a benchmark's FVD): each subset's distance from pooled d x d covariances vs from
+   the centred factors (``metrics.stats.subset_distance``); seconds and the largest relative
+   difference of estimate and bounds.
+5. FVD feature extraction: peak resident memory of a fresh process that runs the FVD accumulator
    (untrained I3D, CPU) over N videos of 16 frames streamed from disk, for each N; and its
    throughput in clips per second.
 """
@@ -118,6 +123,36 @@ print(json.dumps({"videos": len(paths), "seconds": seconds,
 """
 
 
+def frechet_interval_benchmark(clips: int = 8, vectors: int = 6, d: int = 400) -> list[str]:
+    from metrics.frechet import frechet_distance
+    from metrics.intervals import jackknife_interval
+    from metrics.stats import GaussianStats, _Subsets, subset_distance
+
+    rng = np.random.default_rng(3)
+    sides = [_Subsets([GaussianStats(d).update(rng.normal(shift, 1.0, size=(vectors, d))) for _ in range(clips)])
+             for shift in (0.0, 0.1)]
+
+    def pooled(r, f):
+        (_, m1, s1), (_, m2, s2) = sides[0].pooled(r, "unbiased"), sides[1].pooled(f, "unbiased")
+        return frechet_distance(m1, s1, m2, s2)
+
+    def factors(r, f):
+        return subset_distance(sides[0], sides[1], r, f, "unbiased")
+
+    routes = {}
+    for name, statistic in (("pooled d x d covariances", pooled), ("centred factors (project)", factors)):
+        start = time.perf_counter()
+        interval = jackknife_interval(statistic, [clips, clips], half_samples=200, lower=0.0, log_scale=True)
+        routes[name] = (time.perf_counter() - start, np.array([interval.estimate, interval.low, interval.high]))
+    (slow, first), (fast, second) = routes.values()
+    lines = [f"| route ({clips} clips x {vectors} vectors a side, d = {d}) | seconds | estimate [interval] |",
+             "|---|---|---|"]
+    for name, (seconds, values) in routes.items():
+        lines.append(f"| {name} | {seconds:.2f} | {values[0]:.4f} [{values[1]:.4f}, {values[2]:.4f}] |")
+    lines.append(f"\n{slow / fast:.0f}x; largest relative difference {np.max(np.abs(first - second) / np.abs(first)):.1e}")
+    return lines
+
+
 def fvd_benchmark(counts: list[int]) -> list[str]:
     from metrics.io.video import write_video
 
@@ -145,6 +180,8 @@ def main() -> None:
     print(bas_benchmark())
     print()
     print("\n".join(i3d_layout_benchmark()))
+    print()
+    print("\n".join(frechet_interval_benchmark()))
     if not args.skip_fvd:
         print()
         print("\n".join(fvd_benchmark([int(c) for c in args.fvd_clips.split(",")])))

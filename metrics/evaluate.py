@@ -240,7 +240,10 @@ class Evaluator:
             keypoints = None if cached is None else cached["keypoints"]
         if want_fvd and self.fvd_cache is not None:
             cached = self.fvd_cache.load(clip.video)
-            fvd_stats = None if cached is None else GaussianStats.from_state_dict(cached)
+            try:
+                fvd_stats = None if cached is None else GaussianStats.from_state_dict(cached)
+            except ValueError as error:     # a damaged entry is not the user's data: compute it again
+                logger.warning("%s: cached I3D statistics ignored: %s", clip.video, error)
         extract = want_keypoints and keypoints is None
         compute_fvd = want_fvd and fvd_stats is None
         kept: list[np.ndarray] = []

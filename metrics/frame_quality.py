@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from metrics.frechet import frechet_distance
+from metrics.frechet import frechet_distance, frechet_distance_of_centred
 from metrics.intervals import ClipStatistic
 from metrics.registry import (
     ClipInputs,
@@ -246,10 +246,7 @@ def frechet_distance_of_features(real: np.ndarray, fake: np.ndarray, covariance:
 
     Equal to ``metrics.frechet.frechet_distance`` of their means and covariances, computed without
     a d x d matrix when a side has fewer rows than dimensions (FID's 2048 against a few hundred
-    frames, and every resample of an interval): with the centred rows ``A`` and ``B`` and the
-    divisors ``c1``, ``c2``, ``S1 S2 = A^T A B^T B / (c1 c2)`` has the non-zero eigenvalues of
-    ``(A B^T)(A B^T)^T / (c1 c2)``, so ``tr((S1 S2)^(1/2))`` is the sum of the singular values of the
-    ``n1 x n2`` matrix ``A B^T`` over ``sqrt(c1 c2)``, and ``tr(S1) = |A|^2 / c1``. Raises
+    frames): from the centred rows, by ``metrics.frechet.frechet_distance_of_centred``. Raises
     ``ValueError`` for fewer than 2 rows a side, different widths, or non-finite values.
     """
     a, b = np.asarray(real, np.float64), np.asarray(fake, np.float64)
@@ -265,11 +262,7 @@ def frechet_distance_of_features(real: np.ndarray, fake: np.ndarray, covariance:
     if min(len(a), len(b)) >= a.shape[1]:
         return frechet_distance(a.mean(0), (a - a.mean(0)).T @ (a - a.mean(0)) / c1,
                                 b.mean(0), (b - b.mean(0)).T @ (b - b.mean(0)) / c2)
-    ca, cb = a - a.mean(0), b - b.mean(0)
-    trace_sqrt = np.linalg.svd(ca @ cb.T, compute_uv=False).sum() / np.sqrt(c1 * c2)
-    diff = a.mean(0) - b.mean(0)
-    value = diff @ diff + (ca ** 2).sum() / c1 + (cb ** 2).sum() / c2 - 2.0 * trace_sqrt
-    return float(max(value, 0.0))
+    return frechet_distance_of_centred(a.mean(0), a - a.mean(0), c1, b.mean(0), b - b.mean(0), c2)
 
 
 # -- CSIM ------------------------------------------------------------------------------------------

@@ -53,3 +53,30 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     diff = mu1 - mu2
     value = diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * trace_sqrt_product(sigma1, sigma2)
     return float(max(value, 0.0))
+
+
+def frechet_distance_of_centred(mu1: np.ndarray, centred1: np.ndarray, divisor1: float,
+                                mu2: np.ndarray, centred2: np.ndarray, divisor2: float) -> float:
+    """The Fréchet distance of ``frechet_distance`` with each covariance given as a factor:
+    S1 = A^T A / divisor1 and S2 = B^T B / divisor2, ``centred1`` = A ``(r1, d)``, ``centred2`` = B
+    ``(r2, d)`` (the centred feature rows, or any factor of the centred scatter matrix).
+
+    No d x d matrix is formed: S1 S2 = A^T (A B^T) B / (divisor1 divisor2) has the non-zero
+    eigenvalues of (A B^T)(A B^T)^T / (divisor1 divisor2), so tr((S1 S2)^(1/2)) is the sum of the
+    singular values (the nuclear norm) of the r1 x r2 matrix A B^T over sqrt(divisor1 divisor2),
+    and tr(S1) = |A|_F^2 / divisor1. Cost O(r1 r2 d): far below the two d x d eigendecompositions
+    of the singular case when r1, r2 < d (every resample of an interval over few clips).
+    Raises ValueError for a divisor below 1 or shapes that do not match.
+    """
+    a, b = np.asarray(centred1, np.float64), np.asarray(centred2, np.float64)
+    mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
+    d = mu1.shape[0]
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != d or b.shape[1] != d or mu2.shape != (d,):
+        raise ValueError(f"shapes do not match: mu1 {mu1.shape}, A {a.shape}, mu2 {mu2.shape}, B {b.shape}")
+    if divisor1 < 1 or divisor2 < 1:
+        raise ValueError(f"covariance divisors must be at least 1, got {divisor1} and {divisor2}")
+    trace_sqrt = np.linalg.svd(a @ b.T, compute_uv=False).sum() / np.sqrt(divisor1 * divisor2) if a.size and b.size else 0.0
+    diff = mu1 - mu2
+    traces = np.einsum("ij,ij->", a, a) / divisor1 + np.einsum("ij,ij->", b, b) / divisor2
+    value = diff @ diff + traces - 2.0 * trace_sqrt
+    return float(max(value, 0.0))

@@ -10,12 +10,13 @@ without touching the features again.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
 import numpy as np
 
 from metrics.fd_infinity import Extrapolation, fd_infinity
-from metrics.frechet import frechet_distance
+from metrics.frechet import frechet_distance, frechet_distance_of_centred
 from metrics.intervals import ClipStatistic
 
 
@@ -34,6 +35,7 @@ class GaussianStats:
         self.total = np.zeros(self.dim, dtype=np.float64)
         self._outer: np.ndarray | None = None
         self._rows: list[np.ndarray] = []
+        self._factor: np.ndarray | None = None
 
     @property
     def outer(self) -> np.ndarray:
@@ -46,7 +48,29 @@ class GaussianStats:
 
     @outer.setter
     def outer(self, value: np.ndarray) -> None:
-        self._outer, self._rows = np.asarray(value, dtype=np.float64), []
+        self._outer, self._rows, self._factor = np.asarray(value, dtype=np.float64), [], None
+
+    def factor(self) -> np.ndarray:
+        """G ``(r, d + 1)`` with G^T G = [[outer, total], [total^T, count]], r <= count.
+
+        While the vectors are kept, G is the vectors with a column of ones (exact); else the
+        factor comes from one eigendecomposition of that (d + 1) x (d + 1) matrix (eigenvalues
+        below its rounding level dropped). Stacked factors of several accumulators are a factor of
+        their merged statistics, which ``_Subsets`` centres for
+        ``metrics.frechet.frechet_distance_of_centred``. Computed once and kept.
+        """
+        if self._factor is None:
+            if self._outer is None:
+                rows = np.concatenate(self._rows) if self._rows else np.zeros((0, self.dim))
+                self._factor = np.hstack([rows, np.ones((len(rows), 1))])
+            else:
+                augmented = np.empty((self.dim + 1, self.dim + 1))
+                augmented[:-1, :-1], augmented[:-1, -1], augmented[-1, :-1] = self._outer, self.total, self.total
+                augmented[-1, -1] = self.count
+                values, vectors = np.linalg.eigh((augmented + augmented.T) / 2)
+                keep = values > max(values[-1], 0.0) * (self.dim + 1) * np.finfo(np.float64).eps
+                self._factor = (vectors[:, keep] * np.sqrt(values[keep])).T
+        return self._factor
 
     def _add_rows_to(self, matrix: np.ndarray) -> None:
         for rows in self._rows:
@@ -63,6 +87,7 @@ class GaussianStats:
             raise ValueError("features contain NaN or inf")
         self.count += x.shape[0]
         self.total += x.sum(axis=0)
+        self._factor = None
         if self._outer is None and self.count <= self.dim // 2:
             self._rows.append(x.copy())
         else:
@@ -75,6 +100,7 @@ class GaussianStats:
             raise ValueError(f"cannot merge statistics of dimension {other.dim} into {self.dim}")
         self.count += other.count
         self.total += other.total
+        self._factor = None
         if other._outer is None:
             other._add_rows_to(self.outer)
         else:
@@ -123,25 +149,71 @@ class GaussianStats:
         return (covariance + covariance.T) / 2
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        return {"count": np.array(self.count), "total": self.total, "outer": self.outer}
+        """count, total and either the kept vectors (``rows``, (count, d)) or ``outer`` (d, d)."""
+        state = {"count": np.array(self.count), "total": self.total}
+        if self._outer is None:
+            state["rows"] = np.concatenate(self._rows) if self._rows else np.zeros((0, self.dim))
+        else:
+            state["outer"] = self._outer
+        return state
 
     @classmethod
     def from_state_dict(cls, state: dict[str, np.ndarray]) -> GaussianStats:
-        stats = cls(len(state["total"]))
-        stats.count = int(state["count"])
-        stats.total = np.array(state["total"], dtype=np.float64)
-        stats.outer = np.array(state["outer"], dtype=np.float64)
+        """The inverse of ``state_dict`` (either form). Raises ValueError when the arrays are
+        missing or their shapes disagree with each other (a foreign or damaged file)."""
+        try:
+            total = np.asarray(state["total"], dtype=np.float64)
+            count = int(np.asarray(state["count"]))
+            rows = state.get("rows") if hasattr(state, "get") else None
+            matrix = np.asarray(rows if rows is not None else state["outer"], dtype=np.float64)
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"not the state of a GaussianStats: {error!r}") from None
+        dim = len(total) if total.ndim == 1 else -1
+        expected = (count, dim) if rows is not None else (dim, dim)
+        if dim < 1 or count < 0 or matrix.shape != expected:
+            raise ValueError(f"not the state of a GaussianStats: total {total.shape}, count {count}, "
+                             f"{'rows' if rows is not None else 'outer'} {matrix.shape} (expected {expected})")
+        stats = cls(dim)
+        stats.count, stats.total = count, total.copy()
+        if rows is not None:
+            stats._rows = [matrix.copy()] if count else []
+        else:
+            stats.outer = matrix.copy()
         return stats
 
 
 def frechet_from_parts(real: list[GaussianStats], fake: list[GaussianStats], estimator: str,
                        real_index=None, fake_index=None) -> float:
     """Fréchet distance between the pooled statistics of (a resample of) real and fake parts."""
-    dim = (real or fake)[0].dim
-    real_pool = GaussianStats.combine((real[i] for i in (range(len(real)) if real_index is None else real_index)), dim)
-    fake_pool = GaussianStats.combine((fake[i] for i in (range(len(fake)) if fake_index is None else fake_index)), dim)
-    return frechet_distance(real_pool.mean, real_pool.covariance(estimator),
-                            fake_pool.mean, fake_pool.covariance(estimator))
+    real_index = np.arange(len(real)) if real_index is None else real_index
+    fake_index = np.arange(len(fake)) if fake_index is None else fake_index
+    return subset_distance(_Subsets(real), _Subsets(fake), real_index, fake_index, estimator)
+
+
+def subset_distance(real: _Subsets, fake: _Subsets, real_index: np.ndarray, fake_index: np.ndarray,
+                    estimator: str) -> float:
+    """The Fréchet distance between the pooled parts at ``real_index`` and at ``fake_index``.
+
+    Where both pools have a factor of at most d rows (fewer feature vectors than dimensions: the
+    FVD of a benchmark's clips, every resample of its interval) it is computed from the centred
+    factors (``frechet_distance_of_centred``: an r1 x r2 singular value problem), else from the
+    pooled covariances (``frechet_distance``: d x d eigenproblems). The two agree to rounding.
+    """
+    if max(real.rows(real_index), fake.rows(fake_index)) <= real.dim:
+        (n1, m1, a1), (n2, m2, a2) = real.centred(real_index), fake.centred(fake_index)
+        return frechet_distance_of_centred(m1, a1, _divisor(n1, estimator), m2, a2, _divisor(n2, estimator))
+    (_, m1, s1), (_, m2, s2) = real.pooled(real_index, estimator), fake.pooled(fake_index, estimator)
+    return frechet_distance(m1, s1, m2, s2)
+
+
+def _divisor(count: int, estimator: str) -> int:
+    """The covariance's divisor (as ``GaussianStats.covariance``), ValueError below 1."""
+    if estimator not in ("unbiased", "biased"):
+        raise ValueError(f"estimator must be 'unbiased' or 'biased', got {estimator!r}")
+    divisor = count - 1 if estimator == "unbiased" else count
+    if divisor < 1:
+        raise ValueError(f"need at least {2 if estimator == 'unbiased' else 1} features, got {count}")
+    return divisor
 
 
 def sample_size_warning(n_real: int, n_fake: int, dim: int, metric: str = "Fréchet distance",
@@ -174,7 +246,11 @@ class _Subsets:
 
     def __init__(self, parts: list[GaussianStats]) -> None:
         self.parts = parts
-        self.full = GaussianStats.combine(parts, parts[0].dim)
+        self.dim = parts[0].dim
+
+    @functools.cached_property
+    def full(self) -> GaussianStats:
+        return GaussianStats.combine(self.parts, self.dim)
 
     def pooled(self, index: np.ndarray, estimator: str) -> tuple[int, np.ndarray, np.ndarray]:
         """(count, mean, covariance) of the parts at ``index`` (distinct positions)."""
@@ -191,6 +267,22 @@ class _Subsets:
             stats.total = self.full.total - rest.total
             stats.outer = self.full.outer - rest.outer
         return stats.count, stats.mean, stats.covariance(estimator)
+
+    def rows(self, index: np.ndarray) -> int:
+        """The rows of the stacked factors of the parts at ``index``."""
+        return int(sum(len(self.parts[i].factor()) for i in index))
+
+    def centred(self, index: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+        """(count, mean, A) of the parts at ``index`` with A^T A their pooled scatter matrix
+        (count x the biased covariance): their stacked factors [Y z] (``GaussianStats.factor``)
+        projected off z, A = Y - z (z^T Y) / n with n = z^T z = count."""
+        stacked = np.concatenate([self.parts[i].factor() for i in index])
+        count = int(sum(self.parts[i].count for i in index))
+        if count == 0:
+            raise ValueError("no features were added")
+        y, z = stacked[:, :-1], stacked[:, -1]
+        mean = (z @ y) / (z @ z)
+        return count, mean, y - np.outer(z, mean)
 
 
 class FrechetMetric:
@@ -245,8 +337,7 @@ class FrechetMetric:
         estimator = self.covariance_estimator
 
         def distance(real_index: np.ndarray, fake_index: np.ndarray) -> float:
-            (_, m1, s1), (_, m2, s2) = real.pooled(real_index, estimator), fake.pooled(fake_index, estimator)
-            return frechet_distance(m1, s1, m2, s2)
+            return subset_distance(real, fake, real_index, fake_index, estimator)
 
         if self.protocol.frechet_extrapolation == "fd_infinity":
             plain = distance

@@ -95,6 +95,50 @@ def test_frechet_from_parts_equals_pooled_features():
                                   rel=1e-6)
 
 
+@pytest.mark.parametrize("form", ["vectors", "matrices"])
+def test_frechet_of_subsets_with_fewer_vectors_than_dimensions_equals_scipy(form):
+    """Fewer pooled vectors than dimensions (the FVD of a benchmark: a few I3D clips per video in
+    400-d) takes the factor route; parts that kept their vectors and parts restored from a saved
+    d x d matrix both give scipy's sqrtm distance of the pooled features, whole and subsets."""
+    rng = np.random.default_rng(11)
+    d = 40
+    real = [rng.normal(size=(3, d)) @ rng.normal(size=(d, d)) / 6 for _ in range(6)]
+    fake = [rng.normal(0.2, 1.3, size=(int(rng.integers(2, 5)), d)) for _ in range(7)]
+
+    def parts(clips):
+        stats = [GaussianStats(d).update(c) for c in clips]
+        if form == "matrices":
+            for p in stats:
+                p.outer  # fold the vectors into the matrix, as a state saved in that form
+            stats = [GaussianStats.from_state_dict(p.state_dict()) for p in stats]
+            assert all(p._outer is not None for p in stats)
+        return stats
+
+    real_parts, fake_parts = parts(real), parts(fake)
+    for r_index, f_index in [(np.arange(6), np.arange(7)), (np.array([0, 2, 5]), np.array([1, 3, 4, 6]))]:
+        a, b = np.concatenate([real[i] for i in r_index]), np.concatenate([fake[i] for i in f_index])
+        assert len(a) < d and len(b) < d
+        for estimator, bias in (("unbiased", False), ("biased", True)):
+            expected = scipy_frechet(a.mean(0), np.cov(a, rowvar=False, bias=bias),
+                                     b.mean(0), np.cov(b, rowvar=False, bias=bias))
+            value = frechet_from_parts(real_parts, fake_parts, estimator, r_index, f_index)
+            assert value == pytest.approx(expected, rel=1e-6)
+
+
+def test_gaussian_stats_state_round_trips_and_rejects_foreign_arrays():
+    rng = np.random.default_rng(12)
+    compact = GaussianStats(6).update(rng.normal(size=(2, 6)))
+    again = GaussianStats.from_state_dict(compact.state_dict())
+    np.testing.assert_array_equal(again.outer, compact.outer)
+    assert again.count == 2
+    with pytest.raises(ValueError, match="rows"):
+        GaussianStats.from_state_dict({"count": np.array(3), "total": np.zeros(6), "rows": np.zeros((2, 6))})
+    with pytest.raises(ValueError, match="outer"):
+        GaussianStats.from_state_dict({"count": np.array(3), "total": np.zeros(6), "outer": np.zeros((5, 6))})
+    with pytest.raises(ValueError, match="GaussianStats"):
+        GaussianStats.from_state_dict({"count": np.array(3)})
+
+
 def direct_bas(source, target, sigma):
     if len(source) == 0 or len(target) == 0:
         return 0.0
