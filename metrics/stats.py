@@ -72,6 +72,13 @@ class GaussianStats:
                 self._factor = (vectors[:, keep] * np.sqrt(values[keep])).T
         return self._factor
 
+    @property
+    def factor_rows(self) -> int:
+        """The rows of ``factor()`` (an upper bound, min(count, d + 1), until a matrix's is computed)."""
+        if self._factor is not None:
+            return len(self._factor)
+        return self.count if self._outer is None else min(self.count, self.dim + 1)
+
     def _add_rows_to(self, matrix: np.ndarray) -> None:
         for rows in self._rows:
             matrix += rows.T @ rows
@@ -170,6 +177,8 @@ class GaussianStats:
             raise ValueError(f"not the state of a GaussianStats: {error!r}") from None
         dim = len(total) if total.ndim == 1 else -1
         expected = (count, dim) if rows is not None else (dim, dim)
+        if not (np.isfinite(total).all() and np.isfinite(matrix).all()):
+            raise ValueError("not the state of a GaussianStats: NaN or inf values")
         if dim < 1 or count < 0 or matrix.shape != expected:
             raise ValueError(f"not the state of a GaussianStats: total {total.shape}, count {count}, "
                              f"{'rows' if rows is not None else 'outer'} {matrix.shape} (expected {expected})")
@@ -270,7 +279,7 @@ class _Subsets:
 
     def rows(self, index: np.ndarray) -> int:
         """The rows of the stacked factors of the parts at ``index``."""
-        return int(sum(len(self.parts[i].factor()) for i in index))
+        return int(sum(self.parts[i].factor_rows for i in index))
 
     def centred(self, index: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
         """(count, mean, A) of the parts at ``index`` with A^T A their pooled scatter matrix

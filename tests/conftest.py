@@ -4,10 +4,12 @@ Under pytest-xdist (``pytest -n auto``, the README's test command) each worker g
 the CPU cores for torch and the BLAS under numpy/scipy, and so do the commands the tests start (the
 environment variables are inherited): two workers on two cores run one thread each instead of
 oversubscribing both. Tests that launch processes of their own carry ``xdist_group("launches")`` and
-run one after another: ``--dist loadgroup`` (set in pyproject.toml) sends them to one worker, but
-with pytest >= 9 xdist's grouping no longer takes (it renames ``item._nodeid``, which pytest 9 no
-longer reads: the tests of the group were seen running on both workers at once), so each of them
-also holds an exclusive lock file while it runs (``one_launch_at_a_time``). Each worker also
+run one after another: ``--dist loadgroup`` (set in pyproject.toml) sends them to one worker. With
+pytest >= 9 xdist's grouping did not take by itself (it renames ``item._nodeid``, which pytest 9 no
+longer reads: the tests of the group were seen running on both workers at once, and each worker
+waited for the other's); ``pytest_collection_modifyitems`` below puts the name where pytest 9 reads
+it, and each of them also holds an exclusive lock file while it runs (``one_launch_at_a_time``),
+should the grouping fail again. Each worker also
 gets its own numba cache folder, filled before any test runs: on a fresh install two workers
 compiling librosa's cached numba functions into the same folder at once crashed a worker
 (segmentation fault in librosa.beat); filled first, the processes that a worker's tests launch (which
@@ -34,6 +36,20 @@ def pytest_configure(config) -> None:
     import torch
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     _compile_librosa_beats()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items) -> None:
+    """Give ``--dist loadgroup`` its groups back under pytest >= 9: xdist's worker (whose hook ran
+    before this one) renamed each grouped item ``<nodeid>@<group>`` through ``item._nodeid``, which
+    pytest 9 no longer reads; the same name is set where pytest 9 keeps it (``item._id``), so the
+    scheduler sees the group and sends all of it to one worker. A no-op where the rename took."""
+    for item in items:
+        renamed = item.__dict__.get("_nodeid")
+        if isinstance(renamed, str) and renamed != item.nodeid and hasattr(item, "_id"):
+            from _pytest.nodeid import coerce_node_id
+
+            item._id = coerce_node_id(renamed)
 
 
 @pytest.fixture(autouse=True)
