@@ -32,8 +32,9 @@ from imac.cli import add_validate_arguments, validate_command
 from metrics.cli import CommandParser, add_command, help_texts, package_version, run_command
 from metrics.distributed import relaunch, without_option
 
-# bench.runner is imported in _run only: it loads diffusers and transformers. Measured (wall, best of 4,
-# `python -c "import ..."` on the 2-core dev machine under load): bench.cli 6.1 s, with bench.runner 11.7 s.
+# bench.runner is imported in _run only (it loads the metrics' networks and the run's machinery); diffusers
+# and transformers load only with a method or the shared VAE that needs them (bench.methods.make_method,
+# SharedModels.vae), so a run of external methods and controls never imports them.
 
 
 def _data_toy(args: argparse.Namespace) -> int:

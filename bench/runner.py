@@ -65,7 +65,6 @@ from bench.results import BenchResults, MethodResult, write_results
 from bench.scoring import (NOISE_FLOOR, NOISE_FLOOR_LABEL, REFERENCE, RunScorer, Scored, check_folder,
                            paired_differences)
 from imac import __version__
-from imac.training.autoencoder import TINY_VAE_TRAINING, train_autoencoder
 from metrics.dataset import ClipRecord, Dataset
 from metrics.device import resolve_device
 from metrics.distributed import SINGLE, Processes, current_processes
@@ -200,6 +199,10 @@ class SharedModels:
         if not processes.broadcast((folder / "training.json").is_file()):     # together: data-parallel
             logger.info("training the shared tiny VAE (%d steps)", self.config.vae_steps)
             started = time.perf_counter()
+            # imported here: it loads diffusers (and torch._dynamo), which a run of external methods
+            # and controls never needs (each launched process of such a run starts seconds sooner)
+            from imac.training.autoencoder import TINY_VAE_TRAINING, train_autoencoder
+
             settings = {**TINY_VAE_TRAINING, "steps": self.config.vae_steps}
             train_autoencoder(self.data, folder, **settings, seed=self.seed, device=self.device,
                               progress=self.progress, overwrite=True, processes=processes)
