@@ -53,6 +53,7 @@ from metrics.io.cache import VideoCache, file_hash
 from metrics.io.video import VideoReader, probe_video, read_video
 from metrics.pose.dwpose import DWPose, DWPoseModelError
 from metrics.pose.toy import ToyMarkerPose
+from metrics.pose.wholebody import NUM_KEYPOINTS
 from metrics.protocol import Protocol, preset_of
 from metrics.registry import (BUILT_IN, DEFAULT_METRICS, REGISTRY, ClipInputs, ClipMetric, ClipValues, MissingWeights,
                               load_clip_metric, normalise_metrics)
@@ -237,7 +238,12 @@ class Evaluator:
         keypoints = fvd_stats = None
         if want_keypoints and self.keypoint_cache is not None:
             cached = self.keypoint_cache.load(clip.video)
-            keypoints = None if cached is None else cached["keypoints"]
+            keypoints = None if cached is None else cached.get("keypoints")
+            if cached is not None and not (isinstance(keypoints, np.ndarray) and keypoints.ndim == 3
+                                           and keypoints.shape[1:] == (NUM_KEYPOINTS, 3)):
+                logger.warning("%s: cached keypoints ignored: not a (frames, %d, 3) array", clip.video,
+                               NUM_KEYPOINTS)     # a damaged entry is not the user's data: extract them again
+                keypoints = None
         if want_fvd and self.fvd_cache is not None:
             cached = self.fvd_cache.load(clip.video)
             try:

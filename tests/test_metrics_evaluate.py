@@ -128,6 +128,32 @@ def test_keypoints_are_cached_per_video_content(corpus, tmp_path):
     assert CountingExtractor.calls == first  # nothing extracted the second time
 
 
+def test_damaged_cache_entries_are_computed_again(corpus, tmp_path, caplog):
+    """Cached keypoints of the wrong shape and I3D statistics of foreign arrays are warned about and
+    recomputed: the scores equal those of a run without a cache."""
+    from metrics.io.files import save_npz_atomic
+
+    options = dict(autoencoder=corpus["ae"], metrics=("fgd", "fvd"), extractor=ToyMarkerPose(),
+                   i3d=MeanColourFeatures())
+    fresh = evaluate(corpus["data"], corpus["copies"], cache_dir=None, **options).scores["all"]
+    cache = tmp_path / "cache"
+    evaluate(corpus["data"], corpus["copies"], cache_dir=cache, **options)
+    entries = {kind: sorted(cache.glob(f"{kind}__*/*.npz")) for kind in ("keypoints", "i3d")}
+    assert entries["keypoints"] and entries["i3d"]
+    for path in entries["keypoints"]:
+        save_npz_atomic(path, keypoints=np.zeros((5, 17, 3), np.float32), fps=np.array(25.0))
+    for path in entries["i3d"]:
+        save_npz_atomic(path, count=np.array(3), total=np.zeros(12), rows=np.zeros((2, 12)))
+    CountingExtractor.calls = 0
+    with caplog.at_level("WARNING"):
+        again = evaluate(corpus["data"], corpus["copies"], cache_dir=cache,
+                         **{**options, "extractor": CountingExtractor()}).scores["all"]
+    assert CountingExtractor.calls > 0
+    assert "cached keypoints ignored" in caplog.text and "cached I3D statistics ignored" in caplog.text
+    for metric in ("fgd", "fvd"):
+        assert again[metric].value == pytest.approx(fresh[metric].value, rel=1e-9, abs=1e-12)
+
+
 def test_cli_compute_writes_json_and_csv(corpus, tmp_path, capsys):
     out = tmp_path / "result.json"
     code = metrics_main(["compute", "--real", str(corpus["data"]), "--fake", str(corpus["copies"]),
