@@ -59,7 +59,7 @@ from metrics.registry import (
     ClipValues,
     MissingWeights,
 )
-from metrics.stats import FrechetMetric, GaussianStats
+from metrics.stats import FrechetMetric, GaussianStats, covariance_divisor
 
 __all__ = [
     "PSNR_CAP_DB",
@@ -256,9 +256,7 @@ def frechet_distance_of_features(real: np.ndarray, fake: np.ndarray, covariance:
         raise ValueError(f"a Fréchet distance needs at least 2 feature rows a side, got {len(a)} and {len(b)}")
     if not (np.isfinite(a).all() and np.isfinite(b).all()):
         raise ValueError("features contain NaN or inf")
-    if covariance not in ("unbiased", "biased"):
-        raise ValueError(f"covariance must be 'unbiased' or 'biased', got {covariance!r}")
-    c1, c2 = (len(a) - 1, len(b) - 1) if covariance == "unbiased" else (len(a), len(b))
+    c1, c2 = covariance_divisor(len(a), covariance), covariance_divisor(len(b), covariance)
     if min(len(a), len(b)) >= a.shape[1]:
         return frechet_distance(a.mean(0), (a - a.mean(0)).T @ (a - a.mean(0)) / c1,
                                 b.mean(0), (b - b.mean(0)).T @ (b - b.mean(0)) / c2)

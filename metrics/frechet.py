@@ -75,7 +75,9 @@ def frechet_distance_of_centred(mu1: np.ndarray, centred1: np.ndarray, divisor1:
         raise ValueError(f"shapes do not match: mu1 {mu1.shape}, A {a.shape}, mu2 {mu2.shape}, B {b.shape}")
     if divisor1 < 1 or divisor2 < 1:
         raise ValueError(f"covariance divisors must be at least 1, got {divisor1} and {divisor2}")
-    trace_sqrt = np.linalg.svd(a @ b.T, compute_uv=False).sum() / np.sqrt(divisor1 * divisor2) if a.size and b.size else 0.0
+    trace_sqrt = 0.0
+    if a.size and b.size:
+        trace_sqrt = np.linalg.svd(a @ b.T, compute_uv=False).sum() / np.sqrt(divisor1 * divisor2)
     diff = mu1 - mu2
     traces = np.einsum("ij,ij->", a, a) / divisor1 + np.einsum("ij,ij->", b, b) / divisor2
     value = diff @ diff + traces - 2.0 * trace_sqrt

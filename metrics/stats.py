@@ -146,11 +146,7 @@ class GaussianStats:
 
     def covariance(self, estimator: str = "unbiased") -> np.ndarray:
         """Covariance: ``unbiased`` divides by n - 1 (like ``np.cov``), ``biased`` by n."""
-        if estimator not in ("unbiased", "biased"):
-            raise ValueError(f"estimator must be 'unbiased' or 'biased', got {estimator!r}")
-        denominator = self.count - 1 if estimator == "unbiased" else self.count
-        if denominator < 1:
-            raise ValueError(f"need at least {2 if estimator == 'unbiased' else 1} features, got {self.count}")
+        denominator = covariance_divisor(self.count, estimator)
         mean = self.mean
         covariance = (self.outer - self.count * np.outer(mean, mean)) / denominator
         return (covariance + covariance.T) / 2
@@ -171,9 +167,9 @@ class GaussianStats:
         try:
             total = np.asarray(state["total"], dtype=np.float64)
             count = int(np.asarray(state["count"]))
-            rows = state.get("rows") if hasattr(state, "get") else None
+            rows = state.get("rows")
             matrix = np.asarray(rows if rows is not None else state["outer"], dtype=np.float64)
-        except (KeyError, TypeError, ValueError) as error:
+        except (AttributeError, KeyError, TypeError, ValueError) as error:
             raise ValueError(f"not the state of a GaussianStats: {error!r}") from None
         dim = len(total) if total.ndim == 1 else -1
         expected = (count, dim) if rows is not None else (dim, dim)
@@ -210,13 +206,15 @@ def subset_distance(real: _Subsets, fake: _Subsets, real_index: np.ndarray, fake
     """
     if max(real.rows(real_index), fake.rows(fake_index)) <= real.dim:
         (n1, m1, a1), (n2, m2, a2) = real.centred(real_index), fake.centred(fake_index)
-        return frechet_distance_of_centred(m1, a1, _divisor(n1, estimator), m2, a2, _divisor(n2, estimator))
+        return frechet_distance_of_centred(m1, a1, covariance_divisor(n1, estimator), m2, a2,
+                                           covariance_divisor(n2, estimator))
     (_, m1, s1), (_, m2, s2) = real.pooled(real_index, estimator), fake.pooled(fake_index, estimator)
     return frechet_distance(m1, s1, m2, s2)
 
 
-def _divisor(count: int, estimator: str) -> int:
-    """The covariance's divisor (as ``GaussianStats.covariance``), ValueError below 1."""
+def covariance_divisor(count: int, estimator: str) -> int:
+    """The divisor of a covariance from ``count`` vectors: ``unbiased`` n - 1, ``biased`` n.
+    Raises ValueError for another estimator or a divisor below 1."""
     if estimator not in ("unbiased", "biased"):
         raise ValueError(f"estimator must be 'unbiased' or 'biased', got {estimator!r}")
     divisor = count - 1 if estimator == "unbiased" else count
