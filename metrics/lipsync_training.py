@@ -212,7 +212,7 @@ def train_syncnet(tracks: list[TrackData], config: SyncTrainingConfig = SyncTrai
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     network = SyncNet(SyncNetConfig.reduced(config.width_divisor))
-    optimiser = torch.optim.Adam(network.parameters(), lr=config.learning_rate)
+    optimiser = torch.optim.Adam(network.parameters(), lr=config.learning_rate, foreach=True)
     network.train()
     losses = []
     for step in range(config.steps):

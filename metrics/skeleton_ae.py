@@ -120,7 +120,7 @@ def train_autoencoder(windows: np.ndarray, config: AutoencoderConfig, steps: int
     model = SkeletonAutoencoder(config).to(parallel.device)
     data = torch.as_tensor(windows, dtype=torch.float32)
     step_model = parallel.wrap(model, sync_batchnorm=True)
-    optimiser = torch.optim.Adam(model.parameters(), lr=learning_rate)
+    optimiser = torch.optim.Adam(model.parameters(), lr=learning_rate, foreach=True)
     model.train()
     losses = []
     for step in range(steps):

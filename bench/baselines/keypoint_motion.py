@@ -213,7 +213,8 @@ def _fit(motion: MotionModel, tensors: dict[str, list[torch.Tensor]], positions:
     # find_unused_parameters: which parts get no gradient depends on the options (as in IMAC's trainer)
     step_loss = parallel.wrap(_MotionLoss(motion, motion_training_scheduler(_motion_config(options))),
                               find_unused_parameters=True)
-    optimizer = torch.optim.AdamW(motion.parameters(), lr=options.lr, weight_decay=options.weight_decay)
+    optimizer = torch.optim.AdamW(motion.parameters(), lr=options.lr, weight_decay=options.weight_decay,
+                                  foreach=True)
     rng = np.random.default_rng(seed)
     generator = torch.Generator(parallel.device).manual_seed(seed)
     shard = draws.BatchShard(generator, options.batch_size, rows.start, rows.stop) if parallel.distributed else generator

@@ -170,7 +170,7 @@ def train_generator(model: MYAGenerator, data: TrainingFrames, options: MYAOptio
     scheduler = mya_scheduler(options.prediction_type)
     step_loss = parallel.wrap(GeneratorLoss(model), find_unused_parameters=True)   # UNet options vary
     generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=0.0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=0.0, foreach=True)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: learning_rate_factor(step, options.steps, options.warmup_steps))
     model.train()

@@ -271,7 +271,7 @@ def _train_loop(vae: AutoencoderKL, frames: torch.Tensor, *, steps: int, batch_s
     parallel.check_batch(batch_size)
     rows = parallel.part(batch_size)
     step_loss = parallel.wrap(VAELoss(vae, kl_weight, reconstruction, chroma_weight))
-    optimizer = torch.optim.Adam(vae.parameters(), lr=lr)
+    optimizer = torch.optim.Adam(vae.parameters(), lr=lr, foreach=True)
     generator = torch.Generator().manual_seed(seed)
     curve: list[dict[str, float]] = []
     sums = np.zeros(3)

@@ -187,7 +187,7 @@ def train(config: IMACConfig, stage: str, progress: bool = True, max_steps: int 
         model.vae.eval()
         model.image_encoder.eval()
     parameters = [p for module in model.trainable_modules(stage) for p in module.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(parameters, lr=settings.lr, weight_decay=config.train.weight_decay)
+    optimizer = torch.optim.AdamW(parameters, lr=settings.lr, weight_decay=config.train.weight_decay, foreach=True)
     model, optimizer = accelerator.prepare(model, optimizer)
 
     step = 0
