@@ -25,11 +25,12 @@ from bench.config import load_bench_config
 from bench.data.prepare.cli import add_prepare_arguments, add_speakers_arguments, prepare_command, speakers_command
 from bench.data.preview import save_contact_sheet
 from bench.data.toy.corpus import ToyCorpusConfig, generate_toy_corpus
-from bench.methods import known_methods
+from bench.methods import check_method_name, known_methods
 from bench.report import failed_checks, format_terminal, load_results, write_report
 from imac import __version__
 from imac.cli import add_validate_arguments, validate_command
 from metrics.cli import CommandParser, add_command, help_texts, package_version, run_command
+from metrics.device import resolve_device
 from metrics.distributed import relaunch, without_option
 
 # bench.runner is imported in _run only (it loads the metrics' networks and the run's machinery); diffusers
@@ -63,6 +64,9 @@ def _parse_generated(values: list[str]) -> dict[str, Path]:
         name, sep, folder = value.partition("=")
         if not sep or not name or not folder:
             raise ValueError(f"--generated {value!r}: expected NAME=DIR")
+        check_method_name(name, f"--generated {value!r}")
+        if name in generated:
+            raise ValueError(f"--generated {value!r}: {name} is given twice (also {name}={generated[name]})")
         generated[name] = Path(folder)
     return generated
 
@@ -78,6 +82,9 @@ def _run(args: argparse.Namespace) -> int:
     generated = _parse_generated(args.generated)
     if not methods and not generated:
         raise ValueError("--methods: name at least one method (e.g. imac,s2g,mya), or give --generated NAME=DIR")
+    resolve_device(args.device)        # a GPU torch does not see is named here, before any work
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads {args.threads}: give at least 1 (or leave it out for torch's default)")
     if args.processes != 1:
         return relaunch("bench", without_option(args.command_argv, "--processes"), args.processes)
     if args.threads:

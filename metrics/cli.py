@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from metrics.device import resolve_device
 from metrics.distributed import current_processes, relaunch, without_option
 from metrics.evaluate import DEFAULT_CACHE, evaluate, format_table, make_extractor, write_result
 from metrics.fgd_training import train_fgd_autoencoder
@@ -283,6 +284,7 @@ def _compute_options(args: argparse.Namespace) -> ComputeOptions:
 
 def _compute(args: argparse.Namespace) -> int:
     options = _compute_options(args)
+    resolve_device(options.device)     # a GPU torch does not see is named here, before any work
     if args.processes != 1:
         return relaunch("metrics", without_option(args.command_argv, "--processes"), args.processes)
     processes = current_processes()
@@ -304,6 +306,7 @@ def _compute(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    resolve_device(args.device)
     checkpoint, info = train_fgd_autoencoder(
         args.data, args.out, get_protocol(args.protocol),
         _extractor(args.extractor, args.dwpose_detector, args.dwpose_pose, args.device), keypoints=args.keypoints,
@@ -315,6 +318,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _sanity(args: argparse.Namespace) -> int:
+    resolve_device(args.device)
     report = run_sanity(args.data, args.out, get_protocol(args.protocol), autoencoder=args.fgd_ae, i3d=args.i3d,
                         extractor=args.extractor, ae_steps=args.steps, cache_dir=_cache_dir(args.cache),
                         metrics=tuple(args.metrics.split(",")), progress=None if args.quiet else _log,

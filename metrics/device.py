@@ -2,8 +2,8 @@
 
 ``resolve_device("auto")`` is ``"cuda"`` when torch sees a GPU and ``"cpu"`` otherwise; any other
 value (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...) is returned unchanged once torch has accepted it
-as a device string, so a typo fails here, naming the value, rather than deep inside a model.
-Whether the named GPU exists is left to the first use of it.
+as a device string and, for a GPU, sees that device, so a typo or a CPU-only torch fails here,
+naming the value, rather than as a traceback deep inside a model.
 """
 
 from __future__ import annotations
@@ -16,13 +16,23 @@ AUTO = "auto"
 def resolve_device(name: str = AUTO) -> str:
     """``"auto"`` -> ``"cuda"`` if available else ``"cpu"``; another name is returned as given if torch knows it.
 
-    Raises ``ValueError`` naming the value when ``torch.device(name)`` refuses it.
+    Raises ``ValueError`` naming the value when ``torch.device(name)`` refuses it, or when it names a
+    CUDA (or MPS) device that torch does not see.
     """
     if name == AUTO:
         return "cuda" if torch.cuda.is_available() else "cpu"
     try:
-        torch.device(name)
+        device = torch.device(name)
     except (RuntimeError, TypeError, ValueError) as error:
         raise ValueError(f"device {name!r} is not a device torch understands (use auto, cpu, cuda or "
                          f"cuda:N): {error}") from error
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"device {name!r}: torch {torch.__version__} sees no CUDA GPU (a CPU build, no driver "
+                             "or CUDA_VISIBLE_DEVICES empty); use cpu or auto")
+        if device.index is not None and device.index >= count:
+            raise ValueError(f"device {name!r}: torch sees {count} CUDA GPU(s), numbered 0-{count - 1}")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {name!r}: torch sees no MPS device; use cpu or auto")
     return name

@@ -84,6 +84,22 @@ def test_unknown_method_lists_the_known_ones():
         assert name in message
 
 
+@pytest.mark.parametrize("generated, message", [
+    (["..=videos"], "cannot name a method"),
+    (["a/b=videos"], "cannot name a method"),
+    (["cache=videos"], "cannot name a method"),
+    (["copy=one", "copy=two"], "copy is given twice"),
+])
+def test_cli_generated_names_that_cannot_be_folders_exit_2_before_any_work(corpus, tmp_path, capsys,
+                                                                           generated, message):
+    arguments = ["run", "--data", str(corpus), "--out", str(tmp_path / "r"), "--quiet"]
+    for value in generated:
+        arguments += ["--generated", value]
+    assert bench_main(arguments) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "r").exists() and not (tmp_path / "videos").exists()
+
+
 def test_cli_unknown_method_exits_2_before_any_work(corpus, tmp_path, capsys):
     code = bench_main(["run", "--methods", "imac,nope", "--data", str(corpus), "--out", str(tmp_path / "r"), "--quiet"])
     assert code == 2
@@ -508,6 +524,13 @@ def test_methods_file_errors_and_quoting(tmp_path):
     path.write_text("methods:\n  x:\n    command: run {out}\n    gpu: 1\n")
     with pytest.raises(ValueError, match="unknown key.*gpu"):
         parse_methods_file(path)
+    path.write_text("methods:\n  x:\n    command: run {out}\n    timeout: -2\n")
+    with pytest.raises(ValueError, match="timeout must be a positive number"):
+        parse_methods_file(path)
+    for name in ("..", "a/b", "work", ".hidden"):          # a method's name is its folder in the run
+        path.write_text(f"methods:\n  '{name}':\n    command: run {{out}}\n")
+        with pytest.raises(ValueError, match="cannot name a method"):
+            parse_methods_file(path)
     argv = format_command("tool --in {reference} --out {out}", {"reference": "/a b/c.png", "out": "/o;rm -rf x.mp4"})
     assert argv == ["tool", "--in", "/a b/c.png", "--out", "/o;rm -rf x.mp4"]
 

@@ -146,6 +146,21 @@ def test_a_bad_option_is_one_line(main, argv, capsys):
     assert exit_.value.code == 2 and err.count("\n") == 1 and "error:" in err
 
 
+@pytest.mark.parametrize("main, argv, named", [
+    (bench_main, ["run", "--methods", "static", "--device", "cuda:7", "--out", "{tmp}/r"], "device 'cuda:7'"),
+    (bench_main, ["run", "--methods", "static", "--threads", "-1", "--out", "{tmp}/r"], "--threads -1"),
+    (metrics_main, ["compute", "--real", "{tmp}", "--fake", "{tmp}", "--device", "cuda:7"], "device 'cuda:7'"),
+    (metrics_main, ["sanity", "--data", "{tmp}", "--out", "{tmp}/s", "--device", "cuda:7"], "device 'cuda:7'"),
+])
+def test_a_device_or_thread_count_that_cannot_be_used_is_named_before_any_work(main, argv, named, tmp_path,
+                                                                                 monkeypatch, capsys):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)       # as on this project's CI machines
+    assert main([a.replace("{tmp}", str(tmp_path)) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert named in err and "Traceback" not in err
+    assert not (tmp_path / "r").exists() and not (tmp_path / "s").exists()
+
+
 @pytest.mark.parametrize("argv", [["train", "stage1", "--config", "tiny", "stage1.nope=1"],
                                   ["train", "stage1", "stage1.nope=1", "--config", "tiny", "--quiet"]])
 def test_imac_train_refuses_an_unknown_override_key(argv, capsys):

@@ -21,8 +21,21 @@ def test_resolve_device_auto_follows_cuda(monkeypatch):
 
 
 @pytest.mark.parametrize("name", ["cpu", "cuda", "cuda:1", "meta"])
-def test_resolve_device_returns_a_known_name_as_given(name):
+def test_resolve_device_returns_a_known_name_as_given(name, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)      # as on a machine with 2 GPUs
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     assert resolve_device(name) == name
+
+
+def test_resolve_device_names_a_gpu_torch_does_not_see(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for name in ("cuda", "cuda:0"):
+        with pytest.raises(ValueError, match=f"device {name!r}: torch .* sees no CUDA GPU"):
+            resolve_device(name)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(ValueError, match=r"device 'cuda:2': torch sees 2 CUDA GPU\(s\), numbered 0-1"):
+        resolve_device("cuda:2")
 
 
 @pytest.mark.parametrize("name", ["gpu", "cuda:x", "", "Auto"])

@@ -7,6 +7,7 @@ from command templates in a methods file (``bench.methods.external``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from bench.methods.base import BenchContext, Method
@@ -63,6 +64,22 @@ class UnknownMethodError(ValueError):
     pass
 
 
+# A method's name is its folder in a run (<out>/<name>/<identity>/<clip_id>.mp4 and work/<name>/): one
+# path component that is none of the run's own folders and files.
+RUN_ENTRIES = frozenset({"cache", "data", "plots", "work", "metrics.csv", "report.md", "report.tex", "results.json",
+                         "run.json"})
+_METHOD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+
+
+def check_method_name(name: str, where: str) -> str:
+    """``name`` if it can name a method's folder in a run; else ValueError naming ``where`` it came from."""
+    if not _METHOD_NAME.fullmatch(name) or name in RUN_ENTRIES:
+        raise ValueError(f"{where}: {name!r} cannot name a method: the name is the method's folder in the run, so "
+                         "it takes letters, digits and _ - + . (not first), and none of the run's own entries "
+                         f"({', '.join(sorted(RUN_ENTRIES))})")
+    return name
+
+
 def known_methods(external: dict[str, Callable[[], Method]] | None = None) -> list[str]:
     return list(BUILTIN) + sorted(external or {})
 
@@ -78,5 +95,5 @@ def make_method(name: str, external: dict[str, Callable[[], Method]] | None = No
                              "(or add one with --generated NAME=DIR or --methods-file FILE)")
 
 
-__all__ = ["BUILTIN", "CONTROLS", "BenchContext", "Method", "ClipRecord", "UnknownMethodError", "known_methods",
-           "make_method"]
+__all__ = ["BUILTIN", "CONTROLS", "BenchContext", "Method", "ClipRecord", "UnknownMethodError", "check_method_name",
+           "known_methods", "make_method"]

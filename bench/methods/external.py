@@ -40,6 +40,7 @@ from typing import Any
 
 from PIL import Image
 
+from bench.methods import check_method_name
 from bench.methods.base import Method
 from bench.methods.controls import link_file
 from metrics.dataset import ClipRecord
@@ -140,6 +141,7 @@ def parse_methods_file(path: str | Path) -> dict[str, CommandSpec]:
     allowed = {"command", "label", "cwd", "env", "timeout"}
     for name, entry in methods.items():
         where = f"{path}: method {name!r}"
+        check_method_name(str(name), f"{path}: methods")
         if not isinstance(entry, dict) or not isinstance(entry.get("command"), str):
             raise ValueError(f"{where}: needs a 'command' string")
         unknown = sorted(set(entry) - allowed)
@@ -152,9 +154,13 @@ def parse_methods_file(path: str | Path) -> dict[str, CommandSpec]:
                              f"(known: {', '.join('{' + p + '}' for p in PLACEHOLDERS)})")
         if "out" not in fields_used:
             raise ValueError(f"{where}: the command must write {{out}}")
+        timeout = entry.get("timeout")
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                    or not 0 < timeout < float("inf")):
+            raise ValueError(f"{where}: timeout must be a positive number of seconds, got {timeout!r}")
         specs[str(name)] = CommandSpec(str(name), entry["command"], entry.get("label") or f"{name} (command)",
                                        entry.get("cwd"), {str(k): str(v) for k, v in (entry.get("env") or {}).items()},
-                                       entry.get("timeout"))
+                                       timeout)
     return specs
 
 
