@@ -24,6 +24,7 @@ from imac.config import IMACConfig, load_config
 from imac.frames import describe_preparation, load_image
 from metrics.cli import CommandParser, add_command, help_texts, package_version, run_command
 from metrics.dataset import read_manifest, validate_dataset
+from metrics.device import resolve_device
 from metrics.io.audio import load_audio
 from metrics.io.files import save_npz_atomic
 from metrics.io.video import write_video
@@ -94,6 +95,7 @@ def _train_vae(config: IMACConfig, args: argparse.Namespace) -> int:
 def _sample(args: argparse.Namespace) -> int:
     from imac.pipeline import IMACPipeline  # diffusers: see the note at the top
 
+    resolve_device(args.device)        # a GPU torch does not see is named here, not by the first layer
     pipeline = IMACPipeline.from_pretrained(args.model, device=args.device)
     if not pipeline.model.has_video:
         raise ValueError(f"--model {args.model}: a stage-1 (motion only) model folder; sampling videos needs "

@@ -151,6 +151,8 @@ def test_a_bad_option_is_one_line(main, argv, capsys):
     (bench_main, ["run", "--methods", "static", "--threads", "-1", "--out", "{tmp}/r"], "--threads -1"),
     (metrics_main, ["compute", "--real", "{tmp}", "--fake", "{tmp}", "--device", "cuda:7"], "device 'cuda:7'"),
     (metrics_main, ["sanity", "--data", "{tmp}", "--out", "{tmp}/s", "--device", "cuda:7"], "device 'cuda:7'"),
+    (imac_main, ["sample", "--model", "{tmp}", "--reference", "{tmp}/a.png", "--audio", "{tmp}/a.wav", "--out",
+                 "{tmp}/r.mp4", "--device", "cuda"], "device 'cuda'"),
 ])
 def test_a_device_or_thread_count_that_cannot_be_used_is_named_before_any_work(main, argv, named, tmp_path,
                                                                                  monkeypatch, capsys):
