@@ -77,6 +77,8 @@ def config_from_dict(values: dict[str, Any], where: str = "bench config") -> Ben
         config.metrics = list(normalise_metrics(config.metrics))
     except ValueError as error:
         raise OptionsError(f"{where}: metrics: {error}") from None
+    if not config.metrics:
+        raise OptionsError(f"{where}: metrics: empty; name at least one (e.g. [fgd, div, bas, fvd])")
     return config
 
 

@@ -240,10 +240,11 @@ class Evaluator:
             cached = self.keypoint_cache.load(clip.video)
             keypoints = None if cached is None else cached.get("keypoints")
             if cached is not None and not (isinstance(keypoints, np.ndarray) and keypoints.ndim == 3
-                                           and keypoints.shape[1:] == (NUM_KEYPOINTS, 3)):
-                logger.warning("%s: cached keypoints ignored: not a (frames, %d, 3) array", clip.video,
-                               NUM_KEYPOINTS)     # a damaged entry is not the user's data: extract them again
-                keypoints = None
+                                           and keypoints.shape == (info.num_frames, NUM_KEYPOINTS, 3)
+                                           and np.isfinite(keypoints).all()):
+                logger.warning("%s: cached keypoints ignored: not a finite (%d frames, %d, 3) array", clip.video,
+                               info.num_frames, NUM_KEYPOINTS)   # a damaged entry is not the user's data:
+                keypoints = None                                 # extract them again
         if want_fvd and self.fvd_cache is not None:
             cached = self.fvd_cache.load(clip.video)
             try:

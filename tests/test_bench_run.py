@@ -112,6 +112,8 @@ def test_bench_config_rejects_unknown_keys(tmp_path):
         config_from_dict({"metric": ["fgd"]})
     with pytest.raises(ValueError, match="corpus: unknown key.*sizes"):
         config_from_dict({"corpus": {"sizes": 64}})
+    with pytest.raises(ValueError, match="metrics: empty"):      # an empty table whose checks all "hold"
+        config_from_dict({"metrics": []})
     assert load_bench_config("toy").corpus.size == 128
     with pytest.raises(FileNotFoundError, match="toy"):
         load_bench_config("nonexistent")

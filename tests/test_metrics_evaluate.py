@@ -129,8 +129,8 @@ def test_keypoints_are_cached_per_video_content(corpus, tmp_path):
 
 
 def test_damaged_cache_entries_are_computed_again(corpus, tmp_path, caplog):
-    """Cached keypoints of the wrong shape and I3D statistics of foreign arrays are warned about and
-    recomputed: the scores equal those of a run without a cache."""
+    """Cached keypoints of the wrong shape or frame count or with NaN, and I3D statistics of foreign
+    arrays, are warned about and recomputed: the scores equal those of a run without a cache."""
     from metrics.io.files import save_npz_atomic
 
     options = dict(autoencoder=corpus["ae"], metrics=("fgd", "fvd"), extractor=ToyMarkerPose(),
@@ -140,8 +140,13 @@ def test_damaged_cache_entries_are_computed_again(corpus, tmp_path, caplog):
     evaluate(corpus["data"], corpus["copies"], cache_dir=cache, **options)
     entries = {kind: sorted(cache.glob(f"{kind}__*/*.npz")) for kind in ("keypoints", "i3d")}
     assert entries["keypoints"] and entries["i3d"]
-    for path in entries["keypoints"]:
-        save_npz_atomic(path, keypoints=np.zeros((5, 17, 3), np.float32), fps=np.array(25.0))
+    for k, path in enumerate(entries["keypoints"]):    # a foreign layout, too few frames, NaN: in turn
+        with np.load(path) as entry:
+            stored = entry["keypoints"]
+        nan = stored.copy()
+        nan[3, :, 0] = np.nan
+        damaged = (np.zeros((5, 17, 3), np.float32), stored[:40], nan)[k % 3]
+        save_npz_atomic(path, keypoints=damaged, fps=np.array(25.0))
     for path in entries["i3d"]:
         save_npz_atomic(path, count=np.array(3), total=np.zeros(12), rows=np.zeros((2, 12)))
     CountingExtractor.calls = 0
