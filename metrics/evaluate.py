@@ -162,7 +162,9 @@ class Evaluator:
             if extractor is not None:
                 self.keypoint_cache = VideoCache(cache_dir, "keypoints", extractor.extractor_id, protocol.version)
             if i3d is not None:
-                self.fvd_cache = VideoCache(cache_dir, "i3d", i3d.feature_id, protocol.version, protocol.digest)
+                # keyed by the FVD fields only: rescoring under another BAS or FGD setting reuses the I3D
+                self.fvd_cache = VideoCache(cache_dir, "i3d", i3d.feature_id, protocol.version,
+                                            protocol.digest_of("fvd_"))
 
     @classmethod
     def load(cls, metrics: Sequence[str], protocol: Protocol, *, autoencoder: str | Path | None = None,

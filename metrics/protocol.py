@@ -263,6 +263,14 @@ class Protocol:
         text = json.dumps(self.to_dict(), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
+    def digest_of(self, prefix: str) -> str:
+        """A short hash of the fields named ``prefix``... (e.g. "fvd_": what a cached I3D statistic depends
+        on), so that a cache of one metric's features outlives a change to another metric's fields."""
+        fields = {k: v for k, v in self.to_dict().items() if k.startswith(prefix)}
+        if not fields:
+            raise ValueError(f"no protocol field starts with {prefix!r}")
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
+
     @property
     def label(self) -> str:
         return f"{self.name} ({self.version}, {self.digest})"

@@ -128,6 +128,31 @@ def test_keypoints_are_cached_per_video_content(corpus, tmp_path):
     assert CountingExtractor.calls == first  # nothing extracted the second time
 
 
+class CountingColourFeatures(MeanColourFeatures):
+    calls = 0
+
+    def __call__(self, videos):
+        CountingColourFeatures.calls += 1
+        return super().__call__(videos)
+
+
+def test_cached_i3d_statistics_outlive_a_change_to_another_metrics_fields(corpus, tmp_path):
+    """The I3D cache is keyed by the FVD fields: rescoring under another BAS setting reuses it (the
+    same FVD); a change to an FVD field computes the statistics again."""
+    options = dict(autoencoder=corpus["ae"], metrics=("bas", "fvd"), extractor=ToyMarkerPose(),
+                   i3d=CountingColourFeatures(), cache_dir=tmp_path / "cache")
+    CountingColourFeatures.calls = 0
+    first = evaluate(corpus["data"], corpus["copies"], protocol=Protocol(), **options).scores["all"]
+    computed = CountingColourFeatures.calls
+    assert computed > 0
+    other_bas = evaluate(corpus["data"], corpus["copies"], protocol=Protocol(bas_sigma=0.1), **options).scores["all"]
+    assert CountingColourFeatures.calls == computed
+    assert other_bas["fvd"].value == pytest.approx(first["fvd"].value, rel=1e-9, abs=1e-12)
+    assert other_bas["bas"].value != pytest.approx(first["bas"].value, abs=1e-6)
+    evaluate(corpus["data"], corpus["copies"], protocol=Protocol(fvd_clips="first"), **options)
+    assert CountingColourFeatures.calls > computed
+
+
 def test_damaged_cache_entries_are_computed_again(corpus, tmp_path, caplog):
     """Cached keypoints of the wrong shape or frame count or with NaN, and I3D statistics of foreign
     arrays, are warned about and recomputed: the scores equal those of a run without a cache."""
