@@ -404,10 +404,18 @@ class Evaluator:
                 rec.div_input = diversity_sequence(keypoints, fps, self.protocol, source)
         if keypoints is not None and "bas" in self.metrics:
             rate = self.protocol.audio_sample_rate
-            rec.bas, rec.bas_frames = self.clip_bas(keypoints, fps, _clip_audio(clip, partner, rate), rate)
+            rec.bas, rec.bas_frames = self.clip_bas(keypoints, fps, self.bas_audio(clip, side, partner, rate), rate)
         if self.clip_metrics:
             rec.values = self.clip_metric_values(clip, side, partner, keypoints, fps, size, hints, frames, found)
         return rec
+
+    def bas_audio(self, clip: ClipRecord, side: str, partner: ClipRecord | None, sample_rate: int) -> np.ndarray:
+        """The speech BAS scores ``clip``'s motion against, mono at ``sample_rate``: under ``bas_audio:
+        real`` a generated clip with a real partner takes the partner's (the condition, read as the real
+        side reads it: no codec between the two sides); otherwise the clip's own (its wav or track)."""
+        if side == "fake" and partner is not None and self.protocol.bas_audio == "real":
+            return partner.load_audio(sample_rate)
+        return _clip_audio(clip, partner, sample_rate)
 
     def records(self, clips: Sequence[ClipRecord], side: str, *, partners: dict | None = None,
                 on_error: str = "raise", progress: Callable[[str], None] | None = None, hints: dict | None = None

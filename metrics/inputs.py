@@ -22,8 +22,12 @@ property                      changes            rule
 ``audio_rate``                BAS                converted: resampled to the protocol's audio rate
 ``audio_channels``            BAS                converted: channels averaged to mono
 ``audio_duration``            BAS                the speech covers the video (up to 0.1 s short: AAC)
-``audio_missing``             BAS                a generated clip without sound is scored with its real
-                                                 clip's speech (converted); with no real partner, refused
+``audio_missing``             BAS                under ``bas_audio: generated``, a generated clip without sound
+                                                 is scored with its real clip's speech (converted); with no
+                                                 real partner, refused (under either ``bas_audio``)
+``bas_audio``                 BAS                under ``bas_audio: real`` (default) a generated clip with no
+                                                 real partner and no wav is scored with its own sound track
+                                                 (converted)
 ============================  =================  ==========================================================
 
 ``allow`` names properties whose mismatch is accepted; the result then lists it under ``allowed``.
@@ -280,7 +284,13 @@ def _check_audio(check: _Checker, real, fake, protocol: Protocol) -> None:
         check.refused.append(f"audio_missing: {len(orphans)} generated clip(s) have no audio track, no wav beside "
                              f"them and no real clip with the same identity/clip_id to take the speech from: "
                              f"{_named(orphans)} (BAS needs the speech)")
-    if silent and len(silent) > len(orphans):
+    if protocol.bas_audio == "real":          # every paired clip is scored with its real clip's speech
+        alone = [p.clip for p in fake if p.key not in partners and p.audio_source == "track"]
+        if alone:                             # (a wav beside a clip is read as the real side reads its own)
+            check.converted("bas_audio", ("bas",), f"{len(alone)} generated clip(s) with no real clip of the same "
+                            f"identity/clip_id scored with their own sound track, not the real speech: "
+                            f"{_named(alone)}")
+    elif silent and len(silent) > len(orphans):
         check.converted("audio_missing", ("bas",), f"{len(silent) - len(orphans)} generated clip(s) without sound "
                         f"scored with their real clip's speech: {_named([p.clip for p in silent])}")
     silent_real = [p.clip for p in real if p.audio_source is None]

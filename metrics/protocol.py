@@ -22,7 +22,7 @@ from metrics.io import SAMPLE_RATE
 from metrics.pose import wholebody as wb
 from metrics.registry import PRESET_GROUPS
 
-PROTOCOL_VERSION = "imac-bench-metrics-1.3"
+PROTOCOL_VERSION = "imac-bench-metrics-1.4"
 
 
 def _default_skeleton_points() -> tuple[int, ...]:
@@ -96,6 +96,9 @@ class Protocol:
     motion_beat_threshold: float | None = None  # a minimum is a beat only where the curve is above this
     ignore_edges: float = 0.0             # seconds cut from both ends of the motion and the audio (EMAGE: 2 s)
     bas_clip_weight: str = "clip"         # dataset value: mean over clips ("clip") or weighted by scored frames
+    # "real": a generated clip is scored against its real clip's speech (the condition; as every peer reads
+    # the test set's audio file); "generated": against the generated file's own sound (its AAC track)
+    bas_audio: str = "real"
     # -- FVD ----------------------------------------------------------------------------------
     # Read by metrics/fvd.py (clips, frames, covariance) and metrics/i3d.py (resize, resolution).
     fvd_frames: int = 16                  # frames per I3D clip (>= 9: the I3D's temporal strides)
@@ -228,6 +231,7 @@ class Protocol:
         _choice("motion_joints", self.motion_joints, ("mean", "each"))
         _choice("motion_beat_rule", self.motion_beat_rule, ("prominent_minima", "local_minima"))
         _choice("bas_clip_weight", self.bas_clip_weight, ("clip", "frames"))
+        _choice("bas_audio", self.bas_audio, ("real", "generated"))
         for name in ("bas_fps", "bas_sigma", "audio_sample_rate", "onset_hop_length"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
@@ -308,7 +312,8 @@ PRESETS: dict[str, Preset] = {
         "beat_track_start_bpm": 120.0, "motion_speed": "backward", "motion_speed_normalisation": "none",
         "motion_joints": "mean", "motion_smoothing": 0.0, "motion_beat_rule": "local_minima",
         "motion_beat_prominence": None, "motion_beat_min_gap": None, "motion_beat_order": 10,
-        "motion_beat_threshold": None, "ignore_edges": 0.0, "bas_clip_weight": "clip"},
+        "motion_beat_threshold": None, "ignore_edges": 0.0, "bas_clip_weight": "clip",
+        "bas_audio": "real"},
         "AIST++ BeatAlign, google-research/mint tools/calculate_beat_scores.py (motion_peak_onehot, "
         "alignment_score) and tools/preprocessing.py (cache_audio_features) at 83d64b9 (PR #41)"),
     "bailando": Preset("BAS", {
@@ -317,7 +322,8 @@ PRESETS: dict[str, Preset] = {
         "beat_track_start_bpm": 120.0, "motion_speed": "forward", "motion_speed_normalisation": "none",
         "motion_joints": "mean", "motion_smoothing": 5.0, "motion_beat_rule": "local_minima",
         "motion_beat_prominence": None, "motion_beat_min_gap": None, "motion_beat_order": 1,
-        "motion_beat_threshold": None, "ignore_edges": 0.0, "bas_clip_weight": "clip"},
+        "motion_beat_threshold": None, "ignore_edges": 0.0, "bas_clip_weight": "clip",
+        "bas_audio": "real"},
         "Bailando, lisiyao21/Bailando utils/beat_align_score.py (calc_db, BA) and extractor.py "
         "(FeatureExtractor.get_hpss, get_onset_strength, get_onset_beat) at cc90b98"),
     "emage": Preset("BAS", {
@@ -326,7 +332,8 @@ PRESETS: dict[str, Preset] = {
         "beat_track_start_bpm": None, "motion_speed": "central", "motion_speed_normalisation": "clip_mean",
         "motion_joints": "each", "motion_smoothing": 0.0, "motion_beat_rule": "local_minima",
         "motion_beat_prominence": None, "motion_beat_min_gap": None, "motion_beat_order": 7,
-        "motion_beat_threshold": 0.1, "ignore_edges": 2.0, "bas_clip_weight": "frames"},
+        "motion_beat_threshold": 0.1, "ignore_edges": 2.0, "bas_clip_weight": "frames",
+        "bas_audio": "real"},
         "EMAGE BC, PantoMatrix/PantoMatrix emage_evaltools/mertic.py (BC.load_audio, BC.load_motion, "
         "BC.compute, BC.avg) at 0bbb03d, as train_emage_audio.py's evaluation_fn calls it"),
     "emage-l1div": Preset("Diversity", {

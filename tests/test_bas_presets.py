@@ -301,6 +301,7 @@ BAS_REFUSALS = [  # (fields, the field the message must name)
     ({"motion_joints": "sum"}, "motion_joints"),
     ({"motion_beat_rule": "peaks"}, "motion_beat_rule"),
     ({"bas_clip_weight": "seconds"}, "bas_clip_weight"),
+    ({"bas_audio": "track"}, "bas_audio"),
     ({"bas_fps": 0.0}, "bas_fps"),
     ({"bas_sigma": 0.0}, "bas_sigma"),
     ({"audio_sample_rate": 0}, "audio_sample_rate"),
@@ -406,6 +407,8 @@ def test_every_bas_and_diversity_field_has_a_test_above():
 
     bas_fields = set(PRESETS["emage"].fields) | {"beat_points", "motion_joint_mean_speed"}
     assert bas_fields == set(PRESETS["aist"].fields) | {"beat_points", "motion_joint_mean_speed"}
-    assert bas_fields <= {name for _, name, _ in BAS_CHANGES} | {"bas_clip_weight"}
+    # bas_clip_weight: test_bas_clip_weight_weighs_clips_by_scored_frames; bas_audio: tests/test_metrics_evaluate.py (the same
+    # video scored against its real speech or its own AAC track)
+    assert bas_fields <= {name for _, name, _ in BAS_CHANGES} | {"bas_clip_weight", "bas_audio"}
     diversity_fields = set(PRESETS["emage-l1div"].fields)
     assert diversity_fields <= {name for _, name in DIVERSITY_REFUSALS}

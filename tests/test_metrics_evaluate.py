@@ -67,12 +67,28 @@ def test_identical_videos_score_as_real(corpus, tmp_path):
     table = result.scores["all"]
     assert table["fgd"].value == pytest.approx(0.0, abs=1e-6)
     assert table["fvd"].value == pytest.approx(0.0, abs=1e-9)
-    # The copies have no wav: their speech comes from the mp4's AAC track, so beats move slightly.
-    assert table["bas"].value == pytest.approx(result.reference["all"]["bas"].value, rel=0.05)
+    # The copies have no wav; under bas_audio "real" (the default) each is scored with its real clip's
+    # speech, read as the real side reads it: the same video gives the real side's BAS, clip by clip.
+    assert table["bas"].value == pytest.approx(result.reference["all"]["bas"].value, abs=1e-12)
     assert table["div"].value > 0
     assert set(result.scores) == {"all", "identity:ines", "identity:omar"}
     assert result.protocol == Protocol().to_dict()
     assert table["fgd"].counts["n_real_clips"] == table["fgd"].counts["n_fake_clips"] == 4
+
+
+def test_bas_of_a_copy_read_from_its_own_track_differs_from_the_real_side(corpus, tmp_path):
+    """bas_audio "generated" scores the copies against their mp4's AAC track: the codec moves the onsets,
+    so identical videos no longer score as real (the bias the default avoids); a generated clip with no
+    real clip of its identity/clip_id is scored with its own sound under either setting, and says so."""
+    own = run(corpus, corpus["copies"], tmp_path, metrics=("bas",), protocol=Protocol(bas_audio="generated"))
+    assert own.scores["all"]["bas"].value != pytest.approx(own.reference["all"]["bas"].value, abs=1e-3)
+    alone = tmp_path / "alone"
+    first = sorted(corpus["copies"].glob("*/*.mp4"))[0]
+    (alone / first.parent.name).mkdir(parents=True)
+    shutil.copyfile(first, alone / first.parent.name / "unpaired_clip.mp4")
+    result = run(corpus, alone, tmp_path, metrics=("bas",))
+    assert np.isfinite(result.scores["all"]["bas"].value)
+    assert any("bas_audio" in line and "unpaired_clip" in line for line in result.provenance["bas"].conversions)
 
 
 def test_every_metric_carries_its_provenance_card(corpus, tmp_path):

@@ -86,11 +86,17 @@ def test_audio_rate_and_channels_are_converted_for_bas_only():
 
 def test_generated_clips_without_sound_take_their_partner_speech_or_are_refused():
     real, fake = sides(audio_source=None, audio_rate=None, audio_channels=None, audio_duration=None)
-    report = check_inputs(real, fake, ("bas",), Protocol())
+    assert check_inputs(real, fake, ("bas",), Protocol()).findings == ()     # bas_audio real: the partner's
+    report = check_inputs(real, fake, ("bas",), Protocol(bas_audio="generated"))
     assert [f.property for f in report.findings] == ["audio_missing"]
     orphan = [props("b/b_9", "fake", audio_source=None, audio_rate=None, audio_duration=None)]
-    with pytest.raises(InputMismatchError, match=r"audio_missing.*b/b_9"):
-        check_inputs(real, orphan, ("bas",), Protocol())
+    for protocol in (Protocol(), Protocol(bas_audio="generated")):
+        with pytest.raises(InputMismatchError, match=r"audio_missing.*b/b_9"):
+            check_inputs(real, orphan, ("bas",), protocol)
+    voiced_orphan = [props("a/a_0", "fake"), props("a/a_9", "fake", audio_source="track"), props("a/a_8", "fake")]
+    report = check_inputs(real, voiced_orphan, ("bas",), Protocol())
+    assert [f.property for f in report.findings] == ["bas_audio"]          # a/a_8 reads a wav beside it
+    assert "a/a_9" in report.findings[0].detail and "a/a_8" not in report.findings[0].detail
 
 
 def test_unknown_allowed_property_is_named():
