@@ -529,6 +529,8 @@ def test_crafted_requests_get_4xx(server):
     json_headers = {"Content-Type": "application/json"}
     cases = [
         ("30,000 nested [", request(port, "POST", "/api/submit", b"[" * 30_000, json_headers)),
+        ("an integer of 5,000 digits", request(port, "POST", "/api/participants",
+                                               b'{"participant": ' + b"1" * 5000 + b"}", json_headers)),
         ("Content-Length ²", raw_exchange(port, "POST /api/submit HTTP/1.1\r\nHost: x\r\nContent-Type: "
                                                 "application/json\r\nContent-Length: ²\r\n\r\n{}".encode())),
         ("Content-Length of 5,000 digits", raw_exchange(port, b"POST /api/submit HTTP/1.1\r\nHost: x\r\n"

@@ -484,7 +484,7 @@ class StudyHandler(BaseHTTPRequestHandler):
             raise RequestError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "send the body as application/json")
         try:
             body = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        except ValueError as error:     # bad UTF-8, bad JSON, an integer past Python's 4300 digits
             raise RequestError(HTTPStatus.BAD_REQUEST, f"the body is not JSON: {error}") from None
         except RecursionError:
             raise RequestError(HTTPStatus.BAD_REQUEST, "the body is not JSON: nested too deeply") from None
