@@ -88,6 +88,23 @@ def test_simulate_prints_power_to_stdout(capsys):
     assert "friedman" in table and "kruskal_wallis" in table
 
 
+@pytest.mark.parametrize("argv, named", [
+    (["simulate", "--methods", "a,b", "--power", "0"], "--power: 0 is outside 1..1000000"),
+    (["simulate", "--methods", "a,b", "--power", "2", "--participants", "100000000"], "--participants"),
+    (["simulate", "--methods", "a,b", "--power", "2", "--effect", "nan"], "finite"),
+    (["simulate", "--methods", "a,b", "--power", "2", "--effect", "a=nan,b=inf"], "finite"),
+    (["simulate", "--methods", "a,b", "--power", "2", "--trial-sd", "-1"], "--trial-sd"),
+    (["serve", "--study", "s", "--port", "70000"], "--port: 70000 is outside 0..65535"),
+])
+def test_numbers_out_of_range_are_one_line_errors(argv, named, capsys):
+    """A zero power run divided by zero, nan effects ranked one method first every time, a port past
+    65535 raised OverflowError: each is now refused by the parser, naming the option."""
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and named in err and "Traceback" not in err
+
+
 def test_make_study_through_the_package(tmp_path):
     for method in ("a", "b"):
         (tmp_path / method).mkdir()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from importlib import metadata
 from typing import NamedTuple
@@ -70,6 +71,32 @@ def fail(error: object) -> int:
 def names(text: str) -> list[str]:
     """A comma-separated list: ``"a, b,,c"`` -> ``["a", "b", "c"]``."""
     return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def int_in(low: int, high: int):
+    """An argparse type: an integer in [low, high], else a message naming the range."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is outside {low}..{high}")
+        return value
+    return parse
+
+
+def float_in(low: float, high: float):
+    """An argparse type: a finite number in [low, high], else a message naming the range."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not (math.isfinite(value) and low <= value <= high):
+            raise argparse.ArgumentTypeError(f"{text} is outside {low:g}..{high:g}")
+        return value
+    return parse
 
 
 def version() -> str:

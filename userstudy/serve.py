@@ -763,7 +763,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--study", type=Path, required=True, metavar="DIR", help="study folder (with study.json)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to bind; the server has no login and no TLS")
-    parser.add_argument("--port", type=int, default=8000, help="port (0: any free port)")
+    parser.add_argument("--port", type=cli.int_in(0, 65535), default=8000, help="port (0: any free port)")
     parser.add_argument("--quiet", action="store_true", help="log only warnings and errors, not every request")
     defaults = Limits()
     parser.add_argument("--max-connections", type=int, default=defaults.max_connections,

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -114,9 +115,12 @@ def parse_effect(text: str) -> float | dict[str, float]:
     """``"0.5"`` -> 0.5; ``"a=1,b=0.5"`` -> {"a": 1.0, "b": 0.5}."""
     if "=" not in text:
         try:
-            return float(text)
+            value = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"--effect {text!r}: give a number or method=quality pairs") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"--effect {text!r}: give a finite number")
+        return value
     effect = {}
     for item in text.split(","):
         name, _, value = item.partition("=")
@@ -124,6 +128,8 @@ def parse_effect(text: str) -> float | dict[str, float]:
             effect[name.strip()] = float(value)
         except ValueError:
             raise argparse.ArgumentTypeError(f"--effect: {item!r} is not method=number") from None
+        if not math.isfinite(effect[name.strip()]):
+            raise argparse.ArgumentTypeError(f"--effect: {item!r}: give a finite number")
     return effect
 
 
@@ -153,8 +159,8 @@ def simulate(methods: Sequence[str], participants: int = 20, trials: int = 30,
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser = cli.command_parser("simulate", prog)
     parser.add_argument("--methods", type=cli.names, required=True, metavar="A,B,C", help="comma-separated, best first")
-    parser.add_argument("--participants", type=int, default=20, metavar="N", help="participants per study")
-    parser.add_argument("--trials", type=int, default=30, metavar="N", help="trials per study")
+    parser.add_argument("--participants", type=cli.int_in(1, 100_000), default=20, metavar="N", help="participants per study")
+    parser.add_argument("--trials", type=cli.int_in(1, 100_000), default=30, metavar="N", help="trials per study")
     parser.add_argument("--out", type=Path, metavar="CSV", help="rankings CSV to write (default: none; give --out and/or --power)")
     parser.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the random numbers")
     parser.add_argument("--effect", type=parse_effect, default=0.5,
@@ -162,12 +168,12 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                              "deviations, or method=quality pairs: a=1,b=0.5,c=0")
     parser.add_argument("--criteria", type=cli.names, default=list(PAPER_CRITERIA), metavar="A,B",
                         help="comma-separated (default: the paper's four)")
-    parser.add_argument("--trial-sd", type=float, default=0.5, metavar="SD",
+    parser.add_argument("--trial-sd", type=cli.float_in(0.0, 1e6), default=0.5, metavar="SD",
                         help="standard deviation of the per-video effect shared by all participants")
-    parser.add_argument("--power", type=int, metavar="N",
+    parser.add_argument("--power", type=cli.int_in(1, 1_000_000), metavar="N",
                         help="instead of (or besides) writing, simulate N studies and print how often "
                              "Friedman and Kruskal-Wallis reach p < --alpha (default: none)")
-    parser.add_argument("--alpha", type=float, default=0.05, help="significance level of --power")
+    parser.add_argument("--alpha", type=cli.float_in(1e-12, 0.5), default=0.05, help="significance level of --power")
     return parser
 
 
