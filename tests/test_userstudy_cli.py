@@ -95,6 +95,8 @@ def test_simulate_prints_power_to_stdout(capsys):
     (["simulate", "--methods", "a,b", "--power", "2", "--effect", "a=nan,b=inf"], "finite"),
     (["simulate", "--methods", "a,b", "--power", "2", "--trial-sd", "-1"], "--trial-sd"),
     (["serve", "--study", "s", "--port", "70000"], "--port: 70000 is outside 0..65535"),
+    (["make-study", "--out", "st", "--method", "a=x", "--method", "b=y", "--constant-bitrate", "0"],
+     "--constant-bitrate: 0 is outside"),          # was refused only after the study was written
 ])
 def test_numbers_out_of_range_are_one_line_errors(argv, named, capsys):
     """A zero power run divided by zero, nan effects ranked one method first every time, a port past

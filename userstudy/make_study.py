@@ -436,7 +436,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                         help="text shown above the trials (default: none; the page then says how many "
                              "trials and criteria there are)")
     parser.add_argument("--seed", metavar="TEXT", help="key of the randomisation (default: random)")
-    parser.add_argument("--constant-bitrate", type=int, metavar="KBPS",
+    parser.add_argument("--constant-bitrate", type=cli.int_in(1, 1_000_000), metavar="KBPS",
                         help="re-encode the study's videos as H.264 at this constant bitrate (kbit/s; AAC audio at "
                              "96), so that file sizes do not group videos by method (default: copied as they are)")
     return parser
