@@ -296,7 +296,9 @@ def _check_audio(check: _Checker, real, fake, protocol: Protocol) -> None:
     silent_real = [p.clip for p in real if p.audio_source is None]
     if silent_real:
         check.refused.append(f"audio_missing: {len(silent_real)} real clip(s) have no sound: {_named(silent_real)}")
-    voiced = [p for p in (*real, *fake) if p.audio_source is not None]
+    # the sound BAS reads: the real clips', and a generated clip's own only where bas_audio has it read
+    own = [p for p in fake if protocol.bas_audio != "real" or p.key not in partners]
+    voiced = [p for p in (*real, *own) if p.audio_source is not None]
     rates = sorted({p.audio_rate for p in voiced if p.audio_rate != protocol.audio_sample_rate})
     if rates:
         check.converted("audio_rate", ("bas",), f"audio at {', '.join(map(str, rates))} Hz resampled to "
