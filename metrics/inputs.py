@@ -30,6 +30,9 @@ property                      changes            rule
                                                  (converted)
 ============================  =================  ==========================================================
 
+The audio rows concern the sound BAS reads: the real clips' and, under ``bas_audio: real`` (default),
+only the unpaired generated clips' own (a paired one is scored with its real clip's speech).
+
 ``allow`` names properties whose mismatch is accepted; the result then lists it under ``allowed``.
 """
 
