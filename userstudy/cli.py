@@ -73,30 +73,28 @@ def names(text: str) -> list[str]:
     return [name.strip() for name in text.split(",") if name.strip()]
 
 
-def int_in(low: int, high: int):
-    """An argparse type: an integer in [low, high], else a message naming the range."""
-    def parse(text: str) -> int:
+def _in_range(convert, noun: str, low, high):
+    """An argparse type: ``convert(text)``, finite and in [low, high], else a message naming the range."""
+    def parse(text: str):
         try:
-            value = int(text)
+            value = convert(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{value} is outside {low}..{high}")
+            raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
+        if not (math.isfinite(value) and low <= value <= high):
+            bounds = f"{low}..{high}" if convert is int else f"{low:g}..{high:g}"
+            raise argparse.ArgumentTypeError(f"{text} is outside {bounds}")
         return value
     return parse
+
+
+def int_in(low: int, high: int):
+    """An argparse type: an integer in [low, high]."""
+    return _in_range(int, "an integer", low, high)
 
 
 def float_in(low: float, high: float):
-    """An argparse type: a finite number in [low, high], else a message naming the range."""
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not (math.isfinite(value) and low <= value <= high):
-            raise argparse.ArgumentTypeError(f"{text} is outside {low:g}..{high:g}")
-        return value
-    return parse
+    """An argparse type: a finite number in [low, high]."""
+    return _in_range(float, "a number", low, high)
 
 
 def version() -> str:
