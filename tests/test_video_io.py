@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import numpy as np
@@ -319,3 +320,37 @@ def test_atomic_writers(tmp_path):
     with pytest.raises(TypeError):
         write_json_atomic(tmp_path / "e.json", {"x": object()})
     assert leftovers(tmp_path) == ["a.json", "b.txt", "c.npz"]
+
+
+def _moving_pattern(frames: int = 98, size: int = 64) -> np.ndarray:
+    y, x = np.mgrid[0:size, 0:size]
+    out = []
+    for t in range(frames):
+        r = np.hypot(x - size / 2 - 18 * np.sin(t / 7), y - size / 2 - 12 * np.cos(t / 5))
+        out.append(np.stack([128 + 100 * np.sin(r / 3 - t / 4), 128 + 80 * np.cos(x / 5 + t / 9),
+                             128 + 60 * np.sin((x + y) / 6 - t / 3)], -1).clip(0, 255).astype(np.uint8))
+    return np.stack(out)
+
+
+def test_the_same_frames_encode_to_the_same_bytes(tmp_path):
+    # x264's AVX-512 functions wrote 11 different files in 12 encodes of these frames on an AVX-512 CPU
+    # (so two runs of one benchmark scored different videos); a benchmark's scores repeat only if its
+    # videos do
+    frames = _moving_pattern()
+    rng = np.random.default_rng(0)
+    files = set()
+    for index in range(6):
+        churn = [rng.integers(0, 256, int(rng.integers(1000, 300000)), dtype=np.uint8) for _ in range(5)]
+        files.add(write_video(tmp_path / f"{index}.mp4", frames, 25).read_bytes())
+        del churn
+    assert len(files) == 1
+
+
+def test_x264_is_limited_to_avx2_exactly_where_the_cpu_has_avx512():
+    from metrics.io.video import x264_asm
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.is_file():
+        pytest.skip("no /proc/cpuinfo to read the CPU's flags from independently")
+    flags = {f for line in cpuinfo.read_text().splitlines() if line.startswith("flags")
+             for f in line.partition(":")[2].split()}
+    assert x264_asm() == ("AVX2" if "avx512f" in flags else None)

@@ -45,7 +45,7 @@ def reencode_constant_bitrate(source: str | os.PathLike, out: str | os.PathLike,
                 video_out.width, video_out.height = video_in.width, video_in.height
                 video_out.pix_fmt = "yuv420p"
                 video_out.bit_rate = video_kbps * 1000
-                video_out.options = {"x264-params": "nal-hrd=cbr:force-cfr=1", "minrate": f"{video_kbps}k",
+                video_out.options = {"x264-params": "nal-hrd=cbr:force-cfr=1" + _x264_asm(), "minrate": f"{video_kbps}k",
                                      "maxrate": f"{video_kbps}k", "bufsize": f"{video_kbps}k"}
                 audio_out = None
                 if audio_in is not None:                  # every stream before the first packet is muxed
@@ -68,6 +68,17 @@ def reencode_constant_bitrate(source: str | os.PathLike, out: str | os.PathLike,
     except (av.FFmpegError, OSError) as error:
         raise EncodingError(f"{source}: cannot be re-encoded ({error})") from None
     return out
+
+
+def _x264_asm() -> str:
+    """``":asm=AVX2"`` on a CPU with AVX-512, else "": x264's AVX-512 functions write other bytes from
+    one encode of the same frames to the next (measured on an AVX-512 AMD EPYC; metrics.io.video's
+    ``x264_asm`` has the figures), and a study's stimuli should be the same files when made again."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__ as features
+    except ImportError:
+        return ""
+    return ":asm=AVX2" if features.get("AVX512F") else ""
 
 
 @dataclass(frozen=True)

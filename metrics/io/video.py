@@ -585,6 +585,28 @@ class _AudioTrack:
         self.container.mux(self.stream.encode(None))
 
 
+def x264_asm() -> str | None:
+    """x264's ``asm`` (instruction set) setting for this CPU: ``"AVX2"`` on a CPU with AVX-512, else
+    None (x264 detects it).
+
+    x264's AVX-512 functions (core 165, the libx264 in PyAV's wheels) do not repeat themselves: the
+    same 98 frames of 64x64 encoded 20 times in one process gave 3-4 different files on an AVX-512
+    AMD EPYC (up to 42 levels apart after decoding), so two runs of one benchmark scored different
+    videos. Limited to AVX2 and below they gave one file in 40 encodes, the same bytes as x264's
+    own choice where that repeats (a 128x128 clip), at the same speed; ``asm=0`` (plain C) also
+    repeats but encodes 3x slower and differently. Every AVX-512 CPU has AVX2. The CPU's features
+    come from numpy's run-time detection.
+    """
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__ as features
+    except ImportError:           # numpy < 2
+        try:
+            from numpy.core._multiarray_umath import __cpu_features__ as features
+        except ImportError:
+            return None
+    return "AVX2" if features.get("AVX512F") else None
+
+
 def _encode(container: av.container.OutputContainer, frames: Iterator[np.ndarray], first: np.ndarray,
             rate: Fraction, audio_track_args: tuple[np.ndarray, int] | None, crf: int, pix_fmt: str,
             codec: str, path: Path, preset: str | None = None) -> None:
@@ -593,6 +615,8 @@ def _encode(container: av.container.OutputContainer, frames: Iterator[np.ndarray
     stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
     if codec in CRF_CODECS:
         stream.options = {"crf": str(crf), **({"preset": preset} if preset else {})}
+    if codec == "libx264" and (asm := x264_asm()):
+        stream.options = {**stream.options, "x264-params": f"asm={asm}"}
     audio = _AudioTrack(container, *audio_track_args) if audio_track_args is not None else None
     frame_time_base = 1 / rate
     for index, array in enumerate(itertools.chain([first], frames)):
