@@ -66,7 +66,7 @@ from bench.scoring import (NOISE_FLOOR, NOISE_FLOOR_LABEL, REFERENCE, RunScorer,
                            paired_differences)
 from imac import __version__
 from metrics.dataset import ClipRecord, Dataset
-from metrics.device import resolve_device
+from metrics.device import processor, resolve_device
 from metrics.distributed import SINGLE, Processes, current_processes
 from metrics.evaluate import Evaluator, make_extractor
 from metrics.fgd_training import train_fgd_autoencoder
@@ -628,7 +628,7 @@ def assemble_results(plan: RunPlan, records: dict[str, dict], rows: dict[str, Sc
         methods=methods, networks=networks, paired=paired, timings_s=timings,
         environment={"python": platform.python_version(), "torch": torch.__version__,
                      "torch_threads": torch.get_num_threads(), "machine": platform.machine(),
-                     "processes": plan.processes.world},
+                     **processor(), "processes": plan.processes.world},
         bench_version=BENCH_VERSION, package_version=__version__)
     results.control_checks = control_checks(results)
     return results

@@ -36,3 +36,28 @@ def resolve_device(name: str = AUTO) -> str:
     elif device.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"device {name!r}: torch sees no MPS device; use cpu or auto")
     return name
+
+
+def processor() -> dict[str, str]:
+    """What the CPU arithmetic of a run depended on: ``{"cpu": model name, "cpu_capability": ...}``.
+
+    ``cpu`` is the first ``model name`` of ``/proc/cpuinfo`` (Linux; ``platform.processor()``
+    elsewhere, "" when neither says); ``cpu_capability`` is the vector instruction set torch's CPU
+    kernels dispatch to (``torch.backends.cpu.get_cpu_capability()``: DEFAULT, AVX2, AVX512, ...;
+    lowered by ``ATEN_CPU_CAPABILITY``). Two CPUs with other instruction sets or BLAS kernels round
+    differently, so the same seeded training ends in other weights: numbers of models trained in a
+    run are comparable across machines only within their seed-to-seed spread.
+    """
+    name = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                if line.lower().startswith("model name"):
+                    name = line.partition(":")[2].strip()
+                    break
+    except OSError:
+        pass
+    if not name:
+        import platform
+        name = platform.processor()
+    return {"cpu": name, "cpu_capability": str(torch.backends.cpu.get_cpu_capability())}
