@@ -4,7 +4,8 @@ A baseline folder holds ``results.json`` (a run's typed results, ``bench.results
 compared), ``metrics.csv`` and ``report.md`` (for people reading a diff) and ``tolerances.yaml``::
 
     protocol: imac-bench (imac-bench-metrics-1.0, 1a2b3c4d)   # must match the run's protocol label
-    scopes: [all]              # which scopes are compared (all; identity:NAME; or "*" for every one)
+    scopes: [all]              # which scopes are compared (all; identity:NAME; or "*" for every one);
+                               # each one listed must have scores in the baseline
     default: {abs: 0.0, rel: 0.0}
     metrics:                   # by metric id (metrics.registry); a value may move by max(abs, rel * |baseline|)
       fgd: {abs: 0.5, rel: 0.1}
@@ -15,7 +16,8 @@ compared), ``metrics.csv`` and ``report.md`` (for people reading a diff) and ``t
       may_be_undefined: [hkv]  # a score of these that is undefined on one side is a note, not a failure
 
 Every baseline score (method x scope x metric) of a compared scope must be in the run, within
-tolerance; the run's control checks must hold. The scores of methods trained in the run (kind
+tolerance; the run's control checks must hold (and be made: a run without a control row fails
+against a baseline with control checks). The scores of methods trained in the run (kind
 ``model``) use the ``trained`` margins when the file has them: the same seeded training on a CPU
 with other vector instructions or BLAS kernels rounds differently and ends in other weights (like
 another seed), while the real videos' and the controls' scores move only as far as the metrics' own
@@ -33,7 +35,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.report import load_results, markdown_report, metrics_csv
+from bench.report import control_checks, load_results, markdown_report, metrics_csv, missing_controls
 from bench.results import BenchResults, OldSchemaError, write_results
 from metrics.io.files import write_text_atomic
 from metrics.options import read_yaml
@@ -84,6 +86,7 @@ def read_tolerances(path: Path) -> dict:
     trained = data.get("trained") or {}
     if not isinstance(trained, dict) or set(trained) - {"default", "metrics", "may_be_undefined"}:
         raise ValueError(f"{path}: trained: a mapping of default, metrics and may_be_undefined")
+    data["scopes"] = _read_scopes(path, data.get("scopes"))
     _check_entries(path, data, "")
     _check_entries(path, trained, "trained: ")
     undefined = trained.get("may_be_undefined") or []
@@ -91,6 +94,17 @@ def read_tolerances(path: Path) -> dict:
         raise ValueError(f"{path}: trained: may_be_undefined: a list of metric ids ({', '.join(METRIC_IDS)}), "
                          f"got {undefined!r}")
     return data
+
+
+def _read_scopes(path: Path, scopes) -> list[str]:
+    """``scopes:`` as a list (default ``[all]``); a value other than all, "*" or identity:NAME is refused."""
+    listed = ["all"] if scopes is None else [scopes] if isinstance(scopes, str) else scopes
+    if not isinstance(listed, list) or not listed:
+        raise ValueError(f"{path}: scopes: a list of scopes (all, identity:NAME, \"*\"), got {scopes!r}")
+    for scope in listed:
+        if not (scope in ("all", "*") or isinstance(scope, str) and re.fullmatch(r"identity:\S+", scope)):
+            raise ValueError(f"{path}: scopes: {scope!r} is not a scope (all, identity:NAME, or \"*\" for every one)")
+    return listed
 
 
 def _check_entries(path: Path, data: dict, where: str) -> None:
@@ -119,15 +133,21 @@ def compare(run: BenchResults, baseline: BenchResults, tolerances: dict) -> tupl
     failures: list[Difference] = []
     notes: list[str] = []
     scopes = tolerances.get("scopes") or ["all"]
+    scopes = [scopes] if isinstance(scopes, str) else scopes
 
     def checked(key: Key) -> bool:
-        return scopes == "*" or "*" in scopes or key[1] in scopes
+        return "*" in scopes or key[1] in scopes
 
     expected_protocol = tolerances.get("protocol") or baseline.protocol_label
     if run.protocol_label != expected_protocol:
         failures.append(Difference("protocol", f"baseline {expected_protocol!r}, run {run.protocol_label!r}: "
                                                "numbers under another protocol are not comparable"))
     ours, theirs = score_table(run), score_table(baseline)
+    in_baseline = sorted({key[1] for key in theirs})
+    for scope in scopes:
+        if scope != "*" and scope not in in_baseline:
+            failures.append(Difference(f"scope {scope}", "no scores in the baseline, nothing to compare (its scopes: "
+                                                         f"{', '.join(in_baseline) or 'none'})"))
     cpus = [(r.environment.get("cpu"), r.environment.get("cpu_capability")) for r in (baseline, run)]
     if cpus[0] != cpus[1]:
         said = [f"{cpu or 'not recorded'}" + (f" ({capability})" if capability else "") for cpu, capability in cpus]
@@ -161,6 +181,10 @@ def compare(run: BenchResults, baseline: BenchResults, tolerances: dict) -> tupl
     if extra:
         notes.append(f"{len(extra)} score(s) in the run are not in the baseline: "
                      + ", ".join("/".join(k) for k in extra[:8]) + (" ..." if len(extra) > 8 else ""))
+    missing = missing_controls(run)
+    if missing and control_checks(baseline):
+        failures.append(Difference("control checks", f"could not be made: the run has no {', '.join(missing)} "
+                                                     "row(s) (the baseline has them)"))
     for check in run.failed_checks():
         failures.append(Difference(f"control check {check.id}", f"expected {check.expected}, got "
                                                                 f"{check.low_value:.4g} vs {check.high_value:.4g}"))

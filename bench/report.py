@@ -68,9 +68,11 @@ def control_checks(results: BenchResults, scope: str = "all") -> list[ControlChe
     construction (a still real frame; nothing changes, so no seam and no drift), see the README.
 
     A missing control number counts as a failure; a method without a score gives ``holds: None``.
+    Without every control row no check can be made (``missing_controls``; a run always has them): [],
+    and the report and ``imac-bench check`` say so.
     """
     methods = results.methods
-    if not all(c in methods for c in CONTROL_ROWS):
+    if missing_controls(results):
         return []
     others = [m for m in methods if methods[m].kind in CANDIDATE_KINDS]
     present = results.scored_metrics()
@@ -110,6 +112,11 @@ def control_checks(results: BenchResults, scope: str = "all") -> list[ControlChe
             note="" if gating else f"not gating with {clips} test clips (fewer than {MIN_CLIPS_BAS_ORDER}): "
                                    "too few for the check to have power")
     return checks
+
+
+def missing_controls(results: BenchResults) -> list[str]:
+    """The control rows (``CONTROL_ROWS``) that ``results`` lacks: no control check can be made without them."""
+    return [name for name in CONTROL_ROWS if name not in results.methods]
 
 
 def failed_checks(results: BenchResults) -> list[ControlCheck]:
@@ -361,9 +368,13 @@ def warnings_section(results: BenchResults) -> list[str]:
 
 def checks_section(results: BenchResults) -> list[str]:
     checks = results.control_checks
+    title = "## Control checks (do the metrics order known answers correctly?)"
+    missing = missing_controls(results)
+    if missing:
+        return [title, "", f"**The control checks could not be made**: {_no_controls(missing)}.", ""]
     if not checks:
         return []
-    lines = ["## Control checks (do the metrics order known answers correctly?)", "",
+    lines = [title, "",
              "| check | values | holds |", "|---|---|---|"]
     for c in checks:
         verdict = {True: "yes", False: "**NO**" if c.gating else "no", None: "n/a (no score)"}[c.holds]
@@ -372,6 +383,11 @@ def checks_section(results: BenchResults) -> list[str]:
         lines.append(f"| {results.label(c.metric)}: {c.expected} | {_fmt(c.low_value)} vs {_fmt(c.high_value)} "
                      f"| {verdict} |")
     return lines + [""]
+
+
+def _no_controls(missing: list[str]) -> str:
+    return (f"the results have no {', '.join(missing)} row{'s' if len(missing) > 1 else ''} (every run scores "
+            f"{', '.join(CONTROL_ROWS)}: was results.json edited?)")
 
 
 def markdown_report(results: BenchResults, plots: list[str]) -> str:
@@ -424,6 +440,10 @@ def format_terminal(results: BenchResults) -> str:
                      + "".join(f"{_fmt(results.value(name, m)):>12}" for m in metrics))
     failed = results.failed_checks()
     loose = [c for c in results.control_checks if c.holds is False and not c.gating]
+    missing = missing_controls(results)
+    if missing:
+        lines.append(f"control checks: COULD NOT BE MADE: {_no_controls(missing)}")
+        return "\n".join(lines)
     lines.append("control checks: " + ("all hold" if not failed else
                                        "FAILED: " + "; ".join(f"{c.metric} {c.expected}" for c in failed))
                  + "".join(f" (not gating, fails: {c.metric} {c.expected}: {c.note})" for c in loose))

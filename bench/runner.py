@@ -7,8 +7,9 @@ evaluator for the run, the real side once: ``bench.scoring``), assemble (``resul
 A run folder (``--out runs/NAME``)::
 
     run.json                     what generation depends on (seed, data, config but its metrics and protocol,
-                                 methods); a rerun must match it (the metrics and protocol may change:
-                                 scores are always recomputed)
+                                 methods, each external method's folder or command: ``sources``); a rerun
+                                 must match it (the metrics and protocol may change: scores are always
+                                 recomputed; an external method's source may change once its videos are deleted)
     data/                        the toy corpus, when no --data is given
     <method>/<identity>/<clip_id>.mp4   generated videos (audio muxed in; controls link the real ones)
     work/<method>/               training outputs, method.json (facts), generation.json (per clip)
@@ -304,13 +305,43 @@ def previous_key(previous: dict, path: Path) -> dict[str, Any]:
     return key
 
 
-def check_run_file(out: Path, settings: RunSettings, config: BenchConfig) -> None:
-    """Refuse a folder made with settings that change generation or the run's trained models; record
-    this run's settings, metrics and methods in ``run.json``. Another metric selection or protocol is
-    accepted: the videos and models are reused and the scores recomputed."""
+def check_sources(out: Path, recorded: dict[str, Any], sources: dict[str, dict]) -> dict[str, Any]:
+    """The external methods' sources to record in ``run.json``: ``recorded`` (the previous run's) with
+    ``sources`` (this run's, name -> folder or command). A method whose source changed while the run
+    holds videos made from the old one is refused: generating only its missing clips would mix the two
+    sources in one row, and making them all again would replace finished videos (hours of a command's
+    work) on what may be a typo; the message says how to proceed. A folder of an earlier version, whose
+    run.json has no sources, is compared with the method's facts (``work/<name>/method.json``)."""
+    if not isinstance(recorded, dict):
+        raise RunMismatchError(f"{out / 'run.json'}: sources: not a mapping: delete the folder to start again")
+    recorded = dict(recorded)
+    for name, source in sources.items():
+        old, facts_path = recorded.get(name), out / "work" / name / "method.json"
+        if old is None and facts_path.is_file():
+            facts = read_run_file(facts_path)
+            old = {key: facts.get(key) for key in source} if isinstance(facts, dict) else facts
+        if old not in (None, source) and any((out / name).glob("*/*.mp4")):
+            raise RunMismatchError(
+                f"{out / name} holds videos of {name} made from {_said(old)}, now {_said(source)}: use another --out "
+                f"or another method name, or delete {out / name} to make them again from the new one")
+        recorded[name] = source
+    return recorded
+
+
+def _said(source: Any) -> str:
+    return ", ".join(f"{k} {v!r}" for k, v in source.items()) if isinstance(source, dict) else repr(source)
+
+
+def check_run_file(out: Path, settings: RunSettings, config: BenchConfig,
+                   sources: dict[str, dict] | None = None) -> None:
+    """Refuse a folder made with settings that change generation or the run's trained models, or whose
+    videos of an external method came from another folder or command (``check_sources``); record this
+    run's settings, metrics, methods and sources in ``run.json``. Another metric selection or protocol
+    is accepted: the videos and models are reused and the scores recomputed."""
     path = out / "run.json"
     key = json.loads(json.dumps(settings.resume_key(config)))
     methods = list(settings.methods)
+    previous: Any = {}
     if path.is_file():
         try:
             previous = read_run_file(path)
@@ -329,9 +360,11 @@ def check_run_file(out: Path, settings: RunSettings, config: BenchConfig) -> Non
                     f"{out} holds a run with another {name} ({old.get(name)!r}, now {value!r}): "
                     "use another --out, or delete the folder to start again")
         methods = list(dict.fromkeys(previous.get("methods", []) + methods))
+    recorded = check_sources(out, previous.get("sources", {}), json.loads(json.dumps(sources or {})))
     out.mkdir(parents=True, exist_ok=True)
     scoring = {"metrics": list(config.metrics), "protocol": config.protocol}
-    write_json_atomic(path, {**key, "scoring": scoring, "methods": methods, "bench_version": BENCH_VERSION})
+    write_json_atomic(path, {**key, "scoring": scoring, "methods": methods, "sources": recorded,
+                             "bench_version": BENCH_VERSION})
 
 
 def data_root(settings: RunSettings, out: Path) -> Path:
@@ -393,7 +426,7 @@ def plan_run(settings: RunSettings, processes: Processes = SINGLE) -> RunPlan:
     methods = tuple(make_method(name, factories) for name in method_names(settings))  # unknown names fail here
     with processes.main_first():
         if processes.is_main:
-            check_run_file(out, settings, config)
+            check_run_file(out, settings, config, {m.name: m.source for m in methods if hasattr(m, "source")})
             prepare_data(settings, config, out)
     data = data_root(settings, out)
     clips = test_clips(data, settings.identities)

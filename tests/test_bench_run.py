@@ -23,7 +23,7 @@ from metrics.dataset import ClipRecord
 from bench.methods.external import ExternalVideoError, check_video, format_command, parse_methods_file
 from bench.report import control_checks, failed_checks, write_report
 from bench.results import BenchResults, ControlCheck, MethodResult, OldSchemaError, read_results
-from bench.runner import RunMismatchError, RunSettings, conform_frames, run_benchmark
+from bench.runner import RunMismatchError, RunSettings, check_sources, conform_frames, run_benchmark
 from bench.data.toy.corpus import ToyCorpusConfig, generate_toy_corpus
 from metrics.io.video import VideoReader, probe_video
 from metrics.results import Score
@@ -410,6 +410,48 @@ def test_check_refuses_a_baseline_of_an_older_schema(finished_run, tmp_path, cap
         check_run(finished_run, old)
 
 
+def test_without_a_control_row_the_checks_are_said_not_made_and_the_check_fails(finished_run, tmp_path, capsys):
+    baseline = update_baseline(finished_run, tmp_path / "baseline")
+    assert bench_main(["report", "--run", str(finished_run), "--no-plots"]) == 0
+    assert "control checks: all hold" in capsys.readouterr().out          # the complete run: the checks are made
+    edited = tmp_path / "edited"
+    edited.mkdir()
+    data = json.loads((finished_run / "results.json").read_text())
+    del data["methods"]["static"]                                          # a hand-edited results.json
+    (edited / "results.json").write_text(json.dumps(data))
+    assert bench_main(["report", "--run", str(edited), "--no-plots"]) == 0
+    out = capsys.readouterr().out
+    assert "all hold" not in out and "control checks: COULD NOT BE MADE: the results have no static row" in out
+    report = (edited / "report.md").read_text()
+    assert "**The control checks could not be made**: the results have no static row" in report
+    failures, _ = check_run(edited, baseline)
+    assert [f.problem for f in failures if f.key == "control checks"] == [
+        "could not be made: the run has no static row(s) (the baseline has them)"]
+    # compared on one identity only the missing row's scores are missing too; the checks still fail
+    identity = data["run"]["test_clips"][0].split("/")[0]
+    (baseline / "tolerances.yaml").write_text(f"scopes: [identity:{identity}]\n")
+    assert "control checks" in {f.key for f in check_run(edited, baseline)[0]}
+    assert check_run(finished_run, baseline)[0] == []
+    assert bench_main(["check", "--baseline", str(baseline), "--run", str(edited)]) == 1
+
+
+def test_check_refuses_an_unknown_scope_and_fails_on_a_scope_the_baseline_lacks(finished_run, tmp_path, capsys):
+    baseline = update_baseline(finished_run, tmp_path / "baseline")
+    tolerances = baseline / "tolerances.yaml"
+    tolerances.write_text("scopes: [al]\n")
+    assert bench_main(["check", "--baseline", str(baseline), "--run", str(finished_run)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{tolerances}: scopes: 'al' is not a scope" in err
+    identities = sorted({label.split("/")[0] for label in read_results(finished_run / "results.json").run["test_clips"]})
+    for scopes in (f"[identity:{identities[0]}]", "['*']", "'*'", "all"):
+        tolerances.write_text(f"scopes: {scopes}\n")
+        assert check_run(finished_run, baseline) == ([], []), scopes
+    tolerances.write_text(f"scopes: [all, identity:{identities[0]}x]\n")     # a typo in an identity
+    failures, _ = check_run(finished_run, baseline)
+    assert [str(f) for f in failures] == [f"scope identity:{identities[0]}x: no scores in the baseline, nothing to "
+                                          f"compare (its scopes: all, identity:{identities[0]}, identity:{identities[1]})"]
+
+
 def _typed(methods: dict, protocol_label: str = "p (1.0, abc)") -> BenchResults:
     return BenchResults(run={"test_clips": []}, protocol={}, protocol_label=protocol_label, metrics=("fgd", "bas"),
                         methods=methods)
@@ -463,6 +505,11 @@ def test_trained_methods_are_compared_with_the_trained_margins_and_the_controls_
     ("trained: {seeds: 3}", "trained: a mapping of default, metrics and may_be_undefined"),
     ("metrics: {fgd: {abs: foo}}", "fgd: abs must be a number >= 0, got 'foo'"),
     ("margins: {}", "unknown key\\(s\\) margins"),
+    ("scopes: [all, al]", "scopes: 'al' is not a scope \\(all, identity:NAME"),
+    ("scopes: ['identity:']", "scopes: 'identity:' is not a scope"),
+    ("scopes: [3]", "scopes: 3 is not a scope"),
+    ("scopes: []", "scopes: a list of scopes"),
+    ("scopes: {all: 1}", "scopes: a list of scopes"),
 ])
 def test_tolerances_are_refused_naming_the_field(tmp_path, text, message):
     from bench.check import read_tolerances
@@ -524,6 +571,56 @@ def test_generated_folder_missing_and_corrupt_videos(corpus, finished_run, tmp_p
         check_video(corrupt)
 
 
+def _folder_of(run: Path, method: str, labels: list[str], folder: Path) -> Path:
+    """``folder/<identity>/<clip_id>.mp4``: copies of ``method``'s videos in ``run``."""
+    for label in labels:
+        (folder / label).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(run / method / f"{label}.mp4", folder / f"{label}.mp4")
+    return folder
+
+
+def test_a_rerun_with_the_videos_of_another_folder_is_refused_until_the_old_ones_are_deleted(corpus, finished_run,
+                                                                                            tmp_path):
+    labels = read_results(finished_run / "results.json").run["test_clips"]
+    first = _folder_of(finished_run, "copy", labels, tmp_path / "first")
+    second = _folder_of(finished_run, "static", labels, tmp_path / "second")
+    out = tmp_path / "run"
+    results = run_benchmark(settings(corpus, out, methods=(), generated={"x": first}))
+    # the same videos as the copy's in the finished run (same data, seed and autoencoder training): the same FGD
+    assert results.value("x", "fgd") == pytest.approx(read_results(finished_run / "results.json").value("copy", "fgd"))
+    assert json.loads((out / "run.json").read_text())["sources"] == {"x": {"folder": str(first.resolve())}}
+    video = out / "x" / f"{labels[0]}.mp4"
+    before = (os.readlink(video), video.lstat().st_mtime_ns)
+    with pytest.raises(RunMismatchError) as error:
+        run_benchmark(settings(corpus, out, methods=(), generated={"x": second}))
+    assert str(error.value) == (f"{out / 'x'} holds videos of x made from folder {str(first.resolve())!r}, now folder "
+                                f"{str(second.resolve())!r}: use another --out or another method name, or delete "
+                                f"{out / 'x'} to make them again from the new one")
+    assert (os.readlink(video), video.lstat().st_mtime_ns) == before            # nothing touched
+    assert json.loads((out / "run.json").read_text())["sources"] == {"x": {"folder": str(first.resolve())}}
+    shutil.rmtree(out / "x")                                                      # as the message says
+    results = run_benchmark(settings(corpus, out, methods=(), generated={"x": second}))
+    assert Path(os.readlink(video)).parent.parent == second
+    assert results.methods["x"].facts["folder"] == str(second.resolve())
+    assert {r["source"] for r in results.methods["x"].generation.values()} == {str(second / f"{l}.mp4") for l in labels}
+    assert results.value("x", "fgd") == pytest.approx(results.value("static", "fgd"))   # now the static videos
+
+
+def test_a_folder_of_an_earlier_version_is_compared_with_the_methods_facts(tmp_path):
+    out, old, new = tmp_path / "run", {"command": "tool {out}", "cwd": None}, {"command": "tool --v2 {out}", "cwd": None}
+    (out / "work" / "tool").mkdir(parents=True)
+    (out / "work" / "tool" / "method.json").write_text(json.dumps({**old, "prepare_seconds": 1.0}))
+    (out / "tool" / "anna").mkdir(parents=True)
+    (out / "tool" / "anna" / "c0.mp4").write_bytes(b"a finished video")
+    assert check_sources(out, {}, {"tool": old}) == {"tool": old}     # run.json of an earlier version: no sources
+    with pytest.raises(RunMismatchError, match="made from command 'tool {out}', cwd None, now command 'tool --v2"):
+        check_sources(out, {}, {"tool": new})
+    with pytest.raises(RunMismatchError, match="sources: not a mapping"):
+        check_sources(out, ["tool"], {"tool": old})
+    (out / "tool" / "anna" / "c0.mp4").unlink()                      # no video left: the new command is recorded
+    assert check_sources(out, {"tool": old}, {"tool": new}) == {"tool": new}
+
+
 FAKE_TOOL = textwrap.dedent("""
     import sys
     import numpy as np
@@ -553,6 +650,14 @@ def test_command_template_adapter_runs_a_fake_tool(corpus, tmp_path):
         made, real = tmp_path / "r" / "official" / identity / f"{clip_id}.mp4", corpus / identity / f"{clip_id}.mp4"
         assert probe_video(made).num_frames == probe_video(real).num_frames
         assert (tmp_path / "r" / "work" / "official" / "inputs" / identity / f"{clip_id}.png").is_file()
+    # another command for the same method in the same folder: refused, nothing regenerated
+    made = sorted((tmp_path / "r" / "official").glob("*/*.mp4"))
+    before = [p.stat().st_mtime_ns for p in made]
+    methods_file.write_text(methods_file.read_text().replace("{fps}", "{fps} --v2"))
+    with pytest.raises(RunMismatchError, match=r"official made from command .*\{fps\}', cwd None, now command "
+                                               r".*\{fps\} --v2', cwd None: use another --out or another method name"):
+        run_benchmark(settings(corpus, tmp_path / "r", methods=("official",), methods_file=methods_file))
+    assert [p.stat().st_mtime_ns for p in made] == before and len(made) == 4
     # a failing command: a clear error naming the clip and the exit code; nothing left as finished
     failing = tmp_path / "failing.yaml"
     failing.write_text(f"methods:\n  fail:\n    command: {sys.executable} {tool} {{reference}} {{audio}} "

@@ -82,6 +82,11 @@ class GeneratedFolder(Method):
         self.folder = Path(folder)
         self.label = label or f"{name} (external videos)"
 
+    @property
+    def source(self) -> dict[str, Any]:
+        """What its videos are made from (run.json keeps it: a rerun from another folder is refused)."""
+        return {"folder": str(self.folder.resolve())}
+
     def prepare(self, context) -> dict[str, Any]:
         if not self.folder.is_dir():
             raise ExternalVideoError(f"--generated {self.name}={self.folder}: no such folder")
@@ -91,7 +96,7 @@ class GeneratedFolder(Method):
                               for group in clashes)
             raise ExternalVideoError(f"--generated {self.name}={self.folder}: files that are one clip on a "
                                      f"case-insensitive file system: {pairs}; rename or remove all but one")
-        return {"folder": str(self.folder.resolve())}
+        return self.source
 
     def write(self, clip: ClipRecord, out: Path, seed: int) -> dict[str, Any]:
         source = self.folder / clip.identity / f"{clip.clip_id}.mp4"
@@ -184,9 +189,14 @@ class CommandMethod(Method):
         self.name = spec.name
         self.label = spec.label
 
+    @property
+    def source(self) -> dict[str, Any]:
+        """What its videos are made from (run.json keeps it: a rerun with another command is refused)."""
+        return {"command": self.spec.command, "cwd": self.spec.cwd}
+
     def prepare(self, context) -> dict[str, Any]:
         self.inputs = Path(context.work_dir) / "inputs"
-        return {"command": self.spec.command, "cwd": self.spec.cwd}
+        return self.source
 
     def write(self, clip: ClipRecord, out: Path, seed: int) -> dict[str, Any]:
         reference = self.inputs / clip.identity / f"{clip.clip_id}.png"
