@@ -148,11 +148,19 @@ def resolve_config_path(name_or_path: str | os.PathLike) -> Path:
 def load_config(name_or_path: str | os.PathLike, overrides: list[str] = ()) -> IMACConfig:
     """Read a config (packaged name or path) and apply ``key.sub=value`` overrides (YAML values).
 
-    Raises ``OptionsError`` (``ConfigError``) naming the file, the section and the key.
+    Raises ``OptionsError`` (``ConfigError``) naming the override, or else the file, and the key.
     """
     path = resolve_config_path(name_or_path)
+    _check_overrides(overrides)
     values = apply_overrides(read_yaml(path), overrides)
     return build_options(IMACConfig, values, str(path))
+
+
+def _check_overrides(overrides: Iterable[str], where: str = "override") -> None:
+    """Check each ``key.sub=value`` override alone against the config's keys and types, so that a
+    wrong one is named (``override 'stage1.steps=abc': stage1.steps: ...``), not the file it changes."""
+    for override in overrides:
+        build_options(IMACConfig, apply_overrides({}, [override], where), f"{where} {override!r}")
 
 
 def save_config(config: IMACConfig, path: str | os.PathLike) -> Path:
@@ -170,4 +178,5 @@ def with_sampling_overrides(config: IMACConfig, overrides: Iterable[str], where:
     """``config`` (a trained model's) with the ``key.sub=value`` overrides among ``SAMPLING_KEYS``
     applied; the others are ignored (they describe training, which the weights already fixed)."""
     chosen = [o for o in overrides if o.partition("=")[0].strip() in SAMPLING_KEYS]
+    _check_overrides(chosen, where)
     return build_options(IMACConfig, apply_overrides(config.to_dict(), chosen, where), where)

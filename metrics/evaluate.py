@@ -465,9 +465,10 @@ class Evaluator:
         return kept, props, skipped
 
     def check_inputs(self, real: Sequence[ClipProperties], fake: Sequence[ClipProperties],
-                     allow: Iterable[str] = ()) -> InputReport:
+                     allow: Iterable[str] = (), clips: tuple[Sequence[str], Sequence[str]] | None = None
+                     ) -> InputReport:
         """``metrics.inputs.check_inputs`` for this evaluator's metrics and protocol."""
-        return check_inputs(real, fake, self.metrics, self.protocol, allow)
+        return check_inputs(real, fake, self.metrics, self.protocol, allow, clips)
 
     # -- scores ------------------------------------------------------------------------------------
 
@@ -669,6 +670,9 @@ def evaluate(real_dir: str | Path | None, fake_dir: str | Path, metrics: Sequenc
     ``allow``: input properties allowed to differ between the sides (``metrics.inputs.ALLOWABLE``;
     ``allow_resolution_mismatch`` is ``allow=["frame_size"]``). The headers are compared before any
     network is loaded: ``metrics.inputs.InputMismatchError`` names a refused property and its clips.
+    With real videos, a real clip without a generated one of the same identity/clip_id, or the other
+    way round, is refused too unless ``allow`` has ``clips`` (then a warning says how many; the
+    counts are in ``result.inputs.pairing``).
 
     ``processes`` (``metrics.distributed.current_processes()`` under ``accelerate launch``): every
     process must call this with the same arguments; each records its share of the clips, the records
@@ -687,13 +691,17 @@ def evaluate(real_dir: str | Path | None, fake_dir: str | Path, metrics: Sequenc
                          "on the command line, real_dir in Python), or ask only for one-sided metrics (div,bas,...)")
     fake_clips = find_clips(fake_dir, split=None)
     real_clips = find_clips(real_dir, split=split) if real_dir is not None else []
+    found = ([c.label for c in real_clips], [c.label for c in fake_clips]) if real_dir is not None else None
 
     headers = Evaluator(metrics, protocol)          # no network: the header check comes first
     real_clips, real_props, skipped = headers.properties(real_clips, "real", on_error)
     fake_clips, fake_props, bad = headers.properties(fake_clips, "fake", on_error)
     skipped += bad
     allow = list(allow) + (["frame_size"] if allow_resolution_mismatch else [])
-    inputs = headers.check_inputs(real_props, fake_props, allow)
+    inputs = headers.check_inputs(real_props, fake_props, allow, clips=found)
+    for finding in inputs.findings:
+        if finding.property == "clips" and processes.is_main:
+            logger.warning("input %s", finding)
 
     evaluator = Evaluator.load(metrics, protocol, autoencoder=autoencoder, i3d=i3d, i3d_seed=i3d_seed,
                                extractor=extractor, dwpose_detector=dwpose_detector, dwpose_pose=dwpose_pose,

@@ -28,6 +28,10 @@ property                      changes            rule
 ``bas_audio``                 BAS                under ``bas_audio: real`` (default) a generated clip with no
                                                  real partner and no wav is scored with its own sound track
                                                  (converted)
+``clips`` (``metrics          all                every real clip has a generated clip of the same
+compute``)                                       identity/clip_id and every generated clip a real one (else
+                                                 the numbers describe a subset); the counts are recorded
+                                                 (``InputReport.pairing``)
 ============================  =================  ==========================================================
 
 The audio rows concern the sound BAS reads: the real clips' and, under ``bas_audio: real`` (default),
@@ -51,7 +55,7 @@ from metrics.registry import METRIC_IDS
 
 # The properties a user may allow to differ (``allow``), and the alias the old option used.
 ALLOWABLE = ("frame_size", "frame_rate", "duration", "pixel_format", "colour_range", "colour_matrix",
-             "sample_aspect_ratio", "rotation", "audio_duration")
+             "sample_aspect_ratio", "rotation", "audio_duration", "clips")
 ALIASES = {"resolution": "frame_size", "fps": "frame_rate", "color_range": "colour_range",
            "color_matrix": "colour_matrix", "color_space": "colour_matrix"}
 PIXEL_METRICS = METRIC_IDS     # every metric reads pixels (keypoints come from them): metrics.registry
@@ -158,18 +162,21 @@ class InputReport:
 
     values: dict[str, dict[str, list[str]]] = field(default_factory=dict)   # side -> property -> values
     findings: tuple[Finding, ...] = ()
+    pairing: dict[str, int] = field(default_factory=dict)   # clip counts: real, generated, paired, *_unpaired
 
     def for_metric(self, metric: str) -> tuple[str, ...]:
         """The findings that concern ``metric``, as text (its provenance card's ``conversions``)."""
         return tuple(str(f) for f in self.findings if metric in f.metrics)
 
     def to_dict(self) -> dict:
-        return {"values": self.values, "findings": [f.to_dict() for f in self.findings]}
+        data = {"values": self.values, "findings": [f.to_dict() for f in self.findings]}
+        return {**data, "pairing": self.pairing} if self.pairing else data
 
     @classmethod
     def from_dict(cls, data: dict | None) -> InputReport:
         data = data or {}
-        return cls(values=data.get("values") or {}, findings=tuple(Finding.from_dict(f) for f in data.get("findings") or []))
+        return cls(values=data.get("values") or {}, findings=tuple(Finding.from_dict(f) for f in data.get("findings") or []),
+                   pairing=data.get("pairing") or {})
 
 
 def normalise_allow(allow: Iterable[str]) -> frozenset[str]:
@@ -317,6 +324,21 @@ def _check_audio(check: _Checker, real, fake, protocol: Protocol) -> None:
                        f"{_named(short)}", "the end of the video has no speech to align with")
 
 
+def _check_clips(check: _Checker, real: Sequence[str], fake: Sequence[str]) -> dict[str, int]:
+    missing, extra = sorted(set(real) - set(fake)), sorted(set(fake) - set(real))
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} of {len(real)} real clip(s) have no generated clip: {_named(missing)}")
+        if extra:
+            parts.append(f"{len(extra)} of {len(fake)} generated clip(s) have no real clip of the same "
+                         f"identity/clip_id: {_named(extra)}")
+        check.mismatch("clips", PIXEL_METRICS, "; ".join(parts), "the numbers would describe other clips than the "
+                       "real side's; generate one video per real clip")
+    return {"real": len(real), "generated": len(fake), "paired": len(set(real) & set(fake)),
+            "real_unpaired": len(missing), "generated_unpaired": len(extra)}
+
+
 def _values(props: Sequence[ClipProperties]) -> dict[str, list[str]]:
     names = ("frame_size", "frame_rate", "pixel_format", "colour_range", "colour_matrix", "sample_aspect_ratio",
              "rotation", "audio_rate", "audio_channels")
@@ -324,13 +346,17 @@ def _values(props: Sequence[ClipProperties]) -> dict[str, list[str]]:
 
 
 def check_inputs(real: Sequence[ClipProperties], fake: Sequence[ClipProperties], metrics: Sequence[str],
-                 protocol: Protocol, allow: Iterable[str] = ()) -> InputReport:
+                 protocol: Protocol, allow: Iterable[str] = (),
+                 clips: tuple[Sequence[str], Sequence[str]] | None = None) -> InputReport:
     """Compare the two sides' properties under the rules of the module docstring.
 
+    ``clips``: the clip labels (identity/clip_id) found on each side, real then generated, to check
+    that they pair one to one (``clips``); None: not checked (a caller scoring subsets on purpose).
     Returns the report of what the sides hold and what was converted or allowed; raises
     ``InputMismatchError`` listing every refused property (with the clips) otherwise.
     """
     check = _Checker(metrics, normalise_allow(allow))
+    pairing = _check_clips(check, *clips) if clips is not None else {}
     if real:
         _check_frames(check, real, fake, protocol)
         _check_pixels(check, real, fake)
@@ -338,4 +364,5 @@ def check_inputs(real: Sequence[ClipProperties], fake: Sequence[ClipProperties],
     _check_audio(check, real, fake, protocol)
     if check.refused:
         raise InputMismatchError("the real and generated inputs do not match: " + " | ".join(check.refused))
-    return InputReport(values={"real": _values(real), "fake": _values(fake)}, findings=tuple(check.findings))
+    return InputReport(values={"real": _values(real), "fake": _values(fake)}, findings=tuple(check.findings),
+                       pairing=pairing)

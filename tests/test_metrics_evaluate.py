@@ -74,6 +74,8 @@ def test_identical_videos_score_as_real(corpus, tmp_path):
     assert set(result.scores) == {"all", "identity:ines", "identity:omar"}
     assert result.protocol == Protocol().to_dict()
     assert table["fgd"].counts["n_real_clips"] == table["fgd"].counts["n_fake_clips"] == 4
+    assert result.inputs.pairing == {"real": 4, "generated": 4, "paired": 4, "real_unpaired": 0,
+                                     "generated_unpaired": 0}
 
 
 def test_bas_of_a_copy_read_from_its_own_track_differs_from_the_real_side(corpus, tmp_path):
@@ -86,7 +88,7 @@ def test_bas_of_a_copy_read_from_its_own_track_differs_from_the_real_side(corpus
     first = sorted(corpus["copies"].glob("*/*.mp4"))[0]
     (alone / first.parent.name).mkdir(parents=True)
     shutil.copyfile(first, alone / first.parent.name / "unpaired_clip.mp4")
-    result = run(corpus, alone, tmp_path, metrics=("bas",))
+    result = run(corpus, alone, tmp_path, metrics=("bas",), allow=["clips"])
     assert np.isfinite(result.scores["all"]["bas"].value)
     assert any("bas_audio" in line and "unpaired_clip" in line for line in result.provenance["bas"].conversions)
 
@@ -211,6 +213,40 @@ def test_cli_compute_writes_json_and_csv(corpus, tmp_path, capsys):
     assert out.exists() and out.with_suffix(".csv").exists()
 
 
+class NoFeatures(MeanColourFeatures):
+    def __call__(self, videos):
+        raise AssertionError("a refused comparison must stop before any video is decoded")
+
+
+def test_generated_clips_covering_part_of_the_real_ones_are_refused_unless_allowed(corpus, tmp_path, capsys):
+    """Generated videos for 2 of the 4 test clips, plus one of a train clip: refused before any decoding,
+    naming the clips; allowed, a warning comes before the work and the counts are in the result."""
+    partial = tmp_path / "partial"
+    for label in ("ines/ines_002", "omar/omar_003", "ines/ines_000"):      # ines_000 is a train clip
+        (partial / label).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(corpus["data"] / f"{label}.mp4", partial / f"{label}.mp4")
+    with pytest.raises(InputMismatchError, match=r"clips differs \(2 of 4 real clip\(s\) have no generated clip: "
+                       r"ines/ines_003, omar/omar_002; 1 of 3 generated clip\(s\) have no real clip .*: ines/ines_000"):
+        run(corpus, partial, tmp_path, metrics=("fvd",), i3d=NoFeatures())
+    command = ["compute", "--real", str(corpus["data"]), "--fake", str(partial), "--metrics", "bas",
+               "--cache", str(tmp_path / "cache")]
+    assert metrics_main(command + ["--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "ines/ines_003, omar/omar_002" in err and "--allow-mismatch clips" in err
+    out = tmp_path / "partial.json"
+    assert metrics_main(command + ["--allow-mismatch", "clips", "--out", str(out)]) == 0
+    printed = capsys.readouterr()
+    warning = [n for n, line in enumerate(printed.err.splitlines()) if line.startswith("input clips (allowed")]
+    progress = [n for n, line in enumerate(printed.err.splitlines()) if line.startswith("[1/")]
+    assert warning and progress and warning[0] < progress[0]            # said before the work
+    assert "2 of 4 real clip(s) have no generated clip" in printed.err and "input clips (allowed" in printed.out
+    saved = json.loads(out.read_text())
+    assert saved["inputs"]["pairing"] == {"real": 4, "generated": 3, "paired": 2, "real_unpaired": 2,
+                                          "generated_unpaired": 1}
+    assert any(line.startswith("clips (allowed") for line in saved["provenance"]["bas"]["conversions"])
+    assert saved["scores"]["all"]["bas"]["counts"]["n_clips"] == 3
+
+
 def test_corrupt_and_truncated_videos_are_named_or_skipped(corpus, tmp_path):
     bad = tmp_path / "bad"
     shutil.copytree(corpus["copies"], bad)
@@ -223,7 +259,7 @@ def test_corrupt_and_truncated_videos_are_named_or_skipped(corpus, tmp_path):
     (truncated_only / "omar").mkdir(parents=True)
     shutil.copyfile(bad / "omar" / "omar_003.mp4", truncated_only / "omar" / "omar_003.mp4")
     with pytest.raises(ClipError, match="omar_003"):  # FVD alone decodes too: the same check
-        run(corpus, truncated_only, tmp_path, metrics=("fvd",))
+        run(corpus, truncated_only, tmp_path, metrics=("fvd",), allow=["clips"])
     result = run(corpus, bad, tmp_path, metrics=("fgd",), on_error="skip")
     skipped = {s.clip for s in result.skipped}
     assert skipped == {"ines/ines_002", "omar/omar_003"}
@@ -237,7 +273,7 @@ def test_short_videos_empty_folders_and_resolution_mismatch(corpus, tmp_path):
     with pytest.raises(InputMismatchError, match=r"duration differs.*ines/ines_002 \(10 frames"):
         run(corpus, short, tmp_path, metrics=("fgd",))
     with pytest.raises(ClipError, match="shorter than one 32-frame window"):
-        run(corpus, short, tmp_path, metrics=("fgd",), allow=["duration"])
+        run(corpus, short, tmp_path, metrics=("fgd",), allow=["duration", "clips"])
     (tmp_path / "empty").mkdir()
     with pytest.raises(FolderError, match="no videos"):
         run(corpus, tmp_path / "empty", tmp_path)
@@ -246,10 +282,10 @@ def test_short_videos_empty_folders_and_resolution_mismatch(corpus, tmp_path):
     write_video(big / clip.identity / f"{clip.clip_id}.mp4", np.repeat(np.repeat(frames, 2, 1), 2, 2), 25)
     with pytest.raises(InputMismatchError, match=r"frame_size differs.*128x128.*ines/ines_002"):
         run(corpus, big, tmp_path, metrics=("fvd",))
-    result = run(corpus, big, tmp_path, metrics=("fvd",), allow_resolution_mismatch=True)
+    result = run(corpus, big, tmp_path, metrics=("fvd",), allow=["clips"], allow_resolution_mismatch=True)
     assert result.scores["all"]["fvd"].counts["n_fake_clips"] == 1
-    assert [(f.property, f.action) for f in result.inputs.findings] == [("frame_size", "allowed")]
-    assert "frame_size (allowed" in result.provenance["fvd"].conversions[0]
+    assert [(f.property, f.action) for f in result.inputs.findings] == [("clips", "allowed"), ("frame_size", "allowed")]
+    assert "frame_size (allowed" in result.provenance["fvd"].conversions[1]
 
 
 def test_nan_keypoints_are_an_error_naming_the_file(corpus, tmp_path):

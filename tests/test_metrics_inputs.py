@@ -12,7 +12,8 @@ import pytest
 
 from metrics.dataset import ClipRecord
 from metrics.evaluate import evaluate
-from metrics.inputs import ClipProperties, InputMismatchError, check_inputs, clip_properties, normalise_allow
+from metrics.inputs import (ClipProperties, InputMismatchError, InputReport, check_inputs, clip_properties,
+                            normalise_allow)
 from metrics.io.audio import write_wav
 from metrics.io.video import probe_video, write_video
 from metrics.protocol import Protocol
@@ -164,6 +165,28 @@ def test_evaluate_refuses_from_the_headers_before_decoding(tmp_path):
     _clip(fake, "a_0", frames[:30], wav_seconds=1.2)
     with pytest.raises(InputMismatchError, match=r"duration differs.*a/a_0 \(30 frames"):
         evaluate(real, fake, metrics=("fvd",), i3d=NeverLoaded(), cache_dir=None, split=None)
+
+
+def test_clips_without_a_partner_are_refused_naming_them_and_counted_when_allowed():
+    real = [props(c) for c in ("a/a_0", "a/a_1", "b/b_0")]
+    fake = [props(c, "fake") for c in ("a/a_0", "c/c_9")]
+    labels = ([p.clip for p in real], [p.clip for p in fake])
+    with pytest.raises(InputMismatchError) as error:
+        check_inputs(real, fake, ALL, Protocol(), clips=labels)
+    message = str(error.value)
+    assert "2 of 3 real clip(s) have no generated clip: a/a_1, b/b_0" in message
+    assert "1 of 2 generated clip(s) have no real clip of the same identity/clip_id: c/c_9" in message
+    assert "--allow-mismatch clips" in message
+    report = check_inputs(real, fake, ALL, Protocol(), allow=["clips"], clips=labels)
+    assert report.pairing == {"real": 3, "generated": 2, "paired": 1, "real_unpaired": 2, "generated_unpaired": 1}
+    assert [(f.property, f.action) for f in report.findings] == [("clips", "allowed")]
+    assert InputReport.from_dict(report.to_dict()) == report
+    many = [f"a/a_{k}" for k in range(8)]
+    with pytest.raises(InputMismatchError, match=r"8 of 8 real clip\(s\).*a/a_4 and 3 more"):
+        check_inputs([], [], ("div",), Protocol(), clips=(many, ["z/z_0"]))
+    paired = check_inputs(real, real, ALL, Protocol(), clips=(labels[0], labels[0]))
+    assert paired.findings == () and paired.pairing["paired"] == 3 and paired.pairing["real_unpaired"] == 0
+    assert "pairing" not in check_inputs(real, fake, ALL, Protocol()).to_dict()   # not asked: not checked
 
 
 def test_compute_options_name_an_unknown_allowed_property(tmp_path, capsys):
