@@ -23,13 +23,13 @@ import torch
 from bench.check import check_run, update_baseline
 from bench.config import load_bench_config
 from bench.data.prepare.cli import add_prepare_arguments, add_speakers_arguments, prepare_command, speakers_command
-from bench.data.preview import save_contact_sheet
-from bench.data.toy.corpus import ToyCorpusConfig, generate_toy_corpus
+from bench.data.preview import MAX_FRAMES_PER_ROW, save_contact_sheet
+from bench.data.toy.corpus import LIMITS as TOY_LIMITS, ToyCorpusConfig, generate_toy_corpus
 from bench.methods import check_method_name, known_methods
 from bench.report import failed_checks, format_terminal, load_results, write_report
 from imac import __version__
 from imac.cli import add_validate_arguments, validate_command
-from metrics.cli import CommandParser, add_command, help_texts, package_version, run_command
+from metrics.cli import CommandParser, add_command, help_texts, int_in, package_version, run_command
 from metrics.device import resolve_device
 from metrics.distributed import relaunch, without_option
 
@@ -137,13 +137,18 @@ def build_parser() -> CommandParser:
     data = data.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
     toy_defaults = ToyCorpusConfig()
     toy = add_command(data, "toy", "generate the embedded toy corpus", handler=_data_toy,
-                      wraps="bench.data.toy.corpus.generate_toy_corpus")
+                      wraps="bench.data.toy.corpus.generate_toy_corpus", resumable=True)
     toy.add_argument("--out", type=Path, required=True, help="folder to write (new, or a resumable run)")
-    toy.add_argument("--seed", type=int, default=toy_defaults.seed, help="random seed of the corpus")
-    toy.add_argument("--identities", type=int, default=toy_defaults.identities, help="number of speakers")
-    toy.add_argument("--clips", type=int, default=toy_defaults.clips, help="clips per speaker")
-    toy.add_argument("--test-clips", type=int, default=toy_defaults.test_clips, help="of those, test clips")
-    toy.add_argument("--size", type=int, default=toy_defaults.size, help="frame side in pixels")
+    toy.add_argument("--seed", type=int_in(*TOY_LIMITS["seed"]), default=toy_defaults.seed,
+                     help="random seed of the corpus")
+    toy.add_argument("--identities", type=int_in(*TOY_LIMITS["identities"]), default=toy_defaults.identities,
+                     help="number of speakers")
+    toy.add_argument("--clips", type=int_in(*TOY_LIMITS["clips"]), default=toy_defaults.clips,
+                     help="clips per speaker")
+    toy.add_argument("--test-clips", type=int_in(*TOY_LIMITS["test_clips"]), default=toy_defaults.test_clips,
+                     help="of those, test clips")
+    toy.add_argument("--size", type=int_in(*TOY_LIMITS["size"]), default=toy_defaults.size,
+                     help="frame side in pixels (even)")
     toy.add_argument("--quiet", action="store_true", help="no progress bar")
 
     validate = add_command(data, "validate", "check a dataset folder against the format", handler=_data_validate,
@@ -152,14 +157,15 @@ def build_parser() -> CommandParser:
 
     prepare = add_command(data, "prepare", "raw videos of a speaker -> clips in the dataset format "
                           "(scene split, filters, audio, SMPL-X import, crop, split, statistics)",
-                          handler=prepare_command, wraps="bench.data.prepare.pipeline.prepare_dataset")
+                          handler=prepare_command, wraps="bench.data.prepare.pipeline.prepare_dataset",
+                          resumable=True, epilog="exit status: 0, or 1 when no clip is kept, 2 on bad input")
     add_prepare_arguments(prepare)
 
     preview = add_command(data, "preview", "a PNG with frames and keypoints of every identity",
                           handler=_data_preview, wraps="bench.data.preview.save_contact_sheet")
     preview.add_argument("dataset", type=Path, help="dataset folder (manifest.jsonl)")
     preview.add_argument("--out", type=Path, required=True, help="PNG file to write")
-    preview.add_argument("--frames", type=int, default=6, help="frames per identity")
+    preview.add_argument("--frames", type=int_in(1, MAX_FRAMES_PER_ROW), default=6, help="frames per identity")
     preview.add_argument("--split", choices=("train", "test"), default="test", help="split to show")
 
     speakers = add_command(data, "speakers", "active-speaker counts per clip from TalkNet outputs (for --speakers)",
@@ -168,7 +174,7 @@ def build_parser() -> CommandParser:
 
     methods = ", ".join(m for m in known_methods() if m not in ("gt", "static", "shuffled"))
     run = add_command(commands, "run", "generate every test clip with each method, score, tabulate", handler=_run,
-                      wraps="bench.runner.run_benchmark",
+                      wraps="bench.runner.run_benchmark", resumable=True,
                       epilog="exit status: 0, or 3 when a control check fails (the metrics ordered a "
                              "known answer wrongly), 2 on bad input")
     run.add_argument("--methods", default="", help=f"comma-separated: {methods}, or a name from --methods-file "

@@ -23,10 +23,12 @@ Unknown keys and values of the wrong type are errors that name the section and t
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.data.toy.corpus import ToyCorpusConfig
 from metrics.options import OptionsError, build_options, options_to_dict, read_yaml, resolve_named_file
 from metrics.protocol import split_presets
 from metrics.registry import DEFAULT_METRICS, normalise_metrics
@@ -79,6 +81,13 @@ def config_from_dict(values: dict[str, Any], where: str = "bench config") -> Ben
         raise OptionsError(f"{where}: metrics: {error}") from None
     if not config.metrics:
         raise OptionsError(f"{where}: metrics: empty; name at least one (e.g. [fgd, div, bas, fvd])")
+    corpus = config.corpus
+    try:        # the toy corpus' own bounds, checked before any work and named as the config's keys
+        ToyCorpusConfig(seed=corpus.seed, identities=corpus.identities, clips=corpus.clips,
+                        test_clips=corpus.test_clips, size=corpus.size)
+    except ValueError as error:
+        said = re.sub(r"--([a-z]+(?:-[a-z]+)*)", lambda m: m.group(1).replace("-", "_"), str(error))
+        raise OptionsError(f"{where}: corpus: {said}") from None
     return config
 
 

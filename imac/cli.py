@@ -63,6 +63,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    args.resumable = args.stage != "vae"   # stages resume from checkpoints; an interrupted VAE is not saved
     config = load_config(args.config, args.overrides)
     if args.stage == "vae":
         return _train_vae(config, args)

@@ -114,16 +114,32 @@ def help_texts(doc: str | None) -> dict[str, str]:
 
 def add_command(commands: argparse._SubParsersAction, name: str, summary: str, *,
                 handler: Callable[[argparse.Namespace], int] | None = None, wraps: str | None = None,
-                description: str | None = None, **kwargs: Any) -> CommandParser:
-    """A subcommand: ``summary`` in its parent's list and as its description, with the wrapped function."""
+                description: str | None = None, resumable: bool = False, **kwargs: Any) -> CommandParser:
+    """A subcommand: ``summary`` in its parent's list and as its description, with the wrapped function.
+
+    ``resumable``: rerunning the command after an interruption (Ctrl-C) continues where it stopped.
+    """
     text = summary if wraps is None else f"{summary} (Python: {wraps})"
     long = description or textwrap.fill(summary if wraps is None else f"{summary}.", 100)
     if wraps is not None and description is None:
         long += f"\nPython: {wraps}"
     parser = commands.add_parser(name, help=text, description=long, **kwargs)
     if handler is not None:
-        parser.set_defaults(handler=handler, command_prog=parser.prog)
+        parser.set_defaults(handler=handler, command_prog=parser.prog, resumable=resumable)
     return parser
+
+
+def int_in(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: an integer in [low, high] (argparse names the option in the error)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is outside {low}..{high}")
+        return value
+    return parse
 
 
 def _one_line(error: BaseException) -> str:
@@ -171,15 +187,20 @@ class _StderrHandler(logging.StreamHandler):
 def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
                 errors: tuple[type[BaseException], ...] = (ValueError, OSError)) -> int:
     """Parse ``argv``, set up logging and run the chosen handler; ``errors`` become one line on
-    stderr and exit status 2."""
+    stderr and exit status 2, an interruption (Ctrl-C) one line and exit status 130."""
     args = parser.parse_args(argv)
     args.command_argv = list(sys.argv[1:] if argv is None else argv)   # for a relaunch (--processes)
     configure_logging()
+    prog = getattr(args, "command_prog", parser.prog)
     try:
         return args.handler(args)
     except errors as error:
-        print(f"{getattr(args, 'command_prog', parser.prog)}: error: {_one_line(error)}", file=sys.stderr)
+        print(f"{prog}: error: {_one_line(error)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        resume = "; finished work is kept, rerun the same command to resume" if getattr(args, "resumable", False) else ""
+        print(f"{prog}: interrupted{resume}", file=sys.stderr)
+        return 130
 
 
 # -- the metrics commands ---------------------------------------------------------------------------

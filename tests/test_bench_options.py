@@ -140,3 +140,14 @@ def test_shared_keypoint_model_folder_key_is_unchanged(tmp_path, monkeypatch):
     KeypointMotion.train_or_load_shared(context, S2GOptions.split({"steps": 200})[1])
     KeypointMotion.train_or_load_shared(context, MYAOptions.from_dict({"motion": {"steps": 200}}).motion_options())
     assert folders == ["keypoint_motion-12b5eb76b7a3", "keypoint_motion-9c8e4b2c6826", "keypoint_motion-9c8e4b2c6826"]
+
+
+@pytest.mark.parametrize("corpus, message", [
+    ({"size": 100000}, "corpus: size must be in 64..1024, got 100000"),
+    ({"clips": 3, "test_clips": 3}, "corpus: test_clips must be in 1..clips-1"),
+    ({"seed": -1}, "corpus: seed must be in 0..4294967295, got -1"),
+])
+def test_the_corpus_section_is_bounded_and_named_before_any_work(corpus, message):
+    from bench.config import config_from_dict
+    with pytest.raises(OptionsError, match=f"^my.yaml: {message}"):
+        config_from_dict({"corpus": corpus}, "my.yaml")

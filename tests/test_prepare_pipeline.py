@@ -347,6 +347,24 @@ def test_command_line_refuses_bad_input(raw_dir, tmp_path, capsys):
     assert code == 2 and "no video files" in capsys.readouterr().err
 
 
+def test_command_line_says_why_no_clip_was_kept_and_fails(raw_dir, tmp_path, capsys):
+    out = tmp_path / "ds"
+    code = bench_main(["data", "prepare", str(raw_dir), "--identity", "grace", "--out", str(out), "--size", "64",
+                       "--min-seconds", "30", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1
+    # the six scenes of test_command_line_prepares_and_reports, each shorter than 30 s
+    assert err == (f"imac-bench data prepare: no clip kept for grace: all 6 scene(s) dropped (length 6); each clip "
+                   f"and why: {out / 'prepare' / 'grace' / 'dropped.csv'}\n")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    shutil.copy(raw_dir / "corrupt.mp4", broken)
+    assert bench_main(["data", "prepare", str(broken), "--identity", "grace", "--out", str(tmp_path / "ds2"),
+                       "--quiet"]) == 1
+    assert capsys.readouterr().err == ("imac-bench data prepare: no clip kept for grace: no scene found in 1 "
+                                       "source(s) (1 unreadable or damaged)\n")
+
+
 # -- pure decisions ---------------------------------------------------------------------------------
 
 

@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@cli.interruptible
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in cli.COMMANDS:

@@ -8,6 +8,7 @@ load pandas or scipy. Each command is defined once, in its module (``build_parse
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import math
 import sys
@@ -66,6 +67,18 @@ def fail(error: object) -> int:
     """Report a command's error on stderr as ``error: ...``; returns the exit status 2."""
     print(f"error: {error}", file=sys.stderr)
     return 2
+
+
+def interruptible(main):
+    """``main`` of a command, ending on Ctrl-C with one line on stderr and exit status 130, not a traceback."""
+    @functools.wraps(main)
+    def run(*args, **kwargs):
+        try:
+            return main(*args, **kwargs)
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
+    return run
 
 
 def names(text: str) -> list[str]:

@@ -20,6 +20,7 @@ _PART_COLOURS = ((wb.BODY, (255, 255, 255)), (wb.FACE, (255, 220, 0)),
 
 
 LABEL_HEIGHT = 12     # pixels of the caption box drawn over each row's top-left corner
+MAX_FRAMES_PER_ROW = 24
 
 
 def _labelled(row: np.ndarray, text: str) -> np.ndarray:
@@ -37,6 +38,8 @@ def contact_sheet(dataset: Dataset, frames_per_row: int = 6, split: str = "test"
                   min_score: float = 0.3) -> Image.Image:
     """One row per identity: evenly spaced frames of its first clip of ``split``, keypoints overlaid,
     under a caption naming the identity, the clip, its split and length."""
+    if not 1 <= frames_per_row <= MAX_FRAMES_PER_ROW:
+        raise ValueError(f"frames_per_row must be in 1..{MAX_FRAMES_PER_ROW}, got {frames_per_row}")
     rows = []
     for identity in dataset.identities:
         clips = dataset.by_identity(identity, split) or dataset.by_identity(identity)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 import time
 from pathlib import Path
 
@@ -125,6 +126,12 @@ def prepare_command(args: argparse.Namespace) -> int:
           f"statistics: {args.out / 'statistics.md'}")
     if summary.awaiting_motion:
         print(f"  next: fit SMPL-X (SHOW) on the clips in {work / 'awaiting_motion.txt'}, then rerun with --motion DIR")
+    if summary.kept == 0:
+        why = (f"all {summary.scenes} scene(s) dropped ({dropped}); each clip and why: {work / 'dropped.csv'}"
+               if summary.scenes else
+               f"no scene found in {summary.sources} source(s) ({len(summary.unreadable)} unreadable or damaged)")
+        print(f"{args.command_prog}: no clip kept for {summary.identity}: {why}", file=sys.stderr)
+        return 1
     return 0
 
 

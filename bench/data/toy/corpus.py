@@ -28,6 +28,12 @@ from metrics.io.video import write_video
 CORPUS_VERSION = "toy-corpus-v2"
 CARD_NAME = "toy_corpus.json"
 
+# The ranges the corpus options accept (the command line's too): beyond them a corpus is no longer a
+# toy (a 100000 px frame side asks for 112 GiB of memory), and identities keep two-digit names.
+LIMITS = {"seed": (0, 2**32 - 1), "identities": (1, 100), "clips": (2, 1000), "test_clips": (1, 999),
+          "size": (64, 1024)}
+MAX_SECONDS = 60.0
+
 
 @dataclass(frozen=True)
 class ToyCorpusConfig:
@@ -41,14 +47,19 @@ class ToyCorpusConfig:
     max_seconds: float = 6.0
 
     def __post_init__(self) -> None:
-        if self.clips < 2:
-            raise ValueError(f"--clips must be >= 2 (train and test), got {self.clips}")
-        if not 1 <= self.test_clips < self.clips:
-            raise ValueError(f"test clips must be in 1..clips-1, got {self.test_clips} of {self.clips}")
-        if self.size < 64 or self.size % 2:
-            raise ValueError(f"--size must be even and >= 64, got {self.size}")
+        for name, (low, high) in LIMITS.items():
+            if not low <= getattr(self, name) <= high:
+                raise ValueError(f"--{name.replace('_', '-')} must be in {low}..{high}, got {getattr(self, name)}")
+        if self.test_clips >= self.clips:
+            raise ValueError(f"--test-clips must be in 1..clips-1 (train and test), got {self.test_clips} of "
+                             f"{self.clips}")
+        if self.size % 2:
+            raise ValueError(f"--size must be even, got {self.size}")
         if self.min_seconds * self.fps < 80:
             raise ValueError("clips must hold an 80-frame window: min_seconds * fps >= 80")
+        if not self.min_seconds <= self.max_seconds <= MAX_SECONDS:
+            raise ValueError(f"max_seconds must be >= min_seconds ({self.min_seconds:g}) and <= {MAX_SECONDS:g}, "
+                             f"got {self.max_seconds:g}")
 
 
 def clip_rng(seed: int, identity_index: int, clip_index: int) -> np.random.Generator:

@@ -92,7 +92,10 @@ def _muted_colour(rng: np.random.Generator, value: tuple[float, float], saturati
 
 
 def _skin_colour(rng: np.random.Generator):
-    r, g, b = colorsys.hsv_to_rgb(rng.uniform(0.05, 0.09), rng.uniform(0.2, 0.4), rng.uniform(0.6, 0.95))
+    hue, saturation, value = rng.uniform(0.05, 0.09), rng.uniform(0.2, 0.4), rng.uniform(0.6, 0.95)
+    # chroma is saturation * value (+ 1/255 of rounding): a bright skin is kept within the scene's limit
+    saturation = min(saturation, (MAX_SCENE_CHROMA - 1 / 255) / value)
+    r, g, b = colorsys.hsv_to_rgb(hue, saturation, value)
     return (int(255 * r), int(255 * g), int(255 * b))
 
 
