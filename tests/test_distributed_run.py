@@ -29,6 +29,7 @@ from metrics.distributed import SINGLE, Processes, launch_command, without_optio
 from metrics.fgd_training import train_fgd_autoencoder
 from metrics.evaluate import make_extractor
 from metrics.protocol import Protocol, get_protocol
+from tests.launch_output import failed_launch
 
 # launches processes: one xdist worker runs these one after another (--dist loadgroup)
 pytestmark = pytest.mark.xdist_group("launches")
@@ -178,7 +179,7 @@ def test_shards_deal_the_clips_round_robin_and_map_keeps_the_order():
 def test_two_processes_give_the_values_of_one(micro):
     out = micro["root"] / "two"
     done = launch(run_arguments(micro, out), shorthand=False)
-    assert done.returncode in (0, 3), done.stderr[-3000:]
+    assert done.returncode in (0, 3), failed_launch(done.stderr)
     results = json.loads((out / "results.json").read_text())
     assert results["environment"]["processes"] == 2 and micro["single"]["environment"]["processes"] == 1
     assert values(results) == values(micro["single"])
@@ -221,7 +222,7 @@ def test_metrics_compute_on_two_processes_gives_the_values_of_one(micro, tmp_pat
     with one_thread():
         assert metrics_main(arguments + ["--out", str(tmp_path / "one.json")]) == 0
     done = launch(arguments + ["--out", str(tmp_path / "two.json")], module="metrics")
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, failed_launch(done.stderr)
     one, two = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("one", "two"))
     assert two["environment"].pop("processes") == 2 and one["environment"].pop("processes") == 1
     for key in ("scores", "reference", "provenance", "inputs", "skipped", "real", "fake"):
@@ -238,7 +239,7 @@ def test_under_a_launch_the_main_process_trains_the_shared_model_and_the_other_l
     out = tmp_path / "run"
     arguments = run_arguments({**micro, "config": config}, out)
     done = launch(arguments, shorthand=False)
-    assert done.returncode in (0, 3), done.stderr[-3000:]
+    assert done.returncode in (0, 3), failed_launch(done.stderr)
     # both processes enter the trainer; on CPUs (BatchNorm, no SyncBatchNorm) the main one trains it alone
     assert done.stderr.count("training the skeleton autoencoder") == 2
     folder = out / "work" / "fgd_autoencoder"
@@ -315,7 +316,7 @@ def test_prepare_runs_on_the_main_process_first_or_on_every_process_together(mic
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", str(worker),
                str(micro["corpus"]), str(tmp_path / "run"), str(log)]
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=TIMEOUT)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, failed_launch(done.stderr)
     lines = log.read_text().splitlines()
     assert lines[0] == "0 copy" and sorted(lines[:2]) == ["0 copy", "1 copy"]       # the main process first
     assert sorted(lines[2:]) == ["0 together 2 vae", "1 together 2 vae"]

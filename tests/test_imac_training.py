@@ -16,6 +16,7 @@ from imac.models import noise as draws
 from imac.training.windows import (ClipArrays, GlobalBatches, TrainingWindows, item_seed, video_window_start,
                                    window_positions)
 from tests.imac_fixtures import RESOLUTION, make_corpus, make_vae, tiny_config
+from tests.launch_output import failed_launch
 
 
 @pytest.fixture(scope="module")
@@ -276,7 +277,7 @@ def test_two_processes_train_with_the_losses_of_one(corpus, vae, tmp_path):
          "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
          "--main_process_port", str(_free_port()), "-m", "imac", "train", "stage2", "--config", str(path), "--quiet"],
         env=env, capture_output=True, text=True, timeout=240)
-    assert launched.returncode == 0, launched.stderr[-3000:]
+    assert launched.returncode == 0, failed_launch(launched.stderr)
     lines = [read_log(folder / "stage2" / "log.jsonl") for folder in (tmp_path / "one", tmp_path / "two")]
     assert [line["step"] for line in lines[1]] == [1, 2, 3]
     for single, parallel in zip(*lines):
@@ -322,7 +323,7 @@ def test_both_stages_train_one_after_the_other_in_the_same_launched_processes(co
          "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
          "--main_process_port", str(_free_port()), str(script), str(path)],
         env=env, capture_output=True, text=True, timeout=240)
-    assert launched.returncode == 0, launched.stderr[-3000:]
+    assert launched.returncode == 0, failed_launch(launched.stderr)
     assert launched.stdout.count("both stages 1 2") == 2, launched.stdout
 
 
