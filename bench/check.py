@@ -18,7 +18,8 @@ compared), ``metrics.csv`` and ``report.md`` (for people reading a diff) and ``t
 Every baseline score (method x scope x metric) of a compared scope must be in the run, within
 tolerance; the run's control checks must hold (and be made: a run without a control row fails
 against a baseline with control checks). The scores of methods trained in the run (kind
-``model``) use the ``trained`` margins when the file has them: the same seeded training on a CPU
+``model``) use the ``trained`` margins (over the top level's, key by key) when the file has them and
+the run's CPU or thread count is not the baseline's (or is not recorded): the same seeded training on a CPU
 with other vector instructions or BLAS kernels rounds differently and ends in other weights (like
 another seed), while the real videos' and the controls' scores move only as far as the metrics' own
 trained network (the skeleton autoencoder of FGD) does. A method absent from the run fails whatever
@@ -109,6 +110,14 @@ def _read_scopes(path: Path, scopes) -> list[str]:
 
 def _check_entries(path: Path, data: dict, where: str) -> None:
     """The ``default`` and ``metrics`` entries of a tolerances mapping (top level or ``trained``)."""
+    for key in ("default", "metrics"):
+        if not isinstance(data.get(key) or {}, dict):
+            raise ValueError(f"{path}: {where}{key}: a mapping, got {data[key]!r} (e.g. {key}: "
+                             + ("{abs: 0.0, rel: 0.05})" if key == "default" else "{fgd: {abs: 0.05, rel: 0.1}})"))
+    for name, entry in (data.get("metrics") or {}).items():
+        if not isinstance(entry or {}, dict):
+            raise ValueError(f"{path}: {where}metrics: {name}: a mapping of abs and rel, got {entry!r} "
+                             f"(e.g. {name}: {{rel: 0.1}})")
     old = [name for name in (data.get("metrics") or {}) if name not in METRIC_IDS]
     if old:
         raise ValueError(f"{path}: {where}metrics: {', '.join(map(repr, old))} not metric ids; use "
@@ -123,8 +132,15 @@ def _check_entries(path: Path, data: dict, where: str) -> None:
                 raise ValueError(f"{path}: {where}{name}: {key} must be a number >= 0, got {value!r}")
 
 
-def allowed_change(tolerances: dict, metric: str, baseline: float) -> float:
-    entry = {**(tolerances.get("default") or {}), **((tolerances.get("metrics") or {}).get(metric) or {})}
+def allowed_change(tolerances: dict, metric: str, baseline: float, trained: bool = False) -> float:
+    """max(abs, rel x |baseline|) of ``metric``'s entry: the top level's ``default`` then ``metrics``
+    entry, and for a trained method the ``trained`` section's ``default`` then ``metrics`` entry over
+    them (a key it does not give keeps the top level's value)."""
+    layers = [tolerances] + ([tolerances.get("trained") or {}] if trained else [])
+    entry: dict = {}
+    for layer in layers:
+        entry.update(layer.get("default") or {})
+        entry.update((layer.get("metrics") or {}).get(metric) or {})
     return max(float(entry.get("abs", 0.0)), float(entry.get("rel", 0.0)) * abs(baseline))
 
 
@@ -148,24 +164,27 @@ def compare(run: BenchResults, baseline: BenchResults, tolerances: dict) -> tupl
         if scope != "*" and scope not in in_baseline:
             failures.append(Difference(f"scope {scope}", "no scores in the baseline, nothing to compare (its scopes: "
                                                          f"{', '.join(in_baseline) or 'none'})"))
-    cpus = [(r.environment.get("cpu"), r.environment.get("cpu_capability")) for r in (baseline, run)]
-    if cpus[0] != cpus[1]:
-        said = [f"{cpu or 'not recorded'}" + (f" ({capability})" if capability else "") for cpu, capability in cpus]
+    cpus = [(r.environment.get("cpu"), r.environment.get("cpu_capability"), r.environment.get("torch_threads"))
+            for r in (baseline, run)]
+    same_cpu = cpus[0] == cpus[1] and cpus[0][0] is not None
+    if not same_cpu:
+        said = [f"{cpu or 'not recorded'}" + (f" ({capability}, {threads} threads)" if capability else "")
+                for cpu, capability, threads in cpus]
         notes.append(f"the baseline's CPU: {said[0]}; the run's: {said[1]}. On another CPU the same seeded training "
                      "can round differently and end in other weights: "
                      + ("the trained methods are compared with the trained margins" if tolerances.get("trained")
                         else "this baseline's tolerances have no trained margins, so their numbers may not repeat"))
-    trained_margins = tolerances.get("trained") or None
-    trained = {name for name, method in baseline.methods.items() if method.kind == "model"}
-    undefined_ok = set((trained_margins or {}).get("may_be_undefined") or [])
+    # on the baseline's own CPU a run repeats it exactly: the trained margins are not needed there
+    use_trained = bool(tolerances.get("trained")) and not same_cpu
+    trained = {name for name, method in baseline.methods.items() if method.kind == "model"} if use_trained else set()
+    undefined_ok = set((tolerances.get("trained") or {}).get("may_be_undefined") or [])
     for key in (k for k in theirs if checked(k)):
         name = "/".join(key)
-        margins = trained_margins if trained_margins is not None and key[0] in trained else tolerances
         old, new = theirs[key], ours.get(key, math.nan)
         if math.isnan(old) and math.isnan(new):
             continue
         if math.isnan(old) != math.isnan(new):
-            if margins is trained_margins and key[2] in undefined_ok and key[0] in run.methods:
+            if key[0] in trained and key[2] in undefined_ok and key[0] in run.methods:
                 notes.append(f"{name}: baseline {old:.6g}, run {new:.6g} (undefined on one side; allowed for a "
                              "trained method by trained: may_be_undefined)")
             elif key not in ours:
@@ -173,7 +192,7 @@ def compare(run: BenchResults, baseline: BenchResults, tolerances: dict) -> tupl
             else:
                 failures.append(Difference(name, f"baseline {old:.6g}, run {new:.6g}"))
             continue
-        limit = allowed_change(margins, key[2], old)
+        limit = allowed_change(tolerances, key[2], old, trained=key[0] in trained)
         if abs(new - old) > limit:
             failures.append(Difference(name, f"baseline {old:.6g}, run {new:.6g}: moved {new - old:+.4g}, "
                                              f"tolerance ±{limit:.4g}"))

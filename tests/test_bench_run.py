@@ -492,6 +492,14 @@ def test_trained_methods_are_compared_with_the_trained_margins_and_the_controls_
     assert any("AVX2" in n and "AVX512" in n and "trained margins" in n for n in notes)
     run.methods["m"] = _row("m", fgd=1.6)                # beyond 50%
     assert [f.key for f in compare(run, baseline, margins)[0]] == ["m/all/fgd", "static/all/fgd"]
+    run.environment = dict(baseline.environment)         # on the baseline's own CPU a run repeats it: strict
+    assert [f.key for f in compare(run, baseline, margins)[0]] == ["m/all/fgd", "m/all/hkv", "static/all/fgd"]
+    run.environment = {"cpu": "AMD EPYC", "cpu_capability": "AVX512"}
+    run.methods["m"] = _row("m", fgd=1.05, hkv=0.52)     # a trained section without fgd keeps the top level's
+    assert compare(run, baseline, {**strict, "trained": {"metrics": {"hkv": {"rel": 0.1}}}})[0][0].key == "static/all/fgd"
+    run.methods["m"] = _row("m", fgd=1.2, hkv=0.5)
+    assert [f.key for f in compare(run, baseline, {**strict, "trained": {"metrics": {"hkv": {"rel": 0.1}}}})[0]] \
+        == ["m/all/fgd", "static/all/fgd"]
     del run.methods["m"]                                 # a method that did not run fails whatever the margins
     failures, _ = compare(run, baseline, margins)
     assert {f.key for f in failures} == {"m/all/fgd", "m/all/hkv", "static/all/fgd"}
@@ -505,6 +513,10 @@ def test_trained_methods_are_compared_with_the_trained_margins_and_the_controls_
     ("trained: {seeds: 3}", "trained: a mapping of default, metrics and may_be_undefined"),
     ("metrics: {fgd: {abs: foo}}", "fgd: abs must be a number >= 0, got 'foo'"),
     ("margins: {}", "unknown key\\(s\\) margins"),
+    ("metrics:\n  fgd: 0.1", "metrics: fgd: a mapping of abs and rel, got 0.1"),
+    ("metrics: [fgd]", "metrics: a mapping, got \\['fgd'\\]"),
+    ("default: 5", "default: a mapping, got 5"),
+    ("trained:\n  metrics: {fgd: 0.5}", "trained: metrics: fgd: a mapping of abs and rel"),
     ("scopes: [all, al]", "scopes: 'al' is not a scope \\(all, identity:NAME"),
     ("scopes: ['identity:']", "scopes: 'identity:' is not a scope"),
     ("scopes: [3]", "scopes: 3 is not a scope"),

@@ -641,7 +641,9 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray] | np.ndarr
     ``audio`` (float mono in [-1, 1]) is muxed as an AAC track at ``sample_rate``, exactly as
     given: it is neither padded nor cut to the video's length. The file is written under a
     temporary name and renamed on success, so an error (in the encoder or in the frames'
-    generator) never leaves a partial file under ``path``. ``preset`` is the x264/x265 speed preset
+    generator) never leaves a partial file under ``path``. With libx264 (the default) the same frames
+    give the same bytes (``x264_asm``); libx265 does not repeat itself (three encodes of the same frames
+    gave three files, even with one frame thread and no pool). ``preset`` is the x264/x265 speed preset
     (``veryfast`` ... ``veryslow``; None: the encoder's default, ``medium``). Returns ``path``.
     """
     path = Path(path)
