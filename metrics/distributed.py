@@ -23,6 +23,7 @@ agent does), so a collective never waits forever on a dead process.
 
 from __future__ import annotations
 
+import atexit
 import os
 import subprocess
 import sys
@@ -40,8 +41,8 @@ R = TypeVar("R")
 # caught by the launcher, not by this timeout.
 COLLECTIVE_TIMEOUT = timedelta(hours=24)
 
-__all__ = ["COLLECTIVE_TIMEOUT", "SINGLE", "Processes", "current_processes", "launch_command", "relaunch",
-           "without_option"]
+__all__ = ["COLLECTIVE_TIMEOUT", "SINGLE", "Processes", "close_at_exit", "current_processes", "launch_command",
+           "relaunch", "without_option"]
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,28 @@ def current_processes() -> Processes:
     # accelerate takes a launch without GPUs for a multi-CPU one (gloo) only when told it is on CPUs
     cpu = not torch.cuda.is_available() or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true")
     state = PartialState(cpu=cpu, timeout=COLLECTIVE_TIMEOUT)
+    close_at_exit()
     return Processes(state.process_index, state.num_processes, state.local_process_index)
+
+
+_closing: list = []
+
+
+def close_at_exit() -> None:
+    """Have ``close_process_group`` run when the program ends (registered once per process)."""
+    if not _closing:
+        _closing.append(atexit.register(close_process_group))
+
+
+def close_process_group() -> None:
+    """Destroy torch.distributed's process group, if any (registered to run when a launched program
+    ends). A gloo group left to the interpreter's teardown can abort the process as it exits:
+    "terminate called without an active exception", SIGABRT (seen in CI on a launched benchmark's
+    second process after its last line of work)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def launch_command(module: str, argv: Sequence[str], processes: int) -> list[str]:

@@ -47,6 +47,7 @@ from imac.pipeline import (IMACPipeline, assemble, build_hubert, build_motion, b
 from imac.training.windows import ClipArrays, GlobalBatches, TrainingWindows, preload_frames
 from metrics.dataset import Dataset
 from metrics.device import resolve_device
+from metrics.distributed import close_at_exit
 from metrics.io.files import remove_stale_temporaries, replace_folder, temporary_folder_sibling
 
 STAGES = ("stage1", "stage2")
@@ -154,6 +155,8 @@ def train(config: IMACConfig, stage: str, progress: bool = True, max_steps: int 
         cpu=cpu, mixed_precision="no" if cpu else config.train.mixed_precision,
         gradient_accumulation_steps=config.train.gradient_accumulation,
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+    if accelerator.num_processes > 1:
+        close_at_exit()       # the group outlives this training (see the end), not the program
     set_seed(config.train.seed)
     out = Path(config.train.output) / stage
     checkpoints = out / "checkpoints"
