@@ -24,6 +24,7 @@ agent does), so a collective never waits forever on a dead process.
 from __future__ import annotations
 
 import atexit
+import functools
 import os
 import subprocess
 import sys
@@ -139,13 +140,10 @@ def current_processes() -> Processes:
     return Processes(state.process_index, state.num_processes, state.local_process_index)
 
 
-_closing: list = []
-
-
+@functools.cache
 def close_at_exit() -> None:
     """Have ``close_process_group`` run when the program ends (registered once per process)."""
-    if not _closing:
-        _closing.append(atexit.register(close_process_group))
+    atexit.register(close_process_group)
 
 
 def close_process_group() -> None:
@@ -153,9 +151,8 @@ def close_process_group() -> None:
     ends). A gloo group left to the interpreter's teardown can abort the process as it exits:
     "terminate called without an active exception", SIGABRT (seen in CI on a launched benchmark's
     second process after its last line of work)."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
+    dist = sys.modules.get("torch.distributed")      # never imported: no group (and no import at exit)
+    if dist is not None and dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 
 
