@@ -79,7 +79,7 @@ class CommandParser(argparse.ArgumentParser):
     """An ArgumentParser with the shared help format and a one-line error (exit status 2).
 
     ``intermixed=True``: positionals may stand between options (``imac train stage1 --config tiny
-    train.lr=1e-4 --quiet``), as with ``parse_intermixed_args``, also when this parser is a subcommand.
+    stage2.lr=1e-4 --quiet``), as with ``parse_intermixed_args``, also when this parser is a subcommand.
     """
 
     def __init__(self, *args: Any, intermixed: bool = False, **kwargs: Any) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -198,12 +199,22 @@ def _expanded_values(root: yaml.Node, where: str) -> int:
     return sizes[id(root)]
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading numbers in exponent notation as YAML 1.2 does: ``1e-4``, ``5E3``
+    and ``2.5e4`` are floats (YAML 1.1, which PyYAML follows, wants a dot and a signed exponent,
+    ``1.0e-4``, and reads the others as strings: ``lr: 1e-4`` would be the text '1e-4')."""
+
+
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float",
+                              re.compile(r"^[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+$"), list("-+0123456789."))
+
+
 def parse_yaml(text: str, where: str) -> Any:
-    """``yaml.safe_load(text)``, bounded: refused (``OptionsError`` starting with ``where``) when
+    """``yaml.safe_load(text)`` (with YAML 1.2's exponent numbers: ``_Loader``), bounded: refused (``OptionsError`` starting with ``where``) when
     not valid YAML, nested too deep for the parser, or expanding to more than ``MAX_YAML_VALUES``
     values once its aliases are followed (checked on the composed nodes, before anything is built).
     """
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
     try:
         node = loader.get_single_node()
         if node is None:

@@ -350,3 +350,22 @@ def test_a_refused_cache_entry_is_computed_again(tmp_path, caplog):
     entry.write_bytes(npz_bombs(tmp_path)["forged"].read_bytes())
     assert cache.load(video) is None
     assert f"{entry}: array 'keypoints'" in caplog.text and "ignoring the cached entry" in caplog.text
+
+
+@pytest.mark.parametrize("text, number", [("1e-6", 1e-6), ("5E-2", 0.05), ("2e+1", 20.0), ("-3e5", -3e5),
+                                          ("1.0e-4", 1e-4), ("0.5", 0.5), ("7", 7)])
+def test_numbers_in_exponent_notation_read_as_yaml_1_2_and_python_read_them(tmp_path, text, number):
+    # YAML 1.2 core schema and Python's float(): the number on the right (PyYAML's YAML 1.1 resolver
+    # reads '1e-6' as a string); text that only looks numeric stays text
+    assert parse_yaml(text, "x") == number and type(parse_yaml(text, "x")) is type(number)
+    assert parse_yaml("1e", "x") == "1e" and parse_yaml("e5", "x") == "e5" and parse_yaml("1e-4x", "x") == "1e-4x"
+    from bench.check import read_tolerances
+
+    path = tmp_path / "tolerances.yaml"
+    path.write_text(f"default: {{abs: {text}, rel: 0}}\nmetrics:\n  fgd: {{rel: {text}}}\n")
+    if number >= 0:
+        tolerances = read_tolerances(path)
+        assert tolerances["default"]["abs"] == number and tolerances["metrics"]["fgd"] == {"rel": number}
+    else:
+        with pytest.raises(ValueError, match="must be a number >= 0"):
+            read_tolerances(path)

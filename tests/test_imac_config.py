@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from imac.cli import main
-from imac.config import ConfigError, load_config, with_sampling_overrides
+from imac.config import ConfigError, load_config, resolve_config_path, with_sampling_overrides
 
 
 @pytest.mark.parametrize("override, problem", [
@@ -44,3 +44,22 @@ def test_sampling_overrides_name_the_wrong_one_with_their_section():
         with_sampling_overrides(config, ["video.guidance_scale=2", "motion.sample_clip=big"], "methods.imac: overrides")
     assert str(raised.value).startswith("methods.imac: overrides 'motion.sample_clip=big': motion.sample_clip: "
                                         "expected a number, got 'big'")
+
+
+@pytest.mark.parametrize("written, number", [("1e-4", 1e-4), ("5E-4", 5e-4), ("2.5e3", 2500.0), ("1e+2", 100.0),
+                                             (".5e-1", 0.05), ("-3e-5", -3e-5)])
+def test_a_learning_rate_in_exponent_notation_is_a_number(tmp_path, written, number):
+    # PyYAML (YAML 1.1) reads '1e-4' as a string; YAML 1.2 and Python read it as the number on the right
+    assert load_config("tiny", [f"stage2.lr={written}"]).stage2.lr == number
+    source = yaml.safe_load(resolve_config_path("tiny").read_text())
+    source["stage1"]["lr"] = written                        # as a YAML file spells it: lr: 1e-4
+    path = tmp_path / "mine.yaml"
+    path.write_text(yaml.safe_dump(source).replace(f"'{written}'", written))
+    assert load_config(path).stage1.lr == number
+
+
+@pytest.mark.parametrize("written", ["1e-4x", "e-4", "1e", "fast"])
+def test_a_learning_rate_that_is_no_number_is_named(written):
+    with pytest.raises(ConfigError, match=rf"stage2.lr: expected a number, got '{written}'"):
+        load_config("tiny", [f"stage2.lr={written}"])
+
