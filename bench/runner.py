@@ -621,15 +621,16 @@ def run_benchmark(settings: RunSettings, processes: Processes | None = None) -> 
         records[method.name] = generate(plan, method)
         timings[f"generate:{method.name}"] = round(time.perf_counter() - step, 1)
     scorer, rows = score_run(plan, records, timings)
-    if not processes.is_main:
-        return None
-    step = time.perf_counter()
-    paired = paired_differences(scorer, [n for n in plan.method_names if n not in CONTROLS],
-                                {m.name: m.label for m in plan.methods})
-    timings["score:paired-differences"] = round(time.perf_counter() - step, 1)
-    timings["total"] = round(time.perf_counter() - started, 1)
-    results = assemble_results(plan, records, rows, scorer.evaluator.networks(), paired, timings)
-    write_results(plan.out / "results.json", results)
+    results = None
+    if processes.is_main:
+        step = time.perf_counter()
+        paired = paired_differences(scorer, [n for n in plan.method_names if n not in CONTROLS],
+                                    {m.name: m.label for m in plan.methods})
+        timings["score:paired-differences"] = round(time.perf_counter() - step, 1)
+        timings["total"] = round(time.perf_counter() - started, 1)
+        results = assemble_results(plan, records, rows, scorer.evaluator.networks(), paired, timings)
+        write_results(plan.out / "results.json", results)
+    processes.end_together()
     return results
 
 

@@ -111,6 +111,14 @@ class Processes:
 
             dist.barrier()
 
+    def end_together(self) -> None:
+        """The last collective of a launched program's work: every process waits here until the main
+        one has finished its own part (writing and scoring alone). A process that ends while another
+        still uses the gloo group can abort as it exits ("terminate called without an active
+        exception", SIGABRT, seen in CI after a launched benchmark's last line of work), so the
+        processes end together; the group is then destroyed at exit (``close_at_exit``)."""
+        self.barrier()
+
     @contextmanager
     def main_first(self) -> Iterator[None]:
         """The main process runs the block first, then the others (which then find what it wrote)."""

@@ -715,8 +715,9 @@ def evaluate(real_dir: str | Path | None, fake_dir: str | Path, metrics: Sequenc
         if (needs_real or side == "fake") and not group:
             raise ClipError(f"no usable {side} clips ({len(skipped)} skipped)")
     if not processes.is_main:
+        processes.end_together()
         return None
-    return EvaluationResult(
+    result = EvaluationResult(
         protocol=protocol.to_dict(), protocol_label=protocol.label, metrics=evaluator.metrics,
         scores=evaluator.score(real, fake), reference=evaluator.reference(real) if real else {},
         provenance=evaluator.provenance(len(real), len(fake), inputs, evaluator.paired(real, fake)),
@@ -725,6 +726,8 @@ def evaluate(real_dir: str | Path | None, fake_dir: str | Path, metrics: Sequenc
         inputs=inputs, skipped=tuple(skipped),
         environment={"python": platform.python_version(), "networks": evaluator.networks(),
                      "processes": processes.world, "seconds": round(time.perf_counter() - started, 1)})
+    processes.end_together()
+    return result
 
 
 def format_table(result: EvaluationResult) -> str:

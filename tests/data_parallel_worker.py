@@ -133,3 +133,4 @@ if __name__ == "__main__":
     result["world"] = processes.world
     result["seconds"]["process"] = round(time.perf_counter() - began, 2)
     (out / f"result-{processes.rank}.json").write_text(json.dumps(result))
+    processes.end_together()           # as the project's launched programs end: none while another works
