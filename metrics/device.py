@@ -8,6 +8,8 @@ naming the value, rather than as a traceback deep inside a model.
 
 from __future__ import annotations
 
+import hashlib
+
 import torch
 
 AUTO = "auto"
@@ -39,25 +41,34 @@ def resolve_device(name: str = AUTO) -> str:
 
 
 def processor() -> dict[str, str]:
-    """What the CPU arithmetic of a run depended on: ``{"cpu": model name, "cpu_capability": ...}``.
+    """What the CPU arithmetic of a run depended on: ``{"cpu": model name, "cpu_capability": ...,
+    "cpu_flags": ...}``.
 
     ``cpu`` is the first ``model name`` of ``/proc/cpuinfo`` (Linux; ``platform.processor()``
     elsewhere, "" when neither says); ``cpu_capability`` is the vector instruction set torch's CPU
     kernels dispatch to (``torch.backends.cpu.get_cpu_capability()``: DEFAULT, AVX2, AVX512, ...;
-    lowered by ``ATEN_CPU_CAPABILITY``). Two CPUs with other instruction sets or BLAS kernels round
+    lowered by ``ATEN_CPU_CAPABILITY``); ``cpu_flags`` is the first 12 hex digits of the SHA-256 of
+    the first ``flags`` line's sorted flags (virtual machines often show one model name, "AMD EPYC",
+    for CPU generations whose instruction sets, and so BLAS kernels, differ; "" where there is no
+    such line). Two CPUs with other instruction sets or BLAS kernels round
     differently, so the same seeded training ends in other weights: numbers of models trained in a
     run are comparable across machines only within their seed-to-seed spread.
     """
-    name = ""
+    name, flags = "", ""
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
             for line in handle:
-                if line.lower().startswith("model name"):
+                key = line.partition(":")[0].strip().lower()
+                if key == "model name" and not name:
                     name = line.partition(":")[2].strip()
+                elif key == "flags" and not flags:
+                    listed = " ".join(sorted(set(line.partition(":")[2].split())))
+                    flags = hashlib.sha256(listed.encode()).hexdigest()[:12]
+                if name and flags:
                     break
     except OSError:
         pass
     if not name:
         import platform
         name = platform.processor()
-    return {"cpu": name, "cpu_capability": str(torch.backends.cpu.get_cpu_capability())}
+    return {"cpu": name, "cpu_capability": str(torch.backends.cpu.get_cpu_capability()), "cpu_flags": flags}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import subprocess
 
 import pytest
 import torch
@@ -11,6 +13,20 @@ import torch
 from metrics.device import resolve_device
 from metrics.io.cache import file_hash
 from metrics.io.files import atomic_folder, file_sha256, replace_folder, update_digest_from_file
+
+
+@pytest.mark.skipif(not os.path.isfile("/proc/cpuinfo") or shutil.which("lscpu") is None,
+                    reason="needs Linux's /proc/cpuinfo and util-linux's lscpu")
+def test_processor_names_the_cpu_and_digests_its_flags_as_lscpu_lists_them():
+    from metrics.device import processor
+
+    fields = dict(line.partition(":")[::2] for line in subprocess.run(
+        ["lscpu"], capture_output=True, text=True, check=True, env={**os.environ, "LC_ALL": "C"}).stdout.splitlines())
+    described = processor()
+    assert described["cpu"] == fields["Model name"].strip()
+    flags = " ".join(sorted(set(fields["Flags"].split())))
+    assert described["cpu_flags"] == hashlib.sha256(flags.encode()).hexdigest()[:12]
+    assert described["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
 
 
 def test_resolve_device_auto_follows_cuda(monkeypatch):
