@@ -49,6 +49,8 @@ VARIANTS = {
     "overlap16": ["motion.window_overlap=16"],
     "clip3": ["motion.sample_clip=3.0"],
     "leading": ["motion.sample_spacing=leading"],
+    "video-trailing": ["video.sample_spacing=trailing"],
+    "anchored+video-trailing": ["video.chunk_reference=anchored", "video.sample_spacing=trailing"],
     "all": ["video.chunk_reference=anchored", "video.handover=latent", "motion.window_overlap=16",
             "motion.sample_clip=3.0"],
 }
@@ -92,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         base.config = with_sampling_overrides(base.config, VARIANTS[name] + [
             f"{k}={v}" for k, v in (("video.chunk_reference", "last_frame"), ("video.handover", "decoded"),
                                     ("motion.window_overlap", 0), ("motion.sample_clip", 0.0),
-                                    ("motion.sample_spacing", "trailing"))
+                                    ("motion.sample_spacing", "trailing"), ("video.sample_spacing", "leading"))
             if not any(o.startswith(k + "=") for o in VARIANTS[name])], name)
         started, ratios = time.perf_counter(), []
         for clip in clips:

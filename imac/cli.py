@@ -102,7 +102,8 @@ def _sample(args: argparse.Namespace) -> int:
         raise ValueError(f"--model {args.model}: a stage-1 (motion only) model folder; sampling videos needs "
                          "the stage-2 model (<output>/stage2/model)")
     config = pipeline.config
-    for section, name in (("video", "chunk_reference"), ("video", "handover"), ("motion", "window_overlap")):
+    for section, name in (("video", "chunk_reference"), ("video", "handover"), ("video", "sample_spacing"),
+                          ("motion", "window_overlap")):
         value = getattr(args, name)
         if value is not None:       # a sampling switch: the trained weights serve any of its values
             setattr(getattr(config, section), name, value)
@@ -119,7 +120,8 @@ def _sample(args: argparse.Namespace) -> int:
         print(f"reference {args.reference}: {describe_preparation(width, height, size)} (the model's "
               f"data.resolution)\naudio {args.audio}: {len(audio) / config.audio.sample_rate:.2f} s, mono at "
               f"{config.audio.sample_rate} Hz -> {int(len(audio) / config.audio.sample_rate * config.fps)} frames "
-              f"at {config.fps:g} fps\nsampling: {steps} video steps, guidance {guidance:g}, "
+              f"at {config.fps:g} fps\nsampling: {steps} video steps ({config.video.sample_spacing} spacing), "
+              f"guidance {guidance:g}, "
               f"{config.motion.sample_steps} motion steps, seed {args.seed}; chunks: reference "
               f"{config.video.chunk_reference}, hand-over {config.video.handover}; motion windows overlap "
               f"{config.motion.window_overlap} frames", flush=True)
@@ -150,7 +152,7 @@ def build_parser() -> CommandParser:
                         wraps="imac.training.trainer.train; vae: imac.training.autoencoder.train_autoencoder")
     train.add_argument("stage", choices=("vae", "stage1", "stage2"), help="what to train")
     train.add_argument("overrides", nargs="*", default=[], metavar="key.sub=value",
-                       help="config overrides (YAML values), e.g. train.lr=1e-4 data.root=DIR")
+                       help="config overrides (YAML values), e.g. stage2.lr=1e-4 data.root=DIR")
     train.add_argument("--config", required=True, help="packaged config name (tiny, i2vgenxl) or YAML path")
     train.add_argument("--max-steps", type=int, default=None,
                        help="stop after this many steps (default: the config's)")
@@ -176,6 +178,10 @@ def build_parser() -> CommandParser:
     sample.add_argument("--handover", choices=("decoded", "latent"), default=None,
                         help="the last frame handed to the next chunk decoded and re-encoded (the paper) or as "
                              "its latent (default: the model's video.handover)")
+    sample.add_argument("--sample-spacing", choices=("leading", "trailing", "linspace"), default=None,
+                        help="DDIM timestep spacing of the video: leading (the I2VGen-XL release) or trailing "
+                             "(starts from pure noise at t = 999) (default: the model's video.sample_spacing; "
+                             "tiny trailing, i2vgenxl leading)")
     sample.add_argument("--window-overlap", type=int, default=None,
                         help="frames each motion window continues from the previous one (0: independent "
                              "windows) (default: the model's motion.window_overlap)")

@@ -79,6 +79,11 @@ class VideoConfig:
     condition_dropout: float = 0.1    # training probability of the unconditional branch
     sample_steps: int = 25
     sample_precision: Literal["no", "fp16", "bf16"] = "no"   # autocast of video sampling (CUDA only)
+    # DDIM timestep spacing of video sampling. "leading" (the I2VGen-XL release's scheduler) starts
+    # at t = 1000 - 1000/steps + 1, a noise level that still holds some signal, from pure noise;
+    # "trailing" starts at t = 999, the pure noise that zero-SNR training covers (Lin et al. 2024,
+    # "Common Diffusion Noise Schedules and Sample Steps Are Flawed", sec. 3.3). Training is unchanged.
+    sample_spacing: Literal["leading", "trailing", "linspace"] = "leading"
     # Chunked sampling: each chunk after the first starts on the previous chunk's last frame.
     # "last_frame" (the paper): that frame is the chunk's whole reference (image condition, reference
     # encoder, CLIP); "anchored": it is the image condition only, while the reference encoder and
@@ -100,6 +105,9 @@ class StageConfig:
     motion_frames: int = 80           # "slow" window: the motion branch sees this many frames
     init_from: str | None = None      # stage 2: the stage-1 model folder (None: the "w/o first stage" ablation)
     motion_loss_weight: float = 1.0
+    # > 0: the model folder holds an exponential moving average of the trained weights (diffusers'
+    # EMAModel: decay min(ema_decay, (1 + n) / (10 + n)) after n updates); 0: the last weights.
+    ema_decay: float = 0.0
 
 
 @dataclass
@@ -170,7 +178,7 @@ def save_config(config: IMACConfig, path: str | os.PathLike) -> Path:
 # Settings that only change how a trained model samples: they may differ from the ones it was
 # trained with (``with_sampling_overrides``); every other key is fixed by the weights.
 SAMPLING_KEYS = ("video.chunk_reference", "video.handover", "video.guidance_scale", "video.sample_steps",
-                 "video.sample_precision", "motion.window_overlap", "motion.sample_spacing", "motion.sample_clip",
+                 "video.sample_precision", "video.sample_spacing", "motion.window_overlap", "motion.sample_spacing", "motion.sample_clip",
                  "motion.sample_steps")
 
 

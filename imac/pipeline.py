@@ -40,7 +40,8 @@ from imac.models.coupling import Coupling
 from imac.models.motion import MotionModel
 from imac.models.system import IMACModel
 from imac.models.video import (build_image_encoder, build_unet, build_vae, clip_statistics, encode_latents,
-                               encode_prompt, motion_sampling_scheduler, motion_training_scheduler, video_scheduler)
+                               encode_prompt, motion_sampling_scheduler, motion_training_scheduler,
+                               video_sampling_scheduler, video_scheduler)
 from metrics.io.audio import resample
 from metrics.io.bounded import read_json
 from metrics.io.files import atomic_folder
@@ -265,6 +266,7 @@ class IMACPipeline:
         anchored = self.config.video.chunk_reference == "anchored"
         context = self.model.video_context(current, generator) if anchored else None
         handed = None           # the previous chunk's last latent (video.handover "latent")
+        scheduler = video_sampling_scheduler(self.config.video)
         for start in tqdm(starts, desc="video chunks", unit="chunk", disable=not progress):
             if start > 0:
                 current = video[start:start + 1]
@@ -277,7 +279,7 @@ class IMACPipeline:
                 options["first_frame_latents"] = handed
             with sampling_autocast(self.device, self.config.video.sample_precision):
                 sample = self.model.sample_chunk(current, motion_features[:, start:start + chunk], steps, guidance,
-                                                 generator, **options)
+                                                 generator, scheduler=scheduler, **options)
             keep_from = 0 if start == 0 else 1
             video[start + keep_from:start + chunk] = sample.frames[keep_from:].float()
             if self.config.video.handover == "latent":

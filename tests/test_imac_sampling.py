@@ -71,7 +71,7 @@ def test_each_chunk_starts_from_the_last_frame_of_the_previous_one(pipeline, mon
     pipeline = _with(pipeline, video__chunk_reference="last_frame")       # the paper's chunks
     references, counter = [], iter(range(1000))
 
-    def fake_chunk(reference, motion_features, steps, guidance_scale, generator=None, **kwargs):
+    def fake_chunk(reference, motion_features, steps, guidance_scale, generator=None, scheduler=None, **kwargs):
         assert kwargs == {}                      # the paper's defaults: no anchor, no latent hand-over
         references.append(reference.clone())
         chunk = next(counter)
@@ -148,6 +148,27 @@ def test_latent_handover_gives_the_next_chunk_the_last_latent(pipeline, monkeypa
     assert calls[0][0] is None
     for k in (1, 2):                       # chunk k starts on frame starts[k]: the previous chunk's latent there
         torch.testing.assert_close(calls[k][0][0], calls[k - 1][1][starts[k] - starts[k - 1]])
+
+
+@pytest.mark.parametrize("spacing, expected", [
+    # Lin et al. 2024, "Common Diffusion Noise Schedules and Sample Steps Are Flawed", Table 2 (1000
+    # training steps, 10 sample steps; 1-indexed there, so trailing's 100 ... 1000 are 99 ... 999 here)
+    ("leading", [901, 801, 701, 601, 501, 401, 301, 201, 101, 1]),
+    ("trailing", [999, 899, 799, 699, 599, 499, 399, 299, 199, 99]),
+])
+def test_video_sample_spacing_sets_the_denoising_timesteps(pipeline, monkeypatch, spacing, expected):
+    spaced = _with(pipeline, video__sample_spacing=spacing)
+    seen, real_denoise = [], spaced.model.denoise
+
+    def spy_denoise(noisy, timesteps, *args):
+        seen.append(int(timesteps[0]))
+        return real_denoise(noisy, timesteps, *args)
+
+    monkeypatch.setattr(spaced.model, "denoise", spy_denoise)
+    spaced.sample_video(reference_image(), torch.zeros(1, 16, pipeline.model.motion.feature_width),
+                        torch.Generator().manual_seed(0), steps=10)
+    assert seen == expected
+    assert pipeline.model.video_scheduler.config.timestep_spacing == "leading"   # training's own, untouched
 
 
 @given(total=st.integers(1, 300), window=st.integers(2, 90), overlap=st.integers(0, 89))
@@ -269,7 +290,8 @@ def test_cli_sample_says_what_it_does_and_blames_the_right_file(pipeline, tmp_pa
     # 80 x 48: the centre 48 x 48 square (32 px of width cut), then resized to the model's side
     assert f"80x48 -> centre square 48x48 (crop 32 px of width, 0 px of height) -> shrunk to {RESOLUTION}x" in out
     assert "0.70 s, mono at 16000 Hz -> 17 frames at 25 fps" in out
-    assert f"sampling: 2 video steps, guidance {pipeline.config.video.guidance_scale:g}" in out
+    assert (f"sampling: 2 video steps ({pipeline.config.video.sample_spacing} spacing), guidance "
+            f"{pipeline.config.video.guidance_scale:g}") in out
 
     stage1 = IMACPipeline(pipeline.config, build_stage_model(pipeline.config, "stage1", 129, 16, None),
                           pipeline.hubert, "tiny-seed0", "stage1").save_pretrained(tmp_path / "stage1")

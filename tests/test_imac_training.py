@@ -190,6 +190,39 @@ def test_training_runs_both_stages_resumes_and_skips_the_first_stage_for_the_abl
         assert (result.model_dir / part).exists(), part
 
 
+def _motion_weights(model_dir):
+    from safetensors.torch import load_file
+
+    return load_file(model_dir / "motion" / "diffusion_pytorch_model.safetensors")
+
+
+def test_ema_model_folder_holds_the_moving_average_of_the_trained_weights(corpus, vae, tmp_path):
+    # The reference: the weights after each of 4 plain steps (separate runs of 1..4 steps, the same
+    # draws), averaged by the warm-up formula of diffusers' EMAModel written out as a loop:
+    # update n copies the weights at n = 1, else e = d e + (1 - d) w with d = min(decay, n / (n + 9)).
+    decay = 0.2
+    plain = [_motion_weights(train(tiny_config(corpus, vae, tmp_path / f"plain{n}"), "stage1", progress=False,
+                                   max_steps=n).model_dir) for n in range(1, 5)]
+    expected = {}
+    for n, weights in enumerate(plain, start=1):
+        d = 0.0 if n == 1 else min(decay, n / (n + 9))
+        expected = {k: w.clone() if n == 1 else d * expected[k] + (1 - d) * w for k, w in weights.items()}
+    assert any(not torch.equal(expected[k], plain[-1][k]) for k in expected)   # the average is not the last
+    config = tiny_config(corpus, vae, tmp_path / "ema", [f"stage1.ema_decay={decay}", "train.save_every=2"])
+    averaged = _motion_weights(train(config, "stage1", progress=False, max_steps=4).model_dir)
+    for name, value in expected.items():
+        torch.testing.assert_close(averaged[name], value, rtol=1e-5, atol=1e-6, msg=name)
+    # resumed from the checkpoint at step 2, the average goes on as in one run (and so do the trained
+    # weights: the data loader's base seeds no longer shift the dropout draws of a resumed run)
+    resumed_config = tiny_config(corpus, vae, tmp_path / "resumed", [f"stage1.ema_decay={decay}"])
+    train(resumed_config, "stage1", progress=False, max_steps=2)
+    resumed = _motion_weights(train(resumed_config, "stage1", progress=False, max_steps=4).model_dir)
+    for name, value in expected.items():
+        torch.testing.assert_close(resumed[name], value, rtol=1e-5, atol=1e-6, msg=name)
+    with pytest.raises(ValueError, match=r"stage1.ema_decay: 0 \(off\) or a decay in \(0, 1\), got 1.0"):
+        train(tiny_config(corpus, vae, tmp_path / "bad", ["stage1.ema_decay=1"]), "stage1", progress=False)
+
+
 def test_stage2_refuses_a_stage1_model_for_other_poses(corpus, vae, tmp_path):
     config = tiny_config(corpus, vae, tmp_path)
     first = train(config, "stage1", progress=False, max_steps=1)

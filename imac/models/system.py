@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from diffusers import DDIMScheduler
 from torch import nn
 
 from imac.models import noise as draws
@@ -171,19 +172,22 @@ class IMACModel(nn.Module):
     def sample_chunk(self, reference: torch.Tensor, motion_features: torch.Tensor, steps: int,
                      guidance_scale: float, generator: torch.Generator | None = None, *,
                      context: tuple[torch.Tensor, torch.Tensor] | None = None,
-                     first_frame_latents: torch.Tensor | None = None) -> ChunkSample:
+                     first_frame_latents: torch.Tensor | None = None,
+                     scheduler: DDIMScheduler | None = None) -> ChunkSample:
         """One video chunk: reference (1, 3, S, S), motion features (1, Fv, D) -> ``ChunkSample``.
 
         ``context``: (reference latents (1, C, h, w), CLIP embedding (1, 1, D)) for the reference
         encoder and CLIP, e.g. those of the original reference image (``video_context``); default:
         those of ``reference``. ``first_frame_latents`` (1, C, h, w): the image condition (the chunk's
         first frame) as a latent, e.g. the previous chunk's last latent; default: ``reference``'s.
+        ``scheduler``: the DDIM sampler (``imac.models.video.video_sampling_scheduler``); default: the
+        training schedule's own (the release's leading spacing).
         """
         reference_latents, image_embedding = context if context is not None else self.video_context(reference,
                                                                                                    generator)
         frames = motion_features.shape[1]
         height, width = reference_latents.shape[-2:]
-        scheduler = self.video_scheduler
+        scheduler = scheduler or self.video_scheduler
         scheduler.set_timesteps(steps, device=reference.device)
         latents = torch.randn((1, reference_latents.shape[1], frames, height, width), device=reference.device,
                               dtype=reference_latents.dtype, generator=generator)

@@ -37,6 +37,12 @@ def video_scheduler(num_train_timesteps: int = 1000) -> DDIMScheduler:
                          steps_offset=1)
 
 
+def video_sampling_scheduler(config: VideoConfig) -> DDIMScheduler:
+    """The video branch's DDIM sampler: ``video_scheduler``'s betas and prediction with
+    ``config.sample_spacing`` (the release's "leading", or "trailing": the first step at t = 999)."""
+    return DDIMScheduler.from_config(video_scheduler().config, timestep_spacing=config.sample_spacing)
+
+
 def motion_training_scheduler(config: MotionConfig) -> DDPMScheduler:
     return DDPMScheduler(num_train_timesteps=config.train_timesteps, beta_schedule=config.beta_schedule,
                          prediction_type="epsilon", clip_sample=False)

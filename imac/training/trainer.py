@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, broadcast_object_list, set_seed
+from diffusers.training_utils import EMAModel
 from tqdm import tqdm
 
 from imac.audio_features import AudioFeatures
@@ -150,6 +151,8 @@ def train(config: IMACConfig, stage: str, progress: bool = True, max_steps: int 
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
     settings = config.stage1 if stage == "stage1" else config.stage2
+    if not 0 <= settings.ema_decay < 1:
+        raise ValueError(f"{stage}.ema_decay: 0 (off) or a decay in (0, 1), got {settings.ema_decay}")
     cpu = resolve_device(config.train.device) == "cpu"
     accelerator = Accelerator(
         cpu=cpu, mixed_precision="no" if cpu else config.train.mixed_precision,
@@ -192,6 +195,9 @@ def train(config: IMACConfig, stage: str, progress: bool = True, max_steps: int 
     parameters = [p for module in model.trainable_modules(stage) for p in module.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=settings.lr, weight_decay=config.train.weight_decay, foreach=True)
     model, optimizer = accelerator.prepare(model, optimizer)
+    ema = EMAModel(parameters, decay=settings.ema_decay, foreach=True) if settings.ema_decay > 0 else None
+    if ema is not None:
+        accelerator.register_for_checkpointing(ema)      # resumed with the run (custom_checkpoint_0.pkl)
 
     step = 0
     latest = _latest_checkpoint(checkpoints)
@@ -204,7 +210,10 @@ def train(config: IMACConfig, stage: str, progress: bool = True, max_steps: int 
     # processes trains on the same windows with the same per-sample seeds (and a resumed run goes on).
     sampler = GlobalBatches(len(windows), settings.batch_size, accelerator.num_processes, accelerator.process_index,
                             seed=config.train.seed, start=step * config.train.gradient_accumulation)
-    loader = torch.utils.data.DataLoader(windows, batch_sampler=sampler, num_workers=config.train.num_workers)
+    # Its own generator: each new iterator (every pass over the windows) draws a base seed, which
+    # from torch's global generator would shift the dropout draws of a resumed run against one run.
+    loader = torch.utils.data.DataLoader(windows, batch_sampler=sampler, num_workers=config.train.num_workers,
+                                         generator=torch.Generator().manual_seed(config.train.seed))
     total = max_steps if max_steps is not None else settings.steps
     log_path = out / "log.jsonl"
     bar = tqdm(total=total, initial=step, desc=f"{stage}", unit="step", disable=not show)
@@ -223,6 +232,8 @@ def train(config: IMACConfig, stage: str, progress: bool = True, max_steps: int 
                 accelerator.clip_grad_norm_(parameters, config.train.grad_clip)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
+            if ema is not None and accelerator.sync_gradients:
+                ema.step(parameters)
         window_samples += batch["pose"].shape[0] * accelerator.num_processes
         for name, value in losses.items():      # the mean over the processes: the global batch's loss
             sums[name] = sums.get(name, 0.0) + float(accelerator.reduce(value.detach(), reduction="mean"))
@@ -249,10 +260,15 @@ def train(config: IMACConfig, stage: str, progress: bool = True, max_steps: int 
     seconds = time.perf_counter() - started
     model_dir = out / "model"
     accelerator.wait_for_everyone()
+    if ema is not None:                  # the folder gets the averaged weights; training's stay in memory
+        ema.store(parameters)
+        ema.copy_to(parameters)
     if accelerator.is_main_process:
         trained = accelerator.unwrap_model(model)
         pipeline = IMACPipeline(config, trained, hubert, hubert_id, stage)
         pipeline.save_pretrained(model_dir)
+    if ema is not None:
+        ema.restore(parameters)
     accelerator.wait_for_everyone()
     # No accelerator.end_training(): it destroys the process group (accelerate >= 1.0), and under a
     # launch the same processes go on (stage 2 after stage 1, the benchmark's generation and scoring).
