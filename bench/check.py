@@ -165,12 +165,12 @@ def compare(run: BenchResults, baseline: BenchResults, tolerances: dict) -> tupl
             failures.append(Difference(f"scope {scope}", "no scores in the baseline, nothing to compare (its scopes: "
                                                          f"{', '.join(in_baseline) or 'none'})"))
     cpus = [(r.environment.get("cpu"), r.environment.get("cpu_capability"), r.environment.get("torch_threads"),
-             r.environment.get("cpu_flags")) for r in (baseline, run)]
+             r.environment.get("cpu_id")) for r in (baseline, run)]
     same_cpu = cpus[0] == cpus[1] and cpus[0][0] is not None and bool(cpus[0][3])
     if not same_cpu:
-        said = [f"{cpu or 'not recorded'}" + (f" ({capability}, {threads} threads, flags {flags or 'not recorded'})"
+        said = [f"{cpu or 'not recorded'}" + (f" ({capability}, {threads} threads, id {ident or 'not recorded'})"
                                                if capability else "")
-                for cpu, capability, threads, flags in cpus]
+                for cpu, capability, threads, ident in cpus]
         notes.append(f"the baseline's CPU: {said[0]}; the run's: {said[1]}. On another CPU the same seeded training "
                      "can round differently and end in other weights: "
                      + ("the trained methods are compared with the trained margins" if tolerances.get("trained")

@@ -97,6 +97,10 @@ def _sample(args: argparse.Namespace) -> int:
     from imac.pipeline import IMACPipeline  # diffusers: see the note at the top
 
     resolve_device(args.device)        # a GPU torch does not see is named here, not by the first layer
+    if args.steps is not None and args.steps < 1:
+        raise ValueError(f"--steps {args.steps}: need 1 or more denoising steps")
+    if args.guidance_scale is not None and not args.guidance_scale >= 0:
+        raise ValueError(f"--guidance-scale {args.guidance_scale}: need 0 or more (1: no guidance)")
     pipeline = IMACPipeline.from_pretrained(args.model, device=args.device)
     if not pipeline.model.has_video:
         raise ValueError(f"--model {args.model}: a stage-1 (motion only) model folder; sampling videos needs "
@@ -179,8 +183,9 @@ def build_parser() -> CommandParser:
                         help="the last frame handed to the next chunk decoded and re-encoded (the paper) or as "
                              "its latent (default: the model's video.handover)")
     sample.add_argument("--sample-spacing", choices=("leading", "trailing", "linspace"), default=None,
-                        help="DDIM timestep spacing of the video: leading (the I2VGen-XL release) or trailing "
-                             "(starts from pure noise at t = 999) (default: the model's video.sample_spacing; "
+                        help="DDIM timestep spacing of the video: leading (the I2VGen-XL release), trailing "
+                             "(starts from pure noise at t = 999) or linspace (evenly from 999 to 0) (default: the "
+                             "model's video.sample_spacing; "
                              "tiny trailing, i2vgenxl leading)")
     sample.add_argument("--window-overlap", type=int, default=None,
                         help="frames each motion window continues from the previous one (0: independent "

@@ -479,7 +479,7 @@ def test_trained_methods_are_compared_with_the_trained_margins_and_the_controls_
     # the baseline's machine, 747 on an AVX-512 one, 269 there with ATEN_CPU_CAPABILITY=avx2), the
     # controls move only with the skeleton autoencoder.
     baseline = _typed({"m": _row("m", fgd=1.0, hkv=0.5), "static": _row("static", "control", fgd=1.0)})
-    baseline.environment = {"cpu": "AMD EPYC", "cpu_capability": "AVX2", "cpu_flags": "0123456789ab"}
+    baseline.environment = {"cpu": "AMD EPYC", "cpu_capability": "AVX2", "cpu_id": "0123456789ab"}
     run = _typed({"m": _row("m", fgd=1.4), "static": _row("static", "control", fgd=1.4)})
     run.environment = {"cpu": "AMD EPYC", "cpu_capability": "AVX512"}
     strict = {"metrics": {"fgd": {"rel": 0.1}}}
@@ -494,9 +494,9 @@ def test_trained_methods_are_compared_with_the_trained_margins_and_the_controls_
     assert [f.key for f in compare(run, baseline, margins)[0]] == ["m/all/fgd", "static/all/fgd"]
     run.environment = dict(baseline.environment)         # on the baseline's own CPU a run repeats it: strict
     assert [f.key for f in compare(run, baseline, margins)[0]] == ["m/all/fgd", "m/all/hkv", "static/all/fgd"]
-    run.environment["cpu_flags"] = "ba9876543210"        # one model name, other instructions: margins
+    run.environment["cpu_id"] = "ba9876543210"           # one model name, other instructions: margins
     assert [f.key for f in compare(run, baseline, margins)[0]] == ["m/all/fgd", "static/all/fgd"]
-    baseline.environment.pop("cpu_flags")                # flags not recorded (an older baseline): margins
+    baseline.environment.pop("cpu_id")                   # id not recorded (an older baseline): margins
     run.environment = dict(baseline.environment)
     assert [f.key for f in compare(run, baseline, margins)[0]] == ["m/all/fgd", "static/all/fgd"]
     run.environment = {"cpu": "AMD EPYC", "cpu_capability": "AVX512"}

@@ -320,3 +320,13 @@ def test_sampling_overrides_change_only_sampling_keys():
     assert (changed.stage1.steps, changed.video.frames) == (config.stage1.steps, config.video.frames)   # training keys
     with pytest.raises(OptionsError, match="video.handover: expected one of 'decoded', 'latent'"):
         with_sampling_overrides(config, ["video.handover=lat"])
+
+
+@pytest.mark.parametrize("option, value, message", [("--steps", "0", "--steps 0: need 1 or more"),
+                                                    ("--steps", "-1", "--steps -1: need 1 or more"),
+                                                    ("--guidance-scale", "-2", "--guidance-scale -2.0: need 0 or more")])
+def test_cli_sample_refuses_steps_and_guidance_out_of_range(tmp_path, capsys, option, value, message):
+    # refused before the model folder is read (there is none here)
+    assert main(["sample", "--model", str(tmp_path / "none"), "--reference", "r.png", "--audio", "a.wav",
+                 "--out", str(tmp_path / "x.mp4"), option, value]) == 2
+    assert message in capsys.readouterr().err

@@ -366,3 +366,16 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def test_a_resumed_run_must_keep_its_ema_setting(corpus, vae, tmp_path):
+    averaged = tiny_config(corpus, vae, tmp_path / "ema", ["stage1.ema_decay=0.5"])
+    train(averaged, "stage1", progress=False, max_steps=1)
+    for other, message in (("stage1.ema_decay=0", "trained with stage1.ema_decay; resume it with the same"),
+                           ("stage1.ema_decay=0.9", r"trained with stage1.ema_decay=0.5, not 0.9")):
+        with pytest.raises(ValueError, match=message):
+            train(tiny_config(corpus, vae, tmp_path / "ema", [other]), "stage1", progress=False, max_steps=2)
+    train(tiny_config(corpus, vae, tmp_path / "plain"), "stage1", progress=False, max_steps=1)
+    with pytest.raises(ValueError, match="trained without stage1.ema_decay; resume it with ema_decay 0"):
+        train(tiny_config(corpus, vae, tmp_path / "plain", ["stage1.ema_decay=0.5"]), "stage1", progress=False,
+              max_steps=2)

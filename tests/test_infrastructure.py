@@ -17,15 +17,21 @@ from metrics.io.files import atomic_folder, file_sha256, replace_folder, update_
 
 @pytest.mark.skipif(not os.path.isfile("/proc/cpuinfo") or shutil.which("lscpu") is None,
                     reason="needs Linux's /proc/cpuinfo and util-linux's lscpu")
-def test_processor_names_the_cpu_and_digests_its_flags_as_lscpu_lists_them():
+def test_processor_names_the_cpu_and_digests_what_lscpu_says_of_it():
     from metrics.device import processor
 
-    fields = dict(line.partition(":")[::2] for line in subprocess.run(
-        ["lscpu"], capture_output=True, text=True, check=True, env={**os.environ, "LC_ALL": "C"}).stdout.splitlines())
+    def lscpu(*args):
+        return subprocess.run(["lscpu", *args], capture_output=True, text=True, check=True,
+                              env={**os.environ, "LC_ALL": "C"}).stdout
+
+    fields = {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in lscpu().splitlines())}
+    caches = {row.split()[0]: int(row.split()[1]) for row in lscpu("-C=NAME,ONE-SIZE", "--bytes").splitlines()[1:]}
+    text = "\n".join([f"flags: {' '.join(sorted(set(fields['Flags'].split())))}", f"cpu family: {fields['CPU family']}",
+                      f"model: {fields['Model']}", f"stepping: {fields['Stepping']}",
+                      f"caches: {', '.join(f'{name} {size}' for name, size in sorted(caches.items()))}"])
     described = processor()
-    assert described["cpu"] == fields["Model name"].strip()
-    flags = " ".join(sorted(set(fields["Flags"].split())))
-    assert described["cpu_flags"] == hashlib.sha256(flags.encode()).hexdigest()[:12]
+    assert described["cpu"] == fields["Model name"]
+    assert described["cpu_id"] == hashlib.sha256(text.encode()).hexdigest()[:12]
     assert described["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
 
 

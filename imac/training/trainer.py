@@ -202,7 +202,15 @@ def train(config: IMACConfig, stage: str, progress: bool = True, max_steps: int 
     step = 0
     latest = _latest_checkpoint(checkpoints)
     if latest is not None:
+        averaged = (latest[0] / "custom_checkpoint_0.pkl").is_file()
+        if averaged != (ema is not None):
+            raise ValueError(f"{latest[0]}: trained {'with' if averaged else 'without'} {stage}.ema_decay; resume it "
+                             f"{'with the same ema_decay' if averaged else 'with ema_decay 0'}, or give another "
+                             "train.output")
         accelerator.load_state(str(latest[0]))
+        if ema is not None and ema.decay != settings.ema_decay:
+            raise ValueError(f"{latest[0]}: trained with {stage}.ema_decay={ema.decay}, not {settings.ema_decay}; "
+                             "resume it with the same value, or give another train.output")
         step = latest[1]
         if show:
             print(f"resumed from {latest[0]} (step {step})")
