@@ -24,7 +24,8 @@ with other vector instructions or BLAS kernels rounds differently and ends in ot
 another seed), while the real videos' and the controls' scores move only as far as the metrics' own
 trained network (the skeleton autoencoder of FGD) does. A method absent from the run fails whatever
 the margins; a run on another CPU than the baseline's is said in the notes. Scores the run has and
-the baseline lacks are listed but do not fail. A baseline or run of an older schema (display names such as ``FVD*`` as keys, a
+the baseline lacks are listed but do not fail. A run that scored other test clips (or another toy corpus)
+than the baseline fails with that one reason: it is another bench config or dataset. A baseline or run of an older schema (display names such as ``FVD*`` as keys, a
 ``metrics.csv`` without ``results.json``) is refused with a message saying how to regenerate it.
 """
 
@@ -158,6 +159,10 @@ def compare(run: BenchResults, baseline: BenchResults, tolerances: dict) -> tupl
     if run.protocol_label != expected_protocol:
         failures.append(Difference("protocol", f"baseline {expected_protocol!r}, run {run.protocol_label!r}: "
                                                "numbers under another protocol are not comparable"))
+    other_data = _other_data(run, baseline)
+    if other_data:
+        failures.append(Difference("test clips", other_data))
+        return failures, notes
     ours, theirs = score_table(run), score_table(baseline)
     in_baseline = sorted({key[1] for key in theirs})
     for scope in scopes:
@@ -209,6 +214,24 @@ def compare(run: BenchResults, baseline: BenchResults, tolerances: dict) -> tupl
         failures.append(Difference(f"control check {check.id}", f"expected {check.expected}, got "
                                                                 f"{check.low_value:.4g} vs {check.high_value:.4g}"))
     return failures, notes
+
+
+def _other_data(run: BenchResults, baseline: BenchResults) -> str:
+    """What differs between the clips the run and the baseline scored ("" when they are the same, or
+    not recorded): a run of another bench config or dataset, whose numbers cannot be compared one by one."""
+    clips = [list(r.run.get("test_clips") or []) for r in (baseline, run)]
+    corpora = [(r.run.get("config") or {}).get("corpus") for r in (baseline, run)]
+    names = [(r.run.get("config") or {}).get("name") or "not recorded" for r in (baseline, run)]
+    if not all(clips) or (clips[0] == clips[1] and corpora[0] == corpora[1]):
+        return ""
+    said = []
+    if clips[0] != clips[1]:
+        said.append(f"the baseline scored {len(clips[0])} test clips, the run {len(clips[1])}"
+                    + (f" ({len(set(clips[0]) ^ set(clips[1]))} not in both)" if len(clips[0]) == len(clips[1]) else ""))
+    if corpora[0] != corpora[1]:
+        said.append(f"the corpus differs (baseline {corpora[0]}, run {corpora[1]})")
+    return (f"{'; '.join(said)}: another bench config or dataset (baseline {names[0]!r}, run {names[1]!r}), whose "
+            "numbers are not comparable; check the run against the baseline of its own config")
 
 
 def check_run(run: str | Path, baseline: str | Path) -> tuple[list[Difference], list[str]]:

@@ -22,7 +22,7 @@ import yaml
 
 from metrics.io.audio import SAMPLE_RATE
 from metrics.io.files import write_text_atomic
-from metrics.options import (OptionsError, apply_overrides, build_options, options_to_dict, read_yaml,
+from metrics.options import (OptionsError, apply_overrides, build_options, options_to_dict, ranged, read_yaml,
                              resolve_named_file)
 
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -32,36 +32,36 @@ CONFIG_DIR = Path(__file__).parent / "configs"
 class DataConfig:
     root: str = "data/toy"            # dataset folder (manifest.jsonl)
     identities: list[str] | None = None  # train on these speakers only (None: all)
-    resolution: int = 64              # square video side in pixels fed to the VAE
+    resolution: int = ranged(64, ge=8)  # square video side in pixels fed to the VAE
     feature_cache: str | None = None  # folder for cached audio features (None: <output>/features)
 
 
 @dataclass
 class AudioConfig:
-    sample_rate: int = SAMPLE_RATE
-    n_mfcc: int = 13
+    sample_rate: int = ranged(SAMPLE_RATE, gt=0)
+    n_mfcc: int = ranged(13, ge=1)
     hubert: str = "tiny"              # a local HuBERT folder, or "tiny" (random tiny HuBERT)
     hubert_seed: int = 0
-    mfcc_width: int = 32              # width of the MFCC self-attention layer
-    mfcc_heads: int = 2
-    width: int = 64                   # fused audio feature width per frame
+    mfcc_width: int = ranged(32, ge=1)  # width of the MFCC self-attention layer
+    mfcc_heads: int = ranged(2, ge=1)
+    width: int = ranged(64, ge=1)     # fused audio feature width per frame
 
 
 @dataclass
 class MotionConfig:
     enabled: bool = True              # False: the "w/o motion" ablation (audio only through the encoders)
-    expression_dim: int = 100
-    width: int = 64                   # transformer width of each encoder (pose, expression)
-    layers: int = 2
-    heads: int = 4
-    dropout: float = 0.1
-    train_timesteps: int = 1000
+    expression_dim: int = ranged(100, ge=1)
+    width: int = ranged(64, ge=1)     # transformer width of each encoder (pose, expression)
+    layers: int = ranged(2, ge=1)
+    heads: int = ranged(4, ge=1)
+    dropout: float = ranged(0.1, ge=0, lt=1)
+    train_timesteps: int = ranged(1000, ge=1)
     beta_schedule: str = "squaredcos_cap_v2"
-    sample_steps: int = 25
+    sample_steps: int = ranged(25, ge=1)
     # Sampling only (a trained model samples with any of these; ``imac.models.video`` says why):
     sample_spacing: Literal["trailing", "leading", "linspace"] = "trailing"   # DDIM timestep spacing
-    sample_clip: float = 0.0          # > 0: clip DDIM's clean-motion estimate to +-this (normalised units)
-    window_overlap: int = 0           # > 0: each 80-frame window continues the previous one's last frames
+    sample_clip: float = ranged(0.0, ge=0)  # > 0: clip DDIM's clean-motion estimate to +-this (normalised units)
+    window_overlap: int = ranged(0, ge=0)   # > 0: each 80-frame window continues the previous one's last frames
 
 
 @dataclass
@@ -73,11 +73,11 @@ class VideoConfig:
     prompt: str = ""                  # text prompt encoded once with I2VGen-XL's text encoder (pretrained only)
     reference_encoder: bool = True    # False: the "w/o reference encoder" ablation
     reference_widths: list[int] = field(default_factory=lambda: [32, 64])  # per UNet resolution level
-    motion_window: int = 1            # frame f attends to motion frames f-w .. f+w
-    motion_context_width: int = 64
-    guidance_scale: float = 3.5
-    condition_dropout: float = 0.1    # training probability of the unconditional branch
-    sample_steps: int = 25
+    motion_window: int = ranged(1, ge=0)    # frame f attends to motion frames f-w .. f+w
+    motion_context_width: int = ranged(64, ge=1)
+    guidance_scale: float = ranged(3.5, ge=0)
+    condition_dropout: float = ranged(0.1, ge=0, le=1)  # training probability of the unconditional branch
+    sample_steps: int = ranged(25, ge=1)
     sample_precision: Literal["no", "fp16", "bf16"] = "no"   # autocast of video sampling (CUDA only)
     # DDIM timestep spacing of video sampling. "leading" (the I2VGen-XL release's scheduler) starts
     # at t = 1000 - 1000/steps + 1, a noise level that still holds some signal, from pure noise;
@@ -94,20 +94,20 @@ class VideoConfig:
     # How the last frame is handed to the next chunk: "decoded" (decoded to pixels and encoded again,
     # the paper) or "latent" (its sampled latent, with no VAE round trip).
     handover: Literal["decoded", "latent"] = "decoded"
-    frames: int = 16                  # video chunk length (stage 2 window and sampling chunk)
+    frames: int = ranged(16, ge=2)    # video chunk length (stage 2 window and sampling chunk)
 
 
 @dataclass
 class StageConfig:
-    steps: int = 1000
-    batch_size: int = 8
-    lr: float = 1e-4
-    motion_frames: int = 80           # "slow" window: the motion branch sees this many frames
+    steps: int = ranged(1000, ge=1)
+    batch_size: int = ranged(8, ge=1)
+    lr: float = ranged(1e-4, gt=0)
+    motion_frames: int = ranged(80, ge=1)  # "slow" window: the motion branch sees this many frames
     init_from: str | None = None      # stage 2: the stage-1 model folder (None: the "w/o first stage" ablation)
-    motion_loss_weight: float = 1.0
+    motion_loss_weight: float = ranged(1.0, ge=0)
     # > 0: the model folder holds an exponential moving average of the trained weights (diffusers'
     # EMAModel: decay min(ema_decay, (1 + n) / (10 + n)) after n updates); 0: the last weights.
-    ema_decay: float = 0.0
+    ema_decay: float = ranged(0.0, ge=0, lt=1)
 
 
 @dataclass
@@ -116,19 +116,19 @@ class TrainConfig:
     device: str = "auto"              # auto | cpu | cuda | cuda:N (accelerate picks the rank's GPU)
     mixed_precision: str = "no"       # no | fp16 | bf16 (CUDA only; ignored on CPU)
     gradient_checkpointing: bool = False
-    gradient_accumulation: int = 1
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
-    save_every: int = 500
-    log_every: int = 10
-    num_workers: int = 0
+    gradient_accumulation: int = ranged(1, ge=1)
+    weight_decay: float = ranged(0.0, ge=0)
+    grad_clip: float = ranged(1.0, ge=0)   # 0: off
+    save_every: int = ranged(500, ge=1)
+    log_every: int = ranged(10, ge=1)
+    num_workers: int = ranged(0, ge=0)
     seed: int = 0
 
 
 @dataclass
 class IMACConfig:
     name: str = "tiny"
-    fps: float = 25.0
+    fps: float = ranged(25.0, gt=0)
     data: DataConfig = field(default_factory=DataConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)
     motion: MotionConfig = field(default_factory=MotionConfig)
@@ -141,8 +141,23 @@ class IMACConfig:
         return options_to_dict(self)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> IMACConfig:
-        return build_options(cls, values, "imac config")
+    def from_dict(cls, values: dict[str, Any], where: str = "imac config") -> IMACConfig:
+        """The config of a mapping; ``OptionsError`` naming ``where`` and the key (unknown, wrong type,
+        out of range, or at odds with another key: ``check_windows``)."""
+        return check_windows(build_options(cls, values, where), where)
+
+
+def check_windows(config: IMACConfig, where: str) -> IMACConfig:
+    """``config`` if its windows fit together, else ``OptionsError`` naming ``where`` and the keys:
+    stage 2's video window lies inside its motion window (``stage2.motion_frames >= video.frames``),
+    and a motion window's overlap with the previous one is shorter than the window."""
+    if config.stage2.motion_frames < config.video.frames:
+        raise OptionsError(f"{where}: stage2.motion_frames ({config.stage2.motion_frames}) must be >= video.frames "
+                           f"({config.video.frames}): the video window lies inside the motion window")
+    if config.motion.window_overlap >= config.stage1.motion_frames:
+        raise OptionsError(f"{where}: motion.window_overlap ({config.motion.window_overlap}) must be shorter than "
+                           f"the motion window stage1.motion_frames ({config.stage1.motion_frames})")
+    return config
 
 
 ConfigError = OptionsError   # the name this module's users know
@@ -161,7 +176,8 @@ def load_config(name_or_path: str | os.PathLike, overrides: list[str] = ()) -> I
     path = resolve_config_path(name_or_path)
     _check_overrides(overrides)
     values = apply_overrides(read_yaml(path), overrides)
-    return build_options(IMACConfig, values, str(path))
+    config = build_options(IMACConfig, values, str(path))
+    return check_windows(config, f"{path} with {' '.join(overrides)}" if overrides else str(path))
 
 
 def _check_overrides(overrides: Iterable[str], where: str = "override") -> None:
@@ -187,4 +203,4 @@ def with_sampling_overrides(config: IMACConfig, overrides: Iterable[str], where:
     applied; the others are ignored (they describe training, which the weights already fixed)."""
     chosen = [o for o in overrides if o.partition("=")[0].strip() in SAMPLING_KEYS]
     _check_overrides(chosen, where)
-    return build_options(IMACConfig, apply_overrides(config.to_dict(), chosen, where), where)
+    return IMACConfig.from_dict(apply_overrides(config.to_dict(), chosen, where), where)

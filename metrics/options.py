@@ -18,6 +18,15 @@ overrides (YAML values) apply on top of a mapping with ``apply_overrides``.
 
 Supported field types: bool, int, float (an int is accepted and converted), str, ``X | None``,
 ``Literal[...]``, ``list[X]``, ``tuple[X, ...]``, ``dict[str, X]``, ``Any`` and dataclasses.
+
+A number's range is part of its field (``ranged``); a value outside it is refused like a wrong type:
+
+    @dataclass
+    class Stage:
+        steps: int = ranged(1000, ge=1)
+        lr: float = ranged(1e-4, gt=0)
+
+    build_options(Stage, {"steps": 0}, "stage1")      # OptionsError: stage1: steps: must be >= 1, got 0
 """
 
 from __future__ import annotations
@@ -38,6 +47,26 @@ T = TypeVar("T")
 
 class OptionsError(ValueError):
     """Options that do not fit their section; the message names the section and the key."""
+
+
+_BOUNDS = {"ge": (">=", lambda value, bound: value >= bound), "gt": (">", lambda value, bound: value > bound),
+           "le": ("<=", lambda value, bound: value <= bound), "lt": ("<", lambda value, bound: value < bound)}
+
+
+def ranged(default: Any, *, ge: float | None = None, gt: float | None = None, le: float | None = None,
+           lt: float | None = None) -> Any:
+    """A dataclass field with ``default`` whose numbers ``build_options`` keeps within the bounds
+    (``ge``: >=, ``gt``: >, ``le``: <=, ``lt``: <); ``None`` values (of an ``X | None`` field) pass."""
+    bounds = {name: bound for name, bound in (("ge", ge), ("gt", gt), ("le", le), ("lt", lt)) if bound is not None}
+    return dataclasses.field(default=default, metadata={"range": bounds})
+
+
+def _check_range(bounds: Mapping[str, float], value: Any, key: str) -> None:
+    if value is None or not bounds:
+        return
+    if not all(_BOUNDS[name][1](value, bound) for name, bound in bounds.items()):
+        wanted = " and ".join(f"{_BOUNDS[name][0]} {bound:g}" for name, bound in bounds.items())
+        raise _KeyProblem(key, f"must be {wanted}, got {value!r}")
 
 
 def build_options(kind: type[T], values: Mapping[str, Any] | None, section: str) -> T:
@@ -64,13 +93,17 @@ def _build(kind: type[T], values: Any, where: str) -> T:
     if not isinstance(values, Mapping):
         raise _KeyProblem(where, f"expected a mapping of options, got {values!r}")
     hints = get_type_hints(kind)
-    names = [f.name for f in dataclasses.fields(kind) if f.init]
+    fields = {f.name: f for f in dataclasses.fields(kind) if f.init}
+    names = list(fields)
     unknown = sorted(set(values) - set(names), key=str)
     if unknown:
         raise _KeyProblem(where, f"unknown key(s) {', '.join(map(str, unknown))} "
                                  f"(known: {', '.join(sorted(names))})")
-    built = {name: _checked(hints[name], value, f"{where}.{name}" if where else name)
-             for name, value in values.items()}
+    built = {}
+    for name, value in values.items():
+        key = f"{where}.{name}" if where else name
+        built[name] = _checked(hints[name], value, key)
+        _check_range(fields[name].metadata.get("range", {}), built[name], key)
     return kind(**built)
 
 
@@ -200,17 +233,35 @@ def _expanded_values(root: yaml.Node, where: str) -> int:
 
 
 class _Loader(yaml.SafeLoader):
-    """PyYAML's safe loader, reading numbers in exponent notation as YAML 1.2 does: ``1e-4``, ``5E3``
-    and ``2.5e4`` are floats (YAML 1.1, which PyYAML follows, wants a dot and a signed exponent,
-    ``1.0e-4``, and reads the others as strings: ``lr: 1e-4`` would be the text '1e-4')."""
+    """PyYAML's safe loader with the plain scalars resolved by YAML 1.2's core schema (YAML 1.2.2,
+    10.3.2) instead of YAML 1.1's, which PyYAML follows: ``1e-4`` is a number (1.1: the text '1e-4');
+    ``yes``, ``no``, ``on``, ``off``, ``1:30``, ``1_000`` and ``2001-12-14`` are text (1.1: true, false,
+    true, false, 90, 1000 and a date); ``017`` is 17 (1.1: octal 15), ``0o17`` is 15 and ``0x1F`` 31.
+    So ``lr: 1e-4`` is the number and ``mixed_precision: no`` the text it reads as."""
+
+    yaml_implicit_resolvers: dict = {}
+
+    def construct_core_int(self, node: yaml.ScalarNode) -> int:
+        text = self.construct_scalar(node)
+        base = {"0o": 8, "0x": 16}.get(text[:2], 10)
+        return int(text[2:] if base != 10 else text, base)
 
 
-_Loader.add_implicit_resolver("tag:yaml.org,2002:float",
-                              re.compile(r"^[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+$"), list("-+0123456789."))
+_CORE_SCALARS = [   # (tag, pattern, first characters) of YAML 1.2.2's core schema, 10.3.2 "Tag Resolution"
+    ("tag:yaml.org,2002:null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
+    ("tag:yaml.org,2002:bool", r"^(?:true|True|TRUE|false|False|FALSE)$", list("tTfF")),
+    ("tag:yaml.org,2002:int", r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", list("-+0123456789")),
+    ("tag:yaml.org,2002:float", r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+                                r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$", list("-+0123456789.")),
+    ("tag:yaml.org,2002:merge", r"^(?:<<)$", ["<"]),      # merge keys (<<: *name) stay, as in PyYAML
+]
+for _tag, _pattern, _first in _CORE_SCALARS:
+    _Loader.add_implicit_resolver(_tag, re.compile(_pattern), _first)
+_Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_core_int)
 
 
 def parse_yaml(text: str, where: str) -> Any:
-    """``yaml.safe_load(text)`` (with YAML 1.2's exponent numbers: ``_Loader``), bounded: refused (``OptionsError`` starting with ``where``) when
+    """``yaml.safe_load(text)`` with YAML 1.2's plain scalars (``_Loader``: ``1e-4`` a number, ``no`` text), bounded: refused (``OptionsError`` starting with ``where``) when
     not valid YAML, nested too deep for the parser, or expanding to more than ``MAX_YAML_VALUES``
     values once its aliases are followed (checked on the composed nodes, before anything is built).
     """

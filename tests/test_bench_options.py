@@ -37,6 +37,12 @@ def test_imac_names_a_wrong_type(key, value):
         IMACOptions.from_dict({key: value})
 
 
+@pytest.mark.parametrize("key, value, bound", [("sample_steps", 0, ">= 1"), ("guidance_scale", -0.5, ">= 0")])
+def test_imac_names_a_value_out_of_range(key, value, bound):
+    with pytest.raises(OptionsError, match=rf"^imac: {key}: must be {bound}, got {value}$"):
+        IMACOptions.from_dict({key: value})
+
+
 def test_imac_defaults_and_values():
     assert IMACOptions.from_dict(None) == IMACOptions()
     options = IMACOptions.from_dict({"sample_steps": 5, "guidance_scale": 1, "overrides": ["stage1.steps=2"]})

@@ -511,6 +511,22 @@ def test_trained_methods_are_compared_with_the_trained_margins_and_the_controls_
     assert all("missing from the run" in f.problem for f in failures if f.key.startswith("m/"))
 
 
+def test_a_run_of_other_clips_is_said_to_be_another_config_not_a_list_of_moved_numbers():
+    corpus = {"identities": 4, "clips": 8, "test_clips": 2, "size": 128, "seed": 0}
+    baseline = _typed({"m": _row("m", fgd=1.0, bas=0.5)})
+    baseline.run = {"config": {"name": "toy-ci", "corpus": {**corpus, "test_clips": 1}}, "test_clips": ["a/a_1", "b/b_1"]}
+    run = _typed({"m": _row("m", fgd=3.0, bas=0.1)})
+    run.run = {"config": {"name": "toy", "corpus": corpus}, "test_clips": ["a/a_1", "a/a_2", "b/b_1", "b/b_2"]}
+    failures, _ = compare(run, baseline, {})
+    assert [f.key for f in failures] == ["test clips"]
+    assert failures[0].problem.startswith("the baseline scored 2 test clips, the run 4; the corpus differs")
+    assert "(baseline 'toy-ci', run 'toy')" in failures[0].problem
+    run.run = {"config": {"name": "toy", "corpus": corpus}, "test_clips": ["a/a_1", "c/c_1"]}   # same count, others
+    assert "2 test clips, the run 2 (2 not in both)" in compare(run, baseline, {})[0][0].problem
+    run.run = {"config": {"name": "mine", "corpus": {**corpus, "test_clips": 1}}, "test_clips": ["a/a_1", "b/b_1"]}
+    assert [f.key for f in compare(run, baseline, {})[0]] == ["m/all/fgd", "m/all/bas"]    # same clips: compared
+
+
 @pytest.mark.parametrize("text, message", [
     ("trained: {metrics: {FVD*: {rel: 0.5}}}", "trained: metrics: 'FVD\\*' not metric ids"),
     ("trained: {may_be_undefined: [hands]}", "trained: may_be_undefined: a list of metric ids"),

@@ -10,6 +10,7 @@ the test instead of taking the machine down.
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 import subprocess
@@ -369,3 +370,41 @@ def test_numbers_in_exponent_notation_read_as_yaml_1_2_and_python_read_them(tmp_
     else:
         with pytest.raises(ValueError, match="must be a number >= 0"):
             read_tolerances(path)
+
+
+def test_plain_scalars_resolve_as_yaml_1_2_core_schema_example_10_9():
+    # YAML 1.2.2, Example 10.9 "Core Tag Resolution", and the values the spec gives them
+    text = textwrap.dedent("""
+        A null: null
+        Also a null: # Empty
+        Not a null: ""
+        Booleans: [ true, True, false, FALSE ]
+        Integers: [ 0, 0o7, 0x3A, -19 ]
+        Floats: [ 0., -0.0, .5, +12e03, -2E+05 ]
+        Also floats: [ .inf, -.Inf, +.INF, .NAN ]
+    """)
+    values = parse_yaml(text, "x")
+    assert values["A null"] is None and values["Also a null"] is None and values["Not a null"] == ""
+    assert values["Booleans"] == [True, True, False, False]
+    assert values["Integers"] == [0, 7, 58, -19] and all(type(v) is int for v in values["Integers"])
+    assert values["Floats"] == [0.0, -0.0, 0.5, 12000.0, -200000.0] and all(type(v) is float for v in values["Floats"])
+    infinite = values["Also floats"]
+    assert infinite[:3] == [math.inf, -math.inf, math.inf] and math.isnan(infinite[3])
+
+
+@pytest.mark.parametrize("text, value", [("yes", "yes"), ("no", "no"), ("on", "on"), ("off", "off"), ("1:30", "1:30"),
+                                         ("1_000", "1_000"), ("2001-12-14", "2001-12-14"), ("0b101", "0b101"),
+                                         ("017", 17)])
+def test_what_only_yaml_1_1_reads_as_a_number_bool_or_date_is_text_or_decimal(text, value):
+    # YAML 1.1 (PyYAML's resolver) reads these as true, false, true, false, 90, 1000, a date, 5 and octal 15;
+    # the 1.2 core schema has none of those forms ("017" is decimal there)
+    assert parse_yaml(f"v: {text}", "x") == {"v": value}
+    assert yaml.safe_load(f"v: {text}")["v"] != value                  # the YAML 1.1 reading differs
+
+
+def test_an_imac_config_reads_no_as_the_word_and_a_time_is_not_a_number():
+    from imac.config import ConfigError, load_config
+
+    assert load_config("tiny", ["train.mixed_precision=no"]).train.mixed_precision == "no"
+    with pytest.raises(ConfigError, match=r"stage2.lr: expected a number, got '1:30'"):
+        load_config("tiny", ["stage2.lr=1:30"])

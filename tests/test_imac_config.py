@@ -1,4 +1,5 @@
-"""imac config overrides: a wrong ``key.sub=value`` is named by its text and key, not blamed on the YAML file."""
+"""imac config overrides: a wrong ``key.sub=value`` is named by its text and key, not blamed on the YAML file;
+a value out of its range is refused like one of the wrong type."""
 
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ def test_sampling_overrides_name_the_wrong_one_with_their_section():
 
 
 @pytest.mark.parametrize("written, number", [("1e-4", 1e-4), ("5E-4", 5e-4), ("2.5e3", 2500.0), ("1e+2", 100.0),
-                                             (".5e-1", 0.05), ("-3e-5", -3e-5)])
+                                             (".5e-1", 0.05)])
 def test_a_learning_rate_in_exponent_notation_is_a_number(tmp_path, written, number):
     # PyYAML (YAML 1.1) reads '1e-4' as a string; YAML 1.2 and Python read it as the number on the right
     assert load_config("tiny", [f"stage2.lr={written}"]).stage2.lr == number
@@ -63,3 +64,65 @@ def test_a_learning_rate_that_is_no_number_is_named(written):
     with pytest.raises(ConfigError, match=rf"stage2.lr: expected a number, got '{written}'"):
         load_config("tiny", [f"stage2.lr={written}"])
 
+
+
+def test_a_negative_exponent_number_is_read_as_a_number_and_refused_as_a_learning_rate():
+    # a string would be "expected a number"; the number -3e-5 is out of the learning rate's range
+    with pytest.raises(ConfigError, match=r"stage2.lr: must be > 0, got -3e-05$"):
+        load_config("tiny", ["stage2.lr=-3e-5"])
+
+
+@pytest.mark.parametrize("override, problem", [
+    ("stage1.steps=0", "stage1.steps: must be >= 1, got 0"),          # wrote an untrained model
+    ("stage2.steps=-3", "stage2.steps: must be >= 1, got -3"),
+    ("stage1.lr=-1e-3", "stage1.lr: must be > 0, got -0.001"),         # was torch's message without the key
+    ("stage2.lr=0", "stage2.lr: must be > 0, got 0.0"),
+    ("stage1.batch_size=0", "stage1.batch_size: must be >= 1, got 0"),
+    ("stage2.ema_decay=1", "stage2.ema_decay: must be >= 0 and < 1, got 1.0"),
+    ("video.condition_dropout=1.5", "video.condition_dropout: must be >= 0 and <= 1, got 1.5"),
+    ("video.sample_steps=0", "video.sample_steps: must be >= 1, got 0"),
+    ("video.guidance_scale=-1", "video.guidance_scale: must be >= 0, got -1.0"),
+    ("motion.dropout=1", "motion.dropout: must be >= 0 and < 1, got 1.0"),
+    ("motion.window_overlap=-2", "motion.window_overlap: must be >= 0, got -2"),
+    ("data.resolution=4", "data.resolution: must be >= 8, got 4"),
+    ("train.save_every=0", "train.save_every: must be >= 1, got 0"),
+    ("fps=0", "fps: must be > 0, got 0.0"),
+])
+def test_a_value_out_of_range_is_named_with_its_bounds(override, problem):
+    with pytest.raises(ConfigError) as raised:
+        load_config("tiny", [override])
+    assert str(raised.value) == f"override {override!r}: {problem}"
+
+
+@pytest.mark.parametrize("override", ["stage1.steps=1", "stage2.lr=1e-9", "video.guidance_scale=0",
+                                      "video.condition_dropout=1", "train.grad_clip=0", "motion.window_overlap=79",
+                                      "stage2.ema_decay=0.9999"])
+def test_the_bounds_themselves_are_allowed(override):
+    key, _, value = override.partition("=")
+    section, name = key.split(".")
+    assert getattr(getattr(load_config("tiny", [override]), section), name) == float(value)
+
+
+def test_windows_that_do_not_fit_together_are_named_with_both_keys():
+    with pytest.raises(ConfigError, match=r"tiny.yaml with stage2.motion_frames=8: stage2.motion_frames \(8\) "
+                                          r"must be >= video.frames \(16\)"):
+        load_config("tiny", ["stage2.motion_frames=8"])
+    with pytest.raises(ConfigError, match=r"motion.window_overlap \(80\) must be shorter than the motion window "
+                                          r"stage1.motion_frames \(80\)"):
+        load_config("tiny", ["motion.window_overlap=80"])
+    slow_fast_off = load_config("tiny", ["stage1.motion_frames=16", "stage2.motion_frames=16"])   # the ablation
+    assert slow_fast_off.stage2.motion_frames == slow_fast_off.video.frames == 16
+    with pytest.raises(ConfigError, match=r"model: motion.window_overlap \(80\) must be shorter"):
+        with_sampling_overrides(load_config("tiny"), ["motion.window_overlap=80"], "model")
+
+
+def test_training_with_zero_steps_is_refused_before_anything_is_written(tmp_path, capsys):
+    assert main(["train", "stage1", "--config", "tiny", f"train.output={tmp_path / 'out'}", "stage1.steps=0"]) == 2
+    assert capsys.readouterr().err == ("imac train: error: override 'stage1.steps=0': stage1.steps: "
+                                       "must be >= 1, got 0\n")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("name", ["tiny", "i2vgenxl"])
+def test_the_packaged_configs_are_within_range(name):
+    assert load_config(name).stage1.steps >= 1

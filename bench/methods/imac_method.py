@@ -25,7 +25,7 @@ from imac.frames import frames_to_tensor
 from imac.pipeline import IMACPipeline
 from imac.training.trainer import train
 from metrics.dataset import ClipRecord
-from metrics.options import build_options
+from metrics.options import build_options, ranged
 
 logger = logging.getLogger(__name__)
 
@@ -46,13 +46,13 @@ class IMACOptions:
     config: str = "tiny"                  # an imac config name or YAML path
     overrides: list[str] = field(default_factory=list)   # ``key.sub=value`` applied after the config's
     model: str | None = None              # a trained stage-2 model folder: skip training
-    sample_steps: int | None = None       # video DDIM steps at sampling (None: the config's)
-    guidance_scale: float | None = None   # None: the config's
+    sample_steps: int | None = ranged(None, ge=1)       # video DDIM steps at sampling (None: the config's)
+    guidance_scale: float | None = ranged(None, ge=0)   # None: the config's
 
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None, where: str = "imac") -> IMACOptions:
-        """Options from a config section (``metrics.options``): an unknown key or a value of the wrong
-        type is an error naming ``where`` and the key."""
+        """Options from a config section (``metrics.options``): an unknown key, a value of the wrong
+        type or out of range is an error naming ``where`` and the key."""
         return build_options(cls, values, where)
 
 
