@@ -161,10 +161,10 @@ def build_parser() -> CommandParser:
                           resumable=True, epilog="exit status: 0, or 1 when no clip is kept, 2 on bad input")
     add_prepare_arguments(prepare)
 
-    preview = add_command(data, "preview", "a PNG with frames and keypoints of every identity",
+    preview = add_command(data, "preview", "an image with frames and keypoints of every identity",
                           handler=_data_preview, wraps="bench.data.preview.save_contact_sheet")
     preview.add_argument("dataset", type=Path, help="dataset folder (manifest.jsonl)")
-    preview.add_argument("--out", type=Path, required=True, help="PNG file to write")
+    preview.add_argument("--out", type=Path, required=True, help="image to write: .png, .jpg or .webp")
     preview.add_argument("--frames", type=int_in(1, MAX_FRAMES_PER_ROW), default=6, help="frames per identity")
     preview.add_argument("--split", choices=("train", "test"), default="test", help="split to show")
 

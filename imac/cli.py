@@ -70,10 +70,19 @@ def _train(args: argparse.Namespace) -> int:
     from imac.training.trainer import train  # diffusers: see the note at the top
 
     result = train(config, args.stage, progress=not args.quiet, max_steps=args.max_steps)
-    losses = ", ".join(f"{k} {v:.4f}" for k, v in result.last_losses.items())
-    print(f"{args.stage}: {result.steps} steps in {result.seconds:.0f} s ({losses}); "
-          f"model: {result.model_dir}; log: {result.log}")
+    print(f"{args.stage}: {training_summary(result)}; model: {result.model_dir}; log: {result.log}")
     return 0
+
+
+def training_summary(result) -> str:
+    """What a training run did: its steps (and where a resumed run started) and its last logged losses."""
+    ran = result.steps - result.first_step
+    if ran == 0:
+        return f"already trained to step {result.steps}, nothing to do"
+    said = (f"{ran} steps" if result.first_step == 0 else
+            f"steps {result.first_step + 1}-{result.steps} (resumed at step {result.first_step})")
+    losses = ", ".join(f"{k} {v:.4f}" for k, v in result.last_losses.items())
+    return f"{said} in {result.seconds:.0f} s (mean of the last {result.last_window} steps: {losses})"
 
 
 def _train_vae(config: IMACConfig, args: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from metrics.dataset import ClipRecord
+from imac.cli import training_summary
 from imac.training.trainer import build_stage_model, train
 from imac.models import noise as draws
 from imac.training.windows import (ClipArrays, GlobalBatches, TrainingWindows, item_seed, video_window_start,
@@ -179,6 +181,13 @@ def test_training_runs_both_stages_resumes_and_skips_the_first_stage_for_the_abl
     assert [line["step"] for line in read_log(resumed.log)] == [1, 2, 3, 4, 5]
     checkpoints = sorted(p.name for p in (tmp_path / "stage1" / "checkpoints").iterdir())
     assert checkpoints == ["step-4", "step-5"]
+    # what `imac train` prints: this run's steps, where it resumed, what the losses average
+    assert (first.first_step, resumed.first_step, resumed.steps, resumed.last_window) == (0, 3, 5, 1)
+    assert training_summary(first).startswith("3 steps in ")
+    assert re.fullmatch(r"steps 4-5 \(resumed at step 3\) in \d+ s \(mean of the last 1 steps: loss [\d.]+, "
+                        r"motion_loss [\d.]+\)", training_summary(resumed)), training_summary(resumed)
+    assert training_summary(train(config, "stage1", progress=False, max_steps=5)) == \
+        "already trained to step 5, nothing to do"
 
     stage2 = tiny_config(corpus, vae, tmp_path, [f"stage2.init_from={first.model_dir}", "stage2.motion_frames=80"])
     result = train(stage2, "stage2", progress=False, max_steps=2)

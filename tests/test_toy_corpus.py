@@ -287,6 +287,19 @@ def test_preview_draws_one_strip_per_identity(small_corpus, tmp_path):
     assert ((sheet == (255, 80, 80)).all(-1)).any() and ((sheet == (80, 160, 255)).all(-1)).any()
 
 
+def test_preview_writes_the_format_its_suffix_names_and_refuses_another(small_corpus, tmp_path, capsys):
+    from PIL import Image
+
+    for name, magic, kind in (("sheet.jpg", b"\xff\xd8\xff", "JPEG"), ("sheet.PNG", b"\x89PNG", "PNG")):
+        assert bench_main(["data", "preview", str(small_corpus), "--out", str(tmp_path / name), "--frames", "1"]) == 0
+        assert (tmp_path / name).read_bytes()[:len(magic)] == magic and Image.open(tmp_path / name).format == kind
+    capsys.readouterr()
+    assert bench_main(["data", "preview", str(small_corpus), "--out", str(tmp_path / "sheet.gif")]) == 2
+    err = capsys.readouterr().err
+    assert "sheet.gif: the sheet is written as an image named by its suffix (.png, .jpg, .jpeg, .webp), not .gif" in err
+    assert err.count("\n") == 1 and not (tmp_path / "sheet.gif").exists()
+
+
 @pytest.mark.parametrize("frames, named", [("0", "argument --frames: 0 is outside 1..24"),
                                            ("100000", "argument --frames: 100000 is outside 1..24")])
 def test_preview_names_a_frame_count_out_of_range(frames, named, tmp_path, capsys):

@@ -68,8 +68,17 @@ def contact_sheet(dataset: Dataset, frames_per_row: int = 6, split: str = "test"
     return Image.fromarray(np.concatenate(rows, axis=0))
 
 
+IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+
+
 def save_contact_sheet(dataset_root: str | Path, out_path: str | Path, **options) -> Path:
+    """Write ``contact_sheet`` of the dataset to ``out_path`` in the format its suffix names (``IMAGE_FORMATS``:
+    .png, .jpg/.jpeg, .webp); ``ValueError`` for another suffix, before any work."""
+    image_format = IMAGE_FORMATS.get(Path(out_path).suffix.lower())
+    if image_format is None:
+        raise ValueError(f"{out_path}: the sheet is written as an image named by its suffix "
+                         f"({', '.join(IMAGE_FORMATS)}), not {Path(out_path).suffix or 'no suffix'}")
     sheet = contact_sheet(Dataset.open(dataset_root, level="files"), **options)
     with atomic_path(out_path) as temporary:
-        sheet.save(temporary, format="PNG")
+        sheet.save(temporary, format=image_format)
     return Path(out_path)

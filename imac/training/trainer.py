@@ -61,17 +61,20 @@ class TrainingResult:
     steps: int
     seconds: float
     log: Path
-    last_losses: dict[str, float]
+    last_losses: dict[str, float]      # the mean over the last logged window of steps
+    first_step: int = 0                # the step this run started from (> 0: resumed from a checkpoint)
+    last_window: int = 0               # how many steps ``last_losses`` averages
 
 
-def _select_clips(config: IMACConfig, dataset: Dataset) -> list:
-    return dataset.select("train", config.data.identities, option="data.identities")
+def _select_clips(config: IMACConfig, dataset: Dataset, split: str = "train") -> list:
+    return dataset.select(split, config.data.identities, option="data.identities")
 
 
 def load_clip_arrays(config: IMACConfig, dataset: Dataset, features: AudioFeatures, with_frames: bool,
-                     progress: bool = True) -> list[ClipArrays]:
-    """Motion, cached audio features and (small datasets, stage 2) preloaded frames of the train clips."""
-    records = _select_clips(config, dataset)
+                     progress: bool = True, split: str = "train") -> list[ClipArrays]:
+    """Motion, cached audio features and (small datasets, stage 2) preloaded frames of the ``split``'s clips
+    (training: the train clips)."""
+    records = _select_clips(config, dataset, split)
     size = config.data.resolution
     preload = with_frames and sum(r.num_frames for r in records) * size * size * 3 < PRELOAD_LIMIT_BYTES
     arrays = []
@@ -230,6 +233,7 @@ def train(config: IMACConfig, stage: str, progress: bool = True, max_steps: int 
     sums: dict[str, float] = {}
     count = 0
     last: dict[str, float] = {}
+    first_step, last_window = step, 0
     batches = _cycle(loader)
     while step < total:
         batch = {name: value.to(accelerator.device) for name, value in next(batches).items()}
@@ -253,6 +257,7 @@ def train(config: IMACConfig, stage: str, progress: bool = True, max_steps: int 
         if step % config.train.log_every == 0 or step == total:
             now = time.perf_counter()
             last = {name: value / count for name, value in sums.items()}
+            last_window = count // config.train.gradient_accumulation
             line = {"step": step, **{k: round(v, 6) for k, v in last.items()},
                     "samples_per_s": round(window_samples / max(now - window_started, 1e-9), 3),
                     "seconds": round(now - started, 2)}
@@ -282,4 +287,4 @@ def train(config: IMACConfig, stage: str, progress: bool = True, max_steps: int 
     # launch the same processes go on (stage 2 after stage 1, the benchmark's generation and scoring).
     if not math.isfinite(last.get("loss", 0.0)):
         raise FloatingPointError(f"{stage}: the loss is not finite ({last}); see {log_path}")
-    return TrainingResult(model_dir, step, seconds, log_path, last)
+    return TrainingResult(model_dir, step, seconds, log_path, last, first_step, last_window)
