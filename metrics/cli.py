@@ -305,6 +305,8 @@ def _compute_options(args: argparse.Namespace) -> ComputeOptions:
 
 def _compute(args: argparse.Namespace) -> int:
     options = _compute_options(args)
+    # what was computed before an interruption stays in the content cache: a rerun reuses it
+    args.resumable = _cache_dir(options.cache) is not None
     resolve_device(options.device)     # a GPU torch does not see is named here, before any work
     if args.processes != 1:
         return relaunch("metrics", without_option(args.command_argv, "--processes"), args.processes)

@@ -34,6 +34,10 @@ def _call(main, *args, **kwargs):
     (bench.cli.main, (bench.cli, "save_contact_sheet"), ["data", "preview", "{tmp}", "--out", "{tmp}/sheet.png"],
      "imac-bench data preview: interrupted"),
     (metrics.cli.main, (metrics.cli, "get_protocol"), ["protocol"], "python -m metrics protocol: interrupted"),
+    (metrics.cli.main, (metrics.cli, "evaluate"), ["compute", "--real", "{tmp}", "--fake", "{tmp}", "--cache", "{tmp}/c"],
+     f"python -m metrics compute: {RESUME}"),     # the features computed so far are in the cache
+    (metrics.cli.main, (metrics.cli, "evaluate"), ["compute", "--real", "{tmp}", "--fake", "{tmp}", "--cache", "none"],
+     "python -m metrics compute: interrupted"),
     (imac.cli.main, (imac.cli, "load_config"), ["train", "stage1", "--config", "tiny"], f"imac train: {RESUME}"),
     (imac.cli.main, (imac.cli, "load_config"), ["train", "vae", "--config", "tiny"], "imac train: interrupted"),
     (imac.cli.main, (imac.cli, "validate_dataset"), ["validate", "{tmp}"], "imac validate: interrupted"),
