@@ -129,15 +129,15 @@ def _sample(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.audio}: the audio file is empty")
     steps = args.steps or config.video.sample_steps
     guidance = config.video.guidance_scale if args.guidance_scale is None else args.guidance_scale
-    if not args.quiet:
-        print(f"reference {args.reference}: {describe_preparation(width, height, size)} (the model's "
-              f"data.resolution)\naudio {args.audio}: {len(audio) / config.audio.sample_rate:.2f} s, mono at "
-              f"{config.audio.sample_rate} Hz -> {int(len(audio) / config.audio.sample_rate * config.fps)} frames "
-              f"at {config.fps:g} fps\nsampling: {steps} video steps ({config.video.sample_spacing} spacing), "
-              f"guidance {guidance:g}, "
-              f"{config.motion.sample_steps} motion steps, seed {args.seed}; chunks: reference "
-              f"{config.video.chunk_reference}, hand-over {config.video.handover}; motion windows overlap "
-              f"{config.motion.window_overlap} frames", flush=True)
+    # what is done to the inputs, said even with --quiet (which hides the progress bars only)
+    print(f"reference {args.reference}: {describe_preparation(width, height, size)} (the model's "
+          f"data.resolution)\naudio {args.audio}: {len(audio) / config.audio.sample_rate:.2f} s, mono at "
+          f"{config.audio.sample_rate} Hz -> {int(len(audio) / config.audio.sample_rate * config.fps)} frames "
+          f"at {config.fps:g} fps\nsampling: {steps} video steps ({config.video.sample_spacing} spacing), "
+          f"guidance {guidance:g}, "
+          f"{config.motion.sample_steps} motion steps, seed {args.seed}; chunks: reference "
+          f"{config.video.chunk_reference}, hand-over {config.video.handover}; motion windows overlap "
+          f"{config.motion.window_overlap} frames", flush=True)
     generator = torch.Generator(device=pipeline.device).manual_seed(args.seed)
     sample = pipeline(reference.to(pipeline.device), audio, config.audio.sample_rate, generator=generator,
                       progress=not args.quiet, guidance_scale=guidance, steps=steps)

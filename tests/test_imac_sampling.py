@@ -263,6 +263,8 @@ def test_cli_sample_writes_video_with_audio_and_motion(pipeline, tmp_path, capsy
     out = tmp_path / "out.mp4"
     assert main(["sample", "--model", str(model), "--reference", str(tmp_path / "ref.png"), "--audio",
                  str(tmp_path / "speech.wav"), "--out", str(out), "--quiet"]) == 0
+    said = capsys.readouterr().out       # --quiet hides the progress bars, not what is done to the inputs
+    assert "80x48 -> centre square 48x48" in said and "1.30 s, mono at 16000 Hz -> 32 frames" in said
     info = probe_video(out)
     assert info.num_frames == 32 and info.width == RESOLUTION and info.fps == 25
     audio = read_video_audio(out)
