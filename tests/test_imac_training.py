@@ -228,8 +228,12 @@ def test_ema_model_folder_holds_the_moving_average_of_the_trained_weights(corpus
     resumed = _motion_weights(train(resumed_config, "stage1", progress=False, max_steps=4).model_dir)
     for name, value in expected.items():
         torch.testing.assert_close(resumed[name], value, rtol=1e-5, atol=1e-6, msg=name)
+    with pytest.raises(ValueError, match=r"stage1.ema_decay: must be >= 0 and < 1, got 1.0"):     # the config
+        tiny_config(corpus, vae, tmp_path / "bad", ["stage1.ema_decay=1"])
+    bad = tiny_config(corpus, vae, tmp_path / "bad")
+    bad.stage1.ema_decay = 1.0                                                                   # built in code
     with pytest.raises(ValueError, match=r"stage1.ema_decay: 0 \(off\) or a decay in \(0, 1\), got 1.0"):
-        train(tiny_config(corpus, vae, tmp_path / "bad", ["stage1.ema_decay=1"]), "stage1", progress=False)
+        train(bad, "stage1", progress=False)
 
 
 def test_stage2_refuses_a_stage1_model_for_other_poses(corpus, vae, tmp_path):
