@@ -222,13 +222,15 @@ def _other_data(run: BenchResults, baseline: BenchResults) -> str:
     clips = [list(r.run.get("test_clips") or []) for r in (baseline, run)]
     corpora = [(r.run.get("config") or {}).get("corpus") for r in (baseline, run)]
     names = [(r.run.get("config") or {}).get("name") or "not recorded" for r in (baseline, run)]
-    if not all(clips) or (clips[0] == clips[1] and corpora[0] == corpora[1]):
+    other_clips = all(clips) and clips[0] != clips[1]
+    other_corpus = all(c is not None for c in corpora) and corpora[0] != corpora[1]
+    if not (other_clips or other_corpus):
         return ""
     said = []
-    if clips[0] != clips[1]:
+    if other_clips:
         said.append(f"the baseline scored {len(clips[0])} test clips, the run {len(clips[1])}"
                     + (f" ({len(set(clips[0]) ^ set(clips[1]))} not in both)" if len(clips[0]) == len(clips[1]) else ""))
-    if corpora[0] != corpora[1]:
+    if other_corpus:
         said.append(f"the corpus differs (baseline {corpora[0]}, run {corpora[1]})")
     return (f"{'; '.join(said)}: another bench config or dataset (baseline {names[0]!r}, run {names[1]!r}), whose "
             "numbers are not comparable; check the run against the baseline of its own config")

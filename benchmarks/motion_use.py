@@ -31,6 +31,7 @@ from imac.audio_features import AudioFeatures
 from imac.pipeline import IMACPipeline
 from imac.training.trainer import load_clip_arrays
 from imac.training.windows import TrainingWindows
+from metrics.cli import _one_line, int_in
 from metrics.dataset import Dataset
 
 
@@ -68,19 +69,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, required=True, help="an IMAC stage-2 model folder")
     parser.add_argument("--data", type=Path, required=True, help="the dataset folder (manifest.jsonl)")
-    parser.add_argument("--features", type=Path, default=None, help="audio feature cache (default: a temporary one)")
+    parser.add_argument("--features", type=Path, default=None, help="audio feature cache (default: none, computed)")
     parser.add_argument("--split", default="train", choices=("train", "test"))
-    parser.add_argument("--windows", type=int, default=64)
+    parser.add_argument("--windows", type=int_in(2, 100_000), default=64, help="how many windows (2 or more)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    pipeline = IMACPipeline.from_pretrained(args.model, feature_cache=args.features)
+    try:
+        pipeline = IMACPipeline.from_pretrained(args.model, feature_cache=args.features)
+        dataset = Dataset.open(args.data)
+    except (OSError, ValueError) as error:     # a missing or foreign model folder, a folder without a manifest
+        parser.error(_one_line(error))
     if pipeline.model.unet is None:
         parser.error(f"{args.model}: a stage-1 model has no video branch")
     config = pipeline.config
     config.data.identities = None
     features = AudioFeatures(pipeline.hubert, hubert_id=pipeline.hubert_id, n_mfcc=config.audio.n_mfcc,
                              fps=config.fps, sample_rate=config.audio.sample_rate, cache_dir=args.features)
-    dataset = Dataset.open(args.data)
     clips = load_clip_arrays(config, dataset, features, with_frames=True, progress=False, split=args.split)
     windows = TrainingWindows(clips, config.stage2.motion_frames, config.video.frames, config.data.resolution,
                               seed=args.seed)
@@ -90,10 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     losses = window_losses(pipeline, windows, picks, args.seed)
     print(f"{args.model}: video loss (L_LDM) on {len(picks)} {args.split} windows of {len(clips)} clips")
     for name, values in losses.items():
-        print(f"  {name:>13}: {values.mean():.4f}")
+        print(f"  {name:>13}: {values.mean():.5f}")
     for name in ("other", "unconditional"):
         mean, low, high = paired(losses[name], losses["own"])
-        print(f"  {name} - own: {mean:+.4f} [{low:+.4f}, {high:+.4f}] ({100 * mean / losses['own'].mean():+.2f}%)")
+        print(f"  {name} - own: {mean:+.2e} [{low:+.2e}, {high:+.2e}] ({100 * mean / losses['own'].mean():+.3f}%)")
     return 0
 
 

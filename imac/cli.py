@@ -22,7 +22,7 @@ from PIL import Image
 from imac import __version__
 from imac.config import IMACConfig, load_config
 from imac.frames import describe_preparation, load_image
-from metrics.cli import CommandParser, add_command, help_texts, package_version, run_command
+from metrics.cli import CommandParser, add_command, help_texts, int_in, package_version, run_command
 from metrics.dataset import read_manifest, validate_dataset
 from metrics.device import resolve_device
 from metrics.io.audio import load_audio
@@ -167,7 +167,7 @@ def build_parser() -> CommandParser:
     train.add_argument("overrides", nargs="*", default=[], metavar="key.sub=value",
                        help="config overrides (YAML values), e.g. stage2.lr=1e-4 data.root=DIR")
     train.add_argument("--config", required=True, help="packaged config name (tiny, i2vgenxl) or YAML path")
-    train.add_argument("--max-steps", type=int, default=None,
+    train.add_argument("--max-steps", type=int_in(1, 10**9), default=None,
                        help="stop after this many steps (default: the config's)")
     train.add_argument("--overwrite", action="store_true", help="vae: replace an existing VAE folder")
     train.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -38,7 +38,7 @@ class DataConfig:
 
 @dataclass
 class AudioConfig:
-    sample_rate: int = ranged(SAMPLE_RATE, gt=0)
+    sample_rate: int = ranged(SAMPLE_RATE, ge=8000)   # Hz (HuBERT: 16 kHz)
     n_mfcc: int = ranged(13, ge=1)
     hubert: str = "tiny"              # a local HuBERT folder, or "tiny" (random tiny HuBERT)
     hubert_seed: int = 0
@@ -114,7 +114,7 @@ class StageConfig:
 class TrainConfig:
     output: str = "runs/imac-tiny"
     device: str = "auto"              # auto | cpu | cuda | cuda:N (accelerate picks the rank's GPU)
-    mixed_precision: str = "no"       # no | fp16 | bf16 (CUDA only; ignored on CPU)
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"   # CUDA only; ignored on CPU
     gradient_checkpointing: bool = False
     gradient_accumulation: int = ranged(1, ge=1)
     weight_decay: float = ranged(0.0, ge=0)
@@ -128,7 +128,7 @@ class TrainConfig:
 @dataclass
 class IMACConfig:
     name: str = "tiny"
-    fps: float = ranged(25.0, gt=0)
+    fps: float = ranged(25.0, ge=1)
     data: DataConfig = field(default_factory=DataConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)
     motion: MotionConfig = field(default_factory=MotionConfig)
@@ -148,12 +148,18 @@ class IMACConfig:
 
 
 def check_windows(config: IMACConfig, where: str) -> IMACConfig:
-    """``config`` if its windows fit together, else ``OptionsError`` naming ``where`` and the keys:
-    stage 2's video window lies inside its motion window (``stage2.motion_frames >= video.frames``),
-    and a motion window's overlap with the previous one is shorter than the window."""
+    """``config`` if its windows and widths fit together, else ``OptionsError`` naming ``where`` and the
+    keys: stage 2's video window lies inside its motion window (``stage2.motion_frames >= video.frames``),
+    the motion and MFCC attention widths split into their heads, and a motion window's overlap with the
+    previous one is shorter than the window."""
     if config.stage2.motion_frames < config.video.frames:
         raise OptionsError(f"{where}: stage2.motion_frames ({config.stage2.motion_frames}) must be >= video.frames "
                            f"({config.video.frames}): the video window lies inside the motion window")
+    for section, width, heads in (("motion", "width", "heads"), ("audio", "mfcc_width", "mfcc_heads")):
+        values = getattr(config, section)
+        if getattr(values, width) % getattr(values, heads):
+            raise OptionsError(f"{where}: {section}.{width} ({getattr(values, width)}) must be a multiple of "
+                               f"{section}.{heads} ({getattr(values, heads)}): attention splits the width into heads")
     if config.motion.window_overlap >= config.stage1.motion_frames:
         raise OptionsError(f"{where}: motion.window_overlap ({config.motion.window_overlap}) must be shorter than "
                            f"the motion window stage1.motion_frames ({config.stage1.motion_frames})")

@@ -144,7 +144,11 @@ def int_in(low: int, high: int) -> Callable[[str], int]:
 
 def _one_line(error: BaseException) -> str:
     text = error.args[0] if isinstance(error, KeyError) and error.args else error
-    return "; ".join(line.strip() for line in str(text).splitlines() if line.strip()) or type(error).__name__
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    # "N problems:" then one per line -> "N problems: first; second"
+    joined = "".join(line + ("" if last else " " if line.endswith(":") else "; ")
+                     for last, line in ((i == len(lines) - 1, line) for i, line in enumerate(lines)))
+    return joined or type(error).__name__
 
 
 PROJECT_LOGGERS = ("metrics", "imac", "bench")

@@ -32,6 +32,7 @@ A number's range is part of its field (``ranged``); a value outside it is refuse
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import types
@@ -55,8 +56,8 @@ _BOUNDS = {"ge": (">=", lambda value, bound: value >= bound), "gt": (">", lambda
 
 def ranged(default: Any, *, ge: float | None = None, gt: float | None = None, le: float | None = None,
            lt: float | None = None) -> Any:
-    """A dataclass field with ``default`` whose numbers ``build_options`` keeps within the bounds
-    (``ge``: >=, ``gt``: >, ``le``: <=, ``lt``: <); ``None`` values (of an ``X | None`` field) pass."""
+    """A dataclass field with ``default`` whose numbers ``build_options`` keeps finite and within the
+    bounds (``ge``: >=, ``gt``: >, ``le``: <=, ``lt``: <); ``None`` values (of an ``X | None`` field) pass."""
     bounds = {name: bound for name, bound in (("ge", ge), ("gt", gt), ("le", le), ("lt", lt)) if bound is not None}
     return dataclasses.field(default=default, metadata={"range": bounds})
 
@@ -64,6 +65,8 @@ def ranged(default: Any, *, ge: float | None = None, gt: float | None = None, le
 def _check_range(bounds: Mapping[str, float], value: Any, key: str) -> None:
     if value is None or not bounds:
         return
+    if not math.isfinite(value):
+        raise _KeyProblem(key, f"must be a finite number, got {value!r}")
     if not all(_BOUNDS[name][1](value, bound) for name, bound in bounds.items()):
         wanted = " and ".join(f"{_BOUNDS[name][0]} {bound:g}" for name, bound in bounds.items())
         raise _KeyProblem(key, f"must be {wanted}, got {value!r}")
@@ -145,7 +148,10 @@ def _checked(hint: Any, value: Any, key: str) -> Any:
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise _KeyProblem(key, f"expected a number, got {value!r}")
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            raise _KeyProblem(key, f"too large for a number: {str(value)[:12]}... ({len(str(value))} digits)") from None
     if hint is str:
         if not isinstance(value, str):
             raise _KeyProblem(key, f"expected a string, got {value!r}")
@@ -278,6 +284,10 @@ def parse_yaml(text: str, where: str) -> Any:
         raise OptionsError(f"{where}: refused: YAML nested too deeply") from None
     except yaml.YAMLError as error:
         raise OptionsError(f"{where}: not valid YAML: {error}") from None
+    except OptionsError:
+        raise
+    except (ValueError, OverflowError) as error:      # a value its tag cannot build (!!int 1.5, 1 and 5000 zeros)
+        raise OptionsError(f"{where}: not a valid YAML value: {error}") from None
     finally:
         loader.dispose()
 

@@ -525,6 +525,8 @@ def test_a_run_of_other_clips_is_said_to_be_another_config_not_a_list_of_moved_n
     assert "2 test clips, the run 2 (2 not in both)" in compare(run, baseline, {})[0][0].problem
     run.run = {"config": {"name": "mine", "corpus": {**corpus, "test_clips": 1}}, "test_clips": ["a/a_1", "b/b_1"]}
     assert [f.key for f in compare(run, baseline, {})[0]] == ["m/all/fgd", "m/all/bas"]    # same clips: compared
+    run.run = {"config": {"name": "toy", "corpus": corpus}}                       # clips not recorded: the corpus says
+    assert compare(run, baseline, {})[0][0].problem.startswith("the corpus differs")
 
 
 @pytest.mark.parametrize("text, message", [

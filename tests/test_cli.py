@@ -175,3 +175,11 @@ def test_imac_overrides_belong_to_train_only(capsys):
     with pytest.raises(SystemExit) as exit_:
         imac_main(["validate", "somewhere", "a.b=1"])
     assert exit_.value.code == 2 and "unrecognized arguments: a.b=1" in capsys.readouterr().err
+
+
+def test_a_list_of_problems_is_one_line_without_a_stray_separator():
+    from metrics.cli import _one_line
+
+    error = ValueError("data/toy: 2 problem(s) in the dataset:\n  a/a_1: video: missing\n  b/b_1: audio: empty\n")
+    assert _one_line(error) == "data/toy: 2 problem(s) in the dataset: a/a_1: video: missing; b/b_1: audio: empty"
+    assert _one_line(ValueError("first\nsecond;")) == "first; second;" and _one_line(ValueError("")) == "ValueError"

@@ -86,7 +86,7 @@ def test_a_negative_exponent_number_is_read_as_a_number_and_refused_as_a_learnin
     ("motion.window_overlap=-2", "motion.window_overlap: must be >= 0, got -2"),
     ("data.resolution=4", "data.resolution: must be >= 8, got 4"),
     ("train.save_every=0", "train.save_every: must be >= 1, got 0"),
-    ("fps=0", "fps: must be > 0, got 0.0"),
+    ("fps=0", "fps: must be >= 1, got 0.0"),
 ])
 def test_a_value_out_of_range_is_named_with_its_bounds(override, problem):
     with pytest.raises(ConfigError) as raised:
@@ -126,3 +126,47 @@ def test_training_with_zero_steps_is_refused_before_anything_is_written(tmp_path
 @pytest.mark.parametrize("name", ["tiny", "i2vgenxl"])
 def test_the_packaged_configs_are_within_range(name):
     assert load_config(name).stage1.steps >= 1
+
+
+@pytest.mark.parametrize("override, problem", [
+    ("stage1.lr=.inf", "stage1.lr: must be a finite number, got inf"),       # trained into NaN weights
+    ("stage2.lr=1e999", "stage2.lr: must be a finite number, got inf"),
+    ("train.grad_clip=.inf", "train.grad_clip: must be a finite number, got inf"),
+    ("stage1.lr=.nan", "stage1.lr: must be a finite number, got nan"),
+    ("fps=0.001", "fps: must be >= 1, got 0.001"),                            # a 16 GiB mel filter bank
+    ("audio.sample_rate=1", "audio.sample_rate: must be >= 8000, got 1"),
+    ("train.mixed_precision=fp64", "train.mixed_precision: expected one of 'no', 'fp16', 'bf16', got 'fp64'"),
+])
+def test_infinite_and_unusable_values_are_refused(override, problem):
+    with pytest.raises(ConfigError) as raised:
+        load_config("tiny", [override])
+    assert str(raised.value) == f"override {override!r}: {problem}"
+
+
+@pytest.mark.parametrize("override, keys", [("motion.heads=3", r"motion.width \(64\) must be a multiple of motion.heads \(3\)"),
+                                            ("audio.mfcc_heads=3", r"audio.mfcc_width \(32\) must be a multiple of "
+                                                                   r"audio.mfcc_heads \(3\)")])
+def test_attention_widths_that_do_not_split_into_heads_are_named(override, keys):
+    with pytest.raises(ConfigError, match=keys):       # was torch's assertion traceback at the first layer
+        load_config("tiny", [override])
+
+
+@pytest.mark.parametrize("override", ["stage1.steps=!!int 1.5", "stage1.steps=1" + "0" * 5000])
+def test_values_yaml_cannot_build_are_named_with_their_override(override):
+    with pytest.raises(ConfigError) as raised:
+        load_config("tiny", [override])
+    assert str(raised.value).startswith(f"override {override!r}: the value: not a valid YAML value: ")
+
+
+def test_an_integer_too_large_for_a_number_is_named():
+    override = "stage2.lr=1" + "0" * 400                      # was OverflowError's traceback
+    with pytest.raises(ConfigError) as raised:
+        load_config("tiny", [override])
+    assert str(raised.value) == f"override {override!r}: stage2.lr: too large for a number: 100000000000... (401 digits)"
+
+
+@pytest.mark.parametrize("steps", ["0", "-1"])
+def test_max_steps_below_one_is_refused(steps, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "stage1", "--config", "tiny", "--max-steps", steps])
+    assert exit_.value.code == 2 and f"argument --max-steps: {steps} is outside 1..1000000000" in capsys.readouterr().err
