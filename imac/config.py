@@ -143,12 +143,12 @@ class IMACConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any], where: str = "imac config") -> IMACConfig:
         """The config of a mapping; ``OptionsError`` naming ``where`` and the key (unknown, wrong type,
-        out of range, or at odds with another key: ``check_windows``)."""
-        return check_windows(build_options(cls, values, where), where)
+        out of range, or at odds with another key: ``check_consistency``)."""
+        return check_consistency(build_options(cls, values, where), where)
 
 
-def check_windows(config: IMACConfig, where: str) -> IMACConfig:
-    """``config`` if its windows and widths fit together, else ``OptionsError`` naming ``where`` and the
+def check_consistency(config: IMACConfig, where: str) -> IMACConfig:
+    """``config`` if its windows and widths fit together (one key against another), else ``OptionsError`` naming ``where`` and the
     keys: stage 2's video window lies inside its motion window (``stage2.motion_frames >= video.frames``),
     the motion and MFCC attention widths split into their heads, and a motion window's overlap with the
     previous one is shorter than the window."""
@@ -183,7 +183,7 @@ def load_config(name_or_path: str | os.PathLike, overrides: list[str] = ()) -> I
     _check_overrides(overrides)
     values = apply_overrides(read_yaml(path), overrides)
     config = build_options(IMACConfig, values, str(path))
-    return check_windows(config, f"{path} with {' '.join(overrides)}" if overrides else str(path))
+    return check_consistency(config, f"{path} with {' '.join(overrides)}" if overrides else str(path))
 
 
 def _check_overrides(overrides: Iterable[str], where: str = "override") -> None:
