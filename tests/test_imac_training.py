@@ -295,6 +295,27 @@ def test_cli_trains_the_tiny_vae_and_refuses_a_pretrained_config(corpus, tmp_pat
     assert "unknown key(s) nope" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("stage, overrides, said", [
+    ("stage1", ["data.root={tmp}/nowhere"], "{tmp}/nowhere/manifest.jsonl: manifest: file not found"),
+    ("stage1", ["data.identities=[nobody]"], "data.identities: nobody not in"),
+    ("stage2", ["stage2.init_from={tmp}/no-stage1"], "stage2.init_from: {tmp}/no-stage1 is not a stage-1 model"),
+    ("stage2", ["video.vae={tmp}/no-vae"], "video.vae: {tmp}/no-vae holds no model (no config.json); train one"),
+    ("vae", ["data.root={tmp}/nowhere", "video.vae={tmp}/out/vae"], "{tmp}/nowhere/manifest.jsonl: manifest"),
+])
+def test_imac_train_checks_its_inputs_before_it_writes_anything(corpus, vae, tmp_path, capsys, stage, overrides,
+                                                                said):
+    from imac.cli import main
+
+    fill = {"tmp": str(tmp_path), "corpus": str(corpus)}
+    argv = ["train", stage, "--config", "tiny", f"data.root={corpus}", f"video.vae={vae}",
+            f"train.output={tmp_path / 'out'}", "stage2.init_from=null", "--max-steps", "1", "--quiet",
+            *(o.format(**fill) for o in overrides)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("imac train: error: ") and err.count("\n") == 1 and said.format(**fill) in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == [], "a refused run wrote its output folder"
+
+
 @pytest.mark.xdist_group("launches")   # launches processes (see tests/conftest.py)
 def test_two_processes_train_with_the_losses_of_one(corpus, vae, tmp_path):
     """accelerate launch, 2 CPU processes (gloo, 1 thread each) with batch 1 each, against one process

@@ -86,6 +86,34 @@ def load_clip_arrays(config: IMACConfig, dataset: Dataset, features: AudioFeatur
     return arrays
 
 
+def _video_inputs(config: IMACConfig) -> list[tuple[str, Path]]:
+    """The model folders stage 2 reads for its video branch, as (option, folder holding config.json)."""
+    video = config.video
+    if video.pretrained:
+        return [("video.pretrained", Path(video.pretrained) / sub)
+                for sub in ("unet", "vae", "image_encoder", "text_encoder")]
+    return [("video.vae", Path(video.vae))] if video.vae else []
+
+
+def check_inputs(config: IMACConfig, stage: str) -> Dataset:
+    """Every input of a training stage, checked before anything is written: the dataset (its format, the
+    clips of ``data.identities``), and in stage 2 the stage-1 model (``stage2.init_from``) and the video
+    branch's model folders. Returns the opened dataset."""
+    dataset = Dataset.open(config.data.root)
+    _select_clips(config, dataset)
+    if stage == "stage2":
+        init = config.stage2.init_from
+        if init and not (Path(init) / "imac.json").is_file():
+            raise FileNotFoundError(f"stage2.init_from: {init} is not a stage-1 model folder (run `imac train "
+                                    "stage1` first, or set stage2.init_from=null for the w/o-first-stage ablation)")
+        for option, folder in _video_inputs(config):
+            if not (folder / "config.json").is_file():
+                hint = ("train one with `imac train vae`" if option == "video.vae" else
+                        "video.pretrained must be a local I2VGen-XL folder")
+                raise FileNotFoundError(f"{option}: {folder} holds no model (no config.json); {hint}")
+    return dataset
+
+
 def _latest_checkpoint(folder: Path) -> tuple[Path, int] | None:
     found = []
     for path in folder.glob("step-*"):
@@ -156,6 +184,7 @@ def train(config: IMACConfig, stage: str, progress: bool = True, max_steps: int 
     settings = config.stage1 if stage == "stage1" else config.stage2
     if not 0 <= settings.ema_decay < 1:
         raise ValueError(f"{stage}.ema_decay: 0 (off) or a decay in (0, 1), got {settings.ema_decay}")
+    dataset = check_inputs(config, stage)       # before anything is written: a wrong input leaves no folder
     cpu = resolve_device(config.train.device) == "cpu"
     accelerator = Accelerator(
         cpu=cpu, mixed_precision="no" if cpu else config.train.mixed_precision,
@@ -166,16 +195,10 @@ def train(config: IMACConfig, stage: str, progress: bool = True, max_steps: int 
     set_seed(config.train.seed)
     out = Path(config.train.output) / stage
     checkpoints = out / "checkpoints"
-    if accelerator.is_main_process:
-        checkpoints.mkdir(parents=True, exist_ok=True)
-        save_config(config, out / "config.yaml")
     show = progress and accelerator.is_local_main_process
 
     init = Path(config.stage2.init_from) if stage == "stage2" and config.stage2.init_from else None
     if init is not None:
-        if not (init / "imac.json").is_file():
-            raise FileNotFoundError(f"stage2.init_from: {init} is not a stage-1 model folder (run `imac train "
-                                    "stage1` first, or set stage2.init_from=null for the w/o-first-stage ablation)")
         stage1 = IMACPipeline.from_pretrained(init, device=accelerator.device)
         hubert, hubert_id = stage1.hubert, stage1.hubert_id
     else:
@@ -183,7 +206,6 @@ def train(config: IMACConfig, stage: str, progress: bool = True, max_steps: int 
     cache = config.data.feature_cache or str(Path(config.train.output) / "features")
     features = AudioFeatures(hubert, hubert_id=hubert_id, n_mfcc=config.audio.n_mfcc, fps=config.fps,
                              sample_rate=config.audio.sample_rate, cache_dir=cache)
-    dataset = Dataset.open(config.data.root)
     clips = load_clip_arrays(config, dataset, features, with_frames=stage == "stage2", progress=show)
     windows = TrainingWindows(clips, settings.motion_frames, config.video.frames if stage == "stage2" else None,
                               config.data.resolution, seed=config.train.seed)
@@ -217,6 +239,11 @@ def train(config: IMACConfig, stage: str, progress: bool = True, max_steps: int 
         step = latest[1]
         if show:
             print(f"resumed from {latest[0]} (step {step})")
+    # The stage's folder is written once the model is built and a checkpoint to resume agrees with the
+    # config (the audio features' cache, data.feature_cache, may be filled before: it is keyed by content).
+    if accelerator.is_main_process:
+        checkpoints.mkdir(parents=True, exist_ok=True)
+        save_config(config, out / "config.yaml")
     # Not prepared by accelerate: GlobalBatches shards the global batches itself, so any number of
     # processes trains on the same windows with the same per-sample seeds (and a resumed run goes on).
     sampler = GlobalBatches(len(windows), settings.batch_size, accelerator.num_processes, accelerator.process_index,
