@@ -298,6 +298,8 @@ def test_cli_trains_the_tiny_vae_and_refuses_a_pretrained_config(corpus, tmp_pat
 @pytest.mark.parametrize("stage, overrides, said", [
     ("stage1", ["data.root={tmp}/nowhere"], "{tmp}/nowhere/manifest.jsonl: manifest: file not found"),
     ("stage1", ["data.identities=[nobody]"], "data.identities: nobody not in"),
+    ("stage1", ["fps=24"], "fps: the config's 24 is not the dataset's 25 fps ({corpus}); give the override fps=25"),
+    ("stage2", ["fps=30"], "give the override fps=25"),
     ("stage2", ["stage2.init_from={tmp}/no-stage1"], "stage2.init_from: {tmp}/no-stage1 is not a stage-1 model"),
     ("stage2", ["video.vae={tmp}/no-vae"], "video.vae: {tmp}/no-vae holds no model (no config.json); train one"),
     ("vae", ["data.root={tmp}/nowhere", "video.vae={tmp}/out/vae"], "{tmp}/nowhere/manifest.jsonl: manifest"),
@@ -314,6 +316,19 @@ def test_imac_train_checks_its_inputs_before_it_writes_anything(corpus, vae, tmp
     err = capsys.readouterr().err
     assert err.startswith("imac train: error: ") and err.count("\n") == 1 and said.format(**fill) in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == [], "a refused run wrote its output folder"
+
+
+def test_clips_of_several_frame_rates_are_named():
+    import dataclasses
+
+    from imac.config import load_config
+    from imac.training.trainer import check_frame_rate
+
+    clips = [synthetic_clip(10, "a/x").record, dataclasses.replace(synthetic_clip(10, "a/y").record, fps=30.0)]
+    with pytest.raises(ValueError, match=r"fps: the config's 25 does not match the dataset \(DIR\), whose clips "
+                                         r"are at 25, 30 fps; train on clips of one frame rate"):
+        check_frame_rate(load_config("tiny", ["data.root=DIR"]), clips)
+    check_frame_rate(load_config("tiny", ["fps=30"]), clips[1:])     # the same rate: nothing to say
 
 
 @pytest.mark.xdist_group("launches")   # launches processes (see tests/conftest.py)

@@ -46,7 +46,7 @@ from imac.models.video import enable_block_checkpointing
 from imac.pipeline import (IMACPipeline, assemble, build_hubert, build_motion, build_video_parts,
                            hubert_identity)
 from imac.training.windows import ClipArrays, GlobalBatches, TrainingWindows, preload_frames
-from metrics.dataset import Dataset
+from metrics.dataset import FPS_RELATIVE_TOLERANCE, Dataset
 from metrics.device import resolve_device
 from metrics.distributed import close_at_exit
 from metrics.io.files import remove_stale_temporaries, replace_folder, temporary_folder_sibling
@@ -86,6 +86,21 @@ def load_clip_arrays(config: IMACConfig, dataset: Dataset, features: AudioFeatur
     return arrays
 
 
+def check_frame_rate(config: IMACConfig, clips: list) -> None:
+    """Refuse clips whose fps is not the config's: the audio features are cut into ``config.fps`` frames
+    per second and laid against the clips' motion and video frames, so another rate misaligns them."""
+    rates = sorted({float(record.fps) for record in clips})
+    if all(abs(config.fps - rate) <= FPS_RELATIVE_TOLERANCE * rate for rate in rates):
+        return
+    root = config.data.root
+    if len(rates) == 1:
+        raise ValueError(f"fps: the config's {config.fps:g} is not the dataset's {rates[0]:g} fps ({root}); "
+                         f"give the override fps={rates[0]:g}")
+    raise ValueError(f"fps: the config's {config.fps:g} does not match the dataset ({root}), whose clips are at "
+                     f"{', '.join(f'{rate:g}' for rate in rates)} fps; train on clips of one frame rate "
+                     "(data.identities, or another dataset) with that rate as fps")
+
+
 def _video_inputs(config: IMACConfig) -> list[tuple[str, Path]]:
     """The model folders stage 2 reads for its video branch, as (option, folder holding config.json)."""
     video = config.video
@@ -97,10 +112,10 @@ def _video_inputs(config: IMACConfig) -> list[tuple[str, Path]]:
 
 def check_inputs(config: IMACConfig, stage: str) -> Dataset:
     """Every input of a training stage, checked before anything is written: the dataset (its format, the
-    clips of ``data.identities``), and in stage 2 the stage-1 model (``stage2.init_from``) and the video
-    branch's model folders. Returns the opened dataset."""
+    clips of ``data.identities``, their frame rate against ``fps``), and in stage 2 the stage-1 model
+    (``stage2.init_from``) and the video branch's model folders. Returns the opened dataset."""
     dataset = Dataset.open(config.data.root)
-    _select_clips(config, dataset)
+    check_frame_rate(config, _select_clips(config, dataset))
     if stage == "stage2":
         init = config.stage2.init_from
         if init and not (Path(init) / "imac.json").is_file():
