@@ -105,16 +105,25 @@ def _train_vae(config: IMACConfig, args: argparse.Namespace) -> int:
 def _sample(args: argparse.Namespace) -> int:
     from imac.pipeline import IMACPipeline  # diffusers: see the note at the top
 
+    # every argument and input file is checked before the model loads (seconds to minutes)
     resolve_device(args.device)        # a GPU torch does not see is named here, not by the first layer
     if args.steps is not None and args.steps < 1:
         raise ValueError(f"--steps {args.steps}: need 1 or more denoising steps")
     if args.guidance_scale is not None and not args.guidance_scale >= 0:
         raise ValueError(f"--guidance-scale {args.guidance_scale}: need 0 or more (1: no guidance)")
+    for option, path in (("--reference", args.reference), ("--audio", args.audio)):
+        if not path.is_file():
+            raise FileNotFoundError(f"{option} {path}: " + ("a folder, not a file" if path.is_dir() else "no such file"))
+    if args.out.is_dir():
+        raise IsADirectoryError(f"--out {args.out}: a folder; give the .mp4 file to write")
     pipeline = IMACPipeline.from_pretrained(args.model, device=args.device)
     if not pipeline.model.has_video:
         raise ValueError(f"--model {args.model}: a stage-1 (motion only) model folder; sampling videos needs "
                          "the stage-2 model (<output>/stage2/model)")
     config = pipeline.config
+    if args.window_overlap is not None and args.window_overlap >= config.stage1.motion_frames:
+        raise ValueError(f"--window-overlap {args.window_overlap}: must be shorter than the model's motion window "
+                         f"(stage1.motion_frames {config.stage1.motion_frames})")
     for section, name in (("video", "chunk_reference"), ("video", "handover"), ("video", "sample_spacing"),
                           ("motion", "window_overlap")):
         value = getattr(args, name)
@@ -196,9 +205,10 @@ def build_parser() -> CommandParser:
                              "(starts from pure noise at t = 999) or linspace (evenly from 999 to 0) (default: the "
                              "model's video.sample_spacing; "
                              "tiny trailing, i2vgenxl leading)")
-    sample.add_argument("--window-overlap", type=int, default=None,
+    sample.add_argument("--window-overlap", type=int_in(0, 10**6), default=None,
                         help="frames each motion window continues from the previous one (0: independent "
-                             "windows) (default: the model's motion.window_overlap)")
+                             "windows; fewer than the model's stage1.motion_frames) (default: the model's "
+                             "motion.window_overlap)")
     sample.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
     sample.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser

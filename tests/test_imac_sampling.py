@@ -332,3 +332,37 @@ def test_cli_sample_refuses_steps_and_guidance_out_of_range(tmp_path, capsys, op
     assert main(["sample", "--model", str(tmp_path / "none"), "--reference", "r.png", "--audio", "a.wav",
                  "--out", str(tmp_path / "x.mp4"), option, value]) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, said", [
+    (["--window-overlap", "-5"], "imac sample: error: argument --window-overlap: -5 is outside 0..1000000"),
+    (["--reference", "{tmp}"], "imac sample: error: --reference {tmp}: a folder, not a file"),
+    (["--audio", "{tmp}/none.wav"], "imac sample: error: --audio {tmp}/none.wav: no such file"),
+    (["--out", "{tmp}"], "imac sample: error: --out {tmp}: a folder; give the .mp4 file to write"),
+])
+def test_cli_sample_checks_its_arguments_before_the_model_folder(tmp_path, capsys, argv, said):
+    (tmp_path / "r.png").write_bytes(b"")
+    (tmp_path / "a.wav").write_bytes(b"")
+    base = {"--model": str(tmp_path / "none"), "--reference": str(tmp_path / "r.png"),
+            "--audio": str(tmp_path / "a.wav"), "--out": str(tmp_path / "x.mp4")}
+    base.update(zip(argv[::2], (a.replace("{tmp}", str(tmp_path)) for a in argv[1::2])))
+    # there is no model folder: the error must be about the argument, given before it is looked at
+    try:
+        status = main(["sample", *(part for pair in base.items() for part in pair)])
+    except SystemExit as exit:           # argparse's refusal
+        status = exit.code
+    assert status == 2
+    err = capsys.readouterr().err
+    assert err.startswith(said.replace("{tmp}", str(tmp_path))) and err.count("\n") == 1, err
+
+
+def test_cli_sample_refuses_an_overlap_as_long_as_the_models_motion_window(pipeline, tmp_path, capsys):
+    model = pipeline.save_pretrained(tmp_path / "model")
+    Image.fromarray(np.full((48, 80, 3), 120, np.uint8)).save(tmp_path / "ref.png")
+    write_wav(tmp_path / "speech.wav", speech(0.5), 16000)
+    assert main(["sample", "--model", str(model), "--reference", str(tmp_path / "ref.png"), "--audio",
+                 str(tmp_path / "speech.wav"), "--out", str(tmp_path / "x.mp4"), "--window-overlap", "80"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == ("imac sample: error: --window-overlap 80: must be shorter than the model's motion window "
+                            "(stage1.motion_frames 80)\n")
+    assert "reference" not in captured.out and not (tmp_path / "x.mp4").exists()    # nothing read or written
