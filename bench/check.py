@@ -40,7 +40,7 @@ from pathlib import Path
 from bench.report import control_checks, load_results, markdown_report, metrics_csv, missing_controls
 from bench.results import BenchResults, OldSchemaError, write_results
 from metrics.io.files import write_text_atomic
-from metrics.options import read_yaml
+from metrics.options import OptionsError, read_yaml
 from metrics.results import METRIC_IDS
 
 Key = tuple[str, str, str]        # (method, scope, metric id)
@@ -77,10 +77,22 @@ def read_baseline(baseline: Path) -> BenchResults:
                              f"{baseline} --run RUN`") from None
 
 
+TOLERANCES_CONTENT = ("a mapping of protocol, scopes, default, metrics and trained, e.g. "
+                      "`default: {abs: 0.0, rel: 0.05}` (every number may move by 5%); "
+                      "`default: {abs: 0, rel: 0}` for an exact comparison")
+
+
 def read_tolerances(path: Path) -> dict:
+    """A baseline's ``tolerances.yaml`` (see the module docstring), every field checked; an empty file is
+    refused (it would mean zero tolerance without saying so), as is one that is not a mapping."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing (the tolerances of the baseline)")
-    data = read_yaml(path)
+    try:
+        data = read_yaml(path)
+    except OptionsError as error:              # not YAML, or not a mapping: named, with what it should hold
+        raise OptionsError(f"{error}; the tolerances of a baseline are {TOLERANCES_CONTENT}") from None
+    if not data:
+        raise ValueError(f"{path}: empty; the tolerances of a baseline are {TOLERANCES_CONTENT}")
     unknown = sorted(set(data) - {"protocol", "scopes", "default", "metrics", "trained"})
     if unknown:
         raise ValueError(f"{path}: unknown key(s) {', '.join(unknown)} (known: protocol, scopes, default, metrics, "
