@@ -109,6 +109,16 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def results_folder(text: str) -> Path:
+    """argparse type of a run or baseline folder: its ``results.json`` given instead stands for the folder."""
+    path = Path(text)
+    if path.is_file():
+        if path.name == "results.json":
+            return path.parent
+        raise argparse.ArgumentTypeError(f"{text} is a file; give the folder that holds results.json")
+    return path
+
+
 def _check(args: argparse.Namespace) -> int:
     if args.update:
         folder = update_baseline(args.run, args.baseline)
@@ -200,13 +210,15 @@ def build_parser() -> CommandParser:
 
     report = add_command(commands, "report", "tables (md/csv/json) and plots of a run", handler=_report,
                          wraps="bench.report.write_report")
-    report.add_argument("--run", type=Path, default=Path("runs/bench"), help="run folder")
+    report.add_argument("--run", type=results_folder, default=Path("runs/bench"),
+                        help="run folder (or its results.json)")
     report.add_argument("--no-plots", action="store_true", help="tables only, no plots")
 
     check = add_command(commands, "check", "compare a run's results.json with a baseline's", handler=_check,
                         wraps="bench.check.check_run; --update: bench.check.update_baseline")
-    check.add_argument("--baseline", type=Path, required=True, help="baseline folder, e.g. results/toy")
-    check.add_argument("--run", type=Path, default=Path("runs/bench"), help="run folder")
+    check.add_argument("--baseline", type=results_folder, required=True,
+                       help="baseline folder (or its results.json), e.g. results/toy")
+    check.add_argument("--run", type=results_folder, default=Path("runs/bench"), help="run folder (or its results.json)")
     check.add_argument("--update", action="store_true", help="write the run's results as the new baseline")
     return parser
 

@@ -452,6 +452,24 @@ def test_check_refuses_an_unknown_scope_and_fails_on_a_scope_the_baseline_lacks(
                                           f"compare (its scopes: all, identity:{identities[0]}, identity:{identities[1]})"]
 
 
+COMMITTED_BASELINE = Path(__file__).resolve().parent.parent / "results" / "toy-ci"
+
+
+def test_check_takes_a_results_json_for_its_folder_and_refuses_another_file(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(COMMITTED_BASELINE / "results.json", run / "results.json")
+    assert bench_main(["check", "--baseline", str(COMMITTED_BASELINE / "results.json"),
+                       "--run", str(run / "results.json")]) == 0
+    assert f"{run} matches the baseline {COMMITTED_BASELINE} within its tolerances" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as refused:
+        bench_main(["check", "--baseline", str(COMMITTED_BASELINE), "--run", str(COMMITTED_BASELINE / "report.md")])
+    assert refused.value.code == 2
+    assert capsys.readouterr().err == (f"imac-bench check: error: argument --run: {COMMITTED_BASELINE / 'report.md'} "
+                                       "is a file; give the folder that holds results.json (see imac-bench check "
+                                       "--help)\n")
+
+
 def _typed(methods: dict, protocol_label: str = "p (1.0, abc)") -> BenchResults:
     return BenchResults(run={"test_clips": []}, protocol={}, protocol_label=protocol_label, metrics=("fgd", "bas"),
                         methods=methods)
