@@ -231,6 +231,12 @@ def compare(run: BenchResults, baseline: BenchResults, tolerances: dict) -> tupl
 def _other_data(run: BenchResults, baseline: BenchResults) -> str:
     """What differs between the clips the run and the baseline scored ("" when they are the same, or
     not recorded): a run of another bench config or dataset, whose numbers cannot be compared one by one."""
+    other = _other_config(run, baseline)
+    return other and f"{other}, whose numbers are not comparable; check the run against the baseline of its own config"
+
+
+def _other_config(run: BenchResults, baseline: BenchResults) -> str:
+    """The test clips or corpus the run and the baseline differ in, and their config names ("" if none)."""
     clips = [list(r.run.get("test_clips") or []) for r in (baseline, run)]
     corpora = [(r.run.get("config") or {}).get("corpus") for r in (baseline, run)]
     names = [(r.run.get("config") or {}).get("name") or "not recorded" for r in (baseline, run)]
@@ -244,8 +250,7 @@ def _other_data(run: BenchResults, baseline: BenchResults) -> str:
                     + (f" ({len(set(clips[0]) ^ set(clips[1]))} not in both)" if len(clips[0]) == len(clips[1]) else ""))
     if other_corpus:
         said.append(f"the corpus differs (baseline {corpora[0]}, run {corpora[1]})")
-    return (f"{'; '.join(said)}: another bench config or dataset (baseline {names[0]!r}, run {names[1]!r}), whose "
-            "numbers are not comparable; check the run against the baseline of its own config")
+    return f"{'; '.join(said)}: another bench config or dataset (baseline {names[0]!r}, run {names[1]!r})"
 
 
 def check_run(run: str | Path, baseline: str | Path) -> tuple[list[Difference], list[str]]:
@@ -276,12 +281,37 @@ metrics:
 """
 
 
-def update_baseline(run: str | Path, baseline: str | Path) -> Path:
+def replaced_config(results: BenchResults, baseline: Path) -> str:
+    """How the run ``results`` is of another config than the baseline folder's results.json: other test
+    clips or corpus (``_other_config``) or another protocol ("" when the same, or when the baseline has no
+    readable results.json: nothing comparable is replaced)."""
+    try:
+        old = load_results(baseline) if (baseline / "results.json").is_file() else None
+    except ValueError:            # an older schema or a damaged file: the update is what regenerates it
+        old = None
+    if old is None:
+        return ""
+    said = [_other_config(results, old)]
+    if results.protocol_label != old.protocol_label:
+        said.append(f"the protocol differs (baseline {old.protocol_label!r}, run {results.protocol_label!r})")
+    return "; ".join(part for part in said if part)
+
+
+def update_baseline(run: str | Path, baseline: str | Path, force: bool = False) -> Path:
     """Copy a run's results.json, table and report into ``baseline`` (tolerances.yaml is kept, or
     written once; its ``protocol:`` line follows the new baseline's protocol label, since the run
-    copied in is the new reference)."""
+    copied in is the new reference).
+
+    A baseline of another config (other test clips, corpus or protocol: ``replaced_config``) is
+    replaced only with ``force``; without, ``ValueError`` says how they differ.
+    """
     results = load_results(run)
     baseline = Path(baseline)
+    other = "" if force else replaced_config(results, baseline)
+    if other:
+        raise ValueError(f"{baseline}: not updated from {run}: {other}; its numbers would replace a baseline they "
+                         "are not comparable with (update the baseline of the run's own config, or give --force "
+                         "to replace this one)")
     baseline.mkdir(parents=True, exist_ok=True)
     write_results(baseline / "results.json", results)
     write_text_atomic(baseline / "metrics.csv", metrics_csv(results))

@@ -3,7 +3,7 @@
     imac-bench run --methods imac,s2g,mya [--data DIR] [--identities a,b] [--out runs/NAME] [--device cpu|cuda]
                    [--processes N]         # clips spread over N processes (or: accelerate launch -m bench run ...)
     imac-bench report [--run runs/NAME]                                       # tables + plots of a run
-    imac-bench check --baseline results/toy [--run runs/NAME] [--update]     # regression on results.json
+    imac-bench check --baseline results/toy [--run runs/NAME] [--update [--force]]  # regression on results.json
     imac-bench data toy --out DIR [--seed N] [--identities K] [--clips N]   # the embedded toy corpus
     imac-bench data validate DIR                                              # check a dataset
     imac-bench data preview DIR --out sheet.png                               # look at a dataset
@@ -120,8 +120,10 @@ def results_folder(text: str) -> Path:
 
 
 def _check(args: argparse.Namespace) -> int:
+    if args.force and not args.update:
+        raise ValueError("--force goes with --update (it replaces a baseline of another config)")
     if args.update:
-        folder = update_baseline(args.run, args.baseline)
+        folder = update_baseline(args.run, args.baseline, force=args.force)
         print(f"baseline {folder} updated from {args.run} (tolerances.yaml kept)")
         return 0
     failures, notes = check_run(args.run, args.baseline)
@@ -220,6 +222,8 @@ def build_parser() -> CommandParser:
                        help="baseline folder (or its results.json), e.g. results/toy")
     check.add_argument("--run", type=results_folder, default=Path("runs/bench"), help="run folder (or its results.json)")
     check.add_argument("--update", action="store_true", help="write the run's results as the new baseline")
+    check.add_argument("--force", action="store_true", help="with --update: replace a baseline of another config "
+                       "(other test clips, corpus or protocol), which --update alone refuses")
     return parser
 
 

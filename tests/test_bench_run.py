@@ -470,6 +470,30 @@ def test_check_takes_a_results_json_for_its_folder_and_refuses_another_file(tmp_
                                        "--help)\n")
 
 
+def test_update_refuses_to_replace_a_baseline_of_another_config_without_force(tmp_path, capsys):
+    baseline = tmp_path / "baseline"
+    shutil.copytree(COMMITTED_BASELINE, baseline)
+    toy = COMMITTED_BASELINE.parent / "toy"                          # the toy config: other clips and corpus
+    argv = ["check", "--update", "--baseline", str(baseline), "--run", str(toy)]
+    assert bench_main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"imac-bench check: error: {baseline}: not updated from {toy}: the baseline scored 4 test "
+                          "clips, the run 8") and err.count("\n") == 1
+    assert "give --force to replace this one" in err
+    assert (baseline / "results.json").read_bytes() == (COMMITTED_BASELINE / "results.json").read_bytes()
+    other_protocol = tmp_path / "other-protocol"
+    other_protocol.mkdir()
+    data = json.loads((COMMITTED_BASELINE / "results.json").read_text())
+    data["protocol_label"] = "imac-bench (imac-bench-metrics-9.9, 0000000)"
+    (other_protocol / "results.json").write_text(json.dumps(data))
+    assert bench_main(["check", "--update", "--baseline", str(baseline), "--run", str(other_protocol)]) == 2
+    assert "the protocol differs (baseline 'imac-bench" in capsys.readouterr().err
+    assert bench_main(["check", "--force", "--baseline", str(baseline), "--run", str(toy)]) == 2
+    assert "--force goes with --update" in capsys.readouterr().err
+    assert bench_main([*argv, "--force"]) == 0
+    assert (baseline / "results.json").read_bytes() == (toy / "results.json").read_bytes()
+
+
 def _typed(methods: dict, protocol_label: str = "p (1.0, abc)") -> BenchResults:
     return BenchResults(run={"test_clips": []}, protocol={}, protocol_label=protocol_label, metrics=("fgd", "bas"),
                         methods=methods)
