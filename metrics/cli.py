@@ -31,9 +31,11 @@ from metrics.distributed import current_processes, relaunch, without_option
 from metrics.evaluate import DEFAULT_CACHE, evaluate, format_table, make_extractor, write_result
 from metrics.fgd_training import train_fgd_autoencoder
 from metrics.inputs import ALLOWABLE, normalise_allow
+from metrics.io.files import check_file_target
 from metrics.options import OptionsError, build_options, read_yaml
 from metrics.protocol import PRESETS, get_protocol, split_presets
 from metrics.registry import DEFAULT_METRICS, METRIC_IDS, normalise_metrics
+from metrics.results import result_paths
 from metrics.sanity import format_sanity, run_sanity
 
 # -- the command-line style shared by imac-bench, imac and python -m metrics -------------------------
@@ -312,6 +314,8 @@ def _compute(args: argparse.Namespace) -> int:
     # what was computed before an interruption stays in the content cache: a rerun reuses it
     args.resumable = _cache_dir(options.cache) is not None
     resolve_device(options.device)     # a GPU torch does not see is named here, before any work
+    for target in result_paths(args.out) if args.out else ():
+        check_file_target(target, "result file")     # not after the evaluation
     if args.processes != 1:
         return relaunch("metrics", without_option(args.command_argv, "--processes"), args.processes)
     processes = current_processes()

@@ -338,11 +338,16 @@ def result_rows(result: EvaluationResult) -> list[dict]:
     return rows
 
 
-def write_result(result: EvaluationResult, path: str | Path) -> tuple[Path, Path]:
-    """Write ``result`` as JSON at ``path`` (.json) and its rows as CSV beside it; returns both paths."""
+def result_paths(path: str | Path) -> tuple[Path, Path]:
+    """The JSON and CSV files ``write_result`` writes for ``path``: ``path`` with the suffix .json, and .csv."""
     path = Path(path)
     json_path = path if path.suffix == ".json" else path.with_suffix(".json")
-    csv_path = json_path.with_suffix(".csv")
+    return json_path, json_path.with_suffix(".csv")
+
+
+def write_result(result: EvaluationResult, path: str | Path) -> tuple[Path, Path]:
+    """Write ``result`` as JSON at ``path`` (.json) and its rows as CSV beside it; returns both paths."""
+    json_path, csv_path = result_paths(path)
     write_json_atomic(json_path, result.to_dict())
     buffer = io.StringIO()
     fields = ["side", "scope", "metric", "label", "value", "ci_low", "ci_high", "counts", "protocol"]

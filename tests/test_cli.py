@@ -183,3 +183,12 @@ def test_a_list_of_problems_is_one_line_without_a_stray_separator():
     error = ValueError("data/toy: 2 problem(s) in the dataset:\n  a/a_1: video: missing\n  b/b_1: audio: empty\n")
     assert _one_line(error) == "data/toy: 2 problem(s) in the dataset: a/a_1: video: missing; b/b_1: audio: empty"
     assert _one_line(ValueError("first\nsecond;")) == "first; second;" and _one_line(ValueError("")) == "ValueError"
+
+
+def test_metrics_compute_refuses_a_result_path_it_cannot_write_before_any_work(tmp_path, capsys):
+    (tmp_path / "result.json").mkdir()
+    # --real and --fake are not there: the output is checked first, so the error is about it
+    assert metrics_main(["compute", "--real", str(tmp_path / "real"), "--fake", str(tmp_path / "fake"),
+                         "--out", str(tmp_path / "result"), "--cache", "none"]) == 2
+    assert capsys.readouterr().err == (f"python -m metrics compute: error: {tmp_path / 'result.json'} is a folder; "
+                                       "give the path of the result file to write\n")

@@ -300,6 +300,18 @@ def test_preview_writes_the_format_its_suffix_names_and_refuses_another(small_co
     assert err.count("\n") == 1 and not (tmp_path / "sheet.gif").exists()
 
 
+@pytest.mark.parametrize("out, said", [("sheet.png", "{out} is a folder; give the path of the image to write"),
+                                      ("file/sheet.png", "{out}: {tmp}/file is a file, so the image cannot be written there")])
+def test_preview_refuses_an_output_path_it_cannot_write_before_reading_the_dataset(out, said, tmp_path, capsys):
+    (tmp_path / "sheet.png").mkdir()
+    (tmp_path / "file").write_text("")
+    # the dataset is not there: the output is checked first, so the error is about it
+    assert bench_main(["data", "preview", str(tmp_path / "nowhere"), "--out", str(tmp_path / out)]) == 2
+    err = capsys.readouterr().err
+    assert err == "imac-bench data preview: error: " + said.format(out=tmp_path / out, tmp=tmp_path) + "\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "sheet.png"] and not any((tmp_path / "sheet.png").iterdir())
+
+
 @pytest.mark.parametrize("frames, named", [("0", "argument --frames: 0 is outside 1..24"),
                                            ("100000", "argument --frames: 100000 is outside 1..24")])
 def test_preview_names_a_frame_count_out_of_range(frames, named, tmp_path, capsys):

@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from metrics.dataset import Dataset
-from metrics.io.files import atomic_path
+from metrics.io.files import atomic_path, check_file_target
 from metrics.pose import wholebody as wb
 
 _PART_COLOURS = ((wb.BODY, (255, 255, 255)), (wb.FACE, (255, 220, 0)),
@@ -73,11 +73,13 @@ IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"
 
 def save_contact_sheet(dataset_root: str | Path, out_path: str | Path, **options) -> Path:
     """Write ``contact_sheet`` of the dataset to ``out_path`` in the format its suffix names (``IMAGE_FORMATS``:
-    .png, .jpg/.jpeg, .webp); ``ValueError`` for another suffix, before any work."""
+    .png, .jpg/.jpeg, .webp); ``ValueError`` for another suffix, ``IsADirectoryError`` for a path that is a
+    folder and ``NotADirectoryError`` for one under a file, before any work."""
     image_format = IMAGE_FORMATS.get(Path(out_path).suffix.lower())
     if image_format is None:
         raise ValueError(f"{out_path}: the sheet is written as an image named by its suffix "
                          f"({', '.join(IMAGE_FORMATS)}), not {Path(out_path).suffix or 'no suffix'}")
+    check_file_target(out_path, "image")
     sheet = contact_sheet(Dataset.open(dataset_root, level="files"), **options)
     with atomic_path(out_path) as temporary:
         sheet.save(temporary, format=image_format)

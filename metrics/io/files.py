@@ -167,6 +167,19 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def check_file_target(path: str | os.PathLike, what: str = "file") -> Path:
+    """Refuse, before any work, a path ``atomic_path`` could not write at the end: an existing folder
+    (``IsADirectoryError``) or a path under a file (``NotADirectoryError``); the message names the path
+    and says it is for a ``what`` ("image", "result file")."""
+    final = Path(path)
+    if final.is_dir():
+        raise IsADirectoryError(f"{final} is a folder; give the path of the {what} to write")
+    blocking = next((parent for parent in final.parents if parent.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise NotADirectoryError(f"{final}: {blocking} is a file, so the {what} cannot be written there")
+    return final
+
+
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically and return the path."""
     with atomic_path(path) as temporary:
