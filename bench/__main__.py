@@ -1,5 +1,14 @@
+"""``imac-bench`` and ``python -m bench``: the benchmark's command line (bench.cli), imported behind the
+Ctrl-C guard of ``metrics.entry_point``."""
+
 import sys
 
-from bench.cli import main
+from metrics.entry_point import run_entry_point
 
-sys.exit(main())
+
+def main(argv: list[str] | None = None) -> int:
+    return run_entry_point("bench.cli", "imac-bench", argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

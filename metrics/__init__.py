@@ -5,10 +5,23 @@ Standalone: imports nothing else of the project. Entry points:
 - ``metrics.frechet_distance``, ``metrics.beats``, ``metrics.fgd.FGD``, ``metrics.diversity.Diversity``,
   ``metrics.fvd.FVD``, ``metrics.stats.GaussianStats``: the pieces;
 - ``metrics.protocol.Protocol``: every constant that changes a number (see ``PROTOCOL.md``).
+
+The names of ``__all__`` load on first use (PEP 562): importing the package loads nothing, so that a
+command's Ctrl-C guard (``metrics.entry_point``) runs before scipy and torch load.
 """
 
-from metrics.frechet import frechet_distance
-from metrics.protocol import PROTOCOL_VERSION, Protocol, get_protocol
-from metrics.stats import GaussianStats
+from __future__ import annotations
 
-__all__ = ["PROTOCOL_VERSION", "GaussianStats", "Protocol", "frechet_distance", "get_protocol"]
+import importlib
+from typing import Any
+
+_EXPORTS = {"PROTOCOL_VERSION": "metrics.protocol", "GaussianStats": "metrics.stats", "Protocol": "metrics.protocol",
+            "frechet_distance": "metrics.frechet", "get_protocol": "metrics.protocol"}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'metrics' has no attribute {name!r}")

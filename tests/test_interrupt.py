@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
 import pytest
 
 import bench.cli
@@ -70,3 +76,90 @@ def test_python_m_userstudy_simulate_ends_on_ctrl_c_with_one_line(monkeypatch, c
     monkeypatch.setattr(simulate, "simulate", _interrupt)
     assert userstudy_main.main(["simulate", "--methods", "a,b,c", "--power", "10"]) == 130
     assert capsys.readouterr().err == "interrupted\n"
+
+
+# -- Ctrl-C while a command's modules load (torch, scipy, diffusers: seconds) ------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class _InterruptOnImport:
+    """A meta path finder that raises ``error()`` when ``name`` is imported (Ctrl-C mid-import)."""
+
+    def __init__(self, name: str, error=KeyboardInterrupt) -> None:
+        self.name, self.error = name, error
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname == self.name:
+            raise self.error()
+        return None
+
+
+def _extension_interrupted() -> ImportError:
+    """What a pybind11 extension (onnxruntime) raises when Ctrl-C lands in its initialisation."""
+    try:
+        raise KeyboardInterrupt
+    except KeyboardInterrupt as interrupt:
+        error = ImportError("initialization failed")
+        error.__cause__ = interrupt
+        return error
+
+
+@pytest.mark.parametrize("entry, module, line", [
+    ("imac.__main__", "imac.cli", "imac: interrupted"),
+    ("bench.__main__", "bench.cli", "imac-bench: interrupted"),
+    ("metrics.__main__", "metrics.cli", "python -m metrics: interrupted"),
+])
+def test_ctrl_c_while_the_command_line_module_loads_is_one_line_and_status_130(entry, module, line, monkeypatch,
+                                                                               capsys):
+    main = importlib.import_module(entry).main
+    monkeypatch.delitem(sys.modules, module)
+    monkeypatch.setattr(sys, "meta_path", [_InterruptOnImport(module), *sys.meta_path])
+    assert _call(main, ["--version"]) == 130
+    assert capsys.readouterr().err == line + "\n"
+
+
+def test_an_extension_interrupted_in_its_initialisation_is_an_interruption_and_other_import_errors_are_not(
+        monkeypatch, capsys):
+    from imac.__main__ import main
+
+    monkeypatch.delitem(sys.modules, "imac.cli")
+    monkeypatch.setattr(sys, "meta_path", [_InterruptOnImport("imac.cli", _extension_interrupted), *sys.meta_path])
+    assert _call(main, ["--version"]) == 130
+    assert capsys.readouterr().err == "imac: interrupted\n"
+    monkeypatch.setattr(sys, "meta_path", [_InterruptOnImport("imac.cli", lambda: ImportError("no onnxruntime")),
+                                           *sys.meta_path[1:]])
+    with pytest.raises(ImportError, match="no onnxruntime"):
+        main(["--version"])
+
+
+def test_the_console_scripts_are_the_guarded_entry_points():
+    tomllib = pytest.importorskip("tomllib")      # Python >= 3.11
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts == {"imac-bench": "bench.__main__:main", "imac": "imac.__main__:main"}
+
+
+def test_the_entry_points_load_nothing_slow_before_their_guard():
+    code = ("import sys; import imac.__main__, bench.__main__, metrics.__main__; "
+            "print(sorted(m for m in ('numpy', 'scipy', 'torch', 'imac.cli', 'bench.cli', 'metrics.cli') "
+            "if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.strip() == "[]"
+
+
+def test_a_real_sigint_during_the_import_ends_the_process_with_one_line_and_130():
+    # the process sends itself SIGINT as imac.cli starts loading, then runs `imac --version`
+    code = textwrap.dedent('''
+        import os, signal, sys
+        class Finder:
+            def find_spec(self, fullname, path=None, target=None):
+                if fullname == "imac.cli":
+                    os.kill(os.getpid(), signal.SIGINT)
+                return None
+        sys.meta_path.insert(0, Finder())
+        from imac.__main__ import main
+        sys.exit(main(["--version"]))
+    ''')
+    ended = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert (ended.returncode, ended.stderr, ended.stdout) == (130, "imac: interrupted\n", "")
