@@ -51,6 +51,8 @@ VARIANTS = {
     "leading": ["motion.sample_spacing=leading"],
     "video-trailing": ["video.sample_spacing=trailing"],
     "anchored+video-trailing": ["video.chunk_reference=anchored", "video.sample_spacing=trailing"],
+    "defaults": ["video.chunk_reference=anchored", "video.sample_spacing=trailing",      # the tiny config's
+                 "motion.sample_spacing=leading"],
     "all": ["video.chunk_reference=anchored", "video.handover=latent", "motion.window_overlap=16",
             "motion.sample_clip=3.0"],
 }

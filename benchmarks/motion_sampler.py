@@ -1,0 +1,136 @@
+"""Is the motion a trained IMAC samples like the real motion? Its motion sampler's settings side by side.
+
+    .venv/bin/python benchmarks/motion_sampler.py --model RUN/work/imac/stage2/model --data RUN/data \
+        [--features RUN/work/imac/features] [--split test] [--variants trailing,trailing+clip4,leading]
+        [--steps 25] [--seed 0]
+
+For each clip of ``--split`` the motion branch samples pose and expression from the clip's speech
+(``IMACPipeline.sample_motion``: 80-frame windows, the model's ``motion.window_overlap``) with each
+variant of the DDIM sampler (``motion.sample_spacing`` and ``motion.sample_clip``: "trailing+clip4" is
+trailing spacing with the clean-motion estimate clipped to +-4), and compares the frames of normalised
+pose (the units the model works in: each dimension standardised with the training set's statistics)
+with the clips' real pose:
+
+- ``std``: the standard deviation over all frames and dimensions (the real pose's is the scale);
+- ``max |x|``: the largest value (real normalised pose stays within a few units);
+- ``speed``: the mean absolute change per frame, divided by the real pose's;
+- ``FD``: the Fréchet distance between the per-frame pose vectors of the samples and of the real clips
+  (``metrics.frechet_distance``; the row "real (train split)" is the floor: the train clips' real pose
+  against the same real clips).
+
+A sampler whose first step amplifies the predicted noise's error (``imac.models.video.first_step_gain``)
+gives a ``std`` and ``FD`` orders of magnitude above the real ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from imac.audio_features import AudioFeatures
+from imac.models.video import first_step_gain, motion_sampling_scheduler
+from imac.pipeline import IMACPipeline
+from imac.training.trainer import load_clip_arrays
+from metrics.cli import _one_line, int_in
+from metrics.dataset import Dataset
+from metrics.frechet import frechet_distance
+
+SPACINGS = ("trailing", "leading", "linspace")
+
+
+def parse_variant(text: str) -> tuple[str, float]:
+    """"trailing" -> ("trailing", 0.0); "trailing+clip4" -> ("trailing", 4.0)."""
+    spacing, _, clip = text.partition("+")
+    if spacing not in SPACINGS or (clip and not clip.startswith("clip")):
+        raise argparse.ArgumentTypeError(f"variant {text!r}: SPACING or SPACING+clipX, SPACING one of "
+                                         f"{', '.join(SPACINGS)}")
+    try:
+        value = float(clip[4:]) if clip else 0.0
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"variant {text!r}: clipX needs a number X") from None
+    if not np.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"variant {text!r}: the clip must be a finite number >= 0")
+    return spacing, value
+
+
+def pose_statistics(sampled: np.ndarray, real: np.ndarray) -> dict[str, float]:
+    """(N, P) sampled and (M, P) real normalised pose frames -> std, max |x|, FD (see the module doc)."""
+    def gaussian(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x = x.astype(np.float64)
+        return x.mean(0), np.cov(x, rowvar=False)
+    return {"std": float(sampled.std()), "max": float(np.abs(sampled).max()),
+            "fd": frechet_distance(*gaussian(sampled), *gaussian(real))}
+
+
+def mean_speed(clips: list[np.ndarray]) -> float:
+    """Mean |x[f+1] - x[f]| over the frames and dimensions of every clip."""
+    return float(np.mean(np.concatenate([np.abs(np.diff(c, axis=0)).ravel() for c in clips])))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, required=True, help="an IMAC model folder (stage 1 or 2)")
+    parser.add_argument("--data", type=Path, required=True, help="the dataset folder (manifest.jsonl)")
+    parser.add_argument("--features", type=Path, default=None, help="audio feature cache (default: none, computed)")
+    parser.add_argument("--split", default="test", choices=("train", "test"))
+    parser.add_argument("--variants", type=lambda s: [parse_variant(v) for v in s.split(",")],
+                        default=[("trailing", 0.0), ("trailing", 4.0), ("leading", 0.0), ("linspace", 0.0)],
+                        help="comma-separated SPACING[+clipX] (default: trailing,trailing+clip4,leading,linspace)")
+    parser.add_argument("--steps", type=int_in(1, 1000), default=None,
+                        help="DDIM steps (default: the model's motion.sample_steps)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    try:
+        pipeline = IMACPipeline.from_pretrained(args.model, feature_cache=args.features)
+        dataset = Dataset.open(args.data)
+    except (OSError, ValueError) as error:     # a missing or foreign model folder, a folder without a manifest
+        parser.error(_one_line(error))
+    config = pipeline.config
+    config.data.identities = None
+    if args.steps:
+        config.motion.sample_steps = args.steps
+    features = AudioFeatures(pipeline.hubert, hubert_id=pipeline.hubert_id, n_mfcc=config.audio.n_mfcc,
+                             fps=config.fps, sample_rate=config.audio.sample_rate, cache_dir=args.features)
+    clips = load_clip_arrays(config, dataset, features, with_frames=False, progress=False, split=args.split)
+    train = load_clip_arrays(config, dataset, features, with_frames=False, progress=False, split="train")
+    motion = pipeline.model.motion
+
+    def normalised(clip) -> np.ndarray:
+        pose = torch.from_numpy(np.ascontiguousarray(clip.pose)).to(pipeline.device)
+        expression = torch.from_numpy(np.ascontiguousarray(clip.expression)).to(pipeline.device)
+        return motion.normalize(pose, expression)[0].cpu().numpy()
+
+    real = [normalised(c) for c in clips]
+    real_frames = np.concatenate(real)
+    real_speed = mean_speed(real)
+    print(f"{args.model}: motion sampled for the speech of {len(clips)} {args.split} clips "
+          f"({len(real_frames)} frames), {config.motion.sample_steps} DDIM steps, seed {args.seed}")
+    print()
+    print("| sampler | first-step gain | std | max abs | speed / real | FD to real | s |")
+    print("|---|---|---|---|---|---|---|")
+    floor = pose_statistics(np.concatenate([normalised(c) for c in train]), real_frames)
+    print(f"| real (train split) | - | {floor['std']:.3g} | {floor['max']:.3g} | "
+          f"{mean_speed([normalised(c) for c in train]) / real_speed:.3g} | {floor['fd']:.4g} | - |")
+    print(f"| real ({args.split} split) | - | {real_frames.std():.3g} | {np.abs(real_frames).max():.3g} | 1 | 0 | - |")
+    for spacing, clip in args.variants:
+        config.motion = dataclasses.replace(config.motion, sample_spacing=spacing, sample_clip=clip)
+        gain = first_step_gain(motion_sampling_scheduler(config.motion), config.motion.sample_steps)
+        generator = torch.Generator(pipeline.device).manual_seed(args.seed)
+        start = time.perf_counter()
+        sampled = [pipeline.sample_motion(c.mfcc, c.hubert, generator)[0][0].cpu().numpy() for c in clips]
+        seconds = time.perf_counter() - start
+        stats = pose_statistics(np.concatenate(sampled), real_frames)
+        name = spacing + (f"+clip{clip:g}" if clip else "")
+        print(f"| {name} | {gain:.3g} | {stats['std']:.3g} | {stats['max']:.3g} | "
+              f"{mean_speed(sampled) / real_speed:.3g} | {stats['fd']:.4g} | {seconds:.1f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
