@@ -33,7 +33,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from imac.audio_features import AudioFeatures
 from imac.models.video import first_step_gain, motion_sampling_scheduler
 from imac.pipeline import IMACPipeline
 from imac.training.trainer import load_clip_arrays
@@ -95,10 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     config.data.identities = None
     if args.steps:
         config.motion.sample_steps = args.steps
-    features = AudioFeatures(pipeline.hubert, hubert_id=pipeline.hubert_id, n_mfcc=config.audio.n_mfcc,
-                             fps=config.fps, sample_rate=config.audio.sample_rate, cache_dir=args.features)
-    clips = load_clip_arrays(config, dataset, features, with_frames=False, progress=False, split=args.split)
-    train = load_clip_arrays(config, dataset, features, with_frames=False, progress=False, split="train")
+    clips = load_clip_arrays(config, dataset, pipeline.features, with_frames=False, progress=False, split=args.split)
+    train = load_clip_arrays(config, dataset, pipeline.features, with_frames=False, progress=False, split="train")
     motion = pipeline.model.motion
 
     def normalised(clip) -> np.ndarray:
