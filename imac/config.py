@@ -55,11 +55,16 @@ class MotionConfig:
     layers: int = ranged(2, ge=1)
     heads: int = ranged(4, ge=1)
     dropout: float = ranged(0.1, ge=0, lt=1)
+    # The noise prediction also gets the noisy motion through a per-dimension gate of the timestep
+    # (``imac.models.motion.MotionStream``): without it a stream narrower than its motion (tiny:
+    # width 64 < 129 pose numbers) cannot predict the noise, and sampled motion explodes (README,
+    # "The motion sampler"). False: the plain encoder (model folders written before it load as that).
+    noise_skip: bool = True
     train_timesteps: int = ranged(1000, ge=1)
     beta_schedule: str = "squaredcos_cap_v2"
     sample_steps: int = ranged(25, ge=1)
     # Sampling only (a trained model samples with any of these; ``imac.models.video`` says why):
-    sample_spacing: Literal["trailing", "leading", "linspace"] = "trailing"   # DDIM timestep spacing
+    sample_spacing: Literal["leading", "trailing", "linspace"] = "leading"   # DDIM timestep spacing
     sample_clip: float = ranged(0.0, ge=0)  # > 0: clip DDIM's clean-motion estimate to +-this (normalised units)
     window_overlap: int = ranged(0, ge=0)   # > 0: each 80-frame window continues the previous one's last frames
 

@@ -87,7 +87,8 @@ def build_motion(config: IMACConfig, pose_dim: int, hubert_dim: int) -> MotionMo
     a, m = config.audio, config.motion
     return MotionModel(pose_dim=pose_dim, expression_dim=m.expression_dim, n_mfcc=a.n_mfcc, hubert_dim=hubert_dim,
                        mfcc_width=a.mfcc_width, mfcc_heads=a.mfcc_heads, audio_width=a.width, width=m.width,
-                       layers=m.layers, heads=m.heads, dropout=m.dropout, use_motion=m.enabled)
+                       layers=m.layers, heads=m.heads, dropout=m.dropout, use_motion=m.enabled,
+                       noise_skip=m.noise_skip)
 
 
 def build_video_parts(config: IMACConfig, motion: MotionModel) -> dict:

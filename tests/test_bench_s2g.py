@@ -251,3 +251,19 @@ def test_s2g_rejects_unknown_options(corpus, tmp_path):
         S2GOptions.split({"border_anchors": 1})
     options, motion = S2GOptions.split({"regularization": 3, "steps": 7})
     assert options.regularization == 3 and motion.steps == 7 and dataclasses.is_dataclass(motion)
+
+
+def test_the_keypoint_motion_samples_from_t_999_with_a_small_first_step_gain():
+    """The baselines' motion sampler keeps its measured settings whatever IMAC's defaults: DDIM from
+    t = 999 (trailing) on the linear schedule, whose first step at 10 steps multiplies the predicted
+    noise's error by sqrt(abar_899) sqrt(1 - abar_999) / sqrt(abar_999) - sqrt(1 - abar_899)
+    (computed here from the linear betas 1e-4 .. 2e-2 directly)."""
+    from bench.baselines.keypoint_motion import _sampling_scheduler
+    from imac.models.video import first_step_gain
+    options = KeypointMotionOptions()
+    assert options.beta_schedule == "linear" and options.sample_steps == 10
+    scheduler = _sampling_scheduler(options)
+    assert scheduler.config.timestep_spacing == "trailing"
+    abar = np.cumprod(1 - np.linspace(1e-4, 2e-2, 1000))
+    expected = np.sqrt(abar[899]) * np.sqrt(1 - abar[999]) / np.sqrt(abar[999]) - np.sqrt(1 - abar[899])
+    assert first_step_gain(scheduler, 10) == pytest.approx(expected, rel=1e-3) and expected < 3

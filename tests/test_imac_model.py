@@ -60,6 +60,70 @@ def test_motion_model_shapes_and_normalisation_round_trip():
     np.testing.assert_allclose(back.numpy(), pose, atol=1e-4)
 
 
+def _fit_noise_prediction(stream, scales: torch.Tensor, timesteps: list[int], steps: int
+                          ) -> tuple[dict[int, float], torch.Tensor]:
+    """Train ``stream`` to predict the noise of Gaussian motion N(0, diag(scales^2)) at ``timesteps``
+    (squaredcos_cap_v2, no audio); its noise-prediction MSE per timestep on fresh draws."""
+    from diffusers import DDPMScheduler
+    scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2")
+    generator = torch.Generator().manual_seed(0)
+    optimizer = torch.optim.Adam(stream.parameters(), lr=3e-3)
+    dims = len(scales)
+
+    def draw(t: int, batch: int = 32):
+        motion = torch.randn(batch, 8, dims, generator=generator) * scales
+        noise = torch.randn(batch, 8, dims, generator=generator)
+        steps_ = torch.full((batch,), t)
+        return scheduler.add_noise(motion, noise, steps_), noise, steps_
+
+    audio = torch.zeros(32, 8, 4)
+    for step in range(steps):
+        noisy, noise, t = draw(timesteps[step % len(timesteps)])
+        loss = torch.nn.functional.mse_loss(stream(noisy, audio, t)[0], noise)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    errors = {}
+    with torch.no_grad():
+        for t in timesteps:
+            noisy, noise, steps_ = draw(t, 256)
+            errors[t] = float(((stream(noisy, torch.zeros(256, 8, 4), steps_)[0] - noise) ** 2).mean())
+    return errors, scheduler.alphas_cumprod
+
+
+def test_a_motion_stream_narrower_than_its_motion_learns_the_noise_with_the_skip():
+    """24 motion numbers through 8 hidden channels. Reference: for Gaussian motion the least possible
+    noise-prediction error of dimension d at step t is abar s_d^2 / (abar s_d^2 + 1 - abar) (the
+    variance of the noise given the noisy value), and a prediction confined to 8 dimensions (no skip)
+    errs by at least (24 - 8) / 24 of the noise's variance at t = 999, where the noisy motion is the
+    noise (rank bound)."""
+    from imac.models.motion import MotionStream
+    scales = torch.linspace(0.5, 1.5, 24)
+    timesteps = [999, 700]
+    results = {}
+    for skip in (False, True):
+        torch.manual_seed(0)
+        stream = MotionStream(24, audio_width=4, width=8, layers=1, heads=2, dropout=0.0, noise_skip=skip)
+        results[skip], abar = _fit_noise_prediction(stream, scales, timesteps, steps=300)
+    for t in timesteps:
+        a = float(abar[t])
+        least = float(torch.mean(a * scales ** 2 / (a * scales ** 2 + 1 - a)))
+        assert least - 0.02 < results[True][t] < least + 0.03, (t, results[True][t], least)
+    assert results[False][999] >= (24 - 8) / 24 - 0.03          # the rank bound (sampling error of 256 draws)
+    assert results[True][999] < 0.05
+
+
+def test_the_default_motion_sampler_does_not_amplify_its_first_step():
+    """The default DDIM spacing of the motion (leading) passes the predicted noise's error on about 1:1;
+    trailing would multiply it by over a thousand (the gain itself is checked against the cosine
+    schedule's formula in test_imac_sampling.py)."""
+    from imac.config import MotionConfig
+    from imac.models.video import first_step_gain, motion_sampling_scheduler
+    config = MotionConfig()
+    assert config.sample_spacing == "leading" and config.noise_skip
+    assert first_step_gain(motion_sampling_scheduler(config), config.sample_steps) < 1.1
+
+
 def test_without_motion_the_encoders_ignore_the_motion_input():
     torch.manual_seed(0)
     model = MotionModel(pose_dim=9, expression_dim=5, width=16, heads=2, use_motion=False).eval()

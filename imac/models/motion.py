@@ -42,15 +42,31 @@ def _encoder(width: int, layers: int, heads: int, dropout: float) -> nn.Transfor
 
 
 class MotionStream(nn.Module):
-    """One of the two encoders: [noisy motion part | audio] per frame -> epsilon and hidden states."""
+    """One of the two encoders: [noisy motion part | audio] per frame -> epsilon and hidden states.
+
+    ``noise_skip``: the noise prediction also gets the noisy input itself, scaled per dimension by a
+    gate read from the timestep embedding (zero at initialisation): eps = output(hidden) + gate(t) * m_t.
+    Without it, everything the stream predicts passes through its ``width`` hidden channels, so a
+    stream narrower than its motion (the tiny config: width 64, pose 129 numbers per frame) cannot
+    predict the noise in the other dimensions at all: at t = T, where m_t is the noise itself, its
+    error is at least (dims - width) / dims of the noise's variance (rank bound), and DDIM's
+    clean-motion estimate divides that error by sqrt(alpha-bar): the sampled motion explodes. With
+    the gate, each dimension can take the best linear estimate of its own noise, whatever the width.
+    """
 
     def __init__(self, motion_dim: int, audio_width: int, width: int, layers: int, heads: int,
-                 dropout: float) -> None:
+                 dropout: float, noise_skip: bool = False) -> None:
         super().__init__()
         self.input = nn.Linear(motion_dim + audio_width, width)
         self.time = nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width))
         self.encoder = _encoder(width, layers, heads, dropout)
         self.output = nn.Linear(width, motion_dim)
+        if noise_skip:
+            self.skip_gate = nn.Linear(width, motion_dim)
+            nn.init.zeros_(self.skip_gate.weight)
+            nn.init.zeros_(self.skip_gate.bias)
+        else:
+            self.skip_gate = None
 
     def forward(self, noisy: torch.Tensor, audio: torch.Tensor, timesteps: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -58,9 +74,13 @@ class MotionStream(nn.Module):
         width = x.shape[-1]
         positions = torch.arange(x.shape[1], device=x.device)
         x = x + sinusoidal_embedding(positions, width).to(x.dtype)[None]
-        x = x + self.time(sinusoidal_embedding(timesteps, width).to(x.dtype))[:, None, :]
+        time = self.time(sinusoidal_embedding(timesteps, width).to(x.dtype))
+        x = x + time[:, None, :]
         hidden = self.encoder(x)
-        return self.output(hidden), hidden
+        noise = self.output(hidden)
+        if self.skip_gate is not None:
+            noise = noise + self.skip_gate(time)[:, None, :] * noisy
+        return noise, hidden
 
 
 class MotionModel(ModelMixin, ConfigMixin):
@@ -71,11 +91,12 @@ class MotionModel(ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(self, pose_dim: int, expression_dim: int = 100, n_mfcc: int = 13, hubert_dim: int = 16,
                  mfcc_width: int = 32, mfcc_heads: int = 2, audio_width: int = 64, width: int = 64,
-                 layers: int = 2, heads: int = 4, dropout: float = 0.1, use_motion: bool = True) -> None:
+                 layers: int = 2, heads: int = 4, dropout: float = 0.1, use_motion: bool = True,
+                 noise_skip: bool = False) -> None:
         super().__init__()
         self.audio_encoder = AudioEncoder(n_mfcc, hubert_dim, mfcc_width, mfcc_heads, audio_width, dropout)
-        self.pose_stream = MotionStream(pose_dim, audio_width, width, layers, heads, dropout)
-        self.expression_stream = MotionStream(expression_dim, audio_width, width, layers, heads, dropout)
+        self.pose_stream = MotionStream(pose_dim, audio_width, width, layers, heads, dropout, noise_skip)
+        self.expression_stream = MotionStream(expression_dim, audio_width, width, layers, heads, dropout, noise_skip)
         self.register_buffer("pose_mean", torch.zeros(pose_dim))
         self.register_buffer("pose_std", torch.ones(pose_dim))
         self.register_buffer("expression_mean", torch.zeros(expression_dim))
