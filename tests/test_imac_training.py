@@ -244,6 +244,24 @@ def test_stage2_refuses_a_stage1_model_for_other_poses(corpus, vae, tmp_path):
         build_stage_model(stage2, "stage2", pose_dim=9, hubert_dim=16, normalization=None)
 
 
+def test_stage2_refuses_a_stage1_model_without_the_noise_gate_unless_the_config_says_so(corpus, vae, tmp_path):
+    """A stage-1 folder written before motion.noise_skip existed (its motion/config.json has no key)
+    holds encoders without the gate: stage 2 names the override instead of saving a config that says
+    otherwise; with the override it trains on that model."""
+    from imac.models.motion import MotionModel
+    old = tmp_path / "old-stage1"
+    MotionModel(pose_dim=9, expression_dim=100, width=64, heads=4).save_pretrained(old / "motion")
+    config_file = json.loads((old / "motion" / "config.json").read_text())
+    config_file.pop("noise_skip")                       # as a folder of the earlier code
+    (old / "motion" / "config.json").write_text(json.dumps(config_file))
+    stage2 = tiny_config(corpus, vae, tmp_path, [f"stage2.init_from={old}"])
+    with pytest.raises(ValueError, match=r"trained with motion.noise_skip=false .*give that override"):
+        build_stage_model(stage2, "stage2", pose_dim=9, hubert_dim=16, normalization=None)
+    stage2 = tiny_config(corpus, vae, tmp_path, [f"stage2.init_from={old}", "motion.noise_skip=false"])
+    model = build_stage_model(stage2, "stage2", pose_dim=9, hubert_dim=16, normalization=None)
+    assert model.motion.pose_stream.skip_gate is None
+
+
 def test_training_refuses_unknown_identities(corpus, vae, tmp_path):
     config = tiny_config(corpus, vae, tmp_path, ["data.identities=[nobody]"])
     with pytest.raises(ValueError, match="nobody not in"):

@@ -181,6 +181,11 @@ def build_stage_model(config: IMACConfig, stage: str, pose_dim: int, hubert_dim:
         if motion.config.pose_dim != pose_dim:
             raise ValueError(f"stage2.init_from: {init} was trained on {motion.config.pose_dim}-d poses, "
                              f"the data has {pose_dim}")
+        if bool(motion.config.noise_skip) != config.motion.noise_skip:
+            # the model folder would otherwise say one thing (imac.json) and hold another (motion/)
+            raise ValueError(f"stage2.init_from: {init} was trained with motion.noise_skip="
+                             f"{str(bool(motion.config.noise_skip)).lower()} (folders written before the key "
+                             f"existed have false); give that override, or train stage 1 again")
     else:
         torch.manual_seed(config.train.seed)
         motion = build_motion(config, pose_dim, hubert_dim)
