@@ -149,9 +149,12 @@ def test_the_entry_points_load_nothing_slow_before_their_guard():
 
 
 def test_a_real_sigint_during_the_import_ends_the_process_with_one_line_and_130():
-    # the process sends itself SIGINT as imac.cli starts loading, then runs `imac --version`
+    # the process sends itself SIGINT as imac.cli starts loading, then runs `imac --version`. Python's own
+    # handler is put back first: a process started in the background of a non-interactive shell (CI
+    # runners, `cmd &`) inherits SIGINT ignored, and then no interrupt arrives at all.
     code = textwrap.dedent('''
         import os, signal, sys
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         class Finder:
             def find_spec(self, fullname, path=None, target=None):
                 if fullname == "imac.cli":
