@@ -10,6 +10,7 @@ the guard.
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -17,9 +18,35 @@ INTERRUPTED = 130      # the shell's status of a process ended by SIGINT (128 + 
 
 
 def run_entry_point(module: str, prog: str, argv: Sequence[str] | None = None) -> int:
-    """``module.main(argv)``, with its import; a Ctrl-C anywhere in it is ``prog: interrupted`` and 130."""
+    """``module.main(argv)``, with its import; a Ctrl-C anywhere in it is ``prog: interrupted`` and 130.
+
+    While the module loads, SIGINT is recorded as well as raised: an interrupt that lands inside a
+    library's own initialisation can surface as another error (numpy's AttributeError or a
+    RecursionError, measured), and any error after a recorded interrupt is the interrupt. An abort
+    inside C++ (pybind11 terminating on the KeyboardInterrupt) ends the process before Python can say
+    anything.
+    """
+    received: list[int] = []
+
+    def record(signum, frame):
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is signal.default_int_handler:          # not when SIGINT is ignored or handled elsewhere
+        signal.signal(signal.SIGINT, record)
     try:
-        return importlib.import_module(module).main(argv)
+        loaded = importlib.import_module(module)
+    except BaseException as error:
+        if not (received or _interrupted(error)):
+            raise
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return INTERRUPTED
+    finally:
+        if previous is signal.default_int_handler:
+            signal.signal(signal.SIGINT, previous)
+    try:
+        return loaded.main(argv)
     except (KeyboardInterrupt, ImportError) as error:
         # A C extension interrupted in its initialisation raises ImportError from the KeyboardInterrupt
         # (pybind11's "initialization failed": onnxruntime, measured); any other ImportError is a real one.

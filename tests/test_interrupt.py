@@ -166,3 +166,32 @@ def test_a_real_sigint_during_the_import_ends_the_process_with_one_line_and_130(
     ''')
     ended = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert (ended.returncode, ended.stderr, ended.stdout) == (130, "imac: interrupted\n", "")
+
+
+@pytest.mark.parametrize("interrupted", [True, False])
+def test_an_interrupt_a_library_swallows_while_loading_is_still_an_interruption(tmp_path, interrupted):
+    """numpy interrupted in its initialisation swallows the KeyboardInterrupt and fails later with an
+    AttributeError (seen in a user's try): after a recorded SIGINT any error of the import is the
+    interrupt; without one, the error is a real one and keeps its traceback."""
+    (tmp_path / "swallowing_cli.py").write_text(textwrap.dedent(f'''
+        import os, signal
+        if {interrupted}:
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                sum(range(100000))          # the handler runs between bytecodes
+            except KeyboardInterrupt:
+                pass
+        raise AttributeError("module 'numpy._core' has no attribute '_multiarray_umath'")
+    '''))
+    code = textwrap.dedent(f'''
+        import signal, sys
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        sys.path.insert(0, {str(tmp_path)!r})
+        from metrics.entry_point import run_entry_point
+        sys.exit(run_entry_point("swallowing_cli", "prog", []))
+    ''')
+    ended = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    if interrupted:
+        assert (ended.returncode, ended.stderr) == (130, "prog: interrupted\n")
+    else:
+        assert ended.returncode == 1 and ended.stderr.rstrip().endswith("_multiarray_umath'")
