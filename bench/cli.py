@@ -112,9 +112,9 @@ def _report(args: argparse.Namespace) -> int:
 def results_folder(text: str) -> Path:
     """argparse type of a run or baseline folder: its ``results.json`` given instead stands for the folder."""
     path = Path(text)
+    if path.name == "results.json" and not path.is_dir():   # also a baseline's results.json to be written
+        return path.parent
     if path.is_file():
-        if path.name == "results.json":
-            return path.parent
         raise argparse.ArgumentTypeError(f"{text} is a file; give the folder that holds results.json")
     return path
 
@@ -123,8 +123,10 @@ def _check(args: argparse.Namespace) -> int:
     if args.force and not args.update:
         raise ValueError("--force goes with --update (it replaces a baseline of another config)")
     if args.update:
+        had_tolerances = (Path(args.baseline) / "tolerances.yaml").is_file()
         folder = update_baseline(args.run, args.baseline, force=args.force)
-        print(f"baseline {folder} updated from {args.run} (tolerances.yaml kept)")
+        print(f"baseline {folder} updated from {args.run} " + ("(tolerances.yaml kept)" if had_tolerances else
+              "(new tolerances.yaml with the default margins: review it)"))
         return 0
     failures, notes = check_run(args.run, args.baseline)
     for note in notes:

@@ -470,6 +470,18 @@ def test_check_takes_a_results_json_for_its_folder_and_refuses_another_file(tmp_
                                        "--help)\n")
 
 
+def test_update_into_a_new_baseline_given_as_its_results_json_writes_that_folder(tmp_path, capsys):
+    """--baseline NEW/results.json with --update is the folder NEW (was: a folder named results.json),
+    and a baseline without tolerances.yaml is said to get the default margins (was: 'kept')."""
+    new = tmp_path / "new"
+    assert bench_main(["check", "--update", "--baseline", str(new / "results.json"),
+                       "--run", str(COMMITTED_BASELINE)]) == 0
+    assert (new / "results.json").is_file() and (new / "tolerances.yaml").is_file()
+    assert "(new tolerances.yaml with the default margins: review it)" in capsys.readouterr().out
+    assert bench_main(["check", "--update", "--baseline", str(new), "--run", str(COMMITTED_BASELINE)]) == 0
+    assert "(tolerances.yaml kept)" in capsys.readouterr().out
+
+
 def test_update_refuses_to_replace_a_baseline_of_another_config_without_force(tmp_path, capsys):
     baseline = tmp_path / "baseline"
     shutil.copytree(COMMITTED_BASELINE, baseline)
