@@ -52,9 +52,10 @@ def parse_variant(text: str) -> tuple[str, float]:
     try:
         value = float(clip[4:]) if clip else 0.0
     except ValueError:
-        raise argparse.ArgumentTypeError(f"variant {text!r}: clipX needs a number X") from None
-    if not np.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"variant {text!r}: the clip must be a finite number >= 0")
+        value = float("nan")
+    if not np.isfinite(value) or value < 0 or (clip and value == 0):
+        raise argparse.ArgumentTypeError(f"variant {text!r}: SPACING or SPACING+clipX with one finite number X > 0 "
+                                         "(no +clip: no clipping)")
     return spacing, value
 
 
