@@ -110,6 +110,11 @@ def _video_inputs(config: IMACConfig) -> list[tuple[str, Path]]:
     return [("video.vae", Path(video.vae))] if video.vae else []
 
 
+def _not_a_stage1_folder(init) -> FileNotFoundError:
+    return FileNotFoundError(f"stage2.init_from: {init} is not a stage-1 model folder (run `imac train stage1` "
+                             "first, or set stage2.init_from=null for the w/o-first-stage ablation)")
+
+
 def check_inputs(config: IMACConfig, stage: str) -> Dataset:
     """Every input of a training stage, checked before anything is written: the dataset (its format, the
     clips of ``data.identities``, their frame rate against ``fps``), and in stage 2 the stage-1 model
@@ -119,8 +124,7 @@ def check_inputs(config: IMACConfig, stage: str) -> Dataset:
     if stage == "stage2":
         init = config.stage2.init_from
         if init and not (Path(init) / "imac.json").is_file():
-            raise FileNotFoundError(f"stage2.init_from: {init} is not a stage-1 model folder (run `imac train "
-                                    "stage1` first, or set stage2.init_from=null for the w/o-first-stage ablation)")
+            raise _not_a_stage1_folder(init)
         for option, folder in _video_inputs(config):
             if not (folder / "config.json").is_file():
                 hint = ("train one with `imac train vae`" if option == "video.vae" else
@@ -175,8 +179,7 @@ def build_stage_model(config: IMACConfig, stage: str, pose_dim: int, hubert_dim:
     init = config.stage2.init_from if stage == "stage2" else None
     if init:
         if not (Path(init) / "motion" / "config.json").is_file():
-            raise FileNotFoundError(f"stage2.init_from: {init} is not a stage-1 model folder (run `imac train "
-                                    "stage1` first, or set stage2.init_from=null for the w/o-first-stage ablation)")
+            raise _not_a_stage1_folder(init)
         motion = MotionModel.from_pretrained(Path(init) / "motion")
         if motion.config.pose_dim != pose_dim:
             raise ValueError(f"stage2.init_from: {init} was trained on {motion.config.pose_dim}-d poses, "
