@@ -205,7 +205,7 @@ def sampling_cost(config, model, hubert, device: torch.device) -> dict:
     fps, chunk, window = config.fps, config.video.frames, config.stage1.motion_frames
     generator = torch.Generator(device=device).manual_seed(0)
     reference = torch.rand(3, config.data.resolution, config.data.resolution, device=device) * 2 - 1
-    width = model.motion.feature_width
+    width = model.video_feature_width
     result: dict = {"video_steps": config.video.sample_steps, "motion_steps": config.motion.sample_steps,
                     "guidance_scale": config.video.guidance_scale, "precision": config.video.sample_precision}
 

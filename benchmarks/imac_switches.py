@@ -17,6 +17,10 @@ evaluator. Printed per variant:
   difference) of the sampled normalised motion parameters across each join, against the same inside
   windows (a ratio near 1: no jump at the joins);
 - seconds of sampling per clip.
+
+``--motion real`` hands the video branch each clip's real pose and expression (the dataset's, in the
+model's normalised units) instead of the motion it samples from the speech: an oracle that tells the
+video branch's limits apart from the motion branch's (the continuity columns then describe the real motion).
 """
 
 from __future__ import annotations
@@ -74,12 +78,34 @@ def join_continuity(motion: np.ndarray, window: int, overlap: int) -> tuple[floa
             float(np.mean([jerk[f] for f in at_jerk]) / np.mean(inside_jerk)))
 
 
+def real_motion(pipeline: IMACPipeline, clip):
+    """A stand-in for ``pipeline.sample_motion`` that returns ``clip``'s real motion, normalised, over
+    the speech's frames (the last frame repeated if the motion is shorter), and its features (per
+    80-frame window, as the sampler computes them)."""
+    arrays = clip.load_motion()
+
+    def sample_motion(mfcc: np.ndarray, hubert: np.ndarray, generator=None):
+        frames = len(mfcc)
+        index = np.minimum(np.arange(frames), len(arrays["pose"]) - 1)
+        motion = pipeline.model.motion
+        pose, expression = (torch.from_numpy(np.asarray(arrays[k], np.float32)[index])[None].to(pipeline.device)
+                            for k in ("pose", "expression"))
+        pose, expression = motion.normalize(pose, expression)
+        features = [pipeline.model.video_features(pose[:, start:stop], expression[:, start:stop],  # per window, as trained
+                                                  pipeline._tensor(mfcc[start:stop]), pipeline._tensor(hubert[start:stop]))
+                    for start, stop, _ in motion_windows(frames, pipeline.config.stage1.motion_frames, 0)]
+        return pose, expression, torch.cat(features, 1)
+    return torch.no_grad()(sample_motion)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", type=Path, required=True, help="an imac-bench run folder with IMAC trained in it")
     parser.add_argument("--out", type=Path, default=None, help="where the variants' videos go (default: <run>/switches)")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"of {', '.join(VARIANTS)}")
     parser.add_argument("--clips", type=int, default=0, help="only the first N test clips (0: all)")
+    parser.add_argument("--motion", choices=("sampled", "real"), default="sampled",
+                        help="the motion the video is given: sampled from the speech (default) or the clip's real one")
     args = parser.parse_args(argv)
     model = args.run / "work" / "imac" / "stage2" / "model"
     settings = json.loads((args.run / "run.json").read_text())
@@ -103,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
             size, rate = base.config.data.resolution, base.config.audio.sample_rate
             reference = frames_to_tensor(clip.first_frame()[None], size)[0]
             generator = torch.Generator().manual_seed(clip_seed(seed, clip))
+            if args.motion == "real":
+                base.sample_motion = real_motion(base, clip)
             sample = base(reference, clip.load_audio(rate), rate, generator=generator, guidance_scale=guidance,
                           steps=steps)
             path = out / name / clip.identity / f"{clip.clip_id}.mp4"

@@ -80,6 +80,9 @@ class VideoConfig:
     reference_widths: list[int] = field(default_factory=lambda: [32, 64])  # per UNet resolution level
     motion_window: int = ranged(1, ge=0)    # frame f attends to motion frames f-w .. f+w
     motion_context_width: int = ranged(64, ge=1)
+    # > 0: channels of a spatial motion map: each frame's normalised pose -> a map over the latent
+    # grid added at every coupled layer (``imac.models.coupling.MotionMap``; not the paper's). 0: off.
+    motion_map: int = ranged(0, ge=0)
     guidance_scale: float = ranged(3.5, ge=0)
     condition_dropout: float = ranged(0.1, ge=0, le=1)  # training probability of the unconditional branch
     sample_steps: int = ranged(25, ge=1)

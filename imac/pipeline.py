@@ -96,9 +96,12 @@ def build_video_parts(config: IMACConfig, motion: MotionModel) -> dict:
     v = config.video
     torch.manual_seed(config.train.seed)
     unet = build_unet(v)
-    coupling = Coupling.for_unet(unet, motion.feature_width, v.motion_context_width, v.motion_window,
-                                 v.reference_widths if v.reference_encoder else None)
-    return {"unet": unet, "vae": build_vae(v), "image_encoder": build_image_encoder(v, config.train.seed),
+    vae = build_vae(v)
+    pose_width = motion.config.pose_dim if v.motion_map else 0
+    coupling = Coupling.for_unet(unet, motion.feature_width + pose_width, v.motion_context_width, v.motion_window,
+                                 v.reference_widths if v.reference_encoder else None, pose_width, v.motion_map,
+                                 config.data.resolution // 2 ** (len(vae.config.block_out_channels) - 1))
+    return {"unet": unet, "vae": vae, "image_encoder": build_image_encoder(v, config.train.seed),
             "coupling": coupling, "text_context": encode_prompt(v, unet.config.cross_attention_dim)}
 
 
@@ -219,7 +222,7 @@ class IMACPipeline:
             if keep > start:
                 known = torch.cat([torch.cat(poses, 1), torch.cat(expressions, 1)], -1)[:, start - keep:]
             pose, expression = motion.sample(m, h, scheduler, self.config.motion.sample_steps, generator, known)
-            window_features = motion.representation(pose, expression, m, h)     # over the whole window, as trained
+            window_features = self.model.video_features(pose, expression, m, h)  # over the whole window, as trained
             new = slice(keep - start, None)
             poses.append(pose[:, new])
             expressions.append(expression[:, new])

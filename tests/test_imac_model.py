@@ -223,6 +223,60 @@ def test_coupling_refuses_another_layout_and_mismatched_inputs(unet, config):
         Coupling.for_unet(unet, 12, 16, 1, [8])
 
 
+def test_motion_map_is_zero_at_start_then_places_the_pose_on_the_latent_grid(unet):
+    """The spatial motion map (video.motion_map): zero-initialised like the other terms, drawn from the
+    last pose_width numbers of the motion features only, pooled by 2 per level, dropped with the motion."""
+    inputs = unet_inputs()
+    plain = Coupling.for_unet(unet, 12, 16, 0, None)
+    torch.manual_seed(1)
+    mapped = Coupling.for_unet(unet, 12, 16, 0, None, pose_width=5, motion_map_channels=3, map_size=8)
+    mapped.motion_attention.load_state_dict(plain.motion_attention.state_dict())
+    mapped.motion_proj.load_state_dict(plain.motion_proj.state_dict())
+    for module in plain.motion_attention:
+        torch.nn.init.normal_(module.to_out.weight, 0, 0.1)
+    mapped.motion_attention.load_state_dict(plain.motion_attention.state_dict())
+    features, latents = torch.randn(2, 4, 12), torch.randn(2, 4, 8, 8)
+    with torch.no_grad():
+        plain.install(unet)
+        plain.prepare(4, features, latents)
+        before = unet(**inputs).sample
+        mapped.install(unet)
+        mapped.prepare(4, features, latents)
+        torch.testing.assert_close(unet(**inputs).sample, before, rtol=0, atol=1e-6)  # zero-initialised out
+        for conv in mapped.motion_map_out:
+            torch.nn.init.normal_(conv.weight, 0, 0.1)
+        mapped.prepare(4, features, latents)
+        with_map = unet(**inputs).sample
+        maps = mapped.state.motion_maps
+        other_head = features.clone()
+        other_head[..., :7] = torch.randn(2, 4, 7)                  # the representation part, not the pose
+        mapped.prepare(4, other_head, latents)
+        same_maps = mapped.state.motion_maps
+        mapped.prepare(4, features, latents, torch.zeros(2))
+        dropped = unet(**inputs).sample
+    assert (with_map - before).abs().max() > 1e-4
+    # the map: linear(pose) viewed as (3, 8, 8), plus conv(silu(.)), from the last 5 numbers per frame
+    pose, F = features[..., -5:].flatten(0, 1), torch.nn.functional
+    with torch.no_grad():
+        grid = (pose @ mapped.motion_map.linear.weight.T + mapped.motion_map.linear.bias).view(8, 3, 8, 8)
+        grid = grid + F.conv2d(F.silu(grid), mapped.motion_map.conv.weight, mapped.motion_map.conv.bias, padding=1)
+    torch.testing.assert_close(maps[0], grid)
+    blocks = grid.numpy().reshape(8, 3, 4, 2, 4, 2).mean(axis=(3, 5))  # mean of each 2 x 2 block
+    np.testing.assert_allclose(maps[1].numpy(), blocks, rtol=1e-5, atol=1e-6)
+    for a, b in zip(maps, same_maps):
+        torch.testing.assert_close(a, b)
+    # motion scale 0 drops the map with the rest of the motion term: the UNet computes what it computed
+    plain.install(unet)
+    with torch.no_grad():
+        plain.prepare(4, None, latents)
+        no_motion = unet(**inputs).sample
+    torch.testing.assert_close(dropped, no_motion, rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="pose's width inside"):
+        Coupling.for_unet(unet, 12, 16, 0, None, pose_width=12, motion_map_channels=3, map_size=8)
+    with pytest.raises(ValueError, match="needs the reference latents"):
+        mapped.prepare(4, features, None)
+
+
 def test_image_condition_is_i2vgenxl_layout():
     latents = torch.randn(2, 4, 3, 3)
     condition = image_condition(latents, 5)

@@ -117,7 +117,7 @@ def test_anchored_chunks_keep_the_first_reference_for_the_encoder_and_clip(pipel
 
     monkeypatch.setattr(anchored.model, "video_context", spy_context)
     monkeypatch.setattr(anchored.model, "denoise", spy_denoise)
-    video = anchored.sample_video(reference_image(), torch.zeros(1, 40, pipeline.model.motion.feature_width),
+    video = anchored.sample_video(reference_image(), torch.zeros(1, 40, pipeline.model.video_feature_width),
                                   torch.Generator().manual_seed(0), steps=2)
     assert len(contexts) == 1                                     # the original reference, once
     torch.testing.assert_close(contexts[0][0], reference_image())
@@ -142,7 +142,7 @@ def test_latent_handover_gives_the_next_chunk_the_last_latent(pipeline, monkeypa
         return sample
 
     monkeypatch.setattr(handover.model, "sample_chunk", spy_chunk)
-    handover.sample_video(reference_image(), torch.zeros(1, 40, pipeline.model.motion.feature_width),
+    handover.sample_video(reference_image(), torch.zeros(1, 40, pipeline.model.video_feature_width),
                           torch.Generator().manual_seed(0), steps=2)
     starts = chunk_starts(40, 16)          # [0, 15, 24]
     assert calls[0][0] is None
@@ -165,7 +165,7 @@ def test_video_sample_spacing_sets_the_denoising_timesteps(pipeline, monkeypatch
         return real_denoise(noisy, timesteps, *args)
 
     monkeypatch.setattr(spaced.model, "denoise", spy_denoise)
-    spaced.sample_video(reference_image(), torch.zeros(1, 16, pipeline.model.motion.feature_width),
+    spaced.sample_video(reference_image(), torch.zeros(1, 16, pipeline.model.video_feature_width),
                         torch.Generator().manual_seed(0), steps=10)
     assert seen == expected
     assert pipeline.model.video_scheduler.config.timestep_spacing == "leading"   # training's own, untouched
@@ -230,6 +230,24 @@ def test_wrong_reference_size_and_stage1_models_are_refused(pipeline):
         pipeline(torch.zeros(3, 20, 20), speech(0.5), 16000)
     with pytest.raises(ValueError, match="shorter than one video frame"):
         pipeline(reference_image(), np.zeros(100, np.float32), 16000)
+
+
+def test_a_model_with_a_motion_map_samples_and_round_trips(tmp_path):
+    config = tiny_config(make_corpus(tmp_path / "toy"), make_vae(tmp_path / "vae"), tmp_path / "run",
+                         ["video.motion_map=3"])
+    torch.manual_seed(0)
+    model = build_stage_model(config, "stage2", pose_dim=129, hubert_dim=16, normalization=None).eval()
+    with torch.no_grad():
+        for conv in model.coupling.motion_map_out:     # as if trained: the map reaches the UNet
+            conv.weight.normal_(0, 0.1)
+    pipeline = IMACPipeline(config, model, load_hubert(tiny=True), "tiny-seed0", "stage2")
+    loaded = IMACPipeline.from_pretrained(pipeline.save_pretrained(tmp_path / "model"))
+    assert loaded.model.coupling.config.motion_map_channels == 3 and loaded.model.video_feature_width == loaded.model.motion.feature_width + 129
+    audio = speech(0.8)
+    a = pipeline(reference_image(), audio, 16000, generator=torch.Generator().manual_seed(3))
+    b = loaded(reference_image(), audio, 16000, generator=torch.Generator().manual_seed(3))
+    assert a.frames.shape == (20, RESOLUTION, RESOLUTION, 3)
+    assert np.abs(a.frames.astype(int) - b.frames).max() <= 2
 
 
 def test_model_folder_round_trip_gives_identical_outputs(pipeline, tmp_path):

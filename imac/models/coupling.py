@@ -13,6 +13,12 @@ attention processor that returns
 - the third is the reference encoder's feature map at that layer's resolution, through a
   zero-initialised 1x1 projection to the layer's width: "added right after the cross-attention".
 
+With ``video.motion_map`` > 0 (not the paper's; README, "The toy IMAC's video does not use the
+motion") the motion term also carries a spatial part: each frame's normalised pose through a linear
+layer to a small feature map over the latent grid (``MotionMap``), average-pooled to each level and
+added through a zero-initialised 1x1 projection, so the motion can say WHERE (an arm's pixels) and
+not only what, which one attended vector per frame cannot.
+
 Both added terms start at exactly zero, so a freshly coupled pretrained UNet computes what it
 computed before. The per-call tensors (motion tokens, reference maps, number of frames, the
 per-sample motion scale used for classifier-free guidance) travel in ``Coupling.state``, set by
@@ -154,28 +160,71 @@ class MotionAttention(nn.Module):
         return self.to_out(out)
 
 
+class MotionMap(nn.Module):
+    """Each frame's pose -> a ``channels`` x ``size`` x ``size`` map over the latent grid, and its
+    average-pooled halvings for the UNet's coarser levels.
+
+    A linear layer writes the map (so the pose can place things anywhere on the grid), a residual
+    3x3 convolution smooths it; other latent sizes than ``size`` are reached by bilinear resizing.
+    """
+
+    def __init__(self, pose_width: int, channels: int, size: int) -> None:
+        super().__init__()
+        self.channels, self.size = channels, size
+        self.linear = nn.Linear(pose_width, channels * size * size)
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, pose: torch.Tensor, latent_hw: tuple[int, int], levels: int) -> list[torch.Tensor]:
+        """(N, pose_width) -> ``levels`` maps (N, channels, h / 2**level, w / 2**level), (h, w) = latent_hw."""
+        x = self.linear(pose).view(pose.shape[0], self.channels, self.size, self.size)
+        if tuple(latent_hw) != (self.size, self.size):
+            x = F.interpolate(x, size=tuple(latent_hw), mode="bilinear", align_corners=False)
+        x = x + self.conv(F.silu(x))
+        maps = [x]
+        for _ in range(1, levels):
+            maps.append(F.avg_pool2d(maps[-1], 2))
+        return maps
+
+
 @dataclass
 class CouplingState:
     num_frames: int
     motion_tokens: torch.Tensor | None      # (B*F, K, context_width)
     motion_scale: torch.Tensor | None       # (B*F, 1, 1): 0 drops the motion term (CFG, dropout)
     reference_maps: list[torch.Tensor] | None  # per level (B, C_level, h, w)
+    motion_maps: list[torch.Tensor] | None = None  # per level (B*F, C_map, h, w): ``MotionMap``
 
 
 class Coupling(ModelMixin, ConfigMixin):
-    """Motion cross-attention and reference residuals for every spatial cross-attention layer."""
+    """Motion cross-attention and reference residuals for every spatial cross-attention layer.
+
+    The motion features it is given are ``motion_width`` numbers per frame, of which the last
+    ``pose_width`` are the frame's normalised pose when ``motion_map_channels`` > 0 (the source of the
+    spatial motion map, ``map_size`` x ``map_size``: the latent grid); the attention sees all of them.
+    """
 
     config_name = "config.json"
 
     @register_to_config
     def __init__(self, layer_names: list[str], layer_widths: list[int], layer_heads: list[int],
                  layer_levels: list[int], motion_width: int, context_width: int = 64, motion_window: int = 1,
-                 reference_widths: list[int] | None = (32, 64), latent_channels: int = 4) -> None:
+                 reference_widths: list[int] | None = (32, 64), latent_channels: int = 4,
+                 pose_width: int = 0, motion_map_channels: int = 0, map_size: int = 0) -> None:
         super().__init__()
         tokens = 2 * motion_window + 1
         self.motion_proj = nn.Sequential(nn.Linear(motion_width, context_width), nn.LayerNorm(context_width))
         self.motion_attention = nn.ModuleList(
             MotionAttention(width, heads, context_width, tokens) for width, heads in zip(layer_widths, layer_heads))
+        self.motion_map = self.motion_map_out = None
+        if motion_map_channels:
+            if not 0 < pose_width < motion_width or map_size < 1:
+                raise ValueError(f"a motion map needs the pose's width inside the motion features' ({pose_width} of "
+                                 f"{motion_width}) and the latent grid's size ({map_size})")
+            self.motion_map = MotionMap(pose_width, motion_map_channels, map_size)
+            self.motion_map_out = nn.ModuleList(nn.Conv2d(motion_map_channels, width, 1) for width in layer_widths)
+            for conv in self.motion_map_out:
+                nn.init.zeros_(conv.weight)
+                nn.init.zeros_(conv.bias)
         if reference_widths:
             levels = max(layer_levels) + 1
             if len(reference_widths) < levels:
@@ -194,11 +243,15 @@ class Coupling(ModelMixin, ConfigMixin):
 
     @classmethod
     def for_unet(cls, unet: nn.Module, motion_width: int, context_width: int, motion_window: int,
-                 reference_widths: list[int] | None) -> Coupling:
+                 reference_widths: list[int] | None, pose_width: int = 0, motion_map_channels: int = 0,
+                 map_size: int = 0) -> Coupling:
+        """The coupling of ``unet``'s layers; with ``motion_map_channels`` > 0 the motion features are
+        ``motion_width`` numbers ending in ``pose_width`` of pose, and the latent grid is ``map_size`` square."""
         layers = coupled_layers(unet)
         return cls([l.name for l in layers], [l.width for l in layers], [l.heads for l in layers],
                    [l.level for l in layers], motion_width, context_width, motion_window,
-                   list(reference_widths) if reference_widths else None, unet.config.in_channels)
+                   list(reference_widths) if reference_widths else None, unet.config.in_channels,
+                   pose_width if motion_map_channels else 0, motion_map_channels, map_size if motion_map_channels else 0)
 
     def install(self, unet: nn.Module) -> None:
         """Put this coupling's processor on each of the UNet's spatial cross-attention layers."""
@@ -214,19 +267,25 @@ class Coupling(ModelMixin, ConfigMixin):
         """Set the tensors of the next UNet call.
 
         motion_features (B, F, motion_width) for the F video frames; reference_latents (B, C, h, w)
-        the VAE latent of the reference image; motion_scale (B,) 1 keeps, 0 drops the motion term.
+        the VAE latent of the reference image (its h, w are the latent grid's); motion_scale (B,) 1
+        keeps, 0 drops the motion term (the spatial motion map with it).
         """
-        tokens = scale = None
+        tokens = scale = motion_maps = None
         if motion_features is not None:
             if motion_features.shape[1] != num_frames:
                 raise ValueError(f"motion features cover {motion_features.shape[1]} frames, the video {num_frames}")
             tokens = motion_windows(self.motion_proj(motion_features), self.config.motion_window)
             if motion_scale is not None:
                 scale = motion_scale.to(tokens.dtype).repeat_interleave(num_frames)[:, None, None]
+            if self.motion_map is not None:
+                if reference_latents is None:
+                    raise ValueError("the spatial motion map needs the reference latents (their latent grid)")
+                pose = motion_features[..., -self.config.pose_width:].flatten(0, 1)
+                motion_maps = self.motion_map(pose, reference_latents.shape[-2:], max(self.config.layer_levels) + 1)
         maps = None
         if self.reference_encoder is not None and reference_latents is not None:
             maps = self.reference_encoder(reference_latents)
-        self.state = CouplingState(num_frames, tokens, scale, maps)
+        self.state = CouplingState(num_frames, tokens, scale, maps, motion_maps)
 
     def residual(self, index: int, attn: nn.Module, hidden_states: torch.Tensor) -> torch.Tensor | None:
         """What layer ``index`` adds to its cross-attention output (None: nothing)."""
@@ -236,6 +295,9 @@ class Coupling(ModelMixin, ConfigMixin):
         added = None
         if state.motion_tokens is not None:
             added = self.motion_attention[index](attn.to_q(hidden_states), state.motion_tokens)
+            if state.motion_maps is not None:
+                spatial = self.motion_map_out[index](state.motion_maps[self.config.layer_levels[index]])
+                added = added + spatial.flatten(2).transpose(1, 2).to(added.dtype)
             if state.motion_scale is not None:
                 added = added * state.motion_scale
         if state.reference_maps is not None:

@@ -136,7 +136,7 @@ class MotionModel(ModelMixin, ConfigMixin):
         expression_noise, expression_hidden = self.expression_stream(noisy_expression, audio, timesteps)
         return MotionPrediction(pose_noise, expression_noise, torch.cat([pose_hidden, expression_hidden], -1))
 
-    def _zeros(self, mfcc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def zero_motion(self, mfcc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         batch, frames = mfcc.shape[:2]
         return (mfcc.new_zeros(batch, frames, self.config.pose_dim),
                 mfcc.new_zeros(batch, frames, self.config.expression_dim))
@@ -145,7 +145,7 @@ class MotionModel(ModelMixin, ConfigMixin):
                        mfcc: torch.Tensor, hubert: torch.Tensor) -> torch.Tensor:
         """The features the video UNet attends to: the encoders at t = 0 on clean normalised motion."""
         if pose is None or expression is None or not self.config.use_motion:
-            pose, expression = self._zeros(mfcc)
+            pose, expression = self.zero_motion(mfcc)
         timesteps = torch.zeros(mfcc.shape[0], device=mfcc.device, dtype=torch.long)
         return self(pose, expression, mfcc, hubert, timesteps).features
 
@@ -176,7 +176,7 @@ class MotionModel(ModelMixin, ConfigMixin):
         (Lugmayr et al. 2022, RePaint, without resampling): before every step the first K frames of
         the sample are set to ``known`` noised to that step's level, and at the end to ``known``.
         """
-        pose, expression = self._zeros(mfcc)
+        pose, expression = self.zero_motion(mfcc)
         if not self.config.use_motion:
             return pose, expression
         width = self.config.pose_dim

@@ -79,6 +79,11 @@ class IMACModel(nn.Module):
     def has_video(self) -> bool:
         return self.unet is not None
 
+    @property
+    def video_feature_width(self) -> int:
+        """Numbers per frame of ``video_features``: the motion representation's, plus the pose's with a motion map."""
+        return self.coupling.config.motion_width if self.coupling is not None else self.motion.feature_width
+
     def trainable_modules(self, stage: str) -> list[nn.Module]:
         """Stage 1: the audio encoder and the motion encoders. Stage 2: also the UNet and the coupling."""
         if stage == "stage1":
@@ -128,6 +133,18 @@ class IMACModel(nn.Module):
         return self.unet(noisy, timesteps, fps=fps, image_latents=image_condition(first, frames),
                          image_embeddings=image_embedding.to(noisy.dtype), encoder_hidden_states=text).sample
 
+    def video_features(self, pose: torch.Tensor | None, expression: torch.Tensor | None, mfcc: torch.Tensor,
+                       hubert: torch.Tensor) -> torch.Tensor:
+        """What the video branch is given for (B, F) frames of normalised motion and audio features:
+        the motion branch's representation (B, F, motion width), followed by the pose (B, F, P) when the
+        coupling draws a spatial motion map from it (``video.motion_map``; zeros without motion)."""
+        features = self.motion.representation(pose, expression, mfcc, hubert)
+        if self.coupling is None or not self.coupling.config.pose_width:
+            return features
+        if pose is None or not self.motion.config.use_motion:
+            pose = self.motion.zero_motion(mfcc)[0]
+        return torch.cat([features, pose.to(features.dtype)], -1)
+
     def stage2_losses(self, batch: dict[str, torch.Tensor], generator: draws.Generators = None
                       ) -> dict[str, torch.Tensor]:
         if not self.has_video:
@@ -138,7 +155,7 @@ class IMACModel(nn.Module):
             motion_loss = motion.loss(pose, expression, batch["mfcc"], batch["hubert"], self.motion_scheduler, generator)
         else:
             motion_loss = pose.new_zeros(())
-        features = motion.representation(pose, expression, batch["mfcc"], batch["hubert"])
+        features = self.video_features(pose, expression, batch["mfcc"], batch["hubert"])
         frames = batch["frames"]
         batch_size, video_frames = frames.shape[:2]
         features = gather_frames(features, batch["video_start"], video_frames)
