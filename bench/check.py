@@ -256,6 +256,9 @@ def _other_config(run: BenchResults, baseline: BenchResults) -> str:
 def check_run(run: str | Path, baseline: str | Path) -> tuple[list[Difference], list[str]]:
     """Compare a run's results.json with a baseline folder's (see the module docstring)."""
     run, baseline = Path(run), Path(baseline)
+    if not baseline.is_dir():
+        raise FileNotFoundError(f"{baseline}: no such baseline folder (one holds results.json and tolerances.yaml; "
+                                "write one with `imac-bench check --update`)")
     tolerances = read_tolerances(baseline / "tolerances.yaml")
     return compare(load_results(run), read_baseline(baseline), tolerances)
 

@@ -618,6 +618,13 @@ def test_an_empty_tolerances_file_is_one_line_naming_it_not_zero_tolerance(tmp_p
     assert err.startswith(f"imac-bench check: error: {tmp_path / 'tolerances.yaml'}: empty; ") and err.count("\n") == 1
 
 
+def test_a_missing_baseline_folder_is_named_as_a_folder(tmp_path, capsys):
+    assert bench_main(["check", "--baseline", str(tmp_path / "nowhere"), "--run", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"imac-bench check: error: {tmp_path / 'nowhere'}: no such baseline folder (one holds results.json "
+                   "and tolerances.yaml; write one with `imac-bench check --update`)\n")
+
+
 def test_control_checks_flag_a_wrong_order_and_skip_unscored_methods():
     gt = _row("gt", "reference", div=5.0, bas=0.5)
     gt.scores["all"]["bas"] = Score(0.5, 0.4, 0.6, {"n_clips": 2})      # too few clips to gate
