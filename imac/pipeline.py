@@ -181,7 +181,9 @@ class IMACPipeline:
         folder = Path(folder)
         card_path = folder / MODEL_CARD
         if not card_path.is_file():
-            raise FileNotFoundError(f"{folder}: not an IMAC model folder (no {MODEL_CARD})")
+            inside = folder / "model"     # a training stage's folder (runs/x/stage2) holds its model in model/
+            hint = f"; the model trained there is {inside}" if (inside / MODEL_CARD).is_file() else ""
+            raise FileNotFoundError(f"{folder}: not an IMAC model folder (no {MODEL_CARD}){hint}")
         card = read_json(card_path)   # a model folder may come from elsewhere: bounded, named if refused
         config = IMACConfig.from_dict(card["config"])
         motion = MotionModel.from_pretrained(folder / "motion")

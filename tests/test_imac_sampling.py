@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 import warnings
 
 import numpy as np
@@ -270,8 +271,10 @@ def test_model_folder_round_trip_gives_identical_outputs(pipeline, tmp_path):
     # Saving again replaces the folder as a whole.
     pipeline.save_pretrained(folder)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
-    with pytest.raises(FileNotFoundError, match="not an IMAC model folder"):
-        IMACPipeline.from_pretrained(tmp_path)
+    with pytest.raises(FileNotFoundError, match=f"not an IMAC model folder .*; the model trained there is {re.escape(str(folder))}$"):
+        IMACPipeline.from_pretrained(tmp_path)                 # a stage's folder: its model/ is named
+    with pytest.raises(FileNotFoundError, match=r"not an IMAC model folder \(no imac.json\)$"):
+        IMACPipeline.from_pretrained(tmp_path / "model" / "unet")
 
 
 def test_cli_sample_writes_video_with_audio_and_motion(pipeline, tmp_path, capsys):
