@@ -13,8 +13,8 @@ attention processor that returns
 - the third is the reference encoder's feature map at that layer's resolution, through a
   zero-initialised 1x1 projection to the layer's width: "added right after the cross-attention".
 
-With ``video.motion_map`` > 0 (not the paper's; README, "The toy IMAC's video does not use the
-motion") the motion term also carries a spatial part: each frame's normalised pose through a linear
+With ``video.motion_map`` > 0 (not the paper's; README, "The IMAC model": "Where the motion
+lands") the motion term also carries a spatial part: each frame's normalised pose through a linear
 layer to a small feature map over the latent grid (``MotionMap``), average-pooled to each level and
 added through a zero-initialised 1x1 projection, so the motion can say WHERE (an arm's pixels) and
 not only what, which one attended vector per frame cannot.
