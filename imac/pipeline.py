@@ -97,9 +97,11 @@ def build_video_parts(config: IMACConfig, motion: MotionModel) -> dict:
     torch.manual_seed(config.train.seed)
     unet = build_unet(v)
     vae = build_vae(v)
-    pose_width = motion.config.pose_dim if v.motion_map else 0
+    # The w/o-motion ablation gets no map (from zeros it would only learn a constant spatial bias).
+    motion_map = v.motion_map if motion.config.use_motion else 0
+    pose_width = motion.config.pose_dim if motion_map else 0
     coupling = Coupling.for_unet(unet, motion.feature_width + pose_width, v.motion_context_width, v.motion_window,
-                                 v.reference_widths if v.reference_encoder else None, pose_width, v.motion_map,
+                                 v.reference_widths if v.reference_encoder else None, pose_width, motion_map,
                                  config.data.resolution // 2 ** (len(vae.config.block_out_channels) - 1))
     return {"unet": unet, "vae": vae, "image_encoder": build_image_encoder(v, config.train.seed),
             "coupling": coupling, "text_context": encode_prompt(v, unet.config.cross_attention_dim)}

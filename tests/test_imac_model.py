@@ -271,6 +271,22 @@ def test_motion_map_is_zero_at_start_then_places_the_pose_on_the_latent_grid(une
         plain.prepare(4, None, latents)
         no_motion = unet(**inputs).sample
     torch.testing.assert_close(dropped, no_motion, rtol=0, atol=1e-6)
+    # an odd latent grid (9 x 9): the levels round up as the UNet's downsampling does (9 -> 5), each
+    # pooled cell the mean of the map's cells inside the grid
+    odd_inputs = unet_inputs(size=9)
+    mapped.install(unet)
+    with torch.no_grad():
+        mapped.prepare(4, features, torch.randn(2, 4, 9, 9))
+        assert torch.isfinite(unet(**odd_inputs).sample).all()
+    fine, coarse = mapped.state.motion_maps
+    assert coarse.shape[-2:] == (5, 5)
+    torch.testing.assert_close(coarse[..., 4, 4], fine[..., 8, 8])
+    torch.testing.assert_close(coarse[..., 4, 1], fine[..., 8, 2:4].mean(-1))
+    torch.testing.assert_close(coarse[..., 1, 1], fine[..., 2:4, 2:4].mean((-2, -1)))
+    with torch.no_grad():
+        mapped.prepare(4, features, torch.randn(2, 4, 6, 6))       # not the video latents' grid: named
+        with pytest.raises(ValueError, match="motion map .* does not match layer"):
+            unet(**inputs)
     with pytest.raises(ValueError, match="pose's width inside"):
         Coupling.for_unet(unet, 12, 16, 0, None, pose_width=12, motion_map_channels=3, map_size=8)
     with pytest.raises(ValueError, match="needs the reference latents"):

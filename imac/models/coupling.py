@@ -162,7 +162,7 @@ class MotionAttention(nn.Module):
 
 class MotionMap(nn.Module):
     """Each frame's pose -> a ``channels`` x ``size`` x ``size`` map over the latent grid, and its
-    average-pooled halvings for the UNet's coarser levels.
+    average-pooled halvings (rounded up) for the UNet's coarser levels.
 
     A linear layer writes the map (so the pose can place things anywhere on the grid), a residual
     3x3 convolution smooths it; other latent sizes than ``size`` are reached by bilinear resizing.
@@ -181,8 +181,8 @@ class MotionMap(nn.Module):
             x = F.interpolate(x, size=tuple(latent_hw), mode="bilinear", align_corners=False)
         x = x + self.conv(F.silu(x))
         maps = [x]
-        for _ in range(1, levels):
-            maps.append(F.avg_pool2d(maps[-1], 2))
+        for _ in range(1, levels):     # ceil, as the UNet's stride-2 downsampling: 9 -> 5 -> 3
+            maps.append(F.avg_pool2d(maps[-1], 2, ceil_mode=True))
         return maps
 
 
@@ -297,7 +297,12 @@ class Coupling(ModelMixin, ConfigMixin):
             added = self.motion_attention[index](attn.to_q(hidden_states), state.motion_tokens)
             if state.motion_maps is not None:
                 spatial = self.motion_map_out[index](state.motion_maps[self.config.layer_levels[index]])
-                added = added + spatial.flatten(2).transpose(1, 2).to(added.dtype)
+                spatial = spatial.flatten(2).transpose(1, 2)
+                if spatial.shape != added.shape:
+                    raise ValueError(f"motion map {tuple(spatial.shape)} does not match layer "
+                                     f"{self.config.layer_names[index]} {tuple(added.shape)}: reference latents "
+                                     "must have the video latents' height and width")
+                added = added + spatial.to(added.dtype)
             if state.motion_scale is not None:
                 added = added * state.motion_scale
         if state.reference_maps is not None:

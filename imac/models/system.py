@@ -137,12 +137,12 @@ class IMACModel(nn.Module):
                        hubert: torch.Tensor) -> torch.Tensor:
         """What the video branch is given for (B, F) frames of normalised motion and audio features:
         the motion branch's representation (B, F, motion width), followed by the pose (B, F, P) when the
-        coupling draws a spatial motion map from it (``video.motion_map``; zeros without motion)."""
+        coupling draws a spatial motion map from it (``video.motion_map``; never in the w/o-motion ablation)."""
         features = self.motion.representation(pose, expression, mfcc, hubert)
         if self.coupling is None or not self.coupling.config.pose_width:
             return features
-        if pose is None or not self.motion.config.use_motion:
-            pose = self.motion.zero_motion(mfcc)[0]
+        if pose is None:
+            raise ValueError("the spatial motion map needs the pose")
         return torch.cat([features, pose.to(features.dtype)], -1)
 
     def stage2_losses(self, batch: dict[str, torch.Tensor], generator: draws.Generators = None
