@@ -479,3 +479,13 @@ def test_a_resumed_run_must_keep_its_ema_setting(corpus, vae, tmp_path):
         train(tiny_config(corpus, vae, tmp_path / "plain", ["stage1.ema_decay=0.5"]), "stage1", progress=False,
               max_steps=2)
 
+
+def test_resuming_a_checkpoint_of_another_layout_names_the_changed_keys(corpus, vae, tmp_path):
+    """A stage-2 run interrupted before the tiny config's spatial motion map, resumed with it: the
+    checkpoint's weights do not fit the new model, and the refusal says which config keys changed."""
+    before = tiny_config(corpus, vae, tmp_path / "run", ["video.motion_map=0"])
+    train(before, "stage2", progress=False, max_steps=1)
+    with pytest.raises(ValueError, match=r"checkpoints/step-1: a checkpoint of another model layout \(its config.yaml "
+                                         r"differs in video.motion_map: 0 -> 3\); resume it with the config it was "
+                                         r"written with, or give another train.output$"):
+        train(tiny_config(corpus, vae, tmp_path / "run", ["video.motion_map=3"]), "stage2", progress=False, max_steps=2)

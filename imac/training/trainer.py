@@ -40,7 +40,7 @@ from diffusers.training_utils import EMAModel
 from tqdm import tqdm
 
 from imac.audio_features import AudioFeatures
-from imac.config import IMACConfig, save_config
+from imac.config import IMACConfig, load_config, save_config
 from imac.models.motion import MotionModel
 from imac.models.video import enable_block_checkpointing
 from imac.pipeline import (IMACPipeline, assemble, build_hubert, build_motion, build_video_parts,
@@ -84,6 +84,27 @@ def load_clip_arrays(config: IMACConfig, dataset: Dataset, features: AudioFeatur
         frames = preload_frames(record, size) if preload else None
         arrays.append(ClipArrays(record, motion["pose"], motion["expression"], audio["mfcc"], audio["hubert"], frames))
     return arrays
+
+
+def config_changes(saved: Path, config: IMACConfig, most: int = 4) -> str:
+    """The keys (section.key) whose values in the config file ``saved`` differ from ``config``'s, at most
+    ``most`` of them and a count of the rest; empty when the file is missing or unreadable."""
+    try:
+        before = load_config(saved).to_dict()
+    except (OSError, ValueError):
+        return ""
+
+    def flat(values: dict, prefix: str = "") -> dict:
+        out = {}
+        for key, value in values.items():
+            out.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict) and key != "unet" else
+                       {prefix + key: value})
+        return out
+
+    old, new = flat(before), flat(config.to_dict())
+    keys = [key for key in sorted(old.keys() | new.keys()) if old.get(key) != new.get(key) and key != "train.output"]
+    listed = ", ".join(f"{key}: {old.get(key)!r} -> {new.get(key)!r}" for key in keys[:most])
+    return listed + (f" and {len(keys) - most} more" if len(keys) > most else "")
 
 
 def check_frame_rate(config: IMACConfig, clips: list) -> None:
@@ -255,7 +276,15 @@ def train(config: IMACConfig, stage: str, progress: bool = True, max_steps: int 
             raise ValueError(f"{latest[0]}: trained {'with' if averaged else 'without'} {stage}.ema_decay; resume it "
                              f"{'with the same ema_decay' if averaged else 'with ema_decay 0'}, or give another "
                              "train.output")
-        accelerator.load_state(str(latest[0]))
+        try:
+            accelerator.load_state(str(latest[0]))
+        except RuntimeError as error:          # torch's "Error(s) in loading state_dict": another layout
+            if "state_dict" not in str(error):
+                raise
+            changed = config_changes(out / "config.yaml", config)
+            raise ValueError(f"{latest[0]}: a checkpoint of another model layout"
+                             + (f" (its config.yaml differs in {changed})" if changed else "")
+                             + "; resume it with the config it was written with, or give another train.output") from None
         if ema is not None and ema.decay != settings.ema_decay:
             raise ValueError(f"{latest[0]}: trained with {stage}.ema_decay={ema.decay}, not {settings.ema_decay}; "
                              "resume it with the same value, or give another train.output")
