@@ -258,7 +258,7 @@ def check_run(run: str | Path, baseline: str | Path) -> tuple[list[Difference], 
     run, baseline = Path(run), Path(baseline)
     if not baseline.is_dir():
         raise FileNotFoundError(f"{baseline}: no such baseline folder (one holds results.json and tolerances.yaml; "
-                                "write one with `imac-bench check --update`)")
+                                "write one with `imac-bench check --update --baseline DIR --run RUN`)")
     tolerances = read_tolerances(baseline / "tolerances.yaml")
     return compare(load_results(run), read_baseline(baseline), tolerances)
 

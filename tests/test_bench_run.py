@@ -622,7 +622,7 @@ def test_a_missing_baseline_folder_is_named_as_a_folder(tmp_path, capsys):
     assert bench_main(["check", "--baseline", str(tmp_path / "nowhere"), "--run", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
     assert err == (f"imac-bench check: error: {tmp_path / 'nowhere'}: no such baseline folder (one holds results.json "
-                   "and tolerances.yaml; write one with `imac-bench check --update`)\n")
+                   "and tolerances.yaml; write one with `imac-bench check --update --baseline DIR --run RUN`)\n")
 
 
 def test_control_checks_flag_a_wrong_order_and_skip_unscored_methods():
