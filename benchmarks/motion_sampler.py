@@ -33,12 +33,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from imac.models.video import first_step_gain, motion_sampling_scheduler
-from imac.pipeline import IMACPipeline
-from imac.training.trainer import load_clip_arrays
-from metrics.cli import _one_line, int_in
-from metrics.dataset import Dataset
-from metrics.frechet import frechet_distance
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from motion_use import model_arguments, open_model  # noqa: E402
+
+from imac.models.video import first_step_gain, motion_sampling_scheduler  # noqa: E402
+from imac.training.trainer import load_clip_arrays  # noqa: E402
+from metrics.cli import int_in  # noqa: E402
+from metrics.frechet import frechet_distance  # noqa: E402
 
 SPACINGS = ("trailing", "leading", "linspace")
 
@@ -75,10 +77,7 @@ def mean_speed(clips: list[np.ndarray]) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", type=Path, required=True, help="an IMAC model folder (stage 1 or 2)")
-    parser.add_argument("--data", type=Path, required=True, help="the dataset folder (manifest.jsonl)")
-    parser.add_argument("--features", type=Path, default=None, help="audio feature cache (default: none, computed)")
-    parser.add_argument("--split", default="test", choices=("train", "test"))
+    model_arguments(parser, "an IMAC model folder (stage 1 or 2)", "test")
     parser.add_argument("--variants", type=lambda s: [parse_variant(v) for v in s.split(",")],
                         default=[("trailing", 0.0), ("trailing", 4.0), ("leading", 0.0), ("linspace", 0.0)],
                         help="comma-separated SPACING[+clipX] (default: trailing,trailing+clip4,leading,linspace)")
@@ -86,13 +85,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="DDIM steps (default: the model's motion.sample_steps)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    try:
-        pipeline = IMACPipeline.from_pretrained(args.model, feature_cache=args.features)
-        dataset = Dataset.open(args.data)
-    except (OSError, ValueError) as error:     # a missing or foreign model folder, a folder without a manifest
-        parser.error(_one_line(error))
+    pipeline, dataset = open_model(parser, args)
     config = pipeline.config
-    config.data.identities = None
     if args.steps:
         config.motion.sample_steps = args.steps
     clips = load_clip_arrays(config, dataset, pipeline.features, with_frames=False, progress=False, split=args.split)

@@ -27,7 +27,6 @@ import numpy as np
 import torch
 from scipy import stats
 
-from imac.audio_features import AudioFeatures
 from imac.pipeline import IMACPipeline
 from imac.training.trainer import load_clip_arrays
 from imac.training.windows import TrainingWindows
@@ -65,27 +64,37 @@ def paired(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
     return float(np.mean(a - b)), float(interval.low), float(interval.high)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", type=Path, required=True, help="an IMAC stage-2 model folder")
+def model_arguments(parser: argparse.ArgumentParser, model_help: str, split: str) -> None:
+    """--model, --data, --features and --split (default ``split``), as this script and motion_sampler.py take them."""
+    parser.add_argument("--model", type=Path, required=True, help=model_help)
     parser.add_argument("--data", type=Path, required=True, help="the dataset folder (manifest.jsonl)")
     parser.add_argument("--features", type=Path, default=None, help="audio feature cache (default: none, computed)")
-    parser.add_argument("--split", default="train", choices=("train", "test"))
-    parser.add_argument("--windows", type=int_in(2, 100_000), default=64, help="how many windows (2 or more)")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+    parser.add_argument("--split", default=split, choices=("train", "test"))
+
+
+def open_model(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[IMACPipeline, Dataset]:
+    """The model and dataset of ``model_arguments``, every identity of the dataset selected; a missing or
+    foreign model folder, or a folder without a manifest, is the parser's one-line error."""
     try:
         pipeline = IMACPipeline.from_pretrained(args.model, feature_cache=args.features)
         dataset = Dataset.open(args.data)
-    except (OSError, ValueError) as error:     # a missing or foreign model folder, a folder without a manifest
+    except (OSError, ValueError) as error:
         parser.error(_one_line(error))
+    pipeline.config.data.identities = None
+    return pipeline, dataset
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    model_arguments(parser, "an IMAC stage-2 model folder", "train")
+    parser.add_argument("--windows", type=int_in(2, 100_000), default=64, help="how many windows (2 or more)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    pipeline, dataset = open_model(parser, args)
     if pipeline.model.unet is None:
         parser.error(f"{args.model}: a stage-1 model has no video branch")
     config = pipeline.config
-    config.data.identities = None
-    features = AudioFeatures(pipeline.hubert, hubert_id=pipeline.hubert_id, n_mfcc=config.audio.n_mfcc,
-                             fps=config.fps, sample_rate=config.audio.sample_rate, cache_dir=args.features)
-    clips = load_clip_arrays(config, dataset, features, with_frames=True, progress=False, split=args.split)
+    clips = load_clip_arrays(config, dataset, pipeline.features, with_frames=True, progress=False, split=args.split)
     windows = TrainingWindows(clips, config.stage2.motion_frames, config.video.frames, config.data.resolution,
                               seed=args.seed)
     rng = np.random.default_rng(args.seed)
