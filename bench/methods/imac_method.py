@@ -23,7 +23,7 @@ from bench.methods.base import BenchContext, Method
 from imac.config import SAMPLING_KEYS, IMACConfig, load_config, with_sampling_overrides
 from imac.frames import frames_to_tensor
 from imac.pipeline import IMACPipeline
-from imac.training.trainer import train
+from imac.training.trainer import config_changes, train
 from metrics.dataset import ClipRecord
 from metrics.options import build_options, ranged
 
@@ -37,6 +37,30 @@ IMAC_VARIANTS: dict[str, tuple[str, tuple[str, ...], bool]] = {
     "imac-no-stage1": ("IMAC w/o first stage", ("stage2.init_from=null",), False),
     "imac-no-slowfast": ("IMAC w/o slow-fast", ("stage1.motion_frames=16", "stage2.motion_frames=16"), True),
 }
+
+
+# Keys that say where things are or how a run is carried out, not what is trained: a model trained
+# earlier in the run folder is reused whatever they are (sampling switches apply to a trained model).
+RUNTIME_KEYS = ("train.output", "train.device", "train.num_workers", "train.save_every", "train.log_every",
+                "data.root", "data.feature_cache", "stage1.init_from", "stage2.init_from", "video.vae",
+                "video.pretrained")
+
+
+def check_trained_with(stage_dir: Path, config: IMACConfig) -> None:
+    """Refuse to reuse the model trained earlier in ``stage_dir`` (a run's ``work/<method>/<stage>``)
+    when its ``config.yaml`` differs from ``config`` in anything that changes that stage's training
+    (not ``RUNTIME_KEYS``, not ``SAMPLING_KEYS``; for stage 1, nothing of the video branch or stage 2):
+    its numbers would be another model's. Raises ValueError naming the changed keys; a folder without
+    ``config.yaml`` (nothing to compare) passes."""
+    first = stage_dir.name == "stage1"
+    ignore = RUNTIME_KEYS + SAMPLING_KEYS + (("video.", "stage2.") if first else ())
+    changed = config_changes(stage_dir / "config.yaml", config, ignore=ignore)
+    if changed:
+        again = stage_dir.parent if first else stage_dir       # stage 2 starts from stage 1
+        raise ValueError(f"{stage_dir / 'model'}: trained earlier in this run folder with another configuration "
+                         f"({changed}); give a new --out to train this one, remove {again} to train it again "
+                         "here, or score the old model as it is with the method option model: "
+                         f"{stage_dir.parent / 'stage2' / 'model'}")
 
 
 @dataclass
@@ -96,6 +120,7 @@ class IMACMethod(Method):
             for stage in stages:
                 done = Path(config.train.output) / stage / "model" / "imac.json"
                 if done.is_file():
+                    check_trained_with(done.parent.parent, config)
                     facts[stage] = {"model": str(done.parent), "trained": "earlier"}
                     continue
                 logger.info(f"{self.name}: training {stage} ({getattr(config, stage).steps} steps)")

@@ -29,6 +29,7 @@ import json
 import math
 import shutil
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,9 +87,10 @@ def load_clip_arrays(config: IMACConfig, dataset: Dataset, features: AudioFeatur
     return arrays
 
 
-def config_changes(saved: Path, config: IMACConfig, most: int = 4) -> str:
-    """The keys (section.key) whose values in the config file ``saved`` differ from ``config``'s, at most
-    ``most`` of them and a count of the rest; empty when the file is missing or unreadable."""
+def config_changes(saved: Path, config: IMACConfig, most: int = 4, ignore: Iterable[str] = ("train.output",)) -> str:
+    """The keys (section.key) whose values in the config file ``saved`` differ from ``config``'s, those in
+    ``ignore`` left out (an entry ending in "." leaves out a whole section), at most ``most`` of them and a
+    count of the rest; empty when the file is missing or unreadable."""
     try:
         before = load_config(saved).to_dict()
     except (OSError, ValueError):
@@ -102,7 +104,9 @@ def config_changes(saved: Path, config: IMACConfig, most: int = 4) -> str:
         return out
 
     old, new = flat(before), flat(config.to_dict())
-    keys = [key for key in sorted(old.keys() | new.keys()) if old.get(key) != new.get(key) and key != "train.output"]
+    ignored = tuple(ignore)
+    keys = [key for key in sorted(old.keys() | new.keys()) if old.get(key) != new.get(key)
+            and not any(key == skip or (skip.endswith(".") and key.startswith(skip)) for skip in ignored)]
     listed = ", ".join(f"{key}: {old.get(key)!r} -> {new.get(key)!r}" for key in keys[:most])
     return listed + (f" and {len(keys) - most} more" if len(keys) > most else "")
 
