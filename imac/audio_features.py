@@ -44,6 +44,7 @@ import soundfile
 import torch
 import transformers
 
+from imac.models.loading import load_pretrained
 from metrics.io.audio import SAMPLE_RATE, load_audio, resample
 from metrics.io.bounded import load_npz, read_json
 from metrics.io.files import file_sha256, save_npz_atomic
@@ -258,7 +259,7 @@ def load_hubert(path: str | os.PathLike | None = None, *, tiny: bool = False, se
             raise FileNotFoundError(f"{folder}: no config.json in the HuBERT model folder")
         do_normalize = _read_do_normalize(folder)
         try:
-            model = transformers.HubertModel.from_pretrained(str(folder), local_files_only=True)
+            model = load_pretrained(transformers.HubertModel, folder, local_files_only=True)
         except OSError as error:
             raise OSError(f"{folder}: cannot load the HuBERT model: {error}") from error
     model = model.to(device=device, dtype=dtype).eval()

@@ -37,6 +37,7 @@ from imac import __version__
 from imac.audio_features import AudioFeatures, load_hubert
 from imac.config import IMACConfig
 from imac.models.coupling import Coupling
+from imac.models.loading import load_pretrained
 from imac.models.motion import MotionModel
 from imac.models.system import IMACModel
 from imac.models.video import (build_image_encoder, build_unet, build_vae, clip_statistics, encode_latents,
@@ -188,16 +189,16 @@ class IMACPipeline:
             raise FileNotFoundError(f"{folder}: not an IMAC model folder (no {MODEL_CARD}){hint}")
         card = read_json(card_path)   # a model folder may come from elsewhere: bounded, named if refused
         config = IMACConfig.from_dict(card["config"])
-        motion = MotionModel.from_pretrained(folder / "motion")
+        motion = load_pretrained(MotionModel, folder / "motion")
         hubert = load_hubert(folder / "hubert", device=device)
         video_parts = None
         if (folder / "unet").is_dir():
             video_parts = {
-                "unet": I2VGenXLUNet.from_pretrained(folder / "unet"),
-                "vae": AutoencoderKL.from_pretrained(folder / "vae").requires_grad_(False).eval(),
-                "image_encoder": CLIPVisionModelWithProjection.from_pretrained(
-                    folder / "image_encoder").requires_grad_(False).eval(),
-                "coupling": Coupling.from_pretrained(folder / "coupling"),
+                "unet": load_pretrained(I2VGenXLUNet, folder / "unet"),
+                "vae": load_pretrained(AutoencoderKL, folder / "vae").requires_grad_(False).eval(),
+                "image_encoder": load_pretrained(CLIPVisionModelWithProjection,
+                                                 folder / "image_encoder").requires_grad_(False).eval(),
+                "coupling": load_pretrained(Coupling, folder / "coupling"),
                 "text_context": load_file(str(folder / "text_context.safetensors"))["text_context"],
             }
         model = assemble(config, motion, video_parts).to(device).eval()

@@ -75,6 +75,7 @@ from bench.methods.base import BenchContext
 from imac.audio_features import AudioFeatures, load_hubert
 from imac.config import AudioConfig, IMACConfig, MotionConfig
 from imac.models import noise as draws
+from imac.models.loading import load_pretrained
 from imac.models.motion import MotionModel
 from imac.models.video import motion_sampling_scheduler, motion_training_scheduler
 from imac.pipeline import hubert_identity, quiet_transformers
@@ -353,7 +354,7 @@ class KeypointMotion:
         if hubert_id != card["hubert_id"]:
             raise ValueError(f"{folder}: trained with HuBERT {card['hubert_id']}, but {options.hubert!r} "
                              f"is {hubert_id}")
-        motion = MotionModel.from_pretrained(folder / "motion").to(device)
+        motion = load_pretrained(MotionModel, folder / "motion").to(device)
         npz = load_npz(folder / BASES, ("pose_mean", "pose_axes", "head_mean", "head_axes"))
         bases = (LinearBasis(npz["pose_mean"], npz["pose_axes"]), LinearBasis(npz["head_mean"], npz["head_axes"]))
         return cls(motion, options, tuple(card["pose_points"]), tuple(card["head_points"]), bases,

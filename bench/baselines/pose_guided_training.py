@@ -35,6 +35,7 @@ from bench.baselines.pose_guided import MYAGenerator, MYAOptions, build_generato
 from bench.baselines.pose_images import keypoints_to_square, render_pose_images
 from bench.methods.base import BenchContext
 from imac.frames import frames_to_tensor
+from imac.models.loading import load_pretrained
 from imac.models.video import encode_latents
 from metrics.distributed import SINGLE
 from metrics.io.bounded import read_json
@@ -217,7 +218,7 @@ def load_generator(folder: str | os.PathLike) -> tuple[MYAGenerator, dict[str, A
     folder = Path(folder)
     if not generator_is_finished(folder):
         raise FileNotFoundError(f"{folder}: no finished MYA generator here (no {GENERATOR_CARD})")
-    model = MYAGenerator.from_pretrained(folder)
+    model = load_pretrained(MYAGenerator, folder)
     return model.eval(), read_json(folder / GENERATOR_CARD)   # --mya-model may come from elsewhere: bounded
 
 

@@ -19,6 +19,7 @@ from bench.baselines.keypoint_motion import KeypointMotion
 from bench.baselines.pose_guided import DTYPES, MYAGenerator, MYAOptions, render_frames
 from bench.baselines.pose_guided_training import train_or_load_generator
 from bench.methods.base import BenchContext, Method, reference_keypoints
+from imac.models.loading import load_pretrained
 from metrics.dataset import ClipRecord
 from metrics.device import resolve_device
 
@@ -27,7 +28,7 @@ def load_vae(context: BenchContext) -> AutoencoderKL:
     """The run's shared tiny VAE (``BenchContext.shared_vae``), frozen, in eval mode."""
     if context.shared_vae is None:
         raise ValueError("mya: the run gives no VAE (BenchContext.shared_vae)")
-    return AutoencoderKL.from_pretrained(context.shared_vae(), local_files_only=True).requires_grad_(False).eval()
+    return load_pretrained(AutoencoderKL, context.shared_vae(), local_files_only=True).requires_grad_(False).eval()
 
 
 class MYAMethod(Method):

@@ -23,6 +23,7 @@ from transformers import (
 )
 
 from imac.config import MotionConfig, VideoConfig
+from imac.models.loading import load_pretrained
 from metrics.io.bounded import read_json
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -86,7 +87,7 @@ def _pretrained_folder(config: VideoConfig, sub: str) -> Path:
 
 def build_unet(config: VideoConfig) -> I2VGenXLUNet:
     if config.pretrained:
-        return I2VGenXLUNet.from_pretrained(_pretrained_folder(config, "unet"), local_files_only=True)
+        return load_pretrained(I2VGenXLUNet, _pretrained_folder(config, "unet"), local_files_only=True)
     if not config.unet:
         raise ValueError("video.unet: give I2VGenXLUNet keyword arguments, or video.pretrained")
     return I2VGenXLUNet(**config.unet)
@@ -101,14 +102,14 @@ def build_vae(config: VideoConfig) -> AutoencoderKL:
             raise FileNotFoundError(f"{path}: no VAE here (video.vae); train one with `imac train vae`")
     else:
         raise ValueError("video.vae: give an AutoencoderKL folder (tiny: `imac train vae`), or video.pretrained")
-    vae = AutoencoderKL.from_pretrained(path, local_files_only=True)
+    vae = load_pretrained(AutoencoderKL, path, local_files_only=True)
     return vae.requires_grad_(False).eval()
 
 
 def build_image_encoder(config: VideoConfig, seed: int = 0) -> CLIPVisionModelWithProjection:
     if config.pretrained:
-        encoder = CLIPVisionModelWithProjection.from_pretrained(
-            _pretrained_folder(config, "image_encoder"), local_files_only=True)
+        encoder = load_pretrained(CLIPVisionModelWithProjection, _pretrained_folder(config, "image_encoder"),
+                                  local_files_only=True)
     else:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -123,7 +124,7 @@ def encode_prompt(config: VideoConfig, cross_attention_dim: int) -> torch.Tensor
 
     root = Path(config.pretrained)
     tokenizer = CLIPTokenizer.from_pretrained(root / "tokenizer", local_files_only=True)
-    text_encoder = CLIPTextModel.from_pretrained(_pretrained_folder(config, "text_encoder"), local_files_only=True)
+    text_encoder = load_pretrained(CLIPTextModel, _pretrained_folder(config, "text_encoder"), local_files_only=True)
     tokens = tokenizer([config.prompt], padding="max_length", max_length=tokenizer.model_max_length,
                        truncation=True, return_tensors="pt")
     with torch.no_grad():

@@ -42,6 +42,7 @@ from tqdm import tqdm
 
 from imac.audio_features import AudioFeatures
 from imac.config import IMACConfig, load_config, save_config
+from imac.models.loading import load_pretrained
 from imac.models.motion import MotionModel
 from imac.models.video import enable_block_checkpointing
 from imac.pipeline import (IMACPipeline, assemble, build_hubert, build_motion, build_video_parts,
@@ -205,7 +206,7 @@ def build_stage_model(config: IMACConfig, stage: str, pose_dim: int, hubert_dim:
     if init:
         if not (Path(init) / "motion" / "config.json").is_file():
             raise _not_a_stage1_folder(init)
-        motion = MotionModel.from_pretrained(Path(init) / "motion")
+        motion = load_pretrained(MotionModel, Path(init) / "motion")
         if motion.config.pose_dim != pose_dim:
             raise ValueError(f"stage2.init_from: {init} was trained on {motion.config.pose_dim}-d poses, "
                              f"the data has {pose_dim}")

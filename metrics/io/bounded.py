@@ -17,7 +17,7 @@ import json
 import math
 import os
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -215,3 +215,41 @@ def check_zip_archive(path: str | os.PathLike, max_bytes: int = MAX_ARCHIVE_BYTE
         raise BoundedReadError(f"{path}: refused: its records unpack to {_size(unpacked)}, more than the "
                                f"limit of {_size(max_bytes)}")
     return True
+
+
+# -- model folders ---------------------------------------------------------------------------------
+
+# Files that hold a model folder's weights (diffusers, transformers, torch).
+WEIGHT_FILE_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
+# What a network may hold beyond its stored tensors (buffers a file may leave out): 1 Mi elements.
+MODEL_SLACK_ELEMENTS = 1 << 20
+
+
+def weight_file_bytes(folder: str | os.PathLike) -> int:
+    """Bytes of the weight files (``WEIGHT_FILE_SUFFIXES``) directly in ``folder``."""
+    return sum(path.stat().st_size for path in Path(folder).iterdir()
+               if path.is_file() and path.name.endswith(WEIGHT_FILE_SUFFIXES))
+
+
+def check_model_fits_weights(build: Callable[[], Any], folder: str | os.PathLike) -> int:
+    """Refuse a model folder whose config describes a larger network than its weight files can hold.
+
+    ``build()`` makes the network (a ``torch.nn.Module``) from the folder's config, the way loading
+    will; it runs on PyTorch's meta device, where tensors have shapes but no storage, so a damaged or
+    crafted ``config.json`` (a width of 200,000: a 160 GB layer) is refused before the real build would
+    allocate it. Every stored element takes at least one byte (float8; 2 for float16, 4 for float32),
+    so a network of N elements (its state_dict's) needs weight files of at least N bytes; up to
+    ``MODEL_SLACK_ELEMENTS`` more are allowed. Returns N. Raises ``BoundedReadError`` naming the folder.
+    """
+    import torch  # the only reader here that needs torch
+
+    folder = Path(folder)
+    stored = weight_file_bytes(folder)
+    with torch.device("meta"):
+        network = build()
+    elements = sum(tensor.numel() for tensor in network.state_dict().values())
+    if elements > stored + MODEL_SLACK_ELEMENTS:
+        raise BoundedReadError(f"{folder}: refused: its config describes a network of {elements:,} parameters, "
+                               f"more than its weight files ({_size(stored)}) can hold: a damaged or mismatched "
+                               "config.json")
+    return elements

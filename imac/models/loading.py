@@ -1,0 +1,37 @@
+"""Loading the networks of a model folder that may come from elsewhere, bounded in what it allocates.
+
+``from_pretrained`` of diffusers and transformers builds the network from ``config.json`` at full size
+before it reads a weight, so a damaged or crafted config (one width of 200,000) asks for hundreds of
+gigabytes. ``load_pretrained`` first builds the network on the meta device (shapes only) and refuses
+a config that describes more parameters than the folder's weight files can hold
+(``metrics.io.bounded.check_model_fits_weights``), naming the folder.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, TypeVar
+
+from metrics.io.bounded import check_model_fits_weights
+
+T = TypeVar("T")
+
+
+def load_pretrained(cls: type[T], folder: str | os.PathLike, **kwargs: Any) -> T:
+    """``cls.from_pretrained(folder, **kwargs)`` once the folder's config is checked against its weights.
+
+    ``cls``: a diffusers ``ModelMixin`` (``load_config`` / ``from_config``) or a transformers
+    ``PreTrainedModel`` (``config_class``). Raises ``metrics.io.bounded.BoundedReadError`` (a ValueError)
+    naming the folder for a config larger than its weights; the loaders' own errors otherwise.
+    """
+    folder = Path(folder)
+    if hasattr(cls, "load_config") and hasattr(cls, "from_config"):        # diffusers
+        config = cls.load_config(folder)
+        check_model_fits_weights(lambda: cls.from_config(config), folder)
+    elif hasattr(cls, "config_class"):                                       # transformers
+        config = cls.config_class.from_pretrained(folder)
+        check_model_fits_weights(lambda: cls(config), folder)
+    else:
+        raise TypeError(f"load_pretrained: {cls.__name__} is neither a diffusers nor a transformers model class")
+    return cls.from_pretrained(folder, **kwargs)

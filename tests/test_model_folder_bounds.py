@@ -1,0 +1,72 @@
+"""A model folder from elsewhere whose config.json asks for a far larger network than its weights:
+refused before anything is built at full size (``imac.models.loading.load_pretrained``)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from diffusers import AutoencoderKL
+from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+from imac.models.loading import load_pretrained
+from imac.models.motion import MotionModel
+from metrics.io.bounded import BoundedReadError, check_model_fits_weights
+
+
+def edit_config(folder, **changes):
+    path = folder / "config.json"
+    config = json.loads(path.read_text())
+    config.update(changes)
+    path.write_text(json.dumps(config))
+
+
+def tiny_motion(folder):
+    model = MotionModel(pose_dim=9, expression_dim=5, n_mfcc=13, hubert_dim=16, width=16, heads=2, audio_width=8)
+    model.save_pretrained(folder)
+    return model
+
+
+def test_an_intact_folder_loads_as_saved_and_its_size_is_the_networks(tmp_path):
+    model = tiny_motion(tmp_path / "motion")
+    loaded = load_pretrained(MotionModel, tmp_path / "motion")
+    for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+    # the count on the meta device is the real network's (built normally here)
+    counted = check_model_fits_weights(lambda: MotionModel.from_config(MotionModel.load_config(tmp_path / "motion")),
+                                       tmp_path / "motion")
+    assert counted == sum(t.numel() for t in model.state_dict().values())
+
+
+def test_a_width_the_weights_cannot_hold_is_refused_naming_the_folder(tmp_path):
+    tiny_motion(tmp_path / "motion")
+    edit_config(tmp_path / "motion", width=200_000)      # a 160 GB layer if built
+    with pytest.raises(BoundedReadError, match=r"motion: refused: its config describes a network of [\d,]+ "
+                                               r"parameters, more than its weight files \(.*\) can hold"):
+        load_pretrained(MotionModel, tmp_path / "motion")
+
+
+def test_diffusers_and_transformers_parts_are_checked_too(tmp_path):
+    AutoencoderKL(block_out_channels=(8,), norm_num_groups=4, latent_channels=4).save_pretrained(tmp_path / "vae")
+    load_pretrained(AutoencoderKL, tmp_path / "vae")
+    edit_config(tmp_path / "vae", block_out_channels=[8192], norm_num_groups=4)
+    with pytest.raises(BoundedReadError, match="vae: refused"):
+        load_pretrained(AutoencoderKL, tmp_path / "vae")
+
+    config = CLIPVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                              image_size=32, patch_size=8, projection_dim=8)
+    CLIPVisionModelWithProjection(config).save_pretrained(tmp_path / "clip")
+    load_pretrained(CLIPVisionModelWithProjection, tmp_path / "clip")
+    edit_config(tmp_path / "clip", intermediate_size=10**8)
+    with pytest.raises(BoundedReadError, match="clip: refused"):
+        load_pretrained(CLIPVisionModelWithProjection, tmp_path / "clip")
+
+
+def test_a_folder_without_weights_is_refused(tmp_path):
+    tiny_motion(tmp_path / "motion")
+    for weights in (tmp_path / "motion").glob("*.safetensors"):
+        weights.unlink()
+    edit_config(tmp_path / "motion", width=4096)          # 2 x 4096^2 x layers: beyond the slack
+    with pytest.raises(BoundedReadError, match=r"weight files \(0 bytes\)"):
+        load_pretrained(MotionModel, tmp_path / "motion")
