@@ -382,7 +382,8 @@ def test_clips_of_several_frame_rates_are_named():
 @pytest.mark.xdist_group("launches")   # launches processes (see tests/conftest.py)
 def test_two_processes_train_with_the_losses_of_one(corpus, vae, tmp_path):
     """accelerate launch, 2 CPU processes (gloo, 1 thread each) with batch 1 each, against one process
-    with batch 2: the same windows, the same per-sample draws, so the same losses up to float order."""
+    with batch 2: the same windows, the same per-sample draws, so the same losses and the same
+    synchronised gradient (its logged norm) up to float order."""
     import os
     import subprocess
     import sys
@@ -415,6 +416,18 @@ def test_two_processes_train_with_the_losses_of_one(corpus, vae, tmp_path):
     for single, parallel in zip(*lines):
         for name in ("loss", "video_loss", "motion_loss"):
             assert parallel[name] == pytest.approx(single[name], rel=1e-5), (name, single, parallel)
+    # The synchronised gradient of step 1 (before any update; its norm, logged): 2.9e-5 relative apart,
+    # measured (one batch of 2 against two of 1 sum in another order; the gradient is more sensitive to
+    # it than the loss). Later steps' gradients also carry Adam's float-order moves of the parameters.
+    single, parallel = lines[0][0]["grad_norm"], lines[1][0]["grad_norm"]
+    assert parallel == pytest.approx(single, rel=1e-4), (single, parallel)
+    # Adam's steps hardly depend on the gradient's size, so at lr 1e-6 the losses would agree even if the
+    # processes never averaged their gradients; the gradient's norm would not: one process's own
+    # (its first sample's, batch 1 alone) is far from the global batch's
+    alone = tiny_config(corpus, vae, tmp_path / "alone", [*common, "stage2.batch_size=1", "stage2.steps=1"])
+    train(alone, "stage2", progress=False)
+    own = read_log(tmp_path / "alone" / "stage2" / "log.jsonl")[0]["grad_norm"]
+    assert abs(own - single) > 1e-2 * single, (own, single)
 
 
 # Run by test_both_stages_train_one_after_the_other_in_the_same_launched_processes, in each process.

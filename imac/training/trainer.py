@@ -315,6 +315,7 @@ def train(config: IMACConfig, stage: str, progress: bool = True, max_steps: int 
     started = time.perf_counter()
     window_started, window_samples = started, 0
     sums: dict[str, float] = {}
+    norms: list[float] = []
     count = 0
     last: dict[str, float] = {}
     first_step, last_window = step, 0
@@ -324,8 +325,9 @@ def train(config: IMACConfig, stage: str, progress: bool = True, max_steps: int 
         with accelerator.accumulate(model):
             losses = model(batch, stage)
             accelerator.backward(losses["loss"])
-            if accelerator.sync_gradients and config.train.grad_clip:
-                accelerator.clip_grad_norm_(parameters, config.train.grad_clip)
+            if accelerator.sync_gradients:   # the norm of the synchronised gradient, logged; clipped if asked
+                norm = accelerator.clip_grad_norm_(parameters, config.train.grad_clip or math.inf)
+                norms.append(float(norm))
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             if ema is not None and accelerator.sync_gradients:
@@ -343,6 +345,7 @@ def train(config: IMACConfig, stage: str, progress: bool = True, max_steps: int 
             last = {name: value / count for name, value in sums.items()}
             last_window = count // config.train.gradient_accumulation
             line = {"step": step, **{k: round(v, 6) for k, v in last.items()},
+                    "grad_norm": round(float(np.mean(norms)), 6) if norms else None,
                     "samples_per_s": round(window_samples / max(now - window_started, 1e-9), 3),
                     "seconds": round(now - started, 2)}
             bar.set_postfix({k: f"{v:.4f}" for k, v in last.items() if k != "loss"} | {
@@ -350,7 +353,7 @@ def train(config: IMACConfig, stage: str, progress: bool = True, max_steps: int 
             if accelerator.is_main_process:
                 with open(log_path, "a") as log:
                     log.write(json.dumps(line) + "\n")
-            sums, count, window_started, window_samples = {}, 0, now, 0
+            sums, norms, count, window_started, window_samples = {}, [], 0, now, 0
         if step % config.train.save_every == 0 or step == total:
             _save_checkpoint(accelerator, checkpoints, step)
     bar.close()
