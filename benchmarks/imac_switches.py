@@ -91,8 +91,9 @@ def real_motion(pipeline: IMACPipeline, clip):
         pose, expression = (torch.from_numpy(np.asarray(arrays[k], np.float32)[index])[None].to(pipeline.device)
                             for k in ("pose", "expression"))
         pose, expression = motion.normalize(pose, expression)
+        audio = [torch.from_numpy(np.ascontiguousarray(a))[None].to(pipeline.device) for a in (mfcc, hubert)]
         features = [pipeline.model.video_features(pose[:, start:stop], expression[:, start:stop],  # per window, as trained
-                                                  pipeline._tensor(mfcc[start:stop]), pipeline._tensor(hubert[start:stop]))
+                                                  audio[0][:, start:stop], audio[1][:, start:stop])
                     for start, stop, _ in motion_windows(frames, pipeline.config.stage1.motion_frames, 0)]
         return pose, expression, torch.cat(features, 1)
     return torch.no_grad()(sample_motion)
