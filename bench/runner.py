@@ -463,6 +463,7 @@ def generate(plan: RunPlan, method: Method) -> dict[str, Any]:
     main process prepares first (trains, writes the facts) and merges the per-clip records."""
     processes = plan.processes
     work = plan.out / "work" / method.name
+    method.check_folder(plan.context(method))      # every process reads the same files: all refuse alike
     facts_path, generation_path = work / "method.json", work / "generation.json"
     target = {clip.label: plan.target(method, clip) for clip in plan.clips}
     labels = [clip.label for clip in plan.clips]

@@ -870,3 +870,20 @@ def test_methods_are_compared_in_pairs_on_the_same_clips(finished_run, corpus, t
     assert "FGD" in fgd["sentence"] and "Copy of the real video" in fgd["sentence"]
     write_report(run, plots=False)
     assert "Differences between methods (paired on the same test clips)" in (run / "report.md").read_text()
+
+
+def test_a_finished_folder_is_checked_by_the_method_before_anything_is_reused(corpus, finished_run, tmp_path):
+    """Every clip is there, so nothing would be generated or prepared: the method's ``check_folder``
+    still runs (an IMAC trained with other settings must not be reported as this run's)."""
+    out = tmp_path / "run"
+    shutil.copytree(finished_run, out, symlinks=True)
+    calls: list[str] = []
+
+    class StaleCopy(CopyMethod):
+        def check_folder(self, context):
+            assert context.work_dir == out / "work" / "copy"
+            raise ValueError("trained earlier with another configuration")
+
+    with pytest.raises(ValueError, match="trained earlier with another configuration"):
+        run_benchmark(settings(corpus, out, custom={"copy": lambda: StaleCopy(calls=calls)}))
+    assert calls == []

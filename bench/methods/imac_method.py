@@ -10,6 +10,7 @@ HuBERT from local folders instead.
 
 from __future__ import annotations
 
+import json
 import logging
 
 from dataclasses import dataclass, field
@@ -23,9 +24,9 @@ from bench.methods.base import BenchContext, Method
 from imac.config import SAMPLING_KEYS, IMACConfig, load_config, with_sampling_overrides
 from imac.frames import frames_to_tensor
 from imac.pipeline import IMACPipeline
-from imac.training.trainer import config_changes, train
+from imac.training.trainer import config_differences, flat_config, listed, train
 from metrics.dataset import ClipRecord
-from metrics.options import build_options, ranged
+from metrics.options import build_options, ranged, read_yaml
 
 logger = logging.getLogger(__name__)
 
@@ -39,28 +40,50 @@ IMAC_VARIANTS: dict[str, tuple[str, tuple[str, ...], bool]] = {
 }
 
 
-# Keys that say where things are or how a run is carried out, not what is trained: a model trained
-# earlier in the run folder is reused whatever they are (sampling switches apply to a trained model).
-RUNTIME_KEYS = ("train.output", "train.device", "train.num_workers", "train.save_every", "train.log_every",
-                "data.root", "data.feature_cache", "stage1.init_from", "stage2.init_from", "video.vae",
-                "video.pretrained")
+# Keys that do not change what is trained (the device, logging, memory use, a label): a model trained
+# earlier in the run folder is reused whatever they are (and the sampling switches, SAMPLING_KEYS, apply
+# to a trained model).
+RUNTIME_KEYS = ("name", "train.device", "train.num_workers", "train.save_every", "train.log_every",
+                "train.gradient_checkpointing")
+# Keys that name a folder: where it is does not count (a run folder may move), whether one is given does
+# (with or without stage 1, a pretrained I2VGen-XL or the tiny networks, HuBERT's weights or the tiny one).
+LOCATION_KEYS = ("train.output", "data.root", "data.feature_cache", "stage1.init_from", "stage2.init_from",
+                 "video.vae", "video.pretrained", "audio.hubert")
+
+
+def _locations_blurred(values: dict[str, Any]) -> dict[str, Any]:
+    return {key: value if key not in LOCATION_KEYS or value in (None, "tiny") else "<a folder>"
+            for key, value in values.items()}
 
 
 def check_trained_with(stage_dir: Path, config: IMACConfig) -> None:
-    """Refuse to reuse the model trained earlier in ``stage_dir`` (a run's ``work/<method>/<stage>``)
-    when its ``config.yaml`` differs from ``config`` in anything that changes that stage's training
-    (not ``RUNTIME_KEYS``, not ``SAMPLING_KEYS``; for stage 1, nothing of the video branch or stage 2):
-    its numbers would be another model's. Raises ValueError naming the changed keys; a folder without
-    ``config.yaml`` (nothing to compare) passes."""
-    first = stage_dir.name == "stage1"
-    ignore = RUNTIME_KEYS + SAMPLING_KEYS + (("video.", "stage2.") if first else ())
-    changed = config_changes(stage_dir / "config.yaml", config, ignore=ignore)
-    if changed:
-        again = stage_dir.parent if first else stage_dir       # stage 2 starts from stage 1
-        raise ValueError(f"{stage_dir / 'model'}: trained earlier in this run folder with another configuration "
-                         f"({changed}); give a new --out to train this one, remove {again} to train it again "
-                         "here, or score the old model as it is with the method option model: "
-                         f"{stage_dir.parent / 'stage2' / 'model'}")
+    """Refuse a run folder whose ``stage_dir`` (``work/<method>/<stage>``, finished or interrupted) was
+    trained with settings other than ``config``'s, as its ``config.yaml`` says: the run would score or
+    go on training another model. Not compared: ``RUNTIME_KEYS``, ``SAMPLING_KEYS``, the places of
+    ``LOCATION_KEYS``; for stage 1 the video branch and stage 2; for a stage 2 without stage 1 (both
+    sides: the w/o-motion and w/o-first-stage ablations) stage 1's settings. A key the file lacks (a
+    version before it) counts as changed. Raises ValueError naming the keys; a folder without
+    ``config.yaml`` (nothing trained there) passes."""
+    saved_path = stage_dir / "config.yaml"
+    if not saved_path.is_file():
+        return
+    here = stage_dir.parent.parent.parent           # <out>/work/<method>/<stage>
+    advice = f"this run folder holds that model's results; give a new --out to run this configuration (not {here})"
+    try:
+        saved = flat_config(read_yaml(saved_path))
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{saved_path}: cannot compare the model trained in this run folder with this "
+                         f"run's configuration ({error}); {advice}") from None
+    now = flat_config(config.to_dict())
+    ignore = RUNTIME_KEYS + SAMPLING_KEYS
+    if stage_dir.name == "stage1":
+        ignore += ("video.", "stage2.")
+    elif saved.get("stage2.init_from") is None and now.get("stage2.init_from") is None:
+        ignore += ("stage1.",)
+    changes = config_differences(_locations_blurred(saved), _locations_blurred(now), ignore)
+    if changes:
+        raise ValueError(f"{stage_dir}: trained earlier in this run folder with another configuration "
+                         f"({listed(changes)}); {advice}")
 
 
 @dataclass
@@ -101,11 +124,21 @@ class IMACMethod(Method):
         overrides = [f"data.root={context.data_root}", f"train.output={work}", f"train.seed={context.seed}",
                      f"train.device={context.device}", f"stage2.init_from={work / 'stage1' / 'model'}"]
         if context.identities:
-            overrides.append("data.identities=[" + ",".join(context.identities) + "]")
+            overrides.append(f"data.identities={json.dumps(list(context.identities))}")   # quoted: "001", "yes"
         base = load_config(options.config)
         if not base.video.pretrained and context.shared_vae is not None:
             overrides.append(f"video.vae={context.shared_vae()}")
         return load_config(options.config, overrides + list(options.overrides) + list(self.switches))
+
+    def check_folder(self, context: BenchContext) -> None:
+        """Refuse a run folder whose IMAC (finished or interrupted) was trained with other settings
+        than this run's (``check_trained_with``); nothing to check for a given ``model:``."""
+        options = IMACOptions.from_dict(context.options, self.name)
+        if options.model:
+            return
+        config = self.config(context, options)
+        for stage in ("stage1", "stage2") if self.trains_stage1 else ("stage2",):
+            check_trained_with(Path(config.train.output) / stage, config)
 
     def prepare(self, context: BenchContext) -> dict[str, Any]:
         options = IMACOptions.from_dict(context.options, self.name)
@@ -118,9 +151,9 @@ class IMACMethod(Method):
             config = self.config(context, options)
             stages = ("stage1", "stage2") if self.trains_stage1 else ("stage2",)
             for stage in stages:
+                check_trained_with(Path(config.train.output) / stage, config)   # also an interrupted one
                 done = Path(config.train.output) / stage / "model" / "imac.json"
                 if done.is_file():
-                    check_trained_with(done.parent.parent, config)
                     facts[stage] = {"model": str(done.parent), "trained": "earlier"}
                     continue
                 logger.info(f"{self.name}: training {stage} ({getattr(config, stage).steps} steps)")

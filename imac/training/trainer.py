@@ -32,6 +32,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -88,28 +89,46 @@ def load_clip_arrays(config: IMACConfig, dataset: Dataset, features: AudioFeatur
     return arrays
 
 
-def config_changes(saved: Path, config: IMACConfig, most: int = 4, ignore: Iterable[str] = ("train.output",)) -> str:
-    """The keys (section.key) whose values in the config file ``saved`` differ from ``config``'s, those in
-    ``ignore`` left out (an entry ending in "." leaves out a whole section), at most ``most`` of them and a
-    count of the rest; empty when the file is missing or unreadable."""
+ABSENT = "(absent)"
+
+
+def flat_config(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A config's dict (``IMACConfig.to_dict`` or its YAML) as {"section.key": value}; the UNet's
+    keyword arguments (``video.unet``) stay one value."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        out.update(flat_config(value, f"{prefix}{key}.") if isinstance(value, dict) and key != "unet" else
+                   {prefix + key: value})
+    return out
+
+
+def config_differences(old: dict[str, Any], new: dict[str, Any], ignore: Iterable[str] = ()) -> list[str]:
+    """"key: old -> new" for the keys of two ``flat_config`` dicts whose values differ, a key one of
+    them lacks shown as (absent); ``ignore``: keys, or sections as a prefix ending in "."."""
+    ignored = tuple(ignore)
+    keys = [key for key in sorted(old.keys() | new.keys()) if old.get(key, ABSENT) != new.get(key, ABSENT)
+            and not any(key == skip or (skip.endswith(".") and key.startswith(skip)) for skip in ignored)]
+    return [f"{key}: {_shown(old, key)} -> {_shown(new, key)}" for key in keys]
+
+
+def _shown(values: dict[str, Any], key: str) -> str:
+    return repr(values[key]) if key in values else ABSENT
+
+
+def listed(changes: list[str], most: int = 4) -> str:
+    """At most ``most`` of ``changes``, and a count of the rest."""
+    return ", ".join(changes[:most]) + (f" and {len(changes) - most} more" if len(changes) > most else "")
+
+
+def config_changes(saved: Path, config: IMACConfig, most: int = 4) -> str:
+    """The keys (section.key) whose values in the config file ``saved`` differ from ``config``'s
+    (``train.output`` left out), at most ``most`` of them and a count of the rest; empty when the file
+    is missing or unreadable."""
     try:
         before = load_config(saved).to_dict()
     except (OSError, ValueError):
         return ""
-
-    def flat(values: dict, prefix: str = "") -> dict:
-        out = {}
-        for key, value in values.items():
-            out.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict) and key != "unet" else
-                       {prefix + key: value})
-        return out
-
-    old, new = flat(before), flat(config.to_dict())
-    ignored = tuple(ignore)
-    keys = [key for key in sorted(old.keys() | new.keys()) if old.get(key) != new.get(key)
-            and not any(key == skip or (skip.endswith(".") and key.startswith(skip)) for skip in ignored)]
-    listed = ", ".join(f"{key}: {old.get(key)!r} -> {new.get(key)!r}" for key in keys[:most])
-    return listed + (f" and {len(keys) - most} more" if len(keys) > most else "")
+    return listed(config_differences(flat_config(before), flat_config(config.to_dict()), ("train.output",)), most)
 
 
 def check_frame_rate(config: IMACConfig, clips: list) -> None:
