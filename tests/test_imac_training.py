@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 
 import numpy as np
@@ -502,3 +503,27 @@ def test_resuming_a_checkpoint_of_another_layout_names_the_changed_keys(corpus, 
                                          r"differs in video.motion_map: 0 -> 3\); resume it with the config it was "
                                          r"written with, or give another train.output$"):
         train(tiny_config(corpus, vae, tmp_path / "run", ["video.motion_map=3"]), "stage2", progress=False, max_steps=2)
+
+
+def test_the_logged_gradient_norm_is_the_gradients_and_leaves_them_as_they_are():
+    """grad_norm without clipping: the L2 norm over all gradients (numpy on the flattened values), and
+    the gradients untouched, also when they overflow (clipping at an infinite bound would make them NaN)."""
+    from accelerate import Accelerator
+
+    from imac.training.trainer import gradient_norm, window_norm
+
+    rng = np.random.default_rng(0)
+    parameters = [torch.nn.Parameter(torch.zeros(shape)) for shape in ((3, 4), (5,), (2, 2, 2))]
+    for p in parameters:
+        p.grad = torch.from_numpy(rng.normal(size=p.shape).astype(np.float32))
+    before = [p.grad.clone() for p in parameters]
+    accelerator = Accelerator(cpu=True)
+    expected = np.linalg.norm(np.concatenate([b.numpy().ravel() for b in before]))
+    assert gradient_norm(accelerator, parameters, 0.0) == pytest.approx(expected, rel=1e-6)
+    assert all(torch.equal(p.grad, b) for p, b in zip(parameters, before))
+    parameters[0].grad[0, 0] = 1e20
+    parameters[1].grad[0] = 1e20                         # the float32 norm overflows
+    assert gradient_norm(accelerator, parameters, 0.0) == math.inf
+    assert all(torch.isfinite(p.grad).all() for p in parameters)
+    assert window_norm([1.0, 3.0]) == 2.0 and window_norm([1.0, math.inf]) == "non-finite"
+    assert window_norm([None]) is None

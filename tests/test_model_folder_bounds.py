@@ -42,7 +42,7 @@ def test_an_intact_folder_loads_as_saved_and_its_size_is_the_networks(tmp_path):
 def test_a_width_the_weights_cannot_hold_is_refused_naming_the_folder(tmp_path):
     tiny_motion(tmp_path / "motion")
     edit_config(tmp_path / "motion", width=200_000)      # a 160 GB layer if built
-    with pytest.raises(BoundedReadError, match=r"motion: refused: its config describes a network of [\d,]+ "
+    with pytest.raises(BoundedReadError, match=r"motion: refused: its config describes a network of over [\d,]+ "
                                                r"parameters, more than its weight files \(.*\) can hold"):
         load_pretrained(MotionModel, tmp_path / "motion")
 
@@ -70,3 +70,28 @@ def test_a_folder_without_weights_is_refused(tmp_path):
     edit_config(tmp_path / "motion", width=4096)          # 2 x 4096^2 x layers: beyond the slack
     with pytest.raises(BoundedReadError, match=r"weight files \(0 bytes\)"):
         load_pretrained(MotionModel, tmp_path / "motion")
+
+
+def test_only_the_files_a_loader_reads_count_as_weights(tmp_path):
+    tiny_motion(tmp_path / "motion")
+    edit_config(tmp_path / "motion", width=30_000)        # 11 GB if built
+    for name in ("padding.bin", "optimizer.pt"):          # large files the loader never reads
+        with open(tmp_path / "motion" / name, "wb") as handle:
+            handle.truncate(200 << 30)                    # sparse: 200 GB apparent, nothing on disk
+    with pytest.raises(BoundedReadError, match="motion: refused"):
+        load_pretrained(MotionModel, tmp_path / "motion")
+
+
+def test_a_config_of_millions_of_layers_stops_early(tmp_path):
+    config = CLIPVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                              image_size=32, patch_size=8, projection_dim=8)
+    CLIPVisionModelWithProjection(config).save_pretrained(tmp_path / "clip")
+    edit_config(tmp_path / "clip", num_hidden_layers=10**7)   # tiny layers: the element count alone is small
+    with pytest.raises(BoundedReadError, match=r"clip: refused: its config describes a network of over"):
+        load_pretrained(CLIPVisionModelWithProjection, tmp_path / "clip")
+
+
+def test_subfolder_and_local_files_only_reach_the_config_too(tmp_path):
+    model = tiny_motion(tmp_path / "root" / "motion")
+    loaded = load_pretrained(MotionModel, tmp_path / "root", subfolder="motion", local_files_only=True)
+    assert sum(p.numel() for p in loaded.parameters()) == sum(p.numel() for p in model.parameters())

@@ -18,20 +18,27 @@ from metrics.io.bounded import check_model_fits_weights
 T = TypeVar("T")
 
 
+# What from_pretrained also passes on to reading the config (where it is, and never downloading).
+CONFIG_KWARGS = ("local_files_only", "subfolder", "revision", "cache_dir", "token")
+
+
 def load_pretrained(cls: type[T], folder: str | os.PathLike, **kwargs: Any) -> T:
     """``cls.from_pretrained(folder, **kwargs)`` once the folder's config is checked against its weights.
 
     ``cls``: a diffusers ``ModelMixin`` (``load_config`` / ``from_config``) or a transformers
-    ``PreTrainedModel`` (``config_class``). Raises ``metrics.io.bounded.BoundedReadError`` (a ValueError)
+    ``PreTrainedModel`` (``config_class``); ``kwargs`` such as ``local_files_only`` and ``subfolder``
+    apply to reading the config too. Raises ``metrics.io.bounded.BoundedReadError`` (a ValueError)
     naming the folder for a config larger than its weights; the loaders' own errors otherwise.
     """
     folder = Path(folder)
+    config_kwargs = {key: kwargs[key] for key in CONFIG_KWARGS if key in kwargs}
+    weights = folder / kwargs["subfolder"] if kwargs.get("subfolder") else folder
     if hasattr(cls, "load_config") and hasattr(cls, "from_config"):        # diffusers
-        config = cls.load_config(folder)
-        check_model_fits_weights(lambda: cls.from_config(config), folder)
+        config = cls.load_config(folder, **config_kwargs)
+        check_model_fits_weights(lambda: cls.from_config(config), weights)
     elif hasattr(cls, "config_class"):                                       # transformers
-        config = cls.config_class.from_pretrained(folder)
-        check_model_fits_weights(lambda: cls(config), folder)
+        config = cls.config_class.from_pretrained(folder, **config_kwargs)
+        check_model_fits_weights(lambda: cls(config), weights)
     else:
         raise TypeError(f"load_pretrained: {cls.__name__} is neither a diffusers nor a transformers model class")
     return cls.from_pretrained(folder, **kwargs)

@@ -131,6 +131,30 @@ def config_changes(saved: Path, config: IMACConfig, most: int = 4) -> str:
     return listed(config_differences(flat_config(before), flat_config(config.to_dict()), ("train.output",)), most)
 
 
+def gradient_norm(accelerator: Accelerator, parameters: list[torch.nn.Parameter], clip: float) -> float | None:
+    """The L2 norm of the synchronised gradient (unscaled under fp16), clipping it to ``clip`` when
+    ``clip`` > 0 (``train.grad_clip``); None where the backend does not say (DeepSpeed clips itself)."""
+    if clip:
+        norm = accelerator.clip_grad_norm_(parameters, clip)
+    else:                                  # measured only: the gradients are left exactly as they are
+        accelerator.unscale_gradients()
+        grads = [p.grad for p in parameters if p.grad is not None]
+        norm = (torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.detach()) for g in grads]))
+                if grads else torch.zeros(()))       # as clip_grad_norm_ computes it (torch >= 2.3)
+    return None if norm is None else float(norm)
+
+
+def window_norm(norms: list[float | None]) -> float | str | None:
+    """The logged ``grad_norm`` of a window of steps: their mean; "non-finite" when a step's gradient
+    overflowed or was NaN (JSON has no infinity), None when no step measured one."""
+    measured = [norm for norm in norms if norm is not None]
+    if not measured:
+        return None
+    if not all(math.isfinite(norm) for norm in measured):
+        return "non-finite"
+    return round(float(np.mean(measured)), 6)
+
+
 def check_frame_rate(config: IMACConfig, clips: list) -> None:
     """Refuse clips whose fps is not the config's: the audio features are cut into ``config.fps`` frames
     per second and laid against the clips' motion and video frames, so another rate misaligns them."""
@@ -345,8 +369,7 @@ def train(config: IMACConfig, stage: str, progress: bool = True, max_steps: int 
             losses = model(batch, stage)
             accelerator.backward(losses["loss"])
             if accelerator.sync_gradients:   # the norm of the synchronised gradient, logged; clipped if asked
-                norm = accelerator.clip_grad_norm_(parameters, config.train.grad_clip or math.inf)
-                norms.append(float(norm))
+                norms.append(gradient_norm(accelerator, parameters, config.train.grad_clip))
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             if ema is not None and accelerator.sync_gradients:
@@ -364,7 +387,7 @@ def train(config: IMACConfig, stage: str, progress: bool = True, max_steps: int 
             last = {name: value / count for name, value in sums.items()}
             last_window = count // config.train.gradient_accumulation
             line = {"step": step, **{k: round(v, 6) for k, v in last.items()},
-                    "grad_norm": round(float(np.mean(norms)), 6) if norms else None,
+                    "grad_norm": window_norm(norms),
                     "samples_per_s": round(window_samples / max(now - window_started, 1e-9), 3),
                     "seconds": round(now - started, 2)}
             bar.set_postfix({k: f"{v:.4f}" for k, v in last.items() if k != "loss"} | {

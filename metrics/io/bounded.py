@@ -219,16 +219,24 @@ def check_zip_archive(path: str | os.PathLike, max_bytes: int = MAX_ARCHIVE_BYTE
 
 # -- model folders ---------------------------------------------------------------------------------
 
-# Files that hold a model folder's weights (diffusers, transformers, torch).
-WEIGHT_FILE_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
+# The files diffusers and transformers read a network's weights from (single or sharded, any variant):
+# diffusion_pytorch_model*.safetensors / .bin, model*.safetensors, pytorch_model*.bin.
+WEIGHT_FILE_PREFIXES = ("diffusion_pytorch_model", "model", "pytorch_model")
+WEIGHT_FILE_SUFFIXES = (".safetensors", ".bin")
 # What a network may hold beyond its stored tensors (buffers a file may leave out): 1 Mi elements.
 MODEL_SLACK_ELEMENTS = 1 << 20
+# Whatever its files: at most 8 Gi parameters (32 GiB in float32; I2VGen-XL's UNet has 1.4 G) in at most
+# 100,000 tensors (the UNet has about 1,700), so that even building the shapes stays quick.
+MAX_MODEL_ELEMENTS = 8 << 30
+MAX_MODEL_TENSORS = 100_000
 
 
 def weight_file_bytes(folder: str | os.PathLike) -> int:
-    """Bytes of the weight files (``WEIGHT_FILE_SUFFIXES``) directly in ``folder``."""
+    """Bytes of the files directly in ``folder`` that a loader reads weights from (``WEIGHT_FILE_PREFIXES``
+    with ``WEIGHT_FILE_SUFFIXES``; other files, an optimizer state say, do not count)."""
     return sum(path.stat().st_size for path in Path(folder).iterdir()
-               if path.is_file() and path.name.endswith(WEIGHT_FILE_SUFFIXES))
+               if path.is_file() and path.name.startswith(WEIGHT_FILE_PREFIXES)
+               and path.name.endswith(WEIGHT_FILE_SUFFIXES))
 
 
 def check_model_fits_weights(build: Callable[[], Any], folder: str | os.PathLike) -> int:
@@ -238,18 +246,43 @@ def check_model_fits_weights(build: Callable[[], Any], folder: str | os.PathLike
     will; it runs on PyTorch's meta device, where tensors have shapes but no storage, so a damaged or
     crafted ``config.json`` (a width of 200,000: a 160 GB layer) is refused before the real build would
     allocate it. Every stored element takes at least one byte (float8; 2 for float16, 4 for float32),
-    so a network of N elements (its state_dict's) needs weight files of at least N bytes; up to
-    ``MODEL_SLACK_ELEMENTS`` more are allowed. Returns N. Raises ``BoundedReadError`` naming the folder.
+    so a network of N elements (its state_dict's) needs weight files (``weight_file_bytes``) of at
+    least N bytes; up to ``MODEL_SLACK_ELEMENTS`` more are allowed, and never more than
+    ``MAX_MODEL_ELEMENTS`` in ``MAX_MODEL_TENSORS`` tensors: the build stops as soon as it passes
+    either (a config of ten million layers is refused in the time of the first few thousand).
+    Returns N. Raises ``BoundedReadError`` naming the folder.
     """
     import torch  # the only reader here that needs torch
+    from torch.nn.modules import module as torch_module
 
     folder = Path(folder)
     stored = weight_file_bytes(folder)
-    with torch.device("meta"):
-        network = build()
+    limit = min(stored + MODEL_SLACK_ELEMENTS, MAX_MODEL_ELEMENTS)
+    built = {"elements": 0, "tensors": 0}
+
+    def refuse(what: str) -> BoundedReadError:
+        return BoundedReadError(f"{folder}: refused: its config describes a network of {what}, more than "
+                                f"its weight files ({_size(stored)}) can hold (at most {limit:,} parameters in "
+                                f"{MAX_MODEL_TENSORS:,} tensors): a damaged or mismatched config.json")
+
+    def count(_module, _name, tensor):
+        if tensor is not None:
+            built["elements"] += tensor.numel()
+            built["tensors"] += 1
+            if built["elements"] > limit:
+                raise refuse(f"over {limit:,} parameters")
+            if built["tensors"] > MAX_MODEL_TENSORS:
+                raise refuse(f"over {MAX_MODEL_TENSORS:,} tensors")
+
+    hooks = [torch_module.register_module_parameter_registration_hook(count),
+             torch_module.register_module_buffer_registration_hook(count)]
+    try:
+        with torch.device("meta"):
+            network = build()
+    finally:
+        for hook in hooks:
+            hook.remove()
     elements = sum(tensor.numel() for tensor in network.state_dict().values())
-    if elements > stored + MODEL_SLACK_ELEMENTS:
-        raise BoundedReadError(f"{folder}: refused: its config describes a network of {elements:,} parameters, "
-                               f"more than its weight files ({_size(stored)}) can hold: a damaged or mismatched "
-                               "config.json")
+    if elements > limit:
+        raise refuse(f"{elements:,} parameters")
     return elements
