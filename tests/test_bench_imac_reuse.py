@@ -3,6 +3,7 @@ settings the run would train with now (else its numbers would be another model's
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -97,11 +98,17 @@ def test_a_folder_without_its_config_passes(tmp_path):
     check_trained_with(folder, run_config(tmp_path))
 
 
+def never_train_the_vae():
+    raise AssertionError("check_folder asked for the run's VAE (that trains it)")
+
+
 def test_check_folder_refuses_an_interrupted_stage_too(tmp_path):
     # interrupted before its model was written: resuming it with other settings would mix two trainings
     trained_earlier(tmp_path, "stage1", ["stage1.lr=0.5"], finished=False)
     with pytest.raises(ValueError, match=r"stage1.lr: 0.5 -> 0.001"):
-        IMACMethod("imac").check_folder(context(tmp_path))
+        IMACMethod("imac").check_folder(replace(context(tmp_path), shared_vae=never_train_the_vae))
+    trained_earlier(tmp_path / "same", "stage2", [])          # the same settings: passes, without the VAE
+    IMACMethod("imac").check_folder(replace(context(tmp_path / "same"), shared_vae=never_train_the_vae))
     IMACMethod("imac").check_folder(context(tmp_path, {**OPTIONS, "model": str(tmp_path / "given")}))  # a given model
 
 

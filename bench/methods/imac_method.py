@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -136,7 +136,9 @@ class IMACMethod(Method):
         options = IMACOptions.from_dict(context.options, self.name)
         if options.model:
             return
-        config = self.config(context, options)
+        # without the run's VAE folder: asking for it would train it here, in every process of a launch
+        # (where it is does not count: video.vae is one of the LOCATION_KEYS)
+        config = self.config(replace(context, shared_vae=None), options)
         for stage in ("stage1", "stage2") if self.trains_stage1 else ("stage2",):
             check_trained_with(Path(config.train.output) / stage, config)
 
