@@ -212,6 +212,37 @@ SAMPLING_KEYS = ("video.chunk_reference", "video.handover", "video.guidance_scal
                  "motion.sample_steps")
 
 
+ABSENT = "(absent)"
+
+
+def flat_config(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A config's dict (``IMACConfig.to_dict`` or its YAML) as {"section.key": value}; the UNet's
+    keyword arguments (``video.unet``) stay one value."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        out.update(flat_config(value, f"{prefix}{key}.") if isinstance(value, dict) and key != "unet" else
+                   {prefix + key: value})
+    return out
+
+
+def config_differences(old: dict[str, Any], new: dict[str, Any], ignore: Iterable[str] = ()) -> list[str]:
+    """"key: old -> new" for the keys of two ``flat_config`` dicts whose values differ, a key one of
+    them lacks shown as (absent); ``ignore``: keys, or sections as a prefix ending in "."."""
+    ignored = tuple(ignore)
+    keys = [key for key in sorted(old.keys() | new.keys()) if old.get(key, ABSENT) != new.get(key, ABSENT)
+            and not any(key == skip or (skip.endswith(".") and key.startswith(skip)) for skip in ignored)]
+    return [f"{key}: {_shown(old, key)} -> {_shown(new, key)}" for key in keys]
+
+
+def _shown(values: dict[str, Any], key: str) -> str:
+    return repr(values[key]) if key in values else ABSENT
+
+
+def listed(changes: list[str], most: int = 4) -> str:
+    """At most ``most`` of ``changes``, and a count of the rest."""
+    return ", ".join(changes[:most]) + (f" and {len(changes) - most} more" if len(changes) > most else "")
+
+
 def with_sampling_overrides(config: IMACConfig, overrides: Iterable[str], where: str = "override") -> IMACConfig:
     """``config`` (a trained model's) with the ``key.sub=value`` overrides among ``SAMPLING_KEYS``
     applied; the others are ignored (they describe training, which the weights already fixed)."""

@@ -21,10 +21,11 @@ import numpy as np
 import torch
 
 from bench.methods.base import BenchContext, Method
-from imac.config import SAMPLING_KEYS, IMACConfig, load_config, with_sampling_overrides
+from imac.config import (SAMPLING_KEYS, IMACConfig, config_differences, flat_config, listed, load_config,
+                         with_sampling_overrides)
 from imac.frames import frames_to_tensor
 from imac.pipeline import IMACPipeline
-from imac.training.trainer import config_differences, flat_config, listed, train
+from imac.training.trainer import train
 from metrics.dataset import ClipRecord
 from metrics.options import build_options, ranged, read_yaml
 
@@ -153,7 +154,6 @@ class IMACMethod(Method):
             config = self.config(context, options)
             stages = ("stage1", "stage2") if self.trains_stage1 else ("stage2",)
             for stage in stages:
-                check_trained_with(Path(config.train.output) / stage, config)   # also an interrupted one
                 done = Path(config.train.output) / stage / "model" / "imac.json"
                 if done.is_file():
                     facts[stage] = {"model": str(done.parent), "trained": "earlier"}

@@ -29,10 +29,8 @@ import json
 import math
 import shutil
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -42,7 +40,7 @@ from diffusers.training_utils import EMAModel
 from tqdm import tqdm
 
 from imac.audio_features import AudioFeatures
-from imac.config import IMACConfig, load_config, save_config
+from imac.config import IMACConfig, config_differences, flat_config, listed, load_config, save_config
 from imac.models.loading import load_pretrained
 from imac.models.motion import MotionModel
 from imac.models.video import enable_block_checkpointing
@@ -87,37 +85,6 @@ def load_clip_arrays(config: IMACConfig, dataset: Dataset, features: AudioFeatur
         frames = preload_frames(record, size) if preload else None
         arrays.append(ClipArrays(record, motion["pose"], motion["expression"], audio["mfcc"], audio["hubert"], frames))
     return arrays
-
-
-ABSENT = "(absent)"
-
-
-def flat_config(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """A config's dict (``IMACConfig.to_dict`` or its YAML) as {"section.key": value}; the UNet's
-    keyword arguments (``video.unet``) stay one value."""
-    out: dict[str, Any] = {}
-    for key, value in values.items():
-        out.update(flat_config(value, f"{prefix}{key}.") if isinstance(value, dict) and key != "unet" else
-                   {prefix + key: value})
-    return out
-
-
-def config_differences(old: dict[str, Any], new: dict[str, Any], ignore: Iterable[str] = ()) -> list[str]:
-    """"key: old -> new" for the keys of two ``flat_config`` dicts whose values differ, a key one of
-    them lacks shown as (absent); ``ignore``: keys, or sections as a prefix ending in "."."""
-    ignored = tuple(ignore)
-    keys = [key for key in sorted(old.keys() | new.keys()) if old.get(key, ABSENT) != new.get(key, ABSENT)
-            and not any(key == skip or (skip.endswith(".") and key.startswith(skip)) for skip in ignored)]
-    return [f"{key}: {_shown(old, key)} -> {_shown(new, key)}" for key in keys]
-
-
-def _shown(values: dict[str, Any], key: str) -> str:
-    return repr(values[key]) if key in values else ABSENT
-
-
-def listed(changes: list[str], most: int = 4) -> str:
-    """At most ``most`` of ``changes``, and a count of the rest."""
-    return ", ".join(changes[:most]) + (f" and {len(changes) - most} more" if len(changes) > most else "")
 
 
 def config_changes(saved: Path, config: IMACConfig, most: int = 4) -> str:
@@ -358,7 +325,7 @@ def train(config: IMACConfig, stage: str, progress: bool = True, max_steps: int 
     started = time.perf_counter()
     window_started, window_samples = started, 0
     sums: dict[str, float] = {}
-    norms: list[float] = []
+    norms: list[float | None] = []
     count = 0
     last: dict[str, float] = {}
     first_step, last_window = step, 0
