@@ -176,7 +176,7 @@ def build_parser() -> CommandParser:
     train.add_argument("overrides", nargs="*", default=[], metavar="key.sub=value",
                        help="config overrides (YAML values), e.g. stage2.lr=1e-4 data.root=DIR")
     train.add_argument("--config", required=True, help="packaged config name (tiny, i2vgenxl) or YAML path")
-    train.add_argument("--max-steps", type=int_in(1, 10**9), default=None,
+    train.add_argument("--max-steps", type=int_in(1), default=None,
                        help="stop after this many steps (default: the config's)")
     train.add_argument("--overwrite", action="store_true", help="vae: replace an existing VAE folder")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -205,7 +205,7 @@ def build_parser() -> CommandParser:
                              "(starts from pure noise at t = 999) or linspace (evenly from 999 to 0) (default: the "
                              "model's video.sample_spacing; "
                              "tiny trailing, i2vgenxl leading)")
-    sample.add_argument("--window-overlap", type=int_in(0, 10**6), default=None,
+    sample.add_argument("--window-overlap", type=int_in(0), default=None,
                         help="frames each motion window continues from the previous one (0: independent "
                              "windows; fewer than the model's stage1.motion_frames) (default: the model's "
                              "motion.window_overlap)")

@@ -131,14 +131,17 @@ def add_command(commands: argparse._SubParsersAction, name: str, summary: str, *
     return parser
 
 
-def int_in(low: int, high: int) -> Callable[[str], int]:
-    """An argparse type: an integer in [low, high] (argparse names the option in the error)."""
+def int_in(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer in [low, high], or at least ``low`` when ``high`` is None (a bound
+    checked later, e.g. against a model's window; argparse names the option in the error)."""
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if not low <= value <= high:
+        if high is None and value < low:
+            raise argparse.ArgumentTypeError(f"{value} is less than {low}")
+        if high is not None and not low <= value <= high:
             raise argparse.ArgumentTypeError(f"{value} is outside {low}..{high}")
         return value
     return parse
