@@ -66,6 +66,7 @@ from bench.results import BenchResults, MethodResult, write_results
 from bench.scoring import (NOISE_FLOOR, NOISE_FLOOR_LABEL, REFERENCE, RunScorer, Scored, check_folder,
                            paired_differences)
 from imac import __version__
+from imac.config import config_differences, flat_config, listed
 from metrics.dataset import ClipRecord, Dataset
 from metrics.device import processor, resolve_device
 from metrics.distributed import SINGLE, Processes, current_processes
@@ -171,6 +172,19 @@ class RunSettings:
         return key
 
 
+def vae_training_changes(card: Any, training: dict[str, Any]) -> list[str]:
+    """"key: old -> new" for the settings of ``training`` (``train_autoencoder``'s keywords) that a tiny
+    VAE's card (``training.json``) records otherwise. The card keeps ``resolution`` and ``steps`` at its
+    top level and the rest under ``settings``, as JSON (tuples as lists); a setting it lacks counts as
+    changed, what it records beyond ``training`` (device, threads, processes) does not count.
+    ValueError when the card has no ``settings`` mapping."""
+    if not isinstance(card, dict) or not isinstance(card.get("settings"), dict):
+        raise ValueError("not a VAE training card: no 'settings' mapping")
+    recorded = {**card["settings"], **{key: card[key] for key in ("resolution", "steps") if key in card}}
+    now = json.loads(json.dumps(training))
+    return config_differences(flat_config({key: recorded[key] for key in now if key in recorded}), flat_config(now))
+
+
 class SharedModels:
     """The models every method and metric of a run shares, each made once, when first needed: the
     pose extractor, the tiny VAE (imac's tiny config and mya) and the skeleton autoencoder of
@@ -194,21 +208,48 @@ class SharedModels:
     def vae(self) -> Path:
         """The tiny VAE of the run (trained once, on the train split). Called from a method's ``prepare``,
         which the main process of a launch runs first (``generate``): it trains, the others load; or,
-        for a method whose processes prepare together, trained by all of them data-parallel, written by the main one."""
+        for a method whose processes prepare together, trained by all of them data-parallel, written by the main one.
+        One trained earlier with other settings than ``vae_training()`` is refused (``check_vae``)."""
         folder = self.out / "work" / "vae"
         processes = self.processes if self.together else SINGLE   # (otherwise only one process is here)
-        if not processes.broadcast((folder / "training.json").is_file()):     # together: data-parallel
+        if processes.broadcast((folder / "training.json").is_file()):
+            self.check_vae()              # every process reads the same card: all refuse alike
+        else:                             # together: data-parallel
             logger.info("training the shared tiny VAE (%d steps)", self.config.vae_steps)
             started = time.perf_counter()
             # imported here: it loads diffusers (and torch._dynamo), which a run of external methods
             # and controls never needs (each launched process of such a run starts seconds sooner)
-            from imac.training.autoencoder import TINY_VAE_TRAINING, train_autoencoder
+            from imac.training.autoencoder import train_autoencoder
 
-            settings = {**TINY_VAE_TRAINING, "steps": self.config.vae_steps}
-            train_autoencoder(self.data, folder, **settings, seed=self.seed, device=self.device,
+            train_autoencoder(self.data, folder, **self.vae_training(), device=self.device,
                               progress=self.progress, overwrite=True, processes=processes)
             self.timings["vae"] = round(time.perf_counter() - started, 1)
         return folder
+
+    def vae_training(self) -> dict[str, Any]:
+        """The settings ``vae`` trains the tiny VAE with (``train_autoencoder``'s keywords but the
+        device, progress and processes)."""
+        from imac.training.autoencoder import TINY_VAE_TRAINING     # (diffusers: see ``vae``)
+
+        return {**TINY_VAE_TRAINING, "steps": self.config.vae_steps, "seed": self.seed}
+
+    def check_vae(self) -> None:
+        """Refuse (RunMismatchError) a tiny VAE trained earlier in the run folder (``work/vae``) with other
+        settings than ``vae_training()``, or whose card cannot be read: IMAC's tiny config and MYA were
+        trained on it, and their videos made with it. Trains nothing; a folder without its card (none
+        trained, or unfinished) passes."""
+        path = self.out / "work" / "vae" / "training.json"
+        if not path.is_file():
+            return
+        advice = "the run's IMAC and MYA were trained and sampled with it: give a new --out to run these settings"
+        try:
+            changes = vae_training_changes(read_run_file(path), self.vae_training())
+        except (OSError, ValueError) as error:
+            raise RunMismatchError(f"cannot compare the shared tiny VAE with this run's settings: {error}; "
+                                   f"{advice}") from None
+        if changes:
+            raise RunMismatchError(f"{path.parent}: the shared tiny VAE was trained with other settings than "
+                                   f"this run's ({listed(changes)}); {advice}")
 
     def syncnet(self) -> Path:
         """The SyncNet stand-in of Sync-C*/Sync-D* when the config gives no ``weights.syncnet``: a
@@ -279,6 +320,7 @@ class RunPlan:
                             identities=tuple(self.settings.identities) if self.settings.identities else None,
                             test_clips=self.clips, progress=self.settings.progress,
                             pose_extractor=self.shared.pose_extractor(), shared_vae=self.shared.vae,
+                            check_shared_vae=self.shared.check_vae,
                             processes=self.processes if method.prepares_together else SINGLE)
 
 

@@ -73,7 +73,7 @@ from bench.baselines.keypoint_data import motion_arrays, training_clips
 from bench.baselines.keypoint_geometry import BODY_POINTS, HEAD_POINTS, modelled_points, reference_placement
 from bench.methods.base import BenchContext
 from imac.audio_features import AudioFeatures, load_hubert
-from imac.config import AudioConfig, IMACConfig, MotionConfig
+from imac.config import AudioConfig, IMACConfig, MotionConfig, config_differences, flat_config
 from imac.models import noise as draws
 from imac.models.loading import load_pretrained
 from imac.models.motion import MotionModel
@@ -273,10 +273,49 @@ def _training_key(context: BenchContext, options: KeypointMotionOptions) -> dict
 
 
 def _saved_training_key(folder: Path) -> dict[str, Any] | None:
-    """``{"key": training key}`` of the model saved in ``folder``; None when there is none."""
+    """``{"key": training key}`` of the model saved in ``folder``; None when there is none. ValueError
+    naming the card when it is not a JSON object."""
     if not (folder / CARD).is_file():
         return None
-    return {"key": read_json(folder / CARD).get("training_key")}
+    card = read_json(folder / CARD)
+    if not isinstance(card, dict):
+        raise ValueError(f"{folder / CARD}: not a JSON object")
+    return {"key": card.get("training_key")}
+
+
+def shared_folder(context: BenchContext, options: KeypointMotionOptions) -> Path:
+    """The folder of the model ``options`` key to in the run (``train_or_load_shared``): beside the
+    methods' own, ``<work>/keypoint_motion-<hash of the training key>``."""
+    text = json.dumps(_training_key(context, options), sort_keys=True, default=str)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:12]
+    return Path(context.work_dir).parent / f"{FOLDER}-{digest}"
+
+
+def _key_changes(saved: Any, key: dict[str, Any]) -> list[str]:
+    """"key: old -> new" between a saved training key and this run's (options flattened)."""
+    saved = flat_config(saved) if isinstance(saved, dict) else {"training_key": saved}
+    return config_differences(saved, flat_config(json.loads(json.dumps(key, default=str))))
+
+
+def shared_model_changes(context: BenchContext, options: KeypointMotionOptions) -> list[str]:
+    """What differs between the shared model trained earlier in the run folder and the one ``options``
+    key to (``shared_folder``); trains and loads nothing. [] when that folder holds a model of this
+    training key. Else, its folder being absent (another key hashes to another folder), the changes
+    from the nearest earlier model (``<work>/keypoint_motion-*``, prefixed with its folder's name), or
+    one line saying that none is there. ValueError naming the card of one that cannot be read."""
+    key, folder = _training_key(context, options), shared_folder(context, options)
+    saved = _saved_training_key(folder)
+    if saved is not None:
+        return _key_changes(saved["key"], key)
+    earlier = []
+    for other in sorted(folder.parent.glob(f"{FOLDER}-*")):
+        other_key = _saved_training_key(other)
+        if other_key is not None:
+            changes = _key_changes(other_key["key"], key)
+            earlier.append([f"{other.name}: {change}" for change in changes])
+    if not earlier:
+        return [f"no model in {folder.name} (nor in another {FOLDER}-*)"]
+    return min(earlier, key=len)
 
 
 class KeypointMotion:
@@ -391,9 +430,7 @@ class KeypointMotion:
         so that methods asking for the same model in one run (S2G and MYA by default) train it once."""
         if not isinstance(options, KeypointMotionOptions):
             options = KeypointMotionOptions.from_dict(options)
-        text = json.dumps(_training_key(context, options), sort_keys=True, default=str)
-        digest = hashlib.sha256(text.encode()).hexdigest()[:12]
-        return cls.train_or_load(context, options, Path(context.work_dir).parent / f"keypoint_motion-{digest}")
+        return cls.train_or_load(context, options, shared_folder(context, options))
 
     @classmethod
     def _train(cls, context: BenchContext, options: KeypointMotionOptions, folder: Path,
@@ -491,4 +528,5 @@ class KeypointMotion:
         return out
 
 
-__all__ = ["FOLDER", "KeypointMotion", "KeypointMotionOptions", "LinearBasis"]
+__all__ = ["FOLDER", "KeypointMotion", "KeypointMotionOptions", "LinearBasis", "shared_folder",
+           "shared_model_changes"]

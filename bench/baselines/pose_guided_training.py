@@ -34,6 +34,7 @@ from tqdm import tqdm
 from bench.baselines.pose_guided import MYAGenerator, MYAOptions, build_generator, mya_scheduler
 from bench.baselines.pose_images import keypoints_to_square, render_pose_images
 from bench.methods.base import BenchContext
+from imac.config import config_differences, listed
 from imac.frames import frames_to_tensor
 from imac.models.loading import load_pretrained
 from imac.models.video import encode_latents
@@ -219,7 +220,36 @@ def load_generator(folder: str | os.PathLike) -> tuple[MYAGenerator, dict[str, A
     if not generator_is_finished(folder):
         raise FileNotFoundError(f"{folder}: no finished MYA generator here (no {GENERATOR_CARD})")
     model = load_pretrained(MYAGenerator, folder)
-    return model.eval(), read_json(folder / GENERATOR_CARD)   # --mya-model may come from elsewhere: bounded
+    return model.eval(), read_generator_card(folder)
+
+
+def read_generator_card(folder: str | os.PathLike) -> dict[str, Any]:
+    """The card of a finished generator; ValueError naming it when it is not a JSON object (a given
+    ``model:`` may come from elsewhere: read bounded)."""
+    path = Path(folder) / GENERATOR_CARD
+    card = read_json(path)
+    if not isinstance(card, dict):
+        raise ValueError(f"{path}: not a JSON object")
+    return card
+
+
+def _settings_view(settings: Any) -> dict[str, Any]:
+    """Training settings as {"key": value}, the UNet's keywords one by one (``unet.<name>``)."""
+    if not isinstance(settings, dict):
+        return {"settings": settings}
+    unet = settings.get("unet")
+    view = {key: value for key, value in settings.items() if key != "unet" or not isinstance(unet, dict)}
+    view.update({f"unet.{key}": value for key, value in (unet if isinstance(unet, dict) else {}).items()})
+    return view
+
+
+def generator_changes(folder: str | os.PathLike, options: MYAOptions) -> list[str]:
+    """"key: old -> new" between the training settings of the finished generator in ``folder`` (its
+    card) and ``options``'; [] when they match or no generator is finished there. Loads no weights."""
+    if not generator_is_finished(folder):
+        return []
+    saved = read_generator_card(folder).get("settings")
+    return config_differences(_settings_view(saved), _settings_view(options.training_settings()))
 
 
 def train_or_load_generator(context: BenchContext, options: MYAOptions, vae: AutoencoderKL,
@@ -231,10 +261,11 @@ def train_or_load_generator(context: BenchContext, options: MYAOptions, vae: Aut
     folder = Path(options.model) if options.model else Path(context.work_dir) / GENERATOR_FOLDER
     processes = context.processes
     if options.model or processes.broadcast(generator_is_finished(folder) if processes.is_main else None):
-        model, card = load_generator(folder)
-        if not options.model and card.get("settings") != options.training_settings():
+        changes = [] if options.model else generator_changes(folder, options)
+        if changes:
             raise ValueError(f"{folder}: trained with other settings than this run's mya options "
-                             f"({card.get('settings')}); remove the folder to train again")
+                             f"({listed(changes)}); remove the folder to train again, or give a new --out")
+        model, card = load_generator(folder)
         return model.to(device), {"generator": str(folder), "trained": "earlier", **card.get("facts", {})}
     if folder.exists() and processes.is_main:
         logger.info("mya: %s is unfinished (no %s); training again", folder, GENERATOR_CARD)

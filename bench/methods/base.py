@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from imac.config import listed
 from metrics.dataset import ClipRecord, Dataset
 from metrics.distributed import SINGLE, Processes
 
@@ -49,12 +50,39 @@ class BenchContext:
     progress: bool = True
     pose_extractor: Any = None        # the run's pose extractor (for datasets without keypoints)
     shared_vae: Callable[[], Path] | None = None   # trains (once per run) or returns the run's tiny VAE
+    # refuses (ValueError) a tiny VAE trained earlier in the run folder with other settings than this run's
+    # would be; trains nothing (``check_folder`` may call it, never ``shared_vae``)
+    check_shared_vae: Callable[[], None] | None = None
     # The processes preparing together (a method with ``prepares_together`` under a launch): its trainers
     # run data-parallel over them (``metrics.training``) and only the main one writes model folders.
     processes: Processes = SINGLE
 
     def dataset(self) -> Dataset:
         return Dataset.open(self.data_root, level="files")
+
+
+def made_videos(context: BenchContext) -> Path | None:
+    """The folder of the method's videos in the run folder (``<out>/<name>``; ``context.work_dir`` is
+    ``<out>/work/<name>``) when it holds any, else None."""
+    work = Path(context.work_dir)
+    folder = work.parent.parent / work.name
+    return folder if any(folder.glob("*/*.mp4")) else None
+
+
+def check_model_of_videos(videos: Path, model: str, changes: Callable[[], list[str]]) -> None:
+    """Refuse (ValueError) to report or complete ``videos`` when ``changes()`` ("key: old -> new", read
+    from the model's saved files) says that ``model``, which made them, is not the model this run would
+    use: generating only the missing clips with another model would mix two models' videos in one row.
+    A saved file that cannot be read is refused too, naming it."""
+    advice = "give a new --out to run these settings"
+    try:
+        found = changes()
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{videos} holds videos made with {model}, which cannot be compared with this "
+                         f"run's ({error}); {advice}") from None
+    if found:
+        raise ValueError(f"{videos} holds videos made with {model} of other settings than this run's "
+                         f"({listed(found)}); {advice}")
 
 
 class Method:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.methods.base import BenchContext, Method
+from bench.methods.base import BenchContext, Method, made_videos
 from imac.config import (SAMPLING_KEYS, IMACConfig, config_differences, flat_config, listed, load_config,
                          with_sampling_overrides)
 from imac.frames import frames_to_tensor
@@ -126,14 +126,20 @@ class IMACMethod(Method):
                      f"train.device={context.device}", f"stage2.init_from={work / 'stage1' / 'model'}"]
         if context.identities:
             overrides.append(f"data.identities={json.dumps(list(context.identities))}")   # quoted: "001", "yes"
-        base = load_config(options.config)
-        if not base.video.pretrained and context.shared_vae is not None:
+        if self.uses_shared_vae(context, options):
             overrides.append(f"video.vae={context.shared_vae()}")
         return load_config(options.config, overrides + list(options.overrides) + list(self.switches))
 
+    @staticmethod
+    def uses_shared_vae(context: BenchContext, options: IMACOptions) -> bool:
+        """Whether the config takes the run's tiny VAE: the run gives one and the config loads no
+        pretrained I2VGen-XL."""
+        return context.shared_vae is not None and not load_config(options.config).video.pretrained
+
     def check_folder(self, context: BenchContext) -> None:
         """Refuse a run folder whose IMAC (finished or interrupted) was trained with other settings
-        than this run's (``check_trained_with``); nothing to check for a given ``model:``."""
+        than this run's (``check_trained_with``), or whose IMAC videos were made with a shared VAE trained
+        with other settings (``context.check_shared_vae``); nothing to check for a given ``model:``."""
         options = IMACOptions.from_dict(context.options, self.name)
         if options.model:
             return
@@ -142,6 +148,9 @@ class IMACMethod(Method):
         config = self.config(replace(context, shared_vae=None), options)
         for stage in ("stage1", "stage2") if self.trains_stage1 else ("stage2",):
             check_trained_with(Path(config.train.output) / stage, config)
+        if (context.check_shared_vae is not None and self.uses_shared_vae(context, options)
+                and made_videos(context) is not None):
+            context.check_shared_vae()
 
     def prepare(self, context: BenchContext) -> dict[str, Any]:
         options = IMACOptions.from_dict(context.options, self.name)

@@ -9,16 +9,17 @@ and its options, the ``mya`` section); its training and model folder:
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from diffusers import AutoencoderKL
 
-from bench.baselines.keypoint_motion import KeypointMotion
+from bench.baselines.keypoint_motion import KeypointMotion, shared_model_changes
 from bench.baselines.pose_guided import DTYPES, MYAGenerator, MYAOptions, render_frames
-from bench.baselines.pose_guided_training import train_or_load_generator
-from bench.methods.base import BenchContext, Method, reference_keypoints
+from bench.baselines.pose_guided_training import GENERATOR_FOLDER, generator_changes, train_or_load_generator
+from bench.methods.base import BenchContext, Method, check_model_of_videos, made_videos, reference_keypoints
 from imac.models.loading import load_pretrained
 from metrics.dataset import ClipRecord
 from metrics.device import resolve_device
@@ -46,6 +47,24 @@ class MYAMethod(Method):
         self.motion = None
         self.pose_extractor = None
         self.device = torch.device("cpu")
+
+    def check_folder(self, context: BenchContext) -> None:
+        """Refuse a run folder holding MYA videos made with other models than this run's: another keypoint
+        motion model (``keypoint_motion.shared_model_changes``), a generator trained with other settings
+        (unless ``model:`` gives one) or a shared VAE trained with other settings
+        (``context.check_shared_vae``). Reads cards, trains nothing."""
+        videos = made_videos(context)
+        if videos is None:
+            return
+        options = MYAOptions.from_dict(context.options, self.name)
+        motion_options = options.motion_options(f"{self.name}.motion")
+        check_model_of_videos(videos, "a keypoint motion model", lambda: shared_model_changes(context, motion_options))
+        if not options.model:
+            generator = Path(context.work_dir) / GENERATOR_FOLDER
+            check_model_of_videos(videos, f"the generator of {generator}",
+                                  lambda: generator_changes(generator, options))
+        if context.check_shared_vae is not None:
+            context.check_shared_vae()
 
     def prepare(self, context: BenchContext) -> dict[str, Any]:
         options = MYAOptions.from_dict(context.options, self.name)

@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 
 from bench.baselines.keypoint_geometry import retarget
-from bench.baselines.keypoint_motion import KeypointMotion
+from bench.baselines.keypoint_motion import KeypointMotion, shared_model_changes
 from bench.baselines.s2g import S2GOptions, warp_video
-from bench.methods.base import BenchContext, Method, reference_keypoints
+from bench.methods.base import BenchContext, Method, check_model_of_videos, made_videos, reference_keypoints
 from metrics.dataset import ClipRecord
 
 
@@ -30,6 +30,15 @@ class S2GMethod(Method):
         self.model: KeypointMotion | None = None
         self.options = S2GOptions()
         self.pose_extractor = None
+
+    def check_folder(self, context: BenchContext) -> None:
+        """Refuse a run folder holding S2G videos made with another keypoint motion model than the one
+        this run's options key to (``keypoint_motion.shared_model_changes``); reads cards, trains nothing."""
+        videos = made_videos(context)
+        if videos is not None:
+            _, motion_options = S2GOptions.split(context.options, self.name)
+            check_model_of_videos(videos, "a keypoint motion model",
+                                  lambda: shared_model_changes(context, motion_options))
 
     def prepare(self, context: BenchContext) -> dict[str, Any]:
         self.options, motion_options = S2GOptions.split(context.options, self.name)
