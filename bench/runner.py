@@ -245,8 +245,8 @@ class SharedModels:
         try:
             changes = vae_training_changes(read_run_file(path), self.vae_training())
         except (OSError, ValueError) as error:
-            raise RunMismatchError(f"cannot compare the shared tiny VAE with this run's settings: {error}; "
-                                   f"{advice}") from None
+            raise RunMismatchError(f"{path}: cannot compare the shared tiny VAE with this run's settings: "
+                                   f"{error}; {advice}") from None
         if changes:
             raise RunMismatchError(f"{path.parent}: the shared tiny VAE was trained with other settings than "
                                    f"this run's ({listed(changes)}); {advice}")

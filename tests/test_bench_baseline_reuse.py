@@ -216,6 +216,13 @@ def test_a_vae_trained_with_other_settings_is_refused_by_the_run_naming_them(tmp
     assert all(change in message for change in expected) and "give a new --out" in message
 
 
+def test_a_vae_of_another_kl_weight_is_refused(tmp_path):
+    # kl_weight was once left to train_autoencoder's default: the tiny training now spells it out
+    vae_card(tmp_path, kl_weight=1e-3)
+    with pytest.raises(RunMismatchError, match=r"kl_weight: 0\.001 -> 1e-06"):
+        shared_models(tmp_path).check_vae()
+
+
 def test_the_vae_card_is_read_as_train_autoencoder_writes_it():
     training = {**TINY_VAE_TRAINING, "steps": VAE_STEPS, "seed": SEED}
     card = {"resolution": training["resolution"], "steps": VAE_STEPS,
@@ -229,7 +236,7 @@ def test_the_vae_card_is_read_as_train_autoencoder_writes_it():
 def test_an_unreadable_vae_card_is_refused_naming_it(tmp_path):
     path = vae_card(tmp_path)
     path.write_text("{not json")
-    with pytest.raises(RunMismatchError, match=r"cannot compare the shared tiny VAE .*training.json.*give a new --out"):
+    with pytest.raises(RunMismatchError, match=r"training.json: cannot compare the shared tiny VAE .*training.json.*give a new --out"):
         shared_models(tmp_path).vae()
     path.write_text(json.dumps({"steps": 7}))
     with pytest.raises(RunMismatchError, match=r"no 'settings' mapping"):
