@@ -505,7 +505,6 @@ def generate(plan: RunPlan, method: Method) -> dict[str, Any]:
     main process prepares first (trains, writes the facts) and merges the per-clip records."""
     processes = plan.processes
     work = plan.out / "work" / method.name
-    method.check_folder(plan.context(method))      # every process reads the same files: all refuse alike
     facts_path, generation_path = work / "method.json", work / "generation.json"
     target = {clip.label: plan.target(method, clip) for clip in plan.clips}
     labels = [clip.label for clip in plan.clips]
@@ -601,6 +600,15 @@ def make_scorer(plan: RunPlan) -> RunScorer:
     return RunScorer.for_dataset(evaluator, plan.data, plan.clips, plan.out, progress)
 
 
+def check_method_folders(plan: RunPlan) -> None:
+    """Every method's earlier work in the run folder is checked (``Method.check_folder``) before any
+    method prepares or generates: a model an earlier method trains now (S2G's keypoint model, which MYA
+    shares) must not make a later method's videos of an older model pass, and a refusal must not come
+    after another method's training. Every process reads the same files: all refuse alike."""
+    for method in plan.methods:
+        method.check_folder(plan.context(method))
+
+
 def check_external_folders(plan: RunPlan) -> None:
     """Videos made elsewhere (``--generated``) are checked against the real clips' headers before
     anything is trained or generated."""
@@ -657,6 +665,7 @@ def run_benchmark(settings: RunSettings, processes: Processes | None = None) -> 
     processes = current_processes() if processes is None else processes
     plan = plan_run(settings, processes)
     check_external_folders(plan)
+    check_method_folders(plan)
     timings = plan.shared.timings
     records = {}
     for method in plan.methods:

@@ -887,3 +887,27 @@ def test_a_finished_folder_is_checked_by_the_method_before_anything_is_reused(co
     with pytest.raises(ValueError, match="trained earlier with another configuration"):
         run_benchmark(settings(corpus, out, custom={"copy": lambda: StaleCopy(calls=calls)}))
     assert calls == []
+
+
+def test_every_methods_folder_is_checked_before_any_method_prepares(corpus, tmp_path):
+    """A later method's stale folder is refused before an earlier method prepares or generates: what
+    the earlier one trains (S2G's keypoint model, which MYA shares) must not make the later one's old
+    videos pass, nor its refusal come after the earlier one's work."""
+    out = tmp_path / "run"
+    calls: list[str] = []
+    checked: list[str] = []
+
+    class Preparing(CopyMethod):
+        def prepare(self, context):
+            calls.append("prepare")
+            return {}
+
+    class StaleShift(ShiftMethod):
+        def check_folder(self, context):
+            checked.append(self.name)
+            raise ValueError("videos made with another model")
+
+    custom = {"copy": lambda: Preparing(calls=calls), "shift": StaleShift}
+    with pytest.raises(ValueError, match="videos made with another model"):
+        run_benchmark(settings(corpus, out, methods=("copy", "shift"), custom=custom))
+    assert checked == ["shift"] and calls == [] and not (out / "copy").exists()

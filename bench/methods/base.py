@@ -94,8 +94,9 @@ class Method:
 
     def check_folder(self, context: BenchContext) -> None:
         """Refuse (ValueError, naming what differs) a run folder whose earlier work for this method was
-        done with other settings than this run's; the runner calls it before generating, whether or not
-        a clip is missing, so that finished results of another setting are never reported as this one's."""
+        done with other settings than this run's; the runner calls it for every method before any method
+        prepares or generates, whether or not a clip is missing, so that finished results of another
+        setting are never reported as this one's."""
 
     def prepare(self, context: BenchContext) -> dict[str, Any]:
         """Train or load what the method needs (resumable); returns facts for the report."""
