@@ -244,9 +244,10 @@ class SharedModels:
         advice = "the run's IMAC and MYA were trained and sampled with it: give a new --out to run these settings"
         try:
             changes = vae_training_changes(read_run_file(path), self.vae_training())
-        except (OSError, ValueError) as error:
+        except (OSError, ValueError) as error:     # (the reader's errors name the card already)
+            said = str(error).removeprefix(f"{path}: ")
             raise RunMismatchError(f"{path}: cannot compare the shared tiny VAE with this run's settings: "
-                                   f"{error}; {advice}") from None
+                                   f"{said}; {advice}") from None
         if changes:
             raise RunMismatchError(f"{path.parent}: the shared tiny VAE was trained with other settings than "
                                    f"this run's ({listed(changes)}); {advice}")

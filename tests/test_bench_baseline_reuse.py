@@ -236,8 +236,9 @@ def test_the_vae_card_is_read_as_train_autoencoder_writes_it():
 def test_an_unreadable_vae_card_is_refused_naming_it(tmp_path):
     path = vae_card(tmp_path)
     path.write_text("{not json")
-    with pytest.raises(RunMismatchError, match=r"training.json: cannot compare the shared tiny VAE .*training.json.*give a new --out"):
+    with pytest.raises(RunMismatchError, match=r"training.json: cannot compare the shared tiny VAE .*give a new --out") as error:
         shared_models(tmp_path).vae()
+    assert str(error.value).count(str(path)) == 1                      # named once, not by the reader again
     path.write_text(json.dumps({"steps": 7}))
     with pytest.raises(RunMismatchError, match=r"no 'settings' mapping"):
         shared_models(tmp_path).check_vae()
