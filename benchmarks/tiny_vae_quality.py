@@ -90,7 +90,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=TINY_VAE_TRAINING["lr"])
     parser.add_argument("--batch-size", type=int, default=TINY_VAE_TRAINING["batch_size"])
     parser.add_argument("--chroma-weight", type=float, default=TINY_VAE_TRAINING["chroma_weight"])
-    parser.add_argument("--kl-weight", type=float, default=1e-6)
+    parser.add_argument("--kl-weight", type=float, default=TINY_VAE_TRAINING["kl_weight"])
     parser.add_argument("--resolution", type=int, default=TINY_VAE_TRAINING["resolution"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--min-score", type=float, default=0.5)

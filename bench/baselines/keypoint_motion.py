@@ -44,7 +44,8 @@ goes window by window, like ``IMACPipeline.sample_motion``, with one seeded gene
 seed gives the same keypoints. Under a launch of several processes preparing together
 (``BenchContext.processes``) training is data-parallel (``metrics.training``: every process takes its
 block of each global batch of windows and diffusion draws; dropout draws per process) and the
-main process writes the folder. The model folder (``<work_dir>/keypoint_motion``) holds
+main process writes the folder. The model folder (``train_or_load``: ``<work_dir>/keypoint_motion``;
+``train_or_load_shared``, as S2G and MYA use it: ``<work>/keypoint_motion-<hash of the training key>``) holds
 ``keypoint_motion.json`` (points, options, HuBERT id, training facts), ``bases.npz`` (the principal
 axes) and ``motion/`` (the ``MotionModel``); it is written atomically, and a later
 ``train_or_load`` with the same training settings loads it instead of training again.
