@@ -198,6 +198,7 @@ class SharedModels:
         self.together = False        # set while every process runs a method's prepare at once (``generate``)
         self.timings: dict[str, float] = {}
         self._pose = None
+        self.vae_card = out / "work" / "vae" / "training.json"     # written last: the tiny VAE is finished
 
     def pose_extractor(self):
         if self._pose is None:
@@ -210,9 +211,9 @@ class SharedModels:
         which the main process of a launch runs first (``generate``): it trains, the others load; or,
         for a method whose processes prepare together, trained by all of them data-parallel, written by the main one.
         One trained earlier with other settings than ``vae_training()`` is refused (``check_vae``)."""
-        folder = self.out / "work" / "vae"
+        folder = self.vae_card.parent
         processes = self.processes if self.together else SINGLE   # (otherwise only one process is here)
-        if processes.broadcast((folder / "training.json").is_file()):
+        if processes.broadcast(self.vae_card.is_file()):
             self.check_vae()              # every process reads the same card: all refuse alike
         else:                             # together: data-parallel
             logger.info("training the shared tiny VAE (%d steps)", self.config.vae_steps)
@@ -238,7 +239,7 @@ class SharedModels:
         settings than ``vae_training()``, or whose card cannot be read: IMAC's tiny config and MYA were
         trained on it, and their videos made with it. Trains nothing; a folder without its card (none
         trained, or unfinished) passes."""
-        path = self.out / "work" / "vae" / "training.json"
+        path = self.vae_card
         if not path.is_file():
             return
         advice = "the run's IMAC and MYA were trained and sampled with it: give a new --out to run these settings"
