@@ -59,7 +59,7 @@ from tqdm import tqdm
 from bench.config import BenchConfig, load_bench_config
 from bench.data.toy.corpus import ToyCorpusConfig, generate_toy_corpus
 from bench.methods import CONTROLS, OPTION_SECTIONS, make_method
-from bench.methods.base import BenchContext, Method
+from bench.methods.base import BenchContext, Method, as_json, made_videos, made_with_changes
 from bench.methods.external import CommandMethod, ExternalVideoError, GeneratedFolder, parse_methods_file
 from bench.report import control_checks
 from bench.results import BenchResults, MethodResult, write_results
@@ -540,6 +540,9 @@ def generate(plan: RunPlan, method: Method) -> dict[str, Any]:
                     facts = method.prepare(context) or {}
                 finally:
                     plan.shared.together = False
+                made_with = as_json(method.made_with(context))
+                if made_with:                   # what check_made_with compares when the folder is reused
+                    facts["made_with"] = made_with
                 facts["prepare_seconds"] = round(time.perf_counter() - started, 1)
                 if processes.is_main:
                     write_json_atomic(facts_path, facts)
@@ -608,7 +611,32 @@ def check_method_folders(plan: RunPlan) -> None:
     shares) must not make a later method's videos of an older model pass, and a refusal must not come
     after another method's training. Every process reads the same files: all refuse alike."""
     for method in plan.methods:
-        method.check_folder(plan.context(method))
+        context = plan.context(method)
+        method.check_folder(context)
+        check_made_with(method, context)
+
+
+def check_made_with(method: Method, context: BenchContext) -> None:
+    """Refuse a run folder holding the method's videos made with other settings than this run's would
+    be (``Method.made_with``, recorded in ``work/<name>/method.json`` when the videos were made); a folder
+    of an earlier version, which recorded none, is reused with a warning that it could not be checked."""
+    now = method.made_with(context)
+    videos = made_videos(context)
+    if not now or videos is None:
+        return
+    facts_path = Path(context.work_dir) / "method.json"
+    recorded = read_run_file(facts_path) if facts_path.is_file() else None
+    if not isinstance(recorded, dict) or "made_with" not in recorded:
+        logger.warning("%s: made by a version that did not record its settings; cannot check that they are "
+                       "this run's (give a new --out to be sure)", videos)
+        return
+    try:
+        changes = made_with_changes(recorded["made_with"], now)
+    except ValueError as error:
+        raise RunMismatchError(f"{facts_path}: {error}: give a new --out to run these settings") from None
+    if changes:
+        raise RunMismatchError(f"{videos} holds videos of {method.name} made with other settings than this run's "
+                               f"({listed(changes)}): give a new --out to run these settings")
 
 
 def check_external_folders(plan: RunPlan) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, replace
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 import pytest
@@ -16,12 +16,14 @@ import pytest
 from bench.baselines.keypoint_motion import CARD, FORMAT, KeypointMotionOptions
 from bench.baselines.pose_guided import MYAOptions
 from bench.baselines.pose_guided_training import GENERATOR_CARD
+from bench.baselines.s2g import S2GOptions
 from bench.config import config_from_dict
-from bench.methods.base import BenchContext
-from bench.methods.imac_method import IMACMethod
+from bench.methods.base import BenchContext, as_json
+from bench.methods.imac_method import IMACMethod, IMACOptions
 from bench.methods.mya import MYAMethod
 from bench.methods.s2g import S2GMethod
-from bench.runner import RunMismatchError, RunPlan, RunSettings, SharedModels, vae_training_changes
+from bench.runner import RunMismatchError, RunPlan, RunSettings, SharedModels, check_made_with, vae_training_changes
+from imac.config import IMACConfig, load_config
 from imac.training.autoencoder import TINY_VAE_TRAINING
 from metrics.protocol import get_protocol
 
@@ -63,11 +65,15 @@ def keypoint_key(**options) -> dict:
     return {"options": values, "seed": SEED, "identities": None}
 
 
+def keypoint_digest(key: dict) -> str:
+    """The folder suffix ``train_or_load_shared`` gives a keypoint model of training key ``key``."""
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
 def keypoint_model(run: Path, key: dict, folder: str | None = None) -> Path:
     """A keypoint motion model folder as ``KeypointMotion.save`` leaves it (its card), named as
     ``train_or_load_shared`` names it unless ``folder`` is given."""
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
-    path = run / "work" / (folder or f"keypoint_motion-{digest}")
+    path = run / "work" / (folder or f"keypoint_motion-{keypoint_digest(key)}")
     path.mkdir(parents=True)
     (path / CARD).write_text(json.dumps({"format": FORMAT, "training_key": key}))
     return path
@@ -285,3 +291,102 @@ def test_the_runner_gives_the_methods_its_vae_check(tmp_path):
     keypoint_model(tmp_path, keypoint_key())
     with pytest.raises(RunMismatchError, match=r"lr: 0.5"):
         MYAMethod().check_folder(replace(given, shared_vae=never_train_the_vae))
+
+
+# -- what the videos were made with (Method.made_with, recorded by the runner) ------------------------
+
+
+def recorded(run: Path, name: str, made_with: dict) -> None:
+    """``work/<name>/method.json`` as the runner leaves it after preparing (facts and ``made_with``)."""
+    path = run / "work" / name / "method.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"prepare_seconds": 1.0, "made_with": made_with}))
+
+
+def test_s2g_and_mya_record_their_options_and_the_keypoint_model_they_sample_with(tmp_path):
+    run = finished(tmp_path)
+    folder = run / "work" / f"keypoint_motion-{keypoint_digest(keypoint_key(**MOTION))}"
+    s2g = as_json(S2GMethod().made_with(context(run, "s2g", S2G_OPTIONS)))
+    mya = as_json(MYAMethod().made_with(context(run, "mya", MYA_OPTIONS)))
+    for made_with in (s2g, mya):
+        assert made_with["motion_model"] == folder.name
+        assert made_with["motion"] == as_json(asdict(KeypointMotionOptions(**MOTION)))   # defaults filled in
+    assert s2g["options"]["regularization"] == S2GOptions().regularization
+    assert set(mya["options"]) == {f.name for f in fields(MYAOptions)} and mya["options"]["lr"] == 0.001
+
+
+def test_videos_sampled_by_another_keypoint_model_are_refused_though_this_keys_model_exists(tmp_path):
+    # S2G's videos were made with an older model; a later run trained this key's model (MYA's, say):
+    # its existence does not make the old videos this model's
+    run = finished(tmp_path)
+    made_with = as_json(S2GMethod().made_with(context(run, "s2g", S2G_OPTIONS)))
+    recorded(run, "s2g", {**made_with, "motion_model": "keypoint_motion-000000000000"})
+    digest = keypoint_digest(keypoint_key(**MOTION))
+    with pytest.raises(RunMismatchError, match=rf"s2g made with other settings than this run's \(motion_model: "
+                                               rf"'keypoint_motion-000000000000' -> 'keypoint_motion-{digest}'\)"):
+        check_made_with(S2GMethod(), context(run, "s2g", S2G_OPTIONS))
+    recorded(run, "s2g", made_with)
+    check_made_with(S2GMethod(), context(run, "s2g", S2G_OPTIONS))
+
+
+def test_videos_of_another_sampling_default_are_refused_naming_it(tmp_path):
+    # a new version samples the keypoints with 25 steps where the videos were made with 20 (no config key says so)
+    run = finished(tmp_path)
+    made_with = as_json(MYAMethod().made_with(context(run, "mya", MYA_OPTIONS)))
+    made_with["motion"]["sample_steps"] = 20
+    recorded(run, "mya", made_with)
+    now = KeypointMotionOptions(**MOTION).sample_steps
+    with pytest.raises(RunMismatchError, match=rf"motion.sample_steps: 20 -> {now}"):
+        check_made_with(MYAMethod(), context(run, "mya", MYA_OPTIONS))
+
+
+def imac_card(run: Path, **sampling) -> Path:
+    """A trained stage-2 model's card (``imac.json``) whose config has the tiny config's values but
+    ``sampling`` (flattened keys; None: a key the card of an earlier version lacks)."""
+    config = load_config("tiny").to_dict()
+    for key, value in sampling.items():
+        section, name = key.split("__")
+        if value is None:
+            config[section].pop(name)
+        else:
+            config[section][name] = value
+    path = run / "work" / "imac" / "stage2" / "model" / "imac.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"config": config, "stage": "stage2", "hubert_id": "tiny"}))
+    return path
+
+
+def test_imac_records_the_sampling_settings_of_its_models_card_with_the_runs_overrides(tmp_path):
+    ctx = context(tmp_path, "imac", IMAC_OPTIONS)
+    before = IMACMethod("imac").made_with(ctx)["sampling"]      # nothing trained: the config's
+    assert before["video.sample_steps"] == load_config("tiny").video.sample_steps
+    imac_card(tmp_path, video__sample_steps=7, video__handover=None)
+    sampling = IMACMethod("imac").made_with(ctx)["sampling"]
+    assert sampling["video.sample_steps"] == 7                                   # the card's
+    assert sampling["video.handover"] == IMACConfig().video.handover            # absent: this version's default
+    given = {**IMAC_OPTIONS, "overrides": ["stage2.steps=240", "video.sample_steps=9"]}
+    assert IMACMethod("imac").made_with(context(tmp_path, "imac", given))["sampling"]["video.sample_steps"] == 9
+
+
+def test_imac_videos_sampled_with_other_settings_are_refused(tmp_path):
+    imac_card(tmp_path, video__sample_steps=7)
+    videos(tmp_path, "imac")
+    ctx = context(tmp_path, "imac", IMAC_OPTIONS)
+    made_with = as_json(IMACMethod("imac").made_with(ctx))
+    made_with["sampling"]["video.chunk_reference"] = "last_frame"
+    recorded(tmp_path, "imac", made_with)
+    with pytest.raises(RunMismatchError, match=r"video.chunk_reference: 'last_frame' -> 'anchored'"):
+        check_made_with(IMACMethod("imac"), ctx)
+
+
+def test_an_unreadable_imac_card_is_named(tmp_path):
+    imac_card(tmp_path).write_text("{not json")
+    with pytest.raises(ValueError, match=r"imac.json: cannot read the model's sampling settings"):
+        IMACMethod("imac").made_with(context(tmp_path, "imac", IMAC_OPTIONS))
+
+
+def test_imac_given_a_pretrained_i2vgenxl_by_override_does_not_take_the_runs_vae(tmp_path):
+    ctx = context(tmp_path, "imac", IMAC_OPTIONS)
+    options = IMACOptions.from_dict({**IMAC_OPTIONS, "overrides": ["video.pretrained=/models/i2vgen-xl"]})
+    assert IMACMethod("imac").uses_shared_vae(ctx, IMACOptions.from_dict(IMAC_OPTIONS))
+    assert not IMACMethod("imac").uses_shared_vae(ctx, options)

@@ -911,3 +911,40 @@ def test_every_methods_folder_is_checked_before_any_method_prepares(corpus, tmp_
     with pytest.raises(ValueError, match="videos made with another model"):
         run_benchmark(settings(corpus, out, methods=("copy", "shift"), custom=custom))
     assert checked == ["shift"] and calls == [] and not (out / "copy").exists()
+
+
+class Smoothed(ShiftMethod):
+    """A method with an option whose default a new version may change (``made_with``)."""
+
+    name, label = "smoothed", "Smoothed copy"
+    smoothing = 0.5
+
+    def made_with(self, context):
+        return {"options": {"smoothing": self.smoothing, "window": (3, 4)}}
+
+
+def test_videos_made_with_another_default_are_refused_naming_it(corpus, finished_run, tmp_path, caplog):
+    """The runner records what a method's videos were made with (``made_with``, defaults filled in) and
+    refuses to report or complete them under another version's defaults, which no config key says."""
+    out = tmp_path / "run"
+    shutil.copytree(finished_run, out, symlinks=True)
+    run_benchmark(settings(corpus, out, methods=("smoothed",), custom={"smoothed": Smoothed}))
+    facts = json.loads((out / "work" / "smoothed" / "method.json").read_text())
+    assert facts["made_with"] == {"options": {"smoothing": 0.5, "window": [3, 4]}}
+
+    class NewDefault(Smoothed):
+        smoothing = 0.7
+
+    first = sorted((out / "smoothed").glob("*/*.mp4"))[0]
+    first.unlink()                     # one clip missing: it would be made with the new default
+    with pytest.raises(RunMismatchError, match=r"holds videos of smoothed made with other settings than "
+                                               r"this run's \(options.smoothing: 0.5 -> 0.7\): give a new --out"):
+        run_benchmark(settings(corpus, out, methods=("smoothed",), custom={"smoothed": NewDefault}))
+    assert not first.exists()
+
+    # a folder of a version that recorded nothing is reused, saying that it could not be checked
+    facts.pop("made_with")
+    (out / "work" / "smoothed" / "method.json").write_text(json.dumps(facts))
+    with caplog.at_level("WARNING", logger="bench.runner"):
+        run_benchmark(settings(corpus, out, methods=("smoothed",), custom={"smoothed": NewDefault}))
+    assert first.exists() and "smoothed: made by a version that did not record its settings" in caplog.text

@@ -12,14 +12,15 @@ records that it happened.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from imac.config import listed
+from imac.config import config_differences, flat_config, listed
 from metrics.dataset import ClipRecord, Dataset
 from metrics.distributed import SINGLE, Processes
 
@@ -85,6 +86,20 @@ def check_model_of_videos(videos: Path, model: str, changes: Callable[[], list[s
                          f"({listed(found)}); {advice}")
 
 
+def as_json(value: Any) -> Any:
+    """``value`` as JSON gives it back (dataclasses as dicts, tuples as lists, paths as strings)."""
+    return json.loads(json.dumps(value, default=lambda v: asdict(v) if hasattr(v, "__dataclass_fields__") else str(v)))
+
+
+def made_with_changes(recorded: Any, now: dict[str, Any]) -> list[str]:
+    """"key: old -> new" (flattened keys) between the settings recorded beside a folder's videos
+    (``Method.made_with`` of the run that made them) and this run's. ValueError when ``recorded`` is not
+    a mapping."""
+    if not isinstance(recorded, dict):
+        raise ValueError("made_with: not a mapping")
+    return config_differences(flat_config(recorded), flat_config(as_json(now)))
+
+
 class Method:
     """Base class. ``name`` is the registry key, ``label`` the row name in tables."""
 
@@ -97,6 +112,15 @@ class Method:
         done with other settings than this run's; the runner calls it for every method before any method
         prepares or generates, whether or not a clip is missing, so that finished results of another
         setting are never reported as this one's."""
+
+    def made_with(self, context: BenchContext) -> dict[str, Any]:
+        """What this run would make the method's videos with beyond the explicit keys of the run config
+        (which ``run.json`` compares): its options with every default filled in and the models it samples
+        with, as JSON-able values; reads files, trains nothing. The runner records it beside the videos
+        (``made_with`` in ``work/<name>/method.json``) and refuses a folder whose videos were made with
+        other values (``made_with_changes``): a version whose defaults changed must not add its videos to
+        an older row, nor report that row as its own. {} (the default): nothing to compare."""
+        return {}
 
     def prepare(self, context: BenchContext) -> dict[str, Any]:
         """Train or load what the method needs (resumable); returns facts for the report."""

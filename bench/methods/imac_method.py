@@ -24,9 +24,10 @@ from bench.methods.base import BenchContext, Method, made_videos
 from imac.config import (SAMPLING_KEYS, IMACConfig, config_differences, flat_config, listed, load_config,
                          with_sampling_overrides)
 from imac.frames import frames_to_tensor
-from imac.pipeline import IMACPipeline
+from imac.pipeline import MODEL_CARD, IMACPipeline
 from imac.training.trainer import train
 from metrics.dataset import ClipRecord
+from metrics.io.bounded import read_json
 from metrics.options import build_options, ranged, read_yaml
 
 logger = logging.getLogger(__name__)
@@ -130,11 +131,12 @@ class IMACMethod(Method):
             overrides.append(f"video.vae={context.shared_vae()}")
         return load_config(options.config, overrides + list(options.overrides) + list(self.switches))
 
-    @staticmethod
-    def uses_shared_vae(context: BenchContext, options: IMACOptions) -> bool:
-        """Whether the config takes the run's tiny VAE: the run gives one and the config loads no
-        pretrained I2VGen-XL."""
-        return context.shared_vae is not None and not load_config(options.config).video.pretrained
+    def uses_shared_vae(self, context: BenchContext, options: IMACOptions) -> bool:
+        """Whether the config takes the run's tiny VAE: the run gives one and the config, with the run's
+        overrides and this variant's switches, loads no pretrained I2VGen-XL."""
+        if context.shared_vae is None:
+            return False
+        return not load_config(options.config, list(options.overrides) + list(self.switches)).video.pretrained
 
     def check_folder(self, context: BenchContext) -> None:
         """Refuse a run folder whose IMAC (finished or interrupted) was trained with other settings
@@ -151,6 +153,27 @@ class IMACMethod(Method):
         if (context.check_shared_vae is not None and self.uses_shared_vae(context, options)
                 and made_videos(context) is not None):
             context.check_shared_vae()
+
+    def sampling_overrides(self, options: IMACOptions) -> list[str]:
+        """The run's overrides and this variant's switches that apply to a trained model (``SAMPLING_KEYS``)."""
+        return [o for o in [*options.overrides, *self.switches] if o.partition("=")[0].strip() in SAMPLING_KEYS]
+
+    def made_with(self, context: BenchContext) -> dict[str, Any]:
+        """The options (defaults filled in) and the sampling settings (``SAMPLING_KEYS``) the pipeline
+        samples with: those of the model's card with the run's sampling overrides (a card's missing key
+        takes this version's default), or, before the model is trained, those of the config it would be
+        trained with. ValueError naming the card when it cannot be read."""
+        options = IMACOptions.from_dict(context.options, self.name)
+        card = (Path(options.model) if options.model else Path(context.work_dir) / "stage2" / "model") / MODEL_CARD
+        if card.is_file():
+            try:
+                config = IMACConfig.from_dict(read_json(card)["config"], str(card))
+            except (OSError, KeyError, TypeError, ValueError) as error:
+                raise ValueError(f"{card}: cannot read the model's sampling settings ({error})") from None
+        else:
+            config = self.config(replace(context, shared_vae=None), options)
+        flat = flat_config(with_sampling_overrides(config, self.sampling_overrides(options), f"{self.name}: overrides").to_dict())
+        return {"options": options, "sampling": {key: flat.get(key) for key in SAMPLING_KEYS}}
 
     def prepare(self, context: BenchContext) -> dict[str, Any]:
         options = IMACOptions.from_dict(context.options, self.name)
@@ -174,7 +197,7 @@ class IMACMethod(Method):
             model_dir = Path(config.train.output) / "stage2" / "model"
         self.pipeline = IMACPipeline.from_pretrained(model_dir, device=context.device,
                                                      feature_cache=Path(context.work_dir) / "features")
-        sampling = [o for o in [*options.overrides, *self.switches] if o.partition("=")[0].strip() in SAMPLING_KEYS]
+        sampling = self.sampling_overrides(options)
         if sampling:        # a given model samples with the run's sampling switches too
             self.pipeline.config = with_sampling_overrides(self.pipeline.config, sampling, f"{self.name}: overrides")
             facts["sampling"] = sampling

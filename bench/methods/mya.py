@@ -9,6 +9,7 @@ and its options, the ``mya`` section); its training and model folder:
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 from diffusers import AutoencoderKL
 
-from bench.baselines.keypoint_motion import KeypointMotion, shared_model_changes
+from bench.baselines.keypoint_motion import KeypointMotion, shared_folder, shared_model_changes
 from bench.baselines.pose_guided import DTYPES, MYAGenerator, MYAOptions, render_frames
 from bench.baselines.pose_guided_training import GENERATOR_FOLDER, generator_changes, train_or_load_generator
 from bench.methods.base import BenchContext, Method, check_model_of_videos, made_videos, reference_keypoints
@@ -65,6 +66,14 @@ class MYAMethod(Method):
                                   lambda: generator_changes(generator, options))
         if context.check_shared_vae is not None:
             context.check_shared_vae()
+
+    def made_with(self, context: BenchContext) -> dict[str, Any]:
+        """The generator's and the keypoint model's options (defaults filled in) and that model's folder
+        (the generator's training card and the shared VAE are compared by ``check_folder``)."""
+        options = MYAOptions.from_dict(context.options, self.name)
+        motion_options = options.motion_options(f"{self.name}.motion")
+        return {"options": replace(options, motion={}), "motion": motion_options,
+                "motion_model": shared_folder(context, motion_options).name}
 
     def prepare(self, context: BenchContext) -> dict[str, Any]:
         options = MYAOptions.from_dict(context.options, self.name)

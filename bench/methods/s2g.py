@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from bench.baselines.keypoint_geometry import retarget
-from bench.baselines.keypoint_motion import KeypointMotion, shared_model_changes
+from bench.baselines.keypoint_motion import KeypointMotion, shared_folder, shared_model_changes
 from bench.baselines.s2g import S2GOptions, warp_video
 from bench.methods.base import BenchContext, Method, check_model_of_videos, made_videos, reference_keypoints
 from metrics.dataset import ClipRecord
@@ -39,6 +39,12 @@ class S2GMethod(Method):
             _, motion_options = S2GOptions.split(context.options, self.name)
             check_model_of_videos(videos, "a keypoint motion model",
                                   lambda: shared_model_changes(context, motion_options))
+
+    def made_with(self, context: BenchContext) -> dict[str, Any]:
+        """The warp's and the keypoint model's options (defaults filled in) and that model's folder."""
+        options, motion_options = S2GOptions.split(context.options, self.name)
+        return {"options": options, "motion": motion_options,
+                "motion_model": shared_folder(context, motion_options).name}
 
     def prepare(self, context: BenchContext) -> dict[str, Any]:
         self.options, motion_options = S2GOptions.split(context.options, self.name)
