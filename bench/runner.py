@@ -67,6 +67,7 @@ from bench.scoring import (NOISE_FLOOR, NOISE_FLOOR_LABEL, REFERENCE, RunScorer,
                            paired_differences)
 from imac import __version__
 from imac.config import config_differences, flat_config, listed
+from imac.frames import NonFiniteError
 from metrics.dataset import ClipRecord, Dataset
 from metrics.device import processor, resolve_device
 from metrics.distributed import SINGLE, Processes, current_processes
@@ -559,6 +560,8 @@ def generate(plan: RunPlan, method: Method) -> dict[str, Any]:
                 else:
                     frames, record = conform_frames(method.generate(clip, seed), clip)
                     write_video(out, frames, clip.fps, audio=clip.load_audio(), sample_rate=SAMPLE_RATE)
+            except NonFiniteError as error:       # say which clip (the finished ones are kept)
+                raise NonFiniteError(f"{method.name}, clip {clip.label} (seed {seed}): {error}") from None
             except ExternalVideoError as error:
                 if not plan.settings.skip_missing:
                     raise

@@ -67,12 +67,28 @@ def frames_to_tensor(frames: np.ndarray, size: int) -> torch.Tensor:
     return (x / 127.5 - 1.0).clamp_(-1.0, 1.0).contiguous()
 
 
-def tensor_to_frames(x: torch.Tensor) -> np.ndarray:
-    """float tensor (F, 3, H, W) in [-1, 1] -> uint8 frames (F, H, W, 3) (clamped, rounded)."""
+class NonFiniteError(ValueError):
+    """A model's output holds NaN or infinite values: an overflow in reduced precision (fp16), a sampler
+    step that took the square root of a negative rounding error, or diverged weights."""
+
+
+def check_finite(values: torch.Tensor, what: str, hint: str = "") -> None:
+    """Raise ``NonFiniteError`` naming ``what``, how many of ``values`` are NaN or infinite, and ``hint``
+    (what to try): written as frames they would become black or arbitrary pixels without a word."""
+    finite = torch.isfinite(values)
+    if not bool(finite.all()):
+        raise NonFiniteError(f"{what}: {finite.numel() - int(finite.sum())} of {finite.numel()} values are NaN "
+                             "or infinite" + (f"; {hint}" if hint else ""))
+
+
+def tensor_to_frames(x: torch.Tensor, what: str = "frames") -> np.ndarray:
+    """float tensor (F, 3, H, W) in [-1, 1] -> uint8 frames (F, H, W, 3) (clamped, rounded).
+    ``NonFiniteError`` (naming ``what``) when a value is NaN or infinite."""
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"expected a torch.Tensor, got {type(x).__name__}")
     if x.ndim != 4 or x.shape[1] != 3:
         raise ValueError(f"tensor must be (frames, 3, height, width), got shape {tuple(x.shape)}")
+    check_finite(x, what)
     pixels = ((x.detach().to("cpu", torch.float32) + 1.0) * 127.5).clamp(0.0, 255.0).round()
     return pixels.to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
 

@@ -36,6 +36,7 @@ from transformers.utils import logging as transformers_logging
 from imac import __version__
 from imac.audio_features import AudioFeatures, load_hubert
 from imac.config import IMACConfig
+from imac.frames import check_finite, tensor_to_frames
 from imac.models.coupling import Coupling
 from imac.models.loading import load_pretrained
 from imac.models.motion import MotionModel
@@ -250,10 +251,13 @@ class IMACPipeline:
         features = self.features.from_samples(audio, rate)
         num_frames = len(features["mfcc"])
         pose, expression, motion_features = self.sample_motion(features["mfcc"], features["hubert"], generator)
+        check_finite(motion_features, "IMAC's sampled motion", f"the weights or the motion sampler's settings "
+                     f"({self.config.motion.sample_steps} steps, spacing {self.config.motion.sample_spacing}) give "
+                     "no finite sample")
         frames = self.sample_video(reference, motion_features, generator, progress, guidance_scale, steps)
         pose, expression = self.model.motion.denormalize(pose, expression)
         has_motion = self.model.motion.config.use_motion
-        uint8 = ((frames.permute(0, 2, 3, 1).cpu().numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
+        uint8 = tensor_to_frames(frames, "IMAC's frames")
         assert len(uint8) == num_frames
         return Sample(uint8, pose[0].cpu().numpy() if has_motion else None,
                       expression[0].cpu().numpy() if has_motion else None, audio, self.config.fps)
@@ -289,6 +293,11 @@ class IMACPipeline:
             with sampling_autocast(self.device, self.config.video.sample_precision):
                 sample = self.model.sample_chunk(current, motion_features[:, start:start + chunk], steps, guidance,
                                                  generator, scheduler=scheduler, **options)
+            precision = self.config.video.sample_precision if self.device.type == "cuda" else "no"
+            check_finite(sample.frames, f"IMAC's video chunk {starts.index(start) + 1} of {len(starts)} (frames "
+                         f"{start} to {start + chunk - 1}; {steps} steps, guidance {guidance}, sampling precision "
+                         f"{precision})", "sampling in float32 (video.sample_precision no) avoids an fp16 overflow"
+                         if precision != "no" else "the weights or the sampler settings give no finite sample")
             keep_from = 0 if start == 0 else 1
             video[start + keep_from:start + chunk] = sample.frames[keep_from:].float()
             if self.config.video.handover == "latent":

@@ -14,7 +14,7 @@ import torch
 from diffusers import AutoencoderKL
 from PIL import Image
 
-from imac.frames import frames_to_tensor, load_image, tensor_to_frames
+from imac.frames import NonFiniteError, frames_to_tensor, load_image, tensor_to_frames
 from metrics.dataset import Dataset, write_manifest
 from bench.data.toy.corpus import ToyCorpusConfig, generate_toy_corpus
 from imac.training.autoencoder import (TINY_VAE_KWARGS, TINY_VAE_TRAINING, TRAINING_CARD, chroma_weights,
@@ -46,6 +46,16 @@ def test_tensor_to_frames_clamps_and_rounds():
     frames = tensor_to_frames(x)
     assert frames.shape == (1, 1, 5, 3) and frames.dtype == np.uint8
     np.testing.assert_array_equal(frames[0, 0, :, 0], [0, 0, 128, 255, 255])  # 127.5 rounds half to even
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_tensor_to_frames_refuses_nan_and_infinite_values_counting_them(bad):
+    # cast to uint8 they would be black or arbitrary pixels without a word
+    x = torch.zeros(2, 3, 4, 5)
+    x[1, 2, 3, 4] = bad
+    x[0, 0, 0, 0] = bad
+    with pytest.raises(NonFiniteError, match=r"^MYA's frames: 2 of 120 values are NaN or infinite$"):
+        tensor_to_frames(x, "MYA's frames")
 
 
 @pytest.mark.parametrize("shape, rows, cols", [((2, 10, 16, 3), slice(0, 10), slice(3, 13)),

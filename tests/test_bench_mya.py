@@ -16,6 +16,7 @@ from bench.baselines import pose_images as pi
 from bench.methods import mya
 from bench.methods.base import BenchContext, reference_keypoints
 from metrics.dataset import ClipRecord, Dataset
+from imac.frames import NonFiniteError
 from tests.imac_fixtures import make_corpus, make_vae
 
 # A UNet of a few thousand parameters on the test VAE's 8x8 latents (32-pixel frames).
@@ -248,6 +249,17 @@ def test_short_clip_is_one_window(trained, corpus, fake_motion):
     keypoints = np.repeat(reference_keypoints(clip)[None], 3, axis=0)
     frames = method.render(clip.first_frame(), keypoints, seed=0)
     assert frames.shape == (3, 32, 32, 3)
+
+
+def test_nan_latents_are_refused_not_written_as_black_frames(trained, corpus, fake_motion, monkeypatch):
+    context, _, _ = trained
+    method = mya.MYAMethod()
+    method.prepare(context)
+    clip = _test_clip(corpus)
+    monkeypatch.setattr(pg, "batch_overlapped_denoise", lambda model, scheduler, noise, *args: noise * float("nan"))
+    keypoints = np.repeat(reference_keypoints(clip)[None], 3, axis=0)
+    with pytest.raises(NonFiniteError, match=r"MYA's sampled latents \(\d+ steps, float32\): (\d+) of \1 values"):
+        method.render(clip.first_frame(), keypoints, seed=0)
 
 
 def test_saved_model_with_other_settings_is_refused(trained, vae_folder):

@@ -19,7 +19,8 @@ from bench.cli import main as bench_main
 from bench.config import config_from_dict, load_bench_config
 from bench.methods import UnknownMethodError, make_method
 from bench.methods.base import Method
-from metrics.dataset import ClipRecord
+from imac.frames import NonFiniteError
+from metrics.dataset import ClipRecord, find_clips
 from bench.methods.external import ExternalVideoError, check_video, format_command, parse_methods_file
 from bench.report import control_checks, failed_checks, write_report
 from bench.results import BenchResults, ControlCheck, MethodResult, OldSchemaError, read_results
@@ -948,3 +949,18 @@ def test_videos_made_with_another_default_are_refused_naming_it(corpus, finished
     with caplog.at_level("WARNING", logger="bench.runner"):
         run_benchmark(settings(corpus, out, methods=("smoothed",), custom={"smoothed": NewDefault}))
     assert first.exists() and "smoothed: made by a version that did not record its settings" in caplog.text
+
+
+def test_a_method_whose_sample_is_not_finite_stops_the_run_naming_the_clip_and_keeps_the_finished_ones(corpus, tmp_path):
+    first_clip = find_clips(corpus)[0].label                 # the runner generates in this order
+
+    class Overflowing(CopyMethod):
+        def generate(self, clip, seed):
+            if clip.label != first_clip:
+                raise NonFiniteError("IMAC's video chunk 2 of 6: 3 of 12 values are NaN or infinite")
+            return super().generate(clip, seed)
+
+    out = tmp_path / "run"
+    with pytest.raises(NonFiniteError, match=r"^copy, clip (\S+) \(seed \d+\): IMAC's video chunk 2 of 6: 3 of 12"):
+        run_benchmark(settings(corpus, out, custom={"copy": Overflowing}))
+    assert [p.relative_to(out / "copy").with_suffix("").as_posix() for p in (out / "copy").glob("*/*.mp4")] == [first_clip]

@@ -15,7 +15,7 @@ from PIL import Image
 
 from imac.audio_features import load_hubert
 from imac.cli import main
-from imac.frames import frames_to_tensor
+from imac.frames import NonFiniteError, frames_to_tensor
 from imac.models.system import ChunkSample
 from imac.models.video import first_step_gain, motion_sampling_scheduler
 from imac.pipeline import IMACPipeline, chunk_starts, motion_windows
@@ -92,6 +92,24 @@ def test_each_chunk_starts_from_the_last_frame_of_the_previous_one(pipeline, mon
     expected = [0 + f / 100 for f in range(16)] + [1 + f / 100 for f in range(1, 10)] + \
                [2 + f / 100 for f in range(1, 16)]
     np.testing.assert_allclose(values.numpy(), expected, atol=1e-6)
+
+
+def test_a_chunk_of_nan_frames_is_refused_naming_it(pipeline, monkeypatch):
+    # an fp16 overflow (or a sampler step on a negative rounding error) gives NaN latents: written as uint8
+    # they were black frames without a word
+    counter = iter(range(1000))
+
+    def fake_chunk(reference, motion_features, steps, guidance_scale, generator=None, scheduler=None, **kwargs):
+        frames = torch.zeros(motion_features.shape[1], 3, RESOLUTION, RESOLUTION)
+        if next(counter) == 1:
+            frames[3:5] = float("nan")
+        return ChunkSample(frames, torch.zeros(motion_features.shape[1], 4, 2, 2))
+
+    monkeypatch.setattr(pipeline.model, "sample_chunk", fake_chunk)
+    nan = 2 * 3 * RESOLUTION * RESOLUTION
+    with pytest.raises(NonFiniteError, match=rf"^IMAC's video chunk 2 of 3 \(frames 15 to 30; 4 steps, guidance 1.0, "
+                                             rf"sampling precision no\): {nan} of {16 * nan // 2} values are NaN"):
+        pipeline.sample_video(reference_image(), torch.zeros(1, 40, 8), steps=4, guidance_scale=1.0)
 
 
 def _with(pipeline, **video):

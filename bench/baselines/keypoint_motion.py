@@ -75,6 +75,7 @@ from bench.baselines.keypoint_geometry import BODY_POINTS, HEAD_POINTS, modelled
 from bench.methods.base import BenchContext
 from imac.audio_features import AudioFeatures, load_hubert
 from imac.config import AudioConfig, IMACConfig, MotionConfig, config_differences, flat_config
+from imac.frames import check_finite
 from imac.models import noise as draws
 from imac.models.loading import load_pretrained
 from imac.models.motion import MotionModel
@@ -508,6 +509,8 @@ class KeypointMotion:
         pose = self.pose_basis.decode(np.concatenate(poses))
         head = self.head_basis.decode(np.concatenate(heads))
         xy = np.concatenate([pose, head], axis=1).reshape(len(mfcc), len(self.points), 2)
+        check_finite(torch.from_numpy(xy), f"the keypoint motion model's sampled keypoints ({self.folder})",
+                     f"the weights or the sampler settings ({self.options.sample_steps} steps) give no finite sample")
         if self.options.smoothing > 0:
             xy = gaussian_filter1d(xy, self.options.smoothing, axis=0, mode="nearest")
         return xy

@@ -80,7 +80,7 @@ from tqdm import tqdm
 
 from bench.baselines.keypoint_motion import KeypointMotionOptions
 from bench.baselines.pose_images import keypoints_to_square, render_pose_images
-from imac.frames import frames_to_tensor, tensor_to_frames
+from imac.frames import check_finite, frames_to_tensor, tensor_to_frames
 from imac.models.video import decode_latents, encode_latents
 from metrics.options import build_options
 
@@ -395,4 +395,7 @@ def render_frames(model: MYAGenerator, vae: AutoencoderKL, options: MYAOptions, 
     latents = batch_overlapped_denoise(model, mya_scheduler(options.prediction_type),
                                        noise.to(device, dtype).contiguous(), pose_features,
                                        reference_latents, options.sample_steps, options.window, options.overlap)
-    return tensor_to_frames(decode_latents(vae, latents, chunk=options.decode_chunk))
+    check_finite(latents, f"MYA's sampled latents ({options.sample_steps} steps, {options.dtype})",
+                 "the weights or the sampler settings give no finite sample" if options.dtype == "float32" else
+                 "sampling in float32 (mya.dtype float32) avoids an overflow of the reduced precision")
+    return tensor_to_frames(decode_latents(vae, latents, chunk=options.decode_chunk), "MYA's frames")
