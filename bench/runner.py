@@ -72,7 +72,7 @@ from metrics.dataset import ClipRecord, Dataset
 from metrics.device import processor, resolve_device
 from metrics.distributed import SINGLE, Processes, current_processes
 from metrics.evaluate import Evaluator, make_extractor
-from metrics.fgd_training import train_fgd_autoencoder
+from metrics.fgd_training import card_changes, train_fgd_autoencoder, training_card
 from metrics.io.audio import SAMPLE_RATE
 from metrics.io.bounded import read_json
 from metrics.io.files import write_json_atomic
@@ -280,7 +280,9 @@ class SharedModels:
         if self.config.fgd_autoencoder:
             return Path(self.config.fgd_autoencoder)
         folder = self.out / "work" / "fgd_autoencoder"
-        if not self.processes.broadcast((folder / "config.json").is_file()):   # written last: train again
+        if self.processes.broadcast((folder / "config.json").is_file()):   # written last: else train again
+            self.check_fgd_autoencoder()
+        else:
             logger.info("training the skeleton autoencoder for FGD/Diversity (%d steps)",
                         self.config.fgd_autoencoder_steps)
             started = time.perf_counter()
@@ -289,6 +291,27 @@ class SharedModels:
                                   cache_dir=self.out / "cache", processes=self.processes, device=self.device)
             self.timings["fgd_autoencoder"] = round(time.perf_counter() - started, 1)
         return folder
+
+    def check_fgd_autoencoder(self) -> None:
+        """Refuse (``RunMismatchError``, naming the entries) the skeleton autoencoder trained earlier in the
+        run folder when its ``config.json`` says it was trained otherwise than this version would train it
+        (``metrics.fgd_training.training_card``: widths, steps, batch, learning rate, seed, pose extractor):
+        every FGD and Diversity of the run would be another autoencoder's than a fresh run's. Nothing to
+        check when the config gives one or none was trained yet."""
+        folder = self.out / "work" / "fgd_autoencoder"
+        path = folder / "config.json"
+        if self.config.fgd_autoencoder or not path.is_file():
+            return
+        expected = training_card(self.protocol, self.config.fgd_autoencoder_steps, self.seed, self.pose_extractor())
+        try:
+            changes = card_changes(read_run_file(path), expected)
+        except ValueError as error:
+            raise RunMismatchError(f"{path}: {error}") from None
+        if changes:
+            raise RunMismatchError(
+                f"{folder}: the skeleton autoencoder of FGD/Diversity was trained otherwise than this version trains "
+                f"it ({listed(changes)}): delete {folder} to train it again (the run's videos are kept; every FGD "
+                "and Diversity is recomputed with it), or use another --out")
 
 
 @dataclass(frozen=True)
@@ -699,6 +722,8 @@ def run_benchmark(settings: RunSettings, processes: Processes | None = None) -> 
     plan = plan_run(settings, processes)
     check_external_folders(plan)
     check_method_folders(plan)
+    if any(m in plan.config.metrics for m in ("fgd", "div")):
+        plan.shared.check_fgd_autoencoder()            # before any method works, not after all have
     timings = plan.shared.timings
     records = {}
     for method in plan.methods:

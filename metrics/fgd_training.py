@@ -19,7 +19,8 @@ from metrics.fgd import skeleton_windows
 from metrics.dataset import find_clips
 from metrics.distributed import SINGLE, Processes
 from metrics.protocol import Protocol
-from metrics.skeleton_ae import AutoencoderConfig, save_autoencoder, train_autoencoder
+from metrics.skeleton_ae import (TRAINING_BATCH_SIZE, TRAINING_LEARNING_RATE, AutoencoderConfig, save_autoencoder,
+                                 train_autoencoder)
 from metrics.io.bounded import load_npz
 from metrics.io.video import VideoReader, probe_video
 from metrics.io.cache import VideoCache
@@ -64,9 +65,39 @@ def training_windows(data_dir: str | Path, protocol: Protocol, extractor=None, k
     return windows.astype(np.float32)
 
 
+LATENT, HIDDEN = 64, 128          # ``train_fgd_autoencoder``'s widths
+
+
+def training_card(protocol: Protocol, steps: int, seed: int, extractor=None, latent: int = LATENT,
+                  hidden: int = HIDDEN) -> dict:
+    """The entries of the ``config.json`` that ``train_fgd_autoencoder`` writes (with these arguments and
+    ``keypoints="extract"``) that say how it was trained: ``{"model": {...}, "training": {...}}``, to
+    compare a saved autoencoder with (``card_changes``)."""
+    return {"model": {"points": len(protocol.skeleton_points), "window": protocol.window, "hidden": hidden,
+                      "latent": latent},
+            "training": {"steps": steps, "batch_size": TRAINING_BATCH_SIZE, "learning_rate": TRAINING_LEARNING_RATE,
+                         "seed": seed, "pose_extractor": getattr(extractor, "extractor_id", None)}}
+
+
+def card_changes(card: object, expected: dict) -> list[str]:
+    """"section.key: saved -> expected" for each entry of ``expected`` (``training_card``) that the saved
+    ``config.json`` content ``card`` lacks or holds with another value. ValueError when ``card`` is not
+    a mapping of mappings."""
+    if not isinstance(card, dict) or not all(isinstance(card.get(section), dict) for section in expected):
+        raise ValueError(f"not a skeleton autoencoder's config.json (no {' and '.join(expected)} mappings)")
+    changes = []
+    for section, values in expected.items():
+        for key, value in values.items():
+            if key not in card[section]:
+                changes.append(f"{section}.{key}: (absent) -> {value!r}")
+            elif card[section][key] != value:
+                changes.append(f"{section}.{key}: {card[section][key]!r} -> {value!r}")
+    return changes
+
+
 def train_fgd_autoencoder(data_dir: str | Path, out_dir: str | Path, protocol: Protocol | None = None,
                           extractor=None, keypoints: str = "extract", split: str = "train", steps: int = 1000,
-                          latent: int = 64, hidden: int = 128, seed: int = 0, cache_dir: str | Path | None = None,
+                          latent: int = LATENT, hidden: int = HIDDEN, seed: int = 0, cache_dir: str | Path | None = None,
                           progress: Callable[[str], None] | None = None, processes: Processes = SINGLE,
                           device: str = "cpu") -> tuple[str, dict]:
     """Train and save the autoencoder; returns (checkpoint hash, training info).

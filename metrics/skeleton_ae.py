@@ -95,8 +95,13 @@ def data_hash(windows: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(windows, dtype=np.float32).tobytes()).hexdigest()[:16]
 
 
-def train_autoencoder(windows: np.ndarray, config: AutoencoderConfig, steps: int = 2000, batch_size: int = 64,
-                      learning_rate: float = 1e-3, seed: int = 0, progress=None, processes: Processes = SINGLE,
+TRAINING_BATCH_SIZE = 64        # ``train_autoencoder``'s defaults (a run folder's autoencoder is compared with them)
+TRAINING_LEARNING_RATE = 1e-3
+
+
+def train_autoencoder(windows: np.ndarray, config: AutoencoderConfig, steps: int = 2000,
+                      batch_size: int = TRAINING_BATCH_SIZE, learning_rate: float = TRAINING_LEARNING_RATE,
+                      seed: int = 0, progress=None, processes: Processes = SINGLE,
                       device: str = "cpu") -> tuple[SkeletonAutoencoder, dict]:
     """Train on windows (n, window, points, 2) with an L1 reconstruction loss; returns (model, info).
 

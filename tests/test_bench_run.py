@@ -26,7 +26,10 @@ from bench.report import control_checks, failed_checks, write_report
 from bench.results import BenchResults, ControlCheck, MethodResult, OldSchemaError, read_results
 from bench.runner import RunMismatchError, RunSettings, check_sources, conform_frames, run_benchmark
 from bench.data.toy.corpus import ToyCorpusConfig, generate_toy_corpus
+from metrics.evaluate import make_extractor
+from metrics.fgd_training import card_changes, training_card
 from metrics.io.video import VideoReader, probe_video
+from metrics.protocol import get_protocol
 from metrics.results import Score
 
 FAST = {"metrics": ["fgd", "div", "bas"], "fgd_autoencoder_steps": 20, "methods": {}}
@@ -964,3 +967,35 @@ def test_a_method_whose_sample_is_not_finite_stops_the_run_naming_the_clip_and_k
     with pytest.raises(NonFiniteError, match=r"^copy, clip (\S+) \(seed \d+\): IMAC's video chunk 2 of 6: 3 of 12"):
         run_benchmark(settings(corpus, out, custom={"copy": Overflowing}))
     assert [p.relative_to(out / "copy").with_suffix("").as_posix() for p in (out / "copy").glob("*/*.mp4")] == [first_clip]
+
+
+def test_the_runs_skeleton_autoencoder_is_recorded_as_this_version_trains_it(finished_run):
+    # what the runner's autoencoder wrote agrees with what the reuse check expects (widths, batch, rate,
+    # steps, seed, extractor): were one of them changed on one side only, every reused folder would be refused
+    card = json.loads((finished_run / "work" / "fgd_autoencoder" / "config.json").read_text())
+    expected = training_card(get_protocol("imac-bench"), FAST["fgd_autoencoder_steps"], 0, make_extractor("toy"))
+    assert card_changes(card, expected) == []
+    assert card["model"]["hidden"] == 128 and card["training"]["batch_size"] == 64      # the published defaults
+    assert card["training"]["learning_rate"] == 1e-3 and card["training"]["steps"] == 20
+
+
+def test_card_changes_name_each_entry_that_differs_or_is_absent():
+    expected = {"model": {"hidden": 128, "latent": 64}, "training": {"learning_rate": 0.001, "pose_extractor": "toy-v1"}}
+    card = {"model": {"hidden": 256, "latent": 64}, "training": {"learning_rate": 0.001}}
+    assert card_changes(card, expected) == ["model.hidden: 256 -> 128", "training.pose_extractor: (absent) -> 'toy-v1'"]
+    with pytest.raises(ValueError, match="no model and training mappings"):
+        card_changes({"model": {}}, expected)
+
+
+def test_a_skeleton_autoencoder_trained_otherwise_is_refused_before_any_method_works(corpus, finished_run, tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(finished_run, out, symlinks=True)
+    path = out / "work" / "fgd_autoencoder" / "config.json"
+    card = json.loads(path.read_text())
+    card["training"]["learning_rate"] = 0.01              # an earlier version's rate
+    path.write_text(json.dumps(card))
+    with pytest.raises(RunMismatchError, match=r"fgd_autoencoder: the skeleton autoencoder of FGD/Diversity was "
+                                               r"trained otherwise than this version trains it \(training.learning_rate: "
+                                               r"0.01 -> 0.001\): delete .* to train it again"):
+        run_benchmark(settings(corpus, out, methods=("copy", "smoothed"), custom={"copy": CopyMethod, "smoothed": Smoothed}))
+    assert not (out / "smoothed").exists()
