@@ -47,7 +47,7 @@ import platform
 import time
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -173,6 +173,21 @@ class RunSettings:
         return key
 
 
+def standin_changes(card_path: Path, training: SyncTrainingConfig, settings: LipSyncSettings) -> list[str]:
+    """"key: old -> new" between the SyncNet stand-in whose card is ``card_path`` (``train_syncnet_standin``'s:
+    ``training.config``, ``face_settings``) and one trained with ``training`` on faces of ``settings``;
+    one line saying so for a card that cannot be read."""
+    try:
+        card = read_run_file(card_path)
+        recorded = {"training": card["training"]["config"], "face_settings": card["face_settings"]}
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        return [f"{card_path.name}: unreadable ({error})"]
+    now = json.loads(json.dumps({"training": asdict(training), "face_settings": asdict(settings)}))
+    if not all(isinstance(value, dict) for value in recorded.values()):
+        return [f"{card_path.name}: not a stand-in's card"]
+    return config_differences(flat_config(recorded), flat_config(now))
+
+
 def vae_training_changes(card: Any, training: dict[str, Any]) -> list[str]:
     """"key: old -> new" for the settings of ``training`` (``train_autoencoder``'s keywords) that a tiny
     VAE's card (``training.json``) records otherwise. The card keeps ``resolution`` and ``steps`` at its
@@ -260,16 +275,22 @@ class SharedModels:
         found with the protocol's lip-sync settings (``metrics.lipsync_training``; on the main process,
         the others wait and load). Its ``.standin.json`` card stars the columns."""
         path = self.out / "work" / "syncnet" / "syncnet_standin.model"
-        if not self.processes.broadcast(standin_card_path(path).is_file()):     # the card is written last
+        training = SyncTrainingConfig(steps=self.config.syncnet_steps, seed=self.seed)
+        settings = LipSyncSettings.from_protocol(self.protocol)
+        stale = None
+        if standin_card_path(path).is_file():                                  # the card is written last
+            stale = standin_changes(standin_card_path(path), training, settings)
+        if not self.processes.broadcast(stale == []):
             if self.processes.is_main:
+                if stale:      # scoring-only: another syncnet_steps or protocol re-scores; its stand-in is trained anew
+                    logger.info("the SyncNet stand-in of %s was trained otherwise (%s): training it again",
+                                path.parent, listed(stale))
                 logger.info("training a SyncNet stand-in for Sync-C*/Sync-D* (%d steps; no weights.syncnet given)",
                             self.config.syncnet_steps)
                 started = time.perf_counter()
                 path.parent.mkdir(parents=True, exist_ok=True)
                 report = (lambda message: logger.info("  %s", message)) if self.progress else None
-                train_syncnet_standin(self.data, path, SyncTrainingConfig(steps=self.config.syncnet_steps,
-                                                                          seed=self.seed),
-                                      settings=LipSyncSettings.from_protocol(self.protocol), progress=report)
+                train_syncnet_standin(self.data, path, training, settings=settings, progress=report)
                 self.timings["syncnet"] = round(time.perf_counter() - started, 1)
             self.processes.barrier()
         return path

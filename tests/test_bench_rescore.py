@@ -17,6 +17,8 @@ from bench.data.toy.corpus import ToyCorpusConfig, generate_toy_corpus
 from bench.methods.base import Method
 from bench.runner import RunMismatchError, RunSettings, run_benchmark
 from metrics.dataset import ClipRecord
+from metrics.lipsync import LipSyncSettings
+from metrics.lipsync_training import SyncTrainingConfig
 from metrics.io.video import VideoReader
 
 FOUR = ["fgd", "div", "bas"]          # the FVD of the four needs an I3D: left out to keep the test small
@@ -117,7 +119,7 @@ def test_what_generation_depends_on_must_still_match(old_run, tmp_path):
         run(corpus, out, FOUR)
 
 
-def test_lip_sync_without_weights_trains_a_starred_stand_in_once(tmp_path, monkeypatch):
+def test_lip_sync_without_weights_trains_a_starred_stand_in_once(tmp_path, monkeypatch, caplog):
     """Sync-C/Sync-D selected without ``weights.syncnet``: the run trains a SyncNet stand-in on the train
     split once (its card beside it), the columns are labelled Sync-C*/Sync-D*, and a re-score reuses it."""
     corpus = tmp_path / "toy"
@@ -127,8 +129,8 @@ def test_lip_sync_without_weights_trains_a_starred_stand_in_once(tmp_path, monke
                                  "syncnet_steps": 2, "methods": {}})
     out = tmp_path / "run"
 
-    def go():
-        return run_benchmark(RunSettings(methods=["copy"], out=out, data=corpus, config=settings, progress=False,
+    def go(config=settings):
+        return run_benchmark(RunSettings(methods=["copy"], out=out, data=corpus, config=config, progress=False,
                                          custom={"copy": CopyMethod}))
 
     results = go()
@@ -143,3 +145,21 @@ def test_lip_sync_without_weights_trains_a_starred_stand_in_once(tmp_path, monke
     monkeypatch.setattr(runner_module, "train_syncnet_standin", no_training)
     again = go()
     assert again.methods["gt"].scores["all"]["sync_d"].value == results.methods["gt"].scores["all"]["sync_d"].value
+
+    # another syncnet_steps re-scores the folder (a scoring-only key): its stand-in is trained anew, not reused
+    monkeypatch.undo()
+    with caplog.at_level("INFO", logger="bench.runner"):
+        go(config_from_dict({**settings.to_dict(), "syncnet_steps": 3}))
+    card = json.loads((out / "work" / "syncnet" / "syncnet_standin.model.standin.json").read_text())
+    assert card["training"]["config"]["steps"] == 3
+    assert "trained otherwise (training.steps: 2 -> 3): training it again" in caplog.text
+
+
+def test_a_stand_in_card_that_cannot_be_read_counts_as_another_stand_in(tmp_path):
+    card = tmp_path / "syncnet_standin.model.standin.json"
+    card.write_text('{"training": ')
+    changes = runner_module.standin_changes(card, SyncTrainingConfig(), LipSyncSettings())
+    assert len(changes) == 1 and changes[0].startswith("syncnet_standin.model.standin.json: unreadable")
+    card.write_text(json.dumps({"training": {"config": []}, "face_settings": {}}))
+    assert runner_module.standin_changes(card, SyncTrainingConfig(), LipSyncSettings()) == [
+        "syncnet_standin.model.standin.json: not a stand-in's card"]
