@@ -324,8 +324,9 @@ class SharedModels:
         if self.config.fgd_autoencoder or not path.is_file():
             return
         expected = training_card(self.protocol, self.config.fgd_autoencoder_steps, self.seed, self.pose_extractor())
+        card = read_run_file(path)                  # ValueError naming the file when it is not JSON
         try:
-            changes = card_changes(read_run_file(path), expected)
+            changes = card_changes(card, expected)
         except ValueError as error:
             raise RunMismatchError(f"{path}: {error}") from None
         if changes:
@@ -445,9 +446,11 @@ def check_run_file(out: Path, settings: RunSettings, config: BenchConfig,
                         f"{out} holds a skeleton autoencoder trained with other protocol fields ({', '.join(fields)}): "
                         "use another --out, or delete work/fgd_autoencoder and run.json's autoencoder entry to "
                         "train it again")
-                raise RunMismatchError(
-                    f"{out} holds a run with another {name} ({old.get(name)!r}, now {value!r}): "
-                    "use another --out, or delete the folder to start again")
+                said = f"{old.get(name)!r}, now {value!r}"
+                if name == "config" and isinstance(old.get(name), dict):     # the keys, not two whole configs
+                    said = listed(config_differences(flat_config(old[name]), flat_config(value)))
+                raise RunMismatchError(f"{out} holds a run with another {name} ({said}): "
+                                       "use another --out, or delete the folder to start again")
         methods = list(dict.fromkeys(previous.get("methods", []) + methods))
     recorded = check_sources(out, previous.get("sources", {}), json.loads(json.dumps(sources or {})))
     out.mkdir(parents=True, exist_ok=True)
@@ -569,7 +572,10 @@ def generate(plan: RunPlan, method: Method) -> dict[str, Any]:
     mine = processes.shard(missing)
     if not processes.is_main:
         generation = {}
-    facts = read_run_file(facts_path) if facts_path.is_file() else {}
+    facts = read_method_facts(facts_path)
+    # videos made before any setting was recorded (an earlier version's folder): what the missing ones are
+    # made with now cannot be compared with theirs, so none is recorded and every rerun says so
+    unchecked = "made_with" not in facts and any(target[label].is_file() for label in labels)
     part_path = work / f"generation.process-{processes.rank}.json" if processes.distributed else generation_path
     new: dict[str, Any] = {}
     if missing:
@@ -586,7 +592,7 @@ def generate(plan: RunPlan, method: Method) -> dict[str, Any]:
                 finally:
                     plan.shared.together = False
                 made_with = as_json(method.made_with(context))
-                if made_with:                   # what check_made_with compares when the folder is reused
+                if made_with and not unchecked:   # what check_made_with compares when the folder is reused
                     facts["made_with"] = made_with
                 facts["prepare_seconds"] = round(time.perf_counter() - started, 1)
                 if processes.is_main:
@@ -672,10 +678,11 @@ def check_made_with(method: Method, context: BenchContext) -> None:
     if not now or videos is None:
         return
     facts_path = Path(context.work_dir) / "method.json"
-    recorded = read_run_file(facts_path) if facts_path.is_file() else None
-    if not isinstance(recorded, dict) or "made_with" not in recorded:
+    recorded = read_method_facts(facts_path)
+    if "made_with" not in recorded:
         logger.warning("%s: made by a version that did not record its settings; cannot check that they are "
-                       "this run's (give a new --out to be sure)", videos)
+                       "this run's, nor that its missing clips would be made like the others (give a new --out "
+                       "to be sure)", videos)
         return
     try:
         changes = made_with_changes(recorded["made_with"], now)
@@ -683,7 +690,20 @@ def check_made_with(method: Method, context: BenchContext) -> None:
         raise RunMismatchError(f"{facts_path}: {error}: give a new --out to run these settings") from None
     if changes:
         raise RunMismatchError(f"{videos} holds videos of {method.name} made with other settings than this run's "
-                               f"({listed(changes)}): give a new --out to run these settings")
+                               f"({listed(changes)}, as {facts_path} records them): give a new --out to run "
+                               "these settings")
+
+
+def read_method_facts(path: Path) -> dict[str, Any]:
+    """A method's ``method.json`` (what ``prepare`` said, and ``made_with``); {} when there is none.
+    ``RunMismatchError`` naming the file when it is not a JSON object."""
+    if not path.is_file():
+        return {}
+    facts = read_run_file(path)
+    if not isinstance(facts, dict):
+        raise RunMismatchError(f"{path}: not a JSON object: give a new --out, or delete {path.parent} and the "
+                               "method's videos to make them again")
+    return facts
 
 
 def check_external_folders(plan: RunPlan) -> None:

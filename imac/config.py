@@ -243,6 +243,17 @@ def listed(changes: list[str], most: int = 4) -> str:
     return ", ".join(changes[:most]) + (f" and {len(changes) - most} more" if len(changes) > most else "")
 
 
+def with_sampling_of(config: IMACConfig, source: IMACConfig) -> IMACConfig:
+    """``config`` (a trained model's) with every ``SAMPLING_KEYS`` value taken from ``source`` (e.g. the
+    configuration it was trained from, as this version reads it): the weights are ``config``'s, the
+    sampling ``source``'s."""
+    values, taken = config.to_dict(), source.to_dict()
+    for key in SAMPLING_KEYS:
+        section, name = key.split(".")
+        values[section][name] = taken[section][name]
+    return IMACConfig.from_dict(values)
+
+
 def with_sampling_overrides(config: IMACConfig, overrides: Iterable[str], where: str = "override") -> IMACConfig:
     """``config`` (a trained model's) with the ``key.sub=value`` overrides among ``SAMPLING_KEYS``
     applied; the others are ignored (they describe training, which the weights already fixed)."""

@@ -323,7 +323,8 @@ def test_videos_sampled_by_another_keypoint_model_are_refused_though_this_keys_m
     recorded(run, "s2g", {**made_with, "motion_model": "keypoint_motion-000000000000"})
     digest = keypoint_digest(keypoint_key(**MOTION))
     with pytest.raises(RunMismatchError, match=rf"s2g made with other settings than this run's \(motion_model: "
-                                               rf"'keypoint_motion-000000000000' -> 'keypoint_motion-{digest}'\)"):
+                                               rf"'keypoint_motion-000000000000' -> 'keypoint_motion-{digest}', as "
+                                               rf"{run / 'work' / 's2g' / 'method.json'} records them\)"):
         check_made_with(S2GMethod(), context(run, "s2g", S2G_OPTIONS))
     recorded(run, "s2g", made_with)
     check_made_with(S2GMethod(), context(run, "s2g", S2G_OPTIONS))
@@ -340,9 +341,9 @@ def test_videos_of_another_sampling_default_are_refused_naming_it(tmp_path):
         check_made_with(MYAMethod(), context(run, "mya", MYA_OPTIONS))
 
 
-def imac_card(run: Path, **sampling) -> Path:
-    """A trained stage-2 model's card (``imac.json``) whose config has the tiny config's values but
-    ``sampling`` (flattened keys; None: a key the card of an earlier version lacks)."""
+def imac_card(folder: Path, **sampling) -> Path:
+    """A trained stage-2 model's card (``imac.json``) in ``folder`` whose config has the tiny config's values
+    but ``sampling`` (section__key; None: a key the card of an earlier version lacks)."""
     config = load_config("tiny").to_dict()
     for key, value in sampling.items():
         section, name = key.split("__")
@@ -350,39 +351,54 @@ def imac_card(run: Path, **sampling) -> Path:
             config[section].pop(name)
         else:
             config[section][name] = value
-    path = run / "work" / "imac" / "stage2" / "model" / "imac.json"
-    path.parent.mkdir(parents=True)
-    path.write_text(json.dumps({"config": config, "stage": "stage2", "hubert_id": "tiny"}))
-    return path
+    folder.mkdir(parents=True)
+    (folder / "imac.json").write_text(json.dumps({"config": config, "stage": "stage2", "hubert_id": "tiny"}))
+    return folder / "imac.json"
 
 
-def test_imac_records_the_sampling_settings_of_its_models_card_with_the_runs_overrides(tmp_path):
+def test_a_model_trained_in_the_run_samples_as_this_versions_config_says(tmp_path):
+    # its card says 7 video steps (an earlier version's default, say): a reused folder samples as a fresh
+    # one would, with the config's (and the run's overrides)
+    card = imac_card(tmp_path / "work" / "imac" / "stage2" / "model", video__sample_steps=7)
     ctx = context(tmp_path, "imac", IMAC_OPTIONS)
-    before = IMACMethod("imac").made_with(ctx)["sampling"]      # nothing trained: the config's
-    assert before["video.sample_steps"] == load_config("tiny").video.sample_steps
-    imac_card(tmp_path, video__sample_steps=7, video__handover=None)
-    sampling = IMACMethod("imac").made_with(ctx)["sampling"]
+    tiny = load_config("tiny")
+    assert IMACMethod("imac").made_with(ctx)["sampling"]["video.sample_steps"] == tiny.video.sample_steps != 7
+    trained = IMACConfig.from_dict(json.loads(card.read_text())["config"])
+    sampled = IMACMethod("imac").sampling_config(trained, ctx, IMACOptions.from_dict(IMAC_OPTIONS))
+    assert sampled.video.sample_steps == tiny.video.sample_steps
+    assert sampled.stage2.steps == trained.stage2.steps and sampled.video.unet == trained.video.unet   # the weights' own
+    given = {**IMAC_OPTIONS, "overrides": ["stage2.steps=240", "video.sample_steps=9", "video.chunk_reference=last_frame"]}
+    sampling = IMACMethod("imac").made_with(context(tmp_path, "imac", given))["sampling"]
+    assert sampling["video.sample_steps"] == 9 and sampling["video.chunk_reference"] == "last_frame"
+
+
+def test_a_given_model_samples_with_its_cards_settings_and_the_runs_sampling_overrides(tmp_path):
+    folder = imac_card(tmp_path / "given", video__sample_steps=7, video__handover=None).parent
+    given = {"config": "tiny", "model": str(folder)}
+    sampling = IMACMethod("imac").made_with(context(tmp_path, "imac", given))["sampling"]
     assert sampling["video.sample_steps"] == 7                                   # the card's
     assert sampling["video.handover"] == IMACConfig().video.handover            # absent: this version's default
-    given = {**IMAC_OPTIONS, "overrides": ["stage2.steps=240", "video.sample_steps=9"]}
-    assert IMACMethod("imac").made_with(context(tmp_path, "imac", given))["sampling"]["video.sample_steps"] == 9
+    overridden = {**given, "overrides": ["video.sample_steps=9"]}
+    assert IMACMethod("imac").made_with(context(tmp_path, "imac", overridden))["sampling"]["video.sample_steps"] == 9
 
 
 def test_imac_videos_sampled_with_other_settings_are_refused(tmp_path):
-    imac_card(tmp_path, video__sample_steps=7)
+    imac_card(tmp_path / "work" / "imac" / "stage2" / "model")
     videos(tmp_path, "imac")
     ctx = context(tmp_path, "imac", IMAC_OPTIONS)
     made_with = as_json(IMACMethod("imac").made_with(ctx))
     made_with["sampling"]["video.chunk_reference"] = "last_frame"
     recorded(tmp_path, "imac", made_with)
-    with pytest.raises(RunMismatchError, match=r"video.chunk_reference: 'last_frame' -> 'anchored'"):
+    with pytest.raises(RunMismatchError, match=r"video.chunk_reference: 'last_frame' -> 'anchored', as .*method.json "
+                                               r"records them\): give a new --out"):
         check_made_with(IMACMethod("imac"), ctx)
 
 
-def test_an_unreadable_imac_card_is_named(tmp_path):
-    imac_card(tmp_path).write_text("{not json")
+def test_an_unreadable_card_of_a_given_model_is_named(tmp_path):
+    card = imac_card(tmp_path / "given")
+    card.write_text("{not json")
     with pytest.raises(ValueError, match=r"imac.json: cannot read the model's sampling settings"):
-        IMACMethod("imac").made_with(context(tmp_path, "imac", IMAC_OPTIONS))
+        IMACMethod("imac").made_with(context(tmp_path, "imac", {"config": "tiny", "model": str(card.parent)}))
 
 
 def test_imac_given_a_pretrained_i2vgenxl_by_override_does_not_take_the_runs_vae(tmp_path):

@@ -107,7 +107,7 @@ def test_what_generation_depends_on_must_still_match(old_run, tmp_path):
     record = json.loads((out / "run.json").read_text())
     record["config"]["fgd_autoencoder_steps"] = 999
     (out / "run.json").write_text(json.dumps(record))
-    with pytest.raises(RunMismatchError, match="another config"):
+    with pytest.raises(RunMismatchError, match=r"another config \(fgd_autoencoder_steps: 999 -> 20\): use another --out"):
         run(corpus, out, FOUR)
     record["config"]["fgd_autoencoder_steps"] = 20
     record["autoencoder"] = {**runner_module.autoencoder_fields(runner_module.get_protocol("imac-bench")), "window": 16}

@@ -942,7 +942,8 @@ def test_videos_made_with_another_default_are_refused_naming_it(corpus, finished
     first = sorted((out / "smoothed").glob("*/*.mp4"))[0]
     first.unlink()                     # one clip missing: it would be made with the new default
     with pytest.raises(RunMismatchError, match=r"holds videos of smoothed made with other settings than "
-                                               r"this run's \(options.smoothing: 0.5 -> 0.7\): give a new --out"):
+                                               r"this run's \(options.smoothing: 0.5 -> 0.7, as \S+/work/smoothed/"
+                                               r"method.json records them\): give a new --out"):
         run_benchmark(settings(corpus, out, methods=("smoothed",), custom={"smoothed": NewDefault}))
     assert not first.exists()
 
@@ -952,6 +953,14 @@ def test_videos_made_with_another_default_are_refused_naming_it(corpus, finished
     with caplog.at_level("WARNING", logger="bench.runner"):
         run_benchmark(settings(corpus, out, methods=("smoothed",), custom={"smoothed": NewDefault}))
     assert first.exists() and "smoothed: made by a version that did not record its settings" in caplog.text
+    # the missing clip was made with this version's settings, the others with unknown ones: recording this
+    # version's now would let the mixed row pass every later check
+    assert "made_with" not in json.loads((out / "work" / "smoothed" / "method.json").read_text())
+
+    for content in ("[1, 2]", '"hello"'):      # JSON, but not the method's facts
+        (out / "work" / "smoothed" / "method.json").write_text(content)
+        with pytest.raises(RunMismatchError, match=r"smoothed/method.json: not a JSON object: give a new --out"):
+            run_benchmark(settings(corpus, out, methods=("smoothed",), custom={"smoothed": NewDefault}))
 
 
 def test_a_method_whose_sample_is_not_finite_stops_the_run_naming_the_clip_and_keeps_the_finished_ones(corpus, tmp_path):

@@ -22,7 +22,7 @@ import torch
 
 from bench.methods.base import BenchContext, Method, made_videos
 from imac.config import (SAMPLING_KEYS, IMACConfig, config_differences, flat_config, listed, load_config,
-                         with_sampling_overrides)
+                         with_sampling_of, with_sampling_overrides)
 from imac.frames import frames_to_tensor
 from imac.pipeline import MODEL_CARD, IMACPipeline
 from imac.training.trainer import train
@@ -160,20 +160,27 @@ class IMACMethod(Method):
 
     def made_with(self, context: BenchContext) -> dict[str, Any]:
         """The options (defaults filled in) and the sampling settings (``SAMPLING_KEYS``) the pipeline
-        samples with: those of the model's card with the run's sampling overrides (a card's missing key
-        takes this version's default), or, before the model is trained, those of the config it would be
-        trained with. ValueError naming the card when it cannot be read."""
+        samples with (``sampling_config``). ValueError naming a given model's card when it cannot be read."""
         options = IMACOptions.from_dict(context.options, self.name)
-        card = (Path(options.model) if options.model else Path(context.work_dir) / "stage2" / "model") / MODEL_CARD
-        if card.is_file():
+        if options.model:
+            card = Path(options.model) / MODEL_CARD
             try:
                 config = IMACConfig.from_dict(read_json(card)["config"], str(card))
             except (OSError, KeyError, TypeError, ValueError) as error:
                 raise ValueError(f"{card}: cannot read the model's sampling settings ({error})") from None
         else:
             config = self.config(replace(context, shared_vae=None), options)
-        flat = flat_config(with_sampling_overrides(config, self.sampling_overrides(options), f"{self.name}: overrides").to_dict())
+        flat = flat_config(self.sampling_config(config, context, options).to_dict())
         return {"options": options, "sampling": {key: flat.get(key) for key in SAMPLING_KEYS}}
+
+    def sampling_config(self, config: IMACConfig, context: BenchContext, options: IMACOptions) -> IMACConfig:
+        """``config`` (the trained model's) with the settings it samples with in this run: a model trained in
+        the run samples as this version's configuration says (``self.config``: the named config, the run's
+        overrides and the variant's switches), so that a reused run folder samples as a fresh one would; a
+        given ``model:`` samples with its own card's settings and the run's sampling overrides."""
+        if options.model:
+            return with_sampling_overrides(config, self.sampling_overrides(options), f"{self.name}: overrides")
+        return with_sampling_of(config, self.config(replace(context, shared_vae=None), options))
 
     def prepare(self, context: BenchContext) -> dict[str, Any]:
         options = IMACOptions.from_dict(context.options, self.name)
@@ -197,9 +204,9 @@ class IMACMethod(Method):
             model_dir = Path(config.train.output) / "stage2" / "model"
         self.pipeline = IMACPipeline.from_pretrained(model_dir, device=context.device,
                                                      feature_cache=Path(context.work_dir) / "features")
+        self.pipeline.config = self.sampling_config(self.pipeline.config, context, options)
         sampling = self.sampling_overrides(options)
-        if sampling:        # a given model samples with the run's sampling switches too
-            self.pipeline.config = with_sampling_overrides(self.pipeline.config, sampling, f"{self.name}: overrides")
+        if sampling:
             facts["sampling"] = sampling
         facts["parameters"] = sum(p.numel() for p in self.pipeline.model.parameters())
         # Chunked sampling (imac.pipeline.chunk_starts): each chunk after the first starts on the previous
