@@ -72,7 +72,7 @@ from metrics.dataset import ClipRecord, Dataset
 from metrics.device import processor, resolve_device
 from metrics.distributed import SINGLE, Processes, current_processes
 from metrics.evaluate import Evaluator, make_extractor
-from metrics.fgd_training import card_changes, train_fgd_autoencoder, training_card
+from metrics.fgd_training import train_fgd_autoencoder, training_card
 from metrics.io.audio import SAMPLE_RATE
 from metrics.io.bounded import read_json
 from metrics.io.files import write_json_atomic
@@ -186,6 +186,17 @@ def standin_changes(card_path: Path, training: SyncTrainingConfig, settings: Lip
     if not all(isinstance(value, dict) for value in recorded.values()):
         return [f"{card_path.name}: not a stand-in's card"]
     return config_differences(flat_config(recorded), flat_config(now))
+
+
+def card_changes(card: Any, expected: dict[str, dict[str, Any]]) -> list[str]:
+    """"section.key: saved -> expected" for each entry of ``expected`` (``metrics.fgd_training.training_card``)
+    that the saved ``config.json`` content ``card`` lacks or holds with another value (its other entries do
+    not count). ValueError when ``card`` is not a mapping of mappings."""
+    if not isinstance(card, dict) or not all(isinstance(card.get(section), dict) for section in expected):
+        raise ValueError(f"not a skeleton autoencoder's config.json (no {' and '.join(expected)} mappings)")
+    saved = {section: {key: card[section][key] for key in values if key in card[section]}
+             for section, values in expected.items()}
+    return config_differences(flat_config(saved), flat_config(expected))
 
 
 def vae_training_changes(card: Any, training: dict[str, Any]) -> list[str]:

@@ -72,27 +72,11 @@ def training_card(protocol: Protocol, steps: int, seed: int, extractor=None, lat
                   hidden: int = HIDDEN) -> dict:
     """The entries of the ``config.json`` that ``train_fgd_autoencoder`` writes (with these arguments and
     ``keypoints="extract"``) that say how it was trained: ``{"model": {...}, "training": {...}}``, to
-    compare a saved autoencoder with (``card_changes``)."""
+    compare a saved autoencoder with (``bench.runner.card_changes``)."""
     return {"model": {"points": len(protocol.skeleton_points), "window": protocol.window, "hidden": hidden,
                       "latent": latent},
             "training": {"steps": steps, "batch_size": TRAINING_BATCH_SIZE, "learning_rate": TRAINING_LEARNING_RATE,
                          "seed": seed, "pose_extractor": getattr(extractor, "extractor_id", None)}}
-
-
-def card_changes(card: object, expected: dict) -> list[str]:
-    """"section.key: saved -> expected" for each entry of ``expected`` (``training_card``) that the saved
-    ``config.json`` content ``card`` lacks or holds with another value. ValueError when ``card`` is not
-    a mapping of mappings."""
-    if not isinstance(card, dict) or not all(isinstance(card.get(section), dict) for section in expected):
-        raise ValueError(f"not a skeleton autoencoder's config.json (no {' and '.join(expected)} mappings)")
-    changes = []
-    for section, values in expected.items():
-        for key, value in values.items():
-            if key not in card[section]:
-                changes.append(f"{section}.{key}: (absent) -> {value!r}")
-            elif card[section][key] != value:
-                changes.append(f"{section}.{key}: {card[section][key]!r} -> {value!r}")
-    return changes
 
 
 def train_fgd_autoencoder(data_dir: str | Path, out_dir: str | Path, protocol: Protocol | None = None,

@@ -24,10 +24,11 @@ from metrics.dataset import ClipRecord, find_clips
 from bench.methods.external import ExternalVideoError, check_video, format_command, parse_methods_file
 from bench.report import control_checks, failed_checks, write_report
 from bench.results import BenchResults, ControlCheck, MethodResult, OldSchemaError, read_results
-from bench.runner import RunMismatchError, RunSettings, check_sources, conform_frames, run_benchmark
+from bench.runner import (RunMismatchError, RunSettings, card_changes, check_sources, conform_frames,
+                          run_benchmark)
 from bench.data.toy.corpus import ToyCorpusConfig, generate_toy_corpus
 from metrics.evaluate import make_extractor
-from metrics.fgd_training import card_changes, training_card
+from metrics.fgd_training import training_card
 from metrics.io.video import VideoReader, probe_video
 from metrics.protocol import get_protocol
 from metrics.results import Score

@@ -168,9 +168,10 @@ class IMACMethod(Method):
                 config = IMACConfig.from_dict(read_json(card)["config"], str(card))
             except (OSError, KeyError, TypeError, ValueError) as error:
                 raise ValueError(f"{card}: cannot read the model's sampling settings ({error})") from None
-        else:
+            config = self.sampling_config(config, context, options)
+        else:       # what sampling_config gives a model trained in the run: this configuration's settings
             config = self.config(replace(context, shared_vae=None), options)
-        flat = flat_config(self.sampling_config(config, context, options).to_dict())
+        flat = flat_config(config.to_dict())
         return {"options": options, "sampling": {key: flat.get(key) for key in SAMPLING_KEYS}}
 
     def sampling_config(self, config: IMACConfig, context: BenchContext, options: IMACOptions) -> IMACConfig:
