@@ -56,7 +56,12 @@ VARIANTS = {
     "video-trailing": ["video.sample_spacing=trailing"],
     "anchored+video-trailing": ["video.chunk_reference=anchored", "video.sample_spacing=trailing"],
     "defaults": ["video.chunk_reference=anchored", "video.sample_spacing=trailing",      # the tiny config's
-                 "motion.sample_spacing=leading"],
+                 "motion.sample_spacing=leading", "video.sample_strength=0.5"],
+    "from-noise": ["video.chunk_reference=anchored", "video.sample_spacing=trailing",    # the previous defaults
+                   "motion.sample_spacing=leading"],
+    "from-first-frame": ["video.chunk_reference=anchored", "video.sample_spacing=trailing",
+                         "motion.sample_spacing=leading", "video.sample_strength=0.5",
+                         "video.strength_from=first_frame"],
     "all": ["video.chunk_reference=anchored", "video.handover=latent", "motion.window_overlap=16",
             "motion.sample_clip=3.0"],
 }
@@ -123,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         base.config = with_sampling_overrides(base.config, VARIANTS[name] + [
             f"{k}={v}" for k, v in (("video.chunk_reference", "last_frame"), ("video.handover", "decoded"),
                                     ("motion.window_overlap", 0), ("motion.sample_clip", 0.0),
-                                    ("motion.sample_spacing", "trailing"), ("video.sample_spacing", "leading"))
+                                    ("motion.sample_spacing", "trailing"), ("video.sample_spacing", "leading"),
+                                    ("video.sample_strength", 1.0), ("video.strength_from", "reference"))
             if not any(o.startswith(k + "=") for o in VARIANTS[name])], name)
         started, ratios = time.perf_counter(), []
         for clip in clips:

@@ -103,12 +103,15 @@ def _train_vae(config: IMACConfig, args: argparse.Namespace) -> int:
 
 
 def _sample(args: argparse.Namespace) -> int:
-    from imac.pipeline import IMACPipeline  # diffusers: see the note at the top
+    from imac.models.video import kept_steps  # diffusers: see the note at the top
+    from imac.pipeline import IMACPipeline
 
     # every argument and input file is checked before the model loads (seconds to minutes)
     resolve_device(args.device)        # a GPU torch does not see is named here, not by the first layer
     if args.steps is not None and args.steps < 1:
         raise ValueError(f"--steps {args.steps}: need 1 or more denoising steps")
+    if args.strength is not None and not 0 < args.strength <= 1:
+        raise ValueError(f"--strength {args.strength}: need more than 0 and at most 1 (1: from pure noise)")
     if args.guidance_scale is not None and not args.guidance_scale >= 0:
         raise ValueError(f"--guidance-scale {args.guidance_scale}: need 0 or more (1: no guidance)")
     for option, path in (("--reference", args.reference), ("--audio", args.audio)):
@@ -124,9 +127,10 @@ def _sample(args: argparse.Namespace) -> int:
     if args.window_overlap is not None and args.window_overlap >= config.stage1.motion_frames:
         raise ValueError(f"--window-overlap {args.window_overlap}: must be shorter than the model's motion window "
                          f"(stage1.motion_frames {config.stage1.motion_frames})")
-    for section, name in (("video", "chunk_reference"), ("video", "handover"), ("video", "sample_spacing"),
-                          ("motion", "window_overlap")):
-        value = getattr(args, name)
+    for section, name, option in (("video", "chunk_reference", "chunk_reference"), ("video", "handover", "handover"),
+                                  ("video", "sample_spacing", "sample_spacing"), ("video", "sample_strength", "strength"),
+                                  ("video", "strength_from", "strength_from"), ("motion", "window_overlap", "window_overlap")):
+        value = getattr(args, option)
         if value is not None:       # a sampling switch: the trained weights serve any of its values
             setattr(getattr(config, section), name, value)
     size = config.data.resolution
@@ -137,13 +141,20 @@ def _sample(args: argparse.Namespace) -> int:
     if audio.size == 0:
         raise ValueError(f"{args.audio}: the audio file is empty")
     steps = args.steps or config.video.sample_steps
+    strength = config.video.sample_strength
+    try:
+        kept = kept_steps(steps, strength)
+    except ValueError as error:
+        raise ValueError(f"--strength {strength} with --steps {steps}: {error}") from None
+    start = "pure noise" if strength == 1 else (f"the {config.video.strength_from.replace('_', ' ')} noised to "
+                                                f"strength {strength:g} ({kept} of the {steps} steps)")
     guidance = config.video.guidance_scale if args.guidance_scale is None else args.guidance_scale
     # what is done to the inputs, said even with --quiet (which hides the progress bars only)
     print(f"reference {args.reference}: {describe_preparation(width, height, size)} (the model's "
           f"data.resolution)\naudio {args.audio}: {len(audio) / config.audio.sample_rate:.2f} s, mono at "
           f"{config.audio.sample_rate} Hz -> {int(len(audio) / config.audio.sample_rate * config.fps)} frames "
-          f"at {config.fps:g} fps\nsampling: {steps} video steps ({config.video.sample_spacing} spacing), "
-          f"guidance {guidance:g}, "
+          f"at {config.fps:g} fps\nsampling: {steps} video steps ({config.video.sample_spacing} spacing) from "
+          f"{start}, guidance {guidance:g}, "
           f"{config.motion.sample_steps} motion steps, seed {args.seed}; chunks: reference "
           f"{config.video.chunk_reference}, hand-over {config.video.handover}; motion windows overlap "
           f"{config.motion.window_overlap} frames", flush=True)
@@ -205,6 +216,14 @@ def build_parser() -> CommandParser:
                              "(starts from pure noise at t = 999) or linspace (evenly from 999 to 0) (default: the "
                              "model's video.sample_spacing; "
                              "tiny trailing, i2vgenxl leading)")
+    sample.add_argument("--strength", type=float, default=None,
+                        help="start each chunk from a frame noised this far, in (0, 1], and run that part of the "
+                             "steps (SDEdit; 1: from pure noise, the paper) (default: the model's "
+                             "video.sample_strength; tiny 0.5, i2vgenxl 1)")
+    sample.add_argument("--strength-from", choices=("reference", "first_frame"), default=None,
+                        help="the frame a chunk starts from when --strength < 1: the reference image (the "
+                             "reference encoder's) or the chunk's first frame (default: the model's "
+                             "video.strength_from)")
     sample.add_argument("--window-overlap", type=int_in(0), default=None,
                         help="frames each motion window continues from the previous one (0: independent "
                              "windows; fewer than the model's stage1.motion_frames) (default: the model's "

@@ -92,6 +92,14 @@ class VideoConfig:
     # "trailing" starts at t = 999, the pure noise that zero-SNR training covers (Lin et al. 2024,
     # "Common Diffusion Noise Schedules and Sample Steps Are Flawed", sec. 3.3). Training is unchanged.
     sample_spacing: Literal["leading", "trailing", "linspace"] = "leading"
+    # < 1: each chunk starts from a frame's latent repeated over the chunk's frames and noised to the
+    # schedule's point ``sample_strength`` of the way from clean to pure noise, and runs only that part
+    # of the ``sample_steps`` (SDEdit, Meng et al. 2022; the ``strength`` of diffusers' image-to-image
+    # pipelines: int(sample_steps x strength) steps). The frame: ``strength_from``, "reference" (the
+    # reference encoder's image: the original reference when anchored) or "first_frame" (the chunk's
+    # image condition). 1: from pure noise (the paper, the release).
+    sample_strength: float = ranged(1.0, gt=0, le=1)
+    strength_from: Literal["reference", "first_frame"] = "reference"
     # Chunked sampling: each chunk after the first starts on the previous chunk's last frame.
     # "last_frame" (the paper): that frame is the chunk's whole reference (image condition, reference
     # encoder, CLIP); "anchored": it is the image condition only, while the reference encoder and
@@ -208,8 +216,8 @@ def save_config(config: IMACConfig, path: str | os.PathLike) -> Path:
 # Settings that only change how a trained model samples: they may differ from the ones it was
 # trained with (``with_sampling_overrides``); every other key is fixed by the weights.
 SAMPLING_KEYS = ("video.chunk_reference", "video.handover", "video.guidance_scale", "video.sample_steps",
-                 "video.sample_precision", "video.sample_spacing", "motion.window_overlap", "motion.sample_spacing", "motion.sample_clip",
-                 "motion.sample_steps")
+                 "video.sample_precision", "video.sample_spacing", "video.sample_strength", "video.strength_from",
+                 "motion.window_overlap", "motion.sample_spacing", "motion.sample_clip", "motion.sample_steps")
 
 
 ABSENT = "(absent)"

@@ -42,7 +42,7 @@ from imac.models.loading import load_pretrained
 from imac.models.motion import MotionModel
 from imac.models.system import IMACModel
 from imac.models.video import (build_image_encoder, build_unet, build_vae, clip_statistics, encode_latents,
-                               encode_prompt, motion_sampling_scheduler, motion_training_scheduler,
+                               encode_prompt, kept_steps, motion_sampling_scheduler, motion_training_scheduler,
                                video_sampling_scheduler, video_scheduler)
 from metrics.io.audio import resample
 from metrics.io.bounded import read_json
@@ -274,6 +274,8 @@ class IMACPipeline:
         starts = chunk_starts(total, chunk)
         guidance = self.config.video.guidance_scale if guidance_scale is None else guidance_scale
         steps = steps or self.config.video.sample_steps
+        strength = self.config.video.sample_strength
+        kept_steps(steps, strength)          # refused before any chunk when no step is left
         video = torch.empty((max(total, chunk), 3, *reference.shape[-2:]), device=self.device)
         current = reference[None].to(self.device)
         anchored = self.config.video.chunk_reference == "anchored"
@@ -283,7 +285,9 @@ class IMACPipeline:
         for start in tqdm(starts, desc="video chunks", unit="chunk", disable=not progress):
             if start > 0:
                 current = video[start:start + 1]
-            options = {}                         # none: the paper's chunk (all from ``current``)
+            options = {}                         # none: the paper's chunk (all from ``current``, pure noise)
+            if strength < 1:
+                options.update(strength=strength, strength_from=self.config.video.strength_from)
             if anchored:
                 options["context"] = context
                 if start > 0 and handed is None:

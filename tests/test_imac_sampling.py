@@ -5,19 +5,24 @@ from __future__ import annotations
 import copy
 import re
 import warnings
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
+from diffusers import StableDiffusionImg2ImgPipeline
 from PIL import Image
 
 from imac.audio_features import load_hubert
 from imac.cli import main
 from imac.frames import NonFiniteError, frames_to_tensor
 from imac.models.system import ChunkSample
-from imac.models.video import first_step_gain, motion_sampling_scheduler
+from imac.config import VideoConfig
+from imac.models import system
+from imac.models.video import (first_step_gain, kept_steps, motion_sampling_scheduler, start_from_frame,
+                               video_sampling_scheduler)
 from imac.pipeline import IMACPipeline, chunk_starts, motion_windows
 from imac.training.trainer import build_stage_model
 from metrics.io.audio import write_wav
@@ -69,7 +74,7 @@ def test_output_has_duration_times_fps_frames(pipeline, seconds, rate):
 
 
 def test_each_chunk_starts_from_the_last_frame_of_the_previous_one(pipeline, monkeypatch):
-    pipeline = _with(pipeline, video__chunk_reference="last_frame")       # the paper's chunks
+    pipeline = _with(pipeline, video__chunk_reference="last_frame", video__sample_strength=1.0)  # the paper's chunks
     references, counter = [], iter(range(1000))
 
     def fake_chunk(reference, motion_features, steps, guidance_scale, generator=None, scheduler=None, **kwargs):
@@ -122,7 +127,7 @@ def _with(pipeline, **video):
 
 
 def test_anchored_chunks_keep_the_first_reference_for_the_encoder_and_clip(pipeline, monkeypatch):
-    anchored = _with(pipeline, video__chunk_reference="anchored")
+    anchored = _with(pipeline, video__chunk_reference="anchored", video__sample_strength=1.0)  # 2 steps a chunk
     contexts, denoised = [], []
     real_context, real_denoise = anchored.model.video_context, anchored.model.denoise
 
@@ -176,7 +181,7 @@ def test_latent_handover_gives_the_next_chunk_the_last_latent(pipeline, monkeypa
     ("trailing", [999, 899, 799, 699, 599, 499, 399, 299, 199, 99]),
 ])
 def test_video_sample_spacing_sets_the_denoising_timesteps(pipeline, monkeypatch, spacing, expected):
-    spaced = _with(pipeline, video__sample_spacing=spacing)
+    spaced = _with(pipeline, video__sample_spacing=spacing, video__sample_strength=1.0)
     seen, real_denoise = [], spaced.model.denoise
 
     def spy_denoise(noisy, timesteps, *args):
@@ -188,6 +193,76 @@ def test_video_sample_spacing_sets_the_denoising_timesteps(pipeline, monkeypatch
                         torch.Generator().manual_seed(0), steps=10)
     assert seen == expected
     assert pipeline.model.video_scheduler.config.timestep_spacing == "leading"   # training's own, untouched
+
+
+@pytest.mark.parametrize("spacing", ["leading", "trailing"])
+@pytest.mark.parametrize("steps", [2, 7, 10, 50])
+@pytest.mark.parametrize("strength", [1.0, 0.75, 0.5, 0.3, 0.1])
+def test_strength_keeps_the_steps_diffusers_image_to_image_keeps(spacing, steps, strength):
+    scheduler = video_sampling_scheduler(VideoConfig(sample_spacing=spacing))
+    scheduler.set_timesteps(steps)
+    if int(steps * strength) < 1:
+        with pytest.raises(ValueError, match=r"video.sample_strength .* keeps no step"):
+            kept_steps(steps, strength)
+        return
+    # the reference: diffusers' own image-to-image pipeline's choice of timesteps for a strength
+    expected, count = StableDiffusionImg2ImgPipeline.get_timesteps(SimpleNamespace(scheduler=scheduler), steps,
+                                                                   strength, "cpu")
+    frame, noise = torch.randn(1, 4, 3, 3), torch.randn(1, 4, 5, 3, 3)
+    _, timesteps = start_from_frame(scheduler, frame, noise, strength)
+    assert timesteps.tolist() == expected.tolist() and kept_steps(steps, strength) == count
+
+
+def test_start_from_frame_is_the_frame_on_every_frame_noised_to_the_first_kept_timestep():
+    scheduler = video_sampling_scheduler(VideoConfig(sample_spacing="trailing"))
+    scheduler.set_timesteps(10)
+    frame, noise = torch.randn(1, 4, 3, 3), torch.randn(1, 4, 5, 3, 3)
+    start, timesteps = start_from_frame(scheduler, frame, noise, 0.5)
+    assert timesteps.tolist() == [499, 399, 299, 199, 99]       # trailing's last 5 of 10 (Lin et al. 2024, Table 2)
+    abar = float(scheduler.alphas_cumprod[499])
+    for f in range(5):                                           # q(x_t | x_0): sqrt(abar) x_0 + sqrt(1 - abar) noise
+        torch.testing.assert_close(start[:, :, f], abar ** 0.5 * frame + (1 - abar) ** 0.5 * noise[:, :, f])
+
+
+@pytest.mark.parametrize("strength_from", ["reference", "first_frame"])
+def test_chunks_at_a_strength_start_from_the_chosen_frame(pipeline, monkeypatch, strength_from):
+    strong = _with(pipeline, video__chunk_reference="anchored", video__sample_strength=0.5,
+                   video__strength_from=strength_from, video__sample_spacing="trailing")
+    starts, denoised = [], []
+    real_start, real_denoise = system.start_from_frame, strong.model.denoise
+
+    def spy_start(scheduler, frame_latents, noise, strength):
+        latents, timesteps = real_start(scheduler, frame_latents, noise, strength)
+        starts.append((frame_latents.clone(), latents.clone()))
+        return latents, timesteps
+
+    def spy_denoise(noisy, timesteps, reference_latents, image_embedding, motion_features, scale, first=None):
+        denoised.append((noisy.clone(), int(timesteps[0]), reference_latents.clone(),
+                         None if first is None else first.clone()))
+        return real_denoise(noisy, timesteps, reference_latents, image_embedding, motion_features, scale, first)
+
+    monkeypatch.setattr(system, "start_from_frame", spy_start)
+    monkeypatch.setattr(strong.model, "denoise", spy_denoise)
+    video = strong.sample_video(reference_image(), torch.zeros(1, 40, pipeline.model.video_feature_width),
+                                torch.Generator().manual_seed(0), steps=4, guidance_scale=1.0)
+    assert len(starts) == 3 and [t for _, t, _, _ in denoised] == [499, 249] * 3   # trailing 999, 749, 499, 249
+    for chunk, (frame, latents) in enumerate(starts):
+        noisy, _, reference_latents, first = denoised[2 * chunk]
+        torch.testing.assert_close(noisy, latents)               # the chunk's first step starts there
+        chosen = reference_latents if strength_from == "reference" or first is None else first
+        torch.testing.assert_close(frame, chosen)
+    if strength_from == "reference":   # anchored: the original reference's latents in every chunk
+        torch.testing.assert_close(starts[2][0], starts[0][0])
+    else:                              # a later chunk's first frame: the previous chunk's last frame
+        assert not torch.allclose(starts[2][0], starts[0][0])
+    assert video.shape == (40, 3, RESOLUTION, RESOLUTION) and torch.isfinite(video).all()
+
+
+def test_a_strength_that_keeps_no_step_is_refused_before_any_chunk(pipeline, monkeypatch):
+    weak = _with(pipeline, video__sample_strength=0.05)
+    monkeypatch.setattr(weak.model, "sample_chunk", lambda *a, **k: pytest.fail("sampled a chunk"))
+    with pytest.raises(ValueError, match=r"video.sample_strength 0.05 keeps no step of 10 .* at least 0.1"):
+        weak.sample_video(reference_image(), torch.zeros(1, 40, pipeline.model.video_feature_width), steps=10)
 
 
 @given(total=st.integers(1, 300), window=st.integers(2, 90), overlap=st.integers(0, 89))
@@ -331,8 +406,9 @@ def test_cli_sample_says_what_it_does_and_blames_the_right_file(pipeline, tmp_pa
     # 80 x 48: the centre 48 x 48 square (32 px of width cut), then resized to the model's side
     assert f"80x48 -> centre square 48x48 (crop 32 px of width, 0 px of height) -> shrunk to {RESOLUTION}x" in out
     assert "0.70 s, mono at 16000 Hz -> 17 frames at 25 fps" in out
-    assert (f"sampling: 2 video steps ({pipeline.config.video.sample_spacing} spacing), guidance "
-            f"{pipeline.config.video.guidance_scale:g}") in out
+    assert pipeline.config.video.sample_strength == 0.5            # the tiny config's
+    assert (f"sampling: 2 video steps ({pipeline.config.video.sample_spacing} spacing) from the reference noised "
+            f"to strength 0.5 (1 of the 2 steps), guidance {pipeline.config.video.guidance_scale:g}") in out
 
     stage1 = IMACPipeline(pipeline.config, build_stage_model(pipeline.config, "stage1", 129, 16, None),
                           pipeline.hubert, "tiny-seed0", "stage1").save_pretrained(tmp_path / "stage1")
@@ -340,6 +416,17 @@ def test_cli_sample_says_what_it_does_and_blames_the_right_file(pipeline, tmp_pa
                  str(tmp_path / "speech.wav"), "--out", str(tmp_path / "x.mp4"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert f"--model {stage1}: a stage-1 (motion only) model folder" in err and "speech.wav" not in err
+
+    # --strength: out of (0, 1] refused before the model loads; one that keeps no step named with --steps
+    args = ["sample", "--model", str(model), "--reference", str(tmp_path / "ref.png"), "--audio",
+            str(tmp_path / "speech.wav"), "--out", str(tmp_path / "y.mp4"), "--quiet"]
+    assert main([*args, "--strength", "0"]) == 2
+    assert "--strength 0.0: need more than 0 and at most 1" in capsys.readouterr().err
+    assert main([*args, "--strength", "0.3", "--steps", "3"]) == 2
+    assert "--strength 0.3 with --steps 3: video.sample_strength 0.3 keeps no step of 3" in capsys.readouterr().err
+    assert main([*args, "--strength", "1", "--strength-from", "first_frame", "--steps", "2"]) == 0
+    assert "2 video steps (trailing spacing) from pure noise" in capsys.readouterr().out
+    assert not (tmp_path / "x.mp4").exists() and (tmp_path / "y.mp4").is_file()
 
 
 def test_read_only_frames_convert_without_a_torch_warning():
@@ -405,3 +492,17 @@ def test_cli_sample_refuses_an_overlap_as_long_as_the_models_motion_window(pipel
     assert captured.err == ("imac sample: error: --window-overlap 80: must be shorter than the model's motion window "
                             "(stage1.motion_frames 80)\n")
     assert "reference" not in captured.out and not (tmp_path / "x.mp4").exists()    # nothing read or written
+
+
+def test_sample_strength_is_a_sampling_key_within_its_range():
+    from imac.config import OptionsError, load_config, with_sampling_overrides
+
+    config = load_config("tiny")
+    changed = with_sampling_overrides(config, ["video.sample_strength=0.8", "video.strength_from=first_frame"])
+    assert (changed.video.sample_strength, changed.video.strength_from) == (0.8, "first_frame")
+    assert load_config("i2vgenxl").video.sample_strength == 1.0                 # the release: from pure noise
+    for bad in ("0", "1.5", "-0.2"):
+        with pytest.raises(OptionsError, match="video.sample_strength"):
+            load_config("tiny", [f"video.sample_strength={bad}"])
+    with pytest.raises(OptionsError, match="video.strength_from: expected one of 'reference', 'first_frame'"):
+        load_config("tiny", ["video.strength_from=last"])

@@ -30,7 +30,7 @@ from torch import nn
 from imac.models import noise as draws
 from imac.models.coupling import Coupling
 from imac.models.motion import MotionModel
-from imac.models.video import clip_image_embedding, decode_latents, encode_latents, image_condition
+from imac.models.video import clip_image_embedding, decode_latents, encode_latents, image_condition, start_from_frame
 
 
 def gather_frames(features: torch.Tensor, starts: torch.Tensor, length: int) -> torch.Tensor:
@@ -190,7 +190,8 @@ class IMACModel(nn.Module):
                      guidance_scale: float, generator: torch.Generator | None = None, *,
                      context: tuple[torch.Tensor, torch.Tensor] | None = None,
                      first_frame_latents: torch.Tensor | None = None,
-                     scheduler: DDIMScheduler | None = None) -> ChunkSample:
+                     scheduler: DDIMScheduler | None = None, strength: float = 1.0,
+                     strength_from: str = "reference") -> ChunkSample:
         """One video chunk: reference (1, 3, S, S), motion features (1, Fv, D) -> ``ChunkSample``.
 
         ``context``: (reference latents (1, C, h, w), CLIP embedding (1, 1, D)) for the reference
@@ -198,7 +199,10 @@ class IMACModel(nn.Module):
         those of ``reference``. ``first_frame_latents`` (1, C, h, w): the image condition (the chunk's
         first frame) as a latent, e.g. the previous chunk's last latent; default: ``reference``'s.
         ``scheduler``: the DDIM sampler (``imac.models.video.video_sampling_scheduler``); default: the
-        training schedule's own (the release's leading spacing).
+        training schedule's own (the release's leading spacing). ``strength`` < 1: start from the
+        latents of ``strength_from`` ("reference": the reference encoder's, "first_frame": the image
+        condition's) repeated over the frames and noised to the last int(steps x strength) of the
+        ``steps`` timesteps, and run those (``start_from_frame``; SDEdit); 1: from pure noise.
         """
         reference_latents, image_embedding = context if context is not None else self.video_context(reference,
                                                                                                    generator)
@@ -208,8 +212,14 @@ class IMACModel(nn.Module):
         scheduler.set_timesteps(steps, device=reference.device)
         latents = torch.randn((1, reference_latents.shape[1], frames, height, width), device=reference.device,
                               dtype=reference_latents.dtype, generator=generator)
-        guided = guidance_scale != 1.0
         first = first_frame_latents
+        timesteps = scheduler.timesteps
+        if strength < 1:
+            start = {"reference": reference_latents, "first_frame": reference_latents if first is None else first}
+            if strength_from not in start:
+                raise ValueError(f"strength_from must be one of {sorted(start)}, got {strength_from!r}")
+            latents, timesteps = start_from_frame(scheduler, start[strength_from], latents, strength)
+        guided = guidance_scale != 1.0
         if guided:
             reference_latents = reference_latents.repeat(2, 1, 1, 1)
             first = None if first is None else first.repeat(2, 1, 1, 1)
@@ -218,7 +228,7 @@ class IMACModel(nn.Module):
             scale = torch.tensor([0.0, 1.0], device=reference.device)
         else:
             scale = None
-        for t in scheduler.timesteps:
+        for t in timesteps:
             model_input = latents.repeat(2, 1, 1, 1, 1) if guided else latents
             prediction = self.denoise(model_input, t.expand(model_input.shape[0]), reference_latents,
                                       image_embedding, motion_features, scale, first)

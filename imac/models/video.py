@@ -44,6 +44,32 @@ def video_sampling_scheduler(config: VideoConfig) -> DDIMScheduler:
     return DDIMScheduler.from_config(video_scheduler().config, timestep_spacing=config.sample_spacing)
 
 
+def kept_steps(steps: int, strength: float) -> int:
+    """How many of ``steps`` DDIM steps a sample at ``strength`` (0, 1] runs: int(steps x strength), as
+    diffusers' image-to-image pipelines count them. Raises ``ValueError`` naming ``video.sample_strength``
+    when none is left (e.g. 10 steps at 0.05)."""
+    kept = min(int(steps * strength), steps)
+    if kept < 1:
+        raise ValueError(f"video.sample_strength {strength} keeps no step of {steps} (int(steps x strength) "
+                         f"= 0): raise it to at least {1 / steps:.3g} or sample with more steps")
+    return kept
+
+
+def start_from_frame(scheduler: DDIMScheduler, frame_latents: torch.Tensor, noise: torch.Tensor,
+                     strength: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """SDEdit's start (Meng et al. 2022) for a video chunk: ``frame_latents`` (1, C, h, w) repeated over
+    the frames of ``noise`` (1, C, F, h, w), noised to the first kept timestep, and the kept timesteps.
+
+    ``scheduler`` has its timesteps set; of its N steps the last int(N x strength) are kept, as the
+    ``strength`` of diffusers' image-to-image pipelines (``StableDiffusionImg2ImgPipeline.get_timesteps``)
+    keeps them. Raises ``ValueError`` when that leaves no step (e.g. 10 steps at strength 0.05).
+    """
+    steps = len(scheduler.timesteps)
+    timesteps = scheduler.timesteps[steps - kept_steps(steps, strength):]
+    start = frame_latents[:, :, None].expand_as(noise).to(noise.dtype)
+    return scheduler.add_noise(start, noise, timesteps[:1]), timesteps
+
+
 def motion_training_scheduler(config: MotionConfig) -> DDPMScheduler:
     return DDPMScheduler(num_train_timesteps=config.train_timesteps, beta_schedule=config.beta_schedule,
                          prediction_type="epsilon", clip_sample=False)
