@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from imac import __version__
-from imac.config import IMACConfig, load_config
+from imac.config import IMACConfig, kept_steps, load_config
 from imac.frames import describe_preparation, load_image
 from metrics.cli import CommandParser, add_command, help_texts, int_in, package_version, run_command
 from metrics.dataset import read_manifest, validate_dataset
@@ -103,7 +103,6 @@ def _train_vae(config: IMACConfig, args: argparse.Namespace) -> int:
 
 
 def _sample(args: argparse.Namespace) -> int:
-    from imac.models.video import kept_steps  # diffusers: see the note at the top
     from imac.pipeline import IMACPipeline
 
     # every argument and input file is checked before the model loads (seconds to minutes)
@@ -145,7 +144,9 @@ def _sample(args: argparse.Namespace) -> int:
     try:
         kept = kept_steps(steps, strength)
     except ValueError as error:
-        raise ValueError(f"--strength {strength} with --steps {steps}: {error}") from None
+        given = [f"--strength {strength}" if args.strength is not None else "the model's video.sample_strength",
+                 f"--steps {steps}" if args.steps else "the model's video.sample_steps"]
+        raise ValueError(f"{given[0]} with {given[1]}: {error}") from None
     start = "pure noise" if strength == 1 else (f"the {config.video.strength_from.replace('_', ' ')} noised to "
                                                 f"strength {strength:g} ({kept} of the {steps} steps)")
     guidance = config.video.guidance_scale if args.guidance_scale is None else args.guidance_scale

@@ -12,6 +12,7 @@ Nothing in the model code hard-codes a device, a dtype or a size: they all come 
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -163,10 +164,28 @@ class IMACConfig:
         return check_consistency(build_options(cls, values, where), where)
 
 
+def kept_steps(steps: int, strength: float) -> int:
+    """How many of ``steps`` DDIM steps a sample at ``strength`` (0, 1] runs: int(steps x strength), as
+    diffusers' image-to-image pipelines count them. Raises ``ValueError`` naming ``video.sample_strength``
+    when none is left (e.g. 10 steps at 0.05)."""
+    kept = min(int(steps * strength), steps)
+    if kept < 1:
+        raise ValueError(f"video.sample_strength {strength} keeps no step of {steps} (int(steps x strength) "
+                         f"= 0): raise it to at least {least_strength(steps):g} or sample with more steps")
+    return kept
+
+
+def least_strength(steps: int) -> float:
+    """The smallest strength of 3 decimals that keeps a step of ``steps`` (1/steps rounded up)."""
+    least = math.ceil(1000 / steps) / 1000
+    return least if int(steps * least) >= 1 else least + 0.001
+
+
 def check_consistency(config: IMACConfig, where: str) -> IMACConfig:
     """``config`` if its windows and widths fit together (one key against another), else ``OptionsError`` naming ``where`` and the
     keys: stage 2's video window lies inside its motion window (``stage2.motion_frames >= video.frames``),
-    the motion and MFCC attention widths split into their heads, and a motion window's overlap with the
+    the motion and MFCC attention widths split into their heads, a video sample at ``video.sample_strength``
+    keeps at least one of ``video.sample_steps`` (``kept_steps``), and a motion window's overlap with the
     previous one is shorter than the window."""
     if config.stage2.motion_frames < config.video.frames:
         raise OptionsError(f"{where}: stage2.motion_frames ({config.stage2.motion_frames}) must be >= video.frames "
@@ -176,6 +195,10 @@ def check_consistency(config: IMACConfig, where: str) -> IMACConfig:
         if getattr(values, width) % getattr(values, heads):
             raise OptionsError(f"{where}: {section}.{width} ({getattr(values, width)}) must be a multiple of "
                                f"{section}.{heads} ({getattr(values, heads)}): attention splits the width into heads")
+    try:
+        kept_steps(config.video.sample_steps, config.video.sample_strength)
+    except ValueError as error:
+        raise OptionsError(f"{where}: {error} (video.sample_steps)") from None
     if config.motion.window_overlap >= config.stage1.motion_frames:
         raise OptionsError(f"{where}: motion.window_overlap ({config.motion.window_overlap}) must be shorter than "
                            f"the motion window stage1.motion_frames ({config.stage1.motion_frames})")

@@ -35,14 +35,14 @@ from transformers.utils import logging as transformers_logging
 
 from imac import __version__
 from imac.audio_features import AudioFeatures, load_hubert
-from imac.config import IMACConfig
+from imac.config import IMACConfig, kept_steps
 from imac.frames import check_finite, tensor_to_frames
 from imac.models.coupling import Coupling
 from imac.models.loading import load_pretrained
 from imac.models.motion import MotionModel
 from imac.models.system import IMACModel
 from imac.models.video import (build_image_encoder, build_unet, build_vae, clip_statistics, encode_latents,
-                               encode_prompt, kept_steps, motion_sampling_scheduler, motion_training_scheduler,
+                               encode_prompt, motion_sampling_scheduler, motion_training_scheduler,
                                video_sampling_scheduler, video_scheduler)
 from metrics.io.audio import resample
 from metrics.io.bounded import read_json

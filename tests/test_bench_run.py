@@ -12,10 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 import bench.report as report_module
 from bench.check import check_run, compare, update_baseline
 from bench.cli import main as bench_main
+from bench.config import CONFIG_DIR as BENCH_CONFIG_DIR
 from bench.config import config_from_dict, load_bench_config
 from bench.methods import UnknownMethodError, make_method
 from bench.methods.base import Method
@@ -1009,3 +1011,16 @@ def test_a_skeleton_autoencoder_trained_otherwise_is_refused_before_any_method_w
                                                r"0.01 -> 0.001\): delete .* to train it again"):
         run_benchmark(settings(corpus, out, methods=("copy", "smoothed"), custom={"copy": CopyMethod, "smoothed": Smoothed}))
     assert not (out / "smoothed").exists()
+
+
+def test_an_imac_sampling_that_keeps_no_step_is_refused_before_any_training(corpus, tmp_path, capsys):
+    # tiny samples at video.sample_strength 0.5: one sample step keeps int(0.5) = 0 of them
+    config = yaml.safe_load((BENCH_CONFIG_DIR / "toy-ci.yaml").read_text())
+    config["methods"]["imac"]["sample_steps"] = 1
+    (tmp_path / "one-step.yaml").write_text(yaml.safe_dump(config))
+    code = bench_main(["run", "--methods", "imac", "--data", str(corpus), "--config", str(tmp_path / "one-step.yaml"),
+                       "--out", str(tmp_path / "r"), "--quiet"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "imac: video.sample_strength 0.5 keeps no step of 1" in err and "(sample_steps 1)" in err
+    assert not (tmp_path / "r" / "work" / "imac" / "stage1").exists() and not (tmp_path / "r" / "work" / "vae").exists()

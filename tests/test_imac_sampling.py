@@ -19,9 +19,9 @@ from imac.audio_features import load_hubert
 from imac.cli import main
 from imac.frames import NonFiniteError, frames_to_tensor
 from imac.models.system import ChunkSample
-from imac.config import VideoConfig
+from imac.config import VideoConfig, kept_steps
 from imac.models import system
-from imac.models.video import (first_step_gain, kept_steps, motion_sampling_scheduler, start_from_frame,
+from imac.models.video import (first_step_gain, motion_sampling_scheduler, start_from_frame,
                                video_sampling_scheduler)
 from imac.pipeline import IMACPipeline, chunk_starts, motion_windows
 from imac.training.trainer import build_stage_model
@@ -424,6 +424,9 @@ def test_cli_sample_says_what_it_does_and_blames_the_right_file(pipeline, tmp_pa
     assert "--strength 0.0: need more than 0 and at most 1" in capsys.readouterr().err
     assert main([*args, "--strength", "0.3", "--steps", "3"]) == 2
     assert "--strength 0.3 with --steps 3: video.sample_strength 0.3 keeps no step of 3" in capsys.readouterr().err
+    assert main([*args, "--steps", "1"]) == 2      # the model's strength 0.5 keeps none of 1 step
+    assert ("the model's video.sample_strength with --steps 1: video.sample_strength 0.5 keeps no step of 1"
+            in capsys.readouterr().err)
     assert main([*args, "--strength", "1", "--strength-from", "first_frame", "--steps", "2"]) == 0
     assert "2 video steps (trailing spacing) from pure noise" in capsys.readouterr().out
     assert not (tmp_path / "x.mp4").exists() and (tmp_path / "y.mp4").is_file()
@@ -506,3 +509,21 @@ def test_sample_strength_is_a_sampling_key_within_its_range():
             load_config("tiny", [f"video.sample_strength={bad}"])
     with pytest.raises(OptionsError, match="video.strength_from: expected one of 'reference', 'first_frame'"):
         load_config("tiny", ["video.strength_from=last"])
+    # a strength that keeps none of the config's steps is refused with the config, before any training
+    with pytest.raises(OptionsError, match=r"video.sample_strength 0.05 keeps no step of 10 .* at least 0.1 "):
+        load_config("tiny", ["video.sample_strength=0.05"])
+    with pytest.raises(OptionsError, match=r"keeps no step of 3 .* at least 0.334 "):
+        load_config("tiny", ["video.sample_strength=0.333", "video.sample_steps=3"])
+
+
+def test_the_least_strength_suggested_keeps_a_step_and_is_the_least_of_three_decimals():
+    from fractions import Fraction
+
+    from imac.config import least_strength
+
+    for steps in range(1, 2001):
+        least = least_strength(steps)
+        assert kept_steps(steps, least) >= 1                    # raises when it keeps none
+        # exact arithmetic: the 3-decimal value just below keeps none (1/steps rounded up to 3 decimals)
+        below = Fraction(round(least * 1000) - 1, 1000)
+        assert below * steps < 1 or below <= 0

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from bench.methods.base import BenchContext, Method, made_videos
-from imac.config import (SAMPLING_KEYS, IMACConfig, config_differences, flat_config, listed, load_config,
+from imac.config import (SAMPLING_KEYS, IMACConfig, config_differences, flat_config, kept_steps, listed, load_config,
                          with_sampling_of, with_sampling_overrides)
 from imac.frames import frames_to_tensor
 from imac.pipeline import MODEL_CARD, IMACPipeline
@@ -141,10 +141,17 @@ class IMACMethod(Method):
     def check_folder(self, context: BenchContext) -> None:
         """Refuse a run folder whose IMAC (finished or interrupted) was trained with other settings
         than this run's (``check_trained_with``), or whose IMAC videos were made with a shared VAE trained
-        with other settings (``context.check_shared_vae``); nothing to check for a given ``model:``."""
+        with other settings (``context.check_shared_vae``), and a sampling that keeps none of its steps
+        (``kept_steps``) before any training; nothing to check for a given ``model:``."""
         options = IMACOptions.from_dict(context.options, self.name)
-        if options.model:
+        if options.model:       # nothing trains: a sampling that keeps no step is refused at the first clip
             return
+        config = self.sampled_with(context, options)
+        steps = options.sample_steps or config.video.sample_steps
+        try:       # refused here, before any training, rather than at the first clip
+            kept_steps(steps, config.video.sample_strength)
+        except ValueError as error:
+            raise ValueError(f"{self.name}: {error} (sample_steps {steps})") from None
         # without the run's VAE folder: asking for it would train it here, in every process of a launch
         # (where it is does not count: video.vae is one of the LOCATION_KEYS)
         config = self.config(replace(context, shared_vae=None), options)
@@ -162,17 +169,21 @@ class IMACMethod(Method):
         """The options (defaults filled in) and the sampling settings (``SAMPLING_KEYS``) the pipeline
         samples with (``sampling_config``). ValueError naming a given model's card when it cannot be read."""
         options = IMACOptions.from_dict(context.options, self.name)
+        flat = flat_config(self.sampled_with(context, options).to_dict())
+        return {"options": options, "sampling": {key: flat.get(key) for key in SAMPLING_KEYS}}
+
+    def sampled_with(self, context: BenchContext, options: IMACOptions) -> IMACConfig:
+        """The configuration whose ``SAMPLING_KEYS`` the pipeline samples with (``sampling_config``), read
+        without loading or training anything. ValueError naming a given model's card when it cannot be read."""
         if options.model:
             card = Path(options.model) / MODEL_CARD
             try:
                 config = IMACConfig.from_dict(read_json(card)["config"], str(card))
             except (OSError, KeyError, TypeError, ValueError) as error:
                 raise ValueError(f"{card}: cannot read the model's sampling settings ({error})") from None
-            config = self.sampling_config(config, context, options)
-        else:       # what sampling_config gives a model trained in the run: this configuration's settings
-            config = self.config(replace(context, shared_vae=None), options)
-        flat = flat_config(config.to_dict())
-        return {"options": options, "sampling": {key: flat.get(key) for key in SAMPLING_KEYS}}
+            return self.sampling_config(config, context, options)
+        # what sampling_config gives a model trained in the run: this configuration's settings
+        return self.config(replace(context, shared_vae=None), options)
 
     def sampling_config(self, config: IMACConfig, context: BenchContext, options: IMACOptions) -> IMACConfig:
         """``config`` (the trained model's) with the settings it samples with in this run: a model trained in

@@ -22,7 +22,7 @@ from transformers import (
     CLIPVisionModelWithProjection,
 )
 
-from imac.config import MotionConfig, VideoConfig
+from imac.config import MotionConfig, VideoConfig, kept_steps
 from imac.models.loading import load_pretrained
 from metrics.io.bounded import read_json
 
@@ -42,17 +42,6 @@ def video_sampling_scheduler(config: VideoConfig) -> DDIMScheduler:
     """The video branch's DDIM sampler: ``video_scheduler``'s betas and prediction with
     ``config.sample_spacing`` (the release's "leading", or "trailing": the first step at t = 999)."""
     return DDIMScheduler.from_config(video_scheduler().config, timestep_spacing=config.sample_spacing)
-
-
-def kept_steps(steps: int, strength: float) -> int:
-    """How many of ``steps`` DDIM steps a sample at ``strength`` (0, 1] runs: int(steps x strength), as
-    diffusers' image-to-image pipelines count them. Raises ``ValueError`` naming ``video.sample_strength``
-    when none is left (e.g. 10 steps at 0.05)."""
-    kept = min(int(steps * strength), steps)
-    if kept < 1:
-        raise ValueError(f"video.sample_strength {strength} keeps no step of {steps} (int(steps x strength) "
-                         f"= 0): raise it to at least {1 / steps:.3g} or sample with more steps")
-    return kept
 
 
 def start_from_frame(scheduler: DDIMScheduler, frame_latents: torch.Tensor, noise: torch.Tensor,
