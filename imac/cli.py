@@ -142,6 +142,7 @@ def _sample(args: argparse.Namespace) -> int:
     steps = args.steps or config.video.sample_steps
     strength = config.video.sample_strength
     try:
+        pipeline.check_video_steps(steps)
         kept = kept_steps(steps, strength)
     except ValueError as error:
         given = [f"--strength {strength}" if args.strength is not None else "the model's video.sample_strength",

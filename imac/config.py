@@ -86,7 +86,7 @@ class VideoConfig:
     motion_map: int = ranged(0, ge=0)
     guidance_scale: float = ranged(3.5, ge=0)
     condition_dropout: float = ranged(0.1, ge=0, le=1)  # training probability of the unconditional branch
-    sample_steps: int = ranged(25, ge=1)
+    sample_steps: int = ranged(25, ge=1, le=1000)   # at most the video schedule's 1000 training timesteps
     sample_precision: Literal["no", "fp16", "bf16"] = "no"   # autocast of video sampling (CUDA only)
     # DDIM timestep spacing of video sampling. "leading" (the I2VGen-XL release's scheduler) starts
     # at t = 1000 - 1000/steps + 1, a noise level that still holds some signal, from pure noise;

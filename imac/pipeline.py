@@ -245,6 +245,7 @@ class IMACPipeline:
         size = self.config.data.resolution
         if tuple(reference.shape) != (3, size, size):
             raise ValueError(f"reference image must be (3, {size}, {size}) in [-1, 1], got {tuple(reference.shape)}")
+        self.check_video_steps(steps or self.config.video.sample_steps)     # before the motion is sampled
         rate = self.config.audio.sample_rate
         if sample_rate != rate:  # resampled once: for the features and for the muxed track
             audio = resample(audio, sample_rate, rate).astype(np.float32)
@@ -262,6 +263,14 @@ class IMACPipeline:
         return Sample(uint8, pose[0].cpu().numpy() if has_motion else None,
                       expression[0].cpu().numpy() if has_motion else None, audio, self.config.fps)
 
+    def check_video_steps(self, steps: int) -> None:
+        """ValueError unless ``steps`` video DDIM steps can run: at most the timesteps the model was trained
+        on, and at least one kept at ``video.sample_strength`` (``kept_steps``)."""
+        trained = self.model.video_scheduler.config.num_train_timesteps if self.model.has_video else None
+        if trained is not None and steps > trained:
+            raise ValueError(f"{steps} video steps: at most the {trained} timesteps the video branch was trained on")
+        kept_steps(steps, self.config.video.sample_strength)
+
     def sample_video(self, reference: torch.Tensor, motion_features: torch.Tensor,
                      generator: torch.Generator | None = None, progress: bool = False,
                      guidance_scale: float | None = None, steps: int | None = None) -> torch.Tensor:
@@ -275,7 +284,7 @@ class IMACPipeline:
         guidance = self.config.video.guidance_scale if guidance_scale is None else guidance_scale
         steps = steps or self.config.video.sample_steps
         strength = self.config.video.sample_strength
-        kept_steps(steps, strength)          # refused before any chunk when no step is left
+        self.check_video_steps(steps)
         video = torch.empty((max(total, chunk), 3, *reference.shape[-2:]), device=self.device)
         current = reference[None].to(self.device)
         anchored = self.config.video.chunk_reference == "anchored"

@@ -37,7 +37,7 @@ def test_imac_names_a_wrong_type(key, value):
         IMACOptions.from_dict({key: value})
 
 
-@pytest.mark.parametrize("key, value, bound", [("sample_steps", 0, ">= 1"), ("guidance_scale", -0.5, ">= 0")])
+@pytest.mark.parametrize("key, value, bound", [("sample_steps", 0, ">= 1 and <= 1000"), ("sample_steps", 1001, ">= 1 and <= 1000"), ("guidance_scale", -0.5, ">= 0")])
 def test_imac_names_a_value_out_of_range(key, value, bound):
     with pytest.raises(OptionsError, match=rf"^imac: {key}: must be {bound}, got {value}$"):
         IMACOptions.from_dict({key: value})

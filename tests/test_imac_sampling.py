@@ -424,6 +424,8 @@ def test_cli_sample_says_what_it_does_and_blames_the_right_file(pipeline, tmp_pa
     assert "--strength 0.0: need more than 0 and at most 1" in capsys.readouterr().err
     assert main([*args, "--strength", "0.3", "--steps", "3"]) == 2
     assert "--strength 0.3 with --steps 3: video.sample_strength 0.3 keeps no step of 3" in capsys.readouterr().err
+    assert main([*args, "--steps", "1001"]) == 2   # more steps than the video schedule's timesteps
+    assert "1001 video steps: at most the 1000 timesteps the video branch was trained on" in capsys.readouterr().err
     assert main([*args, "--steps", "1"]) == 2      # the model's strength 0.5 keeps none of 1 step
     assert ("the model's video.sample_strength with --steps 1: video.sample_strength 0.5 keeps no step of 1"
             in capsys.readouterr().err)
@@ -512,6 +514,8 @@ def test_sample_strength_is_a_sampling_key_within_its_range():
     # a strength that keeps none of the config's steps is refused with the config, before any training
     with pytest.raises(OptionsError, match=r"video.sample_strength 0.05 keeps no step of 10 .* at least 0.1 "):
         load_config("tiny", ["video.sample_strength=0.05"])
+    with pytest.raises(OptionsError, match=r"video.sample_steps: must be >= 1 and <= 1000, got 1001"):
+        load_config("tiny", ["video.sample_steps=1001"])
     with pytest.raises(OptionsError, match=r"keeps no step of 3 .* at least 0.334 "):
         load_config("tiny", ["video.sample_strength=0.333", "video.sample_steps=3"])
 

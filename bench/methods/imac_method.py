@@ -95,7 +95,7 @@ class IMACOptions:
     config: str = "tiny"                  # an imac config name or YAML path
     overrides: list[str] = field(default_factory=list)   # ``key.sub=value`` applied after the config's
     model: str | None = None              # a trained stage-2 model folder: skip training
-    sample_steps: int | None = ranged(None, ge=1)       # video DDIM steps at sampling (None: the config's)
+    sample_steps: int | None = ranged(None, ge=1, le=1000)  # video DDIM steps at sampling (None: the config's)
     guidance_scale: float | None = ranged(None, ge=0)   # None: the config's
 
     @classmethod
