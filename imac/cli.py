@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from imac import __version__
-from imac.config import IMACConfig, kept_steps, load_config
+from imac.config import IMACConfig, load_config
 from imac.frames import describe_preparation, load_image
 from metrics.cli import CommandParser, add_command, help_texts, int_in, package_version, run_command
 from metrics.dataset import read_manifest, validate_dataset
@@ -142,8 +142,7 @@ def _sample(args: argparse.Namespace) -> int:
     steps = args.steps or config.video.sample_steps
     strength = config.video.sample_strength
     try:
-        pipeline.check_video_steps(steps)
-        kept = kept_steps(steps, strength)
+        kept = pipeline.check_video_steps(steps)
     except ValueError as error:
         given = [f"--strength {strength}" if args.strength is not None else "the model's video.sample_strength",
                  f"--steps {steps}" if args.steps else "the model's video.sample_steps"]

@@ -263,13 +263,13 @@ class IMACPipeline:
         return Sample(uint8, pose[0].cpu().numpy() if has_motion else None,
                       expression[0].cpu().numpy() if has_motion else None, audio, self.config.fps)
 
-    def check_video_steps(self, steps: int) -> None:
-        """ValueError unless ``steps`` video DDIM steps can run: at most the timesteps the model was trained
-        on, and at least one kept at ``video.sample_strength`` (``kept_steps``)."""
+    def check_video_steps(self, steps: int) -> int:
+        """How many of ``steps`` video DDIM steps a chunk runs (``kept_steps``); ValueError unless they can
+        run: at most the timesteps the model was trained on, and at least one kept at ``video.sample_strength``."""
         trained = self.model.video_scheduler.config.num_train_timesteps if self.model.has_video else None
         if trained is not None and steps > trained:
             raise ValueError(f"{steps} video steps: at most the {trained} timesteps the video branch was trained on")
-        kept_steps(steps, self.config.video.sample_strength)
+        return kept_steps(steps, self.config.video.sample_strength)
 
     def sample_video(self, reference: torch.Tensor, motion_features: torch.Tensor,
                      generator: torch.Generator | None = None, progress: bool = False,

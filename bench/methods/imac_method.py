@@ -146,15 +146,15 @@ class IMACMethod(Method):
         options = IMACOptions.from_dict(context.options, self.name)
         if options.model:       # nothing trains: a sampling that keeps no step is refused at the first clip
             return
-        config = self.sampled_with(context, options)
+        # without the run's VAE folder: asking for it would train it here, in every process of a launch
+        # (where it is does not count: video.vae is one of the LOCATION_KEYS); also what it samples with
+        # (``sampled_with``)
+        config = self.config(replace(context, shared_vae=None), options)
         steps = options.sample_steps or config.video.sample_steps
         try:       # refused here, before any training, rather than at the first clip
             kept_steps(steps, config.video.sample_strength)
         except ValueError as error:
             raise ValueError(f"{self.name}: {error} (sample_steps {steps})") from None
-        # without the run's VAE folder: asking for it would train it here, in every process of a launch
-        # (where it is does not count: video.vae is one of the LOCATION_KEYS)
-        config = self.config(replace(context, shared_vae=None), options)
         for stage in ("stage1", "stage2") if self.trains_stage1 else ("stage2",):
             check_trained_with(Path(config.train.output) / stage, config)
         if (context.check_shared_vae is not None and self.uses_shared_vae(context, options)
