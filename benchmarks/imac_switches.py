@@ -18,6 +18,10 @@ evaluator. Printed per variant:
   windows (a ratio near 1: no jump at the joins);
 - seconds of sampling per clip.
 
+``--set KEY=VALUE`` (repeatable) applies a sampling setting to every variant after the variant's own
+(e.g. ``video.noise_correlation=0.5``); ``--seed`` samples with another run seed (each clip's seed is
+``clip_seed(seed, clip)``), to tell a setting's effect from the sampling noise.
+
 ``--motion real`` hands the video branch each clip's real pose and expression (the dataset's, in the
 model's normalised units) instead of the motion it samples from the speech: an oracle that tells the
 video branch's limits apart from the motion branch's (the continuity columns then describe the real motion).
@@ -39,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from chunk_drift import markdown, method_table  # noqa: E402
 
 from bench.runner import clip_seed, conform_frames  # noqa: E402
-from imac.config import with_sampling_overrides  # noqa: E402
+from imac.config import SAMPLING_KEYS, with_sampling_overrides  # noqa: E402
 from imac.frames import frames_to_tensor  # noqa: E402
 from imac.pipeline import IMACPipeline, motion_windows  # noqa: E402
 from metrics.dataset import find_clips  # noqa: E402
@@ -110,14 +114,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="where the variants' videos go (default: <run>/switches)")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"of {', '.join(VARIANTS)}")
     parser.add_argument("--clips", type=int, default=0, help="only the first N test clips (0: all)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a sampling setting (imac.config.SAMPLING_KEYS) for every variant, after the "
+                             "variant's own, e.g. video.noise_correlation=0.5 (repeatable)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="the run seed the clips' sampling seeds come from (default: the run's, run.json)")
     parser.add_argument("--motion", choices=("sampled", "real"), default="sampled",
                         help="the motion the video is given: sampled from the speech (default) or the clip's real one")
     args = parser.parse_args(argv)
+    for setting in args.set:
+        if setting.partition("=")[0].strip() not in SAMPLING_KEYS:
+            parser.error(f"--set {setting}: not a sampling setting (one of {', '.join(SAMPLING_KEYS)})")
     model = args.run / "work" / "imac" / "stage2" / "model"
     settings = json.loads((args.run / "run.json").read_text())
     options = ((settings.get("config") or {}).get("methods") or {}).get("imac") or {}
     steps, guidance = options.get("sample_steps"), options.get("guidance_scale")
-    seed = int(settings.get("seed", 0))
+    seed = int(settings.get("seed", 0)) if args.seed is None else args.seed
     out = args.out or args.run / "switches"
     clips = find_clips(args.run / "data", split="test")
     clips = clips[:args.clips] if args.clips else clips
@@ -125,12 +137,13 @@ def main(argv: list[str] | None = None) -> int:
     base = IMACPipeline.from_pretrained(model, feature_cache=args.run / "work" / "imac" / "features")
     tables, continuity, seconds = {}, {}, {}
     for name in args.variants.split(","):
-        base.config = with_sampling_overrides(base.config, VARIANTS[name] + [
+        base.config = with_sampling_overrides(base.config, VARIANTS[name] + args.set + [
             f"{k}={v}" for k, v in (("video.chunk_reference", "last_frame"), ("video.handover", "decoded"),
                                     ("motion.window_overlap", 0), ("motion.sample_clip", 0.0),
                                     ("motion.sample_spacing", "trailing"), ("video.sample_spacing", "leading"),
-                                    ("video.sample_strength", 1.0), ("video.strength_from", "reference"))
-            if not any(o.startswith(k + "=") for o in VARIANTS[name])], name)
+                                    ("video.sample_strength", 1.0), ("video.strength_from", "reference"),
+                                    ("video.noise_correlation", 0.0))
+            if not any(o.startswith(k + "=") for o in VARIANTS[name] + args.set)], name)
         started, ratios = time.perf_counter(), []
         for clip in clips:
             size, rate = base.config.data.resolution, base.config.audio.sample_rate

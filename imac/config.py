@@ -101,6 +101,10 @@ class VideoConfig:
     # image condition). 1: from pure noise (the paper, the release).
     sample_strength: float = ranged(1.0, gt=0, le=1)
     strength_from: Literal["reference", "first_frame"] = "reference"
+    # The correlation c of a chunk's starting noise between its frames: each frame's noise is
+    # sqrt(c) x one map shared by the chunk + sqrt(1 - c) x its own (``correlated_frame_noise``; the
+    # mixed noise of Ge et al. 2023). 0: independent (the paper, the release); 1: one map for all.
+    noise_correlation: float = ranged(0.0, ge=0, le=1)
     # Chunked sampling: each chunk after the first starts on the previous chunk's last frame.
     # "last_frame" (the paper): that frame is the chunk's whole reference (image condition, reference
     # encoder, CLIP); "anchored": it is the image condition only, while the reference encoder and
@@ -240,6 +244,7 @@ def save_config(config: IMACConfig, path: str | os.PathLike) -> Path:
 # trained with (``with_sampling_overrides``); every other key is fixed by the weights.
 SAMPLING_KEYS = ("video.chunk_reference", "video.handover", "video.guidance_scale", "video.sample_steps",
                  "video.sample_precision", "video.sample_spacing", "video.sample_strength", "video.strength_from",
+                 "video.noise_correlation",
                  "motion.window_overlap", "motion.sample_spacing", "motion.sample_clip", "motion.sample_steps")
 
 

@@ -297,6 +297,8 @@ class IMACPipeline:
             options = {}                         # none: the paper's chunk (all from ``current``, pure noise)
             if strength < 1:
                 options.update(strength=strength, strength_from=self.config.video.strength_from)
+            if self.config.video.noise_correlation > 0:
+                options["noise_correlation"] = self.config.video.noise_correlation
             if anchored:
                 options["context"] = context
                 if start > 0 and handed is None:

@@ -21,8 +21,8 @@ from imac.frames import NonFiniteError, frames_to_tensor
 from imac.models.system import ChunkSample
 from imac.config import VideoConfig, kept_steps
 from imac.models import system
-from imac.models.video import (first_step_gain, motion_sampling_scheduler, start_from_frame,
-                               video_sampling_scheduler)
+from imac.models.video import (correlated_frame_noise, first_step_gain, motion_sampling_scheduler,
+                               start_from_frame, video_sampling_scheduler)
 from imac.pipeline import IMACPipeline, chunk_starts, motion_windows
 from imac.training.trainer import build_stage_model
 from metrics.io.audio import write_wav
@@ -256,6 +256,53 @@ def test_chunks_at_a_strength_start_from_the_chosen_frame(pipeline, monkeypatch,
     else:                              # a later chunk's first frame: the previous chunk's last frame
         assert not torch.allclose(starts[2][0], starts[0][0])
     assert video.shape == (40, 3, RESOLUTION, RESOLUTION) and torch.isfinite(video).all()
+
+
+@pytest.mark.parametrize("correlation", [0.25, 0.5, 0.9])
+def test_correlated_frame_noise_has_the_asked_correlation_between_frames_and_unit_variance(correlation):
+    generator = torch.Generator().manual_seed(0)
+    independent, shared = torch.randn(1, 4, 3, 64, 64, generator=generator), torch.randn(1, 4, 1, 64, 64,
+                                                                                         generator=generator)
+    noise = correlated_frame_noise(independent, shared, correlation).numpy()
+    frames = noise[0].transpose(1, 0, 2, 3).reshape(3, -1)          # (F, values)
+    pearson = np.corrcoef(frames)                                   # numpy's, over 16,384 values a frame
+    assert np.allclose(pearson[np.triu_indices(3, 1)], correlation, atol=0.03)
+    assert np.allclose(frames.std(axis=1), 1.0, atol=0.02)
+
+
+def test_correlated_frame_noise_at_its_ends_and_out_of_range():
+    independent, shared = torch.randn(1, 4, 3, 2, 2), torch.randn(1, 4, 1, 2, 2)
+    assert correlated_frame_noise(independent, shared, 0.0) is independent         # the paper's draw, untouched
+    torch.testing.assert_close(correlated_frame_noise(independent, shared, 1.0), shared.expand_as(independent))
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="noise correlation must be in"):
+            correlated_frame_noise(independent, shared, bad)
+
+
+def test_noise_correlation_starts_each_chunk_from_the_mixed_draw(pipeline, monkeypatch):
+    seen = []
+    real_denoise = pipeline.model.denoise
+
+    def spy_denoise(noisy, *args, **kwargs):
+        seen.append(noisy.clone())
+        return real_denoise(noisy, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline.model, "denoise", spy_denoise)
+    features = torch.zeros(1, 16, pipeline.model.video_feature_width)
+    for correlation in (0.0, 1.0, 0.5):
+        mixed = _with(pipeline, video__noise_correlation=correlation, video__sample_strength=1.0,
+                      video__sample_spacing="trailing")
+        mixed.sample_video(reference_image(), features, torch.Generator().manual_seed(3), steps=2,
+                           guidance_scale=1.0)
+    independent, shared_only, half = seen[0], seen[2], seen[4]          # each chunk's first step (2 steps a chunk)
+    # the draws, in order: the context's VAE posterior sample, the frames' own noise, then the shared map
+    generator = torch.Generator().manual_seed(3)
+    pipeline.model.video_context(reference_image()[None], generator)
+    own = torch.randn(independent.shape, generator=generator)
+    shared = torch.randn((*independent.shape[:2], 1, *independent.shape[3:]), generator=generator)
+    torch.testing.assert_close(independent, own)                         # 0: the draw of the paper, unchanged
+    torch.testing.assert_close(shared_only, shared.expand_as(own))       # 1: one map on every frame
+    torch.testing.assert_close(half, 0.5 ** 0.5 * (own + shared))
 
 
 def test_a_strength_that_keeps_no_step_is_refused_before_any_chunk(pipeline, monkeypatch):

@@ -1,4 +1,4 @@
-"""benchmarks/imac_switches.py: the real-motion oracle hands the video branch the clip's own motion."""
+"""benchmarks/imac_switches.py: the real-motion oracle hands the video branch the clip's own motion; --set."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 import torch
 
 from imac.audio_features import load_hubert
@@ -42,3 +43,11 @@ def test_real_motion_is_the_clips_motion_over_the_speechs_frames(tmp_path):
                                       torch.from_numpy(hubert[None, 24:]))
     torch.testing.assert_close(features[:, 24:], second)
     np.testing.assert_allclose(features[0, :, -6:].numpy(), pose[0].numpy())    # the map's pose
+
+
+def test_set_refuses_a_setting_the_weights_fixed(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        imac_switches.main(["--run", str(tmp_path), "--set", "video.noise_correlation=0.5",
+                            "--set", "stage2.steps=3"])
+    err = capsys.readouterr().err
+    assert "--set stage2.steps=3: not a sampling setting" in err and "video.noise_correlation" in err

@@ -30,7 +30,8 @@ from torch import nn
 from imac.models import noise as draws
 from imac.models.coupling import Coupling
 from imac.models.motion import MotionModel
-from imac.models.video import clip_image_embedding, decode_latents, encode_latents, image_condition, start_from_frame
+from imac.models.video import (clip_image_embedding, correlated_frame_noise, decode_latents, encode_latents,
+                               image_condition, start_from_frame)
 
 
 def gather_frames(features: torch.Tensor, starts: torch.Tensor, length: int) -> torch.Tensor:
@@ -191,7 +192,7 @@ class IMACModel(nn.Module):
                      context: tuple[torch.Tensor, torch.Tensor] | None = None,
                      first_frame_latents: torch.Tensor | None = None,
                      scheduler: DDIMScheduler | None = None, strength: float = 1.0,
-                     strength_from: str = "reference") -> ChunkSample:
+                     strength_from: str = "reference", noise_correlation: float = 0.0) -> ChunkSample:
         """One video chunk: reference (1, 3, S, S), motion features (1, Fv, D) -> ``ChunkSample``.
 
         ``context``: (reference latents (1, C, h, w), CLIP embedding (1, 1, D)) for the reference
@@ -203,6 +204,8 @@ class IMACModel(nn.Module):
         latents of ``strength_from`` ("reference": the reference encoder's, "first_frame": the image
         condition's) repeated over the frames and noised to the last int(steps x strength) of the
         ``steps`` timesteps, and run those (``start_from_frame``; SDEdit); 1: from pure noise.
+        ``noise_correlation`` > 0: that starting noise correlated between the frames
+        (``correlated_frame_noise``; its shared map drawn after the frames' own).
         """
         reference_latents, image_embedding = context if context is not None else self.video_context(reference,
                                                                                                    generator)
@@ -212,6 +215,10 @@ class IMACModel(nn.Module):
         scheduler.set_timesteps(steps, device=reference.device)
         latents = torch.randn((1, reference_latents.shape[1], frames, height, width), device=reference.device,
                               dtype=reference_latents.dtype, generator=generator)
+        if noise_correlation > 0:
+            shared = torch.randn((1, latents.shape[1], 1, height, width), device=reference.device,
+                                 dtype=latents.dtype, generator=generator)
+            latents = correlated_frame_noise(latents, shared, noise_correlation)
         first = first_frame_latents
         timesteps = scheduler.timesteps
         if strength < 1:

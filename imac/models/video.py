@@ -59,6 +59,20 @@ def start_from_frame(scheduler: DDIMScheduler, frame_latents: torch.Tensor, nois
     return scheduler.add_noise(start, noise, timesteps[:1]), timesteps
 
 
+def correlated_frame_noise(independent: torch.Tensor, shared: torch.Tensor, correlation: float) -> torch.Tensor:
+    """A chunk's starting noise with frames correlated: sqrt(c) x ``shared`` (1, C, 1, h, w), one map
+    for every frame, + sqrt(1 - c) x ``independent`` (1, C, F, h, w), each frame's own; for standard
+    normal inputs every value stays standard normal and two frames' noises have correlation c
+    (the mixed noise model of Ge et al. 2023, "Preserve Your Own Correlation", with c = a^2 / (1 + a^2)).
+    c = 0: ``independent`` unchanged; 1: one noise map for every frame. Raises ``ValueError`` for
+    c outside [0, 1]."""
+    if not 0 <= correlation <= 1:
+        raise ValueError(f"noise correlation must be in [0, 1], got {correlation}")
+    if correlation == 0:
+        return independent
+    return correlation ** 0.5 * shared + (1 - correlation) ** 0.5 * independent
+
+
 def motion_training_scheduler(config: MotionConfig) -> DDPMScheduler:
     return DDPMScheduler(num_train_timesteps=config.train_timesteps, beta_schedule=config.beta_schedule,
                          prediction_type="epsilon", clip_sample=False)
