@@ -111,6 +111,8 @@ def _sample(args: argparse.Namespace) -> int:
         raise ValueError(f"--steps {args.steps}: need 1 or more denoising steps")
     if args.strength is not None and not 0 < args.strength <= 1:
         raise ValueError(f"--strength {args.strength}: need more than 0 and at most 1 (1: from pure noise)")
+    if args.noise_correlation is not None and not 0 <= args.noise_correlation <= 1:
+        raise ValueError(f"--noise-correlation {args.noise_correlation}: need 0 to 1 (0: independent frames)")
     if args.guidance_scale is not None and not args.guidance_scale >= 0:
         raise ValueError(f"--guidance-scale {args.guidance_scale}: need 0 or more (1: no guidance)")
     for option, path in (("--reference", args.reference), ("--audio", args.audio)):
@@ -128,7 +130,9 @@ def _sample(args: argparse.Namespace) -> int:
                          f"(stage1.motion_frames {config.stage1.motion_frames})")
     for section, name, option in (("video", "chunk_reference", "chunk_reference"), ("video", "handover", "handover"),
                                   ("video", "sample_spacing", "sample_spacing"), ("video", "sample_strength", "strength"),
-                                  ("video", "strength_from", "strength_from"), ("motion", "window_overlap", "window_overlap")):
+                                  ("video", "strength_from", "strength_from"),
+                                  ("video", "noise_correlation", "noise_correlation"),
+                                  ("motion", "window_overlap", "window_overlap")):
         value = getattr(args, option)
         if value is not None:       # a sampling switch: the trained weights serve any of its values
             setattr(getattr(config, section), name, value)
@@ -150,12 +154,14 @@ def _sample(args: argparse.Namespace) -> int:
     start = "pure noise" if strength == 1 else (f"the {config.video.strength_from.replace('_', ' ')} noised to "
                                                 f"strength {strength:g} ({kept} of the {steps} steps)")
     guidance = config.video.guidance_scale if args.guidance_scale is None else args.guidance_scale
+    correlation = config.video.noise_correlation
+    noise = f" (noise correlated {correlation:g} between frames)" if correlation > 0 else ""
     # what is done to the inputs, said even with --quiet (which hides the progress bars only)
     print(f"reference {args.reference}: {describe_preparation(width, height, size)} (the model's "
           f"data.resolution)\naudio {args.audio}: {len(audio) / config.audio.sample_rate:.2f} s, mono at "
           f"{config.audio.sample_rate} Hz -> {int(len(audio) / config.audio.sample_rate * config.fps)} frames "
           f"at {config.fps:g} fps\nsampling: {steps} video steps ({config.video.sample_spacing} spacing) from "
-          f"{start}, guidance {guidance:g}, "
+          f"{start}{noise}, guidance {guidance:g}, "
           f"{config.motion.sample_steps} motion steps, seed {args.seed}; chunks: reference "
           f"{config.video.chunk_reference}, hand-over {config.video.handover}; motion windows overlap "
           f"{config.motion.window_overlap} frames", flush=True)
@@ -225,6 +231,10 @@ def build_parser() -> CommandParser:
                         help="the frame a chunk starts from when --strength < 1: the reference image (the "
                              "reference encoder's) or the chunk's first frame (default: the model's "
                              "video.strength_from)")
+    sample.add_argument("--noise-correlation", type=float, default=None,
+                        help="correlation of a chunk's starting noise between its frames, 0 to 1 (0: each "
+                             "frame its own, the paper; 1: one noise map for all) (default: the model's "
+                             "video.noise_correlation; 0 in tiny and i2vgenxl)")
     sample.add_argument("--window-overlap", type=int_in(0), default=None,
                         help="frames each motion window continues from the previous one (0: independent "
                              "windows; fewer than the model's stage1.motion_frames) (default: the model's "

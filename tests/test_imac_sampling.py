@@ -477,7 +477,11 @@ def test_cli_sample_says_what_it_does_and_blames_the_right_file(pipeline, tmp_pa
     assert ("the model's video.sample_strength with --steps 1: video.sample_strength 0.5 keeps no step of 1"
             in capsys.readouterr().err)
     assert main([*args, "--strength", "1", "--strength-from", "first_frame", "--steps", "2"]) == 0
-    assert "2 video steps (trailing spacing) from pure noise" in capsys.readouterr().out
+    assert "2 video steps (trailing spacing) from pure noise, guidance" in capsys.readouterr().out
+    assert main([*args, "--noise-correlation", "1.5"]) == 2
+    assert "--noise-correlation 1.5: need 0 to 1" in capsys.readouterr().err
+    assert main([*args, "--noise-correlation", "0.5", "--steps", "2"]) == 0
+    assert "(1 of the 2 steps) (noise correlated 0.5 between frames), guidance" in capsys.readouterr().out
     assert not (tmp_path / "x.mp4").exists() and (tmp_path / "y.mp4").is_file()
 
 
