@@ -696,7 +696,9 @@ def check_made_with(method: Method, context: BenchContext) -> None:
                        "to be sure)", videos)
         return
     try:
-        changes = made_with_changes(recorded["made_with"], now)
+        made_with = recorded["made_with"]
+        changes = made_with_changes(method.recorded_made_with(made_with) if isinstance(made_with, dict) else made_with,
+                                    now)
     except ValueError as error:
         raise RunMismatchError(f"{facts_path}: {error}: give a new --out to run these settings") from None
     if changes:

@@ -246,6 +246,10 @@ SAMPLING_KEYS = ("video.chunk_reference", "video.handover", "video.guidance_scal
                  "video.sample_precision", "video.sample_spacing", "video.sample_strength", "video.strength_from",
                  "video.noise_correlation",
                  "motion.window_overlap", "motion.sample_spacing", "motion.sample_clip", "motion.sample_steps")
+# Sampling keys added after model and run folders were written without them, with the value every sample
+# of such a folder was made with (the behaviour before the key existed): a folder that lacks one is read
+# as having that value, so its finished videos stay comparable with this version's.
+SAMPLING_KEYS_ADDED = {"video.noise_correlation": 0.0}
 
 
 ABSENT = "(absent)"

@@ -116,3 +116,16 @@ def test_identities_that_read_as_numbers_or_booleans_stay_names(tmp_path):
     ctx = BenchContext(data_root=tmp_path, work_dir=tmp_path / "work" / "imac", options=OPTIONS,
                        identities=("001", "yes", "null"), shared_vae=lambda: tmp_path / "vae")
     assert IMACMethod("imac").config(ctx, IMACOptions.from_dict(OPTIONS)).data.identities == ["001", "yes", "null"]
+
+
+def test_videos_recorded_before_noise_correlation_read_as_the_independent_noise_they_were_made_with(tmp_path):
+    from bench.methods.base import as_json, made_with_changes
+
+    method = IMACMethod("imac")
+    now = as_json(method.made_with(context(tmp_path)))                 # as method.json records it
+    assert now["sampling"]["video.noise_correlation"] == 0.0          # the tiny config's
+    older = {**now, "sampling": {k: v for k, v in now["sampling"].items() if k != "video.noise_correlation"}}
+    assert made_with_changes(older, now) == ["sampling.video.noise_correlation: (absent) -> 0.0"]
+    assert made_with_changes(method.recorded_made_with(older), now) == []       # independent noise: the same draws
+    other = {**now, "sampling": {**now["sampling"], "video.noise_correlation": 0.5}}
+    assert made_with_changes(method.recorded_made_with(other), now) == ["sampling.video.noise_correlation: 0.5 -> 0.0"]

@@ -966,6 +966,37 @@ def test_videos_made_with_another_default_are_refused_naming_it(corpus, finished
             run_benchmark(settings(corpus, out, methods=("smoothed",), custom={"smoothed": NewDefault}))
 
 
+def test_a_key_added_to_made_with_reads_an_older_record_as_the_value_it_had(corpus, finished_run, tmp_path):
+    """A version whose ``made_with`` gains a key (a setting the older one did not have) reads a folder that
+    lacks it through ``recorded_made_with``: as the older version's value it passes, another refuses."""
+    out = tmp_path / "run"
+    shutil.copytree(finished_run, out, symlinks=True)
+    run_benchmark(settings(corpus, out, methods=("smoothed",), custom={"smoothed": Smoothed}))
+
+    class WithPasses(Smoothed):
+        passes = 1                       # the new setting; 1 is what every older version did
+
+        def made_with(self, context):
+            made = super().made_with(context)
+            return {"options": {**made["options"], "passes": self.passes}}
+
+        def recorded_made_with(self, recorded):
+            return {"options": {"passes": 1, **recorded["options"]}}
+
+    class Unaware(WithPasses):          # the same key added without saying what older folders did
+        def recorded_made_with(self, recorded):
+            return recorded
+
+    class TwoPasses(WithPasses):
+        passes = 2
+
+    run_benchmark(settings(corpus, out, methods=("smoothed",), custom={"smoothed": WithPasses}))
+    with pytest.raises(RunMismatchError, match=r"options.passes: \(absent\) -> 1"):
+        run_benchmark(settings(corpus, out, methods=("smoothed",), custom={"smoothed": Unaware}))
+    with pytest.raises(RunMismatchError, match=r"options.passes: 1 -> 2"):
+        run_benchmark(settings(corpus, out, methods=("smoothed",), custom={"smoothed": TwoPasses}))
+
+
 def test_a_method_whose_sample_is_not_finite_stops_the_run_naming_the_clip_and_keeps_the_finished_ones(corpus, tmp_path):
     first_clip = find_clips(corpus)[0].label                 # the runner generates in this order
 

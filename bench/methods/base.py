@@ -122,6 +122,12 @@ class Method:
         an older row, nor report that row as its own. {} (the default): nothing to compare."""
         return {}
 
+    def recorded_made_with(self, recorded: dict[str, Any]) -> dict[str, Any]:
+        """``made_with`` as a folder recorded it, read as this version's ``made_with`` would state it: a
+        method whose ``made_with`` gained a key that an older version made its videos without overrides
+        this to add that key with the value the older version used. Default: ``recorded`` unchanged."""
+        return recorded
+
     def prepare(self, context: BenchContext) -> dict[str, Any]:
         """Train or load what the method needs (resumable); returns facts for the report."""
         return {}

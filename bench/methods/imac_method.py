@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from bench.methods.base import BenchContext, Method, made_videos
-from imac.config import (SAMPLING_KEYS, IMACConfig, config_differences, flat_config, kept_steps, listed, load_config,
-                         with_sampling_of, with_sampling_overrides)
+from imac.config import (SAMPLING_KEYS, SAMPLING_KEYS_ADDED, IMACConfig, config_differences, flat_config, kept_steps,
+                         listed, load_config, with_sampling_of, with_sampling_overrides)
 from imac.frames import frames_to_tensor
 from imac.pipeline import MODEL_CARD, IMACPipeline
 from imac.training.trainer import train
@@ -171,6 +171,15 @@ class IMACMethod(Method):
         options = IMACOptions.from_dict(context.options, self.name)
         flat = flat_config(self.sampled_with(context, options).to_dict())
         return {"options": options, "sampling": {key: flat.get(key) for key in SAMPLING_KEYS}}
+
+    def recorded_made_with(self, recorded: dict[str, Any]) -> dict[str, Any]:
+        """``recorded`` with the sampling keys added since (``SAMPLING_KEYS_ADDED``) that it lacks filled
+        in with the value its videos were made with."""
+        sampling = recorded.get("sampling")
+        if not isinstance(sampling, dict):
+            return recorded
+        return {**recorded, "sampling": {**{k: v for k, v in SAMPLING_KEYS_ADDED.items() if k not in sampling},
+                                         **sampling}}
 
     def sampled_with(self, context: BenchContext, options: IMACOptions) -> IMACConfig:
         """The configuration whose ``SAMPLING_KEYS`` the pipeline samples with (``sampling_config``), read
