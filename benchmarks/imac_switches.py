@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from chunk_drift import markdown, method_table  # noqa: E402
 
 from bench.runner import clip_seed, conform_frames  # noqa: E402
-from imac.config import SAMPLING_KEYS, with_sampling_overrides  # noqa: E402
+from imac.config import SAMPLING_KEYS, load_config, with_sampling_overrides  # noqa: E402
 from imac.frames import frames_to_tensor  # noqa: E402
 from imac.pipeline import IMACPipeline, motion_windows  # noqa: E402
 from metrics.dataset import find_clips  # noqa: E402
@@ -122,9 +122,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--motion", choices=("sampled", "real"), default="sampled",
                         help="the motion the video is given: sampled from the speech (default) or the clip's real one")
     args = parser.parse_args(argv)
+    sets = []
     for setting in args.set:
-        if setting.partition("=")[0].strip() not in SAMPLING_KEYS:
+        key, equals, value = (part.strip() for part in setting.partition("="))
+        if key not in SAMPLING_KEYS:
             parser.error(f"--set {setting}: not a sampling setting (one of {', '.join(SAMPLING_KEYS)})")
+        sets.append(f"{key}{equals}{value}")
+    try:                       # every value checked before the model loads
+        with_sampling_overrides(load_config("tiny"), sets, "--set")
+    except ValueError as error:
+        parser.error(str(error))
+    unknown = [name for name in args.variants.split(",") if name not in VARIANTS]
+    if unknown:
+        parser.error(f"--variants: unknown {', '.join(unknown)} (of {', '.join(VARIANTS)})")
     model = args.run / "work" / "imac" / "stage2" / "model"
     settings = json.loads((args.run / "run.json").read_text())
     options = ((settings.get("config") or {}).get("methods") or {}).get("imac") or {}
@@ -135,15 +145,21 @@ def main(argv: list[str] | None = None) -> int:
     clips = clips[:args.clips] if args.clips else clips
     torch.set_num_threads(max(torch.get_num_threads(), 1))
     base = IMACPipeline.from_pretrained(model, feature_cache=args.run / "work" / "imac" / "features")
+    trained = base.config
     tables, continuity, seconds = {}, {}, {}
     for name in args.variants.split(","):
-        base.config = with_sampling_overrides(base.config, VARIANTS[name] + args.set + [
+        chosen = VARIANTS[name] + sets
+        named = {o.partition("=")[0] for o in chosen}
+        base.config = with_sampling_overrides(trained, chosen + [
             f"{k}={v}" for k, v in (("video.chunk_reference", "last_frame"), ("video.handover", "decoded"),
                                     ("motion.window_overlap", 0), ("motion.sample_clip", 0.0),
                                     ("motion.sample_spacing", "trailing"), ("video.sample_spacing", "leading"),
                                     ("video.sample_strength", 1.0), ("video.strength_from", "reference"),
                                     ("video.noise_correlation", 0.0))
-            if not any(o.startswith(k + "=") for o in VARIANTS[name] + args.set)], name)
+            if k not in named], name)
+        # the run's steps and guidance (run.json) unless the variant or --set names them
+        variant_steps = base.config.video.sample_steps if "video.sample_steps" in named else steps
+        variant_guidance = base.config.video.guidance_scale if "video.guidance_scale" in named else guidance
         started, ratios = time.perf_counter(), []
         for clip in clips:
             size, rate = base.config.data.resolution, base.config.audio.sample_rate
@@ -151,8 +167,8 @@ def main(argv: list[str] | None = None) -> int:
             generator = torch.Generator().manual_seed(clip_seed(seed, clip))
             if args.motion == "real":
                 base.sample_motion = real_motion(base, clip)
-            sample = base(reference, clip.load_audio(rate), rate, generator=generator, guidance_scale=guidance,
-                          steps=steps)
+            sample = base(reference, clip.load_audio(rate), rate, generator=generator,
+                          guidance_scale=variant_guidance, steps=variant_steps)
             path = out / name / clip.identity / f"{clip.clip_id}.mp4"
             path.parent.mkdir(parents=True, exist_ok=True)
             frames, _ = conform_frames(sample.frames, clip)          # the real clip's size and length, as the run
@@ -168,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: {seconds[name]:.1f} s per clip", file=sys.stderr, flush=True)
     if (args.run / "gt").is_dir():
         tables["real (gt)"] = method_table(args.run / "gt", base.config.video.frames, 6)
+    print(f"Sampled with the run's seed {seed}" + (" (--seed)" if args.seed is not None else "")
+          + (f", every variant with --set {' '.join(sets)}" if sets else "") + ".\n")
     print(markdown(tables, 6))
     print("\n| variant | speed at joins / inside | jerk at joins / inside | s per clip |\n|---|---|---|---|")
     for name in continuity:

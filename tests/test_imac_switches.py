@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from imac.audio_features import load_hubert
+from imac.config import load_config
 from imac.pipeline import IMACPipeline
 from imac.training.trainer import build_stage_model
 from tests.imac_fixtures import make_corpus, make_vae, tiny_config
@@ -45,9 +46,45 @@ def test_real_motion_is_the_clips_motion_over_the_speechs_frames(tmp_path):
     np.testing.assert_allclose(features[0, :, -6:].numpy(), pose[0].numpy())    # the map's pose
 
 
-def test_set_refuses_a_setting_the_weights_fixed(tmp_path, capsys):
-    with pytest.raises(SystemExit):
-        imac_switches.main(["--run", str(tmp_path), "--set", "video.noise_correlation=0.5",
-                            "--set", "stage2.steps=3"])
+@pytest.mark.parametrize("arguments, message", [
+    (["--set", "stage2.steps=3"], "--set stage2.steps=3: not a sampling setting"),
+    (["--set", "video.noise_correlation=2"], "must be >= 0 and <= 1, got 2"),
+    (["--set", "video.noise_correlation=abc"], "expected a number, got 'abc'"),
+    (["--set", "video.noise_correlation"], "expected key.sub=value"),
+    (["--variants", "defaults,nope"], "--variants: unknown nope"),
+])
+def test_bad_settings_are_refused_in_a_line_before_the_model_loads(tmp_path, capsys, monkeypatch, arguments, message):
+    monkeypatch.setattr(imac_switches.IMACPipeline, "from_pretrained", lambda *a, **k: pytest.fail("loaded"))
+    with pytest.raises(SystemExit) as stopped:
+        imac_switches.main(["--run", str(tmp_path), "--set", "video.noise_correlation=0.5", *arguments])
     err = capsys.readouterr().err
-    assert "--set stage2.steps=3: not a sampling setting" in err and "video.noise_correlation" in err
+    assert stopped.value.code == 2 and message in err and "Traceback" not in err
+
+
+class Sampled(Exception):
+    pass
+
+
+def test_set_reaches_the_sampler_with_steps_guidance_and_spaces(tmp_path, monkeypatch):
+    """--set is what the variant samples with, the run's steps and guidance too when it names them, and a
+    key written with spaces is the same key (the variant's defaults must not undo it)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "data").symlink_to(make_corpus(tmp_path / "toy"))
+    (run / "run.json").write_text('{"seed": 0, "config": {"methods": {"imac": {"sample_steps": 10, '
+                                  '"guidance_scale": 1.0}}}}')
+    seen = []
+
+    class Stub:
+        config = load_config("tiny")
+
+        def __call__(self, *args, steps=None, guidance_scale=None, **kwargs):
+            seen.append((steps, guidance_scale, self.config.video.noise_correlation,
+                         self.config.video.sample_strength))
+            raise Sampled
+
+    monkeypatch.setattr(imac_switches.IMACPipeline, "from_pretrained", lambda *a, **k: Stub())
+    for sets in ([], ["video.sample_steps=4", "video.guidance_scale=2.5", " video.noise_correlation = 0.5 "]):
+        with pytest.raises(Sampled):
+            imac_switches.main(["--run", str(run), "--variants", "defaults", *[a for s in sets for a in ("--set", s)]])
+    assert seen == [(10, 1.0, 0.0, 0.5), (4, 2.5, 0.5, 0.5)]
