@@ -160,6 +160,10 @@ def main(argv: list[str] | None = None) -> int:
         # the run's steps and guidance (run.json) unless the variant or --set names them
         variant_steps = base.config.video.sample_steps if "video.sample_steps" in named else steps
         variant_guidance = base.config.video.guidance_scale if "video.guidance_scale" in named else guidance
+        try:                   # e.g. a strength that keeps none of the run's steps
+            base.check_video_steps(variant_steps or base.config.video.sample_steps)
+        except ValueError as error:
+            parser.error(f"variant {name}{' with --set' if sets else ''}: {error}")
         started, ratios = time.perf_counter(), []
         for clip in clips:
             size, rate = base.config.data.resolution, base.config.audio.sample_rate

@@ -65,7 +65,7 @@ class Sampled(Exception):
     pass
 
 
-def test_set_reaches_the_sampler_with_steps_guidance_and_spaces(tmp_path, monkeypatch):
+def test_set_reaches_the_sampler_with_steps_guidance_and_spaces(tmp_path, monkeypatch, capsys):
     """--set is what the variant samples with, the run's steps and guidance too when it names them, and a
     key written with spaces is the same key (the variant's defaults must not undo it)."""
     run = tmp_path / "run"
@@ -78,6 +78,10 @@ def test_set_reaches_the_sampler_with_steps_guidance_and_spaces(tmp_path, monkey
     class Stub:
         config = load_config("tiny")
 
+        def check_video_steps(self, steps):
+            return IMACPipeline.check_video_steps(SimpleNamespace(config=self.config, model=SimpleNamespace(
+                has_video=False)), steps)
+
         def __call__(self, *args, steps=None, guidance_scale=None, **kwargs):
             seen.append((steps, guidance_scale, self.config.video.noise_correlation,
                          self.config.video.sample_strength))
@@ -88,3 +92,14 @@ def test_set_reaches_the_sampler_with_steps_guidance_and_spaces(tmp_path, monkey
         with pytest.raises(Sampled):
             imac_switches.main(["--run", str(run), "--variants", "defaults", *[a for s in sets for a in ("--set", s)]])
     assert seen == [(10, 1.0, 0.0, 0.5), (4, 2.5, 0.5, 0.5)]
+    # a strength that keeps none of the run's 10 steps: one line, before any clip is sampled
+    with pytest.raises(SystemExit):
+        imac_switches.main(["--run", str(run), "--variants", "defaults", "--set", "video.sample_strength=0.05"])
+    assert len(seen) == 2
+    assert "video.sample_strength 0.05 keeps no step of 10" in capsys.readouterr().err
+    # one that keeps a step of the config's 10 but none of the run's 3 is refused with the run's steps
+    (run / "run.json").write_text('{"seed": 0, "config": {"methods": {"imac": {"sample_steps": 3}}}}')
+    with pytest.raises(SystemExit):
+        imac_switches.main(["--run", str(run), "--variants", "defaults", "--set", "video.sample_strength=0.2"])
+    assert len(seen) == 2
+    assert "variant defaults with --set: video.sample_strength 0.2 keeps no step of 3" in capsys.readouterr().err
