@@ -128,8 +128,9 @@ def main(argv: list[str] | None = None) -> int:
         if key not in SAMPLING_KEYS:
             parser.error(f"--set {setting}: not a sampling setting (one of {', '.join(SAMPLING_KEYS)})")
         sets.append(f"{key}{equals}{value}")
-    try:                       # every value checked before the model loads
-        with_sampling_overrides(load_config("tiny"), sets, "--set")
+    try:                       # every value checked before the model loads; whether a strength keeps a step
+        # depends on the run's steps, checked per variant below (here the schedule's 1000 stand in for them)
+        with_sampling_overrides(load_config("tiny"), ["video.sample_steps=1000", *sets], "--set")
     except ValueError as error:
         parser.error(str(error))
     unknown = [name for name in args.variants.split(",") if name not in VARIANTS]
@@ -150,20 +151,18 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.variants.split(","):
         chosen = VARIANTS[name] + sets
         named = {o.partition("=")[0] for o in chosen}
-        base.config = with_sampling_overrides(trained, chosen + [
-            f"{k}={v}" for k, v in (("video.chunk_reference", "last_frame"), ("video.handover", "decoded"),
-                                    ("motion.window_overlap", 0), ("motion.sample_clip", 0.0),
-                                    ("motion.sample_spacing", "trailing"), ("video.sample_spacing", "leading"),
-                                    ("video.sample_strength", 1.0), ("video.strength_from", "reference"),
-                                    ("video.noise_correlation", 0.0))
-            if k not in named], name)
-        # the run's steps and guidance (run.json) unless the variant or --set names them
-        variant_steps = base.config.video.sample_steps if "video.sample_steps" in named else steps
-        variant_guidance = base.config.video.guidance_scale if "video.guidance_scale" in named else guidance
+        # unnamed: the paper's switches, and the run's steps and guidance (run.json) where it gives them
         try:                   # e.g. a strength that keeps none of the run's steps
-            base.check_video_steps(variant_steps or base.config.video.sample_steps)
+            base.config = with_sampling_overrides(trained, chosen + [
+                f"{k}={v}" for k, v in (("video.chunk_reference", "last_frame"), ("video.handover", "decoded"),
+                                        ("motion.window_overlap", 0), ("motion.sample_clip", 0.0),
+                                        ("motion.sample_spacing", "trailing"), ("video.sample_spacing", "leading"),
+                                        ("video.sample_strength", 1.0), ("video.strength_from", "reference"),
+                                        ("video.noise_correlation", 0.0), ("video.sample_steps", steps),
+                                        ("video.guidance_scale", guidance))
+                if k not in named and v is not None], f"variant {name}{' with --set' if sets else ''}")
         except ValueError as error:
-            parser.error(f"variant {name}{' with --set' if sets else ''}: {error}")
+            parser.error(str(error))
         started, ratios = time.perf_counter(), []
         for clip in clips:
             size, rate = base.config.data.resolution, base.config.audio.sample_rate
@@ -172,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.motion == "real":
                 base.sample_motion = real_motion(base, clip)
             sample = base(reference, clip.load_audio(rate), rate, generator=generator,
-                          guidance_scale=variant_guidance, steps=variant_steps)
+                          guidance_scale=base.config.video.guidance_scale, steps=base.config.video.sample_steps)
             path = out / name / clip.identity / f"{clip.clip_id}.mp4"
             path.parent.mkdir(parents=True, exist_ok=True)
             frames, _ = conform_frames(sample.frames, clip)          # the real clip's size and length, as the run

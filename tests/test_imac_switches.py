@@ -78,10 +78,6 @@ def test_set_reaches_the_sampler_with_steps_guidance_and_spaces(tmp_path, monkey
     class Stub:
         config = load_config("tiny")
 
-        def check_video_steps(self, steps):
-            return IMACPipeline.check_video_steps(SimpleNamespace(config=self.config, model=SimpleNamespace(
-                has_video=False)), steps)
-
         def __call__(self, *args, steps=None, guidance_scale=None, **kwargs):
             seen.append((steps, guidance_scale, self.config.video.noise_correlation,
                          self.config.video.sample_strength))
