@@ -35,6 +35,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from imac_switches import join_continuity  # noqa: E402
 from motion_use import model_arguments, open_model  # noqa: E402
 
 from imac.models.video import first_step_gain, motion_sampling_scheduler  # noqa: E402
@@ -45,20 +46,32 @@ from metrics.frechet import frechet_distance  # noqa: E402
 SPACINGS = ("trailing", "leading", "linspace")
 
 
-def parse_variant(text: str) -> tuple[str, float]:
-    """"trailing" -> ("trailing", 0.0); "trailing+clip4" -> ("trailing", 4.0)."""
-    spacing, _, clip = text.partition("+")
-    if spacing not in SPACINGS or (clip and not clip.startswith("clip")):
-        raise argparse.ArgumentTypeError(f"variant {text!r}: SPACING or SPACING+clipX, SPACING one of "
-                                         f"{', '.join(SPACINGS)}")
-    try:
-        value = float(clip[4:]) if clip else 0.0
-    except ValueError:
-        value = float("nan")
-    if not np.isfinite(value) or value < 0 or (clip and value == 0):
-        raise argparse.ArgumentTypeError(f"variant {text!r}: SPACING or SPACING+clipX with one finite number X > 0 "
-                                         "(no +clip: no clipping)")
-    return spacing, value
+SUFFIXES = {"clip": ("sample_clip", float), "smooth": ("smooth_sigma", float), "overlap": ("window_overlap", int)}
+
+
+def parse_variant(text: str) -> dict[str, object]:
+    """"trailing" -> {"sample_spacing": "trailing"}; "leading+clip4+smooth5+overlap16" also sets
+    ``sample_clip`` 4, ``smooth_sigma`` 5 and ``window_overlap`` 16 (``MotionConfig`` fields; each
+    number finite and > 0; a field not given keeps 0: no clipping, no smoothing, independent windows)."""
+    spacing, *suffixes = text.split("+")
+    usage = f"SPACING[+clipX][+smoothS][+overlapK], SPACING one of {', '.join(SPACINGS)}"
+    if spacing not in SPACINGS:
+        raise argparse.ArgumentTypeError(f"variant {text!r}: {usage}")
+    settings: dict[str, object] = {"sample_spacing": spacing, "sample_clip": 0.0, "smooth_sigma": 0.0,
+                                   "window_overlap": 0}
+    for suffix in suffixes:
+        name = next((n for n in SUFFIXES if suffix.startswith(n)), None)
+        if name is None:
+            raise argparse.ArgumentTypeError(f"variant {text!r}: {usage}")
+        field, kind = SUFFIXES[name]
+        try:
+            value = kind(suffix[len(name):])
+        except ValueError:
+            value = float("nan")
+        if not np.isfinite(value) or value <= 0:
+            raise argparse.ArgumentTypeError(f"variant {text!r}: {name} needs one finite number > 0 ({usage})")
+        settings[field] = value
+    return settings
 
 
 def pose_statistics(sampled: np.ndarray, real: np.ndarray) -> dict[str, float]:
@@ -79,8 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     model_arguments(parser, "an IMAC model folder (stage 1 or 2)", "test")
     parser.add_argument("--variants", type=lambda s: [parse_variant(v) for v in s.split(",")],
-                        default=[("trailing", 0.0), ("trailing", 4.0), ("leading", 0.0), ("linspace", 0.0)],
-                        help="comma-separated SPACING[+clipX] (default: trailing,trailing+clip4,leading,linspace)")
+                        default=[parse_variant(v) for v in ("trailing", "trailing+clip4", "leading", "linspace")],
+                        help="comma-separated SPACING[+clipX][+smoothS][+overlapK] (clip the clean-motion "
+                             "estimate to +-X, smooth over time with sigma S frames, windows overlapping K "
+                             "frames) (default: trailing,trailing+clip4,leading,linspace)")
     parser.add_argument("--steps", type=int_in(1, 1000), default=None,
                         help="DDIM steps (default: the model's motion.sample_steps)")
     parser.add_argument("--seed", type=int, default=0)
@@ -104,23 +119,27 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.model}: motion sampled for the speech of {len(clips)} {args.split} clips "
           f"({len(real_frames)} frames), {config.motion.sample_steps} DDIM steps, seed {args.seed}")
     print()
-    print("| sampler | first-step gain | std | max abs | speed / real | FD to real | s |")
-    print("|---|---|---|---|---|---|---|")
+    print("| sampler | first-step gain | std | max abs | speed / real | FD to real | speed at joins / inside | s |")
+    print("|---|---|---|---|---|---|---|---|")
     floor = pose_statistics(np.concatenate([normalised(c) for c in train]), real_frames)
     print(f"| real (train split) | - | {floor['std']:.3g} | {floor['max']:.3g} | "
-          f"{mean_speed([normalised(c) for c in train]) / real_speed:.3g} | {floor['fd']:.4g} | - |")
-    print(f"| real ({args.split} split) | - | {real_frames.std():.3g} | {np.abs(real_frames).max():.3g} | 1 | 0 | - |")
-    for spacing, clip in args.variants:
-        config.motion = dataclasses.replace(config.motion, sample_spacing=spacing, sample_clip=clip)
+          f"{mean_speed([normalised(c) for c in train]) / real_speed:.3g} | {floor['fd']:.4g} | - | - |")
+    print(f"| real ({args.split} split) | - | {real_frames.std():.3g} | {np.abs(real_frames).max():.3g} | 1 | 0 | - "
+          "| - |")
+    window = config.stage1.motion_frames
+    for settings in args.variants:
+        config.motion = dataclasses.replace(config.motion, **settings)
         gain = first_step_gain(motion_sampling_scheduler(config.motion), config.motion.sample_steps)
         generator = torch.Generator(pipeline.device).manual_seed(args.seed)
         start = time.perf_counter()
         sampled = [pipeline.sample_motion(c.mfcc, c.hubert, generator)[0][0].cpu().numpy() for c in clips]
         seconds = time.perf_counter() - start
         stats = pose_statistics(np.concatenate(sampled), real_frames)
-        name = spacing + (f"+clip{clip:g}" if clip else "")
+        joins = np.nanmean([join_continuity(s, window, config.motion.window_overlap)[0] for s in sampled])
+        name = "+".join([str(settings["sample_spacing"])] + [f"{n}{settings[f]:g}" for n, (f, _) in SUFFIXES.items()
+                                                            if settings[f]])
         print(f"| {name} | {gain:.3g} | {stats['std']:.3g} | {stats['max']:.3g} | "
-              f"{mean_speed(sampled) / real_speed:.3g} | {stats['fd']:.4g} | {seconds:.1f} |")
+              f"{mean_speed(sampled) / real_speed:.3g} | {stats['fd']:.4g} | {joins:.3g} | {seconds:.1f} |")
     return 0
 
 

@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from imac import __version__
-from imac.config import IMACConfig, load_config
+from imac.config import MAX_SMOOTH_SIGMA, IMACConfig, load_config
 from imac.frames import describe_preparation, load_image
 from metrics.cli import CommandParser, add_command, help_texts, int_in, package_version, run_command
 from metrics.dataset import read_manifest, validate_dataset
@@ -113,6 +113,9 @@ def _sample(args: argparse.Namespace) -> int:
         raise ValueError(f"--strength {args.strength}: need more than 0 and at most 1 (1: from pure noise)")
     if args.noise_correlation is not None and not 0 <= args.noise_correlation <= 1:
         raise ValueError(f"--noise-correlation {args.noise_correlation}: need 0 to 1 (0: independent frames)")
+    if args.smooth_sigma is not None and not 0 <= args.smooth_sigma <= MAX_SMOOTH_SIGMA:
+        raise ValueError(f"--smooth-sigma {args.smooth_sigma}: need 0 to {MAX_SMOOTH_SIGMA:g} frames (0: the motion "
+                         "as sampled)")
     if args.guidance_scale is not None and not args.guidance_scale >= 0:
         raise ValueError(f"--guidance-scale {args.guidance_scale}: need 0 or more (1: no guidance)")
     for option, path in (("--reference", args.reference), ("--audio", args.audio)):
@@ -132,7 +135,8 @@ def _sample(args: argparse.Namespace) -> int:
                                   ("video", "sample_spacing", "sample_spacing"), ("video", "sample_strength", "strength"),
                                   ("video", "strength_from", "strength_from"),
                                   ("video", "noise_correlation", "noise_correlation"),
-                                  ("motion", "window_overlap", "window_overlap")):
+                                  ("motion", "window_overlap", "window_overlap"),
+                                  ("motion", "smooth_sigma", "smooth_sigma")):
         value = getattr(args, option)
         if value is not None:       # a sampling switch: the trained weights serve any of its values
             setattr(getattr(config, section), name, value)
@@ -164,7 +168,8 @@ def _sample(args: argparse.Namespace) -> int:
           f"{start}{noise}, guidance {guidance:g}, "
           f"{config.motion.sample_steps} motion steps, seed {args.seed}; chunks: reference "
           f"{config.video.chunk_reference}, hand-over {config.video.handover}; motion windows overlap "
-          f"{config.motion.window_overlap} frames", flush=True)
+          f"{config.motion.window_overlap} frames, smoothed over time: "
+          + (f"sigma {config.motion.smooth_sigma:g} frames" if config.motion.smooth_sigma > 0 else "no"), flush=True)
     generator = torch.Generator(device=pipeline.device).manual_seed(args.seed)
     sample = pipeline(reference.to(pipeline.device), audio, config.audio.sample_rate, generator=generator,
                       progress=not args.quiet, guidance_scale=guidance, steps=steps)
@@ -239,6 +244,10 @@ def build_parser() -> CommandParser:
                         help="frames each motion window continues from the previous one (0: independent "
                              "windows; fewer than the model's stage1.motion_frames) (default: the model's "
                              "motion.window_overlap)")
+    sample.add_argument("--smooth-sigma", type=float, default=None,
+                        help="smooth the sampled motion over time with a Gaussian of this sigma, in frames, before "
+                             "the video sees it (0: as sampled, the paper) (default: the model's "
+                             "motion.smooth_sigma; tiny 5, i2vgenxl 0)")
     sample.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
     sample.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser

@@ -48,6 +48,9 @@ class AudioConfig:
     width: int = ranged(64, ge=1)     # fused audio feature width per frame
 
 
+MAX_SMOOTH_SIGMA = 250.0   # frames (10 s at 25 fps): bounds the smoothing kernel (8 sigma + 1 values)
+
+
 @dataclass
 class MotionConfig:
     enabled: bool = True              # False: the "w/o motion" ablation (audio only through the encoders)
@@ -68,6 +71,9 @@ class MotionConfig:
     sample_spacing: Literal["leading", "trailing", "linspace"] = "leading"   # DDIM timestep spacing
     sample_clip: float = ranged(0.0, ge=0)  # > 0: clip DDIM's clean-motion estimate to +-this (normalised units)
     window_overlap: int = ranged(0, ge=0)   # > 0: each 80-frame window continues the previous one's last frames
+    # > 0: the sampled motion (normalised) smoothed over time with a Gaussian of this sigma, in frames, before
+    # the video sees it (``imac.models.motion.smooth_over_time``); 0: as sampled (the paper)
+    smooth_sigma: float = ranged(0.0, ge=0, le=MAX_SMOOTH_SIGMA)
 
 
 @dataclass
@@ -245,11 +251,12 @@ def save_config(config: IMACConfig, path: str | os.PathLike) -> Path:
 SAMPLING_KEYS = ("video.chunk_reference", "video.handover", "video.guidance_scale", "video.sample_steps",
                  "video.sample_precision", "video.sample_spacing", "video.sample_strength", "video.strength_from",
                  "video.noise_correlation",
-                 "motion.window_overlap", "motion.sample_spacing", "motion.sample_clip", "motion.sample_steps")
+                 "motion.window_overlap", "motion.sample_spacing", "motion.sample_clip", "motion.sample_steps",
+                 "motion.smooth_sigma")
 # Sampling keys added after model and run folders were written without them, with the value every sample
 # of such a folder was made with (the behaviour before the key existed): a folder that lacks one is read
 # as having that value, so its finished videos stay comparable with this version's.
-SAMPLING_KEYS_ADDED = {"video.noise_correlation": 0.0}
+SAMPLING_KEYS_ADDED = {"video.noise_correlation": 0.0, "motion.smooth_sigma": 0.0}
 
 
 ABSENT = "(absent)"

@@ -39,7 +39,7 @@ from imac.config import IMACConfig, kept_steps
 from imac.frames import check_finite, tensor_to_frames
 from imac.models.coupling import Coupling
 from imac.models.loading import load_pretrained
-from imac.models.motion import MotionModel
+from imac.models.motion import MotionModel, smooth_over_time
 from imac.models.system import IMACModel
 from imac.models.video import (build_image_encoder, build_unet, build_vae, clip_statistics, encode_latents,
                                encode_prompt, motion_sampling_scheduler, motion_training_scheduler,
@@ -217,10 +217,12 @@ class IMACPipeline:
 
         Windows of ``stage1.motion_frames``; with ``motion.window_overlap`` K > 0 each window after the
         first starts K frames before the previous one ends and continues its last K frames
-        (``MotionModel.sample(known=...)``), so the motion has no jump at the joins."""
+        (``MotionModel.sample(known=...)``), so the motion has no jump at the joins. With
+        ``motion.smooth_sigma`` > 0 the whole sampled motion is then smoothed over time
+        (``smooth_over_time``), and the features are computed from the smoothed motion."""
         motion = self.model.motion
         scheduler = motion_sampling_scheduler(self.config.motion)
-        poses, expressions, features = [], [], []
+        poses, expressions, windows = [], [], []
         for start, stop, keep in motion_windows(len(mfcc), self.config.stage1.motion_frames,
                                                 self.config.motion.window_overlap):
             m, h = self._tensor(mfcc[start:stop]), self._tensor(hubert[start:stop])
@@ -228,12 +230,18 @@ class IMACPipeline:
             if keep > start:
                 known = torch.cat([torch.cat(poses, 1), torch.cat(expressions, 1)], -1)[:, start - keep:]
             pose, expression = motion.sample(m, h, scheduler, self.config.motion.sample_steps, generator, known)
+            poses.append(pose[:, keep - start:])
+            expressions.append(expression[:, keep - start:])
+            windows.append((start, stop, keep, pose, expression, m, h))
+        sigma = self.config.motion.smooth_sigma
+        pose_all, expression_all = (smooth_over_time(torch.cat(parts, 1), sigma) for parts in (poses, expressions))
+        features = []
+        for start, stop, keep, pose, expression, m, h in windows:
+            if sigma > 0:            # the window's frames of the smoothed motion
+                pose, expression = pose_all[:, start:stop], expression_all[:, start:stop]
             window_features = self.model.video_features(pose, expression, m, h)  # over the whole window, as trained
-            new = slice(keep - start, None)
-            poses.append(pose[:, new])
-            expressions.append(expression[:, new])
-            features.append(window_features[:, new])
-        return torch.cat(poses, 1), torch.cat(expressions, 1), torch.cat(features, 1)
+            features.append(window_features[:, keep - start:])
+        return pose_all, expression_all, torch.cat(features, 1)
 
     @torch.no_grad()
     def __call__(self, reference: torch.Tensor, audio: np.ndarray, sample_rate: int,

@@ -18,6 +18,7 @@ from PIL import Image
 from imac.audio_features import load_hubert
 from imac.cli import main
 from imac.frames import NonFiniteError, frames_to_tensor
+from imac.models.motion import smooth_over_time
 from imac.models.system import ChunkSample
 from imac.config import VideoConfig, kept_steps
 from imac.models import system
@@ -346,6 +347,56 @@ def test_overlapping_motion_windows_continue_the_previous_tail(pipeline):
         motion.sample(torch.from_numpy(mfcc[None, :5]), torch.from_numpy(hubert[None, :5]), scheduler, 3, None, known)
 
 
+def direct_gaussian_smoothing(x: np.ndarray, sigma: float) -> np.ndarray:
+    """(F, D) smoothed over F by a direct loop: Gaussian weights out to round(4 sigma) frames, normalised,
+    a frame beyond either end read as the end frame."""
+    radius = int(4 * sigma + 0.5)
+    offsets = np.arange(-radius, radius + 1)
+    weights = np.exp(-0.5 * (offsets / sigma) ** 2)
+    weights /= weights.sum()
+    out = np.zeros(x.shape, np.float64)
+    for f in range(len(x)):
+        for weight, offset in zip(weights, offsets):
+            out[f] += weight * x[min(max(f + offset, 0), len(x) - 1)]
+    return out
+
+
+@pytest.mark.parametrize("frames, sigma", [(40, 1.5), (30, 5.0), (6, 2.0)])
+def test_smooth_over_time_is_a_truncated_gaussian_with_the_ends_held(frames, sigma):
+    motion = torch.from_numpy(np.random.default_rng(0).standard_normal((2, frames, 3)).astype(np.float32))
+    smoothed = smooth_over_time(motion, sigma)
+    assert smoothed.shape == motion.shape and smoothed.dtype == motion.dtype
+    for b in range(2):
+        np.testing.assert_allclose(smoothed[b].numpy(), direct_gaussian_smoothing(motion[b].numpy(), sigma),
+                                   atol=1e-5)
+    constant = torch.full((1, frames, 2), 0.7)
+    torch.testing.assert_close(smooth_over_time(constant, sigma), constant)     # nothing leaks in at the ends
+    assert smooth_over_time(motion, 0.0) is motion
+    with pytest.raises(ValueError, match="0 or more frames"):
+        smooth_over_time(motion, -1.0)
+
+
+def test_smoothing_is_applied_to_the_sampled_motion_and_the_video_sees_the_smoothed_motion(pipeline):
+    rng = np.random.default_rng(1)
+    mfcc = rng.standard_normal((100, 13)).astype(np.float32)
+    hubert = rng.standard_normal((100, 16)).astype(np.float32)
+    raw = _with(pipeline, motion__smooth_sigma=0.0, stage1__motion_frames=40)
+    smooth = _with(pipeline, motion__smooth_sigma=3.0, stage1__motion_frames=40)
+    pose, expression, _ = raw.sample_motion(mfcc, hubert, torch.Generator().manual_seed(0))
+    s_pose, s_expression, s_features = smooth.sample_motion(mfcc, hubert, torch.Generator().manual_seed(0))
+    for sampled, smoothed in ((pose, s_pose), (expression, s_expression)):      # the same draws, smoothed
+        np.testing.assert_allclose(smoothed[0].numpy(), direct_gaussian_smoothing(sampled[0].numpy(), 3.0),
+                                   atol=1e-5)
+    assert np.abs(np.diff(s_pose[0].numpy(), axis=0)).mean() < 0.5 * np.abs(np.diff(pose[0].numpy(), axis=0)).mean()
+    # the features of each 40-frame window are computed from the smoothed motion over that window
+    for start, stop, _ in motion_windows(100, 40, 0):
+        with torch.no_grad():
+            expected = smooth.model.video_features(s_pose[:, start:stop], s_expression[:, start:stop],
+                                                   torch.from_numpy(mfcc[None, start:stop]),
+                                                   torch.from_numpy(hubert[None, start:stop]))
+        torch.testing.assert_close(s_features[:, start:stop], expected)
+
+
 def test_first_step_gain_of_the_motion_sampler():
     from imac.config import MotionConfig
 
@@ -482,6 +533,13 @@ def test_cli_sample_says_what_it_does_and_blames_the_right_file(pipeline, tmp_pa
     assert "--noise-correlation 1.5: need 0 to 1" in capsys.readouterr().err
     assert main([*args, "--noise-correlation", "0.5", "--steps", "2"]) == 0
     assert "(1 of the 2 steps) (noise correlated 0.5 between frames), guidance" in capsys.readouterr().out
+    for bad in ("-1", "251", "nan"):
+        assert main([*args, "--smooth-sigma", bad]) == 2
+        assert f"--smooth-sigma {float(bad)}: need 0 to 250 frames" in capsys.readouterr().err
+    assert main([*args, "--smooth-sigma", "0", "--steps", "2"]) == 0
+    assert "motion windows overlap 0 frames, smoothed over time: no" in capsys.readouterr().out
+    assert main([*args, "--smooth-sigma", "2.5", "--steps", "2"]) == 0
+    assert "smoothed over time: sigma 2.5 frames" in capsys.readouterr().out
     assert not (tmp_path / "x.mp4").exists() and (tmp_path / "y.mp4").is_file()
 
 

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
+from scipy.ndimage import gaussian_filter1d
 from torch import nn
 
 from imac.models import noise as draws
@@ -34,6 +35,19 @@ class MotionPrediction:
     pose_noise: torch.Tensor        # (B, F, P)
     expression_noise: torch.Tensor  # (B, F, E)
     features: torch.Tensor          # (B, F, 2 * width): pose encoder | expression encoder
+
+
+def smooth_over_time(motion: torch.Tensor, sigma: float) -> torch.Tensor:
+    """``motion`` (B, F, D) smoothed along the frames with a Gaussian of standard deviation ``sigma``
+    frames (scipy's ``gaussian_filter1d``: kernel truncated at 4 sigma, edges extended with the first and
+    last frame, so a constant stays constant and nothing leaks in from beyond the ends); ``sigma`` 0
+    returns ``motion`` itself. Same dtype and device. ``ValueError`` for a negative sigma."""
+    if sigma < 0:
+        raise ValueError(f"smoothing sigma must be 0 or more frames, got {sigma}")
+    if sigma == 0:
+        return motion
+    smoothed = gaussian_filter1d(motion.detach().float().cpu().numpy(), sigma, axis=1, mode="nearest")
+    return torch.from_numpy(smoothed).to(device=motion.device, dtype=motion.dtype)
 
 
 def _encoder(width: int, layers: int, heads: int, dropout: float) -> nn.TransformerEncoder:
