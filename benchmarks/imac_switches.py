@@ -60,12 +60,12 @@ VARIANTS = {
     "video-trailing": ["video.sample_spacing=trailing"],
     "anchored+video-trailing": ["video.chunk_reference=anchored", "video.sample_spacing=trailing"],
     "defaults": ["video.chunk_reference=anchored", "video.sample_spacing=trailing",      # the tiny config's
-                 "motion.sample_spacing=leading", "video.sample_strength=0.5"],
+                 "motion.sample_spacing=leading", "video.sample_strength=0.5", "motion.smooth_sigma=5"],
     "from-noise": ["video.chunk_reference=anchored", "video.sample_spacing=trailing",    # the previous defaults
                    "motion.sample_spacing=leading"],
     "from-first-frame": ["video.chunk_reference=anchored", "video.sample_spacing=trailing",
                          "motion.sample_spacing=leading", "video.sample_strength=0.5",
-                         "video.strength_from=first_frame"],
+                         "video.strength_from=first_frame", "motion.smooth_sigma=5"],
     "all": ["video.chunk_reference=anchored", "video.handover=latent", "motion.window_overlap=16",
             "motion.sample_clip=3.0"],
 }
@@ -158,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
                                         ("motion.window_overlap", 0), ("motion.sample_clip", 0.0),
                                         ("motion.sample_spacing", "trailing"), ("video.sample_spacing", "leading"),
                                         ("video.sample_strength", 1.0), ("video.strength_from", "reference"),
-                                        ("video.noise_correlation", 0.0), ("video.sample_steps", steps),
+                                        ("video.noise_correlation", 0.0), ("motion.smooth_sigma", 0.0),
+                                        ("video.sample_steps", steps),
                                         ("video.guidance_scale", guidance))
                 if k not in named and v is not None], f"variant {name}{' with --set' if sets else ''}")
         except ValueError as error:

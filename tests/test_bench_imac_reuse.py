@@ -129,3 +129,14 @@ def test_videos_recorded_before_noise_correlation_read_as_the_independent_noise_
     assert made_with_changes(method.recorded_made_with(older), now) == []       # independent noise: the same draws
     other = {**now, "sampling": {**now["sampling"], "video.noise_correlation": 0.5}}
     assert made_with_changes(method.recorded_made_with(other), now) == ["sampling.video.noise_correlation: 0.5 -> 0.0"]
+
+
+def test_videos_recorded_before_motion_smoothing_read_as_unsmoothed_so_the_tiny_default_samples_again(tmp_path):
+    from bench.methods.base import as_json, made_with_changes
+
+    method = IMACMethod("imac")
+    now = as_json(method.made_with(context(tmp_path)))
+    assert now["sampling"]["motion.smooth_sigma"] == 5.0                # the tiny config's
+    older = {**now, "sampling": {k: v for k, v in now["sampling"].items() if k != "motion.smooth_sigma"}}
+    # made before the key existed: with the motion as sampled, which is not what the tiny config makes now
+    assert made_with_changes(method.recorded_made_with(older), now) == ["sampling.motion.smooth_sigma: 0.0 -> 5.0"]
