@@ -169,7 +169,12 @@ def main(argv: list[str] | None = None, custom: dict[str, Callable[[], Method]] 
         metrics = list(normalise_metrics(args.metrics.split(",")))
         plan = load_run(args.run, methods, metrics, args.device, custom)
         for method in plan.methods:          # the trained models are the run's videos' (as a resumed run checks)
-            check_made_with(method, plan.context(method))
+            try:
+                check_made_with(method, plan.context(method))
+            except RunMismatchError as error:   # other seeds would be drawn otherwise than the run's own videos
+                said = str(error).split(": give a new --out")[0]
+                raise SeedsError(f"{said}: this version would sample {method.name} otherwise than the run did; "
+                                 "make the run again with this version (imac-bench run --out NEW) first") from None
         out = args.out or args.run / "sampling_seeds"
         evaluator = make_evaluator(plan, out / "cache")
     except (ValueError, RunMismatchError) as error:

@@ -45,7 +45,17 @@ class Copy(Method):
         return real_frames(clip)
 
 
-CUSTOM = {"shifted": Shifted, "copy": Copy}
+class Versioned(Copy):
+    """A copy whose recorded settings (``made_with``) a test changes after the run."""
+
+    name, label = "versioned", "Versioned"
+    setting = 1
+
+    def made_with(self, context) -> dict:
+        return {"setting": type(self).setting}
+
+
+CUSTOM = {"shifted": Shifted, "copy": Copy, "versioned": Versioned}
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +65,7 @@ def finished_run(tmp_path_factory) -> Path:
     generate_toy_corpus(corpus, ToyCorpusConfig(identities=2, clips=4, test_clips=2, size=64,
                                                 min_seconds=3.6, max_seconds=4.0), progress=False)
     out = root / "run"
-    run_benchmark(RunSettings(methods=["shifted", "copy"], out=out, data=corpus, config=config_from_dict(dict(FAST)),
+    run_benchmark(RunSettings(methods=["shifted", "copy", "versioned"], out=out, data=corpus, config=config_from_dict(dict(FAST)),
                               progress=False, custom=CUSTOM))
     return out
 
@@ -118,3 +128,12 @@ def test_a_folder_without_a_run_is_refused(tmp_path, capsys):
     with pytest.raises(SystemExit):
         sampling_seeds.main(["--run", str(tmp_path), "--methods", "copy", "--seeds", "1"], custom=CUSTOM)
     assert f"{tmp_path / 'run.json'}: no such file" in capsys.readouterr().err
+
+
+def test_a_run_whose_videos_this_version_would_make_otherwise_is_refused(finished_run, capsys, monkeypatch):
+    monkeypatch.setattr(Versioned, "setting", 2)
+    with pytest.raises(SystemExit) as stopped:
+        sampling_seeds.main(["--run", str(finished_run), "--methods", "versioned", "--seeds", "1"], custom=CUSTOM)
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and "setting: 1 -> 2" in err
+    assert "this version would sample versioned otherwise than the run did" in err and "Traceback" not in err
