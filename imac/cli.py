@@ -25,8 +25,8 @@ from imac.frames import describe_preparation, load_image
 from metrics.cli import CommandParser, add_command, help_texts, int_in, package_version, run_command
 from metrics.dataset import read_manifest, validate_dataset
 from metrics.device import resolve_device
-from metrics.io.audio import load_audio
-from metrics.io.files import save_npz_atomic
+from metrics.io.audio import audio_info, load_audio
+from metrics.io.files import check_file_target, save_npz_atomic
 from metrics.io.video import write_video
 
 # imac.pipeline, imac.training.trainer and imac.training.autoencoder are imported in the handlers that
@@ -102,10 +102,16 @@ def _train_vae(config: IMACConfig, args: argparse.Namespace) -> int:
     return 0
 
 
-def _sample(args: argparse.Namespace) -> int:
-    from imac.pipeline import IMACPipeline
+# AAC's sampling rates: speech at one of them is muxed at its own rate, any other at the model's
+AAC_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000)
+SWITCHES = (("video", "chunk_reference", "chunk_reference"), ("video", "handover", "handover"),
+            ("video", "sample_spacing", "sample_spacing"), ("video", "sample_strength", "strength"),
+            ("video", "strength_from", "strength_from"), ("video", "noise_correlation", "noise_correlation"),
+            ("motion", "window_overlap", "window_overlap"), ("motion", "smooth_sigma", "smooth_sigma"))
 
-    # every argument and input file is checked before the model loads (seconds to minutes)
+
+def _check_sample_options(args: argparse.Namespace) -> None:
+    """The options that need no file: one line naming the option."""
     resolve_device(args.device)        # a GPU torch does not see is named here, not by the first layer
     if args.steps is not None and args.steps < 1:
         raise ValueError(f"--steps {args.steps}: need 1 or more denoising steps")
@@ -123,58 +129,92 @@ def _sample(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"{option} {path}: " + ("a folder, not a file" if path.is_dir() else "no such file"))
     if args.out.is_dir():
         raise IsADirectoryError(f"--out {args.out}: a folder; give the .mp4 file to write")
-    pipeline = IMACPipeline.from_pretrained(args.model, device=args.device)
-    if not pipeline.model.has_video:
+    try:
+        check_file_target(args.out, "video", suffixes=(".mp4",))
+        check_file_target(Path(args.out).with_suffix(".motion.npz"), "motion")
+    except (OSError, ValueError) as error:
+        raise type(error)(f"--out {error}") from None
+
+
+def _sample_config(args: argparse.Namespace) -> IMACConfig:
+    """The model folder's config (read from its card, no weights loaded) with the sampling switches
+    given on the command line, checked against it."""
+    from imac.models.video import VIDEO_TRAIN_TIMESTEPS
+    from imac.pipeline import check_video_steps, read_model_card
+
+    try:
+        config, card = read_model_card(args.model)
+    except (OSError, ValueError) as error:
+        raise type(error)(f"--model {error}") from None
+    if card["stage"] != "stage2":
         raise ValueError(f"--model {args.model}: a stage-1 (motion only) model folder; sampling videos needs "
                          "the stage-2 model (<output>/stage2/model)")
-    config = pipeline.config
     if args.window_overlap is not None and args.window_overlap >= config.stage1.motion_frames:
         raise ValueError(f"--window-overlap {args.window_overlap}: must be shorter than the model's motion window "
                          f"(stage1.motion_frames {config.stage1.motion_frames})")
-    for section, name, option in (("video", "chunk_reference", "chunk_reference"), ("video", "handover", "handover"),
-                                  ("video", "sample_spacing", "sample_spacing"), ("video", "sample_strength", "strength"),
-                                  ("video", "strength_from", "strength_from"),
-                                  ("video", "noise_correlation", "noise_correlation"),
-                                  ("motion", "window_overlap", "window_overlap"),
-                                  ("motion", "smooth_sigma", "smooth_sigma")):
+    for section, name, option in SWITCHES:
         value = getattr(args, option)
         if value is not None:       # a sampling switch: the trained weights serve any of its values
             setattr(getattr(config, section), name, value)
-    size = config.data.resolution
-    reference = load_image(args.reference, size)
-    with Image.open(args.reference) as image:
-        width, height = image.size
-    audio = load_audio(args.audio, config.audio.sample_rate)
-    if audio.size == 0:
-        raise ValueError(f"{args.audio}: the audio file is empty")
     steps = args.steps or config.video.sample_steps
-    strength = config.video.sample_strength
+    if steps > VIDEO_TRAIN_TIMESTEPS:       # too many, whatever the strength
+        given = "--steps" if args.steps else "the model's video.sample_steps"
+        raise ValueError(f"{given} {steps}: at most the {VIDEO_TRAIN_TIMESTEPS} timesteps the video branch was "
+                         "trained on")
     try:
-        kept = pipeline.check_video_steps(steps)
+        check_video_steps(config, steps)
     except ValueError as error:
-        given = [f"--strength {strength}" if args.strength is not None else "the model's video.sample_strength",
+        given = [f"--strength {args.strength}" if args.strength is not None else "the model's video.sample_strength",
                  f"--steps {steps}" if args.steps else "the model's video.sample_steps"]
         raise ValueError(f"{given[0]} with {given[1]}: {error}") from None
+    return config
+
+
+def _sample(args: argparse.Namespace) -> int:
+    from imac.pipeline import IMACPipeline, check_video_steps
+
+    # every argument and input file is checked before the model loads (seconds to minutes)
+    _check_sample_options(args)
+    config = _sample_config(args)
+    size, rate = config.data.resolution, config.audio.sample_rate
+    reference = load_image(args.reference, size)
+    with Image.open(args.reference) as image:
+        width, height, mode = *image.size, image.mode
+    info = audio_info(args.audio)
+    audio = load_audio(args.audio, rate)
+    frames = int(len(audio) / rate * config.fps)
+    if frames < 1:
+        raise ValueError(f"--audio {args.audio}: {info.frames / info.samplerate:.3f} s of audio, shorter than one "
+                         f"video frame (1/{config.fps:g} s)")
+    mux_rate = info.samplerate if info.samplerate in AAC_RATES else rate
+    muxed = audio if mux_rate == rate else load_audio(args.audio, mux_rate)
+    steps = args.steps or config.video.sample_steps
+    strength = config.video.sample_strength
+    kept = check_video_steps(config, steps)
     start = "pure noise" if strength == 1 else (f"the {config.video.strength_from.replace('_', ' ')} noised to "
                                                 f"strength {strength:g} ({kept} of the {steps} steps)")
     guidance = config.video.guidance_scale if args.guidance_scale is None else args.guidance_scale
     correlation = config.video.noise_correlation
     noise = f" (noise correlated {correlation:g} between frames)" if correlation > 0 else ""
+    alpha = f", its {mode} transparency dropped (RGB only)" if mode in ("RGBA", "LA", "PA") else ""
+    channels = "mono" if info.channels == 1 else f"{info.channels} channels averaged to mono"
+    resampled = "" if info.samplerate == rate else f", resampled to {rate} Hz for the model"
     # what is done to the inputs, said even with --quiet (which hides the progress bars only)
     print(f"reference {args.reference}: {describe_preparation(width, height, size)} (the model's "
-          f"data.resolution)\naudio {args.audio}: {len(audio) / config.audio.sample_rate:.2f} s, mono at "
-          f"{config.audio.sample_rate} Hz -> {int(len(audio) / config.audio.sample_rate * config.fps)} frames "
-          f"at {config.fps:g} fps\nsampling: {steps} video steps ({config.video.sample_spacing} spacing) from "
+          f"data.resolution){alpha}\naudio {args.audio}: {info.frames / info.samplerate:.2f} s at {info.samplerate} "
+          f"Hz, {channels}{resampled} -> {frames} frames at {config.fps:g} fps; muxed into the video as mono "
+          f"AAC at {mux_rate} Hz\nsampling: {steps} video steps ({config.video.sample_spacing} spacing) from "
           f"{start}{noise}, guidance {guidance:g}, "
           f"{config.motion.sample_steps} motion steps, seed {args.seed}; chunks: reference "
           f"{config.video.chunk_reference}, hand-over {config.video.handover}; motion windows overlap "
           f"{config.motion.window_overlap} frames, smoothed over time: "
           + (f"sigma {config.motion.smooth_sigma:g} frames" if config.motion.smooth_sigma > 0 else "no"), flush=True)
+    pipeline = IMACPipeline.from_pretrained(args.model, device=args.device)
+    pipeline.config = config
     generator = torch.Generator(device=pipeline.device).manual_seed(args.seed)
-    sample = pipeline(reference.to(pipeline.device), audio, config.audio.sample_rate, generator=generator,
+    sample = pipeline(reference.to(pipeline.device), audio, rate, generator=generator,
                       progress=not args.quiet, guidance_scale=guidance, steps=steps)
-    write_video(args.out, sample.frames, sample.fps, audio=sample.audio,
-                sample_rate=pipeline.config.audio.sample_rate)
+    write_video(args.out, sample.frames, sample.fps, audio=muxed, sample_rate=mux_rate)
     if sample.pose is not None:
         motion_path = Path(args.out).with_suffix(".motion.npz")
         save_npz_atomic(motion_path, pose=sample.pose.astype(np.float32),
@@ -210,7 +250,7 @@ def build_parser() -> CommandParser:
     sample.add_argument("--reference", required=True, type=Path, help="reference image (png/jpg)")
     sample.add_argument("--audio", required=True, type=Path, help="speech (wav/flac; resampled as needed)")
     sample.add_argument("--out", required=True, type=Path, help="output mp4 (motion saved beside it)")
-    sample.add_argument("--seed", type=int, default=0, help="random seed of the sampling")
+    sample.add_argument("--seed", type=int_in(0, 2 ** 63 - 1), default=0, help="random seed of the sampling")
     sample.add_argument("--steps", type=int, default=None,
                         help="video denoising steps (default: the model's video.sample_steps; tiny 10, i2vgenxl 50)")
     sample.add_argument("--guidance-scale", type=float, default=None,
@@ -248,7 +288,7 @@ def build_parser() -> CommandParser:
                         help="smooth the sampled motion over time with a Gaussian of this sigma, in frames, before "
                              "the video sees it (0: as sampled, the paper) (default: the model's "
                              "motion.smooth_sigma; tiny 5, i2vgenxl 0)")
-    sample.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
+    sample.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (a GPU if torch sees one)")
     sample.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 

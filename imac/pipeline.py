@@ -43,12 +43,52 @@ from imac.models.motion import MotionModel, smooth_over_time
 from imac.models.system import IMACModel
 from imac.models.video import (build_image_encoder, build_unet, build_vae, clip_statistics, encode_latents,
                                encode_prompt, motion_sampling_scheduler, motion_training_scheduler,
-                               video_sampling_scheduler, video_scheduler)
+                               video_sampling_scheduler, video_scheduler, VIDEO_TRAIN_TIMESTEPS)
 from metrics.io.audio import resample
 from metrics.io.bounded import read_json
 from metrics.io.files import atomic_folder
 
 MODEL_CARD = "imac.json"
+MODEL_PARTS = ("motion", "hubert")                                  # every model folder
+VIDEO_PARTS = ("unet", "vae", "image_encoder", "coupling", "text_context.safetensors")   # stage 2's too
+STAGES = ("stage1", "stage2")
+
+
+def read_model_card(folder: str | os.PathLike) -> tuple[IMACConfig, dict]:
+    """(config, card) of a model folder written by ``IMACPipeline.save_pretrained``, read without loading
+    any weights: what a caller checks its options against before the seconds to minutes of loading.
+
+    Raises ``FileNotFoundError`` naming the folder for a folder without ``imac.json`` (pointing at
+    ``<folder>/model`` when that is one) or without a part its stage has (``motion/``, ``hubert/``; in
+    stage 2 also ``unet/``, ``vae/``, ``image_encoder/``, ``coupling/``, ``text_context.safetensors``: an
+    incomplete copy), ``ValueError`` naming ``imac.json`` for a card that is not one."""
+    folder = Path(folder)
+    card_path = folder / MODEL_CARD
+    if not card_path.is_file():
+        inside = folder / "model"     # a training stage's folder (runs/x/stage2) holds its model in model/
+        hint = f"; the model trained there is {inside}" if (inside / MODEL_CARD).is_file() else ""
+        raise FileNotFoundError(f"{folder}: not an IMAC model folder (no {MODEL_CARD}){hint}")
+    card = read_json(card_path)   # a model folder may come from elsewhere: bounded, named if refused
+    if not isinstance(card, dict) or not isinstance(card.get("config"), dict) or card.get("stage") not in STAGES:
+        raise ValueError(f"{card_path}: not an IMAC model card (a JSON object with 'config' and 'stage' "
+                         f"{' or '.join(STAGES)}, as save_pretrained writes)")
+    parts = MODEL_PARTS + (VIDEO_PARTS if card["stage"] == "stage2" else ())
+    missing = [part for part in parts if not (folder / part).exists()]
+    if missing:
+        stage = card["stage"].replace("stage", "stage-")
+        raise FileNotFoundError(f"{folder}: a {stage} model folder ({MODEL_CARD}) without {', '.join(missing)}: "
+                                "an incomplete copy; copy the whole folder")
+    return IMACConfig.from_dict(card["config"]), card
+
+
+def check_video_steps(config: IMACConfig, steps: int) -> int:
+    """How many of ``steps`` video DDIM steps a chunk runs at ``config.video.sample_strength``
+    (``kept_steps``). ``ValueError`` when they cannot run: more than the timesteps the video branch is
+    trained on (the message names the steps), or none kept (it names ``video.sample_strength``)."""
+    if steps > VIDEO_TRAIN_TIMESTEPS:
+        raise ValueError(f"{steps} video steps: at most the {VIDEO_TRAIN_TIMESTEPS} timesteps the video branch "
+                         "was trained on")
+    return kept_steps(steps, config.video.sample_strength)
 
 
 @contextmanager
@@ -183,17 +223,11 @@ class IMACPipeline:
     @classmethod
     def _load(cls, folder: Path, device, feature_cache) -> IMACPipeline:
         folder = Path(folder)
-        card_path = folder / MODEL_CARD
-        if not card_path.is_file():
-            inside = folder / "model"     # a training stage's folder (runs/x/stage2) holds its model in model/
-            hint = f"; the model trained there is {inside}" if (inside / MODEL_CARD).is_file() else ""
-            raise FileNotFoundError(f"{folder}: not an IMAC model folder (no {MODEL_CARD}){hint}")
-        card = read_json(card_path)   # a model folder may come from elsewhere: bounded, named if refused
-        config = IMACConfig.from_dict(card["config"])
+        config, card = read_model_card(folder)
         motion = load_pretrained(MotionModel, folder / "motion")
         hubert = load_hubert(folder / "hubert", device=device)
         video_parts = None
-        if (folder / "unet").is_dir():
+        if card["stage"] == "stage2":
             video_parts = {
                 "unet": load_pretrained(I2VGenXLUNet, folder / "unet"),
                 "vae": load_pretrained(AutoencoderKL, folder / "vae").requires_grad_(False).eval(),
@@ -272,12 +306,8 @@ class IMACPipeline:
                       expression[0].cpu().numpy() if has_motion else None, audio, self.config.fps)
 
     def check_video_steps(self, steps: int) -> int:
-        """How many of ``steps`` video DDIM steps a chunk runs (``kept_steps``); ValueError unless they can
-        run: at most the timesteps the model was trained on, and at least one kept at ``video.sample_strength``."""
-        trained = self.model.video_scheduler.config.num_train_timesteps if self.model.has_video else None
-        if trained is not None and steps > trained:
-            raise ValueError(f"{steps} video steps: at most the {trained} timesteps the video branch was trained on")
-        return kept_steps(steps, self.config.video.sample_strength)
+        """``check_video_steps`` with this pipeline's config."""
+        return check_video_steps(self.config, steps)
 
     def sample_video(self, reference: torch.Tensor, motion_features: torch.Tensor,
                      generator: torch.Generator | None = None, progress: bool = False,

@@ -476,9 +476,11 @@ def test_cli_sample_writes_video_with_audio_and_motion(pipeline, tmp_path, capsy
     assert main(["sample", "--model", str(model), "--reference", str(tmp_path / "ref.png"), "--audio",
                  str(tmp_path / "speech.wav"), "--out", str(out), "--quiet"]) == 0
     said = capsys.readouterr().out       # --quiet hides the progress bars, not what is done to the inputs
-    assert "80x48 -> centre square 48x48" in said and "1.30 s, mono at 16000 Hz -> 32 frames" in said
+    assert "80x48 -> centre square 48x48" in said and ("1.30 s at 22050 Hz, mono, resampled to 16000 Hz for the "
+                                                       "model -> 32 frames") in said
     info = probe_video(out)
     assert info.num_frames == 32 and info.width == RESOLUTION and info.fps == 25
+    assert (info.audio_sample_rate, info.audio_channels) == (22050, 1)     # the speech at its own rate
     audio = read_video_audio(out)
     assert abs(len(audio) / 16000 - 1.3) < 0.03  # the input speech, muxed in
     motion = np.load(out.with_suffix(".motion.npz"))
@@ -503,7 +505,8 @@ def test_cli_sample_says_what_it_does_and_blames_the_right_file(pipeline, tmp_pa
     out = capsys.readouterr().out
     # 80 x 48: the centre 48 x 48 square (32 px of width cut), then resized to the model's side
     assert f"80x48 -> centre square 48x48 (crop 32 px of width, 0 px of height) -> shrunk to {RESOLUTION}x" in out
-    assert "0.70 s, mono at 16000 Hz -> 17 frames at 25 fps" in out
+    assert ("0.70 s at 44100 Hz, mono, resampled to 16000 Hz for the model -> 17 frames at 25 fps; muxed into "
+            "the video as mono AAC at 44100 Hz") in out
     assert pipeline.config.video.sample_strength == 0.5            # the tiny config's
     assert (f"sampling: 2 video steps ({pipeline.config.video.sample_spacing} spacing) from the reference noised "
             f"to strength 0.5 (1 of the 2 steps), guidance {pipeline.config.video.guidance_scale:g}") in out
@@ -523,7 +526,7 @@ def test_cli_sample_says_what_it_does_and_blames_the_right_file(pipeline, tmp_pa
     assert main([*args, "--strength", "0.3", "--steps", "3"]) == 2
     assert "--strength 0.3 with --steps 3: video.sample_strength 0.3 keeps no step of 3" in capsys.readouterr().err
     assert main([*args, "--steps", "1001"]) == 2   # more steps than the video schedule's timesteps
-    assert "1001 video steps: at most the 1000 timesteps the video branch was trained on" in capsys.readouterr().err
+    assert "--steps 1001: at most the 1000 timesteps the video branch was trained on" in capsys.readouterr().err
     assert main([*args, "--steps", "1"]) == 2      # the model's strength 0.5 keeps none of 1 step
     assert ("the model's video.sample_strength with --steps 1: video.sample_strength 0.5 keeps no step of 1"
             in capsys.readouterr().err)
@@ -606,6 +609,80 @@ def test_cli_sample_refuses_an_overlap_as_long_as_the_models_motion_window(pipel
     assert captured.err == ("imac sample: error: --window-overlap 80: must be shorter than the model's motion window "
                             "(stage1.motion_frames 80)\n")
     assert "reference" not in captured.out and not (tmp_path / "x.mp4").exists()    # nothing read or written
+
+
+def card_only(model, folder):
+    """A folder with ``model``'s imac.json and EMPTY part folders: its card reads, no network loads."""
+    import shutil
+
+    folder.mkdir()
+    shutil.copy(model / "imac.json", folder / "imac.json")
+    for part in ("motion", "hubert", "unet", "vae", "image_encoder", "coupling"):
+        (folder / part).mkdir()
+    (folder / "text_context.safetensors").write_bytes(b"")
+    return folder
+
+
+def test_cli_sample_checks_the_inputs_against_the_model_card_before_loading_any_weights(pipeline, tmp_path, capsys):
+    card = card_only(pipeline.save_pretrained(tmp_path / "model"), tmp_path / "card")
+    Image.fromarray(np.full((48, 80, 3), 120, np.uint8)).save(tmp_path / "ref.png")
+    write_wav(tmp_path / "speech.wav", speech(0.5), 16000)
+    write_wav(tmp_path / "tiny.wav", speech(0.01), 16000)             # 160 samples: 0.4 frames at 25 fps
+    (tmp_path / "text.png").write_text("not an image")
+    args = {"--model": str(card), "--reference": str(tmp_path / "ref.png"), "--audio": str(tmp_path / "speech.wav"),
+            "--out": str(tmp_path / "x.mp4"), "--quiet": None}
+    cases = [({"--steps": "2", "--strength": "0.3"}, "--strength 0.3 with --steps 2: video.sample_strength 0.3 keeps "
+                                                     "no step of 2"),
+             ({"--window-overlap": "80"}, "--window-overlap 80: must be shorter than the model's motion window"),
+             ({"--steps": "5000"}, "--steps 5000: at most the 1000 timesteps the video branch was trained on"),
+             ({"--audio": str(tmp_path / "tiny.wav")}, f"--audio {tmp_path / 'tiny.wav'}: 0.010 s of audio, shorter "
+                                                       "than one video frame (1/25 s)"),
+             ({"--reference": str(tmp_path / "text.png")}, str(tmp_path / "text.png"))]
+    for change, said in cases:
+        argv = {**args, **change}
+        assert main(["sample", *(x for k, v in argv.items() for x in (k, v) if x is not None)]) == 2, change
+        captured = capsys.readouterr()
+        # the input's error, not the (weightless) model folder's; one line; nothing written
+        assert said in captured.err and captured.err.count("\n") == 1 and "config.json" not in captured.err, captured.err
+        assert not (tmp_path / "x.mp4").exists()
+    # the folder itself is what fails once every input passes
+    assert main(["sample", *(x for k, v in args.items() for x in (k, v) if x is not None)]) == 2
+    assert f"{card / 'motion'}: no config.json: not a saved model folder" in capsys.readouterr().err
+
+
+def test_cli_sample_names_a_damaged_model_folder_and_an_unwritable_out(pipeline, tmp_path, capsys, monkeypatch):
+    import shutil
+
+    model = pipeline.save_pretrained(tmp_path / "model")
+    Image.fromarray(np.full((48, 80, 3), 120, np.uint8)).save(tmp_path / "ref.png")
+    write_wav(tmp_path / "speech.wav", speech(0.5), 16000)
+    base = ["sample", "--reference", str(tmp_path / "ref.png"), "--audio", str(tmp_path / "speech.wav"), "--quiet"]
+    damaged = tmp_path / "damaged"
+    shutil.copytree(model, damaged)
+    shutil.rmtree(damaged / "unet")
+    (damaged / "text_context.safetensors").unlink()
+    assert main([*base, "--model", str(damaged), "--out", str(tmp_path / "x.mp4")]) == 2
+    assert (f"--model {damaged}: a stage-2 model folder (imac.json) without unet, text_context.safetensors: an "
+            "incomplete copy") in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError, match="without unet, text_context.safetensors"):
+        IMACPipeline.from_pretrained(damaged)
+    for out, said in [("x.wav", "x.wav: the video must end in .mp4"), ("x", "x: the video must end in .mp4")]:
+        assert main([*base, "--model", str(model), "--out", str(tmp_path / out)]) == 2
+        assert f"--out {tmp_path / said}" in capsys.readouterr().err
+    # a folder no file can be created in (a read-only file system, say) is named before any work
+    import metrics.io.files as files
+
+    def refuse(*args, **kwargs):
+        raise OSError(30, "Read-only file system")
+    monkeypatch.setattr(files.tempfile, "mkstemp", refuse)
+    assert main([*base, "--model", str(model), "--out", str(tmp_path / "new" / "x.mp4")]) == 2
+    assert (f"--out {tmp_path / 'new' / 'x.mp4'}: cannot create files in {tmp_path} (Read-only file system), so the "
+            "video cannot be written there") in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["damaged", "model", "ref.png", "speech.wav"]
+    with pytest.raises(SystemExit):
+        main([*base, "--model", str(model), "--out", str(tmp_path / "x.mp4"), "--seed", str(2 ** 64)])
+    assert "argument --seed: 18446744073709551616 is outside 0..9223372036854775807" in capsys.readouterr().err
 
 
 def test_sample_strength_is_a_sampling_key_within_its_range():

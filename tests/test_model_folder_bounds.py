@@ -95,3 +95,15 @@ def test_subfolder_and_local_files_only_reach_the_config_too(tmp_path):
     model = tiny_motion(tmp_path / "root" / "motion")
     loaded = load_pretrained(MotionModel, tmp_path / "root", subfolder="motion", local_files_only=True)
     assert sum(p.numel() for p in loaded.parameters()) == sum(p.numel() for p in model.parameters())
+
+
+def test_a_missing_local_folder_is_named_not_looked_up_on_the_hub(tmp_path):
+    # diffusers and transformers would take a path they cannot find for a hub id and report a network error
+    with pytest.raises(FileNotFoundError, match=f"^{tmp_path / 'motion'}: no such model folder$"):
+        load_pretrained(MotionModel, tmp_path / "motion")
+    (tmp_path / "vae").mkdir()
+    with pytest.raises(FileNotFoundError, match=f"^{tmp_path / 'vae'}: no config.json: not a saved model folder$"):
+        load_pretrained(AutoencoderKL, tmp_path / "vae", local_files_only=True)
+    for kind in (CLIPVisionModelWithProjection,):      # transformers too
+        with pytest.raises(FileNotFoundError, match="no such model folder"):
+            load_pretrained(kind, tmp_path / "image_encoder")

@@ -27,12 +27,19 @@ def load_pretrained(cls: type[T], folder: str | os.PathLike, **kwargs: Any) -> T
 
     ``cls``: a diffusers ``ModelMixin`` (``load_config`` / ``from_config``) or a transformers
     ``PreTrainedModel`` (``config_class``); ``kwargs`` such as ``local_files_only`` and ``subfolder``
-    apply to reading the config too. Raises ``metrics.io.bounded.BoundedReadError`` (a ValueError)
-    naming the folder for a config larger than its weights; the loaders' own errors otherwise.
+    apply to reading the config too. Raises ``FileNotFoundError`` naming a local folder that is missing
+    or has no ``config.json``, ``metrics.io.bounded.BoundedReadError`` (a ValueError) naming the folder for
+    a config larger than its weights; the loaders' own errors otherwise.
     """
     folder = Path(folder)
     config_kwargs = {key: kwargs[key] for key in CONFIG_KWARGS if key in kwargs}
     weights = folder / kwargs["subfolder"] if kwargs.get("subfolder") else folder
+    # a local folder (or one whose parent is local: not a hub id) without its config is named here,
+    # not by the hub client's "couldn't connect" message
+    if weights.is_dir() or weights.parent.is_dir() and str(weights.parent) not in ("", "."):
+        if not (weights / "config.json").is_file():
+            raise FileNotFoundError(f"{weights}: " + ("no config.json: not a saved model folder" if weights.is_dir()
+                                                      else "no such model folder"))
     if hasattr(cls, "load_config") and hasattr(cls, "from_config"):        # diffusers
         config = cls.load_config(folder, **config_kwargs)
         check_model_fits_weights(lambda: cls.from_config(config), weights)

@@ -30,7 +30,10 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
-def video_scheduler(num_train_timesteps: int = 1000) -> DDIMScheduler:
+VIDEO_TRAIN_TIMESTEPS = 1000      # the video schedule's timesteps (the I2VGen-XL release's)
+
+
+def video_scheduler(num_train_timesteps: int = VIDEO_TRAIN_TIMESTEPS) -> DDIMScheduler:
     """The I2VGen-XL release's sampling/training schedule."""
     return DDIMScheduler(num_train_timesteps=num_train_timesteps, beta_schedule="squaredcos_cap_v2",
                          rescale_betas_zero_snr=True, prediction_type="v_prediction",

@@ -68,13 +68,19 @@ def write_wav(path: str | os.PathLike, samples: np.ndarray, sample_rate: int) ->
     return Path(path)
 
 
-def audio_duration(path: str | os.PathLike) -> float:
-    """Duration in seconds of an audio file, from its header (no decoding)."""
+def audio_info(path: str | os.PathLike):
+    """An audio file's header (soundfile's ``info``: ``samplerate`` in Hz, ``channels``, ``frames`` in
+    samples per channel), read without decoding; ``FileNotFoundError`` / ``ValueError`` naming the file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: audio file not found")
     try:
-        info = soundfile.info(str(path))
+        return soundfile.info(str(path))
     except (soundfile.SoundFileError, RuntimeError, OSError) as error:
         raise ValueError(f"{path}: cannot read audio header: {error}") from error
+
+
+def audio_duration(path: str | os.PathLike) -> float:
+    """Duration in seconds of an audio file, from its header (no decoding)."""
+    info = audio_info(path)
     return info.frames / info.samplerate

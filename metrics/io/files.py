@@ -26,6 +26,7 @@ import re
 import secrets
 import shutil
 import socket
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -167,16 +168,29 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
-def check_file_target(path: str | os.PathLike, what: str = "file") -> Path:
+def check_file_target(path: str | os.PathLike, what: str = "file", suffixes: tuple[str, ...] = ()) -> Path:
     """Refuse, before any work, a path ``atomic_path`` could not write at the end: an existing folder
-    (``IsADirectoryError``) or a path under a file (``NotADirectoryError``); the message names the path
-    and says it is for a ``what`` ("image", "result file")."""
+    (``IsADirectoryError``), a path under a file (``NotADirectoryError``), a folder this process cannot
+    create files in (read-only file system, no permission: ``PermissionError``, tried by creating and
+    removing an empty file in the nearest existing folder) or, given ``suffixes`` (lower case, with the
+    dot), a name ending otherwise (``ValueError``). The message names the path and says it is for a
+    ``what`` ("image", "result file"); nothing is left behind."""
     final = Path(path)
+    if suffixes and final.suffix.lower() not in suffixes:
+        raise ValueError(f"{final}: the {what} must end in {' or '.join(suffixes)}")
     if final.is_dir():
         raise IsADirectoryError(f"{final} is a folder; give the path of the {what} to write")
     blocking = next((parent for parent in final.parents if parent.exists()), None)
     if blocking is not None and not blocking.is_dir():
         raise NotADirectoryError(f"{final}: {blocking} is a file, so the {what} cannot be written there")
+    if blocking is not None:
+        try:
+            handle, probe = tempfile.mkstemp(dir=blocking, prefix=".write-check-")
+        except OSError as error:
+            raise PermissionError(f"{final}: cannot create files in {blocking} ({error.strerror}), so the "
+                                  f"{what} cannot be written there") from None
+        os.close(handle)
+        _remove_if_present(Path(probe))
     return final
 
 
