@@ -110,9 +110,9 @@ SWITCHES = (("video", "chunk_reference", "chunk_reference"), ("video", "handover
             ("motion", "window_overlap", "window_overlap"), ("motion", "smooth_sigma", "smooth_sigma"))
 
 
-def _check_sample_options(args: argparse.Namespace) -> None:
-    """The options that need no file: one line naming the option."""
-    resolve_device(args.device)        # a GPU torch does not see is named here, not by the first layer
+def _check_sample_options(args: argparse.Namespace) -> str:
+    """The options that need no model: one line naming the option. Returns the device to use."""
+    device = resolve_device(args.device)        # a GPU torch does not see is named here, not by the first layer
     if args.steps is not None and args.steps < 1:
         raise ValueError(f"--steps {args.steps}: need 1 or more denoising steps")
     if args.strength is not None and not 0 < args.strength <= 1:
@@ -134,6 +134,7 @@ def _check_sample_options(args: argparse.Namespace) -> None:
         check_file_target(Path(args.out).with_suffix(".motion.npz"), "motion")
     except (OSError, ValueError) as error:
         raise type(error)(f"--out {error}") from None
+    return device
 
 
 def _sample_config(args: argparse.Namespace) -> IMACConfig:
@@ -171,10 +172,11 @@ def _sample_config(args: argparse.Namespace) -> IMACConfig:
 
 
 def _sample(args: argparse.Namespace) -> int:
+    from imac.audio_features import frame_count
     from imac.pipeline import IMACPipeline, check_video_steps
 
     # every argument and input file is checked before the model loads (seconds to minutes)
-    _check_sample_options(args)
+    device = _check_sample_options(args)
     config = _sample_config(args)
     size, rate = config.data.resolution, config.audio.sample_rate
     reference = load_image(args.reference, size)
@@ -182,10 +184,11 @@ def _sample(args: argparse.Namespace) -> int:
         width, height, mode = *image.size, image.mode
     info = audio_info(args.audio)
     audio = load_audio(args.audio, rate)
-    frames = int(len(audio) / rate * config.fps)
-    if frames < 1:
+    try:
+        frames = frame_count(len(audio), rate, config.fps)       # as the pipeline counts them
+    except ValueError:
         raise ValueError(f"--audio {args.audio}: {info.frames / info.samplerate:.3f} s of audio, shorter than one "
-                         f"video frame (1/{config.fps:g} s)")
+                         f"video frame (1/{config.fps:g} s)") from None
     mux_rate = info.samplerate if info.samplerate in AAC_RATES else rate
     muxed = audio if mux_rate == rate else load_audio(args.audio, mux_rate)
     steps = args.steps or config.video.sample_steps
@@ -209,7 +212,7 @@ def _sample(args: argparse.Namespace) -> int:
           f"{config.video.chunk_reference}, hand-over {config.video.handover}; motion windows overlap "
           f"{config.motion.window_overlap} frames, smoothed over time: "
           + (f"sigma {config.motion.smooth_sigma:g} frames" if config.motion.smooth_sigma > 0 else "no"), flush=True)
-    pipeline = IMACPipeline.from_pretrained(args.model, device=args.device)
+    pipeline = IMACPipeline.from_pretrained(args.model, device=device)
     pipeline.config = config
     generator = torch.Generator(device=pipeline.device).manual_seed(args.seed)
     sample = pipeline(reference.to(pipeline.device), audio, rate, generator=generator,

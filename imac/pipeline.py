@@ -64,6 +64,8 @@ def read_model_card(folder: str | os.PathLike) -> tuple[IMACConfig, dict]:
     incomplete copy), ``ValueError`` naming ``imac.json`` for a card that is not one."""
     folder = Path(folder)
     card_path = folder / MODEL_CARD
+    if folder.is_file():
+        raise NotADirectoryError(f"{folder}: a file; give the model folder (the one holding {MODEL_CARD})")
     if not card_path.is_file():
         inside = folder / "model"     # a training stage's folder (runs/x/stage2) holds its model in model/
         hint = f"; the model trained there is {inside}" if (inside / MODEL_CARD).is_file() else ""
@@ -73,12 +75,26 @@ def read_model_card(folder: str | os.PathLike) -> tuple[IMACConfig, dict]:
         raise ValueError(f"{card_path}: not an IMAC model card (a JSON object with 'config' and 'stage' "
                          f"{' or '.join(STAGES)}, as save_pretrained writes)")
     parts = MODEL_PARTS + (VIDEO_PARTS if card["stage"] == "stage2" else ())
-    missing = [part for part in parts if not (folder / part).exists()]
+    missing = [part + part_damage(folder / part) for part in parts if part_damage(folder / part) is not None]
     if missing:
         stage = card["stage"].replace("stage", "stage-")
         raise FileNotFoundError(f"{folder}: a {stage} model folder ({MODEL_CARD}) without {', '.join(missing)}: "
                                 "an incomplete copy; copy the whole folder")
-    return IMACConfig.from_dict(card["config"]), card
+    return IMACConfig.from_dict(card["config"], where=f"{card_path} 'config'"), card
+
+
+def part_damage(path: Path) -> str | None:
+    """None when a model folder's part at ``path`` is there: a file for ``*.safetensors``, else a folder
+    with its ``config.json`` and a weights file; otherwise what is missing, as a suffix of its name."""
+    if path.suffix == ".safetensors":
+        return None if path.is_file() else ""
+    if not path.is_dir():
+        return ""
+    if not (path / "config.json").is_file():
+        return "/config.json"
+    if not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
+        return "/ weights (*.safetensors)"
+    return None
 
 
 def check_video_steps(config: IMACConfig, steps: int) -> int:

@@ -316,7 +316,7 @@ def _compute(args: argparse.Namespace) -> int:
     options = _compute_options(args)
     # what was computed before an interruption stays in the content cache: a rerun reuses it
     args.resumable = _cache_dir(options.cache) is not None
-    resolve_device(options.device)     # a GPU torch does not see is named here, before any work
+    device = resolve_device(options.device)     # a GPU torch does not see is named here, before any work
     for target in result_paths(args.out) if args.out else ():
         check_file_target(target, "result file")     # not after the evaluation
     if args.processes != 1:
@@ -324,11 +324,10 @@ def _compute(args: argparse.Namespace) -> int:
     processes = current_processes()
     result = evaluate(args.real, args.fake, metrics=options.metrics, protocol=get_protocol(options.protocol),
                       autoencoder=options.fgd_ae, i3d=options.i3d, i3d_seed=options.i3d_seed,
-                      extractor=_extractor(options.extractor, options.dwpose_detector, options.dwpose_pose,
-                                           options.device),
+                      extractor=_extractor(options.extractor, options.dwpose_detector, options.dwpose_pose, device),
                       cache_dir=_cache_dir(options.cache), split=None if options.split == "all" else options.split,
                       on_error="skip" if options.skip_bad else "raise", allow=options.allow_mismatch,
-                      allow_resolution_mismatch=options.allow_resolution_mismatch, device=options.device,
+                      allow_resolution_mismatch=options.allow_resolution_mismatch, device=device,
                       progress=None if args.quiet else _log, processes=processes, weights=options.weights)
     if result is None:                 # another process of a launch: the main one prints and writes
         return 0
@@ -340,24 +339,24 @@ def _compute(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    resolve_device(args.device)
+    device = resolve_device(args.device)
     checkpoint, info = train_fgd_autoencoder(
         args.data, args.out, get_protocol(args.protocol),
-        _extractor(args.extractor, args.dwpose_detector, args.dwpose_pose, args.device), keypoints=args.keypoints,
+        _extractor(args.extractor, args.dwpose_detector, args.dwpose_pose, device), keypoints=args.keypoints,
         split=args.split, steps=args.steps, latent=args.latent, seed=args.seed, cache_dir=_cache_dir(args.cache),
-        progress=None if args.quiet else _log)
+        progress=None if args.quiet else _log, device=device)
     print(f"skeleton autoencoder {checkpoint} written to {args.out}: {info['training_windows']} windows, "
           f"L1 {info['first_l1']:.4f} -> {info['final_l1']:.4f}")
     return 0
 
 
 def _sanity(args: argparse.Namespace) -> int:
-    resolve_device(args.device)
+    device = resolve_device(args.device)
     report = run_sanity(args.data, args.out, get_protocol(args.protocol), autoencoder=args.fgd_ae, i3d=args.i3d,
                         extractor=args.extractor, ae_steps=args.steps, cache_dir=_cache_dir(args.cache),
                         metrics=tuple(args.metrics.split(",")), progress=None if args.quiet else _log,
                         dwpose_detector=args.dwpose_detector, dwpose_pose=args.dwpose_pose,
-                        device=args.device)
+                        device=device)
     print(format_sanity(report))
     return 0 if report["passed"] else 1
 
@@ -392,7 +391,7 @@ def _add_common(parser: argparse.ArgumentParser, settings: bool = False) -> None
     option("--dwpose-pose", key="dwpose_pose", metavar="FILE", help="dw-ll_ucoco_384.onnx (local path), with --extractor dwpose")
     option("--cache", key="cache", metavar="DIR", help="content cache folder of keypoints and I3D features; 'none' disables "
            "(default: ~/.cache/imac-bench)")
-    option("--device", key="device", help="cpu or cuda[:N]")
+    option("--device", key="device", help="cpu, cuda[:N] or auto (a GPU if torch sees one)")
     if settings:
         option("--metrics", key="metrics", type=_comma_list, metavar="LIST",
                help=f"comma-separated metric ids (default {','.join(DEFAULT_METRICS)}); known: {','.join(METRIC_IDS)}")

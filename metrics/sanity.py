@@ -116,7 +116,7 @@ def run_sanity(data_dir: str | Path, out_dir: str | Path, protocol: Protocol | N
             if progress:
                 progress(f"training the skeleton autoencoder on the train split of {data_dir} ({ae_steps} steps)")
             train_fgd_autoencoder(data_dir, autoencoder, protocol, pose, steps=ae_steps, cache_dir=cache_dir,
-                                  progress=progress)
+                                  progress=progress, device=device)
     tables, results = {}, {}
     for name in CANDIDATES:
         if progress:

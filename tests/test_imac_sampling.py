@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import re
 import warnings
 from types import SimpleNamespace
@@ -612,14 +613,12 @@ def test_cli_sample_refuses_an_overlap_as_long_as_the_models_motion_window(pipel
 
 
 def card_only(model, folder):
-    """A folder with ``model``'s imac.json and EMPTY part folders: its card reads, no network loads."""
+    """``model``'s folder with every weights file EMPTY: its card and configs read, no network loads."""
     import shutil
 
-    folder.mkdir()
-    shutil.copy(model / "imac.json", folder / "imac.json")
-    for part in ("motion", "hubert", "unet", "vae", "image_encoder", "coupling"):
-        (folder / part).mkdir()
-    (folder / "text_context.safetensors").write_bytes(b"")
+    shutil.copytree(model, folder)
+    for weights in [*folder.glob("*/*.safetensors"), *folder.glob("*/*.bin"), *folder.glob("*.safetensors")]:
+        weights.write_bytes(b"")
     return folder
 
 
@@ -647,7 +646,8 @@ def test_cli_sample_checks_the_inputs_against_the_model_card_before_loading_any_
         assert not (tmp_path / "x.mp4").exists()
     # the folder itself is what fails once every input passes
     assert main(["sample", *(x for k, v in args.items() for x in (k, v) if x is not None)]) == 2
-    assert f"{card / 'motion'}: no config.json: not a saved model folder" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"{card / 'motion'}" in err and "Traceback" not in err, err        # the loader names the empty weights
 
 
 def test_cli_sample_names_a_damaged_model_folder_and_an_unwritable_out(pipeline, tmp_path, capsys, monkeypatch):
@@ -666,7 +666,29 @@ def test_cli_sample_names_a_damaged_model_folder_and_an_unwritable_out(pipeline,
             "incomplete copy") in capsys.readouterr().err
     with pytest.raises(FileNotFoundError, match="without unet, text_context.safetensors"):
         IMACPipeline.from_pretrained(damaged)
-    for out, said in [("x.wav", "x.wav: the video must end in .mp4"), ("x", "x: the video must end in .mp4")]:
+    # each part as the loader needs it, named before any weight is read
+    for name, damage, said in [("file", lambda f: (shutil.rmtree(f / "unet"), (f / "unet").write_bytes(b"")), "unet"),
+                               ("noconfig", lambda f: (f / "vae" / "config.json").unlink(), "vae/config.json"),
+                               ("noweights", lambda f: [w.unlink() for w in (f / "coupling").glob("*.safetensors")],
+                                "coupling/ weights (*.safetensors)")]:
+        folder = tmp_path / name
+        shutil.copytree(model, folder)
+        damage(folder)
+        with pytest.raises(FileNotFoundError, match=re.escape(f"model folder (imac.json) without {said}: an incomplete")):
+            IMACPipeline.from_pretrained(folder)
+        shutil.rmtree(folder)
+    with pytest.raises(NotADirectoryError, match="imac.json: a file; give the model folder"):
+        IMACPipeline.from_pretrained(model / "imac.json")
+    card = json.loads((model / "imac.json").read_text())
+    card["config"]["video"]["bogus_key"] = 1
+    shutil.copytree(model, tmp_path / "bogus")
+    (tmp_path / "bogus" / "imac.json").write_text(json.dumps(card))
+    with pytest.raises(ValueError, match=re.escape(f"{tmp_path / 'bogus' / 'imac.json'} 'config'") + ".*bogus_key"):
+        IMACPipeline.from_pretrained(tmp_path / "bogus")
+    shutil.rmtree(tmp_path / "bogus")
+    for out, said in [("x.wav", "x.wav: the video must be a name ending in .mp4"),
+                      ("x", "x: the video must be a name ending in .mp4"),
+                      (".mp4", ".mp4: the video must be a name ending in .mp4")]:
         assert main([*base, "--model", str(model), "--out", str(tmp_path / out)]) == 2
         assert f"--out {tmp_path / said}" in capsys.readouterr().err
     # a folder no file can be created in (a read-only file system, say) is named before any work
@@ -683,6 +705,18 @@ def test_cli_sample_names_a_damaged_model_folder_and_an_unwritable_out(pipeline,
     with pytest.raises(SystemExit):
         main([*base, "--model", str(model), "--out", str(tmp_path / "x.mp4"), "--seed", str(2 ** 64)])
     assert "argument --seed: 18446744073709551616 is outside 0..9223372036854775807" in capsys.readouterr().err
+
+
+def test_cli_sample_says_the_frames_it_writes_and_takes_device_auto(pipeline, tmp_path, capsys):
+    model = pipeline.save_pretrained(tmp_path / "model")
+    Image.fromarray(np.full((64, 64, 3), 120, np.uint8)).save(tmp_path / "ref.png")
+    # 18,560 samples at 16 kHz: 1.16 s, 29 frames at 25 fps, where 18560 / 16000 * 25 rounds to 28.999999...
+    write_wav(tmp_path / "speech.wav", speech(18560 / 16000), 16000)
+    assert main(["sample", "--model", str(model), "--reference", str(tmp_path / "ref.png"), "--audio",
+                 str(tmp_path / "speech.wav"), "--out", str(tmp_path / "x.mp4"), "--steps", "2", "--quiet",
+                 "--device", "auto"]) == 0
+    assert "-> 29 frames at 25 fps" in capsys.readouterr().out
+    assert probe_video(tmp_path / "x.mp4").num_frames == 29 == (18560 * 25) // 16000
 
 
 def test_sample_strength_is_a_sampling_key_within_its_range():

@@ -176,8 +176,8 @@ def check_file_target(path: str | os.PathLike, what: str = "file", suffixes: tup
     dot), a name ending otherwise (``ValueError``). The message names the path and says it is for a
     ``what`` ("image", "result file"); nothing is left behind."""
     final = Path(path)
-    if suffixes and final.suffix.lower() not in suffixes:
-        raise ValueError(f"{final}: the {what} must end in {' or '.join(suffixes)}")
+    if suffixes and (final.suffix.lower() not in suffixes or final.name.lower() in suffixes):
+        raise ValueError(f"{final}: the {what} must be a name ending in {' or '.join(suffixes)}")
     if final.is_dir():
         raise IsADirectoryError(f"{final} is a folder; give the path of the {what} to write")
     blocking = next((parent for parent in final.parents if parent.exists()), None)
