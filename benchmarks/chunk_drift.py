@@ -1,6 +1,6 @@
 """Does a generated video hold up chunk after chunk? Body points found and drift, per 16-frame chunk.
 
-    .venv/bin/python benchmarks/chunk_drift.py RUN_DIR [--methods imac,mya,gt] [--chunks 6] [--chunk 16]
+    .venv/bin/python benchmarks/chunk_drift.py RUN_DIR [--methods imac,mya,gt] [--chunks 6] [--chunk 16] [--flicker]
 
 RUN_DIR is an ``imac-bench run`` folder (``<method>/<identity>/<clip_id>.mp4``). For every method
 and every video, chunk c (1-based) is frames 15(c-1) .. 15(c-1)+15, the chunks of the IMAC sampler
@@ -10,6 +10,13 @@ and every video, chunk c (1-based) is frames 15(c-1) .. 15(c-1)+15, the chunks o
   wrists), of [toy marker extractor score >= 0.3] (``metrics.pose.toy.ToyMarkerPose``);
 - drift: the mean over pixels and channels of |the chunk's mean frame - frame 0|, in uint8 levels
   at the video's own resolution.
+
+With ``--flicker`` a second table says how much the found points jump between frames: over every pair
+of consecutive frames of the method's videos and every upper-body point found in both, the median
+distance the point moves (pixels at the video's resolution) and the share of moves over 3 pixels.
+Real gestures move a point smoothly, a fraction of a pixel a frame at 25 fps; a generator whose markers
+flicker (grain, a marker found in one place and then another) moves them more with no gesture, which
+FGD can take for motion.
 
 Each cell is the mean over the method's videos that reach that chunk (the count is printed). The
 ``gt`` method folder holds the real test videos, so its row is the floor of both measures: real
@@ -55,6 +62,28 @@ def drift(frames: np.ndarray, first: np.ndarray) -> float:
     return float(np.abs(frames.astype(np.float64).mean(axis=0) - first.astype(np.float64)).mean())
 
 
+JUMP = 3.0   # pixels: a move between two frames this large is a jump, not a gesture at 25 fps
+
+
+def point_steps(keypoints: np.ndarray) -> np.ndarray:
+    """The distances (pixels) each upper-body point moves between consecutive frames, over the pairs
+    where it is found (score >= 0.3) in both frames; keypoints (F, 133, 3) -> (n,)."""
+    points = keypoints[:, UPPER_BODY]
+    both = (points[1:, :, 2] >= SCORE) & (points[:-1, :, 2] >= SCORE)
+    return np.linalg.norm(np.diff(points[:, :, :2].astype(np.float64), axis=0), axis=-1)[both]
+
+
+def method_flicker(folder: Path) -> tuple[float, float, int]:
+    """(median step in pixels, share of steps over ``JUMP``, number of steps) pooled over the videos
+    of one method folder (``point_steps``); NaNs when no point is found in two consecutive frames."""
+    extractor = ToyMarkerPose()
+    steps = [point_steps(extractor(read_video(path))) for path in sorted(folder.glob("*/*.mp4"))]
+    pooled = np.concatenate(steps) if steps else np.zeros(0)
+    if pooled.size == 0:
+        return float("nan"), float("nan"), 0
+    return float(np.median(pooled)), float((pooled > JUMP).mean()), int(pooled.size)
+
+
 def video_rows(path: Path, extractor, chunk: int, count: int) -> list[tuple[float, float]]:
     frames = read_video(path)
     keypoints = extractor(frames)
@@ -89,15 +118,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", default="imac,mya,s2g,gt", help="method folders, comma-separated")
     parser.add_argument("--chunks", type=int, default=6)
     parser.add_argument("--chunk", type=int, default=16, help="frames per chunk (IMAC's video.frames)")
+    parser.add_argument("--flicker", action="store_true",
+                        help="also the found points' frame-to-frame steps: median and share over 3 px")
     args = parser.parse_args(argv)
-    tables = {}
+    tables, flickers = {}, {}
     for name in [m.strip() for m in args.methods.split(",") if m.strip()]:
         folder = args.run / name
         if not folder.is_dir():
             print(f"{folder}: no such method folder, skipped", file=sys.stderr)
             continue
         tables[name] = method_table(folder, args.chunk, args.chunks)
+        if args.flicker:
+            flickers[name] = method_flicker(folder)
     print(markdown(tables, args.chunks))
+    if args.flicker:
+        print(f"\n| method | median step of a found point (px) | steps over {JUMP:g} px | steps |\n|---|---|---|---|")
+        for name, (median, jumps, count) in flickers.items():
+            print(f"| {name} | {median:.3f} | {jumps:.3f} | {count} |")
     return 0
 
 

@@ -34,3 +34,20 @@ def test_drift_and_found_match_direct_loops():
     keypoints[1, 9, 2] = 0.3               # a wrist exactly at the threshold in frame 1
     keypoints[1, 20, 2] = 1.0              # a foot point: not an upper-body point
     assert chunk_drift.found_share(keypoints) == 4 / 14
+
+
+def test_point_steps_match_a_direct_loop_over_points_found_in_both_frames():
+    rng = np.random.default_rng(1)
+    keypoints = rng.uniform(0, 50, (6, 133, 3))
+    keypoints[..., 2] = rng.uniform(0, 1, (6, 133))
+    expected = []
+    for f in range(5):
+        for point in (0, 5, 6, 7, 8, 9, 10):          # nose, shoulders, elbows, wrists (COCO-WholeBody)
+            if keypoints[f, point, 2] >= 0.3 and keypoints[f + 1, point, 2] >= 0.3:
+                dx = keypoints[f + 1, point, 0] - keypoints[f, point, 0]
+                dy = keypoints[f + 1, point, 1] - keypoints[f, point, 1]
+                expected.append((dx * dx + dy * dy) ** 0.5)
+    assert np.allclose(sorted(chunk_drift.point_steps(keypoints)), sorted(expected)) and len(expected) > 5
+    still = np.zeros((4, 133, 3))
+    still[:, :, 2] = 1.0
+    assert np.all(chunk_drift.point_steps(still) == 0) and len(chunk_drift.point_steps(still)) == 3 * 7
