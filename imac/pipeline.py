@@ -75,7 +75,8 @@ def read_model_card(folder: str | os.PathLike) -> tuple[IMACConfig, dict]:
         raise ValueError(f"{card_path}: not an IMAC model card (a JSON object with 'config' and 'stage' "
                          f"{' or '.join(STAGES)}, as save_pretrained writes)")
     parts = MODEL_PARTS + (VIDEO_PARTS if card["stage"] == "stage2" else ())
-    missing = [part + part_damage(folder / part) for part in parts if part_damage(folder / part) is not None]
+    damage = {part: part_damage(folder / part) for part in parts}
+    missing = [part + lack for part, lack in damage.items() if lack is not None]
     if missing:
         stage = card["stage"].replace("stage", "stage-")
         raise FileNotFoundError(f"{folder}: a {stage} model folder ({MODEL_CARD}) without {', '.join(missing)}: "
