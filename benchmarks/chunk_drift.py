@@ -73,30 +73,33 @@ def point_steps(keypoints: np.ndarray) -> np.ndarray:
     return np.linalg.norm(np.diff(points[:, :, :2].astype(np.float64), axis=0), axis=-1)[both]
 
 
-def method_flicker(folder: Path) -> tuple[float, float, int]:
-    """(median step in pixels, share of steps over ``JUMP``, number of steps) pooled over the videos
-    of one method folder (``point_steps``); NaNs when no point is found in two consecutive frames."""
-    extractor = ToyMarkerPose()
-    steps = [point_steps(extractor(read_video(path))) for path in sorted(folder.glob("*/*.mp4"))]
+def flicker_summary(steps: list[np.ndarray]) -> tuple[float, float, int]:
+    """(median step in pixels, share of steps over ``JUMP``, number of steps) of the ``point_steps`` of
+    a method's videos, pooled; NaNs when no point is found in two consecutive frames."""
     pooled = np.concatenate(steps) if steps else np.zeros(0)
     if pooled.size == 0:
         return float("nan"), float("nan"), 0
     return float(np.median(pooled)), float((pooled > JUMP).mean()), int(pooled.size)
 
 
-def video_rows(path: Path, extractor, chunk: int, count: int) -> list[tuple[float, float]]:
+def video_rows(path: Path, extractor, chunk: int, count: int,
+               steps: list[np.ndarray] | None = None) -> list[tuple[float, float]]:
     frames = read_video(path)
     keypoints = extractor(frames)
+    if steps is not None:                    # the flicker, from the same extraction
+        steps.append(point_steps(keypoints))
     return [(found_share(keypoints[a:b]), drift(frames[a:b], frames[0]))
             for a, b in chunk_bounds(len(frames), chunk, count)]
 
 
-def method_table(folder: Path, chunk: int, count: int) -> list[tuple[float, float, int]]:
-    """Per chunk: (mean found, mean drift, number of videos) over the videos of one method folder."""
+def method_table(folder: Path, chunk: int, count: int,
+                 steps: list[np.ndarray] | None = None) -> list[tuple[float, float, int]]:
+    """Per chunk: (mean found, mean drift, number of videos) over the videos of one method folder;
+    each video's ``point_steps`` appended to ``steps`` when it is given."""
     extractor = ToyMarkerPose()
     per_chunk: list[list[tuple[float, float]]] = [[] for _ in range(count)]
     for path in sorted(folder.glob("*/*.mp4")):
-        for index, row in enumerate(video_rows(path, extractor, chunk, count)):
+        for index, row in enumerate(video_rows(path, extractor, chunk, count, steps)):
             per_chunk[index].append(row)
     return [(float(np.mean([r[0] for r in rows])), float(np.mean([r[1] for r in rows])), len(rows))
             for rows in per_chunk if rows]
@@ -127,9 +130,10 @@ def main(argv: list[str] | None = None) -> int:
         if not folder.is_dir():
             print(f"{folder}: no such method folder, skipped", file=sys.stderr)
             continue
-        tables[name] = method_table(folder, args.chunk, args.chunks)
-        if args.flicker:
-            flickers[name] = method_flicker(folder)
+        steps: list[np.ndarray] | None = [] if args.flicker else None
+        tables[name] = method_table(folder, args.chunk, args.chunks, steps)
+        if steps is not None:
+            flickers[name] = flicker_summary(steps)
     print(markdown(tables, args.chunks))
     if args.flicker:
         print(f"\n| method | median step of a found point (px) | steps over {JUMP:g} px | steps |\n|---|---|---|---|")

@@ -137,9 +137,9 @@ def _check_sample_options(args: argparse.Namespace) -> str:
     return device
 
 
-def _sample_config(args: argparse.Namespace) -> IMACConfig:
-    """The model folder's config (read from its card, no weights loaded) with the sampling switches
-    given on the command line, checked against it."""
+def _sample_config(args: argparse.Namespace) -> tuple[IMACConfig, int, int]:
+    """(config, video steps, steps each chunk runs): the model folder's config (read from its card, no
+    weights loaded) with the sampling switches given on the command line, checked against it."""
     from imac.models.video import VIDEO_TRAIN_TIMESTEPS
     from imac.pipeline import check_video_steps, read_model_card
 
@@ -163,21 +163,21 @@ def _sample_config(args: argparse.Namespace) -> IMACConfig:
         raise ValueError(f"{given} {steps}: at most the {VIDEO_TRAIN_TIMESTEPS} timesteps the video branch was "
                          "trained on")
     try:
-        check_video_steps(config, steps)
+        kept = check_video_steps(config, steps)
     except ValueError as error:
         given = [f"--strength {args.strength}" if args.strength is not None else "the model's video.sample_strength",
                  f"--steps {steps}" if args.steps else "the model's video.sample_steps"]
         raise ValueError(f"{given[0]} with {given[1]}: {error}") from None
-    return config
+    return config, steps, kept
 
 
 def _sample(args: argparse.Namespace) -> int:
     from imac.audio_features import frame_count
-    from imac.pipeline import IMACPipeline, check_video_steps
+    from imac.pipeline import IMACPipeline
 
     # every argument and input file is checked before the model loads (seconds to minutes)
     device = _check_sample_options(args)
-    config = _sample_config(args)
+    config, steps, kept = _sample_config(args)
     size, rate = config.data.resolution, config.audio.sample_rate
     reference = load_image(args.reference, size)
     with Image.open(args.reference) as image:
@@ -191,9 +191,7 @@ def _sample(args: argparse.Namespace) -> int:
                          f"video frame (1/{config.fps:g} s)") from None
     mux_rate = info.samplerate if info.samplerate in AAC_RATES else rate
     muxed = audio if mux_rate == rate else load_audio(args.audio, mux_rate)
-    steps = args.steps or config.video.sample_steps
     strength = config.video.sample_strength
-    kept = check_video_steps(config, steps)
     start = "pure noise" if strength == 1 else (f"the {config.video.strength_from.replace('_', ' ')} noised to "
                                                 f"strength {strength:g} ({kept} of the {steps} steps)")
     guidance = config.video.guidance_scale if args.guidance_scale is None else args.guidance_scale
