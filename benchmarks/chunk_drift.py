@@ -16,7 +16,9 @@ of consecutive frames of the method's videos and every upper-body point found in
 distance the point moves (pixels at the video's resolution) and the share of moves over 3 pixels.
 Real gestures move a point smoothly, a fraction of a pixel a frame at 25 fps; a generator whose markers
 flicker (grain, a marker found in one place and then another) moves them more with no gesture, which
-FGD can take for motion.
+FGD can take for motion. Beside them, the wrist spread says how far the arms travel: per video, for each
+wrist found in 2 frames or more, sqrt(var(x) + var(y)) of its positions (pixels), averaged over the
+wrists and then over the videos; a gesture moves the wrists by several pixels, flicker by about its step.
 
 Each cell is the mean over the method's videos that reach that chunk (the count is printed). The
 ``gt`` method folder holds the real test videos, so its row is the floor of both measures: real
@@ -73,6 +75,22 @@ def point_steps(keypoints: np.ndarray) -> np.ndarray:
     return np.linalg.norm(np.diff(points[:, :, :2].astype(np.float64), axis=0), axis=-1)[both]
 
 
+WRISTS = tuple(wb.index_of(n) for n in ("left_wrist", "right_wrist"))
+
+
+def wrist_spread(keypoints: np.ndarray) -> float:
+    """How far the wrists travel in one video: for each wrist found (score >= 0.3) in at least 2 frames,
+    sqrt(var(x) + var(y)) over those frames (pixels), averaged over such wrists; NaN when there is none.
+    keypoints (F, 133, 3). A still arm has 0; flicker adds a little, a gesture a lot."""
+    spreads = []
+    for point in WRISTS:
+        found = keypoints[:, point, 2] >= SCORE
+        if found.sum() >= 2:
+            xy = keypoints[found, point, :2].astype(np.float64)
+            spreads.append(float(np.sqrt(xy.var(axis=0).sum())))
+    return float(np.mean(spreads)) if spreads else float("nan")
+
+
 def flicker_summary(steps: list[np.ndarray]) -> tuple[float, float, int]:
     """(median step in pixels, share of steps over ``JUMP``, number of steps) of the ``point_steps`` of
     a method's videos, pooled; NaNs when no point is found in two consecutive frames."""
@@ -82,24 +100,33 @@ def flicker_summary(steps: list[np.ndarray]) -> tuple[float, float, int]:
     return float(np.median(pooled)), float((pooled > JUMP).mean()), int(pooled.size)
 
 
-def video_rows(path: Path, extractor, chunk: int, count: int,
-               steps: list[np.ndarray] | None = None) -> list[tuple[float, float]]:
+def spread_summary(spreads: list[float]) -> tuple[float, int]:
+    """(mean ``wrist_spread`` over the videos that have one, how many have one); NaN and 0 for none."""
+    kept = [s for s in spreads if np.isfinite(s)]
+    return (float(np.mean(kept)), len(kept)) if kept else (float("nan"), 0)
+
+
+def video_rows(path: Path, extractor, chunk: int, count: int, steps: list[np.ndarray] | None = None,
+               spreads: list[float] | None = None) -> list[tuple[float, float]]:
     frames = read_video(path)
     keypoints = extractor(frames)
-    if steps is not None:                    # the flicker, from the same extraction
+    if steps is not None:                    # the flicker and the reach, from the same extraction
         steps.append(point_steps(keypoints))
+        if spreads is not None:
+            spreads.append(wrist_spread(keypoints))
     return [(found_share(keypoints[a:b]), drift(frames[a:b], frames[0]))
             for a, b in chunk_bounds(len(frames), chunk, count)]
 
 
-def method_table(folder: Path, chunk: int, count: int,
-                 steps: list[np.ndarray] | None = None) -> list[tuple[float, float, int]]:
+def method_table(folder: Path, chunk: int, count: int, steps: list[np.ndarray] | None = None,
+                 spreads: list[float] | None = None) -> list[tuple[float, float, int]]:
     """Per chunk: (mean found, mean drift, number of videos) over the videos of one method folder;
-    each video's ``point_steps`` appended to ``steps`` when it is given."""
+    each video's ``point_steps`` appended to ``steps`` and, with it, its ``wrist_spread`` to ``spreads``
+    when they are given."""
     extractor = ToyMarkerPose()
     per_chunk: list[list[tuple[float, float]]] = [[] for _ in range(count)]
     for path in sorted(folder.glob("*/*.mp4")):
-        for index, row in enumerate(video_rows(path, extractor, chunk, count, steps)):
+        for index, row in enumerate(video_rows(path, extractor, chunk, count, steps, spreads)):
             per_chunk[index].append(row)
     return [(float(np.mean([r[0] for r in rows])), float(np.mean([r[1] for r in rows])), len(rows))
             for rows in per_chunk if rows]
@@ -131,14 +158,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{folder}: no such method folder, skipped", file=sys.stderr)
             continue
         steps: list[np.ndarray] | None = [] if args.flicker else None
-        tables[name] = method_table(folder, args.chunk, args.chunks, steps)
+        spreads: list[float] | None = [] if args.flicker else None
+        tables[name] = method_table(folder, args.chunk, args.chunks, steps, spreads)
         if steps is not None:
-            flickers[name] = flicker_summary(steps)
+            flickers[name] = (*flicker_summary(steps), spread_summary(spreads))
     print(markdown(tables, args.chunks))
     if args.flicker:
-        print(f"\n| method | median step of a found point (px) | steps over {JUMP:g} px | steps |\n|---|---|---|---|")
-        for name, (median, jumps, count) in flickers.items():
-            print(f"| {name} | {median:.3f} | {jumps:.3f} | {count} |")
+        print(f"\n| method | median step of a found point (px) | steps over {JUMP:g} px | steps "
+              "| wrist spread (px) |\n|---|---|---|---|---|")
+        for name, (median, jumps, count, (spread, videos)) in flickers.items():
+            print(f"| {name} | {median:.3f} | {jumps:.3f} | {count} | {spread:.2f} (n={videos}) |")
     return 0
 
 

@@ -51,3 +51,27 @@ def test_point_steps_match_a_direct_loop_over_points_found_in_both_frames():
     still = np.zeros((4, 133, 3))
     still[:, :, 2] = 1.0
     assert np.all(chunk_drift.point_steps(still) == 0) and len(chunk_drift.point_steps(still)) == 3 * 7
+
+
+def test_wrist_spread_is_the_found_positions_standard_deviation():
+    rng = np.random.default_rng(2)
+    keypoints = np.zeros((8, 133, 3))
+    keypoints[:, :, :2] = rng.uniform(0, 64, (8, 133, 2))
+    keypoints[:, 9, 2] = [1, 1, 0, 1, 0.3, 0, 1, 0.1]    # left wrist found in frames 0, 1, 3, 4, 6
+    keypoints[:, 10, 2] = 0.0                            # right wrist never found: left out, not 0
+    keypoints[:, 0, 2] = 1.0                             # the nose moves, but is not a wrist
+    xs = [keypoints[f, 9, 0] for f in (0, 1, 3, 4, 6)]
+    ys = [keypoints[f, 9, 1] for f in (0, 1, 3, 4, 6)]
+
+    def variance(values):                                # population variance, by hand
+        mean = sum(values) / len(values)
+        return sum((v - mean) ** 2 for v in values) / len(values)
+
+    expected = (variance(xs) + variance(ys)) ** 0.5
+    assert abs(chunk_drift.wrist_spread(keypoints) - expected) < 1e-9
+    keypoints[:, 10, 2] = 1.0
+    keypoints[:, 10, :2] = [20.0, 30.0]                  # a still right wrist: spread 0, averaged in
+    assert abs(chunk_drift.wrist_spread(keypoints) - expected / 2) < 1e-9
+    keypoints[:, 9:11, 2] = 0.0
+    assert np.isnan(chunk_drift.wrist_spread(keypoints))
+    assert chunk_drift.spread_summary([float("nan"), 2.0, 4.0]) == (3.0, 2)
