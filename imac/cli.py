@@ -255,8 +255,9 @@ def build_parser() -> CommandParser:
     sample.add_argument("--steps", type=int, default=None,
                         help="video denoising steps (default: the model's video.sample_steps; tiny 10, i2vgenxl 50)")
     sample.add_argument("--guidance-scale", type=float, default=None,
-                        help="video classifier-free guidance; 1 turns it off and halves the time (default: the "
-                             "model's video.guidance_scale; tiny 1.0, i2vgenxl 3.5)")
+                        help="video classifier-free guidance; 1 turns it off and halves the time, 0 samples "
+                             "unconditionally, also at half the time (default: the model's video.guidance_scale; "
+                             "tiny 1.0, i2vgenxl 3.5)")
     sample.add_argument("--chunk-reference", choices=("last_frame", "anchored"), default=None,
                         help="what a later chunk takes from the original reference: last_frame (the paper: "
                              "nothing) or anchored (reference encoder and CLIP) (default: the model's "

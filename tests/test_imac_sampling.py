@@ -307,6 +307,32 @@ def test_noise_correlation_starts_each_chunk_from_the_mixed_draw(pipeline, monke
     torch.testing.assert_close(half, 0.5 ** 0.5 * (own + shared))
 
 
+def test_guidance_zero_runs_the_unconditional_branch_alone(pipeline, monkeypatch):
+    """g = 0 is u + 0 (c - u) = u: one UNet call a step, the same frames as the two-branch formula at a g
+    too small to move u in float32, and not the conditional branch's (g = 1)."""
+    batches = []
+    real_denoise = pipeline.model.denoise
+
+    def spy_denoise(noisy, *args, **kwargs):
+        batches.append(noisy.shape[0])
+        return real_denoise(noisy, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline.model, "denoise", spy_denoise)
+    features = torch.randn(1, 16, pipeline.model.video_feature_width, generator=torch.Generator().manual_seed(4))
+
+    def frames(guidance):
+        batches.clear()
+        return pipeline.model.sample_chunk(reference_image()[None], features, 2, guidance,
+                                           torch.Generator().manual_seed(5)).frames
+
+    alone = frames(0.0)
+    assert batches == [1, 1]
+    both = frames(1e-30)
+    assert batches == [2, 2]
+    torch.testing.assert_close(alone, both)
+    assert (alone - frames(1.0)).abs().max() > 1e-3
+
+
 def test_a_strength_that_keeps_no_step_is_refused_before_any_chunk(pipeline, monkeypatch):
     weak = _with(pipeline, video__sample_strength=0.05)
     monkeypatch.setattr(weak.model, "sample_chunk", lambda *a, **k: pytest.fail("sampled a chunk"))

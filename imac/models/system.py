@@ -195,6 +195,10 @@ class IMACModel(nn.Module):
                      strength_from: str = "reference", noise_correlation: float = 0.0) -> ChunkSample:
         """One video chunk: reference (1, 3, S, S), motion features (1, Fv, D) -> ``ChunkSample``.
 
+        ``guidance_scale`` g: classifier-free guidance, u + g (c - u) of the unconditional and conditional
+        v-predictions; 1 runs the conditional branch alone and 0 the unconditional one alone (one UNet
+        call a step), any other g both.
+
         ``context``: (reference latents (1, C, h, w), CLIP embedding (1, 1, D)) for the reference
         encoder and CLIP, e.g. those of the original reference image (``video_context``); default:
         those of ``reference``. ``first_frame_latents`` (1, C, h, w): the image condition (the chunk's
@@ -226,13 +230,16 @@ class IMACModel(nn.Module):
             if strength_from not in start:
                 raise ValueError(f"strength_from must be one of {sorted(start)}, got {strength_from!r}")
             latents, timesteps = start_from_frame(scheduler, start[strength_from], latents, strength)
-        guided = guidance_scale != 1.0
+        guided = guidance_scale not in (0.0, 1.0)
         if guided:
             reference_latents = reference_latents.repeat(2, 1, 1, 1)
             first = None if first is None else first.repeat(2, 1, 1, 1)
             image_embedding = torch.cat([torch.zeros_like(image_embedding), image_embedding])
             motion_features = motion_features.repeat(2, 1, 1)
             scale = torch.tensor([0.0, 1.0], device=reference.device)
+        elif guidance_scale == 0:       # u + 0 x (c - u) = u: the unconditional branch alone, one UNet call
+            image_embedding = torch.zeros_like(image_embedding)
+            scale = torch.zeros(1, device=reference.device)
         else:
             scale = None
         for t in timesteps:
