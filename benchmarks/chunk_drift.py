@@ -112,8 +112,8 @@ def video_rows(path: Path, extractor, chunk: int, count: int, steps: list[np.nda
     keypoints = extractor(frames)
     if steps is not None:                    # the flicker and the reach, from the same extraction
         steps.append(point_steps(keypoints))
-        if spreads is not None:
-            spreads.append(wrist_spread(keypoints))
+    if spreads is not None:
+        spreads.append(wrist_spread(keypoints))
     return [(found_share(keypoints[a:b]), drift(frames[a:b], frames[0]))
             for a, b in chunk_bounds(len(frames), chunk, count)]
 
@@ -121,8 +121,8 @@ def video_rows(path: Path, extractor, chunk: int, count: int, steps: list[np.nda
 def method_table(folder: Path, chunk: int, count: int, steps: list[np.ndarray] | None = None,
                  spreads: list[float] | None = None) -> list[tuple[float, float, int]]:
     """Per chunk: (mean found, mean drift, number of videos) over the videos of one method folder;
-    each video's ``point_steps`` appended to ``steps`` and, with it, its ``wrist_spread`` to ``spreads``
-    when they are given."""
+    each video's ``point_steps`` appended to ``steps`` and its ``wrist_spread`` to ``spreads`` when
+    they are given."""
     extractor = ToyMarkerPose()
     per_chunk: list[list[tuple[float, float]]] = [[] for _ in range(count)]
     for path in sorted(folder.glob("*/*.mp4")):
