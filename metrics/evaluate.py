@@ -36,6 +36,8 @@ import logging
 import platform
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -257,14 +259,17 @@ class Evaluator:
         compute_fvd = want_fvd and fvd_stats is None
         kept: list[np.ndarray] = []
         if extract or compute_fvd or want_frames:
-            parts: list[np.ndarray] = []
+            parts: list[Future] = []
             decoded = [0]
-            with VideoReader(clip.video) as reader:
+            # The pose extractor runs on a second thread, beside I3D: the toy extractor's numpy holds
+            # one core while I3D's convolutions (which release the GIL) use the others, and each
+            # computes exactly what it computes alone (the keypoints are collected in frame order).
+            with VideoReader(clip.video) as reader, ThreadPoolExecutor(1) if extract else nullcontext() as pool:
                 def chunks():
                     for chunk in reader.iter_chunks(64):
                         decoded[0] += len(chunk)
                         if extract:
-                            parts.append(self.extractor(chunk))
+                            parts.append(pool.submit(self.extractor, chunk))
                         if want_frames:
                             kept.append(chunk)
                         yield chunk
@@ -274,6 +279,7 @@ class Evaluator:
                 if extract or want_frames or not compute_fvd:
                     for _ in stream:   # the rest of the video, for its keypoints (or frames)
                         pass
+                parts = [part.result() for part in parts]   # (an extractor's error is raised here)
             whole = extract or want_frames or getattr(self.protocol, "fvd_clips", "non-overlapping") != "first"
             if whole and decoded[0] != info.num_frames:
                 raise ClipError(f"{clip.video}: decoded {decoded[0]} frames, the container says "

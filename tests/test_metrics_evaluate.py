@@ -349,3 +349,44 @@ def test_sanity_report_without_fgd_or_diversity_names_no_autoencoder(corpus, tmp
     assert not (tmp_path / "sanity" / "fgd_autoencoder").exists()      # BAS needs no autoencoder: none trained
     text = format_sanity(report)
     assert "skeleton autoencoder" not in text and "| BAS |" in text
+
+
+def test_keypoints_extracted_beside_i3d_equal_a_direct_extraction_in_frame_order(corpus):
+    """``Evaluator.decode`` runs the pose extractor on a second thread while I3D takes the frames: the
+    keypoints must be those of the whole video extracted at once, in frame order, over several
+    64-frame chunks, and an extractor's error must still reach the caller."""
+    import threading
+
+    from metrics.evaluate import Evaluator
+
+    clip = find_clips(corpus["data"], split="test")[0]
+    frames = read_video(clip.video)
+    assert len(frames) > 64                                   # several chunks
+    expected = ToyMarkerPose()(frames)                         # one call on every frame
+
+    threads = []
+
+    class Recording(ToyMarkerPose):
+        def __call__(self, chunk):
+            threads.append(threading.current_thread().name)
+            return super().__call__(chunk)
+
+    class MainThreadColour(MeanColourFeatures):
+        def __call__(self, videos):
+            assert threading.current_thread() is threading.main_thread()
+            return super().__call__(videos)
+
+    evaluator = Evaluator(("fgd", "fvd"), Protocol(), extractor=Recording(), autoencoder=load_autoencoder(corpus["ae"]),
+                          i3d=MainThreadColour())
+    keypoints, _, _, stats, _ = evaluator.decode(clip)
+    np.testing.assert_array_equal(keypoints, expected)
+    assert stats is not None and len(threads) == -(-len(frames) // 64)
+    assert all(name != threading.main_thread().name for name in threads)
+
+    class Failing(ToyMarkerPose):
+        def __call__(self, chunk):
+            raise RuntimeError("the extractor broke")
+
+    evaluator.extractor = Failing()
+    with pytest.raises(RuntimeError, match="the extractor broke"):
+        evaluator.decode(clip)
