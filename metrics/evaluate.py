@@ -287,9 +287,9 @@ class Evaluator:
             if compute_fvd and self.fvd_cache is not None:
                 self.fvd_cache.store(clip.video, **fvd_stats.state_dict())
             if extract:
-                keypoints = np.concatenate(parts)
-                if self.keypoint_cache is not None:
-                    self.keypoint_cache.store(clip.video, keypoints=keypoints.astype(np.float32), fps=np.array(info.fps))
+                keypoints = np.concatenate(parts).astype(np.float32)   # as the cache holds them: a first run
+                if self.keypoint_cache is not None:                   # and a cached one score the same numbers
+                    self.keypoint_cache.store(clip.video, keypoints=keypoints, fps=np.array(info.fps))
         frames = np.concatenate(kept) if want_frames and kept else None
         return keypoints, info.fps, (info.width, info.height), fvd_stats, frames
 

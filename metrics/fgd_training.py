@@ -33,9 +33,9 @@ def clip_keypoints(video: Path, extractor, cache: VideoCache | None) -> tuple[np
         return hit["keypoints"], float(hit["fps"])
     info = probe_video(video)
     with VideoReader(video) as reader:
-        keypoints = np.concatenate([extractor(chunk) for chunk in reader.iter_chunks(64)])
-    if cache is not None:
-        cache.store(video, keypoints=keypoints.astype(np.float32), fps=np.array(info.fps))
+        keypoints = np.concatenate([extractor(chunk) for chunk in reader.iter_chunks(64)]).astype(np.float32)
+    if cache is not None:       # (float32 as the cache holds them: with or without a cache hit, the same numbers)
+        cache.store(video, keypoints=keypoints, fps=np.array(info.fps))
     return keypoints, info.fps
 
 
