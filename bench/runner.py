@@ -63,17 +63,16 @@ from bench.methods.base import BenchContext, Method, as_json, made_videos, made_
 from bench.methods.external import CommandMethod, ExternalVideoError, GeneratedFolder, parse_methods_file
 from bench.report import control_checks
 from bench.results import BenchResults, MethodResult, write_results
-from bench.scoring import (NOISE_FLOOR, NOISE_FLOOR_LABEL, REFERENCE, RealSideAhead, RunScorer, Scored, check_folder,
-                           paired_differences, real_side_clips)
+from bench.scoring import (NOISE_FLOOR, NOISE_FLOOR_LABEL, REFERENCE, RunScorer, Scored, check_folder,
+                           paired_differences)
 from imac import __version__
 from imac.config import config_differences, flat_config, listed
 from imac.frames import NonFiniteError
 from metrics.dataset import ClipRecord, Dataset
 from metrics.device import processor, resolve_device
 from metrics.distributed import SINGLE, Processes, current_processes
-from metrics.evaluate import SKELETON_METRICS, Evaluator, make_extractor
+from metrics.evaluate import Evaluator, make_extractor
 from metrics.fgd_training import train_fgd_autoencoder, training_card
-from metrics.i3d import load_i3d
 from metrics.io.audio import SAMPLE_RATE
 from metrics.io.bounded import read_json
 from metrics.io.files import write_json_atomic
@@ -738,27 +737,6 @@ def method_hints(facts: dict) -> dict[str, Any]:
     return {key: facts[key] for key in HINT_KEYS if key in facts}
 
 
-def real_side_ahead(plan: RunPlan) -> RealSideAhead | None:
-    """The real side's keypoints and I3D statistics started on a thread beside the methods' generation
-    (``bench.scoring.RealSideAhead``), on one process (a launch shares that work among its processes
-    when it scores instead); None when the metrics need neither."""
-    metrics = plan.config.metrics
-    keypoints, fvd = any(m in SKELETON_METRICS for m in metrics), "fvd" in metrics
-    if plan.processes.distributed or not (keypoints or fvd):
-        return None
-    with torch.random.fork_rng(devices=[]):    # the network's construction leaves the methods' draws as they were
-        i3d = load_i3d(plan.config.i3d, device=plan.device) if fvd else None
-    evaluator = Evaluator(("fvd",) if fvd else (), plan.protocol, extractor=plan.shared.pose_extractor() if keypoints
-                          else None, i3d=i3d, cache_dir=plan.out / "cache")
-    train = Dataset.open(plan.data, level="files").split("train")
-    identities = {c.identity for c in plan.clips}
-    real = real_side_clips(plan.clips, [c for c in train if c.identity in identities])
-    trains_autoencoder = keypoints and not plan.config.fgd_autoencoder and any(m in metrics for m in ("fgd", "div"))
-    seen = {c.video for c in real}
-    rest = [c for c in train if c.video not in seen] if trains_autoencoder else []
-    return RealSideAhead(evaluator, real, rest).start()
-
-
 def score_run(plan: RunPlan, records: dict[str, dict], timings: dict[str, float]) -> tuple[RunScorer, dict[str, Scored]]:
     """Every row's scores: the methods, then gt, noise-floor, static and shuffled. Every method's
     headers are checked first, so a mismatch stops the run before any video is decoded. The per-clip
@@ -801,18 +779,11 @@ def run_benchmark(settings: RunSettings, processes: Processes | None = None) -> 
     if any(m in plan.config.metrics for m in ("fgd", "div")):
         plan.shared.check_fgd_autoencoder()            # before any method works, not after all have
     timings = plan.shared.timings
-    ahead = real_side_ahead(plan)
     records = {}
-    try:
-        for method in plan.methods:
-            step = time.perf_counter()
-            records[method.name] = generate(plan, method)
-            timings[f"generate:{method.name}"] = round(time.perf_counter() - step, 1)
-    finally:
-        if ahead is not None:
-            ahead.join()
-    if ahead is not None:
-        timings["score:real-ahead"] = round(ahead.seconds, 1)
+    for method in plan.methods:
+        step = time.perf_counter()
+        records[method.name] = generate(plan, method)
+        timings[f"generate:{method.name}"] = round(time.perf_counter() - step, 1)
     scorer, rows = score_run(plan, records, timings)
     results = None
     if processes.is_main:

@@ -31,7 +31,6 @@ order; the rows are then scored from those records by the main process alone.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -103,59 +102,6 @@ def noise_floor_split(test: Sequence[ClipRecord], train: Sequence[ClipRecord], m
     if missing:
         note += f"; identities without train clips left out: {', '.join(missing)}"
     return NoiseFloorSplit(tuple(reference), tuple(candidates), "train-reference", note)
-
-
-def real_side_clips(test: Sequence[ClipRecord], train: Sequence[ClipRecord]) -> list[ClipRecord]:
-    """The real clips a run records besides its methods' videos: the test clips, then the noise floor's
-    train clips (none when it splits the test clips in halves)."""
-    split = noise_floor_split(test, train)
-    extra = list(split.reference) if split.source == "train-reference" else []
-    return list(test) + extra
-
-
-class RealSideAhead:
-    """The real side's per-video work done on a thread while the methods generate.
-
-    The keypoints and I3D statistics of the real clips (``real_side_clips``: the test clips and the
-    noise floor's train clips) and the keypoints of the other train clips (which the skeleton
-    autoencoder is trained on) are computed into the run's cache (``Evaluator.decode``), from which
-    the scorer and the autoencoder's training later read them: the same arrays, computed while the
-    small models' training leaves a core partly idle. Nothing is computed twice: ``join`` waits for
-    the thread before anything reads the cache. A clip that fails here is left out of the cache and
-    fails again, with its error naming it, where the scorer or the training meets it. Deterministic
-    work only (no random draws), so the run's numbers do not depend on it."""
-
-    def __init__(self, evaluator: Evaluator, clips: Sequence[ClipRecord], keypoints_only: Sequence[ClipRecord]
-                 ) -> None:
-        self.evaluator = evaluator
-        self.work = [(c, True) for c in clips] + [(c, False) for c in keypoints_only]
-        self.done = 0
-        self.failed: list[str] = []
-        self.seconds = 0.0
-        self._thread = threading.Thread(target=self._run, name="real-side-ahead", daemon=True)
-
-    def _run(self) -> None:
-        started = time.perf_counter()
-        for clip, fvd in self.work:
-            try:
-                self.evaluator.decode(clip, want_keypoints=self.evaluator.extractor is not None,
-                                      want_fvd=fvd and self.evaluator.fvd is not None)
-                self.done += 1
-            except Exception as error:        # noqa: BLE001 (met again, and reported, by the scorer)
-                self.failed.append(f"{clip.video}: {error}")
-        self.seconds = time.perf_counter() - started
-
-    def start(self) -> RealSideAhead:
-        self._thread.start()
-        return self
-
-    def join(self) -> None:
-        """Wait for the thread (the scorer must not compute a clip at the same time)."""
-        if self._thread.is_alive():
-            logger.info("waiting for the real clips' keypoints and I3D statistics (computed beside the methods)")
-        self._thread.join()
-        logger.info("real side computed ahead: %d of %d videos in %.1f s beside the methods%s", self.done,
-                    len(self.work), self.seconds, f" ({len(self.failed)} left to the scorer)" if self.failed else "")
 
 
 def generation_findings(generation: dict) -> tuple[Finding, ...]:

@@ -296,56 +296,6 @@ def test_the_real_side_is_recorded_once_and_each_network_loaded_once(corpus, fin
     assert not [r for r in recorded if "/gt/" in r[2] or "/shuffled/" in r[2]]
 
 
-def test_the_real_side_computed_ahead_leaves_every_number_as_a_run_without_it(corpus, finished_run, tmp_path,
-                                                                              monkeypatch):
-    """The real clips' keypoints are computed on a thread while the methods generate (``RealSideAhead``);
-    a run without that thread gets the same scores, and the finished run says what the thread did."""
-    import bench.runner as runner_module
-
-    first = read_results(finished_run / "results.json")
-    assert first.timings_s["score:real-ahead"] > 0
-    monkeypatch.setattr(runner_module, "real_side_ahead", lambda plan: None)
-    plain = run_benchmark(settings(corpus, tmp_path / "plain", custom={"copy": CopyMethod}))
-    assert "score:real-ahead" not in plain.timings_s
-    for method in first.methods:
-        assert plain.methods[method].to_dict()["scores"] == first.methods[method].to_dict()["scores"]
-
-
-def test_the_real_side_ahead_fills_the_cache_the_scorer_reads_and_leaves_a_bad_clip_to_it(corpus, tmp_path):
-    from bench.scoring import RealSideAhead, real_side_clips
-    from metrics.evaluate import Evaluator
-    from metrics.dataset import Dataset
-    from metrics.pose.toy import ToyMarkerPose
-
-    calls = []
-
-    class Counting(ToyMarkerPose):
-        def __call__(self, frames):
-            calls.append(len(frames))
-            return super().__call__(frames)
-
-    test = find_clips(corpus, split="test")
-    train = Dataset.open(corpus, level="files").split("train")
-    real = real_side_clips(test, train)
-    # 1 test clip per identity: too few to split in halves, so the noise floor takes train clips
-    assert real[:len(test)] == list(test) and len(real) == 2 * len(test)
-    broken = tmp_path / "broken.mp4"
-    broken.write_bytes(b"not a video")
-    bad = ClipRecord(identity=test[0].identity, clip_id="broken", video=broken, audio=test[0].audio)
-    protocol = get_protocol("imac-bench")
-    ahead = RealSideAhead(Evaluator(("bas",), protocol, extractor=ToyMarkerPose(), cache_dir=tmp_path / "cache"),
-                          real + [bad], []).start()
-    ahead.join()
-    assert ahead.done == len(real) and len(ahead.failed) == 1 and "broken.mp4" in ahead.failed[0]
-    scorer_side = Evaluator(("bas",), protocol, extractor=Counting(), cache_dir=tmp_path / "cache")
-    for clip in real:
-        keypoints, _ = scorer_side.keypoints(clip)
-        np.testing.assert_array_equal(keypoints, ToyMarkerPose()(real_frames(clip)))
-    assert calls == []                       # every real clip read from the cache the thread filled
-    with pytest.raises(Exception, match="broken.mp4"):
-        scorer_side.keypoints(bad)           # the bad clip fails where the scorer meets it, naming it
-
-
 # -- controls that can fail: a deliberately broken metric makes each check fail -------------------------
 
 

@@ -390,3 +390,30 @@ def test_keypoints_extracted_beside_i3d_equal_a_direct_extraction_in_frame_order
     evaluator.extractor = Failing()
     with pytest.raises(RuntimeError, match="the extractor broke"):
         evaluator.decode(clip)
+
+
+def test_a_first_run_and_a_cached_run_read_the_same_keypoints(corpus, tmp_path):
+    """The cache holds float32 keypoints; an extractor giving float64 (finer than float32) must give the
+    scorer and the FGD autoencoder's training the same numbers on a cold cache as on a warm one."""
+    from metrics.evaluate import Evaluator
+    from metrics.fgd_training import clip_keypoints
+    from metrics.io.cache import VideoCache
+
+    class Fine(ToyMarkerPose):
+        extractor_id = "fine-float64"
+
+        def __call__(self, frames):
+            return super().__call__(frames).astype(np.float64) + 1e-9
+
+    clip = find_clips(corpus["data"], split="test")[0]
+    evaluator = Evaluator(("bas",), Protocol(), extractor=Fine(), cache_dir=tmp_path / "a")
+    cold, _ = evaluator.keypoints(clip)
+    warm, _ = evaluator.keypoints(clip)
+    assert cold.dtype == warm.dtype == np.float32
+    np.testing.assert_array_equal(cold, warm)
+
+    cache = VideoCache(tmp_path / "b", "keypoints", Fine.extractor_id, Protocol().version)
+    cold, _ = clip_keypoints(clip.video, Fine(), cache)
+    warm, _ = clip_keypoints(clip.video, Fine(), cache)
+    assert cold.dtype == warm.dtype == np.float32
+    np.testing.assert_array_equal(cold, warm)
