@@ -17,6 +17,11 @@
 5. FVD feature extraction: peak resident memory of a fresh process that runs the FVD accumulator
    (untrained I3D, CPU) over N videos of 16 frames streamed from disk, for each N; and its
    throughput in clips per second.
+6. Recording a video's keypoints and I3D statistics (``Evaluator.decode``, what scoring does per
+   video): the toy pose extractor on a second thread beside I3D (``Evaluator.pose_beside_i3d``, the
+   default) vs both on one thread, on the test videos of a toy corpus (2 speakers, 128 px, as the
+   benchmark's), alternating which goes first, best of 2; seconds per video and whether the keypoints
+   and statistics are identical.
 """
 
 from __future__ import annotations
@@ -170,11 +175,46 @@ def fvd_benchmark(counts: list[int]) -> list[str]:
     return lines
 
 
+def pose_thread_benchmark(repeats: int = 2) -> list[str]:
+    from bench.data.toy.corpus import ToyCorpusConfig, generate_toy_corpus
+    from metrics.dataset import find_clips
+    from metrics.evaluate import Evaluator
+    from metrics.i3d import load_i3d
+    from metrics.pose.toy import ToyMarkerPose
+    from metrics.protocol import get_protocol
+
+    with tempfile.TemporaryDirectory() as folder:
+        generate_toy_corpus(Path(folder) / "toy", ToyCorpusConfig(identities=2, clips=3, test_clips=2, size=128),
+                            progress=False)
+        clips = find_clips(Path(folder) / "toy", split="test")
+        evaluator = Evaluator(("bas", "fvd"), get_protocol("imac-bench"), extractor=ToyMarkerPose(), i3d=load_i3d(None))
+        times = {True: [], False: []}
+        outputs = {}
+        for repeat in range(repeats):
+            for beside in ((True, False) if repeat % 2 == 0 else (False, True)):
+                evaluator.pose_beside_i3d = beside
+                start = time.perf_counter()
+                outputs[beside] = [evaluator.decode(clip, want_keypoints=True, want_fvd=True) for clip in clips]
+                times[beside].append(time.perf_counter() - start)
+    same = all(np.array_equal(a[0], b[0]) and all(np.array_equal(np.asarray(value), np.asarray(b[3].state_dict()[key]))
+                                                  for key, value in a[3].state_dict().items())
+               for a, b in zip(outputs[True], outputs[False]))
+    one, two = min(times[False]) / len(clips), min(times[True]) / len(clips)
+    return ["| pose extractor | seconds per video | speed-up | identical |", "|---|---|---|---|",
+            f"| on the I3D's thread | {one:.2f} | 1.00x | (reference) |",
+            f"| on a second thread (default) | {two:.2f} | {one / two:.2f}x | {same} |",
+            f"({len(clips)} videos of {np.mean([len(o[0]) for o in outputs[True]]):.0f} frames, 128 px)"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--fvd-clips", default="50,500")
     parser.add_argument("--skip-fvd", action="store_true")
+    parser.add_argument("--only-pose-thread", action="store_true", help="run section 6 alone")
     args = parser.parse_args()
+    if args.only_pose_thread:
+        print("\n".join(pose_thread_benchmark()))
+        return
     print("\n".join(frechet_benchmark()))
     print()
     print(bas_benchmark())
@@ -185,6 +225,8 @@ def main() -> None:
     if not args.skip_fvd:
         print()
         print("\n".join(fvd_benchmark([int(c) for c in args.fvd_clips.split(",")])))
+    print()
+    print("\n".join(pose_thread_benchmark()))
 
 
 if __name__ == "__main__":

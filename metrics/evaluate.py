@@ -144,6 +144,10 @@ def _hash_of(feature_id: str) -> str | None:
 class Evaluator:
     """The networks and the cache of one run; clips in (``records``), scores out (``score``)."""
 
+    #: Decoding a video for both its keypoints and its I3D statistics runs the pose extractor on a second
+    #: thread (the same numbers; ``benchmarks/metrics_speed.py`` times both ways). False: one thread.
+    pose_beside_i3d: bool = True
+
     def __init__(self, metrics: Sequence[str], protocol: Protocol, extractor=None, autoencoder=None,
                  i3d=None, cache_dir: str | Path | None = None, autoencoder_info: dict | None = None,
                  processes: Processes = SINGLE, clip_metrics: dict[str, ClipMetric] | None = None,
@@ -259,17 +263,18 @@ class Evaluator:
         compute_fvd = want_fvd and fvd_stats is None
         kept: list[np.ndarray] = []
         if extract or compute_fvd or want_frames:
-            parts: list[Future] = []
+            parts: list[Future | np.ndarray] = []
             decoded = [0]
-            # The pose extractor runs on a second thread, beside I3D: the toy extractor's numpy holds
-            # one core while I3D's convolutions (which release the GIL) use the others, and each
-            # computes exactly what it computes alone (the keypoints are collected in frame order).
-            with VideoReader(clip.video) as reader, ThreadPoolExecutor(1) if extract else nullcontext() as pool:
+            # The pose extractor runs on a second thread, beside I3D (``pose_beside_i3d``): the toy
+            # extractor's numpy holds one core while I3D's convolutions (which release the GIL) use the
+            # others, and each computes exactly what it computes alone (keypoints kept in frame order).
+            beside = extract and compute_fvd and self.pose_beside_i3d
+            with VideoReader(clip.video) as reader, ThreadPoolExecutor(1) if beside else nullcontext() as pool:
                 def chunks():
                     for chunk in reader.iter_chunks(64):
                         decoded[0] += len(chunk)
                         if extract:
-                            parts.append(pool.submit(self.extractor, chunk))
+                            parts.append(pool.submit(self.extractor, chunk) if beside else self.extractor(chunk))
                         if want_frames:
                             kept.append(chunk)
                         yield chunk
@@ -279,7 +284,7 @@ class Evaluator:
                 if extract or want_frames or not compute_fvd:
                     for _ in stream:   # the rest of the video, for its keypoints (or frames)
                         pass
-                parts = [part.result() for part in parts]   # (an extractor's error is raised here)
+                parts = [part.result() if beside else part for part in parts]   # (an extractor's error is raised here)
             whole = extract or want_frames or getattr(self.protocol, "fvd_clips", "non-overlapping") != "first"
             if whole and decoded[0] != info.num_frames:
                 raise ClipError(f"{clip.video}: decoded {decoded[0]} frames, the container says "
