@@ -273,8 +273,12 @@ class Evaluator:
                 def chunks():
                     for chunk in reader.iter_chunks(64):
                         decoded[0] += len(chunk)
-                        if extract:
-                            parts.append(pool.submit(self.extractor, chunk) if beside else self.extractor(chunk))
+                        if extract and beside:
+                            if len(parts) >= 2:        # at most two chunks wait for the extractor (a slow one, e.g.
+                                parts[-2].result()     # DWPose on a CPU, must not hold a long video's frames)
+                            parts.append(pool.submit(self.extractor, chunk))
+                        elif extract:
+                            parts.append(self.extractor(chunk))
                         if want_frames:
                             kept.append(chunk)
                         yield chunk

@@ -417,3 +417,48 @@ def test_a_first_run_and_a_cached_run_read_the_same_keypoints(corpus, tmp_path):
     warm, _ = clip_keypoints(clip.video, Fine(), cache)
     assert cold.dtype == warm.dtype == np.float32
     np.testing.assert_array_equal(cold, warm)
+
+
+def test_a_slow_extractor_beside_i3d_holds_at_most_two_chunks_of_frames(corpus, tmp_path, monkeypatch):
+    """The extractor's thread may fall behind I3D (DWPose on a CPU is slower than the I3D): the decoder
+    must wait for it rather than queue a long video's frames."""
+    import threading
+    import time as clock
+
+    import metrics.evaluate as evaluate_module
+    from metrics.evaluate import Evaluator
+
+    clip = find_clips(corpus["data"], split="test")[0]
+    frames = read_video(clip.video)
+    long_video = tmp_path / "long" / "ines" / "long.mp4"
+    long_video.parent.mkdir(parents=True)
+    write_video(long_video, np.concatenate([frames] * 4), 25.0)      # several 64-frame chunks
+    long_clip = find_clips(tmp_path / "long", split=None)[0]
+    chunks = -(-4 * len(frames) // 64)
+    assert chunks >= 6
+
+    yielded, done, behind = [0], [0], []
+    lock = threading.Lock()
+
+    class CountingReader(evaluate_module.VideoReader):
+        def iter_chunks(self, size):
+            for chunk in super().iter_chunks(size):
+                with lock:
+                    yielded[0] += 1
+                yield chunk
+
+    class Slow(ToyMarkerPose):
+        def __call__(self, chunk):
+            with lock:
+                behind.append(yielded[0] - done[0])    # chunks read and not yet extracted, this one included
+            clock.sleep(0.2)
+            out = super().__call__(chunk)
+            with lock:
+                done[0] += 1
+            return out
+
+    monkeypatch.setattr(evaluate_module, "VideoReader", CountingReader)
+    evaluator = Evaluator(("bas", "fvd"), Protocol(), extractor=Slow(), i3d=MeanColourFeatures())
+    keypoints, _, _, _, _ = evaluator.decode(long_clip)
+    assert len(keypoints) == 4 * len(frames) and len(behind) == chunks
+    assert max(behind) <= 2
