@@ -274,8 +274,8 @@ class Evaluator:
                     for chunk in reader.iter_chunks(64):
                         decoded[0] += len(chunk)
                         if extract and beside:
-                            if len(parts) >= 2:        # at most two chunks wait for the extractor (a slow one, e.g.
-                                parts[-2].result()     # DWPose on a CPU, must not hold a long video's frames)
+                            if len(parts) >= 2:        # one chunk extracted, one queued, this one read: a slow
+                                parts[-2].result()     # extractor (DWPose on a CPU) holds no long video's frames
                             parts.append(pool.submit(self.extractor, chunk))
                         elif extract:
                             parts.append(self.extractor(chunk))
@@ -283,11 +283,17 @@ class Evaluator:
                             kept.append(chunk)
                         yield chunk
                 stream = chunks()
-                if compute_fvd:   # (with fvd_clips="first" it stops reading after the first clip)
-                    fvd_stats = self.fvd.video_statistics(stream, str(clip.video))
-                if extract or want_frames or not compute_fvd:
-                    for _ in stream:   # the rest of the video, for its keypoints (or frames)
-                        pass
+                try:
+                    if compute_fvd:   # (with fvd_clips="first" it stops reading after the first clip)
+                        fvd_stats = self.fvd.video_statistics(stream, str(clip.video))
+                    if extract or want_frames or not compute_fvd:
+                        for _ in stream:   # the rest of the video, for its keypoints (or frames)
+                            pass
+                except BaseException:      # (I3D failed, or Ctrl-C): drop the queued chunk, raise at once
+                    for part in parts:
+                        if isinstance(part, Future):
+                            part.cancel()
+                    raise
                 parts = [part.result() if beside else part for part in parts]   # (an extractor's error is raised here)
             whole = extract or want_frames or getattr(self.protocol, "fvd_clips", "non-overlapping") != "first"
             if whole and decoded[0] != info.num_frames:

@@ -382,6 +382,13 @@ def test_keypoints_extracted_beside_i3d_equal_a_direct_extraction_in_frame_order
     np.testing.assert_array_equal(keypoints, expected)
     assert stats is not None and len(threads) == -(-len(frames) // 64)
     assert all(name != threading.main_thread().name for name in threads)
+    # I3D on the first 16 frames only (it stops reading there), the frames kept: the keypoints still whole
+    first = Evaluator(("fgd", "fvd"), Protocol(fvd_clips="first"), extractor=Recording(),
+                      autoencoder=load_autoencoder(corpus["ae"]), i3d=MainThreadColour())
+    keypoints, _, _, stats, kept = first.decode(clip, want_frames=True)
+    np.testing.assert_array_equal(keypoints, expected)
+    np.testing.assert_array_equal(kept, frames)
+    assert stats is not None and stats.count == 1
 
     class Failing(ToyMarkerPose):
         def __call__(self, chunk):
@@ -419,7 +426,7 @@ def test_a_first_run_and_a_cached_run_read_the_same_keypoints(corpus, tmp_path):
     np.testing.assert_array_equal(cold, warm)
 
 
-def test_a_slow_extractor_beside_i3d_holds_at_most_two_chunks_of_frames(corpus, tmp_path, monkeypatch):
+def test_a_slow_extractor_beside_i3d_holds_at_most_three_chunks_of_frames(corpus, tmp_path, monkeypatch):
     """The extractor's thread may fall behind I3D (DWPose on a CPU is slower than the I3D): the decoder
     must wait for it rather than queue a long video's frames."""
     import threading
@@ -461,4 +468,15 @@ def test_a_slow_extractor_beside_i3d_holds_at_most_two_chunks_of_frames(corpus, 
     evaluator = Evaluator(("bas", "fvd"), Protocol(), extractor=Slow(), i3d=MeanColourFeatures())
     keypoints, _, _, _, _ = evaluator.decode(long_clip)
     assert len(keypoints) == 4 * len(frames) and len(behind) == chunks
-    assert max(behind) <= 2
+    # one chunk being extracted, one queued, one read and waiting to be queued (unbounded: 6 here)
+    assert max(behind) <= 3
+
+    class BrokenI3D(MeanColourFeatures):
+        def __call__(self, videos):
+            raise ValueError("the I3D broke")
+
+    behind.clear()
+    evaluator = Evaluator(("bas", "fvd"), Protocol(), extractor=Slow(), i3d=BrokenI3D())
+    with pytest.raises(ValueError, match="the I3D broke"):     # raised, with the queued chunk dropped
+        evaluator.decode(long_clip)
+    assert len(behind) < chunks
