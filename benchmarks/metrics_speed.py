@@ -175,6 +175,13 @@ def fvd_benchmark(counts: list[int]) -> list[str]:
     return lines
 
 
+def _same_record(a: tuple, b: tuple) -> bool:
+    """Two ``Evaluator.decode`` results with equal keypoints and equal I3D statistics (every array)."""
+    stats_a, stats_b = a[3].state_dict(), b[3].state_dict()
+    return np.array_equal(a[0], b[0]) and stats_a.keys() == stats_b.keys() and all(
+        np.array_equal(np.asarray(stats_a[key]), np.asarray(stats_b[key])) for key in stats_a)
+
+
 def pose_thread_benchmark(repeats: int = 2) -> list[str]:
     from bench.data.toy.corpus import ToyCorpusConfig, generate_toy_corpus
     from metrics.dataset import find_clips
@@ -196,9 +203,7 @@ def pose_thread_benchmark(repeats: int = 2) -> list[str]:
                 start = time.perf_counter()
                 outputs[beside] = [evaluator.decode(clip, want_keypoints=True, want_fvd=True) for clip in clips]
                 times[beside].append(time.perf_counter() - start)
-    same = all(np.array_equal(a[0], b[0]) and all(np.array_equal(np.asarray(value), np.asarray(b[3].state_dict()[key]))
-                                                  for key, value in a[3].state_dict().items())
-               for a, b in zip(outputs[True], outputs[False]))
+    same = all(_same_record(a, b) for a, b in zip(outputs[True], outputs[False]))
     one, two = min(times[False]) / len(clips), min(times[True]) / len(clips)
     return ["| pose extractor | seconds per video | speed-up | identical |", "|---|---|---|---|",
             f"| on the I3D's thread | {one:.2f} | 1.00x | (reference) |",
