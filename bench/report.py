@@ -20,9 +20,9 @@ from PIL import Image, ImageDraw
 from bench.results import BenchResults, ControlCheck, read_results
 from metrics.beats import motion_beats, speech_beats
 from metrics.io.audio import load_audio
-from metrics.io.cache import VideoCache
 from metrics.io.files import atomic_path, write_text_atomic
-from metrics.io.video import VideoReader, read_video_audio
+from metrics.io.video import VideoReader, probe_video, read_video_audio
+from metrics.pose.extraction import cached_keypoints, keypoint_cache, video_keypoints
 from metrics.pose.toy import ToyMarkerPose
 from metrics.protocol import Protocol
 from metrics.registry import REGISTRY
@@ -558,7 +558,7 @@ def beat_timeline(run: Path, results: BenchResults, clip: str, path: Path) -> Pa
     plt = _pyplot()
     protocol = Protocol.from_dict(results.protocol)
     pose = results.networks.get("pose_extractor") or ""
-    cache = VideoCache(run / "cache", "keypoints", pose, protocol.version)
+    cache = keypoint_cache(run / "cache", pose, protocol.version)
     extractor = None
     if pose.startswith("toy"):
         extractor = ToyMarkerPose()
@@ -572,13 +572,15 @@ def beat_timeline(run: Path, results: BenchResults, clip: str, path: Path) -> Pa
     ax.vlines(onsets, -0.5, len(names) - 0.5, colors="0.75", linewidth=1, label="speech onsets")
     for k, name in enumerate(names):
         video = _video_path(run, name, clip)
-        cached = cache.load(video)
-        if cached is not None:
-            keypoints, fps = cached["keypoints"], float(cached["fps"])
-        elif extractor is not None:
-            with VideoReader(video) as reader:
-                keypoints, fps = extractor(reader.read(0, len(reader))), reader.info.fps
-        else:
+        try:
+            info = probe_video(video)
+            keypoints, fps = cached_keypoints(cache, video, info.num_frames), info.fps
+            if keypoints is None and extractor is not None:
+                keypoints, fps = video_keypoints(video, extractor)
+        except ValueError as error:     # (a truncated or unreadable video: said on its row)
+            ax.text(0.0, k, f"  {error}"[:90], va="center", fontsize=8, color="crimson")
+            continue
+        if keypoints is None:
             ax.text(0.0, k, "  keypoints not cached", va="center", fontsize=8, color="crimson")
             continue
         try:

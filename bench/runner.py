@@ -77,6 +77,7 @@ from metrics.io.audio import SAMPLE_RATE
 from metrics.io.bounded import read_json
 from metrics.io.files import write_json_atomic
 from metrics.io.video import write_video
+from metrics.pose.extraction import keypoint_cache
 from metrics.lipsync import LipSyncSettings
 from metrics.lipsync_training import SyncTrainingConfig, train_syncnet_standin
 from metrics.syncnet import standin_card_path
@@ -378,7 +379,10 @@ class RunPlan:
                             options=dict(self.config.methods.get(section, {})),
                             identities=tuple(self.settings.identities) if self.settings.identities else None,
                             test_clips=self.clips, progress=self.settings.progress,
-                            pose_extractor=self.shared.pose_extractor(), shared_vae=self.shared.vae,
+                            pose_extractor=self.shared.pose_extractor(),
+                            keypoint_cache=keypoint_cache(self.out / "cache", self.shared.pose_extractor().extractor_id,
+                                                          self.protocol.version),
+                            shared_vae=self.shared.vae,
                             check_shared_vae=self.shared.check_vae,
                             processes=self.processes if method.prepares_together else SINGLE)
 

@@ -50,12 +50,12 @@ from metrics.diversity import Diversity
 from metrics.fgd import FGD, skeleton_windows
 from metrics.fvd import FVD
 from metrics.i3d import I3DNetworkError
-from metrics.inputs import ClipProperties, InputReport, check_inputs, clip_properties
+from metrics.inputs import SKELETON_METRICS, ClipProperties, InputReport, check_inputs, clip_properties
 from metrics.io.cache import VideoCache, file_hash
 from metrics.io.video import VideoReader, probe_video, read_video
 from metrics.pose.dwpose import DWPose, DWPoseModelError
+from metrics.pose.extraction import cached_keypoints, keypoint_cache, store_keypoints
 from metrics.pose.toy import ToyMarkerPose
-from metrics.pose.wholebody import NUM_KEYPOINTS
 from metrics.protocol import Protocol, preset_of
 from metrics.registry import (BUILT_IN, DEFAULT_METRICS, REGISTRY, ClipInputs, ClipMetric, ClipValues, MissingWeights,
                               load_clip_metric, normalise_metrics)
@@ -69,7 +69,6 @@ logger = logging.getLogger(__name__)
 ALL_METRICS = BUILT_IN          # the four built in here (fgd, div, bas, fvd); every id: metrics.registry.METRIC_IDS
 DEFAULT_CACHE = Path.home() / ".cache" / "imac-bench"
 PRESET_METRIC = {m: spec.preset_group for m, spec in REGISTRY.items()}   # metrics.protocol's names
-SKELETON_METRICS = ("fgd", "div", "bas")     # built-in metrics that read keypoints
 
 __all__ = ["ALL_METRICS", "DEFAULT_CACHE", "DEFAULT_METRICS", "ClipError", "ClipResult", "Evaluator", "evaluate", "format_table",
            "make_extractor", "metric_score", "normalise_metrics", "write_result"]
@@ -166,7 +165,7 @@ class Evaluator:
         self.keypoint_cache = self.fvd_cache = None
         if cache_dir is not None:
             if extractor is not None:
-                self.keypoint_cache = VideoCache(cache_dir, "keypoints", extractor.extractor_id, protocol.version)
+                self.keypoint_cache = keypoint_cache(cache_dir, extractor.extractor_id, protocol.version)
             if i3d is not None:
                 # keyed by the FVD fields only: rescoring under another BAS or FGD setting reuses the I3D
                 self.fvd_cache = VideoCache(cache_dir, "i3d", i3d.feature_id, protocol.version,
@@ -244,15 +243,8 @@ class Evaluator:
         want_fvd = ("fvd" in self.metrics) if want_fvd is None else want_fvd
         info = probe_video(clip.video)
         keypoints = fvd_stats = None
-        if want_keypoints and self.keypoint_cache is not None:
-            cached = self.keypoint_cache.load(clip.video)
-            keypoints = None if cached is None else cached.get("keypoints")
-            if cached is not None and not (isinstance(keypoints, np.ndarray) and keypoints.ndim == 3
-                                           and keypoints.shape == (info.num_frames, NUM_KEYPOINTS, 3)
-                                           and np.isfinite(keypoints).all()):
-                logger.warning("%s: cached keypoints ignored: not a finite (%d frames, %d, 3) array", clip.video,
-                               info.num_frames, NUM_KEYPOINTS)   # a damaged entry is not the user's data:
-                keypoints = None                                 # extract them again
+        if want_keypoints:
+            keypoints = cached_keypoints(self.keypoint_cache, clip.video, info.num_frames)
         if want_fvd and self.fvd_cache is not None:
             cached = self.fvd_cache.load(clip.video)
             try:
@@ -301,10 +293,9 @@ class Evaluator:
                                 f"{info.num_frames}: truncated or corrupt file")
             if compute_fvd and self.fvd_cache is not None:
                 self.fvd_cache.store(clip.video, **fvd_stats.state_dict())
-            if extract:
-                keypoints = np.concatenate(parts).astype(np.float32)   # as the cache holds them: a first run
-                if self.keypoint_cache is not None:                   # and a cached one score the same numbers
-                    self.keypoint_cache.store(clip.video, keypoints=keypoints, fps=np.array(info.fps))
+            if extract:   # float32 as the cache holds them: a first run and a cached one score the same numbers
+                keypoints = store_keypoints(self.keypoint_cache, clip.video, np.concatenate(parts), info.fps,
+                                            info.num_frames)
         frames = np.concatenate(kept) if want_frames and kept else None
         return keypoints, info.fps, (info.width, info.height), fvd_stats, frames
 

@@ -22,21 +22,9 @@ from metrics.protocol import Protocol
 from metrics.skeleton_ae import (TRAINING_BATCH_SIZE, TRAINING_LEARNING_RATE, AutoencoderConfig, save_autoencoder,
                                  train_autoencoder)
 from metrics.io.bounded import load_npz
-from metrics.io.video import VideoReader, probe_video
-from metrics.io.cache import VideoCache
+from metrics.io.video import probe_video
+from metrics.pose.extraction import keypoint_cache, video_keypoints
 from metrics.training import DataParallel
-
-
-def clip_keypoints(video: Path, extractor, cache: VideoCache | None) -> tuple[np.ndarray, float]:
-    """Keypoints of a video with an extractor, through the cache (shared with ``metrics.evaluate``)."""
-    if cache is not None and (hit := cache.load(video)) is not None:
-        return hit["keypoints"], float(hit["fps"])
-    info = probe_video(video)
-    with VideoReader(video) as reader:
-        keypoints = np.concatenate([extractor(chunk) for chunk in reader.iter_chunks(64)]).astype(np.float32)
-    if cache is not None:       # (float32 as the cache holds them: with or without a cache hit, the same numbers)
-        cache.store(video, keypoints=keypoints, fps=np.array(info.fps))
-    return keypoints, info.fps
 
 
 def training_windows(data_dir: str | Path, protocol: Protocol, extractor=None, keypoints: str = "extract",
@@ -44,7 +32,7 @@ def training_windows(data_dir: str | Path, protocol: Protocol, extractor=None, k
                      progress: Callable[[str], None] | None = None) -> np.ndarray:
     """All skeleton windows of a split, (n, window, points, 2)."""
     clips = find_clips(data_dir, split=split)
-    cache = VideoCache(cache_dir, "keypoints", extractor.extractor_id, protocol.version) if (cache_dir and extractor) else None
+    cache = keypoint_cache(cache_dir, extractor.extractor_id, protocol.version) if (cache_dir and extractor) else None
     out = []
     for number, clip in enumerate(clips, start=1):
         if progress:
@@ -55,7 +43,7 @@ def training_windows(data_dir: str | Path, protocol: Protocol, extractor=None, k
             points = load_npz(clip.keypoints, ("keypoints",))["keypoints"]
             fps = probe_video(clip.video).fps
         else:
-            points, fps = clip_keypoints(clip.video, extractor, cache)
+            points, fps = video_keypoints(clip.video, extractor, cache)
         clip_windows, _ = skeleton_windows(points, fps, protocol, str(clip.video))
         out.append(clip_windows)
     windows = np.concatenate(out) if out else np.zeros((0,))

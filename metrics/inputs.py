@@ -59,7 +59,7 @@ ALLOWABLE = ("frame_size", "frame_rate", "duration", "pixel_format", "colour_ran
 ALIASES = {"resolution": "frame_size", "fps": "frame_rate", "color_range": "colour_range",
            "color_matrix": "colour_matrix", "color_space": "colour_matrix"}
 PIXEL_METRICS = METRIC_IDS     # every metric reads pixels (keypoints come from them): metrics.registry
-SKELETON_METRICS = ("fgd", "div", "bas")
+SKELETON_METRICS = ("fgd", "div", "bas")     # built-in metrics that read keypoints
 AUDIO_SLACK_SECONDS = 0.1       # AAC priming and padding: a muxed track may read up to ~0.1 s short
 NAMED_CLIPS = 5                 # clips named in a message before "... and N more"
 

@@ -403,8 +403,7 @@ def test_a_first_run_and_a_cached_run_read_the_same_keypoints(corpus, tmp_path):
     """The cache holds float32 keypoints; an extractor giving float64 (finer than float32) must give the
     scorer and the FGD autoencoder's training the same numbers on a cold cache as on a warm one."""
     from metrics.evaluate import Evaluator
-    from metrics.fgd_training import clip_keypoints
-    from metrics.io.cache import VideoCache
+    from metrics.pose.extraction import keypoint_cache, video_keypoints
 
     class Fine(ToyMarkerPose):
         extractor_id = "fine-float64"
@@ -419,9 +418,9 @@ def test_a_first_run_and_a_cached_run_read_the_same_keypoints(corpus, tmp_path):
     assert cold.dtype == warm.dtype == np.float32
     np.testing.assert_array_equal(cold, warm)
 
-    cache = VideoCache(tmp_path / "b", "keypoints", Fine.extractor_id, Protocol().version)
-    cold, _ = clip_keypoints(clip.video, Fine(), cache)
-    warm, _ = clip_keypoints(clip.video, Fine(), cache)
+    cache = keypoint_cache(tmp_path / "b", Fine.extractor_id, Protocol().version)
+    cold, _ = video_keypoints(clip.video, Fine(), cache)
+    warm, _ = video_keypoints(clip.video, Fine(), cache)
     assert cold.dtype == warm.dtype == np.float32
     np.testing.assert_array_equal(cold, warm)
 

@@ -1,7 +1,7 @@
 """The keypoint motion model's training data: keypoints and audio features of the train clips.
 
 A clip's keypoints are the dataset's keypoint file, else the run's pose extractor over its video
-(cached under ``<work_dir>/keypoints/<extractor id>/``). Its audio features are IMAC's MFCC +
+(through the run's keypoint cache, which its scoring and the FGD autoencoder's training share). Its audio features are IMAC's MFCC +
 HuBERT rows, one per video frame (cached under ``<work_dir>/features``). ``motion_arrays`` turns
 them into the model's two streams: the body and hand coordinates (pose stream) and the head's
 (expression stream), normalised per clip (``keypoint_geometry.normalised_clip``); a modelled point
@@ -19,26 +19,19 @@ from bench.baselines.keypoint_geometry import normalised_clip
 from bench.methods.base import BenchContext
 from imac.audio_features import AudioFeatures
 from metrics.io.audio import SAMPLE_RATE
-from metrics.io.bounded import load_npz
-from metrics.io.files import save_npz_atomic
-from metrics.io.video import read_video
+from metrics.pose.extraction import video_keypoints
 from metrics.skeleton import SkeletonError
 
 
-def clip_keypoints(context: BenchContext, dataset, record) -> np.ndarray:
-    """The clip's keypoints: the dataset's file, else the run's pose extractor over the video (cached)."""
+def clip_keypoints(context: BenchContext, record) -> np.ndarray:
+    """The clip's keypoints: the dataset's file, else the run's pose extractor over the video (through the
+    run's keypoint cache, ``context.keypoint_cache``)."""
     keypoints = record.load_keypoints()
     if keypoints is not None:
         return keypoints
     if context.pose_extractor is None:
         raise ValueError(f"{record.label}: the dataset has no keypoints for this clip and no pose extractor was given")
-    extractor_id = str(getattr(context.pose_extractor, "extractor_id", type(context.pose_extractor).__name__))
-    cache = Path(context.work_dir) / "keypoints" / extractor_id / record.identity / f"{record.clip_id}.npz"
-    if cache.is_file():
-        return load_npz(cache, ("keypoints",))["keypoints"]
-    keypoints = np.asarray(context.pose_extractor(read_video(record.video)), dtype=np.float32)
-    save_npz_atomic(cache, keypoints=keypoints)
-    return keypoints
+    return video_keypoints(record.video, context.pose_extractor, context.keypoint_cache)[0]
 
 
 def training_clips(context: BenchContext, n_mfcc: int, hubert, hubert_id: str) -> list[dict[str, Any]]:
@@ -53,7 +46,7 @@ def training_clips(context: BenchContext, n_mfcc: int, hubert, hubert_id: str) -
                 hubert, hubert_id=hubert_id, n_mfcc=n_mfcc, fps=record.fps,
                 sample_rate=SAMPLE_RATE, cache_dir=Path(context.work_dir) / "features")
         features = features_by_fps[record.fps].from_file(record.audio, record.num_frames)
-        keypoints = clip_keypoints(context, dataset, record)[:record.num_frames]
+        keypoints = clip_keypoints(context, record)[:record.num_frames]
         clips.append({"label": record.label, "keypoints": keypoints, **features})
     return clips
 

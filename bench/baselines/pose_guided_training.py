@@ -42,6 +42,7 @@ from metrics.distributed import SINGLE
 from metrics.io.bounded import read_json
 from metrics.io.files import atomic_folder, write_json_atomic
 from metrics.io.video import read_video
+from metrics.pose.extraction import cached_keypoints, store_keypoints
 from metrics.training import DataParallel
 
 logger = logging.getLogger(__name__)
@@ -67,14 +68,19 @@ class TrainingFrames:
         return len(self.latents)
 
 
-def clip_keypoints(dataset, record, frames: np.ndarray, pose_extractor) -> np.ndarray:
-    """A clip's keypoints (F, 133, 3): the dataset's, else the run's pose extractor's."""
+def clip_keypoints(context: BenchContext, record, frames: np.ndarray) -> np.ndarray:
+    """A clip's keypoints (F, 133, 3): the dataset's, else the run's pose extractor's over ``frames`` (the
+    clip's decoded frames), through the run's keypoint cache (``context.keypoint_cache``)."""
     keypoints = record.load_keypoints()
     if keypoints is not None:
         return keypoints
-    if pose_extractor is None:
+    if context.pose_extractor is None:
         raise ValueError(f"{record.label}: the dataset has no keypoints and no pose extractor was given")
-    return np.asarray(pose_extractor(frames), dtype=np.float32)
+    keypoints = cached_keypoints(context.keypoint_cache, record.video, len(frames))
+    if keypoints is None:
+        keypoints = store_keypoints(context.keypoint_cache, record.video, context.pose_extractor(frames), record.fps,
+                                    len(frames))
+    return keypoints
 
 
 @torch.no_grad()
@@ -87,7 +93,7 @@ def load_training_frames(context: BenchContext, options: MYAOptions, vae: Autoen
     offset = 0
     for record in tqdm(records, desc="mya: encoding train frames", unit="clip", disable=not context.progress):
         frames = read_video(record.video)
-        keypoints = clip_keypoints(dataset, record, frames, context.pose_extractor)[:len(frames)]
+        keypoints = clip_keypoints(context, record, frames)[:len(frames)]
         frames = frames[:len(keypoints)]
         pixels = frames_to_tensor(frames, options.resolution)
         latents.append(torch.cat([encode_latents(vae, part.to(device), sample=False).float().cpu()

@@ -23,6 +23,7 @@ import numpy as np
 from imac.config import config_differences, flat_config, listed
 from metrics.dataset import ClipRecord, Dataset
 from metrics.distributed import SINGLE, Processes
+from metrics.io.cache import VideoCache
 
 
 def reference_keypoints(clip: ClipRecord, extractor=None) -> np.ndarray:
@@ -50,6 +51,9 @@ class BenchContext:
     test_clips: tuple[ClipRecord, ...] = ()                    # every test clip of the run
     progress: bool = True
     pose_extractor: Any = None        # the run's pose extractor (for datasets without keypoints)
+    # where what ``pose_extractor`` extracts is cached: the run's keypoint cache, shared with its scoring and
+    # the FGD autoencoder's training (``metrics.pose.extraction.keypoint_cache``); None: not cached
+    keypoint_cache: VideoCache | None = None
     shared_vae: Callable[[], Path] | None = None   # trains (once per run) or returns the run's tiny VAE
     # refuses (ValueError) a tiny VAE trained earlier in the run folder with other settings than this run's
     # would be; trains nothing (``check_folder`` may call it, never ``shared_vae``)
