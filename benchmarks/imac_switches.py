@@ -15,7 +15,10 @@ evaluator. Printed per variant:
   definitions), and the same for the real test videos (``<run>/gt``);
 - motion continuity at the 80-frame window joins: the mean speed (|m[f+1] - m[f]|) and jerk (third
   difference) of the sampled normalised motion parameters across each join, against the same inside
-  windows (a ratio near 1: no jump at the joins);
+  windows (a ratio near 1: no jump at the joins), and the same on the upper-body keypoints the toy
+  extractor finds in the videos (the real test videos' beside them); each beside the range of the same
+  ratio at every other position of the windows (``join_profile``): the joins are "within the range seen
+  inside windows" when their ratio lies among those;
 - seconds of sampling per clip.
 
 ``--set KEY=VALUE`` (repeatable) applies a sampling setting to every variant after the variant's own
@@ -33,6 +36,7 @@ import argparse
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -40,14 +44,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from chunk_drift import markdown, method_table  # noqa: E402
+from chunk_drift import SCORE, UPPER_BODY, markdown, method_table  # noqa: E402
 
 from bench.runner import clip_seed, conform_frames  # noqa: E402
 from imac.config import SAMPLING_KEYS, load_config, with_sampling_overrides  # noqa: E402
 from imac.frames import frames_to_tensor  # noqa: E402
 from imac.pipeline import IMACPipeline, motion_windows  # noqa: E402
 from metrics.dataset import find_clips  # noqa: E402
-from metrics.io.video import write_video  # noqa: E402
+from metrics.io.video import read_video, write_video  # noqa: E402
+from metrics.pose.toy import ToyMarkerPose  # noqa: E402
 
 VARIANTS = {
     "paper": [],
@@ -71,20 +76,64 @@ VARIANTS = {
 }
 
 
-def join_continuity(motion: np.ndarray, window: int, overlap: int) -> tuple[float, float]:
-    """(speed ratio, jerk ratio): mean |first difference| and |third difference| of ``motion`` (F, D)
-    over the differences that cross a window join, divided by those inside windows; NaN without joins."""
-    joins = [keep for _, _, keep in motion_windows(len(motion), window, overlap)][1:]
-    speed = np.abs(np.diff(motion, axis=0)).mean(axis=1)            # speed[f]: frame f -> f + 1
-    jerk = np.abs(np.diff(motion, n=3, axis=0)).mean(axis=1)        # jerk[f]: frames f .. f + 3
-    at_speed = {j - 1 for j in joins if 0 < j < len(motion)}
-    at_jerk = {f for j in joins for f in range(j - 3, j) if 0 <= f < len(jerk)}
-    if not at_speed:
-        return float("nan"), float("nan")
-    inside_speed = [v for f, v in enumerate(speed) if f not in at_speed]
-    inside_jerk = [v for f, v in enumerate(jerk) if f not in at_jerk]
-    return (float(np.mean([speed[f] for f in at_speed]) / np.mean(inside_speed)),
-            float(np.mean([jerk[f] for f in at_jerk]) / np.mean(inside_jerk)))
+def join_ratios(series: np.ndarray, joins: list[int], exclude: tuple[set, set] = (set(), set())
+                ) -> tuple[float, float]:
+    """(speed ratio, jerk ratio) of ``series`` (F, D; NaN where a value is missing) at ``joins``: the mean
+    |first difference| over the differences that cross a join (frame j - 1 -> j) and the mean |third
+    difference| over those whose four frames straddle one, each divided by the same mean over the other
+    differences (less ``exclude``'s speed and jerk indices). A difference's size is the mean over the
+    dimensions present in both frames; NaN without joins."""
+    speed = _mean_abs(np.diff(series, axis=0))                       # speed[f]: frame f -> f + 1
+    jerk = _mean_abs(np.diff(series, n=3, axis=0))                   # jerk[f]: frames f .. f + 3
+    at = ({j - 1 for j in joins if 0 < j < len(series)},
+          {f for j in joins if 0 < j < len(series) for f in range(j - 3, j) if 0 <= f < len(jerk)})
+    ratios = []
+    for values, chosen, excluded in zip((speed, jerk), at, exclude):
+        at_join = [values[f] for f in sorted(chosen)]
+        inside = [v for f, v in enumerate(values) if f not in chosen and f not in excluded]
+        ratios.append(_ratio(at_join, inside))
+    return ratios[0], ratios[1]
+
+
+def _mean_abs(differences: np.ndarray) -> np.ndarray:
+    """Per row, the mean |value| over the finite ones (NaN when none is)."""
+    finite = np.isfinite(differences)
+    counts = finite.sum(axis=1)
+    total = np.where(finite, np.abs(differences), 0.0).sum(axis=1)
+    return np.where(counts > 0, total / np.maximum(counts, 1), np.nan)
+
+
+def _ratio(at_join: list[float], inside: list[float]) -> float:
+    at_join = [v for v in at_join if np.isfinite(v)]
+    inside = [v for v in inside if np.isfinite(v)]
+    if not at_join or not inside or np.mean(inside) == 0:
+        return float("nan")
+    return float(np.mean(at_join) / np.mean(inside))
+
+
+def join_profile(series: np.ndarray, window: int, overlap: int) -> tuple[np.ndarray, np.ndarray]:
+    """The window joins' ``join_ratios`` (2,) and the same at every in-window position (window - 5, 2):
+    row k places pseudo-joins k + 3 frames after each window's first new frame (positions 3 .. window - 3,
+    whose third differences do not touch a real join), the real joins' differences left out of both sides.
+    What the joins give is "within the range seen inside windows" when it lies among the rows'."""
+    starts = [keep for _, _, keep in motion_windows(len(series), window, overlap)]
+    joins = starts[1:]
+    real = join_ratios(series, joins)
+    exclude = ({j - 1 for j in joins}, {f for j in joins for f in range(j - 3, j)})
+    pseudo = [join_ratios(series, [start + k for start in starts if start + k < len(series)], exclude)
+              for k in range(3, window - 2)]
+    return np.array(real), np.array(pseudo).reshape(-1, 2)
+
+
+def profile_summary(real: np.ndarray, pseudo: np.ndarray) -> str:
+    """"joins 1.21 (in-window 0.95 [0.71, 1.40], above 62% of them)" for one column of ``join_profile``
+    averaged over clips (NaN rows left out)."""
+    pseudo = pseudo[np.isfinite(pseudo)]
+    if not np.isfinite(real) or not len(pseudo):
+        return "-"
+    above = float(np.mean(pseudo < real))
+    return (f"{real:.2f} (in-window {np.median(pseudo):.2f} [{pseudo.min():.2f}, {pseudo.max():.2f}], "
+            f"above {100 * above:.0f}% of them)")
 
 
 def real_motion(pipeline: IMACPipeline, clip):
@@ -148,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     base = IMACPipeline.from_pretrained(model, feature_cache=args.run / "work" / "imac" / "features")
     trained = base.config
     tables, continuity, seconds = {}, {}, {}
+    window = trained.stage1.motion_frames
     for name in args.variants.split(","):
         chosen = VARIANTS[name] + sets
         named = {o.partition("=")[0] for o in chosen}
@@ -164,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
                 if k not in named and v is not None], f"variant {name}{' with --set' if sets else ''}")
         except ValueError as error:
             parser.error(str(error))
-        started, ratios = time.perf_counter(), []
+        started, profiles = time.perf_counter(), []
         for clip in clips:
             size, rate = base.config.data.resolution, base.config.audio.sample_rate
             reference = frames_to_tensor(clip.first_frame()[None], size)[0]
@@ -180,22 +230,50 @@ def main(argv: list[str] | None = None) -> int:
             if sample.pose is not None:
                 motion = np.concatenate([sample.pose, sample.expression], axis=1)
                 motion = (motion - motion.mean(0)) / (motion.std(0) + 1e-6)
-                ratios.append(join_continuity(motion, base.config.stage1.motion_frames,
-                                              base.config.motion.window_overlap))
+                profiles.append(join_profile(motion, window, base.config.motion.window_overlap))
         seconds[name] = (time.perf_counter() - started) / max(len(clips), 1)
-        continuity[name] = np.nanmean(np.array(ratios), axis=0) if ratios else (float("nan"),) * 2
+        continuity[name] = averaged(profiles)
+        continuity[f"{name}, keypoints"] = keypoint_profile(out / name, clips, window, base.config.motion.window_overlap)
         tables[name] = method_table(out / name, base.config.video.frames, 6)
         print(f"{name}: {seconds[name]:.1f} s per clip", file=sys.stderr, flush=True)
     if (args.run / "gt").is_dir():
         tables["real (gt)"] = method_table(args.run / "gt", base.config.video.frames, 6)
+        continuity["real (gt), keypoints"] = keypoint_profile(args.run / "gt", clips, window, 0)
     print(f"Sampled with the run's seed {seed}" + (" (--seed)" if args.seed is not None else "")
           + (f", every variant with --set {' '.join(sets)}" if sets else "") + ".\n")
     print(markdown(tables, 6))
-    print("\n| variant | speed at joins / inside | jerk at joins / inside | s per clip |\n|---|---|---|---|")
-    for name in continuity:
-        speed, jerk = continuity[name]
-        print(f"| {name} | {speed:.2f} | {jerk:.2f} | {seconds[name]:.1f} |")
+    print(f"\nAt the {window}-frame motion window joins, over those inside windows (`join_profile`; averaged over "
+          "the clips; in brackets the same at every in-window position):\n")
+    print("| variant | speed at joins / inside | jerk at joins / inside | s per clip |\n|---|---|---|---|")
+    for name, (real, pseudo) in continuity.items():
+        cells = [profile_summary(real[k], pseudo[:, k]) for k in range(2)]
+        print(f"| {name} | {cells[0]} | {cells[1]} | "
+              f"{f'{seconds[name]:.1f}' if name in seconds else '-'} |")
     return 0
+
+
+def averaged(profiles: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """``join_profile``s of several clips averaged (NaN-aware; clips of equal window)."""
+    if not profiles:
+        return np.full(2, np.nan), np.full((1, 2), np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)       # (a position no clip reaches: NaN)
+        return (np.nanmean([real for real, _ in profiles], axis=0),
+                np.nanmean(np.stack([pseudo for _, pseudo in profiles]), axis=0))
+
+
+def keypoint_profile(folder: Path, clips, window: int, overlap: int) -> tuple[np.ndarray, np.ndarray]:
+    """``join_profile`` of the toy extractor's upper-body points (x, y in pixels; missing where the score is
+    below 0.3) in ``folder``'s videos of ``clips``, averaged over the clips."""
+    pose, profiles = ToyMarkerPose(), []
+    for clip in clips:
+        path = folder / clip.identity / f"{clip.clip_id}.mp4"
+        if not path.is_file():
+            continue
+        keypoints = pose(read_video(path))[:, UPPER_BODY]
+        points = np.where(keypoints[..., 2:] >= SCORE, keypoints[..., :2], np.nan).reshape(len(keypoints), -1)
+        profiles.append(join_profile(points, window, overlap))
+    return averaged(profiles)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from imac_switches import join_continuity  # noqa: E402
+from imac_switches import join_profile  # noqa: E402
 from motion_use import model_arguments, open_model  # noqa: E402
 
 from imac.models.video import first_step_gain, motion_sampling_scheduler  # noqa: E402
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         sampled = [pipeline.sample_motion(c.mfcc, c.hubert, generator)[0][0].cpu().numpy() for c in clips]
         seconds = time.perf_counter() - start
         stats = pose_statistics(np.concatenate(sampled), real_frames)
-        joins = np.nanmean([join_continuity(s, window, config.motion.window_overlap)[0] for s in sampled])
+        joins = np.nanmean([join_profile(s, window, config.motion.window_overlap)[0][0] for s in sampled])
         name = "+".join([str(settings["sample_spacing"])] + [f"{n}{settings[f]:g}" for n, (f, _) in SUFFIXES.items()
                                                             if settings[f]])
         print(f"| {name} | {gain:.3g} | {stats['std']:.3g} | {stats['max']:.3g} | "

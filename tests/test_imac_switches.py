@@ -99,3 +99,36 @@ def test_set_reaches_the_sampler_with_steps_guidance_and_spaces(tmp_path, monkey
         imac_switches.main(["--run", str(run), "--variants", "defaults", "--set", "video.sample_strength=0.2"])
     assert len(seen) == 2
     assert "variant defaults with --set: video.sample_strength 0.2 keeps no step of 3" in capsys.readouterr().err
+
+
+def test_join_ratios_match_a_direct_loop_with_missing_values():
+    rng = np.random.default_rng(4)
+    series = rng.normal(size=(50, 3))
+    series[7, 1] = np.nan                       # a point the extractor missed in one frame
+    joins = [20, 40]
+    speed_at, speed_in, jerk_at, jerk_in = [], [], [], []
+    for f in range(49):
+        present = [abs(series[f + 1, d] - series[f, d]) for d in range(3)
+                   if np.isfinite(series[f + 1, d]) and np.isfinite(series[f, d])]
+        (speed_at if f + 1 in joins else speed_in).append(sum(present) / len(present))
+    for f in range(47):
+        present = [abs(series[f + 3, d] - 3 * series[f + 2, d] + 3 * series[f + 1, d] - series[f, d])
+                   for d in range(3) if all(np.isfinite(series[f + k, d]) for k in range(4))]
+        (jerk_at if any(f < j <= f + 3 for j in joins) else jerk_in).append(sum(present) / len(present))
+    speed, jerk = imac_switches.join_ratios(series, joins)
+    assert speed == pytest.approx(np.mean(speed_at) / np.mean(speed_in))
+    assert jerk == pytest.approx(np.mean(jerk_at) / np.mean(jerk_in))
+
+
+def test_a_jump_at_the_joins_stands_out_of_the_in_window_range_and_a_smooth_signal_does_not():
+    frames, window = 400, 80
+    t = np.arange(frames)[:, None]
+    smooth = np.sin(2 * np.pi * t / 37.0) + 0.3 * np.cos(2 * np.pi * t / 11.0)
+    real, pseudo = imac_switches.join_profile(smooth, window, 0)
+    assert pseudo.shape == (window - 5, 2)
+    for k in range(2):
+        assert pseudo[:, k].min() <= real[k] <= pseudo[:, k].max()
+    jumped = smooth + 3.0 * (t // window)       # a step at every window join
+    real, pseudo = imac_switches.join_profile(jumped, window, 0)
+    assert (real > pseudo.max(axis=0)).all()
+    assert "above 100% of them" in imac_switches.profile_summary(real[0], pseudo[:, 0])
