@@ -17,11 +17,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from imac import __version__
-from imac.config import MAX_SMOOTH_SIGMA, IMACConfig, load_config
-from imac.frames import describe_preparation, load_image
+from imac.config import MAX_SMOOTH_SIGMA, IMACConfig, least_strength, load_config
+from imac.frames import describe_preparation, read_image, reference_tensor
 from metrics.cli import CommandParser, add_command, help_texts, int_in, package_version, run_command
 from metrics.dataset import read_manifest, validate_dataset
 from metrics.device import resolve_device
@@ -164,11 +163,32 @@ def _sample_config(args: argparse.Namespace) -> tuple[IMACConfig, int, int]:
                          "trained on")
     try:
         kept = check_video_steps(config, steps)
-    except ValueError as error:
-        given = [f"--strength {args.strength}" if args.strength is not None else "the model's video.sample_strength",
-                 f"--steps {steps}" if args.steps else "the model's video.sample_steps"]
-        raise ValueError(f"{given[0]} with {given[1]}: {error}") from None
+    except ValueError:
+        strength = config.video.sample_strength
+        given = [f"--strength {args.strength}" if args.strength is not None
+                 else f"the model's video.sample_strength {strength:g}",
+                 f"--steps {steps}" if args.steps else f"the model's video.sample_steps {steps}"]
+        fewest = next(n for n in range(steps + 1, VIDEO_TRAIN_TIMESTEPS + 2) if int(n * strength) >= 1)
+        least = least_strength(steps)
+        raise ValueError(f"{given[0]} with {given[1]} keeps no step (int(steps x strength) = 0): give "
+                         f"--strength {least:g}" + (" or more" if least < 1 else "")
+                         + (f", or --steps {fewest} or more" if fewest <= VIDEO_TRAIN_TIMESTEPS else "")) from None
     return config, steps, kept
+
+
+def _blamed(option: str, call, *args, **kwargs):
+    """``call(*args, **kwargs)``; its OSError or ValueError (which names the file) said with ``option`` first."""
+    try:
+        return call(*args, **kwargs)
+    except (OSError, ValueError) as error:
+        message = str(error)
+        if message.startswith(option):
+            raise
+        try:
+            blamed = type(error)(f"{option} {message}")
+        except TypeError:           # an error class with other arguments
+            blamed = ValueError(f"{option} {message}")
+        raise blamed from None
 
 
 def _sample(args: argparse.Namespace) -> int:
@@ -179,38 +199,36 @@ def _sample(args: argparse.Namespace) -> int:
     device = _check_sample_options(args)
     config, steps, kept = _sample_config(args)
     size, rate = config.data.resolution, config.audio.sample_rate
-    reference = load_image(args.reference, size)
-    with Image.open(args.reference) as image:
-        width, height, mode = *image.size, image.mode
-    info = audio_info(args.audio)
-    audio = load_audio(args.audio, rate)
+    image = _blamed("--reference", read_image, args.reference)
+    reference = _blamed("--reference", reference_tensor, image, size)
+    info = _blamed("--audio", audio_info, args.audio)
+    audio = _blamed("--audio", load_audio, args.audio, rate)
     try:
         frames = frame_count(len(audio), rate, config.fps)       # as the pipeline counts them
     except ValueError:
         raise ValueError(f"--audio {args.audio}: {info.frames / info.samplerate:.3f} s of audio, shorter than one "
                          f"video frame (1/{config.fps:g} s)") from None
     mux_rate = info.samplerate if info.samplerate in AAC_RATES else rate
-    muxed = audio if mux_rate == rate else load_audio(args.audio, mux_rate)
+    muxed = audio if mux_rate == rate else _blamed("--audio", load_audio, args.audio, mux_rate)
     strength = config.video.sample_strength
     start = "pure noise" if strength == 1 else (f"the {config.video.strength_from.replace('_', ' ')} noised to "
                                                 f"strength {strength:g} ({kept} of the {steps} steps)")
     guidance = config.video.guidance_scale if args.guidance_scale is None else args.guidance_scale
     correlation = config.video.noise_correlation
     noise = f" (noise correlated {correlation:g} between frames)" if correlation > 0 else ""
-    alpha = f", its {mode} transparency dropped (RGB only)" if mode in ("RGBA", "LA", "PA") else ""
     channels = "mono" if info.channels == 1 else f"{info.channels} channels averaged to mono"
     resampled = "" if info.samplerate == rate else f", resampled to {rate} Hz for the model"
     # what is done to the inputs, said even with --quiet (which hides the progress bars only)
-    print(f"reference {args.reference}: {describe_preparation(width, height, size)} (the model's "
-          f"data.resolution){alpha}\naudio {args.audio}: {info.frames / info.samplerate:.2f} s at {info.samplerate} "
-          f"Hz, {channels}{resampled} -> {frames} frames at {config.fps:g} fps; muxed into the video as mono "
+    print(f"reference {args.reference}: {''.join(f'{note}; ' for note in image.notes)}"
+          f"{describe_preparation(image.width, image.height, size)} (the model's data.resolution)\n"
+          f"audio {args.audio}: {info.frames / info.samplerate:.2f} s at {info.samplerate} Hz, {channels}{resampled} -> {frames} frames at {config.fps:g} fps; muxed into the video as mono "
           f"AAC at {mux_rate} Hz\nsampling: {steps} video steps ({config.video.sample_spacing} spacing) from "
           f"{start}{noise}, guidance {guidance:g}, "
           f"{config.motion.sample_steps} motion steps, seed {args.seed}; chunks: reference "
           f"{config.video.chunk_reference}, hand-over {config.video.handover}; motion windows overlap "
           f"{config.motion.window_overlap} frames, smoothed over time: "
           + (f"sigma {config.motion.smooth_sigma:g} frames" if config.motion.smooth_sigma > 0 else "no"), flush=True)
-    pipeline = IMACPipeline.from_pretrained(args.model, device=device)
+    pipeline = _blamed("--model", IMACPipeline.from_pretrained, args.model, device=device)
     pipeline.config = config
     generator = torch.Generator(device=pipeline.device).manual_seed(args.seed)
     sample = pipeline(reference.to(pipeline.device), audio, rate, generator=generator,

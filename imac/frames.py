@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import numbers
 import os
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 
 def center_crop_box(height: int, width: int) -> tuple[int, int, int]:
@@ -93,23 +95,116 @@ def tensor_to_frames(x: torch.Tensor, what: str = "frames") -> np.ndarray:
     return pixels.to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
 
 
-def load_image(path: str | os.PathLike, size: int) -> torch.Tensor:
-    """An image file (png, jpg, ...) as a float32 tensor (3, size, size) in [-1, 1].
+MAX_IMAGE_PIXELS = 100_000_000   # a reference image larger than this (a 10000 x 10000 photo) is refused unread
+MIN_REFERENCE_FRACTION = 8       # a centre square under 1/8 of the model's side cannot show a speaker: refused
 
-    Grayscale, palette and RGBA images are converted to RGB (alpha is dropped); non-square
-    images are cropped to their centre square. FileNotFoundError for a missing file,
-    ValueError for one that is not a readable image; both name the file.
+
+@dataclass(frozen=True)
+class ReferenceImage:
+    """An image file read for conditioning: ``pixels`` (H, W, 3) uint8 RGB, upright, and what was done
+    to the file's pixels to get them (``notes``, in words: a rotation, a colour conversion)."""
+
+    path: Path
+    pixels: np.ndarray
+    mode: str                      # the file's PIL mode (RGB, L, RGBA, I;16, ...)
+    notes: tuple[str, ...] = ()
+
+    @property
+    def width(self) -> int:
+        return int(self.pixels.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.pixels.shape[0])
+
+
+def read_image(path: str | os.PathLike) -> ReferenceImage:
+    """An image file (png, jpg, ...) as upright 8-bit RGB, with what was done to it.
+
+    Turned upright by its EXIF orientation (as viewers show it: a phone's portrait photo is stored
+    sideways); grayscale, palette and CMYK converted to RGB; alpha dropped; 16-bit grayscale scaled to
+    8 bits (not clipped). FileNotFoundError for a missing file; ValueError naming the file for one
+    that is not a readable image, one of more than ``MAX_IMAGE_PIXELS`` pixels (refused from its
+    header, before decoding) or of float pixels.
     """
     path = Path(path)
-    size = _check_size(size)
     if not path.is_file():
         raise FileNotFoundError(f"image not found: {path}")
+    width = height = None
     try:
-        with Image.open(path) as image:
-            rgb = np.array(image.convert("RGB"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError) as error:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+                if width * height > MAX_IMAGE_PIXELS:
+                    raise _too_large(path, width, height)
+                mode, notes = image.mode, []
+                upright = ImageOps.exif_transpose(image)
+                if upright.size != image.size or _orientation(image) not in (None, 1):
+                    notes.append(f"turned upright by its EXIF orientation ({width}x{height} stored)")
+                pixels = _rgb(upright, path, notes)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise _too_large(path, width, height) from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
+        if str(error).startswith(str(path)):
+            raise
         raise ValueError(f"cannot read image {path}: {error}") from error
-    return frames_to_tensor(rgb[None], size)[0]
+    return ReferenceImage(path, pixels, mode, tuple(notes))
+
+
+def _too_large(path: Path, width: int | None, height: int | None) -> ValueError:
+    size = f"{width}x{height} pixels" if width else "its header's size"
+    return ValueError(f"{path}: an image of {size}, more than the {MAX_IMAGE_PIXELS:,} pixels accepted; "
+                      "scale it down first")
+
+
+def _orientation(image: Image.Image) -> int | None:
+    try:
+        return image.getexif().get(0x0112)          # EXIF Orientation
+    except Exception:                               # (an unreadable EXIF block: no orientation)
+        return None
+
+
+def _rgb(image: Image.Image, path: Path, notes: list[str]) -> np.ndarray:
+    """8-bit RGB pixels of ``image``; the conversion said in ``notes``."""
+    mode = image.mode
+    if mode.startswith("I;16") or mode == "I":
+        values = np.asarray(image)
+        if values.size and (values.min() < 0 or values.max() > 65535):
+            raise ValueError(f"{path}: a 32-bit integer image (values {values.min()} .. {values.max()}); "
+                             "save it as 8-bit RGB")
+        notes.append("16-bit grayscale scaled to 8 bits")
+        gray = np.round(values.astype(np.float64) / 257.0).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(gray[..., None], 3, axis=2))
+    if mode == "F":
+        raise ValueError(f"{path}: a floating-point image; save it as 8-bit RGB")
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in image.info):
+        notes.append(f"its {mode} transparency dropped (RGB only)")
+    elif mode not in ("RGB",):
+        names = {"L": "grayscale", "1": "black-and-white", "P": "palette", "CMYK": "CMYK", "YCbCr": "YCbCr",
+                 "LAB": "Lab", "HSV": "HSV"}
+        notes.append(f"{names.get(mode, mode)} ({mode}) converted to RGB")
+    return np.array(image.convert("RGB"), dtype=np.uint8)
+
+
+def reference_tensor(image: ReferenceImage, size: int) -> torch.Tensor:
+    """``image`` as the model's (3, size, size) float32 tensor in [-1, 1] (``frames_to_tensor``).
+    ValueError naming the file when its centre square is under 1/``MIN_REFERENCE_FRACTION`` of ``size``
+    (a strip of a few pixels: nothing of a speaker survives)."""
+    size = _check_size(size)
+    side = min(image.width, image.height)
+    if side * MIN_REFERENCE_FRACTION < size:
+        raise ValueError(f"{image.path}: {image.width}x{image.height} pixels: its centre square of {side} px is too "
+                         f"small to show a speaker at the model's {size} px (at least {-(-size // MIN_REFERENCE_FRACTION)} "
+                         "px a side)")
+    return frames_to_tensor(image.pixels[None], size)[0]
+
+
+def load_image(path: str | os.PathLike, size: int) -> torch.Tensor:
+    """An image file (png, jpg, ...) as a float32 tensor (3, size, size) in [-1, 1]: ``read_image``
+    (upright 8-bit RGB), then its centre square resized (``reference_tensor``). FileNotFoundError for
+    a missing file, ValueError naming the file for one that is not a readable image or too small."""
+    return reference_tensor(read_image(path), size)
 
 
 def describe_preparation(width: int, height: int, size: int) -> str:

@@ -45,7 +45,7 @@ from imac.models.video import (build_image_encoder, build_unet, build_vae, clip_
                                encode_prompt, motion_sampling_scheduler, motion_training_scheduler,
                                video_sampling_scheduler, video_scheduler, VIDEO_TRAIN_TIMESTEPS)
 from metrics.io.audio import resample
-from metrics.io.bounded import read_json
+from metrics.io.bounded import check_safetensors, read_json
 from metrics.io.files import atomic_folder
 
 MODEL_CARD = "imac.json"
@@ -185,6 +185,12 @@ class Sample:
     fps: float
 
 
+def _checked(path: Path) -> Path:
+    """``path``, once ``metrics.io.bounded.check_safetensors`` found it whole (a truncated copy is named)."""
+    check_safetensors(path)
+    return path
+
+
 class IMACPipeline:
     def __init__(self, config: IMACConfig, model: IMACModel, hubert, hubert_id: str, stage: str,
                  feature_cache: str | os.PathLike | None = None) -> None:
@@ -251,7 +257,7 @@ class IMACPipeline:
                 "image_encoder": load_pretrained(CLIPVisionModelWithProjection,
                                                  folder / "image_encoder").requires_grad_(False).eval(),
                 "coupling": load_pretrained(Coupling, folder / "coupling"),
-                "text_context": load_file(str(folder / "text_context.safetensors"))["text_context"],
+                "text_context": load_file(str(_checked(folder / "text_context.safetensors")))["text_context"],
             }
         model = assemble(config, motion, video_parts).to(device).eval()
         return cls(config, model, hubert, card["hubert_id"], card["stage"], feature_cache)

@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from metrics.distributed import SINGLE, Processes
-from metrics.io.bounded import BoundedReadError, read_json
+from metrics.io.bounded import BoundedReadError, check_safetensors, read_json
 from metrics.io.files import atomic_path, file_sha256, write_json_atomic
 from metrics.training import DataParallel
 
@@ -201,6 +201,10 @@ def _read_config(path: Path) -> tuple[AutoencoderConfig, dict]:
 
 def _load_weights(model: SkeletonAutoencoder, path: Path) -> None:
     """The weights of ``path`` into ``model``, strictly: an error naming the file lists what differs."""
+    try:
+        check_safetensors(path)
+    except (BoundedReadError, OSError) as error:
+        raise AutoencoderFileError(str(error)) from None
     try:
         state = load_file(str(path))
     except Exception as error:   # safetensors raises its own SafetensorError (and OSError)

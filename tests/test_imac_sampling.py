@@ -551,12 +551,14 @@ def test_cli_sample_says_what_it_does_and_blames_the_right_file(pipeline, tmp_pa
     assert main([*args, "--strength", "0"]) == 2
     assert "--strength 0.0: need more than 0 and at most 1" in capsys.readouterr().err
     assert main([*args, "--strength", "0.3", "--steps", "3"]) == 2
-    assert "--strength 0.3 with --steps 3: video.sample_strength 0.3 keeps no step of 3" in capsys.readouterr().err
+    # int(3 x 0.3) = 0; int(3 x 0.334) = 1 and int(4 x 0.3) = 1: the least strength and the fewest steps that keep one
+    assert ("--strength 0.3 with --steps 3 keeps no step (int(steps x strength) = 0): give --strength 0.334 or more, "
+            "or --steps 4 or more") in capsys.readouterr().err
     assert main([*args, "--steps", "1001"]) == 2   # more steps than the video schedule's timesteps
     assert "--steps 1001: at most the 1000 timesteps the video branch was trained on" in capsys.readouterr().err
     assert main([*args, "--steps", "1"]) == 2      # the model's strength 0.5 keeps none of 1 step
-    assert ("the model's video.sample_strength with --steps 1: video.sample_strength 0.5 keeps no step of 1"
-            in capsys.readouterr().err)
+    assert ("the model's video.sample_strength 0.5 with --steps 1 keeps no step (int(steps x strength) = 0): give "
+            "--strength 1, or --steps 2 or more") in capsys.readouterr().err
     assert main([*args, "--strength", "1", "--strength-from", "first_frame", "--steps", "2"]) == 0
     assert "2 video steps (trailing spacing) from pure noise, guidance" in capsys.readouterr().out
     assert main([*args, "--noise-correlation", "1.5"]) == 2
@@ -571,6 +573,22 @@ def test_cli_sample_says_what_it_does_and_blames_the_right_file(pipeline, tmp_pa
     assert main([*args, "--smooth-sigma", "2.5", "--steps", "2"]) == 0
     assert "smoothed over time: sigma 2.5 frames" in capsys.readouterr().out
     assert not (tmp_path / "x.mp4").exists() and (tmp_path / "y.mp4").is_file()
+
+    # each input's problem said with its option; a sideways photo said to be turned upright
+    (tmp_path / "notes.wav").write_text("not audio\n" * 20)
+    assert main([*args[:5], "--audio", str(tmp_path / "notes.wav"), *args[7:]]) == 2
+    err = capsys.readouterr().err
+    assert f"--audio {tmp_path / 'notes.wav'}: cannot read audio header" in err and "WAV, FLAC" in err
+    exif = Image.Exif()
+    exif[0x0112] = 8                         # shown rotated 90 degrees counter-clockwise
+    Image.fromarray(np.full((48, 80, 3), 120, np.uint8)).save(tmp_path / "side.png", exif=exif)
+    assert main([*args[:4], str(tmp_path / "side.png"), *args[5:], "--steps", "2"]) == 0
+    assert ("side.png: turned upright by its EXIF orientation (80x48 stored); 48x80 -> centre square 48x48 (crop 0 px "
+            "of width, 32 px of height)") in capsys.readouterr().out
+    weights = next((model / "unet").glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:-100])
+    assert main([*args, "--steps", "2"]) == 2
+    assert f"--model {weights}: truncated: its header describes" in capsys.readouterr().err
 
 
 def test_read_only_frames_convert_without_a_torch_warning():
@@ -656,8 +674,8 @@ def test_cli_sample_checks_the_inputs_against_the_model_card_before_loading_any_
     (tmp_path / "text.png").write_text("not an image")
     args = {"--model": str(card), "--reference": str(tmp_path / "ref.png"), "--audio": str(tmp_path / "speech.wav"),
             "--out": str(tmp_path / "x.mp4"), "--quiet": None}
-    cases = [({"--steps": "2", "--strength": "0.3"}, "--strength 0.3 with --steps 2: video.sample_strength 0.3 keeps "
-                                                     "no step of 2"),
+    cases = [({"--steps": "2", "--strength": "0.3"}, "--strength 0.3 with --steps 2 keeps no step (int(steps x "
+                                                     "strength) = 0): give --strength 0.5 or more, or --steps 4 or more"),
              ({"--window-overlap": "80"}, "--window-overlap 80: must be shorter than the model's motion window"),
              ({"--steps": "5000"}, "--steps 5000: at most the 1000 timesteps the video branch was trained on"),
              ({"--audio": str(tmp_path / "tiny.wav")}, f"--audio {tmp_path / 'tiny.wav'}: 0.010 s of audio, shorter "

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, TypeVar
 
-from metrics.io.bounded import check_model_fits_weights
+from metrics.io.bounded import check_model_fits_weights, check_safetensors
 
 T = TypeVar("T")
 
@@ -29,7 +29,8 @@ def load_pretrained(cls: type[T], folder: str | os.PathLike, **kwargs: Any) -> T
     ``PreTrainedModel`` (``config_class``); ``kwargs`` such as ``local_files_only`` and ``subfolder``
     apply to reading the config too. Raises ``FileNotFoundError`` naming a local folder that is missing
     or has no ``config.json``, ``metrics.io.bounded.BoundedReadError`` (a ValueError) naming the folder for
-    a config larger than its weights; the loaders' own errors otherwise.
+    a config larger than its weights or a safetensors file cut short (``check_safetensors``); the
+    loaders' own errors otherwise.
     """
     folder = Path(folder)
     config_kwargs = {key: kwargs[key] for key in CONFIG_KWARGS if key in kwargs}
@@ -40,6 +41,9 @@ def load_pretrained(cls: type[T], folder: str | os.PathLike, **kwargs: Any) -> T
         if not (weights / "config.json").is_file():
             raise FileNotFoundError(f"{weights}: " + ("no config.json: not a saved model folder" if weights.is_dir()
                                                       else "no such model folder"))
+    if weights.is_dir():          # a weights file cut short is named with its sizes, not by the loader's message
+        for path in sorted(weights.glob("*.safetensors")):
+            check_safetensors(path)
     if hasattr(cls, "load_config") and hasattr(cls, "from_config"):        # diffusers
         config = cls.load_config(folder, **config_kwargs)
         check_model_fits_weights(lambda: cls.from_config(config), weights)

@@ -33,14 +33,15 @@ def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
 
 
 def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Read a wav/flac file as float32 mono in [-1, 1] at ``sample_rate`` Hz."""
+    """Read an audio file (``READABLE``: wav, flac, ogg, mp3) as float32 mono in [-1, 1] at ``sample_rate``
+    Hz. FileNotFoundError / ValueError naming the file (an empty one, or another format, said so)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: audio file not found")
     try:
         samples, file_rate = soundfile.read(str(path), dtype="float32", always_2d=False)
     except (soundfile.SoundFileError, RuntimeError, OSError) as error:
-        raise ValueError(f"{path}: cannot read audio: {error}") from error
+        raise ValueError(f"{path}: cannot read audio: {_unreadable(path, error)}") from error
     mono = resample(to_mono(samples).astype(np.float64), file_rate, sample_rate)
     # Resampling can overshoot a full-scale signal slightly (Gibbs ringing).
     return np.clip(mono, -1.0, 1.0).astype(np.float32)
@@ -68,6 +69,19 @@ def write_wav(path: str | os.PathLike, samples: np.ndarray, sample_rate: int) ->
     return Path(path)
 
 
+READABLE = "WAV, FLAC, OGG (Vorbis, Opus) or MP3"      # what libsndfile (soundfile) decodes
+
+
+def _unreadable(path: Path, error: BaseException) -> str:
+    """Why soundfile could not open ``path``, for the user: an empty file said as such, else the
+    library's reason and the formats it reads (an .m4a or a video's sound is to be extracted first)."""
+    if path.stat().st_size == 0:
+        return "an empty file (0 bytes)"
+    message = str(error).replace(f"Error opening {str(path)!r}: ", "")
+    return (f"{message} (audio files are read as {READABLE}; extract other audio first, e.g. "
+            f"`ffmpeg -i {path.name} -ac 1 {path.stem}.wav`)")
+
+
 def audio_info(path: str | os.PathLike):
     """An audio file's header (soundfile's ``info``: ``samplerate`` in Hz, ``channels``, ``frames`` in
     samples per channel), read without decoding; ``FileNotFoundError`` / ``ValueError`` naming the file."""
@@ -77,7 +91,7 @@ def audio_info(path: str | os.PathLike):
     try:
         return soundfile.info(str(path))
     except (soundfile.SoundFileError, RuntimeError, OSError) as error:
-        raise ValueError(f"{path}: cannot read audio header: {error}") from error
+        raise ValueError(f"{path}: cannot read audio header: {_unreadable(path, error)}") from error
 
 
 def audio_duration(path: str | os.PathLike) -> float:

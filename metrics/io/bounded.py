@@ -286,3 +286,42 @@ def check_model_fits_weights(build: Callable[[], Any], folder: str | os.PathLike
     if elements > limit:
         raise refuse(f"{elements:,} parameters")
     return elements
+
+
+# -- safetensors -----------------------------------------------------------------------------------
+
+MAX_SAFETENSORS_HEADER = 100 << 20     # the format's own limit on its JSON header (100 MB)
+
+
+def check_safetensors(path: str | os.PathLike) -> int:
+    """Refuse a safetensors file that is cut short (an interrupted copy or download) or whose header is not
+    the format's: an 8-byte little-endian header length, that many bytes of JSON giving each tensor's
+    ``data_offsets`` into the data that follows. Reads the header only. Returns the bytes the header
+    describes; raises ``BoundedReadError`` naming the file and saying what is wrong (the loaders' own
+    message for a truncated file names neither the cause nor the size)."""
+    path = Path(path)
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        head = handle.read(8)
+        if len(head) < 8:
+            raise BoundedReadError(f"{path}: not a safetensors file: {size} bytes, shorter than its 8-byte header "
+                                   "length (an empty or truncated file)")
+        length = int.from_bytes(head, "little")
+        if length > MAX_SAFETENSORS_HEADER or 8 + length > size:
+            raise BoundedReadError(f"{path}: not a safetensors file, or truncated: its header says {length:,} bytes "
+                                   f"of header, the file has {size:,} bytes in all")
+        header = parse_json(handle.read(length), str(path))
+    if not isinstance(header, dict):
+        raise BoundedReadError(f"{path}: not a safetensors file: its header is not a JSON object")
+    end = 0
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(v, int) for v in offsets)):
+            raise BoundedReadError(f"{path}: not a safetensors file: tensor {name!r} has no data_offsets")
+        end = max(end, offsets[1])
+    if 8 + length + end > size:
+        raise BoundedReadError(f"{path}: truncated: its header describes {8 + length + end:,} bytes, the file has "
+                               f"{size:,} (an interrupted copy or download; copy it again)")
+    return 8 + length + end
