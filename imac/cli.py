@@ -221,8 +221,8 @@ def _sample(args: argparse.Namespace) -> int:
     # what is done to the inputs, said even with --quiet (which hides the progress bars only)
     print(f"reference {args.reference}: {''.join(f'{note}; ' for note in image.notes)}"
           f"{describe_preparation(image.width, image.height, size)} (the model's data.resolution)\n"
-          f"audio {args.audio}: {info.frames / info.samplerate:.2f} s at {info.samplerate} Hz, {channels}{resampled} -> {frames} frames at {config.fps:g} fps; muxed into the video as mono "
-          f"AAC at {mux_rate} Hz\nsampling: {steps} video steps ({config.video.sample_spacing} spacing) from "
+          f"audio {args.audio}: {info.frames / info.samplerate:.2f} s at {info.samplerate} Hz, {channels}{resampled} "
+          f"-> {frames} frames at {config.fps:g} fps; muxed into the video as mono AAC at {mux_rate} Hz\nsampling: {steps} video steps ({config.video.sample_spacing} spacing) from "
           f"{start}{noise}, guidance {guidance:g}, "
           f"{config.motion.sample_steps} motion steps, seed {args.seed}; chunks: reference "
           f"{config.video.chunk_reference}, hand-over {config.video.handover}; motion windows overlap "

@@ -169,12 +169,16 @@ def _rgb(image: Image.Image, path: Path, notes: list[str]) -> np.ndarray:
     """8-bit RGB pixels of ``image``; the conversion said in ``notes``."""
     mode = image.mode
     if mode.startswith("I;16") or mode == "I":
-        values = np.asarray(image)
-        if values.size and (values.min() < 0 or values.max() > 65535):
-            raise ValueError(f"{path}: a 32-bit integer image (values {values.min()} .. {values.max()}); "
-                             "save it as 8-bit RGB")
-        notes.append("16-bit grayscale scaled to 8 bits")
-        gray = np.round(values.astype(np.float64) / 257.0).astype(np.uint8)
+        values = np.asarray(image).astype(np.int64)
+        low, high = (int(values.min()), int(values.max())) if values.size else (0, 0)
+        if low < 0 or high > 65535:
+            raise ValueError(f"{path}: a 32-bit integer image (values {low} .. {high}); save it as 8-bit RGB")
+        if mode == "I" and high <= 255:         # 32-bit storage of 8-bit values: kept as they are
+            notes.append("32-bit grayscale of 8-bit values converted to RGB")
+            gray = values.astype(np.uint8)
+        else:
+            notes.append("16-bit grayscale scaled to 8 bits")
+            gray = np.round(values / 257.0).astype(np.uint8)
         return np.ascontiguousarray(np.repeat(gray[..., None], 3, axis=2))
     if mode == "F":
         raise ValueError(f"{path}: a floating-point image; save it as 8-bit RGB")
@@ -194,9 +198,9 @@ def reference_tensor(image: ReferenceImage, size: int) -> torch.Tensor:
     size = _check_size(size)
     side = min(image.width, image.height)
     if side * MIN_REFERENCE_FRACTION < size:
+        least = -(-size // MIN_REFERENCE_FRACTION)
         raise ValueError(f"{image.path}: {image.width}x{image.height} pixels: its centre square of {side} px is too "
-                         f"small to show a speaker at the model's {size} px (at least {-(-size // MIN_REFERENCE_FRACTION)} "
-                         "px a side)")
+                         f"small to show a speaker at the model's {size} px (at least {least} px a side)")
     return frames_to_tensor(image.pixels[None], size)[0]
 
 

@@ -119,3 +119,13 @@ def test_a_model_folder_with_truncated_weights_is_refused_before_loading(tmp_pat
     weights.write_bytes(weights.read_bytes()[:-1000])
     with pytest.raises(BoundedReadError, match=rf"{weights.name}: truncated"):
         load_pretrained(AutoencoderKL, folder)
+
+
+def test_32_bit_grayscale_of_8_bit_values_is_kept_and_of_wider_values_refused(tmp_path):
+    small = np.array([[0, 17, 255]], np.int32)
+    Image.fromarray(small, mode="I").save(tmp_path / "eight.tif")
+    assert Image.open(tmp_path / "eight.tif").mode == "I"
+    np.testing.assert_array_equal(read_image(tmp_path / "eight.tif").pixels[..., 1], [[0, 17, 255]])
+    Image.fromarray(np.array([[0, 70000]], np.int32), mode="I").save(tmp_path / "wide.tif")
+    with pytest.raises(ValueError, match=r"wide.tif: a 32-bit integer image \(values 0 .. 70000\)"):
+        read_image(tmp_path / "wide.tif")
