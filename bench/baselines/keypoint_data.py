@@ -1,8 +1,9 @@
 """The keypoint motion model's training data: keypoints and audio features of the train clips.
 
 A clip's keypoints are the dataset's keypoint file, else the run's pose extractor over its video
-(through the run's keypoint cache, which its scoring and the FGD autoencoder's training share). Its audio features are IMAC's MFCC +
-HuBERT rows, one per video frame (cached under ``<work_dir>/features``). ``motion_arrays`` turns
+(through the run's keypoint cache, which its scoring and the FGD autoencoder's training share). Its
+audio features are IMAC's MFCC + HuBERT rows, one per video frame (cached under
+``<work_dir>/features``). ``motion_arrays`` turns
 them into the model's two streams: the body and hand coordinates (pose stream) and the head's
 (expression stream), normalised per clip (``keypoint_geometry.normalised_clip``); a modelled point
 a clip never shows takes its mean normalised position over the clips that show it.
