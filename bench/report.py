@@ -577,8 +577,9 @@ def beat_timeline(run: Path, results: BenchResults, clip: str, path: Path) -> Pa
             keypoints, fps = cached_keypoints(cache, video, info.num_frames), info.fps
             if keypoints is None and extractor is not None:
                 keypoints, fps = video_keypoints(video, extractor)
-        except ValueError as error:     # (a truncated or unreadable video: said on its row)
-            ax.text(0.0, k, f"  {error}"[:90], va="center", fontsize=8, color="crimson")
+        except ValueError as error:     # (a truncated or unreadable video: said on its row, named in the run)
+            said = str(error).replace(str(video), str(video.relative_to(run)))
+            ax.text(0.0, k, f"  {said}"[:110], va="center", fontsize=8, color="crimson")
             continue
         if keypoints is None:
             ax.text(0.0, k, "  keypoints not cached", va="center", fontsize=8, color="crimson")

@@ -112,16 +112,17 @@ def _ratio(at_join: list[float], inside: list[float]) -> float:
 
 
 def join_profile(series: np.ndarray, window: int, overlap: int) -> tuple[np.ndarray, np.ndarray]:
-    """The window joins' ``join_ratios`` (2,) and the same at every in-window position (window - 5, 2):
-    row k places pseudo-joins k + 3 frames after each window's first new frame (positions 3 .. window - 3,
-    whose third differences do not touch a real join), the real joins' differences left out of both sides.
-    What the joins give is "within the range seen inside windows" when it lies among the rows'."""
+    """The window joins' ``join_ratios`` (2,) and the same at every in-window position (P - 5, 2), P =
+    window - overlap the frames between two joins: row k places pseudo-joins k + 3 frames after each
+    window's first new frame (positions 3 .. P - 3, whose third differences touch no real join), the real
+    joins' differences left out of both sides. What the joins give is "within the range seen inside
+    windows" when it lies among the rows'."""
     starts = [keep for _, _, keep in motion_windows(len(series), window, overlap)]
     joins = starts[1:]
     real = join_ratios(series, joins)
     exclude = ({j - 1 for j in joins}, {f for j in joins for f in range(j - 3, j)})
     pseudo = [join_ratios(series, [start + k for start in starts if start + k < len(series)], exclude)
-              for k in range(3, window - 2)]
+              for k in range(3, window - overlap - 2)]
     return np.array(real), np.array(pseudo).reshape(-1, 2)
 
 

@@ -168,11 +168,11 @@ def _sample_config(args: argparse.Namespace) -> tuple[IMACConfig, int, int]:
         given = [f"--strength {args.strength}" if args.strength is not None
                  else f"the model's video.sample_strength {strength:g}",
                  f"--steps {steps}" if args.steps else f"the model's video.sample_steps {steps}"]
-        fewest = next(n for n in range(steps + 1, VIDEO_TRAIN_TIMESTEPS + 2) if int(n * strength) >= 1)
+        fewest = next((n for n in range(steps + 1, VIDEO_TRAIN_TIMESTEPS + 1) if int(n * strength) >= 1), None)
         least = least_strength(steps)
         raise ValueError(f"{given[0]} with {given[1]} keeps no step (int(steps x strength) = 0): give "
                          f"--strength {least:g}" + (" or more" if least < 1 else "")
-                         + (f", or --steps {fewest} or more" if fewest <= VIDEO_TRAIN_TIMESTEPS else "")) from None
+                         + (f", or --steps {fewest} or more" if fewest is not None else "")) from None
     return config, steps, kept
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numbers
 import os
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,28 +124,31 @@ def read_image(path: str | os.PathLike) -> ReferenceImage:
 
     Turned upright by its EXIF orientation (as viewers show it: a phone's portrait photo is stored
     sideways); grayscale, palette and CMYK converted to RGB; alpha dropped; 16-bit grayscale scaled to
-    8 bits (not clipped). FileNotFoundError for a missing file; ValueError naming the file for one
-    that is not a readable image, one of more than ``MAX_IMAGE_PIXELS`` pixels (refused from its
-    header, before decoding) or of float pixels.
+    8 bits (not clipped); 32-bit grayscale kept when its values are 8-bit (``_rgb``). FileNotFoundError
+    for a missing file; ValueError naming the file for one that is not a readable image, one of more
+    than ``MAX_IMAGE_PIXELS`` pixels (refused from its header, before decoding), one of 32-bit values
+    beyond 8 bits or of float pixels.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image not found: {path}")
-    width = height = None
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # PIL warns from 89 MP (its MAX_IMAGE_PIXELS) and refuses from twice that; this bound is ours
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as image:
-                width, height = image.size
+                width, height = image.size             # from the header: nothing decoded yet
                 if width * height > MAX_IMAGE_PIXELS:
-                    raise _too_large(path, width, height)
+                    raise _too_large(path, f"{width}x{height} pixels")
                 mode, notes = image.mode, []
+                orientation = _orientation(image)
                 upright = ImageOps.exif_transpose(image)
-                if upright.size != image.size or _orientation(image) not in (None, 1):
+                if orientation in range(2, 9):
                     notes.append(f"turned upright by its EXIF orientation ({width}x{height} stored)")
-                pixels = _rgb(upright, path, notes)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise _too_large(path, width, height) from None
+                pixels = _rgb(upright, path, notes, image.format)
+    except Image.DecompressionBombError as error:
+        found = re.search(r"\((\d+) pixels\)", str(error))
+        raise _too_large(path, f"{int(found.group(1)):,} pixels" if found else "its header's size") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
         if str(error).startswith(str(path)):
             raise
@@ -152,8 +156,7 @@ def read_image(path: str | os.PathLike) -> ReferenceImage:
     return ReferenceImage(path, pixels, mode, tuple(notes))
 
 
-def _too_large(path: Path, width: int | None, height: int | None) -> ValueError:
-    size = f"{width}x{height} pixels" if width else "its header's size"
+def _too_large(path: Path, size: str) -> ValueError:
     return ValueError(f"{path}: an image of {size}, more than the {MAX_IMAGE_PIXELS:,} pixels accepted; "
                       "scale it down first")
 
@@ -165,20 +168,27 @@ def _orientation(image: Image.Image) -> int | None:
         return None
 
 
-def _rgb(image: Image.Image, path: Path, notes: list[str]) -> np.ndarray:
-    """8-bit RGB pixels of ``image``; the conversion said in ``notes``."""
+SIXTEEN_BIT_FORMATS = ("PNG", "PPM")     # whose 16-bit grayscale PIL opens as mode "I"
+
+
+def _rgb(image: Image.Image, path: Path, notes: list[str], file_format: str | None) -> np.ndarray:
+    """8-bit RGB pixels of ``image`` (read from a ``file_format`` file); the conversion said in ``notes``.
+    16-bit grayscale is scaled (v / 257); a 32-bit integer image of 8-bit values is kept, of wider ones
+    refused (its range is not known: scaled it could come out black), as is a floating-point image."""
     mode = image.mode
     if mode.startswith("I;16") or mode == "I":
         values = np.asarray(image).astype(np.int64)
         low, high = (int(values.min()), int(values.max())) if values.size else (0, 0)
-        if low < 0 or high > 65535:
-            raise ValueError(f"{path}: a 32-bit integer image (values {low} .. {high}); save it as 8-bit RGB")
-        if mode == "I" and high <= 255:         # 32-bit storage of 8-bit values: kept as they are
-            notes.append("32-bit grayscale of 8-bit values converted to RGB")
-            gray = values.astype(np.uint8)
-        else:
+        sixteen = mode.startswith("I;16") or file_format in SIXTEEN_BIT_FORMATS
+        if low < 0 or high > (65535 if sixteen else 255):
+            raise ValueError(f"{path}: a {'16' if sixteen else '32'}-bit integer image of values {low} .. {high}: "
+                             "its range is not known; save it as 8-bit RGB")
+        if sixteen:
             notes.append("16-bit grayscale scaled to 8 bits")
             gray = np.round(values / 257.0).astype(np.uint8)
+        else:                                   # 32-bit storage of 8-bit values: kept as they are
+            notes.append("32-bit grayscale of 8-bit values converted to RGB")
+            gray = values.astype(np.uint8)
         return np.ascontiguousarray(np.repeat(gray[..., None], 3, axis=2))
     if mode == "F":
         raise ValueError(f"{path}: a floating-point image; save it as 8-bit RGB")

@@ -554,6 +554,9 @@ def test_cli_sample_says_what_it_does_and_blames_the_right_file(pipeline, tmp_pa
     # int(3 x 0.3) = 0; int(3 x 0.334) = 1 and int(4 x 0.3) = 1: the least strength and the fewest steps that keep one
     assert ("--strength 0.3 with --steps 3 keeps no step (int(steps x strength) = 0): give --strength 0.334 or more, "
             "or --steps 4 or more") in capsys.readouterr().err
+    assert main([*args, "--strength", "0.0005", "--steps", "2"]) == 2   # no step count up to 1000 keeps one
+    assert ("--strength 0.0005 with --steps 2 keeps no step (int(steps x strength) = 0): give --strength 0.5 or "
+            "more\n") in capsys.readouterr().err
     assert main([*args, "--steps", "1001"]) == 2   # more steps than the video schedule's timesteps
     assert "--steps 1001: at most the 1000 timesteps the video branch was trained on" in capsys.readouterr().err
     assert main([*args, "--steps", "1"]) == 2      # the model's strength 0.5 keeps none of 1 step

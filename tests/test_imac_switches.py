@@ -132,3 +132,9 @@ def test_a_jump_at_the_joins_stands_out_of_the_in_window_range_and_a_smooth_sign
     real, pseudo = imac_switches.join_profile(jumped, window, 0)
     assert (real > pseudo.max(axis=0)).all()
     assert "above 100% of them" in imac_switches.profile_summary(real[0], pseudo[:, 0])
+    # windows overlapping 16 frames: a join every 64 frames (at 80, 144, ...), positions 3 .. 61 between them
+    joins = [keep for _, _, keep in imac_switches.motion_windows(frames, window, 16)][1:]
+    assert joins[:3] == [80, 144, 208]
+    jumped = smooth + 3.0 * np.searchsorted(joins, t[:, 0], side="right")[:, None]
+    real, pseudo = imac_switches.join_profile(jumped, window, 16)
+    assert pseudo.shape == (64 - 5, 2) and (real > pseudo.max(axis=0)).all()

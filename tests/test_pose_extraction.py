@@ -11,7 +11,7 @@ import pytest
 
 from metrics.io.files import save_npz_atomic
 from metrics.io.video import read_video, write_video
-from metrics.pose.extraction import cached_keypoints, keypoint_cache, video_keypoints
+from metrics.pose.extraction import cached_keypoints, check_frame_count, keypoint_cache, video_keypoints
 from metrics.pose.toy import ToyMarkerPose
 from metrics.protocol import Protocol
 
@@ -66,12 +66,38 @@ def test_a_damaged_entry_is_extracted_again(video, tmp_path, caplog, damage):
 
 
 def test_a_truncated_video_is_refused_naming_it(video, tmp_path):
-    data = video.video.read_bytes()
+    """A file cut short whose index (moved to the front) still declares every frame: fewer decode."""
+    import av
+
+    from bench.baselines.pose_guided_training import clip_keypoints as generator_keypoints
+    from bench.methods.base import BenchContext
+    from metrics.io.video import probe_video
+
+    frames = read_video(video.video)
+    whole = tmp_path / "whole.mp4"
+    with av.open(str(whole), "w", options={"movflags": "faststart"}) as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode(None))
+    data = whole.read_bytes()
     truncated = tmp_path / "cut.mp4"
     truncated.write_bytes(data[: len(data) * 2 // 3])
-    with pytest.raises(ValueError, match="cut.mp4"):
-        video_keypoints(truncated, ToyMarkerPose(), keypoint_cache(tmp_path / "c", "toy", "1"))
+    decoded, declared = len(read_video(truncated)), probe_video(truncated).num_frames
+    assert 0 < decoded < declared
+    message = rf"cut.mp4: decoded {decoded} frames, the container says {declared}: truncated or corrupt file"
+    cache = keypoint_cache(tmp_path / "c", "toy", "1")
+    with pytest.raises(ValueError, match=message):
+        video_keypoints(truncated, ToyMarkerPose(), cache)
+    record = SimpleNamespace(load_keypoints=lambda: None, video=truncated, label="x/cut", fps=25.0)
+    context = BenchContext(data_root=tmp_path, work_dir=tmp_path / "w", pose_extractor=ToyMarkerPose(),
+                           keypoint_cache=cache)
+    with pytest.raises(ValueError, match=message):        # MYA's training data: the same refusal
+        generator_keypoints(context, record, read_video(truncated))
     assert not any((tmp_path / "c").rglob("*.npz"))          # nothing of the short read is cached
+    with pytest.raises(ValueError, match="v.mp4: no frames"):
+        check_frame_count("v.mp4", 0, 0)
 
 
 def test_the_baselines_training_data_reads_what_the_autoencoders_training_extracted(video, tmp_path):

@@ -60,15 +60,27 @@ def png_header(width: int, height: int) -> bytes:
             + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
 
 
-@pytest.mark.parametrize("width, height", [(12_000, 10_000), (100_000, 100_000)])
-def test_an_image_too_large_is_refused_from_its_header_in_one_line(tmp_path, width, height):
-    # 120 MP: over this project's bound, under PIL's; 10 GP: over PIL's own (its DecompressionBombError)
+@pytest.mark.parametrize("width, height, said", [(12_000, 10_000, "12000x10000 pixels"),
+                                                 (100_000, 100_000, "10,000,000,000 pixels")])
+def test_an_image_too_large_is_refused_from_its_header_in_one_line(tmp_path, width, height, said):
+    # 120 MP: over this project's bound, between PIL's warning (89 MP) and its refusal (179 MP); 10 GP: over
+    # PIL's refusal (its DecompressionBombError)
     (tmp_path / "huge.png").write_bytes(png_header(width, height))
     assert width * height > MAX_IMAGE_PIXELS
     with warnings.catch_warnings():
         warnings.simplefilter("error")          # no DecompressionBombWarning printed either
-        with pytest.raises(ValueError, match=r"huge.png: an image of .*, more than the 100,000,000 pixels accepted"):
+        with pytest.raises(ValueError, match=rf"huge.png: an image of {said}, more than the 100,000,000 pixels "
+                                             "accepted; scale it down first"):
             read_image(tmp_path / "huge.png")
+
+
+def test_an_image_under_the_bound_but_over_pils_warning_is_not_refused_as_too_large(tmp_path):
+    (tmp_path / "big.png").write_bytes(png_header(9_500, 9_500))          # 90 MP: PIL warns from 89 MP
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError) as refused:        # its pixels are missing: refused when decoded
+            read_image(tmp_path / "big.png")
+    assert "more than the" not in str(refused.value) and "big.png" in str(refused.value)
 
 
 def test_a_strip_of_a_few_pixels_is_refused_as_a_reference(tmp_path):
@@ -87,8 +99,13 @@ def test_unreadable_audio_says_why_and_what_is_read(tmp_path):
         audio_info(tmp_path / "empty.wav")
     (tmp_path / "notes.wav").write_text("these are not samples\n" * 10)
     for read in (audio_info, load_audio):
-        with pytest.raises(ValueError, match=r"notes.wav: cannot read audio.*WAV, FLAC, OGG \(Vorbis, Opus\) or MP3"):
+        with pytest.raises(ValueError, match=r"notes.wav: cannot read audio.*\(a damaged file, or not the .wav its "
+                                             r"name says; audio is read as WAV, FLAC, OGG \(Vorbis, Opus\) or MP3\)"):
             read(tmp_path / "notes.wav")
+    (tmp_path / "talk.m4a").write_bytes(b"\x00\x00\x00\x18ftypM4A " + bytes(64))
+    with pytest.raises(ValueError, match=r"talk.m4a: .*extract other audio first, e.g. `ffmpeg -i talk.m4a -ac 1 "
+                                         r"talk.wav`"):
+        audio_info(tmp_path / "talk.m4a")
 
 
 def test_a_safetensors_file_cut_short_is_named_with_its_sizes(tmp_path):
@@ -126,6 +143,16 @@ def test_32_bit_grayscale_of_8_bit_values_is_kept_and_of_wider_values_refused(tm
     Image.fromarray(small, mode="I").save(tmp_path / "eight.tif")
     assert Image.open(tmp_path / "eight.tif").mode == "I"
     np.testing.assert_array_equal(read_image(tmp_path / "eight.tif").pixels[..., 1], [[0, 17, 255]])
-    Image.fromarray(np.array([[0, 70000]], np.int32), mode="I").save(tmp_path / "wide.tif")
-    with pytest.raises(ValueError, match=r"wide.tif: a 32-bit integer image \(values 0 .. 70000\)"):
-        read_image(tmp_path / "wide.tif")
+    for values in ([[0, 1000]], [[0, 70000]]):      # a range that is not known: scaled, 1000 would come out dark
+        Image.fromarray(np.array(values, np.int32), mode="I").save(tmp_path / "wide.tif")
+        with pytest.raises(ValueError, match=rf"wide.tif: a 32-bit integer image of values 0 .. {values[0][1]}: its "
+                                             "range is not known"):
+            read_image(tmp_path / "wide.tif")
+
+
+def test_a_16_bit_pgm_opened_as_32_bit_is_scaled_as_16_bit(tmp_path):
+    values = np.array([[0, 200], [257, 65535]], np.uint16)       # a dark 16-bit image stays dark
+    (tmp_path / "dark.pgm").write_bytes(b"P5\n2 2\n65535\n" + values.astype(">u2").tobytes())
+    image = read_image(tmp_path / "dark.pgm")
+    np.testing.assert_array_equal(image.pixels[..., 0], [[0, 1], [1, 255]])       # round(v / 257)
+    assert image.notes == ("16-bit grayscale scaled to 8 bits",)

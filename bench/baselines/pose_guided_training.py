@@ -41,8 +41,8 @@ from imac.models.video import encode_latents
 from metrics.distributed import SINGLE
 from metrics.io.bounded import read_json
 from metrics.io.files import atomic_folder, write_json_atomic
-from metrics.io.video import read_video
-from metrics.pose.extraction import cached_keypoints, store_keypoints
+from metrics.io.video import probe_video, read_video
+from metrics.pose.extraction import cached_keypoints, check_frame_count, store_keypoints
 from metrics.training import DataParallel
 
 logger = logging.getLogger(__name__)
@@ -70,12 +70,14 @@ class TrainingFrames:
 
 def clip_keypoints(context: BenchContext, record, frames: np.ndarray) -> np.ndarray:
     """A clip's keypoints (F, 133, 3): the dataset's, else the run's pose extractor's over ``frames`` (the
-    clip's decoded frames), through the run's keypoint cache (``context.keypoint_cache``)."""
+    clip's decoded frames), through the run's keypoint cache (``context.keypoint_cache``). ValueError naming
+    the video when fewer frames decoded than its container declares (``check_frame_count``)."""
     keypoints = record.load_keypoints()
     if keypoints is not None:
         return keypoints
     if context.pose_extractor is None:
         raise ValueError(f"{record.label}: the dataset has no keypoints and no pose extractor was given")
+    check_frame_count(record.video, len(frames), probe_video(record.video).num_frames)
     keypoints = cached_keypoints(context.keypoint_cache, record.video, len(frames))
     if keypoints is None:
         keypoints = store_keypoints(context.keypoint_cache, record.video, context.pose_extractor(frames), record.fps,

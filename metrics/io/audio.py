@@ -72,12 +72,17 @@ def write_wav(path: str | os.PathLike, samples: np.ndarray, sample_rate: int) ->
 READABLE = "WAV, FLAC, OGG (Vorbis, Opus) or MP3"      # what libsndfile (soundfile) decodes
 
 
+READABLE_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3")
+
+
 def _unreadable(path: Path, error: BaseException) -> str:
     """Why soundfile could not open ``path``, for the user: an empty file said as such, else the
     library's reason and the formats it reads (an .m4a or a video's sound is to be extracted first)."""
     if path.stat().st_size == 0:
         return "an empty file (0 bytes)"
     message = str(error).replace(f"Error opening {str(path)!r}: ", "")
+    if path.suffix.lower() in READABLE_SUFFIXES:
+        return f"{message} (a damaged file, or not the {path.suffix} its name says; audio is read as {READABLE})"
     return (f"{message} (audio files are read as {READABLE}; extract other audio first, e.g. "
             f"`ffmpeg -i {path.name} -ac 1 {path.stem}.wav`)")
 

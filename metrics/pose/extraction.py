@@ -74,7 +74,15 @@ def video_keypoints(video: str | Path, extractor, cache: VideoCache | None = Non
         for chunk in reader.iter_chunks(CHUNK):
             decoded += len(chunk)
             parts.append(extractor(chunk))
-    if decoded != info.num_frames:
-        raise ValueError(f"{video}: decoded {decoded} frames, the container says {info.num_frames}: "
-                         "truncated or corrupt file")
+    check_frame_count(video, decoded, info.num_frames)
     return store_keypoints(cache, video, np.concatenate(parts), info.fps, decoded), info.fps
+
+
+def check_frame_count(video: str | Path, decoded: int, declared: int) -> None:
+    """ValueError naming ``video`` when ``decoded`` frames differ from the ``declared`` (the container's)
+    count, or when there are none: a truncated or corrupt file is refused, not scored or trained on short."""
+    if decoded != declared:
+        raise ValueError(f"{video}: decoded {decoded} frames, the container says {declared}: truncated or corrupt "
+                         "file")
+    if decoded == 0:
+        raise ValueError(f"{video}: no frames")
