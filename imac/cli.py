@@ -128,11 +128,8 @@ def _check_sample_options(args: argparse.Namespace) -> str:
             raise FileNotFoundError(f"{option} {path}: " + ("a folder, not a file" if path.is_dir() else "no such file"))
     if args.out.is_dir():
         raise IsADirectoryError(f"--out {args.out}: a folder; give the .mp4 file to write")
-    try:
-        check_file_target(args.out, "video", suffixes=(".mp4",))
-        check_file_target(Path(args.out).with_suffix(".motion.npz"), "motion")
-    except (OSError, ValueError) as error:
-        raise type(error)(f"--out {error}") from None
+    _blamed("--out", check_file_target, args.out, "video", suffixes=(".mp4",))
+    _blamed("--out", check_file_target, Path(args.out).with_suffix(".motion.npz"), "motion")
     return device
 
 
@@ -142,10 +139,7 @@ def _sample_config(args: argparse.Namespace) -> tuple[IMACConfig, int, int]:
     from imac.models.video import VIDEO_TRAIN_TIMESTEPS
     from imac.pipeline import check_video_steps, read_model_card
 
-    try:
-        config, card = read_model_card(args.model)
-    except (OSError, ValueError) as error:
-        raise type(error)(f"--model {error}") from None
+    config, card = _blamed("--model", read_model_card, args.model)
     if card["stage"] != "stage2":
         raise ValueError(f"--model {args.model}: a stage-1 (motion only) model folder; sampling videos needs "
                          "the stage-2 model (<output>/stage2/model)")

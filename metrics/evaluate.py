@@ -54,7 +54,7 @@ from metrics.inputs import SKELETON_METRICS, ClipProperties, InputReport, check_
 from metrics.io.cache import VideoCache, file_hash
 from metrics.io.video import VideoReader, probe_video, read_video
 from metrics.pose.dwpose import DWPose, DWPoseModelError
-from metrics.pose.extraction import cached_keypoints, keypoint_cache, store_keypoints
+from metrics.pose.extraction import cached_keypoints, check_frame_count, keypoint_cache, store_keypoints
 from metrics.pose.toy import ToyMarkerPose
 from metrics.protocol import Protocol, preset_of
 from metrics.registry import (BUILT_IN, DEFAULT_METRICS, REGISTRY, ClipInputs, ClipMetric, ClipValues, MissingWeights,
@@ -288,9 +288,8 @@ class Evaluator:
                     raise
                 parts = [part.result() if beside else part for part in parts]   # (an extractor's error is raised here)
             whole = extract or want_frames or getattr(self.protocol, "fvd_clips", "non-overlapping") != "first"
-            if whole and decoded[0] != info.num_frames:
-                raise ClipError(f"{clip.video}: decoded {decoded[0]} frames, the container says "
-                                f"{info.num_frames}: truncated or corrupt file")
+            if whole:
+                check_frame_count(clip.video, decoded[0], info.num_frames, ClipError)
             if compute_fvd and self.fvd_cache is not None:
                 self.fvd_cache.store(clip.video, **fvd_stats.state_dict())
             if extract:   # float32 as the cache holds them: a first run and a cached one score the same numbers

@@ -78,11 +78,11 @@ def video_keypoints(video: str | Path, extractor, cache: VideoCache | None = Non
     return store_keypoints(cache, video, np.concatenate(parts), info.fps, decoded), info.fps
 
 
-def check_frame_count(video: str | Path, decoded: int, declared: int) -> None:
-    """ValueError naming ``video`` when ``decoded`` frames differ from the ``declared`` (the container's)
+def check_frame_count(video: str | Path, decoded: int, declared: int,
+                      error: type[ValueError] = ValueError) -> None:
+    """``error`` naming ``video`` when ``decoded`` frames differ from the ``declared`` (the container's)
     count, or when there are none: a truncated or corrupt file is refused, not scored or trained on short."""
     if decoded != declared:
-        raise ValueError(f"{video}: decoded {decoded} frames, the container says {declared}: truncated or corrupt "
-                         "file")
+        raise error(f"{video}: decoded {decoded} frames, the container says {declared}: truncated or corrupt file")
     if decoded == 0:
-        raise ValueError(f"{video}: no frames")
+        raise error(f"{video}: no frames")
