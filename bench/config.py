@@ -12,6 +12,8 @@ A bench config is a YAML file (``bench/configs/<name>.yaml`` or any path)::
     fgd_autoencoder: null                # a trained skeleton autoencoder; null: trained on the train split
     fgd_autoencoder_steps: 400
     vae_steps: 400                       # the tiny VAE shared by imac (tiny config) and mya
+    vae_resolution: 64                   # its frame size (32, 64 or 128 px: 16 x 16 latents); imac's
+                                         # data.resolution and mya's resolution are to be the same
     methods:                             # per-method options (each method documents its own)
       imac: {config: tiny, overrides: [stage1.steps=200]}
       s2g: {...}
@@ -34,6 +36,9 @@ from metrics.protocol import split_presets
 from metrics.registry import DEFAULT_METRICS, normalise_metrics
 
 CONFIG_DIR = Path(__file__).parent / "configs"
+# The frame sizes of the shared tiny VAE (imac.training.autoencoder.TINY_VAE_RESOLUTIONS; not imported
+# here: it loads diffusers, which a run of external methods never needs)
+VAE_RESOLUTIONS = (32, 64, 128)
 
 
 @dataclass
@@ -58,6 +63,7 @@ class BenchConfig:
     fgd_autoencoder: str | None = None
     fgd_autoencoder_steps: int = 400
     vae_steps: int = 400
+    vae_resolution: int = 64
     methods: dict[str, dict[str, Any]] = field(default_factory=dict)
     weights: dict[str, str] = field(default_factory=dict)   # hook metrics' weight files by MetricSpec.weights
     # Sync-C/Sync-D selected without ``weights.syncnet``: a reduced-width SyncNet of the published layers is
@@ -88,6 +94,9 @@ def config_from_dict(values: dict[str, Any], where: str = "bench config") -> Ben
     except ValueError as error:
         said = re.sub(r"--([a-z]+(?:-[a-z]+)*)", lambda m: m.group(1).replace("-", "_"), str(error))
         raise OptionsError(f"{where}: corpus: {said}") from None
+    if config.vae_resolution not in VAE_RESOLUTIONS:
+        raise OptionsError(f"{where}: vae_resolution: {config.vae_resolution} px; the tiny VAE takes "
+                           f"{', '.join(map(str, VAE_RESOLUTIONS))} px frames to 16 x 16 latents")
     return config
 
 

@@ -258,9 +258,9 @@ class SharedModels:
     def vae_training(self) -> dict[str, Any]:
         """The settings ``vae`` trains the tiny VAE with (``train_autoencoder``'s keywords but the
         device, progress and processes)."""
-        from imac.training.autoencoder import TINY_VAE_TRAINING     # (diffusers: see ``vae``)
+        from imac.training.autoencoder import tiny_vae_training     # (diffusers: see ``vae``)
 
-        return {**TINY_VAE_TRAINING, "steps": self.config.vae_steps, "seed": self.seed}
+        return {**tiny_vae_training(self.config.vae_resolution), "steps": self.config.vae_steps, "seed": self.seed}
 
     def check_vae(self) -> None:
         """Refuse (RunMismatchError) a tiny VAE trained earlier in the run folder (``work/vae``) with other
@@ -384,6 +384,7 @@ class RunPlan:
                                                           self.protocol.version),
                             shared_vae=self.shared.vae,
                             check_shared_vae=self.shared.check_vae,
+                            shared_vae_resolution=self.config.vae_resolution,
                             processes=self.processes if method.prepares_together else SINGLE)
 
 

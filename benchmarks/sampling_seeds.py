@@ -11,7 +11,10 @@ its models are loaded and checked as a resumed run checks them), writes the vide
 ``<out>/seed-<N>/<method>/<identity>/<clip_id>.mp4`` (resumable: a written video is kept), scores them
 with the run's protocol, skeleton autoencoder, pose extractor and I3D, and prints, per metric, each
 method's value at the run's seed (its own videos, scored again here) and at every other seed, their
-mean and range, beside the controls that draw nothing (the static frame: one value at every seed).
+mean and range, beside the controls that draw nothing (the static frame: one value at every seed), and
+each method's paired difference from the static control at every seed (``bench.scoring.paired_differences``:
+method - static over the same clips, with its 95% interval): whether drawing motion beats not drawing any
+is a question of the pairs, not of two level intervals.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from bench.methods import CONTROLS, make_method
 from bench.methods.base import Method
 from bench.runner import (RunMismatchError, RunPlan, RunSettings, SharedModels, check_made_with, clip_seed,
                           conform_frames, data_root, previous_key, read_run_file, run_device, test_clips)
-from bench.scoring import RunScorer
+from bench.scoring import RunScorer, paired_differences
 from metrics.distributed import SINGLE
 from metrics.evaluate import Evaluator
 from metrics.io.audio import SAMPLE_RATE
@@ -128,6 +131,32 @@ def score_folder(evaluator: Evaluator, plan: RunPlan, folder: Path, name: str):
     return scored.scores.get("all", {}), scored.unscored
 
 
+def against_still(evaluator: Evaluator, plan: RunPlan, folder: Path, name: str, still: str = STILL[0]
+                  ) -> dict[str, dict]:
+    """``folder/name``'s videos minus the run's ``still`` control, paired over the test clips both could score:
+    {metric: ``paired_differences``' row (estimate, low, high, pairs)}."""
+    scorer = RunScorer.for_dataset(evaluator, plan.data, plan.clips, folder)
+    scorer.method(name)
+    control = RunScorer.for_dataset(evaluator, plan.data, plan.clips, plan.out)
+    control.method(still)
+    scorer.fake_records[still] = control.fake_records[still]
+    return {row["metric"]: row for row in paired_differences(scorer, [name, still])}
+
+
+def difference_table(differences: dict[str, dict[int, dict]], label: str, seeds: list[int], run_seed: int) -> str:
+    """A markdown table of one metric's paired differences from the static control: a row per method,
+    a column per seed, "estimate [low, high]"."""
+    head = [f"{s} (the run's)" if s == run_seed else str(s) for s in seeds]
+    lines = [f"| {label}: method - static control, paired | " + " | ".join(head) + " |", "|---" * (len(seeds) + 1) + "|"]
+    for name, by_seed in differences.items():
+        cells = []
+        for seed in seeds:
+            row = by_seed.get(seed)
+            cells.append("-" if row is None else f"{row['estimate']:.4g} [{row['low']:.4g}, {row['high']:.4g}]")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def table(values: dict[str, dict[int, object]], label: str, seeds: list[int], run_seed: int) -> str:
     """A markdown table of one metric (``label``): a row per method, a column per seed, mean and range."""
     head = [f"{s} (the run's)" if s == run_seed else str(s) for s in seeds]
@@ -183,6 +212,7 @@ def main(argv: list[str] | None = None, custom: dict[str, Callable[[], Method]] 
     run_seed = plan.settings.seed
     all_seeds = [run_seed] + [s for s in seeds if s != run_seed]
     values: dict[str, dict[str, dict[int, object]]] = {m: {} for m in metrics}
+    differences: dict[str, dict[str, dict[int, dict]]] = {m: {} for m in metrics}
     notes, prepared = [], set()
     for method in plan.methods:
         for seed in all_seeds:
@@ -192,8 +222,11 @@ def main(argv: list[str] | None = None, custom: dict[str, Callable[[], Method]] 
                     notes.append(f"{method.name}, seed {seed}: {made} videos in {seconds:.0f} s")
             scores, unscored = score_folder(evaluator, plan, plan.out if seed == run_seed else out / f"seed-{seed}",
                                             method.name)
+            still = against_still(evaluator, plan, plan.out if seed == run_seed else out / f"seed-{seed}", method.name)
             for metric in metrics:
                 values[metric].setdefault(method.label, {})[seed] = scores.get(metric)
+                if metric in still:
+                    differences[metric].setdefault(method.label, {})[seed] = still[metric]
             if unscored:
                 notes.append(f"{method.name}, seed {seed}: {len(unscored)} clip(s) unscored")
     for name in STILL:
@@ -205,6 +238,8 @@ def main(argv: list[str] | None = None, custom: dict[str, Callable[[], Method]] 
           f"sampled with clip_seed(N, clip), the run's trained models; protocol {plan.config.protocol}.\n")
     for metric in metrics:
         print(table(values[metric], evaluator.label(metric), all_seeds, run_seed) + "\n")
+        if differences[metric]:
+            print(difference_table(differences[metric], evaluator.label(metric), all_seeds, run_seed) + "\n")
     for note in notes:
         print(note, file=sys.stderr)
     return 0

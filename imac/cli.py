@@ -85,12 +85,15 @@ def training_summary(result) -> str:
 
 
 def _train_vae(config: IMACConfig, args: argparse.Namespace) -> int:
-    from imac.training.autoencoder import TINY_VAE_TRAINING, train_autoencoder  # diffusers: see the top
+    from imac.training.autoencoder import tiny_vae_training, train_autoencoder  # diffusers: see the top
 
     if config.video.pretrained or not config.video.vae:
         raise ValueError("this config uses a pretrained VAE (video.pretrained); nothing to train")
-    settings = dict(TINY_VAE_TRAINING, resolution=config.data.resolution,
-                    vae_kwargs=dict(TINY_VAE_TRAINING["vae_kwargs"], sample_size=config.data.resolution))
+    try:
+        latent = config.video.unet.get("sample_size")       # the tiny UNet's latent grid (16)
+        settings = tiny_vae_training(config.data.resolution, *([int(latent)] if latent else []))
+    except ValueError as error:
+        raise ValueError(f"data.resolution: {error}") from None
     if args.max_steps:
         settings["steps"] = args.max_steps
     steps = settings["steps"]

@@ -17,8 +17,9 @@ from PIL import Image
 from imac.frames import NonFiniteError, frames_to_tensor, load_image, tensor_to_frames
 from metrics.dataset import Dataset, write_manifest
 from bench.data.toy.corpus import ToyCorpusConfig, generate_toy_corpus
-from imac.training.autoencoder import (TINY_VAE_KWARGS, TINY_VAE_TRAINING, TRAINING_CARD, chroma_weights,
-                                       count_parameters, reconstruct, reconstruction_error, train_autoencoder)
+from imac.training.autoencoder import (TINY_VAE_KWARGS, TINY_VAE_RESOLUTIONS, TINY_VAE_TRAINING, TRAINING_CARD,
+                                       chroma_weights, count_parameters, reconstruct, reconstruction_error,
+                                       tiny_vae_kwargs, tiny_vae_training, train_autoencoder)
 
 # A very small VAE (3 blocks, /4) for the training tests; 32 px frames -> 8x8x4 latents.
 SMALL_VAE = dict(TINY_VAE_KWARGS, block_out_channels=(8, 8, 16), norm_num_groups=4, sample_size=32)
@@ -141,6 +142,31 @@ def test_tiny_vae_is_small_and_divides_by_four():
     with torch.no_grad():
         latents = vae.encode(torch.zeros(1, 3, 64, 64)).latent_dist.mode()
     assert latents.shape == (1, 4, 16, 16)
+
+
+@pytest.mark.parametrize("resolution, widths", [(32, (32, 64)), (64, (16, 32, 64)), (128, (8, 16, 32, 64))])
+def test_the_tiny_vae_takes_each_frame_size_to_the_same_latent_grid(resolution, widths):
+    kwargs = tiny_vae_kwargs(resolution)
+    assert kwargs["block_out_channels"] == widths and kwargs["sample_size"] == resolution
+    if resolution == 64:
+        assert kwargs == TINY_VAE_KWARGS and tiny_vae_training(64) == TINY_VAE_TRAINING
+    vae = AutoencoderKL(**kwargs)
+    with torch.no_grad():
+        latents = vae.encode(torch.zeros(1, 3, resolution, resolution)).latent_dist.mode()
+        decoded = vae.decode(latents).sample
+    assert latents.shape == (1, 4, 16, 16) and decoded.shape == (1, 3, resolution, resolution)
+    training = tiny_vae_training(resolution)
+    assert training["vae_kwargs"] == kwargs and training["resolution"] == resolution
+    # as many pixels a batch as 8 frames of 64 px at most twice over: 128 px, 4 frames
+    assert training["batch_size"] == {32: 8, 64: 8, 128: 4}[resolution]
+    with pytest.raises(ValueError, match=r"takes frames of 32, 64, 128 px to 16 x 16 latents, not 96 px"):
+        tiny_vae_kwargs(96)
+
+
+def test_the_bench_config_knows_the_tiny_vae_sizes():
+    from bench.config import VAE_RESOLUTIONS
+
+    assert VAE_RESOLUTIONS == TINY_VAE_RESOLUTIONS
 
 
 def test_chroma_weights_favour_saturated_pixels():

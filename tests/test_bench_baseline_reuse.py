@@ -25,6 +25,7 @@ from bench.methods.s2g import S2GMethod
 from bench.runner import RunMismatchError, RunPlan, RunSettings, SharedModels, check_made_with, vae_training_changes
 from imac.config import IMACConfig, load_config
 from imac.training.autoencoder import TINY_VAE_TRAINING
+from metrics.options import OptionsError
 from metrics.protocol import get_protocol
 
 SEED = 0
@@ -406,3 +407,39 @@ def test_imac_given_a_pretrained_i2vgenxl_by_override_does_not_take_the_runs_vae
     options = IMACOptions.from_dict({**IMAC_OPTIONS, "overrides": ["video.pretrained=/models/i2vgen-xl"]})
     assert IMACMethod("imac").uses_shared_vae(ctx, IMACOptions.from_dict(IMAC_OPTIONS))
     assert not IMACMethod("imac").uses_shared_vae(ctx, options)
+
+
+# -- the shared VAE's frame size ------------------------------------------------------------------------
+
+
+def test_a_method_drawing_frames_of_another_size_than_the_shared_vae_is_refused_before_training(tmp_path):
+    shared = shared_models(tmp_path)
+    shared.config.vae_resolution = 128
+    config = shared.config
+    plan = RunPlan(settings=RunSettings(methods=["mya"], out=tmp_path, config=config, progress=False), config=config,
+                   out=tmp_path, data=tmp_path / "no-data", device="cpu", protocol=shared.protocol, clips=(),
+                   methods=(MYAMethod(),), shared=shared)
+    given = replace(plan.context(plan.methods[0]), shared_vae=never_train_the_vae)
+    assert given.shared_vae_resolution == 128
+    with pytest.raises(ValueError, match=r"^mya: resolution is 64 px but the run's shared VAE takes 128 px frames .*"
+                                         r"give resolution=128, or vae_resolution: 64"):
+        MYAMethod().check_folder(replace(given, options=dict(MYA_OPTIONS)))      # no videos: refused all the same
+    MYAMethod().check_folder(replace(given, options={**MYA_OPTIONS, "resolution": 128}))
+    imac = replace(given, work_dir=tmp_path / "work" / "imac", options=dict(IMAC_OPTIONS))
+    with pytest.raises(ValueError, match=r"^imac: data.resolution is 64 px but .* give data.resolution=128"):
+        IMACMethod("imac").check_folder(imac)
+    IMACMethod("imac").check_folder(replace(imac, options={**IMAC_OPTIONS, "overrides": [
+        *IMAC_OPTIONS["overrides"], "data.resolution=128"]}))
+    given_model = {**IMAC_OPTIONS, "model": str(tmp_path / "given")}          # a given model brings its own VAE
+    IMACMethod("imac").check_folder(replace(imac, options=given_model))
+
+
+def test_the_run_trains_its_vae_at_the_configs_frame_size():
+    from imac.training.autoencoder import tiny_vae_training
+
+    config = config_from_dict({"metrics": ["bas"], "vae_resolution": 128, "methods": {}})
+    shared = SharedModels(Path("run"), Path("data"), config, get_protocol(config.protocol), "cpu", SEED, False)
+    assert shared.vae_training() == {**tiny_vae_training(128), "steps": config.vae_steps, "seed": SEED}
+    assert shared.vae_training()["vae_kwargs"]["block_out_channels"] == (8, 16, 32, 64)
+    with pytest.raises(OptionsError, match=r"vae_resolution: 96 px; the tiny VAE takes 32, 64, 128 px"):
+        config_from_dict({"metrics": ["bas"], "vae_resolution": 96, "methods": {}})

@@ -171,6 +171,14 @@ def test_imac_train_refuses_an_unknown_override_key(argv, capsys):
     assert err.count("\n") == 1 and "imac train: error:" in err and "stage1: unknown key(s) nope" in err
 
 
+def test_imac_train_vae_refuses_a_frame_size_the_tiny_vae_does_not_take(tmp_path, capsys):
+    # 96 px cannot be halved to the tiny UNet's 16 x 16 latents: refused in one line before any frame is read
+    assert imac_main(["train", "vae", "--config", "tiny", f"video.vae={tmp_path / 'vae'}", "data.resolution=96"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "data.resolution: the tiny VAE takes frames of 32, 64, 128 px" in err
+    assert "not 96 px" in err and not (tmp_path / "vae").exists()
+
+
 def test_imac_overrides_belong_to_train_only(capsys):
     with pytest.raises(SystemExit) as exit_:
         imac_main(["validate", "somewhere", "a.b=1"])

@@ -58,12 +58,23 @@ class BenchContext:
     # refuses (ValueError) a tiny VAE trained earlier in the run folder with other settings than this run's
     # would be; trains nothing (``check_folder`` may call it, never ``shared_vae``)
     check_shared_vae: Callable[[], None] | None = None
+    shared_vae_resolution: int | None = None   # the frame size of ``shared_vae`` (the bench config's vae_resolution)
     # The processes preparing together (a method with ``prepares_together`` under a launch): its trainers
     # run data-parallel over them (``metrics.training``) and only the main one writes model folders.
     processes: Processes = SINGLE
 
     def dataset(self) -> Dataset:
         return Dataset.open(self.data_root, level="files")
+
+
+def check_shared_vae_size(context: BenchContext, resolution: int, method: str, key: str) -> None:
+    """Refuse (ValueError) a method whose frames (``resolution`` px, its option ``key``) are not the size
+    the run's shared VAE is trained at (``context.shared_vae_resolution``), before anything is trained:
+    it would encode them to another latent grid than its network's."""
+    size = context.shared_vae_resolution
+    if size is not None and resolution != size:
+        raise ValueError(f"{method}: {key} is {resolution} px but the run's shared VAE takes {size} px frames "
+                         f"(the bench config's vae_resolution): give {key}={size}, or vae_resolution: {resolution}")
 
 
 def made_videos(context: BenchContext) -> Path | None:

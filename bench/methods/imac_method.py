@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.methods.base import BenchContext, Method, made_videos
+from bench.methods.base import BenchContext, Method, check_shared_vae_size, made_videos
 from imac.config import (SAMPLING_KEYS, SAMPLING_KEYS_ADDED, IMACConfig, config_differences, flat_config, kept_steps,
                          listed, load_config, with_sampling_of, with_sampling_overrides)
 from imac.frames import frames_to_tensor
@@ -150,6 +150,8 @@ class IMACMethod(Method):
         # (where it is does not count: video.vae is one of the LOCATION_KEYS); also what it samples with
         # (``sampled_with``)
         config = self.config(replace(context, shared_vae=None), options)
+        if self.uses_shared_vae(context, options):
+            check_shared_vae_size(context, config.data.resolution, self.name, "data.resolution")
         steps = options.sample_steps or config.video.sample_steps
         try:       # refused here, before any training, rather than at the first clip
             kept_steps(steps, config.video.sample_strength)

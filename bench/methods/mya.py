@@ -20,7 +20,8 @@ from diffusers import AutoencoderKL
 from bench.baselines.keypoint_motion import KeypointMotion, shared_folder, shared_model_changes
 from bench.baselines.pose_guided import DTYPES, MYAGenerator, MYAOptions, render_frames
 from bench.baselines.pose_guided_training import GENERATOR_FOLDER, generator_changes, train_or_load_generator
-from bench.methods.base import BenchContext, Method, check_model_of_videos, made_videos, reference_keypoints
+from bench.methods.base import (BenchContext, Method, check_model_of_videos, check_shared_vae_size, made_videos,
+                                reference_keypoints)
 from imac.models.loading import load_pretrained
 from metrics.dataset import ClipRecord
 from metrics.device import resolve_device
@@ -53,11 +54,13 @@ class MYAMethod(Method):
         """Refuse a run folder holding MYA videos made with other models than this run's: another keypoint
         motion model (``keypoint_motion.shared_model_changes``), a generator trained with other settings
         (unless ``model:`` gives one) or a shared VAE trained with other settings
-        (``context.check_shared_vae``). Reads cards, trains nothing."""
+        (``context.check_shared_vae``), and a resolution that is not the shared VAE's
+        (``check_shared_vae_size``). Reads cards, trains nothing."""
+        options = MYAOptions.from_dict(context.options, self.name)
+        check_shared_vae_size(context, options.resolution, self.name, "resolution")
         videos = made_videos(context)
         if videos is None:
             return
-        options = MYAOptions.from_dict(context.options, self.name)
         motion_options = options.motion_options(f"{self.name}.motion")
         check_model_of_videos(videos, "a keypoint motion model", lambda: shared_model_changes(context, motion_options))
         if not options.model:

@@ -4,7 +4,8 @@ The real IMAC configuration uses the pretrained Stable-Diffusion-2.1 VAE of I2VG
 CPU configuration has no pretrained VAE to borrow, so it trains its own on the toy corpus:
 ``TINY_VAE_KWARGS`` (three blocks, /4, 4 latent channels: 64x64 frames -> 16x16x4 latents),
 trained from random initialisation for ``TINY_VAE_STEPS`` Adam steps at ``TINY_VAE_LR`` with the
-settings of ``TINY_VAE_TRAINING``:
+settings of ``TINY_VAE_TRAINING`` (``tiny_vae_training(resolution)``: the same for 32- or 128-px frames, one
+block fewer or more, to the same latents):
 
     summary = train_autoencoder("data/toy", "runs/tiny_vae", **TINY_VAE_TRAINING)
     vae = AutoencoderKL.from_pretrained("runs/tiny_vae")
@@ -65,6 +66,8 @@ TINY_VAE_KWARGS: dict[str, Any] = {
     "mid_block_add_attention": False,
 }
 TINY_VAE_RESOLUTION = 64
+TINY_LATENT_SIZE = 16           # the tiny UNet's latent grid (imac/configs/tiny.yaml: video.unet.sample_size)
+TINY_VAE_RESOLUTIONS = (32, 64, 128)
 TINY_VAE_STEPS = 1000
 TINY_VAE_LR = 1e-3
 TINY_VAE_BATCH_SIZE = 8
@@ -80,6 +83,38 @@ TINY_VAE_TRAINING: dict[str, Any] = {
     "batch_size": TINY_VAE_BATCH_SIZE, "lr": TINY_VAE_LR, "kl_weight": TINY_VAE_KL_WEIGHT,
     "reconstruction": "l1", "chroma_weight": TINY_VAE_CHROMA_WEIGHT,
 }
+
+
+
+def tiny_vae_kwargs(resolution: int, latent_size: int = TINY_LATENT_SIZE) -> dict[str, Any]:
+    """The tiny VAE's architecture for frames of ``resolution`` pixels a side: as many blocks as take it to
+    ``latent_size`` (each block after the first halves the side), the widths halving from 64 towards the
+    full-resolution block, so every level costs about the same per frame. 64 px: ``TINY_VAE_KWARGS``
+    (16-32-64, /4); 128 px: 8-16-32-64 (/8), the same 16 x 16 x 4 latents from the toy corpus' own frames.
+
+    ValueError naming the sizes when ``resolution`` is not ``latent_size`` times 2, 4 or 8.
+    """
+    levels = {latent_size * 2 ** k: k + 1 for k in (1, 2, 3)}     # 16: TINY_VAE_RESOLUTIONS
+    if resolution not in levels:
+        raise ValueError(f"the tiny VAE takes frames of {', '.join(map(str, levels))} px to {latent_size} x "
+                         f"{latent_size} latents, not {resolution} px")
+    widths = tuple(64 >> (levels[resolution] - 1 - i) for i in range(levels[resolution]))
+    return dict(TINY_VAE_KWARGS, down_block_types=("DownEncoderBlock2D",) * len(widths),
+                up_block_types=("UpDecoderBlock2D",) * len(widths), block_out_channels=widths,
+                sample_size=resolution)
+
+
+def tiny_vae_training(resolution: int = TINY_VAE_RESOLUTION, latent_size: int = TINY_LATENT_SIZE) -> dict[str, Any]:
+    """``TINY_VAE_TRAINING`` for frames of ``resolution`` px (``tiny_vae_kwargs``). Above 64 px the batch
+    holds as many pixels as ``TINY_VAE_BATCH_SIZE`` frames of 64 px hold twice over (4 frames of 128 px:
+    the same time per step as 8 of 64 px on a 2-core CPU; measured, README "The frame size")."""
+    if resolution == TINY_VAE_RESOLUTION and latent_size == TINY_LATENT_SIZE:
+        return dict(TINY_VAE_TRAINING)
+    batch_size = TINY_VAE_BATCH_SIZE if resolution <= TINY_VAE_RESOLUTION else \
+        max(1, 2 * TINY_VAE_BATCH_SIZE * TINY_VAE_RESOLUTION ** 2 // resolution ** 2)
+    return dict(TINY_VAE_TRAINING, vae_kwargs=tiny_vae_kwargs(resolution, latent_size), resolution=resolution,
+                batch_size=batch_size)
+
 
 TRAINING_CARD = "training.json"
 RECONSTRUCTION_LOSSES = ("l1", "mse")
