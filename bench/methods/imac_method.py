@@ -139,16 +139,14 @@ class IMACMethod(Method):
         return not load_config(options.config, list(options.overrides) + list(self.switches)).video.pretrained
 
     def check_folder(self, context: BenchContext) -> None:
-        """Refuse a run folder whose IMAC (finished or interrupted) was trained with other settings
-        than this run's (``check_trained_with``), or whose IMAC videos were made with a shared VAE trained
-        with other settings (``context.check_shared_vae``), and a sampling that keeps none of its steps
-        (``kept_steps``) before any training; nothing to check for a given ``model:``."""
+        """Refuse, before any training, a run folder whose IMAC was trained otherwise (``check_trained_with``) or whose
+        videos were made with a shared VAE trained otherwise (``context.check_shared_vae``), frames of another size
+        than that VAE's (``check_shared_vae_size``), a sampling keeping no step (``kept_steps``); not a ``model:``."""
         options = IMACOptions.from_dict(context.options, self.name)
         if options.model:       # nothing trains: a sampling that keeps no step is refused at the first clip
             return
-        # without the run's VAE folder: asking for it would train it here, in every process of a launch
-        # (where it is does not count: video.vae is one of the LOCATION_KEYS); also what it samples with
-        # (``sampled_with``)
+        # without the run's VAE folder: asking for it would train it here, in every process of a launch (where
+        # it is does not count: video.vae is one of the LOCATION_KEYS); also what it samples with (``sampled_with``)
         config = self.config(replace(context, shared_vae=None), options)
         if self.uses_shared_vae(context, options):
             check_shared_vae_size(context, config.data.resolution, self.name, "data.resolution")
