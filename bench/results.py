@@ -11,7 +11,10 @@ Document (``schema: "imac-bench-results"``, ``schema_version: 2``)::
     methods        name -> MethodResult (in table order: the methods, then gt, noise-floor, static, shuffled)
     control_checks the orderings the controls must show (ControlCheck)
     paired         differences between methods paired on the same test clips (metrics.differences)
-    timings_s, environment
+    timings_s      seconds per step, each counted once: a shared model trained inside a method's step (the
+                   tiny VAE, when the first method asks for it) under its own key (``vae``), not in the
+                   method's ``generate:<name>``; ``total`` the whole run
+    environment
 
 Metrics are keyed by ids, never by display names; scopes are ``all`` and ``identity:NAME``.
 """

@@ -8,6 +8,7 @@ import os
 import shutil
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +27,8 @@ from metrics.dataset import ClipRecord, find_clips
 from bench.methods.external import ExternalVideoError, check_video, format_command, parse_methods_file
 from bench.report import control_checks, failed_checks, write_report
 from bench.results import BenchResults, ControlCheck, MethodResult, OldSchemaError, read_results
-from bench.runner import (RunMismatchError, RunSettings, card_changes, check_sources, conform_frames,
-                          run_benchmark)
+from bench.runner import (RunMismatchError, RunSettings, SharedModels, card_changes, check_sources, conform_frames,
+                          own_seconds, run_benchmark)
 from bench.data.toy.corpus import ToyCorpusConfig, generate_toy_corpus
 from metrics.evaluate import make_extractor
 from metrics.fgd_training import training_card
@@ -294,6 +295,38 @@ def test_the_real_side_is_recorded_once_and_each_network_loaded_once(corpus, fin
     fake = {label for side, label, path in recorded if side == "fake"}
     assert fake == set(test_clips)                # copy and static, never gt or shuffled as generated videos
     assert not [r for r in recorded if "/gt/" in r[2] or "/shuffled/" in r[2]]
+
+
+def test_own_seconds_leaves_out_what_steps_inside_added():
+    # a method's step of 100 s inside which the shared VAE (30 s) was trained: 70 s its own; keys that did
+    # not change add nothing, a key that grew adds its growth
+    assert own_seconds(100.0, {"generate:a": 5.0}, {"generate:a": 5.0, "vae": 30.0}) == 70.0
+    assert own_seconds(100.0, {"vae": 30.0}, {"vae": 30.0}) == 100.0
+    assert own_seconds(100.04, {"syncnet": 1.0}, {"syncnet": 3.5, "vae": 30.0}) == 67.5
+
+
+def test_a_shared_model_trained_inside_a_method_is_timed_once(corpus, tmp_path, monkeypatch):
+    # the shared VAE, trained when the first method asks for it, is counted under "vae", not in the
+    # method's generate: the steps add up to no more than the total
+    pause = 1.5
+
+    def slow_vae(shared):
+        time.sleep(pause)
+        shared.timings["vae"] = pause
+        return tmp_path / "vae"
+
+    class AsksForTheVAE(CopyMethod):
+        def prepare(self, context):
+            context.shared_vae()
+            return {}
+
+    monkeypatch.setattr(SharedModels, "vae", slow_vae)
+    out = tmp_path / "run"
+    run_benchmark(settings(corpus, out, custom={"copy": AsksForTheVAE}))
+    timings = read_results(out / "results.json").timings_s
+    assert timings["vae"] == pause
+    assert timings["generate:copy"] < pause      # its clips are copies: well under the pause
+    assert sum(v for k, v in timings.items() if k != "total") <= timings["total"] + 0.1 * len(timings)
 
 
 # -- controls that can fail: a deliberately broken metric makes each check fail -------------------------
