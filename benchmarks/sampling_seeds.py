@@ -13,8 +13,9 @@ with the run's protocol, skeleton autoencoder, pose extractor and I3D, and print
 method's value at the run's seed (its own videos, scored again here) and at every other seed, their
 mean and range, beside the controls that draw nothing (the static frame: one value at every seed), and
 each method's paired difference from the static control at every seed (``bench.scoring.paired_differences``:
-method - static over the same clips, with its 95% interval): whether drawing motion beats not drawing any
-is a question of the pairs, not of two level intervals.
+method - static over the clips both could score, with its 95% interval and, when a clip is missing from
+either, how many pairs it rests on): whether drawing motion beats not drawing any is a question of the
+pairs, not of two level intervals.
 """
 
 from __future__ import annotations
@@ -143,16 +144,23 @@ def against_still(evaluator: Evaluator, plan: RunPlan, folder: Path, name: str, 
     return {row["metric"]: row for row in paired_differences(scorer, [name, still])}
 
 
-def difference_table(differences: dict[str, dict[int, dict]], label: str, seeds: list[int], run_seed: int) -> str:
+def difference_table(differences: dict[str, dict[int, dict]], label: str, seeds: list[int], run_seed: int,
+                     clips: int) -> str:
     """A markdown table of one metric's paired differences from the static control: a row per method,
-    a column per seed, "estimate [low, high]"."""
+    a column per seed, "estimate [low, high]", followed by "(N of ``clips`` clips)" when the pairs are fewer
+    than the test clips (a clip one of the two could not score): then the estimate is the difference on
+    those clips, not the difference of the two values of the table above."""
     head = [f"{s} (the run's)" if s == run_seed else str(s) for s in seeds]
     lines = [f"| {label}: method - static control, paired | " + " | ".join(head) + " |", "|---" * (len(seeds) + 1) + "|"]
     for name, by_seed in differences.items():
         cells = []
         for seed in seeds:
             row = by_seed.get(seed)
-            cells.append("-" if row is None else f"{row['estimate']:.4g} [{row['low']:.4g}, {row['high']:.4g}]")
+            if row is None:
+                cells.append("-")
+                continue
+            short = f" ({row['pairs']} of {clips} clips)" if row["pairs"] < clips else ""
+            cells.append(f"{row['estimate']:.4g} [{row['low']:.4g}, {row['high']:.4g}]{short}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -239,7 +247,8 @@ def main(argv: list[str] | None = None, custom: dict[str, Callable[[], Method]] 
     for metric in metrics:
         print(table(values[metric], evaluator.label(metric), all_seeds, run_seed) + "\n")
         if differences[metric]:
-            print(difference_table(differences[metric], evaluator.label(metric), all_seeds, run_seed) + "\n")
+            print(difference_table(differences[metric], evaluator.label(metric), all_seeds, run_seed,
+                                   len(plan.clips)) + "\n")
     for note in notes:
         print(note, file=sys.stderr)
     return 0
