@@ -745,7 +745,7 @@ def method_hints(facts: dict) -> dict[str, Any]:
 def own_seconds(elapsed: float, before: dict[str, float], after: dict[str, float]) -> float:
     """A step's own seconds, rounded to 0.1: ``elapsed`` less the seconds that steps timed inside it added to
     the run's timings (``before`` and ``after`` it), e.g. the shared VAE trained when a method first asks
-    for it, which ``timings_s`` counts under ``vae`` alone, so that the steps add up to the total."""
+    for it, which ``timings_s`` counts under ``vae`` alone: no second is counted under two steps."""
     nested = sum(value - before.get(key, 0.0) for key, value in after.items())
     return round(max(elapsed - nested, 0.0), 1)
 
