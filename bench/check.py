@@ -300,13 +300,35 @@ def replaced_config(results: BenchResults, baseline: Path) -> str:
     return "; ".join(part for part in said if part)
 
 
-def update_baseline(run: str | Path, baseline: str | Path, force: bool = False) -> Path:
+def undefined_scores(results: BenchResults) -> list[str]:
+    """The scores a baseline made from ``results`` would not guard: each score that is undefined (null),
+    and each metric of the run that a method of kind model or external has no score for at all
+    ("method/scope/metric: why"). A baseline holding them passes any later run in which they are
+    undefined again, so a broken metric or method would go unnoticed."""
+    found = []
+    for name, method in results.methods.items():
+        if not method.scores and method.kind in ("model", "external"):
+            found.append(f"{name}: no scores at all")
+            continue
+        reason = next(iter(method.unscored.values()), "")
+        why = f" (its unscored clips: e.g. {reason})" if reason else ""
+        if method.kind in ("model", "external"):
+            found += [f"{name}/all/{metric}: no score{why}" for metric in results.metrics
+                      if metric not in method.scores.get("all", {})]
+        found += [f"{name}/{scope}/{metric}: undefined{why}" for scope, table in method.scores.items()
+                  for metric, score in table.items() if math.isnan(score.value)]
+    return found
+
+
+def update_baseline(run: str | Path, baseline: str | Path, force: bool = False,
+                    allow_undefined: bool = False) -> Path:
     """Copy a run's results.json, table and report into ``baseline`` (tolerances.yaml is kept, or
     written once; its ``protocol:`` line follows the new baseline's protocol label, since the run
     copied in is the new reference).
 
     A baseline of another config (other test clips, corpus or protocol: ``replaced_config``) is
-    replaced only with ``force``; without, ``ValueError`` says how they differ.
+    replaced only with ``force``; a run with undefined or missing scores (``undefined_scores``) is
+    copied only with ``allow_undefined``; without, ``ValueError`` says which.
     """
     results = load_results(run)
     baseline = Path(baseline)
@@ -315,6 +337,12 @@ def update_baseline(run: str | Path, baseline: str | Path, force: bool = False) 
         raise ValueError(f"{baseline}: not updated from {run}: {other}; its numbers would replace a baseline they "
                          "are not comparable with (update the baseline of the run's own config, or give --force "
                          "to replace this one)")
+    undefined = [] if allow_undefined else undefined_scores(results)
+    if undefined:
+        raise ValueError(f"{baseline}: not updated from {run}: {len(undefined)} score(s) undefined or missing, which "
+                         "the baseline would then not guard: " + "; ".join(undefined[:4])
+                         + (f"; and {len(undefined) - 4} more" if len(undefined) > 4 else "")
+                         + " (fix the run, or give --allow-undefined to keep them undefined in the baseline)")
     baseline.mkdir(parents=True, exist_ok=True)
     write_results(baseline / "results.json", results)
     write_text_atomic(baseline / "metrics.csv", metrics_csv(results))

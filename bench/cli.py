@@ -3,7 +3,8 @@
     imac-bench run --methods imac,s2g,mya [--data DIR] [--identities a,b] [--out runs/NAME] [--device cpu|cuda]
                    [--processes N]         # clips spread over N processes (or: accelerate launch -m bench run ...)
     imac-bench report [--run runs/NAME]                                       # tables + plots of a run
-    imac-bench check --baseline results/toy [--run runs/NAME] [--update [--force]]  # regression on results.json
+    imac-bench check --baseline results/toy [--run runs/NAME]                  # regression on results.json
+                     [--update [--force] [--allow-undefined]]                 # write the run as the baseline
     imac-bench data toy --out DIR [--seed N] [--identities K] [--clips N]   # the embedded toy corpus
     imac-bench data validate DIR                                              # check a dataset
     imac-bench data preview DIR --out sheet.png                               # look at a dataset
@@ -122,9 +123,11 @@ def results_folder(text: str) -> Path:
 def _check(args: argparse.Namespace) -> int:
     if args.force and not args.update:
         raise ValueError("--force goes with --update (it replaces a baseline of another config)")
+    if args.allow_undefined and not args.update:
+        raise ValueError("--allow-undefined goes with --update (it keeps undefined scores in the new baseline)")
     if args.update:
         had_tolerances = (Path(args.baseline) / "tolerances.yaml").is_file()
-        folder = update_baseline(args.run, args.baseline, force=args.force)
+        folder = update_baseline(args.run, args.baseline, force=args.force, allow_undefined=args.allow_undefined)
         print(f"baseline {folder} updated from {args.run} " + ("(tolerances.yaml kept)" if had_tolerances else
               "(new tolerances.yaml with the default margins: review it)"))
         return 0
@@ -226,6 +229,8 @@ def build_parser() -> CommandParser:
     check.add_argument("--update", action="store_true", help="write the run's results as the new baseline")
     check.add_argument("--force", action="store_true", help="with --update: replace a baseline of another config "
                        "(other test clips, corpus or protocol), which --update alone refuses")
+    check.add_argument("--allow-undefined", action="store_true", help="with --update: copy a run with undefined "
+                       "(null) or missing scores, which --update alone refuses (the baseline would not guard them)")
     return parser
 
 

@@ -28,6 +28,7 @@ from typing import Any
 
 from metrics.inputs import InputReport
 from metrics.io.bounded import read_json
+from metrics.io.fields import real, require_object, schema_problem, typed_field
 from metrics.io.files import write_json_atomic
 from metrics.results import (METRICS, SCHEMA_VERSION, Provenance, Scores, metric_label, number, scores_from_dict,
                              scores_to_dict)
@@ -77,15 +78,17 @@ class MethodResult:
 
     @classmethod
     def from_dict(cls, data: Mapping, where: str) -> MethodResult:
-        if data.get("kind") not in KINDS:
+        if require_object(data, where).get("kind") not in KINDS:
             raise ValueError(f"{where}: kind must be one of {', '.join(KINDS)}, got {data.get('kind')!r}")
-        return cls(name=data["name"], label=data["label"], kind=data["kind"], note=data.get("note", ""),
-                   scores=scores_from_dict(data.get("scores"), f"{where}: scores"),
+        return cls(name=typed_field(data, "name", str, where), label=typed_field(data, "label", str, where),
+                   kind=data["kind"], note=typed_field(data, "note", str, where, ""),
+                   scores=scores_from_dict(typed_field(data, "scores", dict, where, {}), f"{where}: scores"),
                    provenance={m: Provenance.from_dict(c, f"{where}: provenance: {m}")
-                               for m, c in (data.get("provenance") or {}).items()},
-                   inputs=InputReport.from_dict(data.get("inputs")), facts=data.get("facts") or {},
-                   generation=data.get("generation") or {}, skipped=data.get("skipped") or {},
-                   unscored=data.get("unscored") or {})
+                               for m, c in typed_field(data, "provenance", dict, where, {}).items()},
+                   inputs=InputReport.from_dict(typed_field(data, "inputs", dict, where, None), f"{where}: inputs"),
+                   facts=typed_field(data, "facts", dict, where, {}),
+                   generation=typed_field(data, "generation", dict, where, {}),
+                   skipped=_texts(data, "skipped", where), unscored=_texts(data, "unscored", where))
 
 
 @dataclass(frozen=True)
@@ -123,11 +126,13 @@ class ControlCheck:
                 "note": self.note}
 
     @classmethod
-    def from_dict(cls, data: Mapping) -> ControlCheck:
-        return cls(data["id"], data["metric"], data["low"], data["high"], bool(data["strict"]),
-                   float("nan") if data.get("low_value") is None else float(data["low_value"]),
-                   float("nan") if data.get("high_value") is None else float(data["high_value"]),
-                   data.get("holds"), bool(data.get("gating", True)), data.get("note", ""))
+    def from_dict(cls, data: Mapping, where: str = "control check") -> ControlCheck:
+        text = {key: typed_field(data, key, str, where) for key in ("id", "metric", "low", "high")}
+        return cls(text["id"], text["metric"], text["low"], text["high"], typed_field(data, "strict", bool, where),
+                   real(data.get("low_value"), f"{where}: low_value"),
+                   real(data.get("high_value"), f"{where}: high_value"),
+                   typed_field(data, "holds", bool, where, None), typed_field(data, "gating", bool, where, True),
+                   typed_field(data, "note", str, where, ""))
 
 
 @dataclass
@@ -181,23 +186,70 @@ class BenchResults:
     @classmethod
     def from_dict(cls, data: Mapping, where: str = "results.json") -> BenchResults:
         check_bench_schema(data, where)
-        return cls(run=data["run"], protocol=data["protocol"], protocol_label=data["protocol_label"],
-                   metrics=tuple(data["metrics"]),
+        metrics = typed_field(data, "metrics", list, where)
+        unknown = [m for m in metrics if not isinstance(m, str) or m not in METRICS]
+        if unknown:
+            raise ValueError(f"{where}: metrics: unknown metric id {unknown[0]!r} (ids: {', '.join(METRICS)})")
+        run = typed_field(data, "run", dict, where)
+        for key, kind in (("data", str), ("seed", int), ("device", str)):
+            typed_field(run, key, kind, f"{where}: run")
+        for key, items in (("test_clips", typed_field(run, "test_clips", list, f"{where}: run")),
+                           ("identities", typed_field(run, "identities", list, f"{where}: run", []))):
+            if not all(isinstance(item, str) for item in items):
+                raise ValueError(f"{where}: run: {key}: expected a list of strings")
+        typed_field(run, "config", dict, f"{where}: run", None)
+        _check_networks(typed_field(data, "networks", dict, where, {}), f"{where}: networks")
+        paired = typed_field(data, "paired", list, where, [])
+        for i, entry in enumerate(paired):
+            require_object(entry, f"{where}: paired[{i}]")
+        timings = typed_field(data, "timings_s", dict, where, {})
+        return cls(run=run, protocol=typed_field(data, "protocol", dict, where),
+                   protocol_label=typed_field(data, "protocol_label", str, where), metrics=tuple(metrics),
                    methods={name: MethodResult.from_dict(m, f"{where}: methods: {name}")
-                            for name, m in data["methods"].items()},
+                            for name, m in typed_field(data, "methods", dict, where).items()},
                    networks=data.get("networks") or {},
-                   control_checks=[ControlCheck.from_dict(c) for c in data.get("control_checks") or []],
-                   paired=list(data.get("paired") or []), timings_s=data.get("timings_s") or {},
-                   environment=data.get("environment") or {}, bench_version=data.get("bench_version", ""),
-                   package_version=data.get("package_version", ""), schema_version=data["schema_version"])
+                   control_checks=[ControlCheck.from_dict(c, f"{where}: control_checks[{i}]")
+                                   for i, c in enumerate(typed_field(data, "control_checks", list, where, []))],
+                   paired=list(paired), timings_s={k: real(v, f"{where}: timings_s: {k}") for k, v in timings.items()},
+                   environment=typed_field(data, "environment", dict, where, {}),
+                   bench_version=typed_field(data, "bench_version", str, where, ""),
+                   package_version=typed_field(data, "package_version", str, where, ""),
+                   schema_version=data["schema_version"])
+
+
+def _check_networks(networks: Mapping, where: str) -> None:
+    """The ``networks`` fields the report prints, checked: each network an object (I3D's with its
+    ``feature_id`` and ``pretrained``), the pose extractor a string."""
+    typed_field(networks, "pose_extractor", str, where, None)
+    i3d = typed_field(networks, "i3d", dict, where, None)
+    if i3d is not None:
+        typed_field(i3d, "feature_id", str, f"{where}: i3d")
+        typed_field(i3d, "pretrained", bool, f"{where}: i3d")
+    autoencoder = typed_field(networks, "skeleton_autoencoder", dict, where, None)
+    if autoencoder is not None:
+        typed_field(autoencoder, "checkpoint_hash", str, f"{where}: skeleton_autoencoder")
+    for metric, card in typed_field(networks, "clip_metrics", dict, where, {}).items():
+        typed_field(require_object(card, f"{where}: clip_metrics: {metric}"), "pretrained", bool,
+                    f"{where}: clip_metrics: {metric}", None)
+    _texts(networks, "unavailable_metrics", where)
+
+
+def _texts(data: Mapping, key: str, where: str) -> dict[str, str]:
+    """A field mapping clip ids to reasons (``skipped``, ``unscored``), checked."""
+    table = typed_field(data, key, dict, where, {})
+    bad = [k for k, v in table.items() if not isinstance(v, str)]
+    if bad:
+        raise ValueError(f"{where}: {key}: {bad[0]}: expected a string (the reason), got {table[bad[0]]!r}")
+    return dict(table)
 
 
 def check_bench_schema(data: Any, where: str) -> None:
     """Raise ``OldSchemaError`` (a file of an earlier version) or ``ValueError`` unless ``data`` is a
     results document of this schema version."""
-    if not isinstance(data, Mapping):
-        raise ValueError(f"{where}: not a JSON object")
-    if data.get("schema") != BENCH_SCHEMA or data.get("schema_version") != SCHEMA_VERSION:
+    problem = schema_problem(data, BENCH_SCHEMA, SCHEMA_VERSION)
+    if problem and problem != "older":
+        raise ValueError(f"{where}: {problem}")
+    if problem:
         found = (f"schema {data.get('schema')!r} version {data.get('schema_version')!r}" if "schema" in data
                  else f"no schema field (bench {data.get('bench_version', '?')}: results keyed by display names "
                       "such as 'FVD*' and 'BAS (real)', controls gt-against-itself)")

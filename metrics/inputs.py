@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 import soundfile
 
 from metrics.dataset import ClipRecord
+from metrics.io.fields import typed_field
 from metrics.io.video import display_rotation, probe_video
 from metrics.protocol import Protocol
 from metrics.registry import METRIC_IDS
@@ -152,8 +153,12 @@ class Finding:
                 "detail": self.detail}
 
     @classmethod
-    def from_dict(cls, data: dict) -> Finding:
-        return cls(data["property"], data["action"], tuple(data["metrics"]), data["detail"])
+    def from_dict(cls, data: dict, where: str = "finding") -> Finding:
+        text = {key: typed_field(data, key, str, where) for key in ("property", "action", "detail")}
+        metrics = typed_field(data, "metrics", list, where)
+        if not all(isinstance(m, str) for m in metrics):
+            raise ValueError(f"{where}: metrics: expected a list of metric ids")
+        return cls(text["property"], text["action"], tuple(metrics), text["detail"])
 
 
 @dataclass(frozen=True)
@@ -173,10 +178,13 @@ class InputReport:
         return {**data, "pairing": self.pairing} if self.pairing else data
 
     @classmethod
-    def from_dict(cls, data: dict | None) -> InputReport:
+    def from_dict(cls, data: dict | None, where: str = "inputs") -> InputReport:
+        """Read back ``to_dict``'s output; ``ValueError`` naming ``where`` and the field of the wrong type."""
         data = data or {}
-        return cls(values=data.get("values") or {}, findings=tuple(Finding.from_dict(f) for f in data.get("findings") or []),
-                   pairing=data.get("pairing") or {})
+        findings = typed_field(data, "findings", list, where, [])
+        return cls(values=typed_field(data, "values", dict, where, {}),
+                   findings=tuple(Finding.from_dict(f, f"{where}: findings[{i}]") for i, f in enumerate(findings)),
+                   pairing=typed_field(data, "pairing", dict, where, {}))
 
 
 def normalise_allow(allow: Iterable[str]) -> frozenset[str]:

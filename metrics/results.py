@@ -27,6 +27,7 @@ from typing import Any
 
 from metrics.inputs import InputReport
 from metrics.io.bounded import read_json
+from metrics.io.fields import real, require_object, schema_problem, typed_field
 from metrics.io.files import write_json_atomic, write_text_atomic
 from metrics.registry import METRIC_IDS, REGISTRY, MetricSpec
 
@@ -73,12 +74,8 @@ def number(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _float(value: Any) -> float:
-    return float("nan") if value is None else float(value)
-
-
 def _require(data: Mapping, key: str, where: str) -> Any:
-    if not isinstance(data, Mapping) or key not in data:
+    if key not in require_object(data, where):
         raise ValueError(f"{where}: missing field {key!r}")
     return data[key]
 
@@ -118,14 +115,16 @@ class Score:
 
     @classmethod
     def from_dict(cls, data: Mapping, where: str = "score") -> Score:
-        counts = data.get("counts") or {}
-        if not isinstance(counts, Mapping):
-            raise ValueError(f"{where}: counts must be a mapping")
-        warnings = data.get("warnings") or []
-        if not isinstance(warnings, list) or not all(isinstance(w, str) for w in warnings):
-            raise ValueError(f"{where}: warnings must be a list of strings")
-        return cls(_float(_require(data, "value", where)), _float(data.get("ci_low")), _float(data.get("ci_high")),
-                   {str(k): int(v) for k, v in counts.items()}, tuple(warnings))
+        counts = typed_field(data, "counts", dict, where, {})
+        bad = [k for k, v in counts.items() if isinstance(v, bool) or not isinstance(v, int)]
+        if bad:
+            raise ValueError(f"{where}: counts: {bad[0]}: expected an integer, got {counts[bad[0]]!r}")
+        warnings = typed_field(data, "warnings", list, where, [])
+        if not all(isinstance(w, str) for w in warnings):
+            raise ValueError(f"{where}: warnings: expected a list of strings")
+        return cls(real(_require(data, "value", where), f"{where}: value"), real(data.get("ci_low"), f"{where}: ci_low"),
+                   real(data.get("ci_high"), f"{where}: ci_high"), {str(k): v for k, v in counts.items()},
+                   tuple(warnings))
 
 
 def decimals(value: float | None, significant: int = 4, most: int = 4) -> int:
@@ -160,7 +159,8 @@ def scores_to_dict(scores: Scores) -> dict:
 
 def scores_from_dict(data: Mapping | None, where: str) -> Scores:
     scores: Scores = {}
-    for scope, table in (data or {}).items():
+    for scope, table in (require_object(data, where) if data is not None else {}).items():
+        require_object(table, f"{where}: {scope}")
         unknown = [m for m in table if m not in METRICS]
         if unknown:
             raise ValueError(f"{where}: {scope}: unknown metric id(s) {', '.join(map(repr, unknown))} (ids: "
@@ -200,14 +200,20 @@ class Provenance:
 
     @classmethod
     def from_dict(cls, data: Mapping, where: str = "provenance") -> Provenance:
-        unknown = sorted(set(data) - set(cls.__dataclass_fields__))
+        unknown = sorted(set(require_object(data, where)) - set(cls.__dataclass_fields__))
         if unknown:
             raise ValueError(f"{where}: unknown field(s) {', '.join(unknown)}")
         for name in ("metric", "label", "protocol", "preset", "features"):
             _require(data, name, where)
-        values = dict(data)
-        values["packages"] = dict(values.get("packages") or {})
-        values["conversions"] = tuple(values.get("conversions") or ())
+        values = {}
+        for name, spec in cls.__dataclass_fields__.items():
+            if name not in data:
+                continue
+            kind = {"str": str, "int": int, "bool": bool, "Mapping[str, str]": dict, "tuple[str, ...]": list}[
+                spec.type.removesuffix(" | None")]
+            values[name] = typed_field(data, name, kind, where, None if spec.type.endswith("| None") else spec.default)
+        values["packages"] = dict(typed_field(data, "packages", dict, where, {}))
+        values["conversions"] = tuple(typed_field(data, "conversions", list, where, []))
         return cls(**values)
 
     def summary(self) -> str:
@@ -302,26 +308,31 @@ class EvaluationResult:
     @classmethod
     def from_dict(cls, data: Mapping, where: str = "result") -> EvaluationResult:
         check_schema(data, EVALUATION_SCHEMA, where)
-        return cls(protocol=data["protocol"], protocol_label=data["protocol_label"], metrics=tuple(data["metrics"]),
+        return cls(protocol=typed_field(data, "protocol", dict, where),
+                   protocol_label=typed_field(data, "protocol_label", str, where),
+                   metrics=tuple(typed_field(data, "metrics", list, where)),
                    scores=scores_from_dict(data.get("scores"), f"{where}: scores"),
                    reference=scores_from_dict(data.get("reference"), f"{where}: reference"),
                    provenance={m: Provenance.from_dict(c, f"{where}: provenance: {m}")
                                for m, c in (data.get("provenance") or {}).items()},
-                   real=Side.from_dict(data["real"]), fake=Side.from_dict(data["fake"]),
-                   inputs=InputReport.from_dict(data.get("inputs")),
+                   real=Side.from_dict(typed_field(data, "real", dict, where)),
+                   fake=Side.from_dict(typed_field(data, "fake", dict, where)),
+                   inputs=InputReport.from_dict(typed_field(data, "inputs", dict, where, None), f"{where}: inputs"),
                    skipped=tuple(SkippedClip.from_dict(s) for s in data.get("skipped") or []),
                    environment=data.get("environment") or {})
 
 
 def check_schema(data: Any, schema: str, where: str) -> None:
     """Raise ``ValueError`` naming ``where`` unless ``data`` is a document of ``schema``, this version."""
-    if not isinstance(data, Mapping):
-        raise ValueError(f"{where}: not a JSON object")
-    found, version = data.get("schema"), data.get("schema_version")
-    if found != schema or version != SCHEMA_VERSION:
-        described = f"schema {found!r} version {version!r}" if found else "no schema field (written before schema 2)"
-        raise ValueError(f"{where}: {described}; this version reads {schema!r} version {SCHEMA_VERSION} (metric ids "
-                         "such as fgd/div/bas/fvd as keys, provenance per metric): compute it again with this version")
+    problem = schema_problem(data, schema, SCHEMA_VERSION)
+    if problem == "older":
+        found = data.get("schema_version")
+        raise ValueError(f"{where}: " + (f"schema {schema!r} version {found!r}" if data.get("schema") else
+                                         "no schema field (written before schema 2)")
+                         + f"; this version reads {schema!r} version {SCHEMA_VERSION} (metric ids such as "
+                         "fgd/div/bas/fvd as keys, provenance per metric): compute it again with this version")
+    if problem:
+        raise ValueError(f"{where}: {problem}")
 
 
 def result_rows(result: EvaluationResult) -> list[dict]:

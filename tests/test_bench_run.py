@@ -452,6 +452,42 @@ def test_check_refuses_a_baseline_of_an_older_schema(finished_run, tmp_path, cap
         check_run(finished_run, old)
 
 
+MALFORMED = [   # (edit of the committed toy-ci results.json, the one line each command must print after "RESULTS: ")
+    (lambda d: d.update(methods=list(d["methods"])), "methods: expected an object, got a list"),
+    (lambda d: d["methods"]["imac"]["scores"]["all"].update(fgd=5),
+     "methods: imac: scores: all: fgd: expected an object, got a number 5"),
+    (lambda d: d["methods"]["imac"]["scores"]["all"]["fgd"].update(value="354.1"),
+     "methods: imac: scores: all: fgd: value: expected a number or null, got a string '354.1'"),
+    (lambda d: d["methods"]["imac"]["scores"]["all"]["fgd"].update(value=True),
+     "methods: imac: scores: all: fgd: value: expected a number or null, got true/false"),
+    (lambda d: d["methods"].update(imac=None), "methods: imac: expected an object, got null"),
+    (lambda d: d.update(environment="linux"), "environment: expected an object, got a string 'linux'"),
+    (lambda d: d["run"].pop("device"), "run: missing field 'device'"),
+    (lambda d: d.pop("protocol"), "missing field 'protocol'"),
+    (lambda d: d["networks"]["i3d"].update(pretrained="no"), "networks: i3d: pretrained: expected true/false, got a "
+                                                             "string 'no'"),
+    (lambda d: d.update(schema_version=3), "written by a newer version (schema 'imac-bench-results' version 3; this "
+                                           "one reads version 2): upgrade the package to read it"),
+    (lambda d: d.update(schema="metrics-evaluation"), "a 'metrics-evaluation' document, not a 'imac-bench-results' one"),
+    (lambda d: d.update(schema_version="2"), "schema_version: expected an integer, got a string '2'"),
+]
+
+
+@pytest.mark.parametrize("edit,problem", MALFORMED)
+def test_a_malformed_results_file_is_one_line_naming_the_field_in_report_and_check(edit, problem, tmp_path, capsys):
+    """Was: KeyError / AttributeError tracebacks, '354.1' and true read as scores, and every schema mismatch
+    said to be 'written by an older imac-bench'."""
+    data = json.loads((COMMITTED_BASELINE / "results.json").read_text())
+    edit(data)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.json").write_text(json.dumps(data))
+    for argv in (["report", "--run", str(run), "--no-plots"], ["check", "--baseline", str(COMMITTED_BASELINE),
+                                                                "--run", str(run)]):
+        assert bench_main(argv) == 2
+        assert capsys.readouterr().err == f"imac-bench {argv[0]}: error: {run / 'results.json'}: {problem}\n"
+
+
 def test_without_a_control_row_the_checks_are_said_not_made_and_the_check_fails(finished_run, tmp_path, capsys):
     baseline = update_baseline(finished_run, tmp_path / "baseline")
     assert bench_main(["report", "--run", str(finished_run), "--no-plots"]) == 0
@@ -516,12 +552,36 @@ def test_update_into_a_new_baseline_given_as_its_results_json_writes_that_folder
     """--baseline NEW/results.json with --update is the folder NEW (was: a folder named results.json),
     and a baseline without tolerances.yaml is said to get the default margins (was: 'kept')."""
     new = tmp_path / "new"
-    assert bench_main(["check", "--update", "--baseline", str(new / "results.json"),
+    assert bench_main(["check", "--update", "--allow-undefined", "--baseline", str(new / "results.json"),
                        "--run", str(COMMITTED_BASELINE)]) == 0
     assert (new / "results.json").is_file() and (new / "tolerances.yaml").is_file()
     assert "(new tolerances.yaml with the default margins: review it)" in capsys.readouterr().out
-    assert bench_main(["check", "--update", "--baseline", str(new), "--run", str(COMMITTED_BASELINE)]) == 0
+    assert bench_main(["check", "--update", "--allow-undefined", "--baseline", str(new),
+                       "--run", str(COMMITTED_BASELINE)]) == 0
     assert "(tolerances.yaml kept)" in capsys.readouterr().out
+
+
+def test_update_refuses_a_run_with_undefined_or_missing_scores_unless_allowed(tmp_path, capsys):
+    """A baseline holding an undefined score passes every later run where it is undefined again (was:
+    copied silently). The committed toy-ci baseline has no HKV for MYA (its results.json lists the
+    clip the toy extractor never sees a shoulder in); a copy with IMAC's FGD set to null adds one."""
+    data = json.loads((COMMITTED_BASELINE / "results.json").read_text())
+    assert "hkv" not in data["methods"]["mya"]["scores"]["all"] and data["methods"]["mya"]["unscored"]
+    data["methods"]["imac"]["scores"]["all"]["fgd"]["value"] = None
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.json").write_text(json.dumps(data))
+    baseline = tmp_path / "baseline"
+    assert bench_main(["check", "--update", "--baseline", str(baseline), "--run", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"imac-bench check: error: {baseline}: not updated from {run}: 2 score(s) undefined or "
+                          "missing, which the baseline would then not guard: imac/all/fgd: undefined; mya/all/hkv: "
+                          "no score (its unscored clips: e.g. ") and err.count("\n") == 1
+    assert "give --allow-undefined" in err and not baseline.exists()
+    assert bench_main(["check", "--allow-undefined", "--baseline", str(baseline), "--run", str(run)]) == 2
+    assert "--allow-undefined goes with --update" in capsys.readouterr().err
+    assert bench_main(["check", "--update", "--allow-undefined", "--baseline", str(baseline), "--run", str(run)]) == 0
+    assert json.loads((baseline / "results.json").read_text())["methods"]["imac"]["scores"]["all"]["fgd"]["value"] is None
 
 
 def test_update_refuses_to_replace_a_baseline_of_another_config_without_force(tmp_path, capsys):
