@@ -107,3 +107,41 @@ def test_a_missing_local_folder_is_named_not_looked_up_on_the_hub(tmp_path):
     for kind in (CLIPVisionModelWithProjection,):      # transformers too
         with pytest.raises(FileNotFoundError, match="no such model folder"):
             load_pretrained(kind, tmp_path / "image_encoder")
+
+
+def _rewrite(path, edit):
+    """Load a safetensors file, let ``edit`` change its dict of tensors, save it back."""
+    from safetensors.torch import load_file, save_file
+    tensors = load_file(str(path))
+    edit(tensors)
+    save_file(tensors, str(path), metadata={"format": "pt"})
+
+
+def test_weights_missing_a_tensor_or_of_another_shape_are_named_with_the_file_and_tensor(tmp_path):
+    """Was: diffusers' 'Cannot copy out of meta tensor' traceback naming neither file nor tensor."""
+    weights = tmp_path / "motion" / "diffusion_pytorch_model.safetensors"
+    name = sorted(tiny_motion(tmp_path / "motion").state_dict())[0]
+    original = weights.read_bytes()
+    _rewrite(weights, lambda tensors: tensors.pop(name))
+    with pytest.raises(ValueError) as missing:
+        load_pretrained(MotionModel, tmp_path / "motion")
+    assert str(missing.value) == (f"{weights}: 1 tensor(s) of the network its config.json builds are not in the "
+                                  f"weights, e.g. {name}: not the weights of this config, or a damaged copy")
+    weights.write_bytes(original)
+    _rewrite(weights, lambda tensors: tensors.update({name: torch.zeros(3, *tensors[name].shape)}))
+    with pytest.raises(ValueError, match=rf"^{weights}: tensor {name} has shape \[3, [\d, ]+\], the network its "
+                                         "config.json builds needs .*: config.json and the weights are of different"):
+        load_pretrained(MotionModel, tmp_path / "motion")
+
+
+def test_a_transformers_part_missing_a_tensor_is_refused_not_initialised_at_random(tmp_path):
+    """Was: transformers filled the missing tensor at random and the run went on."""
+    config = CLIPVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                              image_size=32, patch_size=8, projection_dim=8)
+    CLIPVisionModelWithProjection(config).save_pretrained(tmp_path / "clip")
+    name = "visual_projection.weight"
+    _rewrite(tmp_path / "clip" / "model.safetensors", lambda tensors: tensors.pop(name))
+    with pytest.raises(ValueError) as missing:
+        load_pretrained(CLIPVisionModelWithProjection, tmp_path / "clip")
+    assert str(missing.value) == (f"{tmp_path / 'clip'}: 1 tensor(s) of the network not in its weights, e.g. {name}: "
+                                  "not the weights of this config.json, or a damaged copy")

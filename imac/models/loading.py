@@ -13,7 +13,8 @@ import os
 from pathlib import Path
 from typing import Any, TypeVar
 
-from metrics.io.bounded import check_model_fits_weights, check_safetensors
+from metrics.io.bounded import (WEIGHT_FILE_PREFIXES, check_model_fits_weights, check_safetensors,
+                                safetensors_shapes)
 
 T = TypeVar("T")
 
@@ -29,8 +30,10 @@ def load_pretrained(cls: type[T], folder: str | os.PathLike, **kwargs: Any) -> T
     ``PreTrainedModel`` (``config_class``); ``kwargs`` such as ``local_files_only`` and ``subfolder``
     apply to reading the config too. Raises ``FileNotFoundError`` naming a local folder that is missing
     or has no ``config.json``, ``metrics.io.bounded.BoundedReadError`` (a ValueError) naming the folder for
-    a config larger than its weights or a safetensors file cut short (``check_safetensors``); the
-    loaders' own errors otherwise.
+    a config larger than its weights or a safetensors file cut short (``check_safetensors``), ``ValueError``
+    naming the folder or file for weights that lack a tensor of the network or hold one of another shape
+    (``check_weight_shapes``; transformers' own loading report), where the loaders would fail naming
+    neither or, for transformers, initialise the missing tensors at random and go on.
     """
     folder = Path(folder)
     config_kwargs = {key: kwargs[key] for key in CONFIG_KWARGS if key in kwargs}
@@ -44,12 +47,55 @@ def load_pretrained(cls: type[T], folder: str | os.PathLike, **kwargs: Any) -> T
     if weights.is_dir():          # a weights file cut short is named with its sizes, not by the loader's message
         for path in sorted(weights.glob("*.safetensors")):
             check_safetensors(path)
+    built = []
     if hasattr(cls, "load_config") and hasattr(cls, "from_config"):        # diffusers
         config = cls.load_config(folder, **config_kwargs)
-        check_model_fits_weights(lambda: cls.from_config(config), weights)
-    elif hasattr(cls, "config_class"):                                       # transformers
-        config = cls.config_class.from_pretrained(folder, **config_kwargs)
-        check_model_fits_weights(lambda: cls(config), weights)
-    else:
+        check_model_fits_weights(lambda: built.append(cls.from_config(config)) or built[-1], weights)
+        if weights.is_dir():
+            check_weight_shapes({k: tuple(v.shape) for k, v in built[-1].state_dict().items()}, weights)
+        try:
+            return cls.from_pretrained(folder, **kwargs)
+        except (RuntimeError, ValueError) as error:       # e.g. a .bin file of another config: name the folder
+            raise ValueError(f"{weights}: {str(error).strip().splitlines()[0]}") from error
+    if not hasattr(cls, "config_class"):
         raise TypeError(f"load_pretrained: {cls.__name__} is neither a diffusers nor a transformers model class")
-    return cls.from_pretrained(folder, **kwargs)
+    config = cls.config_class.from_pretrained(folder, **config_kwargs)        # transformers
+    check_model_fits_weights(lambda: cls(config), weights)
+    try:
+        model, info = cls.from_pretrained(folder, output_loading_info=True, **kwargs)
+    except (RuntimeError, ValueError) as error:           # e.g. a tensor of another shape
+        raise ValueError(f"{weights}: {str(error).strip().splitlines()[0]}") from error
+    missing = sorted(info.get("missing_keys") or ()) + sorted(str(k) for k in info.get("mismatched_keys") or ())
+    if missing:       # transformers would initialise them at random and go on
+        raise ValueError(f"{weights}: {len(missing)} tensor(s) of the network not in its weights, e.g. "
+                         f"{', '.join(missing[:3])}: not the weights of this config.json, or a damaged copy")
+    return model
+
+
+def check_weight_shapes(expected: dict[str, tuple[int, ...]], folder: str | os.PathLike) -> None:
+    """Refuse a diffusers model folder whose safetensors weights lack a tensor of the network its
+    config builds (``expected``: name -> shape), or hold one of another shape: the loader would stop
+    with an error naming neither the file nor the tensor ("Cannot copy out of meta tensor"). Reads
+    the files' headers only; a folder with no safetensors file (``.bin`` weights) is left to the loader.
+    ``ValueError`` naming the file, the count and the first tensors."""
+    folder = Path(folder)
+    files = sorted(p for p in folder.glob("*.safetensors") if p.name.startswith(WEIGHT_FILE_PREFIXES))
+    if not files:
+        return
+    stored = {}
+    for path in files:
+        stored.update(safetensors_shapes(path))
+    where = files[0] if len(files) == 1 else folder
+    missing = sorted(set(expected) - set(stored))
+    if missing:
+        extra = len(set(stored) - set(expected))
+        raise ValueError(f"{where}: {len(missing)} tensor(s) of the network its config.json builds are not in the "
+                         f"weights, e.g. {', '.join(missing[:3])}" + (f" (the file has {extra} the network lacks)"
+                                                                      if extra else "")
+                         + ": not the weights of this config, or a damaged copy")
+    other = [name for name in sorted(expected) if stored[name] != expected[name]]
+    if other:
+        name = other[0]
+        raise ValueError(f"{where}: tensor {name} has shape {list(stored[name])}, the network its config.json builds "
+                         f"needs {list(expected[name])}" + (f" ({len(other)} tensors differ)" if len(other) > 1 else "")
+                         + ": config.json and the weights are of different models")

@@ -300,6 +300,38 @@ def check_safetensors(path: str | os.PathLike) -> int:
     describes; raises ``BoundedReadError`` naming the file and saying what is wrong (the loaders' own
     message for a truncated file names neither the cause nor the size)."""
     path = Path(path)
+    header, length, size = _safetensors_header(path)
+    end = 0
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(v, int) for v in offsets)):
+            raise BoundedReadError(f"{path}: not a safetensors file: tensor {name!r} has no data_offsets")
+        end = max(end, offsets[1])
+    if 8 + length + end > size:
+        raise BoundedReadError(f"{path}: truncated: its header describes {8 + length + end:,} bytes, the file has "
+                               f"{size:,} (an interrupted copy or download; copy it again)")
+    return 8 + length + end
+
+
+def safetensors_shapes(path: str | os.PathLike) -> dict[str, tuple[int, ...]]:
+    """Each tensor's shape as a safetensors file's header declares it (the header alone is read);
+    ``BoundedReadError`` naming the file when it is not one."""
+    path = Path(path)
+    shapes = {}
+    for name, entry in _safetensors_header(path)[0].items():
+        if name == "__metadata__":
+            continue
+        shape = entry.get("shape") if isinstance(entry, dict) else None
+        if not (isinstance(shape, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in shape)):
+            raise BoundedReadError(f"{path}: not a safetensors file: tensor {name!r} has no shape")
+        shapes[name] = tuple(shape)
+    return shapes
+
+
+def _safetensors_header(path: Path) -> tuple[dict, int, int]:
+    """(header, header length, file size) of a safetensors file, bounded; ``BoundedReadError`` naming it."""
     size = path.stat().st_size
     with path.open("rb") as handle:
         head = handle.read(8)
@@ -313,15 +345,4 @@ def check_safetensors(path: str | os.PathLike) -> int:
         header = parse_json(handle.read(length), str(path))
     if not isinstance(header, dict):
         raise BoundedReadError(f"{path}: not a safetensors file: its header is not a JSON object")
-    end = 0
-    for name, entry in header.items():
-        if name == "__metadata__":
-            continue
-        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
-        if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(v, int) for v in offsets)):
-            raise BoundedReadError(f"{path}: not a safetensors file: tensor {name!r} has no data_offsets")
-        end = max(end, offsets[1])
-    if 8 + length + end > size:
-        raise BoundedReadError(f"{path}: truncated: its header describes {8 + length + end:,} bytes, the file has "
-                               f"{size:,} (an interrupted copy or download; copy it again)")
-    return 8 + length + end
+    return header, length, size
