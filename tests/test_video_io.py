@@ -254,6 +254,18 @@ def test_wav_clips_and_refuses_non_finite(tmp_path):
     assert not (tmp_path / "bad.wav").exists()
 
 
+def test_a_float_file_holding_nan_is_refused_on_reading_naming_it_and_the_time(tmp_path):
+    """Was: read as is, spread over the clip by resampling, and caught only after the model had loaded."""
+    import soundfile
+    samples = np.zeros((16000, 2), dtype=np.float32)
+    samples[8000:8003, 1] = np.nan                           # 0.5 s into the right channel: 3 samples
+    soundfile.write(str(tmp_path / "nan.wav"), samples, 16000, subtype="FLOAT")
+    with pytest.raises(ValueError) as refused:
+        load_audio(tmp_path / "nan.wav", SAMPLE_RATE)
+    assert str(refused.value) == (f"{tmp_path / 'nan.wav'}: 3 non-finite (NaN or infinite) audio samples, the first "
+                                  "at 0.500 s: a damaged or wrongly exported file")
+
+
 def test_load_audio_resamples_and_mixes_down(tmp_path):
     rate = 22050
     t = np.arange(rate) / rate

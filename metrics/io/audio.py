@@ -34,7 +34,8 @@ def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
 
 def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Read an audio file (``READABLE``: wav, flac, ogg, mp3) as float32 mono in [-1, 1] at ``sample_rate``
-    Hz. FileNotFoundError / ValueError naming the file (an empty one, or another format, said so)."""
+    Hz. FileNotFoundError / ValueError naming the file (an empty one, another format, or one holding NaN or
+    infinite samples, said so)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: audio file not found")
@@ -42,6 +43,11 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.nd
         samples, file_rate = soundfile.read(str(path), dtype="float32", always_2d=False)
     except (soundfile.SoundFileError, RuntimeError, OSError) as error:
         raise ValueError(f"{path}: cannot read audio: {_unreadable(path, error)}") from error
+    finite = np.isfinite(samples)
+    if not finite.all():          # a float file can hold them; resampling would spread them over the whole clip
+        first = int(np.argmin(finite.reshape(len(samples), -1).all(axis=1)))
+        raise ValueError(f"{path}: {int((~finite).sum())} non-finite (NaN or infinite) audio samples, the first at "
+                         f"{first / file_rate:.3f} s: a damaged or wrongly exported file")
     mono = resample(to_mono(samples).astype(np.float64), file_rate, sample_rate)
     # Resampling can overshoot a full-scale signal slightly (Gibbs ringing).
     return np.clip(mono, -1.0, 1.0).astype(np.float32)
