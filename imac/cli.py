@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from imac import __version__
-from imac.config import MAX_SMOOTH_SIGMA, IMACConfig, least_strength, load_config
+from imac.config import MAX_GUIDANCE, MAX_SMOOTH_SIGMA, IMACConfig, least_strength, load_config
 from imac.frames import describe_preparation, read_image, reference_tensor
 from metrics.cli import CommandParser, add_command, help_texts, int_in, package_version, run_command
 from metrics.dataset import read_manifest, validate_dataset
@@ -124,8 +124,9 @@ def _check_sample_options(args: argparse.Namespace) -> str:
     if args.smooth_sigma is not None and not 0 <= args.smooth_sigma <= MAX_SMOOTH_SIGMA:
         raise ValueError(f"--smooth-sigma {args.smooth_sigma}: need 0 to {MAX_SMOOTH_SIGMA:g} frames (0: the motion "
                          "as sampled)")
-    if args.guidance_scale is not None and not args.guidance_scale >= 0:
-        raise ValueError(f"--guidance-scale {args.guidance_scale}: need 0 or more (1: no guidance)")
+    if args.guidance_scale is not None and not 0 <= args.guidance_scale <= MAX_GUIDANCE:
+        raise ValueError(f"--guidance-scale {args.guidance_scale}: need 0 to {MAX_GUIDANCE:g} (1: no guidance; "
+                         "larger values push the samples out of range and end in NaN frames)")
     for option, path in (("--reference", args.reference), ("--audio", args.audio)):
         if not path.is_file():
             raise FileNotFoundError(f"{option} {path}: " + ("a folder, not a file" if path.is_dir() else "no such file"))
@@ -272,7 +273,7 @@ def build_parser() -> CommandParser:
     sample.add_argument("--guidance-scale", type=float, default=None,
                         help="video classifier-free guidance; 1 turns it off and halves the time, 0 samples "
                              "unconditionally, also at half the time (default: the model's video.guidance_scale; "
-                             "tiny 1.0, i2vgenxl 3.5)")
+                             "tiny 1.0, i2vgenxl 3.5); 0 to 50")
     sample.add_argument("--chunk-reference", choices=("last_frame", "anchored"), default=None,
                         help="what a later chunk takes from the original reference: last_frame (the paper: "
                              "nothing) or anchored (reference encoder and CLIP) (default: the model's "

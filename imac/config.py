@@ -49,6 +49,9 @@ class AudioConfig:
 
 
 MAX_SMOOTH_SIGMA = 250.0   # frames (10 s at 25 fps): bounds the smoothing kernel (8 sigma + 1 values)
+# Classifier-free guidance: published video models use 1 to about 15 (I2VGen-XL's default 9); far
+# beyond, the guided noise estimate leaves the range the sampler is built for and frames end in NaN.
+MAX_GUIDANCE = 50.0
 
 
 @dataclass
@@ -90,7 +93,7 @@ class VideoConfig:
     # > 0: channels of a spatial motion map: each frame's normalised pose -> a map over the latent
     # grid added at every coupled layer (``imac.models.coupling.MotionMap``; not the paper's). 0: off.
     motion_map: int = ranged(0, ge=0)
-    guidance_scale: float = ranged(3.5, ge=0)
+    guidance_scale: float = ranged(3.5, ge=0, le=MAX_GUIDANCE)
     condition_dropout: float = ranged(0.1, ge=0, le=1)  # training probability of the unconditional branch
     sample_steps: int = ranged(25, ge=1, le=1000)   # at most the video schedule's 1000 training timesteps
     sample_precision: Literal["no", "fp16", "bf16"] = "no"   # autocast of video sampling (CUDA only)

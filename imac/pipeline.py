@@ -52,6 +52,7 @@ MODEL_CARD = "imac.json"
 MODEL_PARTS = ("motion", "hubert")                                  # every model folder
 VIDEO_PARTS = ("unet", "vae", "image_encoder", "coupling", "text_context.safetensors")   # stage 2's too
 STAGES = ("stage1", "stage2")
+MODEL_FORMAT = "imac-model-1"       # imac.json's "format": what this version writes and reads
 
 
 def read_model_card(folder: str | os.PathLike) -> tuple[IMACConfig, dict]:
@@ -61,7 +62,8 @@ def read_model_card(folder: str | os.PathLike) -> tuple[IMACConfig, dict]:
     Raises ``FileNotFoundError`` naming the folder for a folder without ``imac.json`` (pointing at
     ``<folder>/model`` when that is one) or without a part its stage has (``motion/``, ``hubert/``; in
     stage 2 also ``unet/``, ``vae/``, ``image_encoder/``, ``coupling/``, ``text_context.safetensors``: an
-    incomplete copy), ``ValueError`` naming ``imac.json`` for a card that is not one."""
+    incomplete copy), ``ValueError`` naming ``imac.json`` for a card that is not one, or of another
+    ``format`` than ``MODEL_FORMAT`` (a folder of another version)."""
     folder = Path(folder)
     card_path = folder / MODEL_CARD
     if folder.is_file():
@@ -74,6 +76,13 @@ def read_model_card(folder: str | os.PathLike) -> tuple[IMACConfig, dict]:
     if not isinstance(card, dict) or not isinstance(card.get("config"), dict) or card.get("stage") not in STAGES:
         raise ValueError(f"{card_path}: not an IMAC model card (a JSON object with 'config' and 'stage' "
                          f"{' or '.join(STAGES)}, as save_pretrained writes)")
+    if card.get("format") != MODEL_FORMAT:
+        found = card.get("format")
+        raise ValueError(f"{card_path}: " + (f"format {found!r}: written by another version of imac "
+                                             f"({card.get('imac_version', 'not recorded')}); this one reads "
+                                             f"{MODEL_FORMAT!r}" if found is not None else
+                                             f"no 'format' field: not a model card save_pretrained wrote "
+                                             f"(it writes format {MODEL_FORMAT!r})"))
     parts = MODEL_PARTS + (VIDEO_PARTS if card["stage"] == "stage2" else ())
     damage = {part: part_damage(folder / part) for part in parts}
     missing = [part + lack for part, lack in damage.items() if lack is not None]
@@ -232,7 +241,7 @@ class IMACPipeline:
             model.coupling.save_pretrained(temporary / "coupling")
             save_file({"text_context": model.text_context.detach().cpu().contiguous()},
                       str(temporary / "text_context.safetensors"))
-        card = {"format": "imac-model-1", "imac_version": __version__, "stage": self.stage,
+        card = {"format": MODEL_FORMAT, "imac_version": __version__, "stage": self.stage,
                 "hubert_id": self.hubert_id, "config": self.config.to_dict()}
         (temporary / MODEL_CARD).write_text(json.dumps(card, indent=2))
 

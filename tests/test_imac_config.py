@@ -81,7 +81,7 @@ def test_a_negative_exponent_number_is_read_as_a_number_and_refused_as_a_learnin
     ("stage2.ema_decay=1", "stage2.ema_decay: must be >= 0 and < 1, got 1.0"),
     ("video.condition_dropout=1.5", "video.condition_dropout: must be >= 0 and <= 1, got 1.5"),
     ("video.sample_steps=0", "video.sample_steps: must be >= 1 and <= 1000, got 0"),
-    ("video.guidance_scale=-1", "video.guidance_scale: must be >= 0, got -1.0"),
+    ("video.guidance_scale=-1", "video.guidance_scale: must be >= 0 and <= 50, got -1.0"),
     ("motion.dropout=1", "motion.dropout: must be >= 0 and < 1, got 1.0"),
     ("motion.window_overlap=-2", "motion.window_overlap: must be >= 0, got -2"),
     ("data.resolution=4", "data.resolution: must be >= 8, got 4"),

@@ -617,7 +617,10 @@ def test_sampling_overrides_change_only_sampling_keys():
 
 @pytest.mark.parametrize("option, value, message", [("--steps", "0", "--steps 0: need 1 or more"),
                                                     ("--steps", "-1", "--steps -1: need 1 or more"),
-                                                    ("--guidance-scale", "-2", "--guidance-scale -2.0: need 0 or more")])
+                                                    ("--guidance-scale", "-2", "--guidance-scale -2.0: need 0 to 50"),
+                                                    ("--guidance-scale", "inf", "--guidance-scale inf: need 0 to 50"),
+                                                    ("--guidance-scale", "1e30", "--guidance-scale 1e+30: need 0 to"),
+                                                    ("--guidance-scale", "nan", "--guidance-scale nan: need 0 to 50")])
 def test_cli_sample_refuses_steps_and_guidance_out_of_range(tmp_path, capsys, option, value, message):
     # refused before the model folder is read (there is none here)
     assert main(["sample", "--model", str(tmp_path / "none"), "--reference", "r.png", "--audio", "a.wav",
@@ -732,6 +735,14 @@ def test_cli_sample_names_a_damaged_model_folder_and_an_unwritable_out(pipeline,
     (tmp_path / "bogus" / "imac.json").write_text(json.dumps(card))
     with pytest.raises(ValueError, match=re.escape(f"{tmp_path / 'bogus' / 'imac.json'} 'config'") + ".*bogus_key"):
         IMACPipeline.from_pretrained(tmp_path / "bogus")
+    for format_, said in [("imac-model-2", "format 'imac-model-2': written by another version of imac"),
+                          (None, "no 'format' field: not a model card save_pretrained wrote")]:
+        other = {key: value for key, value in card.items() if key != "format"}
+        other["config"]["video"].pop("bogus_key", None)
+        (tmp_path / "bogus" / "imac.json").write_text(json.dumps({**other, **({"format": format_} if format_ else {})}))
+        assert main([*base, "--model", str(tmp_path / "bogus"), "--out", str(tmp_path / "x.mp4")]) == 2
+        assert capsys.readouterr().err.startswith(f"imac sample: error: --model {tmp_path / 'bogus' / 'imac.json'}: "
+                                                  f"{said}")
     shutil.rmtree(tmp_path / "bogus")
     for out, said in [("x.wav", "x.wav: the video must be a name ending in .mp4"),
                       ("x", "x: the video must be a name ending in .mp4"),
