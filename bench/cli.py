@@ -27,7 +27,7 @@ from bench.data.prepare.cli import add_prepare_arguments, add_speakers_arguments
 from bench.data.preview import MAX_FRAMES_PER_ROW, save_contact_sheet
 from bench.data.toy.corpus import LIMITS as TOY_LIMITS, ToyCorpusConfig, generate_toy_corpus
 from bench.methods import check_method_name, known_methods
-from bench.report import failed_checks, format_terminal, load_results, write_report
+from bench.report import failed_checks, format_terminal, load_results, missing_videos, write_report
 from imac import __version__
 from imac.cli import add_validate_arguments, validate_command
 from metrics.cli import CommandParser, add_command, help_texts, int_in, package_version, run_command
@@ -105,8 +105,12 @@ def _run(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     paths = write_report(args.run, plots=not args.no_plots)
-    print(format_terminal(load_results(args.run)))
+    results = load_results(args.run)
+    print(format_terminal(results))
     print("wrote " + ", ".join(str(p) for p in paths.values()))
+    missing = "" if args.no_plots else missing_videos(Path(args.run), results)
+    if missing:
+        print(f"not drawn: plots/frames.png and plots/beats.png: {missing}")
     return 0
 
 

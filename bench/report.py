@@ -607,8 +607,22 @@ def metrics_csv(results: BenchResults) -> str:
     return buffer.getvalue()
 
 
+def missing_videos(run: Path, results: BenchResults) -> str:
+    """Why the plots drawn from videos (frames, beats) cannot be made from ``run`` ("" when they can):
+    they show the first test clip, and need its real video (gt) and a method's."""
+    clips = results.run["test_clips"]
+    if not clips:
+        return "the results list no test clip"
+    if not _video_path(run, "gt", clips[0]).is_file():
+        return (f"{_video_path(run, 'gt', clips[0])} is missing (a results.json copied without the run's videos?); "
+                "the tables are made from results.json alone")
+    return ""
+
+
 def write_report(run: str | Path, plots: bool = True) -> dict[str, Path]:
-    """Write metrics.csv, report.md and the plots of a run from its results.json; returns their paths."""
+    """Write metrics.csv, report.md and the plots of a run from its results.json; returns their paths.
+    The frame and beat plots need the run's videos: without them (``missing_videos``) they are left
+    out, and the caller says why."""
     run = Path(run)
     results = load_results(run)
     paths = {"csv": write_text_atomic(run / "metrics.csv", metrics_csv(results))}
@@ -616,11 +630,12 @@ def write_report(run: str | Path, plots: bool = True) -> dict[str, Path]:
     if plots:
         paths["bars"] = plot_metric_bars(results, run / "plots" / "metrics.png")
         made.append("plots/metrics.png")
-        clip = results.run["test_clips"][0]
-        paths["strip"] = frame_strip(run, results, clip, run / "plots" / "frames.png")
-        made.append("plots/frames.png")
-        paths["beats"] = beat_timeline(run, results, clip, run / "plots" / "beats.png")
-        made.append("plots/beats.png")
+        if not missing_videos(run, results):
+            clip = results.run["test_clips"][0]
+            paths["strip"] = frame_strip(run, results, clip, run / "plots" / "frames.png")
+            made.append("plots/frames.png")
+            paths["beats"] = beat_timeline(run, results, clip, run / "plots" / "beats.png")
+            made.append("plots/beats.png")
     paths["latex"] = write_text_atomic(run / "report.tex", latex_table(results))
     paths["report"] = write_text_atomic(run / "report.md", markdown_report(results, made))
     return paths

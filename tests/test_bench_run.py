@@ -488,6 +488,21 @@ def test_a_malformed_results_file_is_one_line_naming_the_field_in_report_and_che
         assert capsys.readouterr().err == f"imac-bench {argv[0]}: error: {run / 'results.json'}: {problem}\n"
 
 
+def test_report_of_a_results_file_without_its_videos_makes_the_tables_and_says_which_plots_it_left_out(tmp_path, capsys):
+    """Was: IndexError in the frame strip (a results.json copied without the run's videos)."""
+    run = tmp_path / "copied"
+    run.mkdir()
+    shutil.copy(COMMITTED_BASELINE / "results.json", run / "results.json")
+    first = json.loads((run / "results.json").read_text())["run"]["test_clips"][0]
+    identity, clip = first.split("/")
+    assert bench_main(["report", "--run", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert (f"not drawn: plots/frames.png and plots/beats.png: {run / 'gt' / identity / clip}.mp4 is missing "
+            "(a results.json copied without the run's videos?)") in out
+    assert (run / "plots" / "metrics.png").is_file() and not (run / "plots" / "frames.png").exists()
+    assert (run / "report.md").is_file() and (run / "metrics.csv").is_file()
+
+
 def test_without_a_control_row_the_checks_are_said_not_made_and_the_check_fails(finished_run, tmp_path, capsys):
     baseline = update_baseline(finished_run, tmp_path / "baseline")
     assert bench_main(["report", "--run", str(finished_run), "--no-plots"]) == 0
