@@ -366,3 +366,14 @@ def test_x264_is_limited_to_avx2_exactly_where_the_cpu_has_avx512():
     flags = {f for line in cpuinfo.read_text().splitlines() if line.startswith("flags")
              for f in line.partition(":")[2].split()}
     assert x264_asm() == ("AVX2" if "avx512f" in flags else None)
+
+
+def test_a_file_that_is_not_a_video_is_said_in_ffmpeg_words_once_without_errno_noise(tmp_path):
+    """Was: "cannot open video: [Errno 1094995529] Invalid data found when processing input: '<path>'"
+    (the path twice, and AVERROR_INVALIDDATA's number). The reason is FFmpeg's text for that code."""
+    path = tmp_path / "junk.mp4"
+    path.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    for read in (probe_video, read_video):
+        with pytest.raises(ValueError) as refused:
+            read(path)
+        assert str(refused.value) == f"{path}: cannot open video: Invalid data found when processing input"

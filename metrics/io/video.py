@@ -60,6 +60,14 @@ SUBSAMPLED_PIX_FMTS = {"yuv420p": (True, True), "yuvj420p": (True, True), "nv12"
 _OPEN_ERRORS = (av.FFmpegError, OSError, UnicodeDecodeError)
 
 
+def _said(error: BaseException) -> str:
+    """FFmpeg's reason without PyAV's decoration: "Invalid data found when processing input", not
+    "[Errno 1094995529] Invalid data found when processing input: '/path'" (the path is said once, first)."""
+    if isinstance(error, (av.FFmpegError, OSError)) and error.strerror:
+        return str(error.strerror)
+    return str(error)
+
+
 @dataclass(frozen=True)
 class VideoInfo:
     """What the container says about a video, read without decoding frames."""
@@ -97,7 +105,7 @@ def _open_input(path: Path) -> av.container.InputContainer:
     try:
         return av.open(str(path), "r")
     except _OPEN_ERRORS as error:
-        raise ValueError(f"{path}: cannot open video: {error}") from error
+        raise ValueError(f"{path}: cannot open video: {_said(error)}") from error
 
 
 def _video_stream(container: av.container.InputContainer, path: Path) -> av.video.stream.VideoStream:
@@ -146,7 +154,7 @@ def _scan_packets(container: av.container.InputContainer, stream: av.video.strea
                 continue  # the empty packet PyAV yields at the end of each stream, to flush the decoder
             packets.append((packet.pts, packet.dts, packet.is_keyframe, packet.is_discard))
     except av.FFmpegError as error:
-        raise ValueError(f"{path}: cannot read video packets: {error}") from error
+        raise ValueError(f"{path}: cannot read video packets: {_said(error)}") from error
     leading = next((index for index, (*_, keyframe, _discard) in enumerate(packets) if keyframe), 0)
     count, presented, keyframes, hidden = 0, [], [], set()
     timestamps_complete = True
@@ -242,7 +250,7 @@ def display_rotation(path: str | os.PathLike) -> int:
     try:
         frame = next(container.decode(video=0), None)
     except av.FFmpegError as error:
-        raise ValueError(f"{path}: cannot decode the first frame: {error}") from error
+        raise ValueError(f"{path}: cannot decode the first frame: {_said(error)}") from error
     finally:
         container.close()
     degrees = int(getattr(frame, "rotation", 0) or 0) if frame is not None else 0
@@ -350,7 +358,7 @@ class VideoReader:
             try:
                 frame = next(decoded, None)
             except av.FFmpegError as error:
-                raise ValueError(f"{self.path}: cannot decode the video: {error}") from error
+                raise ValueError(f"{self.path}: cannot decode the video: {_said(error)}") from error
             if frame is None:
                 return
             if frame.pts is not None and frame.pts in hidden:
@@ -483,7 +491,7 @@ def read_video_audio_timed(path: str | os.PathLike, sample_rate: int = SAMPLE_RA
                 pieces.extend(out.to_ndarray()[0] for out in resampler.resample(frame))
             pieces.extend(out.to_ndarray()[0] for out in resampler.resample(None))
         except av.FFmpegError as error:
-            raise ValueError(f"{path}: cannot decode the audio track: {error}") from error
+            raise ValueError(f"{path}: cannot decode the audio track: {_said(error)}") from error
         recorded_seconds = (float(stream.duration * stream.time_base)
                             if stream.duration and stream.time_base else None)
     finally:
