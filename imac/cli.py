@@ -24,7 +24,7 @@ from imac.frames import describe_preparation, read_image, reference_tensor
 from metrics.cli import CommandParser, add_command, help_texts, int_in, package_version, run_command
 from metrics.dataset import read_manifest, validate_dataset
 from metrics.device import resolve_device
-from metrics.io.audio import audio_info, load_audio
+from metrics.io.audio import READABLE, audio_info, load_audio
 from metrics.io.files import check_file_target, save_npz_atomic
 from metrics.io.video import write_video
 
@@ -265,7 +265,8 @@ def build_parser() -> CommandParser:
                          handler=_sample, wraps="imac.pipeline.IMACPipeline")
     sample.add_argument("--model", required=True, type=Path, help="a stage-2 model folder")
     sample.add_argument("--reference", required=True, type=Path, help="reference image (png/jpg)")
-    sample.add_argument("--audio", required=True, type=Path, help="speech (wav/flac; resampled as needed)")
+    sample.add_argument("--audio", required=True, type=Path,
+                        help=f"speech ({READABLE}; mixed to mono and resampled as needed)")
     sample.add_argument("--out", required=True, type=Path, help="output mp4 (motion saved beside it)")
     sample.add_argument("--seed", type=int_in(0, 2 ** 63 - 1), default=0, help="random seed of the sampling")
     sample.add_argument("--steps", type=int, default=None,

@@ -68,6 +68,8 @@ def read_model_card(folder: str | os.PathLike) -> tuple[IMACConfig, dict]:
     card_path = folder / MODEL_CARD
     if folder.is_file():
         raise NotADirectoryError(f"{folder}: a file; give the model folder (the one holding {MODEL_CARD})")
+    if not folder.exists():
+        raise FileNotFoundError(f"{folder}: no such model folder")
     if not card_path.is_file():
         inside = folder / "model"     # a training stage's folder (runs/x/stage2) holds its model in model/
         hint = f"; the model trained there is {inside}" if (inside / MODEL_CARD).is_file() else ""

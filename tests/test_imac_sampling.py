@@ -493,6 +493,8 @@ def test_model_folder_round_trip_gives_identical_outputs(pipeline, tmp_path):
         IMACPipeline.from_pretrained(tmp_path)                 # a stage's folder: its model/ is named
     with pytest.raises(FileNotFoundError, match=r"not an IMAC model folder \(no imac.json\)$"):
         IMACPipeline.from_pretrained(tmp_path / "model" / "unet")
+    with pytest.raises(FileNotFoundError, match=f"^{re.escape(str(tmp_path / 'modle'))}: no such model folder$"):
+        IMACPipeline.from_pretrained(tmp_path / "modle")       # a typo: not "no imac.json"
 
 
 def test_cli_sample_writes_video_with_audio_and_motion(pipeline, tmp_path, capsys):
