@@ -379,9 +379,10 @@ class Evaluator:
             frames=frames if "frames" in needs else None,
             audio=_clip_audio(clip, partner, rate) if "audio" in needs else None,
             sample_rate=rate if "audio" in needs else 0,
-            reference=(partner.first_frame() if partner is not None else frames[0]) if "reference" in needs else None,
-            truth=(read_video(partner.video) if partner is not None else (frames if side == "real" else None))
-            if "truth" in needs else None,
+            reference=(fit_size(partner.first_frame(), frames) if partner is not None else frames[0])
+            if "reference" in needs else None,
+            truth=(fit_size(read_video(partner.video), frames) if partner is not None
+                   else (frames if side == "real" else None)) if "truth" in needs else None,
             keypoints=keypoints if "keypoints" in needs else None, hints=hints)
         if "truth" in needs and inputs.truth is None:
             raise ClipError(f"{clip.video}: no real clip with the same identity/clip_id to compare with "
@@ -647,6 +648,20 @@ class Evaluator:
         if self.unavailable:
             networks["unavailable_metrics"] = dict(self.unavailable)
         return networks
+
+
+def fit_size(pixels: np.ndarray, frames: np.ndarray | None) -> np.ndarray:
+    """A real clip's first frame (H, W, C) or frames (F, H, W, C), uint8, resized (``cv2.INTER_AREA``) to
+    the generated ``frames``' (F, H', W', C) size when it differs; as it is otherwise. Reached only where
+    the input check converted or allowed a frame-size mismatch (``metrics.inputs``: ``frame_size``)."""
+    if frames is None or pixels.shape[-3:-1] == frames.shape[1:3]:
+        return pixels
+    import cv2
+
+    height, width = frames.shape[1:3]
+    if pixels.ndim == 3:
+        return cv2.resize(pixels, (width, height), interpolation=cv2.INTER_AREA)
+    return np.stack([cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA) for frame in pixels])
 
 
 def _clip_audio(clip: ClipRecord, partner: ClipRecord | None, sample_rate: int) -> np.ndarray:

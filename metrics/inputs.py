@@ -9,8 +9,11 @@ and, for the display rotation, from the first decoded frame:
 ============================  =================  ==========================================================
 property                      changes            rule
 ============================  =================  ==========================================================
-``frame_size`` (w x h)        FVD; pose          equal for FVD (both are resized to 224 from it); for the
-                                                 skeleton metrics converted (keypoints in shoulder widths)
+``frame_size`` (w x h)        FVD; pose;         equal for FVD (both are resized to 224 from it) and for
+                              pixels             PSNR/SSIM/LPIPS (pixel to pixel; allowed: the real frames
+                                                 resized to the generated size); for the skeleton metrics
+                                                 converted (keypoints in shoulder widths), for Drift and
+                                                 the joins converted (the real first frame resized)
 ``frame_rate``                FVD; FGD/Div/BAS   equal for FVD (a 16-frame clip spans 16 / fps seconds);
                                                  keypoints resampled to the protocol's rate
 ``duration`` (paired clips)   all                a generated clip lasts its real clip's frames, +- 1 frame
@@ -52,7 +55,7 @@ from metrics.dataset import ClipRecord
 from metrics.io.fields import typed_field
 from metrics.io.video import display_rotation, probe_video
 from metrics.protocol import Protocol
-from metrics.registry import METRIC_IDS
+from metrics.registry import METRIC_IDS, REGISTRY
 
 # The properties a user may allow to differ (``allow``), and the alias the old option used.
 ALLOWABLE = ("frame_size", "frame_rate", "duration", "pixel_format", "colour_range", "colour_matrix",
@@ -250,8 +253,13 @@ def _equal_sets(check: _Checker, real, fake, name: str, metrics: Sequence[str], 
 
 
 def _check_frames(check: _Checker, real, fake, protocol: Protocol) -> None:
-    _equal_sets(check, real, fake, "frame_size", ("fvd",), "FVD resizes both to 224, so the result depends "
-                "on the mismatch; render at the real resolution")
+    pixel_to_pixel = [m for m, spec in REGISTRY.items() if spec.partner_pixels == "equal"]
+    if not _equal_sets(check, real, fake, "frame_size", ("fvd", *pixel_to_pixel), "FVD resizes both to 224, so the "
+                       "result depends on the mismatch, and PSNR, SSIM and LPIPS compare pixel to pixel (allowed, "
+                       "the real frames are resized to the generated size); render at the real resolution"):
+        resized = [m for m, spec in REGISTRY.items() if spec.partner_pixels == "resized"]
+        check.converted("frame_size", resized, "the real clip's first frame resized (area) to the generated "
+                        "frames' size for the distances from it")
     sizes = {p.value("frame_size") for p in (*real, *fake)}
     if len(sizes) > 1:
         check.converted("frame_size", SKELETON_METRICS, f"frame sizes {', '.join(sorted(sizes))}: keypoints are "

@@ -108,7 +108,11 @@ class MetricSpec:
     ``implementation``: ``"module:Class"`` of a ``ClipMetric`` (None: built into the evaluator:
     fgd, div, bas, fvd). ``weights``: the name of the option giving its local weight file (None:
     weight-free). ``audio``: it hears the speech (the input check compares the audio of both sides).
-    ``unit``: the unit of a value, for the README and cards.
+    ``unit``: the unit of a value, for the README and cards. ``partner_pixels``: how it reads the real
+    clip's pixels beside a generated clip's ("": not at all, or at any size; "resized": the real image
+    is resized to the generated frames' size (area interpolation), a conversion the result states;
+    "equal": compared pixel to pixel, so a size mismatch is refused unless allowed, and then resized the
+    same way).
     """
 
     id: str
@@ -124,6 +128,7 @@ class MetricSpec:
     weights: str | None = None
     audio: bool = False
     unit: str = ""
+    partner_pixels: str = ""
 
     @property
     def arrow(self) -> str:
@@ -146,12 +151,13 @@ REGISTRY: dict[str, MetricSpec] = _specs(
                implementation="metrics.hands:HandKeypointVariance", unit="squared shoulder widths"),
     MetricSpec("joins_app", "Join-A", True, "appearance jump at chunk joins", "Chunk joins", reference=True,
                default=True, implementation="metrics.chunk_joins:AppearanceJoins",
-               unit="ratio (1.0: seamless)"),
+               unit="ratio (1.0: seamless)", partner_pixels="resized"),
     MetricSpec("joins_motion", "Join-M", True, "motion jump at chunk joins", "Chunk joins", reference=True,
-               default=True, implementation="metrics.chunk_joins:MotionJoins", unit="ratio (1.0: seamless)"),
+               default=True, implementation="metrics.chunk_joins:MotionJoins", unit="ratio (1.0: seamless)",
+               partner_pixels="resized"),
     MetricSpec("drift", "Drift", True, "drift from the reference image", "Chunk joins", reference=True,
                default=True, implementation="metrics.chunk_joins:ReferenceDrift",
-               unit="grey levels (0-255) per second"),
+               unit="grey levels (0-255) per second", partner_pixels="resized"),
     # Not in the default selection: they need weights (a metric without its file is left out with a
     # message), or, PSNR and SSIM, the real clip's frames for every generated clip (CI time).
     MetricSpec("sync_c", "Sync-C", False, "lip-sync confidence (LSE-C)", "Lip sync", reference=True,
@@ -159,12 +165,12 @@ REGISTRY: dict[str, MetricSpec] = _specs(
     MetricSpec("sync_d", "Sync-D", True, "lip-sync distance (LSE-D)", "Lip sync", reference=True,
                implementation="metrics.lipsync:LipSyncDistance", weights="syncnet", audio=True),
     MetricSpec("psnr", "PSNR", False, "peak signal-to-noise ratio", "Frame quality", reference=True, paired=True,
-               implementation="metrics.frame_quality:PeakSignalToNoise", unit="dB"),
+               implementation="metrics.frame_quality:PeakSignalToNoise", unit="dB", partner_pixels="equal"),
     MetricSpec("ssim", "SSIM", False, "structural similarity", "Frame quality", reference=True, paired=True,
-               implementation="metrics.frame_quality:StructuralSimilarity"),
+               implementation="metrics.frame_quality:StructuralSimilarity", partner_pixels="equal"),
     MetricSpec("lpips", "LPIPS", True, "learned perceptual image patch similarity", "Frame quality",
                reference=True, paired=True, implementation="metrics.frame_quality:PerceptualDistance",
-               weights="lpips"),
+               weights="lpips", partner_pixels="equal"),
     MetricSpec("fid", "FID", True, "Fréchet inception distance on frames", "Frame quality", two_sided=True,
                implementation="metrics.frame_quality:FrechetInceptionDistance", weights="inception"),
     MetricSpec("csim", "CSIM", False, "identity cosine similarity (ArcFace)", "Identity", reference=True,

@@ -288,6 +288,30 @@ def test_short_videos_empty_folders_and_resolution_mismatch(corpus, tmp_path):
     assert "frame_size (allowed" in result.provenance["fvd"].conversions[1]
 
 
+def test_a_smaller_generated_size_is_converted_for_drift_and_refused_for_psnr_unless_allowed(corpus, tmp_path):
+    """Was: Drift and PSNR failed after decoding ('the reference image is (64, 64, 3), the frames (32, 32, 3)'),
+    and --allow-mismatch frame_size did not help. Drift's expected value: the least-squares slope (numpy
+    polyfit) of the mean |frame - real first frame shrunk by 2x2 block means| per frame, frames per second 25."""
+    clip = find_clips(corpus["data"], split="test")[0]
+    frames = read_video(clip.video)
+    small = tmp_path / "small"
+    halved = frames.reshape(len(frames), 32, 2, 32, 2, 3).mean(axis=(2, 4)).round().astype(np.uint8)
+    write_video(small / clip.identity / f"{clip.clip_id}.mp4", halved, 25)
+    result = run(corpus, small, tmp_path, metrics=("drift",), allow=["clips"])
+    assert ("frame_size", "converted", ("drift",)) in [(f.property, f.action, f.metrics) for f in result.inputs.findings]
+    generated = read_video(small / clip.identity / f"{clip.clip_id}.mp4").astype(np.float64)
+    reference = frames[0].reshape(32, 2, 32, 2, 3).astype(np.float64).mean(axis=(1, 3))
+    distances = np.abs(generated - reference).mean(axis=(1, 2, 3))
+    expected = np.polyfit(np.arange(len(distances)) / 25.0, distances, 1)[0]
+    # cv2's area resize rounds each block mean to uint8: at most 0.5 grey levels from the exact mean
+    assert result.scores["all"]["drift"].value == pytest.approx(expected, abs=0.05)
+    with pytest.raises(InputMismatchError, match=r"frame_size differs.*32x32.*PSNR, SSIM and LPIPS compare pixel to "):
+        run(corpus, small, tmp_path, metrics=("psnr",), allow=["clips"])
+    allowed = run(corpus, small, tmp_path, metrics=("psnr",), allow=["clips", "frame_size"])
+    assert np.isfinite(allowed.scores["all"]["psnr"].value)
+    assert ("frame_size", "allowed") in [(f.property, f.action) for f in allowed.inputs.findings]
+
+
 def test_nan_keypoints_are_an_error_naming_the_file(corpus, tmp_path):
     class NanExtractor(ToyMarkerPose):
         extractor_id = "nan-extractor"
