@@ -434,9 +434,10 @@ def markdown_report(results: BenchResults, plots: list[str]) -> str:
 
 def format_terminal(results: BenchResults) -> str:
     metrics = results.scored_metrics()
-    lines = [results.protocol_label, f"{'method':<46}" + "".join(f"{results.label(m):>12}" for m in metrics)]
+    width = max((len(_label(results, name)) for name in results.methods), default=6) + 1   # labels whole
+    lines = [results.protocol_label, f"{'method':<{width}}" + "".join(f"{results.label(m):>12}" for m in metrics)]
     for name in results.methods:
-        lines.append(f"{_label(results, name)[:45]:<46}"
+        lines.append(f"{_label(results, name):<{width}}"
                      + "".join(f"{_fmt(results.value(name, m)):>12}" for m in metrics))
     failed = results.failed_checks()
     loose = [c for c in results.control_checks if c.holds is False and not c.gating]

@@ -500,6 +500,8 @@ def test_report_of_a_results_file_without_its_videos_makes_the_tables_and_says_w
     assert (f"not drawn: plots/frames.png and plots/beats.png: {run / 'gt' / identity / clip}.mp4 is missing "
             "(a results.json copied without the run's videos?)") in out
     assert (run / "plots" / "metrics.png").is_file() and not (run / "plots" / "frames.png").exists()
+    # each row's label whole (was: cut at 45 characters, "Real vs real (noise floor: other real clips o")
+    assert "\nReal vs real (noise floor: other real clips of the same speakers) " in out
     assert (run / "report.md").is_file() and (run / "metrics.csv").is_file()
 
 
