@@ -152,7 +152,9 @@ def read_image(path: str | os.PathLike) -> ReferenceImage:
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
         if str(error).startswith(str(path)):
             raise
-        raise ValueError(f"cannot read image {path}: {error}") from error
+        if isinstance(error, UnidentifiedImageError):    # PIL's text repeats the path
+            raise ValueError(f"{path}: not an image Pillow can read (PNG, JPEG, WebP, BMP, TIFF, ...)") from error
+        raise ValueError(f"{path}: cannot read image: {error}") from error
     return ReferenceImage(path, pixels, mode, tuple(notes))
 
 

@@ -156,3 +156,11 @@ def test_a_16_bit_pgm_opened_as_32_bit_is_scaled_as_16_bit(tmp_path):
     image = read_image(tmp_path / "dark.pgm")
     np.testing.assert_array_equal(image.pixels[..., 0], [[0, 1], [1, 255]])       # round(v / 257)
     assert image.notes == ("16-bit grayscale scaled to 8 bits",)
+
+
+def test_a_file_that_is_no_image_is_said_once_with_its_path_first(tmp_path):
+    """Was: "cannot read image P: cannot identify image file 'P'" (the path twice, not first)."""
+    (tmp_path / "notes.png").write_text("root:x:0:0:root:/root:/bin/bash\n")
+    with pytest.raises(ValueError) as refused:
+        read_image(tmp_path / "notes.png")
+    assert str(refused.value) == f"{tmp_path / 'notes.png'}: not an image Pillow can read (PNG, JPEG, WebP, BMP, TIFF, ...)"
