@@ -51,7 +51,7 @@ def test_warnings_round_trip_and_are_checked():
     score = Score(1.0, 0.5, 1.5, {"n_fake_clips": 7}, ("FVD from 7 clips in 400 dimensions",))
     assert Score.from_dict(score.to_dict()) == score
     assert "warnings" not in Score(1.0).to_dict()
-    with pytest.raises(ValueError, match="fvd: warnings must be a list of strings"):
+    with pytest.raises(ValueError, match="fvd: warnings: expected a list, got a string 'no'"):
         Score.from_dict({"value": 1.0, "warnings": "no"}, "fvd")
 
 
