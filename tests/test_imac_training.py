@@ -471,6 +471,13 @@ def test_both_stages_train_one_after_the_other_in_the_same_launched_processes(co
         env=env, capture_output=True, text=True, timeout=240)
     assert launched.returncode == 0, failed_launch(launched.stderr)
     assert launched.stdout.count("both stages 1 2") == 2, launched.stdout
+    for stage in ("stage1", "stage2"):
+        # each rank's random states are in the checkpoint (accelerate names them random_states_<rank>.pkl),
+        # and no rank wrote into a temporary folder renamed under it (once a race, now a barrier)
+        checkpoints = tmp_path / "out" / stage / "checkpoints"
+        assert sorted(p.name for p in checkpoints.iterdir()) == ["step-1"]
+        assert {"random_states_0.pkl", "random_states_1.pkl", "COMPLETE"} <= {
+            p.name for p in (checkpoints / "step-1").iterdir()}
 
 
 def _free_port() -> int:

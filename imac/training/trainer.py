@@ -195,6 +195,9 @@ def _save_checkpoint(accelerator, folder: Path, step: int, keep: int = 2) -> Non
     temporary = folder / broadcast_object_list(name)[0]
     accelerator.wait_for_everyone()
     accelerator.save_state(str(temporary))
+    # Every rank has written its random states before the folder is marked and renamed: without this
+    # barrier a slower rank wrote into a folder already renamed (or lost its states from the checkpoint).
+    accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         (temporary / "COMPLETE").write_text(str(step))
         replace_folder(temporary, target)
