@@ -12,8 +12,13 @@ Fields:
 - ``identity`` (str), ``clip_id`` (str): the speaker and the clip; (identity, clip_id) is unique.
 - ``split``: ``"train"`` or ``"test"``.
 - ``video`` (mp4), ``audio`` (wav), ``motion`` (npz), ``keypoints`` (npz, optional): paths
-  relative to the folder.
-- ``fps`` (number > 0), ``num_frames``, ``width``, ``height`` (int > 0): of the video.
+  relative to the folder, ``/``-separated, that stay inside it: ``..`` may not climb out of it, and
+  a symbolic link on the way may not lead out of it either (to keep the media on another disk, link
+  or move the whole dataset folder, not a part of it). A manifest comes from whoever made the
+  dataset; these rules keep its reader from opening, training on or linking files elsewhere.
+- ``fps`` (number > 0), ``num_frames``, ``width``, ``height`` (int > 0): of the video, whose rate is
+  constant: frame i is shown at i / fps (a variable-frame-rate recording, a phone's, is refused by
+  ``check_clip``; ``imac-bench data prepare`` makes such sources constant).
 - any other field is kept, in ``ClipRecord.extra``.
 
 The motion npz holds ``pose`` (F, 3J) axis-angle float, ``expression`` (F, 100) float and
@@ -35,11 +40,12 @@ from __future__ import annotations
 import json
 import math
 import os
+import posixpath
 import unicodedata
 import zipfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any
 
 import numpy as np
@@ -47,7 +53,7 @@ import numpy as np
 from metrics.io.audio import SAMPLE_RATE, audio_duration, load_audio
 from metrics.io.bounded import load_npz, read_npz_headers
 from metrics.io.files import write_text_atomic
-from metrics.io.video import VideoReader, probe_video, read_video_audio
+from metrics.io.video import VideoReader, read_video_audio
 
 MANIFEST_NAME = "manifest.jsonl"
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm")
@@ -233,8 +239,10 @@ def _field_problems(line: Mapping[str, Any]) -> list[tuple[str, str]]:
             problems.append((name, f"must be a non-empty string or absent, got {value!r}"))
     for name in PATH_FIELDS + OPTIONAL_PATH_FIELDS:
         value = line.get(name)
-        if isinstance(value, str) and value.strip() and Path(value).is_absolute():
-            problems.append((name, f"path {value!r} must be relative to the dataset folder"))
+        if isinstance(value, str) and value.strip():
+            problem = _path_problem(value)
+            if problem:
+                problems.append((name, problem))
     if isinstance(line.get("split"), str) and line["split"] not in SPLITS:
         problems.append(("split", f"{line['split']!r} is not 'train' or 'test'"))
     for name in NUMBER_FIELDS:
@@ -250,6 +258,49 @@ def _field_problems(line: Mapping[str, Any]) -> list[tuple[str, str]]:
         elif name in line and value <= 0:
             problems.append((name, f"must be > 0, got {value!r}"))
     return problems
+
+
+def _path_problem(value: str) -> str | None:
+    """Why the manifest path ``value`` cannot name a file inside the dataset folder, or None.
+
+    Decided on the text alone (no file is looked at): absolute (``/x``, ``C:\\x``, ``\\\\server\\x``), a
+    NUL byte, or a ``..`` that climbs above the folder (``a/../../x``; ``a/../x`` stays inside).
+    A backslash counts as a separator here, as it does on Windows, so that no manifest escapes on
+    any system.
+    """
+    if "\0" in value:
+        return f"path {value!r} holds a NUL byte, which no file name can"
+    if Path(value).is_absolute() or PureWindowsPath(value).anchor:
+        return f"path {value!r} must be relative to the dataset folder"
+    if posixpath.normpath(value.replace("\\", "/")).split("/")[0] == "..":
+        return f"path {value!r} leads outside the dataset folder ('..' climbs above it)"
+    return None
+
+
+class _Containment:
+    """Where a manifest's paths really lead: symbolic links followed, as opening the file follows them.
+
+    ``outside(path)`` (``path``: the dataset folder / a manifest path) is the real location of
+    ``path``, its symbolic links resolved, when that lies outside the folder's real location, else
+    None. Each folder is resolved once, so a manifest of many clips in a few folders costs one
+    ``lstat`` per file.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.real_root = Path(os.path.realpath(root))
+        self._real_folders: dict[Path, Path] = {}
+
+    def outside(self, path: Path) -> Path | None:
+        if path.name in ("", ".", ".."):
+            real = Path(os.path.realpath(path))
+        else:
+            folder = self._real_folders.get(path.parent)
+            if folder is None:
+                folder = self._real_folders[path.parent] = Path(os.path.realpath(path.parent))
+            real = folder / path.name
+            if real.is_symlink():
+                real = Path(os.path.realpath(real))
+        return None if real.is_relative_to(self.real_root) else real
 
 
 def _clip_label(line: Mapping[str, Any], line_number: int) -> str:
@@ -279,11 +330,14 @@ def _output_key(key: tuple[str, str]) -> tuple[str, str]:
     return tuple(unicodedata.normalize("NFC", part).casefold() for part in key)
 
 
-def _parse_lines(lines: Iterable[tuple[int, str]], root: Path) -> tuple[list[ClipRecord], list[Problem]]:
+def _parse_lines(lines: Iterable[tuple[int, str]], root: Path,
+                 containment: _Containment | None = None) -> tuple[list[ClipRecord], list[Problem]]:
     """Records and problems (in line order) of (line number, JSON text) pairs; blank lines are skipped.
 
     Two lines with one (identity, clip_id) are refused, and so are two whose ids differ only in
     case (or Unicode normalisation): their output files would be one file on macOS or Windows.
+    A path that leaves ``root`` is refused: by its text always (``_path_problem``), and, given
+    ``containment`` (reading a manifest from disk), through a symbolic link on its way.
     """
     records: list[ClipRecord] = []
     problems: list[Problem] = []
@@ -312,6 +366,13 @@ def _parse_lines(lines: Iterable[tuple[int, str]], root: Path) -> tuple[list[Cli
         if field_problems:
             continue
         record = _record_from_line(line, root)
+        if containment is not None:
+            escapes = [(name, real) for name, path in _referenced_files(record)
+                       if (real := containment.outside(path)) is not None]
+            problems += [Problem(label, name, f"path {line[name]!r} leads outside the dataset folder through a "
+                                 f"symbolic link (to {real}) ({_line_label(line_number)})") for name, real in escapes]
+            if escapes:
+                continue
         if record.key in first_line_of:
             problems.append(Problem(label, "clip_id", f"duplicate (identity, clip_id): "
                                     f"{_line_label(line_number)} repeats line {first_line_of[record.key]}"))
@@ -338,16 +399,18 @@ def _parse_manifest(root: str | os.PathLike) -> tuple[list[ClipRecord], list[Pro
         text = manifest.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         return [], [Problem(str(manifest), "manifest", f"cannot read: {error}")]
-    records, problems = _parse_lines(enumerate(text.splitlines(), start=1), root)
+    records, problems = _parse_lines(enumerate(text.splitlines(), start=1), root, _Containment(root))
     if not records and not problems:
         problems.append(Problem(str(manifest), "manifest", "no clips"))
     return records, problems
 
 
 def read_manifest(root: str | os.PathLike) -> list[ClipRecord]:
-    """The clips of ``root/manifest.jsonl``, after checking its lines (not the clips' files).
+    """The clips of ``root/manifest.jsonl``, after checking its lines (not the clips' contents).
 
-    Raises ``DatasetError`` listing every problem of the manifest.
+    Raises ``DatasetError`` listing every problem of the manifest, each naming the clip (or the
+    line), the field and ``manifest.jsonl line N``: among them a path that leads outside ``root``
+    (by ``..`` or through a symbolic link).
     """
     records, problems = _parse_manifest(root)
     if problems:
@@ -419,12 +482,42 @@ def _non_finite_message(name: str, array: np.ndarray) -> str | None:
     return f"{name!r} has {nan} NaN and {inf} inf values (first at frame {first_frame})"
 
 
+def uneven_frame(times: np.ndarray) -> tuple[int, float] | None:
+    """The frame shown furthest from an even spacing, and by how many seconds, or None when every frame is
+    within half a frame interval of it (a constant rate, up to the rounding of its timestamps).
+
+    ``times``: (F,) presentation times in seconds, increasing (``metrics.io.video.frame_times``). The
+    even spacing runs from the first frame's time to the last's in F - 1 equal steps.
+    """
+    times = np.asarray(times, dtype=np.float64)
+    if len(times) < 3 or times[-1] <= times[0]:
+        return None
+    step = (times[-1] - times[0]) / (len(times) - 1)
+    offsets = times - (times[0] + step * np.arange(len(times)))
+    worst = int(np.argmax(np.abs(offsets)))
+    return (worst, float(offsets[worst])) if abs(offsets[worst]) > 0.5 * step else None
+
+
+def _variable_rate_message(times: np.ndarray, frame: int, fps: float) -> str:
+    intervals = np.diff(times)
+    shown, assumed = times[frame] - times[0], frame / fps
+    return (f"variable frame rate: frames {1000 * intervals.min():.1f} to {1000 * intervals.max():.1f} ms apart, so "
+            f"frame {frame} is shown {shown:.3f} s after the first, not at {frame} / fps = {assumed:.3f} s (manifest "
+            f"fps {fps:g}); the format needs a constant rate (make one with imac-bench data prepare, which picks "
+            "frames by their timestamps)")
+
+
 def _check_video(record: ClipRecord) -> list[str]:
-    info = probe_video(record.video)
+    with VideoReader(record.video) as reader:     # probes (demuxes) once, decodes nothing
+        info, times = reader.info, reader.frame_times()
     messages = []
     if info.num_frames != record.num_frames:
         messages.append(f"frame count {info.num_frames} != num_frames {record.num_frames}")
-    if abs(info.fps - record.fps) > FPS_RELATIVE_TOLERANCE * record.fps:
+    uneven = uneven_frame(times)
+    if uneven is not None:
+        # its header's rate is only an average: comparing it with the manifest's would say nothing true
+        messages.append(_variable_rate_message(times, uneven[0], record.fps))
+    elif abs(info.fps - record.fps) > FPS_RELATIVE_TOLERANCE * record.fps:
         messages.append(f"fps {info.fps:g} != manifest fps {record.fps:g}")
     if (info.width, info.height) != (record.width, record.height):
         messages.append(f"size {info.width}x{info.height} != manifest {record.width}x{record.height}")
@@ -490,8 +583,8 @@ def _check_audio(record: ClipRecord) -> list[str]:
     # Half a frame of slack: audio cut at the last frame's start rather than its end is fine.
     shortest = record.duration - 0.5 / record.fps
     if seconds < shortest:
-        return [f"audio lasts {seconds:.3f} s, shorter than the video's {record.duration:.3f} s "
-                f"(num_frames / fps) by more than half a frame"]
+        return [f"audio lasts {seconds:.3f} s, shorter than num_frames / fps = {record.num_frames} / "
+                f"{record.fps:g} = {record.duration:.3f} s by more than half a frame ({0.5 / record.fps:.3f} s)"]
     return []
 
 
@@ -503,7 +596,8 @@ def check_clip(record: ClipRecord, level: str = "full") -> list[Problem]:
     """The problems of one clip's files.
 
     ``level="files"``: each referenced file exists. ``level="full"`` also opens them: video frame
-    count, fps and size; motion and keypoint shapes, frame counts and finiteness; audio length.
+    count, size and frame rate (constant: a variable-rate video is named so, not compared by its
+    average rate); motion and keypoint shapes, frame counts and finiteness; audio length.
     A file that cannot be read is reported as a problem, never raised.
     """
     if level not in LEVELS:
