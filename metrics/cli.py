@@ -1,6 +1,6 @@
 """The metrics on folders of videos, from the command line (python -m metrics).
 
-    python -m metrics compute --fake DIR [--real DIR] [--metrics fgd,div,bas,fvd,hkc,...] [--out FILE.json]
+    python -m metrics compute --fake DIR [--real DIR] [--metrics fgd,div,bas,fvd,...] [--out FILE.json|DIR/]
                               [--fgd-ae DIR] [--i3d PATH] [--extractor toy|dwpose] [--options FILE.yaml]
                               [--allow-mismatch frame_size,...]   # the sides' headers are compared first
                               [--processes N]     # clips spread over N processes (or: accelerate launch -m metrics compute)
@@ -19,8 +19,10 @@ import logging
 import dataclasses
 import importlib.metadata
 import json
+import math
 import sys
 import textwrap
+import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,14 +31,15 @@ from typing import Any, Literal
 from metrics.device import resolve_device
 from metrics.distributed import current_processes, relaunch, without_option
 from metrics.evaluate import DEFAULT_CACHE, evaluate, format_table, make_extractor, write_result
-from metrics.fgd_training import train_fgd_autoencoder
+from metrics.fgd_training import LATENT, train_fgd_autoencoder
 from metrics.inputs import ALLOWABLE, normalise_allow
 from metrics.io.files import check_file_target
-from metrics.options import OptionsError, build_options, read_yaml
+from metrics.options import OptionsError, build_options, field_range, ranged, read_yaml
 from metrics.protocol import PRESETS, get_protocol, split_presets
 from metrics.registry import DEFAULT_METRICS, METRIC_IDS, normalise_metrics
 from metrics.results import result_paths
 from metrics.sanity import format_sanity, run_sanity
+from metrics.skeleton_ae import CONFIG_LIMITS as AUTOENCODER_LIMITS, CONFIG_NAME as AUTOENCODER_CONFIG
 
 # -- the command-line style shared by imac-bench, imac and python -m metrics -------------------------
 #
@@ -67,14 +70,19 @@ def shown_default(value: Any) -> str:
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Descriptions as written; every option's help ends with its default (unless it already names one)."""
+    """Descriptions as written; every option's help ends with the range its type accepts (a ``NumberIn``
+    type: ``int_in``, ``float_in``, ``option_type``) and its default (unless the help already names them)."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if (not action.option_strings or action.required or action.default is argparse.SUPPRESS
+        notes = []
+        accepted = getattr(action.type, "range_text", None)
+        if accepted and accepted not in text:
+            notes.append(accepted)
+        if not (not action.option_strings or action.required or action.default is argparse.SUPPRESS
                 or "default" in text.lower()):
-            return text
-        return f"{text} (default: {shown_default(action.default).replace('%', '%%')})"
+            notes.append(f"default: {shown_default(action.default).replace('%', '%%')}")
+        return f"{text} ({'; '.join(notes)})" if notes else text
 
 
 class CommandParser(argparse.ArgumentParser):
@@ -131,20 +139,86 @@ def add_command(commands: argparse._SubParsersAction, name: str, summary: str, *
     return parser
 
 
-def int_in(low: int, high: int | None = None) -> Callable[[str], int]:
+# -- numeric options: one argparse type, its range shown in the help ----------------------------------
+
+SEED_RANGE = (0, 2 ** 63 - 1)     # the seeds of python -m metrics (and of imac sample): within torch's 64 bits
+
+
+class NumberIn:
+    """An argparse type: an ``int`` or a finite ``float`` within bounds (``ge``: >=, ``gt``: >, ``le``: <=,
+    ``lt``: <; None: unbounded there), the bounds of ``metrics.options.ranged`` fields.
+
+    A value that is not a number, not finite or out of range is an ``argparse.ArgumentTypeError``
+    (argparse names the option: ``argument --steps: 0 is less than 1``); ``range_text`` is what the
+    help shows (``HelpFormatter``).
+    """
+
+    def __init__(self, kind: type, ge: float | None = None, gt: float | None = None, le: float | None = None,
+                 lt: float | None = None) -> None:
+        if kind not in (int, float):
+            raise TypeError(f"NumberIn takes int or float, got {kind!r}")
+        self.kind, self.ge, self.gt, self.le, self.lt = kind, ge, gt, le, lt
+        self.__name__ = kind.__name__     # argparse's name of the type in its own messages
+
+    @property
+    def range_text(self) -> str:
+        """The accepted values in words: ``1..100`` (integers), ``0 to 1``, ``>= 1``, ``> 0 and <= 1``;
+        "" when unbounded."""
+        if self.ge is not None and self.le is not None and self.gt is None and self.lt is None:
+            between = ".." if self.kind is int else " to "
+            return f"{_number(self.ge)}{between}{_number(self.le)}"
+        bounds = [f"{sign} {_number(bound)}" for sign, bound in ((">=", self.ge), (">", self.gt), ("<=", self.le),
+                                                                 ("<", self.lt)) if bound is not None]
+        return " and ".join(bounds)
+
+    def __call__(self, text: str) -> int | float:
+        noun = "an integer" if self.kind is int else "a number"
+        try:
+            value = self.kind(text)
+        except (ValueError, OverflowError):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+        inside = ((self.ge is None or value >= self.ge) and (self.gt is None or value > self.gt)
+                  and (self.le is None or value <= self.le) and (self.lt is None or value < self.lt))
+        if not inside:
+            inclusive = self.gt is None and self.lt is None and self.ge is not None
+            if inclusive and self.le is None:
+                raise argparse.ArgumentTypeError(f"{_number(value)} is less than {_number(self.ge)}")
+            if inclusive:
+                raise argparse.ArgumentTypeError(f"{_number(value)} is outside {self.range_text}")
+            raise argparse.ArgumentTypeError(f"must be {self.range_text}, got {_number(value)}")
+        return value
+
+    def __repr__(self) -> str:
+        return f"NumberIn({self.kind.__name__}, {self.range_text or 'any'})"
+
+
+def _number(value: float) -> str:
+    return str(value) if isinstance(value, int) else f"{value:g}"
+
+
+def int_in(low: int, high: int | None = None) -> NumberIn:
     """An argparse type: an integer in [low, high], or at least ``low`` when ``high`` is None (a bound
     checked later, e.g. against a model's window; argparse names the option in the error)."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if high is None and value < low:
-            raise argparse.ArgumentTypeError(f"{value} is less than {low}")
-        if high is not None and not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{value} is outside {low}..{high}")
-        return value
-    return parse
+    return NumberIn(int, ge=low, le=high)
+
+
+def float_in(ge: float | None = None, le: float | None = None, *, gt: float | None = None,
+             lt: float | None = None) -> NumberIn:
+    """An argparse type: a finite number within the bounds (``float_in(0, 1)``: 0..1; ``float_in(gt=0)``: > 0)."""
+    return NumberIn(float, ge=ge, gt=gt, le=le, lt=lt)
+
+
+def option_type(kind: type, name: str) -> NumberIn:
+    """The argparse type of the numeric field ``name`` of the options dataclass ``kind``: its type (int or
+    float, also as ``X | None``) within the range its ``metrics.options.ranged`` declares, so that the
+    command line and the options loader take the same values from one declaration."""
+    hint = typing.get_type_hints(kind)[name]
+    numbers = [arg for arg in (typing.get_args(hint) or (hint,)) if arg in (int, float)]
+    if len(numbers) != 1:
+        raise TypeError(f"{kind.__name__}.{name}: not an int or float field ({hint!r})")
+    return NumberIn(numbers[0], **field_range(kind, name))
 
 
 def _one_line(error: BaseException) -> str:
@@ -229,7 +303,7 @@ class ComputeOptions:
     dwpose_pose: str | None = None               # dw-ll_ucoco_384.onnx, with extractor dwpose
     fgd_ae: str | None = None                    # skeleton autoencoder folder (fgd, div)
     i3d: str | None = None                       # I3D weights; None: the untrained stand-in (FVD*)
-    i3d_seed: int = 0
+    i3d_seed: int = ranged(0, ge=SEED_RANGE[0], le=SEED_RANGE[1])
     split: Literal["train", "test", "all"] = "test"
     cache: str | None = None                     # None: metrics.evaluate.DEFAULT_CACHE; "none": no cache
     skip_bad: bool = False
@@ -312,6 +386,22 @@ def _compute_options(args: argparse.Namespace) -> ComputeOptions:
     return load_compute_options(values, section)
 
 
+RESULT_NAME = "evaluation.json"     # compute's result file inside an --out folder (a run's results.json is bench's)
+
+
+def result_file(text: str) -> Path:
+    """argparse type of compute's ``--out``: the JSON result file to write (its CSV goes beside it).
+
+    ``FILE.json`` as given (a name without the suffix gets it: ``out/eval`` -> ``out/eval.json``); an
+    existing folder, or a path ending in ``/``, gets ``evaluation.json`` (and ``evaluation.csv``) inside,
+    never a file beside the folder.
+    """
+    path = Path(text)
+    if text.endswith(("/", "\\")) or path.is_dir():
+        return path / RESULT_NAME
+    return path
+
+
 def _compute(args: argparse.Namespace) -> int:
     options = _compute_options(args)
     # what was computed before an interruption stays in the content cache: a rerun reuses it
@@ -340,6 +430,7 @@ def _compute(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
+    check_file_target(args.out / AUTOENCODER_CONFIG, "autoencoder folder")    # not after the training
     checkpoint, info = train_fgd_autoencoder(
         args.data, args.out, get_protocol(args.protocol),
         _extractor(args.extractor, args.dwpose_detector, args.dwpose_pose, device), keypoints=args.keypoints,
@@ -401,7 +492,8 @@ def _add_common(parser: argparse.ArgumentParser, settings: bool = False) -> None
         option("--fgd-ae", key="fgd_ae", metavar="DIR", help="skeleton autoencoder folder (for fgd and div)")
         option("--i3d", key="i3d", metavar="FILE", help="I3D weights (i3d_pretrained_400.pt or i3d_torchscript.pt); "
                "without: an untrained stand-in, reported as FVD*")
-        option("--i3d-seed", key="i3d_seed", type=int, metavar="N", help="seed of the untrained stand-in I3D")
+        option("--i3d-seed", key="i3d_seed", type=option_type(ComputeOptions, "i3d_seed"), metavar="N",
+               help="seed of the untrained stand-in I3D")
         option("--split", key="split", choices=("train", "test", "all"), help="split of a real dataset folder")
         option("--skip-bad", key="skip_bad", action="store_true", help="skip unreadable clips and list them")
         option("--allow-mismatch", key="allow_mismatch", type=_comma_list, metavar="LIST",
@@ -422,9 +514,11 @@ def build_parser() -> CommandParser:
     compute.add_argument("--real", type=Path, metavar="DIR", help="real videos: a dataset folder or <identity>/<clip>.mp4 files "
                          "(needed by fgd and fvd)")
     compute.add_argument("--fake", type=Path, required=True, metavar="DIR", help="generated videos: <identity>/<clip>.mp4")
-    compute.add_argument("--out", type=Path, metavar="FILE", help="result file (.json; a .csv is written beside it); "
-                         "default: print only")
-    compute.add_argument("--processes", type=int, default=1, metavar="N",
+    compute.add_argument("--out", type=result_file, metavar="PATH",
+                         help=f"result file FILE.json (FILE.csv is written beside it; a name without .json gets it), "
+                         f"or a folder: an existing one, or a path ending in '/', gets {RESULT_NAME} and "
+                         f"{Path(RESULT_NAME).with_suffix('.csv')} inside; default: print only")
+    compute.add_argument("--processes", type=int_in(1), default=1, metavar="N",
                          help="spread the clips over N processes on this machine (torch.distributed.run; the "
                          "same as `accelerate launch --multi_gpu --num_processes N -m metrics compute ...`)")
     compute.add_argument("--options", type=Path, metavar="FILE", help="YAML file of settings (keys: the setting flags' names "
@@ -434,13 +528,15 @@ def build_parser() -> CommandParser:
     train = add_command(commands, "train-fgd-ae", "train the FGD skeleton autoencoder on a dataset",
                         handler=_train, wraps="metrics.fgd_training.train_fgd_autoencoder")
     train.add_argument("--data", type=Path, required=True, help="dataset folder (manifest.jsonl)")
-    train.add_argument("--out", type=Path, required=True, help="autoencoder folder to write")
+    train.add_argument("--out", type=Path, required=True, help="autoencoder folder to write (config.json and "
+                       "model.safetensors inside)")
     train.add_argument("--split", default="train", help="split of the dataset to train on")
     train.add_argument("--keypoints", choices=("extract", "dataset"), default="extract",
                        help="extract with --extractor or use the dataset's keypoint files")
-    train.add_argument("--steps", type=int, default=1000, help="training steps")
-    train.add_argument("--latent", type=int, default=64, help="latent size")
-    train.add_argument("--seed", type=int, default=0, help="random seed")
+    train.add_argument("--steps", type=int_in(1), default=1000, metavar="N", help="training steps")
+    train.add_argument("--latent", type=int_in(1, AUTOENCODER_LIMITS["latent"]), default=LATENT, metavar="N",
+                       help="latent size (the dimension FGD and Diversity are measured in)")
+    train.add_argument("--seed", type=int_in(*SEED_RANGE), default=0, metavar="N", help="random seed")
     _add_common(train)
 
     sanity = add_command(commands, "sanity", "check that the metrics order known controls correctly",
@@ -449,7 +545,8 @@ def build_parser() -> CommandParser:
     sanity.add_argument("--out", type=Path, required=True, help="folder for the controls and the report")
     sanity.add_argument("--fgd-ae", type=Path, help="an autoencoder folder (default: train one)")
     sanity.add_argument("--i3d", type=Path, help="I3D weights (default: the untrained stand-in)")
-    sanity.add_argument("--steps", type=int, default=400, help="autoencoder training steps when training one")
+    sanity.add_argument("--steps", type=int_in(1), default=400, metavar="N",
+                        help="autoencoder training steps when training one")
     sanity.add_argument("--metrics", default="fgd,div,bas,fvd",
                         help="comma-separated; FVD with I3D at 224 px is the slow part on a CPU")
     _add_common(sanity)

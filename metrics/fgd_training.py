@@ -19,8 +19,8 @@ from metrics.fgd import skeleton_windows
 from metrics.dataset import find_clips
 from metrics.distributed import SINGLE, Processes
 from metrics.protocol import Protocol
-from metrics.skeleton_ae import (TRAINING_BATCH_SIZE, TRAINING_LEARNING_RATE, AutoencoderConfig, save_autoencoder,
-                                 train_autoencoder)
+from metrics.skeleton_ae import (CONFIG_LIMITS, TRAINING_BATCH_SIZE, TRAINING_LEARNING_RATE, AutoencoderConfig,
+                                 save_autoencoder, train_autoencoder)
 from metrics.io.bounded import load_npz
 from metrics.io.video import probe_video
 from metrics.pose.extraction import keypoint_cache, video_keypoints
@@ -80,7 +80,18 @@ def train_fgd_autoencoder(data_dir: str | Path, out_dir: str | Path, protocol: P
     per-process BatchNorm statistics would not be the global batch's, the main process trains it alone
     (exactly as one process does) while the others wait. Either way the main process alone writes
     ``out_dir`` and every process returns its hash and info.
+
+    Raises ``ValueError`` before any keypoint is extracted for ``steps`` < 1, a ``latent`` or ``hidden``
+    outside ``metrics.skeleton_ae.CONFIG_LIMITS`` (a checkpoint that could not be loaded back) or a
+    ``seed`` outside 0..2**64 - 1.
     """
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2 ** 64:   # torch's generators
+        raise ValueError(f"seed must be an integer in 0..{2 ** 64 - 1}, got {seed!r}")
+    for name, value in (("latent", latent), ("hidden", hidden)):
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= CONFIG_LIMITS[name]:
+            raise ValueError(f"{name} must be an integer in 1..{CONFIG_LIMITS[name]}, got {value!r}")
     parallel = DataParallel(processes, device)
     if processes.distributed and not parallel.can_sync_batchnorm():
         result = None

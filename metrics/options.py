@@ -62,14 +62,32 @@ def ranged(default: Any, *, ge: float | None = None, gt: float | None = None, le
     return dataclasses.field(default=default, metadata={"range": bounds})
 
 
-def _check_range(bounds: Mapping[str, float], value: Any, key: str) -> None:
+def field_range(kind: type, name: str) -> dict[str, float]:
+    """The bounds ``ranged`` gave the field ``name`` of the dataclass ``kind`` (``{"ge": 1}``; {} if none)."""
+    return dict(next(f for f in dataclasses.fields(kind) if f.name == name).metadata.get("range", {}))
+
+
+def range_problem(bounds: Mapping[str, float], value: Any) -> str | None:
+    """What is wrong with the number ``value`` for ``bounds`` (``ranged``'s), or None: not finite, or
+    outside them (``must be >= 1, got 0``). ``None`` passes."""
     if value is None or not bounds:
-        return
+        return None
     if not math.isfinite(value):
-        raise _KeyProblem(key, f"must be a finite number, got {value!r}")
+        return f"must be a finite number, got {value!r}"
     if not all(_BOUNDS[name][1](value, bound) for name, bound in bounds.items()):
-        wanted = " and ".join(f"{_BOUNDS[name][0]} {bound:g}" for name, bound in bounds.items())
-        raise _KeyProblem(key, f"must be {wanted}, got {value!r}")
+        wanted = " and ".join(f"{_BOUNDS[name][0]} {_bound_text(bound)}" for name, bound in bounds.items())
+        return f"must be {wanted}, got {value!r}"
+    return None
+
+
+def _bound_text(bound: float) -> str:
+    return str(bound) if isinstance(bound, int) else f"{bound:g}"    # an int whole: 2**63 - 1, not 9.22337e+18
+
+
+def _check_range(bounds: Mapping[str, float], value: Any, key: str) -> None:
+    problem = range_problem(bounds, value)
+    if problem:
+        raise _KeyProblem(key, problem)
 
 
 def build_options(kind: type[T], values: Mapping[str, Any] | None, section: str) -> T:

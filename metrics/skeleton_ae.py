@@ -31,10 +31,18 @@ WEIGHTS_NAME = "model.safetensors"
 
 @dataclass(frozen=True)
 class AutoencoderConfig:
+    """The autoencoder's shape; each an int in 1..``CONFIG_LIMITS[name]`` (ValueError otherwise, naming it)."""
+
     points: int          # skeleton points per frame
     window: int          # frames per window (even)
     hidden: int = 128
-    latent: int = 64
+    latent: int = 64     # the dimension FGD and Diversity are measured in
+
+    def __post_init__(self) -> None:
+        for name, limit in CONFIG_LIMITS.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
+                raise ValueError(f"autoencoder {name} must be an integer in 1..{limit}, got {value!r}")
 
 
 def _block(cin: int, cout: int, kernel: int, stride: int = 1) -> nn.Sequential:
@@ -109,8 +117,11 @@ def train_autoencoder(windows: np.ndarray, config: AutoencoderConfig, steps: int
     (``metrics.training``: each its block of every global batch, its BatchNorm layers converted to
     SyncBatchNorm so that they normalise with the global batch's statistics); ``device`` is then each
     process's GPU. SyncBatchNorm runs on GPUs only, so CPU processes cannot train it together
-    (ValueError; ``metrics.fgd_training`` has the main process train it alone).
+    (ValueError; ``metrics.fgd_training`` has the main process train it alone). ``steps`` < 1 is a
+    ValueError (no step would leave an untrained model).
     """
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
     if len(windows) < 2:
         raise ValueError(f"need at least 2 training windows, got {len(windows)}")
     parallel = DataParallel(processes, device)

@@ -33,15 +33,20 @@ def test_prepare_options_name_the_section_and_the_key():
         PrepareOptions.from_values({"identity": "grace", "sise": 64})
     with pytest.raises(OptionsError, match=r"^prepare: size: expected an integer, got 'big'"):
         PrepareOptions.from_values({"identity": "grace", "size": "big"})
-    with pytest.raises(OptionsError, match=r"^prepare: size: must be even and >= 16, got 7"):
+    with pytest.raises(OptionsError, match=r"^prepare: size: must be >= 16 and <= 4096, got 7"):
         PrepareOptions.from_values({"identity": "grace", "size": 7})
-    with pytest.raises(OptionsError, match=r"^prepare: min_frontal_fraction: must be in \[0, 1\]"):
+    with pytest.raises(OptionsError, match=r"^prepare: size: must be even, got 17"):
+        PrepareOptions.from_values({"identity": "grace", "size": 17})
+    # a direct construction checks the same declared ranges as the loader
+    with pytest.raises(OptionsError, match=r"^prepare: min_frontal_fraction: must be >= 0 and <= 1, got 2.0"):
         PrepareOptions(identity="grace", min_frontal_fraction=2.0)
+    with pytest.raises(OptionsError, match=r"^prepare: face_confidence: must be a finite number, got nan"):
+        PrepareOptions(identity="grace", face_confidence=float("nan"))
 
 
 def test_prepare_command_line_refuses_a_bad_range_in_one_line(tmp_path, capsys):
     code = bench_main(["data", "prepare", str(tmp_path), "--identity", "grace", "--out", str(tmp_path / "ds"),
-                       "--size", "7"])
+                       "--size", "17"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1
     assert "imac-bench data prepare: error: prepare: size: must be even" in err

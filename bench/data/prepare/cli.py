@@ -1,7 +1,8 @@
 """Command-line arguments of imac-bench data prepare and data speakers (kept next to what they configure).
 
-Their defaults are PrepareOptions' own; the options are built with PrepareOptions.from_values, the
-project's options loader (section "prepare").
+Their defaults are PrepareOptions' own, and so are the ranges of the numbers (their argparse types come
+from the fields' declarations, metrics.cli.option_type, and the help shows them); the options are built
+with PrepareOptions.from_values, the project's options loader (section "prepare").
 """
 
 from __future__ import annotations
@@ -16,37 +17,43 @@ from bench.data.prepare.faces import DETECTORS
 from bench.data.prepare.motion import JOINT_PRESETS
 from bench.data.prepare.pipeline import PrepareOptions, prepare_dataset
 from bench.data.prepare.speakers import talknet_speaker_counts, write_speaker_counts
+from metrics.cli import float_in, option_type
 
 
 def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
     d = PrepareOptions(identity="defaults")
+
+    def number(name: str):
+        return option_type(PrepareOptions, name)     # the field's type and declared range
+
     parser.add_argument("raw_dir", type=Path, help="folder of raw videos of one speaker (searched recursively)")
     parser.add_argument("--identity", required=True, help="the speaker's name in the dataset")
     parser.add_argument("--out", type=Path, required=True, help="dataset folder (created, or added to: other "
                         "identities' clips are kept; rerun to resume)")
     parser.add_argument("--posture", default=d.posture, help="standing, sitting, ... (for the statistics table)")
-    parser.add_argument("--size", type=int, default=d.size, help="output side in pixels")
-    parser.add_argument("--fps", type=float, default=None, help="output frame rate: frames are picked by their "
+    parser.add_argument("--size", type=number("size"), default=d.size, help="output side in pixels (even)")
+    parser.add_argument("--fps", type=number("fps"), default=None, help="output frame rate: frames are picked by their "
                         "timestamps (default: each source's average rate; variable-rate sources are made constant)")
     g = parser.add_argument_group("scenes and length")
-    g.add_argument("--scene-threshold", type=float, default=d.scene_threshold,
+    g.add_argument("--scene-threshold", type=number("scene_threshold"), default=d.scene_threshold,
                    help="PySceneDetect content-detector threshold")
-    g.add_argument("--min-scene-seconds", type=float, default=d.min_scene_seconds,
+    g.add_argument("--min-scene-seconds", type=number("min_scene_seconds"), default=d.min_scene_seconds,
                    help="its shortest scene, in seconds")
     g.add_argument("--no-jump-cuts", dest="jump_cuts", action="store_false",
                    help="split at shot changes only, not also at jump cuts inside a shot (a stretch of time "
                    "removed, same camera and person: PySceneDetect's adaptive detector)")
-    g.add_argument("--jump-cut-threshold", type=float, default=d.jump_cut_threshold,
+    g.add_argument("--jump-cut-threshold", type=number("jump_cut_threshold"), default=d.jump_cut_threshold,
                    help="a jump cut's content change, as a multiple of the neighbouring frames' (lower finds "
                    "smaller jumps, and cuts variable-rate recordings at their doubled frame intervals below 3)")
-    g.add_argument("--min-seconds", type=float, default=d.min_seconds,
+    g.add_argument("--min-seconds", type=number("min_seconds"), default=d.min_seconds,
                    help="drop clips shorter than this, in seconds (the paper's value)")
-    g.add_argument("--max-seconds", type=float, default=None,
+    g.add_argument("--max-seconds", type=number("max_seconds"), default=None,
                    help="cut scenes longer than this into equal pieces, each its own clip (default: no limit)")
     g = parser.add_argument_group("single speaker and faces")
     g.add_argument("--speakers", help="CSV clip_id,speakers from an active-speaker detector (TalkNet); clips it "
                    "does not list are decided by the face-count fallback")
-    g.add_argument("--max-several-faces-fraction", type=float, default=d.max_several_faces_fraction,
+    g.add_argument("--max-several-faces-fraction", type=number("max_several_faces_fraction"),
+                   default=d.max_several_faces_fraction,
                    help="face-count fallback: drop a clip with two or more faces in more than this fraction of "
                    "sampled frames")
     g.add_argument("--face-detector", choices=DETECTORS, default=d.face_detector,
@@ -55,17 +62,17 @@ def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
                    "package and --face-model)")
     g.add_argument("--face-model", help="model of the face detector: a folder with MTCNN's pnet/rnet/onet.onnx, "
                    "an .xml cascade or a BlazeFace .tflite")
-    g.add_argument("--face-confidence", type=float, default=None,
+    g.add_argument("--face-confidence", type=number("face_confidence"), default=None,
                    help="face confidence threshold (default: 3 for mtcnn, the log-odds of p = 0.953; 3 for "
                    "opencv-cascade; 0.5 for mediapipe)")
-    g.add_argument("--min-frontality", type=float, default=d.min_frontality,
+    g.add_argument("--min-frontality", type=number("min_frontality"), default=d.min_frontality,
                    help="how frontal a face must be, from its landmarks: 1 looking into the camera, 0 nose in line "
                    "with an eye, below 0 profile (mtcnn only)")
-    g.add_argument("--min-face-size", type=float, default=d.min_face_size,
+    g.add_argument("--min-face-size", type=number("min_face_size"), default=d.min_face_size,
                    help="smallest face side, as a fraction of the frame's shorter side")
-    g.add_argument("--min-frontal-fraction", type=float, default=d.min_frontal_fraction,
+    g.add_argument("--min-frontal-fraction", type=number("min_frontal_fraction"), default=d.min_frontal_fraction,
                    help="keep a clip if a frontal face shows in at least this fraction of sampled frames")
-    g.add_argument("--samples-per-second", type=float, default=d.samples_per_second,
+    g.add_argument("--samples-per-second", type=number("samples_per_second"), default=d.samples_per_second,
                    help="frames sampled per second for the face checks")
     g = parser.add_argument_group("motion (SMPL-X fits, e.g. from SHOW)")
     g.add_argument("--motion", help="folder of per-clip fits: <clip_id>.pkl|.npz or <clip_id>/ours_exp/final_all.pkl")
@@ -74,25 +81,25 @@ def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
                    help="pose joints written: upper (upper body + hands, 129-d), upper+jaw, all")
     g.add_argument("--flat-hand-mean", action="store_true",
                    help="the fits' hand poses exclude the SMPL-X mean hand (SHOW's do not)")
-    g.add_argument("--motion-frame-tolerance", type=int, default=d.motion_frame_tolerance,
+    g.add_argument("--motion-frame-tolerance", type=number("motion_frame_tolerance"), default=d.motion_frame_tolerance,
                    help="accept fits up to this many frames longer than the clip, trimming them")
     g = parser.add_argument_group("crop")
     g.add_argument("--masks", help="folder of per-clip person masks: <clip_id>.npz (masks) or <clip_id>.mp4")
     g.add_argument("--keypoints", help="folder of per-clip DWPose keypoints: <clip_id>.npz (keypoints (F,133,3))")
     g.add_argument("--dwpose-detector", help="yolox_l.onnx: compute the keypoints with DWPose (with --dwpose-pose)")
     g.add_argument("--dwpose-pose", help="dw-ll_ucoco_384.onnx")
-    g.add_argument("--crop-margin", type=float, default=d.crop_margin,
+    g.add_argument("--crop-margin", type=number("crop_margin"), default=d.crop_margin,
                    help="margin around the person, fraction of its size")
-    g.add_argument("--max-person-jump", type=float, default=d.max_person_jump,
+    g.add_argument("--max-person-jump", type=number("max_person_jump"), default=d.max_person_jump,
                    help="drop a clip whose keypoints (median point) or mask box move more than this fraction of "
                    "the person's size between two consecutive frames: a cut the scene split missed, or a "
                    "tracker that changed person (0: not checked)")
     g = parser.add_argument_group("split")
-    g.add_argument("--test-fraction", type=float, default=d.test_fraction,
+    g.add_argument("--test-fraction", type=number("test_fraction"), default=d.test_fraction,
                    help="share of the identity's hours held out, by whole source videos")
     g.add_argument("--test-sources", default="", help="comma-separated source names to hold out instead of --test-fraction")
-    g.add_argument("--seed", type=int, default=d.seed, help="random seed of the split")
-    parser.add_argument("--workers", type=int, default=d.workers,
+    g.add_argument("--seed", type=number("seed"), default=d.seed, help="random seed of the split")
+    parser.add_argument("--workers", type=number("workers"), default=d.workers,
                         help="processes measuring sources and cropping clips in parallel")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -138,7 +145,7 @@ def prepare_command(args: argparse.Namespace) -> int:
 def add_speakers_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("talknet_dir", type=Path, help="TalkNet demo outputs: <clip_id>/pywork/scores.pckl")
     parser.add_argument("--out", type=Path, required=True, help="speakers CSV to write (for --speakers)")
-    parser.add_argument("--min-speaking-fraction", type=float, default=0.2,
+    parser.add_argument("--min-speaking-fraction", type=float_in(0, 1), default=0.2,
                         help="a track speaks if its smoothed score is >= 0 on this fraction of its frames")
 
 

@@ -36,11 +36,12 @@ from __future__ import annotations
 import atexit
 import csv
 import io
+import math
 import os
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +81,7 @@ from bench.data.prepare.split import split_by_source, statistics_markdown, stati
 from bench.data.prepare.workers import run_jobs
 from metrics.io.bounded import parse_json
 from metrics.io.files import link_or_copy, write_json_atomic, write_text_atomic
-from metrics.options import OptionsError, build_options
+from metrics.options import OptionsError, build_options, range_problem, ranged
 
 PREPARE_VERSION = "imac-prepare-1"
 STATISTICS_NAME = "statistics.md"
@@ -92,50 +93,56 @@ PREPARE_SECTION = "prepare"                  # names the options in messages (Op
 
 @dataclass(frozen=True)
 class PrepareOptions:
-    """Every setting of a preparation run; the defaults are the paper's where it gives one."""
+    """Every setting of a preparation run; the defaults are the paper's where it gives one.
+
+    Each number's range is declared once, in its field (``metrics.options.ranged``): the options loader
+    (``from_values``), a direct construction (``__post_init__``) and the command line's argparse types
+    (``metrics.cli.option_type``, which also show it in the help) all check that declaration; a float
+    must also be finite.
+    """
 
     identity: str
     posture: str = "unknown"                 # standing | sitting | ..., for the statistics table
-    size: int = 512                          # output clips are size x size
-    fps: float | None = None                 # output frame rate (None: each source's average rate)
+    size: int = ranged(512, ge=16, le=4096)  # output clips are size x size (even)
+    fps: float | None = ranged(None, gt=0, le=1000)   # output frame rate (None: each source's average rate)
     # scenes and length
-    scene_threshold: float = 27.0            # PySceneDetect ContentDetector threshold
-    min_scene_seconds: float = 0.6           # its shortest scene
+    scene_threshold: float = ranged(27.0, ge=0, le=255)   # PySceneDetect ContentDetector threshold
+    min_scene_seconds: float = ranged(0.6, ge=0)          # its shortest scene
     jump_cuts: bool = True                   # also split at jump cuts (PySceneDetect's adaptive detector)
-    jump_cut_threshold: float = 3.0          # its ratio to the neighbouring frames' change
-    min_seconds: float = 3.0                 # clips shorter than this are dropped
-    max_seconds: float | None = None         # longer scenes are cut into equal pieces (None: no limit)
+    jump_cut_threshold: float = ranged(3.0, gt=1)         # its ratio to the neighbouring frames' change
+    min_seconds: float = ranged(3.0, gt=0)                # clips shorter than this are dropped
+    max_seconds: float | None = ranged(None, gt=0)        # longer scenes are cut into equal pieces (None: no limit)
     # faces
     face_detector: str = DEFAULT_DETECTOR  # mtcnn (metrics.faces: the project's one face detector)
     face_model: str | None = None
-    face_confidence: float | None = None     # None: the detector's default
-    min_face_size: float = 0.05              # smallest face side, fraction of the frame's shorter side
-    min_frontal_fraction: float = 0.8
-    min_frontality: float = MIN_FRONTALITY   # nose within the middle of the eye line (landmark detectors)
-    samples_per_second: float = 2.0
-    max_samples: int = 24
+    face_confidence: float | None = None     # None: the detector's default (its own scale: log-odds for mtcnn)
+    min_face_size: float = ranged(0.05, gt=0, le=1)       # smallest face side, fraction of the frame's shorter side
+    min_frontal_fraction: float = ranged(0.8, ge=0, le=1)
+    min_frontality: float = ranged(MIN_FRONTALITY, ge=-1, le=1)   # nose within the middle of the eye line
+    samples_per_second: float = ranged(2.0, gt=0)
+    max_samples: int = ranged(24, ge=1)
     # single speaker
     speakers: str | None = None              # CSV clip_id,speakers (e.g. from TalkNet)
-    max_several_faces_fraction: float = 0.2  # face-count fallback
+    max_several_faces_fraction: float = ranged(0.2, ge=0, le=1)   # face-count fallback
     # motion
     motion: str | None = None                # folder of per-clip SMPL-X fits
     smplx_model: str | None = None           # SMPLX_NEUTRAL_2020.npz, to expand PCA hand poses
     joints: str = "upper"
     flat_hand_mean: bool = False
-    motion_frame_tolerance: int = 0
+    motion_frame_tolerance: int = ranged(0, ge=0)
     # crop
     masks: str | None = None                 # folder of per-clip person masks
     keypoints: str | None = None             # folder of per-clip DWPose keypoints
     dwpose_detector: str | None = None       # or compute them with DWPose from these ONNX files
     dwpose_pose: str | None = None
-    keypoint_threshold: float = 0.3
-    crop_margin: float = 0.05
-    max_person_jump: float = DEFAULT_MAX_JUMP   # keypoints/masks between consecutive frames (0: not checked)
+    keypoint_threshold: float = ranged(0.3, ge=0, le=1)
+    crop_margin: float = ranged(0.05, ge=0)
+    max_person_jump: float = ranged(DEFAULT_MAX_JUMP, ge=0)   # between consecutive frames (0: not checked)
     # split
-    test_fraction: float = 0.05
+    test_fraction: float = ranged(0.05, ge=0, lt=1)
     test_sources: tuple[str, ...] = ()
-    seed: int = 0
-    workers: int = 1                         # processes for measuring sources and cropping clips
+    seed: int = ranged(0, ge=0)
+    workers: int = ranged(1, ge=1)           # processes for measuring sources and cropping clips
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any]) -> PrepareOptions:
@@ -147,28 +154,23 @@ class PrepareOptions:
         return build_options(cls, values, PREPARE_SECTION)
 
     def __post_init__(self) -> None:
+        for option in fields(self):
+            value = getattr(self, option.name)
+            problem = range_problem(option.metadata.get("range", {}), value)
+            if problem is None and isinstance(value, float) and not math.isfinite(value):
+                problem = f"must be a finite number, got {value!r}"
+            if problem:
+                raise OptionsError(f"{PREPARE_SECTION}: {option.name}: {problem}")
         checks = [
             ("identity", bool(self.identity.strip()) and "/" not in self.identity,
              f"must be a non-empty name without '/', got {self.identity!r}"),
-            ("size", self.size >= 16 and self.size % 2 == 0, f"must be even and >= 16, got {self.size}"),
-            ("fps", self.fps is None or self.fps > 0, f"must be > 0, got {self.fps}"),
-            ("workers", self.workers >= 1, f"must be >= 1, got {self.workers}"),
-            ("jump_cut_threshold", self.jump_cut_threshold > 1, f"must be > 1, got {self.jump_cut_threshold}"),
-            ("max_person_jump", self.max_person_jump >= 0, f"must be >= 0 (0: not checked), got {self.max_person_jump}"),
-            ("min_seconds", self.min_seconds > 0, f"must be > 0, got {self.min_seconds}"),
+            ("size", self.size % 2 == 0, f"must be even, got {self.size}"),
             ("max_seconds", self.max_seconds is None or self.max_seconds >= self.min_seconds,
              f"must be >= min_seconds ({self.min_seconds:g}), got {self.max_seconds}"),
             ("face_detector", self.face_detector in DETECTORS,
              f"must be one of {', '.join(DETECTORS)}, got {self.face_detector!r}"),
-            ("min_frontality", -1 <= self.min_frontality <= 1, f"must be in [-1, 1], got {self.min_frontality}"),
-            ("min_frontal_fraction", 0 <= self.min_frontal_fraction <= 1,
-             f"must be in [0, 1], got {self.min_frontal_fraction}"),
-            ("max_several_faces_fraction", 0 <= self.max_several_faces_fraction <= 1,
-             f"must be in [0, 1], got {self.max_several_faces_fraction}"),
             ("joints", self.joints in motion_import.JOINT_PRESETS,
              f"must be one of {', '.join(motion_import.JOINT_PRESETS)}, got {self.joints!r}"),
-            ("motion_frame_tolerance", self.motion_frame_tolerance >= 0,
-             f"must be >= 0, got {self.motion_frame_tolerance}"),
             ("dwpose_pose", (self.dwpose_detector is None) == (self.dwpose_pose is None),
              "dwpose_detector and dwpose_pose go together"),
         ]
