@@ -2,6 +2,7 @@
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -91,6 +92,46 @@ def test_interrupted_generation_resumes_and_other_settings_are_refused(small_cor
     (stranger / "notes.txt").write_text("mine")
     with pytest.raises(FileExistsError, match="not empty"):
         generate_toy_corpus(stranger, SMALL, progress=False)
+
+
+def _clip_files(out: Path, index: int = 1) -> dict[str, Path]:
+    clip = read_manifest(out)[index]
+    return {"video": clip.video, "audio": clip.audio, "motion": clip.motion, "keypoints": clip.keypoints,
+            "events": out / clip.extra["events"]}
+
+
+@pytest.mark.parametrize("name", ["video", "audio", "motion", "keypoints", "events"])
+def test_a_file_an_interrupted_run_left_cut_short_is_written_again_and_the_rest_kept(small_corpus, tmp_path, name):
+    out = Path(shutil.copytree(small_corpus, tmp_path / "resume"))
+    files = _clip_files(out)
+    before = {key: path.read_bytes() for key, path in files.items()}
+    # what an earlier run left: the file cut to half (a crash before its data reached the disk, a copy cut off)
+    files[name].write_bytes(before[name][:len(before[name]) // 2])
+    (out / "manifest.jsonl").unlink()
+    inodes = {key: path.stat().st_ino for key, path in files.items()}
+    generate_toy_corpus(out, SMALL, progress=False)
+    assert files[name].read_bytes() == before[name]                      # the file as the first run wrote it
+    assert {key: path.stat().st_ino for key, path in files.items() if key != name} == \
+        {key: inode for key, inode in inodes.items() if key != name}     # the whole files kept, not rewritten
+    assert validate_dataset(out) == []
+
+
+def test_a_file_of_the_right_length_holding_other_samples_is_written_again(small_corpus, tmp_path):
+    out = Path(shutil.copytree(small_corpus, tmp_path / "resume"))
+    wav = _clip_files(out, 0)["audio"]
+    before = wav.read_bytes()
+    middle = len(before) // 2
+    wav.write_bytes(before[:middle] + bytes(4000) + before[middle + 4000:])     # a hole of silence
+    generate_toy_corpus(out, SMALL, progress=False)
+    assert wav.read_bytes() == before
+
+
+def test_a_damaged_corpus_card_is_named_with_what_to_do(small_corpus, tmp_path):
+    out = Path(shutil.copytree(small_corpus, tmp_path / "resume"))
+    card = out / "toy_corpus.json"
+    card.write_bytes(card.read_bytes()[:100])
+    with pytest.raises(FileExistsError, match=r"holds a damaged toy corpus card .*delete the folder"):
+        generate_toy_corpus(out, SMALL, progress=False)
 
 
 def test_config_rejects_clips_too_short_for_an_80_frame_window():

@@ -1,21 +1,29 @@
 """Writing the toy corpus to disk: clips, manifest and the corpus card.
 
 Every clip is generated from its own random stream, seeded by (seed, identity, clip), so a clip
-does not depend on how many others are generated, and an interrupted generation resumes by
-skipping the clips whose files are all there (each file is written atomically).
+does not depend on how many others are generated, and an interrupted generation resumes: each
+file is written atomically (to a temporary name, then renamed), and on resuming each file already
+there is checked against what this run would write (``damaged_files``): the arrays, the events
+and the wav's samples compared, the video probed and its last frame decoded. A file missing, cut
+short (a crash before the renamed file reached the disk, an interrupted copy) or holding anything
+else is written again; the others are kept.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import zipfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import soundfile
 from tqdm import tqdm
 
 from metrics.dataset import write_manifest
-from metrics.io.bounded import read_json
+from metrics.io.bounded import BoundedReadError, load_npz, read_json
 from bench.data.toy import body
 from bench.data.toy.gestures import generate_motion
 from bench.data.toy.identities import Identity, make_identities
@@ -23,7 +31,9 @@ from bench.data.toy.render import FrameRenderer
 from bench.data.toy.speech import synthesize_speech
 from metrics.io.audio import SAMPLE_RATE, write_wav
 from metrics.io.files import save_npz_atomic, write_json_atomic
-from metrics.io.video import write_video
+from metrics.io.video import VideoReader, write_video
+
+logger = logging.getLogger(__name__)
 
 CORPUS_VERSION = "toy-corpus-v2"
 CARD_NAME = "toy_corpus.json"
@@ -88,6 +98,9 @@ def make_clip(identity: Identity, identity_index: int, clip_index: int, config: 
             "expression": motion["expression"], "keypoints": keypoints, "events": events}
 
 
+CLIP_FILES = ("audio", "motion", "keypoints", "events", "video")     # in the order they are written
+
+
 def _clip_paths(out_dir: Path, identity: str, clip_id: str) -> dict[str, Path]:
     stem = out_dir / identity / clip_id
     return {"video": stem.with_suffix(".mp4"), "audio": stem.with_suffix(".wav"),
@@ -95,15 +108,95 @@ def _clip_paths(out_dir: Path, identity: str, clip_id: str) -> dict[str, Path]:
             "events": Path(f"{stem}.events.json")}
 
 
-def _write_clip(paths: dict[str, Path], clip: dict, renderer: FrameRenderer, fps: int) -> None:
-    write_wav(paths["audio"], clip["audio"], SAMPLE_RATE)
-    save_npz_atomic(paths["motion"], pose=clip["pose"], expression=clip["expression"],
-                    joint_names=np.array(body.POSED_JOINT_NAMES), fps=np.array(fps))
-    save_npz_atomic(paths["keypoints"], keypoints=clip["keypoints"])
-    write_json_atomic(paths["events"], clip["events"])
-    # The video last: its presence marks a finished clip for resuming.
-    write_video(paths["video"], renderer.iter_render(clip["pose"], clip["expression"]), fps,
-                audio=clip["audio"], sample_rate=SAMPLE_RATE)
+def _motion_arrays(clip: dict, fps: int) -> dict[str, np.ndarray]:
+    return {"pose": clip["pose"], "expression": clip["expression"],
+            "joint_names": np.array(body.POSED_JOINT_NAMES), "fps": np.array(fps)}
+
+
+def _write_clip(paths: dict[str, Path], clip: dict, renderer: Callable[[], FrameRenderer], fps: int,
+                names: tuple[str, ...] = CLIP_FILES) -> None:
+    """Write the files ``names`` of a clip, each atomically; ``renderer`` makes the video's renderer."""
+    if "audio" in names:
+        write_wav(paths["audio"], clip["audio"], SAMPLE_RATE)
+    if "motion" in names:
+        save_npz_atomic(paths["motion"], **_motion_arrays(clip, fps))
+    if "keypoints" in names:
+        save_npz_atomic(paths["keypoints"], keypoints=clip["keypoints"])
+    if "events" in names:
+        write_json_atomic(paths["events"], clip["events"])
+    if "video" in names:
+        write_video(paths["video"], renderer().iter_render(clip["pose"], clip["expression"]), fps,
+                    audio=clip["audio"], sample_rate=SAMPLE_RATE)
+
+
+# The largest difference between a sample written to a 16-bit wav and the sample read back: libsndfile
+# writes round(x * 32767) and reads n / 32768, so |x - read| <= x / 32768 + 0.5 / 32768 < 2 / 32768.
+_WAV_TOLERANCE = 2.0 / 32768
+
+# What reading a file cut short or holding something else raises (soundfile: LibsndfileError, a
+# RuntimeError; the video and npz readers: ValueError naming the file).
+_READ_ERRORS = (OSError, ValueError, EOFError, RuntimeError, KeyError, zipfile.BadZipFile, BoundedReadError)
+
+
+def _audio_problem(path: Path, clip: dict) -> str | None:
+    info = soundfile.info(str(path))
+    if (info.samplerate, info.channels, info.frames) != (SAMPLE_RATE, 1, len(clip["audio"])):
+        return (f"{info.frames} samples at {info.samplerate} Hz, {info.channels} channel(s); expected "
+                f"{len(clip['audio'])} at {SAMPLE_RATE} Hz, mono")
+    samples, _ = soundfile.read(str(path), dtype="float64")
+    if not np.allclose(samples, np.clip(clip["audio"], -1.0, 1.0), rtol=0.0, atol=_WAV_TOLERANCE):
+        return "other samples"
+    return None
+
+
+def _arrays_problem(path: Path, expected: dict[str, np.ndarray]) -> str | None:
+    arrays = load_npz(path)
+    if set(arrays) != set(expected):
+        return f"arrays {sorted(arrays)}, expected {sorted(expected)}"
+    other = [name for name, array in expected.items() if not np.array_equal(arrays[name], array)]
+    return f"other values in {', '.join(other)}" if other else None
+
+
+def _video_problem(path: Path, clip: dict, config: ToyCorpusConfig) -> str | None:
+    with VideoReader(path) as reader:
+        info = reader.info
+        found = (info.num_frames, info.width, info.height, info.fps, info.has_audio)
+        expected = (clip["num_frames"], config.size, config.size, float(config.fps), True)
+        if found != expected:
+            return (f"{info.num_frames} frames of {info.width}x{info.height} at {info.fps:g} fps"
+                    f"{'' if info.has_audio else ', no sound'}; expected {clip['num_frames']} of "
+                    f"{config.size}x{config.size} at {config.fps} fps with sound")
+        reader.read(info.num_frames - 1, info.num_frames)     # its last frame's data is there
+    return None
+
+
+def damaged_files(paths: dict[str, Path], clip: dict, config: ToyCorpusConfig) -> dict[str, str]:
+    """``{file: why}`` for each file of a clip that is not what ``_write_clip`` writes: missing, cut
+    short, unreadable or holding other content (empty: the clip is finished).
+
+    ``paths``: ``_clip_paths``'s; ``clip``: ``make_clip``'s (what the files must hold). The wav's
+    samples, the npz arrays and the events are compared with ``clip``; the video (the one file that
+    is costly to make again) is probed (frame count, size, rate, sound) and its last frame decoded.
+    """
+    checks = {"audio": lambda path: _audio_problem(path, clip),
+              "motion": lambda path: _arrays_problem(path, _motion_arrays(clip, config.fps)),
+              "keypoints": lambda path: _arrays_problem(path, {"keypoints": clip["keypoints"]}),
+              "events": lambda path: None if read_json(path) == json.loads(json.dumps(clip["events"]))
+              else "other events",
+              "video": lambda path: _video_problem(path, clip, config)}
+    damaged = {}
+    for name in CLIP_FILES:
+        path = paths[name]
+        if not path.is_file():
+            damaged[name] = "missing"
+            continue
+        try:
+            problem = checks[name](path)
+        except _READ_ERRORS as error:
+            problem = f"unreadable ({error})"
+        if problem:
+            damaged[name] = problem
+    return damaged
 
 
 def corpus_card(config: ToyCorpusConfig, identities: list[Identity]) -> dict:
@@ -118,15 +211,22 @@ def generate_toy_corpus(out_dir: str | Path, config: ToyCorpusConfig = ToyCorpus
                         progress: bool = True) -> Path:
     """Write the toy corpus to ``out_dir`` and return the path of its manifest.
 
-    Resumes an interrupted run of the same configuration; refuses a folder that holds a corpus
-    made with another configuration.
+    Resumes an interrupted run of the same configuration: a clip's files already there are kept
+    when they hold what this run would write, and written again when missing, cut short or
+    different (``damaged_files``). Refuses (``FileExistsError``) a folder that holds a corpus made
+    with another configuration, a folder whose corpus card is unreadable, or a non-empty folder
+    without a card.
     """
     out_dir = Path(out_dir)
     identities = make_identities(config.identities, config.seed)
     card = corpus_card(config, identities)
     card_path = out_dir / CARD_NAME
     if card_path.exists():
-        existing = read_json(card_path)
+        try:
+            existing = read_json(card_path)
+        except (BoundedReadError, OSError) as error:
+            raise FileExistsError(f"{out_dir} holds a damaged toy corpus card ({error}): the settings its clips "
+                                  "were made with are unknown; delete the folder, or choose another --out") from None
         if existing != json.loads(json.dumps(card)):
             raise FileExistsError(f"{out_dir} holds a toy corpus made with other settings "
                                   f"({card_path}); choose another --out or delete it")
@@ -140,10 +240,16 @@ def generate_toy_corpus(out_dir: str | Path, config: ToyCorpusConfig = ToyCorpus
         clip_id = f"{identity.name}_{c:03d}"
         split = "test" if c >= config.clips - config.test_clips else "train"
         paths = _clip_paths(out_dir, identity.name, clip_id)
-        clip = make_clip(identity, i, c, config)  # cheap; also gives num_frames when resuming
-        if not all(p.exists() for p in paths.values()):
-            renderer = FrameRenderer(identity.shape, identity.appearance, identity.camera(config.size))
-            _write_clip(paths, clip, renderer, config.fps)
+        clip = make_clip(identity, i, c, config)  # cheap; also what the files must hold when resuming
+        damaged = damaged_files(paths, clip, config)
+        if damaged:
+            redone = {name: why for name, why in damaged.items() if why != "missing"}
+            if redone:
+                logger.info("%s/%s: writing again what an earlier run left damaged: %s", identity.name, clip_id,
+                            "; ".join(f"{paths[name].name} ({why})" for name, why in redone.items()))
+            _write_clip(paths, clip, lambda: FrameRenderer(identity.shape, identity.appearance,
+                                                           identity.camera(config.size)),
+                        config.fps, tuple(damaged))
         records.append({
             "identity": identity.name, "split": split, "clip_id": clip_id,
             "video": paths["video"], "audio": paths["audio"], "motion": paths["motion"],
