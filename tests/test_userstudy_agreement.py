@@ -129,6 +129,8 @@ def test_analyze_takes_the_results_file_and_pairwise_answers_of_the_study_folder
     document = json.loads((folder / "study.json").read_text())
     for trial in document["trials"]:
         trial["clip"] = f"{'ana' if trial['id'] in ('t1', 't2') else 'ben'}/{trial['id']}"
+    first = document["trials"][0]["videos"]   # the pairwise answers below answer this compare trial
+    document["trials"].append({"id": "x", "kind": "compare", "videos": {m: first[m] for m in ("imac", "s2g")}})
     (folder / "study.json").write_text(json.dumps(document))
     rng = np.random.default_rng(1)
     table = []

@@ -80,3 +80,13 @@ def test_match_trials_need_two_clips_of_a_speaker(tmp_path):
     run = fake_run(tmp_path, clips=("c01",))
     with pytest.raises(StudyError, match=r"match trials: 'ana' has a single clip of 'imac'"):
         make_study_from_run(tmp_path / "study", run, match_trials=1, seed="m")
+
+
+def test_match_trials_never_repeat_a_methods_clip(tmp_path):
+    run = fake_run(tmp_path)
+    # 2 clips of 'ana', each with another clip, x 2 methods: 4 different match trials at most
+    study = make_study_from_run(tmp_path / "study", run, match_trials=4, seed="m")
+    matches = [(t.method, t.clip) for t in study.trials if t.kind == "match"]
+    assert sorted(matches) == [("imac", "ana/c01"), ("imac", "ana/c02"), ("s2g", "ana/c01"), ("s2g", "ana/c02")]
+    with pytest.raises(StudyError, match=r"match trials \(--match-trials\): 5 asked, .* at most 4 different"):
+        make_study_from_run(tmp_path / "more", run, match_trials=5, seed="m")

@@ -44,15 +44,16 @@ def streams(path: Path) -> tuple[int, int, str | None]:
         return frames, audio.rate if audio else 0, container.streams.video[0].codec_context.name
 
 
-def test_constant_bitrate_makes_sizes_equal_and_keeps_frames_and_sound(tmp_path, capsys):
+def test_constant_bitrate_makes_sizes_equal_and_keeps_frames_and_sound(tmp_path, caplog):
     for method, content in (("busy", "noise"), ("calm", "flat")):
         for clip in ("c1", "c2"):
             write_clip(tmp_path / method / f"{clip}.mp4", content)
     before = [(tmp_path / m / "c1.mp4").stat().st_size for m in ("busy", "calm")]
     assert before[0] > 3 * before[1]                                  # what the blinding leaks today
     study = tmp_path / "study"
-    code = make_study_main(["--out", str(study), "--method", f"busy={tmp_path / 'busy'}",
-                            "--method", f"calm={tmp_path / 'calm'}", "--constant-bitrate", "1000", "--seed", "k"])
+    with caplog.at_level("INFO", logger="userstudy"):
+        code = make_study_main(["--out", str(study), "--method", f"busy={tmp_path / 'busy'}",
+                                "--method", f"calm={tmp_path / 'calm'}", "--constant-bitrate", "1000", "--seed", "k"])
     assert code == 0
     videos = sorted((study / "videos").rglob("*.mp4"))
     assert len(videos) == 4
@@ -60,7 +61,9 @@ def test_constant_bitrate_makes_sizes_equal_and_keeps_frames_and_sound(tmp_path,
     assert max(sizes) / min(sizes) < 1.1
     for video in videos:
         assert streams(video) == (FRAMES, RATE, "h264")               # every frame, the sound, H.264
-    assert "re-encoded 4 video(s) at 1000 kbit/s" in capsys.readouterr().out
+    # re-encoded while the study is built (in its hidden folder), and said in the log
+    assert any("re-encoded 4 videos at 1000 kbit/s" in r.getMessage() for r in caplog.records)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["busy", "calm", "study"]
 
 
 def test_a_file_that_is_not_a_video_is_named(tmp_path):

@@ -216,7 +216,7 @@ def test_a_study_from_a_run_end_to_end(tmp_path, capsys):
     out = tmp_path / "analysis"
     assert analyze.main([str(study_dir / "rankings.csv"), "--out", str(out), "--bootstrap", "200"]) == 0
     printed = capsys.readouterr().out
-    assert "1 participant(s) excluded: prolific03" in printed
+    assert "1 participant excluded: prolific03" in printed
     report = (out / "report.md").read_text()
     assert "## Attention checks and exclusions" in report and "**excluded: 1**" in report
     assert "| prolific03 |" in report

@@ -57,7 +57,8 @@ def test_deep_large_and_broken_files_are_refused_naming_the_file(tmp_path):
 
 def test_a_study_file_nested_too_deeply_is_a_study_error(tmp_path):
     (tmp_path / STUDY_FILE).write_text('{"title": ' + "[" * 100_000 + "]" * 100_000 + "}")
-    with pytest.raises(StudyError, match=r"(?s)study.json: 1 problem.*refused: JSON nested 100001 levels deep"):
+    # one problem: one line, the file first
+    with pytest.raises(StudyError, match=r"^\S*study.json: refused: JSON nested 100001 levels deep"):
         load_study(tmp_path)
 
 

@@ -53,3 +53,23 @@ def test_the_first_write_into_a_folder_removes_dead_writers_leftovers(tmp_path):
     files.write_text_atomic(out / "friedman.csv", "x\n")
     assert leftover.exists()
     assert files.remove_stale_temporaries(out) == [leftover] and not leftover.exists()
+
+
+def test_a_study_folder_left_by_a_killed_make_study_is_removed(tmp_path):
+    """make-study builds in a hidden folder named like a temporary file (no suffix); a dead writer's
+    is removed by the next build beside it, a live writer's and a look-alike of another form are kept."""
+    from userstudy.make_study import make_study
+
+    host, dead, alive = files._HOST, _dead_pid(), os.getppid()
+    planted = {f".study.tmp-{host}-{dead}-0123abcd": False, f".study.tmp-{host}-{alive}-0123abcd": True,
+               ".study.tmp-0123abcd": True}
+    for name in planted:
+        (tmp_path / name / "videos").mkdir(parents=True)
+        (tmp_path / name / "videos" / "a.mp4").write_bytes(b"half copied")
+    for method in ("a", "b"):
+        (tmp_path / "src" / method).mkdir(parents=True)
+        (tmp_path / "src" / method / "t1.mp4").write_bytes(method.encode())
+    make_study(tmp_path / "study", {m: tmp_path / "src" / m for m in ("a", "b")}, seed="s")
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == sorted(
+        name for name, keep in planted.items() if keep)
+    assert (tmp_path / "study" / "study.json").is_file()

@@ -3,20 +3,26 @@ win rates and matched-speech shares against direct counts and published values."
 
 from __future__ import annotations
 
+import choix
 import numpy as np
 import pandas as pd
 import pytest
 
 from userstudy.pairwise import (
+    PAIRWISE_COLUMNS,
     PairwiseError,
     analyze_pairwise,
     bradley_terry,
     check_pairwise,
     elo,
+    fit_strengths,
+    latest_answers,
+    mle_exists,
     speech_match,
     win_matrix,
     win_rates,
 )
+from userstudy.report import pairwise_report_markdown
 
 METHODS = ["imac", "mya", "s2g"]
 
@@ -186,3 +192,90 @@ def test_the_analyze_command_recognises_pairwise_answers(tmp_path, capsys):
                   "preference": ["5"]}).to_csv(tmp_path / "bad.csv", index=False)
     assert analyze_command.main([str(tmp_path / "bad.csv")]) == 2
     assert "line 2: preference must be an integer from -2 to 2" in capsys.readouterr().err
+
+
+def answers_table(rows, columns=("participant", "trial", "criterion", "method_a", "method_b", "preference",
+                                 "submission", "submitted_at")) -> pd.DataFrame:
+    table = pd.DataFrame([dict(zip(columns, row)) for row in rows])
+    table.index = pd.RangeIndex(2, 2 + len(table), name="line")
+    return table
+
+
+def test_an_answer_saved_again_counts_once_and_the_latest_wins():
+    """p1 answers t1 three times (line 3 is the latest by time, line 4 repeats line 2 exactly), p2 twice
+    on different trials. Counted by hand: kept p1/t1 -1, p2/t1 +1, p2/t2 0, so a vs b is 1 win each and
+    1 tie; lines 2 and 4 are replaced."""
+    table = answers_table([
+        ("p1", "t1", "q", "a", "b", "1", "s1", "2024-05-01T10:00:00Z"),
+        ("p1", "t1", "q", "a", "b", "-1", "s2", "2024-05-01T10:05:00Z"),
+        ("p1", "t1", "q", "a", "b", "1", "s1", "2024-05-01T10:00:00Z"),   # an exact repeat of line 2
+        ("p2", "t1", "q", "a", "b", "1", "s3", "2024-05-01T10:01:00Z"),
+        ("p2", "t2", "q", "a", "b", "0", "s4", "2024-05-01T10:02:00Z"),
+    ])
+    study = analyze_pairwise(check_pairwise(table), bootstrap=0)
+    assert sorted(study.answers.index) == [3, 5, 6]
+    rate = study.win_rates.iloc[0]
+    assert (rate["answers"], rate["wins_a"], rate["wins_b"], rate["ties"]) == (3, 1, 1, 1)
+    assert list(study.superseded["lines"]) == ["line 2", "line 4"]
+    assert list(study.superseded["submission"]) == ["s1", "s1"]
+    # without times or submission ids the order of the rows decides, and a copied row counts once
+    plain = answers_table([("p1", "t1", "q", "a", "b", "1"), ("p1", "t1", "q", "a", "b", "1"),
+                           ("p1", "t2", "q", "a", "b", "1"), ("p1", "t2", "q", "a", "b", "-1")],
+                          columns=PAIRWISE_COLUMNS)
+    kept, superseded = latest_answers(check_pairwise(plain))
+    assert list(kept.index) == [3, 5] and list(kept["preference"]) == [1, -1] and len(superseded) == 2
+    report = pairwise_report_markdown(study, "answers.csv")
+    assert "**Answers replaced: 2**" in report and "| p1 | t1 | q | s1 | 2024-05-01T10:00:00Z | line 4 |" in report
+    assert "Answers replaced by a later answer: none." in pairwise_report_markdown(
+        analyze_pairwise(check_pairwise(plain.iloc[[0, 2]]), bootstrap=0), "x.csv")
+
+
+def test_one_participant_gives_no_numpy_warnings_and_the_report_says_the_interval_is_undefined(recwarn):
+    # one participant by whom a never wins: the unregularised fit of every resample takes log(0)
+    rows = [("p1", f"t{i}", "q", "a", b, "-1") for i, b in enumerate(["b", "c", "b", "c"])]
+    rows += [("p1", "t9", "q", "b", "c", "0")]
+    answers = check_pairwise(answers_table(rows, columns=PAIRWISE_COLUMNS))
+    with np.errstate(all="warn"):
+        study = analyze_pairwise(answers, bootstrap=200)
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)], [str(w.message) for w in recwarn]
+    assert set(study.strengths["participants"]) == {1} and study.few_participants() == {"q": 1}
+    report = pairwise_report_markdown(study, "answers.csv")
+    assert "With 1 participant the Bradley-Terry intervals are undefined" in report
+    assert "Input: `answers.csv`; 1 participant, 5 answers (5 comparisons of two methods" in report
+    # three participants: unstable, and the number of different resamples is C(5, 3) = 10
+    three = answers.assign(participant=["p1", "p2", "p3", "p1", "p2"])
+    report = pairwise_report_markdown(analyze_pairwise(three, bootstrap=50), "answers.csv")
+    assert "With 3 participants the Bradley-Terry intervals are unstable" in report and "at most 10 different" in report
+    assert analyze_pairwise(simulated(participants=6), bootstrap=20).few_participants() == {}
+
+
+def test_ties_only_are_counted_not_a_crash():
+    # every answer is "equal": the strict win matrix is empty (it raised IndexError)
+    table = check_pairwise(answers_table([("p1", "t1", "q", "a", "b", "0"), ("p2", "t1", "q", "a", "b", "0")],
+                                         columns=PAIRWISE_COLUMNS))
+    rate = win_rates(table, ["a", "b"]).iloc[0]
+    assert (rate["answers"], rate["wins_a"], rate["wins_b"], rate["ties"], rate["win_rate_a"]) == (2, 0, 0, 2, 0.5)
+
+
+def test_the_maximum_likelihood_fit_is_skipped_exactly_when_it_cannot_be_finite():
+    # by hand: a cycle a > b > c > a has finite strengths; a method that never wins, or two groups
+    # that never met, do not
+    assert mle_exists(np.array([[0, 1, 0], [0, 0, 1], [1, 0, 0]]))
+    assert not mle_exists(np.array([[0, 0, 0], [1, 0, 0.5], [1, 0.5, 0]]))
+    assert not mle_exists(np.array([[0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1], [0, 0, 1, 0]]))
+    # on random win matrices: the condition holds exactly when choix's unregularised fit, called
+    # here directly, converges to finite values
+    rng = np.random.default_rng(11)
+    for _ in range(60):
+        k = int(rng.integers(2, 5))
+        wins = np.zeros((k, k))
+        for _ in range(int(rng.integers(1, 8))):
+            i, j = rng.choice(k, 2, replace=False)
+            wins[i, j] += 1.0
+        with np.errstate(all="ignore"):
+            try:
+                finite = bool(np.all(np.isfinite(choix.ilsr_pairwise_dense(wins, alpha=0.0, max_iter=1000))))
+            except (ValueError, RuntimeError):
+                finite = False
+        assert mle_exists(wins) == finite, wins
+        assert fit_strengths(wins)[1] == (not finite)

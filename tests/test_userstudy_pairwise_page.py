@@ -201,3 +201,44 @@ def test_a_database_of_the_first_schema_is_upgraded_in_place(tmp_path):
     assert store.consents() == {"ann": "2026-01-02T00:00:00Z"}
     assert sqlite3.connect(tmp_path / "study.db").execute("PRAGMA user_version").fetchone()[0] == 2
     store.close()
+
+
+def test_an_answer_saved_again_is_kept_by_the_server_and_counted_once_by_the_analysis(served, tmp_path, capsys):
+    from userstudy import analyze as analyze_command
+
+    server, port, folder = served
+    study = load_study(folder)
+    token = register(port, "dan")
+    saves = [{"visual quality": 2, SYNC: -1}, {"visual quality": -1, SYNC: 0}]   # for the left video
+    for number, preferences in enumerate(saves):
+        status, reply = post_json(port, "/api/submit", {"participant": "dan", "token": token, "trial": "p1",
+                                                        "submission": f"sub-dan-000{number}",
+                                                        "preferences": preferences})
+        assert status == 200 and reply["saved"], reply
+    table = pd.read_csv(folder / "pairwise.csv", dtype=str, keep_default_na=False)
+    assert len(table) == 4                                   # the server keeps both saves (its history)
+    # what the analysis must count: the second save, un-blinded with the plan read directly
+    planned = planned_trial(study, "dan", "p1")
+    a_left = planned.shown[0][1] == planned.trial.slots(study.methods)[0]
+    quality_for_a = -1 if a_left else 1
+    code = analyze_command.main([str(folder / "pairwise.csv"), "--out", str(tmp_path / "out"), "--bootstrap", "0"])
+    assert code == 0, capsys.readouterr().err
+    assert "1 participant, 2 answers (2 replaced by a later answer)" in capsys.readouterr().out
+    rates = pd.read_csv(tmp_path / "out" / "win_rates.csv").set_index("criterion")
+    assert rates.loc["visual quality", ["answers", "wins_a", "wins_b", "ties"]].tolist() == (
+        [1, 1, 0, 0] if quality_for_a > 0 else [1, 0, 1, 0])
+    assert rates.loc[SYNC, ["answers", "wins_a", "wins_b", "ties"]].tolist() == [1, 0, 0, 1]
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "**Answers replaced: 2**" in report and "sub-dan-0000" in report
+
+
+def test_serve_takes_the_study_json_for_its_folder(tmp_path):
+    folder = write_study(tmp_path)
+    server = make_server(folder / "study.json", "127.0.0.1", 0)
+    try:
+        assert server.study.root == folder.resolve()
+    finally:
+        server.server_close()
+    with pytest.raises(StudyError, match=r"consent.txt: is a file, not a study folder"):
+        (folder / "consent.txt").write_text(CONSENT)
+        make_server(folder / "consent.txt", "127.0.0.1", 0)

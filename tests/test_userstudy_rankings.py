@@ -143,7 +143,9 @@ def test_every_problem_is_reported_at_once(tmp_path):
     rows[20]["method"] = "a"
     problems = problems_of(tmp_path, rows)
     assert len(problems) >= 3
-    assert str(RankingsError(problems)).startswith(f"{len(problems)} problem(s) in the rankings:")
+    assert str(RankingsError(problems)).startswith(f"{len(problems)} problems in the rankings:\n  - ")
+    # a single problem is one line, after the file it is in
+    assert str(RankingsError(problems[:1], "r.csv")) == f"r.csv: {problems[0]}"
 
 
 def test_ragged_csv_is_a_clear_error(tmp_path):

@@ -107,3 +107,53 @@ def test_the_command_takes_a_run_and_points_a_method_folder_of_a_run_to_it(tmp_p
         make_study_command.main(["--out", str(tmp_path / "x"), "--method", f"imac={run / 'imac'}",
                                  "--method", f"s2g={run / 's2g'}", "--frozen-checks", "1"])
     assert "--frozen-checks only with --run" in capsys.readouterr().err
+
+
+def test_no_trial_is_repeated_and_asking_for_more_names_the_most_possible(tmp_path):
+    run = fake_run(tmp_path)
+    # 7 clips (alice 4, bob 3) x 3 pairs of methods: 21 different compare trials, counted by hand
+    study = make_study_from_run(tmp_path / "all", run, pairwise_trials=21, seed="p")
+    compared = [(t.clip, tuple(sorted(t.videos))) for t in study.trials if t.kind == "compare"]
+    assert len(compared) == 21 and len(set(compared)) == 21
+    pairs = [pair for _, pair in compared]
+    assert {pairs.count(p) for p in set(pairs)} == {7}            # each pair of methods equally often
+    with pytest.raises(StudyError) as error:
+        make_study_from_run(tmp_path / "more", run, pairwise_trials=22, seed="p")
+    assert error.value.problems == ["pairwise trials (--pairwise-trials): 22 asked, but 7 drawn clips x 3 pairs of "
+                                    "methods give at most 21 different trials (a pair is never asked twice on one clip)"]
+    with pytest.raises(StudyError) as error:   # every drawn clip has another clip of its speaker: 7 x 3 methods
+        make_study_from_run(tmp_path / "more", run, match_trials=22, seed="p")
+    assert "match trials (--match-trials): 22 asked, but 7 drawn clips whose speaker has another clip x 3 " \
+           "methods give at most 21 different trials" in str(error.value)
+    with pytest.raises(StudyError) as error:
+        make_study_from_run(tmp_path / "more", run, trials_per_identity=5, seed="p")
+    assert str(error.value) == ("trials per identity (--trials-per-identity): 5 asked, but 'alice' has 4 clips, "
+                                "'bob' has 3 clips (a clip is drawn once); at most 3")
+    with pytest.raises(StudyError, match=r"'alice' has 4 clips \(a clip is drawn once\); at most 4$"):
+        make_study_from_run(tmp_path / "more", run, identities=["alice"], trials_per_identity=5, seed="p")
+    assert not (tmp_path / "more").exists()
+    # the most possible per identity is accepted: every clip once
+    study = make_study_from_run(tmp_path / "three", run, trials_per_identity=3, seed="p")
+    clips = [t.clip for t in study.trials]
+    assert len(clips) == 6 and len(set(clips)) == 6
+
+
+def test_a_failed_build_leaves_nothing_and_an_existing_study_untouched(tmp_path, capsys):
+    run = fake_run(tmp_path)
+    # the videos are copied, then dubbing the match trial fails (these bytes are not videos)
+    with pytest.raises(StudyError, match="match trials: "):
+        make_study_from_run(tmp_path / "study", run, match_trials=1, seed="m")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]          # no study, no hidden folder
+    # re-encoding fails on the copied files: nothing is left either
+    code = make_study_command.main(["--out", str(tmp_path / "study"), "--run", str(run), "--constant-bitrate", "500"])
+    assert code == 2 and "python -m userstudy.make_study: error: " in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]
+    make_study_from_run(tmp_path / "study", run, seed="m")
+    before = {p: p.read_bytes() for p in (tmp_path / "study").rglob("*") if p.is_file()}
+    with pytest.raises(StudyError, match="exists already"):
+        make_study_from_run(tmp_path / "study", run, pairwise_trials=1, seed="other")
+    assert {p: p.read_bytes() for p in (tmp_path / "study").rglob("*") if p.is_file()} == before
+    # an empty folder made beforehand becomes the study
+    (tmp_path / "empty").mkdir()
+    assert len(make_study_from_run(tmp_path / "empty", run, seed="m").trials) == 7
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "runs", "study"]

@@ -17,7 +17,8 @@ a thin layer over the function of the same name in its module; see userstudy/REA
 - ``simulate``: the ``simulate`` command, synthetic studies and power;
 - ``study`` / ``make_study``: the study folder and the ``make-study`` command; ``dubbing``: the
   mismatched-speech videos of match trials (PyAV stream copy);
-- ``jsonfile`` / ``files``: bounded reading of others' JSON files, atomic writing;
+- ``jsonfile`` / ``files``: bounded reading of others' JSON files, atomic writing of files and folders;
+- ``progress``: the progress lines of long loops (the bootstraps, ``simulate --power``);
 - ``store`` / ``serve``: the answers (SQLite, with rankings.csv and pairwise.csv as exports) and the
   ``serve`` command
   (standard library only);

@@ -25,6 +25,7 @@ description of the order, not a test, unless the study compares many methods.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import warnings
@@ -35,6 +36,7 @@ import pandas as pd
 from scipy import stats
 
 from userstudy.jsonfile import JSONFileError, read_json
+from userstudy.progress import Progress
 from userstudy.schema import CRITERION, METHOD, PARTICIPANT, TRIAL
 
 RESULTS_FILE = "results.json"
@@ -45,7 +47,10 @@ LOWER_IS_BETTER = {"fgd": True, "div": False, "bas": False, "fvd": True, "hkc": 
                    "joins_app": True, "joins_motion": True, "drift": True, "sync_c": False, "sync_d": True,
                    "psnr": False, "ssim": False, "lpips": True, "fid": True, "csim": False}
 AGREEMENT_COLUMNS = ["criterion", "scope", "metric", "label", "direction", "methods", "tau", "p", "tau_low",
-                     "tau_high", "undefined_share", "bootstrap", "resampled"]
+                     "tau_high", "undefined_share", "bootstrap", "resampled", "participants"]
+
+
+logger = logging.getLogger(__name__)
 
 
 class ResultsFileError(ValueError):
@@ -60,6 +65,9 @@ def read_results(path: str | os.PathLike) -> tuple[dict[str, dict[str, dict[str,
     nested too deeply, not JSON) or not shaped like a results file.
     """
     path = Path(path)
+    if path.is_dir():
+        held = " (it holds results.json: give that file)" if (path / RESULTS_FILE).is_file() else ""
+        raise ResultsFileError(f"{path}: is a folder, not a results file{held}")
     try:
         document = read_json(path, max_bytes=MAX_RESULTS_BYTES)
     except FileNotFoundError:
@@ -116,7 +124,10 @@ def metric_agreement(data: pd.DataFrame, scores: dict[str, dict[str, dict[str, f
     Returns one row per (criterion, scope, metric) with ``AGREEMENT_COLUMNS``: ``methods`` the
     number compared, ``tau`` and its ``p`` (scipy), ``tau_low``/``tau_high`` the percentile
     interval at ``level`` from ``bootstrap`` resamples of the participants (``undefined_share``: of
-    the resamples where tau was undefined, e.g. every method with equal points, left out).
+    the resamples where tau was undefined, e.g. every method with equal points, left out;
+    ``participants`` the number resampled: with one the interval is undefined, below
+    ``pairwise.MIN_BOOTSTRAP_PARTICIPANTS`` unstable). The bootstrap logs its progress
+    (``userstudy.progress``) when it runs for more than a few seconds.
     """
     labels = labels or {}
     if not 0 < level < 1:
@@ -130,34 +141,39 @@ def metric_agreement(data: pd.DataFrame, scores: dict[str, dict[str, dict[str, f
     rng = np.random.default_rng(seed)
     draws = [np.bincount(rng.integers(0, len(participants), len(participants)), minlength=len(participants))
              for _ in range(bootstrap)]
-    rows = []
+    tasks = []
     for criterion in list(dict.fromkeys(data[CRITERION])):
         for scope, subset in scopes:
             own = subset[subset[CRITERION] == criterion]
             for metric, values in sorted(scores.get(scope, {}).items()):
                 methods = [m for m in sorted(own[METHOD].unique()) if m in values]
-                if len(methods) < 2:
-                    continue
-                lower = LOWER_IS_BETTER.get(metric)
-                oriented = np.array([-values[m] if lower else values[m] for m in methods])
-                sums, counts = _cell_sums(own[own[METHOD].isin(methods)], participants, methods)
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    human = sums.sum(axis=0) / counts.sum(axis=0)
-                tau, p = _tau(human, oriented)
-                taus = []
-                for weights in draws:
-                    with np.errstate(invalid="ignore", divide="ignore"):
-                        resampled = weights @ sums / (weights @ counts)
-                    taus.append(_tau(resampled, oriented)[0] if np.all(np.isfinite(resampled)) else np.nan)
-                taus = np.array(taus, dtype=float)
-                defined = taus[~np.isnan(taus)]
-                low, high = (np.quantile(defined, [(1 - level) / 2, (1 + level) / 2]) if defined.size
-                             else (np.nan, np.nan))
-                rows.append({"criterion": criterion, "scope": scope, "metric": metric,
-                             "label": labels.get(metric, metric),
-                             "direction": "lower is better" if lower else
-                             ("higher is better" if lower is False else "higher is better (assumed)"),
-                             "methods": len(methods), "tau": tau, "p": p, "tau_low": low, "tau_high": high,
-                             "undefined_share": float(np.isnan(taus).mean()) if bootstrap else np.nan,
-                             "bootstrap": bootstrap, "resampled": "participants"})
+                if len(methods) >= 2:
+                    tasks.append((criterion, scope, own, metric, values, methods))
+    progress = Progress(logger, "metric-agreement bootstrap", bootstrap * len(tasks), "resamples")
+    rows = []
+    for criterion, scope, own, metric, values, methods in tasks:
+        lower = LOWER_IS_BETTER.get(metric)
+        oriented = np.array([-values[m] if lower else values[m] for m in methods])
+        sums, counts = _cell_sums(own[own[METHOD].isin(methods)], participants, methods)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            human = sums.sum(axis=0) / counts.sum(axis=0)
+        tau, p = _tau(human, oriented)
+        taus = []
+        for weights in draws:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                resampled = weights @ sums / (weights @ counts)
+            taus.append(_tau(resampled, oriented)[0] if np.all(np.isfinite(resampled)) else np.nan)
+            progress.advance()
+        taus = np.array(taus, dtype=float)
+        defined = taus[~np.isnan(taus)]
+        low, high = (np.quantile(defined, [(1 - level) / 2, (1 + level) / 2]) if defined.size
+                     else (np.nan, np.nan))
+        rows.append({"criterion": criterion, "scope": scope, "metric": metric,
+                     "label": labels.get(metric, metric),
+                     "direction": "lower is better" if lower else
+                     ("higher is better" if lower is False else "higher is better (assumed)"),
+                     "methods": len(methods), "tau": tau, "p": p, "tau_low": low, "tau_high": high,
+                     "undefined_share": float(np.isnan(taus).mean()) if bootstrap else np.nan,
+                     "bootstrap": bootstrap, "resampled": "participants",
+                     "participants": len(participants)})
     return pd.DataFrame(rows, columns=AGREEMENT_COLUMNS)

@@ -45,6 +45,7 @@ class StudyAnalysis:
     agreement_source: str = ""
     pairwise: object | None = None
     pairwise_excluded: int = 0
+    pairwise_source: str = ""              # the pairwise answers' file, as the report names it
 
     @property
     def criteria(self) -> list[str]:

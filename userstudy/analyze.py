@@ -2,6 +2,8 @@
 
     python -m userstudy analyze rankings.csv [--out DIR] [--p-adjust holm] [--alpha 0.05]
                                 [--posthoc nemenyi|conover] [--methods a,b,c] [--drop-incomplete]
+                                [--study DIR | --no-study] [--pairwise FILE | --no-pairwise]
+                                [--results FILE | --no-results] [--bootstrap 1000] [--quiet]
 
 (``python -m userstudy.analyze`` is the same command.)
 
@@ -20,10 +22,13 @@ other tools read them:
   participant's answer to each check trial, and who was excluded and why;
 - ``report.md``: all of it on one page, with what was used, dropped, superseded or excluded.
 
-Attention checks come from the study file (``--study DIR``; by default the ``study.json`` beside
-the rankings file, where the server writes it): check trials are scored (``userstudy.attention``)
-and left out of the statistics, and a participant who failed more than ``--max-failed-checks`` of
-them is left out entirely.
+Attention checks come from the study file (``--study DIR``, or its ``study.json``; by default the
+``study.json`` beside the rankings file, where the server writes it; ``--no-study``: none): check
+trials are scored (``userstudy.attention``) and left out of the statistics, and a participant who
+failed more than ``--max-failed-checks`` of them is left out entirely. The answers are checked
+against the study file too: a row naming a trial, method or criterion the study does not have (for
+that trial), or a preference outside its scale, is an error naming the file, its lines and the
+field, like every other problem of an answers file.
 
 A pairwise study's answers (``pairwise.csv``: ``method_a``, ``method_b``, ``preference``; see
 ``userstudy.pairwise``) are recognised by their columns and get ``bradley_terry.csv`` (Elo-like
@@ -31,13 +36,19 @@ ratings with participant-bootstrap intervals: ``--bootstrap``, ``--level``, ``--
 ``win_rates.csv``, ``speech_match.csv`` and ``report.md`` instead (``analyze_pairwise_csv``).
 A study with ranking and pairwise trials has both files in its folder: the analysis of
 ``rankings.csv`` takes the ``pairwise.csv`` beside it (or ``--pairwise FILE``) too, with the same
-exclusions, and writes those three files and a section of ``report.md`` beside the ranking tables.
+exclusions, and writes those three files and a section of ``report.md`` beside the ranking tables
+(``--no-pairwise``: the rankings alone). A pairwise answer saved again replaces the earlier one,
+as a ranking's resubmission does, and the report lists the replaced answers.
 
 Metric-human agreement (``userstudy.agreement``): with a run's ``results.json`` (``--results
 FILE``; by default the ``results.json`` in the study folder, which ``make-study --run`` copies
 there), ``agreement.csv`` and a section of ``report.md`` give Kendall's tau per criterion and
 metric between the mean points and the metric's values on the same methods and clips, with
-participant-bootstrap intervals (``--bootstrap``, ``--level``, ``--seed``).
+participant-bootstrap intervals (``--bootstrap``, ``--level``, ``--seed``; ``--no-results``: none).
+A bootstrap that runs for more than a few seconds logs its progress on stderr (``--quiet``: not).
+
+Errors are one line, ``python -m userstudy analyze: error: FILE: what is wrong`` (a list of the
+file's problems under it when there are several), and the exit status is 2.
 
 The Python API: ``analyze`` (what the command does), ``analyze_rankings`` (the computation, no
 I/O) and ``write_analysis`` (the files). The result type is ``userstudy.analysis.StudyAnalysis``.
@@ -69,11 +80,18 @@ from userstudy.nonparametric import (
     nemenyi_friedman,
     pairs_to_matrix,
 )
-from userstudy.rankings import CheckedRankings, RankingsError, load_rankings, mean_points
-from userstudy.pairwise import PairwiseAnalysis, analyze_pairwise, is_pairwise_table, read_pairwise
+from userstudy.rankings import CheckedRankings, RankingsError, folder_problem, load_rankings, mean_points
+from userstudy.pairwise import (
+    MIN_BOOTSTRAP_PARTICIPANTS,
+    PairwiseAnalysis,
+    analyze_pairwise,
+    is_pairwise_table,
+    latest_answers,
+    read_pairwise,
+)
 from userstudy.report import pairwise_report_markdown, points_markdown, report_markdown
 from userstudy.schema import CRITERION, METHOD, PARTICIPANT, TRIAL, criterion_slug
-from userstudy.study import STUDY_FILE, AttentionCheck, StudyError, load_study
+from userstudy.study import STUDY_FILE, AttentionCheck, StudyError, load_study, study_folder
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +122,8 @@ def analyze_rankings(checked: CheckedRankings, p_adjust: str = "holm", alpha: fl
     excluded before any statistic (``userstudy.attention``). ``results`` (``agreement.read_results``)
     and ``clips`` (trial -> ``identity/clip``): the metric-human agreement. ``pairwise_answers``
     (``pairwise.check_pairwise``): the study's pairwise trials, analysed without the excluded
-    participants. ``bootstrap``, ``level``, ``seed``: the intervals of both.
+    participants (each participant's latest answer per trial and criterion: ``pairwise.latest_answers``).
+    ``bootstrap``, ``level``, ``seed``: the intervals of both.
     """
     attention = None
     if checks:
@@ -146,8 +165,9 @@ def analyze_rankings(checked: CheckedRankings, p_adjust: str = "holm", alpha: fl
     pairwise, pairwise_excluded = None, 0
     if pairwise_answers is not None:
         excluded = set(attention.excluded) if attention is not None else set()
+        latest, _ = latest_answers(pairwise_answers)
+        pairwise_excluded = int(latest["participant"].isin(excluded).sum())
         keep = ~pairwise_answers["participant"].isin(excluded)
-        pairwise_excluded = int((~keep).sum())
         if keep.any():
             pairwise = analyze_pairwise(pairwise_answers[keep], None, bootstrap, level, seed)
     return StudyAnalysis(
@@ -252,7 +272,7 @@ def check_slugs(criteria: list[str]) -> None:
 
 def default_out_dir(rankings_csv: str | Path) -> Path:
     """Where the analysis goes unless told: ``<rankings>_analysis`` next to the rankings file."""
-    rankings_csv = Path(rankings_csv)
+    rankings_csv = Path(rankings_csv).resolve() if Path(rankings_csv).name in ("", ".", "..") else Path(rankings_csv)
     return rankings_csv.with_name(f"{rankings_csv.stem}_analysis")
 
 
@@ -260,6 +280,28 @@ def default_study_dir(rankings_csv: str | Path) -> Path | None:
     """The study folder of a rankings file: the folder holding it, if it holds a study file."""
     folder = Path(rankings_csv).parent
     return folder if (folder / STUDY_FILE).is_file() else None
+
+
+def check_input_file(path: str | Path) -> Path:
+    """The answers file to analyse, refused before any work: ``FileNotFoundError`` when it does not
+    exist, ``RankingsError`` naming it when it is a folder (and what it holds)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(2, "no such file", str(path))
+    if path.is_dir():
+        raise RankingsError([folder_problem(path)], str(path))
+    return path
+
+
+def check_out_dir(out_dir: str | Path) -> Path:
+    """The output folder, refused before any work when it exists as a file (``ValueError`` naming it)."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out}: is a file; the analysis writes its files into a folder (--out DIR)")
+    blocker = cli.file_in_the_way(out)
+    if blocker is not None:
+        raise ValueError(f"{blocker}: is a file, so the output folder {out} cannot be made (--out DIR)")
+    return out
 
 
 def write_pairwise_tables(analysis: PairwiseAnalysis, out: Path) -> list[Path]:
@@ -271,35 +313,42 @@ def write_pairwise_tables(analysis: PairwiseAnalysis, out: Path) -> list[Path]:
 
 def analyze(rankings_csv: str | Path, out_dir: str | Path | None = None, p_adjust: str = "holm",
             alpha: float = 0.05, posthoc: str = "nemenyi", methods: list[str] | None = None,
-            drop_incomplete: bool = False, study_dir: str | Path | None = None, max_failed_checks: int = 0,
-            repeat_min_tau: float = 0.5, results: str | Path | None = None, pairwise: str | Path | None = None,
+            drop_incomplete: bool = False, study_dir: str | Path | bool | None = None, max_failed_checks: int = 0,
+            repeat_min_tau: float = 0.5, results: str | Path | bool | None = None,
+            pairwise: str | Path | bool | None = None,
             bootstrap: int = 1000, level: float = 0.95, seed: int = 0) -> StudyAnalysis:
     """Read, check, analyse and write into ``out_dir`` (default: ``default_out_dir``): the command.
 
-    ``study_dir``: the study folder whose attention checks apply (default: ``default_study_dir``;
-    only its ``study.json`` is read). ``results``: a run's results file for the metric-human
-    agreement (default: ``results.json`` in the study folder, if there). ``pairwise``: the study's
-    pairwise answers (default: ``pairwise.csv`` beside the rankings, if there). Raises
-    ``RankingsError`` (every problem of the file, with its lines), ``StudyError`` (a study file that
-    cannot be read), ``ResultsFileError`` (a results file), ``ValueError`` (a bad option) or
-    ``FileNotFoundError``; nothing is written then.
+    ``study_dir``: the study folder (or its ``study.json``) whose attention checks apply and
+    against which the answers are checked (default: ``default_study_dir``; only its
+    ``study.json`` is read). ``results``: a run's results file for the metric-human agreement
+    (default: ``results.json`` in the study folder, if there). ``pairwise``: the study's pairwise
+    answers (default: ``pairwise.csv`` beside the rankings, if there). ``False`` for any of the
+    three: none, not even the default. Raises ``RankingsError`` / ``PairwiseError`` (every problem
+    of a file, with its lines), ``StudyError`` (a study file that cannot be read), ``ResultsFileError``
+    (a results file), ``ValueError`` (a bad option) or ``FileNotFoundError``; nothing is written then.
     """
     if bootstrap < 0:
         raise ValueError(f"bootstrap must be 0 or more resamples, got {bootstrap}")
-    out_dir = Path(out_dir) if out_dir is not None else default_out_dir(rankings_csv)
-    study_dir = study_dir if study_dir is not None else default_study_dir(rankings_csv)
+    rankings_csv = check_input_file(rankings_csv)
+    out_dir = check_out_dir(out_dir if out_dir is not None else default_out_dir(rankings_csv))
+    if study_dir is None:
+        study_dir = default_study_dir(rankings_csv)
+    study_dir = study_folder(study_dir) if study_dir is not None and study_dir is not False else None
     study = load_study(study_dir, check_files=False) if study_dir is not None else None
     checks = attention_checks(study) if study is not None else None
-    if results is None and study_dir is not None and (Path(study_dir) / RESULTS_FILE).is_file():
-        results = Path(study_dir) / RESULTS_FILE
+    if results is None and study_dir is not None and (study_dir / RESULTS_FILE).is_file():
+        results = study_dir / RESULTS_FILE
+    results = results if results is not False else None
     scores = read_results(results) if results is not None else None
     clips = {t.id: t.clip for t in study.trials if t.clip} if study is not None else None
-    if pairwise is None and (Path(rankings_csv).parent / "pairwise.csv").is_file():
-        pairwise = Path(rankings_csv).parent / "pairwise.csv"
-    pairwise_answers = read_pairwise(pairwise) if pairwise is not None else None
+    if pairwise is None and (rankings_csv.parent / "pairwise.csv").is_file():
+        pairwise = rankings_csv.parent / "pairwise.csv"
+    pairwise = pairwise if pairwise is not False else None
+    pairwise_answers = read_pairwise(check_input_file(pairwise), study) if pairwise is not None else None
     if checks:
-        logger.info("%d attention check trial(s) in %s", len(checks), Path(study_dir) / STUDY_FILE)
-    checked = load_rankings(rankings_csv, drop_incomplete=drop_incomplete)
+        logger.info("%s in %s", cli.count(len(checks), "attention check trial"), study_dir / STUDY_FILE)
+    checked = load_rankings(rankings_csv, drop_incomplete=drop_incomplete, study=study)
     try:
         check_slugs(checked.criteria)
     except ValueError as error:
@@ -309,6 +358,7 @@ def analyze(rankings_csv: str | Path, out_dir: str | Path | None = None, p_adjus
                                 results=scores, clips=clips, pairwise_answers=pairwise_answers,
                                 bootstrap=bootstrap, level=level, seed=seed)
     analysis.agreement_source = str(results) if results is not None else ""
+    analysis.pairwise_source = str(pairwise) if pairwise is not None else ""
     written = write_analysis(analysis, out_dir, source=str(rankings_csv))
     logger.info("%d files written to %s", len(written), out_dir)
     return analysis
@@ -316,16 +366,23 @@ def analyze(rankings_csv: str | Path, out_dir: str | Path | None = None, p_adjus
 
 def analyze_pairwise_csv(pairwise_csv: str | Path, out_dir: str | Path | None = None,
                          methods: list[str] | None = None, bootstrap: int = 1000, level: float = 0.95,
-                         seed: int = 0) -> PairwiseAnalysis:
+                         seed: int = 0, study_dir: str | Path | bool | None = None) -> PairwiseAnalysis:
     """Read, check, analyse and write a pairwise study (``userstudy.pairwise``) into ``out_dir``.
 
-    Writes ``bradley_terry.csv``, ``win_rates.csv``, ``speech_match.csv`` (full precision) and
-    ``report.md``. Raises ``PairwiseError`` (every problem, with lines) or ``ValueError``.
+    ``study_dir``: the study folder (or its ``study.json``) the answers are checked against
+    (default: ``default_study_dir``; ``False``: none). Writes ``bradley_terry.csv``,
+    ``win_rates.csv``, ``speech_match.csv`` (full precision) and ``report.md``. Raises
+    ``PairwiseError`` (every problem, with lines), ``StudyError``, ``FileNotFoundError`` or ``ValueError``.
     """
     if bootstrap < 0:
         raise ValueError(f"bootstrap must be 0 or more resamples, got {bootstrap}")
-    out = Path(out_dir) if out_dir is not None else default_out_dir(pairwise_csv)
-    analysis = analyze_pairwise(read_pairwise(pairwise_csv), methods, bootstrap, level, seed)
+    pairwise_csv = check_input_file(pairwise_csv)
+    out = check_out_dir(out_dir if out_dir is not None else default_out_dir(pairwise_csv))
+    if study_dir is None:
+        study_dir = default_study_dir(pairwise_csv)
+    study = (load_study(study_folder(study_dir), check_files=False)
+             if study_dir is not None and study_dir is not False else None)
+    analysis = analyze_pairwise(read_pairwise(pairwise_csv, study), methods, bootstrap, level, seed)
     out.mkdir(parents=True, exist_ok=True)
     written = write_pairwise_tables(analysis, out) + [
         write_text_atomic(out / "report.md", pairwise_report_markdown(analysis, str(pairwise_csv)))]
@@ -363,65 +420,102 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                              "metric-agreement intervals")
     parser.add_argument("--level", type=float, default=0.95, help="level of the bootstrap intervals")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
-    parser.add_argument("--results", type=Path, metavar="FILE",
-                        help="a benchmark run's results.json: Kendall's tau between each metric and the "
-                             "rankings (default: results.json in the study folder, if there)")
-    parser.add_argument("--pairwise", type=Path, metavar="FILE",
-                        help="the study's pairwise answers, analysed with the rankings (default: "
-                             "pairwise.csv beside the rankings file, if there)")
-    parser.add_argument("--study", type=Path, metavar="DIR",
-                        help="study folder whose study.json marks the attention checks (default: the "
-                             "rankings file's folder, if it holds a study.json)")
+    found = parser.add_mutually_exclusive_group()
+    found.add_argument("--results", type=Path, metavar="FILE",
+                       help="a benchmark run's results.json: Kendall's tau between each metric and the "
+                            "rankings (default: results.json in the study folder, if there)")
+    found.add_argument("--no-results", action="store_true",
+                       help="no metric-human agreement, even with a results.json in the study folder")
+    found = parser.add_mutually_exclusive_group()
+    found.add_argument("--pairwise", type=Path, metavar="FILE",
+                       help="the study's pairwise answers, analysed with the rankings (default: "
+                            "pairwise.csv beside the rankings file, if there)")
+    found.add_argument("--no-pairwise", action="store_true",
+                       help="the rankings alone, even with a pairwise.csv beside them")
+    found = parser.add_mutually_exclusive_group()
+    found.add_argument("--study", type=Path, metavar="DIR",
+                       help="study folder (or its study.json): its attention checks apply, and the answers "
+                            "must fit its trials, methods, criteria and preference scale (default: the "
+                            "answers file's folder, if it holds a study.json)")
+    found.add_argument("--no-study", action="store_true",
+                       help="no study file, even with a study.json beside the answers: no attention checks, "
+                            "no check of the answers against it")
     parser.add_argument("--max-failed-checks", type=int, default=0, metavar="N",
                         help="exclude a participant who failed more than N attention checks")
     parser.add_argument("--repeat-min-tau", type=float, default=0.5, metavar="TAU",
                         help="a repeated trial passes when its mean Kendall tau with the original is at least TAU")
+    parser.add_argument("--quiet", action="store_true",
+                        help="log only warnings and errors, not the progress of the bootstrap")
     return parser
+
+
+def _interval(low: float, high: float) -> str:
+    return "" if pd.isna(low) else f" ({low:.0f} to {high:.0f})"
+
+
+def _print_pairwise(pairwise: PairwiseAnalysis, prefix: str) -> None:
+    """The Bradley-Terry lines of the summary, and what makes their intervals undefined or unstable."""
+    for r in pairwise.strengths.itertuples():
+        print(f"  {prefix}{r.criterion}: {r.method} Elo {r.elo:.0f}{_interval(r.elo_low, r.elo_high)}")
+    for criterion, n in pairwise.few_participants().items():
+        state = "undefined" if n == 1 else "unstable"
+        print(f"  {prefix}{criterion}: the intervals are {state} with {cli.count(n, 'participant')} "
+              f"(see report.md; {MIN_BOOTSTRAP_PARTICIPANTS} or more are needed)")
 
 
 @cli.interruptible
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    args = build_parser(prog).parse_args(argv)
-    cli.configure_logging()
-    out = args.out if args.out is not None else default_out_dir(args.rankings)
-    if is_pairwise_file(args.rankings):
-        try:
-            pairwise = analyze_pairwise_csv(args.rankings, out, args.methods, args.bootstrap, args.level, args.seed)
-        except (RankingsError, ValueError) as error:
-            return cli.fail(error)
-        print(f"pairwise study: {pairwise.answers['participant'].nunique()} participants, "
-              f"{len(pairwise.answers)} answers -> {out}/report.md")
-        for r in pairwise.strengths.itertuples():
-            print(f"  {r.criterion}: {r.method} Elo {r.elo:.0f} ({r.elo_low:.0f} to {r.elo_high:.0f})")
-        return 0
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    cli.configure_logging(quiet=args.quiet)
+    study = False if args.no_study else args.study
     try:
+        if is_pairwise_file(args.rankings):
+            for flag, value in (("--pairwise", args.pairwise), ("--results", args.results)):
+                if value is not None:
+                    parser.error(f"{flag} goes with a rankings file; {args.rankings} holds pairwise answers")
+            out = args.out if args.out is not None else default_out_dir(args.rankings)
+            pairwise = analyze_pairwise_csv(args.rankings, out, args.methods, args.bootstrap, args.level, args.seed,
+                                            study_dir=study)
+            answers = pairwise.answers
+            print(f"pairwise study: {cli.count(answers['participant'].nunique(), 'participant')}, "
+                  f"{cli.count(len(answers), 'answer')} ({len(pairwise.superseded)} replaced by a later answer) "
+                  f"-> {out}/report.md")
+            _print_pairwise(pairwise, "")
+            return 0
+        out = args.out if args.out is not None else default_out_dir(args.rankings)
         analysis = analyze(args.rankings, out, args.p_adjust, args.alpha, args.posthoc, args.methods,
-                           args.drop_incomplete, args.study, args.max_failed_checks, args.repeat_min_tau,
-                           args.results, args.pairwise, args.bootstrap, args.level, args.seed)
+                           args.drop_incomplete, study, args.max_failed_checks, args.repeat_min_tau,
+                           False if args.no_results else args.results, False if args.no_pairwise else args.pairwise,
+                           args.bootstrap, args.level, args.seed)
     except FileNotFoundError as error:
-        return cli.fail(f"{error.filename}: no such file")
+        return cli.fail(f"{error.filename}: no such file", parser.prog)
     except (RankingsError, StudyError, ResultsFileError, ValueError) as error:
-        return cli.fail(error)
+        return cli.fail(error, parser.prog)
+    except OSError as error:   # a folder that cannot be written, a disk that is full
+        return cli.fail(f"{error.filename}: {error.strerror or error}", parser.prog)
     checked = analysis.rankings
-    print(f"{len(checked.participants)} participants, {len(checked.trials)} trials, "
+    print(f"{cli.count(len(checked.participants), 'participant')}, {cli.count(len(checked.trials), 'trial')}, "
           f"{checked.blocks()} blocks used ({len(checked.dropped_blocks)} dropped, "
           f"{len(checked.superseded)} superseded resubmissions) -> {out}/report.md")
     if analysis.attention is not None:
         excluded = analysis.attention.excluded
         print(f"  attention checks: {len(analysis.attention.results)} answered, "
               f"{int((~analysis.attention.results['passed'].astype(bool)).sum())} failed; "
-              f"{len(excluded)} participant(s) excluded" + (f": {', '.join(excluded)}" if excluded else ""))
+              f"{cli.count(len(excluded), 'participant')} excluded" + (f": {', '.join(excluded)}" if excluded else ""))
     for criterion, row in analysis.friedman.iterrows():
         print(f"  {criterion}: Kruskal-Wallis p = {analysis.kruskal.loc[criterion, 'p']:.3e}; "
               f"Friedman p = {row['p']:.3e} (Holm {row['p_holm']:.3e}), Kendall's W = {row['W']:.3f}")
     if analysis.pairwise is not None:
-        for r in analysis.pairwise.strengths.itertuples():
-            print(f"  pairwise, {r.criterion}: {r.method} Elo {r.elo:.0f} ({r.elo_low:.0f} to {r.elo_high:.0f})")
+        print(f"  pairwise: {cli.count(len(analysis.pairwise.answers), 'answer')} "
+              f"({len(analysis.pairwise.superseded)} replaced by a later answer)")
+        _print_pairwise(analysis.pairwise, "pairwise, ")
     if analysis.agreement is not None:
         shown = analysis.agreement[analysis.agreement["scope"] == "all"]
         for r in shown.itertuples():
-            print(f"  agreement, {r.criterion} vs {r.label}: Kendall's tau {r.tau:+.2f} "
-                  f"({r.tau_low:+.2f} to {r.tau_high:+.2f}, {r.methods} methods)")
+            interval = "" if pd.isna(r.tau_low) else f" ({r.tau_low:+.2f} to {r.tau_high:+.2f})"
+            print(f"  agreement, {r.criterion} vs {r.label}: Kendall's tau {r.tau:+.2f}{interval}, "
+                  f"{r.methods} methods")
     return 0
 
 

@@ -1,4 +1,5 @@
-"""What the userstudy commands share: their names and summaries, the help format, logging, the version.
+"""What the userstudy commands share: their names and summaries, the help format, logging, the version,
+and the form of their errors (``fail``, ``problems_message``).
 
 Standard library only: ``python -m userstudy serve`` and ``python -m userstudy --help`` must not
 load pandas or scipy. Each command is defined once, in its module (``build_parser`` and ``main``);
@@ -11,8 +12,10 @@ import argparse
 import functools
 import logging
 import math
+import os
 import sys
 from importlib import metadata
+from pathlib import Path
 from typing import NamedTuple
 
 DISTRIBUTION = "imac-bench"
@@ -63,10 +66,42 @@ def configure_logging(quiet: bool = False) -> None:
     logging.getLogger("userstudy").setLevel(level)
 
 
-def fail(error: object) -> int:
-    """Report a command's error on stderr as ``error: ...``; returns the exit status 2."""
-    print(f"error: {error}", file=sys.stderr)
+def fail(error: object, prog: str | None = None) -> int:
+    """Report a command's error on stderr as argparse reports a bad option, ``PROG: error: ...``
+    (``python -m userstudy analyze: error: rankings.csv: no such file``), or ``error: ...`` without
+    ``prog``; returns the exit status 2. The message names the file first when a file is the cause."""
+    print(f"{prog}: error: {error}" if prog else f"error: {error}", file=sys.stderr)
     return 2
+
+
+MAX_PROBLEMS_SHOWN = 200
+
+
+def problems_message(problems: list[str], source: object, noun: str) -> str:
+    """The message of an error listing problems (of a rankings file, a study file, ...):
+    ``SOURCE: PROBLEM`` on one line for a single problem; otherwise ``SOURCE: N problems in NOUN:``
+    and one ``  - PROBLEM`` line each (at most ``MAX_PROBLEMS_SHOWN``)."""
+    where = f"{source}: " if source else ""
+    if len(problems) == 1:
+        return f"{where}{problems[0]}"
+    shown = [f"  - {p}" for p in problems[:MAX_PROBLEMS_SHOWN]]
+    if len(problems) > MAX_PROBLEMS_SHOWN:
+        shown.append(f"  ... and {len(problems) - MAX_PROBLEMS_SHOWN} more problems")
+    return f"{where}{len(problems)} problems in {noun}:\n" + "\n".join(shown)
+
+
+def file_in_the_way(path: str | os.PathLike) -> Path | None:
+    """The first existing part of the folders above ``path`` when it is a file (so nothing can be
+    written at ``path``: ``runs/r.csv/out``), else None."""
+    for parent in Path(path).parents:
+        if parent.exists():
+            return parent if not parent.is_dir() else None
+    return None
+
+
+def count(n: int, noun: str, plural: str | None = None) -> str:
+    """``count(1, "participant")`` -> ``1 participant``; ``count(3, "participant")`` -> ``3 participants``."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
 
 
 def interruptible(main):

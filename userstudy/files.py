@@ -1,7 +1,9 @@
-"""Atomic file writing for the package's outputs (standard library only).
+"""Atomic file (and folder) writing for the package's outputs (standard library only).
 
 A file appears under its final name complete or not at all: it is written to a hidden temporary
-file in the same folder, flushed to disk, and renamed onto the final name. Other tools read the
+file in the same folder, flushed to disk, and renamed onto the final name. A folder made in one go
+(a study folder of ``make-study``) is built the same way: in a hidden temporary folder beside it,
+renamed onto the final name at the end (``atomic_folder``), removed on failure. Other tools read the
 analysis outputs by name, so a half-written ``kruskal.csv`` must never exist. (The package stands
 alone, so it does not borrow the project's ``metrics.io.files``; this is a small copy of its
 naming and clean-up, for files only.)
@@ -9,17 +11,19 @@ naming and clean-up, for files only.)
 A writer killed with ``kill -9`` cannot remove its temporary file, so the first write of a process
 into a folder removes the leftovers there instead (``remove_stale_temporaries``). A temporary name
 says which writer made it (``.kruskal.csv.tmp-<host>-<pid>-<token>.csv``: a hash of the host name
-and the process id), so a leftover is removed when its writer's process no longer runs on this
-host, and one from another host (a shared file system) or of the older form without host and pid
+and the process id; a folder's has no suffix), so a leftover is removed when its writer's process
+no longer runs on this host, and one from another host (a shared file system) or of the older form without host and pid
 only once untouched for ``STALE_SECONDS``. A live writer's file is never removed.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
 import secrets
+import shutil
 import socket
 import time
 from collections.abc import Iterator
@@ -85,10 +89,17 @@ def remove_stale_temporaries(folder: str | os.PathLike, once: bool = False) -> l
         return []
     for entry in entries:
         match = _TEMPORARY_NAME.match(entry.name)
-        if match is None or not entry.is_file(follow_symlinks=False) or not _is_stale(entry, match, now):
+        if match is None or not _is_stale(entry, match, now):
             continue
         try:
-            os.unlink(entry.path)
+            if entry.is_dir(follow_symlinks=False):
+                if match["suffix"] or match["host"] is None:
+                    continue   # atomic_folder names folders with host and pid and no suffix
+                shutil.rmtree(entry.path)
+            elif entry.is_file(follow_symlinks=False):
+                os.unlink(entry.path)
+            else:
+                continue
         except OSError:
             continue       # cleaned by another process first, or not ours to remove
         removed.append(Path(entry.path))
@@ -112,6 +123,31 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(temporary, final)
     except BaseException:
         temporary.unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a new empty hidden folder beside ``path`` to build in; on success it is renamed onto
+    ``path``, on error (or an interrupt) it is removed with what it holds, so ``path`` is complete
+    or absent. ``path`` must not exist, or be an empty folder (``FileExistsError`` otherwise).
+
+    The first write of this process beside it removes dead writers' leftover folders first.
+    """
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(final.parent, once=True)
+    temporary = final.with_name(f".{final.name}.tmp-{_HOST}-{os.getpid()}-{secrets.token_hex(4)}")
+    temporary.mkdir()
+    try:
+        yield temporary
+        if final.is_dir() and not any(final.iterdir()):
+            final.rmdir()  # an empty folder made for the purpose is replaced (Windows renames onto none)
+        if final.exists() or final.is_symlink():
+            raise FileExistsError(errno.EEXIST, "exists already (and is not an empty folder)", str(final))
+        os.rename(temporary, final)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
         raise
 
 

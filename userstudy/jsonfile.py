@@ -10,6 +10,7 @@ naming the file. (The package stands alone, so this is its own small helper, not
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -43,15 +44,26 @@ def _size(n: int) -> str:
 def read_json(path: str | os.PathLike, max_bytes: int = MAX_BYTES, max_depth: int = MAX_DEPTH) -> Any:
     """The parsed content of the JSON file ``path``.
 
-    Raises ``FileNotFoundError`` for a missing file, and ``JSONFileError`` naming the file for one
-    larger than ``max_bytes``, nested deeper than ``max_depth``, not UTF-8 or not valid JSON.
+    Raises ``FileNotFoundError`` for a missing file (also when a part of its path is a file), and
+    ``JSONFileError`` naming the file for a folder, a file that cannot be read, or one larger than
+    ``max_bytes``, nested deeper than ``max_depth``, not UTF-8 or not valid JSON.
     """
     path = Path(path)
-    size = path.stat().st_size
+    try:
+        size = path.stat().st_size
+    except NotADirectoryError:   # study.json/study.json: a file where a folder should be
+        raise FileNotFoundError(errno.ENOENT, "no such file (a part of its path is a file)", str(path)) from None
+    if path.is_dir():
+        raise JSONFileError(f"{path}: is a folder, not a JSON file")
     if size > max_bytes:
         raise JSONFileError(f"{path}: refused: {_size(size)}, more than the {_size(max_bytes)} this file may have")
-    with open(path, "rb") as handle:
-        data = handle.read(max_bytes + 1)   # the file may have grown since stat
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(max_bytes + 1)   # the file may have grown since stat
+    except FileNotFoundError:
+        raise
+    except OSError as error:                    # no permission, a device that fails
+        raise JSONFileError(f"{path}: cannot be read ({error.strerror or error})") from None
     if len(data) > max_bytes:
         raise JSONFileError(f"{path}: refused: more than the {_size(max_bytes)} this file may have")
     try:

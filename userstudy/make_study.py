@@ -17,11 +17,20 @@ suffix) present in every method's folder: ``gen/imac/t01.mp4`` and ``gen/s2g/t01
 ``t01``. A name missing from some folder is an error, listed, not skipped. The videos (and a
 reference per trial, matched by the same name, if ``--references`` is given) are copied into STUDY,
 and ``STUDY/study.json`` is written (format: ``userstudy.study``). The Python API is ``make_study``.
+
+STUDY must be new (or an empty folder). The study is built in a hidden folder beside it and renamed
+onto STUDY only when complete (``files.atomic_folder``; ``--constant-bitrate`` re-encodes before
+that), so a failed make-study leaves nothing, and an existing study is never touched. Asking for
+more trials of a kind than there are different ones (``--trials-per-identity``, ``--pairwise-trials``,
+``--match-trials``, the checks) is an error naming the option and the most possible: no trial is
+silently repeated or left out.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import itertools
 import json
 import logging
@@ -33,7 +42,8 @@ from pathlib import Path
 
 from userstudy import cli
 from userstudy.dubbing import DubbingError, dub
-from userstudy.files import write_text_atomic
+from userstudy.encoding import EncodingError
+from userstudy.files import atomic_folder, write_text_atomic
 from userstudy.jsonfile import JSONFileError, read_json
 from userstudy.schema import PAPER_CRITERIA
 from userstudy.study import (
@@ -79,21 +89,63 @@ def page_options(play_through: bool = True, consent: str = "", completion_code: 
     return {k: v for k, v in options.items() if v != defaults[k]}
 
 
+def check_out(out: Path) -> None:
+    """Refuse an ``out`` that cannot become a new study folder: a study folder already, a file, or a
+    folder with other things in it (``StudyError`` naming it). A missing or empty folder is fine."""
+    if (out / STUDY_FILE).exists():
+        raise StudyError([f"{out / STUDY_FILE} exists already; choose a new folder"])
+    if out.exists() and not out.is_dir():
+        raise StudyError([f"{out}: is a file; --out is the study folder to create"])
+    blocker = cli.file_in_the_way(out)
+    if blocker is not None:
+        raise StudyError([f"{blocker}: is a file, so the study folder {out} cannot be made (--out)"])
+    if out.is_dir() and any(out.iterdir()):
+        raise StudyError([f"{out}: the folder exists and holds other files; --out is the study folder to "
+                          "create: choose a new (or empty) one"])
+
+
+def run_folder(path: str | os.PathLike) -> Path:
+    """The benchmark run folder that ``path`` names: the folder, or its ``run.json`` standing for it
+    (as ``imac-bench`` takes a run's ``results.json`` for the run folder)."""
+    path = Path(path)
+    return path.parent if path.name == RUN_FILE and path.is_file() else path
+
+
+def reencode_study_videos(folder: Path, constant_bitrate: int | None) -> None:
+    """``constant_bitrate``: re-encode the study's videos in ``folder`` (``userstudy.encoding``) and log
+    how equal their sizes came out; a warning when they still differ by more than 10%."""
+    if constant_bitrate is None:
+        return
+    from userstudy.encoding import reencode_folder
+
+    spread = reencode_folder(folder / "videos", constant_bitrate)
+    logger.info("re-encoded %s at %d kbit/s: %.1f to %.1f kB per second (x%.2f)", cli.count(spread.videos, "video"),
+                constant_bitrate, spread.smallest / 1000, spread.largest / 1000, spread.ratio)
+    if spread.ratio > 1.1:
+        logger.warning("sizes still differ by more than 10%% (x%.2f): some videos need more than %d kbit/s; "
+                       "raise --constant-bitrate", spread.ratio, constant_bitrate)
+
+
 def make_study(out: str | os.PathLike, method_folders: dict[str, str | os.PathLike],
                criteria: list[str] | None = None, title: str = DEFAULT_TITLE,
                instructions: str = "", references: str | os.PathLike | None = None,
                seed: str | None = None, play_through: bool = True, consent: str = "",
-               completion_code: str = "", completion_url: str = "") -> Study:
+               completion_code: str = "", completion_url: str = "",
+               constant_bitrate: int | None = None) -> Study:
     """Make a study folder from one folder of videos per method (the command); returns the checked study.
 
     A trial is a file name (without suffix) present in every method's folder; names missing from
     some folders are errors, not silently skipped. Videos (and references, matched by the same
     name) are copied into ``out/videos/<method>/`` and ``out/references/``. ``play_through``,
-    ``consent``, ``completion_code`` and ``completion_url`` are the page's options (``userstudy.study``).
+    ``consent``, ``completion_code`` and ``completion_url`` are the page's options (``userstudy.study``);
+    ``constant_bitrate`` (kbit/s) re-encodes the copied videos (``userstudy.encoding``).
+
+    ``out`` must be new (or an empty folder). The study is built in a hidden folder beside it and
+    renamed onto ``out`` when complete, so a failure leaves nothing. Raises ``StudyError`` listing
+    every problem, ``EncodingError`` (a video that cannot be re-encoded) or ``OSError``.
     """
     out = Path(out)
-    if (out / STUDY_FILE).exists():
-        raise StudyError([f"{out / STUDY_FILE} exists already; choose a new folder"])
+    check_out(out)
     problems = []
     if len(method_folders) < 2:
         problems.append("give at least two methods")
@@ -132,32 +184,34 @@ def make_study(out: str | os.PathLike, method_folders: dict[str, str | os.PathLi
     if problems:
         raise StudyError(problems)
 
-    out.mkdir(parents=True, exist_ok=True)
-    trials = []
-    for stem in stems:
-        entry = {"id": stem, "videos": {}}
-        for method in method_folders:
-            source = videos[method][stem]
-            relative = f"videos/{folder_names[method]}/{source.name}"
-            (out / relative).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, out / relative)
-            entry["videos"][method] = relative
-        if references is not None:
-            relative = f"references/{reference_files[stem].name}"
-            (out / relative).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(reference_files[stem], out / relative)
-            entry["reference"] = relative
-        trials.append(entry)
-    criteria = list(criteria) if criteria else list(PAPER_CRITERIA)
-    document = {
-        "title": title, "instructions": instructions, "seed": seed or secrets.token_hex(8),
-        "methods": list(method_folders),
-        "criteria": [{"name": c, "question": default_question(c)} for c in criteria],
-        "trials": trials,
-        **page_options(play_through, consent, completion_code, completion_url),
-    }
-    study = parse_study(document, out)
-    write_text_atomic(out / STUDY_FILE, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    with atomic_folder(out) as folder:
+        trials = []
+        for stem in stems:
+            entry = {"id": stem, "videos": {}}
+            for method in method_folders:
+                source = videos[method][stem]
+                relative = f"videos/{folder_names[method]}/{source.name}"
+                (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, folder / relative)
+                entry["videos"][method] = relative
+            if references is not None:
+                relative = f"references/{reference_files[stem].name}"
+                (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(reference_files[stem], folder / relative)
+                entry["reference"] = relative
+            trials.append(entry)
+        criteria = list(criteria) if criteria else list(PAPER_CRITERIA)
+        document = {
+            "title": title, "instructions": instructions, "seed": seed or secrets.token_hex(8),
+            "methods": list(method_folders),
+            "criteria": [{"name": c, "question": default_question(c)} for c in criteria],
+            "trials": trials,
+            **page_options(play_through, consent, completion_code, completion_url),
+        }
+        study = parse_study(document, folder)
+        write_text_atomic(folder / STUDY_FILE, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+        reencode_study_videos(folder, constant_bitrate)
+    study = dataclasses.replace(study, root=out.resolve())
     logger.info("study %r: %d trials x %d methods, %d criteria, written to %s; serve it with "
                 "python -m userstudy serve --study %s", study.title, len(study.trials), len(study.methods),
                 len(study.criteria), out, out)
@@ -166,6 +220,9 @@ def make_study(out: str | os.PathLike, method_folders: dict[str, str | os.PathLi
 
 def _run_methods(run: Path, methods: list[str] | None, problems: list[str]) -> list[str]:
     path = run / RUN_FILE
+    if run.exists() and not run.is_dir():
+        problems.append(f"{run}: is a file, not a benchmark run folder (give the folder that holds {RUN_FILE})")
+        return []
     try:
         document = read_json(path)
     except FileNotFoundError:
@@ -215,16 +272,16 @@ def make_study_from_run(out: str | os.PathLike, run: str | os.PathLike, methods:
                         seed: str | None = None, pairwise_trials: int = 0, match_trials: int = 0,
                         preference_levels: int = 3,
                         play_through: bool = True, consent: str = "", completion_code: str = "",
-                        completion_url: str = "") -> Study:
-    """Make a study folder from a benchmark run folder; returns the checked study.
+                        completion_url: str = "", constant_bitrate: int | None = None) -> Study:
+    """Make a study folder from a benchmark run folder (or its ``run.json``); returns the checked study.
 
     Reads ``run/run.json`` (its ``methods``: the study's methods are those minus the controls, or
     ``methods``) and the videos ``run/<method>/<identity>/<clip_id>.mp4``. A trial is a clip that
     every chosen method has; a clip missing for some method is an error that names it. Per
     identity (all, or ``identities``), ``trials_per_identity`` clips are drawn at random (keyed by
-    ``seed``; default all). Trial ids are opaque (``t001``, ...; each trial's ``clip`` says
-    ``identity/clip_id``) and the check trials are numbered among them, so neither an id nor a
-    position gives a check away.
+    ``seed``; default all; more than an identity has is an error naming the most possible). Trial
+    ids are opaque (``t001``, ...; each trial's ``clip`` says ``identity/clip_id``) and the check
+    trials are numbered among them, so neither an id nor a position gives a check away.
 
     Attention checks (``userstudy.study``): ``frozen_checks`` trials in which one method's slot
     (drawn at random) shows the run's ``static`` video of the clip, to be ranked last on
@@ -233,20 +290,26 @@ def make_study_from_run(out: str | os.PathLike, run: str | os.PathLike, methods:
 
     A pairwise block: ``pairwise_trials`` trials of kind ``compare`` (two methods' videos of one
     drawn clip, answered with a preference on ``preference_levels`` levels on every criterion), the
-    pairs of methods taken in turn so each pair is asked about equally often, the clips drawn at
-    random. ``match_trials`` trials of kind ``match`` (the methods in turn, a drawn clip c each):
-    the method's video of c (with its own speech) against its video of another clip c' of the same
+    pairs of methods taken in turn so each pair is asked about equally often, each pair's clips drawn
+    at random without repetition: no two trials show the same pair on the same clip, so at most
+    (drawn clips) x (pairs of methods) trials, and more is an error naming that maximum.
+    ``match_trials`` trials of kind ``match`` (the methods in turn, a drawn clip c each, no clip twice
+    for a method, so at most (drawn clips whose speaker has another clip) x (methods)): the
+    method's video of c (with its own speech) against its video of another clip c' of the same
     speaker dubbed with c's speech (``userstudy.dubbing``, no re-encoding), asked on sound-video
-    synchronization (or every criterion when the study does not have it). The run's ``results.json``, if any, is copied into the study folder, where ``analyze``
-    finds it for the metric-human agreement. The page options (``play_through``, ``consent``, ``completion_code``,
-    ``completion_url``) go into the study file. Raises ``StudyError`` listing every problem;
-    nothing is written then.
+    synchronization (or every criterion when the study does not have it). The run's
+    ``results.json``, if any, is copied into the study folder, where ``analyze`` finds it for the
+    metric-human agreement. The page options (``play_through``, ``consent``, ``completion_code``,
+    ``completion_url``) go into the study file; ``constant_bitrate`` (kbit/s) re-encodes the videos.
+
+    ``out`` must be new (or an empty folder); the study is built in a hidden folder beside it and
+    renamed onto ``out`` when complete. Raises ``StudyError`` listing every problem (nothing is
+    written then), ``EncodingError`` or ``OSError`` (nothing is left then either).
     """
-    out, run = Path(out), Path(run)
+    out, run = Path(out), run_folder(run)
     seed = seed or secrets.token_hex(8)
     criteria = list(criteria) if criteria else list(PAPER_CRITERIA)
-    if (out / STUDY_FILE).exists():
-        raise StudyError([f"{out / STUDY_FILE} exists already; choose a new folder"])
+    check_out(out)
     problems: list[str] = []
     chosen = _run_methods(run, methods, problems)
     if problems:
@@ -269,10 +332,10 @@ def make_study_from_run(out: str | os.PathLike, run: str | os.PathLike, methods:
             problems.append(f"identities: {', '.join(unknown)} not in the run (it has {', '.join(present)})")
     if trials_per_identity is not None and trials_per_identity < 1:
         problems.append(f"trials per identity must be at least 1, got {trials_per_identity}")
-    for count, name in ((frozen_checks, "frozen checks"), (repeat_checks, "repeat checks"),
-                        (pairwise_trials, "pairwise trials"), (match_trials, "match trials")):
-        if count < 0:
-            problems.append(f"{name} must be 0 or more, got {count}")
+    for number, name in ((frozen_checks, "frozen checks"), (repeat_checks, "repeat checks"),
+                         (pairwise_trials, "pairwise trials"), (match_trials, "match trials")):
+        if number < 0:
+            problems.append(f"{name} must be 0 or more, got {number}")
     check_criteria = list(check_criteria) if check_criteria else ([SYNC_CRITERION] if SYNC_CRITERION in criteria else [])
     if frozen_checks and not check_criteria:
         problems.append(f"frozen checks: say on which criteria a frozen video must rank last (--check-criteria); "
@@ -282,9 +345,16 @@ def make_study_from_run(out: str | os.PathLike, run: str | os.PathLike, methods:
     if problems:
         raise StudyError(problems)
 
+    own_clips = {i: sorted(clip for who, clip in every if who == i) for i in identities or present}
+    if trials_per_identity is not None:
+        short = {i: len(c) for i, c in own_clips.items() if len(c) < trials_per_identity}
+        if short:
+            problems.append(f"trials per identity (--trials-per-identity): {trials_per_identity} asked, but "
+                            + ", ".join(f"{i!r} has {cli.count(n, 'clip')}" for i, n in short.items())
+                            + f" (a clip is drawn once); at most {min(len(c) for c in own_clips.values())}")
+            raise StudyError(problems)
     drawn: list[tuple[str, str]] = []
-    for identity in identities or present:
-        own = sorted(clip for i, clip in every if i == identity)
+    for identity, own in own_clips.items():
         if trials_per_identity is not None and trials_per_identity < len(own):
             own = sorted(keyed_rng(seed, "clips", identity).sample(own, trials_per_identity))
         drawn += [(identity, clip) for clip in own]
@@ -294,86 +364,104 @@ def make_study_from_run(out: str | os.PathLike, run: str | os.PathLike, methods:
         static = _run_clips(run, FROZEN_CONTROL, problems)
         candidates = [c for c in drawn if c in static]
         if len(candidates) < frozen_checks:
-            problems.append(f"frozen checks: {frozen_checks} asked, but the run's {FROZEN_CONTROL!r} videos cover "
-                            f"{len(candidates)} of the drawn clips")
+            problems.append(f"frozen checks (--frozen-checks): {frozen_checks} asked, but the run's "
+                            f"{FROZEN_CONTROL!r} videos cover {len(candidates)} of the drawn clips; at most "
+                            f"{len(candidates)}")
         else:
             frozen = [(c, rng.choice(chosen)) for c in rng.sample(candidates, frozen_checks)]
     if repeat_checks > len(drawn):
-        problems.append(f"repeat checks: {repeat_checks} asked, but only {len(drawn)} trials are drawn")
+        problems.append(f"repeat checks (--repeat-checks): {repeat_checks} asked, but only {len(drawn)} trials "
+                        f"are drawn; at most {len(drawn)}")
+    pairs = list(itertools.combinations(chosen, 2))
+    if pairwise_trials > len(drawn) * len(pairs):
+        problems.append(f"pairwise trials (--pairwise-trials): {pairwise_trials} asked, but {len(drawn)} drawn "
+                        f"clips x {len(pairs)} pairs of methods give at most {len(drawn) * len(pairs)} different "
+                        "trials (a pair is never asked twice on one clip)")
+    # A match trial needs another clip of the same speaker; every chosen method has the same clips.
+    eligible = [(i, c) for i, c in drawn if any(who == i and other != c for who, other in clips[chosen[0]])]
+    if match_trials and not eligible:
+        problems.append(f"match trials: {drawn[0][0]!r} has a single clip of {chosen[0]!r}, so there is no other "
+                        "clip's video to put its speech under")
+    elif match_trials > len(eligible) * len(chosen):
+        problems.append(f"match trials (--match-trials): {match_trials} asked, but {len(eligible)} drawn clips "
+                        f"whose speaker has another clip x {len(chosen)} methods give at most "
+                        f"{len(eligible) * len(chosen)} different trials (a method's clip is never asked twice)")
     if problems:
         raise StudyError(problems)
     repeats = rng.sample(drawn, repeat_checks)
     pair_rng = keyed_rng(seed, "pairwise")
-    pairs = list(itertools.combinations(chosen, 2))
     pair_rng.shuffle(pairs)
-    pairwise = [(pair_rng.choice(drawn), pairs[i % len(pairs)]) for i in range(pairwise_trials)]
+    # Each pair of methods in turn, on its own random order of the drawn clips: no trial twice.
+    clip_orders = {pair: pair_rng.sample(drawn, len(drawn)) for pair in pairs} if pairwise_trials else {}
+    pairwise = [(clip_orders[pairs[i % len(pairs)]][i // len(pairs)], pairs[i % len(pairs)])
+                for i in range(pairwise_trials)]
+    match_orders = {m: pair_rng.sample(eligible, len(eligible)) for m in chosen} if match_trials else {}
     matches = []
     for i in range(match_trials):
         method = chosen[i % len(chosen)]
-        identity, clip = pair_rng.choice(drawn)
+        identity, clip = match_orders[method][i // len(chosen)]
         others = sorted(c for (who, c) in clips[method] if who == identity and c != clip)
-        if not others:
-            problems.append(f"match trials: {identity!r} has a single clip of {method!r}, so there is no other "
-                            "clip's video to put its speech under")
-            break
         matches.append((method, identity, clip, pair_rng.choice(others)))
-    if problems:
-        raise StudyError(problems)
 
-    def copy(method: str, identity: str, clip: str, source: Path) -> str:
-        relative = f"videos/{name_slug(method)}/{identity}/{clip}.mp4"
-        (out / relative).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, out / relative)
-        return relative
+    with atomic_folder(out) as folder:
+        def copy(method: str, identity: str, clip: str, source: Path) -> str:
+            relative = f"videos/{name_slug(method)}/{identity}/{clip}.mp4"
+            (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, folder / relative)
+            return relative
 
-    out.mkdir(parents=True, exist_ok=True)
-    entries = [{"clip": f"{i}/{c}", "videos": {m: copy(m, i, c, clips[m][i, c]) for m in chosen}} for i, c in drawn]
-    by_clip = {e["clip"]: e for e in entries}
-    checks = []
-    for (identity, clip), slot in frozen:
-        videos = dict(by_clip[f"{identity}/{clip}"]["videos"])
-        videos[slot] = copy(FROZEN_CONTROL, identity, clip, static[identity, clip])
-        checks.append({"clip": f"{identity}/{clip}", "videos": videos,
-                       "check": {"kind": "last", "method": slot, "criteria": check_criteria}})
-    for identity, clip in repeats:
-        checks.append({"clip": f"{identity}/{clip}", "videos": dict(by_clip[f"{identity}/{clip}"]["videos"]),
-                       "check": {"kind": "repeat", "of": None}})
-    compared = [{"clip": f"{identity}/{clip}", "kind": "compare",
-                 "videos": {m: by_clip[f"{identity}/{clip}"]["videos"][m] for m in pair}}
-                for (identity, clip), pair in pairwise]
-    match_criteria = [SYNC_CRITERION] if SYNC_CRITERION in criteria else list(criteria)
-    for method, identity, clip, other in matches:
-        relative = f"videos/{name_slug(method)}/{identity}/{clip}.speech-under-{other}.mp4"
-        try:
-            dub(clips[method][identity, other], clips[method][identity, clip], out / relative)
-        except DubbingError as error:
-            raise StudyError([f"match trials: {error}"]) from None
-        compared.append({"clip": f"{identity}/{clip}", "kind": "match", "method": method, "criteria": match_criteria,
-                         "videos": {"matched": by_clip[f"{identity}/{clip}"]["videos"][method],
-                                    "mismatched": relative}})
-    # Opaque ids, numbered in a shuffled order of trials, checks and pairwise trials together.
-    order = entries + checks + compared
-    numbers = list(range(1, len(order) + 1))
-    keyed_rng(seed, "ids").shuffle(numbers)
-    width = max(3, len(str(len(order))))
-    for entry, number in zip(order, numbers):
-        entry["id"] = f"t{number:0{width}d}"
-    for entry in checks:
-        if entry["check"]["kind"] == "repeat":
-            entry["check"]["of"] = by_clip[entry["clip"]]["id"]
-    trials = sorted(({"id": e["id"], "clip": e["clip"], **{k: e[k] for k in ("kind", "method", "criteria") if k in e},
-                      "videos": e["videos"], **({"check": e["check"]} if "check" in e else {})} for e in order),
-                    key=lambda e: e["id"])
-    document = {
-        "title": title, "instructions": instructions, "seed": seed, "methods": chosen,
-        "criteria": [{"name": c, "question": default_question(c)} for c in criteria], "trials": trials,
-        **page_options(play_through, consent, completion_code, completion_url, preference_levels),
-    }
-    study = parse_study(document, out)
-    results = run / RESULTS_FILE
-    if results.is_file():   # beside the study, for analyze's metric-human agreement
-        shutil.copyfile(results, out / RESULTS_FILE)
-    write_text_atomic(out / STUDY_FILE, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+        entries = [{"clip": f"{i}/{c}", "videos": {m: copy(m, i, c, clips[m][i, c]) for m in chosen}}
+                   for i, c in drawn]
+        by_clip = {e["clip"]: e for e in entries}
+        checks = []
+        for (identity, clip), slot in frozen:
+            videos = dict(by_clip[f"{identity}/{clip}"]["videos"])
+            videos[slot] = copy(FROZEN_CONTROL, identity, clip, static[identity, clip])
+            checks.append({"clip": f"{identity}/{clip}", "videos": videos,
+                           "check": {"kind": "last", "method": slot, "criteria": check_criteria}})
+        for identity, clip in repeats:
+            checks.append({"clip": f"{identity}/{clip}", "videos": dict(by_clip[f"{identity}/{clip}"]["videos"]),
+                           "check": {"kind": "repeat", "of": None}})
+        compared = [{"clip": f"{identity}/{clip}", "kind": "compare",
+                     "videos": {m: by_clip[f"{identity}/{clip}"]["videos"][m] for m in pair}}
+                    for (identity, clip), pair in pairwise]
+        match_criteria = [SYNC_CRITERION] if SYNC_CRITERION in criteria else list(criteria)
+        for method, identity, clip, other in matches:
+            relative = f"videos/{name_slug(method)}/{identity}/{clip}.speech-under-{other}.mp4"
+            try:
+                dub(clips[method][identity, other], clips[method][identity, clip], folder / relative)
+            except DubbingError as error:
+                raise StudyError([f"match trials: {error}"]) from None
+            compared.append({"clip": f"{identity}/{clip}", "kind": "match", "method": method,
+                             "criteria": match_criteria,
+                             "videos": {"matched": by_clip[f"{identity}/{clip}"]["videos"][method],
+                                        "mismatched": relative}})
+        # Opaque ids, numbered in a shuffled order of trials, checks and pairwise trials together.
+        order = entries + checks + compared
+        numbers = list(range(1, len(order) + 1))
+        keyed_rng(seed, "ids").shuffle(numbers)
+        width = max(3, len(str(len(order))))
+        for entry, number in zip(order, numbers):
+            entry["id"] = f"t{number:0{width}d}"
+        for entry in checks:
+            if entry["check"]["kind"] == "repeat":
+                entry["check"]["of"] = by_clip[entry["clip"]]["id"]
+        trials = sorted(({"id": e["id"], "clip": e["clip"],
+                          **{k: e[k] for k in ("kind", "method", "criteria") if k in e},
+                          "videos": e["videos"], **({"check": e["check"]} if "check" in e else {})} for e in order),
+                        key=lambda e: e["id"])
+        document = {
+            "title": title, "instructions": instructions, "seed": seed, "methods": chosen,
+            "criteria": [{"name": c, "question": default_question(c)} for c in criteria], "trials": trials,
+            **page_options(play_through, consent, completion_code, completion_url, preference_levels),
+        }
+        study = parse_study(document, folder)
+        results = run / RESULTS_FILE
+        if results.is_file():   # beside the study, for analyze's metric-human agreement
+            shutil.copyfile(results, folder / RESULTS_FILE)
+        write_text_atomic(folder / STUDY_FILE, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+        reencode_study_videos(folder, constant_bitrate)
+    study = dataclasses.replace(study, root=out.resolve())
     logger.info("study %r from run %s: %d trials (%d attention checks, %d pairwise, matched-speech ones included) "
                 "x %d methods, %d criteria, "
                 "written to %s", study.title, run, len(study.trials), len(checks), len(compared), len(chosen),
@@ -455,51 +543,36 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         run_only.append("--preference-levels")
     try:
         consent = args.consent.read_text(encoding="utf-8").strip() if args.consent is not None else ""
-    except (OSError, UnicodeDecodeError) as error:
-        return cli.fail(f"--consent {args.consent}: cannot be read ({error})")
+    except OSError as error:
+        return cli.fail(f"{args.consent}: cannot be read: {error.strerror or error} (--consent)", parser.prog)
+    except UnicodeDecodeError as error:
+        return cli.fail(f"{args.consent}: not UTF-8 text ({error}) (--consent)", parser.prog)
     options = {"play_through": args.play_through, "consent": consent, "completion_code": args.completion_code,
-               "completion_url": args.completion_url}
+               "completion_url": args.completion_url, "constant_bitrate": args.constant_bitrate}
     if args.run is not None:
         if args.references is not None:
             parser.error("--references is for --method folders; a run's study has no reference")
-        try:
-            make_study_from_run(args.out, args.run, methods=args.methods, identities=args.identities,
-                                trials_per_identity=args.trials_per_identity, frozen_checks=args.frozen_checks,
-                                repeat_checks=args.repeat_checks, check_criteria=args.check_criteria,
-                                criteria=args.criteria, title=args.title, instructions=args.instructions,
-                                seed=args.seed, pairwise_trials=args.pairwise_trials, match_trials=args.match_trials,
-                                preference_levels=args.preference_levels, **options)
-        except StudyError as error:
-            return cli.fail(error)
-        return _constant_bitrate(args.out, args.constant_bitrate)
-    if run_only:
-        parser.error(f"{', '.join(run_only)} only with --run")
-    names = [name for name, _ in args.method]
-    if len(set(names)) != len(names):
-        return cli.fail(f"a method is given twice: {names}")
+        build = functools.partial(
+            make_study_from_run, args.out, args.run, methods=args.methods, identities=args.identities,
+            trials_per_identity=args.trials_per_identity, frozen_checks=args.frozen_checks,
+            repeat_checks=args.repeat_checks, check_criteria=args.check_criteria, criteria=args.criteria,
+            title=args.title, instructions=args.instructions, seed=args.seed, pairwise_trials=args.pairwise_trials,
+            match_trials=args.match_trials, preference_levels=args.preference_levels, **options)
+    else:
+        if run_only:
+            parser.error(f"{', '.join(run_only)} only with --run")
+        names = [name for name, _ in args.method]
+        if len(set(names)) != len(names):
+            return cli.fail(f"a method is given twice: {names}", parser.prog)
+        build = functools.partial(make_study, args.out, dict(args.method), criteria=args.criteria, title=args.title,
+                                  instructions=args.instructions, references=args.references, seed=args.seed,
+                                  **options)
     try:
-        make_study(args.out, dict(args.method), criteria=args.criteria, title=args.title,
-                   instructions=args.instructions, references=args.references, seed=args.seed, **options)
-    except StudyError as error:
-        return cli.fail(error)
-    return _constant_bitrate(args.out, args.constant_bitrate)
-
-
-def _constant_bitrate(out: Path, kbps: int | None) -> int:
-    """``--constant-bitrate``: re-encode the study's videos and say how equal their sizes came out."""
-    if kbps is None:
-        return 0
-    from userstudy.encoding import EncodingError, reencode_folder
-
-    try:
-        spread = reencode_folder(out / "videos", kbps)
-    except EncodingError as error:
-        return cli.fail(error)
-    print(f"re-encoded {spread.videos} video(s) at {kbps} kbit/s: {spread.smallest / 1000:.1f} to "
-          f"{spread.largest / 1000:.1f} kB per second (x{spread.ratio:.2f})")
-    if spread.ratio > 1.1:
-        print(f"warning: sizes still differ by more than 10% (x{spread.ratio:.2f}): some videos need more than "
-              f"{kbps} kbit/s; raise --constant-bitrate", file=sys.stderr)
+        build()
+    except (StudyError, EncodingError) as error:
+        return cli.fail(error, parser.prog)
+    except OSError as error:   # a folder that cannot be written, a disk that is full: nothing is left
+        return cli.fail(f"{error.filename}: {error.strerror or error}", parser.prog)
     return 0
 
 

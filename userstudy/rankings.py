@@ -11,11 +11,14 @@ the ``submission`` column) are resolved to the latest save and listed as superse
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from userstudy.cli import problems_message
 from userstudy.schema import (
     BLOCK_COLUMNS,
     CRITERION,
@@ -29,22 +32,24 @@ from userstudy.schema import (
     TRIAL,
     order_criteria,
 )
+from userstudy.study import STUDY_FILE, Study
 
-# Where to stop listing line numbers inside one problem, and problems inside one message.
+# Where to stop listing line numbers inside one problem.
 MAX_LINES_SHOWN = 12
-MAX_PROBLEMS_SHOWN = 200
 
 
 class RankingsError(ValueError):
-    """Ranking data that cannot be analysed; ``problems`` lists every reason with its lines."""
+    """Ranking data that cannot be analysed; ``problems`` lists every reason with its lines.
+
+    The message is ``FILE: PROBLEM`` for one problem, and a list under ``FILE: N problems in the
+    rankings:`` for several (``problems_message``)."""
+
+    noun = "the rankings"
 
     def __init__(self, problems: list[str], source: str | None = None):
         self.problems = list(problems)
-        where = f"{source}: " if source else ""
-        shown = [f"  - {p}" for p in self.problems[:MAX_PROBLEMS_SHOWN]]
-        if len(self.problems) > MAX_PROBLEMS_SHOWN:
-            shown.append(f"  ... and {len(self.problems) - MAX_PROBLEMS_SHOWN} more problems")
-        super().__init__(f"{where}{len(self.problems)} problem(s) in the rankings:\n" + "\n".join(shown))
+        self.source = source
+        super().__init__(problems_message(self.problems, source, self.noun))
 
 
 @dataclass
@@ -95,17 +100,62 @@ def read_rankings(path: str | os.PathLike) -> pd.DataFrame:
     """Read a rankings CSV as text columns, indexed by line number (the header is line 1).
 
     Nothing is converted or dropped here: blank lines become empty rows, so that the check
-    reports them by line instead of the line numbers silently shifting.
+    reports them by line instead of the line numbers silently shifting. Raises
+    ``FileNotFoundError`` for a missing file and ``RankingsError`` naming the file for one that
+    cannot be read as CSV (a folder, an empty file, not UTF-8, a line with more fields than the
+    header: its line is named).
     """
-    try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False,
-                            skip_blank_lines=False, encoding="utf-8")
-    except pd.errors.EmptyDataError:
-        raise RankingsError(["the file is empty (no header line)"], str(path)) from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as error:
-        raise RankingsError([f"not a readable CSV file: {error}"], str(path)) from None
+    table = read_csv_table(path, RankingsError, skip_blank_lines=False)
     table.index = pd.RangeIndex(2, 2 + len(table), name="line")
     return table
+
+
+# pandas' C parser: "Expected 5 fields in line 3, saw 7" (lines counted from 1, the header included)
+# and "EOF inside string starting at row 2" (rows counted from 0).
+_TOO_MANY_FIELDS = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
+_OPEN_QUOTE = re.compile(r"EOF inside string starting at row (\d+)")
+
+
+def csv_problem(error: Exception) -> str:
+    """What a pandas ``ParserError`` means, with the file's line number when pandas gives one."""
+    text = str(error)
+    if match := _TOO_MANY_FIELDS.search(text):
+        expected, line, found = (int(g) for g in match.groups())
+        return (f"not a readable CSV file: line {line} has {found} fields, the header {expected} "
+                "(a field that holds a comma needs double quotes)")
+    if match := _OPEN_QUOTE.search(text):
+        return f"not a readable CSV file: line {int(match.group(1)) + 1} opens a double quote that is never closed"
+    return f"not a readable CSV file: {text.strip()}"
+
+
+def folder_problem(path: Path) -> str:
+    """What is wrong with a folder given for an answers CSV, naming the answers files it holds."""
+    held = [name for name in ("rankings.csv", "pairwise.csv") if (path / name).is_file()]
+    return "is a folder, not a CSV file" + (f" (it holds {', '.join(held)}: give the file)" if held else "")
+
+
+def read_csv_table(path: str | os.PathLike, error: type[RankingsError] = RankingsError,
+                   skip_blank_lines: bool = False) -> pd.DataFrame:
+    """A CSV file as text columns (nothing converted), or ``error`` naming the file and what is wrong.
+
+    Raises ``FileNotFoundError`` for a missing file (the caller says "no such file").
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise error([folder_problem(path)], str(path))
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False,
+                           skip_blank_lines=skip_blank_lines, encoding="utf-8")
+    except FileNotFoundError:
+        raise
+    except pd.errors.EmptyDataError:
+        raise error(["the file is empty (no header line)"], str(path)) from None
+    except pd.errors.ParserError as problem:
+        raise error([csv_problem(problem)], str(path)) from None
+    except UnicodeDecodeError as problem:
+        raise error([f"not a readable CSV file: not UTF-8 ({problem})"], str(path)) from None
+    except OSError as problem:
+        raise error([f"cannot be read: {problem.strerror or problem}"], str(path)) from None
 
 
 def _where(index: pd.Index, labels) -> str:
@@ -202,15 +252,48 @@ def _latest_submissions(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]
     return kept, pd.DataFrame(superseded, columns=columns)
 
 
+def grouped_problems(index: pd.Index, found: list[tuple[object, str]]) -> list[str]:
+    """``(row label, problem)`` pairs as one ``LINES: PROBLEM`` each, in the order first found."""
+    labels: dict[str, list] = {}
+    for label, problem in found:
+        labels.setdefault(problem, []).append(label)
+    return [f"{_where(index, rows)}: {problem}" for problem, rows in labels.items()]
+
+
+def study_problems(rows: pd.DataFrame, study: Study) -> list[str]:
+    """Ranking rows that do not fit the study file: a trial that is not one of its trials, a
+    pairwise trial answered with a ranking, a criterion or a method that the study does not have.
+    Each problem names the lines, the field, the value and the study file."""
+    path = study.root / STUDY_FILE
+    trials = {t.id: t for t in study.trials}
+    criteria = [c.name for c in study.criteria]
+    found = []
+    for label, trial_id, criterion, method in zip(rows.index, rows[TRIAL], rows[CRITERION], rows[METHOD]):
+        trial = trials.get(trial_id)
+        if trial is None:
+            found.append((label, f"trial {trial_id!r} is not a trial of {path}"))
+            continue
+        if trial.pairwise:
+            found.append((label, f"trial {trial_id!r} is a pairwise ({trial.kind}) trial of {path}: it is answered "
+                                 "with preferences (pairwise.csv), not ranked"))
+            continue
+        if criterion not in criteria:
+            found.append((label, f"criterion {criterion!r} is not a criterion of {path} ({', '.join(criteria)})"))
+        if method not in trial.videos:
+            found.append((label, f"method {method!r} is not a method of {path} ({', '.join(study.methods)})"))
+    return grouped_problems(rows.index, found)
+
+
 def check_rankings(table: pd.DataFrame, drop_incomplete: bool = False,
-                   source: str | None = None) -> CheckedRankings:
+                   source: str | None = None, study: Study | None = None) -> CheckedRankings:
     """Check ranking rows and return them ready for analysis, or raise ``RankingsError``.
 
     Problems reported (all at once, with lines): missing columns, empty lines or fields, ranks (or
     positions) that are not whole numbers, a criterion with a single method, a rank outside 1..k
     (k = the criterion's number of methods), a rank used twice in a block, a method ranked twice
     in a block, and blocks that miss some of the criterion's methods (unless ``drop_incomplete``,
-    which sets them aside and lists each in ``dropped_blocks``).
+    which sets them aside and lists each in ``dropped_blocks``). With ``study`` (the study the
+    answers belong to), also every row that does not fit it (``study_problems``).
     """
     missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
     if missing:
@@ -230,6 +313,8 @@ def check_rankings(table: pd.DataFrame, drop_incomplete: bool = False,
     rows[RANK] = pd.to_numeric(rows[RANK].str.strip()).astype(int)
     if POSITION in rows:
         rows[POSITION] = pd.to_numeric(rows[POSITION].str.strip()).astype(int)
+    if study is not None:
+        problems += study_problems(rows, study)
 
     rows, superseded = _latest_submissions(rows)
 
@@ -306,9 +391,10 @@ def untouched_blocks(data: pd.DataFrame) -> pd.DataFrame:
     return same[same].reset_index()[list(BLOCK_COLUMNS)]
 
 
-def load_rankings(path: str | os.PathLike, drop_incomplete: bool = False) -> CheckedRankings:
-    """``read_rankings`` then ``check_rankings``, naming the file in errors."""
-    return check_rankings(read_rankings(path), drop_incomplete=drop_incomplete, source=str(path))
+def load_rankings(path: str | os.PathLike, drop_incomplete: bool = False,
+                  study: Study | None = None) -> CheckedRankings:
+    """``read_rankings`` then ``check_rankings`` (against ``study`` when given), naming the file in errors."""
+    return check_rankings(read_rankings(path), drop_incomplete=drop_incomplete, source=str(path), study=study)
 
 
 def mean_points(data: pd.DataFrame, criteria: list[str] | None = None,

@@ -13,8 +13,10 @@ import pandas as pd
 from scipy import stats
 
 from userstudy.analysis import StudyAnalysis
+from userstudy.cli import count
 from userstudy.figures import format_p
 from userstudy.nonparametric import adjustment_name
+from userstudy.pairwise import MIN_BOOTSTRAP_PARTICIPANTS
 from userstudy.schema import criterion_slug
 
 
@@ -121,6 +123,11 @@ def _data_section(analysis: StudyAnalysis) -> list[str]:
     else:
         lines.append("Resubmissions replaced: none.")
         lines.append("")
+    if analysis.pairwise is not None:
+        replaced = len(analysis.pairwise.superseded)
+        lines.append("Pairwise answers replaced by a later answer of the same participant: "
+                     + (f"**{replaced}** (listed under Pairwise trials)." if replaced else "none."))
+        lines.append("")
     untouched = checked.untouched_blocks
     if "position" in data:
         expected = sum(1 / math.factorial(len(analysis.methods_of(c))) * checked.blocks(c)
@@ -147,13 +154,13 @@ def _attention_section(analysis: StudyAnalysis) -> list[str]:
     kinds = {"last": 0, "repeat": 0}
     for check in attention.checks.values():
         kinds[check.kind] += 1
-    lines.append(f"The study has {len(attention.checks)} check trial(s): {kinds['last']} with a broken video "
+    lines.append(f"The study has {count(len(attention.checks), 'check trial')}: {kinds['last']} with a broken video "
                  f"that must be ranked last, {kinds['repeat']} repeating another trial (passed when the mean "
                  f"Kendall tau with the original is at least {attention.repeat_min_tau:g}). Check trials are "
                  "not part of any statistic below.")
     lines.append("")
     failed = int((~results["passed"].astype(bool)).sum()) if len(results) else 0
-    lines.append(f"Rule: a participant who failed more than {attention.max_failed} check(s) is excluded from "
+    lines.append(f"Rule: a participant who failed more than {count(attention.max_failed, 'check')} is excluded from "
                  f"every statistic. Answers to checks: {len(results)}, failed: {failed}; participants checked: "
                  f"{len(people)}; **excluded: {len(attention.excluded)}**.")
     lines.append("")
@@ -296,13 +303,28 @@ def _pairwise_section(analysis: StudyAnalysis) -> list[str]:
     """The study's pairwise trials (Bradley-Terry, win rates, matched speech), as in the pairwise report."""
     if analysis.pairwise is None:
         return []
-    text = pairwise_report_markdown(analysis.pairwise, "pairwise.csv")
+    source = analysis.pairwise_source or "pairwise.csv"
+    text = pairwise_report_markdown(analysis.pairwise, source)
     body = text.split("\n", 1)[1].split("## Files")[0]
-    excluded = (f" {analysis.pairwise_excluded} pairwise answer(s) (one per trial and criterion) of the excluded "
-                "participants are left out." if analysis.pairwise_excluded else "")
-    return ["## Pairwise trials", "", "The study's pairwise trials (`pairwise.csv`), analysed as the GENEA "
+    excluded = (f" {count(analysis.pairwise_excluded, 'pairwise answer')} (one per trial and criterion) of the "
+                "excluded participants are left out." if analysis.pairwise_excluded else "")
+    return ["## Pairwise trials", "", f"The study's pairwise trials (`{source}`), analysed as the GENEA "
             "leaderboard does." + excluded] + [line.replace("## ", "### ", 1) if line.startswith("## ") else line
                                                 for line in body.split("\n")]
+
+
+def few_participants_note(participants: int, what: str) -> str:
+    """Why a participant-bootstrap interval on so few participants says little (empty when enough)."""
+    if participants == 1:
+        return (f"**With 1 participant the {what} intervals are undefined**: every bootstrap resample is that "
+                "participant's answers, so the interval has zero width and shows no uncertainty; read the "
+                "estimates as a description of one person's answers.")
+    if participants < MIN_BOOTSTRAP_PARTICIPANTS:
+        resamples = math.comb(2 * participants - 1, participants)
+        return (f"**With {participants} participants the {what} intervals are unstable**: a participant bootstrap "
+                f"has at most {resamples} different resamples; collect at least {MIN_BOOTSTRAP_PARTICIPANTS} "
+                "participants before reading them as uncertainty.")
+    return ""
 
 
 def _agreement_section(analysis: StudyAnalysis) -> list[str]:
@@ -323,6 +345,9 @@ def _agreement_section(analysis: StudyAnalysis) -> list[str]:
                  f"({int(table['bootstrap'].iloc[0])} resamples; the metric values are fixed). With k methods tau "
                  "takes only k(k-1)/2 + 1 values, so read it as a description of the order.")
     lines.append("")
+    note = few_participants_note(int(table["participants"].iloc[0]), "agreement") if table["bootstrap"].iloc[0] else ""
+    if note:
+        lines += [note, ""]
     rows = [[r.criterion, r.scope, f"{r.label} ({'↓' if r.direction.startswith('lower') else '↑'})", str(r.methods),
              f"{r.tau:+.3f}" if not pd.isna(r.tau) else "n/a",
              "n/a" if pd.isna(r.tau_low) else f"{r.tau_low:+.2f} to {r.tau_high:+.2f}", p_text(r.p)]
@@ -337,25 +362,40 @@ def _agreement_section(analysis: StudyAnalysis) -> list[str]:
 
 def pairwise_report_markdown(analysis, source: str = "") -> str:
     """The report of a pairwise study (``userstudy.pairwise.PairwiseAnalysis``): Bradley-Terry
-    ratings with participant-bootstrap intervals, win rates, matched-speech shares."""
+    ratings with participant-bootstrap intervals, win rates, matched-speech shares, and the answers
+    replaced by a later answer."""
     answers = analysis.answers
     level = f"{analysis.level:.0%}"
     lines = ["# Pairwise study analysis", "",
-             f"Input: `{source}`; {answers['participant'].nunique()} participants, {len(answers)} answers "
-             f"({int((answers['kind'] == 'compare').sum())} comparisons of two methods, "
+             f"Input: `{source}`; {count(answers['participant'].nunique(), 'participant')}, "
+             f"{count(len(answers), 'answer')} "
+             f"({count(int((answers['kind'] == 'compare').sum()), 'comparison')} of two methods, "
              f"{int((answers['kind'] == 'match').sum())} matched-versus-mismatched speech).", ""]
+    superseded = analysis.superseded
+    if len(superseded):
+        lines.append(f"**Answers replaced: {len(superseded)}**: a participant answered the same trial and criterion "
+                     "again, and the latest answer counts (latest `submitted_at`, then the later row; a row "
+                     f"repeated exactly counts once). The replaced answers, left out of every table below:")
+        lines.append("")
+        lines.append(markdown_table(["participant", "trial", "criterion", "submission", "submitted_at", "where"],
+                                    superseded.astype(str).values.tolist(), "llllll"))
+    else:
+        lines += ["Answers replaced by a later answer: none.", ""]
     if len(analysis.strengths):
         lines += ["## Bradley-Terry ratings (Elo-like scale)", "",
                   "A preference is a win, *equal* half a win for each side. Fitted by maximum likelihood (choix); "
                   "elo = 1000 + 400 log10(e) theta, so 400 points are 10:1 odds of being preferred. "
-                  f"{level} intervals: percentile bootstrap over participants ({analysis.bootstrap} resamples, "
-                  f"seed {analysis.seed}).", ""]
+                  + (f"{level} intervals: percentile bootstrap over participants ({analysis.bootstrap} resamples, "
+                     f"seed {analysis.seed})." if analysis.bootstrap else "No intervals (no bootstrap)."), ""]
         for criterion, own in analysis.strengths.groupby("criterion", sort=False):
             own = own.sort_values("elo", ascending=False)
             rows = [[r.method, f"{r.elo:.0f}", "n/a" if pd.isna(r.elo_low) else f"{r.elo_low:.0f} to {r.elo_high:.0f}",
                      f"{r.wins:g}", f"{r.comparisons:g}"] for r in own.itertuples()]
             lines += [f"**{criterion}**", "", markdown_table(["method", "Elo", f"{level} interval", "wins",
                                                               "comparisons"], rows)]
+            note = few_participants_note(int(own["participants"].iloc[0]), "Bradley-Terry") if analysis.bootstrap else ""
+            if note:
+                lines += [note, ""]
             if own["regularized"].any():
                 lines.append("Some method never lost (or never won) to the others: the maximum-likelihood strengths "
                              "are infinite, and these are regularised (choix alpha); read them as an order only.")

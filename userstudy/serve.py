@@ -710,7 +710,8 @@ POST_ROUTES = {"/api/participants": StudyHandler._new_participant, "/api/submit"
 
 def make_server(study_dir: str | Path, host: str = "127.0.0.1", port: int = 8000,
                 limits: Limits | None = None) -> StudyServer:
-    """A server for the study in ``study_dir`` bound to (host, port); port 0 lets the OS choose.
+    """A server for the study in ``study_dir`` (the folder, or its ``study.json``) bound to (host,
+    port); port 0 lets the OS choose.
 
     Call ``serve_forever()`` on it (``shutdown()`` and ``server_close()`` to stop). Raises
     ``StudyError`` (the study file), ``StoreError`` (its answers) or ``OSError`` (the address).
@@ -760,7 +761,8 @@ def serve(study_dir: str | Path, host: str = "127.0.0.1", port: int = 8000,
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser = cli.command_parser("serve", prog)
-    parser.add_argument("--study", type=Path, required=True, metavar="DIR", help="study folder (with study.json)")
+    parser.add_argument("--study", type=Path, required=True, metavar="DIR",
+                        help="study folder (with study.json; the study.json itself stands for its folder)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to bind; the server has no login and no TLS")
     parser.add_argument("--port", type=cli.int_in(0, 65535), default=8000, help="port (0: any free port)")
@@ -781,18 +783,21 @@ def print_address(server: StudyServer) -> None:
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    args = build_parser(prog).parse_args(argv)
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
     cli.configure_logging(quiet=args.quiet)
     try:
         limits = Limits(args.max_connections, args.max_per_client, args.request_timeout)
     except ValueError as error:
-        return cli.fail(error)
+        return cli.fail(error, parser.prog)
     try:
         serve(args.study, args.host, args.port, ready=print_address, limits=limits)
     except (StudyError, StoreError) as error:
-        return cli.fail(error)
+        return cli.fail(error, parser.prog)
     except OSError as error:
-        return cli.fail(f"cannot listen on {args.host}:{args.port}: {error.strerror}")
+        if error.filename is not None:   # the study folder's files (study.db, rankings.csv), not the address
+            return cli.fail(f"{error.filename}: {error.strerror or error}", parser.prog)
+        return cli.fail(f"cannot listen on {args.host}:{args.port}: {error.strerror or error}", parser.prog)
     return 0
 
 

@@ -33,6 +33,7 @@ import pandas as pd
 from userstudy import cli
 from userstudy.files import write_text_atomic
 from userstudy.nonparametric import friedman, kruskal_wallis
+from userstudy.progress import Progress
 from userstudy.rankings import points_from_ranks
 from userstudy.schema import CRITERION, METHOD, PAPER_CRITERIA, PARTICIPANT, POSITION, RANK, TRIAL
 
@@ -60,8 +61,12 @@ def simulate_rankings(methods: Sequence[str], participants: int, trials: int,
     for every criterion, or a mapping criterion -> (method -> quality).
     """
     methods = list(methods)
-    if len(methods) < 2 or len(set(methods)) != len(methods):
-        raise ValueError(f"need at least two distinct methods, got {methods}")
+    repeated = sorted({m for m in methods if methods.count(m) > 1})
+    if repeated:
+        raise ValueError(f"methods: {', '.join(repeated)} given more than once in {','.join(methods)}; "
+                         "name each method once")
+    if len(methods) < 2:
+        raise ValueError(f"methods: a study compares at least two methods, got {','.join(methods) or 'none'}")
     if participants < 1 or trials < 1:
         raise ValueError("participants and trials must be at least 1")
     criteria = list(criteria)
@@ -101,12 +106,14 @@ def estimate_power(methods: Sequence[str], participants: int, trials: int,
     paper's Kruskal-Wallis test have p < ``alpha``. With ``effect=0`` it is the false-positive rate.
     """
     hits = {"friedman": 0, "kruskal_wallis": 0}
+    progress = Progress(logger, "power", replicates, "simulated studies")
     for r in range(replicates):
         study = simulate_rankings(methods, participants, trials, effect, criteria=["criterion"],
                                   trial_sd=trial_sd, seed=seed + r)
         study["points"] = points_from_ranks(study[RANK], len(methods))
         hits["friedman"] += friedman(study, "points", METHOD, [PARTICIPANT, TRIAL])["p"] < alpha
         hits["kruskal_wallis"] += kruskal_wallis(study, "points", METHOD)["p"] < alpha
+        progress.advance()
     return pd.DataFrame({"test": list(hits), "power": [hits[t] / replicates for t in hits],
                          "replicates": replicates, "alpha": alpha})
 
@@ -149,8 +156,9 @@ def simulate(methods: Sequence[str], participants: int = 20, trials: int = 30,
     if out is not None:
         study = simulate_rankings(methods, participants, trials, effect, criteria, trial_sd, seed)
         write_text_atomic(out, study.to_csv(index=False))
-        logger.info("%d rankings (%d participants x %d trials x %d criteria x %d methods) written to %s",
-                    len(study), participants, trials, len(criteria), len(methods), out)
+        logger.info("%d rankings (%s x %s x %s x %d methods) written to %s", len(study),
+                    cli.count(participants, "participant"), cli.count(trials, "trial"),
+                    cli.count(len(criteria), "criterion", "criteria"), len(methods), out)
     if power is None:
         return None
     return estimate_power(methods, participants, trials, effect, power, alpha, trial_sd, seed)
@@ -184,11 +192,22 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     if args.out is None and args.power is None:
         parser.error("give --out (write a study) and/or --power N (estimate power)")
     cli.configure_logging()
+    if args.out is not None and args.out.is_dir():
+        return cli.fail(f"{args.out}: is a folder; --out is the rankings CSV file to write", parser.prog)
+    blocker = cli.file_in_the_way(args.out) if args.out is not None else None
+    if blocker is not None:
+        return cli.fail(f"{blocker}: is a file, so {args.out} cannot be written (--out)", parser.prog)
+    repeated = sorted({m for m in args.methods if args.methods.count(m) > 1})
+    if repeated:
+        return cli.fail(f"--methods {','.join(args.methods)}: {', '.join(repeated)} given more than once; "
+                        "name each method once", parser.prog)
     try:
         power = simulate(args.methods, args.participants, args.trials, args.out, args.effect, args.criteria,
                          args.trial_sd, args.seed, args.power, args.alpha)
     except ValueError as error:
-        return cli.fail(error)
+        return cli.fail(error, parser.prog)
+    except OSError as error:   # a folder that does not exist or cannot be written
+        return cli.fail(f"{error.filename}: {error.strerror or error}", parser.prog)
     if power is not None:
         print(power.to_string(index=False))
     return 0

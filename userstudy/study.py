@@ -73,6 +73,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from userstudy.cli import problems_message
 from userstudy.jsonfile import JSONFileError, read_json
 from userstudy.schema import PAPER_CRITERIA, PAPER_QUESTIONS, criterion_slug
 
@@ -99,9 +100,7 @@ class StudyError(ValueError):
 
     def __init__(self, problems: list[str], source: str | os.PathLike | None = None):
         self.problems = list(problems)
-        where = f"{source}: " if source else ""
-        super().__init__(f"{where}{len(self.problems)} problem(s) in the study:\n"
-                         + "\n".join(f"  - {p}" for p in self.problems))
+        super().__init__(problems_message(self.problems, source, "the study"))
 
 
 @dataclass(frozen=True)
@@ -497,18 +496,31 @@ def parse_study(document: object, root: Path, check_files: bool = True) -> Study
                  preference_levels=levels)
 
 
+def study_folder(path: str | os.PathLike) -> Path:
+    """The study folder that ``path`` names: the folder itself, or its ``study.json`` standing for
+    it (as ``imac-bench`` takes a run's ``results.json`` for the run folder). Raises ``StudyError``
+    for another file (a study is given by its folder)."""
+    path = Path(path)
+    if path.name == STUDY_FILE and path.is_file():
+        return path.parent
+    if path.exists() and not path.is_dir():
+        raise StudyError([f"is a file, not a study folder (give the folder that holds {STUDY_FILE})"], path)
+    return path
+
+
 def load_study(folder: str | os.PathLike, check_files: bool = True) -> Study:
     """Read and check ``folder/study.json``; raises ``StudyError`` with every problem.
 
-    ``check_files=False``: the study file alone (its videos need not be there), for the analysis.
+    ``folder`` may also be the ``study.json`` itself (``study_folder``). ``check_files=False``: the
+    study file alone (its videos need not be there), for the analysis.
     """
-    root = Path(folder)
+    root = study_folder(folder)
     path = root / STUDY_FILE
     try:
         document = read_json(path)
     except FileNotFoundError:
-        raise StudyError([f"no {STUDY_FILE} in the folder (make one with python -m userstudy make-study)"],
-                         root) from None
+        what = "no such folder" if not root.exists() else f"no {STUDY_FILE} in the folder"
+        raise StudyError([f"{what} (make a study with python -m userstudy make-study)"], root) from None
     except JSONFileError as error:   # too large, nested too deeply, not UTF-8 or not JSON
         raise StudyError([str(error).removeprefix(f"{path}: ")], path) from None
     return parse_study(document, root, check_files)
