@@ -37,6 +37,7 @@ only its identity, clip id, video and (optional) wav.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -507,12 +508,16 @@ def _variable_rate_message(times: np.ndarray, frame: int, fps: float) -> str:
             "frames by their timestamps)")
 
 
-def _check_video(record: ClipRecord) -> list[str]:
+# The frame counts a clip's files report, each as (what, count) under its file's field name; compared
+# with the manifest's num_frames together by ``_frame_count_problems``.
+FrameCounts = dict[str, list[tuple[str, int]]]
+
+
+def _check_video(record: ClipRecord, counts: FrameCounts) -> list[str]:
     with VideoReader(record.video) as reader:     # probes (demuxes) once, decodes nothing
         info, times = reader.info, reader.frame_times()
     messages = []
-    if info.num_frames != record.num_frames:
-        messages.append(f"frame count {info.num_frames} != num_frames {record.num_frames}")
+    counts.setdefault("video", []).append(("frame count", info.num_frames))
     uneven = uneven_frame(times)
     if uneven is not None:
         # its header's rate is only an average: comparing it with the manifest's would say nothing true
@@ -524,20 +529,16 @@ def _check_video(record: ClipRecord) -> list[str]:
     return messages
 
 
-def _check_float_frames(name: str, array: np.ndarray, num_frames: int) -> list[str]:
-    """Type, frame count and finiteness of one per-frame float array."""
+def _check_float_frames(name: str, array: np.ndarray, counts: list[tuple[str, int]]) -> list[str]:
+    """Type and finiteness of one per-frame float array; its frame count is added to ``counts``."""
     if not np.issubdtype(array.dtype, np.floating):
         return [f"{name!r} has dtype {array.dtype}, expected float"]
-    messages = []
-    if array.shape[0] != num_frames:
-        messages.append(f"{name!r} frame count {array.shape[0]} != num_frames {num_frames}")
+    counts.append((f"{name!r} frame count", array.shape[0]))
     non_finite = _non_finite_message(name, array)
-    if non_finite:
-        messages.append(non_finite)
-    return messages
+    return [non_finite] if non_finite else []
 
 
-def _check_motion(record: ClipRecord) -> list[str]:
+def _check_motion(record: ClipRecord, counts: FrameCounts) -> list[str]:
     arrays = load_npz(record.motion)
     messages = [f"missing array {name!r}" for name in ("pose", "expression") if name not in arrays]
     pose, expression = arrays.get("pose"), arrays.get("expression")
@@ -545,7 +546,7 @@ def _check_motion(record: ClipRecord) -> list[str]:
         if pose.ndim != 2:
             messages.append(f"'pose' has shape {pose.shape}, expected (num_frames, 3 * joints)")
         else:
-            messages += _check_float_frames("pose", pose, record.num_frames)
+            messages += _check_float_frames("pose", pose, counts.setdefault("motion", []))
             if pose.shape[1] % 3:
                 messages.append(f"'pose' width {pose.shape[1]} is not a multiple of 3 (axis-angle per joint)")
             names = arrays.get("joint_names")
@@ -556,11 +557,11 @@ def _check_motion(record: ClipRecord) -> list[str]:
         if expression.ndim != 2 or expression.shape[1] != EXPRESSION_DIM:
             messages.append(f"'expression' has shape {expression.shape}, expected (num_frames, {EXPRESSION_DIM})")
         else:
-            messages += _check_float_frames("expression", expression, record.num_frames)
+            messages += _check_float_frames("expression", expression, counts.setdefault("motion", []))
     return messages
 
 
-def _check_keypoints(record: ClipRecord) -> list[str]:
+def _check_keypoints(record: ClipRecord, counts: FrameCounts) -> list[str]:
     keypoints = load_npz(record.keypoints, (), optional=("keypoints",)).get("keypoints")
     if keypoints is None:
         return [f"missing array 'keypoints' (has {', '.join(read_npz_headers(record.keypoints)) or 'none'})"]
@@ -569,16 +570,12 @@ def _check_keypoints(record: ClipRecord) -> list[str]:
         return [f"'keypoints' has shape {keypoints.shape}, expected (num_frames, 133, 3) = {expected}"]
     if not np.issubdtype(keypoints.dtype, np.number):
         return [f"'keypoints' has dtype {keypoints.dtype}, expected numbers"]
-    messages = []
-    if keypoints.shape[0] != record.num_frames:
-        messages.append(f"'keypoints' frame count {keypoints.shape[0]} != num_frames {record.num_frames}")
+    counts.setdefault("keypoints", []).append(("'keypoints' frame count", keypoints.shape[0]))
     non_finite = _non_finite_message("keypoints", keypoints)
-    if non_finite:
-        messages.append(non_finite)
-    return messages
+    return [non_finite] if non_finite else []
 
 
-def _check_audio(record: ClipRecord) -> list[str]:
+def _check_audio(record: ClipRecord, counts: FrameCounts) -> list[str]:
     seconds = audio_duration(record.audio)
     # Half a frame of slack: audio cut at the last frame's start rather than its end is fine.
     shortest = record.duration - 0.5 / record.fps
@@ -603,19 +600,51 @@ def check_clip(record: ClipRecord, level: str = "full") -> list[Problem]:
     if level not in LEVELS:
         raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
     problems = []
+    counts: FrameCounts = {}
     for name, path in _referenced_files(record):
-        where = record.relative(path)
         if not path.is_file():
-            problems.append(Problem(record.label, name, f"file not found ({where})"))
-            continue
-        if level == "files":
-            continue
-        try:
-            messages = _CONTENT_CHECKS[name](record)
-        except (*_NPZ_ERRORS, RuntimeError, TypeError) as error:
-            messages = [f"cannot read: {error}"]
-        problems += [Problem(record.label, name, f"{message} ({where})") for message in messages]
+            problems.append(Problem(record.label, name, f"file not found ({record.relative(path)})"))
+        elif level == "full" and name != "audio":      # the audio is judged by the agreed frame count
+            problems += _content_problems(record, name, counts)
+    if level == "full":
+        problems += _frame_count_problems(record, counts)
+        if record.audio.is_file():
+            problems += _content_problems(_agreed_frames(record, counts), "audio", counts)
     return problems
+
+
+def _content_problems(record: ClipRecord, name: str, counts: FrameCounts) -> list[Problem]:
+    """The problems ``_CONTENT_CHECKS[name]`` finds in the file ``name`` of ``record``."""
+    path = dict(_referenced_files(record))[name]
+    try:
+        messages = _CONTENT_CHECKS[name](record, counts)
+    except (*_NPZ_ERRORS, RuntimeError, TypeError) as error:
+        messages = [f"cannot read: {error}"]
+    return [Problem(record.label, name, f"{message} ({record.relative(path)})") for message in messages]
+
+
+def _agreed_frames(record: ClipRecord, counts: FrameCounts) -> ClipRecord:
+    """``record`` with the frame count on which at least two of its files (video, motion, keypoints)
+    all agree, when the manifest's differs: that line, not the files, is then wrong."""
+    found = {count for reports in counts.values() for _, count in reports}
+    if len(counts) >= 2 and len(found) == 1 and record.num_frames not in found:
+        return dataclasses.replace(record, num_frames=found.pop())
+    return record
+
+
+def _frame_count_problems(record: ClipRecord, counts: FrameCounts) -> list[Problem]:
+    """The frame counts of a clip's files against the manifest's ``num_frames``: one problem of the
+    manifest's ``num_frames`` when at least two files agree on another count (the files are right and
+    each of them would otherwise be blamed), else one for each count that differs."""
+    agreed = _agreed_frames(record, counts)
+    if agreed is not record:
+        named = ", ".join(f"the {name} ({record.relative(files)})" for name, files in _referenced_files(record)
+                          if name in counts)
+        return [Problem(record.label, "num_frames", f"the manifest says {record.num_frames} frames, but {named} "
+                        f"all have {agreed.num_frames}: correct num_frames in {MANIFEST_NAME}")]
+    return [Problem(record.label, name, f"{what} {count} != num_frames {record.num_frames} "
+                    f"({record.relative(dict(_referenced_files(record))[name])})")
+            for name, reports in counts.items() for what, count in reports if count != record.num_frames]
 
 
 def validate_dataset(root: str | os.PathLike, level: str = "full") -> list[Problem]:

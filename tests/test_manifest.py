@@ -313,6 +313,17 @@ def test_video_frame_count_mismatch(dataset):
     reported(dataset, "alice/clip_001", "video", "frame count 9 != num_frames 10", "alice/clip_001.mp4")
 
 
+@pytest.mark.parametrize("manifest_frames", [NUM_FRAMES - 2, NUM_FRAMES + 2])
+def test_a_wrong_num_frames_in_the_manifest_is_blamed_once_not_on_every_file(dataset, manifest_frames):
+    """The video, motion and keypoints all have 10 frames and the manifest says otherwise: the one
+    problem is the manifest's num_frames (12 would also make the 0.4 s of audio 'too short')."""
+    edit_line(dataset, "bob", "clip_001", num_frames=manifest_frames)
+    problems = reported(dataset, "bob/clip_001", "num_frames", f"the manifest says {manifest_frames} frames",
+                        "the video (bob/clip_001.mp4), the motion (bob/clip_001.motion.npz), the keypoints "
+                        "(bob/clip_001.keypoints.npz) all have 10", "correct num_frames in manifest.jsonl")
+    assert [(p.clip, p.field) for p in problems] == [("bob/clip_001", "num_frames")]
+
+
 def test_video_fps_mismatch(dataset):
     write_clip_video(dataset, "bob", "clip_000", fps=30)
     reported(dataset, "bob/clip_000", "video", "fps 30 != manifest fps 25")
