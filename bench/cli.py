@@ -30,7 +30,7 @@ from bench.methods import check_method_name, known_methods
 from bench.report import failed_checks, format_terminal, load_results, missing_videos, write_report
 from imac import __version__
 from imac.cli import add_validate_arguments, validate_command
-from metrics.cli import CommandParser, add_command, help_texts, int_in, package_version, run_command
+from metrics.cli import SEED_RANGE, CommandParser, add_command, help_texts, int_in, package_version, run_command
 from metrics.device import resolve_device
 from metrics.distributed import relaunch, without_option
 
@@ -204,7 +204,7 @@ def build_parser() -> CommandParser:
     run.add_argument("--identities", default=None, help="comma-separated speakers (default: all)")
     run.add_argument("--out", type=Path, default=Path("runs/bench"), help="run folder (rerun to resume)")
     run.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
-    run.add_argument("--seed", type=int, default=0, help="random seed of the generation")
+    run.add_argument("--seed", type=int_in(*SEED_RANGE), default=0, help="random seed of the generation")
     run.add_argument("--config", default="toy", help="bench config name or YAML path")
     run.add_argument("--generated", action="append", default=[], metavar="NAME=DIR",
                      help="evaluate videos made elsewhere: DIR/<identity>/<clip_id>.mp4 (repeatable)")

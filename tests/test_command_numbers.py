@@ -94,6 +94,14 @@ def test_prepare_numbers_are_checked_by_argparse(argv, said, tmp_path, capsys):
     assert not (tmp_path / "ds").exists()
 
 
+def test_the_benchmark_seed_is_checked_by_argparse(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        bench_main(["run", "--methods", "s2g", "--out", str(tmp_path / "run"), "--seed", "-1"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "argument --seed: -1 is outside 0..9223372036854775807" in err
+    assert not (tmp_path / "run").exists()
+
+
 def test_speakers_fraction_is_checked_by_argparse(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         bench_main(["data", "speakers", str(tmp_path), "--out", str(tmp_path / "s.csv"),
