@@ -54,7 +54,7 @@ import numpy as np
 from metrics.io.audio import SAMPLE_RATE, audio_duration, load_audio
 from metrics.io.bounded import load_npz, read_npz_headers
 from metrics.io.files import write_text_atomic
-from metrics.io.video import VideoReader, read_video_audio
+from metrics.io.video import VideoReader, read_video_audio, uneven_frame
 
 MANIFEST_NAME = "manifest.jsonl"
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm")
@@ -481,22 +481,6 @@ def _non_finite_message(name: str, array: np.ndarray) -> str | None:
     nan, inf = int(np.isnan(array).sum()), int(np.isinf(array).sum())
     first_frame = int(np.argmin(finite.reshape(len(array), -1).all(axis=1)))
     return f"{name!r} has {nan} NaN and {inf} inf values (first at frame {first_frame})"
-
-
-def uneven_frame(times: np.ndarray) -> tuple[int, float] | None:
-    """The frame shown furthest from an even spacing, and by how many seconds, or None when every frame is
-    within half a frame interval of it (a constant rate, up to the rounding of its timestamps).
-
-    ``times``: (F,) presentation times in seconds, increasing (``metrics.io.video.frame_times``). The
-    even spacing runs from the first frame's time to the last's in F - 1 equal steps.
-    """
-    times = np.asarray(times, dtype=np.float64)
-    if len(times) < 3 or times[-1] <= times[0]:
-        return None
-    step = (times[-1] - times[0]) / (len(times) - 1)
-    offsets = times - (times[0] + step * np.arange(len(times)))
-    worst = int(np.argmax(np.abs(offsets)))
-    return (worst, float(offsets[worst])) if abs(offsets[worst]) > 0.5 * step else None
 
 
 def _variable_rate_message(times: np.ndarray, frame: int, fps: float) -> str:

@@ -3,7 +3,7 @@ equal on the real and the generated side, converted as the protocol says, or ref
 video is decoded, with an error naming the property and the clips (``InputMismatchError``). What
 was converted, or allowed by the user, is written into the result (``InputReport``).
 
-The properties come from the files' headers (``metrics.io.video.probe_video``, the wav's header)
+The properties come from the files' headers and packet times (``metrics.io.video.VideoReader``, the wav's header)
 and, for the display rotation, from the first decoded frame:
 
 ============================  =================  ==========================================================
@@ -17,6 +17,10 @@ property                      changes            rule
 ``frame_rate``                FVD; FGD/Div/BAS   equal for FVD (a 16-frame clip spans 16 / fps seconds);
                                                  keypoints resampled to the protocol's rate
 ``duration`` (paired clips)   all                a generated clip lasts its real clip's frames, +- 1 frame
+``frame_timing``              all                a constant rate on both sides: frame i is read as shown at
+                                                 i / fps (FVD's clips, the keypoints' resampling, the beats
+                                                 of BAS), so a variable-rate clip is refused (allowed: read
+                                                 so all the same)
 ``pixel_format``              all (pixels)       equal (chroma subsampling and bit depth)
 ``colour_range``              all (pixels)       equal (tv/limited or pc/full; unspecified decodes as tv)
 ``colour_matrix``             all (pixels)       equal (the YUV->RGB matrix; unspecified decodes as BT.601)
@@ -53,12 +57,12 @@ import soundfile
 
 from metrics.dataset import ClipRecord
 from metrics.io.fields import typed_field
-from metrics.io.video import display_rotation, probe_video
+from metrics.io.video import VideoReader, display_rotation, uneven_frame
 from metrics.protocol import Protocol
 from metrics.registry import METRIC_IDS, REGISTRY
 
 # The properties a user may allow to differ (``allow``), and the alias the old option used.
-ALLOWABLE = ("frame_size", "frame_rate", "duration", "pixel_format", "colour_range", "colour_matrix",
+ALLOWABLE = ("frame_size", "frame_rate", "duration", "frame_timing", "pixel_format", "colour_range", "colour_matrix",
              "sample_aspect_ratio", "rotation", "audio_duration", "clips")
 ALIASES = {"resolution": "frame_size", "fps": "frame_rate", "color_range": "colour_range",
            "color_matrix": "colour_matrix", "color_space": "colour_matrix"}
@@ -91,6 +95,7 @@ class ClipProperties:
     audio_rate: int | None
     audio_channels: int | None
     audio_duration: float | None
+    uneven_timing: str | None = None    # a variable frame rate, in words (the frame furthest off); None: constant
 
     @property
     def key(self) -> str:
@@ -123,8 +128,9 @@ def _wav_header(path) -> tuple[int, int, float]:
 
 
 def clip_properties(clip: ClipRecord, side: str, audio: bool = True) -> ClipProperties:
-    """The properties of one clip from its headers (and its first frame, for the rotation)."""
-    info = probe_video(clip.video)
+    """The properties of one clip from its headers and packet times (and its first frame, for the rotation)."""
+    with VideoReader(clip.video) as reader:       # one demux: the header and every frame's time, nothing decoded
+        info, times = reader.info, reader.frame_times()
     source = rate = channels = seconds = None
     if audio and clip.audio is not None:
         source = "wav"
@@ -136,7 +142,17 @@ def clip_properties(clip: ClipRecord, side: str, audio: bool = True) -> ClipProp
         pixel_format=info.pix_fmt, colour_range=info.color_range or "tv",
         colour_matrix=_effective_matrix(info.color_space), sample_aspect_ratio=info.sample_aspect_ratio or "1:1",
         rotation=display_rotation(clip.video), audio_source=source, audio_rate=rate, audio_channels=channels,
-        audio_duration=seconds)
+        audio_duration=seconds, uneven_timing=_uneven_timing(times, info.fps))
+
+
+def _uneven_timing(times, fps: float) -> str | None:
+    """How a clip's frame times depart from a constant rate (``uneven_frame``), in words, or None."""
+    uneven = uneven_frame(times)
+    if uneven is None:
+        return None
+    frame = uneven[0]
+    return (f"frame {frame} shown {times[frame] - times[0]:.3f} s after the first, not at {frame} / "
+            f"{fps:g} fps = {frame / fps:.3f} s")
 
 
 @dataclass(frozen=True)
@@ -275,6 +291,21 @@ def _check_frames(check: _Checker, real, fake, protocol: Protocol) -> None:
                             f"resampled to {target:g} fps")
 
 
+def _check_timing(check: _Checker, real, fake) -> None:
+    uneven = [f"{p.side} {p.clip} ({p.uneven_timing})" for p in (*real, *fake) if p.uneven_timing]
+    if not uneven or not check.concerned(PIXEL_METRICS):
+        return
+    detail = f"{len(uneven)} clip(s) with a variable frame rate: {_named(uneven)}"
+    if "frame_timing" in check.allow:
+        check.findings.append(Finding("frame_timing", "allowed", check.concerned(PIXEL_METRICS),
+                                      f"{detail}; frame i read as shown at i / fps"))
+    else:
+        check.refused.append(f"frame_timing: {detail}: the metrics read frame i as shown at i / fps (FVD's clips, the "
+                             "keypoints' resampling, the beats of BAS), so their motion would be timed wrongly; make "
+                             "the rate constant (imac-bench data prepare picks frames by their timestamps; ffmpeg "
+                             "-vf fps=N), or allow it (allow='frame_timing', --allow-mismatch frame_timing)")
+
+
 def _check_pixels(check: _Checker, real, fake) -> None:
     reasons = {"pixel_format": "chroma subsampling and bit depth change the decoded pixels",
                "colour_range": "limited and full range decode to different RGB values",
@@ -377,6 +408,7 @@ def check_inputs(real: Sequence[ClipProperties], fake: Sequence[ClipProperties],
         _check_frames(check, real, fake, protocol)
         _check_pixels(check, real, fake)
         _check_durations(check, real, fake)
+    _check_timing(check, real, fake)
     _check_audio(check, real, fake, protocol)
     if check.refused:
         raise InputMismatchError("the real and generated inputs do not match: " + " | ".join(check.refused))

@@ -23,8 +23,9 @@ import pytest
 from bench.cli import main as bench_main
 from imac.cli import main as imac_main
 from metrics.cli import main as metrics_main
-from metrics.dataset import (Dataset, DatasetError, find_clips, read_manifest, uneven_frame, validate_dataset,
+from metrics.dataset import (Dataset, DatasetError, find_clips, read_manifest, validate_dataset,
                              write_manifest)
+from metrics.io.video import uneven_frame
 from tests.test_manifest import (FPS, NUM_FRAMES, build_dataset, edit_line, read_lines, write_clip_audio,
                                  write_clip_motion)
 

@@ -47,6 +47,7 @@ def sides(**fake_changes) -> tuple[list[ClipProperties], list[ClipProperties]]:
     ("sample_aspect_ratio", {"sample_aspect_ratio": "4:3"}, ALL),
     ("rotation", {"rotation": 90}, ALL),
     ("audio_duration", {"audio_duration": 3.0}, ("bas",)),
+    ("frame_timing", {"uneven_timing": "frame 49 shown 2.450 s after the first, not at 49 / 25 fps = 1.960 s"}, ALL),
 ])
 def test_a_differing_property_is_refused_naming_it_and_the_clips_unless_allowed(name, change, metrics):
     real, fake = sides(**change)
@@ -197,3 +198,18 @@ def test_compute_options_name_an_unknown_allowed_property(tmp_path, capsys):
     assert main(["compute", "--fake", str(tmp_path), "--allow-mismatch", "colour"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "allow_mismatch" in err and "'colour'" in err
+
+
+def test_a_variable_frame_rate_clip_is_found_from_its_packet_times(tmp_path):
+    """Frames 50 ms apart, then 30 ms apart (written with PyAV, time base 1 ms): frame 49 is shown at
+    49 x 50 ms = 2.450 s; a constant-rate clip of the same count has no uneven timing."""
+    from tests.test_dataset_paths import STEPS_MS, write_timed_video
+
+    write_timed_video(tmp_path / "vfr.mp4", STEPS_MS)
+    write_timed_video(tmp_path / "cfr.mp4", np.arange(len(STEPS_MS)) * 40)
+    uneven = clip_properties(ClipRecord("a", clip_id="vfr", video=tmp_path / "vfr.mp4"), "fake", audio=False)
+    even = clip_properties(ClipRecord("a", clip_id="cfr", video=tmp_path / "cfr.mp4"), "fake", audio=False)
+    assert uneven.uneven_timing.startswith("frame 49 shown 2.450 s after the first, not at 49 / ")
+    assert even.uneven_timing is None
+    with pytest.raises(InputMismatchError, match=r"frame_timing: 1 clip\(s\) with a variable frame rate: fake a/vfr"):
+        check_inputs([], [uneven], ("div",), Protocol())

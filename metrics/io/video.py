@@ -222,6 +222,22 @@ def frame_times(path: str | os.PathLike) -> np.ndarray:
     return _times_of(table, info)
 
 
+def uneven_frame(times: np.ndarray) -> tuple[int, float] | None:
+    """The frame shown furthest from an even spacing, and by how many seconds, or None when every frame is
+    within half a frame interval of it (a constant rate, up to the rounding of its timestamps).
+
+    ``times``: (F,) presentation times in seconds, increasing (``metrics.io.video.frame_times``). The
+    even spacing runs from the first frame's time to the last's in F - 1 equal steps.
+    """
+    times = np.asarray(times, dtype=np.float64)
+    if len(times) < 3 or times[-1] <= times[0]:
+        return None
+    step = (times[-1] - times[0]) / (len(times) - 1)
+    offsets = times - (times[0] + step * np.arange(len(times)))
+    worst = int(np.argmax(np.abs(offsets)))
+    return (worst, float(offsets[worst])) if abs(offsets[worst]) > 0.5 * step else None
+
+
 def _times_of(table: _PacketTable, info: VideoInfo) -> np.ndarray:
     if table.frame_pts is None or table.time_base is None:
         return np.arange(table.count, dtype=np.float64) / info.fps
