@@ -216,3 +216,18 @@ def test_an_output_under_a_file_names_that_file(files, capsys):
     ]:
         assert main(argv) == 2
         assert capsys.readouterr().err.splitlines() == [expected]
+
+
+@pytest.mark.parametrize("option, value, said", [
+    ("--bootstrap", "-3", "argument --bootstrap: -3 is outside 0..1000000"),
+    ("--seed", "-1", "argument --seed: -1 is outside 0..9223372036854775807"),
+    ("--max-failed-checks", "-1", "argument --max-failed-checks: -1 is outside 0..1000000"),
+    ("--repeat-min-tau", "2", "argument --repeat-min-tau: 2 is outside -1..1"),
+    ("--repeat-min-tau", "nan", "argument --repeat-min-tau: nan is outside -1..1"),
+])
+def test_analysis_numbers_are_checked_by_argparse_before_any_work(files, tmp_path, option, value, said, capsys):
+    out = tmp_path / "analysis"
+    with pytest.raises(SystemExit) as exit_:
+        main(["analyze", str(files["rankings"]), "--out", str(out), option, value])
+    assert exit_.value.code == 2 and f"python -m userstudy analyze: error: {said}" in capsys.readouterr().err
+    assert not out.exists()

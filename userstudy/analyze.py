@@ -94,6 +94,7 @@ from userstudy.schema import CRITERION, METHOD, PARTICIPANT, TRIAL, criterion_sl
 from userstudy.study import STUDY_FILE, AttentionCheck, StudyError, load_study, study_folder
 
 logger = logging.getLogger(__name__)
+MAX_BOOTSTRAP = 1_000_000     # resamples on the command line (each refits every criterion)
 
 
 def method_order(checked: CheckedRankings, methods: list[str] | None) -> list[str]:
@@ -415,11 +416,11 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--drop-incomplete", action="store_true",
                         help="set aside blocks that miss a method (each is listed in report.md) "
                              "instead of stopping with an error")
-    parser.add_argument("--bootstrap", type=int, default=1000, metavar="N",
+    parser.add_argument("--bootstrap", type=cli.int_in(0, MAX_BOOTSTRAP), default=1000, metavar="N",
                         help="bootstrap resamples of the participants, for the Bradley-Terry rating and the "
-                             "metric-agreement intervals")
+                             "metric-agreement intervals; 0 to " + f"{MAX_BOOTSTRAP} (0: no intervals)")
     parser.add_argument("--level", type=float, default=0.95, help="level of the bootstrap intervals")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    parser.add_argument("--seed", type=cli.int_in(0, 2 ** 63 - 1), default=0, help="seed of the bootstrap (0 to 2^63-1)")
     found = parser.add_mutually_exclusive_group()
     found.add_argument("--results", type=Path, metavar="FILE",
                        help="a benchmark run's results.json: Kendall's tau between each metric and the "
@@ -440,10 +441,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     found.add_argument("--no-study", action="store_true",
                        help="no study file, even with a study.json beside the answers: no attention checks, "
                             "no check of the answers against it")
-    parser.add_argument("--max-failed-checks", type=int, default=0, metavar="N",
+    parser.add_argument("--max-failed-checks", type=cli.int_in(0, 10 ** 6), default=0, metavar="N",
                         help="exclude a participant who failed more than N attention checks")
-    parser.add_argument("--repeat-min-tau", type=float, default=0.5, metavar="TAU",
-                        help="a repeated trial passes when its mean Kendall tau with the original is at least TAU")
+    parser.add_argument("--repeat-min-tau", type=cli.float_in(-1, 1), default=0.5, metavar="TAU",
+                        help="a repeated trial passes when its mean Kendall tau with the original is at least TAU (-1 to 1)")
     parser.add_argument("--quiet", action="store_true",
                         help="log only warnings and errors, not the progress of the bootstrap")
     return parser
