@@ -7,7 +7,6 @@ The expected messages and ranges are written here by hand.
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from metrics.cli import main as metrics_main
 from metrics.fgd_training import train_fgd_autoencoder
 from metrics.options import OptionsError
 from metrics.skeleton_ae import AutoencoderConfig, load_autoencoder
+from tests.test_cli import _parsers
 
 
 @pytest.fixture(scope="module")
@@ -126,14 +126,6 @@ def test_prepare_options_from_a_file_take_the_declared_ranges_too():
 
 
 # -- the help states them --------------------------------------------------------------------------
-
-
-def _parsers(parser: argparse.ArgumentParser):
-    yield parser
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for sub in action.choices.values():
-                yield from _parsers(sub)
 
 
 @pytest.mark.parametrize("build", [bench_parser, imac_parser, metrics_parser])
