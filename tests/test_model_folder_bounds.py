@@ -4,6 +4,7 @@ refused before anything is built at full size (``imac.models.loading.load_pretra
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 import torch
@@ -145,3 +146,37 @@ def test_a_transformers_part_missing_a_tensor_is_refused_not_initialised_at_rand
         load_pretrained(CLIPVisionModelWithProjection, tmp_path / "clip")
     assert str(missing.value) == (f"{tmp_path / 'clip'}: 1 tensor(s) of the network not in its weights, e.g. {name}: "
                                   "not the weights of this config.json, or a damaged copy")
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def test_transformers_load_report_is_not_shown_beside_a_refusal_but_kept_otherwise(tmp_path):
+    """transformers logs a report saying missing tensors "were newly initialized": beside our refusal
+    that is untrue, so it is held back; a report of tensors the network lacks (loaded all the same)
+    still reaches transformers' log."""
+    config = CLIPVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                              image_size=32, patch_size=8, projection_dim=8)
+    for name in ("missing", "extra"):
+        CLIPVisionModelWithProjection(config).save_pretrained(tmp_path / name)
+    _rewrite(tmp_path / "missing" / "model.safetensors", lambda tensors: tensors.pop("visual_projection.weight"))
+    _rewrite(tmp_path / "extra" / "model.safetensors",
+             lambda tensors: tensors.__setitem__("head.weight", torch.zeros(2, 2)))
+    records = _Records()
+    log = logging.getLogger("transformers")
+    log.addHandler(records)
+    try:
+        with pytest.raises(ValueError, match="1 tensor\\(s\\) of the network not in its weights"):
+            load_pretrained(CLIPVisionModelWithProjection, tmp_path / "missing")
+        assert not [m for m in records.messages if "LOAD REPORT" in m]
+        load_pretrained(CLIPVisionModelWithProjection, tmp_path / "extra")
+        reports = [m for m in records.messages if "LOAD REPORT" in m]
+        assert len(reports) == 1 and "head.weight" in reports[0] and "UNEXPECTED" in reports[0]
+    finally:
+        log.removeHandler(records)

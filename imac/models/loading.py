@@ -9,7 +9,10 @@ a config that describes more parameters than the folder's weight files can hold
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -61,15 +64,46 @@ def load_pretrained(cls: type[T], folder: str | os.PathLike, **kwargs: Any) -> T
         raise TypeError(f"load_pretrained: {cls.__name__} is neither a diffusers nor a transformers model class")
     config = cls.config_class.from_pretrained(folder, **config_kwargs)        # transformers
     check_model_fits_weights(lambda: cls(config), weights)
-    try:
-        model, info = cls.from_pretrained(folder, output_loading_info=True, **kwargs)
-    except (RuntimeError, ValueError) as error:           # e.g. a tensor of another shape
-        raise ValueError(f"{weights}: {str(error).strip().splitlines()[0]}") from error
+    with _held_records(TRANSFORMERS_LOADER_LOGGER) as held:
+        try:
+            model, info = cls.from_pretrained(folder, output_loading_info=True, **kwargs)
+        except (RuntimeError, ValueError) as error:           # e.g. a tensor of another shape
+            _release(held)                                  # its report is what the error points to
+            raise ValueError(f"{weights}: {str(error).strip().splitlines()[0]}") from error
     missing = sorted(info.get("missing_keys") or ()) + sorted(str(k) for k in info.get("mismatched_keys") or ())
     if missing:       # transformers would initialise them at random and go on
+        # its load report, held back, says they "were newly initialized": not shown beside a refusal
         raise ValueError(f"{weights}: {len(missing)} tensor(s) of the network not in its weights, e.g. "
                          f"{', '.join(missing[:3])}: not the weights of this config.json, or a damaged copy")
+    _release(held)                    # e.g. the report of tensors the weights hold and the network lacks
     return model
+
+
+# The logger of transformers' from_pretrained, which logs its load report (transformers >= 5).
+TRANSFORMERS_LOADER_LOGGER = "transformers.modeling_utils"
+
+
+@contextmanager
+def _held_records(name: str) -> Iterator[list[logging.LogRecord]]:
+    """Hold back what the logger ``name`` logs inside the block; the list holds the records, for
+    ``_release`` to pass on once it is known that they tell the truth."""
+    held: list[logging.LogRecord] = []
+
+    def hold(record: logging.LogRecord) -> bool:
+        held.append(record)
+        return False
+
+    logger = logging.getLogger(name)
+    logger.addFilter(hold)
+    try:
+        yield held
+    finally:
+        logger.removeFilter(hold)
+
+
+def _release(held: list[logging.LogRecord]) -> None:
+    for record in held:
+        logging.getLogger(record.name).handle(record)
 
 
 def check_weight_shapes(expected: dict[str, tuple[int, ...]], folder: str | os.PathLike) -> None:
