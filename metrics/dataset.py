@@ -585,21 +585,22 @@ def check_clip(record: ClipRecord, level: str = "full") -> list[Problem]:
         raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
     problems = []
     counts: FrameCounts = {}
-    for name, path in _referenced_files(record):
+    files = dict(_referenced_files(record))
+    for name, path in files.items():
         if not path.is_file():
             problems.append(Problem(record.label, name, f"file not found ({record.relative(path)})"))
         elif level == "full" and name != "audio":      # the audio is judged by the agreed frame count
-            problems += _content_problems(record, name, counts)
+            problems += _content_problems(record, name, path, counts)
     if level == "full":
-        problems += _frame_count_problems(record, counts)
+        agreed = _agreed_frames(record, counts)
+        problems += _frame_count_problems(record, agreed, files, counts)
         if record.audio.is_file():
-            problems += _content_problems(_agreed_frames(record, counts), "audio", counts)
+            problems += _content_problems(agreed, "audio", record.audio, counts)
     return problems
 
 
-def _content_problems(record: ClipRecord, name: str, counts: FrameCounts) -> list[Problem]:
-    """The problems ``_CONTENT_CHECKS[name]`` finds in the file ``name`` of ``record``."""
-    path = dict(_referenced_files(record))[name]
+def _content_problems(record: ClipRecord, name: str, path: Path, counts: FrameCounts) -> list[Problem]:
+    """The problems ``_CONTENT_CHECKS[name]`` finds in the file ``name`` (at ``path``) of ``record``."""
     try:
         messages = _CONTENT_CHECKS[name](record, counts)
     except (*_NPZ_ERRORS, RuntimeError, TypeError) as error:
@@ -616,18 +617,18 @@ def _agreed_frames(record: ClipRecord, counts: FrameCounts) -> ClipRecord:
     return record
 
 
-def _frame_count_problems(record: ClipRecord, counts: FrameCounts) -> list[Problem]:
+def _frame_count_problems(record: ClipRecord, agreed: ClipRecord, files: dict[str, Path],
+                          counts: FrameCounts) -> list[Problem]:
     """The frame counts of a clip's files against the manifest's ``num_frames``: one problem of the
-    manifest's ``num_frames`` when at least two files agree on another count (the files are right and
-    each of them would otherwise be blamed), else one for each count that differs."""
-    agreed = _agreed_frames(record, counts)
+    manifest's ``num_frames`` when the files agree on another count (``agreed``, ``_agreed_frames``:
+    the files are right and each of them would otherwise be blamed), else one for each count that
+    differs. ``files``: the clip's file paths by field name."""
     if agreed is not record:
-        named = ", ".join(f"the {name} ({record.relative(files)})" for name, files in _referenced_files(record)
-                          if name in counts)
+        named = ", ".join(f"the {name} ({record.relative(path)})" for name, path in files.items() if name in counts)
         return [Problem(record.label, "num_frames", f"the manifest says {record.num_frames} frames, but {named} "
                         f"all have {agreed.num_frames}: correct num_frames in {MANIFEST_NAME}")]
     return [Problem(record.label, name, f"{what} {count} != num_frames {record.num_frames} "
-                    f"({record.relative(dict(_referenced_files(record))[name])})")
+                    f"({record.relative(files[name])})")
             for name, reports in counts.items() for what, count in reports if count != record.num_frames]
 
 
