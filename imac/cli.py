@@ -19,9 +19,10 @@ import numpy as np
 import torch
 
 from imac import __version__
-from imac.config import MAX_GUIDANCE, MAX_SMOOTH_SIGMA, IMACConfig, least_strength, load_config
+from imac.config import IMACConfig, MotionConfig, VideoConfig, least_strength, load_config
 from imac.frames import describe_preparation, read_image, reference_tensor
-from metrics.cli import CommandParser, add_command, help_texts, int_in, package_version, run_command
+from metrics.cli import (SEED_RANGE, CommandParser, add_command, help_texts, int_in, option_type, package_version,
+                         run_command)
 from metrics.dataset import read_manifest, validate_dataset
 from metrics.device import resolve_device
 from metrics.io.audio import READABLE, audio_info, load_audio
@@ -113,20 +114,9 @@ SWITCHES = (("video", "chunk_reference", "chunk_reference"), ("video", "handover
 
 
 def _check_sample_options(args: argparse.Namespace) -> str:
-    """The options that need no model: one line naming the option. Returns the device to use."""
+    """The options that need no model (their numbers are argparse's, within the ranges of the config
+    fields they override): one line naming the option. Returns the device to use."""
     device = resolve_device(args.device)        # a GPU torch does not see is named here, not by the first layer
-    if args.steps is not None and args.steps < 1:
-        raise ValueError(f"--steps {args.steps}: need 1 or more denoising steps")
-    if args.strength is not None and not 0 < args.strength <= 1:
-        raise ValueError(f"--strength {args.strength}: need more than 0 and at most 1 (1: from pure noise)")
-    if args.noise_correlation is not None and not 0 <= args.noise_correlation <= 1:
-        raise ValueError(f"--noise-correlation {args.noise_correlation}: need 0 to 1 (0: independent frames)")
-    if args.smooth_sigma is not None and not 0 <= args.smooth_sigma <= MAX_SMOOTH_SIGMA:
-        raise ValueError(f"--smooth-sigma {args.smooth_sigma}: need 0 to {MAX_SMOOTH_SIGMA:g} frames (0: the motion "
-                         "as sampled)")
-    if args.guidance_scale is not None and not 0 <= args.guidance_scale <= MAX_GUIDANCE:
-        raise ValueError(f"--guidance-scale {args.guidance_scale}: need 0 to {MAX_GUIDANCE:g} (1: no guidance; "
-                         "larger values push the samples out of range and end in NaN frames)")
     for option, path in (("--reference", args.reference), ("--audio", args.audio)):
         if not path.is_file():
             raise FileNotFoundError(f"{option} {path}: " + ("a folder, not a file" if path.is_dir() else "no such file"))
@@ -155,10 +145,6 @@ def _sample_config(args: argparse.Namespace) -> tuple[IMACConfig, int, int]:
         if value is not None:       # a sampling switch: the trained weights serve any of its values
             setattr(getattr(config, section), name, value)
     steps = args.steps or config.video.sample_steps
-    if steps > VIDEO_TRAIN_TIMESTEPS:       # too many, whatever the strength
-        given = "--steps" if args.steps else "the model's video.sample_steps"
-        raise ValueError(f"{given} {steps}: at most the {VIDEO_TRAIN_TIMESTEPS} timesteps the video branch was "
-                         "trained on")
     try:
         kept = check_video_steps(config, steps)
     except ValueError:
@@ -268,13 +254,13 @@ def build_parser() -> CommandParser:
     sample.add_argument("--audio", required=True, type=Path,
                         help=f"speech ({READABLE}; mixed to mono and resampled as needed)")
     sample.add_argument("--out", required=True, type=Path, help="output mp4 (motion saved beside it)")
-    sample.add_argument("--seed", type=int_in(0, 2 ** 63 - 1), default=0, help="random seed of the sampling")
-    sample.add_argument("--steps", type=int, default=None,
+    sample.add_argument("--seed", type=int_in(*SEED_RANGE), default=0, help="random seed of the sampling")
+    sample.add_argument("--steps", type=option_type(VideoConfig, "sample_steps"), default=None,
                         help="video denoising steps (default: the model's video.sample_steps; tiny 10, i2vgenxl 50)")
-    sample.add_argument("--guidance-scale", type=float, default=None,
+    sample.add_argument("--guidance-scale", type=option_type(VideoConfig, "guidance_scale"), default=None,
                         help="video classifier-free guidance; 1 turns it off and halves the time, 0 samples "
                              "unconditionally, also at half the time (default: the model's video.guidance_scale; "
-                             "tiny 1.0, i2vgenxl 3.5); 0 to 50")
+                             "tiny 1.0, i2vgenxl 3.5; larger values push the samples out of range and end in NaN frames)")
     sample.add_argument("--chunk-reference", choices=("last_frame", "anchored"), default=None,
                         help="what a later chunk takes from the original reference: last_frame (the paper: "
                              "nothing) or anchored (reference encoder and CLIP) (default: the model's "
@@ -287,7 +273,7 @@ def build_parser() -> CommandParser:
                              "(starts from pure noise at t = 999) or linspace (evenly from 999 to 0) (default: the "
                              "model's video.sample_spacing; "
                              "tiny trailing, i2vgenxl leading)")
-    sample.add_argument("--strength", type=float, default=None,
+    sample.add_argument("--strength", type=option_type(VideoConfig, "sample_strength"), default=None,
                         help="start each chunk from a frame noised this far, in (0, 1], and run that part of the "
                              "steps (SDEdit; 1: from pure noise, the paper) (default: the model's "
                              "video.sample_strength; tiny 0.5, i2vgenxl 1)")
@@ -295,15 +281,15 @@ def build_parser() -> CommandParser:
                         help="the frame a chunk starts from when --strength < 1: the reference image (the "
                              "reference encoder's) or the chunk's first frame (default: the model's "
                              "video.strength_from)")
-    sample.add_argument("--noise-correlation", type=float, default=None,
+    sample.add_argument("--noise-correlation", type=option_type(VideoConfig, "noise_correlation"), default=None,
                         help="correlation of a chunk's starting noise between its frames, 0 to 1 (0: each "
                              "frame its own, the paper; 1: one noise map for all) (default: the model's "
                              "video.noise_correlation; 0 in tiny and i2vgenxl)")
-    sample.add_argument("--window-overlap", type=int_in(0), default=None,
+    sample.add_argument("--window-overlap", type=option_type(MotionConfig, "window_overlap"), default=None,
                         help="frames each motion window continues from the previous one (0: independent "
                              "windows; fewer than the model's stage1.motion_frames) (default: the model's "
                              "motion.window_overlap)")
-    sample.add_argument("--smooth-sigma", type=float, default=None,
+    sample.add_argument("--smooth-sigma", type=option_type(MotionConfig, "smooth_sigma"), default=None,
                         help="smooth the sampled motion over time with a Gaussian of this sigma, in frames, before "
                              "the video sees it (0: as sampled, the paper) (default: the model's "
                              "motion.smooth_sigma; tiny 5, i2vgenxl 0)")
