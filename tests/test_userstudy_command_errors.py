@@ -224,6 +224,11 @@ def test_an_output_under_a_file_names_that_file(files, capsys):
     ("--max-failed-checks", "-1", "argument --max-failed-checks: -1 is outside 0..1000000"),
     ("--repeat-min-tau", "2", "argument --repeat-min-tau: 2 is outside -1..1"),
     ("--repeat-min-tau", "nan", "argument --repeat-min-tau: nan is outside -1..1"),
+    ("--alpha", "0", "argument --alpha: 0 is not strictly between 0 and 1"),
+    ("--alpha", "1.5", "argument --alpha: 1.5 is not strictly between 0 and 1"),
+    ("--alpha", "five", "argument --alpha: 'five' is not a number"),
+    ("--level", "1", "argument --level: 1 is not strictly between 0 and 1"),
+    ("--level", "nan", "argument --level: nan is not strictly between 0 and 1"),
 ])
 def test_analysis_numbers_are_checked_by_argparse_before_any_work(files, tmp_path, option, value, said, capsys):
     out = tmp_path / "analysis"

@@ -409,7 +409,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                         help="output folder (default: <rankings>_analysis next to the rankings file)")
     parser.add_argument("--p-adjust", default="holm", choices=P_ADJUST_METHODS,
                         help="adjustment of the pairwise p-values within a criterion")
-    parser.add_argument("--alpha", type=float, default=0.05, help="significance level of the readings")
+    parser.add_argument("--alpha", type=cli.float_between(0, 1), default=0.05,
+                        help="significance level of the readings, in (0, 1)")
     parser.add_argument("--posthoc", default="nemenyi", choices=POSTHOC_TESTS, help="post-hoc test after Friedman")
     parser.add_argument("--methods", type=cli.names, metavar="A,B,C",
                         help="display order of the methods, comma-separated, each method once (default: sorted)")
@@ -419,7 +420,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--bootstrap", type=cli.int_in(0, MAX_BOOTSTRAP), default=1000, metavar="N",
                         help="bootstrap resamples of the participants, for the Bradley-Terry rating and the "
                              "metric-agreement intervals; 0 to " + f"{MAX_BOOTSTRAP} (0: no intervals)")
-    parser.add_argument("--level", type=float, default=0.95, help="level of the bootstrap intervals")
+    parser.add_argument("--level", type=cli.float_between(0, 1), default=0.95,
+                        help="level of the bootstrap intervals, in (0, 1)")
     parser.add_argument("--seed", type=cli.int_in(0, 2 ** 63 - 1), default=0, help="seed of the bootstrap (0 to 2^63-1)")
     found = parser.add_mutually_exclusive_group()
     found.add_argument("--results", type=Path, metavar="FILE",

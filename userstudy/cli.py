@@ -121,14 +121,18 @@ def names(text: str) -> list[str]:
     return [name.strip() for name in text.split(",") if name.strip()]
 
 
-def _in_range(convert, noun: str, low, high):
-    """An argparse type: ``convert(text)``, finite and in [low, high], else a message naming the range."""
+def _in_range(convert, noun: str, low, high, open_: bool = False):
+    """An argparse type: ``convert(text)``, finite and in [low, high] (``open_``: in (low, high)), else a
+    message naming the range."""
     def parse(text: str):
         try:
             value = convert(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
-        if not (math.isfinite(value) and low <= value <= high):
+        inside = low < value < high if open_ else low <= value <= high
+        if not (math.isfinite(value) and inside):
+            if open_:
+                raise argparse.ArgumentTypeError(f"{text} is not strictly between {low:g} and {high:g}")
             bounds = f"{low}..{high}" if convert is int else f"{low:g}..{high:g}"
             raise argparse.ArgumentTypeError(f"{text} is outside {bounds}")
         return value
@@ -143,6 +147,11 @@ def int_in(low: int, high: int):
 def float_in(low: float, high: float):
     """An argparse type: a finite number in [low, high]."""
     return _in_range(float, "a number", low, high)
+
+
+def float_between(low: float, high: float):
+    """An argparse type: a finite number strictly between ``low`` and ``high`` (a level or alpha in (0, 1))."""
+    return _in_range(float, "a number", low, high, open_=True)
 
 
 def version() -> str:
