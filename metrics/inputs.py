@@ -245,14 +245,19 @@ class _Checker:
         return tuple(m for m in metrics if m in self.metrics)
 
     def mismatch(self, name: str, metrics: Sequence[str], detail: str, why: str) -> None:
+        """The two sides differ in the property ``name``."""
+        self.problem(name, metrics, f"{name} differs ({detail}): {why}; make both sides match", detail)
+
+    def problem(self, name: str, metrics: Sequence[str], refusal: str, allowed: str) -> None:
+        """A problem with the allowable property ``name``: recorded as ``allowed`` when it is allowed,
+        else refused with ``refusal`` and how to allow it; nothing when no metric of the run is concerned."""
         metrics = self.concerned(metrics)
         if not metrics:
             return
         if name in self.allow:
-            self.findings.append(Finding(name, "allowed", metrics, detail))
+            self.findings.append(Finding(name, "allowed", metrics, allowed))
         else:
-            self.refused.append(f"{name} differs ({detail}): {why}; make both sides match, or allow it "
-                                f"(allow={name!r}, --allow-mismatch {name})")
+            self.refused.append(f"{refusal}, or allow it (allow={name!r}, --allow-mismatch {name})")
 
     def converted(self, name: str, metrics: Sequence[str], detail: str) -> None:
         metrics = self.concerned(metrics)
@@ -293,17 +298,14 @@ def _check_frames(check: _Checker, real, fake, protocol: Protocol) -> None:
 
 def _check_timing(check: _Checker, real, fake) -> None:
     uneven = [f"{p.side} {p.clip} ({p.uneven_timing})" for p in (*real, *fake) if p.uneven_timing]
-    if not uneven or not check.concerned(PIXEL_METRICS):
+    if not uneven:
         return
     detail = f"{len(uneven)} clip(s) with a variable frame rate: {_named(uneven)}"
-    if "frame_timing" in check.allow:
-        check.findings.append(Finding("frame_timing", "allowed", check.concerned(PIXEL_METRICS),
-                                      f"{detail}; frame i read as shown at i / fps"))
-    else:
-        check.refused.append(f"frame_timing: {detail}: the metrics read frame i as shown at i / fps (FVD's clips, the "
-                             "keypoints' resampling, the beats of BAS), so their motion would be timed wrongly; make "
-                             "the rate constant (imac-bench data prepare picks frames by their timestamps; ffmpeg "
-                             "-vf fps=N), or allow it (allow='frame_timing', --allow-mismatch frame_timing)")
+    check.problem("frame_timing", PIXEL_METRICS,
+                  f"frame_timing: {detail}: the metrics read frame i as shown at i / fps (FVD's clips, the keypoints' "
+                  "resampling, the beats of BAS), so their motion would be timed wrongly; make the rate constant "
+                  "(imac-bench data prepare picks frames by their timestamps; ffmpeg -vf fps=N)",
+                  f"{detail}; frame i read as shown at i / fps")
 
 
 def _check_pixels(check: _Checker, real, fake) -> None:
