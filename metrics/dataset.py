@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 
 from metrics.io.audio import SAMPLE_RATE, audio_duration, load_audio
-from metrics.io.bounded import load_npz, read_npz_headers
+from metrics.io.bounded import ArrayHeader, iter_npz_rows, load_npz, read_npz_headers
 from metrics.io.files import write_text_atomic
 from metrics.io.video import VideoReader, read_video_audio, uneven_frame
 
@@ -64,6 +64,7 @@ EXPRESSION_DIM = 100
 WHOLEBODY_KEYPOINTS = 133
 FPS_RELATIVE_TOLERANCE = 1e-3
 MAX_LISTED_PROBLEMS = 20
+MAX_JOINT_NAMES_BYTES = 1 << 20   # SMPL-X's 55 joint names take a few KB
 
 STRING_FIELDS = ("identity", "split", "clip_id")
 PATH_FIELDS = ("video", "audio", "motion")
@@ -473,13 +474,20 @@ def _referenced_files(record: ClipRecord) -> list[tuple[str, Path]]:
     return files
 
 
-def _non_finite_message(name: str, array: np.ndarray) -> str | None:
-    """None when ``array`` is all finite, else how many NaN/inf it has and the first bad frame."""
-    finite = np.isfinite(array)
-    if finite.all():
+def _non_finite_message(name: str, blocks: Iterable[np.ndarray]) -> str | None:
+    """None when every value of the array given as ``blocks`` of whole frames (in order) is finite,
+    else how many NaN/inf it has and the first frame holding one."""
+    nan = inf = 0
+    first_frame, frame = None, 0
+    for block in blocks:
+        finite = np.isfinite(block)
+        if not finite.all():
+            nan, inf = nan + int(np.isnan(block).sum()), inf + int(np.isinf(block).sum())
+            if first_frame is None:
+                first_frame = frame + int(np.argmin(finite.reshape(len(block), -1).all(axis=1)))
+        frame += len(block)
+    if first_frame is None:
         return None
-    nan, inf = int(np.isnan(array).sum()), int(np.isinf(array).sum())
-    first_frame = int(np.argmin(finite.reshape(len(array), -1).all(axis=1)))
     return f"{name!r} has {nan} NaN and {inf} inf values (first at frame {first_frame})"
 
 
@@ -513,49 +521,54 @@ def _check_video(record: ClipRecord, counts: FrameCounts) -> list[str]:
     return messages
 
 
-def _check_float_frames(name: str, array: np.ndarray, counts: list[tuple[str, int]]) -> list[str]:
-    """Type and finiteness of one per-frame float array; its frame count is added to ``counts``."""
-    if not np.issubdtype(array.dtype, np.floating):
-        return [f"{name!r} has dtype {array.dtype}, expected float"]
-    counts.append((f"{name!r} frame count", array.shape[0]))
-    non_finite = _non_finite_message(name, array)
+def _check_float_frames(path: Path, header: ArrayHeader, counts: list[tuple[str, int]]) -> list[str]:
+    """Type and finiteness of one per-frame float array of the npz ``path`` (read in blocks of frames,
+    never whole); its frame count, from its header, is added to ``counts``."""
+    if not np.issubdtype(header.dtype, np.floating):
+        return [f"{header.name!r} has dtype {header.dtype}, expected float"]
+    non_finite = _non_finite_message(header.name, iter_npz_rows(path, header.name))   # raises for a refused array
+    counts.append((f"{header.name!r} frame count", header.shape[0]))
     return [non_finite] if non_finite else []
 
 
 def _check_motion(record: ClipRecord, counts: FrameCounts) -> list[str]:
-    arrays = load_npz(record.motion)
-    messages = [f"missing array {name!r}" for name in ("pose", "expression") if name not in arrays]
-    pose, expression = arrays.get("pose"), arrays.get("expression")
+    # Shapes and frame counts come from the headers and the values are scanned in blocks: a crafted
+    # file (a few MB deflating to gigabytes) costs its reading time, not its size in memory.
+    headers = read_npz_headers(record.motion)
+    messages = [f"missing array {name!r}" for name in ("pose", "expression") if name not in headers]
+    pose, expression = headers.get("pose"), headers.get("expression")
     if pose is not None:
-        if pose.ndim != 2:
+        if len(pose.shape) != 2:
             messages.append(f"'pose' has shape {pose.shape}, expected (num_frames, 3 * joints)")
         else:
-            messages += _check_float_frames("pose", pose, counts.setdefault("motion", []))
+            messages += _check_float_frames(record.motion, pose, counts.setdefault("motion", []))
             if pose.shape[1] % 3:
                 messages.append(f"'pose' width {pose.shape[1]} is not a multiple of 3 (axis-angle per joint)")
-            names = arrays.get("joint_names")
-            if names is not None and 3 * len(names) != pose.shape[1]:
-                messages.append(f"'joint_names' has {len(names)} names but 'pose' has width "
-                                f"{pose.shape[1]} (expected 3 * {len(names)} = {3 * len(names)})")
+            if "joint_names" in headers:
+                names = load_npz(record.motion, ("joint_names",), max_bytes=MAX_JOINT_NAMES_BYTES)["joint_names"]
+                if 3 * len(names) != pose.shape[1]:
+                    messages.append(f"'joint_names' has {len(names)} names but 'pose' has width "
+                                    f"{pose.shape[1]} (expected 3 * {len(names)} = {3 * len(names)})")
     if expression is not None:
-        if expression.ndim != 2 or expression.shape[1] != EXPRESSION_DIM:
+        if len(expression.shape) != 2 or expression.shape[1] != EXPRESSION_DIM:
             messages.append(f"'expression' has shape {expression.shape}, expected (num_frames, {EXPRESSION_DIM})")
         else:
-            messages += _check_float_frames("expression", expression, counts.setdefault("motion", []))
+            messages += _check_float_frames(record.motion, expression, counts.setdefault("motion", []))
     return messages
 
 
 def _check_keypoints(record: ClipRecord, counts: FrameCounts) -> list[str]:
-    keypoints = load_npz(record.keypoints, (), optional=("keypoints",)).get("keypoints")
+    headers = read_npz_headers(record.keypoints)
+    keypoints = headers.get("keypoints")
     if keypoints is None:
-        return [f"missing array 'keypoints' (has {', '.join(read_npz_headers(record.keypoints)) or 'none'})"]
+        return [f"missing array 'keypoints' (has {', '.join(headers) or 'none'})"]
     expected = (record.num_frames, WHOLEBODY_KEYPOINTS, 3)
-    if keypoints.ndim != 3 or keypoints.shape[1:] != expected[1:]:
+    if len(keypoints.shape) != 3 or keypoints.shape[1:] != expected[1:]:
         return [f"'keypoints' has shape {keypoints.shape}, expected (num_frames, 133, 3) = {expected}"]
     if not np.issubdtype(keypoints.dtype, np.number):
         return [f"'keypoints' has dtype {keypoints.dtype}, expected numbers"]
+    non_finite = _non_finite_message("keypoints", iter_npz_rows(record.keypoints, "keypoints"))
     counts.setdefault("keypoints", []).append(("'keypoints' frame count", keypoints.shape[0]))
-    non_finite = _non_finite_message("keypoints", keypoints)
     return [non_finite] if non_finite else []
 
 

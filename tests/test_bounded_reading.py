@@ -24,7 +24,8 @@ import numpy as np
 import pytest
 import yaml
 
-from metrics.io.bounded import BoundedReadError, check_zip_archive, load_npz, read_json, read_npz_headers
+from metrics.io.bounded import (BoundedReadError, check_zip_archive, iter_npz_rows, load_npz, read_json,
+                                 read_npz_headers)
 from metrics.options import MAX_YAML_VALUES, OptionsError, parse_yaml, read_yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -233,7 +234,81 @@ def test_a_refused_keypoints_file_is_a_problem_of_the_dataset_not_a_crash(tmp_pa
     problems = {problem.field: problem.message for problem in check_clip(record) if problem.field != "video"
                 and problem.field != "audio"}
     assert set(problems) == {"keypoints"}, problems
-    assert "refused: declares" in problems["keypoints"] and str(forged) in problems["keypoints"]
+    # its header's shape is the problem, read without reading the 8 TiB it declares
+    assert problems["keypoints"].startswith("'keypoints' has shape (1099511627776,), expected (num_frames, 133, 3)")
+    assert str(forged) in problems["keypoints"]
+    # a header of the right shape that declares more than its member holds is refused by name
+    forged_rows = _npy_header((10, 133, 3), "<f4")
+    _zip(forged, {"keypoints.npy": (zlib.compress(forged_rows)[2:-4], len(forged_rows), zlib.crc32(forged_rows))})
+    problems = {problem.field: problem.message for problem in check_clip(record)}
+    assert "refused: declares 15.6 KiB but the member holds 0 bytes" in problems["keypoints"], problems
+
+
+def test_rows_in_blocks_are_the_array_numpy_reads(tmp_path):
+    rng = np.random.default_rng(0)
+    arrays = {"rows": rng.normal(size=(37, 5, 3)).astype(np.float32), "scalar": np.float64(2.5),
+              "fortran": np.asfortranarray(rng.normal(size=(6, 4)))}
+    np.savez_compressed(tmp_path / "a.npz", **arrays)
+    blocks = list(iter_npz_rows(tmp_path / "a.npz", "rows", block_bytes=4 * 5 * 3 * 8))    # 8 rows a block
+    assert [len(block) for block in blocks] == [8, 8, 8, 8, 5]
+    with np.load(tmp_path / "a.npz") as reference:
+        assert np.array_equal(np.concatenate(blocks), reference["rows"])
+        for name in ("scalar", "fortran"):
+            (whole,) = iter_npz_rows(tmp_path / "a.npz", name)
+            assert np.array_equal(whole, reference[name])
+    with pytest.raises(BoundedReadError, match=r"a.npz: no array 'other'"):
+        list(iter_npz_rows(tmp_path / "a.npz", "other"))
+    with pytest.raises(BoundedReadError, match=r"'rows' .*: refused: 2.17 KiB, more than the limit of 1000 bytes"):
+        list(iter_npz_rows(tmp_path / "a.npz", "rows", max_bytes=1000))
+
+
+_VALIDATE_RUNNER = textwrap.dedent("""
+    import json, resource, sys
+    cap = int(sys.argv[1]) << 20
+    resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+    from metrics.dataset import ClipRecord, _check_motion
+    counts = {}
+    try:
+        result = _check_motion(ClipRecord("anna", clip_id="c0", motion=sys.argv[2], num_frames=10), counts)
+    except BaseException as error:
+        result = "UNCAUGHT " + type(error).__name__ + ": " + str(error)[:200]
+    peak_kib = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+    print(json.dumps({"result": result, "counts": counts, "peak_mib": peak_kib / 1024}))
+""")
+
+
+def test_validation_scans_a_deflated_motion_array_in_blocks_within_a_memory_cap(tmp_path):
+    """A 1.4 GiB 'pose' of zeros with one NaN, deflated to about 1.5 MB: dataset validation reports its
+    frame count and the NaN's frame (placed here by hand) under a 1 GiB address-space cap, where reading
+    the array whole would fail."""
+    frames, width = 11 * (1 << 18), 129                      # 1419 MiB of float32: whole MiB blocks
+    nan_frame, nan_column = 2_500_000, 7
+    offset = (nan_frame * width + nan_column) * 4            # the NaN's byte in the array's data
+    header = _npy_header((frames, width), "<f4")
+    zeros, with_nan = bytearray(1 << 20), bytearray(1 << 20)
+    with_nan[offset % (1 << 20):offset % (1 << 20) + 4] = struct.pack("<f", float("nan"))
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    start = compressor.compress(header) + compressor.flush(zlib.Z_FULL_FLUSH)
+    # after a full flush (which resets the window) a block compresses alone: a repeated one repeats
+    deflated = {id(block): compressor.compress(bytes(block)) + compressor.flush(zlib.Z_FULL_FLUSH)
+                for block in (zeros, with_nan)}
+    order = [with_nan if index == offset >> 20 else zeros for index in range(frames * width * 4 >> 20)]
+    parts = [start, *(deflated[id(block)] for block in order), compressor.flush()]
+    crc = zlib.crc32(header)
+    for block in order:
+        crc = zlib.crc32(block, crc)
+    member = b"".join(parts)
+    path = _zip(tmp_path / "c0.npz", {"pose.npy": (member, len(header) + frames * width * 4, crc)})
+    assert path.stat().st_size < 4 << 20
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-c", _VALIDATE_RUNNER, "1024", str(path)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout)
+    assert report["result"] == ["missing array 'expression'",
+                                f"'pose' has 1 NaN and 0 inf values (first at frame {nan_frame})"], report
+    assert report["counts"] == {"motion": [["'pose' frame count", frames]]}
+    assert report["peak_mib"] < 600, report
 
 
 def test_motion_import_refuses_an_npz_bomb_by_name(tmp_path):

@@ -17,7 +17,7 @@ import json
 import math
 import os
 import zipfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -155,6 +155,55 @@ def load_npz(path: str | os.PathLike, names: Iterable[str] | None = None, option
                 except (ValueError, EOFError, OSError, zipfile.BadZipFile) as error:
                     raise BoundedReadError(f"{path}: array {header.name!r}: unreadable ({error})") from None
             return arrays
+    except zipfile.BadZipFile as error:
+        raise BoundedReadError(f"{path}: not an npz file ({error})") from None
+
+
+def iter_npz_rows(path: str | os.PathLike, name: str, block_bytes: int = 64 << 20,
+                  max_bytes: int = MAX_ARRAY_BYTES) -> Iterator[np.ndarray]:
+    """The array ``name`` of an npz file in blocks of whole rows (its first axis), in order, without
+    ever holding more than about ``block_bytes`` of it (at least one row): for checks that scan an
+    array once (finiteness) and must not allocate what a crafted file declares.
+
+    Its header is checked first, as ``load_npz`` checks it: no Python objects, no more declared than
+    the member holds, at most ``max_bytes`` in all (what reading it costs in time). A Fortran-ordered
+    or 0-d array, rare and small, comes whole (within the same ``max_bytes``).
+
+    Raises ``BoundedReadError`` naming the file and the array: refused, missing or unreadable;
+    ``FileNotFoundError`` for a missing file.
+    """
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            header = next(iter(list(_headers(archive, path, {name}))), None)
+            if header is None:
+                raise BoundedReadError(f"{path}: no array {name!r}")
+            what = f"{path}: array {name!r} ({header.shape} {header.dtype})"
+            if header.dtype.hasobject:
+                raise BoundedReadError(f"{what}: refused: holds Python objects, which would need pickle")
+            if header.nbytes > header.stored_bytes - header.header_bytes:
+                raise BoundedReadError(f"{what}: refused: declares {_size(header.nbytes)} but the member "
+                                       f"holds {_size(max(0, header.stored_bytes - header.header_bytes))}")
+            if header.nbytes > max_bytes:
+                raise BoundedReadError(f"{what}: refused: {_size(header.nbytes)}, more than the limit of "
+                                       f"{_size(max_bytes)}")
+            if header.fortran_order or not header.shape:
+                yield load_npz(path, (name,), max_bytes=max_bytes)[name]
+                return
+            row_shape = header.shape[1:]
+            row_bytes = math.prod(row_shape) * header.dtype.itemsize
+            rows_per_block = max(1, block_bytes // max(1, row_bytes))
+            try:
+                with archive.open(f"{name}.npy") as handle:
+                    handle.read(header.header_bytes)          # the .npy magic and header, already read
+                    for start in range(0, header.shape[0], rows_per_block):
+                        rows = min(rows_per_block, header.shape[0] - start)
+                        data = handle.read(rows * row_bytes)
+                        if len(data) != rows * row_bytes:
+                            raise EOFError(f"ends after {start * row_bytes + len(data)} of {header.nbytes} bytes")
+                        yield np.frombuffer(data, header.dtype).reshape(rows, *row_shape)
+            except (ValueError, EOFError, OSError, zipfile.BadZipFile) as error:
+                raise BoundedReadError(f"{path}: array {name!r}: unreadable ({error})") from None
     except zipfile.BadZipFile as error:
         raise BoundedReadError(f"{path}: not an npz file ({error})") from None
 
