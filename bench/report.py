@@ -626,17 +626,18 @@ def write_report(run: str | Path, plots: bool = True) -> dict[str, Path]:
     out, and the caller says why."""
     run = Path(run)
     results = load_results(run)
-    paths = {"csv": write_text_atomic(run / "metrics.csv", metrics_csv(results))}
-    made: list[str] = []
+    with_videos = plots and not missing_videos(run, results)
+    made = ["plots/metrics.png"] * plots + ["plots/frames.png", "plots/beats.png"] * with_videos
+    # every text is made before any file is written: a results.json the tables cannot show leaves the old files
+    texts = {"csv": (run / "metrics.csv", metrics_csv(results)), "latex": (run / "report.tex", latex_table(results)),
+             "report": (run / "report.md", markdown_report(results, made))}
+    paths: dict[str, Path] = {}
     if plots:
         paths["bars"] = plot_metric_bars(results, run / "plots" / "metrics.png")
-        made.append("plots/metrics.png")
-        if not missing_videos(run, results):
-            clip = results.run["test_clips"][0]
-            paths["strip"] = frame_strip(run, results, clip, run / "plots" / "frames.png")
-            made.append("plots/frames.png")
-            paths["beats"] = beat_timeline(run, results, clip, run / "plots" / "beats.png")
-            made.append("plots/beats.png")
-    paths["latex"] = write_text_atomic(run / "report.tex", latex_table(results))
-    paths["report"] = write_text_atomic(run / "report.md", markdown_report(results, made))
+    if with_videos:
+        clip = results.run["test_clips"][0]
+        paths["strip"] = frame_strip(run, results, clip, run / "plots" / "frames.png")
+        paths["beats"] = beat_timeline(run, results, clip, run / "plots" / "beats.png")
+    for key, (path, text) in texts.items():
+        paths[key] = write_text_atomic(path, text)
     return paths

@@ -201,7 +201,7 @@ class BenchResults:
         _check_networks(typed_field(data, "networks", dict, where, {}), f"{where}: networks")
         paired = typed_field(data, "paired", list, where, [])
         for i, entry in enumerate(paired):
-            require_object(entry, f"{where}: paired[{i}]")
+            _check_paired(entry, f"{where}: paired[{i}]")
         timings = typed_field(data, "timings_s", dict, where, {})
         return cls(run=run, protocol=typed_field(data, "protocol", dict, where),
                    protocol_label=typed_field(data, "protocol_label", str, where), metrics=tuple(metrics),
@@ -215,6 +215,21 @@ class BenchResults:
                    bench_version=typed_field(data, "bench_version", str, where, ""),
                    package_version=typed_field(data, "package_version", str, where, ""),
                    schema_version=data["schema_version"])
+
+
+def _check_paired(entry: Any, where: str) -> None:
+    """One paired difference (``metrics.differences``): the methods, metric and scope named by strings,
+    the estimate and its interval numbers (or null), the clip count an integer."""
+    require_object(entry, where)
+    for key in ("a", "b", "metric", "scope"):
+        typed_field(entry, key, str, where)
+    for key in ("estimate", "low", "high"):
+        real(entry.get(key), f"{where}: {key}")
+    pairs = typed_field(entry, "pairs", int, where, 0)
+    if pairs < 0:
+        raise ValueError(f"{where}: pairs: expected a count of clips (0 or more), got {pairs}")
+    typed_field(entry, "confidence", float, where, None)
+    typed_field(entry, "sentence", str, where, "")
 
 
 def _check_networks(networks: Mapping, where: str) -> None:

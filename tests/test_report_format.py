@@ -3,18 +3,20 @@ where the paired difference is separable, a LaTeX table, the metrics' warnings, 
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
 
 from bench.report import (
     latex_table,
+    write_report,
     markdown_report,
     markdown_table,
     plot_metric_bars,
     separable_best,
 )
-from bench.results import BenchResults, MethodResult
+from bench.results import BenchResults, MethodResult, write_results
 from metrics.results import Score, decimals, format_score
 
 
@@ -125,3 +127,23 @@ def test_plot_legend_uses_labels_and_marks_controls(tmp_path, monkeypatch):
     assert path.stat().st_size > 1000
     assert [b["label"] for b in bars] == ["IMAC", "Static (control)"]
     assert "hatch" not in bars[0] and bars[1]["hatch"] == "//"
+
+
+@pytest.mark.parametrize("field, value, said", [
+    ("estimate", "x", "paired[0]: estimate: expected a number or null, got a string"),
+    ("pairs", -2, "paired[0]: pairs: expected a count of clips (0 or more), got -2"),
+    ("metric", 3, "paired[0]: metric: expected a string"),
+])
+def test_a_paired_difference_the_tables_cannot_show_is_named_and_nothing_is_rewritten(tmp_path, field, value, said):
+    rows = dict(a=("A", "model", {"fgd": _score(2.0), "bas": _score(0.6)}),
+                b=("B", "model", {"fgd": _score(3.0), "bas": _score(0.4)}))
+    write_results(tmp_path / "results.json", _results([{**_pair("a", "b", "fgd", -1.5, -0.5), "pairs": 2}], **rows))
+    write_report(tmp_path, plots=False)
+    written = {name: (tmp_path / name).read_text() for name in ("metrics.csv", "report.tex", "report.md")}
+    data = json.loads((tmp_path / "results.json").read_text())
+    data["paired"][0][field] = value
+    data["methods"]["a"]["scores"]["all"]["fgd"]["value"] = 999.0      # a change the tables would show
+    (tmp_path / "results.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=re.escape(said)):
+        write_report(tmp_path, plots=False)
+    assert {name: (tmp_path / name).read_text() for name in written} == written
