@@ -33,6 +33,7 @@ from metrics.distributed import current_processes, relaunch, without_option
 from metrics.evaluate import DEFAULT_CACHE, evaluate, format_table, make_extractor, write_result
 from metrics.fgd_training import LATENT, train_fgd_autoencoder
 from metrics.inputs import ALLOWABLE, normalise_allow
+from metrics.io.cache import check_cache_root
 from metrics.io.files import check_file_target
 from metrics.options import OptionsError, build_options, field_range, ranged, read_yaml
 from metrics.protocol import PRESETS, get_protocol, split_presets
@@ -366,9 +367,11 @@ def _weights(text: str) -> dict[str, str]:
 
 
 def _cache_dir(cache: str | None) -> Path | None:
+    """The content cache folder of ``--cache`` (None: the default; "none": no cache), checked to be a
+    folder or one that can be made (``NotADirectoryError`` naming it), before any work."""
     if cache is None:
-        return DEFAULT_CACHE
-    return None if cache == "none" else Path(cache)
+        return check_cache_root(DEFAULT_CACHE)
+    return None if cache == "none" else check_cache_root(cache)
 
 
 def _extractor(name: str, detector: str | None, pose: str | None, device: str):

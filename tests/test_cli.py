@@ -205,3 +205,14 @@ def test_metrics_compute_refuses_a_result_path_it_cannot_write_before_any_work(t
                          "--out", str(tmp_path / "result"), "--cache", "none"]) == 2
     assert capsys.readouterr().err == (f"python -m metrics compute: error: {tmp_path / 'result.json'} is a folder; "
                                        "give the path of the result file to write\n")
+
+
+@pytest.mark.parametrize("cache, said", [("afile", "cache folder {tmp}/afile: a file, not a folder"),
+                                         ("afile/sub", "cache folder {tmp}/afile/sub: {tmp}/afile is a file, so it "
+                                                       "cannot be made")])
+def test_a_cache_folder_that_is_a_file_is_named_before_any_work(tmp_path, capsys, cache, said):
+    (tmp_path / "afile").write_text("")
+    # --real and --fake do not exist: the cache is checked first, so the error is about it, not a clip
+    assert metrics_main(["compute", "--real", str(tmp_path / "real"), "--fake", str(tmp_path / "fake"),
+                         "--cache", str(tmp_path / cache)]) == 2
+    assert capsys.readouterr().err == f"python -m metrics compute: error: {said.format(tmp=tmp_path)}\n"

@@ -33,6 +33,19 @@ def file_hash(path: str | Path, chunk: int = 1 << 20) -> str:
     return _HASHES[key]
 
 
+def check_cache_root(root: str | Path) -> Path:
+    """``root`` as a Path, when it is a folder or can be made one (missing folders are made on the first
+    store). ``NotADirectoryError`` naming the file in the way otherwise: ``root`` itself, or a parent."""
+    root = Path(root)
+    for part in (root, *root.parents):
+        if part.exists():
+            if not part.is_dir():
+                raise NotADirectoryError(f"cache folder {root}: " + ("a file, not a folder" if part == root else
+                                                                     f"{part} is a file, so it cannot be made"))
+            break
+    return root
+
+
 class VideoCache:
     """``load(video)`` -> dict of arrays or None; ``store(video, **arrays)``.
 
