@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 
 from metrics.io.audio import SAMPLE_RATE, audio_duration, load_audio
-from metrics.io.bounded import ArrayHeader, iter_npz_rows, load_npz, read_npz_headers
+from metrics.io.bounded import ArrayHeader, LongIntegerError, iter_npz_rows, json_int, load_npz, read_npz_headers
 from metrics.io.files import write_text_atomic
 from metrics.io.video import VideoReader, read_video_audio, uneven_frame
 
@@ -349,10 +349,13 @@ def _parse_lines(lines: Iterable[tuple[int, str]], root: Path,
         if not text.strip():
             continue  # blank lines (a trailing newline, spacing) are allowed
         try:
-            line = json.loads(text)
+            line = json.loads(text, parse_int=json_int)
         except json.JSONDecodeError as error:
             problems.append(Problem(_line_label(line_number), "json",
                                     f"invalid JSON: {error.msg} at column {error.colno}"))
+            continue
+        except LongIntegerError as error:
+            problems.append(Problem(_line_label(line_number), "json", str(error)))
             continue
         except RecursionError:          # json's parser recurses per level: "[[[[..." a million deep
             problems.append(Problem(_line_label(line_number), "json", "invalid JSON: nested too deeply"))

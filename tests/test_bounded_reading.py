@@ -10,6 +10,7 @@ the test instead of taking the machine down.
 from __future__ import annotations
 
 import json
+import re
 import math
 import os
 import struct
@@ -378,6 +379,24 @@ def test_deep_json_is_refused_by_name_not_a_recursion_error(tmp_path):
     (tmp_path / "manifest.jsonl").write_text("[" * 1_000_000 + "\n")
     problems = validate_dataset(tmp_path)
     assert [str(problem) for problem in problems] == ["manifest.jsonl line 1: json: invalid JSON: nested too deeply"]
+
+
+def test_a_long_integer_in_json_is_refused_by_name(tmp_path):
+    from bench.results import read_results
+    from metrics.dataset import validate_dataset
+    path = tmp_path / "results.json"
+    path.write_text('{"schema_version": ' + "9" * 5000 + "}")
+    said = "refused: an integer of 5000 digits (at most 100 are read)"
+    with pytest.raises(BoundedReadError, match=f"^{path}: {re.escape(said)}$"):
+        read_json(path)
+    with pytest.raises(ValueError, match=f"^{path}: {re.escape(said)}$"):
+        read_results(path)
+    path.write_text(json.dumps({"seed": -(2 ** 63), "big": 10 ** 99}))      # 19 and 100 digits: read
+    assert read_json(path) == {"seed": -(2 ** 63), "big": 10 ** 99}
+    (tmp_path / "manifest.jsonl").write_text('{"num_frames": ' + "1" * 101 + "}\n")
+    problems = validate_dataset(tmp_path)
+    assert [str(problem) for problem in problems] == [
+        "manifest.jsonl line 1: json: refused: an integer of 101 digits (at most 100 are read)"]
 
 
 # -- torch archives -------------------------------------------------------------------------------

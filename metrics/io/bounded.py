@@ -34,6 +34,8 @@ MAX_HEADER_BYTES = 10_000
 # A JSON file the project reads (a model card, a config, one manifest line): 64 MiB. A manifest
 # line is about 400 bytes and a model card a few KB; this only stops a file from being absurd.
 MAX_JSON_BYTES = 64 << 20
+# The longest integer a JSON file of the project may hold: a 64-bit seed has 20 digits.
+MAX_JSON_INT_DIGITS = 100
 # What a torch archive (zip) may unpack to: 16 GiB, above a full I2VGen-XL checkpoint in float32
 # (its UNet alone is about 5.7 GB). Callers that know their network pass less (I3D: 1 GiB).
 MAX_ARCHIVE_BYTES = 16 << 30
@@ -211,13 +213,31 @@ def iter_npz_rows(path: str | os.PathLike, name: str, block_bytes: int = 64 << 2
 # -- JSON ------------------------------------------------------------------------------------------
 
 
+class LongIntegerError(ValueError):
+    """An integer of a JSON text longer than ``MAX_JSON_INT_DIGITS`` (``json_int``)."""
+
+
+def json_int(text: str) -> int:
+    """``json.loads``'s ``parse_int``: ``int(text)``, refusing (``LongIntegerError``) an integer longer than
+    ``MAX_JSON_INT_DIGITS`` digits, which Python would either refuse without naming the file or, below
+    its own limit, convert in quadratic time."""
+    digits = len(text.lstrip("-"))
+    if digits > MAX_JSON_INT_DIGITS:
+        raise LongIntegerError(f"refused: an integer of {digits} digits (at most {MAX_JSON_INT_DIGITS} are read)")
+    return int(text)
+
+
 def parse_json(text: str | bytes, where: str) -> Any:
-    """``json.loads(text)``, with a nesting too deep for the parser reported like any invalid JSON:
-    ``BoundedReadError`` starting with ``where`` (json's own RecursionError would be a traceback)."""
+    """``json.loads(text)``, with a nesting too deep for the parser or an integer longer than
+    ``MAX_JSON_INT_DIGITS`` reported like any invalid JSON: ``BoundedReadError`` starting with ``where``
+    (json's own RecursionError would be a traceback, and Python's limit on converting long integers a
+    message naming no file)."""
     try:
-        return json.loads(text)
+        return json.loads(text, parse_int=json_int)
     except RecursionError:
         raise BoundedReadError(f"{where}: refused: JSON nested too deeply") from None
+    except LongIntegerError as error:
+        raise BoundedReadError(f"{where}: {error}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise BoundedReadError(f"{where}: not valid JSON ({error})") from None
 
