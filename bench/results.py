@@ -205,8 +205,7 @@ class BenchResults:
         timings = typed_field(data, "timings_s", dict, where, {})
         return cls(run=run, protocol=typed_field(data, "protocol", dict, where),
                    protocol_label=typed_field(data, "protocol_label", str, where), metrics=tuple(metrics),
-                   methods={name: MethodResult.from_dict(m, f"{where}: methods: {name}")
-                            for name, m in typed_field(data, "methods", dict, where).items()},
+                   methods=_methods(typed_field(data, "methods", dict, where), f"{where}: methods"),
                    networks=data.get("networks") or {},
                    control_checks=[ControlCheck.from_dict(c, f"{where}: control_checks[{i}]")
                                    for i, c in enumerate(typed_field(data, "control_checks", list, where, []))],
@@ -215,6 +214,17 @@ class BenchResults:
                    bench_version=typed_field(data, "bench_version", str, where, ""),
                    package_version=typed_field(data, "package_version", str, where, ""),
                    schema_version=data["schema_version"])
+
+
+def _methods(data: Mapping, where: str) -> dict[str, MethodResult]:
+    """The rows by method name; a row whose own ``name`` is another than its key is refused."""
+    methods = {}
+    for key, value in data.items():
+        method = MethodResult.from_dict(value, f"{where}: {key}")
+        if method.name != key:
+            raise ValueError(f"{where}: {key}: name is {method.name!r}, not the row's key {key!r}")
+        methods[key] = method
+    return methods
 
 
 def _check_paired(entry: Any, where: str) -> None:

@@ -116,15 +116,18 @@ class Score:
     @classmethod
     def from_dict(cls, data: Mapping, where: str = "score") -> Score:
         counts = typed_field(data, "counts", dict, where, {})
-        bad = [k for k, v in counts.items() if isinstance(v, bool) or not isinstance(v, int)]
+        bad = [k for k, v in counts.items() if isinstance(v, bool) or not isinstance(v, int) or v < 0]
         if bad:
-            raise ValueError(f"{where}: counts: {bad[0]}: expected an integer, got {counts[bad[0]]!r}")
+            raise ValueError(f"{where}: counts: {bad[0]}: expected a count (an integer, 0 or more), "
+                             f"got {counts[bad[0]]!r}")
         warnings = typed_field(data, "warnings", list, where, [])
         if not all(isinstance(w, str) for w in warnings):
             raise ValueError(f"{where}: warnings: expected a list of strings")
-        return cls(real(_require(data, "value", where), f"{where}: value"), real(data.get("ci_low"), f"{where}: ci_low"),
-                   real(data.get("ci_high"), f"{where}: ci_high"), {str(k): v for k, v in counts.items()},
-                   tuple(warnings))
+        low, high = real(data.get("ci_low"), f"{where}: ci_low"), real(data.get("ci_high"), f"{where}: ci_high")
+        if low > high:        # False with a NaN (null) bound
+            raise ValueError(f"{where}: ci_low {low:g} is above ci_high {high:g}")
+        return cls(real(_require(data, "value", where), f"{where}: value"), low, high,
+                   {str(k): v for k, v in counts.items()}, tuple(warnings))
 
 
 def decimals(value: float | None, significant: int = 4, most: int = 4) -> int:

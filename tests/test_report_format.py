@@ -57,6 +57,25 @@ def test_warnings_round_trip_and_are_checked():
         Score.from_dict({"value": 1.0, "warnings": "no"}, "fvd")
 
 
+@pytest.mark.parametrize("data, said", [
+    ({"value": 322.0, "ci_low": 600.0, "ci_high": 100.0}, "fgd: ci_low 600 is above ci_high 100"),
+    ({"value": 1.0, "counts": {"n_fake_clips": -8}}, "fgd: counts: n_fake_clips: expected a count (an integer, 0 "
+                                                     "or more), got -8"),
+])
+def test_a_score_whose_interval_or_counts_cannot_be_is_refused(data, said):
+    with pytest.raises(ValueError, match=re.escape(said)):
+        Score.from_dict(data, "fgd")
+    assert Score.from_dict({"value": 1.0, "ci_low": None, "ci_high": 0.5}, "fgd").ci_high == 0.5   # null: no bound
+
+
+def test_a_method_row_named_otherwise_than_its_key_is_refused(tmp_path):
+    rows = dict(a=("A", "model", {"fgd": _score(2.0)}), b=("B", "model", {"fgd": _score(3.0)}))
+    data = _results([], **rows).to_dict()
+    data["methods"]["a"]["name"] = "b"
+    with pytest.raises(ValueError, match=re.escape("results.json: methods: a: name is 'b', not the row's key 'a'")):
+        BenchResults.from_dict(data, "results.json")
+
+
 def _score(value, clips=4, *warnings):
     return Score(value, value - 1, value + 1, {"n_fake_clips": clips}, tuple(warnings))
 
