@@ -524,10 +524,23 @@ def method_names(settings: RunSettings) -> list[str]:
     return names + list(CONTROLS)
 
 
+def check_config_paths(config: BenchConfig) -> None:
+    """Every weight file or folder the bench config names exists, whether or not a selected metric reads
+    it (a mistyped path is named before any work, not ignored): ``FileNotFoundError`` naming each key."""
+    given = [("i3d", config.i3d), ("fgd_autoencoder", config.fgd_autoencoder),
+             ("dwpose_detector", config.dwpose_detector), ("dwpose_pose", config.dwpose_pose),
+             *((f"weights: {name}", path) for name, path in config.weights.items())]
+    missing = [f"{key}: {path}" for key, path in given if path is not None and not Path(path).exists()]
+    if missing:
+        raise FileNotFoundError(f"bench config ({config.name}): no such file or folder: {'; '.join(missing)}")
+
+
 def plan_run(settings: RunSettings, processes: Processes = SINGLE) -> RunPlan:
-    """Check the run folder, make the data, find the test clips and build every method (the folder
-    and the data by the main process, before the others read them)."""
+    """Check the config's paths and the run folder, make the data, find the test clips (at least 2: the
+    shuffled-audio control pairs each with another's speech) and build every method (the folder and the
+    data by the main process, before the others read them)."""
     config = settings.config or load_bench_config("toy")
+    check_config_paths(config)
     out = Path(settings.out)
     protocol = get_protocol(config.protocol)
     factories = external_factories(settings)
@@ -538,6 +551,10 @@ def plan_run(settings: RunSettings, processes: Processes = SINGLE) -> RunPlan:
             prepare_data(settings, config, out)
     data = data_root(settings, out)
     clips = test_clips(data, settings.identities)
+    if len(clips) < 2:
+        raise ValueError(f"{data}: {len(clips)} test clip(s)" + (f" of {', '.join(settings.identities)}"
+                         if settings.identities else "") + "; a run needs at least 2 (the shuffled-audio control "
+                         "gives each test video another clip's speech)")
     device = run_device(settings.device, processes)
     shared = SharedModels(out, data, config, protocol, device, settings.seed, settings.progress, processes)
     return RunPlan(settings=settings, config=config, out=out, data=data, device=device, protocol=protocol,

@@ -1167,3 +1167,19 @@ def test_an_imac_sampling_that_keeps_no_step_is_refused_before_any_training(corp
     err = capsys.readouterr().err
     assert "imac: video.sample_strength 0.5 keeps no step of 1" in err and "(sample_steps 1)" in err
     assert not (tmp_path / "r" / "work" / "imac" / "stage1").exists() and not (tmp_path / "r" / "work" / "vae").exists()
+
+
+def test_missing_weight_paths_and_a_single_test_clip_are_refused_before_any_work(tmp_path):
+    corpus = tmp_path / "toy"
+    generate_toy_corpus(corpus, ToyCorpusConfig(identities=1, clips=2, test_clips=1, size=64), progress=False)
+    config = config_from_dict({**FAST, "i3d": str(tmp_path / "i3d.pt"), "weights": {"lpips": str(tmp_path / "l")}})
+    with pytest.raises(FileNotFoundError) as error:
+        run_benchmark(RunSettings(methods=["copy"], out=tmp_path / "run", data=corpus, config=config, progress=False,
+                                  custom={"copy": CopyMethod}))
+    assert str(error.value) == (f"bench config (toy): no such file or folder: i3d: {tmp_path / 'i3d.pt'}; "
+                                f"weights: lpips: {tmp_path / 'l'}")
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(ValueError, match=r"1 test clip\(s\); a run needs at least 2 \(the shuffled-audio control"):
+        run_benchmark(RunSettings(methods=["copy"], out=tmp_path / "run", data=corpus, config=config_from_dict(FAST),
+                                  progress=False, custom={"copy": CopyMethod}))
+    assert not (tmp_path / "run" / "copy").exists() and not (tmp_path / "run" / "results.json").exists()
