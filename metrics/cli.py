@@ -405,8 +405,20 @@ def result_file(text: str) -> Path:
     return path
 
 
+def check_given_paths(options: ComputeOptions) -> None:
+    """Every weight file or folder the options name exists, whether or not a selected metric reads it
+    (a mistyped path is named, not ignored): ``FileNotFoundError`` naming the option and the path."""
+    given = [("--fgd-ae", options.fgd_ae), ("--i3d", options.i3d), ("--dwpose-detector", options.dwpose_detector),
+             ("--dwpose-pose", options.dwpose_pose),
+             *((f"--weights {name}", path) for name, path in options.weights.items())]
+    for option, path in given:
+        if path is not None and not Path(path).exists():
+            raise FileNotFoundError(f"{option} {path}: no such file or folder")
+
+
 def _compute(args: argparse.Namespace) -> int:
     options = _compute_options(args)
+    check_given_paths(options)
     # what was computed before an interruption stays in the content cache: a rerun reuses it
     args.resumable = _cache_dir(options.cache) is not None
     device = resolve_device(options.device)     # a GPU torch does not see is named here, before any work

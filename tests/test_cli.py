@@ -216,3 +216,12 @@ def test_a_cache_folder_that_is_a_file_is_named_before_any_work(tmp_path, capsys
     assert metrics_main(["compute", "--real", str(tmp_path / "real"), "--fake", str(tmp_path / "fake"),
                          "--cache", str(tmp_path / cache)]) == 2
     assert capsys.readouterr().err == f"python -m metrics compute: error: {said.format(tmp=tmp_path)}\n"
+
+
+@pytest.mark.parametrize("argv, said", [(["--i3d", "{tmp}/none.pt"], "--i3d {tmp}/none.pt: no such file or folder"),
+                                        (["--weights", "lpips={tmp}/x"], "--weights lpips {tmp}/x: no such file or folder")])
+def test_a_weight_path_that_does_not_exist_is_named_even_when_its_metric_is_not_selected(tmp_path, capsys, argv, said):
+    argv = [part.format(tmp=tmp_path) for part in argv]
+    assert metrics_main(["compute", "--real", str(tmp_path), "--fake", str(tmp_path), "--metrics", "bas",
+                         "--cache", "none", *argv]) == 2
+    assert capsys.readouterr().err == f"python -m metrics compute: error: {said.format(tmp=tmp_path)}\n"
