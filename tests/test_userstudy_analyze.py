@@ -267,6 +267,31 @@ def test_simulate_effect_forms():
         simulate.simulate_rankings(["a", "b"], 2, 2, {"z": 1.0})
 
 
+def test_simulate_bounds_the_study_before_allocating(monkeypatch):
+    # participants x trials x criteria x methods, counted by hand: 5 x 4 x 2 x 3 = 120 rows
+    monkeypatch.setattr(simulate, "MAX_ROWS", 120)
+    assert len(simulate.simulate_rankings(["a", "b", "c"], 5, 4, criteria=["q1", "q2"])) == 120
+    monkeypatch.setattr(simulate, "MAX_ROWS", 119)
+
+    def no_allocation(*args, **kwargs):
+        raise AssertionError("random numbers drawn before the size was checked")
+
+    monkeypatch.setattr(simulate.np.random, "default_rng", no_allocation)
+    with pytest.raises(ValueError, match=r"^participants x trials x criteria x methods = 5 x 4 x 2 x 3 = 120 rows; "
+                                         r"a simulated study has at most 119 \(give fewer"):
+        simulate.simulate_rankings(["a", "b", "c"], 5, 4, criteria=["q1", "q2"])
+    with pytest.raises(ValueError, match="= 5 x 4 x 1 x 3 = 60 rows"):   # --power: one criterion a study
+        monkeypatch.setattr(simulate, "MAX_ROWS", 59)
+        simulate.estimate_power(["a", "b", "c"], 5, 4, replicates=3)
+
+
+def test_simulate_refuses_no_criterion_or_one_named_twice():
+    with pytest.raises(ValueError, match="^criteria: the list is empty"):
+        simulate.simulate_rankings(["a", "b"], 2, 2, criteria=[])
+    with pytest.raises(ValueError, match="^criteria: q given more than once"):
+        simulate.simulate_rankings(["a", "b"], 2, 2, criteria=["q", "q"])
+
+
 def test_command_line_modules_run(tmp_path):
     csv = tmp_path / "r.csv"
 

@@ -68,10 +68,22 @@ def cases(f: dict) -> list[tuple[list[str], str]]:
          "python -m userstudy simulate: error: --methods a,a,c: a given more than once; name each method once"),
         (["simulate", "--methods", "a,b", "--out", str(root)],
          f"python -m userstudy simulate: error: {root}: is a folder; --out is the rankings CSV file to write"),
+        # inside the options' ranges, but 596 GiB of judgements: refused before anything is allocated
+        (["simulate", "--methods", "a,b", "--participants", "100000", "--trials", "100000", "--out",
+          str(root / "new")],
+         "python -m userstudy simulate: error: participants x trials x criteria x methods = 100000 x 100000 x 4 x 2 "
+         "= 80,000,000,000 rows; a simulated study has at most 10,000,000 (give fewer participants or trials)"),
+        # a study file's problem names --out's study.json, not the hidden folder it is built in
+        (["make-study", "--out", str(root / "new"), "--run", str(run), "--criteria", "a,A"],
+         "python -m userstudy make-study: error: criteria (--criteria): names must differ in their letters and "
+         "digits, got ['a', 'A']"),
+        (["make-study", "--out", str(root / "new"), "--run", str(run), "--completion-url", "ftp://x"],
+         f"python -m userstudy make-study: error: {root / 'new' / 'study.json'}: completion_url: an http(s) address, "
+         "got 'ftp://x'"),
     ]
 
 
-CASES = 14
+CASES = 17
 
 
 @pytest.mark.parametrize("number", range(CASES))
@@ -82,6 +94,26 @@ def test_a_bad_input_is_one_line_naming_the_file(files, number, capsys):
     assert err.splitlines()[-1] == expected and "Traceback" not in err
     assert [line for line in err.splitlines() if "error:" in line] == [expected]
     assert not (files["root"] / "new").exists()
+    assert not [p.name for p in files["root"].iterdir() if ".tmp-" in p.name]
+
+
+@pytest.mark.parametrize(("command", "option"), [
+    ("simulate", "--criteria"), ("simulate", "--methods"), ("make-study", "--criteria"),
+    ("make-study", "--methods"), ("make-study", "--check-criteria"), ("analyze", "--methods"),
+])
+def test_an_empty_list_of_names_is_refused_not_taken_for_the_default(files, command, option, capsys):
+    # simulate's "--criteria ," failed on numpy shapes, make-study's silently used the paper's four
+    root = files["root"]
+    argv = {"simulate": ["simulate", "--methods", "a,b", "--out", str(root / "new" / "x.csv")],
+            "make-study": ["make-study", "--run", str(files["run"]), "--out", str(root / "new")],
+            "analyze": ["analyze", str(files["rankings"]), "--out", str(root / "new")]}[command]
+    with pytest.raises(SystemExit) as exit_:
+        main(argv + [option, ","])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "Traceback" not in err
+    assert err.splitlines()[-1] == (f"python -m userstudy {command}: error: argument {option}: ',' names nothing: "
+                                    "give comma-separated names")
+    assert not (root / "new").exists()
 
 
 def test_the_number_of_cases_is_counted():
@@ -94,6 +126,21 @@ def test_a_csv_line_with_too_many_fields_is_named(tmp_path, capsys):
     assert main(["analyze", str(ragged)]) == 2
     assert capsys.readouterr().err == (f"python -m userstudy analyze: error: {ragged}: not a readable CSV file: "
                                        "line 3 has 7 fields, the header 5 (a field that holds a comma needs double "
+                                       "quotes)\n")
+    # on the first line after the header too (pandas took its extra fields for an index, and every
+    # column shifted: "position is not a number" on every line)
+    first = tmp_path / "first.csv"
+    first.write_text("participant,trial,criterion,method,rank\np1,t1,q,a,1,x\np1,t1,q,b,2\n")
+    assert main(["analyze", str(first)]) == 2
+    assert capsys.readouterr().err == (f"python -m userstudy analyze: error: {first}: not a readable CSV file: "
+                                       "line 2 has 6 fields, the header 5 (a field that holds a comma needs double "
+                                       "quotes)\n")
+    rankings, pairwise = tmp_path / "r.csv", tmp_path / "pairwise.csv"
+    simulate_rankings(["a", "b"], 2, 2, seed=1).to_csv(rankings, index=False)
+    pairwise.write_text(",".join(PAIRWISE) + "\np,t,q,a,b,1,x,y\n")
+    assert main(["analyze", str(rankings), "--pairwise", str(pairwise), "--out", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err == (f"python -m userstudy analyze: error: {pairwise}: not a readable CSV file: "
+                                       "line 2 has 8 fields, the header 6 (a field that holds a comma needs double "
                                        "quotes)\n")
     quoted = tmp_path / "quoted.csv"
     quoted.write_text('participant,trial,criterion,method_a,method_b,preference\np,t,q,a,b,1\n"p,t,q,a,b,1\n')

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -14,16 +16,17 @@ from userstudy.make_study import main as make_study_main
 FRAMES, SIDE, RATE = 25, 64, 16000
 
 
-def write_clip(path: Path, content: str) -> None:
-    """One second at 25 fps with a 220 Hz tone: random noise (costly to encode) or a slow flat fade (cheap)."""
+def write_clip(path: Path, content: str, fps: int = 25, frames: int = FRAMES) -> None:
+    """``frames`` frames at ``fps`` (one second by default) with a 220 Hz tone of one second: random
+    noise (costly to encode) or a slow flat fade (cheap)."""
     rng = np.random.default_rng(0)
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), "w") as container:
-        video = container.add_stream("libx264", rate=25)
+        video = container.add_stream("libx264", rate=fps)
         video.width = video.height = SIDE
         video.pix_fmt = "yuv420p"
         audio = container.add_stream("aac", rate=RATE)
-        for i in range(FRAMES):
+        for i in range(frames):
             image = (rng.integers(0, 256, (SIDE, SIDE, 3), dtype=np.uint8) if content == "noise"
                      else np.full((SIDE, SIDE, 3), 100 + i, np.uint8))
             for packet in video.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
@@ -72,3 +75,54 @@ def test_a_file_that_is_not_a_video_is_named(tmp_path):
     with pytest.raises(EncodingError, match="bad.mp4"):
         reencode_constant_bitrate(bad, tmp_path / "out.mp4", 500)
     assert not (tmp_path / "out.mp4").exists()
+
+
+def frame_times(path: Path) -> tuple[list[float], Fraction, int]:
+    """PyAV reading the file back: each decoded video frame's time in seconds, the video stream's
+    average rate, and the number of decoded audio samples."""
+    with av.open(str(path)) as container:
+        times = [float(frame.pts * frame.time_base) for frame in container.decode(video=0)]
+        rate = container.streams.video[0].average_rate
+    with av.open(str(path)) as container:
+        samples = sum(frame.samples for frame in container.decode(audio=0))
+    return times, rate, samples
+
+
+def test_reencoded_frames_advance_at_the_source_rate_and_keep_the_sound(tmp_path):
+    # 15 fps (not x264's or the code's default 25): 30 frames = 2 s, frame i at i / 15 s
+    source, out = tmp_path / "clip.mp4", tmp_path / "out.mp4"
+    write_clip(source, "flat", fps=15, frames=30)
+    reencode_constant_bitrate(source, out, 300)
+    times, rate, samples = frame_times(out)
+    assert rate == 15
+    assert times == pytest.approx([i / 15 for i in range(30)], abs=1e-3)   # was all 0 (PyAV 18, pts None)
+    assert samples >= RATE                                                 # the second of sound is kept
+
+
+def test_the_reported_rate_is_file_size_over_duration(tmp_path, caplog):
+    # Two 2-second videos (30 frames at 15 fps); the log's kB/s is each file's size over 2 s.
+    for method in ("p", "q"):
+        write_clip(tmp_path / method / "c1.mp4", "noise" if method == "p" else "flat", fps=15, frames=30)
+    study = tmp_path / "study"
+    with caplog.at_level("INFO", logger="userstudy"):
+        assert make_study_main(["--out", str(study), "--method", f"p={tmp_path / 'p'}", "--method",
+                                f"q={tmp_path / 'q'}", "--constant-bitrate", "200", "--seed", "k"]) == 0
+    rates = sorted(path.stat().st_size / 2.0 / 1000 for path in (study / "videos").rglob("*.mp4"))
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("re-encoded")]
+    low, high = map(float, re.search(r"([\d.]+) to ([\d.]+) kB per second", line).groups())
+    assert (low, high) == (pytest.approx(rates[0], abs=0.06), pytest.approx(rates[1], abs=0.06))
+    # about 200 kbit/s of video and 96 of sound: 37 kB/s, not thousands (every frame at time 0 did that)
+    assert 25 < low <= high < 60
+
+
+def test_a_video_that_cannot_be_reencoded_is_named_as_the_user_gave_it(tmp_path, capsys):
+    write_clip(tmp_path / "a" / "c1.mp4", "flat")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "c1.mp4").write_bytes(b"not a video")
+    study = tmp_path / "study"
+    assert make_study_main(["--out", str(study), "--method", f"a={tmp_path / 'a'}", "--method",
+                            f"b={tmp_path / 'b'}", "--constant-bitrate", "300"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"python -m userstudy.make_study: error: {tmp_path / 'b' / 'c1.mp4'}: cannot be "
+                          "re-encoded (")
+    assert ".tmp-" not in err and len(err.splitlines()) == 1 and not study.exists()

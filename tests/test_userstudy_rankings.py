@@ -155,6 +155,36 @@ def test_ragged_csv_is_a_clear_error(tmp_path):
         load_rankings(path)
 
 
+def test_extra_fields_on_the_first_line_are_named_like_on_any_other(tmp_path):
+    # pandas took line 2's extra field for an index: every column shifted by one
+    path = write(tmp_path, valid_rows())
+    lines = path.read_text().splitlines()
+    lines[1] += ",x"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(RankingsError) as error:
+        load_rankings(path)
+    assert error.value.problems == ["not a readable CSV file: line 2 has 6 fields, the header 5 (a field that holds "
+                                    "a comma needs double quotes)"]
+
+
+def test_positions_must_be_each_shown_place_once(tmp_path):
+    rows = [dict(r, position=r["rank"]) for r in valid_rows()]
+    rows[0]["position"] = "99"                         # line 2: no such place among 3 videos
+    rows[4]["position"] = rows[3]["position"]          # lines 5, 6: two videos in one place
+    problems = problems_of(tmp_path, rows)
+    assert any(p.startswith("line 2:") and "position 99 is outside 1..3" in p for p in problems)
+    assert any(p.startswith("lines 5, 6:") and "position 1 is given 2 times in the block" in p for p in problems)
+    assert len(problems) == 2
+
+
+def test_an_empty_submission_or_time_is_an_empty_field(tmp_path):
+    rows = [dict(r, submission="s1", submitted_at="2025-01-01T10:00:00Z") for r in valid_rows()]
+    rows[2]["submitted_at"] = ""                       # line 4
+    rows[6]["submission"] = " "                        # line 8
+    problems = problems_of(tmp_path, rows)   # (their blocks, missing those rows, are then incomplete)
+    assert problems[:2] == ["line 8: submission is empty", "line 4: submitted_at is empty"]
+
+
 def test_in_memory_tables_report_row_labels():
     table = pd.DataFrame(valid_rows())
     table.loc[3, "rank"] = None

@@ -88,6 +88,10 @@ def test_a_run_study_refuses_what_it_cannot_use(tmp_path):
                             frozen_checks=1)
     with pytest.raises(StudyError, match="no such file"):
         make_study_from_run(tmp_path / "s", tmp_path)
+    with pytest.raises(StudyError, match=r"^criteria \(--criteria\): the list is empty"):   # not the paper's four
+        make_study_from_run(tmp_path / "s", run, methods=["imac", "s2g"], criteria=[])
+    with pytest.raises(StudyError, match=r"^criteria \(--criteria\): names must differ .* got \['a', 'A'\]$"):
+        make_study_from_run(tmp_path / "s", run, methods=["imac", "s2g"], criteria=["a", "A"])
     assert not (tmp_path / "s").exists()
 
 

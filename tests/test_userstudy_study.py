@@ -53,6 +53,24 @@ def test_make_study_lists_videos_missing_for_a_method(tmp_path):
     assert not (tmp_path / "study" / "study.json").exists()
 
 
+def test_make_study_refuses_no_criterion_or_clashing_ones_and_names_no_hidden_folder(tmp_path):
+    for method in "ab":
+        (tmp_path / method).mkdir()
+        (tmp_path / method / "t1.mp4").write_bytes(b"v")
+    folders = {m: tmp_path / m for m in "ab"}
+    for criteria, said in (([], "criteria (--criteria): the list is empty; give at least one criterion"),
+                           (["a", "A"], "criteria (--criteria): names must differ in their letters and digits, "
+                                        "got ['a', 'A']")):
+        with pytest.raises(StudyError) as error:   # [] was taken for the paper's four
+            make_study_cli.make_study(tmp_path / "study", folders, criteria=criteria)
+        assert error.value.problems[0].startswith(said) and ".tmp-" not in str(error.value)
+    # a problem that only the check of the built study file finds names --out's study.json
+    with pytest.raises(StudyError) as error:
+        make_study_cli.make_study(tmp_path / "study", folders, completion_url="ftp://x")
+    assert str(error.value) == f"{tmp_path / 'study' / 'study.json'}: completion_url: an http(s) address, got 'ftp://x'"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]
+
+
 def test_study_file_problems_are_all_reported(tmp_path):
     folder = make_study(tmp_path)
     document = json.loads((folder / "study.json").read_text())

@@ -117,8 +117,12 @@ def interruptible(main):
 
 
 def names(text: str) -> list[str]:
-    """A comma-separated list: ``"a, b,,c"`` -> ``["a", "b", "c"]``."""
-    return [name.strip() for name in text.split(",") if name.strip()]
+    """An argparse type: a comma-separated list, ``"a, b,,c"`` -> ``["a", "b", "c"]``; a list with no
+    name (``""``, ``","``) is an error, never taken for the option's default."""
+    found = [name.strip() for name in text.split(",") if name.strip()]
+    if not found:
+        raise argparse.ArgumentTypeError(f"{text!r} names nothing: give comma-separated names")
+    return found
 
 
 def _in_range(convert, noun: str, low, high, open_: bool = False):

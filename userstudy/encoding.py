@@ -14,7 +14,9 @@ PyAV (already what the server's dubbing uses) is imported only here, when a stud
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 from userstudy.files import atomic_path
@@ -24,24 +26,37 @@ class EncodingError(ValueError):
     """A video that cannot be re-encoded (unreadable, no video stream); names the file."""
 
 
+def frame_rate(average_rate: Fraction | None) -> Fraction:
+    """The frame rate (frames per second) to re-encode at: the source stream's average rate, or 25
+    when the file does not give one (None or 0)."""
+    return Fraction(average_rate) if average_rate else Fraction(25)
+
+
 def reencode_constant_bitrate(source: str | os.PathLike, out: str | os.PathLike, video_kbps: int,
-                              audio_kbps: int = 96) -> Path:
+                              audio_kbps: int = 96, shown_as: str | os.PathLike | None = None) -> Path:
     """Write ``out`` (mp4, atomically): ``source``'s frames as H.264 at ``video_kbps`` kbit/s constant
     bitrate (yuv420p, the source's frame rate and size) and its first audio stream, if any, as AAC at
-    ``audio_kbps``. ``out`` may be ``source`` (replaced when done). Raises ``EncodingError`` naming the file."""
+    ``audio_kbps``. ``out`` may be ``source`` (replaced when done).
+
+    The frames keep their order and are timed at the source's average frame rate: frame i is shown
+    at i / rate seconds (constant frame rate, as ``force-cfr`` asks of x264); the sound starts at 0.
+    Raises ``EncodingError`` naming the file (``shown_as``, default ``source``: a study built in a
+    temporary folder names the file as the user will find it)."""
     import av
 
     if video_kbps <= 0 or audio_kbps <= 0:
         raise EncodingError(f"bitrates must be positive, got video {video_kbps} and audio {audio_kbps} kbit/s")
     source, out = Path(source), Path(out)
+    name = source if shown_as is None else shown_as
     try:
         with av.open(str(source)) as reader, atomic_path(out) as temporary:
             if not reader.streams.video:
-                raise EncodingError(f"{source}: no video stream")
+                raise EncodingError(f"{name}: no video stream")
             video_in = reader.streams.video[0]
             audio_in = reader.streams.audio[0] if reader.streams.audio else None
+            rate = frame_rate(video_in.average_rate)
             with av.open(str(temporary), "w", format="mp4") as writer:
-                video_out = writer.add_stream("libx264", rate=video_in.average_rate or 25)
+                video_out = writer.add_stream("libx264", rate=rate)
                 video_out.width, video_out.height = video_in.width, video_in.height
                 video_out.pix_fmt = "yuv420p"
                 video_out.bit_rate = video_kbps * 1000
@@ -51,9 +66,12 @@ def reencode_constant_bitrate(source: str | os.PathLike, out: str | os.PathLike,
                 if audio_in is not None:                  # every stream before the first packet is muxed
                     audio_out = writer.add_stream("aac", rate=audio_in.rate)
                     audio_out.bit_rate = audio_kbps * 1000
-                for frame in reader.decode(video_in):
-                    frame.pts = None
-                    for packet in video_out.encode(frame.reformat(format="yuv420p")):
+                for index, frame in enumerate(reader.decode(video_in)):
+                    frame = frame.reformat(format="yuv420p")
+                    # A frame without pts is not numbered by PyAV 18: every frame came out at time 0.
+                    # Number them in units of 1 / rate (the sound's frames, without pts, are numbered).
+                    frame.pts, frame.time_base = index, 1 / rate
+                    for packet in video_out.encode(frame):
                         writer.mux(packet)
                 for packet in video_out.encode():
                     writer.mux(packet)
@@ -66,7 +84,8 @@ def reencode_constant_bitrate(source: str | os.PathLike, out: str | os.PathLike,
                     for packet in audio_out.encode():
                         writer.mux(packet)
     except (av.FFmpegError, OSError) as error:
-        raise EncodingError(f"{source}: cannot be re-encoded ({error})") from None
+        # FFmpeg's message names the file it read (here maybe a temporary copy): keep only its reason
+        raise EncodingError(f"{name}: cannot be re-encoded ({error.strerror or error})") from None
     return out
 
 
@@ -95,6 +114,7 @@ class BitrateSpread:
 
 
 def _seconds(path: Path) -> float:
+    """The duration of ``path``'s video in seconds: its video stream's, else the container's (0 if unknown)."""
     import av
 
     with av.open(str(path)) as reader:
@@ -104,14 +124,17 @@ def _seconds(path: Path) -> float:
         return (reader.duration or 0) / 1_000_000
 
 
-def reencode_folder(folder: str | os.PathLike, video_kbps: int, audio_kbps: int = 96) -> BitrateSpread:
+def reencode_folder(folder: str | os.PathLike, video_kbps: int, audio_kbps: int = 96,
+                    names: Mapping[Path, str | os.PathLike] | None = None) -> BitrateSpread:
     """Re-encode every ``*.mp4`` under ``folder`` in place (each atomically, sorted by path) and return
-    the spread of bytes per second over them. Raises ``EncodingError`` naming a file that fails
-    (the videos re-encoded before it stay re-encoded: running it again is safe)."""
+    the spread of bytes per second (file size over the video's duration) over them. Raises
+    ``EncodingError`` naming a file that fails (the videos re-encoded before it stay re-encoded:
+    running it again is safe); ``names`` maps a video's path (``folder / ...``) to its name in that
+    message (default: the path; a study built in a temporary folder names the user's file instead)."""
     paths = sorted(Path(folder).rglob("*.mp4"))
     rates = []
     for path in paths:
-        reencode_constant_bitrate(path, path, video_kbps, audio_kbps)
+        reencode_constant_bitrate(path, path, video_kbps, audio_kbps, shown_as=(names or {}).get(path))
         seconds = _seconds(path)
         if seconds > 0:
             rates.append(path.stat().st_size / seconds)

@@ -111,19 +111,47 @@ def run_folder(path: str | os.PathLike) -> Path:
     return path.parent if path.name == RUN_FILE and path.is_file() else path
 
 
-def reencode_study_videos(folder: Path, constant_bitrate: int | None) -> None:
+def reencode_study_videos(folder: Path, constant_bitrate: int | None, out: Path,
+                          sources: dict[Path, Path]) -> None:
     """``constant_bitrate``: re-encode the study's videos in ``folder`` (``userstudy.encoding``) and log
-    how equal their sizes came out; a warning when they still differ by more than 10%."""
+    how equal their sizes came out; a warning when they still differ by more than 10%. ``folder`` is
+    the temporary folder that becomes ``out``; ``sources`` maps a copied video (``folder / ...``) to the
+    user's file it was copied from: an ``EncodingError`` names that file (or the video under ``out``)."""
     if constant_bitrate is None:
         return
     from userstudy.encoding import reencode_folder
 
-    spread = reencode_folder(folder / "videos", constant_bitrate)
+    videos = folder / "videos"
+    names = {path: sources.get(path, out / path.relative_to(folder)) for path in videos.rglob("*.mp4")}
+    spread = reencode_folder(videos, constant_bitrate, names=names)
     logger.info("re-encoded %s at %d kbit/s: %.1f to %.1f kB per second (x%.2f)", cli.count(spread.videos, "video"),
                 constant_bitrate, spread.smallest / 1000, spread.largest / 1000, spread.ratio)
     if spread.ratio > 1.1:
         logger.warning("sizes still differ by more than 10%% (x%.2f): some videos need more than %d kbit/s; "
                        "raise --constant-bitrate", spread.ratio, constant_bitrate)
+
+
+def criteria_problems(criteria: list[str] | None) -> list[str]:
+    """What is wrong with the criteria asked for (``--criteria``): an empty list (None means the
+    paper's four), or names that differ only in case or punctuation (their file names would clash)."""
+    if criteria is None:
+        return []
+    if not criteria:
+        return ["criteria (--criteria): the list is empty; give at least one criterion, or leave the "
+                "option out for the paper's four"]
+    slugs = [name_slug(c) for c in criteria]
+    if len(set(slugs)) != len(slugs) or "" in slugs:
+        return [f"criteria (--criteria): names must differ in their letters and digits, got {list(criteria)}"]
+    return []
+
+
+def checked_study(document: dict, folder: Path, out: Path) -> Study:
+    """``parse_study`` of the document built in ``folder``, the temporary folder that becomes ``out``:
+    a ``StudyError`` names ``out``'s study file, never the temporary folder."""
+    try:
+        return parse_study(document, folder)
+    except StudyError as error:
+        raise StudyError(error.problems, out / STUDY_FILE) from None
 
 
 def make_study(out: str | os.PathLike, method_folders: dict[str, str | os.PathLike],
@@ -146,7 +174,7 @@ def make_study(out: str | os.PathLike, method_folders: dict[str, str | os.PathLi
     """
     out = Path(out)
     check_out(out)
-    problems = []
+    problems = criteria_problems(criteria)
     if len(method_folders) < 2:
         problems.append("give at least two methods")
     videos = {}
@@ -186,6 +214,7 @@ def make_study(out: str | os.PathLike, method_folders: dict[str, str | os.PathLi
 
     with atomic_folder(out) as folder:
         trials = []
+        sources = {}   # copied video -> the user's file, to name in an error of the re-encoding
         for stem in stems:
             entry = {"id": stem, "videos": {}}
             for method in method_folders:
@@ -193,6 +222,7 @@ def make_study(out: str | os.PathLike, method_folders: dict[str, str | os.PathLi
                 relative = f"videos/{folder_names[method]}/{source.name}"
                 (folder / relative).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(source, folder / relative)
+                sources[folder / relative] = source
                 entry["videos"][method] = relative
             if references is not None:
                 relative = f"references/{reference_files[stem].name}"
@@ -200,7 +230,7 @@ def make_study(out: str | os.PathLike, method_folders: dict[str, str | os.PathLi
                 shutil.copyfile(reference_files[stem], folder / relative)
                 entry["reference"] = relative
             trials.append(entry)
-        criteria = list(criteria) if criteria else list(PAPER_CRITERIA)
+        criteria = list(criteria) if criteria is not None else list(PAPER_CRITERIA)
         document = {
             "title": title, "instructions": instructions, "seed": seed or secrets.token_hex(8),
             "methods": list(method_folders),
@@ -208,9 +238,9 @@ def make_study(out: str | os.PathLike, method_folders: dict[str, str | os.PathLi
             "trials": trials,
             **page_options(play_through, consent, completion_code, completion_url),
         }
-        study = parse_study(document, folder)
+        study = checked_study(document, folder, out)
         write_text_atomic(folder / STUDY_FILE, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
-        reencode_study_videos(folder, constant_bitrate)
+        reencode_study_videos(folder, constant_bitrate, out, sources)
     study = dataclasses.replace(study, root=out.resolve())
     logger.info("study %r: %d trials x %d methods, %d criteria, written to %s; serve it with "
                 "python -m userstudy serve --study %s", study.title, len(study.trials), len(study.methods),
@@ -308,9 +338,11 @@ def make_study_from_run(out: str | os.PathLike, run: str | os.PathLike, methods:
     """
     out, run = Path(out), run_folder(run)
     seed = seed or secrets.token_hex(8)
-    criteria = list(criteria) if criteria else list(PAPER_CRITERIA)
     check_out(out)
-    problems: list[str] = []
+    problems = criteria_problems(criteria)
+    if problems:
+        raise StudyError(problems)
+    criteria = list(criteria) if criteria is not None else list(PAPER_CRITERIA)
     chosen = _run_methods(run, methods, problems)
     if problems:
         raise StudyError(problems)
@@ -404,10 +436,13 @@ def make_study_from_run(out: str | os.PathLike, run: str | os.PathLike, methods:
         matches.append((method, identity, clip, pair_rng.choice(others)))
 
     with atomic_folder(out) as folder:
+        sources = {}   # copied video -> the run's file, to name in an error of the re-encoding
+
         def copy(method: str, identity: str, clip: str, source: Path) -> str:
             relative = f"videos/{name_slug(method)}/{identity}/{clip}.mp4"
             (folder / relative).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, folder / relative)
+            sources[folder / relative] = source
             return relative
 
         entries = [{"clip": f"{i}/{c}", "videos": {m: copy(m, i, c, clips[m][i, c]) for m in chosen}}
@@ -455,12 +490,12 @@ def make_study_from_run(out: str | os.PathLike, run: str | os.PathLike, methods:
             "criteria": [{"name": c, "question": default_question(c)} for c in criteria], "trials": trials,
             **page_options(play_through, consent, completion_code, completion_url, preference_levels),
         }
-        study = parse_study(document, folder)
+        study = checked_study(document, folder, out)
         results = run / RESULTS_FILE
         if results.is_file():   # beside the study, for analyze's metric-human agreement
             shutil.copyfile(results, folder / RESULTS_FILE)
         write_text_atomic(folder / STUDY_FILE, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
-        reencode_study_videos(folder, constant_bitrate)
+        reencode_study_videos(folder, constant_bitrate, out, sources)
     study = dataclasses.replace(study, root=out.resolve())
     logger.info("study %r from run %s: %d trials (%d attention checks, %d pairwise, matched-speech ones included) "
                 "x %d methods, %d criteria, "

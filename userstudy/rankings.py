@@ -144,8 +144,8 @@ def read_csv_table(path: str | os.PathLike, error: type[RankingsError] = Ranking
     if path.is_dir():
         raise error([folder_problem(path)], str(path))
     try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False,
-                           skip_blank_lines=skip_blank_lines, encoding="utf-8")
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False,
+                            skip_blank_lines=skip_blank_lines, encoding="utf-8")
     except FileNotFoundError:
         raise
     except pd.errors.EmptyDataError:
@@ -156,6 +156,19 @@ def read_csv_table(path: str | os.PathLike, error: type[RankingsError] = Ranking
         raise error([f"not a readable CSV file: not UTF-8 ({problem})"], str(path)) from None
     except OSError as problem:
         raise error([f"cannot be read: {problem.strerror or problem}"], str(path)) from None
+    if extra := _first_line_extra_fields(table):
+        raise error([f"not a readable CSV file: line 2 has {len(table.columns) + extra} fields, the header "
+                     f"{len(table.columns)} (a field that holds a comma needs double quotes)"], str(path))
+    return table
+
+
+def _first_line_extra_fields(table: pd.DataFrame) -> int:
+    """How many more fields than the header the first line after it has (0 when none).
+
+    pandas does not report that line as it reports any later one ("Expected 5 fields in line 3,
+    saw 7"): it takes the extra leading fields for an index, and every column shifts. A table
+    read with the default index has a ``RangeIndex``; any other index is that quirk."""
+    return 0 if isinstance(table.index, pd.RangeIndex) else table.index.nlevels
 
 
 def _where(index: pd.Index, labels) -> str:
@@ -186,7 +199,10 @@ def _check_rows(table: pd.DataFrame, problems: list[str]) -> pd.Series:
     if blank.any():
         problems.append(f"{_where(table.index, table.index[blank])}: empty line")
         fit &= ~blank
-    for column in (PARTICIPANT, TRIAL, CRITERION, METHOD):
+    # the optional columns that the server always fills: empty there is an error too (``position``
+    # is checked as a number below)
+    optional = [c for c in (SUBMISSION, SUBMITTED_AT) if c in table]
+    for column in (PARTICIPANT, TRIAL, CRITERION, METHOD, *optional):
         empty = ~blank & (table[column].str.strip() == "")
         if empty.any():
             problems.append(f"{_where(table.index, table.index[empty])}: {column} is empty")
@@ -289,9 +305,9 @@ def check_rankings(table: pd.DataFrame, drop_incomplete: bool = False,
     """Check ranking rows and return them ready for analysis, or raise ``RankingsError``.
 
     Problems reported (all at once, with lines): missing columns, empty lines or fields, ranks (or
-    positions) that are not whole numbers, a criterion with a single method, a rank outside 1..k
-    (k = the criterion's number of methods), a rank used twice in a block, a method ranked twice
-    in a block, and blocks that miss some of the criterion's methods (unless ``drop_incomplete``,
+    positions) that are not whole numbers, a criterion with a single method, a rank or position
+    outside 1..k (k = the criterion's number of methods), a rank or position used twice in a block,
+    a method ranked twice in a block, and blocks that miss some of the criterion's methods (unless ``drop_incomplete``,
     which sets them aside and lists each in ``dropped_blocks``). With ``study`` (the study the
     answers belong to), also every row that does not fit it (``study_problems``).
     """
@@ -329,7 +345,8 @@ def check_rankings(table: pd.DataFrame, drop_incomplete: bool = False,
     keep = pd.Series(True, index=rows.index)
     block_cols = list(BLOCK_COLUMNS)
     # Vectorised first, then a loop over the offending rows only: studies have thousands of blocks.
-    for column in (METHOD, RANK):
+    numbered = [RANK] + ([POSITION] if POSITION in rows else [])   # each a permutation of 1..k in a block
+    for column in [METHOD] + numbered:
         repeated = rows[rows.duplicated(block_cols + [column], keep=False)]
         for key, same in repeated.groupby(block_cols + [column], sort=False):
             name, value = _block_name(key[:3]), key[3]
@@ -338,15 +355,16 @@ def check_rankings(table: pd.DataFrame, drop_incomplete: bool = False,
                                 f"{len(same)} times in the block")
             else:
                 k = len(methods[key[2]])
-                problems.append(f"{_where(rows.index, same.index)}: {name}: rank {value} is given "
-                                f"{len(same)} times in the block (each rank 1..{k} is used once)")
+                problems.append(f"{_where(rows.index, same.index)}: {name}: {column} {value} is given "
+                                f"{len(same)} times in the block (each {column} 1..{k} is used once)")
     k_of_row = rows[CRITERION].map({c: len(m) for c, m in methods.items()})
-    outside = rows[(rows[RANK] < 1) | (rows[RANK] > k_of_row)]
-    for key, block in outside.groupby(block_cols, sort=False):
-        k = len(methods[key[2]])
-        values = ", ".join(str(r) for r in sorted(block[RANK].unique()))
-        problems.append(f"{_where(rows.index, block.index)}: {_block_name(key)}: rank {values} is outside "
-                        f"1..{k} (the criterion has {k} methods)")
+    for column in numbered:
+        outside = rows[(rows[column] < 1) | (rows[column] > k_of_row)]
+        for key, block in outside.groupby(block_cols, sort=False):
+            k = len(methods[key[2]])
+            values = ", ".join(str(r) for r in sorted(block[column].unique()))
+            problems.append(f"{_where(rows.index, block.index)}: {_block_name(key)}: {column} {values} is "
+                            f"outside 1..{k} (the criterion has {k} methods)")
     distinct = rows.groupby(block_cols, sort=False)[METHOD].transform("nunique")
     short = rows[distinct < k_of_row]
     for key, block in short.groupby(block_cols, sort=False):

@@ -51,6 +51,22 @@ def method_qualities(methods: Sequence[str], effect: float | Mapping[str, float]
     return {m: -float(effect) * i for i, m in enumerate(methods)}
 
 
+# The most rows one simulated study may have (participants x trials x criteria x methods): building
+# and writing a million rows peaks at 460 MB (measured, the interpreter and pandas included), so this
+# bound keeps a study within about 4 GB of memory and a 400 MB CSV.
+MAX_ROWS = 10_000_000
+
+
+def size_problem(participants: int, trials: int, criteria: int, methods: int) -> str | None:
+    """Why a study of this size is refused (more than ``MAX_ROWS`` rows), or None. Pure arithmetic:
+    it runs before anything is allocated."""
+    rows = participants * trials * criteria * methods
+    if rows <= MAX_ROWS:
+        return None
+    return (f"participants x trials x criteria x methods = {participants} x {trials} x {criteria} x {methods} = "
+            f"{rows:,} rows; a simulated study has at most {MAX_ROWS:,} (give fewer participants or trials)")
+
+
 def simulate_rankings(methods: Sequence[str], participants: int, trials: int,
                       effect: float | Mapping[str, float] | Mapping[str, Mapping[str, float]] = 0.5,
                       criteria: Sequence[str] = PAPER_CRITERIA, trial_sd: float = 0.5,
@@ -58,7 +74,9 @@ def simulate_rankings(methods: Sequence[str], participants: int, trials: int,
     """A complete synthetic study in long format: participant, trial, criterion, method, rank, position.
 
     ``effect``: a number (step between adjacent methods, first best), a mapping method -> quality
-    for every criterion, or a mapping criterion -> (method -> quality).
+    for every criterion, or a mapping criterion -> (method -> quality). Raises ``ValueError`` for a
+    method or criterion named twice, fewer than two methods, no criterion, fewer than one participant
+    or trial, or more than ``MAX_ROWS`` rows (checked before anything is allocated).
     """
     methods = list(methods)
     repeated = sorted({m for m in methods if methods.count(m) > 1})
@@ -70,6 +88,14 @@ def simulate_rankings(methods: Sequence[str], participants: int, trials: int,
     if participants < 1 or trials < 1:
         raise ValueError("participants and trials must be at least 1")
     criteria = list(criteria)
+    if not criteria:
+        raise ValueError("criteria: the list is empty; give at least one criterion")
+    repeated = sorted({c for c in criteria if criteria.count(c) > 1})
+    if repeated:
+        raise ValueError(f"criteria: {', '.join(repeated)} given more than once; name each criterion once")
+    too_big = size_problem(participants, trials, len(criteria), len(methods))
+    if too_big:
+        raise ValueError(too_big)
     if isinstance(effect, Mapping) and effect and all(isinstance(v, Mapping) for v in effect.values()):
         quality = {c: method_qualities(methods, effect.get(c, {})) for c in criteria}
     else:
