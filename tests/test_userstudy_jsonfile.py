@@ -67,3 +67,13 @@ def test_a_run_file_nested_too_deeply_is_named(tmp_path):
     (run / "run.json").write_text('{"methods": ["imac", "s2g"], "config": ' + "{\"a\": " * 5000 + "1" + "}" * 5001)
     with pytest.raises(StudyError, match=r"run.json: refused: JSON nested 5001 levels deep"):
         make_study_from_run(tmp_path / "study", run)
+
+
+def test_an_integer_longer_than_100_digits_is_refused_naming_the_file(tmp_path):
+    path = tmp_path / "study.json"
+    path.write_text('{"seed": ' + "9" * 5000 + "}")
+    with pytest.raises(JSONFileError) as error:
+        read_json(path)
+    assert str(error.value) == f"{path}: refused: an integer of 5000 digits (at most 100 are read)"
+    path.write_text('{"seed": ' + "9" * 100 + ', "n": -12}')
+    assert read_json(path) == {"seed": 10 ** 100 - 1, "n": -12}

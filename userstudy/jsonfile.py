@@ -19,6 +19,7 @@ from typing import Any
 
 MAX_BYTES = 16 * 1024 * 1024
 MAX_DEPTH = 64
+MAX_INT_DIGITS = 100     # a 64-bit seed has 20 digits; Python itself refuses past 4300, naming no file
 # A JSON string (with its escapes): brackets inside strings do not nest anything.
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _BRACKET = re.compile(r"[\[\]{}]")
@@ -26,6 +27,18 @@ _BRACKET = re.compile(r"[\[\]{}]")
 
 class JSONFileError(ValueError):
     """A JSON file that is refused or cannot be read; the message starts with the file."""
+
+
+class _LongInteger(ValueError):
+    pass
+
+
+def _int(text: str) -> int:
+    """``json.loads``'s ``parse_int``: at most ``MAX_INT_DIGITS`` digits."""
+    digits = len(text.lstrip("-"))
+    if digits > MAX_INT_DIGITS:
+        raise _LongInteger(f"refused: an integer of {digits} digits (at most {MAX_INT_DIGITS} are read)")
+    return int(text)
 
 
 def nesting_depth(text: str) -> int:
@@ -46,7 +59,8 @@ def read_json(path: str | os.PathLike, max_bytes: int = MAX_BYTES, max_depth: in
 
     Raises ``FileNotFoundError`` for a missing file (also when a part of its path is a file), and
     ``JSONFileError`` naming the file for a folder, a file that cannot be read, or one larger than
-    ``max_bytes``, nested deeper than ``max_depth``, not UTF-8 or not valid JSON.
+    ``max_bytes``, nested deeper than ``max_depth``, holding an integer of more than ``MAX_INT_DIGITS``
+    digits, not UTF-8 or not valid JSON.
     """
     path = Path(path)
     try:
@@ -74,8 +88,10 @@ def read_json(path: str | os.PathLike, max_bytes: int = MAX_BYTES, max_depth: in
     if depth > max_depth:
         raise JSONFileError(f"{path}: refused: JSON nested {depth} levels deep (at most {max_depth})")
     try:
-        return json.loads(text)
+        return json.loads(text, parse_int=_int)
     except json.JSONDecodeError as error:
         raise JSONFileError(f"{path}: not valid JSON: {error}") from None
+    except _LongInteger as error:
+        raise JSONFileError(f"{path}: {error}") from None
     except RecursionError:   # not reached within max_depth; kept so no traceback can escape
         raise JSONFileError(f"{path}: refused: JSON nested too deeply") from None
