@@ -399,7 +399,8 @@ def _parse_manifest(root: str | os.PathLike) -> tuple[list[ClipRecord], list[Pro
     root = Path(root).absolute()
     manifest = root / MANIFEST_NAME
     if not manifest.is_file():
-        return [], [Problem(str(manifest), "manifest", "file not found (is this a dataset folder?)")]
+        found = "a folder, not a file" if manifest.is_dir() else "file not found (is this a dataset folder?)"
+        return [], [Problem(str(manifest), "manifest", found)]
     try:
         text = manifest.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
@@ -604,7 +605,8 @@ def check_clip(record: ClipRecord, level: str = "full") -> list[Problem]:
     files = dict(_referenced_files(record))
     for name, path in files.items():
         if not path.is_file():
-            problems.append(Problem(record.label, name, f"file not found ({record.relative(path)})"))
+            found = "a folder, not a file" if path.is_dir() else "file not found"
+            problems.append(Problem(record.label, name, f"{found} ({record.relative(path)})"))
         elif level == "full" and name != "audio":      # the audio is judged by the agreed frame count
             problems += _content_problems(record, name, path, counts)
     if level == "full":

@@ -226,6 +226,8 @@ def test_missing_manifest(tmp_path):
     with pytest.raises(DatasetError, match="manifest.jsonl: manifest: file not found"):
         read_manifest(tmp_path)
     assert [p.field for p in validate_dataset(tmp_path)] == ["manifest"]
+    (tmp_path / "manifest.jsonl").mkdir()
+    assert [str(p) for p in validate_dataset(tmp_path)] == [f"{tmp_path / 'manifest.jsonl'}: manifest: a folder, not a file"]
 
 
 def test_invalid_json_line(dataset):
@@ -290,6 +292,13 @@ def test_missing_file(dataset, field, suffix):
     (dataset / "bob" / f"clip_001{suffix}").unlink()
     for level in ("files", "full"):
         reported(dataset, "bob/clip_001", field, "file not found", f"bob/clip_001{suffix}", level=level)
+
+
+def test_a_file_that_is_a_folder_is_named_so(dataset):
+    (dataset / "bob" / "clip_001.motion.npz").unlink()
+    (dataset / "bob" / "clip_001.motion.npz").mkdir()
+    for level in ("files", "full"):
+        reported(dataset, "bob/clip_001", "motion", "a folder, not a file", "bob/clip_001.motion.npz", level=level)
 
 
 def test_files_level_does_not_open_files(dataset):
