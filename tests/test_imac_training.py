@@ -512,6 +512,43 @@ def test_resuming_a_checkpoint_of_another_layout_names_the_changed_keys(corpus, 
         train(tiny_config(corpus, vae, tmp_path / "run", ["video.motion_map=3"]), "stage2", progress=False, max_steps=2)
 
 
+def test_a_resumed_run_refuses_changed_training_settings_and_trims_its_log(corpus, vae, tmp_path):
+    """Resumed with another learning rate or batch, the checkpoint's optimizer would keep the old rate while
+    the folder recorded the new one: refused, naming the keys. The steps, the logging and the sampling may
+    change; the log keeps each step once (an interrupted run had logged past its last checkpoint)."""
+    run = tmp_path / "run"
+    train(tiny_config(corpus, vae, run, ["train.save_every=2", "train.log_every=1"]), "stage1", progress=False,
+          max_steps=2)
+    with pytest.raises(ValueError, match=r"checkpoints/step-2: trained with other settings \(stage1.batch_size: "
+                                         r"\d+ -> 1, stage1.lr: [0-9.e-]+ -> 0.5\); resume it with the settings"):
+        train(tiny_config(corpus, vae, run, ["stage1.lr=0.5", "stage1.batch_size=1"]), "stage1", progress=False,
+              max_steps=3)
+    log = run / "stage1" / "log.jsonl"
+    log.write_text(log.read_text() + '{"step": 3, "loss": 1.0}\n')       # logged after the last checkpoint
+    train(tiny_config(corpus, vae, run, ["train.save_every=2", "train.log_every=1", "video.sample_steps=3"]),
+          "stage1", progress=False, max_steps=4)
+    assert [json.loads(line)["step"] for line in log.read_text().splitlines()] == [1, 2, 3, 4]
+
+
+def test_a_damaged_checkpoint_is_named_not_a_traceback(corpus, vae, tmp_path):
+    run = tmp_path / "run"
+    train(tiny_config(corpus, vae, run), "stage1", progress=False, max_steps=1)
+    weights = run / "stage1" / "checkpoints" / "step-1" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(ValueError, match=r"checkpoints/step-1: a damaged checkpoint \(SafetensorError: .*\); "
+                                         r"remove that folder to resume from the checkpoint before it"):
+        train(tiny_config(corpus, vae, run), "stage1", progress=False, max_steps=2)
+
+
+def test_stage2_refuses_a_stage1_of_another_motion_branch(corpus, vae, tmp_path):
+    narrow = tiny_config(corpus, vae, tmp_path / "narrow", ["motion.width=32", "audio.width=32"])
+    stage1 = train(narrow, "stage1", progress=False, max_steps=1).model_dir
+    with pytest.raises(ValueError, match=rf"stage2.init_from: {stage1} was trained with another motion branch "
+                                         r"\(motion.width: 32 there, 64 here; audio.width: 32 there, 64 here\)"):
+        train(tiny_config(corpus, vae, tmp_path / "wide", [f"stage2.init_from={stage1}"]), "stage2", progress=False,
+              max_steps=1)
+
+
 def test_the_logged_gradient_norm_is_the_gradients_and_leaves_them_as_they_are():
     """grad_norm without clipping: the L2 norm over all gradients (numpy on the flattened values), and
     the gradients untouched, also when they overflow (clipping at an infinite bound would make them NaN)."""

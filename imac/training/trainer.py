@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 import shutil
 import time
 from dataclasses import dataclass
@@ -36,11 +37,13 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, broadcast_object_list, set_seed
+from safetensors import SafetensorError
 from diffusers.training_utils import EMAModel
 from tqdm import tqdm
 
 from imac.audio_features import AudioFeatures
-from imac.config import IMACConfig, config_differences, flat_config, listed, load_config, save_config
+from imac.config import (SAMPLING_KEYS, IMACConfig, config_differences, flat_config, listed, load_config,
+                         save_config)
 from imac.models.loading import load_pretrained
 from imac.models.motion import MotionModel
 from imac.models.video import enable_block_checkpointing
@@ -50,7 +53,7 @@ from imac.training.windows import ClipArrays, GlobalBatches, TrainingWindows, pr
 from metrics.dataset import FPS_RELATIVE_TOLERANCE, Dataset
 from metrics.device import resolve_device
 from metrics.distributed import close_at_exit
-from metrics.io.files import remove_stale_temporaries, replace_folder, temporary_folder_sibling
+from metrics.io.files import remove_stale_temporaries, replace_folder, temporary_folder_sibling, write_text_atomic
 
 STAGES = ("stage1", "stage2")
 PRELOAD_LIMIT_BYTES = 2 * 1024 ** 3
@@ -207,9 +210,64 @@ def _save_checkpoint(accelerator, folder: Path, step: int, keep: int = 2) -> Non
     accelerator.wait_for_everyone()
 
 
+def _damaged_checkpoint(folder: Path, error: BaseException) -> ValueError:
+    reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return ValueError(f"{folder}: a damaged checkpoint ({type(error).__name__}: {reason}); remove that folder to "
+                      "resume from the checkpoint before it, or give another train.output")
+
+
+def _trim_log(path: Path, step: int) -> None:
+    """Drop the lines of a stage's ``log.jsonl`` logged after ``step``, the checkpoint a run resumes from:
+    the resumed run logs those steps again (an interrupted run had logged past its last checkpoint)."""
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    kept = [line for line in lines if _logged_step(line) <= step]
+    if len(kept) != len(lines):
+        write_text_atomic(path, "".join(kept))
+
+
+def _logged_step(line: str) -> float:
+    try:
+        return float(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return -math.inf                  # a line that is not a step's: kept
+
+
 def _cycle(loader):
     while True:
         yield from loader
+
+
+def motion_shape_keys(config: IMACConfig) -> list[tuple[str, str, object]]:
+    """(motion model config name, config key, this config's value) of the motion branch's settings that a
+    stage-1 folder fixes (its layout and dropout): a stage 2 started from it must have the same, or its
+    card would say one thing and its weights hold another."""
+    a, m = config.audio, config.motion
+    return [("width", "motion.width", m.width), ("layers", "motion.layers", m.layers), ("heads", "motion.heads", m.heads),
+            ("expression_dim", "motion.expression_dim", m.expression_dim), ("dropout", "motion.dropout", m.dropout),
+            ("audio_width", "audio.width", a.width), ("mfcc_width", "audio.mfcc_width", a.mfcc_width),
+            ("mfcc_heads", "audio.mfcc_heads", a.mfcc_heads), ("n_mfcc", "audio.n_mfcc", a.n_mfcc)]
+
+
+# What may change when a stage resumes from its checkpoint: how long it trains, where it logs and writes,
+# where the data lies and how a trained model samples (``SAMPLING_KEYS``); every other key is part of the
+# training that the checkpoint continues.
+RESUMABLE_KEYS = ("train.output", "train.save_every", "train.log_every", "train.num_workers", "train.device",
+                  "data.root", "data.feature_cache", *SAMPLING_KEYS)
+
+
+def resume_changes(saved: Path, config: IMACConfig, stage: str) -> list[str]:
+    """The keys of ``config`` that differ from the ``config.yaml`` a stage's checkpoints were written with
+    (``saved``), besides ``RESUMABLE_KEYS``, the stage's own ``steps`` and the other stage's section (and
+    the video branch for stage 1); empty when the file is missing or unreadable (written by an earlier version)."""
+    try:
+        before = load_config(saved).to_dict()
+    except (OSError, ValueError):
+        return []
+    other = ["stage2.", "video."] if stage == "stage1" else ["stage1."]
+    return config_differences(flat_config(before), flat_config(config.to_dict()),
+                              (*RESUMABLE_KEYS, f"{stage}.steps", *other))
 
 
 def build_stage_model(config: IMACConfig, stage: str, pose_dim: int, hubert_dim: int,
@@ -228,6 +286,11 @@ def build_stage_model(config: IMACConfig, stage: str, pose_dim: int, hubert_dim:
             raise ValueError(f"stage2.init_from: {init} was trained with motion.noise_skip="
                              f"{str(bool(motion.config.noise_skip)).lower()} (folders written before the key "
                              f"existed have false); give that override, or train stage 1 again")
+        differing = [f"{key}: {motion.config[name]!r} there, {value!r} here" for name, key, value in
+                     motion_shape_keys(config) if motion.config[name] != value]
+        if differing:
+            raise ValueError(f"stage2.init_from: {init} was trained with another motion branch ({'; '.join(differing)}); "
+                             "give its values as overrides, or train stage 1 again")
     else:
         torch.manual_seed(config.train.seed)
         motion = build_motion(config, pose_dim, hubert_dim)
@@ -298,15 +361,24 @@ def train(config: IMACConfig, stage: str, progress: bool = True, max_steps: int 
             accelerator.load_state(str(latest[0]))
         except RuntimeError as error:          # torch's "Error(s) in loading state_dict": another layout
             if "state_dict" not in str(error):
-                raise
+                raise _damaged_checkpoint(latest[0], error) from None
             changed = config_changes(out / "config.yaml", config)
             raise ValueError(f"{latest[0]}: a checkpoint of another model layout"
                              + (f" (its config.yaml differs in {changed})" if changed else "")
                              + "; resume it with the config it was written with, or give another train.output") from None
+        except (OSError, EOFError, ValueError, pickle.UnpicklingError, SafetensorError) as error:
+            raise _damaged_checkpoint(latest[0], error) from None
         if ema is not None and ema.decay != settings.ema_decay:
             raise ValueError(f"{latest[0]}: trained with {stage}.ema_decay={ema.decay}, not {settings.ema_decay}; "
                              "resume it with the same value, or give another train.output")
+        changed = resume_changes(out / "config.yaml", config, stage)
+        if changed:
+            raise ValueError(f"{latest[0]}: trained with other settings ({listed(changed)}); resume it with the "
+                             "settings it was trained with (only the steps, the logging and where data and output "
+                             "lie may change), or give another train.output")
         step = latest[1]
+        if accelerator.is_main_process:
+            _trim_log(out / "log.jsonl", step)
         if show:
             print(f"resumed from {latest[0]} (step {step})")
     # The stage's folder is written once the model is built and a checkpoint to resume agrees with the
