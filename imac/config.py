@@ -152,7 +152,7 @@ class TrainConfig:
     save_every: int = ranged(500, ge=1)
     log_every: int = ranged(10, ge=1)
     num_workers: int = ranged(0, ge=0)
-    seed: int = 0
+    seed: int = ranged(0, ge=0, le=2 ** 32 - 1)   # numpy's seeds (accelerate's set_seed) are 32-bit
 
 
 @dataclass

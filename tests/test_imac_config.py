@@ -170,3 +170,11 @@ def test_max_steps_below_one_is_refused(steps, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["train", "stage1", "--config", "tiny", "--max-steps", steps])
     assert exit_.value.code == 2 and f"argument --max-steps: {steps} is less than 1" in capsys.readouterr().err
+
+
+def test_the_training_seed_is_within_numpys_32_bits():
+    from metrics.options import OptionsError
+    assert load_config("tiny", ["train.seed=4294967295"]).train.seed == 2 ** 32 - 1
+    for bad in ("-1", "4294967296"):
+        with pytest.raises((OptionsError, ValueError), match=r"train.seed: must be >= 0 and <= 4294967295"):
+            load_config("tiny", [f"train.seed={bad}"])

@@ -268,7 +268,8 @@ def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
     if out_dir.exists() and not out_dir.is_dir():
         raise FileExistsError(f"{out_dir} exists and is not a folder")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out_dir} is not empty; choose another output folder or pass overwrite=True")
+        raise FileExistsError(f"{out_dir} is not empty; choose another output folder (video.vae), or replace it "
+                              "(imac train vae --overwrite; overwrite=True in Python)")
 
 
 def save_autoencoder(vae: AutoencoderKL, out_dir: Path, card: dict, overwrite: bool) -> None:
