@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from metrics.cli import int_in
 from metrics.io.video import read_video
 from metrics.pose import wholebody as wb
 from metrics.pose.toy import ToyMarkerPose
@@ -146,11 +147,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run", type=Path, help="an imac-bench run folder")
     parser.add_argument("--methods", default="imac,mya,s2g,gt", help="method folders, comma-separated")
-    parser.add_argument("--chunks", type=int, default=6)
-    parser.add_argument("--chunk", type=int, default=16, help="frames per chunk (IMAC's video.frames)")
+    parser.add_argument("--chunks", type=int_in(1, 10_000), default=6, help="chunks per video")
+    parser.add_argument("--chunk", type=int_in(2, 10_000), default=16, help="frames per chunk (IMAC's video.frames)")
     parser.add_argument("--flicker", action="store_true",
                         help="also the found points' frame-to-frame steps: median and share over 3 px")
     args = parser.parse_args(argv)
+    if not args.run.is_dir():
+        parser.error(f"{args.run}: no such run folder")
     tables, flickers = {}, {}
     for name in [m.strip() for m in args.methods.split(",") if m.strip()]:
         folder = args.run / name
@@ -162,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
         tables[name] = method_table(folder, args.chunk, args.chunks, steps, spreads)
         if steps is not None:
             flickers[name] = (*flicker_summary(steps), spread_summary(spreads))
+    if not tables:
+        parser.error(f"{args.run}: none of the method folders {args.methods} is there")
     print(markdown(tables, args.chunks))
     if args.flicker:
         print(f"\n| method | median step of a found point (px) | steps over {JUMP:g} px | steps "
