@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from metrics.chunk_joins import clip_joins
+from metrics.cli import existing_folder, preset_names
 from metrics.dataset import Dataset
 from metrics.io.video import read_video
 from metrics.pose.toy import ToyMarkerPose
@@ -21,11 +22,13 @@ from metrics.protocol import get_protocol
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", type=Path, required=True)
-    parser.add_argument("--protocol", default="imac-bench")
+    parser.add_argument("--run", type=existing_folder, required=True, help="an imac-bench run folder")
+    parser.add_argument("--protocol", type=preset_names, default="imac-bench", help="metric protocol (presets '+'-joined)")
     args = parser.parse_args()
     protocol = get_protocol(args.protocol)
     data = args.run / "data"
+    if not (data / "manifest.jsonl").is_file():
+        parser.error(f"{args.run}: not an imac-bench run folder (no data/manifest.jsonl)")
     clips = sorted(Dataset.open(data, level="files").split("test"), key=lambda c: c.key)
     rows = sorted(p.name for p in args.run.iterdir() if p.is_dir() and p.name not in ("data", "work", "cache", "plots"))
     pose = ToyMarkerPose()

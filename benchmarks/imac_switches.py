@@ -50,6 +50,7 @@ from bench.runner import clip_seed, conform_frames  # noqa: E402
 from imac.config import SAMPLING_KEYS, load_config, with_sampling_overrides  # noqa: E402
 from imac.frames import frames_to_tensor  # noqa: E402
 from imac.pipeline import IMACPipeline, motion_windows  # noqa: E402
+from metrics.cli import existing_folder  # noqa: E402
 from metrics.dataset import find_clips  # noqa: E402
 from metrics.io.video import read_video, write_video  # noqa: E402
 from metrics.pose.toy import ToyMarkerPose  # noqa: E402
@@ -160,7 +161,8 @@ def real_motion(pipeline: IMACPipeline, clip):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run", type=Path, required=True, help="an imac-bench run folder with IMAC trained in it")
+    parser.add_argument("--run", type=existing_folder, required=True,
+                        help="an imac-bench run folder with IMAC trained in it")
     parser.add_argument("--out", type=Path, default=None, help="where the variants' videos go (default: <run>/switches)")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"of {', '.join(VARIANTS)}")
     parser.add_argument("--clips", type=int, default=0, help="only the first N test clips (0: all)")

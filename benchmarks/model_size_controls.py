@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.runner import conform_frames  # noqa: E402
+from metrics.cli import existing_folder  # noqa: E402
 from imac.frames import frames_to_tensor, tensor_to_frames  # noqa: E402
 from imac.models.video import decode_latents, encode_latents  # noqa: E402
 from metrics.dataset import Dataset  # noqa: E402
@@ -83,7 +84,7 @@ def score(run: Path, folder: Path) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("run", type=Path)
+    parser.add_argument("run", type=existing_folder, help="an imac-bench run folder")
     parser.add_argument("--out", type=Path, default=None, help="where the folders go (default RUN/work/model_size)")
     parser.add_argument("--sources", default="static,gt", help="method folders of the run to pass through")
     args = parser.parse_args(argv)

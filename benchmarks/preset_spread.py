@@ -60,8 +60,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", type=Path, required=True, help="a benchmark run folder (imac-bench run --out)")
     parser.add_argument("--methods", default=",".join(DEFAULT_METHODS), help="method folders of the run")
-    parser.add_argument("--metrics", default=",".join(PRESETS), help="of fvd, bas, div")
+    parser.add_argument("--metrics", default=",".join(PRESETS), help="of " + ", ".join(PRESETS))
     args = parser.parse_args(argv)
+    unknown = [m for m in args.metrics.split(",") if m not in PRESETS]
+    if unknown:
+        parser.error(f"--metrics: {', '.join(unknown)}: not one of {', '.join(PRESETS)}")
     methods = [m for m in args.methods.split(",") if (args.run / m).is_dir()]
     if not (args.run / "data").is_dir() or not methods:
         print(f"{args.run}: not a benchmark run folder (needs data/ and method folders)", file=sys.stderr)

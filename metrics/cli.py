@@ -211,6 +211,14 @@ def float_in(ge: float | None = None, le: float | None = None, *, gt: float | No
     return NumberIn(float, ge=ge, gt=gt, le=le, lt=lt)
 
 
+def existing_folder(text: str) -> Path:
+    """An argparse type: a folder that exists (argparse names the option in the error)."""
+    path = Path(text)
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: " + ("a file, not a folder" if path.exists() else "no such folder"))
+    return path
+
+
 def option_type(kind: type, name: str) -> NumberIn:
     """The argparse type of the numeric field ``name`` of the options dataclass ``kind``: its type (int or
     float, also as ``X | None``) within the range its ``metrics.options.ranged`` declares, so that the
