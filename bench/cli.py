@@ -30,8 +30,9 @@ from bench.methods import check_method_name, known_methods
 from bench.report import failed_checks, format_terminal, load_results, missing_videos, write_report
 from imac import __version__
 from imac.cli import add_validate_arguments, validate_command
-from metrics.cli import SEED_RANGE, CommandParser, add_command, help_texts, int_in, package_version, run_command
+from metrics.cli import CommandParser, add_command, help_texts, int_in, package_version, run_command
 from metrics.device import resolve_device
+from metrics.io.files import file_in_the_way
 from metrics.distributed import relaunch, without_option
 
 # bench.runner is imported in _run only (it loads the metrics' networks and the run's machinery); diffusers
@@ -72,6 +73,14 @@ def _parse_generated(values: list[str]) -> dict[str, Path]:
     return generated
 
 
+def _check_out_folder(out: Path) -> None:
+    """``--out`` is a folder or can be made one: neither it nor a folder above it is a file."""
+    blocker = file_in_the_way(out)
+    if blocker is not None:
+        what = "a file" if blocker == out else f"{blocker} is a file"
+        raise ValueError(f"--out {out}: {what}, not a folder; give a folder")
+
+
 def _split(text: str | None) -> list[str]:
     return [part.strip() for part in (text or "").split(",") if part.strip()]
 
@@ -83,6 +92,7 @@ def _run(args: argparse.Namespace) -> int:
     generated = _parse_generated(args.generated)
     if not methods and not generated:
         raise ValueError("--methods: name at least one method (e.g. imac,s2g,mya), or give --generated NAME=DIR")
+    _check_out_folder(args.out)
     resolve_device(args.device)        # a GPU torch does not see is named here, before any work
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads {args.threads}: give at least 1 (or leave it out for torch's default)")
@@ -204,7 +214,8 @@ def build_parser() -> CommandParser:
     run.add_argument("--identities", default=None, help="comma-separated speakers (default: all)")
     run.add_argument("--out", type=Path, default=Path("runs/bench"), help="run folder (rerun to resume)")
     run.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
-    run.add_argument("--seed", type=int_in(*SEED_RANGE), default=0, help="random seed of the generation")
+    run.add_argument("--seed", type=int_in(0, 2 ** 32 - 1), default=0,
+                     help="random seed of the training and the generation (numpy's 32 bits: IMAC's train.seed)")
     run.add_argument("--config", default="toy", help="bench config name or YAML path")
     run.add_argument("--generated", action="append", default=[], metavar="NAME=DIR",
                      help="evaluate videos made elsewhere: DIR/<identity>/<clip_id>.mp4 (repeatable)")

@@ -44,6 +44,7 @@ from __future__ import annotations
 import json
 import logging
 import platform
+import re
 import time
 import zlib
 from collections.abc import Callable
@@ -81,6 +82,7 @@ from metrics.pose.extraction import keypoint_cache
 from metrics.lipsync import LipSyncSettings
 from metrics.lipsync_training import SyncTrainingConfig, train_syncnet_standin
 from metrics.syncnet import standin_card_path
+from metrics.inputs import InputMismatchError
 from metrics.protocol import Protocol, get_protocol
 from metrics.registry import REGISTRY
 
@@ -511,17 +513,26 @@ def external_factories(settings: RunSettings) -> dict[str, Callable[[], Method]]
         factories[name] = lambda name=name, folder=folder: GeneratedFolder(name, folder)
     if settings.methods_file:
         for name, spec in parse_methods_file(settings.methods_file).items():
+            if name in (settings.generated or {}):
+                raise ValueError(f"--generated {name}={settings.generated[name]}: {name} is also a method of "
+                                 f"--methods-file {settings.methods_file}; give one of them another name")
             factories[name] = lambda spec=spec: CommandMethod(spec)
     return factories
 
 
 def method_names(settings: RunSettings) -> list[str]:
     """The methods asked for, then the controls (which every run has)."""
-    names = list(dict.fromkeys(settings.methods + list(settings.generated or {})))
-    clash = [n for n in names if n in CONTROLS or n == NOISE_FLOOR]
-    if clash:
-        raise ValueError(f"{', '.join(clash)}: the controls run on every run; do not list them in --methods")
-    return names + list(CONTROLS)
+    generated = settings.generated or {}
+    for name, folder in generated.items():
+        if name in settings.methods:      # the folder's videos would silently replace the method's
+            raise ValueError(f"--generated {name}={folder}: {name} is also in --methods; give the external videos "
+                             f"another name (e.g. --generated {name}-external={folder}) to compare both")
+    for option, given in (("--methods", settings.methods), ("--generated", list(generated))):
+        clash = [n for n in given if n in CONTROLS or n == NOISE_FLOOR]
+        if clash:
+            raise ValueError(f"{option}: {', '.join(clash)}: the controls run on every run and keep their names; "
+                             f"do not name them in {option}")
+    return list(dict.fromkeys(settings.methods + list(generated))) + list(CONTROLS)
 
 
 def check_config_paths(config: BenchConfig) -> None:
@@ -545,6 +556,8 @@ def plan_run(settings: RunSettings, processes: Processes = SINGLE) -> RunPlan:
     protocol = get_protocol(config.protocol)
     factories = external_factories(settings)
     methods = tuple(make_method(name, factories) for name in method_names(settings))  # unknown names fail here
+    for method in methods:                           # e.g. a --generated folder that is not there
+        method.check_inputs()                        # before the run folder is made
     with processes.main_first():
         if processes.is_main:
             check_run_file(out, settings, config, {m.name: m.source for m in methods if hasattr(m, "source")})
@@ -747,7 +760,20 @@ def check_external_folders(plan: RunPlan) -> None:
     for method in plan.methods:
         folder = getattr(method, "folder", None)
         if method.kind == "external" and folder is not None and Path(folder).is_dir():
-            check_folder(plan.config.metrics, plan.protocol, plan.clips, method.name, Path(folder))
+            try:
+                check_folder(plan.config.metrics, plan.protocol, plan.clips, method.name, Path(folder))
+            except InputMismatchError as error:
+                raise InputMismatchError(without_allow_option(str(error))) from None
+
+
+_ALLOW_HINT = re.compile(r", or allow it \(allow='([a-z_]+)', --allow-mismatch [a-z_]+\)")
+
+
+def without_allow_option(message: str) -> str:
+    """The metrics library's refusal of a header mismatch, which suggests ``--allow-mismatch`` (an option of
+    ``python -m metrics compute``, not of ``imac-bench run``), told with what this command offers."""
+    return _ALLOW_HINT.sub(r" (imac-bench run scores only matching videos: re-encode them to match; "
+                           r"python -m metrics compute --allow-mismatch \1 scores them anyway)", message)
 
 
 HINT_KEYS = ("chunk_period", "chunk_offset")    # what a method's facts may state for the metrics

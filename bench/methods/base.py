@@ -122,6 +122,11 @@ class Method:
     label: str = ""
     kind: str = "model"               # "model" | "control" | "external" | "reference" (gt: the real videos, never scored against themselves)
 
+    def check_inputs(self) -> None:
+        """Refuse (ValueError naming the option or file) inputs the method reads that cannot be used (a
+        ``--generated`` folder that does not exist); the runner calls it for every method before it
+        creates anything in the run folder. Reads nothing of the run; the default: nothing to check."""
+
     def check_folder(self, context: BenchContext) -> None:
         """Refuse (ValueError, naming what differs) a run folder whose earlier work for this method was
         done with other settings than this run's; the runner calls it for every method before any method

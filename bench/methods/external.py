@@ -87,15 +87,21 @@ class GeneratedFolder(Method):
         """What its videos are made from (run.json keeps it: a rerun from another folder is refused)."""
         return {"folder": str(self.folder.resolve())}
 
-    def prepare(self, context) -> dict[str, Any]:
+    def check_inputs(self) -> None:
+        """The folder exists and holds no two files that are one clip on a case-insensitive file system
+        (checked before the run folder is made, and again by ``prepare``)."""
         if not self.folder.is_dir():
-            raise ExternalVideoError(f"--generated {self.name}={self.folder}: no such folder")
+            what = "a file, not a folder" if self.folder.exists() else "no such folder"
+            raise ExternalVideoError(f"--generated {self.name}={self.folder}: {what}")
         clashes = same_clip_files(self.folder)
         if clashes:
             pairs = "; ".join(" and ".join(repr(path.relative_to(self.folder).as_posix()) for path in group)
                               for group in clashes)
             raise ExternalVideoError(f"--generated {self.name}={self.folder}: files that are one clip on a "
                                      f"case-insensitive file system: {pairs}; rename or remove all but one")
+
+    def prepare(self, context) -> dict[str, Any]:
+        self.check_inputs()
         return self.source
 
     def write(self, clip: ClipRecord, out: Path, seed: int) -> dict[str, Any]:

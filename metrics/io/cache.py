@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from metrics.io.bounded import BoundedReadError, load_npz
-from metrics.io.files import file_sha256, save_npz_atomic
+from metrics.io.files import file_in_the_way, file_sha256, save_npz_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -37,12 +37,10 @@ def check_cache_root(root: str | Path) -> Path:
     """``root`` as a Path, when it is a folder or can be made one (missing folders are made on the first
     store). ``NotADirectoryError`` naming the file in the way otherwise: ``root`` itself, or a parent."""
     root = Path(root)
-    for part in (root, *root.parents):
-        if part.exists():
-            if not part.is_dir():
-                raise NotADirectoryError(f"cache folder {root}: " + ("a file, not a folder" if part == root else
-                                                                     f"{part} is a file, so it cannot be made"))
-            break
+    blocker = file_in_the_way(root)
+    if blocker is not None:
+        raise NotADirectoryError(f"cache folder {root}: " + ("a file, not a folder" if blocker == root else
+                                                             f"{blocker} is a file, so it cannot be made"))
     return root
 
 

@@ -194,6 +194,16 @@ def check_file_target(path: str | os.PathLike, what: str = "file", suffixes: tup
     return final
 
 
+def file_in_the_way(folder: str | os.PathLike) -> Path | None:
+    """The file that keeps ``folder`` from being a folder (``folder`` itself or one above it), or None when
+    it is one or can be made one."""
+    folder = Path(folder)
+    for part in (folder, *folder.parents):
+        if part.exists():
+            return None if part.is_dir() else part
+    return None
+
+
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically and return the path."""
     with atomic_path(path) as temporary:

@@ -1,0 +1,85 @@
+"""`imac-bench run --generated` and `--out`: bad input is one line naming the option, before any work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.cli import main as bench_main
+from bench.data.toy.corpus import ToyCorpusConfig, generate_toy_corpus
+from bench.runner import test_clips as real_test_clips
+from metrics.io.video import VideoReader, write_video
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("corpus") / "toy"
+    generate_toy_corpus(root, ToyCorpusConfig(identities=2, clips=3, test_clips=2, size=64), progress=False)
+    return root
+
+
+def run(corpus: Path, out: Path, *options: str) -> int:
+    return bench_main(["run", "--data", str(corpus), "--out", str(out), "--quiet", "--no-plots", *options])
+
+
+def test_generated_name_also_in_methods_is_refused_not_silently_replaced(corpus, tmp_path, capsys):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    assert run(corpus, tmp_path / "r", "--methods", "s2g", "--generated", f"s2g={videos}") == 2
+    err = capsys.readouterr().err
+    assert f"--generated s2g={videos}: s2g is also in --methods" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_missing_generated_folder_leaves_no_run_folder(corpus, tmp_path, capsys):
+    assert run(corpus, tmp_path / "r", "--generated", f"x={tmp_path / 'nodir'}") == 2
+    assert f"--generated x={tmp_path / 'nodir'}: no such folder" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_generated_folder_that_is_a_file_is_named(corpus, tmp_path, capsys):
+    (tmp_path / "afile").write_text("")
+    assert run(corpus, tmp_path / "r", "--generated", f"x={tmp_path / 'afile'}") == 2
+    assert f"--generated x={tmp_path / 'afile'}: a file, not a folder" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_control_named_in_generated_names_generated(corpus, tmp_path, capsys):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    assert run(corpus, tmp_path / "r", "--generated", f"gt={videos}") == 2
+    err = capsys.readouterr().err
+    assert "--generated: gt: the controls run on every run" in err and "--methods" not in err
+    assert run(corpus, tmp_path / "r", "--methods", "static") == 2
+    assert "--methods: static: the controls run on every run" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("below", ["", "sub"])
+def test_out_that_is_a_file_is_named(corpus, tmp_path, capsys, below):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    out = afile / below if below else afile
+    assert run(corpus, out, "--methods", "s2g") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(f"--out {out}: {'a file' if not below else f'{afile} is a file'}, not a folder; give a folder")
+    assert "Errno" not in err and afile.read_text() == "x"
+
+
+def test_header_mismatch_does_not_suggest_an_option_run_lacks(corpus, tmp_path, capsys):
+    """A generated clip longer than its real one: refused, pointing at what imac-bench run offers."""
+    folder = tmp_path / "official"
+    for clip in real_test_clips(corpus):
+        with VideoReader(clip.video) as reader:
+            frames = np.stack(list(reader))
+            fps = reader.info.fps
+        target = folder / clip.identity / f"{clip.clip_id}.mp4"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_video(target, np.concatenate([frames, frames]), fps)      # twice the length
+    assert run(corpus, tmp_path / "r", "--generated", f"x={folder}") == 2
+    err = capsys.readouterr().err
+    assert f"--generated x={folder}:" in err and "duration differs" in err
+    assert "--allow-mismatch duration)" not in err and "allow='duration'" not in err
+    assert "python -m metrics compute --allow-mismatch duration" in err
