@@ -232,11 +232,65 @@ def test_changed_threshold_redecides_without_measuring_again(prepared, raw_dir, 
 
 def test_stricter_filter_removes_outputs_of_clips_no_longer_kept(prepared, raw_dir, motion_dir, tmp_path):
     out = _copy_dataset(prepared, tmp_path)
+    speakers = tmp_path / "speakers.csv"
+    speakers.write_text("clip_id,speakers\nmore__talk_b_s000,2\n")
+    summary = prepare_dataset(raw_dir, out, _options(motion=str(motion_dir), speakers=str(speakers)),
+                              progress=False, log=lambda _: None)
+    assert summary.in_manifest == 2
+    assert sorted(r.clip_id for r in read_manifest(out)) == ["talk_a_s000", "talk_c_s000"]
+    assert not list((out / "grace").glob("more__talk_b_s000.*"))
+    assert sorted(p.name for p in (out / "grace").glob("*.mp4")) == ["talk_a_s000.mp4", "talk_c_s000.mp4"]
+
+
+def _snapshot(out: Path) -> dict[str, bytes]:
+    """Every file of the dataset outside ``prepare/`` (the manifest, statistics, clips), by content."""
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*"))
+            if p.is_file() and p.relative_to(out).parts[0] != "prepare"}
+
+
+def test_run_that_keeps_nothing_leaves_the_dataset_as_it_was(prepared, raw_dir, motion_dir, tmp_path):
+    out = _copy_dataset(prepared, tmp_path)
+    before = _snapshot(out)
     summary = prepare_dataset(raw_dir, out, _options(motion=str(motion_dir), face_confidence=1e9),
                               progress=False, log=lambda _: None)
     assert summary.kept == 0 and summary.in_manifest == 0
-    assert not list((out / "grace").glob("*.mp4"))
-    assert (out / "manifest.jsonl").read_text() == ""
+    assert _snapshot(out) == before and len(read_manifest(out)) == 3
+    assert any("3 earlier clip(s) of it are left as they were" in w for w in summary.warnings)
+
+
+def test_command_line_keeping_nothing_fails_and_loses_no_clip(prepared, raw_dir, tmp_path, capsys):
+    out = _copy_dataset(prepared, tmp_path)
+    before = _snapshot(out)
+    code = bench_main(["data", "prepare", str(raw_dir), "--identity", "grace", "--out", str(out), "--size", "64",
+                       "--min-seconds", "30", "--quiet"])
+    printed = capsys.readouterr()
+    assert code == 1 and "no clip kept for grace" in printed.err
+    assert "the dataset's 3 earlier clip(s) of it are left as they were" in printed.out
+    assert _snapshot(out) == before
+
+
+def _strip_prepare_fields(out: Path) -> None:
+    """Make the manifest's lines look like clips prepare did not write (as the toy corpus's)."""
+    lines = [json.loads(t) for t in (out / "manifest.jsonl").read_text().splitlines() if t.strip()]
+    for line in lines:
+        line.pop("speaker_check")
+    (out / "manifest.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+
+def test_clips_prepare_did_not_make_are_replaced_only_when_asked(prepared, raw_dir, motion_dir, tmp_path, capsys):
+    out = _copy_dataset(prepared, tmp_path)
+    _strip_prepare_fields(out)
+    before = _snapshot(out)
+    code = bench_main(["data", "prepare", str(raw_dir), "--identity", "grace", "--out", str(out), "--size", "64",
+                       "--motion", str(motion_dir), "--test-fraction", "0.3", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert str(out / "manifest.jsonl") in err and "--replace-identity" in err and "'grace'" in err
+    assert _snapshot(out) == before
+    code = bench_main(["data", "prepare", str(raw_dir), "--identity", "grace", "--out", str(out), "--size", "64",
+                       "--motion", str(motion_dir), "--test-fraction", "0.3", "--quiet", "--replace-identity"])
+    assert code == 0
+    assert all(r.get("speaker_check") for r in map(json.loads, (out / "manifest.jsonl").read_text().splitlines()))
 
 
 def test_speakers_file_overrides_the_fallback(prepared, raw_dir, motion_dir, tmp_path):

@@ -34,6 +34,21 @@ def _labelled(row: np.ndarray, text: str) -> np.ndarray:
     return np.asarray(image)
 
 
+def _checked_keypoints(clip) -> np.ndarray | None:
+    """The clip's keypoints, or None; ``ValueError`` naming the file when they are not (F, 133, 3) with F
+    the clip's frame count (a file shorter than the clip would leave frames without keypoints)."""
+    keypoints = clip.load_keypoints()
+    if keypoints is None:
+        return None
+    if keypoints.ndim != 3 or keypoints.shape[1:] != (wb.NUM_KEYPOINTS, 3):
+        raise ValueError(f"{clip.keypoints}: array 'keypoints' has shape {keypoints.shape}, "
+                         f"expected (frames, {wb.NUM_KEYPOINTS}, 3)")
+    if len(keypoints) != clip.num_frames:
+        raise ValueError(f"{clip.keypoints}: {len(keypoints)} frame(s) of keypoints, the clip "
+                         f"{clip.clip_id} has {clip.num_frames}")
+    return keypoints
+
+
 def contact_sheet(dataset: Dataset, frames_per_row: int = 6, split: str = "test", scale: int = 2,
                   min_score: float = 0.3) -> Image.Image:
     """One row per identity: evenly spaced frames of its first clip of ``split``, keypoints overlaid,
@@ -45,9 +60,13 @@ def contact_sheet(dataset: Dataset, frames_per_row: int = 6, split: str = "test"
         clips = dataset.by_identity(identity, split) or dataset.by_identity(identity)
         clip = clips[0]
         picks = np.linspace(0, clip.num_frames - 1, frames_per_row).round().astype(int)
-        keypoints = clip.load_keypoints()
+        keypoints = _checked_keypoints(clip)
         with clip.open_video() as video:
             frames = {i: frame for i, frame in enumerate(video) if i in set(picks)}
+        missing = [int(i) for i in picks if i not in frames]
+        if missing:
+            raise ValueError(f"{clip.video}: no frame {missing[0]}: the video is shorter than the "
+                             f"{clip.num_frames} frames the manifest gives clip {clip.clip_id}")
         tiles = []
         for index in picks:
             tile = Image.fromarray(frames[index]).resize((clip.width * scale, clip.height * scale), Image.NEAREST)

@@ -102,6 +102,9 @@ def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=number("workers"), default=d.workers,
                         help="processes measuring sources and cropping clips in parallel")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--replace-identity", action="store_true",
+                        help="replace clips of --identity already in --out that prepare did not make "
+                             "(e.g. the toy corpus's); without it such clips stop the run")
 
 
 def options_from_arguments(args: argparse.Namespace) -> PrepareOptions:
@@ -114,7 +117,8 @@ def options_from_arguments(args: argparse.Namespace) -> PrepareOptions:
 
 def prepare_command(args: argparse.Namespace) -> int:
     start = time.perf_counter()
-    summary = prepare_dataset(args.raw_dir, args.out, options_from_arguments(args), progress=not args.quiet)
+    summary = prepare_dataset(args.raw_dir, args.out, options_from_arguments(args), progress=not args.quiet,
+                              replace_identity=args.replace_identity)
     work = args.out / "prepare" / args.identity
     dropped = ", ".join(f"{stage} {count}" for stage, count in sorted(summary.dropped.items())) or "none"
     jumps = (f" ({len(summary.jump_cuts)} jump cut(s) inside a shot, split there)" if args.jump_cuts

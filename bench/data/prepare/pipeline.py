@@ -293,8 +293,9 @@ class Preparation:
     """One run of the pipeline for one identity (see the module docstring)."""
 
     def __init__(self, raw_dir: str | os.PathLike, out: str | os.PathLike, options: PrepareOptions,
-                 progress: bool = True, log: Callable[[str], None] = print) -> None:
+                 progress: bool = True, log: Callable[[str], None] = print, replace_identity: bool = False) -> None:
         self.raw_dir = Path(raw_dir)
+        self.replace_identity = replace_identity
         self.out = Path(out)
         self.options = options
         self.progress = progress
@@ -304,6 +305,11 @@ class Preparation:
         self.summary = PrepareSummary(options.identity, self.out)
         self.candidate_lines: list[dict[str, Any]] = []     # cropped clips waiting for motion
         self._check_inputs()
+        # read first: a damaged manifest, or clips of this identity that prepare did not make, should
+        # stop the run before hours of decoding and before anything is written
+        self.existing_lines = [line for line in _read_manifest_lines(self.out)
+                               if line.get("identity") == options.identity]
+        self._check_existing_identity()
 
     def _check_inputs(self) -> None:
         o = self.options
@@ -316,6 +322,16 @@ class Preparation:
         for flag, value in (("--motion", o.motion), ("--masks", o.masks), ("--keypoints", o.keypoints)):
             if value is not None and not Path(value).is_dir():
                 raise FileNotFoundError(f"{flag} {value}: no such folder")
+
+    def _check_existing_identity(self) -> None:
+        """Refuse to replace manifest lines of this identity that ``prepare`` did not write (every line
+        it writes has ``speaker_check``: e.g. the toy corpus's clips) unless ``replace_identity``."""
+        foreign = [line for line in self.existing_lines if "speaker_check" not in line]
+        if foreign and not self.replace_identity:
+            raise ValueError(
+                f"{self.out / MANIFEST_NAME}: identity {self.options.identity!r} already has {len(foreign)} clip(s) "
+                f"not made by `imac-bench data prepare` (first: {foreign[0].get('clip_id')}); a run replaces its "
+                f"identity's clips: pass --replace-identity to replace them, or choose another --identity")
 
     # -- the run ---------------------------------------------------------------------------------
 
@@ -365,8 +381,15 @@ class Preparation:
         self.summary.test_fraction = self.options.test_fraction
         lines = self._finish_clips(kept, set(split.test_sources))
         self.summary.speaker_checks = Counter(d.speaker_check for d in self.summary.decisions if d.kept)
-        self._remove_stale_outputs({d.clip_id for d in self.summary.decisions if d.kept})
-        self._write_manifest(lines)
+        if lines or not self.existing_lines:
+            # the identity's entries are replaced only now that its new clips exist: the manifest
+            # first, so it never names a file already deleted
+            self._write_manifest(lines)
+            self._remove_stale_outputs({d.clip_id for d in self.summary.decisions if d.kept})
+        else:   # nothing finished (kept nothing, or all waiting for motion): the dataset stays as it was
+            self.summary.warnings.append(
+                f"no clip of {self.options.identity!r} finished in this run: the dataset's "
+                f"{len(self.existing_lines)} earlier clip(s) of it are left as they were (manifest lines and files)")
         self.summary.elapsed_seconds = time.perf_counter() - started
         self._write_logs()
         return self.summary
@@ -696,6 +719,12 @@ def report_markdown(summary: PrepareSummary, options: PrepareOptions, workspace:
 
 
 def prepare_dataset(raw_dir: str | os.PathLike, out: str | os.PathLike, options: PrepareOptions,
-                    progress: bool = True, log: Callable[[str], None] = print) -> PrepareSummary:
-    """Run the whole pipeline for one identity (see the module docstring); return what it did."""
-    return Preparation(raw_dir, out, options, progress=progress, log=log).run()
+                    progress: bool = True, log: Callable[[str], None] = print,
+                    replace_identity: bool = False) -> PrepareSummary:
+    """Run the whole pipeline for one identity (see the module docstring); return what it did.
+
+    The identity's earlier manifest lines and clip files are replaced only once this run has finished
+    clips of its own; a run that finishes none leaves the dataset as it was (with a warning). Lines of
+    the identity that ``prepare`` did not write are a ``ValueError`` unless ``replace_identity``.
+    """
+    return Preparation(raw_dir, out, options, progress=progress, log=log, replace_identity=replace_identity).run()
