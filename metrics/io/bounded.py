@@ -110,6 +110,18 @@ def _headers(archive: zipfile.ZipFile, path: Path, wanted: set[str] | None) -> I
             raise BoundedReadError(f"{path}: array {name!r}: unreadable header ({error})") from None
 
 
+def _check_header(path: Path, header: ArrayHeader) -> str:
+    """Refuse (``BoundedReadError``) an array that holds Python objects or declares more than its member
+    holds; returns how to name it in a message."""
+    what = f"{path}: array {header.name!r} ({header.shape} {header.dtype})"
+    if header.dtype.hasobject:
+        raise BoundedReadError(f"{what}: refused: holds Python objects, which would need pickle")
+    if header.nbytes > header.stored_bytes - header.header_bytes:
+        raise BoundedReadError(f"{what}: refused: declares {_size(header.nbytes)} but the member "
+                               f"holds {_size(max(0, header.stored_bytes - header.header_bytes))}")
+    return what
+
+
 def load_npz(path: str | os.PathLike, names: Iterable[str] | None = None, optional: Iterable[str] = (),
              max_bytes: int = MAX_ARRAY_BYTES) -> dict[str, np.ndarray]:
     """The arrays of an npz file, each checked from its header before it is read.
@@ -138,12 +150,7 @@ def load_npz(path: str | os.PathLike, names: Iterable[str] | None = None, option
                 raise BoundedReadError(f"{path}: no array {', '.join(map(repr, missing))} (has {have})")
             total = 0
             for header in headers:
-                what = f"{path}: array {header.name!r} ({header.shape} {header.dtype})"
-                if header.dtype.hasobject:
-                    raise BoundedReadError(f"{what}: refused: holds Python objects, which would need pickle")
-                if header.nbytes > header.stored_bytes - header.header_bytes:
-                    raise BoundedReadError(f"{what}: refused: declares {_size(header.nbytes)} but the member "
-                                           f"holds {_size(max(0, header.stored_bytes - header.header_bytes))}")
+                what = _check_header(path, header)
                 total += header.nbytes
                 if total > max_bytes:
                     raise BoundedReadError(f"{what}: refused: the arrays read from this file would take "
@@ -180,12 +187,7 @@ def iter_npz_rows(path: str | os.PathLike, name: str, block_bytes: int = 64 << 2
             header = next(iter(list(_headers(archive, path, {name}))), None)
             if header is None:
                 raise BoundedReadError(f"{path}: no array {name!r}")
-            what = f"{path}: array {name!r} ({header.shape} {header.dtype})"
-            if header.dtype.hasobject:
-                raise BoundedReadError(f"{what}: refused: holds Python objects, which would need pickle")
-            if header.nbytes > header.stored_bytes - header.header_bytes:
-                raise BoundedReadError(f"{what}: refused: declares {_size(header.nbytes)} but the member "
-                                       f"holds {_size(max(0, header.stored_bytes - header.header_bytes))}")
+            what = _check_header(path, header)
             if header.nbytes > max_bytes:
                 raise BoundedReadError(f"{what}: refused: {_size(header.nbytes)}, more than the limit of "
                                        f"{_size(max_bytes)}")
