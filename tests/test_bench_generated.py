@@ -83,3 +83,28 @@ def test_header_mismatch_does_not_suggest_an_option_run_lacks(corpus, tmp_path, 
     assert f"--generated x={folder}:" in err and "duration differs" in err
     assert "--allow-mismatch duration)" not in err and "allow='duration'" not in err
     assert "python -m metrics compute --allow-mismatch duration" in err
+
+
+def test_videos_that_are_not_test_clips_are_listed_not_silently_ignored(corpus, tmp_path, caplog):
+    """The run's test clips copied, plus a train clip and another speaker's video: the run scores the test
+    clips, warns about the two others and records them in the method's facts."""
+    import json
+    import shutil
+
+    from metrics.dataset import Dataset
+    folder = tmp_path / "official"
+    for clip in real_test_clips(corpus):
+        (folder / clip.identity).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(clip.video, folder / clip.identity / f"{clip.clip_id}.mp4")
+    train = Dataset.open(corpus, level="files").select("train")[0]
+    shutil.copyfile(train.video, folder / train.identity / f"{train.clip_id}.mp4")
+    (folder / "zed").mkdir()
+    shutil.copyfile(train.video, folder / "zed" / "zed_000.mp4")
+    config = tmp_path / "bas.yaml"        # BAS alone: a copy of the real videos passes every control check
+    config.write_text("metrics: [bas]\nmethods: {}\n")
+    with caplog.at_level("WARNING", logger="bench.methods.external"):
+        assert run(corpus, tmp_path / "r", "--generated", f"x={folder}", "--config", str(config)) == 0
+    unused = sorted([f"{train.identity}/{train.clip_id}", "zed/zed_000"])
+    assert f"2 video(s) are not test clips of this run and are not scored: {', '.join(unused)}" in caplog.text
+    facts = json.loads((tmp_path / "r" / "work" / "x" / "method.json").read_text())
+    assert facts["not_test_clips"] == unused

@@ -29,6 +29,7 @@ and the leftover of a killed run is removed by the next write into that folder.
 
 from __future__ import annotations
 
+import logging
 import os
 import shlex
 import string
@@ -49,6 +50,8 @@ from metrics.io.video import VideoReader, probe_video
 from metrics.options import read_yaml
 
 PLACEHOLDERS = ("reference", "audio", "out", "identity", "clip_id", "fps", "num_frames", "width", "height")
+
+logger = logging.getLogger(__name__)
 
 
 class ExternalVideoError(ValueError):
@@ -101,8 +104,16 @@ class GeneratedFolder(Method):
                                      f"case-insensitive file system: {pairs}; rename or remove all but one")
 
     def prepare(self, context) -> dict[str, Any]:
+        """Checks the folder; its facts are the folder and, when it holds videos that are not test clips of
+        the run (another speaker, a train clip), their list (``not_test_clips``; they are not scored, and
+        a warning says so)."""
         self.check_inputs()
-        return self.source
+        unused = unused_videos(self.folder, context.test_clips)
+        if unused:
+            listed = ", ".join(unused[:5]) + (" ..." if len(unused) > 5 else "")
+            logger.warning("--generated %s=%s: %d video(s) are not test clips of this run and are not scored: %s",
+                           self.name, self.folder, len(unused), listed)
+        return {**self.source, **({"not_test_clips": unused} if unused else {})}
 
     def write(self, clip: ClipRecord, out: Path, seed: int) -> dict[str, Any]:
         source = self.folder / clip.identity / f"{clip.clip_id}.mp4"
@@ -112,6 +123,13 @@ class GeneratedFolder(Method):
             link_file(wav, out.with_suffix(".wav"))
         link_file(source, out)
         return {"source": str(source)}
+
+
+def unused_videos(folder: Path, clips) -> list[str]:
+    """The ``<identity>/<clip_id>`` of the videos in ``folder`` that are none of ``clips``, sorted."""
+    wanted = {(clip.identity, clip.clip_id) for clip in clips}
+    return sorted(f"{path.parent.name}/{path.stem}" for path in folder.glob("*/*.mp4")
+                  if path.is_file() and (path.parent.name, path.stem) not in wanted)
 
 
 def same_clip_files(folder: Path) -> list[list[Path]]:
