@@ -77,14 +77,17 @@ def test_an_external_folder_with_two_files_for_one_clip_is_refused_naming_them(t
         (folder / name).write_bytes(b"")
     method = GeneratedFolder("other", folder)
     with pytest.raises(ExternalVideoError) as raised:
-        method.prepare(None)
+        method.check_inputs()                 # what prepare() checks first, before the run folder is made
     assert "'anna/C0.mp4' and 'anna/c0.mp4'" in str(raised.value)
     assert "'Anna/c1.mp4' and 'anna/c1.mp4'" in str(raised.value)
     assert "c2" not in str(raised.value) and "bob" not in str(raised.value)
     for name in ("anna/C0.mp4", "Anna/c1.mp4"):
         (folder / name).unlink()
     assert same_clip_files(folder) == []
-    assert method.prepare(None) == {"folder": str(folder.resolve())}
+    from types import SimpleNamespace
+    clips = [SimpleNamespace(identity=i, clip_id=c) for i, c in (("anna", "c0"), ("anna", "c1"), ("anna", "c2"))]
+    assert method.prepare(SimpleNamespace(test_clips=clips)) == {"folder": str(folder.resolve()),
+                                                                 "not_test_clips": ["bob/c0"]}
 
 
 def test_a_checkpoint_save_removes_a_killed_runs_temporary_folders(tmp_path):
