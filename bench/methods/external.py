@@ -104,15 +104,13 @@ class GeneratedFolder(Method):
                                      f"case-insensitive file system: {pairs}; rename or remove all but one")
 
     def prepare(self, context) -> dict[str, Any]:
-        """Checks the folder; its facts are the folder and, when it holds videos that are not test clips of
-        the run (another speaker, a train clip), their list (``not_test_clips``; they are not scored, and
-        a warning says so)."""
+        """Checks the folder; facts: the folder, and its videos that are not test clips of the run (another
+        speaker, a train clip: ``not_test_clips``, not scored, with a warning)."""
         self.check_inputs()
         unused = unused_videos(self.folder, context.test_clips)
         if unused:
-            listed = ", ".join(unused[:5]) + (" ..." if len(unused) > 5 else "")
             logger.warning("--generated %s=%s: %d video(s) are not test clips of this run and are not scored: %s",
-                           self.name, self.folder, len(unused), listed)
+                           self.name, self.folder, len(unused), ", ".join(unused[:5]) + " ..." * (len(unused) > 5))
         return {**self.source, **({"not_test_clips": unused} if unused else {})}
 
     def write(self, clip: ClipRecord, out: Path, seed: int) -> dict[str, Any]:
