@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -225,6 +226,14 @@ def test_detector_box_through_letterbox_decoding_and_back_mapping(models):
     np.testing.assert_allclose(boxes[1], (0, 0, FRAME_W, FRAME_H))
     small = dw.DWPose(models["detector"], models["pose"], person="highest_score")
     np.testing.assert_allclose(small.person_boxes(frame(BLUE))[0], BOX_SMALL, atol=1e-4)
+
+
+def test_a_pickled_extractor_opens_its_models_again_with_the_same_settings(models):
+    # what a side-by-side training's worker process receives (bench.side_by_side): ONNX sessions do not pickle
+    small = dw.DWPose(models["detector"], models["pose"], person="highest_score", batch_size=3)
+    copy = pickle.loads(pickle.dumps(small))
+    assert copy is not small and copy.extractor_id == small.extractor_id and copy.batch_size == 3
+    np.testing.assert_allclose(copy.person_boxes(frame(BLUE))[0], BOX_SMALL, atol=1e-4)     # the hand-computed box
 
 
 def test_detector_is_fed_bgr_unless_told_rgb(models):

@@ -406,6 +406,11 @@ class DWPose:
         self._pose_batch, self.pose_input_size, self._simcc_names = self._check_pose()
         self.extractor_id = self._make_id()
 
+    def __reduce__(self):
+        """Pickled as its arguments: the copy (in a worker process) opens its ONNX sessions again."""
+        return (type(self), (self.detector_path, self.pose_path, self.providers, self.detection_threshold,
+                             self.nms_iou, self.person, self.detector_channel_order, self.batch_size))
+
     # ---- model checks
 
     def _check_detector(self) -> int | None:
