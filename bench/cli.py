@@ -223,7 +223,8 @@ def build_parser() -> CommandParser:
     run.add_argument("--skip-missing", action="store_true",
                      help="skip (and flag) missing or corrupt external videos instead of stopping")
     run.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's; 1 per "
-                     "process under --processes)")
+                     "process under --processes); also how many of the run's first trainings (the shared VAE, "
+                     "IMAC's stage 1, ...) run at once, on one thread each")
     run.add_argument("--processes", type=int, default=1, metavar="N",
                      help="spread the clips over N processes on this machine (torch.distributed.run; the same as "
                      "`accelerate launch --multi_gpu --num_processes N -m bench run ...`)")

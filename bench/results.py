@@ -13,7 +13,8 @@ Document (``schema: "imac-bench-results"``, ``schema_version: 2``)::
     paired         differences between methods paired on the same test clips (metrics.differences)
     timings_s      seconds per step, each counted once: a shared model trained inside a method's step (the
                    tiny VAE, when the first method asks for it) under its own key (``vae``), not in the
-                   method's ``generate:<name>``; ``total`` the whole run
+                   method's ``generate:<name>``; the trainings a CPU run does first, side by side, under
+                   ``side_by_side`` (``bench.side_by_side``; their own seconds are in the facts); ``total`` the whole run
     environment
 
 Metrics are keyed by ids, never by display names; scopes are ``all`` and ``identity:NAME``.

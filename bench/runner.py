@@ -28,6 +28,11 @@ fields the run's own skeleton autoencoder was trained with (``AUTOENCODER_FIELDS
 derived from the run's seed and the clip's name, so a rerun (or a run in another order) draws the
 same noise for the same clip.
 
+On a CPU run of one process, the trainings that need nothing of one another (the shared tiny VAE, the
+skeleton autoencoder of FGD, IMAC's stage 1, the keypoint motion of S2G and MYA) come first, each on one
+torch thread, as many at once as torch has threads (``bench.side_by_side``): their weights do not depend
+on the core count.
+
 Several processes (``accelerate launch -m bench run ...``, ``torchrun``, or ``imac-bench run
 --processes N`` on one machine; ``metrics.distributed``): the main process writes ``run.json``, the
 toy corpus, the trained models and ``results.json``, and trains first (the others then load what it
@@ -48,7 +53,7 @@ import re
 import time
 import zlib
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +69,7 @@ from bench.methods.base import BenchContext, Method, as_json, made_videos, made_
 from bench.methods.external import CommandMethod, ExternalVideoError, GeneratedFolder, parse_methods_file
 from bench.report import control_checks
 from bench.results import BenchResults, MethodResult, write_results
+from bench.side_by_side import Trained, Training, train_side_by_side
 from bench.scoring import (NOISE_FLOOR, NOISE_FLOOR_LABEL, REFERENCE, RunScorer, Scored, check_folder,
                            paired_differences)
 from imac import __version__
@@ -227,6 +233,7 @@ class SharedModels:
         self.processes = processes
         self.together = False        # set while every process runs a method's prepare at once (``generate``)
         self.timings: dict[str, float] = {}
+        self.trained_beside: dict[str, Trained] = {}    # by folder: what ``train_beside_first`` trained
         self._pose = None
         self.vae_card = out / "work" / "vae" / "training.json"     # written last: the tiny VAE is finished
 
@@ -256,6 +263,29 @@ class SharedModels:
                               progress=self.progress, overwrite=True, processes=processes)
             self.timings["vae"] = round(time.perf_counter() - started, 1)
         return folder
+
+    def vae_side_training(self) -> Training | None:
+        """The tiny VAE as a side-by-side training (``bench.side_by_side``), unless trained (its card written)."""
+        if self.vae_card.is_file():
+            return None
+        from imac.training.autoencoder import train_autoencoder     # (diffusers: see ``vae``)
+
+        steps = self.config.vae_steps
+        return Training(str(self.vae_card.parent), f"the shared tiny VAE ({steps} steps)", train_autoencoder,
+                        {"dataset_root": self.data, "out_dir": self.vae_card.parent, **self.vae_training(),
+                         "device": self.device, "progress": False, "overwrite": True})
+
+    def fgd_autoencoder_side_training(self) -> Training | None:
+        """The skeleton autoencoder of FGD/Diversity as a side-by-side training, unless the config gives one or
+        it is trained (its ``config.json`` written)."""
+        folder = self.out / "work" / "fgd_autoencoder"
+        if self.config.fgd_autoencoder or (folder / "config.json").is_file():
+            return None
+        steps = self.config.fgd_autoencoder_steps
+        return Training(str(folder), f"the skeleton autoencoder of FGD ({steps} steps)", train_fgd_autoencoder,
+                        {"data_dir": self.data, "out_dir": folder, "protocol": self.protocol,
+                         "extractor": self.pose_extractor(), "steps": steps, "seed": self.seed,
+                         "cache_dir": self.out / "cache", "device": self.device})
 
     def vae_training(self) -> dict[str, Any]:
         """The settings ``vae`` trains the tiny VAE with (``train_autoencoder``'s keywords but the
@@ -387,6 +417,7 @@ class RunPlan:
                             shared_vae=self.shared.vae,
                             check_shared_vae=self.shared.check_vae,
                             shared_vae_resolution=self.config.vae_resolution,
+                            trained_beside=self.shared.trained_beside,
                             processes=self.processes if method.prepares_together else SINGLE)
 
 
@@ -685,6 +716,39 @@ def generate(plan: RunPlan, method: Method) -> dict[str, Any]:
             "generation": generation, "skipped": skipped}
 
 
+def side_trainings(plan: RunPlan) -> list[Training]:
+    """What ``train_beside_first`` trains, in this order: the shared tiny VAE when a method with a clip to
+    make uses it (``Method.needs_shared_vae``), the skeleton autoencoder of FGD/Diversity when the run scores
+    them, then those methods' own side trainings (``Method.side_trainings``); each unless trained. None on
+    a GPU or under several processes (each trains in place, as before)."""
+    if resolve_device(plan.device) != "cpu" or plan.processes.distributed:
+        return []
+    vae_folder = plan.shared.vae_card.parent
+    pending = [m for m in plan.methods if any(not plan.target(m, clip).is_file() for clip in plan.clips)]
+    # the VAE's folder without training it (a method's stage-1 config names it; that stage does not read it)
+    contexts = [(m, replace(plan.context(m), shared_vae=lambda: vae_folder)) for m in pending]
+    trainings: list[Training | None] = []
+    if any(method.needs_shared_vae(context) for method, context in contexts):
+        trainings.append(plan.shared.vae_side_training())
+    if any(m in plan.config.metrics for m in ("fgd", "div")):
+        trainings.append(plan.shared.fgd_autoencoder_side_training())
+    for method, context in contexts:
+        trainings += method.side_trainings(context)
+    return [t for t in trainings if t is not None]
+
+
+def train_beside_first(plan: RunPlan) -> None:
+    """Train ``side_trainings`` on one torch thread each, as many at once as torch has threads
+    (``bench.side_by_side``); their results go to ``plan.shared.trained_beside`` and the phase's wall time
+    to the timings (``side_by_side``)."""
+    trainings = side_trainings(plan)
+    if not trainings:
+        return
+    started = time.perf_counter()
+    plan.shared.trained_beside.update(train_side_by_side(trainings, torch.get_num_threads()))
+    plan.shared.timings["side_by_side"] = round(time.perf_counter() - started, 1)
+
+
 # -- score ---------------------------------------------------------------------------------------
 
 
@@ -834,6 +898,7 @@ def run_benchmark(settings: RunSettings, processes: Processes | None = None) -> 
     check_method_folders(plan)
     if any(m in plan.config.metrics for m in ("fgd", "div")):
         plan.shared.check_fgd_autoencoder()            # before any method works, not after all have
+    train_beside_first(plan)
     timings = plan.shared.timings
     records = {}
     for method in plan.methods:

@@ -62,11 +62,11 @@ def copy_trained(first: Path, out: Path) -> None:
 
 
 def split_timings(results: dict) -> dict[str, float]:
-    """Training (the shared models, each method's ``prepare``), generation (the rest of ``generate:<m>``)
+    """Training (the shared models, the side-by-side trainings, each method's ``prepare``), generation (the rest of ``generate:<m>``)
     and scoring (``score:*``) in seconds, from ``results.json``."""
     parts = {"training": 0.0, "generation": 0.0, "scoring": 0.0}
     for key, value in results["timings_s"].items():
-        if key in ("vae", "fgd_autoencoder"):
+        if key in ("vae", "fgd_autoencoder", "side_by_side"):
             parts["training"] += value
         elif key.startswith("generate:"):
             method = results["methods"].get(key.partition(":")[2], {})

@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from bench.methods.base import BenchContext
-from bench.methods.imac_method import IMACMethod, IMACOptions, check_trained_with
+from bench.methods.imac_folder import check_trained_with
+from bench.methods.imac_method import IMACMethod, IMACOptions
 from imac.config import load_config, save_config
 
 OPTIONS = {"config": "tiny", "overrides": ["stage2.steps=240"]}

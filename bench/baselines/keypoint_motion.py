@@ -73,6 +73,7 @@ from tqdm import tqdm
 from bench.baselines.keypoint_data import motion_arrays, training_clips
 from bench.baselines.keypoint_geometry import BODY_POINTS, HEAD_POINTS, modelled_points, reference_placement
 from bench.methods.base import BenchContext
+from bench.side_by_side import Training
 from imac.audio_features import AudioFeatures, load_hubert
 from imac.config import AudioConfig, IMACConfig, MotionConfig, config_differences, flat_config
 from imac.frames import check_finite
@@ -432,7 +433,11 @@ class KeypointMotion:
         so that methods asking for the same model in one run (S2G and MYA by default) train it once."""
         if not isinstance(options, KeypointMotionOptions):
             options = KeypointMotionOptions.from_dict(options)
-        return cls.train_or_load(context, options, shared_folder(context, options))
+        folder = shared_folder(context, options)
+        model = cls.train_or_load(context, options, folder)
+        if str(folder) in context.trained_beside:      # trained by the runner first (``shared_motion_training``)
+            model.facts["trained"] = "side by side (one thread)"
+        return model
 
     @classmethod
     def _train(cls, context: BenchContext, options: KeypointMotionOptions, folder: Path,
@@ -532,5 +537,25 @@ class KeypointMotion:
         return out
 
 
+def shared_motion_training(context: BenchContext, options: KeypointMotionOptions) -> Training | None:
+    """``train_or_load_shared`` as a side-by-side training of the run (``bench.side_by_side``), unless the
+    shared folder holds a model trained with these settings. Its context keeps what a worker process can be
+    sent (the data, the pose extractor, the keypoint cache), not the run's callables, and shows no progress
+    bar (the run says when it ends)."""
+    options.check()
+    folder = shared_folder(context, options)
+    saved = _saved_training_key(folder)
+    if saved is not None and saved["key"] == _training_key(context, options):
+        return None
+    sent = replace(context, shared_vae=None, check_shared_vae=None, trained_beside={}, progress=False)
+    return Training(str(folder), f"the keypoint motion of S2G and MYA ({options.steps} steps)", train_shared_motion,
+                    {"context": sent, "options": options})
+
+
+def train_shared_motion(context: BenchContext, options: KeypointMotionOptions) -> dict[str, Any]:
+    """``KeypointMotion.train_or_load_shared``'s facts (what a worker process sends back)."""
+    return dict(KeypointMotion.train_or_load_shared(context, options).facts)
+
+
 __all__ = ["FOLDER", "KeypointMotion", "KeypointMotionOptions", "LinearBasis", "shared_folder",
-           "shared_model_changes"]
+           "shared_model_changes", "shared_motion_training", "train_shared_motion"]

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.side_by_side import Training
 from imac.config import config_differences, flat_config, listed
 from metrics.dataset import ClipRecord, Dataset
 from metrics.distributed import SINGLE, Processes
@@ -62,6 +63,9 @@ class BenchContext:
     # The processes preparing together (a method with ``prepares_together`` under a launch): its trainers
     # run data-parallel over them (``metrics.training``) and only the main one writes model folders.
     processes: Processes = SINGLE
+    # what the run's side-by-side trainings returned (``bench.side_by_side.Trained``), by their key (the folder
+    # each wrote): ``prepare`` finds those folders trained and may report how (steps, seconds, losses)
+    trained_beside: dict[str, Any] = field(default_factory=dict)
 
     def dataset(self) -> Dataset:
         return Dataset.open(self.data_root, level="files")
@@ -147,6 +151,19 @@ class Method:
         method whose ``made_with`` gained a key that an older version made its videos without overrides
         this to add that key with the value the older version used. Default: ``recorded`` unchanged."""
         return recorded
+
+    def needs_shared_vae(self, context: BenchContext) -> bool:
+        """Whether ``prepare`` asks for the run's tiny VAE (``context.shared_vae``); the runner then trains it
+        before any method (``bench.runner.train_beside_first``). Default: False."""
+        return False
+
+    def side_trainings(self, context: BenchContext) -> list[Training]:
+        """Trainings ``prepare`` would do that need nothing of the run but its data (not the shared VAE's
+        weights; ``context.shared_vae()`` gives its folder and trains nothing here), each writing its own
+        folder as ``prepare`` would: on a CPU run of one process the runner trains them first, on one torch
+        thread each and side by side (``bench.side_by_side``), and ``prepare`` finds them trained. Reads
+        files, trains nothing. Default: none."""
+        return []
 
     def prepare(self, context: BenchContext) -> dict[str, Any]:
         """Train or load what the method needs (resumable); returns facts for the report."""

@@ -21,14 +21,16 @@ import numpy as np
 import torch
 
 from bench.methods.base import BenchContext, Method, check_shared_vae_size, made_videos
-from imac.config import (SAMPLING_KEYS, SAMPLING_KEYS_ADDED, IMACConfig, config_differences, flat_config, kept_steps,
-                         listed, load_config, with_sampling_of, with_sampling_overrides)
+from bench.methods.imac_folder import check_trained_with
+from bench.side_by_side import Training
+from imac.config import (SAMPLING_KEYS, SAMPLING_KEYS_ADDED, IMACConfig, flat_config, kept_steps, load_config,
+                         with_sampling_of, with_sampling_overrides)
 from imac.frames import frames_to_tensor
 from imac.pipeline import MODEL_CARD, IMACPipeline
 from imac.training.trainer import train
 from metrics.dataset import ClipRecord
 from metrics.io.bounded import read_json
-from metrics.options import build_options, ranged, read_yaml
+from metrics.options import build_options, ranged
 
 logger = logging.getLogger(__name__)
 
@@ -40,52 +42,6 @@ IMAC_VARIANTS: dict[str, tuple[str, tuple[str, ...], bool]] = {
     "imac-no-stage1": ("IMAC w/o first stage", ("stage2.init_from=null",), False),
     "imac-no-slowfast": ("IMAC w/o slow-fast", ("stage1.motion_frames=16", "stage2.motion_frames=16"), True),
 }
-
-
-# Keys that do not change what is trained (the device, logging, memory use, a label): a model trained
-# earlier in the run folder is reused whatever they are (and the sampling switches, SAMPLING_KEYS, apply
-# to a trained model).
-RUNTIME_KEYS = ("name", "train.device", "train.num_workers", "train.save_every", "train.log_every",
-                "train.gradient_checkpointing")
-# Keys that name a folder: where it is does not count (a run folder may move), whether one is given does
-# (with or without stage 1, a pretrained I2VGen-XL or the tiny networks, HuBERT's weights or the tiny one).
-LOCATION_KEYS = ("train.output", "data.root", "data.feature_cache", "stage1.init_from", "stage2.init_from",
-                 "video.vae", "video.pretrained", "audio.hubert")
-
-
-def _locations_blurred(values: dict[str, Any]) -> dict[str, Any]:
-    return {key: value if key not in LOCATION_KEYS or value in (None, "tiny") else "<a folder>"
-            for key, value in values.items()}
-
-
-def check_trained_with(stage_dir: Path, config: IMACConfig) -> None:
-    """Refuse a run folder whose ``stage_dir`` (``work/<method>/<stage>``, finished or interrupted) was
-    trained with settings other than ``config``'s, as its ``config.yaml`` says: the run would score or
-    go on training another model. Not compared: ``RUNTIME_KEYS``, ``SAMPLING_KEYS``, the places of
-    ``LOCATION_KEYS``; for stage 1 the video branch and stage 2; for a stage 2 without stage 1 (both
-    sides: the w/o-motion and w/o-first-stage ablations) stage 1's settings. A key the file lacks (a
-    version before it) counts as changed. Raises ValueError naming the keys; a folder without
-    ``config.yaml`` (nothing trained there) passes."""
-    saved_path = stage_dir / "config.yaml"
-    if not saved_path.is_file():
-        return
-    here = stage_dir.parent.parent.parent           # <out>/work/<method>/<stage>
-    advice = f"this run folder holds that model's results; give a new --out to run this configuration (not {here})"
-    try:
-        saved = flat_config(read_yaml(saved_path))
-    except (OSError, ValueError) as error:
-        raise ValueError(f"{saved_path}: cannot compare the model trained in this run folder with this "
-                         f"run's configuration ({error}); {advice}") from None
-    now = flat_config(config.to_dict())
-    ignore = RUNTIME_KEYS + SAMPLING_KEYS
-    if stage_dir.name == "stage1":
-        ignore += ("video.", "stage2.")
-    elif saved.get("stage2.init_from") is None and now.get("stage2.init_from") is None:
-        ignore += ("stage1.",)
-    changes = config_differences(_locations_blurred(saved), _locations_blurred(now), ignore)
-    if changes:
-        raise ValueError(f"{stage_dir}: trained earlier in this run folder with another configuration "
-                         f"({listed(changes)}); {advice}")
 
 
 @dataclass
@@ -137,6 +93,23 @@ class IMACMethod(Method):
         if context.shared_vae is None:
             return False
         return not load_config(options.config, list(options.overrides) + list(self.switches)).video.pretrained
+
+    def needs_shared_vae(self, context: BenchContext) -> bool:
+        options = IMACOptions.from_dict(context.options, self.name)
+        return not options.model and self.uses_shared_vae(context, options)
+
+    def side_trainings(self, context: BenchContext) -> list[Training]:
+        """Stage 1 (it trains the motion branch alone: the VAE is not read) unless a ``model:`` is given, the
+        variant has none, or it is trained."""
+        options = IMACOptions.from_dict(context.options, self.name)
+        if options.model or not self.trains_stage1:
+            return []
+        config = self.config(context, options)
+        folder = Path(config.train.output) / "stage1"
+        if (folder / "model" / "imac.json").is_file():
+            return []
+        return [Training(str(folder), f"{self.name}: stage 1 ({config.stage1.steps} steps)", train,
+                         {"config": config, "stage": "stage1", "progress": False})]
 
     def check_folder(self, context: BenchContext) -> None:
         """Refuse, before any training, a run folder whose IMAC was trained otherwise (``check_trained_with``) or whose
@@ -214,14 +187,18 @@ class IMACMethod(Method):
             config = self.config(context, options)
             stages = ("stage1", "stage2") if self.trains_stage1 else ("stage2",)
             for stage in stages:
-                done = Path(config.train.output) / stage / "model" / "imac.json"
-                if done.is_file():
-                    facts[stage] = {"model": str(done.parent), "trained": "earlier"}
+                folder = Path(config.train.output) / stage
+                beside = context.trained_beside.get(str(folder))
+                if beside is not None:         # trained by the runner first, on one thread (``side_trainings``)
+                    result, how = beside.result, {"trained": "side by side (one thread)"}
+                elif (folder / "model" / "imac.json").is_file():
+                    facts[stage] = {"model": str(folder / "model"), "trained": "earlier"}
                     continue
-                logger.info(f"{self.name}: training {stage} ({getattr(config, stage).steps} steps)")
-                result = train(config, stage, progress=context.progress)
+                else:
+                    logger.info(f"{self.name}: training {stage} ({getattr(config, stage).steps} steps)")
+                    result, how = train(config, stage, progress=context.progress), {}
                 facts[stage] = {"model": str(result.model_dir), "steps": result.steps,
-                                "seconds": round(result.seconds, 1), "losses": result.last_losses}
+                                "seconds": round(result.seconds, 1), "losses": result.last_losses, **how}
             model_dir = Path(config.train.output) / "stage2" / "model"
         self.pipeline = IMACPipeline.from_pretrained(model_dir, device=context.device,
                                                      feature_cache=Path(context.work_dir) / "features")

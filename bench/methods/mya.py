@@ -17,12 +17,13 @@ import numpy as np
 import torch
 from diffusers import AutoencoderKL
 
-from bench.baselines.keypoint_motion import KeypointMotion, shared_folder, shared_model_changes
+from bench.baselines.keypoint_motion import KeypointMotion, shared_folder, shared_model_changes, shared_motion_training
 from bench.baselines.pose_guided import DTYPES, MYAGenerator, MYAOptions, render_frames
 from bench.baselines.pose_guided_training import GENERATOR_FOLDER, generator_changes, train_or_load_generator
 from bench.methods.base import (BenchContext, Method, check_model_of_videos, check_shared_vae_size, made_videos,
                                 reference_keypoints)
 from imac.models.loading import load_pretrained
+from bench.side_by_side import Training
 from metrics.dataset import ClipRecord
 from metrics.device import resolve_device
 
@@ -49,6 +50,14 @@ class MYAMethod(Method):
         self.motion = None
         self.pose_extractor = None
         self.device = torch.device("cpu")
+
+    def needs_shared_vae(self, context: BenchContext) -> bool:
+        return True
+
+    def side_trainings(self, context: BenchContext) -> list[Training]:
+        options = MYAOptions.from_dict(context.options, self.name)
+        training = shared_motion_training(context, options.motion_options(f"{self.name}.motion"))
+        return [training] if training is not None else []
 
     def check_folder(self, context: BenchContext) -> None:
         """Refuse a run folder holding MYA videos made with other models than this run's: another keypoint

@@ -12,9 +12,10 @@ from typing import Any
 import numpy as np
 
 from bench.baselines.keypoint_geometry import retarget
-from bench.baselines.keypoint_motion import KeypointMotion, shared_folder, shared_model_changes
+from bench.baselines.keypoint_motion import KeypointMotion, shared_folder, shared_model_changes, shared_motion_training
 from bench.baselines.s2g import S2GOptions, warp_video
 from bench.methods.base import BenchContext, Method, check_model_of_videos, made_videos, reference_keypoints
+from bench.side_by_side import Training
 from metrics.dataset import ClipRecord
 
 
@@ -45,6 +46,10 @@ class S2GMethod(Method):
         options, motion_options = S2GOptions.split(context.options, self.name)
         return {"options": options, "motion": motion_options,
                 "motion_model": shared_folder(context, motion_options).name}
+
+    def side_trainings(self, context: BenchContext) -> list[Training]:
+        training = shared_motion_training(context, S2GOptions.split(context.options, self.name)[1])
+        return [training] if training is not None else []
 
     def prepare(self, context: BenchContext) -> dict[str, Any]:
         self.options, motion_options = S2GOptions.split(context.options, self.name)
