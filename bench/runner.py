@@ -729,6 +729,7 @@ def side_trainings(plan: RunPlan) -> list[Training]:
     contexts = [(m, replace(plan.context(m), shared_vae=lambda: vae_folder)) for m in pending]
     trainings: list[Training | None] = []
     if any(method.needs_shared_vae(context) for method, context in contexts):
+        plan.shared.check_vae()          # one trained otherwise is refused before anything trains
         trainings.append(plan.shared.vae_side_training())
     if any(m in plan.config.metrics for m in ("fgd", "div")):
         trainings.append(plan.shared.fgd_autoencoder_side_training())

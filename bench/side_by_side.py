@@ -97,10 +97,10 @@ def train_side_by_side(trainings: Sequence[Training], workers: int,
                        heartbeat_s: float = HEARTBEAT_S) -> dict[str, Trained]:
     """Run ``trainings`` (repeated keys once) on one torch thread each, ``workers`` at a time, started in
     the order given; returns what each returned by key. With ``workers`` 1 (or one training) they run
-    here one after the other; else each in a worker process (spawned: a fresh torch). The first error
-    is raised after the running trainings end, as the training raised it (the ones not yet handed to a
-    worker are not started); a worker process that dies (killed, out of memory) takes the pool with it:
-    RuntimeError naming the trainings it stopped."""
+    here one after the other; else each in a worker process (spawned: a fresh torch), handed over as a
+    worker frees. The first error is raised after the running trainings end, as the training raised it (the
+    waiting ones are not started); a worker process that dies (killed, out of memory) takes the pool with
+    it: RuntimeError naming the trainings it stopped. Interrupted (Ctrl-C), the workers are ended."""
     if workers < 1:
         raise ValueError(f"workers: at least 1, got {workers}")
     trainings = unique(trainings)
@@ -117,19 +117,23 @@ def train_side_by_side(trainings: Sequence[Training], workers: int,
     started = time.perf_counter()
     error: BaseException | None = None
     broken: list[str] = []
+    waiting = list(trainings)                  # handed to the pool only as a worker frees: never queued there
     with ProcessPoolExecutor(max_workers=width, mp_context=context, initializer=_end_with,
                              initargs=(os.getpid(),)) as pool:
-        running: dict[Future, Training] = {pool.submit(_train, t): t for t in trainings}
+        running: dict[Future, Training] = {}
         try:
-            while running:
+            while waiting or running:
+                while waiting and error is None and len(running) < width:
+                    training = waiting.pop(0)
+                    running[pool.submit(_train, training)] = training
+                if not running:
+                    break
                 finished, _ = wait(running, timeout=heartbeat_s, return_when=FIRST_COMPLETED)
                 for future in finished:
                     training = running.pop(future)
-                    if future.cancelled():
-                        continue
                     try:
                         done[training.key] = future.result()
-                    except BrokenProcessPool:            # every training then in the pool ends so
+                    except BrokenProcessPool:            # every training then running ends so
                         broken.append(training.name)
                     except Exception as failure:         # noqa: BLE001 - raised below, once the others end
                         error = error or failure
@@ -140,16 +144,13 @@ def train_side_by_side(trainings: Sequence[Training], workers: int,
                     error = RuntimeError(f"a worker process of the side-by-side trainings died (out of memory? "
                                          f"killed?) while training: {', '.join(broken)}; the finished ones are "
                                          "kept: run again to resume")
-                if error is not None:
-                    for future in running:
-                        future.cancel()                  # not started: never started
-                elif running:
-                    going = [t.name for f, t in running.items() if f.running()]
+                if running and error is None:
                     logger.info("still training after %.0f s: %s%s", time.perf_counter() - started,
-                                ", ".join(going), f" ({len(running) - len(going)} waiting)" if len(going) < len(running)
-                                else "")
-        except BaseException:                            # Ctrl-C: stop waiting; the workers get it too
-            pool.shutdown(wait=False, cancel_futures=True)
+                                ", ".join(t.name for t in running.values()),
+                                f" ({len(waiting)} waiting)" if waiting else "")
+        except BaseException:                            # Ctrl-C: end the workers, start nothing more
+            for process in list(getattr(pool, "_processes", {}).values()):
+                process.terminate()
             raise
     if error is not None:
         raise error

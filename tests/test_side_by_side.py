@@ -16,7 +16,7 @@ import torch
 
 from bench.config import config_from_dict
 from bench.data.toy.corpus import ToyCorpusConfig, generate_toy_corpus
-from bench.runner import RunSettings, plan_run, side_trainings, train_beside_first
+from bench.runner import RunMismatchError, RunSettings, plan_run, side_trainings, train_beside_first
 from bench.side_by_side import Training, train_side_by_side
 from imac.config import load_config
 from imac.training.trainer import train
@@ -69,12 +69,14 @@ def test_a_folder_asked_for_twice_is_trained_once(tmp_path, caplog):
 
 
 def test_a_failing_training_stops_the_run_with_its_error_and_the_running_ones_finish(tmp_path, two_threads):
-    finished = tmp_path / "finished"
+    finished, never = tmp_path / "finished", tmp_path / "never"
     trainings = [Training("slow", "the slow one", fit, {"seed": 0, "steps": 200, "out": str(finished)}),
-                 Training("bad", "the bad one", fail, {"message": f"{tmp_path / 'x.npz'}: not a motion file"})]
+                 Training("bad", "the bad one", fail, {"message": f"{tmp_path / 'x.npz'}: not a motion file"}),
+                 Training("next", "the waiting one", fit, {"seed": 1, "steps": 1, "out": str(never)})]
     with pytest.raises(ValueError, match=f"^{tmp_path / 'x.npz'}: not a motion file$"):
         train_side_by_side(trainings, workers=2)
     assert finished.read_text() == "done"               # its work is kept for the rerun
+    assert not never.exists()                           # waiting when the other failed: not started
 
 
 def test_a_worker_that_dies_is_named(two_threads):
@@ -137,6 +139,16 @@ def test_a_run_trains_its_shared_models_and_stage_1_alike_side_by_side_or_in_tur
                          [f"train.output={tmp_path / 'alone'}"])
     train(config, "stage1", progress=False)
     assert folder_bytes(tmp_path / "alone" / "stage1" / "model") == folder_bytes(beside / "work" / "imac/stage1/model")
+
+
+def test_a_shared_vae_trained_otherwise_is_refused_before_anything_trains(corpus, tmp_path):
+    plan = plan_run(run_settings(corpus, tmp_path / "run"))
+    card = tmp_path / "run" / "work" / "vae" / "training.json"
+    card.parent.mkdir(parents=True)
+    card.write_text("not json")
+    with pytest.raises(RunMismatchError, match=f"^{card}: cannot compare the shared tiny VAE"):
+        train_beside_first(plan)
+    assert not (tmp_path / "run" / "work" / "imac").exists() and not (tmp_path / "run" / "work" / "fgd_autoencoder").exists()
 
 
 def test_imac_reports_the_stage_trained_side_by_side(corpus, tmp_path):
