@@ -43,6 +43,13 @@ def test_imac_names_a_value_out_of_range(key, value, bound):
         IMACOptions.from_dict({key: value})
 
 
+@pytest.mark.parametrize("override, key", [("train.output=/tmp/one", "train.output"), (" data.root = /data", "data.root")])
+def test_imac_refuses_an_override_of_what_the_run_sets(override, key):
+    # every variant would train into one folder (and the second would find the first's models) or read other data
+    with pytest.raises(OptionsError, match=rf"^imac: overrides: .*: the run sets {key} \("):
+        IMACOptions.from_dict({"overrides": ["stage1.steps=2", override]})
+
+
 def test_imac_defaults_and_values():
     assert IMACOptions.from_dict(None) == IMACOptions()
     options = IMACOptions.from_dict({"sample_steps": 5, "guidance_scale": 1, "overrides": ["stage1.steps=2"]})

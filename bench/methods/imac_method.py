@@ -30,7 +30,7 @@ from imac.pipeline import MODEL_CARD, IMACPipeline
 from imac.training.trainer import train
 from metrics.dataset import ClipRecord
 from metrics.io.bounded import read_json
-from metrics.options import build_options, ranged
+from metrics.options import OptionsError, build_options, ranged
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +42,12 @@ IMAC_VARIANTS: dict[str, tuple[str, tuple[str, ...], bool]] = {
     "imac-no-stage1": ("IMAC w/o first stage", ("stage2.init_from=null",), False),
     "imac-no-slowfast": ("IMAC w/o slow-fast", ("stage1.motion_frames=16", "stage2.motion_frames=16"), True),
 }
+
+
+# keys the run gives every variant, which an ``overrides`` entry would take from it
+RUN_KEYS = {"train.output": "each variant trains in its own folder of the run; an override would give all of them one "
+                            "folder, and the second variant would find the first one's models",
+            "data.root": "the run's dataset, --data"}
 
 
 @dataclass
@@ -57,8 +63,14 @@ class IMACOptions:
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None, where: str = "imac") -> IMACOptions:
         """Options from a config section (``metrics.options``): an unknown key, a value of the wrong
-        type or out of range is an error naming ``where`` and the key."""
-        return build_options(cls, values, where)
+        type or out of range is an error naming ``where`` and the key; so is an override of a key the run sets
+        itself (``RUN_KEYS``)."""
+        options = build_options(cls, values, where)
+        for override in options.overrides:
+            key = override.partition("=")[0].strip()
+            if key in RUN_KEYS:
+                raise OptionsError(f"{where}: overrides: {override!r}: the run sets {key} ({RUN_KEYS[key]})")
+        return options
 
 
 class IMACMethod(Method):
