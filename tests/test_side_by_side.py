@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -170,17 +171,22 @@ def ended(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads process states from /proc")
-def test_the_workers_end_with_a_run_killed_without_a_word(tmp_path):
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGINT"])
+def test_the_workers_end_with_the_run(tmp_path, how):
+    """SIGKILL: the run cannot tell its workers, they watch it; SIGINT (Ctrl-C, sent to the run alone): the run
+    ends them itself, and ends (it would otherwise wait for trainings that never finish)."""
     pids = [tmp_path / "a.pid", tmp_path / "b.pid"]
     script = textwrap.dedent(f"""
-        import sys, torch
+        import signal, sys, torch
+        signal.signal(signal.SIGINT, signal.default_int_handler)     # as in a terminal, whoever started it
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         from bench.side_by_side import Training, train_side_by_side
         from side_by_side_jobs import forever
         train_side_by_side([Training(str(p), str(p), forever, {{"pid_file": str(p)}}) for p in {[str(p) for p in pids]!r}],
                            workers=2)
         """)
-    run = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "OMP_NUM_THREADS": "1"})
+    run = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "OMP_NUM_THREADS": "1"},
+                           stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
         while not all(p.is_file() and p.read_text() for p in pids):
@@ -188,8 +194,10 @@ def test_the_workers_end_with_a_run_killed_without_a_word(tmp_path):
             time.sleep(0.2)
         workers = [int(p.read_text()) for p in pids]
         assert not any(ended(pid) for pid in workers)
-        run.kill()                                        # SIGKILL: the run cannot tell its workers
-        run.wait()
+        run.send_signal(getattr(signal, how))
+        _, stderr = run.communicate(timeout=30)           # a run that hangs on its workers fails here
+        if how == "SIGINT":
+            assert "KeyboardInterrupt" in stderr
         deadline = time.monotonic() + 10
         while not all(ended(pid) for pid in workers) and time.monotonic() < deadline:
             time.sleep(0.2)
