@@ -260,6 +260,15 @@ def generator_changes(folder: str | os.PathLike, options: MYAOptions) -> list[st
     return config_differences(_settings_view(saved), _settings_view(options.training_settings()))
 
 
+def check_generator(folder: str | os.PathLike, options: MYAOptions) -> None:
+    """Refuse (ValueError naming ``folder`` and the changes) a finished generator in ``folder`` trained with
+    other settings than ``options``' (``generator_changes``)."""
+    changes = generator_changes(folder, options)
+    if changes:
+        raise ValueError(f"{folder}: trained with other settings than this run's mya options "
+                         f"({listed(changes)}); remove the folder to train again, or give a new --out")
+
+
 def train_or_load_generator(context: BenchContext, options: MYAOptions, vae: AutoencoderKL,
                             device: torch.device) -> tuple[MYAGenerator, dict[str, Any]]:
     """The generator of ``options.model`` or ``work_dir/generator`` if finished, else trained and saved there.
@@ -269,10 +278,8 @@ def train_or_load_generator(context: BenchContext, options: MYAOptions, vae: Aut
     folder = Path(options.model) if options.model else Path(context.work_dir) / GENERATOR_FOLDER
     processes = context.processes
     if options.model or processes.broadcast(generator_is_finished(folder) if processes.is_main else None):
-        changes = [] if options.model else generator_changes(folder, options)
-        if changes:
-            raise ValueError(f"{folder}: trained with other settings than this run's mya options "
-                             f"({listed(changes)}); remove the folder to train again, or give a new --out")
+        if not options.model:
+            check_generator(folder, options)
         model, card = load_generator(folder)
         return model.to(device), {"generator": str(folder), "trained": "earlier", **card.get("facts", {})}
     if folder.exists() and processes.is_main:

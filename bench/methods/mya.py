@@ -19,7 +19,7 @@ from diffusers import AutoencoderKL
 
 from bench.baselines.keypoint_motion import KeypointMotion, shared_folder, shared_model_changes, shared_motion_training
 from bench.baselines.pose_guided import DTYPES, MYAGenerator, MYAOptions, render_frames
-from bench.baselines.pose_guided_training import GENERATOR_FOLDER, generator_changes, train_or_load_generator
+from bench.baselines.pose_guided_training import GENERATOR_FOLDER, check_generator, train_or_load_generator
 from bench.methods.base import (BenchContext, Method, check_model_of_videos, check_shared_vae_size, made_videos,
                                 reference_keypoints)
 from imac.models.loading import load_pretrained
@@ -60,22 +60,20 @@ class MYAMethod(Method):
         return [training] if training is not None else []
 
     def check_folder(self, context: BenchContext) -> None:
-        """Refuse a run folder holding MYA videos made with other models than this run's: another keypoint
-        motion model (``keypoint_motion.shared_model_changes``), a generator trained with other settings
-        (unless ``model:`` gives one) or a shared VAE trained with other settings
+        """Refuse a run folder whose generator was trained with other settings (``check_generator``; unless
+        ``model:`` gives one), or holding MYA videos made with other models than this run's: another keypoint
+        motion model (``keypoint_motion.shared_model_changes``) or a shared VAE trained with other settings
         (``context.check_shared_vae``), and a resolution that is not the shared VAE's
         (``check_shared_vae_size``). Reads cards, trains nothing."""
         options = MYAOptions.from_dict(context.options, self.name)
         check_shared_vae_size(context, options.resolution, self.name, "resolution")
+        if not options.model:       # before anything trains (the shared models, side by side), not after
+            check_generator(Path(context.work_dir) / GENERATOR_FOLDER, options)
         videos = made_videos(context)
         if videos is None:
             return
         motion_options = options.motion_options(f"{self.name}.motion")
         check_model_of_videos(videos, "a keypoint motion model", lambda: shared_model_changes(context, motion_options))
-        if not options.model:
-            generator = Path(context.work_dir) / GENERATOR_FOLDER
-            check_model_of_videos(videos, f"the generator of {generator}",
-                                  lambda: generator_changes(generator, options))
         if context.check_shared_vae is not None:
             context.check_shared_vae()
 
