@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from userstudy_data.media import tagged_video
 from userstudy_data.helpers import make_study
 
 from userstudy import analyze, cli
@@ -110,7 +111,7 @@ def test_numbers_out_of_range_are_one_line_errors(argv, named, capsys):
 def test_make_study_through_the_package(tmp_path):
     for method in ("a", "b"):
         (tmp_path / method).mkdir()
-        (tmp_path / method / "t1.mp4").write_bytes(method.encode())
+        (tmp_path / method / "t1.mp4").write_bytes(tagged_video(method))
     assert main(["make-study", "--out", str(tmp_path / "study"), "--method", f"a={tmp_path / 'a'}",
                  "--method", f"b={tmp_path / 'b'}", "--seed", "s1"]) == 0
     assert (tmp_path / "study" / "study.json").exists()

@@ -115,10 +115,26 @@ def test_the_reported_rate_is_file_size_over_duration(tmp_path, caplog):
     assert 25 < low <= high < 60
 
 
+def write_odd_sized(path: Path) -> None:
+    """A playable H.264 (4:4:4) + AAC clip 33 px wide: x264 refuses that width in the 4:2:0 of a study."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=25)
+        video.width = video.height = 33
+        video.pix_fmt = "yuv444p"
+        audio = container.add_stream("aac", rate=RATE)
+        for i in range(4):
+            for packet in video.encode(av.VideoFrame.from_ndarray(np.full((33, 33, 3), 40 * i, np.uint8), "rgb24")):
+                container.mux(packet)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, RATE // 4), np.float32), format="flt", layout="mono")
+        frame.sample_rate = RATE
+        for packet in [*video.encode(), *audio.encode(frame), *audio.encode()]:
+            container.mux(packet)
+
+
 def test_a_video_that_cannot_be_reencoded_is_named_as_the_user_gave_it(tmp_path, capsys):
     write_clip(tmp_path / "a" / "c1.mp4", "flat")
-    (tmp_path / "b").mkdir()
-    (tmp_path / "b" / "c1.mp4").write_bytes(b"not a video")
+    write_odd_sized(tmp_path / "b" / "c1.mp4")          # plays (make_study reads every file), cannot be re-encoded
     study = tmp_path / "study"
     assert make_study_main(["--out", str(study), "--method", f"a={tmp_path / 'a'}", "--method",
                             f"b={tmp_path / 'b'}", "--constant-bitrate", "300"]) == 2

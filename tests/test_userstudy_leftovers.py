@@ -11,6 +11,8 @@ import subprocess
 import sys
 import time
 
+from userstudy_data.media import tagged_video
+
 from userstudy import files
 
 
@@ -68,7 +70,7 @@ def test_a_study_folder_left_by_a_killed_make_study_is_removed(tmp_path):
         (tmp_path / name / "videos" / "a.mp4").write_bytes(b"half copied")
     for method in ("a", "b"):
         (tmp_path / "src" / method).mkdir(parents=True)
-        (tmp_path / "src" / method / "t1.mp4").write_bytes(method.encode())
+        (tmp_path / "src" / method / "t1.mp4").write_bytes(tagged_video(method))
     make_study(tmp_path / "study", {m: tmp_path / "src" / m for m in ("a", "b")}, seed="s")
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == sorted(
         name for name, keep in planted.items() if keep)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from userstudy_data.media import tagged_video, write_video
+
 from userstudy import make_study as make_study_command
 from userstudy.make_study import RUN_CONTROLS, make_study_from_run
 from userstudy.study import StudyError, load_study
@@ -17,8 +19,9 @@ METHODS = ["imac", "s2g", "mya"]
 IDENTITIES = {"alice": ["c01", "c02", "c03", "c04"], "bob": ["c01", "c05", "c06"]}
 
 
-def fake_run(root: Path, methods=tuple(METHODS) + RUN_CONTROLS, skip=()) -> Path:
-    """A run folder in the documented layout; each video's bytes name its method, identity and clip."""
+def fake_run(root: Path, methods=tuple(METHODS) + RUN_CONTROLS, skip=(), sound: bool = True) -> Path:
+    """A run folder in the documented layout; each video (real, tiny: ``tagged_video``) names its method,
+    identity and clip in its bytes."""
     run = root / "runs" / "bench"
     run.mkdir(parents=True)
     (run / "run.json").write_text(json.dumps({"data": None, "seed": 0, "identities": None, "config": {},
@@ -30,7 +33,7 @@ def fake_run(root: Path, methods=tuple(METHODS) + RUN_CONTROLS, skip=()) -> Path
                     continue
                 path = run / method / identity / f"{clip}.mp4"
                 path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(f"{method}/{identity}/{clip}".encode())
+                path.write_bytes(tagged_video(f"{method}/{identity}/{clip}", sound))
     (run / "work").mkdir()                     # other things a run holds are not read
     (run / "results.json").write_text("{}")
     return run
@@ -56,12 +59,12 @@ def test_a_study_from_a_run_draws_trials_per_identity_and_mixes_in_checks(tmp_pa
     assert sorted(t.id for t in study.trials) == [f"t{i:03d}" for i in range(1, 7)]
     for trial in regular:
         for method in METHODS:
-            assert study.file(trial.videos[method]).read_bytes() == f"{method}/{trial.clip}".encode()
+            assert study.file(trial.videos[method]).read_bytes() == tagged_video(f"{method}/{trial.clip}")
     frozen = next(t for t in checks if t.check.kind == "last")
     assert frozen.check.criteria == ("sound-video synchronization",)
     for method in METHODS:
         expected = "static" if method == frozen.check.method else method
-        assert study.file(frozen.videos[method]).read_bytes() == f"{expected}/{frozen.clip}".encode()
+        assert study.file(frozen.videos[method]).read_bytes() == tagged_video(f"{expected}/{frozen.clip}")
     repeat = next(t for t in checks if t.check.kind == "repeat")
     original = next(t for t in regular if t.id == repeat.check.of)
     assert original.clip == repeat.clip and original.videos == repeat.videos
@@ -143,14 +146,17 @@ def test_no_trial_is_repeated_and_asking_for_more_names_the_most_possible(tmp_pa
 
 
 def test_a_failed_build_leaves_nothing_and_an_existing_study_untouched(tmp_path, capsys):
-    run = fake_run(tmp_path)
-    # the videos are copied, then dubbing the match trial fails (these bytes are not videos)
-    with pytest.raises(StudyError, match="match trials: "):
+    run = fake_run(tmp_path, sound=False)
+    # one video plays but cannot be re-encoded (33 px wide: no 4:2:0)
+    odd = next(run.glob("imac/*/*.mp4"))
+    write_video(odd, shade=90, tone=None, frames=2, size=33, pix_fmt="yuv444p")
+    # the videos are copied, then dubbing the match trial fails (no sound to dub with)
+    with pytest.raises(StudyError, match="match trials: .*no audio stream"):
         make_study_from_run(tmp_path / "study", run, match_trials=1, seed="m")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]          # no study, no hidden folder
     # re-encoding fails on the copied files: nothing is left either
     code = make_study_command.main(["--out", str(tmp_path / "study"), "--run", str(run), "--constant-bitrate", "500"])
-    assert code == 2 and "python -m userstudy.make_study: error: " in capsys.readouterr().err
+    assert code == 2 and f"python -m userstudy.make_study: error: {odd}: cannot be re-encoded" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]
     make_study_from_run(tmp_path / "study", run, seed="m")
     before = {p: p.read_bytes() for p in (tmp_path / "study").rglob("*") if p.is_file()}
@@ -161,3 +167,14 @@ def test_a_failed_build_leaves_nothing_and_an_existing_study_untouched(tmp_path,
     (tmp_path / "empty").mkdir()
     assert len(make_study_from_run(tmp_path / "empty", run, seed="m").trials) == 7
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "runs", "study"]
+
+
+def test_a_run_video_that_cannot_play_is_refused_naming_it(tmp_path):
+    run = fake_run(tmp_path)
+    broken = run / "static" / "alice" / sorted(p.name for p in (run / "static" / "alice").iterdir())[0]
+    broken.write_bytes(broken.read_bytes()[:200])                          # cut before its index
+    make_study_from_run(tmp_path / "plain", run, seed="s")                 # the static videos are not shown
+    with pytest.raises(StudyError) as error:                               # ... until a frozen check shows them
+        make_study_from_run(tmp_path / "study", run, frozen_checks=len(list(run.glob("static/*/*.mp4"))), seed="s")
+    assert [p for p in error.value.problems if p.startswith(f"{broken}: cannot be opened (")]
+    assert not (tmp_path / "study").exists()

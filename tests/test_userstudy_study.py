@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from userstudy_data.media import tagged_video
 from userstudy_data.helpers import METHODS, make_study
 
 from userstudy import make_study as make_study_cli
@@ -21,7 +22,7 @@ def test_make_study_command_copies_videos_and_writes_the_study_file(tmp_path, ca
     for method in ("ours", "base"):
         (tmp_path / "gen" / method).mkdir(parents=True)
         for name in ("clip_a", "clip_b"):
-            (tmp_path / "gen" / method / f"{name}.mp4").write_bytes(f"{method}/{name}".encode())
+            (tmp_path / "gen" / method / f"{name}.mp4").write_bytes(tagged_video(f"{method}/{name}"))
     (tmp_path / "refs").mkdir()
     for name in ("clip_a", "clip_b"):
         (tmp_path / "refs" / f"{name}.png").write_bytes(b"png")
@@ -34,7 +35,7 @@ def test_make_study_command_copies_videos_and_writes_the_study_file(tmp_path, ca
     assert [c.name for c in study.criteria] == list(PAPER_CRITERIA)
     assert [t.id for t in study.trials] == ["clip_a", "clip_b"]
     trial = study.trials[1]
-    assert study.file(trial.videos["base"]).read_bytes() == b"base/clip_b"
+    assert study.file(trial.videos["base"]).read_bytes() == tagged_video("base/clip_b")
     assert trial.reference == "references/clip_b.png"
     # a second run must not overwrite the study (its seed keys every participant's plan)
     assert make_study_cli.main(["--out", str(tmp_path / "study"), "--method", f"ours={tmp_path / 'gen/ours'}",
@@ -56,7 +57,7 @@ def test_make_study_lists_videos_missing_for_a_method(tmp_path):
 def test_make_study_refuses_no_criterion_or_clashing_ones_and_names_no_hidden_folder(tmp_path):
     for method in "ab":
         (tmp_path / method).mkdir()
-        (tmp_path / method / "t1.mp4").write_bytes(b"v")
+        (tmp_path / method / "t1.mp4").write_bytes(tagged_video(method))
     folders = {m: tmp_path / m for m in "ab"}
     for criteria, said in (([], "criteria (--criteria): the list is empty; give at least one criterion"),
                            (["a", "A"], "criteria (--criteria): names must differ in their letters and digits, "

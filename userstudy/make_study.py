@@ -45,6 +45,7 @@ from userstudy.dubbing import DubbingError, dub
 from userstudy.encoding import EncodingError
 from userstudy.files import atomic_folder, write_text_atomic
 from userstudy.jsonfile import JSONFileError, read_json
+from userstudy.playable import playable, trial_problems
 from userstudy.schema import PAPER_CRITERIA
 from userstudy.study import (
     DEFAULT_TITLE,
@@ -209,6 +210,10 @@ def make_study(out: str | os.PathLike, method_folders: dict[str, str | os.PathLi
         lacking = [s for s in stems if s not in reference_files]
         if lacking:
             problems.append(f"no reference in {references} for {', '.join(lacking)}")
+    if problems:
+        raise StudyError(problems)
+    for stem in stems:
+        problems += trial_problems({method: videos[method][stem] for method in method_folders})
     if problems:
         raise StudyError(problems)
 
@@ -434,6 +439,16 @@ def make_study_from_run(out: str | os.PathLike, run: str | os.PathLike, methods:
         identity, clip = match_orders[method][i // len(chosen)]
         others = sorted(c for (who, c) in clips[method] if who == identity and c != clip)
         matches.append((method, identity, clip, pair_rng.choice(others)))
+    # every file the study shows: the drawn clips' videos (a frozen check's static one beside them) and the
+    # videos whose frames a match trial puts under another clip's speech
+    for identity, clip in drawn:
+        frozen_video = {FROZEN_CONTROL: static[identity, clip]} if (identity, clip) in dict(frozen) else {}
+        problems += trial_problems({m: clips[m][identity, clip] for m in chosen} | frozen_video)
+    for method, identity, _, other in matches:
+        problems += [f"{clips[method][identity, other]}: {problem}"
+                     for problem in playable(clips[method][identity, other]).problems]
+    if problems:
+        raise StudyError(sorted(set(problems), key=problems.index))
 
     with atomic_folder(out) as folder:
         sources = {}   # copied video -> the run's file, to name in an error of the re-encoding

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from userstudy import make_study as make_study_command
+from userstudy_data.media import tagged_video
 
 METHODS = ("imac", "s2g", "mya")
 CRITERIA = ("visual quality", "sound-video synchronization")
@@ -17,8 +18,8 @@ TIMEOUT = 10.0
 
 
 def video_bytes(method: str, trial: str) -> bytes:
-    # Not a playable video: the server only streams bytes, and each file is recognisable.
-    return f"video of {method} for {trial}|".encode() * 50
+    """A real, playable tiny video (make_study reads every file) whose bytes say whose it is."""
+    return tagged_video(f"video of {method} for {trial}")
 
 
 def make_study(root: Path, trials: int = 3, criteria=CRITERIA, methods=METHODS, play_through: bool = False) -> Path:
@@ -29,7 +30,7 @@ def make_study(root: Path, trials: int = 3, criteria=CRITERIA, methods=METHODS, 
         for t in range(1, trials + 1):
             (sources / method / f"t{t}.mp4").write_bytes(video_bytes(method, f"t{t}"))
     folder = root / "study"
-    # play_through off by default: these bytes are not playable videos, so they never play to the end
+    # play_through off by default: the tests' clients never play a video to its end
     make_study_command.make_study(folder, {m: sources / m for m in methods}, criteria=list(criteria),
                                   title="Test study", seed="fixed-seed", play_through=play_through)
     return folder

@@ -1,0 +1,81 @@
+"""A study's videos are read before it is made (userstudy.playable): a file cut short, which a player
+would play in part or without sound, is refused naming it, by make_study and by make_study_from_run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import pytest
+from userstudy_data.media import tagged_video, write_video
+
+from userstudy.make_study import make_study
+from userstudy.playable import Playable, playable, trial_problems
+from userstudy.study import StudyError
+
+FRAMES = 40
+
+
+def faststart(source: Path, out: Path) -> Path:
+    """``source`` remuxed with its index first (``movflags=faststart``), as web videos are written."""
+    with av.open(str(source)) as reader, av.open(str(out), "w", format="mp4",
+                                                 options={"movflags": "faststart"}) as writer:
+        streams = {s.index: writer.add_stream_from_template(s) for s in reader.streams}
+        for packet in reader.demux():
+            if packet.dts is not None:
+                packet.stream = streams[packet.stream.index]
+                writer.mux(packet)
+    return out
+
+
+def cut(source: Path, out: Path, fraction: float) -> Path:
+    data = source.read_bytes()
+    out.write_bytes(data[:int(len(data) * fraction)])
+    return out
+
+
+@pytest.fixture
+def whole(tmp_path) -> Path:
+    write_video(tmp_path / "source.mp4", shade=80, tone=300.0, frames=FRAMES)
+    return faststart(tmp_path / "source.mp4", tmp_path / "whole.mp4")
+
+
+def test_a_whole_video_plays(whole):
+    assert playable(whole) == Playable((), FRAMES, True)
+
+
+def test_a_video_cut_after_its_index_is_cut_short_naming_the_packets(whole, tmp_path):
+    found = playable(cut(whole, tmp_path / "cut.mp4", 0.6))
+    video = next(p for p in found.problems if " video packets " in p)
+    there = int(video.split()[2])
+    assert video == f"cut short: {there} of the {FRAMES} video packets its index lists are there"
+    assert 0 < there < FRAMES and found.frames == there
+
+
+def test_a_video_cut_before_its_index_and_a_file_that_is_no_video_cannot_be_opened(tmp_path):
+    write_video(tmp_path / "source.mp4", shade=80, tone=300.0, frames=FRAMES)   # index last: cut, no index
+    for path in (cut(tmp_path / "source.mp4", tmp_path / "cut.mp4", 0.5), tmp_path / "text.mp4"):
+        path.write_bytes(path.read_bytes() if path.name == "cut.mp4" else b"not a video")
+        found = playable(path)
+        assert len(found.problems) == 1 and found.problems[0].startswith("cannot be opened (")
+
+
+def test_a_silent_video_beside_speaking_ones_is_named(tmp_path):
+    files = {m: tmp_path / f"{m}.mp4" for m in ("a", "b", "c")}
+    for method, path in files.items():
+        path.write_bytes(tagged_video(method, sound=method != "b"))
+    assert trial_problems(files) == [f"{files['b']}: has no sound, where a's video of the same trial has it "
+                                     "(a sound track lost to a cut inside the file's index?)"]
+    assert trial_problems({m: files[m] for m in ("b",)}) == []          # silent alone: nothing to compare
+
+
+def test_make_study_refuses_a_cut_video_naming_it_and_writes_nothing(whole, tmp_path):
+    for method in ("a", "b"):
+        (tmp_path / method).mkdir()
+        (tmp_path / method / "t1.mp4").write_bytes(whole.read_bytes())
+    cut(whole, tmp_path / "b" / "t1.mp4", 0.6)
+    with pytest.raises(StudyError) as error:
+        make_study(tmp_path / "study", {m: tmp_path / m for m in ("a", "b")}, seed="s")
+    assert error.value.problems[0].startswith(f"{tmp_path / 'b' / 't1.mp4'}: cut short: ")
+    assert not (tmp_path / "study").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
