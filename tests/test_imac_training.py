@@ -540,6 +540,43 @@ def test_a_damaged_checkpoint_is_named_not_a_traceback(corpus, vae, tmp_path):
         train(tiny_config(corpus, vae, run), "stage1", progress=False, max_steps=2)
 
 
+@pytest.mark.parametrize("damage", ["cut", "gone", "keyless"])
+def test_a_checkpoint_whose_random_states_cannot_be_read_is_refused(corpus, vae, tmp_path, damage):
+    # accelerate would pass over them with an INFO line (the test below shows what that costs)
+    run = tmp_path / "run"
+    train(tiny_config(corpus, vae, run), "stage1", progress=False, max_steps=1)
+    states = run / "stage1" / "checkpoints" / "step-1" / "random_states_0.pkl"
+    if damage == "cut":
+        states.write_bytes(states.read_bytes()[:40])
+    elif damage == "gone":
+        states.unlink()
+    else:
+        torch.save({"random_state": [1, 2, 3]}, states)
+    with pytest.raises(ValueError, match=r"checkpoints/step-1: a damaged checkpoint \(\w+: .+\); remove that "
+                                         r"folder to resume from the checkpoint before it"):
+        train(tiny_config(corpus, vae, run), "stage1", progress=False, max_steps=2)
+
+
+def test_without_its_random_states_a_resumed_run_would_not_continue_the_run(corpus, vae, tmp_path, monkeypatch):
+    """The reference: two steps in one run. Resumed after step 1 with the checkpoint's random states, the
+    weights are those; with the states gone and the check taken out, accelerate resumes anyway and the
+    weights differ: why an unreadable states file is refused (above) rather than passed over."""
+    from imac.training import trainer
+
+    straight = _motion_weights(train(tiny_config(corpus, vae, tmp_path / "straight"), "stage1", progress=False,
+                                     max_steps=2).model_dir)
+    resumed = {}
+    for name in ("with", "without"):
+        config = tiny_config(corpus, vae, tmp_path / name)
+        train(config, "stage1", progress=False, max_steps=1)
+        if name == "without":
+            (tmp_path / name / "stage1" / "checkpoints" / "step-1" / "random_states_0.pkl").unlink()
+            monkeypatch.setattr(trainer, "_check_random_states", lambda folder, process_index: None)
+        resumed[name] = _motion_weights(train(config, "stage1", progress=False, max_steps=2).model_dir)
+    assert all(torch.equal(resumed["with"][k], v) for k, v in straight.items())
+    assert not all(torch.equal(resumed["without"][k], v) for k, v in straight.items())
+
+
 def test_stage2_refuses_a_stage1_of_another_motion_branch(corpus, vae, tmp_path):
     narrow = tiny_config(corpus, vae, tmp_path / "narrow", ["motion.width=32", "audio.width=32"])
     stage1 = train(narrow, "stage1", progress=False, max_steps=1).model_dir

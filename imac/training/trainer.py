@@ -216,6 +216,28 @@ def _damaged_checkpoint(folder: Path, error: BaseException) -> ValueError:
                       "resume from the checkpoint before it, or give another train.output")
 
 
+RANDOM_STATE_KEYS = ("random_state", "numpy_random_seed", "torch_manual_seed")
+
+
+def _check_random_states(folder: Path, process_index: int) -> None:
+    """Read a checkpoint's random states (``random_states_<process>.pkl``, as accelerate reads them) before
+    ``load_state`` does: accelerate passes over states it cannot read with an INFO line only (1.x,
+    ``checkpointing.load_accelerator_state``), and the resumed run would then draw other noise and dropout
+    than the run it continues, with nothing said. ValueError (``_damaged_checkpoint``) if they are missing,
+    unreadable or lack a generator's state."""
+    from accelerate.utils import load
+    from accelerate.utils.constants import RNG_STATE_NAME
+
+    path = folder / f"{RNG_STATE_NAME}_{process_index}.pkl"
+    try:
+        states = load(path)
+    except Exception as error:       # noqa: BLE001 - whatever accelerate would pass over
+        raise _damaged_checkpoint(folder, error) from None
+    missing = [key for key in RANDOM_STATE_KEYS if not isinstance(states, dict) or key not in states]
+    if missing:
+        raise _damaged_checkpoint(folder, ValueError(f"{path.name} holds no {', '.join(missing)}"))
+
+
 def _trim_log(path: Path, step: int) -> None:
     """Drop the lines of a stage's ``log.jsonl`` logged after ``step``, the checkpoint a run resumes from:
     the resumed run logs those steps again (an interrupted run had logged past its last checkpoint)."""
@@ -357,6 +379,7 @@ def train(config: IMACConfig, stage: str, progress: bool = True, max_steps: int 
             raise ValueError(f"{latest[0]}: trained {'with' if averaged else 'without'} {stage}.ema_decay; resume it "
                              f"{'with the same ema_decay' if averaged else 'with ema_decay 0'}, or give another "
                              "train.output")
+        _check_random_states(latest[0], accelerator.process_index)
         try:
             accelerator.load_state(str(latest[0]))
         except RuntimeError as error:          # torch's "Error(s) in loading state_dict": another layout
