@@ -213,3 +213,24 @@ def test_a_variable_frame_rate_clip_is_found_from_its_packet_times(tmp_path):
     assert even.uneven_timing is None
     with pytest.raises(InputMismatchError, match=r"frame_timing: 1 clip\(s\) with a variable frame rate: fake a/vfr"):
         check_inputs([], [uneven], ("div",), Protocol())
+
+
+@pytest.mark.parametrize("frames, rate", [(127, "8"), (130, "8"), (127, "6"), (131, "6"), (129, "12.5")])
+def test_a_copy_at_another_rate_made_by_ffmpeg_is_of_the_real_clips_length(tmp_path, frames, rate):
+    """ffmpeg's fps filter (the independent reference) makes the copy; each side is a whole number of its own
+    frames, so the lengths differ by up to a frame of the slower rate (0.045-0.08 s here, more than one 25-fps
+    frame): accepted for the metrics that resample the rate; 2 frames of that rate fewer are refused."""
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg", reason="the independent converter")
+    import subprocess
+
+    real_path, copy = tmp_path / "real.mp4", tmp_path / "copy.mp4"
+    write_video(real_path, (np.full((32, 32, 3), i, np.uint8) for i in range(frames)), fps=25)
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-i", str(real_path),
+                    "-vf", f"fps={rate}", str(copy)], check=True, timeout=60)
+    real, fake = probe_video(real_path), probe_video(copy)
+    assert fake.fps == float(rate) and abs(fake.duration - real.duration) <= 1 / float(rate)
+    real_side = [props(fps=real.fps, num_frames=real.num_frames)]
+    check_inputs(real_side, [props(side="fake", fps=fake.fps, num_frames=fake.num_frames)], ("fgd",), Protocol())
+    with pytest.raises(InputMismatchError, match=r"duration differs"):
+        check_inputs(real_side, [props(side="fake", fps=fake.fps, num_frames=fake.num_frames - 2)], ("fgd",),
+                     Protocol())
