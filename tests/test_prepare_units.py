@@ -188,6 +188,22 @@ def test_talknet_pickles_are_read_without_running_code(tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("broken, said", [([float("nan")] * 30, r"track 1: 30 of 30 scores are not finite "
+                                                                  r"\(frames 0, 1, 2, 3, 4 \.\.\.\)"),
+                                           ([1.0, float("inf"), 1.0], r"track 1: 1 of 3 scores are not finite \(frames 1\)"),
+                                           (["yes", "no"], r"track 1: scores are not numbers")])
+def test_a_talknet_track_of_non_numbers_is_named_not_counted_as_silent(tmp_path, broken, said):
+    # compared as >= 0, a NaN track read as a silent person: a clip with two speakers would be kept
+    import pickle
+
+    from bench.data.prepare.speakers import talknet_speaker_counts
+
+    (tmp_path / "t" / "c" / "pywork").mkdir(parents=True)
+    (tmp_path / "t" / "c" / "pywork" / "scores.pckl").write_bytes(pickle.dumps([[1.0] * 30, broken]))
+    with pytest.raises(ValueError, match=rf"c/pywork/scores.pckl: {said}"):
+        talknet_speaker_counts(tmp_path / "t")
+
+
 # -- the constant-rate timeline and the audio under a clip -------------------------------------------
 
 

@@ -85,6 +85,23 @@ def speaking_tracks(track_scores: list, min_speaking_fraction: float = 0.2) -> i
     return count
 
 
+def track_scores(path: Path, number: int, scores) -> np.ndarray:
+    """Track ``number``'s scores of ``path`` as a float array (frames,). A value that is not a number, or
+    not finite, is a ValueError naming the file, the track and the frames: compared as ``>= 0``, a NaN
+    reads as "not speaking", so a broken track would silently leave a second speaker uncounted and the
+    clip kept."""
+    try:
+        values = np.asarray(scores, dtype=np.float64).ravel()
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{path}: track {number}: scores are not numbers ({error})") from None
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:
+        frames = ", ".join(map(str, bad[:5])) + (" ..." if bad.size > 5 else "")
+        raise ValueError(f"{path}: track {number}: {bad.size} of {values.size} scores are not finite (frames "
+                         f"{frames}): TalkNet's output is damaged; run its demo on that clip again")
+    return values
+
+
 def talknet_speaker_counts(folder: str | os.PathLike, min_speaking_fraction: float = 0.2) -> dict[str, int]:
     """``{clip_id: speakers}`` from TalkNet demo outputs ``folder/<clip_id>/pywork/scores.pckl``."""
     folder = Path(folder)
@@ -98,7 +115,9 @@ def talknet_speaker_counts(folder: str | os.PathLike, min_speaking_fraction: flo
             raise ValueError(str(error)) from None
         if not isinstance(scores, (list, tuple)):
             raise ValueError(f"{path}: expected a list of per-track score arrays, got {type(scores).__name__}")
-        counts[path.parent.parent.name] = speaking_tracks(list(scores), min_speaking_fraction)
+        counts[path.parent.parent.name] = speaking_tracks([track_scores(path, number, track)
+                                                          for number, track in enumerate(scores)],
+                                                         min_speaking_fraction)
     if not counts:
         raise FileNotFoundError(f"{folder}: no <clip_id>/pywork/scores.pckl inside (TalkNet's demo layout)")
     return counts
