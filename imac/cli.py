@@ -98,6 +98,11 @@ def _train_vae(config: IMACConfig, args: argparse.Namespace) -> int:
     if args.max_steps:
         settings["steps"] = args.max_steps
     steps = settings["steps"]
+    keys = {override.partition("=")[0].strip() for override in args.overrides}
+    if "train.output" in keys and "video.vae" not in keys:      # the VAE is a path of its own
+        print(f"note: the VAE is written to video.vae ({config.video.vae}), not under train.output "
+              f"({config.train.output}); stage 2 reads it from video.vae: give video.vae=DIR to put it elsewhere",
+              file=sys.stderr)
     summary = train_autoencoder(config.data.root, config.video.vae, seed=config.train.seed,
                                 progress=not args.quiet, overwrite=args.overwrite, **settings)
     print(f"vae: {steps} steps in {summary['seconds']:.0f} s, final loss {summary['final_loss']:.4f}, "
@@ -238,7 +243,8 @@ def build_parser() -> CommandParser:
     train = add_command(commands, "train", "train the tiny VAE, stage 1 (motion) or stage 2 (all)",
                         handler=_train, intermixed=True,
                         wraps="imac.training.trainer.train; vae: imac.training.autoencoder.train_autoencoder")
-    train.add_argument("stage", choices=("vae", "stage1", "stage2"), help="what to train")
+    train.add_argument("stage", choices=("vae", "stage1", "stage2"),
+                       help="what to train: stage1/stage2 into train.output/<stage>; vae into video.vae (its own path)")
     train.add_argument("overrides", nargs="*", default=[], metavar="key.sub=value",
                        help="config overrides (YAML values), e.g. stage2.lr=1e-4 data.root=DIR")
     train.add_argument("--config", required=True, help="packaged config name (tiny, i2vgenxl) or YAML path")

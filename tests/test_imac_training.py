@@ -344,6 +344,17 @@ def test_cli_trains_the_tiny_vae_and_refuses_a_pretrained_config(corpus, tmp_pat
     assert "unknown key(s) nope" in capsys.readouterr().err
 
 
+def test_cli_says_where_the_vae_goes_when_train_output_is_given(corpus, tmp_path, capsys, monkeypatch):
+    from imac.cli import main
+
+    monkeypatch.chdir(tmp_path)                    # the tiny config's video.vae is relative
+    assert main(["train", "vae", "--config", "tiny", f"data.root={corpus}", f"train.output={tmp_path / 'mine'}",
+                 "--max-steps", "1", "--quiet"]) == 0
+    assert ("note: the VAE is written to video.vae (runs/imac-tiny/vae), not under train.output "
+            f"({tmp_path / 'mine'})") in capsys.readouterr().err
+    assert (tmp_path / "runs" / "imac-tiny" / "vae" / "config.json").is_file()
+
+
 @pytest.mark.parametrize("stage, overrides, said", [
     ("stage1", ["data.root={tmp}/nowhere"], "{tmp}/nowhere/manifest.jsonl: manifest: file not found"),
     ("stage1", ["data.identities=[nobody]"], "data.identities: nobody not in"),
