@@ -7,7 +7,8 @@ MP4 file keeps an index of every stream's packets (the ``moov`` box): cut before
 does not open; with the index first ("faststart"), it opens and its last packets are missing; cut
 inside the index, a stream can vanish (the sound, in a file measured here: a 1% cut turned the
 audio track into an unknown data stream). ``playable`` reads the packets (demuxing, no decoding: a
-few milliseconds a file) and compares their count per stream with the index's.
+few milliseconds a file) and compares them with what the header lists: the video frames of the index,
+and where each stream ends against the length the header gives.
 
 PyAV (already what the server's dubbing uses) is imported only when a file is read.
 """
@@ -19,21 +20,34 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+END_SLACK_S = 0.1      # a stream may end this much before the length its header gives (an audio codec's last frame)
+
+
 @dataclass(frozen=True)
 class Playable:
     """What ``playable`` found in a file: ``problems`` (empty: it plays to its end, as far as its
-    index tells), the video packets read and whether it has a sound stream."""
+    header tells), the video packets read and whether it has a sound stream."""
 
     problems: tuple[str, ...]
     frames: int
     sound: bool
 
 
+def _listed_end(stream, container_seconds: float | None) -> float | None:
+    """Seconds at which ``stream`` ends by the file's header: its start and length (an MP4 index, a
+    fragmented MP4's), else the container's length (a WebM header's); None when the file gives none."""
+    if stream.duration and stream.time_base:
+        return float(((stream.start_time or 0) + stream.duration) * stream.time_base)
+    return container_seconds
+
+
 def playable(path: str | os.PathLike) -> Playable:
-    """Read every packet of ``path``: a file that does not open, has no video stream or no video
-    packet, fails while being read, or holds fewer packets of a stream than its index lists (stream
-    ``frames``; formats without that count, as WebM, are checked only for opening and reading) is a
-    problem, described without the path (the caller names the file). Raises nothing for a bad file."""
+    """Read every packet of ``path`` (demuxing, no decoding) and compare what is there with what the
+    header lists: a file that does not open, has no video stream or no video packet, fails while being
+    read, holds fewer video frames than its index lists (MP4, MOV: ``frames``), or whose video or sound
+    ends more than ``END_SLACK_S`` before the length its header gives (MP4, MOV, fragmented MP4, WebM) is a
+    problem, described without the path (the caller names the file). An Ogg file states no length, so a cut
+    one is not found. Raises nothing for a bad file."""
     import av
 
     try:
@@ -42,25 +56,35 @@ def playable(path: str | os.PathLike) -> Playable:
         said = getattr(error, "strerror", None) or error          # FFmpeg's words, without the path again
         return Playable((f"cannot be opened ({said}): cut short before its index, or not a video",), 0, False)
     with reader:       # (a stream is not read once its file is closed: PyAV then crashes the process)
-        listed = {s.index: (s.type, s.frames) for s in reader.streams}
-        video = min((index for index, (kind, _) in listed.items() if kind == "video"), default=None)
-        sound = any(kind == "audio" for kind, _ in listed.values())
+        seconds = reader.duration / 1_000_000 if reader.duration else None
+        kinds = {s.index: s.type for s in reader.streams}
+        listed = {s.index: (s.frames, _listed_end(s, seconds)) for s in reader.streams if s.type in ("video", "audio")}
+        video = min((index for index, kind in kinds.items() if kind == "video"), default=None)
+        sound = "audio" in kinds.values()
         if video is None:
             return Playable(("has no video stream",), 0, sound)
-        read = dict.fromkeys(listed, 0)
+        frames, ends = 0, dict.fromkeys(listed, 0.0)
         try:
             for packet in reader.demux():
-                if packet.size:
-                    read[packet.stream.index] += 1
+                index = packet.stream.index
+                if not packet.size or index not in listed:
+                    continue
+                frames += index == video
+                if packet.pts is not None:
+                    ends[index] = max(ends[index], float((packet.pts + (packet.duration or 0)) * packet.time_base))
         except (av.FFmpegError, OSError) as error:
             said = getattr(error, "strerror", None) or error
-            return Playable((f"fails while being read ({said}): damaged or cut short",), read[video], sound)
-    problems = tuple(f"cut short: {read[index]} of the {frames} {kind} packets its index lists are there"
-                     for index, (kind, frames) in listed.items()
-                     if kind in ("video", "audio") and frames and read[index] < frames)
-    if not read[video]:
-        problems += ("holds no video frame",)
-    return Playable(problems, read[video], sound)
+            return Playable((f"fails while being read ({said}): damaged or cut short",), frames, sound)
+    problems = []
+    for index, (count, end) in listed.items():
+        if index == video and count and frames < count:
+            problems.append(f"cut short: {frames} of the {count} video frames its index lists are there")
+        elif end is not None and ends[index] < end - END_SLACK_S:
+            problems.append(f"cut short: its {kinds[index]} ends at {ends[index]:.2f} s of the {end:.2f} s its "
+                            "header gives")
+    if not frames:
+        problems.append("holds no video frame")
+    return Playable(tuple(problems), frames, sound)
 
 
 def trial_problems(files: dict[str, Path], shown: dict[Path, str] | None = None) -> list[str]:
@@ -74,6 +98,8 @@ def trial_problems(files: dict[str, Path], shown: dict[Path, str] | None = None)
     with_sound = [method for method, result in found.items() if result.sound]
     if with_sound:
         problems += [f"{shown.get(files[method], files[method])}: has no sound, where {with_sound[0]}'s video of "
-                     f"the same trial has it (a sound track lost to a cut inside the file's index?)"
+                     "the same trial has it: participants would compare a silent video with speaking ones; put the "
+                     "clip's speech into it (ffmpeg -i VIDEO -i SPEECH.wav -c:v copy -c:a aac OUT.mp4), or make it "
+                     "again if a cut took its sound"
                      for method, result in found.items() if not result.sound and not result.problems]
     return problems
