@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import re
 
 import numpy as np
@@ -566,6 +567,22 @@ def test_a_checkpoint_whose_random_states_cannot_be_read_is_refused(corpus, vae,
     with pytest.raises(ValueError, match=r"checkpoints/step-1: a damaged checkpoint \(\w+: .+\); remove that "
                                          r"folder to resume from the checkpoint before it"):
         train(tiny_config(corpus, vae, run), "stage1", progress=False, max_steps=2)
+
+
+def test_a_process_beyond_those_that_wrote_the_checkpoint_goes_on_from_its_seed(tmp_path, capsys):
+    # resumed on more GPUs than it was written with: process 1 has no states file, and that is no damage
+    from imac.training.trainer import _check_random_states
+
+    checkpoint = tmp_path / "step-1"
+    checkpoint.mkdir()
+    torch.save({"random_state": random.getstate(), "numpy_random_seed": np.random.get_state(),
+                "torch_manual_seed": torch.get_rng_state()}, checkpoint / "random_states_0.pkl")
+    _check_random_states(checkpoint, 0)
+    _check_random_states(checkpoint, 1)
+    assert "written by 1 process(es); process 1 has no random states there" in capsys.readouterr().err
+    (checkpoint / "random_states_0.pkl").unlink()
+    with pytest.raises(ValueError, match="a damaged checkpoint"):
+        _check_random_states(checkpoint, 1)
 
 
 def test_without_its_random_states_a_resumed_run_would_not_continue_the_run(corpus, vae, tmp_path, monkeypatch):

@@ -29,6 +29,7 @@ import json
 import math
 import pickle
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -224,11 +225,17 @@ def _check_random_states(folder: Path, process_index: int) -> None:
     ``load_state`` does: accelerate passes over states it cannot read with an INFO line only (1.x,
     ``checkpointing.load_accelerator_state``), and the resumed run would then draw other noise and dropout
     than the run it continues, with nothing said. ValueError (``_damaged_checkpoint``) if they are missing,
-    unreadable or lack a generator's state."""
+    unreadable or lack a generator's state. A process beyond those that wrote the checkpoint (resumed on
+    more GPUs) has none to read: it goes on with its seeded generators, and says so."""
     from accelerate.utils import load
     from accelerate.utils.constants import RNG_STATE_NAME
 
     path = folder / f"{RNG_STATE_NAME}_{process_index}.pkl"
+    written = len(list(folder.glob(f"{RNG_STATE_NAME}_*.pkl")))
+    if not path.exists() and 0 < written <= process_index:
+        print(f"{folder}: written by {written} process(es); process {process_index} has no random states there "
+              "and starts from its seed (the run is not the one it continues bit for bit)", file=sys.stderr)
+        return
     try:
         states = load(path)
     except Exception as error:       # noqa: BLE001 - whatever accelerate would pass over
