@@ -43,11 +43,21 @@ def test_imac_names_a_value_out_of_range(key, value, bound):
         IMACOptions.from_dict({key: value})
 
 
-@pytest.mark.parametrize("override, key", [("train.output=/tmp/one", "train.output"), (" data.root = /data", "data.root")])
+@pytest.mark.parametrize("override, key", [("train.output=/tmp/one", "train.output"), (" data.root = /data", "data.root"),
+                                           ("train={output: /tmp/one, seed: 3}", "train.output"),
+                                           ("data.identities=[ines]", "data.identities"),
+                                           ("video={vae: /tmp/vae}", "video.vae"),
+                                           ("stage2.init_from=/models/stage1", "stage2.init_from")])
 def test_imac_refuses_an_override_of_what_the_run_sets(override, key):
     # every variant would train into one folder (and the second would find the first's models) or read other data
     with pytest.raises(OptionsError, match=rf"^imac: overrides: .*: the run sets {key} \("):
         IMACOptions.from_dict({"overrides": ["stage1.steps=2", override]})
+
+
+def test_imac_takes_overrides_of_keys_the_run_leaves_alone():
+    # the training seed (README, "The training seed"), a section's other keys, and a value that is no mapping
+    for override in ("train.seed=1", "train={seed: 2, save_every: 10}", "video.sample_steps=5", "stage2={lr: 1e-4}"):
+        assert IMACOptions.from_dict({"overrides": [override]}).overrides == [override]
 
 
 def test_imac_defaults_and_values():

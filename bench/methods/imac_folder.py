@@ -1,14 +1,18 @@
-"""Whether the IMAC model trained earlier in a run folder (``work/<method>/<stage>``) is this run's.
+"""Whether the IMAC model trained earlier in a run folder (``work/<method>/<stage>``) is this run's, and
+which config keys the run sets itself.
 
 A rerun reuses a trained stage only when it was trained with the run's configuration, as the stage's
 ``config.yaml`` says; what does not change what is trained (``RUNTIME_KEYS``, the sampling switches)
-and where a folder is (``LOCATION_KEYS``) do not count.
+and where a folder is (``LOCATION_KEYS``) do not count. The run gives every IMAC variant its folder, data,
+stage 1 and VAE (``RUN_KEYS``): an ``overrides`` entry of the bench config's ``imac`` section may not.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from imac.config import SAMPLING_KEYS, IMACConfig, config_differences, flat_config, listed
 from metrics.options import read_yaml
@@ -22,6 +26,37 @@ RUNTIME_KEYS = ("name", "train.device", "train.num_workers", "train.save_every",
 # (with or without stage 1, a pretrained I2VGen-XL or the tiny networks, HuBERT's weights or the tiny one).
 LOCATION_KEYS = ("train.output", "data.root", "data.feature_cache", "stage1.init_from", "stage2.init_from",
                  "video.vae", "video.pretrained", "audio.hubert")
+
+# keys the run gives every variant, which an ``overrides`` entry would take from it
+RUN_KEYS = {"train.output": "each variant trains in its own folder of the run; an override would give all of them one "
+                            "folder, and the second variant would find the first one's models",
+            "data.root": "the run's dataset, --data",
+            "data.identities": "the run's --identities",
+            "stage2.init_from": "each variant's own stage 1 (imac-no-stage1 and imac-no-motion train without one)",
+            "video.vae": "the run's tiny VAE, shared by every method that needs one (a config with video.pretrained "
+                         "loads its own)"}
+
+
+def overridden_run_key(override: str) -> str | None:
+    """The key of ``RUN_KEYS`` that ``override`` ("key.sub=value") sets, directly or inside a mapping given to
+    a section (``train={output: DIR}``); None if none."""
+    key, _, value = override.partition("=")
+    key = key.strip()
+    if key in RUN_KEYS:
+        return key
+    for run_key in RUN_KEYS:
+        if run_key.startswith(key + "."):
+            try:
+                given = yaml.safe_load(value)
+            except yaml.YAMLError:
+                return None             # the config loader names it
+            for part in run_key[len(key) + 1:].split("."):
+                if not isinstance(given, dict) or part not in given:
+                    break
+                given = given[part]
+            else:
+                return run_key
+    return None
 
 
 def _locations_blurred(values: dict[str, Any]) -> dict[str, Any]:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from bench.methods.base import BenchContext, Method, check_shared_vae_size, made_videos
-from bench.methods.imac_folder import check_trained_with
+from bench.methods.imac_folder import RUN_KEYS, check_trained_with, overridden_run_key
 from bench.side_by_side import Training
 from imac.config import (SAMPLING_KEYS, SAMPLING_KEYS_ADDED, IMACConfig, flat_config, kept_steps, load_config,
                          with_sampling_of, with_sampling_overrides)
@@ -44,12 +44,6 @@ IMAC_VARIANTS: dict[str, tuple[str, tuple[str, ...], bool]] = {
 }
 
 
-# keys the run gives every variant, which an ``overrides`` entry would take from it
-RUN_KEYS = {"train.output": "each variant trains in its own folder of the run; an override would give all of them one "
-                            "folder, and the second variant would find the first one's models",
-            "data.root": "the run's dataset, --data"}
-
-
 @dataclass
 class IMACOptions:
     """The ``imac`` section of a bench config (shared by the ablations)."""
@@ -67,8 +61,8 @@ class IMACOptions:
         itself (``RUN_KEYS``)."""
         options = build_options(cls, values, where)
         for override in options.overrides:
-            key = override.partition("=")[0].strip()
-            if key in RUN_KEYS:
+            key = overridden_run_key(override)
+            if key is not None:
                 raise OptionsError(f"{where}: overrides: {override!r}: the run sets {key} ({RUN_KEYS[key]})")
         return options
 
