@@ -260,13 +260,16 @@ def generator_changes(folder: str | os.PathLike, options: MYAOptions) -> list[st
     return config_differences(_settings_view(saved), _settings_view(options.training_settings()))
 
 
-def check_generator(folder: str | os.PathLike, options: MYAOptions) -> None:
+def check_generator(folder: str | os.PathLike, options: MYAOptions, videos: Path | None = None) -> None:
     """Refuse (ValueError naming ``folder`` and the changes) a finished generator in ``folder`` trained with
-    other settings than ``options``' (``generator_changes``)."""
+    other settings than ``options``' (``generator_changes``). ``videos``: the run's folder of videos made with
+    it, if any (then only a new --out is advised: training again would mix two generators in one row)."""
     changes = generator_changes(folder, options)
     if changes:
+        advice = (f"{videos} holds videos made with it: give a new --out to run these settings" if videos else
+                  "remove the folder to train again, or give a new --out")
         raise ValueError(f"{folder}: trained with other settings than this run's mya options "
-                         f"({listed(changes)}); remove the folder to train again, or give a new --out")
+                         f"({listed(changes)}); {advice}")
 
 
 def train_or_load_generator(context: BenchContext, options: MYAOptions, vae: AutoencoderKL,

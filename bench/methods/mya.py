@@ -67,9 +67,9 @@ class MYAMethod(Method):
         (``check_shared_vae_size``). Reads cards, trains nothing."""
         options = MYAOptions.from_dict(context.options, self.name)
         check_shared_vae_size(context, options.resolution, self.name, "resolution")
-        if not options.model:       # before anything trains (the shared models, side by side), not after
-            check_generator(Path(context.work_dir) / GENERATOR_FOLDER, options)
         videos = made_videos(context)
+        if not options.model:       # before anything trains (the shared models, side by side), not after
+            check_generator(Path(context.work_dir) / GENERATOR_FOLDER, options, videos)
         if videos is None:
             return
         motion_options = options.motion_options(f"{self.name}.motion")
