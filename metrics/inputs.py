@@ -29,7 +29,9 @@ property                      changes            rule
 ``rotation``                  all (geometry)     equal (frames are read as stored, never turned upright)
 ``audio_rate``                BAS                converted: resampled to the protocol's audio rate
 ``audio_channels``            BAS                converted: channels averaged to mono
-``audio_duration``            BAS                the speech covers the video (up to 0.1 s short: AAC)
+``audio_duration``            BAS                the speech covers the video (up to 0.1 s short: AAC); a
+                                                 generated clip read with its real clip's speech: up to
+                                                 0.1 s and one real frame short
 ``audio_missing``             BAS                under ``bas_audio: generated``, a generated clip without sound
                                                  is scored with its real clip's speech (converted); with no
                                                  real partner, refused (under either ``bas_audio``)
@@ -376,6 +378,15 @@ def _check_audio(check: _Checker, real, fake, protocol: Protocol) -> None:
                         "to mono")
     short = [f"{p.side} {p.clip} ({p.audio_duration:.2f} s of sound for {p.duration:.2f} s of video)" for p in voiced
              if p.audio_duration is not None and p.audio_duration < p.duration - AUDIO_SLACK_SECONDS]
+    # a generated clip read with its real clip's speech: the video may pass the real clip's length by up to a
+    # frame of the slower rate (``duration_tolerance``); beyond one frame of the real clip's, that speech is
+    # held against the generated video's length as a clip's own sound is against its own
+    by_key = {p.key: p for p in real}
+    borrowed = [(p, by_key[p.key]) for p in fake
+                if p.key in by_key and (protocol.bas_audio == "real" or p.audio_source is None)]
+    short += [f"fake {p.clip} ({partner.audio_duration:.2f} s of its real clip's speech for {p.duration:.2f} s of "
+              "video)" for p, partner in borrowed if partner.audio_duration is not None
+              and partner.audio_duration < p.duration - AUDIO_SLACK_SECONDS - 1.0 / partner.fps]
     if short:
         check.mismatch("audio_duration", ("bas",), f"{len(short)} clip(s) with less sound than video: "
                        f"{_named(short)}", "the end of the video has no speech to align with")

@@ -234,3 +234,21 @@ def test_a_copy_at_another_rate_made_by_ffmpeg_is_of_the_real_clips_length(tmp_p
     with pytest.raises(InputMismatchError, match=r"duration differs"):
         check_inputs(real_side, [props(side="fake", fps=fake.fps, num_frames=fake.num_frames - 2)], ("fgd",),
                      Protocol())
+
+
+@pytest.mark.parametrize("bas_audio, fake_sound", [("real", {}), ("generated", {"audio_source": None,
+                                                                              "audio_rate": None,
+                                                                              "audio_duration": None})])
+def test_a_generated_clip_longer_than_its_real_clips_speech_is_named(bas_audio, fake_sound):
+    # 25 frames at 6 fps: 4.17 s, within a 6-fps frame of the real 4.00 s (duration passes), read with the
+    # real clip's 4.00 s of speech: 0.17 s of video without speech, more than AAC's 0.1 s of slack and one
+    # frame of the real clip's rate (0.04 s), which a clip of the real rate could always pass it by
+    real = [props(audio_duration=4.0)]
+    fake = [props(side="fake", fps=6.0, num_frames=25, **fake_sound)]
+    with pytest.raises(InputMismatchError, match=r"audio_duration differs.*fake a/a_0 \(4.00 s of its real clip's "
+                                                 r"speech for 4.17 s of video\)"):
+        check_inputs(real, fake, ("bas",), Protocol(bas_audio=bas_audio))
+    for fps, frames in ((6.0, 24), (25.0, 101)):                     # 4.00 s; one 25-fps frame more: accepted
+        check_inputs([props(audio_duration=3.92)] if fps == 25.0 else real,
+                     [props(side="fake", fps=fps, num_frames=frames, **fake_sound)], ("bas",),
+                     Protocol(bas_audio=bas_audio))
