@@ -212,6 +212,7 @@ def make_study(out: str | os.PathLike, method_folders: dict[str, str | os.PathLi
             problems.append(f"no reference in {references} for {', '.join(lacking)}")
     if problems:
         raise StudyError(problems)
+    logger.info("reading the %d videos of the study (whether each plays to its end)", len(stems) * len(method_folders))
     for stem in stems:
         problems += trial_problems({method: videos[method][stem] for method in method_folders})
     if problems:
@@ -441,6 +442,8 @@ def make_study_from_run(out: str | os.PathLike, run: str | os.PathLike, methods:
         matches.append((method, identity, clip, pair_rng.choice(others)))
     # every file the study shows: the drawn clips' videos (a frozen check's static one beside them) and the
     # videos whose frames a match trial puts under another clip's speech
+    logger.info("reading the %d videos of the study (whether each plays to its end)",
+                len(drawn) * len(chosen) + len(frozen) + len(matches))
     for identity, clip in drawn:
         frozen_video = {FROZEN_CONTROL: static[identity, clip]} if (identity, clip) in dict(frozen) else {}
         problems += trial_problems({m: clips[m][identity, clip] for m in chosen} | frozen_video)
