@@ -12,6 +12,7 @@ import pytest
 
 from userstudy.encoding import EncodingError, reencode_constant_bitrate
 from userstudy.make_study import main as make_study_main
+from userstudy.study import load_study
 
 FRAMES, SIDE, RATE = 25, 64, 16000
 
@@ -113,6 +114,39 @@ def test_the_reported_rate_is_file_size_over_duration(tmp_path, caplog):
     assert (low, high) == (pytest.approx(rates[0], abs=0.06), pytest.approx(rates[1], abs=0.06))
     # about 200 kbit/s of video and 96 of sound: 37 kB/s, not thousands (every frame at time 0 did that)
     assert 25 < low <= high < 60
+
+
+def test_constant_bitrate_makes_every_container_an_mp4(tmp_path):
+    # a WebM (VP9 + Opus) beside an MP4: both are re-encoded, the WebM into an MP4 that the study names
+    write_clip(tmp_path / "a" / "c1.mp4", "flat")
+    with av.open(str(tmp_path / "a" / "c1.mp4")) as reader, \
+            av.open(str(tmp_path / "c1.webm"), "w") as writer:       # the same pictures and sound, as WebM
+        video, audio = writer.add_stream("libvpx-vp9", rate=25), writer.add_stream("libopus", rate=48000)
+        video.width = video.height = SIDE
+        video.pix_fmt = "yuv420p"
+        for frame in reader.decode(video=0):
+            for packet in video.encode(frame.reformat(format="yuv420p")):
+                writer.mux(packet)
+        for packet in video.encode():
+            writer.mux(packet)
+        tone = (0.1 * np.sin(2 * np.pi * 220 * np.arange(48000) / 48000)).astype(np.float32)
+        for start in range(0, tone.size, 960):
+            frame = av.AudioFrame.from_ndarray(tone[None, start:start + 960].copy(), format="flt", layout="mono")
+            frame.sample_rate, frame.pts = 48000, start
+            for packet in audio.encode(frame):
+                writer.mux(packet)
+        for packet in audio.encode():
+            writer.mux(packet)
+    (tmp_path / "b").mkdir()
+    (tmp_path / "c1.webm").rename(tmp_path / "b" / "c1.webm")
+    study = tmp_path / "study"
+    assert make_study_main(["--out", str(study), "--method", f"a={tmp_path / 'a'}", "--method",
+                            f"b={tmp_path / 'b'}", "--constant-bitrate", "300", "--seed", "k"]) == 0
+    assert load_study(study).trials[0].videos["b"].endswith("/c1.mp4")
+    assert not list(study.rglob("*.webm"))
+    for path in (study / "videos").rglob("*.mp4"):
+        with av.open(str(path)) as reader:
+            assert reader.format.name.startswith("mov,mp4") and reader.streams.video[0].codec_context.name == "h264"
 
 
 def write_odd_sized(path: Path) -> None:

@@ -225,7 +225,9 @@ def make_study(out: str | os.PathLike, method_folders: dict[str, str | os.PathLi
             entry = {"id": stem, "videos": {}}
             for method in method_folders:
                 source = videos[method][stem]
-                relative = f"videos/{folder_names[method]}/{source.name}"
+                # re-encoded, every video becomes an MP4, whatever its container
+                name = source.name if constant_bitrate is None else f"{source.stem}.mp4"
+                relative = f"videos/{folder_names[method]}/{name}"
                 (folder / relative).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(source, folder / relative)
                 sources[folder / relative] = source

@@ -33,21 +33,24 @@ class Playable:
     sound: bool
 
 
-def _listed_end(stream, container_seconds: float | None) -> float | None:
-    """Seconds at which ``stream`` ends by the file's header: its start and length (an MP4 index, a
-    fragmented MP4's), else the container's length (a WebM header's); None when the file gives none."""
+def _listed_end(stream) -> float | None:
+    """Seconds at which ``stream`` ends by the file's index (MP4, MOV: its start and length); None when
+    the file gives no length per stream (WebM, Ogg)."""
     if stream.duration and stream.time_base:
         return float(((stream.start_time or 0) + stream.duration) * stream.time_base)
-    return container_seconds
+    return None
 
 
 def playable(path: str | os.PathLike) -> Playable:
     """Read every packet of ``path`` (demuxing, no decoding) and compare what is there with what the
-    header lists: a file that does not open, has no video stream or no video packet, fails while being
-    read, holds fewer video frames than its index lists (MP4, MOV: ``frames``), or whose video or sound
-    ends more than ``END_SLACK_S`` before the length its header gives (MP4, MOV, fragmented MP4, WebM) is a
-    problem, described without the path (the caller names the file). An Ogg file states no length, so a cut
-    one is not found. Raises nothing for a bad file."""
+    header lists. A problem (described without the path: the caller names the file): the file does not
+    open, has no video stream or no video packet, fails while being read or holds a packet the demuxer
+    marks damaged, holds fewer video frames than its index lists (MP4, MOV: ``frames``), or ends more than
+    ``END_SLACK_S`` before the length its header gives: each stream against its own where the index gives
+    one (MP4, MOV), else the file's last packet against the file's length (WebM, whose streams may end
+    apart). Not found: a file that states no length (Ogg, a WebM written to a pipe, a fragmented MP4 cut
+    between its fragments) cut short, and damage inside the picture or sound data (nothing is decoded).
+    A cover picture (an attached picture stream) is not the video. Raises nothing for a bad file."""
     import av
 
     try:
@@ -57,31 +60,39 @@ def playable(path: str | os.PathLike) -> Playable:
         return Playable((f"cannot be opened ({said}): cut short before its index, or not a video",), 0, False)
     with reader:       # (a stream is not read once its file is closed: PyAV then crashes the process)
         seconds = reader.duration / 1_000_000 if reader.duration else None
-        kinds = {s.index: s.type for s in reader.streams}
-        listed = {s.index: (s.frames, _listed_end(s, seconds)) for s in reader.streams if s.type in ("video", "audio")}
-        video = min((index for index, kind in kinds.items() if kind == "video"), default=None)
-        sound = "audio" in kinds.values()
+        cover = av.stream.Disposition.attached_pic
+        media = {s.index: (s.type, s.frames, _listed_end(s)) for s in reader.streams
+                 if s.type == "audio" or (s.type == "video" and not s.disposition & cover)}
+        video = min((index for index, (kind, _, _) in media.items() if kind == "video"), default=None)
+        sound = any(kind == "audio" for kind, _, _ in media.values())
         if video is None:
             return Playable(("has no video stream",), 0, sound)
-        frames, ends = 0, dict.fromkeys(listed, 0.0)
+        frames, ends, damaged = 0, dict.fromkeys(media, 0.0), None
         try:
             for packet in reader.demux():
                 index = packet.stream.index
-                if not packet.size or index not in listed:
+                if not packet.size or index not in media:
                     continue
                 frames += index == video
                 if packet.pts is not None:
                     ends[index] = max(ends[index], float((packet.pts + (packet.duration or 0)) * packet.time_base))
+                if packet.is_corrupt and damaged is None:
+                    damaged = f"a damaged {media[index][0]} packet at {ends[index]:.2f} s: cut short or damaged"
         except (av.FFmpegError, OSError) as error:
             said = getattr(error, "strerror", None) or error
             return Playable((f"fails while being read ({said}): damaged or cut short",), frames, sound)
     problems = []
-    for index, (count, end) in listed.items():
+    for index, (kind, count, end) in media.items():
         if index == video and count and frames < count:
             problems.append(f"cut short: {frames} of the {count} video frames its index lists are there")
         elif end is not None and ends[index] < end - END_SLACK_S:
-            problems.append(f"cut short: its {kinds[index]} ends at {ends[index]:.2f} s of the {end:.2f} s its "
-                            "header gives")
+            problems.append(f"cut short: its {kind} ends at {ends[index]:.2f} s of the {end:.2f} s its index gives")
+    unlisted = [index for index, (_, _, end) in media.items() if end is None]
+    last = max((ends[index] for index in unlisted), default=None)
+    if last is not None and seconds is not None and last < seconds - END_SLACK_S:
+        problems.append(f"cut short: it ends at {last:.2f} s of the {seconds:.2f} s its header gives")
+    if damaged and not problems:          # (a cut's last packet is one too: said once, as the cut)
+        problems.append(damaged)
     if not frames:
         problems.append("holds no video frame")
     return Playable(tuple(problems), frames, sound)
