@@ -54,6 +54,19 @@ def test_make_study_lists_videos_missing_for_a_method(tmp_path):
     assert not (tmp_path / "study" / "study.json").exists()
 
 
+def test_a_video_that_is_a_folder_or_a_broken_link_is_named(tmp_path):
+    for method in "abc":
+        (tmp_path / method).mkdir()
+        (tmp_path / method / "t0.mp4").write_bytes(tagged_video(method))
+    (tmp_path / "a" / "t1.mp4").write_bytes(tagged_video("a1"))
+    (tmp_path / "b" / "t1.mp4").mkdir()
+    (tmp_path / "c" / "t1.mp4").symlink_to(tmp_path / "gone.mp4")
+    with pytest.raises(StudyError) as error:
+        make_study_cli.make_study(tmp_path / "study", {m: tmp_path / m for m in "abc"})
+    assert error.value.problems == [f"video 't1' is missing for b, c ({tmp_path / 'b' / 't1.mp4'} is a folder or a "
+                                    f"broken link; {tmp_path / 'c' / 't1.mp4'} is a folder or a broken link)"]
+
+
 def test_make_study_refuses_no_criterion_or_clashing_ones_and_names_no_hidden_folder(tmp_path):
     for method in "ab":
         (tmp_path / method).mkdir()

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import glob
 import itertools
 import json
 import logging
@@ -199,7 +200,11 @@ def make_study(out: str | os.PathLike, method_folders: dict[str, str | os.PathLi
     for stem in stems:
         lacking = [m for m in videos if stem not in videos[m]]
         if lacking:
-            problems.append(f"video {stem!r} is missing for {', '.join(lacking)}")
+            unread = [f"{path} is a folder or a broken link" for m in lacking for path in
+                      sorted(Path(method_folders[m]).glob(f"{glob.escape(stem)}.*"))
+                      if path.suffix.lower() in VIDEO_SUFFIXES and not path.is_file()]
+            problems.append(f"video {stem!r} is missing for {', '.join(lacking)}"
+                            + (f" ({'; '.join(unread)})" if unread else ""))
         if not is_valid_id(stem):
             problems.append(f"video name {stem!r} cannot be a trial id (letters, digits, '.', '_', '-')")
     reference_files = {}
