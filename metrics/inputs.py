@@ -346,7 +346,7 @@ def _check_durations(check: _Checker, real, fake) -> None:
 def _check_audio(check: _Checker, real, fake, protocol: Protocol) -> None:
     if "bas" not in check.metrics:
         return
-    partners = {p.key for p in real}
+    partners = {p.key: p for p in real}
     silent = [p for p in fake if p.audio_source is None]
     orphans = [p.clip for p in silent if p.key not in partners]
     if orphans:
@@ -381,9 +381,8 @@ def _check_audio(check: _Checker, real, fake, protocol: Protocol) -> None:
     # a generated clip read with its real clip's speech: the video may pass the real clip's length by up to a
     # frame of the slower rate (``duration_tolerance``); beyond one frame of the real clip's, that speech is
     # held against the generated video's length as a clip's own sound is against its own
-    by_key = {p.key: p for p in real}
-    borrowed = [(p, by_key[p.key]) for p in fake
-                if p.key in by_key and (protocol.bas_audio == "real" or p.audio_source is None)]
+    borrowed = [(p, partners[p.key]) for p in fake
+                if p.key in partners and (protocol.bas_audio == "real" or p.audio_source is None)]
     short += [f"fake {p.clip} ({partner.audio_duration:.2f} s of its real clip's speech for {p.duration:.2f} s of "
               "video)" for p, partner in borrowed if partner.audio_duration is not None
               and partner.audio_duration < p.duration - AUDIO_SLACK_SECONDS - 1.0 / partner.fps]

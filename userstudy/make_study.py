@@ -451,8 +451,9 @@ def make_study_from_run(out: str | os.PathLike, run: str | os.PathLike, methods:
     # videos whose frames a match trial puts under another clip's speech
     logger.info("reading the %d videos of the study (whether each plays to its end)",
                 len(drawn) * len(chosen) + len(frozen) + len(matches))
+    frozen_clips = {clip for clip, _ in frozen}
     for identity, clip in drawn:
-        frozen_video = {FROZEN_CONTROL: static[identity, clip]} if (identity, clip) in dict(frozen) else {}
+        frozen_video = {FROZEN_CONTROL: static[identity, clip]} if (identity, clip) in frozen_clips else {}
         problems += trial_problems({m: clips[m][identity, clip] for m in chosen} | frozen_video)
     for method, identity, _, other in matches:
         problems += [f"{clips[method][identity, other]}: {problem}"

@@ -33,6 +33,11 @@ class Playable:
     sound: bool
 
 
+def _said(error: BaseException) -> object:
+    """FFmpeg's words for ``error``, without the path it repeats."""
+    return getattr(error, "strerror", None) or error
+
+
 def _listed_end(stream) -> float | None:
     """Seconds at which ``stream`` ends by the file's index (MP4, MOV: its start and length); None when
     the file gives no length per stream (WebM, Ogg)."""
@@ -56,8 +61,7 @@ def playable(path: str | os.PathLike) -> Playable:
     try:
         reader = av.open(str(Path(path)))
     except (av.FFmpegError, OSError, UnicodeDecodeError) as error:
-        said = getattr(error, "strerror", None) or error          # FFmpeg's words, without the path again
-        return Playable((f"cannot be opened ({said}): cut short before its index, or not a video",), 0, False)
+        return Playable((f"cannot be opened ({_said(error)}): cut short before its index, or not a video",), 0, False)
     with reader:       # (a stream is not read once its file is closed: PyAV then crashes the process)
         seconds = reader.duration / 1_000_000 if reader.duration else None
         cover = av.stream.Disposition.attached_pic
@@ -79,8 +83,7 @@ def playable(path: str | os.PathLike) -> Playable:
                 if packet.is_corrupt and damaged is None:
                     damaged = f"a damaged {media[index][0]} packet at {ends[index]:.2f} s: cut short or damaged"
         except (av.FFmpegError, OSError) as error:
-            said = getattr(error, "strerror", None) or error
-            return Playable((f"fails while being read ({said}): damaged or cut short",), frames, sound)
+            return Playable((f"fails while being read ({_said(error)}): damaged or cut short",), frames, sound)
     problems = []
     for index, (kind, count, end) in media.items():
         if index == video and count and frames < count:
@@ -98,17 +101,15 @@ def playable(path: str | os.PathLike) -> Playable:
     return Playable(tuple(problems), frames, sound)
 
 
-def trial_problems(files: dict[str, Path], shown: dict[Path, str] | None = None) -> list[str]:
-    """Problems of one trial's videos (``files``: method -> file): each file's own (``playable``), and a
-    file without sound where another of the trial has it (the participants would compare a silent
-    video with speaking ones). ``shown`` names the files as the user knows them (default: the path)."""
-    shown = shown or {}
+def trial_problems(files: dict[str, Path]) -> list[str]:
+    """Problems of one trial's videos (``files``: method -> file), each naming its file: each file's own
+    (``playable``), and a file without sound where another of the trial has it (the participants would
+    compare a silent video with speaking ones)."""
     found = {method: playable(path) for method, path in files.items()}
-    problems = [f"{shown.get(files[method], files[method])}: {problem}"
-                for method, result in found.items() for problem in result.problems]
+    problems = [f"{files[method]}: {problem}" for method, result in found.items() for problem in result.problems]
     with_sound = [method for method, result in found.items() if result.sound]
     if with_sound:
-        problems += [f"{shown.get(files[method], files[method])}: has no sound, where {with_sound[0]}'s video of "
+        problems += [f"{files[method]}: has no sound, where {with_sound[0]}'s video of "
                      "the same trial has it: participants would compare a silent video with speaking ones; put the "
                      "clip's speech into it (ffmpeg -i VIDEO -i SPEECH.wav -c:v copy -c:a aac OUT.mp4), or make it "
                      "again if a cut took its sound"
