@@ -40,6 +40,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -299,13 +300,15 @@ class VideoReader:
     Frame ``i`` is the ``i``-th frame a player presents, whichever path reads it (see the module
     docstring: edit lists, B-frames, negative timestamps, variable rates). Each iteration or
     ``read`` opens its own decoder, so several may be in progress at once; ``close`` (or leaving
-    the ``with`` block) closes those still open.
+    the ``with`` block) closes those still open. ``close`` may come from another thread: it waits
+    for a decoding step in progress, and the iteration then ends with ``ValueError``.
     """
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
         self.info, self._table = _probe(self.path)
         self._containers: set[av.container.InputContainer] = set()
+        self._lock = threading.RLock()   # a container is closed only between decoding steps
 
     def frame_times(self) -> np.ndarray:
         """Presentation time in seconds of each frame, shape (num_frames,): see ``frame_times``."""
@@ -319,9 +322,10 @@ class VideoReader:
 
     def close(self) -> None:
         """Close every decoder still open (unfinished iterations end)."""
-        for container in list(self._containers):
-            container.close()
-        self._containers.clear()
+        with self._lock:
+            for container in list(self._containers):
+                container.close()
+            self._containers.clear()
 
     def __len__(self) -> int:
         return self.info.num_frames
@@ -355,26 +359,41 @@ class VideoReader:
 
     # -- decoding -------------------------------------------------------------------------------
 
-    def _open(self) -> av.container.InputContainer:
+    def _open(self, seek_to: int | None = None) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
+        """A new container and its video stream (decoding on threads), seeked backward to the decode
+        timestamp ``seek_to`` when given; ``close`` sees it only once it is ready."""
         container = _open_input(self.path)
-        self._containers.add(container)
-        return container
+        try:
+            stream = _video_stream(container, self.path)
+            stream.thread_type = "AUTO"
+            if seek_to is not None:
+                # at or before it whichever timestamp the demuxer compares, so the landing keyframe is
+                # never after the wanted frame
+                container.seek(seek_to, stream=stream, backward=True, any_frame=False)
+        except BaseException:
+            container.close()
+            raise
+        with self._lock:
+            self._containers.add(container)
+        return container, stream
 
     def _guarded(self, container: av.container.InputContainer,
                  decoded: Iterator[av.VideoFrame]) -> Iterator[av.VideoFrame]:
         """``decoded``, refusing to go on once ``close`` closed its container.
 
         PyAV crashes the interpreter (segmentation fault) when a decode iterator is resumed
-        after its container was closed, so this is checked before every step.
+        after its container was closed, so this is checked before every step, and the step holds
+        the lock that ``close`` takes (a close from another thread waits for it).
         """
         hidden = self._table.hidden_pts
         while True:
-            if container not in self._containers:
-                raise ValueError(f"{self.path}: the VideoReader was closed during an iteration")
-            try:
-                frame = next(decoded, None)
-            except av.FFmpegError as error:
-                raise ValueError(f"{self.path}: cannot decode the video: {_said(error)}") from error
+            with self._lock:
+                if container not in self._containers:
+                    raise ValueError(f"{self.path}: the VideoReader was closed during an iteration")
+                try:
+                    frame = next(decoded, None)
+                except av.FFmpegError as error:
+                    raise ValueError(f"{self.path}: cannot decode the video: {_said(error)}") from error
             if frame is None:
                 return
             if frame.pts is not None and frame.pts in hidden:
@@ -382,9 +401,10 @@ class VideoReader:
             yield frame
 
     def _release(self, container: av.container.InputContainer) -> None:
-        if container in self._containers:
-            self._containers.discard(container)
-            container.close()
+        with self._lock:
+            if container in self._containers:
+                self._containers.discard(container)
+                container.close()
 
     def _frames_from(self, start: int) -> Iterator[np.ndarray]:
         if start > 0:
@@ -394,10 +414,8 @@ class VideoReader:
         return self._frames_decoded_from_beginning(start)
 
     def _frames_decoded_from_beginning(self, start: int) -> Iterator[np.ndarray]:
-        container = self._open()
+        container, stream = self._open()
         try:
-            stream = _video_stream(container, self.path)
-            stream.thread_type = "AUTO"
             decoded = _decoded_after(container, stream, self._table.leading)
             for index, frame in enumerate(self._guarded(container, decoded)):
                 if index >= start:
@@ -422,13 +440,8 @@ class VideoReader:
         if not earlier:
             return None
         index_of = {pts: index for index, pts in enumerate(table.frame_pts)}
-        container = self._open()
+        container, stream = self._open(seek_to=earlier[-1])   # the keyframe's decode timestamp
         try:
-            stream = _video_stream(container, self.path)
-            stream.thread_type = "AUTO"
-            # Seek by the keyframe's decode timestamp: at or before it whichever timestamp the
-            # demuxer compares, so the landing keyframe is never after the wanted frame.
-            container.seek(earlier[-1], stream=stream, backward=True, any_frame=False)
             decoded = self._guarded(container, container.decode(stream))
             first = next(decoded, None)
         except BaseException:
