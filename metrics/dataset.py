@@ -54,7 +54,7 @@ import numpy as np
 from metrics.io.audio import SAMPLE_RATE, audio_duration, load_audio
 from metrics.io.bounded import ArrayHeader, LongIntegerError, iter_npz_rows, json_int, load_npz, read_npz_headers
 from metrics.io.files import write_text_atomic
-from metrics.io.video import VideoReader, read_video_audio, uneven_frame
+from metrics.io.video import VideoReader, read_video_audio, uneven_frame, uneven_words
 
 MANIFEST_NAME = "manifest.jsonl"
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm")
@@ -497,11 +497,9 @@ def _non_finite_message(name: str, blocks: Iterable[np.ndarray]) -> str | None:
 
 def _variable_rate_message(times: np.ndarray, frame: int, fps: float) -> str:
     intervals = np.diff(times)
-    shown, assumed = times[frame] - times[0], frame / fps
-    return (f"variable frame rate: frames {1000 * intervals.min():.1f} to {1000 * intervals.max():.1f} ms apart, so "
-            f"frame {frame} is shown {shown:.3f} s after the first, not at {frame} / fps = {assumed:.3f} s (manifest "
-            f"fps {fps:g}); the format needs a constant rate (make one with imac-bench data prepare, which picks "
-            "frames by their timestamps)")
+    return (f"variable frame rate: frames {1000 * intervals.min():.1f} to {1000 * intervals.max():.1f} ms apart: "
+            f"{uneven_words(times, frame)}; the format needs a constant rate, frame i shown at i / fps (manifest "
+            f"fps {fps:g}; make one with imac-bench data prepare, which picks frames by their timestamps)")
 
 
 # The frame counts a clip's files report, each as (what, count) under its file's field name; compared

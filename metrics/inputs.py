@@ -11,9 +11,12 @@ property                      changes            rule
 ============================  =================  ==========================================================
 ``frame_size`` (w x h)        FVD; pose;         equal for FVD (both are resized to 224 from it) and for
                               pixels             PSNR/SSIM/LPIPS (pixel to pixel; allowed: the real frames
-                                                 resized to the generated size); for the skeleton metrics
-                                                 converted (keypoints in shoulder widths), for Drift and
-                                                 the joins converted (the real first frame resized)
+                                                 resized to the generated size), on each side and for each
+                                                 generated clip against its real clip; for the skeleton
+                                                 metrics converted (keypoints in shoulder widths), for Drift
+                                                 and the joins converted (the real first frame resized),
+                                                 both at the real clip's shape (width / height, within 1%:
+                                                 one length cannot undo a stretch)
 ``frame_rate``                FVD; FGD/Div/BAS   equal for FVD (a 16-frame clip spans 16 / fps seconds);
                                                  keypoints resampled to the protocol's rate
 ``duration`` (paired clips)   all                a generated clip lasts its real clip's length, +- 1 frame
@@ -47,7 +50,8 @@ compute``)                                       identity/clip_id and every gene
 The audio rows concern the sound BAS reads: the real clips' and, under ``bas_audio: real`` (default),
 only the unpaired generated clips' own (a paired one is scored with its real clip's speech).
 
-``allow`` names properties whose mismatch is accepted; the result then lists it under ``allowed``.
+"Equal" holds on each side (the same values) and for each generated clip against its real clip (the same
+identity/clip_id). ``allow`` names properties whose mismatch is accepted; the result then lists it under ``allowed``.
 """
 
 from __future__ import annotations
@@ -60,7 +64,7 @@ import soundfile
 
 from metrics.dataset import ClipRecord
 from metrics.io.fields import typed_field
-from metrics.io.video import VideoReader, display_rotation, uneven_frame
+from metrics.io.video import VideoReader, display_rotation, uneven_frame, uneven_words
 from metrics.protocol import Protocol
 from metrics.registry import METRIC_IDS, REGISTRY
 
@@ -72,6 +76,7 @@ ALIASES = {"resolution": "frame_size", "fps": "frame_rate", "color_range": "colo
 PIXEL_METRICS = METRIC_IDS     # every metric reads pixels (keypoints come from them): metrics.registry
 SKELETON_METRICS = ("fgd", "div", "bas")     # built-in metrics that read keypoints
 AUDIO_SLACK_SECONDS = 0.1       # AAC priming and padding: a muxed track may read up to ~0.1 s short
+ASPECT_TOLERANCE = 0.01         # relative: sizes rounded to even pixels (1920x1080 as 854x480: 0.08%)
 NAMED_CLIPS = 5                 # clips named in a message before "... and N more"
 
 
@@ -145,17 +150,13 @@ def clip_properties(clip: ClipRecord, side: str, audio: bool = True) -> ClipProp
         pixel_format=info.pix_fmt, colour_range=info.color_range or "tv",
         colour_matrix=_effective_matrix(info.color_space), sample_aspect_ratio=info.sample_aspect_ratio or "1:1",
         rotation=display_rotation(clip.video), audio_source=source, audio_rate=rate, audio_channels=channels,
-        audio_duration=seconds, uneven_timing=_uneven_timing(times, info.fps))
+        audio_duration=seconds, uneven_timing=_uneven_timing(times))
 
 
-def _uneven_timing(times, fps: float) -> str | None:
+def _uneven_timing(times) -> str | None:
     """How a clip's frame times depart from a constant rate (``uneven_frame``), in words, or None."""
     uneven = uneven_frame(times)
-    if uneven is None:
-        return None
-    frame = uneven[0]
-    return (f"frame {frame} shown {times[frame] - times[0]:.3f} s after the first, not at {frame} / "
-            f"{fps:g} fps = {frame / fps:.3f} s")
+    return None if uneven is None else uneven_words(times, uneven[0])
 
 
 @dataclass(frozen=True)
@@ -268,27 +269,68 @@ class _Checker:
             self.findings.append(Finding(name, "converted", metrics, detail))
 
 
-def _equal_sets(check: _Checker, real, fake, name: str, metrics: Sequence[str], why: str) -> bool:
+def _equal_sides(check: _Checker, real, fake, name: str, metrics: Sequence[str], why: str) -> bool:
+    """The property ``name`` holds the same values on both sides, and each generated clip its real clip's."""
     ours, theirs = _by_value(real, name), _by_value(fake, name)
-    if set(ours) == set(theirs):
+    unlike = [f"{clip} ({value})" for clip, value in _pair_values(real, fake, name)]
+    if set(ours) == set(theirs) and not unlike:
         return True
-    check.mismatch(name, metrics, f"real {_describe(ours)}; generated {_describe(theirs)}", why)
+    paired = f"; {len(unlike)} generated clip(s) unlike their real clip: {_named(unlike)}" if unlike else ""
+    check.mismatch(name, metrics, f"real {_describe(ours)}; generated {_describe(theirs)}{paired}", why)
     return False
+
+
+def _pair_values(real, fake, name: str) -> list[tuple[str, str]]:
+    """(clip, "real V, generated W") of each generated clip whose ``name`` differs from its real clip's."""
+    partners = {p.key: p for p in real}
+    return [(p.clip, f"real {partners[p.key].value(name)}, generated {p.value(name)}") for p in fake
+            if p.key in partners and p.value(name) != partners[p.key].value(name)]
+
+
+def _shape(props: ClipProperties) -> float:
+    """The frame's width / height in samples (non-square samples are ``sample_aspect_ratio``'s to refuse)."""
+    return props.width / props.height
+
+
+def _other_shapes(real, fake) -> list[str]:
+    """The generated clips shown at another width / height than their real clip (more than
+    ``ASPECT_TOLERANCE`` apart), or, with no real partner, than every real clip; in words."""
+    def apart(a: float, b: float) -> bool:
+        return abs(a / b - 1.0) > ASPECT_TOLERANCE
+
+    partners = {p.key: p for p in real}
+    shapes = [_shape(p) for p in real]
+    found = []
+    for p in fake:
+        partner = partners.get(p.key)
+        if partner is not None and apart(_shape(p), _shape(partner)):
+            found.append(f"{p.clip} (real {partner.value('frame_size')}, generated {p.value('frame_size')})")
+        elif partner is None and shapes and all(apart(_shape(p), shape) for shape in shapes):
+            found.append(f"{p.clip} ({p.value('frame_size')}; no real clip has its shape)")
+    return found
 
 
 def _check_frames(check: _Checker, real, fake, protocol: Protocol) -> None:
     pixel_to_pixel = [m for m, spec in REGISTRY.items() if spec.partner_pixels == "equal"]
-    if not _equal_sets(check, real, fake, "frame_size", ("fvd", *pixel_to_pixel), "FVD resizes both to 224, so the "
+    if not _equal_sides(check, real, fake, "frame_size", ("fvd", *pixel_to_pixel), "FVD resizes both to 224, so the "
                        "result depends on the mismatch, and PSNR, SSIM and LPIPS compare pixel to pixel (allowed, "
                        "the real frames are resized to the generated size); render at the real resolution"):
         resized = [m for m, spec in REGISTRY.items() if spec.partner_pixels == "resized"]
         check.converted("frame_size", resized, "the real clip's first frame resized (area) to the generated "
                         "frames' size for the distances from it")
+    stretched = _other_shapes(real, fake)
+    if stretched:
+        resized = [m for m, spec in REGISTRY.items() if spec.partner_pixels == "resized"]
+        check.mismatch("frame_size", (*SKELETON_METRICS, *resized), f"{len(stretched)} generated clip(s) of another "
+                       f"shape (width / height) than their real clip: {_named(stretched)}", "the keypoints are "
+                       "normalised by one length (the shoulder width), which cannot undo a stretch in one direction, "
+                       "and the real first frame would be stretched to the generated shape for the distances from "
+                       "it; frames cropped or padded, not stretched, do no harm to the skeletons (allow it then)")
     sizes = {p.value("frame_size") for p in (*real, *fake)}
     if len(sizes) > 1:
         check.converted("frame_size", SKELETON_METRICS, f"frame sizes {', '.join(sorted(sizes))}: keypoints are "
                         "normalised per clip (neck centre, shoulder width), so skeletons compare in shoulder widths")
-    _equal_sets(check, real, fake, "frame_rate", ("fvd",), f"a {protocol.fvd_frames}-frame FVD clip spans "
+    _equal_sides(check, real, fake, "frame_rate", ("fvd",), f"a {protocol.fvd_frames}-frame FVD clip spans "
                 f"{protocol.fvd_frames} / fps seconds")
     rates = {p.fps for p in (*real, *fake)}
     skeleton_fps = {"fgd": protocol.fps, "div": protocol.fps, "bas": getattr(protocol, "bas_fps", protocol.fps)}
@@ -318,7 +360,7 @@ def _check_pixels(check: _Checker, real, fake) -> None:
                "sample_aspect_ratio": "non-square pixels change the shapes the pose extractor and I3D see",
                "rotation": "frames are read as stored, so one side would be seen turned"}
     for name, why in reasons.items():
-        _equal_sets(check, real, fake, name, PIXEL_METRICS, why)
+        _equal_sides(check, real, fake, name, PIXEL_METRICS, why)
     turned = [p.clip for p in (*real, *fake) if p.rotation]
     if turned and not check.refused:
         check.converted("rotation", PIXEL_METRICS, f"{len(turned)} clip(s) carry a display rotation "

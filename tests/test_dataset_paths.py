@@ -193,11 +193,13 @@ def test_a_variable_rate_video_is_named_so_and_not_compared_by_its_average_rate(
     edit_line(dataset, "bob", "clip_000", num_frames=frames, keypoints=...)
     write_clip_audio(dataset, "bob", "clip_000", seconds=4.0)
     problems = [str(p) for p in validate_dataset(dataset)]
-    # frame 49 is shown at 2.450 s (49 x 50 ms); the manifest's 25 fps puts it at 49 / 25 = 1.960 s
+    # frame 49 is shown at 2.450 s (49 x 50 ms); the 100 frames span 2.450 + 50 x 0.030 = 3.950 s, so an even
+    # spacing puts frame 49 at 3.950 x 49 / 99 = 1.955 s, 0.495 s earlier (the furthest any frame is off)
     assert problems == [
-        "bob/clip_000: video: variable frame rate: frames 30.0 to 50.0 ms apart, so frame 49 is shown 2.450 s after "
-        "the first, not at 49 / fps = 1.960 s (manifest fps 25); the format needs a constant rate (make one with "
-        "imac-bench data prepare, which picks frames by their timestamps) (bob/clip_000.mp4)"]
+        "bob/clip_000: video: variable frame rate: frames 30.0 to 50.0 ms apart: frame 49 is shown 2.450 s after "
+        "the first, 0.495 s later than an even spacing of the 100 frames over 3.950 s puts it (1.955 s); the format "
+        "needs a constant rate, frame i shown at i / fps (manifest fps 25; make one with imac-bench data prepare, "
+        "which picks frames by their timestamps) (bob/clip_000.mp4)"]
 
 
 def test_a_constant_rate_video_with_millisecond_timestamps_is_accepted(dataset):

@@ -47,7 +47,7 @@ def sides(**fake_changes) -> tuple[list[ClipProperties], list[ClipProperties]]:
     ("sample_aspect_ratio", {"sample_aspect_ratio": "4:3"}, ALL),
     ("rotation", {"rotation": 90}, ALL),
     ("audio_duration", {"audio_duration": 3.0}, ("bas",)),
-    ("frame_timing", {"uneven_timing": "frame 49 shown 2.450 s after the first, not at 49 / 25 fps = 1.960 s"}, ALL),
+    ("frame_timing", {"uneven_timing": "frame 49 is shown 2.450 s after the first, 0.495 s later than ..."}, ALL),
 ])
 def test_a_differing_property_is_refused_naming_it_and_the_clips_unless_allowed(name, change, metrics):
     real, fake = sides(**change)
@@ -209,7 +209,9 @@ def test_a_variable_frame_rate_clip_is_found_from_its_packet_times(tmp_path):
     write_timed_video(tmp_path / "cfr.mp4", np.arange(len(STEPS_MS)) * 40)
     uneven = clip_properties(ClipRecord("a", clip_id="vfr", video=tmp_path / "vfr.mp4"), "fake", audio=False)
     even = clip_properties(ClipRecord("a", clip_id="cfr", video=tmp_path / "cfr.mp4"), "fake", audio=False)
-    assert uneven.uneven_timing.startswith("frame 49 shown 2.450 s after the first, not at 49 / ")
+    # the 100 frames span 3.950 s: an even spacing puts frame 49 at 3.950 x 49 / 99 = 1.955 s
+    assert uneven.uneven_timing == ("frame 49 is shown 2.450 s after the first, 0.495 s later than an even spacing "
+                                    "of the 100 frames over 3.950 s puts it (1.955 s)")
     assert even.uneven_timing is None
     with pytest.raises(InputMismatchError, match=r"frame_timing: 1 clip\(s\) with a variable frame rate: fake a/vfr"):
         check_inputs([], [uneven], ("div",), Protocol())
@@ -252,3 +254,53 @@ def test_a_generated_clip_longer_than_its_real_clips_speech_is_named(bas_audio, 
         check_inputs([props(audio_duration=3.92)] if fps == 25.0 else real,
                      [props(side="fake", fps=fps, num_frames=frames, **fake_sound)], ("bas",),
                      Protocol(bas_audio=bas_audio))
+
+
+def test_a_generated_clip_is_held_to_its_own_real_clip_not_to_the_set_of_sizes():
+    # real a_0 at 64x64 and a_1 at 128x128, generated the other way round: the same set of sizes on each side,
+    # yet every pair differs (PSNR would compare a resized frame with no word of it)
+    real = [props("a/a_0"), props("a/a_1", width=128, height=128)]
+    fake = [props("a/a_0", "fake", width=128, height=128), props("a/a_1", "fake")]
+    with pytest.raises(InputMismatchError, match=r"frame_size differs .*2 generated clip\(s\) unlike their real "
+                                                 r"clip: a/a_0 \(real 64x64, generated 128x128\), a/a_1 "
+                                                 r"\(real 128x128, generated 64x64\)"):
+        check_inputs(real, fake, ("psnr",), Protocol())
+    real = [props("a/a_0"), props("a/a_1", pixel_format="yuv444p")]
+    fake = [props("a/a_0", "fake", pixel_format="yuv444p"), props("a/a_1", "fake")]
+    with pytest.raises(InputMismatchError, match=r"pixel_format differs .*a/a_0 \(real yuv420p, generated yuv444p\)"):
+        check_inputs(real, fake, ("fgd",), Protocol())
+
+
+@pytest.mark.parametrize("size, stretched", [
+    ((128, 128), False),    # twice the size, the same shape: converted (keypoints in shoulder widths)
+    ((80, 64), True),       # 64x64 stretched to 80x64: x scaled 1.25, y not
+    ((64, 62), True),       # 3% taller than wide
+    ((64, 64), False),
+])
+def test_a_generated_clip_of_another_shape_is_refused_for_the_skeleton_metrics(size, stretched):
+    real, fake = sides(width=size[0], height=size[1])
+    metrics = ("fgd", "div", "bas", "drift")
+    if not stretched:
+        findings = check_inputs(real, fake, metrics, Protocol()).findings
+        assert all(f.action == "converted" for f in findings)
+        return
+    with pytest.raises(InputMismatchError, match=r"frame_size differs \(2 generated clip\(s\) of another shape "
+                                                 r"\(width / height\) than their real clip: a/a_0 \(real 64x64, "
+                                                 rf"generated {size[0]}x{size[1]}\).*cannot undo a stretch"):
+        check_inputs(real, fake, metrics, Protocol())
+    # frames padded or cropped, not stretched: allowed, and recorded as allowed for each metric concerned
+    report = check_inputs(real, fake, metrics, Protocol(), allow=["frame_size"])
+    allowed = [f for f in report.findings if f.action == "allowed"]
+    assert [set(f.metrics) for f in allowed] == [set(metrics)]
+
+
+def test_sizes_rounded_to_even_pixels_keep_their_shape():
+    # 1920x1080 scaled to 480 lines is 853.3 wide, written as 854 (0.08% wider): the same shape
+    real = [props("a/a_0", width=1920, height=1080)]
+    fake = [props("a/a_0", "fake", width=854, height=480), props("a/a_9", "fake", width=854, height=480)]
+    report = check_inputs(real, fake, ("fgd",), Protocol())
+    assert [f.property for f in report.findings] == ["frame_size"]
+    assert report.findings[0].action == "converted"
+    # an unpaired generated clip is held to the shapes of the real side
+    with pytest.raises(InputMismatchError, match=r"a/a_9 \(640x640; no real clip has its shape\)"):
+        check_inputs(real, [props("a/a_9", "fake", width=640, height=640)], ("fgd",), Protocol())

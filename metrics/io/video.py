@@ -239,6 +239,18 @@ def uneven_frame(times: np.ndarray) -> tuple[int, float] | None:
     return (worst, float(offsets[worst])) if abs(offsets[worst]) > 0.5 * step else None
 
 
+def uneven_words(times: np.ndarray, frame: int) -> str:
+    """Frame ``frame`` of ``times`` (as ``uneven_frame`` found it) against the even spacing it was held to, in
+    words: "frame 49 is shown 2.450 s after the first, 0.495 s later than an even spacing of the 100 frames
+    over 3.950 s puts it (1.955 s)"."""
+    times = np.asarray(times, dtype=np.float64)
+    span = times[-1] - times[0]
+    shown, even = times[frame] - times[0], span * frame / (len(times) - 1)
+    return (f"frame {frame} is shown {shown:.3f} s after the first, {abs(shown - even):.3f} s "
+            f"{'later' if shown > even else 'earlier'} than an even spacing of the {len(times)} frames over "
+            f"{span:.3f} s puts it ({even:.3f} s)")
+
+
 def _times_of(table: _PacketTable, info: VideoInfo) -> np.ndarray:
     if table.frame_pts is None or table.time_base is None:
         return np.arange(table.count, dtype=np.float64) / info.fps
