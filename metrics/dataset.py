@@ -742,9 +742,22 @@ class FolderError(ValueError):
     """A folder that holds no usable clips."""
 
 
+def _files_under(root: Path) -> Iterator[Path]:
+    """Every file under ``root``, entering linked folders (not a link back to a folder it is in, which
+    would go round for ever) and passing over hidden ones (``.ipynb_checkpoints`` holds copies)."""
+    for folder, subfolders, files in os.walk(root, followlinks=True):
+        here = Path(folder)
+        above = {os.path.realpath(parent) for parent in here.parents if root in parent.parents or parent == root}
+        if os.path.realpath(here) in above:
+            subfolders[:] = []
+            continue
+        subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+        yield from (here / name for name in files)
+
+
 def _videos_in(root: Path) -> list[ClipRecord]:
     clips = []
-    for path in sorted(root.rglob("*")):
+    for path in sorted(_files_under(root)):
         if path.suffix.lower() in VIDEO_SUFFIXES and path.is_file() and not path.name.startswith("."):
             relative = path.relative_to(root)
             identity = relative.parts[0] if len(relative.parts) > 1 else ""
@@ -762,6 +775,9 @@ def find_clips(root: str | os.PathLike, split: str | None = "test") -> list[Clip
     Raises ``FolderError`` for a missing folder, no clips, or the same identity/clip twice.
     """
     root = Path(root)
+    if root.is_file():
+        raise FolderError(f"{root}: a file, not a folder (give the folder that holds <identity>/<clip_id>.mp4, "
+                          f"or a dataset with {MANIFEST_NAME})")
     if not root.is_dir():
         raise FolderError(f"{root}: no such folder")
     is_dataset = (root / MANIFEST_NAME).is_file()

@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +50,8 @@ from metrics.diversity import Diversity
 from metrics.fgd import FGD, skeleton_windows
 from metrics.fvd import FVD
 from metrics.i3d import I3DNetworkError
-from metrics.inputs import SKELETON_METRICS, ClipProperties, InputReport, check_inputs, clip_properties
+from metrics.inputs import (NAMED_CLIPS, SKELETON_METRICS, ClipProperties, InputMismatchError, InputReport, check_inputs,
+                             clip_properties, normalise_allow, pairing_counts)
 from metrics.io.cache import VideoCache, file_hash
 from metrics.io.video import VideoReader, probe_video, read_video
 from metrics.pose.dwpose import DWPose, DWPoseModelError
@@ -717,14 +718,20 @@ def evaluate(real_dir: str | Path | None, fake_dir: str | Path, metrics: Sequenc
                          "on the command line, real_dir in Python), or ask only for one-sided metrics (div,bas,...)")
     fake_clips = find_clips(fake_dir, split=None)
     real_clips = find_clips(real_dir, split=split) if real_dir is not None else []
-    found = ([c.label for c in real_clips], [c.label for c in fake_clips]) if real_dir is not None else None
 
     headers = Evaluator(metrics, protocol)          # no network: the header check comes first
     real_clips, real_props, skipped = headers.properties(real_clips, "real", on_error)
     fake_clips, fake_props, bad = headers.properties(fake_clips, "fake", on_error)
     skipped += bad
+    # the clips that pair are those left to score: a clip skipped as unreadable leaves its partner unpaired
+    found = ([c.label for c in real_clips], [c.label for c in fake_clips]) if real_dir is not None else None
     allow = list(allow) + (["frame_size"] if allow_resolution_mismatch else [])
-    inputs = headers.check_inputs(real_props, fake_props, allow, clips=found)
+    try:
+        inputs = headers.check_inputs(real_props, fake_props, allow, clips=found)
+    except InputMismatchError as error:
+        if not skipped:
+            raise
+        raise InputMismatchError(f"{error} (skipped as unreadable: {_skipped_words(skipped)})") from None
     for finding in inputs.findings:
         if finding.property == "clips" and processes.is_main:
             logger.warning("input %s", finding)
@@ -740,6 +747,8 @@ def evaluate(real_dir: str | Path | None, fake_dir: str | Path, metrics: Sequenc
     for side, group in (("real", real), ("fake", fake)):
         if (needs_real or side == "fake") and not group:
             raise ClipError(f"no usable {side} clips ({len(skipped)} skipped)")
+    if found is not None and len(real) + len(fake) < len(real_clips) + len(fake_clips):   # some failed to decode
+        inputs = _decoded_pairing(inputs, real, fake, allow, skipped, processes.is_main)
     if not processes.is_main:
         processes.end_together()
         return None
@@ -754,6 +763,29 @@ def evaluate(real_dir: str | Path | None, fake_dir: str | Path, metrics: Sequenc
                      "processes": processes.world, "seconds": round(time.perf_counter() - started, 1)})
     processes.end_together()
     return result
+
+
+def _decoded_pairing(inputs: InputReport, real: Sequence[ClipResult], fake: Sequence[ClipResult], allow: Sequence[str],
+                     skipped: Sequence[SkippedClip], main: bool) -> InputReport:
+    """``inputs`` with the pairing of the clips decoded (some failed after their headers were read): a clip
+    left unpaired is refused as ``clips`` is (the numbers would rest on a subset) unless that is allowed."""
+    pairing = pairing_counts([r.clip.label for r in real], [r.clip.label for r in fake])
+    unpaired = pairing["real_unpaired"] + pairing["generated_unpaired"]
+    if unpaired and "clips" not in normalise_allow(allow):
+        raise InputMismatchError(f"clips: {unpaired} clip(s) left without a partner by clips that could not be scored "
+                                 f"({_skipped_words(skipped)}): the numbers would describe other clips than the "
+                                 "real side's; repair or regenerate them, or allow it (allow='clips', "
+                                 "--allow-mismatch clips; what was decoded is in the cache)")
+    if unpaired and main:
+        logger.warning("the numbers rest on %d paired clip(s), %d real and %d generated unpaired: %s",
+                       pairing["paired"], pairing["real_unpaired"], pairing["generated_unpaired"],
+                       _skipped_words(skipped))
+    return replace(inputs, pairing=pairing)
+
+
+def _skipped_words(skipped: Sequence[SkippedClip]) -> str:
+    shown = "; ".join(f"{skip.side} {skip.clip}: {skip.reason}" for skip in skipped[:NAMED_CLIPS])
+    return shown + (f"; and {len(skipped) - NAMED_CLIPS} more" if len(skipped) > NAMED_CLIPS else "")
 
 
 def format_table(result: EvaluationResult) -> str:

@@ -444,8 +444,22 @@ def _check_clips(check: _Checker, real: Sequence[str], fake: Sequence[str]) -> d
                          f"identity/clip_id: {_named(extra)}")
         check.mismatch("clips", PIXEL_METRICS, "; ".join(parts), "the numbers would describe other clips than the "
                        "real side's; generate one video per real clip")
+    return pairing_counts(real, fake)
+
+
+def pairing_counts(real: Sequence[str], fake: Sequence[str]) -> dict[str, int]:
+    """How the clip labels of the two sides pair (``InputReport.pairing``): each side's count, the paired
+    ones, and each side's unpaired ones."""
     return {"real": len(real), "generated": len(fake), "paired": len(set(real) & set(fake)),
-            "real_unpaired": len(missing), "generated_unpaired": len(extra)}
+            "real_unpaired": len(set(real) - set(fake)), "generated_unpaired": len(set(fake) - set(real))}
+
+
+def _check_identities(check: _Checker, real, fake) -> None:
+    loose = [f"{p.side} {p.clip}" for p in (*real, *fake) if "/" not in p.clip]   # a label is identity/clip_id
+    if loose:
+        check.converted("identity", ("div",), f"{len(loose)} clip(s) with no identity folder ({_named(loose)}): "
+                        "Diversity, computed per speaker, takes them as one speaker; lay them out as "
+                        "<identity>/<clip_id>.mp4")
 
 
 def _values(props: Sequence[ClipProperties]) -> dict[str, list[str]]:
@@ -472,6 +486,7 @@ def check_inputs(real: Sequence[ClipProperties], fake: Sequence[ClipProperties],
         _check_durations(check, real, fake)
     _check_timing(check, real, fake)
     _check_audio(check, real, fake, protocol)
+    _check_identities(check, real, fake)
     if check.refused:
         raise InputMismatchError("the real and generated inputs do not match: " + " | ".join(check.refused))
     return InputReport(values={"real": _values(real), "fake": _values(fake)}, findings=tuple(check.findings),

@@ -23,7 +23,7 @@ import pytest
 from bench.cli import main as bench_main
 from imac.cli import main as imac_main
 from metrics.cli import main as metrics_main
-from metrics.dataset import (Dataset, DatasetError, find_clips, read_manifest, validate_dataset,
+from metrics.dataset import (Dataset, DatasetError, FolderError, find_clips, read_manifest, validate_dataset,
                              write_manifest)
 from metrics.io.video import uneven_frame
 from tests.test_manifest import (FPS, NUM_FRAMES, build_dataset, edit_line, read_lines, write_clip_audio,
@@ -213,3 +213,21 @@ def test_the_audio_message_says_what_it_compares_with(dataset):
     assert [str(p) for p in validate_dataset(dataset)] == [
         "alice/clip_000: audio: audio lasts 0.200 s, shorter than num_frames / fps = 10 / 25 = 0.400 s by more "
         "than half a frame (0.020 s) (alice/clip_000.wav)"]
+
+
+def test_a_folder_of_videos_enters_linked_identity_folders_once_and_names_a_file_given_as_the_folder(tmp_path):
+    # Path.rglob (Python 3.11) does not enter a linked folder: a folder of links to identity folders held
+    # "no videos"; a link back to a folder above would go round for ever
+    for identity in ("alice", "bob"):
+        (tmp_path / "made" / identity).mkdir(parents=True)
+        (tmp_path / "made" / identity / "clip_000.mp4").write_bytes(b"")
+    (tmp_path / "linked").mkdir()
+    for identity in ("alice", "bob"):
+        (tmp_path / "linked" / identity).symlink_to(tmp_path / "made" / identity, target_is_directory=True)
+    (tmp_path / "made" / "alice" / "up").symlink_to(tmp_path / "linked", target_is_directory=True)   # a loop
+    (tmp_path / "linked" / ".ipynb_checkpoints").mkdir()
+    (tmp_path / "linked" / ".ipynb_checkpoints" / "clip_000.mp4").write_bytes(b"")   # a hidden copy: passed over
+    clips = find_clips(tmp_path / "linked", split=None)
+    assert [clip.label for clip in clips] == ["alice/clip_000", "bob/clip_000"]
+    with pytest.raises(FolderError, match=r"clip_000.mp4: a file, not a folder \(give the folder that holds"):
+        find_clips(tmp_path / "made" / "alice" / "clip_000.mp4")

@@ -260,10 +260,29 @@ def test_corrupt_and_truncated_videos_are_named_or_skipped(corpus, tmp_path):
     shutil.copyfile(bad / "omar" / "omar_003.mp4", truncated_only / "omar" / "omar_003.mp4")
     with pytest.raises(ClipError, match="omar_003"):  # FVD alone decodes too: the same check
         run(corpus, truncated_only, tmp_path, metrics=("fvd",), allow=["clips"])
-    result = run(corpus, bad, tmp_path, metrics=("fgd",), on_error="skip")
+    # skipping two of the four generated clips leaves their real clips unpaired: a subset, refused as such
+    # (naming why they are missing) unless the subset is allowed
+    with pytest.raises(InputMismatchError, match=r"2 of 4 real clip\(s\) have no generated clip: ines/ines_002, "
+                                                 r"omar/omar_003.*\(skipped as unreadable: fake ines/ines_002: "):
+        run(corpus, bad, tmp_path, metrics=("fgd",), on_error="skip")
+    result = run(corpus, bad, tmp_path, metrics=("fgd",), on_error="skip", allow=["clips"])
     skipped = {s.clip for s in result.skipped}
     assert skipped == {"ines/ines_002", "omar/omar_003"}
     assert result.scores["all"]["fgd"].counts["n_fake_clips"] == 2
+    assert result.inputs.pairing == {"real": 4, "generated": 2, "paired": 2, "real_unpaired": 2,
+                                     "generated_unpaired": 0}
+    # a clip that passes the header check but fails while its frames are read (10 frames, its length allowed
+    # to differ: shorter than one FGD window) is found later: the same rule
+    decoded_bad = tmp_path / "decoded_bad"
+    shutil.copytree(corpus["copies"], decoded_bad)
+    write_video(decoded_bad / "omar" / "omar_003.mp4", read_video(corpus["copies"] / "omar" / "omar_003.mp4")[:10], 25)
+    with pytest.raises(InputMismatchError, match=r"clips: 1 clip\(s\) left without a partner by clips that could not "
+                                                 r"be scored \(fake omar/omar_003: .*shorter than one"):
+        run(corpus, decoded_bad, tmp_path, metrics=("fgd",), on_error="skip", allow=["duration"])
+    result = run(corpus, decoded_bad, tmp_path, metrics=("fgd",), on_error="skip", allow=["duration", "clips"])
+    assert [s.clip for s in result.skipped] == ["omar/omar_003"]
+    assert result.inputs.pairing == {"real": 4, "generated": 3, "paired": 3, "real_unpaired": 1,
+                                     "generated_unpaired": 0}
 
 
 def test_short_videos_empty_folders_and_resolution_mismatch(corpus, tmp_path):

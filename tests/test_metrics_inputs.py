@@ -304,3 +304,14 @@ def test_sizes_rounded_to_even_pixels_keep_their_shape():
     # an unpaired generated clip is held to the shapes of the real side
     with pytest.raises(InputMismatchError, match=r"a/a_9 \(640x640; no real clip has its shape\)"):
         check_inputs(real, [props("a/a_9", "fake", width=640, height=640)], ("fgd",), Protocol())
+
+
+def test_clips_with_no_identity_folder_are_said_to_make_one_speaker_for_diversity():
+    # a flat folder of videos: the label is the clip_id alone, and Diversity (per speaker) pools them
+    real, _ = sides()
+    flat = [props("a_0", "fake"), props("a_1", "fake")]
+    report = check_inputs(real, flat, ("div", "fgd"), Protocol())
+    finding, = [f for f in report.findings if f.property == "identity"]
+    assert finding.metrics == ("div",) and finding.action == "converted"
+    assert finding.detail.startswith("2 clip(s) with no identity folder (fake a_0, fake a_1): Diversity")
+    assert [f for f in check_inputs(real, sides()[1], ("div",), Protocol()).findings if f.property == "identity"] == []
