@@ -69,6 +69,7 @@ from bench.data.prepare.sources import (
     clip_faces,
     file_signature,
     list_sources,
+    passed_over,
     load_state,
     measure_source,
     read_json,
@@ -89,6 +90,7 @@ MAX_AUDIO_GAP_SECONDS = 0.5
 PERSON_BOX_SOURCES = ("masks", "keypoints", "dwpose", "faces")
 FACE_MEASUREMENT_VERSION = 2                 # 2: faces stored with their five landmarks
 PREPARE_SECTION = "prepare"                  # names the options in messages (OptionsError)
+CLIP_FILE_SUFFIXES = (".motion.npz", ".keypoints.npz", ".mp4", ".wav")   # what a clip's files end in
 
 
 @dataclass(frozen=True)
@@ -162,8 +164,10 @@ class PrepareOptions:
             if problem:
                 raise OptionsError(f"{PREPARE_SECTION}: {option.name}: {problem}")
         checks = [
-            ("identity", bool(self.identity.strip()) and "/" not in self.identity,
-             f"must be a non-empty name without '/', got {self.identity!r}"),
+            ("identity", bool(self.identity.strip()) and not set("/\\") & set(self.identity)
+             and self.identity not in (".", ".."),
+             f"must be a name of a folder inside --out (not '.' or '..', without '/' or '\\'), got "
+             f"{self.identity!r}"),
             ("size", self.size % 2 == 0, f"must be even, got {self.size}"),
             ("max_seconds", self.max_seconds is None or self.max_seconds >= self.min_seconds,
              f"must be >= min_seconds ({self.min_seconds:g}), got {self.max_seconds}"),
@@ -322,6 +326,14 @@ class Preparation:
         for flag, value in (("--motion", o.motion), ("--masks", o.masks), ("--keypoints", o.keypoints)):
             if value is not None and not Path(value).is_dir():
                 raise FileNotFoundError(f"{flag} {value}: no such folder")
+        raw = self.raw_dir.resolve()
+        if raw == self.out.resolve():
+            raise ValueError(f"{self.raw_dir}: the raw videos and --out are one folder; give --out a folder of its "
+                             "own (the next run would read this run's clips as raw videos)")
+        for written in (self.clips_dir, self.workspace.root):
+            if raw == written.resolve() or written.resolve() in raw.parents:
+                raise ValueError(f"{self.raw_dir}: the raw videos lie in {written}, where this run writes (and "
+                                 "replaces) its files: move them to a folder outside it, or give another --out")
 
     def _check_existing_identity(self) -> None:
         """Refuse to replace manifest lines of this identity that ``prepare`` did not write (every line
@@ -337,9 +349,19 @@ class Preparation:
 
     def run(self) -> PrepareSummary:
         started = time.perf_counter()
-        sources = list_sources(self.raw_dir)
+        # a dataset written inside the raw folder: its clips are not sources (else each run takes the last
+        # one's clips and candidates in again, the same footage in both splits)
+        inside = self.raw_dir.resolve() in self.out.resolve().parents
+        leave_out = self.out if inside else None
+        sources = list_sources(self.raw_dir, leave_out)
+        for entry in passed_over(self.raw_dir, leave_out):
+            self.summary.warnings.append(f"{self.raw_dir}: passed over: {entry}")
         if not sources:
-            raise FileNotFoundError(f"{self.raw_dir}: no video files ({', '.join(VIDEO_SUFFIXES)})")
+            raise FileNotFoundError(f"{self.raw_dir}: no video files ({', '.join(VIDEO_SUFFIXES)})"
+                                    + (f", but for those of --out {self.out} inside it" if inside else ""))
+        if inside:
+            self.summary.warnings.append(f"--out {self.out} lies inside {self.raw_dir}: its files are not taken as "
+                                         "raw videos")
         self.summary.sources = len(sources)
         write_json_atomic(self.workspace.root / "identity.json",
                           {"identity": self.options.identity, "posture": self.options.posture,
@@ -525,13 +547,15 @@ class Preparation:
     # -- outputs ---------------------------------------------------------------------------------
 
     def _remove_stale_outputs(self, kept: set[str]) -> None:
-        """Delete dataset files of clips of this identity no longer kept (thresholds changed)."""
+        """Delete the dataset files of this identity's clips that prepare made and no longer keeps (thresholds
+        changed, a source removed): those of this run's scenes and of the manifest's earlier lines. Any other
+        file in the folder is left alone (a clip id may hold dots, as its source's name may)."""
         if not self.clips_dir.is_dir():
             return
+        made = {d.clip_id for d in self.summary.decisions} | {str(line.get("clip_id")) for line in self.existing_lines}
         for path in self.clips_dir.iterdir():
-            clip = path.name.split(".", 1)[0]
-            if path.is_file() and clip not in kept and path.name.endswith(
-                    (".mp4", ".wav", ".motion.npz", ".keypoints.npz")):
+            clip = next((path.name[:-len(suffix)] for suffix in CLIP_FILE_SUFFIXES if path.name.endswith(suffix)), None)
+            if clip in made and clip not in kept and path.is_file():
                 path.unlink()
 
     def _write_manifest(self, lines: list[dict[str, Any]]) -> None:

@@ -34,6 +34,8 @@ from metrics.io.video import (VideoReader, display_rotation, frame_times, probe_
                               write_video)
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
+# other video files a raw folder may hold, not read (said so, with the remux that makes them readable)
+OTHER_VIDEO_SUFFIXES = (".mts", ".m2ts", ".ts", ".3gp", ".mpg", ".mpeg", ".wmv", ".flv", ".vob")
 # Candidate clips are intermediate files at the source's resolution, encoded again when cropped:
 # x264's veryfast preset at crf 13 matches the default preset at crf 18 in PSNR (40.7 vs 40.9 dB on
 # the 720p frames of benchmarks/prepare_speed.py) in 0.6x the time, with files 18% larger.
@@ -86,8 +88,9 @@ class SourceNameClash(ValueError):
     """Raw videos whose names map to one source name, so that their clips would share clip ids."""
 
 
-def list_sources(raw_dir: str | os.PathLike) -> list[Path]:
-    """The video files under ``raw_dir`` (recursively, by suffix), sorted by relative path.
+def list_sources(raw_dir: str | os.PathLike, leave_out: Path | None = None) -> list[Path]:
+    """The video files under ``raw_dir`` (recursively, by suffix), sorted by relative path; none under
+    the folder ``leave_out`` (a dataset written inside the raw folder: its clips are not sources).
 
     Raises ``SourceNameClash`` (naming the files) when two of them have the same ``source_name``
     (``talk 1.mp4`` and ``talk_1.mp4``, ``a/b.mp4`` and ``a__b.mp4``, ``talk.mp4`` and
@@ -97,10 +100,37 @@ def list_sources(raw_dir: str | os.PathLike) -> list[Path]:
     root = Path(raw_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: not a folder of raw videos")
-    sources = sorted((p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES
-                      and not p.name.startswith(".")), key=lambda p: p.relative_to(root).as_posix())
+    sources = sorted((p for p in _entries(root, leave_out) if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES),
+                     key=lambda p: p.relative_to(root).as_posix())
     check_source_names(root, sources)
     return sources
+
+
+def passed_over(raw_dir: str | os.PathLike, leave_out: Path | None = None) -> list[str]:
+    """What ``list_sources`` does not take that looks like a video, in words: a name with a video suffix
+    that is no readable file (a broken link, a link that loops), and a video of a format it does not read
+    (``OTHER_VIDEO_SUFFIXES``: an .MTS of a camcorder, a .3gp of a phone)."""
+    root = Path(raw_dir)
+    said = []
+    for path in sorted(_entries(root, leave_out)):
+        suffix, name = path.suffix.lower(), path.relative_to(root).as_posix()
+        if suffix in VIDEO_SUFFIXES and not path.is_file() and not path.is_dir():
+            said.append(f"{name}: a broken or looping link")
+        elif suffix in OTHER_VIDEO_SUFFIXES and path.is_file():
+            said.append(f"{name}: {suffix} is not read (remux it: ffmpeg -i {path.name} -c copy {path.stem}.mp4; "
+                        "re-encode if that fails)")
+    return said
+
+
+def _entries(root: Path, leave_out: Path | None) -> Iterator[Path]:
+    """The entries under ``root`` (not entering linked folders), but for hidden ones and ``leave_out``'s."""
+    left_out = leave_out.resolve() if leave_out is not None else None
+    for path in root.rglob("*"):
+        if path.name.startswith("."):
+            continue
+        if left_out is not None and (path.resolve() == left_out or left_out in path.resolve().parents):
+            continue
+        yield path
 
 
 def check_source_names(raw_dir: Path, sources: list[Path]) -> None:
