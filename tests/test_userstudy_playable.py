@@ -155,3 +155,28 @@ def test_a_cover_picture_is_not_the_video(whole, tmp_path):
     with av.open(str(covered)) as reader:
         assert [s.type for s in reader.streams].count("video") == 2
     assert playable(covered) == Playable((), FRAMES, True)
+
+
+def test_a_cover_picture_listed_first_is_not_the_video_of_any_step(whole, tmp_path):
+    # a Matroska file may list its cover picture first (ffmpeg -map 1 -map 0), as a stream of one picture:
+    # the checks and the re-encoding took it for the video; ffmpeg and players take the default stream
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg", reason="ffmpeg writes the cover")
+    import subprocess
+
+    import numpy as np
+    from PIL import Image
+
+    from userstudy.encoding import reencode_constant_bitrate
+
+    Image.fromarray(np.full((16, 16, 3), 200, np.uint8)).save(tmp_path / "cover.png")
+    covered = tmp_path / "covered.mkv"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-i", str(whole), "-i",
+                    str(tmp_path / "cover.png"), "-map", "1", "-map", "0", "-c", "copy", "-c:v:0", "png",
+                    "-disposition:v:0", "attached_pic", str(covered)], check=True, timeout=60)
+    with av.open(str(covered)) as reader:      # Matroska keeps no attached_pic mark: one png picture, first
+        assert [(s.type, s.codec_context.name) for s in reader.streams][:2] == [("video", "png"), ("video", "h264")]
+    assert playable(covered) == Playable((), FRAMES, True)
+    encoded = reencode_constant_bitrate(covered, tmp_path / "encoded.mp4", video_kbps=200)
+    with av.open(str(encoded)) as reader:
+        assert [s.type for s in reader.streams] == ["video", "audio"]
+        assert sum(1 for _ in reader.decode(video=0)) == FRAMES

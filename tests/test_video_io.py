@@ -416,3 +416,46 @@ def test_a_file_that_is_not_a_video_is_said_in_ffmpeg_words_once_without_errno_n
         with pytest.raises(ValueError) as refused:
             read(path)
         assert str(refused.value) == f"{path}: cannot open video: Invalid data found when processing input"
+
+
+def test_matroska_with_b_frames_keeps_each_frame_time(tmp_path):
+    # Matroska stores no decode timestamps: the demuxer leaves them out on the first packets of a stream
+    # with B-frames, and the reader took the times for incomplete and spaced the frames evenly (0.49 s off
+    # here); the presentation times alone place the frames
+    from tests.test_dataset_paths import STEPS_MS
+
+    path = tmp_path / "vfr.mkv"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width = stream.height = 32
+        stream.pix_fmt, stream.options = "yuv420p", {"bf": "2"}
+        stream.codec_context.time_base = Fraction(1, 1000)
+        for index, t in enumerate(STEPS_MS):
+            frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 2 * index, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = int(t), Fraction(1, 1000)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    with av.open(str(path)) as container:
+        assert [p.dts for p in container.demux(video=0)][0] is None
+    with VideoReader(path) as video:
+        np.testing.assert_allclose(video.frame_times(), STEPS_MS / 1000, atol=1e-9)
+        whole = read_video(path)
+        np.testing.assert_array_equal(video.read(70, 74), whole[70:74])
+
+
+def test_a_picture_stream_listed_before_the_video_is_not_read_as_it(tmp_path):
+    # a Matroska file may hold its cover as a video stream of one picture, listed first: the reader took
+    # it for the video (1 frame); ffmpeg picks the default stream
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg", reason="ffmpeg writes the file")
+    from PIL import Image
+
+    source = write_video(tmp_path / "source.mp4", pattern_frames(), FPS)
+    Image.fromarray(np.full((16, 16, 3), 200, np.uint8)).save(tmp_path / "cover.png")
+    covered = tmp_path / "covered.mkv"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-i", str(source), "-i",
+                    str(tmp_path / "cover.png"), "-map", "1", "-map", "0", "-c", "copy", "-c:v:0", "png",
+                    str(covered)], check=True, timeout=60)
+    with av.open(str(covered)) as container:
+        assert container.streams.video[0].codec_context.name == "png"
+    assert probe_video(covered).num_frames == NUM_FRAMES
+    np.testing.assert_array_equal(read_video(covered), read_video(source))

@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 from userstudy.files import atomic_path
+from userstudy.playable import moving_picture
 
 
 class DubbingError(ValueError):
@@ -38,12 +39,13 @@ def dub(video: str | os.PathLike, speech: str | os.PathLike, out: str | os.PathL
     except (av.FFmpegError, OSError) as error:
         raise DubbingError(f"cannot open the sources of a dubbed video ({error})") from None
     with picture, sound:
-        if not picture.streams.video:
+        source_video = moving_picture(picture)
+        if source_video is None:
             raise DubbingError(f"{video}: no video stream")
         if not sound.streams.audio:
             raise DubbingError(f"{speech}: no audio stream, so no speech to put under another clip's video "
                                "(a run's videos carry their speech; these do not)")
-        source_video, source_audio = picture.streams.video[0], sound.streams.audio[0]
+        source_audio = sound.streams.audio[0]
         limit = min(_seconds(source_video, picture), _seconds(source_audio, sound))
         with atomic_path(out) as temporary:
             with av.open(str(temporary), "w", format="mp4") as target:

@@ -20,6 +20,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from userstudy.files import atomic_path
+from userstudy.playable import moving_picture
 
 
 class EncodingError(ValueError):
@@ -50,9 +51,9 @@ def reencode_constant_bitrate(source: str | os.PathLike, out: str | os.PathLike,
     name = source if shown_as is None else shown_as
     try:
         with av.open(str(source)) as reader, atomic_path(out) as temporary:
-            if not reader.streams.video:
+            video_in = moving_picture(reader)
+            if video_in is None:
                 raise EncodingError(f"{name}: no video stream")
-            video_in = reader.streams.video[0]
             audio_in = reader.streams.audio[0] if reader.streams.audio else None
             rate = frame_rate(video_in.average_rate)
             with av.open(str(temporary), "w", format="mp4") as writer:
@@ -118,8 +119,8 @@ def _seconds(path: Path) -> float:
     import av
 
     with av.open(str(path)) as reader:
-        stream = reader.streams.video[0]
-        if stream.duration is not None and stream.time_base is not None:
+        stream = moving_picture(reader)
+        if stream is not None and stream.duration is not None and stream.time_base is not None:
             return float(stream.duration * stream.time_base)
         return (reader.duration or 0) / 1_000_000
 

@@ -38,6 +38,18 @@ def _said(error: BaseException) -> object:
     return getattr(error, "strerror", None) or error
 
 
+def moving_picture(reader):
+    """The video stream of an open ``av`` container, as ffmpeg picks it (``av_find_best_stream``: the default
+    stream first, then the one with frames): not a cover picture, which a Matroska file may list first as a
+    picture stream of its own; None when there is none."""
+    import av
+
+    cover = av.stream.Disposition.attached_pic
+    moving = [stream for stream in reader.streams.video if not stream.disposition & cover]
+    best = reader.streams.best("video")
+    return best if best in moving else next(iter(moving), None)
+
+
 def _listed_end(stream) -> float | None:
     """Seconds at which ``stream`` ends by the file's index (MP4, MOV: its start and length); None when
     the file gives no length per stream (WebM, Ogg)."""
@@ -64,13 +76,13 @@ def playable(path: str | os.PathLike) -> Playable:
         return Playable((f"cannot be opened ({_said(error)}): cut short before its index, or not a video",), 0, False)
     with reader:       # (a stream is not read once its file is closed: PyAV then crashes the process)
         seconds = reader.duration / 1_000_000 if reader.duration else None
-        cover = av.stream.Disposition.attached_pic
+        picture = moving_picture(reader)
         media = {s.index: (s.type, s.frames, _listed_end(s)) for s in reader.streams
-                 if s.type == "audio" or (s.type == "video" and not s.disposition & cover)}
-        video = min((index for index, (kind, _, _) in media.items() if kind == "video"), default=None)
+                 if s.type == "audio" or s == picture}
         sound = any(kind == "audio" for kind, _, _ in media.values())
-        if video is None:
+        if picture is None:
             return Playable(("has no video stream",), 0, sound)
+        video = picture.index
         frames, ends, damaged = 0, dict.fromkeys(media, 0.0), None
         try:
             for packet in reader.demux():

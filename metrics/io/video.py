@@ -110,9 +110,14 @@ def _open_input(path: Path) -> av.container.InputContainer:
 
 
 def _video_stream(container: av.container.InputContainer, path: Path) -> av.video.stream.VideoStream:
-    if not container.streams.video:
-        raise ValueError(f"{path}: no video stream")
-    return container.streams.video[0]
+    """The video, as ffmpeg picks it (``av_find_best_stream``: the default stream first, then the one with
+    frames): not a cover picture, which a Matroska file may list first as a picture stream of its own."""
+    cover = av.stream.Disposition.attached_pic
+    moving = [stream for stream in container.streams.video if not stream.disposition & cover]
+    if not moving:
+        raise ValueError(f"{path}: no video stream" + (" (only a cover picture)" if container.streams.video else ""))
+    best = container.streams.best("video")
+    return best if best in moving else moving[0]
 
 
 def _frame_rate(stream: av.video.stream.VideoStream, path: Path) -> Fraction:
@@ -160,9 +165,9 @@ def _scan_packets(container: av.container.InputContainer, stream: av.video.strea
     count, presented, keyframes, hidden = 0, [], [], set()
     timestamps_complete = True
     for index, (pts, dts, keyframe, discard) in enumerate(packets):
-        if pts is None or dts is None:
-            timestamps_complete = False
-        elif keyframe:
+        if pts is None:     # (a missing decode timestamp matters to seeking alone: Matroska with B-frames
+            timestamps_complete = False     # leaves it out on its first packets)
+        elif keyframe and dts is not None:
             keyframes.append((pts, dts))
         if discard or index < leading:
             if pts is not None:
@@ -277,7 +282,7 @@ def display_rotation(path: str | os.PathLike) -> int:
     path = Path(path)
     container = _open_input(path)
     try:
-        frame = next(container.decode(video=0), None)
+        frame = next(container.decode(_video_stream(container, path)), None)
     except av.FFmpegError as error:
         raise ValueError(f"{path}: cannot decode the first frame: {_said(error)}") from error
     finally:
