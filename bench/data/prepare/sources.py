@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import av
+import cv2
 import numpy as np
 from scenedetect import ContentDetector, SceneManager
 from scenedetect.detector import SceneDetector
@@ -41,7 +42,7 @@ OTHER_VIDEO_SUFFIXES = (".mts", ".m2ts", ".ts", ".3gp", ".mpg", ".mpeg", ".wmv",
 # the 720p frames of benchmarks/prepare_speed.py) in 0.6x the time, with files 18% larger.
 CANDIDATE_PRESET = "veryfast"
 CANDIDATE_CRF = 13
-STATE_VERSION = 1
+STATE_VERSION = 2      # 2: candidates at square pixels and even sizes (1 kept a source's sample aspect ratio)
 
 # What decoding a damaged file raises: PyAV's errors, and ours (ValueError) from metrics.io.video.
 DECODE_ERRORS = (av.FFmpegError, ValueError, OSError, EOFError, RuntimeError)
@@ -273,6 +274,28 @@ def read_frame_times(path: Path) -> np.ndarray:
     return times
 
 
+def square_pixel_size(width: int, height: int, sample_aspect_ratio: str | None) -> tuple[int, int]:
+    """The stored frame size shown with square pixels: the width times the sample aspect ratio (ffmpeg's
+    ``scale=iw*sar:ih``), then each side rounded down to even (H.264 in 4:2:0 needs even sizes)."""
+    numerator, denominator = (int(part) for part in (sample_aspect_ratio or "1:1").split(":"))
+    shown = width * numerator / denominator if numerator > 0 and denominator > 0 else width
+    return int(round(shown)) // 2 * 2, height // 2 * 2
+
+
+def square_pixel_frames(frames: Iterator[np.ndarray], size: tuple[int, int]) -> Iterator[np.ndarray]:
+    """Stored frames (H, W, 3) at ``size`` (width, height of ``square_pixel_size``): resized where the
+    pixels are not square (area when shrinking, cubic when widening), else cut to even by their last
+    column and row."""
+    width, height = size
+    for frame in frames:
+        stored_height, stored_width = frame.shape[:2]
+        if abs(stored_width - width) <= 1 and abs(stored_height - height) <= 1:
+            yield np.ascontiguousarray(frame[:height, :width])
+        else:
+            shrink = width * height < stored_width * stored_height
+            yield cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
+
+
 def upright_frames(frames: Iterator[np.ndarray], rotation: int) -> Iterator[np.ndarray]:
     """The frames turned counter-clockwise by ``rotation`` degrees (0, 90, 180, 270)."""
     turns = (rotation // 90) % 4
@@ -422,7 +445,8 @@ def measure_source(source: Path, name: str, workspace: Workspace, detector: Face
     The split is at shot changes and jump cuts (``detect_scene_cuts``); the state keeps both lists
     (``shot_cuts``, ``jump_cuts``: source frame indices) so that the report can count them.
 
-    Frames are turned upright (``display_rotation``), resampled to a constant ``fps`` by their
+    Frames are shown with square pixels at an even size (``square_pixel_size``: a camcorder's
+    anamorphic 16:9 widened, an odd last column or row cut), turned upright (``display_rotation``), resampled to a constant ``fps`` by their
     timestamps (``Timeline``; None: the source's average rate), and each clip's audio is cut at its
     first and last frame's times.
 
@@ -459,8 +483,10 @@ def measure_source(source: Path, name: str, workspace: Workspace, detector: Face
         write_json_atomic(path, state)
         return state
     targets = timeline.start + np.arange(timeline.num_frames) / timeline.fps
-    width, height = (info.height, info.width) if rotation in (90, 270) else (info.width, info.height)
+    square = square_pixel_size(info.width, info.height, info.sample_aspect_ratio)
+    width, height = (square[1], square[0]) if rotation in (90, 270) else square
     state.update(fps=timeline.fps, num_frames=timeline.num_frames, width=width, height=height, rotation=rotation,
+                 stored_size=[info.width, info.height], sample_aspect_ratio=info.sample_aspect_ratio or "1:1",
                  seconds=timeline.num_frames / timeline.fps, source_fps=info.fps, source_frames=len(times),
                  max_timing_error=round(float(np.max(np.abs(times[timeline.source_index] - targets))), 4),
                  audio_offset=round(audio_offset, 4), scenes=[[s.start, s.end] for s in scenes],
@@ -468,7 +494,8 @@ def measure_source(source: Path, name: str, workspace: Workspace, detector: Face
     write_json_atomic(path, state)
     try:
         with VideoReader(source) as video:
-            frames = resampled_frames(upright_frames(iter(video), rotation), timeline.source_index)
+            frames = resampled_frames(upright_frames(square_pixel_frames(iter(video), square), rotation),
+                                      timeline.source_index)
             max_frames = None if max_seconds is None else max(1, int(max_seconds * timeline.fps))
             for index, piece, scene in split_long_scenes(scenes, max_frames):
                 clip = clip_id(name, index, piece)

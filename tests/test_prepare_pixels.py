@@ -1,0 +1,71 @@
+"""``imac-bench data prepare`` shows its sources as a player does: square pixels (a source with a sample
+aspect ratio, a camcorder's anamorphic 16:9, was cropped as stored, the face squeezed to 0.69 of its
+width) and even sizes (an odd-sized source was taken for damaged). The reference is ffmpeg's own
+``scale=iw*sar:ih``, run on the same file (found by a new-user trial)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.data.prepare.pipeline import prepare_dataset
+from bench.data.prepare.sources import square_pixel_size
+from metrics.io.video import probe_video, read_video, write_video
+from tests.test_prepare_pipeline import FPS, _audio, _frames, _options, _portrait
+
+imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg", reason="ffmpeg writes the sources and the reference")
+
+
+def _ffmpeg(*args: str) -> None:
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-y", *args], check=True,
+                   timeout=120)
+
+
+@pytest.fixture(scope="module")
+def portrait_source(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("source")
+    return write_video(folder / "talk.mp4", _frames([((60, 20, 90), [100], 100)], _portrait()), FPS,
+                       audio=_audio(100))
+
+
+def _candidate(raw: Path, out: Path) -> Path:
+    prepare_dataset(raw, out, _options(test_fraction=0.0), progress=False, log=lambda _: None)
+    candidate, = (out / "prepare" / "grace" / "candidates").glob("*.mp4")
+    return candidate
+
+
+def test_square_pixel_size_is_ffmpegs_width_times_the_sample_aspect_ratio_made_even():
+    assert square_pixel_size(352, 288, "16:11") == (512, 288)      # 352 x 16 / 11, the trial's camcorder
+    assert square_pixel_size(720, 576, "64:45") == (1024, 576)     # PAL anamorphic 16:9
+    assert square_pixel_size(351, 287, None) == (350, 286)
+    assert square_pixel_size(64, 64, "0:1") == (64, 64)            # unknown: square
+
+
+def test_an_anamorphic_source_is_widened_as_ffmpeg_shows_it(portrait_source, tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    stored = raw / "anamorphic.mp4"          # 64x64 stored as 32x64 with pixels twice as wide as tall
+    _ffmpeg("-i", str(portrait_source), "-vf", "scale=32:64,setsar=2/1", "-c:a", "copy", str(stored))
+    assert (probe_video(stored).width, probe_video(stored).sample_aspect_ratio) == (32, "2:1")
+    shown = tmp_path / "shown.mp4"           # what a player shows: ffmpeg's own widening
+    _ffmpeg("-i", str(stored), "-vf", "scale=iw*sar:ih,setsar=1", "-an", str(shown))
+    candidate = read_video(_candidate(raw, tmp_path / "dataset"))
+    reference = read_video(shown)
+    assert candidate.shape == reference.shape == (100, 64, 64, 3)
+    # the two scalers and the two encodings differ by a few levels (1.97 when written)
+    difference = np.abs(candidate.astype(float) - reference.astype(float)).mean()
+    assert difference < 4.0, difference
+
+
+def test_an_odd_sized_source_loses_its_last_column_and_row_not_its_clips(portrait_source, tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    _ffmpeg("-i", str(portrait_source), "-vf", "scale=63:63", "-c:v", "libx264", "-pix_fmt", "yuv444p", "-c:a",
+            "copy", str(raw / "odd.mp4"))
+    candidate = _candidate(raw, tmp_path / "dataset")
+    assert (probe_video(candidate).width, probe_video(candidate).height) == (62, 62)
+    np.testing.assert_allclose(read_video(candidate).mean(), read_video(raw / "odd.mp4")[:, :62, :62].mean(),
+                               atol=2.0)
