@@ -69,3 +69,21 @@ def test_an_odd_sized_source_loses_its_last_column_and_row_not_its_clips(portrai
     assert (probe_video(candidate).width, probe_video(candidate).height) == (62, 62)
     np.testing.assert_allclose(read_video(candidate).mean(), read_video(raw / "odd.mp4")[:, :62, :62].mean(),
                                atol=2.0)
+
+
+def test_a_mirrored_source_is_shown_as_ffmpeg_shows_it(portrait_source, tmp_path):
+    # a display matrix that mirrors (-display_hflip: a selfie camera's) was read as half a turn, the
+    # picture upside down, and the clip dropped for its face
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    mirrored_store = tmp_path / "mirrored.mp4"
+    _ffmpeg("-i", str(portrait_source), "-vf", "hflip", "-c:a", "copy", str(mirrored_store))
+    tagged = raw / "selfie.mp4"
+    _ffmpeg("-display_hflip", "-i", str(mirrored_store), "-c", "copy", str(tagged))
+    shown = tmp_path / "shown.mp4"
+    _ffmpeg("-i", str(tagged), "-an", str(shown))      # ffmpeg applies the matrix as it decodes
+    candidate = read_video(_candidate(raw, tmp_path / "dataset"))
+    reference = read_video(shown)
+    assert candidate.shape == reference.shape
+    assert np.abs(candidate.astype(float) - reference.astype(float)).mean() < 4.0
+    assert np.abs(candidate.astype(float) - reference[:, ::-1, ::-1].astype(float)).mean() > 10.0

@@ -459,3 +459,30 @@ def test_a_picture_stream_listed_before_the_video_is_not_read_as_it(tmp_path):
         assert container.streams.video[0].codec_context.name == "png"
     assert probe_video(covered).num_frames == NUM_FRAMES
     np.testing.assert_array_equal(read_video(covered), read_video(source))
+
+
+@pytest.mark.parametrize("options", [["-display_rotation", "90"], ["-display_rotation", "180"],
+                                     ["-display_rotation", "270"], ["-display_hflip"], ["-display_vflip"],
+                                     ["-display_rotation", "90", "-display_hflip"],
+                                     ["-display_rotation", "90", "-display_vflip"]])
+def test_the_display_matrix_turns_and_mirrors_frames_as_ffmpeg_shows_them(options, tmp_path):
+    # the reference: ffmpeg's own decode, which applies the matrix (autorotate); a mirrored matrix read as a
+    # rotation alone (PyAV's frame.rotation gives -180 for -display_hflip) showed the picture upside down
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg", reason="ffmpeg writes the matrix and shows the frames")
+    from metrics.io.video import display_matrix
+
+    frames = np.zeros((4, 48, 64, 3), np.uint8)
+    frames[:, :16, :24] = 255                       # a corner, a stripe and a patch: no symmetry
+    frames[:, 30:, 50:, 1] = 200
+    frames[:, 20:28, :, 2] = 120
+    stored = write_video(tmp_path / "stored.mp4", frames, FPS)
+    tagged = tmp_path / "tagged.mp4"
+    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    subprocess.run([ffmpeg, "-nostdin", "-loglevel", "error", *options, "-i", str(stored), "-c", "copy", str(tagged)],
+                   check=True, timeout=60)
+    raw = subprocess.run([ffmpeg, "-nostdin", "-loglevel", "error", "-i", str(tagged), "-frames:v", "1", "-pix_fmt",
+                          "rgb24", "-f", "rawvideo", "-"], check=True, capture_output=True, timeout=60).stdout
+    matrix = display_matrix(tagged)
+    shown = matrix.apply(read_video(tagged)[0])
+    np.testing.assert_array_equal(shown, np.frombuffer(raw, np.uint8).reshape(shown.shape))
+    assert matrix.mirrored == ("-display_hflip" in options or "-display_vflip" in options)

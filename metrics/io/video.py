@@ -275,6 +275,52 @@ def _decoding_properties(stream: av.video.stream.VideoStream, audio: av.audio.st
             "audio_duration": audio_seconds}
 
 
+@dataclass(frozen=True)
+class DisplayMatrix:
+    """How a player turns and mirrors the stored frames, from the file's display matrix (a phone's, or
+    ffmpeg's ``-display_rotation`` / ``-display_hflip``), as ffmpeg applies it: a shown point is
+    (x', y') = (a x + c y, b x + d y) for the matrix's first two columns [[a, b], [c, d]], rounded to
+    the nearest quarter turn. Identity when the file has none."""
+
+    transpose: bool = False         # a quarter turn: rows become columns
+    flip_x: bool = False            # then mirrored left to right
+    flip_y: bool = False            # then upside down
+
+    @property
+    def mirrored(self) -> bool:
+        """Whether the picture is shown mirrored (the matrix's determinant is negative), not only turned."""
+        return self.transpose == (self.flip_x == self.flip_y)
+
+    def apply(self, frame: np.ndarray) -> np.ndarray:
+        """A stored frame (H, W, C) as shown: (W, H, C) when ``transpose``."""
+        shown = frame.transpose(1, 0, *range(2, frame.ndim)) if self.transpose else frame
+        if self.flip_x:
+            shown = shown[:, ::-1]
+        if self.flip_y:
+            shown = shown[::-1]
+        return np.ascontiguousarray(shown)
+
+
+def display_matrix(path: str | os.PathLike) -> DisplayMatrix:
+    """The display matrix of a video's first frame (``DisplayMatrix``). Decodes the first frame only."""
+    path = Path(path)
+    container = _open_input(path)
+    try:
+        frame = next(container.decode(_video_stream(container, path)), None)
+        data = [bytes(side) for side in (frame.side_data if frame is not None else ())
+                if getattr(side.type, "name", "") == "DISPLAYMATRIX"]
+    except av.FFmpegError as error:
+        raise ValueError(f"{path}: cannot decode the first frame: {_said(error)}") from error
+    finally:
+        container.close()
+    if not data or len(data[0]) < 36:
+        return DisplayMatrix()
+    a, b, _, c, d = (int(value) for value in np.frombuffer(data[0][:20], "<i4"))   # 16.16 fixed point
+    if abs(a) + abs(d) >= abs(b) + abs(c):
+        return DisplayMatrix(False, a < 0, d < 0)
+    return DisplayMatrix(True, c < 0, b < 0)
+
+
 def display_rotation(path: str | os.PathLike) -> int:
     """Degrees (a multiple of 90) the first frame must turn counter-clockwise to be shown upright:
     the display matrix phones write instead of turning the picture. Decodes the first frame only;

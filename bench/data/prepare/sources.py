@@ -31,8 +31,8 @@ from bench.data.prepare.scene_stream import PresentedFrames
 from metrics.io import bounded
 from metrics.io.audio import SAMPLE_RATE, write_wav
 from metrics.io.files import write_json_atomic
-from metrics.io.video import (VideoReader, display_rotation, frame_times, probe_video, read_video_audio_timed,
-                              write_video)
+from metrics.io.video import (DisplayMatrix, VideoReader, display_matrix, display_rotation, frame_times, probe_video,
+                              read_video_audio_timed, write_video)
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
 # other video files a raw folder may hold, not read (said so, with the remux that makes them readable)
@@ -296,11 +296,10 @@ def square_pixel_frames(frames: Iterator[np.ndarray], size: tuple[int, int]) -> 
             yield cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
 
 
-def upright_frames(frames: Iterator[np.ndarray], rotation: int) -> Iterator[np.ndarray]:
-    """The frames turned counter-clockwise by ``rotation`` degrees (0, 90, 180, 270)."""
-    turns = (rotation // 90) % 4
+def upright_frames(frames: Iterator[np.ndarray], matrix: DisplayMatrix) -> Iterator[np.ndarray]:
+    """The frames turned and mirrored as a player shows them (``matrix``: the file's display matrix)."""
     for frame in frames:
-        yield np.ascontiguousarray(np.rot90(frame, turns)) if turns else frame
+        yield matrix.apply(frame) if matrix != DisplayMatrix() else frame
 
 
 def audio_start_time(path: Path) -> float:
@@ -446,7 +445,7 @@ def measure_source(source: Path, name: str, workspace: Workspace, detector: Face
     (``shot_cuts``, ``jump_cuts``: source frame indices) so that the report can count them.
 
     Frames are shown with square pixels at an even size (``square_pixel_size``: a camcorder's
-    anamorphic 16:9 widened, an odd last column or row cut), turned upright (``display_rotation``), resampled to a constant ``fps`` by their
+    anamorphic 16:9 widened, an odd last column or row cut), turned upright and unmirrored as ffmpeg shows them (``display_matrix``), resampled to a constant ``fps`` by their
     timestamps (``Timeline``; None: the source's average rate), and each clip's audio is cut at its
     first and last frame's times.
 
@@ -473,7 +472,7 @@ def measure_source(source: Path, name: str, workspace: Workspace, detector: Face
         if audio.size == 0:
             raise ValueError("the audio track is empty")
         times = read_frame_times(source)
-        rotation = display_rotation(source)
+        rotation, matrix = display_rotation(source), display_matrix(source)
         timeline = make_timeline(times, fps or info.fps)
         audio_offset = timeline.start - track.start
         cuts = detect_scene_cuts(source, info.fps, scene_settings)
@@ -484,8 +483,9 @@ def measure_source(source: Path, name: str, workspace: Workspace, detector: Face
         return state
     targets = timeline.start + np.arange(timeline.num_frames) / timeline.fps
     square = square_pixel_size(info.width, info.height, info.sample_aspect_ratio)
-    width, height = (square[1], square[0]) if rotation in (90, 270) else square
+    width, height = (square[1], square[0]) if matrix.transpose else square
     state.update(fps=timeline.fps, num_frames=timeline.num_frames, width=width, height=height, rotation=rotation,
+                 mirrored=matrix.mirrored,
                  stored_size=[info.width, info.height], sample_aspect_ratio=info.sample_aspect_ratio or "1:1",
                  seconds=timeline.num_frames / timeline.fps, source_fps=info.fps, source_frames=len(times),
                  max_timing_error=round(float(np.max(np.abs(times[timeline.source_index] - targets))), 4),
@@ -494,7 +494,7 @@ def measure_source(source: Path, name: str, workspace: Workspace, detector: Face
     write_json_atomic(path, state)
     try:
         with VideoReader(source) as video:
-            frames = resampled_frames(upright_frames(square_pixel_frames(iter(video), square), rotation),
+            frames = resampled_frames(upright_frames(square_pixel_frames(iter(video), square), matrix),
                                       timeline.source_index)
             max_frames = None if max_seconds is None else max(1, int(max_seconds * timeline.fps))
             for index, piece, scene in split_long_scenes(scenes, max_frames):
