@@ -66,7 +66,8 @@ from bench.config import BenchConfig, load_bench_config
 from bench.data.toy.corpus import ToyCorpusConfig, generate_toy_corpus
 from bench.methods import CONTROLS, OPTION_SECTIONS, make_method
 from bench.methods.base import BenchContext, Method, as_json, made_videos, made_with_changes
-from bench.methods.external import CommandMethod, ExternalVideoError, GeneratedFolder, parse_methods_file
+from bench.methods.command import CommandMethod, parse_methods_file
+from bench.methods.external import ExternalVideoError, GeneratedFolder
 from bench.report import control_checks
 from bench.results import BenchResults, MethodResult, write_results
 from bench.side_by_side import Trained, Training, train_side_by_side

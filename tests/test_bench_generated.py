@@ -108,3 +108,25 @@ def test_videos_that_are_not_test_clips_are_listed_not_silently_ignored(corpus, 
     assert f"2 video(s) are not test clips of this run and are not scored: {', '.join(unused)}" in caplog.text
     facts = json.loads((tmp_path / "r" / "work" / "x" / "method.json").read_text())
     assert facts["not_test_clips"] == unused
+
+
+def test_a_missing_clip_says_what_stands_in_its_place(tmp_path):
+    # a WebM of the clip (metrics compute reads it; imac-bench run reads MP4) and a flat folder were
+    # reported as plain "missing"
+    from bench.methods.external import ExternalVideoError, GeneratedFolder
+    from metrics.dataset import ClipRecord
+
+    clip = ClipRecord(identity="ines", clip_id="ines_002", video=tmp_path / "real.mp4")
+    (tmp_path / "webm" / "ines").mkdir(parents=True)
+    (tmp_path / "webm" / "ines" / "ines_002.webm").write_bytes(b"")
+    with pytest.raises(ExternalVideoError, match=r"ines_002.mp4: missing; found ines_002.webm: imac-bench run reads "
+                                                 r"MP4 files \(remux it: ffmpeg -i ines_002.webm -c copy ines_002.mp4"):
+        GeneratedFolder("mine", tmp_path / "webm").write(clip, tmp_path / "out.mp4", 0)
+    (tmp_path / "flat").mkdir()
+    (tmp_path / "flat" / "ines_002.mp4").write_bytes(b"")
+    with pytest.raises(ExternalVideoError, match=r"missing; found ines_002.mp4 at the folder's top level: the layout "
+                                                 r"is <identity>/<clip_id>.mp4"):
+        GeneratedFolder("mine", tmp_path / "flat").write(clip, tmp_path / "out.mp4", 0)
+    (tmp_path / "none").mkdir()
+    with pytest.raises(ExternalVideoError, match=r"ines_002.mp4: missing$"):
+        GeneratedFolder("mine", tmp_path / "none").write(clip, tmp_path / "out.mp4", 0)

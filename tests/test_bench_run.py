@@ -24,7 +24,8 @@ from bench.methods import UnknownMethodError, make_method
 from bench.methods.base import Method
 from imac.frames import NonFiniteError
 from metrics.dataset import ClipRecord, find_clips
-from bench.methods.external import ExternalVideoError, check_video, format_command, parse_methods_file
+from bench.methods.command import format_command, parse_methods_file
+from bench.methods.external import ExternalVideoError, check_video
 from bench.report import control_checks, failed_checks, write_report
 from bench.results import BenchResults, ControlCheck, MethodResult, OldSchemaError, read_results
 from bench.runner import (RunMismatchError, RunSettings, SharedModels, card_changes, check_sources, conform_frames,

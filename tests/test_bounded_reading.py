@@ -358,7 +358,7 @@ def test_yaml_that_cannot_be_options_is_refused_by_name(tmp_path, text, message)
 
 def test_bench_yaml_files_are_bounded_too(tmp_path):
     from bench.check import read_tolerances
-    from bench.methods.external import parse_methods_file
+    from bench.methods.command import parse_methods_file
     path = tmp_path / "file.yaml"
     path.write_text(_billion_laughs(6))
     for reader in (read_tolerances, parse_methods_file):

@@ -47,7 +47,8 @@ WRITE_VIDEO = (f"{sys.executable} -c \"import sys, numpy as np; from metrics.io.
 
 @pytest.mark.parametrize("status", [0, 3])
 def test_a_command_method_cleans_a_killed_runs_leftovers_and_leaves_none_itself(tmp_path, clip, status):
-    from bench.methods.external import CommandMethod, CommandSpec, ExternalVideoError
+    from bench.methods.command import CommandMethod, CommandSpec
+    from bench.methods.external import ExternalVideoError
     method = CommandMethod(CommandSpec("tool", WRITE_VIDEO + str(status), env={"PYTHONPATH": str(REPO)}))
     method.prepare(SimpleNamespace(work_dir=tmp_path / "work"))
     out = tmp_path / "run" / "tool" / "anna" / "c0.mp4"

@@ -2,7 +2,7 @@
 
 Built in: ``imac`` and its ablations, ``s2g`` and ``mya`` (reimplementations), and the controls
 ``gt``, ``static``, ``shuffled``. External methods come from ``--generated NAME=DIR`` folders and
-from command templates in a methods file (``bench.methods.external``).
+from command templates in a methods file (``bench.methods.command``).
 """
 
 from __future__ import annotations

@@ -1,0 +1,146 @@
+"""Methods the bench runs as a command once per test clip (``--methods-file``).
+
+A methods file (YAML) defines command methods::
+
+    methods:
+      s2g-official:
+        label: S2G (official code)
+        command: python inference.py --image {reference} --audio {audio} --out {out}
+        cwd: /path/to/S2G            # optional: where the command runs
+        env: {CUDA_VISIBLE_DEVICES: "0"}   # optional
+        timeout: 3600                # optional, seconds per clip
+
+The bench runs the command once per test clip. Placeholders: ``{reference}`` (a PNG of the first
+frame of the real clip), ``{audio}`` (the clip's wav), ``{out}`` (the mp4 to write), ``{identity}``,
+``{clip_id}``, ``{fps}``, ``{num_frames}``, ``{width}``, ``{height}``. Values are shell-quoted and
+the command runs without a shell. It must exit 0 and leave a readable video at ``{out}``; the file
+is written under a temporary name (``metrics.io.files.atomic_path``) and moved into place only
+then, so a failed or interrupted command never leaves a video the bench would take as finished,
+and the leftover of a killed run is removed by the next write into that folder.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import string
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from bench.methods import check_method_name
+from bench.methods.base import Method
+from bench.methods.external import ExternalVideoError, check_video
+from metrics.dataset import ClipRecord
+from metrics.io.files import atomic_path
+from metrics.options import read_yaml
+
+PLACEHOLDERS = ("reference", "audio", "out", "identity", "clip_id", "fps", "num_frames", "width", "height")
+
+
+@dataclass
+class CommandSpec:
+    name: str
+    command: str
+    label: str = ""
+    cwd: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    timeout: float | None = None
+
+
+def parse_methods_file(path: str | Path) -> dict[str, CommandSpec]:
+    """The command methods of a YAML methods file; errors name the file and the method."""
+    path = Path(path)
+    try:
+        data = read_yaml(path)
+    except OSError as error:
+        raise ValueError(f"{path}: cannot read the methods file ({error})") from error
+    methods = data.get("methods") if isinstance(data, dict) else None
+    if not isinstance(methods, dict) or not methods:
+        raise ValueError(f"{path}: expected a 'methods:' mapping of name -> {{command: ...}}")
+    specs = {}
+    allowed = {"command", "label", "cwd", "env", "timeout"}
+    for name, entry in methods.items():
+        where = f"{path}: method {name!r}"
+        check_method_name(str(name), f"{path}: methods")
+        if not isinstance(entry, dict) or not isinstance(entry.get("command"), str):
+            raise ValueError(f"{where}: needs a 'command' string")
+        unknown = sorted(set(entry) - allowed)
+        if unknown:
+            raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(allowed))})")
+        fields_used = _placeholders(entry["command"])
+        bad = sorted(fields_used - set(PLACEHOLDERS))
+        if bad:
+            raise ValueError(f"{where}: unknown placeholder(s) {', '.join('{' + b + '}' for b in bad)} "
+                             f"(known: {', '.join('{' + p + '}' for p in PLACEHOLDERS)})")
+        if "out" not in fields_used:
+            raise ValueError(f"{where}: the command must write {{out}}")
+        timeout = entry.get("timeout")
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                    or not 0 < timeout < float("inf")):
+            raise ValueError(f"{where}: timeout must be a positive number of seconds, got {timeout!r}")
+        specs[str(name)] = CommandSpec(str(name), entry["command"], entry.get("label") or f"{name} (command)",
+                                       entry.get("cwd"), {str(k): str(v) for k, v in (entry.get("env") or {}).items()},
+                                       timeout)
+    return specs
+
+
+def _placeholders(template: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+
+
+def format_command(template: str, values: dict[str, Any]) -> list[str]:
+    """The argument list of ``template`` with shell-quoted placeholder values, split like a shell."""
+    quoted = {key: shlex.quote(str(value)) for key, value in values.items()}
+    return shlex.split(template.format(**quoted))
+
+
+class CommandMethod(Method):
+    """Runs a user's command once per test clip."""
+
+    kind, writes_files = "external", True
+
+    def __init__(self, spec: CommandSpec) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.label = spec.label
+
+    @property
+    def source(self) -> dict[str, Any]:
+        """What its videos are made from (run.json keeps it: a rerun with another command is refused)."""
+        return {"command": self.spec.command, "cwd": self.spec.cwd}
+
+    def prepare(self, context) -> dict[str, Any]:
+        self.inputs = Path(context.work_dir) / "inputs"
+        return self.source
+
+    def write(self, clip: ClipRecord, out: Path, seed: int) -> dict[str, Any]:
+        reference = self.inputs / clip.identity / f"{clip.clip_id}.png"
+        if not reference.is_file():
+            with atomic_path(reference) as temporary:
+                Image.fromarray(clip.first_frame()).save(temporary)
+        with atomic_path(out) as temporary:
+            argv = self._run(clip, reference, temporary)
+            check_video(temporary)
+        return {"command": shlex.join(argv)}
+
+    def _run(self, clip: ClipRecord, reference: Path, temporary: Path) -> list[str]:
+        """Run the command for ``clip`` writing ``temporary``; its argument list."""
+        values = {"reference": reference.resolve(), "audio": Path(clip.audio).resolve(), "out": temporary.resolve(),
+                  "identity": clip.identity, "clip_id": clip.clip_id, "fps": f"{clip.fps:g}",
+                  "num_frames": clip.num_frames, "width": clip.width, "height": clip.height}
+        argv = format_command(self.spec.command, values)
+        try:
+            done = subprocess.run(argv, cwd=self.spec.cwd, env={**os.environ, **self.spec.env},
+                                  capture_output=True, text=True, timeout=self.spec.timeout)
+        except (OSError, subprocess.TimeoutExpired) as error:
+            raise ExternalVideoError(f"{self.name} on {clip.label}: the command failed to run ({error}): "
+                                     f"{shlex.join(argv)}") from error
+        if done.returncode != 0:
+            tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
+            raise ExternalVideoError(f"{self.name} on {clip.label}: the command exited with {done.returncode}: "
+                                     f"{shlex.join(argv)}\n" + "\n".join(tail))
+        return argv
