@@ -104,6 +104,7 @@ class ClipProperties:
     audio_channels: int | None
     audio_duration: float | None
     uneven_timing: str | None = None    # a variable frame rate, in words (the frame furthest off); None: constant
+    audio_problem: str | None = None    # why the wav beside it cannot be read (refused where its sound is heard)
 
     @property
     def key(self) -> str:
@@ -139,10 +140,13 @@ def clip_properties(clip: ClipRecord, side: str, audio: bool = True) -> ClipProp
     """The properties of one clip from its headers and packet times (and its first frame, for the rotation)."""
     with VideoReader(clip.video) as reader:       # one demux: the header and every frame's time, nothing decoded
         info, times = reader.info, reader.frame_times()
-    source = rate = channels = seconds = None
+    source = rate = channels = seconds = problem = None
     if audio and clip.audio is not None:
         source = "wav"
-        rate, channels, seconds = _wav_header(clip.audio)
+        try:
+            rate, channels, seconds = _wav_header(clip.audio)
+        except InputMismatchError as error:     # refused by the audio check if its sound is heard
+            problem = str(error)
     elif audio and info.has_audio:
         source, rate, channels, seconds = "track", info.audio_sample_rate, info.audio_channels, info.audio_duration
     return ClipProperties(
@@ -150,7 +154,7 @@ def clip_properties(clip: ClipRecord, side: str, audio: bool = True) -> ClipProp
         pixel_format=info.pix_fmt, colour_range=info.color_range or "tv",
         colour_matrix=_effective_matrix(info.color_space), sample_aspect_ratio=info.sample_aspect_ratio or "1:1",
         rotation=display_rotation(clip.video), audio_source=source, audio_rate=rate, audio_channels=channels,
-        audio_duration=seconds, uneven_timing=_uneven_timing(times))
+        audio_duration=seconds, uneven_timing=_uneven_timing(times), audio_problem=problem)
 
 
 def _uneven_timing(times) -> str | None:
@@ -385,7 +389,21 @@ def _check_durations(check: _Checker, real, fake) -> None:
                        "and beats follows the length; generate the real clip's length")
 
 
+def _check_heard_files(check: _Checker, real, fake, protocol: Protocol) -> None:
+    """A wav that cannot be read is refused where a metric hears it: a real clip's, and a generated clip's
+    unless BAS alone hears the sound and takes its real clip's speech (``bas_audio: real``)."""
+    hearing = [m for m in check.metrics if REGISTRY[m].audio]
+    if not hearing:
+        return
+    partners = {p.key for p in real}
+    own = [p for p in fake if hearing != ["bas"] or protocol.bas_audio != "real" or p.key not in partners]
+    unread = [p.audio_problem for p in (*real, *own) if p.audio_problem]
+    if unread:
+        check.refused.append(f"audio: {len(unread)} wav file(s) cannot be read: {_named(unread)}")
+
+
 def _check_audio(check: _Checker, real, fake, protocol: Protocol) -> None:
+    _check_heard_files(check, real, fake, protocol)
     if "bas" not in check.metrics:
         return
     partners = {p.key: p for p in real}
@@ -409,7 +427,7 @@ def _check_audio(check: _Checker, real, fake, protocol: Protocol) -> None:
         check.refused.append(f"audio_missing: {len(silent_real)} real clip(s) have no sound: {_named(silent_real)}")
     # the sound BAS reads: the real clips', and a generated clip's own only where bas_audio has it read
     own = [p for p in fake if protocol.bas_audio != "real" or p.key not in partners]
-    voiced = [p for p in (*real, *own) if p.audio_source is not None]
+    voiced = [p for p in (*real, *own) if p.audio_source is not None and not p.audio_problem]
     rates = sorted({p.audio_rate for p in voiced if p.audio_rate != protocol.audio_sample_rate})
     if rates:
         check.converted("audio_rate", ("bas",), f"audio at {', '.join(map(str, rates))} Hz resampled to "

@@ -315,3 +315,22 @@ def test_clips_with_no_identity_folder_are_said_to_make_one_speaker_for_diversit
     assert finding.metrics == ("div",) and finding.action == "converted"
     assert finding.detail.startswith("2 clip(s) with no identity folder (fake a_0, fake a_1): Diversity")
     assert [f for f in check_inputs(real, sides()[1], ("div",), Protocol()).findings if f.property == "identity"] == []
+
+
+def test_an_unreadable_wav_is_refused_only_where_its_sound_is_heard(tmp_path):
+    # a garbage wav beside a paired generated video blocked scoring, though BAS (bas_audio: real) takes the
+    # real clip's speech and never reads it
+    from metrics.io.video import write_video
+
+    video = write_video(tmp_path / "a_0.mp4", np.zeros((10, 16, 16, 3), np.uint8), 25)
+    (tmp_path / "a_0.wav").write_bytes(b"not a wav")
+    read = clip_properties(ClipRecord("a", clip_id="a_0", video=video, audio=tmp_path / "a_0.wav"), "fake")
+    assert read.audio_problem.startswith(f"{tmp_path / 'a_0.wav'}: cannot read the audio header")
+    real, fake = sides(audio_problem=read.audio_problem, audio_rate=None, audio_channels=None, audio_duration=None)
+    assert check_inputs(real, fake, ("bas", "fgd"), Protocol()).findings == ()
+    for metrics, protocol in ((("bas",), Protocol(bas_audio="generated")), (("sync_c",), Protocol())):
+        with pytest.raises(InputMismatchError, match=r"audio: 2 wav file\(s\) cannot be read: .*a_0.wav: cannot read"):
+            check_inputs(real, fake, metrics, protocol)
+    with pytest.raises(InputMismatchError, match=r"audio: 1 wav file\(s\) cannot be read"):   # a real clip's: heard
+        check_inputs([props("a/a_0", audio_problem="a_0.wav: cannot read the audio header")], sides()[1][:1],
+                     ("bas",), Protocol())
