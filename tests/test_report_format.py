@@ -166,3 +166,15 @@ def test_a_paired_difference_the_tables_cannot_show_is_named_and_nothing_is_rewr
     with pytest.raises(ValueError, match=re.escape(said)):
         write_report(tmp_path, plots=False)
     assert {name: (tmp_path / name).read_text() for name in written} == written
+
+
+def test_the_report_says_which_videos_the_bench_did_not_make():
+    rows = dict(a=("IMAC", "model", {"fgd": _score(2.0)}), mine=("mine (external videos)", "external",
+                {"fgd": _score(3.0)}), static=("Static", "control", {"fgd": _score(9.0)}))
+    report = markdown_report(_results([], **rows), [])
+    assert ("test clips the bench's own methods from the clip's first frame and its speech, mine (external "
+            "videos) outside the bench (a command given that frame and speech, or a folder of videos made as "
+            "their makers chose)") in report
+    del rows["mine"]
+    assert "test clips from the clip's first frame and its speech; all are scored" in markdown_report(
+        _results([], **rows), [])
