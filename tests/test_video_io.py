@@ -17,7 +17,7 @@ from scipy.signal import resample_poly
 
 from metrics.io.audio import audio_duration, load_audio, write_wav
 from metrics.io.files import atomic_path, save_npz_atomic, write_json_atomic, write_text_atomic
-from metrics.io.video import VideoReader, probe_video, read_video, read_video_audio, write_video
+from metrics.io.video import VideoReader, probe_video, read_video, read_video_audio, read_video_audio_timed, write_video
 
 FPS = 25
 NUM_FRAMES = 30
@@ -486,3 +486,29 @@ def test_the_display_matrix_turns_and_mirrors_frames_as_ffmpeg_shows_them(option
     shown = matrix.apply(read_video(tagged)[0])
     np.testing.assert_array_equal(shown, np.frombuffer(raw, np.uint8).reshape(shown.shape))
     assert matrix.mirrored == ("-display_hflip" in options or "-display_vflip" in options)
+
+
+def test_a_gap_in_the_audio_timestamps_is_silence_where_a_player_leaves_it(tmp_path):
+    # a browser recording's dropout: 0.3 s of timestamps missing at 1.5 s. Joined end to end, the speech
+    # after it played 0.3 s early; the reference is ffmpeg resampling by the timestamps (aresample async)
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg", reason="ffmpeg writes the gap and decodes by it")
+    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    speech = Path(__file__).parent / "fixtures" / "speech" / "thanks_for_having_me.wav"
+    decoded = {}
+    for name, shift in (("gap", "if(gte(T,1.5),PTS+0.3/TB,PTS)"), ("whole", "PTS")):
+        path = tmp_path / f"{name}.mka"
+        subprocess.run([ffmpeg, "-nostdin", "-loglevel", "error", "-i", str(speech), "-af",
+                        f"atrim=0:3.7,asetpts='{shift}'", "-c:a", "libopus", str(path)], check=True, timeout=60)
+        reference = subprocess.run([ffmpeg, "-nostdin", "-loglevel", "error", "-i", str(path), "-af",
+                                    "aresample=async=1:first_pts=0", "-ac", "1", "-ar", "16000", "-f", "f32le", "-"],
+                                   check=True, capture_output=True, timeout=60).stdout
+        decoded[name] = read_video_audio_timed(path, 16000), np.frombuffer(reference, np.float32)
+    # (the stream of this Matroska file starts at 13 ms by its header and ffmpeg's output begins there;
+    # the 13 ms before are ours alone; from there on the two are the same samples)
+    for name, gaps in (("gap", 1), ("whole", 0)):
+        read, reference = decoded[name]
+        head = len(read.samples) - len(reference)
+        assert 0 <= head <= 0.02 * 16000
+        np.testing.assert_allclose(read.samples[head:], reference, atol=1e-6)
+        assert len(read.gaps) == gaps
+    assert decoded["gap"][0].gaps[0][0] == pytest.approx(1.5, abs=0.06) and decoded["gap"][0].gaps[0][1] == 0.3

@@ -554,6 +554,10 @@ class VideoAudio:
     samples: np.ndarray
     sample_rate: int
     start: float
+    gaps: tuple[tuple[float, float], ...] = ()     # (seconds at, seconds of silence filled in) per gap
+
+
+AUDIO_GAP_SECONDS = 0.04    # a frame's timestamp this much after the end of the sound before it: a gap
 
 
 def read_video_audio_timed(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> VideoAudio:
@@ -565,7 +569,10 @@ def read_video_audio_timed(path: str | os.PathLike, sample_rate: int = SAMPLE_RA
     the timestamp of the first sample it outputs (not the container's start time, which may
     count hidden samples). The signal is cut to the duration the container records for the
     track (which drops the padding of the last AAC frame); see the module docstring about AAC
-    durations. Raises ``ValueError`` naming the file when it has no audio track or the track
+    durations. A frame whose timestamp comes more than ``AUDIO_GAP_SECONDS`` after the end of the
+    sound before it (a dropout of a browser or screen recording) is placed at its time, the gap
+    filled with silence as a player leaves it (``gaps``): joined end to end, everything after it
+    would play early. Raises ``ValueError`` naming the file when it has no audio track or the track
     cannot be decoded.
     """
     path = Path(path)
@@ -575,13 +582,28 @@ def read_video_audio_timed(path: str | os.PathLike, sample_rate: int = SAMPLE_RA
             raise ValueError(f"{path}: no audio track")
         stream = container.streams.audio[0]
         resampler = av.AudioResampler(format="fltp", layout="mono", rate=sample_rate)
-        pieces, start = [], None
+        pieces, start, written, gaps = [], None, 0, []
+
+        def add(outputs) -> None:
+            nonlocal written
+            for out in outputs:
+                pieces.append(out.to_ndarray()[0])
+                written += len(pieces[-1])
+
         try:
             for frame in container.decode(stream):
+                at = _audio_frame_time(frame, stream)
                 if start is None:
-                    start = _audio_frame_time(frame, stream)
-                pieces.extend(out.to_ndarray()[0] for out in resampler.resample(frame))
-            pieces.extend(out.to_ndarray()[0] for out in resampler.resample(None))
+                    start = at
+                elif frame.pts is not None and at - start - written / sample_rate > AUDIO_GAP_SECONDS:
+                    add(resampler.resample(None))       # what the resampler holds, then the silence
+                    silence = max(0, int(round((at - start) * sample_rate)) - written)
+                    pieces.append(np.zeros(silence, np.float32))
+                    written += silence
+                    gaps.append((round(at - silence / sample_rate, 3), round(silence / sample_rate, 3)))
+                    resampler = av.AudioResampler(format="fltp", layout="mono", rate=sample_rate)
+                add(resampler.resample(frame))
+            add(resampler.resample(None))
         except av.FFmpegError as error:
             raise ValueError(f"{path}: cannot decode the audio track: {_said(error)}") from error
         recorded_seconds = (float(stream.duration * stream.time_base)
@@ -591,7 +613,7 @@ def read_video_audio_timed(path: str | os.PathLike, sample_rate: int = SAMPLE_RA
     samples = np.concatenate(pieces).astype(np.float32) if pieces else np.zeros(0, np.float32)
     if recorded_seconds is not None:
         samples = samples[:int(round(recorded_seconds * sample_rate))]
-    return VideoAudio(samples, int(sample_rate), 0.0 if start is None else start)
+    return VideoAudio(samples, int(sample_rate), 0.0 if start is None else start, tuple(gaps))
 
 
 def _audio_frame_time(frame: av.AudioFrame, stream: av.audio.stream.AudioStream) -> float:

@@ -378,6 +378,11 @@ class Preparation:
                 self.summary.unreadable.append(
                     (state["source"], f"failed part-way ({len(state.get('clips', {}))} scene(s) before the error "
                                       f"kept): {state.get('error', '')}"))
+            gaps = state.get("audio_gaps") or []
+            if gaps:
+                self.summary.warnings.append(
+                    f"{state['source']}: {len(gaps)} gap(s) in the sound's timestamps (the first: {gaps[0][1]:g} s at "
+                    f"{gaps[0][0]:g} s), left silent as a player leaves them, so the speech after stays in sync")
             self.summary.scenes += len(state.get("clips", {}))
             self.summary.jump_cuts += [(state["source"], int(frame)) for frame in state.get("jump_cuts", [])]
             for clip, entry in state.get("clips", {}).items():

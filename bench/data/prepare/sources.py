@@ -489,7 +489,8 @@ def measure_source(source: Path, name: str, workspace: Workspace, detector: Face
                  stored_size=[info.width, info.height], sample_aspect_ratio=info.sample_aspect_ratio or "1:1",
                  seconds=timeline.num_frames / timeline.fps, source_fps=info.fps, source_frames=len(times),
                  max_timing_error=round(float(np.max(np.abs(times[timeline.source_index] - targets))), 4),
-                 audio_offset=round(audio_offset, 4), scenes=[[s.start, s.end] for s in scenes],
+                 audio_offset=round(audio_offset, 4), audio_gaps=[list(gap) for gap in track.gaps],
+                 scenes=[[s.start, s.end] for s in scenes],
                  shot_cuts=cuts.shot, jump_cuts=cuts.jump)
     write_json_atomic(path, state)
     try:
