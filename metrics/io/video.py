@@ -555,12 +555,15 @@ class VideoAudio:
     sample_rate: int
     start: float
     gaps: tuple[tuple[float, float], ...] = ()     # (seconds at, seconds of silence filled in) per gap
+    broken_at: float | None = None     # ``partial``: the time the sound stops decoding at (None: whole)
+    broken_by: str = ""                # ``partial``: why (FFmpeg's words)
 
 
 AUDIO_GAP_SECONDS = 0.04    # a frame's timestamp this much after the end of the sound before it: a gap
 
 
-def read_video_audio_timed(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> VideoAudio:
+def read_video_audio_timed(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE, partial: bool = False
+                           ) -> VideoAudio:
     """The audio track of a video as float32 mono at ``sample_rate`` Hz, with the time of its first
     sample (``VideoAudio``).
 
@@ -573,7 +576,8 @@ def read_video_audio_timed(path: str | os.PathLike, sample_rate: int = SAMPLE_RA
     sound before it (a dropout of a browser or screen recording) is placed at its time, the gap
     filled with silence as a player leaves it (``gaps``): joined end to end, everything after it
     would play early. Raises ``ValueError`` naming the file when it has no audio track or the track
-    cannot be decoded.
+    cannot be decoded; with ``partial``, a track that decodes for a while and then fails (a file cut
+    short) gives what decoded before, and ``broken_at`` says where it stops.
     """
     path = Path(path)
     container = _open_input(path)
@@ -604,8 +608,11 @@ def read_video_audio_timed(path: str | os.PathLike, sample_rate: int = SAMPLE_RA
                     resampler = av.AudioResampler(format="fltp", layout="mono", rate=sample_rate)
                 add(resampler.resample(frame))
             add(resampler.resample(None))
+            broken_at, broken_by = None, ""
         except av.FFmpegError as error:
-            raise ValueError(f"{path}: cannot decode the audio track: {_said(error)}") from error
+            if not (partial and written):
+                raise ValueError(f"{path}: cannot decode the audio track: {_said(error)}") from error
+            broken_at, broken_by = start + written / sample_rate, _said(error)
         recorded_seconds = (float(stream.duration * stream.time_base)
                             if stream.duration and stream.time_base else None)
     finally:
@@ -613,7 +620,7 @@ def read_video_audio_timed(path: str | os.PathLike, sample_rate: int = SAMPLE_RA
     samples = np.concatenate(pieces).astype(np.float32) if pieces else np.zeros(0, np.float32)
     if recorded_seconds is not None:
         samples = samples[:int(round(recorded_seconds * sample_rate))]
-    return VideoAudio(samples, int(sample_rate), 0.0 if start is None else start, tuple(gaps))
+    return VideoAudio(samples, int(sample_rate), 0.0 if start is None else start, tuple(gaps), broken_at, broken_by)
 
 
 def _audio_frame_time(frame: av.AudioFrame, stream: av.audio.stream.AudioStream) -> float:

@@ -378,6 +378,11 @@ class Preparation:
                 self.summary.unreadable.append(
                     (state["source"], f"failed part-way ({len(state.get('clips', {}))} scene(s) before the error "
                                       f"kept): {state.get('error', '')}"))
+            if state.get("audio_broken_at") is not None:
+                self.summary.warnings.append(
+                    f"{state['source']}: the sound stops decoding at {state['audio_broken_at']:g} s "
+                    f"({state.get('audio_broken_by', '')}): cut short or damaged; clips past it are dropped "
+                    "(stage audio)")
             gaps = state.get("audio_gaps") or []
             if gaps:
                 self.summary.warnings.append(

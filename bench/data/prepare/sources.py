@@ -357,7 +357,8 @@ def resampled_frames(frames: Iterator[np.ndarray], source_index: np.ndarray) -> 
         while position < wanted:
             current = next(frames, None)
             if current is None:
-                raise ValueError(f"the video ended at frame {position + 1}, before frame {int(wanted)}")
+                raise ValueError(f"the video decodes to {position + 1} frames, fewer than its packets list "
+                                 f"(frame {int(wanted)}, counting from 0, is wanted): it is cut short or damaged")
             position += 1
         yield current
 
@@ -467,7 +468,7 @@ def measure_source(source: Path, name: str, workspace: Workspace, detector: Face
         info = probe_video(source)
         if info.num_frames <= 0:
             raise ValueError("no video frames")
-        track = read_video_audio_timed(source, SAMPLE_RATE)
+        track = read_video_audio_timed(source, SAMPLE_RATE, partial=True)   # a cut file keeps its scenes before
         audio = track.samples
         if audio.size == 0:
             raise ValueError("the audio track is empty")
@@ -490,6 +491,8 @@ def measure_source(source: Path, name: str, workspace: Workspace, detector: Face
                  seconds=timeline.num_frames / timeline.fps, source_fps=info.fps, source_frames=len(times),
                  max_timing_error=round(float(np.max(np.abs(times[timeline.source_index] - targets))), 4),
                  audio_offset=round(audio_offset, 4), audio_gaps=[list(gap) for gap in track.gaps],
+                 **({"audio_broken_at": round(track.broken_at, 3), "audio_broken_by": track.broken_by}
+                    if track.broken_at is not None else {}),
                  scenes=[[s.start, s.end] for s in scenes],
                  shot_cuts=cuts.shot, jump_cuts=cuts.jump)
     write_json_atomic(path, state)
