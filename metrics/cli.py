@@ -20,6 +20,7 @@ import dataclasses
 import importlib.metadata
 import json
 import math
+import os
 import sys
 import textwrap
 import typing
@@ -279,13 +280,17 @@ class _StderrHandler(logging.StreamHandler):
 def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
                 errors: tuple[type[BaseException], ...] = (ValueError, OSError)) -> int:
     """Parse ``argv``, set up logging and run the chosen handler; ``errors`` become one line on
-    stderr and exit status 2, an interruption (Ctrl-C) one line and exit status 130."""
+    stderr and exit status 2, an interruption (Ctrl-C) one line and exit status 130, a closed pipe on
+    stdout (``| head``) nothing and exit status 141."""
     args = parser.parse_args(argv)
     args.command_argv = list(sys.argv[1:] if argv is None else argv)   # for a relaunch (--processes)
     configure_logging()
     prog = getattr(args, "command_prog", parser.prog)
     try:
         return args.handler(args)
+    except BrokenPipeError:      # the reader of the output went away (`| head`): no error of the command's
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # (the exit's flush would fail again)
+        return 141               # 128 + SIGPIPE, as a command killed by the pipe reports it
     except errors as error:
         print(f"{prog}: error: {_one_line(error)}", file=sys.stderr)
         return 2

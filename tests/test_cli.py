@@ -225,3 +225,21 @@ def test_a_weight_path_that_does_not_exist_is_named_even_when_its_metric_is_not_
     assert metrics_main(["compute", "--real", str(tmp_path), "--fake", str(tmp_path), "--metrics", "bas",
                          "--cache", "none", *argv]) == 2
     assert capsys.readouterr().err == f"python -m metrics compute: error: {said.format(tmp=tmp_path)}\n"
+
+
+def test_a_closed_pipe_on_stdout_ends_the_command_quietly(capfd):
+    # `imac-bench data prepare ... | head` printed "error: [Errno 32] Broken pipe" once head had its lines
+    import os
+
+    def handler(args):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    parser = argparse.ArgumentParser(prog="tool")
+    parser.set_defaults(handler=handler)
+    saved = os.dup(1)
+    try:
+        assert metrics.cli.run_command(parser, []) == 141
+    finally:
+        os.dup2(saved, 1)          # run_command pointed stdout at /dev/null
+        os.close(saved)
+    assert "error" not in capfd.readouterr().err
