@@ -395,12 +395,12 @@ def markdown_report(results: BenchResults, plots: list[str]) -> str:
     identities = sorted({s.split(":", 1)[1] for m in results.methods.values() for s in m.scores
                          if s.startswith("identity:")})
     external = [m.label for m in results.methods.values() if m.kind == "external"]
-    made = ("from the clip's first frame and its speech" if not external else "the bench's own methods from the "
-            f"clip's first frame and its speech, {', '.join(external)} outside the bench (a command given that "
-            "frame and speech, or a folder of videos made as their makers chose)")
+    made = ("from the clip's first frame and its speech" if not external else ": the bench made its own methods' "
+            f"from the clip's first frame and its speech, and {', '.join(external)} came from outside the bench "
+            "(a command given that frame and speech, or a folder of videos made as their makers chose)")
     lines = ["# Benchmark report", "",
-             f"Every method generated a video for each of the {len(results.run['test_clips'])} test clips "
-             f"{made}; all are scored against the real test videos with the protocol below. Each number is followed by its 95% interval over clips; ↓ lower is better, "
+             f"Every method generated a video for each of the {len(results.run['test_clips'])} test clips"
+             f"{'' if external else ' '}{made}; all are scored against the real test videos with the protocol below. Each number is followed by its 95% interval over clips; ↓ lower is better, "
              "↑ higher is better. Read Div and BAS next to the real videos' own (GT), and FGD and FVD next to "
              "the real-vs-real noise floor (other real clips of the same speakers; a Fréchet distance depends "
              "on N, so compare at equal N). A method is in bold only where its paired differences to every "

@@ -743,12 +743,15 @@ class FolderError(ValueError):
 
 
 def _files_under(root: Path) -> Iterator[Path]:
-    """Every file under ``root``, entering linked folders (not a link back to a folder it is in, which
-    would go round for ever) and passing over hidden ones (``.ipynb_checkpoints`` holds copies)."""
+    """Every file under ``root``, entering linked folders (not a link back to a folder it is in, or to one
+    above ``root``, which would go round for ever or take in the folders beside it) and passing over hidden
+    ones (``.ipynb_checkpoints`` holds copies)."""
+    top = os.path.realpath(root)
     for folder, subfolders, files in os.walk(root, followlinks=True):
         here = Path(folder)
         above = {os.path.realpath(parent) for parent in here.parents if root in parent.parents or parent == root}
-        if os.path.realpath(here) in above:
+        real = os.path.realpath(here)
+        if real in above or (here != root and top.startswith(real.rstrip(os.sep) + os.sep)):   # a link above root
             subfolders[:] = []
             continue
         subfolders[:] = [name for name in subfolders if not name.startswith(".")]

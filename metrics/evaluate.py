@@ -50,8 +50,8 @@ from metrics.diversity import Diversity
 from metrics.fgd import FGD, skeleton_windows
 from metrics.fvd import FVD
 from metrics.i3d import I3DNetworkError
-from metrics.inputs import (NAMED_CLIPS, SKELETON_METRICS, ClipProperties, InputMismatchError, InputReport, check_inputs,
-                             clip_properties, normalise_allow, pairing_counts)
+from metrics.inputs import (NAMED_CLIPS, SKELETON_METRICS, ClipProperties, Finding, InputMismatchError, InputReport,
+                             check_inputs, clip_properties, normalise_allow, pairing_counts)
 from metrics.io.cache import VideoCache, file_hash
 from metrics.io.video import VideoReader, probe_video, read_video
 from metrics.pose.dwpose import DWPose, DWPoseModelError
@@ -748,7 +748,7 @@ def evaluate(real_dir: str | Path | None, fake_dir: str | Path, metrics: Sequenc
         if (needs_real or side == "fake") and not group:
             raise ClipError(f"no usable {side} clips ({len(skipped)} skipped)")
     if found is not None and len(real) + len(fake) < len(real_clips) + len(fake_clips):   # some failed to decode
-        inputs = _decoded_pairing(inputs, real, fake, allow, skipped, processes.is_main)
+        inputs = _decoded_pairing(inputs, real, fake, allow, skipped, processes.is_main, evaluator.metrics)
     if not processes.is_main:
         processes.end_together()
         return None
@@ -766,9 +766,10 @@ def evaluate(real_dir: str | Path | None, fake_dir: str | Path, metrics: Sequenc
 
 
 def _decoded_pairing(inputs: InputReport, real: Sequence[ClipResult], fake: Sequence[ClipResult], allow: Sequence[str],
-                     skipped: Sequence[SkippedClip], main: bool) -> InputReport:
+                     skipped: Sequence[SkippedClip], main: bool, metrics: Sequence[str]) -> InputReport:
     """``inputs`` with the pairing of the clips decoded (some failed after their headers were read): a clip
-    left unpaired is refused as ``clips`` is (the numbers would rest on a subset) unless that is allowed."""
+    left unpaired is refused as ``clips`` is (the numbers would rest on a subset) unless that is allowed,
+    and then recorded as allowed, in every metric's provenance."""
     pairing = pairing_counts([r.clip.label for r in real], [r.clip.label for r in fake])
     unpaired = pairing["real_unpaired"] + pairing["generated_unpaired"]
     if unpaired and "clips" not in normalise_allow(allow):
@@ -776,11 +777,15 @@ def _decoded_pairing(inputs: InputReport, real: Sequence[ClipResult], fake: Sequ
                                  f"({_skipped_words(skipped)}): the numbers would describe other clips than the "
                                  "real side's; repair or regenerate them, or allow it (allow='clips', "
                                  "--allow-mismatch clips; what was decoded is in the cache)")
-    if unpaired and main:
-        logger.warning("the numbers rest on %d paired clip(s), %d real and %d generated unpaired: %s",
-                       pairing["paired"], pairing["real_unpaired"], pairing["generated_unpaired"],
-                       _skipped_words(skipped))
-    return replace(inputs, pairing=pairing)
+    if not unpaired:
+        return replace(inputs, pairing=pairing)
+    detail = (f"{pairing['paired']} paired clip(s) scored, {pairing['real_unpaired']} real and "
+              f"{pairing['generated_unpaired']} generated unpaired by clips that could not be scored: "
+              f"{_skipped_words(skipped)}")
+    if main:
+        logger.warning("input clips (allowed): %s", detail)
+    return replace(inputs, pairing=pairing,
+                   findings=(*inputs.findings, Finding("clips", "allowed", tuple(metrics), detail)))
 
 
 def _skipped_words(skipped: Sequence[SkippedClip]) -> str:

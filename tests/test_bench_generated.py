@@ -119,6 +119,7 @@ def test_a_missing_clip_says_what_stands_in_its_place(tmp_path):
     clip = ClipRecord(identity="ines", clip_id="ines_002", video=tmp_path / "real.mp4")
     (tmp_path / "webm" / "ines").mkdir(parents=True)
     (tmp_path / "webm" / "ines" / "ines_002.webm").write_bytes(b"")
+    (tmp_path / "webm" / "ines" / "ines_002.keypoints.npz").write_bytes(b"")    # not a video: not named
     with pytest.raises(ExternalVideoError, match=r"ines_002.mp4: missing; found ines_002.webm: imac-bench run reads "
                                                  r"MP4 files \(remux it: ffmpeg -i ines_002.webm -c copy ines_002.mp4"):
         GeneratedFolder("mine", tmp_path / "webm").write(clip, tmp_path / "out.mp4", 0)

@@ -225,6 +225,7 @@ def test_a_folder_of_videos_enters_linked_identity_folders_once_and_names_a_file
     for identity in ("alice", "bob"):
         (tmp_path / "linked" / identity).symlink_to(tmp_path / "made" / identity, target_is_directory=True)
     (tmp_path / "made" / "alice" / "up").symlink_to(tmp_path / "linked", target_is_directory=True)   # a loop
+    (tmp_path / "made" / "bob" / "top").symlink_to(tmp_path, target_is_directory=True)   # above the root
     (tmp_path / "linked" / ".ipynb_checkpoints").mkdir()
     (tmp_path / "linked" / ".ipynb_checkpoints" / "clip_000.mp4").write_bytes(b"")   # a hidden copy: passed over
     clips = find_clips(tmp_path / "linked", split=None)

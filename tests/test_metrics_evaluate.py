@@ -283,6 +283,8 @@ def test_corrupt_and_truncated_videos_are_named_or_skipped(corpus, tmp_path):
     assert [s.clip for s in result.skipped] == ["omar/omar_003"]
     assert result.inputs.pairing == {"real": 4, "generated": 3, "paired": 3, "real_unpaired": 1,
                                      "generated_unpaired": 0}
+    assert any(line.startswith("clips (allowed, fgd): 3 paired clip(s) scored, 1 real and 0 generated unpaired")
+               for line in result.provenance["fgd"].conversions)
 
 
 def test_short_videos_empty_folders_and_resolution_mismatch(corpus, tmp_path):

@@ -73,7 +73,20 @@ def test_a_dataset_written_inside_the_raw_folder_is_not_taken_as_raw_videos(one_
     first = _prepare(one_source, out)
     second = _prepare(one_source, out)
     assert first.sources == second.sources == 1
-    assert any("lies inside" in warning for warning in second.warnings)
+    assert any("lie(s) inside" in warning for warning in second.warnings)
+    # a raw folder that holds this run's workspace, not --out (raw = out/prepare): its candidates are left out
+    with pytest.raises(FileNotFoundError, match=r"no video files .*, but for what this run writes inside it"):
+        _prepare(out / "prepare", out)
+
+
+def test_a_looping_link_is_named_with_a_dataset_inside_the_raw_folder(one_source, tmp_path):
+    (one_source / "loop.mp4").symlink_to(one_source / "loop.mp4")      # Path.resolve raises on it
+    (one_source / ".ipynb_checkpoints").mkdir()
+    (one_source / ".ipynb_checkpoints" / "copy.mp4").write_bytes(b"")   # in a hidden folder: not a source
+    summary = _prepare(one_source, one_source / "dataset")
+    assert summary.sources == 1
+    assert [w for w in summary.warnings if "passed over" in w] == [
+        f"{one_source}: passed over: loop.mp4: a broken or looping link"]
 
 
 def test_what_looks_like_a_video_but_is_not_read_is_named(one_source, tmp_path):

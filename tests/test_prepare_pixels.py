@@ -87,3 +87,27 @@ def test_a_mirrored_source_is_shown_as_ffmpeg_shows_it(portrait_source, tmp_path
     assert candidate.shape == reference.shape
     assert np.abs(candidate.astype(float) - reference.astype(float)).mean() < 4.0
     assert np.abs(candidate.astype(float) - reference[:, ::-1, ::-1].astype(float)).mean() > 10.0
+
+
+@pytest.mark.parametrize("how", ["odd stored width widened by one", "ratio set by the container"])
+def test_other_ways_to_store_non_square_pixels_are_shown_as_ffmpeg_shows_them(how, portrait_source, tmp_path):
+    # 63x64 at 64:63 widens to 64x64, one column more than stored (it was cropped, then refused as odd);
+    # a ratio in the Matroska header over a 1:1 bitstream is the one ffmpeg uses (it was read from the codec)
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    if how.startswith("odd"):
+        stored = raw / "odd.mp4"
+        _ffmpeg("-i", str(portrait_source), "-vf", "scale=63:64,setsar=64/63", "-c:v", "libx264", "-pix_fmt",
+                "yuv444p", "-c:a", "copy", str(stored))
+        size = (64, 64)
+    else:
+        stored = raw / "tagged.mkv"
+        _ffmpeg("-i", str(portrait_source), "-c", "copy", "-aspect", "2:1", str(stored))
+        size = (480, 240)          # 320x240 shown at 2:1
+    shown = tmp_path / "shown.mp4"
+    _ffmpeg("-i", str(stored), "-vf", "scale=iw*sar:ih,setsar=1", "-an", "-pix_fmt", "yuv420p", str(shown))
+    reference = read_video(shown)
+    assert reference.shape[1:3] == (size[1], size[0])
+    candidate = read_video(_candidate(raw, tmp_path / "dataset"))
+    assert candidate.shape == reference.shape
+    assert np.abs(candidate.astype(float) - reference.astype(float)).mean() < 4.0

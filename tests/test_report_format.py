@@ -172,9 +172,9 @@ def test_the_report_says_which_videos_the_bench_did_not_make():
     rows = dict(a=("IMAC", "model", {"fgd": _score(2.0)}), mine=("mine (external videos)", "external",
                 {"fgd": _score(3.0)}), static=("Static", "control", {"fgd": _score(9.0)}))
     report = markdown_report(_results([], **rows), [])
-    assert ("test clips the bench's own methods from the clip's first frame and its speech, mine (external "
-            "videos) outside the bench (a command given that frame and speech, or a folder of videos made as "
-            "their makers chose)") in report
+    assert ("test clips: the bench made its own methods' from the clip's first frame and its speech, and mine "
+            "(external videos) came from outside the bench (a command given that frame and speech, or a folder of "
+            "videos made as their makers chose); all are scored") in report
     del rows["mine"]
     assert "test clips from the clip's first frame and its speech; all are scored" in markdown_report(
         _results([], **rows), [])

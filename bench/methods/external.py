@@ -21,7 +21,7 @@ from typing import Any
 
 from bench.methods.base import Method
 from bench.methods.controls import link_file
-from metrics.dataset import ClipRecord
+from metrics.dataset import VIDEO_SUFFIXES, ClipRecord
 from metrics.io.video import VideoReader, probe_video
 
 logger = logging.getLogger(__name__)
@@ -104,11 +104,12 @@ def look_alike(folder: Path, clip: ClipRecord) -> str | None:
     """What stands in ``folder`` where the clip's ``<identity>/<clip_id>.mp4`` is missing, in words: the clip
     in another container (imac-bench run reads MP4), or at the folder's top level; None when nothing is."""
     others = sorted(path.name for path in (folder / clip.identity).glob(f"{glob.escape(clip.clip_id)}.*")
-                    if path.suffix.lower() not in (".mp4", ".wav") and path.is_file())
+                    if path.suffix.lower() in VIDEO_SUFFIXES and path.suffix.lower() != ".mp4" and path.is_file())
     if others:
         return (f"found {others[0]}: imac-bench run reads MP4 files (remux it: ffmpeg -i {others[0]} -c copy "
                 f"{clip.clip_id}.mp4; or score the folder as it is with python -m metrics compute)")
-    flat = sorted(path.name for path in folder.glob(f"{glob.escape(clip.clip_id)}.*") if path.is_file())
+    flat = sorted(path.name for path in folder.glob(f"{glob.escape(clip.clip_id)}.*")
+                  if path.suffix.lower() in VIDEO_SUFFIXES and path.is_file())
     if flat:
         return f"found {flat[0]} at the folder's top level: the layout is <identity>/<clip_id>.mp4"
     return None

@@ -265,7 +265,8 @@ def _times_of(table: _PacketTable, info: VideoInfo) -> np.ndarray:
 def _decoding_properties(stream: av.video.stream.VideoStream, audio: av.audio.stream.AudioStream | None) -> dict:
     """Header fields that change how the frames and the sound decode (``VideoInfo``'s optional fields)."""
     context = stream.codec_context
-    ratio = context.sample_aspect_ratio or stream.sample_aspect_ratio
+    # the container's ratio first, then the bitstream's, as ffmpeg's av_guess_sample_aspect_ratio takes them
+    ratio = stream.sample_aspect_ratio or context.sample_aspect_ratio
     audio_seconds = (float(audio.duration * audio.time_base) if audio is not None and audio.duration
                      and audio.time_base else None)
     return {"pix_fmt": context.pix_fmt, "color_range": _COLOR_RANGES.get(int(context.color_range or 0)),

@@ -349,19 +349,21 @@ class Preparation:
 
     def run(self) -> PrepareSummary:
         started = time.perf_counter()
-        # a dataset written inside the raw folder: its clips are not sources (else each run takes the last
-        # one's clips and candidates in again, the same footage in both splits)
-        inside = self.raw_dir.resolve() in self.out.resolve().parents
-        leave_out = self.out if inside else None
+        # what this run writes inside the raw folder is not a source (else each run takes the last one's
+        # clips and candidates in again, the same footage in both splits)
+        raw = self.raw_dir.resolve()
+        inside = raw in self.out.resolve().parents
+        leave_out = [self.out] if inside else [folder for folder in (self.clips_dir, self.workspace.root)
+                                               if raw in folder.resolve().parents]
         sources = list_sources(self.raw_dir, leave_out)
         for entry in passed_over(self.raw_dir, leave_out):
             self.summary.warnings.append(f"{self.raw_dir}: passed over: {entry}")
         if not sources:
             raise FileNotFoundError(f"{self.raw_dir}: no video files ({', '.join(VIDEO_SUFFIXES)})"
-                                    + (f", but for those of --out {self.out} inside it" if inside else ""))
-        if inside:
-            self.summary.warnings.append(f"--out {self.out} lies inside {self.raw_dir}: its files are not taken as "
-                                         "raw videos")
+                                    + (", but for what this run writes inside it" if leave_out else ""))
+        if leave_out:
+            self.summary.warnings.append(f"{', '.join(map(str, leave_out))} lie(s) inside {self.raw_dir}: what this "
+                                         "run writes there is not taken as raw videos")
         self.summary.sources = len(sources)
         write_json_atomic(self.workspace.root / "identity.json",
                           {"identity": self.options.identity, "posture": self.options.posture,

@@ -14,7 +14,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,9 +89,9 @@ class SourceNameClash(ValueError):
     """Raw videos whose names map to one source name, so that their clips would share clip ids."""
 
 
-def list_sources(raw_dir: str | os.PathLike, leave_out: Path | None = None) -> list[Path]:
-    """The video files under ``raw_dir`` (recursively, by suffix), sorted by relative path; none under
-    the folder ``leave_out`` (a dataset written inside the raw folder: its clips are not sources).
+def list_sources(raw_dir: str | os.PathLike, leave_out: Sequence[Path] = ()) -> list[Path]:
+    """The video files under ``raw_dir`` (recursively, by suffix; not in hidden folders), sorted by relative
+    path; none under the folders ``leave_out`` (what a run writes inside the raw folder: not sources).
 
     Raises ``SourceNameClash`` (naming the files) when two of them have the same ``source_name``
     (``talk 1.mp4`` and ``talk_1.mp4``, ``a/b.mp4`` and ``a__b.mp4``, ``talk.mp4`` and
@@ -107,7 +107,7 @@ def list_sources(raw_dir: str | os.PathLike, leave_out: Path | None = None) -> l
     return sources
 
 
-def passed_over(raw_dir: str | os.PathLike, leave_out: Path | None = None) -> list[str]:
+def passed_over(raw_dir: str | os.PathLike, leave_out: Sequence[Path] = ()) -> list[str]:
     """What ``list_sources`` does not take that looks like a video, in words: a name with a video suffix
     that is no readable file (a broken link, a link that loops), and a video of a format it does not read
     (``OTHER_VIDEO_SUFFIXES``: an .MTS of a camcorder, a .3gp of a phone)."""
@@ -123,13 +123,15 @@ def passed_over(raw_dir: str | os.PathLike, leave_out: Path | None = None) -> li
     return said
 
 
-def _entries(root: Path, leave_out: Path | None) -> Iterator[Path]:
-    """The entries under ``root`` (not entering linked folders), but for hidden ones and ``leave_out``'s."""
-    left_out = leave_out.resolve() if leave_out is not None else None
+def _entries(root: Path, leave_out: Sequence[Path]) -> Iterator[Path]:
+    """The entries under ``root`` (not entering linked folders), but for hidden ones (or in hidden folders:
+    ``.ipynb_checkpoints`` holds copies) and those under ``leave_out``."""
+    left_out = [os.path.realpath(folder) for folder in leave_out]
     for path in root.rglob("*"):
-        if path.name.startswith("."):
+        if any(part.startswith(".") for part in path.relative_to(root).parts):
             continue
-        if left_out is not None and (path.resolve() == left_out or left_out in path.resolve().parents):
+        real = os.path.realpath(path)        # (does not raise on a link that loops, as resolve() does)
+        if any(real == folder or real.startswith(folder + os.sep) for folder in left_out):
             continue
         yield path
 
@@ -289,7 +291,7 @@ def square_pixel_frames(frames: Iterator[np.ndarray], size: tuple[int, int]) -> 
     width, height = size
     for frame in frames:
         stored_height, stored_width = frame.shape[:2]
-        if abs(stored_width - width) <= 1 and abs(stored_height - height) <= 1:
+        if 0 <= stored_width - width <= 1 and 0 <= stored_height - height <= 1:
             yield np.ascontiguousarray(frame[:height, :width])
         else:
             shrink = width * height < stored_width * stored_height
