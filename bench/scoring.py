@@ -146,6 +146,7 @@ class RunScorer:
         self._real: list[ClipResult] | None = None
         self._real_props: list[ClipProperties] | None = None
         self._method_clips: dict[str, tuple[list[ClipRecord], InputReport]] = {}
+        self._unread: dict[str, list[SkippedClip]] = {}
         self._fake: dict[str, tuple[list[ClipResult], list[SkippedClip]]] = {}
         self._floor_reference: list[ClipResult] | None = None
         self._shuffled: dict[tuple[str, str], float] | None = None
@@ -187,12 +188,13 @@ class RunScorer:
                 clips = find_clips(self.out / name, split=None)
             except FolderError:
                 return None
-            clips, props, _ = self.evaluator.properties(clips, "fake", on_error="skip")
+            clips, props, unread = self.evaluator.properties(clips, "fake", on_error="skip")
             try:
                 report = self.evaluator.check_inputs(self.real_properties(), props)
             except InputMismatchError as error:
                 raise InputMismatchError(f"method {name}: {error}") from None
             self._method_clips[name] = (clips, report)
+            self._unread[name] = unread     # headers that do not read (a damaged video): listed as unscored
         return self._method_clips[name]
 
     def method_records(self, name: str) -> tuple[list[ClipResult], list[SkippedClip]] | None:
@@ -231,7 +233,7 @@ class RunScorer:
         inputs = _with(inputs, extra)
         real = self.real()
         fake, skipped = self.method_records(name)
-        unscored = {s.clip: s.reason for s in skipped}
+        unscored = {s.clip: s.reason for s in (*self._unread.get(name, ()), *skipped)}
         if not fake:
             unscored["*"] = f"no usable generated clips ({len(skipped)} skipped)"
             return Scored({}, {}, inputs, unscored)
