@@ -276,7 +276,7 @@ class _Checker:
 def _equal_sides(check: _Checker, real, fake, name: str, metrics: Sequence[str], why: str) -> bool:
     """The property ``name`` holds the same values on both sides, and each generated clip its real clip's."""
     ours, theirs = _by_value(real, name), _by_value(fake, name)
-    unlike = [f"{clip} ({value})" for clip, value in _pair_values(real, fake, name)]
+    unlike = _unlike_partners(real, fake, name)
     if set(ours) == set(theirs) and not unlike:
         return True
     paired = f"; {len(unlike)} generated clip(s) unlike their real clip: {_named(unlike)}" if unlike else ""
@@ -284,10 +284,10 @@ def _equal_sides(check: _Checker, real, fake, name: str, metrics: Sequence[str],
     return False
 
 
-def _pair_values(real, fake, name: str) -> list[tuple[str, str]]:
-    """(clip, "real V, generated W") of each generated clip whose ``name`` differs from its real clip's."""
+def _unlike_partners(real, fake, name: str) -> list[str]:
+    """Each generated clip whose ``name`` differs from its real clip's, as "clip (real V, generated W)"."""
     partners = {p.key: p for p in real}
-    return [(p.clip, f"real {partners[p.key].value(name)}, generated {p.value(name)}") for p in fake
+    return [f"{p.clip} (real {partners[p.key].value(name)}, generated {p.value(name)})" for p in fake
             if p.key in partners and p.value(name) != partners[p.key].value(name)]
 
 
@@ -316,15 +316,14 @@ def _other_shapes(real, fake) -> list[str]:
 
 def _check_frames(check: _Checker, real, fake, protocol: Protocol) -> None:
     pixel_to_pixel = [m for m, spec in REGISTRY.items() if spec.partner_pixels == "equal"]
+    resized = [m for m, spec in REGISTRY.items() if spec.partner_pixels == "resized"]
     if not _equal_sides(check, real, fake, "frame_size", ("fvd", *pixel_to_pixel), "FVD resizes both to 224, so the "
                        "result depends on the mismatch, and PSNR, SSIM and LPIPS compare pixel to pixel (allowed, "
                        "the real frames are resized to the generated size); render at the real resolution"):
-        resized = [m for m, spec in REGISTRY.items() if spec.partner_pixels == "resized"]
         check.converted("frame_size", resized, "the real clip's first frame resized (area) to the generated "
                         "frames' size for the distances from it")
     stretched = _other_shapes(real, fake)
     if stretched:
-        resized = [m for m, spec in REGISTRY.items() if spec.partner_pixels == "resized"]
         check.mismatch("frame_size", (*SKELETON_METRICS, *resized), f"{len(stretched)} generated clip(s) of another "
                        f"shape (width / height) than their real clip: {_named(stretched)}", "the keypoints are "
                        "normalised by one length (the shoulder width), which cannot undo a stretch in one direction, "
