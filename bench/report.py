@@ -260,6 +260,10 @@ def latex_table(results: BenchResults, scope: str = "all") -> str:
 def _caveats(results: BenchResults) -> list[str]:
     """What a reader must know before comparing these numbers with others (FVD* first)."""
     notes = []
+    left_out = results.run.get("left_out") or []
+    if left_out:
+        notes.append(f"Not in this table: {', '.join(left_out)}, whose videos are in the run folder (an earlier run "
+                     "scored them); this run was given fewer methods.")
     if "fvd" in results.scored_metrics() and results.label("fvd").endswith("*"):
         notes.append("FVD* is computed with an UNTRAINED I3D stand-in (no published weights given): it orders "
                      "videos of this run only and is not comparable with any published FVD.")

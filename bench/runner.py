@@ -18,8 +18,11 @@ A run folder (``--out runs/NAME``)::
     results.json                 the typed results (bench.results), written once per run
     metrics.csv, report.md, plots/   made from results.json by ``imac-bench report``
 
-Resumable: every file appears atomically, a clip whose video exists is not generated again, model
-training resumes from its checkpoints, and the shared models are trained once. Re-scoring: the
+Resumable: every file appears atomically, a clip whose video exists is not generated again (one whose
+header no longer reads, damaged after the run, is set aside as ``<clip_id>.mp4.damaged`` and made
+again), model training resumes from its checkpoints, and the shared models are trained once. One run
+at a time: the main process holds the folder (``<out>/.lock``) and a second run into it is refused. A
+rerun given fewer methods says which rows its ``results.json`` will not have (``run.left_out``). Re-scoring: the
 metric selection (``metrics``) and the protocol preset are not part of what a rerun must match, so
 a rerun with other metrics or a newer protocol (``imac-bench run --out EXISTING``) reuses every
 video and trained model and recomputes the scores under the current protocol; only the protocol
@@ -48,6 +51,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import platform
 import re
 import time
@@ -76,6 +80,7 @@ from bench.scoring import (NOISE_FLOOR, NOISE_FLOOR_LABEL, REFERENCE, RunScorer,
 from imac import __version__
 from imac.config import config_differences, flat_config, listed
 from imac.frames import NonFiniteError
+from imac.training.trainer import TrainingFolderError
 from metrics.dataset import ClipRecord, Dataset
 from metrics.device import processor, resolve_device
 from metrics.distributed import SINGLE, Processes, current_processes
@@ -83,8 +88,8 @@ from metrics.evaluate import Evaluator, make_extractor
 from metrics.fgd_training import train_fgd_autoencoder, training_card
 from metrics.io.audio import SAMPLE_RATE
 from metrics.io.bounded import read_json
-from metrics.io.files import write_json_atomic
-from metrics.io.video import write_video
+from metrics.io.files import FolderLock, hold_folder, write_json_atomic
+from metrics.io.video import probe_video, write_video
 from metrics.pose.extraction import keypoint_cache
 from metrics.lipsync import LipSyncSettings
 from metrics.lipsync_training import SyncTrainingConfig, train_syncnet_standin
@@ -396,10 +401,17 @@ class RunPlan:
     methods: tuple[Method, ...]
     shared: SharedModels
     processes: Processes = SINGLE
+    lock: FolderLock | None = None      # the run folder's, held by the main process (plan_run's hold)
+    left_out: tuple[str, ...] = ()       # methods of earlier runs into the folder, with videos, not in this run
 
     @property
     def method_names(self) -> list[str]:
         return [method.name for method in self.methods]
+
+    def release(self) -> None:
+        """Let go of the run folder's lock, if held."""
+        if self.lock is not None:
+            self.lock.release()
 
     def target(self, method: Method, clip: ClipRecord) -> Path:
         """Where the method's video of ``clip`` goes."""
@@ -425,12 +437,18 @@ class RunPlan:
 # -- plan ------------------------------------------------------------------------------------------
 
 
+# What to do with a run.json that does not read (its key cannot be compared with this run's settings).
+RUN_FILE_ADVICE = ("it records what the folder's videos and models were made with; put it back, or delete the folder "
+                   "to start again (or delete run.json alone to go on with this run's settings, if they are the ones "
+                   "the folder was made with)")
+
+
 def previous_key(previous: dict, path: Path) -> dict[str, Any]:
     """The resume key a ``run.json`` holds, in this version's form: the config without its scoring-only
     keys, and the autoencoder's protocol fields (a run.json of an earlier version has none: they are
     those of its protocol preset, whose skeleton fields have not changed since)."""
     if not isinstance(previous, dict):
-        raise RunMismatchError(f"{path}: not a JSON object: delete the folder to start again")
+        raise RunMismatchError(f"{path}: not a JSON object: {RUN_FILE_ADVICE}")
     config = previous.get("config")
     key = {name: previous.get(name) for name in ("data", "seed", "identities")}
     key["config"] = ({k: v for k, v in config.items() if k not in SCORING_ONLY_KEYS}
@@ -453,7 +471,7 @@ def check_sources(out: Path, recorded: dict[str, Any], sources: dict[str, dict])
     work) on what may be a typo; the message says how to proceed. A folder of an earlier version, whose
     run.json has no sources, is compared with the method's facts (``work/<name>/method.json``)."""
     if not isinstance(recorded, dict):
-        raise RunMismatchError(f"{out / 'run.json'}: sources: not a mapping: delete the folder to start again")
+        raise RunMismatchError(f"{out / 'run.json'}: sources: not a mapping: {RUN_FILE_ADVICE}")
     recorded = dict(recorded)
     for name, source in sources.items():
         old, facts_path = recorded.get(name), out / "work" / name / "method.json"
@@ -473,11 +491,14 @@ def _said(source: Any) -> str:
 
 
 def check_run_file(out: Path, settings: RunSettings, config: BenchConfig,
-                   sources: dict[str, dict] | None = None) -> None:
+                   sources: dict[str, dict] | None = None, hold: bool = False) -> FolderLock | None:
     """Refuse a folder made with settings that change generation or the run's trained models, or whose
     videos of an external method came from another folder or command (``check_sources``); record this
     run's settings, metrics, methods and sources in ``run.json``. Another metric selection or protocol
-    is accepted: the videos and models are reused and the scores recomputed."""
+    is accepted: the videos and models are reused and the scores recomputed.
+
+    ``hold``: lock the folder (``metrics.io.files.hold_folder``) before writing ``run.json``, and return
+    the lock: ``FolderBusyError`` when another run works in it."""
     path = out / "run.json"
     key = json.loads(json.dumps(settings.resume_key(config)))
     methods = list(settings.methods)
@@ -486,7 +507,7 @@ def check_run_file(out: Path, settings: RunSettings, config: BenchConfig,
         try:
             previous = read_run_file(path)
         except ValueError as error:
-            raise RunMismatchError(f"{error}: delete the folder to start again") from None
+            raise RunMismatchError(f"{error}: {RUN_FILE_ADVICE}") from None
         old = previous_key(previous, path)
         for name, value in key.items():
             if old.get(name) != value:
@@ -501,12 +522,22 @@ def check_run_file(out: Path, settings: RunSettings, config: BenchConfig,
                     said = listed(config_differences(flat_config(old[name]), flat_config(value)))
                 raise RunMismatchError(f"{out} holds a run with another {name} ({said}): "
                                        "use another --out, or delete the folder to start again")
-        methods = list(dict.fromkeys(previous.get("methods", []) + methods))
+        earlier = previous.get("methods", [])
+        if not isinstance(earlier, list) or not all(isinstance(name, str) for name in earlier):
+            raise RunMismatchError(f"{path}: methods: not a list of names: {RUN_FILE_ADVICE}")
+        methods = list(dict.fromkeys(earlier + methods))
     recorded = check_sources(out, previous.get("sources", {}), json.loads(json.dumps(sources or {})))
+    lock = hold_folder(out, "imac-bench run") if hold else None
     out.mkdir(parents=True, exist_ok=True)
     scoring = {"metrics": list(config.metrics), "protocol": config.protocol}
-    write_json_atomic(path, {**key, "scoring": scoring, "methods": methods, "sources": recorded,
-                             "bench_version": BENCH_VERSION})
+    try:
+        write_json_atomic(path, {**key, "scoring": scoring, "methods": methods, "sources": recorded,
+                                 "bench_version": BENCH_VERSION})
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+    return lock
 
 
 def data_root(settings: RunSettings, out: Path) -> Path:
@@ -578,10 +609,13 @@ def check_config_paths(config: BenchConfig) -> None:
         raise FileNotFoundError(f"bench config ({config.name}): no such file or folder: {'; '.join(missing)}")
 
 
-def plan_run(settings: RunSettings, processes: Processes = SINGLE) -> RunPlan:
+def plan_run(settings: RunSettings, processes: Processes = SINGLE, hold: bool = False) -> RunPlan:
     """Check the config's paths and the run folder, make the data, find the test clips (at least 2: the
     shuffled-audio control pairs each with another's speech) and build every method (the folder and the
-    data by the main process, before the others read them)."""
+    data by the main process, before the others read them).
+
+    ``hold``: the main process locks the run folder (``plan.lock``; release it with ``plan.release()``):
+    ``FolderBusyError`` when another run works in it."""
     config = settings.config or load_bench_config("toy")
     check_config_paths(config)
     out = Path(settings.out)
@@ -590,9 +624,24 @@ def plan_run(settings: RunSettings, processes: Processes = SINGLE) -> RunPlan:
     methods = tuple(make_method(name, factories) for name in method_names(settings))  # unknown names fail here
     for method in methods:                           # e.g. a --generated folder that is not there
         method.check_inputs()                        # before the run folder is made
+    lock = None
     with processes.main_first():
         if processes.is_main:
-            check_run_file(out, settings, config, {m.name: m.source for m in methods if hasattr(m, "source")})
+            lock = check_run_file(out, settings, config, {m.name: m.source for m in methods if hasattr(m, "source")},
+                                  hold)
+    try:
+        return _plan(settings, processes, config, out, protocol, methods, lock)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+
+
+def _plan(settings: RunSettings, processes: Processes, config: BenchConfig, out: Path, protocol: Protocol,
+          methods: tuple[Method, ...], lock: FolderLock | None) -> RunPlan:
+    """``plan_run`` once the run folder is checked (and held): the data, the test clips, the shared models."""
+    with processes.main_first():
+        if processes.is_main:
             prepare_data(settings, config, out)
     data = data_root(settings, out)
     clips = test_clips(data, settings.identities)
@@ -603,7 +652,21 @@ def plan_run(settings: RunSettings, processes: Processes = SINGLE) -> RunPlan:
     device = run_device(settings.device, processes)
     shared = SharedModels(out, data, config, protocol, device, settings.seed, settings.progress, processes)
     return RunPlan(settings=settings, config=config, out=out, data=data, device=device, protocol=protocol,
-                   clips=tuple(clips), methods=methods, shared=shared, processes=processes)
+                   clips=tuple(clips), methods=methods, shared=shared, processes=processes, lock=lock,
+                   left_out=methods_left_out(out, [m.name for m in methods]))
+
+
+def methods_left_out(out: Path, names: list[str]) -> tuple[str, ...]:
+    """The methods that ``run.json`` lists (every run into the folder adds its own) and whose videos are in
+    the folder, but that are not among ``names``: a rerun with fewer ``--methods`` scores only its own,
+    and its ``results.json`` replaces the one that had their rows (their videos and models are kept)."""
+    try:
+        run = read_run_file(out / "run.json")
+        recorded = list(run.get("methods") or []) + list(run.get("sources") or {})
+    except (OSError, ValueError, AttributeError, TypeError):
+        return ()
+    return tuple(name for name in dict.fromkeys(recorded) if isinstance(name, str) and name not in names
+                 and any((out / name).glob("*/*.mp4")))
 
 
 # -- generate --------------------------------------------------------------------------------------
@@ -626,6 +689,44 @@ def merge_part_records(work: Path, generation: dict[str, Any], labels: list[str]
     return merged
 
 
+def read_generation(path: Path) -> dict[str, Any]:
+    """A method's ``generation.json`` (its per-clip records); {} when there is none. ``RunMismatchError``
+    naming the file, and saying what deleting it costs, when it is not a JSON object."""
+    if not path.is_file():
+        return {}
+    advice = ("it holds the per-clip records of the videos beside it (seed, seconds, what was changed to fit, "
+              "the clips skipped); delete it to go on: the videos are kept and their records lost")
+    try:
+        generation = read_run_file(path)
+    except ValueError as error:
+        raise RunMismatchError(f"{error}: {advice}") from None
+    if not isinstance(generation, dict):
+        raise RunMismatchError(f"{path}: not a JSON object: {advice}")
+    return generation
+
+
+DAMAGED_SUFFIX = ".damaged"
+
+
+def kept_video(path: Path) -> bool:
+    """Whether the run keeps the video at ``path`` (else it is made again): False when there is none, or
+    when its header does not read. Every video of the run appears whole (atomically), so such a file was
+    damaged afterwards (a copy cut short, a disk error); it is renamed ``<name>.mp4.damaged``, not
+    deleted (a command's video may have taken hours), and a warning names it. A video whose header reads
+    but whose frames stop early is kept, and listed unscored by the scoring."""
+    if not path.is_file():
+        return False
+    try:
+        probe_video(path)
+        return True
+    except (ValueError, OSError) as error:
+        aside = path.with_name(path.name + DAMAGED_SUFFIX)
+        os.replace(path, aside)
+        said = str(error) if str(path) in str(error) else f"{path}: {error}"
+        logger.warning("%s: damaged after it was made; making it again (the damaged file is now %s)", said, aside.name)
+        return False
+
+
 def generate(plan: RunPlan, method: Method) -> dict[str, Any]:
     """Prepare the method (if a clip is missing) and write every missing clip; returns its record.
 
@@ -638,13 +739,13 @@ def generate(plan: RunPlan, method: Method) -> dict[str, Any]:
     labels = [clip.label for clip in plan.clips]
     missing_labels = None
     if processes.is_main:
-        generation = read_run_file(generation_path) if generation_path.is_file() else {}
+        generation = read_generation(generation_path)
         if work.is_dir() and any(work.glob(PART_RECORDS)):
             generation = merge_part_records(work, generation, labels)
             write_json_atomic(generation_path, generation)
             for path in work.glob(PART_RECORDS):
                 path.unlink()
-        missing_labels = [clip.label for clip in plan.clips if not target[clip.label].is_file()]
+        missing_labels = [clip.label for clip in plan.clips if not kept_video(target[clip.label])]
     missing_labels = processes.broadcast(missing_labels)     # one view of what is missing, the main one
     missing = [clip for clip in plan.clips if clip.label in set(missing_labels)]
     mine = processes.shard(missing)
@@ -895,7 +996,23 @@ def run_benchmark(settings: RunSettings, processes: Processes | None = None) -> 
     values one process gets), the others return None."""
     started = time.perf_counter()
     processes = current_processes() if processes is None else processes
-    plan = plan_run(settings, processes)
+    plan = plan_run(settings, processes, hold=True)
+    try:
+        return _run(plan, started)
+    except TrainingFolderError as error:    # its other way out, another train.output, is --out here
+        raise RunMismatchError(f"{error.problem}; {error.remedy}, or use another --out") from None
+    finally:
+        plan.release()
+
+
+def _run(plan: RunPlan, started: float) -> BenchResults | None:
+    """``run_benchmark`` once planned: check, train, generate, score, assemble."""
+    processes = plan.processes
+    if plan.left_out and processes.is_main:
+        logger.warning("%s also holds videos of %s, which this run was not given: its results.json will have no "
+                       "row for %s (the videos and models are kept; give every method again, in --methods, "
+                       "--generated or --methods-file, to score them all)", plan.out, ", ".join(plan.left_out),
+                       "them" if len(plan.left_out) > 1 else "it")
     check_external_folders(plan)
     check_method_folders(plan)
     if any(m in plan.config.metrics for m in ("fgd", "div")):
@@ -944,7 +1061,8 @@ def assemble_results(plan: RunPlan, records: dict[str, dict], rows: dict[str, Sc
     results = BenchResults(
         run={"out": str(plan.out), "data": str(plan.data), "seed": plan.settings.seed,
              "identities": plan.settings.identities, "device": plan.device, "config": plan.config.to_dict(),
-             "test_clips": [c.label for c in plan.clips]},
+             "test_clips": [c.label for c in plan.clips],
+             **({"left_out": list(plan.left_out)} if plan.left_out else {})},
         protocol=plan.protocol.to_dict(), protocol_label=plan.protocol.label, metrics=tuple(plan.config.metrics),
         methods=methods, networks=networks, paired=paired, timings_s=timings,
         environment={"python": platform.python_version(), "torch": torch.__version__,

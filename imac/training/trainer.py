@@ -43,7 +43,7 @@ from diffusers.training_utils import EMAModel
 from tqdm import tqdm
 
 from imac.audio_features import AudioFeatures
-from imac.config import (SAMPLING_KEYS, IMACConfig, config_differences, flat_config, listed, load_config,
+from imac.config import (SAMPLING_KEYS, IMACConfig, StageConfig, config_differences, flat_config, listed, load_config,
                          save_config)
 from imac.models.loading import load_pretrained
 from imac.models.motion import MotionModel
@@ -54,7 +54,8 @@ from imac.training.windows import ClipArrays, GlobalBatches, TrainingWindows, pr
 from metrics.dataset import FPS_RELATIVE_TOLERANCE, Dataset
 from metrics.device import resolve_device
 from metrics.distributed import close_at_exit
-from metrics.io.files import remove_stale_temporaries, replace_folder, temporary_folder_sibling, write_text_atomic
+from metrics.io.files import (hold_folder, remove_stale_temporaries, replace_folder, temporary_folder_sibling,
+                              write_text_atomic)
 
 STAGES = ("stage1", "stage2")
 PRELOAD_LIMIT_BYTES = 2 * 1024 ** 3
@@ -211,10 +212,25 @@ def _save_checkpoint(accelerator, folder: Path, step: int, keep: int = 2) -> Non
     accelerator.wait_for_everyone()
 
 
-def _damaged_checkpoint(folder: Path, error: BaseException) -> ValueError:
+class TrainingFolderError(ValueError):
+    """A stage's folder (``train.output/<stage>``) holds a checkpoint this training cannot resume.
+
+    ``problem`` names the checkpoint and what is wrong, ``remedy`` how to resume it; the message adds
+    the other way out, another ``train.output`` (a caller that chooses the folder otherwise, such as the
+    benchmark's ``--out``, says its own)."""
+
+    def __init__(self, problem: str, remedy: str) -> None:
+        super().__init__(problem, remedy)          # (both in args: the error crosses process pools)
+        self.problem, self.remedy = problem, remedy
+
+    def __str__(self) -> str:
+        return f"{self.problem}; {self.remedy}, or give another train.output"
+
+
+def _damaged_checkpoint(folder: Path, error: BaseException) -> TrainingFolderError:
     reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-    return ValueError(f"{folder}: a damaged checkpoint ({type(error).__name__}: {reason}); remove that folder to "
-                      "resume from the checkpoint before it, or give another train.output")
+    return TrainingFolderError(f"{folder}: a damaged checkpoint ({type(error).__name__}: {reason})",
+                               "remove that folder to resume from the checkpoint before it")
 
 
 RANDOM_STATE_KEYS = ("random_state", "numpy_random_seed", "torch_manual_seed")
@@ -348,6 +364,18 @@ def train(config: IMACConfig, stage: str, progress: bool = True, max_steps: int 
         close_at_exit()       # the group outlives this training (see the end), not the program
     set_seed(config.train.seed)
     out = Path(config.train.output) / stage
+    # one training per stage folder: a second one started into it (a job submitted twice) is refused
+    lock = hold_folder(out, f"imac train {stage}") if accelerator.is_main_process else None
+    try:
+        return _train_stage(config, stage, settings, dataset, accelerator, out, progress, max_steps)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train_stage(config: IMACConfig, stage: str, settings: StageConfig, dataset: Dataset, accelerator: Accelerator,
+                 out: Path, progress: bool, max_steps: int | None) -> TrainingResult:
+    """``train`` once its inputs are checked, its processes set up and its folder ``out`` held."""
     checkpoints = out / "checkpoints"
     show = progress and accelerator.is_local_main_process
 
@@ -383,9 +411,8 @@ def train(config: IMACConfig, stage: str, progress: bool = True, max_steps: int 
     if latest is not None:
         averaged = (latest[0] / "custom_checkpoint_0.pkl").is_file()
         if averaged != (ema is not None):
-            raise ValueError(f"{latest[0]}: trained {'with' if averaged else 'without'} {stage}.ema_decay; resume it "
-                             f"{'with the same ema_decay' if averaged else 'with ema_decay 0'}, or give another "
-                             "train.output")
+            raise TrainingFolderError(f"{latest[0]}: trained {'with' if averaged else 'without'} {stage}.ema_decay",
+                                      f"resume it {'with the same ema_decay' if averaged else 'with ema_decay 0'}")
         _check_random_states(latest[0], accelerator.process_index)
         try:
             accelerator.load_state(str(latest[0]))
@@ -393,19 +420,19 @@ def train(config: IMACConfig, stage: str, progress: bool = True, max_steps: int 
             if "state_dict" not in str(error):
                 raise _damaged_checkpoint(latest[0], error) from None
             changed = config_changes(out / "config.yaml", config)
-            raise ValueError(f"{latest[0]}: a checkpoint of another model layout"
-                             + (f" (its config.yaml differs in {changed})" if changed else "")
-                             + "; resume it with the config it was written with, or give another train.output") from None
+            raise TrainingFolderError(f"{latest[0]}: a checkpoint of another model layout"
+                                      + (f" (its config.yaml differs in {changed})" if changed else ""),
+                                      "resume it with the config it was written with") from None
         except (OSError, EOFError, ValueError, pickle.UnpicklingError, SafetensorError) as error:
             raise _damaged_checkpoint(latest[0], error) from None
         if ema is not None and ema.decay != settings.ema_decay:
-            raise ValueError(f"{latest[0]}: trained with {stage}.ema_decay={ema.decay}, not {settings.ema_decay}; "
-                             "resume it with the same value, or give another train.output")
+            raise TrainingFolderError(f"{latest[0]}: trained with {stage}.ema_decay={ema.decay}, not "
+                                      f"{settings.ema_decay}", "resume it with the same value")
         changed = resume_changes(out / "config.yaml", config, stage)
         if changed:
-            raise ValueError(f"{latest[0]}: trained with other settings ({listed(changed)}); resume it with the "
-                             "settings it was trained with (only the steps, the logging and where data and output "
-                             "lie may change), or give another train.output")
+            raise TrainingFolderError(f"{latest[0]}: trained with other settings ({listed(changed)})",
+                                      "resume it with the settings it was trained with (only the steps, the logging "
+                                      "and where data and output lie may change)")
         step = latest[1]
         if accelerator.is_main_process:
             _trim_log(out / "log.jsonl", step)

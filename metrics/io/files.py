@@ -15,6 +15,11 @@ host (a shared file system) or of the older unnamed form only once untouched for
 ``STALE_SECONDS``. A live writer's file is never removed, whichever process writes next.
 
 ``file_sha256`` is the one hash of a file's bytes (cache keys, weight ids).
+
+``hold_folder`` keeps a second process from working in an output folder at the same time (two
+runs started into one ``--out`` both did all the work, and the last one's files won): an
+exclusive lock on ``<folder>/.lock`` (``filelock``: ``flock`` on POSIX), which the system releases
+when its process ends, however it ends, so a killed run leaves no lock to remove by hand.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from filelock import FileLock, Timeout
 
 
 # A leftover whose writer is not known to be dead (another host, the older form) is removed only
@@ -333,3 +339,68 @@ def link_or_copy(source: str | os.PathLike, target: str | os.PathLike, symbolic:
         _remove_if_present(temporary)
         raise
     return target
+
+
+# -- one process per output folder -----------------------------------------------------------------
+
+LOCK_NAME = ".lock"
+OWNER_NAME = ".lock.owner"      # who holds the lock: read only to say so to the process refused
+
+
+class FolderBusyError(OSError):
+    """Another process holds the output folder's lock (``hold_folder``)."""
+
+
+class FolderLock:
+    """The lock ``hold_folder`` took; ``release()`` (or the end of a ``with`` block) lets it go."""
+
+    def __init__(self, folder: Path, lock: FileLock) -> None:
+        self.folder, self._lock = folder, lock
+
+    def release(self) -> None:
+        if self._lock.is_locked:
+            _remove_if_present(self.folder / OWNER_NAME)
+            self._lock.release(force=True)
+
+    def __enter__(self) -> FolderLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def hold_folder(folder: str | os.PathLike, what: str, wait: float = 0.0) -> FolderLock:
+    """Make ``folder`` (and its parents) and lock it for this process: no other process (nor another
+    ``hold_folder`` of this one) can hold it until ``release``, or until this process ends.
+
+    ``what`` says who holds it ("imac-bench run"), for the message of the one refused; ``wait``: the
+    seconds to wait for the lock (0: none, for a long run; a few for a short write that others take
+    in turn). Raises ``FolderBusyError`` naming the folder and, when known, the process holding it
+    (its id, host, command and start)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(folder / LOCK_NAME, timeout=wait)
+    try:
+        lock.acquire()
+    except Timeout:
+        waited = f" (waited {wait:g} s)" if wait else ""
+        raise FolderBusyError(f"{folder}: {_holder(folder)} is working in this folder{waited}: wait for it to end, "
+                              "or use another folder") from None
+    owner = {"what": what, "pid": os.getpid(), "host": socket.gethostname(),
+             "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    try:
+        write_json_atomic(folder / OWNER_NAME, owner)
+    except BaseException:
+        lock.release(force=True)
+        raise
+    return FolderLock(folder, lock)
+
+
+def _holder(folder: Path) -> str:
+    """Who holds ``folder``'s lock, in words, from its owner file (written just after the lock is taken)."""
+    try:
+        owner = json.loads((folder / OWNER_NAME).read_text(encoding="utf-8")[:4096])
+        return (f"another {owner['what']} (process {int(owner['pid'])} on {owner['host']}, started "
+                f"{owner['started']})")
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another process"

@@ -29,6 +29,9 @@ resumable at any point, and the usual way to use the pipeline is to run it twice
 the candidate clips (``prepare/<identity>/candidates/*.mp4``) that SHOW (and TalkNet) are then run
 on, and again with ``--motion DIR`` (and ``--speakers FILE``) to finish the dataset. Clips waiting
 for their motion are listed in the report and in ``awaiting_motion.txt``; they are not in the manifest.
+Runs of several identities into one ``--out`` may go at once (one per speaker): each holds its own
+``prepare/<identity>/`` and they write the shared manifest in turn; a second run of the same identity
+is refused while the first works.
 """
 
 from __future__ import annotations
@@ -81,7 +84,7 @@ from bench.data.prepare.speakers import read_speaker_counts
 from bench.data.prepare.split import split_by_source, statistics_markdown, statistics_rows
 from bench.data.prepare.workers import run_jobs
 from metrics.io.bounded import parse_json
-from metrics.io.files import link_or_copy, write_json_atomic, write_text_atomic
+from metrics.io.files import hold_folder, link_or_copy, write_json_atomic, write_text_atomic
 from metrics.options import OptionsError, build_options, range_problem, ranged
 
 PREPARE_VERSION = "imac-prepare-1"
@@ -90,6 +93,7 @@ MAX_AUDIO_GAP_SECONDS = 0.5
 PERSON_BOX_SOURCES = ("masks", "keypoints", "dwpose", "faces")
 FACE_MEASUREMENT_VERSION = 2                 # 2: faces stored with their five landmarks
 PREPARE_SECTION = "prepare"                  # names the options in messages (OptionsError)
+MANIFEST_WAIT = 120.0                        # seconds a run waits for another identity's run writing the manifest
 CLIP_FILE_SUFFIXES = (".motion.npz", ".keypoints.npz", ".mp4", ".wav")   # what a clip's files end in
 
 
@@ -348,6 +352,13 @@ class Preparation:
     # -- the run ---------------------------------------------------------------------------------
 
     def run(self) -> PrepareSummary:
+        """The whole run, holding the identity's workspace (``out/prepare/<identity>``): a second run of
+        the same identity into ``out`` is refused while this one works (``FolderBusyError``); runs of other
+        identities go on beside it and write the shared manifest in turn."""
+        with hold_folder(self.workspace.root, f"imac-bench data prepare of {self.options.identity!r}"):
+            return self._run()
+
+    def _run(self) -> PrepareSummary:
         started = time.perf_counter()
         # what this run writes inside the raw folder is not a source (else each run takes the last one's
         # clips and candidates in again, the same footage in both splits)
@@ -571,7 +582,12 @@ class Preparation:
                 path.unlink()
 
     def _write_manifest(self, lines: list[dict[str, Any]]) -> None:
-        """The manifest: this identity's complete clips, other identities' lines kept as they were."""
+        """The manifest: this identity's complete clips, other identities' lines kept as they were (read and
+        written holding ``out``, so runs of two identities at once both land)."""
+        with hold_folder(self.out, "imac-bench data prepare (writing the manifest)", wait=MANIFEST_WAIT):
+            self._write_manifest_held(lines)
+
+    def _write_manifest_held(self, lines: list[dict[str, Any]]) -> None:
         others = [line for line in _read_manifest_lines(self.out) if line.get("identity") != self.options.identity]
         lines = sorted(lines, key=lambda line: line["clip_id"])
         write_manifest(self.out, others + lines)
