@@ -98,3 +98,21 @@ def test_what_looks_like_a_video_but_is_not_read_is_named(one_source, tmp_path):
     assert len(passed) == 2
     assert "camcorder.MTS: .mts is not read (remux it: ffmpeg -i camcorder.MTS -c copy camcorder.mp4" in passed[0]
     assert "gone.mp4: a broken or looping link" in passed[1]
+
+
+def test_a_source_without_sound_is_named_as_such_not_as_damaged(one_source, tmp_path, capsys):
+    # a silent screen recording was counted among the "unreadable or damaged" sources
+    from bench.cli import main as bench_main
+
+    write_video(one_source / "silent.mp4", _frames([((60, 20, 90), [100], 100)], _portrait()), FPS)   # no audio
+    (one_source / "broken.mp4").write_bytes(b"not a video")
+    out = tmp_path / "dataset"
+    summary = _prepare(one_source, out)
+    assert summary.silent == ["silent"] and [source for source, _ in summary.unreadable] == ["broken"]
+    report = (out / "prepare" / "grace" / "report.md").read_text()
+    assert "- sources: 3 source(s) (1 unreadable or damaged, 1 without sound)" in report
+    assert "- `silent`" in report.split("## Sources without sound")[1]
+    capsys.readouterr()
+    assert bench_main(["data", "prepare", str(one_source), "--identity", "grace", "--out", str(out), "--size", "64",
+                       "--quiet"]) in (0, 1)
+    assert "grace: 3 source(s) (1 unreadable or damaged, 1 without sound)" in capsys.readouterr().out

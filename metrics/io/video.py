@@ -560,6 +560,10 @@ class VideoAudio:
     broken_by: str = ""                # ``partial``: why (FFmpeg's words)
 
 
+class NoAudioTrackError(ValueError):
+    """A video file without an audio track (``read_video_audio_timed``): readable, but silent."""
+
+
 AUDIO_GAP_SECONDS = 0.04    # a frame's timestamp this much after the end of the sound before it: a gap
 
 
@@ -576,7 +580,8 @@ def read_video_audio_timed(path: str | os.PathLike, sample_rate: int = SAMPLE_RA
     durations. A frame whose timestamp comes more than ``AUDIO_GAP_SECONDS`` after the end of the
     sound before it (a dropout of a browser or screen recording) is placed at its time, the gap
     filled with silence as a player leaves it (``gaps``): joined end to end, everything after it
-    would play early. Raises ``ValueError`` naming the file when it has no audio track or the track
+    would play early. Raises ``ValueError`` naming the file when it has no audio track (a
+    ``NoAudioTrackError``) or the track
     cannot be decoded; with ``partial``, a track that decodes for a while and then fails (a file cut
     short) gives what decoded before, and ``broken_at`` says where it stops.
     """
@@ -584,7 +589,7 @@ def read_video_audio_timed(path: str | os.PathLike, sample_rate: int = SAMPLE_RA
     container = _open_input(path)
     try:
         if not container.streams.audio:
-            raise ValueError(f"{path}: no audio track")
+            raise NoAudioTrackError(f"{path}: no audio track")
         stream = container.streams.audio[0]
         resampler = av.AudioResampler(format="fltp", layout="mono", rate=sample_rate)
         pieces, start, written, gaps = [], None, 0, []

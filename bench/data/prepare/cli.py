@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bench.data.prepare.faces import DETECTORS
 from bench.data.prepare.motion import JOINT_PRESETS
-from bench.data.prepare.pipeline import PrepareOptions, prepare_dataset
+from bench.data.prepare.pipeline import PrepareOptions, prepare_dataset, sources_text
 from bench.data.prepare.speakers import talknet_speaker_counts, write_speaker_counts
 from metrics.cli import float_in, option_type
 
@@ -123,7 +123,7 @@ def prepare_command(args: argparse.Namespace) -> int:
     dropped = ", ".join(f"{stage} {count}" for stage, count in sorted(summary.dropped.items())) or "none"
     jumps = (f" ({len(summary.jump_cuts)} jump cut(s) inside a shot, split there)" if args.jump_cuts
              else " (jump cuts not looked for)")
-    print(f"{summary.identity}: {summary.sources} source(s) ({len(summary.unreadable)} unreadable or damaged), "
+    print(f"{summary.identity}: {sources_text(summary)}, "
           f"{summary.scenes} scene(s){jumps}, {summary.kept} kept, dropped: {dropped}")
     total = summary.train_seconds + summary.test_seconds
     split = (f"; split: train {summary.train_seconds / 60:.1f} min, test {summary.test_seconds / 60:.1f} min "
@@ -140,7 +140,7 @@ def prepare_command(args: argparse.Namespace) -> int:
     if summary.kept == 0:
         why = (f"all {summary.scenes} scene(s) dropped ({dropped}); each clip and why: {work / 'dropped.csv'}"
                if summary.scenes else
-               f"no scene found in {summary.sources} source(s) ({len(summary.unreadable)} unreadable or damaged)")
+               f"no scene found in {sources_text(summary)}")
         print(f"{args.command_prog}: no clip kept for {summary.identity}: {why}", file=sys.stderr)
         return 1
     return 0

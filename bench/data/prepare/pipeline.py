@@ -222,6 +222,7 @@ class PrepareSummary:
     out: Path
     sources: int = 0
     unreadable: list[tuple[str, str]] = field(default_factory=list)
+    silent: list[str] = field(default_factory=list)     # readable sources without sound (a clip needs speech)
     scenes: int = 0
     jump_cuts: list[tuple[str, int]] = field(default_factory=list)   # (source, source frame) split there
     person_jumps: list[tuple[str, int]] = field(default_factory=list)  # (clip, first frame after the jump) dropped
@@ -385,7 +386,9 @@ class Preparation:
         states = self._measure(sources)
         kept: list[tuple[ClipDecision, dict[str, Any], dict[str, Any]]] = []
         for state in states:
-            if state["status"] == "unreadable":
+            if state["status"] == "unreadable" and _without_sound(state):
+                self.summary.silent.append(state["source"])
+            elif state["status"] == "unreadable":
                 self.summary.unreadable.append((state["source"], f"unreadable: {state.get('error', '')}"))
             elif state["status"] == "failed":
                 self.summary.unreadable.append(
@@ -626,6 +629,18 @@ class Preparation:
         write_text_atomic(self.workspace.root / "report.md", report_markdown(s, self.options, self.workspace))
 
 
+def _without_sound(state: dict[str, Any]) -> bool:
+    """Whether a source was passed over for having no audio track (its state says so; one measured before
+    the state did, by its error's words)."""
+    return bool(state.get("no_audio")) or str(state.get("error", "")).endswith(": no audio track")
+
+
+def sources_text(summary: PrepareSummary) -> str:
+    """``N source(s) (U unreadable or damaged[, S without sound])``, as the summary and the report say it."""
+    silent = f", {len(summary.silent)} without sound" if summary.silent else ""
+    return f"{summary.sources} source(s) ({len(summary.unreadable)} unreadable or damaged{silent})"
+
+
 def _jump_cut_text(summary: PrepareSummary, options: PrepareOptions) -> str:
     """How many jump cuts split the sources, and where (the first few: source and frame)."""
     if not options.jump_cuts:
@@ -723,7 +738,7 @@ def report_markdown(summary: PrepareSummary, options: PrepareOptions, workspace:
     """The run's report: settings, what each stage dropped, which checks decided, what is missing."""
     s = summary
     lines = [f"# Data preparation of `{s.identity}` ({PREPARE_VERSION})", "",
-             f"- sources: {s.sources} video(s), {len(s.unreadable)} unreadable or damaged",
+             f"- sources: {sources_text(s)}",
              f"- scenes: {s.scenes}; kept after the filters: {s.kept}; in the manifest: {s.in_manifest}",
              f"- jump cuts inside a shot split there: {_jump_cut_text(s, options)}",
              f"- waiting for motion (SMPL-X fits): {len(s.awaiting_motion)} clip(s), listed in "
@@ -756,6 +771,9 @@ def report_markdown(summary: PrepareSummary, options: PrepareOptions, workspace:
     if s.unreadable:
         lines += ["", "## Unreadable or damaged sources", ""]
         lines += [f"- `{source}`: {error}" for source, error in s.unreadable]
+    if s.silent:
+        lines += ["", "## Sources without sound (passed over: every clip needs its speech)", ""]
+        lines += [f"- `{source}`" for source in s.silent]
     if s.motion_errors:
         lines += ["", "## Motion files refused", ""]
         lines += [f"- `{clip}`: {error}" for clip, error in s.motion_errors]

@@ -31,8 +31,8 @@ from bench.data.prepare.scene_stream import PresentedFrames
 from metrics.io import bounded
 from metrics.io.audio import SAMPLE_RATE, write_wav
 from metrics.io.files import write_json_atomic
-from metrics.io.video import (DisplayMatrix, VideoReader, display_matrix, display_rotation, frame_times, probe_video,
-                              read_video_audio_timed, write_video)
+from metrics.io.video import (DisplayMatrix, NoAudioTrackError, VideoReader, display_matrix, display_rotation,
+                              frame_times, probe_video, read_video_audio_timed, write_video)
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
 # other video files a raw folder may hold, not read (said so, with the remux that makes them readable)
@@ -481,7 +481,8 @@ def measure_source(source: Path, name: str, workspace: Workspace, detector: Face
         cuts = detect_scene_cuts(source, info.fps, scene_settings)
         scenes = scenes_on_timeline(cuts.all, timeline)
     except (*DECODE_ERRORS, FileNotFoundError) as error:
-        state.update(status="unreadable", error=str(error).replace(str(source), source.name))
+        state.update(status="unreadable", error=str(error).replace(str(source), source.name),
+                     **({"no_audio": True} if isinstance(error, NoAudioTrackError) else {}))
         write_json_atomic(path, state)
         return state
     targets = timeline.start + np.arange(timeline.num_frames) / timeline.fps
