@@ -18,7 +18,7 @@ compared), ``metrics.csv`` and ``report.md`` (for people reading a diff) and ``t
 Every baseline score (method x scope x metric) of a compared scope must be in the run, within
 tolerance; the run's control checks must hold (and be made: a run without a control row fails
 against a baseline with control checks). The scores of methods trained in the run (kind
-``model``) use the ``trained`` margins (over the top level's, key by key) when the file has them and
+``model``) use the ``trained`` margins (over the top level's, key by key; the wider of the two) when the file has them and
 the run's CPU or thread count is not the baseline's (or is not recorded): the same seeded training on a CPU
 with other vector instructions or BLAS kernels rounds differently and ends in other weights (like
 another seed), while the real videos' and the controls' scores move only as far as the metrics' own
@@ -141,20 +141,43 @@ def _check_entries(path: Path, data: dict, where: str) -> None:
         if bad:
             raise ValueError(f"{path}: {where}{name}: unknown tolerance key(s) {', '.join(bad)} (use abs, rel)")
         for key, value in (entry or {}).items():
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-                raise ValueError(f"{path}: {where}{name}: {key} must be a number >= 0, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+                raise ValueError(f"{path}: {where}{name}: {key} must be a finite number >= 0, got {value!r}")
 
 
 def allowed_change(tolerances: dict, metric: str, baseline: float, trained: bool = False) -> float:
     """max(abs, rel x |baseline|) of ``metric``'s entry: the top level's ``default`` then ``metrics``
-    entry, and for a trained method the ``trained`` section's ``default`` then ``metrics`` entry over
-    them (a key it does not give keeps the top level's value)."""
+    entry. For a trained method also the entry with the ``trained`` section's ``default`` then
+    ``metrics`` entry over it (a key it does not give keeps the top level's value), and the wider of
+    the two: the trained margins widen, never narrow (a trained ``abs: 0`` over the top level's
+    ``fvd: {abs: 5.0}`` would leave a trained method less room than the controls)."""
     layers = [tolerances] + ([tolerances.get("trained") or {}] if trained else [])
     entry: dict = {}
+    limits = []
     for layer in layers:
         entry.update(layer.get("default") or {})
         entry.update((layer.get("metrics") or {}).get(metric) or {})
-    return max(float(entry.get("abs", 0.0)), float(entry.get("rel", 0.0)) * abs(baseline))
+        limits.append(max(float(entry.get("abs", 0.0)), float(entry.get("rel", 0.0)) * abs(baseline)))
+    return max(limits)
+
+
+def apart(moved: float, limit: float) -> tuple[str, str]:
+    """``moved`` and ``limit`` (moved > limit) written with 4 significant digits, or as many more as it takes
+    for the move to read larger than the tolerance (+0.0020001 against 0.002 read "moved +0.002,
+    tolerance ±0.002")."""
+    for digits in range(4, 18):
+        said = f"{moved:.{digits}g}", f"{limit:.{digits}g}"
+        if float(said[0]) > float(said[1]):
+            return said
+    return said
+
+
+def _machine_words(cpus: list[tuple]) -> str:
+    """What differs between the baseline's and the run's machine (CPU, its vector instructions, torch's
+    threads, the CPU id), in words."""
+    names = ("CPU", "vector instructions", "torch threads", "CPU id")
+    differ = [name for name, old, new in zip(names, *cpus) if old != new or old is None]
+    return ", ".join(differ) if differ else "machine"
 
 
 def compare(run: BenchResults, baseline: BenchResults, tolerances: dict) -> tuple[list[Difference], list[str]]:
@@ -188,7 +211,8 @@ def compare(run: BenchResults, baseline: BenchResults, tolerances: dict) -> tupl
         said = [f"{cpu or 'not recorded'}" + (f" ({capability}, {threads} threads, id {ident or 'not recorded'})"
                                                if capability else "")
                 for cpu, capability, threads, ident in cpus]
-        notes.append(f"the baseline's CPU: {said[0]}; the run's: {said[1]}. On another CPU the same seeded training "
+        notes.append(f"the baseline's CPU: {said[0]}; the run's: {said[1]} (other or not recorded: "
+                     f"{_machine_words(cpus)}). On another CPU or thread count the same seeded training "
                      "can round differently and end in other weights: "
                      + ("the trained methods are compared with the trained margins" if tolerances.get("trained")
                         else "this baseline's tolerances have no trained margins, so their numbers may not repeat"))
@@ -201,19 +225,21 @@ def compare(run: BenchResults, baseline: BenchResults, tolerances: dict) -> tupl
         old, new = theirs[key], ours.get(key, math.nan)
         if math.isnan(old) and math.isnan(new):
             continue
+        if key not in ours:
+            failures.append(Difference(name, "missing from the run"))
+            continue
         if math.isnan(old) != math.isnan(new):
-            if key[0] in trained and key[2] in undefined_ok and key[0] in run.methods:
+            if key[0] in trained and key[2] in undefined_ok:
                 notes.append(f"{name}: baseline {old:.6g}, run {new:.6g} (undefined on one side; allowed for a "
                              "trained method by trained: may_be_undefined)")
-            elif key not in ours:
-                failures.append(Difference(name, "missing from the run"))
             else:
                 failures.append(Difference(name, f"baseline {old:.6g}, run {new:.6g}"))
             continue
         limit = allowed_change(tolerances, key[2], old, trained=key[0] in trained)
         if abs(new - old) > limit:
-            failures.append(Difference(name, f"baseline {old:.6g}, run {new:.6g}: moved {new - old:+.4g}, "
-                                             f"tolerance ±{limit:.4g}"))
+            moved, allowed = apart(abs(new - old), limit)
+            failures.append(Difference(name, f"baseline {old:.6g}, run {new:.6g}: moved {'+' if new > old else '-'}"
+                                             f"{moved}, tolerance ±{allowed}"))
     extra = sorted(k for k in set(ours) - set(theirs) if checked(k))
     if extra:
         notes.append(f"{len(extra)} score(s) in the run are not in the baseline: "
@@ -286,12 +312,15 @@ metrics:
 
 def replaced_config(results: BenchResults, baseline: Path) -> str:
     """How the run ``results`` is of another config than the baseline folder's results.json: other test
-    clips or corpus (``_other_config``) or another protocol ("" when the same, or when the baseline has no
-    readable results.json: nothing comparable is replaced)."""
+    clips or corpus (``_other_config``), another protocol, or a results.json that does not read (written by
+    a newer version, or damaged): "" when the same, or when the baseline has none or one of an older schema
+    (the update is what regenerates it)."""
     try:
         old = load_results(baseline) if (baseline / "results.json").is_file() else None
-    except ValueError:            # an older schema or a damaged file: the update is what regenerates it
+    except OldSchemaError:
         old = None
+    except ValueError as error:   # a newer version's (an older checkout would downgrade it), or damaged
+        return f"its results.json does not read ({error})"
     if old is None:
         return ""
     said = [_other_config(results, old)]
@@ -321,14 +350,16 @@ def undefined_scores(results: BenchResults) -> list[str]:
 
 
 def update_baseline(run: str | Path, baseline: str | Path, force: bool = False,
-                    allow_undefined: bool = False) -> Path:
+                    allow_undefined: bool = False, allow_failed_checks: bool = False) -> Path:
     """Copy a run's results.json, table and report into ``baseline`` (tolerances.yaml is kept, or
     written once; its ``protocol:`` line follows the new baseline's protocol label, since the run
     copied in is the new reference).
 
     A baseline of another config (other test clips, corpus or protocol: ``replaced_config``) is
     replaced only with ``force``; a run with undefined or missing scores (``undefined_scores``) is
-    copied only with ``allow_undefined``; without, ``ValueError`` says which.
+    copied only with ``allow_undefined``, and one whose control checks fail (the metrics ordered a known
+    answer wrongly: ``BenchResults.failed_checks``) only with ``allow_failed_checks``; without,
+    ``ValueError`` says which.
     """
     results = load_results(run)
     baseline = Path(baseline)
@@ -343,6 +374,13 @@ def update_baseline(run: str | Path, baseline: str | Path, force: bool = False,
                          "the baseline would then not guard: " + "; ".join(undefined[:4])
                          + (f"; and {len(undefined) - 4} more" if len(undefined) > 4 else "")
                          + " (fix the run, or give --allow-undefined to keep them undefined in the baseline)")
+    failed = [] if allow_failed_checks else results.failed_checks()
+    if failed:
+        raise ValueError(f"{baseline}: not updated from {run}: {len(failed)} control check(s) fail, so the metrics "
+                         "ordered a known answer wrongly and the baseline would hold that as correct: "
+                         + "; ".join(f"{c.id}: expected {c.expected}, got {c.low_value:.4g} vs {c.high_value:.4g}"
+                                     for c in failed[:4])
+                         + " (fix the run, or give --allow-failed-checks to make it the baseline anyway)")
     baseline.mkdir(parents=True, exist_ok=True)
     write_results(baseline / "results.json", results)
     write_text_atomic(baseline / "metrics.csv", metrics_csv(results))

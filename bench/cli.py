@@ -139,10 +139,17 @@ def _check(args: argparse.Namespace) -> int:
         raise ValueError("--force goes with --update (it replaces a baseline of another config)")
     if args.allow_undefined and not args.update:
         raise ValueError("--allow-undefined goes with --update (it keeps undefined scores in the new baseline)")
+    if args.allow_failed_checks and not args.update:
+        raise ValueError("--allow-failed-checks goes with --update (it makes a run with failing control checks "
+                         "the new baseline)")
     if args.update:
-        had_tolerances = (Path(args.baseline) / "tolerances.yaml").is_file()
-        folder = update_baseline(args.run, args.baseline, force=args.force, allow_undefined=args.allow_undefined)
-        print(f"baseline {folder} updated from {args.run} " + ("(tolerances.yaml kept)" if had_tolerances else
+        tolerances = Path(args.baseline) / "tolerances.yaml"
+        before = tolerances.read_text() if tolerances.is_file() else None
+        folder = update_baseline(args.run, args.baseline, force=args.force, allow_undefined=args.allow_undefined,
+                                 allow_failed_checks=args.allow_failed_checks)
+        kept = ("tolerances.yaml kept" if tolerances.read_text() == before else
+                "tolerances.yaml kept but for its protocol line, now the run's protocol")
+        print(f"baseline {folder} updated from {args.run} " + (f"({kept})" if before is not None else
               "(new tolerances.yaml with the default margins: review it)"))
         return 0
     failures, notes = check_run(args.run, args.baseline)
@@ -231,7 +238,7 @@ def build_parser() -> CommandParser:
     run.add_argument("--no-plots", action="store_true", help="tables only, no plots")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    report = add_command(commands, "report", "tables (md/csv/json) and plots of a run", handler=_report,
+    report = add_command(commands, "report", "tables (md, csv, tex) and plots of a run", handler=_report,
                          wraps="bench.report.write_report")
     report.add_argument("--run", type=results_folder, default=Path("runs/bench"),
                         help="run folder (or its results.json)")
@@ -247,6 +254,8 @@ def build_parser() -> CommandParser:
                        "(other test clips, corpus or protocol), which --update alone refuses")
     check.add_argument("--allow-undefined", action="store_true", help="with --update: copy a run with undefined "
                        "(null) or missing scores, which --update alone refuses (the baseline would not guard them)")
+    check.add_argument("--allow-failed-checks", action="store_true", help="with --update: copy a run whose control "
+                       "checks fail, which --update alone refuses (the baseline would hold a wrong ordering)")
     return parser
 
 

@@ -200,6 +200,12 @@ def separable_best(results: BenchResults, metric: str, scope: str = "all") -> st
     return best
 
 
+def md_cell(text: object) -> str:
+    """``text`` as one Markdown table cell: a ``|`` escaped (a label such as ``IMAC | v2``, set by a methods
+    file, moved every number of its row one column on) and line breaks made spaces."""
+    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+
+
 def _row_label(results: BenchResults, name: str) -> str:
     kind = results.methods[name].kind
     return _label(results, name) + {"control": " *(control)*", "reference": " *(reference)*"}.get(kind, "")
@@ -217,7 +223,7 @@ def markdown_table(results: BenchResults, scope: str = "all", methods: list[str]
         table = results.methods[name].scores.get(scope, {})
         cells = [_cell(table.get(metric), best.get(metric) == name) for metric in metrics]
         clips = next((str(s.clips) for s in table.values() if s.clips is not None), "")
-        lines.append(f"| {_row_label(results, name)} | " + " | ".join(cells) + f" | {clips} |")
+        lines.append(f"| {md_cell(_row_label(results, name))} | " + " | ".join(cells) + f" | {clips} |")
     return "\n".join(lines)
 
 
@@ -326,7 +332,7 @@ def provenance_section(results: BenchResults) -> list[str]:
         for metric in results.scored_metrics():
             card = method.provenance.get(metric)
             cells.append("" if card is None else f"{'-' if card.n_real is None else card.n_real} / {card.n_fake}")
-        lines.append(f"| {method.label} | " + " | ".join(cells) + " |")
+        lines.append(f"| {md_cell(method.label)} | " + " | ".join(cells) + " |")
     return lines + [""]
 
 
@@ -335,8 +341,8 @@ def inputs_section(results: BenchResults) -> list[str]:
     lines = []
     for method in results.methods.values():
         for finding in method.inputs.findings:
-            lines.append(f"| {method.label} | {finding.property} | {finding.action} | {'/'.join(finding.metrics)} "
-                         f"| {finding.detail} |")
+            lines.append(f"| {md_cell(method.label)} | {finding.property} | {finding.action} | "
+                         f"{'/'.join(finding.metrics)} | {md_cell(finding.detail)} |")
     if not lines:
         return ["## Inputs", "", "Every property that changes a number is equal on both sides; nothing was "
                 "converted or allowed.", ""]
@@ -356,8 +362,8 @@ def paired_section(results: BenchResults) -> list[str]:
     for row in results.paired:
         a, b = (results.methods[n].label if n in results.methods else n for n in (row["a"], row["b"]))
         estimate, interval = _fmt_interval(row.get("estimate"), row.get("low"), row.get("high"))
-        lines.append(f"| {a} - {b} | {results.label(row['metric'])} | {estimate} | {interval} | "
-                     f"{row.get('pairs', '')} | {row.get('sentence', '')} |")
+        lines.append(f"| {md_cell(a)} - {md_cell(b)} | {results.label(row['metric'])} | {estimate} | {interval} | "
+                     f"{row.get('pairs', '')} | {md_cell(row.get('sentence', ''))} |")
     return lines + [""]
 
 
@@ -425,11 +431,11 @@ def markdown_report(results: BenchResults, plots: list[str]) -> str:
     for method in results.methods.values():
         facts = {k: v for k, v in method.facts.items() if not isinstance(v, (dict, list))}
         about = ", ".join(f"{k}: {v}" for k, v in facts.items())
-        lines.append(f"| {method.label} | {method.kind} | " + (method.note or about) + " |")
+        lines.append(f"| {md_cell(method.label)} | {method.kind} | " + md_cell(method.note or about) + " |")
         for label, reason in method.skipped.items():
-            lines.append(f"| ⚠ {label} | skipped | {reason} |")
+            lines.append(f"| ⚠ {md_cell(label)} | skipped | {md_cell(reason)} |")
         for label, reason in method.unscored.items():
-            lines.append(f"| ⚠ {method.label}: {label} | not scored | {reason} |")
+            lines.append(f"| ⚠ {md_cell(method.label)}: {md_cell(label)} | not scored | {md_cell(reason)} |")
     lines += [""] + provenance_section(results) + inputs_section(results)
     lines += ["## Protocol", "", protocol_block(results), ""]
     if results.timings_s:

@@ -284,10 +284,37 @@ for _tag, _pattern, _first in _CORE_SCALARS:
 _Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_core_int)
 
 
+def _refuse_repeated_keys(root: yaml.Node, where: str) -> None:
+    """``OptionsError`` naming the key and its two lines when a mapping of the composed document gives a
+    key twice. YAML requires keys to be unique (YAML 1.2.2, 3.2.1.1); PyYAML keeps the last silently, so
+    a second ``fgd:`` line further down a file would quietly replace the first. Merge keys (``<<``) may
+    repeat, as PyYAML reads them."""
+    seen_nodes: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen_nodes:
+            continue
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            lines: dict[tuple[str, str], int] = {}
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                    line = key.start_mark.line + 1
+                    if (key.tag, key.value) in lines:
+                        raise OptionsError(f"{where}: line {line}: the key {key.value!r} is given twice (first on "
+                                           f"line {lines[key.tag, key.value]}); keep one")
+                    lines[key.tag, key.value] = line
+                stack += [key, value]
+        elif isinstance(node, yaml.SequenceNode):
+            stack += node.value
+
+
 def parse_yaml(text: str, where: str) -> Any:
     """``yaml.safe_load(text)`` with YAML 1.2's plain scalars (``_Loader``: ``1e-4`` a number, ``no`` text), bounded: refused (``OptionsError`` starting with ``where``) when
-    not valid YAML, nested too deep for the parser, or expanding to more than ``MAX_YAML_VALUES``
-    values once its aliases are followed (checked on the composed nodes, before anything is built).
+    not valid YAML, nested too deep for the parser, expanding to more than ``MAX_YAML_VALUES``
+    values once its aliases are followed (checked on the composed nodes, before anything is built),
+    or giving a key twice in one mapping.
     """
     loader = _Loader(text)
     try:
@@ -297,6 +324,7 @@ def parse_yaml(text: str, where: str) -> Any:
         if _expanded_values(node, where) > MAX_YAML_VALUES:
             raise OptionsError(f"{where}: refused: more than {MAX_YAML_VALUES} values once its aliases (*name) "
                                "are followed; options need far fewer (an alias bomb?)")
+        _refuse_repeated_keys(node, where)
         return loader.construct_document(node)
     except RecursionError:
         raise OptionsError(f"{where}: refused: YAML nested too deeply") from None

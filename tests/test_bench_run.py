@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import os
 import shutil
 import sys
@@ -26,7 +27,7 @@ from imac.frames import NonFiniteError
 from metrics.dataset import ClipRecord, find_clips
 from bench.methods.command import format_command, parse_methods_file
 from bench.methods.external import ExternalVideoError, check_video
-from bench.report import control_checks, failed_checks, write_report
+from bench.report import control_checks, failed_checks, load_results, write_report
 from bench.results import BenchResults, ControlCheck, MethodResult, OldSchemaError, read_results
 from bench.runner import (RunMismatchError, RunSettings, SharedModels, card_changes, check_sources, conform_frames,
                           own_seconds, run_benchmark)
@@ -654,7 +655,7 @@ def test_trained_methods_are_compared_with_the_trained_margins_and_the_controls_
     # controls move only with the skeleton autoencoder.
     baseline = _typed({"m": _row("m", fgd=1.0, hkv=0.5), "static": _row("static", "control", fgd=1.0)})
     baseline.environment = {"cpu": "AMD EPYC", "cpu_capability": "AVX2", "cpu_id": "0123456789ab"}
-    run = _typed({"m": _row("m", fgd=1.4), "static": _row("static", "control", fgd=1.4)})
+    run = _typed({"m": _row("m", fgd=1.4, hkv=math.nan), "static": _row("static", "control", fgd=1.4)})
     run.environment = {"cpu": "AMD EPYC", "cpu_capability": "AVX512"}
     strict = {"metrics": {"fgd": {"rel": 0.1}}}
     failures, _ = compare(run, baseline, strict)
@@ -664,7 +665,7 @@ def test_trained_methods_are_compared_with_the_trained_margins_and_the_controls_
     assert [f.key for f in failures] == ["static/all/fgd"]
     assert any(n.startswith("m/all/hkv: baseline 0.5, run nan") for n in notes)
     assert any("AVX2" in n and "AVX512" in n and "trained margins" in n for n in notes)
-    run.methods["m"] = _row("m", fgd=1.6)                # beyond 50%
+    run.methods["m"] = _row("m", fgd=1.6, hkv=math.nan)  # beyond 50%
     assert [f.key for f in compare(run, baseline, margins)[0]] == ["m/all/fgd", "static/all/fgd"]
     run.environment = dict(baseline.environment)         # on the baseline's own CPU a run repeats it: strict
     assert [f.key for f in compare(run, baseline, margins)[0]] == ["m/all/fgd", "m/all/hkv", "static/all/fgd"]
@@ -679,6 +680,9 @@ def test_trained_methods_are_compared_with_the_trained_margins_and_the_controls_
     run.methods["m"] = _row("m", fgd=1.2, hkv=0.5)
     assert [f.key for f in compare(run, baseline, {**strict, "trained": {"metrics": {"hkv": {"rel": 0.1}}}})[0]] \
         == ["m/all/fgd", "static/all/fgd"]
+    run.methods["m"] = _row("m", fgd=1.0)                # a score deleted is missing, not undefined
+    failures = compare(run, baseline, margins)[0]
+    assert [(f.key, f.problem) for f in failures if f.key.startswith("m/")] == [("m/all/hkv", "missing from the run")]
     del run.methods["m"]                                 # a method that did not run fails whatever the margins
     failures, _ = compare(run, baseline, margins)
     assert {f.key for f in failures} == {"m/all/fgd", "m/all/hkv", "static/all/fgd"}
@@ -706,9 +710,13 @@ def test_a_run_of_other_clips_is_said_to_be_another_config_not_a_list_of_moved_n
 @pytest.mark.parametrize("text, message", [
     ("trained: {metrics: {FVD*: {rel: 0.5}}}", "trained: metrics: 'FVD\\*' not metric ids"),
     ("trained: {may_be_undefined: [hands]}", "trained: may_be_undefined: a list of metric ids"),
-    ("trained: {default: {rel: -1}}", "trained: default: rel must be a number >= 0"),
+    ("trained: {default: {rel: -1}}", "trained: default: rel must be a finite number >= 0"),
+    ("trained: {default: {rel: .inf}}", "trained: default: rel must be a finite number >= 0, got inf"),
+    ("metrics: {fgd: {abs: 1e1000}}", "fgd: abs must be a finite number >= 0, got inf"),
+    ("metrics:\n  fgd: {abs: 1}\n  fgd: {abs: 1e9}", "line 3: the key 'fgd' is given twice \\(first on line 2\\); keep one"),
+    ("protocol: a\nprotocol: b", "line 2: the key 'protocol' is given twice"),
     ("trained: {seeds: 3}", "trained: a mapping of default, metrics and may_be_undefined"),
-    ("metrics: {fgd: {abs: foo}}", "fgd: abs must be a number >= 0, got 'foo'"),
+    ("metrics: {fgd: {abs: foo}}", "fgd: abs must be a finite number >= 0, got 'foo'"),
     ("margins: {}", "unknown key\\(s\\) margins"),
     ("metrics:\n  fgd: 0.1", "metrics: fgd: a mapping of abs and rel, got 0.1"),
     ("metrics: [fgd]", "metrics: a mapping, got \\['fgd'\\]"),
@@ -1184,3 +1192,90 @@ def test_missing_weight_paths_and_a_single_test_clip_are_refused_before_any_work
         run_benchmark(RunSettings(methods=["copy"], out=tmp_path / "run", data=corpus, config=config_from_dict(FAST),
                                   progress=False, custom={"copy": CopyMethod}))
     assert not (tmp_path / "run" / "copy").exists() and not (tmp_path / "run" / "results.json").exists()
+
+
+# -- check and update, as a CI maintainer meets them (found by a new-user trial) ---------------------
+
+
+def test_the_trained_margins_widen_never_narrow():
+    # toy-ci's S2G FVD 6.04: the top level allows max(5.0, 0.1 x 6.04) = 5.0; the trained section's
+    # default abs 0 over it left 0.6 x 6.04 = 3.62, so a run on another CPU failed what one on the same passed
+    from bench.check import allowed_change
+    tolerances = {"metrics": {"fvd": {"abs": 5.0, "rel": 0.1}}, "trained": {"default": {"abs": 0.0, "rel": 0.6}}}
+    assert allowed_change(tolerances, "fvd", 6.038, trained=False) == 5.0
+    assert allowed_change(tolerances, "fvd", 6.038, trained=True) == 5.0                  # not 3.62
+    assert allowed_change(tolerances, "fvd", 100.0, trained=True) == pytest.approx(60.0)   # 0.6 x 100 > 10
+
+
+def test_a_move_just_beyond_the_tolerance_reads_beyond_it():
+    baseline = _typed({"m": _row("m", hkv=0.00803781381109531)})
+    run = _typed({"m": _row("m", hkv=0.00803781381109531 + 0.0020001)})
+    failures, _ = compare(run, baseline, {"metrics": {"hkv": {"abs": 0.002}}})
+    assert failures[0].problem.endswith("moved +0.0020001, tolerance ±0.002")
+
+
+def test_an_infinite_score_in_a_baseline_is_refused_not_a_check_that_always_passes(tmp_path, capsys):
+    data = json.loads((COMMITTED_BASELINE / "results.json").read_text())
+    data["methods"]["imac"]["scores"]["all"]["fgd"]["value"] = 1e400                  # parses as inf
+    (tmp_path / "results.json").write_text(json.dumps(data).replace("Infinity", "1e400"))
+    shutil.copy(COMMITTED_BASELINE / "tolerances.yaml", tmp_path)
+    assert bench_main(["check", "--baseline", str(tmp_path), "--run", str(COMMITTED_BASELINE)]) == 2
+    err = capsys.readouterr().err
+    assert "fgd: value: expected a finite number or null, got inf" in err and err.count("\n") == 1
+
+
+def test_update_refuses_a_run_whose_control_checks_fail_unless_allowed(tmp_path, capsys):
+    data = json.loads((COMMITTED_BASELINE / "results.json").read_text())
+    data["methods"]["static"]["scores"]["all"]["fgd"]["value"] = 100.0                 # below the noise floor
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.json").write_text(json.dumps(data))
+    baseline = tmp_path / "baseline"
+    argv = ["check", "--update", "--allow-undefined", "--baseline", str(baseline), "--run", str(run)]
+    assert bench_main(argv) == 2
+    err = capsys.readouterr().err
+    assert "control check(s) fail" in err and "fgd:noise-floor<static" in err and not baseline.exists()
+    assert "give --allow-failed-checks" in err
+    assert bench_main([*argv, "--allow-failed-checks"]) == 0
+    assert bench_main(["check", "--allow-failed-checks", "--baseline", str(baseline), "--run", str(run)]) == 2
+    assert "--allow-failed-checks goes with --update" in capsys.readouterr().err
+
+
+def test_update_does_not_downgrade_a_baseline_it_cannot_read_without_force(tmp_path, capsys):
+    baseline = tmp_path / "baseline"
+    shutil.copytree(COMMITTED_BASELINE, baseline)
+    data = json.loads((baseline / "results.json").read_text())
+    data["schema_version"] += 1                                                       # a newer version's
+    (baseline / "results.json").write_text(json.dumps(data))
+    written = (baseline / "results.json").read_bytes()
+    argv = ["check", "--update", "--allow-undefined", "--baseline", str(baseline), "--run", str(COMMITTED_BASELINE)]
+    assert bench_main(argv) == 2
+    err = capsys.readouterr().err
+    assert "its results.json does not read" in err and "written by a newer version" in err and "--force" in err
+    assert (baseline / "results.json").read_bytes() == written
+    assert bench_main([*argv, "--force"]) == 0
+
+
+def test_update_says_when_it_rewrote_the_tolerances_protocol_line(tmp_path, capsys):
+    baseline = tmp_path / "baseline"
+    shutil.copytree(COMMITTED_BASELINE, baseline)
+    data = json.loads((COMMITTED_BASELINE / "results.json").read_text())
+    data["protocol_label"] = "imac-bench (imac-bench-metrics-9.9, 0000000)"
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.json").write_text(json.dumps(data))
+    assert bench_main(["check", "--update", "--allow-undefined", "--force", "--baseline", str(baseline),
+                       "--run", str(run)]) == 0
+    assert "(tolerances.yaml kept but for its protocol line, now the run's protocol)" in capsys.readouterr().out
+    assert 'protocol: "imac-bench (imac-bench-metrics-9.9, 0000000)"' in (baseline / "tolerances.yaml").read_text()
+
+
+def test_a_label_with_a_bar_keeps_its_row_s_numbers_in_their_columns(tmp_path):
+    from bench.report import markdown_report
+    data = json.loads((COMMITTED_BASELINE / "results.json").read_text())
+    data["methods"]["imac"]["label"] = "IMAC | v2"
+    (tmp_path / "results.json").write_text(json.dumps(data))
+    text = markdown_report(load_results(tmp_path), [])
+    table = text.split("## All identities")[1].split("\n\n")[1].splitlines()
+    cells = [len(re.split(r"(?<!\\)\|", line)) for line in table]
+    assert len(set(cells)) == 1 and any(line.startswith(r"| IMAC \| v2") for line in table)

@@ -57,13 +57,20 @@ def typed_field(data: Mapping, key: str, kind: type | tuple[type, ...], where: s
 
 
 def real(value: Any, where: str) -> float:
-    """A JSON number (or null, for NaN) as a float; a string, true/false or anything else is a
-    ``ValueError`` naming ``where`` (``float("354.1")`` would read a hand-edited string silently)."""
+    """A JSON number (or null, for NaN) as a float; a string, true/false, an infinite number (Python's
+    ``Infinity``, or ``1e400``, which parses as one) or anything else is a ``ValueError`` naming ``where``
+    (``float("354.1")`` would read a hand-edited string silently; an infinite baseline passes every run)."""
     if value is None:
         return math.nan
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{where}: expected a number or null, got {json_kind(value)}")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:                  # an integer beyond a float's range
+        number = math.inf
+    if math.isinf(number):
+        raise ValueError(f"{where}: expected a finite number or null, got {value!r:.40}")
+    return number
 
 
 def schema_problem(data: Any, schema: str, version: int) -> str:
