@@ -170,3 +170,9 @@ def test_analyze_takes_the_results_file_and_pairwise_answers_of_the_study_folder
     report = (tmp_path / "out" / "report.md").read_text()
     assert "## Pairwise trials" in report and "of the excluded participants are left out" in report
     assert "## Agreement of the metrics with the participants" in report and "FGD (↓)" in report
+    # the pairwise answers analysed on their own: the same exclusion (it counted p4's answer, 2 wins of 4)
+    from userstudy.analyze import main as analyze_main
+    assert analyze_main([str(folder / "pairwise.csv"), "--out", str(tmp_path / "alone"), "--bootstrap", "20"]) == 0
+    rates = pd.read_csv(tmp_path / "alone" / "win_rates.csv")
+    assert rates.loc[0, ["method_a", "wins_a", "wins_b"]].tolist() == ["imac", 2, 1]
+    assert "1 participant excluded: p4." in (tmp_path / "alone" / "report.md").read_text()

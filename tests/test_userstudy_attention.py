@@ -100,7 +100,7 @@ def test_checks_are_scored_with_known_answers():
     assert not apply_exclusion_rule(score_checks(data, checks), max_failed=2)["excluded"].any()
 
 
-def test_analyze_leaves_out_check_trials_and_excluded_participants(tmp_path):
+def test_analyze_leaves_out_check_trials_and_excluded_participants(tmp_path, caplog):
     folder = make_study(tmp_path)
     add_checks(folder)
     rng = __import__("numpy").random.default_rng(3)
@@ -133,5 +133,9 @@ def test_analyze_leaves_out_check_trials_and_excluded_participants(tmp_path):
     assert "| p4 | 2 | 1 | failed 1 of 2 checks" in report
     # without the study, nothing is excluded and the check trials count as trials
     (folder / "study.json").rename(folder / "elsewhere.json")
-    plain = analyze(csv, tmp_path / "plain")
+    with caplog.at_level("WARNING", logger="userstudy"):
+        plain = analyze(csv, tmp_path / "plain")
     assert plain.attention is None and len(plain.rankings.trials) == 5
+    # ... and says so (a rankings.csv copied away from its study was analysed with its checks, silently)
+    assert f"{csv}: no study file given (--study) or found beside it: attention checks are not applied" in caplog.text
+    assert "Not applied: no study file was given" in (tmp_path / "plain" / "report.md").read_text()

@@ -283,3 +283,28 @@ def test_analysis_numbers_are_checked_by_argparse_before_any_work(files, tmp_pat
         main(["analyze", str(files["rankings"]), "--out", str(out), option, value])
     assert exit_.value.code == 2 and f"python -m userstudy analyze: error: {said}" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_closed_pipe_on_stdout_ends_a_command_quietly(tmp_path):
+    # `analyze ... | head -1` ended in a BrokenPipeError traceback. Here stdout is a pipe whose reader is
+    # already gone, so the first line written fails as it did there (no race with the reader)
+    import subprocess
+    import sys
+
+    simulated = tmp_path / "sim.csv"
+    assert subprocess.run([sys.executable, "-m", "userstudy", "simulate", "--methods", "a,b,c", "--participants", "4",
+                           "--trials", "3", "--out", str(simulated)], capture_output=True).returncode == 0
+    script = ("import os, sys\nfrom userstudy.analyze import main\nread, write = os.pipe()\nos.close(read)\n"
+              "os.dup2(write, 1)\nsys.stdout = open(1, 'w', buffering=1)\n"
+              f"code = main([{str(simulated)!r}, '--out', {str(tmp_path / 'out')!r}, '--bootstrap', '0', '--quiet'])\n"
+              "print(f'status {code}', file=sys.stderr)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == "status 141"
+
+
+def test_simulate_effects_name_every_method(capsys):
+    from userstudy.simulate import main as simulate_main
+    # a=0,b=-1 gave the unnamed c quality 0: as good as a, without a word
+    assert simulate_main(["--methods", "a,b,c", "--effect", "a=0,b=-1", "--power", "2"]) == 2
+    assert "--effect: give every method of --methods a quality (missing: c)" in capsys.readouterr().err

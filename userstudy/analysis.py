@@ -46,6 +46,7 @@ class StudyAnalysis:
     pairwise: object | None = None
     pairwise_excluded: int = 0
     pairwise_source: str = ""              # the pairwise answers' file, as the report names it
+    unchecked: bool = False                # no study file: check trials could be neither scored nor set aside
 
     @property
     def criteria(self) -> list[str]:

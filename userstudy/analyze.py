@@ -360,20 +360,53 @@ def analyze(rankings_csv: str | Path, out_dir: str | Path | None = None, p_adjus
                                 bootstrap=bootstrap, level=level, seed=seed)
     analysis.agreement_source = str(results) if results is not None else ""
     analysis.pairwise_source = str(pairwise) if pairwise is not None else ""
+    analysis.unchecked = study is None
+    if study is None:
+        logger.warning(NO_STUDY_WARNING, rankings_csv)
     written = write_analysis(analysis, out_dir, source=str(rankings_csv))
     logger.info("%d files written to %s", len(written), out_dir)
     return analysis
 
 
+NO_STUDY_WARNING = ("%s: no study file given (--study) or found beside it: attention checks are not applied, so "
+                    "check trials (if the study had any) are analysed as ordinary ones and no participant is "
+                    "excluded")
+
+
+def pairwise_exclusions(pairwise_csv: Path, study, max_failed_checks: int, repeat_min_tau: float
+                        ) -> tuple[set[str], str]:
+    """The participants that the study's attention checks exclude, scored from the rankings file beside the
+    pairwise answers (the check trials are ranking trials), and a sentence saying so for the report;
+    (set(), sentence) when they cannot be applied (no study, no checks, no rankings file), with a warning."""
+    if study is None:
+        logger.warning(NO_STUDY_WARNING, pairwise_csv)
+        return set(), "Attention checks: not applied (no study file)."
+    checks = attention_checks(study)
+    if not checks:
+        return set(), ""
+    rankings = pairwise_csv.parent / "rankings.csv"
+    if not rankings.is_file():
+        logger.warning("%s: the study has attention checks, but no rankings.csv beside the answers to score them "
+                       "from: no participant is excluded", pairwise_csv)
+        return set(), "Attention checks: not applied (no rankings.csv beside the answers to score them from)."
+    summary = attention_summary(load_rankings(rankings, study=study).data, checks, max_failed_checks, repeat_min_tau)
+    excluded = set(summary.excluded)
+    return excluded, (f"Attention checks (scored from `{rankings}`): {cli.count(len(excluded), 'participant')} "
+                      "excluded" + (f": {', '.join(sorted(excluded))}." if excluded else "."))
+
+
 def analyze_pairwise_csv(pairwise_csv: str | Path, out_dir: str | Path | None = None,
                          methods: list[str] | None = None, bootstrap: int = 1000, level: float = 0.95,
-                         seed: int = 0, study_dir: str | Path | bool | None = None) -> PairwiseAnalysis:
+                         seed: int = 0, study_dir: str | Path | bool | None = None, max_failed_checks: int = 0,
+                         repeat_min_tau: float = 0.5) -> PairwiseAnalysis:
     """Read, check, analyse and write a pairwise study (``userstudy.pairwise``) into ``out_dir``.
 
     ``study_dir``: the study folder (or its ``study.json``) the answers are checked against
-    (default: ``default_study_dir``; ``False``: none). Writes ``bradley_terry.csv``,
-    ``win_rates.csv``, ``speech_match.csv`` (full precision) and ``report.md``. Raises
-    ``PairwiseError`` (every problem, with lines), ``StudyError``, ``FileNotFoundError`` or ``ValueError``.
+    (default: ``default_study_dir``; ``False``: none). Its attention checks, scored from the
+    ``rankings.csv`` beside the answers, exclude participants as ``analyze`` does
+    (``pairwise_exclusions``). Writes ``bradley_terry.csv``, ``win_rates.csv``, ``speech_match.csv``
+    (full precision) and ``report.md``. Raises ``PairwiseError`` (every problem, with lines),
+    ``RankingsError``, ``StudyError``, ``FileNotFoundError`` or ``ValueError``.
     """
     if bootstrap < 0:
         raise ValueError(f"bootstrap must be 0 or more resamples, got {bootstrap}")
@@ -383,10 +416,15 @@ def analyze_pairwise_csv(pairwise_csv: str | Path, out_dir: str | Path | None = 
         study_dir = default_study_dir(pairwise_csv)
     study = (load_study(study_folder(study_dir), check_files=False)
              if study_dir is not None and study_dir is not False else None)
-    analysis = analyze_pairwise(read_pairwise(pairwise_csv, study), methods, bootstrap, level, seed)
+    answers = read_pairwise(pairwise_csv, study)
+    excluded, said = pairwise_exclusions(pairwise_csv, study, max_failed_checks, repeat_min_tau)
+    kept = answers[~answers["participant"].isin(excluded)]
+    if kept.empty:
+        raise ValueError(f"{pairwise_csv}: every participant is excluded by the attention checks ({said})")
+    analysis = analyze_pairwise(kept, methods, bootstrap, level, seed)
     out.mkdir(parents=True, exist_ok=True)
     written = write_pairwise_tables(analysis, out) + [
-        write_text_atomic(out / "report.md", pairwise_report_markdown(analysis, str(pairwise_csv)))]
+        write_text_atomic(out / "report.md", pairwise_report_markdown(analysis, str(pairwise_csv), said))]
     logger.info("%d files written to %s", len(written), out)
     return analysis
 
@@ -479,7 +517,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                     parser.error(f"{flag} goes with a rankings file; {args.rankings} holds pairwise answers")
             out = args.out if args.out is not None else default_out_dir(args.rankings)
             pairwise = analyze_pairwise_csv(args.rankings, out, args.methods, args.bootstrap, args.level, args.seed,
-                                            study_dir=study)
+                                            study_dir=study, max_failed_checks=args.max_failed_checks,
+                                            repeat_min_tau=args.repeat_min_tau)
             answers = pairwise.answers
             print(f"pairwise study: {cli.count(answers['participant'].nunique(), 'participant')}, "
                   f"{cli.count(len(answers), 'answer')} ({len(pairwise.superseded)} replaced by a later answer) "

@@ -105,7 +105,9 @@ def count(n: int, noun: str, plural: str | None = None) -> str:
 
 
 def interruptible(main):
-    """``main`` of a command, ending on Ctrl-C with one line on stderr and exit status 130, not a traceback."""
+    """``main`` of a command, ending on Ctrl-C with one line on stderr and exit status 130, and on a closed
+    pipe on stdout (``| head``) quietly with exit status 141 (128 + SIGPIPE, as a shell reports a command
+    the pipe ended), not a traceback."""
     @functools.wraps(main)
     def run(*args, **kwargs):
         try:
@@ -113,6 +115,9 @@ def interruptible(main):
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             return 130
+        except BrokenPipeError:      # the reader went away: no error of the command's (the exit's flush
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # would fail again)
+            return 141
     return run
 
 

@@ -148,7 +148,9 @@ def _data_section(analysis: StudyAnalysis) -> list[str]:
 def _attention_section(analysis: StudyAnalysis) -> list[str]:
     attention = analysis.attention
     if attention is None:
-        return []
+        return (["## Attention checks", "", "Not applied: no study file was given or found beside the answers, so "
+                 "check trials (if the study had any) are analysed as ordinary trials and no participant is "
+                 "excluded. Give the study folder (`--study DIR`).", ""] if analysis.unchecked else [])
     results, people = attention.results, attention.participants
     lines = ["## Attention checks and exclusions", ""]
     kinds = {"last": 0, "repeat": 0}
@@ -360,10 +362,10 @@ def _agreement_section(analysis: StudyAnalysis) -> list[str]:
     return lines
 
 
-def pairwise_report_markdown(analysis, source: str = "") -> str:
+def pairwise_report_markdown(analysis, source: str = "", checks: str = "") -> str:
     """The report of a pairwise study (``userstudy.pairwise.PairwiseAnalysis``): Bradley-Terry
     ratings with participant-bootstrap intervals, win rates, matched-speech shares, and the answers
-    replaced by a later answer."""
+    replaced by a later answer. ``checks``: what the attention checks did, in a sentence."""
     answers = analysis.answers
     level = f"{analysis.level:.0%}"
     lines = ["# Pairwise study analysis", "",
@@ -371,6 +373,8 @@ def pairwise_report_markdown(analysis, source: str = "") -> str:
              f"{count(len(answers), 'answer')} "
              f"({count(int((answers['kind'] == 'compare').sum()), 'comparison')} of two methods, "
              f"{int((answers['kind'] == 'match').sum())} matched-versus-mismatched speech).", ""]
+    if checks:
+        lines += [checks, ""]
     superseded = analysis.superseded
     if len(superseded):
         lines.append(f"**Answers replaced: {len(superseded)}**: a participant answered the same trial and criterion "

@@ -199,7 +199,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the random numbers")
     parser.add_argument("--effect", type=parse_effect, default=0.5,
                         help="step in latent quality between adjacent methods, in noise standard "
-                             "deviations, or method=quality pairs: a=1,b=0.5,c=0")
+                             "deviations, or method=quality pairs for every method: a=1,b=0.5,c=0")
     parser.add_argument("--criteria", type=cli.names, default=list(PAPER_CRITERIA), metavar="A,B",
                         help="comma-separated (default: the paper's four)")
     parser.add_argument("--trial-sd", type=cli.float_in(0.0, 1e6), default=0.5, metavar="SD",
@@ -227,6 +227,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     if repeated:
         return cli.fail(f"--methods {','.join(args.methods)}: {', '.join(repeated)} given more than once; "
                         "name each method once", parser.prog)
+    unnamed = [m for m in args.methods if isinstance(args.effect, dict) and m not in args.effect]
+    if unnamed:        # quality 0 by default: `a=0,b=-1` then made the unnamed c as good as a, without a word
+        return cli.fail(f"--effect: give every method of --methods a quality (missing: {', '.join(unnamed)})",
+                        parser.prog)
     try:
         power = simulate(args.methods, args.participants, args.trials, args.out, args.effect, args.criteria,
                          args.trial_sd, args.seed, args.power, args.alpha)
