@@ -308,3 +308,34 @@ def test_simulate_effects_name_every_method(capsys):
     # a=0,b=-1 gave the unnamed c quality 0: as good as a, without a word
     assert simulate_main(["--methods", "a,b,c", "--effect", "a=0,b=-1", "--power", "2"]) == 2
     assert "--effect: give every method of --methods a quality (missing: c)" in capsys.readouterr().err
+
+
+def test_a_bad_row_is_named_once_without_blaming_the_sound_rows_of_its_block(tmp_path, capsys):
+    # after the NaN row was set aside, the block's rank 3 read as "outside 1..2 (the criterion has 2 methods)"
+    from userstudy.analyze import main as analyze_main
+    bad = tmp_path / "bad.csv"
+    bad.write_text("participant,trial,criterion,method,rank\np1,t1,vq,a,NaN\np1,t1,vq,b,2\np1,t1,vq,c,3\n"
+                   "p2,t1,vq,a,1\np2,t1,vq,b,2\np2,t1,vq,c,3\n")
+    assert analyze_main([str(bad), "--out", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.strip().endswith(f"{bad}: line 2: rank is not a number (found 'NaN')")
+
+
+def test_a_column_named_twice_is_refused_not_half_read(tmp_path, capsys):
+    from userstudy.analyze import main as analyze_main
+    twice = tmp_path / "twice.csv"
+    twice.write_text("participant,trial,criterion,method,rank,rank\np1,t1,vq,a,1,2\np1,t1,vq,b,2,1\n")
+    assert analyze_main([str(twice), "--out", str(tmp_path / "out")]) == 2
+    assert "the header names the column(s) 'rank' more than once" in capsys.readouterr().err
+
+
+def test_an_export_appended_to_itself_counts_each_save_once(tmp_path):
+    from userstudy.analyze import analyze
+    from userstudy.simulate import simulate_rankings
+    study = simulate_rankings(["a", "b", "c"], 6, 4, 0.5, criteria=["q"], seed=1)
+    study["submission"] = study["participant"] + "-" + study["trial"]
+    once, twice = tmp_path / "once.csv", tmp_path / "twice.csv"
+    study.to_csv(once, index=False)
+    pd.concat([study, study]).to_csv(twice, index=False)
+    one, two = analyze(once, tmp_path / "o1", bootstrap=0), analyze(twice, tmp_path / "o2", bootstrap=0)
+    pd.testing.assert_frame_equal(one.points, two.points)
+    assert one.rankings.blocks() == two.rankings.blocks() == 6 * 4

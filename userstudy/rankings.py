@@ -10,6 +10,7 @@ the ``submission`` column) are resolved to the latest save and listed as superse
 
 from __future__ import annotations
 
+import csv
 import os
 import re
 from dataclasses import dataclass, field
@@ -159,7 +160,19 @@ def read_csv_table(path: str | os.PathLike, error: type[RankingsError] = Ranking
     if extra := _first_line_extra_fields(table):
         raise error([f"not a readable CSV file: line 2 has {len(table.columns) + extra} fields, the header "
                      f"{len(table.columns)} (a field that holds a comma needs double quotes)"], str(path))
+    twice = _repeated_header_names(path)
+    if twice:          # pandas renames the second "rank" to "rank.1" and the first is used, silently
+        raise error([f"the header names the column(s) {', '.join(map(repr, twice))} more than once; keep one"],
+                    str(path))
     return table
+
+
+def _repeated_header_names(path: Path) -> list[str]:
+    """The names that the header line of a CSV file (already read by pandas) gives more than once."""
+    with open(path, encoding="utf-8", newline="") as handle:
+        header = next(csv.reader(handle), [])
+    seen: set[str] = set()
+    return sorted({name for name in header if name in seen or seen.add(name)})
 
 
 def _first_line_extra_fields(table: pd.DataFrame) -> int:
@@ -322,8 +335,15 @@ def check_rankings(table: pd.DataFrame, drop_incomplete: bool = False,
     # Missing values of an in-memory table become empty text, reported like empty CSV fields.
     table = table.astype(object).where(table.notna(), "").astype(str)
     problems: list[str] = []
+    if SUBMISSION in table:     # one save written twice (an export appended to itself) is one answer
+        table = table[~table.duplicated(keep="first")]
     fit = _check_rows(table, problems)
-    rows = table[fit].copy()
+    named = table[[PARTICIPANT, TRIAL, CRITERION, METHOD]].apply(lambda column: column.str.strip())
+    # blocks with a row already reported are not checked as blocks: "rank 3 is outside 1..2" after a
+    # row with rank NaN was set aside would blame a sound row
+    broken = set(named.loc[~fit, list(BLOCK_COLUMNS)].itertuples(index=False, name=None))
+    rows = table[fit & ~pd.Series([key in broken for key in named[list(BLOCK_COLUMNS)].itertuples(
+        index=False, name=None)], index=table.index)].copy()
     for column in (PARTICIPANT, TRIAL, CRITERION, METHOD):
         rows[column] = rows[column].str.strip()
     rows[RANK] = pd.to_numeric(rows[RANK].str.strip()).astype(int)
@@ -335,8 +355,9 @@ def check_rankings(table: pd.DataFrame, drop_incomplete: bool = False,
     rows, superseded = _latest_submissions(rows)
 
     methods: dict[str, list[str]] = {}
+    every = named[(named[CRITERION] != "") & (named[METHOD] != "")]      # the rows set aside name methods too
     for criterion, group in rows.groupby(CRITERION, sort=False):
-        methods[criterion] = sorted(group[METHOD].unique())
+        methods[criterion] = sorted(set(group[METHOD]) | set(every.loc[every[CRITERION] == criterion, METHOD]))
         if len(methods[criterion]) < 2:
             problems.append(f"{_where(rows.index, group.index)}: criterion {criterion!r} has a single "
                             f"method ({methods[criterion][0]!r}); a ranking needs at least two methods")
