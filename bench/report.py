@@ -268,8 +268,8 @@ def _caveats(results: BenchResults) -> list[str]:
     notes = []
     left_out = results.run.get("left_out") or []
     if left_out:
-        notes.append(f"Not in this table: {', '.join(left_out)}, whose videos are in the run folder (an earlier run "
-                     "scored them); this run was given fewer methods.")
+        notes.append(f"Not in this table: {', '.join(left_out)}, whose videos are in the run folder (made by an "
+                     "earlier run); this run was not given them.")
     if "fvd" in results.scored_metrics() and results.label("fvd").endswith("*"):
         notes.append("FVD* is computed with an UNTRAINED I3D stand-in (no published weights given): it orders "
                      "videos of this run only and is not comparable with any published FVD.")

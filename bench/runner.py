@@ -19,8 +19,8 @@ A run folder (``--out runs/NAME``)::
     metrics.csv, report.md, plots/   made from results.json by ``imac-bench report``
 
 Resumable: every file appears atomically, a clip whose video exists is not generated again (one whose
-header no longer reads, damaged after the run, is set aside as ``<clip_id>.mp4.damaged`` and made
-again), model training resumes from its checkpoints, and the shared models are trained once. One run
+header no longer reads, or cut short, damaged after the run, is set aside as ``<clip_id>.mp4.damaged``
+and made again: ``kept_video``), model training resumes from its checkpoints, and the shared models are trained once. One run
 at a time: the main process holds the folder (``<out>/.lock``) and a second run into it is refused. A
 rerun given fewer methods says which rows its ``results.json`` will not have (``run.left_out``). Re-scoring: the
 metric selection (``metrics``) and the protocol preset are not part of what a rerun must match, so
@@ -702,29 +702,49 @@ def read_generation(path: Path) -> dict[str, Any]:
         raise RunMismatchError(f"{error}: {advice}") from None
     if not isinstance(generation, dict):
         raise RunMismatchError(f"{path}: not a JSON object: {advice}")
+    odd = next((label for label, record in generation.items() if not isinstance(record, dict)), None)
+    if odd is not None:
+        raise RunMismatchError(f"{path}: {odd}: not a record (a JSON object): {advice}")
     return generation
 
 
 DAMAGED_SUFFIX = ".damaged"
 
 
-def kept_video(path: Path) -> bool:
-    """Whether the run keeps the video at ``path`` (else it is made again): False when there is none, or
-    when its header does not read. Every video of the run appears whole (atomically), so such a file was
-    damaged afterwards (a copy cut short, a disk error); it is renamed ``<name>.mp4.damaged``, not
-    deleted (a command's video may have taken hours), and a warning names it. A video whose header reads
-    but whose frames stop early is kept, and listed unscored by the scoring."""
+def kept_video(path: Path, frames: int | None = None) -> bool:
+    """Whether the run keeps the video at ``path`` (else it is made again): False when there is none, when
+    its header does not read, or (``frames``: the count the run wrote it with) when it holds fewer frames.
+    Every video of the run appears whole (atomically), so such a file was damaged afterwards (a copy cut
+    short, a disk error). A link (to a ``--generated`` folder's video) is removed and made again, naming
+    what it links to; a file is renamed ``<name>.mp4.damaged`` (``.damaged-2``, ... when one is there),
+    not deleted (a command's video may have taken hours). A warning says which."""
     if not path.is_file():
         return False
     try:
-        probe_video(path)
-        return True
+        found = probe_video(path).num_frames
+        if frames is None or found >= frames:
+            return True
+        problem = f"{path}: {found} frames, fewer than the {frames} it was written with: cut short"
     except (ValueError, OSError) as error:
-        aside = path.with_name(path.name + DAMAGED_SUFFIX)
-        os.replace(path, aside)
-        said = str(error) if str(path) in str(error) else f"{path}: {error}"
-        logger.warning("%s: damaged after it was made; making it again (the damaged file is now %s)", said, aside.name)
+        problem = str(error) if str(path) in str(error) else f"{path}: {error}"
+    if path.is_symlink():
+        logger.warning("%s (a link to %s, which does not read as the run made it); linking it again", problem,
+                       os.readlink(path))
+        path.unlink()
         return False
+    aside = damaged_name(path)
+    os.replace(path, aside)
+    logger.warning("%s: damaged after it was made; making it again (the damaged file is now %s)", problem, aside.name)
+    return False
+
+
+def damaged_name(path: Path) -> Path:
+    """A free name to set a damaged ``path`` aside as: ``<name>.damaged``, else ``<name>.damaged-2``, ..."""
+    aside, number = path.with_name(path.name + DAMAGED_SUFFIX), 1
+    while aside.exists() or aside.is_symlink():
+        number += 1
+        aside = path.with_name(f"{path.name}{DAMAGED_SUFFIX}-{number}")
+    return aside
 
 
 def generate(plan: RunPlan, method: Method) -> dict[str, Any]:
@@ -745,7 +765,9 @@ def generate(plan: RunPlan, method: Method) -> dict[str, Any]:
             write_json_atomic(generation_path, generation)
             for path in work.glob(PART_RECORDS):
                 path.unlink()
-        missing_labels = [clip.label for clip in plan.clips if not kept_video(target[clip.label])]
+        # (a method returning frames has them conformed to its clip's count; one writing files, its own)
+        missing_labels = [clip.label for clip in plan.clips
+                          if not kept_video(target[clip.label], None if method.writes_files else clip.num_frames)]
     missing_labels = processes.broadcast(missing_labels)     # one view of what is missing, the main one
     missing = [clip for clip in plan.clips if clip.label in set(missing_labels)]
     mine = processes.shard(missing)

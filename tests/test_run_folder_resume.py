@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bench.cli import main as bench_main
@@ -205,7 +207,7 @@ def test_a_second_preparation_of_an_identity_is_refused_and_the_manifest_is_writ
     from bench.data.prepare import pipeline
     from metrics.io.video import write_video
     from tests.test_prepare_own_files import _prepare
-    from tests.test_prepare_pipeline import FPS, _audio, _frames, _portrait
+    from tests.test_prepare_pipeline import FPS, _audio, _frames, _options, _portrait
 
     raw = tmp_path / "raw"
     write_video(raw / "talk.mp4", _frames([((60, 20, 90), [100], 100)], _portrait()), FPS, audio=_audio(100))
@@ -217,8 +219,13 @@ def test_a_second_preparation_of_an_identity_is_refused_and_the_manifest_is_writ
     process.wait()
     process = holder(out)                           # another identity's run writing the manifest
     monkeypatch.setattr(pipeline, "MANIFEST_WAIT", 0.2)
+    said = []
     with pytest.raises(FolderBusyError, match=rf"^{out}: another test holder .* \(waited 0.2 s\)"):
-        _prepare(raw, out)
+        pipeline.prepare_dataset(raw, out, _options(test_fraction=0.0), progress=False, log=said.append)
+    assert said == [f"  {out}: another test holder (process {process.pid} on {socket.gethostname()}, started "
+                    f"{json.loads((out / '.lock.owner').read_text())['started']}) is working in this folder: "
+                    "waiting up to 0.2 s"]                   # said, not a silent wait
+    assert not (out / "grace").exists()                      # found before any work
     process.kill()
     process.wait()
     assert _prepare(raw, out).sources == 1
@@ -251,3 +258,76 @@ def test_a_damaged_checkpoint_in_a_run_is_told_with_the_run_s_own_way_out(corpus
     err = capsys.readouterr().err
     assert (f"{folder}: a damaged checkpoint (EOFError: Ran out of input); remove that folder to resume from the "
             "checkpoint before it, or use another --out") in err and "train.output" not in err
+
+
+# -- found by a trial that tried to break the above ------------------------------------------------------
+
+
+def test_a_generated_video_cut_short_with_a_readable_header_is_made_again(corpus, official, bas_config, tmp_path):
+    # a copy cut short of a video whose index comes first (faststart) still opens: the rerun stopped on
+    # "duration differs" every time instead of making it again
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg", reason="ffmpeg writes the faststart copy")
+    from metrics.io.video import probe_video, read_video
+
+    out = tmp_path / "r"
+    assert run(corpus, out, "--generated", f"x={official}", "--config", str(bas_config)) == 0
+    clip = real_test_clips(corpus)[0]
+    video = out / "static" / clip.identity / f"{clip.clip_id}.mp4"       # the still control: frames the run wrote
+    first = read_video(video)
+    faststart = tmp_path / "faststart.mp4"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-i", str(video), "-c", "copy",
+                    "-movflags", "faststart", str(faststart)], check=True, timeout=60)
+    data = faststart.read_bytes()
+    video.write_bytes(data[:len(data) // 2])
+    assert 0 < probe_video(video).num_frames < len(first)                   # opens, and is short
+    assert run(corpus, out, "--generated", f"x={official}", "--config", str(bas_config)) == 0
+    np.testing.assert_array_equal(read_video(video), first)
+    assert (video.parent / f"{video.name}.damaged").stat().st_size == len(data) // 2
+
+
+def test_damage_set_aside_twice_keeps_both_and_a_link_is_linked_again(corpus, official, bas_config, tmp_path,
+                                                                     caplog):
+    out = tmp_path / "r"
+    assert run(corpus, out, "--generated", f"x={official}", "--config", str(bas_config)) == 0
+    clip = real_test_clips(corpus)[0]
+    video = out / "static" / clip.identity / f"{clip.clip_id}.mp4"
+    for size in (200, 300):
+        video.write_bytes(video.read_bytes()[:size])
+        assert run(corpus, out, "--generated", f"x={official}", "--config", str(bas_config)) == 0
+    assert {p.name: p.stat().st_size for p in video.parent.glob("*.damaged*")} == {
+        f"{video.name}.damaged": 200, f"{video.name}.damaged-2": 300}
+    source = official / clip.identity / f"{clip.clip_id}.mp4"             # a --generated link whose file is cut
+    good = source.read_bytes()
+    source.write_bytes(good[:200])
+    linked = out / "x" / clip.identity / f"{clip.clip_id}.mp4"
+    assert linked.is_symlink()
+    with caplog.at_level("WARNING", logger="bench.runner"):
+        assert run(corpus, out, "--generated", f"x={official}", "--config", str(bas_config)) == 2   # the source
+    assert f"(a link to {source.resolve()}, which does not read as the run made it); linking it again" in caplog.text
+    assert not list(linked.parent.glob("*.damaged*"))                       # nothing renamed: it was a link
+    source.write_bytes(good)
+    assert run(corpus, out, "--generated", f"x={official}", "--config", str(bas_config)) == 0
+    assert linked.read_bytes() == good
+
+
+def test_a_generation_record_that_is_not_an_object_is_refused_with_advice(corpus, official, bas_config, tmp_path,
+                                                                         capsys):
+    out = tmp_path / "r"
+    assert run(corpus, out, "--generated", f"x={official}", "--config", str(bas_config)) == 0
+    record = out / "work" / "x" / "generation.json"
+    record.write_text('{"ines/ines_001": 5}')
+    capsys.readouterr()
+    assert run(corpus, out, "--generated", f"x={official}", "--config", str(bas_config)) == 2
+    err = capsys.readouterr().err
+    assert f"{record}: ines/ines_001: not a record (a JSON object)" in err and "delete it to go on" in err
+
+
+def test_something_in_the_lock_s_place_is_one_line_naming_it(corpus, official, bas_config, tmp_path, capsys):
+    out = tmp_path / "r"
+    (out / ".lock").mkdir(parents=True)
+    assert run(corpus, out, "--generated", f"x={official}", "--config", str(bas_config)) == 2
+    err = capsys.readouterr().err
+    assert f"{out / '.lock'}: cannot be locked (Is a directory)" in err and err.count("\n") == 1
+    (out / ".lock").rmdir()
+    (out / ".lock.owner").mkdir()                     # what only names the holder does not stop a run
+    assert run(corpus, out, "--generated", f"x={official}", "--config", str(bas_config)) == 0

@@ -33,7 +33,7 @@ import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -359,7 +359,10 @@ class FolderLock:
 
     def release(self) -> None:
         if self._lock.is_locked:
-            _remove_if_present(self.folder / OWNER_NAME)
+            try:
+                _remove_if_present(self.folder / OWNER_NAME)
+            except OSError:           # (a folder in its place: the lock is let go all the same)
+                pass
             self._lock.release(force=True)
 
     def __enter__(self) -> FolderLock:
@@ -369,27 +372,41 @@ class FolderLock:
         self.release()
 
 
-def hold_folder(folder: str | os.PathLike, what: str, wait: float = 0.0) -> FolderLock:
+def hold_folder(folder: str | os.PathLike, what: str, wait: float = 0.0,
+                waiting: Callable[[str], None] | None = None) -> FolderLock:
     """Make ``folder`` (and its parents) and lock it for this process: no other process (nor another
     ``hold_folder`` of this one) can hold it until ``release``, or until this process ends.
 
     ``what`` says who holds it ("imac-bench run"), for the message of the one refused; ``wait``: the
     seconds to wait for the lock (0: none, for a long run; a few for a short write that others take
-    in turn). Raises ``FolderBusyError`` naming the folder and, when known, the process holding it
-    (its id, host, command and start)."""
+    in turn; ``waiting`` is then told, in a line, whom it waits for). Raises ``FolderBusyError`` naming
+    the folder and, when known, the process holding it (its id, host, command and start); ``OSError``
+    naming the lock file when something in its place cannot be locked (a folder, a file it may not open)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(folder / LOCK_NAME, timeout=wait)
+    lock = FileLock(folder / LOCK_NAME, timeout=0)
     try:
-        lock.acquire()
+        try:
+            lock.acquire()
+        except Timeout:
+            if not wait:
+                raise
+            if waiting is not None:
+                waiting(f"{folder}: {_holder(folder)} is working in this folder: waiting up to {wait:g} s")
+            lock.acquire(timeout=wait)
     except Timeout:
         waited = f" (waited {wait:g} s)" if wait else ""
         raise FolderBusyError(f"{folder}: {_holder(folder)} is working in this folder{waited}: wait for it to end, "
                               "or use another folder") from None
+    except OSError as error:
+        raise OSError(f"{folder / LOCK_NAME}: cannot be locked ({error.strerror or error}): the lock of {folder} "
+                      "(one process works there at a time); remove what is in its place if nothing holds it") from None
     owner = {"what": what, "pid": os.getpid(), "host": socket.gethostname(),
              "started": time.strftime("%Y-%m-%d %H:%M:%S")}
     try:
         write_json_atomic(folder / OWNER_NAME, owner)
+    except OSError:                   # it only names the holder to the process refused: not worth stopping for
+        pass
     except BaseException:
         lock.release(force=True)
         raise

@@ -357,7 +357,13 @@ class Preparation:
         the same identity into ``out`` is refused while this one works (``FolderBusyError``); runs of other
         identities go on beside it and write the shared manifest in turn."""
         with hold_folder(self.workspace.root, f"imac-bench data prepare of {self.options.identity!r}"):
+            self._hold_out().release()       # the manifest's lock can be taken: found now, not after hours
             return self._run()
+
+    def _hold_out(self):
+        """``out``'s lock, for writing the shared manifest (waiting, with a line, for another identity's run)."""
+        return hold_folder(self.out, "imac-bench data prepare (writing the manifest)", wait=MANIFEST_WAIT,
+                           waiting=lambda line: self.log(f"  {line}"))
 
     def _run(self) -> PrepareSummary:
         started = time.perf_counter()
@@ -587,7 +593,7 @@ class Preparation:
     def _write_manifest(self, lines: list[dict[str, Any]]) -> None:
         """The manifest: this identity's complete clips, other identities' lines kept as they were (read and
         written holding ``out``, so runs of two identities at once both land)."""
-        with hold_folder(self.out, "imac-bench data prepare (writing the manifest)", wait=MANIFEST_WAIT):
+        with self._hold_out():
             self._write_manifest_held(lines)
 
     def _write_manifest_held(self, lines: list[dict[str, Any]]) -> None:
