@@ -462,7 +462,7 @@ def test_numbers_in_exponent_notation_read_as_yaml_1_2_and_python_read_them(tmp_
         tolerances = read_tolerances(path)
         assert tolerances["default"]["abs"] == number and tolerances["metrics"]["fgd"] == {"rel": number}
     else:
-        with pytest.raises(ValueError, match="must be a number >= 0"):
+        with pytest.raises(ValueError, match="must be a finite number >= 0"):
             read_tolerances(path)
 
 
