@@ -150,15 +150,16 @@ def test_constant_bitrate_makes_every_container_an_mp4(tmp_path):
 
 
 def write_odd_sized(path: Path) -> None:
-    """A playable H.264 (4:4:4) + AAC clip 33 px wide: x264 refuses that width in the 4:2:0 of a study."""
+    """A playable H.264 (4:4:4) + AAC clip 1 px wide: no 4:2:0 picture holds it (an odd size of 2 px or
+    more is cut to even by its last column or row, tests/test_userstudy_make_study_faults.py)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), "w") as container:
         video = container.add_stream("libx264", rate=25)
-        video.width = video.height = 33
+        video.width = video.height = 1
         video.pix_fmt = "yuv444p"
         audio = container.add_stream("aac", rate=RATE)
         for i in range(4):
-            for packet in video.encode(av.VideoFrame.from_ndarray(np.full((33, 33, 3), 40 * i, np.uint8), "rgb24")):
+            for packet in video.encode(av.VideoFrame.from_ndarray(np.full((1, 1, 3), 40 * i, np.uint8), "rgb24")):
                 container.mux(packet)
         frame = av.AudioFrame.from_ndarray(np.zeros((1, RATE // 4), np.float32), format="flt", layout="mono")
         frame.sample_rate = RATE

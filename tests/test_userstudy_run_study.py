@@ -147,9 +147,9 @@ def test_no_trial_is_repeated_and_asking_for_more_names_the_most_possible(tmp_pa
 
 def test_a_failed_build_leaves_nothing_and_an_existing_study_untouched(tmp_path, capsys):
     run = fake_run(tmp_path, sound=False)
-    # one video plays but cannot be re-encoded (33 px wide: no 4:2:0)
+    # one video plays but cannot be re-encoded (1 px wide: no 4:2:0)
     odd = next(run.glob("imac/*/*.mp4"))
-    write_video(odd, shade=90, tone=None, frames=2, size=33, pix_fmt="yuv444p")
+    write_video(odd, shade=90, tone=None, frames=2, size=1, pix_fmt="yuv444p")
     # the videos are copied, then dubbing the match trial fails (no sound to dub with)
     with pytest.raises(StudyError, match="match trials: .*no audio stream"):
         make_study_from_run(tmp_path / "study", run, match_trials=1, seed="m")

@@ -14,13 +14,17 @@ PyAV (already what the server's dubbing uses) is imported only here, when a stud
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import TypeVar
 
 from userstudy.files import atomic_path
 from userstudy.playable import moving_picture
+
+
+T = TypeVar("T")
 
 
 class EncodingError(ValueError):
@@ -33,16 +37,109 @@ def frame_rate(average_rate: Fraction | None) -> Fraction:
     return Fraction(average_rate) if average_rate else Fraction(25)
 
 
+AUDIO_JUMP_S = 0.01   # a sound track whose frames jump by more than this (a gap, an overlap) is refused
+
+
+def even_size(width: int, height: int) -> tuple[int, int]:
+    """The frame size (pixels) to encode ``width`` x ``height`` at: each side cut down to even, since
+    H.264 in 4:2:0 (yuv420p) needs even sizes; an odd last column or row is cut, as
+    ``bench.data.prepare`` does (``square_pixel_size``)."""
+    return width // 2 * 2, height // 2 * 2
+
+
+def even_frame(frame, width: int, height: int):
+    """``frame`` (an ``av.VideoFrame``) in yuv420p at ``width`` x ``height`` (``even_size`` of its own):
+    its last column and row cut when they are odd, nothing resized."""
+    import av
+
+    if (frame.width, frame.height) == (width, height):
+        return frame.reformat(format="yuv420p")
+    pixels = frame.to_ndarray(format="rgb24")[:height, :width]
+    return av.VideoFrame.from_ndarray(pixels.copy(), format="rgb24").reformat(format="yuv420p")
+
+
+def constant_rate(timed: Iterable[tuple[Fraction, T]], rate: Fraction) -> Iterator[T]:
+    """Items shown at ``timed``'s times (seconds, increasing) resampled to a constant ``rate``: output
+    frame k, at ``t0 + k / rate`` (``t0``: the first item's time), is the item nearest in time (the
+    earlier on a tie), up to round((last time - t0) * rate) + 1 frames: ``bench.data.prepare``'s
+    ``make_timeline``, streamed. A constant-rate source at ``rate`` comes out as it is; a
+    variable-rate one keeps every moment at its time, frames repeated or dropped."""
+    first = previous = None
+    index = 0
+    for time, item in timed:
+        if first is None:
+            first = time
+        while first + index / rate <= time:
+            target = first + index / rate
+            nearest = previous is not None and abs(previous[0] - target) <= abs(time - target)
+            yield previous[1] if nearest else item
+            index += 1
+        previous = (time, item)
+    if previous is not None:
+        for _ in range(index, round((previous[0] - first) * rate) + 1):
+            yield previous[1]
+
+
+def _timed_frames(frames: Iterable, rate: Fraction) -> Iterator[tuple[Fraction, object]]:
+    """Each decoded frame with its time (seconds); a frame without one is put 1 / ``rate`` after the last."""
+    time = None
+    for frame in frames:
+        if frame.pts is not None and frame.time_base is not None:
+            time = Fraction(frame.pts) * frame.time_base
+        else:
+            time = Fraction(0) if time is None else time + 1 / rate
+        yield time, frame
+
+
+def _first_time(path: Path, index: int) -> Fraction | None:
+    """The time (seconds) of the first decoded frame of ``path``'s stream ``index`` (edit lists and the
+    codec's priming applied, as a player shows it), or None when it has none. The file is opened afresh:
+    a decoder seeked back to the start gives an AAC priming frame it skipped the first time."""
+    import av
+
+    with av.open(str(path)) as reader:
+        for frame in reader.decode(reader.streams[index]):
+            if frame.pts is not None and frame.time_base is not None:
+                return Fraction(frame.pts) * frame.time_base
+            return None
+    return None
+
+
+def _audio_frames(reader, stream, shift: Fraction, name: object) -> Iterator:
+    """``stream``'s decoded frames timed on the output clock (source time + ``shift`` seconds), in samples
+    from 0, numbered without a break (the encoder takes no gap). Raises ``EncodingError`` naming ``name``
+    when the track jumps by more than ``AUDIO_JUMP_S`` (the sound could not stay in sync)."""
+    expected = None
+    for frame in reader.decode(stream):
+        rate = frame.sample_rate
+        if frame.pts is not None and frame.time_base is not None:
+            at = round((Fraction(frame.pts) * frame.time_base + shift) * rate)
+            if expected is None:
+                expected = max(at, 0)
+            elif abs(at - expected) > AUDIO_JUMP_S * rate:
+                raise EncodingError(f"{name}: its sound jumps by {(at - expected) / rate:+.3f} s at "
+                                    f"{float(Fraction(expected, rate) - shift):.3f} s (a gap or overlap in the "
+                                    "track), so it cannot be re-encoded in sync; remux it first")
+        expected = expected or 0
+        frame.pts, frame.time_base = expected, Fraction(1, rate)
+        expected += frame.samples
+        yield frame
+
+
 def reencode_constant_bitrate(source: str | os.PathLike, out: str | os.PathLike, video_kbps: int,
                               audio_kbps: int = 96, shown_as: str | os.PathLike | None = None) -> Path:
     """Write ``out`` (mp4, atomically): ``source``'s frames as H.264 at ``video_kbps`` kbit/s constant
-    bitrate (yuv420p, the source's frame rate and size) and its first audio stream, if any, as AAC at
-    ``audio_kbps``. ``out`` may be ``source`` (replaced when done).
+    bitrate (yuv420p at the source's size, an odd last column or row cut: ``even_size``) and its first
+    audio stream, if any, as AAC at ``audio_kbps``. ``out`` may be ``source`` (replaced when done).
 
-    The frames keep their order and are timed at the source's average frame rate: frame i is shown
-    at i / rate seconds (constant frame rate, as ``force-cfr`` asks of x264); the sound starts at 0.
-    Raises ``EncodingError`` naming the file (``shown_as``, default ``source``: a study built in a
-    temporary folder names the file as the user will find it)."""
+    Timing (seconds) is the source's: the frames are resampled to the source's average frame rate by
+    their timestamps (``constant_rate``: frame k shows the source frame nearest to the first frame's time
+    + k / rate; a constant-rate source keeps every frame), and the sound starts where it started against
+    the picture (to the sample; the AAC encoder's priming is in the file's edit list). The earlier of the
+    two streams starts at 0, or the picture at its first frame time of the rate's grid at or after the
+    sound's start. Raises ``EncodingError`` naming the file (``shown_as``, default ``source``: a study built
+    in a temporary folder names the file as the user will find it): unreadable, no video stream, a
+    picture under 2 x 2 pixels, a sound track with a gap."""
     import av
 
     if video_kbps <= 0 or audio_kbps <= 0:
@@ -56,9 +153,18 @@ def reencode_constant_bitrate(source: str | os.PathLike, out: str | os.PathLike,
                 raise EncodingError(f"{name}: no video stream")
             audio_in = reader.streams.audio[0] if reader.streams.audio else None
             rate = frame_rate(video_in.average_rate)
+            width, height = even_size(video_in.width, video_in.height)
+            if not width or not height:
+                raise EncodingError(f"{name}: cannot be re-encoded (its picture is {video_in.width} x "
+                                    f"{video_in.height} pixels; H.264 in 4:2:0 needs at least 2 x 2)")
+            picture_start = _first_time(source, video_in.index) or Fraction(0)
+            sound_start = _first_time(source, audio_in.index) if audio_in is not None else None
+            # the picture's first frame on the output's frame grid, at or after the sound's start
+            lead = max(0, -((sound_start - picture_start) * rate // 1)) if sound_start is not None else 0
+            shift = Fraction(lead) / rate - picture_start          # source seconds -> output seconds
             with av.open(str(temporary), "w", format="mp4") as writer:
                 video_out = writer.add_stream("libx264", rate=rate)
-                video_out.width, video_out.height = video_in.width, video_in.height
+                video_out.width, video_out.height = width, height
                 video_out.pix_fmt = "yuv420p"
                 video_out.bit_rate = video_kbps * 1000
                 video_out.options = {"x264-params": "nal-hrd=cbr:force-cfr=1" + _x264_asm(), "minrate": f"{video_kbps}k",
@@ -67,21 +173,19 @@ def reencode_constant_bitrate(source: str | os.PathLike, out: str | os.PathLike,
                 if audio_in is not None:                  # every stream before the first packet is muxed
                     audio_out = writer.add_stream("aac", rate=audio_in.rate)
                     audio_out.bit_rate = audio_kbps * 1000
-                for index, frame in enumerate(reader.decode(video_in)):
-                    frame = frame.reformat(format="yuv420p")
-                    # A frame without pts is not numbered by PyAV 18: every frame came out at time 0.
-                    # Number them in units of 1 / rate (the sound's frames, without pts, are numbered).
+                shown = constant_rate(_timed_frames(reader.decode(video_in), rate), rate)
+                for index, frame in enumerate(shown, start=lead):
+                    frame = even_frame(frame, width, height)
                     frame.pts, frame.time_base = index, 1 / rate
                     for packet in video_out.encode(frame):
                         writer.mux(packet)
                 for packet in video_out.encode():
                     writer.mux(packet)
                 if audio_in is not None and audio_out is not None:
-                    reader.seek(0)
-                    for frame in reader.decode(audio_in):
-                        frame.pts = None
-                        for packet in audio_out.encode(frame):
-                            writer.mux(packet)
+                    with av.open(str(source)) as sound:        # afresh, as _first_time read it
+                        for frame in _audio_frames(sound, sound.streams[audio_in.index], shift, name):
+                            for packet in audio_out.encode(frame):
+                                writer.mux(packet)
                     for packet in audio_out.encode():
                         writer.mux(packet)
     except (av.FFmpegError, OSError) as error:

@@ -42,7 +42,7 @@ import sys
 from pathlib import Path
 
 from userstudy import cli
-from userstudy.dubbing import DubbingError, dub
+from userstudy.dubbing import DubbingError, dub, picture_seconds
 from userstudy.encoding import EncodingError
 from userstudy.files import atomic_folder, write_text_atomic
 from userstudy.jsonfile import JSONFileError, read_json
@@ -73,10 +73,18 @@ SYNC_CRITERION = "sound-video synchronization"
 logger = logging.getLogger(__name__)
 
 
-def _files_by_stem(folder: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
+def _files_by_stem(folder: Path, suffixes: tuple[str, ...], problems: list[str] | None = None,
+                   what: str = "") -> dict[str, Path]:
+    """The files of ``folder`` with one of ``suffixes`` (any case), by name without suffix. Two files of
+    one name (``t01.mp4`` and ``t01.webm``) leave it unclear which is meant: a problem naming both
+    (``what`` says whose folder, e.g. "method 'b'") is appended to ``problems``, and the first is kept."""
     found: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
         if path.is_file() and path.suffix.lower() in suffixes:
+            if path.stem in found and problems is not None:
+                problems.append(f"{what}{': ' if what else ''}{found[path.stem]} and {path} have the same name "
+                                f"{path.stem!r}, so which one is the video of trial {path.stem!r} is unclear; "
+                                "keep one of them (or rename the other)")
             found.setdefault(path.stem, path)
     return found
 
@@ -185,7 +193,7 @@ def make_study(out: str | os.PathLike, method_folders: dict[str, str | os.PathLi
         if not folder.is_dir():
             problems.append(f"method {method!r}: {folder} is not a folder")
             continue
-        videos[method] = _files_by_stem(folder, VIDEO_SUFFIXES)
+        videos[method] = _files_by_stem(folder, VIDEO_SUFFIXES, problems, f"method {method!r}")
         if not videos[method]:
             nested = any(_files_by_stem(sub, VIDEO_SUFFIXES) for sub in folder.iterdir() if sub.is_dir())
             problems.append(f"method {method!r}: no video ({', '.join(VIDEO_SUFFIXES)}) in {folder}"
@@ -211,7 +219,7 @@ def make_study(out: str | os.PathLike, method_folders: dict[str, str | os.PathLi
     if references is not None and not Path(references).is_dir():
         problems.append(f"references: {references} is not a folder")
     elif references is not None:
-        reference_files = _files_by_stem(Path(references), REFERENCE_SUFFIXES)
+        reference_files = _files_by_stem(Path(references), REFERENCE_SUFFIXES, problems, "references")
         lacking = [s for s in stems if s not in reference_files]
         if lacking:
             problems.append(f"no reference in {references} for {', '.join(lacking)}")
@@ -301,11 +309,38 @@ def _run_clips(run: Path, method: str, problems: list[str]) -> dict[tuple[str, s
         return {}
     clips = {}
     for identity in sorted(p for p in folder.iterdir() if p.is_dir()):
-        for stem, path in _files_by_stem(identity, (".mp4",)).items():
+        for stem, path in _files_by_stem(identity, (".mp4",), problems, f"method {method!r}").items():
             clips[identity.name, stem] = path
     if not clips:
         problems.append(f"method {method!r}: no <identity>/<clip_id>.mp4 video in {folder}")
     return clips
+
+
+def _picture_lengths(clips: dict[str, dict[tuple[str, str], Path]], identities: set[str],
+                     problems: list[str]) -> dict[tuple[str, str, str], float]:
+    """(method, identity, clip) -> seconds of its video's picture (``dubbing.picture_seconds``), for every
+    clip of ``identities``: what a match trial's other clip is chosen by. A file that cannot be read is a
+    problem naming it."""
+    lengths = {}
+    for method, videos in clips.items():
+        for (identity, clip), path in videos.items():
+            if identity in identities:
+                try:
+                    lengths[method, identity, clip] = picture_seconds(path)
+                except DubbingError as error:
+                    problems.append(f"match trials: {error}")
+    return lengths
+
+
+def longer_clips(lengths: dict[tuple[str, str, str], float], method: str, identity: str, clip: str) -> list[str]:
+    """The speaker's other clips whose picture (``lengths``, seconds) is at least as long as ``clip``'s, so
+    that ``clip``'s speech plays to its end under them: nearest in length first, then by name."""
+    own = lengths.get((method, identity, clip))
+    if own is None:
+        return []
+    found = [(length - own, other) for (m, who, other), length in lengths.items()
+             if m == method and who == identity and other != clip and length >= own]
+    return [other for _, other in sorted(found)]
 
 
 def make_study_from_run(out: str | os.PathLike, run: str | os.PathLike, methods: list[str] | None = None,
@@ -337,9 +372,11 @@ def make_study_from_run(out: str | os.PathLike, run: str | os.PathLike, methods:
     at random without repetition: no two trials show the same pair on the same clip, so at most
     (drawn clips) x (pairs of methods) trials, and more is an error naming that maximum.
     ``match_trials`` trials of kind ``match`` (the methods in turn, a drawn clip c each, no clip twice
-    for a method, so at most (drawn clips whose speaker has another clip) x (methods)): the
-    method's video of c (with its own speech) against its video of another clip c' of the same
-    speaker dubbed with c's speech (``userstudy.dubbing``, no re-encoding), asked on sound-video
+    for a method, so at most (drawn clips whose speaker has another clip at least as long) x (methods)):
+    the method's video of c (with its own speech) against its video of another clip c' of the same
+    speaker dubbed with c's speech (``userstudy.dubbing``, no re-encoding; c' is the clip at least as
+    long as c nearest in length, drawn among equals, and its picture is cut at c's length, so both
+    videos play equally long and the speech to its end), asked on sound-video
     synchronization (or every criterion when the study does not have it). The run's
     ``results.json``, if any, is copied into the study folder, where ``analyze`` finds it for the
     metric-human agreement. The page options (``play_through``, ``consent``, ``completion_code``,
@@ -422,15 +459,21 @@ def make_study_from_run(out: str | os.PathLike, run: str | os.PathLike, methods:
         problems.append(f"pairwise trials (--pairwise-trials): {pairwise_trials} asked, but {len(drawn)} drawn "
                         f"clips x {len(pairs)} pairs of methods give at most {len(drawn) * len(pairs)} different "
                         "trials (a pair is never asked twice on one clip)")
-    # A match trial needs another clip of the same speaker; every chosen method has the same clips.
-    eligible = [(i, c) for i, c in drawn if any(who == i and other != c for who, other in clips[chosen[0]])]
-    if match_trials and not eligible:
+    # A match trial needs another clip of the same speaker, at least as long (for every method), so that
+    # the speech plays to its end under the other clip's picture; every chosen method has the same clips.
+    lengths = _picture_lengths(clips, {i for i, _ in drawn}, problems) if match_trials else {}
+    eligible = [(i, c) for i, c in drawn if all(longer_clips(lengths, m, i, c) for m in chosen)]
+    if match_trials and not any(who == i and other != c for i, c in drawn for who, other in clips[chosen[0]]):
         problems.append(f"match trials: {drawn[0][0]!r} has a single clip of {chosen[0]!r}, so there is no other "
                         "clip's video to put its speech under")
+    elif match_trials and not eligible:
+        problems.append("match trials: no drawn clip has another clip of its speaker at least as long (for every "
+                        "method), so every speech would be cut short under the other clip's video")
     elif match_trials > len(eligible) * len(chosen):
         problems.append(f"match trials (--match-trials): {match_trials} asked, but {len(eligible)} drawn clips "
                         f"whose speaker has another clip x {len(chosen)} methods give at most "
-                        f"{len(eligible) * len(chosen)} different trials (a method's clip is never asked twice)")
+                        f"{len(eligible) * len(chosen)} different trials (a method's clip is never asked twice; "
+                        "the other clip must be at least as long, so that the speech is not cut short)")
     if problems:
         raise StudyError(problems)
     repeats = rng.sample(drawn, repeat_checks)
@@ -445,8 +488,9 @@ def make_study_from_run(out: str | os.PathLike, run: str | os.PathLike, methods:
     for i in range(match_trials):
         method = chosen[i % len(chosen)]
         identity, clip = match_orders[method][i // len(chosen)]
-        others = sorted(c for (who, c) in clips[method] if who == identity and c != clip)
-        matches.append((method, identity, clip, pair_rng.choice(others)))
+        others = longer_clips(lengths, method, identity, clip)   # nearest in length first
+        nearest = [c for c in others if lengths[method, identity, c] == lengths[method, identity, others[0]]]
+        matches.append((method, identity, clip, pair_rng.choice(nearest)))
     # every file the study shows: the drawn clips' videos (a frozen check's static one beside them) and the
     # videos whose frames a match trial puts under another clip's speech
     logger.info("reading the %d videos of the study (whether each plays to its end)",
