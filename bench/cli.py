@@ -97,7 +97,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads {args.threads}: give at least 1 (or leave it out for torch's default)")
     if args.processes != 1:
-        return relaunch("bench", without_option(args.command_argv, "--processes"), args.processes)
+        return relaunch("bench", without_option(args.command_argv, "--processes"), args.processes,
+                        prog="imac-bench run")
     if args.threads:
         torch.set_num_threads(args.threads)
     settings = RunSettings(methods=methods, out=args.out, data=args.data, identities=_split(args.identities) or None,

@@ -617,15 +617,15 @@ def plan_run(settings: RunSettings, processes: Processes = SINGLE, hold: bool = 
     ``hold``: the main process locks the run folder (``plan.lock``; release it with ``plan.release()``):
     ``FolderBusyError`` when another run works in it."""
     config = settings.config or load_bench_config("toy")
-    check_config_paths(config)
     out = Path(settings.out)
     protocol = get_protocol(config.protocol)
-    factories = external_factories(settings)
-    methods = tuple(make_method(name, factories) for name in method_names(settings))  # unknown names fail here
-    for method in methods:                           # e.g. a --generated folder that is not there
-        method.check_inputs()                        # before the run folder is made
     lock = None
-    with processes.main_first():
+    with processes.main_first():                     # a refusal is the main process's: one line, not one each
+        check_config_paths(config)
+        factories = external_factories(settings)
+        methods = tuple(make_method(name, factories) for name in method_names(settings))  # unknown names fail here
+        for method in methods:                       # e.g. a --generated folder that is not there
+            method.check_inputs()                    # before the run folder is made
         if processes.is_main:
             lock = check_run_file(out, settings, config, {m.name: m.source for m in methods if hasattr(m, "source")},
                                   hold)
@@ -643,12 +643,12 @@ def _plan(settings: RunSettings, processes: Processes, config: BenchConfig, out:
     with processes.main_first():
         if processes.is_main:
             prepare_data(settings, config, out)
-    data = data_root(settings, out)
-    clips = test_clips(data, settings.identities)
-    if len(clips) < 2:
-        raise ValueError(f"{data}: {len(clips)} test clip(s)" + (f" of {', '.join(settings.identities)}"
-                         if settings.identities else "") + "; a run needs at least 2 (the shuffled-audio control "
-                         "gives each test video another clip's speech)")
+        data = data_root(settings, out)
+        clips = test_clips(data, settings.identities)
+        if len(clips) < 2:
+            raise ValueError(f"{data}: {len(clips)} test clip(s)" + (f" of {', '.join(settings.identities)}"
+                             if settings.identities else "") + "; a run needs at least 2 (the shuffled-audio "
+                             "control gives each test video another clip's speech)")
     device = run_device(settings.device, processes)
     shared = SharedModels(out, data, config, protocol, device, settings.seed, settings.progress, processes)
     return RunPlan(settings=settings, config=config, out=out, data=data, device=device, protocol=protocol,
@@ -758,16 +758,17 @@ def generate(plan: RunPlan, method: Method) -> dict[str, Any]:
     target = {clip.label: plan.target(method, clip) for clip in plan.clips}
     labels = [clip.label for clip in plan.clips]
     missing_labels = None
-    if processes.is_main:
-        generation = read_generation(generation_path)
-        if work.is_dir() and any(work.glob(PART_RECORDS)):
-            generation = merge_part_records(work, generation, labels)
-            write_json_atomic(generation_path, generation)
-            for path in work.glob(PART_RECORDS):
-                path.unlink()
-        # (a method returning frames has them conformed to its clip's count; one writing files, its own)
-        missing_labels = [clip.label for clip in plan.clips
-                          if not kept_video(target[clip.label], None if method.writes_files else clip.num_frames)]
+    with processes.main_first():                              # its refusal of generation.json, told to all
+        if processes.is_main:
+            generation = read_generation(generation_path)
+            if work.is_dir() and any(work.glob(PART_RECORDS)):
+                generation = merge_part_records(work, generation, labels)
+                write_json_atomic(generation_path, generation)
+                for path in work.glob(PART_RECORDS):
+                    path.unlink()
+            # (a method returning frames has them conformed to its clip's count; one writing files, its own)
+            missing_labels = [clip.label for clip in plan.clips if not kept_video(
+                target[clip.label], None if method.writes_files else clip.num_frames)]
     missing_labels = processes.broadcast(missing_labels)     # one view of what is missing, the main one
     missing = [clip for clip in plan.clips if clip.label in set(missing_labels)]
     mine = processes.shard(missing)
@@ -897,7 +898,8 @@ def check_method_folders(plan: RunPlan) -> None:
     """Every method's earlier work in the run folder is checked (``Method.check_folder``) before any
     method prepares or generates: a model an earlier method trains now (S2G's keypoint model, which MYA
     shares) must not make a later method's videos of an older model pass, and a refusal must not come
-    after another method's training. Every process reads the same files: all refuse alike."""
+    after another method's training. Every process reads the same files (the main process first, under
+    a launch: its refusal is the one told)."""
     for method in plan.methods:
         context = plan.context(method)
         method.check_folder(context)
@@ -1035,10 +1037,11 @@ def _run(plan: RunPlan, started: float) -> BenchResults | None:
                        "row for %s (the videos and models are kept; give every method again, in --methods, "
                        "--generated or --methods-file, to score them all)", plan.out, ", ".join(plan.left_out),
                        "them" if len(plan.left_out) > 1 else "it")
-    check_external_folders(plan)
-    check_method_folders(plan)
-    if any(m in plan.config.metrics for m in ("fgd", "div")):
-        plan.shared.check_fgd_autoencoder()            # before any method works, not after all have
+    with processes.main_first():                        # every process reads the same files: the main refuses
+        check_external_folders(plan)
+        check_method_folders(plan)
+        if any(m in plan.config.metrics for m in ("fgd", "div")):
+            plan.shared.check_fgd_autoencoder()        # before any method works, not after all have
     train_beside_first(plan)
     timings = plan.shared.timings
     records = {}

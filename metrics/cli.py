@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from metrics.device import resolve_device
-from metrics.distributed import current_processes, relaunch, without_option
+from metrics.distributed import (MainProcessFailed, PeerProcessEnded, current_processes, launch_place, relaunch,
+                                 without_option)
 from metrics.evaluate import DEFAULT_CACHE, evaluate, format_table, make_extractor, write_result
 from metrics.fgd_training import LATENT, train_fgd_autoencoder
 from metrics.inputs import ALLOWABLE, normalise_allow
@@ -281,13 +282,27 @@ def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
                 errors: tuple[type[BaseException], ...] = (ValueError, OSError)) -> int:
     """Parse ``argv``, set up logging and run the chosen handler; ``errors`` become one line on
     stderr and exit status 2, an interruption (Ctrl-C) one line and exit status 130, a closed pipe on
-    stdout (``| head``) nothing and exit status 141."""
+    stdout (``| head``) nothing and exit status 141.
+
+    In a launch of several processes, the other processes' lines name theirs ("process 2 of 4"); one
+    stopped by the main process's failure (``MainProcessFailed``, which the main one reports) says
+    nothing and ends with status 0, so that the launcher does not stop the main process before it has
+    ended with its own status (the launch's); one whose peer went away (``PeerProcessEnded``) says so
+    in one line."""
     args = parser.parse_args(argv)
     args.command_argv = list(sys.argv[1:] if argv is None else argv)   # for a relaunch (--processes)
     configure_logging()
     prog = getattr(args, "command_prog", parser.prog)
+    place = launch_place()
+    if place is not None and place[0] != 0:
+        prog = f"{prog} (process {place[0] + 1} of {place[1]})"
     try:
         return args.handler(args)
+    except MainProcessFailed:
+        return 0
+    except PeerProcessEnded as error:
+        print(f"{prog}: stopped: {_one_line(error)}", file=sys.stderr)
+        return 2
     except BrokenPipeError:      # the reader of the output went away (`| head`): no error of the command's
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # (the exit's flush would fail again)
         return 141               # 128 + SIGPIPE, as a command killed by the pipe reports it
@@ -438,7 +453,8 @@ def _compute(args: argparse.Namespace) -> int:
     for target in result_paths(args.out) if args.out else ():
         check_file_target(target, "result file")     # not after the evaluation
     if args.processes != 1:
-        return relaunch("metrics", without_option(args.command_argv, "--processes"), args.processes)
+        return relaunch("metrics", without_option(args.command_argv, "--processes"), args.processes,
+                        prog=f"{PROG} compute")
     processes = current_processes()
     result = evaluate(args.real, args.fake, metrics=options.metrics, protocol=get_protocol(options.protocol),
                       autoencoder=options.fgd_ae, i3d=options.i3d, i3d_seed=options.i3d_seed,

@@ -18,15 +18,20 @@ conventions on top of them:
   except a model with BatchNorm on CPU processes (no SyncBatchNorm there): the main process trains it.
 
 A process that fails ends with an error; the launcher then stops the others (torchrun's elastic
-agent does), so a collective never waits forever on a dead process.
+agent does), so a collective never waits forever on a dead process. A refusal of the main process in
+the work it does first (``main_first``: a busy folder, a run folder of other settings) is told to the
+others, which then end without a word of their own (``MainProcessFailed``); a collective whose peer
+has gone away raises ``PeerProcessEnded``. ``relaunch`` ends with the main process's exit status and
+one line for a process killed by a signal, instead of the launcher's traceback.
 """
 
 from __future__ import annotations
 
 import atexit
 import functools
+import logging
 import os
-import subprocess
+import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -42,8 +47,18 @@ R = TypeVar("R")
 # caught by the launcher, not by this timeout.
 COLLECTIVE_TIMEOUT = timedelta(hours=24)
 
-__all__ = ["COLLECTIVE_TIMEOUT", "SINGLE", "Processes", "close_at_exit", "current_processes", "launch_command",
-           "relaunch", "without_option"]
+__all__ = ["COLLECTIVE_TIMEOUT", "SINGLE", "MainProcessFailed", "PeerProcessEnded", "Processes", "close_at_exit",
+           "current_processes", "launch_command", "launch_place", "relaunch", "without_option"]
+
+
+class MainProcessFailed(Exception):
+    """Raised on the other processes of a launch when the main one failed in the work it does first
+    (``Processes.main_first``); the main process reports the error itself, so this one says nothing."""
+
+
+class PeerProcessEnded(RuntimeError):
+    """A collective of ``Processes`` failed because another process of the launch went away (it ended
+    with an error or was killed); that process's error, or the launcher, tells why."""
 
 
 @dataclass(frozen=True)
@@ -92,7 +107,8 @@ class Processes:
             return [mine]
         from accelerate.utils import gather_object
 
-        tagged = gather_object([(self.rank, mine)])
+        with _collective("gather"):
+            tagged = gather_object([(self.rank, mine)])
         by_rank = dict(tagged)
         return [by_rank[rank] for rank in range(self.world)]
 
@@ -102,14 +118,16 @@ class Processes:
             return value
         from accelerate.utils import broadcast_object_list
 
-        return broadcast_object_list([value], from_process=0)[0]
+        with _collective("broadcast"):
+            return broadcast_object_list([value], from_process=0)[0]
 
     def barrier(self) -> None:
         """Wait until every process gets here."""
         if self.distributed:
             import torch.distributed as dist
 
-            dist.barrier()
+            with _collective("barrier"):
+                dist.barrier()
 
     def end_together(self) -> None:
         """The last collective of a launched program's work: every process waits here until the main
@@ -121,15 +139,56 @@ class Processes:
 
     @contextmanager
     def main_first(self) -> Iterator[None]:
-        """The main process runs the block first, then the others (which then find what it wrote)."""
+        """The main process runs the block first, then the others (which then find what it wrote).
+
+        When the block fails on the main process (a refusal, an interruption), the others are told and
+        raise ``MainProcessFailed`` instead of running it: one error, reported by the main process. The
+        block must hold no collective that the waiting processes would have to join."""
+        if not self.distributed:
+            yield
+            return
         if not self.is_main:
-            self.barrier()
-        yield
-        if self.is_main:
-            self.barrier()
+            failure = self.broadcast(None)
+            if failure is not None:
+                raise MainProcessFailed(f"the main process failed: {failure}")
+            yield
+            return
+        try:
+            yield
+        except BaseException as error:
+            try:
+                self.broadcast(f"{type(error).__name__}: {error}" if str(error) else type(error).__name__)
+            except PeerProcessEnded:
+                pass                     # no one left to tell
+            raise
+        self.broadcast(None)
 
 
 SINGLE = Processes()
+
+
+@contextmanager
+def _collective(name: str) -> Iterator[None]:
+    """Turn a collective's failure because a peer went away (gloo: "Connection closed by peer", NCCL:
+    a ``DistBackendError``) into ``PeerProcessEnded``, which the command line tells in one line."""
+    try:
+        yield
+    except RuntimeError as error:
+        if isinstance(error, PeerProcessEnded):
+            raise
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise PeerProcessEnded(f"another process of the launch ended while this one waited for it in a {name} "
+                               f"({first[:200]})") from error
+
+
+def launch_place() -> tuple[int, int] | None:
+    """``(rank, world)`` of this process when a launcher started it as one of several (``RANK`` and
+    ``WORLD_SIZE`` in the environment), else None; reads the environment only (no process group)."""
+    try:
+        world, rank = int(os.environ.get("WORLD_SIZE", "1") or 1), int(os.environ.get("RANK", "0") or 0)
+    except ValueError:
+        return None
+    return (rank, world) if world > 1 else None
 
 
 def current_processes() -> Processes:
@@ -173,13 +232,70 @@ def launch_command(module: str, argv: Sequence[str], processes: int) -> list[str
             "-m", module, *argv]
 
 
-def relaunch(module: str, argv: Sequence[str], processes: int) -> int:
-    """Run ``python -m module argv`` as ``processes`` processes on this machine and wait; returns the
-    exit status (non-zero when a process failed: the launcher stops the others then)."""
+def relaunch(module: str, argv: Sequence[str], processes: int, prog: str | None = None) -> int:
+    """Run ``python -m module argv`` as ``processes`` processes on this machine (``launch_command``'s
+    torchrun, run in this process) and wait; returns the exit status: 0, else the main process's (that
+    of the first process to fail when the main one did not). The processes report their own errors; a
+    process killed by a signal (out of memory: SIGKILL) is told in one line, prefixed ``prog``. The
+    launcher's own lines (its traceback of a failed process) are not shown."""
     command = launch_command(module, argv, processes)
     if os.environ.get("WORLD_SIZE", "1") not in ("", "1"):
         raise ValueError("--processes inside a launch: give either --processes N or accelerate launch / torchrun")
-    return subprocess.call(command)
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import parse_args, run
+
+    arguments = parse_args(command[command.index("torch.distributed.run") + 1:])
+    with _quiet_launcher():
+        try:
+            run(arguments)
+        except ChildFailedError as error:
+            return _launch_status(error.failures, processes, prog or module)
+        except SignalException as error:     # the launcher was interrupted (Ctrl-C, a job's SIGTERM)
+            return 128 + int(error.sigval)
+    return 0
+
+
+def _launch_status(failures: dict, processes: int, prog: str) -> int:
+    """The exit status of a launch whose ``failures`` (torchrun's, by rank: ``exitcode``, ``pid``) are
+    given. A process killed from outside (a signal other than the SIGTERM / SIGINT the launcher sends the
+    others once one has failed: SIGKILL when memory ran out) is the cause and is told in one line, the
+    others having only stopped after it; otherwise the status of the lowest-ranked process that ended
+    with an error of its own (the main process's when it failed: it has said why); else 128 + the
+    signal that stopped the lowest-ranked one."""
+    killed = {rank: failure for rank, failure in failures.items()
+              if failure.exitcode < 0 and -failure.exitcode not in (signal.SIGTERM, signal.SIGINT)}
+    for rank, failure in sorted(killed.items()):
+        print(f"{prog}: process {rank + 1} of {processes} (pid {failure.pid}) was killed by "
+              f"{_signal_name(-failure.exitcode)}{' (out of memory?)' if -failure.exitcode == signal.SIGKILL else ''}",
+              file=sys.stderr)
+    ended = {rank: failure for rank, failure in failures.items() if failure.exitcode > 0}
+    chosen = killed or ended or failures
+    code = chosen[min(chosen)].exitcode
+    return code if code > 0 else 128 - code
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+@contextmanager
+def _quiet_launcher() -> Iterator[None]:
+    """Keep torchrun's elastic agent's log lines (a failed worker's summary, the closing signals sent to
+    the others) off stderr while it runs: ``relaunch`` says what matters in its own words."""
+    loggers = [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)
+               if name.startswith("torch.distributed")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 def without_option(argv: Sequence[str], option: str) -> list[str]:

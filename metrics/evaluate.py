@@ -716,22 +716,23 @@ def evaluate(real_dir: str | Path | None, fake_dir: str | Path, metrics: Sequenc
         two_sided = ", ".join(REGISTRY[m].label for m in metrics if REGISTRY[m].two_sided)
         raise ValueError(f"{two_sided} compare with real videos: give the real videos or dataset (--real DIR "
                          "on the command line, real_dir in Python), or ask only for one-sided metrics (div,bas,...)")
-    fake_clips = find_clips(fake_dir, split=None)
-    real_clips = find_clips(real_dir, split=split) if real_dir is not None else []
+    with processes.main_first():        # the same refusal on every process: told by the main one alone
+        fake_clips = find_clips(fake_dir, split=None)
+        real_clips = find_clips(real_dir, split=split) if real_dir is not None else []
 
-    headers = Evaluator(metrics, protocol)          # no network: the header check comes first
-    real_clips, real_props, skipped = headers.properties(real_clips, "real", on_error)
-    fake_clips, fake_props, bad = headers.properties(fake_clips, "fake", on_error)
-    skipped += bad
-    # the clips that pair are those left to score: a clip skipped as unreadable leaves its partner unpaired
-    found = ([c.label for c in real_clips], [c.label for c in fake_clips]) if real_dir is not None else None
-    allow = list(allow) + (["frame_size"] if allow_resolution_mismatch else [])
-    try:
-        inputs = headers.check_inputs(real_props, fake_props, allow, clips=found)
-    except InputMismatchError as error:
-        if not skipped:
-            raise
-        raise InputMismatchError(f"{error} (skipped as unreadable: {_skipped_words(skipped)})") from None
+        headers = Evaluator(metrics, protocol)          # no network: the header check comes first
+        real_clips, real_props, skipped = headers.properties(real_clips, "real", on_error)
+        fake_clips, fake_props, bad = headers.properties(fake_clips, "fake", on_error)
+        skipped += bad
+        # the clips that pair are those left to score: a clip skipped as unreadable leaves its partner unpaired
+        found = ([c.label for c in real_clips], [c.label for c in fake_clips]) if real_dir is not None else None
+        allow = list(allow) + (["frame_size"] if allow_resolution_mismatch else [])
+        try:
+            inputs = headers.check_inputs(real_props, fake_props, allow, clips=found)
+        except InputMismatchError as error:
+            if not skipped:
+                raise
+            raise InputMismatchError(f"{error} (skipped as unreadable: {_skipped_words(skipped)})") from None
     for finding in inputs.findings:
         if finding.property == "clips" and processes.is_main:
             logger.warning("input %s", finding)
@@ -744,11 +745,12 @@ def evaluate(real_dir: str | Path | None, fake_dir: str | Path, metrics: Sequenc
     fake, bad = evaluator.records(fake_clips, "fake", partners={c.key: c for c in real_clips}, on_error=on_error,
                                   progress=progress)
     skipped += bad
-    for side, group in (("real", real), ("fake", fake)):
-        if (needs_real or side == "fake") and not group:
-            raise ClipError(f"no usable {side} clips ({len(skipped)} skipped)")
-    if found is not None and len(real) + len(fake) < len(real_clips) + len(fake_clips):   # some failed to decode
-        inputs = _decoded_pairing(inputs, real, fake, allow, skipped, processes.is_main, evaluator.metrics)
+    with processes.main_first():        # every process holds the gathered records: the main one refuses
+        for side, group in (("real", real), ("fake", fake)):
+            if (needs_real or side == "fake") and not group:
+                raise ClipError(f"no usable {side} clips ({len(skipped)} skipped)")
+        if found is not None and len(real) + len(fake) < len(real_clips) + len(fake_clips):   # some failed to decode
+            inputs = _decoded_pairing(inputs, real, fake, allow, skipped, processes.is_main, evaluator.metrics)
     if not processes.is_main:
         processes.end_together()
         return None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -25,7 +26,8 @@ from threadpoolctl import threadpool_limits
 from bench.cli import main as bench_main
 from bench.data.toy.corpus import ToyCorpusConfig, generate_toy_corpus
 from metrics.cli import main as metrics_main
-from metrics.distributed import SINGLE, Processes, launch_command, without_option
+from metrics.distributed import SINGLE, Processes, _launch_status, launch_command, without_option
+from metrics.io.files import hold_folder
 from metrics.fgd_training import train_fgd_autoencoder
 from metrics.evaluate import make_extractor
 from metrics.protocol import Protocol, get_protocol
@@ -197,7 +199,12 @@ def test_a_killed_process_loses_only_its_clip_and_a_rerun_finishes(micro):
     victim = clips[1].split("/")[1]                                # dealt to process 1
     micro["calls"].write_text("")
     done = launch(run_arguments(micro, out), env={"KILL_CLIP": victim, "KILL_MARKER": str(micro["root"] / "killed.mark")})
-    assert done.returncode != 0
+    # the launch ends as a process killed by SIGKILL does in a shell (128 + 9), saying which one in a line
+    # of its own (the main process, stopped by the launcher or left waiting, at most says that it
+    # stopped, in a line): no launcher traceback, no gloo one
+    assert done.returncode == 128 + signal.SIGKILL, failed_launch(done.stderr)
+    assert "imac-bench run: process 2 of 2" in done.stderr and "was killed by SIGKILL" in done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
     assert (micro["root"] / "killed.mark").read_text() == victim      # killed by the writer, mid-run
     assert not (out / "results.json").exists()
     slide = out / "slide" / f"{clips[1]}.mp4"
@@ -212,6 +219,44 @@ def test_a_killed_process_loses_only_its_clip_and_a_rerun_finishes(micro):
     # what the killed writers left under temporary names went at the next write into the folder
     assert [p.name for p in slide.parent.iterdir() if p.name.startswith(".")] == []
     assert not list((out / "work" / "slide").glob("generation.process-*.json"))
+
+
+def test_a_refusal_under_a_launch_is_the_main_process_line_alone(micro, tmp_path):
+    """A run folder another run holds, under ``--processes 2``: the main process's one line and its
+    status 2; the other process, told, says nothing (before, each process printed its error, the waiting
+    one a gloo traceback, and the launcher its own). Launched by torchrun as ``accelerate launch`` does,
+    a refusal every process would make (a control named in --methods) is still told once."""
+    out = tmp_path / "busy"
+    lock = hold_folder(out, "a test")
+    try:
+        done = launch(run_arguments(micro, out))
+    finally:
+        lock.release()
+    assert done.returncode == 2, failed_launch(done.stderr)
+    assert done.stderr.count("error:") == 1 and "is working in this folder" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and "process 2 of 2" not in done.stderr, done.stderr
+    assert not (out / "run.json").exists()
+    arguments = run_arguments(micro, tmp_path / "controls")
+    arguments[arguments.index("slide")] = "slide,static"
+    done = launch(arguments, shorthand=False)
+    assert done.returncode != 0
+    assert done.stderr.count("imac-bench run: error: --methods: static: the controls run on every run") == 1, \
+        done.stderr
+    assert "process 2 of 2" not in done.stderr and "Connection closed" not in done.stderr, done.stderr
+
+
+def test_a_launch_ends_with_the_status_of_its_cause():
+    """What ``relaunch`` returns from torchrun's failures (exit code by rank, negative: killed by that
+    signal): a process killed from outside is the cause (a shell's 128 + signal), then the lowest-ranked
+    process that ended with an error of its own; the SIGTERM the launcher sends the others is no cause."""
+    def failed(code, pid=100):
+        return type("Failure", (), {"exitcode": code, "pid": pid})()
+
+    assert _launch_status({0: failed(2), 1: failed(-15)}, 2, "x") == 2
+    assert _launch_status({1: failed(0 - 9), 0: failed(2)}, 2, "x") == 137
+    assert _launch_status({3: failed(1), 2: failed(-15)}, 4, "x") == 1
+    assert _launch_status({0: failed(-15), 1: failed(3)}, 2, "x") == 3
+    assert _launch_status({1: failed(-15), 0: failed(-2)}, 2, "x") == 130
 
 
 def test_metrics_compute_on_two_processes_gives_the_values_of_one(micro, tmp_path):

@@ -492,6 +492,37 @@ def test_both_stages_train_one_after_the_other_in_the_same_launched_processes(co
             p.name for p in (checkpoints / "step-1").iterdir()}
 
 
+@pytest.mark.xdist_group("launches")   # launches processes (see tests/conftest.py)
+def test_a_stage_folder_in_use_is_refused_in_one_line_under_a_launch(corpus, vae, tmp_path):
+    """``imac train`` on 2 launched processes into a stage folder another training holds: the main
+    process refuses in its one line; the other, told, ends without a word (before: a gloo "Connection
+    closed by peer" traceback from the rank left waiting, under the launcher's own report)."""
+    import os
+    import subprocess
+    import sys
+
+    from imac.config import save_config
+    from metrics.io.files import hold_folder
+
+    config = tiny_config(corpus, vae, tmp_path / "out", ["stage1.steps=1"])
+    path = save_config(config, tmp_path / "tiny.yaml")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    lock = hold_folder(tmp_path / "out" / "stage1", "a test")
+    try:
+        launched = subprocess.run(
+            [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+             "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+             "--main_process_port", str(_free_port()), "-m", "imac", "train", "stage1", "--config", str(path),
+             "--quiet"], env=env, capture_output=True, text=True, timeout=240)
+    finally:
+        lock.release()
+    assert launched.returncode != 0
+    errors = [line for line in launched.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "is working in this folder" in errors[0], launched.stderr
+    assert "Connection closed" not in launched.stderr and "process 2 of 2" not in launched.stderr, launched.stderr
+    assert not (tmp_path / "out" / "stage1" / "checkpoints").exists()
+
+
 def _free_port() -> int:
     import socket
 

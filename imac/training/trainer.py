@@ -53,7 +53,7 @@ from imac.pipeline import (IMACPipeline, assemble, build_hubert, build_motion, b
 from imac.training.windows import ClipArrays, GlobalBatches, TrainingWindows, preload_frames
 from metrics.dataset import FPS_RELATIVE_TOLERANCE, Dataset
 from metrics.device import resolve_device
-from metrics.distributed import close_at_exit
+from metrics.distributed import Processes, close_at_exit
 from metrics.io.files import (hold_folder, remove_stale_temporaries, replace_folder, temporary_folder_sibling,
                               write_text_atomic)
 
@@ -364,8 +364,12 @@ def train(config: IMACConfig, stage: str, progress: bool = True, max_steps: int 
         close_at_exit()       # the group outlives this training (see the end), not the program
     set_seed(config.train.seed)
     out = Path(config.train.output) / stage
-    # one training per stage folder: a second one started into it (a job submitted twice) is refused
-    lock = hold_folder(out, f"imac train {stage}") if accelerator.is_main_process else None
+    # one training per stage folder: a second one started into it (a job submitted twice) is refused, by the
+    # main process (the others are told, and end without a word: one error line, not a rank's traceback)
+    lock = None
+    with Processes(accelerator.process_index, accelerator.num_processes, accelerator.local_process_index).main_first():
+        if accelerator.is_main_process:
+            lock = hold_folder(out, f"imac train {stage}")
     try:
         return _train_stage(config, stage, settings, dataset, accelerator, out, progress, max_steps)
     finally:
