@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from metrics.device import resolve_device
-from metrics.distributed import (MainProcessFailed, PeerProcessEnded, current_processes, launch_place, relaunch,
-                                 without_option)
+from metrics.distributed import (MainProcessFailed, PeerProcessEnded, current_processes, launch_place, peer_gone,
+                                 relaunch, without_option)
 from metrics.evaluate import DEFAULT_CACHE, evaluate, format_table, make_extractor, write_result
 from metrics.fgd_training import LATENT, train_fgd_autoencoder
 from metrics.inputs import ALLOWABLE, normalise_allow
@@ -287,8 +287,8 @@ def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
     In a launch of several processes, the other processes' lines name theirs ("process 2 of 4"); one
     stopped by the main process's failure (``MainProcessFailed``, which the main one reports) says
     nothing and ends with status 0, so that the launcher does not stop the main process before it has
-    ended with its own status (the launch's); one whose peer went away (``PeerProcessEnded``) says so
-    in one line."""
+    ended with its own status (the launch's); one whose peer went away (``PeerProcessEnded``, or a
+    collective's error that ``metrics.distributed.peer_gone`` recognises) says so in one line."""
     args = parser.parse_args(argv)
     args.command_argv = list(sys.argv[1:] if argv is None else argv)   # for a relaunch (--processes)
     configure_logging()
@@ -302,6 +302,12 @@ def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
         return 0
     except PeerProcessEnded as error:
         print(f"{prog}: stopped: {_one_line(error)}", file=sys.stderr)
+        return 2
+    except RuntimeError as error:        # e.g. DDP's all-reduce when another process was killed
+        if place is None or not peer_gone(error):
+            raise
+        print(f"{prog}: stopped: another process of the launch ended while this one worked with it "
+              f"({_one_line(error).split('. ')[0][:200]})", file=sys.stderr)
         return 2
     except BrokenPipeError:      # the reader of the output went away (`| head`): no error of the command's
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # (the exit's flush would fail again)

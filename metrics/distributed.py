@@ -33,6 +33,7 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -48,7 +49,7 @@ R = TypeVar("R")
 COLLECTIVE_TIMEOUT = timedelta(hours=24)
 
 __all__ = ["COLLECTIVE_TIMEOUT", "SINGLE", "MainProcessFailed", "PeerProcessEnded", "Processes", "close_at_exit",
-           "current_processes", "launch_command", "launch_place", "relaunch", "without_option"]
+           "current_processes", "launch_command", "launch_place", "peer_gone", "relaunch", "without_option"]
 
 
 class MainProcessFailed(Exception):
@@ -167,6 +168,19 @@ class Processes:
 SINGLE = Processes()
 
 
+# what gloo says when the process at the other end of a connection has gone (its errors are plain RuntimeErrors)
+PEER_GONE = ("Connection closed by peer", "Connection reset by peer")
+
+
+def peer_gone(error: BaseException) -> bool:
+    """Whether ``error`` is a collective's (``torch.distributed.DistError``: NCCL, the store) or gloo's
+    failure because another process of the launch went away, e.g. in DDP's gradient all-reduce."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and isinstance(error, getattr(dist, "DistError", ())):
+        return True
+    return isinstance(error, RuntimeError) and any(marker in str(error) for marker in PEER_GONE)
+
+
 @contextmanager
 def _collective(name: str) -> Iterator[None]:
     """Turn a collective's failure because a peer went away (gloo: "Connection closed by peer", NCCL:
@@ -176,7 +190,7 @@ def _collective(name: str) -> Iterator[None]:
     except RuntimeError as error:
         if isinstance(error, PeerProcessEnded):
             raise
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        first = str(error).strip().splitlines()[0].split(". ")[0] if str(error).strip() else type(error).__name__
         raise PeerProcessEnded(f"another process of the launch ended while this one waited for it in a {name} "
                                f"({first[:200]})") from error
 
@@ -245,8 +259,10 @@ def relaunch(module: str, argv: Sequence[str], processes: int, prog: str | None 
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
 
-    arguments = parse_args(command[command.index("torch.distributed.run") + 1:])
-    with _quiet_launcher():
+    # the launcher's per-process log folders go with the launch (left to it, one torchelastic_* per launch
+    # stays in the temporary folder for good)
+    with tempfile.TemporaryDirectory(prefix="torchelastic_") as logs, _quiet_launcher():
+        arguments = parse_args([f"--log-dir={logs}", *command[command.index("torch.distributed.run") + 1:]])
         try:
             run(arguments)
         except ChildFailedError as error:

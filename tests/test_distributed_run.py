@@ -26,7 +26,7 @@ from threadpoolctl import threadpool_limits
 from bench.cli import main as bench_main
 from bench.data.toy.corpus import ToyCorpusConfig, generate_toy_corpus
 from metrics.cli import main as metrics_main
-from metrics.distributed import SINGLE, Processes, _launch_status, launch_command, without_option
+from metrics.distributed import SINGLE, Processes, _launch_status, launch_command, peer_gone, without_option
 from metrics.io.files import hold_folder
 from metrics.fgd_training import train_fgd_autoencoder
 from metrics.evaluate import make_extractor
@@ -226,12 +226,14 @@ def test_a_refusal_under_a_launch_is_the_main_process_line_alone(micro, tmp_path
     status 2; the other process, told, says nothing (before, each process printed its error, the waiting
     one a gloo traceback, and the launcher its own). Launched by torchrun as ``accelerate launch`` does,
     a refusal every process would make (a control named in --methods) is still told once."""
-    out = tmp_path / "busy"
+    out, temporary = tmp_path / "busy", tmp_path / "tmp"
+    temporary.mkdir()
     lock = hold_folder(out, "a test")
     try:
-        done = launch(run_arguments(micro, out))
+        done = launch(run_arguments(micro, out), env={"TMPDIR": str(temporary)})
     finally:
         lock.release()
+    assert list(temporary.glob("torchelastic_*")) == []      # torchrun's log folders went with the launch
     assert done.returncode == 2, failed_launch(done.stderr)
     assert done.stderr.count("error:") == 1 and "is working in this folder" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr and "process 2 of 2" not in done.stderr, done.stderr
@@ -257,6 +259,18 @@ def test_a_launch_ends_with_the_status_of_its_cause():
     assert _launch_status({3: failed(1), 2: failed(-15)}, 4, "x") == 1
     assert _launch_status({0: failed(-15), 1: failed(3)}, 2, "x") == 3
     assert _launch_status({1: failed(-15), 0: failed(-2)}, 2, "x") == 130
+
+
+def test_the_errors_of_a_peer_gone_are_recognised():
+    """gloo's words when the other end of a connection went away (seen when a rank was killed during
+    DDP's all-reduce and at a barrier), and torch's distributed errors, are a peer gone; others are not."""
+    reset = ("[/__w/pytorch/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:537] Read error [127.0.0.1]:4783: "
+             "Connection reset by peer. This is typically caused by a remote worker hanging")
+    closed = "[../third_party/gloo/gloo/transport/tcp/pair.cc:553] Connection closed by peer [127.0.0.1]:42368"
+    assert peer_gone(RuntimeError(reset)) and peer_gone(RuntimeError(closed))
+    assert peer_gone(torch.distributed.DistBackendError("NCCL communicator was aborted"))
+    assert not peer_gone(RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    assert not peer_gone(ValueError("Connection reset by peer"))
 
 
 def test_metrics_compute_on_two_processes_gives_the_values_of_one(micro, tmp_path):
