@@ -33,7 +33,7 @@ from imac.cli import add_validate_arguments, validate_command
 from metrics.cli import CommandParser, add_command, help_texts, int_in, package_version, run_command
 from metrics.device import resolve_device
 from metrics.io.files import file_in_the_way
-from metrics.distributed import relaunch, without_option
+from metrics.distributed import one_process_argv, relaunch
 
 # bench.runner is imported in _run only (it loads the metrics' networks and the run's machinery); diffusers
 # and transformers load only with a method or the shared VAE that needs them (bench.methods.make_method,
@@ -96,13 +96,14 @@ def _run(args: argparse.Namespace) -> int:
     resolve_device(args.device)        # a GPU torch does not see is named here, before any work
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads {args.threads}: give at least 1 (or leave it out for torch's default)")
+    config = load_bench_config(args.config)      # a bad config is told once, before processes are launched
     if args.processes != 1:
-        return relaunch("bench", without_option(args.command_argv, "--processes"), args.processes,
+        return relaunch("bench", one_process_argv(args.command_argv, "--processes"), args.processes,
                         prog="imac-bench run")
     if args.threads:
         torch.set_num_threads(args.threads)
     settings = RunSettings(methods=methods, out=args.out, data=args.data, identities=_split(args.identities) or None,
-                           device=args.device, seed=args.seed, config=load_bench_config(args.config),
+                           device=args.device, seed=args.seed, config=config,
                            generated=generated, methods_file=args.methods_file, skip_missing=args.skip_missing,
                            progress=not args.quiet)
     results = run_benchmark(settings)

@@ -946,10 +946,12 @@ def read_method_facts(path: Path) -> dict[str, Any]:
 
 
 def check_external_folders(plan: RunPlan) -> None:
-    """Videos made elsewhere (``--generated``) are checked against the real clips' headers before
-    anything is trained or generated."""
+    """Videos made elsewhere (``--generated``) are checked against the real clips' headers, and for a
+    test clip without one (unless ``--skip-missing``), before anything is trained or generated."""
     for method in plan.methods:
         folder = getattr(method, "folder", None)
+        if isinstance(method, GeneratedFolder) and method.folder.is_dir() and not plan.settings.skip_missing:
+            method.check_complete(plan.clips)
         if method.kind == "external" and folder is not None and Path(folder).is_dir():
             try:
                 check_folder(plan.config.metrics, plan.protocol, plan.clips, method.name, Path(folder))

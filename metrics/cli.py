@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from metrics.device import resolve_device
-from metrics.distributed import (MainProcessFailed, PeerProcessEnded, current_processes, launch_place, peer_gone,
-                                 relaunch, without_option)
+from metrics.distributed import (MainProcessFailed, PeerProcessEnded, current_processes, launch_place,
+                                 one_process_argv, peer_gone, relaunch)
 from metrics.evaluate import DEFAULT_CACHE, evaluate, format_table, make_extractor, write_result
 from metrics.fgd_training import LATENT, train_fgd_autoencoder
 from metrics.inputs import ALLOWABLE, normalise_allow
@@ -459,7 +459,7 @@ def _compute(args: argparse.Namespace) -> int:
     for target in result_paths(args.out) if args.out else ():
         check_file_target(target, "result file")     # not after the evaluation
     if args.processes != 1:
-        return relaunch("metrics", without_option(args.command_argv, "--processes"), args.processes,
+        return relaunch("metrics", one_process_argv(args.command_argv, "--processes"), args.processes,
                         prog=f"{PROG} compute")
     processes = current_processes()
     result = evaluate(args.real, args.fake, metrics=options.metrics, protocol=get_protocol(options.protocol),

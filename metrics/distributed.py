@@ -49,7 +49,8 @@ R = TypeVar("R")
 COLLECTIVE_TIMEOUT = timedelta(hours=24)
 
 __all__ = ["COLLECTIVE_TIMEOUT", "SINGLE", "MainProcessFailed", "PeerProcessEnded", "Processes", "close_at_exit",
-           "current_processes", "launch_command", "launch_place", "peer_gone", "relaunch", "without_option"]
+           "current_processes", "launch_command", "launch_place", "one_process_argv", "peer_gone", "relaunch",
+           "without_option"]
 
 
 class MainProcessFailed(Exception):
@@ -312,6 +313,13 @@ def _quiet_launcher() -> Iterator[None]:
     finally:
         for logger, level in zip(loggers, levels):
             logger.setLevel(level)
+
+
+def one_process_argv(argv: Sequence[str], option: str) -> list[str]:
+    """The command line of each relaunched process: ``argv`` without ``option`` and with ``option 1`` at
+    its end, which argparse takes last, so an abbreviation of it (``--proc 2``, which argparse accepts)
+    does not relaunch the launched processes again."""
+    return [*without_option(argv, option), option, "1"]
 
 
 def without_option(argv: Sequence[str], option: str) -> list[str]:

@@ -131,3 +131,12 @@ def test_a_missing_clip_says_what_stands_in_its_place(tmp_path):
     (tmp_path / "none").mkdir()
     with pytest.raises(ExternalVideoError, match=r"ines_002.mp4: missing$"):
         GeneratedFolder("mine", tmp_path / "none").write(clip, tmp_path / "out.mp4", 0)
+    # before the run works (every clip at once, not the first a process reaches): the first missing one
+    # with what stands in its place, and how many of the test clips have none
+    (tmp_path / "webm" / "ines" / "ines_003.mp4").write_bytes(b"")
+    clips = [clip, *(ClipRecord(identity="ines", clip_id=f"ines_00{i}", video=tmp_path / "real.mp4") for i in (3, 4))]
+    with pytest.raises(ExternalVideoError, match=r"ines_002.mp4: missing; found ines_002.webm: .*; 2 of the 3 test "
+                                                 r"clips have no video: ines/ines_002, ines/ines_004 \(give them, or "
+                                                 r"--skip-missing"):
+        GeneratedFolder("mine", tmp_path / "webm").check_complete(clips)
+    GeneratedFolder("mine", tmp_path / "webm").check_complete(clips[1:2])       # all there: nothing to say

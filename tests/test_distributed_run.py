@@ -26,7 +26,8 @@ from threadpoolctl import threadpool_limits
 from bench.cli import main as bench_main
 from bench.data.toy.corpus import ToyCorpusConfig, generate_toy_corpus
 from metrics.cli import main as metrics_main
-from metrics.distributed import SINGLE, Processes, _launch_status, launch_command, peer_gone, without_option
+from metrics.distributed import (SINGLE, Processes, _launch_status, launch_command, one_process_argv, peer_gone,
+                                 without_option)
 from metrics.io.files import hold_folder
 from metrics.fgd_training import train_fgd_autoencoder
 from metrics.evaluate import make_extractor
@@ -169,6 +170,14 @@ def test_shards_deal_the_clips_round_robin_and_map_keeps_the_order():
         Processes(2, 2)
     assert without_option(["run", "--processes", "2", "--out", "r", "--processes=3"], "--processes") == \
         ["run", "--out", "r"]
+    # each launched process's command line: one process, even when --processes was abbreviated (argparse
+    # takes an unambiguous prefix, and the last of repeated options)
+    from bench.cli import build_parser
+
+    for given in (["--processes", "2"], ["--proc", "2"], ["--processes=3"]):
+        argv = ["run", "--methods", "s2g", "--out", "r", *given]
+        assert build_parser().parse_args(argv).processes > 1
+        assert build_parser().parse_args(one_process_argv(argv, "--processes")).processes == 1
     command = launch_command("bench", ["run"], 4)
     assert command[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=4"]
     with pytest.raises(ValueError, match="--processes 0"):

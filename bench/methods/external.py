@@ -76,6 +76,21 @@ class GeneratedFolder(Method):
             raise ExternalVideoError(f"--generated {self.name}={self.folder}: files that are one clip on a "
                                      f"case-insensitive file system: {pairs}; rename or remove all but one")
 
+    def check_complete(self, clips) -> None:
+        """``ExternalVideoError`` when a test clip of ``clips`` has no ``<identity>/<clip_id>.mp4`` in the
+        folder: the first one named with what stands in its place (``look_alike``), and how many more;
+        checked before the run trains or generates anything (``--skip-missing`` skips them instead)."""
+        missing = [clip for clip in clips if not (self.folder / clip.identity / f"{clip.clip_id}.mp4").is_file()]
+        if not missing:
+            return
+        hint = look_alike(self.folder, missing[0])
+        more = (f"; {len(missing)} of the {len(clips)} test clips have no video: "
+                + ", ".join(clip.label for clip in missing[:5]) + (" ..." if len(missing) > 5 else "")
+                if len(missing) > 1 else "")
+        raise ExternalVideoError(f"{self.folder / missing[0].identity / missing[0].clip_id}.mp4: missing"
+                                 f"{'; ' + hint if hint else ''}{more} (give them, or --skip-missing to score the "
+                                 "others, the missing ones flagged in every table)")
+
     def prepare(self, context) -> dict[str, Any]:
         """Checks the folder; facts: the folder, and its videos that are not test clips of the run (another
         speaker, a train clip: ``not_test_clips``, not scored, with a warning)."""
