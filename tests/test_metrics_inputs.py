@@ -69,6 +69,15 @@ def test_equal_sides_need_nothing():
     assert report.values["fake"]["frame_size"] == ["64x64"]
 
 
+def test_a_side_with_no_clip_read_is_not_compared():
+    # every generated header unreadable (skipped): the sides were "compared" with an empty one, and a
+    # folder of truncated videos was refused as "frame_size differs (real 64x64 ...; generated )"
+    real, _ = sides()
+    report = check_inputs(real, [], ALL, Protocol())
+    assert report.findings == () and report.values["fake"]["frame_size"] == []
+    assert check_inputs([], real, ("div",), Protocol()).findings == ()
+
+
 def test_frame_size_and_rate_are_converted_for_the_skeleton_metrics():
     real, fake = sides(width=128, height=128, fps=50.0, num_frames=200)
     report = check_inputs(real, fake, ("fgd", "div", "bas"), Protocol())
