@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from metrics.device import resolve_device
-from metrics.distributed import (MainProcessFailed, PeerProcessEnded, current_processes, launch_place,
-                                 one_process_argv, peer_gone, relaunch)
+from metrics.distributed import (PEER_ENDED_STATUS, MainProcessFailed, PeerProcessEnded, current_processes,
+                                 follow_launcher, launch_place, one_process_argv, peer_gone, relaunch, relaunched)
 from metrics.evaluate import DEFAULT_CACHE, evaluate, format_table, make_extractor, write_result
 from metrics.fgd_training import LATENT, train_fgd_autoencoder
 from metrics.inputs import ALLOWABLE, normalise_allow
@@ -288,7 +288,9 @@ def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
     stopped by the main process's failure (``MainProcessFailed``, which the main one reports) says
     nothing and ends with status 0, so that the launcher does not stop the main process before it has
     ended with its own status (the launch's); one whose peer went away (``PeerProcessEnded``, or a
-    collective's error that ``metrics.distributed.peer_gone`` recognises) says so in one line."""
+    collective's error that ``metrics.distributed.peer_gone`` recognises) says so in one line, or under
+    ``--processes N`` (``relaunch``, which names the failed process) nothing, like the others'
+    interruption. A launched process ends by SIGTERM as by an exception (``follow_launcher``)."""
     args = parser.parse_args(argv)
     args.command_argv = list(sys.argv[1:] if argv is None else argv)   # for a relaunch (--processes)
     configure_logging()
@@ -296,16 +298,23 @@ def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
     place = launch_place()
     if place is not None and place[0] != 0:
         prog = f"{prog} (process {place[0] + 1} of {place[1]})"
+    follow_launcher()
+    # under --processes N the launcher names the process that failed: the others stop without a word
+    quiet_peers = relaunched()
     try:
         return args.handler(args)
     except MainProcessFailed:
         return 0
     except PeerProcessEnded as error:
+        if quiet_peers:
+            return PEER_ENDED_STATUS
         print(f"{prog}: stopped: {_one_line(error)}", file=sys.stderr)
         return 2
     except RuntimeError as error:        # e.g. DDP's all-reduce when another process was killed
         if place is None or not peer_gone(error):
             raise
+        if quiet_peers:
+            return PEER_ENDED_STATUS
         print(f"{prog}: stopped: another process of the launch ended while this one worked with it "
               f"({_one_line(error).split('. ')[0][:200]})", file=sys.stderr)
         return 2
@@ -316,6 +325,8 @@ def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
         print(f"{prog}: error: {_one_line(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        if quiet_peers and place is not None and place[0] != 0:
+            return 130                   # the main process says it, once
         resume = "; finished work is kept, rerun the same command to resume" if getattr(args, "resumable", False) else ""
         print(f"{prog}: interrupted{resume}", file=sys.stderr)
         return 130

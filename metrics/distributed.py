@@ -22,7 +22,8 @@ agent does), so a collective never waits forever on a dead process. A refusal of
 the work it does first (``main_first``: a busy folder, a run folder of other settings) is told to the
 others, which then end without a word of their own (``MainProcessFailed``); a collective whose peer
 has gone away raises ``PeerProcessEnded``. ``relaunch`` ends with the main process's exit status and
-one line for a process killed by a signal, instead of the launcher's traceback.
+one line for a process killed by a signal, instead of the launcher's traceback, and the processes it
+starts end with it (``follow_launcher``).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -48,9 +49,10 @@ R = TypeVar("R")
 # caught by the launcher, not by this timeout.
 COLLECTIVE_TIMEOUT = timedelta(hours=24)
 
-__all__ = ["COLLECTIVE_TIMEOUT", "SINGLE", "MainProcessFailed", "PeerProcessEnded", "Processes", "close_at_exit",
-           "current_processes", "launch_command", "launch_place", "one_process_argv", "peer_gone", "relaunch",
-           "without_option"]
+__all__ = ["COLLECTIVE_TIMEOUT", "LAUNCHER_ENV", "PEER_ENDED_STATUS", "SINGLE", "MainProcessFailed", "PeerProcessEnded",
+           "Processes", "close_at_exit",
+           "current_processes", "follow_launcher", "launch_command", "launch_place", "one_process_argv", "peer_gone",
+           "relaunch", "relaunched", "without_option"]
 
 
 class MainProcessFailed(Exception):
@@ -262,15 +264,76 @@ def relaunch(module: str, argv: Sequence[str], processes: int, prog: str | None 
 
     # the launcher's per-process log folders go with the launch (left to it, one torchelastic_* per launch
     # stays in the temporary folder for good)
-    with tempfile.TemporaryDirectory(prefix="torchelastic_") as logs, _quiet_launcher():
+    with tempfile.TemporaryDirectory(prefix="torchelastic_") as logs, _quiet_launcher(), _marked_launch():
         arguments = parse_args([f"--log-dir={logs}", *command[command.index("torch.distributed.run") + 1:]])
         try:
             run(arguments)
         except ChildFailedError as error:
             return _launch_status(error.failures, processes, prog or module)
         except SignalException as error:     # the launcher was interrupted (Ctrl-C, a job's SIGTERM)
+            if int(error.sigval) != signal.SIGINT:            # (Ctrl-C reaches the processes, which say it)
+                print(f"{prog or module}: stopped by {_signal_name(int(error.sigval))}; finished work is kept, "
+                      "rerun the same command to resume", file=sys.stderr)
             return 128 + int(error.sigval)
     return 0
+
+
+# Set by ``relaunch`` for the processes it starts: the launcher's pid. They end when it ends
+# (``follow_launcher``), and leave the telling of a failure to it (``relaunched``).
+LAUNCHER_ENV = "IMAC_LAUNCHER_PID"
+
+# The exit status of a process that stopped because another one of a ``relaunch`` ended: not a cause.
+PEER_ENDED_STATUS = 75
+
+
+@contextmanager
+def _marked_launch() -> Iterator[None]:
+    """``LAUNCHER_ENV`` in the environment the launched processes inherit, for the launch only."""
+    before = os.environ.get(LAUNCHER_ENV)
+    os.environ[LAUNCHER_ENV] = str(os.getpid())
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(LAUNCHER_ENV, None)
+        else:
+            os.environ[LAUNCHER_ENV] = before
+
+
+def relaunched() -> bool:
+    """Whether this process is one of a ``relaunch`` (``--processes N``), whose launcher tells failures."""
+    return launch_place() is not None and bool(os.environ.get(LAUNCHER_ENV))
+
+
+def follow_launcher() -> None:
+    """In a process of a launch: SIGTERM ends it as an exception (``SystemExit(143)``: ``finally`` blocks
+    run, a command it waits for is killed by ``subprocess.run``), not at once; and in one of a
+    ``relaunch``, on Linux, the launcher's death sends it SIGTERM (``prctl(PR_SET_PDEATHSIG)``): a launcher
+    killed by the OOM killer or a scheduler's SIGKILL leaves no run going on without it."""
+    if launch_place() is None:
+        return
+    signal.signal(signal.SIGTERM, _stop)
+    launcher = os.environ.get(LAUNCHER_ENV, "")
+    if not launcher.isdigit() or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != int(launcher):            # it died before the request: nothing would tell us
+        _stop(signal.SIGTERM, None)
+
+
+def _stop(number: int, frame) -> None:
+    raise SystemExit(128 + number)
+
+
+class _Ended(NamedTuple):
+    exitcode: int            # negative: the signal that ended it
+    pid: int
 
 
 def _launch_status(failures: dict, processes: int, prog: str) -> int:
@@ -278,17 +341,29 @@ def _launch_status(failures: dict, processes: int, prog: str) -> int:
     given. A process killed from outside (a signal other than the SIGTERM / SIGINT the launcher sends the
     others once one has failed: SIGKILL when memory ran out) is the cause and is told in one line, the
     others having only stopped after it; otherwise the status of the lowest-ranked process that ended
-    with an error of its own (the main process's when it failed: it has said why); else 128 + the
-    signal that stopped the lowest-ranked one."""
+    with an error of its own (the main process's when it failed: it has said why; not one that only
+    stopped because another ended, ``PEER_ENDED_STATUS``); else 128 + the signal that stopped the
+    lowest-ranked one, told in a line (but Ctrl-C, which the processes say)."""
+    # (a launched process stopped by SIGTERM / SIGINT exits with 128 + the signal: ``follow_launcher``, Ctrl-C)
+    failures = {rank: _Ended(-(failure.exitcode - 128) if failure.exitcode - 128 in (signal.SIGTERM, signal.SIGINT)
+                             else failure.exitcode, failure.pid) for rank, failure in failures.items()}
     killed = {rank: failure for rank, failure in failures.items()
               if failure.exitcode < 0 and -failure.exitcode not in (signal.SIGTERM, signal.SIGINT)}
     for rank, failure in sorted(killed.items()):
         print(f"{prog}: process {rank + 1} of {processes} (pid {failure.pid}) was killed by "
               f"{_signal_name(-failure.exitcode)}{' (out of memory?)' if -failure.exitcode == signal.SIGKILL else ''}",
               file=sys.stderr)
-    ended = {rank: failure for rank, failure in failures.items() if failure.exitcode > 0}
-    chosen = killed or ended or failures
+    ended = {rank: failure for rank, failure in failures.items() if failure.exitcode > 0
+             and failure.exitcode != PEER_ENDED_STATUS}
+    stopped = {rank: failure for rank, failure in failures.items() if failure.exitcode < 0}
+    rank = min(stopped, default=0)
+    if not killed and not ended and stopped and stopped[rank].exitcode != -signal.SIGINT:   # (Ctrl-C: said)
+        print(f"{prog}: process {rank + 1} of {processes} (pid {stopped[rank].pid}) was stopped by "
+              f"{_signal_name(-stopped[rank].exitcode)}", file=sys.stderr)
+    chosen = killed or ended or stopped or failures
     code = chosen[min(chosen)].exitcode
+    if code == PEER_ENDED_STATUS:
+        return 2
     return code if code > 0 else 128 - code
 
 

@@ -26,8 +26,8 @@ from threadpoolctl import threadpool_limits
 from bench.cli import main as bench_main
 from bench.data.toy.corpus import ToyCorpusConfig, generate_toy_corpus
 from metrics.cli import main as metrics_main
-from metrics.distributed import (SINGLE, Processes, _launch_status, launch_command, one_process_argv, peer_gone,
-                                 without_option)
+from metrics.distributed import (SINGLE, Processes, PEER_ENDED_STATUS, _launch_status, launch_command, one_process_argv,
+                                 peer_gone, without_option)
 from metrics.io.files import hold_folder
 from metrics.fgd_training import train_fgd_autoencoder
 from metrics.evaluate import make_extractor
@@ -256,7 +256,47 @@ def test_a_refusal_under_a_launch_is_the_main_process_line_alone(micro, tmp_path
     assert "process 2 of 2" not in done.stderr and "Connection closed" not in done.stderr, done.stderr
 
 
-def test_a_launch_ends_with_the_status_of_its_cause():
+def test_the_processes_of_a_launch_end_with_their_launcher(micro, tmp_path):
+    """``--processes 2`` whose launcher is killed (SIGKILL: the OOM killer, a scheduler): its processes
+    end too, and the commands they wait for (before, both went on without it, holding the run folder,
+    and printed the run's table into a closed terminal)."""
+    import time
+
+    token = f"launcher-test-{os.getpid()}"
+    methods = tmp_path / "methods.yaml"
+    methods.write_text(textwrap.dedent(f"""\
+        methods:
+          wait:
+            command: "{sys.executable} -c 'import time; time.sleep(120)' {token} {{out}}"
+        """))
+    arguments = ["run", "--methods-file", str(methods), "--methods", "wait", "--data", str(micro["corpus"]),
+                 "--config", str(micro["config"]), "--out", str(tmp_path / "run"), "--quiet", "--no-plots",
+                 "--threads", "1", "--processes", "2"]
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    environment.pop("WORLD_SIZE", None)
+    launcher = subprocess.Popen([sys.executable, "-m", "bench", *arguments], cwd=REPO, env=environment,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def running(pattern: str) -> list[str]:
+        return subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()
+
+    try:
+        deadline = time.monotonic() + 60
+        while len(running(token)) < 2 and time.monotonic() < deadline:       # both processes wait on a command
+            time.sleep(0.5)
+        assert len(running(token)) == 2, launcher.stderr.read1().decode() if launcher.poll() is not None else ""
+        launcher.kill()
+        launcher.wait(timeout=10)
+        deadline = time.monotonic() + 30
+        while (running(token) or running(str(tmp_path / "run"))) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert running(token) == [] and running(str(tmp_path / "run")) == []
+    finally:
+        for pid in running(token) + running(str(tmp_path / "run")):
+            os.kill(int(pid), signal.SIGKILL)
+
+
+def test_a_launch_ends_with_the_status_of_its_cause(capsys):
     """What ``relaunch`` returns from torchrun's failures (exit code by rank, negative: killed by that
     signal): a process killed from outside is the cause (a shell's 128 + signal), then the lowest-ranked
     process that ended with an error of its own; the SIGTERM the launcher sends the others is no cause."""
@@ -268,6 +308,14 @@ def test_a_launch_ends_with_the_status_of_its_cause():
     assert _launch_status({3: failed(1), 2: failed(-15)}, 4, "x") == 1
     assert _launch_status({0: failed(-15), 1: failed(3)}, 2, "x") == 3
     assert _launch_status({1: failed(-15), 0: failed(-2)}, 2, "x") == 130
+    # a process stopped by SIGTERM as an exception exits 143 (follow_launcher): no cause either; one that
+    # only stopped because another ended (PEER_ENDED_STATUS) neither, but a SIGTERM from outside is named
+    assert _launch_status({0: failed(143), 1: failed(2)}, 2, "x") == 2
+    assert _launch_status({0: failed(PEER_ENDED_STATUS), 1: failed(2)}, 2, "x") == 2
+    assert _launch_status({0: failed(130), 1: failed(130)}, 2, "x") == 130
+    capsys.readouterr()
+    assert _launch_status({0: failed(PEER_ENDED_STATUS), 1: failed(143, pid=7)}, 2, "x") == 143
+    assert capsys.readouterr().err == "x: process 2 of 2 (pid 7) was stopped by SIGTERM\n"
 
 
 def test_the_errors_of_a_peer_gone_are_recognised():
