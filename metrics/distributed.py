@@ -41,6 +41,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, NamedTuple, TypeVar
 
+from metrics.process_guard import end_with_parent
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -307,24 +309,15 @@ def relaunched() -> bool:
 
 def follow_launcher() -> None:
     """In a process of a launch: SIGTERM ends it as an exception (``SystemExit(143)``: ``finally`` blocks
-    run, a command it waits for is killed by ``subprocess.run``), not at once; and in one of a
+    run, a command it waits for is ended with its process group: ``metrics.process_guard``), not at once; and in one of a
     ``relaunch``, on Linux, the launcher's death sends it SIGTERM (``prctl(PR_SET_PDEATHSIG)``): a launcher
     killed by the OOM killer or a scheduler's SIGKILL leaves no run going on without it."""
     if launch_place() is None:
         return
     signal.signal(signal.SIGTERM, _stop)
     launcher = os.environ.get(LAUNCHER_ENV, "")
-    if not launcher.isdigit() or not sys.platform.startswith("linux"):
-        return
-    import ctypes
-
-    PR_SET_PDEATHSIG = 1
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != int(launcher):            # it died before the request: nothing would tell us
-        _stop(signal.SIGTERM, None)
+    if launcher.isdigit() and not end_with_parent(int(launcher)):
+        _stop(signal.SIGTERM, None)         # it died before the request: nothing would tell us
 
 
 def _stop(number: int, frame) -> None:

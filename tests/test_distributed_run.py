@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -41,7 +42,8 @@ REPO = Path(__file__).resolve().parents[1]
 TIMEOUT = 85      # seconds per launched command (the test's budget is 90 s)
 
 # A method's command: the reference frame slid sideways (some motion for the metrics), the clip's speech
-# muxed in. With KILL_CLIP set it kills the process that runs it (the rank) on that clip, once.
+# muxed in. With KILL_CLIP set it kills the process that runs it (the rank) on that clip, once: its
+# grandparent, as the rank runs it under metrics.process_guard.
 WRITER = '''
 import os, signal, sys
 from pathlib import Path
@@ -54,7 +56,8 @@ reference, audio, out, frames, fps, clip_id = sys.argv[1:7]
 marker = os.environ.get("KILL_MARKER")
 if clip_id == os.environ.get("KILL_CLIP") and marker and not Path(marker).exists():
     Path(marker).write_text(clip_id)
-    os.kill(os.getppid(), signal.SIGKILL)
+    rank = int(Path(f"/proc/{os.getppid()}/stat").read_text().rpartition(")")[2].split()[1])
+    os.kill(rank, signal.SIGKILL)
     raise SystemExit(1)
 image = np.asarray(Image.open(reference).convert("RGB"))
 shifts = np.round(4 * np.sin(np.arange(int(frames)) / 3.0)).astype(int)
@@ -280,11 +283,13 @@ def test_the_processes_of_a_launch_end_with_their_launcher(micro, tmp_path):
     def running(pattern: str) -> list[str]:
         return subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()
 
+    command = f"^{re.escape(sys.executable)} -c .*{token}"        # the commands, not their guards
+
     try:
         deadline = time.monotonic() + 60
-        while len(running(token)) < 2 and time.monotonic() < deadline:       # both processes wait on a command
+        while len(running(command)) < 2 and time.monotonic() < deadline:     # both processes wait on a command
             time.sleep(0.5)
-        assert len(running(token)) == 2, launcher.stderr.read1().decode() if launcher.poll() is not None else ""
+        assert len(running(command)) == 2, launcher.stderr.read1().decode() if launcher.poll() is not None else ""
         launcher.kill()
         launcher.wait(timeout=10)
         deadline = time.monotonic() + 30

@@ -16,7 +16,10 @@ frame of the real clip), ``{audio}`` (the clip's wav), ``{out}`` (the mp4 to wri
 the command runs without a shell. It must exit 0 and leave a readable video at ``{out}``; the file
 is written under a temporary name (``metrics.io.files.atomic_path``) and moved into place only
 then, so a failed or interrupted command never leaves a video the bench would take as finished,
-and the leftover of a killed run is removed by the next write into that folder.
+and the leftover of a killed run is removed by the next write into that folder. The command runs as a
+process group of its own (``metrics.process_guard``): a timeout, a Ctrl-C or a stopped bench ends it and
+every process it started (SIGTERM, SIGKILL 5 s later), and so does, on Linux, the bench's death by
+SIGKILL; its standard input is empty.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from bench.methods.external import ExternalVideoError, check_video
 from metrics.dataset import ClipRecord
 from metrics.io.files import atomic_path
 from metrics.options import read_yaml
+from metrics.process_guard import run_guarded
 
 PLACEHOLDERS = ("reference", "audio", "out", "identity", "clip_id", "fps", "num_frames", "width", "height")
 
@@ -134,10 +138,14 @@ class CommandMethod(Method):
                   "num_frames": clip.num_frames, "width": clip.width, "height": clip.height}
         argv = format_command(self.spec.command, values)
         try:
-            done = subprocess.run(argv, cwd=self.spec.cwd, env={**os.environ, **self.spec.env},
-                                  capture_output=True, text=True, timeout=self.spec.timeout)
-        except (OSError, subprocess.TimeoutExpired) as error:
+            done = run_guarded(argv, cwd=self.spec.cwd, env={**os.environ, **self.spec.env},
+                               timeout=self.spec.timeout)
+        except OSError as error:
             raise ExternalVideoError(f"{self.name} on {clip.label}: the command failed to run ({error}): "
+                                     f"{shlex.join(argv)}") from error
+        except subprocess.TimeoutExpired as error:
+            raise ExternalVideoError(f"{self.name} on {clip.label}: the command did not finish within "
+                                     f"{self.spec.timeout:g} s and was ended, with the processes it started: "
                                      f"{shlex.join(argv)}") from error
         if done.returncode != 0:
             tail = (done.stderr or done.stdout).strip().splitlines()[-5:]

@@ -1,0 +1,142 @@
+"""A command run under ``metrics.process_guard`` ends with everything it started: on a timeout, on an
+exception in the caller (Ctrl-C), and (Linux) on the caller's death by SIGKILL. What it returns and
+raises is what ``subprocess.run`` returns and raises for the same command (the reference)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from metrics.process_guard import run_guarded
+
+REPO = Path(__file__).resolve().parents[1]
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; the parent-death signal is Linux's")
+
+# A command whose own child (a background sleep, as a shell script's python or conda run's child) holds on.
+STARTS_A_CHILD = "sleep 60 & echo $! > child.pid; wait"
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` runs: it exists and is not a zombie (an orphan's reaper may be slow or absent)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
+
+
+def _child_pid(folder: Path, seconds: float = 20.0) -> int:
+    written = folder / "child.pid"
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if written.is_file() and written.read_text().strip():
+            return int(written.read_text())
+        time.sleep(0.05)
+    raise AssertionError("the command did not start its child")
+
+
+def _ends(pid: int, seconds: float = 10.0) -> bool:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if not _running(pid):
+            return True
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)         # leave nothing behind for the other tests
+    return False
+
+
+@pytest.mark.parametrize("argv", [
+    ["sh", "-c", "echo out; echo err >&2; exit 3"],
+    ["sh", "-c", "echo out; kill -9 $$"],
+    [sys.executable, "-c", "import sys; sys.stdout.buffer.write(b'caf\\xe9 \\xff' * 5000)"],
+    ["sh", "-c", "exit 0"],
+])
+def test_status_and_output_are_those_subprocess_run_gives(argv):
+    reference = subprocess.run(argv, capture_output=True)
+    done = run_guarded(argv, tail_bytes=1000)
+    assert done.returncode == reference.returncode
+    assert done.stdout == reference.stdout[-1000:].decode("utf-8", "replace")
+    assert done.stderr == reference.stderr[-1000:].decode("utf-8", "replace")
+
+
+@pytest.mark.parametrize("argv, cwd", [
+    (["no-such-command-anywhere"], None),
+    (["sh", "-c", "exit 0"], "/no/such/folder"),
+    ([__file__], None),                                 # not executable
+])
+def test_a_command_that_cannot_start_raises_the_oserror_subprocess_run_raises(argv, cwd):
+    with pytest.raises(OSError) as expected:
+        subprocess.run(argv, cwd=cwd)
+    with pytest.raises(OSError) as raised:
+        run_guarded(argv, cwd=cwd)
+    assert (raised.value.errno, raised.value.strerror) == (expected.value.errno, expected.value.strerror)
+
+
+@linux_only
+def test_a_timeout_ends_the_processes_the_command_started(tmp_path):
+    with pytest.raises(subprocess.TimeoutExpired):
+        run_guarded(["sh", "-c", STARTS_A_CHILD], cwd=tmp_path, timeout=1, grace=2)
+    assert _ends(_child_pid(tmp_path), seconds=3)          # subprocess.run(..., timeout=1) leaves it running
+
+
+@linux_only
+def test_a_process_that_ignores_sigterm_is_killed_after_the_grace(tmp_path):
+    with pytest.raises(subprocess.TimeoutExpired):
+        run_guarded(["sh", "-c", "trap '' TERM; " + STARTS_A_CHILD], cwd=tmp_path, timeout=1, grace=1)
+    assert _ends(_child_pid(tmp_path), seconds=3)
+
+
+@linux_only
+def test_a_command_that_ends_by_itself_is_not_followed_nor_waited_for(tmp_path):
+    done = run_guarded(["sh", "-c", "sleep 60 >/dev/null 2>&1 & echo $! > child.pid; echo started"], cwd=tmp_path,
+                       timeout=30)
+    assert (done.returncode, done.stdout) == (0, "started\n")
+    child = _child_pid(tmp_path)
+    assert _running(child)                  # its own background process, left alone
+    os.kill(child, signal.SIGKILL)
+
+
+CALLER = """
+import sys
+from metrics.process_guard import run_guarded
+run_guarded(["sh", "-c", sys.argv[1]], cwd=sys.argv[2])
+"""
+
+
+@linux_only
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGINT"])
+def test_the_callers_end_ends_the_command_and_its_processes(tmp_path, how):
+    """SIGKILL: nothing runs in the caller, the guard hears of it from Linux (parent-death signal).
+    SIGINT: ``KeyboardInterrupt`` in the caller's wait, which ends the guard."""
+    caller = subprocess.Popen([sys.executable, "-c", CALLER, STARTS_A_CHILD, str(tmp_path)], cwd=REPO,
+                              env={**os.environ, "PYTHONPATH": str(REPO)}, stderr=subprocess.DEVNULL)
+    child = _child_pid(tmp_path)
+    caller.send_signal(getattr(signal, how))
+    caller.wait(30)
+    assert _ends(child)
+
+
+@linux_only
+def test_a_command_method_ends_what_its_command_started_at_its_timeout(tmp_path):
+    from bench.methods.command import CommandMethod, CommandSpec
+    from bench.methods.external import ExternalVideoError
+    from metrics.dataset import ClipRecord
+    clip = ClipRecord("anna", "test", "c0", video=tmp_path / "c0.mp4", audio=tmp_path / "c0.wav", fps=25.0,
+                      num_frames=5, width=16, height=16)
+    (tmp_path / "work" / "inputs" / "anna").mkdir(parents=True)
+    (tmp_path / "work" / "inputs" / "anna" / "c0.png").write_bytes(b"")
+    method = CommandMethod(CommandSpec("tool", "sh -c '" + STARTS_A_CHILD + "' {out}", cwd=str(tmp_path), timeout=1))
+    method.prepare(SimpleNamespace(work_dir=tmp_path / "work"))
+    with pytest.raises(ExternalVideoError, match=r"tool on anna/c0: the command did not finish within 1 s"):
+        method.write(clip, tmp_path / "run" / "tool" / "anna" / "c0.mp4", seed=0)
+    assert _ends(_child_pid(tmp_path), seconds=8)
+    assert not (tmp_path / "run" / "tool" / "anna" / "c0.mp4").exists()
+    assert np.all([not name.startswith(".") for name in os.listdir(tmp_path / "run" / "tool" / "anna")])
