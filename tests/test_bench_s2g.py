@@ -137,6 +137,28 @@ def test_options_reject_unknown_keys_and_wrong_types():
     assert KeypointMotionOptions.from_dict({"lr": 1}).lr == 1.0
 
 
+@pytest.mark.parametrize("changes", [{}, {"layers": 3, "dropout": 0.0, "mfcc_heads": 1, "components": 0},
+                                     {"n_mfcc": 20, "mfcc_width": 8, "audio_width": 16, "heads": 4}])
+def test_every_keypoint_motion_parameter_gets_a_gradient_at_every_step(changes):
+    """Data-parallel training wraps the model without DDP's search for unused parameters (a parameter
+    without a gradient would stop the launch at the next step): every one must get a gradient, read
+    here from the parameters themselves after a step's loss."""
+    import torch
+
+    from bench.baselines.keypoint_motion import _motion_config, _MotionLoss, motion_model
+    from imac.models.video import motion_training_scheduler
+    options = dataclasses.replace(KeypointMotionOptions.from_dict(TINY_OPTIONS), **changes)
+    pose_dim, head_dim, hubert_dim = (options.components or 40), (options.components or 12), 24
+    model = motion_model(options, pose_dim, head_dim, hubert_dim).train()
+    generator = torch.Generator().manual_seed(0)
+    batch = [torch.randn(2, options.window, width, generator=generator)
+             for width in (pose_dim, head_dim, options.n_mfcc, hubert_dim)]
+    step_loss = _MotionLoss(model, motion_training_scheduler(_motion_config(options)))
+    step_loss(*batch, generator).backward()
+    assert [name for name, parameter in model.named_parameters()
+            if parameter.requires_grad and parameter.grad is None] == []
+
+
 def test_model_keeps_the_points_the_corpus_provides(trained):
     assert trained.facts["trained"] == "now" and trained.facts["steps"] == TINY_OPTIONS["steps"]
     points = set(trained.points)

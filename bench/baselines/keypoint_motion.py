@@ -214,9 +214,9 @@ def _fit(motion: MotionModel, tensors: dict[str, list[torch.Tensor]], positions:
     draws per process."""
     parallel.check_batch(options.batch_size, "keypoint motion batch_size")
     rows = parallel.part(options.batch_size)
-    # find_unused_parameters: which parts get no gradient depends on the options (as in IMAC's trainer)
-    step_loss = parallel.wrap(_MotionLoss(motion, motion_training_scheduler(_motion_config(options))),
-                              find_unused_parameters=True)
+    # every parameter gets a gradient at every step, whatever the options (they only size the model):
+    # no search for unused ones (a graph traversal per step, and a warning from each process when none)
+    step_loss = parallel.wrap(_MotionLoss(motion, motion_training_scheduler(_motion_config(options))))
     optimizer = torch.optim.AdamW(motion.parameters(), lr=options.lr, weight_decay=options.weight_decay,
                                   foreach=True)
     rng = np.random.default_rng(seed)
@@ -250,6 +250,14 @@ def _load_hubert(options: KeypointMotionOptions, device: str):
         return load_hubert(tiny=True, seed=options.hubert_seed, device=device)
     with quiet_transformers():
         return load_hubert(options.hubert, device=device)
+
+
+def motion_model(options: KeypointMotionOptions, pose_dim: int, head_dim: int, hubert_dim: int) -> MotionModel:
+    """The untrained keypoint motion model: IMAC's motion branch over ``pose_dim`` body and ``head_dim``
+    head coordinates (principal components, or raw), sized by ``options``."""
+    return MotionModel(pose_dim=pose_dim, expression_dim=head_dim, n_mfcc=options.n_mfcc, hubert_dim=hubert_dim,
+                       mfcc_width=options.mfcc_width, mfcc_heads=options.mfcc_heads, audio_width=options.audio_width,
+                       width=options.width, layers=options.layers, heads=options.heads, dropout=options.dropout)
 
 
 def _motion_config(options: KeypointMotionOptions) -> MotionConfig:
@@ -470,11 +478,7 @@ class KeypointMotion:
                  LinearBasis.fit(np.concatenate([a["head"] for a in long_enough]), options.components))
         for array in long_enough:
             array["pose"], array["head"] = bases[0].encode(array["pose"]), bases[1].encode(array["head"])
-        motion = MotionModel(pose_dim=bases[0].axes.shape[1], expression_dim=bases[1].axes.shape[1],
-                             n_mfcc=options.n_mfcc, hubert_dim=int(hubert.config.hidden_size),
-                             mfcc_width=options.mfcc_width, mfcc_heads=options.mfcc_heads,
-                             audio_width=options.audio_width, width=options.width, layers=options.layers,
-                             heads=options.heads, dropout=options.dropout)
+        motion = motion_model(options, bases[0].axes.shape[1], bases[1].axes.shape[1], int(hubert.config.hidden_size))
         motion.set_normalization(np.concatenate([a["pose"] for a in long_enough]),
                                  np.concatenate([a["head"] for a in long_enough]))
         motion = motion.to(device).train()
