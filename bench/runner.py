@@ -83,7 +83,7 @@ from imac.frames import NonFiniteError
 from imac.training.trainer import TrainingFolderError
 from metrics.dataset import ClipRecord, Dataset
 from metrics.device import processor, resolve_device
-from metrics.distributed import SINGLE, Processes, current_processes
+from metrics.distributed import SAME_IN_EVERY_PROCESS, SINGLE, Processes, current_processes
 from metrics.evaluate import Evaluator, make_extractor
 from metrics.fgd_training import train_fgd_autoencoder, training_card
 from metrics.io.audio import SAMPLE_RATE
@@ -919,7 +919,7 @@ def check_made_with(method: Method, context: BenchContext) -> None:
     if "made_with" not in recorded:
         logger.warning("%s: made by a version that did not record its settings; cannot check that they are "
                        "this run's, nor that its missing clips would be made like the others (give a new --out "
-                       "to be sure)", videos)
+                       "to be sure)", videos, extra=SAME_IN_EVERY_PROCESS)
         return
     try:
         made_with = recorded["made_with"]

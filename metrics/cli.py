@@ -31,7 +31,8 @@ from typing import Any, Literal
 
 from metrics.device import resolve_device
 from metrics.distributed import (PEER_ENDED_STATUS, MainProcessFailed, PeerProcessEnded, current_processes,
-                                 follow_launcher, launch_place, one_process_argv, peer_gone, relaunch, relaunched)
+                                 follow_launcher, launch_place, one_process_argv, peer_gone, relaunch, relaunched,
+                                 told_by_main)
 from metrics.evaluate import DEFAULT_CACHE, evaluate, format_table, make_extractor, write_result
 from metrics.fgd_training import LATENT, train_fgd_autoencoder
 from metrics.inputs import ALLOWABLE, normalise_allow
@@ -290,7 +291,8 @@ def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
     ended with its own status (the launch's); one whose peer went away (``PeerProcessEnded``, or a
     collective's error that ``metrics.distributed.peer_gone`` recognises) says so in one line, or under
     ``--processes N`` (``relaunch``, which names the failed process) nothing, like the others'
-    interruption. A launched process ends by SIGTERM as by an exception (``follow_launcher``)."""
+    interruption; log records every process makes alike are the main one's alone (``told_by_main``). A
+    launched process ends by SIGTERM as by an exception (``follow_launcher``)."""
     args = parser.parse_args(argv)
     args.command_argv = list(sys.argv[1:] if argv is None else argv)   # for a relaunch (--processes)
     configure_logging()
@@ -298,6 +300,7 @@ def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
     place = launch_place()
     if place is not None and place[0] != 0:
         prog = f"{prog} (process {place[0] + 1} of {place[1]})"
+    told_by_main([handler for name in PROJECT_LOGGERS for handler in logging.getLogger(name).handlers])
     follow_launcher()
     # under --processes N the launcher names the process that failed: the others stop without a word
     quiet_peers = relaunched()

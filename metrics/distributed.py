@@ -280,6 +280,25 @@ def relaunch(module: str, argv: Sequence[str], processes: int, prog: str | None 
     return 0
 
 
+# The ``extra`` of a log record that every process of a launch makes alike (about a weights file, or the
+# inputs all of them read): only the main process's is shown (``told_by_main``).
+SAME_IN_EVERY_PROCESS = {"same_in_every_process": True}
+
+
+def _not_same_in_every_process(record: logging.LogRecord) -> bool:
+    return not getattr(record, "same_in_every_process", False)
+
+
+def told_by_main(handlers: Sequence[logging.Handler]) -> None:
+    """In a process of a launch other than the main one, ``handlers`` drop the records marked
+    ``SAME_IN_EVERY_PROCESS``: the main process shows them, once for the launch."""
+    place = launch_place()
+    if place is None or place[0] == 0:
+        return
+    for handler in handlers:
+        handler.addFilter(_not_same_in_every_process)
+
+
 # Set by ``relaunch`` for the processes it starts: the launcher's pid. They end when it ends
 # (``follow_launcher``), and leave the telling of a failure to it (``relaunched``).
 LAUNCHER_ENV = "IMAC_LAUNCHER_PID"

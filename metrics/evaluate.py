@@ -45,7 +45,7 @@ import numpy as np
 
 from metrics.beats import BAS
 from metrics.dataset import ClipRecord, find_clips
-from metrics.distributed import SINGLE, Processes
+from metrics.distributed import SAME_IN_EVERY_PROCESS, SINGLE, Processes
 from metrics.diversity import Diversity
 from metrics.fgd import FGD, skeleton_windows
 from metrics.fvd import FVD
@@ -197,7 +197,7 @@ class Evaluator:
                 clip_metrics[metric] = load_clip_metric(metric, protocol, weights, device)
             except MissingWeights as error:
                 unavailable[metric] = str(error)
-                logger.warning("%s left out: %s", REGISTRY[metric].label, error)
+                logger.warning("%s left out: %s", REGISTRY[metric].label, error, extra=SAME_IN_EVERY_PROCESS)
         model = info = None
         if "fgd" in metrics or "div" in metrics:
             if autoencoder is None:
@@ -735,7 +735,7 @@ def evaluate(real_dir: str | Path | None, fake_dir: str | Path, metrics: Sequenc
             raise InputMismatchError(f"{error} (skipped as unreadable: {_skipped_words(skipped)})") from None
     for finding in inputs.findings:
         if finding.property == "clips" and processes.is_main:
-            logger.warning("input %s", finding)
+            logger.warning("input %s", finding, extra=SAME_IN_EVERY_PROCESS)
 
     evaluator = Evaluator.load(metrics, protocol, autoencoder=autoencoder, i3d=i3d, i3d_seed=i3d_seed,
                                extractor=extractor, dwpose_detector=dwpose_detector, dwpose_pose=dwpose_pose,
@@ -785,7 +785,7 @@ def _decoded_pairing(inputs: InputReport, real: Sequence[ClipResult], fake: Sequ
               f"{pairing['generated_unpaired']} generated unpaired by clips that could not be scored: "
               f"{_skipped_words(skipped)}")
     if main:
-        logger.warning("input clips (allowed): %s", detail)
+        logger.warning("input clips (allowed): %s", detail, extra=SAME_IN_EVERY_PROCESS)
     return replace(inputs, pairing=pairing,
                    findings=(*inputs.findings, Finding("clips", "allowed", tuple(metrics), detail)))
 

@@ -57,6 +57,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from metrics.distributed import SAME_IN_EVERY_PROCESS
 from metrics.io import weights
 from metrics.io.files import file_sha256, update_digest_from_file
 
@@ -640,6 +641,7 @@ def check_published_weights(path: str | os.PathLike, kind: NetworkKind) -> bool:
         "%s is not the published %s: its git blob SHA-1 is %s, the published file's is %s (%s). "
         "FVDs computed with it are not comparable with FVDs of the published weights.",
         path, published.file, found, published.git_blob_sha1, "; ".join(published.sources),
+        extra=SAME_IN_EVERY_PROCESS,
     )
     return False
 

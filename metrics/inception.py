@@ -47,6 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from metrics.distributed import SAME_IN_EVERY_PROCESS
 from metrics.io.files import file_sha256
 from metrics.io.weights import load_state_dict_strict, read_state_dict
 
@@ -368,6 +369,7 @@ def load_fid_inception(path: str | os.PathLike | None, device: str | torch.devic
     if not digest.startswith(PUBLISHED_SHA256_PREFIX):
         logger.warning("%s is not the published %s: its SHA-256 starts %s, the published file's %s (%s). "
                        "FIDs computed with it are not comparable with published FIDs.",
-                       path, PUBLISHED_FILE, digest[:8], PUBLISHED_SHA256_PREFIX, PUBLISHED_SOURCE)
+                       path, PUBLISHED_FILE, digest[:8], PUBLISHED_SHA256_PREFIX, PUBLISHED_SOURCE,
+                       extra=SAME_IN_EVERY_PROCESS)
     return InceptionFeatures(network, feature_id=f"fid-inception-2015-12-05:{digest[:12]}", is_pretrained=True,
                              device=device, batch_size=batch_size, source=str(path))

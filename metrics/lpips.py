@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from metrics.distributed import SAME_IN_EVERY_PROCESS
 from metrics.inception import init_standin_
 from metrics.io.files import file_sha256
 from metrics.io.weights import as_state_dict, load_state_dict_strict, read_state_dict
@@ -197,7 +198,7 @@ def _check_published(path: Path, digest: str, expected: str, what: str) -> bool:
         return True
     logger.warning("%s is not the published %s (its SHA-256 starts %s, the published file's %s): "
                    "LPIPS values computed with it are not comparable with published ones.",
-                   path, what, digest[:8], expected[:8])
+                   path, what, digest[:8], expected[:8], extra=SAME_IN_EVERY_PROCESS)
     return False
 
 

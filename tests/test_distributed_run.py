@@ -187,6 +187,31 @@ def test_shards_deal_the_clips_round_robin_and_map_keeps_the_order():
         launch_command("bench", ["run"], 0)
 
 
+@pytest.mark.parametrize("rank, world, shown", [(None, None, ["alike", "own"]), ("0", "2", ["alike", "own"]),
+                                                 ("1", "2", ["own"])])
+def test_records_every_process_makes_alike_are_shown_by_the_main_process_alone(monkeypatch, rank, world, shown):
+    import io
+    import logging
+
+    from metrics.distributed import SAME_IN_EVERY_PROCESS, told_by_main
+    for name, value in (("RANK", rank), ("WORLD_SIZE", world)):
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    logger = logging.getLogger("metrics.test_told_by_main")
+    logger.addHandler(handler)
+    try:
+        told_by_main([handler])
+        logger.warning("alike", extra=SAME_IN_EVERY_PROCESS)
+        logger.warning("own")
+    finally:
+        logger.removeHandler(handler)
+    assert stream.getvalue().split() == shown
+
+
 # -- the runs -----------------------------------------------------------------------------------------
 
 
@@ -203,6 +228,8 @@ def test_two_processes_give_the_values_of_one(micro):
     assert not list(work.glob("generation.process-*.json"))      # merged into generation.json
     assert list(json.loads((work / "generation.json").read_text())) == results["run"]["test_clips"]
     assert done.stdout.count("report:") == 1                      # one process prints and writes
+    # the stand-in I3D's warning, which each process made alike, is the main process's alone
+    assert done.stderr.count("is not the published i3d_torchscript.pt") == 1, done.stderr
 
 
 def test_a_killed_process_loses_only_its_clip_and_a_rerun_finishes(micro):

@@ -84,6 +84,7 @@ from imac.models.video import motion_sampling_scheduler, motion_training_schedul
 from imac.pipeline import hubert_identity, quiet_transformers
 from imac.training.windows import window_positions
 from metrics.device import resolve_device
+from metrics.distributed import SAME_IN_EVERY_PROCESS
 from metrics.io.audio import SAMPLE_RATE
 from metrics.io.bounded import load_npz, read_json
 from metrics.io.files import atomic_folder
@@ -472,7 +473,8 @@ class KeypointMotion:
                              f"keypoints; {len(skipped)} clip(s) skipped")
         if skipped:
             logger.warning(f"keypoint motion: {len(skipped)} training clip(s) skipped (shorter than "
-                        f"{options.window} frames, or no shoulders): {', '.join(skipped[:5])}")
+                           f"{options.window} frames, or no shoulders): {', '.join(skipped[:5])}",
+                           extra=SAME_IN_EVERY_PROCESS)
 
         bases = (LinearBasis.fit(np.concatenate([a["pose"] for a in long_enough]), options.components),
                  LinearBasis.fit(np.concatenate([a["head"] for a in long_enough]), options.components))

@@ -22,6 +22,7 @@ from typing import Any
 from bench.methods.base import Method
 from bench.methods.controls import link_file
 from metrics.dataset import VIDEO_SUFFIXES, ClipRecord
+from metrics.distributed import SAME_IN_EVERY_PROCESS
 from metrics.io.video import VideoReader, probe_video
 
 logger = logging.getLogger(__name__)
@@ -98,7 +99,8 @@ class GeneratedFolder(Method):
         unused = unused_videos(self.folder, context.test_clips)
         if unused:
             logger.warning("--generated %s=%s: %d video(s) are not test clips of this run and are not scored: %s",
-                           self.name, self.folder, len(unused), ", ".join(unused[:5]) + " ..." * (len(unused) > 5))
+                           self.name, self.folder, len(unused), ", ".join(unused[:5]) + " ..." * (len(unused) > 5),
+                           extra=SAME_IN_EVERY_PROCESS)
         return {**self.source, **({"not_test_clips": unused} if unused else {})}
 
     def write(self, clip: ClipRecord, out: Path, seed: int) -> dict[str, Any]:
