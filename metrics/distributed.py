@@ -35,7 +35,7 @@ import os
 import signal
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -305,6 +305,31 @@ LAUNCHER_ENV = "IMAC_LAUNCHER_PID"
 
 # The exit status of a process that stopped because another one of a ``relaunch`` ended: not a cause.
 PEER_ENDED_STATUS = 75
+
+
+# What a launcher puts in the environment of its processes (torchrun's agent, ``accelerate launch``,
+# ``relaunch``), beyond settings such as OMP_NUM_THREADS: a command a process runs is not of the launch.
+_LAUNCH_VARIABLES = frozenset({"RANK", "LOCAL_RANK", "GROUP_RANK", "ROLE_RANK", "ROLE_NAME", "WORLD_SIZE",
+                               "LOCAL_WORLD_SIZE", "GROUP_WORLD_SIZE", "ROLE_WORLD_SIZE", "MASTER_ADDR",
+                               "MASTER_PORT", LAUNCHER_ENV})
+_LAUNCH_PREFIXES = ("TORCHELASTIC_", "ACCELERATE_", "FSDP_")
+
+
+def outside_launch(environ: Mapping[str, str]) -> dict[str, str]:
+    """``environ`` for a command this process starts: in a process of a launch (``launch_place``), less
+    the launcher's variables (rank, world size, rendezvous address, torchrun's and accelerate's settings),
+    so that a command using torch.distributed or accelerate is not taken for one more process of this
+    launch (it would wait for a rendezvous that never comes); outside a launch, unchanged."""
+    if launch_place() is None:
+        return dict(environ)
+    return {key: value for key, value in environ.items()
+            if key not in _LAUNCH_VARIABLES and not key.startswith(_LAUNCH_PREFIXES)}
+
+
+def local_rank() -> int:
+    """This process's rank on its machine in a launch (``LOCAL_RANK``), 0 outside one."""
+    value = os.environ.get("LOCAL_RANK", "0")
+    return int(value) if launch_place() is not None and value.isdigit() else 0
 
 
 @contextmanager

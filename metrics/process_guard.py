@@ -1,18 +1,26 @@
-"""Run a command as a process group that ends with the process that started it.
+"""Run a command so that it ends, with every process it started, when the process that started it says so
+or dies.
 
 ``subprocess.run(argv, timeout=...)`` kills the command's first process only. A shell script's or
 ``conda run``'s child, or a tool's own worker, keeps running (holding a GPU, writing a file) after a
 timeout, a Ctrl-C handled by the caller, or the caller's death, while the caller goes on to the next
 clip. ``run_guarded`` runs the command through this file as a script::
 
-    python -I process_guard.py PARENT_PID GRACE_SECONDS -- COMMAND...
+    python -I process_guard.py PARENT_PID GRACE_SECONDS STATUS_FD -- COMMAND...
 
-The guard starts COMMAND in a new session (a process group of its own) and waits for it. Its exit
-status is the command's (a command killed by signal N kills the guard by N). When the guard is told to
-stop (SIGTERM, SIGINT, SIGHUP), and on Linux when its parent dies however it dies (SIGKILL, the OOM
-killer: ``prctl(PR_SET_PDEATHSIG)``), it ends the command and every process of its group: SIGTERM, then
-SIGKILL after GRACE_SECONDS. A command that ends by itself is not followed further: processes it left
-running in the background are its own.
+The guard starts COMMAND in a new session (a process group of its own) and waits for it; on Linux it is
+the subreaper of what the command starts (``PR_SET_CHILD_SUBREAPER``), so a process that leaves the group
+(``setsid``, coreutils ``timeout``, a daemon's double fork) stays its descendant. When the guard is told to
+stop (SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM; one the caller ignored stays ignored),
+and on Linux when its parent dies however it dies (SIGKILL, the OOM killer: ``PR_SET_PDEATHSIG``), it
+ends the command's group and every descendant: SIGTERM (and SIGCONT, for a stopped one), then SIGKILL
+after GRACE_SECONDS. Ctrl-Z (SIGTSTP) stops the command's group with the guard, and ``fg`` continues it.
+A command that ends by itself is not followed further: processes it left running are its own.
+
+The guard tells the caller on STATUS_FD the command's process group (``pid N``) and how it ended:
+``ended STATUS`` (negative: the signal that killed it; the guard exits 128 + N rather than die of it,
+so that no core dump of the guard's replaces the command's), or ``stopped N`` when signal N told the
+guard to end it. A guard killed outright (SIGKILL) says neither, and ``run_guarded`` ends the group.
 
 Standard library only: the guard runs as a script, without the package (``-I``: nor the user's site).
 """
@@ -23,131 +31,307 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
+import threading
+import time
 from collections.abc import Mapping, Sequence
 
 # The guard's only output when the command cannot start, with status 127 (a shell's "not found").
 _CANNOT_RUN = "process_guard: cannot run:"
-_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+_STOP_SIGNALS = tuple(getattr(signal, name) for name in
+                      ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM")
+                      if hasattr(signal, name))
+_LINUX = sys.platform.startswith("linux")
+PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER = 1, 36
+
+
+def _prctl(option: int, value: int) -> None:
+    if _LINUX:
+        import ctypes
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
 
 
 def end_with_parent(parent: int, number: int = signal.SIGTERM) -> bool:
     """Ask Linux to send this process signal ``number`` when its parent ``parent`` (a pid) dies
     (``prctl(PR_SET_PDEATHSIG)``; elsewhere nothing is asked). False when the parent is already gone:
     the request came too late to be kept, and the caller should end itself."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        PR_SET_PDEATHSIG = 1
-        try:
-            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(number), 0, 0, 0)
-        except (OSError, AttributeError):
-            pass
+    _prctl(PR_SET_PDEATHSIG, int(number))
     return os.getppid() == parent
 
 
-def end_group(process: subprocess.Popen, grace: float) -> None:
-    """SIGTERM to ``process``'s group (it leads one: ``start_new_session``), then SIGKILL to what is
-    left of the group after ``grace`` seconds; reaps ``process``."""
-    for number in (signal.SIGTERM, signal.SIGKILL):
+def _live_processes() -> list[tuple[int, int, int]]:
+    """(pid, parent pid, process group) of every process that is not a zombie (Linux ``/proc``)."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
         try:
-            os.killpg(process.pid, number)
-        except (ProcessLookupError, PermissionError):    # the group is gone
+            with open(f"/proc/{entry.name}/stat", "rb") as stat:
+                fields = stat.read().rpartition(b")")[2].split()
+        except OSError:
+            continue
+        if len(fields) > 2 and fields[0] not in (b"Z", b"X"):
+            found.append((int(entry.name), int(fields[1]), int(fields[2])))
+    return found
+
+
+def _left(group: int, root: int | None) -> tuple[bool, list[int]]:
+    """Whether process group ``group`` has a live member, and the live descendants of ``root`` (Linux;
+    elsewhere the group is asked with signal 0 and no descendant is known)."""
+    if not _LINUX:
+        return _signal_group(group, 0), []
+    processes = _live_processes()
+    children: dict[int, list[int]] = {}
+    for pid, parent, _ in processes:
+        children.setdefault(parent, []).append(pid)
+    found, todo = [], [root] if root is not None else []
+    while todo:
+        for child in children.get(todo.pop(), ()):
+            found.append(child)
+            todo.append(child)
+    return any(pgrp == group for _, _, pgrp in processes), found
+
+
+def _signal_group(group: int, number: int) -> bool:
+    """``number`` to process group ``group``; False when the group has no process left."""
+    try:
+        os.killpg(group, number)
+    except ProcessLookupError:
+        return False
+    except PermissionError:          # a member became another user's: the others got it
+        pass
+    return True
+
+
+def _signal_each(pids: Sequence[int], number: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, number)
+        except (ProcessLookupError, PermissionError):
             pass
-        if number == signal.SIGTERM:
-            try:
-                process.wait(grace)
-            except subprocess.TimeoutExpired:
-                pass
-    process.wait()
+
+
+def _reap() -> None:
+    """Collect the exit of every finished child (the guard is the subreaper of the command's orphans)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def _wait_until_gone(group: int, root: int | None, seconds: float) -> list[int]:
+    """Wait up to ``seconds`` for ``group`` and the descendants of ``root`` to end; those still there."""
+    deadline = time.monotonic() + seconds
+    while True:
+        if root is not None:
+            _reap()
+        group_left, descendants = _left(group, root)
+        if not group_left and not descendants:
+            return []
+        if time.monotonic() >= deadline:
+            return descendants
+        time.sleep(0.05)
+
+
+def end_all(group: int, grace: float, root: int | None = None) -> None:
+    """End process group ``group`` and, on Linux, every descendant of ``root`` (a subreaper: this
+    process): SIGTERM and SIGCONT (a stopped process acts on SIGTERM once continued), then SIGKILL to
+    what is left after ``grace`` seconds."""
+    descendants = _left(group, root)[1]
+    for number in (signal.SIGTERM, signal.SIGCONT):
+        _signal_group(group, number)
+        _signal_each(descendants, number)
+    left = _wait_until_gone(group, root, grace)
+    _signal_group(group, signal.SIGKILL)
+    _signal_each(left, signal.SIGKILL)
+    _wait_until_gone(group, root, 1.0)
 
 
 class _Stopped(Exception):
     """The guard was told to stop while its command ran."""
 
 
-def _guard(parent: int, grace: float, command: list[str]) -> int:
-    state: dict = {"child": None, "signal": None}
+def _guard(parent: int, grace: float, status_fd: int, command: list[str]) -> int:
+    state: dict = {"child": None, "signal": None, "done": False}
 
     def stop(number: int, frame) -> None:
         # Only a flag and an exception: waiting here could deadlock on the Popen.wait it interrupted.
-        if state["signal"] is None:
+        if state["signal"] is None and not state["done"]:
             state["signal"] = number
             if state["child"] is not None:
                 raise _Stopped
         # later signals: the first one's ending is under way
 
+    def pause(number: int, frame) -> None:        # Ctrl-Z: the command stops with the guard
+        child = state["child"]
+        if child is not None:
+            _signal_group(child.pid, signal.SIGSTOP)
+        signal.signal(signal.SIGTSTP, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTSTP)       # stopped here until continued (fg)
+        signal.signal(signal.SIGTSTP, pause)
+        if child is not None:
+            _signal_group(child.pid, signal.SIGCONT)
+
     for number in _STOP_SIGNALS:
-        signal.signal(number, stop)
+        if signal.getsignal(number) is not signal.SIG_IGN:      # an ignored one stays ignored (nohup)
+            signal.signal(number, stop)
+    if hasattr(signal, "SIGTSTP") and signal.getsignal(signal.SIGTSTP) is not signal.SIG_IGN:
+        signal.signal(signal.SIGTSTP, pause)
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)
     if not end_with_parent(parent):
         return 128 + signal.SIGTERM
-    try:
+    with os.fdopen(status_fd, "w", buffering=1) as status:
         try:
-            state["child"] = subprocess.Popen(command, start_new_session=True)
-        except OSError as error:
-            print(f"{_CANNOT_RUN} {error.errno} {error.strerror}", file=sys.stderr)
-            return 127
-        if state["signal"] is not None:         # it came while the command was being started
-            raise _Stopped
-        status = state["child"].wait()
-    except _Stopped:
-        end_group(state["child"], grace)
-        return 128 + state["signal"]
-    if status < 0:                  # killed by a signal: end the same way, for the caller to see
-        try:
-            signal.signal(-status, signal.SIG_DFL)
-        except (OSError, ValueError):             # SIGKILL's cannot be set, nor needs to be
-            pass
-        os.kill(os.getpid(), -status)
-    return status if status >= 0 else 128 - status
+            try:
+                child = subprocess.Popen(command, start_new_session=True)
+            except OSError as error:
+                print(f"{_CANNOT_RUN} {error.errno} {error.strerror}", file=sys.stderr)
+                return 127
+            status.write(f"pid {child.pid}\n")
+            state["child"] = child
+            if state["signal"] is not None:         # it came while the command was being started
+                raise _Stopped
+            code = child.wait()
+            state["done"] = True
+        except _Stopped:
+            end_all(child.pid, grace, os.getpid())
+            status.write(f"stopped {state['signal']}\n")
+            return 128 + state["signal"]
+        status.write(f"ended {code}\n")
+    return code if code >= 0 else 128 - code        # not re-raised: no core dump of the guard's
 
 
-def guarded(argv: Sequence[str], grace: float) -> list[str]:
-    """The argument list that runs ``argv`` under the guard, for a child of this process."""
-    return [sys.executable, "-I", os.path.abspath(__file__), str(os.getpid()), f"{grace:g}", "--", *argv]
+def guarded(argv: Sequence[str], grace: float, status_fd: int) -> list[str]:
+    """The argument list that runs ``argv`` under the guard, for a child of this process that inherits
+    the pipe end ``status_fd``."""
+    return [sys.executable, "-I", os.path.abspath(__file__), str(os.getpid()), f"{grace:g}", str(status_fd),
+            "--", *argv]
 
 
-def _tail(file, limit: int) -> str:
-    size = file.seek(0, os.SEEK_END)
-    file.seek(max(0, size - limit))
-    return file.read().decode("utf-8", "replace")
+class _Tail(threading.Thread):
+    """The last ``limit`` bytes read from a pipe, read as they come (no disk, bounded memory)."""
+
+    def __init__(self, pipe, limit: int) -> None:
+        super().__init__(daemon=True, name="command output")
+        self.pipe, self.limit, self.kept, self.lock = pipe, limit, bytearray(), threading.Lock()
+        self.start()
+
+    def run(self) -> None:
+        with self.pipe:
+            while chunk := self.pipe.read1(65536):
+                with self.lock:
+                    self.kept += chunk
+                    del self.kept[:-self.limit]
+
+    def text(self, until: float) -> str:
+        """What was kept, after waiting until ``until`` (``time.monotonic``) at most for the end of the
+        output (a process the command left running may hold the pipe: its later output is read, not kept)."""
+        self.join(max(0.0, until - time.monotonic()))
+        with self.lock:
+            return bytes(self.kept).decode("utf-8", "replace")
+
+
+def _read_status(fd: int) -> dict[str, int]:
+    """``pid``, ``ended`` or ``stopped`` as the guard wrote them (it has ended: the pipe's writer is closed)."""
+    with os.fdopen(fd, "rb") as pipe:
+        lines = (pipe.read(4096) or b"").decode("ascii", "replace").splitlines()   # None: nothing yet
+    return {key: int(value) for key, _, value in (line.partition(" ") for line in lines)
+            if key in ("pid", "ended", "stopped") and value.lstrip("-").isdigit()}
 
 
 def run_guarded(argv: Sequence[str], *, cwd: str | os.PathLike | None = None,
                 env: Mapping[str, str] | None = None, timeout: float | None = None,
                 grace: float = 5.0, tail_bytes: int = 16384) -> subprocess.CompletedProcess:
-    """Run ``argv`` under the guard and wait for it, like ``subprocess.run``, but on a timeout or an
-    exception while waiting (Ctrl-C, ``SystemExit`` from a SIGTERM handler) the command's whole process
-    group is ended (SIGTERM, SIGKILL after ``grace`` s) before the exception goes on; and if this
-    process dies, the guard ends the group (Linux).
+    """Run ``argv`` under the guard and wait for it, like ``subprocess.run``; but on a timeout or an
+    exception while waiting (Ctrl-C, ``SystemExit`` from a SIGTERM handler) the command and every process
+    it started are ended (SIGTERM, SIGKILL after ``grace`` s; a second exception while that is under way
+    kills them at once) before the exception goes on; and if this process dies, the guard ends them
+    (Linux). Standard input is empty.
 
     Returns ``returncode`` (negative: the signal that killed the command) and the last ``tail_bytes``
-    bytes of ``stdout`` and ``stderr`` (decoded as UTF-8, undecodable bytes replaced): the output goes to
-    temporary files, so a talkative command costs no memory, and a background process left holding the
-    output does not keep the call waiting. Raises ``OSError`` when the command cannot start (not found,
-    not executable, no such ``cwd``) and ``subprocess.TimeoutExpired`` after ``timeout`` seconds."""
+    bytes of ``stdout`` and ``stderr`` (decoded as UTF-8, undecodable bytes replaced): a talkative
+    command costs neither memory nor disk, and a process it left running with the output open does not
+    keep the call waiting. A guard killed outright is reported as its own death (negative status, a line
+    on ``stderr``), its command's group ended from here. Raises ``OSError`` when the command cannot start
+    (not found, not executable, no such ``cwd``) and ``subprocess.TimeoutExpired`` after ``timeout``
+    seconds."""
     argv = [str(arg) for arg in argv]
-    with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
-        process = subprocess.Popen(guarded(argv, grace), cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                                   stdout=stdout, stderr=stderr)
-        try:
-            process.wait(timeout)
-        except BaseException:
-            process.terminate()
-            try:
-                process.wait(grace + 5)
-            except subprocess.TimeoutExpired:       # a guard that does not end: the group may outlive it
-                process.kill()
-                process.wait()
-            raise
-        out, err = _tail(stdout, tail_bytes), _tail(stderr, tail_bytes)
-    if process.returncode == 127 and err.startswith(_CANNOT_RUN):
+    status_read, status_write = os.pipe()
+    try:
+        process = subprocess.Popen(guarded(argv, grace, status_write), cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=(status_write,))
+    except BaseException:
+        os.close(status_read)
+        raise
+    finally:
+        os.close(status_write)
+    tails = _Tail(process.stdout, tail_bytes), _Tail(process.stderr, tail_bytes)
+    try:
+        process.wait(timeout)
+    except BaseException:
+        _stop(process, status_read, grace)
+        raise
+    status = _read_status(status_read)
+    until = time.monotonic() + 0.5
+    out, err = (tail.text(until) for tail in tails)
+    if "ended" in status:
+        code = status["ended"]
+    elif "stopped" in status:                                 # told to stop (a hang-up): it ended them
+        code = -status["stopped"]
+    else:
+        code = process.returncode
+        if "pid" in status:                                   # the guard was killed under its command
+            end_all(status["pid"], grace)
+            err += (f"\nprocess_guard: the guard ended with status {code} before its command; the command's "
+                    "processes were ended")
+    if process.returncode == 127 and "pid" not in status and err.startswith(_CANNOT_RUN):
         number, _, reason = err[len(_CANNOT_RUN):].strip().partition(" ")
         raise OSError(int(number) if number.lstrip("-").isdigit() else 0, reason, argv[0])
-    return subprocess.CompletedProcess(argv, process.returncode, out, err)
+    return subprocess.CompletedProcess(argv, code, out, err)
+
+
+def _stop(process: subprocess.Popen, status_read: int, grace: float) -> None:
+    """End the guard (which ends its command) and wait for it; at a second interruption, kill it all now."""
+    try:
+        process.terminate()
+        try:
+            process.wait(grace + 5)
+        except subprocess.TimeoutExpired:         # a guard that does not end
+            pass
+    except BaseException:
+        os.set_blocking(status_read, False)
+        try:
+            group = _read_status(status_read).get("pid")
+        except OSError:
+            group = None
+        if group is not None:
+            _signal_group(group, signal.SIGKILL)
+        process.kill()
+        process.wait()
+        raise
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+    group = _read_status(status_read).get("pid")
+    if group is not None and _left(group, None)[0]:          # the guard was killed before it ended them
+        end_all(group, grace)
+
+
+def _main(arguments: list[str]) -> int:
+    if len(arguments) < 5 or arguments[3] != "--":
+        print("usage: process_guard.py PARENT_PID GRACE_SECONDS STATUS_FD -- COMMAND...", file=sys.stderr)
+        return 2
+    return _guard(int(arguments[0]), float(arguments[1]), int(arguments[2]), arguments[4:])
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 5 or sys.argv[3] != "--":
-        sys.exit("usage: process_guard.py PARENT_PID GRACE_SECONDS -- COMMAND...")
-    sys.exit(_guard(int(sys.argv[1]), float(sys.argv[2]), sys.argv[4:]))
+    try:
+        sys.exit(_main(sys.argv[1:]))
+    except KeyboardInterrupt:          # Ctrl-C before the guard's own handlers were set: nothing started
+        sys.exit(130)

@@ -923,6 +923,86 @@ def test_methods_file_errors_and_quoting(tmp_path):
     assert argv == ["tool", "--in", "/a b/c.png", "--out", "/o;rm -rf x.mp4"]
 
 
+def test_methods_file_cwd_is_relative_to_the_file_and_env_values_are_strings(tmp_path, monkeypatch):
+    (tmp_path / "official").mkdir()
+    monkeypatch.setenv("HOME", str(tmp_path))
+    path = tmp_path / "m.yaml"
+    path.write_text("methods:\n  a: {command: 'run {out}', cwd: official, env: {CUDA_VISIBLE_DEVICES: 0, X: 'y'}}\n"
+                    "  b: {command: 'run {out}', cwd: ~/official}\n")
+    specs = parse_methods_file(path)
+    assert specs["a"].cwd == specs["b"].cwd == str(tmp_path / "official")
+    assert specs["a"].env == {"CUDA_VISIBLE_DEVICES": "0", "X": "y"}
+    for entry, message in (("cwd: nowhere", rf"method 'x': cwd {tmp_path / 'nowhere'} is not a folder"),
+                           ("env: {FLAG: true}", r"method 'x': env FLAG: True is not a string \(quote it"),
+                           ("env: {RATE: 0.10}", r"method 'x': env RATE: 0.1 is not a string"),
+                           ("env: {EMPTY: null}", r"method 'x': env EMPTY: None is not a string"),
+                           ("env: [A]", r"method 'x': env must be a mapping")):
+        path.write_text(f"methods:\n  x:\n    command: run {{out}}\n    {entry}\n")
+        with pytest.raises(ValueError, match=message):
+            parse_methods_file(path)
+
+
+ENV_WRITER = ("{python} -c \"import json, os, sys; json.dump([dict(os.environ), sys.argv[1]], open('env.json', 'w')); "
+              "sys.exit(1)\" {{local_rank}} {{out}}")
+
+
+@pytest.mark.parametrize("launched", [False, True])
+def test_a_command_runs_outside_the_benchs_launch(tmp_path, monkeypatch, launched):
+    """Under a launch (torchrun's variables, accelerate's) the command gets none of the launcher's
+    variables, which would make torch.distributed or accelerate in it wait to join the bench's processes,
+    and ``{local_rank}`` is the bench process's; what the methods file sets is kept."""
+    import json
+    from types import SimpleNamespace
+
+    from bench.methods.command import CommandMethod, CommandSpec
+    from metrics.dataset import ClipRecord
+    launch = {"RANK": "3", "LOCAL_RANK": "1", "WORLD_SIZE": "4", "LOCAL_WORLD_SIZE": "2", "MASTER_ADDR": "10.0.0.1",
+              "MASTER_PORT": "29500", "TORCHELASTIC_RUN_ID": "x", "ACCELERATE_MIXED_PRECISION": "bf16",
+              "GROUP_RANK": "1", "IMAC_LAUNCHER_PID": "1"}
+    # outside a launch (no WORLD_SIZE above 1) such variables are the user's own, and kept
+    users = {"MASTER_ADDR", "ACCELERATE_MIXED_PRECISION", "LOCAL_RANK"}
+    for key, value in launch.items():
+        if launched or key in users:
+            monkeypatch.setenv(key, value)
+        else:
+            monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("USERS_OWN", "kept")
+    (tmp_path / "work" / "inputs" / "anna").mkdir(parents=True)
+    (tmp_path / "work" / "inputs" / "anna" / "c0.png").write_bytes(b"")
+    clip = ClipRecord("anna", "test", "c0", video=tmp_path / "c0.mp4", audio=tmp_path / "c0.wav", fps=25.0,
+                      num_frames=5, width=16, height=16)
+    method = CommandMethod(CommandSpec("tool", ENV_WRITER.format(python=sys.executable), cwd=str(tmp_path),
+                                       env={"MASTER_PORT": "1234"}))
+    method.prepare(SimpleNamespace(work_dir=tmp_path / "work"))
+    with pytest.raises(ExternalVideoError, match="exited with 1"):
+        method.write(clip, tmp_path / "run" / "c0.mp4", seed=0)
+    environment, rank = json.loads((tmp_path / "env.json").read_text())
+    assert environment["USERS_OWN"] == "kept" and environment["MASTER_PORT"] == "1234"
+    assert {key for key in launch if key in environment} - {"MASTER_PORT"} == (set() if launched else users)
+    assert rank == ("1" if launched else "0")
+
+
+def test_a_failed_commands_last_lines_are_told_as_a_terminal_shows_them(tmp_path):
+    from types import SimpleNamespace
+
+    from bench.methods.command import CommandMethod, CommandSpec, output_tail
+    # a progress bar rewritten with carriage returns, colour codes, a blank stderr: what a terminal shows
+    assert output_tail("loading\n\x1b[1;31mError:\x1b[0m no GPU\n 10%|#  \r 50%|###  \r100%|#####|\n\n") == \
+        ["loading", "Error: no GPU", "100%|#####|"]
+    assert output_tail("x" * 1000) == ["x" * 299 + "…"]
+    from metrics.dataset import ClipRecord
+    (tmp_path / "work" / "inputs" / "anna").mkdir(parents=True)
+    (tmp_path / "work" / "inputs" / "anna" / "c0.png").write_bytes(b"")
+    clip = ClipRecord("anna", "test", "c0", video=tmp_path / "c0.mp4", audio=tmp_path / "c0.wav", fps=25.0,
+                      num_frames=5, width=16, height=16)
+    for command, expected in (("sh -c 'echo the reason; echo >&2; exit 2' {out}", r"exited with 2: .*\nthe reason$"),
+                              ("sh -c 'kill -SEGV $$' {out}", r"was killed by SIGSEGV: ")):
+        method = CommandMethod(CommandSpec("tool", command))
+        method.prepare(SimpleNamespace(work_dir=tmp_path / "work"))
+        with pytest.raises(ExternalVideoError, match=expected):
+            method.write(clip, tmp_path / "run" / "c0.mp4", seed=0)
+
+
 def test_shuffled_bas_is_the_mean_over_every_other_clips_audio(finished_run):
     from metrics.io.audio import load_audio
     from metrics.beats import BAS

@@ -56,6 +56,7 @@ def _ends(pid: int, seconds: float = 10.0) -> bool:
 @pytest.mark.parametrize("argv", [
     ["sh", "-c", "echo out; echo err >&2; exit 3"],
     ["sh", "-c", "echo out; kill -9 $$"],
+    ["sh", "-c", "kill -SEGV $$"],
     [sys.executable, "-c", "import sys; sys.stdout.buffer.write(b'caf\\xe9 \\xff' * 5000)"],
     ["sh", "-c", "exit 0"],
 ])
@@ -88,6 +89,25 @@ def test_a_timeout_ends_the_processes_the_command_started(tmp_path):
 
 
 @linux_only
+@pytest.mark.parametrize("leaves", ["setsid", "timeout 600"])
+def test_a_timeout_ends_the_processes_that_left_the_commands_group(tmp_path, leaves):
+    """``setsid`` and coreutils ``timeout`` put their child in a group of its own: the guard, their
+    subreaper, still finds and ends it."""
+    with pytest.raises(subprocess.TimeoutExpired):
+        run_guarded(["sh", "-c", f"{leaves} sh -c 'echo $$ > child.pid; exec sleep 60' & wait"], cwd=tmp_path,
+                    timeout=1, grace=2)
+    assert _ends(_child_pid(tmp_path), seconds=3)
+
+
+@linux_only
+def test_a_guard_killed_outright_has_its_commands_processes_ended(tmp_path):
+    done = run_guarded(["sh", "-c", "sleep 60 & echo $! > child.pid; kill -9 $PPID; wait"], cwd=tmp_path, grace=2)
+    assert done.returncode == -signal.SIGKILL
+    assert "the guard ended with status -9 before its command" in done.stderr
+    assert _ends(_child_pid(tmp_path), seconds=3)
+
+
+@linux_only
 def test_a_process_that_ignores_sigterm_is_killed_after_the_grace(tmp_path):
     with pytest.raises(subprocess.TimeoutExpired):
         run_guarded(["sh", "-c", "trap '' TERM; " + STARTS_A_CHILD], cwd=tmp_path, timeout=1, grace=1)
@@ -105,10 +125,25 @@ def test_a_command_that_ends_by_itself_is_not_followed_nor_waited_for(tmp_path):
 
 
 CALLER = """
-import sys
+import signal, sys
+from pathlib import Path
 from metrics.process_guard import run_guarded
-run_guarded(["sh", "-c", sys.argv[1]], cwd=sys.argv[2])
+if sys.argv[3:]:
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)          # nohup
+done = run_guarded(["sh", "-c", sys.argv[1]], cwd=sys.argv[2])
+Path(sys.argv[2], "status").write_text(str(done.returncode))
 """
+
+
+def _caller(tmp_path: Path, command: str, *more: str) -> subprocess.Popen:
+    """A process running ``command`` under the guard, in a process group of its own in this session (as
+    a shell's foreground job: Ctrl-C and Ctrl-Z go to that group)."""
+    return subprocess.Popen([sys.executable, "-c", CALLER, command, str(tmp_path), *more], cwd=REPO,
+                            env={**os.environ, "PYTHONPATH": str(REPO)}, stderr=subprocess.DEVNULL, process_group=0)
+
+
+def _state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
 
 
 @linux_only
@@ -116,12 +151,68 @@ run_guarded(["sh", "-c", sys.argv[1]], cwd=sys.argv[2])
 def test_the_callers_end_ends_the_command_and_its_processes(tmp_path, how):
     """SIGKILL: nothing runs in the caller, the guard hears of it from Linux (parent-death signal).
     SIGINT: ``KeyboardInterrupt`` in the caller's wait, which ends the guard."""
-    caller = subprocess.Popen([sys.executable, "-c", CALLER, STARTS_A_CHILD, str(tmp_path)], cwd=REPO,
-                              env={**os.environ, "PYTHONPATH": str(REPO)}, stderr=subprocess.DEVNULL)
+    caller = _caller(tmp_path, STARTS_A_CHILD)
     child = _child_pid(tmp_path)
     caller.send_signal(getattr(signal, how))
     caller.wait(30)
     assert _ends(child)
+
+
+@linux_only
+def test_a_signal_to_the_callers_group_that_the_guard_does_not_hear_from_the_caller_ends_the_command(tmp_path):
+    """Ctrl-\\ (SIGQUIT) reaches the caller and the guard (one group): the caller dies at once, the guard
+    ends the command."""
+    caller = _caller(tmp_path, STARTS_A_CHILD)
+    child = _child_pid(tmp_path)
+    os.killpg(caller.pid, signal.SIGQUIT)
+    caller.wait(30)
+    assert _ends(child)
+
+
+@linux_only
+def test_a_hang_up_the_caller_ignores_is_ignored_and_the_command_finishes(tmp_path):
+    caller = _caller(tmp_path, "sleep 2 & echo $! > child.pid; wait; exit 7", "nohup")
+    _child_pid(tmp_path)
+    os.killpg(caller.pid, signal.SIGHUP)
+    assert caller.wait(30) == 0
+    assert (tmp_path / "status").read_text() == "7"
+
+
+@linux_only
+def test_ctrl_z_stops_the_command_with_its_caller_and_fg_continues_it(tmp_path):
+    caller = _caller(tmp_path, STARTS_A_CHILD)
+    child = _child_pid(tmp_path)
+    try:
+        os.killpg(caller.pid, signal.SIGTSTP)
+        time.sleep(1.0)
+        assert (_state(caller.pid), _state(child)) == ("T", "T")
+        os.killpg(caller.pid, signal.SIGCONT)
+        time.sleep(1.0)
+        assert _state(child) in ("S", "R")
+    finally:
+        os.killpg(caller.pid, signal.SIGCONT)
+        caller.terminate()
+        caller.wait(30)
+    assert _ends(child)
+
+
+def test_the_guard_reports_a_signal_death_without_dying_of_it(tmp_path):
+    """The command's death by SIGSEGV is told on the status pipe; the guard itself exits (no core dump of
+    its own in place of the command's)."""
+    from metrics.process_guard import guarded
+    read, write = os.pipe()
+    guard = subprocess.run(guarded(["sh", "-c", "kill -SEGV $$"], 1.0, write), pass_fds=(write,), cwd=tmp_path)
+    os.close(write)
+    with os.fdopen(read) as status:
+        assert status.read().splitlines()[-1] == f"ended {-signal.SIGSEGV}"
+    assert guard.returncode == 128 + signal.SIGSEGV
+
+
+@linux_only
+def test_output_held_open_by_a_process_the_command_left_does_not_keep_the_call_waiting(tmp_path):
+    done = run_guarded(["sh", "-c", "sleep 60 & echo $! > child.pid; echo started"], cwd=tmp_path, timeout=30)
+    assert (done.returncode, done.stdout) == (0, "started\n")
+    os.kill(_child_pid(tmp_path), signal.SIGKILL)
 
 
 @linux_only

@@ -6,26 +6,36 @@ A methods file (YAML) defines command methods::
       s2g-official:
         label: S2G (official code)
         command: python inference.py --image {reference} --audio {audio} --out {out}
-        cwd: /path/to/S2G            # optional: where the command runs
-        env: {CUDA_VISIBLE_DEVICES: "0"}   # optional
+        cwd: /path/to/S2G            # optional: where the command runs (relative: to the methods file)
+        env: {CUDA_VISIBLE_DEVICES: "0"}   # optional: strings (or integers) added to the environment
         timeout: 3600                # optional, seconds per clip
 
 The bench runs the command once per test clip. Placeholders: ``{reference}`` (a PNG of the first
 frame of the real clip), ``{audio}`` (the clip's wav), ``{out}`` (the mp4 to write), ``{identity}``,
-``{clip_id}``, ``{fps}``, ``{num_frames}``, ``{width}``, ``{height}``. Values are shell-quoted and
-the command runs without a shell. It must exit 0 and leave a readable video at ``{out}``; the file
-is written under a temporary name (``metrics.io.files.atomic_path``) and moved into place only
-then, so a failed or interrupted command never leaves a video the bench would take as finished,
-and the leftover of a killed run is removed by the next write into that folder. The command runs as a
-process group of its own (``metrics.process_guard``): a timeout, a Ctrl-C or a stopped bench ends it and
-every process it started (SIGTERM, SIGKILL 5 s later), and so does, on Linux, the bench's death by
-SIGKILL; its standard input is empty.
+``{clip_id}``, ``{fps}``, ``{num_frames}``, ``{width}``, ``{height}``, and ``{local_rank}``: the bench
+process's rank on its machine under a launch of several (0 in one process), so that
+``env CUDA_VISIBLE_DEVICES={local_rank} python infer.py ...`` gives each process's commands its own
+GPU. Values are shell-quoted and the command runs without a shell. Under a launch the command's
+environment lacks the launcher's variables (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``, ...:
+``metrics.distributed.outside_launch``): a command using torch.distributed or accelerate starts on its
+own instead of waiting to join the bench's processes.
+
+The command must exit 0 and leave a readable video at ``{out}``; the file is written under a temporary
+name (``metrics.io.files.atomic_path``) and moved into place only then, so a failed or interrupted
+command never leaves a video the bench would take as finished, and the leftover of a killed run is
+removed by the next write into that folder. The command runs under
+``metrics.process_guard``: a timeout, a Ctrl-C or a stopped bench ends it and every process it started
+(SIGTERM, SIGKILL 5 s later), and so does, on Linux, the bench's death by SIGKILL; Ctrl-Z stops it with
+the bench; its standard input is empty. A failure is told with the command's last lines of output (as a
+terminal would show them, without colour codes, cut to 300 characters each).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shlex
+import signal
 import string
 import subprocess
 from dataclasses import dataclass, field
@@ -38,11 +48,15 @@ from bench.methods import check_method_name
 from bench.methods.base import Method
 from bench.methods.external import ExternalVideoError, check_video
 from metrics.dataset import ClipRecord
+from metrics.distributed import local_rank, outside_launch
 from metrics.io.files import atomic_path
 from metrics.options import read_yaml
 from metrics.process_guard import run_guarded
 
-PLACEHOLDERS = ("reference", "audio", "out", "identity", "clip_id", "fps", "num_frames", "width", "height")
+PLACEHOLDERS = ("reference", "audio", "out", "identity", "clip_id", "fps", "num_frames", "width", "height",
+                "local_rank")
+# Escape sequences (colours, cursor moves) and control characters of a command's output, left out of messages.
+_CONTROLS = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]|[\x00-\x08\x0b-\x1f\x7f]")
 
 
 @dataclass
@@ -82,13 +96,26 @@ def parse_methods_file(path: str | Path) -> dict[str, CommandSpec]:
                              f"(known: {', '.join('{' + p + '}' for p in PLACEHOLDERS)})")
         if "out" not in fields_used:
             raise ValueError(f"{where}: the command must write {{out}}")
+        env = entry.get("env") or {}
+        if not isinstance(env, dict):
+            raise ValueError(f"{where}: env must be a mapping of NAME: value, got {env!r}")
+        for key, value in env.items():
+            if isinstance(value, bool) or not isinstance(value, (str, int)):
+                raise ValueError(f"{where}: env {key}: {value!r} is not a string (quote it in the YAML: "
+                                 f"'{key}: \"...\"')")
+        cwd = entry.get("cwd")
+        if cwd is not None:
+            if not isinstance(cwd, str) or not cwd:
+                raise ValueError(f"{where}: cwd must be a folder's path, got {cwd!r}")
+            cwd = str(path.parent / Path(cwd).expanduser())          # relative: to the methods file
+            if not Path(cwd).is_dir():
+                raise ValueError(f"{where}: cwd {cwd} is not a folder")
         timeout = entry.get("timeout")
         if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
                                     or not 0 < timeout < float("inf")):
             raise ValueError(f"{where}: timeout must be a positive number of seconds, got {timeout!r}")
         specs[str(name)] = CommandSpec(str(name), entry["command"], entry.get("label") or f"{name} (command)",
-                                       entry.get("cwd"), {str(k): str(v) for k, v in (entry.get("env") or {}).items()},
-                                       timeout)
+                                       cwd, {str(k): str(v) for k, v in env.items()}, timeout)
     return specs
 
 
@@ -135,10 +162,11 @@ class CommandMethod(Method):
         """Run the command for ``clip`` writing ``temporary``; its argument list."""
         values = {"reference": reference.resolve(), "audio": Path(clip.audio).resolve(), "out": temporary.resolve(),
                   "identity": clip.identity, "clip_id": clip.clip_id, "fps": f"{clip.fps:g}",
-                  "num_frames": clip.num_frames, "width": clip.width, "height": clip.height}
+                  "num_frames": clip.num_frames, "width": clip.width, "height": clip.height,
+                  "local_rank": local_rank()}
         argv = format_command(self.spec.command, values)
         try:
-            done = run_guarded(argv, cwd=self.spec.cwd, env={**os.environ, **self.spec.env},
+            done = run_guarded(argv, cwd=self.spec.cwd, env={**outside_launch(os.environ), **self.spec.env},
                                timeout=self.spec.timeout)
         except OSError as error:
             raise ExternalVideoError(f"{self.name} on {clip.label}: the command failed to run ({error}): "
@@ -148,7 +176,29 @@ class CommandMethod(Method):
                                      f"{self.spec.timeout:g} s and was ended, with the processes it started: "
                                      f"{shlex.join(argv)}") from error
         if done.returncode != 0:
-            tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
-            raise ExternalVideoError(f"{self.name} on {clip.label}: the command exited with {done.returncode}: "
-                                     f"{shlex.join(argv)}\n" + "\n".join(tail))
+            tail = output_tail(done.stderr) or output_tail(done.stdout)
+            raise ExternalVideoError(f"{self.name} on {clip.label}: the command {ended_how(done.returncode)}: "
+                                     f"{shlex.join(argv)}" + "".join(f"\n{line}" for line in tail))
         return argv
+
+
+def ended_how(returncode: int) -> str:
+    """``exited with N``, or ``was killed by SIGNAME`` for a negative ``returncode`` (``subprocess``'s)."""
+    if returncode >= 0:
+        return f"exited with {returncode}"
+    try:
+        return f"was killed by {signal.Signals(-returncode).name}"
+    except ValueError:
+        return f"was killed by signal {-returncode}"
+
+
+def output_tail(text: str, lines: int = 5, width: int = 300) -> list[str]:
+    """The last ``lines`` non-blank lines of a command's output as a terminal leaves them: a line
+    rewritten with carriage returns (a progress bar) is its last version; escape sequences (colours)
+    and control characters are left out; each line is cut to ``width`` characters."""
+    shown = []
+    for line in text.split("\n"):
+        line = _CONTROLS.sub("", line.rstrip("\r").rpartition("\r")[2]).strip()
+        if line:
+            shown.append(line if len(line) <= width else line[:width - 1] + "…")
+    return shown[-lines:]
