@@ -6,7 +6,7 @@ or dies.
 timeout, a Ctrl-C handled by the caller, or the caller's death, while the caller goes on to the next
 clip. ``run_guarded`` runs the command through this file as a script::
 
-    python -I process_guard.py PARENT_PID GRACE_SECONDS STATUS_FD -- COMMAND...
+    python -I -S process_guard.py PARENT_PID GRACE_SECONDS STATUS_FD -- COMMAND...
 
 The guard starts COMMAND in a new session (a process group of its own) and waits for it; on Linux it is
 the subreaper of what the command starts (``PR_SET_CHILD_SUBREAPER``), so a process that leaves the group
@@ -22,24 +22,33 @@ The guard tells the caller on STATUS_FD the command's process group (``pid N``) 
 so that no core dump of the guard's replaces the command's), or ``stopped N`` when signal N told the
 guard to end it. A guard killed outright (SIGKILL) says neither, and ``run_guarded`` ends the group.
 
-Standard library only: the guard runs as a script, without the package (``-I``: nor the user's site).
+Standard library only: the guard runs as a script, without the package (``-I -S``: nor any site-packages).
 """
 
-from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import threading
-import time
-from collections.abc import Mapping, Sequence
+import _signal
+
+_STOP_NAMES = ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM")
+if __name__ == "__main__":
+    # Until the guard's own handlers are set, a request to stop is kept for them: raised as
+    # KeyboardInterrupt in the middle of the imports below, it would end the guard with a traceback.
+    # (``_signal``, the built-in module under ``signal``: importing ``signal`` itself takes milliseconds.)
+    _EARLY_STOPS: list[int] = []
+    for _name in _STOP_NAMES:
+        if hasattr(_signal, _name) and _signal.getsignal(getattr(_signal, _name)) != _signal.SIG_IGN:
+            _signal.signal(getattr(_signal, _name), lambda number, frame: _EARLY_STOPS.append(number))
+
+import os  # noqa: E402
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Mapping, Sequence  # noqa: E402
 
 # The guard's only output when the command cannot start, with status 127 (a shell's "not found").
 _CANNOT_RUN = "process_guard: cannot run:"
-_STOP_SIGNALS = tuple(getattr(signal, name) for name in
-                      ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM")
-                      if hasattr(signal, name))
+_STOP_SIGNALS = tuple(getattr(signal, name) for name in _STOP_NAMES if hasattr(signal, name))
 _LINUX = sys.platform.startswith("linux")
 PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER = 1, 36
 
@@ -157,8 +166,9 @@ class _Stopped(Exception):
     """The guard was told to stop while its command ran."""
 
 
-def _guard(parent: int, grace: float, status_fd: int, command: list[str]) -> int:
-    state: dict = {"child": None, "signal": None, "done": False}
+def _guard(parent: int, grace: float, status_fd: int, command: list[str], early: Sequence[int] = ()) -> int:
+    """The guard's work (the module's docstring); ``early``: stop requests received before it began."""
+    state: dict = {"child": None, "signal": early[0] if early else None, "done": False}
 
     def stop(number: int, frame) -> None:
         # Only a flag and an exception: waiting here could deadlock on the Popen.wait it interrupted.
@@ -181,6 +191,8 @@ def _guard(parent: int, grace: float, status_fd: int, command: list[str]) -> int
     for number in _STOP_SIGNALS:
         if signal.getsignal(number) is not signal.SIG_IGN:      # an ignored one stays ignored (nohup)
             signal.signal(number, stop)
+    if state["signal"] is not None:
+        return 128 + state["signal"]
     if hasattr(signal, "SIGTSTP") and signal.getsignal(signal.SIGTSTP) is not signal.SIG_IGN:
         signal.signal(signal.SIGTSTP, pause)
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
@@ -210,7 +222,7 @@ def _guard(parent: int, grace: float, status_fd: int, command: list[str]) -> int
 def guarded(argv: Sequence[str], grace: float, status_fd: int) -> list[str]:
     """The argument list that runs ``argv`` under the guard, for a child of this process that inherits
     the pipe end ``status_fd``."""
-    return [sys.executable, "-I", os.path.abspath(__file__), str(os.getpid()), f"{grace:g}", str(status_fd),
+    return [sys.executable, "-I", "-S", os.path.abspath(__file__), str(os.getpid()), f"{grace:g}", str(status_fd),
             "--", *argv]
 
 
@@ -327,7 +339,8 @@ def _main(arguments: list[str]) -> int:
     if len(arguments) < 5 or arguments[3] != "--":
         print("usage: process_guard.py PARENT_PID GRACE_SECONDS STATUS_FD -- COMMAND...", file=sys.stderr)
         return 2
-    return _guard(int(arguments[0]), float(arguments[1]), int(arguments[2]), arguments[4:])
+    return _guard(int(arguments[0]), float(arguments[1]), int(arguments[2]), arguments[4:],
+                  globals().get("_EARLY_STOPS", ()))
 
 
 if __name__ == "__main__":
