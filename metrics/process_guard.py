@@ -198,24 +198,31 @@ def _guard(parent: int, grace: float, status_fd: int, command: list[str], early:
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
     if not end_with_parent(parent):
         return 128 + signal.SIGTERM
-    with os.fdopen(status_fd, "w", buffering=1) as status:
+    def tell(line: str) -> None:
         try:
-            try:
-                child = subprocess.Popen(command, start_new_session=True)
-            except OSError as error:
-                print(f"{_CANNOT_RUN} {error.errno} {error.strerror}", file=sys.stderr)
-                return 127
-            status.write(f"pid {child.pid}\n")
-            state["child"] = child
-            if state["signal"] is not None:         # it came while the command was being started
-                raise _Stopped
-            code = child.wait()
-            state["done"] = True
-        except _Stopped:
-            end_all(child.pid, grace, os.getpid())
-            status.write(f"stopped {state['signal']}\n")
-            return 128 + state["signal"]
-        status.write(f"ended {code}\n")
+            os.write(status_fd, f"{line}\n".encode())
+        except OSError:              # the caller is gone (its death is a stop request of its own)
+            pass
+
+    def started() -> None:           # in the command's process, before its program: the guard has one thread
+        tell(f"pid {os.getpid()}")   # told before the command runs, which may kill the guard at once
+
+    try:
+        try:
+            child = subprocess.Popen(command, start_new_session=True, preexec_fn=started)
+        except OSError as error:
+            print(f"{_CANNOT_RUN} {error.errno} {error.strerror}", file=sys.stderr)
+            return 127
+        state["child"] = child
+        if state["signal"] is not None:         # it came while the command was being started
+            raise _Stopped
+        code = child.wait()
+        state["done"] = True
+    except _Stopped:
+        end_all(child.pid, grace, os.getpid())
+        tell(f"stopped {state['signal']}")
+        return 128 + state["signal"]
+    tell(f"ended {code}")
     return code if code >= 0 else 128 - code        # not re-raised: no core dump of the guard's
 
 
@@ -292,6 +299,9 @@ def run_guarded(argv: Sequence[str], *, cwd: str | os.PathLike | None = None,
     status = _read_status(status_read)
     until = time.monotonic() + 0.5
     out, err = (tail.text(until) for tail in tails)
+    if process.returncode == 127 and not {"ended", "stopped"} & set(status) and err.startswith(_CANNOT_RUN):
+        number, _, reason = err[len(_CANNOT_RUN):].strip().partition(" ")
+        raise OSError(int(number) if number.lstrip("-").isdigit() else 0, reason, argv[0])
     if "ended" in status:
         code = status["ended"]
     elif "stopped" in status:                                 # told to stop (a hang-up): it ended them
@@ -302,9 +312,6 @@ def run_guarded(argv: Sequence[str], *, cwd: str | os.PathLike | None = None,
             end_all(status["pid"], grace)
             err += (f"\nprocess_guard: the guard ended with status {code} before its command; the command's "
                     "processes were ended")
-    if process.returncode == 127 and "pid" not in status and err.startswith(_CANNOT_RUN):
-        number, _, reason = err[len(_CANNOT_RUN):].strip().partition(" ")
-        raise OSError(int(number) if number.lstrip("-").isdigit() else 0, reason, argv[0])
     return subprocess.CompletedProcess(argv, code, out, err)
 
 

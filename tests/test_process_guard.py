@@ -182,13 +182,17 @@ def test_a_hang_up_the_caller_ignores_is_ignored_and_the_command_finishes(tmp_pa
 def test_ctrl_z_stops_the_command_with_its_caller_and_fg_continues_it(tmp_path):
     caller = _caller(tmp_path, STARTS_A_CHILD)
     child = _child_pid(tmp_path)
+    def settles(expected: set[str], pid: int = child) -> bool:
+        end = time.monotonic() + 20
+        while _state(pid) not in expected and time.monotonic() < end:
+            time.sleep(0.05)
+        return _state(pid) in expected
+
     try:
         os.killpg(caller.pid, signal.SIGTSTP)
-        time.sleep(1.0)
-        assert (_state(caller.pid), _state(child)) == ("T", "T")
+        assert settles({"T"}) and settles({"T"}, caller.pid)
         os.killpg(caller.pid, signal.SIGCONT)
-        time.sleep(1.0)
-        assert _state(child) in ("S", "R")
+        assert settles({"S", "R"})
     finally:
         os.killpg(caller.pid, signal.SIGCONT)
         caller.terminate()
