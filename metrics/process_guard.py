@@ -8,14 +8,18 @@ clip. ``run_guarded`` runs the command through this file as a script::
 
     python -I -S process_guard.py PARENT_PID GRACE_SECONDS STATUS_FD -- COMMAND...
 
-The guard starts COMMAND in a new session (a process group of its own) and waits for it; on Linux it is
-the subreaper of what the command starts (``PR_SET_CHILD_SUBREAPER``), so a process that leaves the group
-(``setsid``, coreutils ``timeout``, a daemon's double fork) stays its descendant. When the guard is told to
-stop (SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM; one the caller ignored stays ignored),
-and on Linux when its parent dies however it dies (SIGKILL, the OOM killer: ``PR_SET_PDEATHSIG``), it
-ends the command's group and every descendant: SIGTERM (and SIGCONT, for a stopped one), then SIGKILL
-after GRACE_SECONDS. Ctrl-Z (SIGTSTP) stops the command's group with the guard, and ``fg`` continues it.
-A command that ends by itself is not followed further: processes it left running are its own.
+The guard runs in a session of its own (a signal to the caller's process group, ``kill -9 %1``
+included, does not take it down with the caller) and starts COMMAND in another new session, then waits
+for it, following the caller meanwhile. On Linux it is the subreaper of what the command starts
+(``PR_SET_CHILD_SUBREAPER``), so a process that leaves the command's group (``setsid``, coreutils
+``timeout``, a daemon's double fork) stays its descendant. When the guard is told to stop (SIGTERM,
+SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM; one the caller ignored stays ignored), and when its
+caller dies however it dies (SIGKILL, the OOM killer: ``PR_SET_PDEATHSIG`` on Linux, and its parent
+pid, checked four times a second, everywhere), it ends the command's group and every descendant:
+SIGTERM (and SIGCONT, for a stopped one), then SIGKILL after GRACE_SECONDS, or at once when told to stop
+a second time, again until none is left (5 s at most). While the caller is stopped (Ctrl-Z; Linux) the
+command's group is stopped, and continued with it. A command that ends by itself is not followed
+further: processes it left running are its own.
 
 The guard tells the caller on STATUS_FD the command's process group (``pid N``) and how it ended:
 ``ended STATUS`` (negative: the signal that killed it; the guard exits 128 + N rather than die of it,
@@ -134,32 +138,52 @@ def _reap() -> None:
             return
 
 
-def _wait_until_gone(group: int, root: int | None, seconds: float) -> list[int]:
-    """Wait up to ``seconds`` for ``group`` and the descendants of ``root`` to end; those still there."""
+def _wait_until_gone(group: int, root: int | None, seconds: float, hurry=lambda: False) -> None:
+    """Wait up to ``seconds`` (less once ``hurry()``) for ``group`` and the descendants of ``root`` to end."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not hurry():
+        if root is not None:
+            _reap()
+        if _left(group, root) == (False, []):
+            return
+        time.sleep(0.05)
+
+
+def _kill_until_gone(group: int, root: int | None, seconds: float) -> None:
+    """SIGKILL to ``group`` and the descendants of ``root`` again and again, up to ``seconds``, until none
+    is left: a process forked before it was killed is killed in the next round."""
     deadline = time.monotonic() + seconds
     while True:
         if root is not None:
             _reap()
         group_left, descendants = _left(group, root)
-        if not group_left and not descendants:
-            return []
-        if time.monotonic() >= deadline:
-            return descendants
-        time.sleep(0.05)
+        if (not group_left and not descendants) or time.monotonic() >= deadline:
+            return
+        _signal_group(group, signal.SIGKILL)
+        _signal_each(descendants, signal.SIGKILL)
+        time.sleep(0.002)
 
 
-def end_all(group: int, grace: float, root: int | None = None) -> None:
+def end_all(group: int, grace: float, root: int | None = None, hurry=lambda: False) -> None:
     """End process group ``group`` and, on Linux, every descendant of ``root`` (a subreaper: this
     process): SIGTERM and SIGCONT (a stopped process acts on SIGTERM once continued), then SIGKILL to
-    what is left after ``grace`` seconds."""
+    what is left after ``grace`` seconds, or as soon as ``hurry()``, until none is left (5 s at most: a
+    process that forks new sessions faster than the processes can be listed may outlast it)."""
     descendants = _left(group, root)[1]
     for number in (signal.SIGTERM, signal.SIGCONT):
         _signal_group(group, number)
         _signal_each(descendants, number)
-    left = _wait_until_gone(group, root, grace)
-    _signal_group(group, signal.SIGKILL)
-    _signal_each(left, signal.SIGKILL)
-    _wait_until_gone(group, root, 1.0)
+    _wait_until_gone(group, root, grace, hurry)
+    _kill_until_gone(group, root, 5.0)
+
+
+def _process_state(pid: int) -> str:
+    """The state letter of a process (``R``, ``S``, ``T`` stopped, ...; Linux), "" when unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rpartition(b")")[2].split()[0].decode()
+    except (OSError, IndexError):
+        return ""
 
 
 class _Stopped(Exception):
@@ -168,15 +192,16 @@ class _Stopped(Exception):
 
 def _guard(parent: int, grace: float, status_fd: int, command: list[str], early: Sequence[int] = ()) -> int:
     """The guard's work (the module's docstring); ``early``: stop requests received before it began."""
-    state: dict = {"child": None, "signal": early[0] if early else None, "done": False}
+    state: dict = {"child": None, "signal": early[0] if early else None, "done": False, "hurry": False}
 
     def stop(number: int, frame) -> None:
-        # Only a flag and an exception: waiting here could deadlock on the Popen.wait it interrupted.
+        # Only flags and an exception: waiting here could deadlock on the Popen.wait it interrupted.
         if state["signal"] is None and not state["done"]:
             state["signal"] = number
             if state["child"] is not None:
                 raise _Stopped
-        # later signals: the first one's ending is under way
+        elif state["signal"] is not None:       # a second request while the first one's ending is under way
+            state["hurry"] = True
 
     def pause(number: int, frame) -> None:        # Ctrl-Z: the command stops with the guard
         child = state["child"]
@@ -216,14 +241,35 @@ def _guard(parent: int, grace: float, status_fd: int, command: list[str], early:
         state["child"] = child
         if state["signal"] is not None:         # it came while the command was being started
             raise _Stopped
-        code = child.wait()
+        code = _wait_following(child, parent, state)
         state["done"] = True
     except _Stopped:
-        end_all(child.pid, grace, os.getpid())
+        end_all(child.pid, grace, os.getpid(), lambda: state["hurry"])
         tell(f"stopped {state['signal']}")
         return 128 + state["signal"]
     tell(f"ended {code}")
     return code if code >= 0 else 128 - code        # not re-raised: no core dump of the guard's
+
+
+def _wait_following(child: subprocess.Popen, parent: int, state: dict) -> int:
+    """``child.wait()``, following the parent meanwhile (the guard runs in a session of its own, out of
+    reach of a signal to the parent's process group, ``kill -9 %1`` included): its death is a request
+    to stop (``getppid``: also where no parent-death signal exists); while it is stopped (Ctrl-Z, Linux)
+    the command's group is stopped too."""
+    stopped = False
+    while True:
+        try:
+            return child.wait(0.25)
+        except subprocess.TimeoutExpired:
+            pass
+        if os.getppid() != parent:
+            if state["signal"] is None:
+                state["signal"] = signal.SIGTERM
+            raise _Stopped
+        parent_stopped = _LINUX and _process_state(parent) == "T"
+        if parent_stopped != stopped:
+            _signal_group(child.pid, signal.SIGSTOP if parent_stopped else signal.SIGCONT)
+            stopped = parent_stopped
 
 
 def guarded(argv: Sequence[str], grace: float, status_fd: int) -> list[str]:
@@ -246,7 +292,7 @@ class _Tail(threading.Thread):
             while chunk := self.pipe.read1(65536):
                 with self.lock:
                     self.kept += chunk
-                    del self.kept[:-self.limit]
+                    del self.kept[:max(0, len(self.kept) - self.limit)]
 
     def text(self, until: float) -> str:
         """What was kept, after waiting until ``until`` (``time.monotonic``) at most for the end of the
@@ -267,24 +313,32 @@ def _read_status(fd: int) -> dict[str, int]:
 def run_guarded(argv: Sequence[str], *, cwd: str | os.PathLike | None = None,
                 env: Mapping[str, str] | None = None, timeout: float | None = None,
                 grace: float = 5.0, tail_bytes: int = 16384) -> subprocess.CompletedProcess:
-    """Run ``argv`` under the guard and wait for it, like ``subprocess.run``; but on a timeout or an
-    exception while waiting (Ctrl-C, ``SystemExit`` from a SIGTERM handler) the command and every process
-    it started are ended (SIGTERM, SIGKILL after ``grace`` s; a second exception while that is under way
-    kills them at once) before the exception goes on; and if this process dies, the guard ends them
-    (Linux). Standard input is empty.
+    """Run ``argv`` (a non-empty list) under the guard and wait for it, like ``subprocess.run``; but on a
+    timeout or an exception while waiting (Ctrl-C, ``SystemExit`` from a SIGTERM handler) the command and
+    every process it started are ended (SIGTERM, SIGKILL after ``grace`` s; a second exception while that
+    is under way kills them at once) before the exception goes on; and if this process dies, the guard
+    ends them. Standard input is empty.
 
     Returns ``returncode`` (negative: the signal that killed the command) and the last ``tail_bytes``
     bytes of ``stdout`` and ``stderr`` (decoded as UTF-8, undecodable bytes replaced): a talkative
     command costs neither memory nor disk, and a process it left running with the output open does not
     keep the call waiting. A guard killed outright is reported as its own death (negative status, a line
-    on ``stderr``), its command's group ended from here. Raises ``OSError`` when the command cannot start
-    (not found, not executable, no such ``cwd``) and ``subprocess.TimeoutExpired`` after ``timeout``
-    seconds."""
+    on ``stderr``, ``guard_lost`` set on the result), its command's group ended from here. Raises
+    ``OSError`` when the command cannot start (not found, not executable, no such ``cwd``),
+    ``subprocess.TimeoutExpired`` (naming ``argv``) after ``timeout`` seconds, and ``ValueError`` for an
+    empty or string ``argv`` or a negative ``tail_bytes`` or ``grace``."""
+    if isinstance(argv, (str, bytes)) or not argv:
+        raise ValueError(f"a command is a non-empty list of arguments, got {argv!r}")
+    if tail_bytes < 0 or grace < 0:
+        raise ValueError(f"tail_bytes and grace must be >= 0, got {tail_bytes} and {grace}")
     argv = [str(arg) for arg in argv]
     status_read, status_write = os.pipe()
     try:
+        # the guard in a session of its own: a signal to this process's group (kill -9 %1) does not take
+        # it down with this process; it follows this process instead (``_wait_following``)
         process = subprocess.Popen(guarded(argv, grace, status_write), cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=(status_write,))
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=(status_write,),
+                                   start_new_session=True)
     except BaseException:
         os.close(status_read)
         raise
@@ -293,6 +347,9 @@ def run_guarded(argv: Sequence[str], *, cwd: str | os.PathLike | None = None,
     tails = _Tail(process.stdout, tail_bytes), _Tail(process.stderr, tail_bytes)
     try:
         process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        _stop(process, status_read, grace)
+        raise subprocess.TimeoutExpired(argv, timeout) from None
     except BaseException:
         _stop(process, status_read, grace)
         raise
@@ -312,34 +369,45 @@ def run_guarded(argv: Sequence[str], *, cwd: str | os.PathLike | None = None,
             end_all(status["pid"], grace)
             err += (f"\nprocess_guard: the guard ended with status {code} before its command; the command's "
                     "processes were ended")
+            lost = subprocess.CompletedProcess(argv, code, out, err)
+            lost.guard_lost = True
+            return lost
     return subprocess.CompletedProcess(argv, code, out, err)
 
 
 def _stop(process: subprocess.Popen, status_read: int, grace: float) -> None:
-    """End the guard (which ends its command) and wait for it; at a second interruption, kill it all now."""
+    """End the guard, which ends its command, and wait for it. A second interruption meanwhile (Ctrl-C
+    again) asks the guard a second time, which kills them at once; a third kills the guard too."""
     try:
         process.terminate()
-        try:
-            process.wait(grace + 5)
-        except subprocess.TimeoutExpired:         # a guard that does not end
-            pass
+        process.wait(grace + 10)
+    except subprocess.TimeoutExpired:
+        pass
     except BaseException:
-        os.set_blocking(status_read, False)
         try:
-            group = _read_status(status_read).get("pid")
-        except OSError:
-            group = None
+            process.terminate()
+            process.wait(10)
+        except BaseException:
+            pass
+        finally:
+            _kill_guard(process, status_read)
+        raise
+    _kill_guard(process, status_read)
+
+
+def _kill_guard(process: subprocess.Popen, status_read: int) -> None:
+    """The guard killed if it is still there, and the command's group with it."""
+    if process.poll() is None:
+        os.set_blocking(status_read, False)
+        group = _read_status(status_read).get("pid")
         if group is not None:
             _signal_group(group, signal.SIGKILL)
         process.kill()
         process.wait()
-        raise
-    if process.poll() is None:
-        process.kill()
-        process.wait()
-    group = _read_status(status_read).get("pid")
-    if group is not None and _left(group, None)[0]:          # the guard was killed before it ended them
-        end_all(group, grace)
+    else:
+        group = _read_status(status_read).get("pid")
+        if group is not None and _left(group, None)[0]:      # the guard was killed before it ended them
+            end_all(group, 0.0)
 
 
 def _main(arguments: list[str]) -> int:

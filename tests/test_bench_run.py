@@ -929,15 +929,29 @@ def test_methods_file_cwd_is_relative_to_the_file_and_env_values_are_strings(tmp
     path = tmp_path / "m.yaml"
     path.write_text("methods:\n  a: {command: 'run {out}', cwd: official, env: {CUDA_VISIBLE_DEVICES: 0, X: 'y'}}\n"
                     "  b: {command: 'run {out}', cwd: ~/official}\n")
-    specs = parse_methods_file(path)
+    monkeypatch.chdir(tmp_path)
+    specs = parse_methods_file("m.yaml")                      # kept absolute: a rerun from elsewhere matches
     assert specs["a"].cwd == specs["b"].cwd == str(tmp_path / "official")
     assert specs["a"].env == {"CUDA_VISIBLE_DEVICES": "0", "X": "y"}
     for entry, message in (("cwd: nowhere", rf"method 'x': cwd {tmp_path / 'nowhere'} is not a folder"),
                            ("env: {FLAG: true}", r"method 'x': env FLAG: True is not a string \(quote it"),
                            ("env: {RATE: 0.10}", r"method 'x': env RATE: 0.1 is not a string"),
                            ("env: {EMPTY: null}", r"method 'x': env EMPTY: None is not a string"),
-                           ("env: [A]", r"method 'x': env must be a mapping")):
+                           ("env: [A]", r"method 'x': env must be a mapping"),
+                           ("env: {'A=B': x}", r"method 'x': env: 'A=B' cannot name an environment variable"),
+                           ("env: {'': x}", r"method 'x': env: '' cannot name an environment variable"),
+                           ('env: {A: "x\\0y"}', r"method 'x': env A: the value holds a NUL character"),
+                           ("label: [1, 2]", r"method 'x': label must be a string"),
+                           ("cwd: .\n    timeout: 5\n    label: 'y'\n    env: {}\n  z:\n    command: 'run \"{out}'",
+                            r"method 'z': the command does not split into arguments as a shell would: No closing")):
         path.write_text(f"methods:\n  x:\n    command: run {{out}}\n    {entry}\n")
+        with pytest.raises(ValueError, match=message):
+            parse_methods_file(path)
+    for name, message in (("true", r"methods: True is not a name \(quote it"),
+                          ("s2g", r"method 's2g': a method the bench has already"),
+                          ("static", r"method 'static': a method the bench has already"),
+                          ("noise-floor", r"method 'noise-floor': a method the bench has already")):
+        path.write_text(f"methods:\n  {name}:\n    command: run {{out}}\n")
         with pytest.raises(ValueError, match=message):
             parse_methods_file(path)
 
@@ -989,7 +1003,7 @@ def test_a_failed_commands_last_lines_are_told_as_a_terminal_shows_them(tmp_path
     # a progress bar rewritten with carriage returns, colour codes, a blank stderr: what a terminal shows
     assert output_tail("loading\n\x1b[1;31mError:\x1b[0m no GPU\n 10%|#  \r 50%|###  \r100%|#####|\n\n") == \
         ["loading", "Error: no GPU", "100%|#####|"]
-    assert output_tail("x" * 1000) == ["x" * 299 + "…"]
+    assert output_tail("x" * 500 + "the reason") == ["x" * 148 + " … " + "x" * 139 + "the reason"]
     from metrics.dataset import ClipRecord
     (tmp_path / "work" / "inputs" / "anna").mkdir(parents=True)
     (tmp_path / "work" / "inputs" / "anna" / "c0.png").write_bytes(b"")

@@ -128,9 +128,9 @@ CALLER = """
 import signal, sys
 from pathlib import Path
 from metrics.process_guard import run_guarded
-if sys.argv[3:]:
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)          # nohup
-done = run_guarded(["sh", "-c", sys.argv[1]], cwd=sys.argv[2])
+if "nohup" in sys.argv[3:]:
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+done = run_guarded(["sh", "-c", sys.argv[1]], cwd=sys.argv[2], grace=30 if "patient" in sys.argv[3:] else 5)
 Path(sys.argv[2], "status").write_text(str(done.returncode))
 """
 
@@ -159,14 +159,41 @@ def test_the_callers_end_ends_the_command_and_its_processes(tmp_path, how):
 
 
 @linux_only
-def test_a_signal_to_the_callers_group_that_the_guard_does_not_hear_from_the_caller_ends_the_command(tmp_path):
-    """Ctrl-\\ (SIGQUIT) reaches the caller and the guard (one group): the caller dies at once, the guard
-    ends the command."""
+@pytest.mark.parametrize("how", ["SIGQUIT", "SIGKILL"])
+def test_a_signal_to_the_callers_group_that_kills_it_outright_ends_the_command(tmp_path, how):
+    """Ctrl-\\ (SIGQUIT), ``kill -9 %1``: the caller's whole process group dies at once; the guard, in a
+    session of its own, outlives it and ends the command."""
     caller = _caller(tmp_path, STARTS_A_CHILD)
     child = _child_pid(tmp_path)
-    os.killpg(caller.pid, signal.SIGQUIT)
+    os.killpg(caller.pid, getattr(signal, how))
     caller.wait(30)
     assert _ends(child)
+
+
+@linux_only
+def test_a_second_interruption_kills_at_once_what_ignores_sigterm_outside_the_group(tmp_path):
+    """Ctrl-C twice: the first asks (SIGTERM, a 30 s grace here), the second kills, also a process that
+    left the command's group and ignores SIGTERM."""
+    caller = _caller(tmp_path, "setsid sh -c 'trap \"\" TERM; echo $$ > child.pid; exec sleep 60' & wait", "patient")
+    child = _child_pid(tmp_path)
+    caller.send_signal(signal.SIGINT)
+    time.sleep(1.0)
+    assert _running(child)                                   # it ignores the request
+    caller.send_signal(signal.SIGINT)
+    caller.wait(30)
+    assert _ends(child, seconds=5)                           # well before the grace's 30 s
+
+
+def test_run_guarded_refuses_what_subprocess_would_take_otherwise(tmp_path):
+    for argv in ([], "echo", b"echo"):
+        with pytest.raises(ValueError, match="non-empty list"):
+            run_guarded(argv)
+    with pytest.raises(ValueError, match="tail_bytes"):
+        run_guarded(["true"], tail_bytes=-1)
+    assert run_guarded(["sh", "-c", "echo output"], tail_bytes=0).stdout == ""
+    with pytest.raises(subprocess.TimeoutExpired) as raised:
+        run_guarded(["sleep", "30"], timeout=0.5, grace=1)
+    assert raised.value.cmd == ["sleep", "30"]
 
 
 @linux_only

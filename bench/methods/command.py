@@ -44,9 +44,10 @@ from typing import Any
 
 from PIL import Image
 
-from bench.methods import check_method_name
+from bench.methods import BUILTIN, CONTROLS, check_method_name
 from bench.methods.base import Method
 from bench.methods.external import ExternalVideoError, check_video
+from bench.scoring import NOISE_FLOOR
 from metrics.dataset import ClipRecord
 from metrics.distributed import local_rank, outside_launch
 from metrics.io.files import atomic_path
@@ -83,12 +84,22 @@ def parse_methods_file(path: str | Path) -> dict[str, CommandSpec]:
     allowed = {"command", "label", "cwd", "env", "timeout"}
     for name, entry in methods.items():
         where = f"{path}: method {name!r}"
-        check_method_name(str(name), f"{path}: methods")
+        if not isinstance(name, str):                # YAML's true, 1, 2024-01-01 ...
+            raise ValueError(f"{path}: methods: {name!r} is not a name (quote it in the YAML)")
+        check_method_name(name, f"{path}: methods")
+        if name in BUILTIN or name in CONTROLS or name == NOISE_FLOOR:
+            raise ValueError(f"{where}: a method the bench has already (built in, or a control it runs on every "
+                             f"run): give yours another name (e.g. {name}-command)")
         if not isinstance(entry, dict) or not isinstance(entry.get("command"), str):
             raise ValueError(f"{where}: needs a 'command' string")
         unknown = sorted(set(entry) - allowed)
         if unknown:
             raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(allowed))})")
+        label = entry.get("label")
+        if label is not None and not isinstance(label, str):
+            raise ValueError(f"{where}: label must be a string, got {label!r}")
+        if "\0" in entry["command"]:
+            raise ValueError(f"{where}: the command holds a NUL character")
         fields_used = _placeholders(entry["command"])
         bad = sorted(fields_used - set(PLACEHOLDERS))
         if bad:
@@ -96,18 +107,26 @@ def parse_methods_file(path: str | Path) -> dict[str, CommandSpec]:
                              f"(known: {', '.join('{' + p + '}' for p in PLACEHOLDERS)})")
         if "out" not in fields_used:
             raise ValueError(f"{where}: the command must write {{out}}")
+        try:
+            format_command(entry["command"], {field: "x" for field in PLACEHOLDERS})
+        except ValueError as error:                  # shlex: an unclosed quote, a dangling escape
+            raise ValueError(f"{where}: the command does not split into arguments as a shell would: {error}") from None
         env = entry.get("env") or {}
         if not isinstance(env, dict):
             raise ValueError(f"{where}: env must be a mapping of NAME: value, got {env!r}")
         for key, value in env.items():
+            if not isinstance(key, str) or not key or "=" in key or "\0" in key:
+                raise ValueError(f"{where}: env: {key!r} cannot name an environment variable")
             if isinstance(value, bool) or not isinstance(value, (str, int)):
                 raise ValueError(f"{where}: env {key}: {value!r} is not a string (quote it in the YAML: "
                                  f"'{key}: \"...\"')")
+            if "\0" in str(value):
+                raise ValueError(f"{where}: env {key}: the value holds a NUL character")
         cwd = entry.get("cwd")
         if cwd is not None:
             if not isinstance(cwd, str) or not cwd:
                 raise ValueError(f"{where}: cwd must be a folder's path, got {cwd!r}")
-            cwd = str(path.parent / Path(cwd).expanduser())          # relative: to the methods file
+            cwd = str((path.parent / Path(cwd).expanduser()).absolute())    # relative: to the methods file
             if not Path(cwd).is_dir():
                 raise ValueError(f"{where}: cwd {cwd} is not a folder")
         timeout = entry.get("timeout")
@@ -177,7 +196,8 @@ class CommandMethod(Method):
                                      f"{shlex.join(argv)}") from error
         if done.returncode != 0:
             tail = output_tail(done.stderr) or output_tail(done.stdout)
-            raise ExternalVideoError(f"{self.name} on {clip.label}: the command {ended_how(done.returncode)}: "
+            what = "the process watching the command" if getattr(done, "guard_lost", False) else "the command"
+            raise ExternalVideoError(f"{self.name} on {clip.label}: {what} {ended_how(done.returncode)}: "
                                      f"{shlex.join(argv)}" + "".join(f"\n{line}" for line in tail))
         return argv
 
@@ -195,10 +215,11 @@ def ended_how(returncode: int) -> str:
 def output_tail(text: str, lines: int = 5, width: int = 300) -> list[str]:
     """The last ``lines`` non-blank lines of a command's output as a terminal leaves them: a line
     rewritten with carriage returns (a progress bar) is its last version; escape sequences (colours)
-    and control characters are left out; each line is cut to ``width`` characters."""
+    and control characters are left out; a line over ``width`` characters keeps its start and its end."""
     shown = []
     for line in text.split("\n"):
         line = _CONTROLS.sub("", line.rstrip("\r").rpartition("\r")[2]).strip()
         if line:
-            shown.append(line if len(line) <= width else line[:width - 1] + "…")
+            head = (width - 3) // 2
+            shown.append(line if len(line) <= width else f"{line[:head]} … {line[head + 3 - width:]}")
     return shown[-lines:]
