@@ -24,10 +24,11 @@ The command must exit 0 and leave a readable video at ``{out}``; the file is wri
 name (``metrics.io.files.atomic_path``) and moved into place only then, so a failed or interrupted
 command never leaves a video the bench would take as finished, and the leftover of a killed run is
 removed by the next write into that folder. The command runs under
-``metrics.process_guard``: a timeout, a Ctrl-C or a stopped bench ends it and every process it started
-(SIGTERM, SIGKILL 5 s later), and so does, on Linux, the bench's death by SIGKILL; Ctrl-Z stops it with
-the bench; its standard input is empty. A failure is told with the command's last lines of output (as a
-terminal would show them, without colour codes, cut to 300 characters each).
+``metrics.process_guard``: a timeout, a Ctrl-C, a SIGTERM or the death of the bench (SIGKILL included)
+ends it and every process it started (SIGTERM, SIGKILL 5 s later; a second Ctrl-C kills at once);
+Ctrl-Z stops it with the bench; its standard input is empty. A failure is told with the command's last
+lines of output, as a terminal would show them (no colour codes; a line over 300 characters keeps its
+start and its end).
 """
 
 from __future__ import annotations
