@@ -128,6 +128,9 @@ CALLER = """
 import signal, sys
 from pathlib import Path
 from metrics.process_guard import run_guarded
+# as a terminal's foreground job has them: a non-interactive shell's background job (CI) ignores both
+signal.signal(signal.SIGINT, signal.default_int_handler)
+signal.signal(signal.SIGQUIT, signal.SIG_DFL)
 if "nohup" in sys.argv[3:]:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
 done = run_guarded(["sh", "-c", sys.argv[1]], cwd=sys.argv[2], grace=30 if "patient" in sys.argv[3:] else 5)
