@@ -353,9 +353,9 @@ def relaunched() -> bool:
 
 def follow_launcher() -> None:
     """In a process of a launch: SIGTERM ends it as an exception (``SystemExit(143)``: ``finally`` blocks
-    run, a command it waits for is ended with its process group: ``metrics.process_guard``), not at once; and in one of a
-    ``relaunch``, on Linux, the launcher's death sends it SIGTERM (``prctl(PR_SET_PDEATHSIG)``): a launcher
-    killed by the OOM killer or a scheduler's SIGKILL leaves no run going on without it."""
+    run, a command it waits for is ended with what it started: ``metrics.process_guard``), not at once;
+    and in one of a ``relaunch``, on Linux, the launcher's death sends it SIGTERM (``PR_SET_PDEATHSIG``):
+    a launcher killed by the OOM killer or a scheduler's SIGKILL leaves no run going on without it."""
     if launch_place() is None:
         return
     signal.signal(signal.SIGTERM, _stop)

@@ -18,7 +18,8 @@ import pytest
 from metrics.process_guard import run_guarded
 
 REPO = Path(__file__).resolve().parents[1]
-linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; the parent-death signal is Linux's")
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"),
+                                reason="reads /proc; the subreaper and the parent-death signal are Linux's")
 
 # A command whose own child (a background sleep, as a shell script's python or conda run's child) holds on.
 STARTS_A_CHILD = "sleep 60 & echo $! > child.pid; wait"
