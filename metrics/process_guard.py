@@ -75,17 +75,21 @@ def end_with_parent(parent: int, number: int = signal.SIGTERM) -> bool:
     return os.getppid() == parent
 
 
+def _stat_fields(pid: int | str) -> list[bytes]:
+    """The fields of ``/proc/<pid>/stat`` after the command name (state, parent pid, process group, ...);
+    empty when the process is gone (Linux)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rpartition(b")")[2].split()
+    except OSError:
+        return []
+
+
 def _live_processes() -> list[tuple[int, int, int]]:
     """(pid, parent pid, process group) of every process that is not a zombie (Linux ``/proc``)."""
     found = []
     for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as stat:
-                fields = stat.read().rpartition(b")")[2].split()
-        except OSError:
-            continue
+        fields = _stat_fields(entry.name) if entry.name.isdigit() else []
         if len(fields) > 2 and fields[0] not in (b"Z", b"X"):
             found.append((int(entry.name), int(fields[1]), int(fields[2])))
     return found
@@ -179,11 +183,8 @@ def end_all(group: int, grace: float, root: int | None = None, hurry=lambda: Fal
 
 def _process_state(pid: int) -> str:
     """The state letter of a process (``R``, ``S``, ``T`` stopped, ...; Linux), "" when unknown."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            return stat.read().rpartition(b")")[2].split()[0].decode()
-    except (OSError, IndexError):
-        return ""
+    fields = _stat_fields(pid)
+    return fields[0].decode() if fields else ""
 
 
 class _Stopped(Exception):
@@ -397,17 +398,17 @@ def _stop(process: subprocess.Popen, status_read: int, grace: float) -> None:
 
 def _kill_guard(process: subprocess.Popen, status_read: int) -> None:
     """The guard killed if it is still there, and the command's group with it."""
-    if process.poll() is None:
-        os.set_blocking(status_read, False)
-        group = _read_status(status_read).get("pid")
+    running = process.poll() is None
+    if running:
+        os.set_blocking(status_read, False)       # the guard still holds the pipe: what it told so far
+    group = _read_status(status_read).get("pid")
+    if running:
         if group is not None:
             _signal_group(group, signal.SIGKILL)
         process.kill()
         process.wait()
-    else:
-        group = _read_status(status_read).get("pid")
-        if group is not None and _left(group, None)[0]:      # the guard was killed before it ended them
-            end_all(group, 0.0)
+    elif group is not None and _left(group, None)[0]:      # the guard was killed before it ended them
+        end_all(group, 0.0)
 
 
 def _main(arguments: list[str]) -> int:

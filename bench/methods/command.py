@@ -134,7 +134,7 @@ def parse_methods_file(path: str | Path) -> dict[str, CommandSpec]:
         if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
                                     or not 0 < timeout < float("inf")):
             raise ValueError(f"{where}: timeout must be a positive number of seconds, got {timeout!r}")
-        specs[str(name)] = CommandSpec(str(name), entry["command"], entry.get("label") or f"{name} (command)",
+        specs[name] = CommandSpec(name, entry["command"], entry.get("label") or f"{name} (command)",
                                        cwd, {str(k): str(v) for k, v in env.items()}, timeout)
     return specs
 
