@@ -220,14 +220,15 @@ def _sample(args: argparse.Namespace) -> int:
     pipeline = _blamed("--model", IMACPipeline.from_pretrained, args.model, device=device)
     pipeline.config = config
     generator = torch.Generator(device=pipeline.device).manual_seed(args.seed)
-    sample = pipeline(reference.to(pipeline.device), audio, rate, generator=generator,
-                      progress=not args.quiet, guidance_scale=guidance, steps=steps)
+    # the frames go to the encoder chunk by chunk as they are made: memory does not grow with the video
+    sample = pipeline.stream(reference.to(pipeline.device), audio, rate, generator=generator,
+                             progress=not args.quiet, guidance_scale=guidance, steps=steps)
     write_video(args.out, sample.frames, sample.fps, audio=muxed, sample_rate=mux_rate)
     if sample.pose is not None:
         motion_path = Path(args.out).with_suffix(".motion.npz")
         save_npz_atomic(motion_path, pose=sample.pose.astype(np.float32),
                         expression=sample.expression.astype(np.float32))
-    print(f"{args.out}: {len(sample.frames)} frames at {sample.fps:g} fps ({len(sample.frames) / sample.fps:.2f} s)")
+    print(f"{args.out}: {sample.num_frames} frames at {sample.fps:g} fps ({sample.num_frames / sample.fps:.2f} s)")
     return 0
 
 

@@ -14,13 +14,17 @@ generated in chunks of ``video.frames`` (16), the last frame of each chunk being
 the next (so consecutive chunks share that frame and each later chunk adds ``frames - 1`` new
 ones; the last chunk starts earlier if needed so that it ends exactly on the audio's last frame,
 and audio shorter than one chunk gets its motion features edge-padded and the chunk cut).
+``stream`` is the same with each chunk made as its frames are read, so that a writer takes them as they
+come and what sampling holds does not grow with the video's length (``imac sample``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -196,6 +200,22 @@ class Sample:
     fps: float
 
 
+@dataclass
+class SampleStream:
+    """A ``Sample`` whose frames are made as they are read: ``chunks`` gives consecutive (n_i, S, S, 3)
+    uint8 arrays, ``num_frames`` in all, once; ``frames`` the same one frame (S, S, 3) at a time."""
+    chunks: Iterator[np.ndarray]
+    num_frames: int
+    pose: np.ndarray | None
+    expression: np.ndarray | None
+    audio: np.ndarray
+    fps: float
+
+    @property
+    def frames(self) -> Iterator[np.ndarray]:
+        return itertools.chain.from_iterable(self.chunks)
+
+
 def _checked(path: Path) -> Path:
     """``path``, once ``metrics.io.bounded.check_safetensors`` found it whole (a truncated copy is named)."""
     check_safetensors(path)
@@ -315,7 +335,24 @@ class IMACPipeline:
     def __call__(self, reference: torch.Tensor, audio: np.ndarray, sample_rate: int,
                  generator: torch.Generator | None = None, progress: bool = False,
                  guidance_scale: float | None = None, steps: int | None = None) -> Sample:
-        """Generate a video for ``reference`` (3, S, S) in [-1, 1] and mono ``audio`` at ``sample_rate``."""
+        """Generate a video for ``reference`` (3, S, S) in [-1, 1] and mono ``audio`` at ``sample_rate``:
+        ``stream``'s frames gathered into one (N, S, S, 3) uint8 array (N * S * S * 3 bytes)."""
+        stream = self.stream(reference, audio, sample_rate, generator, progress, guidance_scale, steps)
+        frames, done = np.empty((stream.num_frames, *reference.shape[-2:], 3), np.uint8), 0
+        for chunk in stream.chunks:
+            frames[done:done + len(chunk)] = chunk
+            done += len(chunk)
+        if done != stream.num_frames:
+            raise RuntimeError(f"IMAC's chunks gave {done} frames for {stream.num_frames}")
+        return Sample(frames, stream.pose, stream.expression, stream.audio, stream.fps)
+
+    def stream(self, reference: torch.Tensor, audio: np.ndarray, sample_rate: int,
+               generator: torch.Generator | None = None, progress: bool = False,
+               guidance_scale: float | None = None, steps: int | None = None) -> SampleStream:
+        """``__call__`` with the video made chunk by chunk as ``chunks`` is read: the motion is sampled
+        here, each video chunk when it is asked for, so that what sampling holds does not grow with the
+        video's length (the frames go to a writer as they are made: ``imac sample``). The same
+        ``generator`` draws give the same frames as ``__call__``."""
         if not self.model.has_video:
             raise ValueError("this is a stage-1 (motion only) model; sampling videos needs a stage-2 model")
         size = self.config.data.resolution
@@ -331,13 +368,12 @@ class IMACPipeline:
         check_finite(motion_features, "IMAC's sampled motion", f"the weights or the motion sampler's settings "
                      f"({self.config.motion.sample_steps} steps, spacing {self.config.motion.sample_spacing}) give "
                      "no finite sample")
-        frames = self.sample_video(reference, motion_features, generator, progress, guidance_scale, steps)
         pose, expression = self.model.motion.denormalize(pose, expression)
         has_motion = self.model.motion.config.use_motion
-        uint8 = tensor_to_frames(frames, "IMAC's frames")
-        assert len(uint8) == num_frames
-        return Sample(uint8, pose[0].cpu().numpy() if has_motion else None,
-                      expression[0].cpu().numpy() if has_motion else None, audio, self.config.fps)
+        chunks = (tensor_to_frames(frames, "IMAC's frames") for frames in
+                  self.video_chunks(reference, motion_features, generator, progress, guidance_scale, steps))
+        return SampleStream(chunks, num_frames, pose[0].cpu().numpy() if has_motion else None,
+                            expression[0].cpu().numpy() if has_motion else None, audio, self.config.fps)
 
     def check_video_steps(self, steps: int) -> int:
         """``check_video_steps`` with this pipeline's config."""
@@ -346,7 +382,26 @@ class IMACPipeline:
     def sample_video(self, reference: torch.Tensor, motion_features: torch.Tensor,
                      generator: torch.Generator | None = None, progress: bool = False,
                      guidance_scale: float | None = None, steps: int | None = None) -> torch.Tensor:
-        """Chunked video generation: (1, N, D) features -> (N, 3, S, S) frames in [-1, 1]."""
+        """Chunked video generation: (1, N, D) features -> (N, 3, S, S) float frames in [-1, 1] on the
+        model's device (``video_chunks`` gathered)."""
+        parts = self.video_chunks(reference, motion_features, generator, progress, guidance_scale, steps)
+        video, done = torch.empty((motion_features.shape[1], 3, *reference.shape[-2:]), device=self.device), 0
+        for part in parts:
+            video[done:done + len(part)] = part
+            done += len(part)
+        return video
+
+    def video_chunks(self, reference: torch.Tensor, motion_features: torch.Tensor,
+                     generator: torch.Generator | None = None, progress: bool = False,
+                     guidance_scale: float | None = None, steps: int | None = None) -> Iterator[torch.Tensor]:
+        """Chunked video generation, one chunk at a time: (1, N, D) features -> consecutive
+        (n_i, 3, S, S) float frames in [-1, 1] on the model's device, N frames in all.
+
+        Each chunk yields its frames from its first new one (the first chunk: frame 0; a later one: the
+        frame after its first, which is the previous chunk's) up to and including the next chunk's
+        first frame, the frame the next chunk starts on; the last chunk's to frame N - 1. Only that
+        frame (and its latent, with ``video.handover`` latent) is kept between chunks.
+        """
         chunk = self.config.video.frames
         total = motion_features.shape[1]
         if total < chunk:  # shorter than one chunk: edge-pad the features, cut the frames
@@ -357,15 +412,12 @@ class IMACPipeline:
         steps = steps or self.config.video.sample_steps
         strength = self.config.video.sample_strength
         self.check_video_steps(steps)
-        video = torch.empty((max(total, chunk), 3, *reference.shape[-2:]), device=self.device)
         current = reference[None].to(self.device)
         anchored = self.config.video.chunk_reference == "anchored"
         context = self.model.video_context(current, generator) if anchored else None
         handed = None           # the previous chunk's last latent (video.handover "latent")
         scheduler = video_sampling_scheduler(self.config.video)
-        for start in tqdm(starts, desc="video chunks", unit="chunk", disable=not progress):
-            if start > 0:
-                current = video[start:start + 1]
+        for index, start in enumerate(tqdm(starts, desc="video chunks", unit="chunk", disable=not progress)):
             options = {}                         # none: the paper's chunk (all from ``current``, pure noise)
             if strength < 1:
                 options.update(strength=strength, strength_from=self.config.video.strength_from)
@@ -381,17 +433,18 @@ class IMACPipeline:
                 sample = self.model.sample_chunk(current, motion_features[:, start:start + chunk], steps, guidance,
                                                  generator, scheduler=scheduler, **options)
             precision = self.config.video.sample_precision if self.device.type == "cuda" else "no"
-            check_finite(sample.frames, f"IMAC's video chunk {starts.index(start) + 1} of {len(starts)} (frames "
+            check_finite(sample.frames, f"IMAC's video chunk {index + 1} of {len(starts)} (frames "
                          f"{start} to {start + chunk - 1}; {steps} steps, guidance {guidance}, sampling precision "
                          f"{precision})", "sampling in float32 (video.sample_precision no) avoids an fp16 overflow"
                          if precision != "no" else "the weights or the sampler settings give no finite sample")
-            keep_from = 0 if start == 0 else 1
-            video[start + keep_from:start + chunk] = sample.frames[keep_from:].float()
-            if self.config.video.handover == "latent":
-                # the next chunk starts on frame start + chunk - 1 (chunk_starts): hand over that latent
-                following = next((s for s in starts if s > start), None)
-                handed = None if following is None else sample.latents[following - start:following - start + 1]
-        return video[:total]
+            frames = sample.frames.float()
+            following = starts[index + 1] - start if index + 1 < len(starts) else None   # within this chunk
+            if following is not None:  # the next chunk starts on this frame (chunk_starts): kept, not the chunk
+                current = frames[following:following + 1].clone()
+                if self.config.video.handover == "latent":
+                    handed = sample.latents[following:following + 1].clone()
+            stop = min(chunk, total - start) if following is None else following + 1
+            yield frames[0 if start == 0 else 1:stop]
 
 
 def sampling_autocast(device: torch.device, precision: str):

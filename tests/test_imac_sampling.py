@@ -101,6 +101,40 @@ def test_each_chunk_starts_from_the_last_frame_of_the_previous_one(pipeline, mon
     np.testing.assert_allclose(values.numpy(), expected, atol=1e-6)
 
 
+def test_a_stream_makes_each_chunk_when_it_is_read_with_the_frames_of_the_chunk_schedule(pipeline, monkeypatch):
+    pipeline = _with(pipeline, video__chunk_reference="last_frame", video__sample_strength=1.0)
+    made, counter = [], iter(range(1000))
+
+    def fake_chunk(reference, motion_features, steps, guidance_scale, generator=None, scheduler=None, **kwargs):
+        chunk = next(counter)
+        made.append(chunk)
+        frames = torch.arange(motion_features.shape[1], dtype=torch.float32)[:, None, None, None] / 100 + chunk
+        return ChunkSample(frames.expand(-1, 3, RESOLUTION, RESOLUTION) - 0.5, torch.zeros(16, 4, 2, 2))
+
+    monkeypatch.setattr(pipeline.model, "sample_chunk", fake_chunk)
+    stream = pipeline.stream(reference_image(), speech(1.6), 16000, torch.Generator().manual_seed(0))
+    assert stream.num_frames == 40 and made == []            # the motion is sampled, no video chunk yet
+    sizes = []
+    for chunk in stream.chunks:
+        assert len(made) == len(sizes) + 1                    # one chunk made per chunk read
+        sizes.append(len(chunk))
+        assert chunk.dtype == np.uint8 and chunk.shape[1:] == (RESOLUTION, RESOLUTION, 3)
+        values = chunk[:, 0, 0, 0] if len(sizes) == 1 else np.concatenate([values, chunk[:, 0, 0, 0]])
+    # chunk_starts(40, 16) = [0, 15, 24]: frames 0..15 of chunk 0, offsets 1..9 of chunk 1, 1..15 of chunk 2
+    assert sizes == [16, 9, 15]
+    levels = [0 + f / 100 for f in range(16)] + [1 + f / 100 for f in range(1, 10)] + [2 + f / 100 for f in range(1, 16)]
+    np.testing.assert_array_equal(values, [min(255, round((v - 0.5 + 1) * 127.5)) for v in levels])
+
+
+def test_a_stream_gives_the_frames_of_a_whole_sample_with_the_same_draws(pipeline):
+    audio = speech(2.2)                                       # 55 frames: four chunks, the last one early
+    whole = pipeline(reference_image(), audio, 16000, torch.Generator().manual_seed(5))
+    stream = pipeline.stream(reference_image(), audio, 16000, torch.Generator().manual_seed(5))
+    np.testing.assert_array_equal(whole.pose, stream.pose)
+    np.testing.assert_array_equal(whole.frames, np.stack(list(stream.frames)))
+    assert len(whole.frames) == stream.num_frames == 55
+
+
 def test_a_chunk_of_nan_frames_is_refused_naming_it(pipeline, monkeypatch):
     # an fp16 overflow (or a sampler step on a negative rounding error) gives NaN latents: written as uint8
     # they were black frames without a word
@@ -523,6 +557,30 @@ def test_cli_sample_writes_video_with_audio_and_motion(pipeline, tmp_path, capsy
                  str(tmp_path / "speech.wav"), "--out", str(tmp_path / "x.mp4"), "--quiet"]) == 2
     assert "nope.png" in capsys.readouterr().err
     assert not (tmp_path / "x.mp4").exists()
+
+
+def test_cli_sample_hands_the_encoder_a_stream_of_the_frames_a_whole_sample_has(pipeline, tmp_path, monkeypatch):
+    import imac.cli
+
+    model = pipeline.save_pretrained(tmp_path / "model")
+    image = (reference_image().permute(1, 2, 0).numpy() * 127.5 + 127.5).round().astype(np.uint8)
+    Image.fromarray(image).save(tmp_path / "ref.png")                   # the model's size: no resizing
+    write_wav(tmp_path / "speech.wav", speech(1.3), 16000)
+    handed = {}
+    real_write = imac.cli.write_video
+
+    def spy_write(path, frames, *args, **kwargs):
+        handed["type"] = type(frames)
+        handed["frames"] = list(frames)
+        return real_write(path, handed["frames"], *args, **kwargs)
+
+    monkeypatch.setattr(imac.cli, "write_video", spy_write)
+    assert main(["sample", "--model", str(model), "--reference", str(tmp_path / "ref.png"), "--audio",
+                 str(tmp_path / "speech.wav"), "--out", str(tmp_path / "out.mp4"), "--quiet", "--seed", "3"]) == 0
+    assert not issubclass(handed["type"], (np.ndarray, list, tuple))   # made as the encoder reads them
+    loaded = IMACPipeline.from_pretrained(model)
+    whole = loaded(frames_to_tensor(image[None], RESOLUTION)[0], speech(1.3), 16000, torch.Generator().manual_seed(3))
+    np.testing.assert_array_equal(np.stack(handed["frames"]), whole.frames)
 
 
 def test_cli_sample_says_what_it_does_and_blames_the_right_file(pipeline, tmp_path, capsys):
