@@ -49,3 +49,15 @@ def test_reduced_check_runs_every_part_on_the_cpu(one_thread, tmp_path):
 def test_unknown_size_is_refused():
     with pytest.raises(ValueError, match="--size must be full or reduced"):
         gpu_check.architecture("huge")
+
+
+def test_sampling_memory_script_samples_both_ways_at_a_small_size():
+    import sampling_memory
+
+    threads = torch.get_num_threads()
+    try:
+        for way in sampling_memory.WAYS:
+            result = sampling_memory.one(way, 0.7, 128, "cpu")   # gpu_check's reduced size
+            assert result["frames"] == 17 and result["peak_MiB"] >= result["before_MiB"] > 0
+    finally:
+        torch.set_num_threads(threads)
