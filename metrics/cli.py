@@ -32,7 +32,7 @@ from typing import Any, Literal
 from metrics.device import resolve_device
 from metrics.distributed import (PEER_ENDED_STATUS, MainProcessFailed, PeerProcessEnded, current_processes,
                                  follow_launcher, launch_place, one_process_argv, peer_gone, relaunch, relaunched,
-                                 told_by_main)
+                                 told_by_main, work_done)
 from metrics.evaluate import DEFAULT_CACHE, evaluate, format_table, make_extractor, write_result
 from metrics.fgd_training import LATENT, train_fgd_autoencoder
 from metrics.inputs import ALLOWABLE, normalise_allow
@@ -292,7 +292,8 @@ def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
     collective's error that ``metrics.distributed.peer_gone`` recognises) says so in one line, or under
     ``--processes N`` (``relaunch``, which names the failed process) nothing, like the others'
     interruption; log records every process makes alike are the main one's alone (``told_by_main``). A
-    launched process ends by SIGTERM as by an exception (``follow_launcher``)."""
+    launched process ends by SIGTERM as by an exception (``follow_launcher``), and once its work is over
+    at once, without raising into an exit handler (``work_done``)."""
     args = parser.parse_args(argv)
     args.command_argv = list(sys.argv[1:] if argv is None else argv)   # for a relaunch (--processes)
     configure_logging()
@@ -304,6 +305,14 @@ def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
     follow_launcher()
     # under --processes N the launcher names the process that failed: the others stop without a word
     quiet_peers = relaunched()
+    try:
+        return _handled(args, prog, place, quiet_peers, errors)
+    finally:
+        work_done()
+
+
+def _handled(args: argparse.Namespace, prog: str, place, quiet_peers: bool, errors) -> int:
+    """``args.handler(args)``, its failures told as ``run_command`` says."""
     try:
         return args.handler(args)
     except MainProcessFailed:

@@ -53,7 +53,7 @@ COLLECTIVE_TIMEOUT = timedelta(hours=24)
 
 __all__ = ["COLLECTIVE_TIMEOUT", "LAUNCHER_ENV", "PEER_ENDED_STATUS", "SINGLE", "MainProcessFailed", "PeerProcessEnded",
            "Processes", "close_at_exit",
-           "current_processes", "follow_launcher", "launch_command", "launch_place", "one_process_argv", "peer_gone",
+           "current_processes", "follow_launcher", "work_done", "launch_command", "launch_place", "one_process_argv", "peer_gone",
            "relaunch", "relaunched", "without_option"]
 
 
@@ -366,6 +366,28 @@ def follow_launcher() -> None:
 
 def _stop(number: int, frame) -> None:
     raise SystemExit(128 + number)
+
+
+def work_done() -> None:
+    """In a process of a launch whose work is over, only the interpreter's exit left: SIGTERM (and
+    SIGINT, unless it is ignored) now ends it at once with 128 + the signal, its output flushed. Raised
+    inside an exit handler (``atexit``: the process group's ``close_process_group``, a library's),
+    ``follow_launcher``'s exception or a KeyboardInterrupt would be printed as "Exception ignored in
+    atexit callback" with a traceback, and the exit would go on."""
+    if launch_place() is None:
+        return
+    signal.signal(signal.SIGTERM, _end_now)
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        signal.signal(signal.SIGINT, _end_now)
+
+
+def _end_now(number: int, frame) -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001 - a write the signal interrupted, a closed pipe: ending regardless
+            pass
+    os._exit(128 + number)
 
 
 class _Ended(NamedTuple):

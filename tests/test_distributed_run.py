@@ -350,6 +350,38 @@ def test_a_launch_ends_with_the_status_of_its_cause(capsys):
     assert capsys.readouterr().err == "x: process 2 of 2 (pid 7) was stopped by SIGTERM\n"
 
 
+EXITING = textwrap.dedent("""
+    import argparse, atexit, os, signal, time
+    from metrics.cli import run_command
+
+    def slow_exit_handler():          # the launcher's SIGTERM (a terminal's Ctrl-C) arrives while it exits
+        os.kill(os.getpid(), getattr(signal, os.environ["SIGNAL_SENT"]))
+        time.sleep(5)
+        print("the exit handler finished")
+
+    atexit.register(slow_exit_handler)
+    parser = argparse.ArgumentParser(prog="job")
+    parser.set_defaults(handler=lambda args: print("worked", end="") or 0)
+    raise SystemExit(run_command(parser, []))
+""")
+
+
+def _as_a_terminals_job():
+    for number in (signal.SIGTERM, signal.SIGINT):     # a non-interactive shell's background job ignores SIGINT
+        signal.signal(number, signal.SIG_DFL)
+
+
+@pytest.mark.parametrize("sent", ["SIGTERM", "SIGINT"])
+def test_a_launched_process_sent_a_stop_signal_while_it_exits_ends_at_once_without_a_traceback(sent):
+    # seen in a full test run: SIGTERM raised into a library's atexit callback printed "Exception ignored in
+    # atexit callback" with a traceback, and the exit went on
+    env = {**os.environ, "RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1", "SIGNAL_SENT": sent}
+    done = subprocess.run([sys.executable, "-c", EXITING], env=env, capture_output=True, text=True, timeout=60,
+                          preexec_fn=_as_a_terminals_job)
+    assert done.returncode == 128 + getattr(signal, sent), done.stderr
+    assert done.stdout == "worked" and done.stderr == ""      # its output flushed; no handler's traceback
+
+
 def test_the_errors_of_a_peer_gone_are_recognised():
     """gloo's words when the other end of a connection went away (seen when a rank was killed during
     DDP's all-reduce and at a barrier), and torch's distributed errors, are a peer gone; others are not."""
