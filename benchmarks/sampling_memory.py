@@ -3,8 +3,8 @@
     .venv/bin/python benchmarks/sampling_memory.py                       # CPU: 512 px, 4 and 24 s of speech
     .venv/bin/python benchmarks/sampling_memory.py --device cuda --seconds 4 40
 
-Samples a video with ``IMACPipeline.__call__`` (what ``imac sample`` and ``imac-bench run`` call) and
-with ``IMACPipeline.stream`` into ``metrics.io.video.write_video`` (what ``imac sample`` does) for
+Samples a video with ``IMACPipeline.__call__`` (the whole video as one uint8 array: what ``imac-bench run``
+calls) and with ``IMACPipeline.stream`` into ``metrics.io.video.write_video`` (what ``imac sample`` does) for
 each length of random speech, each in a fresh process, and prints the peak memory of each: the
 process's peak resident set (``ru_maxrss``) and, on CUDA, ``torch.cuda.max_memory_allocated``. The
 model is ``benchmarks/gpu_check.py``'s reduced architecture (random weights, small widths) at

@@ -583,6 +583,29 @@ def test_cli_sample_hands_the_encoder_a_stream_of_the_frames_a_whole_sample_has(
     np.testing.assert_array_equal(np.stack(handed["frames"]), whole.frames)
 
 
+def test_cli_sample_failing_while_it_writes_ends_the_chunks_first_and_leaves_no_folder(pipeline, tmp_path,
+                                                                                        monkeypatch, capsys):
+    import imac.cli
+
+    model = pipeline.save_pretrained(tmp_path / "model")
+    Image.fromarray(np.full((RESOLUTION, RESOLUTION, 3), 120, np.uint8)).save(tmp_path / "ref.png")
+    write_wav(tmp_path / "speech.wav", speech(1.6), 16000)        # 40 frames: 3 chunks
+
+    def full_disk(path, frames, *args, **kwargs):
+        for index, _ in enumerate(frames):
+            if index == 20:                                       # in the second chunk
+                raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(imac.cli, "write_video", full_disk)
+    out = tmp_path / "new" / "dir" / "out.mp4"
+    assert main(["sample", "--model", str(model), "--reference", str(tmp_path / "ref.png"), "--audio",
+                 str(tmp_path / "speech.wav"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    # the progress bar ended (its last state on a line of its own) before the error's line, which ends the output
+    assert err.endswith("\nimac sample: error: [Errno 28] No space left on device\n"), err[-300:]
+    assert not (tmp_path / "new").exists() and not out.with_suffix(".motion.npz").exists()
+
+
 def test_cli_sample_says_what_it_does_and_blames_the_right_file(pipeline, tmp_path, capsys):
     model = pipeline.save_pretrained(tmp_path / "model")
     Image.fromarray(np.full((48, 80, 3), 120, np.uint8)).save(tmp_path / "ref.png")
