@@ -53,8 +53,8 @@ COLLECTIVE_TIMEOUT = timedelta(hours=24)
 
 __all__ = ["COLLECTIVE_TIMEOUT", "LAUNCHER_ENV", "PEER_ENDED_STATUS", "SINGLE", "MainProcessFailed", "PeerProcessEnded",
            "Processes", "close_at_exit",
-           "current_processes", "follow_launcher", "work_done", "launch_command", "launch_place", "one_process_argv", "peer_gone",
-           "relaunch", "relaunched", "without_option"]
+           "current_processes", "follow_launcher", "launch_command", "launch_place", "one_process_argv", "peer_gone",
+           "relaunch", "relaunched", "without_option", "work_done"]
 
 
 class MainProcessFailed(Exception):

@@ -122,7 +122,8 @@ def test_a_stream_makes_each_chunk_when_it_is_read_with_the_frames_of_the_chunk_
         values = chunk[:, 0, 0, 0] if len(sizes) == 1 else np.concatenate([values, chunk[:, 0, 0, 0]])
     # chunk_starts(40, 16) = [0, 15, 24]: frames 0..15 of chunk 0, offsets 1..9 of chunk 1, 1..15 of chunk 2
     assert sizes == [16, 9, 15]
-    levels = [0 + f / 100 for f in range(16)] + [1 + f / 100 for f in range(1, 10)] + [2 + f / 100 for f in range(1, 16)]
+    levels = ([0 + f / 100 for f in range(16)] + [1 + f / 100 for f in range(1, 10)]
+              + [2 + f / 100 for f in range(1, 16)])
     np.testing.assert_array_equal(values, [min(255, round((v - 0.5 + 1) * 127.5)) for v in levels])
 
 
