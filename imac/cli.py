@@ -223,17 +223,10 @@ def _sample(args: argparse.Namespace) -> int:
     # the frames go to the encoder chunk by chunk as they are made: memory does not grow with the video
     sample = pipeline.stream(reference.to(pipeline.device), audio, rate, generator=generator,
                              progress=not args.quiet, guidance_scale=guidance, steps=steps)
-    out = Path(args.out)
-    made = [folder for folder in (out.parent, *out.parent.parents) if not folder.exists()]   # deepest first
-    try:
-        write_video(out, sample.frames, sample.fps, audio=muxed, sample_rate=mux_rate)
+    try:          # (a failed write leaves neither a file nor a folder made for it: metrics.io.files.atomic_path)
+        write_video(args.out, sample.frames, sample.fps, audio=muxed, sample_rate=mux_rate)
     except BaseException:
         sample.chunks.close()          # the chunks' progress bar ends before the error is said
-        for folder in made:            # the folders write_video made for --out: a failure leaves none
-            try:
-                folder.rmdir()
-            except OSError:
-                break
         raise
     if sample.pose is not None:
         motion_path = Path(args.out).with_suffix(".motion.npz")

@@ -592,10 +592,15 @@ def test_cli_sample_failing_while_it_writes_ends_the_chunks_first_and_leaves_no_
     Image.fromarray(np.full((RESOLUTION, RESOLUTION, 3), 120, np.uint8)).save(tmp_path / "ref.png")
     write_wav(tmp_path / "speech.wav", speech(1.6), 16000)        # 40 frames: 3 chunks
 
-    def full_disk(path, frames, *args, **kwargs):
-        for index, _ in enumerate(frames):
-            if index == 20:                                       # in the second chunk
-                raise OSError(28, "No space left on device")
+    real_write = imac.cli.write_video
+
+    def full_disk(path, frames, *args, **kwargs):                 # the disk fills in the second chunk
+        def until_full():
+            for index, frame in enumerate(frames):
+                if index == 20:
+                    raise OSError(28, "No space left on device")
+                yield frame
+        return real_write(path, until_full(), *args, **kwargs)
 
     monkeypatch.setattr(imac.cli, "write_video", full_disk)
     out = tmp_path / "new" / "dir" / "out.mp4"

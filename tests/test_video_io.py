@@ -357,6 +357,22 @@ def test_atomic_path_cleans_up_on_error(tmp_path):
     assert leftovers(tmp_path) == ["out.json"]
 
 
+def test_a_failed_write_removes_the_folders_made_for_it_and_only_those(tmp_path):
+    (tmp_path / "kept").mkdir()
+    target = tmp_path / "kept" / "new" / "deeper" / "out.mp4"
+    with pytest.raises(OSError, match="No space left"):
+        with atomic_path(target) as temporary:
+            temporary.write_text("half")
+            raise OSError(28, "No space left on device")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["kept"]
+    (tmp_path / "kept" / "new").mkdir()
+    (tmp_path / "kept" / "new" / "other.mp4").write_text("another writer's")
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_path(target):
+            raise KeyboardInterrupt
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["kept", "new", "other.mp4"]
+
+
 def test_atomic_writers(tmp_path):
     write_json_atomic(tmp_path / "a.json", {"x": [1, 2]})
     assert json.loads((tmp_path / "a.json").read_text()) == {"x": [1, 2]}
