@@ -254,15 +254,20 @@ def write_vae(folder: Path, settings: dict) -> Path:
     return folder
 
 
+def random_weights_config(arch: dict, folder: Path, overrides: list[str]):
+    """The i2vgenxl config for ``arch``'s networks with random weights: no pretrained folders, the VAE
+    written to ``folder``/vae (``write_vae``), then ``overrides``."""
+    vae = write_vae(folder / "vae", arch["vae"])
+    return load_config("i2vgenxl", ["video.pretrained=null", "stage2.init_from=null", f"video.vae={vae}",
+                                    f"video.unet={json.dumps(arch['unet'])}",
+                                    f"video.image_encoder={json.dumps(arch['image_encoder'])}", *overrides])
+
+
 def run(size: str, device_name: str, overrides: list[str] = (), steps: int = 3) -> dict:
     arch = architecture(size)
     device = torch.device(device_name)
     with tempfile.TemporaryDirectory() as temporary:
-        vae = write_vae(Path(temporary) / "vae", arch["vae"])
-        config = load_config("i2vgenxl", ["video.pretrained=null", "stage2.init_from=null", f"video.vae={vae}",
-                                          f"video.unet={json.dumps(arch['unet'])}",
-                                          f"video.image_encoder={json.dumps(arch['image_encoder'])}",
-                                          *arch["overrides"], *overrides])
+        config = random_weights_config(arch, Path(temporary), [*arch["overrides"], *overrides])
         if device.type == "cpu":  # the trainer's rule: mixed precision applies on CUDA only
             config.train.mixed_precision = "no"
             config.video.sample_precision = "no"

@@ -30,7 +30,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import gpu_check  # noqa: E402
 
-from imac.config import load_config  # noqa: E402
 from imac.pipeline import IMACPipeline  # noqa: E402
 from metrics.io.video import write_video  # noqa: E402
 
@@ -40,14 +39,9 @@ WAYS = ("call", "stream")
 def pipeline_of(resolution: int, device: torch.device, folder: Path) -> IMACPipeline:
     """A random-weight stage-2 pipeline of gpu_check's reduced architecture at ``resolution``."""
     arch = gpu_check.REDUCED
-    vae = gpu_check.write_vae(folder / "vae", arch["vae"])
-    overrides = [o for o in arch["overrides"] if not o.startswith(("data.resolution", "video.sample_steps",
-                                                                   "motion.sample_steps"))]
-    config = load_config("i2vgenxl", ["video.pretrained=null", "stage2.init_from=null", f"video.vae={vae}",
-                                      f"video.unet={json.dumps(arch['unet'])}",
-                                      f"video.image_encoder={json.dumps(arch['image_encoder'])}",
-                                      *overrides, f"data.resolution={resolution}", "video.sample_steps=1",
-                                      "motion.sample_steps=1", "video.guidance_scale=1", "video.sample_precision=no"])
+    config = gpu_check.random_weights_config(arch, folder, [
+        *arch["overrides"], f"data.resolution={resolution}", "video.sample_steps=1", "motion.sample_steps=1",
+        "video.guidance_scale=1", "video.sample_precision=no"])      # (later overrides win)
     model = gpu_check.build_model(config, "stage2", arch["hubert"]["hidden_size"], device, {}).eval()
     import transformers
     with torch.device(device):
