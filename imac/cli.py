@@ -223,7 +223,7 @@ def _sample(args: argparse.Namespace) -> int:
     # the frames go to the encoder chunk by chunk as they are made: memory does not grow with the video
     sample = pipeline.stream(reference.to(pipeline.device), audio, rate, generator=generator,
                              progress=not args.quiet, guidance_scale=guidance, steps=steps)
-    try:          # (a failed write leaves neither a file nor a folder made for it: metrics.io.files.atomic_path)
+    try:          # a failed write leaves no video file, finished or not (metrics.io.files.atomic_path)
         write_video(args.out, sample.frames, sample.fps, audio=muxed, sample_rate=mux_rate)
     except BaseException:
         sample.chunks.close()          # the chunks' progress bar ends before the error is said

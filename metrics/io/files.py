@@ -25,7 +25,6 @@ when its process ends, however it ends, so a killed run leaves no lock to remove
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import os
 import re
@@ -158,37 +157,22 @@ def _remove_if_present(path: Path) -> None:
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path to write to; on success it replaces ``path``, on error it is removed.
 
-    Parent directories of ``path`` are created (and removed again, if empty, when the write fails), and the
-    first write of this process into a folder removes the leftovers of dead writers there
-    (``remove_stale_temporaries``). The exception of a failed write propagates.
+    Parent directories of ``path`` are created, and stay when the write fails: another writer may have
+    been given a path in them and not yet have created its file (parallel ranks writing one speaker's
+    folder), and removing an empty folder would pull it from under that writer. The first write of this
+    process into a folder removes the leftovers of dead writers there (``remove_stale_temporaries``).
+    The exception of a failed write propagates.
     """
     final = Path(path)
-    with _parent_folders(final):
-        remove_stale_temporaries(final.parent, once=True)
-        temporary = temporary_sibling(final)
-        try:
-            yield temporary
-            os.replace(temporary, final)
-        except BaseException:
-            # BaseException too: a KeyboardInterrupt mid-write must not leave the temp file behind.
-            _remove_if_present(temporary)
-            raise
-
-
-@contextmanager
-def _parent_folders(final: Path) -> Iterator[None]:
-    """Create ``final``'s missing parent folders; when the body raises, remove those it created (the
-    deepest first, as long as they are empty): a failed write leaves no folder made for it."""
-    made = list(itertools.takewhile(lambda folder: not folder.exists(), (final.parent, *final.parent.parents)))
     final.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(final.parent, once=True)
+    temporary = temporary_sibling(final)
     try:
-        yield
+        yield temporary
+        os.replace(temporary, final)
     except BaseException:
-        for folder in made:
-            try:
-                folder.rmdir()
-            except OSError:      # another writer's file in it, or gone: the folders above stay
-                break
+        # BaseException too: a KeyboardInterrupt mid-write must not leave the temp file behind.
+        _remove_if_present(temporary)
         raise
 
 
@@ -318,20 +302,20 @@ def atomic_folder(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a fresh, empty, hidden sibling folder to write a model folder into; on success it replaces ``target``.
 
     The parent of ``target`` is created. On an exception (KeyboardInterrupt included) the temporary
-    folder and the parents it created are removed and ``target`` is untouched. Replacing follows ``replace_folder``. Leftovers of
-    dead writers in the parent are removed first, as by ``atomic_path``.
+    folder is removed (the parent stays, as with ``atomic_path``) and ``target`` is untouched. Replacing
+    follows ``replace_folder``. Leftovers of dead writers in the parent are removed first, as by ``atomic_path``.
     """
     final = Path(target)
-    with _parent_folders(final):
-        remove_stale_temporaries(final.parent, once=True)
-        temporary = temporary_folder_sibling(final)
-        try:
-            temporary.mkdir()
-            yield temporary
-            replace_folder(temporary, final)
-        except BaseException:
-            shutil.rmtree(temporary, ignore_errors=True)
-            raise
+    final.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(final.parent, once=True)
+    temporary = temporary_folder_sibling(final)
+    try:
+        temporary.mkdir()
+        yield temporary
+        replace_folder(temporary, final)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
 
 
 def link_or_copy(source: str | os.PathLike, target: str | os.PathLike, symbolic: bool = False) -> Path:
