@@ -206,6 +206,27 @@ def test_platform_link_resume_code_unknown_id_and_video_report(browser_page):
     assert errors == []
 
 
+def test_the_start_buttons_wait_for_the_study(tmp_path):
+    """Until /api/study has answered, the page has no handlers: "Start" and "Continue" are disabled then
+    (a click was lost, and the resume form was sent as a plain GET of the page); they work once it has."""
+    study_dir = make_study(tmp_path, trials=1)
+    held = []
+    with served(study_dir) as server, chromium_page(tmp_path / "chromium-profile") as (page, errors):
+        page.route("**/api/study", lambda route: held.append(route))   # the study's answer waits
+        page.goto(server.url)
+        while not held:
+            page.wait_for_timeout(20)
+        assert page.is_disabled("#start-new") and page.is_disabled("#resume-form button[type=submit]")
+        page.fill("#resume-id", "someone")
+        page.press("#resume-id", "Enter")                        # no implicit submission either
+        page.wait_for_timeout(200)
+        assert page.url == server.url
+        held[0].continue_()
+        page.click("#start-new")                                 # waits for the button to be enabled
+        page.wait_for_selector("#study:not([hidden])")
+        assert not page.is_disabled("#resume-form button[type=submit]") and errors == []
+
+
 def test_videos_that_do_not_play_never_lock_a_participant_out(tmp_path):
     """With the play-through lock on and videos that cannot play (these test files are not video),
     the trial stays locked until each video is reported as not playing; then it can be answered."""

@@ -700,7 +700,6 @@ async function main() {
   if (state.study.consent) {
     $("#consent").hidden = false;
     $("#consent-text").textContent = state.study.consent;
-    $("#start-new").disabled = true;
     $("#consent-agree").addEventListener("change", () => { $("#start-new").disabled = !$("#consent-agree").checked; });
   }
   $("#start-new").addEventListener("click", async () => {
@@ -731,6 +730,10 @@ async function main() {
   $("#play-all").addEventListener("click", playAll);
   $("#skip-link").addEventListener("click", skipToAnswers);
   keepStageHeight();
+  // The buttons come disabled in the page: a click before this point (a slow network, a slow machine)
+  // had no handler and was lost, and the resume form was sent as a plain GET of the page.
+  $("#start-new").disabled = Boolean(state.study.consent) && !$("#consent-agree").checked;
+  $("#resume-form button[type=submit]").disabled = false;
 
   const params = new URL(window.location.href).searchParams;
   const known = URL_ID_PARAMETERS.map((name) => params.get(name)).find((value) => value);
