@@ -700,7 +700,7 @@ async function main() {
   if (state.study.consent) {
     $("#consent").hidden = false;
     $("#consent-text").textContent = state.study.consent;
-    $("#consent-agree").addEventListener("change", () => { $("#start-new").disabled = !$("#consent-agree").checked; });
+    $("#consent-agree").addEventListener("change", allowStart);
   }
   $("#start-new").addEventListener("click", async () => {
     try {
@@ -732,7 +732,7 @@ async function main() {
   keepStageHeight();
   // The buttons come disabled in the page: a click before this point (a slow network, a slow machine)
   // had no handler and was lost, and the resume form was sent as a plain GET of the page.
-  $("#start-new").disabled = Boolean(state.study.consent) && !$("#consent-agree").checked;
+  allowStart();
   $("#resume-form button[type=submit]").disabled = false;
 
   const params = new URL(window.location.href).searchParams;
@@ -741,6 +741,11 @@ async function main() {
   try { remembered = localStorage.getItem("userstudy:participant"); } catch (error) { /* ignore */ }
   if (known || remembered) $("#resume-id").value = known || remembered;
   if (known) await arriveWithId(known);
+}
+
+function allowStart() {
+  // A new participant can start once the consent box, where the study has one, is checked.
+  $("#start-new").disabled = Boolean(state.study.consent) && !$("#consent-agree").checked;
 }
 
 // The participant id in the page's address: ?participant=ID, or the parameter a crowdsourcing
