@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from diffusers import I2VGenXLUNet
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -44,6 +46,49 @@ def test_reduced_check_runs_every_part_on_the_cpu(one_thread, tmp_path):
     assert sampling["video"]["generated_seconds"] == [0.16, 0.4]
     assert sampling["motion"]["generated_seconds"] == [0.32, 0.96]
     assert (tmp_path / "r.json").is_file()
+
+
+@pytest.fixture
+def fresh_accelerator_state():
+    # accelerate keeps one process-wide state whose mixed precision, once set, cannot change
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def test_the_configs_bf16_autocast_runs_training_and_sampling(one_thread, fresh_accelerator_state, tmp_path,
+                                                              monkeypatch):
+    # The i2vgenxl config trains and samples under bf16 autocast, which runs on CUDA only: a tensor
+    # the code makes in float32 next to an autocast output fails there first. CPU autocast casts the
+    # same matmul/conv/linear family to bf16, so a dtype mismatch of the model code shows here.
+    import contextlib
+
+    import transformers
+
+    import imac.pipeline
+
+    monkeypatch.setattr(imac.pipeline, "sampling_autocast", lambda device, precision: contextlib.nullcontext()
+                        if precision == "no" else torch.autocast("cpu", dtype=torch.bfloat16))
+    arch = gpu_check.architecture("reduced")
+    config = gpu_check.random_weights_config(arch, tmp_path, [*arch["overrides"], "video.frames=4",
+                                                              "stage1.motion_frames=8", "stage2.motion_frames=8"])
+    assert (config.train.mixed_precision, config.video.sample_precision) == ("bf16", "bf16")
+    accelerator = Accelerator(cpu=True, mixed_precision="bf16")
+    device, hubert_dim, built = torch.device("cpu"), arch["hubert"]["hidden_size"], {}
+    stage1 = gpu_check.build_model(config, "stage1", hubert_dim, device, built)
+    batch = gpu_check.random_batch(config, "stage1", None, hubert_dim, device)
+    assert gpu_check.training_steps(accelerator, stage1, "stage1", batch, steps=1)["loss_finite"]
+
+    stage2 = gpu_check.build_model(config, "stage2", hubert_dim, device, built)
+    unet_dtypes = []   # autocast really ran: the UNet's output is bf16 in training and in sampling
+    stage2.unet.register_forward_hook(lambda module, inputs, output: unet_dtypes.append(output[0].dtype))
+    batch = gpu_check.random_batch(config, "stage2", config.video.frames, hubert_dim, device)
+    assert gpu_check.training_steps(accelerator, stage2, "stage2", batch, steps=1)["loss_finite"]
+    assert unet_dtypes and set(unet_dtypes) == {torch.bfloat16}
+    unet_dtypes.clear()
+    hubert = transformers.HubertModel(transformers.HubertConfig(**arch["hubert"])).eval()
+    sampling = gpu_check.sampling_cost(config, accelerator.unwrap_model(stage2), hubert, device)  # raises on NaN
+    assert sampling["precision"] == "bf16" and set(unet_dtypes) == {torch.bfloat16}
 
 
 def test_unknown_size_is_refused():
