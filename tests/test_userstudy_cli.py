@@ -106,6 +106,27 @@ def test_numbers_out_of_range_are_one_line_errors(argv, named, capsys):
         main(argv)
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and named in err and "Traceback" not in err
+    assert len(err.splitlines()) == 1, err      # the error alone: argparse's own printed the usage first
+
+
+@pytest.mark.parametrize("argv", [[], ["no-such-command"], ["analyze"], ["analyze", "r.csv", "--no-such-option"],
+                                  ["make-study", "--out", "s", "--method", "imac"]])
+def test_bad_options_are_one_line_naming_the_help(argv, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    err = capsys.readouterr().err
+    prog = " ".join(["python -m userstudy", *argv[:1]]) if argv[:1] != ["no-such-command"] else "python -m userstudy"
+    assert exit_.value.code == 2 and err.count("\n") == 1 and err.startswith(f"{prog}: error: ")
+    assert err.endswith(f"(see {prog} --help)\n")
+
+
+@pytest.mark.parametrize("name", list(cli.COMMANDS))
+def test_each_help_names_the_function_the_command_calls(name):
+    text = command_parser(name).format_help()
+    named = re.findall(r"^Python: ([\w.]+)$", text, re.MULTILINE)
+    assert named == [cli.COMMANDS[name].function]
+    module, function = named[0].rsplit(".", 1)
+    assert callable(getattr(importlib.import_module(module), function))
 
 
 def test_make_study_through_the_package(tmp_path):

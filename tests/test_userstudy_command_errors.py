@@ -111,8 +111,8 @@ def test_an_empty_list_of_names_is_refused_not_taken_for_the_default(files, comm
         main(argv + [option, ","])
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and "Traceback" not in err
-    assert err.splitlines()[-1] == (f"python -m userstudy {command}: error: argument {option}: ',' names nothing: "
-                                    "give comma-separated names")
+    assert err.splitlines() == [f"python -m userstudy {command}: error: argument {option}: ',' names nothing: "
+                                f"give comma-separated names (see python -m userstudy {command} --help)"]
     assert not (root / "new").exists()
 
 

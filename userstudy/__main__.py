@@ -21,7 +21,7 @@ from userstudy import cli
 
 def build_parser() -> argparse.ArgumentParser:
     """The top level only: the commands' names and summaries, ``--help`` and ``--version``."""
-    parser = argparse.ArgumentParser(prog="python -m userstudy",
+    parser = cli.ArgumentParser(prog="python -m userstudy",
                                      description="Ranking studies of generated videos: simulate, analyze, "
                                                  "make a study folder, serve the ranking page.",
                                      epilog="Run python -m userstudy COMMAND --help for a command's options.")

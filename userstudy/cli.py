@@ -24,16 +24,19 @@ DISTRIBUTION = "imac-bench"
 class Command(NamedTuple):
     module: str
     summary: str
+    function: str       # the Python function the command is a thin layer over, named in its --help
 
 
 COMMANDS: dict[str, Command] = {
     "simulate": Command("userstudy.simulate",
                         "Write a synthetic rankings CSV with known differences, or estimate the power "
-                        "of a study design."),
-    "analyze": Command("userstudy.analyze", "Tables, tests and a report from a rankings CSV."),
+                        "of a study design.", "userstudy.simulate.simulate"),
+    "analyze": Command("userstudy.analyze", "Tables, tests and a report from a rankings CSV.",
+                       "userstudy.analyze.analyze"),
     "make-study": Command("userstudy.make_study", "Make a study folder from one folder of videos per method, "
-                          "or from a benchmark run folder."),
-    "serve": Command("userstudy.serve", "Serve a study's ranking page and collect the answers."),
+                          "or from a benchmark run folder.", "userstudy.make_study.make_study"),
+    "serve": Command("userstudy.serve", "Serve a study's ranking page and collect the answers.",
+                     "userstudy.serve.serve"),
 }
 
 
@@ -52,11 +55,20 @@ class HelpFormatter(argparse.HelpFormatter):
         return f"{text} (default: %(default)s)"
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser whose errors are one line on stderr, ``PROG: error: MESSAGE (see PROG --help)``,
+    with exit status 2 (argparse's own prints the whole usage first)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def command_parser(command: str, prog: str | None = None) -> argparse.ArgumentParser:
-    """The empty parser of ``command``, named as the user typed it (``python -m userstudy analyze``)."""
+    """The empty parser of ``command``, named as the user typed it (``python -m userstudy analyze``); its
+    help ends with the Python function the command calls."""
     spec = COMMANDS[command]
-    return argparse.ArgumentParser(prog=prog or f"python -m {spec.module}", description=spec.summary,
-                                   formatter_class=HelpFormatter)
+    return ArgumentParser(prog=prog or f"python -m {spec.module}", description=spec.summary,
+                          epilog=f"Python: {spec.function}", formatter_class=HelpFormatter)
 
 
 def configure_logging(quiet: bool = False) -> None:
