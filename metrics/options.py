@@ -339,9 +339,12 @@ def parse_yaml(text: str, where: str) -> Any:
 
 
 def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
-    """The mapping of a YAML file (empty file: {}); ``OptionsError`` naming the file otherwise.
+    """The mapping of a YAML file; ``OptionsError`` naming the file otherwise.
 
-    Bounded like ``parse_yaml``, and the file may have at most ``MAX_YAML_BYTES`` (4 MiB).
+    A file with no YAML document (empty, or comments only) is refused: taken as ``{}`` it silently gave
+    every default, where the user meant some file of options (a truncated copy, the wrong file). A file
+    holding ``{}`` is the way to ask for the defaults. Bounded like ``parse_yaml``, and the file may have at
+    most ``MAX_YAML_BYTES`` (4 MiB).
     """
     path = Path(path)
     size = path.stat().st_size
@@ -353,7 +356,7 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
         raise OptionsError(f"{path}: not valid YAML: not UTF-8 ({error})") from None
     values = parse_yaml(text, str(path))
     if values is None:
-        return {}
+        raise OptionsError(f"{path}: empty: no options in it")
     if not isinstance(values, dict):
         raise OptionsError(f"{path}: expected a mapping of options, got {type(values).__name__}")
     return values

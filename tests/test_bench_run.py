@@ -727,8 +727,8 @@ def test_a_run_of_other_clips_is_said_to_be_another_config_not_a_list_of_moved_n
     ("scopes: [3]", "scopes: 3 is not a scope"),
     ("scopes: []", "scopes: a list of scopes"),
     ("scopes: {all: 1}", "scopes: a list of scopes"),
-    ("", "empty; the tolerances of a baseline are a mapping of protocol, scopes, default, metrics and trained"),
-    ("# margins to come", "empty; .*`default: {abs: 0, rel: 0}` for an exact comparison"),
+    ("", "empty: no options in it; the tolerances of a baseline are a mapping of protocol, scopes, default, metrics and trained"),
+    ("# margins to come", "empty: no options in it; .*`default: {abs: 0, rel: 0}` for an exact comparison"),
     ("[fgd, div]", "expected a mapping of options, got list; the tolerances of a baseline are a mapping"),
 ])
 def test_tolerances_are_refused_naming_the_field(tmp_path, text, message):
@@ -743,7 +743,7 @@ def test_an_empty_tolerances_file_is_one_line_naming_it_not_zero_tolerance(tmp_p
     (tmp_path / "tolerances.yaml").write_text("")
     assert bench_main(["check", "--baseline", str(tmp_path), "--run", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"imac-bench check: error: {tmp_path / 'tolerances.yaml'}: empty; ") and err.count("\n") == 1
+    assert err.startswith(f"imac-bench check: error: {tmp_path / 'tolerances.yaml'}: empty: no options in it; ") and err.count("\n") == 1
 
 
 def test_a_missing_baseline_folder_is_named_as_a_folder(tmp_path, capsys):

@@ -356,6 +356,37 @@ def test_yaml_that_cannot_be_options_is_refused_by_name(tmp_path, text, message)
         read_yaml(path)
 
 
+@pytest.mark.parametrize("text", ["", "\n\n", "# the options\n# to come\n", "---\n"])
+def test_an_options_file_with_no_document_is_refused_and_an_empty_mapping_is_the_defaults(tmp_path, text):
+    # read as {}, an empty file trained IMAC on the schema's defaults, which no packaged config has
+    assert yaml.safe_load(text) is None          # what PyYAML makes of it: no document
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    with pytest.raises(OptionsError, match=f"^{path}: empty: no options in it$"):
+        read_yaml(path)
+    path.write_text("{}\n")
+    assert read_yaml(path) == {}
+
+
+def test_every_command_refuses_an_empty_options_file_before_writing(tmp_path, capsys):
+    from bench.cli import main as bench_main
+    from imac.cli import main as imac_main
+    from metrics.cli import main as metrics_main
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    calls = {"imac train": lambda: imac_main(["train", "stage1", "--config", str(empty),
+                                             f"train.output={tmp_path / 'out'}"]),
+             "imac-bench run": lambda: bench_main(["run", "--methods", "s2g", "--config", str(empty),
+                                                  "--out", str(tmp_path / "out")]),
+             "python -m metrics compute": lambda: metrics_main(["compute", "--options", str(empty), "--real",
+                                                               str(tmp_path), "--fake", str(tmp_path),
+                                                               "--out", str(tmp_path / "out" / "r")])}
+    for prog, call in calls.items():
+        assert call() == 2, prog
+        assert capsys.readouterr().err == f"{prog}: error: {empty}: empty: no options in it\n"
+        assert not (tmp_path / "out").exists(), prog
+
+
 def test_bench_yaml_files_are_bounded_too(tmp_path):
     from bench.check import read_tolerances
     from bench.methods.command import parse_methods_file
