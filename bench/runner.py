@@ -57,7 +57,7 @@ import re
 import time
 import zlib
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -403,6 +403,7 @@ class RunPlan:
     processes: Processes = SINGLE
     lock: FolderLock | None = None      # the run folder's, held by the main process (plan_run's hold)
     left_out: tuple[str, ...] = ()       # methods of earlier runs into the folder, with videos, not in this run
+    record: dict = field(default_factory=dict)   # the run.json to write once the checks pass (check_run_file)
 
     @property
     def method_names(self) -> list[str]:
@@ -491,14 +492,16 @@ def _said(source: Any) -> str:
 
 
 def check_run_file(out: Path, settings: RunSettings, config: BenchConfig,
-                   sources: dict[str, dict] | None = None, hold: bool = False) -> FolderLock | None:
+                   sources: dict[str, dict] | None = None, hold: bool = False) -> tuple[FolderLock | None, dict]:
     """Refuse a folder made with settings that change generation or the run's trained models, or whose
-    videos of an external method came from another folder or command (``check_sources``); record this
-    run's settings, metrics, methods and sources in ``run.json``. Another metric selection or protocol
-    is accepted: the videos and models are reused and the scores recomputed.
+    videos of an external method came from another folder or command (``check_sources``); return the
+    ``run.json`` that records this run's settings, metrics, methods and sources (``write_run_file`` writes
+    it once every check of the run has passed: a refused run leaves no settings that would refuse its
+    corrected command). Another metric selection or protocol is accepted: the videos and models are
+    reused and the scores recomputed.
 
-    ``hold``: lock the folder (``metrics.io.files.hold_folder``) before writing ``run.json``, and return
-    the lock: ``FolderBusyError`` when another run works in it."""
+    ``hold``: lock the folder (``metrics.io.files.hold_folder``; made if new), and return the lock with
+    the record: ``FolderBusyError`` when another run works in it."""
     path = out / "run.json"
     key = json.loads(json.dumps(settings.resume_key(config)))
     methods = list(settings.methods)
@@ -530,14 +533,14 @@ def check_run_file(out: Path, settings: RunSettings, config: BenchConfig,
     lock = hold_folder(out, "imac-bench run") if hold else None
     out.mkdir(parents=True, exist_ok=True)
     scoring = {"metrics": list(config.metrics), "protocol": config.protocol}
-    try:
-        write_json_atomic(path, {**key, "scoring": scoring, "methods": methods, "sources": recorded,
-                                 "bench_version": BENCH_VERSION})
-    except BaseException:
-        if lock is not None:
-            lock.release()
-        raise
-    return lock
+    return lock, {**key, "scoring": scoring, "methods": methods, "sources": recorded, "bench_version": BENCH_VERSION}
+
+
+def write_run_file(plan: RunPlan) -> None:
+    """Record the run's settings in ``plan.out/run.json`` (``check_run_file``'s record): what a later run
+    into the folder is compared with. Written by the main process once the run's checks have passed."""
+    if plan.processes.is_main and plan.record:
+        write_json_atomic(plan.out / "run.json", plan.record)
 
 
 def data_root(settings: RunSettings, out: Path) -> Path:
@@ -619,7 +622,7 @@ def plan_run(settings: RunSettings, processes: Processes = SINGLE, hold: bool = 
     config = settings.config or load_bench_config("toy")
     out = Path(settings.out)
     protocol = get_protocol(config.protocol)
-    lock = None
+    lock, record = None, {}
     with processes.main_first():                     # a refusal is the main process's: one line, not one each
         check_config_paths(config)
         factories = external_factories(settings)
@@ -627,10 +630,10 @@ def plan_run(settings: RunSettings, processes: Processes = SINGLE, hold: bool = 
         for method in methods:                       # e.g. a --generated folder that is not there
             method.check_inputs()                    # before the run folder is made
         if processes.is_main:
-            lock = check_run_file(out, settings, config, {m.name: m.source for m in methods if hasattr(m, "source")},
-                                  hold)
+            lock, record = check_run_file(out, settings, config,
+                                          {m.name: m.source for m in methods if hasattr(m, "source")}, hold)
     try:
-        return _plan(settings, processes, config, out, protocol, methods, lock)
+        return _plan(settings, processes, config, out, protocol, methods, lock, record)
     except BaseException:
         if lock is not None:
             lock.release()
@@ -638,7 +641,7 @@ def plan_run(settings: RunSettings, processes: Processes = SINGLE, hold: bool = 
 
 
 def _plan(settings: RunSettings, processes: Processes, config: BenchConfig, out: Path, protocol: Protocol,
-          methods: tuple[Method, ...], lock: FolderLock | None) -> RunPlan:
+          methods: tuple[Method, ...], lock: FolderLock | None, record: dict) -> RunPlan:
     """``plan_run`` once the run folder is checked (and held): the data, the test clips, the shared models."""
     with processes.main_first():
         if processes.is_main:
@@ -653,7 +656,7 @@ def _plan(settings: RunSettings, processes: Processes, config: BenchConfig, out:
     shared = SharedModels(out, data, config, protocol, device, settings.seed, settings.progress, processes)
     return RunPlan(settings=settings, config=config, out=out, data=data, device=device, protocol=protocol,
                    clips=tuple(clips), methods=methods, shared=shared, processes=processes, lock=lock,
-                   left_out=methods_left_out(out, [m.name for m in methods]))
+                   left_out=methods_left_out(out, [m.name for m in methods]), record=record)
 
 
 def methods_left_out(out: Path, names: list[str]) -> tuple[str, ...]:
@@ -1044,6 +1047,7 @@ def _run(plan: RunPlan, started: float) -> BenchResults | None:
         check_method_folders(plan)
         if any(m in plan.config.metrics for m in ("fgd", "div")):
             plan.shared.check_fgd_autoencoder()        # before any method works, not after all have
+        write_run_file(plan)
     train_beside_first(plan)
     timings = plan.shared.timings
     records = {}

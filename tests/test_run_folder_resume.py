@@ -331,3 +331,27 @@ def test_something_in_the_lock_s_place_is_one_line_naming_it(corpus, official, b
     (out / ".lock").rmdir()
     (out / ".lock.owner").mkdir()                     # what only names the holder does not stop a run
     assert run(corpus, out, "--generated", f"x={official}", "--config", str(bas_config)) == 0
+
+
+@pytest.mark.parametrize("wrong, right", [
+    (["--identities", "NOBODY"], []),                                      # refused once the data is known
+    (["--config", "s2g-typo.yaml"], ["--config", "s2g.yaml"]),           # refused by the method's options check
+], ids=["identity", "method-option"])
+def test_a_refused_run_leaves_nothing_that_refuses_the_corrected_command(corpus, tmp_path, capsys, monkeypatch,
+                                                                         wrong, right):
+    # run.json was written before these checks: the corrected command was then refused as "a run with
+    # another identities / config" in a folder where nothing had run
+    import bench.runner
+
+    (tmp_path / "s2g-typo.yaml").write_text("metrics: [bas]\nmethods: {s2g: {stepz: 3}}\n")
+    (tmp_path / "s2g.yaml").write_text("metrics: [bas]\nmethods: {s2g: {steps: 3}}\n")
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "run"
+    assert run(corpus, out, "--methods", "s2g", *wrong) == 2
+    assert "error:" in capsys.readouterr().err
+    assert not (out / "run.json").exists()
+    trained = []          # the corrected command passes every check and goes on to train
+    monkeypatch.setattr(bench.runner, "train_beside_first", lambda plan: trained.append(plan) or 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        run(corpus, out, "--methods", "s2g", *right)
+    assert trained and json.loads((out / "run.json").read_text())["methods"] == ["s2g"]
