@@ -18,7 +18,8 @@ from scipy.signal import resample_poly
 
 from metrics.io.audio import audio_duration, load_audio, write_wav
 from metrics.io.files import atomic_path, save_npz_atomic, write_json_atomic, write_text_atomic
-from metrics.io.video import VideoReader, probe_video, read_video, read_video_audio, read_video_audio_timed, write_video
+from metrics.io.video import (VideoReader, frame_times, probe_video, read_video, read_video_audio, read_video_audio_timed,
+                              write_video)
 
 FPS = 25
 NUM_FRAMES = 30
@@ -528,3 +529,39 @@ def test_a_gap_in_the_audio_timestamps_is_silence_where_a_player_leaves_it(tmp_p
         np.testing.assert_allclose(read.samples[head:], reference, atol=1e-6)
         assert len(read.gaps) == gaps
     assert decoded["gap"][0].gaps[0][0] == pytest.approx(1.5, abs=0.06) and decoded["gap"][0].gaps[0][1] == 0.3
+
+
+@pytest.mark.parametrize("cut", ["-vf trim=start=0.6", "-bf 3 -f avi"], ids=["video-trimmed", "b-frames-in-avi"])
+def test_a_video_s_sound_is_read_from_its_first_frame_on(tmp_path, cut):
+    # A flash and a click at 2.0 s: trimming the video (the sound copied) moves the first frame to 0.6 s,
+    # B-frames in AVI move it to 0.04 s, while the sound still starts at 0. Read from the sound's own
+    # start, every beat was that far from its frame: BAS of trimmed clips against themselves fell from 0.91
+    # to 0.45. The reference is the file's own clock, as ffmpeg presents it: the click plays at 2.0 s, and
+    # where the file keeps them together (all but the AVI, whose muxer delays every frame by one), with the
+    # frame of the flash.
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg", reason="ffmpeg writes the files")
+    from metrics.io.video import align_to_first_frame, read_video_audio, read_video_audio_timed
+
+    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    source, cut_file = tmp_path / "source.mp4", tmp_path / ("cut.avi" if "avi" in cut else "cut.mp4")
+    subprocess.run([ffmpeg, "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i",
+                    "color=black:size=64x64:rate=25:duration=4,drawbox=enable='between(t,2,2.04)':color=white:t=fill",
+                    "-f", "lavfi", "-i", "aevalsrc='if(between(t,2,2.05),sin(2*PI*1000*t),0)':s=16000:d=4",
+                    "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(source)],
+                   check=True, timeout=60)
+    subprocess.run([ffmpeg, "-nostdin", "-loglevel", "error", "-i", str(source), *cut.split(), "-c:v",
+                    "mpeg4" if "avi" in cut else "libx264", "-c:a", "copy" if "avi" not in cut else "pcm_s16le",
+                    str(cut_file)], check=True, timeout=60)
+    for path in (source, cut_file):
+        frames, times = read_video(path), frame_times(path)
+        flash = int(np.argmax(frames.reshape(len(frames), -1).mean(axis=1)))
+        click = int(np.argmax(np.abs(read_video_audio(path, 16000)) > 0.1))
+        assert times[0] + click / 16000 == pytest.approx(2.0, abs=0.002), path.name
+        together = path == source or "avi" not in cut
+        assert together == (times[flash] == pytest.approx(2.0, abs=0.002)), path.name
+        if together:
+            assert abs(click / 16000 - flash / 25) < 0.002, (path.name, flash, click)
+    track, first = read_video_audio_timed(cut_file, 16000), frame_times(cut_file)[0]
+    assert first - track.start > 0.03                     # the files differ as the test means them to
+    late = align_to_first_frame(np.ones(3, np.float32), 10, audio_start=0.2, first_frame=0.0)
+    np.testing.assert_array_equal(late, [0, 0, 1, 1, 1])  # a late sound: the silence before it

@@ -639,12 +639,32 @@ def _audio_frame_time(frame: av.AudioFrame, stream: av.audio.stream.AudioStream)
     return 0.0
 
 
-def read_video_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """The audio track of a video as float32 mono at ``sample_rate`` Hz: shape (n,).
+def align_to_first_frame(samples: np.ndarray, sample_rate: int, audio_start: float, first_frame: float) -> np.ndarray:
+    """``samples`` (n,) whose first plays at ``audio_start`` seconds, as the sound from the first frame on,
+    which is shown at ``first_frame`` seconds (one clock): sample k of the result plays with the instant
+    ``first_frame + k / sample_rate``. Sound before the first frame is dropped; a sound that starts after
+    it gets the silence a player leaves before it. Rounded to whole samples."""
+    lead = int(round((audio_start - first_frame) * sample_rate))
+    if lead >= 0:
+        return np.concatenate([np.zeros(lead, samples.dtype), samples]) if lead else samples
+    return samples[-lead:]
 
-    The samples of ``read_video_audio_timed`` (which also says when the first one plays).
+
+def read_video_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """The audio track of a video as float32 mono at ``sample_rate`` Hz, from its first frame on: shape (n,);
+    sample k plays with the instant k / ``sample_rate`` seconds after the first frame is shown.
+
+    The samples of ``read_video_audio_timed``, aligned by its start and ``frame_times`` (``align_to_first_frame``):
+    a file whose sound starts before or after its first frame (a video stream trimmed and the sound copied,
+    B-frames in AVI, FLV or fragmented MP4: first frame at 0.07-0.1 s, sound at 0) would otherwise put every
+    beat of the sound that far from its frames. Raises ``ValueError`` naming the file when it has no audio
+    track, no video stream, or a track that cannot be decoded.
     """
-    return read_video_audio_timed(path, sample_rate).samples
+    track = read_video_audio_timed(path, sample_rate)
+    times = frame_times(path)
+    if not len(times):                   # no frame to align to: the sound as it plays
+        return track.samples
+    return align_to_first_frame(track.samples, sample_rate, track.start, float(times[0]))
 
 
 # -- writing ---------------------------------------------------------------------------------------
