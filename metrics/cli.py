@@ -44,6 +44,8 @@ from metrics.registry import DEFAULT_METRICS, METRIC_IDS, normalise_metrics
 from metrics.results import result_paths
 from metrics.sanity import format_sanity, run_sanity
 from metrics.skeleton_ae import CONFIG_LIMITS as AUTOENCODER_LIMITS, CONFIG_NAME as AUTOENCODER_CONFIG
+from metrics.skeleton_ae import WEIGHTS_NAME as AUTOENCODER_WEIGHTS
+from metrics.skeleton_ae import checkpoint_hash
 
 # -- the command-line style shared by imac-bench, imac and python -m metrics -------------------------
 #
@@ -504,6 +506,12 @@ def _compute(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     check_file_target(args.out / AUTOENCODER_CONFIG, "autoencoder folder")    # not after the training
+    held = [args.out / name for name in (AUTOENCODER_CONFIG, AUTOENCODER_WEIGHTS) if (args.out / name).exists()]
+    if held and not args.overwrite:     # FGDs compare only under one checkpoint: never replaced without a word
+        weights = args.out / AUTOENCODER_WEIGHTS
+        which = f" (checkpoint {checkpoint_hash(args.out)})" if weights.is_file() else ""
+        raise FileExistsError(f"{args.out}: holds a skeleton autoencoder{which}; FGD and Diversity compare only "
+                              "under one checkpoint: give another --out, or --overwrite to replace it")
     checkpoint, info = train_fgd_autoencoder(
         args.data, args.out, get_protocol(args.protocol),
         _extractor(args.extractor, args.dwpose_detector, args.dwpose_pose, device), keypoints=args.keypoints,
@@ -611,6 +619,8 @@ def build_parser() -> CommandParser:
     train.add_argument("--latent", type=int_in(1, AUTOENCODER_LIMITS["latent"]), default=LATENT, metavar="N",
                        help="latent size (the dimension FGD and Diversity are measured in)")
     train.add_argument("--seed", type=int_in(*SEED_RANGE), default=0, metavar="N", help="random seed")
+    train.add_argument("--overwrite", action="store_true", help="replace the autoencoder --out holds (FGDs "
+                       "computed with it are then not comparable with new ones)")
     _add_common(train)
 
     sanity = add_command(commands, "sanity", "check that the metrics order known controls correctly",

@@ -243,3 +243,27 @@ def test_a_closed_pipe_on_stdout_ends_the_command_quietly(capfd):
         os.dup2(saved, 1)          # run_command pointed stdout at /dev/null
         os.close(saved)
     assert "error" not in capfd.readouterr().err
+
+
+def test_train_fgd_ae_never_replaces_an_autoencoder_without_overwrite(tmp_path, monkeypatch, capsys):
+    # it silently replaced a 1000-step autoencoder with a 5-step one: every FGD after it changed scale
+    from safetensors.torch import save_file
+    import torch
+
+    out = tmp_path / "fgd_ae"
+    out.mkdir()
+    (out / "config.json").write_text("{}")
+    save_file({"w": torch.zeros(2)}, str(out / "model.safetensors"))
+    import hashlib
+    digest = hashlib.sha256((out / "model.safetensors").read_bytes()).hexdigest()[:12]
+    trained = []
+    monkeypatch.setattr(metrics.cli, "train_fgd_autoencoder",
+                        lambda *args, **kwargs: trained.append(args) or ("new", {"training_windows": 1, "first_l1": 1.0,
+                                                                                 "final_l1": 0.5}))
+    argv = ["train-fgd-ae", "--data", str(tmp_path), "--out", str(out), "--quiet"]
+    assert metrics_main(argv) == 2
+    assert capsys.readouterr().err == (f"python -m metrics train-fgd-ae: error: {out}: holds a skeleton autoencoder "
+                                       f"(checkpoint {digest}); FGD and Diversity compare only under one checkpoint: "
+                                       "give another --out, or --overwrite to replace it\n")
+    assert not trained
+    assert metrics_main(argv + ["--overwrite"]) == 0 and len(trained) == 1
