@@ -4,7 +4,7 @@ video is decoded, with an error naming the property and the clips (``InputMismat
 was converted, or allowed by the user, is written into the result (``InputReport``).
 
 The properties come from the files' headers and packet times (``metrics.io.video.VideoReader``, the wav's header)
-and, for the display rotation, from the first decoded frame:
+and, for the display matrix (turned, mirrored), from the first decoded frame:
 
 ============================  =================  ==========================================================
 property                      changes            rule
@@ -29,7 +29,8 @@ property                      changes            rule
 ``colour_range``              all (pixels)       equal (tv/limited or pc/full; unspecified decodes as tv)
 ``colour_matrix``             all (pixels)       equal (the YUV->RGB matrix; unspecified decodes as BT.601)
 ``sample_aspect_ratio``       all (geometry)     equal (unspecified = square pixels)
-``rotation``                  all (geometry)     equal (frames are read as stored, never turned upright)
+``rotation``                  all (geometry)     equal: the display matrix, turned and mirrored (frames are
+                                                 read as stored, never turned upright)
 ``audio_rate``                BAS                converted: resampled to the protocol's audio rate
 ``audio_channels``            BAS                converted: channels averaged to mono
 ``audio_duration``            BAS                the speech covers the video (up to 0.1 s short: AAC); a
@@ -64,7 +65,7 @@ import soundfile
 
 from metrics.dataset import ClipRecord
 from metrics.io.fields import typed_field
-from metrics.io.video import VideoReader, display_rotation, uneven_frame, uneven_words
+from metrics.io.video import DisplayMatrix, VideoReader, display_matrix, display_rotation, uneven_frame, uneven_words
 from metrics.protocol import Protocol
 from metrics.registry import METRIC_IDS, REGISTRY
 
@@ -98,13 +99,14 @@ class ClipProperties:
     colour_range: str               # effective: "tv" or "pc"
     colour_matrix: str              # effective: "bt601", "bt709", ...
     sample_aspect_ratio: str        # "1:1" when unspecified
-    rotation: int
+    rotation: int                   # degrees a player turns the frames (0 when ``mirrored``)
     audio_source: str | None        # "wav", "track" or None (no sound)
     audio_rate: int | None
     audio_channels: int | None
     audio_duration: float | None
     uneven_timing: str | None = None    # a variable frame rate, in words (the frame furthest off); None: constant
     audio_problem: str | None = None    # why the wav beside it cannot be read (refused where its sound is heard)
+    mirrored: str = ""              # how a player mirrors the frames, in words ("" when it does not)
 
     @property
     def key(self) -> str:
@@ -120,6 +122,8 @@ class ClipProperties:
             return f"{self.width}x{self.height}"
         if name == "frame_rate":
             return f"{self.fps:g} fps"
+        if name == "rotation" and self.mirrored:
+            return f"mirrored {self.mirrored}"
         return str(getattr(self, name))
 
 
@@ -149,12 +153,23 @@ def clip_properties(clip: ClipRecord, side: str, audio: bool = True) -> ClipProp
             problem = str(error)
     elif audio and info.has_audio:
         source, rate, channels, seconds = "track", info.audio_sample_rate, info.audio_channels, info.audio_duration
+    mirrored = mirroring(display_matrix(clip.video))
     return ClipProperties(
         clip=clip.label, side=side, width=info.width, height=info.height, fps=info.fps, num_frames=info.num_frames,
         pixel_format=info.pix_fmt, colour_range=info.color_range or "tv",
         colour_matrix=_effective_matrix(info.color_space), sample_aspect_ratio=info.sample_aspect_ratio or "1:1",
-        rotation=display_rotation(clip.video), audio_source=source, audio_rate=rate, audio_channels=channels,
+        rotation=0 if mirrored else display_rotation(clip.video), mirrored=mirrored, audio_source=source, audio_rate=rate, audio_channels=channels,
         audio_duration=seconds, uneven_timing=_uneven_timing(times), audio_problem=problem)
+
+
+def mirroring(matrix: DisplayMatrix) -> str:
+    """How ``matrix`` mirrors the picture, in words ("" when it only turns it, or leaves it): what a rotation
+    in degrees cannot say (PyAV reads ``-display_hflip`` as a turn of 180, ``-display_vflip`` as none)."""
+    if not matrix.mirrored:
+        return ""
+    if matrix.transpose:
+        return "across a diagonal"
+    return "left to right" if matrix.flip_x else "upside down"
 
 
 def _uneven_timing(times) -> str | None:
@@ -364,9 +379,9 @@ def _check_pixels(check: _Checker, real, fake) -> None:
                "rotation": "frames are read as stored, so one side would be seen turned"}
     for name, why in reasons.items():
         _equal_sides(check, real, fake, name, PIXEL_METRICS, why)
-    turned = [p.clip for p in (*real, *fake) if p.rotation]
+    turned = [p.clip for p in (*real, *fake) if p.rotation or p.mirrored]
     if turned and not check.refused:
-        check.converted("rotation", PIXEL_METRICS, f"{len(turned)} clip(s) carry a display rotation "
+        check.converted("rotation", PIXEL_METRICS, f"{len(turned)} clip(s) carry a display rotation or mirroring "
                         f"({_named(turned)}): frames are read as stored on both sides")
 
 

@@ -155,6 +155,27 @@ def test_header_properties_of_real_files(tmp_path):
     assert clip_properties(ClipRecord(identity="a", clip_id="jpeg", video=jpeg), "fake").colour_range == "pc"
 
 
+@pytest.mark.parametrize("options, shown", [(["-display_vflip"], "mirrored upside down"),
+                                            (["-display_hflip"], "mirrored left to right"),
+                                            (["-display_rotation", "90", "-display_hflip"], "mirrored across a diagonal"),
+                                            (["-display_rotation", "180"], "180")])
+def test_a_mirroring_display_matrix_is_named_not_read_as_a_turn(tmp_path, options, shown):
+    # PyAV reads -display_vflip as no rotation at all and -display_hflip as a turn of 180: a generator
+    # storing its frames upside down with a vflip tag was scored upside down without a word. The
+    # reference: ffmpeg wrote the matrix (and shows the frames by it, tests/test_video_io.py)
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg", reason="ffmpeg writes the display matrix")
+    import subprocess
+
+    plain = _clip(tmp_path, "plain", np.full((10, 32, 48, 3), 100, np.uint8), wav_seconds=0.4)
+    tagged = tmp_path / "a" / "tagged.mp4"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-loglevel", "error", *options, "-i",
+                    str(plain.video), "-c", "copy", str(tagged)], check=True, timeout=60)
+    p = clip_properties(ClipRecord(identity="a", clip_id="plain", video=tagged, audio=plain.audio), "fake")
+    assert p.value("rotation") == shown
+    with pytest.raises(InputMismatchError, match=rf"rotation differs \(real 0 .*; generated {shown} "):
+        check_inputs([clip_properties(plain, "real")], [p], ALL, Protocol())
+
+
 class NeverLoaded:
     """An I3D stand-in that fails if anything is computed with it."""
 
