@@ -53,7 +53,6 @@ import json
 import logging
 import os
 import platform
-import re
 import time
 import zlib
 from collections.abc import Callable
@@ -76,7 +75,7 @@ from bench.report import control_checks
 from bench.results import BenchResults, MethodResult, write_results
 from bench.side_by_side import Trained, Training, train_side_by_side
 from bench.scoring import (NOISE_FLOOR, NOISE_FLOOR_LABEL, REFERENCE, RunScorer, Scored, check_folder,
-                           paired_differences)
+                           check_real_clips_writable, paired_differences)
 from imac import __version__
 from imac.config import config_differences, flat_config, listed
 from imac.frames import NonFiniteError
@@ -94,7 +93,6 @@ from metrics.pose.extraction import keypoint_cache
 from metrics.lipsync import LipSyncSettings
 from metrics.lipsync_training import SyncTrainingConfig, train_syncnet_standin
 from metrics.syncnet import standin_card_path
-from metrics.inputs import InputMismatchError
 from metrics.protocol import Protocol, get_protocol
 from metrics.registry import REGISTRY
 
@@ -956,20 +954,7 @@ def check_external_folders(plan: RunPlan) -> None:
         if isinstance(method, GeneratedFolder) and method.folder.is_dir() and not plan.settings.skip_missing:
             method.check_complete(plan.clips)
         if method.kind == "external" and folder is not None and Path(folder).is_dir():
-            try:
-                check_folder(plan.config.metrics, plan.protocol, plan.clips, method.name, Path(folder))
-            except InputMismatchError as error:
-                raise InputMismatchError(without_allow_option(str(error))) from None
-
-
-_ALLOW_HINT = re.compile(r", or allow it \(allow='([a-z_]+)', --allow-mismatch [a-z_]+\)")
-
-
-def without_allow_option(message: str) -> str:
-    """The metrics library's refusal of a header mismatch, which suggests ``--allow-mismatch`` (an option of
-    ``python -m metrics compute``, not of ``imac-bench run``), told with what this command offers."""
-    return _ALLOW_HINT.sub(r" (imac-bench run scores only matching videos: re-encode them to match; "
-                           r"python -m metrics compute --allow-mismatch \1 scores them anyway)", message)
+            check_folder(plan.config.metrics, plan.protocol, plan.clips, method.name, Path(folder))
 
 
 HINT_KEYS = ("chunk_period", "chunk_offset")    # what a method's facts may state for the metrics
@@ -1043,6 +1028,7 @@ def _run(plan: RunPlan, started: float) -> BenchResults | None:
                        "--generated or --methods-file, to score them all)", plan.out, ", ".join(plan.left_out),
                        "them" if len(plan.left_out) > 1 else "it")
     with processes.main_first():                        # every process reads the same files: the main refuses
+        check_real_clips_writable(plan.config.metrics, plan.protocol, plan.clips)
         check_external_folders(plan)
         check_method_folders(plan)
         if any(m in plan.config.metrics for m in ("fgd", "div")):

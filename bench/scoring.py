@@ -31,9 +31,12 @@ order; the rows are then scored from those records by the main process alone.
 from __future__ import annotations
 
 import logging
+import re
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -42,7 +45,8 @@ from metrics.beats import BAS
 from metrics.dataset import ClipRecord, Dataset, FolderError, find_clips
 from metrics.differences import compare_methods, describe_difference
 from metrics.evaluate import ClipResult, Evaluator, metric_score
-from metrics.inputs import PIXEL_METRICS, ClipProperties, Finding, InputMismatchError, InputReport
+from metrics.inputs import PIXEL_METRICS, ClipProperties, Finding, InputMismatchError, InputReport, clip_properties
+from metrics.io.video import write_video
 from metrics.registry import REGISTRY
 from metrics.results import Provenance, Scores, SkippedClip
 from metrics.sanity import split_halves
@@ -192,7 +196,7 @@ class RunScorer:
             try:
                 report = self.evaluator.check_inputs(self.real_properties(), props)
             except InputMismatchError as error:
-                raise InputMismatchError(f"method {name}: {error}") from None
+                raise InputMismatchError(f"method {name}: {without_allow_option(str(error))}") from None
             self._method_clips[name] = (clips, report)
             self._unread[name] = unread     # headers that do not read (a damaged video): listed as unscored
         return self._method_clips[name]
@@ -373,6 +377,45 @@ def _difference(evaluator: Evaluator, metric: str, real, a: str, fake_a, b: str,
              "sentence": describe_difference(difference).replace(difference.metric, evaluator.label(metric))}]
 
 
+_ALLOW_HINT = re.compile(r", or allow it \(allow='([a-z_]+)', --allow-mismatch [a-z_]+\)")
+
+
+def without_allow_option(message: str) -> str:
+    """The metrics library's refusal of a header mismatch, which suggests ``--allow-mismatch`` (an option of
+    ``python -m metrics compute``, not of ``imac-bench run``), told with what this command offers."""
+    return _ALLOW_HINT.sub(r" (imac-bench run scores only matching videos: re-encode them to match; "
+                           r"python -m metrics compute --allow-mismatch \1 scores them anyway)", message)
+
+
+WRITTEN_PROPERTIES = ("pixel_format", "colour_range", "colour_matrix", "sample_aspect_ratio", "rotation")
+
+
+def written_properties() -> dict[str, str]:
+    """The pixel properties of the videos the bench writes (``metrics.io.video.write_video``: the methods'
+    and the static control's), read from a video it writes now, as the input check reads them."""
+    with tempfile.TemporaryDirectory() as folder:
+        video = write_video(Path(folder) / "written.mp4", np.zeros((2, 16, 16, 3), np.uint8), 25)
+        written = clip_properties(ClipRecord(identity="a", clip_id="written", video=video), "fake", audio=False)
+    return {name: written.value(name) for name in WRITTEN_PROPERTIES}
+
+
+def check_real_clips_writable(metrics: Sequence[str], protocol, test_clips: Sequence[ClipRecord]) -> None:
+    """Refuse, before anything trains, real test clips whose pixel properties no video the bench writes can
+    have (``written_properties``): the static control, and every method the bench runs itself, would be
+    refused when scored, after all the training and generation. ``InputMismatchError`` naming the clips."""
+    _, real, _ = Evaluator(metrics, protocol).properties(test_clips, "real")      # headers only
+    written = written_properties()
+    differing = {p.clip: [f"{name} {p.value(name)}" for name, value in written.items() if p.value(name) != value]
+                 for p in real}
+    unlike = [f"{clip} ({', '.join(names)})" for clip, names in differing.items() if names]
+    if unlike:
+        shown = "; ".join(unlike[:5]) + (f"; ... and {len(unlike) - 5} more" if len(unlike) > 5 else "")
+        raise InputMismatchError(
+            f"{len(unlike)} real test clip(s) unlike every video the bench writes ({shown}); it writes "
+            f"{', '.join(f'{name} {value}' for name, value in written.items())}, and scores only videos that "
+            "match their real clips: re-encode the dataset's videos to match (imac-bench data prepare makes them so)")
+
+
 def check_folder(metrics: Sequence[str], protocol, test_clips: Sequence[ClipRecord], name: str, folder) -> None:
     """Compare the headers of videos made elsewhere (``folder/<identity>/<clip_id>.mp4``) with the real
     test clips before the run does any other work; ``InputMismatchError`` names the folder."""
@@ -391,4 +434,4 @@ def check_folder(metrics: Sequence[str], protocol, test_clips: Sequence[ClipReco
     try:
         headers.check_inputs(real_props, props)
     except InputMismatchError as error:
-        raise InputMismatchError(f"--generated {name}={folder}: {error}") from None
+        raise InputMismatchError(f"--generated {name}={folder}: {without_allow_option(str(error))}") from None

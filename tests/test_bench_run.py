@@ -1373,3 +1373,30 @@ def test_a_label_with_a_bar_keeps_its_row_s_numbers_in_their_columns(tmp_path):
     table = text.split("## All identities")[1].split("\n\n")[1].splitlines()
     cells = [len(re.split(r"(?<!\\)\|", line)) for line in table]
     assert len(set(cells)) == 1 and any(line.startswith(r"| IMAC \| v2") for line in table)
+
+
+@pytest.mark.parametrize("tags, named", [(["-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709"],
+                                          "colour_matrix bt709"),
+                                         (["-vf", "setsar=2/1"], "sample_aspect_ratio 2:1")])
+def test_real_clips_no_written_video_can_match_are_refused_before_any_training(corpus, tmp_path, capsys, tags, named):
+    # HD footage tagged BT.709 validated, then the run trained and generated everything and was refused when
+    # scored (the static control's video, like every method's, is written untagged: BT.601), with advice
+    # to use --allow-mismatch, which imac-bench run does not have
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg", reason="ffmpeg tags the real clip")
+    import subprocess
+
+    data = tmp_path / "data"
+    shutil.copytree(corpus, data)
+    from bench.runner import test_clips as real_test_clips
+    clip = real_test_clips(data)[0]
+    tagged = tmp_path / "tagged.mp4"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-i", str(clip.video),
+                    "-c:v", "libx264", *tags, "-c:a", "copy", str(tagged)], check=True, timeout=60)
+    shutil.move(tagged, clip.video)
+    out = tmp_path / "run"
+    code = bench_main(["run", "--data", str(data), "--out", str(out), "--methods", "s2g", "--quiet", "--no-plots"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"1 real test clip(s) unlike every video the bench writes ({clip.label} ({named}))" in err
+    assert "--allow-mismatch" not in err
+    assert not (out / "run.json").exists() and not (out / "work").exists()
