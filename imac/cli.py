@@ -195,7 +195,7 @@ def _sample(args: argparse.Namespace) -> int:
     try:
         frames = frame_count(len(audio), rate, config.fps)       # as the pipeline counts them
     except ValueError:
-        raise ValueError(f"--audio {args.audio}: {info.frames / info.samplerate:.3f} s of audio, shorter than one "
+        raise ValueError(f"--audio {args.audio}: {len(audio) / rate:.3f} s of audio, shorter than one "
                          f"video frame (1/{config.fps:g} s)") from None
     mux_rate = info.samplerate if info.samplerate in AAC_RATES else rate
     muxed = audio if mux_rate == rate else _blamed("--audio", load_audio, args.audio, mux_rate)
@@ -210,7 +210,7 @@ def _sample(args: argparse.Namespace) -> int:
     # what is done to the inputs, said even with --quiet (which hides the progress bars only)
     print(f"reference {args.reference}: {''.join(f'{note}; ' for note in image.notes)}"
           f"{describe_preparation(image.width, image.height, size)} (the model's data.resolution)\n"
-          f"audio {args.audio}: {info.frames / info.samplerate:.2f} s at {info.samplerate} Hz, {channels}{resampled} "
+          f"audio {args.audio}: {len(audio) / rate:.2f} s at {info.samplerate} Hz, {channels}{resampled} "
           f"-> {frames} frames at {config.fps:g} fps; muxed into the video as mono AAC at {mux_rate} Hz\nsampling: {steps} video steps ({config.video.sample_spacing} spacing) from "
           f"{start}{noise}, guidance {guidance:g}, "
           f"{config.motion.sample_steps} motion steps, seed {args.seed}; chunks: reference "

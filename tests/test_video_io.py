@@ -334,6 +334,36 @@ def test_load_audio_errors_name_the_file(tmp_path):
         audio_duration(broken)
 
 
+def test_audio_longer_than_its_bound_is_refused_from_the_header_before_decoding(tmp_path, monkeypatch):
+    # a 2.8 MB FLAC of an hour's silence (48 kHz stereo) decoded to 3.8 GB: the header's length is checked first
+    import metrics.io.audio as audio_io
+
+    path = write_wav(tmp_path / "stereo.wav", np.zeros((16000, 2)), 16000)        # 1 s, 2 channels: 32000
+    monkeypatch.setattr(audio_io, "MAX_AUDIO_SAMPLES", 31999)
+    monkeypatch.setattr(audio_io.soundfile, "read", lambda *args, **kwargs: pytest.fail("decoded"))
+    with pytest.raises(ValueError) as refused:
+        load_audio(path)
+    assert str(refused.value).startswith(f"{path}: refused: 1 s of 2-channel audio at 16000 Hz by its header, more "
+                                         "than the 31999 samples an audio file may decode to")
+    monkeypatch.undo()
+    assert len(load_audio(path)) == 16000
+
+
+def test_audio_cut_short_is_read_as_far_as_it_goes_and_said(tmp_path, caplog):
+    # imac sample said "1.50 s" from the header of a cut wav and made 0.2 s of video without a word
+    path = write_wav(tmp_path / "speech.wav", 0.5 * np.sin(np.arange(24000) / 10), 16000)   # 1.5 s, 16-bit mono
+    whole = path.read_bytes()
+    path.write_bytes(whole[:44 + 2 * 8000])             # the 44-byte header and 0.5 s of the samples
+    with caplog.at_level("WARNING", logger="metrics.io.audio"):
+        assert len(load_audio(path)) == 8000
+    assert f"{path}: 0.50 s of audio decode, where its header states 1.50 s: a file cut short?" in caplog.text
+    caplog.clear()
+    path.write_bytes(whole)
+    with caplog.at_level("WARNING", logger="metrics.io.audio"):
+        assert len(load_audio(path)) == 24000
+    assert caplog.text == ""
+
+
 # -- atomic files ---------------------------------------------------------------------------------
 
 

@@ -7,7 +7,9 @@ with the exact rational ratio of the two rates.
 
 from __future__ import annotations
 
+import logging
 import os
+import wave
 from fractions import Fraction
 from pathlib import Path
 
@@ -17,6 +19,8 @@ from scipy.signal import resample_poly
 
 from metrics.io import SAMPLE_RATE
 from metrics.io.files import atomic_path
+
+logger = logging.getLogger(__name__)
 
 
 def to_mono(samples: np.ndarray) -> np.ndarray:
@@ -32,17 +36,34 @@ def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     return resample_poly(samples, ratio.numerator, ratio.denominator)
 
 
+MAX_AUDIO_SAMPLES = 1 << 28    # samples x channels a file may decode to: 1 GiB of float32 (46 min of 48 kHz
+                               # stereo, 4.6 h of 16 kHz mono); the mono resampling then takes about twice that
+SHORT_DECODE = 0.99            # a file decoding to less than this share of the samples its header states: said
+
+
 def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Read an audio file (``READABLE``: wav, flac, ogg, mp3) as float32 mono in [-1, 1] at ``sample_rate``
-    Hz. FileNotFoundError / ValueError naming the file (an empty one, another format, or one holding NaN or
-    infinite samples, said so)."""
+    Hz. FileNotFoundError / ValueError naming the file (an empty one, another format, one holding NaN or
+    infinite samples, or one whose header states more than ``MAX_AUDIO_SAMPLES`` samples x channels: a 2.8 MB
+    FLAC of an hour's silence decoded to 3.8 GB, said so). A file that decodes to fewer samples than its
+    header states (cut short) is read as far as it goes, with a warning naming both lengths."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: audio file not found")
+    header = audio_info(path)                       # FileNotFoundError / ValueError naming the file
+    stated = int(header.frames) * int(header.channels)
+    if header.frames > 0 and stated > MAX_AUDIO_SAMPLES:
+        seconds = header.frames / header.samplerate
+        most = MAX_AUDIO_SAMPLES / header.channels / header.samplerate
+        raise ValueError(f"{path}: refused: {seconds:.0f} s of {header.channels}-channel audio at {header.samplerate} "
+                         f"Hz by its header, more than the {MAX_AUDIO_SAMPLES} samples an audio file may decode to "
+                         f"({most / 60:.0f} min at this rate and channel count); cut it, or downmix it to mono, first")
     try:
         samples, file_rate = soundfile.read(str(path), dtype="float32", always_2d=False)
     except (soundfile.SoundFileError, RuntimeError, OSError) as error:
         raise ValueError(f"{path}: cannot read audio: {_unreadable(path, error)}") from error
+    stated = max(header.frames, _wav_stated_frames(path))
+    if 0 < len(samples) < SHORT_DECODE * stated:
+        logger.warning("%s: %.2f s of audio decode, where its header states %.2f s: a file cut short? It is read "
+                       "as far as it goes", path, len(samples) / file_rate, stated / header.samplerate)
     finite = np.isfinite(samples)
     if not finite.all():          # a float file can hold them; resampling would spread them over the whole clip
         first = int(np.argmin(finite.reshape(len(samples), -1).all(axis=1)))
@@ -51,6 +72,18 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.nd
     mono = resample(to_mono(samples).astype(np.float64), file_rate, sample_rate)
     # Resampling can overshoot a full-scale signal slightly (Gibbs ringing).
     return np.clip(mono, -1.0, 1.0).astype(np.float32)
+
+
+def _wav_stated_frames(path: Path) -> int:
+    """The frames a PCM wav's data chunk states (the standard library's ``wave`` reads the size as written;
+    libsndfile's header cuts it to the bytes present); 0 for another file or format."""
+    if path.suffix.lower() != ".wav":
+        return 0
+    try:
+        with wave.open(str(path), "rb") as stated:
+            return int(stated.getnframes())
+    except (wave.Error, EOFError, OSError):
+        return 0
 
 
 def write_wav(path: str | os.PathLike, samples: np.ndarray, sample_rate: int) -> Path:
