@@ -353,9 +353,11 @@ def result_rows(result: EvaluationResult) -> list[dict]:
 
 
 def result_paths(path: str | Path) -> tuple[Path, Path]:
-    """The JSON and CSV files ``write_result`` writes for ``path``: ``path`` with the suffix .json, and .csv."""
+    """The JSON and CSV files ``write_result`` writes for ``path``: ``path`` ending in .json (a name with another
+    ending gets it: ``eval.v2`` -> ``eval.v2.json``, never ``eval.json``, which may be another result), and
+    the same name with .csv."""
     path = Path(path)
-    json_path = path if path.suffix == ".json" else path.with_suffix(".json")
+    json_path = path if path.suffix == ".json" else path.with_name(path.name + ".json")
     return json_path, json_path.with_suffix(".csv")
 
 

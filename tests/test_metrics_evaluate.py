@@ -524,3 +524,13 @@ def test_a_slow_extractor_beside_i3d_holds_at_most_three_chunks_of_frames(corpus
     with pytest.raises(ValueError, match="the I3D broke"):     # raised, with the queued chunk dropped
         evaluator.decode(long_clip)
     assert len(behind) < chunks
+
+
+@pytest.mark.parametrize("given, written", [("eval.json", "eval.json"), ("eval", "eval.json"),
+                                            ("res.txt", "res.txt.json"), ("eval.v2", "eval.v2.json")])
+def test_a_result_name_without_json_gets_it_added_not_its_ending_replaced(given, written):
+    # --out res.txt wrote res.json (and res.csv), a file the user never named, perhaps another result
+    from pathlib import Path
+
+    from metrics.results import result_paths
+    assert result_paths(f"runs/{given}") == (Path(f"runs/{written}"), Path(f"runs/{written[:-5]}.csv"))
