@@ -397,6 +397,10 @@ def _parse_lines(lines: Iterable[tuple[int, str]], root: Path,
 
 def _parse_manifest(root: str | os.PathLike) -> tuple[list[ClipRecord], list[Problem]]:
     root = Path(root).absolute()
+    if root.is_file():          # the manifest, or another file, given for the dataset's folder
+        said = "the manifest" if root.name == MANIFEST_NAME else "a file"
+        return [], [Problem(str(root), "dataset", f"{said}, not a dataset folder: give the folder that holds "
+                                                  f"{MANIFEST_NAME} ({root.parent})")]
     manifest = root / MANIFEST_NAME
     if not manifest.is_file():
         found = "a folder, not a file" if manifest.is_dir() else "file not found (is this a dataset folder?)"

@@ -301,6 +301,16 @@ def test_a_file_that_is_a_folder_is_named_so(dataset):
         reported(dataset, "bob/clip_001", "motion", "a folder, not a file", "bob/clip_001.motion.npz", level=level)
 
 
+def test_the_manifest_given_for_its_folder_is_named_with_the_folder(dataset):
+    # "data/toy/manifest.jsonl/manifest.jsonl: file not found (is this a dataset folder?)"
+    manifest = dataset / "manifest.jsonl"
+    assert validate_dataset(manifest) == [Problem(str(manifest), "dataset", "the manifest, not a dataset folder: give "
+                                                  f"the folder that holds manifest.jsonl ({dataset})")]
+    with pytest.raises(DatasetError, match="not a dataset folder"):
+        Dataset.open(manifest)
+    assert validate_dataset(dataset) == []
+
+
 def test_files_level_does_not_open_files(dataset):
     (dataset / "bob" / "clip_001.motion.npz").write_bytes(b"garbage")
     assert validate_dataset(dataset, level="files") == []
