@@ -689,7 +689,7 @@ def evaluate(real_dir: str | Path | None, fake_dir: str | Path, metrics: Sequenc
              cache_dir: str | Path | None = DEFAULT_CACHE, split: str | None = "test", on_error: str = "raise",
              allow: Iterable[str] = (), allow_resolution_mismatch: bool = False, device: str = "cpu",
              progress: Callable[[str], None] | None = None, processes: Processes = SINGLE,
-             weights: dict[str, str | None] | None = None) -> EvaluationResult | None:
+             weights: dict[str, str | None] | None = None, paired: bool = True) -> EvaluationResult | None:
     """Evaluate the generated videos of ``fake_dir`` against the real ones of ``real_dir``.
 
     ``metrics``: ids of ``metrics.registry.REGISTRY`` (default: the four built-in ones; the command
@@ -699,7 +699,9 @@ def evaluate(real_dir: str | Path | None, fake_dir: str | Path, metrics: Sequenc
     network is loaded: ``metrics.inputs.InputMismatchError`` names a refused property and its clips.
     With real videos, a real clip without a generated one of the same identity/clip_id, or the other
     way round, is refused too unless ``allow`` has ``clips`` (then a warning says how many; the
-    counts are in ``result.inputs.pairing``).
+    counts are in ``result.inputs.pairing``). ``paired=False``: the generated clips are not versions of
+    the real ones (``metrics.sanity``'s controls, made of the other half of the real clips), so their
+    labels are neither paired nor checked for partners.
 
     ``processes`` (``metrics.distributed.current_processes()`` under ``accelerate launch``): every
     process must call this with the same arguments; each records its share of the clips, the records
@@ -725,7 +727,8 @@ def evaluate(real_dir: str | Path | None, fake_dir: str | Path, metrics: Sequenc
         fake_clips, fake_props, bad = headers.properties(fake_clips, "fake", on_error)
         skipped += bad
         # the clips that pair are those left to score: a clip skipped as unreadable leaves its partner unpaired
-        found = ([c.label for c in real_clips], [c.label for c in fake_clips]) if real_dir is not None else None
+        found = (([c.label for c in real_clips], [c.label for c in fake_clips]) if real_dir is not None and paired
+                 else None)
         allow = list(allow) + (["frame_size"] if allow_resolution_mismatch else [])
         try:
             inputs = headers.check_inputs(real_props, fake_props, allow, clips=found)
