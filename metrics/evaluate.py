@@ -53,7 +53,7 @@ from metrics.i3d import I3DNetworkError
 from metrics.inputs import (NAMED_CLIPS, SKELETON_METRICS, ClipProperties, Finding, InputMismatchError, InputReport,
                              check_inputs, clip_properties, normalise_allow, pairing_counts)
 from metrics.io.cache import VideoCache, file_hash
-from metrics.io.video import VideoReader, probe_video, read_video
+from metrics.io.video import CHUNK_FRAMES, VideoReader, probe_video, read_video
 from metrics.pose.dwpose import DWPose, DWPoseModelError
 from metrics.pose.extraction import cached_keypoints, check_frame_count, keypoint_cache, store_keypoints
 from metrics.pose.toy import ToyMarkerPose
@@ -264,7 +264,7 @@ class Evaluator:
             beside = extract and compute_fvd and self.pose_beside_i3d
             with VideoReader(clip.video) as reader, ThreadPoolExecutor(1) if beside else nullcontext() as pool:
                 def chunks():
-                    for chunk in reader.iter_chunks(64):
+                    for chunk in reader.iter_chunks(CHUNK_FRAMES):   # fewer frames when large: CHUNK_BUDGET
                         decoded[0] += len(chunk)
                         if extract and beside:
                             if len(parts) >= 2:        # one chunk extracted, one queued, this one read: a slow

@@ -58,6 +58,12 @@ CRF_CODECS = frozenset({"libx264", "libx265"})
 SUBSAMPLED_PIX_FMTS = {"yuv420p": (True, True), "yuvj420p": (True, True), "nv12": (True, True),
                        "yuv422p": (True, False), "yuvj422p": (True, False)}
 
+# Decoding chunks (``VideoReader.iter_chunks``, ``chunk_frames``): the evaluator and the keypoint
+# extraction hand frames on CHUNK_FRAMES at a time, and no chunk holds more than CHUNK_BUDGET bytes of
+# uint8 RGB frames, whatever size a file's frames are (a small file can hold 8192 x 8192 frames).
+CHUNK_FRAMES = 64
+CHUNK_BUDGET = 256 << 20    # 256 MiB: 64 frames up to 1.3 Mpx (1280 x 1024), 32 at 1080p, 4 at 4096 x 4096
+
 _OPEN_ERRORS = (av.FFmpegError, OSError, UnicodeDecodeError)
 
 
@@ -397,13 +403,32 @@ class VideoReader:
     def __iter__(self) -> Iterator[np.ndarray]:
         return self._frames_from(0)
 
-    def iter_chunks(self, size: int) -> Iterator[np.ndarray]:
-        """Consecutive frames as arrays (n, H, W, 3) with n <= ``size`` (only the last is shorter)."""
+    def iter_chunks(self, size: int, budget: int | None = None) -> Iterator[np.ndarray]:
+        """Consecutive frames as arrays (n, H, W, 3): ``chunk_frames(frame bytes, size, budget)`` frames
+        each (``size`` unless that many frames would take more than ``budget`` bytes, by default
+        ``CHUNK_BUDGET``), only the last shorter. The frame size is that of the decoded frames, not
+        the header's. Each chunk is filled in place (no second copy of it). ValueError naming the
+        file when the frame size changes inside a chunk."""
         if size < 1:
             raise ValueError(f"{self.path}: chunk size must be >= 1, got {size}")
         frames = iter(self)
-        while chunk := list(itertools.islice(frames, size)):
-            yield np.stack(chunk)
+        try:
+            for first in frames:
+                count = chunk_frames(first.nbytes, size, budget)
+                chunk = np.empty((count, *first.shape), first.dtype)
+                chunk[0], filled, shape = first, 1, first.shape
+                del first
+                while filled < count and (frame := next(frames, None)) is not None:
+                    if frame.shape != shape:
+                        raise ValueError(f"{self.path}: the frame size changes from {shape[1]}x{shape[0]} to "
+                                         f"{frame.shape[1]}x{frame.shape[0]} inside the video")
+                    chunk[filled] = frame
+                    filled += 1
+                    del frame
+                yield chunk if filled == count else chunk[:filled]
+                del chunk
+        finally:
+            frames.close()   # releases the decoder now when the caller stops early
 
     def read(self, start: int, stop: int) -> np.ndarray:
         """Frames [start, stop) as an array (n, H, W, 3); ``stop`` is clipped to the video's end."""
@@ -535,6 +560,21 @@ class VideoReader:
                 yield _to_rgb(frame)
         finally:
             self._release(container)
+
+
+def chunk_frames(frame_bytes: int, most: int = CHUNK_FRAMES, budget: int | None = None) -> int:
+    """Frames per decoding chunk for frames of ``frame_bytes`` bytes: ``most`` when they fit in
+    ``budget`` bytes (default ``CHUNK_BUDGET``), else the largest power of two that fits (1 when even
+    one frame does not).
+
+    A power of two, so that wherever a chunk is cut the frames a consumer groups in batches of a
+    power of two (DWPose's 8) are grouped as in ``most``-frame chunks, as long as one such batch
+    fits: no computed number depends on the budget at those sizes (none ever does for per-frame or
+    per-clip consumers: the toy extractor, FVD's clips)."""
+    if most < 1:
+        raise ValueError(f"chunk size must be >= 1, got {most}")
+    fits = max(1, (CHUNK_BUDGET if budget is None else budget) // max(1, frame_bytes))
+    return most if fits >= most else 1 << (fits.bit_length() - 1)
 
 
 def read_video(path: str | os.PathLike) -> np.ndarray:

@@ -16,12 +16,13 @@ from pathlib import Path
 import numpy as np
 
 from metrics.io.cache import VideoCache
-from metrics.io.video import VideoReader, probe_video
+from metrics.io.video import CHUNK_FRAMES, VideoReader, probe_video
 from metrics.pose.wholebody import NUM_KEYPOINTS
 
 logger = logging.getLogger(__name__)
 
-CHUNK = 64      # frames handed to the extractor at once (bounded memory on long videos)
+CHUNK = CHUNK_FRAMES   # frames handed to the extractor at once, fewer when they would take more than
+                       # metrics.io.video.CHUNK_BUDGET bytes (bounded memory on long videos and large frames)
 
 
 def keypoint_cache(root: str | Path, extractor_id: str, protocol_version: str) -> VideoCache:
@@ -63,8 +64,9 @@ def store_keypoints(cache: VideoCache | None, video: str | Path, keypoints: np.n
 
 def video_keypoints(video: str | Path, extractor, cache: VideoCache | None = None) -> tuple[np.ndarray, float]:
     """Every frame's keypoints (F, 133, 3) float32 and the video's fps: from ``cache``, else extracted
-    ``CHUNK`` frames at a time and stored. ValueError naming the file when fewer frames decode than
-    its container declares (a truncated or corrupt file)."""
+    ``CHUNK`` frames at a time (fewer of large frames: ``VideoReader.iter_chunks``) and stored.
+    ValueError naming the file when fewer frames decode than its container declares (a truncated or
+    corrupt file)."""
     info = probe_video(video)
     keypoints = cached_keypoints(cache, video, info.num_frames)
     if keypoints is not None:
