@@ -177,3 +177,43 @@ def test_a_video_that_cannot_be_reencoded_is_named_as_the_user_gave_it(tmp_path,
     assert err.startswith(f"python -m userstudy.make_study: error: {tmp_path / 'b' / 'c1.mp4'}: cannot be "
                           "re-encoded (")
     assert ".tmp-" not in err and len(err.splitlines()) == 1 and not study.exists()
+
+
+def _ffmpeg_rgb(ffmpeg: str, path: Path) -> np.ndarray:
+    import subprocess
+    raw = subprocess.run([ffmpeg, "-nostdin", "-loglevel", "error", "-i", str(path), "-frames:v", "1", "-pix_fmt",
+                          "rgb24", "-f", "rawvideo", "-"], check=True, capture_output=True, timeout=60).stdout
+    return np.frombuffer(raw, np.uint8).reshape(48, 64, 3).astype(float)
+
+
+@pytest.mark.parametrize("source", ["full-range", "rotated", "mirrored", "non-square"])
+def test_a_stimulus_looks_as_its_source_or_is_refused(tmp_path, source):
+    # the re-encode showed a full-range source contrast-stretched (mean level 100.2 -> 96.4 in ffmpeg's
+    # decode), and dropped a display matrix and a sample aspect ratio: the stimulus looked other than the
+    # video the study was made of. The reference is ffmpeg's own decode of the source
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg", reason="ffmpeg makes the sources and decodes them")
+    import subprocess
+
+    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    made = tmp_path / "made.mp4"
+    subprocess.run([ffmpeg, "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i",
+                    "testsrc2=size=64x48:rate=25:duration=1", "-vf", "scale=out_range=pc", "-pix_fmt", "yuvj420p",
+                    "-color_range", "pc", str(made)], check=True, timeout=60)
+    tag = {"full-range": [], "rotated": ["-display_rotation", "90"], "mirrored": ["-display_hflip"]}.get(source)
+    path = tmp_path / f"{source}.mp4"
+    if tag is not None:
+        subprocess.run([ffmpeg, "-nostdin", "-loglevel", "error", *tag, "-i", str(made), "-c", "copy", str(path)],
+                       check=True, timeout=60)
+    else:
+        subprocess.run([ffmpeg, "-nostdin", "-loglevel", "error", "-i", str(made), "-vf", "setsar=2/1", "-pix_fmt",
+                        "yuv420p", str(path)], check=True, timeout=60)
+    out = tmp_path / "out.mp4"
+    if source == "full-range":
+        reencode_constant_bitrate(path, out, 800)
+        assert np.abs(_ffmpeg_rgb(ffmpeg, out) - _ffmpeg_rgb(ffmpeg, path)).mean() < 1.5
+        return
+    said = {"rotated": "a display matrix", "mirrored": "a display matrix", "non-square": "non-square pixels "
+            "(sample aspect ratio 2:1)"}[source]
+    with pytest.raises(EncodingError, match=f"^{re.escape(str(path))}: {re.escape(said)}.*leave out --constant-bitrate"):
+        reencode_constant_bitrate(path, out, 800)
+    assert not out.exists()

@@ -47,15 +47,34 @@ def even_size(width: int, height: int) -> tuple[int, int]:
     return width // 2 * 2, height // 2 * 2
 
 
+FULL_RANGE = 2      # FFmpeg's AVCOL_RANGE_JPEG: a frame whose levels span 0-255 (yuvj420p, a phone's, gbrp)
+
+
 def even_frame(frame, width: int, height: int):
     """``frame`` (an ``av.VideoFrame``) in yuv420p at ``width`` x ``height`` (``even_size`` of its own):
-    its last column and row cut when they are odd, nothing resized."""
+    its last column and row cut when they are odd, nothing resized; in limited range, converted from full
+    range when the source is (a plain reformat kept full-range levels, which the untagged output then
+    showed as limited: contrast stretched)."""
     import av
 
-    if (frame.width, frame.height) == (width, height):
-        return frame.reformat(format="yuv420p")
-    pixels = frame.to_ndarray(format="rgb24")[:height, :width]
-    return av.VideoFrame.from_ndarray(pixels.copy(), format="rgb24").reformat(format="yuv420p")
+    if (frame.width, frame.height) != (width, height):
+        pixels = frame.to_ndarray(format="rgb24")[:height, :width]
+        frame = av.VideoFrame.from_ndarray(pixels.copy(), format="rgb24")
+    return frame.reformat(format="yuv420p", src_color_range="JPEG" if frame.color_range == FULL_RANGE else None,
+                          dst_color_range="MPEG")
+
+
+def shown_otherwise(stream, frame) -> str | None:
+    """What a player does to ``frame`` (the first of the video ``stream``) that the re-encode would not keep:
+    non-square pixels (a sample aspect ratio), a display matrix (turned or mirrored); None when neither."""
+    ratio = stream.sample_aspect_ratio
+    if ratio and ratio != 1:
+        return (f"non-square pixels (sample aspect ratio {ratio.numerator}:{ratio.denominator}), which the re-encode "
+                "would not keep: make them square first (ffmpeg -vf scale=iw*sar:ih,setsar=1)")
+    if any(getattr(side.type, "name", "") == "DISPLAYMATRIX" for side in frame.side_data):
+        return ("a display matrix (shown turned or mirrored), which the re-encode would not keep: turn the "
+                "frames as shown first (ffmpeg re-encoding applies it)")
+    return None
 
 
 def constant_rate(timed: Iterable[tuple[Fraction, T]], rate: Fraction) -> Iterator[T]:
@@ -139,7 +158,8 @@ def reencode_constant_bitrate(source: str | os.PathLike, out: str | os.PathLike,
     two streams starts at 0, or the picture at its first frame time of the rate's grid at or after the
     sound's start. Raises ``EncodingError`` naming the file (``shown_as``, default ``source``: a study built
     in a temporary folder names the file as the user will find it): unreadable, no video stream, a
-    picture under 2 x 2 pixels, a sound track with a gap."""
+    picture under 2 x 2 pixels, a sound track with a gap, non-square pixels or a display matrix (which the
+    output would not keep: ``shown_otherwise``). Full-range frames are converted to limited range."""
     import av
 
     if video_kbps <= 0 or audio_kbps <= 0:
@@ -175,6 +195,8 @@ def reencode_constant_bitrate(source: str | os.PathLike, out: str | os.PathLike,
                     audio_out.bit_rate = audio_kbps * 1000
                 shown = constant_rate(_timed_frames(reader.decode(video_in), rate), rate)
                 for index, frame in enumerate(shown, start=lead):
+                    if index == lead and (problem := shown_otherwise(video_in, frame)):
+                        raise EncodingError(f"{name}: {problem}, or leave out --constant-bitrate")
                     frame = even_frame(frame, width, height)
                     frame.pts, frame.time_base = index, 1 / rate
                     for packet in video_out.encode(frame):
