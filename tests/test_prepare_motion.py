@@ -395,6 +395,22 @@ def test_find_motion_file_layouts_and_precedence(tmp_path):
     assert find_motion_file(tmp_path, "c2") is None
 
 
+def test_motion_help_names_every_layout_in_order():
+    """The --motion help lists the four layouts the finder tries (above), in its order; it once
+    named two of them (the report's next step, from the same text, three)."""
+    import argparse
+    from bench.data.prepare.cli import add_prepare_arguments
+
+    parser = argparse.ArgumentParser()
+    add_prepare_arguments(parser)
+    help_text = " ".join(next(a.help for a in parser._actions if "--motion" in a.option_strings).split())
+    layouts = ["DIR/<clip_id>.npz", "DIR/<clip_id>.pkl", "DIR/<clip_id>/final_all.pkl",
+               "DIR/<clip_id>/ours_exp/final_all.pkl"]
+    positions = [help_text.find(layout + ",") if i < 3 else help_text.find(layout + " ")
+                 for i, layout in enumerate(layouts)]
+    assert all(p >= 0 for p in positions) and positions == sorted(positions), help_text
+
+
 def test_written_npz_passes_the_manifest_motion_check(tmp_path, model):
     model_path, _ = model
     fit_path = _write_pickle(tmp_path / "clip.pkl", _show_fit(np.random.default_rng(15)))

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from bench.data.prepare.faces import DETECTORS
-from bench.data.prepare.motion import JOINT_PRESETS
+from bench.data.prepare.motion import JOINT_PRESETS, motion_layouts
 from bench.data.prepare.pipeline import PrepareOptions, prepare_dataset, sources_text
 from bench.data.prepare.speakers import talknet_speaker_counts, write_speaker_counts
 from metrics.cli import float_in, option_type
@@ -75,7 +75,7 @@ def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--samples-per-second", type=number("samples_per_second"), default=d.samples_per_second,
                    help="frames sampled per second for the face checks")
     g = parser.add_argument_group("motion (SMPL-X fits, e.g. from SHOW)")
-    g.add_argument("--motion", help="folder of per-clip fits: <clip_id>.pkl|.npz or <clip_id>/ours_exp/final_all.pkl")
+    g.add_argument("--motion", help=f"folder of per-clip fits: {motion_layouts()}")
     g.add_argument("--smplx-model", help="SMPLX_NEUTRAL_2020.npz: expands SHOW's 12 PCA hand coefficients")
     g.add_argument("--joints", choices=tuple(JOINT_PRESETS), default=d.joints,
                    help="pose joints written: upper (upper body + hands, 129-d), upper+jaw, all")

@@ -529,6 +529,13 @@ def motion_file_candidates(motion_dir: str | os.PathLike, clip_id: str) -> tuple
             root / clip_id / "ours_exp" / "final_all.pkl")
 
 
+def motion_layouts(root: str = "DIR") -> str:
+    """The layouts ``find_motion_file`` tries, in order, as text for help and messages, e.g.
+    ``DIR/<clip_id>.npz, DIR/<clip_id>.pkl, ... (first match wins)``."""
+    return ", ".join(str(path.as_posix()) for path in motion_file_candidates(root, "<clip_id>")) \
+        + " (first match wins)"
+
+
 def find_motion_file(motion_dir: str | os.PathLike, clip_id: str) -> Path | None:
     """The first existing fit file of ``clip_id`` under ``motion_dir``, or None."""
     return next((path for path in motion_file_candidates(motion_dir, clip_id) if path.is_file()), None)

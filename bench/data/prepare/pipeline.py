@@ -789,7 +789,7 @@ def report_markdown(summary: PrepareSummary, options: PrepareOptions, workspace:
         lines += ["", "## Next step", "",
                   f"Fit SMPL-X (SHOW) on the {len(s.awaiting_motion)} candidate clips listed in "
                   f"`{workspace.root / 'awaiting_motion.txt'}`, put each fit where `--motion DIR` finds it "
-                  "(`DIR/<clip_id>.pkl`, `DIR/<clip_id>.npz`, or SHOW's `DIR/<clip_id>/ours_exp/final_all.pkl`), "
+                  f"({motion_import.motion_layouts()}), "
                   "and run the same command again with `--motion DIR`."]
     return "\n".join(lines) + "\n"
 
