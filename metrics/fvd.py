@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from metrics.io.video import VideoReader
+from metrics.io.video import VideoReader, chunk_frames
 from metrics.protocol import Protocol
 from metrics.stats import FrechetMetric, GaussianStats
 
@@ -68,19 +68,26 @@ class FVD(FrechetMetric):
         """Statistics of one video given as chunks of frames (n, H, W, 3) uint8, in order.
 
         The clips are those ``fvd_clips`` names (every non-overlapping ``fvd_frames``-frame clip,
-        or the first one only, after which the remaining chunks are not read). Raises ValueError
-        naming ``source`` when the video is shorter than one clip.
+        or the first one only, after which the remaining chunks are not read). They reach the
+        network in batches of its ``batch_size`` clips (8 without one), fewer where the frames are
+        large: a batch holds at most ``metrics.io.video.CHUNK_BUDGET`` bytes of uint8 frames (or one
+        clip), since the frames are resized only inside the network (8 clips of 16 frames up to
+        0.7 Mpx; above, a clip's features can differ by float rounding, about 1e-6 relative on a
+        CPU, from those of a batch of 8). Raises ValueError naming
+        ``source`` when the video is shorter than one clip.
         """
-        length, batch_size = self.protocol.fvd_frames, getattr(self.i3d, "batch_size", 8)
+        length, most = self.protocol.fvd_frames, getattr(self.i3d, "batch_size", 8)
         wanted = 1 if self.protocol.fvd_clips == "first" else None
-        stats, pending, clips, taken = None, [], [], 0
+        stats, pending, clips, taken, batch_size = None, [], [], 0, most
         for chunk in chunks:
             pending.extend(chunk)
             while len(pending) >= length and taken != wanted:
                 clips.append(np.stack(pending[:length]))
                 del pending[:length]
                 taken += 1
-                if len(clips) == batch_size:
+                if len(clips) == 1:     # clips per batch bounded in bytes, as decoding chunks are
+                    batch_size = chunk_frames(clips[0].nbytes, most)
+                if len(clips) >= batch_size:
                     stats = self._add(stats, clips)
                     clips = []
             if taken == wanted:

@@ -142,3 +142,49 @@ def test_decoding_large_frames_stays_within_the_budget(large, path_name):
     # the old 64-frame chunks held all 48 frames at once, twice (a list, then np.stack): > 1.1 GiB
     assert measured["growth"] < BOUND, (f"{path_name}: peak memory grew by {measured['growth'] / MiB:.0f} MiB "
                                         f"decoding {FRAMES} frames of {SIDE}x{SIDE}; bound {BOUND / MiB:.0f} MiB")
+
+
+class RecordingFeatures:
+    """An FVD extractor stand-in (the interface ``metrics.fvd`` documents) that records what each
+    call is given; its feature of a clip is the clip's mean level per frame, so each clip's feature
+    is independent of the batch it arrives in."""
+
+    feature_id, is_pretrained, batch_size = "recording", False, 8
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, int]] = []     # (clips, bytes) per call
+
+    def __call__(self, videos: np.ndarray) -> np.ndarray:
+        self.calls.append((len(videos), videos.nbytes))
+        return videos.reshape(videos.shape[0], videos.shape[1], -1).mean(axis=2, dtype=np.float64)
+
+
+@pytest.mark.parametrize("side", [16, 64])
+def test_fvd_batches_are_bounded_in_bytes(monkeypatch, side):
+    """FVD stacked 8 raw clips per network call whatever the frame size (128 frames of 4096 x 4096
+    are 6.4 GB, twice over); a call now holds at most CHUNK_BUDGET bytes of frames or one clip, and
+    every clip is still scored once, in order."""
+    from metrics.fvd import FVD
+
+    frame_bytes = side * side * 3
+    budget = 3 * 16 * frame_bytes                     # room for 3 clips of 16 frames: batches of 2
+    monkeypatch.setattr("metrics.io.video.CHUNK_BUDGET", budget)
+    rng = np.random.default_rng(side)
+    video = rng.integers(0, 256, (21 * 16 + 5, side, side, 3), dtype=np.uint8)   # 21 clips, 5 left over
+    features = RecordingFeatures()
+    stats = FVD(features).video_statistics((video[i : i + 10] for i in range(0, len(video), 10)), "v")
+    assert [n for n, _ in features.calls] == [2] * 10 + [1]
+    assert all(nbytes <= budget for _, nbytes in features.calls)
+    # against a direct loop over the 21 clips
+    direct = np.stack([video[16 * c : 16 * c + 16].reshape(16, -1).mean(axis=1) for c in range(21)])
+    assert stats.count == 21
+    np.testing.assert_allclose(stats.total, direct.sum(axis=0), rtol=1e-12)
+
+
+def test_fvd_batches_are_unchanged_at_normal_sizes():
+    from metrics.fvd import FVD
+
+    features = RecordingFeatures()
+    video = np.zeros((20 * 16, 128, 128, 3), np.uint8)
+    FVD(features).video_statistics([video[:64], video[64:]], "v")
+    assert [n for n, _ in features.calls] == [8, 8, 4]
