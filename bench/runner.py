@@ -49,13 +49,14 @@ same folder.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import platform
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -625,9 +626,8 @@ def plan_run(settings: RunSettings, processes: Processes = SINGLE, hold: bool = 
         check_config_paths(config)
         factories = external_factories(settings)
         methods = tuple(make_method(name, factories) for name in method_names(settings))  # unknown names fail here
-        for method in methods:                       # e.g. a --generated folder that is not there
-            method.check_inputs()                    # before the run folder is made
-        if processes.is_main:
+        every_problem(method.check_inputs for method in methods)   # e.g. a --generated folder that is
+        if processes.is_main:                                       # not there, before the run folder is made
             lock, record = check_run_file(out, settings, config,
                                           {m.name: m.source for m in methods if hasattr(m, "source")}, hold)
     try:
@@ -949,12 +949,30 @@ def read_method_facts(path: Path) -> dict[str, Any]:
 def check_external_folders(plan: RunPlan) -> None:
     """Videos made elsewhere (``--generated``) are checked against the real clips' headers, and for a
     test clip without one (unless ``--skip-missing``), before anything is trained or generated."""
+    checks = []
     for method in plan.methods:
         folder = getattr(method, "folder", None)
         if isinstance(method, GeneratedFolder) and method.folder.is_dir() and not plan.settings.skip_missing:
-            method.check_complete(plan.clips)
+            checks.append(functools.partial(method.check_complete, plan.clips))
         if method.kind == "external" and folder is not None and Path(folder).is_dir():
-            check_folder(plan.config.metrics, plan.protocol, plan.clips, method.name, Path(folder))
+            checks.append(functools.partial(check_folder, plan.config.metrics, plan.protocol, plan.clips,
+                                            method.name, Path(folder)))
+    every_problem(checks)
+
+
+def every_problem(checks: Iterable[Callable[[], None]]) -> None:
+    """Run every check; the ValueError of the one that fails, or one ValueError naming each failure
+    in turn (``N problems: A; B``), so that a user fixes every input at once, not one per run."""
+    problems = []
+    for check in checks:
+        try:
+            check()
+        except ValueError as problem:
+            problems.append(problem)
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        raise ValueError(f"{len(problems)} problems: " + "; ".join(str(problem) for problem in problems))
 
 
 HINT_KEYS = ("chunk_period", "chunk_offset")    # what a method's facts may state for the metrics

@@ -39,6 +39,30 @@ def test_missing_generated_folder_leaves_no_run_folder(corpus, tmp_path, capsys)
     assert not (tmp_path / "r").exists()
 
 
+def test_every_bad_generated_folder_is_named_at_once(corpus, tmp_path, capsys):
+    """A missing folder and an empty one: both named in one refusal (the first alone was named, and the
+    empty one only on the next run, after the run folder was made); nothing is created."""
+    (tmp_path / "empty" / "alice").mkdir(parents=True)
+    assert run(corpus, tmp_path / "r", "--generated", f"x={tmp_path / 'nodir'}",
+               "--generated", f"y={tmp_path / 'empty'}") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "2 problems" in err
+    assert f"--generated x={tmp_path / 'nodir'}: no such folder" in err
+    assert f"--generated y={tmp_path / 'empty'}: an empty folder" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_every_incomplete_generated_folder_is_named_at_once(corpus, tmp_path, capsys):
+    """Two folders, neither with the test clips' videos: each named (the first alone was)."""
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "notes.txt").write_text("x")
+    assert run(corpus, tmp_path / "r", "--generated", f"a={tmp_path / 'a'}", "--generated", f"b={tmp_path / 'b'}") == 2
+    err = capsys.readouterr().err.strip()
+    assert "2 problems" in err and f"{tmp_path / 'a'}/" in err and f"{tmp_path / 'b'}/" in err
+    assert err.count(".mp4: missing") == 2
+
+
 def test_generated_folder_that_is_a_file_is_named(corpus, tmp_path, capsys):
     (tmp_path / "afile").write_text("")
     assert run(corpus, tmp_path / "r", "--generated", f"x={tmp_path / 'afile'}") == 2

@@ -65,11 +65,14 @@ class GeneratedFolder(Method):
         return {"folder": str(self.folder.resolve())}
 
     def check_inputs(self) -> None:
-        """The folder exists and holds no two files that are one clip on a case-insensitive file system
-        (checked before the run folder is made, and again by ``prepare``)."""
+        """The folder exists, holds a file, and holds no two files that are one clip on a case-insensitive
+        file system (checked before the run folder is made, and again by ``prepare``)."""
         if not self.folder.is_dir():
             what = "a file, not a folder" if self.folder.exists() else "no such folder"
             raise ExternalVideoError(f"--generated {self.name}={self.folder}: {what}")
+        if not any(path.is_file() for path in self.folder.rglob("*")):
+            raise ExternalVideoError(f"--generated {self.name}={self.folder}: an empty folder (no videos in "
+                                     "<identity>/<clip_id>.mp4)")
         clashes = same_clip_files(self.folder)
         if clashes:
             pairs = "; ".join(" and ".join(repr(path.relative_to(self.folder).as_posix()) for path in group)
