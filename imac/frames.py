@@ -124,7 +124,8 @@ def read_image(path: str | os.PathLike) -> ReferenceImage:
 
     Turned upright by its EXIF orientation (as viewers show it: a phone's portrait photo is stored
     sideways); grayscale, palette and CMYK converted to RGB; alpha dropped; 16-bit grayscale scaled to
-    8 bits (not clipped); 32-bit grayscale kept when its values are 8-bit (``_rgb``). FileNotFoundError
+    8 bits (not clipped); 32-bit grayscale kept when its values are 8-bit (``_rgb``); of an animated or
+    multi-page file (GIF, APNG, WebP, TIFF), the first frame, said in ``notes``. FileNotFoundError
     for a missing file; ValueError naming the file for one that is not a readable image, one of more
     than ``MAX_IMAGE_PIXELS`` pixels (refused from its header, before decoding), one of 32-bit values
     beyond 8 bits or of float pixels.
@@ -141,6 +142,9 @@ def read_image(path: str | os.PathLike) -> ReferenceImage:
                 if width * height > MAX_IMAGE_PIXELS:
                     raise _too_large(path, f"{width}x{height} pixels")
                 mode, notes = image.mode, []
+                frames = getattr(image, "n_frames", 1)
+                if frames > 1:                          # an animation or a multi-page file: PIL reads frame 0
+                    notes.append(f"the first of its {frames} frames (pages) used")
                 orientation = _orientation(image)
                 upright = ImageOps.exif_transpose(image)
                 if orientation in range(2, 9):

@@ -164,3 +164,19 @@ def test_a_file_that_is_no_image_is_said_once_with_its_path_first(tmp_path):
     with pytest.raises(ValueError) as refused:
         read_image(tmp_path / "notes.png")
     assert str(refused.value) == f"{tmp_path / 'notes.png'}: not an image Pillow can read (PNG, JPEG, WebP, BMP, TIFF, ...)"
+
+
+@pytest.mark.parametrize("suffix", [".gif", ".tif", ".png", ".webp"])
+def test_an_animated_or_multi_page_image_gives_its_first_frame_and_says_so(tmp_path, suffix):
+    """Three solid frames (red, green, blue) saved as one animated / multi-page file: the reference
+    is the red first frame, and the notes say that one of three was used (it was silent)."""
+    colours = [(200, 10, 10), (10, 200, 10), (10, 10, 200)]
+    frames = [Image.new("RGB", (32, 24), colour) for colour in colours]
+    path = tmp_path / f"three{suffix}"
+    frames[0].save(path, save_all=True, append_images=frames[1:], **({"lossless": True} if suffix == ".webp" else {}))
+    image = read_image(path)
+    assert np.abs(image.pixels.astype(int) - colours[0]).max() <= 2       # GIF's palette: within 2 levels
+    assert any("first of its 3 frames" in note for note in image.notes), image.notes
+    still = tmp_path / f"one{suffix}"
+    frames[0].save(still)
+    assert not any("frames" in note for note in read_image(still).notes)
