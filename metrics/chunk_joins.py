@@ -44,7 +44,7 @@ construction (it wins: it never changes); real videos (``gt``, ``shuffled``) hav
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -60,10 +60,28 @@ def frame_differences(frames: np.ndarray) -> np.ndarray:
     frames = np.asarray(frames)
     if frames.ndim != 4 or len(frames) < 2:
         raise ValueError(f"frames must be (F >= 2, H, W, C), got {frames.shape}")
-    out = np.empty(len(frames) - 1)
-    for t in range(len(frames) - 1):   # one pair at a time: no (F, H, W, C) int16 copy of the video
-        out[t] = np.abs(frames[t + 1].astype(np.int16) - frames[t].astype(np.int16)).mean()
-    return out
+    return frame_series([frames], frames[0])[0]
+
+
+def frame_series(chunks: Iterable[np.ndarray], reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``frame_differences`` (F-1,) and ``reference_distances`` (F,) of a video given as its uint8
+    frames (F, H, W, C) in chunks (n, H, W, C), in order: one pass that holds one chunk and the
+    previous frame, not the video (the same values as of the whole array). ValueError when a chunk
+    is not (n, H, W, C) of ``reference``'s (H, W, C)."""
+    reference = np.asarray(reference)
+    ref = reference.astype(np.int16)
+    differences, distances, previous = [], [], None
+    for chunk in chunks:
+        chunk = np.asarray(chunk)
+        if chunk.ndim != 4 or chunk.shape[1:] != reference.shape:
+            raise ValueError(f"the reference image is {reference.shape}, the frames {chunk.shape[1:]}")
+        for frame in chunk:            # one frame at a time: no (n, H, W, C) int16 copy
+            current = frame.astype(np.int16)
+            if previous is not None:
+                differences.append(np.abs(current - previous).mean())
+            distances.append(np.abs(current - ref).mean())
+            previous = current
+    return np.array(differences, dtype=np.float64), np.array(distances, dtype=np.float64)
 
 
 def velocity_kinks(keypoints: np.ndarray, points: Sequence[int], threshold: float) -> np.ndarray:
@@ -161,11 +179,7 @@ def join_ratio(series: np.ndarray, period: int, offset: int, floor: float = 1e-9
 def reference_distances(frames: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """(F,) mean |frame[t] - reference| over pixels and channels, grey levels; ``reference`` (H, W, C)
     must have the frames' size."""
-    frames, reference = np.asarray(frames), np.asarray(reference)
-    if frames.shape[1:] != reference.shape:
-        raise ValueError(f"the reference image is {reference.shape}, the frames {frames.shape[1:]}")
-    ref = reference.astype(np.int16)
-    return np.array([np.abs(frame.astype(np.int16) - ref).mean() for frame in frames])
+    return frame_series([np.asarray(frames)], reference)[1]
 
 
 def drift_slope(distances: np.ndarray, fps: float) -> float:
@@ -191,12 +205,15 @@ def stated_period(hints: Mapping, protocol) -> tuple[int, int] | None:
     return period, offset
 
 
-def clip_joins(frames: np.ndarray, keypoints: np.ndarray | None, reference: np.ndarray, fps: float,
-               hints: Mapping, protocol) -> dict[str, float]:
+def clip_joins(frames: np.ndarray | Iterable[np.ndarray], keypoints: np.ndarray | None, reference: np.ndarray,
+               fps: float, hints: Mapping, protocol) -> dict[str, float]:
     """Every chunk-join value of one clip (the module docstring): ratios, the period, offset and
-    where they came from (``SOURCE_*``), the detection statistic and the drift."""
+    where they came from (``SOURCE_*``), the detection statistic and the drift. ``frames``: uint8
+    (F, H, W, C), or its chunks in order (``frame_series``); F >= 2."""
     p = protocol
-    appearance = frame_differences(frames)
+    appearance, distances = frame_series([frames] if isinstance(frames, np.ndarray) else frames, reference)
+    if len(distances) < 2:
+        raise ValueError(f"the chunk joins need at least 2 frames, got {len(distances)}")
     motion = (velocity_kinks(keypoints, p.skeleton_points, p.visibility_threshold) if keypoints is not None
               else np.full(len(appearance), np.nan))
     stated = stated_period(hints, p)
@@ -213,7 +230,6 @@ def clip_joins(frames: np.ndarray, keypoints: np.ndarray | None, reference: np.n
             period, offset, statistic = detect_period(motion, p.join_min_period, p.join_max_period,
                                                       p.join_min_boundaries, p.join_detection_z)
         source = SOURCE_DETECTED if period else SOURCE_NONE
-    distances = reference_distances(frames, reference)
     return {"ratio_appearance": join_ratio(appearance, period, offset),
             "ratio_motion": join_ratio(motion, period, offset) if np.isfinite(motion).any() else float("nan"),
             "period": period, "offset": offset, "source": source, "statistic": statistic,
@@ -224,13 +240,18 @@ class _JoinMetric(ClipMetric):
     """The three chunk-join values from one pass over a clip (one cached computation)."""
 
     computation = "chunk_joins"
-    needs = frozenset({"frames", "keypoints", "reference"})
+    needs = frozenset({"frame_chunks", "keypoints", "reference"})
 
     def clip(self, inputs: ClipInputs) -> dict[str, np.ndarray]:
-        if inputs.frames is None or len(inputs.frames) < 2:
-            raise ValueError(f"{inputs.source}: the chunk joins need at least 2 frames")
-        values = clip_joins(inputs.frames, inputs.keypoints, inputs.reference, inputs.fps, inputs.hints,
-                            self.protocol)
+        if inputs.frame_chunks is None:
+            raise ValueError(f"{inputs.source}: the chunk joins need the video's frames")
+        try:
+            values = clip_joins(inputs.frame_chunks(), inputs.keypoints, inputs.reference, inputs.fps, inputs.hints,
+                                self.protocol)
+        except ValueError as error:
+            if str(error).startswith(inputs.source):       # (a decoding error names the file)
+                raise
+            raise ValueError(f"{inputs.source}: {error}") from None
         return {name: np.asarray(value, dtype=np.float64) for name, value in values.items()}
 
     def counts(self, real: Sequence[ClipValues], fake: Sequence[ClipValues]) -> dict[str, int]:

@@ -35,7 +35,7 @@ import json
 import logging
 import platform
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
@@ -53,7 +53,7 @@ from metrics.i3d import I3DNetworkError
 from metrics.inputs import (NAMED_CLIPS, SKELETON_METRICS, ClipProperties, Finding, InputMismatchError, InputReport,
                              check_inputs, clip_properties, normalise_allow, pairing_counts)
 from metrics.io.cache import VideoCache, file_hash
-from metrics.io.video import CHUNK_FRAMES, VideoReader, probe_video, read_video
+from metrics.io.video import CHUNK_FRAMES, VideoReader, probe_video
 from metrics.pose.dwpose import DWPose, DWPoseModelError
 from metrics.pose.extraction import cached_keypoints, check_frame_count, keypoint_cache, store_keypoints
 from metrics.pose.toy import ToyMarkerPose
@@ -359,7 +359,7 @@ class Evaluator:
     @staticmethod
     def _needs_own_frames(pending: list, partner: ClipRecord | None) -> bool:
         needs = frozenset().union(*(metric.needs for _, metric, _, _ in pending)) if pending else frozenset()
-        return "frames" in needs or (partner is None and bool(needs & {"reference", "truth"}))
+        return "frames" in needs or (partner is None and "truth" in needs)
 
     def clip_metric_values(self, clip: ClipRecord, side: str, partner: ClipRecord | None, keypoints, fps: float,
                            size: tuple[int, int], hints: dict | None = None, frames: np.ndarray | None = None,
@@ -374,15 +374,18 @@ class Evaluator:
         needs = frozenset().union(*(metric.needs for _, metric, _, _ in pending))
         if frames is None and self._needs_own_frames(pending, partner):
             frames = self.decode(clip, want_keypoints=False, want_fvd=False, want_frames=True)[4]
+        # the clip's own decoded frame 0 (its size, and a real clip's reference), without its other frames
+        own = frames if frames is not None else clip.first_frame()[None] if needs & {"reference", "truth"} else None
         rate = self.protocol.audio_sample_rate
         inputs = ClipInputs(
             source=str(clip.video), side=side, fps=fps, size=size,
             frames=frames if "frames" in needs else None,
+            frame_chunks=(lambda: video_chunks(clip.video)) if "frame_chunks" in needs else None,
             audio=_clip_audio(clip, partner, rate) if "audio" in needs else None,
             sample_rate=rate if "audio" in needs else 0,
-            reference=(fit_size(partner.first_frame(), frames) if partner is not None else frames[0])
+            reference=(fit_size(partner.first_frame(), own) if partner is not None else own[0])
             if "reference" in needs else None,
-            truth=(fit_size(read_video(partner.video), frames) if partner is not None
+            truth=(fit_video(partner.video, own) if partner is not None
                    else (frames if side == "real" else None)) if "truth" in needs else None,
             keypoints=keypoints if "keypoints" in needs else None, hints=hints)
         if "truth" in needs and inputs.truth is None:
@@ -663,6 +666,25 @@ def fit_size(pixels: np.ndarray, frames: np.ndarray | None) -> np.ndarray:
     if pixels.ndim == 3:
         return cv2.resize(pixels, (width, height), interpolation=cv2.INTER_AREA)
     return np.stack([cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA) for frame in pixels])
+
+
+def fit_video(path: str | Path, like: np.ndarray) -> np.ndarray:
+    """The video at ``path`` (a real clip), uint8 (F, H, W, C), each frame resized as ``fit_size`` does to
+    the size of ``like`` (F', H', W', C); decoded chunk by chunk (``CHUNK_BUDGET``), so that only the
+    resized frames are held, once."""
+    with VideoReader(path) as reader:
+        chunks = [fit_size(chunk, like) for chunk in reader.iter_chunks(CHUNK_FRAMES)]
+    if not chunks:
+        raise ClipError(f"{path}: no frames decoded")
+    return np.concatenate(chunks)
+
+
+def video_chunks(path: str | Path) -> Iterator[np.ndarray]:
+    """The frames of the video at ``path`` in order, uint8 chunks (n, H, W, 3) of at most
+    ``metrics.io.video.CHUNK_BUDGET`` bytes (``ClipInputs.frame_chunks``); the file is closed when the
+    iteration ends or is dropped."""
+    with VideoReader(path) as reader:
+        yield from reader.iter_chunks(CHUNK_FRAMES)
 
 
 def _clip_audio(clip: ClipRecord, partner: ClipRecord | None, sample_rate: int) -> np.ndarray:

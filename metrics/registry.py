@@ -35,7 +35,11 @@ Contract of a ``ClipMetric`` subclass:
     raises ``ValueError`` naming the file (add its error class to ``metrics.evaluate.NETWORK_ERRORS``
     if it must stop the run even with ``on_error="skip"``).
 ``needs``: a frozenset of the inputs ``clip`` reads, among
-    ``"frames"``     uint8 (F, H, W, 3) RGB, the whole video (F frames, H x W pixels);
+    ``"frames"``     uint8 (F, H, W, 3) RGB, the whole video (F frames, H x W pixels): held in memory,
+                     F x H x W x 3 bytes; a metric that reads the frames in order needs instead
+    ``"frame_chunks"`` a function returning an iterator over the video's frames in order, as uint8
+                     chunks (n, H, W, 3) of at most ``metrics.io.video.CHUNK_BUDGET`` bytes (it decodes
+                     the file again on each call): memory stays one chunk whatever the video's length;
     ``"audio"``      float32 mono (S,) at ``protocol.audio_sample_rate`` Hz (the clip's wav, else its
                      audio track, else the real clip's speech); set ``MetricSpec.audio=True`` so that
                      the input check compares the audio before anything runs;
@@ -46,8 +50,8 @@ Contract of a ``ClipMetric`` subclass:
                      its own frames; a generated clip without a real one is an error naming it).
                      F' may differ from F: compare min(F, F') frames;
     ``"keypoints"``  float (F, 133, 3) COCO-WholeBody x, y (pixels), score (the extractor FGD uses).
-    Only what is named is decoded or loaded; a metric needing none of "frames"/"truth" costs no
-    decoding once the keypoints are cached.
+    Only what is named is decoded or loaded; a metric needing none of "frames"/"frame_chunks"/"truth"
+    costs no decoding once the keypoints are cached.
 ``computation``: a name shared by metrics computed together (default: the metric id). Metrics with
     the same ``computation`` (Sync-C and Sync-D; PSNR and SSIM; HKC and HKV) subclass one base that
     defines ``needs`` and ``clip``: the evaluator calls ``clip`` once per video for the group and
@@ -84,7 +88,7 @@ from __future__ import annotations
 
 import importlib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,7 +96,7 @@ import numpy as np
 
 from metrics.intervals import ClipStatistic
 
-INPUTS = ("frames", "audio", "reference", "truth", "keypoints")
+INPUTS = ("frames", "frame_chunks", "audio", "reference", "truth", "keypoints")
 
 
 @dataclass(frozen=True)
@@ -213,7 +217,8 @@ class MissingWeights(ValueError):
 class ClipInputs:
     """What a ``ClipMetric.clip`` may read about one video (only the fields in its ``needs`` are set).
 
-    Shapes: ``frames`` uint8 (F, H, W, 3) RGB; ``audio`` float32 (S,) mono at ``sample_rate`` Hz;
+    Shapes: ``frames`` uint8 (F, H, W, 3) RGB; ``frame_chunks()`` iterates over the same frames in
+    uint8 chunks (n, H, W, 3); ``audio`` float32 (S,) mono at ``sample_rate`` Hz;
     ``reference`` uint8 (H, W, 3), frame 0 of the real clip; ``truth`` uint8 (F', H, W, 3), the real
     clip's frames; ``keypoints`` (F, 133, 3) COCO-WholeBody x, y in pixels and score. ``fps``: frames
     per second of the video. ``hints``: what the caller knows about how the video was made (e.g. a
@@ -225,6 +230,7 @@ class ClipInputs:
     fps: float
     size: tuple[int, int]                      # (width, height) in pixels
     frames: np.ndarray | None = None
+    frame_chunks: Callable[[], Iterator[np.ndarray]] | None = None
     audio: np.ndarray | None = None
     sample_rate: int = 0
     reference: np.ndarray | None = None
