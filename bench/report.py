@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import math
 from pathlib import Path
 
@@ -546,24 +547,45 @@ def _video_path(run: Path, method: str, label: str) -> Path:
     return run / method / identity / f"{clip_id}.mp4"
 
 
+STRIP_TILE_HEIGHT = 256     # px: larger frames are shrunk (area) for the strip; the toy's 128 px stay as they are
+
+
 def frame_strip(run: Path, results: BenchResults, clip: str, path: Path, count: int = 6) -> Path:
-    """A grid: one row per method, ``count`` frames at the same times of the same clip."""
+    """A grid: one row per method, ``count`` frames at the same times of the same clip, each tile as
+    tall as the first method's frames (at most ``STRIP_TILE_HEIGHT`` px). Only the picked frames of a
+    video are held (a video of large frames is decoded one frame at a time)."""
     rows = []
     names = [m for m in results.methods if _video_path(run, m, clip).is_file()]
+    height = None
     for name in names:
-        with VideoReader(_video_path(run, name, clip)) as reader:
-            total = len(reader)
-            picks = np.linspace(0, total - 1, count).round().astype(int)
-            frames = reader.read(0, total)[picks]
-        rows.append(np.concatenate(list(frames), axis=1))
-    height = rows[0].shape[0]
+        video = _video_path(run, name, clip)
+        with VideoReader(video) as reader:
+            picks = np.linspace(0, len(reader) - 1, count).round().astype(int)
+            wanted = set(picks.tolist())
+            frames = {i: frame for i, frame in enumerate(itertools.islice(reader, int(picks[-1]) + 1))
+                      if i in wanted}
+        if len(frames) < len(wanted):
+            raise ValueError(f"{video}: fewer frames decoded than its header's {len(reader)}")
+        height = height or min(STRIP_TILE_HEIGHT, frames[int(picks[0])].shape[0])
+        rows.append(np.concatenate([_tile(frames[int(i)], height) for i in picks], axis=1))
     label_width = 150
-    sheet = Image.new("RGB", (label_width + rows[0].shape[1], height * len(rows)), "white")
+    sheet = Image.new("RGB", (label_width + max(row.shape[1] for row in rows), height * len(rows)), "white")
     draw = ImageDraw.Draw(sheet)
     for k, (name, row) in enumerate(zip(names, rows)):
         sheet.paste(Image.fromarray(row), (label_width, k * height))
         draw.text((4, k * height + height // 2 - 6), _legend_label(results, name), fill="black")
     return _save_png(path, lambda file: sheet.save(file, format="PNG"))
+
+
+def _tile(frame: np.ndarray, height: int) -> np.ndarray:
+    """``frame`` (H, W, 3) uint8 at ``height`` px, its aspect kept (area interpolation); as it is when
+    already that tall."""
+    if frame.shape[0] == height:
+        return frame
+    import cv2
+
+    width = max(1, round(frame.shape[1] * height / frame.shape[0]))
+    return cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
 
 
 def beat_timeline(run: Path, results: BenchResults, clip: str, path: Path) -> Path:
