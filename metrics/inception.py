@@ -49,6 +49,7 @@ from torch import nn
 
 from metrics.distributed import SAME_IN_EVERY_PROCESS
 from metrics.io.files import file_sha256
+from metrics.io.video import chunk_frames
 from metrics.io.weights import load_state_dict_strict, read_state_dict
 
 __all__ = [
@@ -333,9 +334,12 @@ class InceptionFeatures:
         if frames.ndim != 4 or frames.shape[-1] != 3:
             raise ValueError(f"frames must be (N, H, W, 3) RGB, got shape {frames.shape}")
         out = np.empty((frames.shape[0], FEATURE_DIM), np.float64)
+        # frames per batch bounded by their float32 bytes (CHUNK_BUDGET): the network resizes them to 299
+        # only inside, so 16 frames of 4096 x 4096 would be 3.2 GB, twice; 16 up to 1.3 Mpx
+        size = chunk_frames(frames[0].nbytes * 4, self.batch_size) if len(frames) else self.batch_size
         with torch.no_grad():
-            for start in range(0, frames.shape[0], self.batch_size):
-                batch = torch.from_numpy(np.ascontiguousarray(frames[start:start + self.batch_size]))
+            for start in range(0, frames.shape[0], size):
+                batch = torch.from_numpy(np.ascontiguousarray(frames[start:start + size]))
                 x = batch.to(self.device).permute(0, 3, 1, 2).to(torch.float32) / 255.0
                 out[start:start + len(batch)] = self.network(x).to("cpu", torch.float64).numpy()
         return out

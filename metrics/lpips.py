@@ -41,6 +41,7 @@ from torch import nn
 from metrics.distributed import SAME_IN_EVERY_PROCESS
 from metrics.inception import init_standin_
 from metrics.io.files import file_sha256
+from metrics.io.video import chunk_frames
 from metrics.io.weights import as_state_dict, load_state_dict_strict, read_state_dict
 
 __all__ = ["LPIPS", "NETWORKS", "LPIPSDistance", "init_standin_lpips_", "load_lpips", "load_lpips_folder"]
@@ -181,9 +182,12 @@ class LPIPSDistance:
         if frames.shape != truth.shape:
             raise ValueError(f"LPIPS compares frames of one shape, got {frames.shape} and {truth.shape}")
         out = np.empty(len(frames), np.float64)
+        # pairs per batch bounded by the two float32 inputs' bytes (CHUNK_BUDGET): LPIPS runs at the frames'
+        # own size, so 8 pairs of 2048 x 2048 took 5.5 GB; 8 up to 1.3 Mpx, 2 at 2048 x 2048
+        size = chunk_frames(frames[0].nbytes * 8, self.batch_size) if len(frames) else self.batch_size
         with torch.no_grad():
-            for start in range(0, len(frames), self.batch_size):
-                stop = start + self.batch_size
+            for start in range(0, len(frames), size):
+                stop = start + size
                 try:
                     values = self.network(self._tensor(frames[start:stop]), self._tensor(truth[start:stop]))
                 except RuntimeError as error:      # e.g. frames smaller than the trunk's receptive field

@@ -15,6 +15,7 @@ import textwrap
 
 import numpy as np
 import pytest
+import torch
 
 from metrics.io.video import CHUNK_BUDGET, CHUNK_FRAMES, VideoReader, chunk_frames, read_video, write_video
 from metrics.pose.extraction import video_keypoints
@@ -188,3 +189,43 @@ def test_fvd_batches_are_unchanged_at_normal_sizes():
     video = np.zeros((20 * 16, 128, 128, 3), np.uint8)
     FVD(features).video_statistics([video[:64], video[64:]], "v")
     assert [n for n, _ in features.calls] == [8, 8, 4]
+
+
+class _Recording(torch.nn.Module):
+    """A feature network stand-in: records the batch sizes it is given; its output for a frame is the
+    frame's mean (per pair: the mean absolute difference), so each value is independent of its batch."""
+
+    net = "alex"
+
+    def __init__(self, width: int = 0) -> None:
+        super().__init__()
+        self.width, self.batches = width, []
+
+    def forward(self, x, y=None):
+        self.batches.append(len(x))
+        if y is None:
+            return x.mean(dim=(1, 2, 3))[:, None].repeat(1, self.width)
+        return (x - y).abs().mean(dim=(1, 2, 3))
+
+
+def test_fid_and_lpips_batches_are_bounded_in_bytes(monkeypatch):
+    """FID's Inception and LPIPS take full-size frames (FID resizes inside the network, LPIPS not at
+    all): their batches (16 frames, 8 pairs) are now cut to CHUNK_BUDGET bytes of float32 input, and
+    every frame's value is unchanged and in place."""
+    from metrics.inception import FEATURE_DIM, InceptionFeatures
+    from metrics.lpips import LPIPSDistance
+
+    rng = np.random.default_rng(2)
+    frames = rng.integers(0, 256, (20, 32, 32, 3), dtype=np.uint8)
+    truth = rng.integers(0, 256, (20, 32, 32, 3), dtype=np.uint8)
+    float_bytes = 32 * 32 * 3 * 4
+    direct = frames.reshape(20, -1).mean(axis=1) / 255.0
+    direct_pairs = np.abs(frames.astype(float) - truth).reshape(20, -1).mean(axis=1) / 255.0 * 2
+    for budget, fid_batch, lpips_batch in ((1 << 30, 16, 8), (5 * float_bytes, 4, 2)):
+        monkeypatch.setattr("metrics.io.video.CHUNK_BUDGET", budget)
+        fid = InceptionFeatures(_Recording(FEATURE_DIM), feature_id="recording", is_pretrained=False)
+        np.testing.assert_allclose(fid(frames)[:, 0], direct, rtol=1e-6)
+        assert max(fid.network.batches) == fid_batch and sum(fid.network.batches) == 20
+        lpips = LPIPSDistance(_Recording(), weights_id="recording", is_pretrained=False)
+        np.testing.assert_allclose(lpips(frames, truth), direct_pairs, rtol=1e-5)
+        assert max(lpips.network.batches) == lpips_batch and sum(lpips.network.batches) == 20
