@@ -356,3 +356,25 @@ def test_box_properties_and_to_list():
     assert (box.width, box.height, box.centre) == (40, 80, (30.0, 60.0))
     assert box.to_list() == [10.0, 20.0, 50.0, 100.0]
     assert all(type(v) is float for v in Box(np.float32(1), 2, 3, 4).to_list())
+
+
+@pytest.mark.parametrize("kind", ["npz", "mp4"])
+def test_masks_of_another_size_than_the_candidate_are_refused(tmp_path, kind):
+    """A box found in masks of another size crops the wrong place: masks at half the candidate's size
+    gave a box at half its coordinates, silently. Refused, naming the file and both sizes; masks of
+    the candidate's size are read."""
+    from bench.data.prepare.framing import mask_frames
+    from metrics.io.video import write_video
+
+    masks = np.zeros((6, 32, 48), bool)
+    masks[:, 8:24, 10:30] = True
+    path = tmp_path / f"c0.{kind}"
+    if kind == "npz":
+        np.savez(path, masks=masks)
+    else:
+        write_video(path, np.repeat(masks[..., None] * np.uint8(255), 3, axis=3), 25)
+    with pytest.raises(ValueError, match=r"masks of 48x32 pixels, the candidate clip c0 is 96x64") as error:
+        mask_frames(tmp_path, "c0", 6, (64, 96))
+    assert str(path) in str(error.value)
+    read = mask_frames(tmp_path, "c0", 6, (32, 48))
+    assert len(read) == 6 and np.array_equal(np.asarray(read[0]), masks[0])

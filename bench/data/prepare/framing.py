@@ -167,7 +167,9 @@ def mask_frames(folder: Path, clip: str, num_frames: int,
     ``<clip>.mp4`` mask video (pixels brighter than half are the person); None if there is none.
 
     With ``size`` (the candidate's (H, W)), an npz may hold at most num_frames x H x W x 8 bytes
-    (masks of the clip's size in any dtype up to float64), else the default 2 GiB of ``load_npz``.
+    (masks of the clip's size in any dtype up to float64), else the default 2 GiB of ``load_npz``, and
+    masks of another (H, W) are refused (ValueError naming the file and both sizes; a mask video from
+    its header, before decoding).
     """
     npz, video = folder / f"{clip}.npz", folder / f"{clip}.mp4"
     if npz.is_file():
@@ -178,10 +180,20 @@ def mask_frames(folder: Path, clip: str, num_frames: int,
             raise ValueError(f"{npz}: cannot read 'masks': {error}") from None
         if masks.ndim != 3 or len(masks) != num_frames:
             raise ValueError(f"{npz}: masks must be ({num_frames}, H, W), got {masks.shape}")
+        _check_mask_size(npz, clip, masks.shape[1:], size)
         return list(masks)
     if video.is_file():
         with VideoReader(video) as reader:
             if len(reader) != num_frames:
                 raise ValueError(f"{video}: {len(reader)} mask frames, the clip has {num_frames}")
+            _check_mask_size(video, clip, (reader.info.height, reader.info.width), size)
             return [frame.mean(axis=2) > 127 for frame in reader]
     return None
+
+
+def _check_mask_size(path: Path, clip: str, found: tuple[int, ...], size: tuple[int, int] | None) -> None:
+    """The masks' (H, W) is the candidate's: a box found in masks of another size would crop the wrong
+    place (and a mask video of large frames would be decoded for nothing)."""
+    if size is not None and tuple(found) != tuple(size):
+        raise ValueError(f"{path}: masks of {found[1]}x{found[0]} pixels, the candidate clip {clip} is "
+                         f"{size[1]}x{size[0]}: give masks of the candidate's frames")
