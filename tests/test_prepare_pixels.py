@@ -5,6 +5,7 @@ width) and even sizes (an odd-sized source was taken for damaged). The reference
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -111,3 +112,25 @@ def test_other_ways_to_store_non_square_pixels_are_shown_as_ffmpeg_shows_them(ho
     candidate = read_video(_candidate(raw, tmp_path / "dataset"))
     assert candidate.shape == reference.shape
     assert np.abs(candidate.astype(float) - reference.astype(float)).mean() < 4.0
+
+
+def test_square_pixel_size_refuses_a_ratio_no_camera_has():
+    assert square_pixel_size(64, 64, "4:1") == (256, 64)
+    assert square_pixel_size(64, 64, "1:4") == (16, 64)
+    for ratio in ("16:1", "1:16", "65535:1"):
+        with pytest.raises(ValueError, match=f"a sample aspect ratio of {ratio}"):
+            square_pixel_size(1024, 1024, ratio)
+
+
+def test_a_source_with_an_absurd_sample_aspect_ratio_is_named_not_widened(portrait_source, tmp_path):
+    """A header's 16:1 widened a 1024 x 1024 video to 16384 x 1024 frames; now the source is listed as
+    unreadable with the ratio, and the others are prepared."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    _ffmpeg("-i", str(portrait_source), "-vf", "setsar=16/1", "-c:a", "copy", str(raw / "wide.mp4"))
+    shutil.copy(portrait_source, raw / "talk.mp4")
+    summary = prepare_dataset(raw, tmp_path / "dataset", _options(test_fraction=0.0), progress=False,
+                              log=lambda _: None)
+    (source, error), = summary.unreadable
+    assert source == "wide" and "a sample aspect ratio of 16:1" in error and "setsar=1" in error
+    assert list((tmp_path / "dataset" / "prepare" / "grace" / "candidates").glob("talk*.mp4"))

@@ -276,10 +276,19 @@ def read_frame_times(path: Path) -> np.ndarray:
     return times
 
 
+MAX_SAMPLE_ASPECT = 4.0     # pixels shown at most 4x as wide as tall, or as narrow (video's SARs: up to 2)
+
+
 def square_pixel_size(width: int, height: int, sample_aspect_ratio: str | None) -> tuple[int, int]:
     """The stored frame size shown with square pixels: the width times the sample aspect ratio (ffmpeg's
-    ``scale=iw*sar:ih``), then each side rounded down to even (H.264 in 4:2:0 needs even sizes)."""
+    ``scale=iw*sar:ih``), then each side rounded down to even (H.264 in 4:2:0 needs even sizes).
+    ValueError for a ratio beyond ``MAX_SAMPLE_ASPECT`` either way (a header's 16:1 widened a 32 KB
+    video of 1024 x 1024 frames to 16384 x 1024)."""
     numerator, denominator = (int(part) for part in (sample_aspect_ratio or "1:1").split(":"))
+    if numerator > 0 and denominator > 0 and not 1 / MAX_SAMPLE_ASPECT <= numerator / denominator <= MAX_SAMPLE_ASPECT:
+        raise ValueError(f"a sample aspect ratio of {numerator}:{denominator} (pixels shown "
+                         f"{numerator / denominator:.3g} times as wide as stored): beyond 1:{MAX_SAMPLE_ASPECT:g} "
+                         f"to {MAX_SAMPLE_ASPECT:g}:1, not a camera's; re-encode it with square pixels (setsar=1)")
     shown = width * numerator / denominator if numerator > 0 and denominator > 0 else width
     return int(round(shown)) // 2 * 2, height // 2 * 2
 
@@ -478,6 +487,7 @@ def measure_source(source: Path, name: str, workspace: Workspace, detector: Face
         rotation, matrix = display_rotation(source), display_matrix(source)
         timeline = make_timeline(times, fps or info.fps)
         audio_offset = timeline.start - track.start
+        square = square_pixel_size(info.width, info.height, info.sample_aspect_ratio)
         cuts = detect_scene_cuts(source, info.fps, scene_settings)
         scenes = scenes_on_timeline(cuts.all, timeline)
     except (*DECODE_ERRORS, FileNotFoundError) as error:
@@ -486,7 +496,6 @@ def measure_source(source: Path, name: str, workspace: Workspace, detector: Face
         write_json_atomic(path, state)
         return state
     targets = timeline.start + np.arange(timeline.num_frames) / timeline.fps
-    square = square_pixel_size(info.width, info.height, info.sample_aspect_ratio)
     width, height = (square[1], square[0]) if matrix.transpose else square
     state.update(fps=timeline.fps, num_frames=timeline.num_frames, width=width, height=height, rotation=rotation,
                  mirrored=matrix.mirrored,
