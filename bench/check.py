@@ -329,6 +329,17 @@ def replaced_config(results: BenchResults, baseline: Path) -> str:
     return "; ".join(part for part in said if part)
 
 
+def dropped_methods(results: BenchResults, baseline: Path) -> list[str]:
+    """The methods the baseline folder's results.json has rows for and the run ``results`` has not (a run
+    given fewer ``--methods``): their rows would leave the baseline, and no later check would guard
+    them. [] when the baseline has no readable results.json."""
+    try:
+        old = load_results(baseline) if (baseline / "results.json").is_file() else None
+    except ValueError:                       # (an older schema or a damaged file: replaced_config says it)
+        return []
+    return [] if old is None else [name for name in old.methods if name not in results.methods]
+
+
 def undefined_scores(results: BenchResults) -> list[str]:
     """The scores a baseline made from ``results`` would not guard: each score that is undefined (null),
     and each metric of the run that a method of kind model or external has no score for at all
@@ -350,7 +361,8 @@ def undefined_scores(results: BenchResults) -> list[str]:
 
 
 def update_baseline(run: str | Path, baseline: str | Path, force: bool = False,
-                    allow_undefined: bool = False, allow_failed_checks: bool = False) -> Path:
+                    allow_undefined: bool = False, allow_failed_checks: bool = False,
+                    allow_fewer_methods: bool = False) -> Path:
     """Copy a run's results.json, table and report into ``baseline`` (tolerances.yaml is kept, or
     written once; its ``protocol:`` line follows the new baseline's protocol label, since the run
     copied in is the new reference).
@@ -358,8 +370,9 @@ def update_baseline(run: str | Path, baseline: str | Path, force: bool = False,
     A baseline of another config (other test clips, corpus or protocol: ``replaced_config``) is
     replaced only with ``force``; a run with undefined or missing scores (``undefined_scores``) is
     copied only with ``allow_undefined``, and one whose control checks fail (the metrics ordered a known
-    answer wrongly: ``BenchResults.failed_checks``) only with ``allow_failed_checks``; without,
-    ``ValueError`` says which.
+    answer wrongly: ``BenchResults.failed_checks``) only with ``allow_failed_checks``, and one without
+    rows for some of the baseline's methods (``dropped_methods``) only with ``allow_fewer_methods``;
+    without, ``ValueError`` says which.
     """
     results = load_results(run)
     baseline = Path(baseline)
@@ -368,6 +381,11 @@ def update_baseline(run: str | Path, baseline: str | Path, force: bool = False,
         raise ValueError(f"{baseline}: not updated from {run}: {other}; its numbers would replace a baseline they "
                          "are not comparable with (update the baseline of the run's own config, or give --force "
                          "to replace this one)")
+    dropped = [] if allow_fewer_methods else dropped_methods(results, baseline)
+    if dropped:
+        raise ValueError(f"{baseline}: not updated from {run}: the run has no rows for {len(dropped)} of the "
+                         f"baseline's methods ({', '.join(dropped)}), which would leave the baseline unguarded "
+                         "(run them too, or give --allow-fewer-methods to drop them from the baseline)")
     undefined = [] if allow_undefined else undefined_scores(results)
     if undefined:
         raise ValueError(f"{baseline}: not updated from {run}: {len(undefined)} score(s) undefined or missing, which "

@@ -144,11 +144,15 @@ def _check(args: argparse.Namespace) -> int:
     if args.allow_failed_checks and not args.update:
         raise ValueError("--allow-failed-checks goes with --update (it makes a run with failing control checks "
                          "the new baseline)")
+    if args.allow_fewer_methods and not args.update:
+        raise ValueError("--allow-fewer-methods goes with --update (it drops the methods the run lacks from "
+                         "the baseline)")
     if args.update:
         tolerances = Path(args.baseline) / "tolerances.yaml"
         before = tolerances.read_text() if tolerances.is_file() else None
         folder = update_baseline(args.run, args.baseline, force=args.force, allow_undefined=args.allow_undefined,
-                                 allow_failed_checks=args.allow_failed_checks)
+                                 allow_failed_checks=args.allow_failed_checks,
+                                 allow_fewer_methods=args.allow_fewer_methods)
         kept = ("tolerances.yaml kept" if tolerances.read_text() == before else
                 "tolerances.yaml kept but for its protocol line, now the run's protocol")
         print(f"baseline {folder} updated from {args.run} " + (f"({kept})" if before is not None else
@@ -258,6 +262,9 @@ def build_parser() -> CommandParser:
                        "(null) or missing scores, which --update alone refuses (the baseline would not guard them)")
     check.add_argument("--allow-failed-checks", action="store_true", help="with --update: copy a run whose control "
                        "checks fail, which --update alone refuses (the baseline would hold a wrong ordering)")
+    check.add_argument("--allow-fewer-methods", action="store_true", help="with --update: copy a run without rows "
+                       "for some of the baseline's methods, which --update alone refuses (their rows would leave "
+                       "the baseline)")
     return parser
 
 

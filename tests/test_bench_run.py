@@ -1335,6 +1335,30 @@ def test_update_refuses_a_run_whose_control_checks_fail_unless_allowed(tmp_path,
     assert "--allow-failed-checks goes with --update" in capsys.readouterr().err
 
 
+def test_update_refuses_a_run_without_some_of_the_baselines_methods_unless_allowed(tmp_path, capsys):
+    """A run rerun with fewer --methods, copied in by --update, silently dropped the other methods' rows:
+    no later check guarded them. Refused, naming them; with --allow-fewer-methods the rows go."""
+    data = json.loads((COMMITTED_BASELINE / "results.json").read_text())
+    for name in ("s2g", "mya"):
+        del data["methods"][name]
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.json").write_text(json.dumps(data))
+    baseline = tmp_path / "baseline"
+    shutil.copytree(COMMITTED_BASELINE, baseline)
+    before = (baseline / "results.json").read_bytes()
+    argv = ["check", "--update", "--allow-undefined", "--allow-failed-checks", "--baseline", str(baseline),
+            "--run", str(run)]
+    assert bench_main(argv) == 2
+    err = capsys.readouterr().err
+    assert "no rows for 2 of the baseline's methods (s2g, mya)" in err and "--allow-fewer-methods" in err
+    assert (baseline / "results.json").read_bytes() == before
+    assert bench_main([*argv, "--allow-fewer-methods"]) == 0
+    assert set(json.loads((baseline / "results.json").read_text())["methods"]) == set(data["methods"])
+    assert bench_main(["check", "--allow-fewer-methods", "--baseline", str(baseline), "--run", str(run)]) == 2
+    assert "--allow-fewer-methods goes with --update" in capsys.readouterr().err
+
+
 def test_update_does_not_downgrade_a_baseline_it_cannot_read_without_force(tmp_path, capsys):
     baseline = tmp_path / "baseline"
     shutil.copytree(COMMITTED_BASELINE, baseline)
