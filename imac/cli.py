@@ -69,6 +69,10 @@ def _train(args: argparse.Namespace) -> int:
         return _train_vae(config, args)
     from imac.training.trainer import train  # diffusers: see the note at the top
 
+    if args.stage == "stage2":
+        init = config.stage2.init_from
+        print(f"stage2: from the stage-1 model {init} (stage2.init_from)" if init else
+              "stage2: without a stage-1 model (stage2.init_from=null: the w/o-first-stage ablation)")
     result = train(config, args.stage, progress=not args.quiet, max_steps=args.max_steps)
     print(f"{args.stage}: {training_summary(result)}; model: {result.model_dir}; log: {result.log}")
     return 0

@@ -233,9 +233,29 @@ def load_config(name_or_path: str | os.PathLike, overrides: list[str] = ()) -> I
     """
     path = resolve_config_path(name_or_path)
     _check_overrides(overrides)
-    values = apply_overrides(read_yaml(path), overrides)
+    values = with_output(apply_overrides(read_yaml(path), overrides))
     config = build_options(IMACConfig, values, str(path))
     return check_consistency(config, f"{path} with {' '.join(overrides)}" if overrides else str(path))
+
+
+OUTPUT_PLACEHOLDER = "{train.output}"
+
+
+def with_output(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with ``{train.output}`` in any text value replaced by the config's ``train.output`` (after
+    the overrides), so that the packaged configs' ``stage2.init_from: "{train.output}/stage1/model"`` and
+    ``video.vae`` follow ``train.output=DIR``: written as a fixed path, stage 2 of a run moved elsewhere
+    started from another run's stage 1 without a word."""
+    output = (values.get("train") or {}).get("output") if isinstance(values.get("train"), dict) else None
+
+    def filled(value):
+        if isinstance(value, dict):
+            return {key: filled(item) for key, item in value.items()}
+        if isinstance(value, str) and OUTPUT_PLACEHOLDER in value and isinstance(output, str):
+            return value.replace(OUTPUT_PLACEHOLDER, output)
+        return value
+
+    return filled(values)
 
 
 def _check_overrides(overrides: Iterable[str], where: str = "override") -> None:

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from metrics.dataset import ClipRecord
 from imac.cli import training_summary
+from imac.config import load_config
 from imac.training.trainer import build_stage_model, train
 from imac.models import noise as draws
 from imac.training.windows import (ClipArrays, GlobalBatches, TrainingWindows, item_seed, video_window_start,
@@ -377,6 +378,27 @@ def test_imac_train_checks_its_inputs_before_it_writes_anything(corpus, vae, tmp
     err = capsys.readouterr().err
     assert err.startswith("imac train: error: ") and err.count("\n") == 1 and said.format(**fill) in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == [], "a refused run wrote its output folder"
+
+
+def test_stage2_starts_from_the_stage1_of_its_own_output(corpus, vae, tmp_path, capsys, monkeypatch):
+    """tiny.yaml named runs/imac-tiny/stage1/model as a fixed path: with train.output=DIR, stage 2 started
+    from that default run's stage 1 whenever one existed, without a word. Its stage 1 is now the one under
+    DIR (refused here, there is none), and stage 2 says which it starts from."""
+    from imac.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    stale = tmp_path / "runs" / "imac-tiny" / "stage1" / "model"
+    stale.mkdir(parents=True)
+    (stale / "imac.json").write_text("{}")                 # another run's stage 1, where the default points
+    out = tmp_path / "elsewhere"
+    argv = ["train", "stage2", "--config", "tiny", f"data.root={corpus}", f"video.vae={vae}", f"train.output={out}",
+            "--max-steps", "1", "--quiet"]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert f"stage2: from the stage-1 model {out}/stage1/model (stage2.init_from)" in captured.out
+    assert f"stage2.init_from: {out}/stage1/model is not a stage-1 model folder" in captured.err
+    assert load_config("tiny").stage2.init_from == "runs/imac-tiny/stage1/model"      # the default run: as before
+    assert load_config("tiny", [f"train.output={out}"]).video.vae == f"{out}/vae"
 
 
 def test_clips_of_several_frame_rates_are_named():
