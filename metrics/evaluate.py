@@ -535,8 +535,8 @@ class Evaluator:
             return {"n_real_clips": len(real), "n_fake_clips": len(fake),
                     "n_real_windows": sum(len(r.fgd_features) for r in real),
                     "n_fake_windows": sum(len(r.fgd_features) for r in fake)}
-        if metric == "div":
-            return {"n_fake_clips": len(fake), "n_fake_windows": sum(len(r.fgd_features) for r in fake)}
+        if metric == "div":     # one-sided: the clips of the side scored (a method's, or the real videos' own)
+            return {"n_clips": len(fake), "n_windows": sum(len(r.fgd_features) for r in fake)}
         if metric == "bas":
             return {"n_clips": len(fake)}
         return {"n_real_clips": len(real), "n_fake_clips": len(fake),

@@ -76,6 +76,10 @@ def test_identical_videos_score_as_real(corpus, tmp_path):
     assert table["fgd"].counts["n_real_clips"] == table["fgd"].counts["n_fake_clips"] == 4
     assert result.inputs.pairing == {"real": 4, "generated": 4, "paired": 4, "real_unpaired": 0,
                                      "generated_unpaired": 0}
+    # Diversity is one-sided: its counts are of the side scored, not "fake" for the real videos' own value
+    fgd = table["fgd"].counts
+    assert table["div"].counts == {"n_clips": 4, "n_windows": fgd["n_fake_windows"]}
+    assert result.reference["all"]["div"].counts == {"n_clips": 4, "n_windows": fgd["n_real_windows"]}
 
 
 def test_bas_of_a_copy_read_from_its_own_track_differs_from_the_real_side(corpus, tmp_path):
