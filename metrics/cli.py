@@ -87,7 +87,9 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
             notes.append(accepted)
         if not (not action.option_strings or action.required or action.default is argparse.SUPPRESS
                 or "default" in text.lower()):
-            notes.append(f"default: {shown_default(action.default).replace('%', '%%')}")
+            # a --no-X flag (store_false) is off unless given, as a store_true flag: not its dest's True
+            default = False if isinstance(action, argparse._StoreFalseAction) else action.default
+            notes.append(f"default: {shown_default(default).replace('%', '%%')}")
         return f"{text} ({'; '.join(notes)})" if notes else text
 
 

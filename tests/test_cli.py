@@ -142,6 +142,17 @@ def test_help_shows_every_default_without_markup_or_repeats(build):
             assert "default" in formatter._get_help_string(action), (parser.prog, action.option_strings)
 
 
+@pytest.mark.parametrize("build", [bench_parser, imac_parser, metrics_parser])
+def test_a_flag_is_off_unless_given_also_a_no_flag(build):
+    """--no-jump-cuts read "(default: on)", its dest's True: a flag's default is whether it is given."""
+    for parser in _parsers(build()):
+        formatter = parser._get_formatter()
+        for action in parser._actions:
+            if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)) and action.help:
+                assert formatter._get_help_string(action).endswith("(default: off)") or \
+                    "default" in action.help.lower(), (parser.prog, action.option_strings)
+
+
 @pytest.mark.parametrize("main, argv", [(bench_main, ["run", "--bogus"]), (imac_main, ["sample", "--seed", "x"]),
                                         (metrics_main, ["compute"])])
 def test_a_bad_option_is_one_line(main, argv, capsys):
