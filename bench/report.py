@@ -440,7 +440,9 @@ def markdown_report(results: BenchResults, plots: list[str]) -> str:
     lines += [""] + provenance_section(results) + inputs_section(results)
     lines += ["## Protocol", "", protocol_block(results), ""]
     if results.timings_s:
-        lines += ["## Timings (seconds)", "", ", ".join(f"{k} {v}" for k, v in results.timings_s.items()), ""]
+        lines += ["## Timings (seconds)", "", "Of the invocation that wrote these results: a resumed run counts "
+                  "only what it did (steps found done count 0; each method's training time is in its facts, "
+                  "`prepare_seconds`).", "", ", ".join(f"{k} {v}" for k, v in results.timings_s.items()), ""]
     if plots:
         lines += ["## Plots", ""] + [f"![{Path(p).stem}]({p})" for p in plots] + [""]
     return "\n".join(lines)

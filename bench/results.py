@@ -11,7 +11,8 @@ Document (``schema: "imac-bench-results"``, ``schema_version: 2``)::
     methods        name -> MethodResult (in table order: the methods, then gt, noise-floor, static, shuffled)
     control_checks the orderings the controls must show (ControlCheck)
     paired         differences between methods paired on the same test clips (metrics.differences)
-    timings_s      seconds per step, each counted once: a shared model trained inside a method's step (the
+    timings_s      seconds per step of the invocation that wrote the file (a resumed run: only what it did,
+                   steps found done 0; a method's training time stays in its facts), each counted once: a shared model trained inside a method's step (the
                    tiny VAE, when the first method asks for it) under its own key (``vae``), not in the
                    method's ``generate:<name>``; the trainings a CPU run does first, side by side, under
                    ``side_by_side`` (``bench.side_by_side``; their own seconds are in the facts); ``total`` the whole run
