@@ -60,6 +60,7 @@ from torch import nn
 from metrics.distributed import SAME_IN_EVERY_PROCESS
 from metrics.io import weights
 from metrics.io.files import file_sha256, update_digest_from_file
+from metrics.io.video import chunk_frames
 
 __all__ = [
     "FEATURE_DIM",
@@ -416,8 +417,14 @@ def preprocess(
         raise TypeError(f"videos must be uint8 (or float with already_in_minus1_1=True), got {x.dtype}")
 
     n, t, h, w, c = x.shape
-    frames = x.reshape(n * t, h, w, c).permute(0, 3, 1, 2).to(torch.float32)  # (N*T, 3, H, W)
-    frames = resize_frames(frames, size, resize)
+    flat = x.reshape(n * t, h, w, c)
+    # converted to float and resized a group of frames at a time, each group's float32 copy within
+    # CHUNK_BUDGET (16 frames of 4096 x 4096 were 3.2 GB at once); each frame resizes alone, so the
+    # result is the same whatever the grouping
+    step = chunk_frames(h * w * c * 4, max(1, n * t))
+    frames = torch.cat([resize_frames(flat[i : i + step].permute(0, 3, 1, 2).to(torch.float32), size, resize)
+                        for i in range(0, n * t, step)]) if n * t else \
+        resize_frames(flat.permute(0, 3, 1, 2).to(torch.float32), size, resize)     # (N*T, 3, size, size)
     if scale_to_unit:
         frames = frames / 127.5 - 1.0
     return frames.reshape(n, t, c, size, size).permute(0, 2, 1, 3, 4).contiguous()

@@ -229,3 +229,34 @@ def test_fid_and_lpips_batches_are_bounded_in_bytes(monkeypatch):
         lpips = LPIPSDistance(_Recording(), weights_id="recording", is_pretrained=False)
         np.testing.assert_allclose(lpips(frames, truth), direct_pairs, rtol=1e-5)
         assert max(lpips.network.batches) == lpips_batch and sum(lpips.network.batches) == 20
+
+
+def test_i3d_preprocessing_converts_large_frames_a_group_at_a_time(monkeypatch):
+    """preprocess converted a whole batch of clips to float32 before resizing (16 frames of 4096 x 4096:
+    3.2 GB); now a group of frames at a time within CHUNK_BUDGET, with the same result whatever the
+    grouping (each frame resizes alone), and bounded memory (a child process, 32 frames of 2048 x 2048:
+    the old code grew by their 1.6 GB of float32)."""
+    import metrics.io.video as video_module
+    from metrics.i3d import preprocess
+
+    rng = np.random.default_rng(4)
+    clips = rng.integers(0, 256, (2, 9, 60, 84, 3), dtype=np.uint8)
+    whole = {resize: preprocess(clips, resize=resize) for resize in ("stretch", "shorter-side-crop")}
+    monkeypatch.setattr(video_module, "CHUNK_BUDGET", 3 * 60 * 84 * 3 * 4)       # groups of 2 frames
+    for resize, expected in whole.items():
+        assert torch.equal(preprocess(clips, resize=resize), expected)
+    script = textwrap.dedent("""
+        import json, resource
+        import numpy as np
+        from metrics.i3d import preprocess
+        clips = np.full((2, 16, 2048, 2048, 3), 7, np.uint8)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        out = preprocess(clips)
+        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        print(json.dumps({"growth": after - before, "shape": list(out.shape)}))
+        """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    measured = json.loads(done.stdout.strip().splitlines()[-1])
+    assert measured["shape"] == [2, 3, 16, 224, 224]
+    assert measured["growth"] < 2 * CHUNK_BUDGET + MARGIN, measured["growth"] / MiB
