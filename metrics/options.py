@@ -176,7 +176,9 @@ def _checked(hint: Any, value: Any, key: str) -> Any:
         return value
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
-            raise _KeyProblem(key, f"expected a list, got {value!r}")
+            hint_text = (f" (in YAML a list is [{', '.join(part.strip() for part in value.split(','))}])"
+                         if isinstance(value, str) and "," in value else "")
+            raise _KeyProblem(key, f"expected a list, got {value!r}{hint_text}")
         item = args[0] if args else Any
         items = [_checked(item, element, f"{key}[{index}]") for index, element in enumerate(value)]
         return items if origin is list else tuple(items)

@@ -63,7 +63,9 @@ def test_metrics_compute_options_name_the_section_and_the_key():
 
 
 @pytest.mark.parametrize("text, named", [("splt: test\n", "unknown key(s) splt"),
-                                         ("skip_bad: 3\n", "skip_bad: expected true/false")])
+                                         ("skip_bad: 3\n", "skip_bad: expected true/false"),
+                                         ("metrics: fgd, bas\n", "metrics: expected a list, got 'fgd, bas' (in YAML "
+                                          "a list is [fgd, bas])")])
 def test_metrics_compute_options_file_is_checked(tmp_path, capsys, text, named):
     options = tmp_path / "compute.yaml"
     options.write_text(text)
