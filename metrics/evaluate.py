@@ -672,8 +672,7 @@ def fit_video(path: str | Path, like: np.ndarray) -> np.ndarray:
     """The video at ``path`` (a real clip), uint8 (F, H, W, C), each frame resized as ``fit_size`` does to
     the size of ``like`` (F', H', W', C); decoded chunk by chunk (``CHUNK_BUDGET``), so that only the
     resized frames are held, once."""
-    with VideoReader(path) as reader:
-        chunks = [fit_size(chunk, like) for chunk in reader.iter_chunks(CHUNK_FRAMES)]
+    chunks = [fit_size(chunk, like) for chunk in video_chunks(path)]
     if not chunks:
         raise ClipError(f"{path}: no frames decoded")
     return np.concatenate(chunks)
