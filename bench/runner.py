@@ -89,7 +89,7 @@ from metrics.fgd_training import train_fgd_autoencoder, training_card
 from metrics.io.audio import SAMPLE_RATE
 from metrics.io.bounded import read_json
 from metrics.io.files import FolderLock, hold_folder, write_json_atomic
-from metrics.io.video import probe_video, write_video
+from metrics.io.video import chunk_frames, probe_video, write_video
 from metrics.pose.extraction import keypoint_cache
 from metrics.lipsync import LipSyncSettings
 from metrics.lipsync_training import SyncTrainingConfig, train_syncnet_standin
@@ -142,18 +142,31 @@ def conform_frames(frames: np.ndarray, clip: ClipRecord) -> tuple[np.ndarray, di
         raise ValueError(f"{clip.label}: a method must return uint8 frames (F, H, W, 3), got "
                          f"{frames.dtype} {frames.shape}")
     changes: dict[str, Any] = {}
+    generated = len(frames)
     if frames.shape[1:3] != (clip.height, clip.width):
         changes["resized_from"] = [int(frames.shape[2]), int(frames.shape[1])]
-        x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
-        x = F.interpolate(x, size=(clip.height, clip.width), mode="bilinear", align_corners=False, antialias=True)
-        frames = x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
-    if len(frames) != clip.num_frames:
-        changes["frames_generated"] = int(len(frames))
-        if len(frames) > clip.num_frames:
-            frames = frames[:clip.num_frames]
-        else:
-            pad = np.repeat(frames[-1:], clip.num_frames - len(frames), axis=0)
-            frames = np.concatenate([frames, pad])
+        # the frames kept, resized a group at a time into the uint8 result, padded in place (float32 of the
+        # whole clip at the real size: 16 frames of 2048 x 2048 took 2.8 GB); each frame resizes alone
+        kept = min(generated, clip.num_frames)
+        resized = np.empty((clip.num_frames, clip.height, clip.width, 3), np.uint8)
+        step = chunk_frames(clip.height * clip.width * 3 * 4)          # float32 output within CHUNK_BUDGET
+        for start in range(0, kept, step):
+            end = min(kept, start + step)
+            x = torch.from_numpy(np.ascontiguousarray(frames[start:end])).permute(0, 3, 1, 2).float()
+            x = F.interpolate(x, size=(clip.height, clip.width), mode="bilinear", align_corners=False,
+                              antialias=True)
+            resized[start:end] = x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+            del x
+        if kept < clip.num_frames:
+            resized[kept:] = resized[kept - 1]
+        frames = resized
+    if generated != clip.num_frames:
+        changes["frames_generated"] = int(generated)
+    if len(frames) > clip.num_frames:
+        frames = frames[:clip.num_frames]
+    elif len(frames) < clip.num_frames:
+        pad = np.repeat(frames[-1:], clip.num_frames - len(frames), axis=0)
+        frames = np.concatenate([frames, pad])
     return frames, changes
 
 

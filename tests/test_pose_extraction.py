@@ -69,7 +69,7 @@ def test_a_truncated_video_is_refused_naming_it(video, tmp_path):
     """A file cut short whose index (moved to the front) still declares every frame: fewer decode."""
     import av
 
-    from bench.baselines.pose_guided_training import clip_keypoints as generator_keypoints
+    from bench.baselines.pose_guided_training import clip_pixels
     from bench.methods.base import BenchContext
     from metrics.io.video import probe_video
 
@@ -94,7 +94,7 @@ def test_a_truncated_video_is_refused_naming_it(video, tmp_path):
     context = BenchContext(data_root=tmp_path, work_dir=tmp_path / "w", pose_extractor=ToyMarkerPose(),
                            keypoint_cache=cache)
     with pytest.raises(ValueError, match=message):        # MYA's training data: the same refusal
-        generator_keypoints(context, record, read_video(truncated))
+        clip_pixels(context, record, 32)
     assert not any((tmp_path / "c").rglob("*.npz"))          # nothing of the short read is cached
     with pytest.raises(ValueError, match="v.mp4: no frames"):
         check_frame_count("v.mp4", 0, 0)
@@ -104,7 +104,7 @@ def test_the_baselines_training_data_reads_what_the_autoencoders_training_extrac
     """A dataset without keypoint files: S2G's and MYA's training data take the keypoints the run's cache
     holds (the FGD autoencoder's training and the scoring extract into it) instead of extracting again."""
     from bench.baselines.keypoint_data import clip_keypoints as motion_keypoints
-    from bench.baselines.pose_guided_training import clip_keypoints as generator_keypoints
+    from bench.baselines.pose_guided_training import clip_pixels
     from bench.methods.base import BenchContext
 
     cache = keypoint_cache(tmp_path / "cache", "toy-markers-v1", Protocol().version)
@@ -115,12 +115,12 @@ def test_the_baselines_training_data_reads_what_the_autoencoders_training_extrac
     context = BenchContext(data_root=tmp_path, work_dir=tmp_path / "work", pose_extractor=extractor,
                            keypoint_cache=cache)
     np.testing.assert_array_equal(motion_keypoints(context, record), expected)
-    np.testing.assert_array_equal(generator_keypoints(context, record, read_video(video.video)), expected)
+    np.testing.assert_array_equal(clip_pixels(context, record, 32)[1], expected)
     assert extractor.frames == 0
     # without the run's cache they extract, and get the same keypoints
     alone = BenchContext(data_root=tmp_path, work_dir=tmp_path / "work", pose_extractor=extractor)
     np.testing.assert_array_equal(motion_keypoints(alone, record), expected)
-    np.testing.assert_array_equal(generator_keypoints(alone, record, read_video(video.video)), expected)
+    np.testing.assert_array_equal(clip_pixels(alone, record, 32)[1], expected)
     assert extractor.frames == 2 * len(expected)
 
 

@@ -38,10 +38,11 @@ from imac.config import config_differences, listed
 from imac.frames import frames_to_tensor
 from imac.models.loading import load_pretrained
 from imac.models.video import encode_latents
+from imac.training.windows import bounded_frames_to_tensor
 from metrics.distributed import SINGLE
 from metrics.io.bounded import read_json
 from metrics.io.files import atomic_folder, write_json_atomic
-from metrics.io.video import probe_video, read_video
+from metrics.io.video import CHUNK_FRAMES, VideoReader, probe_video
 from metrics.pose.extraction import cached_keypoints, check_frame_count, store_keypoints
 from metrics.training import DataParallel
 
@@ -68,21 +69,45 @@ class TrainingFrames:
         return len(self.latents)
 
 
-def clip_keypoints(context: BenchContext, record, frames: np.ndarray) -> np.ndarray:
-    """A clip's keypoints (F, 133, 3): the dataset's, else the run's pose extractor's over ``frames`` (the
-    clip's decoded frames), through the run's keypoint cache (``context.keypoint_cache``). ValueError naming
-    the video when fewer frames decoded than its container declares (``check_frame_count``)."""
+def clip_pixels(context: BenchContext, record, resolution: int) -> tuple[torch.Tensor, np.ndarray, int, int]:
+    """A clip's frames at ``resolution`` ((F, 3, R, R), ``frames_to_tensor``), its keypoints (F, 133, 3),
+    both cut to the shorter of the two, and the frames' height and width in pixels.
+
+    The keypoints are the dataset's, else the run's pose extractor's (``context.pose_extractor``) through the
+    run's keypoint cache (``context.keypoint_cache``). The video is decoded a chunk at a time
+    (``VideoReader.iter_chunks``, within ``CHUNK_BUDGET`` bytes) and each chunk resized (and given to the
+    pose extractor, as ``video_keypoints`` does) before the next is decoded, so the clip is never held whole
+    at full size; each frame resizes alone, so the numbers are those of the whole clip, bit for bit.
+    ValueError naming the video when fewer frames decode than its container declares
+    (``check_frame_count``; nothing is cached then), or when there are neither keypoints nor an extractor."""
     keypoints = record.load_keypoints()
-    if keypoints is not None:
-        return keypoints
-    if context.pose_extractor is None:
-        raise ValueError(f"{record.label}: the dataset has no keypoints and no pose extractor was given")
-    check_frame_count(record.video, len(frames), probe_video(record.video).num_frames)
-    keypoints = cached_keypoints(context.keypoint_cache, record.video, len(frames))
+    extractor, declared = None, None
     if keypoints is None:
-        keypoints = store_keypoints(context.keypoint_cache, record.video, context.pose_extractor(frames), record.fps,
-                                    len(frames))
-    return keypoints
+        if context.pose_extractor is None:
+            raise ValueError(f"{record.label}: the dataset has no keypoints and no pose extractor was given")
+        declared = probe_video(record.video).num_frames
+        keypoints = cached_keypoints(context.keypoint_cache, record.video, declared)
+        extractor = context.pose_extractor if keypoints is None else None
+    pixels, extracted, decoded = [], [], 0
+    with VideoReader(record.video) as reader:
+        height, width = reader.info.height, reader.info.width
+        for chunk in reader.iter_chunks(CHUNK_FRAMES):
+            height, width = chunk.shape[1:3]
+            decoded += len(chunk)
+            pixels.append(bounded_frames_to_tensor(chunk, resolution))
+            if extractor is not None:
+                extracted.append(extractor(chunk))
+            del chunk                                 # before the next is decoded
+    if declared is not None:      # a truncated file is refused, and nothing of it cached
+        check_frame_count(record.video, decoded, declared)
+    if extractor is not None:
+        keypoints = store_keypoints(context.keypoint_cache, record.video, np.concatenate(extracted), record.fps,
+                                    decoded)
+    keypoints = keypoints[:decoded]
+    if not pixels:
+        pixels.append(frames_to_tensor(np.zeros((0, height, width, 3), np.uint8), resolution))
+    pixels = pixels[0] if len(pixels) == 1 else torch.cat(pixels)
+    return pixels[:len(keypoints)], keypoints, int(height), int(width)
 
 
 @torch.no_grad()
@@ -94,18 +119,15 @@ def load_training_frames(context: BenchContext, options: MYAOptions, vae: Autoen
     latents, poses, starts, lengths = [], [], [], []
     offset = 0
     for record in tqdm(records, desc="mya: encoding train frames", unit="clip", disable=not context.progress):
-        frames = read_video(record.video)
-        keypoints = clip_keypoints(context, record, frames)[:len(frames)]
-        frames = frames[:len(keypoints)]
-        pixels = frames_to_tensor(frames, options.resolution)
+        pixels, keypoints, height, width = clip_pixels(context, record, options.resolution)
         latents.append(torch.cat([encode_latents(vae, part.to(device), sample=False).float().cpu()
                                   for part in pixels.split(64)]))
-        square = keypoints_to_square(keypoints, frames.shape[1], frames.shape[2], options.resolution)
+        square = keypoints_to_square(keypoints, height, width, options.resolution)
         images = render_pose_images(square, options.resolution, options.resolution, options.score_threshold)
         poses.append(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous())
-        starts.append(torch.full((len(frames),), offset))
-        lengths.append(torch.full((len(frames),), len(frames)))
-        offset += len(frames)
+        starts.append(torch.full((len(pixels),), offset))
+        lengths.append(torch.full((len(pixels),), len(pixels)))
+        offset += len(pixels)
     return TrainingFrames(torch.cat(latents), torch.cat(poses), torch.cat(starts), torch.cat(lengths), len(records))
 
 

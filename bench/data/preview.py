@@ -21,6 +21,7 @@ _PART_COLOURS = ((wb.BODY, (255, 255, 255)), (wb.FACE, (255, 220, 0)),
 
 LABEL_HEIGHT = 12     # pixels of the caption box drawn over each row's top-left corner
 MAX_FRAMES_PER_ROW = 24
+TILE_SIDE = 128       # a tile's longer side is at most TILE_SIDE x ``scale`` pixels (``_tile_size``)
 
 
 def _labelled(row: np.ndarray, text: str) -> np.ndarray:
@@ -49,10 +50,33 @@ def _checked_keypoints(clip) -> np.ndarray | None:
     return keypoints
 
 
+def _tile_size(width: int, height: int, scale: int) -> tuple[int, int, bool]:
+    """A tile's (width, height) for frames of ``width`` x ``height`` at ``scale``, and whether the frame is
+    enlarged (nearest pixel) rather than shrunk (``cv2.INTER_AREA``). The frame enlarged ``scale`` times while
+    its longer side stays within ``TILE_SIDE`` x ``scale`` px (the toy corpus's 64 and 128 px clips: twice
+    their size); a larger frame enlarged fewer whole times, or shrunk to that side when larger still (a
+    4096 px frame enlarged twice was a 200 MB tile)."""
+    most, longest = TILE_SIDE * scale, max(width, height)
+    times = min(scale, most // longest)
+    if times >= 1:
+        return width * times, height * times, True
+    shrink = most / longest
+    return max(1, round(width * shrink)), max(1, round(height * shrink)), False
+
+
+def _tile(frame: np.ndarray, width: int, height: int, enlarged: bool) -> Image.Image:
+    if enlarged:
+        return Image.fromarray(frame).resize((width, height), Image.NEAREST)
+    import cv2     # (here: ``imac-bench`` imports this module at start)
+
+    return Image.fromarray(cv2.resize(np.ascontiguousarray(frame), (width, height), interpolation=cv2.INTER_AREA))
+
+
 def contact_sheet(dataset: Dataset, frames_per_row: int = 6, split: str = "test", scale: int = 2,
                   min_score: float = 0.3) -> Image.Image:
     """One row per identity: evenly spaced frames of its first clip of ``split``, keypoints overlaid,
-    under a caption naming the identity, the clip, its split and length."""
+    under a caption naming the identity, the clip, its split and length. Each tile is its frame enlarged
+    ``scale`` times, or less for frames over ``TILE_SIDE`` px (``_tile_size``)."""
     if not 1 <= frames_per_row <= MAX_FRAMES_PER_ROW:
         raise ValueError(f"frames_per_row must be in 1..{MAX_FRAMES_PER_ROW}, got {frames_per_row}")
     rows = []
@@ -61,21 +85,29 @@ def contact_sheet(dataset: Dataset, frames_per_row: int = 6, split: str = "test"
         clip = clips[0]
         picks = np.linspace(0, clip.num_frames - 1, frames_per_row).round().astype(int)
         keypoints = _checked_keypoints(clip)
+        width, height, enlarged = _tile_size(clip.width, clip.height, scale)
+        # keypoints scaled as the frame: by the whole number of times it is enlarged, else by the shrink
+        scale_x, scale_y = (width // clip.width, height // clip.height) if enlarged else \
+            (width / clip.width, height / clip.height)
+        wanted, tiles_of = set(int(i) for i in picks), {}
         with clip.open_video() as video:
-            frames = {i: frame for i, frame in enumerate(video) if i in set(picks)}
-        missing = [int(i) for i in picks if i not in frames]
+            for i, frame in enumerate(video):       # each picked frame made a tile as it comes (never all whole)
+                if i in wanted:
+                    tiles_of[i] = _tile(frame, width, height, enlarged)
+                del frame
+        missing = [int(i) for i in picks if i not in tiles_of]
         if missing:
             raise ValueError(f"{clip.video}: no frame {missing[0]}: the video is shorter than the "
                              f"{clip.num_frames} frames the manifest gives clip {clip.clip_id}")
         tiles = []
         for index in picks:
-            tile = Image.fromarray(frames[index]).resize((clip.width * scale, clip.height * scale), Image.NEAREST)
+            tile = tiles_of[index].copy()
             if keypoints is not None:
                 draw = ImageDraw.Draw(tile)
                 for part, colour in _PART_COLOURS:
                     for x, y, score in keypoints[index, part.start:part.stop]:
                         if score >= min_score:
-                            cx, cy = (x + 0.5) * scale, (y + 0.5) * scale
+                            cx, cy = (x + 0.5) * scale_x, (y + 0.5) * scale_y
                             draw.ellipse((cx - 1, cy - 1, cx + 1, cy + 1), outline=(0, 0, 0), fill=colour)
             tiles.append(np.asarray(tile))
         row = np.concatenate(tiles, axis=1)

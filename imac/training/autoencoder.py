@@ -44,11 +44,11 @@ from torch import nn
 from tqdm import tqdm
 
 from imac.frames import frames_to_tensor, tensor_to_frames
+from imac.training.windows import video_chunks_to_tensor
 from metrics.dataset import Dataset
 from metrics.distributed import SINGLE, Processes
 from metrics.io.files import atomic_folder, write_json_atomic
 from metrics.training import DataParallel
-from metrics.io.video import read_video
 
 # The tiny configuration's VAE: 64x64x3 frames -> 16x16x4 latents, 648k parameters. Measured with
 # benchmarks/tiny_vae_quality.py: wider full-resolution blocks (32-64-64, 921k) cost 2.4x the time per
@@ -134,7 +134,8 @@ def load_split_frames(dataset_root: str | os.PathLike, split: str, resolution: i
     records = dataset.split(split)
     if not records:
         raise ValueError(f"dataset {dataset.root} has no {split!r} clips to train the autoencoder on")
-    chunks = [frames_to_tensor(read_video(record.video), resolution)
+    # each clip decoded and resized a chunk at a time: never whole at full size, nor in float32
+    chunks = [video_chunks_to_tensor(record.video, resolution)
               for record in tqdm(records, desc=f"loading {split} frames", unit="clip", disable=not progress)]
     frames = torch.cat(chunks)
     if len(frames) == 0:

@@ -21,7 +21,7 @@ from torch.utils.data import Dataset as TorchDataset
 
 from imac.frames import frames_to_tensor, tensor_to_frames
 from metrics.dataset import ClipRecord
-from metrics.io.video import VideoReader, read_video
+from metrics.io.video import CHUNK_FRAMES, VideoReader, chunk_frames
 
 
 @dataclass
@@ -131,14 +131,58 @@ class TrainingWindows(TorchDataset):
     def read_frames(self, clip: ClipArrays, start: int, stop: int) -> torch.Tensor:
         if clip.frames is not None:
             frames = clip.frames[start:stop]
-        else:
-            with VideoReader(clip.record.video) as reader:
-                frames = reader.read(start, stop)
-        if len(frames) != stop - start:
+            if len(frames) != stop - start:
+                raise ValueError(f"{clip.record.video}: frames {start}..{stop} not all decodable")
+            return frames_to_tensor(frames, self.resolution)
+        # read at most CHUNK_BUDGET bytes of frames at a time (one read unless the window's frames take more:
+        # 16 frames beyond 2340 x 2340), each converted to float32 a group at a time (bounded_frames_to_tensor)
+        parts, end = [], start
+        with VideoReader(clip.record.video) as reader:
+            step = chunk_frames(reader.info.height * reader.info.width * 3, max(1, stop - start))
+            while True:
+                frames = reader.read(end, min(stop, end + step))
+                parts.append(bounded_frames_to_tensor(frames, self.resolution))
+                end, got = end + len(frames), len(frames)
+                del frames                      # before the next read
+                if end >= stop or got < step or end >= len(reader):
+                    break
+        if end - start != stop - start:
             raise ValueError(f"{clip.record.video}: frames {start}..{stop} not all decodable")
-        return frames_to_tensor(frames, self.resolution)
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+def bounded_frames_to_tensor(frames: np.ndarray, size: int) -> torch.Tensor:
+    """``frames_to_tensor(frames, size)``, converting a group of frames at a time to float32, each group
+    within ``metrics.io.video.CHUNK_BUDGET`` bytes of float32 (4 bytes a value: 16 frames of 2048 x 2048
+    are 768 MiB at once). Each frame resizes alone: the same tensor, bit for bit, whatever the grouping."""
+    if len(frames) == 0:
+        return frames_to_tensor(frames, size)
+    step = chunk_frames(frames[0].nbytes * 4, len(frames))
+    if step >= len(frames):
+        return frames_to_tensor(frames, size)
+    return torch.cat([frames_to_tensor(frames[i:i + step], size) for i in range(0, len(frames), step)])
+
+
+def video_chunks_to_tensor(video, size: int, convert=None) -> torch.Tensor | np.ndarray:
+    """``frames_to_tensor(read_video(video), size)`` (then ``convert``d when given), decoded chunk by chunk
+    (``VideoReader.iter_chunks``, each chunk within ``CHUNK_BUDGET`` bytes) and each chunk resized before the
+    next is decoded: the whole clip is never held at full size, nor in float32. Bit for bit the same result
+    (each frame resizes alone)."""
+    convert = convert or (lambda x: x)
+    with VideoReader(video) as reader:
+        parts = []
+        for chunk in reader.iter_chunks(CHUNK_FRAMES):
+            parts.append(convert(bounded_frames_to_tensor(chunk, size)))
+            del chunk                           # before the next is decoded
+        if not parts:    # no frame: what frames_to_tensor gives of read_video's empty (0, H, W, 3) array
+            empty = np.zeros((0, reader.info.height, reader.info.width, 3), np.uint8)
+            return convert(frames_to_tensor(empty, size))
+    if len(parts) == 1:
+        return parts[0]
+    return torch.cat(parts) if isinstance(parts[0], torch.Tensor) else np.concatenate(parts)
 
 
 def preload_frames(record: ClipRecord, resolution: int) -> np.ndarray:
-    """A clip's frames at the training resolution as uint8 (small datasets: decode once)."""
-    return tensor_to_frames(frames_to_tensor(read_video(record.video), resolution))
+    """A clip's frames at the training resolution as uint8 (small datasets: decode once), decoded and
+    resized a chunk at a time (``video_chunks_to_tensor``)."""
+    return video_chunks_to_tensor(record.video, resolution, convert=tensor_to_frames)
