@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import io
-import itertools
 import math
 from pathlib import Path
 
@@ -563,10 +562,8 @@ def frame_strip(run: Path, results: BenchResults, clip: str, path: Path, count: 
         video = _video_path(run, name, clip)
         with VideoReader(video) as reader:
             picks = np.linspace(0, len(reader) - 1, count).round().astype(int)
-            wanted = set(picks.tolist())
-            frames = {i: frame for i, frame in enumerate(itertools.islice(reader, int(picks[-1]) + 1))
-                      if i in wanted}
-        if len(frames) < len(wanted):
+            frames = reader.frames_at(picks)
+        if len(frames) < len(set(picks.tolist())):
             raise ValueError(f"{video}: fewer frames decoded than its header's {len(reader)}")
         height = height or min(STRIP_TILE_HEIGHT, frames[int(picks[0])].shape[0])
         rows.append(np.concatenate([_tile(frames[int(i)], height) for i in picks], axis=1))

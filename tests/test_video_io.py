@@ -129,6 +129,33 @@ def test_read_range_matches_slicing(written):
             video.read(30, 31)
 
 
+def test_frames_at_gives_the_picked_frames_converted_and_stops_at_the_last(written):
+    """Against read_video's whole array indexed; repeated and unordered indices; convert sees each picked
+    frame once; an index past the end is absent; decoding stops at the last index wanted."""
+    path, _, _ = written
+    whole = read_video(path)
+    seen = []
+    with VideoReader(path) as video:
+        picked = video.frames_at([12, 0, 29, 12])
+        assert sorted(picked) == [0, 12, 29]
+        for index, frame in picked.items():
+            np.testing.assert_array_equal(frame, whole[index])
+        sums = video.frames_at(np.array([3, 7]), lambda frame: seen.append(1) or int(frame.sum()))
+        assert sums == {3: int(whole[3].sum()), 7: int(whole[7].sum())} and len(seen) == 2
+        assert sorted(video.frames_at([5, NUM_FRAMES, NUM_FRAMES + 3])) == [5]
+        assert video.frames_at([]) == {}
+        decoded, frames_from = [], video._frames_from
+
+        def counted(start):
+            for frame in frames_from(start):
+                decoded.append(1)
+                yield frame
+
+        video._frames_from = counted
+        video.frames_at([4])
+        assert len(decoded) == 5                               # frames 0..4, not the other 25
+
+
 def test_read_range_with_seeking_over_many_keyframes(tmp_path):
     """A file with a keyframe every 5 frames and B-frames: seeking must land on exact indices."""
     path = tmp_path / "gop.mp4"

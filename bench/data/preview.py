@@ -89,12 +89,8 @@ def contact_sheet(dataset: Dataset, frames_per_row: int = 6, split: str = "test"
         # keypoints scaled as the frame: by the whole number of times it is enlarged, else by the shrink
         scale_x, scale_y = (width // clip.width, height // clip.height) if enlarged else \
             (width / clip.width, height / clip.height)
-        wanted, tiles_of = set(int(i) for i in picks), {}
-        with clip.open_video() as video:
-            for i, frame in enumerate(video):       # each picked frame made a tile as it comes (never all whole)
-                if i in wanted:
-                    tiles_of[i] = _tile(frame, width, height, enlarged)
-                del frame
+        with clip.open_video() as video:       # each picked frame made a tile as it comes (never all whole)
+            tiles_of = video.frames_at(picks, lambda frame: _tile(frame, width, height, enlarged))
         missing = [int(i) for i in picks if i not in tiles_of]
         if missing:
             raise ValueError(f"{clip.video}: no frame {missing[0]}: the video is shorter than the "

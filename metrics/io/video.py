@@ -41,10 +41,11 @@ import itertools
 import math
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -429,6 +430,26 @@ class VideoReader:
                 del chunk
         finally:
             frames.close()   # releases the decoder now when the caller stops early
+
+    def frames_at(self, indices: Iterable[int], convert: Callable[[np.ndarray], Any] | None = None) -> dict[int, Any]:
+        """The frames numbered ``indices`` (from 0), each ``convert``ed as it is decoded (the (H, W, 3) uint8
+        frame itself when ``convert`` is None), by frame number. Decoding goes from the first frame to the
+        last index wanted, holding one frame beside those kept, so a few frames of a long video of large
+        frames cost a few frames' memory. An index the video does not reach (a file shorter than its
+        header says) is absent from the result: the caller says what that means."""
+        wanted = {int(i) for i in indices}
+        kept: dict[int, Any] = {}
+        if not wanted:
+            return kept
+        decoding = self._frames_from(0)
+        try:
+            for index, frame in enumerate(itertools.islice(decoding, max(wanted) + 1)):
+                if index in wanted:
+                    kept[index] = frame if convert is None else convert(frame)
+                del frame
+        finally:
+            decoding.close()  # releases the decoder now, not when garbage-collected
+        return kept
 
     def read(self, start: int, stop: int) -> np.ndarray:
         """Frames [start, stop) as an array (n, H, W, 3); ``stop`` is clipped to the video's end."""
