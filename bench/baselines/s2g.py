@@ -120,10 +120,10 @@ def warp_video(image: np.ndarray, reference: np.ndarray, keypoints: np.ndarray, 
                threshold: float, options: S2GOptions) -> np.ndarray:
     """(F, H, W, 3) uint8: ``image`` warped to each frame of ``keypoints`` (F, 133, 3)."""
     chosen_by_scores: dict[bytes, list[int]] = {}   # frames with the same confident points share a choice
-    frames = []
-    for generated in keypoints:
+    frames = np.empty((len(keypoints), *image.shape), np.uint8)     # filled in place: no list + stack copy
+    for index, generated in enumerate(keypoints):
         key = (generated[:, 2] >= threshold).tobytes()
         if key not in chosen_by_scores:
             chosen_by_scores[key] = control_points(reference, generated, points, threshold, options.min_point_gap)
-        frames.append(warp_to_keypoints(image, reference, generated, chosen_by_scores[key], options))
-    return np.stack(frames)
+        frames[index] = warp_to_keypoints(image, reference, generated, chosen_by_scores[key], options)
+    return frames
