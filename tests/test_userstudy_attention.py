@@ -139,3 +139,46 @@ def test_analyze_leaves_out_check_trials_and_excluded_participants(tmp_path, cap
     # ... and says so (a rankings.csv copied away from its study was analysed with its checks, silently)
     assert f"{csv}: no study file given (--study) or found beside it: attention checks are not applied" in caplog.text
     assert "Not applied: no study file was given" in (tmp_path / "plain" / "report.md").read_text()
+
+
+def test_when_every_participant_is_excluded_the_error_names_each_and_why(tmp_path, capsys):
+    """Everyone ranked the frozen video first: the stop names both participants and the failed check
+    (before, a bare "no ranking is left" said neither who nor why)."""
+    from userstudy.analyze import main
+
+    folder = make_study(tmp_path)
+    add_checks(folder)
+    table = []
+    for p in ["pa", "pb"]:
+        for trial in ["t1", "t2", "t3"]:
+            table += rows(p, trial, SYNC, list(METHODS))
+        table += rows(p, "q7", SYNC, ["mya", "imac", "s2g"])
+    csv = folder / "rankings.csv"
+    pd.DataFrame(table).to_csv(csv, index=False)
+    assert main([str(csv), "--out", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert "2 participants excluded by the rule (more than 0 failed checks" in error
+    for p in ("pa", "pb"):
+        assert f"  {p}: failed 1 of 1 checks (more than 0 allowed): trial q7 (last): the broken video (slot of " \
+               "'mya') ranked 1 of 3 on sound-video synchronization" in error
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_study_without_check_trials_says_so_and_the_report_names_its_software(tmp_path):
+    """Before, a study file without checks left the report silent on exclusions, and no report said which
+    libraries (and versions) computed its numbers."""
+    import scikit_posthocs
+    import scipy
+    import statsmodels
+
+    folder = make_study(tmp_path)
+    table = [row for p in ["p1", "p2"] for trial in ["t1", "t2", "t3"] for row in rows(p, trial, SYNC, list(METHODS))]
+    csv = folder / "rankings.csv"
+    pd.DataFrame(table).to_csv(csv, index=False)
+    analysis = analyze(csv, tmp_path / "out")
+    assert analysis.attention is None
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "## Attention checks\n\nNone: the study file has no check trials, so no participant is excluded" in report
+    for name, module in (("scipy", scipy), ("scikit-posthocs", scikit_posthocs), ("statsmodels", statsmodels),
+                         ("pandas", pd)):
+        assert f"{name} {module.__version__} (" in report

@@ -67,7 +67,7 @@ import pandas as pd
 from userstudy import cli
 from userstudy.agreement import RESULTS_FILE, ResultsFileError, metric_agreement, read_results
 from userstudy.analysis import POSTHOC_TESTS, StudyAnalysis, present_methods
-from userstudy.attention import attention_summary
+from userstudy.attention import AttentionSummary, attention_summary
 from userstudy.figures import dunn_heatmaps, posthoc_heatmaps
 from userstudy.files import write_bytes_atomic, write_text_atomic
 from userstudy.nonparametric import (
@@ -131,6 +131,8 @@ def analyze_rankings(checked: CheckedRankings, p_adjust: str = "holm", alpha: fl
         attention = attention_summary(checked.data, checks, max_failed_checks, repeat_min_tau)
         data = checked.data
         keep = ~data[TRIAL].isin(set(checks)) & ~data[PARTICIPANT].isin(set(attention.excluded))
+        if not keep.any():
+            raise RankingsError([nothing_left(attention, data)])
         checked = checked.subset(keep)
     if p_adjust not in P_ADJUST_METHODS:
         raise ValueError(f"p_adjust {p_adjust!r}: choose one of {', '.join(P_ADJUST_METHODS)}")
@@ -182,6 +184,20 @@ def analyze_rankings(checked: CheckedRankings, p_adjust: str = "holm", alpha: fl
         friedman_posthoc=posthoc_pairs,
         attention=attention,
     )
+
+
+def nothing_left(attention: AttentionSummary, data: pd.DataFrame) -> str:
+    """Why no ranking is left for the statistics once the check trials and the excluded participants are set
+    aside: who was excluded and for what (every excluded participant, with the failed checks)."""
+    excluded = attention.participants[attention.participants["excluded"]]
+    others = sorted(set(data[PARTICIPANT]) - set(excluded["participant"]))
+    words = ("no ranking is left once the attention checks' trials and the excluded participants are set aside: "
+             f"{cli.count(len(excluded), 'participant')} excluded by the rule (more than "
+             f"{attention.max_failed} failed {'check' if attention.max_failed == 1 else 'checks'}; "
+             "--max-failed-checks, --repeat-min-tau)")
+    if others:
+        words += f"; {cli.count(len(others), 'other participant')} answered only check trials ({', '.join(others)})"
+    return words + "".join(f"\n  {row.participant}: {row.reason}" for row in excluded.itertuples())
 
 
 def attention_checks(study) -> dict[str, AttentionCheck]:
@@ -361,6 +377,7 @@ def analyze(rankings_csv: str | Path, out_dir: str | Path | None = None, p_adjus
     analysis.agreement_source = str(results) if results is not None else ""
     analysis.pairwise_source = str(pairwise) if pairwise is not None else ""
     analysis.unchecked = study is None
+    analysis.no_check_trials = study is not None and not checks
     if study is None:
         logger.warning(NO_STUDY_WARNING, rankings_csv)
     written = write_analysis(analysis, out_dir, source=str(rankings_csv))
