@@ -379,3 +379,25 @@ def test_text_in_the_value_column_is_named_not_dropped():
     data = pd.DataFrame({"v": [1.0, 2.0, "two", 3.0], "g": list("aabb")})
     with pytest.raises(ValueError, match=r"'v' is not a number in row\(s\) \[2\]: e.g. 'two'"):
         kruskal_wallis(data, "v", "g")
+
+
+def test_a_p_value_under_the_floor_is_printed_as_a_bound_never_as_zero(tmp_path):
+    """Rankings where every block orders the methods the same way: Nemenyi's p underflows to 0.0 (scipy's
+    studentized range sf of q sqrt(2) is 1 - cdf in doubles). The report and the figure's cells say
+    "< 1e-15"; the CSV keeps the computed 0.0."""
+    from userstudy.analyze import analyze
+    from userstudy.figures import format_p
+
+    table = [{"participant": f"p{p}", "trial": f"t{t}", "criterion": "visual quality", "method": m, "rank": r}
+             for p in range(20) for t in range(30) for r, m in enumerate(["a", "b", "c"], start=1)]
+    csv = tmp_path / "rankings.csv"
+    pd.DataFrame(table).to_csv(csv, index=False)
+    analysis = analyze(csv, tmp_path / "out", study_dir=False)
+    pairs = analysis.friedman_posthoc["visual quality"].set_index(["group_a", "group_b"])
+    q = pairs.loc[("a", "c"), "q"]
+    assert stats.studentized_range.sf(q * np.sqrt(2), 3, np.inf) == 0.0 == pairs.loc[("a", "c"), "p"]
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "0.00e+00" not in report and "(p 0.0e+00)" not in report
+    assert "a > c (p < 1e-15)" in report
+    assert pd.read_csv(tmp_path / "out" / "nemenyi_pairs.csv")["p"].min() == 0.0
+    assert format_p(0.0) == "< 1e-15" and format_p(3e-16) == "< 1e-15" and format_p(2e-15) == "2.0e-15"

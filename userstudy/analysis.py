@@ -47,6 +47,7 @@ class StudyAnalysis:
     pairwise_excluded: int = 0
     pairwise_source: str = ""              # the pairwise answers' file, as the report names it
     unchecked: bool = False                # no study file: check trials could be neither scored nor set aside
+    no_check_trials: bool = False          # a study file was read, and it has no check trials
 
     @property
     def criteria(self) -> list[str]:

@@ -28,10 +28,17 @@ BIN_COLOURS = ("#08306b", "#2171b5", "#6baed6", "#eef3f8")
 DARK_BINS = 2  # the first two colours need white text
 
 
+# p-values below this print as "< 1e-15": the studentized range's tail (Nemenyi) is 1 - cdf in doubles, so
+# values under ~1e-15 are rounding (multiples of 1.1e-16) and 0.0 is an underflow, not a p of 0
+P_FLOOR = 1e-15
+
+
 def format_p(p: float) -> str:
-    """Short p for a cell: 0.032, 4.1e-05."""
+    """Short p for a cell: 0.032, 4.1e-05, < 1e-15 (``P_FLOOR``)."""
     if np.isnan(p):
         return "n/a"
+    if p < P_FLOOR:
+        return f"< {P_FLOOR:.0e}"
     return f"{p:.2g}" if p >= 0.001 else f"{p:.1e}"
 
 

@@ -44,6 +44,28 @@ from statsmodels.stats.multitest import multipletests
 
 P_ADJUST_METHODS = ("none", "bonferroni", "holm", "fdr_bh")
 
+# Which library computes which number of the report (``software``): the names of their distributions.
+LIBRARIES = {
+    "scipy": "Kruskal-Wallis, Friedman, the studentized range",
+    "scikit-posthocs": "Dunn's p (ties corrected), Nemenyi's and Conover's p",
+    "statsmodels": "the p-value adjustments",
+    "pandas": "the tables",
+}
+
+
+def software() -> dict[str, str]:
+    """The installed version of each library of ``LIBRARIES`` (``unknown`` when not found), for the
+    report to say what produced its numbers."""
+    from importlib import metadata
+
+    versions = {}
+    for name in LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "unknown"
+    return versions
+
 
 def adjust_p_values(p_values, method: str | None) -> np.ndarray:
     """Adjust a family of p-values for multiple comparisons (statsmodels ``multipletests``).

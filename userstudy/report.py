@@ -13,9 +13,9 @@ import pandas as pd
 from scipy import stats
 
 from userstudy.analysis import StudyAnalysis
-from userstudy.cli import count
-from userstudy.figures import format_p
-from userstudy.nonparametric import adjustment_name
+from userstudy.cli import count, version
+from userstudy.figures import P_FLOOR, format_p
+from userstudy.nonparametric import LIBRARIES, adjustment_name, software
 from userstudy.pairwise import MIN_BOOTSTRAP_PARTICIPANTS
 from userstudy.schema import criterion_slug
 
@@ -32,8 +32,10 @@ def markdown_table(header: list[str], rows: list[list[str]], align: str | None =
 
 
 def p_text(p: float) -> str:
-    """A p-value in scientific notation, as the paper's Tables 6/7 print it."""
-    return "n/a" if pd.isna(p) else f"{p:.2e}"
+    """A p-value in scientific notation, as the paper's Tables 6/7 print it; ``< 1e-15`` below ``P_FLOOR``."""
+    if pd.isna(p):
+        return "n/a"
+    return f"< {P_FLOOR:.0e}" if p < P_FLOOR else f"{p:.2e}"
 
 
 def points_table(analysis: StudyAnalysis) -> str:
@@ -147,6 +149,9 @@ def _data_section(analysis: StudyAnalysis) -> list[str]:
 
 def _attention_section(analysis: StudyAnalysis) -> list[str]:
     attention = analysis.attention
+    if attention is None and analysis.no_check_trials:
+        return ["## Attention checks", "", "None: the study file has no check trials, so no participant is "
+                "excluded (`make-study --run RUN --frozen-checks N --repeat-checks N` adds them).", ""]
     if attention is None:
         return (["## Attention checks", "", "Not applied: no study file was given or found beside the answers, so "
                  "check trials (if the study had any) are analysed as ordinary trials and no participant is "
@@ -202,6 +207,13 @@ def unlikely_untouched(analysis: StudyAnalysis, threshold: float = 0.001) -> pd.
     return pd.DataFrame(rows, columns=["participant", "untouched", "blocks", "p"])
 
 
+def software_line() -> str:
+    """What computed the numbers: this package's version and each library's (``nonparametric.LIBRARIES``)."""
+    versions = software()
+    return (f"Computed by userstudy {version()} (imac-bench) with "
+            + "; ".join(f"{name} {versions[name]} ({what})" for name, what in LIBRARIES.items()) + ".")
+
+
 def report_markdown(analysis: StudyAnalysis, source: str = "") -> str:
     """The one-page report: data, points, Kruskal-Wallis + Dunn (the paper), Friedman + post-hoc."""
     alpha = analysis.alpha
@@ -209,6 +221,8 @@ def report_markdown(analysis: StudyAnalysis, source: str = "") -> str:
     lines = ["# User study analysis", ""]
     lines.append(f"Input: `{source}`; analysed {now}. Pairwise p-values: {adjustment_name(analysis.p_adjust)}; "
                  f"alpha = {alpha:g}. All p-values are two-sided.")
+    lines.append("")
+    lines.append(software_line())
     lines.append("")
     lines += _data_section(analysis)
     lines += _attention_section(analysis)
@@ -296,7 +310,9 @@ def report_markdown(analysis: StudyAnalysis, source: str = "") -> str:
               + ("`bradley_terry.csv`, `win_rates.csv`, `speech_match.csv`, " if analysis.pairwise is not None else "")
               + ("`agreement.csv`, " if analysis.agreement is not None else "")
               + ("`attention_checks.csv`, `exclusions.csv`, " if analysis.attention is not None else "")
-              + "`report.md` (every CSV at full precision). Criterion file names: "
+              + "`report.md` (every CSV at full precision; a p-value below 1e-15 prints here as `< 1e-15`, as the "
+              "studentized range's tail is not resolved below it: the CSVs hold the computed value, 0 where it "
+              "underflowed). Criterion file names: "
               + ", ".join(f"{c} → `{criterion_slug(c)}`" for c in analysis.criteria) + ".", ""]
     return "\n".join(lines)
 
