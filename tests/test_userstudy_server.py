@@ -670,3 +670,12 @@ def test_a_foreign_rankings_file_is_refused(study_dir):
     with pytest.raises(StoreError, match="columns"):
         make_server(study_dir, "127.0.0.1", 0)
     assert (study_dir / "rankings.csv").read_text() == "participant,trial,criterion,method,rank\n"
+
+
+def test_a_foreign_header_is_quoted_as_it_is_even_with_a_lone_carriage_return(study_dir):
+    """A header edited on a CRLF file ("rank\\r,note"): a text-mode readline stopped at the '\\r' and the
+    refusal quoted "...,method,rank", hiding the extra column."""
+    (study_dir / "rankings.csv").write_bytes(b"participant,trial,criterion,method,rank\r,note\n")
+    with pytest.raises(StoreError) as error:
+        make_server(study_dir, "127.0.0.1", 0)
+    assert "starts with the columns 'participant,trial,criterion,method,rank\\r,note'" in str(error.value)

@@ -392,8 +392,8 @@ class AnswerStore:
     def _check_csv_header(self) -> None:
         if self.csv_path is None or not self.csv_path.exists() or self.csv_path.stat().st_size == 0:
             return
-        with open(self.csv_path, encoding="utf-8", errors="replace") as handle:
-            header = handle.readline().rstrip("\n")
+        with open(self.csv_path, "rb") as handle:       # bytes: a text-mode readline would stop at a lone '\r'
+            header = handle.readline(64 * 1024).decode("utf-8", errors="replace").rstrip("\r\n")
         if header != HEADER.rstrip("\n"):
             raise StoreError(f"{self.csv_path} starts with the columns {header!r}; the server writes "
                              f"{','.join(SERVER_COLUMNS)}. Move the file away or start a new study folder.")
