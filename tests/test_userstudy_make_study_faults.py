@@ -197,3 +197,30 @@ def test_match_trials_play_equally_long_with_the_whole_speech(tmp_path):
         assert len(frames_measured(mismatched)) >= lengths[clip] - 2      # the picture to the end (B-frames: 2)
     with pytest.raises(Exception, match=r"7 asked, but 3 drawn clips whose speaker has another clip x 2 methods"):
         make_study_from_run(tmp_path / "more", run, match_trials=7, seed="m")
+
+
+def test_videos_of_one_trial_that_differ_in_size_or_length_are_warned_about(tmp_path, caplog):
+    """Sizes and lengths measured by ffprobe beside the warning; before, such a trial was taken silently."""
+    write_video(tmp_path / "a" / "t1.mp4", 90, 440.0)                       # 64 px, 8 frames at 16 fps
+    write_video(tmp_path / "b" / "t1.mp4", 120, 440.0, size=96)
+    write_video(tmp_path / "c" / "t1.mp4", 150, 440.0, frames=24)
+    for method in "abc":
+        write_video(tmp_path / method / "t2.mp4", 100, 440.0)
+    measured = {}
+    for method in "abc":
+        err = ffmpeg("-i", str(tmp_path / method / "t1.mp4"), "-f", "null", "-").stderr.decode()
+        measured[method] = tuple(int(x) for x in re.search(r"Video: .*?, (\d+)x(\d+)[, \[]", err).groups())
+    assert measured == {"a": (64, 64), "b": (96, 96), "c": (64, 64)}
+    last_frame = {m: frames_measured(tmp_path / m / "t1.mp4")[-1][0] for m in "abc"}    # + 1/16 s: the end
+    with caplog.at_level("WARNING", logger="userstudy"):
+        code = make_study_main(["--out", str(tmp_path / "study")] + [f"--method={m}={tmp_path / m}" for m in "abc"])
+    assert code == 0
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 1 and warned[0].startswith("2 differences in the videos of one trial")
+    assert (f"picture sizes differ: {tmp_path / 'a' / 't1.mp4'} 64x64, {tmp_path / 'b' / 't1.mp4'} 96x96, "
+            f"{tmp_path / 'c' / 't1.mp4'} 64x64") in warned[0]
+    lengths = re.search(r"lengths differ: .*a/t1\.mp4 ([\d.]+) s, .*b/t1\.mp4 ([\d.]+) s, .*c/t1\.mp4 ([\d.]+) s",
+                        warned[0])
+    assert lengths and [float(x) for x in lengths.groups()] == pytest.approx(
+        [last_frame[m] + 1 / 16 for m in "abc"], abs=0.006)
+    assert "t2.mp4" not in warned[0]

@@ -164,6 +164,17 @@ def checked_study(document: dict, folder: Path, out: Path) -> Study:
         raise StudyError(error.problems, out / STUDY_FILE) from None
 
 
+def warn_differences(differences: list[str], shown: int = 5) -> None:
+    """A warning listing what sets the videos of a trial apart besides their content (``trial_differences``:
+    picture sizes, lengths): participants can tell the methods apart by them. Not an error: a study may
+    mean to compare methods as they come; ``--constant-bitrate`` keeps each video's size and length."""
+    if differences:
+        logger.warning("%s in the videos of one trial (participants can tell the methods apart by them; "
+                       "--constant-bitrate keeps each video's size and length: make them equal before):\n  %s%s",
+                       cli.count(len(differences), "difference"), "\n  ".join(differences[:shown]),
+                       f"\n  ... and {len(differences) - shown} more" if len(differences) > shown else "")
+
+
 def make_study(out: str | os.PathLike, method_folders: dict[str, str | os.PathLike],
                criteria: list[str] | None = None, title: str = DEFAULT_TITLE,
                instructions: str = "", references: str | os.PathLike | None = None,
@@ -226,10 +237,12 @@ def make_study(out: str | os.PathLike, method_folders: dict[str, str | os.PathLi
     if problems:
         raise StudyError(problems)
     logger.info("reading the %d videos of the study (whether each plays to its end)", len(stems) * len(method_folders))
+    differences: list[str] = []
     for stem in stems:
-        problems += trial_problems({method: videos[method][stem] for method in method_folders})
+        problems += trial_problems({method: videos[method][stem] for method in method_folders}, differences)
     if problems:
         raise StudyError(problems)
+    warn_differences(differences)
 
     with atomic_folder(out) as folder:
         trials = []
@@ -496,14 +509,16 @@ def make_study_from_run(out: str | os.PathLike, run: str | os.PathLike, methods:
     logger.info("reading the %d videos of the study (whether each plays to its end)",
                 len(drawn) * len(chosen) + len(frozen) + len(matches))
     frozen_clips = {clip for clip, _ in frozen}
+    differences: list[str] = []
     for identity, clip in drawn:
         frozen_video = {FROZEN_CONTROL: static[identity, clip]} if (identity, clip) in frozen_clips else {}
-        problems += trial_problems({m: clips[m][identity, clip] for m in chosen} | frozen_video)
+        problems += trial_problems({m: clips[m][identity, clip] for m in chosen} | frozen_video, differences)
     for method, identity, _, other in matches:
         problems += [f"{clips[method][identity, other]}: {problem}"
                      for problem in playable(clips[method][identity, other]).problems]
     if problems:
         raise StudyError(sorted(set(problems), key=problems.index))
+    warn_differences(differences)
 
     with atomic_folder(out) as folder:
         sources = {}   # copied video -> the run's file, to name in an error of the re-encoding

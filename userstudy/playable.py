@@ -31,6 +31,8 @@ class Playable:
     problems: tuple[str, ...]
     frames: int
     sound: bool
+    size: tuple[int, int] | None = None      # the picture's (width, height) in pixels, as its stream gives it
+    seconds: float | None = None             # where the video packets end (their last timestamp + its length)
 
 
 def _said(error: BaseException) -> object:
@@ -83,6 +85,8 @@ def playable(path: str | os.PathLike) -> Playable:
         if picture is None:
             return Playable(("has no video stream",), 0, sound)
         video = picture.index
+        size = (int(picture.codec_context.width), int(picture.codec_context.height)) \
+            if picture.codec_context.width else None
         frames, ends, damaged = 0, dict.fromkeys(media, 0.0), None
         try:
             for packet in reader.demux():
@@ -110,14 +114,34 @@ def playable(path: str | os.PathLike) -> Playable:
         problems.append(damaged)
     if not frames:
         problems.append("holds no video frame")
-    return Playable(tuple(problems), frames, sound)
+    return Playable(tuple(problems), frames, sound, size, ends[video] or None)
 
 
-def trial_problems(files: dict[str, Path]) -> list[str]:
+DURATION_SLACK_S = 0.1     # the videos of one trial may differ this much in length before make-study warns
+
+
+def trial_differences(files: dict[str, Path], found: dict[str, Playable]) -> list[str]:
+    """What sets one trial's videos apart besides their content, in words naming the files: picture sizes
+    or lengths (beyond ``DURATION_SLACK_S``) that differ. A participant can tell the methods apart by them
+    (and judge a longer video on more), so make-study warns; re-encoding at a constant bitrate keeps both."""
+    differences = []
+    sizes = {method: result.size for method, result in found.items() if result.size}
+    if len(set(sizes.values())) > 1:
+        differences.append("picture sizes differ: " + ", ".join(f"{files[m]} {w}x{h}" for m, (w, h) in sizes.items()))
+    seconds = {method: result.seconds for method, result in found.items() if result.seconds}
+    if seconds and max(seconds.values()) - min(seconds.values()) > DURATION_SLACK_S:
+        differences.append("lengths differ: " + ", ".join(f"{files[m]} {s:.2f} s" for m, s in seconds.items()))
+    return differences
+
+
+def trial_problems(files: dict[str, Path], differences: list[str] | None = None) -> list[str]:
     """Problems of one trial's videos (``files``: method -> file), each naming its file: each file's own
     (``playable``), and a file without sound where another of the trial has it (the participants would
-    compare a silent video with speaking ones)."""
+    compare a silent video with speaking ones). ``differences``, when given, gets what else sets the
+    videos apart (``trial_differences``: sizes, lengths), for a warning."""
     found = {method: playable(path) for method, path in files.items()}
+    if differences is not None:
+        differences += trial_differences(files, found)
     problems = [f"{files[method]}: {problem}" for method, result in found.items() for problem in result.problems]
     with_sound = [method for method, result in found.items() if result.sound]
     if with_sound:
