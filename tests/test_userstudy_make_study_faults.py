@@ -213,7 +213,8 @@ def test_videos_of_one_trial_that_differ_in_size_or_length_are_warned_about(tmp_
     assert measured == {"a": (64, 64), "b": (96, 96), "c": (64, 64)}
     last_frame = {m: frames_measured(tmp_path / m / "t1.mp4")[-1][0] for m in "abc"}    # + 1/16 s: the end
     with caplog.at_level("WARNING", logger="userstudy"):
-        code = make_study_main(["--out", str(tmp_path / "study")] + [f"--method={m}={tmp_path / m}" for m in "abc"])
+        code = make_study_main(["--out", str(tmp_path / "study"), "--criteria", "visual quality"]
+                               + [f"--method={m}={tmp_path / m}" for m in "abc"])
     assert code == 0
     warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(warned) == 1 and warned[0].startswith("2 differences in the videos of one trial")
@@ -224,3 +225,46 @@ def test_videos_of_one_trial_that_differ_in_size_or_length_are_warned_about(tmp_
     assert lengths and [float(x) for x in lengths.groups()] == pytest.approx(
         [last_frame[m] + 1 / 16 for m in "abc"], abs=0.006)
     assert "t2.mp4" not in warned[0]
+
+
+def test_bad_reference_files_are_refused_naming_each(tmp_path, capsys):
+    """A text file named .png, a JPEG cut short (Pillow's own encoder wrote it whole) and an MP4 cut short
+    as references: each named; before, all three were copied into the study."""
+    from PIL import Image
+
+    for stem in ("t1", "t2", "t3", "t4"):
+        for method in "ab":
+            write_video(tmp_path / method / f"{stem}.mp4", 90, 440.0)
+    refs = tmp_path / "refs"
+    write_video(refs / "t1.mp4", 90, 440.0)
+    (refs / "t2.png").write_text("x")
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)).save(
+        refs / "whole.jpg", quality=95)                    # noise: the cut falls in the picture data
+    data = (refs / "whole.jpg").read_bytes()
+    (refs / "t3.jpg").write_bytes(data[: len(data) // 2])
+    (refs / "whole.jpg").unlink()
+    data = (tmp_path / "a" / "t4.mp4").read_bytes()
+    (refs / "t4.mp4").write_bytes(data[: len(data) // 2])
+    code = make_study_main(["--out", str(tmp_path / "study"), f"--method=a={tmp_path / 'a'}",
+                            f"--method=b={tmp_path / 'b'}", "--references", str(refs)])
+    err = capsys.readouterr().err
+    assert code == 2 and "3 problems" in err
+    assert f"{refs / 't2.png'}: cannot be read as an image" in err
+    assert f"{refs / 't3.jpg'}: cannot be read as an image (image file is truncated" in err
+    assert f"{refs / 't4.mp4'}: " in err and str(refs / "t1.mp4") not in err
+    assert not (tmp_path / "study").exists()
+
+
+def test_an_identity_question_without_a_reference_is_warned_about(tmp_path, caplog):
+    for method in "ab":
+        write_video(tmp_path / method / "t1.mp4", 90, 440.0)
+    methods = [f"--method={m}={tmp_path / m}" for m in "ab"]
+    with caplog.at_level("WARNING", logger="userstudy"):
+        assert make_study_main(["--out", str(tmp_path / "s1")] + methods) == 0
+        assert make_study_main(["--out", str(tmp_path / "s2"), "--criteria", "visual quality"] + methods) == 0
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warned == ["'identity preservation' asks about the person in the reference, but the study shows no "
+                      "reference: give --references DIR (a picture or video per trial, by the same name) or "
+                      "--criteria without it"]
+    question = json.loads((tmp_path / "s1" / "study.json").read_text())["criteria"]
+    assert any("reference" in c["question"] for c in question)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from userstudy_data.media import tagged_video
 from userstudy_data.helpers import METHODS, make_study
 
@@ -25,7 +26,7 @@ def test_make_study_command_copies_videos_and_writes_the_study_file(tmp_path, ca
             (tmp_path / "gen" / method / f"{name}.mp4").write_bytes(tagged_video(f"{method}/{name}"))
     (tmp_path / "refs").mkdir()
     for name in ("clip_a", "clip_b"):
-        (tmp_path / "refs" / f"{name}.png").write_bytes(b"png")
+        Image.new("RGB", (8, 8), (10, 20, 30)).save(tmp_path / "refs" / f"{name}.png")
     code = make_study_cli.main(["--out", str(tmp_path / "study"), "--method", f"ours={tmp_path / 'gen/ours'}",
                                 "--method", f"base={tmp_path / 'gen/base'}", "--references", str(tmp_path / "refs"),
                                 "--title", "My study"])

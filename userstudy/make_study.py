@@ -46,7 +46,7 @@ from userstudy.dubbing import DubbingError, dub, picture_seconds
 from userstudy.encoding import EncodingError
 from userstudy.files import atomic_folder, write_text_atomic
 from userstudy.jsonfile import JSONFileError, read_json
-from userstudy.playable import playable, trial_problems
+from userstudy.playable import playable, reference_problems, trial_problems
 from userstudy.schema import PAPER_CRITERIA
 from userstudy.study import (
     DEFAULT_TITLE,
@@ -164,6 +164,17 @@ def checked_study(document: dict, folder: Path, out: Path) -> Study:
         raise StudyError(error.problems, out / STUDY_FILE) from None
 
 
+def warn_no_reference(criteria: list[str], run: bool = False) -> None:
+    """A warning when a criterion's question asks about the reference (identity preservation) and the
+    study shows none (no ``--references``; a run's study never has one)."""
+    asking = [c for c in criteria if "reference" in default_question(c)]
+    if asking:
+        logger.warning("%s asks about the person in the reference, but the study shows no reference: %s",
+                       " and ".join(repr(c) for c in asking),
+                       "choose --criteria without it" if run else
+                       "give --references DIR (a picture or video per trial, by the same name) or --criteria without it")
+
+
 def warn_differences(differences: list[str], shown: int = 5) -> None:
     """A warning listing what sets the videos of a trial apart besides their content (``trial_differences``:
     picture sizes, lengths): participants can tell the methods apart by them. Not an error: a study may
@@ -240,9 +251,13 @@ def make_study(out: str | os.PathLike, method_folders: dict[str, str | os.PathLi
     differences: list[str] = []
     for stem in stems:
         problems += trial_problems({method: videos[method][stem] for method in method_folders}, differences)
+        if references is not None:
+            problems += [f"{reference_files[stem]}: {problem}" for problem in reference_problems(reference_files[stem])]
     if problems:
         raise StudyError(problems)
     warn_differences(differences)
+    if references is None:
+        warn_no_reference(list(criteria) if criteria is not None else list(PAPER_CRITERIA))
 
     with atomic_folder(out) as folder:
         trials = []
@@ -406,6 +421,7 @@ def make_study_from_run(out: str | os.PathLike, run: str | os.PathLike, methods:
     if problems:
         raise StudyError(problems)
     criteria = list(criteria) if criteria is not None else list(PAPER_CRITERIA)
+    warn_no_reference(criteria, run=True)
     chosen = _run_methods(run, methods, problems)
     if problems:
         raise StudyError(problems)

@@ -16,7 +16,7 @@ PyAV (already what the server's dubbing uses) is imported only when a file is re
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -31,8 +31,10 @@ class Playable:
     problems: tuple[str, ...]
     frames: int
     sound: bool
-    size: tuple[int, int] | None = None      # the picture's (width, height) in pixels, as its stream gives it
-    seconds: float | None = None             # where the video packets end (their last timestamp + its length)
+    # informational (not compared): the picture's (width, height) in pixels as its stream gives it, and
+    # where the video packets end (their last timestamp + its length), in seconds
+    size: tuple[int, int] | None = field(default=None, compare=False)
+    seconds: float | None = field(default=None, compare=False)
 
 
 def _said(error: BaseException) -> object:
@@ -151,3 +153,25 @@ def trial_problems(files: dict[str, Path], differences: list[str] | None = None)
                      "again if a cut took its sound"
                      for method, result in found.items() if not result.sound and not result.problems]
     return problems
+
+
+IMAGE_PIXELS_MAX = 64_000_000     # a reference image over this many pixels is refused (not a portrait)
+
+
+def reference_problems(path: str | os.PathLike) -> list[str]:
+    """Problems of a trial's reference file, described without the path: a video's (``playable``), or an
+    image that does not decode to its end (Pillow: a file that is not an image, or cut short) or holds more
+    than ``IMAGE_PIXELS_MAX`` pixels (read from its header before decoding)."""
+    from PIL import Image
+
+    path = Path(path)
+    if path.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp", ".gif"):
+        return list(playable(path).problems)
+    try:
+        with Image.open(path) as image:
+            if image.width * image.height > IMAGE_PIXELS_MAX:
+                return [f"an image of {image.width} x {image.height} pixels, more than {IMAGE_PIXELS_MAX:,}"]
+            image.load()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        return [f"cannot be read as an image ({error}): not an image, or cut short"]
+    return []
