@@ -279,3 +279,15 @@ def test_the_maximum_likelihood_fit_is_skipped_exactly_when_it_cannot_be_finite(
                 finite = False
         assert mle_exists(wins) == finite, wins
         assert fit_strengths(wins)[1] == (not finite)
+
+
+def test_several_bad_preferences_are_each_paired_with_their_line():
+    """Before, the values were listed sorted as a set ("lines 3, 4 ... (found '1.5', '3')"), read as line 3
+    holding '1.5' when it held '3'."""
+    table = pd.DataFrame({"participant": "p", "trial": "t", "criterion": "q", "method_a": "a", "method_b": "b",
+                          "preference": ["1", "3", "1.5", "0"], "kind": "compare"})
+    table.index = pd.RangeIndex(2, 6, name="line")
+    with pytest.raises(PairwiseError) as error:
+        check_pairwise(table, source="pairwise.csv")
+    assert error.value.problems == [
+        "lines 3, 4: preference must be an integer from -2 to 2 (found '3' on line 3, '1.5' on line 4)"]

@@ -71,6 +71,7 @@ def test_non_numeric_and_fractional_ranks(tmp_path):
     rows[20]["rank"] = "1.5"       # line 22
     problems = problems_of(tmp_path, rows)
     assert any("lines 5, 12: rank is not a number" in p and "'first'" in p for p in problems)
+    assert "lines 5, 12: rank is not a number (found 'first' on line 5, '' on line 12)" in problems  # paired
     assert any("line 22: rank is not a whole number" in p and "'1.5'" in p for p in problems)
 
 

@@ -50,7 +50,7 @@ import pandas as pd
 from scipy import stats
 
 from userstudy.progress import Progress
-from userstudy.rankings import RankingsError, _where, grouped_problems, read_csv_table
+from userstudy.rankings import RankingsError, _found, _where, grouped_problems, read_csv_table
 from userstudy.study import PREFERENCE_LEVELS, STUDY_FILE, Study
 
 PAIRWISE_COLUMNS = ("participant", "trial", "criterion", "method_a", "method_b", "preference")
@@ -121,9 +121,8 @@ def check_pairwise(table: pd.DataFrame, source: str | None = None, study: Study 
     preference = pd.to_numeric(table["preference"], errors="coerce")
     bad = (table["preference"] != "") & ~preference.isin([-2, -1, 0, 1, 2])
     if bad.any():
-        values = ", ".join(sorted({repr(v) for v in table.loc[bad, "preference"]})[:5])
         problems.append(f"{_where(table.index, table.index[bad])}: preference must be an integer from -2 to 2 "
-                        f"(found {values})")
+                        f"({_found(table, bad, 'preference')})")
     kind = ~table["kind"].isin(KINDS) & ~blank
     if kind.any():
         problems.append(f"{_where(table.index, table.index[kind])}: kind must be one of {', '.join(KINDS)}")

@@ -192,6 +192,17 @@ def _where(index: pd.Index, labels) -> str:
     return f"{noun}{'s' if len(labels) > 1 else ''} {shown}{more}"
 
 
+def _found(table: pd.DataFrame, mask: pd.Series, column: str, shown: int = 5) -> str:
+    """``found 'x'`` for one bad value, else each with its line (``found '3' on line 7, '1.5' on line 8``):
+    the values paired with the lines that ``_where`` lists, in file order."""
+    values = table.loc[mask, column]
+    if len(values) == 1:
+        return f"found {values.iloc[0]!r}"
+    noun = "line" if table.index.name == "line" else "row"
+    more = f" and {len(values) - shown} more" if len(values) > shown else ""
+    return "found " + ", ".join(f"{v!r} on {noun} {i}" for i, v in values.iloc[:shown].items()) + more
+
+
 def _block_name(key: tuple) -> str:
     participant, trial, criterion = key
     return f"participant {participant!r}, trial {trial!r}, criterion {criterion!r}"
@@ -226,14 +237,13 @@ def _check_rows(table: pd.DataFrame, problems: list[str]) -> pd.Series:
         not_number, fractional = _whole_numbers(table[column])
         not_number &= ~blank
         if not_number.any():
-            values = ", ".join(sorted({repr(v) for v in table.loc[not_number, column]})[:5])
             problems.append(f"{_where(table.index, table.index[not_number])}: {column} is not a number "
-                            f"(found {values})")
+                            f"({_found(table, not_number, column)})")
             fit &= ~not_number
         if fractional.any():
-            values = ", ".join(sorted({repr(v) for v in table.loc[fractional, column]})[:5])
             problems.append(f"{_where(table.index, table.index[fractional])}: {column} is not a whole "
-                            f"number (found {values}); ties are not allowed, every rank is used once")
+                            f"number ({_found(table, fractional, column)}); ties are not allowed, every rank is "
+                            "used once")
             fit &= ~fractional
     if SUBMITTED_AT in table:
         stamps = pd.to_datetime(table[SUBMITTED_AT].str.strip(), utc=True, errors="coerce", format="ISO8601")
