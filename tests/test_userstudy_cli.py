@@ -127,6 +127,11 @@ def test_each_help_names_the_function_the_command_calls(name):
     assert named == [cli.COMMANDS[name].function]
     module, function = named[0].rsplit(".", 1)
     assert callable(getattr(importlib.import_module(module), function))
+    also = re.findall(r"^Python, with --run: ([\w.]+)$", text, re.MULTILINE)
+    assert also == (["userstudy.make_study.make_study_from_run"] if name == "make-study" else [])
+    for named in also:
+        module, function = named.rsplit(".", 1)
+        assert callable(getattr(importlib.import_module(module), function))
 
 
 def test_make_study_through_the_package(tmp_path):

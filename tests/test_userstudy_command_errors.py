@@ -339,3 +339,46 @@ def test_an_export_appended_to_itself_counts_each_save_once(tmp_path):
     one, two = analyze(once, tmp_path / "o1", bootstrap=0), analyze(twice, tmp_path / "o2", bootstrap=0)
     pd.testing.assert_frame_equal(one.points, two.points)
     assert one.rankings.blocks() == two.rankings.blocks() == 6 * 4
+
+
+def test_new_user_slips_are_named(tmp_path, capsys, caplog):
+    """simulate refuses two criteria that analyze would refuse (one file name); --methods names the method it
+    lists twice; a non-ASCII video name is named with its file and the rule says ASCII; counts of one are
+    singular (before: "1 trials x 2 methods")."""
+    out = tmp_path / "x.csv"
+    assert main(["simulate", "--methods", "a,b,c", "--criteria", "q,Q", "--out", str(out)]) == 2
+    assert "criteria 'q' and 'Q' would both be written as *_q.csv" in capsys.readouterr().err and not out.exists()
+    assert main(["simulate", "--methods", "a,b,c", "--participants", "3", "--trials", "2", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["analyze", str(out), "--methods", "a,b,b,c", "--out", str(tmp_path / "o")]) == 2
+    assert "; listed more than once: ['b']" in capsys.readouterr().err
+    from userstudy_data.media import write_video
+
+    for method in "ab":
+        write_video(tmp_path / method / "clïp.mp4", 90, 440.0)
+    assert main(["make-study", "--out", str(tmp_path / "s"), f"--method=a={tmp_path / 'a'}",
+                 f"--method=b={tmp_path / 'b'}"]) == 2
+    assert (f"video name 'clïp' ({tmp_path / 'a' / 'clïp.mp4'}; {tmp_path / 'b' / 'clïp.mp4'}) cannot be a trial "
+            "id: 1-64 ASCII letters") in capsys.readouterr().err
+    for method in "ab":
+        (tmp_path / method / "clïp.mp4").rename(tmp_path / method / "t1.mp4")
+    with caplog.at_level("INFO", logger="userstudy"):
+        assert main(["make-study", "--out", str(tmp_path / "s"), f"--method=a={tmp_path / 'a'}",
+                     f"--method=b={tmp_path / 'b'}", "--criteria", "visual quality"]) == 0
+    assert "'Video ranking study': 1 trial x 2 methods, 1 criterion, written to" in caplog.text
+
+
+def test_too_many_methods_are_refused_before_reading_and_one_folder_twice_is_warned_about(tmp_path, capsys, caplog):
+    from userstudy.study import BLIND_LETTERS
+    from userstudy_data.media import write_video
+
+    write_video(tmp_path / "a" / "t1.mp4", 90, 440.0)
+    many = [f"--method=m{i}={tmp_path / 'missing'}" for i in range(len(BLIND_LETTERS) + 1)]
+    assert main(["make-study", "--out", str(tmp_path / "s")] + many) == 2
+    err = capsys.readouterr().err
+    assert f"at most {len(BLIND_LETTERS)} methods (one blinded letter each), got {len(BLIND_LETTERS) + 1}" in err
+    assert "study.json" not in err                        # before: named a study file never written
+    with caplog.at_level("WARNING", logger="userstudy"):
+        assert main(["make-study", "--out", str(tmp_path / "s"), f"--method=x={tmp_path / 'a'}",
+                     f"--method=y={tmp_path / 'a'}", "--criteria", "visual quality"]) == 0
+    assert f"methods x, y read the same folder {tmp_path / 'a'}" in caplog.text

@@ -90,7 +90,7 @@ from userstudy.pairwise import (
     read_pairwise,
 )
 from userstudy.report import pairwise_report_markdown, points_markdown, report_markdown
-from userstudy.schema import CRITERION, METHOD, PARTICIPANT, TRIAL, criterion_slug
+from userstudy.schema import CRITERION, METHOD, PARTICIPANT, TRIAL, check_slugs, criterion_slug
 from userstudy.study import STUDY_FILE, AttentionCheck, StudyError, load_study, study_folder
 
 logger = logging.getLogger(__name__)
@@ -106,7 +106,9 @@ def method_order(checked: CheckedRankings, methods: list[str] | None) -> list[st
     if missing or unknown or len(set(methods)) != len(methods):
         raise ValueError(f"--methods must list each method of the data once: the data has {present}"
                          + (f"; not listed: {missing}" if missing else "")
-                         + (f"; not in the data: {unknown}" if unknown else ""))
+                         + (f"; not in the data: {unknown}" if unknown else "")
+                         + (f"; listed more than once: {sorted({m for m in methods if methods.count(m) > 1})}"
+                            if len(set(methods)) != len(methods) else ""))
     return list(methods)
 
 
@@ -274,17 +276,6 @@ def write_analysis(analysis: StudyAnalysis, out_dir: str | Path, source: str = "
     written.append(write_bytes_atomic(out / f"{analysis.posthoc}.png", posthoc_heatmaps(analysis)))
     written.append(write_text_atomic(out / "report.md", report_markdown(analysis, source)))
     return written
-
-
-def check_slugs(criteria: list[str]) -> None:
-    """Two criteria that would share a file name (``a b`` and ``a-b``) are refused, not overwritten."""
-    seen: dict[str, str] = {}
-    for criterion in criteria:
-        slug = criterion_slug(criterion)
-        if slug in seen:
-            raise ValueError(f"criteria {seen[slug]!r} and {criterion!r} would both be written as "
-                             f"*_{slug}.csv; rename one")
-        seen[slug] = criterion
 
 
 def default_out_dir(rankings_csv: str | Path) -> Path:
@@ -555,7 +546,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         return cli.fail(f"{error.filename}: {error.strerror or error}", parser.prog)
     checked = analysis.rankings
     print(f"{cli.count(len(checked.participants), 'participant')}, {cli.count(len(checked.trials), 'trial')}, "
-          f"{checked.blocks()} blocks used ({len(checked.dropped_blocks)} dropped, "
+          f"{cli.count(checked.blocks(), 'block')} used ({len(checked.dropped_blocks)} dropped, "
           f"{len(checked.superseded)} superseded resubmissions) -> {out}/report.md")
     if analysis.attention is not None:
         excluded = analysis.attention.excluded

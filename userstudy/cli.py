@@ -25,6 +25,7 @@ class Command(NamedTuple):
     module: str
     summary: str
     function: str       # the Python function the command is a thin layer over, named in its --help
+    run_function: str = ""   # the one it calls with --run instead (make-study), named beside it
 
 
 COMMANDS: dict[str, Command] = {
@@ -34,7 +35,8 @@ COMMANDS: dict[str, Command] = {
     "analyze": Command("userstudy.analyze", "Tables, tests and a report from a rankings CSV.",
                        "userstudy.analyze.analyze"),
     "make-study": Command("userstudy.make_study", "Make a study folder from one folder of videos per method, "
-                          "or from a benchmark run folder.", "userstudy.make_study.make_study"),
+                          "or from a benchmark run folder.", "userstudy.make_study.make_study",
+                          "userstudy.make_study.make_study_from_run"),
     "serve": Command("userstudy.serve", "Serve a study's ranking page and collect the answers.",
                      "userstudy.serve.serve"),
 }
@@ -44,6 +46,10 @@ class HelpFormatter(argparse.HelpFormatter):
     """Every option's help ends with its default: ``(default: 0.05)``, or ``(default: off)`` for a
     flag. An option whose default needs words (it is computed, or there is none) says so in its
     help text, which then already holds ``(default``."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        """Each line of a description or epilog filled alone (the epilog's lines stay lines)."""
+        return "\n".join(super(HelpFormatter, self)._fill_text(line, width, indent) for line in text.splitlines())
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
@@ -68,7 +74,9 @@ def command_parser(command: str, prog: str | None = None) -> argparse.ArgumentPa
     help ends with the Python function the command calls."""
     spec = COMMANDS[command]
     return ArgumentParser(prog=prog or f"python -m {spec.module}", description=spec.summary,
-                          epilog=f"Python: {spec.function}", formatter_class=HelpFormatter)
+                          epilog=f"Python: {spec.function}" + (f"\nPython, with --run: {spec.run_function}"
+                                                                if spec.run_function else ""),
+                          formatter_class=HelpFormatter)
 
 
 def configure_logging(quiet: bool = False) -> None:

@@ -49,6 +49,7 @@ from userstudy.jsonfile import JSONFileError, read_json
 from userstudy.playable import playable, reference_problems, trial_problems
 from userstudy.schema import PAPER_CRITERIA
 from userstudy.study import (
+    BLIND_LETTERS,
     DEFAULT_TITLE,
     REFERENCE_SUFFIXES,
     STUDY_FILE,
@@ -209,6 +210,14 @@ def make_study(out: str | os.PathLike, method_folders: dict[str, str | os.PathLi
     problems = criteria_problems(criteria)
     if len(method_folders) < 2:
         problems.append("give at least two methods")
+    if len(method_folders) > len(BLIND_LETTERS):     # (before any video is read)
+        problems.append(f"at most {len(BLIND_LETTERS)} methods (one blinded letter each), got {len(method_folders)}")
+    same: dict[Path, list[str]] = {}
+    for method, folder in method_folders.items():
+        same.setdefault(Path(folder).resolve(), []).append(method)
+    for folder, methods in same.items():
+        if len(methods) > 1:
+            logger.warning("methods %s read the same folder %s: their videos are identical", ", ".join(methods), folder)
     videos = {}
     for method, folder in method_folders.items():
         folder = Path(folder)
@@ -236,7 +245,9 @@ def make_study(out: str | os.PathLike, method_folders: dict[str, str | os.PathLi
             problems.append(f"video {stem!r} is missing for {', '.join(lacking)}"
                             + (f" ({'; '.join(unread)})" if unread else ""))
         if not is_valid_id(stem):
-            problems.append(f"video name {stem!r} cannot be a trial id (letters, digits, '.', '_', '-')")
+            where = "; ".join(str(videos[m][stem]) for m in videos if stem in videos[m])
+            problems.append(f"video name {stem!r} ({where}) cannot be a trial id: 1-64 ASCII letters, digits, '.', "
+                            "'_' or '-', starting with a letter or digit")
     reference_files = {}
     if references is not None and not Path(references).is_dir():
         problems.append(f"references: {references} is not a folder")
@@ -291,9 +302,9 @@ def make_study(out: str | os.PathLike, method_folders: dict[str, str | os.PathLi
         write_text_atomic(folder / STUDY_FILE, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
         reencode_study_videos(folder, constant_bitrate, out, sources)
     study = dataclasses.replace(study, root=out.resolve())
-    logger.info("study %r: %d trials x %d methods, %d criteria, written to %s; serve it with "
-                "python -m userstudy serve --study %s", study.title, len(study.trials), len(study.methods),
-                len(study.criteria), out, out)
+    logger.info("study %r: %s x %s, %s, written to %s; serve it with python -m userstudy serve --study %s",
+                study.title, cli.count(len(study.trials), "trial"), cli.count(len(study.methods), "method"),
+                cli.count(len(study.criteria), "criterion", "criteria"), out, out)
     return study
 
 
@@ -633,7 +644,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--repeat-checks", type=int, default=0, metavar="N",
                         help="with --run: attention checks that show a trial a second time")
     parser.add_argument("--check-criteria", type=cli.names, metavar="A,B",
-                        help="criteria on which a frozen video must rank last (default: sound-video synchronization)")
+                        help="with --run: criteria on which a frozen video must rank last (default: sound-video "
+                             "synchronization)")
     parser.add_argument("--pairwise-trials", type=int, default=0, metavar="N",
                         help="with --run: a pairwise block of N trials, two methods' videos of a clip each")
     parser.add_argument("--match-trials", type=int, default=0, metavar="N",

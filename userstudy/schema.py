@@ -58,3 +58,14 @@ def order_criteria(criteria: list[str] | tuple[str, ...]) -> list[str]:
     present = list(dict.fromkeys(criteria))
     paper = [c for c in PAPER_CRITERIA if c in present]
     return paper + [c for c in present if c not in PAPER_CRITERIA]
+
+
+def check_slugs(criteria: list[str]) -> None:
+    """Two criteria that would share a file name (``a b`` and ``a-b``) are refused, not overwritten."""
+    seen: dict[str, str] = {}
+    for criterion in criteria:
+        slug = criterion_slug(criterion)
+        if slug in seen:
+            raise ValueError(f"criteria {seen[slug]!r} and {criterion!r} would both be written as "
+                             f"*_{slug}.csv; rename one")
+        seen[slug] = criterion

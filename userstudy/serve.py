@@ -732,8 +732,9 @@ def serve_in_thread(server: StudyServer) -> threading.Thread:
 def describe(server: StudyServer) -> str:
     """``serving 'title' (3 trials x 3 methods, 4 criteria) at http://127.0.0.1:8000/; ...``"""
     study = server.study
-    return (f"serving {study.title!r} ({len(study.trials)} trials x {len(study.methods)} methods, "
-            f"{len(study.criteria)} criteria) at {server.url}; answers are stored in "
+    return (f"serving {study.title!r} ({cli.count(len(study.trials), 'trial')} x "
+            f"{cli.count(len(study.methods), 'method')}, "
+            f"{cli.count(len(study.criteria), 'criterion', 'criteria')}) at {server.url}; answers are stored in "
             f"{server.store.path} and exported to {study.rankings_path}")
 
 

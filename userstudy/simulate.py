@@ -35,7 +35,7 @@ from userstudy.files import write_text_atomic
 from userstudy.nonparametric import friedman, kruskal_wallis
 from userstudy.progress import Progress
 from userstudy.rankings import points_from_ranks
-from userstudy.schema import CRITERION, METHOD, PAPER_CRITERIA, PARTICIPANT, POSITION, RANK, TRIAL
+from userstudy.schema import CRITERION, METHOD, PAPER_CRITERIA, PARTICIPANT, POSITION, RANK, TRIAL, check_slugs
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +93,7 @@ def simulate_rankings(methods: Sequence[str], participants: int, trials: int,
     repeated = sorted({c for c in criteria if criteria.count(c) > 1})
     if repeated:
         raise ValueError(f"criteria: {', '.join(repeated)} given more than once; name each criterion once")
+    check_slugs(criteria)        # what analyze refuses (two criteria of one file name) is not written either
     too_big = size_problem(participants, trials, len(criteria), len(methods))
     if too_big:
         raise ValueError(too_big)
