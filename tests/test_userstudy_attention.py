@@ -182,3 +182,24 @@ def test_a_study_without_check_trials_says_so_and_the_report_names_its_software(
     for name, module in (("scipy", scipy), ("scikit-posthocs", scikit_posthocs), ("statsmodels", statsmodels),
                          ("pandas", pd)):
         assert f"{name} {module.__version__} (" in report
+
+
+def test_a_repeat_without_its_original_answered_is_said_not_scorable(tmp_path):
+    """p2 answered the repeat q8 but never its original t1: before, the report listed p2 among those who
+    "answered no check"."""
+    folder = make_study(tmp_path)
+    add_checks(folder)
+    table = []
+    for p in ["p1", "p2"]:
+        for trial in (["t1", "t2", "t3", "q8"] if p == "p1" else ["t2", "t3", "q8"]):
+            table += rows(p, trial, SYNC, list(METHODS))
+    table += rows("p3", "t2", SYNC, list(METHODS))
+    csv = folder / "rankings.csv"
+    pd.DataFrame(table).to_csv(csv, index=False)
+    analysis = analyze(csv, tmp_path / "out")
+    assert list(analysis.attention.results["participant"]) == ["p1"]
+    assert analysis.attention.unscored.to_dict("records") == [{"participant": "p2", "trial": "q8", "of": "t1"}]
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert ("Checks answered but not scorable (a repeat whose original trial the participant did not answer): "
+            "p2 (trial q8, a repeat of t1).") in report
+    assert "Participants who answered no check (kept): 1 (p3)." in report

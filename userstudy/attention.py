@@ -19,7 +19,7 @@ who answered no check is kept, and counted as unchecked in the report.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 from scipy import stats
@@ -29,6 +29,7 @@ from userstudy.study import AttentionCheck
 
 RESULT_COLUMNS = ["participant", "trial", "kind", "criteria", "score", "passed", "detail"]
 EXCLUSION_COLUMNS = ["participant", "checks_answered", "checks_failed", "excluded", "reason"]
+UNSCORED_COLUMNS = ["participant", "trial", "of"]
 
 
 @dataclass
@@ -41,6 +42,9 @@ class AttentionSummary:
     participants: pd.DataFrame
     max_failed: int
     repeat_min_tau: float
+    # repeats answered but not scorable (participant, trial, of): the original trial was not answered on
+    # any of the repeat's criteria; such a participant is not counted as one who answered no check
+    unscored: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=UNSCORED_COLUMNS))
 
     @property
     def excluded(self) -> list[str]:
@@ -103,6 +107,18 @@ def score_checks(data: pd.DataFrame, checks: dict[str, AttentionCheck],
     return pd.DataFrame(rows, columns=RESULT_COLUMNS)
 
 
+def unscored_repeats(data: pd.DataFrame, checks: dict[str, AttentionCheck], results: pd.DataFrame) -> pd.DataFrame:
+    """The repeat checks a participant answered that ``score_checks`` could not score (``results`` has no
+    row for them: the original trial was not answered on any of the repeat's criteria), one row
+    (participant, trial, of) each."""
+    repeats = {trial for trial, check in checks.items() if check.kind == "repeat"}
+    answered = data.loc[data[TRIAL].isin(repeats), [PARTICIPANT, TRIAL]].drop_duplicates()
+    scored = set(zip(results["participant"], results["trial"]))
+    rows = [{"participant": p, "trial": t, "of": checks[t].of} for p, t in sorted(map(tuple, answered.to_numpy()))
+            if (p, t) not in scored]
+    return pd.DataFrame(rows, columns=UNSCORED_COLUMNS)
+
+
 def apply_exclusion_rule(results: pd.DataFrame, max_failed: int = 0) -> pd.DataFrame:
     """One row per participant with a scored check: how many were answered and failed, whether the
     participant is excluded (more than ``max_failed`` failed) and why (the failed checks' details)."""
@@ -126,4 +142,6 @@ def attention_summary(data: pd.DataFrame, checks: dict[str, AttentionCheck], max
     if not -1.0 <= repeat_min_tau <= 1.0:
         raise ValueError(f"repeat_min_tau is a Kendall tau, between -1 and 1; got {repeat_min_tau}")
     results = score_checks(data, checks, repeat_min_tau)
-    return AttentionSummary(checks, results, apply_exclusion_rule(results, max_failed), max_failed, repeat_min_tau)
+    unscored = unscored_repeats(data, checks, results)
+    return AttentionSummary(checks, results, apply_exclusion_rule(results, max_failed), max_failed, repeat_min_tau,
+                            unscored)

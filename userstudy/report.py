@@ -180,7 +180,14 @@ def _attention_section(analysis: StudyAnalysis) -> list[str]:
         lines.append("Kept although they failed a check (within the rule): "
                      + "; ".join(f"{r.participant} ({r.reason})" for r in kept_failing.itertuples()) + ".")
         lines.append("")
-    unchecked = sorted(set(analysis.rankings.participants) - set(people["participant"]))
+    unscored = attention.unscored
+    if len(unscored):
+        lines.append("Checks answered but not scorable (a repeat whose original trial the participant did not "
+                     "answer): " + "; ".join(f"{r.participant} (trial {r.trial}, a repeat of {r.of})"
+                                              for r in unscored.itertuples()) + ".")
+        lines.append("")
+    unchecked = sorted(set(analysis.rankings.participants) - set(people["participant"])
+                       - set(unscored["participant"]))
     if unchecked:
         lines.append(f"Participants who answered no check (kept): {len(unchecked)} ({', '.join(unchecked[:20])}"
                      + (", ..." if len(unchecked) > 20 else "") + ").")
