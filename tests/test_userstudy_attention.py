@@ -203,3 +203,17 @@ def test_a_repeat_without_its_original_answered_is_said_not_scorable(tmp_path):
     assert ("Checks answered but not scorable (a repeat whose original trial the participant did not answer): "
             "p2 (trial q8, a repeat of t1).") in report
     assert "Participants who answered no check (kept): 1 (p3)." in report
+
+
+def test_every_problem_of_one_check_is_reported_at_once(tmp_path):
+    """A 'last' check with unknown criteria and an unknown method: both said (before: the method only after
+    the criteria were fixed)."""
+    folder = make_study(tmp_path)
+    add_checks(folder, lambda d: d["trials"][3]["check"].update(criteria=["smell"], method="nope"))
+    with pytest.raises(StudyError) as error:
+        load_study(folder)
+    assert error.value.problems[:2] == [
+        "trials[3] ('q7') check: criteria must name criteria of the study (visual quality, sound-video "
+        "synchronization), got ['smell']",
+        "trials[3] ('q7') check: a 'last' check names the method whose slot holds the broken video (one of "
+        + ", ".join(METHODS) + ") and no 'of', got {'kind': 'last', 'method': 'nope', 'criteria': ['smell']}"]

@@ -334,20 +334,19 @@ def _check(where: str, entry: dict, methods: list[str], criteria: list[str],
         return None
     chosen = entry.get("criteria", [])
     unknown = [c for c in chosen if c not in criteria]
+    found = len(problems)             # each of the check's problems is reported, not only the first
     if unknown or (not chosen and "criteria" in entry):
         problems.append(f"{section}: criteria must name criteria of the study ({', '.join(criteria)}), got {chosen!r}")
-        return None
     if kind == "last":
         if entry.get("method") not in methods or "of" in entry:
             problems.append(f"{section}: a 'last' check names the method whose slot holds the broken video "
                             f"(one of {', '.join(methods)}) and no 'of', got {entry!r}")
-            return None
-        return AttentionCheck("last", method=entry["method"], criteria=tuple(chosen))
+        return None if len(problems) > found else AttentionCheck("last", method=entry["method"],
+                                                                 criteria=tuple(chosen))
     if not isinstance(entry.get("of"), str) or "method" in entry:
         problems.append(f"{section}: a 'repeat' check names the trial it repeats in 'of' and no 'method', "
                         f"got {entry!r}")
-        return None
-    return AttentionCheck("repeat", of=entry["of"], criteria=tuple(chosen))
+    return None if len(problems) > found else AttentionCheck("repeat", of=entry["of"], criteria=tuple(chosen))
 
 
 def _trial_videos(where: str, kind: str, entry: dict, videos: dict, methods: list[str], criteria: list[str],
