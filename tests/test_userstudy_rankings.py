@@ -238,3 +238,12 @@ def test_read_keeps_text_as_text(tmp_path):
     table = read_rankings(write(tmp_path, rows))
     assert set(table["participant"]) == {"007", "010"}
     assert load_rankings(tmp_path / "rankings.csv").participants == ["007", "010"]
+
+
+def test_a_line_cut_short_is_one_problem_naming_it(tmp_path):
+    """A file cut inside its last row: before, four "is empty" / "is not a number" problems for one cut."""
+    path = tmp_path / "r.csv"
+    path.write_text("participant,trial,criterion,method,rank\np,t,q,a,1\np,t,q,b,2\np,t")
+    with pytest.raises(RankingsError) as error:
+        load_rankings(path)
+    assert error.value.problems == ["line 4 has 2 fields, the header 5 (a line cut short, or a field missing)"]

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from userstudy.cli import problems_message
+from userstudy.cli import count, problems_message
 from userstudy.schema import (
     BLOCK_COLUMNS,
     CRITERION,
@@ -160,11 +160,26 @@ def read_csv_table(path: str | os.PathLike, error: type[RankingsError] = Ranking
     if extra := _first_line_extra_fields(table):
         raise error([f"not a readable CSV file: line 2 has {len(table.columns) + extra} fields, the header "
                      f"{len(table.columns)} (a field that holds a comma needs double quotes)"], str(path))
+    short = _short_lines(path, len(table.columns))
+    if short:          # pandas fills a short line's missing fields with "": four "is empty" problems for one cut
+        raise error([f"line {line} has {count(fields, 'field')}, the header {len(table.columns)} (a line cut "
+                     "short, or a field missing)" for line, fields in short[:MAX_LINES_SHOWN]]
+                    + ([f"and {len(short) - MAX_LINES_SHOWN} more such lines"] if len(short) > MAX_LINES_SHOWN else []),
+                    str(path))
     twice = _repeated_header_names(path)
     if twice:          # pandas renames the second "rank" to "rank.1" and the first is used, silently
         raise error([f"the header names the column(s) {', '.join(map(repr, twice))} more than once; keep one"],
                     str(path))
     return table
+
+
+def _short_lines(path: Path, width: int) -> list[tuple[int, int]]:
+    """(line, fields) of each record of a CSV file (already read by pandas) with fewer fields than the
+    header's ``width``, blank lines left out (the callers say what a blank line is)."""
+    with open(path, encoding="utf-8", newline="") as handle:
+        reader = csv.reader(handle)
+        next(reader, None)
+        return [(reader.line_num, len(row)) for row in reader if row and len(row) < width]
 
 
 def _repeated_header_names(path: Path) -> list[str]:
