@@ -268,3 +268,44 @@ def test_an_identity_question_without_a_reference_is_warned_about(tmp_path, capl
                       "--criteria without it"]
     question = json.loads((tmp_path / "s1" / "study.json").read_text())["criteria"]
     assert any("reference" in c["question"] for c in question)
+
+
+def test_a_folder_study_gets_frozen_and_repeat_checks(tmp_path):
+    """--frozen-checks / --repeat-checks without --run (before: refused, "only with --run"). The frozen
+    video, measured by ffmpeg: every frame one picture, the source's first (mean luma), as many frames as the
+    source, and the source's sound sample for sample (copied, not re-encoded)."""
+    from userstudy.study import load_study
+
+    for stem in ("t1", "t2", "t3"):
+        for shade, method in ((90, "a"), (150, "b")):
+            write_video(tmp_path / method / f"{stem}.mp4", shade, 440.0, frames=16)
+    code = make_study_main(["--out", str(tmp_path / "study"), f"--method=a={tmp_path / 'a'}",
+                            f"--method=b={tmp_path / 'b'}", "--frozen-checks", "1", "--repeat-checks", "2",
+                            "--criteria", "visual quality,sound-video synchronization", "--seed", "s"])
+    assert code == 0
+    study = load_study(tmp_path / "study")
+    checks = [t for t in study.trials if t.check is not None]
+    assert len(study.trials) == 6 and sorted(t.check.kind for t in checks) == ["last", "repeat", "repeat"]
+    assert all(re.fullmatch(r"c[0-9a-f]{10}", t.id) for t in checks)          # opaque: not the file names
+    frozen = next(t for t in checks if t.check.kind == "last")
+    assert frozen.check.criteria == ("sound-video synchronization",)
+    slot = frozen.check.method
+    original = next(t for t in study.trials if t.check is None and t.videos[slot] != frozen.videos[slot]
+                    and all(t.videos[m] == frozen.videos[m] for m in t.videos if m != slot))
+    source = tmp_path / slot / f"{original.id}.mp4"
+    made = tmp_path / "study" / frozen.videos[slot]
+    source_frames, made_frames = frames_measured(source), frames_measured(made)
+    assert len(made_frames) == len(source_frames) == 16
+    assert made_frames[0][1] == pytest.approx(source_frames[0][1], abs=2)
+
+    def checksums(path):     # ffmpeg's checksum of each decoded picture
+        err = ffmpeg("-i", str(path), "-map", "0:v:0", "-vf", "showinfo", "-f", "null", "-").stderr.decode()
+        return re.findall(r"checksum:([0-9A-F]+)", err)
+
+    assert len(set(checksums(made))) == 1 and len(set(checksums(source))) > 1     # still; the source moves
+    start, sound = sound_measured(source)
+    made_start, made_sound = sound_measured(made)
+    assert made_start == start and np.array_equal(made_sound, sound)
+    repeats = [t for t in checks if t.check.kind == "repeat"]
+    for repeat in repeats:
+        assert repeat.videos == study.trial(repeat.check.of).videos

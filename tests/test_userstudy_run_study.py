@@ -112,8 +112,8 @@ def test_the_command_takes_a_run_and_points_a_method_folder_of_a_run_to_it(tmp_p
     assert code == 2 and "make the study with --run RUN_FOLDER" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         make_study_command.main(["--out", str(tmp_path / "x"), "--method", f"imac={run / 'imac'}",
-                                 "--method", f"s2g={run / 's2g'}", "--frozen-checks", "1"])
-    assert "--frozen-checks only with --run" in capsys.readouterr().err
+                                 "--method", f"s2g={run / 's2g'}", "--pairwise-trials", "1"])
+    assert "--pairwise-trials only with --run" in capsys.readouterr().err
 
 
 def test_no_trial_is_repeated_and_asking_for_more_names_the_most_possible(tmp_path):

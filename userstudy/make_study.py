@@ -45,6 +45,7 @@ from userstudy import cli
 from userstudy.dubbing import DubbingError, dub, picture_seconds
 from userstudy.encoding import EncodingError
 from userstudy.files import atomic_folder, write_text_atomic
+from userstudy.frozen import FreezeError, freeze
 from userstudy.jsonfile import JSONFileError, read_json
 from userstudy.playable import playable, reference_problems, trial_problems
 from userstudy.schema import PAPER_CRITERIA
@@ -165,6 +166,50 @@ def checked_study(document: dict, folder: Path, out: Path) -> Study:
         raise StudyError(error.problems, out / STUDY_FILE) from None
 
 
+def checks_options(frozen_checks: int, repeat_checks: int, check_criteria: list[str] | None, criteria: list[str],
+                   problems: list[str]) -> list[str]:
+    """The criteria on which a frozen video must rank last (``check_criteria``, by default sound-video
+    synchronization when the study asks it), with the problems of the checks' options added to
+    ``problems``: a negative count, frozen checks without such a criterion, a criterion not of the study."""
+    for number, name in ((frozen_checks, "frozen checks"), (repeat_checks, "repeat checks")):
+        if number < 0:
+            problems.append(f"{name} must be 0 or more, got {number}")
+    chosen = list(check_criteria) if check_criteria else ([SYNC_CRITERION] if SYNC_CRITERION in criteria else [])
+    if frozen_checks and not chosen:
+        problems.append(f"frozen checks: say on which criteria a frozen video must rank last (--check-criteria); "
+                        f"the default, {SYNC_CRITERION!r}, is not among the study's criteria")
+    if [c for c in chosen if c not in criteria]:
+        problems.append(f"check criteria {chosen} must be among the study's criteria {criteria}")
+    return chosen
+
+
+def folder_checks(stems: list[str], methods: list[str], frozen_checks: int, repeat_checks: int,
+                  seed: str, problems: list[str]) -> tuple[list[tuple[str, str, str]], list[tuple[str, str]]]:
+    """A folder study's attention checks, drawn with the study's seed: (check id, trial, slot method) of each
+    frozen check and (check id, trial) of each repeat, each trial drawn once per kind. A check's id is
+    opaque (``c`` and ten hex digits, unlike any trial's), so it says nothing of the check; asking for more
+    checks of a kind than there are trials is a problem added to ``problems``."""
+    for number, name, option in ((frozen_checks, "frozen", "--frozen-checks"), (repeat_checks, "repeat",
+                                                                                 "--repeat-checks")):
+        if number > len(stems):
+            problems.append(f"{name} checks ({option}): {number} asked, but the study has {cli.count(len(stems), 'trial')}"
+                            f"; at most {len(stems)}")
+    if problems:
+        return [], []
+    rng = keyed_rng(seed, "checks")
+    taken = set(stems)
+
+    def opaque() -> str:
+        while (name := f"c{rng.getrandbits(40):010x}") in taken:
+            pass
+        taken.add(name)
+        return name
+
+    frozen = [(opaque(), stem, rng.choice(methods)) for stem in rng.sample(stems, frozen_checks)]
+    repeats = [(opaque(), stem) for stem in rng.sample(stems, repeat_checks)]
+    return frozen, repeats
+
+
 def warn_no_reference(criteria: list[str], run: bool = False) -> None:
     """A warning when a criterion's question asks about the reference (identity preservation) and the
     study shows none (no ``--references``; a run's study never has one)."""
@@ -192,8 +237,14 @@ def make_study(out: str | os.PathLike, method_folders: dict[str, str | os.PathLi
                instructions: str = "", references: str | os.PathLike | None = None,
                seed: str | None = None, play_through: bool = True, consent: str = "",
                completion_code: str = "", completion_url: str = "",
-               constant_bitrate: int | None = None) -> Study:
+               constant_bitrate: int | None = None, frozen_checks: int = 0, repeat_checks: int = 0,
+               check_criteria: list[str] | None = None) -> Study:
     """Make a study folder from one folder of videos per method (the command); returns the checked study.
+
+    Attention checks (``userstudy.study``), drawn with the seed: ``frozen_checks`` trials in which one
+    method's slot shows that method's video frozen on its first frame, sound kept (``userstudy.frozen``),
+    which must rank last on ``check_criteria`` (default: sound-video synchronization); ``repeat_checks``
+    trials shown a second time. Their ids are opaque (``folder_checks``).
 
     A trial is a file name (without suffix) present in every method's folder; names missing from
     some folders are errors, not silently skipped. Videos (and references, matched by the same
@@ -207,7 +258,10 @@ def make_study(out: str | os.PathLike, method_folders: dict[str, str | os.PathLi
     """
     out = Path(out)
     check_out(out)
+    seed = seed or secrets.token_hex(8)
     problems = criteria_problems(criteria)
+    check_criteria = checks_options(frozen_checks, repeat_checks, check_criteria,
+                                    list(criteria) if criteria is not None else list(PAPER_CRITERIA), problems)
     if len(method_folders) < 2:
         problems.append("give at least two methods")
     if len(method_folders) > len(BLIND_LETTERS):     # (before any video is read)
@@ -256,6 +310,7 @@ def make_study(out: str | os.PathLike, method_folders: dict[str, str | os.PathLi
         lacking = [s for s in stems if s not in reference_files]
         if lacking:
             problems.append(f"no reference in {references} for {', '.join(lacking)}")
+    frozen, repeats = folder_checks(stems, list(method_folders), frozen_checks, repeat_checks, seed, problems)
     if problems:
         raise StudyError(problems)
     logger.info("reading the %d videos of the study (whether each plays to its end)", len(stems) * len(method_folders))
@@ -290,9 +345,25 @@ def make_study(out: str | os.PathLike, method_folders: dict[str, str | os.PathLi
                 shutil.copyfile(reference_files[stem], folder / relative)
                 entry["reference"] = relative
             trials.append(entry)
+        by_stem = {entry["id"]: entry for entry in trials}
+        for check_id, stem, slot in frozen:
+            relative = f"videos/{folder_names[slot]}/{check_id}.mp4"
+            try:
+                freeze(videos[slot][stem], folder / relative)
+            except FreezeError as error:
+                raise StudyError([f"frozen checks: {error}"]) from None
+            sources[folder / relative] = videos[slot][stem]
+            trials.append({"id": check_id, "videos": {**by_stem[stem]["videos"], slot: relative},
+                           **({"reference": by_stem[stem]["reference"]} if "reference" in by_stem[stem] else {}),
+                           "check": {"kind": "last", "method": slot, "criteria": check_criteria}})
+        for check_id, stem in repeats:
+            trials.append({"id": check_id, "videos": dict(by_stem[stem]["videos"]),
+                           **({"reference": by_stem[stem]["reference"]} if "reference" in by_stem[stem] else {}),
+                           "check": {"kind": "repeat", "of": stem}})
+        trials.sort(key=lambda entry: entry["id"])
         criteria = list(criteria) if criteria is not None else list(PAPER_CRITERIA)
         document = {
-            "title": title, "instructions": instructions, "seed": seed or secrets.token_hex(8),
+            "title": title, "instructions": instructions, "seed": seed,
             "methods": list(method_folders),
             "criteria": [{"name": c, "question": default_question(c)} for c in criteria],
             "trials": trials,
@@ -454,16 +525,10 @@ def make_study_from_run(out: str | os.PathLike, run: str | os.PathLike, methods:
             problems.append(f"identities: {', '.join(unknown)} not in the run (it has {', '.join(present)})")
     if trials_per_identity is not None and trials_per_identity < 1:
         problems.append(f"trials per identity must be at least 1, got {trials_per_identity}")
-    for number, name in ((frozen_checks, "frozen checks"), (repeat_checks, "repeat checks"),
-                         (pairwise_trials, "pairwise trials"), (match_trials, "match trials")):
+    for number, name in ((pairwise_trials, "pairwise trials"), (match_trials, "match trials")):
         if number < 0:
             problems.append(f"{name} must be 0 or more, got {number}")
-    check_criteria = list(check_criteria) if check_criteria else ([SYNC_CRITERION] if SYNC_CRITERION in criteria else [])
-    if frozen_checks and not check_criteria:
-        problems.append(f"frozen checks: say on which criteria a frozen video must rank last (--check-criteria); "
-                        f"the default, {SYNC_CRITERION!r}, is not among the study's criteria")
-    if [c for c in check_criteria if c not in criteria]:
-        problems.append(f"check criteria {check_criteria} must be among the study's criteria {criteria}")
+    check_criteria = checks_options(frozen_checks, repeat_checks, check_criteria, criteria, problems)
     if problems:
         raise StudyError(problems)
 
@@ -640,11 +705,12 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--trials-per-identity", type=int, metavar="N",
                         help="with --run: clips drawn per identity (default: all)")
     parser.add_argument("--frozen-checks", type=int, default=0, metavar="N",
-                        help="with --run: attention checks where one slot shows the run's frozen 'static' video")
+                        help="attention checks where one slot shows a frozen video, which must rank last (with "
+                             "--run: the run's 'static' video; else that slot's video frozen on its first frame)")
     parser.add_argument("--repeat-checks", type=int, default=0, metavar="N",
-                        help="with --run: attention checks that show a trial a second time")
+                        help="attention checks that show a trial a second time")
     parser.add_argument("--check-criteria", type=cli.names, metavar="A,B",
-                        help="with --run: criteria on which a frozen video must rank last (default: sound-video "
+                        help="criteria on which a frozen video must rank last (default: sound-video "
                              "synchronization)")
     parser.add_argument("--pairwise-trials", type=int, default=0, metavar="N",
                         help="with --run: a pairwise block of N trials, two methods' videos of a clip each")
@@ -683,9 +749,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser = build_parser(prog)
     args = parser.parse_args(argv)
     cli.configure_logging()
-    run_only = [f"--{n.replace('_', '-')}" for n in ("methods", "identities", "trials_per_identity", "check_criteria")
-                if getattr(args, n) is not None] + [f"--{n.replace('_', '-')}" for n in ("frozen_checks", "repeat_checks",
-                                                                                        "pairwise_trials", "match_trials")
+    run_only = [f"--{n.replace('_', '-')}" for n in ("methods", "identities", "trials_per_identity")
+                if getattr(args, n) is not None] + [f"--{n.replace('_', '-')}" for n in ("pairwise_trials", "match_trials")
                                                       if getattr(args, n)]
     if args.preference_levels != 3:
         run_only.append("--preference-levels")
@@ -714,7 +779,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             return cli.fail(f"a method is given twice: {names}", parser.prog)
         build = functools.partial(make_study, args.out, dict(args.method), criteria=args.criteria, title=args.title,
                                   instructions=args.instructions, references=args.references, seed=args.seed,
-                                  **options)
+                                  frozen_checks=args.frozen_checks, repeat_checks=args.repeat_checks,
+                                  check_criteria=args.check_criteria, **options)
     try:
         build()
     except (StudyError, EncodingError) as error:

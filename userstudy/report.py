@@ -151,7 +151,7 @@ def _attention_section(analysis: StudyAnalysis) -> list[str]:
     attention = analysis.attention
     if attention is None and analysis.no_check_trials:
         return ["## Attention checks", "", "None: the study file has no check trials, so no participant is "
-                "excluded (`make-study --run RUN --frozen-checks N --repeat-checks N` adds them).", ""]
+                "excluded (`make-study --frozen-checks N --repeat-checks N` adds them).", ""]
     if attention is None:
         return (["## Attention checks", "", "Not applied: no study file was given or found beside the answers, so "
                  "check trials (if the study had any) are analysed as ordinary trials and no participant is "
