@@ -68,7 +68,7 @@ from tqdm import tqdm
 
 from bench.config import BenchConfig, load_bench_config
 from bench.data.toy.corpus import ToyCorpusConfig, generate_toy_corpus
-from bench.methods import CONTROLS, OPTION_SECTIONS, make_method
+from bench.methods import BUILTIN, CONTROLS, OPTION_SECTIONS, make_method
 from bench.methods.base import BenchContext, Method, as_json, made_videos, made_with_changes
 from bench.methods.command import CommandMethod, parse_methods_file
 from bench.methods.external import ExternalVideoError, GeneratedFolder
@@ -605,6 +605,9 @@ def method_names(settings: RunSettings) -> list[str]:
         if name in settings.methods:      # the folder's videos would silently replace the method's
             raise ValueError(f"--generated {name}={folder}: {name} is also in --methods; give the external videos "
                              f"another name (e.g. --generated {name}-external={folder}) to compare both")
+        if name in BUILTIN and name not in CONTROLS:   # (controls: said below) a built-in method's name
+            raise ValueError(f"--generated {name}={folder}: {name} is a built-in method's name; give the external "
+                             f"videos another name (e.g. --generated {name}-external={folder})")
     for option, given in (("--methods", settings.methods), ("--generated", list(generated))):
         clash = [n for n in given if n in CONTROLS or n == NOISE_FLOOR]
         if clash:
@@ -967,6 +970,7 @@ def check_external_folders(plan: RunPlan) -> None:
         folder = getattr(method, "folder", None)
         if isinstance(method, GeneratedFolder) and method.folder.is_dir() and not plan.settings.skip_missing:
             checks.append(functools.partial(method.check_complete, plan.clips))
+            checks.append(functools.partial(method.check_readable, plan.clips))
         if method.kind == "external" and folder is not None and Path(folder).is_dir():
             checks.append(functools.partial(check_folder, plan.config.metrics, plan.protocol, plan.clips,
                                             method.name, Path(folder)))

@@ -797,6 +797,10 @@ def find_clips(root: str | os.PathLike, split: str | None = "test") -> list[Clip
         raise FolderError(f"{root}: {what} (expected <identity>/<clip_id>.mp4 or a dataset with {MANIFEST_NAME})")
     keys = [clip.key for clip in clips]
     duplicates = sorted({key for key in keys if keys.count(key) > 1})
-    if duplicates:
-        raise FolderError(f"{root}: the same identity/clip appears twice: {duplicates[:5]}")
+    if duplicates:      # each named with its files (e.g. a.mp4 beside a.webm), to remove all but one
+        named = "; ".join(f"{'/'.join(key)}: " + " and ".join(str(clip.video) for clip in clips if clip.key == key)
+                          for key in duplicates[:5])
+        raise FolderError(f"{root}: the same identity/clip appears twice: {named}"
+                          + (f" (and {len(duplicates) - 5} more)" if len(duplicates) > 5 else "")
+                          + "; keep one file per clip")
     return sorted(clips, key=lambda clip: clip.key)

@@ -164,3 +164,51 @@ def test_a_missing_clip_says_what_stands_in_its_place(tmp_path):
                                                  r"--skip-missing"):
         GeneratedFolder("mine", tmp_path / "webm").check_complete(clips)
     GeneratedFolder("mine", tmp_path / "webm").check_complete(clips[1:2])       # all there: nothing to say
+
+
+def test_a_corrupt_generated_video_is_refused_before_any_method_trains(corpus, tmp_path, capsys):
+    """Before, S2G trained and generated every clip and only then was the cut file found (about ten minutes of
+    the default run). Every unreadable one is named at once; nothing is made."""
+    import shutil
+
+    folder = tmp_path / "gen"
+    clips = real_test_clips(corpus)
+    for clip in clips:
+        (folder / clip.identity).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(clip.video, folder / clip.identity / f"{clip.clip_id}.mp4")
+    for clip in clips[:2]:
+        data = clip.video.read_bytes()
+        (folder / clip.identity / f"{clip.clip_id}.mp4").write_bytes(data[: len(data) // 3])
+    assert run(corpus, tmp_path / "r", "--methods", "s2g", "--generated", f"x={folder}") == 2
+    err = capsys.readouterr().err
+    assert "2 unreadable videos: " in err
+    for clip in clips[:2]:
+        assert f"{folder / clip.identity / clip.clip_id}.mp4: " in err
+    assert not (tmp_path / "r" / "work" / "s2g").exists() and not (tmp_path / "r" / "s2g").exists()
+
+
+def test_a_built_in_method_name_is_refused_for_external_videos(corpus, tmp_path, capsys):
+    (tmp_path / "v").mkdir()
+    assert run(corpus, tmp_path / "r", "--generated", f"s2g={tmp_path / 'v'}") == 2
+    assert f"--generated s2g={tmp_path / 'v'}: s2g is a built-in method's name" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_clip_names_in_upper_case_or_twice_are_named(tmp_path):
+    """ines_002.MP4 where ines_002.mp4 is read: said (before: plain "missing", the hint looked only at other
+    containers); two files of one clip in a folder scored by metrics compute: both files named."""
+    from bench.methods.external import ExternalVideoError, GeneratedFolder
+    from metrics.dataset import ClipRecord, FolderError, find_clips
+
+    clip = ClipRecord(identity="ines", clip_id="ines_002", video=tmp_path / "real.mp4")
+    (tmp_path / "g" / "ines").mkdir(parents=True)
+    (tmp_path / "g" / "ines" / "ines_002.MP4").write_bytes(b"")
+    with pytest.raises(ExternalVideoError, match=r"ines_002.mp4: missing; found ines_002.MP4: imac-bench run reads "
+                                                 r"<clip_id>.mp4, in lower case"):
+        GeneratedFolder("mine", tmp_path / "g").write(clip, tmp_path / "out.mp4", 0)
+    (tmp_path / "g" / "ines" / "ines_002.MP4").rename(tmp_path / "g" / "ines" / "ines_002.mp4")
+    (tmp_path / "g" / "ines" / "ines_002.webm").write_bytes(b"")
+    with pytest.raises(FolderError) as error:
+        find_clips(tmp_path / "g")
+    assert (f"the same identity/clip appears twice: ines/ines_002: {tmp_path / 'g' / 'ines' / 'ines_002.mp4'} and "
+            f"{tmp_path / 'g' / 'ines' / 'ines_002.webm'}") in str(error.value)

@@ -95,6 +95,23 @@ class GeneratedFolder(Method):
                                  f"{'; ' + hint if hint else ''}{more} (give them, or --skip-missing to score the "
                                  "others, the missing ones flagged in every table)")
 
+    def check_readable(self, clips) -> None:
+        """``ExternalVideoError`` naming every video of a test clip of ``clips`` in the folder that does not
+        decode to the frame count its container states (``check_video``); checked before the run trains or
+        generates anything, so a corrupt file costs seconds, not the other methods' training."""
+        present = [self.folder / clip.identity / f"{clip.clip_id}.mp4" for clip in clips]
+        present = [path for path in present if path.is_file()]
+        logger.info("--generated %s=%s: decoding its %d test videos", self.name, self.folder, len(present))
+        problems = []
+        for path in present:
+            try:
+                check_video(path)
+            except ExternalVideoError as error:
+                problems.append(str(error))
+        if problems:
+            raise ExternalVideoError(problems[0] if len(problems) == 1 else
+                                     f"{len(problems)} unreadable videos: " + "; ".join(problems))
+
     def prepare(self, context) -> dict[str, Any]:
         """Checks the folder; facts: the folder, and its videos that are not test clips of the run (another
         speaker, a train clip: ``not_test_clips``, not scored, with a warning)."""
@@ -124,7 +141,9 @@ def look_alike(folder: Path, clip: ClipRecord) -> str | None:
     """What stands in ``folder`` where the clip's ``<identity>/<clip_id>.mp4`` is missing, in words: the clip
     in another container (imac-bench run reads MP4), or at the folder's top level; None when nothing is."""
     others = sorted(path.name for path in (folder / clip.identity).glob(f"{glob.escape(clip.clip_id)}.*")
-                    if path.suffix.lower() in VIDEO_SUFFIXES and path.suffix.lower() != ".mp4" and path.is_file())
+                    if path.suffix.lower() in VIDEO_SUFFIXES and path.name != f"{clip.clip_id}.mp4" and path.is_file())
+    if others and others[0].lower() == f"{clip.clip_id}.mp4":
+        return f"found {others[0]}: imac-bench run reads <clip_id>.mp4, in lower case (rename it)"
     if others:
         return (f"found {others[0]}: imac-bench run reads MP4 files (remux it: ffmpeg -i {others[0]} -c copy "
                 f"{clip.clip_id}.mp4; or score the folder as it is with python -m metrics compute)")
