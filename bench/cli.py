@@ -4,9 +4,10 @@
                    [--processes N]         # clips spread over N processes (or: accelerate launch -m bench run ...)
     imac-bench report [--run runs/NAME]                                       # tables + plots of a run
     imac-bench check --baseline results/toy [--run runs/NAME]                  # regression on results.json
-                     [--update [--force] [--allow-undefined]]                 # write the run as the baseline
+                     [--update [--force] [--allow-undefined]                  # write the run as the baseline
+                               [--allow-failed-checks] [--allow-fewer-methods]]
     imac-bench data toy --out DIR [--seed N] [--identities K] [--clips N]   # the embedded toy corpus
-    imac-bench data validate DIR                                              # check a dataset
+    imac-bench data validate DIR [--level files|full]                         # check a dataset
     imac-bench data preview DIR --out sheet.png                               # look at a dataset
     imac-bench data prepare RAW_DIR --identity NAME --out DIR [--motion FITS]  # raw videos -> dataset
     imac-bench data speakers TALKNET_DIR --out speakers.csv                   # TalkNet -> --speakers file

@@ -115,6 +115,15 @@ class CommandParser(argparse.ArgumentParser):
         finally:
             self._intermixing = False
 
+    def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None):  # type: ignore[override]
+        """As argparse's, but an unknown argument after a subcommand is refused by that subcommand's name
+        (``imac-bench run: error: ... (see imac-bench run --help)``), whose help lists what it takes."""
+        namespace, extras = self.parse_known_args(args, namespace)
+        if extras:
+            prog = getattr(namespace, "command_prog", None) or self.prog
+            self.exit(2, f"{prog}: error: unrecognized arguments: {' '.join(extras)} (see {prog} --help)\n")
+        return namespace
+
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
@@ -606,7 +615,8 @@ def build_parser() -> CommandParser:
                          help="spread the clips over N processes on this machine (torch.distributed.run; the "
                          "same as `accelerate launch --multi_gpu --num_processes N -m metrics compute ...`)")
     compute.add_argument("--options", type=Path, metavar="FILE", help="YAML file of settings (keys: the setting flags' names "
-                         "with _, e.g. fgd_ae: DIR); flags override it; default: none")
+                         "with _, e.g. fgd_ae: DIR: " + ", ".join(f.name for f in dataclasses.fields(ComputeOptions))
+                         + "; not --processes, --out or the folders); flags override it; default: none")
     _add_common(compute, settings=True)
 
     train = add_command(commands, "train-fgd-ae", "train the FGD skeleton autoencoder on a dataset",

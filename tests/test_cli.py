@@ -280,3 +280,34 @@ def test_train_fgd_ae_never_replaces_an_autoencoder_without_overwrite(tmp_path, 
                                        "give another --out, or --overwrite to replace it\n")
     assert not trained
     assert metrics_main(argv + ["--overwrite"]) == 0 and len(trained) == 1
+
+
+def test_compute_options_help_lists_the_keys_its_loader_takes():
+    """The help said "the setting flags' names", yet `processes: 2` (a flag) is refused by the loader: the
+    keys it lists are each taken by load_compute_options, and processes is not among them."""
+    import re
+
+    from metrics.cli import build_parser, load_compute_options
+    from metrics.options import OptionsError
+
+    parser = build_parser()
+    compute = next(a for a in parser._subparsers._group_actions[0].choices.values() if a.prog.endswith("compute"))
+    text = " ".join(next(a.help for a in compute._actions if "--options" in a.option_strings).split())
+    listed = re.search(r"e\.g\. fgd_ae: DIR: ([a-z0-9_, ]+);", text).group(1).split(", ")
+    assert "fgd_ae" in listed and "processes" not in listed
+    with pytest.raises(OptionsError, match="unknown key"):
+        load_compute_options({"processes": 2})
+    for key in listed:
+        with pytest.raises(OptionsError) as error:
+            load_compute_options({key: object()})           # a wrong value: refused for its value, not its key
+        assert "unknown key" not in str(error.value), key
+
+
+def test_an_unknown_argument_after_a_subcommand_points_to_its_help(capsys):
+    """Before: "imac-bench: error: unrecognized arguments: --bogus (see imac-bench --help)", the top-level
+    help, which does not list run's options."""
+    with pytest.raises(SystemExit) as exit_:
+        bench_main(["run", "--bogus"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip() == ("imac-bench run: error: unrecognized arguments: --bogus "
+                                               "(see imac-bench run --help)")
