@@ -154,15 +154,25 @@ def _nan(value: float | None) -> float:
     return float("nan") if value is None else float(value)
 
 
-def _label(results: BenchResults, name: str) -> str:
+def _in_scope(labels, scope: str) -> list[str]:
+    """The ``identity/clip`` labels of ``labels`` that a table of ``scope`` covers (``all``, ``identity:NAME``)."""
+    if not scope.startswith("identity:"):
+        return list(labels)
+    return [label for label in labels if label.startswith(scope.removeprefix("identity:") + "/")]
+
+
+def _label(results: BenchResults, name: str, scope: str = "all") -> str:
+    """The method's label, flagged with its missing and unscorable clips of ``scope`` (an identity's table
+    flags only that identity's clips)."""
     method = results.methods[name]
     flags = []
-    if method.skipped:
-        flags.append(f"{len(method.skipped)} clip(s) missing")
+    skipped, unscored = _in_scope(method.skipped, scope), _in_scope([c for c in method.unscored if c != "*"], scope)
+    if skipped:
+        flags.append(f"{len(skipped)} clip(s) missing")
     if "*" in method.unscored:
         flags.append("no clip could be scored")
-    elif method.unscored:
-        flags.append(f"{len(method.unscored)} clip(s) unscorable")
+    elif unscored:
+        flags.append(f"{len(unscored)} clip(s) unscorable")
     return method.label + "".join(f" ⚠ {flag}" for flag in flags)
 
 
@@ -206,9 +216,9 @@ def md_cell(text: object) -> str:
     return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
 
 
-def _row_label(results: BenchResults, name: str) -> str:
+def _row_label(results: BenchResults, name: str, scope: str = "all") -> str:
     kind = results.methods[name].kind
-    return _label(results, name) + {"control": " *(control)*", "reference": " *(reference)*"}.get(kind, "")
+    return _label(results, name, scope) + {"control": " *(control)*", "reference": " *(reference)*"}.get(kind, "")
 
 
 def markdown_table(results: BenchResults, scope: str = "all", methods: list[str] | None = None) -> str:
@@ -223,7 +233,7 @@ def markdown_table(results: BenchResults, scope: str = "all", methods: list[str]
         table = results.methods[name].scores.get(scope, {})
         cells = [_cell(table.get(metric), best.get(metric) == name) for metric in metrics]
         clips = next((str(s.clips) for s in table.values() if s.clips is not None), "")
-        lines.append(f"| {md_cell(_row_label(results, name))} | " + " | ".join(cells) + f" | {clips} |")
+        lines.append(f"| {md_cell(_row_label(results, name, scope))} | " + " | ".join(cells) + f" | {clips} |")
     return "\n".join(lines)
 
 
@@ -257,7 +267,7 @@ def latex_table(results: BenchResults, scope: str = "all") -> str:
         table = method.scores.get(scope, {})
         cells = [_cell(table.get(metric), best.get(metric) == name, latex=True) for metric in metrics]
         clips = next((str(s.clips) for s in table.values() if s.clips is not None), "")
-        label = _latex_escape(_label(results, name).replace("⚠", "(!)"))
+        label = _latex_escape(_label(results, name, scope).replace("⚠", "(!)"))
         lines.append(f"{label} & " + " & ".join(cells) + f" & {clips} \\\\")
     lines += [r"\bottomrule", r"\end{tabular}", ""]
     return "\n".join(lines)

@@ -797,7 +797,16 @@ def test_generated_folder_missing_and_corrupt_videos(corpus, finished_run, tmp_p
     assert list(results.methods["official"].skipped) == [absent]
     assert "fgd" in results.methods["official"].scores["all"]
     write_report(tmp_path / "r2", plots=False)
-    assert "⚠ 1 clip(s) missing" in (tmp_path / "r2" / "report.md").read_text()
+    report = (tmp_path / "r2" / "report.md").read_text()
+    assert "⚠ 1 clip(s) missing" in report
+    # flagged in the table of all identities and in the missing clip's identity's, not in the others' (it was
+    # in every speaker's table)
+    from bench.report import markdown_table
+
+    flagged = {scope for scope in results.methods["official"].scores
+               if "⚠ 1 clip(s) missing" in markdown_table(results, scope)}
+    assert flagged == {"all", f"identity:{absent.split('/')[0]}"}
+    assert len(results.methods["official"].scores) > 2
     corrupt = folder / absent.split("/")[0] / f"{absent.split('/')[1]}.mp4"
     corrupt.parent.mkdir(parents=True, exist_ok=True)
     corrupt.write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(2000))
