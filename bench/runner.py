@@ -836,7 +836,8 @@ def generate(plan: RunPlan, method: Method) -> dict[str, Any]:
                     raise
                 record = {"skipped": str(error)}
                 logger.warning("skipped %s %s: %s", method.name, clip.label, error)
-            record.update({"seed": seed, "seconds": round(time.perf_counter() - started, 2)})
+            record.update({**({"seed": seed} if method.uses_seed else {}),
+                           "seconds": round(time.perf_counter() - started, 2)})
             if processes.distributed:
                 new[clip.label] = record
                 write_json_atomic(part_path, new)

@@ -796,6 +796,14 @@ def test_generated_folder_missing_and_corrupt_videos(corpus, finished_run, tmp_p
                                      skip_missing=True))
     assert list(results.methods["official"].skipped) == [absent]
     assert "fgd" in results.methods["official"].scores["all"]
+    # each scored video's bytes are recorded (hashlib here), and no seed: none made them
+    import hashlib
+
+    generation = results.methods["official"].generation
+    for label in present:
+        identity, clip_id = label.split("/")
+        expected = hashlib.sha256((folder / identity / f"{clip_id}.mp4").read_bytes()).hexdigest()
+        assert generation[label]["sha256"] == expected and "seed" not in generation[label]
     write_report(tmp_path / "r2", plots=False)
     report = (tmp_path / "r2" / "report.md").read_text()
     assert "⚠ 1 clip(s) missing" in report

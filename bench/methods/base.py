@@ -180,6 +180,8 @@ class Method:
         raise NotImplementedError(f"{type(self).__name__} sets writes_files but does not implement write()")
 
     writes_files: bool = False        # True when the method overrides ``write``
+    uses_seed: bool = True            # False where the clip's seed plays no part (videos made elsewhere):
+                                      # generation.json then records none
 
     # Under a launch of several processes (``accelerate launch -m bench run``, ``--processes N``) the
     # runner calls ``prepare`` on the main process first (it trains and writes the model folder) and then

@@ -23,6 +23,7 @@ from bench.methods.base import Method
 from bench.methods.controls import link_file
 from metrics.dataset import VIDEO_SUFFIXES, ClipRecord
 from metrics.distributed import SAME_IN_EVERY_PROCESS
+from metrics.io.files import file_sha256
 from metrics.io.video import VideoReader, probe_video
 
 logger = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ def check_video(path: Path) -> None:
 class GeneratedFolder(Method):
     """Videos a user generated elsewhere, in ``folder/<identity>/<clip_id>.mp4``."""
 
-    kind, writes_files = "external", True
+    kind, writes_files, uses_seed = "external", True, False
 
     def __init__(self, name: str, folder: str | Path, label: str | None = None) -> None:
         self.name = name
@@ -134,7 +135,9 @@ class GeneratedFolder(Method):
         if wav.is_file():
             link_file(wav, out.with_suffix(".wav"))
         link_file(source, out)
-        return {"source": str(source)}
+        # the bytes scored: a folder whose videos are replaced under the same names gives other numbers,
+        # and the record says which content produced these
+        return {"source": str(source), "sha256": file_sha256(source)}
 
 
 def look_alike(folder: Path, clip: ClipRecord) -> str | None:
