@@ -15,6 +15,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
+
 from userstudy.files import atomic_path
 from userstudy.playable import moving_picture
 
@@ -40,29 +42,26 @@ def freeze(video: str | os.PathLike, out: str | os.PathLike) -> Path:
             if first is None or not rate:
                 raise FreezeError(f"{video}: no video frame (or no frame rate) to freeze")
             picture = first.to_ndarray(format="rgb24")
-        with av.open(str(video)) as source:
+        height, width = picture.shape[0] // 2 * 2, picture.shape[1] // 2 * 2     # 4:2:0 needs even sizes
+        still = av.VideoFrame.from_ndarray(np.ascontiguousarray(picture[:height, :width]), format="rgb24")
+        with atomic_path(out) as temporary, av.open(str(video)) as source, \
+                av.open(str(temporary), "w", format="mp4") as target:
             stream = moving_picture(source)
-            frames = sum(1 for packet in source.demux(stream) if packet.size)
+            encoder = target.add_stream("libx264", rate=rate)
+            encoder.width, encoder.height, encoder.pix_fmt = width, height, "yuv420p"
+            copies = {s: target.add_stream_from_template(s) for s in source.streams.audio}
+            frames = 0
+            for packet in source.demux(stream, *copies):     # one pass: a still frame per video packet,
+                if packet.stream == stream:                  # the sound's packets copied as they come
+                    if packet.size:
+                        still.pts, frames = frames, frames + 1
+                        for encoded in encoder.encode(still):
+                            target.mux(encoded)
+                elif packet.dts is not None:                 # (not the demuxer's final empty packet)
+                    packet.stream = copies[packet.stream]
+                    target.mux(packet)
+            for encoded in encoder.encode(None):
+                target.mux(encoded)
     except (av.FFmpegError, OSError) as error:
         raise FreezeError(f"{video}: cannot be read ({getattr(error, 'strerror', None) or error})") from None
-    height, width = picture.shape[0] // 2 * 2, picture.shape[1] // 2 * 2     # 4:2:0 needs even sizes
-    picture = picture[:height, :width]
-    with atomic_path(out) as temporary, av.open(str(video)) as sound, \
-            av.open(str(temporary), "w", format="mp4") as target:
-        encoder = target.add_stream("libx264", rate=rate)
-        encoder.width, encoder.height, encoder.pix_fmt = width, height, "yuv420p"
-        copies = {s: target.add_stream_from_template(s) for s in sound.streams.audio}
-        still = av.VideoFrame.from_ndarray(picture, format="rgb24")
-        for index in range(frames):
-            still.pts = index
-            for packet in encoder.encode(still):
-                target.mux(packet)
-        for packet in encoder.encode(None):
-            target.mux(packet)
-        if copies:
-            for packet in sound.demux(*copies):
-                if packet.dts is None:                  # the demuxer's final empty packet
-                    continue
-                packet.stream = copies[packet.stream]
-                target.mux(packet)
     return out

@@ -19,6 +19,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from userstudy.study import VIDEO_SUFFIXES
+
 
 END_SLACK_S = 0.1      # a stream may end this much before the length its header gives (an audio codec's last frame)
 
@@ -165,7 +167,7 @@ def reference_problems(path: str | os.PathLike) -> list[str]:
     from PIL import Image
 
     path = Path(path)
-    if path.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp", ".gif"):
+    if path.suffix.lower() in VIDEO_SUFFIXES:
         return list(playable(path).problems)
     try:
         with Image.open(path) as image:

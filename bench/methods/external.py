@@ -59,6 +59,7 @@ class GeneratedFolder(Method):
         self.name = name
         self.folder = Path(folder)
         self.label = label or f"{name} (external videos)"
+        self._readable: set[tuple[Path, int, int]] = set()   # (path, size, mtime) that check_video passed
 
     @property
     def source(self) -> dict[str, Any]:
@@ -106,12 +107,23 @@ class GeneratedFolder(Method):
         problems = []
         for path in present:
             try:
-                check_video(path)
+                self._check_video(path)
             except ExternalVideoError as error:
                 problems.append(str(error))
         if problems:
             raise ExternalVideoError(problems[0] if len(problems) == 1 else
                                      f"{len(problems)} unreadable videos: " + "; ".join(problems))
+
+    def _check_video(self, path: Path) -> None:
+        """``check_video``, once per file: a file that passed and has not changed since (size and mtime) is
+        not decoded again (the up-front check, then the linking)."""
+        stat = path.stat() if path.is_file() else None
+        key = (path, stat.st_size, stat.st_mtime_ns) if stat else None
+        if key is not None and key in self._readable:
+            return
+        check_video(path)
+        if key is not None:
+            self._readable.add(key)
 
     def prepare(self, context) -> dict[str, Any]:
         """Checks the folder; facts: the folder, and its videos that are not test clips of the run (another
@@ -130,7 +142,7 @@ class GeneratedFolder(Method):
             hint = look_alike(self.folder, clip)
             if hint:
                 raise ExternalVideoError(f"{source}: missing; {hint}")
-        check_video(source)
+        self._check_video(source)
         wav = source.with_suffix(".wav")
         if wav.is_file():
             link_file(wav, out.with_suffix(".wav"))
