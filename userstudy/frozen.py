@@ -15,8 +15,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
-
 from userstudy.files import atomic_path
 from userstudy.playable import moving_picture
 
@@ -43,7 +41,7 @@ def freeze(video: str | os.PathLike, out: str | os.PathLike) -> Path:
                 raise FreezeError(f"{video}: no video frame (or no frame rate) to freeze")
             picture = first.to_ndarray(format="rgb24")
         height, width = picture.shape[0] // 2 * 2, picture.shape[1] // 2 * 2     # 4:2:0 needs even sizes
-        still = av.VideoFrame.from_ndarray(np.ascontiguousarray(picture[:height, :width]), format="rgb24")
+        still = av.VideoFrame.from_ndarray(picture[:height, :width].copy(), format="rgb24")   # (contiguous)
         with atomic_path(out) as temporary, av.open(str(video)) as source, \
                 av.open(str(temporary), "w", format="mp4") as target:
             stream = moving_picture(source)
