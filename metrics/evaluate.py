@@ -698,6 +698,14 @@ def _clip_audio(clip: ClipRecord, partner: ClipRecord | None, sample_rate: int) 
                         f"identity/clip_id to take the audio from (BAS needs the speech)") from None
 
 
+def scored_files(records: Sequence[ClipResult]) -> dict[str, dict[str, str]]:
+    """The SHA-256 of each clip's files (``Side.files``), label -> {"video": ..., "audio": ...}: its video
+    and, when it has one, the wav beside it (read instead of the video's own track)."""
+    return {r.clip.label: {"video": file_hash(r.clip.video),
+                           **({"audio": file_hash(r.clip.audio)} if r.clip.audio is not None else {})}
+            for r in records}
+
+
 def _visibility(records: Sequence[ClipResult]) -> float | None:
     values = [r.visible for r in records if r.visible is not None]
     return float(np.mean(values)) if values else None
@@ -782,8 +790,8 @@ def evaluate(real_dir: str | Path | None, fake_dir: str | Path, metrics: Sequenc
         protocol=protocol.to_dict(), protocol_label=protocol.label, metrics=evaluator.metrics,
         scores=evaluator.score(real, fake), reference=evaluator.reference(real) if real else {},
         provenance=evaluator.provenance(len(real), len(fake), inputs, evaluator.paired(real, fake)),
-        real=Side(None if real_dir is None else str(real_dir), len(real), split, _visibility(real)),
-        fake=Side(str(fake_dir), len(fake), None, _visibility(fake)),
+        real=Side(None if real_dir is None else str(real_dir), len(real), split, _visibility(real), scored_files(real)),
+        fake=Side(str(fake_dir), len(fake), None, _visibility(fake), scored_files(fake)),
         inputs=inputs, skipped=tuple(skipped),
         environment={"python": platform.python_version(), "networks": evaluator.networks(),
                      "processes": processes.world, "seconds": round(time.perf_counter() - started, 1)})
@@ -827,6 +835,10 @@ def format_table(result: EvaluationResult) -> str:
         lines.append(f"pose extractor: {pose}")
     for metric, card in result.provenance.items():
         lines.append(f"{card.label}: {card.summary()}")
+    for name, side in (("generated", result.fake), ("real", result.real)):
+        if side.content_digest:
+            lines.append(f"{name} content: {side.clips} clip(s) from {side.path}, SHA-256 of their files "
+                         f"{side.content_digest} (each file's hash in the result file)")
     for finding in result.inputs.findings:
         lines.append(f"input {finding}")
     lines.append(f"{'side':<10}{'scope':<22}{'metric':<8}{'value':>12}  {'95% CI':<27} counts")

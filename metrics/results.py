@@ -16,8 +16,10 @@ Fréchet distance, the package versions, and what the inputs needed (``metrics.i
 from __future__ import annotations
 
 import csv
+import hashlib
 import importlib.metadata
 import io
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -264,14 +266,29 @@ class Side:
     clips: int
     split: str | None = None
     keypoint_visibility: float | None = None     # mean share of skeleton points seen
+    #: the content scored: clip label -> {"video": SHA-256, "audio": SHA-256 of a wav read instead of the
+    #: video's own track}; the same folder with replaced videos gives other numbers under other hashes
+    files: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+
+    @property
+    def content_digest(self) -> str | None:
+        """The first 12 hex digits of a SHA-256 over ``files`` (one line per clip, in label order): equal
+        digests, the same bytes scored. None without ``files`` (a result written before they were kept)."""
+        if not self.files:
+            return None
+        lines = "".join(f"{label}\t{json.dumps(dict(self.files[label]), sort_keys=True)}\n"
+                        for label in sorted(self.files))
+        return hashlib.sha256(lines.encode()).hexdigest()[:12]
 
     def to_dict(self) -> dict:
         return {"path": self.path, "clips": self.clips, "split": self.split,
-                "keypoint_visibility": number(self.keypoint_visibility)}
+                "keypoint_visibility": number(self.keypoint_visibility),
+                "content_digest": self.content_digest, "files": {k: dict(v) for k, v in self.files.items()}}
 
     @classmethod
     def from_dict(cls, data: Mapping) -> Side:
-        return cls(data.get("path"), int(data.get("clips") or 0), data.get("split"), data.get("keypoint_visibility"))
+        return cls(data.get("path"), int(data.get("clips") or 0), data.get("split"), data.get("keypoint_visibility"),
+                   data.get("files") or {})
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """The metrics on folders of videos: end to end on a tiny toy corpus, the cache, and bad inputs."""
 
+import hashlib
 import json
 import shutil
 
@@ -130,6 +131,18 @@ def test_static_videos_are_worse_and_results_are_written(corpus, tmp_path):
     assert saved["protocol_label"] == Protocol().label and saved["labels"]["fvd"] == "FVD*"
     assert set(saved["scores"]["all"]) == {"fgd", "div", "bas", "fvd"}
     assert read_result(json_path).to_dict() == json.loads(json.dumps(result.to_dict()))
+    # the bytes scored, file by file (hashlib here): the same folder with replaced videos is told apart
+    for side, folder, audio in (("fake", static, True), ("real", corpus["data"], True)):
+        files = saved[side]["files"]
+        assert len(files) == 4 and saved[side]["content_digest"]
+        for label, hashes in files.items():
+            identity, clip_id = label.split("/")
+            video = next((folder / identity).glob(f"{clip_id}.mp4"))
+            assert hashes["video"] == hashlib.sha256(video.read_bytes()).hexdigest()
+            assert hashes["audio"] == hashlib.sha256(video.with_suffix(".wav").read_bytes()).hexdigest()
+    copies = run(corpus, corpus["copies"], tmp_path).fake
+    assert all(set(hashes) == {"video"} for hashes in copies.files.values())      # no wav beside the copies
+    assert copies.content_digest != result.fake.content_digest and result.real.content_digest
     lines = csv_path.read_text().splitlines()
     assert lines[0].startswith("side,scope,metric,label,value,ci_low,ci_high")
     assert any(line.startswith("generated,identity:ines,fgd,FGD,") for line in lines)
@@ -214,6 +227,9 @@ def test_cli_compute_writes_json_and_csv(corpus, tmp_path, capsys):
     assert code == 0
     printed = capsys.readouterr().out
     assert "protocol: imac-bench" in printed and "FGD" in printed
+    saved = json.loads(out.read_text())
+    assert f"generated content: 4 clip(s) from {corpus['copies']}, SHA-256 of their files " \
+           f"{saved['fake']['content_digest']}" in printed
     assert out.exists() and out.with_suffix(".csv").exists()
 
 
