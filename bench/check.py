@@ -261,10 +261,18 @@ def _other_data(run: BenchResults, baseline: BenchResults) -> str:
     return other and f"{other}, whose numbers are not comparable; check the run against the baseline of its own config"
 
 
+def _corpus(results: BenchResults):
+    """The corpus a run scored: ``--data PATH`` when it was given one, else its config's embedded toy corpus
+    settings (a run recorded before ``data_given`` was kept: its config's settings)."""
+    if results.run.get("data_given"):
+        return f"--data {results.run.get('data')}"
+    return (results.run.get("config") or {}).get("corpus")
+
+
 def _other_config(run: BenchResults, baseline: BenchResults) -> str:
     """The test clips or corpus the run and the baseline differ in, and their config names ("" if none)."""
     clips = [list(r.run.get("test_clips") or []) for r in (baseline, run)]
-    corpora = [(r.run.get("config") or {}).get("corpus") for r in (baseline, run)]
+    corpora = [_corpus(r) for r in (baseline, run)]
     names = [(r.run.get("config") or {}).get("name") or "not recorded" for r in (baseline, run)]
     other_clips = all(clips) and clips[0] != clips[1]
     other_corpus = all(c is not None for c in corpora) and corpora[0] != corpora[1]

@@ -1112,7 +1112,8 @@ def assemble_results(plan: RunPlan, records: dict[str, dict], rows: dict[str, Sc
     order = [n for n in rows if n not in ROW_ORDER] + [n for n in ROW_ORDER if n in rows]
     methods = {name: method_result(name, records.get(name), rows[name]) for name in order}
     results = BenchResults(
-        run={"out": str(plan.out), "data": str(plan.data), "seed": plan.settings.seed,
+        run={"out": str(plan.out), "data": str(plan.data), "data_given": plan.settings.data is not None,
+             "seed": plan.settings.seed,
              "identities": plan.settings.identities, "device": plan.device, "config": plan.config.to_dict(),
              "test_clips": [c.label for c in plan.clips],
              **({"left_out": list(plan.left_out)} if plan.left_out else {})},

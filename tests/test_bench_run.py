@@ -166,7 +166,7 @@ def test_run_layout_controls_and_report(finished_run):
     assert [results.methods[m].kind for m in results.methods] == ["model", "reference", "control", "control",
                                                                    "control"]
     clips = results.run["test_clips"]
-    assert len(clips) == 4
+    assert len(clips) == 4 and results.run["data_given"] is True     # settings(corpus, ...) gives --data
     for method in ("copy", "gt", "static", "shuffled"):
         for label in clips:
             identity, clip_id = label.split("/")
@@ -705,6 +705,11 @@ def test_a_run_of_other_clips_is_said_to_be_another_config_not_a_list_of_moved_n
     assert [f.key for f in compare(run, baseline, {})[0]] == ["m/all/fgd", "m/all/bas"]    # same clips: compared
     run.run = {"config": {"name": "toy", "corpus": corpus}}                       # clips not recorded: the corpus says
     assert compare(run, baseline, {})[0][0].problem.startswith("the corpus differs")
+    # a run given --data scored that dataset, whatever its config's embedded corpus settings say
+    run.run = {"config": {"name": "toy-ci", "corpus": {**corpus, "test_clips": 1}}, "data": "/d/mine",
+               "data_given": True, "test_clips": ["a/a_1", "b/b_1"]}
+    problem = compare(run, baseline, {})[0][0].problem
+    assert problem.startswith("the corpus differs (baseline {'identities': 4") and "run --data /d/mine)" in problem
 
 
 @pytest.mark.parametrize("text, message", [
