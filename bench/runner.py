@@ -643,6 +643,8 @@ def plan_run(settings: RunSettings, processes: Processes = SINGLE, hold: bool = 
         factories = external_factories(settings)
         methods = tuple(make_method(name, factories) for name in method_names(settings))  # unknown names fail here
         every_problem(method.check_inputs for method in methods)   # e.g. a --generated folder that is
+        if settings.data is not None:     # a bad --data or --identities is named before the run folder's state
+            run_clips(Path(settings.data), settings.identities)
         if processes.is_main:                                       # not there, before the run folder is made
             lock, record = check_run_file(out, settings, config,
                                           {m.name: m.source for m in methods if hasattr(m, "source")}, hold)
@@ -661,16 +663,23 @@ def _plan(settings: RunSettings, processes: Processes, config: BenchConfig, out:
         if processes.is_main:
             prepare_data(settings, config, out)
         data = data_root(settings, out)
-        clips = test_clips(data, settings.identities)
-        if len(clips) < 2:
-            raise ValueError(f"{data}: {len(clips)} test clip(s)" + (f" of {', '.join(settings.identities)}"
-                             if settings.identities else "") + "; a run needs at least 2 (the shuffled-audio "
-                             "control gives each test video another clip's speech)")
+        clips = run_clips(data, settings.identities)
     device = run_device(settings.device, processes)
     shared = SharedModels(out, data, config, protocol, device, settings.seed, settings.progress, processes)
     return RunPlan(settings=settings, config=config, out=out, data=data, device=device, protocol=protocol,
                    clips=tuple(clips), methods=methods, shared=shared, processes=processes, lock=lock,
                    left_out=methods_left_out(out, [m.name for m in methods]), record=record)
+
+
+def run_clips(data: Path, identities: list[str] | None) -> list[ClipRecord]:
+    """The test clips of the run (``test_clips``): ``ValueError`` when fewer than 2 (the shuffled-audio
+    control gives each test video another clip's speech)."""
+    clips = test_clips(data, identities)
+    if len(clips) < 2:
+        raise ValueError(f"{data}: {len(clips)} test clip(s)" + (f" of {', '.join(identities)}" if identities
+                         else "") + "; a run needs at least 2 (the shuffled-audio control gives each test video "
+                         "another clip's speech)")
+    return clips
 
 
 def methods_left_out(out: Path, names: list[str]) -> tuple[str, ...]:

@@ -30,8 +30,9 @@ from bench.methods.external import ExternalVideoError, check_video
 from bench.report import control_checks, failed_checks, load_results, write_report
 from bench.results import BenchResults, ControlCheck, MethodResult, OldSchemaError, read_results
 from bench.runner import (RunMismatchError, RunSettings, SharedModels, card_changes, check_sources, conform_frames,
-                          own_seconds, run_benchmark)
+                          own_seconds, plan_run, run_benchmark)
 from bench.data.toy.corpus import ToyCorpusConfig, generate_toy_corpus
+from metrics.dataset import DatasetError
 from metrics.evaluate import make_extractor
 from metrics.fgd_training import training_card
 from metrics.io.video import VideoReader, probe_video
@@ -1446,3 +1447,14 @@ def test_real_clips_no_written_video_can_match_are_refused_before_any_training(c
     assert f"1 real test clip(s) unlike every video the bench writes ({clip.label} ({named}))" in err
     assert "--allow-mismatch" not in err
     assert not (out / "run.json").exists() and not (out / "work").exists()
+
+
+def test_a_bad_data_or_identities_is_named_before_the_run_folder_s_other_settings(corpus, finished_run, tmp_path):
+    """The folder was made from ``corpus``: a mistyped --data (or an unknown speaker) is the fault to name, not
+    that the folder holds a run of other data, which the user would then "fix" by deleting the folder."""
+    with pytest.raises(DatasetError, match=r"nowhere/manifest.jsonl: manifest: file not found") as error:
+        plan_run(settings(tmp_path / "nowhere", finished_run, custom={"copy": CopyMethod}))
+    assert "holds a run" not in str(error.value)
+    with pytest.raises(ValueError, match=r"--identities.*nobody") as error:
+        plan_run(settings(corpus, finished_run, identities=["nobody"], custom={"copy": CopyMethod}))
+    assert "holds a run" not in str(error.value)
