@@ -78,7 +78,7 @@ def test_points_table_and_markdown(study):
 def test_kruskal_csv_matches_scipy(study):
     _, out, table = study
     kruskal = pd.read_csv(out / "kruskal.csv", dtype={"p": str, "p_holm": str})
-    assert list(kruskal.columns) == ["criterion", "n", "k", "H", "df", "p", "p_holm"]
+    assert list(kruskal.columns) == ["criterion", "n", "k", "H", "df", "p", "p_holm", "participants", "excluded_participants"]
     assert all(float(p) > 0 for p in kruskal["p"])   # full precision, not rounded to 6 digits
     scored = points(table)
     for _, row in kruskal.iterrows():
@@ -87,6 +87,7 @@ def test_kruskal_csv_matches_scipy(study):
         assert row["H"] == pytest.approx(reference.statistic, rel=1e-6)
         assert float(row["p"]) == pytest.approx(reference.pvalue, rel=1e-6)
         assert row["df"] == 2 and row["n"] == 1800
+        assert row["participants"] == rows["participant"].nunique() == 20 and pd.isna(row["excluded_participants"])
     holm = multipletests(kruskal["p"].astype(float), method="holm")[1]
     np.testing.assert_allclose(kruskal["p_holm"].astype(float), holm, rtol=1e-6)
 
@@ -110,7 +111,8 @@ def test_dunn_matrices_match_scikit_posthocs(study):
 def test_friedman_csv_matches_scipy_with_holm_across_criteria(study):
     _, out, table = study
     friedman = pd.read_csv(out / "friedman.csv", dtype={"p": str})
-    assert list(friedman.columns) == ["criterion", "blocks", "k", "chi2", "df", "p", "p_holm", "kendalls_w"]
+    assert list(friedman.columns) == ["criterion", "blocks", "k", "chi2", "df", "p", "p_holm", "kendalls_w", "participants",
+                                      "excluded_participants"]
     assert all(float(p) > 0 for p in friedman["p"])
     for _, row in friedman.iterrows():
         matrix = table[table["criterion"] == row["criterion"]].pivot_table(
@@ -305,3 +307,27 @@ def test_command_line_modules_run(tmp_path):
     assert analysed.returncode == 0, analysed.stderr
     assert (tmp_path / "r_analysis" / "report.md").exists()
     assert "4 participants, 3 trials, 48 blocks used" in analysed.stdout
+
+
+def test_the_title_of_a_one_criterion_figure_stays_inside_it(tmp_path, monkeypatch):
+    """A one-criterion, two-method figure is narrow: its title (and the N line under it) used to run off both
+    edges. Checked with matplotlib's own text extents after drawing."""
+    from matplotlib.figure import Figure
+
+    csv = tmp_path / "r.csv"
+    assert simulate.main(["--methods", "a,b", "--criteria", "realism", "--participants", "5", "--trials", "4",
+                          "--out", str(csv)]) == 0
+    seen = []
+    save = Figure.savefig
+
+    def checked(self, *args, **kwargs):
+        save(self, *args, **kwargs)
+        title = self._suptitle.get_window_extent(self.canvas.get_renderer())
+        seen.append((title.x0, title.x1, self.bbox.x0, self.bbox.x1, self._suptitle.get_text()))
+
+    monkeypatch.setattr(Figure, "savefig", checked)
+    assert analyze.main([str(csv), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    assert len(seen) == 2
+    for x0, x1, left, right, text in seen:
+        assert left <= x0 and x1 <= right, text
+        assert "N = 5 participants, 4 trials" in text.replace("\n", " ")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+from matplotlib.figure import Figure
 import pytest
 from userstudy_data.helpers import METHODS, make_study
 
@@ -131,6 +132,15 @@ def test_analyze_leaves_out_check_trials_and_excluded_participants(tmp_path, cap
     report = (tmp_path / "out" / "report.md").read_text()
     assert "## Attention checks and exclusions" in report and "**excluded: 1**" in report
     assert "| p4 | 2 | 1 | failed 1 of 2 checks" in report
+    # the files read apart from report.md say who the numbers rest on (counted here from the kept rows)
+    sample = "N = 3 participants, 3 trials (check trials left out); 1 excluded (more than 0 failed checks)"
+    assert sample in (tmp_path / "out" / "points.md").read_text()
+    for name in ("kruskal.csv", "friedman.csv"):
+        table = pd.read_csv(tmp_path / "out" / name, index_col="criterion")
+        for criterion in (QUALITY, SYNC):
+            assert table.loc[criterion, "participants"] == kept.loc[kept["criterion"] == criterion,
+                                                                    "participant"].nunique()
+        assert (table["excluded_participants"] == 1).all()
     # without the study, nothing is excluded and the check trials count as trials
     (folder / "study.json").rename(folder / "elsewhere.json")
     with caplog.at_level("WARNING", logger="userstudy"):
@@ -139,6 +149,9 @@ def test_analyze_leaves_out_check_trials_and_excluded_participants(tmp_path, cap
     # ... and says so (a rankings.csv copied away from its study was analysed with its checks, silently)
     assert f"{csv}: no study file given (--study) or found beside it: attention checks are not applied" in caplog.text
     assert "Not applied: no study file was given" in (tmp_path / "plain" / "report.md").read_text()
+    assert "N = 4 participants, 5 trials; attention checks not applied (no study file), none excluded" in \
+        (tmp_path / "plain" / "points.md").read_text()
+    assert pd.read_csv(tmp_path / "plain" / "kruskal.csv")["excluded_participants"].isna().all()
 
 
 def test_when_every_participant_is_excluded_the_error_names_each_and_why(tmp_path, capsys):
@@ -164,7 +177,7 @@ def test_when_every_participant_is_excluded_the_error_names_each_and_why(tmp_pat
     assert not (tmp_path / "out").exists()
 
 
-def test_a_study_without_check_trials_says_so_and_the_report_names_its_software(tmp_path):
+def test_a_study_without_check_trials_says_so_and_the_report_names_its_software(tmp_path, monkeypatch):
     """Before, a study file without checks left the report silent on exclusions, and no report said which
     libraries (and versions) computed its numbers."""
     import scikit_posthocs
@@ -175,8 +188,13 @@ def test_a_study_without_check_trials_says_so_and_the_report_names_its_software(
     table = [row for p in ["p1", "p2"] for trial in ["t1", "t2", "t3"] for row in rows(p, trial, SYNC, list(METHODS))]
     csv = folder / "rankings.csv"
     pd.DataFrame(table).to_csv(csv, index=False)
+    titles = []
+    monkeypatch.setattr(Figure, "suptitle", lambda self, text, **kwargs: titles.append(text))
     analysis = analyze(csv, tmp_path / "out")
     assert analysis.attention is None
+    # each figure's title says N and that no participant could be excluded
+    assert len(titles) == 2 and all(t.replace("\n", " ").endswith(" N = 2 participants, 3 trials; no attention "
+                                                                 "checks in the study, none excluded") for t in titles)
     report = (tmp_path / "out" / "report.md").read_text()
     assert "## Attention checks\n\nNone: the study file has no check trials, so no participant is excluded" in report
     for name, module in (("scipy", scipy), ("scikit-posthocs", scikit_posthocs), ("statsmodels", statsmodels),

@@ -21,6 +21,10 @@ def present_methods(order: list[str], methods: list[str]) -> list[str]:
     return [m for m in order if m in present]
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 @dataclass
 class StudyAnalysis:
     """Everything ``analyze_rankings`` computed; ``write_analysis`` turns it into files."""
@@ -52,6 +56,28 @@ class StudyAnalysis:
     @property
     def criteria(self) -> list[str]:
         return self.rankings.criteria
+
+    def sample(self) -> str:
+        """Who the statistics rest on, for a figure or a file read apart from ``report.md``: "N = 18
+        participants, 30 trials; 2 excluded (more than 0 failed checks)", or why none could be."""
+        said = f"N = {_count(len(self.rankings.participants), 'participant')}, " \
+               f"{_count(len(self.rankings.trials), 'trial')}"
+        if self.attention is not None:
+            return (f"{said} (check trials left out); {len(self.attention.excluded)} excluded (more than "
+                    f"{_count(self.attention.max_failed, 'failed check')})")
+        if self.no_check_trials:
+            return f"{said}; no attention checks in the study, none excluded"
+        return f"{said}; attention checks not applied (no study file), none excluded"
+
+    def criterion_participants(self, criterion: str) -> int:
+        """The participants who answered ``criterion`` (excluded ones left out)."""
+        data = self.rankings.data
+        return int(data.loc[data["criterion"] == criterion, "participant"].nunique())
+
+    @property
+    def excluded_count(self) -> int | None:
+        """How many participants the attention checks excluded (None: no checks applied)."""
+        return None if self.attention is None else len(self.attention.excluded)
 
     def methods_of(self, criterion: str) -> list[str]:
         return present_methods(self.methods, self.rankings.methods[criterion])

@@ -11,7 +11,9 @@ Writes to DIR (default: ``<rankings>_analysis`` next to the input); the names ar
 other tools read them:
 
 - ``points.csv`` / ``points.md``: mean points per method and criterion (the paper's Tables 4/5);
-- ``kruskal.csv``: Kruskal-Wallis H, df, p per criterion (Tables 6/7), plus Holm across criteria;
+- ``kruskal.csv``: Kruskal-Wallis H, df, p per criterion (Tables 6/7), plus Holm across criteria, the
+  participants per criterion and how many the attention checks excluded (``friedman.csv`` too; the
+  figures' titles say N and the exclusion rule);
 - ``dunn_<criterion>.csv``: k x k two-sided Dunn p-values, adjusted as asked (named in the top-left
   cell); ``dunn_pairs.csv``: the same pairs with z; ``dunn.png``: the heatmaps (Figures 8/9);
 - ``friedman.csv``: Friedman chi2, df, p, Holm p across criteria and Kendall's W per criterion
@@ -216,17 +218,25 @@ def _full(value: float) -> str:
     return "" if pd.isna(value) else repr(float(value))
 
 
+def _with_sample(table: pd.DataFrame, analysis: StudyAnalysis) -> pd.DataFrame:
+    """``table`` (one row per criterion) with who it rests on, for a file read apart from ``report.md``:
+    the participants per criterion, and how many the attention checks excluded (empty: none applied)."""
+    excluded = analysis.excluded_count
+    return table.assign(participants=[analysis.criterion_participants(c) for c in table["criterion"]],
+                        excluded_participants="" if excluded is None else excluded)
+
+
 def kruskal_csv(analysis: StudyAnalysis) -> str:
     table = analysis.kruskal.reset_index()
     table = table.assign(H=table["H"].map(_full), p=table["p"].map(_full), p_holm=table["p_holm"].map(_full))
-    return table.to_csv(index=False)
+    return _with_sample(table, analysis).to_csv(index=False)
 
 
 def friedman_csv(analysis: StudyAnalysis) -> str:
     table = analysis.friedman.reset_index().rename(columns={"n_blocks": "blocks", "W": "kendalls_w"})
     table = table.assign(chi2=table["chi2"].map(_full), p=table["p"].map(_full),
                          p_holm=table["p_holm"].map(_full), kendalls_w=table["kendalls_w"].map(_full))
-    return table.to_csv(index=False)
+    return _with_sample(table, analysis).to_csv(index=False)
 
 
 def matrix_csv(matrix: pd.DataFrame, label: str) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import math
+import textwrap
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -94,7 +95,11 @@ def pairwise_heatmaps(analysis: StudyAnalysis, pairs_by_criterion: dict, p_col: 
         (a + b) / 2 for a, b in zip(P_BINS[:-1], P_BINS[1:])], spacing="uniform")
     colourbar.ax.set_yticklabels(BIN_LABELS, fontsize=8)
     colourbar.ax.invert_yaxis()
-    figure.suptitle(title, fontsize=11)
+    # each line wrapped to the figure's width (about 11 characters an inch at 11 pt): a one-criterion figure
+    # is narrow, and its title used to run off both edges
+    per_line = max(24, int(figure.get_figwidth() * 11))
+    figure.suptitle("\n".join(textwrap.fill(line, per_line, break_on_hyphens=False)
+                               for line in (title, analysis.sample())), fontsize=11)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     return buffer.getvalue()

@@ -59,7 +59,8 @@ def points_markdown(analysis: StudyAnalysis) -> str:
     ks = sorted({int(k) for k in analysis.rankings.data["k"].unique()})
     k_text = " or ".join(str(k) for k in ks)
     return ("Mean points per method and criterion (rank 1 of k = k points, ..., rank k = 1 point; "
-            f"k = {k_text}; higher is better). Best per column in bold.\n\n" + points_table(analysis))
+            f"k = {k_text}; higher is better). Best per column in bold. {analysis.sample()}.\n\n"
+            + points_table(analysis))
 
 
 def _order_reading(analysis: StudyAnalysis, criterion: str) -> str:
