@@ -5,7 +5,7 @@
 1. Slow-fast memory: peak memory of ONE stage-2 training step (forward + backward) with the
    paper's windows (motion 80, video 16) versus (motion 80, video 80), same config and batch.
    On CPU each setting runs in a fresh process and reports its peak resident memory above the
-   memory held after building the model (ru_maxrss); on CUDA, torch.cuda.max_memory_allocated.
+   memory held after building the model (peak resident set, VmHWM: ``peak_memory``); on CUDA, torch.cuda.max_memory_allocated.
 2. Sampling cost against audio length: wall time of IMACPipeline on 1x, 2x, 4x a base duration
    (motion sampling + chunked video), with the least-squares slope (seconds per second of audio)
    and intercept.
@@ -20,18 +20,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from imac.audio_features import load_hubert
-from imac.config import load_config
-from imac.pipeline import IMACPipeline
-from imac.training.trainer import build_stage_model
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from peak_memory import peak_rss_bytes  # noqa: E402
+
+from imac.audio_features import load_hubert  # noqa: E402
+from imac.config import load_config  # noqa: E402
+from imac.pipeline import IMACPipeline  # noqa: E402
+from imac.training.trainer import build_stage_model  # noqa: E402
 
 POSE_DIM = 129
 
@@ -69,14 +73,14 @@ def one_step_memory(args) -> None:
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
     else:
-        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        base = peak_rss_bytes()
     model(batch, "stage2")["loss"].backward()
     optimizer.step()
     if device.type == "cuda":
         torch.cuda.synchronize()
         peak = torch.cuda.max_memory_allocated()
     else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        peak = peak_rss_bytes()
     print(json.dumps({"video_frames": args.video_frames, "peak_bytes_above_model": peak - base,
                       "peak_bytes": peak}))
 

@@ -113,8 +113,10 @@ def i3d_layout_benchmark(repeats: int = 3) -> list[str]:
 
 
 FVD_CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
 from pathlib import Path
+sys.path.insert(0, str(Path(sys.argv[3])))
+from peak_memory import peak_rss_bytes
 from metrics.fvd import FVD
 from metrics.i3d import load_i3d
 paths = sorted(Path(sys.argv[1]).glob("*.mp4"))[: int(sys.argv[2])]
@@ -124,7 +126,7 @@ for path in paths:
     metric.update_file(path, real=True)
 seconds = time.perf_counter() - start
 print(json.dumps({"videos": len(paths), "seconds": seconds,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "peak_rss_mb": peak_rss_bytes() / 2**20}))
 """
 
 
@@ -168,8 +170,8 @@ def fvd_benchmark(counts: list[int]) -> list[str]:
         for k in range(max(counts)):
             write_video(Path(tmp) / f"v{k:04d}.mp4", np.roll(base, k, axis=2), 25)
         for count in counts:
-            out = subprocess.run([sys.executable, "-c", FVD_CHILD, tmp, str(count)], capture_output=True, text=True,
-                                 check=True)
+            out = subprocess.run([sys.executable, "-c", FVD_CHILD, tmp, str(count), str(Path(__file__).resolve().parent)],
+                                 capture_output=True, text=True, check=True)
             r = json.loads(out.stdout.strip().splitlines()[-1])
             lines.append(f"| {r['videos']} | {r['peak_rss_mb']:.0f} | {r['seconds']:.0f} | {r['videos'] / r['seconds']:.2f} |")
     return lines

@@ -6,7 +6,7 @@
 Samples a video with ``IMACPipeline.__call__`` (the whole video as one uint8 array: what ``imac-bench run``
 calls) and with ``IMACPipeline.stream`` into ``metrics.io.video.write_video`` (what ``imac sample`` does) for
 each length of random speech, each in a fresh process, and prints the peak memory of each: the
-process's peak resident set (``ru_maxrss``) and, on CUDA, ``torch.cuda.max_memory_allocated``. The
+process's peak resident set (``peak_memory``: VmHWM) and, on CUDA, ``torch.cuda.max_memory_allocated``. The
 model is ``benchmarks/gpu_check.py``'s reduced architecture (random weights, small widths) at
 ``--resolution`` (512: the i2vgenxl frames), with one video step and one motion step and no
 guidance, so that the frames, not the networks, set the memory; its slope, in MiB per generated
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import gpu_check  # noqa: E402
+from peak_memory import peak_rss_bytes  # noqa: E402
 
 from imac.pipeline import IMACPipeline  # noqa: E402
 from metrics.io.video import write_video  # noqa: E402
@@ -58,7 +58,7 @@ def one(way: str, seconds: float, resolution: int, device_name: str) -> dict:
         audio = np.random.default_rng(0).uniform(-0.5, 0.5, int(seconds * 16000)).astype(np.float32)
         reference = torch.rand(3, resolution, resolution, device=device) * 2 - 1
         generator = torch.Generator(device=device).manual_seed(0)
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        before = peak_rss_bytes() / 2**20
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         with torch.no_grad():
@@ -69,7 +69,7 @@ def one(way: str, seconds: float, resolution: int, device_name: str) -> dict:
                 write_video(Path(temporary) / "out.mp4", sample.frames, sample.fps, preset="ultrafast")
                 frames = sample.num_frames
     return {"way": way, "seconds": seconds, "frames": frames, "before_MiB": round(before, 1),
-            "peak_MiB": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "peak_MiB": round(peak_rss_bytes() / 2**20, 1),
             "device_peak_MiB": round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
             if device.type == "cuda" else None}
 

@@ -20,6 +20,7 @@ import torch
 from metrics.io.video import CHUNK_BUDGET, CHUNK_FRAMES, VideoReader, chunk_frames, read_video, write_video
 from metrics.pose.extraction import video_keypoints
 from metrics.pose.toy import ToyMarkerPose
+from memory_measure import PEAK
 
 MiB = 1 << 20
 SIDE, FRAMES = 2048, 48          # 12 MiB a frame: 576 MiB for the 48 frames, 16 frames (192 MiB) a chunk
@@ -102,9 +103,9 @@ def large(tmp_path_factory):
 
 def _measuring(code: str) -> str:
     """A script that runs ``code`` (which sets ``decoded``) after its imports and prints the growth of
-    its peak resident memory (``ru_maxrss``) over the peak before ``code``, in bytes."""
-    script = textwrap.dedent("""
-        import json, resource, sys
+    its peak resident memory (``memory_measure.PEAK``) over the peak before ``code``, in bytes."""
+    script = PEAK + textwrap.dedent("""
+        import json, sys
         import numpy as np
         from metrics.dataset import find_clips
         from metrics.evaluate import Evaluator
@@ -117,9 +118,9 @@ def _measuring(code: str) -> str:
                 return np.zeros((len(frames), 133, 3), np.float32)
 
         folder, path = sys.argv[1], sys.argv[2]
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        before = peak()
         """) + textwrap.dedent(code) + textwrap.dedent("""
-        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        after = peak()
         print(json.dumps({"growth": after - before, "decoded": decoded}))
         """)
     return script
@@ -245,14 +246,14 @@ def test_i3d_preprocessing_converts_large_frames_a_group_at_a_time(monkeypatch):
     monkeypatch.setattr(video_module, "CHUNK_BUDGET", 3 * 60 * 84 * 3 * 4)       # groups of 2 frames
     for resize, expected in whole.items():
         assert torch.equal(preprocess(clips, resize=resize), expected)
-    script = textwrap.dedent("""
-        import json, resource
+    script = PEAK + textwrap.dedent("""
+        import json
         import numpy as np
         from metrics.i3d import preprocess
         clips = np.full((2, 16, 2048, 2048, 3), 7, np.uint8)
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        before = peak()
         out = preprocess(clips)
-        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        after = peak()
         print(json.dumps({"growth": after - before, "shape": list(out.shape)}))
         """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)

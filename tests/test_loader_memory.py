@@ -26,6 +26,7 @@ from PIL import Image, ImageDraw
 import metrics.io.video as video_module
 from imac.frames import frames_to_tensor, tensor_to_frames
 from metrics.io.video import CHUNK_BUDGET, read_video, write_video
+from memory_measure import PEAK
 
 MiB = 1 << 20
 SIDE, FRAMES = 2048, 48          # 12 MiB a frame (48 MiB in float32): 576 MiB for the 48 frames
@@ -320,11 +321,10 @@ def test_large_frames_stay_within_the_budget(large, name):
     """The child's peak resident memory grows by less than two chunks and a margin. Measured before
     (64 frames for preload): preload_frames 4.0 GB, read_frames 1.0 GB, conform_frames 2.3 GB (16 frames
     of 2048 x 2048 are 192 MiB of uint8 output)."""
-    script = textwrap.dedent("""
-        import json, resource, sys
+    script = PEAK + textwrap.dedent("""
+        import json, sys
         from types import SimpleNamespace
         import numpy as np
-        peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         path = sys.argv[1]
         """) + textwrap.dedent(MEASURED[name]) + textwrap.dedent("""
         print(json.dumps({"growth": peak() - before, "shape": list(out.shape)}))
