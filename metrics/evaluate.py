@@ -331,7 +331,7 @@ class Evaluator:
     def _variant(self, metric: ClipMetric, clip: ClipRecord, partner: ClipRecord | None, hints: dict) -> str:
         """The cache variant of a hook metric's per-clip output: the other files it read and the hints."""
         other = {}
-        if metric.needs & {"reference", "truth"} and partner is not None:
+        if metric.needs & {"reference", "truth", "truth_chunks"} and partner is not None:
             other["real"] = file_hash(partner.video)
         if "audio" in metric.needs:
             source = clip.audio or (partner.audio if partner is not None else None)
@@ -358,6 +358,8 @@ class Evaluator:
 
     @staticmethod
     def _needs_own_frames(pending: list, partner: ClipRecord | None) -> bool:
+        """Whether a pending computation needs the clip's whole frames (``frames``, or a real clip's own as
+        ``truth``): decoded beside its keypoints then. Chunked needs decode the file again, a chunk at a time."""
         needs = frozenset().union(*(metric.needs for _, metric, _, _ in pending)) if pending else frozenset()
         return "frames" in needs or (partner is None and "truth" in needs)
 
@@ -375,12 +377,20 @@ class Evaluator:
         if frames is None and self._needs_own_frames(pending, partner):
             frames = self.decode(clip, want_keypoints=False, want_fvd=False, want_frames=True)[4]
         # the clip's own decoded frame 0 (its size, and a real clip's reference), without its other frames
-        own = frames if frames is not None else clip.first_frame()[None] if needs & {"reference", "truth"} else None
+        own = (frames if frames is not None else clip.first_frame()[None]
+               if needs & {"reference", "truth", "truth_chunks"} else None)
         rate = self.protocol.audio_sample_rate
+        own_chunks = ((lambda: (frames[i:i + CHUNK_FRAMES] for i in range(0, len(frames), CHUNK_FRAMES)))
+                      if frames is not None else (lambda: video_chunks(clip.video)))   # decoded already, or again
+        truth_chunks = None
+        if "truth_chunks" in needs:     # the real clip's frames, resized as fit_size does, a chunk at a time
+            truth_chunks = ((lambda: (fit_size(chunk, own) for chunk in video_chunks(partner.video)))
+                            if partner is not None else own_chunks if side == "real" else None)
         inputs = ClipInputs(
             source=str(clip.video), side=side, fps=fps, size=size,
             frames=frames if "frames" in needs else None,
-            frame_chunks=(lambda: video_chunks(clip.video)) if "frame_chunks" in needs else None,
+            frame_chunks=own_chunks if "frame_chunks" in needs else None,
+            truth_chunks=truth_chunks,
             audio=_clip_audio(clip, partner, rate) if "audio" in needs else None,
             sample_rate=rate if "audio" in needs else 0,
             reference=(fit_size(partner.first_frame(), own) if partner is not None else own[0])
@@ -388,9 +398,10 @@ class Evaluator:
             truth=(fit_video(partner.video, own) if partner is not None
                    else (frames if side == "real" else None)) if "truth" in needs else None,
             keypoints=keypoints if "keypoints" in needs else None, hints=hints)
-        if "truth" in needs and inputs.truth is None:
+        if ("truth" in needs and inputs.truth is None) or ("truth_chunks" in needs and truth_chunks is None):
             raise ClipError(f"{clip.video}: no real clip with the same identity/clip_id to compare with "
-                            f"({', '.join(m.spec.label for _, m, _, _ in pending if 'truth' in m.needs)} need it)")
+                            f"({', '.join(m.spec.label for _, m, _, _ in pending if m.needs & {'truth', 'truth_chunks'})}"
+                            " need it)")
         for name, metric, cache, variant in pending:
             output = {key: np.asarray(value) for key, value in metric.clip(inputs).items()}
             if cache is not None:

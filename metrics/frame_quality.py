@@ -45,7 +45,7 @@ wrap these functions for ``metrics.registry`` and read their constants from the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -128,6 +128,44 @@ def _paired(frames: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarr
                          "reference metrics compare pixel to pixel (resize one side first)")
     count = min(len(frames), len(truth))
     return frames[:count], truth[:count]
+
+
+def paired_chunks(frames: Iterable[np.ndarray], truth: Iterable[np.ndarray]
+                  ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Two frame streams in chunks (``(n, H, W, 3)`` each, of any lengths) as pairs of equal-length
+    chunks, frame t with frame t, until the shorter stream ends (``min(F, F_truth)`` frames, as
+    :func:`_paired`); only one chunk of each is held. Both iterators are closed at the end."""
+    frames, truth = iter(frames), iter(truth)
+    a = b = None
+    try:
+        while True:
+            if a is None or len(a) == 0:
+                a = next(frames, None)
+            if b is None or len(b) == 0:
+                b = next(truth, None)
+            if a is None or b is None:
+                return
+            count = min(len(a), len(b))
+            yield a[:count], b[:count]
+            a, b = a[count:], b[count:]
+    finally:
+        for stream in (frames, truth):
+            getattr(stream, "close", lambda: None)()
+
+
+def per_frame_over_chunks(measures: Mapping[str, Callable[[np.ndarray, np.ndarray], np.ndarray]],
+                          frames: Iterable[np.ndarray], truth: Iterable[np.ndarray]) -> dict[str, np.ndarray]:
+    """Each per-frame measure of paired uint8 frames (name -> ``psnr_frames``, ``ssim_frames``,
+    ``lpips_clip``, ...) over two frame streams in chunks (:func:`paired_chunks`), concatenated: what
+    each gives on the whole arrays, with one chunk of each stream in memory. ``ValueError`` when either
+    stream has no frames."""
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in measures}
+    for a, b in paired_chunks(frames, truth):
+        for name, measure in measures.items():
+            parts[name].append(measure(a, b))
+    if not any(parts.values()):
+        raise ValueError("frames or ground-truth frames: no frames")
+    return {name: np.concatenate(values) for name, values in parts.items()}
 
 
 # -- PSNR ------------------------------------------------------------------------------------------
@@ -301,23 +339,38 @@ def csim_clip(frames: np.ndarray, reference: np.ndarray, embedder, frame_stride:
     :class:`metrics.arcface.FaceEmbedder` (detects the most confident face with the project's one
     face detector, aligns it to the ArcFace template, embeds it; None when no face). Higher is
     better, at most 1."""
-    frames = _check_frames(frames, "frames")
+    return csim_chunks((_check_frames(frames, "frames"),), reference, embedder, frame_stride)
+
+
+def csim_chunks(chunks: Iterable[np.ndarray], reference: np.ndarray, embedder, frame_stride: int = 1) -> ClipIdentity:
+    """:func:`csim_clip` of a clip given as consecutive uint8 chunks ``(n, H, W, 3)`` (a decoder's), one
+    chunk held at a time; frame ``t`` counts from the clip's first frame, whatever the chunking."""
     reference = np.asarray(reference)
     if reference.dtype != np.uint8 or reference.ndim != 3 or reference.shape[-1] != 3:
         raise ValueError(f"the reference image must be uint8 (H, W, 3) RGB, got {reference.dtype} {reference.shape}")
-    per_frame = np.full(len(frames), np.nan)
+    if frame_stride < 1:
+        raise ValueError(f"frame_stride must be >= 1, got {frame_stride}")
     anchor = embedder.embed(reference)
+    if anchor is not None:
+        anchor = anchor / np.linalg.norm(anchor)
+    parts, missing, start = [], 0, 0
+    for chunk in chunks:
+        chunk = _check_frames(chunk, "frames")
+        values = np.full(len(chunk), np.nan)
+        for t in range(-start % frame_stride, len(chunk), frame_stride) if anchor is not None else ():
+            vector = embedder.embed(chunk[t])
+            if vector is None:
+                missing += 1
+                continue
+            values[t] = float(anchor @ (vector / np.linalg.norm(vector)))
+        parts.append(values)
+        start += len(chunk)
+    if not parts:
+        raise ValueError("frames has no frames")
+    per_frame = np.concatenate(parts)
     if anchor is None:
-        return ClipIdentity(per_frame, float("nan"), len(frames), reference_found=False,
+        return ClipIdentity(per_frame, float("nan"), len(per_frame), reference_found=False,
                             notes=["no face found in the reference image"])
-    anchor = anchor / np.linalg.norm(anchor)
-    missing = 0
-    for t in range(0, len(frames), frame_stride):
-        vector = embedder.embed(frames[t])
-        if vector is None:
-            missing += 1
-            continue
-        per_frame[t] = float(anchor @ (vector / np.linalg.norm(vector)))
     scored = per_frame[np.isfinite(per_frame)]
     return ClipIdentity(per_frame, float(scored.mean()) if scored.size else float("nan"), missing)
 
@@ -372,17 +425,16 @@ class ReferenceQuality(ClipMetric):
     computing them."""
 
     computation = "psnr_ssim"
-    needs = frozenset({"frames", "truth"})
+    needs = frozenset({"frame_chunks", "truth_chunks"})
 
     def clip(self, inputs: ClipInputs) -> dict[str, np.ndarray]:
-        _need(inputs, "frames", "truth")
         preset = protocol_value(self.protocol, "ssim_preset")
-        count = min(len(inputs.frames), len(inputs.truth))
-        if inputs.side == "real":
-            return {"psnr": np.full(count, PSNR_CAP_DB), "ssim": np.ones(count)}
         try:
-            return {"psnr": psnr_frames(inputs.frames, inputs.truth),
-                    "ssim": ssim_frames(inputs.frames, inputs.truth, preset)}
+            if inputs.side == "real":
+                count = sum(len(a) for a, _ in paired_chunks(inputs.chunks("frames"), inputs.chunks("truth")))
+                return {"psnr": np.full(count, PSNR_CAP_DB), "ssim": np.ones(count)}
+            return per_frame_over_chunks({"psnr": psnr_frames, "ssim": lambda a, b: ssim_frames(a, b, preset)},
+                                         inputs.chunks("frames"), inputs.chunks("truth"))
         except (TypeError, ValueError) as error:
             raise ValueError(f"{inputs.source}: {error}") from None
 
@@ -420,7 +472,7 @@ class PerceptualDistance(ClipMetric):
     the lpips package's lin file under their published names (``metrics.lpips.load_lpips_folder``)."""
 
     id = "lpips"
-    needs = frozenset({"frames", "truth"})
+    needs = frozenset({"frame_chunks", "truth_chunks"})
 
     def __init__(self, protocol, weights=None, device="cpu") -> None:
         super().__init__(protocol, weights, device)
@@ -436,11 +488,12 @@ class PerceptualDistance(ClipMetric):
         self.pretrained, self.weights_id = True, self.network.weights_id
 
     def clip(self, inputs: ClipInputs) -> dict[str, np.ndarray]:
-        _need(inputs, "frames", "truth")
-        if inputs.side == "real":
-            return {"lpips": np.zeros(min(len(inputs.frames), len(inputs.truth)))}
         try:
-            return {"lpips": lpips_clip(inputs.frames, inputs.truth, self.network)}
+            if inputs.side == "real":
+                return {"lpips": np.zeros(sum(len(a) for a, _ in paired_chunks(inputs.chunks("frames"),
+                                                                               inputs.chunks("truth"))))}
+            return per_frame_over_chunks({"lpips": lambda a, b: lpips_clip(a, b, self.network)},
+                                         inputs.chunks("frames"), inputs.chunks("truth"))
         except (TypeError, ValueError) as error:
             raise ValueError(f"{inputs.source}: {error}") from None
 
@@ -504,7 +557,7 @@ class FrechetInceptionDistance(ClipMetric):
     seeded stand-in network runs and the label is FID*."""
 
     id = "fid"
-    needs = frozenset({"frames"})
+    needs = frozenset({"frame_chunks"})
 
     def __init__(self, protocol, weights=None, device="cpu") -> None:
         super().__init__(protocol, weights, device)
@@ -514,13 +567,20 @@ class FrechetInceptionDistance(ClipMetric):
         self.pretrained, self.weights_id = self.features.is_pretrained, self.features.feature_id
 
     def clip(self, inputs: ClipInputs) -> dict[str, np.ndarray]:
-        _need(inputs, "frames")
         stride = int(protocol_value(self.protocol, "fid_frame_stride"))
+        parts, start = [], 0
         try:
-            frames = _check_frames(inputs.frames, "frames")[::stride]
+            for chunk in inputs.chunks("frames"):       # every stride-th frame of the clip, a chunk at a time
+                chunk = _check_frames(chunk, "frames")
+                picked = chunk[-start % stride::stride]
+                if len(picked):
+                    parts.append(self.features(picked).astype(np.float32))
+                start += len(chunk)
+            if not parts:
+                raise ValueError("frames has no frames")
         except (TypeError, ValueError) as error:
             raise ValueError(f"{inputs.source}: {error}") from None
-        return {"features": self.features(frames).astype(np.float32)}
+        return {"features": np.concatenate(parts)}
 
     def reduce(self, real: Sequence[ClipValues], fake: Sequence[ClipValues]):
         return FrameFID(self.protocol, self.label, [c.values["features"] for c in real],
@@ -545,7 +605,7 @@ class IdentitySimilarity(ClipMetric):
     (), "reference_found": ()}``. ``weights``: an insightface recognition ONNX (w600k_r50.onnx)."""
 
     id = "csim"
-    needs = frozenset({"frames", "reference"})
+    needs = frozenset({"frame_chunks", "reference"})
 
     def __init__(self, protocol, weights=None, device="cpu") -> None:
         super().__init__(protocol, weights, device)
@@ -558,10 +618,10 @@ class IdentitySimilarity(ClipMetric):
         self.pretrained, self.weights_id = True, self.embedder.arcface.weights_id
 
     def clip(self, inputs: ClipInputs) -> dict[str, np.ndarray]:
-        _need(inputs, "frames", "reference")
+        _need(inputs, "reference")
         try:
-            result = csim_clip(inputs.frames, inputs.reference, self.embedder,
-                               int(protocol_value(self.protocol, "csim_frame_stride")))
+            result = csim_chunks(inputs.chunks("frames"), inputs.reference, self.embedder,
+                                 int(protocol_value(self.protocol, "csim_frame_stride")))
         except (TypeError, ValueError) as error:
             raise ValueError(f"{inputs.source}: {error}") from None
         return {"per_frame": result.per_frame, "mean": np.float64(result.mean),

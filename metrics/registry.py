@@ -48,9 +48,13 @@ Contract of a ``ClipMetric`` subclass:
                      clip id: its own frame 0);
     ``"truth"``      uint8 (F', H, W, 3): the real clip's frames (for a generated clip; for a real clip
                      its own frames; a generated clip without a real one is an error naming it).
-                     F' may differ from F: compare min(F, F') frames;
+                     F' may differ from F: compare min(F, F') frames; a metric that reads them in
+                     step with the clip's own frames needs instead
+    ``"truth_chunks"`` a function returning an iterator over the same frames in chunks, each resized
+                     as ``truth`` is (it decodes the real clip again on each call; pair them with the
+                     clip's own ``frame_chunks`` by ``metrics.frame_quality.paired_chunks``);
     ``"keypoints"``  float (F, 133, 3) COCO-WholeBody x, y (pixels), score (the extractor FGD uses).
-    Only what is named is decoded or loaded; a metric needing none of "frames"/"frame_chunks"/"truth"
+    Only what is named is decoded or loaded; a metric needing none of "frames"/"frame_chunks"/"truth"/"truth_chunks"
     costs no decoding once the keypoints are cached.
 ``computation``: a name shared by metrics computed together (default: the metric id). Metrics with
     the same ``computation`` (Sync-C and Sync-D; PSNR and SSIM; HKC and HKV) subclass one base that
@@ -96,7 +100,7 @@ import numpy as np
 
 from metrics.intervals import ClipStatistic
 
-INPUTS = ("frames", "frame_chunks", "audio", "reference", "truth", "keypoints")
+INPUTS = ("frames", "frame_chunks", "audio", "reference", "truth", "truth_chunks", "keypoints")
 
 
 @dataclass(frozen=True)
@@ -220,7 +224,8 @@ class ClipInputs:
     Shapes: ``frames`` uint8 (F, H, W, 3) RGB; ``frame_chunks()`` iterates over the same frames in
     uint8 chunks (n, H, W, 3); ``audio`` float32 (S,) mono at ``sample_rate`` Hz;
     ``reference`` uint8 (H, W, 3), frame 0 of the real clip; ``truth`` uint8 (F', H, W, 3), the real
-    clip's frames; ``keypoints`` (F, 133, 3) COCO-WholeBody x, y in pixels and score. ``fps``: frames
+    clip's frames; ``truth_chunks()`` iterates over the same frames in chunks, each resized to this
+    video's size as ``truth`` is; ``keypoints`` (F, 133, 3) COCO-WholeBody x, y in pixels and score. ``fps``: frames
     per second of the video. ``hints``: what the caller knows about how the video was made (e.g. a
     method's ``chunk_period`` and ``chunk_offset`` in frames; {} for real videos), part of the cache
     key. ``source``: the video path, for error messages. ``side``: "real" or "fake"."""
@@ -235,8 +240,21 @@ class ClipInputs:
     sample_rate: int = 0
     reference: np.ndarray | None = None
     truth: np.ndarray | None = None
+    truth_chunks: Callable[[], Iterator[np.ndarray]] | None = None
     keypoints: np.ndarray | None = None
     hints: Mapping[str, Any] = field(default_factory=dict)
+
+    def chunks(self, name: str) -> Iterator[np.ndarray]:
+        """The video's frames (``name`` "frames") or the real clip's (``name`` "truth") in order, in chunks:
+        from ``frame_chunks`` / ``truth_chunks`` when given, else the whole ``frames`` / ``truth`` array as
+        one chunk. ``ValueError`` naming ``source`` when neither is given."""
+        streamed = getattr(self, f"{'frame' if name == 'frames' else name}_chunks")
+        if streamed is not None:
+            return streamed()
+        whole = getattr(self, name)
+        if whole is None:
+            raise ValueError(f"{self.source}: no {name} given (needs names {name} or its chunks)")
+        return iter((whole,))
 
 
 @dataclass(frozen=True)
