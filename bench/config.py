@@ -33,7 +33,7 @@ from typing import Any
 from bench.data.toy.corpus import ToyCorpusConfig
 from metrics.options import OptionsError, build_options, options_to_dict, read_yaml, resolve_named_file
 from metrics.protocol import split_presets
-from metrics.registry import DEFAULT_METRICS, normalise_metrics
+from metrics.registry import DEFAULT_METRICS, check_weight_names, normalise_metrics
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 # The frame sizes of the shared tiny VAE (imac.training.autoencoder.TINY_VAE_RESOLUTIONS; not imported
@@ -87,6 +87,10 @@ def config_from_dict(values: dict[str, Any], where: str = "bench config") -> Ben
         raise OptionsError(f"{where}: metrics: {error}") from None
     if not config.metrics:
         raise OptionsError(f"{where}: metrics: empty; name at least one (e.g. [fgd, div, bas, fvd])")
+    try:
+        check_weight_names(config.weights)
+    except ValueError as error:
+        raise OptionsError(f"{where}: {error}") from None
     corpus = config.corpus
     try:        # the toy corpus' own bounds, checked before any work and named as the config's keys
         ToyCorpusConfig(seed=corpus.seed, identities=corpus.identities, clips=corpus.clips,

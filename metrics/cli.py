@@ -40,7 +40,7 @@ from metrics.io.cache import check_cache_root
 from metrics.io.files import check_file_target
 from metrics.options import OptionsError, build_options, field_range, ranged, read_yaml
 from metrics.protocol import PRESETS, get_protocol, split_presets
-from metrics.registry import DEFAULT_METRICS, METRIC_IDS, normalise_metrics
+from metrics.registry import DEFAULT_METRICS, METRIC_IDS, check_weight_names, normalise_metrics
 from metrics.results import result_paths
 from metrics.sanity import format_sanity, run_sanity
 from metrics.skeleton_ae import CONFIG_LIMITS as AUTOENCODER_LIMITS, CONFIG_NAME as AUTOENCODER_CONFIG
@@ -477,7 +477,9 @@ def result_file(text: str) -> Path:
 
 def check_given_paths(options: ComputeOptions) -> None:
     """Every weight file or folder the options name exists, whether or not a selected metric reads it
-    (a mistyped path is named, not ignored): ``FileNotFoundError`` naming the option and the path."""
+    (a mistyped path is named, not ignored): ``FileNotFoundError`` naming the option and the path; and no
+    weight file goes by a name no metric reads (``ValueError``: ``check_weight_names``)."""
+    check_weight_names(options.weights)
     given = [("--fgd-ae", options.fgd_ae), ("--i3d", options.i3d), ("--dwpose-detector", options.dwpose_detector),
              ("--dwpose-pose", options.dwpose_pose),
              *((f"--weights {name}", path) for name, path in options.weights.items())]

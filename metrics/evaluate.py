@@ -59,7 +59,7 @@ from metrics.pose.extraction import cached_keypoints, check_frame_count, keypoin
 from metrics.pose.toy import ToyMarkerPose
 from metrics.protocol import Protocol, preset_of
 from metrics.registry import (BUILT_IN, DEFAULT_METRICS, REGISTRY, ClipInputs, ClipMetric, ClipValues, MissingWeights,
-                              load_clip_metric, normalise_metrics)
+                              check_weight_names, load_clip_metric, normalise_metrics)
 from metrics.results import (COVARIANCE, SQRT_METHOD, EvaluationResult, Provenance, Score, Scores, Side, SkippedClip,
                              format_score, metric_label, package_versions, write_result)
 from metrics.skeleton_ae import AutoencoderFileError
@@ -189,6 +189,7 @@ class Evaluator:
         or an extractor object.
         """
         metrics = normalise_metrics(metrics)
+        check_weight_names(weights)
         clip_metrics, unavailable = {}, {}
         for metric in metrics:
             if REGISTRY[metric].implementation is None:

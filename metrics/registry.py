@@ -198,6 +198,32 @@ def spec_of(metric: str) -> MetricSpec:
     return REGISTRY[metric]
 
 
+#: Weight names given elsewhere than ``weights``: the option each has, for a refusal to point to.
+OWN_OPTIONS = {"i3d": "--i3d (bench config: i3d)", "fvd": "--i3d (bench config: i3d)",
+               "fgd": "--fgd-ae (bench config: fgd_autoencoder)", "fgd_ae": "--fgd-ae (bench config: fgd_autoencoder)",
+               "div": "--fgd-ae (bench config: fgd_autoencoder)",
+               "dwpose": "--dwpose-detector and --dwpose-pose (bench config: dwpose_detector, dwpose_pose)"}
+
+
+def weight_names() -> list[str]:
+    """The names the hook metrics' weight files go by (``MetricSpec.weights``: syncnet, lpips, ...)."""
+    return sorted({spec.weights for spec in REGISTRY.values() if spec.weights})
+
+
+def check_weight_names(weights: Mapping[str, Any] | None) -> None:
+    """``ValueError`` naming each name of ``weights`` that no metric reads (a typo, or a network that has its
+    own option: ``OWN_OPTIONS``), with the names that are read; a weight file given under a wrong name would
+    otherwise be ignored and the metric computed by its stand-in or left out."""
+    known = weight_names()
+    unknown = [name for name in (weights or {}) if name not in known]
+    if unknown:
+        said = [f"{name!r}" + (f" (give it with {OWN_OPTIONS[name.lower()]})" if name.lower() in OWN_OPTIONS else "")
+                for name in unknown]
+        raise ValueError(f"weights: {', '.join(said)}: no metric reads weights under "
+                         f"{'that name' if len(unknown) == 1 else 'those names'}; the names are "
+                         f"{', '.join(known)} (e.g. --weights syncnet=syncnet_v2.model)")
+
+
 def normalise_metrics(metrics: Sequence[str] | str) -> tuple[str, ...]:
     """Metric ids, lower-cased and deduplicated, in the given order ("a,b" or a list); an unknown id
     raises ``ValueError`` naming it and the known ones."""

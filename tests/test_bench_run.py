@@ -125,6 +125,8 @@ def test_bench_config_rejects_unknown_keys(tmp_path):
         config_from_dict({"corpus": {"sizes": 64}})
     with pytest.raises(ValueError, match="metrics: empty"):      # an empty table whose checks all "hold"
         config_from_dict({"metrics": []})
+    with pytest.raises(ValueError, match=r"bench config: weights: 'i3d' \(give it with --i3d \(bench config: i3d\)\)"):
+        config_from_dict({"weights": {"i3d": "x.pt"}})                   # was ignored: FVD* from the stand-in
     assert load_bench_config("toy").corpus.size == 128
     with pytest.raises(FileNotFoundError, match="toy"):
         load_bench_config("nonexistent")

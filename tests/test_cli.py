@@ -240,6 +240,19 @@ def test_a_weight_path_that_does_not_exist_is_named_even_when_its_metric_is_not_
     assert capsys.readouterr().err == f"python -m metrics compute: error: {said.format(tmp=tmp_path)}\n"
 
 
+@pytest.mark.parametrize("given, said", [
+    ("fvd={tmp}/i3d.pt", "weights: 'fvd' (give it with --i3d (bench config: i3d)): no metric reads weights under that "
+                         "name; the names are arcface, inception, lpips, syncnet (e.g. --weights syncnet=syncnet_v2.model)"),
+    ("incepton={tmp}/i3d.pt,sycnet={tmp}/i3d.pt", "weights: 'incepton', 'sycnet': no metric reads weights under those names"),
+])
+def test_a_weight_file_under_a_name_no_metric_reads_is_refused_not_ignored(tmp_path, capsys, given, said):
+    """Before, --weights fvd=FILE (or a typo) was ignored: the run went on with the stand-ins (FVD*, FID*)."""
+    (tmp_path / "i3d.pt").write_bytes(b"x")
+    assert metrics_main(["compute", "--real", str(tmp_path), "--fake", str(tmp_path), "--metrics", "fvd,fid",
+                         "--cache", "none", "--weights", given.format(tmp=tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith(f"python -m metrics compute: error: {said}")
+
+
 def test_a_closed_pipe_on_stdout_ends_the_command_quietly(capfd):
     # `imac-bench data prepare ... | head` printed "error: [Errno 32] Broken pipe" once head had its lines
     import os
@@ -311,3 +324,12 @@ def test_an_unknown_argument_after_a_subcommand_points_to_its_help(capsys):
     assert exit_.value.code == 2
     assert capsys.readouterr().err.strip() == ("imac-bench run: error: unrecognized arguments: --bogus "
                                                "(see imac-bench run --help)")
+
+
+def test_the_python_api_refuses_a_weight_name_no_metric_reads_too():
+    from metrics.evaluate import Evaluator
+    from metrics.protocol import Protocol
+
+    with pytest.raises(ValueError, match=r"weights: 'syncnet_v2': no metric reads weights under that name; the "
+                                         r"names are arcface, inception, lpips, syncnet"):
+        Evaluator.load(("bas",), Protocol(), weights={"syncnet_v2": "x"})
