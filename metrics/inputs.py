@@ -9,9 +9,10 @@ and, for the display matrix (turned, mirrored), from the first decoded frame:
 ============================  =================  ==========================================================
 property                      changes            rule
 ============================  =================  ==========================================================
-``frame_size`` (w x h)        FVD; pose;         equal for FVD (both are resized to 224 from it) and for
+``frame_size`` (w x h)        FVD; pose;         equal for FVD (both are resized to 224 from it), for
                               pixels             PSNR/SSIM/LPIPS (pixel to pixel; allowed: the real frames
-                                                 resized to the generated size), on each side and for each
+                                                 resized to the generated size) and for HKV in pixels
+                                                 (``hkv_space`` "pixels"), on each side and for each
                                                  generated clip against its real clip; for the skeleton
                                                  metrics converted (keypoints in shoulder widths), for Drift
                                                  and the joins converted (the real first frame resized),
@@ -332,9 +333,13 @@ def _other_shapes(real, fake) -> list[str]:
 def _check_frames(check: _Checker, real, fake, protocol: Protocol) -> None:
     pixel_to_pixel = [m for m, spec in REGISTRY.items() if spec.partner_pixels == "equal"]
     resized = [m for m, spec in REGISTRY.items() if spec.partner_pixels == "resized"]
-    if not _equal_sides(check, real, fake, "frame_size", ("fvd", *pixel_to_pixel), "FVD resizes both to 224, so the "
-                       "result depends on the mismatch, and PSNR, SSIM and LPIPS compare pixel to pixel (allowed, "
-                       "the real frames are resized to the generated size); render at the real resolution"):
+    # HKV in pixels (hkv_space "pixels", the cyberhost preset): squared pixels scale with the frame's size
+    in_pixels = ("hkv",) if getattr(protocol, "hkv_space", "normalised") == "pixels" else ()
+    if not _equal_sides(check, real, fake, "frame_size", ("fvd", *pixel_to_pixel, *in_pixels), "FVD resizes both to "
+                       "224, so the result depends on the mismatch, and PSNR, SSIM and LPIPS compare pixel to pixel "
+                       "(allowed, the real frames are resized to the generated size)" + (", and HKV in pixels "
+                       "(hkv_space: pixels) grows with the square of the frame size" if in_pixels else "")
+                       + "; render at the real resolution"):
         check.converted("frame_size", resized, "the real clip's first frame resized (area) to the generated "
                         "frames' size for the distances from it")
     stretched = _other_shapes(real, fake)

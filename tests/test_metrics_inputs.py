@@ -88,6 +88,19 @@ def test_frame_size_and_rate_are_converted_for_the_skeleton_metrics():
     assert "resampled to 25 fps" in " ".join(report.for_metric("fgd"))
 
 
+def test_hkv_in_pixels_needs_equal_frame_sizes_and_in_shoulder_widths_does_not():
+    """Under the cyberhost preset (hkv_space: pixels) the same clips upscaled 2x scored 2.25x the real videos'
+    HKV with nothing said (a new user's finding); in shoulder widths (the default) the size cancels."""
+    real, fake = sides(width=128, height=128)
+    with pytest.raises(InputMismatchError, match=r"frame_size differs .*HKV in pixels \(hkv_space: pixels\) grows "
+                                                 r"with the square of the frame size") as error:
+        check_inputs(real, fake, ("hkv",), Protocol(hkv_space="pixels"))
+    assert "HKV" in str(error.value)
+    assert check_inputs(real, fake, ("hkv",), Protocol()).findings == ()
+    report = check_inputs(real, fake, ("hkv",), Protocol(hkv_space="pixels"), allow=["frame_size"])
+    assert [(f.property, f.action, f.metrics) for f in report.findings] == [("frame_size", "allowed", ("hkv",))]
+
+
 def test_audio_rate_and_channels_are_converted_for_bas_only():
     real, fake = sides(audio_rate=44100, audio_channels=2, audio_duration=3.0)
     # bas_audio real (default): the paired generated clips' own sound is never read, so nothing about it
