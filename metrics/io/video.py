@@ -24,6 +24,10 @@ presentation time of each). What a player presents is not always every frame the
 - a variable-frame-rate recording (a phone's) has no frame at ``i / fps``: ``frame_times`` gives
   each frame's own time, and ``fps`` is only the container's average rate.
 
+A file that stores fewer video packets than its header lists (an mp4 written with its header first,
+then cut short by a copy or a download) is refused as truncated, naming both counts: it would read as a
+shorter clip.
+
 For the constant-frame-rate files this project writes, frame ``i`` is shown at ``i / fps``.
 
 About the audio track (AAC): the encoder works on frames of 1024 samples and adds "priming"
@@ -161,13 +165,21 @@ def _scan_packets(container: av.container.InputContainer, stream: av.video.strea
                   path: Path) -> _PacketTable:
     """Demux (without decoding) every packet of ``stream``: see ``_PacketTable``."""
     packets = []                   # (pts, dts, keyframe, discard) of every packet holding data, in decoding order
+    stored = 0                     # every packet the file stores for the stream (an empty sample too)
     try:
         for packet in container.demux(stream):
-            if packet.size == 0:
+            if packet.size == 0 and packet.pts is None:
                 continue  # the empty packet PyAV yields at the end of each stream, to flush the decoder
+            stored += 1
+            if packet.size == 0:
+                continue
             packets.append((packet.pts, packet.dts, packet.is_keyframe, packet.is_discard))
     except av.FFmpegError as error:
         raise ValueError(f"{path}: cannot read video packets: {_said(error)}") from error
+    declared = int(stream.frames or 0)     # the header's sample count (mp4/mov, avi; 0: not stated)
+    if declared and stored < declared:
+        raise ValueError(f"{path}: truncated: its header lists {declared} video frames and the file holds "
+                         f"{stored} ({stored / declared:.0%}); a copy or download cut short? Make it again")
     leading = next((index for index, (*_, keyframe, _discard) in enumerate(packets) if keyframe), 0)
     count, presented, keyframes, hidden = 0, [], [], set()
     timestamps_complete = True
