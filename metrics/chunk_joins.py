@@ -300,4 +300,5 @@ class ReferenceDrift(_JoinMetric):
     def describe(self) -> dict:
         return {"features": "least-squares slope over time of the mean |frame - reference image| (grey levels "
                             "per second), mean over clips",
-                "input": "reference image: the real clip's frame 0"}
+                "input": "reference image: the real clip's frame 0 (a generated clip without one: its own frame 0, "
+                         "said under the conversions)"}

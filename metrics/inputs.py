@@ -40,6 +40,8 @@ property                      changes            rule
 ``audio_missing``             BAS                under ``bas_audio: generated``, a generated clip without sound
                                                  is scored with its real clip's speech (converted); with no
                                                  real partner, refused (under either ``bas_audio``)
+``reference_image``           Drift, CSIM        a generated clip with no real clip is measured from its own
+                                                 first frame (converted, said)
 ``bas_audio``                 BAS                under ``bas_audio: real`` (default) a generated clip with no
                                                  real partner and no wav is scored with its own sound track
                                                  (converted)
@@ -77,6 +79,7 @@ ALIASES = {"resolution": "frame_size", "fps": "frame_rate", "color_range": "colo
            "color_matrix": "colour_matrix", "color_space": "colour_matrix"}
 PIXEL_METRICS = METRIC_IDS     # every metric reads pixels (keypoints come from them): metrics.registry
 SKELETON_METRICS = ("fgd", "div", "bas")     # built-in metrics that read keypoints
+REFERENCE_IMAGE_METRICS = ("drift", "csim")   # measured from the real clip's first frame (the joins' ratios are not)
 AUDIO_SLACK_SECONDS = 0.1       # AAC priming and padding: a muxed track may read up to ~0.1 s short
 ASPECT_TOLERANCE = 0.01         # relative: sizes rounded to even pixels (1920x1080 as 854x480: 0.08%)
 NAMED_CLIPS = 5                 # clips named in a message before "... and N more"
@@ -505,6 +508,17 @@ def _values(props: Sequence[ClipProperties]) -> dict[str, list[str]]:
     return {name: sorted(_by_value(props, name)) for name in names}
 
 
+def _check_reference(check: _Checker, real, fake) -> None:
+    """The metrics measured from the real clip's first frame (the image generation starts from: drift, CSIM) take a generated clip's own first frame when it has no real clip: said, since the
+    number then measures something else (no real videos given, or clips allowed to be unpaired)."""
+    partners = {p.key for p in real}
+    alone = [p.clip for p in fake if p.key not in partners]
+    if alone:
+        check.converted("reference_image", REFERENCE_IMAGE_METRICS,
+                        f"{len(alone)} generated clip(s) with no real clip of the same identity/clip_id measured from "
+                        f"their own first frame, not the real clip's: {_named(alone)}")
+
+
 def check_inputs(real: Sequence[ClipProperties], fake: Sequence[ClipProperties], metrics: Sequence[str],
                  protocol: Protocol, allow: Iterable[str] = (),
                  clips: tuple[Sequence[str], Sequence[str]] | None = None) -> InputReport:
@@ -523,6 +537,7 @@ def check_inputs(real: Sequence[ClipProperties], fake: Sequence[ClipProperties],
         _check_durations(check, real, fake)
     _check_timing(check, real, fake)
     _check_audio(check, real, fake, protocol)
+    _check_reference(check, real, fake)
     _check_identities(check, real, fake)
     if check.refused:
         raise InputMismatchError("the real and generated inputs do not match: " + " | ".join(check.refused))

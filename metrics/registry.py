@@ -182,7 +182,7 @@ REGISTRY: dict[str, MetricSpec] = _specs(
     MetricSpec("fid", "FID", True, "Fréchet inception distance on frames", "Frame quality", two_sided=True,
                implementation="metrics.frame_quality:FrechetInceptionDistance", weights="inception"),
     MetricSpec("csim", "CSIM", False, "identity cosine similarity (ArcFace)", "Identity", reference=True,
-               implementation="metrics.frame_quality:IdentitySimilarity", weights="arcface"),
+               implementation="metrics.frame_quality:IdentitySimilarity", weights="arcface", partner_pixels="resized"),
 )
 
 METRIC_IDS: tuple[str, ...] = tuple(REGISTRY)

@@ -377,3 +377,16 @@ def test_an_unreadable_wav_is_refused_only_where_its_sound_is_heard(tmp_path):
     with pytest.raises(InputMismatchError, match=r"audio: 1 wav file\(s\) cannot be read"):   # a real clip's: heard
         check_inputs([props("a/a_0", audio_problem="a_0.wav: cannot read the audio header")], sides()[1][:1],
                      ("bas",), Protocol())
+
+
+def test_a_generated_clip_without_a_real_one_measures_drift_from_its_own_first_frame_and_says_so():
+    """`compute --fake DIR --metrics drift` (no real videos) measured drift from each generated clip's own
+    frame 0 while its card said "the real clip's frame 0", and nothing else told (a new user's finding)."""
+    real, fake = sides()
+    assert check_inputs(real, fake, ("drift", "joins_app", "csim"), Protocol()).findings == ()
+    report = check_inputs([], fake, ("drift", "joins_app", "csim", "bas"), Protocol())
+    found = [f for f in report.findings if f.property == "reference_image"]
+    assert [(f.action, f.metrics) for f in found] == [("converted", ("drift", "csim"))]
+    assert "2 generated clip(s) with no real clip of the same identity/clip_id measured from their own first " \
+           "frame, not the real clip's: a/a_0, a/a_1" in found[0].detail
+    assert report.for_metric("joins_app") == ()
