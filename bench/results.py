@@ -156,11 +156,14 @@ class BenchResults:
     schema_version: int = SCHEMA_VERSION
 
     def label(self, metric: str) -> str:
-        """The display label of a metric id in this run (``FVD*`` for the untrained I3D; a star too for
-        a hook metric computed by a stand-in network)."""
+        """The display label of a metric id in this run (``FVD*`` for the untrained I3D or an I3D file that is
+        not the published one; a star too for a hook metric computed by a stand-in network or unpublished
+        weights)."""
         i3d = self.networks.get("i3d") or {}
         hook = (self.networks.get("clip_metrics") or {}).get(metric) or {}
-        return metric_label(metric, i3d.get("pretrained", True) if i3d else True, hook.get("pretrained"))
+        # (published False: trained weights, but not the published file: starred as a stand-in is)
+        return metric_label(metric, (i3d.get("pretrained", True) and i3d.get("published") is not False) if i3d else True,
+                            False if hook.get("published") is False else hook.get("pretrained"))
 
     def value(self, method: str, metric: str, scope: str = "all") -> float:
         """A method's value (NaN when it has none)."""

@@ -136,6 +136,12 @@ def metric_score(metric, paired: bool = False, **counts: int) -> Score:
     return Score(float(metric.compute()), low, high, counts, tuple(getattr(metric, "warnings", ())))
 
 
+def _comparable(network) -> bool:
+    """Whether a feature network's numbers compare with published ones: trained, and (when its file was
+    checked against the published one) that file; else the metric is starred."""
+    return bool(network.is_pretrained) and getattr(network, "published", None) is not False
+
+
 def _hash_of(feature_id: str) -> str | None:
     """The weight hash inside an I3D feature id (``name:<sha12>``), or None."""
     return feature_id.rpartition(":")[2] if ":" in feature_id else None
@@ -587,7 +593,7 @@ class Evaluator:
     def label(self, metric: str) -> str:
         if metric in self.clip_metrics:
             return self.clip_metrics[metric].label
-        return metric_label(metric, None if self.i3d is None else bool(self.i3d.is_pretrained))
+        return metric_label(metric, None if self.i3d is None else _comparable(self.i3d))
 
     def provenance(self, n_real: int | None, n_fake: int | None, inputs: InputReport | None = None,
                    paired: bool = False) -> dict[str, Provenance]:
@@ -619,7 +625,7 @@ class Evaluator:
             extra = {k: about[k] for k in ("frames_per_clip", "covariance", "sqrt_method") if k in about}
             weights_hash = hook.weights_id.rpartition(":")[2] if hook.weights_id and ":" in hook.weights_id else None
             return Provenance(**common, features=about.get("features", REGISTRY[metric].name), weights=hook.weights,
-                              weights_hash=weights_hash, pretrained=hook.pretrained,
+                              weights_hash=weights_hash, pretrained=hook.pretrained, published=hook.published,
                               pose_extractor=pose if "keypoints" in hook.needs else None, input=about.get("input", ""),
                               **extra)
         ae = self.autoencoder_info or {}
@@ -649,6 +655,7 @@ class Evaluator:
         return Provenance(
             **common, features="400-d pre-softmax I3D logits of every clip" + value, weights=feature_id,
             weights_hash=_hash_of(feature_id) if feature_id else None, pretrained=bool(self.i3d.is_pretrained),
+            published=getattr(self.i3d, "published", None),
             input=getattr(fvd.i3d, "preprocessing", None) or f"the feature object's own ({type(self.i3d).__name__})",
             frames_per_clip=p.fvd_frames, covariance=COVARIANCE[estimator], sqrt_method=SQRT_METHOD)
 
@@ -657,9 +664,11 @@ class Evaluator:
         networks = {"pose_extractor": getattr(self.extractor, "extractor_id", None),
                     "skeleton_autoencoder": self.autoencoder_info,
                     "i3d": None if self.i3d is None else {"feature_id": self.i3d.feature_id,
-                                                          "pretrained": bool(self.i3d.is_pretrained)}}
+                                                          "pretrained": bool(self.i3d.is_pretrained),
+                                                          "published": getattr(self.i3d, "published", None)}}
         if self.clip_metrics:
-            networks["clip_metrics"] = {m: {"weights": c.weights_id, "pretrained": c.pretrained, "label": c.label}
+            networks["clip_metrics"] = {m: {"weights": c.weights_id, "pretrained": c.pretrained,
+                                            "published": c.published, "label": c.label}
                                         for m, c in self.clip_metrics.items()}
         if self.unavailable:
             networks["unavailable_metrics"] = dict(self.unavailable)

@@ -485,7 +485,7 @@ class PerceptualDistance(ClipMetric):
                 f"LPIPS needs local weights: give --weights lpips=DIR, a folder with torchvision's "
                 f"{spec['trunk_file']} and the lpips package's weights/v0.1/{spec['lin_file']}")
         self.network = lpips.load_lpips_folder(weights, net, device)
-        self.pretrained, self.weights_id = True, self.network.weights_id
+        self.pretrained, self.weights_id, self.published = True, self.network.weights_id, self.network.published
 
     def clip(self, inputs: ClipInputs) -> dict[str, np.ndarray]:
         try:
@@ -565,6 +565,7 @@ class FrechetInceptionDistance(ClipMetric):
 
         self.features = load_fid_inception(weights, device, seed=getattr(protocol, "bootstrap_seed", 0))
         self.pretrained, self.weights_id = self.features.is_pretrained, self.features.feature_id
+        self.published = self.features.published
 
     def clip(self, inputs: ClipInputs) -> dict[str, np.ndarray]:
         stride = int(protocol_value(self.protocol, "fid_frame_stride"))

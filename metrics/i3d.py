@@ -449,6 +449,7 @@ class I3DFeatures:
     Attributes: ``feature_id`` (names the network and its weights: ``i3d-tats-400:<sha12>``,
     ``i3d-stylegan-v-torchscript:<sha12>``, ``i3d-untrained-seed<N>``; FVDs are only comparable
     under the same id and protocol), ``is_pretrained`` (False: the distance is "FVD*", not FVD),
+    ``published`` (False: trained weights, but not the published file: "FVD*" too; None: a stand-in),
     ``kind`` (``"module"``: an :class:`InceptionI3d`; ``"torchscript"``: StyleGAN-V's archive, called
     with ``return_features=True``), ``resize`` and ``size`` (how clips reach the network, see the
     module docstring; :meth:`with_input` sets them from the protocol), ``preprocessing`` (that
@@ -468,6 +469,7 @@ class I3DFeatures:
         dtype: torch.dtype = torch.float32,
         batch_size: int = 8,
         kind: NetworkKind = "module",
+        published: bool | None = None,
         resize: Resize = "stretch",
         size: int = RESOLUTION,
         source: str | None = None,
@@ -493,6 +495,7 @@ class I3DFeatures:
         self.batch_size = batch_size
         self.feature_id = feature_id
         self.is_pretrained = is_pretrained
+        self.published = published
         self.kind = kind
         self.resize = resize
         self.size = int(size)
@@ -515,8 +518,8 @@ class I3DFeatures:
         ``"torchscript-internal"`` on a network that is not StyleGAN-V's archive.
         """
         return I3DFeatures(
-            self.network, feature_id=self.feature_id, is_pretrained=self.is_pretrained, device=self.device,
-            dtype=self.dtype, batch_size=self.batch_size, kind=self.kind, resize=resize, size=size,
+            self.network, feature_id=self.feature_id, is_pretrained=self.is_pretrained, published=self.published,
+            device=self.device, dtype=self.dtype, batch_size=self.batch_size, kind=self.kind, resize=resize, size=size,
             source=self.source,
         )  # fmt: skip
 
@@ -758,9 +761,9 @@ def load_i3d(
             raise ValueError(
                 f"{path} looks like a TorchScript archive but torch.jit.load failed: {weights.last_line(error)}"
             ) from error
-        check_published_weights(path, "torchscript")
+        published = check_published_weights(path, "torchscript")
         features = I3DFeatures(
-            network, feature_id=f"i3d-stylegan-v-torchscript:{sha12}", is_pretrained=True,
+            network, feature_id=f"i3d-stylegan-v-torchscript:{sha12}", is_pretrained=True, published=published,
             device=device, dtype=dtype, batch_size=batch_size, kind="torchscript", source=str(path),
         )  # fmt: skip
         _probe(features)
@@ -769,9 +772,9 @@ def load_i3d(
     state_dict = weights.read_state_dict(path, MAX_I3D_BYTES, "I3D (a TorchScript archive or a state dict)")
     network = InceptionI3d()
     load_state_dict_strict(network, state_dict, path)
-    check_published_weights(path, "module")
+    published = check_published_weights(path, "module")
     return I3DFeatures(
-        network, feature_id=f"i3d-tats-400:{sha12}", is_pretrained=True,
+        network, feature_id=f"i3d-tats-400:{sha12}", is_pretrained=True, published=published,
         device=device, dtype=dtype, batch_size=batch_size, source=str(path),
     )  # fmt: skip
 

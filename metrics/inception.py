@@ -306,19 +306,22 @@ class InceptionFeatures:
 
     Attributes: ``feature_id`` (``fid-inception-2015-12-05:<sha12>``, or
     ``fid-inception-standin-seed<N>``; FIDs are only comparable under the same id),
-    ``is_pretrained`` (False: the distance is "FID*"), ``preprocessing`` (the input convention in
+    ``is_pretrained`` (False: the distance is "FID*"), ``published`` (False: trained weights, but not the
+    published file: "FID*" too; None: a stand-in), ``preprocessing`` (the input convention in
     words), ``device``, ``batch_size``, ``source`` (the weight file, named in errors). Build it with
     :func:`load_fid_inception`.
     """
 
     def __init__(self, network: FIDInceptionV3, *, feature_id: str, is_pretrained: bool,
-                 device: str | torch.device = "cpu", batch_size: int = 16, source: str | None = None) -> None:
+                 device: str | torch.device = "cpu", batch_size: int = 16, source: str | None = None,
+                 published: bool | None = None) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.device = torch.device(device)
         self.network = network.to(self.device, torch.float32).eval()
         self.feature_id = feature_id
         self.is_pretrained = is_pretrained
+        self.published = published
         self.batch_size = int(batch_size)
         self.source = source or feature_id
         self.preprocessing = PREPROCESSING
@@ -370,10 +373,11 @@ def load_fid_inception(path: str | os.PathLike | None, device: str | torch.devic
     network = FIDInceptionV3()
     load_state_dict_strict(network, state_dict, path, f"pytorch-fid's {PUBLISHED_FILE}")
     digest = file_sha256(path)
-    if not digest.startswith(PUBLISHED_SHA256_PREFIX):
+    published = digest.startswith(PUBLISHED_SHA256_PREFIX)
+    if not published:
         logger.warning("%s is not the published %s: its SHA-256 starts %s, the published file's %s (%s). "
                        "FIDs computed with it are not comparable with published FIDs.",
                        path, PUBLISHED_FILE, digest[:8], PUBLISHED_SHA256_PREFIX, PUBLISHED_SOURCE,
                        extra=SAME_IN_EVERY_PROCESS)
     return InceptionFeatures(network, feature_id=f"fid-inception-2015-12-05:{digest[:12]}", is_pretrained=True,
-                             device=device, batch_size=batch_size, source=str(path))
+                             device=device, batch_size=batch_size, source=str(path), published=published)

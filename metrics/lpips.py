@@ -153,12 +153,13 @@ class LPIPSDistance:
     """Callable: two uint8 RGB batches ``(N, H, W, 3)`` of the same shape -> float64 ``(N,)`` LPIPS.
 
     Attributes: ``net`` ("alex" | "vgg"), ``weights_id`` (``lpips-alex-v0.1:<trunk sha12>+<lin
-    sha12>`` or ``lpips-alex-standin-seed<N>``), ``is_pretrained`` (False: "LPIPS*"),
+    sha12>`` or ``lpips-alex-standin-seed<N>``), ``is_pretrained`` (False: "LPIPS*"), ``published`` (False:
+    trained weights, but not both published files: "LPIPS*" too; None: a stand-in),
     ``preprocessing``, ``batch_size``, ``device``, ``source`` (the files, named in errors).
     """
 
     def __init__(self, network: LPIPS, *, weights_id: str, is_pretrained: bool, device: str | torch.device = "cpu",
-                 batch_size: int = 8, source: str | None = None) -> None:
+                 batch_size: int = 8, source: str | None = None, published: bool | None = None) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.device = torch.device(device)
@@ -166,6 +167,7 @@ class LPIPSDistance:
         self.net = network.net
         self.weights_id = weights_id
         self.is_pretrained = is_pretrained
+        self.published = published
         self.batch_size = int(batch_size)
         self.source = source or weights_id
         self.preprocessing = PREPROCESSING
@@ -245,10 +247,11 @@ def load_lpips(trunk: str | os.PathLike | None, lin: str | os.PathLike | None, n
             renamed[key] = value
     load_state_dict_strict(model.lins, renamed, lin, f"lpips' weights/v0.1/{spec['lin_file']} (lin<k>.model.1.weight)")
     trunk_digest, lin_digest = file_sha256(trunk), file_sha256(lin)
-    _check_published(trunk, trunk_digest, spec["trunk_sha256_prefix"], f"torchvision {spec['trunk_file']}")
-    _check_published(lin, lin_digest, PUBLISHED_LIN_SHA256[net], f"lpips v0.1 {spec['lin_file']}")
+    published = [_check_published(trunk, trunk_digest, spec["trunk_sha256_prefix"], f"torchvision {spec['trunk_file']}"),
+                 _check_published(lin, lin_digest, PUBLISHED_LIN_SHA256[net], f"lpips v0.1 {spec['lin_file']}")]
     return LPIPSDistance(model, weights_id=f"lpips-{net}-v0.1:{trunk_digest[:12]}+{lin_digest[:12]}",
-                         is_pretrained=True, device=device, batch_size=batch_size, source=f"{trunk} + {lin}")
+                         is_pretrained=True, device=device, batch_size=batch_size, source=f"{trunk} + {lin}",
+                         published=all(published))
 
 
 def _prefixed(state: object, path: Path, prefix: str) -> object:

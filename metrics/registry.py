@@ -303,6 +303,7 @@ class ClipMetric:
     computation: str = ""            # "" = the metric id
     needs: frozenset[str] = frozenset()
     pretrained: bool | None = None
+    published: bool | None = None    # False: trained weights, but not the published file (starred too)
     weights_id: str | None = None
 
     def __init__(self, protocol, weights: str | None = None, device: str = "cpu") -> None:
@@ -320,8 +321,9 @@ class ClipMetric:
 
     @property
     def label(self) -> str:
-        """The display label: the registry's, with a star for a stand-in network (``pretrained`` False)."""
-        return self.spec.label + ("*" if self.pretrained is False else "")
+        """The display label: the registry's, with a star for a stand-in network (``pretrained`` False) or
+        weights that are not the published file (``published`` False): not comparable with published numbers."""
+        return self.spec.label + ("*" if self.pretrained is False or self.published is False else "")
 
     def clip(self, inputs: ClipInputs) -> dict[str, np.ndarray]:
         raise NotImplementedError(f"{type(self).__name__} (metric {self.id!r}) does not implement clip(), which "

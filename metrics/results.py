@@ -47,8 +47,8 @@ PACKAGES = ("imac-bench", "numpy", "scipy", "torch", "librosa", "av", "onnxrunti
 
 def metric_label(metric: str, pretrained_i3d: bool | None = True, pretrained: bool | None = None) -> str:
     """The display label of a metric id: ``FVD*`` for an FVD whose I3D is not the published one
-    (``pretrained_i3d`` False); ``<label>*`` for a hook metric whose network is a stand-in
-    (``pretrained`` False)."""
+    (``pretrained_i3d`` False: a stand-in, or a file that is not the published one); ``<label>*`` for a
+    hook metric whose network is a stand-in or not the published file (``pretrained`` False)."""
     if metric not in METRICS:
         raise ValueError(f"unknown metric id {metric!r}; ids: {', '.join(METRIC_IDS)}")
     if (metric == "fvd" and pretrained_i3d is False) or (metric != "fvd" and pretrained is False):
@@ -186,6 +186,7 @@ class Provenance:
     weights: str | None = None          # the network behind the features (path or feature id)
     weights_hash: str | None = None     # the checkpoint hash (autoencoder) or weight file hash (I3D)
     pretrained: bool | None = None      # I3D: the published weights (False: FVD*)
+    published: bool | None = None       # False: trained weights whose file is not the published one (starred)
     pose_extractor: str | None = None
     training_data_hash: str | None = None   # the autoencoder's training data
     input: str = ""                     # resize / crop / resampling of the metric's input
@@ -201,6 +202,8 @@ class Provenance:
     def to_dict(self) -> dict:
         data = {name: getattr(self, name) for name in self.__dataclass_fields__}
         data["packages"], data["conversions"] = dict(self.packages), list(self.conversions)
+        if self.published is None:      # (no published file to check against: left out, as results before it read)
+            del data["published"]
         return data
 
     @classmethod
@@ -229,6 +232,8 @@ class Provenance:
                                                      and self.weights_hash not in self.weights else ""))
         if self.pretrained is False:
             parts.append("UNTRAINED stand-in: not comparable with published numbers")
+        elif self.published is False:
+            parts.append("NOT the published weight file (its hash differs): not comparable with published numbers")
         if self.frames_per_clip:
             parts.append(f"{self.frames_per_clip} frames per {'clip' if self.metric == 'fvd' else 'window'}")
         if self.n_real is not None or self.n_fake is not None:

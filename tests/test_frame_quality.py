@@ -14,6 +14,7 @@ import torch
 from metrics import frame_quality as fq
 from metrics import inception
 from metrics.frechet import frechet_distance
+from metrics.protocol import Protocol
 from tests.frame_quality_fixtures import parity_images
 
 PEERS = Path(__file__).parent / "fixtures" / "peers"
@@ -124,6 +125,9 @@ def test_fid_features_and_distance_match_pytorch_fid(parity_weights, caplog):
     features = inception.load_fid_inception(parity_weights, batch_size=3)
     assert features.is_pretrained and features.feature_id.startswith("fid-inception-2015-12-05:")
     assert "is not the published" in caplog.text         # a stand-in file is named as such
+    assert features.published is False                   # and the hook stars it: FID*, not FID
+    hook = fq.FrechetInceptionDistance(Protocol(), weights=str(parity_weights))
+    assert (hook.pretrained, hook.published, hook.label) == (True, False, "FID*")
     ours = {seed: features(parity_images(seed, 3)) for seed in (0, 1)}
     for seed in (0, 1):
         np.testing.assert_allclose(ours[seed][:, :8], peer["outputs"]["features_first8"][str(seed)],

@@ -103,7 +103,9 @@ def test_lpips_and_csim_without_weights_are_skipped_with_the_option_named():
 def test_lpips_hook_matches_the_function(tmp_path):
     save_standin(tmp_path, "alex")
     metric = fq.PerceptualDistance(Protocol(), weights=str(tmp_path))
-    assert metric.pretrained and metric.label == "LPIPS" and metric.weights_id.startswith("lpips-alex-v0.1:")
+    # stand-in files in the published layout, not the published files: trained, but starred
+    assert metric.pretrained and metric.published is False and metric.label == "LPIPS*"
+    assert metric.weights_id.startswith("lpips-alex-v0.1:")
     rng = np.random.default_rng(2)
     truth = rng.integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
     fake = np.clip(truth + rng.integers(-40, 41, truth.shape), 0, 255).astype(np.uint8)

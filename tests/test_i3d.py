@@ -402,20 +402,30 @@ def test_a_weight_file_that_differs_from_the_published_one_is_loaded_with_a_warn
     torch.save(random_published_state_dict(seed=2), path)
     with caplog.at_level(logging.WARNING, logger="metrics.i3d"):
         features = load_i3d(path)
-    assert features.is_pretrained
+    assert features.is_pretrained and features.published is False
     (record,) = [r for r in caplog.records if r.name == "metrics.i3d"]
     message = record.getMessage()
     published = PUBLISHED_WEIGHTS["module"]
     assert str(path) in message and published.file in message
     assert git_blob_sha1(path) in message and published.git_blob_sha1 in message
     assert "songweige/TATS" in message
+    # and the result says so, not only the log: starred, with the card's reason (it read "FVD", pretrained)
+    from metrics.evaluate import Evaluator
+    from metrics.protocol import Protocol
+
+    evaluator = Evaluator.load(("fvd",), Protocol(), i3d=path)
+    card = evaluator.provenance(2, 2)["fvd"]
+    assert evaluator.label("fvd") == card.label == "FVD*" and card.published is False
+    assert "NOT the published weight file (its hash differs)" in card.summary()
+    assert evaluator.networks()["i3d"]["published"] is False
 
     # The published file (here: its checksum made to be this file's) loads without a warning.
     monkeypatch.setitem(PUBLISHED_WEIGHTS, "module", dataclasses.replace(published, git_blob_sha1=git_blob_sha1(path)))
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="metrics.i3d"):
-        load_i3d(path)
+        assert load_i3d(path).published is True
     assert not [r for r in caplog.records if r.name == "metrics.i3d"]
+    assert Evaluator.load(("fvd",), Protocol(), i3d=path).label("fvd") == "FVD"
 
 
 def test_a_torchscript_file_is_checked_against_the_published_archive(torchscript_file, caplog):
