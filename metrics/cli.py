@@ -40,7 +40,7 @@ from metrics.io.cache import check_cache_root
 from metrics.io.files import check_file_target
 from metrics.options import OptionsError, build_options, field_range, ranged, read_yaml
 from metrics.protocol import PRESETS, get_protocol, split_presets
-from metrics.registry import DEFAULT_METRICS, METRIC_IDS, check_weight_names, normalise_metrics
+from metrics.registry import DEFAULT_METRICS, METRIC_IDS, REGISTRY, check_weight_names, normalise_metrics
 from metrics.results import result_paths
 from metrics.sanity import format_sanity, run_sanity
 from metrics.skeleton_ae import CONFIG_LIMITS as AUTOENCODER_LIMITS, CONFIG_NAME as AUTOENCODER_CONFIG
@@ -496,6 +496,9 @@ def _compute(args: argparse.Namespace) -> int:
     device = resolve_device(options.device)     # a GPU torch does not see is named here, before any work
     for target in result_paths(args.out) if args.out else ():
         check_file_target(target, "result file")     # not after the evaluation
+        if target.exists() and not args.overwrite:   # another selection's numbers would be lost without a word
+            raise FileExistsError(f"{target}: a result is there already; give another --out, or --overwrite to "
+                                  "replace it")
     if args.processes != 1:
         return relaunch("metrics", one_process_argv(args.command_argv, "--processes"), args.processes,
                         prog=f"{PROG} compute")
@@ -607,12 +610,16 @@ def build_parser() -> CommandParser:
     compute = add_command(commands, "compute", "metrics of generated videos against real ones",
                           handler=_compute, wraps="metrics.evaluate.evaluate")
     compute.add_argument("--real", type=Path, metavar="DIR", help="real videos: a dataset folder or <identity>/<clip>.mp4 files "
-                         "(needed by fgd and fvd)")
+                         f"(needed by {', '.join(m for m, spec in REGISTRY.items() if spec.two_sided or spec.paired)}; "
+                         "without it, drift and csim measure each generated clip from its own first frame, and BAS "
+                         "reads each generated clip's own sound)")
     compute.add_argument("--fake", type=Path, required=True, metavar="DIR", help="generated videos: <identity>/<clip>.mp4")
     compute.add_argument("--out", type=result_file, metavar="PATH",
                          help=f"result file FILE.json (FILE.csv is written beside it; a name without .json gets it), "
                          f"or a folder: an existing one, or a path ending in '/', gets {RESULT_NAME} and "
                          f"{Path(RESULT_NAME).with_suffix('.csv')} inside; default: print only")
+    compute.add_argument("--overwrite", action="store_true", help="replace the result file --out names when it "
+                         "exists (without it, an existing result is refused before any work, not lost)")
     compute.add_argument("--processes", type=int_in(1), default=1, metavar="N",
                          help="spread the clips over N processes on this machine (torch.distributed.run; the "
                          "same as `accelerate launch --multi_gpu --num_processes N -m metrics compute ...`)")

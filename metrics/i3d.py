@@ -484,7 +484,8 @@ class I3DFeatures:
             raise ValueError(
                 f"fvd_resize='torchscript-internal' lets StyleGAN-V's i3d_torchscript.pt rescale and resize "
                 f"the clips itself, but {feature_id} is not that archive: give --i3d the TorchScript file, "
-                "or use fvd_resize 'stretch' or 'shorter-side-crop'"
+                "or another FVD preset (--protocol videogpt: shorter-side crop; tats, the default, or cdfvd: "
+                "stretch; Python: fvd_resize 'stretch' or 'shorter-side-crop')"
             )
         if resize == "torchscript-internal" and dtype != torch.float32:
             raise ValueError(

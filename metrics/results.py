@@ -377,9 +377,10 @@ def result_rows(result: EvaluationResult) -> list[dict]:
 def result_paths(path: str | Path) -> tuple[Path, Path]:
     """The JSON and CSV files ``write_result`` writes for ``path``: ``path`` ending in .json (a name with another
     ending gets it: ``eval.v2`` -> ``eval.v2.json``, never ``eval.json``, which may be another result), and
-    the same name with .csv."""
+    the same name with .csv; a name ending in .csv names the CSV (``out.csv`` -> ``out.json`` and ``out.csv``)."""
     path = Path(path)
-    json_path = path if path.suffix == ".json" else path.with_name(path.name + ".json")
+    json_path = (path if path.suffix.lower() == ".json" else path.with_suffix(".json") if path.suffix.lower() == ".csv"
+                 else path.with_name(path.name + ".json"))
     return json_path, json_path.with_suffix(".csv")
 
 

@@ -231,6 +231,14 @@ def test_cli_compute_writes_json_and_csv(corpus, tmp_path, capsys):
     assert f"generated content: 4 clip(s) from {corpus['copies']}, SHA-256 of their files " \
            f"{saved['fake']['content_digest']}" in printed
     assert out.exists() and out.with_suffix(".csv").exists()
+    # a second run into the same file is refused before any work, unless --overwrite: the first result stays
+    again = ["compute", "--real", str(corpus["data"]), "--fake", str(corpus["copies"]), "--metrics", "bas",
+             "--out", str(out), "--cache", str(tmp_path / "cache"), "--quiet"]
+    assert metrics_main(again) == 2
+    assert f"{out}: a result is there already; give another --out, or --overwrite" in capsys.readouterr().err
+    assert json.loads(out.read_text())["metrics"] == ["fgd", "div", "bas"]
+    assert metrics_main([*again, "--overwrite"]) == 0
+    assert json.loads(out.read_text())["metrics"] == ["bas"]
 
 
 class NoFeatures(MeanColourFeatures):
@@ -550,7 +558,8 @@ def test_a_slow_extractor_beside_i3d_holds_at_most_three_chunks_of_frames(corpus
 
 
 @pytest.mark.parametrize("given, written", [("eval.json", "eval.json"), ("eval", "eval.json"),
-                                            ("res.txt", "res.txt.json"), ("eval.v2", "eval.v2.json")])
+                                            ("res.txt", "res.txt.json"), ("eval.v2", "eval.v2.json"),
+                                            ("out.csv", "out.json")])      # (was out.csv.json and out.csv.csv)
 def test_a_result_name_without_json_gets_it_added_not_its_ending_replaced(given, written):
     # --out res.txt wrote res.json (and res.csv), a file the user never named, perhaps another result
     from pathlib import Path
