@@ -25,6 +25,7 @@ from metrics.cli import (SEED_RANGE, CommandParser, add_command, help_texts, int
                          run_command)
 from metrics.dataset import read_manifest, validate_dataset
 from metrics.device import resolve_device
+from metrics.distributed import current_processes
 from metrics.io.audio import READABLE, audio_info, load_audio
 from metrics.io.files import check_file_target, save_npz_atomic
 from metrics.io.video import write_video
@@ -107,10 +108,17 @@ def _train_vae(config: IMACConfig, args: argparse.Namespace) -> int:
         print(f"note: the VAE is written to video.vae ({config.video.vae}), not under train.output "
               f"({config.train.output}); stage 2 reads it from video.vae: give video.vae=DIR to put it elsewhere",
               file=sys.stderr)
+    # under `accelerate launch`, every process trains its block of each global batch and the main one writes
+    # (before, each trained a VAE of its own and the second to finish found the folder taken)
+    processes = current_processes()
     summary = train_autoencoder(config.data.root, config.video.vae, seed=config.train.seed,
-                                progress=not args.quiet, overwrite=args.overwrite, **settings)
-    print(f"vae: {steps} steps in {summary['seconds']:.0f} s, final loss {summary['final_loss']:.4f}, "
-          f"scaling factor {summary['scaling_factor']:.3f}; written to {config.video.vae}")
+                                progress=not args.quiet, overwrite=args.overwrite,
+                                device=resolve_device(config.train.device), processes=processes, **settings)
+    if processes.is_main:
+        print(f"vae: {steps} steps in {summary['seconds']:.0f} s, final loss {summary['final_loss']:.4f}, "
+              f"scaling factor {summary['scaling_factor']:.3f}"
+              + (f", {processes.world} processes" if processes.distributed else "")
+              + f"; written to {config.video.vae}")
     return 0
 
 

@@ -689,3 +689,25 @@ def test_the_logged_gradient_norm_is_the_gradients_and_leaves_them_as_they_are()
     assert all(torch.isfinite(p.grad).all() for p in parameters)
     assert window_norm([1.0, 3.0]) == 2.0 and window_norm([1.0, math.inf]) == "non-finite"
     assert window_norm([None]) is None
+
+
+@pytest.mark.xdist_group("launches")   # launches processes (see tests/conftest.py)
+def test_imac_train_vae_under_a_launch_trains_once_data_parallel(corpus, tmp_path):
+    """`accelerate launch --num_processes 2 -m imac train vae`: before, each process trained a VAE of its own
+    and the second to finish was refused the folder ("is not empty"), failing the launch."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "vae"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    launched = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+         "--main_process_port", str(_free_port()), "-m", "imac", "train", "vae", "--config", "tiny",
+         f"data.root={corpus}", f"video.vae={out}", "--max-steps", "2", "--quiet"],
+        env=env, capture_output=True, text=True, timeout=240)
+    assert launched.returncode == 0, failed_launch(launched.stderr)
+    assert launched.stdout.count("vae: 2 steps in") == 1 and ", 2 processes; written to" in launched.stdout
+    summary = json.loads((out / "training.json").read_text())
+    assert summary["settings"]["processes"] == 2 and summary["steps"] == 2
