@@ -711,3 +711,39 @@ def test_imac_train_vae_under_a_launch_trains_once_data_parallel(corpus, tmp_pat
     assert launched.stdout.count("vae: 2 steps in") == 1 and ", 2 processes; written to" in launched.stdout
     summary = json.loads((out / "training.json").read_text())
     assert summary["settings"]["processes"] == 2 and summary["steps"] == 2
+
+
+@pytest.mark.parametrize("override, said", [
+    ("video.image_encoder.hiden_size=64", "video.image_encoder: unknown key\\(s\\) hiden_size; the keys: attention_dropout"),
+    ("video.unet.blocks_out_channels=[64,64]", "video.unet: unknown key\\(s\\) blocks_out_channels; the keys: "
+                                               "attention_head_dim, block_out_channels"),
+    ("video.unet.block_out_channels=64", "video.unet: object of type 'int' has no len()"),
+    ("video.image_encoder.num_attention_heads=3", "video.image_encoder: .*hidden size \\(32\\) is not a multiple of "
+                                                  "the number of attention heads \\(3\\)"),
+    ("video.unet.norm_num_groups=7", "video.unet: num_channels \\(32\\) must be divisible by num_groups \\(7\\)"),
+])
+def test_the_video_branch_s_arguments_are_checked_before_any_work_in_either_stage(corpus, vae, tmp_path, override,
+                                                                                  said):
+    """A typo under video.unet / video.image_encoder was trained with silently (and saved into the model) or
+    ended in a library's traceback, and stage 1, which never builds the UNet, accepted it."""
+    for stage in ("stage1", "stage2"):
+        config = tiny_config(corpus, vae, tmp_path / stage, [override])
+        with pytest.raises(ValueError, match=said):
+            train(config, stage, progress=False)
+        assert not (tmp_path / stage).exists()          # refused before anything was written
+
+
+def test_the_paper_s_video_branch_passes_the_check():
+    """gpu_check's full-size I2VGen-XL UNet and CLIP image encoder (the published configs' values), built on
+    the meta device: no memory, no error."""
+    import sys
+    from pathlib import Path
+
+    from imac.models.video import check_video_config
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import gpu_check
+
+    config = load_config("i2vgenxl", ["video.pretrained=null", f"video.unet={json.dumps(gpu_check.UNET)}",
+                                      f"video.image_encoder={json.dumps(gpu_check.IMAGE_ENCODER)}"])
+    check_video_config(config.video)

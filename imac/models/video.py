@@ -9,6 +9,7 @@ squaredcos_cap_v2 betas rescaled to zero terminal SNR, v-prediction, leading tim
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import torch
@@ -20,6 +21,7 @@ from transformers import (
     CLIPTokenizer,
     CLIPVisionConfig,
     CLIPVisionModelWithProjection,
+    PretrainedConfig,
 )
 
 from imac.config import MotionConfig, VideoConfig, kept_steps
@@ -115,6 +117,31 @@ def _pretrained_folder(config: VideoConfig, sub: str) -> Path:
         raise FileNotFoundError(f"{path}: missing (video.pretrained must be a local I2VGen-XL folder with "
                                 f"{sub}/config.json)")
     return path
+
+
+def check_video_config(config: VideoConfig) -> None:
+    """The video branch's keyword arguments (``video.unet``, ``video.image_encoder``) as the classes take
+    them, checked before any work by building both on the meta device (no memory): ``ValueError`` naming
+    the section and each unknown key with the known ones, or the section and the classes' own complaint (a
+    value of the wrong type, heads that do not divide the width...). A pretrained folder is read as it is."""
+    if config.pretrained:
+        return
+    if not config.unet:
+        raise ValueError("video.unet: give I2VGenXLUNet keyword arguments, or video.pretrained")
+    sections = (("video.unet", config.unet, set(inspect.signature(I2VGenXLUNet.__init__).parameters) - {"self"},
+                 lambda: I2VGenXLUNet(**config.unet)),
+                ("video.image_encoder", config.image_encoder, set(CLIPVisionConfig().to_dict()),
+                 lambda: CLIPVisionModelWithProjection(CLIPVisionConfig(**config.image_encoder))))
+    for section, given, known, build in sections:
+        unknown = sorted(set(given) - known)
+        if unknown:     # (the keys every transformers config has are taken, and not listed)
+            shown = sorted(known - set(PretrainedConfig().to_dict()))
+            raise ValueError(f"{section}: unknown key(s) {', '.join(unknown)}; the keys: {', '.join(shown)}")
+        try:
+            with torch.device("meta"):
+                build()
+        except Exception as error:      # the library's own check, whatever its type: named by the section
+            raise ValueError(f"{section}: {' '.join(str(error).split())}") from None
 
 
 def build_unet(config: VideoConfig) -> I2VGenXLUNet:

@@ -47,7 +47,7 @@ from imac.config import (SAMPLING_KEYS, IMACConfig, StageConfig, config_differen
                          save_config)
 from imac.models.loading import load_pretrained
 from imac.models.motion import MotionModel
-from imac.models.video import enable_block_checkpointing
+from imac.models.video import check_video_config, enable_block_checkpointing
 from imac.pipeline import (IMACPipeline, assemble, build_hubert, build_motion, build_video_parts,
                            hubert_identity)
 from imac.training.windows import ClipArrays, GlobalBatches, TrainingWindows, preload_frames
@@ -160,6 +160,7 @@ def check_inputs(config: IMACConfig, stage: str) -> Dataset:
     """Every input of a training stage, checked before anything is written: the dataset (its format, the
     clips of ``data.identities``, their frame rate against ``fps``), and in stage 2 the stage-1 model
     (``stage2.init_from``) and the video branch's model folders. Returns the opened dataset."""
+    check_video_config(config.video)     # in stage 1 too: a typo there would surface only when stage 2 builds it
     dataset = Dataset.open(config.data.root)
     check_frame_rate(config, _select_clips(config, dataset))
     if stage == "stage2":
