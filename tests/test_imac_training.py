@@ -622,20 +622,24 @@ def test_a_checkpoint_whose_random_states_cannot_be_read_is_refused(corpus, vae,
         train(tiny_config(corpus, vae, run), "stage1", progress=False, max_steps=2)
 
 
-def test_a_process_beyond_those_that_wrote_the_checkpoint_goes_on_from_its_seed(tmp_path, capsys):
-    # resumed on more GPUs than it was written with: process 1 has no states file, and that is no damage
-    from imac.training.trainer import _check_random_states
+def test_a_checkpoint_resumed_by_another_number_of_processes_is_refused(tmp_path):
+    """batch_size is per process: resumed on 1 process a checkpoint of 2 halved the global batch and trained
+    the windows of its last steps again, with nothing said (on more processes it skipped some), while a
+    changed batch_size was refused. The count is the checkpoint's random-states files, one per process."""
+    from imac.training.trainer import TrainingFolderError, _check_process_count
 
-    checkpoint = tmp_path / "step-1"
+    checkpoint = tmp_path / "step-200"
     checkpoint.mkdir()
-    torch.save({"random_state": random.getstate(), "numpy_random_seed": np.random.get_state(),
-                "torch_manual_seed": torch.get_rng_state()}, checkpoint / "random_states_0.pkl")
-    _check_random_states(checkpoint, 0)
-    _check_random_states(checkpoint, 1)
-    assert "written by 1 process(es); process 1 has no random states there" in capsys.readouterr().err
-    (checkpoint / "random_states_0.pkl").unlink()
-    with pytest.raises(ValueError, match="a damaged checkpoint"):
-        _check_random_states(checkpoint, 1)
+    for rank in (0, 1):
+        torch.save({"random_state": random.getstate()}, checkpoint / f"random_states_{rank}.pkl")
+    _check_process_count(checkpoint, 2, "stage1", 16)
+    with pytest.raises(TrainingFolderError, match=r"step-200: written by 2 processes \(a global batch of 2 x "
+                                                  r"stage1.batch_size 16 = 32 windows\) and resumed by 1 \(16\): "
+                                                  r"the windows .* again or skipped; resume it with 2 processes"):
+        _check_process_count(checkpoint, 1, "stage1", 16)
+    (checkpoint / "random_states_1.pkl").unlink()
+    with pytest.raises(TrainingFolderError, match=r"written by 1 process \(.*resumed by 2 \(32\)"):
+        _check_process_count(checkpoint, 2, "stage1", 16)
 
 
 def test_without_its_random_states_a_resumed_run_would_not_continue_the_run(corpus, vae, tmp_path, monkeypatch):

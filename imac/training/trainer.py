@@ -237,22 +237,33 @@ def _damaged_checkpoint(folder: Path, error: BaseException) -> TrainingFolderErr
 RANDOM_STATE_KEYS = ("random_state", "numpy_random_seed", "torch_manual_seed")
 
 
+def _check_process_count(folder: Path, processes: int, stage: str, batch_size: int) -> None:
+    """``TrainingFolderError`` when the checkpoint ``folder`` was written by another number of processes than
+    ``processes`` (one random-states file each): ``stage.batch_size`` is per process, so the global batch would
+    change, and the windows of the steps trained (step x batch x processes, ``GlobalBatches``) would be
+    trained again or skipped, with nothing said; a changed ``batch_size`` is refused the same way."""
+    from accelerate.utils.constants import RNG_STATE_NAME
+
+    written = len(list(folder.glob(f"{RNG_STATE_NAME}_*.pkl")))
+    if written and written != processes:
+        raise TrainingFolderError(
+            f"{folder}: written by {written} process{'es' * (written != 1)} (a global batch of {written} x "
+            f"{stage}.batch_size {batch_size} = {written * batch_size} windows) and resumed by {processes} "
+            f"({processes * batch_size}): the windows of the steps trained would be trained again or skipped",
+            f"resume it with {written} process{'es' * (written != 1)}")
+
+
 def _check_random_states(folder: Path, process_index: int) -> None:
     """Read a checkpoint's random states (``random_states_<process>.pkl``, as accelerate reads them) before
     ``load_state`` does: accelerate passes over states it cannot read with an INFO line only (1.x,
     ``checkpointing.load_accelerator_state``), and the resumed run would then draw other noise and dropout
     than the run it continues, with nothing said. ValueError (``_damaged_checkpoint``) if they are missing,
-    unreadable or lack a generator's state. A process beyond those that wrote the checkpoint (resumed on
-    more GPUs) has none to read: it goes on with its seeded generators, and says so."""
+    unreadable or lack a generator's state (a run resumed by another number of processes is refused before:
+    ``_check_process_count``)."""
     from accelerate.utils import load
     from accelerate.utils.constants import RNG_STATE_NAME
 
     path = folder / f"{RNG_STATE_NAME}_{process_index}.pkl"
-    written = len(list(folder.glob(f"{RNG_STATE_NAME}_*.pkl")))
-    if not path.exists() and 0 < written <= process_index:
-        print(f"{folder}: written by {written} process(es); process {process_index} has no random states there "
-              "and starts from its seed (the run is not the one it continues bit for bit)", file=sys.stderr)
-        return
     try:
         states = load(path)
     except Exception as error:       # noqa: BLE001 - whatever accelerate would pass over
@@ -418,6 +429,7 @@ def _train_stage(config: IMACConfig, stage: str, settings: StageConfig, dataset:
         if averaged != (ema is not None):
             raise TrainingFolderError(f"{latest[0]}: trained {'with' if averaged else 'without'} {stage}.ema_decay",
                                       f"resume it {'with the same ema_decay' if averaged else 'with ema_decay 0'}")
+        _check_process_count(latest[0], accelerator.num_processes, stage, settings.batch_size)
         _check_random_states(latest[0], accelerator.process_index)
         try:
             accelerator.load_state(str(latest[0]))
