@@ -751,3 +751,23 @@ def test_the_paper_s_video_branch_passes_the_check():
     config = load_config("i2vgenxl", ["video.pretrained=null", f"video.unet={json.dumps(gpu_check.UNET)}",
                                       f"video.image_encoder={json.dumps(gpu_check.IMAGE_ENCODER)}"])
     check_video_config(config.video)
+
+
+@pytest.mark.parametrize("resolution, said", [
+    (30, "data.resolution: 30 px is not a multiple of the VAE's downsampling factor 4 \\(video.vae: .*\\); frames "
+         "would be cut to 28 px"),
+    (64, "data.resolution: 64 px, but the VAE at .* \\(video.vae\\) was trained on 32 px frames"),
+])
+def test_stage2_refuses_a_resolution_its_vae_cannot_take(corpus, vae, tmp_path, resolution, said):
+    """The VAE of the fixtures has 3 down blocks (factor 4); its copy here gets a card saying 32 px, as `imac
+    train vae` writes one. Before, 63 px made 60 px videos while the sampler said 63, and a VAE was used at
+    another size than it learned, silently."""
+    import shutil
+
+    trained = tmp_path / "vae"
+    shutil.copytree(vae, trained)
+    (trained / "training.json").write_text(json.dumps({"resolution": RESOLUTION}))
+    config = tiny_config(corpus, trained, tmp_path / "out", [f"data.resolution={resolution}"])
+    with pytest.raises(ValueError, match=said):
+        train(config, "stage2", progress=False)
+    assert not (tmp_path / "out").exists()

@@ -54,6 +54,7 @@ from imac.training.windows import ClipArrays, GlobalBatches, TrainingWindows, pr
 from metrics.dataset import FPS_RELATIVE_TOLERANCE, Dataset
 from metrics.device import resolve_device
 from metrics.distributed import Processes, close_at_exit
+from metrics.io.bounded import read_json
 from metrics.io.files import (hold_folder, remove_stale_temporaries, replace_folder, temporary_folder_sibling,
                               write_text_atomic)
 
@@ -172,7 +173,29 @@ def check_inputs(config: IMACConfig, stage: str) -> Dataset:
                 hint = ("train one with `imac train vae`" if option == "video.vae" else
                         "video.pretrained must be a local I2VGen-XL folder")
                 raise FileNotFoundError(f"{option}: {folder} holds no model (no config.json); {hint}")
+        video = config.video
+        if video.pretrained or video.vae:
+            check_vae_resolution(config.data.resolution, Path(video.pretrained) / "vae" if video.pretrained
+                                 else Path(video.vae), "video.pretrained" if video.pretrained else "video.vae")
     return dataset
+
+
+def check_vae_resolution(resolution: int, folder: Path, option: str) -> None:
+    """``data.resolution`` against the VAE at ``folder``: a multiple of its downsampling factor (2 per
+    down block after the first), and, for a VAE trained here (its ``training.json``), the frame size it was
+    trained on. ``ValueError`` naming both; before, a 63 px config made 60 px videos while saying 63, and a
+    64 px VAE was used at 128 px without a word."""
+    config = read_json(folder / "config.json")
+    factor = 2 ** (len(config.get("block_out_channels") or [0]) - 1)
+    if resolution % factor:
+        raise ValueError(f"data.resolution: {resolution} px is not a multiple of the VAE's downsampling factor "
+                         f"{factor} ({option}: {folder}); frames would be cut to {resolution // factor * factor} px")
+    training = folder / "training.json"
+    trained = read_json(training).get("resolution") if training.is_file() else None
+    if trained is not None and int(trained) != resolution:
+        raise ValueError(f"data.resolution: {resolution} px, but the VAE at {folder} ({option}) was trained on "
+                         f"{trained} px frames; train one at {resolution} px (`imac train vae ... "
+                         f"data.resolution={resolution}`) or set data.resolution={trained}")
 
 
 def _latest_checkpoint(folder: Path) -> tuple[Path, int] | None:
