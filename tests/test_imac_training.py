@@ -771,3 +771,11 @@ def test_stage2_refuses_a_resolution_its_vae_cannot_take(corpus, vae, tmp_path, 
     with pytest.raises(ValueError, match=said):
         train(config, "stage2", progress=False)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_hubert_folder_that_is_not_there_is_named_by_its_key_before_any_work(corpus, vae, tmp_path):
+    """`audio.hubert=tny` said "tny: HuBERT model folder not found" after the stage folder was taken."""
+    config = tiny_config(corpus, vae, tmp_path / "out", ["audio.hubert=tny"])
+    with pytest.raises(FileNotFoundError, match=r"audio.hubert: tny holds no HuBERT model \(no config.json\)"):
+        train(config, "stage1", progress=False)
+    assert not (tmp_path / "out").exists()

@@ -162,6 +162,11 @@ def check_inputs(config: IMACConfig, stage: str) -> Dataset:
     clips of ``data.identities``, their frame rate against ``fps``), and in stage 2 the stage-1 model
     (``stage2.init_from``) and the video branch's model folders. Returns the opened dataset."""
     check_video_config(config.video)     # in stage 1 too: a typo there would surface only when stage 2 builds it
+    hubert = config.audio.hubert
+    if not (stage == "stage2" and config.stage2.init_from) and hubert != "tiny" and not (Path(hubert) /
+                                                                                         "config.json").is_file():
+        raise FileNotFoundError(f"audio.hubert: {hubert} holds no HuBERT model (no config.json); give a local "
+                                "HuBERT folder (e.g. hubert-large-ls960-ft in the transformers layout) or 'tiny'")
     dataset = Dataset.open(config.data.root)
     check_frame_rate(config, _select_clips(config, dataset))
     if stage == "stage2":
