@@ -572,9 +572,26 @@ def test_resuming_a_checkpoint_of_another_layout_names_the_changed_keys(corpus, 
     before = tiny_config(corpus, vae, tmp_path / "run", ["video.motion_map=0"])
     train(before, "stage2", progress=False, max_steps=1)
     with pytest.raises(ValueError, match=r"checkpoints/step-1: a checkpoint of another model layout \(its config.yaml "
-                                         r"differs in video.motion_map: 0 -> 3\); resume it with the config it was "
-                                         r"written with, or give another train.output$"):
+                                         r"differs in video.motion_map: 0 -> 3\); resume it with the config and "
+                                         r"data it was written with, or give another train.output$"):
         train(tiny_config(corpus, vae, tmp_path / "run", ["video.motion_map=3"]), "stage2", progress=False, max_steps=2)
+
+
+def test_a_layout_refusal_with_only_the_data_moved_blames_the_data_not_the_key(tmp_path):
+    """Resumed on a dataset prepared with other --joints (162-d poses against 129), the refusal said the
+    config differed in data.root, a key a resumed run may change; it now gives torch's size mismatch and
+    says the data moved."""
+    from imac.config import save_config
+    from imac.training.trainer import _layout_difference
+
+    saved = save_config(load_config("tiny", ["data.root=/data/mine"]), tmp_path / "config.yaml")
+    error = RuntimeError("Error(s) in loading state_dict for MotionModel:\n\tsize mismatch for pose_in.weight: "
+                         "copying a param with shape torch.Size([256, 129]) from checkpoint, the shape in current "
+                         "model is torch.Size([256, 162]).")
+    said = _layout_difference(saved, load_config("tiny", ["data.root=/data/mine_all"]), "stage1", error)
+    assert said.startswith("size mismatch for pose_in.weight: copying a param with shape torch.Size([256, 129])")
+    assert "; the data moved (data.root: '/data/mine' -> '/data/mine_all'): its poses or features may have " \
+           "another size" in said
 
 
 def test_a_resumed_run_refuses_changed_training_settings_and_trims_its_log(corpus, vae, tmp_path):

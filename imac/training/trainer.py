@@ -342,6 +342,20 @@ RESUMABLE_KEYS = ("train.output", "train.save_every", "train.log_every", "train.
                   "data.root", "data.feature_cache", *SAMPLING_KEYS)
 
 
+def _layout_difference(saved: Path, config: IMACConfig, stage: str, error: Exception) -> str:
+    """Why a checkpoint's weights do not fit the model built now, in words: the config keys that change the
+    model (not those a resumed run may change, such as data.root), else torch's first size mismatch and, when
+    the data moved, that the data's pose size may differ (a dataset prepared with other --joints)."""
+    changed = resume_changes(saved, config, stage)
+    if changed:
+        return f"its config.yaml differs in {listed(changed)}"
+    mismatch = next((line.strip().rstrip(".") for line in str(error).splitlines() if "size mismatch" in line),
+                    "its weights do not fit the model")
+    moved = config_changes(saved, config) if "data.root" in config_changes(saved, config, most=100) else ""
+    return mismatch + (f"; the data moved ({moved}): its poses or features may have another size than those it "
+                       "was trained on" if moved else "")
+
+
 def resume_changes(saved: Path, config: IMACConfig, stage: str) -> list[str]:
     """The keys of ``config`` that differ from the ``config.yaml`` a stage's checkpoints were written with
     (``saved``), besides ``RESUMABLE_KEYS``, the stage's own ``steps`` and the other stage's section (and
@@ -464,10 +478,9 @@ def _train_stage(config: IMACConfig, stage: str, settings: StageConfig, dataset:
         except RuntimeError as error:          # torch's "Error(s) in loading state_dict": another layout
             if "state_dict" not in str(error):
                 raise _damaged_checkpoint(latest[0], error) from None
-            changed = config_changes(out / "config.yaml", config)
-            raise TrainingFolderError(f"{latest[0]}: a checkpoint of another model layout"
-                                      + (f" (its config.yaml differs in {changed})" if changed else ""),
-                                      "resume it with the config it was written with") from None
+            raise TrainingFolderError(f"{latest[0]}: a checkpoint of another model layout ("
+                                      + _layout_difference(out / "config.yaml", config, stage, error) + ")",
+                                      "resume it with the config and data it was written with") from None
         except (OSError, EOFError, ValueError, pickle.UnpicklingError, SafetensorError) as error:
             raise _damaged_checkpoint(latest[0], error) from None
         if ema is not None and ema.decay != settings.ema_decay:
