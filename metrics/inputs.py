@@ -148,6 +148,8 @@ def clip_properties(clip: ClipRecord, side: str, audio: bool = True) -> ClipProp
     """The properties of one clip from its headers and packet times (and its first frame, for the rotation)."""
     with VideoReader(clip.video) as reader:       # one demux: the header and every frame's time, nothing decoded
         info, times = reader.info, reader.frame_times()
+    if info.truncated:                            # an unreadable clip (skipped by on_error="skip"), not a short one
+        raise ValueError(f"{clip.video}: {info.truncated}")
     source = rate = channels = seconds = problem = None
     if audio and clip.audio is not None:
         source = "wav"

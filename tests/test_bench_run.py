@@ -35,7 +35,7 @@ from bench.data.toy.corpus import ToyCorpusConfig, generate_toy_corpus
 from metrics.dataset import DatasetError
 from metrics.evaluate import make_extractor
 from metrics.fgd_training import training_card
-from metrics.io.video import VideoReader, probe_video
+from metrics.io.video import VideoReader, probe_video, read_video
 from metrics.protocol import get_protocol
 from metrics.results import Score
 
@@ -827,6 +827,12 @@ def test_generated_folder_missing_and_corrupt_videos(corpus, finished_run, tmp_p
     corrupt.parent.mkdir(parents=True, exist_ok=True)
     corrupt.write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(2000))
     with pytest.raises(ExternalVideoError, match="unreadable video"):
+        check_video(corrupt)
+    # an mp4 with its header first, cut short: every packet left decodes, so only the header tells
+    from tests.cut_files import write_faststart_cut
+
+    write_faststart_cut(corrupt, read_video(folder / present[0].split("/")[0] / f"{present[0].split('/')[1]}.mp4"))
+    with pytest.raises(ExternalVideoError, match=r"truncated: its header lists \d+ video frames and the file holds"):
         check_video(corrupt)
 
 

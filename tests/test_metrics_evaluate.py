@@ -572,21 +572,13 @@ def test_a_file_cut_short_with_its_header_at_the_front_is_named_truncated_and_sk
     """A faststart mp4 (the header first, as web tools write them) cut in half still opens: before, it was
     read as a shorter clip, refused as a length mismatch that --skip-bad did not skip, and scored on its
     surviving frames when the lengths were allowed to differ. Built here with PyAV and cut with bytes."""
-    import av
+    from tests.cut_files import write_faststart_cut
 
     cut = tmp_path / "cut"
     shutil.copytree(corpus["copies"], cut)
     source = cut / "omar" / "omar_003.mp4"
     frames = read_video(source)
-    whole = tmp_path / "faststart.mp4"
-    with av.open(str(whole), "w", options={"movflags": "faststart"}) as container:
-        stream = container.add_stream("libx264", rate=25)
-        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        for frame in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(stream.encode())
-    data = whole.read_bytes()
-    source.write_bytes(data[: len(data) * 2 // 3])
+    write_faststart_cut(source, frames)
     with pytest.raises(ClipError, match=rf"omar_003.mp4: truncated: its header lists {len(frames)} video frames and "
                                         r"the file holds \d+"):
         run(corpus, cut, tmp_path, metrics=("fgd",), allow=["duration"])

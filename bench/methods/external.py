@@ -45,6 +45,8 @@ def check_video(path: Path) -> None:
                 decoded += len(chunk)
     except (ValueError, OSError) as error:
         raise ExternalVideoError(f"{path}: unreadable video ({error})") from error
+    if info.truncated:              # (its packets all decode: a file cut after its header reads as a short one)
+        raise ExternalVideoError(f"{path}: {info.truncated}")
     if decoded != info.num_frames or decoded == 0:
         raise ExternalVideoError(f"{path}: decoded {decoded} frames, the container says {info.num_frames}: "
                                  "truncated or corrupt")

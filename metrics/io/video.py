@@ -25,8 +25,8 @@ presentation time of each). What a player presents is not always every frame the
   each frame's own time, and ``fps`` is only the container's average rate.
 
 A file that stores fewer video packets than its header lists (an mp4 written with its header first,
-then cut short by a copy or a download) is refused as truncated, naming both counts: it would read as a
-shorter clip.
+then cut short by a copy or a download) reads as far as it goes; ``VideoInfo.truncated`` says so, and
+the metrics refuse it (it would read as a shorter clip), while data preparation keeps what is there.
 
 For the constant-frame-rate files this project writes, frame ``i`` is shown at ``i / fps``.
 
@@ -99,6 +99,19 @@ class VideoInfo:
     sample_aspect_ratio: str | None = None   # "num:den" of a pixel; None: unspecified (square)
     audio_channels: int | None = None
     audio_duration: float | None = None      # seconds the audio track records
+    # the header's frame count and the packets the file holds (``truncated``); 0: the header states none
+    declared_frames: int = 0
+    stored_frames: int = 0
+
+    @property
+    def truncated(self) -> str | None:
+        """Why the file is cut short, in words, when it holds fewer video packets than its header lists (an
+        mp4 with its header first, cut by a copy or a download: it would read as a shorter clip); None else."""
+        if self.declared_frames and self.stored_frames < self.declared_frames:
+            return (f"truncated: its header lists {self.declared_frames} video frames and the file holds "
+                    f"{self.stored_frames} ({self.stored_frames / self.declared_frames:.0%}); a copy or download "
+                    "cut short? Make it again")
+        return None
 
 
 # FFmpeg's AVColorRange and AVColorSpace codes (libavutil/pixfmt.h) -> names; 0 / 2: unspecified.
@@ -159,6 +172,8 @@ class _PacketTable:
     keyframes: list[tuple[int, int]]
     hidden_pts: frozenset[int]
     leading: int = 0
+    stored: int = 0          # every packet the file holds for the stream (hidden ones and empty samples too)
+    declared: int = 0        # the frame count the header states (mp4/mov, avi; 0: not stated)
 
 
 def _scan_packets(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
@@ -177,9 +192,6 @@ def _scan_packets(container: av.container.InputContainer, stream: av.video.strea
     except av.FFmpegError as error:
         raise ValueError(f"{path}: cannot read video packets: {_said(error)}") from error
     declared = int(stream.frames or 0)     # the header's sample count (mp4/mov, avi; 0: not stated)
-    if declared and stored < declared:
-        raise ValueError(f"{path}: truncated: its header lists {declared} video frames and the file holds "
-                         f"{stored} ({stored / declared:.0%}); a copy or download cut short? Make it again")
     leading = next((index for index, (*_, keyframe, _discard) in enumerate(packets) if keyframe), 0)
     count, presented, keyframes, hidden = 0, [], [], set()
     timestamps_complete = True
@@ -199,7 +211,8 @@ def _scan_packets(container: av.container.InputContainer, stream: av.video.strea
         frame_pts = sorted(presented)
     time_base = Fraction(stream.time_base) if stream.time_base else None
     # a timestamp both hidden and presented (an edit list that shows some media twice) is presented
-    return _PacketTable(count, time_base, frame_pts, sorted(keyframes), frozenset(hidden - set(presented)), leading)
+    return _PacketTable(count, time_base, frame_pts, sorted(keyframes), frozenset(hidden - set(presented)), leading,
+                        stored, declared)
 
 
 def _probe(path: Path) -> tuple[VideoInfo, _PacketTable]:
@@ -217,7 +230,8 @@ def _probe(path: Path) -> tuple[VideoInfo, _PacketTable]:
     num_frames = table.count
     info = VideoInfo(path=path, fps=float(fps), num_frames=int(num_frames), width=int(width),
                      height=int(height), duration=float(num_frames / fps), has_audio=bool(audio_streams),
-                     audio_sample_rate=int(audio_sample_rate) if audio_sample_rate else None, **decoding)
+                     audio_sample_rate=int(audio_sample_rate) if audio_sample_rate else None, **decoding,
+                     declared_frames=table.declared, stored_frames=table.stored)
     return info, table
 
 
