@@ -592,8 +592,11 @@ def _add_common(parser: argparse.ArgumentParser, settings: bool = False) -> None
         option("--i3d-seed", key="i3d_seed", type=option_type(ComputeOptions, "i3d_seed"), metavar="N",
                help="seed of the untrained stand-in I3D")
         option("--split", key="split", choices=("train", "test", "all"), help="split of a real dataset folder")
-        option("--skip-bad", key="skip_bad", action="store_true", help="skip unreadable clips and list them (a "
-               "skipped clip leaves its partner unpaired: the run then needs --allow-mismatch clips)")
+        option("--skip-bad", key="skip_bad", action="store_true", help="skip the clips that cannot be scored and "
+               "list them with why: unreadable or truncated files, and clips a metric cannot read (shorter than a "
+               "window, no pose found: for a method, a failure that then weighs nothing; without the flag it stops "
+               "the run, naming it). A skipped clip leaves its partner unpaired: the run then needs "
+               "--allow-mismatch clips")
         option("--allow-mismatch", key="allow_mismatch", type=_comma_list, metavar="LIST",
                help=f"input properties allowed to differ between the sides, comma-separated: {', '.join(ALLOWABLE)} "
                "(recorded in the result; the headers are checked before any decoding)")

@@ -774,6 +774,11 @@ def _videos_in(root: Path) -> list[ClipRecord]:
     return clips
 
 
+def is_dataset(root: str | os.PathLike) -> bool:
+    """Whether ``root`` is a dataset folder (it has a manifest, and so splits), not a folder of videos."""
+    return (Path(root) / MANIFEST_NAME).is_file()
+
+
 def find_clips(root: str | os.PathLike, split: str | None = "test") -> list[ClipRecord]:
     """The clips of a dataset folder (its ``split``; None for all) or of a folder of videos, sorted by key.
 
@@ -787,13 +792,13 @@ def find_clips(root: str | os.PathLike, split: str | None = "test") -> list[Clip
                           f"or a dataset with {MANIFEST_NAME})")
     if not root.is_dir():
         raise FolderError(f"{root}: no such folder")
-    is_dataset = (root / MANIFEST_NAME).is_file()
-    if is_dataset:
+    dataset = is_dataset(root)
+    if dataset:
         clips = [record for record in read_manifest(root) if split is None or record.split == split]
     else:
         clips = _videos_in(root)
     if not clips:
-        what = f"no '{split}' clips in its manifest" if is_dataset else "no videos"
+        what = f"no '{split}' clips in its manifest" if dataset else "no videos"
         raise FolderError(f"{root}: {what} (expected <identity>/<clip_id>.mp4 or a dataset with {MANIFEST_NAME})")
     keys = [clip.key for clip in clips]
     duplicates = sorted({key for key in keys if keys.count(key) > 1})

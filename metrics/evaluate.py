@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from metrics.beats import BAS
-from metrics.dataset import ClipRecord, find_clips
+from metrics.dataset import ClipRecord, find_clips, is_dataset
 from metrics.distributed import SAME_IN_EVERY_PROCESS, SINGLE, Processes
 from metrics.diversity import Diversity
 from metrics.fgd import FGD, skeleton_windows
@@ -811,7 +811,8 @@ def evaluate(real_dir: str | Path | None, fake_dir: str | Path, metrics: Sequenc
         protocol=protocol.to_dict(), protocol_label=protocol.label, metrics=evaluator.metrics,
         scores=evaluator.score(real, fake), reference=evaluator.reference(real) if real else {},
         provenance=evaluator.provenance(len(real), len(fake), inputs, evaluator.paired(real, fake)),
-        real=Side(None if real_dir is None else str(real_dir), len(real), split, _visibility(real), scored_files(real)),
+        real=Side(None if real_dir is None else str(real_dir), len(real), split if real_dir is not None and
+                  is_dataset(real_dir) else None, _visibility(real), scored_files(real)),    # (a folder: no split)
         fake=Side(str(fake_dir), len(fake), None, _visibility(fake), scored_files(fake)),
         inputs=inputs, skipped=tuple(skipped),
         environment={"python": platform.python_version(), "networks": evaluator.networks(),

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from metrics.fgd import skeleton_windows
-from metrics.dataset import find_clips
+from metrics.dataset import find_clips, is_dataset
 from metrics.distributed import SINGLE, Processes
 from metrics.protocol import Protocol
 from metrics.skeleton_ae import (CONFIG_LIMITS, TRAINING_BATCH_SIZE, TRAINING_LEARNING_RATE, AutoencoderConfig,
@@ -114,7 +114,9 @@ def train_fgd_autoencoder(data_dir: str | Path, out_dir: str | Path, protocol: P
                                         processes=processes, device=str(parallel.device))
     else:
         model, info = train_autoencoder(windows, config, steps=steps, seed=seed, progress=report)
-    info.update({"data": str(data_dir), "split": split, "keypoints": keypoints,
+    # a folder of videos has no splits: every clip in it trained the autoencoder (said, not "train")
+    info.update({"data": str(data_dir), "split": split if is_dataset(data_dir) else "all (a folder of videos)",
+                 "keypoints": keypoints,
                  "pose_extractor": getattr(extractor, "extractor_id", None) if keypoints == "extract" else "dataset",
                  "protocol": protocol.label})
     return parallel.write_on_main(lambda: (save_autoencoder(model, out_dir, info), info))

@@ -584,3 +584,15 @@ def test_a_file_cut_short_with_its_header_at_the_front_is_named_truncated_and_sk
         run(corpus, cut, tmp_path, metrics=("fgd",), allow=["duration"])
     result = run(corpus, cut, tmp_path, metrics=("fgd",), on_error="skip", allow=["clips"])
     assert [(s.clip, "truncated" in s.reason) for s in result.skipped] == [("omar/omar_003", True)]
+
+
+def test_a_folder_of_videos_has_no_split_and_the_records_say_so(corpus, tmp_path):
+    """--split was ignored for a folder of videos but recorded as applied (real.split "test"), and an FGD
+    autoencoder trained on a folder (e.g. the generated clips themselves) was labelled as trained on "train"."""
+    result = evaluate(corpus["copies"], corpus["copies"], ("bas",), extractor=ToyMarkerPose(), cache_dir=None,
+                      split="train")
+    assert result.real.split is None and result.real.clips == 4
+    assert run(corpus, corpus["copies"], tmp_path, metrics=("bas",)).real.split == "test"     # a dataset: its split
+    train_fgd_autoencoder(corpus["copies"], tmp_path / "ae", Protocol(), ToyMarkerPose(), steps=2, latent=4, hidden=8)
+    card = json.loads((tmp_path / "ae" / "config.json").read_text())
+    assert card["training"]["split"] == "all (a folder of videos)"
