@@ -162,8 +162,8 @@ class BenchResults:
         i3d = self.networks.get("i3d") or {}
         hook = (self.networks.get("clip_metrics") or {}).get(metric) or {}
         # (published False: trained weights, but not the published file: starred as a stand-in is)
-        return metric_label(metric, (i3d.get("pretrained", True) and i3d.get("published") is not False) if i3d else True,
-                            False if hook.get("published") is False else hook.get("pretrained"))
+        i3d_comparable = i3d.get("pretrained", True) and i3d.get("published") is not False if i3d else True
+        return metric_label(metric, i3d_comparable, False if hook.get("published") is False else hook.get("pretrained"))
 
     def value(self, method: str, metric: str, scope: str = "all") -> float:
         """A method's value (NaN when it has none)."""

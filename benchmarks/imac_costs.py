@@ -5,7 +5,8 @@
 1. Slow-fast memory: peak memory of ONE stage-2 training step (forward + backward) with the
    paper's windows (motion 80, video 16) versus (motion 80, video 80), same config and batch.
    On CPU each setting runs in a fresh process and reports its peak resident memory above the
-   memory held after building the model (peak resident set, VmHWM: ``peak_memory``); on CUDA, torch.cuda.max_memory_allocated.
+   memory held after building the model (peak resident set, VmHWM: ``peak_memory``); on CUDA,
+   torch.cuda.max_memory_allocated.
 2. Sampling cost against audio length: wall time of IMACPipeline on 1x, 2x, 4x a base duration
    (motion sampling + chunked video), with the least-squares slope (seconds per second of audio)
    and intercept.

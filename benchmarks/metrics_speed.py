@@ -170,7 +170,8 @@ def fvd_benchmark(counts: list[int]) -> list[str]:
         for k in range(max(counts)):
             write_video(Path(tmp) / f"v{k:04d}.mp4", np.roll(base, k, axis=2), 25)
         for count in counts:
-            out = subprocess.run([sys.executable, "-c", FVD_CHILD, tmp, str(count), str(Path(__file__).resolve().parent)],
+            here = str(Path(__file__).resolve().parent)
+            out = subprocess.run([sys.executable, "-c", FVD_CHILD, tmp, str(count), here],
                                  capture_output=True, text=True, check=True)
             r = json.loads(out.stdout.strip().splitlines()[-1])
             lines.append(f"| {r['videos']} | {r['peak_rss_mb']:.0f} | {r['seconds']:.0f} | {r['videos'] / r['seconds']:.2f} |")

@@ -406,9 +406,9 @@ class Evaluator:
                    else (frames if side == "real" else None)) if "truth" in needs else None,
             keypoints=keypoints if "keypoints" in needs else None, hints=hints)
         if ("truth" in needs and inputs.truth is None) or ("truth_chunks" in needs and truth_chunks is None):
+            needing = [m.spec.label for _, m, _, _ in pending if m.needs & {"truth", "truth_chunks"}]
             raise ClipError(f"{clip.video}: no real clip with the same identity/clip_id to compare with "
-                            f"({', '.join(m.spec.label for _, m, _, _ in pending if m.needs & {'truth', 'truth_chunks'})}"
-                            " need it)")
+                            f"({', '.join(needing)} need it)")
         for name, metric, cache, variant in pending:
             output = {key: np.asarray(value) for key, value in metric.clip(inputs).items()}
             if cache is not None:

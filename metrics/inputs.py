@@ -511,8 +511,9 @@ def _values(props: Sequence[ClipProperties]) -> dict[str, list[str]]:
 
 
 def _check_reference(check: _Checker, real, fake) -> None:
-    """The metrics measured from the real clip's first frame (the image generation starts from: drift, CSIM) take a generated clip's own first frame when it has no real clip: said, since the
-    number then measures something else (no real videos given, or clips allowed to be unpaired)."""
+    """The metrics measured from the real clip's first frame (the image generation starts from: drift, CSIM)
+    take a generated clip's own first frame when it has no real clip: said, since the number then measures
+    something else (no real videos given, or clips allowed to be unpaired)."""
     partners = {p.key for p in real}
     alone = [p.clip for p in fake if p.key not in partners]
     if alone:

@@ -247,7 +247,8 @@ def load_lpips(trunk: str | os.PathLike | None, lin: str | os.PathLike | None, n
             renamed[key] = value
     load_state_dict_strict(model.lins, renamed, lin, f"lpips' weights/v0.1/{spec['lin_file']} (lin<k>.model.1.weight)")
     trunk_digest, lin_digest = file_sha256(trunk), file_sha256(lin)
-    published = [_check_published(trunk, trunk_digest, spec["trunk_sha256_prefix"], f"torchvision {spec['trunk_file']}"),
+    published = [_check_published(trunk, trunk_digest, spec["trunk_sha256_prefix"],
+                                  f"torchvision {spec['trunk_file']}"),
                  _check_published(lin, lin_digest, PUBLISHED_LIN_SHA256[net], f"lpips v0.1 {spec['lin_file']}")]
     return LPIPSDistance(model, weights_id=f"lpips-{net}-v0.1:{trunk_digest[:12]}+{lin_digest[:12]}",
                          is_pretrained=True, device=device, batch_size=batch_size, source=f"{trunk} + {lin}",
