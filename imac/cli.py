@@ -266,7 +266,8 @@ def build_parser() -> CommandParser:
                        help="config overrides (YAML values), e.g. stage2.lr=1e-4 data.root=DIR")
     train.add_argument("--config", required=True, help="packaged config name (tiny, i2vgenxl) or YAML path")
     train.add_argument("--max-steps", type=int_in(1), default=None,
-                       help="stop after this many steps (default: the config's)")
+                       help="stop after this many steps (default: stage1.steps or stage2.steps of the config; vae: "
+                       "the tiny VAE's own count, imac.training.autoencoder.TINY_VAE_STEPS)")
     train.add_argument("--overwrite", action="store_true", help="vae: replace an existing VAE folder")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
 

@@ -61,6 +61,7 @@ identity/clip_id). ``allow`` names properties whose mismatch is accepted; the re
 from __future__ import annotations
 
 import math
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -484,6 +485,13 @@ def _check_clips(check: _Checker, real: Sequence[str], fake: Sequence[str]) -> d
         if extra:
             parts.append(f"{len(extra)} of {len(fake)} generated clip(s) have no real clip of the same "
                          f"identity/clip_id: {_named(extra)}")
+        # names that look alike and differ in their Unicode form (macOS writes file names decomposed, NFD)
+        composed = {unicodedata.normalize("NFC", label): label for label in missing}
+        alike = [f"{composed[key]!a} vs {label!a}" for label in extra
+                 if (key := unicodedata.normalize("NFC", label)) in composed]
+        if alike:
+            parts.append(f"{len(alike)} pair(s) of names alike but written in other Unicode forms (composed "
+                         f"and decomposed accents; rename one side): {_named(alike)}")
         check.mismatch("clips", PIXEL_METRICS, "; ".join(parts), "the numbers would describe other clips than the "
                        "real side's; generate one video per real clip")
     return pairing_counts(real, fake)

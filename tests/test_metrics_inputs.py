@@ -390,3 +390,16 @@ def test_a_generated_clip_without_a_real_one_measures_drift_from_its_own_first_f
     assert "2 generated clip(s) with no real clip of the same identity/clip_id measured from their own first " \
            "frame, not the real clip's: a/a_0, a/a_1" in found[0].detail
     assert report.for_metric("joins_app") == ()
+
+
+def test_clip_names_alike_in_other_unicode_forms_are_said_to_be_so():
+    """`inés` written composed on one side and decomposed (as macOS names files) on the other: the refusal
+    listed the same-looking name as missing on both sides, nothing more."""
+    import unicodedata
+
+    real = [props(unicodedata.normalize("NFC", "inés/c1"))]
+    fake = [props(unicodedata.normalize("NFD", "inés/c1"), "fake")]
+    with pytest.raises(InputMismatchError, match=r"1 pair\(s\) of names alike but written in other Unicode forms "
+                                                 r"\(composed and decomposed accents; rename one side\): "
+                                                 r"'in\\xe9s/c1' vs 'ine\\u0301s/c1'"):
+        check_inputs(real, fake, ("bas",), Protocol(), clips=([p.clip for p in real], [p.clip for p in fake]))
