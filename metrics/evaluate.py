@@ -648,7 +648,7 @@ class Evaluator:
                 **common, features=f"motion beats of {len(p.beat_points)} beat points against audio beats "
                 f"({getattr(p, 'audio_beat_rule', 'onsets')}), {p.bas_direction}, sigma {p.bas_sigma:g} s",
                 pose_extractor=pose, input=f"beat points resampled to {bas_fps:g} fps; audio mono at "
-                f"{p.audio_sample_rate} Hz")
+                f"{p.audio_sample_rate} Hz; {speech_sources(inputs, p.bas_audio)}")
         fvd = self.fvd
         feature_id = getattr(self.i3d, "feature_id", None)
         estimator = getattr(fvd, "covariance_estimator", p.covariance)
@@ -717,6 +717,20 @@ def _clip_audio(clip: ClipRecord, partner: ClipRecord | None, sample_rate: int) 
             return partner.load_audio(sample_rate)
         raise ClipError(f"{clip.video}: no audio track, no wav beside it and no real clip with the same "
                         f"identity/clip_id to take the audio from (BAS needs the speech)") from None
+
+
+def speech_sources(inputs: InputReport, bas_audio: str) -> str:
+    """Where BAS read the speech, in words, from the sides' ``audio_source`` values: a wav beside the video or
+    its AAC track (the codec moves onsets a little, so the two read differently: PROTOCOL.md)."""
+    words = {"wav": "wav files", "track": "video sound tracks", "None": "no sound"}
+
+    def said(side: str) -> str:
+        return " and ".join(words.get(value, value) for value in inputs.values.get(side, {}).get("audio_source", []))
+
+    real = said("real")
+    fake = ("their real clip's speech, as the real side reads it (bas_audio real)" if bas_audio == "real"
+            else f"their own {said('fake') or 'sound'} (bas_audio generated)")
+    return (f"speech of the real clips from their {real}; " if real else "") + f"generated clips scored with {fake}"
 
 
 def scored_files(records: Sequence[ClipResult]) -> dict[str, dict[str, str]]:

@@ -514,7 +514,7 @@ def _check_identities(check: _Checker, real, fake) -> None:
 
 def _values(props: Sequence[ClipProperties]) -> dict[str, list[str]]:
     names = ("frame_size", "frame_rate", "pixel_format", "colour_range", "colour_matrix", "sample_aspect_ratio",
-             "rotation", "audio_rate", "audio_channels")
+             "rotation", "audio_rate", "audio_channels", "audio_source")
     return {name: sorted(_by_value(props, name)) for name in names}
 
 
