@@ -29,7 +29,6 @@ import json
 import math
 import pickle
 import shutil
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,9 +161,9 @@ def check_inputs(config: IMACConfig, stage: str) -> Dataset:
     clips of ``data.identities``, their frame rate against ``fps``), and in stage 2 the stage-1 model
     (``stage2.init_from``) and the video branch's model folders. Returns the opened dataset."""
     check_video_config(config.video)     # in stage 1 too: a typo there would surface only when stage 2 builds it
-    hubert = config.audio.hubert
-    if not (stage == "stage2" and config.stage2.init_from) and hubert != "tiny" and not (Path(hubert) /
-                                                                                         "config.json").is_file():
+    hubert = config.audio.hubert      # (stage 2 from a stage-1 model takes that model's HuBERT)
+    own_hubert = not (stage == "stage2" and config.stage2.init_from) and hubert != "tiny"
+    if own_hubert and not (Path(hubert) / "config.json").is_file():
         raise FileNotFoundError(f"audio.hubert: {hubert} holds no HuBERT model (no config.json); give a local "
                                 "HuBERT folder (e.g. hubert-large-ls960-ft in the transformers layout) or 'tiny'")
     dataset = Dataset.open(config.data.root)
