@@ -410,6 +410,17 @@ def _need(inputs, *names: str) -> None:
             raise ValueError(f"{inputs.source}: no {name} given to {', '.join(names)}-based frame quality")
 
 
+def _real_frame_count(inputs: ClipInputs) -> int:
+    """The frames a real clip compares with itself: min(F, F') of its frames and its truth, which for the
+    evaluator's real clips are the same frames (one stream counted, not both); a caller's other truth counts."""
+    if inputs.truth_chunks is None and inputs.truth is None:
+        raise ValueError("no ground-truth frames given")
+    own = sum(len(chunk) for chunk in inputs.chunks("frames"))
+    if inputs.truth_chunks is inputs.frame_chunks and inputs.frame_chunks is not None:
+        return own
+    return min(own, sum(len(chunk) for chunk in inputs.chunks("truth")))
+
+
 def _mean_of(values: np.ndarray) -> float:
     values = np.asarray(values, np.float64)
     values = values[np.isfinite(values)]
@@ -430,8 +441,8 @@ class ReferenceQuality(ClipMetric):
     def clip(self, inputs: ClipInputs) -> dict[str, np.ndarray]:
         preset = protocol_value(self.protocol, "ssim_preset")
         try:
-            if inputs.side == "real":
-                count = sum(len(a) for a, _ in paired_chunks(inputs.chunks("frames"), inputs.chunks("truth")))
+            if inputs.side == "real":        # its own truth: the maxima over its frames, decoded once to count
+                count = _real_frame_count(inputs)
                 return {"psnr": np.full(count, PSNR_CAP_DB), "ssim": np.ones(count)}
             return per_frame_over_chunks({"psnr": psnr_frames, "ssim": lambda a, b: ssim_frames(a, b, preset)},
                                          inputs.chunks("frames"), inputs.chunks("truth"))
@@ -490,8 +501,7 @@ class PerceptualDistance(ClipMetric):
     def clip(self, inputs: ClipInputs) -> dict[str, np.ndarray]:
         try:
             if inputs.side == "real":
-                return {"lpips": np.zeros(sum(len(a) for a, _ in paired_chunks(inputs.chunks("frames"),
-                                                                               inputs.chunks("truth"))))}
+                return {"lpips": np.zeros(_real_frame_count(inputs))}
             return per_frame_over_chunks({"lpips": lambda a, b: lpips_clip(a, b, self.network)},
                                          inputs.chunks("frames"), inputs.chunks("truth"))
         except (TypeError, ValueError) as error:
