@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from metrics.device import resolve_device
-from metrics.distributed import (PEER_ENDED_STATUS, MainProcessFailed, PeerProcessEnded, current_processes,
+from metrics.distributed import (PEER_ENDED_STATUS, MainProcessFailed, PeerProcessEnded, Stopped, current_processes,
                                  follow_launcher, launch_place, one_process_argv, peer_gone, relaunch, relaunched,
-                                 told_by_main, work_done)
+                                 stop_on_signals, told_by_main, work_done)
 from metrics.evaluate import DEFAULT_CACHE, evaluate, format_table, make_extractor, write_result
 from metrics.fgd_training import LATENT, train_fgd_autoencoder
 from metrics.inputs import ALLOWABLE, normalise_allow
@@ -295,8 +295,10 @@ class _StderrHandler(logging.StreamHandler):
 def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
                 errors: tuple[type[BaseException], ...] = (ValueError, OSError)) -> int:
     """Parse ``argv``, set up logging and run the chosen handler; ``errors`` become one line on
-    stderr and exit status 2, an interruption (Ctrl-C) one line and exit status 130, a closed pipe on
-    stdout (``| head``) nothing and exit status 141.
+    stderr and exit status 2, an interruption (Ctrl-C) one line and exit status 130, a stop signal
+    (SIGTERM, SIGUSR1: ``metrics.distributed.Stopped``; a single process's default would end it without a
+    word) one line and exit status 128 + the signal, a closed pipe on stdout (``| head``) nothing and exit
+    status 141.
 
     In a launch of several processes, the other processes' lines name theirs ("process 2 of 4"); one
     stopped by the main process's failure (``MainProcessFailed``, which the main one reports) says
@@ -319,6 +321,9 @@ def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
     # under --processes N the launcher names the process that failed: the others stop without a word
     quiet_peers = relaunched()
     try:
+        if place is None:      # a launched process follows its launcher (follow_launcher)
+            with stop_on_signals():
+                return _handled(args, prog, place, quiet_peers, errors)
         return _handled(args, prog, place, quiet_peers, errors)
     finally:
         work_done()
@@ -349,6 +354,16 @@ def _handled(args: argparse.Namespace, prog: str, place, quiet_peers: bool, erro
     except errors as error:
         print(f"{prog}: error: {_one_line(error)}", file=sys.stderr)
         return 2
+    except Stopped as error:                 # SIGTERM, SIGUSR1: a scheduler's cancellation or notice
+        if place is not None and place[0] != 0:
+            return 128 + error.number        # the main process says it, once
+        if error.kept:
+            told = f"{error.kept}; rerun the same command to resume"
+        else:
+            told = "finished work is kept, rerun the same command to resume" if getattr(args, "resumable", False) else ""
+        print(f"{prog}: stopped by {error.name}" + (f" {told}" if error.kept else f"; {told}" if told else ""),
+              file=sys.stderr)
+        return 128 + error.number
     except KeyboardInterrupt:
         if quiet_peers and place is not None and place[0] != 0:
             return 130                   # the main process says it, once

@@ -35,6 +35,7 @@ import os
 import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -52,9 +53,9 @@ R = TypeVar("R")
 COLLECTIVE_TIMEOUT = timedelta(hours=24)
 
 __all__ = ["COLLECTIVE_TIMEOUT", "LAUNCHER_ENV", "PEER_ENDED_STATUS", "SINGLE", "MainProcessFailed", "PeerProcessEnded",
-           "Processes", "close_at_exit",
+           "Processes", "STOP_SIGNALS", "StopRequests", "Stopped", "close_at_exit",
            "current_processes", "follow_launcher", "launch_command", "launch_place", "one_process_argv", "peer_gone",
-           "relaunch", "relaunched", "without_option", "work_done"]
+           "relaunch", "relaunched", "stop_on_signals", "stopped_anywhere", "without_option", "work_done"]
 
 
 class MainProcessFailed(Exception):
@@ -431,6 +432,106 @@ def _signal_name(number: int) -> str:
         return signal.Signals(number).name
     except ValueError:
         return f"signal {number}"
+
+
+# The signals that ask a command to stop other than Ctrl-C: SIGTERM (``kill``, a job scheduler's
+# cancellation or preemption: SLURM sends it, then SIGKILL after its KillWait, 30 s by default) and SIGUSR1
+# (the notice SLURM's ``--signal=USR1@<seconds>`` sends before a job's time limit).
+STOP_SIGNALS = ("SIGTERM", "SIGUSR1")
+
+
+class Stopped(KeyboardInterrupt):
+    """The command was asked to stop by signal ``number`` (one of ``STOP_SIGNALS``), not by Ctrl-C.
+
+    A KeyboardInterrupt, so that what cleans up after Ctrl-C (temporary files, a command the process
+    waits for and what it started) cleans up after it too; ``metrics.cli.run_command`` tells it in one
+    line and ends with status 128 + ``number``. ``kept``: what the command wrote for a rerun when it
+    stopped, as a clause of that line (e.g. "at step 120: its checkpoint is written (...)"), or ""."""
+
+    def __init__(self, number: int, kept: str = "") -> None:
+        super().__init__(number, kept)
+        self.number, self.kept = number, kept
+
+    @property
+    def name(self) -> str:
+        return _signal_name(self.number)
+
+
+def _stop_numbers() -> list[int]:
+    return [getattr(signal, name) for name in STOP_SIGNALS if hasattr(signal, name)]
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """Within: a stop signal (``STOP_SIGNALS``) raises ``Stopped`` in this process, as Ctrl-C raises
+    KeyboardInterrupt, instead of ending it at once without a word (their default). A signal that is
+    ignored or has a handler of its own keeps it; outside the main thread nothing changes. The handlers
+    are restored after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {number: signal.getsignal(number) for number in _stop_numbers()}
+    for number, handler in previous.items():
+        if handler == signal.SIG_DFL:
+            signal.signal(number, _raise_stopped)
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            if handler == signal.SIG_DFL:
+                signal.signal(number, handler)
+
+
+def _raise_stopped(number: int, frame) -> None:
+    raise Stopped(number)
+
+
+class StopRequests:
+    """Within ``with StopRequests() as stops``: a stop signal (``STOP_SIGNALS``) is recorded in
+    ``stops.number`` (the first one; 0: none) instead of acting, so that work can stop at a point of its
+    own choosing (a training step's end, once its checkpoint is written) and raise ``Stopped`` itself.
+    Leaving the block without an exception with a signal still recorded delivers it to the handler it had
+    before (``signal.raise_signal``), so a stop is deferred, never lost. Outside the main thread it
+    records nothing (signals reach the main thread only)."""
+
+    def __init__(self) -> None:
+        self.number = 0
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopRequests:
+        if threading.current_thread() is threading.main_thread():
+            for number in _stop_numbers():
+                handler = signal.getsignal(number)
+                if handler != signal.SIG_IGN:        # one ignored (nohup, a launcher's choice) stays ignored
+                    self._previous[number] = handler
+                    signal.signal(number, self._record)
+        return self
+
+    def _record(self, number: int, frame) -> None:
+        self.number = self.number or number
+
+    def __exit__(self, kind, error, traceback) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+        pending, self.number = self.number, 0
+        if pending and kind is None and pending in self._previous:
+            signal.raise_signal(pending)
+
+
+def stopped_anywhere(number: int, device: Any = "cpu") -> int:
+    """``number`` (a signal a ``StopRequests`` recorded, 0: none) agreed over the processes of a launch: the
+    largest any process recorded, so that every process stops at the same step (a stop signal reaches the
+    processes at different moments). One all-reduce of one integer on ``device`` (the processes' device:
+    NCCL reduces CUDA tensors only); in one process, ``number`` itself."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return number
+    value = torch.tensor([number], dtype=torch.int64, device=device)
+    with _collective("stop-signal all-reduce"):
+        dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return int(value.item())
 
 
 @contextmanager

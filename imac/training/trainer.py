@@ -52,7 +52,7 @@ from imac.pipeline import (IMACPipeline, assemble, build_hubert, build_motion, b
 from imac.training.windows import ClipArrays, GlobalBatches, TrainingWindows, preload_frames
 from metrics.dataset import FPS_RELATIVE_TOLERANCE, Dataset
 from metrics.device import resolve_device
-from metrics.distributed import Processes, close_at_exit
+from metrics.distributed import Processes, StopRequests, Stopped, close_at_exit, stopped_anywhere
 from metrics.io.bounded import read_json
 from metrics.io.files import (hold_folder, remove_stale_temporaries, replace_folder, temporary_folder_sibling,
                               write_text_atomic)
@@ -519,55 +519,63 @@ def _train_stage(config: IMACConfig, stage: str, settings: StageConfig, dataset:
     last: dict[str, float] = {}
     first_step, last_window = step, 0
     batches = _cycle(loader)
-    while step < total:
-        batch = {name: value.to(accelerator.device) for name, value in next(batches).items()}
-        with accelerator.accumulate(model):
-            losses = model(batch, stage)
-            accelerator.backward(losses["loss"])
-            if accelerator.sync_gradients:   # the norm of the synchronised gradient, logged; clipped if asked
-                norms.append(gradient_norm(accelerator, parameters, config.train.grad_clip))
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            if ema is not None and accelerator.sync_gradients:
-                ema.step(parameters)
-        window_samples += batch["pose"].shape[0] * accelerator.num_processes
-        for name, value in losses.items():      # the mean over the processes: the global batch's loss
-            sums[name] = sums.get(name, 0.0) + float(accelerator.reduce(value.detach(), reduction="mean"))
-        count += 1
-        if not accelerator.sync_gradients:
-            continue
-        step += 1
-        bar.update(1)
-        if step % config.train.log_every == 0 or step == total:
-            now = time.perf_counter()
-            last = {name: value / count for name, value in sums.items()}
-            last_window = count // config.train.gradient_accumulation
-            line = {"step": step, **{k: round(v, 6) for k, v in last.items()},
-                    "grad_norm": window_norm(norms),
-                    "samples_per_s": round(window_samples / max(now - window_started, 1e-9), 3),
-                    "seconds": round(now - started, 2)}
-            bar.set_postfix({k: f"{v:.4f}" for k, v in last.items() if k != "loss"} | {
-                "samples/s": f"{line['samples_per_s']:.1f}"})
-            if accelerator.is_main_process:
-                with open(log_path, "a") as log:
-                    log.write(json.dumps(line) + "\n")
-            sums, norms, count, window_started, window_samples = {}, [], 0, now, 0
-        if step % config.train.save_every == 0 or step == total:
-            _save_checkpoint(accelerator, checkpoints, step)
-    bar.close()
-    seconds = time.perf_counter() - started
-    model_dir = out / "model"
-    accelerator.wait_for_everyone()
-    if ema is not None:                  # the folder gets the averaged weights; training's stay in memory
-        ema.store(parameters)
-        ema.copy_to(parameters)
-    if accelerator.is_main_process:
-        trained = accelerator.unwrap_model(model)
-        pipeline = IMACPipeline(config, trained, hubert, hubert_id, stage)
-        pipeline.save_pretrained(model_dir)
-    if ema is not None:
-        ema.restore(parameters)
-    accelerator.wait_for_everyone()
+    with StopRequests() as stops:      # a stop signal acts at a step's end, or after the model is written
+        while step < total:
+            batch = {name: value.to(accelerator.device) for name, value in next(batches).items()}
+            with accelerator.accumulate(model):
+                losses = model(batch, stage)
+                accelerator.backward(losses["loss"])
+                if accelerator.sync_gradients:   # the norm of the synchronised gradient, logged; clipped if asked
+                    norms.append(gradient_norm(accelerator, parameters, config.train.grad_clip))
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                if ema is not None and accelerator.sync_gradients:
+                    ema.step(parameters)
+            window_samples += batch["pose"].shape[0] * accelerator.num_processes
+            for name, value in losses.items():      # the mean over the processes: the global batch's loss
+                sums[name] = sums.get(name, 0.0) + float(accelerator.reduce(value.detach(), reduction="mean"))
+            count += 1
+            if not accelerator.sync_gradients:
+                continue
+            step += 1
+            bar.update(1)
+            if step % config.train.log_every == 0 or step == total:
+                now = time.perf_counter()
+                last = {name: value / count for name, value in sums.items()}
+                last_window = count // config.train.gradient_accumulation
+                line = {"step": step, **{k: round(v, 6) for k, v in last.items()},
+                        "grad_norm": window_norm(norms),
+                        "samples_per_s": round(window_samples / max(now - window_started, 1e-9), 3),
+                        "seconds": round(now - started, 2)}
+                bar.set_postfix({k: f"{v:.4f}" for k, v in last.items() if k != "loss"} | {
+                    "samples/s": f"{line['samples_per_s']:.1f}"})
+                if accelerator.is_main_process:
+                    with open(log_path, "a") as log:
+                        log.write(json.dumps(line) + "\n")
+                sums, norms, count, window_started, window_samples = {}, [], 0, now, 0
+            # A stop signal (a scheduler's preemption or time-limit notice) ends the run at this step's end, on
+            # every process at the same step, once its checkpoint is written: the rerun goes on from here.
+            stop = stopped_anywhere(stops.number, accelerator.device) if step < total else 0
+            if step % config.train.save_every == 0 or step == total or stop:
+                _save_checkpoint(accelerator, checkpoints, step)
+            if stop:
+                stops.number = 0
+                bar.close()
+                raise Stopped(stop, f"at step {step}: its checkpoint is written ({checkpoints / f'step-{step}'})")
+        bar.close()
+        seconds = time.perf_counter() - started
+        model_dir = out / "model"
+        accelerator.wait_for_everyone()
+        if ema is not None:                  # the folder gets the averaged weights; training's stay in memory
+            ema.store(parameters)
+            ema.copy_to(parameters)
+        if accelerator.is_main_process:
+            trained = accelerator.unwrap_model(model)
+            pipeline = IMACPipeline(config, trained, hubert, hubert_id, stage)
+            pipeline.save_pretrained(model_dir)
+        if ema is not None:
+            ema.restore(parameters)
+        accelerator.wait_for_everyone()
     # No accelerator.end_training(): it destroys the process group (accelerate >= 1.0), and under a
     # launch the same processes go on (stage 2 after stage 1, the benchmark's generation and scoring).
     if not math.isfinite(last.get("loss", 0.0)):
