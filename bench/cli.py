@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -106,7 +107,7 @@ def _run(args: argparse.Namespace) -> int:
     settings = RunSettings(methods=methods, out=args.out, data=args.data, identities=_split(args.identities) or None,
                            device=args.device, seed=args.seed, config=config,
                            generated=generated, methods_file=args.methods_file, skip_missing=args.skip_missing,
-                           progress=not args.quiet)
+                           progress=not args.quiet, command=f"imac-bench {shlex.join(args.command_argv)}")
     results = run_benchmark(settings)
     if results is None:          # another process of a launch: the main one writes and prints
         return 0

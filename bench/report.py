@@ -26,7 +26,7 @@ from metrics.pose.extraction import cached_keypoints, keypoint_cache, video_keyp
 from metrics.pose.toy import ToyMarkerPose
 from metrics.protocol import Protocol
 from metrics.registry import REGISTRY
-from metrics.results import METRICS, Score, decimals, format_score, number
+from metrics.results import METRICS, Score, decimals, format_score, number, weights_id
 
 # Fewer test clips than this and "shuffled < gt on BAS" is reported but does not fail a run. On the
 # toy corpus v2 the mean check has 100% power at 4 clips (benchmarks/toy_bas_power.py: matched minus
@@ -135,7 +135,8 @@ def table_rows(results: BenchResults) -> list[dict]:
                              "ci_low": number(score.ci_low), "ci_high": number(score.ci_high),
                              "n_clips": score.clips,
                              "counts": " ".join(f"{k}={v}" for k, v in score.counts.items()),
-                             "protocol": results.protocol_label})
+                             "protocol": results.protocol_label,
+                             "weights": weights_id(method.provenance, metric)})
     return rows
 
 
@@ -318,6 +319,8 @@ def protocol_block(results: BenchResults) -> str:
              f"    package {results.package_version}    results schema {results.schema_version}",
              f"environment     python {env.get('python')}, torch {env.get('torch')} ({env.get('torch_threads')} threads)"
              + (f", CPU {env['cpu'] or '?'} ({env.get('cpu_capability')})" if "cpu" in env else ""),
+             *([f"produced by     {env['command']}", f"                started {env.get('started_utc')} UTC, source "
+                f"{env.get('revision') or 'not a git checkout (see the package version)'}"] if env.get("command") else []),
              "```"]
     return "\n".join(lines)
 
@@ -645,7 +648,7 @@ def beat_timeline(run: Path, results: BenchResults, clip: str, path: Path) -> Pa
 def metrics_csv(results: BenchResults) -> str:
     buffer = io.StringIO()
     fields = ["method", "label", "kind", "scope", "metric", "metric_label", "value", "ci_low", "ci_high", "n_clips",
-              "counts", "protocol"]
+              "counts", "protocol", "weights"]
     writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     writer.writerows(table_rows(results))

@@ -96,6 +96,7 @@ from metrics.lipsync_training import SyncTrainingConfig, train_syncnet_standin
 from metrics.syncnet import standin_card_path
 from metrics.protocol import Protocol, get_protocol
 from metrics.registry import REGISTRY
+from metrics.results import produced_by
 
 logger = logging.getLogger(__name__)
 
@@ -186,6 +187,7 @@ class RunSettings:
     skip_missing: bool = False
     progress: bool = True
     custom: dict[str, Callable[[], Method]] | None = None   # your own Method classes: name -> factory
+    command: str | None = None                  # the command line, recorded in results.json (None: sys.argv)
 
     def resume_key(self, config: BenchConfig) -> dict[str, Any]:
         """What must match between a run and its resumption (stored in ``run.json``): what generation
@@ -1054,17 +1056,18 @@ def run_benchmark(settings: RunSettings, processes: Processes | None = None) -> 
     calls this with the same settings; the main process writes ``results.json`` and returns it (with the
     values one process gets), the others return None."""
     started = time.perf_counter()
+    produced = produced_by(settings.command)
     processes = current_processes() if processes is None else processes
     plan = plan_run(settings, processes, hold=True)
     try:
-        return _run(plan, started)
+        return _run(plan, started, produced)
     except TrainingFolderError as error:    # its other way out, another train.output, is --out here
         raise RunMismatchError(f"{error.problem}; {error.remedy}, or use another --out") from None
     finally:
         plan.release()
 
 
-def _run(plan: RunPlan, started: float) -> BenchResults | None:
+def _run(plan: RunPlan, started: float, produced: dict) -> BenchResults | None:
     """``run_benchmark`` once planned: check, train, generate, score, assemble."""
     processes = plan.processes
     if plan.left_out and processes.is_main:
@@ -1094,7 +1097,7 @@ def _run(plan: RunPlan, started: float) -> BenchResults | None:
                                     {m.name: m.label for m in plan.methods})
         timings["score:paired-differences"] = round(time.perf_counter() - step, 1)
         timings["total"] = round(time.perf_counter() - started, 1)
-        results = assemble_results(plan, records, rows, scorer.evaluator.networks(), paired, timings)
+        results = assemble_results(plan, records, rows, scorer.evaluator.networks(), paired, timings, produced)
         write_results(plan.out / "results.json", results)
     processes.end_together()
     return results
@@ -1116,8 +1119,9 @@ def method_result(name: str, record: dict | None, scored: Scored) -> MethodResul
 
 
 def assemble_results(plan: RunPlan, records: dict[str, dict], rows: dict[str, Scored], networks: dict,
-                     paired: list[dict], timings: dict[str, float]) -> BenchResults:
-    """One document with everything the report and the check need (``bench.results``)."""
+                     paired: list[dict], timings: dict[str, float], produced: dict | None = None) -> BenchResults:
+    """One document with everything the report and the check need (``bench.results``); ``produced``
+    (``metrics.results.produced_by``: command line, start time, source revision) goes into its environment."""
     order = [n for n in rows if n not in ROW_ORDER] + [n for n in ROW_ORDER if n in rows]
     methods = {name: method_result(name, records.get(name), rows[name]) for name in order}
     results = BenchResults(
@@ -1128,7 +1132,7 @@ def assemble_results(plan: RunPlan, records: dict[str, dict], rows: dict[str, Sc
              **({"left_out": list(plan.left_out)} if plan.left_out else {})},
         protocol=plan.protocol.to_dict(), protocol_label=plan.protocol.label, metrics=tuple(plan.config.metrics),
         methods=methods, networks=networks, paired=paired, timings_s=timings,
-        environment={"python": platform.python_version(), "torch": torch.__version__,
+        environment={**(produced or {}), "python": platform.python_version(), "torch": torch.__version__,
                      "torch_threads": torch.get_num_threads(), "machine": platform.machine(),
                      **processor(), "processes": plan.processes.world},
         bench_version=BENCH_VERSION, package_version=__version__)

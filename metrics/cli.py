@@ -21,6 +21,7 @@ import importlib.metadata
 import json
 import math
 import os
+import shlex
 import sys
 import textwrap
 import typing
@@ -524,7 +525,8 @@ def _compute(args: argparse.Namespace) -> int:
                       cache_dir=_cache_dir(options.cache), split=None if options.split == "all" else options.split,
                       on_error="skip" if options.skip_bad else "raise", allow=options.allow_mismatch,
                       allow_resolution_mismatch=options.allow_resolution_mismatch, device=device,
-                      progress=None if args.quiet else _log, processes=processes, weights=options.weights)
+                      progress=None if args.quiet else _log, processes=processes, weights=options.weights,
+                      command=f"{PROG} {shlex.join(args.command_argv)}")
     if result is None:                 # another process of a launch: the main one prints and writes
         return 0
     print(format_table(result))

@@ -61,7 +61,7 @@ from metrics.protocol import Protocol, preset_of
 from metrics.registry import (BUILT_IN, DEFAULT_METRICS, REGISTRY, ClipInputs, ClipMetric, ClipValues, MissingWeights,
                               check_weight_names, load_clip_metric, normalise_metrics)
 from metrics.results import (COVARIANCE, SQRT_METHOD, EvaluationResult, Provenance, Score, Scores, Side, SkippedClip,
-                             format_score, metric_label, package_versions, write_result)
+                             format_score, metric_label, package_versions, produced_by, write_result)
 from metrics.skeleton_ae import AutoencoderFileError
 from metrics.stats import GaussianStats
 
@@ -753,7 +753,8 @@ def evaluate(real_dir: str | Path | None, fake_dir: str | Path, metrics: Sequenc
              cache_dir: str | Path | None = DEFAULT_CACHE, split: str | None = "test", on_error: str = "raise",
              allow: Iterable[str] = (), allow_resolution_mismatch: bool = False, device: str = "cpu",
              progress: Callable[[str], None] | None = None, processes: Processes = SINGLE,
-             weights: dict[str, str | None] | None = None, paired: bool = True) -> EvaluationResult | None:
+             weights: dict[str, str | None] | None = None, paired: bool = True,
+             command: Sequence[str] | str | None = None) -> EvaluationResult | None:
     """Evaluate the generated videos of ``fake_dir`` against the real ones of ``real_dir``.
 
     ``metrics``: ids of ``metrics.registry.REGISTRY`` (default: the four built-in ones; the command
@@ -771,8 +772,12 @@ def evaluate(real_dir: str | Path | None, fake_dir: str | Path, metrics: Sequenc
     process must call this with the same arguments; each records its share of the clips, the records
     are gathered in the single-process order, and the main process scores them and returns the result,
     identical to one process's; the other processes return None.
+
+    ``command``: the command line recorded in ``result.environment`` with the start time and the source
+    revision (``metrics.results.produced_by``; default: this process's ``sys.argv``).
     """
     started = time.perf_counter()
+    produced = produced_by(command)
     protocol = protocol or Protocol()
     metrics = normalise_metrics(metrics)
     if on_error not in ("raise", "skip"):
@@ -829,7 +834,7 @@ def evaluate(real_dir: str | Path | None, fake_dir: str | Path, metrics: Sequenc
                   is_dataset(real_dir) else None, _visibility(real), scored_files(real)),    # (a folder: no split)
         fake=Side(str(fake_dir), len(fake), None, _visibility(fake), scored_files(fake)),
         inputs=inputs, skipped=tuple(skipped),
-        environment={"python": platform.python_version(), "networks": evaluator.networks(),
+        environment={**produced, "python": platform.python_version(), "networks": evaluator.networks(),
                      "processes": processes.world, "seconds": round(time.perf_counter() - started, 1)})
     processes.end_together()
     return result

@@ -21,7 +21,11 @@ import importlib.metadata
 import io
 import json
 import math
-from collections.abc import Mapping
+import shlex
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -66,6 +70,51 @@ def package_versions() -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             pass
     return versions
+
+
+# The packages whose source a revision describes (``source_revision``'s "-dirty").
+SOURCE_PACKAGES = ("metrics", "imac", "bench", "userstudy")
+
+
+@lru_cache(maxsize=1)
+def source_revision() -> str | None:
+    """The git commit of the project source this process runs (``checkout_revision`` of the folder
+    holding the packages)."""
+    return checkout_revision(Path(__file__).resolve().parent.parent)
+
+
+def checkout_revision(root: Path) -> str | None:
+    """The git commit checked out at ``root``, ``git describe --dirty``'s way: the full hash, with
+    "-dirty" when a tracked file of ``SOURCE_PACKAGES`` differs from it; None when ``root`` is not the top
+    of a git checkout (an installed wheel, whose version is in ``package_versions``, even one inside
+    another checkout), or git is absent or refuses the folder."""
+    root = Path(root).resolve()
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=20,
+                                  stdin=subprocess.DEVNULL)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    top = git("rev-parse", "--show-toplevel")
+    commit = git("rev-parse", "--verify", "HEAD")
+    if not top or not commit or Path(top).resolve() != root:      # (a wheel inside another checkout: not ours)
+        return None
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", *SOURCE_PACKAGES)
+    return commit + ("-dirty" if changed else "") if changed is not None else commit
+
+
+def produced_by(command: Sequence[str] | str | None = None) -> dict[str, str | None]:
+    """What a result records about the run that produced it, taken when the run starts: ``command`` (the
+    command line, quoted as a shell reads it; default: this process's ``sys.argv``), ``started_utc`` (ISO
+    8601, seconds) and ``revision`` (``source_revision``)."""
+    if command is None:
+        command = [Path(sys.argv[0]).name, *sys.argv[1:]] if sys.argv and sys.argv[0] else []
+    return {"command": command if isinstance(command, str) else shlex.join(command),
+            "started_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "revision": source_revision()}
 
 
 def number(value: Any) -> float | None:
@@ -370,8 +419,16 @@ def result_rows(result: EvaluationResult) -> list[dict]:
                              "value": number(score.value), "ci_low": number(score.ci_low),
                              "ci_high": number(score.ci_high),
                              "counts": " ".join(f"{k}={v}" for k, v in score.counts.items()),
-                             "protocol": result.protocol_label})
+                             "protocol": result.protocol_label, "weights": weights_id(result.provenance, metric)})
     return rows
+
+
+def weights_id(provenance: Mapping[str, Provenance], metric: str) -> str:
+    """The network behind ``metric``'s number, for the CSV rows (a number is comparable with another only
+    under the same weights): its card's ``weights_hash``, else its ``weights`` (an untrained stand-in's id,
+    e.g. ``i3d-untrained-seed0``), else "" (a metric that reads no network)."""
+    card = provenance.get(metric)
+    return (card.weights_hash or card.weights or "") if card else ""
 
 
 def result_paths(path: str | Path) -> tuple[Path, Path]:
@@ -389,7 +446,7 @@ def write_result(result: EvaluationResult, path: str | Path) -> tuple[Path, Path
     json_path, csv_path = result_paths(path)
     write_json_atomic(json_path, result.to_dict())
     buffer = io.StringIO()
-    fields = ["side", "scope", "metric", "label", "value", "ci_low", "ci_high", "counts", "protocol"]
+    fields = ["side", "scope", "metric", "label", "value", "ci_low", "ci_high", "counts", "protocol", "weights"]
     writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     writer.writerows(result_rows(result))

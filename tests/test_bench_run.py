@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import re
@@ -37,7 +38,7 @@ from metrics.evaluate import make_extractor
 from metrics.fgd_training import training_card
 from metrics.io.video import VideoReader, probe_video, read_video
 from metrics.protocol import get_protocol
-from metrics.results import Score
+from metrics.results import Score, checkout_revision
 
 FAST = {"metrics": ["fgd", "div", "bas"], "fgd_autoencoder_steps": 20, "methods": {}}
 
@@ -219,6 +220,15 @@ def test_results_json_is_typed_and_schema_versioned(finished_run):
     assert card["preset"] == "imac-bench" and card["weights_hash"] == data["networks"]["skeleton_autoencoder"]["checkpoint_hash"]
     assert {"covariance", "sqrt_method", "packages", "frames_per_clip", "n_real", "n_fake", "input"} <= set(card)
     assert read_results(finished_run / "results.json").to_dict() == data
+    # what produced it (the command line: test_result_provenance), and the weights behind each CSV row
+    environment = data["environment"]
+    assert environment["revision"] == checkout_revision(Path(__file__).resolve().parent.parent)
+    assert f"produced by     {environment['command']}" in (finished_run / "report.md").read_text()
+    assert f"started {environment['started_utc']} UTC, source {environment['revision']}" in (
+        finished_run / "report.md").read_text()
+    rows = list(csv.DictReader((finished_run / "metrics.csv").open()))
+    assert card["weights_hash"] and {r["weights"] for r in rows if r["metric"] == "fgd"} == {card["weights_hash"]}
+    assert {r["weights"] for r in rows if r["metric"] == "bas"} == {""}
 
 
 def test_an_older_results_file_is_named_with_what_to_do(finished_run, tmp_path, capsys):
