@@ -320,6 +320,21 @@ class BAS:
                              f"weights for {len(self.scores)} scores)")
         return float(np.average(self.scores, weights=self.weights))
 
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """What the score hides: clips scoring exactly 0, in which no motion beat or no speech onset was
+        found (a clip too short once its edges are cut, a still video, silent audio). Each counts as 0 in the
+        mean, as the peers count it: told, so that a set of them is not read as gestures off the beat."""
+        empty = [i for i, score in enumerate(self.scores) if score == 0.0]
+        if not empty:
+            return ()
+        frames = [self.weights[i] for i in empty] if len(self.weights) == len(self.scores) else []
+        seen = (f"; scored on {min(frames)}" + (f"-{max(frames)}" if max(frames) != min(frames) else "")
+                + f" frames at {self.protocol.bas_fps:g} fps" if frames else "")
+        return (f"{len(empty)} of {len(self.scores)} clips score exactly 0: no motion beat or no speech onset was "
+                f"found in them (too short, a still video or silent audio{seen}); each counts as 0 in the mean, "
+                "as the peers count them",)
+
     def interval(self) -> tuple[float, float]:
         """(low, high) confidence interval of ``compute()`` over clips (``metrics.intervals``): the
         jackknife of a mean (of a weighted mean with ``bas_clip_weight="frames"``), i.e. the

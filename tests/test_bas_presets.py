@@ -282,6 +282,26 @@ def test_bas_clip_weight_weighs_clips_by_scored_frames(clip):
         unweighted.compute()
 
 
+def test_clips_scoring_exactly_0_because_nothing_was_found_are_told(clip):
+    """A still video (no motion beat) and silent audio (no onset) score 0 by the definition (the mean over
+    no beats: 0, as the peers count it); before, nothing said so, and a set of short or still clips read
+    as gestures off the beat."""
+    keypoints, wav = clip
+    metric = BAS()
+    metric.update(np.repeat(keypoints[:1], 100, axis=0), 25, wav[:4 * 16000], 16000)     # still
+    metric.update(keypoints[:60], 25, np.zeros(int(2.4 * 16000), np.float32), 16000)     # silent
+    assert metric.scores == [0.0, 0.0] and metric.compute() == 0.0
+    assert metric.warnings == ("2 of 2 clips score exactly 0: no motion beat or no speech onset was found in them "
+                               "(too short, a still video or silent audio; scored on 60-100 frames at 25 fps); "
+                               "each counts as 0 in the mean, as the peers count them",)
+    moving = BAS()
+    moving.update(keypoints, 25, wav, 16000)
+    assert moving.scores[0] > 0 and moving.warnings == ()
+    moving.scores.append(0.0)
+    moving.weights.append(40)
+    assert moving.warnings[0].startswith("1 of 2 clips score exactly 0") and "on 40 frames at 25 fps" in moving.warnings[0]
+
+
 BAS_REFUSALS = [  # (fields, the field the message must name)
     ({"motion_beat_order": 7}, "motion_beat_order"),
     (dict(LOCAL, motion_beat_order=None), "motion_beat_order"),

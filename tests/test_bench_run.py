@@ -185,6 +185,11 @@ def test_run_layout_controls_and_report(finished_run):
     assert results.value("static", "div") < results.value("gt", "div")
     # the shuffled-audio control is scored on BAS only
     assert set(results.methods["shuffled"].scores["all"]) == {"bas"}
+    # a still frame has no motion beat: its BAS of exactly 0 says so, and the report lists it
+    static_bas = results.methods["static"].scores["all"]["bas"]
+    assert static_bas.value == 0.0 and static_bas.warnings[0].startswith(
+        f"{static_bas.counts['n_clips']} of {static_bas.counts['n_clips']} clips score exactly 0: no motion beat")
+    assert f"- Static (reference frame repeated), BAS: {static_bas.warnings[0]}" in (finished_run / "report.md").read_text()
     assert "train clips" in results.methods["noise-floor"].note     # 2 test clips per identity: train reference
     card = results.methods["noise-floor"].provenance["fgd"]
     assert (card.n_real, card.n_fake) == (4, 4)
