@@ -137,25 +137,61 @@ def run_sanity(data_dir: str | Path, out_dir: str | Path, protocol: Protocol | N
     return report
 
 
+def _cell(entry: dict | None) -> str:
+    """A table cell: the value and its 95% interval (when it has one), 4 significant digits."""
+    if entry is None:
+        return ""
+    value, low, high = entry.get("value"), entry.get("ci_low"), entry.get("ci_high")
+    if value is None:
+        return "n/a"
+    return f"{value:.4g}" + ("" if low is None or high is None else f" [{low:.4g}, {high:.4g}]")
+
+
+def _clip_counts(tables: dict[str, dict]) -> str:
+    """"N: reference a clips; each candidate b clips." from the scores' counts."""
+    for entry in tables[CANDIDATES[0]].values():
+        counts = entry.get("counts") or {}
+        if "n_real_clips" in counts:
+            return f"N: reference {counts['n_real_clips']} clips; each candidate {counts['n_fake_clips']} clips."
+    for entry in tables[CANDIDATES[0]].values():
+        if "n_clips" in (entry.get("counts") or {}):
+            return f"N: each candidate {entry['counts']['n_clips']} clips."
+    return "N: not recorded."
+
+
+def _interval_of(tables: dict[str, dict], candidate: str, metric: str) -> tuple[float, float] | None:
+    entry = tables[candidate].get(metric) or {}
+    low, high = entry.get("ci_low"), entry.get("ci_high")
+    return None if low is None or high is None else (low, high)
+
+
 def format_sanity(report: dict) -> str:
-    metrics = [m for m in ("FGD", "Diversity", "BAS", "FVD", "FVD*") if m in report["tables"][CANDIDATES[0]]]
+    """``run_sanity``'s report in Markdown: each candidate's values with their 95% intervals over clips,
+    the clip counts, and each expected ordering with its numbers, whether it holds on the estimates and
+    whether the two intervals are apart (an ordering inside overlapping intervals is not established by
+    data this size); the last line names the checks that fail."""
+    tables = report["tables"]
+    metrics = [m for m in ("FGD", "Diversity", "BAS", "FVD", "FVD*") if m in tables[CANDIDATES[0]]]
     autoencoder = report["skeleton_autoencoder"]     # None when neither FGD nor Diversity was asked
     lines = [f"# Metric sanity check on {report['data']}", "",
              f"Protocol {report['protocol_label']}; pose extractor {report['pose_extractor']}"
              + ("" if autoencoder is None else f"; skeleton autoencoder {autoencoder['checkpoint_hash']}")
              + ("" if report["i3d"] is None else f"; I3D {report['i3d']['feature_id']}"
                 + ("" if report["i3d"]["pretrained"] else " (untrained stand-in: FVD*)")) + ".",
-             "Reference: half A of each identity's clips; candidates made from half B.", "",
+             "Reference: half A of each identity's clips; candidates made from half B. " + _clip_counts(tables),
+             "Each value is followed by its 95% interval over clips.", "",
              "| candidate | " + " | ".join(metrics) + " |", "|---|" + "---|" * len(metrics)]
     for name in CANDIDATES:
-        cells = []
-        for m in metrics:
-            entry = report["tables"][name].get(m)
-            cells.append("" if entry is None else f"{entry['value']:.4g}")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += ["", "| check | values | holds |", "|---|---|---|"]
+        lines.append(f"| {name} | " + " | ".join(_cell(tables[name].get(m)) for m in metrics) + " |")
+    lines += ["", "| check | values | holds | intervals |", "|---|---|---|---|"]
     for c in report["checks"]:
+        low, high = c["expected"].split(" < ")
+        a, b = _interval_of(tables, low, c["metric"]), _interval_of(tables, high, c["metric"])
+        apart = "not given" if a is None or b is None else "apart" if a[1] < b[0] else "overlap"
         lines.append(f"| {c['metric']}: {c['expected']} | {c['low']:.4g} vs {c['high']:.4g} | "
-                     f"{'yes' if c['holds'] else '**NO**'} |")
-    lines += ["", f"All checks pass: {'yes' if report['passed'] else 'NO'}", ""]
+                     f"{'yes' if c['holds'] else '**NO**'} | {apart} |")
+    failed = [f"{c['metric']}: {c['expected']}" for c in report["checks"] if not c["holds"]]
+    summary = (f"yes, {len(report['checks'])} of {len(report['checks'])}" if not failed else
+               f"NO: {len(failed)} of {len(report['checks'])} fail ({'; '.join(failed)})")
+    lines += ["", f"All checks pass: {summary}.", ""]
     return "\n".join(lines)

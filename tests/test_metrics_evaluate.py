@@ -416,6 +416,32 @@ def test_sanity_controls_and_checks(corpus, tmp_path):
     assert [c["expected"] for c in failed] == ["shuffled audio < real (other half)"]
 
 
+def test_the_sanity_report_gives_intervals_counts_and_names_the_failing_checks():
+    """Before, sanity.md gave bare values and a bare "All checks pass: NO": no interval, no N, and which
+    check failed had to be found in the table."""
+    def entry(value, low, high, real=4, fake=4):
+        return {"value": value, "ci_low": low, "ci_high": high, "counts": {"n_real_clips": real, "n_fake_clips": fake}}
+
+    tables = {"real (other half)": {"FGD": entry(50.0, 30.0, 80.0), "BAS": entry(0.6, 0.5, 0.7)},
+              "static": {"FGD": entry(370.0, 300.0, 420.0), "BAS": entry(0.0, 0.0, 0.0)},
+              "shuffled audio": {"FGD": entry(50.0, 30.0, 80.0), "BAS": entry(0.65, 0.55, 0.75)}}
+    checks = check_orderings(tables, ("fgd", "bas"))
+    report = {"protocol_label": "p", "data": "d", "tables": tables, "checks": checks, "passed": False,
+              "skeleton_autoencoder": None, "i3d": None, "pose_extractor": "toy"}
+    lines = format_sanity(report).splitlines()
+    assert lines[3].endswith("from half B. N: reference 4 clips; each candidate 4 clips.")
+    assert "| static | 370 [300, 420] | 0 [0, 0] |" in lines
+    assert "| FGD: real (other half) < static | 50 vs 370 | yes | apart |" in lines
+    assert "| BAS: shuffled audio < real (other half) | 0.65 vs 0.6 | **NO** | overlap |" in lines
+    assert "| BAS: static < real (other half) | 0 vs 0.6 | yes | apart |" in lines
+    assert lines[-1] == "All checks pass: NO: 1 of 3 fail (BAS: shuffled audio < real (other half))."
+    tables["shuffled audio"]["BAS"] = entry(0.4, 0.3, 0.62)
+    report["checks"] = check_orderings(tables, ("fgd", "bas"))
+    lines = format_sanity(report).splitlines()
+    assert "| BAS: shuffled audio < real (other half) | 0.4 vs 0.6 | yes | overlap |" in lines
+    assert lines[-1] == "All checks pass: yes, 3 of 3."
+
+
 def test_sanity_report_without_fgd_or_diversity_names_no_autoencoder(corpus, tmp_path, caplog):
     with caplog.at_level("WARNING"):
         report = run_sanity(corpus["data"], tmp_path / "sanity", metrics=("bas",))
