@@ -52,6 +52,10 @@ class StudyAnalysis:
     pairwise_source: str = ""              # the pairwise answers' file, as the report names it
     unchecked: bool = False                # no study file: check trials could be neither scored nor set aside
     no_check_trials: bool = False          # a study file was read, and it has no check trials
+    # Friedman with the trials as blocks (each method's mean points over the participants of a trial):
+    # the test across clips, whose blocks are the sampled unit when each clip suits some methods more
+    # (``userstudy.analyze.by_trial``); per criterion: trials, k, chi2, df, p, p_holm, W.
+    friedman_by_trial: pd.DataFrame | None = None
 
     @property
     def criteria(self) -> list[str]:

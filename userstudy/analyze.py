@@ -17,7 +17,8 @@ other tools read them:
 - ``dunn_<criterion>.csv``: k x k two-sided Dunn p-values, adjusted as asked (named in the top-left
   cell); ``dunn_pairs.csv``: the same pairs with z; ``dunn.png``: the heatmaps (Figures 8/9);
 - ``friedman.csv``: Friedman chi2, df, p, Holm p across criteria and Kendall's W per criterion
-  (blocks = participant x trial); ``nemenyi_<criterion>.csv`` (or ``conover_<criterion>.csv``),
+  (blocks = participant x trial); ``friedman_by_trial.csv``: the same with the trials as blocks (each
+  method's mean points per trial: the test across clips, ``userstudy.rankings.by_trial``); ``nemenyi_<criterion>.csv`` (or ``conover_<criterion>.csv``),
   ``<posthoc>_pairs.csv`` and ``<posthoc>.png`` (its heatmaps, drawn like Dunn's);
 - every CSV keeps full precision (the shortest text that reads back as the same float);
 - ``attention_checks.csv`` and ``exclusions.csv`` (when the study has attention checks): each
@@ -82,7 +83,8 @@ from userstudy.nonparametric import (
     nemenyi_friedman,
     pairs_to_matrix,
 )
-from userstudy.rankings import CheckedRankings, RankingsError, folder_problem, load_rankings, mean_points
+from userstudy.rankings import (CheckedRankings, RankingsError, by_trial, folder_problem, load_rankings,
+                                mean_points)
 from userstudy.pairwise import (
     MIN_BOOTSTRAP_PARTICIPANTS,
     PairwiseAnalysis,
@@ -146,13 +148,14 @@ def analyze_rankings(checked: CheckedRankings, p_adjust: str = "holm", alpha: fl
         raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
     order = method_order(checked, methods)
     data = checked.data
-    kruskal_rows, friedman_rows, dunn_pairs, posthoc_pairs = [], [], {}, {}
+    kruskal_rows, friedman_rows, trial_rows, dunn_pairs, posthoc_pairs = [], [], [], {}, {}
     for criterion in checked.criteria:
         rows = data[data[CRITERION] == criterion]
         present = present_methods(order, checked.methods[criterion])
         kruskal_rows.append(kruskal_wallis(rows, "points", METHOD).rename(criterion))
         dunn_pairs[criterion] = dunn(rows, "points", METHOD, p_adjust=p_adjust, groups=present)
         friedman_rows.append(friedman(rows, "points", METHOD, [PARTICIPANT, TRIAL]).rename(criterion))
+        trial_rows.append(friedman(by_trial(rows), "points", METHOD, TRIAL).rename(criterion))
         if posthoc == "nemenyi":
             posthoc_pairs[criterion] = nemenyi_friedman(rows, "points", METHOD, [PARTICIPANT, TRIAL],
                                                         groups=present)
@@ -164,7 +167,9 @@ def analyze_rankings(checked: CheckedRankings, p_adjust: str = "holm", alpha: fl
     kruskal_table["p_holm"] = adjust_p_values(kruskal_table["p"], "holm")
     friedman_table = pd.DataFrame(friedman_rows)
     friedman_table["p_holm"] = adjust_p_values(friedman_table["p"], "holm")
-    for table in (kruskal_table, friedman_table):
+    trial_table = pd.DataFrame(trial_rows)
+    trial_table["p_holm"] = adjust_p_values(trial_table["p"], "holm")
+    for table in (kruskal_table, friedman_table, trial_table):
         table.index.name = CRITERION
     agreement = None
     if results is not None:
@@ -187,7 +192,10 @@ def analyze_rankings(checked: CheckedRankings, p_adjust: str = "holm", alpha: fl
             {"n_blocks": int, "k": int, "df": int}),
         friedman_posthoc=posthoc_pairs,
         attention=attention,
+        friedman_by_trial=trial_table[["n_blocks", "k", "chi2", "df", "p", "p_holm", "W"]].astype(
+            {"n_blocks": int, "k": int, "df": int}),
     )
+
 
 
 def nothing_left(attention: AttentionSummary, data: pd.DataFrame) -> str:
@@ -232,8 +240,10 @@ def kruskal_csv(analysis: StudyAnalysis) -> str:
     return _with_sample(table, analysis).to_csv(index=False)
 
 
-def friedman_csv(analysis: StudyAnalysis) -> str:
-    table = analysis.friedman.reset_index().rename(columns={"n_blocks": "blocks", "W": "kendalls_w"})
+def friedman_csv(analysis: StudyAnalysis, blocks: str = "blocks") -> str:
+    """``friedman.csv`` (blocks = participant x trial), or with ``blocks="trials"`` ``friedman_by_trial.csv``."""
+    source = analysis.friedman if blocks == "blocks" else analysis.friedman_by_trial
+    table = source.reset_index().rename(columns={"n_blocks": blocks, "W": "kendalls_w"})
     table = table.assign(chi2=table["chi2"].map(_full), p=table["p"].map(_full),
                          p_holm=table["p_holm"].map(_full), kendalls_w=table["kendalls_w"].map(_full))
     return _with_sample(table, analysis).to_csv(index=False)
@@ -263,6 +273,7 @@ def write_analysis(analysis: StudyAnalysis, out_dir: str | Path, source: str = "
         write_text_atomic(out / "points.md", points_markdown(analysis)),
         write_text_atomic(out / "kruskal.csv", kruskal_csv(analysis)),
         write_text_atomic(out / "friedman.csv", friedman_csv(analysis)),
+        write_text_atomic(out / "friedman_by_trial.csv", friedman_csv(analysis, "trials")),
         write_text_atomic(out / "dunn_pairs.csv", pairs_csv(analysis.dunn)),
         write_text_atomic(out / f"{analysis.posthoc}_pairs.csv", pairs_csv(analysis.friedman_posthoc)),
     ]
@@ -564,8 +575,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
               f"{int((~analysis.attention.results['passed'].astype(bool)).sum())} failed; "
               f"{cli.count(len(excluded), 'participant')} excluded" + (f": {', '.join(excluded)}" if excluded else ""))
     for criterion, row in analysis.friedman.iterrows():
+        across = analysis.friedman_by_trial.loc[criterion]
         print(f"  {criterion}: Kruskal-Wallis p = {analysis.kruskal.loc[criterion, 'p']:.3e}; "
-              f"Friedman p = {row['p']:.3e} (Holm {row['p_holm']:.3e}), Kendall's W = {row['W']:.3f}")
+              f"Friedman p = {row['p']:.3e} (Holm {row['p_holm']:.3e}), Kendall's W = {row['W']:.3f}; "
+              f"across clips (blocks = trials) p = {across['p']:.3e} (Holm {across['p_holm']:.3e})")
     if analysis.pairwise is not None:
         print(f"  pairwise: {cli.count(len(analysis.pairwise.answers), 'answer')} "
               f"({len(analysis.pairwise.superseded)} replaced by a later answer)")

@@ -461,6 +461,15 @@ def load_rankings(path: str | os.PathLike, drop_incomplete: bool = False,
     return check_rankings(read_rankings(path), drop_incomplete=drop_incomplete, source=str(path), study=study)
 
 
+def by_trial(rows: pd.DataFrame) -> pd.DataFrame:
+    """One criterion's rankings reduced to one block per trial: each method's mean points over the
+    participants who ranked the trial (columns trial, method, points). Friedman on them treats the trials
+    (the clips) as the sampled unit: a clip that suits one method counts once, not once per participant
+    (with blocks = participant x trial it counts once per participant, and when the clips differ in what
+    suits them the test finds differences that are not there; ``userstudy simulate --trial-sd``)."""
+    return rows.groupby([TRIAL, METHOD], sort=False)["points"].mean().reset_index()
+
+
 def mean_points(data: pd.DataFrame, criteria: list[str] | None = None,
                 methods: list[str] | None = None) -> pd.DataFrame:
     """The paper's Tables 4/5: mean points per method (rows) and criterion (columns).

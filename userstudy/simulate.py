@@ -34,7 +34,7 @@ from userstudy import cli
 from userstudy.files import write_text_atomic
 from userstudy.nonparametric import friedman, kruskal_wallis
 from userstudy.progress import Progress
-from userstudy.rankings import points_from_ranks
+from userstudy.rankings import by_trial, points_from_ranks
 from userstudy.schema import CRITERION, METHOD, PAPER_CRITERIA, PARTICIPANT, POSITION, RANK, TRIAL, check_slugs
 
 logger = logging.getLogger(__name__)
@@ -129,16 +129,18 @@ def estimate_power(methods: Sequence[str], participants: int, trials: int,
                    effect: float | Mapping[str, float] = 0.5, replicates: int = 200,
                    alpha: float = 0.05, trial_sd: float = 0.5, seed: int = 0) -> pd.DataFrame:
     """How often a study of this size finds a difference: the fraction of ``replicates`` simulated
-    studies (one criterion each) where Friedman's test (blocks = participant x trial) and the
-    paper's Kruskal-Wallis test have p < ``alpha``. With ``effect=0`` it is the false-positive rate.
+    studies (one criterion each) where Friedman's test (blocks = participant x trial), Friedman's test
+    across clips (blocks = trials: ``userstudy.rankings.by_trial``) and the paper's Kruskal-Wallis test
+    have p < ``alpha``. With ``effect=0`` it is the false-positive rate.
     """
-    hits = {"friedman": 0, "kruskal_wallis": 0}
+    hits = {"friedman": 0, "friedman_by_trial": 0, "kruskal_wallis": 0}
     progress = Progress(logger, "power", replicates, "simulated studies")
     for r in range(replicates):
         study = simulate_rankings(methods, participants, trials, effect, criteria=["criterion"],
                                   trial_sd=trial_sd, seed=seed + r)
         study["points"] = points_from_ranks(study[RANK], len(methods))
         hits["friedman"] += friedman(study, "points", METHOD, [PARTICIPANT, TRIAL])["p"] < alpha
+        hits["friedman_by_trial"] += friedman(by_trial(study), "points", METHOD, TRIAL)["p"] < alpha
         hits["kruskal_wallis"] += kruskal_wallis(study, "points", METHOD)["p"] < alpha
         progress.advance()
     return pd.DataFrame({"test": list(hits), "power": [hits[t] / replicates for t in hits],
