@@ -235,3 +235,41 @@ def test_every_problem_of_one_check_is_reported_at_once(tmp_path):
         "synchronization), got ['smell']",
         "trials[3] ('q7') check: a 'last' check names the method whose slot holds the broken video (one of "
         + ", ".join(METHODS) + ") and no 'of', got {'kind': 'last', 'method': 'nope', 'criteria': ['smell']}"]
+
+
+def test_a_rule_that_excludes_many_participants_is_warned_about_naming_those_of_repeat_checks_alone(tmp_path, capsys):
+    """Repeat checks are failed by attentive participants too when the methods are close (README: 72% of
+    them at --effect 0.5 with the default tau); before, 13 of 15 excluded passed without a word, and the
+    tests rested on the two left."""
+    from userstudy.analyze import main
+    from userstudy.attention import attention_summary
+
+    table = []
+    people = [f"p{i}" for i in range(1, 9)]
+    for p in people:
+        for trial in ("t1", "t2", "t3"):
+            for criterion in (QUALITY, SYNC):
+                table += rows(p, trial, criterion, list(METHODS))
+        # p1..p3 reverse the repeat of t1 (tau -1): each fails the repeat check alone
+        repeat = list(reversed(METHODS)) if p in ("p1", "p2", "p3") else list(METHODS)
+        table += rows(p, "q8", SYNC, repeat) + rows(p, "q8", QUALITY, repeat)
+        # p4 also ranks the frozen video first: a failed 'last' check besides
+        table += rows(p, "q7", SYNC, ["mya", "imac", "s2g"] if p == "p4" else ["imac", "s2g", "mya"])
+    data = check_rankings(pd.DataFrame(table)).data
+    checks = {"q7": AttentionCheck("last", method="mya", criteria=(SYNC,)), "q8": AttentionCheck("repeat", of="t1")}
+    summary = attention_summary(data, checks)
+    assert summary.excluded == ["p1", "p2", "p3", "p4"]
+    assert summary.heavy_exclusion(8) == (
+        "the attention checks excluded 4 of 8 participants, leaving 4; 3 of them failed repeat checks alone, which "
+        "attentive participants fail too when the methods are close (mean tau >= 0.5 asked; see the README's "
+        "attention checks): review --max-failed-checks and --repeat-min-tau before reading the tests")
+    assert summary.heavy_exclusion(20) == ""                      # 4 of 20, 16 left: within the usual
+    assert attention_summary(data, checks, max_failed=1).heavy_exclusion(8) == ""
+    folder = make_study(tmp_path)
+    add_checks(folder)
+    pd.DataFrame(table).to_csv(folder / "rankings.csv", index=False)
+    assert main([str(folder / "rankings.csv"), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    warning = ("warning: the attention checks excluded 4 of 8 participants, leaving 4; 3 of them failed repeat "
+               "checks alone")
+    assert warning in capsys.readouterr().out
+    assert f"**Warning: {warning[9:]}" in (tmp_path / "out" / "report.md").read_text()

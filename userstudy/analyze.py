@@ -574,6 +574,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         print(f"  attention checks: {len(analysis.attention.results)} answered, "
               f"{int((~analysis.attention.results['passed'].astype(bool)).sum())} failed; "
               f"{cli.count(len(excluded), 'participant')} excluded" + (f": {', '.join(excluded)}" if excluded else ""))
+        heavy = analysis.attention.heavy_exclusion(len(checked.participants) + len(excluded))
+        if heavy:
+            print(f"  warning: {heavy}")
     for criterion, row in analysis.friedman.iterrows():
         across = analysis.friedman_by_trial.loc[criterion]
         print(f"  {criterion}: Kruskal-Wallis p = {analysis.kruskal.loc[criterion, 'p']:.3e}; "

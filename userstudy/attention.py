@@ -28,6 +28,9 @@ from userstudy.schema import CRITERION, METHOD, PARTICIPANT, RANK, TRIAL
 from userstudy.study import AttentionCheck
 
 RESULT_COLUMNS = ["participant", "trial", "kind", "criteria", "score", "passed", "detail"]
+# AttentionSummary.heavy_exclusion warns above this share of the participants excluded, or below this many left.
+HEAVY_EXCLUSION = 0.25
+FEW_LEFT = 5
 EXCLUSION_COLUMNS = ["participant", "checks_answered", "checks_failed", "excluded", "reason"]
 UNSCORED_COLUMNS = ["participant", "trial", "of"]
 
@@ -50,6 +53,25 @@ class AttentionSummary:
     def excluded(self) -> list[str]:
         rows = self.participants
         return sorted(rows.loc[rows["excluded"], "participant"]) if len(rows) else []
+
+    def heavy_exclusion(self, participants: int) -> str:
+        """A warning when the rule excluded more than ``HEAVY_EXCLUSION`` of the ``participants`` who
+        answered (or fewer than ``FEW_LEFT`` are left), saying how many of the excluded failed repeat checks
+        alone: an attentive participant fails those too when the methods are close; "" otherwise."""
+        excluded = self.excluded
+        if not excluded or (len(excluded) <= HEAVY_EXCLUSION * participants
+                            and participants - len(excluded) >= FEW_LEFT):
+            return ""
+        failed = self.results[~self.results["passed"].astype(bool)]
+        only_repeats = sum(1 for person in excluded
+                           if set(failed.loc[failed["participant"] == person, "kind"]) == {"repeat"})
+        words = (f"the attention checks excluded {len(excluded)} of {participants} participants, leaving "
+                 f"{participants - len(excluded)}")
+        if only_repeats:
+            words += (f"; {only_repeats} of them failed repeat checks alone, which attentive participants fail too "
+                      f"when the methods are close (mean tau >= {self.repeat_min_tau:g} asked; see the README's "
+                      "attention checks): review --max-failed-checks and --repeat-min-tau before reading the tests")
+        return words
 
 
 def _criteria_of(check: AttentionCheck, answered: list[str]) -> list[str]:

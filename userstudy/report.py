@@ -172,6 +172,9 @@ def _attention_section(analysis: StudyAnalysis) -> list[str]:
                  f"every statistic. Answers to checks: {len(results)}, failed: {failed}; participants checked: "
                  f"{len(people)}; **excluded: {len(attention.excluded)}**.")
     lines.append("")
+    heavy = attention.heavy_exclusion(len(analysis.rankings.participants) + len(attention.excluded))
+    if heavy:
+        lines += [f"**Warning: {heavy}.**", ""]
     if attention.excluded:
         rows = [[r.participant, str(r.checks_answered), str(r.checks_failed), r.reason]
                 for r in people[people["excluded"]].itertuples()]
