@@ -53,11 +53,29 @@ def test_fixed_file_names(study):
     _, out, _ = study
     slugs = [criterion_slug(c) for c in PAPER_CRITERIA]
     expected = {"points.csv", "points.md", "kruskal.csv", "friedman.csv", "friedman_by_trial.csv", "dunn.png",
-                "nemenyi.png", "report.md",
+                "nemenyi.png", "report.md", "analysis_files.txt",
                 "dunn_pairs.csv", "nemenyi_pairs.csv"}
     expected |= {f"dunn_{s}.csv" for s in slugs} | {f"nemenyi_{s}.csv" for s in slugs}
     assert {p.name for p in out.iterdir()} == expected
     assert "dunn_sound_video_synchronization.csv" in expected
+
+
+def test_a_second_analysis_into_the_same_folder_leaves_none_of_the_first_one_s_files_it_does_not_write(study):
+    """Before, a re-run with --posthoc conover left the first run's nemenyi_* beside the new conover_*
+    (and a re-run without the study file, the earlier exclusions.csv contradicting the new report)."""
+    csv, out, _ = study
+    first = {p.name for p in out.iterdir()}
+    assert "nemenyi_pairs.csv" in first
+    assert (out / "analysis_files.txt").read_text().splitlines() == sorted(first - {"analysis_files.txt"})
+    (out / "my notes.txt").write_text("mine")
+    assert analyze.main([str(csv), "--out", str(out), "--posthoc", "conover", "--quiet"]) == 0
+    second = {p.name for p in out.iterdir()}
+    assert not any(name.startswith("nemenyi") for name in second)
+    assert {"conover_pairs.csv", "conover.png", "my notes.txt"} <= second
+    assert second - {"my notes.txt"} == {n.replace("nemenyi", "conover") for n in first}
+    assert analyze.main([str(csv), "--out", str(out), "--quiet"]) == 0        # back as the fixture left it
+    assert {p.name for p in out.iterdir()} == first | {"my notes.txt"}
+    (out / "my notes.txt").unlink()
 
 
 def test_points_table_and_markdown(study):

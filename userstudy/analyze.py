@@ -72,7 +72,7 @@ from userstudy.agreement import RESULTS_FILE, ResultsFileError, metric_agreement
 from userstudy.analysis import POSTHOC_TESTS, StudyAnalysis, present_methods
 from userstudy.attention import AttentionSummary, attention_summary
 from userstudy.figures import dunn_heatmaps, posthoc_heatmaps
-from userstudy.files import write_bytes_atomic, write_text_atomic
+from userstudy.files import record_outputs, write_bytes_atomic, write_text_atomic
 from userstudy.nonparametric import (
     P_ADJUST_METHODS,
     adjust_p_values,
@@ -296,6 +296,8 @@ def write_analysis(analysis: StudyAnalysis, out_dir: str | Path, source: str = "
     written.append(write_bytes_atomic(out / "dunn.png", dunn_heatmaps(analysis)))
     written.append(write_bytes_atomic(out / f"{analysis.posthoc}.png", posthoc_heatmaps(analysis)))
     written.append(write_text_atomic(out / "report.md", report_markdown(analysis, source)))
+    for stale in record_outputs(out, written):
+        logger.info("removed %s: the earlier analysis in %s wrote it, this one does not", stale.name, out)
     return written
 
 
@@ -454,6 +456,8 @@ def analyze_pairwise_csv(pairwise_csv: str | Path, out_dir: str | Path | None = 
     out.mkdir(parents=True, exist_ok=True)
     written = write_pairwise_tables(analysis, out) + [
         write_text_atomic(out / "report.md", pairwise_report_markdown(analysis, str(pairwise_csv), said))]
+    for stale in record_outputs(out, written):
+        logger.info("removed %s: the earlier analysis in %s wrote it, this one does not", stale.name, out)
     logger.info("%d files written to %s", len(written), out)
     return analysis
 

@@ -163,3 +163,32 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
     with atomic_path(path) as temporary:
         temporary.write_bytes(data)
     return Path(path)
+
+
+# The names an analysis wrote into its output folder, one per line, so that the next analysis into the same
+# folder removes those it does not write again (``record_outputs``).
+OUTPUTS_FILE = "analysis_files.txt"
+
+
+def record_outputs(folder: str | os.PathLike, written: list[Path]) -> list[Path]:
+    """After an analysis has written ``written`` into ``folder``: remove the files the previous analysis
+    there listed in ``OUTPUTS_FILE`` and this one did not write (a re-run with other options would otherwise
+    leave an earlier ``exclusions.csv`` or ``conover_*.csv`` beside files that contradict it), then list
+    this one's. Only names the package wrote are ever removed; returns the removed paths."""
+    folder = Path(folder)
+    names = sorted({Path(path).name for path in written})
+    listing = folder / OUTPUTS_FILE
+    removed = []
+    try:
+        previous = listing.read_text(encoding="utf-8").splitlines()
+    except (FileNotFoundError, UnicodeDecodeError):
+        previous = []
+    for name in previous:
+        if not name or name in names or name == OUTPUTS_FILE or "/" in name or name.startswith("."):
+            continue
+        stale = folder / name
+        if stale.is_file():
+            stale.unlink()
+            removed.append(stale)
+    write_text_atomic(listing, "".join(f"{name}\n" for name in names))
+    return removed
