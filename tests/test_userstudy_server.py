@@ -665,6 +665,29 @@ def test_an_earlier_rankings_csv_is_imported_and_a_torn_line_set_aside(study_dir
         server.server_close()
 
 
+def test_an_earlier_rankings_csv_cut_inside_a_submission_imports_none_of_that_submission(study_dir, caplog):
+    """The earlier server appended a submission's rows one by one: a crash left some of its lines complete
+    before the torn one. Before, they were imported: the page showed the trial as saved with a video
+    unranked, and analyze stopped at the incomplete block."""
+    def save(who, submission, criteria):
+        return [(who, "t1", c, m, r, r, submission, "2025-01-01T00:00:00Z")
+                for c in criteria for r, m in enumerate(METHODS, start=1)]
+
+    rows = save("hal", "old-save-1", CRITERIA) + save("ida", "old-save-2", CRITERIA)[:len(METHODS) + 1]
+    text = ",".join(SERVER_COLUMNS) + "\n" + "".join(",".join(map(str, r)) + "\n" for r in rows)
+    (study_dir / "rankings.csv").write_text(text + "ida,t1,visual qu")
+    server = make_server(study_dir, "127.0.0.1", 0)
+    try:
+        assert server.store.submission_counts() == {"old-save-1": len(CRITERIA) * len(METHODS)}
+        assert server.store.saved("ida") == {} and set(server.store.saved("hal")) == {"t1"}
+        aside = list(study_dir.glob("rankings.csv.incomplete-*"))
+        assert len(aside) == 1 and aside[0].read_text().splitlines()[1:] == [
+            ",".join(map(str, r)) for r in rows[-len(METHODS) - 1:]]
+        assert f"ida on t1 ({len(METHODS) + 1} of {len(CRITERIA) * len(METHODS)} rows)" in caplog.text
+    finally:
+        server.server_close()
+
+
 def test_a_foreign_rankings_file_is_refused(study_dir):
     (study_dir / "rankings.csv").write_text("participant,trial,criterion,method,rank\n")
     with pytest.raises(StoreError, match="columns"):

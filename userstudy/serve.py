@@ -139,6 +139,15 @@ class RequestError(Exception):
         self.extra = extra or {}
 
 
+def complete_rows(study: Study, trial_id: str) -> int | None:
+    """The rows of one complete ranking of trial ``trial_id`` in rankings.csv: its criteria x its videos
+    (None for a trial the study does not have, or a pairwise one, whose answers go elsewhere)."""
+    trial = study.trial(trial_id)
+    if trial is None or trial.pairwise:
+        return None
+    return len(study.criteria_of(trial)) * len(trial.videos)
+
+
 class StudyServer(ThreadingHTTPServer):
     """One study, one answer store, many participants at once (a thread per connection, limited)."""
 
@@ -149,7 +158,8 @@ class StudyServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], study: Study, limits: Limits | None = None):
         self.study = study
         self.limits = limits or Limits()
-        self.store = AnswerStore(study.root / DATABASE_FILE, study.rankings_path, study.root / PAIRWISE_FILE)
+        self.store = AnswerStore(study.root / DATABASE_FILE, study.rankings_path, study.root / PAIRWISE_FILE,
+                                 expected_rows=lambda trial_id: complete_rows(study, trial_id))
         self._slots = threading.Lock()
         self._active: dict[str, int] = {}
         self._refused_logged = 0.0

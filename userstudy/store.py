@@ -24,7 +24,8 @@ Standard library only (``sqlite3``). What it promises, and how:
 - *consent*: the time each participant agreed to the study's consent text (table ``consents``);
 - *migration*: a study folder with a ``rankings.csv`` written by an earlier server (which kept no
   database) is imported into a new ``study.db`` at start-up; an incomplete last line that a crash
-  left in that file is moved to ``rankings.csv.torn-<time>`` first.
+  left in that file is moved to ``rankings.csv.torn-<time>`` first, and the rest of a submission cut
+  short to ``rankings.csv.incomplete-<time>`` (given ``expected_rows``).
 
 Several server processes on one folder are safe (SQLite's locking, a busy timeout of 30 s).
 """
@@ -40,7 +41,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,7 +159,11 @@ class AnswerStore:
     """
 
     def __init__(self, db_path: str | os.PathLike, csv_path: str | os.PathLike | None = None,
-                 pairwise_path: str | os.PathLike | None = None):
+                 pairwise_path: str | os.PathLike | None = None,
+                 expected_rows: Callable[[str], int | None] | None = None):
+        # expected_rows(trial): the rows one complete submission of a trial has (criteria x videos; None:
+        # unknown), so that an import sets aside a submission a crash cut short (``_import_csv``)
+        self.expected_rows = expected_rows
         self.path = Path(db_path)
         self.csv_path = Path(csv_path) if csv_path is not None else None
         self.pairwise_path = Path(pairwise_path) if pairwise_path is not None else None
@@ -398,6 +403,28 @@ class AnswerStore:
             raise StoreError(f"{self.csv_path} starts with the columns {header!r}; the server writes "
                              f"{','.join(SERVER_COLUMNS)}. Move the file away or start a new study folder.")
 
+    def _set_aside_incomplete(self, groups: dict[str, list[tuple]]) -> None:
+        """Remove from ``groups`` the submissions with fewer or more rows than their trial's complete answer
+        (``expected_rows``): the earlier server appended a submission's rows one by one, so a crash left the
+        lines before the torn one, an answer never acknowledged. Imported, the page showed the trial as saved
+        with a video unranked, and ``analyze`` stopped at the incomplete block. They go to
+        ``rankings.csv.incomplete-<time>`` (the server's columns), and a warning names it."""
+        if self.expected_rows is None:
+            return
+        cut = {submission: rows for submission, rows in groups.items()
+               if self.expected_rows(rows[0][1]) not in (None, len(rows))}
+        if not cut:
+            return
+        aside = self.csv_path.with_name(f"{self.csv_path.name}.incomplete-{time.strftime('%Y%m%dT%H%M%S')}")
+        aside.write_text(HEADER + csv_lines([row for rows in cut.values() for row in rows]), encoding="utf-8")
+        for submission in cut:
+            del groups[submission]
+        logger.warning("%s: %d submission(s) with fewer or more rows than their trial's complete answer (a write "
+                       "interrupted before it was acknowledged: %s) were not imported; their rows are in %s",
+                       self.csv_path, len(cut), ", ".join(f"{rows[0][0]} on {rows[0][1]} ({len(rows)} of "
+                                                          f"{self.expected_rows(rows[0][1])} rows)"
+                                                          for rows in list(cut.values())[:5]), aside)
+
     def _import_csv(self) -> None:
         """Import a rankings.csv written by the earlier server (no database) into the new database."""
         data = self.csv_path.read_bytes()
@@ -423,6 +450,7 @@ class AnswerStore:
         if problems:
             raise StoreError(f"{self.csv_path}: cannot import lines the server did not write: "
                              + "; ".join(problems[:5]) + (" ..." if len(problems) > 5 else ""))
+        self._set_aside_incomplete(groups)
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
