@@ -286,13 +286,16 @@ def test_a_folder_study_gets_frozen_and_repeat_checks(tmp_path):
     study = load_study(tmp_path / "study")
     checks = [t for t in study.trials if t.check is not None]
     assert len(study.trials) == 6 and sorted(t.check.kind for t in checks) == ["last", "repeat", "repeat"]
-    assert all(re.fullmatch(r"c[0-9a-f]{10}", t.id) for t in checks)          # opaque: not the file names
+    # every id opaque, checks and trials alike: the page's requests carry the trial id (before, the checks'
+    # alone were, beside trials named after their files: t1, t2, t3), and each trial keeps its file's name
+    assert all(re.fullmatch(r"c[0-9a-f]{10}", t.id) for t in study.trials)
+    assert sorted(t.clip for t in study.trials if t.check is None) == ["t1", "t2", "t3"]
     frozen = next(t for t in checks if t.check.kind == "last")
     assert frozen.check.criteria == ("sound-video synchronization",)
     slot = frozen.check.method
     original = next(t for t in study.trials if t.check is None and t.videos[slot] != frozen.videos[slot]
                     and all(t.videos[m] == frozen.videos[m] for m in t.videos if m != slot))
-    source = tmp_path / slot / f"{original.id}.mp4"
+    source = tmp_path / slot / f"{original.clip}.mp4"
     made = tmp_path / "study" / frozen.videos[slot]
     source_frames, made_frames = frames_measured(source), frames_measured(made)
     assert len(made_frames) == len(source_frames) == 16

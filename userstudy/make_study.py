@@ -184,18 +184,22 @@ def checks_options(frozen_checks: int, repeat_checks: int, check_criteria: list[
 
 
 def folder_checks(stems: list[str], methods: list[str], frozen_checks: int, repeat_checks: int,
-                  seed: str, problems: list[str]) -> tuple[list[tuple[str, str, str]], list[tuple[str, str]]]:
+                  seed: str, problems: list[str]
+                  ) -> tuple[list[tuple[str, str, str]], list[tuple[str, str]], dict[str, str]]:
     """A folder study's attention checks, drawn with the study's seed: (check id, trial, slot method) of each
-    frozen check and (check id, trial) of each repeat, each trial drawn once per kind. A check's id is
-    opaque (``c`` and ten hex digits, unlike any trial's), so it says nothing of the check; asking for more
-    checks of a kind than there are trials is a problem added to ``problems``."""
+    frozen check, (check id, trial) of each repeat, each trial drawn once per kind, and the ids of the
+    ordinary trials (video name -> id). With checks, every trial's id is opaque (``c`` and ten hex digits,
+    the video name kept as the trial's ``clip``), so that no id tells a check from a trial in the page's
+    requests (before, the checks' ids alone were opaque, beside trials named ``clip04``); without, the
+    video names are the ids. Asking for more checks of a kind than there are trials is a problem added to
+    ``problems``."""
     for number, name, option in ((frozen_checks, "frozen", "--frozen-checks"), (repeat_checks, "repeat",
                                                                                  "--repeat-checks")):
         if number > len(stems):
             problems.append(f"{name} checks ({option}): {number} asked, but the study has {cli.count(len(stems), 'trial')}"
                             f"; at most {len(stems)}")
     if problems:
-        return [], []
+        return [], [], {}
     rng = keyed_rng(seed, "checks")
     taken = set(stems)
 
@@ -207,7 +211,8 @@ def folder_checks(stems: list[str], methods: list[str], frozen_checks: int, repe
 
     frozen = [(opaque(), stem, rng.choice(methods)) for stem in rng.sample(stems, frozen_checks)]
     repeats = [(opaque(), stem) for stem in rng.sample(stems, repeat_checks)]
-    return frozen, repeats
+    ids = {stem: opaque() for stem in stems} if frozen or repeats else {stem: stem for stem in stems}
+    return frozen, [(check, ids[stem]) for check, stem in repeats], ids
 
 
 def warn_no_reference(criteria: list[str], run: bool = False) -> None:
@@ -244,7 +249,7 @@ def make_study(out: str | os.PathLike, method_folders: dict[str, str | os.PathLi
     Attention checks (``userstudy.study``), drawn with the seed: ``frozen_checks`` trials in which one
     method's slot shows that method's video frozen on its first frame, sound kept (``userstudy.frozen``),
     which must rank last on ``check_criteria`` (default: sound-video synchronization); ``repeat_checks``
-    trials shown a second time. Their ids are opaque (``folder_checks``).
+    trials shown a second time. With checks, every trial's id is opaque (``folder_checks``).
 
     A trial is a file name (without suffix) present in every method's folder; names missing from
     some folders are errors, not silently skipped. Videos (and references, matched by the same
@@ -310,7 +315,8 @@ def make_study(out: str | os.PathLike, method_folders: dict[str, str | os.PathLi
         lacking = [s for s in stems if s not in reference_files]
         if lacking:
             problems.append(f"no reference in {references} for {', '.join(lacking)}")
-    frozen, repeats = folder_checks(stems, list(method_folders), frozen_checks, repeat_checks, seed, problems)
+    frozen, repeats, trial_ids = folder_checks(stems, list(method_folders), frozen_checks, repeat_checks, seed,
+                                               problems)
     if problems:
         raise StudyError(problems)
     logger.info("reading the %d videos of the study (whether each plays to its end)", len(stems) * len(method_folders))
@@ -329,7 +335,7 @@ def make_study(out: str | os.PathLike, method_folders: dict[str, str | os.PathLi
         trials = []
         sources = {}   # copied video -> the user's file, to name in an error of the re-encoding
         for stem in stems:
-            entry = {"id": stem, "videos": {}}
+            entry = {"id": trial_ids[stem], **({"clip": stem} if trial_ids[stem] != stem else {}), "videos": {}}
             for method in method_folders:
                 source = videos[method][stem]
                 # re-encoded, every video becomes an MP4, whatever its container
@@ -345,7 +351,7 @@ def make_study(out: str | os.PathLike, method_folders: dict[str, str | os.PathLi
                 shutil.copyfile(reference_files[stem], folder / relative)
                 entry["reference"] = relative
             trials.append(entry)
-        by_stem = {entry["id"]: entry for entry in trials}
+        by_stem = {entry.get("clip", entry["id"]): entry for entry in trials}
         for check_id, stem, slot in frozen:
             relative = f"videos/{folder_names[slot]}/{check_id}.mp4"
             try:
@@ -356,10 +362,11 @@ def make_study(out: str | os.PathLike, method_folders: dict[str, str | os.PathLi
             trials.append({"id": check_id, "videos": {**by_stem[stem]["videos"], slot: relative},
                            **({"reference": by_stem[stem]["reference"]} if "reference" in by_stem[stem] else {}),
                            "check": {"kind": "last", "method": slot, "criteria": check_criteria}})
-        for check_id, stem in repeats:
-            trials.append({"id": check_id, "videos": dict(by_stem[stem]["videos"]),
-                           **({"reference": by_stem[stem]["reference"]} if "reference" in by_stem[stem] else {}),
-                           "check": {"kind": "repeat", "of": stem}})
+        by_id = {entry["id"]: entry for entry in trials}
+        for check_id, original in repeats:
+            trials.append({"id": check_id, "videos": dict(by_id[original]["videos"]),
+                           **({"reference": by_id[original]["reference"]} if "reference" in by_id[original] else {}),
+                           "check": {"kind": "repeat", "of": original}})
         trials.sort(key=lambda entry: entry["id"])
         criteria = list(criteria) if criteria is not None else list(PAPER_CRITERIA)
         document = {
