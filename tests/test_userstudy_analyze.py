@@ -381,3 +381,21 @@ def test_the_title_of_a_one_criterion_figure_stays_inside_it(tmp_path, monkeypat
     for x0, x1, left, right, text in seen:
         assert left <= x0 and x1 <= right, text
         assert "N = 5 participants, 4 trials" in text.replace("\n", " ")
+
+
+def test_the_heatmaps_shade_significance_at_the_study_s_alpha():
+    """Before, the bins were fixed at 0.05: with --alpha 0.01 a p of 0.021 was shaded "p < 0.05" beside a
+    report saying it is not significant."""
+    from matplotlib.colors import BoundaryNorm
+
+    from userstudy.figures import p_bins
+
+    for alpha, labels in ((0.01, ("p < 0.001", "p < 0.01", "p ≥ 0.01 (n.s.)")),
+                          (0.05, ("p < 0.001", "p < 0.01", "p < 0.05", "p ≥ 0.05 (n.s.)")),
+                          (0.1, ("p < 0.001", "p < 0.01", "p < 0.05", "p < 0.1", "p ≥ 0.1 (n.s.)"))):
+        bins, said, colours = p_bins(alpha)
+        assert said == labels and len(colours) == len(labels) == len(bins) - 1
+        norm = BoundaryNorm(bins, len(colours))
+        for p in (0.0004, 0.021, 0.07, alpha, 0.5):
+            shaded = colours[int(norm(p))]
+            assert (shaded == colours[-1]) == (p >= alpha), (alpha, p)   # n.s. exactly where the report says no

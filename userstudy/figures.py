@@ -23,10 +23,23 @@ from matplotlib.figure import Figure
 from userstudy.analysis import StudyAnalysis
 from userstudy.nonparametric import pairs_to_matrix
 
-P_BINS = (0.0, 0.001, 0.01, 0.05, 1.0)
-BIN_LABELS = ("p < 0.001", "p < 0.01", "p < 0.05", "p ≥ 0.05 (n.s.)")
-BIN_COLOURS = ("#08306b", "#2171b5", "#6baed6", "#eef3f8")
+# The conventional thresholds the heatmaps shade below the study's alpha, darkest first; the last bin,
+# p >= alpha, is "n.s." (``p_bins``).
+THRESHOLDS = (0.001, 0.01, 0.05)
+SIGNIFICANT_COLOURS = ("#08306b", "#2171b5", "#6baed6", "#9ecae1", "#c6dbef")
+NOT_SIGNIFICANT_COLOUR = "#eef3f8"
 DARK_BINS = 2  # the first two colours need white text
+
+
+def p_bins(alpha: float = 0.05) -> tuple[tuple[float, ...], tuple[str, ...], tuple[str, ...]]:
+    """The heatmaps' bins for a study tested at ``alpha``: edges (0, the conventional thresholds below
+    alpha, alpha, 1), a label per bin ("p < 0.01", ..., "p ≥ alpha (n.s.)") and a colour per bin, so that
+    a cell shaded significant is one the report calls significant (before, the bins were fixed at 0.05:
+    with ``--alpha 0.01`` a p of 0.021 was shaded "p < 0.05" and the report said "no")."""
+    edges = tuple(t for t in THRESHOLDS if t < alpha) + (alpha,)
+    labels = tuple(f"p < {t:g}" for t in edges) + (f"p ≥ {alpha:g} (n.s.)",)
+    colours = SIGNIFICANT_COLOURS[:len(edges)] + (NOT_SIGNIFICANT_COLOUR,)
+    return (0.0, *edges, 1.0), labels, colours
 
 
 # p-values below this print as "< 1e-15": the studentized range's tail (Nemenyi) is 1 - cdf in doubles, so
@@ -65,7 +78,8 @@ def pairwise_heatmaps(analysis: StudyAnalysis, pairs_by_criterion: dict, p_col: 
     side = 0.75 * k_max + 1.2 + label_room
     figure = Figure(figsize=(columns * side + 1.6, rows * side + 0.9), dpi=150, layout="constrained")
     FigureCanvasAgg(figure)
-    cmap, norm = ListedColormap(BIN_COLOURS), BoundaryNorm(P_BINS, len(BIN_COLOURS))
+    bins, labels, colours = p_bins(analysis.alpha)
+    cmap, norm = ListedColormap(colours), BoundaryNorm(bins, len(colours))
     axes = figure.subplots(rows, columns, squeeze=False)
     image = None
     for ax, criterion in zip(axes.ravel(), criteria):
@@ -79,7 +93,7 @@ def pairwise_heatmaps(analysis: StudyAnalysis, pairs_by_criterion: dict, p_col: 
                 if i == j:
                     ax.text(j, i, "–", ha="center", va="center", color="0.5", fontsize=9)
                     continue
-                dark = not np.isnan(matrix[i, j]) and np.digitize(matrix[i, j], P_BINS[1:-1]) < DARK_BINS
+                dark = not np.isnan(matrix[i, j]) and np.digitize(matrix[i, j], bins[1:-1]) < DARK_BINS
                 ax.text(j, i, format_p(matrix[i, j]), ha="center", va="center", fontsize=8,
                         color="white" if dark else "black")
         ax.set_xticks(range(len(methods)), methods, rotation=40, ha="right", rotation_mode="anchor")
@@ -92,8 +106,8 @@ def pairwise_heatmaps(analysis: StudyAnalysis, pairs_by_criterion: dict, p_col: 
     for ax in axes.ravel()[len(criteria):]:
         ax.set_visible(False)
     colourbar = figure.colorbar(image, ax=axes.ravel().tolist(), shrink=0.7, ticks=[
-        (a + b) / 2 for a, b in zip(P_BINS[:-1], P_BINS[1:])], spacing="uniform")
-    colourbar.ax.set_yticklabels(BIN_LABELS, fontsize=8)
+        (a + b) / 2 for a, b in zip(bins[:-1], bins[1:])], spacing="uniform")
+    colourbar.ax.set_yticklabels(labels, fontsize=8)
     colourbar.ax.invert_yaxis()
     # each line wrapped to the figure's width (about 11 characters an inch at 11 pt): a one-criterion figure
     # is narrow, and its title used to run off both edges
