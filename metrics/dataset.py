@@ -52,7 +52,8 @@ from typing import Any
 import numpy as np
 
 from metrics.io.audio import SAMPLE_RATE, audio_duration, load_audio
-from metrics.io.bounded import ArrayHeader, LongIntegerError, iter_npz_rows, json_int, load_npz, read_npz_headers
+from metrics.io.bounded import (ArrayHeader, DuplicateKeyError, LongIntegerError, iter_npz_rows, json_int, load_npz,
+                                 read_npz_headers, unique_keys)
 from metrics.io.files import write_text_atomic
 from metrics.io.video import VideoReader, read_video_audio, uneven_frame, uneven_words
 
@@ -349,7 +350,10 @@ def _parse_lines(lines: Iterable[tuple[int, str]], root: Path,
         if not text.strip():
             continue  # blank lines (a trailing newline, spacing) are allowed
         try:
-            line = json.loads(text, parse_int=json_int)
+            line = json.loads(text, parse_int=json_int, object_pairs_hook=unique_keys)
+        except DuplicateKeyError as error:     # ("video" twice: json keeps the last without a word)
+            problems.append(Problem(_line_label(line_number), "json", str(error)))
+            continue
         except json.JSONDecodeError as error:
             problems.append(Problem(_line_label(line_number), "json",
                                     f"invalid JSON: {error.msg} at column {error.colno}"))

@@ -533,3 +533,28 @@ def test_an_imac_config_reads_no_as_the_word_and_a_time_is_not_a_number():
     assert load_config("tiny", ["train.mixed_precision=no"]).train.mixed_precision == "no"
     with pytest.raises(ConfigError, match=r"stage2.lr: expected a number, got '1:30'"):
         load_config("tiny", ["stage2.lr=1:30"])
+
+
+def test_a_key_given_twice_in_a_json_object_is_refused_by_name_and_a_byte_order_mark_read_past(tmp_path):
+    """json keeps the last of two equal keys without a word: a second "seed" in study.json reshuffled every
+    participant's plan, a second "video" in a manifest line scored another file. And a byte order mark (a
+    Windows editor's) was refused by userstudy's reader while the project's read past it."""
+    from metrics.dataset import validate_dataset
+    from userstudy.jsonfile import JSONFileError
+    from userstudy.jsonfile import read_json as read_study_json
+
+    path = tmp_path / "config.json"
+    path.write_text('{"a": {"seed": 1, "b": 2, "seed": 3}}')
+    said = "refused: the key 'seed' appears twice in one object"
+    with pytest.raises(BoundedReadError, match=f"^{path}: {re.escape(said)}"):
+        read_json(path)
+    with pytest.raises(JSONFileError, match=f"^{path}: {re.escape(said)}"):
+        read_study_json(path)
+    (tmp_path / "manifest.jsonl").write_text('{"video": "a.mp4", "video": "b.mp4"}\n')
+    assert [str(p) for p in validate_dataset(tmp_path)] == [
+        "manifest.jsonl line 1: json: refused: the key 'video' appears twice in one object (JSON readers keep "
+        "either value: say it once)"]
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps({"title": "A", "seed": 7}).encode())
+    assert read_json(path) == read_study_json(path) == {"title": "A", "seed": 7}
+    path.write_text(json.dumps([{"k": 1}, {"k": 2}]))          # the same key in two objects: fine
+    assert read_json(path) == read_study_json(path) == [{"k": 1}, {"k": 2}]

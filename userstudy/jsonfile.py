@@ -41,6 +41,21 @@ def _int(text: str) -> int:
     return int(text)
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads``'s ``object_pairs_hook``: a key given twice in one object is refused, not resolved by
+    keeping its last value (a second ``"seed"`` in study.json would reshuffle every participant's plan)."""
+    seen = dict(pairs)
+    if len(seen) != len(pairs):
+        names = [key for key, _ in pairs]
+        twice = next(key for key in names if names.count(key) > 1)
+        raise _DuplicateKey(f"refused: the key {twice!r} appears twice in one object (say it once)")
+    return seen
+
+
 def nesting_depth(text: str) -> int:
     """How deeply arrays and objects nest in JSON text (0 for a scalar), strings ignored."""
     depth = deepest = 0
@@ -60,7 +75,7 @@ def read_json(path: str | os.PathLike, max_bytes: int = MAX_BYTES, max_depth: in
     Raises ``FileNotFoundError`` for a missing file (also when a part of its path is a file), and
     ``JSONFileError`` naming the file for a folder, a file that cannot be read, or one larger than
     ``max_bytes``, nested deeper than ``max_depth``, holding an integer of more than ``MAX_INT_DIGITS``
-    digits, not UTF-8 or not valid JSON.
+    digits or a key twice in one object, not UTF-8 (a byte order mark is read past) or not valid JSON.
     """
     path = Path(path)
     try:
@@ -81,16 +96,18 @@ def read_json(path: str | os.PathLike, max_bytes: int = MAX_BYTES, max_depth: in
     if len(data) > max_bytes:
         raise JSONFileError(f"{path}: refused: more than the {_size(max_bytes)} this file may have")
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")         # a byte order mark (a Windows editor's) is read past
     except UnicodeDecodeError as error:
         raise JSONFileError(f"{path}: not valid JSON: not UTF-8 ({error})") from None
     depth = nesting_depth(text)
     if depth > max_depth:
         raise JSONFileError(f"{path}: refused: JSON nested {depth} levels deep (at most {max_depth})")
     try:
-        return json.loads(text, parse_int=_int)
+        return json.loads(text, parse_int=_int, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as error:
         raise JSONFileError(f"{path}: not valid JSON: {error}") from None
+    except _DuplicateKey as error:
+        raise JSONFileError(f"{path}: {error}") from None
     except _LongInteger as error:
         raise JSONFileError(f"{path}: {error}") from None
     except RecursionError:   # not reached within max_depth; kept so no traceback can escape

@@ -229,13 +229,34 @@ def json_int(text: str) -> int:
     return int(text)
 
 
+class DuplicateKeyError(ValueError):
+    """A JSON object naming one key twice (``unique_keys``)."""
+
+
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads``'s ``object_pairs_hook``: the object as a dict, refusing (``DuplicateKeyError``) a key
+    given twice, which ``json`` would resolve silently by keeping the last value."""
+    seen = dict(pairs)
+    if len(seen) != len(pairs):
+        names = [key for key, _ in pairs]
+        twice = next(key for key in names if names.count(key) > 1)
+        raise DuplicateKeyError(f"refused: the key {twice!r} appears twice in one object (JSON readers keep "
+                                "either value: say it once)")
+    return seen
+
+
 def parse_json(text: str | bytes, where: str) -> Any:
-    """``json.loads(text)``, with a nesting too deep for the parser or an integer longer than
-    ``MAX_JSON_INT_DIGITS`` reported like any invalid JSON: ``BoundedReadError`` starting with ``where``
-    (json's own RecursionError would be a traceback, and Python's limit on converting long integers a
-    message naming no file)."""
+    """``json.loads(text)``, with a nesting too deep for the parser, an integer longer than
+    ``MAX_JSON_INT_DIGITS`` or a key given twice in one object reported like any invalid JSON:
+    ``BoundedReadError`` starting with ``where`` (json's own RecursionError would be a traceback, Python's
+    limit on converting long integers a message naming no file, and a repeated key is silently resolved
+    by keeping its last value). A UTF-8 byte order mark is read past, as ``json.loads`` reads bytes."""
+    if isinstance(text, str):
+        text = text.removeprefix("\ufeff")
     try:
-        return json.loads(text, parse_int=json_int)
+        return json.loads(text, parse_int=json_int, object_pairs_hook=unique_keys)
+    except DuplicateKeyError as error:
+        raise BoundedReadError(f"{where}: {error}") from None
     except RecursionError:
         raise BoundedReadError(f"{where}: refused: JSON nested too deeply") from None
     except LongIntegerError as error:
