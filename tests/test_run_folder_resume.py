@@ -250,7 +250,7 @@ def test_a_damaged_checkpoint_in_a_run_is_told_with_the_run_s_own_way_out(corpus
 
     folder = tmp_path / "r" / "work" / "imac" / "stage1" / "checkpoints" / "step-5"
 
-    def damaged(plan, started):
+    def damaged(*args):
         raise trainer._damaged_checkpoint(folder, EOFError("Ran out of input"))
 
     monkeypatch.setattr(bench.runner, "_run", damaged)

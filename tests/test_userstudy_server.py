@@ -140,6 +140,29 @@ def test_media_serves_the_right_file_with_ranges(server, study_dir):
 # -- submissions ----------------------------------------------------------------------------------
 
 
+def test_an_unknown_participant_is_told_so_before_the_answer_is_checked(server):
+    """Before, a save or a report from an id the server never registered got 400 "rank each of the videos
+    ... exactly once" (the videos of a plan made up for the unknown id), not the README's 404."""
+    port = port_of(server)
+    token, plan = plan_of(port, "dana")
+    first = plan["trials"][0]
+    for path, payload in (("/api/submit", {"participant": "ghost", "token": token, "trial": first["trial"],
+                                           "submission": "sub-00000009", "rankings": answer(first)}),
+                          ("/api/report", {"participant": "ghost", "token": token, "trial": first["trial"],
+                                           "video": first["videos"][0]["id"]})):
+        status, reply = post_json(port, path, payload)
+        assert status == 404 and reply["unknown"] is True and "no participant has the id 'ghost'" in reply["error"]
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH", "OPTIONS", "TRACE"])
+def test_other_http_methods_get_a_json_405_naming_the_methods_used(server, method):
+    """Before, http.server's own HTML "501 Unsupported method"."""
+    status, headers, body = request(port_of(server), method, "/api/submit", b"{}", {"Content-Length": "2"})
+    assert status == 405 and headers["Allow"] == "GET, HEAD, POST"
+    assert headers["Content-Type"].startswith("application/json")
+    assert json.loads(body) == {"error": f"{method} is not used by the study's server (GET, HEAD, POST)"}
+
+
 def test_submission_is_unblinded_into_the_analysis_format(server, study_dir):
     port = port_of(server)
     token, plan = plan_of(port, "carol")

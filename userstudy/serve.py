@@ -468,6 +468,17 @@ class StudyHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self._dispatch("POST")
 
+    def _other_method(self) -> None:
+        """PUT, DELETE, PATCH, OPTIONS, TRACE: a 405 in the server's JSON, the connection closed (a body is
+        left unread), not http.server's HTML "501 Unsupported method"."""
+        self.close_connection = True
+        self._send(HTTPStatus.METHOD_NOT_ALLOWED,
+                   json.dumps({"error": f"{self.command} is not used by the study's server (GET, HEAD, POST)"}
+                              ).encode("utf-8"),
+                   "application/json; charset=utf-8", {"Cache-Control": "no-store", "Allow": "GET, HEAD, POST"})
+
+    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = _other_method
+
     # -- reading requests -------------------------------------------------------------------------
 
     def _read_body(self) -> bytes:
@@ -502,16 +513,28 @@ class StudyHandler(BaseHTTPRequestHandler):
             raise RequestError(HTTPStatus.BAD_REQUEST, "the body must be a JSON object")
         return body
 
+    def _known(self, participant: str):
+        """The stored participant, or a 404 saying that no participant has this id."""
+        known = self.server.store.participant(participant)
+        if known is None:
+            raise RequestError(HTTPStatus.NOT_FOUND, f"no participant has the id {participant!r}: check it, "
+                               "or start as a new participant", {"unknown": True})
+        return known
+
+    def _known_sender(self, body: dict) -> None:
+        """A submission's participant must exist before its answer is checked: an unknown id is told as
+        such (404), not as a fault of the answer (it was a 400 "rank each of the videos ... exactly once",
+        the videos of a plan the server made up for the unknown id)."""
+        if is_valid_id(body.get("participant")):
+            self._known(body["participant"])
+
     def _authorise(self, participant: str, token: object) -> str | None:
         """Check that ``token`` is the participant's resume token; returns a token issued now, if any.
 
         A participant imported from an old rankings.csv has no token yet: the first resume claims
         the id and gets one.
         """
-        known = self.server.store.participant(participant)
-        if known is None:
-            raise RequestError(HTTPStatus.NOT_FOUND, f"no participant has the id {participant!r}: check it, "
-                               "or start as a new participant", {"unknown": True})
+        known = self._known(participant)
         if known.token_sha256 is None:
             issued = new_token()
             if self.server.store.claim(participant, token_digest(issued)):
@@ -672,6 +695,7 @@ class StudyHandler(BaseHTTPRequestHandler):
 
     def _submit(self, segments, query) -> None:
         body = self._json_body()
+        self._known_sender(body)
         study = self.server.study
         trial = study.trial(body.get("trial")) if is_valid_id(body.get("trial")) else None
         if trial is not None and trial.pairwise:
@@ -698,6 +722,7 @@ class StudyHandler(BaseHTTPRequestHandler):
     def _report(self, segments, query) -> None:
         body = self._json_body()
         participant = _participant(body.get("participant"))
+        self._known(participant)
         trial_id, video = body.get("trial"), body.get("video")
         planned = planned_trial(self.server.study, participant, trial_id) if is_valid_id(trial_id) else None
         method = planned.method_of(video) if planned is not None and isinstance(video, str) else None
