@@ -711,6 +711,25 @@ def test_an_earlier_rankings_csv_cut_inside_a_submission_imports_none_of_that_su
         server.server_close()
 
 
+def test_a_rankings_csv_saved_again_with_a_byte_order_mark_is_read(study_dir):
+    """Before, the server refused to start: "starts with the columns '\\ufeffparticipant,...'; the server
+    writes participant,..." (two lists that look the same), while analyze read the same file."""
+    rows = [("hal", "t1", c, m, r, r, "old-save-1", "2025-01-01T00:00:00Z")
+            for c in CRITERIA for r, m in enumerate(METHODS, start=1)]
+    text = ",".join(SERVER_COLUMNS) + "\n" + "".join(",".join(map(str, r)) + "\n" for r in rows)
+    (study_dir / "rankings.csv").write_bytes(b"\xef\xbb\xbf" + text.encode())
+    server = make_server(study_dir, "127.0.0.1", 0)
+    try:
+        assert server.store.submission_counts() == {"old-save-1": len(rows)}
+        assert (study_dir / "rankings.csv").read_text() == text            # exported again, without the mark
+    finally:
+        server.server_close()
+    (study_dir / "rankings.csv").write_bytes(b"\xef\xbb\xbf" + text.encode())   # the export, saved again
+    server = make_server(study_dir, "127.0.0.1", 0)                        # with its database now
+    server.server_close()
+    assert (study_dir / "rankings.csv").read_text() == text
+
+
 def test_a_foreign_rankings_file_is_refused(study_dir):
     (study_dir / "rankings.csv").write_text("participant,trial,criterion,method,rank\n")
     with pytest.raises(StoreError, match="columns"):

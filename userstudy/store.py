@@ -398,7 +398,8 @@ class AnswerStore:
         if self.csv_path is None or not self.csv_path.exists() or self.csv_path.stat().st_size == 0:
             return
         with open(self.csv_path, "rb") as handle:       # bytes: a text-mode readline would stop at a lone '\r'
-            header = handle.readline(64 * 1024).decode("utf-8", errors="replace").rstrip("\r\n")
+            # utf-8-sig: a byte order mark (the file saved again by a spreadsheet) is read past
+            header = handle.readline(64 * 1024).decode("utf-8-sig", errors="replace").rstrip("\r\n")
         if header != HEADER.rstrip("\n"):
             raise StoreError(f"{self.csv_path} starts with the columns {header!r}; the server writes "
                              f"{','.join(SERVER_COLUMNS)}. Move the file away or start a new study folder.")
@@ -438,7 +439,7 @@ class AnswerStore:
             self.recovered = torn
             logger.warning("an incomplete last line of %s (a write interrupted before it was acknowledged) "
                            "was moved to %s", self.csv_path, torn)
-        lines = data.decode("utf-8").splitlines()[1:]
+        lines = data.decode("utf-8-sig").splitlines()[1:]
         groups: dict[str, list[tuple]] = {}
         problems = []
         for number, row in enumerate(csv.reader(lines), start=2):
