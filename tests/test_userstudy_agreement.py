@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 import itertools
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -79,6 +80,25 @@ def test_tau_matches_a_count_of_pairs_with_the_metric_oriented(study_data):
         assert row.methods == len(methods)
     assert set(table.loc[table.metric == "odd", "direction"]) == {"higher is better (assumed)"}
     assert set(table.loc[table.metric == "fgd", "label"]) == {"FGD"}
+
+
+def test_a_method_without_a_value_is_named_and_an_undefined_tau_says_why(study_data):
+    """Before, a method missing from results.json was dropped with only the count of the others shown, and
+    a metric equal for every method printed "Kendall's tau +nan"."""
+    from userstudy.analysis import StudyAnalysis
+    from userstudy.report import _agreement_section
+
+    scores = {"all": {"fgd": {"imac": 10.0, "s2g": 30.0}, "div": {m: 5.0 for m in METHODS}}}
+    table = metric_agreement(study_data, scores, bootstrap=0)
+    fgd = table[table.metric == "fgd"].iloc[0]
+    assert fgd["methods"] == 2 and fgd["methods_without_value"] == ",".join(sorted(set(METHODS) - {"imac", "s2g"}))
+    div = table[table.metric == "div"].iloc[0]
+    assert math.isnan(div["tau"]) and div["methods_without_value"] == ""
+    shell = StudyAnalysis.__new__(StudyAnalysis)
+    shell.agreement, shell.agreement_source = table, "results.json"
+    text = "\n".join(_agreement_section(shell))
+    assert f"| 2 (no value: {', '.join(sorted(set(METHODS) - {'imac', 's2g'}))}) |" in text
+    assert "| n/a (all tied) |" in text
 
 
 def test_the_interval_resamples_participants(study_data):

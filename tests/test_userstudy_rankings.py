@@ -247,3 +247,14 @@ def test_a_line_cut_short_is_one_problem_naming_it(tmp_path):
     with pytest.raises(RankingsError) as error:
         load_rankings(path)
     assert error.value.problems == ["line 4 has 2 fields, the header 5 (a line cut short, or a field missing)"]
+
+
+def test_the_report_says_untouched_blocks_were_not_checked_without_a_position_column(tmp_path):
+    """Before, the section was left out without a word for a hand-made file without positions."""
+    from userstudy.analyze import analyze
+
+    path = write(tmp_path, valid_rows())
+    analyze(path, tmp_path / "out", study_dir=False, results=False, pairwise=False, bootstrap=0)
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "Untouched blocks (final ranking = the order shown): not checked, the rankings file has no `position`" \
+        in report

@@ -47,7 +47,7 @@ LOWER_IS_BETTER = {"fgd": True, "div": False, "bas": False, "fvd": True, "hkc": 
                    "joins_app": True, "joins_motion": True, "drift": True, "sync_c": False, "sync_d": True,
                    "psnr": False, "ssim": False, "lpips": True, "fid": True, "csim": False}
 AGREEMENT_COLUMNS = ["criterion", "scope", "metric", "label", "direction", "methods", "tau", "p", "tau_low",
-                     "tau_high", "undefined_share", "bootstrap", "resampled", "participants"]
+                     "tau_high", "undefined_share", "bootstrap", "resampled", "participants", "methods_without_value"]
 
 
 logger = logging.getLogger(__name__)
@@ -122,7 +122,9 @@ def metric_agreement(data: pd.DataFrame, scores: dict[str, dict[str, dict[str, f
     check trials and excluded participants already left out. ``scores``: ``read_results``.
     ``clips``: trial id -> ``identity/clip_id`` (from the study file), for the per-identity rows.
     Returns one row per (criterion, scope, metric) with ``AGREEMENT_COLUMNS``: ``methods`` the
-    number compared, ``tau`` and its ``p`` (scipy), ``tau_low``/``tau_high`` the percentile
+    number compared (``methods_without_value``: the study's methods the results file gives no value of this
+    metric, left out of the comparison and named), ``tau`` and its ``p`` (scipy; NaN when the points or the
+    metric values are all equal), ``tau_low``/``tau_high`` the percentile
     interval at ``level`` from ``bootstrap`` resamples of the participants (``undefined_share``: of
     the resamples where tau was undefined, e.g. every method with equal points, left out;
     ``participants`` the number resampled: with one the interval is undefined, below
@@ -148,10 +150,11 @@ def metric_agreement(data: pd.DataFrame, scores: dict[str, dict[str, dict[str, f
             for metric, values in sorted(scores.get(scope, {}).items()):
                 methods = [m for m in sorted(own[METHOD].unique()) if m in values]
                 if len(methods) >= 2:
-                    tasks.append((criterion, scope, own, metric, values, methods))
+                    without = [m for m in sorted(own[METHOD].unique()) if m not in values]
+                    tasks.append((criterion, scope, own, metric, values, methods, without))
     progress = Progress(logger, "metric-agreement bootstrap", bootstrap * len(tasks), "resamples")
     rows = []
-    for criterion, scope, own, metric, values, methods in tasks:
+    for criterion, scope, own, metric, values, methods, without in tasks:
         lower = LOWER_IS_BETTER.get(metric)
         oriented = np.array([-values[m] if lower else values[m] for m in methods])
         sums, counts = _cell_sums(own[own[METHOD].isin(methods)], participants, methods)
@@ -175,5 +178,5 @@ def metric_agreement(data: pd.DataFrame, scores: dict[str, dict[str, dict[str, f
                      "methods": len(methods), "tau": tau, "p": p, "tau_low": low, "tau_high": high,
                      "undefined_share": float(np.isnan(taus).mean()) if bootstrap else np.nan,
                      "bootstrap": bootstrap, "resampled": "participants",
-                     "participants": len(participants)})
+                     "participants": len(participants), "methods_without_value": ",".join(without)})
     return pd.DataFrame(rows, columns=AGREEMENT_COLUMNS)

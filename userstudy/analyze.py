@@ -594,8 +594,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         shown = analysis.agreement[analysis.agreement["scope"] == "all"]
         for r in shown.itertuples():
             interval = "" if pd.isna(r.tau_low) else f" ({r.tau_low:+.2f} to {r.tau_high:+.2f})"
-            print(f"  agreement, {r.criterion} vs {r.label}: Kendall's tau {r.tau:+.2f}{interval}, "
-                  f"{r.methods} methods")
+            tau = "n/a (the mean points or the metric's values all tied)" if pd.isna(r.tau) else f"{r.tau:+.2f}"
+            left = f" (no value for {r.methods_without_value})" if r.methods_without_value else ""
+            print(f"  agreement, {r.criterion} vs {r.label}: Kendall's tau {tau}{interval}, {r.methods} methods{left}")
     return 0
 
 

@@ -145,6 +145,9 @@ def _data_section(analysis: StudyAnalysis) -> list[str]:
         else:
             lines.append(" No participant has more untouched blocks than chance explains (binomial p < 0.001).")
         lines.append("")
+    else:
+        lines += ["Untouched blocks (final ranking = the order shown): not checked, the rankings file has no "
+                  "`position` column (the server writes it; a hand-made file may add it).", ""]
     return lines
 
 
@@ -394,8 +397,10 @@ def _agreement_section(analysis: StudyAnalysis) -> list[str]:
     note = few_participants_note(int(table["participants"].iloc[0]), "agreement") if table["bootstrap"].iloc[0] else ""
     if note:
         lines += [note, ""]
-    rows = [[r.criterion, r.scope, f"{r.label} ({'↓' if r.direction.startswith('lower') else '↑'})", str(r.methods),
-             f"{r.tau:+.3f}" if not pd.isna(r.tau) else "n/a",
+    rows = [[r.criterion, r.scope, f"{r.label} ({'↓' if r.direction.startswith('lower') else '↑'})",
+             str(r.methods) + (f" (no value: {r.methods_without_value.replace(',', ', ')})"
+                               if isinstance(r.methods_without_value, str) and r.methods_without_value else ""),
+             f"{r.tau:+.3f}" if not pd.isna(r.tau) else "n/a (all tied)",
              "n/a" if pd.isna(r.tau_low) else f"{r.tau_low:+.2f} to {r.tau_high:+.2f}", p_text(r.p)]
             for r in table.itertuples()]
     lines.append(markdown_table(["criterion", "scope", "metric", "methods", "tau", level, "p"], rows, "lllrrrr"))
