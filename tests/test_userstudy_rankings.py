@@ -258,3 +258,20 @@ def test_the_report_says_untouched_blocks_were_not_checked_without_a_position_co
     report = (tmp_path / "out" / "report.md").read_text()
     assert "Untouched blocks (final ranking = the order shown): not checked, the rankings file has no `position`" \
         in report
+
+
+def test_a_row_after_a_quoted_newline_is_named_by_its_own_line(tmp_path):
+    """An extra comment column whose text holds newlines: before, the rank 9 of file line 7 was named
+    "line 4" (records counted, not lines)."""
+    path = tmp_path / "rankings.csv"
+    path.write_text("participant,trial,criterion,method,rank,comment\n"
+                    'p1,t1,q,a,1,"nice\nbut slow"\n'
+                    'p1,t1,q,b,2,"one\ntwo\nthree"\n'
+                    "p1,t2,q,a,9,\n"
+                    "p1,t2,q,b,1,\n")
+    lines = path.read_text().split("\n")
+    assert lines[7 - 1].startswith("p1,t2,q,a,9")              # the file's own line 7
+    with pytest.raises(RankingsError) as error:
+        load_rankings(path)
+    assert any(problem.startswith("line 7:") and "rank 9" in problem for problem in error.value.problems), \
+        error.value.problems

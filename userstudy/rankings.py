@@ -107,8 +107,30 @@ def read_rankings(path: str | os.PathLike) -> pd.DataFrame:
     header: its line is named).
     """
     table = read_csv_table(path, RankingsError, skip_blank_lines=False)
-    table.index = pd.RangeIndex(2, 2 + len(table), name="line")
+    starts = record_lines(path)
+    if len(starts) == len(table):
+        table.index = pd.Index(starts, name="line")
+    else:                        # (the two readers disagree on what a record is: count them)
+        table.index = pd.RangeIndex(2, 2 + len(table), name="line")
     return table
+
+
+def record_lines(path: str | os.PathLike) -> list[int]:
+    """The file line on which each record after the header starts: a quoted field may hold a newline (a
+    comment column), so record i is not line i + 2 (an error named line 32 for a row on line 35). Blank
+    lines count as records, as ``read_rankings`` keeps them."""
+    starts, previous = [], 1
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as handle:
+        reader = csv.reader(handle)
+        try:
+            next(reader)
+            previous = reader.line_num
+            for _ in reader:
+                starts.append(previous + 1)
+                previous = reader.line_num
+        except (StopIteration, csv.Error):
+            return []
+    return starts
 
 
 # pandas' C parser: "Expected 5 fields in line 3, saw 7" (lines counted from 1, the header included)
