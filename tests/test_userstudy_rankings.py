@@ -275,3 +275,20 @@ def test_a_row_after_a_quoted_newline_is_named_by_its_own_line(tmp_path):
         load_rankings(path)
     assert any(problem.startswith("line 7:") and "rank 9" in problem for problem in error.value.problems), \
         error.value.problems
+
+
+def test_a_misspelt_method_is_named_first_not_only_as_incomplete_blocks(tmp_path):
+    """Before, 'imca' in one block of twenty gave twenty "incomplete block" problems, none naming it."""
+    rows = []
+    for participant in ("p1", "p2"):
+        for trial in ("t1", "t2", "t3"):
+            for rank, method in enumerate(("imac", "s2g", "mya"), start=1):
+                typo = participant == "p1" and trial == "t2" and method == "imac"
+                rows.append({"participant": participant, "trial": trial, "criterion": "q",
+                             "method": "imca" if typo else method, "rank": str(rank)})
+    problems = problems_of(tmp_path, rows)
+    assert problems[0] == ("criterion 'q': method 'imca' is in 1 blocks, 'imac' in 5: is 'imca' a misspelling of "
+                           "'imac'? (the incomplete blocks reported follow from it)")
+    assert all("incomplete block" in p for p in problems[1:])
+    fine = [dict(r, method="imac") if r["method"] == "imca" else r for r in rows]
+    load_rankings(write(tmp_path, fine))                       # no such problem where every block is whole

@@ -11,6 +11,7 @@ the ``submission`` column) are resolved to the latest save and listed as superse
 from __future__ import annotations
 
 import csv
+import difflib
 import os
 import re
 from dataclasses import dataclass, field
@@ -360,6 +361,27 @@ def study_problems(rows: pd.DataFrame, study: Study) -> list[str]:
     return grouped_problems(rows.index, found)
 
 
+def misspelt_methods(rows: pd.DataFrame, methods: dict[str, list[str]]) -> list[str]:
+    """A problem for each method of a criterion that appears in under half as many blocks as the criterion's
+    most frequent method and is spelt like another of them (``difflib``): a typo in some rows ('imca' for
+    'imac') otherwise shows only as dozens of incomplete blocks, none naming it."""
+    found = []
+    for criterion, names in methods.items():
+        own = rows[rows[CRITERION] == criterion]
+        blocks = own.drop_duplicates(list(BLOCK_COLUMNS) + [METHOD]).groupby(METHOD).size()
+        if blocks.empty:
+            continue
+        most = int(blocks.max())
+        for method, seen in blocks.items():
+            others = [m for m in names if m != method and blocks.get(m, 0) >= most / 2]
+            close = difflib.get_close_matches(method, others, n=1, cutoff=0.6)
+            if seen < most / 2 and close:
+                found.append(f"criterion {criterion!r}: method {method!r} is in {seen} blocks, {close[0]!r} in "
+                             f"{int(blocks[close[0]])}: is {method!r} a misspelling of {close[0]!r}? (the incomplete "
+                             "blocks reported follow from it)")
+    return found
+
+
 def check_rankings(table: pd.DataFrame, drop_incomplete: bool = False,
                    source: str | None = None, study: Study | None = None) -> CheckedRankings:
     """Check ranking rows and return them ready for analysis, or raise ``RankingsError``.
@@ -408,6 +430,8 @@ def check_rankings(table: pd.DataFrame, drop_incomplete: bool = False,
         if len(methods[criterion]) < 2:
             problems.append(f"{_where(rows.index, group.index)}: criterion {criterion!r} has a single "
                             f"method ({methods[criterion][0]!r}); a ranking needs at least two methods")
+
+    problems[:0] = misspelt_methods(rows, methods)     # first: what the incomplete blocks below follow from
 
     dropped = []
     keep = pd.Series(True, index=rows.index)
