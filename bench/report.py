@@ -413,6 +413,24 @@ def _no_controls(missing: list[str]) -> str:
             f"{', '.join(CONTROL_ROWS)}: was results.json edited?)")
 
 
+def coverage(results: BenchResults) -> str:
+    """" Not every one did: ..." naming each method with clips it did not generate (``--skip-missing``) or
+    that the metrics could not score, with the counts; "" when every method has every clip. (Before, the
+    report's first sentence said every method generated every clip whatever the run had skipped.)"""
+    count = len(results.run["test_clips"])
+    missing = [f"{m.label} has {count - len(m.skipped)} of {count}" for m in results.methods.values() if m.skipped]
+    unscored = [f"{m.label} {'every clip' if '*' in m.unscored else len(m.unscored)}"
+                for m in results.methods.values() if m.unscored]
+    words = ""
+    if missing:
+        words += (f" Not every one did: {'; '.join(missing)} (clips without a video skipped, --skip-missing), and "
+                  "a method's numbers rest on the clips it has.")
+    if unscored:
+        words += (f" Clips the metrics could not score (left out of every metric of that row, listed under "
+                  f"Methods): {'; '.join(unscored)}.")
+    return words
+
+
 def markdown_report(results: BenchResults, plots: list[str]) -> str:
     methods = list(results.methods)
     identities = sorted({s.split(":", 1)[1] for m in results.methods.values() for s in m.scores
@@ -421,9 +439,11 @@ def markdown_report(results: BenchResults, plots: list[str]) -> str:
     made = ("from the clip's first frame and its speech" if not external else ": the bench made its own methods' "
             f"from the clip's first frame and its speech, and {', '.join(external)} came from outside the bench "
             "(a command given that frame and speech, or a folder of videos made as their makers chose)")
+    count, shortfall = len(results.run["test_clips"]), coverage(results)
     lines = ["# Benchmark report", "",
-             f"Every method generated a video for each of the {len(results.run['test_clips'])} test clips"
-             f"{'' if external else ' '}{made}; all are scored against the real test videos with the protocol below. Each number is followed by its 95% interval over clips; ↓ lower is better, "
+             f"{'Every method was to generate' if shortfall else 'Every method generated'} a video for each of the "
+             f"{count} test clips{'' if external else ' '}{made}; all are scored against the real test videos with "
+             f"the protocol below.{shortfall} Each number is followed by its 95% interval over clips; ↓ lower is better, "
              "↑ higher is better. Read Div and BAS next to the real videos' own (GT), and FGD and FVD next to "
              "the real-vs-real noise floor (other real clips of the same speakers; a Fréchet distance depends "
              "on N, so compare at equal N). A method is in bold only where its paired differences to every "

@@ -178,3 +178,22 @@ def test_the_report_says_which_videos_the_bench_did_not_make():
     del rows["mine"]
     assert "test clips from the clip's first frame and its speech; all are scored" in markdown_report(
         _results([], **rows), [])
+
+
+def test_the_report_s_first_sentence_says_which_methods_lack_clips():
+    """Before, it said "Every method generated a video for each of the 2 test clips" also when a method had
+    skipped clips (--skip-missing) or none could be scored."""
+    import dataclasses
+
+    rows = dict(a=("IMAC", "model", {"fgd": _score(2.0)}), mine=("mine", "external", {"fgd": _score(3.0)}),
+                bad=("Bad", "external", {}), static=("Static", "control", {"fgd": _score(9.0)}))
+    results = _results([], **rows)
+    assert markdown_report(results, []).split("\n")[2].startswith("Every method generated a video for each of the 2")
+    methods = dict(results.methods)
+    methods["mine"] = dataclasses.replace(methods["mine"], skipped={"ines/ines_005": "no video in the folder"})
+    methods["bad"] = dataclasses.replace(methods["bad"], unscored={"*": "no body found in any clip"})
+    first = markdown_report(dataclasses.replace(results, methods=methods), []).split("\n")[2]
+    assert first.startswith("Every method was to generate a video for each of the 2 test clips")
+    assert ("the protocol below. Not every one did: mine has 1 of 2 (clips without a video skipped, "
+            "--skip-missing), and a method's numbers rest on the clips it has. Clips the metrics could not score (left out of every "
+            "metric of that row, listed under Methods): Bad every clip.") in first
