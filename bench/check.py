@@ -35,6 +35,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 from bench.report import control_checks, load_results, markdown_report, metrics_csv, missing_controls
@@ -216,6 +217,9 @@ def compare(run: BenchResults, baseline: BenchResults, tolerances: dict) -> tupl
                      "can round differently and end in other weights: "
                      + ("the trained methods are compared with the trained margins" if tolerances.get("trained")
                         else "this baseline's tolerances have no trained margins, so their numbers may not repeat"))
+    produced, produced_notes = produced_differently(run, baseline, same_cpu)
+    failures += produced
+    notes += produced_notes
     # on the baseline's own CPU a run repeats it exactly: the trained margins are not needed there
     use_trained = bool(tolerances.get("trained")) and not same_cpu
     trained = {name for name, method in baseline.methods.items() if method.kind == "model"} if use_trained else set()
@@ -251,6 +255,89 @@ def compare(run: BenchResults, baseline: BenchResults, tolerances: dict) -> tupl
     for check in run.failed_checks():
         failures.append(Difference(f"control check {check.id}", f"expected {check.expected}, got "
                                                                 f"{check.low_value:.4g} vs {check.high_value:.4g}"))
+    return failures, notes
+
+
+# The counts of a score that the data and the clips scored fix (not a method's output): a run whose counts
+# differ scored other clips (some unscored, skipped or cut), whatever its values.
+CLIP_COUNTS = ("n_clips", "n_real_clips", "n_fake_clips")
+# Config keys that give a weight file's path: where the file lies is no setting of the experiment (its hash,
+# compared by ``produced_differently``, is).
+WEIGHT_PATHS = ("fgd_autoencoder", "weights.")
+
+
+def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        flat = {}
+        for key, item in value.items():
+            flat.update(_flat(item, f"{prefix}{key}."))
+        return flat
+    return {prefix.rstrip("."): value}
+
+
+def config_differences(run: BenchResults, baseline: BenchResults, most: int = 6) -> list[str]:
+    """"key: baseline -> run" for each setting of the bench config both results record and give other values
+    (a key only one of them has, from another version of the config, is left out; so are the config's name
+    and where weight files lie, ``WEIGHT_PATHS``: their hashes are compared)."""
+    old, new = (_flat(r.run.get("config") or {}) for r in (baseline, run))
+    changed = [f"{key}: {old[key]!r} -> {new[key]!r}" for key in sorted(set(old) & set(new))
+               if old[key] != new[key] and key != "name" and not key.startswith(WEIGHT_PATHS)]
+    return changed[:most] + ([f"... {len(changed) - most} more"] if len(changed) > most else [])
+
+
+def produced_differently(run: BenchResults, baseline: BenchResults, same_cpu: bool
+                         ) -> tuple[list[Difference], list[str]]:
+    """(failures, notes) about what produced the numbers rather than the numbers: the bench config's
+    settings, the seed, the networks behind the features (pose extractor, I3D, the skeleton autoencoder)
+    and the clip counts each score rests on. Before, a check compared the values alone, and a run of
+    another config, autoencoder or seed, or one scored on fewer clips, "matched the baseline" wherever its
+    numbers fell within the tolerances (FGD and Div are comparable only under one autoencoder).
+
+    An autoencoder the run trained itself (no ``fgd_autoencoder`` given) may end in other weights on
+    another CPU, as the trained methods do: there a different hash is a note, on the baseline's own
+    CPU a failure."""
+    failures, notes = [], []
+    changed = config_differences(run, baseline)
+    if changed:
+        failures.append(Difference("config", f"the run's bench config differs from the baseline's ({'; '.join(changed)})"
+                                             ": its numbers are those of another experiment"))
+    seeds = [r.run.get("seed") for r in (baseline, run)]
+    if None not in seeds and seeds[0] != seeds[1]:
+        failures.append(Difference("seed", f"baseline {seeds[0]}, run {seeds[1]}: another seed's numbers"))
+    nets = [r.networks or {} for r in (baseline, run)]
+    for name, value in (("pose extractor", lambda n: n.get("pose_extractor")),
+                        ("I3D", lambda n: (n.get("i3d") or {}).get("feature_id"))):
+        old, new = value(nets[0]), value(nets[1])
+        if old is not None and new is not None and old != new:
+            failures.append(Difference(name, f"baseline {old!r}, run {new!r}: features of another network"))
+    hashes = [(n.get("skeleton_autoencoder") or {}).get("checkpoint_hash") for n in nets]
+    if None not in hashes and hashes[0] != hashes[1]:
+        trained_here = not (run.run.get("config") or {}).get("fgd_autoencoder")
+        said = (f"baseline {hashes[0]}, run {hashes[1]}: FGD and Div are comparable only under one autoencoder")
+        if trained_here and not same_cpu:
+            notes.append(f"skeleton autoencoder: {said}; the run trained its own on another CPU, where the same "
+                         "seeded training can end in other weights (its FGD and Div are held to the tolerances)")
+        else:
+            failures.append(Difference("skeleton autoencoder", said))
+    cards = [{m: card for method in r.methods.values() for m, card in method.provenance.items()}
+             for r in (baseline, run)]
+    for metric in sorted(set(cards[0]) & set(cards[1]) - {"fgd", "div", "fvd"}):     # (those: above)
+        old, new = cards[0][metric].weights_hash, cards[1][metric].weights_hash
+        if old and new and old != new:
+            failures.append(Difference(f"{metric} weights", f"baseline {old}, run {new}: another weight file"))
+    for name, method in baseline.methods.items():
+        other = run.methods.get(name)
+        if other is None:
+            continue
+        for scope, table in method.scores.items():
+            for metric, score in table.items():
+                theirs = (other.scores.get(scope) or {}).get(metric)
+                if theirs is None:
+                    continue
+                moved = [f"{key} {score.counts[key]} -> {theirs.counts[key]}" for key in CLIP_COUNTS
+                         if key in score.counts and key in theirs.counts and score.counts[key] != theirs.counts[key]]
+                if moved:
+                    failures.append(Difference(f"{name}/{scope}/{metric}", f"rests on other clips ({', '.join(moved)})"))
     return failures, notes
 
 
@@ -332,6 +419,9 @@ def replaced_config(results: BenchResults, baseline: Path) -> str:
     if old is None:
         return ""
     said = [_other_config(results, old)]
+    changed = config_differences(results, old)
+    if changed:
+        said.append(f"the bench config's settings differ ({'; '.join(changed)})")
     if results.protocol_label != old.protocol_label:
         said.append(f"the protocol differs (baseline {old.protocol_label!r}, run {results.protocol_label!r})")
     return "; ".join(part for part in said if part)

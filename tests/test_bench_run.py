@@ -639,6 +639,16 @@ def test_update_refuses_to_replace_a_baseline_of_another_config_without_force(tm
     (other_protocol / "results.json").write_text(json.dumps(data))
     assert bench_main(["check", "--update", "--baseline", str(baseline), "--run", str(other_protocol)]) == 2
     assert "the protocol differs (baseline 'imac-bench" in capsys.readouterr().err
+    # the same clips and corpus under other settings (before: replaced without --force, a 9-metric baseline
+    # by a 2-metric run, even with only --allow-fewer-methods given)
+    other_settings = tmp_path / "other-settings"
+    other_settings.mkdir()
+    data = json.loads((COMMITTED_BASELINE / "results.json").read_text())
+    data["run"]["config"]["metrics"] = ["fgd", "bas"]
+    (other_settings / "results.json").write_text(json.dumps(data))
+    assert bench_main(["check", "--update", "--allow-fewer-methods", "--baseline", str(baseline), "--run",
+                       str(other_settings)]) == 2
+    assert "the bench config's settings differ (metrics: [" in capsys.readouterr().err
     assert bench_main(["check", "--force", "--baseline", str(baseline), "--run", str(toy)]) == 2
     assert "--force goes with --update" in capsys.readouterr().err
     assert bench_main([*argv, "--force"]) == 0
@@ -705,6 +715,44 @@ def test_trained_methods_are_compared_with_the_trained_margins_and_the_controls_
     failures, _ = compare(run, baseline, margins)
     assert {f.key for f in failures} == {"m/all/fgd", "m/all/hkv", "static/all/fgd"}
     assert all("missing from the run" in f.problem for f in failures if f.key.startswith("m/"))
+
+
+def test_check_fails_on_what_produced_the_numbers_not_only_on_the_numbers():
+    """Before, a run of another config, seed, autoencoder or I3D, or one scored on fewer clips, "matched the
+    baseline" wherever its values fell within the tolerances."""
+    import dataclasses
+
+    def results(config=None, seed=0, ae="07998149a004", i3d="i3d-untrained-seed0", clips=4, cpu="x"):
+        typed = _typed({"m": MethodResult(name="m", label="M", kind="model", scores={"all": {
+            "fgd": Score(10.0, 9.0, 11.0, {"n_real_clips": 4, "n_fake_clips": clips})}})})
+        typed.run = {"test_clips": [], "seed": seed,
+                     "config": config or {"name": "toy-ci", "fgd_autoencoder": None, "s2g": {"steps": 100}}}
+        typed.networks = {"pose_extractor": "toy-markers-v1", "skeleton_autoencoder": {"checkpoint_hash": ae},
+                          "i3d": {"feature_id": i3d, "pretrained": False}}
+        typed.environment = {"cpu": cpu, "cpu_capability": "AVX2", "torch_threads": 2, "cpu_id": cpu}
+        return typed
+
+    baseline = results()
+    assert compare(results(), baseline, {}) == ([], [])
+    cases = [(dict(config={"name": "toy-ci", "fgd_autoencoder": None, "s2g": {"steps": 5}}),
+              "config", "the run's bench config differs from the baseline's (s2g.steps: 100 -> 5)"),
+             (dict(seed=7), "seed", "baseline 0, run 7: another seed's numbers"),
+             (dict(i3d="i3d-untrained-seed3"), "I3D", "baseline 'i3d-untrained-seed0', run 'i3d-untrained-seed3'"),
+             (dict(ae="8b456de03a73"), "skeleton autoencoder", "baseline 07998149a004, run 8b456de03a73"),
+             (dict(clips=1), "m/all/fgd", "rests on other clips (n_fake_clips 4 -> 1)")]
+    for change, key, said in cases:
+        failures, _ = compare(results(**change), baseline, {})
+        assert [f.key for f in failures] == [key] and said in failures[0].problem, (key, failures)
+    # the config's name and where a weight file lies are no settings of the experiment
+    renamed = results(config={"name": "mine", "fgd_autoencoder": None, "s2g": {"steps": 100}})
+    assert compare(renamed, baseline, {})[0] == []
+    # an autoencoder the run trained itself on another CPU may end in other weights: a note, not a failure
+    failures, notes = compare(results(ae="8b456de03a73", cpu="y"), baseline, {})
+    assert failures == [] and any(n.startswith("skeleton autoencoder: baseline 07998149a004") for n in notes)
+    given = results(config={"name": "toy-ci", "fgd_autoencoder": "/a/ae", "s2g": {"steps": 100}}, ae="8b456de03a73",
+                    cpu="y")
+    assert [f.key for f in compare(given, dataclasses.replace(baseline, run={**baseline.run, "config": given.run[
+        "config"]}), {})[0]] == ["skeleton autoencoder"]
 
 
 def test_a_run_of_other_clips_is_said_to_be_another_config_not_a_list_of_moved_numbers():
