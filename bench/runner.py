@@ -20,7 +20,8 @@ A run folder (``--out runs/NAME``)::
 
 Resumable: every file appears atomically, a clip whose video exists is not generated again (one whose
 header no longer reads, or cut short, damaged after the run, is set aside as ``<clip_id>.mp4.damaged``
-and made again: ``kept_video``), model training resumes from its checkpoints, and the shared models are trained once. One run
+and made again: ``kept_video``; one whose bytes are not those its record's SHA-256 names, replaced since, is
+set aside as ``.changed`` and made, or linked, again: ``same_as_recorded``), model training resumes from its checkpoints, and the shared models are trained once. One run
 at a time: the main process holds the folder (``<out>/.lock``) and a second run into it is refused. A
 rerun given fewer methods says which rows its ``results.json`` will not have (``run.left_out``). Re-scoring: the
 metric selection (``metrics``) and the protocol preset are not part of what a rerun must match, so
@@ -88,7 +89,7 @@ from metrics.evaluate import Evaluator, make_extractor
 from metrics.fgd_training import train_fgd_autoencoder, training_card
 from metrics.io.audio import SAMPLE_RATE
 from metrics.io.bounded import read_json
-from metrics.io.files import FolderLock, hold_folder, write_json_atomic
+from metrics.io.files import FolderLock, file_sha256, hold_folder, write_json_atomic
 from metrics.io.video import chunk_frames, probe_video, write_video
 from metrics.pose.extraction import keypoint_cache
 from metrics.lipsync import LipSyncSettings
@@ -739,6 +740,45 @@ def read_generation(path: Path) -> dict[str, Any]:
 DAMAGED_SUFFIX = ".damaged"
 
 
+def same_as_recorded(method: str, path: Path, generation: dict, label: str) -> bool:
+    """Whether the kept video at ``path`` holds the bytes its record says were made (``sha256``; True when
+    none is recorded, or no video is there). A video replaced since (a ``--generated`` folder's file copied
+    over, a file of the run folder swapped by hand) is set aside, ``<name>.mp4.changed``, and made again
+    (linked again: the folder's new bytes, recorded), with a warning naming both hashes. Before, the new
+    bytes were scored under the old record, which named content that no longer produced the numbers."""
+    recorded = (generation.get(label) or {}).get("sha256")
+    if not recorded or not path.is_file():
+        return True
+    now = file_sha256(path)
+    if now == recorded:
+        return True
+    if path.is_symlink():
+        path.unlink()
+        aside = None
+    else:
+        aside = damaged_name(path, ".changed")
+        os.replace(path, aside)
+    logger.warning("%s, %s: the video is not the one recorded (sha256 %s..., now %s...): replaced since it was "
+                   "made; making it again%s", method, label, recorded[:12], now[:12],
+                   f" (the replaced file is now {aside.name})" if aside else "")
+    generation.pop(label, None)
+    return False
+
+
+def record_hashes(target: dict[str, Path], generation: dict, missing: list[str]) -> bool:
+    """Record the SHA-256 of each kept video whose record has none (made by an earlier version), so that a
+    later replacement is seen (``same_as_recorded``); whether any record changed."""
+    added = False
+    for label, path in target.items():
+        record = generation.get(label)
+        if label in missing or not isinstance(record, dict) or "sha256" in record or "skipped" in record:
+            continue
+        if path.is_file():
+            record["sha256"] = file_sha256(path)
+            added = True
+    return added
+
+
 def kept_video(path: Path, frames: int | None = None) -> bool:
     """Whether the run keeps the video at ``path`` (else it is made again): False when there is none, when
     its header does not read, or (``frames``: the count the run wrote it with) when it holds fewer frames.
@@ -766,12 +806,13 @@ def kept_video(path: Path, frames: int | None = None) -> bool:
     return False
 
 
-def damaged_name(path: Path) -> Path:
-    """A free name to set a damaged ``path`` aside as: ``<name>.damaged``, else ``<name>.damaged-2``, ..."""
-    aside, number = path.with_name(path.name + DAMAGED_SUFFIX), 1
+def damaged_name(path: Path, suffix: str = DAMAGED_SUFFIX) -> Path:
+    """A free name to set a damaged ``path`` aside as: ``<name>.damaged``, else ``<name>.damaged-2``, ...
+    (``suffix``: another word, ``.changed``)."""
+    aside, number = path.with_name(path.name + suffix), 1
     while aside.exists() or aside.is_symlink():
         number += 1
-        aside = path.with_name(f"{path.name}{DAMAGED_SUFFIX}-{number}")
+        aside = path.with_name(f"{path.name}{suffix}-{number}")
     return aside
 
 
@@ -796,7 +837,10 @@ def generate(plan: RunPlan, method: Method) -> dict[str, Any]:
                     path.unlink()
             # (a method returning frames has them conformed to its clip's count; one writing files, its own)
             missing_labels = [clip.label for clip in plan.clips if not kept_video(
-                target[clip.label], None if method.writes_files else clip.num_frames)]
+                target[clip.label], None if method.writes_files else clip.num_frames)
+                or not same_as_recorded(method.name, target[clip.label], generation, clip.label)]
+            if record_hashes(target, generation, missing_labels):
+                write_json_atomic(generation_path, generation)
     missing_labels = processes.broadcast(missing_labels)     # one view of what is missing, the main one
     missing = [clip for clip in plan.clips if clip.label in set(missing_labels)]
     mine = processes.shard(missing)
@@ -849,6 +893,8 @@ def generate(plan: RunPlan, method: Method) -> dict[str, Any]:
                 logger.warning("skipped %s %s: %s", method.name, clip.label, error)
             record.update({**({"seed": seed} if method.uses_seed else {}),
                            "seconds": round(time.perf_counter() - started, 2)})
+            if "skipped" not in record and out.is_file():     # the bytes scored (same_as_recorded)
+                record["sha256"] = file_sha256(out)
             if processes.distributed:
                 new[clip.label] = record
                 write_json_atomic(part_path, new)

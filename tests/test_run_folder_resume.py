@@ -77,6 +77,35 @@ def holder():
 # -- a damaged video ---------------------------------------------------------------------------------
 
 
+def test_a_video_replaced_since_its_record_is_made_or_linked_again_and_recorded(corpus, official, bas_config,
+                                                                                tmp_path, caplog):
+    """Before, a --generated folder's video copied over was scored on the rerun under the first run's
+    record (its sha256 named bytes that no longer produced the numbers), and a video of the run folder
+    swapped by hand was scored as the built-in method's."""
+    import hashlib
+
+    out = tmp_path / "r"
+    options = ("--generated", f"x={official}", "--config", str(bas_config))      # (the controls run too)
+    assert run(corpus, out, *options) == 0
+    first = real_test_clips(corpus)[0]
+    source = official / first.identity / f"{first.clip_id}.mp4"
+    static = out / "static" / first.identity / f"{first.clip_id}.mp4"
+    made = static.read_bytes()
+    shutil.copyfile(static, source)                  # copied over the folder's file: a still video of its length
+    static.unlink()
+    shutil.copyfile(first.video, static)             # swapped by hand: the real video
+    with caplog.at_level("WARNING", logger="bench.runner"):
+        assert run(corpus, out, *options) == 0
+    generation = rows(out)["x"]["generation"][first.label]
+    assert generation["sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
+    assert (out / "x" / first.identity / f"{first.clip_id}.mp4").read_bytes() == source.read_bytes()
+    assert static.read_bytes() == made                                  # made again, as the seed makes it
+    assert static.with_name(static.name + ".changed").read_bytes() == first.video.read_bytes()
+    assert rows(out)["static"]["generation"][first.label]["sha256"] == hashlib.sha256(made).hexdigest()
+    assert f"x, {first.label}: the video is not the one recorded (sha256 " in caplog.text
+    assert f"static, {first.label}: the video is not the one recorded" in caplog.text
+
+
 def test_a_video_damaged_after_the_run_is_made_again_and_the_damaged_file_kept(corpus, official, bas_config,
                                                                                tmp_path, caplog):
     # a video cut in half after the run: the rerun listed it unscored but never made it again
