@@ -169,7 +169,7 @@ def _label(results: BenchResults, name: str, scope: str = "all") -> str:
     flags = []
     skipped, unscored = _in_scope(method.skipped, scope), _in_scope([c for c in method.unscored if c != "*"], scope)
     if skipped:
-        flags.append(f"{len(skipped)} clip(s) missing")
+        flags.append(f"{len(skipped)} clip(s) skipped")     # (missing or unreadable: the reasons under Methods)
     if "*" in method.unscored:
         flags.append("no clip could be scored")
     elif unscored:

@@ -879,13 +879,13 @@ def test_generated_folder_missing_and_corrupt_videos(corpus, finished_run, tmp_p
         assert generation[label]["sha256"] == expected and "seed" not in generation[label]
     write_report(tmp_path / "r2", plots=False)
     report = (tmp_path / "r2" / "report.md").read_text()
-    assert "⚠ 1 clip(s) missing" in report
+    assert "⚠ 1 clip(s) skipped" in report
     # flagged in the table of all identities and in the missing clip's identity's, not in the others' (it was
     # in every speaker's table)
     from bench.report import markdown_table
 
     flagged = {scope for scope in results.methods["official"].scores
-               if "⚠ 1 clip(s) missing" in markdown_table(results, scope)}
+               if "⚠ 1 clip(s) skipped" in markdown_table(results, scope)}
     assert flagged == {"all", f"identity:{absent.split('/')[0]}"}
     assert len(results.methods["official"].scores) > 2
     corrupt = folder / absent.split("/")[0] / f"{absent.split('/')[1]}.mp4"
@@ -995,6 +995,12 @@ def test_command_template_adapter_runs_a_fake_tool(corpus, tmp_path):
     with pytest.raises(ExternalVideoError, match=r"fail on .*exited with 3"):
         run_benchmark(settings(corpus, tmp_path / "r3", methods=("fail",), methods_file=failing))
     assert not list((tmp_path / "r3").glob("fail/*/*.mp4"))
+    # a command that exits 0 and writes nothing: said so (before: "<hidden temporary file>: missing")
+    silent = tmp_path / "silent.yaml"
+    silent.write_text("methods:\n  quiet:\n    command: true {out}\n")
+    with pytest.raises(ExternalVideoError, match=r"quiet on .*: the command exited with 0 but wrote no video to "
+                                                 r"its \{out\} \(\..*\.mp4\): true "):
+        run_benchmark(settings(corpus, tmp_path / "r4", methods=("quiet",), methods_file=silent))
 
 
 def test_methods_file_errors_and_quoting(tmp_path):

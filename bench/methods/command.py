@@ -175,6 +175,9 @@ class CommandMethod(Method):
                 Image.fromarray(clip.first_frame()).save(temporary)
         with atomic_path(out) as temporary:
             argv = self._run(clip, reference, temporary)
+            if not temporary.is_file():     # (check_video would name the hidden temporary file "missing")
+                raise ExternalVideoError(f"{self.name} on {clip.label}: the command exited with 0 but wrote no "
+                                         f"video to its {{out}} ({temporary.name}): {shlex.join(argv)}")
             check_video(temporary)
         return {"command": shlex.join(argv)}
 
