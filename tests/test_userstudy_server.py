@@ -730,6 +730,27 @@ def test_a_rankings_csv_saved_again_with_a_byte_order_mark_is_read(study_dir):
     assert (study_dir / "rankings.csv").read_text() == text
 
 
+def test_answers_to_a_trial_the_study_file_no_longer_has_are_warned_about_at_start(study_dir, caplog):
+    """Before, the server started without a word, and analyze later stopped at "trial 't1' is not a trial"."""
+    server = make_server(study_dir, "127.0.0.1", 0)
+    serve_in_thread(server)
+    try:
+        token, plan = plan_of(port_of(server), "eve")
+        first = next(t for t in plan["trials"] if t["trial"] == "t1")
+        assert post_json(port_of(server), "/api/submit", {"participant": "eve", "token": token, "trial": "t1",
+                                                          "submission": "sub-00000077", "rankings": answer(first)})[0] == 200
+    finally:
+        server.shutdown()
+        server.server_close()
+    document = json.loads((study_dir / "study.json").read_text())
+    document["trials"] = [t for t in document["trials"] if t["id"] != "t1"]
+    (study_dir / "study.json").write_text(json.dumps(document))
+    with caplog.at_level("WARNING", logger="userstudy"):
+        make_server(study_dir, "127.0.0.1", 0).server_close()
+    assert f"{study_dir / 'study.db'} holds answers to 1 trial that {study_dir / 'study.json'} no longer has: t1" \
+        in caplog.text
+
+
 def test_a_foreign_rankings_file_is_refused(study_dir):
     (study_dir / "rankings.csv").write_text("participant,trial,criterion,method,rank\n")
     with pytest.raises(StoreError, match="columns"):

@@ -80,6 +80,7 @@ from userstudy import cli
 from userstudy.store import AnswerStore, StoreError, SubmissionConflict, token_digest
 from userstudy.study import (
     PREFERENCE_LEVELS,
+    STUDY_FILE,
     VIDEO_SUFFIXES,
     Study,
     StudyError,
@@ -160,6 +161,12 @@ class StudyServer(ThreadingHTTPServer):
         self.limits = limits or Limits()
         self.store = AnswerStore(study.root / DATABASE_FILE, study.rankings_path, study.root / PAIRWISE_FILE,
                                  expected_rows=lambda trial_id: complete_rows(study, trial_id))
+        gone = sorted(self.store.answered_trials() - {trial.id for trial in study.trials})
+        if gone:     # (the study file edited after answers came in: analyze refuses those rows)
+            logger.warning("%s holds answers to %s that %s no longer has: %s; analyze will refuse their rows "
+                           "(restore the trials, or start a new study folder)", self.store.path,
+                           cli.count(len(gone), "trial"), study.root / STUDY_FILE, ", ".join(gone[:10])
+                           + (" ..." if len(gone) > 10 else ""))
         self._slots = threading.Lock()
         self._active: dict[str, int] = {}
         self._refused_logged = 0.0

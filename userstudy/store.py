@@ -335,6 +335,11 @@ class AnswerStore:
             return dict(self._db.execute("SELECT s.id, COUNT(*) FROM submissions s JOIN answers a "
                                          "ON a.submission = s.seq GROUP BY s.id").fetchall())
 
+    def answered_trials(self) -> set[str]:
+        """The trials the stored submissions answer."""
+        with self._lock:
+            return {row[0] for row in self._db.execute("SELECT DISTINCT trial FROM submissions").fetchall()}
+
     def report_video(self, participant: str, trial: str, method: str, reported_at: str) -> bool:
         """Record that a participant's video of ``method`` in ``trial`` does not play; False if already."""
         with self._lock:
