@@ -19,7 +19,7 @@ from imac.training import trainer
 from imac.training.trainer import train
 from metrics.distributed import StopRequests, Stopped
 from tests.imac_fixtures import make_corpus, make_vae, tiny_config
-from tests.launch_output import failed_launch
+from tests.launch_output import failed_launch, launch_two_cpu_processes
 
 RESUME = "finished work is kept, rerun the same command to resume"
 
@@ -162,19 +162,12 @@ def test_a_stop_signal_to_one_process_of_a_launch_stops_every_process_at_the_sam
     """A signal reaches the processes of a launch at different moments (here one process alone gets it):
     they agree on it at each step's end, so every process writes its part of the same checkpoint. Before,
     the signalled process ended at once and the other was left in a collective."""
-    from tests.test_imac_training import _free_port
-
     config = tiny_config(corpus, vae, tmp_path / "out", ["stage1.steps=6", "stage1.batch_size=2",
                                                          "train.save_every=1000"])
     path = save_config(config, tmp_path / "tiny.yaml")
     script = tmp_path / "launched.py"
     script.write_text(LAUNCHED)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    launched = subprocess.run(
-        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-         "--main_process_port", str(_free_port()), str(script), str(path)],
-        env=env, capture_output=True, text=True, timeout=240)
+    launched = launch_two_cpu_processes(str(script), str(path))
     assert launched.returncode != 0, failed_launch(launched.stderr)
     checkpoints = tmp_path / "out" / "stage1" / "checkpoints"
     told = [line for line in launched.stderr.splitlines() if "stopped by" in line]
