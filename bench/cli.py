@@ -83,6 +83,19 @@ def _check_out_folder(out: Path) -> None:
         raise ValueError(f"--out {out}: {what}, not a folder; give a folder")
 
 
+def _out_error(error: OSError, out: Path) -> OSError:
+    """``error`` named as ``--out``'s when it is about the run folder or a folder above it (one that cannot
+    be made or written: no such parent, no permission, an immutable folder); was bare errno text,
+    "[Errno 1] Operation not permitted: '/x/sub'". Any other error as it is."""
+    if error.filename is None:
+        return error
+    failed = Path(error.filename).absolute()
+    if failed not in (out.absolute(), *out.absolute().parents):
+        return error
+    return OSError(f"--out {out}: the run folder cannot be made or written there ({error.strerror or error}: "
+                   f"{error.filename}); give another --out")
+
+
 def _split(text: str | None) -> list[str]:
     return [part.strip() for part in (text or "").split(",") if part.strip()]
 
@@ -108,7 +121,10 @@ def _run(args: argparse.Namespace) -> int:
                            device=args.device, seed=args.seed, config=config,
                            generated=generated, methods_file=args.methods_file, skip_missing=args.skip_missing,
                            progress=not args.quiet, command=f"imac-bench {shlex.join(args.command_argv)}")
-    results = run_benchmark(settings)
+    try:
+        results = run_benchmark(settings)
+    except OSError as error:
+        raise _out_error(error, args.out) from None
     if results is None:          # another process of a launch: the main one writes and prints
         return 0
     paths = write_report(args.out, plots=not args.no_plots)

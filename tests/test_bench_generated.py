@@ -212,3 +212,19 @@ def test_clip_names_in_upper_case_or_twice_are_named(tmp_path):
         find_clips(tmp_path / "g")
     assert (f"the same identity/clip appears twice: ines/ines_002: {tmp_path / 'g' / 'ines' / 'ines_002.mp4'} and "
             f"{tmp_path / 'g' / 'ines' / 'ines_002.webm'}") in str(error.value)
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc, where no folder can be made")
+def test_an_out_folder_that_cannot_be_made_is_named_as_out(corpus, tmp_path, capsys):
+    """Before: "error: [Errno 2] No such file or directory: '/proc/...'", naming neither --out nor the run."""
+    import shutil
+
+    videos = tmp_path / "videos"
+    for clip in real_test_clips(corpus):
+        (videos / clip.identity).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(clip.video, videos / clip.identity / f"{clip.clip_id}.mp4")
+    out = Path("/proc/imac-bench-test") / "run"
+    assert run(corpus, out, "--generated", f"x={videos}") == 2
+    assert capsys.readouterr().err == (f"imac-bench run: error: --out {out}: the run folder cannot be made or "
+                                       "written there (No such file or directory: /proc/imac-bench-test); give "
+                                       "another --out\n")
