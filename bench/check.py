@@ -35,11 +35,11 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from typing import Any
 from pathlib import Path
 
 from bench.report import control_checks, load_results, markdown_report, metrics_csv, missing_controls
 from bench.results import BenchResults, OldSchemaError, write_results
+from imac.config import config_differences, flat_config, listed
 from metrics.io.files import write_text_atomic
 from metrics.options import OptionsError, read_yaml
 from metrics.results import METRIC_IDS
@@ -266,23 +266,14 @@ CLIP_COUNTS = ("n_clips", "n_real_clips", "n_fake_clips")
 WEIGHT_PATHS = ("fgd_autoencoder", "weights.")
 
 
-def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, dict):
-        flat = {}
-        for key, item in value.items():
-            flat.update(_flat(item, f"{prefix}{key}."))
-        return flat
-    return {prefix.rstrip("."): value}
-
-
-def config_differences(run: BenchResults, baseline: BenchResults, most: int = 6) -> list[str]:
-    """"key: baseline -> run" for each setting of the bench config both results record and give other values
-    (a key only one of them has, from another version of the config, is left out; so are the config's name
-    and where weight files lie, ``WEIGHT_PATHS``: their hashes are compared)."""
-    old, new = (_flat(r.run.get("config") or {}) for r in (baseline, run))
-    changed = [f"{key}: {old[key]!r} -> {new[key]!r}" for key in sorted(set(old) & set(new))
-               if old[key] != new[key] and key != "name" and not key.startswith(WEIGHT_PATHS)]
-    return changed[:most] + ([f"... {len(changed) - most} more"] if len(changed) > most else [])
+def bench_config_differences(run: BenchResults, baseline: BenchResults, most: int = 6) -> str:
+    """"key: baseline -> run" (``imac.config.config_differences`` on the ``flat_config`` of each) for each
+    setting of the bench config both results record and give other values (a key only one of them has, from
+    another version of the config, is left out; so are the config's name and where weight files lie,
+    ``WEIGHT_PATHS``: their hashes are compared), at most ``most`` and a count of the rest; "" if none."""
+    old, new = (flat_config(r.run.get("config") or {}) for r in (baseline, run))
+    changed = config_differences(old, new, ignore=[*(old.keys() ^ new.keys()), "name", *WEIGHT_PATHS])
+    return listed(changed, most) if changed else ""
 
 
 def produced_differently(run: BenchResults, baseline: BenchResults, same_cpu: bool
@@ -297,9 +288,9 @@ def produced_differently(run: BenchResults, baseline: BenchResults, same_cpu: bo
     another CPU, as the trained methods do, whose videos may then be scored on other clips: there a
     different hash, or a trained method's other counts, is a note; on the baseline's own CPU a failure."""
     failures, notes = [], []
-    changed = config_differences(run, baseline)
+    changed = bench_config_differences(run, baseline)
     if changed:
-        failures.append(Difference("config", f"the run's bench config differs from the baseline's ({'; '.join(changed)})"
+        failures.append(Difference("config", f"the run's bench config differs from the baseline's ({changed})"
                                              ": its numbers are those of another experiment"))
     seeds = [r.run.get("seed") for r in (baseline, run)]
     if None not in seeds and seeds[0] != seeds[1]:
@@ -425,9 +416,9 @@ def replaced_config(results: BenchResults, baseline: Path) -> str:
     if old is None:
         return ""
     said = [_other_config(results, old)]
-    changed = config_differences(results, old)
+    changed = bench_config_differences(results, old)
     if changed:
-        said.append(f"the bench config's settings differ ({'; '.join(changed)})")
+        said.append(f"the bench config's settings differ ({changed})")
     if results.protocol_label != old.protocol_label:
         said.append(f"the protocol differs (baseline {old.protocol_label!r}, run {results.protocol_label!r})")
     return "; ".join(part for part in said if part)

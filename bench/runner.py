@@ -893,8 +893,8 @@ def generate(plan: RunPlan, method: Method) -> dict[str, Any]:
                 logger.warning("skipped %s %s: %s", method.name, clip.label, error)
             record.update({**({"seed": seed} if method.uses_seed else {}),
                            "seconds": round(time.perf_counter() - started, 2)})
-            if "skipped" not in record and out.is_file():     # the bytes scored (same_as_recorded)
-                record["sha256"] = file_sha256(out)
+            if "skipped" not in record and "sha256" not in record and out.is_file():   # the bytes scored (a
+                record["sha256"] = file_sha256(out)     # --generated folder's write() hashed its source, linked here)
             if processes.distributed:
                 new[clip.label] = record
                 write_json_atomic(part_path, new)
