@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -174,6 +175,9 @@ def _label(results: BenchResults, name: str, scope: str = "all") -> str:
         flags.append("no clip could be scored")
     elif unscored:
         flags.append(f"{len(unscored)} clip(s) unscorable")
+    no_body = _in_scope(list(method.no_body), scope)
+    if no_body:
+        flags.append(f"{len(no_body)} clip(s) without a body")     # left out of FGD, Div and BAS only
     return method.label + "".join(f" ⚠ {flag}" for flag in flags)
 
 
@@ -222,6 +226,13 @@ def _row_label(results: BenchResults, name: str, scope: str = "all") -> str:
     return _label(results, name, scope) + {"control": " *(control)*", "reference": " *(reference)*"}.get(kind, "")
 
 
+def clip_counts(table: Mapping[str, Score]) -> str:
+    """The clips a row's scores rest on: "4", or "3-4" where they differ between metrics (a clip with no
+    body found counts for FVD* and not for FGD); "" without counts."""
+    counts = sorted({score.clips for score in table.values() if score.clips is not None})
+    return "" if not counts else str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+
+
 def markdown_table(results: BenchResults, scope: str = "all", methods: list[str] | None = None) -> str:
     """Methods as rows, metrics as columns: value and [95% interval] with one precision per cell, and
     the clips; in bold only a method whose paired differences to all others are separable."""
@@ -233,8 +244,8 @@ def markdown_table(results: BenchResults, scope: str = "all", methods: list[str]
     for name in methods:
         table = results.methods[name].scores.get(scope, {})
         cells = [_cell(table.get(metric), best.get(metric) == name) for metric in metrics]
-        clips = next((str(s.clips) for s in table.values() if s.clips is not None), "")
-        lines.append(f"| {md_cell(_row_label(results, name, scope))} | " + " | ".join(cells) + f" | {clips} |")
+        lines.append(f"| {md_cell(_row_label(results, name, scope))} | " + " | ".join(cells)
+                     + f" | {clip_counts(table)} |")
     return "\n".join(lines)
 
 
@@ -267,7 +278,7 @@ def latex_table(results: BenchResults, scope: str = "all") -> str:
         previous = group
         table = method.scores.get(scope, {})
         cells = [_cell(table.get(metric), best.get(metric) == name, latex=True) for metric in metrics]
-        clips = next((str(s.clips) for s in table.values() if s.clips is not None), "")
+        clips = clip_counts(table).replace("-", "--")
         label = _latex_escape(_label(results, name, scope).replace("⚠", "(!)"))
         lines.append(f"{label} & " + " & ".join(cells) + f" & {clips} \\\\")
     lines += [r"\bottomrule", r"\end{tabular}", ""]
@@ -428,6 +439,10 @@ def coverage(results: BenchResults) -> str:
     if unscored:
         words += (f" Clips the metrics could not score (left out of every metric of that row, listed under "
                   f"Methods): {'; '.join(unscored)}.")
+    lost = [f"{m.label} {len(m.no_body)}" for m in results.methods.values() if m.no_body]
+    if lost:
+        words += (f" Generated clips in which no body was found (left out of FGD, Div and BAS only, which then read "
+                  f"better than the method is; scored on the other metrics; listed under Methods): {'; '.join(lost)}.")
     return words
 
 
@@ -469,6 +484,9 @@ def markdown_report(results: BenchResults, plots: list[str]) -> str:
             lines.append(f"| ⚠ {md_cell(label)} | skipped | {md_cell(reason)} |")
         for label, reason in method.unscored.items():
             lines.append(f"| ⚠ {md_cell(method.label)}: {md_cell(label)} | not scored | {md_cell(reason)} |")
+        for label, reason in method.no_body.items():
+            lines.append(f"| ⚠ {md_cell(method.label)}: {md_cell(label)} | not scored on FGD, Div, BAS | "
+                         f"{md_cell(reason)} |")
     lines += [""] + provenance_section(results) + inputs_section(results)
     lines += ["## Protocol", "", protocol_block(results), ""]
     if results.timings_s:

@@ -69,6 +69,8 @@ class MethodResult:
     skipped: Mapping[str, str] = field(default_factory=dict)       # clips not generated (--skip-missing)
     unscored: Mapping[str, str] = field(default_factory=dict)      # clips the metrics could not score; "*": none
     note: str = ""                                                  # what a control's row is
+    # generated clips in which no body was found: left out of the skeleton metrics (FGD, Div, BAS) only
+    no_body: Mapping[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {"name": self.name, "label": self.label, "kind": self.kind, "note": self.note,
@@ -76,7 +78,7 @@ class MethodResult:
                 "provenance": {m: card.to_dict() for m, card in self.provenance.items()},
                 "inputs": self.inputs.to_dict(), "facts": _clean(dict(self.facts)),
                 "generation": _clean(dict(self.generation)), "skipped": dict(self.skipped),
-                "unscored": dict(self.unscored)}
+                "unscored": dict(self.unscored), **({"no_body": dict(self.no_body)} if self.no_body else {})}
 
     @classmethod
     def from_dict(cls, data: Mapping, where: str) -> MethodResult:
@@ -90,7 +92,8 @@ class MethodResult:
                    inputs=InputReport.from_dict(typed_field(data, "inputs", dict, where, None), f"{where}: inputs"),
                    facts=typed_field(data, "facts", dict, where, {}),
                    generation=typed_field(data, "generation", dict, where, {}),
-                   skipped=_texts(data, "skipped", where), unscored=_texts(data, "unscored", where))
+                   skipped=_texts(data, "skipped", where), unscored=_texts(data, "unscored", where),
+                   no_body=_texts(data, "no_body", where))
 
 
 @dataclass(frozen=True)
@@ -265,7 +268,7 @@ def _check_networks(networks: Mapping, where: str) -> None:
 
 
 def _texts(data: Mapping, key: str, where: str) -> dict[str, str]:
-    """A field mapping clip ids to reasons (``skipped``, ``unscored``), checked."""
+    """A field mapping clip ids to reasons (``skipped``, ``unscored``, ``no_body``), checked."""
     table = typed_field(data, key, dict, where, {})
     bad = [k for k, v in table.items() if not isinstance(v, str)]
     if bad:

@@ -1160,7 +1160,7 @@ def method_result(name: str, record: dict | None, scored: Scored) -> MethodResul
         record = {"label": NOISE_FLOOR_LABEL, "kind": "control", "facts": {}, "generation": {}, "skipped": {}}
     return MethodResult(name=name, label=record["label"], kind=record["kind"], scores=scored.scores,
                         provenance=scored.provenance, inputs=scored.inputs, facts=record["facts"],
-                        generation=record["generation"], skipped=record["skipped"], unscored=scored.unscored,
+                        generation=record["generation"], skipped=record["skipped"], unscored=scored.unscored, no_body=scored.no_body,
                         note=scored.note)
 
 

@@ -44,7 +44,7 @@ from bench.methods.controls import fit_audio
 from metrics.beats import BAS
 from metrics.dataset import ClipRecord, Dataset, FolderError, find_clips
 from metrics.differences import compare_methods, describe_difference
-from metrics.evaluate import ClipResult, Evaluator, metric_score
+from metrics.evaluate import ClipResult, Evaluator, metric_score, without_body
 from metrics.inputs import PIXEL_METRICS, ClipProperties, Finding, InputMismatchError, InputReport, clip_properties
 from metrics.io.video import write_video
 from metrics.registry import REGISTRY
@@ -69,6 +69,7 @@ class Scored:
     inputs: InputReport = field(default_factory=InputReport)
     unscored: dict[str, str] = field(default_factory=dict)
     note: str = ""
+    no_body: dict[str, str] = field(default_factory=dict)    # clips left out of the skeleton metrics only
 
 
 @dataclass(frozen=True)
@@ -227,8 +228,9 @@ class RunScorer:
                 timings[f"score:{name}"] = round(timings.get(f"score:{name}", 0.0) + time.perf_counter() - started, 1)
 
     def method(self, name: str, generation: dict | None = None) -> Scored:
-        """A method's videos against the real ones. A generated clip the metrics cannot score (no body
-        found, too short) is skipped and listed; a real one is an error."""
+        """A method's videos against the real ones. A generated clip the metrics cannot score (too short,
+        damaged) is skipped and listed; one in which no body is found is left out of the skeleton metrics
+        only (FGD, Div, BAS: their scores warn) and listed; a real one is an error."""
         checked = self.check_method(name)
         extra = generation_findings(generation or {})
         if checked is None:
@@ -242,8 +244,9 @@ class RunScorer:
             unscored["*"] = f"no usable generated clips ({len(skipped)} skipped)"
             return Scored({}, {}, inputs, unscored)
         self.fake_records[name] = fake
-        cards = self.evaluator.provenance(len(real), len(fake), inputs, self.evaluator.paired(real, fake))
-        return Scored(self.evaluator.score(real, fake), cards, inputs, unscored)
+        no_body = {s.clip: s.reason for s in without_body(fake, self.evaluator.metrics)}
+        cards = self.evaluator.provenance(len(real), len(fake), inputs, self.evaluator.paired(real, fake), len(no_body))
+        return Scored(self.evaluator.score(real, fake), cards, inputs, unscored, no_body=no_body)
 
     # -- controls ------------------------------------------------------------------------------------
 
@@ -353,10 +356,12 @@ def paired_differences(scorer: RunScorer, methods: Sequence[str], labels: dict[s
         for b in names[i + 1:]:
             fake_a = {r.clip.key: r for r in scorer.fake_records[a]}
             fake_b = {r.clip.key: r for r in scorer.fake_records[b]}
-            keys = sorted(set(fake_a) & set(fake_b) & set(real))
-            if len(keys) < 2:
-                continue
+            common = sorted(set(fake_a) & set(fake_b) & set(real))
             for metric in scorer.evaluator.metrics:
+                # a skeleton metric pairs the clips in which both methods show a body
+                keys = [k for k in common if len(scorer.evaluator.body_scored(metric, [fake_a[k], fake_b[k]])) == 2]
+                if len(keys) < 2:
+                    continue
                 rows += _difference(scorer.evaluator, metric, [real[k] for k in keys], a, [fake_a[k] for k in keys],
                                     b, [fake_b[k] for k in keys], labels)
     return rows

@@ -62,6 +62,7 @@ from metrics.registry import (BUILT_IN, DEFAULT_METRICS, REGISTRY, ClipInputs, C
                               check_weight_names, load_clip_metric, normalise_metrics)
 from metrics.results import (COVARIANCE, SQRT_METHOD, EvaluationResult, Provenance, Score, Scores, Side, SkippedClip,
                              format_score, metric_label, package_versions, produced_by, write_result)
+from metrics.skeleton import NoBodyError, visible_share
 from metrics.skeleton_ae import AutoencoderFileError
 from metrics.stats import GaussianStats
 
@@ -104,6 +105,7 @@ class ClipResult:
     bas: float | None = None
     bas_frames: int | None = None               # frames the BAS was scored on (its weight, bas_clip_weight)
     visible: float | None = None                # share of skeleton points seen
+    no_body: str | None = None                  # a generated clip with no body found: why (left out of SKELETON_METRICS)
     values: dict | None = None                  # hook metrics: computation name -> the arrays its ``clip`` gave
 
     def clip_values(self, computation: str) -> ClipValues:
@@ -425,7 +427,28 @@ class Evaluator:
         keypoints, fps, size, fvd_stats, frames = self.decode(clip, want_frames=want_frames)
         rec = ClipResult(clip, side, fps, size, fvd_stats=fvd_stats)
         source = str(clip.video)
-        if keypoints is not None and ("fgd" in self.metrics or "div" in self.metrics):
+        try:
+            self._record_skeleton(rec, keypoints, partner)
+        except NoBodyError as error:
+            if side == "real":      # a real clip without a body is a broken input, not a result
+                raise
+            # a generated clip that lost the person: the skeleton metrics leave it out and say so
+            # (``body_scored``, the scores' warnings); the others score it
+            rec.no_body = error.reason
+            rec.fgd_features = rec.div_input = rec.bas = rec.bas_frames = None
+            rec.visible = visible_share(keypoints, self.protocol.skeleton_points, self.protocol.visibility_threshold)
+        if self.clip_metrics:
+            rec.values = self.clip_metric_values(clip, side, partner, keypoints, fps, size, hints, frames, found)
+        return rec
+
+    def _record_skeleton(self, rec: ClipResult, keypoints: np.ndarray | None, partner: ClipRecord | None) -> None:
+        """``rec``'s FGD features, Diversity input and BAS from the clip's keypoints (those selected).
+        Raises ``NoBodyError`` when the keypoints show no body, ``ClipError`` for a clip shorter than
+        one FGD window."""
+        if keypoints is None:
+            return
+        clip, fps, source = rec.clip, rec.fps, str(rec.clip.video)
+        if "fgd" in self.metrics or "div" in self.metrics:
             windows, rec.visible = skeleton_windows(keypoints, fps, self.protocol, source)
             if len(windows) == 0:
                 raise ClipError(f"{source}: {len(keypoints)} frames at {fps:g} fps is shorter than one "
@@ -436,12 +459,10 @@ class Evaluator:
                 from metrics.diversity import diversity_sequence
 
                 rec.div_input = diversity_sequence(keypoints, fps, self.protocol, source)
-        if keypoints is not None and "bas" in self.metrics:
+        if "bas" in self.metrics:
             rate = self.protocol.audio_sample_rate
-            rec.bas, rec.bas_frames = self.clip_bas(keypoints, fps, self.bas_audio(clip, side, partner, rate), rate)
-        if self.clip_metrics:
-            rec.values = self.clip_metric_values(clip, side, partner, keypoints, fps, size, hints, frames, found)
-        return rec
+            rec.bas, rec.bas_frames = self.clip_bas(keypoints, fps, self.bas_audio(clip, rec.side, partner, rate),
+                                                    rate)
 
     def bas_audio(self, clip: ClipRecord, side: str, partner: ClipRecord | None, sample_rate: int) -> np.ndarray:
         """The speech BAS scores ``clip``'s motion against, mono at ``sample_rate``: under ``bas_audio:
@@ -508,7 +529,9 @@ class Evaluator:
 
     def metric(self, metric: str, real: Sequence[ClipResult], fake: Sequence[ClipResult]):
         """The metric object (``FGD``, ``Diversity``, ``BAS``, ``FVD``) holding these clips in this order,
-        or None when they cannot give a value (no clip on a side it needs, fewer than 2 windows)."""
+        or None when they cannot give a value (no clip on a side it needs, fewer than 2 windows). A skeleton
+        metric holds only the generated clips with a body (``body_scored``)."""
+        fake = self.body_scored(metric, fake)
         if metric == "fgd" and real and fake:
             value = FGD(self.autoencoder, self.protocol)
             for side, group in ((True, real), (False, fake)):
@@ -538,12 +561,21 @@ class Evaluator:
         return None
 
     @staticmethod
+    def body_scored(metric: str, records: Sequence[ClipResult]) -> list[ClipResult]:
+        """The records ``metric`` scores: for a skeleton metric (FGD, Div, BAS: ``SKELETON_METRICS``) those
+        in which a body was found (``ClipResult.no_body`` None), for any other metric all of them."""
+        if metric in SKELETON_METRICS:
+            return [r for r in records if r.no_body is None]
+        return list(records)
+
+    @staticmethod
     def paired(real: Sequence[ClipResult], fake: Sequence[ClipResult]) -> bool:
         """Whether the generated clip i answers the real clip i for every i (the same clips, in order)."""
         return bool(real) and [r.clip.key for r in real] == [r.clip.key for r in fake]
 
     def counts(self, metric: str, real: Sequence[ClipResult], fake: Sequence[ClipResult]) -> dict[str, int]:
         """What a metric's value rests on: clips, windows, I3D clips (a hook metric: its ``counts``)."""
+        fake = self.body_scored(metric, fake)
         if metric in self.clip_metrics:
             hook = self.clip_metrics[metric]
             name = hook.computation_name
@@ -565,13 +597,16 @@ class Evaluator:
               ) -> dict[str, Score]:
         """Every requested metric of ``fake`` against ``real`` over one set of clips (one scope). The
         interval of FGD and FVD is paired when the generated clips answer the real ones one to one."""
-        paired = self.paired(real, fake)
         table: dict[str, Score] = {}
         for metric in (self.metrics if metrics is None else metrics):
             value = self.metric(metric, real, fake)
             if value is not None:
-                table[metric] = metric_score(value, paired and REGISTRY[metric].paired,
-                                             **self.counts(metric, real, fake))
+                scored = self.body_scored(metric, fake)
+                score = metric_score(value, self.paired(real, scored) and REGISTRY[metric].paired,
+                                     **self.counts(metric, real, fake))
+                left_out = (no_body_warning(self.label(metric), fake, len(scored)) if metric in SKELETON_METRICS
+                            else None)
+                table[metric] = replace(score, warnings=(*score.warnings, left_out)) if left_out else score
         return table
 
     def score(self, real: Sequence[ClipResult], fake: Sequence[ClipResult], metrics: Sequence[str] | None = None
@@ -596,10 +631,17 @@ class Evaluator:
         return metric_label(metric, None if self.i3d is None else _comparable(self.i3d))
 
     def provenance(self, n_real: int | None, n_fake: int | None, inputs: InputReport | None = None,
-                   paired: bool = False) -> dict[str, Provenance]:
+                   paired: bool = False, without_body: int = 0) -> dict[str, Provenance]:
         """The provenance card of every metric of this evaluator, for these clip counts and inputs
-        (``paired``: the Fréchet distances' intervals pair generated clip i with real clip i)."""
-        return {m: self._card(m, n_real, n_fake, inputs or InputReport(), paired) for m in self.metrics}
+        (``paired``: the Fréchet distances' intervals pair generated clip i with real clip i;
+        ``without_body``: generated clips with no body found, left out of the skeleton metrics, whose
+        cards count the others and, when some are left out, their FGD interval is unpaired)."""
+        cards = {}
+        for m in self.metrics:
+            lost = without_body if m in SKELETON_METRICS and n_fake is not None else 0
+            cards[m] = self._card(m, n_real, None if n_fake is None else n_fake - lost, inputs or InputReport(),
+                                  paired and not lost)
+        return cards
 
     def _interval(self, metric: str, paired: bool) -> str:
         p = self.protocol
@@ -741,6 +783,27 @@ def scored_files(records: Sequence[ClipResult]) -> dict[str, dict[str, str]]:
             for r in records}
 
 
+def without_body(fake: Sequence[ClipResult], metrics: Sequence[str]) -> list[SkippedClip]:
+    """The generated clips with no body found, each as a ``SkippedClip`` left out of the selected skeleton
+    metrics only (``SkippedClip.metrics``); none when no skeleton metric is selected."""
+    left_out = tuple(m for m in metrics if m in SKELETON_METRICS)
+    return [SkippedClip("fake", r.clip.label, str(r.clip.video), f"no body found: {r.no_body}", left_out)
+            for r in fake if r.no_body is not None and left_out]
+
+
+def no_body_warning(label: str, fake: Sequence[ClipResult], scored: int) -> str | None:
+    """The sentence a skeleton metric's score carries when generated clips with no body found were left out
+    of it (``ClipResult.no_body``); None when none was."""
+    lost = [r for r in fake if r.no_body is not None]
+    if not lost:
+        return None
+    named = ", ".join(r.clip.label for r in lost[:NAMED_CLIPS]) + (f" and {len(lost) - NAMED_CLIPS} more"
+                                                                   if len(lost) > NAMED_CLIPS else "")
+    return (f"{len(lost)} of {len(fake)} generated clips show no body ({named}: {lost[0].no_body}) "
+            f"and are left out of {label}, which rests on the other {scored}: a method that loses the person "
+            "reads better on it than it is; those clips are scored on the metrics that need no skeleton")
+
+
 def _visibility(records: Sequence[ClipResult]) -> float | None:
     values = [r.visible for r in records if r.visible is not None]
     return float(np.mean(values)) if values else None
@@ -826,14 +889,15 @@ def evaluate(real_dir: str | Path | None, fake_dir: str | Path, metrics: Sequenc
     if not processes.is_main:
         processes.end_together()
         return None
+    no_body = without_body(fake, evaluator.metrics)
     result = EvaluationResult(
         protocol=protocol.to_dict(), protocol_label=protocol.label, metrics=evaluator.metrics,
         scores=evaluator.score(real, fake), reference=evaluator.reference(real) if real else {},
-        provenance=evaluator.provenance(len(real), len(fake), inputs, evaluator.paired(real, fake)),
+        provenance=evaluator.provenance(len(real), len(fake), inputs, evaluator.paired(real, fake), len(no_body)),
         real=Side(None if real_dir is None else str(real_dir), len(real), split if real_dir is not None and
                   is_dataset(real_dir) else None, _visibility(real), scored_files(real)),    # (a folder: no split)
         fake=Side(str(fake_dir), len(fake), None, _visibility(fake), scored_files(fake)),
-        inputs=inputs, skipped=tuple(skipped),
+        inputs=inputs, skipped=(*skipped, *no_body),
         environment={**produced, "python": platform.python_version(), "networks": evaluator.networks(),
                      "processes": processes.world, "seconds": round(time.perf_counter() - started, 1)})
     processes.end_together()
@@ -891,7 +955,8 @@ def format_table(result: EvaluationResult) -> str:
                 lines.append(f"{side:<10}{scope:<22}{result.label(metric):<8}{shown:>12}  {interval:<27} {counts}")
                 lines += [f"  warning: {w}" for w in score.warnings]
     for skip in result.skipped:
-        lines.append(f"skipped {skip.side} {skip.file}: {skip.reason}")
+        only = f" from {', '.join(result.label(m) for m in skip.metrics)}" if skip.metrics else ""
+        lines.append(f"skipped {skip.side} {skip.file}{only}: {skip.reason}")
     for metric, why in ((result.environment.get("networks") or {}).get("unavailable_metrics") or {}).items():
         lines.append(f"metric {metric} left out: {why}")
     return "\n".join(lines)

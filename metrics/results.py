@@ -297,19 +297,25 @@ class Provenance:
 
 @dataclass(frozen=True)
 class SkippedClip:
-    """A clip left out (``on_error="skip"``), and why."""
+    """A clip left out (``on_error="skip"``), and why; with ``metrics``, left out of those metrics only (a
+    generated clip in which no body was found: of the skeleton metrics), scored on the others."""
 
     side: str
     clip: str
     file: str
     reason: str
+    metrics: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
-        return {"side": self.side, "clip": self.clip, "file": self.file, "reason": self.reason}
+        data = {"side": self.side, "clip": self.clip, "file": self.file, "reason": self.reason}
+        return {**data, "metrics": list(self.metrics)} if self.metrics else data
 
     @classmethod
     def from_dict(cls, data: Mapping) -> SkippedClip:
-        return cls(data["side"], data["clip"], data["file"], data["reason"])
+        metrics = data.get("metrics", [])
+        if not isinstance(metrics, list) or not all(isinstance(m, str) for m in metrics):
+            raise ValueError(f"skipped clip {data.get('clip')!r}: metrics: expected a list of metric ids")
+        return cls(data["side"], data["clip"], data["file"], data["reason"], tuple(metrics))
 
 
 @dataclass(frozen=True)

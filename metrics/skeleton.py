@@ -24,6 +24,17 @@ class SkeletonError(ValueError):
     """Keypoints that cannot give a skeleton (no shoulders, NaN, wrong shape)."""
 
 
+class NoBodyError(SkeletonError):
+    """Well-formed keypoints in which no body is found: a shoulder never visible, or shoulders of zero
+    width. Of a generated clip this is the clip's own failure (the person lost), not a broken input:
+    the metrics that need a skeleton leave the clip out and say so, the others score it. ``reason``: the
+    finding alone (no file name, no hint), for a sentence that lists such clips."""
+
+    def __init__(self, message: str, reason: str | None = None):
+        super().__init__(message)
+        self.reason = reason or message
+
+
 def check_keypoints(keypoints: np.ndarray, source: str = "keypoints") -> np.ndarray:
     keypoints = np.asarray(keypoints)
     if keypoints.ndim != 3 or keypoints.shape[1:] != (wb.NUM_KEYPOINTS, 3):
@@ -33,6 +44,11 @@ def check_keypoints(keypoints: np.ndarray, source: str = "keypoints") -> np.ndar
         bad = np.flatnonzero(~finite)
         raise SkeletonError(f"{source}: NaN or inf keypoints in {bad.size} frames (first: frame {bad[0]})")
     return keypoints
+
+
+def visible_share(keypoints: np.ndarray, points, threshold: float) -> float:
+    """The share of ``points`` over all frames of ``keypoints`` (F, 133, 3) with a score >= ``threshold``."""
+    return float(np.mean(np.asarray(keypoints)[:, list(points), 2] >= threshold))
 
 
 def _anchor(index: int) -> int | None:
@@ -63,9 +79,9 @@ def fill_missing(keypoints: np.ndarray, threshold: float, points=None) -> tuple[
 
     shoulders = [filled(LEFT_SHOULDER), filled(RIGHT_SHOULDER)]
     if shoulders[0] is None or shoulders[1] is None:
-        raise SkeletonError("a shoulder is never visible: cannot normalise the skeleton (on real videos, "
-                            "use --extractor dwpose with its two ONNX files: the default toy extractor "
-                            "reads only the toy corpus' colour markers)")
+        reason = "a shoulder is never visible: cannot normalise the skeleton"
+        raise NoBodyError(f"{reason} (on real videos, use --extractor dwpose with its two ONNX files: the default "
+                          "toy extractor reads only the toy corpus' colour markers)", reason)
     neck = (shoulders[0] + shoulders[1]) / 2
     out = np.empty((len(keypoints), len(points), 2))
     done: dict[int, np.ndarray] = {LEFT_SHOULDER: shoulders[0], RIGHT_SHOULDER: shoulders[1]}
@@ -91,7 +107,7 @@ def normalise(xy: np.ndarray, shoulders: np.ndarray) -> np.ndarray:
     neck = shoulders.mean(axis=1)
     width = np.median(np.linalg.norm(shoulders[:, 0] - shoulders[:, 1], axis=-1))
     if width <= 1e-6:
-        raise SkeletonError("shoulder width is zero: cannot normalise the skeleton")
+        raise NoBodyError("shoulder width is zero: cannot normalise the skeleton")
     return (xy - np.median(neck, axis=0)) / width
 
 
@@ -116,9 +132,11 @@ def skeleton_sequence(keypoints: np.ndarray, fps: float, points, threshold: floa
     try:
         xy, shoulders = fill_missing(keypoints, threshold, points)
         xy = normalise(xy, shoulders)
+    except NoBodyError as error:
+        raise NoBodyError(f"{source}: {error}", error.reason) from None
     except SkeletonError as error:
         raise SkeletonError(f"{source}: {error}") from None
-    return resample(xy, fps, target_fps), float(np.mean(keypoints[:, points, 2] >= threshold))
+    return resample(xy, fps, target_fps), visible_share(keypoints, points, threshold)
 
 
 def windows(sequence: np.ndarray, window: int, stride: int) -> np.ndarray:

@@ -600,11 +600,12 @@ def test_update_into_a_new_baseline_given_as_its_results_json_writes_that_folder
 
 def test_update_refuses_a_run_with_undefined_or_missing_scores_unless_allowed(tmp_path, capsys):
     """A baseline holding an undefined score passes every later run where it is undefined again (was:
-    copied silently). The committed toy-ci baseline has no HKV for MYA (its results.json lists the
-    clip the toy extractor never sees a shoulder in); a copy with IMAC's FGD set to null adds one."""
+    copied silently). A copy of the committed toy-ci baseline with IMAC's FGD set to null and MYA's HKV
+    removed, as when no clip of a method can be scored on it."""
     data = json.loads((COMMITTED_BASELINE / "results.json").read_text())
-    assert "hkv" not in data["methods"]["mya"]["scores"]["all"] and data["methods"]["mya"]["unscored"]
     data["methods"]["imac"]["scores"]["all"]["fgd"]["value"] = None
+    del data["methods"]["mya"]["scores"]["all"]["hkv"]
+    data["methods"]["mya"]["unscored"] = {"ines/ines_004": "ines/ines_004.mp4: no frames decoded"}
     run = tmp_path / "run"
     run.mkdir()
     (run / "results.json").write_text(json.dumps(data))
