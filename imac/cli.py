@@ -177,6 +177,16 @@ def _sample_config(args: argparse.Namespace) -> tuple[IMACConfig, int, int]:
     return config, steps, kept
 
 
+def motion_words(motion) -> str:
+    """How the motion is sampled, for the line ``imac sample`` prints: steps, window overlap, smoothing;
+    or that the model has no motion branch (``motion.enabled`` false: the "w/o motion" ablation)."""
+    if not motion.enabled:
+        return "no motion branch (motion.enabled false: the speech reaches the video through the encoders only)"
+    smoothing = f"sigma {motion.smooth_sigma:g} frames" if motion.smooth_sigma > 0 else "no"
+    return (f"motion: {motion.sample_steps} steps, windows overlap {motion.window_overlap} frames, smoothed over "
+            f"time: {smoothing}")
+
+
 def _blamed(option: str, call, *args, **kwargs):
     """``call(*args, **kwargs)``; its OSError or ValueError (which names the file) said with ``option`` first."""
     try:
@@ -224,11 +234,9 @@ def _sample(args: argparse.Namespace) -> int:
           f"{describe_preparation(image.width, image.height, size)} (the model's data.resolution)\n"
           f"audio {args.audio}: {len(audio) / rate:.2f} s at {info.samplerate} Hz, {channels}{resampled} "
           f"-> {frames} frames at {config.fps:g} fps; muxed into the video as mono AAC at {mux_rate} Hz\nsampling: {steps} video steps ({config.video.sample_spacing} spacing) from "
-          f"{start}{noise}, guidance {guidance:g}, "
-          f"{config.motion.sample_steps} motion steps, seed {args.seed}; chunks: reference "
-          f"{config.video.chunk_reference}, hand-over {config.video.handover}; motion windows overlap "
-          f"{config.motion.window_overlap} frames, smoothed over time: "
-          + (f"sigma {config.motion.smooth_sigma:g} frames" if config.motion.smooth_sigma > 0 else "no"), flush=True)
+          f"{start}{noise}, guidance {guidance:g}, seed {args.seed}; chunks: reference "
+          f"{config.video.chunk_reference}, hand-over {config.video.handover}; " + motion_words(config.motion),
+          flush=True)
     pipeline = _blamed("--model", IMACPipeline.from_pretrained, args.model, device=device)
     pipeline.config = config
     generator = torch.Generator(device=pipeline.device).manual_seed(args.seed)

@@ -653,7 +653,7 @@ def test_cli_sample_says_what_it_does_and_blames_the_right_file(pipeline, tmp_pa
     assert main([*args, "--noise-correlation", "0.5", "--steps", "2"]) == 0
     assert "(1 of the 2 steps) (noise correlated 0.5 between frames), guidance" in capsys.readouterr().out
     assert main([*args, "--smooth-sigma", "0", "--steps", "2"]) == 0
-    assert "motion windows overlap 0 frames, smoothed over time: no" in capsys.readouterr().out
+    assert "steps, windows overlap 0 frames, smoothed over time: no" in capsys.readouterr().out
     assert main([*args, "--smooth-sigma", "2.5", "--steps", "2"]) == 0
     assert "smoothed over time: sigma 2.5 frames" in capsys.readouterr().out
     assert not (tmp_path / "x.mp4").exists() and (tmp_path / "y.mp4").is_file()
@@ -905,3 +905,14 @@ def test_the_least_strength_suggested_keeps_a_step_and_is_the_least_of_three_dec
         # exact arithmetic: the 3-decimal value just below keeps none (1/steps rounded up to 3 decimals)
         below = Fraction(round(least * 1000) - 1, 1000)
         assert below * steps < 1 or below <= 0
+
+
+def test_imac_sample_says_a_model_without_motion_samples_no_motion():
+    """Before, a "w/o motion" model's sampling line listed 25 motion steps, window overlap and smoothing."""
+    from imac.cli import motion_words
+    from imac.config import MotionConfig
+
+    assert motion_words(MotionConfig(sample_steps=7, window_overlap=20, smooth_sigma=2.0)) == (
+        "motion: 7 steps, windows overlap 20 frames, smoothed over time: sigma 2 frames")
+    words = motion_words(MotionConfig(enabled=False, sample_steps=7))
+    assert words.startswith("no motion branch (motion.enabled false") and "steps" not in words
