@@ -18,21 +18,10 @@ from metrics.dataset import ClipRecord, find_clips
 from metrics.evaluate import ClipError, ClipResult, Evaluator, evaluate, format_table, write_result
 from metrics.fgd_training import train_fgd_autoencoder
 from metrics.io.video import read_video, write_video
+from tests.feature_stand_ins import MeanColourFeatures
 from metrics.pose.toy import ToyMarkerPose
 from metrics.protocol import Protocol
 from metrics.results import Score, SkippedClip, read_result
-
-
-class MeanColourFeatures:
-    """A cheap stand-in for I3D with its interface: per-clip mean colour of 4 frame quarters."""
-
-    feature_id = "test-mean-colour"
-    is_pretrained = False
-    batch_size = 4
-
-    def __call__(self, videos):
-        v = np.asarray(videos, dtype=np.float64)
-        return np.concatenate([q.mean(axis=(1, 2, 3)) for q in np.array_split(v, 4, axis=1)], axis=1) / 255.0
 
 
 @pytest.fixture(scope="module")
