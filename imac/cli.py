@@ -25,7 +25,7 @@ from metrics.cli import (SEED_RANGE, CommandParser, add_command, help_texts, int
                          run_command)
 from metrics.dataset import read_manifest, validate_dataset
 from metrics.device import resolve_device
-from metrics.distributed import current_processes
+from metrics.distributed import current_processes, launch_place
 from metrics.io.audio import READABLE, audio_info, load_audio
 from metrics.io.files import check_file_target, save_npz_atomic
 from metrics.io.video import write_video
@@ -64,18 +64,24 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    args.resumable = args.stage != "vae"   # stages resume from checkpoints; an interrupted VAE is not saved
+    # what an interruption before the end keeps: the stages resume from a checkpoint, the VAE is not saved
+    args.resumable = ("the tiny VAE is written only when it finishes: the rerun trains it from the start"
+                      if args.stage == "vae" else "rerun the same command to resume from the last checkpoint "
+                      "(every train.save_every steps; the steps since it are trained again)")
     config = load_config(args.config, args.overrides)
     if args.stage == "vae":
         return _train_vae(config, args)
     from imac.training.trainer import train  # diffusers: see the note at the top
 
-    if args.stage == "stage2":
+    place = launch_place()
+    main_process = place is None or place[0] == 0        # under accelerate launch the main process says it, once
+    if main_process and args.stage == "stage2":
         init = config.stage2.init_from
         print(f"stage2: from the stage-1 model {init} (stage2.init_from)" if init else
               "stage2: without a stage-1 model (stage2.init_from=null: the w/o-first-stage ablation)")
     result = train(config, args.stage, progress=not args.quiet, max_steps=args.max_steps)
-    print(f"{args.stage}: {training_summary(result)}; model: {result.model_dir}; log: {result.log}")
+    if main_process:
+        print(f"{args.stage}: {training_summary(result)}; model: {result.model_dir}; log: {result.log}")
     return 0
 
 

@@ -145,7 +145,8 @@ def add_command(commands: argparse._SubParsersAction, name: str, summary: str, *
                 description: str | None = None, resumable: bool = False, **kwargs: Any) -> CommandParser:
     """A subcommand: ``summary`` in its parent's list and as its description, with the wrapped function.
 
-    ``resumable``: rerunning the command after an interruption (Ctrl-C) continues where it stopped.
+    ``resumable``: rerunning the command after an interruption (Ctrl-C) continues where it stopped (a
+    handler may set ``args.resumable`` to the sentence an interruption ends with instead).
     """
     text = summary if wraps is None else f"{summary} (Python: {wraps})"
     long = description or textwrap.fill(summary if wraps is None else f"{summary}.", 100)
@@ -358,19 +359,25 @@ def _handled(args: argparse.Namespace, prog: str, place, quiet_peers: bool, erro
     except Stopped as error:                 # SIGTERM, SIGUSR1: a scheduler's cancellation or notice
         if place is not None and place[0] != 0:
             return 128 + error.number        # the main process says it, once
-        if error.kept:
-            told = f"{error.kept}; rerun the same command to resume"
-        else:
-            told = "finished work is kept, rerun the same command to resume" if getattr(args, "resumable", False) else ""
+        told = f"{error.kept}; rerun the same command to resume" if error.kept else _resume_words(args)
         print(f"{prog}: stopped by {error.name}" + (f" {told}" if error.kept else f"; {told}" if told else ""),
               file=sys.stderr)
         return 128 + error.number
     except KeyboardInterrupt:
         if quiet_peers and place is not None and place[0] != 0:
             return 130                   # the main process says it, once
-        resume = "; finished work is kept, rerun the same command to resume" if getattr(args, "resumable", False) else ""
-        print(f"{prog}: interrupted{resume}", file=sys.stderr)
+        told = _resume_words(args)
+        print(f"{prog}: interrupted" + (f"; {told}" if told else ""), file=sys.stderr)
         return 130
+
+
+def _resume_words(args: argparse.Namespace) -> str:
+    """What an interrupted command says of a rerun: ``args.resumable`` when a sentence, else the common one
+    when it is true, else nothing."""
+    resumable = getattr(args, "resumable", False)
+    if isinstance(resumable, str):
+        return resumable
+    return "finished work is kept, rerun the same command to resume" if resumable else ""
 
 
 # -- the metrics commands ---------------------------------------------------------------------------

@@ -492,15 +492,19 @@ class StopRequests:
     own choosing (a training step's end, once its checkpoint is written) and raise ``Stopped`` itself.
     Leaving the block without an exception with a signal still recorded delivers it to the handler it had
     before (``signal.raise_signal``), so a stop is deferred, never lost. Outside the main thread it
-    records nothing (signals reach the main thread only)."""
+    records nothing (signals reach the main thread only).
 
-    def __init__(self) -> None:
+    ``interrupt=True`` records Ctrl-C (SIGINT) too, saying on stderr (the main process of a launch alone)
+    that the work stops at its next stopping point; a second Ctrl-C acts at once, as Ctrl-C does outside."""
+
+    def __init__(self, interrupt: bool = False) -> None:
         self.number = 0
+        self.interrupt = interrupt
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> StopRequests:
         if threading.current_thread() is threading.main_thread():
-            for number in _stop_numbers():
+            for number in _stop_numbers() + ([signal.SIGINT] if self.interrupt else []):
                 handler = signal.getsignal(number)
                 if handler != signal.SIG_IGN:        # one ignored (nohup, a launcher's choice) stays ignored
                     self._previous[number] = handler
@@ -508,6 +512,14 @@ class StopRequests:
         return self
 
     def _record(self, number: int, frame) -> None:
+        if number == signal.SIGINT and self.number == signal.SIGINT:     # Ctrl-C again: at once
+            previous = self._previous[number]
+            if callable(previous):
+                previous(number, frame)
+            raise KeyboardInterrupt
+        if number == signal.SIGINT and not self.number and os.environ.get("RANK", "0") == "0":
+            print("Ctrl-C: stopping at this step's end, once its checkpoint is written (Ctrl-C again: at once, "
+                  "and the steps since the last checkpoint are trained again)", file=sys.stderr, flush=True)
         self.number = self.number or number
 
     def __exit__(self, kind, error, traceback) -> None:

@@ -446,6 +446,9 @@ def test_two_processes_train_with_the_losses_of_one(corpus, vae, tmp_path):
          "--main_process_port", str(_free_port()), "-m", "imac", "train", "stage2", "--config", str(path), "--quiet"],
         env=env, capture_output=True, text=True, timeout=240)
     assert launched.returncode == 0, failed_launch(launched.stderr)
+    # the result is said once, by the main process (before: by each process)
+    assert launched.stdout.count("stage2: 3 steps in ") == 1, launched.stdout
+    assert launched.stdout.count("stage2: without a stage-1 model") == 1, launched.stdout
     lines = [read_log(folder / "stage2" / "log.jsonl") for folder in (tmp_path / "one", tmp_path / "two")]
     assert [line["step"] for line in lines[1]] == [1, 2, 3]
     for single, parallel in zip(*lines):

@@ -44,8 +44,11 @@ def _call(main, *args, **kwargs):
      f"python -m metrics compute: {RESUME}"),     # the features computed so far are in the cache
     (metrics.cli.main, (metrics.cli, "evaluate"), ["compute", "--real", "{tmp}", "--fake", "{tmp}", "--cache", "none"],
      "python -m metrics compute: interrupted"),
-    (imac.cli.main, (imac.cli, "load_config"), ["train", "stage1", "--config", "tiny"], f"imac train: {RESUME}"),
-    (imac.cli.main, (imac.cli, "load_config"), ["train", "vae", "--config", "tiny"], "imac train: interrupted"),
+    (imac.cli.main, (imac.cli, "load_config"), ["train", "stage1", "--config", "tiny"], "imac train: interrupted; "
+     "rerun the same command to resume from the last checkpoint (every train.save_every steps; the steps since it are "
+     "trained again)"),
+    (imac.cli.main, (imac.cli, "load_config"), ["train", "vae", "--config", "tiny"], "imac train: interrupted; the "
+     "tiny VAE is written only when it finishes: the rerun trains it from the start"),
     (imac.cli.main, (imac.cli, "validate_dataset"), ["validate", "{tmp}"], "imac validate: interrupted"),
 ])
 def test_ctrl_c_is_one_line_and_status_130(main, target, argv, line, tmp_path, monkeypatch, capsys):

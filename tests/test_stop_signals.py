@@ -176,3 +176,43 @@ def test_a_stop_signal_to_one_process_of_a_launch_stops_every_process_at_the_sam
     assert sorted(p.name for p in checkpoints.iterdir()) == ["step-2"]
     assert {"random_states_0.pkl", "random_states_1.pkl", "COMPLETE"} <= {p.name for p in (checkpoints / "step-2").iterdir()}
     assert [line["step"] for line in _read_log(tmp_path / "out" / "stage1" / "log.jsonl")] == [1, 2]
+
+
+def test_ctrl_c_in_imac_train_writes_that_step_s_checkpoint_and_a_second_acts_at_once(
+        corpus, vae, tmp_path, monkeypatch, capsys):
+    """Before: Ctrl-C ended `imac train` at once, losing every step since the last checkpoint
+    (train.save_every), and said "finished work is kept"."""
+    import imac.cli
+
+    config = tiny_config(corpus, vae, tmp_path / "out", ["stage1.steps=5", "train.save_every=1000",
+                                                         "motion.dropout=0.0"])
+    path = save_config(config, tmp_path / "tiny.yaml")
+    monkeypatch.setattr(trainer, "gradient_norm", _signal_at(3, signal.SIGINT))
+    assert imac.cli.main(["train", "stage1", "--config", str(path), "--quiet"]) == 128 + signal.SIGINT
+    checkpoints = tmp_path / "out" / "stage1" / "checkpoints"
+    assert capsys.readouterr().err == (
+        "Ctrl-C: stopping at this step's end, once its checkpoint is written (Ctrl-C again: at once, and the steps "
+        "since the last checkpoint are trained again)\n"
+        f"imac train: stopped by SIGINT at step 3: its checkpoint is written ({checkpoints / 'step-3'}); rerun the "
+        "same command to resume\n")
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["step-3"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+    with pytest.raises(KeyboardInterrupt):
+        with StopRequests(interrupt=True) as stops:
+            os.kill(os.getpid(), signal.SIGINT)
+            assert stops.number == signal.SIGINT
+            os.kill(os.getpid(), signal.SIGINT)          # again: at once
+            pytest.fail("a second Ctrl-C did not act at once")
+    capsys.readouterr()
+
+
+def test_a_run_started_from_step_0_drops_the_log_of_a_run_stopped_before_its_first_checkpoint(corpus, vae, tmp_path):
+    """Before: a run interrupted before its first checkpoint left its log lines, and the next run from
+    step 0 appended its own after them (steps 20, 40, ... 220, then 5)."""
+    config = tiny_config(corpus, vae, tmp_path / "out", ["stage1.steps=2"])
+    log = tmp_path / "out" / "stage1" / "log.jsonl"
+    log.parent.mkdir(parents=True)
+    log.write_text("".join(json.dumps({"step": step, "loss": 1.0}) + "\n" for step in (20, 40)))
+    train(config, "stage1", progress=False)
+    assert [line["step"] for line in _read_log(log)] == [1, 2]

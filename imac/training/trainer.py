@@ -500,6 +500,8 @@ def _train_stage(config: IMACConfig, stage: str, settings: StageConfig, dataset:
     if accelerator.is_main_process:
         checkpoints.mkdir(parents=True, exist_ok=True)
         save_config(config, out / "config.yaml")
+        if latest is None:      # a start from step 0: the lines of a run interrupted before its first checkpoint go
+            _trim_log(out / "log.jsonl", 0)
     # Not prepared by accelerate: GlobalBatches shards the global batches itself, so any number of
     # processes trains on the same windows with the same per-sample seeds (and a resumed run goes on).
     sampler = GlobalBatches(len(windows), settings.batch_size, accelerator.num_processes, accelerator.process_index,
@@ -519,7 +521,8 @@ def _train_stage(config: IMACConfig, stage: str, settings: StageConfig, dataset:
     last: dict[str, float] = {}
     first_step, last_window = step, 0
     batches = _cycle(loader)
-    with StopRequests() as stops:      # a stop signal acts at a step's end, or after the model is written
+    # a stop signal, or Ctrl-C, acts at a step's end, or after the model is written
+    with StopRequests(interrupt=True) as stops:
         while step < total:
             batch = {name: value.to(accelerator.device) for name, value in next(batches).items()}
             with accelerator.accumulate(model):
