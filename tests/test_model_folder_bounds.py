@@ -180,3 +180,21 @@ def test_transformers_load_report_is_not_shown_beside_a_refusal_but_kept_otherwi
         assert len(reports) == 1 and "head.weight" in reports[0] and "UNEXPECTED" in reports[0]
     finally:
         log.removeHandler(records)
+
+
+@pytest.mark.parametrize("changes, raised", [
+    ({"width": "16"}, "TypeError"),                     # a width as text
+    ({"heads": 3}, "AssertionError"),                   # heads that do not divide the width (16)
+    ({"width": -16}, "RuntimeError"),                   # a negative size
+])
+def test_a_config_that_builds_no_network_is_named_not_a_traceback(tmp_path, changes, raised):
+    """Before: torch's own error from deep in the build (a traceback through imac sample and imac train)."""
+    tiny_motion(tmp_path / "motion")
+    edit_config(tmp_path / "motion", **changes)
+    config = tmp_path / "motion" / "config.json"
+    with pytest.raises(ValueError, match=f"^{config}: no network can be built from its settings \\(a damaged or "
+                                         f"edited config: {raised}: "):
+        load_pretrained(MotionModel, tmp_path / "motion")
+    config.write_text("[]")                             # JSON, not an object (before: "couldn't connect to the hub")
+    with pytest.raises(ValueError, match=f"^{config}: a list, not a JSON object of settings$"):
+        load_pretrained(MotionModel, tmp_path / "motion")

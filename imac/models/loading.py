@@ -16,8 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from metrics.io.bounded import (WEIGHT_FILE_PREFIXES, check_model_fits_weights, check_safetensors,
-                                safetensors_shapes)
+from metrics.io.bounded import (WEIGHT_FILE_PREFIXES, BoundedReadError, check_model_fits_weights,
+                                check_safetensors, safetensors_shapes)
 
 T = TypeVar("T")
 
@@ -53,7 +53,10 @@ def load_pretrained(cls: type[T], folder: str | os.PathLike, **kwargs: Any) -> T
     built = []
     if hasattr(cls, "load_config") and hasattr(cls, "from_config"):        # diffusers
         config = cls.load_config(folder, **config_kwargs)
-        check_model_fits_weights(lambda: built.append(cls.from_config(config)) or built[-1], weights)
+        if not isinstance(config, dict):
+            raise ValueError(f"{weights / 'config.json'}: a {type(config).__name__}, not a JSON object of settings")
+        check_model_fits_weights(_buildable(lambda: built.append(cls.from_config(config)) or built[-1], weights),
+                                 weights)
         if weights.is_dir():
             check_weight_shapes({k: tuple(v.shape) for k, v in built[-1].state_dict().items()}, weights)
         try:
@@ -63,7 +66,7 @@ def load_pretrained(cls: type[T], folder: str | os.PathLike, **kwargs: Any) -> T
     if not hasattr(cls, "config_class"):
         raise TypeError(f"load_pretrained: {cls.__name__} is neither a diffusers nor a transformers model class")
     config = cls.config_class.from_pretrained(folder, **config_kwargs)        # transformers
-    check_model_fits_weights(lambda: cls(config), weights)
+    check_model_fits_weights(_buildable(lambda: cls(config), weights), weights)
     with _held_records(TRANSFORMERS_LOADER_LOGGER) as held:
         try:
             model, info = cls.from_pretrained(folder, output_loading_info=True, **kwargs)
@@ -77,6 +80,28 @@ def load_pretrained(cls: type[T], folder: str | os.PathLike, **kwargs: Any) -> T
                          f"{', '.join(missing[:3])}: not the weights of this config.json, or a damaged copy")
     _release(held)                    # e.g. the report of tensors the weights hold and the network lacks
     return model
+
+
+# What building a network from settings of the wrong type or value raises (a width as text, a negative
+# size, heads that do not divide the width, an empty list of widths): the config's fault, said as such.
+BUILD_ERRORS = (TypeError, ValueError, RuntimeError, AssertionError, KeyError, IndexError, ZeroDivisionError,
+                AttributeError, OSError)
+
+
+def _buildable(build: Any, folder: Path) -> Any:
+    """``build`` (no arguments: the network of ``folder``'s config.json), whose failure (``BUILD_ERRORS``) is a
+    ``ValueError`` naming that config.json and the error's first line, not a traceback from inside torch; the
+    refusal of a network larger than its weights (``BoundedReadError``) passes as it is."""
+    def checked():
+        try:
+            return build()
+        except BoundedReadError:
+            raise
+        except BUILD_ERRORS as error:
+            said = (str(error).strip().splitlines() or [""])[0][:300]
+            raise ValueError(f"{folder / 'config.json'}: no network can be built from its settings (a damaged or "
+                             f"edited config: {type(error).__name__}: {said})") from None
+    return checked
 
 
 # The logger of transformers' from_pretrained, which logs its load report (transformers >= 5).
