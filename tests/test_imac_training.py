@@ -799,3 +799,38 @@ def test_a_hubert_folder_that_is_not_there_is_named_by_its_key_before_any_work(c
     with pytest.raises(FileNotFoundError, match=r"audio.hubert: tny holds no HuBERT model \(no config.json\)"):
         train(config, "stage1", progress=False)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_moved_run_resumes_from_moved_model_folders_but_not_from_changed_ones(corpus, vae, tmp_path):
+    """Before: a run copied elsewhere, or named by an absolute path, was refused (stage2.init_from and
+    video.vae differed as strings), while a VAE retrained in place was resumed without a word into a model
+    whose weights and scaling factor disagree."""
+    import shutil
+
+    from diffusers import AutoencoderKL
+
+    run = tmp_path / "run"
+    shutil.copytree(vae, run / "vae")
+    train(tiny_config(corpus, run / "vae", run, ["stage1.steps=1"]), "stage1", progress=False)
+    stage2 = ["train.save_every=1", f"stage2.init_from={run / 'stage1' / 'model'}"]
+    train(tiny_config(corpus, run / "vae", run, stage2), "stage2", progress=False, max_steps=1)
+
+    moved = tmp_path / "elsewhere" / "run"
+    shutil.copytree(run, moved)
+    shutil.rmtree(run)                                  # the old paths are gone
+    resumed = train(tiny_config(corpus, moved / "vae", moved, ["train.save_every=1",
+                                                                f"stage2.init_from={moved / 'stage1' / 'model'}"]),
+                    "stage2", progress=False, max_steps=2)
+    assert (resumed.first_step, resumed.steps) == (1, 2)
+
+    changed = AutoencoderKL.from_pretrained(moved / "vae")      # the VAE retrained in place: other weights
+    with torch.no_grad():
+        for parameter in changed.parameters():
+            parameter.add_(0.01)
+    changed.save_pretrained(moved / "vae")
+    with pytest.raises(ValueError, match=re.escape(
+            f"checkpoints/step-2: trained from other model weights (video.vae: '{moved / 'vae'}', whose content "
+            "changed); resume it from the folders it was trained from (they may lie elsewhere)")):
+        train(tiny_config(corpus, moved / "vae", moved, ["train.save_every=1",
+                                                         f"stage2.init_from={moved / 'stage1' / 'model'}"]),
+              "stage2", progress=False, max_steps=3)

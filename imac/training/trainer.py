@@ -25,6 +25,7 @@ is ``<output>/<stage>/model``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import pickle
@@ -55,7 +56,7 @@ from metrics.device import resolve_device
 from metrics.distributed import Processes, StopRequests, Stopped, close_at_exit, stopped_anywhere
 from metrics.io.bounded import read_json
 from metrics.io.files import (hold_folder, remove_stale_temporaries, replace_folder, temporary_folder_sibling,
-                              write_text_atomic)
+                              update_digest_from_file, write_json_atomic, write_text_atomic)
 
 STAGES = ("stage1", "stage2")
 PRELOAD_LIMIT_BYTES = 2 * 1024 ** 3
@@ -341,6 +342,69 @@ RESUMABLE_KEYS = ("train.output", "train.save_every", "train.log_every", "train.
                   "data.root", "data.feature_cache", *SAMPLING_KEYS)
 
 
+# The model folders a stage reads its starting weights from. Where they lie may change when a stage resumes
+# (a run moved, or named by another path); what they hold may not: ``inputs.json`` in the stage's folder
+# records a fingerprint of each (``folder_fingerprint``) and a resume compares those instead of the paths.
+MODEL_INPUT_KEYS = ("stage2.init_from", "video.vae", "video.pretrained", "audio.hubert")
+INPUTS_FILE = "inputs.json"
+SAMPLED_ABOVE = 64 << 20          # bytes: a larger file is fingerprinted by its size and 10 blocks of 1 MiB
+
+
+def folder_fingerprint(folder: Path) -> str:
+    """A SHA-256 over a folder's files (recursively, in name order): each one's relative path, size and
+    content; of a file over ``SAMPLED_ABOVE`` bytes (the weights of a large model), its size and 10 blocks of
+    1 MiB spread over it (first and last included), so that a start does not read gigabytes. A retrained
+    or replaced model changes every block; the files' times are not read (a copy keeps the fingerprint)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        size = path.stat().st_size
+        digest.update(f"{path.relative_to(folder).as_posix()}\0{size}\0".encode())
+        if size <= SAMPLED_ABOVE:
+            update_digest_from_file(digest, path)
+            continue
+        block = 1 << 20
+        with open(path, "rb") as handle:
+            for start in np.linspace(0, size - block, 10).astype(np.int64):
+                handle.seek(int(start))
+                digest.update(handle.read(block))
+    return digest.hexdigest()
+
+
+def model_inputs(config: IMACConfig, stage: str) -> dict[str, dict[str, str | None]]:
+    """The model folders ``stage`` reads (``MODEL_INPUT_KEYS``; stage 1 only HuBERT): key -> its value in
+    ``config`` ("path") and the fingerprint of that folder ("fingerprint"; the value itself when it is no
+    folder: None, or "tiny" for the random tiny HuBERT)."""
+    values = flat_config(config.to_dict())
+    keys = [key for key in MODEL_INPUT_KEYS if stage == "stage2" or key == "audio.hubert"]
+    inputs = {}
+    for key in keys:
+        value = values.get(key)
+        folder = Path(value) if isinstance(value, str) and value else None
+        inputs[key] = {"path": value, "fingerprint": folder_fingerprint(folder) if folder and folder.is_dir()
+                       else value}
+    return inputs
+
+
+def input_changes(saved: Path, inputs: dict[str, dict[str, str | None]]) -> list[str] | None:
+    """The model inputs (``model_inputs``) whose content differs from what ``saved`` (a stage's
+    ``inputs.json``) recorded, in words; None when there is no readable record (a folder written by an
+    earlier version: then the paths themselves are compared, as the other settings are)."""
+    try:
+        recorded = read_json(saved)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(recorded, dict):
+        return None
+    changed = []
+    for key, now in inputs.items():
+        before = recorded.get(key) if isinstance(recorded.get(key), dict) else {}
+        if before.get("fingerprint") != now["fingerprint"]:
+            where = (f"{before.get('path')!r} -> {now['path']!r}" if before.get("path") != now["path"]
+                     else f"{now['path']!r}, whose content changed")
+            changed.append(f"{key}: {where}")
+    return changed
+
+
 def _layout_difference(saved: Path, config: IMACConfig, stage: str, error: Exception) -> str:
     """Why a checkpoint's weights do not fit the model built now, in words: the config keys that change the
     model (not those a resumed run may change, such as data.root), else torch's first size mismatch and, when
@@ -355,17 +419,20 @@ def _layout_difference(saved: Path, config: IMACConfig, stage: str, error: Excep
                        "was trained on" if moved else "")
 
 
-def resume_changes(saved: Path, config: IMACConfig, stage: str) -> list[str]:
+def resume_changes(saved: Path, config: IMACConfig, stage: str, inputs_compared: bool = False) -> list[str]:
     """The keys of ``config`` that differ from the ``config.yaml`` a stage's checkpoints were written with
     (``saved``), besides ``RESUMABLE_KEYS``, the stage's own ``steps`` and the other stage's section (and
-    the video branch for stage 1); empty when the file is missing or unreadable (written by an earlier version)."""
+    the video branch for stage 1), and, with ``inputs_compared`` (their contents compared by
+    ``input_changes``), the model folders' paths; empty when the file is missing or unreadable (written by an
+    earlier version)."""
     try:
         before = load_config(saved).to_dict()
     except (OSError, ValueError):
         return []
     other = ["stage2.", "video."] if stage == "stage1" else ["stage1."]
+    moved = MODEL_INPUT_KEYS if inputs_compared else ()
     return config_differences(flat_config(before), flat_config(config.to_dict()),
-                              (*RESUMABLE_KEYS, f"{stage}.steps", *other))
+                              (*RESUMABLE_KEYS, f"{stage}.steps", *other, *moved))
 
 
 def build_stage_model(config: IMACConfig, stage: str, pose_dim: int, hubert_dim: int,
@@ -485,7 +552,12 @@ def _train_stage(config: IMACConfig, stage: str, settings: StageConfig, dataset:
         if ema is not None and ema.decay != settings.ema_decay:
             raise TrainingFolderError(f"{latest[0]}: trained with {stage}.ema_decay={ema.decay}, not "
                                       f"{settings.ema_decay}", "resume it with the same value")
-        changed = resume_changes(out / "config.yaml", config, stage)
+        inputs = model_inputs(config, stage)
+        moved = input_changes(out / INPUTS_FILE, inputs)
+        if moved:
+            raise TrainingFolderError(f"{latest[0]}: trained from other model weights ({listed(moved)})",
+                                      "resume it from the folders it was trained from (they may lie elsewhere)")
+        changed = resume_changes(out / "config.yaml", config, stage, inputs_compared=moved is not None)
         if changed:
             raise TrainingFolderError(f"{latest[0]}: trained with other settings ({listed(changed)})",
                                       "resume it with the settings it was trained with (only the steps, the logging "
@@ -500,6 +572,7 @@ def _train_stage(config: IMACConfig, stage: str, settings: StageConfig, dataset:
     if accelerator.is_main_process:
         checkpoints.mkdir(parents=True, exist_ok=True)
         save_config(config, out / "config.yaml")
+        write_json_atomic(out / INPUTS_FILE, inputs if latest is not None else model_inputs(config, stage))
         if latest is None:      # a start from step 0: the lines of a run interrupted before its first checkpoint go
             _trim_log(out / "log.jsonl", 0)
     # Not prepared by accelerate: GlobalBatches shards the global batches itself, so any number of
