@@ -358,13 +358,13 @@ def test_cli_says_where_the_vae_goes_when_train_output_is_given(corpus, tmp_path
 
 
 @pytest.mark.parametrize("stage, overrides, said", [
-    ("stage1", ["data.root={tmp}/nowhere"], "{tmp}/nowhere/manifest.jsonl: manifest: file not found"),
+    ("stage1", ["data.root={tmp}/nowhere"], "data.root: {tmp}/nowhere holds no dataset (no manifest.jsonl)"),
     ("stage1", ["data.identities=[nobody]"], "data.identities: nobody not in"),
     ("stage1", ["fps=24"], "fps: the config's 24 is not the dataset's 25 fps ({corpus}); give the override fps=25"),
     ("stage2", ["fps=30"], "give the override fps=25"),
     ("stage2", ["stage2.init_from={tmp}/no-stage1"], "stage2.init_from: {tmp}/no-stage1 is not a stage-1 model"),
     ("stage2", ["video.vae={tmp}/no-vae"], "video.vae: {tmp}/no-vae holds no model (no config.json); train one"),
-    ("vae", ["data.root={tmp}/nowhere", "video.vae={tmp}/out/vae"], "{tmp}/nowhere/manifest.jsonl: manifest"),
+    ("vae", ["data.root={tmp}/nowhere", "video.vae={tmp}/out/vae"], "data.root: {tmp}/nowhere holds no dataset"),
 ])
 def test_imac_train_checks_its_inputs_before_it_writes_anything(corpus, vae, tmp_path, capsys, stage, overrides,
                                                                 said):
@@ -834,3 +834,18 @@ def test_a_moved_run_resumes_from_moved_model_folders_but_not_from_changed_ones(
         train(tiny_config(corpus, moved / "vae", moved, ["train.save_every=1",
                                                          f"stage2.init_from={moved / 'stage1' / 'model'}"]),
               "stage2", progress=False, max_steps=3)
+
+
+def test_a_data_root_without_a_dataset_says_how_to_make_the_toy_corpus(tmp_path, capsys, monkeypatch):
+    """Before: a fresh clone's `imac train vae --config tiny` (the README's first training command) said only
+    "data/toy/manifest.jsonl: file not found (is this a dataset folder?)"."""
+    from imac.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    for stage in ("vae", "stage1"):
+        assert main(["train", stage, "--config", "tiny", "--quiet"]) == 2
+        assert capsys.readouterr().err == (
+            "imac train: error: data.root: data/toy holds no dataset (no manifest.jsonl): make the toy corpus there "
+            "with `imac-bench data toy --out data/toy`, prepare one from videos with `imac-bench data prepare`, "
+            "or give data.root=DIR\n")
+    assert not (tmp_path / "runs").exists()

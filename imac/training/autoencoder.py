@@ -44,8 +44,7 @@ from torch import nn
 from tqdm import tqdm
 
 from imac.frames import frames_to_tensor, tensor_to_frames
-from imac.training.windows import video_chunks_to_tensor
-from metrics.dataset import Dataset
+from imac.training.windows import open_dataset, video_chunks_to_tensor
 from metrics.distributed import SINGLE, Processes
 from metrics.io.files import atomic_folder, write_json_atomic
 from metrics.training import DataParallel
@@ -130,7 +129,7 @@ def load_split_frames(dataset_root: str | os.PathLike, split: str, resolution: i
 
     ValueError naming the dataset when the split has no clips or no frames.
     """
-    dataset = Dataset.open(dataset_root, level="files")
+    dataset = open_dataset(dataset_root, level="files")
     records = dataset.split(split)
     if not records:
         raise ValueError(f"dataset {dataset.root} has no {split!r} clips to train the autoencoder on")

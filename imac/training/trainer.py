@@ -50,7 +50,7 @@ from imac.models.motion import MotionModel
 from imac.models.video import check_video_config, enable_block_checkpointing
 from imac.pipeline import (IMACPipeline, assemble, build_hubert, build_motion, build_video_parts,
                            hubert_identity)
-from imac.training.windows import ClipArrays, GlobalBatches, TrainingWindows, preload_frames
+from imac.training.windows import ClipArrays, GlobalBatches, TrainingWindows, open_dataset, preload_frames
 from metrics.dataset import FPS_RELATIVE_TOLERANCE, Dataset
 from metrics.device import resolve_device
 from metrics.distributed import Processes, StopRequests, Stopped, close_at_exit, stopped_anywhere
@@ -167,7 +167,7 @@ def check_inputs(config: IMACConfig, stage: str) -> Dataset:
     if own_hubert and not (Path(hubert) / "config.json").is_file():
         raise FileNotFoundError(f"audio.hubert: {hubert} holds no HuBERT model (no config.json); give a local "
                                 "HuBERT folder (e.g. hubert-large-ls960-ft in the transformers layout) or 'tiny'")
-    dataset = Dataset.open(config.data.root)
+    dataset = open_dataset(config.data.root)
     check_frame_rate(config, _select_clips(config, dataset))
     if stage == "stage2":
         init = config.stage2.init_from

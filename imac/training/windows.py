@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import Dataset as TorchDataset
 
 from imac.frames import frames_to_tensor, tensor_to_frames
-from metrics.dataset import ClipRecord
+from metrics.dataset import MANIFEST_NAME, ClipRecord, Dataset
 from metrics.io.video import CHUNK_FRAMES, VideoReader, chunk_frames
 
 
@@ -186,3 +186,17 @@ def preload_frames(record: ClipRecord, resolution: int) -> np.ndarray:
     """A clip's frames at the training resolution as uint8 (small datasets: decode once), decoded and
     resized a chunk at a time (``video_chunks_to_tensor``)."""
     return video_chunks_to_tensor(record.video, resolution, convert=tensor_to_frames)
+
+
+def open_dataset(root, level: str = "full") -> Dataset:
+    """The dataset at ``data.root`` (``metrics.dataset.Dataset.open``). A folder with no manifest there, or
+    none at all, is a ``FileNotFoundError`` that names ``data.root`` and how to make one (the tiny config's
+    ``data/toy`` is made by ``imac-bench data toy``, not shipped: a fresh clone has none)."""
+    from pathlib import Path
+
+    root = Path(root)
+    if not (root / MANIFEST_NAME).exists() and not root.is_file():
+        raise FileNotFoundError(f"data.root: {root} holds no dataset (no {MANIFEST_NAME}): make the toy corpus there "
+                                f"with `imac-bench data toy --out {root}`, prepare one from videos with `imac-bench "
+                                "data prepare`, or give data.root=DIR")
+    return Dataset.open(root, level=level)
