@@ -849,3 +849,19 @@ def test_a_data_root_without_a_dataset_says_how_to_make_the_toy_corpus(tmp_path,
             "with `imac-bench data toy --out data/toy`, prepare one from videos with `imac-bench data prepare`, "
             "or give data.root=DIR\n")
     assert not (tmp_path / "runs").exists()
+
+
+def test_stage2_refuses_a_stage1_model_of_other_audio_settings(corpus, vae, tmp_path):
+    """Before: a stage 2 at 16 kHz from a stage-1 model trained at 22.05 kHz, or with another tiny HuBERT
+    seed, was accepted without a word: its motion branch read other features than it learnt on, and the
+    stage-2 card recorded this config's settings."""
+    run = tmp_path / "run"
+    train(tiny_config(corpus, vae, run, ["stage1.steps=1", "audio.sample_rate=22050"]), "stage1", progress=False)
+    init = run / "stage1" / "model"
+    with pytest.raises(ValueError, match=re.escape(
+            f"stage2.init_from: {init} was trained with other audio settings (audio.sample_rate: 22050 there, 16000 "
+            "here; audio.hubert_seed: 0 there, 5 here); give audio.sample_rate=22050 audio.hubert_seed=0, or train "
+            "stage 1 again")):
+        train(tiny_config(corpus, vae, tmp_path / "two", [f"stage2.init_from={init}", "audio.hubert_seed=5"]),
+              "stage2", progress=False, max_steps=1)
+    assert not (tmp_path / "two").exists()

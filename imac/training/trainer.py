@@ -173,6 +173,8 @@ def check_inputs(config: IMACConfig, stage: str) -> Dataset:
         init = config.stage2.init_from
         if init and not (Path(init) / "imac.json").is_file():
             raise _not_a_stage1_folder(init)
+        if init:
+            check_stage1_audio(config, init)
         for option, folder in _video_inputs(config):
             if not (folder / "config.json").is_file():
                 hint = ("train one with `imac train vae`" if option == "video.vae" else
@@ -183,6 +185,38 @@ def check_inputs(config: IMACConfig, stage: str) -> Dataset:
             check_vae_resolution(config.data.resolution, Path(video.pretrained) / "vae" if video.pretrained
                                  else Path(video.vae), "video.pretrained" if video.pretrained else "video.vae")
     return dataset
+
+
+# The audio settings a stage-1 model fixes for the stage 2 that starts from it: the features its motion
+# branch was trained on (stage 2 takes that model's HuBERT, whatever audio.hubert and hubert_seed say;
+# the path of a HuBERT folder is not compared, only tiny against a folder, and the tiny one's seed).
+STAGE1_AUDIO_KEYS = ("sample_rate", "hubert", "hubert_seed", "n_mfcc")
+
+
+def check_stage1_audio(config: IMACConfig, init: str) -> None:
+    """Refuse a stage 2 whose ``audio`` settings differ from those of its stage-1 model (``stage2.init_from``)
+    in ``STAGE1_AUDIO_KEYS`` or whose ``fps`` does: its motion branch would read features of another rate or
+    HuBERT than it learnt on, while the stage-2 folder's card recorded this config's. ``ValueError`` naming the
+    keys with both values and the overrides to give; before, accepted without a word. A card without a config
+    (not one) is left to the loader to name."""
+    try:
+        before = read_json(Path(init) / "imac.json").get("config") or {}
+    except (OSError, ValueError, AttributeError):
+        return
+    audio = before.get("audio") if isinstance(before.get("audio"), dict) else {}
+    now = config.audio
+    tiny = "tiny" in (audio.get("hubert"), now.hubert)   # a HuBERT folder's path may differ (moved): not compared
+    keys = [key for key in STAGE1_AUDIO_KEYS if (key != "hubert" or tiny)
+            and (key != "hubert_seed" or audio.get("hubert") == now.hubert == "tiny")]
+    differing = {f"audio.{key}": audio[key] for key in keys if key in audio and audio[key] != getattr(now, key)}
+    if "fps" in before and before["fps"] != config.fps:
+        differing["fps"] = before["fps"]
+    if differing:
+        here = {key: (config.fps if key == "fps" else getattr(now, key.split(".", 1)[1])) for key in differing}
+        raise ValueError(f"stage2.init_from: {init} was trained with other audio settings ("
+                         + "; ".join(f"{key}: {value!r} there, {here[key]!r} here" for key, value in differing.items())
+                         + "); give " + " ".join(f"{key}={value}" for key, value in differing.items())
+                         + ", or train stage 1 again")
 
 
 def check_vae_resolution(resolution: int, folder: Path, option: str) -> None:
