@@ -233,9 +233,25 @@ def load_config(name_or_path: str | os.PathLike, overrides: list[str] = ()) -> I
     """
     path = resolve_config_path(name_or_path)
     _check_overrides(overrides)
-    values = with_output(apply_overrides(read_yaml(path), overrides))
+    values = with_output(expand_home(apply_overrides(read_yaml(path), overrides)))
     config = build_options(IMACConfig, values, str(path))
     return check_consistency(config, f"{path} with {' '.join(overrides)}" if overrides else str(path))
+
+
+# The keys that name a folder. "~/x" in them is the home folder's x, as a shell would read it; an
+# override `train.output=~/x` reaches the program unexpanded (bash expands ~ only at a word's start or
+# after the = of an assignment), and was taken for a folder named "~" in the working directory.
+PATH_KEYS = (("data", "root"), ("data", "feature_cache"), ("audio", "hubert"), ("video", "pretrained"),
+             ("video", "vae"), ("stage1", "init_from"), ("stage2", "init_from"), ("train", "output"))
+
+
+def expand_home(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with a leading ``~`` or ``~user`` in the ``PATH_KEYS`` expanded (``os.path.expanduser``)."""
+    for section, key in PATH_KEYS:
+        part = values.get(section)
+        if isinstance(part, dict) and isinstance(part.get(key), str) and part[key].startswith("~"):
+            values = {**values, section: {**part, key: os.path.expanduser(part[key])}}
+    return values
 
 
 OUTPUT_PLACEHOLDER = "{train.output}"

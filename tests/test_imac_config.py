@@ -178,3 +178,13 @@ def test_the_training_seed_is_within_numpys_32_bits():
     for bad in ("-1", "4294967296"):
         with pytest.raises((OptionsError, ValueError), match=r"train.seed: must be >= 0 and <= 4294967295"):
             load_config("tiny", [f"train.seed={bad}"])
+
+
+def test_a_home_folder_in_a_path_key_is_expanded(monkeypatch, tmp_path):
+    """Before: `train.output=~/x` (bash leaves the ~ of a key.sub=~/x word) wrote into a folder named "~"."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    config = load_config("tiny", ["train.output=~/runs/x", "data.root=~/data", "video.vae=~/vae"])
+    assert config.train.output == f"{tmp_path}/runs/x"
+    assert config.data.root == f"{tmp_path}/data" and config.video.vae == f"{tmp_path}/vae"
+    assert config.stage2.init_from == f"{tmp_path}/runs/x/stage1/model"       # {train.output} follows it
+    assert load_config("tiny", ["train.output=runs/~x"]).train.output == "runs/~x"   # not at the start: kept
