@@ -241,8 +241,9 @@ def _sample(args: argparse.Namespace) -> int:
           f"audio {args.audio}: {len(audio) / rate:.2f} s at {info.samplerate} Hz, {channels}{resampled} "
           f"-> {frames} frames at {config.fps:g} fps; muxed into the video as mono AAC at {mux_rate} Hz\nsampling: {steps} video steps ({config.video.sample_spacing} spacing) from "
           f"{start}{noise}, guidance {guidance:g}, seed {args.seed}; chunks: reference "
-          f"{config.video.chunk_reference}, hand-over {config.video.handover}; " + motion_words(config.motion),
-          flush=True)
+          f"{config.video.chunk_reference}, hand-over {config.video.handover}; " + motion_words(config.motion)
+          + f"; device {device}" + (" (a GPU is there: --device cuda)" if device == "cpu" and torch.cuda.is_available()
+                                    else ""), flush=True)
     pipeline = _blamed("--model", IMACPipeline.from_pretrained, args.model, device=device)
     pipeline.config = config
     generator = torch.Generator(device=pipeline.device).manual_seed(args.seed)
@@ -331,7 +332,8 @@ def build_parser() -> CommandParser:
                         help="smooth the sampled motion over time with a Gaussian of this sigma, in frames, before "
                              "the video sees it (0: as sampled, the paper) (default: the model's "
                              "motion.smooth_sigma; tiny 5, i2vgenxl 0)")
-    sample.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (a GPU if torch sees one)")
+    sample.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (a GPU if torch sees one); the "
+                        "line printed before sampling names it (default: cpu)")
     sample.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 

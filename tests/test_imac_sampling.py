@@ -653,7 +653,7 @@ def test_cli_sample_says_what_it_does_and_blames_the_right_file(pipeline, tmp_pa
     assert main([*args, "--noise-correlation", "0.5", "--steps", "2"]) == 0
     assert "(1 of the 2 steps) (noise correlated 0.5 between frames), guidance" in capsys.readouterr().out
     assert main([*args, "--smooth-sigma", "0", "--steps", "2"]) == 0
-    assert "steps, windows overlap 0 frames, smoothed over time: no" in capsys.readouterr().out
+    assert "steps, windows overlap 0 frames, smoothed over time: no; device cpu\n" in capsys.readouterr().out
     assert main([*args, "--smooth-sigma", "2.5", "--steps", "2"]) == 0
     assert "smoothed over time: sigma 2.5 frames" in capsys.readouterr().out
     assert not (tmp_path / "x.mp4").exists() and (tmp_path / "y.mp4").is_file()
