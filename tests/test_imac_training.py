@@ -625,7 +625,7 @@ def test_a_damaged_checkpoint_is_named_not_a_traceback(corpus, vae, tmp_path):
         train(tiny_config(corpus, vae, run), "stage1", progress=False, max_steps=2)
 
 
-@pytest.mark.parametrize("damage", ["cut", "gone", "keyless"])
+@pytest.mark.parametrize("damage", ["cut", "gone", "keyless", "garbage"])
 def test_a_checkpoint_whose_random_states_cannot_be_read_is_refused(corpus, vae, tmp_path, damage):
     # accelerate would pass over them with an INFO line (the test below shows what that costs)
     run = tmp_path / "run"
@@ -635,11 +635,15 @@ def test_a_checkpoint_whose_random_states_cannot_be_read_is_refused(corpus, vae,
         states.write_bytes(states.read_bytes()[:40])
     elif damage == "gone":
         states.unlink()
+    elif damage == "garbage":
+        states.write_bytes(b"\x80\x04garbage" * 20)
     else:
         torch.save({"random_state": [1, 2, 3]}, states)
     with pytest.raises(ValueError, match=r"checkpoints/step-1: a damaged checkpoint \(\w+: .+\); remove that "
-                                         r"folder to resume from the checkpoint before it"):
+                                         r"folder to resume from the checkpoint before it") as refused:
         train(tiny_config(corpus, vae, run), "stage1", progress=False, max_steps=2)
+    # torch's advice to load it with weights_only=False (running what a pickle says) is not passed on
+    assert "weights_only" not in str(refused.value)
 
 
 def test_a_checkpoint_resumed_by_another_number_of_processes_is_refused(tmp_path):

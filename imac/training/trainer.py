@@ -292,6 +292,8 @@ class TrainingFolderError(ValueError):
 
 def _damaged_checkpoint(folder: Path, error: BaseException) -> TrainingFolderError:
     reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+    if "weights_only" in reason:      # torch's advice to unpickle it unchecked (arbitrary code): not passed on
+        reason = "a file that does not read as saved states (torch.load refused to unpickle it)"
     return TrainingFolderError(f"{folder}: a damaged checkpoint ({type(error).__name__}: {reason})",
                                "remove that folder to resume from the checkpoint before it")
 
