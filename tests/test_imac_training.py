@@ -75,8 +75,10 @@ def test_window_helpers():
     assert min(starts) == 0 and max(starts) == 64
     with pytest.raises(ValueError, match="must fit"):
         video_window_start(16, 80, rng)
-    with pytest.raises(ValueError, match="no training clip has 80 frames"):
-        TrainingWindows([synthetic_clip(40)], 80, 16, RESOLUTION)
+    with pytest.raises(ValueError, match=re.escape("no training clip has 80 frames (stage2.motion_frames); the longest "
+                                                   "has 50: 2 shorter clip(s) skipped; give stage2.motion_frames of at "
+                                                   "most 50")):
+        TrainingWindows([synthetic_clip(40), synthetic_clip(50)], 80, 16, RESOLUTION, setting="stage2.motion_frames")
 
 
 @settings(max_examples=30, deadline=None)

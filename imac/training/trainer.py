@@ -550,7 +550,7 @@ def _train_stage(config: IMACConfig, stage: str, settings: StageConfig, dataset:
                              sample_rate=config.audio.sample_rate, cache_dir=cache)
     clips = load_clip_arrays(config, dataset, features, with_frames=stage == "stage2", progress=show)
     windows = TrainingWindows(clips, settings.motion_frames, config.video.frames if stage == "stage2" else None,
-                              config.data.resolution, seed=config.train.seed)
+                              config.data.resolution, seed=config.train.seed, setting=f"{stage}.motion_frames")
     if windows.skipped and show:
         print(f"skipped {len(windows.skipped)} clip(s) shorter than {settings.motion_frames} frames")
     normalization = (np.concatenate([c.pose for c in clips]), np.concatenate([c.expression for c in clips]))

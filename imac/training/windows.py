@@ -95,7 +95,7 @@ class GlobalBatches(torch.utils.data.Sampler):
 
 class TrainingWindows(TorchDataset):
     def __init__(self, clips: list[ClipArrays], motion_frames: int, video_frames: int | None = None,
-                 resolution: int | None = None, seed: int = 0) -> None:
+                 resolution: int | None = None, seed: int = 0, setting: str = "the motion window") -> None:
         self.motion_frames = motion_frames
         self.video_frames = video_frames
         self.resolution = resolution
@@ -103,8 +103,9 @@ class TrainingWindows(TorchDataset):
         self.clips = [clip for clip in clips if clip.num_frames >= motion_frames]
         self.skipped = [clip.record.label for clip in clips if clip.num_frames < motion_frames]
         if not self.clips:
-            raise ValueError(f"no training clip has {motion_frames} frames (the motion window); "
-                             f"{len(self.skipped)} shorter clip(s) skipped")
+            longest = max((clip.num_frames for clip in clips), default=0)
+            raise ValueError(f"no training clip has {motion_frames} frames ({setting}); the longest has {longest}: "
+                             f"{len(self.skipped)} shorter clip(s) skipped; give {setting} of at most {longest}")
         self.positions = window_positions([c.num_frames for c in self.clips], motion_frames)
 
     def __len__(self) -> int:
