@@ -222,6 +222,23 @@ def _checked(path: Path) -> Path:
     return path
 
 
+def check_input_ranges(reference: torch.Tensor, audio: np.ndarray) -> None:
+    """Refuse a reference image outside [-1, 1] (0-255 pixels, as an image file holds them: ``imac.frames.
+    reference_tensor`` makes the model's) and audio that is not floating-point samples (int16 PCM as read raw;
+    ``metrics.io.audio.load_audio`` gives float32 in [-1, 1]): the model would sample from them as they are,
+    a washed-out video or a shout, without a word. ``ValueError`` naming the range found."""
+    if not torch.is_floating_point(reference):
+        raise ValueError(f"reference image must be floating-point values in [-1, 1], got {reference.dtype} "
+                         "(imac.frames.reference_tensor makes one from an image)")
+    low, high = float(reference.min()), float(reference.max())
+    if low < -1.01 or high > 1.01:
+        raise ValueError(f"reference image must be in [-1, 1], got values in [{low:g}, {high:g}] (0-255 pixels? "
+                         "imac.frames.reference_tensor scales an image)")
+    if not np.issubdtype(np.asarray(audio).dtype, np.floating):
+        raise ValueError(f"audio must be floating-point samples (in [-1, 1]), got {np.asarray(audio).dtype} "
+                         "(metrics.io.audio.load_audio reads a file as float32)")
+
+
 class IMACPipeline:
     def __init__(self, config: IMACConfig, model: IMACModel, hubert, hubert_id: str, stage: str,
                  feature_cache: str | os.PathLike | None = None) -> None:
@@ -358,6 +375,7 @@ class IMACPipeline:
         size = self.config.data.resolution
         if tuple(reference.shape) != (3, size, size):
             raise ValueError(f"reference image must be (3, {size}, {size}) in [-1, 1], got {tuple(reference.shape)}")
+        check_input_ranges(reference, audio)
         self.check_video_steps(steps or self.config.video.sample_steps)     # before the motion is sampled
         rate = self.config.audio.sample_rate
         if sample_rate != rate:  # resampled once: for the features and for the muxed track

@@ -916,3 +916,17 @@ def test_imac_sample_says_a_model_without_motion_samples_no_motion():
         "motion: 7 steps, windows overlap 20 frames, smoothed over time: sigma 2 frames")
     words = motion_words(MotionConfig(enabled=False, sample_steps=7))
     assert words.startswith("no motion branch (motion.enabled false") and "steps" not in words
+
+
+def test_the_pipeline_refuses_inputs_in_other_ranges():
+    """Before: a reference of 0-255 pixels or int16 samples was sampled from as it was, without a word."""
+    from imac.pipeline import check_input_ranges
+
+    speech = np.zeros(1600, np.float32)
+    check_input_ranges(torch.zeros(3, 8, 8).uniform_(-1, 1), speech)
+    with pytest.raises(ValueError, match=r"in \[-1, 1\], got values in \[0, 255\] \(0-255 pixels\?"):
+        check_input_ranges(torch.linspace(0, 255, 192).reshape(3, 8, 8), speech)
+    with pytest.raises(ValueError, match="floating-point values in \\[-1, 1\\], got torch.uint8"):
+        check_input_ranges(torch.zeros(3, 8, 8, dtype=torch.uint8), speech)
+    with pytest.raises(ValueError, match="audio must be floating-point samples .*, got int16"):
+        check_input_ranges(torch.zeros(3, 8, 8), speech.astype(np.int16))
