@@ -127,9 +127,9 @@ def make_evaluator(plan: RunPlan, cache: Path) -> Evaluator:
 
 def score_folder(evaluator: Evaluator, plan: RunPlan, folder: Path, name: str):
     """``folder/name``'s videos against the run's real test videos: {metric: Score} over all clips, and
-    the clips left unscored."""
+    the clips left unscored (by every metric, or, with no body found, by FGD, Div and BAS)."""
     scored = RunScorer.for_dataset(evaluator, plan.data, plan.clips, folder).method(name)
-    return scored.scores.get("all", {}), scored.unscored
+    return scored.scores.get("all", {}), {**scored.unscored, **scored.no_body}
 
 
 def against_still(evaluator: Evaluator, plan: RunPlan, folder: Path, name: str, still: str = STILL[0]

@@ -99,11 +99,12 @@ def test_other_seeds_are_drawn_with_the_runs_models_and_scored_like_the_run(fini
     assert len(set(fgd["Shifted by the seed"][:3])) == 3      # each clip moved by its seed's amount
     # beside them, each method minus the static control, paired over the clips both could score, inside its
     # interval; a clip either could not score (here the static frame of one clip shows no shoulder, as the
-    # run's results.json lists) leaves fewer pairs than test clips, and the cell says how many (its estimate
-    # is then not the difference of the two values above, which rest on other clips)
+    # run's results.json lists under no_body: left out of FGD) leaves fewer pairs than test clips, and the cell
+    # says how many (its estimate is then not the difference of the two values above, which rest on other clips)
     paired = rows(printed, "FGD: method - static control, paired")
     assert set(paired) == {"Shifted by the seed", "Copy"}
-    unscored = {name: set(results.methods[name].unscored) for name in ("copy", "static")}
+    unscored = {name: set(results.methods[name].no_body) for name in ("copy", "static")}
+    assert not any(results.methods[name].unscored for name in ("copy", "static"))
     assert len(unscored["static"]) == 1 and not unscored["copy"]
     for label in paired:
         for column in range(3):

@@ -188,7 +188,12 @@ def test_ctrl_c_in_imac_train_writes_that_step_s_checkpoint_and_a_second_acts_at
                                                          "motion.dropout=0.0"])
     path = save_config(config, tmp_path / "tiny.yaml")
     monkeypatch.setattr(trainer, "gradient_norm", _signal_at(3, signal.SIGINT))
-    assert imac.cli.main(["train", "stage1", "--config", str(path), "--quiet"]) == 128 + signal.SIGINT
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)   # (a pytest-xdist worker ignores it)
+    try:
+        assert imac.cli.main(["train", "stage1", "--config", str(path), "--quiet"]) == 128 + signal.SIGINT
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
     checkpoints = tmp_path / "out" / "stage1" / "checkpoints"
     assert capsys.readouterr().err == (
         "Ctrl-C: stopping at this step's end, once its checkpoint is written (Ctrl-C again: at once, and the steps "
@@ -196,14 +201,17 @@ def test_ctrl_c_in_imac_train_writes_that_step_s_checkpoint_and_a_second_acts_at
         f"imac train: stopped by SIGINT at step 3: its checkpoint is written ({checkpoints / 'step-3'}); rerun the "
         "same command to resume\n")
     assert sorted(p.name for p in checkpoints.iterdir()) == ["step-3"]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
-    with pytest.raises(KeyboardInterrupt):
-        with StopRequests(interrupt=True) as stops:
-            os.kill(os.getpid(), signal.SIGINT)
-            assert stops.number == signal.SIGINT
-            os.kill(os.getpid(), signal.SIGINT)          # again: at once
-            pytest.fail("a second Ctrl-C did not act at once")
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with StopRequests(interrupt=True) as stops:
+                os.kill(os.getpid(), signal.SIGINT)
+                assert stops.number == signal.SIGINT
+                os.kill(os.getpid(), signal.SIGINT)          # again: at once
+                pytest.fail("a second Ctrl-C did not act at once")
+    finally:
+        signal.signal(signal.SIGINT, previous)
     capsys.readouterr()
 
 
