@@ -359,8 +359,11 @@ def _check_frames(check: _Checker, real, fake, protocol: Protocol) -> None:
     if len(sizes) > 1:
         check.converted("frame_size", SKELETON_METRICS, f"frame sizes {', '.join(sorted(sizes))}: keypoints are "
                         "normalised per clip (neck centre, shoulder width), so skeletons compare in shoulder widths")
-    _equal_sides(check, real, fake, "frame_rate", ("fvd",), f"a {protocol.fvd_frames}-frame FVD clip spans "
-                f"{protocol.fvd_frames} / fps seconds")
+    frame_to_frame = [m for m, spec in REGISTRY.items() if spec.partner_pixels == "equal"]
+    _equal_sides(check, real, fake, "frame_rate", ("fvd", *frame_to_frame), f"a {protocol.fvd_frames}-frame FVD clip "
+                 f"spans {protocol.fvd_frames} / fps seconds, and PSNR, SSIM and LPIPS compare the real clip's frame i "
+                 "with the generated clip's frame i, which at another frame rate show other moments; render at the "
+                 "real clips' frame rate")
     rates = {p.fps for p in (*real, *fake)}
     skeleton_fps = {"fgd": protocol.fps, "div": protocol.fps, "bas": getattr(protocol, "bas_fps", protocol.fps)}
     for metric, target in skeleton_fps.items():

@@ -40,6 +40,8 @@ def sides(**fake_changes) -> tuple[list[ClipProperties], list[ClipProperties]]:
 @pytest.mark.parametrize("name, change, metrics", [
     ("frame_size", {"width": 128, "height": 128}, ("fvd",)),
     ("frame_rate", {"fps": 30.0, "num_frames": 120}, ("fvd",)),
+    # PSNR, SSIM and LPIPS pair frame i with frame i: at 30 fps against 25 other moments (before: not checked)
+    ("frame_rate", {"fps": 30.0, "num_frames": 120}, ("psnr", "ssim", "lpips")),
     ("duration", {"num_frames": 80}, ALL),
     ("pixel_format", {"pixel_format": "yuv444p"}, ALL),
     ("colour_range", {"colour_range": "pc"}, ALL),
