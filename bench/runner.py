@@ -743,8 +743,9 @@ DAMAGED_SUFFIX = ".damaged"
 def same_as_recorded(method: str, path: Path, generation: dict, label: str) -> bool:
     """Whether the kept video at ``path`` holds the bytes its record says were made (``sha256``; True when
     none is recorded, or no video is there). A video replaced since (a ``--generated`` folder's file copied
-    over, a file of the run folder swapped by hand) is set aside, ``<name>.mp4.changed``, and made again
-    (linked again: the folder's new bytes, recorded), with a warning naming both hashes. Before, the new
+    over, a file of the run folder swapped by hand) is made again, with a warning naming both hashes: a file
+    of the run folder is set aside first (``<name>.mp4.changed``); a link to a ``--generated`` folder's file is
+    removed and made again (the folder's new bytes, recorded; that file is not touched). Before, the new
     bytes were scored under the old record, which named content that no longer produced the numbers."""
     recorded = (generation.get(label) or {}).get("sha256")
     if not recorded or not path.is_file():
@@ -759,8 +760,10 @@ def same_as_recorded(method: str, path: Path, generation: dict, label: str) -> b
         aside = damaged_name(path, ".changed")
         os.replace(path, aside)
     logger.warning("%s, %s: the video is not the one recorded (sha256 %s..., now %s...): replaced since it was "
-                   "made; making it again%s", method, label, recorded[:12], now[:12],
-                   f" (the replaced file is now {aside.name})" if aside else "")
+                   "made; %s", method, label, recorded[:12], now[:12],
+                   f"making it again (the replaced file is now {aside.name})" if aside else
+                   "linking it again, to be scored and recorded as it is now (the link to it was removed; the file "
+                   "itself is left as it is)")
     generation.pop(label, None)
     return False
 

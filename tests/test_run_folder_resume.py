@@ -103,7 +103,12 @@ def test_a_video_replaced_since_its_record_is_made_or_linked_again_and_recorded(
     assert static.with_name(static.name + ".changed").read_bytes() == first.video.read_bytes()
     assert rows(out)["static"]["generation"][first.label]["sha256"] == hashlib.sha256(made).hexdigest()
     assert f"x, {first.label}: the video is not the one recorded (sha256 " in caplog.text
+    # the folder's file is the user's: only the link is made again, and the warning says so (before: "making it
+    # again", and the README said it was set aside as .changed)
+    assert "linking it again, to be scored and recorded as it is now" in caplog.text
+    assert not source.with_name(source.name + ".changed").exists()
     assert f"static, {first.label}: the video is not the one recorded" in caplog.text
+    assert "making it again (the replaced file is now" in caplog.text
 
 
 def test_a_video_damaged_after_the_run_is_made_again_and_the_damaged_file_kept(corpus, official, bas_config,
