@@ -271,8 +271,11 @@ class RunScorer:
         _, ref_props, _ = self.evaluator.properties(split.reference, "real")
         _, cand_props, _ = self.evaluator.properties(split.candidates, "fake")
         inputs = self.evaluator.check_inputs(ref_props, cand_props)
-        return Scored(self.evaluator.score(reference, candidates),
-                      self.evaluator.provenance(len(reference), len(candidates), inputs), inputs, note=split.note)
+        # a real clip's frame-to-frame metrics (PSNR, SSIM, LPIPS) compare it with itself: none here
+        metrics = [m for m in self.evaluator.metrics if REGISTRY[m].partner_pixels != "equal"]
+        cards = {m: c for m, c in self.evaluator.provenance(len(reference), len(candidates), inputs).items()
+                 if m in metrics}
+        return Scored(self.evaluator.score(reference, candidates, metrics), cards, inputs, note=split.note)
 
     def _noise_floor_reference(self) -> list[ClipResult]:
         """The reference half of the noise floor (train clips recorded on the first call only)."""

@@ -166,18 +166,20 @@ REGISTRY: dict[str, MetricSpec] = _specs(
     MetricSpec("drift", "Drift", True, "drift from the reference image", "Chunk joins", reference=True,
                default=True, implementation="metrics.chunk_joins:ReferenceDrift",
                unit="grey levels (0-255) per second", partner_pixels="resized"),
+    # PSNR, SSIM and LPIPS compare a clip with its real clip frame by frame: the real videos have no value of
+    # their own (against themselves: 100 dB, 1, 0 by construction), so no GT value and no noise floor.
     # Not in the default selection: they need weights (a metric without its file is left out with a
     # message), or, PSNR and SSIM, the real clip's frames for every generated clip (CI time).
     MetricSpec("sync_c", "Sync-C", False, "lip-sync confidence (LSE-C)", "Lip sync", reference=True,
                implementation="metrics.lipsync:LipSyncConfidence", weights="syncnet", audio=True),
     MetricSpec("sync_d", "Sync-D", True, "lip-sync distance (LSE-D)", "Lip sync", reference=True,
                implementation="metrics.lipsync:LipSyncDistance", weights="syncnet", audio=True),
-    MetricSpec("psnr", "PSNR", False, "peak signal-to-noise ratio", "Frame quality", reference=True, paired=True,
+    MetricSpec("psnr", "PSNR", False, "peak signal-to-noise ratio", "Frame quality", paired=True,
                implementation="metrics.frame_quality:PeakSignalToNoise", unit="dB", partner_pixels="equal"),
-    MetricSpec("ssim", "SSIM", False, "structural similarity", "Frame quality", reference=True, paired=True,
+    MetricSpec("ssim", "SSIM", False, "structural similarity", "Frame quality", paired=True,
                implementation="metrics.frame_quality:StructuralSimilarity", partner_pixels="equal"),
     MetricSpec("lpips", "LPIPS", True, "learned perceptual image patch similarity", "Frame quality",
-               reference=True, paired=True, implementation="metrics.frame_quality:PerceptualDistance",
+               paired=True, implementation="metrics.frame_quality:PerceptualDistance",
                weights="lpips", partner_pixels="equal"),
     MetricSpec("fid", "FID", True, "Fréchet inception distance on frames", "Frame quality", two_sided=True,
                implementation="metrics.frame_quality:FrechetInceptionDistance", weights="inception"),

@@ -617,3 +617,11 @@ def test_a_folder_of_videos_has_no_split_and_the_records_say_so(corpus, tmp_path
     train_fgd_autoencoder(corpus["copies"], tmp_path / "ae", Protocol(), ToyMarkerPose(), steps=2, latent=4, hidden=8)
     card = json.loads((tmp_path / "ae" / "config.json").read_text())
     assert card["training"]["split"] == "all (a folder of videos)"
+
+
+def test_the_real_videos_have_no_psnr_or_ssim_of_their_own(corpus, tmp_path):
+    """Before: the real side's row gave PSNR 100 and SSIM 1, each real clip against itself, read as a reference
+    value (and the benchmark's GT and noise-floor rows showed them too)."""
+    result = run(corpus, corpus["copies"], tmp_path, metrics=("psnr", "ssim", "bas"))
+    assert set(result.scores["all"]) == {"psnr", "ssim", "bas"}
+    assert set(result.reference["all"]) == {"bas"}
