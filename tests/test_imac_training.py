@@ -835,8 +835,9 @@ def test_a_moved_run_resumes_from_moved_model_folders_but_not_from_changed_ones(
             parameter.add_(0.01)
     changed.save_pretrained(moved / "vae")
     with pytest.raises(ValueError, match=re.escape(
-            f"checkpoints/step-2: trained from other model weights (video.vae: '{moved / 'vae'}', whose content "
-            "changed); resume it from the folders it was trained from (they may lie elsewhere)")):
+            f"checkpoints/step-2: trained from other model weights or data (video.vae: '{moved / 'vae'}', whose "
+            "content changed); resume it from the folders and the dataset it was trained from (they may lie "
+            "elsewhere)")):
         train(tiny_config(corpus, moved / "vae", moved, ["train.save_every=1",
                                                          f"stage2.init_from={moved / 'stage1' / 'model'}"]),
               "stage2", progress=False, max_steps=3)
@@ -871,3 +872,24 @@ def test_stage2_refuses_a_stage1_model_of_other_audio_settings(corpus, vae, tmp_
         train(tiny_config(corpus, vae, tmp_path / "two", [f"stage2.init_from={init}", "audio.hubert_seed=5"]),
               "stage2", progress=False, max_steps=1)
     assert not (tmp_path / "two").exists()
+
+
+def test_a_stage_resumed_on_another_dataset_is_refused_and_on_the_same_one_moved_is_not(corpus, vae, tmp_path):
+    """Before: resumed with data.root on another corpus, a stage trained on without a word and its config.yaml
+    then named the new corpus for the whole run."""
+    import shutil
+
+    run = tmp_path / "run"
+    train(tiny_config(corpus, vae, run, ["train.save_every=1"]), "stage1", progress=False, max_steps=1)
+    moved = tmp_path / "moved-corpus"
+    shutil.copytree(corpus, moved)
+    assert train(tiny_config(moved, vae, run, ["train.save_every=1"]), "stage1", progress=False,
+                 max_steps=2).first_step == 1
+    from bench.data.toy.corpus import ToyCorpusConfig, generate_toy_corpus
+
+    other = tmp_path / "other-corpus"       # another seed: other clips of other lengths
+    generate_toy_corpus(other, ToyCorpusConfig(seed=7, identities=1, clips=3, test_clips=1, size=64,
+                                               min_seconds=3.6, max_seconds=4.0), progress=False)
+    with pytest.raises(ValueError, match=re.escape(f"trained from other model weights or data (data.root: "
+                                                   f"'{moved}' -> '{other}')")):
+        train(tiny_config(other, vae, run, ["train.save_every=1"]), "stage1", progress=False, max_steps=3)

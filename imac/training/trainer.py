@@ -51,12 +51,12 @@ from imac.models.video import check_video_config, enable_block_checkpointing
 from imac.pipeline import (IMACPipeline, assemble, build_hubert, build_motion, build_video_parts,
                            hubert_identity)
 from imac.training.windows import ClipArrays, GlobalBatches, TrainingWindows, open_dataset, preload_frames
-from metrics.dataset import FPS_RELATIVE_TOLERANCE, Dataset
+from metrics.dataset import FPS_RELATIVE_TOLERANCE, MANIFEST_NAME, Dataset
 from metrics.device import resolve_device
 from metrics.distributed import Processes, StopRequests, Stopped, close_at_exit, stopped_anywhere
 from metrics.io.bounded import read_json
 from metrics.io.files import (hold_folder, remove_stale_temporaries, replace_folder, temporary_folder_sibling,
-                              update_digest_from_file, write_json_atomic, write_text_atomic)
+                              file_sha256, update_digest_from_file, write_json_atomic, write_text_atomic)
 
 STAGES = ("stage1", "stage2")
 PRELOAD_LIMIT_BYTES = 2 * 1024 ** 3
@@ -378,9 +378,10 @@ RESUMABLE_KEYS = ("train.output", "train.save_every", "train.log_every", "train.
                   "data.root", "data.feature_cache", *SAMPLING_KEYS)
 
 
-# The model folders a stage reads its starting weights from. Where they lie may change when a stage resumes
-# (a run moved, or named by another path); what they hold may not: ``inputs.json`` in the stage's folder
-# records a fingerprint of each (``folder_fingerprint``) and a resume compares those instead of the paths.
+# The model folders a stage reads its starting weights from, and its dataset. Where they lie may change when a
+# stage resumes (a run moved, or named by another path); what they hold may not: ``inputs.json`` in the stage's
+# folder records a fingerprint of each (``folder_fingerprint``; of the dataset, its manifest's SHA-256) and a
+# resume compares those instead of the paths.
 MODEL_INPUT_KEYS = ("stage2.init_from", "video.vae", "video.pretrained", "audio.hubert")
 INPUTS_FILE = "inputs.json"
 SAMPLED_ABOVE = 64 << 20          # bytes: a larger file is fingerprinted by its size and 10 blocks of 1 MiB
@@ -418,6 +419,9 @@ def model_inputs(config: IMACConfig, stage: str) -> dict[str, dict[str, str | No
         folder = Path(value) if isinstance(value, str) and value else None
         inputs[key] = {"path": value, "fingerprint": folder_fingerprint(folder) if folder and folder.is_dir()
                        else value}
+    manifest = Path(config.data.root) / MANIFEST_NAME     # the dataset: its clip list (which files, splits, sizes)
+    inputs["data.root"] = {"path": config.data.root,
+                           "fingerprint": file_sha256(manifest) if manifest.is_file() else config.data.root}
     return inputs
 
 
@@ -433,6 +437,8 @@ def input_changes(saved: Path, inputs: dict[str, dict[str, str | None]]) -> list
         return None
     changed = []
     for key, now in inputs.items():
+        if key not in recorded:          # a record without it (data.root: written before it was recorded)
+            continue
         before = recorded.get(key) if isinstance(recorded.get(key), dict) else {}
         if before.get("fingerprint") != now["fingerprint"]:
             where = (f"{before.get('path')!r} -> {now['path']!r}" if before.get("path") != now["path"]
@@ -591,8 +597,9 @@ def _train_stage(config: IMACConfig, stage: str, settings: StageConfig, dataset:
         inputs = model_inputs(config, stage)
         moved = input_changes(out / INPUTS_FILE, inputs)
         if moved:
-            raise TrainingFolderError(f"{latest[0]}: trained from other model weights ({listed(moved)})",
-                                      "resume it from the folders it was trained from (they may lie elsewhere)")
+            raise TrainingFolderError(f"{latest[0]}: trained from other model weights or data ({listed(moved)})",
+                                      "resume it from the folders and the dataset it was trained from (they may lie "
+                                      "elsewhere)")
         changed = resume_changes(out / "config.yaml", config, stage, inputs_compared=moved is not None)
         if changed:
             raise TrainingFolderError(f"{latest[0]}: trained with other settings ({listed(changed)})",
