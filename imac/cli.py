@@ -90,10 +90,12 @@ def training_summary(result) -> str:
     ran = result.steps - result.first_step
     if ran == 0:
         return f"already trained to step {result.steps}, nothing to do"
-    said = (f"{ran} steps" if result.first_step == 0 else
-            f"steps {result.first_step + 1}-{result.steps} (resumed at step {result.first_step})")
+    said = (f"{ran} step{'s' * (ran != 1)}" if result.first_step == 0 else
+            (f"step {result.steps}" if ran == 1 else f"steps {result.first_step + 1}-{result.steps}")
+            + f" (resumed at step {result.first_step})")
     losses = ", ".join(f"{k} {v:.4f}" for k, v in result.last_losses.items())
-    return f"{said} in {result.seconds:.0f} s (mean of the last {result.last_window} steps: {losses})"
+    window = f"{result.last_window} step{'s' * (result.last_window != 1)}"
+    return f"{said} in {result.seconds:.0f} s (mean of the last {window}: {losses})"
 
 
 def _train_vae(config: IMACConfig, args: argparse.Namespace) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import random
@@ -219,7 +220,10 @@ def test_training_runs_both_stages_resumes_and_skips_the_first_stage_for_the_abl
     # what `imac train` prints: this run's steps, where it resumed, what the losses average
     assert (first.first_step, resumed.first_step, resumed.steps, resumed.last_window) == (0, 3, 5, 1)
     assert training_summary(first).startswith("3 steps in ")
-    assert re.fullmatch(r"steps 4-5 \(resumed at step 3\) in \d+ s \(mean of the last 1 steps: loss [\d.]+, "
+    # one step: "1 step", "step 3" (before: "1 steps", "steps 3-3")
+    assert training_summary(dataclasses.replace(first, steps=1)).startswith("1 step in ")
+    assert training_summary(dataclasses.replace(first, first_step=2)).startswith("step 3 (resumed at step 2) in ")
+    assert re.fullmatch(r"steps 4-5 \(resumed at step 3\) in \d+ s \(mean of the last 1 step: loss [\d.]+, "
                         r"motion_loss [\d.]+\)", training_summary(resumed)), training_summary(resumed)
     assert training_summary(train(config, "stage1", progress=False, max_steps=5)) == \
         "already trained to step 5, nothing to do"
