@@ -385,15 +385,18 @@ RESUMABLE_KEYS = ("train.output", "train.save_every", "train.log_every", "train.
 MODEL_INPUT_KEYS = ("stage2.init_from", "video.vae", "video.pretrained", "audio.hubert")
 INPUTS_FILE = "inputs.json"
 SAMPLED_ABOVE = 64 << 20          # bytes: a larger file is fingerprinted by its size and 10 blocks of 1 MiB
+# Records of how a folder was made, not what it computes: they name paths (a stage-1 model's imac.json holds
+# its config, train.output included, rewritten by a rerun with nothing to do) and seconds (training.json).
+RECORD_FILES = ("imac.json", "training.json")
 
 
 def folder_fingerprint(folder: Path) -> str:
-    """A SHA-256 over a folder's files (recursively, in name order): each one's relative path, size and
-    content; of a file over ``SAMPLED_ABOVE`` bytes (the weights of a large model), its size and 10 blocks of
-    1 MiB spread over it (first and last included), so that a start does not read gigabytes. A retrained
-    or replaced model changes every block; the files' times are not read (a copy keeps the fingerprint)."""
+    """A SHA-256 over a folder's files (recursively, in name order; not ``RECORD_FILES``): each one's relative
+    path, size and content; of a file over ``SAMPLED_ABOVE`` bytes (the weights of a large model), its size and
+    10 blocks of 1 MiB spread over it (first and last included), so that a start does not read gigabytes. A
+    retrained or replaced model changes every block; the files' times are not read (a copy keeps the fingerprint)."""
     digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name not in RECORD_FILES):
         size = path.stat().st_size
         digest.update(f"{path.relative_to(folder).as_posix()}\0{size}\0".encode())
         if size <= SAMPLED_ABOVE:
